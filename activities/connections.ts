@@ -1,0 +1,67 @@
+/**
+ * Database connections of a worker. Plans name environment variables; only here are those
+ * names turned into connection strings, so secrets stay inside the worker process.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import pg from 'pg';
+
+export type ConnectionEnv = Record<string, string | undefined>;
+
+export interface Databases {
+  /** The pool for the database whose URL is in environment variable `envName`. */
+  pool(envName: string): pg.Pool;
+  /** Whether two environment variables lead to the same database (the copy can stay inside it). */
+  sameDatabase(envNameA: string, envNameB: string): boolean;
+  close(): Promise<void>;
+}
+
+export interface DatabasesOptions {
+  env?: ConnectionEnv;
+  /** Connections per database per worker process. (Default: 4) */
+  poolSize?: number;
+}
+
+export function createDatabases({ env = process.env, poolSize = 4 }: DatabasesOptions = {}): Databases {
+  const pools = new Map<string, pg.Pool>();
+
+  function resolve(envName: string): string {
+    const url = env[envName];
+    if (!url) {
+      throw ApplicationFailure.nonRetryable(
+        `environment variable ${envName} is not set on this worker; set it to the database URL and restart the worker`,
+        'MissingConnection',
+      );
+    }
+    return url;
+  }
+
+  return {
+    pool(envName) {
+      let pool = pools.get(envName);
+      if (!pool) {
+        pool = new pg.Pool({
+          connectionString: resolve(envName),
+          max: poolSize,
+          application_name: 'ferry',
+          idleTimeoutMillis: 30_000,
+        });
+        // An idle client losing its connection (a database restart) must not crash the worker;
+        // the next checkout reconnects.
+        pool.on('error', () => {});
+        pools.set(envName, pool);
+      }
+      return pool;
+    },
+    sameDatabase(a, b) {
+      return a === b || resolve(a) === resolve(b);
+    },
+    async close() {
+      const all = [...pools.values()];
+      pools.clear();
+      await Promise.all(all.map((pool) => pool.end()));
+    },
+  };
+}
+
+/** Query option that returns every value as Postgres's own text, untouched by type parsers. */
+export const asText = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig;

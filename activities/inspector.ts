@@ -1,0 +1,170 @@
+/**
+ * Inspector reads both databases before anything is written: tables, key, the transform run
+ * on a sample, the size of the job. It never writes, which is what makes a dry run safe.
+ */
+import type pg from 'pg';
+import type { Inspection, TableInspection, TransformSample } from '../lib/inspection';
+import { targetKey, type Plan } from '../lib/plan';
+import type { Databases } from './connections';
+import { asText } from './connections';
+import { sampleSql, type CopySpec } from './copy-statements';
+import { displayName, qualifiedName, type TableName } from './sql';
+
+const SAMPLE_ROWS = 5;
+const COUNT_TIMEOUT_MS = 5_000;
+
+export function copySpecOf(plan: Plan): CopySpec {
+  return {
+    source: { schema: plan.source.schema, table: plan.source.table, key: plan.source.key },
+    target: { schema: plan.target.schema, table: plan.target.table, key: targetKey(plan) },
+    columns: plan.transform.sql,
+  };
+}
+
+async function inspectTable(pool: pg.Pool, table: TableName, key: string): Promise<TableInspection> {
+  const regclass = qualifiedName(table);
+  const columns = await pool.query<{ name: string; type: string; not_null: boolean; has_default: boolean }>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
+            (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '') AS has_default
+       FROM pg_attribute a
+      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attnum`,
+    [regclass],
+  );
+  const exists = columns.rowCount !== 0;
+  const inspection: TableInspection = {
+    name: displayName(table),
+    exists,
+    columns: columns.rows.map((c) => ({ name: c.name, type: c.type, notNull: c.not_null, hasDefault: c.has_default })),
+    estimatedRows: null,
+    keyType: columns.rows.find((c) => c.name === key)?.type ?? null,
+    keyIsUnique: false,
+  };
+  if (!exists) return inspection;
+
+  const unique = await pool.query<{ unique: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1
+          AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2) AS unique`,
+    [regclass, key],
+  );
+  inspection.keyIsUnique = unique.rows[0]?.unique ?? false;
+  inspection.estimatedRows = await estimateRows(pool, regclass);
+  return inspection;
+}
+
+/** Planner statistics when there are any; otherwise an exact count, given a few seconds. */
+async function estimateRows(pool: pg.Pool, regclass: string): Promise<number | null> {
+  const stats = await pool.query<{ estimate: string }>(
+    `SELECT reltuples::bigint::text AS estimate FROM pg_class WHERE oid = to_regclass($1)`,
+    [regclass],
+  );
+  const estimate = Number(stats.rows[0]?.estimate ?? -1);
+  if (estimate >= 0) return estimate;
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN READ ONLY');
+    await client.query(`SET LOCAL statement_timeout = ${COUNT_TIMEOUT_MS}`);
+    const counted = await client.query<{ rows: string }>(`SELECT count(*)::text AS rows FROM ${regclass}`);
+    return Number(counted.rows[0]?.rows);
+  } catch {
+    return null;
+  } finally {
+    await client.query('ROLLBACK').catch(() => {});
+    client.release();
+  }
+}
+
+/** A value's shape without its content: enough to spot NULLs and empty splits. */
+function redact(value: string | null): string | null {
+  if (value === null) return null;
+  if (value === '') return '<empty>';
+  return `<${[...value].length} chars>`;
+}
+
+async function sampleTransform(pool: pg.Pool, spec: CopySpec, showValues: boolean): Promise<TransformSample> {
+  const { text, values } = sampleSql(spec, SAMPLE_ROWS);
+  const client = await pool.connect();
+  try {
+    // Read-only, so a transform expression cannot write even on a dry run.
+    await client.query('BEGIN READ ONLY');
+    const result = await client.query<Record<string, string | null>>({ text, values, types: asText, rowMode: 'array' });
+    return {
+      columns: result.fields.map((f) => f.name),
+      rows: (result.rows as unknown as (string | null)[][]).map((row) =>
+        showValues ? row : row.map((value, i) => (i === 0 ? value : redact(value))),
+      ),
+      redacted: !showValues,
+    };
+  } finally {
+    await client.query('ROLLBACK').catch(() => {});
+    client.release();
+  }
+}
+
+export interface InspectInput {
+  plan: Plan;
+  /** Put real sample values into the result (and so into the workflow history). */
+  showSampleValues: boolean;
+}
+
+export function createInspector(databases: Databases) {
+  return {
+    async inspect({ plan, showSampleValues }: InspectInput): Promise<Inspection> {
+      const spec = copySpecOf(plan);
+      const sourcePool = databases.pool(plan.source.connection);
+      const targetPool = databases.pool(plan.target.connection);
+      const [source, target] = await Promise.all([
+        inspectTable(sourcePool, spec.source, spec.source.key),
+        inspectTable(targetPool, spec.target, spec.target.key),
+      ]);
+      const problems: string[] = [];
+      const warnings: string[] = [];
+
+      if (!source.exists) problems.push(`source table ${source.name} does not exist`);
+      else if (!source.keyType) problems.push(`source key column "${spec.source.key}" is not a column of ${source.name}`);
+      else if (!source.keyIsUnique)
+        problems.push(`source key column "${spec.source.key}" has no unique index on it alone; keyset batches need a unique key`);
+
+      if (!target.exists) problems.push(`target table ${target.name} does not exist; create it before migrating`);
+      else {
+        const targetColumns = new Set(target.columns.map((c) => c.name));
+        for (const column of Object.keys(spec.columns)) {
+          if (!targetColumns.has(column)) problems.push(`transform column "${column}" is not a column of ${target.name}`);
+        }
+        for (const column of target.columns) {
+          if (column.notNull && !column.hasDefault && !(column.name in spec.columns)) {
+            problems.push(`target column "${column.name}" is NOT NULL without a default, and the transform does not fill it`);
+          }
+        }
+        if (target.keyType && !target.keyIsUnique) {
+          problems.push(
+            `target key column "${spec.target.key}" has no unique index on it alone; copies could not be made idempotent`,
+          );
+        }
+        if (target.estimatedRows) {
+          warnings.push(`target ${target.name} already holds about ${target.estimatedRows} rows; rows with the same key are kept as they are`);
+        }
+      }
+
+      let sample: TransformSample | null = null;
+      if (problems.length === 0) {
+        try {
+          sample = await sampleTransform(sourcePool, spec, showSampleValues);
+        } catch (error) {
+          problems.push(`transform does not run on ${source.name}: ${(error as Error).message}`);
+        }
+      }
+
+      return {
+        source,
+        target,
+        sameDatabase: databases.sameDatabase(plan.source.connection, plan.target.connection),
+        sample,
+        problems,
+        warnings,
+      };
+    },
+  };
+}

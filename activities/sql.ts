@@ -1,0 +1,22 @@
+/**
+ * Quoting for everything Ferry puts into SQL text. Identifiers from a plan are always quoted,
+ * so a name with quotes, spaces or SQL in it names an object and never runs.
+ */
+import { escapeIdentifier, escapeLiteral } from 'pg';
+
+export const quoteIdent = escapeIdentifier;
+export const quoteLiteral = escapeLiteral;
+
+export interface TableName {
+  schema: string;
+  table: string;
+}
+
+export function qualifiedName({ schema, table }: TableName): string {
+  return `${quoteIdent(schema)}.${quoteIdent(table)}`;
+}
+
+/** For messages: how a person would write the name. */
+export function displayName({ schema, table }: TableName): string {
+  return `${schema}.${table}`;
+}

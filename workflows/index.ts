@@ -1,0 +1,4 @@
+/** The workflow types a Ferry worker registers. */
+export { migrationWorkflow } from './migration';
+export type { MigrationInput } from './migration';
+export { shardWorkflow } from './shard';
