@@ -65,3 +65,25 @@ export function createDatabases({ env = process.env, poolSize = 4 }: DatabasesOp
 
 /** Query option that returns every value as Postgres's own text, untouched by type parsers. */
 export const asText = { getTypeParser: () => (value: string) => value } as unknown as pg.CustomTypesConfig;
+
+const ignoreError = () => {};
+
+/**
+ * Runs `use` with a client of its own. A client whose connection broke (killed, database
+ * restarted) is discarded, never returned to the pool; and its error event, which pg emits on
+ * top of failing the query, is caught so it cannot crash the worker.
+ */
+export async function withClient<T>(pool: pg.Pool, use: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  client.on('error', ignoreError);
+  try {
+    const result = await use(client);
+    client.off('error', ignoreError);
+    client.release();
+    return result;
+  } catch (error) {
+    client.off('error', ignoreError);
+    client.release(true);
+    throw error;
+  }
+}

@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { KeyRange } from '../lib/key-range';
 import type { Plan } from '../lib/plan';
-import type { Databases } from './connections';
+import { withClient, type Databases } from './connections';
 import {
   copyIntoStagingSql,
   copyOutSql,
@@ -47,19 +47,6 @@ export interface CopyBatchesResult extends CopyProgress {
 
 /** Rows the batch inserted; the rest were already in the target. */
 type RowsWritten = number;
-
-async function withClient<T>(pool: pg.Pool, use: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    const result = await use(client);
-    client.release();
-    return result;
-  } catch (error) {
-    // A client that failed mid-statement may be in any state: drop it rather than reuse it.
-    client.release(true);
-    throw error;
-  }
-}
 
 async function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<RowsWritten> {
   const { text, values } = copyWithinDatabaseSql(spec, range);

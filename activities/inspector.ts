@@ -6,7 +6,7 @@ import type pg from 'pg';
 import type { Inspection, TableInspection, TransformSample } from '../lib/inspection';
 import { targetKey, type Plan } from '../lib/plan';
 import type { Databases } from './connections';
-import { asText } from './connections';
+import { asText, withClient } from './connections';
 import { sampleSql, type CopySpec } from './copy-statements';
 import { displayName, qualifiedName, type TableName } from './sql';
 
@@ -62,17 +62,16 @@ async function estimateRows(pool: pg.Pool, regclass: string): Promise<number | n
   );
   const estimate = Number(stats.rows[0]?.estimate ?? -1);
   if (estimate >= 0) return estimate;
-  const client = await pool.connect();
   try {
-    await client.query('BEGIN READ ONLY');
-    await client.query(`SET LOCAL statement_timeout = ${COUNT_TIMEOUT_MS}`);
-    const counted = await client.query<{ rows: string }>(`SELECT count(*)::text AS rows FROM ${regclass}`);
-    return Number(counted.rows[0]?.rows);
+    return await withClient(pool, async (client) => {
+      await client.query('BEGIN READ ONLY');
+      await client.query(`SET LOCAL statement_timeout = ${COUNT_TIMEOUT_MS}`);
+      const counted = await client.query<{ rows: string }>(`SELECT count(*)::text AS rows FROM ${regclass}`);
+      await client.query('ROLLBACK');
+      return Number(counted.rows[0]?.rows);
+    });
   } catch {
     return null;
-  } finally {
-    await client.query('ROLLBACK').catch(() => {});
-    client.release();
   }
 }
 
@@ -85,22 +84,19 @@ function redact(value: string | null): string | null {
 
 async function sampleTransform(pool: pg.Pool, spec: CopySpec, showValues: boolean): Promise<TransformSample> {
   const { text, values } = sampleSql(spec, SAMPLE_ROWS);
-  const client = await pool.connect();
-  try {
+  return withClient(pool, async (client) => {
     // Read-only, so a transform expression cannot write even on a dry run.
     await client.query('BEGIN READ ONLY');
-    const result = await client.query<Record<string, string | null>>({ text, values, types: asText, rowMode: 'array' });
+    const result = await client.query<(string | null)[]>({ text, values, types: asText, rowMode: 'array' });
+    await client.query('ROLLBACK');
     return {
       columns: result.fields.map((f) => f.name),
-      rows: (result.rows as unknown as (string | null)[][]).map((row) =>
+      rows: result.rows.map((row) =>
         showValues ? row : row.map((value, i) => (i === 0 ? value : redact(value))),
       ),
       redacted: !showValues,
     };
-  } finally {
-    await client.query('ROLLBACK').catch(() => {});
-    client.release();
-  }
+  });
 }
 
 export interface InspectInput {

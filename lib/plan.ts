@@ -85,20 +85,33 @@ export const planSchema = z
     transform: transformSchema,
     copy: copySchema.default({ batchSize: 1000, rowsPerSecond: 0 }),
   })
-  .superRefine((plan, ctx) => {
-    const targetKey = plan.target.key ?? plan.source.key;
-    if (!(targetKey in plan.transform.sql)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['transform', 'sql'],
-        message: `must produce the target key column "${targetKey}"`,
-      });
-    }
-    const sameConnection = plan.source.connection === plan.target.connection;
-    if (sameConnection && plan.source.schema === plan.target.schema && plan.source.table === plan.target.table) {
-      ctx.addIssue({ code: 'custom', path: ['target', 'table'], message: 'is the source table itself; a migration needs a different target' });
-    }
-  });
+  // Cross-field checks run even when other fields have problems, so that every problem is
+  // reported at once; they therefore read the plan defensively.
+  .superRefine(
+    (value, ctx) => {
+      if (typeof value !== 'object' || value === null) return;
+      const plan = value as DeepPartial<z.output<typeof sourceSchema>, 'source'> &
+        DeepPartial<z.output<typeof targetSchema>, 'target'> & { transform?: { sql?: Record<string, string> } };
+      const sourceKey = plan.source?.key;
+      const targetKeyName = plan.target?.key ?? sourceKey;
+      const columns = plan.transform?.sql;
+      if (typeof targetKeyName === 'string' && columns && typeof columns === 'object' && !(targetKeyName in columns)) {
+        ctx.addIssue({ code: 'custom', path: ['transform', 'sql'], message: `must produce the target key column "${targetKeyName}"` });
+      }
+      const { source, target } = plan;
+      if (
+        source?.connection !== undefined &&
+        source.connection === target?.connection &&
+        (source.schema ?? 'public') === (target.schema ?? 'public') &&
+        source.table === target.table
+      ) {
+        ctx.addIssue({ code: 'custom', path: ['target', 'table'], message: 'is the source table itself; a migration needs a different target' });
+      }
+    },
+    { when: () => true },
+  );
+
+type DeepPartial<T, K extends string> = { [P in K]?: Partial<T> };
 
 export type PlanInput = z.input<typeof planSchema>;
 export type Plan = z.output<typeof planSchema>;
@@ -141,6 +154,13 @@ function describeIssue(issue: z.core.$ZodIssue): PlanProblem[] {
 
 /** Validates an already-parsed value; throws InvalidPlanError listing every problem. */
 export function validatePlan(value: unknown, origin?: string): Plan {
+  if (value === null || value === undefined) throw new InvalidPlanError([{ path: '', message: 'the plan is empty' }], origin);
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidPlanError(
+      [{ path: '', message: `must be a mapping of settings (name, source, target, transform), not ${Array.isArray(value) ? 'a list' : `a ${typeof value}`}` }],
+      origin,
+    );
+  }
   const result = planSchema.safeParse(value);
   if (!result.success) throw new InvalidPlanError(result.error.issues.flatMap(describeIssue), origin);
   return result.data;

@@ -2,6 +2,7 @@
  * A Ferry worker: one process per machine, polling the shared task queue. It holds the
  * database connections, resolved from its own environment.
  */
+import path from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { createDatabases, type ConnectionEnv } from '../activities/connections';
@@ -24,7 +25,7 @@ export interface FerryWorker {
   shutdown(): void;
 }
 
-export const workflowsPath = require.resolve('../workflows');
+export const workflowsPath = path.join(__dirname, '..', 'workflows', 'index.ts');
 
 export async function createFerryWorker(options: FerryWorkerOptions): Promise<FerryWorker> {
   const connection = await NativeConnection.connect({ address: options.temporal.address });
@@ -36,6 +37,9 @@ export async function createFerryWorker(options: FerryWorkerOptions): Promise<Fe
     activities: createActivities({ databases }),
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
     shutdownGraceTime: `${options.shutdownGraceSeconds ?? 5}s`,
+    // The copier heartbeats its cursor after every batch; sending one a second at most bounds
+    // the work a crashed attempt repeats to about a second.
+    maxHeartbeatThrottleInterval: '1 second',
   });
   return {
     worker,

@@ -66,7 +66,8 @@ function withDatabase(url: string, database: string): string {
   return parsed.toString();
 }
 
-async function createDatabaseOn(adminUrl: string, name: string): Promise<string> {
+/** Creates (or re-creates, empty) database `name` on the server of `adminUrl`; returns its URL. */
+export async function createDatabaseOn(adminUrl: string, name: string): Promise<string> {
   const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();
   try {

@@ -1,0 +1,50 @@
+// Lint rules. The one that matters most keeps workflow code deterministic: no Node built-ins,
+// no database drivers and no activity implementations in workflows/ or the pure lib/ they use.
+import js from '@eslint/js';
+import { builtinModules } from 'node:module';
+import tseslint from 'typescript-eslint';
+
+const nodeBuiltins = builtinModules.flatMap((name) => [name, `node:${name}`]);
+
+const workflowSafeImports = {
+  '@typescript-eslint/no-restricted-imports': [
+    'error',
+    {
+      paths: [
+        ...nodeBuiltins.map((name) => ({ name, message: 'Workflow code is deterministic: no Node built-ins.' })),
+        { name: 'pg', message: 'Workflow code never touches the database; call an activity.' },
+        { name: 'pg-copy-streams', message: 'Workflow code never touches the database; call an activity.' },
+        { name: 'prom-client', message: 'Metrics are recorded by activities and workers, not workflows.' },
+        { name: '@temporalio/activity', message: 'Activity APIs do not run inside workflows.' },
+        { name: '@temporalio/worker', message: 'Worker APIs do not run inside workflows.' },
+        { name: '@temporalio/client', message: 'Workflows talk to other workflows through @temporalio/workflow.' },
+      ],
+      patterns: [
+        {
+          group: ['**/activities', '**/activities/*', '**/workers/*', '**/cli/*', '**/scripts/*', '**/client/*'],
+          allowTypeImports: true,
+          message: 'Workflows import activities as types only (import type), and nothing else with side effects.',
+        },
+      ],
+    },
+  ],
+};
+
+export default tseslint.config(
+  { ignores: ['node_modules/', '.tools/', 'dist/', 'coverage/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
+      'no-constant-condition': ['error', { checkLoops: false }],
+    },
+  },
+  { files: ['workflows/**/*.ts', 'lib/**/*.ts'], rules: workflowSafeImports },
+  {
+    files: ['bin/**/*.js'],
+    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', process: 'readonly' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+);

@@ -1,0 +1,76 @@
+/** What integration tests share: fresh databases, a worker on its own task queue, a client. */
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+import type { ConnectionEnv } from '../../activities/connections';
+import { temporalSettings, type TemporalSettings } from '../../lib/settings';
+import { createDatabaseOn } from '../../scripts/services/postgres';
+import { createFerryWorker } from '../../workers/worker';
+
+let runtimeInstalled = false;
+
+/** Quiet SDK logs: tests print what they check, not the worker's chatter. */
+function installRuntime(): void {
+  if (runtimeInstalled) return;
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  runtimeInstalled = true;
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${randomUUID().slice(0, 8)}`;
+}
+
+export function createTestDatabase(prefix: string): Promise<string> {
+  return createDatabaseOn(inject('postgresUrl'), uniqueName(`ferry_${prefix}`));
+}
+
+/** Runs SQL on a database with a short-lived connection. */
+export async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(url: string, text: string, values?: unknown[]): Promise<R[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const result = await client.query<R>(text, values);
+    return result.rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** The single row a query returns. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export async function sqlRow<R extends pg.QueryResultRow = Record<string, any>>(url: string, text: string, values?: unknown[]): Promise<R> {
+  const rows = await sql<R>(url, text, values);
+  if (rows.length !== 1) throw new Error(`expected one row, got ${rows.length}: ${text}`);
+  return rows[0]!;
+}
+
+export interface TestWorker {
+  temporal: TemporalSettings;
+  client: Client;
+  stop(): Promise<void>;
+}
+
+/** A real Ferry worker on a task queue of its own, and a client for it. */
+export async function startWorker(env: ConnectionEnv): Promise<TestWorker> {
+  installRuntime();
+  const temporal = temporalSettings({}, { address: inject('temporalAddress'), taskQueue: uniqueName('test') });
+  const worker = await createFerryWorker({
+    temporal,
+    env,
+    workflowBundle: { codePath: inject('workflowBundlePath') },
+    shutdownGraceSeconds: 1,
+  });
+  const running = worker.run();
+  const connection = await Connection.connect({ address: temporal.address });
+  return {
+    temporal,
+    client: new Client({ connection, namespace: temporal.namespace }),
+    async stop() {
+      worker.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}

@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import {
+  copyOutSql,
+  copyWithinDatabaseSql,
+  createStagingSql,
+  insertFromStagingSql,
+  nextBatchBoundSql,
+  stagingTableName,
+  type CopySpec,
+} from '../../activities/copy-statements';
+
+const spec: CopySpec = {
+  source: { schema: 'public', table: 'users', key: 'id' },
+  target: { schema: 'app', table: 'users_v2', key: 'id' },
+  columns: { id: 'id', first_name: "split_part(full_name, ' ', 1)" },
+};
+
+const hostile: CopySpec = {
+  source: { schema: 'public', table: 'we"ird; DROP TABLE users; --', key: 'the "key"' },
+  target: { schema: 'x"y', table: 'target table', key: 'the "key"' },
+  columns: { 'the "key"': '"the ""key"""', 'first"name': 'name' },
+};
+
+describe('copy statements', () => {
+  it('bounds the next batch by walking the key only, with bind parameters', () => {
+    expect(nextBatchBoundSql(spec.source, { after: '41', upTo: '100' }, 500)).toEqual({
+      text:
+        'SELECT batch.last_key, batch.rows FROM (SELECT s."id"::text AS last_key, row_number() OVER (ORDER BY s."id") AS rows ' +
+        'FROM "public"."users" AS s WHERE s."id" > $1 AND s."id" <= $2 ORDER BY s."id" LIMIT $3) AS batch ORDER BY batch.rows DESC LIMIT 1',
+      values: ['41', '100', 500],
+    });
+    expect(nextBatchBoundSql(spec.source, { after: null, upTo: null }, 10).text).toContain('WHERE true ORDER BY');
+  });
+
+  it('copies within one database in one idempotent statement', () => {
+    expect(copyWithinDatabaseSql(spec, { after: null, upTo: '1000' })).toEqual({
+      text:
+        'INSERT INTO "app"."users_v2" ("id", "first_name") ' +
+        `SELECT (id) AS "id", (split_part(full_name, ' ', 1)) AS "first_name" FROM "public"."users" AS s ` +
+        'WHERE s."id" <= $1 ON CONFLICT DO NOTHING',
+      values: ['1000'],
+    });
+  });
+
+  it('puts key values into COPY as quoted literals', () => {
+    expect(copyOutSql(spec, { after: "it's", upTo: 'z\\' })).toBe(
+      `COPY (SELECT (id) AS "id", (split_part(full_name, ' ', 1)) AS "first_name" FROM "public"."users" AS s ` +
+        `WHERE s."id" > 'it''s' AND s."id" <=  E'z\\\\') TO STDOUT`,
+    );
+  });
+
+  it('stages cross-database rows in a temp table that empties on commit', () => {
+    const stage = stagingTableName(spec);
+    expect(stage).toMatch(/^ferry_stage_[0-9a-f]{16}$/);
+    expect(createStagingSql(spec)).toBe(
+      `CREATE TEMP TABLE IF NOT EXISTS "${stage}" ON COMMIT DELETE ROWS AS SELECT "id", "first_name" FROM "app"."users_v2" WITH NO DATA`,
+    );
+    expect(insertFromStagingSql(spec)).toBe(
+      `INSERT INTO "app"."users_v2" ("id", "first_name") SELECT "id", "first_name" FROM "${stage}" ON CONFLICT DO NOTHING`,
+    );
+  });
+
+  it('quotes hostile identifiers so they name objects and never run', () => {
+    const { text } = copyWithinDatabaseSql(hostile, { after: '1', upTo: '2' });
+    expect(text).toContain('INSERT INTO "x""y"."target table" ("the ""key""", "first""name")');
+    expect(text).toContain('FROM "public"."we""ird; DROP TABLE users; --" AS s');
+    expect(text).toContain('WHERE s."the ""key""" > $1');
+    expect(nextBatchBoundSql(hostile.source, { after: null, upTo: null }, 1).text).toContain('"we""ird; DROP TABLE users; --"');
+  });
+});

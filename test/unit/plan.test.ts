@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import { InvalidPlanError, parsePlan, targetKey } from '../../lib/plan';
+
+const valid = `
+name: split-full-name
+source: { connection: SOURCE_URL, table: users, key: id }
+target: { connection: TARGET_URL, table: users_v2 }
+transform:
+  sql:
+    id: id
+    first_name: split_part(full_name, ' ', 1)
+`;
+
+function problemsOf(text: string) {
+  try {
+    parsePlan(text);
+  } catch (error) {
+    expect(error).toBeInstanceOf(InvalidPlanError);
+    return (error as InvalidPlanError).problems;
+  }
+  throw new Error('plan was accepted');
+}
+
+describe('plan', () => {
+  it('fills defaults', () => {
+    const plan = parsePlan(valid);
+    expect(plan.source.schema).toBe('public');
+    expect(plan.target.schema).toBe('public');
+    expect(plan.copy).toEqual({ batchSize: 1000, rowsPerSecond: 0 });
+    expect(targetKey(plan)).toBe('id');
+    expect(Object.keys(plan.transform.sql)).toEqual(['id', 'first_name']);
+  });
+
+  it('reports every problem at once, with its path, unknown keys included', () => {
+    const problems = problemsOf(`
+name: Bad Name
+colour: blue
+source: { connection: SOURCE_URL, table: users, key: id, shema: x }
+target: { connection: 'postgres://app:secret@db/prod', table: '' }
+transform: { sql: { first_name: "split_part(full_name, ' ', 1)" } }
+copy: { batchSize: -5 }
+`);
+    const byPath = Object.fromEntries(problems.map((p) => [p.path, p.message]));
+    expect(byPath).toMatchObject({
+      name: expect.stringContaining('lower-case'),
+      colour: 'is not a known setting',
+      'source.shema': 'is not a known setting',
+      'target.connection': expect.stringContaining('environment variable'),
+      'target.table': 'must not be empty',
+      'copy.batchSize': expect.stringMatching(/>=\s*1/),
+    });
+    expect(problems.length).toBeGreaterThanOrEqual(6);
+  });
+
+  it('names missing sections', () => {
+    const paths = problemsOf('name: x\n').map((p) => p.path);
+    expect(paths).toEqual(expect.arrayContaining(['source', 'target', 'transform']));
+  });
+
+  it('refuses a document that is not a mapping', () => {
+    expect(problemsOf('')).toEqual([{ path: '', message: 'the plan is empty' }]);
+    expect(problemsOf('just text')).toEqual([{ path: '', message: expect.stringContaining('not a string') }]);
+    expect(problemsOf('- a\n- b')).toEqual([{ path: '', message: expect.stringContaining('not a list') }]);
+  });
+
+  it('requires the transform to produce the target key', () => {
+    const problems = problemsOf(valid.replace('    id: id\n', ''));
+    expect(problems).toEqual([{ path: 'transform.sql', message: 'must produce the target key column "id"' }]);
+  });
+
+  it('refuses a target that is the source table', () => {
+    const problems = problemsOf(valid.replace('TARGET_URL, table: users_v2', 'SOURCE_URL, table: users'));
+    expect(problems).toEqual([{ path: 'target.table', message: expect.stringContaining('source table itself') }]);
+  });
+
+  it('reports malformed YAML without guessing', () => {
+    const problems = problemsOf('name: [unclosed\nsource: {');
+    expect(problems[0]!.message).toMatch(/^YAML: /);
+  });
+
+  it('refuses duplicate keys, which YAML would otherwise silently overwrite', () => {
+    expect(problemsOf(`${valid}\nname: other\n`)[0]!.message).toMatch(/YAML: .*unique/i);
+  });
+
+  it('accepts identifiers with quotes and spaces: they are quoted, never refused', () => {
+    const plan = parsePlan(valid.replace('table: users,', `table: 'we"ird; DROP TABLE x',`));
+    expect(plan.source.table).toBe('we"ird; DROP TABLE x');
+  });
+
+  it('refuses identifiers Postgres would truncate', () => {
+    const problems = problemsOf(valid.replace('table: users,', `table: ${'x'.repeat(64)},`));
+    expect(problems).toEqual([{ path: 'source.table', message: expect.stringContaining('63 bytes') }]);
+  });
+});
