@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     // Forks, not threads: the Temporal worker's native runtime wants a process of its own.
     pool: 'forks',
+    reporters: ['default', './test/support/summary-reporter.ts'],
     maxWorkers: 2,
     projects: [
       {

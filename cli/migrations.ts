@@ -3,9 +3,11 @@
  * demo both go through here, so they behave the same.
  */
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { CopyProgress } from '../activities/copier';
 import type { Plan } from '../lib/plan';
 import type { TemporalSettings } from '../lib/settings';
-import type { MigrationStatus } from '../lib/status';
+import { recountRows, type MigrationStatus } from '../lib/status';
 import { statusQuery } from '../workflows/messages';
 import type { migrationWorkflow } from '../workflows/migration';
 
@@ -70,6 +72,32 @@ function failureMessage(error: unknown): string {
   return message;
 }
 
+/**
+ * A shard reports to its migration only between copy calls (every few seconds). In between,
+ * the running copy call's last heartbeat says how far it got: add it, so status is live without
+ * writing anything to the workflow histories.
+ */
+async function addLiveProgress(client: Client, status: MigrationStatus): Promise<void> {
+  await Promise.all(
+    status.shards
+      .filter((shard) => shard.state === 'running')
+      .map(async (shard) => {
+        try {
+          const child = await client.workflow.getHandle(`${status.migrationId}/shard-${shard.index}`).describe();
+          const payload = child.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0];
+          if (!payload) return;
+          const progress = defaultPayloadConverter.fromPayload<CopyProgress>(payload);
+          shard.cursor = progress.cursor ?? shard.cursor;
+          shard.rowsRead += progress.rowsRead;
+          shard.rowsWritten += progress.rowsWritten;
+        } catch {
+          // The shard finished between the query and the describe: its own report is current.
+        }
+      }),
+  );
+  recountRows(status);
+}
+
 export async function migrationReport(client: Client, migrationId: string): Promise<MigrationReport> {
   const handle = client.workflow.getHandle<typeof migrationWorkflow>(migrationId);
   let description;
@@ -81,7 +109,9 @@ export async function migrationReport(client: Client, migrationId: string): Prom
   }
   const runState = RUN_STATES[description.status.name] ?? 'failed';
   if (runState === 'running') {
-    return { migrationId, runState, status: await handle.query(statusQuery), failure: null };
+    const status = await handle.query(statusQuery);
+    await addLiveProgress(client, status);
+    return { migrationId, runState, status, failure: null };
   }
   try {
     return { migrationId, runState, status: await handle.result(), failure: null };

@@ -41,3 +41,9 @@ export interface MigrationStatus {
 export function rowsSkipped(status: Pick<MigrationStatus, 'rowsRead' | 'rowsWritten'>): number {
   return Math.max(0, status.rowsRead - status.rowsWritten);
 }
+
+/** Sets the migration's totals from its shards. */
+export function recountRows(status: MigrationStatus): void {
+  status.rowsRead = status.shards.reduce((sum, s) => sum + s.rowsRead, 0);
+  status.rowsWritten = status.shards.reduce((sum, s) => sum + s.rowsWritten, 0);
+}

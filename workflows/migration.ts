@@ -13,7 +13,7 @@ import {
 import type { FerryActivities } from '../activities';
 import { wholeKeySpace } from '../lib/key-range';
 import type { Plan } from '../lib/plan';
-import type { MigrationStatus, ShardStatus } from '../lib/status';
+import { recountRows, type MigrationStatus, type ShardStatus } from '../lib/status';
 import { shardProgressSignal, statusQuery } from './messages';
 import { shardWorkflow, type ShardResult } from './shard';
 
@@ -56,7 +56,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     shard.rowsRead = progress.rowsRead;
     shard.rowsWritten = progress.rowsWritten;
     if (progress.done) shard.state = 'done';
-    recount(status);
+    recountRows(status);
   });
 
   const inspection = await inspect({ plan: input.plan, showSampleValues: input.showSampleValues ?? false });
@@ -84,11 +84,6 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   }));
   await runShards(input.plan, status);
   return finish(status, 'completed');
-}
-
-function recount(status: MigrationStatus): void {
-  status.rowsRead = status.shards.reduce((sum, s) => sum + s.rowsRead, 0);
-  status.rowsWritten = status.shards.reduce((sum, s) => sum + s.rowsWritten, 0);
 }
 
 function finish(status: MigrationStatus, phase: MigrationStatus['phase']): MigrationStatus {
@@ -129,6 +124,6 @@ async function runShards(plan: Plan, status: MigrationStatus): Promise<void> {
     running.delete(finished.index);
     const shard = status.shards[finished.index]!;
     Object.assign(shard, { state: 'done', cursor: finished.cursor, rowsRead: finished.rowsRead, rowsWritten: finished.rowsWritten });
-    recount(status);
+    recountRows(status);
   }
 }
