@@ -17,7 +17,7 @@ export function copySpecOf(plan: Plan): CopySpec {
   return {
     source: { schema: plan.source.schema, table: plan.source.table, key: plan.source.key },
     target: { schema: plan.target.schema, table: plan.target.table, key: targetKey(plan) },
-    columns: plan.transform.sql,
+    columns: plan.transform.sql ?? {},
   };
 }
 

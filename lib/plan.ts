@@ -4,6 +4,7 @@
  */
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { throttleBounds } from './throttle';
 
 /** Postgres truncates identifiers longer than this, which would silently change their meaning. */
 const MAX_IDENTIFIER_BYTES = 63;
@@ -57,21 +58,103 @@ const sqlExpression = z
   .trim()
   .min(1, 'must be a SQL expression over the source row');
 
-const transformSchema = z.strictObject({
-  /** Target column name to a SQL expression over the source row, evaluated inside Postgres. */
-  sql: z
-    .record(identifier, sqlExpression)
-    .refine((columns) => Object.keys(columns).length > 0, { message: 'must map at least one target column' }),
+const transformSchema = z
+  .strictObject({
+    /** Target column name to a SQL expression over the source row, evaluated inside Postgres. */
+    sql: z
+      .record(identifier, sqlExpression)
+      .refine((columns) => Object.keys(columns).length > 0, { message: 'must map at least one target column' })
+      .optional(),
+    /**
+     * A JavaScript or TypeScript module whose default export maps a source row to a target row,
+     * an array of them, or null to skip it. The path is resolved on the worker.
+     */
+    module: z.string().min(1, 'must be the path of a module').optional(),
+    /** With `module`: the target columns its rows fill, in order. */
+    columns: z.array(identifier).min(1, 'must name at least one column').optional(),
+  })
+  .superRefine((transform, ctx) => {
+    if (!transform.sql === !transform.module) {
+      ctx.addIssue({ code: 'custom', message: 'must have exactly one of sql (column: expression) or module (a path)' });
+    }
+    if (transform.module && !transform.columns) {
+      ctx.addIssue({ code: 'custom', path: ['columns'], message: 'is required with module: the target columns its rows fill' });
+    }
+    if (transform.sql && transform.columns) {
+      ctx.addIssue({ code: 'custom', path: ['columns'], message: 'goes with module only; with sql the columns are its keys' });
+    }
+  });
+
+const bounded = (name: keyof typeof throttleBounds) =>
+  z.number().int().min(throttleBounds[name].min).max(throttleBounds[name].max);
+
+const throttleSchema = z.strictObject({
+  /** Rows per second across the migration; omit for no limit. (Default: no limit) */
+  rowsPerSecond: bounded('rowsPerSecond').nullable().default(null),
+  /** The largest batch, and the first. (Default: 1000) */
+  batchSize: bounded('batchSize').default(1000),
+  /** Shards copying at once. (Default: 1) */
+  concurrency: bounded('concurrency').default(1),
+  /** Batch size adapts so a batch takes about this long; 0 keeps it fixed. (Default: 0.5) */
+  targetBatchSeconds: z.number().min(0).max(60).default(0.5),
 });
 
-const MAX_BATCH_SIZE = 100_000;
-
-const copySchema = z.strictObject({
-  /** Rows per batch. (Default: 1000) */
-  batchSize: z.number().int().min(1).max(MAX_BATCH_SIZE).default(1000),
-  /** Upper bound on rows copied per second across the migration; 0 means no limit. (Default: 0) */
-  rowsPerSecond: z.number().int().min(0).default(0),
+const backoffSchema = z.strictObject({
+  /** Pause while a replica of the source replays more than this far behind. (Default: 10) */
+  maxReplicaLagSeconds: z.number().positive().default(10),
+  /** Pause while a query on the source (not Ferry's) has run longer than this. (Default: 60) */
+  maxQuerySeconds: z.number().positive().default(60),
+  /** Pause while this SQL, run on the source, returns a number above `max`. */
+  probe: z.strictObject({ sql: z.string().trim().min(1, 'must be a SELECT returning one number'), max: z.number() }).optional(),
+  /** How often the limits are checked. (Default: 1) */
+  checkEverySeconds: z.number().positive().max(60).default(1),
 });
+
+const conflictSchema = z
+  .strictObject({
+    /**
+     * ignore: a row already in the target wins (it was written by the application).
+     * newer-wins: the row with the higher `newerBy` value wins. (Default: ignore)
+     */
+    policy: z.enum(['ignore', 'newer-wins']).default('ignore'),
+    /** With newer-wins: a version or updated_at column present in both rows. */
+    newerBy: identifier.optional(),
+  })
+  .superRefine((conflict, ctx) => {
+    if (conflict.policy === 'newer-wins' && !conflict.newerBy) {
+      ctx.addIssue({ code: 'custom', path: ['newerBy'], message: 'is required with policy newer-wins (a version or updated_at column)' });
+    }
+    if (conflict.policy === 'ignore' && conflict.newerBy) {
+      ctx.addIssue({ code: 'custom', path: ['newerBy'], message: 'goes with policy newer-wins only' });
+    }
+  });
+
+const shardsSchema = z.strictObject({
+  /** Key ranges to split the table into. (Default: 1) */
+  count: z.number().int().min(1).max(1024).default(1),
+  /** One shard per distinct value of this column instead (e.g. tenant_id). */
+  partitionColumn: identifier.optional(),
+});
+
+const failuresSchema = z.strictObject({
+  /** Pause the migration for a person once this many rows have failed. (Default: 1000) */
+  maxCount: z.number().int().min(0).default(1000),
+  /** ... or once this fraction of the rows read has failed, after 1000 rows. (Default: 0.01) */
+  maxRate: z.number().min(0).max(1).default(0.01),
+});
+
+export const subsetSchema = z.strictObject({
+  /** A SQL condition over the source row. */
+  where: sqlExpression.optional(),
+  /** Keys from `from` to `to`, both included. */
+  keyRange: z.strictObject({ from: z.string().optional(), to: z.string().optional() }).optional(),
+  /** A deterministic sample: about this percentage of keys, the same ones every run. */
+  samplePercent: z.number().gt(0).max(100).optional(),
+  /** Only these values of shards.partitionColumn. */
+  partitionValues: z.array(z.string()).min(1).optional(),
+});
+
+export type Subset = z.output<typeof subsetSchema>;
 
 export const planSchema = z
   .strictObject({
@@ -83,7 +166,12 @@ export const planSchema = z
     source: sourceSchema,
     target: targetSchema,
     transform: transformSchema,
-    copy: copySchema.default({ batchSize: 1000, rowsPerSecond: 0 }),
+    throttle: throttleSchema.prefault({}),
+    backoff: backoffSchema.prefault({}),
+    conflict: conflictSchema.prefault({}),
+    shards: shardsSchema.prefault({}),
+    failures: failuresSchema.prefault({}),
+    subset: subsetSchema.optional(),
   })
   // Cross-field checks run even when other fields have problems, so that every problem is
   // reported at once; they therefore read the plan defensively.
@@ -91,12 +179,29 @@ export const planSchema = z
     (value, ctx) => {
       if (typeof value !== 'object' || value === null) return;
       const plan = value as DeepPartial<z.output<typeof sourceSchema>, 'source'> &
-        DeepPartial<z.output<typeof targetSchema>, 'target'> & { transform?: { sql?: Record<string, string> } };
+        DeepPartial<z.output<typeof targetSchema>, 'target'> & {
+          transform?: { sql?: Record<string, string>; columns?: string[] };
+          conflict?: { newerBy?: string };
+          subset?: { partitionValues?: string[] };
+          shards?: { partitionColumn?: string };
+        };
       const sourceKey = plan.source?.key;
       const targetKeyName = plan.target?.key ?? sourceKey;
-      const columns = plan.transform?.sql;
-      if (typeof targetKeyName === 'string' && columns && typeof columns === 'object' && !(targetKeyName in columns)) {
-        ctx.addIssue({ code: 'custom', path: ['transform', 'sql'], message: `must produce the target key column "${targetKeyName}"` });
+      const sqlColumns = plan.transform?.sql;
+      const produced = Array.isArray(plan.transform?.columns)
+        ? { path: ['transform', 'columns'], names: plan.transform.columns }
+        : sqlColumns && typeof sqlColumns === 'object'
+          ? { path: ['transform', 'sql'], names: Object.keys(sqlColumns) }
+          : null;
+      if (typeof targetKeyName === 'string' && produced && !produced.names.includes(targetKeyName)) {
+        ctx.addIssue({ code: 'custom', path: produced.path, message: `must produce the target key column "${targetKeyName}"` });
+      }
+      const newerBy = plan.conflict?.newerBy;
+      if (typeof newerBy === 'string' && produced && !produced.names.includes(newerBy)) {
+        ctx.addIssue({ code: 'custom', path: ['conflict', 'newerBy'], message: `must be a column the transform produces ("${newerBy}" is not)` });
+      }
+      if (plan.subset?.partitionValues && !plan.shards?.partitionColumn) {
+        ctx.addIssue({ code: 'custom', path: ['subset', 'partitionValues'], message: 'needs shards.partitionColumn to say which column the values are of' });
       }
       const { source, target } = plan;
       if (
@@ -176,6 +281,11 @@ export function parsePlan(text: string, origin?: string): Plan {
     );
   }
   return validatePlan(doc.toJS(), origin);
+}
+
+/** Target column names in the order the transform produces them. */
+export function targetColumns(plan: Plan): string[] {
+  return plan.transform.columns ?? Object.keys(plan.transform.sql ?? {});
 }
 
 /** The target's key column name. */

@@ -43,7 +43,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     startedAt: new Date().toISOString(),
     finishedAt: null,
     inspection: null,
-    throttle: { batchSize: input.plan.copy.batchSize, rowsPerSecond: input.plan.copy.rowsPerSecond },
+    throttle: { batchSize: input.plan.throttle.batchSize, rowsPerSecond: input.plan.throttle.rowsPerSecond ?? 0 },
     shards: [],
     rowsRead: 0,
     rowsWritten: 0,

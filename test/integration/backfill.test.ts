@@ -83,7 +83,7 @@ describe('backfill', () => {
 
   it('copies 10,000 rows between two databases, every value intact', async () => {
     await sql(targetUrl, targetDdl('accounts_v2'));
-    const plan = planFor({ name: 'two-databases', copy: { batchSize: 700 } });
+    const plan = planFor({ name: 'two-databases', throttle: { batchSize: 700 } });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const status = await handle.result();
 
@@ -123,7 +123,7 @@ describe('backfill', () => {
       source: { connection: 'SOURCE_URL', table: source, key },
       target: { connection: 'SOURCE_URL', table: target },
       transform: { sql: transform(key) },
-      copy: { batchSize: 999 },
+      throttle: { batchSize: 999 },
     });
     const status = await (await startMigration(worker.client, worker.temporal, plan, { execute: true })).result();
     expect(status).toMatchObject({ phase: 'completed', rowsWritten: ROWS });
@@ -144,7 +144,7 @@ describe('backfill', () => {
     const plan = planFor({
       name: 'resume',
       target: { connection: 'TARGET_URL', table: 'accounts_resume' },
-      copy: { batchSize: 50, rowsPerSecond: 1000 },
+      throttle: { batchSize: 50, rowsPerSecond: 1000, targetBatchSeconds: 0 },
     });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
 

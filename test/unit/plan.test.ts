@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidPlanError, parsePlan, targetKey } from '../../lib/plan';
+import { InvalidPlanError, parsePlan, targetColumns, targetKey } from '../../lib/plan';
 
 const valid = `
 name: split-full-name
@@ -26,9 +26,11 @@ describe('plan', () => {
     const plan = parsePlan(valid);
     expect(plan.source.schema).toBe('public');
     expect(plan.target.schema).toBe('public');
-    expect(plan.copy).toEqual({ batchSize: 1000, rowsPerSecond: 0 });
+    expect(plan.throttle).toEqual({ batchSize: 1000, rowsPerSecond: null, concurrency: 1, targetBatchSeconds: 0.5 });
+    expect(plan.conflict).toEqual({ policy: 'ignore' });
+    expect(plan.shards).toEqual({ count: 1 });
     expect(targetKey(plan)).toBe('id');
-    expect(Object.keys(plan.transform.sql)).toEqual(['id', 'first_name']);
+    expect(targetColumns(plan)).toEqual(['id', 'first_name']);
   });
 
   it('reports every problem at once, with its path, unknown keys included', () => {
@@ -38,7 +40,7 @@ colour: blue
 source: { connection: SOURCE_URL, table: users, key: id, shema: x }
 target: { connection: 'postgres://app:secret@db/prod', table: '' }
 transform: { sql: { first_name: "split_part(full_name, ' ', 1)" } }
-copy: { batchSize: -5 }
+throttle: { batchSize: -5 }
 `);
     const byPath = Object.fromEntries(problems.map((p) => [p.path, p.message]));
     expect(byPath).toMatchObject({
@@ -47,7 +49,7 @@ copy: { batchSize: -5 }
       'source.shema': 'is not a known setting',
       'target.connection': expect.stringContaining('environment variable'),
       'target.table': 'must not be empty',
-      'copy.batchSize': expect.stringMatching(/>=\s*1/),
+      'throttle.batchSize': expect.stringMatching(/>=\s*10/),
     });
     expect(problems.length).toBeGreaterThanOrEqual(6);
   });
