@@ -1,35 +1,48 @@
 /**
- * Copier moves rows from source to target in keyset batches. Every batch is idempotent (rows
- * already in the target are kept), so a batch run twice after a crash changes nothing.
+ * Copier moves rows from source to target in keyset batches, paced by the throttle and the
+ * source's health. Every batch is idempotent under the plan's conflict policy, so a batch run
+ * twice after a crash changes nothing; a row that cannot be copied is isolated and recorded,
+ * and the rest of its batch goes on.
  */
 import { activityInfo, CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import type { KeyRange } from '../lib/key-range';
+import type { KeyRange, ShardSpec } from '../lib/key-range';
 import type { Plan } from '../lib/plan';
+import type { RetryOutcome } from '../lib/status';
 import { withClient, type Databases } from './connections';
 import {
   copyIntoStagingSql,
   copyOutSql,
+  copySpecOf,
   copyWithinDatabaseSql,
   createStagingSql,
   insertFromStagingSql,
+  middleKeySql,
   nextBatchBoundSql,
   type CopySpec,
 } from './copy-statements';
-import { copySpecOf } from './inspector';
+import { recordFailures, type FailedRecord } from './ferry-schema';
+import { isRowError, nextBatchSize, rateDelayMs, redactErrorMessage } from './pacing';
+import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
+import { holdReason } from './throttler';
 
 export interface CopyBatchesInput {
+  migrationId: string;
   plan: Plan;
-  /** The shard's key range. */
-  range: KeyRange;
-  /** Last key already copied in this range; null to start at the range's beginning. */
+  shard: ShardSpec;
+  /** Last key already copied in the shard; null to start at the shard's beginning. */
   cursor: string | null;
+  /** The batch size to start with (adapted by earlier calls). */
   batchSize: number;
-  /** Rows per second this call may copy; 0 for no limit. */
-  rowsPerSecond: number;
-  /** Return after about this long so the caller can apply a new throttle. (Default: 5) */
+  /** The throttle's batch size: adaptation never goes above it. */
+  maxBatchSize: number;
+  /** This shard's share of the rows/s limit; null for none. */
+  rowsPerSecond: number | null;
+  /** Return once this many rows have failed in this call, so the migration can pause. */
+  failureBudget: number;
+  /** Return after about this long so the shard can apply a new throttle. (Default: 5) */
   maxSeconds?: number;
 }
 
@@ -37,18 +50,28 @@ export interface CopyProgress {
   cursor: string | null;
   rowsRead: number;
   rowsWritten: number;
+  rowsFailed: number;
   batches: number;
+  batchSize: number;
+  /** Why the copier is slowed or holding right now, if it is. */
+  throttleReason: string | null;
 }
 
 export interface CopyBatchesResult extends CopyProgress {
-  /** The range holds no rows after the cursor. */
+  /** The shard holds no rows after the cursor. */
   done: boolean;
+  /** Rows that failed in this call (error messages without row values), at most MAX_REPORTED_FAILURES. */
+  failures: FailedRecord[];
 }
 
-/** Rows the batch inserted; the rest were already in the target. */
-type RowsWritten = number;
+const MAX_REPORTED_FAILURES = 20;
 
-async function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<RowsWritten> {
+interface RangeOutcome {
+  written: number;
+  failures: FailedRecord[];
+}
+
+async function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
   const { text, values } = copyWithinDatabaseSql(spec, range);
   const result = await pool.query(text, values);
   return result.rowCount ?? 0;
@@ -59,19 +82,13 @@ async function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange
  * then inserts them in the same target transaction. Text COPY keeps every value exactly as
  * Postgres prints it (microseconds, jsonb, numeric scale).
  */
-async function copyAcrossDatabases(
-  sourcePool: pg.Pool,
-  targetPool: pg.Pool,
-  spec: CopySpec,
-  range: KeyRange,
-): Promise<RowsWritten> {
+async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
   return withClient(targetPool, (target) =>
     withClient(sourcePool, async (source) => {
       await target.query('BEGIN');
       try {
         await target.query(createStagingSql(spec));
-        const into = target.query(copyFrom(copyIntoStagingSql(spec)));
-        await pipeline(source.query(copyTo(copyOutSql(spec, range))), into);
+        await pipeline(source.query(copyTo(copyOutSql(spec, range))), target.query(copyFrom(copyIntoStagingSql(spec))));
         const inserted = await target.query(insertFromStagingSql(spec));
         await target.query('COMMIT');
         return inserted.rowCount ?? 0;
@@ -84,52 +101,164 @@ async function copyAcrossDatabases(
 }
 
 export function createCopier(databases: Databases) {
+  /** Copies one key range of `spec` by the fastest path the two databases allow. */
+  const rangeCopier = (plan: Plan) => {
+    const sourcePool = databases.pool(plan.source.connection);
+    const targetPool = databases.pool(plan.target.connection);
+    const sameDatabase = databases.sameDatabase(plan.source.connection, plan.target.connection);
+    return (spec: CopySpec, range: KeyRange) =>
+      sameDatabase ? copyWithinDatabase(sourcePool, spec, range) : copyAcrossDatabases(sourcePool, targetPool, spec, range);
+  };
+
   return {
     /**
-     * Copies batches from the cursor on until the range is done or about `maxSeconds` have
-     * passed. Heartbeats the cursor after every batch; a retried attempt resumes from it.
+     * Copies batches from the cursor on until the shard is done or about `maxSeconds` have
+     * passed. Heartbeats its progress after every batch; a retried attempt resumes from it.
      */
     async copyBatches(input: CopyBatchesInput): Promise<CopyBatchesResult> {
-      const spec = copySpecOf(input.plan);
-      const sourcePool = databases.pool(input.plan.source.connection);
-      const targetPool = databases.pool(input.plan.target.connection);
-      const sameDatabase = databases.sameDatabase(input.plan.source.connection, input.plan.target.connection);
+      const { plan } = input;
+      const spec = copySpecOf(plan, input.shard.partitionValue);
+      const sourcePool = databases.pool(plan.source.connection);
+      const targetPool = databases.pool(plan.target.connection);
+      const copyRange = rangeCopier(plan);
       const maxMs = (input.maxSeconds ?? 5) * 1000;
+      const checkEveryMs = plan.backoff.checkEverySeconds * 1000;
+      const targetBatchMs = plan.throttle.targetBatchSeconds * 1000;
+
+      /** Copies a range; when a row in it is refused, halves the range until that row stands alone. */
+      const copyIsolating = async (range: KeyRange, rows: number): Promise<RangeOutcome> => {
+        try {
+          return { written: await copyRange(spec, range), failures: [] };
+        } catch (error) {
+          const code = (error as { code?: string }).code;
+          if (!isRowError(code)) throw error;
+          const probe = nextBatchBoundSql(spec, range, 2);
+          const present = await sourcePool.query<{ last_key: string; rows: string }>(probe.text, probe.values);
+          const count = Number(present.rows[0]?.rows ?? 0);
+          if (count === 0) return { written: 0, failures: [] };
+          if (count === 1) {
+            return { written: 0, failures: [{ key: present.rows[0]!.last_key, code: code ?? null, error: (error as Error).message }] };
+          }
+          const half = Math.max(1, Math.floor(Math.max(rows, 2) / 2));
+          const middle = middleKeySql(spec, range, half);
+          const split = await sourcePool.query<{ key: string }>(middle.text, middle.values);
+          const middleKey = split.rows[0]?.key;
+          if (middleKey === undefined || middleKey === range.upTo) return copyIsolating(range, 2);
+          const left = await copyIsolating({ after: range.after, upTo: middleKey }, half);
+          const right = await copyIsolating({ after: middleKey, upTo: range.upTo }, Math.max(rows - half, 1));
+          return { written: left.written + right.written, failures: [...left.failures, ...right.failures] };
+        }
+      };
 
       const resumed = activityInfo().heartbeatDetails as CopyProgress | undefined;
-      const progress: CopyProgress = resumed ?? { cursor: input.cursor, rowsRead: 0, rowsWritten: 0, batches: 0 };
+      const progress: CopyProgress = resumed ?? {
+        cursor: input.cursor,
+        rowsRead: 0,
+        rowsWritten: 0,
+        rowsFailed: 0,
+        batches: 0,
+        batchSize: Math.min(input.batchSize, input.maxBatchSize),
+        throttleReason: null,
+      };
+      progress.batchSize = Math.min(progress.batchSize, input.maxBatchSize);
+      const reported: FailedRecord[] = [];
       const started = Date.now();
       let rowsThisAttempt = 0;
+      let failedThisAttempt = 0;
+      let lastHealthCheck = -Infinity;
+      const finish = (done: boolean): CopyBatchesResult => ({ ...progress, done, failures: reported });
+      const timeUp = () => Date.now() - started >= maxMs;
 
       for (;;) {
-        const range: KeyRange = { after: progress.cursor ?? input.range.after, upTo: input.range.upTo };
-        const bound = nextBatchBoundSql(spec.source, range, input.batchSize);
+        if (Date.now() - lastHealthCheck >= checkEveryMs) {
+          lastHealthCheck = Date.now();
+          let reason = await holdReason(sourcePool, plan.backoff);
+          while (reason) {
+            progress.throttleReason = `holding: ${reason}`;
+            heartbeat(progress);
+            if (timeUp()) return finish(false);
+            await sleep(checkEveryMs);
+            reason = await holdReason(sourcePool, plan.backoff);
+          }
+          progress.throttleReason = null;
+        }
+
+        const range: KeyRange = { after: progress.cursor ?? input.shard.range.after, upTo: input.shard.range.upTo };
+        const bound = nextBatchBoundSql(spec, range, progress.batchSize);
         const next = await sourcePool.query<{ last_key: string; rows: string }>(bound.text, bound.values);
         const lastKey = next.rows[0]?.last_key;
-        if (lastKey === undefined) return { ...progress, done: true };
+        if (lastKey === undefined) return finish(true);
+        const rows = Number(next.rows[0]!.rows);
 
-        const batchRange: KeyRange = { after: range.after, upTo: lastKey };
-        const written = sameDatabase
-          ? await copyWithinDatabase(sourcePool, spec, batchRange)
-          : await copyAcrossDatabases(sourcePool, targetPool, spec, batchRange);
+        const batchStarted = Date.now();
+        const outcome = await copyIsolating({ after: range.after, upTo: lastKey }, rows);
+        const batchMs = Date.now() - batchStarted;
+        if (outcome.failures.length > 0) {
+          await recordFailures(targetPool, input.migrationId, outcome.failures);
+          for (const failure of outcome.failures) {
+            if (reported.length < MAX_REPORTED_FAILURES) reported.push({ ...failure, error: redactErrorMessage(failure.error) });
+          }
+        }
 
-        const read = Number(next.rows[0]?.rows);
         progress.cursor = lastKey;
-        progress.rowsRead += read;
-        progress.rowsWritten += written;
+        progress.rowsRead += rows;
+        progress.rowsWritten += outcome.written;
+        progress.rowsFailed += outcome.failures.length;
         progress.batches += 1;
-        rowsThisAttempt += read;
+        progress.batchSize = nextBatchSize({
+          current: progress.batchSize,
+          rows,
+          elapsedMs: batchMs,
+          targetMs: targetBatchMs,
+          max: input.maxBatchSize,
+        });
+        rowsThisAttempt += rows;
+        failedThisAttempt += outcome.failures.length;
         heartbeat(progress);
         if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('copy cancelled');
+        if (failedThisAttempt >= input.failureBudget) return finish(false);
 
-        const elapsed = Date.now() - started;
-        if (input.rowsPerSecond > 0) {
-          const due = (rowsThisAttempt / input.rowsPerSecond) * 1000;
+        const delay = rateDelayMs(rowsThisAttempt, Date.now() - started, input.rowsPerSecond);
+        if (delay > 0) {
+          progress.throttleReason = `rows/s limit (${input.rowsPerSecond} rows/s for this shard)`;
           // Activity sleep ends early with a failure when the activity is cancelled.
-          if (due > elapsed) await sleep(Math.min(due - elapsed, maxMs));
+          await sleep(Math.min(delay, Math.max(0, maxMs - (Date.now() - started))));
+        } else {
+          progress.throttleReason = null;
         }
-        if (Date.now() - started >= maxMs) return { ...progress, done: false };
+        if (timeUp()) return finish(false);
       }
+    },
+
+    /** Copies every unresolved failed row of a migration again, one by one, after a fix. */
+    async retryFailedRecords({ migrationId, plan }: { migrationId: string; plan: Plan }): Promise<RetryOutcome> {
+      const targetPool = databases.pool(plan.target.connection);
+      const copyRange = rangeCopier(plan);
+      const base = copySpecOf(plan);
+      const failed = await targetPool.query<{ key: string }>(
+        `SELECT key FROM ferry.failed_records WHERE migration_id = $1 AND resolved_at IS NULL ORDER BY key`,
+        [migrationId],
+      );
+      let fixed = 0;
+      for (const { key } of failed.rows) {
+        const onlyThisKey = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)} = ${quoteLiteral(key)}`;
+        const spec = { ...base, filter: base.filter ? `${base.filter} AND ${onlyThisKey}` : onlyThisKey };
+        try {
+          await copyRange(spec, { after: null, upTo: null });
+          await targetPool.query(`UPDATE ferry.failed_records SET resolved_at = now() WHERE migration_id = $1 AND key = $2`, [migrationId, key]);
+          fixed += 1;
+        } catch (error) {
+          const code = (error as { code?: string }).code;
+          if (!isRowError(code)) throw error;
+          await recordFailures(targetPool, migrationId, [{ key, code: code ?? null, error: (error as Error).message }]);
+        }
+        heartbeat(fixed);
+      }
+      const left = await targetPool.query<{ count: number }>(
+        `SELECT count(*)::int AS count FROM ferry.failed_records WHERE migration_id = $1 AND resolved_at IS NULL`,
+        [migrationId],
+      );
+      return { retried: failed.rows.length, fixed, stillFailing: left.rows[0]?.count ?? 0 };
     },
   };
 }

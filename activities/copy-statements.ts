@@ -4,48 +4,74 @@
  */
 import { createHash } from 'node:crypto';
 import type { KeyRange } from '../lib/key-range';
-import { qualifiedName, quoteIdent, quoteLiteral, type TableName } from './sql';
+import { targetKey, type Plan } from '../lib/plan';
+import { qualifiedName, quoteIdent, quoteLiteral, SOURCE_ALIAS, type TableName } from './sql';
+import { sourceFilter } from './subset';
 
 export interface KeyedTable extends TableName {
   key: string;
 }
+
+export type ConflictPolicy = { policy: 'ignore' } | { policy: 'newer-wins'; newerBy: string };
 
 export interface CopySpec {
   source: KeyedTable;
   target: KeyedTable;
   /** Target column name to SQL expression over the source row, in target column order. */
   columns: Record<string, string>;
+  /** A condition over the source row (alias `s`) that limits what is copied; null for all rows. */
+  filter?: string | null;
+  /** (Default: ignore) */
+  conflict?: ConflictPolicy;
+  /** Skip keys with a tombstone in Ferry's schema on the target. (Default: false) */
+  honourTombstones?: boolean;
 }
 
-const SOURCE_ALIAS = 's';
+/** What a plan (or one shard of it, by partition value) copies, in the terms of the statements. */
+export function copySpecOf(plan: Plan, partitionValue: string | null = null): CopySpec {
+  return {
+    source: { schema: plan.source.schema, table: plan.source.table, key: plan.source.key },
+    target: { schema: plan.target.schema, table: plan.target.table, key: targetKey(plan) },
+    columns: plan.transform.sql ?? Object.fromEntries((plan.transform.columns ?? []).map((c) => [c, quoteIdent(c)])),
+    filter: sourceFilter(plan, partitionValue),
+    conflict:
+      plan.conflict.policy === 'newer-wins' ? { policy: 'newer-wins', newerBy: plan.conflict.newerBy! } : { policy: 'ignore' },
+    honourTombstones: true,
+  };
+}
+
+const TARGET_ALIAS = 't';
+const STAGE_ALIAS = 'st';
 
 interface Condition {
   sql: string;
   params: string[];
 }
 
-/** `key > after AND key <= upTo`, as bind parameters numbered from `firstParam`. */
-function rangeCondition(key: string, range: KeyRange, firstParam = 1): Condition {
-  const column = `${SOURCE_ALIAS}.${quoteIdent(key)}`;
+/** `key > after AND key <= upTo` plus the spec's filter, as bind parameters numbered from 1. */
+function rangeCondition(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange): Condition {
+  const column = `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
   const parts: string[] = [];
   const params: string[] = [];
   if (range.after !== null) {
     params.push(range.after);
-    parts.push(`${column} > $${firstParam + params.length - 1}`);
+    parts.push(`${column} > $${params.length}`);
   }
   if (range.upTo !== null) {
     params.push(range.upTo);
-    parts.push(`${column} <= $${firstParam + params.length - 1}`);
+    parts.push(`${column} <= $${params.length}`);
   }
+  if (spec.filter) parts.push(`(${spec.filter})`);
   return { sql: parts.length ? parts.join(' AND ') : 'true', params };
 }
 
 /** The same condition with literals, for COPY, which cannot take bind parameters. */
-function rangeConditionLiteral(key: string, range: KeyRange): string {
-  const column = `${SOURCE_ALIAS}.${quoteIdent(key)}`;
+function rangeConditionLiteral(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange): string {
+  const column = `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
   const parts: string[] = [];
   if (range.after !== null) parts.push(`${column} > ${quoteLiteral(range.after)}`);
   if (range.upTo !== null) parts.push(`${column} <= ${quoteLiteral(range.upTo)}`);
+  if (spec.filter) parts.push(`(${spec.filter})`);
   return parts.length ? parts.join(' AND ') : 'true';
 }
 
@@ -55,32 +81,77 @@ function selectList(columns: Record<string, string>): string {
     .join(', ');
 }
 
-function columnList(columns: Record<string, string>): string {
-  return Object.keys(columns).map(quoteIdent).join(', ');
+function columnList(names: string[]): string {
+  return names.map(quoteIdent).join(', ');
+}
+
+export const TOMBSTONES_TABLE = 'ferry.tombstones';
+
+/** How tombstones name a target table: schema.table, unquoted, as the client library writes it. */
+export function tombstoneTableName(target: TableName): string {
+  return `${target.schema}.${target.table}`;
+}
+
+function noTombstone(target: TableName, keyText: string): string {
+  return (
+    `NOT EXISTS (SELECT 1 FROM ${TOMBSTONES_TABLE} AS tomb ` +
+    `WHERE tomb.target_table = ${quoteLiteral(tombstoneTableName(target))} AND tomb.key = (${keyText})::text)`
+  );
+}
+
+/** What to do when the target already holds the key. */
+function onConflict(spec: CopySpec, columns: string[]): string {
+  const conflict = spec.conflict ?? { policy: 'ignore' };
+  if (conflict.policy === 'ignore') return 'ON CONFLICT DO NOTHING';
+  const updates = columns.filter((c) => c !== spec.target.key).map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
+  const newer = quoteIdent(conflict.newerBy);
+  return (
+    `ON CONFLICT (${quoteIdent(spec.target.key)}) DO UPDATE SET ${updates.join(', ')} ` +
+    `WHERE ${TARGET_ALIAS}.${newer} IS NULL OR ${TARGET_ALIAS}.${newer} < EXCLUDED.${newer}`
+  );
 }
 
 /**
  * Finds where the next batch ends: the last key of the first `limit` rows of the range and how
  * many rows that is. Walks the key index only. Returns no row when the range is empty.
  */
-export function nextBatchBoundSql(source: KeyedTable, range: KeyRange, limit: number): { text: string; values: unknown[] } {
-  const condition = rangeCondition(source.key, range);
-  const key = `${SOURCE_ALIAS}.${quoteIdent(source.key)}`;
+export function nextBatchBoundSql(
+  spec: Pick<CopySpec, 'source' | 'filter'>,
+  range: KeyRange,
+  limit: number,
+): { text: string; values: unknown[] } {
+  const condition = rangeCondition(spec, range);
+  const key = `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
   const text =
     `SELECT batch.last_key, batch.rows FROM (` +
     `SELECT ${key}::text AS last_key, row_number() OVER (ORDER BY ${key}) AS rows ` +
-    `FROM ${qualifiedName(source)} AS ${SOURCE_ALIAS} WHERE ${condition.sql} ORDER BY ${key} LIMIT $${condition.params.length + 1}` +
+    `FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} WHERE ${condition.sql} ORDER BY ${key} LIMIT $${condition.params.length + 1}` +
     `) AS batch ORDER BY batch.rows DESC LIMIT 1`;
   return { text, values: [...condition.params, limit] };
 }
 
-/** One statement that copies a key range within one database; rows already present are kept. */
+/** The key splitting a range's rows in two halves (the last key of the first half). */
+export function middleKeySql(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange, firstHalfRows: number): { text: string; values: unknown[] } {
+  const condition = rangeCondition(spec, range);
+  const key = `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
+  return {
+    text:
+      `SELECT ${key}::text AS key FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} ` +
+      `WHERE ${condition.sql} ORDER BY ${key} OFFSET $${condition.params.length + 1} LIMIT 1`,
+    values: [...condition.params, Math.max(0, firstHalfRows - 1)],
+  };
+}
+
+/** One statement that copies a key range within one database; idempotent under its conflict policy. */
 export function copyWithinDatabaseSql(spec: CopySpec, range: KeyRange): { text: string; values: unknown[] } {
-  const condition = rangeCondition(spec.source.key, range);
+  const condition = rangeCondition(spec, range);
+  const columns = Object.keys(spec.columns);
+  const keyExpression = spec.columns[spec.target.key] ?? `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
+  const where = spec.honourTombstones ? `${condition.sql} AND ${noTombstone(spec.target, keyExpression)}` : condition.sql;
   const text =
-    `INSERT INTO ${qualifiedName(spec.target)} (${columnList(spec.columns)}) ` +
+    `INSERT INTO ${qualifiedName(spec.target)} AS ${TARGET_ALIAS} (${columnList(columns)}) ` +
     `SELECT ${selectList(spec.columns)} FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} ` +
-    `WHERE ${condition.sql} ON CONFLICT DO NOTHING`;
+    `WHERE ${where} ${onConflict(spec, columns)}`;
   return { text, values: condition.params };
 }
 
@@ -88,7 +159,7 @@ export function copyWithinDatabaseSql(spec: CopySpec, range: KeyRange): { text: 
 export function copyOutSql(spec: CopySpec, range: KeyRange): string {
   return (
     `COPY (SELECT ${selectList(spec.columns)} FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} ` +
-    `WHERE ${rangeConditionLiteral(spec.source.key, range)}) TO STDOUT`
+    `WHERE ${rangeConditionLiteral(spec, range)}) TO STDOUT`
   );
 }
 
@@ -96,7 +167,7 @@ export function copyOutSql(spec: CopySpec, range: KeyRange): string {
  * A per-session staging table shaped like the copied target columns (types only, no
  * constraints). It empties itself at every commit, so a failed batch leaves nothing behind.
  */
-export function stagingTableName(spec: CopySpec): string {
+export function stagingTableName(spec: Pick<CopySpec, 'target' | 'columns'>): string {
   const digest = createHash('sha256')
     .update(JSON.stringify([spec.target.schema, spec.target.table, Object.keys(spec.columns)]))
     .digest('hex')
@@ -104,22 +175,24 @@ export function stagingTableName(spec: CopySpec): string {
   return `ferry_stage_${digest}`;
 }
 
-export function createStagingSql(spec: CopySpec): string {
+export function createStagingSql(spec: Pick<CopySpec, 'target' | 'columns'>): string {
   return (
     `CREATE TEMP TABLE IF NOT EXISTS ${quoteIdent(stagingTableName(spec))} ON COMMIT DELETE ROWS AS ` +
-    `SELECT ${columnList(spec.columns)} FROM ${qualifiedName(spec.target)} WITH NO DATA`
+    `SELECT ${columnList(Object.keys(spec.columns))} FROM ${qualifiedName(spec.target)} WITH NO DATA`
   );
 }
 
-export function copyIntoStagingSql(spec: CopySpec): string {
-  return `COPY ${quoteIdent(stagingTableName(spec))} (${columnList(spec.columns)}) FROM STDIN`;
+export function copyIntoStagingSql(spec: Pick<CopySpec, 'target' | 'columns'>): string {
+  return `COPY ${quoteIdent(stagingTableName(spec))} (${columnList(Object.keys(spec.columns))}) FROM STDIN`;
 }
 
 export function insertFromStagingSql(spec: CopySpec): string {
-  const columns = columnList(spec.columns);
+  const columns = Object.keys(spec.columns);
+  const stage = `${quoteIdent(stagingTableName(spec))} AS ${STAGE_ALIAS}`;
+  const tombstone = spec.honourTombstones ? ` WHERE ${noTombstone(spec.target, `${STAGE_ALIAS}.${quoteIdent(spec.target.key)}`)}` : '';
   return (
-    `INSERT INTO ${qualifiedName(spec.target)} (${columns}) ` +
-    `SELECT ${columns} FROM ${quoteIdent(stagingTableName(spec))} ON CONFLICT DO NOTHING`
+    `INSERT INTO ${qualifiedName(spec.target)} AS ${TARGET_ALIAS} (${columnList(columns)}) ` +
+    `SELECT ${columns.map((c) => `${STAGE_ALIAS}.${quoteIdent(c)}`).join(', ')} FROM ${stage}${tombstone} ${onConflict(spec, columns)}`
   );
 }
 
@@ -129,7 +202,7 @@ export function sampleSql(spec: CopySpec, limit: number): { text: string; values
   return {
     text:
       `SELECT ${key}::text AS "ferry source key", ${selectList(spec.columns)} ` +
-      `FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} ORDER BY ${key} LIMIT $1`,
+      `FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} WHERE ${spec.filter ? `(${spec.filter})` : 'true'} ORDER BY ${key} LIMIT $1`,
     values: [limit],
   };
 }

@@ -4,22 +4,14 @@
  */
 import type pg from 'pg';
 import type { Inspection, TableInspection, TransformSample } from '../lib/inspection';
-import { targetKey, type Plan } from '../lib/plan';
+import type { Plan } from '../lib/plan';
 import type { Databases } from './connections';
 import { asText, withClient } from './connections';
-import { sampleSql, type CopySpec } from './copy-statements';
+import { copySpecOf, sampleSql, type CopySpec } from './copy-statements';
 import { displayName, qualifiedName, type TableName } from './sql';
 
 const SAMPLE_ROWS = 5;
 const COUNT_TIMEOUT_MS = 5_000;
-
-export function copySpecOf(plan: Plan): CopySpec {
-  return {
-    source: { schema: plan.source.schema, table: plan.source.table, key: plan.source.key },
-    target: { schema: plan.target.schema, table: plan.target.table, key: targetKey(plan) },
-    columns: plan.transform.sql ?? {},
-  };
-}
 
 async function inspectTable(pool: pg.Pool, table: TableName, key: string): Promise<TableInspection> {
   const regclass = qualifiedName(table);
@@ -108,7 +100,9 @@ export interface InspectInput {
 export function createInspector(databases: Databases) {
   return {
     async inspect({ plan, showSampleValues }: InspectInput): Promise<Inspection> {
-      const spec = copySpecOf(plan);
+      // The dry run samples what would really be copied, but reads no tombstones: Ferry's
+      // schema may not exist before the first real run.
+      const spec = { ...copySpecOf(plan), honourTombstones: false };
       const sourcePool = databases.pool(plan.source.connection);
       const targetPool = databases.pool(plan.target.connection);
       const [source, target] = await Promise.all([

@@ -20,3 +20,6 @@ export function qualifiedName({ schema, table }: TableName): string {
 export function displayName({ schema, table }: TableName): string {
   return `${schema}.${table}`;
 }
+
+/** How every statement refers to the source row, and so how plan expressions may name it. */
+export const SOURCE_ALIAS = 's';

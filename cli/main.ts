@@ -2,12 +2,24 @@
 import { Client, Connection } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { InvalidPlanError, parsePlan, type Plan } from '../lib/plan';
+import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/plan';
 import { temporalSettings, type TemporalSettings } from '../lib/settings';
 import { createFerryWorker } from '../workers/worker';
 import { ExitCode } from './exit-codes';
-import { migrationReport, startMigration, UnknownMigrationError } from './migrations';
-import { formatInspection, formatStatus, progressLine } from './render';
+import {
+  changeThrottle,
+  migrationReport,
+  NoWorkerError,
+  pauseMigration,
+  RefusedError,
+  resumeMigration,
+  retryFailures,
+  startMigration,
+  UnknownMigrationError,
+} from './migrations';
+import { formatFailures, formatInspection, formatStatus, formatThrottle, progressLine } from './render';
+import os from 'node:os';
+import type { ThrottleChange } from '../lib/throttle';
 
 /** An error the CLI reports in one line, with the exit code scripts see. */
 class CliError extends Error {
@@ -80,8 +92,12 @@ export function buildProgram(): Command {
     .option('--show-values', 'show real values in the dry run sample (they are then kept in the workflow history)', false)
     .option('--id <migration-id>', 'the migration id (default: ferry/<plan name>/<UTC time>)')
     .option('--wait', 'with --execute: follow progress until the migration ends', false)
-    .action(async (planFile: string, options: { execute: boolean; showValues: boolean; id?: string; wait: boolean }, command: Command) => {
-      const plan = readPlan(planFile);
+    .option('--where <sql>', "copy only source rows matching this SQL condition (e.g. \"created_at > now() - interval '1 day'\")")
+    .option('--key-range <from..to>', 'copy only keys from..to, both included (either side may be empty)')
+    .option('--sample <percent>', 'copy a deterministic sample of about this percentage of keys')
+    .option('--partition-values <values>', 'copy only these comma-separated values of shards.partitionColumn')
+    .action(async (planFile: string, options: StartOptions, command: Command) => {
+      const plan = withSubset(readPlan(planFile), options, planFile);
       const settings = settingsOf(command);
       await withClient(settings, async (client) => {
         const handle = await startMigration(client, settings, plan, {
@@ -132,6 +148,79 @@ export function buildProgram(): Command {
       });
     });
 
+  const operatorOptions = (command: Command) =>
+    command
+      .option('--by <name>', 'who is asking, for the record (default: your user name)', defaultOperator())
+      .option('--reason <text>', 'why, for the record');
+
+  operatorOptions(
+    program
+      .command('throttle')
+      .description('Change how fast a running migration copies. Values are absolute; each takes effect within seconds.')
+      .argument('<migration-id>', 'the migration')
+      .option('--rows-per-second <n>', `rows per second across the migration, or "unlimited"`)
+      .option('--batch-size <n>', 'the largest batch (the copier adapts below it)')
+      .option('--concurrency <n>', 'shards copying at once'),
+  ).action(async (migrationId: string, options: ThrottleOptions, command: Command) => {
+    const change = throttleChangeOf(options);
+    await withClient(settingsOf(command), async (client) => {
+      const throttle = await changeThrottle(client, migrationId, change);
+      console.log(`throttle of ${migrationId} is now: ${formatThrottle(throttle)}`);
+    });
+  });
+
+  operatorOptions(
+    program
+      .command('pause')
+      .description('Pause a migration: running batches finish, no new ones start. Taken even while no worker runs.')
+      .argument('<migration-id>', 'the migration'),
+  ).action(async (migrationId: string, note: { by: string; reason?: string }, command: Command) => {
+    await withClient(settingsOf(command), async (client) => {
+      await pauseMigration(client, migrationId, note);
+      console.log(`pause requested for ${migrationId}; \`ferry status ${migrationId}\` shows when it has taken effect`);
+    });
+  });
+
+  operatorOptions(
+    program.command('resume').description('Resume a paused migration.').argument('<migration-id>', 'the migration'),
+  ).action(async (migrationId: string, note: { by: string; reason?: string }, command: Command) => {
+    await withClient(settingsOf(command), async (client) => {
+      await resumeMigration(client, migrationId, note);
+      console.log(`resume requested for ${migrationId}`);
+    });
+  });
+
+  program
+    .command('failures')
+    .description('List the rows a migration could not copy, with the reason (values redacted).')
+    .argument('<migration-id>', 'the migration')
+    .option('--json', 'print as JSON', false)
+    .action(async (migrationId: string, options: { json: boolean }, command: Command) => {
+      await withClient(settingsOf(command), async (client) => {
+        const report = await migrationReport(client, migrationId);
+        if (!report.status) throw new CliError(`migration ${migrationId} ${report.runState}: ${report.failure}`, ExitCode.failed);
+        const { rowsFailed, unresolvedFailures, failuresFixed, recentFailures } = report.status;
+        console.log(
+          options.json
+            ? JSON.stringify({ rowsFailed, unresolvedFailures, failuresFixed, recentFailures }, null, 2)
+            : formatFailures(report.status),
+        );
+      });
+    });
+
+  operatorOptions(
+    program
+      .command('retry')
+      .description('Copy the failed rows of a migration again, after fixing their cause.')
+      .argument('<migration-id>', 'the migration'),
+  ).action(async (migrationId: string, note: { by: string; reason?: string }, command: Command) => {
+    await withClient(settingsOf(command), async (client) => {
+      const outcome = await retryFailures(client, migrationId, note);
+      console.log(`retried ${outcome.retried} rows: ${outcome.fixed} copied, ${outcome.stillFailing} still failing`);
+      if (outcome.stillFailing > 0) process.exitCode = ExitCode.failed;
+    });
+  });
+
   program
     .command('worker')
     .description('Run a Ferry worker: it copies rows for the migrations on its task queue. Connection URLs come from its environment.')
@@ -144,8 +233,72 @@ export function buildProgram(): Command {
   return program;
 }
 
+interface StartOptions {
+  execute: boolean;
+  showValues: boolean;
+  id?: string;
+  wait: boolean;
+  where?: string;
+  keyRange?: string;
+  sample?: string;
+  partitionValues?: string;
+}
+
+/** The plan with the command line's subset options laid over its own subset, validated again. */
+function withSubset(plan: Plan, options: StartOptions, origin: string): Plan {
+  const subset: Record<string, unknown> = { ...plan.subset };
+  if (options.where !== undefined) subset.where = options.where;
+  if (options.keyRange !== undefined) {
+    const match = /^(.*?)\.\.(.*)$/.exec(options.keyRange);
+    if (!match) throw new CliError(`--key-range must look like FROM..TO (either side may be empty), not "${options.keyRange}"`, ExitCode.badInput);
+    subset.keyRange = { ...(match[1] ? { from: match[1] } : {}), ...(match[2] ? { to: match[2] } : {}) };
+  }
+  if (options.sample !== undefined) {
+    const percent = Number(options.sample.replace(/%$/, ''));
+    if (!options.sample.trim() || !Number.isFinite(percent)) throw new CliError(`--sample must be a percentage, not "${options.sample}"`, ExitCode.badInput);
+    subset.samplePercent = percent;
+  }
+  if (options.partitionValues !== undefined) subset.partitionValues = options.partitionValues.split(',').map((v) => v.trim()).filter(Boolean);
+  return Object.keys(subset).length ? validatePlan({ ...plan, subset }, origin) : plan;
+}
+
+interface ThrottleOptions {
+  rowsPerSecond?: string;
+  batchSize?: string;
+  concurrency?: string;
+  by: string;
+  reason?: string;
+}
+
+/** Whole numbers only: "5e3", "12abc" or "" are refused rather than guessed at. */
+function wholeNumber(flag: string, text: string): number {
+  if (!/^\s*-?\d+\s*$/.test(text)) throw new CliError(`refused: ${flag} must be a whole number, not "${text}"`, ExitCode.badInput);
+  return Number(text);
+}
+
+function throttleChangeOf(options: ThrottleOptions): ThrottleChange {
+  const change: ThrottleChange = { by: options.by };
+  if (options.reason) change.reason = options.reason;
+  if (options.rowsPerSecond !== undefined) {
+    change.rowsPerSecond = options.rowsPerSecond === 'unlimited' ? null : wholeNumber('--rows-per-second', options.rowsPerSecond);
+  }
+  if (options.batchSize !== undefined) change.batchSize = wholeNumber('--batch-size', options.batchSize);
+  if (options.concurrency !== undefined) change.concurrency = wholeNumber('--concurrency', options.concurrency);
+  return change;
+}
+
+function defaultOperator(): string {
+  try {
+    return process.env.FERRY_OPERATOR ?? os.userInfo().username;
+  } catch {
+    return 'unknown';
+  }
+}
+
 function exitCodeOf(error: unknown): number {
   if (error instanceof CliError) return error.exitCode;
+  if (error instanceof RefusedError) return ExitCode.badInput;
+  if (error instanceof NoWorkerError) return ExitCode.unreachable;
   if (error instanceof InvalidPlanError) return ExitCode.badInput;
   if (error instanceof UnknownMigrationError) return ExitCode.unknownMigration;
   return ExitCode.failed;

@@ -2,13 +2,21 @@
  * Operator actions on migrations through Temporal: start, look up, wait. The CLI and the
  * demo both go through here, so they behave the same.
  */
-import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter, type UpdateDefinition } from '@temporalio/common';
 import type { CopyProgress } from '../activities/copier';
 import type { Plan } from '../lib/plan';
 import type { TemporalSettings } from '../lib/settings';
-import { recountRows, type MigrationStatus } from '../lib/status';
-import { statusQuery } from '../workflows/messages';
+import { recountRows, type MigrationStatus, type RetryOutcome } from '../lib/status';
+import { throttleChangeProblems, type Throttle, type ThrottleChange } from '../lib/throttle';
+import {
+  pauseSignal,
+  resumeSignal,
+  retryFailuresUpdate,
+  setThrottleUpdate,
+  statusQuery,
+  type OperatorNote,
+} from '../workflows/messages';
 import type { migrationWorkflow } from '../workflows/migration';
 
 export class UnknownMigrationError extends Error {
@@ -118,4 +126,74 @@ export async function migrationReport(client: Client, migrationId: string): Prom
   } catch (error) {
     return { migrationId, runState, status: null, failure: failureMessage(error) };
   }
+}
+
+/** An operator's request the migration refused, with its reason; nothing changed. */
+export class RefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RefusedError';
+  }
+}
+
+/** No worker took the request in time: updates need one running. */
+export class NoWorkerError extends Error {
+  constructor(migrationId: string, seconds: number) {
+    super(`no Ferry worker answered for ${migrationId} within ${seconds} s; start one (ferry worker) on its task queue and try again`);
+    this.name = 'NoWorkerError';
+  }
+}
+
+const UPDATE_TIMEOUT_SECONDS = 30;
+
+/** The handle of a migration that is still running; refuses ones that ended or never were. */
+async function runningMigration(client: Client, migrationId: string): Promise<WorkflowHandle<typeof migrationWorkflow>> {
+  const handle = client.workflow.getHandle<typeof migrationWorkflow>(migrationId);
+  let description;
+  try {
+    description = await handle.describe();
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) throw new UnknownMigrationError(migrationId);
+    throw error;
+  }
+  if (description.status.name !== 'RUNNING') {
+    throw new RefusedError(`migration ${migrationId} is ${RUN_STATES[description.status.name] ?? description.status.name}; it takes no more changes`);
+  }
+  return handle;
+}
+
+async function update<Ret, Arg>(client: Client, migrationId: string, definition: UpdateDefinition<Ret, [Arg]>, arg: Arg): Promise<Ret> {
+  const handle = await runningMigration(client, migrationId);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new NoWorkerError(migrationId, UPDATE_TIMEOUT_SECONDS)), UPDATE_TIMEOUT_SECONDS * 1000);
+  });
+  try {
+    return await Promise.race([handle.executeUpdate(definition, { args: [arg] }), timeout]);
+  } catch (error) {
+    if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${failureMessage(error)}`);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Changes the throttle; refused (and nothing changes) when a value is out of bounds. */
+export async function changeThrottle(client: Client, migrationId: string, change: ThrottleChange): Promise<Throttle> {
+  const problems = throttleChangeProblems(change);
+  if (problems.length > 0) throw new RefusedError(`refused: ${problems.join('; ')}`);
+  return update(client, migrationId, setThrottleUpdate, change);
+}
+
+export async function retryFailures(client: Client, migrationId: string, note: OperatorNote): Promise<RetryOutcome> {
+  return update(client, migrationId, retryFailuresUpdate, note);
+}
+
+/** Pause and resume are signals: the migration takes them even while no worker runs. */
+export async function pauseMigration(client: Client, migrationId: string, note: OperatorNote): Promise<void> {
+  await (await runningMigration(client, migrationId)).signal(pauseSignal, note);
+}
+
+export async function resumeMigration(client: Client, migrationId: string, note: OperatorNote): Promise<void> {
+  await (await runningMigration(client, migrationId)).signal(resumeSignal, note);
 }

@@ -1,7 +1,8 @@
 /** Plain-text views of inspections and statuses, for the CLI and the demo. */
 import type { Inspection } from '../lib/inspection';
 import { describeRange } from '../lib/key-range';
-import { rowsSkipped, type MigrationStatus } from '../lib/status';
+import { rowsSkipped, type MigrationStatus, type ShardStatus } from '../lib/status';
+import type { Throttle } from '../lib/throttle';
 import type { MigrationReport } from './migrations';
 
 const number = new Intl.NumberFormat('en-US');
@@ -40,6 +41,32 @@ export function progressLine(status: MigrationStatus): string {
   return `${status.phase}: ${formatCount(status.rowsRead)} of ~${formatCount(estimated)} rows read${percent}, ${formatCount(status.rowsWritten)} written`;
 }
 
+export function formatThrottle(throttle: Throttle): string {
+  const rate = throttle.rowsPerSecond === null ? 'no rows/s limit' : `${formatCount(throttle.rowsPerSecond)} rows/s`;
+  return `${rate}, batches up to ${formatCount(throttle.batchSize)} rows, ${throttle.concurrency} shard${throttle.concurrency === 1 ? '' : 's'} at once`;
+}
+
+function shardLine(shard: ShardStatus): string {
+  const where = shard.partitionValue !== null ? `partition ${shard.partitionValue}` : describeRange(shard.range);
+  const details = [`${formatCount(shard.rowsRead)} rows read`, `cursor ${shard.cursor ?? '-'}`];
+  if (shard.state === 'running') details.push(`batch ${formatCount(shard.batchSize)}`);
+  if (shard.rowsFailed) details.push(`${formatCount(shard.rowsFailed)} failed`);
+  if (shard.throttleReason) details.push(shard.throttleReason);
+  if (shard.error) details.push(`error: ${shard.error}`);
+  return `shard ${shard.index} ${where}: ${shard.state}, ${details.join(', ')}`;
+}
+
+export function formatFailures(status: MigrationStatus): string {
+  const lines = [
+    `${formatCount(status.rowsFailed)} rows failed, ${formatCount(status.unresolvedFailures)} unresolved, ${formatCount(status.failuresFixed)} fixed by retry`,
+  ];
+  if (status.recentFailures.length) {
+    lines.push(`latest ${status.recentFailures.length} (the full list is in ferry.failed_records on the target):`);
+    for (const failure of status.recentFailures) lines.push(`  key ${failure.key}: ${failure.code ? `[${failure.code}] ` : ''}${failure.error}`);
+  }
+  return lines.join('\n');
+}
+
 export function formatStatus(report: MigrationReport): string {
   const lines = [`migration ${report.migrationId}: ${report.runState}`];
   if (report.failure) lines.push(`failure: ${report.failure}`);
@@ -47,15 +74,16 @@ export function formatStatus(report: MigrationReport): string {
   if (!status) return lines.join('\n');
   lines.push(
     `plan      ${status.planName}${status.execute ? '' : ' (dry run)'}`,
-    `phase     ${status.phase}`,
+    `phase     ${status.phase}${status.paused ? ` (PAUSED since ${status.paused.since}${status.paused.by ? ` by ${status.paused.by}` : ''}: ${status.paused.reason})` : ''}`,
     `started   ${status.startedAt}${status.finishedAt ? `, finished ${status.finishedAt}` : ''}`,
-    `rows      ${formatCount(status.rowsRead)} read, ${formatCount(status.rowsWritten)} written, ${formatCount(rowsSkipped(status))} already present`,
-    `throttle  batch ${formatCount(status.throttle.batchSize)} rows, ${status.throttle.rowsPerSecond ? `${formatCount(status.throttle.rowsPerSecond)} rows/s` : 'no rows/s limit'}`,
+    `rows      ${formatCount(status.rowsRead)} read, ${formatCount(status.rowsWritten)} written, ${formatCount(rowsSkipped(status))} already present, ${formatCount(status.rowsFailed)} failed`,
+    `throttle  ${formatThrottle(status.throttle)}`,
   );
-  for (const shard of status.shards) {
-    lines.push(
-      `shard ${shard.index} ${describeRange(shard.range)}: ${shard.state}, ${formatCount(shard.rowsRead)} rows read, cursor ${shard.cursor ?? '-'}`,
-    );
+  for (const shard of status.shards) lines.push(shardLine(shard));
+  if (status.rowsFailed) lines.push(formatFailures(status));
+  if (status.events.length) {
+    lines.push('decisions:');
+    for (const event of status.events.slice(-10)) lines.push(`  ${event.at} ${event.kind}${event.by ? ` by ${event.by}` : ''}: ${event.detail}`);
   }
   if (status.inspection && status.phase === 'dry-run') lines.push('', formatInspection(status.inspection));
   return lines.join('\n');

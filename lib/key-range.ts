@@ -16,3 +16,10 @@ export function describeRange(range: KeyRange): string {
   const high = range.upTo === null ? '+∞)' : `${range.upTo}]`;
   return `${low}, ${high}`;
 }
+
+/** One shard's share of the work: a key range, and (for partitioned plans) one partition value. */
+export interface ShardSpec {
+  range: KeyRange;
+  /** The shard copies only rows whose partition column equals this (as text); null: no partition filter. */
+  partitionValue: string | null;
+}

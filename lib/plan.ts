@@ -97,6 +97,11 @@ const throttleSchema = z.strictObject({
   concurrency: bounded('concurrency').default(1),
   /** Batch size adapts so a batch takes about this long; 0 keeps it fixed. (Default: 0.5) */
   targetBatchSeconds: z.number().min(0).max(60).default(0.5),
+  /**
+   * How often a shard records its cursor in the workflow and picks up a new throttle. Shorter
+   * reacts faster; longer writes less history. (Default: 5)
+   */
+  checkpointSeconds: z.number().min(0.1).max(300).default(5),
 });
 
 const backoffSchema = z.strictObject({

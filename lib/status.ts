@@ -1,24 +1,53 @@
 /** The status of a migration as its workflow reports it: what `ferry status` shows. */
 import type { Inspection } from './inspection';
 import type { KeyRange } from './key-range';
+import type { Throttle } from './throttle';
 
 export type Phase = 'inspecting' | 'dry-run' | 'backfilling' | 'completed' | 'failed';
-
-export interface Throttle {
-  /** Rows per batch. */
-  batchSize: number;
-  /** Rows per second across the migration; 0 for no limit. */
-  rowsPerSecond: number;
-}
 
 export interface ShardStatus {
   index: number;
   range: KeyRange;
-  state: 'pending' | 'running' | 'done';
+  partitionValue: string | null;
+  state: 'pending' | 'running' | 'done' | 'failed';
   /** Last key copied. */
   cursor: string | null;
   rowsRead: number;
   rowsWritten: number;
+  rowsFailed: number;
+  /** The batch size the copier has adapted to. */
+  batchSize: number;
+  /** Why this shard is slowed or holding, if it is. */
+  throttleReason: string | null;
+  /** Why the shard failed, when it did. */
+  error: string | null;
+}
+
+/** A row that could not be copied; the message carries no row values. */
+export interface FailedRow {
+  key: string;
+  code: string | null;
+  error: string;
+}
+
+export interface RetryOutcome {
+  retried: number;
+  fixed: number;
+  stillFailing: number;
+}
+
+/** Something a person (or Ferry on their behalf) decided during the run, for the record. */
+export interface MigrationEvent {
+  at: string;
+  kind: 'throttle' | 'pause' | 'resume' | 'auto-pause' | 'retry';
+  by: string | null;
+  detail: string;
+}
+
+export interface PauseState {
+  since: string;
+  by: string | null;
+  reason: string;
 }
 
 export interface MigrationStatus {
@@ -31,15 +60,23 @@ export interface MigrationStatus {
   finishedAt: string | null;
   inspection: Inspection | null;
   throttle: Throttle;
+  paused: PauseState | null;
   shards: ShardStatus[];
   /** Rows read from the source and rows inserted into the target, over all shards. */
   rowsRead: number;
   rowsWritten: number;
+  /** Rows that failed and were recorded in ferry.failed_records; unresolved ones block the end. */
+  rowsFailed: number;
+  unresolvedFailures: number;
+  /** Failed rows that `ferry retry` copied after a fix. */
+  failuresFixed: number;
+  recentFailures: FailedRow[];
+  events: MigrationEvent[];
 }
 
 /** Rows a batch found already present in the target (written by the application, or by an earlier run). */
-export function rowsSkipped(status: Pick<MigrationStatus, 'rowsRead' | 'rowsWritten'>): number {
-  return Math.max(0, status.rowsRead - status.rowsWritten);
+export function rowsSkipped(status: Pick<MigrationStatus, 'rowsRead' | 'rowsWritten' | 'rowsFailed'>): number {
+  return Math.max(0, status.rowsRead - status.rowsWritten - status.rowsFailed);
 }
 
 /** Sets the migration's totals from its shards. */

@@ -2,18 +2,53 @@
  * Every message a Ferry workflow accepts, in one place: names are the ones operators see in
  * Temporal's CLI and UI, payloads are plain JSON.
  */
-import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { MigrationStatus } from '../lib/status';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { FailedRow, MigrationStatus, RetryOutcome } from '../lib/status';
+import type { Throttle, ThrottleChange } from '../lib/throttle';
+
+// Operators (the ferry CLI, or Temporal's own CLI and UI) to a migration.
 
 export const statusQuery = defineQuery<MigrationStatus>('status');
+
+/** Absolute values, so a repeated update changes nothing more. Refused with a reason when invalid. */
+export const setThrottleUpdate = defineUpdate<Throttle, [ThrottleChange]>('setThrottle');
+
+export interface OperatorNote {
+  by?: string;
+  reason?: string;
+}
+
+/** Signals, not updates: a pause must be accepted even while no worker is running. */
+export const pauseSignal = defineSignal<[OperatorNote]>('pause');
+export const resumeSignal = defineSignal<[OperatorNote]>('resume');
+
+/** Copies the recorded failed rows again, after a fix. */
+export const retryFailuresUpdate = defineUpdate<RetryOutcome, [OperatorNote]>('retryFailures');
+
+// A migration and its shards.
 
 export interface ShardProgress {
   index: number;
   cursor: string | null;
   rowsRead: number;
   rowsWritten: number;
+  rowsFailed: number;
+  batchSize: number;
+  throttleReason: string | null;
+  failures: FailedRow[];
   done: boolean;
+  /** Set when the shard failed for good. */
+  error: string | null;
 }
 
 /** A shard reports to its migration after every copy call. */
 export const shardProgressSignal = defineSignal<[ShardProgress]>('shardProgress');
+
+export interface ShardThrottle {
+  /** The shard's share of the migration's rows/s; null for no limit. */
+  rowsPerSecond: number | null;
+  batchSize: number;
+}
+
+export const shardThrottleSignal = defineSignal<[ShardThrottle]>('shardThrottle');
+export const shardPauseSignal = defineSignal<[boolean]>('shardPause');

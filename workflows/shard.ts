@@ -1,25 +1,36 @@
 /**
- * A shard copies one key range of a migration. It keeps its cursor in workflow state, calls
- * the copier until the range is done, and continues-as-new before its history grows large.
+ * A shard copies one key range (or partition) of a migration. It keeps its cursor in workflow
+ * state, calls the copier until the range is done, obeys its migration's throttle and pause,
+ * and continues-as-new before its history grows large.
  */
-import { continueAsNew, getExternalWorkflowHandle, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import {
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  getExternalWorkflowHandle,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
-import type { KeyRange } from '../lib/key-range';
+import type { ShardSpec } from '../lib/key-range';
 import type { Plan } from '../lib/plan';
-import type { Throttle } from '../lib/status';
-import { shardProgressSignal } from './messages';
+import { shardPauseSignal, shardProgressSignal, shardThrottleSignal, type ShardProgress, type ShardThrottle } from './messages';
 
 export interface ShardInput {
-  /** The migration workflow to report progress to (its id survives its continue-as-new). */
+  /** The migration workflow to report to (its id survives its continue-as-new). */
   migrationWorkflowId: string;
   plan: Plan;
   index: number;
-  range: KeyRange;
-  throttle: Throttle;
+  spec: ShardSpec;
+  throttle: ShardThrottle;
+  paused: boolean;
   /** Carried across continue-as-new. */
   cursor: string | null;
   rowsRead: number;
   rowsWritten: number;
+  rowsFailed: number;
+  batchSize: number;
 }
 
 export interface ShardResult {
@@ -27,6 +38,7 @@ export interface ShardResult {
   cursor: string | null;
   rowsRead: number;
   rowsWritten: number;
+  rowsFailed: number;
 }
 
 const { copyBatches } = proxyActivities<FerryActivities>({
@@ -37,37 +49,76 @@ const { copyBatches } = proxyActivities<FerryActivities>({
     initialInterval: '1 second',
     backoffCoefficient: 2,
     maximumInterval: '30 seconds',
-    nonRetryableErrorTypes: ['MissingConnection'],
+    nonRetryableErrorTypes: ['MissingConnection', 'InvalidTransform'],
   },
 });
 
 export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
   const state = { ...input };
   const migration = getExternalWorkflowHandle(input.migrationWorkflowId);
+  setHandler(shardThrottleSignal, (throttle) => {
+    state.throttle = throttle;
+  });
+  setHandler(shardPauseSignal, (paused) => {
+    state.paused = paused;
+  });
 
-  for (;;) {
-    const result = await copyBatches({
-      plan: state.plan,
-      range: state.range,
-      cursor: state.cursor,
-      batchSize: state.throttle.batchSize,
-      rowsPerSecond: state.throttle.rowsPerSecond,
-    });
-    state.cursor = result.cursor;
-    state.rowsRead += result.rowsRead;
-    state.rowsWritten += result.rowsWritten;
-    await migration.signal(shardProgressSignal, {
+  const report = (progress: Omit<ShardProgress, 'index' | 'cursor' | 'rowsRead' | 'rowsWritten' | 'rowsFailed' | 'batchSize'>) =>
+    migration.signal(shardProgressSignal, {
       index: state.index,
       cursor: state.cursor,
       rowsRead: state.rowsRead,
       rowsWritten: state.rowsWritten,
-      done: result.done,
+      rowsFailed: state.rowsFailed,
+      batchSize: state.batchSize,
+      ...progress,
     });
+
+  for (;;) {
+    if (state.paused) {
+      await report({ throttleReason: 'paused', failures: [], done: false, error: null });
+      await condition(() => !state.paused);
+    }
+    let result;
+    try {
+      result = await copyBatches({
+        migrationId: input.migrationWorkflowId,
+        plan: state.plan,
+        shard: state.spec,
+        cursor: state.cursor,
+        batchSize: state.batchSize,
+        maxBatchSize: state.throttle.batchSize,
+        rowsPerSecond: state.throttle.rowsPerSecond,
+        failureBudget: state.plan.failures.maxCount + 1,
+        maxSeconds: state.plan.throttle.checkpointSeconds,
+      });
+    } catch (error) {
+      // The migration learns of a failed shard from the shard itself: it may have
+      // continued-as-new and no longer hold this child's handle.
+      await report({ throttleReason: null, failures: [], done: false, error: rootMessage(error) });
+      throw error;
+    }
+    state.cursor = result.cursor;
+    state.rowsRead += result.rowsRead;
+    state.rowsWritten += result.rowsWritten;
+    state.rowsFailed += result.rowsFailed;
+    state.batchSize = result.batchSize;
+    await report({ throttleReason: result.throttleReason, failures: result.failures, done: result.done, error: null });
     if (result.done) {
-      return { index: state.index, cursor: state.cursor, rowsRead: state.rowsRead, rowsWritten: state.rowsWritten };
+      return { index: state.index, cursor: state.cursor, rowsRead: state.rowsRead, rowsWritten: state.rowsWritten, rowsFailed: state.rowsFailed };
     }
     if (workflowInfo().continueAsNewSuggested) {
+      await condition(allHandlersFinished);
       await continueAsNew<typeof shardWorkflow>(state);
     }
   }
+}
+
+/** The innermost message of a failure chain (an activity failure wraps the real error). */
+function rootMessage(error: unknown): string {
+  let message = error instanceof Error ? error.message : String(error);
+  for (let cause = (error as { cause?: unknown }).cause; cause instanceof Error; cause = (cause as { cause?: unknown }).cause) {
+    message = cause.message || message;
+  }
+  return message;
 }

@@ -1,0 +1,65 @@
+/**
+ * Ferry's own schema in the target database: tombstones that applications write on hard
+ * deletes, and the records a migration could not copy. Installed idempotently.
+ */
+import type pg from 'pg';
+import { withClient } from './connections';
+
+const SCHEMA_SQL = `
+  CREATE SCHEMA IF NOT EXISTS ferry;
+  CREATE TABLE IF NOT EXISTS ferry.tombstones (
+    target_table text NOT NULL,
+    key text NOT NULL,
+    deleted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (target_table, key)
+  );
+  COMMENT ON TABLE ferry.tombstones IS
+    'Keys deleted by the application while a migration runs; the copier never brings them back.';
+  CREATE TABLE IF NOT EXISTS ferry.failed_records (
+    migration_id text NOT NULL,
+    key text NOT NULL,
+    error_code text,
+    error text NOT NULL,
+    attempts int NOT NULL DEFAULT 1,
+    first_failed_at timestamptz NOT NULL DEFAULT now(),
+    last_failed_at timestamptz NOT NULL DEFAULT now(),
+    resolved_at timestamptz,
+    PRIMARY KEY (migration_id, key)
+  );
+  COMMENT ON TABLE ferry.failed_records IS
+    'Source rows a migration could not transform or write, with the reason; ferry retry re-drives them.';`;
+
+/** Safe to run any number of times, from any number of workers at once. */
+export async function installFerrySchema(pool: pg.Pool): Promise<void> {
+  await withClient(pool, async (client) => {
+    await client.query('BEGIN');
+    try {
+      // Concurrent CREATE ... IF NOT EXISTS can still collide; one installer at a time.
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext('ferry schema'))`);
+      await client.query(SCHEMA_SQL);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    }
+  });
+}
+
+export interface FailedRecord {
+  key: string;
+  /** SQLSTATE, when the database refused the row. */
+  code: string | null;
+  error: string;
+}
+
+export async function recordFailures(pool: pg.Pool, migrationId: string, failures: FailedRecord[]): Promise<void> {
+  if (failures.length === 0) return;
+  await pool.query(
+    `INSERT INTO ferry.failed_records AS f (migration_id, key, error_code, error)
+     SELECT $1, r.key, r.code, r.error FROM jsonb_to_recordset($2::jsonb) AS r(key text, code text, error text)
+     ON CONFLICT (migration_id, key) DO UPDATE
+       SET attempts = f.attempts + 1, error_code = EXCLUDED.error_code, error = EXCLUDED.error,
+           last_failed_at = now(), resolved_at = NULL`,
+    [migrationId, JSON.stringify(failures)],
+  );
+}

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { isRowError, nextBatchSize, rateDelayMs, redactErrorMessage } from '../../activities/pacing';
+import { applyThrottleChange, shardRate, throttleChangeProblems, type Throttle } from '../../lib/throttle';
+
+const throttle: Throttle = { rowsPerSecond: 1000, batchSize: 500, concurrency: 2 };
+
+describe('throttle changes', () => {
+  it('accepts absolute values and null to lift the rows/s limit', () => {
+    expect(throttleChangeProblems({ rowsPerSecond: 5000, by: 'alice' })).toEqual([]);
+    expect(throttleChangeProblems({ rowsPerSecond: null })).toEqual([]);
+    expect(applyThrottleChange(throttle, { batchSize: 2000 })).toEqual({ rowsPerSecond: 1000, batchSize: 2000, concurrency: 2 });
+    expect(applyThrottleChange(throttle, { rowsPerSecond: null, concurrency: 4 })).toEqual({ rowsPerSecond: null, batchSize: 500, concurrency: 4 });
+  });
+
+  it.each([
+    [{ rowsPerSecond: 0 }, 'rowsPerSecond must be between 1 and 10000000, not 0'],
+    [{ rowsPerSecond: -5 }, 'rowsPerSecond must be between 1 and 10000000, not -5'],
+    [{ rowsPerSecond: Number.NaN }, 'rowsPerSecond must be a number, not null'],
+    [{ rowsPerSecond: '5000' }, 'rowsPerSecond must be a number, not "5000"'],
+    [{ batchSize: 1e9 }, 'batchSize must be between 10 and 100000, not 1000000000'],
+    [{ batchSize: 10.5 }, 'batchSize must be a whole number, not 10.5'],
+    [{ concurrency: 65 }, 'concurrency must be between 1 and 64, not 65'],
+    [{ speed: 3 }, 'speed is not a throttle setting (known: rowsPerSecond, batchSize, concurrency)'],
+    [{}, 'nothing to change: give at least one of rowsPerSecond, batchSize, concurrency'],
+    [null, 'a throttle change must be an object'],
+  ])('refuses %j', (change, problem) => {
+    expect(throttleChangeProblems(change)).toContain(problem);
+  });
+
+  it("splits the migration's rows/s between running shards", () => {
+    expect(shardRate(throttle, 2)).toBe(500);
+    expect(shardRate(throttle, 0)).toBe(1000);
+    expect(shardRate({ ...throttle, rowsPerSecond: 3 }, 4)).toBe(1);
+    expect(shardRate({ ...throttle, rowsPerSecond: null }, 4)).toBeNull();
+  });
+});
+
+describe('pacing', () => {
+  it('grows the batch toward the target time, at most doubling', () => {
+    expect(nextBatchSize({ current: 1000, rows: 1000, elapsedMs: 100, targetMs: 500, max: 100_000 })).toBe(2000);
+    expect(nextBatchSize({ current: 1000, rows: 1000, elapsedMs: 400, targetMs: 500, max: 100_000 })).toBe(1250);
+  });
+
+  it('shrinks a slow batch, at most halving, never below the minimum', () => {
+    expect(nextBatchSize({ current: 1000, rows: 1000, elapsedMs: 5000, targetMs: 500, max: 100_000 })).toBe(500);
+    expect(nextBatchSize({ current: 12, rows: 12, elapsedMs: 5000, targetMs: 500, max: 100_000 })).toBe(10);
+  });
+
+  it('never exceeds the throttle batch size, and keeps a size fixed when adaptation is off', () => {
+    expect(nextBatchSize({ current: 1000, rows: 1000, elapsedMs: 1, targetMs: 500, max: 1500 })).toBe(1500);
+    expect(nextBatchSize({ current: 1000, rows: 1000, elapsedMs: 9000, targetMs: 0, max: 1500 })).toBe(1500);
+  });
+
+  it('learns nothing from a batch cut short by the end of the range', () => {
+    expect(nextBatchSize({ current: 1000, rows: 3, elapsedMs: 1, targetMs: 500, max: 100_000 })).toBe(1000);
+  });
+
+  it('waits just long enough to keep the rows/s limit', () => {
+    expect(rateDelayMs(1000, 400, 1000)).toBe(600);
+    expect(rateDelayMs(1000, 1500, 1000)).toBe(0);
+    expect(rateDelayMs(1000, 0, null)).toBe(0);
+  });
+
+  it('tells row errors from database and plan errors', () => {
+    expect(isRowError('23502')).toBe(true); // not_null_violation
+    expect(isRowError('22P02')).toBe(true); // invalid_text_representation
+    expect(isRowError('P0001')).toBe(true); // raised by a trigger
+    expect(isRowError('57P01')).toBe(false); // admin shutdown: retry the batch
+    expect(isRowError('42P01')).toBe(false); // undefined table: the plan is wrong
+    expect(isRowError(undefined)).toBe(false);
+  });
+
+  it('keeps row values out of error messages', () => {
+    expect(redactErrorMessage('invalid input syntax for type integer: "4 apples"')).toBe(
+      'invalid input syntax for type integer: <value redacted>',
+    );
+    expect(redactErrorMessage(`value 'secret' is too long`)).toBe('value <value redacted> is too long');
+    expect(redactErrorMessage('null value in column "name" of relation "t" violates not-null constraint')).toBe(
+      'null value in column "name" of relation "t" violates not-null constraint',
+    );
+  });
+});
