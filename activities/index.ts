@@ -2,6 +2,7 @@
 import type { Databases } from './connections';
 import { createCopier } from './copier';
 import { createInspector } from './inspector';
+import { createShardPlanner } from './shard-planner';
 
 export interface ActivityDependencies {
   databases: Databases;
@@ -11,6 +12,7 @@ export function createActivities({ databases }: ActivityDependencies) {
   return {
     ...createInspector(databases),
     ...createCopier(databases),
+    ...createShardPlanner(databases),
   };
 }
 
