@@ -3,6 +3,7 @@ import type { Databases } from './connections';
 import { createCopier } from './copier';
 import { installFerrySchema } from './ferry-schema';
 import { createInspector } from './inspector';
+import { createShardPlanner } from './shard-planner';
 import type { Plan } from '../lib/plan';
 
 export interface ActivityDependencies {
@@ -13,6 +14,7 @@ export function createActivities({ databases }: ActivityDependencies) {
   return {
     ...createInspector(databases),
     ...createCopier(databases),
+    ...createShardPlanner(databases),
     /** Installs Ferry's schema (tombstones, failed records) on the target. Safe to run twice. */
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
       await installFerrySchema(databases.pool(plan.target.connection));
