@@ -80,7 +80,9 @@ describe('steering a backfill', () => {
       expect(result.stderr).toContain(message);
     }
     // The workflow's own validator refuses too (for Temporal's CLI and UI, which skip ours).
-    await expect(handle.executeUpdate('setThrottle', { args: [{ batchSize: -1 }] })).rejects.toThrow(/batchSize must be between/);
+    await expect(handle.executeUpdate('setThrottle', { args: [{ batchSize: -1 }] })).rejects.toMatchObject({
+      cause: { message: expect.stringContaining('batchSize must be between 10 and 100000, not -1') },
+    });
 
     const report = await migrationReport(worker.client, handle.workflowId);
     expect(report.status!.throttle).toEqual({ rowsPerSecond: 200, batchSize: 50, concurrency: 1 });
