@@ -14,6 +14,7 @@ import type { RetryOutcome } from '../lib/status';
 import { withClient, type Databases } from './connections';
 import {
   copyIntoStagingSql,
+  copyLockSql,
   copyOutSql,
   copySpecOf,
   copyWithinDatabaseSql,
@@ -23,7 +24,7 @@ import {
   nextBatchBoundSql,
   type CopySpec,
 } from './copy-statements';
-import { recordFailures, type FailedRecord } from './ferry-schema';
+import { COPY_LOCK_CLASS, recordFailures, type FailedRecord } from './ferry-schema';
 import { isRowError, nextBatchSize, rateDelayMs, redactErrorMessage } from './pacing';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
 import { holdReason } from './throttler';
@@ -71,10 +72,28 @@ interface RangeOutcome {
   failures: FailedRecord[];
 }
 
+/** Runs `write` in a transaction on the target that holds the copy lock when it honours tombstones. */
+async function inCopyTransaction(pool: pg.Pool, spec: CopySpec, write: (client: pg.PoolClient) => Promise<number>): Promise<number> {
+  return withClient(pool, async (client) => {
+    await client.query('BEGIN');
+    try {
+      if (spec.honourTombstones) {
+        const lock = copyLockSql(spec.target, COPY_LOCK_CLASS);
+        await client.query(lock.text, lock.values);
+      }
+      const written = await write(client);
+      await client.query('COMMIT');
+      return written;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    }
+  });
+}
+
 async function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
   const { text, values } = copyWithinDatabaseSql(spec, range);
-  const result = await pool.query(text, values);
-  return result.rowCount ?? 0;
+  return inCopyTransaction(pool, spec, async (client) => (await client.query(text, values)).rowCount ?? 0);
 }
 
 /**
@@ -83,19 +102,11 @@ async function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange
  * Postgres prints it (microseconds, jsonb, numeric scale).
  */
 async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
-  return withClient(targetPool, (target) =>
+  return inCopyTransaction(targetPool, spec, (target) =>
     withClient(sourcePool, async (source) => {
-      await target.query('BEGIN');
-      try {
-        await target.query(createStagingSql(spec));
-        await pipeline(source.query(copyTo(copyOutSql(spec, range))), target.query(copyFrom(copyIntoStagingSql(spec))));
-        const inserted = await target.query(insertFromStagingSql(spec));
-        await target.query('COMMIT');
-        return inserted.rowCount ?? 0;
-      } catch (error) {
-        await target.query('ROLLBACK').catch(() => {});
-        throw error;
-      }
+      await target.query(createStagingSql(spec));
+      await pipeline(source.query(copyTo(copyOutSql(spec, range))), target.query(copyFrom(copyIntoStagingSql(spec))));
+      return (await target.query(insertFromStagingSql(spec))).rowCount ?? 0;
     }),
   );
 }

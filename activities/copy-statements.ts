@@ -99,6 +99,15 @@ function noTombstone(target: TableName, keyText: string): string {
   );
 }
 
+/**
+ * Taken (shared) by a copy batch before it inserts, in the same transaction: an application
+ * delete (ferry.record_delete takes it exclusively) either finishes first, and the insert's
+ * snapshot sees its tombstone, or waits for the batch, and then deletes what it wrote.
+ */
+export function copyLockSql(target: TableName, lockClass: number): { text: string; values: unknown[] } {
+  return { text: 'SELECT pg_advisory_xact_lock_shared($1, hashtext($2))', values: [lockClass, tombstoneTableName(target)] };
+}
+
 /** What to do when the target already holds the key. */
 function onConflict(spec: CopySpec, columns: string[]): string {
   const conflict = spec.conflict ?? { policy: 'ignore' };

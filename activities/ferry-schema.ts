@@ -5,6 +5,9 @@
 import type pg from 'pg';
 import { withClient } from './connections';
 
+/** First key of the advisory locks that order copy batches against application deletes. */
+export const COPY_LOCK_CLASS = 0x46455259; // "FERY"
+
 const SCHEMA_SQL = `
   CREATE SCHEMA IF NOT EXISTS ferry;
   CREATE TABLE IF NOT EXISTS ferry.tombstones (
@@ -27,7 +30,18 @@ const SCHEMA_SQL = `
     PRIMARY KEY (migration_id, key)
   );
   COMMENT ON TABLE ferry.failed_records IS
-    'Source rows a migration could not transform or write, with the reason; ferry retry re-drives them.';`;
+    'Source rows a migration could not transform or write, with the reason; ferry retry re-drives them.';
+
+  -- The delete protocol. An application that hard-deletes a row while a migration copies into
+  -- target_table calls this first, in the transaction that deletes from the target. It waits for
+  -- the copy batch in flight (which holds the same lock shared) and leaves a tombstone that every
+  -- later batch sees, so the copier can never bring the row back.
+  CREATE OR REPLACE FUNCTION ferry.record_delete(target_table text, key text) RETURNS void
+  LANGUAGE sql AS $$
+    SELECT pg_advisory_xact_lock(${COPY_LOCK_CLASS}, hashtext(target_table));
+    INSERT INTO ferry.tombstones (target_table, key) VALUES (target_table, key)
+      ON CONFLICT (target_table, key) DO UPDATE SET deleted_at = now();
+  $$;`;
 
 /** Safe to run any number of times, from any number of workers at once. */
 export async function installFerrySchema(pool: pg.Pool): Promise<void> {
