@@ -33,14 +33,17 @@ import {
   transformSql,
 } from './bench/dataset';
 import { historyCost, type HistoryCost } from './bench/histories';
+import { startUpdateLoad, type LoadFigures, type UpdateLoad } from './bench/update-load';
 import { startWorkerProcess, type WorkerProcess } from './bench/worker-process';
 import { startPostgres } from './services/postgres';
 import { startTemporal } from './services/temporal';
 
-const USAGE = `usage: npm run bench -- [--rows N] [--json]
+const USAGE = `usage: npm run bench -- [--rows N] [--json] [--with-load]
 
-  --rows N   rows in the source table (Default: 1000000)
-  --json     also print the figures as one JSON object on the last line`;
+  --rows N       rows in the source table (Default: 1000000)
+  --json         also print the figures as one JSON object on the last line
+  --with-load    run ${'$'}{LOAD_PER_SECOND} single-row UPDATEs a second on the source and compare their
+                 latency without and during each backfill (the load slows Ferry down a little)`;
 
 const SHARDS = 2;
 const CONCURRENCY = 2;
@@ -51,18 +54,28 @@ const MAX_ATTEMPTS = 3;
 const STALL_MS = 90_000;
 const POLL_MS = 3000;
 
+/** Foreground updates a second with --with-load, and how long the quiet baseline lasts. */
+const LOAD_PER_SECOND = 300;
+const LOAD_BASELINE_MS = 10_000;
+
 const SOURCE_ENV = 'BENCH_SOURCE_URL';
 const TARGET_ENV = 'BENCH_TARGET_URL';
 
 interface Options {
   rows: number;
   json: boolean;
+  withLoad: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
-    options: { rows: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+    options: {
+      rows: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      'with-load': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
     strict: true,
   });
   if (values.help) {
@@ -73,7 +86,7 @@ function parseOptions(argv: string[]): Options {
   if (!Number.isInteger(rows) || rows < 10_000 || rows > 100_000_000) {
     throw new UsageError(`--rows must be a whole number from 10000 to 100000000, not ${values.rows}`);
   }
-  return { rows, json: values.json };
+  return { rows, json: values.json, withLoad: values['with-load'] };
 }
 
 class UsageError extends Error {}
@@ -129,6 +142,8 @@ interface FerryRun {
   history: HistoryCost;
   profile: ActivityProfile;
   peakRssMb: number;
+  /** Foreground update latencies during the migration, with --with-load. */
+  load: LoadFigures | null;
   problems: string[];
 }
 
@@ -139,6 +154,7 @@ interface Bench {
   adminUrl: string;
   sourceUrl: string;
   rows: number;
+  load: UpdateLoad | null;
 }
 
 async function terminateAll(bench: Bench, migrationId: string, reason: string): Promise<void> {
@@ -196,15 +212,18 @@ async function runFerry(bench: Bench, plan: PlanInput, targetUrl: string): Promi
   await resetTarget(targetUrl);
   bench.worker.startPhase();
   const sampler = await sampleFerryActivity(bench.adminUrl);
+  bench.load?.mark();
   const wallStarted = performance.now();
   let status: MigrationStatus;
   let migrationId: string;
   let profile: ActivityProfile;
+  let load: LoadFigures | null;
   try {
     const handle = await startMigration(bench.client, bench.temporal, validatePlan(plan, plan.name), { execute: true });
     migrationId = handle.workflowId;
     status = await awaitMigration(bench, handle);
   } finally {
+    load = bench.load?.figures() ?? null;
     profile = await sampler.stop();
   }
   const wallMs = performance.now() - wallStarted;
@@ -212,7 +231,7 @@ async function runFerry(bench: Bench, plan: PlanInput, targetUrl: string): Promi
   const [problems, history] = await Promise.all([checkTarget(bench.sourceUrl, targetUrl, bench.rows), historyCost(bench.client, migrationId)]);
   if (status.rowsRead !== bench.rows) problems.push(`Ferry reports ${status.rowsRead} rows read, the source has ${bench.rows}`);
   await resetTarget(targetUrl);
-  return { status, ms: Date.parse(status.finishedAt!) - Date.parse(status.startedAt), wallMs, history, profile, peakRssMb, problems };
+  return { status, ms: Date.parse(status.finishedAt!) - Date.parse(status.startedAt), wallMs, history, profile, peakRssMb, load, problems };
 }
 
 function basePlan(name: string, targetEnv: string): PlanInput {
@@ -239,9 +258,10 @@ interface PathResult {
 }
 
 function printRun(label: string, limit: Limit, result: PathResult, out: (line: string) => void): void {
+  out('');
   const { run, figures } = result;
   if (!run) {
-    out(`  ${label.padEnd(22)} FAILED: ${result.error}`);
+    out(`  ${label.padEnd(22)} FAILED: ${result.error?.replace(/\n/g, '\n      ')}`);
     return;
   }
   out(
@@ -256,6 +276,9 @@ function printRun(label: string, limit: Limit, result: PathResult, out: (line: s
       (h.failedAttempts ? `; ${h.failedAttempts} failed attempts` : ''),
   );
   out(`      worker peak RSS ${fmt(run.peakRssMb)} MB`);
+  if (run.load) {
+    out(`      foreground UPDATEs during it: p50 ${fmt(run.load.p50Ms, 1)} ms, p99 ${fmt(run.load.p99Ms, 1)} ms (${fmt(run.load.updates)} updates)`);
+  }
   const p = run.profile;
   out(
     `      Postgres view (${p.samples} samples, 50 ms apart): no Ferry statement running in ${percent(p.noneActive)} of samples, ` +
@@ -277,6 +300,8 @@ async function main(): Promise<number> {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-'));
   let worker: WorkerProcess | null = null;
   let connection: Connection | null = null;
+  let load: UpdateLoad | null = null;
+  let loadBaseline: LoadFigures | null = null;
   try {
     const sourceUrl = await postgres.createDatabase('bench_source');
     const targetUrl = await postgres.createDatabase('bench_target');
@@ -301,8 +326,8 @@ async function main(): Promise<number> {
     connection = await Connection.connect({ address: temporal.address });
     const client = new Client({ connection, namespace: temporal.namespace });
     await worker.ready(client, temporal.namespace);
-    out(`Worker ${worker.pid} is polling (log: ${worker.logFile}).`);
-    const bench: Bench = { client, temporal, worker, adminUrl: postgres.url(), sourceUrl, rows: options.rows };
+    out(`Worker ${worker.pid} is polling, ${fmt(worker.rssMb())} MB resident when idle (log: ${worker.logFile}).`);
+    const bench: Bench = { client, temporal, worker, adminUrl: postgres.url(), sourceUrl, rows: options.rows, load: null };
 
     out('\nRaw limits (one statement each, no Temporal, same data):');
     const sameLimit = await insertSelectLimit(sourceUrl, options.rows);
@@ -329,6 +354,21 @@ async function main(): Promise<number> {
       }
     };
 
+    if (options.withLoad) {
+      bench.load = startUpdateLoad(sourceUrl, options.rows, LOAD_PER_SECOND);
+      // The first second opens the load's connections; its latencies are not the database's.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      bench.load.mark();
+      await new Promise((resolve) => setTimeout(resolve, LOAD_BASELINE_MS));
+      const quiet = bench.load.figures();
+      out(
+        `\nForeground load: ${LOAD_PER_SECOND} single-row UPDATEs/s on the source; without a backfill ` +
+          `p50 ${fmt(quiet.p50Ms, 1)} ms, p99 ${fmt(quiet.p99Ms, 1)} ms (${fmt(quiet.updates)} updates in ${seconds(LOAD_BASELINE_MS)}).`,
+      );
+      load = bench.load;
+      loadBaseline = quiet;
+    }
+
     out(`\nFerry through Temporal (shards ${SHARDS}, concurrency ${CONCURRENCY}, batch ${fmt(BATCH_SIZE)}, no rate limit):`);
     const sameDb = await measure(basePlan('bench-same-db', SOURCE_ENV), sourceUrl, sameLimit);
     printRun('same database', sameLimit, sameDb, out);
@@ -341,6 +381,9 @@ async function main(): Promise<number> {
     const jsTransform = await measure(jsPlan, targetUrl, crossLimit);
     printRun('JavaScript transform', crossLimit, jsTransform, out);
 
+    await load?.stop();
+    load = null;
+
     const runs = [sameDb, crossDb, jsTransform].map((r) => r.run).filter((r): r is FerryRun => r !== null);
     const peakWorkerRssMb = Math.round(worker.peakMb());
     const eventsPerMillion = runs.length ? Math.max(...runs.map((r) => (r.history.events / r.status.rowsRead) * 1e6)) : null;
@@ -352,6 +395,10 @@ async function main(): Promise<number> {
     line('JavaScript transform', jsTransform);
     out(`  worker peak RSS        ${peakWorkerRssMb} MB (VmHWM over the whole run)`);
     out(`  history events         ${eventsPerMillion === null ? 'no figure' : fmt(eventsPerMillion)} per million rows (the most of any path)`);
+    if (loadBaseline) {
+      const p99 = (r: PathResult) => (r.run?.load ? `${fmt(r.run.load.p99Ms, 1)} ms` : 'no figure');
+      out(`  foreground p99         ${fmt(loadBaseline.p99Ms, 1)} ms quiet, ${p99(sameDb)} during same database, ${p99(crossDb)} during across databases`);
+    }
     out(`Finished in ${seconds(Date.now() - started)}.`);
 
     const failed = [sameDb, crossDb].some((r) => r.run === null) || runs.some((r) => r.problems.length > 0);
@@ -369,11 +416,19 @@ async function main(): Promise<number> {
           jsTransform: round(jsTransform.figures),
           peakWorkerRssMb,
           historyEventsPerMillionRows: eventsPerMillion === null ? null : Math.round(eventsPerMillion),
+          ...(loadBaseline && {
+            foregroundUpdateP99Ms: {
+              quiet: Number(loadBaseline.p99Ms.toFixed(2)),
+              sameDb: sameDb.run?.load ? Number(sameDb.run.load.p99Ms.toFixed(2)) : null,
+              crossDb: crossDb.run?.load ? Number(crossDb.run.load.p99Ms.toFixed(2)) : null,
+            },
+          }),
         }),
       );
     }
     return failed ? 1 : 0;
   } finally {
+    await load?.stop();
     await worker?.stop();
     await connection?.close();
     await temporalServer.stop();

@@ -16,6 +16,8 @@ export interface WorkerProcess {
   logFile: string;
   /** Waits until the worker polls both the workflow and the activity task queue. */
   ready(client: Client, namespace: string): Promise<void>;
+  /** Resident set now, in MB. */
+  rssMb(): number;
   /** Starts a fresh per-phase peak of sampled VmRSS. */
   startPhase(): void;
   /** Peak sampled VmRSS of the phase, in MB. */
@@ -83,6 +85,7 @@ export function startWorkerProcess(env: Record<string, string>, logFile: string)
       }
       throw new Error(`the worker did not poll its task queue within ${READY_TIMEOUT_MS / 1000} s; see ${logFile}`);
     },
+    rssMb: () => (statusKb(pid, 'VmRSS') ?? 0) / 1024,
     startPhase() {
       phasePeakKb = statusKb(pid, 'VmRSS') ?? 0;
     },
