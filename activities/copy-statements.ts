@@ -97,11 +97,7 @@ export function copyOutSql(spec: CopySpec, range: KeyRange): string {
  * constraints). It empties itself at every commit, so a failed batch leaves nothing behind.
  */
 export function stagingTableName(spec: CopySpec): string {
-  const digest = createHash('sha256')
-    .update(JSON.stringify([spec.target.schema, spec.target.table, Object.keys(spec.columns)]))
-    .digest('hex')
-    .slice(0, 16);
-  return `ferry_stage_${digest}`;
+  return stagingTableNameFor(stagedColumnsOf(spec));
 }
 
 export function createStagingSql(spec: CopySpec): string {
@@ -131,5 +127,70 @@ export function sampleSql(spec: CopySpec, limit: number): { text: string; values
       `SELECT ${key}::text AS "ferry source key", ${selectList(spec.columns)} ` +
       `FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} ORDER BY ${key} LIMIT $1`,
     values: [limit],
+  };
+}
+
+/**
+ * Staging by column names only, for rows built outside Postgres (the module transform). The
+ * same target and columns give the same staging table as the CopySpec statements above.
+ */
+export interface StagedColumns {
+  target: TableName;
+  /** Target column names, in the order rows are sent. */
+  columns: readonly string[];
+}
+
+export function stagedColumnsOf(spec: CopySpec): StagedColumns {
+  return { target: spec.target, columns: Object.keys(spec.columns) };
+}
+
+function nameList(columns: readonly string[]): string {
+  return columns.map(quoteIdent).join(', ');
+}
+
+export function stagingTableNameFor({ target, columns }: StagedColumns): string {
+  const digest = createHash('sha256')
+    .update(JSON.stringify([target.schema, target.table, columns]))
+    .digest('hex')
+    .slice(0, 16);
+  return `ferry_stage_${digest}`;
+}
+
+export function createStagingForColumnsSql(staged: StagedColumns): string {
+  return (
+    `CREATE TEMP TABLE IF NOT EXISTS ${quoteIdent(stagingTableNameFor(staged))} ON COMMIT DELETE ROWS AS ` +
+    `SELECT ${nameList(staged.columns)} FROM ${qualifiedName(staged.target)} WITH NO DATA`
+  );
+}
+
+export function copyIntoStagingForColumnsSql(staged: StagedColumns): string {
+  return `COPY ${quoteIdent(stagingTableNameFor(staged))} (${nameList(staged.columns)}) FROM STDIN`;
+}
+
+export function insertFromStagingForColumnsSql(staged: StagedColumns): string {
+  const columns = nameList(staged.columns);
+  return (
+    `INSERT INTO ${qualifiedName(staged.target)} (${columns}) ` +
+    `SELECT ${columns} FROM ${quoteIdent(stagingTableNameFor(staged))} ON CONFLICT DO NOTHING`
+  );
+}
+
+/** Name of the first column of rangeRowsSql: the source key as text. */
+export const SOURCE_KEY_TEXT = 'ferry source key';
+
+/**
+ * The whole source rows of a key range in key order, each preceded by its key as text (read
+ * them with rowMode 'array': the first value is the key, the rest are the row). `where` is an
+ * extra SQL condition over the source row, alias `s`.
+ */
+export function rangeRowsSql(source: KeyedTable, range: KeyRange, where?: string): { text: string; values: unknown[] } {
+  const condition = rangeCondition(source.key, range);
+  const key = `${SOURCE_ALIAS}.${quoteIdent(source.key)}`;
+  const filter = where?.trim() ? ` AND (${where})` : '';
+  return {
+    text:
+      `SELECT ${key}::text AS ${quoteIdent(SOURCE_KEY_TEXT)}, ${SOURCE_ALIAS}.* FROM ${qualifiedName(source)} AS ${SOURCE_ALIAS} ` +
+      `WHERE ${condition.sql}${filter} ORDER BY ${key}`,
+    values: condition.params,
   };
 }
