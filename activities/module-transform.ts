@@ -1,0 +1,380 @@
+/**
+ * The module-transform copy path: source rows are read into the worker, mapped by a JavaScript
+ * or TypeScript function from the plan (`transform.module`), and written to the target with
+ * text COPY through a staging table, so that every value arrives exactly as it left.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { pathToFileURL } from 'node:url';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { require as tsxRequire } from 'tsx/cjs/api';
+import { tsImport } from 'tsx/esm/api';
+import type { KeyRange } from '../lib/key-range';
+import type { Plan } from '../lib/plan';
+import { withClient } from './connections';
+import {
+  copyIntoStagingForColumnsSql,
+  createStagingForColumnsSql,
+  insertFromStagingForColumnsSql,
+  rangeRowsSql,
+  type KeyedTable,
+  type StagedColumns,
+} from './copy-statements';
+import type { TableName } from './sql';
+
+/**
+ * A source row as the transform sees it: column name to value. Values keep their exact content:
+ * date and time types are Postgres's own text, int8 and numeric are strings, int2, int4 and
+ * floats are numbers, bool is boolean, json and jsonb are parsed, bytea is a Buffer, NULL is null.
+ */
+export type SourceRow = Record<string, unknown>;
+
+/**
+ * A target row: column name (one of `transform.columns`) to value. A column left out is NULL.
+ * Values: null/undefined, string, number, bigint, boolean, Date, Buffer, or an object or array
+ * (written as JSON, for json and jsonb columns).
+ */
+export type TargetRow = Record<string, unknown>;
+
+type TransformResult = TargetRow | TargetRow[] | null;
+
+/** The function a transform module exports. It returns null to skip a row; it may be async. */
+export type RowTransform = (row: SourceRow) => TransformResult | Promise<TransformResult>;
+
+// ---------------------------------------------------------------------------------------------
+// Loading the module
+
+const loaded = new Map<string, Promise<RowTransform>>();
+
+const ESM_ONLY = new Set(['.mjs', '.mts']);
+
+async function importModule(file: string): Promise<unknown> {
+  const parent = path.join(process.cwd(), 'ferry-transform-loader.js');
+  if (!ESM_ONLY.has(path.extname(file))) {
+    try {
+      return tsxRequire(file, parent);
+    } catch (error) {
+      // A .js file of a "type": "module" package, or one using top-level await: import it.
+      const code = (error as { code?: unknown }).code;
+      if (code !== 'ERR_REQUIRE_ESM' && code !== 'ERR_REQUIRE_ASYNC_MODULE') throw error;
+    }
+  }
+  return tsImport(pathToFileURL(file).href, pathToFileURL(parent).href);
+}
+
+/** The transform function of a loaded module: its default export, or its `transform` export. */
+function transformExportOf(mod: unknown): RowTransform | null {
+  const candidates: unknown[] = [mod];
+  for (let i = 0; i < candidates.length && i < 8; i++) {
+    const value = candidates[i];
+    if (typeof value === 'function') return value as RowTransform;
+    if (value && typeof value === 'object') {
+      // ESM namespaces and transpiled CJS wrap the default export once or twice.
+      const record = value as Record<string, unknown>;
+      candidates.push(record.default, record.transform);
+    }
+  }
+  return null;
+}
+
+function describeExports(mod: unknown): string {
+  if (mod === null || mod === undefined) return 'it exports nothing';
+  if (typeof mod !== 'object') return `its export is a ${typeof mod}`;
+  const names = Object.keys(mod);
+  return names.length ? `its exports are: ${names.join(', ')}` : 'it exports nothing';
+}
+
+async function load(file: string): Promise<RowTransform> {
+  const info = await stat(file).catch(() => null);
+  if (!info) {
+    throw ApplicationFailure.nonRetryable(
+      `transform module ${file} does not exist on this worker (relative paths are resolved against the worker's ` +
+        `working directory, ${process.cwd()}); deploy the module with the worker or give an absolute path`,
+      'TransformModuleNotFound',
+    );
+  }
+  if (!info.isFile()) {
+    throw ApplicationFailure.nonRetryable(`transform module ${file} is not a file`, 'TransformModuleNotFound');
+  }
+  let mod: unknown;
+  try {
+    mod = await importModule(file);
+  } catch (error) {
+    throw ApplicationFailure.nonRetryable(
+      `transform module ${file} failed to load: ${error instanceof Error ? error.message : String(error)}`,
+      'TransformModuleInvalid',
+      error,
+    );
+  }
+  const transform = transformExportOf(mod);
+  if (!transform) {
+    throw ApplicationFailure.nonRetryable(
+      `transform module ${file} has no function to call: ${describeExports(mod)}; ` +
+        'export the row transform as its default export (export default (row) => ...) or as `transform`',
+      'TransformModuleInvalid',
+    );
+  }
+  return transform;
+}
+
+/**
+ * The row transform of the module at `modulePath` (relative paths are resolved against the
+ * worker's working directory). Loaded once per path and process; a module that failed to load
+ * is tried again on the next call. Fails with a non-retryable ApplicationFailure when the file
+ * is missing, does not load, or exports no function.
+ */
+export function loadTransform(modulePath: string): Promise<RowTransform> {
+  const file = path.resolve(process.cwd(), modulePath);
+  let transform = loaded.get(file);
+  if (!transform) {
+    transform = load(file);
+    loaded.set(file, transform);
+    transform.catch(() => loaded.delete(file));
+  }
+  return transform;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading source rows
+
+const OID = {
+  int8: 20,
+  numeric: 1700,
+  date: 1082,
+  time: 1083,
+  timestamp: 1114,
+  timestamptz: 1184,
+  interval: 1186,
+  timetz: 1266,
+  textArray: 1009,
+  int8Array: 1016,
+  numericArray: 1231,
+  timestampArray: 1115,
+  dateArray: 1182,
+  timeArray: 1183,
+  timestamptzArray: 1185,
+  intervalArray: 1187,
+  timetzArray: 1270,
+} as const;
+
+const asIs = (value: string) => value;
+const builtinParser = pg.types.getTypeParser as (oid: number, format: 'text' | 'binary') => (value: string) => unknown;
+const textArray = builtinParser(OID.textArray, 'text');
+
+/**
+ * Per-query type parsers for source rows. pg's defaults lose information in some types (Date
+ * drops microseconds and the original zone; numeric[] becomes floats), so those stay text.
+ */
+const exactTextOverrides = new Map<number, (value: string) => unknown>([
+  [OID.int8, asIs],
+  [OID.numeric, asIs],
+  [OID.date, asIs],
+  [OID.time, asIs],
+  [OID.timestamp, asIs],
+  [OID.timestamptz, asIs],
+  [OID.interval, asIs],
+  [OID.timetz, asIs],
+  [OID.int8Array, textArray],
+  [OID.numericArray, textArray],
+  [OID.timestampArray, textArray],
+  [OID.dateArray, textArray],
+  [OID.timeArray, textArray],
+  [OID.timestamptzArray, textArray],
+  [OID.intervalArray, textArray],
+  [OID.timetzArray, textArray],
+]);
+
+export const sourceRowTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (format !== 'binary') {
+      const override = exactTextOverrides.get(oid);
+      if (override) return override;
+    }
+    return builtinParser(oid, format ?? 'text');
+  },
+} as unknown as pg.CustomTypesConfig;
+
+// ---------------------------------------------------------------------------------------------
+// Encoding target rows as COPY text
+
+function escapeCopyText(text: string): string {
+  return text.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
+}
+
+function encodeValue(value: unknown, column: string): string {
+  if (value === null || value === undefined) return '\\N';
+  switch (typeof value) {
+    case 'string':
+      return escapeCopyText(value);
+    case 'boolean':
+      return value ? 't' : 'f';
+    case 'number':
+    case 'bigint':
+      return String(value);
+    case 'object':
+      if (Buffer.isBuffer(value) || value instanceof Uint8Array) {
+        // bytea hex input; the backslash itself is escaped for COPY.
+        return `\\\\x${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`;
+      }
+      if (value instanceof Date) {
+        if (Number.isNaN(value.getTime())) throw new TypeError(`column "${column}" is an invalid Date`);
+        return value.toISOString();
+      }
+      {
+        const json: unknown = JSON.stringify(value);
+        if (typeof json !== 'string') throw new TypeError(`column "${column}" has an object that JSON cannot represent`);
+        return escapeCopyText(json);
+      }
+    default:
+      throw new TypeError(`column "${column}" is a ${typeof value}, which has no database value`);
+  }
+}
+
+/**
+ * An encoder of one target row into one line of COPY text format (columns in `columns` order,
+ * ending in a newline). Throws, naming the key, for a row with a key not in `columns`, and for
+ * values that have no database form (functions, symbols, invalid Dates).
+ */
+export function copyTextEncoder(columns: readonly string[]): (row: TargetRow) => string {
+  const known = new Set(columns);
+  return (row) => {
+    if (row === null || typeof row !== 'object' || Array.isArray(row)) {
+      throw new TypeError(`a target row must be an object of column: value, not ${Array.isArray(row) ? 'an array' : String(row)}`);
+    }
+    for (const key of Object.keys(row)) {
+      if (!known.has(key)) {
+        throw new TypeError(`target row has column "${key}", which is not one of transform.columns (${columns.join(', ')})`);
+      }
+    }
+    return columns.map((column) => encodeValue(row[column], column)).join('\t') + '\n';
+  };
+}
+
+/** Target rows as COPY text format, for `COPY table (columns) FROM STDIN`. */
+export function encodeCopyText(columns: readonly string[], rows: readonly TargetRow[]): string {
+  const encode = copyTextEncoder(columns);
+  return rows.map(encode).join('');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Copying a key range
+
+export interface ModuleCopySpec {
+  source: KeyedTable;
+  target: TableName;
+  /** The target columns the transform's rows fill (`transform.columns`). */
+  columns: readonly string[];
+  /** An extra SQL condition over the source row (alias `s`); rows outside it are not read. */
+  where?: string;
+}
+
+export function moduleCopySpecOf(plan: Plan, where?: string): ModuleCopySpec {
+  if (!plan.transform.columns) throw new Error('moduleCopySpecOf: the plan has no transform.columns (it is not a module transform)');
+  return {
+    source: { schema: plan.source.schema, table: plan.source.table, key: plan.source.key },
+    target: { schema: plan.target.schema, table: plan.target.table },
+    columns: plan.transform.columns,
+    ...(where === undefined ? {} : { where }),
+  };
+}
+
+export interface RowFailure {
+  /** The source row's key, as text. */
+  key: string;
+  error: string;
+}
+
+export interface ModuleCopyResult {
+  /** Source rows read in the range. */
+  read: number;
+  /** Target rows inserted; rows already in the target are kept and not counted. */
+  written: number;
+  /** Source rows whose transform threw or returned something that is not a target row. */
+  failed: RowFailure[];
+}
+
+/** COPY text is sent in chunks of about this many characters. */
+const CHUNK_CHARS = 64 * 1024;
+
+function* chunked(lines: readonly string[]): Generator<string> {
+  let chunk = '';
+  for (const line of lines) {
+    chunk += line;
+    if (chunk.length >= CHUNK_CHARS) {
+      yield chunk;
+      chunk = '';
+    }
+  }
+  if (chunk) yield chunk;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Copies one key range through the transform: reads the range's source rows in key order, maps
+ * each with `transform`, and inserts the results into the target in one transaction (COPY into
+ * a staging table, then INSERT ... ON CONFLICT DO NOTHING). A row whose transform throws, or
+ * returns something that is not a target row, is reported in `failed` and the others go on.
+ * Safe to run twice: rows already in the target are kept. Batches are meant to be bounded (at
+ * most 100k rows): the range is read in one query.
+ */
+export async function copyRangeThroughModule(
+  sourcePool: pg.Pool,
+  targetPool: pg.Pool,
+  spec: ModuleCopySpec,
+  range: KeyRange,
+  transform: RowTransform,
+): Promise<ModuleCopyResult> {
+  const select = rangeRowsSql(spec.source, range, spec.where);
+  const result = await sourcePool.query<unknown[]>({
+    text: select.text,
+    values: select.values,
+    rowMode: 'array',
+    types: sourceRowTypes,
+  });
+  const names = result.fields.slice(1).map((field) => field.name);
+
+  const encode = copyTextEncoder(spec.columns);
+  const lines: string[] = [];
+  const failed: RowFailure[] = [];
+  for (const values of result.rows) {
+    const key = String(values[0]);
+    const row: SourceRow = {};
+    names.forEach((name, i) => (row[name] = values[i + 1]));
+    try {
+      const output = await transform(row);
+      if (output === undefined) throw new TypeError('the transform returned undefined; return null to skip a row');
+      if (output === null) continue;
+      // Encoded before any is kept, so a row is written whole or not at all.
+      const encoded = (Array.isArray(output) ? output : [output]).map(encode);
+      lines.push(...encoded);
+    } catch (error) {
+      failed.push({ key, error: messageOf(error) });
+    }
+  }
+
+  const read = result.rows.length;
+  if (lines.length === 0) return { read, written: 0, failed };
+
+  const staged: StagedColumns = { target: spec.target, columns: spec.columns };
+  const written = await withClient(targetPool, async (target) => {
+    await target.query('BEGIN');
+    try {
+      await target.query(createStagingForColumnsSql(staged));
+      await pipeline(Readable.from(chunked(lines)), target.query(copyFrom(copyIntoStagingForColumnsSql(staged))));
+      const inserted = await target.query(insertFromStagingForColumnsSql(staged));
+      await target.query('COMMIT');
+      return inserted.rowCount ?? 0;
+    } catch (error) {
+      await target.query('ROLLBACK').catch(() => {});
+      throw error;
+    }
+  });
+  return { read, written, failed };
+}
