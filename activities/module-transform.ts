@@ -24,7 +24,7 @@ import {
   type KeyedTable,
   type StagedColumns,
 } from './copy-statements';
-import type { TableName } from './sql';
+import { qualifiedName, type TableName } from './sql';
 
 /**
  * A source row as the transform sees it: column name to value. Values keep their exact content:
@@ -63,7 +63,15 @@ async function importModule(file: string): Promise<unknown> {
       if (code !== 'ERR_REQUIRE_ESM' && code !== 'ERR_REQUIRE_ASYNC_MODULE') throw error;
     }
   }
-  return tsImport(pathToFileURL(file).href, pathToFileURL(parent).href);
+  const url = pathToFileURL(file).href;
+  try {
+    // Under tsx (the worker) the native import already understands TypeScript.
+    return await import(url);
+  } catch (error) {
+    // Elsewhere (plain node, test runners) a .mts file needs tsx's loader, scoped to this import.
+    if ((error as { code?: unknown }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw error;
+    return tsImport(url, pathToFileURL(parent).href);
+  }
 }
 
 /** The transform function of a loaded module: its default export, or its `transform` export. */
@@ -104,11 +112,12 @@ async function load(file: string): Promise<RowTransform> {
   try {
     mod = await importModule(file);
   } catch (error) {
-    throw ApplicationFailure.nonRetryable(
-      `transform module ${file} failed to load: ${error instanceof Error ? error.message : String(error)}`,
-      'TransformModuleInvalid',
-      error,
-    );
+    throw ApplicationFailure.create({
+      message: `transform module ${file} failed to load: ${messageOf(error)}`,
+      type: 'TransformModuleInvalid',
+      nonRetryable: true,
+      cause: error instanceof Error ? error : undefined,
+    });
   }
   const transform = transformExportOf(mod);
   if (!transform) {
@@ -205,33 +214,74 @@ function escapeCopyText(text: string): string {
   return text.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
 }
 
-function encodeValue(value: unknown, column: string): string {
-  if (value === null || value === undefined) return '\\N';
+/**
+ * What a target column's type changes in how a JavaScript value is written. In a `json` column
+ * every value is JSON (a string becomes a JSON string, true a JSON true); in an `array` column
+ * a JavaScript array becomes an array literal. Without kinds, objects and arrays are JSON.
+ */
+export type ColumnKind = 'json' | 'array' | 'other';
+export type ColumnKinds = Readonly<Record<string, ColumnKind>>;
+
+function bytesOf(value: object): Buffer | null {
+  if (Buffer.isBuffer(value)) return value;
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  return null;
+}
+
+function dateText(value: Date, column: string): string {
+  if (Number.isNaN(value.getTime())) throw new TypeError(`column "${column}" is an invalid Date`);
+  return value.toISOString();
+}
+
+function jsonText(value: unknown, column: string): string {
+  let json: unknown;
+  try {
+    json = JSON.stringify(value);
+  } catch (error) {
+    throw new TypeError(`column "${column}" cannot be written as JSON: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
+  }
+  if (typeof json !== 'string') throw new TypeError(`column "${column}" has a ${typeof value} that JSON cannot represent`);
+  return json;
+}
+
+/** A non-null value as Postgres input text (before COPY escaping). */
+function valueText(value: unknown, column: string): string {
   switch (typeof value) {
     case 'string':
-      return escapeCopyText(value);
+      return value;
     case 'boolean':
       return value ? 't' : 'f';
     case 'number':
     case 'bigint':
       return String(value);
-    case 'object':
-      if (Buffer.isBuffer(value) || value instanceof Uint8Array) {
-        // bytea hex input; the backslash itself is escaped for COPY.
-        return `\\\\x${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`;
-      }
-      if (value instanceof Date) {
-        if (Number.isNaN(value.getTime())) throw new TypeError(`column "${column}" is an invalid Date`);
-        return value.toISOString();
-      }
-      {
-        const json: unknown = JSON.stringify(value);
-        if (typeof json !== 'string') throw new TypeError(`column "${column}" has an object that JSON cannot represent`);
-        return escapeCopyText(json);
-      }
+    case 'object': {
+      const bytes = bytesOf(value as object);
+      if (bytes) return `\\x${bytes.toString('hex')}`;
+      if (value instanceof Date) return dateText(value, column);
+      return jsonText(value, column);
+    }
     default:
       throw new TypeError(`column "${column}" is a ${typeof value}, which has no database value`);
   }
+}
+
+/** A JavaScript array as a Postgres array literal: `{"a","b",NULL,{"nested"}}`. */
+function arrayLiteral(values: readonly unknown[], column: string): string {
+  const elements = values.map((element) => {
+    if (element === null || element === undefined) return 'NULL';
+    if (Array.isArray(element)) return arrayLiteral(element, column);
+    return `"${valueText(element, column).replace(/["\\]/g, '\\$&')}"`;
+  });
+  return `{${elements.join(',')}}`;
+}
+
+function encodeValue(value: unknown, column: string, kind: ColumnKind | undefined): string {
+  if (value === null || value === undefined) return '\\N';
+  if (kind === 'json') return escapeCopyText(jsonText(value, column));
+  if (kind === 'array' && Array.isArray(value)) return escapeCopyText(arrayLiteral(value, column));
+  return escapeCopyText(valueText(value, column));
 }
 
 /**
@@ -239,7 +289,7 @@ function encodeValue(value: unknown, column: string): string {
  * ending in a newline). Throws, naming the key, for a row with a key not in `columns`, and for
  * values that have no database form (functions, symbols, invalid Dates).
  */
-export function copyTextEncoder(columns: readonly string[]): (row: TargetRow) => string {
+export function copyTextEncoder(columns: readonly string[], kinds: ColumnKinds = {}): (row: TargetRow) => string {
   const known = new Set(columns);
   return (row) => {
     if (row === null || typeof row !== 'object' || Array.isArray(row)) {
@@ -250,14 +300,28 @@ export function copyTextEncoder(columns: readonly string[]): (row: TargetRow) =>
         throw new TypeError(`target row has column "${key}", which is not one of transform.columns (${columns.join(', ')})`);
       }
     }
-    return columns.map((column) => encodeValue(row[column], column)).join('\t') + '\n';
+    return columns.map((column) => encodeValue(row[column], column, kinds[column])).join('\t') + '\n';
   };
 }
 
 /** Target rows as COPY text format, for `COPY table (columns) FROM STDIN`. */
-export function encodeCopyText(columns: readonly string[], rows: readonly TargetRow[]): string {
-  const encode = copyTextEncoder(columns);
+export function encodeCopyText(columns: readonly string[], rows: readonly TargetRow[], kinds?: ColumnKinds): string {
+  const encode = copyTextEncoder(columns, kinds);
   return rows.map(encode).join('');
+}
+
+/** The kinds of the target table's columns (json and jsonb, arrays, and domains over them). */
+export async function targetColumnKinds(pool: pg.Pool, target: TableName): Promise<ColumnKinds> {
+  const result = await pool.query<{ name: string; kind: ColumnKind }>(
+    `SELECT a.attname AS name,
+            CASE WHEN b.typname IN ('json', 'jsonb') THEN 'json' WHEN b.typcategory = 'A' THEN 'array' ELSE 'other' END AS kind
+       FROM pg_attribute a
+       JOIN pg_type t ON t.oid = a.atttypid
+       JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+    [qualifiedName(target)],
+  );
+  return Object.fromEntries(result.rows.map((row) => [row.name, row.kind]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -340,7 +404,7 @@ export async function copyRangeThroughModule(
   });
   const names = result.fields.slice(1).map((field) => field.name);
 
-  const encode = copyTextEncoder(spec.columns);
+  const encode = copyTextEncoder(spec.columns, await targetColumnKinds(targetPool, spec.target));
   const lines: string[] = [];
   const failed: RowFailure[] = [];
   for (const values of result.rows) {

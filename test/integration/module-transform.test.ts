@@ -24,7 +24,11 @@ const sourceDdl = `
     ratio float8,
     visits int4,
     active bool,
-    avatar bytea
+    avatar bytea,
+    extra jsonb,
+    tags text[],
+    amounts numeric[],
+    stamps timestamptz[]
   );
   INSERT INTO people
   SELECT i,
@@ -39,7 +43,12 @@ const sourceDdl = `
          i / 3.0::float8,
          i * 1000,
          i % 2 = 0,
-         CASE i % 5 WHEN 1 THEN NULL WHEN 2 THEN ''::bytea ELSE decode(md5(i::text), 'hex') END
+         CASE i % 5 WHEN 1 THEN NULL WHEN 2 THEN ''::bytea ELSE decode(md5(i::text), 'hex') END,
+         CASE i % 4 WHEN 0 THEN '"just a string"'::jsonb WHEN 1 THEN 'true'::jsonb WHEN 2 THEN '[1, "a\\tb"]'::jsonb END,
+         CASE WHEN i % 3 = 0 THEN NULL
+              ELSE ARRAY['a b', 'q"uote', E'back\\slash', NULL, '', 'NULL', '{x,y}', E'tab\tand\nline', 'n' || i] END,
+         ARRAY[0.10, 123456789012345678901.000000001 * i]::numeric[],
+         ARRAY[timestamptz '2024-01-01 00:00:00.000001+00' + i * interval '1 microsecond', NULL]
     FROM generate_series(1, ${ROWS}) AS i;`;
 
 const targetDdl = (table: string) => `
@@ -58,12 +67,16 @@ const targetDdl = (table: string) => `
     visits int4,
     active bool,
     avatar bytea,
+    extra jsonb,
+    tags text[],
+    amounts numeric[],
+    stamps timestamptz[],
     seen_types text
   )`;
 
 const columns = [
   'id', 'first_name', 'last_name', 'note', 'created_at', 'created_text', 'seen_at', 'born',
-  'profile', 'balance', 'ratio', 'visits', 'active', 'avatar', 'seen_types',
+  'profile', 'balance', 'ratio', 'visits', 'active', 'avatar', 'extra', 'tags', 'amounts', 'stamps', 'seen_types',
 ];
 
 /** The transform body, the same for .ts and .js: splits the name, skips every fifth row, throws for one. */
@@ -78,8 +91,8 @@ const body = `
     first_name: first,
     last_name: rest.join(' ') || null,
     created_text: row.created_at,
-    seen_types: ['id', 'created_at', 'seen_at', 'born', 'profile', 'balance', 'ratio', 'visits', 'active', 'avatar']
-      .map((c) => c + ':' + kind(row[c])).join(','),
+    seen_types: ['id', 'created_at', 'seen_at', 'born', 'profile', 'balance', 'ratio', 'visits', 'active', 'avatar', 'amounts', 'stamps']
+      .map((c) => c + ':' + kind(row[c])).join(',') + ',amount:' + typeof row.amounts[1] + ',stamp:' + typeof row.stamps[0],
   };`;
 
 const modules = {
@@ -98,15 +111,18 @@ const expectedSql = `
          nullif(substr(full_name, length(split_part(full_name, ' ', 1)) + 2), '') AS last_name,
          note, created_at::text, created_at::text AS created_text, seen_at::text, born::text, profile::text,
          balance::text, ratio::text, visits::text, active::text, avatar::text,
+         extra::text, tags::text, amounts::text, stamps::text,
          'id:string,created_at:string,seen_at:' || CASE WHEN seen_at IS NULL THEN 'null' ELSE 'string' END ||
          ',born:string,profile:' || CASE WHEN profile IS NULL THEN 'null' ELSE 'object' END ||
          ',balance:' || CASE WHEN balance IS NULL THEN 'null' ELSE 'string' END ||
-         ',ratio:number,visits:number,active:boolean,avatar:' || CASE WHEN avatar IS NULL THEN 'null' ELSE 'buffer' END AS seen_types
+         ',ratio:number,visits:number,active:boolean,avatar:' || CASE WHEN avatar IS NULL THEN 'null' ELSE 'buffer' END ||
+         ',amounts:array,stamps:array,amount:string,stamp:string' AS seen_types
     FROM people WHERE id % 5 <> 0 AND id <> ${THROWS} ORDER BY id`;
 
 const actualSql = (table: string) => `
   SELECT id::text, first_name, last_name, note, created_at::text, created_text, seen_at::text, born::text, profile::text,
-         balance::text, ratio::text, visits::text, active::text, avatar::text, seen_types
+         balance::text, ratio::text, visits::text, active::text, avatar::text,
+         extra::text, tags::text, amounts::text, stamps::text, seen_types
     FROM ${table} ORDER BY id`;
 
 describe('copyRangeThroughModule', () => {

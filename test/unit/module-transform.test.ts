@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -62,6 +62,31 @@ describe('COPY text encoder', () => {
   });
 });
 
+describe('COPY text encoder with target column kinds', () => {
+  const columns = ['doc', 'list'];
+  const kinds = { doc: 'json', list: 'array' } as const;
+  const line = (doc: unknown, list: unknown) => encodeCopyText(columns, [{ doc, list }], kinds);
+
+  it('writes every value of a json column as JSON, so top-level strings and booleans survive', () => {
+    expect(line('just "text"', null)).toBe('"just \\\\"text\\\\""\t\\N\n');
+    expect(line(true, null)).toBe('true\t\\N\n');
+    expect(line(12.5, null)).toBe('12.5\t\\N\n');
+    expect(line({ a: [1, 'x\ty'] }, null)).toBe('{"a":[1,"x\\\\ty"]}\t\\N\n');
+    expect(line(null, null)).toBe('\\N\t\\N\n');
+    expect(() => line(1n, null)).toThrow(/column "doc" cannot be written as JSON/);
+  });
+
+  it('writes a JavaScript array into an array column as an array literal', () => {
+    expect(line(null, ['a b', 'q"uote', 'back\\slash', null, '', 'NULL', '{x,y}', 'tab\there'])).toBe(
+      '\\N\t{"a b","q\\\\"uote","back\\\\\\\\slash",NULL,"","NULL","{x,y}","tab\\there"}\n',
+    );
+    expect(line(null, [[1, 2], [3, null]])).toBe('\\N\t{{"1","2"},{"3",NULL}}\n');
+    expect(line(null, [true, Buffer.from([1, 255])])).toBe('\\N\t{"t","\\\\\\\\x01ff"}\n');
+    expect(line(null, [])).toBe('\\N\t{}\n');
+    expect(line(null, '{already,literal}')).toBe('\\N\t{already,literal}\n');
+  });
+});
+
 describe('staging by column names', () => {
   it('matches the staging table of the equivalent CopySpec', () => {
     const spec: CopySpec = {
@@ -92,11 +117,19 @@ describe('loadTransform', () => {
       write('c.cjs', 'exports.transform = async (row) => ({ n: row.n + 1 });'),
       write('d.mjs', 'export default function (row) { return { n: row.n + 1 }; }'),
       write('e.ts', 'export function transform(row: { n: number }) { return { n: row.n + 1 }; }'),
+      write('f.mts', 'const step: number = await Promise.resolve(1);\nexport default (row: { n: number }) => ({ n: row.n + step });'),
     ];
     for (const file of files) {
       const transform = await loadTransform(file);
       expect(await transform({ n: 1 })).toEqual({ n: 2 });
     }
+  });
+
+  it('loads a .js module of a "type": "module" package', async () => {
+    mkdirSync(path.join(dir, 'esm'));
+    write('esm/package.json', '{ "type": "module" }');
+    const transform = await loadTransform(write('esm/g.js', 'export default (row) => ({ n: row.n + 1 });'));
+    expect(await transform({ n: 1 })).toEqual({ n: 2 });
   });
 
   it('resolves a relative path against the working directory and caches per path', async () => {
