@@ -357,20 +357,34 @@ export interface ModuleCopyResult {
   read: number;
   /** Target rows inserted; rows already in the target are kept and not counted. */
   written: number;
-  /** Source rows whose transform threw or returned something that is not a target row. */
+  /** Source rows whose transform threw or returned no target row, or whose value the target refused. */
   failed: RowFailure[];
 }
 
 /** COPY text is sent in chunks of about this many characters. */
 const CHUNK_CHARS = 64 * 1024;
 
-function* chunked(lines: readonly string[]): Generator<string> {
+/**
+ * Rows the target may refuse in one batch (a value its column type does not accept) before the
+ * batch fails as a whole: each refusal costs a new COPY of the batch.
+ */
+const MAX_REFUSED_ROWS = 10;
+
+/** The COPY lines one source row became. */
+interface EncodedRow {
+  key: string;
+  lines: string[];
+}
+
+function* chunked(rows: readonly EncodedRow[]): Generator<string> {
   let chunk = '';
-  for (const line of lines) {
-    chunk += line;
-    if (chunk.length >= CHUNK_CHARS) {
-      yield chunk;
-      chunk = '';
+  for (const row of rows) {
+    for (const line of row.lines) {
+      chunk += line;
+      if (chunk.length >= CHUNK_CHARS) {
+        yield chunk;
+        chunk = '';
+      }
     }
   }
   if (chunk) yield chunk;
@@ -381,12 +395,29 @@ function messageOf(error: unknown): string {
 }
 
 /**
+ * The index of the source row whose COPY line the target refused, for a data error (SQLSTATE
+ * class 22: a value its type does not accept) that Postgres located at a line; otherwise null.
+ */
+function refusedRowIndex(error: unknown, rows: readonly EncodedRow[]): number | null {
+  if (!(error instanceof pg.DatabaseError) || !error.code?.startsWith('22')) return null;
+  const line = /\bline (\d+)\b/.exec(error.where ?? '')?.[1];
+  if (line === undefined) return null;
+  let remaining = Number(line);
+  for (let i = 0; i < rows.length; i++) {
+    remaining -= rows[i]!.lines.length;
+    if (remaining <= 0) return i;
+  }
+  return null;
+}
+
+/**
  * Copies one key range through the transform: reads the range's source rows in key order, maps
  * each with `transform`, and inserts the results into the target in one transaction (COPY into
  * a staging table, then INSERT ... ON CONFLICT DO NOTHING). A row whose transform throws, or
- * returns something that is not a target row, is reported in `failed` and the others go on.
- * Safe to run twice: rows already in the target are kept. Batches are meant to be bounded (at
- * most 100k rows): the range is read in one query.
+ * returns something that is not a target row, or a value the target's column type refuses, is
+ * reported in `failed`, and the others go on; a row is written whole or not at all. Safe to run
+ * twice: rows already in the target are kept. Batches are meant to be bounded (at most 100k
+ * rows): the range is read in one query.
  */
 export async function copyRangeThroughModule(
   sourcePool: pg.Pool,
@@ -405,7 +436,7 @@ export async function copyRangeThroughModule(
   const names = result.fields.slice(1).map((field) => field.name);
 
   const encode = copyTextEncoder(spec.columns, await targetColumnKinds(targetPool, spec.target));
-  const lines: string[] = [];
+  const rows: EncodedRow[] = [];
   const failed: RowFailure[] = [];
   for (const values of result.rows) {
     const key = String(values[0]);
@@ -415,29 +446,34 @@ export async function copyRangeThroughModule(
       const output = await transform(row);
       if (output === undefined) throw new TypeError('the transform returned undefined; return null to skip a row');
       if (output === null) continue;
-      // Encoded before any is kept, so a row is written whole or not at all.
-      const encoded = (Array.isArray(output) ? output : [output]).map(encode);
-      lines.push(...encoded);
+      const lines = (Array.isArray(output) ? output : [output]).map(encode);
+      if (lines.length > 0) rows.push({ key, lines });
     } catch (error) {
       failed.push({ key, error: messageOf(error) });
     }
   }
 
   const read = result.rows.length;
-  if (lines.length === 0) return { read, written: 0, failed };
-
   const staged: StagedColumns = { target: spec.target, columns: spec.columns };
   const written = await withClient(targetPool, async (target) => {
-    await target.query('BEGIN');
-    try {
-      await target.query(createStagingForColumnsSql(staged));
-      await pipeline(Readable.from(chunked(lines)), target.query(copyFrom(copyIntoStagingForColumnsSql(staged))));
-      const inserted = await target.query(insertFromStagingForColumnsSql(staged));
-      await target.query('COMMIT');
-      return inserted.rowCount ?? 0;
-    } catch (error) {
-      await target.query('ROLLBACK').catch(() => {});
-      throw error;
+    for (let refused = 0; ; ) {
+      if (rows.length === 0) return 0;
+      await target.query('BEGIN');
+      try {
+        await target.query(createStagingForColumnsSql(staged));
+        await pipeline(Readable.from(chunked(rows)), target.query(copyFrom(copyIntoStagingForColumnsSql(staged))));
+        const inserted = await target.query(insertFromStagingForColumnsSql(staged));
+        await target.query('COMMIT');
+        return inserted.rowCount ?? 0;
+      } catch (error) {
+        await target.query('ROLLBACK').catch(() => {});
+        const index = refusedRowIndex(error, rows);
+        if (index === null || refused >= MAX_REFUSED_ROWS) throw error;
+        refused += 1;
+        const [row] = rows.splice(index, 1);
+        const column = /\bcolumn ([^:]+):/.exec((error as pg.DatabaseError).where ?? '')?.[1];
+        failed.push({ key: row!.key, error: `the target refused a value${column ? ` of column ${column}` : ''}: ${messageOf(error)}` });
+      }
     }
   });
   return { read, written, failed };

@@ -135,7 +135,7 @@ describe('copyRangeThroughModule', () => {
   beforeAll(async () => {
     [sourceUrl, targetUrl] = await Promise.all([createTestDatabase('mt_source'), createTestDatabase('mt_target')]);
     await sql(sourceUrl, sourceDdl);
-    await sql(targetUrl, [targetDdl('people_ts'), targetDdl('people_js'), targetDdl('people_where')].join(';'));
+    await sql(targetUrl, [targetDdl('people_ts'), targetDdl('people_js'), targetDdl('people_where'), targetDdl('people_refused')].join(';'));
     for (const [name, text] of Object.entries(modules)) writeFileSync(path.join(dir, name), text);
     sourcePool = new pg.Pool({ connectionString: sourceUrl, max: 2 });
     targetPool = new pg.Pool({ connectionString: targetUrl, max: 2 });
@@ -192,6 +192,20 @@ describe('copyRangeThroughModule', () => {
     // Keys 14, 21, 28, 35, 42, 49 have a NULL note; 35 is a fifth row and is skipped.
     expect(result).toEqual({ read: 6, written: 5, failed: [] });
     expect((await sql(targetUrl, 'SELECT id::text FROM people_where ORDER BY id')).map((r) => r.id)).toEqual(['14', '21', '28', '42', '49']);
+  });
+
+  it('reports a row whose value the target refuses, and writes the others', async () => {
+    const file = path.join(dir, 'bad-value.ts');
+    writeFileSync(file, `
+      export default (row: { id: string; visits: number; created_at: string }) => [
+        { id: row.id, created_at: row.created_at, visits: row.id === '4' ? 'lots' : row.visits },
+      ];`);
+    const transform = await loadTransform(file);
+    const result = await copyRangeThroughModule(sourcePool, targetPool, specFor('people_refused'), { after: null, upTo: '6' }, transform);
+    expect(result.read).toBe(6);
+    expect(result.written).toBe(5);
+    expect(result.failed).toEqual([{ key: '4', error: 'the target refused a value of column visits: invalid input syntax for type integer: "lots"' }]);
+    expect((await sql(targetUrl, 'SELECT id::text FROM people_refused ORDER BY id')).map((r) => r.id)).toEqual(['1', '2', '3', '5', '6']);
   });
 
   it('reports a row the transform cannot shape, and keeps the others', async () => {

@@ -3,7 +3,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { copyTextEncoder, encodeCopyText, loadTransform } from '../../activities/module-transform';
-import { createStagingForColumnsSql, createStagingSql, stagingTableName, stagingTableNameFor, type CopySpec } from '../../activities/copy-statements';
+import {
+  copyIntoStagingForColumnsSql,
+  createStagingForColumnsSql,
+  createStagingSql,
+  insertFromStagingForColumnsSql,
+  rangeRowsSql,
+  stagingTableName,
+  stagingTableNameFor,
+  type CopySpec,
+} from '../../activities/copy-statements';
 
 describe('COPY text encoder', () => {
   const columns = ['id', 'v'];
@@ -87,8 +96,28 @@ describe('COPY text encoder with target column kinds', () => {
   });
 });
 
-describe('staging by column names', () => {
-  it('matches the staging table of the equivalent CopySpec', () => {
+describe('module copy statements', () => {
+  it('reads whole rows of a range in key order, the key as text first, with an optional filter', () => {
+    const source = { schema: 'public', table: 'we"ird', key: 'the "key"' };
+    expect(rangeRowsSql(source, { after: '10', upTo: '20' }, 's.active')).toEqual({
+      text:
+        'SELECT s."the ""key"""::text AS "ferry source key", s.* FROM "public"."we""ird" AS s ' +
+        'WHERE s."the ""key""" > $1 AND s."the ""key""" <= $2 AND (s.active) ORDER BY s."the ""key"""',
+      values: ['10', '20'],
+    });
+    expect(rangeRowsSql(source, { after: null, upTo: null }).text).toContain('WHERE true ORDER BY');
+  });
+
+  it('stages and inserts by column names', () => {
+    const staged = { target: { schema: 'app', table: 'users_v2' }, columns: ['id', 'first"name'] };
+    const stage = stagingTableNameFor(staged);
+    expect(copyIntoStagingForColumnsSql(staged)).toBe(`COPY "${stage}" ("id", "first""name") FROM STDIN`);
+    expect(insertFromStagingForColumnsSql(staged)).toBe(
+      `INSERT INTO "app"."users_v2" ("id", "first""name") SELECT "id", "first""name" FROM "${stage}" ON CONFLICT DO NOTHING`,
+    );
+  });
+
+  it('names the same staging table as the equivalent CopySpec', () => {
     const spec: CopySpec = {
       source: { schema: 'public', table: 'users', key: 'id' },
       target: { schema: 'app', table: 'users_v2', key: 'id' },
