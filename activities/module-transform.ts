@@ -28,15 +28,18 @@ import { qualifiedName, type TableName } from './sql';
 
 /**
  * A source row as the transform sees it: column name to value. Values keep their exact content:
- * date and time types are Postgres's own text, int8 and numeric are strings, int2, int4 and
- * floats are numbers, bool is boolean, json and jsonb are parsed, bytea is a Buffer, NULL is null.
+ * date, time and interval types are Postgres's own text (microseconds and zone as printed),
+ * int8 and numeric are strings, int2, int4 and floats are numbers, bool is boolean, json and
+ * jsonb are parsed, bytea is a Buffer, arrays are arrays (of strings for int8, numeric, date and
+ * time types), text is a string, NULL is null.
  */
 export type SourceRow = Record<string, unknown>;
 
 /**
  * A target row: column name (one of `transform.columns`) to value. A column left out is NULL.
- * Values: null/undefined, string, number, bigint, boolean, Date, Buffer, or an object or array
- * (written as JSON, for json and jsonb columns).
+ * Values: null/undefined, string (Postgres input text), number, bigint, boolean, Date, Buffer,
+ * or an object or array (JSON; into an array column an array is an array literal). Every value
+ * of a json or jsonb column is written as JSON.
  */
 export type TargetRow = Record<string, unknown>;
 
@@ -132,8 +135,8 @@ async function load(file: string): Promise<RowTransform> {
 
 /**
  * The row transform of the module at `modulePath` (relative paths are resolved against the
- * worker's working directory). Loaded once per path and process; a module that failed to load
- * is tried again on the next call. Fails with a non-retryable ApplicationFailure when the file
+ * worker's working directory). Loaded once per path and process, so a changed module takes
+ * effect when the worker restarts; a module that failed to load is tried again on the next call. Fails with a non-retryable ApplicationFailure when the file
  * is missing, does not load, or exports no function.
  */
 export function loadTransform(modulePath: string): Promise<RowTransform> {
