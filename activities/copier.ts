@@ -14,7 +14,6 @@ import type { RetryOutcome } from '../lib/status';
 import { withClient, type Databases } from './connections';
 import {
   copyIntoStagingSql,
-  copyLockSql,
   copyOutSql,
   copySpecOf,
   copyWithinDatabaseSql,
@@ -24,9 +23,10 @@ import {
   nextBatchBoundSql,
   type CopySpec,
 } from './copy-statements';
-import { COPY_LOCK_CLASS, recordFailures, type FailedRecord } from './ferry-schema';
+import { inCopyTransaction, recordFailures, type FailedRecord } from './ferry-schema';
 import { isRowError, nextBatchSize, rateDelayMs, redactErrorMessage } from './pacing';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
+import { copyRangeThroughModule, loadTransform } from './module-transform';
 import { holdReason } from './throttler';
 
 export interface CopyBatchesInput {
@@ -72,25 +72,6 @@ interface RangeOutcome {
   failures: FailedRecord[];
 }
 
-/** Runs `write` in a transaction on the target that holds the copy lock when it honours tombstones. */
-async function inCopyTransaction(pool: pg.Pool, spec: CopySpec, write: (client: pg.PoolClient) => Promise<number>): Promise<number> {
-  return withClient(pool, async (client) => {
-    await client.query('BEGIN');
-    try {
-      if (spec.honourTombstones) {
-        const lock = copyLockSql(spec.target, COPY_LOCK_CLASS);
-        await client.query(lock.text, lock.values);
-      }
-      const written = await write(client);
-      await client.query('COMMIT');
-      return written;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    }
-  });
-}
-
 async function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
   const { text, values } = copyWithinDatabaseSql(spec, range);
   return inCopyTransaction(pool, spec, async (client) => (await client.query(text, values)).rowCount ?? 0);
@@ -112,13 +93,26 @@ async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spe
 }
 
 export function createCopier(databases: Databases) {
-  /** Copies one key range of `spec` by the fastest path the two databases allow. */
-  const rangeCopier = (plan: Plan) => {
+  /**
+   * Copies one key range of `spec` by the fastest path the plan allows: one statement inside one
+   * database, COPY between two, or through the worker for a module transform (which reports the
+   * rows its function refused rather than failing the range).
+   */
+  const rangeCopier = async (plan: Plan): Promise<(spec: CopySpec, range: KeyRange) => Promise<RangeOutcome>> => {
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
+    if (plan.transform.module) {
+      const transform = await loadTransform(plan.transform.module);
+      return async (spec, range) => {
+        const { written, failed } = await copyRangeThroughModule(sourcePool, targetPool, spec, range, transform);
+        return { written, failures: failed.map((f) => ({ key: f.key, code: null, error: f.error })) };
+      };
+    }
     const sameDatabase = databases.sameDatabase(plan.source.connection, plan.target.connection);
-    return (spec: CopySpec, range: KeyRange) =>
-      sameDatabase ? copyWithinDatabase(sourcePool, spec, range) : copyAcrossDatabases(sourcePool, targetPool, spec, range);
+    return async (spec, range) => ({
+      written: sameDatabase ? await copyWithinDatabase(sourcePool, spec, range) : await copyAcrossDatabases(sourcePool, targetPool, spec, range),
+      failures: [],
+    });
   };
 
   return {
@@ -131,7 +125,7 @@ export function createCopier(databases: Databases) {
       const spec = copySpecOf(plan, input.shard.partitionValue);
       const sourcePool = databases.pool(plan.source.connection);
       const targetPool = databases.pool(plan.target.connection);
-      const copyRange = rangeCopier(plan);
+      const copyRange = await rangeCopier(plan);
       const maxMs = (input.maxSeconds ?? 5) * 1000;
       const checkEveryMs = plan.backoff.checkEverySeconds * 1000;
       const targetBatchMs = plan.throttle.targetBatchSeconds * 1000;
@@ -139,7 +133,7 @@ export function createCopier(databases: Databases) {
       /** Copies a range; when a row in it is refused, halves the range until that row stands alone. */
       const copyIsolating = async (range: KeyRange, rows: number): Promise<RangeOutcome> => {
         try {
-          return { written: await copyRange(spec, range), failures: [] };
+          return await copyRange(spec, range);
         } catch (error) {
           const code = (error as { code?: string }).code;
           if (!isRowError(code)) throw error;
@@ -244,7 +238,7 @@ export function createCopier(databases: Databases) {
     /** Copies every unresolved failed row of a migration again, one by one, after a fix. */
     async retryFailedRecords({ migrationId, plan }: { migrationId: string; plan: Plan }): Promise<RetryOutcome> {
       const targetPool = databases.pool(plan.target.connection);
-      const copyRange = rangeCopier(plan);
+      const copyRange = await rangeCopier(plan);
       const base = copySpecOf(plan);
       const failed = await targetPool.query<{ key: string }>(
         `SELECT key FROM ferry.failed_records WHERE migration_id = $1 AND resolved_at IS NULL ORDER BY key`,
@@ -254,14 +248,16 @@ export function createCopier(databases: Databases) {
       for (const { key } of failed.rows) {
         const onlyThisKey = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)} = ${quoteLiteral(key)}`;
         const spec = { ...base, filter: base.filter ? `${base.filter} AND ${onlyThisKey}` : onlyThisKey };
-        try {
-          await copyRange(spec, { after: null, upTo: null });
-          await targetPool.query(`UPDATE ferry.failed_records SET resolved_at = now() WHERE migration_id = $1 AND key = $2`, [migrationId, key]);
-          fixed += 1;
-        } catch (error) {
+        const outcome = await copyRange(spec, { after: null, upTo: null }).catch((error: unknown): RangeOutcome => {
           const code = (error as { code?: string }).code;
           if (!isRowError(code)) throw error;
-          await recordFailures(targetPool, migrationId, [{ key, code: code ?? null, error: (error as Error).message }]);
+          return { written: 0, failures: [{ key, code: code ?? null, error: (error as Error).message }] };
+        });
+        if (outcome.failures.length > 0) {
+          await recordFailures(targetPool, migrationId, outcome.failures);
+        } else {
+          await targetPool.query(`UPDATE ferry.failed_records SET resolved_at = now() WHERE migration_id = $1 AND key = $2`, [migrationId, key]);
+          fixed += 1;
         }
         heartbeat(fixed);
       }

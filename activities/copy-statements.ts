@@ -215,3 +215,21 @@ export function sampleSql(spec: CopySpec, limit: number): { text: string; values
     values: [limit],
   };
 }
+
+/** Name of the first column of rangeRowsSql: the source key as text. */
+export const SOURCE_KEY_TEXT = 'ferry source key';
+
+/**
+ * The whole source rows of a key range in key order, each preceded by its key as text (read
+ * them with rowMode 'array': the first value is the key, the rest are the row).
+ */
+export function rangeRowsSql(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange, limit?: number): { text: string; values: unknown[] } {
+  const condition = rangeCondition(spec, range);
+  const key = `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
+  return {
+    text:
+      `SELECT ${key}::text AS ${quoteIdent(SOURCE_KEY_TEXT)}, ${SOURCE_ALIAS}.* FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} ` +
+      `WHERE ${condition.sql} ORDER BY ${key}${limit === undefined ? '' : ` LIMIT ${Math.trunc(limit)}`}`,
+    values: condition.params,
+  };
+}

@@ -7,7 +7,8 @@ import type { Inspection, TableInspection, TransformSample } from '../lib/inspec
 import type { Plan } from '../lib/plan';
 import type { Databases } from './connections';
 import { asText, withClient } from './connections';
-import { copySpecOf, sampleSql, type CopySpec } from './copy-statements';
+import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from './copy-statements';
+import { loadTransform, sourceRowTypes } from './module-transform';
 import { displayName, qualifiedName, type TableName } from './sql';
 
 const SAMPLE_ROWS = 5;
@@ -72,6 +73,35 @@ function redact(value: string | null): string | null {
   if (value === null) return null;
   if (value === '') return '<empty>';
   return `<${[...value].length} chars>`;
+}
+
+/** How a value a module transform returned would read in a table. */
+function displayValue(value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'string') return value;
+  if (value instanceof Date) return value.toISOString();
+  if (Buffer.isBuffer(value)) return `\\x${value.toString('hex')}`;
+  if (typeof value === 'object') return JSON.stringify(value);
+  return String(value);
+}
+
+/** The module transform run on a few source rows: each output row is shown under its source key. */
+async function sampleModuleTransform(pool: pg.Pool, spec: CopySpec, modulePath: string, showValues: boolean): Promise<TransformSample> {
+  const transform = await loadTransform(modulePath);
+  const { text, values } = rangeRowsSql(spec, { after: null, upTo: null }, SAMPLE_ROWS);
+  const result = await pool.query<unknown[]>({ text, values, rowMode: 'array', types: sourceRowTypes });
+  const names = result.fields.slice(1).map((f) => f.name);
+  const columns = Object.keys(spec.columns);
+  const rows: (string | null)[][] = [];
+  for (const values of result.rows) {
+    const key = String(values[0]);
+    const output = await transform(Object.fromEntries(names.map((name, i) => [name, values[i + 1]])));
+    for (const row of output === null ? [] : Array.isArray(output) ? output : [output]) {
+      const shown = columns.map((column) => displayValue((row as Record<string, unknown>)[column]));
+      rows.push([key, ...(showValues ? shown : shown.map(redact))]);
+    }
+  }
+  return { columns: ['ferry source key', ...columns], rows, redacted: !showValues };
 }
 
 async function sampleTransform(pool: pg.Pool, spec: CopySpec, showValues: boolean): Promise<TransformSample> {
@@ -141,7 +171,9 @@ export function createInspector(databases: Databases) {
       let sample: TransformSample | null = null;
       if (problems.length === 0) {
         try {
-          sample = await sampleTransform(sourcePool, spec, showSampleValues);
+          sample = plan.transform.module
+            ? await sampleModuleTransform(sourcePool, spec, plan.transform.module, showSampleValues)
+            : await sampleTransform(sourcePool, spec, showSampleValues);
         } catch (error) {
           problems.push(`transform does not run on ${source.name}: ${(error as Error).message}`);
         }

@@ -63,25 +63,41 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
     state.paused = paused;
   });
 
-  const report = (progress: Omit<ShardProgress, 'index' | 'cursor' | 'rowsRead' | 'rowsWritten' | 'rowsFailed' | 'batchSize'>) =>
-    migration.signal(shardProgressSignal, {
-      index: state.index,
-      cursor: state.cursor,
-      rowsRead: state.rowsRead,
-      rowsWritten: state.rowsWritten,
-      rowsFailed: state.rowsFailed,
-      batchSize: state.batchSize,
-      ...progress,
-    });
+  // Signalling a running workflow does not fail; when it does, the migration has ended (it was
+  // terminated, say) and a shard has no one left to copy for.
+  let migrationGone = false;
+  const report = async (progress: Omit<ShardProgress, 'index' | 'cursor' | 'rowsRead' | 'rowsWritten' | 'rowsFailed' | 'batchSize'>) => {
+    try {
+      await migration.signal(shardProgressSignal, {
+        index: state.index,
+        cursor: state.cursor,
+        rowsRead: state.rowsRead,
+        rowsWritten: state.rowsWritten,
+        rowsFailed: state.rowsFailed,
+        batchSize: state.batchSize,
+        ...progress,
+      });
+    } catch {
+      migrationGone = true;
+    }
+  };
+  const result = (): ShardResult => ({
+    index: state.index,
+    cursor: state.cursor,
+    rowsRead: state.rowsRead,
+    rowsWritten: state.rowsWritten,
+    rowsFailed: state.rowsFailed,
+  });
 
   for (;;) {
     if (state.paused) {
       await report({ throttleReason: 'paused', failures: [], done: false, error: null });
+      if (migrationGone) return result();
       await condition(() => !state.paused);
     }
-    let result;
+    let copied;
     try {
-      result = await copyBatches({
+      copied = await copyBatches({
         migrationId: input.migrationWorkflowId,
         plan: state.plan,
         shard: state.spec,
@@ -98,15 +114,13 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
       await report({ throttleReason: null, failures: [], done: false, error: rootMessage(error) });
       throw error;
     }
-    state.cursor = result.cursor;
-    state.rowsRead += result.rowsRead;
-    state.rowsWritten += result.rowsWritten;
-    state.rowsFailed += result.rowsFailed;
-    state.batchSize = result.batchSize;
-    await report({ throttleReason: result.throttleReason, failures: result.failures, done: result.done, error: null });
-    if (result.done) {
-      return { index: state.index, cursor: state.cursor, rowsRead: state.rowsRead, rowsWritten: state.rowsWritten, rowsFailed: state.rowsFailed };
-    }
+    state.cursor = copied.cursor;
+    state.rowsRead += copied.rowsRead;
+    state.rowsWritten += copied.rowsWritten;
+    state.rowsFailed += copied.rowsFailed;
+    state.batchSize = copied.batchSize;
+    await report({ throttleReason: copied.throttleReason, failures: copied.failures, done: copied.done, error: null });
+    if (copied.done || migrationGone) return result();
     if (workflowInfo().continueAsNewSuggested) {
       await condition(allHandlersFinished);
       await continueAsNew<typeof shardWorkflow>(state);
