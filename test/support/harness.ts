@@ -52,6 +52,13 @@ export interface TestWorker {
   stop(): Promise<void>;
 }
 
+/** A client, and a task queue of its own for workers the test starts itself. */
+export async function connectClient(): Promise<TestWorker> {
+  const temporal = temporalSettings({}, { address: inject('temporalAddress'), taskQueue: uniqueName('test') });
+  const connection = await Connection.connect({ address: temporal.address });
+  return { temporal, client: new Client({ connection, namespace: temporal.namespace }), stop: () => connection.close() };
+}
+
 /** A real Ferry worker on a task queue of its own, and a client for it. */
 export async function startWorker(env: ConnectionEnv): Promise<TestWorker> {
   installRuntime();
