@@ -14,6 +14,8 @@ import type { RetryOutcome } from '../lib/status';
 import { withClient, type Databases } from './connections';
 import {
   copyIntoStagingSql,
+  copyIntoTargetSql,
+  targetRangeIsClearSql,
   copyOutSql,
   copySpecOf,
   copyWithinDatabaseSql,
@@ -66,6 +68,7 @@ export interface CopyBatchesResult extends CopyProgress {
 }
 
 const MAX_REPORTED_FAILURES = 20;
+const UNIQUE_VIOLATION = '23505';
 
 interface RangeOutcome {
   written: number;
@@ -83,13 +86,31 @@ async function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange
  * Postgres prints it (microseconds, jsonb, numeric scale).
  */
 async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
-  return inCopyTransaction(targetPool, spec, (target) =>
-    withClient(sourcePool, async (source) => {
+  const copyOut = copyOutSql(spec, range);
+  return inCopyTransaction(targetPool, spec, async (target) => {
+    // The first pass over a range usually finds it empty: then the rows go straight in, written
+    // once. Should the application have written one of the keys since the check, the unique
+    // key refuses the COPY and the batch takes the staging path after all.
+    const clear = targetRangeIsClearSql(spec, range);
+    if ((await target.query<{ clear: boolean }>(clear.text, clear.values)).rows[0]?.clear) {
+      await target.query('SAVEPOINT direct_copy');
+      try {
+        return await withClient(sourcePool, async (source) => {
+          const into = target.query(copyFrom(copyIntoTargetSql(spec)));
+          await pipeline(source.query(copyTo(copyOut)), into);
+          return into.rowCount;
+        });
+      } catch (error) {
+        if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+        await target.query('ROLLBACK TO SAVEPOINT direct_copy');
+      }
+    }
+    return withClient(sourcePool, async (source) => {
       await target.query(createStagingSql(spec));
-      await pipeline(source.query(copyTo(copyOutSql(spec, range))), target.query(copyFrom(copyIntoStagingSql(spec))));
+      await pipeline(source.query(copyTo(copyOut)), target.query(copyFrom(copyIntoStagingSql(spec))));
       return (await target.query(insertFromStagingSql(spec))).rowCount ?? 0;
-    }),
-  );
+    });
+  });
 }
 
 export function createCopier(databases: Databases) {

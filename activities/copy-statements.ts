@@ -111,7 +111,8 @@ export function copyLockSql(target: TableName, lockClass: number): { text: strin
 /** What to do when the target already holds the key. */
 function onConflict(spec: CopySpec, columns: string[]): string {
   const conflict = spec.conflict ?? { policy: 'ignore' };
-  if (conflict.policy === 'ignore') return 'ON CONFLICT DO NOTHING';
+  // Named, so that a clash on another unique index is an error (a failed row), not a silent skip.
+  if (conflict.policy === 'ignore') return `ON CONFLICT (${quoteIdent(spec.target.key)}) DO NOTHING`;
   const updates = columns.filter((c) => c !== spec.target.key).map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
   const newer = quoteIdent(conflict.newerBy);
   return (
@@ -170,6 +171,29 @@ export function copyOutSql(spec: CopySpec, range: KeyRange): string {
     `COPY (SELECT ${selectList(spec.columns)} FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} ` +
     `WHERE ${rangeConditionLiteral(spec, range)}) TO STDOUT`
   );
+}
+
+/**
+ * Whether the target holds nothing yet in a key range and no tombstones at all: then a batch
+ * can COPY straight into the target, as nothing there could conflict or be resurrected.
+ */
+export function targetRangeIsClearSql(spec: CopySpec, range: KeyRange): { text: string; values: unknown[] } {
+  const key = `${TARGET_ALIAS}.${quoteIdent(spec.target.key)}`;
+  const parts: string[] = [];
+  const values: unknown[] = [];
+  if (range.after !== null) parts.push(`${key} > $${values.push(range.after)}`);
+  if (range.upTo !== null) parts.push(`${key} <= $${values.push(range.upTo)}`);
+  const tombstones = spec.honourTombstones
+    ? ` AND NOT EXISTS (SELECT 1 FROM ${TOMBSTONES_TABLE} WHERE target_table = $${values.push(tombstoneTableName(spec.target))})`
+    : '';
+  return {
+    text: `SELECT NOT EXISTS (SELECT 1 FROM ${qualifiedName(spec.target)} AS ${TARGET_ALIAS} WHERE ${parts.join(' AND ') || 'true'})${tombstones} AS clear`,
+    values,
+  };
+}
+
+export function copyIntoTargetSql(spec: Pick<CopySpec, 'target' | 'columns'>): string {
+  return `COPY ${qualifiedName(spec.target)} (${columnList(Object.keys(spec.columns))}) FROM STDIN`;
 }
 
 /**

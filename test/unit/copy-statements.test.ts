@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { validatePlan } from '../../lib/plan';
 import {
   copyOutSql,
+  copyIntoTargetSql,
   copySpecOf,
+  targetRangeIsClearSql,
   copyWithinDatabaseSql,
   createStagingSql,
   insertFromStagingSql,
@@ -39,7 +41,7 @@ describe('copy statements', () => {
       text:
         'INSERT INTO "app"."users_v2" AS t ("id", "first_name") ' +
         `SELECT (id) AS "id", (split_part(full_name, ' ', 1)) AS "first_name" FROM "public"."users" AS s ` +
-        'WHERE s."id" <= $1 ON CONFLICT DO NOTHING',
+        'WHERE s."id" <= $1 ON CONFLICT ("id") DO NOTHING',
       values: ['1000'],
     });
   });
@@ -58,8 +60,18 @@ describe('copy statements', () => {
       `CREATE TEMP TABLE IF NOT EXISTS "${stage}" ON COMMIT DELETE ROWS AS SELECT "id", "first_name" FROM "app"."users_v2" WITH NO DATA`,
     );
     expect(insertFromStagingSql(spec)).toBe(
-      `INSERT INTO "app"."users_v2" AS t ("id", "first_name") SELECT st."id", st."first_name" FROM "${stage}" AS st ON CONFLICT DO NOTHING`,
+      `INSERT INTO "app"."users_v2" AS t ("id", "first_name") SELECT st."id", st."first_name" FROM "${stage}" AS st ON CONFLICT ("id") DO NOTHING`,
     );
+  });
+
+  it('checks that a range is clear on the target before copying straight into it', () => {
+    expect(targetRangeIsClearSql({ ...spec, honourTombstones: true }, { after: '10', upTo: '20' })).toEqual({
+      text:
+        'SELECT NOT EXISTS (SELECT 1 FROM "app"."users_v2" AS t WHERE t."id" > $1 AND t."id" <= $2) ' +
+        'AND NOT EXISTS (SELECT 1 FROM ferry.tombstones WHERE target_table = $3) AS clear',
+      values: ['10', '20', 'app.users_v2'],
+    });
+    expect(copyIntoTargetSql(spec)).toBe('COPY "app"."users_v2" ("id", "first_name") FROM STDIN');
   });
 
   it('quotes hostile identifiers so they name objects and never run', () => {
