@@ -5,27 +5,22 @@
  * and the rest of its batch goes on.
  */
 import { activityInfo, CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
-import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { to as copyTo } from 'pg-copy-streams';
 import type { KeyRange, ShardSpec } from '../lib/key-range';
 import type { Plan } from '../lib/plan';
 import type { RetryOutcome } from '../lib/status';
 import { withClient, type Databases } from './connections';
 import {
-  copyIntoStagingSql,
-  copyIntoTargetSql,
-  targetRangeIsClearSql,
   copyOutSql,
   copySpecOf,
   copyWithinDatabaseSql,
-  createStagingSql,
-  insertFromStagingSql,
   middleKeySql,
   nextBatchBoundSql,
   type CopySpec,
 } from './copy-statements';
-import { inCopyTransaction, recordFailures, type FailedRecord } from './ferry-schema';
+import { inCopyTransaction, writeBatch } from './batch-writer';
+import { recordFailures, type FailedRecord } from './ferry-schema';
 import { isRowError, nextBatchSize, rateDelayMs, redactErrorMessage } from './pacing';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
 import { copyRangeThroughModule, loadTransform } from './module-transform';
@@ -68,7 +63,6 @@ export interface CopyBatchesResult extends CopyProgress {
 }
 
 const MAX_REPORTED_FAILURES = 20;
-const UNIQUE_VIOLATION = '23505';
 
 interface RangeOutcome {
   written: number;
@@ -87,30 +81,7 @@ async function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange
  */
 async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
   const copyOut = copyOutSql(spec, range);
-  return inCopyTransaction(targetPool, spec, async (target) => {
-    // The first pass over a range usually finds it empty: then the rows go straight in, written
-    // once. Should the application have written one of the keys since the check, the unique
-    // key refuses the COPY and the batch takes the staging path after all.
-    const clear = targetRangeIsClearSql(spec, range);
-    if ((await target.query<{ clear: boolean }>(clear.text, clear.values)).rows[0]?.clear) {
-      await target.query('SAVEPOINT direct_copy');
-      try {
-        return await withClient(sourcePool, async (source) => {
-          const into = target.query(copyFrom(copyIntoTargetSql(spec)));
-          await pipeline(source.query(copyTo(copyOut)), into);
-          return into.rowCount;
-        });
-      } catch (error) {
-        if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
-        await target.query('ROLLBACK TO SAVEPOINT direct_copy');
-      }
-    }
-    return withClient(sourcePool, async (source) => {
-      await target.query(createStagingSql(spec));
-      await pipeline(source.query(copyTo(copyOut)), target.query(copyFrom(copyIntoStagingSql(spec))));
-      return (await target.query(insertFromStagingSql(spec))).rowCount ?? 0;
-    });
-  });
+  return writeBatch(targetPool, spec, range, (send) => withClient(sourcePool, (source) => send(source.query(copyTo(copyOut)))));
 }
 
 export function createCopier(databases: Databases) {

@@ -4,7 +4,6 @@
  */
 import type pg from 'pg';
 import { withClient } from './connections';
-import { copyLockSql, type CopySpec } from './copy-statements';
 
 /** First key of the advisory locks that order copy batches against application deletes. */
 export const COPY_LOCK_CLASS = 0x46455259; // "FERY"
@@ -77,23 +76,4 @@ export async function recordFailures(pool: pg.Pool, migrationId: string, failure
            last_failed_at = now(), resolved_at = NULL`,
     [migrationId, JSON.stringify(failures)],
   );
-}
-
-/** Runs `write` in a transaction on the target that holds the copy lock when it honours tombstones. */
-export async function inCopyTransaction(pool: pg.Pool, spec: CopySpec, write: (client: pg.PoolClient) => Promise<number>): Promise<number> {
-  return withClient(pool, async (client) => {
-    await client.query('BEGIN');
-    try {
-      if (spec.honourTombstones) {
-        const lock = copyLockSql(spec.target, COPY_LOCK_CLASS);
-        await client.query(lock.text, lock.values);
-      }
-      const written = await write(client);
-      await client.query('COMMIT');
-      return written;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    }
-  });
 }

@@ -7,21 +7,13 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import { require as tsxRequire } from 'tsx/cjs/api';
 import { tsImport } from 'tsx/esm/api';
 import type { KeyRange } from '../lib/key-range';
-import {
-  copyIntoStagingSql,
-  createStagingSql,
-  insertFromStagingSql,
-  rangeRowsSql,
-  type CopySpec,
-} from './copy-statements';
-import { inCopyTransaction } from './ferry-schema';
+import { writeBatch } from './batch-writer';
+import { rangeRowsSql, type CopySpec } from './copy-statements';
 import { qualifiedName, type TableName } from './sql';
 
 /**
@@ -440,11 +432,7 @@ export async function copyRangeThroughModule(
   for (let refused = 0; ; ) {
     if (rows.length === 0) return { read, written: 0, failed };
     try {
-      const written = await inCopyTransaction(targetPool, spec, async (target) => {
-        await target.query(createStagingSql(spec));
-        await pipeline(Readable.from(chunked(rows)), target.query(copyFrom(copyIntoStagingSql(spec))));
-        return (await target.query(insertFromStagingSql(spec))).rowCount ?? 0;
-      });
+      const written = await writeBatch(targetPool, spec, range, (send) => send(Readable.from(chunked(rows))));
       return { read, written, failed };
     } catch (error) {
       const index = refusedRowIndex(error, rows);

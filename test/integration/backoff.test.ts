@@ -1,0 +1,70 @@
+/** The copier holds off while the source is unwell, says why, and goes on when it recovers. */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrationReport, startMigration } from '../../cli/migrations';
+import { validatePlan, type PlanInput } from '../../lib/plan';
+import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
+
+const ROWS = 20_000;
+
+describe('back-off', () => {
+  let url: string;
+  let worker: TestWorker;
+  let table = 0;
+
+  beforeAll(async () => {
+    url = await createTestDatabase('backoff');
+    await sql(url, `
+      CREATE TABLE readings (id int PRIMARY KEY, value int NOT NULL);
+      INSERT INTO readings SELECT i, i FROM generate_series(1, ${ROWS}) i;
+      CREATE TABLE health (load int NOT NULL);
+      INSERT INTO health VALUES (0);`);
+    worker = await startWorker({ DB: url });
+  });
+  afterAll(async () => {
+    await worker?.stop();
+  });
+
+  async function start(backoff: PlanInput['backoff']) {
+    table += 1;
+    await sql(url, `CREATE TABLE readings_${table} (id int PRIMARY KEY, value int NOT NULL)`);
+    const plan = validatePlan({
+      name: `backoff-${table}`,
+      source: { connection: 'DB', table: 'readings', key: 'id' },
+      target: { connection: 'DB', table: `readings_${table}` },
+      transform: { sql: { id: 'id', value: 'value' } },
+      throttle: { rowsPerSecond: 4000, batchSize: 200, checkpointSeconds: 0.5 },
+      backoff: { checkEverySeconds: 0.2, ...backoff },
+    });
+    return { handle: await startMigration(worker.client, worker.temporal, plan, { execute: true }), target: `readings_${table}` };
+  }
+  const copied = async (target: string) => (await sqlRow(url, `SELECT count(*)::int AS n FROM ${target}`)).n as number;
+  const reasonOf = async (id: string) => (await migrationReport(worker.client, id)).status!.shards[0]?.throttleReason ?? null;
+
+  it("holds while the plan's probe reads over its limit, and says so in status", async () => {
+    await sql(url, 'UPDATE health SET load = 0');
+    const { handle, target } = await start({ probe: { sql: 'SELECT load FROM health', max: 5 } });
+    await eventually(async () => (await copied(target)) > 0, 20_000, 'the first rows');
+    await sql(url, 'UPDATE health SET load = 9');
+    await eventually(async () => (await reasonOf(handle.workflowId))?.includes('holding: backoff.probe returned 9, over its max 5'), 20_000, 'the hold');
+    const held = await copied(target);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(await copied(target)).toBe(held);
+    await sql(url, 'UPDATE health SET load = 1');
+    const status = await handle.result();
+    expect(status.rowsWritten).toBe(ROWS);
+  });
+
+  it('holds while a query on the source runs too long', async () => {
+    const { handle, target } = await start({ maxQuerySeconds: 1 });
+    await eventually(async () => (await copied(target)) > 0, 20_000, 'the first rows');
+    const report = new pg.Client({ connectionString: url, application_name: 'nightly report' });
+    await report.connect();
+    const long = report.query('SELECT pg_sleep(4)');
+    await eventually(async () => (await reasonOf(handle.workflowId))?.match(/holding: a query on the source has run \d+ s, over backoff.maxQuerySeconds \(1 s\)/), 20_000, 'the hold');
+    await long;
+    await report.end();
+    const status = await handle.result();
+    expect(status.rowsWritten).toBe(ROWS);
+  });
+});
