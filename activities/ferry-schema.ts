@@ -32,6 +32,33 @@ const SCHEMA_SQL = `
   COMMENT ON TABLE ferry.failed_records IS
     'Source rows a migration could not transform or write, with the reason; ferry retry re-drives them.';
 
+  -- Flags: the dynamic configuration a migration sets and applications read (through Ferry's
+  -- client library), one row per migration, named by its plan name. Every change bumps the
+  -- version and notifies listeners on channel ferry_flags with the migration's name.
+  CREATE TABLE IF NOT EXISTS ferry.flags (
+    migration text PRIMARY KEY,
+    write_old boolean NOT NULL DEFAULT true,
+    write_new boolean NOT NULL DEFAULT false,
+    read_from text NOT NULL DEFAULT 'old' CHECK (read_from IN ('old', 'new')),
+    compare_percent int NOT NULL DEFAULT 0 CHECK (compare_percent BETWEEN 0 AND 100),
+    version bigint NOT NULL DEFAULT 1,
+    set_by text,
+    updated_at timestamptz NOT NULL DEFAULT now()
+  );
+  CREATE OR REPLACE FUNCTION ferry.notify_flags() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_notify('ferry_flags', NEW.migration); RETURN NEW; END $$;
+  DROP TRIGGER IF EXISTS notify_flags ON ferry.flags;
+  CREATE TRIGGER notify_flags AFTER INSERT OR UPDATE ON ferry.flags FOR EACH ROW EXECUTE FUNCTION ferry.notify_flags();
+  -- Each application process records the flag version it has applied, so a migration can wait
+  -- until every live process follows a change before it goes on.
+  CREATE TABLE IF NOT EXISTS ferry.flag_acks (
+    migration text NOT NULL,
+    client_id text NOT NULL,
+    version bigint NOT NULL,
+    seen_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (migration, client_id)
+  );
+
   -- The delete protocol. An application that hard-deletes a row while a migration copies into
   -- target_table calls this first, in the transaction that deletes from the target. It waits for
   -- the copy batch in flight (which holds the same lock shared) and leaves a tombstone that every
