@@ -59,6 +59,16 @@ const SCHEMA_SQL = `
     PRIMARY KEY (migration, client_id)
   );
 
+  -- One migration at a time per target table: the running one holds the row.
+  CREATE TABLE IF NOT EXISTS ferry.migrations (
+    target_table text PRIMARY KEY,
+    migration_id text NOT NULL,
+    plan_name text NOT NULL,
+    state text NOT NULL CHECK (state IN ('running', 'completed', 'aborted', 'failed')),
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+  );
+
   -- The delete protocol. An application that hard-deletes a row while a migration copies into
   -- target_table calls this first, in the transaction that deletes from the target. It waits for
   -- the copy batch in flight (which holds the same lock shared) and leaves a tombstone that every

@@ -2,7 +2,9 @@
 import type { Databases } from './connections';
 import { createCopier } from './copier';
 import { installFerrySchema } from './ferry-schema';
+import { createFlagSetter } from './flags';
 import { createInspector } from './inspector';
+import { createMigrationRegistry } from './migration-registry';
 import { createShardPlanner } from './shard-planner';
 import type { Plan } from '../lib/plan';
 
@@ -15,6 +17,8 @@ export function createActivities({ databases }: ActivityDependencies) {
     ...createInspector(databases),
     ...createCopier(databases),
     ...createShardPlanner(databases),
+    ...createFlagSetter(databases),
+    ...createMigrationRegistry(databases),
     /** Installs Ferry's schema (tombstones, failed records) on the target. Safe to run twice. */
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
       await installFerrySchema(databases.pool(plan.target.connection));

@@ -1,13 +1,17 @@
 /** The ferry command line: operators start, watch and steer migrations from here. */
 import { Client, Connection } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/plan';
 import { temporalSettings, type TemporalSettings } from '../lib/settings';
 import { createFerryWorker } from '../workers/worker';
 import { ExitCode } from './exit-codes';
 import {
+  abortMigration,
+  approveGate,
   changeThrottle,
+  listMigrations,
+  rejectGate,
   migrationReport,
   NoWorkerError,
   pauseMigration,
@@ -17,7 +21,8 @@ import {
   startMigration,
   UnknownMigrationError,
 } from './migrations';
-import { formatFailures, formatInspection, formatStatus, formatThrottle, progressLine } from './render';
+import { formatFailures, formatInspection, formatListing, formatStatus, formatThrottle, progressLine } from './render';
+import { migrationRecord, recordMarkdown } from './report';
 import os from 'node:os';
 import type { ThrottleChange } from '../lib/throttle';
 
@@ -96,6 +101,7 @@ export function buildProgram(): Command {
     .option('--key-range <from..to>', 'copy only keys from..to, both included (either side may be empty)')
     .option('--sample <percent>', 'copy a deterministic sample of about this percentage of keys')
     .option('--partition-values <values>', 'copy only these comma-separated values of shards.partitionColumn')
+    .option('--rerun', 'migrate into a target that already holds a finished migration', false)
     .action(async (planFile: string, options: StartOptions, command: Command) => {
       const plan = withSubset(readPlan(planFile), options, planFile);
       const settings = settingsOf(command);
@@ -104,6 +110,7 @@ export function buildProgram(): Command {
           execute: options.execute,
           showSampleValues: options.showValues,
           migrationId: options.id,
+          rerun: options.rerun,
         });
         if (!options.execute) {
           console.log(`dry run ${handle.workflowId} (nothing is written)`);
@@ -222,6 +229,83 @@ export function buildProgram(): Command {
   });
 
   program
+    .command('approve')
+    .description('Approve the gate a migration waits at. Refused when that gate is not the one waiting, or verification is not clean (unless --force, which is recorded).')
+    .argument('<migration-id>', 'the migration')
+    .requiredOption('--gate <name>', 'the gate: cutover-reads, stop-old-writes or cleanup')
+    .requiredOption('--by <name>', 'who approves, for the record')
+    .option('--note <text>', 'what you checked')
+    .option('--force', 'approve although verification is not clean (recorded)', false)
+    .action(async (migrationId: string, options: { gate: string; by: string; note?: string; force: boolean }, command: Command) => {
+      await withClient(settingsOf(command), async (client) => {
+        const outcome = await approveGate(client, migrationId, { gate: options.gate, by: options.by, note: options.note, force: options.force });
+        console.log(`gate ${outcome.gate} of ${migrationId} approved by ${options.by}${outcome.forced ? ' (forced past unclean verification; recorded)' : ''}`);
+      });
+    });
+
+  program
+    .command('reject')
+    .description('Reject the gate a migration waits at: the migration aborts and rolls its flags back.')
+    .argument('<migration-id>', 'the migration')
+    .requiredOption('--gate <name>', 'the gate it waits at')
+    .requiredOption('--by <name>', 'who rejects, for the record')
+    .requiredOption('--reason <text>', 'why')
+    .action(async (migrationId: string, options: { gate: string; by: string; reason: string }, command: Command) => {
+      await withClient(settingsOf(command), async (client) => {
+        await rejectGate(client, migrationId, options);
+        console.log(`gate ${options.gate} of ${migrationId} rejected; the migration aborts (\`ferry status ${migrationId}\`)`);
+      });
+    });
+
+  program
+    .command('abort')
+    .description('Abort a migration: stop copying, roll the flags back to the last state that loses no write, record why.')
+    .argument('<migration-id>', 'the migration')
+    .requiredOption('--reason <text>', 'why, for the record')
+    .option('--by <name>', 'who aborts (default: your user name)', defaultOperator())
+    .action(async (migrationId: string, options: { by: string; reason: string }, command: Command) => {
+      await withClient(settingsOf(command), async (client) => {
+        const record = await abortMigration(client, migrationId, options);
+        console.log(`migration ${migrationId} aborted${record ? ` in phase ${record.phaseReached}: ${record.flagsNote}` : ''}`);
+      });
+    });
+
+  program
+    .command('report')
+    .description('The record of a migration (at the end, or at any time): phases, decisions, rows, verification, what is left to do by hand.')
+    .argument('<migration-id>', 'the migration')
+    .option('--format <format>', 'markdown or json', 'markdown')
+    .option('--out <file>', 'write it to a file instead of standard output')
+    .action(async (migrationId: string, options: { format: string; out?: string }, command: Command) => {
+      if (!['markdown', 'json'].includes(options.format)) throw new CliError(`--format must be markdown or json, not "${options.format}"`, ExitCode.badInput);
+      await withClient(settingsOf(command), async (client) => {
+        const report = await migrationReport(client, migrationId);
+        if (!report.status) throw new CliError(`migration ${migrationId} ${report.runState} before it could report: ${report.failure}`, ExitCode.failed);
+        const record = migrationRecord(report.status);
+        const text = options.format === 'json' ? `${JSON.stringify(record, null, 2)}\n` : recordMarkdown(record);
+        if (options.out) {
+          writeFileSync(options.out, text);
+          console.log(`wrote ${options.out}`);
+        } else process.stdout.write(text);
+      });
+    });
+
+  program
+    .command('list')
+    .description('List migrations with their phase and progress (running ones; --all for finished ones too).')
+    .option('--all', 'include finished migrations', false)
+    .option('--limit <n>', 'at most this many', '50')
+    .option('--json', 'print as JSON', false)
+    .action(async (options: { all: boolean; limit: string; json: boolean }, command: Command) => {
+      await withClient(settingsOf(command), async (client) => {
+        const listings = await listMigrations(client, { all: options.all, limit: wholeNumber('--limit', options.limit) });
+        if (options.json) console.log(JSON.stringify(listings, null, 2));
+        else if (listings.length === 0) console.log(options.all ? 'no migrations' : 'no running migrations (--all shows finished ones)');
+        else for (const l of listings) console.log(formatListing(l));
+      });
+    });
+
+  program
     .command('worker')
     .description('Run a Ferry worker: it copies rows for the migrations on its task queue. Connection URLs come from its environment.')
     .action(async (_options: unknown, command: Command) => {
@@ -235,6 +319,7 @@ export function buildProgram(): Command {
 
 interface StartOptions {
   execute: boolean;
+  rerun: boolean;
   showValues: boolean;
   id?: string;
   wait: boolean;

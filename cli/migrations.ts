@@ -7,14 +7,19 @@ import { defaultPayloadConverter, type UpdateDefinition } from '@temporalio/comm
 import type { CopyProgress } from '../activities/copier';
 import type { Plan } from '../lib/plan';
 import type { TemporalSettings } from '../lib/settings';
-import { recountRows, type MigrationStatus, type RetryOutcome } from '../lib/status';
+import { recountRows, type AbortRecord, type MigrationStatus, type RetryOutcome } from '../lib/status';
 import { throttleChangeProblems, type Throttle, type ThrottleChange } from '../lib/throttle';
+import type { AbortRequest, GateApproval, GateRejection } from '../lib/lifecycle';
 import {
+  abortUpdate,
+  approveUpdate,
   pauseSignal,
+  rejectUpdate,
   resumeSignal,
   retryFailuresUpdate,
   setThrottleUpdate,
   statusQuery,
+  type ApprovalOutcome,
   type OperatorNote,
 } from '../workflows/messages';
 import type { migrationWorkflow } from '../workflows/migration';
@@ -36,6 +41,8 @@ export interface StartOptions {
   execute: boolean;
   showSampleValues?: boolean;
   migrationId?: string;
+  /** Migrate into a target that already holds a finished migration. */
+  rerun?: boolean;
 }
 
 export async function startMigration(
@@ -48,7 +55,7 @@ export async function startMigration(
   return client.workflow.start<typeof migrationWorkflow>('migrationWorkflow', {
     taskQueue: temporal.taskQueue,
     workflowId,
-    args: [{ plan, execute: options.execute, showSampleValues: options.showSampleValues ?? false }],
+    args: [{ plan, execute: options.execute, showSampleValues: options.showSampleValues ?? false, rerun: options.rerun ?? false }],
   });
 }
 
@@ -196,4 +203,52 @@ export async function pauseMigration(client: Client, migrationId: string, note: 
 
 export async function resumeMigration(client: Client, migrationId: string, note: OperatorNote): Promise<void> {
   await (await runningMigration(client, migrationId)).signal(resumeSignal, note);
+}
+
+export async function approveGate(client: Client, migrationId: string, approval: GateApproval): Promise<ApprovalOutcome> {
+  return update(client, migrationId, approveUpdate, approval);
+}
+
+export async function rejectGate(client: Client, migrationId: string, rejection: GateRejection): Promise<void> {
+  await update(client, migrationId, rejectUpdate, rejection);
+}
+
+/** Aborts and answers once the flags are back in a safe state. */
+export async function abortMigration(client: Client, migrationId: string, request: AbortRequest): Promise<AbortRecord | null> {
+  return update(client, migrationId, abortUpdate, request);
+}
+
+export interface MigrationListing {
+  migrationId: string;
+  runState: RunState;
+  startedAt: string;
+  phase: string | null;
+  rowsRead: number | null;
+  estimatedRows: number | null;
+}
+
+/** Migrations Temporal knows, newest first; the phase and progress of each, where a worker can say. */
+export async function listMigrations(client: Client, options: { all: boolean; limit: number }): Promise<MigrationListing[]> {
+  const query = `WorkflowType = 'migrationWorkflow'${options.all ? '' : ` AND ExecutionStatus = 'Running'`}`;
+  const listings: MigrationListing[] = [];
+  for await (const run of client.workflow.list({ query })) {
+    if (listings.length >= options.limit) break;
+    const listing: MigrationListing = {
+      migrationId: run.workflowId,
+      runState: RUN_STATES[run.status.name] ?? 'failed',
+      startedAt: run.startTime.toISOString(),
+      phase: null,
+      rowsRead: null,
+      estimatedRows: null,
+    };
+    if (listing.runState === 'continued') continue;
+    try {
+      const { status } = await migrationReport(client, run.workflowId);
+      if (status) Object.assign(listing, { phase: status.phase, rowsRead: status.rowsRead, estimatedRows: status.inspection?.source.estimatedRows ?? null });
+    } catch {
+      // A run that cannot report (no worker for a query) is still listed.
+    }
+    listings.push(listing);
+  }
+  return listings;
 }

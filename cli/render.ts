@@ -3,7 +3,7 @@ import type { Inspection } from '../lib/inspection';
 import { describeRange } from '../lib/key-range';
 import { rowsSkipped, type MigrationStatus, type ShardStatus } from '../lib/status';
 import type { Throttle } from '../lib/throttle';
-import type { MigrationReport } from './migrations';
+import type { MigrationListing, MigrationReport } from './migrations';
 
 const number = new Intl.NumberFormat('en-US');
 
@@ -56,6 +56,15 @@ function shardLine(shard: ShardStatus): string {
   return `shard ${shard.index} ${where}: ${shard.state}, ${details.join(', ')}`;
 }
 
+export function formatListing(listing: MigrationListing): string {
+  const progress =
+    listing.rowsRead === null
+      ? ''
+      : `, ${formatCount(listing.rowsRead)} of ~${formatCount(listing.estimatedRows)} rows` +
+        (listing.estimatedRows ? ` (${Math.min(100, (100 * listing.rowsRead) / Math.max(1, listing.estimatedRows)).toFixed(0)}%)` : '');
+  return `${listing.migrationId}  ${listing.runState}${listing.phase ? ` / ${listing.phase}` : ''}${progress}  started ${listing.startedAt}`;
+}
+
 export function formatFailures(status: MigrationStatus): string {
   const lines = [
     `${formatCount(status.rowsFailed)} rows failed, ${formatCount(status.unresolvedFailures)} unresolved, ${formatCount(status.failuresFixed)} fixed by retry`,
@@ -79,6 +88,22 @@ export function formatStatus(report: MigrationReport): string {
     `rows      ${formatCount(status.rowsRead)} read, ${formatCount(status.rowsWritten)} written, ${formatCount(rowsSkipped(status))} already present, ${formatCount(status.rowsFailed)} failed`,
     `throttle  ${formatThrottle(status.throttle)}`,
   );
+  if (status.flags) {
+    const f = status.flags;
+    lines.push(`flags     v${f.version}: write old ${f.writeOld ? 'on' : 'off'}, write new ${f.writeNew ? 'on' : 'off'}, reads from ${f.readFrom}, compare ${f.comparePercent}%`);
+  }
+  if (status.verification) {
+    const v = status.verification;
+    lines.push(`verify    ${v.clean ? 'clean' : 'NOT clean'}: ${formatCount(v.rowsChecked)} rows checked, ${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired (${v.passes} passes)`);
+  }
+  if (status.gate) {
+    lines.push(
+      `GATE      waiting at ${status.gate.name} since ${status.gate.waitingSince}: ${status.gate.description}` +
+        (status.gate.expiresAt ? ` (expires ${status.gate.expiresAt})` : ''),
+      `          approve with: ${status.gate.approveCommand}`,
+    );
+  }
+  if (status.abort) lines.push(`ABORTED   by ${status.abort.by} in ${status.abort.phaseReached}: ${status.abort.reason}; ${status.abort.flagsNote}`);
   for (const shard of status.shards) lines.push(shardLine(shard));
   if (status.rowsFailed) lines.push(formatFailures(status));
   if (status.events.length) {

@@ -148,6 +148,35 @@ const failuresSchema = z.strictObject({
   maxRate: z.number().min(0).max(1).default(0.01),
 });
 
+const lifecycleSchema = z.strictObject({
+  /**
+   * Turn on dual writes (flags: write old and new) before the backfill, and wait for the
+   * applications to follow. Off for a pure backfill. (Default: false)
+   */
+  dualWrites: z.boolean().default(false),
+  /**
+   * After the backfill and its verification: move reads to the new table, then stop writing the
+   * old one, each behind a gate a person approves; then a last cleanup gate. Needs dualWrites.
+   * (Default: false)
+   */
+  cutover: z.boolean().default(false),
+  /** While reads come from the new table, compare this percentage of them with the old. (Default: 0) */
+  compareReadsPercent: z.number().int().min(0).max(100).default(0),
+  /**
+   * After a flag change, wait until every application process seen lately has applied it, or
+   * this long at most. (Default: 10)
+   */
+  soakSeconds: z.number().min(0).max(86_400).default(10),
+  gates: z
+    .strictObject({
+      /** Log a reminder this often while a gate waits. (Default: 3600) */
+      reminderSeconds: z.number().positive().default(3600),
+      /** Abort the migration if a gate waits longer than this; omit to wait for ever. */
+      expirySeconds: z.number().positive().optional(),
+    })
+    .prefault({}),
+});
+
 export const subsetSchema = z.strictObject({
   /** A SQL condition over the source row. */
   where: sqlExpression.optional(),
@@ -177,6 +206,7 @@ export const planSchema = z
     shards: shardsSchema.prefault({}),
     failures: failuresSchema.prefault({}),
     subset: subsetSchema.optional(),
+    lifecycle: lifecycleSchema.prefault({}),
   })
   // Cross-field checks run even when other fields have problems, so that every problem is
   // reported at once; they therefore read the plan defensively.
@@ -204,6 +234,10 @@ export const planSchema = z
       const newerBy = plan.conflict?.newerBy;
       if (typeof newerBy === 'string' && produced && !produced.names.includes(newerBy)) {
         ctx.addIssue({ code: 'custom', path: ['conflict', 'newerBy'], message: `must be a column the transform produces ("${newerBy}" is not)` });
+      }
+      const lifecycle = (value as { lifecycle?: { cutover?: unknown; dualWrites?: unknown } }).lifecycle;
+      if (lifecycle?.cutover === true && lifecycle.dualWrites !== true) {
+        ctx.addIssue({ code: 'custom', path: ['lifecycle', 'cutover'], message: 'needs lifecycle.dualWrites: reads move to the new table only once it receives every write' });
       }
       if (plan.subset?.partitionValues && !plan.shards?.partitionColumn) {
         ctx.addIssue({ code: 'custom', path: ['subset', 'partitionValues'], message: 'needs shards.partitionColumn to say which column the values are of' });

@@ -1,9 +1,65 @@
 /** The status of a migration as its workflow reports it: what `ferry status` shows. */
+import type { Flags } from './flags';
 import type { Inspection } from './inspection';
 import type { KeyRange } from './key-range';
 import type { Throttle } from './throttle';
 
-export type Phase = 'inspecting' | 'dry-run' | 'backfilling' | 'completed' | 'failed';
+export type Phase =
+  | 'inspecting'
+  | 'dry-run'
+  | 'dual-write'
+  | 'backfilling'
+  | 'verifying'
+  | 'awaiting-approval'
+  | 'reads-on-new'
+  | 'old-writes-off'
+  | 'cleanup'
+  | 'aborting'
+  | 'completed'
+  | 'aborted'
+  | 'failed';
+
+/** When each step of the lifecycle ran. */
+export interface PhaseRecord {
+  name: string;
+  startedAt: string;
+  endedAt: string | null;
+}
+
+/** The gate a migration waits at, and what the approver should look at. */
+export interface GateStatus {
+  name: string;
+  description: string;
+  waitingSince: string;
+  /** When the migration aborts if nobody decides; null: it waits for ever. */
+  expiresAt: string | null;
+  reminders: number;
+  /** The command that approves it. */
+  approveCommand: string;
+}
+
+/** What verification found, as far as gates care. */
+export interface VerificationSummary {
+  clean: boolean;
+  passes: number;
+  rowsChecked: number;
+  missing: number;
+  extra: number;
+  value: number;
+  repaired: number;
+  /** Verification found differences, and a person approved the gate regardless. */
+  forcedBy: string | null;
+}
+
+export interface AbortRecord {
+  at: string;
+  by: string;
+  reason: string;
+  /** The phase the migration had reached. */
+  phaseReached: Phase;
+  /** What the flags were set back to, and why. */
+  flagsNote: string;
+}
 
 export interface ShardStatus {
   index: number;
@@ -39,7 +95,7 @@ export interface RetryOutcome {
 /** Something a person (or Ferry on their behalf) decided during the run, for the record. */
 export interface MigrationEvent {
   at: string;
-  kind: 'throttle' | 'pause' | 'resume' | 'auto-pause' | 'retry';
+  kind: 'throttle' | 'pause' | 'resume' | 'auto-pause' | 'retry' | 'flags' | 'approve' | 'reject' | 'abort' | 'gate-expired' | 'apps';
   by: string | null;
   detail: string;
 }
@@ -59,6 +115,12 @@ export interface MigrationStatus {
   startedAt: string;
   finishedAt: string | null;
   inspection: Inspection | null;
+  phases: PhaseRecord[];
+  /** The flags as last set for the applications; null while the migration has not touched them. */
+  flags: Flags | null;
+  gate: GateStatus | null;
+  verification: VerificationSummary | null;
+  abort: AbortRecord | null;
   throttle: Throttle;
   paused: PauseState | null;
   shards: ShardStatus[];

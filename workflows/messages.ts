@@ -3,7 +3,8 @@
  * Temporal's CLI and UI, payloads are plain JSON.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { FailedRow, MigrationStatus, RetryOutcome } from '../lib/status';
+import type { AbortRequest, GateApproval, GateRejection } from '../lib/lifecycle';
+import type { AbortRecord, FailedRow, MigrationStatus, RetryOutcome } from '../lib/status';
 import type { Throttle, ThrottleChange } from '../lib/throttle';
 
 // Operators (the ferry CLI, or Temporal's own CLI and UI) to a migration.
@@ -24,6 +25,19 @@ export const resumeSignal = defineSignal<[OperatorNote]>('resume');
 
 /** Copies the recorded failed rows again, after a fix. */
 export const retryFailuresUpdate = defineUpdate<RetryOutcome, [OperatorNote]>('retryFailures');
+
+export interface ApprovalOutcome {
+  gate: string;
+  /** Approved past unclean verification. */
+  forced: boolean;
+}
+
+/** Refused (with the reason) when the gate is not the one waiting, the approver is missing, or verification is not clean without force. */
+export const approveUpdate = defineUpdate<ApprovalOutcome, [GateApproval]>('approve');
+/** Rejecting a gate aborts the migration. */
+export const rejectUpdate = defineUpdate<void, [GateRejection]>('reject');
+/** Stops the migration and rolls the flags back to the last state that loses no write; answers once that is done. */
+export const abortUpdate = defineUpdate<AbortRecord | null, [AbortRequest]>('abort');
 
 // A migration and its shards.
 

@@ -1,7 +1,9 @@
 /**
- * The migration workflow runs one migration: inspect, then backfill through shard children
- * under a live throttle, pausing for a person when rows fail. It decides; activities do. A run
- * without `execute` stops after inspection: the dry run.
+ * The migration workflow runs one migration through its lifecycle: inspect; dual writes on;
+ * backfill through shard children under a live throttle; then, behind gates a person approves,
+ * reads to the new table, old writes off, cleanup. It decides; activities do. A run without
+ * `execute` stops after inspection: the dry run. An abort at any point rolls the flags back to
+ * the last state that loses no write.
  */
 import {
   allHandlersFinished,
@@ -9,6 +11,7 @@ import {
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  log,
   ParentClosePolicy,
   proxyActivities,
   setHandler,
@@ -16,11 +19,23 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
+import {
+  approvalProblems,
+  flagsAfterAbort,
+  gateDescriptions,
+  lifecycleSteps,
+  type AbortRequest,
+  type FlagSettings,
+  type GateName,
+} from '../lib/lifecycle';
 import type { Plan } from '../lib/plan';
-import { recountRows, type MigrationEvent, type MigrationStatus, type ShardStatus } from '../lib/status';
+import { recountRows, type MigrationEvent, type MigrationStatus, type Phase, type ShardStatus } from '../lib/status';
 import { applyThrottleChange, shardRate, throttleChangeProblems } from '../lib/throttle';
 import {
+  abortUpdate,
+  approveUpdate,
   pauseSignal,
+  rejectUpdate,
   resumeSignal,
   retryFailuresUpdate,
   setThrottleUpdate,
@@ -38,19 +53,21 @@ export interface MigrationInput {
   execute: boolean;
   /** Show real values in the dry run's transform sample (they then live in the workflow history). */
   showSampleValues?: boolean;
+  /** Migrate into a target that already holds a finished migration. */
+  rerun?: boolean;
   /** Set by the migration itself when it continues-as-new. */
   carried?: MigrationStatus;
 }
 
-const { inspect, planShards, prepareTarget } = proxyActivities<FerryActivities>({
+const { inspect, planShards, prepareTarget, claimTarget, releaseTarget, setFlags } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '5 minutes',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection', 'TargetBusy', 'TargetFinished'] },
 });
 
-const { retryFailedRecords } = proxyActivities<FerryActivities>({
-  startToCloseTimeout: '30 minutes',
+const { retryFailedRecords, awaitFlagAcks } = proxyActivities<FerryActivities>({
+  startToCloseTimeout: '1 day',
   heartbeatTimeout: '1 minute',
-  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['MissingConnection'] },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
 });
 
 const RECENT_FAILURES_KEPT = 50;
@@ -69,6 +86,11 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     startedAt: now(),
     finishedAt: null,
     inspection: null,
+    phases: [],
+    flags: null,
+    gate: null,
+    verification: null,
+    abort: null,
     throttle: { rowsPerSecond: plan.throttle.rowsPerSecond, batchSize: plan.throttle.batchSize, concurrency: plan.throttle.concurrency },
     paused: null,
     shards: [],
@@ -80,8 +102,27 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     recentFailures: [],
     events: [],
   };
+  const steps = lifecycleSteps(plan);
+  let abortRequested: AbortRequest | null = null;
+  let gateDecision: 'approved' | null = null;
+
   const record = (kind: MigrationEvent['kind'], note: OperatorNote, detail: string) =>
     status.events.push({ at: now(), kind, by: note.by ?? null, detail: note.reason ? `${detail} (${note.reason})` : detail });
+  const enter = (phase: Phase, step: string) => {
+    const open = status.phases.at(-1);
+    if (open && open.endedAt === null) open.endedAt = now();
+    status.phase = phase;
+    status.phases.push({ name: step, startedAt: now(), endedAt: null });
+  };
+  const finish = (phase: Phase): MigrationStatus => {
+    const open = status.phases.at(-1);
+    if (open && open.endedAt === null) open.endedAt = now();
+    status.phase = phase;
+    status.finishedAt = now();
+    status.gate = null;
+    return status;
+  };
+  const finished = () => ['completed', 'failed', 'dry-run', 'aborted', 'aborting'].includes(status.phase);
 
   const running = () => status.shards.filter((s) => s.state === 'running');
   const shardThrottle = () => ({
@@ -105,6 +146,18 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     record(kind, note, reason);
     await tellShards('pause');
   };
+  const changeFlags = async (flags: FlagSettings, why: string) => {
+    status.flags = await setFlags({ plan, flags, by: `ferry ${workflowId}` });
+    record('flags', { by: 'ferry' }, `${why}: write old ${flags.writeOld ? 'on' : 'off'}, write new ${flags.writeNew ? 'on' : 'off'}, reads from ${flags.readFrom}, compare ${flags.comparePercent}% (version ${status.flags.version})`);
+    const acks = await awaitFlagAcks({ plan, version: status.flags.version, soakSeconds: plan.lifecycle.soakSeconds });
+    record(
+      'apps',
+      { by: 'ferry' },
+      acks.lagging.length
+        ? `${acks.confirmed.length} application processes follow version ${status.flags.version}; ${acks.lagging.length} had not after ${plan.lifecycle.soakSeconds} s: ${acks.lagging.join(', ')}`
+        : `${acks.confirmed.length} application processes follow version ${status.flags.version}`,
+    );
+  };
 
   setHandler(statusQuery, () => status);
   setHandler(
@@ -121,9 +174,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     },
     {
       validator: (change) => {
-        if (status.phase === 'completed' || status.phase === 'failed' || status.phase === 'dry-run') {
-          throw new Error(`the migration is ${status.phase}; there is nothing to throttle`);
-        }
+        if (finished()) throw new Error(`the migration is ${status.phase}; there is nothing to throttle`);
         const problems = throttleChangeProblems(change);
         if (problems.length > 0) throw new Error(problems.join('; '));
       },
@@ -151,6 +202,59 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       },
     },
   );
+  setHandler(
+    approveUpdate,
+    (approval) => {
+      const forced = approval.force === true && status.verification !== null && !status.verification.clean;
+      if (forced && status.verification) status.verification.forcedBy = approval.by;
+      record('approve', { by: approval.by, reason: approval.note }, `gate ${approval.gate} approved${forced ? ' with --force, past unclean verification' : ''}`);
+      gateDecision = 'approved';
+      return { gate: approval.gate, forced };
+    },
+    {
+      validator: (approval) => {
+        const verification = status.verification
+          ? { clean: status.verification.clean, summary: `${status.verification.missing} missing, ${status.verification.extra} extra, ${status.verification.value} differing` }
+          : null;
+        const problems = approvalProblems(approval, status.gate?.name ?? null, verification);
+        if (problems.length > 0) throw new Error(problems.join('; '));
+      },
+    },
+  );
+  setHandler(
+    rejectUpdate,
+    (rejection) => {
+      record('reject', { by: rejection.by, reason: rejection.reason }, `gate ${rejection.gate} rejected`);
+      abortRequested = { by: rejection.by, reason: `rejected at gate ${rejection.gate}: ${rejection.reason}` };
+    },
+    {
+      validator: (rejection) => {
+        const problems = approvalProblems({ gate: rejection?.gate, by: rejection?.by }, status.gate?.name ?? null, null);
+        if (typeof rejection?.reason !== 'string' || rejection.reason.trim() === '') problems.push('say why (--reason)');
+        if (problems.length > 0) throw new Error(problems.join('; '));
+      },
+    },
+  );
+  setHandler(
+    abortUpdate,
+    async (request) => {
+      record('abort', { by: request.by, reason: request.reason }, `abort requested in phase ${status.phase}`);
+      abortRequested = request;
+      // Answer once the flags are back where they are safe: the caller learns the outcome.
+      await condition(() => status.phase === 'aborted' || status.phase === 'failed');
+      return status.abort;
+    },
+    {
+      validator: (request) => {
+        const problems: string[] = [];
+        if (typeof request?.by !== 'string' || request.by.trim() === '') problems.push('say who aborts (--by NAME)');
+        if (typeof request?.reason !== 'string' || request.reason.trim() === '') problems.push('say why (--reason TEXT)');
+        if (finished()) problems.push(`the migration is already ${status.phase}`);
+        else if (abortRequested) problems.push('an abort is already under way');
+        if (problems.length > 0) throw new Error(problems.join('; '));
+      },
+    },
+  );
   setHandler(shardProgressSignal, (progress) => {
     const shard = status.shards[progress.index];
     if (!shard) return;
@@ -175,11 +279,37 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     }
   });
 
+  /** Stops everything, puts the flags back where no write is lost, and records why. */
+  const abort = async (request: AbortRequest): Promise<MigrationStatus> => {
+    const phaseReached = status.phase;
+    enter('aborting', 'abort');
+    await Promise.all(
+      running().map((shard) => getExternalWorkflowHandle(shardWorkflowId(workflowId, shard.index)).cancel().catch(() => {})),
+    );
+    for (const shard of running()) shard.state = 'pending';
+    const rollback = flagsAfterAbort(status.flags);
+    if (rollback.flags) {
+      status.flags = await setFlags({ plan, flags: rollback.flags, by: `abort by ${request.by}` });
+      record('flags', { by: 'ferry' }, `rolled back on abort: ${rollback.note} (version ${status.flags.version})`);
+    }
+    status.abort = { at: now(), by: request.by, reason: request.reason, phaseReached, flagsNote: rollback.note };
+    await releaseTarget({ plan, migrationId: workflowId, state: 'aborted' });
+    finish('aborted');
+    await condition(allHandlersFinished);
+    return status;
+  };
+
+  const fail = async (error: ApplicationFailure): Promise<never> => {
+    finish('failed');
+    await releaseTarget({ plan, migrationId: workflowId, state: 'failed' }).catch(() => {});
+    throw error;
+  };
+
   if (!input.carried) {
     status.inspection = await inspect({ plan, showSampleValues: input.showSampleValues ?? false });
-    if (!input.execute) return finish(status, 'dry-run');
+    if (!input.execute) return finish('dry-run');
     if (status.inspection.problems.length > 0) {
-      finish(status, 'failed');
+      finish('failed');
       throw ApplicationFailure.nonRetryable(
         `migration cannot start:\n${status.inspection.problems.map((p) => `  - ${p}`).join('\n')}`,
         'InspectionFailed',
@@ -187,90 +317,169 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       );
     }
     await prepareTarget({ plan });
-    const specs = await planShards({ plan });
-    status.shards = specs.map(
-      (spec, index): ShardStatus => ({
-        index,
-        range: spec.range,
-        partitionValue: spec.partitionValue,
-        state: 'pending',
-        cursor: null,
-        rowsRead: 0,
-        rowsWritten: 0,
-        rowsFailed: 0,
-        batchSize: status.throttle.batchSize,
-        throttleReason: null,
-        error: null,
-      }),
-    );
-    status.phase = 'backfilling';
-  }
-
-  // The sliding window: at most `concurrency` shards at once, the next starting as one ends.
-  // Shards report by signal, so the window survives this workflow's own continue-as-new.
-  for (;;) {
-    await condition(
-      () =>
-        workflowInfo().continueAsNewSuggested ||
-        status.shards.some((s) => s.state === 'failed') ||
-        status.shards.every((s) => s.state === 'done') ||
-        (!status.paused && running().length < status.throttle.concurrency && status.shards.some((s) => s.state === 'pending')),
-    );
-    const failed = status.shards.find((s) => s.state === 'failed');
-    if (failed) {
-      finish(status, 'failed');
-      throw ApplicationFailure.nonRetryable(`shard ${failed.index} failed: ${failed.error}`, 'ShardFailed');
-    }
-    if (status.shards.every((s) => s.state === 'done')) break;
-    if (workflowInfo().continueAsNewSuggested) {
-      await condition(allHandlersFinished);
-      await continueAsNew<typeof migrationWorkflow>({ ...input, carried: status });
-    }
-    while (!status.paused && running().length < status.throttle.concurrency) {
-      const shard = status.shards.find((s) => s.state === 'pending');
-      if (!shard) break;
-      shard.state = 'running';
-      await startChild(shardWorkflow, {
-        workflowId: shardWorkflowId(workflowId, shard.index),
-        // Shards outlive a continue-as-new of this workflow; an abort cancels them explicitly.
-        parentClosePolicy: ParentClosePolicy.ABANDON,
-        args: [
-          {
-            migrationWorkflowId: workflowId,
-            plan,
-            index: shard.index,
-            spec: { range: shard.range, partitionValue: shard.partitionValue },
-            throttle: shardThrottle(),
-            paused: false,
-            cursor: shard.cursor,
-            rowsRead: shard.rowsRead,
-            rowsWritten: shard.rowsWritten,
-            rowsFailed: shard.rowsFailed,
-            batchSize: shard.batchSize,
-          },
-        ],
-      });
-      // Rates are shares of the whole: a new shard slows the others.
-      await tellShards('throttle');
+    try {
+      await claimTarget({ plan, migrationId: workflowId, rerun: input.rerun ?? false });
+    } catch (error) {
+      finish('failed');
+      throw error;
     }
   }
 
-  // Nothing is left behind silently: failed rows wait for a person to fix and retry them, or
-  // to resume and finish without them.
-  if (status.unresolvedFailures > 0) {
-    await pause(
-      { by: 'ferry' },
-      'auto-pause',
-      `${status.unresolvedFailures} rows failed; fix the cause and run \`ferry retry\`, or \`ferry resume\` to finish without them`,
-    );
-    await condition(() => status.paused === null || status.unresolvedFailures === 0);
-    if (status.paused) {
-      record('resume', { by: 'ferry' }, 'every failed row was copied by a retry');
-      status.paused = null;
+  // A continued run resumes where the last one stopped: steps with an ended record are done.
+  const done = new Set(status.phases.filter((p) => p.endedAt !== null).map((p) => p.name));
+  for (const step of steps) {
+    if (done.has(step)) continue;
+    if (abortRequested) return abort(abortRequested);
+
+    if (step === 'dual-write') {
+      enter('dual-write', step);
+      await changeFlags({ writeOld: true, writeNew: true, readFrom: 'old', comparePercent: 0 }, 'dual writes on');
+    } else if (step === 'backfill') {
+      if (!input.carried) {
+        enter('backfilling', step);
+        const specs = await planShards({ plan });
+        status.shards = specs.map(
+          (spec, index): ShardStatus => ({
+            index,
+            range: spec.range,
+            partitionValue: spec.partitionValue,
+            state: 'pending',
+            cursor: null,
+            rowsRead: 0,
+            rowsWritten: 0,
+            rowsFailed: 0,
+            batchSize: status.throttle.batchSize,
+            throttleReason: null,
+            error: null,
+          }),
+        );
+      }
+      const outcome = await backfill();
+      if (outcome === 'abort') return abort(abortRequested!);
+      if (outcome === 'continue-as-new') {
+        await condition(allHandlersFinished);
+        return continueAsNew<typeof migrationWorkflow>({ ...input, carried: status });
+      }
+      const failedShard = status.shards.find((s) => s.state === 'failed');
+      if (failedShard) return fail(ApplicationFailure.nonRetryable(`shard ${failedShard.index} failed: ${failedShard.error}`, 'ShardFailed'));
+    } else if (step.startsWith('gate:')) {
+      const decision = await waitAtGate(step.slice('gate:'.length) as GateName);
+      if (decision !== 'approved') return abort(abortRequested!);
+      if (step === 'gate:cleanup') enter('cleanup', 'cleanup');
+    } else if (step === 'reads-to-new') {
+      enter('reads-on-new', step);
+      await changeFlags(
+        { writeOld: true, writeNew: true, readFrom: 'new', comparePercent: plan.lifecycle.compareReadsPercent },
+        'reads moved to the new table',
+      );
+    } else if (step === 'old-writes-off') {
+      enter('old-writes-off', step);
+      await changeFlags(
+        { writeOld: false, writeNew: true, readFrom: 'new', comparePercent: 0 },
+        'writes to the old table off',
+      );
     }
   }
+  if (abortRequested) return abort(abortRequested);
+  await releaseTarget({ plan, migrationId: workflowId, state: 'completed' });
+  finish('completed');
   await condition(allHandlersFinished);
-  return finish(status, 'completed');
+  return status;
+
+  /** The sliding window of shards; returns when the backfill is done, or why it stopped early. */
+  async function backfill(): Promise<'done' | 'abort' | 'continue-as-new'> {
+    // At most `concurrency` shards at once, the next starting as one ends. Shards report by
+    // signal, so the window survives this workflow's own continue-as-new.
+    for (;;) {
+      await condition(
+        () =>
+          abortRequested !== null ||
+          workflowInfo().continueAsNewSuggested ||
+          status.shards.some((s) => s.state === 'failed') ||
+          status.shards.every((s) => s.state === 'done') ||
+          (!status.paused && running().length < status.throttle.concurrency && status.shards.some((s) => s.state === 'pending')),
+      );
+      if (abortRequested) return 'abort';
+      if (status.shards.some((s) => s.state === 'failed')) return 'done';
+      if (status.shards.every((s) => s.state === 'done')) break;
+      if (workflowInfo().continueAsNewSuggested) return 'continue-as-new';
+      while (!status.paused && running().length < status.throttle.concurrency) {
+        const shard = status.shards.find((s) => s.state === 'pending');
+        if (!shard) break;
+        shard.state = 'running';
+        await startChild(shardWorkflow, {
+          workflowId: shardWorkflowId(workflowId, shard.index),
+          // Shards outlive a continue-as-new of this workflow; an abort cancels them explicitly.
+          parentClosePolicy: ParentClosePolicy.ABANDON,
+          args: [
+            {
+              migrationWorkflowId: workflowId,
+              plan,
+              index: shard.index,
+              spec: { range: shard.range, partitionValue: shard.partitionValue },
+              throttle: shardThrottle(),
+              paused: false,
+              cursor: shard.cursor,
+              rowsRead: shard.rowsRead,
+              rowsWritten: shard.rowsWritten,
+              rowsFailed: shard.rowsFailed,
+              batchSize: shard.batchSize,
+            },
+          ],
+        });
+        // Rates are shares of the whole: a new shard slows the others.
+        await tellShards('throttle');
+      }
+    }
+
+    // Nothing is left behind silently: failed rows wait for a person to fix and retry them, or
+    // to resume and finish without them.
+    if (status.unresolvedFailures > 0) {
+      await pause(
+        { by: 'ferry' },
+        'auto-pause',
+        `${status.unresolvedFailures} rows failed; fix the cause and run \`ferry retry\`, or \`ferry resume\` to finish without them`,
+      );
+      await condition(() => status.paused === null || status.unresolvedFailures === 0 || abortRequested !== null);
+      if (abortRequested) return 'abort';
+      if (status.paused) {
+        record('resume', { by: 'ferry' }, 'every failed row was copied by a retry');
+        status.paused = null;
+      }
+    }
+    return 'done';
+  }
+
+  /** Waits for a person: approved, or (through reject, abort or expiry) an abort request. */
+  async function waitAtGate(name: GateName): Promise<'approved' | 'abort'> {
+    const expirySeconds = plan.lifecycle.gates.expirySeconds;
+    const since = Date.now();
+    enter('awaiting-approval', `gate:${name}`);
+    gateDecision = null;
+    status.gate = {
+      name,
+      description: gateDescriptions[name],
+      waitingSince: now(),
+      expiresAt: expirySeconds ? new Date(since + expirySeconds * 1000).toISOString() : null,
+      reminders: 0,
+      approveCommand: `ferry approve ${workflowId} --gate ${name} --by <you> --note "<what you checked>"`,
+    };
+    const reminderMs = plan.lifecycle.gates.reminderSeconds * 1000;
+    for (;;) {
+      const untilExpiry = expirySeconds ? since + expirySeconds * 1000 - Date.now() : Infinity;
+      const decided = await condition(() => gateDecision !== null || abortRequested !== null, Math.max(1, Math.min(reminderMs, untilExpiry)));
+      if (decided) break;
+      if (expirySeconds && Date.now() >= since + expirySeconds * 1000) {
+        record('gate-expired', { by: 'ferry' }, `gate ${name} waited ${expirySeconds} s without a decision`);
+        abortRequested = { by: 'ferry', reason: `gate ${name} expired after ${expirySeconds} s` };
+        break;
+      }
+      status.gate.reminders += 1;
+      log.warn(`migration ${workflowId} waits at gate ${name} since ${status.gate.waitingSince}: ${status.gate.approveCommand}`);
+    }
+    status.gate = null;
+    return gateDecision === 'approved' && !abortRequested ? 'approved' : 'abort';
+  }
 }
 
 export function shardWorkflowId(migrationId: string, index: number): string {
@@ -288,10 +497,4 @@ function failureLimitReached(plan: Plan, status: MigrationStatus): string | null
     return `${((100 * status.rowsFailed) / status.rowsRead).toFixed(2)}% of rows failed, over failures.maxRate (${maxRate * 100}%); see \`ferry failures\``;
   }
   return null;
-}
-
-function finish(status: MigrationStatus, phase: MigrationStatus['phase']): MigrationStatus {
-  status.phase = phase;
-  status.finishedAt = new Date().toISOString();
-  return status;
 }

@@ -1,0 +1,134 @@
+/** The record of a migration run, as Markdown for people and JSON for tools: `ferry report`. */
+import { rowsSkipped, type MigrationStatus } from '../lib/status';
+import { formatCount } from './render';
+
+export interface MigrationRecord {
+  migrationId: string;
+  plan: string;
+  outcome: MigrationStatus['phase'];
+  startedAt: string;
+  finishedAt: string | null;
+  durationSeconds: number | null;
+  phases: { name: string; startedAt: string; endedAt: string | null; seconds: number | null }[];
+  rows: { read: number; copied: number; alreadyPresent: number; failed: number; unresolvedFailures: number; fixedByRetry: number; repaired: number };
+  backfillRowsPerSecond: number | null;
+  verification: MigrationStatus['verification'];
+  flags: MigrationStatus['flags'];
+  decisions: MigrationStatus['events'];
+  abort: MigrationStatus['abort'];
+  leftToDo: string[];
+}
+
+const seconds = (from: string, to: string | null) => (to ? (Date.parse(to) - Date.parse(from)) / 1000 : null);
+
+/** What a person still has to do by hand: Ferry never takes a destructive step itself. */
+function leftToDo(status: MigrationStatus): string[] {
+  const source = status.inspection?.source.name ?? 'the old table';
+  const target = status.inspection?.target.name ?? 'the new table';
+  const todo: string[] = [];
+  if (status.unresolvedFailures > 0) {
+    todo.push(`${status.unresolvedFailures} rows were never copied: see \`ferry failures ${status.migrationId}\` and ferry.failed_records on the target`);
+  }
+  if (status.abort) {
+    todo.push(`the migration was aborted (${status.abort.reason}): ${status.abort.flagsNote}`);
+    if (status.flags && status.flags.writeNew && status.flags.readFrom === 'new') {
+      todo.push(`repair ${source} from ${target} before moving reads back to it; then turn dual writes off`);
+    }
+    return todo;
+  }
+  if (status.phase !== 'completed') {
+    todo.push(`the migration is ${status.phase}; this record is not final`);
+    return todo;
+  }
+  const flags = status.flags;
+  if (flags && !flags.writeOld && flags.readFrom === 'new') {
+    todo.push(`remove the dual-write and dual-read code (Ferry's client calls) from the application; it uses ${target} only`);
+    todo.push(`drop or archive ${source} once nothing reads it (Ferry does not drop tables)`);
+    todo.push(`delete the flags row: DELETE FROM ferry.flags WHERE migration = '${status.planName}'`);
+  } else if (flags && flags.writeNew) {
+    todo.push(`dual writes are still on (the plan has no cutover): the application writes ${source} and ${target}`);
+  } else {
+    todo.push(`${target} holds the backfill; point the application at it when ready`);
+  }
+  return todo;
+}
+
+export function migrationRecord(status: MigrationStatus): MigrationRecord {
+  const backfill = status.phases.find((p) => p.name === 'backfill');
+  const backfillSeconds = backfill ? seconds(backfill.startedAt, backfill.endedAt) : null;
+  return {
+    migrationId: status.migrationId,
+    plan: status.planName,
+    outcome: status.phase,
+    startedAt: status.startedAt,
+    finishedAt: status.finishedAt,
+    durationSeconds: seconds(status.startedAt, status.finishedAt),
+    phases: status.phases.map((p) => ({ ...p, seconds: seconds(p.startedAt, p.endedAt) })),
+    rows: {
+      read: status.rowsRead,
+      copied: status.rowsWritten,
+      alreadyPresent: rowsSkipped(status),
+      failed: status.rowsFailed,
+      unresolvedFailures: status.unresolvedFailures,
+      fixedByRetry: status.failuresFixed,
+      repaired: status.verification?.repaired ?? 0,
+    },
+    backfillRowsPerSecond: backfillSeconds ? Math.round(status.rowsRead / Math.max(backfillSeconds, 0.001)) : null,
+    verification: status.verification,
+    flags: status.flags,
+    decisions: status.events,
+    abort: status.abort,
+    leftToDo: leftToDo(status),
+  };
+}
+
+const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+
+export function recordMarkdown(record: MigrationRecord): string {
+  const lines = [
+    `# Migration ${record.migrationId}`,
+    '',
+    `- plan: \`${record.plan}\``,
+    `- outcome: **${record.outcome}**`,
+    `- started ${record.startedAt}${record.finishedAt ? `, finished ${record.finishedAt} (${record.durationSeconds?.toFixed(1)} s)` : ''}`,
+    '',
+    '## Phases',
+    '',
+    '| phase | started | ended | seconds |',
+    '| --- | --- | --- | --- |',
+    ...record.phases.map((p) => `| ${p.name} | ${p.startedAt} | ${p.endedAt ?? '(running)'} | ${p.seconds?.toFixed(1) ?? ''} |`),
+    '',
+    '## Rows',
+    '',
+    `| read | copied | already present | failed | unresolved | fixed by retry | repaired |`,
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    `| ${[record.rows.read, record.rows.copied, record.rows.alreadyPresent, record.rows.failed, record.rows.unresolvedFailures, record.rows.fixedByRetry, record.rows.repaired].map(formatCount).join(' | ')} |`,
+    '',
+    `Backfill throughput: ${record.backfillRowsPerSecond === null ? 'n/a' : `${formatCount(record.backfillRowsPerSecond)} rows/s`}.`,
+  ];
+  if (record.verification) {
+    const v = record.verification;
+    lines.push(
+      '',
+      '## Verification',
+      '',
+      `${v.clean ? 'Clean' : 'NOT clean'} after ${v.passes} pass(es): ${formatCount(v.rowsChecked)} rows checked, ${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired.` +
+        (v.forcedBy ? ` A gate was approved past it with --force by ${v.forcedBy}.` : ''),
+    );
+  }
+  lines.push('', '## Decisions', '');
+  if (record.decisions.length === 0) lines.push('None.');
+  else {
+    lines.push('| when | what | by | detail |', '| --- | --- | --- | --- |');
+    for (const e of record.decisions) lines.push(`| ${e.at} | ${e.kind} | ${cell(e.by ?? '')} | ${cell(e.detail)} |`);
+  }
+  if (record.abort) {
+    lines.push('', '## Abort', '', `Aborted by ${record.abort.by} at ${record.abort.at} in phase ${record.abort.phaseReached}: ${record.abort.reason}.`, '', record.abort.flagsNote + '.');
+  }
+  if (record.flags) {
+    const f = record.flags;
+    lines.push('', '## Flags', '', `Version ${f.version}: write old ${f.writeOld ? 'on' : 'off'}, write new ${f.writeNew ? 'on' : 'off'}, reads from ${f.readFrom}, compare ${f.comparePercent}%.`);
+  }
+  lines.push('', '## Left to do by hand', '', ...record.leftToDo.map((t) => `- ${t}`), '');
+  return lines.join('\n');
+}

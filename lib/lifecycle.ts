@@ -1,0 +1,90 @@
+/**
+ * The lifecycle of a migration as pure rules: the gates a plan requires, and where the flags go
+ * back to when a migration is aborted. The workflow follows them; tests check them directly.
+ */
+import type { Flags } from './flags';
+import type { Plan } from './plan';
+
+/** Gates wait for a person. Each guards a point of no return. */
+export const gateNames = ['cutover-reads', 'stop-old-writes', 'cleanup'] as const;
+export type GateName = (typeof gateNames)[number];
+
+export const gateDescriptions: Record<GateName, string> = {
+  'cutover-reads': 'move application reads to the new table',
+  'stop-old-writes': 'stop writing the old table (after this, only the new table is complete)',
+  cleanup: 'finish: the old table and the dual-write code may be removed by hand',
+};
+
+/** The steps of a migration after inspection, in order; which ones run depends on the plan. */
+export type Step = 'dual-write' | 'backfill' | 'gate:cutover-reads' | 'reads-to-new' | 'gate:stop-old-writes' | 'old-writes-off' | 'gate:cleanup';
+
+export function lifecycleSteps(plan: Pick<Plan, 'lifecycle'>): Step[] {
+  const steps: Step[] = [];
+  if (plan.lifecycle.dualWrites) steps.push('dual-write');
+  steps.push('backfill');
+  if (plan.lifecycle.cutover) steps.push('gate:cutover-reads', 'reads-to-new', 'gate:stop-old-writes', 'old-writes-off', 'gate:cleanup');
+  return steps;
+}
+
+export type FlagSettings = Omit<Flags, 'version'>;
+
+/**
+ * The flags an abort returns to, and why: never to a state that loses writes. While the old
+ * table still receives every write, the application goes back to it alone. Once old writes
+ * were off, the old table is missing writes: both are written again and reads stay on the new
+ * table until a person repairs the old one.
+ */
+export function flagsAfterAbort(current: FlagSettings | null): { flags: FlagSettings | null; note: string } {
+  if (current === null) return { flags: null, note: 'flags were never set; nothing to roll back' };
+  if (current.writeOld) {
+    return {
+      flags: { writeOld: true, writeNew: false, readFrom: 'old', comparePercent: 0 },
+      note: 'the old table received every write: the application is back on it alone',
+    };
+  }
+  return {
+    flags: { writeOld: true, writeNew: true, readFrom: 'new', comparePercent: 0 },
+    note:
+      'old writes were off, so the old table misses writes made since then: both tables are written again, ' +
+      'reads stay on the new table until the old one is repaired by hand',
+  };
+}
+
+export interface GateApproval {
+  gate: string;
+  by: string;
+  note?: string;
+  /** Approve although verification is not clean; recorded. */
+  force?: boolean;
+}
+
+export interface GateRejection {
+  gate: string;
+  by: string;
+  reason: string;
+}
+
+export interface AbortRequest {
+  by: string;
+  reason: string;
+}
+
+/** Problems with an approval given the gate that waits (if any) and the verification state. */
+export function approvalProblems(
+  approval: unknown,
+  waiting: string | null,
+  verification: { clean: boolean; summary: string } | null,
+): string[] {
+  if (typeof approval !== 'object' || approval === null) return ['an approval must be an object { gate, by, note?, force? }'];
+  const { gate, by, force } = approval as Record<string, unknown>;
+  const problems: string[] = [];
+  if (typeof by !== 'string' || by.trim() === '') problems.push('the approver is missing: say who approves (--by NAME)');
+  if (typeof gate !== 'string' || gate === '') problems.push('the gate is missing (--gate NAME)');
+  else if (waiting === null) problems.push(`no gate is waiting; "${gate}" cannot be approved now`);
+  else if (gate !== waiting) problems.push(`gate "${gate}" is not the one waiting; the migration waits at "${waiting}"`);
+  if (force !== undefined && typeof force !== 'boolean') problems.push('force must be true or false');
+  if (problems.length === 0 && gate === 'cutover-reads' && verification && !verification.clean && force !== true) {
+    problems.push(`verification is not clean (${verification.summary}); repair it, or approve with --force (recorded)`);
+  }
+  return problems;
+}
