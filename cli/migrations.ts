@@ -31,9 +31,9 @@ export class UnknownMigrationError extends Error {
   }
 }
 
-/** Ids read well in Temporal's UI and sort by start time: ferry/<plan name>/<UTC time>. */
+/** Ids read well in Temporal's UI and sort by start time: ferry/<plan name>/<UTC time to the ms>. */
 export function newMigrationId(plan: Plan, now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z').replace('T', '-');
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-');
   return `ferry/${plan.name}/${stamp}`;
 }
 
