@@ -116,8 +116,7 @@ export function createDualWriter(options: DualWriterOptions): DualWriter {
   }
 
   async function inDeleteTransaction<R extends WriteResult>(table: string, key: string, run: (client: pg.PoolClient) => Promise<R>): Promise<R> {
-    if (!pool) throw new Error('ferry: dualWriter.delete needs the pool of the new store; pass `pool` to createDualWriter');
-    const client = await pool.connect();
+    const client = await pool!.connect();
     const ignore = () => {};
     client.on('error', ignore);
     let broken = false;
@@ -144,6 +143,8 @@ export function createDualWriter(options: DualWriterOptions): DualWriter {
     },
     async delete(name, operations) {
       const { table, key } = operations;
+      // Checked before either store is touched: this is a programming error, not a new-store failure.
+      if (!pool) throw new Error('ferry: dualWriter.delete needs the pool of the new store; pass `pool` to createDualWriter');
       return dualWrite(name, await source.get(), operations.old, () => inDeleteTransaction(table, key, operations.new));
     },
     killSwitch: () => killSwitch.state(),
