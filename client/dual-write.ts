@@ -1,0 +1,157 @@
+/**
+ * DualWriter writes the old store and, while the flags say so, the new one, and keeps the new
+ * store's trouble away from the application: the caller gets the old write's result, a failing
+ * new side is counted and, past a limit, switched off in this process (the kill switch).
+ */
+import type pg from 'pg';
+import type { Flags } from '../lib/flags';
+import { type FlagSource } from './flags';
+import { KillSwitch, type KillSwitchOptions, type KillSwitchState } from './kill-switch';
+import { consoleLogger, describeError, type ClientLogger } from './logger';
+import type { ClientMetrics } from './metrics';
+
+/** What a write reports: pg's QueryResult is one. */
+export interface WriteResult {
+  rowCount: number | null;
+}
+
+export interface WriteOperations<R extends WriteResult> {
+  old: () => Promise<R>;
+  new: () => Promise<R>;
+}
+
+export interface DeleteOperations<R extends WriteResult> {
+  /** The target table, `schema.table`, as the migration names it. */
+  table: string;
+  /** The deleted row's key, as text. */
+  key: string;
+  old: () => Promise<R>;
+  /** Runs on a client inside a transaction in which ferry.record_delete(table, key) has been called. */
+  new: (client: pg.PoolClient) => Promise<R>;
+}
+
+export interface DualWriterOptions {
+  flags: FlagSource;
+  /** The database of the new store, where Ferry's schema lives. Needed by delete(). */
+  pool?: pg.Pool;
+  metrics?: ClientMetrics;
+  killSwitch?: KillSwitchOptions;
+  logger?: ClientLogger;
+  /** Labels the kill switch gauge. (Default: 'default') */
+  migration?: string;
+}
+
+export interface DualWriter {
+  /**
+   * Writes old (while flags.writeOld), then new (while flags.writeNew). Returns the old result,
+   * or the new one once old is off. A new-side error reaches the caller only when new is the
+   * only store written.
+   */
+  write<R extends WriteResult>(name: string, operations: WriteOperations<R>): Promise<R>;
+  /**
+   * A hard delete: old as write() does; the new side in one transaction with
+   * ferry.record_delete, so the backfill can never bring the row back.
+   */
+  delete<R extends WriteResult>(name: string, operations: DeleteOperations<R>): Promise<R>;
+  killSwitch(): KillSwitchState;
+  /** Puts new writes back on at once. */
+  resetKillSwitch(): void;
+  close(): void;
+}
+
+export function createDualWriter(options: DualWriterOptions): DualWriter {
+  const { flags: source, pool, metrics, logger = consoleLogger, migration = 'default' } = options;
+  const killSwitch = new KillSwitch(options.killSwitch, (tripped) => {
+    metrics?.killSwitchTripped.set({ migration, path: 'write' }, tripped ? 1 : 0);
+    logger.warn(tripped ? 'ferry: kill switch tripped; new-store writes stop in this process' : 'ferry: kill switch reset; new-store writes resume', {
+      migration,
+      path: 'write',
+    });
+  });
+  metrics?.killSwitchTripped.set({ migration, path: 'write' }, 0);
+  const unsubscribe = source.onChange?.(() => killSwitch.reset());
+
+  async function dualWrite<R extends WriteResult>(name: string, flags: Flags, old: () => Promise<R>, write: () => Promise<R>): Promise<R> {
+    // Flags that write neither store are a mistake upstream; the old store is the safe reading.
+    const writeOld = flags.writeOld || !flags.writeNew;
+    let oldResult: R | undefined;
+    if (writeOld) {
+      try {
+        oldResult = await old();
+      } catch (error) {
+        metrics?.writeErrors.inc({ name, side: 'old' });
+        throw error;
+      }
+    }
+    if (!flags.writeNew) return oldResult!;
+    if (!writeOld) {
+      // The new store is the only one: its errors are the caller's, and the kill switch cannot apply.
+      try {
+        return await write();
+      } catch (error) {
+        metrics?.writeErrors.inc({ name, side: 'new' });
+        throw error;
+      }
+    }
+    if (!killSwitch.allows(flags.version)) {
+      metrics?.writesSkipped.inc({ name });
+      return oldResult!;
+    }
+    let newResult: R;
+    try {
+      newResult = await write();
+    } catch (error) {
+      metrics?.writeErrors.inc({ name, side: 'new' });
+      logger.warn('ferry: new-store write failed; the old write stands', { name, ...describeError(error) });
+      killSwitch.recordError(flags.version);
+      return oldResult!;
+    }
+    const oldRows = oldResult!.rowCount ?? 0;
+    const newRows = newResult.rowCount ?? 0;
+    if (oldRows !== newRows) {
+      metrics?.writeMismatches.inc({ name });
+      logger.warn('ferry: dual write touched different numbers of rows', { name, oldRows, newRows });
+    }
+    return oldResult!;
+  }
+
+  async function inDeleteTransaction<R extends WriteResult>(table: string, key: string, run: (client: pg.PoolClient) => Promise<R>): Promise<R> {
+    const client = await pool!.connect();
+    const ignore = () => {};
+    client.on('error', ignore);
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT ferry.record_delete($1, $2)', [table, key]);
+      const result = await run(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+      throw error;
+    } finally {
+      client.off('error', ignore);
+      client.release(broken);
+    }
+  }
+
+  return {
+    async write(name, operations) {
+      return dualWrite(name, await source.get(), operations.old, operations.new);
+    },
+    async delete(name, operations) {
+      const { table, key } = operations;
+      // Checked before either store is touched: this is a programming error, not a new-store failure.
+      if (!pool) throw new Error('ferry: dualWriter.delete needs the pool of the new store; pass `pool` to createDualWriter');
+      return dualWrite(name, await source.get(), operations.old, () => inDeleteTransaction(table, key, operations.new));
+    },
+    killSwitch: () => killSwitch.state(),
+    resetKillSwitch: () => killSwitch.reset(),
+    close() {
+      unsubscribe?.();
+      killSwitch.dispose();
+    },
+  };
+}

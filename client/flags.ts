@@ -1,0 +1,248 @@
+/**
+ * FlagReader follows one migration's flags in ferry.flags: a short cache, a LISTEN connection
+ * that brings a change within a second, and an acknowledgement of every version applied, so
+ * the migration knows when every live process follows it.
+ */
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import pg from 'pg';
+import { initialFlags, type Flags } from '../lib/flags';
+import { consoleLogger, describeError, type ClientLogger } from './logger';
+import type { ClientMetrics } from './metrics';
+
+export type { Flags };
+
+/** The channel ferry.flags notifies on; the payload is the migration's name. */
+export const FLAGS_CHANNEL = 'ferry_flags';
+
+export interface FlagReaderOptions {
+  /** The database that holds Ferry's schema (the migration's target). */
+  pool: pg.Pool;
+  /** The migration's plan name. */
+  migration: string;
+  /** This process, in ferry.flag_acks. (Default: hostname, pid and a random suffix) */
+  clientId?: string;
+  /** How long a read of ferry.flags is reused by get(). (Default: 1000) */
+  cacheMs?: number;
+  /** Keep a LISTEN connection so changes arrive at once. (Default: true) */
+  listen?: boolean;
+  logger?: ClientLogger;
+  metrics?: ClientMetrics;
+}
+
+/** Anything the dual writer and the read comparer can take their flags from. */
+export interface FlagSource {
+  get(): Promise<Flags>;
+  onChange?(fn: (flags: Flags, previous: Flags) => void): () => void;
+}
+
+export interface FlagReader extends FlagSource {
+  /**
+   * The flags, at most `cacheMs` old. Before any row exists, or without Ferry's schema:
+   * initialFlags with version 0. When the database cannot be reached it returns the last flags
+   * read, and throws only if it never read any (guessing could send writes to the wrong store).
+   */
+  get(): Promise<Flags>;
+  /** The last flags read (initialFlags, version 0, before the first read). Never throws. */
+  current(): Flags;
+  /** Calls `fn` after every change; returns the unsubscribe function. */
+  onChange(fn: (flags: Flags, previous: Flags) => void): () => void;
+  readonly clientId: string;
+  /** Stops listening and waits for acknowledgements in flight. Does not end the pool. */
+  close(): Promise<void>;
+}
+
+const noFlags: Flags = { ...initialFlags, version: 0 };
+const RECONNECT_MIN_MS = 100;
+const RECONNECT_MAX_MS = 5_000;
+
+/** SQLSTATEs of a database without Ferry's schema: the application runs before any migration. */
+function isSchemaMissing(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '42P01' || code === '3F000';
+}
+
+function sameFlags(a: Flags, b: Flags): boolean {
+  return a.version === b.version && a.writeOld === b.writeOld && a.writeNew === b.writeNew &&
+    a.readFrom === b.readFrom && a.comparePercent === b.comparePercent;
+}
+
+export function defaultClientId(): string {
+  return `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+}
+
+export function createFlagReader(options: FlagReaderOptions): FlagReader {
+  const { pool, migration, cacheMs = 1000, listen = true, logger = consoleLogger, metrics } = options;
+  const clientId = options.clientId ?? defaultClientId();
+  const listeners = new Set<(flags: Flags, previous: Flags) => void>();
+  const pendingAcks = new Set<Promise<void>>();
+
+  let flags: Flags = noFlags;
+  let everRead = false;
+  let readAt = -Infinity;
+  let inFlight: Promise<Flags> | null = null;
+  /** A notification came while a read was in flight: that read may predate the change. */
+  let readAgain = false;
+  let closed = false;
+
+  let listener: pg.Client | null = null;
+  let reconnectTimer: NodeJS.Timeout | null = null;
+  let reconnectAttempts = 0;
+  let firstListen: Promise<void> | null = null;
+
+  async function readRow(): Promise<Flags> {
+    try {
+      const { rows } = await pool.query<{ write_old: boolean; write_new: boolean; read_from: 'old' | 'new'; compare_percent: number; version: string }>(
+        `SELECT write_old, write_new, read_from, compare_percent, version::text FROM ferry.flags WHERE migration = $1`,
+        [migration],
+      );
+      const row = rows[0];
+      if (!row) return noFlags;
+      return {
+        writeOld: row.write_old,
+        writeNew: row.write_new,
+        readFrom: row.read_from,
+        comparePercent: row.compare_percent,
+        version: Number(row.version),
+      };
+    } catch (error) {
+      if (isSchemaMissing(error)) return noFlags;
+      throw error;
+    }
+  }
+
+  function apply(next: Flags): void {
+    everRead = true;
+    readAt = Date.now();
+    const previous = flags;
+    if (sameFlags(previous, next)) return;
+    flags = next;
+    metrics?.flagsVersion.set({ migration }, next.version);
+    for (const fn of listeners) {
+      try {
+        fn(next, previous);
+      } catch (error) {
+        logger.warn('ferry: a flags listener threw', { migration, ...describeError(error) });
+      }
+    }
+    if (next.version > 0) acknowledge(next.version);
+  }
+
+  function acknowledge(version: number): void {
+    const ack = pool
+      .query(
+        `INSERT INTO ferry.flag_acks (migration, client_id, version, seen_at) VALUES ($1, $2, $3, now())
+         ON CONFLICT (migration, client_id) DO UPDATE SET version = EXCLUDED.version, seen_at = EXCLUDED.seen_at`,
+        [migration, clientId, version],
+      )
+      .then(
+        () => {},
+        (error: unknown) => logger.warn('ferry: could not acknowledge a flag version', { migration, version, ...describeError(error) }),
+      )
+      .finally(() => pendingAcks.delete(ack));
+    pendingAcks.add(ack);
+  }
+
+  /** Reads the row now; concurrent callers share one query. */
+  function refresh(): Promise<Flags> {
+    if (inFlight) {
+      readAgain = true;
+      return inFlight;
+    }
+    readAgain = false;
+    const read: Promise<Flags> = readRow()
+      .then((next) => {
+        apply(next);
+        return flags;
+      })
+      .finally(() => {
+        inFlight = null;
+        if (readAgain && !closed) void refresh().catch(() => {});
+      });
+    inFlight = read;
+    return read;
+  }
+
+  function startListening(): Promise<void> {
+    if (closed) return Promise.resolve();
+    const client = new pg.Client({ ...pool.options, application_name: pool.options.application_name ?? 'ferry-client' });
+    let dropped = false;
+    const drop = () => {
+      if (dropped) return;
+      dropped = true;
+      if (listener === client) listener = null;
+      client.end().catch(() => {});
+      scheduleReconnect();
+    };
+    client.on('error', drop);
+    client.on('end', drop);
+    client.on('notification', (message) => {
+      if (message.channel === FLAGS_CHANNEL && message.payload === migration) void refresh().catch(() => {});
+    });
+    return client
+      .connect()
+      .then(() => client.query(`LISTEN ${FLAGS_CHANNEL}`))
+      .then(() => {
+        if (closed) {
+          dropped = true;
+          void client.end().catch(() => {});
+          return;
+        }
+        listener = client;
+        if (reconnectAttempts > 0) {
+          // Changes made while no connection listened were never heard: read once now.
+          reconnectAttempts = 0;
+          void refresh().catch(() => {});
+        }
+      })
+      .catch((error: unknown) => {
+        if (reconnectAttempts === 0) logger.warn('ferry: cannot listen for flag changes; retrying', { migration, ...describeError(error) });
+        drop();
+      });
+  }
+
+  function scheduleReconnect(): void {
+    if (closed || reconnectTimer) return;
+    const delay = Math.min(RECONNECT_MIN_MS * 2 ** reconnectAttempts, RECONNECT_MAX_MS);
+    reconnectAttempts += 1;
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = null;
+      void startListening();
+    }, delay);
+    reconnectTimer.unref?.();
+  }
+
+  return {
+    clientId,
+    async get() {
+      // The first read waits for LISTEN, so no change after it can go unheard.
+      if (listen && !firstListen) firstListen = startListening();
+      if (firstListen) await firstListen;
+      if (Date.now() - readAt < cacheMs && everRead) return flags;
+      try {
+        return await refresh();
+      } catch (error) {
+        if (!everRead) throw error;
+        logger.warn('ferry: cannot read flags; going on with the last ones read', { migration, version: flags.version, ...describeError(error) });
+        readAt = Date.now(); // Not one failing query per call while the database is away.
+        return flags;
+      }
+    },
+    current() {
+      return flags;
+    },
+    onChange(fn) {
+      listeners.add(fn);
+      return () => listeners.delete(fn);
+    },
+    async close() {
+      closed = true;
+      if (reconnectTimer) clearTimeout(reconnectTimer);
+      reconnectTimer = null;
+      const client = listener;
+      listener = null;
+      if (client) await client.end().catch(() => {});
+      await Promise.allSettled([inFlight, ...pendingAcks]);
+    },
+  };
+}
