@@ -19,9 +19,21 @@ export interface DatabasesOptions {
   env?: ConnectionEnv;
   /** Connections per database per worker process. (Default: 4) */
   poolSize?: number;
+  /**
+   * How long a Ferry statement waits for a lock before it gives up and tries again later, so a
+   * long lock on a table never queues Ferry's sessions (and everyone behind them). (Default: 5000)
+   */
+  lockTimeoutMs?: number;
+  /** The longest a Ferry statement may run. (Default: 300000) */
+  statementTimeoutMs?: number;
 }
 
-export function createDatabases({ env = process.env, poolSize = 4 }: DatabasesOptions = {}): Databases {
+export function createDatabases({
+  env = process.env,
+  poolSize = 4,
+  lockTimeoutMs = 5_000,
+  statementTimeoutMs = 300_000,
+}: DatabasesOptions = {}): Databases {
   const pools = new Map<string, pg.Pool>();
 
   function resolve(envName: string): string {
@@ -44,6 +56,7 @@ export function createDatabases({ env = process.env, poolSize = 4 }: DatabasesOp
           max: poolSize,
           application_name: 'ferry',
           idleTimeoutMillis: 30_000,
+          options: `-c lock_timeout=${lockTimeoutMs} -c statement_timeout=${statementTimeoutMs}`,
         });
         // An idle client losing its connection (a database restart) must not crash the worker;
         // the next checkout reconnects.

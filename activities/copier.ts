@@ -21,7 +21,7 @@ import {
 } from './copy-statements';
 import { inCopyTransaction, writeBatch } from './batch-writer';
 import { recordFailures, type FailedRecord } from './ferry-schema';
-import { isRowError, nextBatchSize, rateDelayMs, redactErrorMessage } from './pacing';
+import { isRowError, MIN_BATCH_SIZE, nextBatchSize, rateDelayMs, redactErrorMessage } from './pacing';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
 import { copyRangeThroughModule, loadTransform } from './module-transform';
 import { holdReason } from './throttler';
@@ -63,6 +63,8 @@ export interface CopyBatchesResult extends CopyProgress {
 }
 
 const MAX_REPORTED_FAILURES = 20;
+const LOCK_NOT_AVAILABLE = '55P03';
+const QUERY_CANCELED = '57014';
 
 interface RangeOutcome {
   written: number;
@@ -188,7 +190,22 @@ export function createCopier(databases: Databases) {
         const rows = Number(next.rows[0]!.rows);
 
         const batchStarted = Date.now();
-        const outcome = await copyIsolating({ after: range.after, upTo: lastKey }, rows);
+        let outcome: RangeOutcome;
+        try {
+          outcome = await copyIsolating({ after: range.after, upTo: lastKey }, rows);
+        } catch (error) {
+          const code = (error as { code?: string }).code;
+          if (code !== LOCK_NOT_AVAILABLE && code !== QUERY_CANCELED) throw error;
+          // A lock held on the target (lock_timeout) or a batch too slow for statement_timeout:
+          // wait, or take a smaller bite, and try the same batch again; never queue up sessions.
+          progress.throttleReason =
+            code === LOCK_NOT_AVAILABLE ? 'holding: the target table is locked by another session' : 'holding: a batch ran into statement_timeout; smaller batches';
+          if (code === QUERY_CANCELED) progress.batchSize = Math.max(MIN_BATCH_SIZE, Math.floor(progress.batchSize / 2));
+          heartbeat(progress);
+          if (timeUp()) return finish(false);
+          await sleep(checkEveryMs);
+          continue;
+        }
         const batchMs = Date.now() - batchStarted;
         if (outcome.failures.length > 0) {
           await recordFailures(targetPool, input.migrationId, outcome.failures);

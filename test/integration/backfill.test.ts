@@ -104,7 +104,7 @@ describe('backfill', () => {
     const plan = planFor({ name: 'rerun', target: { connection: 'TARGET_URL', table: 'accounts_v3' } });
     const first = await (await startMigration(worker.client, worker.temporal, plan, { execute: true })).result();
     expect(first).toMatchObject({ rowsRead: ROWS, rowsWritten: ROWS - 1 });
-    const second = await (await startMigration(worker.client, worker.temporal, plan, { execute: true })).result();
+    const second = await (await startMigration(worker.client, worker.temporal, plan, { execute: true, rerun: true })).result();
     expect(second).toMatchObject({ rowsRead: ROWS, rowsWritten: 0 });
     const { name } = await sqlRow(targetUrl, 'SELECT name FROM accounts_v3 WHERE id = 5');
     expect(name).toBe('written by the app');

@@ -67,4 +67,29 @@ describe('back-off', () => {
     const status = await handle.result();
     expect(status.rowsWritten).toBe(ROWS);
   });
+
+  it('waits out a lock held on the target longer than its lock timeout, without piling up sessions', async () => {
+    const { handle, target } = await start({});
+    await eventually(async () => (await copied(target)) > 0, 20_000, 'the first rows');
+    const locker = new pg.Client({ connectionString: url });
+    await locker.connect();
+    await locker.query(`BEGIN; LOCK TABLE ${target} IN ACCESS EXCLUSIVE MODE`);
+    let mostWaiting = 0;
+    const watching = (async () => {
+      const started = Date.now();
+      while (Date.now() - started < 8000) {
+        const { waiting } = await sqlRow(url, `SELECT count(*)::int AS waiting FROM pg_stat_activity WHERE application_name = 'ferry' AND wait_event_type = 'Lock'`);
+        mostWaiting = Math.max(mostWaiting, waiting);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    })();
+    await eventually(async () => (await reasonOf(handle.workflowId))?.includes('the target table is locked'), 20_000, 'the lock to be noticed');
+    await watching;
+    await locker.query('COMMIT');
+    await locker.end();
+    const status = await handle.result();
+    expect(status.rowsWritten).toBe(ROWS);
+    // One shard, one batch at a time: never more than one Ferry session waits on the lock.
+    expect(mostWaiting).toBeLessThanOrEqual(1);
+  });
 });
