@@ -4,7 +4,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/plan';
 import { temporalSettings, type TemporalSettings } from '../lib/settings';
-import { createFerryWorker } from '../workers/worker';
+import { parseMetricsPort } from '../workers/metrics';
+import { createFerryWorker, installSdkMetrics } from '../workers/worker';
 import { ExitCode } from './exit-codes';
 import {
   changeThrottle,
@@ -224,13 +225,37 @@ export function buildProgram(): Command {
   program
     .command('worker')
     .description('Run a Ferry worker: it copies rows for the migrations on its task queue. Connection URLs come from its environment.')
-    .action(async (_options: unknown, command: Command) => {
-      const worker = await createFerryWorker({ temporal: settingsOf(command) });
+    .option('--metrics-port <port>', "serve Ferry's metrics at /metrics on this port (default: FERRY_METRICS_PORT, or off)")
+    .option('--sdk-metrics-port <port>', "serve the Temporal SDK's worker metrics (temporal_*) on this port (default: FERRY_SDK_METRICS_PORT, or off)")
+    .action(async (options: WorkerCommandOptions, command: Command) => {
+      const { metricsPort, sdkMetricsPort } = metricsPortsOf(options);
+      if (sdkMetricsPort) console.log(`temporal SDK metrics at ${installSdkMetrics(sdkMetricsPort)}`);
+      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort });
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => worker.shutdown());
       await worker.run();
     });
 
   return program;
+}
+
+interface WorkerCommandOptions {
+  metricsPort?: string;
+  sdkMetricsPort?: string;
+}
+
+function metricsPortsOf(options: WorkerCommandOptions): { metricsPort: number; sdkMetricsPort: number } {
+  const port = (text: string | undefined, source: string) => {
+    try {
+      return parseMetricsPort(text, source);
+    } catch (error) {
+      throw new CliError((error as Error).message, ExitCode.badInput);
+    }
+  };
+  const metricsPort = options.metricsPort !== undefined ? port(options.metricsPort, '--metrics-port') : port(process.env.FERRY_METRICS_PORT, 'FERRY_METRICS_PORT');
+  const sdkMetricsPort =
+    options.sdkMetricsPort !== undefined ? port(options.sdkMetricsPort, '--sdk-metrics-port') : port(process.env.FERRY_SDK_METRICS_PORT, 'FERRY_SDK_METRICS_PORT');
+  if (metricsPort && metricsPort === sdkMetricsPort) throw new CliError(`Ferry's and the SDK's metrics need two ports, not both ${metricsPort}`, ExitCode.badInput);
+  return { metricsPort, sdkMetricsPort };
 }
 
 interface StartOptions {
