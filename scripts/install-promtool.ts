@@ -28,7 +28,7 @@ export function ensurePromtool(): void {
     if (!hasLists) execFileSync('apt-get', ['update'], { stdio: 'inherit', env });
     execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'prometheus'], { stdio: 'inherit', env });
   } catch (error) {
-    throw new Error(`installing promtool (apt-get install prometheus) failed: ${(error as Error).message}`);
+    throw new Error(`installing promtool (apt-get install prometheus) failed: ${(error as Error).message}`, { cause: error });
   }
   if (!promtoolOnPath()) throw new Error('apt-get installed prometheus, but promtool is still not on the PATH');
 }
