@@ -81,6 +81,10 @@ export function createFerryMetrics() {
     /** Node.js process metrics (memory, CPU, event loop) in the same registry. Call once. */
     collectProcessMetrics(): void {
       collectDefaultMetrics({ register: registry });
+      // Gauges misnamed as counters (promtool refuses them); nodejs_active_* keep the same figures.
+      for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+        registry.removeSingleMetric(name);
+      }
     },
     /**
      * The view a copy of one shard records through: the same one until end(), and the shard's
