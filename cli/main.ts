@@ -18,7 +18,8 @@ import {
   startMigration,
   UnknownMigrationError,
 } from './migrations';
-import { formatFailures, formatInspection, formatStatus, formatThrottle, progressLine } from './render';
+import { formatFailures, formatInspection, formatStatus, formatThrottle } from './render';
+import { endedBadly, watchMigration } from './watch';
 import os from 'node:os';
 import type { ThrottleChange } from '../lib/throttle';
 
@@ -74,8 +75,6 @@ function readPlan(file: string): Plan {
   return parsePlan(text, file);
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 export function buildProgram(): Command {
   const program = new Command('ferry')
     .description('Online data migrations and backfills for PostgreSQL, run as durable Temporal workflows.')
@@ -121,16 +120,9 @@ export function buildProgram(): Command {
           console.log(`follow it with: ferry status ${handle.workflowId}`);
           return;
         }
-        for (;;) {
-          const report = await migrationReport(client, handle.workflowId);
-          if (report.runState !== 'running') {
-            console.log(formatStatus(report));
-            if (report.runState !== 'completed') process.exitCode = ExitCode.failed;
-            return;
-          }
-          if (report.status) console.log(progressLine(report.status));
-          await sleep(2000);
-        }
+        const report = await watchMigration(client, handle.workflowId, { mode: process.stdout.isTTY ? 'tty' : 'plain' });
+        console.log(formatStatus(report));
+        if (report.runState !== 'completed') process.exitCode = ExitCode.failed;
       });
     });
 
@@ -139,8 +131,16 @@ export function buildProgram(): Command {
     .description("Show a migration's phase, progress and throttle.")
     .argument('<migration-id>', 'the id `ferry start` printed')
     .option('--json', 'print the status as JSON', false)
-    .action(async (migrationId: string, options: { json: boolean }, command: Command) => {
+    .option('--watch', 'follow it live until it ends (a view redrawn each second; one line a second when not a terminal, one JSON object a line with --json)', false)
+    .action(async (migrationId: string, options: { json: boolean; watch: boolean }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
+        if (options.watch) {
+          const mode = options.json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain';
+          const report = await watchMigration(client, migrationId, { mode });
+          if (mode === 'plain') console.log(formatStatus(report));
+          if (endedBadly(report)) process.exitCode = ExitCode.failed;
+          return;
+        }
         const report = await migrationReport(client, migrationId);
         console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
         if (report.runState === 'failed' || report.runState === 'terminated' || report.runState === 'timed-out') {
