@@ -149,7 +149,7 @@ describe('watchFrame', () => {
     const lines = watchFrame(sample(report()), { columns: 100, rows: 40 });
     const text = lines.join('\n');
     expect(text).toContain('phase     backfilling');
-    expect(text).toMatch(/progress {2}█{20}░{30}  40\.0% {2}4,000 of ~10,000 rows read/);
+    expect(text).toMatch(/progress {2}█{20}░{30} {2}40\.0% {2}4,000 of ~10,000 rows read/);
     expect(text).toContain('rate      1,000 rows/s, ETA 6s');
     expect(text).toContain('rows/s limit (2500 rows/s for this shard) (shard 0)');
     expect(text).toContain('failures  10 unresolved');
