@@ -71,7 +71,8 @@ function throttleReasons(status: MigrationStatus): string[] {
 
 function rateText(sample: WatchSample): string {
   const rate = sample.rowsPerSecond === null ? 'measuring' : `${formatCount(Math.round(sample.rowsPerSecond))} rows/s`;
-  return `${rate}, ETA ${sample.report.runState === 'running' ? formatDuration(sample.etaSeconds) : '-'}`;
+  const eta = sample.report.runState !== 'running' ? '-' : sample.report.status?.paused ? '- (paused)' : formatDuration(sample.etaSeconds);
+  return `${rate}, ETA ${eta}`;
 }
 
 export interface FrameSize {
@@ -161,7 +162,9 @@ export function sampleOf(report: MigrationReport, rate: RateState | null, atMs: 
   if (!status) return { sample: { report, rowsPerSecond: rate?.rowsPerSecond ?? null, etaSeconds: null }, rate: rate ?? { atMs, rows: 0, rowsPerSecond: null } };
   const next = nextRate(rate, { atMs, rows: status.rowsRead });
   const left = report.runState === 'running' ? remainingRows(status.inspection?.source.estimatedRows, status.rowsRead) : 0;
-  return { sample: { report, rowsPerSecond: next.rowsPerSecond, etaSeconds: etaSeconds(left, next.rowsPerSecond) }, rate: next };
+  // A paused migration has no time left to tell: it ends when someone resumes it.
+  const eta = status.paused && report.runState === 'running' ? null : etaSeconds(left, next.rowsPerSecond);
+  return { sample: { report, rowsPerSecond: next.rowsPerSecond, etaSeconds: eta }, rate: next };
 }
 
 export interface WatchOptions {

@@ -138,6 +138,12 @@ describe('sampleOf', () => {
     expect(second.sample.rowsPerSecond).toBe(1000);
     expect(second.sample.etaSeconds).toBe(6);
   });
+  it('has no time left to tell while paused', () => {
+    const paused = report({ rowsRead: 4000, paused: { since: '2025-01-01T00:01:00Z', by: null, reason: 'peak hours' } });
+    const next = sampleOf(paused, { atMs: 0, rows: 2000, rowsPerSecond: 1000 }, 1000);
+    expect(next.sample.etaSeconds).toBeNull();
+    expect(watchFrame(next.sample, { columns: 120, rows: 40 }).join('\n')).toContain('ETA - (paused)');
+  });
   it('has nothing left once the migration has ended', () => {
     const ended = sampleOf(report({ phase: 'completed', rowsRead: 9000 }, 'completed'), { atMs: 0, rows: 0, rowsPerSecond: 100 }, 1000);
     expect(ended.sample.etaSeconds).toBe(0);
