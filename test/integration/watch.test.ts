@@ -71,7 +71,7 @@ describe('watching a migration', () => {
     const handle = await start('watch_plain');
     const result = await ferry(['status', handle.workflowId, '--watch'], worker.temporal);
     expect(result.code).toBe(0);
-    expect(result.stdout).not.toMatch(/\x1b/);
+    expect(result.stdout).not.toContain('\x1b');
     const progress = result.stdout.split('\n').filter((line) => /^\d\d:\d\d:\d\d (inspecting|backfilling|completed)/.test(line));
     expect(progress.length).toBeGreaterThanOrEqual(3);
     expect(progress.some((line) => /backfilling: [\d,]+ of ~[\d,]+ rows read \([\d.]+%\), [\d,]+ written, [\d,]+ rows\/s, ETA \d/.test(line))).toBe(true);
@@ -97,7 +97,7 @@ describe('watching a migration', () => {
     const result = await ferry(['start', planFile, '--execute', '--wait'], worker.temporal);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
-    expect(result.stdout).not.toMatch(/\x1b/);
+    expect(result.stdout).not.toContain('\x1b');
     expect(result.stdout).toMatch(/^started migration ferry\/watch-start\//);
     expect(result.stdout.split('\n').filter((line) => /^\d\d:\d\d:\d\d \w+: /.test(line)).length).toBeGreaterThanOrEqual(2);
     expect(result.stdout).toMatch(/rows {6}12,000 read, 12,000 written/);
