@@ -24,7 +24,8 @@ import { recordFailures, type FailedRecord } from './ferry-schema';
 import { isRowError, MIN_BATCH_SIZE, nextBatchSize, rateDelayMs, redactErrorMessage } from './pacing';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
 import { copyRangeThroughModule, loadTransform } from './module-transform';
-import { holdReason } from './throttler';
+import { holdKindOf, holdReason } from './throttler';
+import { createFerryMetrics, shardIndexOf, type FerryMetrics } from '../workers/metrics';
 
 export interface CopyBatchesInput {
   migrationId: string;
@@ -86,7 +87,7 @@ async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spe
   return writeBatch(targetPool, spec, range, (send) => withClient(sourcePool, (source) => send(source.query(copyTo(copyOut)))));
 }
 
-export function createCopier(databases: Databases) {
+export function createCopier(databases: Databases, metrics: FerryMetrics = createFerryMetrics()) {
   /**
    * Copies one key range of `spec` by the fastest path the plan allows: one statement inside one
    * database, COPY between two, or through the worker for a module transform (which reports the
@@ -123,6 +124,8 @@ export function createCopier(databases: Databases) {
       const maxMs = (input.maxSeconds ?? 5) * 1000;
       const checkEveryMs = plan.backoff.checkEverySeconds * 1000;
       const targetBatchMs = plan.throttle.targetBatchSeconds * 1000;
+      // Ended by the caller (activities/index.ts) however this call ends.
+      const seen = metrics.shard(plan.name, shardIndexOf(activityInfo().workflowExecution?.workflowId));
 
       /** Copies a range; when a row in it is refused, halves the range until that row stands alone. */
       const copyIsolating = async (range: KeyRange, rows: number): Promise<RangeOutcome> => {
@@ -171,15 +174,17 @@ export function createCopier(databases: Databases) {
       for (;;) {
         if (Date.now() - lastHealthCheck >= checkEveryMs) {
           lastHealthCheck = Date.now();
-          let reason = await holdReason(sourcePool, plan.backoff);
+          let reason = await holdReason(sourcePool, plan.backoff, seen.sourceHealth);
           while (reason) {
             progress.throttleReason = `holding: ${reason}`;
+            seen.throttle(holdKindOf(reason));
             heartbeat(progress);
             if (timeUp()) return finish(false);
             await sleep(checkEveryMs);
-            reason = await holdReason(sourcePool, plan.backoff);
+            reason = await holdReason(sourcePool, plan.backoff, seen.sourceHealth);
           }
           progress.throttleReason = null;
+          seen.throttle(null);
         }
 
         const range: KeyRange = { after: progress.cursor ?? input.shard.range.after, upTo: input.shard.range.upTo };
@@ -226,6 +231,14 @@ export function createCopier(databases: Databases) {
           targetMs: targetBatchMs,
           max: input.maxBatchSize,
         });
+        seen.batch({
+          rows,
+          written: outcome.written,
+          failed: outcome.failures.length,
+          seconds: batchMs / 1000,
+          nextBatchSize: progress.batchSize,
+          rowsPerSecond: input.rowsPerSecond,
+        });
         rowsThisAttempt += rows;
         failedThisAttempt += outcome.failures.length;
         heartbeat(progress);
@@ -235,10 +248,12 @@ export function createCopier(databases: Databases) {
         const delay = rateDelayMs(rowsThisAttempt, Date.now() - started, input.rowsPerSecond);
         if (delay > 0) {
           progress.throttleReason = `rows/s limit (${input.rowsPerSecond} rows/s for this shard)`;
+          seen.throttle('rate');
           // Activity sleep ends early with a failure when the activity is cancelled.
           await sleep(Math.min(delay, Math.max(0, maxMs - (Date.now() - started))));
         } else {
           progress.throttleReason = null;
+          seen.throttle(null);
         }
         if (timeUp()) return finish(false);
       }

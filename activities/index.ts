@@ -1,6 +1,8 @@
 /** Every activity a Ferry worker runs, bound to the worker's database connections. */
+import { activityInfo } from '@temporalio/activity';
+import { createFerryMetrics, shardIndexOf, type FerryMetrics } from '../workers/metrics';
 import type { Databases } from './connections';
-import { createCopier } from './copier';
+import { createCopier, type CopyBatchesInput } from './copier';
 import { installFerrySchema } from './ferry-schema';
 import { createFlagSetter } from './flags';
 import { createInspector } from './inspector';
@@ -10,12 +12,23 @@ import type { Plan } from '../lib/plan';
 
 export interface ActivityDependencies {
   databases: Databases;
+  /** Where the activities record Ferry's metrics. (Default: a registry of their own, not served) */
+  metrics?: FerryMetrics;
 }
 
-export function createActivities({ databases }: ActivityDependencies) {
+export function createActivities({ databases, metrics = createFerryMetrics() }: ActivityDependencies) {
+  const copier = createCopier(databases, metrics);
   return {
     ...createInspector(databases),
-    ...createCopier(databases),
+    ...copier,
+    /** The copier's copyBatches; its shard's gauges end with the call, however it ends (the next may run elsewhere). */
+    async copyBatches(input: CopyBatchesInput) {
+      try {
+        return await copier.copyBatches(input);
+      } finally {
+        metrics.shard(input.plan.name, shardIndexOf(activityInfo().workflowExecution?.workflowId)).end();
+      }
+    },
     ...createShardPlanner(databases),
     ...createFlagSetter(databases),
     ...createMigrationRegistry(databases),

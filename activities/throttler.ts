@@ -4,12 +4,16 @@
  */
 import type pg from 'pg';
 import type { Plan } from '../lib/plan';
+import type { SourceHealth, ThrottleKind } from '../workers/metrics';
 import { withClient } from './connections';
 
 export type Backoff = Plan['backoff'];
 
-/** The reason to hold off now, or null when the source is healthy. Never writes. */
-export async function holdReason(pool: pg.Pool, backoff: Backoff): Promise<string | null> {
+/**
+ * The reason to hold off now, or null when the source is healthy. Never writes. `observe`
+ * receives what the check saw (for metrics), whether or not it holds.
+ */
+export async function holdReason(pool: pg.Pool, backoff: Backoff, observe?: (health: SourceHealth) => void): Promise<string | null> {
   const health = await pool.query<{ lag: string; longest: string }>(
     `SELECT (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication)::text AS lag,
             (SELECT coalesce(max(extract(epoch FROM now() - query_start)), 0) FROM pg_stat_activity
@@ -17,6 +21,7 @@ export async function holdReason(pool: pg.Pool, backoff: Backoff): Promise<strin
                 AND application_name <> 'ferry')::text AS longest`,
   );
   const lag = Number(health.rows[0]?.lag ?? 0);
+  observe?.({ replicaLagSeconds: lag, longestQuerySeconds: Number(health.rows[0]?.longest ?? 0) });
   if (lag > backoff.maxReplicaLagSeconds) {
     return `replica lag ${lag.toFixed(1)} s is over backoff.maxReplicaLagSeconds (${backoff.maxReplicaLagSeconds} s)`;
   }
@@ -36,4 +41,11 @@ export async function holdReason(pool: pg.Pool, backoff: Backoff): Promise<strin
     if (value > probe.max) return `backoff.probe returned ${value}, over its max ${probe.max}`;
   }
   return null;
+}
+
+/** The kind of a reason holdReason gave, as a bounded metrics label. */
+export function holdKindOf(reason: string): ThrottleKind {
+  if (reason.startsWith('replica lag')) return 'replica-lag';
+  if (reason.startsWith('a query on the source')) return 'long-query';
+  return 'probe';
 }

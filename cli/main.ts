@@ -4,7 +4,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/plan';
 import { temporalSettings, type TemporalSettings } from '../lib/settings';
-import { createFerryWorker } from '../workers/worker';
+import { parseMetricsPort } from '../workers/metrics';
+import { createFerryWorker, installSdkMetrics } from '../workers/worker';
 import { ExitCode } from './exit-codes';
 import {
   abortMigration,
@@ -21,8 +22,9 @@ import {
   startMigration,
   UnknownMigrationError,
 } from './migrations';
-import { formatFailures, formatInspection, formatListing, formatStatus, formatThrottle, progressLine } from './render';
+import { formatFailures, formatInspection, formatListing, formatStatus, formatThrottle } from './render';
 import { migrationRecord, recordMarkdown } from './report';
+import { endedBadly, watchMigration } from './watch';
 import os from 'node:os';
 import type { ThrottleChange } from '../lib/throttle';
 
@@ -78,8 +80,6 @@ function readPlan(file: string): Plan {
   return parsePlan(text, file);
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 export function buildProgram(): Command {
   const program = new Command('ferry')
     .description('Online data migrations and backfills for PostgreSQL, run as durable Temporal workflows.')
@@ -127,16 +127,9 @@ export function buildProgram(): Command {
           console.log(`follow it with: ferry status ${handle.workflowId}`);
           return;
         }
-        for (;;) {
-          const report = await migrationReport(client, handle.workflowId);
-          if (report.runState !== 'running') {
-            console.log(formatStatus(report));
-            if (report.runState !== 'completed') process.exitCode = ExitCode.failed;
-            return;
-          }
-          if (report.status) console.log(progressLine(report.status));
-          await sleep(2000);
-        }
+        const report = await watchMigration(client, handle.workflowId, { mode: process.stdout.isTTY ? 'tty' : 'plain' });
+        console.log(formatStatus(report));
+        if (report.runState !== 'completed') process.exitCode = ExitCode.failed;
       });
     });
 
@@ -145,8 +138,16 @@ export function buildProgram(): Command {
     .description("Show a migration's phase, progress and throttle.")
     .argument('<migration-id>', 'the id `ferry start` printed')
     .option('--json', 'print the status as JSON', false)
-    .action(async (migrationId: string, options: { json: boolean }, command: Command) => {
+    .option('--watch', 'follow it live until it ends (a view redrawn each second; one line a second when not a terminal, one JSON object a line with --json)', false)
+    .action(async (migrationId: string, options: { json: boolean; watch: boolean }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
+        if (options.watch) {
+          const mode = options.json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain';
+          const report = await watchMigration(client, migrationId, { mode });
+          if (mode === 'plain') console.log(formatStatus(report));
+          if (endedBadly(report)) process.exitCode = ExitCode.failed;
+          return;
+        }
         const report = await migrationReport(client, migrationId);
         console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
         if (report.runState === 'failed' || report.runState === 'terminated' || report.runState === 'timed-out') {
@@ -308,13 +309,37 @@ export function buildProgram(): Command {
   program
     .command('worker')
     .description('Run a Ferry worker: it copies rows for the migrations on its task queue. Connection URLs come from its environment.')
-    .action(async (_options: unknown, command: Command) => {
-      const worker = await createFerryWorker({ temporal: settingsOf(command) });
+    .option('--metrics-port <port>', "serve Ferry's metrics at /metrics on this port (default: FERRY_METRICS_PORT, or off)")
+    .option('--sdk-metrics-port <port>', "serve the Temporal SDK's worker metrics (temporal_*) on this port (default: FERRY_SDK_METRICS_PORT, or off)")
+    .action(async (options: WorkerCommandOptions, command: Command) => {
+      const { metricsPort, sdkMetricsPort } = metricsPortsOf(options);
+      if (sdkMetricsPort) console.log(`temporal SDK metrics at ${installSdkMetrics(sdkMetricsPort)}`);
+      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort });
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => worker.shutdown());
       await worker.run();
     });
 
   return program;
+}
+
+interface WorkerCommandOptions {
+  metricsPort?: string;
+  sdkMetricsPort?: string;
+}
+
+function metricsPortsOf(options: WorkerCommandOptions): { metricsPort: number; sdkMetricsPort: number } {
+  const port = (text: string | undefined, source: string) => {
+    try {
+      return parseMetricsPort(text, source);
+    } catch (error) {
+      throw new CliError((error as Error).message, ExitCode.badInput);
+    }
+  };
+  const metricsPort = options.metricsPort !== undefined ? port(options.metricsPort, '--metrics-port') : port(process.env.FERRY_METRICS_PORT, 'FERRY_METRICS_PORT');
+  const sdkMetricsPort =
+    options.sdkMetricsPort !== undefined ? port(options.sdkMetricsPort, '--sdk-metrics-port') : port(process.env.FERRY_SDK_METRICS_PORT, 'FERRY_SDK_METRICS_PORT');
+  if (metricsPort && metricsPort === sdkMetricsPort) throw new CliError(`Ferry's and the SDK's metrics need two ports, not both ${metricsPort}`, ExitCode.badInput);
+  return { metricsPort, sdkMetricsPort };
 }
 
 interface StartOptions {

@@ -3,10 +3,11 @@
  * database connections, resolved from its own environment.
  */
 import path from 'node:path';
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { createDatabases, type ConnectionEnv } from '../activities/connections';
 import type { TemporalSettings } from '../lib/settings';
+import { createFerryMetrics, serveMetrics, type FerryMetrics, type MetricsServer } from './metrics';
 
 export interface FerryWorkerOptions {
   temporal: TemporalSettings;
@@ -16,13 +17,41 @@ export interface FerryWorkerOptions {
   workflowBundle?: WorkerOptions['workflowBundle'];
   /** Seconds to let running activities finish on shutdown. (Default: 5) */
   shutdownGraceSeconds?: number;
+  /** Serve Ferry's metrics on this port at /metrics; 0 or absent: not served. (Default: off) */
+  metricsPort?: number;
+  /** The interface the metrics endpoint listens on. (Default: 0.0.0.0) */
+  metricsHost?: string;
+  /** Log lines of the worker itself (the metrics address). (Default: console.log) */
+  log?: (line: string) => void;
 }
 
 export interface FerryWorker {
   worker: Worker;
+  /** What the worker's activities record; served when metricsPort was given. */
+  metrics: FerryMetrics;
+  /** Where the metrics are served, or null when they are not. */
+  metricsUrl: string | null;
   /** Runs until shutdown() or a fatal error, then closes connections. */
   run(): Promise<void>;
   shutdown(): void;
+}
+
+/**
+ * Exposes the Temporal SDK's own worker metrics (task slots, polls, activity latencies), named
+ * temporal_*, at http://host:port/metrics. Once per process, before any worker or connection
+ * exists: the SDK's Runtime is created with the first of them and cannot change afterwards.
+ */
+export function installSdkMetrics(port: number, host = '0.0.0.0'): string {
+  const bindAddress = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  Runtime.install({
+    telemetryOptions: {
+      metrics: {
+        metricPrefix: 'temporal_',
+        prometheus: { bindAddress, countersTotalSuffix: true, unitSuffix: true, useSecondsForDurations: true },
+      },
+    },
+  });
+  return `http://${bindAddress}/metrics`;
 }
 
 export const workflowsPath = path.join(__dirname, '..', 'workflows', 'index.ts');
@@ -30,23 +59,33 @@ export const workflowsPath = path.join(__dirname, '..', 'workflows', 'index.ts')
 export async function createFerryWorker(options: FerryWorkerOptions): Promise<FerryWorker> {
   const connection = await NativeConnection.connect({ address: options.temporal.address });
   const databases = createDatabases({ env: options.env });
+  const metrics = createFerryMetrics();
   const worker = await Worker.create({
     connection,
     namespace: options.temporal.namespace,
     taskQueue: options.temporal.taskQueue,
-    activities: createActivities({ databases }),
+    activities: createActivities({ databases, metrics }),
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
     shutdownGraceTime: `${options.shutdownGraceSeconds ?? 5}s`,
     // The copier heartbeats its cursor after every batch; sending one a second at most bounds
     // the work a crashed attempt repeats to about a second.
     maxHeartbeatThrottleInterval: '1 second',
   });
+  let metricsServer: MetricsServer | null = null;
+  if (options.metricsPort) {
+    metrics.collectProcessMetrics();
+    metricsServer = await serveMetrics(metrics.registry, options.metricsPort, options.metricsHost);
+    (options.log ?? console.log)(`ferry metrics at ${metricsServer.url}`);
+  }
   return {
     worker,
+    metrics,
+    metricsUrl: metricsServer?.url ?? null,
     async run() {
       try {
         await worker.run();
       } finally {
+        await metricsServer?.close();
         await databases.close();
         await connection.close();
       }

@@ -7,6 +7,7 @@ import { inject } from 'vitest';
 import type { ConnectionEnv } from '../../activities/connections';
 import { temporalSettings, type TemporalSettings } from '../../lib/settings';
 import { createDatabaseOn } from '../../scripts/services/postgres';
+import { freePort } from '../../scripts/services/ports';
 import { createFerryWorker } from '../../workers/worker';
 
 let runtimeInstalled = false;
@@ -49,7 +50,14 @@ export async function sqlRow<R extends pg.QueryResultRow = Record<string, any>>(
 export interface TestWorker {
   temporal: TemporalSettings;
   client: Client;
+  /** Where the worker serves its metrics, when started with `metrics: true`. */
+  metricsUrl?: string;
   stop(): Promise<void>;
+}
+
+export interface StartWorkerOptions {
+  /** Serve the worker's metrics on a free loopback port. (Default: false) */
+  metrics?: boolean;
 }
 
 /** A client, and a task queue of its own for workers the test starts itself. */
@@ -60,7 +68,7 @@ export async function connectClient(): Promise<TestWorker> {
 }
 
 /** A real Ferry worker on a task queue of its own, and a client for it. */
-export async function startWorker(env: ConnectionEnv): Promise<TestWorker> {
+export async function startWorker(env: ConnectionEnv, options: StartWorkerOptions = {}): Promise<TestWorker> {
   installRuntime();
   const temporal = temporalSettings({}, { address: inject('temporalAddress'), taskQueue: uniqueName('test') });
   const worker = await createFerryWorker({
@@ -68,12 +76,14 @@ export async function startWorker(env: ConnectionEnv): Promise<TestWorker> {
     env,
     workflowBundle: { codePath: inject('workflowBundlePath') },
     shutdownGraceSeconds: 1,
+    ...(options.metrics ? { metricsPort: await freePort(), metricsHost: '127.0.0.1', log: () => {} } : {}),
   });
   const running = worker.run();
   const connection = await Connection.connect({ address: temporal.address });
   return {
     temporal,
     client: new Client({ connection, namespace: temporal.namespace }),
+    ...(worker.metricsUrl ? { metricsUrl: worker.metricsUrl } : {}),
     async stop() {
       worker.shutdown();
       await running;

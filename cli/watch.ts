@@ -1,0 +1,249 @@
+/**
+ * Watch follows a migration until it ends: a live view redrawn in place on a terminal, one
+ * plain line per refresh elsewhere, or one JSON object per line for scripts. The frames are
+ * pure functions of a sample; only watchMigration talks to Temporal and the terminal.
+ */
+import type { Client } from '@temporalio/client';
+import { etaSeconds, formatDuration, nextRate, progressBar, remainingRows, type RateState } from '../lib/progress';
+import { rowsSkipped, type MigrationStatus, type ShardStatus } from '../lib/status';
+import { migrationReport, UnknownMigrationError, type MigrationReport } from './migrations';
+import { formatCount, formatThrottle } from './render';
+
+export type WatchMode = 'tty' | 'plain' | 'json';
+
+/** One refresh: the report, and the rate and time left observed so far. */
+export interface WatchSample {
+  report: MigrationReport;
+  rowsPerSecond: number | null;
+  etaSeconds: number | null;
+}
+
+/** What a gate the migration waits at looks like to the view; absent until gates exist. */
+export interface GateView {
+  name: string;
+  detail: string | null;
+  command: string;
+}
+
+/**
+ * The gate in a status, read defensively: `status.gate` may be absent, null, a name, or an
+ * object with a name (or id or kind), a detail (or reason) and the command that approves it.
+ */
+export function gateOf(status: MigrationStatus): GateView | null {
+  const gate = status.gate;
+  if (!gate) return null;
+  return { name: gate.name, detail: `${gate.description} (waiting since ${gate.waitingSince})`, command: gate.approveCommand };
+}
+
+/** Fraction of the estimated rows read; null without an estimate. */
+function overallFraction(status: MigrationStatus): number | null {
+  if (status.phase === 'completed') return 1;
+  const estimated = status.inspection?.source.estimatedRows ?? null;
+  return estimated ? status.rowsRead / Math.max(estimated, 1) : null;
+}
+
+/** A shard's share of the estimate read: even shares, so approximate; exact once done. */
+function shardFraction(status: MigrationStatus, shard: ShardStatus): number | null {
+  if (shard.state === 'done') return 1;
+  const estimated = status.inspection?.source.estimatedRows ?? null;
+  if (!estimated || status.shards.length === 0) return null;
+  return Math.min(0.99, shard.rowsRead / Math.max(1, estimated / status.shards.length));
+}
+
+const percent = (fraction: number | null) => (fraction === null ? '  ?  ' : `${(Math.min(1, fraction) * 100).toFixed(1).padStart(5)}%`);
+
+/** Why the migration is slowed or holding: its pause, else its shards' distinct reasons. */
+function throttleReasons(status: MigrationStatus): string[] {
+  if (status.paused) return [`PAUSED since ${status.paused.since}${status.paused.by ? ` by ${status.paused.by}` : ''}: ${status.paused.reason}`];
+  const reasons = new Map<string, number[]>();
+  for (const shard of status.shards) {
+    if (shard.state !== 'running' || !shard.throttleReason) continue;
+    reasons.set(shard.throttleReason, [...(reasons.get(shard.throttleReason) ?? []), shard.index]);
+  }
+  return [...reasons].map(([reason, shards]) => `${reason} (shard${shards.length === 1 ? '' : 's'} ${shards.join(', ')})`);
+}
+
+function rateText(sample: WatchSample): string {
+  const rate = sample.rowsPerSecond === null ? 'measuring' : `${formatCount(Math.round(sample.rowsPerSecond))} rows/s`;
+  const eta = sample.report.runState !== 'running' ? '-' : sample.report.status?.paused ? '- (paused)' : formatDuration(sample.etaSeconds);
+  return `${rate}, ETA ${eta}`;
+}
+
+export interface FrameSize {
+  /** Terminal columns: lines are cut to fit, so each takes exactly one row. */
+  columns: number;
+  /** Terminal rows: the shard list is cut to fit. */
+  rows: number;
+}
+
+/** The live view's lines for a terminal of this size (no escape codes; the caller places them). */
+export function watchFrame(sample: WatchSample, size: FrameSize, unicode = true): string[] {
+  const { report } = sample;
+  const lines = [`migration ${report.migrationId}: ${report.runState}`];
+  if (report.failure) lines.push(`failure: ${report.failure}`);
+  const status = report.status;
+  if (status) {
+    const estimated = status.inspection?.source.estimatedRows ?? null;
+    const barWidth = Math.max(10, Math.min(50, size.columns - 50));
+    const fraction = overallFraction(status);
+    lines.push(
+      `phase     ${status.phase}${status.execute ? '' : ' (dry run)'}`,
+      `progress  ${progressBar(fraction ?? 0, barWidth, unicode)} ${percent(fraction)}  ${formatCount(status.rowsRead)} of ~${formatCount(estimated)} rows read`,
+      `rate      ${rateText(sample)}`,
+      `rows      ${formatCount(status.rowsWritten)} written, ${formatCount(rowsSkipped(status))} already present, ${formatCount(status.rowsFailed)} failed`,
+      `throttle  ${formatThrottle(status.throttle)}`,
+    );
+    for (const reason of throttleReasons(status)) lines.push(`  slowed  ${reason}`);
+    const gate = gateOf(status);
+    if (gate) lines.push(`gate      waiting at ${gate.name}${gate.detail ? `: ${gate.detail}` : ''}`, `          approve with: ${gate.command}`);
+    if (status.unresolvedFailures > 0) {
+      lines.push(`failures  ${formatCount(status.unresolvedFailures)} unresolved: see \`ferry failures ${status.migrationId}\`, then \`ferry retry\` or \`ferry resume\``);
+    }
+    if (status.shards.length > 0) {
+      const count = (state: ShardStatus['state']) => status.shards.filter((s) => s.state === state).length;
+      lines.push(`shards    ${count('running')} running, ${count('done')} done, ${count('pending')} pending, ${count('failed')} failed`);
+      // Running and failed shards first: they are the ones to look at.
+      const order = { failed: 0, running: 1, pending: 2, done: 3 } as const;
+      const shards = [...status.shards].sort((a, b) => order[a.state] - order[b.state] || a.index - b.index);
+      const room = Math.max(1, size.rows - lines.length - 2);
+      const shown = shards.length > room ? shards.slice(0, room - 1) : shards;
+      const indexWidth = String(Math.max(...status.shards.map((s) => s.index))).length;
+      for (const shard of shown) {
+        const share = shardFraction(status, shard);
+        const details = [`${formatCount(shard.rowsRead)} rows`];
+        if (shard.state === 'running') details.push(`batch ${formatCount(shard.batchSize)}`);
+        if (shard.rowsFailed) details.push(`${formatCount(shard.rowsFailed)} failed`);
+        if (shard.error) details.push(`error: ${shard.error}`);
+        lines.push(
+          `  ${String(shard.index).padStart(indexWidth)} ${progressBar(share ?? 0, 20, unicode)} ${percent(share)} ${shard.state.padEnd(7)} ${details.join(', ')}`,
+        );
+      }
+      if (shown.length < shards.length) lines.push(`  ... ${shards.length - shown.length} more shards`);
+    }
+  }
+  return lines.map((line) => (line.length > size.columns - 1 ? `${line.slice(0, Math.max(1, size.columns - 2))}…` : line));
+}
+
+/** One line a refresh, for logs and pipes: no escape codes. */
+export function watchLine(sample: WatchSample, at = new Date()): string {
+  const { report } = sample;
+  const time = at.toISOString().slice(11, 19);
+  const status = report.status;
+  if (!status) return `${time} ${report.runState}${report.failure ? `: ${report.failure}` : ''}`;
+  const estimated = status.inspection?.source.estimatedRows ?? null;
+  const fraction = overallFraction(status);
+  const parts = [
+    `${time} ${status.phase}: ${formatCount(status.rowsRead)} of ~${formatCount(estimated)} rows read${fraction === null ? '' : ` (${percent(fraction).trim()})`}`,
+    `${formatCount(status.rowsWritten)} written`,
+    rateText(sample),
+  ];
+  if (status.rowsFailed) parts.push(`${formatCount(status.rowsFailed)} failed (${formatCount(status.unresolvedFailures)} unresolved)`);
+  const reasons = throttleReasons(status);
+  if (reasons.length) parts.push(`slowed: ${reasons.join('; ')}`);
+  const gate = gateOf(status);
+  if (gate) parts.push(`waiting at gate ${gate.name}: ${gate.command}`);
+  return parts.join(', ');
+}
+
+/** One JSON object a refresh: the report as `ferry status --json` has it, plus the rate and ETA. */
+export function watchJson(sample: WatchSample): string {
+  return JSON.stringify({ ...sample.report, rowsPerSecond: sample.rowsPerSecond, etaSeconds: sample.etaSeconds });
+}
+
+/** Adds one report to the rate so far and says how long is left. */
+export function sampleOf(report: MigrationReport, rate: RateState | null, atMs: number): { sample: WatchSample; rate: RateState } {
+  const status = report.status;
+  if (!status) return { sample: { report, rowsPerSecond: rate?.rowsPerSecond ?? null, etaSeconds: null }, rate: rate ?? { atMs, rows: 0, rowsPerSecond: null } };
+  const next = nextRate(rate, { atMs, rows: status.rowsRead });
+  const left = report.runState === 'running' ? remainingRows(status.inspection?.source.estimatedRows, status.rowsRead) : 0;
+  // A paused migration has no time left to tell: it ends when someone resumes it.
+  const eta = status.paused && report.runState === 'running' ? null : etaSeconds(left, next.rowsPerSecond);
+  return { sample: { report, rowsPerSecond: next.rowsPerSecond, etaSeconds: eta }, rate: next };
+}
+
+export interface WatchOptions {
+  mode: WatchMode;
+  out?: NodeJS.WriteStream;
+  /** Between refreshes. (Default: 1000) */
+  intervalMs?: number;
+}
+
+const ESC = '\x1b[';
+const HIDE_CURSOR = `${ESC}?25l`;
+const SHOW_CURSOR = `${ESC}?25h`;
+/** Give up after this many refreshes in a row that could not reach Temporal. */
+const MAX_FAILED_REFRESHES = 30;
+
+/**
+ * Refreshes until the migration ends and returns its last report. On a terminal the view is
+ * redrawn in place with the cursor hidden; the cursor comes back on exit, error or Ctrl-C.
+ */
+export async function watchMigration(client: Client, migrationId: string, options: WatchOptions): Promise<MigrationReport> {
+  const out = options.out ?? process.stdout;
+  const intervalMs = options.intervalMs ?? 1000;
+  const tty = options.mode === 'tty';
+  let drawn = 0;
+  let rate: RateState | null = null;
+  let failedRefreshes = 0;
+  let lastError: string | null = null;
+
+  const restore = () => {
+    if (tty) out.write(SHOW_CURSOR);
+  };
+  const onSigint = () => {
+    restore();
+    out.write('\n');
+    process.exit(130);
+  };
+  if (tty) {
+    out.write(HIDE_CURSOR);
+    process.once('exit', restore);
+    process.once('SIGINT', onSigint);
+  }
+  const draw = (lines: string[]) => {
+    // Back to the frame's first line, then overwrite line by line and clear what is left below.
+    const up = drawn > 0 ? `${ESC}${drawn}F` : '';
+    out.write(`${up}${lines.map((line) => `${line}${ESC}K\n`).join('')}${ESC}J`);
+    drawn = lines.length;
+  };
+
+  try {
+    for (;;) {
+      const started = Date.now();
+      let report: MigrationReport | null = null;
+      try {
+        report = await migrationReport(client, migrationId);
+        failedRefreshes = 0;
+      } catch (error) {
+        if (error instanceof UnknownMigrationError) throw error;
+        failedRefreshes += 1;
+        lastError = (error as Error).message;
+        if (failedRefreshes >= MAX_FAILED_REFRESHES) throw error;
+      }
+      if (report) {
+        const next = sampleOf(report, rate, Date.now());
+        rate = next.rate;
+        if (options.mode === 'json') out.write(`${watchJson(next.sample)}\n`);
+        else if (options.mode === 'plain') out.write(`${watchLine(next.sample)}\n`);
+        else draw(watchFrame(next.sample, { columns: out.columns || 100, rows: out.rows || 40 }));
+        if (report.runState !== 'running') return report;
+      } else if (options.mode === 'plain') {
+        out.write(`cannot refresh (${lastError}); trying again\n`);
+      } else if (tty && drawn > 0) {
+        out.write(`${ESC}1F${ESC}K(cannot refresh: ${lastError}; trying again)\n`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, intervalMs - (Date.now() - started))));
+    }
+  } finally {
+    if (tty) {
+      restore();
+      process.removeListener('exit', restore);
+      process.removeListener('SIGINT', onSigint);
+    }
+  }
+}
+
+/** The exit code `ferry status` gives for a report: failed runs are 1, everything else 0. */
+export function endedBadly(report: MigrationReport): boolean {
+  return report.runState === 'failed' || report.runState === 'terminated' || report.runState === 'timed-out';
+}
