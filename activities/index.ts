@@ -4,6 +4,7 @@ import { createCopier } from './copier';
 import { installFerrySchema } from './ferry-schema';
 import { createInspector } from './inspector';
 import { createShardPlanner } from './shard-planner';
+import { createVerifier } from './verifier';
 import type { Plan } from '../lib/plan';
 
 export interface ActivityDependencies {
@@ -15,6 +16,7 @@ export function createActivities({ databases }: ActivityDependencies) {
     ...createInspector(databases),
     ...createCopier(databases),
     ...createShardPlanner(databases),
+    ...createVerifier(databases),
     /** Installs Ferry's schema (tombstones, failed records) on the target. Safe to run twice. */
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
       await installFerrySchema(databases.pool(plan.target.connection));
