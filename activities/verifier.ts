@@ -406,11 +406,11 @@ export function createVerifier(databases: Databases) {
 
       let repaired = 0;
       let deleted = 0;
-      let after = '';
+      let after: string | null = null;
       for (;;) {
-        const batch = await targetPool.query<{ key: string; category: MismatchCategory }>(
+        const batch: pg.QueryResult<{ key: string; category: MismatchCategory }> = await targetPool.query(
           `SELECT key, category FROM ferry.mismatches
-            WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL AND key > $3 ORDER BY key LIMIT $4`,
+            WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL AND ($3::text IS NULL OR key > $3) ORDER BY key LIMIT $4`,
           [migrationId, pass, after, REPAIR_BATCH],
         );
         if (batch.rows.length === 0) break;
