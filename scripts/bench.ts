@@ -384,9 +384,9 @@ async function main(): Promise<number> {
     try {
       await binaryCopyLimit(sourceUrl, targetUrl, options.rows);
       const figures = await verifyFigures(validatePlan(basePlan('bench-verify', TARGET_ENV)), { [SOURCE_ENV]: sourceUrl, [TARGET_ENV]: targetUrl }, options.rows);
-      out(`  limit: count + sum of md5 row hashes, both databases at once  ${seconds(figures.limitMs).padStart(7)}  ${fmt(figures.limitRowsPerSec).padStart(9)} rows/s`);
+      out(`  ${'limit: count + sum of md5 row hashes, both sides at once'.padEnd(58)} ${seconds(figures.limitMs).padStart(7)}  ${fmt(figures.limitRowsPerSec).padStart(9)} rows/s`);
       out(
-        `  Ferry verifyShard (${figures.calls} calls)                          ${seconds(figures.ferryMs).padStart(7)}  ` +
+        `  ${`Ferry verifyShard (${figures.calls} call${figures.calls === 1 ? '' : 's'})`.padEnd(58)} ${seconds(figures.ferryMs).padStart(7)}  ` +
           `${fmt(figures.ferryRowsPerSec).padStart(9)} rows/s  ${fmt(figures.ferryRowsPerSec / figures.limitRowsPerSec, 2)} of its limit`,
       );
       for (const problem of figures.problems) out(`      CHECK FAILED: ${problem}`);
