@@ -12,7 +12,11 @@ export interface KeyedTable extends TableName {
   key: string;
 }
 
-export type ConflictPolicy = { policy: 'ignore' } | { policy: 'newer-wins'; newerBy: string };
+/**
+ * ignore: the target's row wins. newer-wins: the row with the higher `newerBy` wins.
+ * overwrite: the source's row always wins (repairs after a verification found a difference).
+ */
+export type ConflictPolicy = { policy: 'ignore' } | { policy: 'newer-wins'; newerBy: string } | { policy: 'overwrite' };
 
 export interface CopySpec {
   source: KeyedTable;
@@ -114,6 +118,11 @@ function onConflict(spec: CopySpec, columns: string[]): string {
   // Named, so that a clash on another unique index is an error (a failed row), not a silent skip.
   if (conflict.policy === 'ignore') return `ON CONFLICT (${quoteIdent(spec.target.key)}) DO NOTHING`;
   const updates = columns.filter((c) => c !== spec.target.key).map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
+  if (conflict.policy === 'overwrite') {
+    // A target holding only the key has nothing else to set; the no-op update still claims the row.
+    const set = updates.length ? updates : [`${quoteIdent(spec.target.key)} = EXCLUDED.${quoteIdent(spec.target.key)}`];
+    return `ON CONFLICT (${quoteIdent(spec.target.key)}) DO UPDATE SET ${set.join(', ')}`;
+  }
   const newer = quoteIdent(conflict.newerBy);
   return (
     `ON CONFLICT (${quoteIdent(spec.target.key)}) DO UPDATE SET ${updates.join(', ')} ` +

@@ -1,6 +1,7 @@
 /**
  * Ferry's own schema in the target database: tombstones that applications write on hard
- * deletes, and the records a migration could not copy. Installed idempotently.
+ * deletes, the records a migration could not copy, and the mismatches verification found.
+ * Installed idempotently.
  */
 import type pg from 'pg';
 import { withClient } from './connections';
@@ -31,6 +32,18 @@ const SCHEMA_SQL = `
   );
   COMMENT ON TABLE ferry.failed_records IS
     'Source rows a migration could not transform or write, with the reason; ferry retry re-drives them.';
+  CREATE TABLE IF NOT EXISTS ferry.mismatches (
+    migration_id text NOT NULL,
+    pass int NOT NULL,
+    key text NOT NULL,
+    category text NOT NULL CHECK (category IN ('missing', 'extra', 'value')),
+    columns text[] NOT NULL DEFAULT '{}',
+    detected_at timestamptz NOT NULL DEFAULT now(),
+    resolved_at timestamptz,
+    PRIMARY KEY (migration_id, pass, key)
+  );
+  COMMENT ON TABLE ferry.mismatches IS
+    'Keys a verification pass found different between source and target (never the values); a repair resolves them.';
 
   -- Flags: the dynamic configuration a migration sets and applications read (through Ferry's
   -- client library), one row per migration, named by its plan name. Every change bumps the
@@ -112,5 +125,26 @@ export async function recordFailures(pool: pg.Pool, migrationId: string, failure
        SET attempts = f.attempts + 1, error_code = EXCLUDED.error_code, error = EXCLUDED.error,
            last_failed_at = now(), resolved_at = NULL`,
     [migrationId, JSON.stringify(failures)],
+  );
+}
+
+export type MismatchCategory = 'missing' | 'extra' | 'value';
+
+export interface Mismatch {
+  key: string;
+  category: MismatchCategory;
+  /** With `value`: the target columns that differ. Empty for missing and extra rows. */
+  columns: string[];
+}
+
+/** Records (or re-records, unresolved again) mismatches of one verification pass; keys and names only. */
+export async function recordMismatches(pool: pg.Pool, migrationId: string, pass: number, mismatches: Mismatch[]): Promise<void> {
+  if (mismatches.length === 0) return;
+  await pool.query(
+    `INSERT INTO ferry.mismatches AS m (migration_id, pass, key, category, columns)
+     SELECT $1, $2, r.key, r.category, r.columns FROM jsonb_to_recordset($3::jsonb) AS r(key text, category text, columns text[])
+     ON CONFLICT (migration_id, pass, key) DO UPDATE
+       SET category = EXCLUDED.category, columns = EXCLUDED.columns, detected_at = now(), resolved_at = NULL`,
+    [migrationId, pass, JSON.stringify(mismatches)],
   );
 }

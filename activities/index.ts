@@ -8,6 +8,7 @@ import { createFlagSetter } from './flags';
 import { createInspector } from './inspector';
 import { createMigrationRegistry } from './migration-registry';
 import { createShardPlanner } from './shard-planner';
+import { createVerifier } from './verifier';
 import type { Plan } from '../lib/plan';
 
 export interface ActivityDependencies {
@@ -32,6 +33,7 @@ export function createActivities({ databases, metrics = createFerryMetrics() }: 
     ...createShardPlanner(databases),
     ...createFlagSetter(databases),
     ...createMigrationRegistry(databases),
+    ...createVerifier(databases),
     /** Installs Ferry's schema (tombstones, failed records) on the target. Safe to run twice. */
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
       await installFerrySchema(databases.pool(plan.target.connection));

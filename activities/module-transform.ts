@@ -270,6 +270,17 @@ function arrayLiteral(values: readonly unknown[], column: string): string {
   return `{${elements.join(',')}}`;
 }
 
+/**
+ * A target value as Postgres input text: what a COPY line carries for it, before COPY's own
+ * escaping; null for NULL. Verification parses it with the column's type to compare it.
+ */
+export function postgresInputText(value: unknown, column: string, kind: ColumnKind | undefined): string | null {
+  if (value === null || value === undefined) return null;
+  if (kind === 'json') return jsonText(value, column);
+  if (kind === 'array' && Array.isArray(value)) return arrayLiteral(value, column);
+  return valueText(value, column);
+}
+
 function encodeValue(value: unknown, column: string, kind: ColumnKind | undefined): string {
   if (value === null || value === undefined) return '\\N';
   if (kind === 'json') return escapeCopyText(jsonText(value, column));

@@ -2,7 +2,8 @@
  * `npm run bench`: how fast Ferry copies against what the machine can do. On a throwaway
  * Postgres (fsync on) and a local Temporal dev server it measures, on the same data in the same
  * run, the raw limits (one INSERT ... SELECT; one binary COPY pipe between databases) and Ferry
- * end to end through Temporal, and quotes Ferry as a ratio of its limit: these machines are
+ * end to end through Temporal, and quotes Ferry as a ratio of its limit (verification too,
+ * against checksums computed in both databases at once): these machines are
  * noisy, so only ratios within one run mean anything. The worker is a child process so that its
  * peak memory is its own.
  */
@@ -34,6 +35,7 @@ import {
 } from './bench/dataset';
 import { historyCost, type HistoryCost } from './bench/histories';
 import { startUpdateLoad, type LoadFigures, type UpdateLoad } from './bench/update-load';
+import { VERIFY_CHUNK, verifyFigures } from './bench/verify';
 import { startWorkerProcess, type WorkerProcess } from './bench/worker-process';
 import { startPostgres } from './services/postgres';
 import { startTemporal } from './services/temporal';
@@ -374,6 +376,30 @@ async function main(): Promise<number> {
     printRun('same database', sameLimit, sameDb, out);
     const crossDb = await measure(basePlan('bench-cross-db', TARGET_ENV), targetUrl, crossLimit);
     printRun('across databases', crossLimit, crossDb, out);
+
+    // Verification of a complete copy across databases (filled by the COPY pipe, untimed).
+    out(`\nVerification across databases (chunks of ${fmt(VERIFY_CHUNK)} keys; verifyShard called in this process, no Temporal):`);
+    let verify: PathFigures = { limitRowsPerSec: null, ferryRowsPerSec: null, ratio: null };
+    let verifyFailed = false;
+    try {
+      await binaryCopyLimit(sourceUrl, targetUrl, options.rows);
+      const figures = await verifyFigures(validatePlan(basePlan('bench-verify', TARGET_ENV)), { [SOURCE_ENV]: sourceUrl, [TARGET_ENV]: targetUrl }, options.rows);
+      out(`  ${'limit: count + sum of md5 row hashes, both sides at once'.padEnd(58)} ${seconds(figures.limitMs).padStart(7)}  ${fmt(figures.limitRowsPerSec).padStart(9)} rows/s`);
+      out(
+        `  ${`Ferry verifyShard (${figures.calls} call${figures.calls === 1 ? '' : 's'})`.padEnd(58)} ${seconds(figures.ferryMs).padStart(7)}  ` +
+          `${fmt(figures.ferryRowsPerSec).padStart(9)} rows/s  ${fmt(figures.ferryRowsPerSec / figures.limitRowsPerSec, 2)} of its limit`,
+      );
+      for (const problem of figures.problems) out(`      CHECK FAILED: ${problem}`);
+      verifyFailed = figures.problems.length > 0;
+      if (!verifyFailed) {
+        verify = { limitRowsPerSec: figures.limitRowsPerSec, ferryRowsPerSec: figures.ferryRowsPerSec, ratio: figures.ferryRowsPerSec / figures.limitRowsPerSec };
+      }
+    } catch (error) {
+      verifyFailed = true;
+      out(`  verification FAILED: ${errorMessage(error)}`);
+    } finally {
+      await resetTarget(targetUrl).catch(() => {});
+    }
     const jsPlan: PlanInput = {
       ...basePlan('bench-js-transform', TARGET_ENV),
       transform: { module: path.join(__dirname, 'bench-transform.ts'), columns: targetColumns.map((c) => c.name) },
@@ -393,6 +419,7 @@ async function main(): Promise<number> {
     line('same database', sameDb);
     line('across databases', crossDb);
     line('JavaScript transform', jsTransform);
+    line('verify', { figures: verify, run: null, error: null });
     out(`  worker peak RSS        ${peakWorkerRssMb} MB (VmHWM over the whole run)`);
     out(`  history events         ${eventsPerMillion === null ? 'no figure' : fmt(eventsPerMillion)} per million rows (the most of any path)`);
     if (loadBaseline) {
@@ -401,7 +428,7 @@ async function main(): Promise<number> {
     }
     out(`Finished in ${seconds(Date.now() - started)}.`);
 
-    const failed = [sameDb, crossDb].some((r) => r.run === null) || runs.some((r) => r.problems.length > 0);
+    const failed = [sameDb, crossDb].some((r) => r.run === null) || runs.some((r) => r.problems.length > 0) || verifyFailed;
     if (failed) out('\nBENCH FAILED: a Ferry path failed or copied wrong data (see above).');
     if (options.json) {
       const round = (f: PathFigures) => ({
@@ -414,6 +441,7 @@ async function main(): Promise<number> {
           sameDb: round(sameDb.figures),
           crossDb: round(crossDb.figures),
           jsTransform: round(jsTransform.figures),
+          verify: round(verify),
           peakWorkerRssMb,
           historyEventsPerMillionRows: eventsPerMillion === null ? null : Math.round(eventsPerMillion),
           ...(loadBaseline && {

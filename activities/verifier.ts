@@ -1,0 +1,570 @@
+/**
+ * Verifier proves that the target holds what the source holds through the plan's transform,
+ * says precisely where it does not (keys, categories and column names, never values), and
+ * repairs it from the source. Chunks are compared by count and an order-independent digest
+ * computed inside both databases at once; only chunks that differ are read row by row.
+ */
+import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import { wholeKeySpace, type KeyRange, type ShardSpec } from '../lib/key-range';
+import { targetColumns, type Plan } from '../lib/plan';
+import { inCopyTransaction, writeBatch } from './batch-writer';
+import { withClient, type Databases } from './connections';
+import { copyOutSql, copySpecOf, copyWithinDatabaseSql, nextBatchBoundSql, rangeRowsSql, type CopySpec } from './copy-statements';
+import { installFerrySchema, recordMismatches, type Mismatch, type MismatchCategory } from './ferry-schema';
+import {
+  copyRangeThroughModule,
+  loadTransform,
+  postgresInputText,
+  sourceRowTypes,
+  targetColumnKinds,
+  type ColumnKinds,
+  type RowTransform,
+  type TargetRow,
+} from './module-transform';
+import { isRowError } from './pacing';
+import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
+import {
+  canonicalizeValuesSql,
+  chunkChecksumSql,
+  columnTypesSql,
+  deleteTargetKeysSql,
+  diffRows,
+  rowHashesOf,
+  rowsSql,
+  sampleCondition,
+  sourceKeysCondition,
+  sourceKeysPresentSql,
+  TARGET_ALIAS,
+  type ColumnType,
+  type RowHashes,
+  type Selection,
+  type VerifyShape,
+} from './verify-statements';
+
+export interface VerifyShardInput {
+  migrationId: string;
+  plan: Plan;
+  shard: ShardSpec;
+  /** Last key already verified in the shard; null to start at the shard's beginning. */
+  cursor: string | null;
+  /** Source keys per checksum chunk. */
+  chunkSize: number;
+  /** The verification pass (1, 2, ...): mismatches are recorded under it. */
+  pass: number;
+  /** Return after about this long so the workflow can checkpoint. (Default: 5) */
+  maxSeconds?: number;
+  /** How long a differing row is given to settle before it is checked again. (Default: 2000) */
+  inFlightDelayMs?: number;
+  /** Compare only the keys of this deterministic sample (0 to 100), on both sides. (Default: all) */
+  samplePercent?: number;
+}
+
+export interface MismatchCounts {
+  missing: number;
+  extra: number;
+  value: number;
+}
+
+/** Counts of one verifyShard call (and of the attempts it resumed from). */
+export interface VerifyCounts {
+  chunks: number;
+  chunksDiffering: number;
+  /** Source rows compared. */
+  rowsChecked: number;
+  mismatches: MismatchCounts;
+  /** Rows that differed at first and matched when checked again: writes that were in flight. Not recorded. */
+  inFlight: number;
+}
+
+export interface VerifyShardResult extends VerifyCounts {
+  cursor: string | null;
+  /** The shard holds no rows after the cursor. */
+  done: boolean;
+  /** Mismatches found in this call: keys, categories and column names only. At most MAX_EXAMPLES. */
+  examples: Mismatch[];
+}
+
+/** What verifyShard heartbeats after every chunk; a retried attempt resumes from it. */
+interface VerifyProgress {
+  cursor: string | null;
+  counts: VerifyCounts;
+  examples: Mismatch[];
+}
+
+export interface RepairInput {
+  migrationId: string;
+  plan: Plan;
+  pass: number;
+}
+
+export interface RepairResult {
+  /** Target rows written (inserted or overwritten) from the source. */
+  repaired: number;
+  /** Target rows deleted because the source does not hold their key. */
+  deleted: number;
+  /** Mismatches of the pass still unresolved afterwards (rows the target refused). */
+  unresolved: number;
+}
+
+export interface MismatchReportInput {
+  migrationId: string;
+  plan: Plan;
+  /** Also return the source (transformed) and target values of the examples. (Default: false) */
+  showValues?: boolean;
+  /** Examples at most. (Default: 20) */
+  limit?: number;
+}
+
+export interface ColumnValues {
+  /** Canonical text of the value the transform makes from the source; null for NULL or no row. */
+  source: string | null;
+  /** Canonical text of the target's value; null for NULL or no row. */
+  target: string | null;
+}
+
+export interface MismatchReportExample extends Mismatch {
+  resolved: boolean;
+  /** Only with showValues: per differing column (every column for missing and extra rows). */
+  values?: Record<string, ColumnValues>;
+}
+
+export interface MismatchReport {
+  migrationId: string;
+  /** The latest pass with mismatches recorded; null when there are none. */
+  pass: number | null;
+  counts: MismatchCounts;
+  unresolved: MismatchCounts;
+  examples: MismatchReportExample[];
+}
+
+export const MAX_EXAMPLES = 20;
+/** Mismatches a repair handles per transaction. */
+const REPAIR_BATCH = 500;
+/** Target rows per page when reading a differing chunk row by row. */
+const MIN_PAGE_ROWS = 1000;
+
+const zeroCounts = (): MismatchCounts => ({ missing: 0, extra: 0, value: 0 });
+
+function and(...conditions: (string | null | undefined)[]): string | null {
+  const parts = conditions.filter((c): c is string => !!c);
+  return parts.length ? parts.map((c) => `(${c})`).join(' AND ') : null;
+}
+
+const md5 = (text: string) => createHash('md5').update(text, 'utf8').digest('hex');
+
+interface Verification {
+  shape: VerifyShape;
+  spec: CopySpec;
+  /**
+   * The source filter depends on more than the key (a where clause, a partition): target rows
+   * cannot be judged by it, so the target side reads the keys the source chunk holds, and rows
+   * only in the target (extra) are not looked for.
+   */
+  rowDependent: boolean;
+  /** Canonical texts of source rows as the transform makes them, for a module transform. */
+  moduleRows: ((selection: Selection) => Promise<RowHashes[]>) | null;
+}
+
+export function createVerifier(databases: Databases) {
+  /** Looks up the target's column types once and builds what both sides of a comparison read. */
+  async function verificationOf(plan: Plan, partitionValue: string | null, samplePercent?: number): Promise<Verification> {
+    const spec = copySpecOf(plan, partitionValue);
+    const sourcePool = databases.pool(plan.source.connection);
+    const targetPool = databases.pool(plan.target.connection);
+    const names = targetColumns(plan);
+    const found = await targetPool.query<ColumnType>(columnTypesSql(spec.target, names));
+    const byName = new Map(found.rows.map((c) => [c.name, c]));
+    const absent = names.filter((n) => !byName.has(n));
+    if (absent.length) {
+      throw ApplicationFailure.nonRetryable(
+        `target table ${spec.target.schema}.${spec.target.table} has no column ${absent.map((n) => `"${n}"`).join(', ')}; ` +
+          'verification compares every column the transform produces',
+        'TargetColumnMissing',
+      );
+    }
+    const sourceKey = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)}`;
+    const targetKey = `${TARGET_ALIAS}.${quoteIdent(spec.target.key)}`;
+    const range = plan.subset?.keyRange;
+    const targetFilter = and(
+      range?.from !== undefined ? `${targetKey} >= ${quoteLiteral(range.from)}` : null,
+      range?.to !== undefined ? `${targetKey} <= ${quoteLiteral(range.to)}` : null,
+      plan.subset?.samplePercent !== undefined ? sampleCondition(targetKey, plan.subset.samplePercent) : null,
+      samplePercent !== undefined ? sampleCondition(targetKey, samplePercent) : null,
+    );
+    const shape: VerifyShape = {
+      source: spec.source,
+      target: spec.target,
+      columns: spec.columns,
+      types: names.map((n) => byName.get(n)!),
+      sourceFilter: and(spec.filter, samplePercent !== undefined ? sampleCondition(sourceKey, samplePercent) : null),
+      targetFilter,
+    };
+    const rowDependent =
+      !!plan.subset?.where || (!!plan.shards.partitionColumn && (partitionValue !== null || !!plan.subset?.partitionValues));
+
+    let moduleRows: Verification['moduleRows'] = null;
+    if (plan.transform.module) {
+      const transform = await loadTransform(plan.transform.module);
+      const kinds = await targetColumnKinds(targetPool, spec.target);
+      moduleRows = (selection) => moduleSourceRows(sourcePool, targetPool, shape, kinds, transform, selection);
+    }
+    return { shape, spec, rowDependent, moduleRows };
+  }
+
+  /** Every target row of a selection in key order, a page at a time, as canonical texts or hashes. */
+  async function targetRows(pool: pg.Pool, shape: VerifyShape, selection: Selection, mode: 'hash' | 'text', pageRows: number): Promise<RowHashes[]> {
+    const rows: RowHashes[] = [];
+    let after = selection.range?.after ?? null;
+    for (;;) {
+      const query = rowsSql('target', shape, { ...selection, range: { after, upTo: selection.range?.upTo ?? null } }, mode, pageRows);
+      const page = rowHashesOf((await pool.query<unknown[]>({ ...query, rowMode: 'array' })).rows);
+      rows.push(...page);
+      if (page.length < pageRows) return rows;
+      after = page[page.length - 1]!.key;
+    }
+  }
+
+  /** Per-row hashes of both sides of a selection, read at once. */
+  async function bothSides(plan: Plan, v: Verification, source: Selection, target: Selection, pageRows: number): Promise<[RowHashes[], RowHashes[]]> {
+    const sourcePool = databases.pool(plan.source.connection);
+    const targetPool = databases.pool(plan.target.connection);
+    if (v.moduleRows) {
+      const hashed = (rows: RowHashes[]) => rows.map((r) => ({ key: r.key, columns: r.columns.map((c) => (c === null ? null : md5(c))) }));
+      const [s, t] = await Promise.all([v.moduleRows(source), targetRows(targetPool, v.shape, target, 'text', pageRows)]);
+      return [hashed(s), hashed(t)];
+    }
+    const query = rowsSql('source', v.shape, source, 'hash');
+    return Promise.all([
+      sourcePool.query<unknown[]>({ ...query, rowMode: 'array' }).then((r) => rowHashesOf(r.rows)),
+      targetRows(targetPool, v.shape, target, 'hash', pageRows),
+    ]);
+  }
+
+  return {
+    /**
+     * Verifies chunks of a shard from the cursor on until the shard is done or about
+     * `maxSeconds` have passed, recording every mismatch in ferry.mismatches on the target.
+     * Heartbeats its progress after every chunk; a retried attempt resumes from it. Safe to run
+     * twice: a chunk verified again records the same keys again.
+     */
+    async verifyShard(input: VerifyShardInput): Promise<VerifyShardResult> {
+      const { plan } = input;
+      const sourcePool = databases.pool(plan.source.connection);
+      const targetPool = databases.pool(plan.target.connection);
+      await ensureMismatchesTable(targetPool);
+      const v = await verificationOf(plan, input.shard.partitionValue, input.samplePercent);
+      const chunkSize = Math.max(1, Math.trunc(input.chunkSize));
+      const pageRows = Math.max(MIN_PAGE_ROWS, chunkSize * 2);
+      const maxMs = (input.maxSeconds ?? 5) * 1000;
+      const inFlightDelayMs = input.inFlightDelayMs ?? 2000;
+      const bounds = { source: v.shape.source, filter: v.shape.sourceFilter };
+
+      const resumed = activityInfo().heartbeatDetails as VerifyProgress | undefined;
+      const progress: VerifyProgress = resumed ?? {
+        cursor: input.cursor,
+        counts: { chunks: 0, chunksDiffering: 0, rowsChecked: 0, mismatches: zeroCounts(), inFlight: 0 },
+        examples: [],
+      };
+      const started = Date.now();
+      const finish = (done: boolean): VerifyShardResult => ({ ...progress.counts, cursor: progress.cursor, done, examples: progress.examples });
+
+      const nextBound = (after: string | null) => {
+        const query = nextBatchBoundSql(bounds, { after, upTo: input.shard.range.upTo }, chunkSize);
+        const found = sourcePool.query<{ last_key: string; rows: string }>(query.text, query.values).then((r) => r.rows[0] ?? null);
+        found.catch(() => {});
+        return found;
+      };
+
+      /** The source keys of a chunk, for a target side that cannot be filtered like the source. */
+      const chunkKeys = async (range: KeyRange): Promise<string[] | undefined> => {
+        if (!v.rowDependent) return undefined;
+        const query = rangeRowsSql(bounds, range);
+        const result = await sourcePool.query<{ key: string }>({
+          text: `SELECT "ferry source key" AS key FROM (${query.text}) AS chunk`,
+          values: query.values,
+        });
+        return result.rows.map((r) => r.key);
+      };
+
+      /** The chunk's differences that remain after in-flight writes have had time to land. */
+      const verifyChunk = async (range: KeyRange): Promise<{ rows: number; differences: Mismatch[]; inFlight: number }> => {
+        const keys = await chunkKeys(range);
+        const target: Selection = { range, keys };
+        let rows: number;
+        let first: Mismatch[];
+        if (v.moduleRows) {
+          const [s, t] = await bothSides(plan, v, { range }, target, pageRows);
+          rows = s.length;
+          first = diffRows(columnNames(v), s, t);
+        } else {
+          const sourceSum = chunkChecksumSql('source', v.shape, { range });
+          const targetSum = chunkChecksumSql('target', v.shape, target);
+          const [s, t] = await Promise.all([
+            sourcePool.query<{ rows: string; digest: string }>(sourceSum.text, sourceSum.values),
+            targetPool.query<{ rows: string; digest: string }>(targetSum.text, targetSum.values),
+          ]);
+          rows = Number(s.rows[0]!.rows);
+          if (s.rows[0]!.rows === t.rows[0]!.rows && s.rows[0]!.digest === t.rows[0]!.digest) return { rows, differences: [], inFlight: 0 };
+          const [sourceRows, targetRowsRead] = await bothSides(plan, v, { range }, target, pageRows);
+          first = diffRows(columnNames(v), sourceRows, targetRowsRead);
+        }
+        if (first.length === 0) return { rows, differences: [], inFlight: 0 };
+        // A row the application is writing to both sides may be caught between the two reads.
+        await sleep(inFlightDelayMs);
+        const differing = first.map((d) => d.key);
+        const [s, t] = await bothSides(plan, v, { keys: differing }, { keys: differing }, pageRows);
+        const differences = diffRows(columnNames(v), s, t);
+        return { rows, differences, inFlight: first.length - differences.length };
+      };
+
+      let bound = nextBound(progress.cursor ?? input.shard.range.after);
+      for (;;) {
+        const next = await bound;
+        const after = progress.cursor ?? input.shard.range.after;
+        // After the source's last key, the rest of the shard is one more chunk: empty in the
+        // source, and whatever the target holds there is extra.
+        const range: KeyRange = { after, upTo: next ? next.last_key : input.shard.range.upTo };
+        if (next) bound = nextBound(next.last_key);
+        const { rows, differences, inFlight } = await verifyChunk(range);
+        await recordMismatches(targetPool, input.migrationId, input.pass, differences);
+
+        const counts = progress.counts;
+        counts.chunks += 1;
+        counts.rowsChecked += rows;
+        counts.inFlight += inFlight;
+        if (differences.length > 0) counts.chunksDiffering += 1;
+        for (const d of differences) {
+          counts.mismatches[d.category] += 1;
+          if (progress.examples.length < MAX_EXAMPLES) progress.examples.push(d);
+        }
+        if (!next) return finish(true);
+        progress.cursor = next.last_key;
+        heartbeat(progress);
+        if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('verification cancelled');
+        if (Date.now() - started >= maxMs) return finish(false);
+      }
+    },
+
+    /**
+     * Repairs the unresolved mismatches of a pass from the source: missing and value rows are
+     * copied again through the transform and overwrite the target's row (keys with a tombstone
+     * are skipped); extra rows are deleted when the source (checked now) does not hold the key,
+     * and copied when it does. Holds the copy lock while it writes. Safe to run twice.
+     */
+    async repairMismatches(input: RepairInput): Promise<RepairResult> {
+      const { plan, migrationId, pass } = input;
+      const sourcePool = databases.pool(plan.source.connection);
+      const targetPool = databases.pool(plan.target.connection);
+      await ensureMismatchesTable(targetPool);
+      const base: CopySpec = { ...copySpecOf(plan), conflict: { policy: 'overwrite' } };
+      const transform = plan.transform.module ? await loadTransform(plan.transform.module) : null;
+      const sameDatabase = databases.sameDatabase(plan.source.connection, plan.target.connection);
+
+      /** Copies the source rows of `keys` over the target's; returns rows written and keys the target refused. */
+      const copyKeys = async (keys: string[]): Promise<{ written: number; refused: string[] }> => {
+        if (keys.length === 0) return { written: 0, refused: [] };
+        const spec: CopySpec = { ...base, filter: and(base.filter, sourceKeysCondition(plan.source.key, keys)) };
+        try {
+          if (transform) {
+            const outcome = await copyRangeThroughModule(sourcePool, targetPool, spec, wholeKeySpace, transform);
+            return { written: outcome.written, refused: outcome.failed.map((f) => f.key) };
+          }
+          if (sameDatabase) {
+            const { text, values } = copyWithinDatabaseSql(spec, wholeKeySpace);
+            return { written: await inCopyTransaction(targetPool, spec, async (c) => (await c.query(text, values)).rowCount ?? 0), refused: [] };
+          }
+          const out = copyOutSql(spec, wholeKeySpace);
+          const written = await writeBatch(targetPool, spec, wholeKeySpace, (send) => withClient(sourcePool, (s) => send(s.query(copyTo(out)))));
+          return { written, refused: [] };
+        } catch (error) {
+          if (!isRowError((error as { code?: string }).code)) throw error;
+          if (keys.length === 1) return { written: 0, refused: keys };
+          // One row the target refuses must not keep the others from being repaired.
+          let written = 0;
+          const refused: string[] = [];
+          for (const key of keys) {
+            const one = await copyKeys([key]);
+            written += one.written;
+            refused.push(...one.refused);
+          }
+          return { written, refused };
+        }
+      };
+
+      /** The keys of a list the transform makes a row for from the source now. */
+      const producedKeys = async (keys: string[]): Promise<Set<string>> => {
+        if (transform) {
+          const v = await verificationOf(plan, null);
+          return new Set((await v.moduleRows!({ keys })).map((r) => r.key));
+        }
+        const present = await sourcePool.query<{ key: string }>(sourceKeysPresentSql(base.source, base.filter ?? null, keys));
+        return new Set(present.rows.map((r) => r.key));
+      };
+
+      let repaired = 0;
+      let deleted = 0;
+      let after: string | null = null;
+      for (;;) {
+        const batch: pg.QueryResult<{ key: string; category: MismatchCategory }> = await targetPool.query(
+          `SELECT key, category FROM ferry.mismatches
+            WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL AND ($3::text IS NULL OR key > $3) ORDER BY key LIMIT $4`,
+          [migrationId, pass, after, REPAIR_BATCH],
+        );
+        if (batch.rows.length === 0) break;
+        after = batch.rows[batch.rows.length - 1]!.key;
+        const extra = batch.rows.filter((r) => r.category === 'extra').map((r) => r.key);
+        const toCopy = batch.rows.filter((r) => r.category !== 'extra').map((r) => r.key);
+        let toDelete: string[] = [];
+        if (extra.length > 0) {
+          const inSource = await producedKeys(extra);
+          toCopy.push(...extra.filter((k) => inSource.has(k)));
+          toDelete = extra.filter((k) => !inSource.has(k));
+        }
+        const copied = await copyKeys(toCopy);
+        repaired += copied.written;
+        if (toDelete.length > 0) {
+          const statement = deleteTargetKeysSql(base.target, toDelete);
+          deleted += await inCopyTransaction(targetPool, base, async (c) => (await c.query(statement)).rowCount ?? 0);
+        }
+        const refused = new Set(copied.refused);
+        await targetPool.query(
+          `UPDATE ferry.mismatches SET resolved_at = now() WHERE migration_id = $1 AND pass = $2 AND key = ANY($3::text[])`,
+          [migrationId, pass, batch.rows.map((r) => r.key).filter((k) => !refused.has(k))],
+        );
+        heartbeat({ repaired, deleted, after });
+      }
+      const left = await targetPool.query<{ count: number }>(
+        `SELECT count(*)::int AS count FROM ferry.mismatches WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL`,
+        [migrationId, pass],
+      );
+      return { repaired, deleted, unresolved: left.rows[0]?.count ?? 0 };
+    },
+
+    /**
+     * The latest pass's mismatches: counts per category and examples (keys, categories, column
+     * names). Values only with showValues, as canonical text, read now from both sides.
+     */
+    async mismatchReport(input: MismatchReportInput): Promise<MismatchReport> {
+      const { plan, migrationId } = input;
+      const targetPool = databases.pool(plan.target.connection);
+      const report: MismatchReport = { migrationId, pass: null, counts: zeroCounts(), unresolved: zeroCounts(), examples: [] };
+      const exists = await targetPool.query<{ present: boolean }>(`SELECT to_regclass('ferry.mismatches') IS NOT NULL AS present`);
+      if (!exists.rows[0]?.present) return report;
+      const latest = await targetPool.query<{ pass: number | null }>(`SELECT max(pass) AS pass FROM ferry.mismatches WHERE migration_id = $1`, [migrationId]);
+      const pass = latest.rows[0]?.pass ?? null;
+      if (pass === null) return report;
+      report.pass = pass;
+      const counts = await targetPool.query<{ category: MismatchCategory; all: number; open: number }>(
+        `SELECT category, count(*)::int AS all, (count(*) FILTER (WHERE resolved_at IS NULL))::int AS open
+           FROM ferry.mismatches WHERE migration_id = $1 AND pass = $2 GROUP BY category`,
+        [migrationId, pass],
+      );
+      for (const row of counts.rows) {
+        report.counts[row.category] = row.all;
+        report.unresolved[row.category] = row.open;
+      }
+      const examples = await targetPool.query<{ key: string; category: MismatchCategory; columns: string[]; resolved: boolean }>(
+        `SELECT key, category, columns, resolved_at IS NOT NULL AS resolved FROM ferry.mismatches
+          WHERE migration_id = $1 AND pass = $2 ORDER BY resolved_at IS NOT NULL, key LIMIT $3`,
+        [migrationId, pass, input.limit ?? MAX_EXAMPLES],
+      );
+      report.examples = examples.rows.map((r) => ({ key: r.key, category: r.category, columns: r.columns, resolved: r.resolved }));
+      if (!input.showValues || report.examples.length === 0) return report;
+
+      const v = await verificationOf(plan, null);
+      const keys = report.examples.map((e) => e.key);
+      const sourceQuery = rowsSql('source', v.shape, { keys }, 'text');
+      const [sourceRows, targetRowsRead] = await Promise.all([
+        v.moduleRows
+          ? v.moduleRows({ keys })
+          : databases
+              .pool(plan.source.connection)
+              .query<unknown[]>({ ...sourceQuery, rowMode: 'array' })
+              .then((r) => rowHashesOf(r.rows)),
+        targetRows(targetPool, v.shape, { keys }, 'text', Math.max(MIN_PAGE_ROWS, keys.length + 1)),
+      ]);
+      const names = columnNames(v);
+      const sourceByKey = new Map(sourceRows.map((r) => [r.key, r.columns]));
+      const targetByKey = new Map(targetRowsRead.map((r) => [r.key, r.columns]));
+      for (const example of report.examples) {
+        const shown = example.columns.length ? example.columns : names;
+        example.values = Object.fromEntries(
+          shown.map((column) => {
+            const i = names.indexOf(column);
+            return [column, { source: sourceByKey.get(example.key)?.[i] ?? null, target: targetByKey.get(example.key)?.[i] ?? null }];
+          }),
+        );
+      }
+      return report;
+    },
+  };
+}
+
+function columnNames(v: Verification): string[] {
+  return v.shape.types.map((c) => c.name);
+}
+
+/** Installs Ferry's schema when the mismatches table is not there yet (older installs). */
+async function ensureMismatchesTable(pool: pg.Pool): Promise<void> {
+  const exists = await pool.query<{ present: boolean }>(`SELECT to_regclass('ferry.mismatches') IS NOT NULL AS present`);
+  if (!exists.rows[0]?.present) await installFerrySchema(pool);
+}
+
+/**
+ * Source rows of a selection through a module transform, as canonical texts: the rows are read
+ * and transformed in the worker, then parsed with the target's column types on the target
+ * database (which writes nothing) and made canonical by the same expressions as the target's
+ * rows. A row whose transform throws is not expected in the target: the copier records it as a
+ * failed row instead.
+ */
+async function moduleSourceRows(
+  sourcePool: pg.Pool,
+  targetPool: pg.Pool,
+  shape: VerifyShape,
+  kinds: ColumnKinds,
+  transform: RowTransform,
+  selection: Selection,
+): Promise<RowHashes[]> {
+  const filter = and(shape.sourceFilter, selection.keys ? sourceKeysCondition(shape.source.key, selection.keys) : null);
+  const select = rangeRowsSql({ source: shape.source, filter }, selection.range ?? wholeKeySpace);
+  const result = await sourcePool.query<unknown[]>({ text: select.text, values: select.values, rowMode: 'array', types: sourceRowTypes });
+  const fieldNames = result.fields.slice(1).map((f) => f.name);
+  const names = shape.types.map((c) => c.name);
+  const encoded: (string | null)[][] = [];
+  for (const values of result.rows) {
+    const row: Record<string, unknown> = {};
+    fieldNames.forEach((name, i) => (row[name] = values[i + 1]));
+    try {
+      const output = await transform(row);
+      if (output === null || output === undefined) continue;
+      for (const produced of Array.isArray(output) ? output : [output]) encoded.push(encodeRow(produced, names, kinds));
+    } catch {
+      continue;
+    }
+  }
+  return canonicalize(targetPool, shape, encoded);
+}
+
+function encodeRow(row: TargetRow, names: string[], kinds: ColumnKinds): (string | null)[] {
+  if (row === null || typeof row !== 'object' || Array.isArray(row)) throw new TypeError('a target row must be an object');
+  return names.map((name) => postgresInputText(row[name], name, kinds[name]));
+}
+
+/** Canonical texts of encoded rows; a row whose value the target's type refuses is left out, as the copier leaves it out. */
+async function canonicalize(pool: pg.Pool, shape: VerifyShape, rows: (string | null)[][]): Promise<RowHashes[]> {
+  if (rows.length === 0) return [];
+  const query = canonicalizeValuesSql(shape, shape.types.map((_, i) => rows.map((row) => row[i] ?? null)));
+  try {
+    return rowHashesOf((await pool.query<unknown[]>({ ...query, rowMode: 'array' })).rows);
+  } catch (error) {
+    if (!(error instanceof pg.DatabaseError) || !error.code?.startsWith('22') || rows.length === 1) {
+      if (rows.length === 1 && error instanceof pg.DatabaseError && error.code?.startsWith('22')) return [];
+      throw error;
+    }
+    const each = await Promise.all(rows.map((row) => canonicalize(pool, shape, [row])));
+    return each.flat();
+  }
+}

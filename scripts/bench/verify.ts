@@ -1,0 +1,104 @@
+/**
+ * The benchmark's verification figure: Ferry's verifyShard over the whole table (called in this
+ * process, as a worker would run it, without Temporal) against the raw limit, per-chunk
+ * checksums (count and a sum of md5 row hashes) computed in both databases at once by two plain
+ * connections, over the same chunks of keys (the faster of a run before and one after Ferry's).
+ */
+import { MockActivityEnvironment } from '@temporalio/testing';
+import pg from 'pg';
+import { createDatabases } from '../../activities/connections';
+import { createVerifier, type VerifyShardResult } from '../../activities/verifier';
+import { wholeKeySpace } from '../../lib/key-range';
+import type { Plan } from '../../lib/plan';
+import { SOURCE_TABLE, TARGET_TABLE, targetColumnList, transformSelect } from './dataset';
+
+/** Source keys per checksum chunk, for both Ferry and the limit. */
+export const VERIFY_CHUNK = 10_000;
+
+export interface VerifyFigures {
+  limitRowsPerSec: number;
+  limitMs: number;
+  ferryRowsPerSec: number;
+  ferryMs: number;
+  /** Ferry's own calls, as the workflow would make them (one per maxSeconds). */
+  calls: number;
+  problems: string[];
+}
+
+/** The raw limit: both checksums of each chunk at once, chunk after chunk, on the dense integer key. */
+async function checksumLimit(sourceUrl: string, targetUrl: string, rows: number): Promise<{ ms: number; problems: string[] }> {
+  const source = new pg.Client({ connectionString: sourceUrl });
+  const target = new pg.Client({ connectionString: targetUrl });
+  await Promise.all([source.connect(), target.connect()]);
+  const digest = `count(*)::text AS rows, sum(('x' || substr(md5(r::text), 1, 16))::bit(64)::bigint)::text AS digest`;
+  const sourceSql = `SELECT ${digest} FROM (SELECT ${transformSelect()} FROM ${SOURCE_TABLE} AS s WHERE s.id > $1 AND s.id <= $2) AS r`;
+  const targetSql = `SELECT ${digest} FROM (SELECT ${targetColumnList()} FROM ${TARGET_TABLE} AS t WHERE t.id > $1 AND t.id <= $2) AS r`;
+  const problems: string[] = [];
+  try {
+    const started = performance.now();
+    for (let after = 0; after < rows; after += VERIFY_CHUNK) {
+      const range = [after, after + VERIFY_CHUNK];
+      const [s, t] = await Promise.all([source.query(sourceSql, range), target.query(targetSql, range)]);
+      if (s.rows[0].rows !== t.rows[0].rows || s.rows[0].digest !== t.rows[0].digest) problems.push(`the limit's checksums differ in (${range.join(', ')}]`);
+    }
+    return { ms: performance.now() - started, problems };
+  } finally {
+    await Promise.all([source.end(), target.end()]);
+  }
+}
+
+/**
+ * Both figures on a target that holds exactly the transform of the source. `env` maps the
+ * plan's connection names to URLs.
+ */
+export async function verifyFigures(plan: Plan, env: Record<string, string>, rows: number): Promise<VerifyFigures> {
+  const sourceUrl = env[plan.source.connection]!;
+  const targetUrl = env[plan.target.connection]!;
+  // A freshly copied target pays for hint bits on its first read: settle it first, as the source is.
+  const admin = new pg.Client({ connectionString: targetUrl });
+  await admin.connect();
+  await admin.query(`VACUUM (FREEZE, ANALYZE) ${TARGET_TABLE}`).finally(() => admin.end());
+  const before = await checksumLimit(sourceUrl, targetUrl, rows);
+  const problems = before.problems.map((p) => `LIMIT: ${p}`);
+
+  const databases = createDatabases({ env });
+  try {
+    const verifier = createVerifier(databases);
+    let cursor: string | null = null;
+    let calls = 0;
+    let checked = 0;
+    let done = false;
+    const started = performance.now();
+    while (!done) {
+      const last: VerifyShardResult = await new MockActivityEnvironment().run(verifier.verifyShard, {
+        migrationId: `bench-verify-${process.pid}`,
+        plan,
+        shard: { range: wholeKeySpace, partitionValue: null },
+        cursor,
+        chunkSize: VERIFY_CHUNK,
+        pass: 1,
+      });
+      calls += 1;
+      done = last.done;
+      cursor = last.cursor;
+      checked += last.rowsChecked;
+      const { missing, extra, value } = last.mismatches;
+      if (missing + extra + value > 0) problems.push(`verifyShard reported ${missing} missing, ${extra} extra, ${value} value mismatches on equal data`);
+    }
+    const ferryMs = performance.now() - started;
+    // The limit is measured on either side of Ferry's run, and the faster counts.
+    const after = await checksumLimit(sourceUrl, targetUrl, rows);
+    const limit = after.ms < before.ms ? after : before;
+    if (checked !== rows) problems.push(`verifyShard checked ${checked} rows, the source has ${rows}`);
+    return {
+      limitRowsPerSec: rows / (limit.ms / 1000),
+      limitMs: limit.ms,
+      ferryRowsPerSec: rows / (ferryMs / 1000),
+      ferryMs,
+      calls,
+      problems,
+    };
+  } finally {
+    await databases.close();
+  }
+}
