@@ -8,6 +8,8 @@ import { parseMetricsPort } from '../workers/metrics';
 import { createFerryWorker, installSdkMetrics } from '../workers/worker';
 import { ExitCode } from './exit-codes';
 import {
+  mismatches,
+  verifyMigration,
   abortMigration,
   approveGate,
   changeThrottle,
@@ -22,7 +24,7 @@ import {
   startMigration,
   UnknownMigrationError,
 } from './migrations';
-import { formatFailures, formatInspection, formatListing, formatStatus, formatThrottle } from './render';
+import { formatFailures, formatInspection, formatListing, formatMismatches, formatStatus, formatThrottle, formatVerification } from './render';
 import { migrationRecord, recordMarkdown } from './report';
 import { endedBadly, watchMigration } from './watch';
 import os from 'node:os';
@@ -303,6 +305,38 @@ export function buildProgram(): Command {
         if (options.json) console.log(JSON.stringify(listings, null, 2));
         else if (listings.length === 0) console.log(options.all ? 'no migrations' : 'no running migrations (--all shows finished ones)');
         else for (const l of listings) console.log(formatListing(l));
+      });
+    });
+
+  program
+    .command('verify')
+    .description('Verify a migration again now (compare, repair, compare), e.g. at a gate; or a quick sampled check.')
+    .argument('<migration-id>', 'the migration')
+    .option('--sample <percent>', 'check a deterministic sample of about this percentage of keys')
+    .option('--by <name>', 'who asks, for the record', defaultOperator())
+    .action(async (migrationId: string, options: { sample?: string; by: string }, command: Command) => {
+      const samplePercent = options.sample === undefined ? undefined : Number(options.sample.replace(/%$/, ''));
+      if (samplePercent !== undefined && !(samplePercent > 0 && samplePercent <= 100)) {
+        throw new CliError(`--sample must be a percentage above 0 and at most 100, not "${options.sample}"`, ExitCode.badInput);
+      }
+      await withClient(settingsOf(command), async (client) => {
+        const summary = await verifyMigration(client, migrationId, { samplePercent, by: options.by });
+        console.log(formatVerification(summary));
+        if (!summary.clean) process.exitCode = ExitCode.failed;
+      });
+    });
+
+  program
+    .command('mismatches')
+    .description('The differences the latest verification found, by category, with examples (values redacted unless --show-values).')
+    .argument('<migration-id>', 'the migration')
+    .option('--show-values', 'show the source and target values of the examples (they are then kept in the workflow history)', false)
+    .option('--limit <n>', 'examples at most', '20')
+    .option('--json', 'print as JSON', false)
+    .action(async (migrationId: string, options: { showValues: boolean; limit: string; json: boolean }, command: Command) => {
+      await withClient(settingsOf(command), async (client) => {
+        const report = await mismatches(client, migrationId, { showValues: options.showValues, limit: wholeNumber('--limit', options.limit) });
+        console.log(options.json ? JSON.stringify(report, null, 2) : formatMismatches(report));
       });
     });
 

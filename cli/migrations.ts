@@ -7,12 +7,16 @@ import { defaultPayloadConverter, type UpdateDefinition } from '@temporalio/comm
 import type { CopyProgress } from '../activities/copier';
 import type { Plan } from '../lib/plan';
 import type { TemporalSettings } from '../lib/settings';
-import { recountRows, type AbortRecord, type MigrationStatus, type RetryOutcome } from '../lib/status';
+import { recountRows, type AbortRecord, type MigrationStatus, type RetryOutcome, type VerificationSummary } from '../lib/status';
 import { throttleChangeProblems, type Throttle, type ThrottleChange } from '../lib/throttle';
 import type { AbortRequest, GateApproval, GateRejection } from '../lib/lifecycle';
+import type { MismatchReport } from '../activities/verifier';
 import {
   abortUpdate,
   approveUpdate,
+  mismatchesUpdate,
+  verifyUpdate,
+  type VerifyRequest,
   pauseSignal,
   rejectUpdate,
   resumeSignal,
@@ -251,4 +255,19 @@ export async function listMigrations(client: Client, options: { all: boolean; li
     listings.push(listing);
   }
   return listings;
+}
+
+/** Verifies (and repairs) again; answers with the outcome once done. Runs as long as it takes. */
+export async function verifyMigration(client: Client, migrationId: string, request: VerifyRequest): Promise<VerificationSummary> {
+  const handle = await runningMigration(client, migrationId);
+  try {
+    return await handle.executeUpdate(verifyUpdate, { args: [request] });
+  } catch (error) {
+    if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${failureMessage(error)}`);
+    throw error;
+  }
+}
+
+export async function mismatches(client: Client, migrationId: string, options: { showValues: boolean; limit: number }): Promise<MismatchReport> {
+  return update(client, migrationId, mismatchesUpdate, options);
 }

@@ -1,7 +1,8 @@
 /** Plain-text views of inspections and statuses, for the CLI and the demo. */
 import type { Inspection } from '../lib/inspection';
 import { describeRange } from '../lib/key-range';
-import { rowsSkipped, type MigrationStatus, type ShardStatus } from '../lib/status';
+import type { MismatchReport } from '../activities/verifier';
+import { rowsSkipped, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
 import type { Throttle } from '../lib/throttle';
 import type { MigrationListing, MigrationReport } from './migrations';
 
@@ -65,6 +66,30 @@ export function formatListing(listing: MigrationListing): string {
   return `${listing.migrationId}  ${listing.runState}${listing.phase ? ` / ${listing.phase}` : ''}${progress}  started ${listing.startedAt}`;
 }
 
+export function formatVerification(v: VerificationSummary): string {
+  return (
+    `verification ${v.clean ? 'clean' : 'NOT clean'} after ${v.passes} pass${v.passes === 1 ? '' : 'es'}: ${formatCount(v.rowsChecked)} rows checked, ` +
+    `${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired, ${v.inFlight} in flight` +
+    (v.forcedBy ? `; a gate was approved past it by ${v.forcedBy} (--force)` : '')
+  );
+}
+
+export function formatMismatches(report: MismatchReport): string {
+  if (report.pass === null) return 'no mismatches recorded';
+  const { counts, unresolved } = report;
+  const lines = [
+    `pass ${report.pass}: ${counts.missing} missing, ${counts.extra} extra, ${counts.value} differing; unresolved ${unresolved.missing} missing, ${unresolved.extra} extra, ${unresolved.value} differing`,
+  ];
+  for (const example of report.examples) {
+    lines.push(`  key ${example.key}: ${example.category}${example.columns.length ? ` (${example.columns.join(', ')})` : ''}${example.resolved ? ', repaired' : ''}`);
+    for (const [column, values] of Object.entries(example.values ?? {})) {
+      lines.push(`      ${column}: source ${values.source ?? 'NULL'} | target ${values.target ?? 'NULL'}`);
+    }
+  }
+  if (report.examples.length && !report.examples.some((e) => e.values)) lines.push('(values redacted; --show-values reveals them)');
+  return lines.join('\n');
+}
+
 export function formatFailures(status: MigrationStatus): string {
   const lines = [
     `${formatCount(status.rowsFailed)} rows failed, ${formatCount(status.unresolvedFailures)} unresolved, ${formatCount(status.failuresFixed)} fixed by retry`,
@@ -92,10 +117,7 @@ export function formatStatus(report: MigrationReport): string {
     const f = status.flags;
     lines.push(`flags     v${f.version}: write old ${f.writeOld ? 'on' : 'off'}, write new ${f.writeNew ? 'on' : 'off'}, reads from ${f.readFrom}, compare ${f.comparePercent}%`);
   }
-  if (status.verification) {
-    const v = status.verification;
-    lines.push(`verify    ${v.clean ? 'clean' : 'NOT clean'}: ${formatCount(v.rowsChecked)} rows checked, ${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired (${v.passes} passes)`);
-  }
+  if (status.verification) lines.push(`verify    ${formatVerification(status.verification).replace(/^verification /, '')}`);
   if (status.gate) {
     lines.push(
       `GATE      waiting at ${status.gate.name} since ${status.gate.waitingSince}: ${status.gate.description}` +

@@ -16,12 +16,13 @@ export const gateDescriptions: Record<GateName, string> = {
 };
 
 /** The steps of a migration after inspection, in order; which ones run depends on the plan. */
-export type Step = 'dual-write' | 'backfill' | 'gate:cutover-reads' | 'reads-to-new' | 'gate:stop-old-writes' | 'old-writes-off' | 'gate:cleanup';
+export type Step = 'dual-write' | 'backfill' | 'verify' | 'gate:cutover-reads' | 'reads-to-new' | 'gate:stop-old-writes' | 'old-writes-off' | 'gate:cleanup';
 
-export function lifecycleSteps(plan: Pick<Plan, 'lifecycle'>): Step[] {
+export function lifecycleSteps(plan: Pick<Plan, 'lifecycle' | 'verify'>): Step[] {
   const steps: Step[] = [];
   if (plan.lifecycle.dualWrites) steps.push('dual-write');
   steps.push('backfill');
+  if (plan.verify.enabled) steps.push('verify');
   if (plan.lifecycle.cutover) steps.push('gate:cutover-reads', 'reads-to-new', 'gate:stop-old-writes', 'old-writes-off', 'gate:cleanup');
   return steps;
 }

@@ -148,6 +148,19 @@ const failuresSchema = z.strictObject({
   maxRate: z.number().min(0).max(1).default(0.01),
 });
 
+const verifySchema = z.strictObject({
+  /** Verify after the backfill: compare every row, repair, compare again. (Default: true) */
+  enabled: z.boolean().default(true),
+  /** Source keys per checksum chunk. (Default: 1000) */
+  chunkSize: z.number().int().min(10).max(100_000).default(1000),
+  /** Verify-and-repair passes before giving up; what remains blocks the cutover gate. (Default: 3) */
+  maxPasses: z.number().int().min(1).max(20).default(3),
+  /** Differences that may remain while verification still counts as clean. (Default: 0) */
+  mismatchBudget: z.number().int().min(0).default(0),
+  /** A differing row is checked again after this long: a write in flight then matches. (Default: 2) */
+  inFlightDelaySeconds: z.number().min(0).max(300).default(2),
+});
+
 const lifecycleSchema = z.strictObject({
   /**
    * Turn on dual writes (flags: write old and new) before the backfill, and wait for the
@@ -206,6 +219,7 @@ export const planSchema = z
     shards: shardsSchema.prefault({}),
     failures: failuresSchema.prefault({}),
     subset: subsetSchema.optional(),
+    verify: verifySchema.prefault({}),
     lifecycle: lifecycleSchema.prefault({}),
   })
   // Cross-field checks run even when other fields have problems, so that every problem is

@@ -47,6 +47,8 @@ export interface VerificationSummary {
   extra: number;
   value: number;
   repaired: number;
+  /** Rows that differed at first and matched when checked again: live writes, not reported. */
+  inFlight: number;
   /** Verification found differences, and a person approved the gate regardless. */
   forcedBy: string | null;
 }
@@ -95,7 +97,7 @@ export interface RetryOutcome {
 /** Something a person (or Ferry on their behalf) decided during the run, for the record. */
 export interface MigrationEvent {
   at: string;
-  kind: 'throttle' | 'pause' | 'resume' | 'auto-pause' | 'retry' | 'flags' | 'approve' | 'reject' | 'abort' | 'gate-expired' | 'apps';
+  kind: 'throttle' | 'pause' | 'resume' | 'auto-pause' | 'retry' | 'flags' | 'approve' | 'reject' | 'abort' | 'gate-expired' | 'apps' | 'verify';
   by: string | null;
   detail: string;
 }

@@ -4,7 +4,8 @@
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { AbortRequest, GateApproval, GateRejection } from '../lib/lifecycle';
-import type { AbortRecord, FailedRow, MigrationStatus, RetryOutcome } from '../lib/status';
+import type { MismatchReport } from '../activities/verifier';
+import type { AbortRecord, FailedRow, MigrationStatus, RetryOutcome, VerificationSummary } from '../lib/status';
 import type { Throttle, ThrottleChange } from '../lib/throttle';
 
 // Operators (the ferry CLI, or Temporal's own CLI and UI) to a migration.
@@ -38,6 +39,18 @@ export const approveUpdate = defineUpdate<ApprovalOutcome, [GateApproval]>('appr
 export const rejectUpdate = defineUpdate<void, [GateRejection]>('reject');
 /** Stops the migration and rolls the flags back to the last state that loses no write; answers once that is done. */
 export const abortUpdate = defineUpdate<AbortRecord | null, [AbortRequest]>('abort');
+
+export interface VerifyRequest {
+  /** A quick check of this deterministic sample of keys (0 to 100) instead of every row. */
+  samplePercent?: number;
+  by?: string;
+}
+
+/** Verifies (and repairs) again on demand; answers with the outcome. */
+export const verifyUpdate = defineUpdate<VerificationSummary, [VerifyRequest]>('verify');
+
+/** Mismatches of the latest verification pass: counts and examples, values only when asked. */
+export const mismatchesUpdate = defineUpdate<MismatchReport, [{ showValues?: boolean; limit?: number }]>('mismatches');
 
 // A migration and its shards.
 

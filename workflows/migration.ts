@@ -10,6 +10,7 @@ import {
   ApplicationFailure,
   condition,
   continueAsNew,
+  executeChild,
   getExternalWorkflowHandle,
   log,
   ParentClosePolicy,
@@ -34,6 +35,7 @@ import { applyThrottleChange, shardRate, throttleChangeProblems } from '../lib/t
 import {
   abortUpdate,
   approveUpdate,
+  mismatchesUpdate,
   pauseSignal,
   rejectUpdate,
   resumeSignal,
@@ -43,9 +45,12 @@ import {
   shardProgressSignal,
   shardThrottleSignal,
   statusQuery,
+  verifyUpdate,
   type OperatorNote,
+  type VerifyRequest,
 } from './messages';
 import { shardWorkflow } from './shard';
+import { noTotals, verifyShardWorkflow, type VerifyTotals } from './verify-shard';
 
 export interface MigrationInput {
   plan: Plan;
@@ -62,6 +67,11 @@ export interface MigrationInput {
 const { inspect, planShards, prepareTarget, claimTarget, releaseTarget, setFlags } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '5 minutes',
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection', 'TargetBusy', 'TargetFinished'] },
+});
+
+const { repairMismatches, mismatchReport } = proxyActivities<FerryActivities>({
+  startToCloseTimeout: '1 hour',
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
 });
 
 const { retryFailedRecords, awaitFlagAcks } = proxyActivities<FerryActivities>({
@@ -105,6 +115,9 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const steps = lifecycleSteps(plan);
   let abortRequested: AbortRequest | null = null;
   let gateDecision: 'approved' | null = null;
+  /** An on-demand verification waiting to run, and whether one is running. */
+  let verifyRequest: VerifyRequest | null = null;
+  let verifying = false;
 
   const record = (kind: MigrationEvent['kind'], note: OperatorNote, detail: string) =>
     status.events.push({ at: now(), kind, by: note.by ?? null, detail: note.reason ? `${detail} (${note.reason})` : detail });
@@ -255,6 +268,31 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       },
     },
   );
+  setHandler(
+    verifyUpdate,
+    async (request) => {
+      verifyRequest = request;
+      await condition(() => verifyRequest === null && !verifying);
+      return status.verification!;
+    },
+    {
+      validator: (request) => {
+        const problems: string[] = [];
+        if (!status.execute) problems.push('a dry run copies nothing to verify');
+        else if (!status.phases.some((p) => p.name === 'backfill' && p.endedAt !== null)) problems.push('the backfill has not finished; verify after it');
+        if (finished()) problems.push(`the migration is ${status.phase}`);
+        if (verifying || verifyRequest) problems.push('a verification is already running');
+        const sample = request?.samplePercent;
+        if (sample !== undefined && (typeof sample !== 'number' || !(sample > 0 && sample <= 100))) problems.push('samplePercent must be a number above 0 and at most 100');
+        if (problems.length > 0) throw new Error(problems.join('; '));
+      },
+    },
+  );
+  setHandler(mismatchesUpdate, (request) => mismatchReport({ migrationId: workflowId, plan, showValues: request?.showValues === true, limit: request?.limit }), {
+    validator: (_request) => {
+      if (!status.execute) throw new Error('a dry run copies nothing to verify');
+    },
+  });
   setHandler(shardProgressSignal, (progress) => {
     const shard = status.shards[progress.index];
     if (!shard) return;
@@ -362,6 +400,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       }
       const failedShard = status.shards.find((s) => s.state === 'failed');
       if (failedShard) return fail(ApplicationFailure.nonRetryable(`shard ${failedShard.index} failed: ${failedShard.error}`, 'ShardFailed'));
+    } else if (step === 'verify') {
+      enter('verifying', step);
+      await verification(null, { by: 'ferry' });
+      if (abortRequested) return abort(abortRequested);
     } else if (step.startsWith('gate:')) {
       const decision = await waitAtGate(step.slice('gate:'.length) as GateName);
       if (decision !== 'approved') return abort(abortRequested!);
@@ -450,6 +492,60 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     return 'done';
   }
 
+  /**
+   * Compares every shard's rows (or a sample), repairs what differs from the source, and
+   * compares again, up to the plan's pass limit. The last comparison decides whether the
+   * migration is clean; a sampled check only ever marks it not clean.
+   */
+  async function verification(samplePercent: number | null, note: OperatorNote): Promise<void> {
+    verifying = true;
+    verifyRequest = null;
+    const summary = status.verification ?? { clean: false, passes: 0, rowsChecked: 0, missing: 0, extra: 0, value: 0, repaired: 0, inFlight: 0, forcedBy: null };
+    const wasClean = status.verification?.clean ?? false;
+    try {
+      for (let attempt = 1; attempt <= plan.verify.maxPasses; attempt += 1) {
+        const pass = summary.passes + 1;
+        const totals = await verifyAllShards(pass, samplePercent);
+        if (totals === null) return; // aborted
+        Object.assign(summary, { passes: pass, rowsChecked: totals.rowsChecked, missing: totals.missing, extra: totals.extra, value: totals.value });
+        summary.inFlight += totals.inFlight;
+        const found = totals.missing + totals.extra + totals.value;
+        summary.clean = samplePercent === null ? found <= plan.verify.mismatchBudget : wasClean && found === 0;
+        status.verification = summary;
+        record(
+          'verify',
+          note,
+          `pass ${pass}${samplePercent === null ? '' : ` (sample ${samplePercent}%)`}: ${totals.rowsChecked} rows checked, ` +
+            `${totals.missing} missing, ${totals.extra} extra, ${totals.value} differing, ${totals.inFlight} in flight`,
+        );
+        if (found <= plan.verify.mismatchBudget || attempt === plan.verify.maxPasses) break;
+        const repair = await repairMismatches({ migrationId: workflowId, plan, pass });
+        summary.repaired += repair.repaired + repair.deleted;
+        record('verify', note, `pass ${pass} repaired: ${repair.repaired} rows written, ${repair.deleted} deleted, ${repair.unresolved} unresolved`);
+      }
+    } finally {
+      verifying = false;
+    }
+  }
+
+  /** One verification pass over every shard, `concurrency` at a time; null when aborted. */
+  async function verifyAllShards(pass: number, samplePercent: number | null): Promise<VerifyTotals | null> {
+    const queue = [...status.shards];
+    const totals: VerifyTotals = { ...noTotals };
+    const label = samplePercent === null ? `verify-${pass}` : `verify-${pass}-sample`;
+    const lanes = Array.from({ length: Math.max(1, Math.min(status.throttle.concurrency, queue.length)) }, async () => {
+      for (let shard = queue.shift(); shard && !abortRequested; shard = queue.shift()) {
+        const result = await executeChild(verifyShardWorkflow, {
+          workflowId: `${workflowId}/${label}/shard-${shard.index}`,
+          args: [{ migrationId: workflowId, plan, spec: { range: shard.range, partitionValue: shard.partitionValue }, pass, samplePercent, cursor: null, totals: noTotals }],
+        });
+        for (const key of Object.keys(totals) as (keyof VerifyTotals)[]) totals[key] += result[key];
+      }
+    });
+    await Promise.race([Promise.all(lanes), condition(() => abortRequested !== null)]);
+    return abortRequested ? null : totals;
+  }
+
   /** Waits for a person: approved, or (through reject, abort or expiry) an abort request. */
   async function waitAtGate(name: GateName): Promise<'approved' | 'abort'> {
     const expirySeconds = plan.lifecycle.gates.expirySeconds;
@@ -467,7 +563,15 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     const reminderMs = plan.lifecycle.gates.reminderSeconds * 1000;
     for (;;) {
       const untilExpiry = expirySeconds ? since + expirySeconds * 1000 - Date.now() : Infinity;
-      const decided = await condition(() => gateDecision !== null || abortRequested !== null, Math.max(1, Math.min(reminderMs, untilExpiry)));
+      const decided = await condition(
+        () => gateDecision !== null || abortRequested !== null || verifyRequest !== null,
+        Math.max(1, Math.min(reminderMs, untilExpiry)),
+      );
+      if (verifyRequest && !gateDecision && !abortRequested) {
+        const request: VerifyRequest = verifyRequest;
+        await verification(request.samplePercent ?? null, { by: request.by });
+        continue;
+      }
       if (decided) break;
       if (expirySeconds && Date.now() >= since + expirySeconds * 1000) {
         record('gate-expired', { by: 'ferry' }, `gate ${name} waited ${expirySeconds} s without a decision`);

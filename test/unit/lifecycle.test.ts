@@ -3,10 +3,11 @@ import { approvalProblems, flagsAfterAbort, lifecycleSteps } from '../../lib/lif
 
 describe('lifecycle rules', () => {
   it('runs only the steps a plan asks for', () => {
-    expect(lifecycleSteps({ lifecycle: { dualWrites: false, cutover: false } as never })).toEqual(['backfill']);
-    expect(lifecycleSteps({ lifecycle: { dualWrites: true, cutover: false } as never })).toEqual(['dual-write', 'backfill']);
-    expect(lifecycleSteps({ lifecycle: { dualWrites: true, cutover: true } as never })).toEqual([
-      'dual-write', 'backfill', 'gate:cutover-reads', 'reads-to-new', 'gate:stop-old-writes', 'old-writes-off', 'gate:cleanup',
+    const verify = { enabled: true } as never;
+    expect(lifecycleSteps({ lifecycle: { dualWrites: false, cutover: false } as never, verify: { enabled: false } as never })).toEqual(['backfill']);
+    expect(lifecycleSteps({ lifecycle: { dualWrites: true, cutover: false } as never, verify })).toEqual(['dual-write', 'backfill', 'verify']);
+    expect(lifecycleSteps({ lifecycle: { dualWrites: true, cutover: true } as never, verify })).toEqual([
+      'dual-write', 'backfill', 'verify', 'gate:cutover-reads', 'reads-to-new', 'gate:stop-old-writes', 'old-writes-off', 'gate:cleanup',
     ]);
   });
 

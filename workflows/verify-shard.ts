@@ -1,0 +1,59 @@
+/**
+ * A verification shard compares one key range of a migration, chunk by chunk, through the
+ * verifier activity, keeping its cursor and counts in workflow state across continue-as-new.
+ */
+import { continueAsNew, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { FerryActivities } from '../activities';
+import type { ShardSpec } from '../lib/key-range';
+import type { Plan } from '../lib/plan';
+
+export interface VerifyShardWorkflowInput {
+  migrationId: string;
+  plan: Plan;
+  spec: ShardSpec;
+  pass: number;
+  samplePercent: number | null;
+  /** Carried across continue-as-new. */
+  cursor: string | null;
+  totals: VerifyTotals;
+}
+
+export interface VerifyTotals {
+  rowsChecked: number;
+  missing: number;
+  extra: number;
+  value: number;
+  inFlight: number;
+}
+
+export const noTotals: VerifyTotals = { rowsChecked: 0, missing: 0, extra: 0, value: 0, inFlight: 0 };
+
+const { verifyShard } = proxyActivities<FerryActivities>({
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '1 minute',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', nonRetryableErrorTypes: ['MissingConnection'] },
+});
+
+export async function verifyShardWorkflow(input: VerifyShardWorkflowInput): Promise<VerifyTotals> {
+  const state = { ...input, totals: { ...input.totals } };
+  for (;;) {
+    const result = await verifyShard({
+      migrationId: state.migrationId,
+      plan: state.plan,
+      shard: state.spec,
+      cursor: state.cursor,
+      chunkSize: state.plan.verify.chunkSize,
+      pass: state.pass,
+      inFlightDelayMs: state.plan.verify.inFlightDelaySeconds * 1000,
+      ...(state.samplePercent === null ? {} : { samplePercent: state.samplePercent }),
+    });
+    state.cursor = result.cursor;
+    state.totals.rowsChecked += result.rowsChecked;
+    state.totals.missing += result.mismatches.missing;
+    state.totals.extra += result.mismatches.extra;
+    state.totals.value += result.mismatches.value;
+    state.totals.inFlight += result.inFlight;
+    if (result.done) return state.totals;
+    if (workflowInfo().continueAsNewSuggested) await continueAsNew<typeof verifyShardWorkflow>(state);
+  }
+}
