@@ -8,7 +8,7 @@ import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat,
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import { wholeKeySpace, type KeyRange, type ShardSpec } from '../lib/key-range';
+import { describeRange, wholeKeySpace, type KeyRange, type ShardSpec } from '../lib/key-range';
 import { targetColumns, type Plan } from '../lib/plan';
 import { inCopyTransaction, writeBatch } from './batch-writer';
 import { withClient, type Databases } from './connections';
@@ -24,7 +24,7 @@ import {
   type RowTransform,
   type TargetRow,
 } from './module-transform';
-import { isRowError } from './pacing';
+import { isRowError, redactErrorMessage } from './pacing';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
 import {
   canonicalizeValuesSql,
@@ -168,9 +168,23 @@ interface Verification {
   moduleRows: ((selection: Selection) => Promise<RowHashes[]>) | null;
 }
 
+/** Keys of a migration's failed records not yet fixed; none when Ferry's schema is not there yet. */
+async function unresolvedFailedKeys(pool: pg.Pool, migrationId: string): Promise<string[]> {
+  try {
+    const result = await pool.query<{ key: string }>(
+      'SELECT key FROM ferry.failed_records WHERE migration_id = $1 AND resolved_at IS NULL',
+      [migrationId],
+    );
+    return result.rows.map((r) => r.key);
+  } catch (error) {
+    if ((error as { code?: string }).code === '42P01') return [];
+    throw error;
+  }
+}
+
 export function createVerifier(databases: Databases) {
   /** Looks up the target's column types once and builds what both sides of a comparison read. */
-  async function verificationOf(plan: Plan, partitionValue: string | null, samplePercent?: number): Promise<Verification> {
+  async function verificationOf(plan: Plan, partitionValue: string | null, samplePercent?: number, migrationId?: string): Promise<Verification> {
     const spec = copySpecOf(plan, partitionValue);
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
@@ -194,13 +208,17 @@ export function createVerifier(databases: Databases) {
       plan.subset?.samplePercent !== undefined ? sampleCondition(targetKey, plan.subset.samplePercent) : null,
       samplePercent !== undefined ? sampleCondition(targetKey, samplePercent) : null,
     );
+    // Rows the copier could not copy are already reported as failed records (their transform or
+    // insert fails): comparing them would fail the same way, so both sides leave them out.
+    const failed = migrationId ? await unresolvedFailedKeys(targetPool, migrationId) : [];
+    const notFailed = (key: string) => (failed.length ? `NOT (${key}::text = ANY(ARRAY[${failed.map(quoteLiteral).join(', ')}]::text[]))` : null);
     const shape: VerifyShape = {
       source: spec.source,
       target: spec.target,
       columns: spec.columns,
       types: names.map((n) => byName.get(n)!),
-      sourceFilter: and(spec.filter, samplePercent !== undefined ? sampleCondition(sourceKey, samplePercent) : null),
-      targetFilter,
+      sourceFilter: and(spec.filter, samplePercent !== undefined ? sampleCondition(sourceKey, samplePercent) : null, notFailed(sourceKey)),
+      targetFilter: and(targetFilter, notFailed(targetKey)),
     };
     const rowDependent =
       !!plan.subset?.where || (!!plan.shards.partitionColumn && (partitionValue !== null || !!plan.subset?.partitionValues));
@@ -243,6 +261,105 @@ export function createVerifier(databases: Databases) {
     ]);
   }
 
+  /** verifyShard's work; row errors are turned into a clear failure by the activity. */
+  async function verifyShardChunks(input: VerifyShardInput): Promise<VerifyShardResult> {
+    const { plan } = input;
+    const sourcePool = databases.pool(plan.source.connection);
+    const targetPool = databases.pool(plan.target.connection);
+    await ensureMismatchesTable(targetPool);
+    const v = await verificationOf(plan, input.shard.partitionValue, input.samplePercent, input.migrationId);
+    const chunkSize = Math.max(1, Math.trunc(input.chunkSize));
+    const pageRows = Math.max(MIN_PAGE_ROWS, chunkSize * 2);
+    const maxMs = (input.maxSeconds ?? 5) * 1000;
+    const inFlightDelayMs = input.inFlightDelayMs ?? 2000;
+    const bounds = { source: v.shape.source, filter: v.shape.sourceFilter };
+
+    const resumed = activityInfo().heartbeatDetails as VerifyProgress | undefined;
+    const progress: VerifyProgress = resumed ?? {
+      cursor: input.cursor,
+      counts: { chunks: 0, chunksDiffering: 0, rowsChecked: 0, mismatches: zeroCounts(), inFlight: 0 },
+      examples: [],
+    };
+    const started = Date.now();
+    const finish = (done: boolean): VerifyShardResult => ({ ...progress.counts, cursor: progress.cursor, done, examples: progress.examples });
+
+    const nextBound = (after: string | null) => {
+      const query = nextBatchBoundSql(bounds, { after, upTo: input.shard.range.upTo }, chunkSize);
+      const found = sourcePool.query<{ last_key: string; rows: string }>(query.text, query.values).then((r) => r.rows[0] ?? null);
+      found.catch(() => {});
+      return found;
+    };
+
+    /** The source keys of a chunk, for a target side that cannot be filtered like the source. */
+    const chunkKeys = async (range: KeyRange): Promise<string[] | undefined> => {
+      if (!v.rowDependent) return undefined;
+      const query = rangeRowsSql(bounds, range);
+      const result = await sourcePool.query<{ key: string }>({
+        text: `SELECT "ferry source key" AS key FROM (${query.text}) AS chunk`,
+        values: query.values,
+      });
+      return result.rows.map((r) => r.key);
+    };
+
+    /** The chunk's differences that remain after in-flight writes have had time to land. */
+    const verifyChunk = async (range: KeyRange): Promise<{ rows: number; differences: Mismatch[]; inFlight: number }> => {
+      const keys = await chunkKeys(range);
+      const target: Selection = { range, keys };
+      let rows: number;
+      let first: Mismatch[];
+      if (v.moduleRows) {
+        const [s, t] = await bothSides(plan, v, { range }, target, pageRows);
+        rows = s.length;
+        first = diffRows(columnNames(v), s, t);
+      } else {
+        const sourceSum = chunkChecksumSql('source', v.shape, { range });
+        const targetSum = chunkChecksumSql('target', v.shape, target);
+        const [s, t] = await Promise.all([
+          sourcePool.query<{ rows: string; digest: string }>(sourceSum.text, sourceSum.values),
+          targetPool.query<{ rows: string; digest: string }>(targetSum.text, targetSum.values),
+        ]);
+        rows = Number(s.rows[0]!.rows);
+        if (s.rows[0]!.rows === t.rows[0]!.rows && s.rows[0]!.digest === t.rows[0]!.digest) return { rows, differences: [], inFlight: 0 };
+        const [sourceRows, targetRowsRead] = await bothSides(plan, v, { range }, target, pageRows);
+        first = diffRows(columnNames(v), sourceRows, targetRowsRead);
+      }
+      if (first.length === 0) return { rows, differences: [], inFlight: 0 };
+      // A row the application is writing to both sides may be caught between the two reads.
+      await sleep(inFlightDelayMs);
+      const differing = first.map((d) => d.key);
+      const [s, t] = await bothSides(plan, v, { keys: differing }, { keys: differing }, pageRows);
+      const differences = diffRows(columnNames(v), s, t);
+      return { rows, differences, inFlight: first.length - differences.length };
+    };
+
+    let bound = nextBound(progress.cursor ?? input.shard.range.after);
+    for (;;) {
+      const next = await bound;
+      const after = progress.cursor ?? input.shard.range.after;
+      // After the source's last key, the rest of the shard is one more chunk: empty in the
+      // source, and whatever the target holds there is extra.
+      const range: KeyRange = { after, upTo: next ? next.last_key : input.shard.range.upTo };
+      if (next) bound = nextBound(next.last_key);
+      const { rows, differences, inFlight } = await verifyChunk(range);
+      await recordMismatches(targetPool, input.migrationId, input.pass, differences);
+
+      const counts = progress.counts;
+      counts.chunks += 1;
+      counts.rowsChecked += rows;
+      counts.inFlight += inFlight;
+      if (differences.length > 0) counts.chunksDiffering += 1;
+      for (const d of differences) {
+        counts.mismatches[d.category] += 1;
+        if (progress.examples.length < MAX_EXAMPLES) progress.examples.push(d);
+      }
+      if (!next) return finish(true);
+      progress.cursor = next.last_key;
+      heartbeat(progress);
+      if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('verification cancelled');
+      if (Date.now() - started >= maxMs) return finish(false);
+    }
+  }
+
   return {
     /**
      * Verifies chunks of a shard from the cursor on until the shard is done or about
@@ -251,100 +368,16 @@ export function createVerifier(databases: Databases) {
      * twice: a chunk verified again records the same keys again.
      */
     async verifyShard(input: VerifyShardInput): Promise<VerifyShardResult> {
-      const { plan } = input;
-      const sourcePool = databases.pool(plan.source.connection);
-      const targetPool = databases.pool(plan.target.connection);
-      await ensureMismatchesTable(targetPool);
-      const v = await verificationOf(plan, input.shard.partitionValue, input.samplePercent);
-      const chunkSize = Math.max(1, Math.trunc(input.chunkSize));
-      const pageRows = Math.max(MIN_PAGE_ROWS, chunkSize * 2);
-      const maxMs = (input.maxSeconds ?? 5) * 1000;
-      const inFlightDelayMs = input.inFlightDelayMs ?? 2000;
-      const bounds = { source: v.shape.source, filter: v.shape.sourceFilter };
-
-      const resumed = activityInfo().heartbeatDetails as VerifyProgress | undefined;
-      const progress: VerifyProgress = resumed ?? {
-        cursor: input.cursor,
-        counts: { chunks: 0, chunksDiffering: 0, rowsChecked: 0, mismatches: zeroCounts(), inFlight: 0 },
-        examples: [],
-      };
-      const started = Date.now();
-      const finish = (done: boolean): VerifyShardResult => ({ ...progress.counts, cursor: progress.cursor, done, examples: progress.examples });
-
-      const nextBound = (after: string | null) => {
-        const query = nextBatchBoundSql(bounds, { after, upTo: input.shard.range.upTo }, chunkSize);
-        const found = sourcePool.query<{ last_key: string; rows: string }>(query.text, query.values).then((r) => r.rows[0] ?? null);
-        found.catch(() => {});
-        return found;
-      };
-
-      /** The source keys of a chunk, for a target side that cannot be filtered like the source. */
-      const chunkKeys = async (range: KeyRange): Promise<string[] | undefined> => {
-        if (!v.rowDependent) return undefined;
-        const query = rangeRowsSql(bounds, range);
-        const result = await sourcePool.query<{ key: string }>({
-          text: `SELECT "ferry source key" AS key FROM (${query.text}) AS chunk`,
-          values: query.values,
-        });
-        return result.rows.map((r) => r.key);
-      };
-
-      /** The chunk's differences that remain after in-flight writes have had time to land. */
-      const verifyChunk = async (range: KeyRange): Promise<{ rows: number; differences: Mismatch[]; inFlight: number }> => {
-        const keys = await chunkKeys(range);
-        const target: Selection = { range, keys };
-        let rows: number;
-        let first: Mismatch[];
-        if (v.moduleRows) {
-          const [s, t] = await bothSides(plan, v, { range }, target, pageRows);
-          rows = s.length;
-          first = diffRows(columnNames(v), s, t);
-        } else {
-          const sourceSum = chunkChecksumSql('source', v.shape, { range });
-          const targetSum = chunkChecksumSql('target', v.shape, target);
-          const [s, t] = await Promise.all([
-            sourcePool.query<{ rows: string; digest: string }>(sourceSum.text, sourceSum.values),
-            targetPool.query<{ rows: string; digest: string }>(targetSum.text, targetSum.values),
-          ]);
-          rows = Number(s.rows[0]!.rows);
-          if (s.rows[0]!.rows === t.rows[0]!.rows && s.rows[0]!.digest === t.rows[0]!.digest) return { rows, differences: [], inFlight: 0 };
-          const [sourceRows, targetRowsRead] = await bothSides(plan, v, { range }, target, pageRows);
-          first = diffRows(columnNames(v), sourceRows, targetRowsRead);
-        }
-        if (first.length === 0) return { rows, differences: [], inFlight: 0 };
-        // A row the application is writing to both sides may be caught between the two reads.
-        await sleep(inFlightDelayMs);
-        const differing = first.map((d) => d.key);
-        const [s, t] = await bothSides(plan, v, { keys: differing }, { keys: differing }, pageRows);
-        const differences = diffRows(columnNames(v), s, t);
-        return { rows, differences, inFlight: first.length - differences.length };
-      };
-
-      let bound = nextBound(progress.cursor ?? input.shard.range.after);
-      for (;;) {
-        const next = await bound;
-        const after = progress.cursor ?? input.shard.range.after;
-        // After the source's last key, the rest of the shard is one more chunk: empty in the
-        // source, and whatever the target holds there is extra.
-        const range: KeyRange = { after, upTo: next ? next.last_key : input.shard.range.upTo };
-        if (next) bound = nextBound(next.last_key);
-        const { rows, differences, inFlight } = await verifyChunk(range);
-        await recordMismatches(targetPool, input.migrationId, input.pass, differences);
-
-        const counts = progress.counts;
-        counts.chunks += 1;
-        counts.rowsChecked += rows;
-        counts.inFlight += inFlight;
-        if (differences.length > 0) counts.chunksDiffering += 1;
-        for (const d of differences) {
-          counts.mismatches[d.category] += 1;
-          if (progress.examples.length < MAX_EXAMPLES) progress.examples.push(d);
-        }
-        if (!next) return finish(true);
-        progress.cursor = next.last_key;
-        heartbeat(progress);
-        if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('verification cancelled');
-        if (Date.now() - started >= maxMs) return finish(false);
+      try {
+        return await verifyShardChunks(input);
+      } catch (error) {
+        // A source row the transform cannot evaluate fails the same way on every retry.
+        if (!isRowError((error as { code?: string }).code)) throw error;
+        throw ApplicationFailure.nonRetryable(
+          `verification cannot compare a row of shard ${describeRange(input.shard.range)}: ${redactErrorMessage((error as Error).message)}; ` +
+            'fix the source row (or the transform) and verify again',
+          'VerificationRowError',
+        );
       }
     },
 

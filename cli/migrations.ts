@@ -5,6 +5,7 @@
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter, type UpdateDefinition } from '@temporalio/common';
 import type { CopyProgress } from '../activities/copier';
+import { rootMessage } from '../lib/errors';
 import type { Plan } from '../lib/plan';
 import type { TemporalSettings } from '../lib/settings';
 import { recountRows, type AbortRecord, type MigrationStatus, type RetryOutcome, type VerificationSummary } from '../lib/status';
@@ -83,13 +84,6 @@ const RUN_STATES: Record<string, RunState> = {
   CONTINUED_AS_NEW: 'continued',
 };
 
-function failureMessage(error: unknown): string {
-  let message = (error as Error).message;
-  for (let cause = (error as { cause?: unknown }).cause; cause; cause = (cause as { cause?: unknown }).cause) {
-    message = (cause as Error).message || message;
-  }
-  return message;
-}
 
 /**
  * A shard reports to its migration only between copy calls (every few seconds). In between,
@@ -135,7 +129,7 @@ export async function migrationReport(client: Client, migrationId: string): Prom
   try {
     return { migrationId, runState, status: await handle.result(), failure: null };
   } catch (error) {
-    return { migrationId, runState, status: null, failure: failureMessage(error) };
+    return { migrationId, runState, status: null, failure: rootMessage(error) };
   }
 }
 
@@ -182,7 +176,7 @@ async function update<Ret, Arg>(client: Client, migrationId: string, definition:
   try {
     return await Promise.race([handle.executeUpdate(definition, { args: [arg] }), timeout]);
   } catch (error) {
-    if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${failureMessage(error)}`);
+    if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${rootMessage(error)}`);
     throw error;
   } finally {
     clearTimeout(timer);
@@ -263,7 +257,7 @@ export async function verifyMigration(client: Client, migrationId: string, reque
   try {
     return await handle.executeUpdate(verifyUpdate, { args: [request] });
   } catch (error) {
-    if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${failureMessage(error)}`);
+    if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${rootMessage(error)}`);
     throw error;
   }
 }

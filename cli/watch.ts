@@ -103,7 +103,7 @@ export function watchFrame(sample: WatchSample, size: FrameSize, unicode = true)
       const count = (state: ShardStatus['state']) => status.shards.filter((s) => s.state === state).length;
       lines.push(`shards    ${count('running')} running, ${count('done')} done, ${count('pending')} pending, ${count('failed')} failed`);
       // Running and failed shards first: they are the ones to look at.
-      const order = { failed: 0, running: 1, pending: 2, done: 3 } as const;
+      const order = { failed: 0, running: 1, pending: 2, cancelled: 3, done: 4 } as const;
       const shards = [...status.shards].sort((a, b) => order[a.state] - order[b.state] || a.index - b.index);
       const room = Math.max(1, size.rows - lines.length - 2);
       const shown = shards.length > room ? shards.slice(0, room - 1) : shards;

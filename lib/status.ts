@@ -67,7 +67,7 @@ export interface ShardStatus {
   index: number;
   range: KeyRange;
   partitionValue: string | null;
-  state: 'pending' | 'running' | 'done' | 'failed';
+  state: 'pending' | 'running' | 'done' | 'failed' | 'cancelled';
   /** Last key copied. */
   cursor: string | null;
   rowsRead: number;

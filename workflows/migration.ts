@@ -20,6 +20,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
+import { rootMessage } from '../lib/errors';
 import {
   approvalProblems,
   flagsAfterAbort,
@@ -49,7 +50,7 @@ import {
   type OperatorNote,
   type VerifyRequest,
 } from './messages';
-import { shardWorkflow } from './shard';
+import { CANCELLED, shardWorkflow } from './shard';
 import { noTotals, verifyShardWorkflow, type VerifyTotals } from './verify-shard';
 
 export interface MigrationInput {
@@ -81,6 +82,8 @@ const { retryFailedRecords, awaitFlagAcks } = proxyActivities<FerryActivities>({
 });
 
 const RECENT_FAILURES_KEPT = 50;
+/** How long an abort waits for running shards to stop copying. */
+const SHARD_STOP_TIMEOUT = '2 minutes';
 /** Under this many rows read, a failure rate says little; only the count limit applies. */
 const MIN_ROWS_FOR_FAILURE_RATE = 1000;
 
@@ -306,7 +309,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       throttleReason: progress.throttleReason,
     });
     if (progress.done) shard.state = 'done';
-    if (progress.error) Object.assign(shard, { state: 'failed', error: progress.error });
+    if (progress.error === CANCELLED) shard.state = 'cancelled';
+    else if (progress.error) Object.assign(shard, { state: 'failed', error: progress.error });
     recountRows(status);
     if (newFailures > 0) {
       status.rowsFailed += newFailures;
@@ -321,10 +325,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const abort = async (request: AbortRequest): Promise<MigrationStatus> => {
     const phaseReached = status.phase;
     enter('aborting', 'abort');
-    await Promise.all(
-      running().map((shard) => getExternalWorkflowHandle(shardWorkflowId(workflowId, shard.index)).cancel().catch(() => {})),
-    );
-    for (const shard of running()) shard.state = 'pending';
+    const stopping = running();
+    await Promise.all(stopping.map((shard) => getExternalWorkflowHandle(shardWorkflowId(workflowId, shard.index)).cancel().catch(() => {})));
+    // Each shard reports once its copier has stopped: no row moves after an abort answers.
+    await condition(() => stopping.every((shard) => shard.state !== 'running'), SHARD_STOP_TIMEOUT);
     const rollback = flagsAfterAbort(status.flags);
     if (rollback.flags) {
       status.flags = await setFlags({ plan, flags: rollback.flags, by: `abort by ${request.by}` });
@@ -505,8 +509,16 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     try {
       for (let attempt = 1; attempt <= plan.verify.maxPasses; attempt += 1) {
         const pass = summary.passes + 1;
-        const totals = await verifyAllShards(pass, samplePercent);
-        if (totals === null) return; // aborted
+        const outcome = await verifyAllShards(pass, samplePercent);
+        if (outcome === null) return; // aborted
+        const { totals, problem } = outcome;
+        if (problem) {
+          summary.passes = pass;
+          summary.clean = false;
+          status.verification = summary;
+          record('verify', note, `pass ${pass} could not finish: ${problem}`);
+          return;
+        }
         Object.assign(summary, { passes: pass, rowsChecked: totals.rowsChecked, missing: totals.missing, extra: totals.extra, value: totals.value });
         summary.inFlight += totals.inFlight;
         const found = totals.missing + totals.extra + totals.value;
@@ -529,21 +541,26 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   }
 
   /** One verification pass over every shard, `concurrency` at a time; null when aborted. */
-  async function verifyAllShards(pass: number, samplePercent: number | null): Promise<VerifyTotals | null> {
+  async function verifyAllShards(pass: number, samplePercent: number | null): Promise<{ totals: VerifyTotals; problem: string | null } | null> {
+    let problem: string | null = null;
     const queue = [...status.shards];
     const totals: VerifyTotals = { ...noTotals };
     const label = samplePercent === null ? `verify-${pass}` : `verify-${pass}-sample`;
     const lanes = Array.from({ length: Math.max(1, Math.min(status.throttle.concurrency, queue.length)) }, async () => {
       for (let shard = queue.shift(); shard && !abortRequested; shard = queue.shift()) {
-        const result = await executeChild(verifyShardWorkflow, {
-          workflowId: `${workflowId}/${label}/shard-${shard.index}`,
-          args: [{ migrationId: workflowId, plan, spec: { range: shard.range, partitionValue: shard.partitionValue }, pass, samplePercent, cursor: null, totals: noTotals }],
-        });
-        for (const key of Object.keys(totals) as (keyof VerifyTotals)[]) totals[key] += result[key];
+        try {
+          const result = await executeChild(verifyShardWorkflow, {
+            workflowId: `${workflowId}/${label}/shard-${shard.index}`,
+            args: [{ migrationId: workflowId, plan, spec: { range: shard.range, partitionValue: shard.partitionValue }, pass, samplePercent, cursor: null, totals: noTotals }],
+          });
+          for (const key of Object.keys(totals) as (keyof VerifyTotals)[]) totals[key] += result[key];
+        } catch (error) {
+          problem ??= rootMessage(error);
+        }
       }
     });
     await Promise.race([Promise.all(lanes), condition(() => abortRequested !== null)]);
-    return abortRequested ? null : totals;
+    return abortRequested ? null : { totals, problem };
   }
 
   /** Waits for a person: approved, or (through reject, abort or expiry) an abort request. */
@@ -585,6 +602,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     return gateDecision === 'approved' && !abortRequested ? 'approved' : 'abort';
   }
 }
+
 
 export function shardWorkflowId(migrationId: string, index: number): string {
   return `${migrationId}/shard-${index}`;

@@ -4,7 +4,10 @@
  * and continues-as-new before its history grows large.
  */
 import {
+  ActivityCancellationType,
   allHandlersFinished,
+  CancellationScope,
+  isCancellation,
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
@@ -13,9 +16,13 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
+import { rootMessage } from '../lib/errors';
 import type { ShardSpec } from '../lib/key-range';
 import type { Plan } from '../lib/plan';
 import { shardPauseSignal, shardProgressSignal, shardThrottleSignal, type ShardProgress, type ShardThrottle } from './messages';
+
+/** What a shard reports when an abort cancelled it (after its copier stopped). */
+export const CANCELLED = 'cancelled';
 
 export interface ShardInput {
   /** The migration workflow to report to (its id survives its continue-as-new). */
@@ -43,6 +50,8 @@ export interface ShardResult {
 
 const { copyBatches } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 hour',
+  // On abort, the shard ends only once its copier has really stopped.
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   // A live copier heartbeats after every batch; silence this long means its worker is gone.
   heartbeatTimeout: '30 seconds',
   retry: {
@@ -77,7 +86,8 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
         batchSize: state.batchSize,
         ...progress,
       });
-    } catch {
+    } catch (error) {
+      if (isCancellation(error)) throw error;
       migrationGone = true;
     }
   };
@@ -89,50 +99,55 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
     rowsFailed: state.rowsFailed,
   });
 
-  for (;;) {
-    if (state.paused) {
-      await report({ throttleReason: 'paused', failures: [], done: false, error: null });
-      if (migrationGone) return result();
-      await condition(() => !state.paused);
+  try {
+    return await copyUntilDone();
+  } catch (error) {
+    // An abort cancels the shard: say so once the copier has stopped (the activity is waited
+    // for), so the migration knows no more rows move.
+    if (isCancellation(error)) {
+      await CancellationScope.nonCancellable(() => report({ throttleReason: null, failures: [], done: false, error: CANCELLED }));
     }
-    let copied;
-    try {
-      copied = await copyBatches({
-        migrationId: input.migrationWorkflowId,
-        plan: state.plan,
-        shard: state.spec,
-        cursor: state.cursor,
-        batchSize: state.batchSize,
-        maxBatchSize: state.throttle.batchSize,
-        rowsPerSecond: state.throttle.rowsPerSecond,
-        failureBudget: state.plan.failures.maxCount + 1,
-        maxSeconds: state.plan.throttle.checkpointSeconds,
-      });
-    } catch (error) {
-      // The migration learns of a failed shard from the shard itself: it may have
-      // continued-as-new and no longer hold this child's handle.
-      await report({ throttleReason: null, failures: [], done: false, error: rootMessage(error) });
-      throw error;
-    }
-    state.cursor = copied.cursor;
-    state.rowsRead += copied.rowsRead;
-    state.rowsWritten += copied.rowsWritten;
-    state.rowsFailed += copied.rowsFailed;
-    state.batchSize = copied.batchSize;
-    await report({ throttleReason: copied.throttleReason, failures: copied.failures, done: copied.done, error: null });
-    if (copied.done || migrationGone) return result();
-    if (workflowInfo().continueAsNewSuggested) {
-      await condition(allHandlersFinished);
-      await continueAsNew<typeof shardWorkflow>(state);
+    throw error;
+  }
+
+  async function copyUntilDone(): Promise<ShardResult> {
+    for (;;) {
+      if (state.paused) {
+        await report({ throttleReason: 'paused', failures: [], done: false, error: null });
+        if (migrationGone) return result();
+        await condition(() => !state.paused);
+      }
+      let copied;
+      try {
+        copied = await copyBatches({
+          migrationId: input.migrationWorkflowId,
+          plan: state.plan,
+          shard: state.spec,
+          cursor: state.cursor,
+          batchSize: state.batchSize,
+          maxBatchSize: state.throttle.batchSize,
+          rowsPerSecond: state.throttle.rowsPerSecond,
+          failureBudget: state.plan.failures.maxCount + 1,
+          maxSeconds: state.plan.throttle.checkpointSeconds,
+        });
+      } catch (error) {
+        // The migration learns of a failed shard from the shard itself: it may have
+        // continued-as-new and no longer hold this child's handle.
+        if (!isCancellation(error)) await report({ throttleReason: null, failures: [], done: false, error: rootMessage(error) });
+        throw error;
+      }
+      state.cursor = copied.cursor;
+      state.rowsRead += copied.rowsRead;
+      state.rowsWritten += copied.rowsWritten;
+      state.rowsFailed += copied.rowsFailed;
+      state.batchSize = copied.batchSize;
+      await report({ throttleReason: copied.throttleReason, failures: copied.failures, done: copied.done, error: null });
+      if (copied.done || migrationGone) return result();
+      if (workflowInfo().continueAsNewSuggested) {
+        await condition(allHandlersFinished);
+        await continueAsNew<typeof shardWorkflow>(state);
+      }
     }
   }
 }
 
-/** The innermost message of a failure chain (an activity failure wraps the real error). */
-function rootMessage(error: unknown): string {
-  let message = error instanceof Error ? error.message : String(error);
-  for (let cause = (error as { cause?: unknown }).cause; cause instanceof Error; cause = (cause as { cause?: unknown }).cause) {
-    message = cause.message || message;
-  }
-  return message;
-}

@@ -77,7 +77,7 @@ describe('the lifecycle', () => {
     expect(result.phase).toBe('completed');
     expect(result.rowsWritten).toBe(ROWS);
     expect(result.phases.map((p) => p.name)).toEqual([
-      'dual-write', 'backfill', 'gate:cutover-reads', 'reads-to-new', 'gate:stop-old-writes', 'old-writes-off', 'gate:cleanup', 'cleanup',
+      'dual-write', 'backfill', 'verify', 'gate:cutover-reads', 'reads-to-new', 'gate:stop-old-writes', 'old-writes-off', 'gate:cleanup', 'cleanup',
     ]);
     expect(result.events.filter((e) => e.kind === 'approve').map((e) => [e.by, e.detail])).toEqual([
       ['alice', 'gate cutover-reads approved (dashboards green)'],
@@ -93,7 +93,8 @@ describe('the lifecycle', () => {
     expect(markdown.stdout).toContain('drop or archive public.accounts once nothing reads it');
     const json = JSON.parse((await ferry(['report', id, '--format', 'json'], worker.temporal)).stdout);
     expect(json).toMatchObject({ outcome: 'completed', rows: { read: ROWS, copied: ROWS }, flags: { writeOld: false, readFrom: 'new' } });
-    expect(json.phases).toHaveLength(8);
+    expect(json.phases).toHaveLength(9);
+    expect(json.verification).toMatchObject({ clean: true, rowsChecked: ROWS });
   });
 
   /** Runs a migration to a point, aborts it there, and returns the final status. */
@@ -181,7 +182,7 @@ describe('the lifecycle', () => {
     const status = await (await startMigration(worker.client, worker.temporal, plan, { execute: true })).result();
     expect(status.phase).toBe('completed');
     expect(status.flags).toBeNull();
-    expect(status.phases.map((p) => p.name)).toEqual(['backfill']);
+    expect(status.phases.map((p) => p.name)).toEqual(['backfill', 'verify']);
     expect(await sql(url, 'SELECT 1 FROM ferry.flags WHERE migration = $1', [plan.name])).toEqual([]);
   });
 });
