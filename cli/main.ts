@@ -298,10 +298,13 @@ export function buildProgram(): Command {
     .description('List migrations with their phase and progress (running ones; --all for finished ones too).')
     .option('--all', 'include finished migrations', false)
     .option('--limit <n>', 'at most this many', '50')
+    .option('--plan <name>', 'only migrations of this plan')
+    .option('--phase <phase>', 'only migrations in this phase (e.g. awaiting-approval)')
+    .option('--target <schema.table>', 'only migrations into this table')
     .option('--json', 'print as JSON', false)
-    .action(async (options: { all: boolean; limit: string; json: boolean }, command: Command) => {
+    .action(async (options: { all: boolean; limit: string; json: boolean; plan?: string; phase?: string; target?: string }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        const listings = await listMigrations(client, { all: options.all, limit: wholeNumber('--limit', options.limit) });
+        const listings = await listMigrations(client, { ...options, limit: wholeNumber('--limit', options.limit) });
         if (options.json) console.log(JSON.stringify(listings, null, 2));
         else if (listings.length === 0) console.log(options.all ? 'no migrations' : 'no running migrations (--all shows finished ones)');
         else for (const l of listings) console.log(formatListing(l));

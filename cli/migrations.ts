@@ -7,6 +7,7 @@ import { defaultPayloadConverter, type UpdateDefinition } from '@temporalio/comm
 import type { CopyProgress } from '../activities/copier';
 import { rootMessage } from '../lib/errors';
 import type { Plan } from '../lib/plan';
+import { ferrySearchAttributes, phaseKey, planNameKey, targetTableKey } from '../lib/search-attributes';
 import type { TemporalSettings } from '../lib/settings';
 import { recountRows, type AbortRecord, type MigrationStatus, type RetryOutcome, type VerificationSummary } from '../lib/status';
 import { throttleChangeProblems, type Throttle, type ThrottleChange } from '../lib/throttle';
@@ -57,11 +58,32 @@ export async function startMigration(
   options: StartOptions,
 ): Promise<WorkflowHandle<typeof migrationWorkflow>> {
   const workflowId = options.migrationId ?? newMigrationId(plan);
-  return client.workflow.start<typeof migrationWorkflow>('migrationWorkflow', {
-    taskQueue: temporal.taskQueue,
-    workflowId,
-    args: [{ plan, execute: options.execute, showSampleValues: options.showSampleValues ?? false, rerun: options.rerun ?? false }],
-  });
+  const start = (searchable: boolean) =>
+    client.workflow.start<typeof migrationWorkflow>('migrationWorkflow', {
+      taskQueue: temporal.taskQueue,
+      workflowId,
+      args: [{ plan, execute: options.execute, showSampleValues: options.showSampleValues ?? false, rerun: options.rerun ?? false }],
+      ...(searchable
+        ? {
+            typedSearchAttributes: [
+              { key: planNameKey, value: plan.name },
+              { key: phaseKey, value: 'inspecting' },
+              { key: targetTableKey, value: `${plan.target.schema}.${plan.target.table}` },
+            ],
+          }
+        : {}),
+    });
+  try {
+    return await start(true);
+  } catch (error) {
+    // A server that does not know Ferry's search attributes refuses them: start without.
+    if (!/search attribute/i.test(rootMessage(error))) throw error;
+    process.emitWarning(
+      `Temporal at ${temporal.address} does not know Ferry's search attributes; register them to filter migrations by plan, phase and target: ` +
+        Object.entries(ferrySearchAttributes).map(([name, type]) => `temporal operator search-attribute create --name ${name} --type ${type}`).join('; '),
+    );
+    return start(false);
+  }
 }
 
 export type RunState = 'running' | 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed-out' | 'continued';
@@ -226,8 +248,26 @@ export interface MigrationListing {
 }
 
 /** Migrations Temporal knows, newest first; the phase and progress of each, where a worker can say. */
-export async function listMigrations(client: Client, options: { all: boolean; limit: number }): Promise<MigrationListing[]> {
-  const query = `WorkflowType = 'migrationWorkflow'${options.all ? '' : ` AND ExecutionStatus = 'Running'`}`;
+export interface ListFilter {
+  all: boolean;
+  limit: number;
+  /** Through Ferry's search attributes (servers that know them). */
+  plan?: string;
+  phase?: string;
+  target?: string;
+}
+
+export async function listMigrations(client: Client, options: ListFilter): Promise<MigrationListing[]> {
+  const literal = (value: string) => `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  const query = [
+    `WorkflowType = 'migrationWorkflow'`,
+    options.all ? null : `ExecutionStatus = 'Running'`,
+    options.plan ? `FerryPlan = ${literal(options.plan)}` : null,
+    options.phase ? `FerryPhase = ${literal(options.phase)}` : null,
+    options.target ? `FerryTarget = ${literal(options.target)}` : null,
+  ]
+    .filter(Boolean)
+    .join(' AND ');
   const listings: MigrationListing[] = [];
   for await (const run of client.workflow.list({ query })) {
     if (listings.length >= options.limit) break;

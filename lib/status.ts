@@ -136,6 +136,23 @@ export interface MigrationStatus {
   failuresFixed: number;
   recentFailures: FailedRow[];
   events: MigrationEvent[];
+  /** Progress over time, for charts: at most MAX_SAMPLES, thinned evenly as the run grows. */
+  samples: ProgressSample[];
+}
+
+export interface ProgressSample {
+  at: string;
+  rowsRead: number;
+  /** The mean batch size of the running shards. */
+  batchSize: number;
+}
+
+export const MAX_SAMPLES = 400;
+
+/** Adds a sample; past MAX_SAMPLES, every other one goes, so the whole run stays in view. */
+export function addSample(samples: ProgressSample[], sample: ProgressSample): ProgressSample[] {
+  const next = [...samples, sample];
+  return next.length <= MAX_SAMPLES ? next : next.filter((_, i) => i % 2 === 0 || i === next.length - 1);
 }
 
 /** Rows a batch found already present in the target (written by the application, or by an earlier run). */

@@ -17,6 +17,7 @@ import {
   proxyActivities,
   setHandler,
   startChild,
+  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
@@ -31,7 +32,8 @@ import {
   type GateName,
 } from '../lib/lifecycle';
 import type { Plan } from '../lib/plan';
-import { recountRows, type MigrationEvent, type MigrationStatus, type Phase, type ShardStatus } from '../lib/status';
+import { phaseKey } from '../lib/search-attributes';
+import { addSample, recountRows, type MigrationEvent, type MigrationStatus, type Phase, type ShardStatus } from '../lib/status';
 import { applyThrottleChange, shardRate, throttleChangeProblems } from '../lib/throttle';
 import {
   abortUpdate,
@@ -82,6 +84,8 @@ const { retryFailedRecords, awaitFlagAcks } = proxyActivities<FerryActivities>({
 });
 
 const RECENT_FAILURES_KEPT = 50;
+/** Progress samples for charts, at most this often. */
+const SAMPLE_EVERY_MS = 2000;
 /** How long an abort waits for running shards to stop copying. */
 const SHARD_STOP_TIMEOUT = '2 minutes';
 /** Under this many rows read, a failure rate says little; only the count limit applies. */
@@ -114,26 +118,34 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     failuresFixed: 0,
     recentFailures: [],
     events: [],
+    samples: [],
   };
   const steps = lifecycleSteps(plan);
   let abortRequested: AbortRequest | null = null;
   let gateDecision: 'approved' | null = null;
   /** An on-demand verification waiting to run, and whether one is running. */
   let verifyRequest: VerifyRequest | null = null;
+  let lastSampleAt = 0;
   let verifying = false;
 
   const record = (kind: MigrationEvent['kind'], note: OperatorNote, detail: string) =>
     status.events.push({ at: now(), kind, by: note.by ?? null, detail: note.reason ? `${detail} (${note.reason})` : detail });
+  // The phase is a search attribute when the server knows it (the migration was started with it).
+  const phaseSearchable = workflowInfo().typedSearchAttributes.get(phaseKey) !== undefined;
+  const setPhase = (phase: Phase) => {
+    status.phase = phase;
+    if (phaseSearchable) upsertSearchAttributes([{ key: phaseKey, value: phase }]);
+  };
   const enter = (phase: Phase, step: string) => {
     const open = status.phases.at(-1);
     if (open && open.endedAt === null) open.endedAt = now();
-    status.phase = phase;
+    setPhase(phase);
     status.phases.push({ name: step, startedAt: now(), endedAt: null });
   };
   const finish = (phase: Phase): MigrationStatus => {
     const open = status.phases.at(-1);
     if (open && open.endedAt === null) open.endedAt = now();
-    status.phase = phase;
+    setPhase(phase);
     status.finishedAt = now();
     status.gate = null;
     return status;
@@ -308,6 +320,13 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       batchSize: progress.batchSize,
       throttleReason: progress.throttleReason,
     });
+    const at = Date.now();
+    if (at - lastSampleAt >= SAMPLE_EVERY_MS) {
+      lastSampleAt = at;
+      const active = status.shards.filter((s) => s.state === 'running');
+      const batchSize = active.length ? Math.round(active.reduce((sum, s) => sum + s.batchSize, 0) / active.length) : progress.batchSize;
+      status.samples = addSample(status.samples, { at: now(), rowsRead: status.shards.reduce((sum, s) => sum + s.rowsRead, 0), batchSize });
+    }
     if (progress.done) shard.state = 'done';
     if (progress.error === CANCELLED) shard.state = 'cancelled';
     else if (progress.error) Object.assign(shard, { state: 'failed', error: progress.error });

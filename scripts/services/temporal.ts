@@ -4,6 +4,7 @@
  */
 import { Connection } from '@temporalio/client';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { ferrySearchAttributes } from '../../lib/search-attributes';
 import { ensureTemporalCli } from '../install-temporal';
 import { freePort } from './ports';
 
@@ -65,7 +66,7 @@ export async function startTemporal(options: StartTemporalOptions = {}): Promise
   for (const [key, value] of Object.entries(options.dynamicConfig ?? {})) {
     args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
   }
-  for (const [name, type] of Object.entries(options.searchAttributes ?? {})) {
+  for (const [name, type] of Object.entries({ ...ferrySearchAttributes, ...options.searchAttributes })) {
     args.push('--search-attribute', `${name}=${type}`);
   }
 

@@ -49,6 +49,12 @@ describe('the lifecycle', () => {
     const id = handle.workflowId;
     await waitingAt(id, 'cutover-reads');
     expect(await flagsRow(plan.name)).toMatchObject({ write_old: true, write_new: true, read_from: 'old' });
+    // Findable by Ferry's search attributes, in ferry list and in Temporal's own list and UI.
+    await eventually(async () => {
+      const listed = await ferry(['list', '--plan', plan.name, '--phase', 'awaiting-approval', '--target', `public.accounts_${table}`], worker.temporal);
+      return listed.stdout.includes(`${id}  running / awaiting-approval`) ? true : undefined;
+    }, 20_000, 'the listing by search attributes');
+    expect((await ferry(['list', '--phase', 'completed'], worker.temporal)).stdout).not.toContain(id);
     const status = await ferry(['status', id], worker.temporal);
     expect(status.stdout).toContain('GATE      waiting at cutover-reads');
     expect(status.stdout).toContain(`ferry approve ${id} --gate cutover-reads`);

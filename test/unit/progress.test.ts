@@ -127,6 +127,7 @@ function report(overrides: Partial<MigrationStatus> = {}, runState: MigrationRep
     failuresFixed: 0,
     recentFailures: [],
     events: [],
+    samples: [],
     ...overrides,
   };
   return { migrationId: status.migrationId, runState, status, failure: null };
