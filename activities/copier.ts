@@ -59,12 +59,16 @@ export interface CopyProgress {
 export interface CopyBatchesResult extends CopyProgress {
   /** The shard holds no rows after the cursor. */
   done: boolean;
+  /** Why copying cannot go on until a person acts; the migration pauses. */
+  blocked?: string;
   /** Rows that failed in this call (error messages without row values), at most MAX_REPORTED_FAILURES. */
   failures: FailedRecord[];
 }
 
 const MAX_REPORTED_FAILURES = 20;
 const LOCK_NOT_AVAILABLE = '55P03';
+/** Refusals a person has to fix: a missing privilege, or insufficient resources (class 53: disk full, ...). */
+const TARGET_REFUSES = new Set(['42501', '53', '25006']);
 const QUERY_CANCELED = '57014';
 
 interface RangeOutcome {
@@ -200,6 +204,12 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
           outcome = await copyIsolating({ after: range.after, upTo: lastKey }, rows);
         } catch (error) {
           const code = (error as { code?: string }).code;
+          if (code && TARGET_REFUSES.has(code.slice(0, 2) === '53' ? code.slice(0, 2) : code)) {
+            // Retrying cannot help until a person acts (a grant, disk space): stop and say why;
+            // the migration pauses for them, and nothing copied so far is lost.
+            progress.throttleReason = null;
+            return { ...finish(false), blocked: `the database refuses the copy: ${redactErrorMessage((error as Error).message)} [${code}]` };
+          }
           if (code !== LOCK_NOT_AVAILABLE && code !== QUERY_CANCELED) throw error;
           // A lock held on the target (lock_timeout) or a batch too slow for statement_timeout:
           // wait, or take a smaller bite, and try the same batch again; never queue up sessions.

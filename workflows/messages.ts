@@ -66,6 +66,8 @@ export interface ShardProgress {
   done: boolean;
   /** Set when the shard failed for good. */
   error: string | null;
+  /** Set when the database refuses the copy until a person acts: the migration pauses. */
+  blocked?: string;
 }
 
 /** A shard reports to its migration after every copy call. */

@@ -331,6 +331,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     if (progress.error === CANCELLED) shard.state = 'cancelled';
     else if (progress.error) Object.assign(shard, { state: 'failed', error: progress.error });
     recountRows(status);
+    if (progress.blocked) void pause({ by: 'ferry' }, 'auto-pause', `shard ${progress.index}: ${progress.blocked}`);
     if (newFailures > 0) {
       status.rowsFailed += newFailures;
       status.unresolvedFailures += newFailures;

@@ -141,7 +141,11 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
       state.rowsWritten += copied.rowsWritten;
       state.rowsFailed += copied.rowsFailed;
       state.batchSize = copied.batchSize;
-      await report({ throttleReason: copied.throttleReason, failures: copied.failures, done: copied.done, error: null });
+      await report({ throttleReason: copied.throttleReason, failures: copied.failures, done: copied.done, error: null, blocked: copied.blocked });
+      if (copied.blocked) {
+        // Give the migration a moment to pause this shard before trying again.
+        await condition(() => state.paused, '10 seconds');
+      }
       if (copied.done || migrationGone) return result();
       if (workflowInfo().continueAsNewSuggested) {
         await condition(allHandlersFinished);

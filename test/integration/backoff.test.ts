@@ -92,4 +92,25 @@ describe('back-off', () => {
     // One shard, one batch at a time: never more than one Ferry session waits on the lock.
     expect(mostWaiting).toBeLessThanOrEqual(1);
   });
+
+  it('pauses for a person when the target refuses writes (a revoked privilege), and loses nothing', async () => {
+    const { handle, target } = await start({});
+    await eventually(async () => (await copied(target)) > 0, 20_000, 'the first rows');
+    await sql(url, `
+      CREATE FUNCTION refuse_${target}() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION 'permission denied for table ${target}' USING ERRCODE = '42501'; END $$;
+      CREATE TRIGGER refuse BEFORE INSERT ON ${target} FOR EACH ROW EXECUTE FUNCTION refuse_${target}();`);
+    const paused = await eventually(async () => (await migrationReport(worker.client, handle.workflowId)).status?.paused ?? undefined, 30_000, 'the pause');
+    expect(paused.by).toBe('ferry');
+    expect(paused.reason).toMatch(/the database refuses the copy: permission denied for table readings_\d+ \[42501\]/);
+    const held = await copied(target);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(await copied(target)).toBe(held);
+
+    await sql(url, `DROP TRIGGER refuse ON ${target}`);
+    await handle.signal('resume', { by: 'test' });
+    const status = await handle.result();
+    expect(status.phase).toBe('completed');
+    expect(await copied(target)).toBe(ROWS);
+  });
 });
