@@ -1,0 +1,119 @@
+/**
+ * Records the workflow histories that test/unit/replay.test.ts replays against the current code:
+ * a full lifecycle with gates, an abort, a shard that continued-as-new, a verification shard.
+ * Run it (npm run record-histories) when a workflow change is meant to break old histories, that
+ * is, after guarding the change with patched() so running migrations still replay.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { abortMigration, approveGate, migrationReport, startMigration } from '../cli/migrations';
+import { validatePlan } from '../lib/plan';
+import { temporalSettings } from '../lib/settings';
+import { createFerryWorker } from '../workers/worker';
+import { ensureTemporalCli } from './install-temporal';
+import { startPostgres } from './services/postgres';
+import { startTemporal } from './services/temporal';
+
+const outDir = path.join(__dirname, '..', 'test', 'histories');
+
+async function until<T>(check: () => Promise<T | undefined>, what: string): Promise<T> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+async function main(): Promise<void> {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const postgres = await startPostgres({ local: true });
+  // Low, so that shards continue-as-new within a short run.
+  const temporalServer = await startTemporal({ dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': 40 } });
+  const temporal = temporalSettings({}, { address: temporalServer.address, taskQueue: 'record-histories' });
+  const url = await postgres.createDatabase('ferry_histories');
+  const setup = new pg.Client({ connectionString: url });
+  await setup.connect();
+  await setup.query(`
+    CREATE TABLE items (id int PRIMARY KEY, label text NOT NULL);
+    INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 6000) i;
+    CREATE TABLE items_full (id int PRIMARY KEY, label text NOT NULL);
+    CREATE TABLE items_aborted (id int PRIMARY KEY, label text NOT NULL);`);
+  await setup.end();
+
+  const worker = await createFerryWorker({ temporal, env: { DB: url } });
+  const running = worker.run();
+  const connection = await Connection.connect({ address: temporal.address });
+  const client = new Client({ connection });
+  // The Temporal CLI writes the canonical JSON form that replay reads back.
+  const cli = ensureTemporalCli();
+  /** File name to the workflow id it was recorded under: child ids derive from it on replay. */
+  const index: Record<string, string> = {};
+  const save = async (name: string, workflowId: string, runId?: string) => {
+    index[`${name}.json`] = workflowId;
+    const args = ['workflow', 'show', '--address', temporal.address, '--workflow-id', workflowId, '--output', 'json'];
+    if (runId) args.push('--run-id', runId);
+    const json = execFileSync(cli, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    writeFileSync(path.join(outDir, `${name}.json`), json);
+    console.log(`recorded ${name} (${(JSON.parse(json) as { events: unknown[] }).events.length} events)`);
+  };
+  try {
+    mkdirSync(outDir, { recursive: true });
+    const plan = (table: string) =>
+      validatePlan({
+        name: `histories-${table.replace(/_/g, '-')}`,
+        source: { connection: 'DB', table: 'items', key: 'id' },
+        target: { connection: 'DB', table },
+        transform: { sql: { id: 'id', label: 'label' } },
+        shards: { count: 2 },
+        throttle: { rowsPerSecond: 3000, batchSize: 100, concurrency: 2, checkpointSeconds: 0.2 },
+        verify: { chunkSize: 200 },
+        lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2 },
+      });
+
+    const full = await startMigration(client, temporal, plan('items_full'), { execute: true });
+    for (const gate of ['cutover-reads', 'stop-old-writes', 'cleanup']) {
+      await until(async () => ((await migrationReport(client, full.workflowId)).status?.gate?.name === gate ? true : undefined), gate);
+      await approveGate(client, full.workflowId, { gate, by: 'recorder', note: 'recorded' });
+    }
+    await full.result();
+    await save('migration-full-lifecycle', full.workflowId);
+    const shardRuns = [];
+    for await (const run of client.workflow.list({ query: `WorkflowId = '${full.workflowId}/shard-0'` })) shardRuns.push(run);
+    const continued = shardRuns.find((run) => run.status.name === 'CONTINUED_AS_NEW');
+    if (!continued) throw new Error('no shard run continued-as-new; raise the row count');
+    await save('shard-continued-as-new', continued.workflowId, continued.runId);
+    await save('shard-last-run', `${full.workflowId}/shard-0`);
+    await save('verify-shard', `${full.workflowId}/verify-1/shard-0`);
+
+    const aborted = await startMigration(client, temporal, plan('items_aborted'), { execute: true });
+    await until(async () => ((await migrationReport(client, aborted.workflowId)).status?.rowsRead ?? 0) > 500 || undefined, 'copying');
+    await abortMigration(client, aborted.workflowId, { by: 'recorder', reason: 'recorded abort' });
+    await aborted.result();
+    await save('migration-aborted-in-backfill', aborted.workflowId);
+
+    const dryRun = await startMigration(client, temporal, plan('items_full'), { execute: false });
+    await dryRun.result();
+    await save('migration-dry-run', dryRun.workflowId);
+    writeFileSync(path.join(outDir, 'workflow-ids.json'), `${JSON.stringify(index, null, 2)}\n`);
+  } finally {
+    await connection.close();
+    worker.shutdown();
+    await running;
+    await temporalServer.stop();
+    await postgres.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
