@@ -13,6 +13,7 @@ import {
   executeChild,
   getExternalWorkflowHandle,
   log,
+  metricMeter,
   ParentClosePolicy,
   proxyActivities,
   setHandler,
@@ -617,6 +618,11 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       }
       status.gate.reminders += 1;
       log.warn(`migration ${workflowId} waits at gate ${name} since ${status.gate.waitingSince}: ${status.gate.approveCommand}`);
+      // Through the worker's SDK metrics (the temporal_ prefix): a gate left waiting shows on a dashboard.
+      metricMeter
+        .createGauge('ferry_gate_waiting_seconds', 'float', 's', 'How long a migration has waited at its gate, as of the last reminder')
+        .set((Date.now() - since) / 1000, { migration: plan.name, gate: name });
+      metricMeter.createCounter('ferry_gate_reminders', '1', 'Reminders logged while a migration waits at a gate').add(1, { migration: plan.name, gate: name });
     }
     status.gate = null;
     return gateDecision === 'approved' && !abortRequested ? 'approved' : 'abort';
