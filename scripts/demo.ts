@@ -5,10 +5,12 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { formatInspection, progressLine } from '../cli/render';
+import { formatInspection, formatVerification, progressLine } from '../cli/render';
+import { migrationRecord, recordMarkdown } from '../cli/report';
 import { migrationReport, startMigration } from '../cli/migrations';
 import { parsePlan } from '../lib/plan';
 import { temporalSettings } from '../lib/settings';
@@ -119,15 +121,20 @@ async function main(): Promise<void> {
     await connection.close();
 
     const check = await compareTables(databaseUrl);
-    const seconds = (Date.parse(status.finishedAt!) - Date.parse(status.startedAt)) / 1000;
+    const backfill = status.phases.find((p) => p.name === 'backfill')!;
+    const seconds = (Date.parse(backfill.endedAt!) - Date.parse(backfill.startedAt)) / 1000;
     console.log(
       `\nCopied ${status.rowsWritten.toLocaleString('en-US')} rows in ${seconds.toFixed(1)} s ` +
         `(${Math.round(status.rowsRead / seconds).toLocaleString('en-US')} rows/s).`,
     );
+    if (status.verification) console.log(`Ferry's own ${formatVerification(status.verification)}.`);
     console.log(
       `Independent check: users ${check.source.toLocaleString('en-US')} rows, users_v2 ${check.target.toLocaleString('en-US')} rows, ` +
         `${check.different} rows differ.`,
     );
+    const reportFile = path.join(os.tmpdir(), 'ferry-demo-report.md');
+    writeFileSync(reportFile, recordMarkdown(migrationRecord(status)));
+    console.log(`The migration's record (phases, decisions, rows, what is left to do): ${reportFile}`);
     if (check.source !== check.target || check.different !== 0) throw new Error('users_v2 does not match users');
     console.log(`Demo finished in ${((Date.now() - started) / 1000).toFixed(1)} s: every row copied.`);
   } finally {
