@@ -3,7 +3,7 @@
  * applications to follow. Applications read them with Ferry's client library.
  */
 import { heartbeat, sleep } from '@temporalio/activity';
-import type { Flags } from '../lib/flags';
+import { flagsColumns, flagsFromRow, type Flags, type FlagsRow } from '../lib/flags';
 import type { FlagSettings } from '../lib/lifecycle';
 import type { Plan } from '../lib/plan';
 import type { Databases } from './connections';
@@ -22,29 +22,16 @@ export function createFlagSetter(databases: Databases) {
   return {
     /** Sets the migration's flags and bumps their version; returns them as stored. */
     async setFlags({ plan, flags, by }: { plan: Plan; flags: FlagSettings; by: string }): Promise<Flags> {
-      const result = await databases.pool(plan.target.connection).query<{
-        write_old: boolean;
-        write_new: boolean;
-        read_from: 'old' | 'new';
-        compare_percent: number;
-        version: string;
-      }>(
+      const result = await databases.pool(plan.target.connection).query<FlagsRow>(
         `INSERT INTO ferry.flags AS f (migration, write_old, write_new, read_from, compare_percent, version, set_by)
          VALUES ($1, $2, $3, $4, $5, 1, $6)
          ON CONFLICT (migration) DO UPDATE
            SET write_old = EXCLUDED.write_old, write_new = EXCLUDED.write_new, read_from = EXCLUDED.read_from,
                compare_percent = EXCLUDED.compare_percent, version = f.version + 1, set_by = EXCLUDED.set_by, updated_at = now()
-         RETURNING write_old, write_new, read_from, compare_percent, version::text`,
+         RETURNING ${flagsColumns}`,
         [plan.name, flags.writeOld, flags.writeNew, flags.readFrom, flags.comparePercent, by],
       );
-      const row = result.rows[0]!;
-      return {
-        writeOld: row.write_old,
-        writeNew: row.write_new,
-        readFrom: row.read_from,
-        comparePercent: row.compare_percent,
-        version: Number(row.version),
-      };
+      return flagsFromRow(result.rows[0]!);
     },
 
     /**

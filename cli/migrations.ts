@@ -133,15 +133,19 @@ async function addLiveProgress(client: Client, status: MigrationStatus): Promise
   recountRows(status);
 }
 
-export async function migrationReport(client: Client, migrationId: string): Promise<MigrationReport> {
+/** The migration's handle and description; an id Temporal does not know is an UnknownMigrationError. */
+async function describeMigration(client: Client, migrationId: string) {
   const handle = client.workflow.getHandle<typeof migrationWorkflow>(migrationId);
-  let description;
   try {
-    description = await handle.describe();
+    return { handle, description: await handle.describe() };
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) throw new UnknownMigrationError(migrationId);
     throw error;
   }
+}
+
+export async function migrationReport(client: Client, migrationId: string): Promise<MigrationReport> {
+  const { handle, description } = await describeMigration(client, migrationId);
   const runState = RUN_STATES[description.status.name] ?? 'failed';
   if (runState === 'running') {
     const status = await handle.query(statusQuery);
@@ -175,14 +179,7 @@ const UPDATE_TIMEOUT_SECONDS = 30;
 
 /** The handle of a migration that is still running; refuses ones that ended or never were. */
 async function runningMigration(client: Client, migrationId: string): Promise<WorkflowHandle<typeof migrationWorkflow>> {
-  const handle = client.workflow.getHandle<typeof migrationWorkflow>(migrationId);
-  let description;
-  try {
-    description = await handle.describe();
-  } catch (error) {
-    if (error instanceof WorkflowNotFoundError) throw new UnknownMigrationError(migrationId);
-    throw error;
-  }
+  const { handle, description } = await describeMigration(client, migrationId);
   if (description.status.name !== 'RUNNING') {
     throw new RefusedError(`migration ${migrationId} is ${RUN_STATES[description.status.name] ?? description.status.name}; it takes no more changes`);
   }

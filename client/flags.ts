@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import pg from 'pg';
-import { initialFlags, type Flags } from '../lib/flags';
+import { flagsColumns, flagsFromRow, initialFlags, type Flags, type FlagsRow } from '../lib/flags';
 import { consoleLogger, describeError, type ClientLogger } from './logger';
 import type { ClientMetrics } from './metrics';
 
@@ -92,19 +92,9 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
 
   async function readRow(): Promise<Flags> {
     try {
-      const { rows } = await pool.query<{ write_old: boolean; write_new: boolean; read_from: 'old' | 'new'; compare_percent: number; version: string }>(
-        `SELECT write_old, write_new, read_from, compare_percent, version::text FROM ferry.flags WHERE migration = $1`,
-        [migration],
-      );
+      const { rows } = await pool.query<FlagsRow>(`SELECT ${flagsColumns} FROM ferry.flags WHERE migration = $1`, [migration]);
       const row = rows[0];
-      if (!row) return noFlags;
-      return {
-        writeOld: row.write_old,
-        writeNew: row.write_new,
-        readFrom: row.read_from,
-        comparePercent: row.compare_percent,
-        version: Number(row.version),
-      };
+      return row ? flagsFromRow(row) : noFlags;
     } catch (error) {
       if (isSchemaMissing(error)) return noFlags;
       throw error;

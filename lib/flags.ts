@@ -15,3 +15,24 @@ export interface Flags {
 
 /** Before a migration touches them: the application only knows the old store. */
 export const initialFlags: Omit<Flags, 'version'> = { writeOld: true, writeNew: false, readFrom: 'old', comparePercent: 0 };
+
+/** A row of ferry.flags as Postgres returns it (version as text: it is a bigint). */
+export interface FlagsRow {
+  write_old: boolean;
+  write_new: boolean;
+  read_from: 'old' | 'new';
+  compare_percent: number;
+  version: string;
+}
+
+export const flagsColumns = 'write_old, write_new, read_from, compare_percent, version::text';
+
+export function flagsFromRow(row: FlagsRow): Flags {
+  return {
+    writeOld: row.write_old,
+    writeNew: row.write_new,
+    readFrom: row.read_from,
+    comparePercent: row.compare_percent,
+    version: Number(row.version),
+  };
+}
