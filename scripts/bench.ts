@@ -378,7 +378,7 @@ async function main(): Promise<number> {
     printRun('across databases', crossLimit, crossDb, out);
 
     // Verification of a complete copy across databases (filled by the COPY pipe, untimed).
-    out(`\nVerification across databases (chunks of ${fmt(VERIFY_CHUNK)} keys; verifyShard called in this process, no Temporal):`);
+    out(`\nVerification across databases (chunks of ${fmt(VERIFY_CHUNK)} keys; two shards at once, verifyShard called in this process, no Temporal):`);
     let verify: PathFigures = { limitRowsPerSec: null, ferryRowsPerSec: null, ratio: null };
     let verifyFailed = false;
     try {
