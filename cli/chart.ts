@@ -127,6 +127,14 @@ export interface Series {
   label: string;
 }
 
+/** A shaded span of time, e.g. a pause. */
+export interface Band {
+  from: number;
+  to: number;
+  kind: string;
+  title: string;
+}
+
 export interface LineChartOptions {
   title: string;
   /** Seconds since the migration started, 0 to xEnd. */
@@ -135,6 +143,7 @@ export interface LineChartOptions {
   /** A horizontal reference line, e.g. the estimated rows. */
   reference?: { y: number; label: string };
   markers?: Marker[];
+  bands?: Band[];
   yLabel: string;
   /** Said inside the chart when no series has a point. */
   emptyText?: string;
@@ -146,7 +155,7 @@ export const CHART_MARGIN = { top: 28, right: 24, bottom: 34, left: 64 };
 
 /** A line chart over elapsed time, as an <svg> element. */
 export function lineChart(options: LineChartOptions): string {
-  const { width = 960, height = 240, series, markers = [] } = options;
+  const { width = 960, height = 240, series, markers = [], bands = [] } = options;
   const m = CHART_MARGIN;
   const xTicks = timeTicks(options.xEnd);
   const xEnd = xTicks[xTicks.length - 1]!;
@@ -160,6 +169,12 @@ export function lineChart(options: LineChartOptions): string {
     `<title>${escapeHtml(options.title)}</title>`,
     `<text class="chart-title" x="${m.left}" y="16">${escapeHtml(options.title)}</text>`,
   ];
+  for (const band of bands) {
+    const x0 = round(x(band.from));
+    parts.push(
+      `<rect class="band band-${escapeHtml(band.kind)}" x="${x0}" y="${m.top}" width="${Math.max(1, round(x(band.to) - x0))}" height="${height - m.bottom - m.top}"><title>${escapeHtml(band.title)}</title></rect>`,
+    );
+  }
   for (const t of yTicks) {
     parts.push(
       `<line class="grid" x1="${m.left}" x2="${width - m.right}" y1="${round(y(t))}" y2="${round(y(t))}"/>`,

@@ -5,7 +5,7 @@
  * that comes from a plan or a person (names, details, `by`) is escaped.
  */
 import type { MigrationEvent, ProgressSample } from '../lib/status';
-import { escapeHtml, lineChart, timelineChart, type Bar, type Marker, type Point } from './chart';
+import { escapeHtml, lineChart, timelineChart, type Band, type Bar, type Marker, type Point } from './chart';
 import { formatCount } from './render';
 import type { MigrationRecord } from './report';
 
@@ -18,15 +18,36 @@ export function secondsSince(start: string, at: string): number {
   return Number.isFinite(s) ? s : 0;
 }
 
+/** Rows read by a time. */
+export type Progress = Pick<ProgressSample, 'at' | 'rowsRead'>;
+
 /**
- * Rows/s between consecutive samples, each at the later sample's time (drawn as a step over the
- * interval). Intervals without elapsed time are left out; fewer than two samples give none.
+ * The samples, anchored at the backfill's start (no rows yet) and end (every row the record
+ * counts): samples come at most every 2 s, so without the anchors a short run or its last
+ * seconds would be missing from the charts.
  */
-export function rateSeries(samples: readonly ProgressSample[], startedAt: string): Point[] {
+export function progressOf(record: Pick<MigrationRecord, 'samples' | 'phases' | 'rows'>): Progress[] {
+  const points: Progress[] = record.samples.map(({ at, rowsRead }) => ({ at, rowsRead }));
+  const backfill = record.phases.find((p) => p.name === 'backfill');
+  if (!backfill) return points;
+  const first = points[0];
+  if (!first || Date.parse(backfill.startedAt) < Date.parse(first.at)) points.unshift({ at: backfill.startedAt, rowsRead: 0 });
+  const last = points[points.length - 1]!;
+  if (backfill.endedAt && Date.parse(backfill.endedAt) > Date.parse(last.at) && record.rows.read >= last.rowsRead) {
+    points.push({ at: backfill.endedAt, rowsRead: record.rows.read });
+  }
+  return points;
+}
+
+/**
+ * Rows/s between consecutive points, each at the later point's time (drawn as a step over the
+ * interval). Intervals without elapsed time are left out; fewer than two points give none.
+ */
+export function rateSeries(progress: readonly Progress[], startedAt: string): Point[] {
   const points: Point[] = [];
-  for (let i = 1; i < samples.length; i += 1) {
-    const previous = samples[i - 1]!;
-    const sample = samples[i]!;
+  for (let i = 1; i < progress.length; i += 1) {
+    const previous = progress[i - 1]!;
+    const sample = progress[i]!;
     const seconds = (Date.parse(sample.at) - Date.parse(previous.at)) / 1000;
     if (!(seconds > 0)) continue;
     points.push({ x: secondsSince(startedAt, sample.at), y: Math.max(0, sample.rowsRead - previous.rowsRead) / seconds });
@@ -34,8 +55,8 @@ export function rateSeries(samples: readonly ProgressSample[], startedAt: string
   return points;
 }
 
-/** One series of a sample field against seconds since the start. */
-export function sampleSeries(samples: readonly ProgressSample[], startedAt: string, field: 'rowsRead' | 'batchSize'): Point[] {
+/** Rows read, or batch size, against seconds since the start. */
+export function sampleSeries<K extends 'rowsRead' | 'batchSize'>(samples: readonly Pick<ProgressSample, 'at' | K>[], startedAt: string, field: K): Point[] {
   return samples.map((s) => ({ x: secondsSince(startedAt, s.at), y: s[field] })).filter((p) => Number.isFinite(p.y));
 }
 
@@ -46,6 +67,21 @@ export function decisionMarkers(events: readonly MigrationEvent[], startedAt: st
       ? [{ x: secondsSince(startedAt, e.at), kind: e.kind, label: `${i + 1} ${e.kind}`, title: `${i + 1}. ${e.at} ${e.kind}${e.by ? ` by ${e.by}` : ''}: ${e.detail}` }]
       : [],
   );
+}
+
+/** Paused spans: from each pause (by a person or by Ferry) to the next resume, or to `end`. */
+export function pauseBands(events: readonly MigrationEvent[], startedAt: string, end: number): Band[] {
+  const bands: Band[] = [];
+  let open: MigrationEvent | null = null;
+  for (const e of events) {
+    if ((e.kind === 'pause' || e.kind === 'auto-pause') && !open) open = e;
+    else if (e.kind === 'resume' && open) {
+      bands.push({ from: secondsSince(startedAt, open.at), to: secondsSince(startedAt, e.at), kind: 'paused', title: `paused: ${open.detail}` });
+      open = null;
+    }
+  }
+  if (open) bands.push({ from: secondsSince(startedAt, open.at), to: Math.max(secondsSince(startedAt, open.at), end), kind: 'paused', title: `paused: ${open.detail}` });
+  return bands;
 }
 
 /** The span the charts cover: from the start to the latest time the record knows of. */
@@ -78,6 +114,8 @@ export function recordCharts(record: MigrationRecord): { phases: string; rate: s
   const end = timeSpan(record);
   const markers = decisionMarkers(record.decisions, record.startedAt);
   const fewSamples = 'not enough progress samples to chart (one every 2 s while copying)';
+  const progress = progressOf(record);
+  const bands = pauseBands(record.decisions, record.startedAt, end);
   return {
     phases: timelineChart({ title: 'Phases', xEnd: end, bars: phaseBars(record, end), markers }),
     rate: lineChart({
@@ -86,23 +124,25 @@ export function recordCharts(record: MigrationRecord): { phases: string; rate: s
       xEnd: end,
       series: [
         {
-          points: rateSeries(record.samples, record.startedAt),
+          points: rateSeries(progress, record.startedAt),
           shape: 'step',
-          stepFrom: record.samples.length ? secondsSince(record.startedAt, record.samples[0]!.at) : 0,
+          stepFrom: progress.length ? secondsSince(record.startedAt, progress[0]!.at) : 0,
           className: 'rate',
           label: 'rows/s between progress samples',
         },
       ],
       markers,
+      bands,
       emptyText: fewSamples,
     }),
     cumulative: lineChart({
       title: 'Rows read, against the estimate',
       yLabel: 'rows',
       xEnd: end,
-      series: [{ points: sampleSeries(record.samples, record.startedAt, 'rowsRead'), className: 'rows', label: 'rows read' }],
+      series: [{ points: sampleSeries(progress, record.startedAt, 'rowsRead'), className: 'rows', label: 'rows read' }],
       ...(record.rows.estimated !== null ? { reference: { y: record.rows.estimated, label: `estimate ${formatCount(record.rows.estimated)}` } } : {}),
       markers,
+      bands,
       emptyText: fewSamples,
     }),
     batch: lineChart({
@@ -111,6 +151,7 @@ export function recordCharts(record: MigrationRecord): { phases: string; rate: s
       xEnd: end,
       series: [{ points: sampleSeries(record.samples, record.startedAt, 'batchSize'), className: 'batch', label: 'batch size' }],
       markers,
+      bands,
       emptyText: fewSamples,
     }),
   };
@@ -138,6 +179,7 @@ svg .marker-resume line { stroke: #1a7f37; } svg .marker-resume .marker-label { 
 svg .marker-approve line { stroke: #8250df; } svg .marker-approve .marker-label { fill: #8250df; }
 svg .marker-abort line, svg .marker-reject line, svg .marker-gate-expired line { stroke: #cf222e; }
 svg .marker-abort .marker-label, svg .marker-reject .marker-label, svg .marker-gate-expired .marker-label { fill: #cf222e; }
+svg .band-paused { fill: #fff1e5; }
 svg .bar rect { fill: #54aeff; } svg .bar.gate rect { fill: #d8b9ff; } svg .bar.open rect { fill-opacity: 0.5; stroke: #0969da; stroke-dasharray: 3 2; }
 `;
 
@@ -170,7 +212,7 @@ export function recordHtml(record: MigrationRecord): string {
     charts.rate,
     charts.cumulative,
     charts.batch,
-    '<p>Dashed vertical lines are the decisions below, by number; hover over one for its detail.</p>',
+    '<p>Dashed vertical lines are the decisions below, by number (hover over one for its detail); shaded spans were paused. Rows/s is the mean between progress samples (one every 2 s or more while copying, none while paused).</p>',
   ];
   if (record.verification) {
     const v = record.verification;

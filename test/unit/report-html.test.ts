@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { escapeHtml, formatCompact, formatElapsed, linePath, linearScale, niceTicks, stepPath, timeTicks } from '../../cli/chart';
 import { migrationRecord, recordMarkdown } from '../../cli/report';
-import { decisionMarkers, rateSeries, recordHtml, sampleSeries, timeSpan } from '../../cli/report-html';
+import { decisionMarkers, pauseBands, progressOf, rateSeries, recordHtml, sampleSeries, timeSpan } from '../../cli/report-html';
 import type { MigrationEvent, MigrationStatus, ProgressSample } from '../../lib/status';
 
 const T0 = Date.parse('2025-03-01T10:00:00.000Z');
@@ -111,6 +111,21 @@ describe('charted series', () => {
     expect(rateSeries([sample(2, 100)], at(0))).toEqual([]);
   });
 
+  it('anchors progress at the backfill start and end, so the last rows are on the chart', () => {
+    const record = migrationRecord(statusWith({ samples: [sample(3, 500), sample(5, 4000)] }));
+    expect(progressOf(record)).toEqual([
+      { at: at(1), rowsRead: 0 },
+      { at: at(3), rowsRead: 500 },
+      { at: at(5), rowsRead: 4000 },
+      { at: at(50), rowsRead: 10_000 },
+    ]);
+    expect(progressOf(migrationRecord(statusWith()))).toEqual([{ at: at(1), rowsRead: 0 }, { at: at(50), rowsRead: 10_000 }]);
+    // Still backfilling: no end yet; no backfill at all: the samples alone.
+    const running = statusWith({ phases: [{ name: 'backfill', startedAt: at(1), endedAt: null }], samples: [sample(3, 500)] });
+    expect(progressOf(migrationRecord(running))).toEqual([{ at: at(1), rowsRead: 0 }, { at: at(3), rowsRead: 500 }]);
+    expect(progressOf(migrationRecord(statusWith({ phases: [], samples: [sample(3, 500)] })))).toEqual([{ at: at(3), rowsRead: 500 }]);
+  });
+
   it('charts rows read and batch size against seconds since the start', () => {
     const samples = [sample(2, 0, 100), sample(4, 1000, 400)];
     expect(sampleSeries(samples, at(0), 'rowsRead')).toEqual([{ x: 2, y: 0 }, { x: 4, y: 1000 }]);
@@ -135,6 +150,20 @@ describe('charted series', () => {
       [45, '6 abort'],
     ]);
     expect(markers[0]!.title).toBe(`1. ${at(10)} throttle by alice: rowsPerSecond 400 -> 5000 (night)`);
+  });
+
+  it('shades paused spans, from a pause to the next resume or to the end', () => {
+    const events: MigrationEvent[] = [
+      { at: at(10), kind: 'pause', by: 'bob', detail: 'deploy' },
+      { at: at(12), kind: 'pause', by: 'bob', detail: 'again' },
+      { at: at(15), kind: 'resume', by: 'bob', detail: 'resumed' },
+      { at: at(30), kind: 'auto-pause', by: 'ferry', detail: 'too many failed rows' },
+    ];
+    expect(pauseBands(events, at(0), 40).map((b) => [b.from, b.to, b.title])).toEqual([
+      [10, 15, 'paused: deploy'],
+      [30, 40, 'paused: too many failed rows'],
+    ]);
+    expect(pauseBands([], at(0), 40)).toEqual([]);
   });
 
   it('spans the run to the latest time the record knows of', () => {
@@ -177,7 +206,9 @@ describe('the HTML record', () => {
       expect(html).not.toMatch(/NaN|Infinity|undefined/);
       expect(html.match(/<svg /g)).toHaveLength(4);
     }
-    expect(recordHtml(migrationRecord(statusWith()))).toContain('not enough progress samples to chart');
+    expect(recordHtml(migrationRecord(statusWith({ phases: [] })))).toContain('not enough progress samples to chart');
+    // A run too short for a sample still has its backfill's start and end to chart.
+    expect(recordHtml(migrationRecord(statusWith()))).toContain('<path class="series rows" d="M');
   });
 
   it('escapes plan names, event details and who decided', () => {
