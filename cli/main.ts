@@ -26,6 +26,7 @@ import {
 } from './migrations';
 import { formatFailures, formatInspection, formatListing, formatMismatches, formatStatus, formatThrottle, formatVerification } from './render';
 import { migrationRecord, recordMarkdown } from './report';
+import { recordHtml } from './report-html';
 import { endedBadly, watchMigration } from './watch';
 import os from 'node:os';
 import type { ThrottleChange } from '../lib/throttle';
@@ -277,15 +278,15 @@ export function buildProgram(): Command {
     .command('report')
     .description('The record of a migration (at the end, or at any time): phases, decisions, rows, verification, what is left to do by hand.')
     .argument('<migration-id>', 'the migration')
-    .option('--format <format>', 'markdown or json', 'markdown')
+    .option('--format <format>', 'markdown, json, or html (one self-contained page with charts)', 'markdown')
     .option('--out <file>', 'write it to a file instead of standard output')
     .action(async (migrationId: string, options: { format: string; out?: string }, command: Command) => {
-      if (!['markdown', 'json'].includes(options.format)) throw new CliError(`--format must be markdown or json, not "${options.format}"`, ExitCode.badInput);
+      if (!['markdown', 'json', 'html'].includes(options.format)) throw new CliError(`--format must be markdown, json or html, not "${options.format}"`, ExitCode.badInput);
       await withClient(settingsOf(command), async (client) => {
         const report = await migrationReport(client, migrationId);
         if (!report.status) throw new CliError(`migration ${migrationId} ${report.runState} before it could report: ${report.failure}`, ExitCode.failed);
         const record = migrationRecord(report.status);
-        const text = options.format === 'json' ? `${JSON.stringify(record, null, 2)}\n` : recordMarkdown(record);
+        const text = options.format === 'json' ? `${JSON.stringify(record, null, 2)}\n` : options.format === 'html' ? recordHtml(record) : recordMarkdown(record);
         if (options.out) {
           writeFileSync(options.out, text);
           console.log(`wrote ${options.out}`);

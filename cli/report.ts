@@ -10,13 +10,15 @@ export interface MigrationRecord {
   finishedAt: string | null;
   durationSeconds: number | null;
   phases: { name: string; startedAt: string; endedAt: string | null; seconds: number | null }[];
-  rows: { read: number; copied: number; alreadyPresent: number; failed: number; unresolvedFailures: number; fixedByRetry: number; repaired: number };
+  rows: { estimated: number | null; read: number; copied: number; alreadyPresent: number; failed: number; unresolvedFailures: number; fixedByRetry: number; repaired: number };
   backfillRowsPerSecond: number | null;
   verification: MigrationStatus['verification'];
   flags: MigrationStatus['flags'];
   decisions: MigrationStatus['events'];
   abort: MigrationStatus['abort'];
   leftToDo: string[];
+  /** Progress over time (rows read, batch size), for charts. */
+  samples: MigrationStatus['samples'];
 }
 
 const seconds = (from: string, to: string | null) => (to ? (Date.parse(to) - Date.parse(from)) / 1000 : null);
@@ -65,6 +67,7 @@ export function migrationRecord(status: MigrationStatus): MigrationRecord {
     durationSeconds: seconds(status.startedAt, status.finishedAt),
     phases: status.phases.map((p) => ({ ...p, seconds: seconds(p.startedAt, p.endedAt) })),
     rows: {
+      estimated: status.inspection?.source.estimatedRows ?? null,
       read: status.rowsRead,
       copied: status.rowsWritten,
       alreadyPresent: rowsSkipped(status),
@@ -79,6 +82,7 @@ export function migrationRecord(status: MigrationStatus): MigrationRecord {
     decisions: status.events,
     abort: status.abort,
     leftToDo: leftToDo(status),
+    samples: status.samples ?? [],
   };
 }
 
