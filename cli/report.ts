@@ -12,6 +12,8 @@ export interface MigrationRecord {
   phases: { name: string; startedAt: string; endedAt: string | null; seconds: number | null }[];
   rows: { estimated: number | null; read: number; copied: number; alreadyPresent: number; failed: number; unresolvedFailures: number; fixedByRetry: number; repaired: number };
   backfillRowsPerSecond: number | null;
+  /** How good an early guess of the backfill's end was: the ETA `ferry status` showed at 10%. */
+  earlyEta: EarlyEta | null;
   verification: MigrationStatus['verification'];
   flags: MigrationStatus['flags'];
   decisions: MigrationStatus['events'];
@@ -19,6 +21,39 @@ export interface MigrationRecord {
   leftToDo: string[];
   /** Progress over time (rows read, batch size), for charts. */
   samples: MigrationStatus['samples'];
+}
+
+export interface EarlyEta {
+  /** When the backfill had read 10% of the estimated rows. */
+  at: string;
+  /** The end an ETA from the average rate so far predicted then. */
+  predictedEnd: string;
+  actualEnd: string;
+  /** Positive: the real end came later than predicted. */
+  errorSeconds: number;
+  /** The error as a share of the whole backfill's duration. */
+  errorShare: number;
+}
+
+/** The ETA from the first sample at 10% of the estimate, against the backfill's real end. */
+export function earlyEtaOf(status: Pick<MigrationStatus, 'samples' | 'phases' | 'inspection'>): EarlyEta | null {
+  const backfill = status.phases.find((p) => p.name === 'backfill');
+  const estimated = status.inspection?.source.estimatedRows ?? null;
+  if (!backfill?.endedAt || !estimated) return null;
+  const start = Date.parse(backfill.startedAt);
+  const end = Date.parse(backfill.endedAt);
+  const sample = status.samples.find((s) => s.rowsRead >= estimated * 0.1 && Date.parse(s.at) > start && Date.parse(s.at) <= end);
+  if (!sample) return null;
+  const at = Date.parse(sample.at);
+  const rate = sample.rowsRead / ((at - start) / 1000);
+  const predicted = at + (Math.max(0, estimated - sample.rowsRead) / rate) * 1000;
+  return {
+    at: sample.at,
+    predictedEnd: new Date(predicted).toISOString(),
+    actualEnd: backfill.endedAt,
+    errorSeconds: (end - predicted) / 1000,
+    errorShare: (end - predicted) / Math.max(1, end - start),
+  };
 }
 
 const seconds = (from: string, to: string | null) => (to ? (Date.parse(to) - Date.parse(from)) / 1000 : null);
@@ -77,6 +112,7 @@ export function migrationRecord(status: MigrationStatus): MigrationRecord {
       repaired: status.verification?.repaired ?? 0,
     },
     backfillRowsPerSecond: backfillSeconds ? Math.round(status.rowsRead / Math.max(backfillSeconds, 0.001)) : null,
+    earlyEta: earlyEtaOf(status),
     verification: status.verification,
     flags: status.flags,
     decisions: status.events,
@@ -109,6 +145,14 @@ export function recordMarkdown(record: MigrationRecord): string {
     `| ${[record.rows.read, record.rows.copied, record.rows.alreadyPresent, record.rows.failed, record.rows.unresolvedFailures, record.rows.fixedByRetry, record.rows.repaired].map(formatCount).join(' | ')} |`,
     '',
     `Backfill throughput: ${record.backfillRowsPerSecond === null ? 'n/a' : `${formatCount(record.backfillRowsPerSecond)} rows/s`}.`,
+    ...(record.earlyEta
+      ? [
+          '',
+          `The ETA at 10% of the rows (${record.earlyEta.at}) predicted the backfill's end at ${record.earlyEta.predictedEnd}; ` +
+            `it ended ${Math.abs(record.earlyEta.errorSeconds).toFixed(1)} s ${record.earlyEta.errorSeconds >= 0 ? 'later' : 'earlier'} ` +
+            `(${(Math.abs(record.earlyEta.errorShare) * 100).toFixed(0)}% of its duration).`,
+        ]
+      : []),
   ];
   if (record.verification) {
     const v = record.verification;

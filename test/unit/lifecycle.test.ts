@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { earlyEtaOf } from '../../cli/report';
 import { approvalProblems, flagsAfterAbort, lifecycleSteps } from '../../lib/lifecycle';
 
 describe('lifecycle rules', () => {
@@ -42,5 +43,30 @@ describe('lifecycle rules', () => {
     ]);
     expect(approvalProblems({ gate: 'cutover-reads', by: 'alice', force: true }, 'cutover-reads', dirty)).toEqual([]);
     expect(approvalProblems('yes', 'cutover-reads', clean)).toEqual(['an approval must be an object { gate, by, note?, force? }']);
+  });
+});
+
+describe('the early ETA in the report', () => {
+  const phases = [{ name: 'backfill', startedAt: '2025-01-01T00:00:00.000Z', endedAt: '2025-01-01T00:01:50.000Z' }];
+  const inspection = { source: { estimatedRows: 1000 } } as never;
+
+  it('compares the ETA at 10% with the real end', () => {
+    // 100 rows in 10 s: 900 more at 10 rows/s predicts the end at 100 s; it came at 110 s.
+    const samples = [
+      { at: '2025-01-01T00:00:05.000Z', rowsRead: 40, batchSize: 10 },
+      { at: '2025-01-01T00:00:10.000Z', rowsRead: 100, batchSize: 10 },
+    ];
+    expect(earlyEtaOf({ samples, phases, inspection })).toEqual({
+      at: '2025-01-01T00:00:10.000Z',
+      predictedEnd: '2025-01-01T00:01:40.000Z',
+      actualEnd: '2025-01-01T00:01:50.000Z',
+      errorSeconds: 10,
+      errorShare: 10 / 110,
+    });
+  });
+
+  it('says nothing without a sample at 10%, an estimate, or an ended backfill', () => {
+    expect(earlyEtaOf({ samples: [], phases, inspection })).toBeNull();
+    expect(earlyEtaOf({ samples: [{ at: '2025-01-01T00:00:10.000Z', rowsRead: 500, batchSize: 1 }], phases: [{ ...phases[0]!, endedAt: null }], inspection })).toBeNull();
   });
 });
