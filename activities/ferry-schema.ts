@@ -72,6 +72,17 @@ const SCHEMA_SQL = `
     PRIMARY KEY (migration, client_id)
   );
 
+  -- Dual-read comparisons, per application process, as the client library counts them: what
+  -- a person approving a gate should look at.
+  CREATE TABLE IF NOT EXISTS ferry.read_comparisons (
+    migration text NOT NULL,
+    client_id text NOT NULL,
+    compared bigint NOT NULL,
+    mismatched bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (migration, client_id)
+  );
+
   -- One migration at a time per target table: the running one holds the row.
   CREATE TABLE IF NOT EXISTS ferry.migrations (
     target_table text PRIMARY KEY,

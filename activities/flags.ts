@@ -6,7 +6,9 @@ import { heartbeat, sleep } from '@temporalio/activity';
 import { flagsColumns, flagsFromRow, type Flags, type FlagsRow } from '../lib/flags';
 import type { FlagSettings } from '../lib/lifecycle';
 import type { Plan } from '../lib/plan';
+import type { GateFigures } from '../lib/status';
 import type { Databases } from './connections';
+import { sourceHealth } from './throttler';
 
 /** An application process counts as live if it acknowledged any version this recently. */
 const LIVE_CLIENT_SECONDS = 120;
@@ -18,8 +20,26 @@ export interface FlagAcks {
   lagging: string[];
 }
 
+/** Application processes that reported dual-read comparisons this recently count. */
+const LIVE_COMPARISONS_SECONDS = 3600;
+
 export function createFlagSetter(databases: Databases) {
   return {
+    /** What a person approving a gate should look at: dual-read results and the source's health. */
+    async gateFigures({ plan }: { plan: Plan }): Promise<GateFigures> {
+      const [reads, health] = await Promise.all([
+        databases.pool(plan.target.connection).query<{ compared: string; mismatched: string }>(
+          `SELECT coalesce(sum(compared), 0)::text AS compared, coalesce(sum(mismatched), 0)::text AS mismatched
+             FROM ferry.read_comparisons WHERE migration = $1 AND updated_at > now() - make_interval(secs => $2)`,
+          [plan.name, LIVE_COMPARISONS_SECONDS],
+        ),
+        sourceHealth(databases.pool(plan.source.connection)),
+      ]);
+      const compared = Number(reads.rows[0]?.compared ?? 0);
+      const mismatched = Number(reads.rows[0]?.mismatched ?? 0);
+      return { readsCompared: compared, readsMismatched: mismatched, ...health, at: new Date().toISOString() };
+    },
+
     /** Sets the migration's flags and bumps their version; returns them as stored. */
     async setFlags({ plan, flags, by }: { plan: Plan; flags: FlagSettings; by: string }): Promise<Flags> {
       const result = await databases.pool(plan.target.connection).query<FlagsRow>(

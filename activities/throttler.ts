@@ -14,18 +14,13 @@ export type Backoff = Plan['backoff'];
  * receives what the check saw (for metrics), whether or not it holds.
  */
 export async function holdReason(pool: pg.Pool, backoff: Backoff, observe?: (health: SourceHealth) => void): Promise<string | null> {
-  const health = await pool.query<{ lag: string; longest: string }>(
-    `SELECT (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication)::text AS lag,
-            (SELECT coalesce(max(extract(epoch FROM now() - query_start)), 0) FROM pg_stat_activity
-              WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-                AND application_name <> 'ferry')::text AS longest`,
-  );
-  const lag = Number(health.rows[0]?.lag ?? 0);
-  observe?.({ replicaLagSeconds: lag, longestQuerySeconds: Number(health.rows[0]?.longest ?? 0) });
+  const health = await sourceHealth(pool);
+  observe?.(health);
+  const lag = health.replicaLagSeconds;
   if (lag > backoff.maxReplicaLagSeconds) {
     return `replica lag ${lag.toFixed(1)} s is over backoff.maxReplicaLagSeconds (${backoff.maxReplicaLagSeconds} s)`;
   }
-  const longest = Number(health.rows[0]?.longest ?? 0);
+  const longest = health.longestQuerySeconds;
   if (longest > backoff.maxQuerySeconds) {
     return `a query on the source has run ${longest.toFixed(0)} s, over backoff.maxQuerySeconds (${backoff.maxQuerySeconds} s)`;
   }
@@ -41,6 +36,17 @@ export async function holdReason(pool: pg.Pool, backoff: Backoff, observe?: (hea
     if (value > probe.max) return `backoff.probe returned ${value}, over its max ${probe.max}`;
   }
   return null;
+}
+
+/** The source's replica lag and its longest running query (not Ferry's), in seconds. */
+export async function sourceHealth(pool: pg.Pool): Promise<SourceHealth> {
+  const health = await pool.query<{ lag: string; longest: string }>(
+    `SELECT (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication)::text AS lag,
+            (SELECT coalesce(max(extract(epoch FROM now() - query_start)), 0) FROM pg_stat_activity
+              WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+                AND application_name <> 'ferry')::text AS longest`,
+  );
+  return { replicaLagSeconds: Number(health.rows[0]?.lag ?? 0), longestQuerySeconds: Number(health.rows[0]?.longest ?? 0) };
 }
 
 /** The kind of a reason holdReason gave, as a bounded metrics label. */

@@ -124,6 +124,14 @@ export function formatStatus(report: MigrationReport): string {
         (status.gate.expiresAt ? ` (expires ${status.gate.expiresAt})` : ''),
       `          approve with: ${status.gate.approveCommand}`,
     );
+    const figures = status.gate.figures;
+    if (figures) {
+      const rate = figures.readsCompared ? ` (${((100 * figures.readsMismatched) / figures.readsCompared).toFixed(2)}%)` : '';
+      lines.push(
+        `          look at: ${formatCount(figures.readsCompared)} dual reads compared in the last hour, ${formatCount(figures.readsMismatched)} differed${rate}; ` +
+          `source replica lag ${figures.replicaLagSeconds.toFixed(1)} s, longest query ${figures.longestQuerySeconds.toFixed(0)} s (as of ${figures.at})`,
+      );
+    }
   }
   if (status.abort) lines.push(`ABORTED   by ${status.abort.by} in ${status.abort.phaseReached}: ${status.abort.reason}; ${status.abort.flagsNote}`);
   for (const shard of status.shards) lines.push(shardLine(shard));

@@ -57,6 +57,8 @@ export interface ReadOperations<R> extends CompareOptions {
 }
 
 export interface ReadComparerOptions extends CompareOptions {
+  /** Told of every comparison's outcome (the client's read tally). */
+  onCompared?: (outcome: ComparisonResult) => void;
   flags: FlagSource;
   metrics?: ClientMetrics;
   killSwitch?: KillSwitchOptions;
@@ -183,6 +185,7 @@ export function createReadComparer(options: ReadComparerOptions): ReadComparer {
 
   function count(name: string, outcome: ComparisonResult): void {
     metrics?.readComparisons.inc({ name, result: outcome.result, reason: outcome.reason });
+    options.onCompared?.(outcome);
   }
 
   /** Compares the first pair of reads, reads both again on a mismatch, and reports. Never throws. */

@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
 import { createReadComparer, type CompareOptions, type Mismatch, type ReadComparer } from './compare-reads';
+import { createReadTally } from './read-tally';
 import { createDualWriter, type DualWriter } from './dual-write';
 import { createFlagReader, type FlagReader } from './flags';
 import type { KillSwitchOptions } from './kill-switch';
@@ -59,6 +60,8 @@ export interface FerryClientOptions {
   killSwitch?: KillSwitchOptions;
   /** Defaults of every compareReads call. */
   compare?: CompareOptions & { retries?: RetryAllowanceOptions; retryDelayMs?: number; onMismatch?: (mismatch: Mismatch) => void };
+  /** How often this process's dual-read counts are written for the migration's gates. (Default: 10000) */
+  readTallyEveryMs?: number;
   logger?: ClientLogger;
 }
 
@@ -81,7 +84,8 @@ export function createFerryClient(options: FerryClientOptions): FerryClient {
   const metrics = clientMetrics(registry);
   const flags = createFlagReader({ pool, migration, clientId: options.clientId, cacheMs: options.cacheMs, listen: options.listen, logger, metrics });
   const dualWriter = createDualWriter({ flags, pool, metrics, killSwitch, logger, migration });
-  const readComparer = createReadComparer({ ...options.compare, flags, metrics, killSwitch, logger, migration });
+  const tally = createReadTally({ pool, migration, clientId: flags.clientId, flushEveryMs: options.readTallyEveryMs });
+  const readComparer = createReadComparer({ ...options.compare, flags, metrics, killSwitch, logger, migration, onCompared: tally.record });
   return {
     flags,
     dualWriter,
@@ -92,6 +96,7 @@ export function createFerryClient(options: FerryClientOptions): FerryClient {
     async close() {
       dualWriter.close();
       readComparer.close();
+      await tally.close();
       await flags.close();
     },
   };

@@ -186,6 +186,8 @@ const lifecycleSchema = z.strictObject({
       reminderSeconds: z.number().positive().default(3600),
       /** Abort the migration if a gate waits longer than this; omit to wait for ever. */
       expirySeconds: z.number().positive().optional(),
+      /** Refresh what the approver should look at (dual-read results, source health) this often. (Default: 300) */
+      figuresEverySeconds: z.number().positive().default(300),
     })
     .prefault({}),
 });

@@ -36,6 +36,17 @@ export interface GateStatus {
   reminders: number;
   /** The command that approves it. */
   approveCommand: string;
+  /** Dual-read results and the source's health, as of `figures.at` (refreshed with each reminder). */
+  figures: GateFigures | null;
+}
+
+export interface GateFigures {
+  at: string;
+  /** Reads the applications compared between old and new (last hour), and how many differed. */
+  readsCompared: number;
+  readsMismatched: number;
+  replicaLagSeconds: number;
+  longestQuerySeconds: number;
 }
 
 /** What verification found, as far as gates care. */

@@ -15,6 +15,7 @@ import {
   log,
   metricMeter,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   setHandler,
   startChild,
@@ -68,7 +69,7 @@ export interface MigrationInput {
   carried?: MigrationStatus;
 }
 
-const { inspect, planShards, prepareTarget, claimTarget, releaseTarget, setFlags } = proxyActivities<FerryActivities>({
+const { inspect, planShards, prepareTarget, claimTarget, releaseTarget, setFlags, gateFigures } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '5 minutes',
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection', 'TargetBusy', 'TargetFinished'] },
 });
@@ -597,13 +598,25 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       expiresAt: expirySeconds ? new Date(since + expirySeconds * 1000).toISOString() : null,
       reminders: 0,
       approveCommand: `ferry approve ${workflowId} --gate ${name} --by <you> --note "<what you checked>"`,
+      figures: null,
     };
+    const gate = status.gate;
+    // What the approver should look at, refreshed while the gate waits. Added while migrations may
+    // be waiting at gates: guarded, so their histories still replay.
+    const withFigures = patched('gate-figures');
+    const figuresMs = withFigures ? plan.lifecycle.gates.figuresEverySeconds * 1000 : Infinity;
+    const refreshFigures = async () => {
+      if (withFigures) gate.figures = await gateFigures({ plan }).catch(() => gate.figures);
+    };
+    await refreshFigures();
     const reminderMs = plan.lifecycle.gates.reminderSeconds * 1000;
+    let nextReminder = since + reminderMs;
+    let nextFigures = since + figuresMs;
     for (;;) {
       const untilExpiry = expirySeconds ? since + expirySeconds * 1000 - Date.now() : Infinity;
       const decided = await condition(
         () => gateDecision !== null || abortRequested !== null || verifyRequest !== null,
-        Math.max(1, Math.min(reminderMs, untilExpiry)),
+        Math.max(1, Math.min(nextReminder - Date.now(), nextFigures - Date.now(), untilExpiry)),
       );
       if (verifyRequest && !gateDecision && !abortRequested) {
         const request: VerifyRequest = verifyRequest;
@@ -616,6 +629,12 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
         abortRequested = { by: 'ferry', reason: `gate ${name} expired after ${expirySeconds} s` };
         break;
       }
+      if (Date.now() >= nextFigures) {
+        await refreshFigures();
+        nextFigures = Date.now() + figuresMs;
+      }
+      if (Date.now() < nextReminder) continue;
+      nextReminder += reminderMs;
       status.gate.reminders += 1;
       log.warn(`migration ${workflowId} waits at gate ${name} since ${status.gate.waitingSince}: ${status.gate.approveCommand}`);
       // Through the worker's SDK metrics (the temporal_ prefix): a gate left waiting shows on a dashboard.

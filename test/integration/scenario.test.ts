@@ -46,7 +46,7 @@ describe('a live migration with an application writing throughout', () => {
       },
       shards: { count: 2 },
       throttle: { rowsPerSecond: 1500, batchSize: 200, concurrency: 2, checkpointSeconds: 0.5 },
-      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 5, compareReadsPercent: 50 },
+      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 5, compareReadsPercent: 50, gates: { figuresEverySeconds: 1 } },
     });
     const app = startScenarioApp({ url, migration: name, firstNewId: USERS + 1, existingIds: Array.from({ length: USERS }, (_, i) => i + 1) });
     return { url, own, plan, app };
@@ -90,6 +90,14 @@ describe('a live migration with an application writing throughout', () => {
       // Reads now come from users_v2: let the application read a while.
       const readsBefore = app.readsFrom.new;
       await eventually(async () => (app.readsFrom.new > readsBefore + 20 ? true : undefined), 30_000, 'reads from the new table');
+
+      // The approver sees the applications' dual-read comparisons: reads from new, compared with old.
+      const figures = await eventually(async () => {
+        const gate = (await migrationReport(worker.client, id)).status?.gate;
+        return gate?.figures && gate.figures.readsCompared > 5 ? gate.figures : undefined;
+      }, 30_000, 'dual-read figures at the gate');
+      expect(figures.readsMismatched).toBe(0);
+      expect((await ferry(['status', id], own.temporal)).stdout).toMatch(/look at: [\d,]+ dual reads compared in the last hour, 0 differed \(0\.00%\)/);
 
       // Both tables still take every write: they must hold the same users, row for row.
       await app.pause();

@@ -34,7 +34,7 @@ const split = (fullName: string) => {
 export function startScenarioApp(options: { url: string; migration: string; firstNewId: number; existingIds: number[]; intervalMs?: number }): ScenarioApp {
   const pool = new pg.Pool({ connectionString: options.url, max: 4 });
   pool.on('error', () => {});
-  const client = createFerryClient({ pool, migration: options.migration, registry: new Registry(), listen: true });
+  const client = createFerryClient({ pool, migration: options.migration, registry: new Registry(), listen: true, readTallyEveryMs: 300 });
   const expected = new Map<number, UserRow | null>();
   const live = [...options.existingIds];
   let nextId = options.firstNewId;

@@ -140,6 +140,7 @@ const gateAt = (name: string): MigrationStatus['gate'] => ({
   expiresAt: null,
   reminders: 0,
   approveCommand: `ferry approve x --gate ${name} --by <you>`,
+  figures: null,
 });
 
 const sample = (r: MigrationReport, rowsPerSecond: number | null = 1000, eta: number | null = 6): WatchSample => ({ report: r, rowsPerSecond, etaSeconds: eta });
