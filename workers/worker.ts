@@ -23,6 +23,23 @@ export interface FerryWorkerOptions {
   metricsHost?: string;
   /** Log lines of the worker itself (the metrics address). (Default: console.log) */
   log?: (line: string) => void;
+  /**
+   * The longest a Ferry statement may run before Postgres cancels it; Ferry's sessions set it
+   * themselves, so a database's own statement_timeout does not reach them.
+   * (Default: FERRY_STATEMENT_TIMEOUT_MS, or 300000)
+   */
+  statementTimeoutMs?: number;
+}
+
+/** FERRY_STATEMENT_TIMEOUT_MS, when set: a whole number of milliseconds, at least 1. */
+export function statementTimeoutFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const text = env.FERRY_STATEMENT_TIMEOUT_MS;
+  if (text === undefined || text.trim() === '') return undefined;
+  const ms = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(ms) || ms < 1) {
+    throw new Error(`FERRY_STATEMENT_TIMEOUT_MS must be a whole number of milliseconds (at least 1), not "${text}"`);
+  }
+  return ms;
 }
 
 export interface FerryWorker {
@@ -58,7 +75,8 @@ export const workflowsPath = path.join(__dirname, '..', 'workflows', 'index.ts')
 
 export async function createFerryWorker(options: FerryWorkerOptions): Promise<FerryWorker> {
   const connection = await NativeConnection.connect({ address: options.temporal.address });
-  const databases = createDatabases({ env: options.env });
+  const statementTimeoutMs = options.statementTimeoutMs ?? statementTimeoutFromEnv();
+  const databases = createDatabases({ env: options.env, ...(statementTimeoutMs ? { statementTimeoutMs } : {}) });
   const metrics = createFerryMetrics();
   const worker = await Worker.create({
     connection,

@@ -15,6 +15,8 @@ export interface PostgresServer {
   url(database?: string): string;
   /** Creates a fresh, empty database and returns its URL. */
   createDatabase(name: string): Promise<string>;
+  /** The server's log, for a local cluster (fault tests count what it reports); null otherwise. */
+  logFile: string | null;
   /** Stops and starts the server again, keeping its data (for fault tests). */
   restart(): Promise<void>;
   stop(): Promise<void>;
@@ -83,6 +85,7 @@ function externalServer(databaseUrl: string): PostgresServer {
   return {
     url: (database) => (database ? withDatabase(databaseUrl, database) : databaseUrl),
     createDatabase: (name) => createDatabaseOn(databaseUrl, name),
+    logFile: null,
     restart: () => Promise.reject(new Error('cannot restart a server given by DATABASE_URL')),
     stop: async () => {},
   };
@@ -120,7 +123,8 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     `-c synchronous_commit=${options.fsync ? 'on' : 'off'}`,
     `-c full_page_writes=${options.fsync ? 'on' : 'off'}`,
   ].join(' ');
-  const start = () => run('pg_ctl', ['-D', dataDir, '-l', path.join(root, 'server.log'), '-o', serverOptions, '-w', '-t', '60', 'start']);
+  const logFile = path.join(root, 'server.log');
+  const start = () => run('pg_ctl', ['-D', dataDir, '-l', logFile, '-o', serverOptions, '-w', '-t', '60', 'start']);
   const stopNow = (mode: 'fast' | 'immediate') => {
     try {
       run('pg_ctl', ['-D', dataDir, '-m', mode, '-w', 'stop']);
@@ -137,6 +141,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   return {
     url: (database) => (database ? withDatabase(adminUrl, database) : adminUrl),
     createDatabase: (name) => createDatabaseOn(adminUrl, name),
+    logFile,
     async restart() {
       stopNow('fast');
       start();
