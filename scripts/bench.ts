@@ -221,7 +221,8 @@ async function runFerry(bench: Bench, plan: PlanInput, targetUrl: string): Promi
   let profile: ActivityProfile;
   let load: LoadFigures | null;
   try {
-    const handle = await startMigration(bench.client, bench.temporal, validatePlan(plan, plan.name), { execute: true });
+    // Every path copies into the same (emptied) target table: each run is a re-run.
+    const handle = await startMigration(bench.client, bench.temporal, validatePlan(plan, plan.name), { execute: true, rerun: true });
     migrationId = handle.workflowId;
     status = await awaitMigration(bench, handle);
   } finally {
@@ -244,6 +245,8 @@ function basePlan(name: string, targetEnv: string): PlanInput {
     transform: { sql: transformSql },
     throttle: { batchSize: BATCH_SIZE, concurrency: CONCURRENCY },
     shards: { count: SHARDS },
+    // Copy paths are timed alone; verification has its own figure below.
+    verify: { enabled: false },
   };
 }
 
@@ -377,33 +380,49 @@ async function main(): Promise<number> {
     const crossDb = await measure(basePlan('bench-cross-db', TARGET_ENV), targetUrl, crossLimit);
     printRun('across databases', crossLimit, crossDb, out);
 
+    // Production stays healthy: the foreground load's p99 under the plan's default throttle.
+    let defaultThrottle: PathResult | null = null;
+    if (loadBaseline) {
+      const { throttle: _opened, shards: _shards, ...defaults } = basePlan('bench-default-throttle', SOURCE_ENV);
+      out('\nThe same database with the default throttle (what a plan without a throttle section gets):');
+      defaultThrottle = await measure(defaults, sourceUrl, sameLimit);
+      printRun('default throttle', sameLimit, defaultThrottle, out);
+    }
+
     // Verification of a complete copy across databases (filled by the COPY pipe, untimed).
     out(`\nVerification across databases (chunks of ${fmt(VERIFY_CHUNK)} keys; two shards at once, verifyShard called in this process, no Temporal):`);
     let verify: PathFigures = { limitRowsPerSec: null, ferryRowsPerSec: null, ratio: null };
+    let verifyJsTransform: PathFigures = { limitRowsPerSec: null, ferryRowsPerSec: null, ratio: null };
     let verifyFailed = false;
+    const jsPlan: PlanInput = {
+      ...basePlan('bench-js-transform', TARGET_ENV),
+      transform: { module: path.join(__dirname, 'bench-transform.ts'), columns: targetColumns.map((c) => c.name) },
+    };
     try {
       await binaryCopyLimit(sourceUrl, targetUrl, options.rows);
-      const figures = await verifyFigures(validatePlan(basePlan('bench-verify', TARGET_ENV)), { [SOURCE_ENV]: sourceUrl, [TARGET_ENV]: targetUrl }, options.rows);
-      out(`  ${'limit: count + sum of md5 row hashes, both sides at once'.padEnd(58)} ${seconds(figures.limitMs).padStart(7)}  ${fmt(figures.limitRowsPerSec).padStart(9)} rows/s`);
-      out(
-        `  ${`Ferry verifyShard (${figures.calls} call${figures.calls === 1 ? '' : 's'})`.padEnd(58)} ${seconds(figures.ferryMs).padStart(7)}  ` +
-          `${fmt(figures.ferryRowsPerSec).padStart(9)} rows/s  ${fmt(figures.ferryRowsPerSec / figures.limitRowsPerSec, 2)} of its limit`,
-      );
-      for (const problem of figures.problems) out(`      CHECK FAILED: ${problem}`);
-      verifyFailed = figures.problems.length > 0;
-      if (!verifyFailed) {
-        verify = { limitRowsPerSec: figures.limitRowsPerSec, ferryRowsPerSec: figures.ferryRowsPerSec, ratio: figures.ferryRowsPerSec / figures.limitRowsPerSec };
-      }
+      /** One verification path against the checksum limit; its figures, or null when a check failed. */
+      const verifyPath = async (label: string, plan: PlanInput): Promise<PathFigures | null> => {
+        const figures = await verifyFigures(validatePlan(plan), { [SOURCE_ENV]: sourceUrl, [TARGET_ENV]: targetUrl }, options.rows);
+        out(`  ${'limit: count + sum of md5 row hashes, both sides at once'.padEnd(58)} ${seconds(figures.limitMs).padStart(7)}  ${fmt(figures.limitRowsPerSec).padStart(9)} rows/s`);
+        out(
+          `  ${`${label} (${figures.calls} call${figures.calls === 1 ? '' : 's'})`.padEnd(58)} ${seconds(figures.ferryMs).padStart(7)}  ` +
+            `${fmt(figures.ferryRowsPerSec).padStart(9)} rows/s  ${fmt(figures.ferryRowsPerSec / figures.limitRowsPerSec, 2)} of its limit`,
+        );
+        for (const problem of figures.problems) out(`      CHECK FAILED: ${problem}`);
+        if (figures.problems.length > 0) return null;
+        return { limitRowsPerSec: figures.limitRowsPerSec, ferryRowsPerSec: figures.ferryRowsPerSec, ratio: figures.ferryRowsPerSec / figures.limitRowsPerSec };
+      };
+      const sqlFigures = await verifyPath('Ferry verifyShard, SQL transform', basePlan('bench-verify', TARGET_ENV));
+      const jsFigures = await verifyPath('Ferry verifyShard, JavaScript transform', jsPlan);
+      verifyFailed = sqlFigures === null || jsFigures === null;
+      if (sqlFigures) verify = sqlFigures;
+      if (jsFigures) verifyJsTransform = jsFigures;
     } catch (error) {
       verifyFailed = true;
       out(`  verification FAILED: ${errorMessage(error)}`);
     } finally {
       await resetTarget(targetUrl).catch(() => {});
     }
-    const jsPlan: PlanInput = {
-      ...basePlan('bench-js-transform', TARGET_ENV),
-      transform: { module: path.join(__dirname, 'bench-transform.ts'), columns: targetColumns.map((c) => c.name) },
-    };
     const jsTransform = await measure(jsPlan, targetUrl, crossLimit);
     printRun('JavaScript transform', crossLimit, jsTransform, out);
 
@@ -420,11 +439,15 @@ async function main(): Promise<number> {
     line('across databases', crossDb);
     line('JavaScript transform', jsTransform);
     line('verify', { figures: verify, run: null, error: null });
+    line('verify, JS transform', { figures: verifyJsTransform, run: null, error: null });
     out(`  worker peak RSS        ${peakWorkerRssMb} MB (VmHWM over the whole run)`);
     out(`  history events         ${eventsPerMillion === null ? 'no figure' : fmt(eventsPerMillion)} per million rows (the most of any path)`);
     if (loadBaseline) {
       const p99 = (r: PathResult) => (r.run?.load ? `${fmt(r.run.load.p99Ms, 1)} ms` : 'no figure');
-      out(`  foreground p99         ${fmt(loadBaseline.p99Ms, 1)} ms quiet, ${p99(sameDb)} during same database, ${p99(crossDb)} during across databases`);
+      out(`  foreground p99         ${fmt(loadBaseline.p99Ms, 1)} ms quiet, ${p99(sameDb)} during same database, ${p99(crossDb)} during across databases (no rate limit)`);
+      if (defaultThrottle?.run?.load) {
+        out(`  foreground p99         ${p99(defaultThrottle)} with the default throttle: ${fmt(defaultThrottle.run.load.p99Ms / loadBaseline.p99Ms, 2)}x the quiet p99`);
+      }
     }
     out(`Finished in ${seconds(Date.now() - started)}.`);
 
@@ -442,6 +465,7 @@ async function main(): Promise<number> {
           crossDb: round(crossDb.figures),
           jsTransform: round(jsTransform.figures),
           verify: round(verify),
+          verifyJsTransform: round(verifyJsTransform),
           peakWorkerRssMb,
           historyEventsPerMillionRows: eventsPerMillion === null ? null : Math.round(eventsPerMillion),
           ...(loadBaseline && {
@@ -449,6 +473,8 @@ async function main(): Promise<number> {
               quiet: Number(loadBaseline.p99Ms.toFixed(2)),
               sameDb: sameDb.run?.load ? Number(sameDb.run.load.p99Ms.toFixed(2)) : null,
               crossDb: crossDb.run?.load ? Number(crossDb.run.load.p99Ms.toFixed(2)) : null,
+              defaultThrottle: defaultThrottle?.run?.load ? Number(defaultThrottle.run.load.p99Ms.toFixed(2)) : null,
+              defaultThrottleRatio: defaultThrottle?.run?.load ? Number((defaultThrottle.run.load.p99Ms / loadBaseline.p99Ms).toFixed(2)) : null,
             },
           }),
         }),
