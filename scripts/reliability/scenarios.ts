@@ -193,14 +193,16 @@ export async function runRound(lab: Lab, options: RoundOptions): Promise<RoundRe
     verify: { chunkSize: 1000, inFlightDelaySeconds: 0.2 },
   });
 
-  const verifying = await startMigration(lab.client, lab.temporal, verifyPlan, { execute: true });
-  await until(async () => (await phaseOf(lab, verifying.workflowId)) === 'verifying', 60_000, `${verifyPlan.name} to verify`);
+  // The held backfill starts first: it lasts several seconds, so the fault can wait for the
+  // other migration to be verifying without either phase ending first.
   const backfilling = await startMigration(lab.client, lab.temporal, backfillPlan, { execute: true });
+  const verifying = await startMigration(lab.client, lab.temporal, verifyPlan, { execute: true });
   await until(
     async () => (await phaseOf(lab, backfilling.workflowId)) === 'backfilling' && (await labSql<{ n: number }>(lab.targetUrl, `SELECT count(*)::int AS n FROM ${backfillTable}`))[0]!.n > 0,
     60_000,
     `${backfillPlan.name} to copy its first rows`,
   );
+  await until(async () => (await phaseOf(lab, verifying.workflowId)) === 'verifying', 60_000, `${verifyPlan.name} to verify`);
 
   const phasesHit: { backfilling: (Phase | 'unknown')[]; verifying: (Phase | 'unknown')[] } = { backfilling: [], verifying: [] };
   const notePhases = async () => {
