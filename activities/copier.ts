@@ -114,7 +114,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
     });
   };
 
-  return {
+  const activities = {
     /**
      * Copies batches from the cursor on until the shard is done or about `maxSeconds` have
      * passed. Heartbeats its progress after every batch; a retried attempt resumes from it.
@@ -128,7 +128,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
       const maxMs = (input.maxSeconds ?? 5) * 1000;
       const checkEveryMs = plan.backoff.checkEverySeconds * 1000;
       const targetBatchMs = plan.throttle.targetBatchSeconds * 1000;
-      // Ended by the caller (activities/index.ts) however this call ends.
+      // Ended by copyBatches below, however this call ends.
       const seen = metrics.shard(plan.name, shardIndexOf(activityInfo().workflowExecution?.workflowId));
 
       /** Copies a range; when a row in it is refused, halves the range until that row stands alone. */
@@ -300,6 +300,18 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
         [migrationId],
       );
       return { retried: failed.rows.length, fixed, stillFailing: left.rows[0]?.count ?? 0 };
+    },
+  };
+
+  return {
+    ...activities,
+    /** copyBatches; the shard's gauges end with the call, however it ends (the next may run on another worker). */
+    async copyBatches(input: CopyBatchesInput): Promise<CopyBatchesResult> {
+      try {
+        return await activities.copyBatches(input);
+      } finally {
+        metrics.shard(input.plan.name, shardIndexOf(activityInfo().workflowExecution?.workflowId)).end();
+      }
     },
   };
 }

@@ -1,8 +1,7 @@
 /** Every activity a Ferry worker runs, bound to the worker's database connections. */
-import { activityInfo } from '@temporalio/activity';
-import { createFerryMetrics, shardIndexOf, type FerryMetrics } from '../workers/metrics';
+import { createFerryMetrics, type FerryMetrics } from '../workers/metrics';
 import type { Databases } from './connections';
-import { createCopier, type CopyBatchesInput } from './copier';
+import { createCopier } from './copier';
 import { installFerrySchema } from './ferry-schema';
 import { createFlagSetter } from './flags';
 import { createInspector } from './inspector';
@@ -18,18 +17,9 @@ export interface ActivityDependencies {
 }
 
 export function createActivities({ databases, metrics = createFerryMetrics() }: ActivityDependencies) {
-  const copier = createCopier(databases, metrics);
   return {
     ...createInspector(databases),
-    ...copier,
-    /** The copier's copyBatches; its shard's gauges end with the call, however it ends (the next may run elsewhere). */
-    async copyBatches(input: CopyBatchesInput) {
-      try {
-        return await copier.copyBatches(input);
-      } finally {
-        metrics.shard(input.plan.name, shardIndexOf(activityInfo().workflowExecution?.workflowId)).end();
-      }
-    },
+    ...createCopier(databases, metrics),
     ...createShardPlanner(databases),
     ...createFlagSetter(databases),
     ...createMigrationRegistry(databases),

@@ -186,11 +186,18 @@ async function runningMigration(client: Client, migrationId: string): Promise<Wo
   return handle;
 }
 
-async function update<Ret, Arg>(client: Client, migrationId: string, definition: UpdateDefinition<Ret, [Arg]>, arg: Arg): Promise<Ret> {
+/** Runs an update; refused ones become RefusedError. `timeoutSeconds` null: wait as long as it takes. */
+async function update<Ret, Arg>(
+  client: Client,
+  migrationId: string,
+  definition: UpdateDefinition<Ret, [Arg]>,
+  arg: Arg,
+  timeoutSeconds: number | null = UPDATE_TIMEOUT_SECONDS,
+): Promise<Ret> {
   const handle = await runningMigration(client, migrationId);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new NoWorkerError(migrationId, UPDATE_TIMEOUT_SECONDS)), UPDATE_TIMEOUT_SECONDS * 1000);
+    if (timeoutSeconds !== null) timer = setTimeout(() => reject(new NoWorkerError(migrationId, timeoutSeconds)), timeoutSeconds * 1000);
   });
   try {
     return await Promise.race([handle.executeUpdate(definition, { args: [arg] }), timeout]);
@@ -290,13 +297,7 @@ export async function listMigrations(client: Client, options: ListFilter): Promi
 
 /** Verifies (and repairs) again; answers with the outcome once done. Runs as long as it takes. */
 export async function verifyMigration(client: Client, migrationId: string, request: VerifyRequest): Promise<VerificationSummary> {
-  const handle = await runningMigration(client, migrationId);
-  try {
-    return await handle.executeUpdate(verifyUpdate, { args: [request] });
-  } catch (error) {
-    if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${rootMessage(error)}`);
-    throw error;
-  }
+  return update(client, migrationId, verifyUpdate, request, null);
 }
 
 export async function mismatches(client: Client, migrationId: string, options: { showValues: boolean; limit: number }): Promise<MismatchReport> {

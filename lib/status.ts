@@ -166,6 +166,31 @@ export function addSample(samples: ProgressSample[], sample: ProgressSample): Pr
   return next.length <= MAX_SAMPLES ? next : next.filter((_, i) => i % 2 === 0 || i === next.length - 1);
 }
 
+/** A migration's status before anything has happened. */
+export function newMigrationStatus(fields: Pick<MigrationStatus, 'migrationId' | 'planName' | 'execute' | 'startedAt' | 'throttle'>): MigrationStatus {
+  return {
+    ...fields,
+    phase: 'inspecting',
+    finishedAt: null,
+    inspection: null,
+    phases: [],
+    flags: null,
+    gate: null,
+    verification: null,
+    abort: null,
+    paused: null,
+    shards: [],
+    rowsRead: 0,
+    rowsWritten: 0,
+    rowsFailed: 0,
+    unresolvedFailures: 0,
+    failuresFixed: 0,
+    recentFailures: [],
+    events: [],
+    samples: [],
+  };
+}
+
 /** Rows a batch found already present in the target (written by the application, or by an earlier run). */
 export function rowsSkipped(status: Pick<MigrationStatus, 'rowsRead' | 'rowsWritten' | 'rowsFailed'>): number {
   return Math.max(0, status.rowsRead - status.rowsWritten - status.rowsFailed);

@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { migrationReport, startMigration } from '../cli/migrations';
+import { rootMessage } from '../lib/errors';
 import { validatePlan, type PlanInput } from '../lib/plan';
 import { temporalSettings } from '../lib/settings';
 import type { MigrationStatus } from '../lib/status';
@@ -202,14 +203,6 @@ async function awaitMigration(bench: Bench, handle: WorkflowHandle<typeof migrat
   }
 }
 
-function errorMessage(error: unknown): string {
-  let message = error instanceof Error ? error.message : String(error);
-  for (let cause = (error as { cause?: unknown }).cause; cause; cause = (cause as { cause?: unknown }).cause) {
-    message = (cause as Error).message || message;
-  }
-  return message;
-}
-
 async function runFerry(bench: Bench, plan: PlanInput, targetUrl: string): Promise<FerryRun> {
   await resetTarget(targetUrl);
   bench.worker.startPhase();
@@ -356,7 +349,7 @@ async function main(): Promise<number> {
         return { figures, run, error: null };
       } catch (error) {
         await resetTarget(url).catch(() => {});
-        return { figures: { limitRowsPerSec: limit.rowsPerSec, ferryRowsPerSec: null, ratio: null }, run: null, error: errorMessage(error) };
+        return { figures: { limitRowsPerSec: limit.rowsPerSec, ferryRowsPerSec: null, ratio: null }, run: null, error: rootMessage(error) };
       }
     };
 
@@ -420,7 +413,7 @@ async function main(): Promise<number> {
       if (jsFigures) verifyJsTransform = jsFigures;
     } catch (error) {
       verifyFailed = true;
-      out(`  verification FAILED: ${errorMessage(error)}`);
+      out(`  verification FAILED: ${rootMessage(error)}`);
     } finally {
       await resetTarget(targetUrl).catch(() => {});
     }
@@ -494,7 +487,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {
-    console.error(`bench failed: ${errorMessage(error)}`);
+    console.error(`bench failed: ${rootMessage(error)}`);
     process.exit(error instanceof UsageError ? 2 : 1);
   },
 );

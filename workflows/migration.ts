@@ -35,7 +35,7 @@ import {
 } from '../lib/lifecycle';
 import type { Plan } from '../lib/plan';
 import { phaseKey } from '../lib/search-attributes';
-import { addSample, recountRows, type MigrationEvent, type MigrationStatus, type Phase, type ShardStatus } from '../lib/status';
+import { addSample, newMigrationStatus, recountRows, type MigrationEvent, type MigrationStatus, type Phase, type ShardStatus } from '../lib/status';
 import { applyThrottleChange, shardRate, throttleChangeProblems } from '../lib/throttle';
 import {
   abortUpdate,
@@ -97,31 +97,15 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const { plan } = input;
   const { workflowId } = workflowInfo();
   const now = () => new Date().toISOString();
-  const status: MigrationStatus = input.carried ?? {
-    migrationId: workflowId,
-    planName: plan.name,
-    phase: 'inspecting',
-    execute: input.execute,
-    startedAt: now(),
-    finishedAt: null,
-    inspection: null,
-    phases: [],
-    flags: null,
-    gate: null,
-    verification: null,
-    abort: null,
-    throttle: { rowsPerSecond: plan.throttle.rowsPerSecond, batchSize: plan.throttle.batchSize, concurrency: plan.throttle.concurrency },
-    paused: null,
-    shards: [],
-    rowsRead: 0,
-    rowsWritten: 0,
-    rowsFailed: 0,
-    unresolvedFailures: 0,
-    failuresFixed: 0,
-    recentFailures: [],
-    events: [],
-    samples: [],
-  };
+  const status: MigrationStatus =
+    input.carried ??
+    newMigrationStatus({
+      migrationId: workflowId,
+      planName: plan.name,
+      execute: input.execute,
+      startedAt: now(),
+      throttle: { rowsPerSecond: plan.throttle.rowsPerSecond, batchSize: plan.throttle.batchSize, concurrency: plan.throttle.concurrency },
+    });
   const steps = lifecycleSteps(plan);
   let abortRequested: AbortRequest | null = null;
   let gateDecision: 'approved' | null = null;

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { MigrationReport } from '../../cli/migrations';
 import { gateOf, sampleOf, watchFrame, watchJson, watchLine, type WatchSample } from '../../cli/watch';
 import { etaSeconds, formatDuration, nextRate, progressBar, remainingRows, type RateState } from '../../lib/progress';
-import type { MigrationStatus, ShardStatus } from '../../lib/status';
+import { newMigrationStatus, type MigrationStatus, type ShardStatus } from '../../lib/status';
 
 describe('nextRate', () => {
   it('has no rate from one sample, and the plain rate from two', () => {
@@ -103,31 +103,22 @@ function shard(index: number, overrides: Partial<ShardStatus> = {}): ShardStatus
 
 function report(overrides: Partial<MigrationStatus> = {}, runState: MigrationReport['runState'] = 'running'): MigrationReport {
   const status: MigrationStatus = {
-    migrationId: 'ferry/users/20250101-000000Z',
-    planName: 'users',
+    ...newMigrationStatus({
+      migrationId: 'ferry/users/20250101-000000Z',
+      planName: 'users',
+      execute: true,
+      startedAt: '2025-01-01T00:00:00.000Z',
+      throttle: { rowsPerSecond: 5000, batchSize: 1000, concurrency: 2 },
+    }),
     phase: 'backfilling',
-    execute: true,
-    startedAt: '2025-01-01T00:00:00.000Z',
-    finishedAt: null,
     inspection: {
       source: { name: 'public.users', exists: true, estimatedRows: 10_000, keyType: 'bigint' },
     } as unknown as MigrationStatus['inspection'],
-    throttle: { rowsPerSecond: 5000, batchSize: 1000, concurrency: 2 },
-    paused: null,
-    phases: [],
-    flags: null,
-    gate: null,
-    verification: null,
-    abort: null,
     shards: [shard(0, { rowsRead: 3000, rowsWritten: 3000, throttleReason: 'rows/s limit (2500 rows/s for this shard)' }), shard(1, { rowsRead: 1000, rowsWritten: 990, rowsFailed: 10 })],
     rowsRead: 4000,
     rowsWritten: 3990,
     rowsFailed: 10,
     unresolvedFailures: 10,
-    failuresFixed: 0,
-    recentFailures: [],
-    events: [],
-    samples: [],
     ...overrides,
   };
   return { migrationId: status.migrationId, runState, status, failure: null };

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { escapeHtml, formatCompact, formatElapsed, linePath, linearScale, niceTicks, stepPath, timeTicks } from '../../cli/chart';
 import { migrationRecord, recordMarkdown } from '../../cli/report';
 import { decisionMarkers, pauseBands, progressOf, rateSeries, recordHtml, sampleSeries, timeSpan } from '../../cli/report-html';
-import type { MigrationEvent, MigrationStatus, ProgressSample } from '../../lib/status';
+import { newMigrationStatus, type MigrationEvent, type MigrationStatus, type ProgressSample } from '../../lib/status';
 
 const T0 = Date.parse('2025-03-01T10:00:00.000Z');
 const at = (seconds: number) => new Date(T0 + seconds * 1000).toISOString();
@@ -11,11 +11,14 @@ const at = (seconds: number) => new Date(T0 + seconds * 1000).toISOString();
 function statusWith(overrides: Partial<MigrationStatus> = {}): MigrationStatus {
   const table = (name: string, estimatedRows: number | null) => ({ name, exists: true, columns: [], estimatedRows, keyType: 'integer', keyIsUnique: true });
   return {
-    migrationId: 'ferry/split-names/2025-03-01T10:00:00Z',
-    planName: 'split-names',
+    ...newMigrationStatus({
+      migrationId: 'ferry/split-names/2025-03-01T10:00:00Z',
+      planName: 'split-names',
+      execute: true,
+      startedAt: at(0),
+      throttle: { rowsPerSecond: null, batchSize: 1000, concurrency: 1 },
+    }),
     phase: 'completed',
-    execute: true,
-    startedAt: at(0),
     finishedAt: at(60),
     inspection: { source: table('public.users', 10_000), target: table('public.users_v2', 0), sameDatabase: true, sample: null, problems: [], warnings: [] },
     phases: [
@@ -23,21 +26,8 @@ function statusWith(overrides: Partial<MigrationStatus> = {}): MigrationStatus {
       { name: 'gate:cutover-reads', startedAt: at(50), endedAt: at(58) },
       { name: 'cleanup', startedAt: at(58), endedAt: at(60) },
     ],
-    flags: null,
-    gate: null,
-    verification: null,
-    abort: null,
-    throttle: { rowsPerSecond: null, batchSize: 1000, concurrency: 1 },
-    paused: null,
-    shards: [],
     rowsRead: 10_000,
     rowsWritten: 9_990,
-    rowsFailed: 0,
-    unresolvedFailures: 0,
-    failuresFixed: 0,
-    recentFailures: [],
-    events: [],
-    samples: [],
     ...overrides,
   };
 }
