@@ -4,7 +4,7 @@
  * repairs it from the source. Chunks are compared by count and an order-independent digest
  * computed inside both databases at once; only chunks that differ are read row by row.
  */
-import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
+import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat, log, sleep } from '@temporalio/activity';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
@@ -16,8 +16,10 @@ import { copyOutSql, copySpecOf, copyWithinDatabaseSql, nextBatchBoundSql, range
 import { installFerrySchema, recordMismatches, type Mismatch, type MismatchCategory } from './ferry-schema';
 import {
   copyRangeThroughModule,
+  isThenable,
   loadTransform,
   postgresInputText,
+  sourceRowOf,
   sourceRowTypes,
   targetColumnKinds,
   type ColumnKinds,
@@ -26,6 +28,7 @@ import {
 } from './module-transform';
 import { isRowError, redactErrorMessage } from './pacing';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
+import { ChunkDigest, workerFieldOf, type WorkerField } from './worker-checksum';
 import {
   canonicalizeValuesSql,
   chunkChecksumSql,
@@ -155,6 +158,26 @@ function and(...conditions: (string | null | undefined)[]): string | null {
 
 const md5 = (text: string) => createHash('md5').update(text, 'utf8').digest('hex');
 
+/** A chunk's row count and digest, as Postgres prints them. */
+interface Sums {
+  rows: string;
+  digest: string;
+}
+
+interface ChunkSums {
+  /** The source keys of the chunk, when the target side is selected by them (see chunkKeys). */
+  keys: string[] | undefined;
+  /** Null when the worker cannot make some value of a module transform's rows canonical. */
+  source: Sums | null;
+  target: Sums;
+}
+
+/** The sums of the next chunk, being read. */
+interface ReadAhead {
+  after: string | null;
+  sums: Promise<ChunkSums>;
+}
+
 interface Verification {
   shape: VerifyShape;
   spec: CopySpec;
@@ -166,6 +189,13 @@ interface Verification {
   rowDependent: boolean;
   /** Canonical texts of source rows as the transform makes them, for a module transform. */
   moduleRows: ((selection: Selection) => Promise<RowHashes[]>) | null;
+  /**
+   * The count and digest of a range's source rows through a module transform, computed in the
+   * worker; null when the worker cannot make some value canonical. Unset when the target has a
+   * column type the worker does not know, or once the worker's digest has disagreed with
+   * Postgres in this call (then Postgres compares every chunk).
+   */
+  moduleDigest: ((range: KeyRange) => Promise<ChunkDigest | null>) | null;
 }
 
 /** Keys of a migration's failed records not yet fixed; none when Ferry's schema is not there yet. */
@@ -224,12 +254,17 @@ export function createVerifier(databases: Databases) {
       !!plan.subset?.where || (!!plan.shards.partitionColumn && (partitionValue !== null || !!plan.subset?.partitionValues));
 
     let moduleRows: Verification['moduleRows'] = null;
+    let moduleDigest: Verification['moduleDigest'] = null;
     if (plan.transform.module) {
       const transform = await loadTransform(plan.transform.module);
       const kinds = await targetColumnKinds(targetPool, spec.target);
       moduleRows = (selection) => moduleSourceRows(sourcePool, targetPool, shape, kinds, transform, selection);
+      const fields = shape.types.map(workerFieldOf);
+      if (fields.every((f) => f !== null) && (await hashesUtf8(targetPool))) {
+        moduleDigest = (range) => moduleSourceDigest(sourcePool, shape, transform, fields as WorkerField[], range);
+      }
     }
-    return { shape, spec, rowDependent, moduleRows };
+    return { shape, spec, rowDependent, moduleRows, moduleDigest };
   }
 
   /** Every target row of a selection in key order, a page at a time, as canonical texts or hashes. */
@@ -301,27 +336,64 @@ export function createVerifier(databases: Databases) {
       return result.rows.map((r) => r.key);
     };
 
-    /** The chunk's differences that remain after in-flight writes have had time to land. */
-    const verifyChunk = async (range: KeyRange): Promise<{ rows: number; differences: Mismatch[]; inFlight: number }> => {
+    /**
+     * The count and digest of a chunk on both sides: the source's through the transform (in the
+     * worker for a module transform, null when the worker cannot tell), and the target's.
+     */
+    const chunkSums = async (range: KeyRange): Promise<ChunkSums> => {
       const keys = await chunkKeys(range);
-      const target: Selection = { range, keys };
+      const targetSum = chunkChecksumSql('target', v.shape, { range, keys });
+      const moduleDigest = v.moduleDigest;
+      const [source, target] = await Promise.all([
+        v.moduleRows
+          ? (moduleDigest?.(range).then((d) => d && { rows: String(d.rows), digest: d.digest() }) ?? null)
+          : sourcePool.query<Sums>(chunkChecksumSql('source', v.shape, { range })).then((r) => r.rows[0]!),
+        targetPool.query<Sums>(targetSum.text, targetSum.values).then((r) => r.rows[0]!),
+      ]);
+      return { keys, source, target };
+    };
+
+    /**
+     * Sums of the chunk after this one, read while this one is compared: a module transform's
+     * digest keeps the worker busy, and the databases can read meanwhile. Not started when the
+     * call is about to end, so as not to read a chunk for nothing.
+     */
+    const readAhead = (after: string, upTo: Promise<string | null>): ReadAhead | null => {
+      if (!v.moduleDigest || Date.now() - started > maxMs * 0.8) return null;
+      const sums = upTo.then((last) => chunkSums({ after, upTo: last }));
+      sums.catch(() => {});
+      return { after, sums };
+    };
+
+    /** The chunk's differences that remain after in-flight writes have had time to land. */
+    const verifyChunk = async (range: KeyRange, prefetched: ReadAhead | null): Promise<{ rows: number; differences: Mismatch[]; inFlight: number }> => {
+      const useModuleDigest = !!v.moduleDigest || !!prefetched;
       let rows: number;
       let first: Mismatch[];
-      if (v.moduleRows) {
-        const [s, t] = await bothSides(plan, v, { range }, target, pageRows);
+      if (!v.moduleRows || useModuleDigest) {
+        const sums = prefetched && prefetched.after === range.after ? await prefetched.sums : await chunkSums(range);
+        if (sums.source) {
+          rows = Number(sums.source.rows);
+          if (sums.source.rows === sums.target.rows && sums.source.digest === sums.target.digest) return { rows, differences: [], inFlight: 0 };
+        } else {
+          // A value the worker cannot make canonical is likely to come back in every chunk.
+          v.moduleDigest = null;
+        }
+        const [s, t] = await bothSides(plan, v, { range }, { range, keys: sums.keys }, pageRows);
+        rows = v.moduleRows ? s.length : Number(sums.source!.rows);
+        first = diffRows(columnNames(v), s, t);
+        if (v.moduleRows && sums.source && first.length === 0) {
+          // Postgres found the chunk equal where the worker's digest did not: a canonical text
+          // the worker gets wrong, or a write between the reads. Either way, trust Postgres.
+          v.moduleDigest = null;
+          log.warn('verification compares the rest of this call in Postgres: the worker checksum of a chunk differed where Postgres found none', {
+            range: describeRange(range),
+          });
+        }
+      } else {
+        const [s, t] = await bothSides(plan, v, { range }, { range, keys: await chunkKeys(range) }, pageRows);
         rows = s.length;
         first = diffRows(columnNames(v), s, t);
-      } else {
-        const sourceSum = chunkChecksumSql('source', v.shape, { range });
-        const targetSum = chunkChecksumSql('target', v.shape, target);
-        const [s, t] = await Promise.all([
-          sourcePool.query<{ rows: string; digest: string }>(sourceSum.text, sourceSum.values),
-          targetPool.query<{ rows: string; digest: string }>(targetSum.text, targetSum.values),
-        ]);
-        rows = Number(s.rows[0]!.rows);
-        if (s.rows[0]!.rows === t.rows[0]!.rows && s.rows[0]!.digest === t.rows[0]!.digest) return { rows, differences: [], inFlight: 0 };
-        const [sourceRows, targetRowsRead] = await bothSides(plan, v, { range }, target, pageRows);
-        first = diffRows(columnNames(v), sourceRows, targetRowsRead);
       }
       if (first.length === 0) return { rows, differences: [], inFlight: 0 };
       // A row the application is writing to both sides may be caught between the two reads.
@@ -333,14 +405,20 @@ export function createVerifier(databases: Databases) {
     };
 
     let bound = nextBound(progress.cursor ?? input.shard.range.after);
+    let ahead: ReadAhead | null = null;
     for (;;) {
       const next = await bound;
       const after = progress.cursor ?? input.shard.range.after;
       // After the source's last key, the rest of the shard is one more chunk: empty in the
       // source, and whatever the target holds there is extra.
       const range: KeyRange = { after, upTo: next ? next.last_key : input.shard.range.upTo };
-      if (next) bound = nextBound(next.last_key);
-      const { rows, differences, inFlight } = await verifyChunk(range);
+      const prefetched = ahead;
+      ahead = null;
+      if (next) {
+        bound = nextBound(next.last_key);
+        ahead = readAhead(next.last_key, bound.then((found) => (found ? found.last_key : input.shard.range.upTo)));
+      }
+      const { rows, differences, inFlight } = await verifyChunk(range, prefetched);
       await recordMismatches(targetPool, input.migrationId, input.pass, differences);
 
       const counts = progress.counts;
@@ -561,24 +639,83 @@ async function moduleSourceRows(
   transform: RowTransform,
   selection: Selection,
 ): Promise<RowHashes[]> {
+  const names = shape.types.map((c) => c.name);
+  const encoded: (string | null)[][] = [];
+  for (const produced of await transformedSourceRows(sourcePool, shape, transform, selection)) {
+    try {
+      encoded.push(...produced.map((row) => encodeRow(row, names, kinds)));
+    } catch {
+      // A value with no database form: the copier records the source row as failed.
+    }
+  }
+  return canonicalize(targetPool, shape, encoded);
+}
+
+/**
+ * The target rows a module transform makes of each source row of a selection, in key order.
+ * A source row whose transform throws is left out: the copier records it as a failed row.
+ */
+async function transformedSourceRows(sourcePool: pg.Pool, shape: VerifyShape, transform: RowTransform, selection: Selection): Promise<TargetRow[][]> {
   const filter = and(shape.sourceFilter, selection.keys ? sourceKeysCondition(shape.source.key, selection.keys) : null);
   const select = rangeRowsSql({ source: shape.source, filter }, selection.range ?? wholeKeySpace);
   const result = await sourcePool.query<unknown[]>({ text: select.text, values: select.values, rowMode: 'array', types: sourceRowTypes });
   const fieldNames = result.fields.slice(1).map((f) => f.name);
-  const names = shape.types.map((c) => c.name);
-  const encoded: (string | null)[][] = [];
+  const produced: TargetRow[][] = [];
   for (const values of result.rows) {
-    const row: Record<string, unknown> = {};
-    fieldNames.forEach((name, i) => (row[name] = values[i + 1]));
     try {
-      const output = await transform(row);
+      let output = transform(sourceRowOf(fieldNames, values));
+      if (isThenable(output)) output = await output;
       if (output === null || output === undefined) continue;
-      for (const produced of Array.isArray(output) ? output : [output]) encoded.push(encodeRow(produced, names, kinds));
+      produced.push(Array.isArray(output) ? output : [output]);
     } catch {
       continue;
     }
   }
-  return canonicalize(targetPool, shape, encoded);
+  return produced;
+}
+
+/**
+ * The count and digest of a key range's source rows through a module transform, made canonical
+ * and hashed in the worker as the target's rows are in SQL (see worker-checksum.ts); null when
+ * the worker cannot make some value canonical. Rows are left out as moduleSourceRows leaves
+ * them out.
+ */
+async function moduleSourceDigest(
+  sourcePool: pg.Pool,
+  shape: VerifyShape,
+  transform: RowTransform,
+  fields: WorkerField[],
+  range: KeyRange,
+): Promise<ChunkDigest | null> {
+  const names = shape.types.map((c) => c.name);
+  const digest = new ChunkDigest();
+  const records: string[] = [];
+  for (const produced of await transformedSourceRows(sourcePool, shape, transform, { range })) {
+    records.length = 0;
+    try {
+      for (const target of produced) {
+        if (target === null || typeof target !== 'object' || Array.isArray(target)) throw new TypeError('a target row must be an object');
+        let record = '(';
+        for (let i = 0; i < names.length; i++) {
+          const field = fields[i]!(target[names[i]!]);
+          if (field === undefined) return null;
+          record += i > 0 ? ',' + field : field;
+        }
+        records.push(record + ')');
+      }
+    } catch {
+      // A value with no database form: the copier records the source row as failed.
+      continue;
+    }
+    for (const record of records) digest.add(record);
+  }
+  return digest;
+}
+
+/** Whether the target hashes text as the worker does: md5 of its UTF-8 bytes. */
+async function hashesUtf8(pool: pg.Pool): Promise<boolean> {
+  const result = await pool.query<{ encoding: string }>('SELECT current_setting($1) AS encoding', ['server_encoding']);
+  return ['UTF8', 'SQL_ASCII'].includes(result.rows[0]?.encoding ?? '');
 }
 
 function encodeRow(row: TargetRow, names: string[], kinds: ColumnKinds): (string | null)[] {

@@ -385,4 +385,33 @@ describe('verifier with a module transform', () => {
     const second = await verifyAll(databases, { migrationId: 'mod', plan: p, chunkSize: 50, pass: 2, inFlightDelayMs: 10 });
     expect(second.mismatches).toEqual({ missing: 0, extra: 0, value: 0 });
   });
+  it('compares clean chunks in the worker: the target is only summed, no row is read or sent back', async () => {
+    const p = validatePlan({
+      name: 'verify-module-clean',
+      source: { connection: 'SOURCE_URL', table: 'orders', key: 'id' },
+      target: { connection: 'TARGET_URL', table: 'people' },
+      transform: { module: path.join(dir, 'transform.ts'), columns: ['id', 'label', 'note', 'created_at', 'payload', 'amount'] },
+      // Keys 100 to 300 were never changed in the target.
+      subset: { keyRange: { from: '100', to: '300' } },
+    });
+    const target = databases.pool('TARGET_URL');
+    const statements: string[] = [];
+    const query = target.query.bind(target);
+    target.query = ((...args: Parameters<typeof query>) => {
+      const [first] = args as unknown[];
+      statements.push(typeof first === 'string' ? first : (first as { text: string }).text);
+      return (query as (...a: unknown[]) => unknown)(...args);
+    }) as typeof target.query;
+    let result: VerifyShardResult;
+    try {
+      result = await verifyAll(databases, { migrationId: 'mod-clean', plan: p, chunkSize: 50, pass: 1, inFlightDelayMs: 10 });
+    } finally {
+      target.query = query;
+    }
+    expect(result.mismatches).toEqual({ missing: 0, extra: 0, value: 0 });
+    // 100 to 300, less the multiples of ten the transform skips.
+    expect(result.rowsChecked).toBe(180);
+    expect(statements.filter((text) => text.includes('unnest('))).toEqual([]);
+    expect(statements.filter((text) => text.includes('coalesce(sum(')).length).toBe(result.chunks);
+  });
 });

@@ -1,0 +1,401 @@
+/**
+ * Chunk checksums of a module transform's rows, computed in the worker. The rows a JavaScript
+ * transform makes exist only in the worker; rather than send them to Postgres to be made
+ * canonical, the worker writes the same canonical texts that verify-statements' canonicalText
+ * makes in SQL, the same record text, and the same digest (see rowDigestSum), so a clean chunk
+ * costs one SQL checksum on the target and nothing more.
+ *
+ * The worker knows the canonical text of the common types only, and of their plain input forms.
+ * For anything else it answers `undefined` (cannot tell) and the verifier compares the chunk in
+ * Postgres. A worker digest that differs is never a verdict either: the verifier then reads the
+ * chunk row by row through Postgres, so a gap here costs time, never a wrong answer.
+ */
+import crypto from 'node:crypto';
+import { postgresInputText } from './module-transform';
+import type { ColumnType } from './verify-statements';
+
+// ---------------------------------------------------------------------------------------------
+// JSON, as jsonb prints it
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+/** Printable ASCII without a quote or backslash: a JSON string of it is the text in quotes. */
+const PLAIN_JSON_STRING = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/**
+ * How JSON text is written: as jsonb prints it, or already as it appears inside a quoted field
+ * of a record's text (every quote and backslash doubled), which saves a pass over it.
+ */
+interface JsonStyle {
+  quote: string;
+  escaped: (json: string) => string;
+}
+
+const AS_JSONB: JsonStyle = { quote: '"', escaped: (json) => json };
+const IN_RECORD: JsonStyle = { quote: '""', escaped: (json) => json.replace(/["\\]/g, '$&$&') };
+
+function jsonString(text: string, style: JsonStyle): string | undefined {
+  if (PLAIN_JSON_STRING.test(text)) return style.quote + text + style.quote;
+  // jsonb refuses NUL (\u0000) and lone surrogates: such a row fails in the copier.
+  if (text.includes('\0') || (/[\ud800-\udfff]/.test(text) && LONE_SURROGATE.test(text))) return undefined;
+  // JSON.stringify escapes exactly as jsonb's output does (\b \f \n \r \t \" \\ and \u00xx).
+  return style.escaped(JSON.stringify(text));
+}
+
+/**
+ * A JavaScript number as jsonb prints it: JSON.stringify's text read as numeric, so exponents
+ * are written out (1e+21 becomes 1000000000000000000000, 1.5e-7 becomes 0.00000015).
+ */
+export function jsonNumberText(value: number): string {
+  if (!Number.isFinite(value)) return 'null';
+  const text = String(value);
+  if (!text.includes('e')) return text === '-0' ? '0' : text;
+  const [, sign = '', whole = '', fraction = '', exponent = '0'] = /^(-?)(\d+)(?:\.(\d+))?e([+-]\d+)$/.exec(text)!;
+  return sign + shiftPoint(whole, fraction, Number(exponent));
+}
+
+/** The digits `whole.fraction` times 10^exponent, written out in plain decimal. */
+function shiftPoint(whole: string, fraction: string, exponent: number): string {
+  const digits = whole + fraction;
+  const point = whole.length + exponent;
+  if (point <= 0) return `0.${'0'.repeat(-point)}${digits}`;
+  if (point >= digits.length) return digits + '0'.repeat(point - digits.length);
+  return `${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+
+/** Keys that are plain ASCII sort by length, then as JavaScript compares them: as bytes. */
+const byLengthThenCodeUnits = (a: string, b: string) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+
+/** jsonb's key order: shorter first (in UTF-8 bytes), then bytewise. */
+function jsonbKeyOrder(keys: string[], plainAscii: boolean): string[] {
+  if (plainAscii) return keys.sort(byLengthThenCodeUnits);
+  const bytes = new Map(keys.map((k) => [k, Buffer.from(k)]));
+  return keys.sort((a, b) => bytes.get(a)!.length - bytes.get(b)!.length || Buffer.compare(bytes.get(a)!, bytes.get(b)!));
+}
+
+/**
+ * JSON.stringify's text of a value (with its toJSON calls, and undefined and functions left
+ * out of objects and null in arrays) as jsonb prints it; null for what JSON.stringify leaves
+ * out; undefined when the worker cannot tell.
+ */
+function jsonValueText(value: unknown, key: string | number, depth: number, style: JsonStyle): string | undefined | null {
+  switch (typeof value) {
+    case 'string':
+      return jsonString(value, style);
+    case 'number':
+      return jsonNumberText(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'undefined':
+    case 'function':
+    case 'symbol':
+      return null;
+    case 'bigint':
+      return undefined;
+  }
+  if (value === null) return 'null';
+  if (depth > 100) return undefined;
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') {
+    return jsonValueText((value as { toJSON: (key: string) => unknown }).toJSON(String(key)), key, depth + 1, style);
+  }
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) {
+      const item = jsonValueText(value[i], i, depth + 1, style);
+      if (item === undefined) return undefined;
+      out += i > 0 ? ', ' + (item ?? 'null') : (item ?? 'null');
+    }
+    return out + ']';
+  }
+  const prototype = Object.getPrototypeOf(value) as unknown;
+  // Boxed primitives and other exotic objects: leave them to Postgres.
+  if (prototype !== Object.prototype && prototype !== null) return undefined;
+  const record = value as Record<string, unknown>;
+  const names = Object.keys(record);
+  let plainNames = true;
+  for (const name of names) {
+    if (!PLAIN_JSON_STRING.test(name)) {
+      plainNames = false;
+      break;
+    }
+  }
+  let out = '{';
+  let first = true;
+  for (const name of jsonbKeyOrder(names, plainNames)) {
+    const member = jsonValueText(record[name], name, depth + 1, style);
+    if (member === undefined) return undefined;
+    if (member === null) continue;
+    const quoted = plainNames ? style.quote + name + style.quote : jsonString(name, style);
+    if (quoted === undefined) return undefined;
+    out += (first ? '' : ', ') + quoted + ': ' + member;
+    first = false;
+  }
+  return out + '}';
+}
+
+/**
+ * The text jsonb prints for JSON.stringify(value), the value the copier writes into a json or
+ * jsonb column; undefined when the worker cannot tell (or JSON.stringify gives nothing, which
+ * the copier refuses).
+ */
+export function jsonbText(value: unknown): string | undefined {
+  return jsonValueText(value, '', 0, AS_JSONB) ?? undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalars, from their Postgres input text
+
+const INTEGER_RANGE: Record<string, [bigint, bigint]> = {
+  int2: [-32768n, 32767n],
+  int4: [-2147483648n, 2147483647n],
+  int8: [-9223372036854775808n, 9223372036854775807n],
+};
+
+const PLAIN_INTEGER = /^-?(0|[1-9]\d{0,14})$/;
+
+function integerText(text: string, base: string): string | undefined {
+  if (PLAIN_INTEGER.test(text)) {
+    if (text === '-0') return '0';
+    if (base === 'int8' || text.length < 5) return text;
+  }
+  if (!/^[+-]?\d{1,30}$/.test(text)) return undefined;
+  const value = BigInt(text);
+  const [min, max] = INTEGER_RANGE[base]!;
+  return value < min || value > max ? undefined : value.toString();
+}
+
+/** numeric's input read as trim_scale prints it; scale is the column's (numeric(p,s)), if any. */
+function numericText(text: string, scale: number | null): string | undefined {
+  const match = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,3}))?$/.exec(text);
+  if (!match || (match[2] === '' && !match[3])) return undefined;
+  let whole = match[2]!;
+  let fraction = match[3] ?? '';
+  if (match[4] !== undefined) {
+    const [shiftedWhole = '', shiftedFraction = ''] = shiftPoint(whole, fraction, Number(match[4])).split('.');
+    [whole, fraction] = [shiftedWhole, shiftedFraction];
+  }
+  whole = whole.replace(/^0+/, '') || '0';
+  fraction = fraction.replace(/0+$/, '');
+  // A value with more decimals than the column keeps is rounded by Postgres: let it say.
+  if (scale !== null && fraction.length > scale) return undefined;
+  const zero = whole === '0' && fraction === '';
+  return (match[1] === '-' && !zero ? '-' : '') + whole + (fraction ? `.${fraction}` : '');
+}
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return [4, 6, 9, 11].includes(month) ? 30 : 31;
+}
+
+const TIMESTAMP_INPUT =
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(?:(Z)|([+-])(\d{2})(?::?(\d{2}))?(?::?(\d{2}))?)?$/;
+
+/** The number written by `count` digits at `start` (already known to be digits). */
+function digitsAt(text: string, start: number, count: number): number {
+  let n = 0;
+  for (let i = start; i < start + count; i++) n = n * 10 + text.charCodeAt(i) - 48;
+  return n;
+}
+
+const UTC_MICROSECONDS = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}\+00$/;
+
+const pad = (n: number, width: number) => String(n).padStart(width, '0');
+
+/**
+ * to_char(value, 'YYYY-MM-DD HH24:MI:SS.US BC') of a timestamp's input text, in UTC for
+ * timestamptz (the zone is required: without one, the session's decides) and as written for
+ * timestamp (which ignores a zone). `precision` is the column's, e.g. 3 for timestamptz(3).
+ */
+function timestampText(text: string, withZone: boolean, precision: number | null): string | undefined {
+  if (text === 'infinity' || text === '-infinity') return text;
+  // Postgres's own output in UTC, as a source row usually carries it: only the suffix changes.
+  if (text.length === 29 && (precision === null || precision >= 6) && UTC_MICROSECONDS.test(text)) {
+    const year = digitsAt(text, 0, 4);
+    const month = digitsAt(text, 5, 2);
+    const day = digitsAt(text, 8, 2);
+    const valid =
+      year >= 1000 && month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth(year, month) &&
+      digitsAt(text, 11, 2) <= 23 && digitsAt(text, 14, 2) <= 59 && digitsAt(text, 17, 2) <= 59;
+    return valid ? text.slice(0, 26) + ' AD' : undefined;
+  }
+  const m = TIMESTAMP_INPUT.exec(text);
+  if (!m) return undefined;
+  const [year, month, day, hour, minute, second] = [1, 2, 3, 4, 5, 6].map((i) => Number(m[i]));
+  const fraction = (m[7] ?? '').padEnd(6, '0');
+  if (precision !== null && precision < 6 && /[1-9]/.test(fraction.slice(precision))) return undefined;
+  if (year! < 1000 || month! < 1 || month! > 12 || day! < 1 || day! > daysInMonth(year!, month!)) return undefined;
+  if (hour! > 23 || minute! > 59 || second! > 59) return undefined;
+  const zoned = m[8] !== undefined || m[9] !== undefined;
+  let offsetSeconds = 0;
+  if (withZone) {
+    if (!zoned) return undefined;
+    if (m[9]) offsetSeconds = (m[9] === '-' ? -1 : 1) * (Number(m[10]) * 3600 + Number(m[11] ?? 0) * 60 + Number(m[12] ?? 0));
+  }
+  const date = `${m[1]}-${m[2]}-${m[3]}`;
+  if (offsetSeconds === 0) return `${date} ${m[4]}:${m[5]}:${m[6]}.${fraction} AD`;
+  // Date arithmetic on whole seconds is exact; the fraction does not move.
+  const utc = new Date(Date.UTC(year!, month! - 1, day!, hour!, minute!, second!) - offsetSeconds * 1000);
+  const y = utc.getUTCFullYear();
+  if (y < 1000 || y > 9999) return undefined;
+  return (
+    `${y}-${pad(utc.getUTCMonth() + 1, 2)}-${pad(utc.getUTCDate(), 2)} ` +
+    `${pad(utc.getUTCHours(), 2)}:${pad(utc.getUTCMinutes(), 2)}:${pad(utc.getUTCSeconds(), 2)}.${fraction} AD`
+  );
+}
+
+function dateText(text: string): string | undefined {
+  if (text === 'infinity' || text === '-infinity') return text;
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
+  if (!m) return undefined;
+  const [year, month, day] = [1, 2, 3].map((i) => Number(m[i]));
+  if (year! < 1000 || month! < 1 || month! > 12 || day! < 1 || day! > daysInMonth(year!, month!)) return undefined;
+  return `${text} AD`;
+}
+
+const BOOLEAN_TEXT: Record<string, string> = { t: 'true', true: 'true', f: 'false', false: 'false' };
+
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+/** The number in a type's modifier: 6 in `timestamp(6) with time zone`; [12, 2] in `numeric(12,2)`. */
+function typeModifier(type: string): number[] {
+  const found = /\(([\d,\s]+)\)/.exec(type);
+  return found ? found[1]!.split(',').map((n) => Number(n.trim())) : [];
+}
+
+/**
+ * The canonical text, from a value's Postgres input text (what the copier writes), that
+ * canonicalText gives in SQL for a column of this type; null when the worker does not know the
+ * type at all.
+ */
+export function inputTextCanonical(column: Pick<ColumnType, 'base' | 'category' | 'type'>): ((text: string) => string | undefined) | null {
+  if (column.category === 'A') return null;
+  const modifier = typeModifier(column.type);
+  switch (column.base) {
+    case 'text':
+    case 'varchar':
+      // A value Postgres would refuse (NUL) or cut (trailing spaces past varchar(n)) differs from
+      // every target text, so the chunk goes to Postgres.
+      return (text) => text;
+    case 'int2':
+    case 'int4':
+    case 'int8':
+      return (text) => integerText(text, column.base);
+    case 'numeric':
+      return (text) => numericText(text, modifier.length === 2 ? modifier[1]! : modifier.length === 1 ? 0 : null);
+    case 'bool':
+      return (text) => BOOLEAN_TEXT[text];
+    case 'uuid':
+      return (text) => (UUID.test(text) ? text.toLowerCase() : undefined);
+    case 'bytea':
+      return (text) => (/^\\x(?:[0-9a-fA-F]{2})*$/.test(text) ? text.slice(2).toLowerCase() : undefined);
+    case 'date':
+      return dateText;
+    case 'timestamp':
+    case 'timestamptz': {
+      const precision = modifier.length === 1 ? modifier[0]! : null;
+      return (text) => timestampText(text, column.base === 'timestamptz', precision);
+    }
+    default:
+      return null;
+  }
+}
+
+/** record_out quotes a field that is empty or has a quote, backslash, parenthesis, comma or (ASCII) space. */
+const NEEDS_QUOTES = /["\\(), \t\n\r\v\f]/;
+
+/** A canonical column text as a field of a record's text (see rowText): NULL is nothing, '' is "". */
+export function recordField(text: string | null): string {
+  if (text === null) return '';
+  if (text !== '' && !NEEDS_QUOTES.test(text)) return text;
+  return `"${text.replace(/["\\]/g, '$&$&')}"`;
+}
+
+/** recordField, for the types whose canonical texts are known to need quotes or not. */
+function fieldOfCanonical(base: string): (text: string) => string {
+  switch (base) {
+    case 'int2':
+    case 'int4':
+    case 'int8':
+    case 'numeric':
+    case 'bool':
+    case 'uuid':
+      // Digits, signs, points, hex and words: never quoted.
+      return (text) => text;
+    case 'date':
+    case 'timestamp':
+    case 'timestamptz':
+      // ' AD' has a space; infinity has none.
+      return (text) => (text.endsWith(' AD') ? `"${text}"` : text);
+    default:
+      return recordField;
+  }
+}
+
+/**
+ * A column's field in a row's record text, made by the worker from the value a transform
+ * returned for it (the value the copier writes); undefined when the worker cannot tell.
+ */
+export type WorkerField = (value: unknown) => string | undefined;
+
+/** How the worker writes a target column's record field; null when it does not know the column's type. */
+export function workerFieldOf(column: ColumnType): WorkerField | null {
+  if (column.base === 'json' || column.base === 'jsonb') {
+    return (value) => {
+      if (value === null || value === undefined) return '';
+      const json = jsonValueText(value, '', 0, IN_RECORD);
+      if (json === undefined || json === null) return undefined;
+      // Written with doubled quotes already: only the record's own quotes are missing. An object
+      // with a member has a quote (and testing it would copy the text once more).
+      return (json.length > 2 && json.charCodeAt(0) === 123) || NEEDS_QUOTES.test(json) ? `"${json}"` : json;
+    };
+  }
+  const canonical = inputTextCanonical(column);
+  if (!canonical) return null;
+  const field = fieldOfCanonical(column.base);
+  return (value) => {
+    const text = postgresInputText(value, column.name, 'other');
+    if (text === null) return '';
+    const found = canonical(text);
+    return found === undefined ? undefined : field(found);
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chunks
+
+/** crypto.hash (Node 20.12 on) is the one-shot form, and the quickest. */
+const md5Hex: (text: string) => string =
+  typeof crypto.hash === 'function'
+    ? (text) => crypto.hash('md5', text, 'hex')
+    : (text) => crypto.createHash('md5').update(text).digest('hex');
+
+/**
+ * The count and digest of a set of rows, as chunkChecksumSql computes them: the sum of the first
+ * 64 bits of the md5 of each row's record text (`(field,field,...)`), as signed integers.
+ */
+export class ChunkDigest {
+  rows = 0;
+  // Two 32-bit halves summed apart stay exact in doubles up to 2^21 rows; then they are folded.
+  private high = 0;
+  private low = 0;
+  private folded = 0n;
+
+  add(recordText: string): void {
+    const hex = md5Hex(recordText);
+    this.high += parseInt(hex.slice(0, 8), 16) | 0;
+    this.low += parseInt(hex.slice(8, 16), 16);
+    this.rows += 1;
+    if (this.rows % 1_000_000 === 0) this.fold();
+  }
+
+  /** The digest as Postgres prints it. */
+  digest(): string {
+    this.fold();
+    return this.folded.toString();
+  }
+
+  private fold(): void {
+    this.folded += BigInt(this.high) * 4294967296n + BigInt(this.low);
+    this.high = 0;
+    this.low = 0;
+  }
+}
