@@ -200,10 +200,29 @@ export const sourceRowTypes = {
   },
 } as unknown as pg.CustomTypesConfig;
 
+/** A source row read with rowMode 'array' from rangeRowsSql (key first) as the transform sees it. */
+export function sourceRowOf(names: readonly string[], values: readonly unknown[]): SourceRow {
+  const row: SourceRow = {};
+  for (let i = 0; i < names.length; i++) row[names[i]!] = values[i + 1];
+  return row;
+}
+
+/**
+ * Whether a transform returned a promise. Only then is it awaited: awaiting a plain value costs
+ * a turn of the microtask queue (and the activity context's async hooks) per row.
+ */
+export function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as PromiseLike<T> | null)?.then === 'function';
+}
+
 // ---------------------------------------------------------------------------------------------
 // Encoding target rows as COPY text
 
+const COPY_SPECIAL = /[\\\t\n\r]/;
+
 function escapeCopyText(text: string): string {
+  // Most values have nothing to escape, and a test is cheaper than a replace.
+  if (!COPY_SPECIAL.test(text)) return text;
   return text.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
 }
 
@@ -299,12 +318,17 @@ export function copyTextEncoder(columns: readonly string[], kinds: ColumnKinds =
     if (row === null || typeof row !== 'object' || Array.isArray(row)) {
       throw new TypeError(`a target row must be an object of column: value, not ${Array.isArray(row) ? 'an array' : String(row)}`);
     }
-    for (const key of Object.keys(row)) {
-      if (!known.has(key)) {
+    for (const key in row) {
+      if (!known.has(key) && Object.prototype.hasOwnProperty.call(row, key)) {
         throw new TypeError(`target row has column "${key}", which is not one of transform.columns (${columns.join(', ')})`);
       }
     }
-    return columns.map((column) => encodeValue(row[column], column, kinds[column])).join('\t') + '\n';
+    let line = '';
+    for (let i = 0; i < columns.length; i++) {
+      const column = columns[i]!;
+      line += (i > 0 ? '\t' : '') + encodeValue(row[column], column, kinds[column]);
+    }
+    return line + '\n';
   };
 }
 
@@ -426,10 +450,10 @@ export async function copyRangeThroughModule(
   const failed: RowFailure[] = [];
   for (const values of result.rows) {
     const key = String(values[0]);
-    const row: SourceRow = {};
-    names.forEach((name, i) => (row[name] = values[i + 1]));
+    const row = sourceRowOf(names, values);
     try {
-      const output = await transform(row);
+      let output = transform(row);
+      if (isThenable(output)) output = await output;
       if (output === undefined) throw new TypeError('the transform returned undefined; return null to skip a row');
       if (output === null) continue;
       const lines = (Array.isArray(output) ? output : [output]).map(encode);
