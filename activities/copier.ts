@@ -23,7 +23,7 @@ import { inCopyTransaction, writeBatch } from './batch-writer';
 import { recordFailures, type FailedRecord } from './ferry-schema';
 import { isRowError, MIN_BATCH_SIZE, nextBatchSize, rateDelayMs, redactErrorMessage } from './pacing';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
-import { copyRangeThroughModule, loadTransform } from './module-transform';
+import { copyRangeThroughModule } from './module-transform';
 import { holdKindOf, holdReason } from './throttler';
 import { createFerryMetrics, shardIndexOf, type FerryMetrics } from '../workers/metrics';
 
@@ -100,10 +100,10 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
   const rangeCopier = async (plan: Plan): Promise<(spec: CopySpec, range: KeyRange) => Promise<RangeOutcome>> => {
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
-    if (plan.transform.module) {
-      const transform = await loadTransform(plan.transform.module);
+    const modulePath = plan.transform.module;
+    if (modulePath) {
       return async (spec, range) => {
-        const { written, failed } = await copyRangeThroughModule(sourcePool, targetPool, spec, range, transform);
+        const { written, failed } = await copyRangeThroughModule(sourcePool, targetPool, spec, range, modulePath);
         return { written, failures: failed.map((f) => ({ key: f.key, code: null, error: f.error })) };
       };
     }

@@ -266,3 +266,15 @@ export function rangeRowsSql(spec: Pick<CopySpec, 'source' | 'filter'>, range: K
     values: condition.params,
   };
 }
+
+/**
+ * rangeRowsSql as a COPY to the client, in text format: the rows of a key range in key order,
+ * each line the key as text, then the source row's columns (see sourceRowsCopyText).
+ */
+export function rangeRowsCopySql(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange): string {
+  const key = `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
+  return (
+    `COPY (SELECT ${key}::text AS ${quoteIdent(SOURCE_KEY_TEXT)}, ${SOURCE_ALIAS}.* FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} ` +
+    `WHERE ${rangeConditionLiteral(spec, range)} ORDER BY ${key}) TO STDOUT`
+  );
+}

@@ -13,8 +13,10 @@ import { require as tsxRequire } from 'tsx/cjs/api';
 import { tsImport } from 'tsx/esm/api';
 import type { KeyRange } from '../lib/key-range';
 import { writeBatch } from './batch-writer';
-import { rangeRowsSql, type CopySpec } from './copy-statements';
+import type { CopySpec } from './copy-statements';
 import { qualifiedName, type TableName } from './sql';
+import type { EncodeResult } from './transform-thread';
+import { describeSourceRows, encodeOnThread, readSourceParts } from './transform-threads';
 
 /**
  * A source row as the transform sees it: column name to value. Values keep their exact content:
@@ -215,6 +217,46 @@ export function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T
   return typeof (value as PromiseLike<T> | null)?.then === 'function';
 }
 
+/** A source column as a query describes it: its name and its type's oid. */
+export interface SourceField {
+  name: string;
+  oid: number;
+}
+
+const COPY_ESCAPE = /\\(.)/g;
+const COPY_UNESCAPED: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
+
+/** A field of COPY's text format as its text: COPY TO escapes backslash and control characters. */
+function unescapeCopyText(field: string): string {
+  return field.includes('\\') ? field.replace(COPY_ESCAPE, (_, c: string) => COPY_UNESCAPED[c] ?? c) : field;
+}
+
+/**
+ * Source rows from rangeRowsCopySql's output (COPY text format: the key as text, then the row's
+ * columns) as the transform sees them, parsed by the same type parsers as a query's rows.
+ */
+export function decodeSourceRows(text: string, fields: readonly SourceField[]): { key: string; row: SourceRow }[] {
+  const parsers = fields.map((f) => sourceRowTypes.getTypeParser(f.oid, 'text') as (value: string) => unknown);
+  const rows: { key: string; row: SourceRow }[] = [];
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    const values = text.slice(start, end).split('\t');
+    start = end + 1;
+    if (values.length !== fields.length + 1) {
+      throw new Error(`a source row has ${values.length - 1} columns where ${fields.length} were described: did the table change?`);
+    }
+    const row: SourceRow = {};
+    for (let i = 0; i < fields.length; i++) {
+      const value = values[i + 1]!;
+      row[fields[i]!.name] = value === '\\N' ? null : parsers[i]!(unescapeCopyText(value));
+    }
+    rows.push({ key: unescapeCopyText(values[0]!), row });
+  }
+  return rows;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Encoding target rows as COPY text
 
@@ -370,8 +412,8 @@ export interface ModuleCopyResult {
   failed: RowFailure[];
 }
 
-/** COPY text is sent in chunks of about this many characters. */
-const CHUNK_CHARS = 64 * 1024;
+/** COPY text is sent in chunks of about this many bytes. */
+const CHUNK_BYTES = 64 * 1024;
 
 /**
  * Rows the target may refuse in one batch (a value its column type does not accept) before the
@@ -379,24 +421,18 @@ const CHUNK_CHARS = 64 * 1024;
  */
 const MAX_REFUSED_ROWS = 10;
 
-/** The COPY lines one source row became. */
-interface EncodedRow {
-  key: string;
-  lines: string[];
+/** A batch's target rows as COPY text, and which source row each line came from. */
+interface EncodedBatch {
+  /** The key of each source row that became target rows, in order, and its number of lines. */
+  keys: string[];
+  lineCounts: number[];
+  copyText: Uint8Array;
 }
 
-function* chunked(rows: readonly EncodedRow[]): Generator<string> {
-  let chunk = '';
-  for (const row of rows) {
-    for (const line of row.lines) {
-      chunk += line;
-      if (chunk.length >= CHUNK_CHARS) {
-        yield chunk;
-        chunk = '';
-      }
-    }
+function* chunked(bytes: Uint8Array): Generator<Buffer> {
+  for (let offset = 0; offset < bytes.length; offset += CHUNK_BYTES) {
+    yield Buffer.from(bytes.buffer, bytes.byteOffset + offset, Math.min(CHUNK_BYTES, bytes.length - offset));
   }
-  if (chunk) yield chunk;
 }
 
 function messageOf(error: unknown): string {
@@ -407,75 +443,135 @@ function messageOf(error: unknown): string {
  * The index of the source row whose COPY line the target refused, for a data error (SQLSTATE
  * class 22: a value its type does not accept) that Postgres located at a line; otherwise null.
  */
-function refusedRowIndex(error: unknown, rows: readonly EncodedRow[]): number | null {
+function refusedRowIndex(error: unknown, batch: EncodedBatch): number | null {
   if (!(error instanceof pg.DatabaseError) || !error.code?.startsWith('22')) return null;
   const line = /\bline (\d+)\b/.exec(error.where ?? '')?.[1];
   if (line === undefined) return null;
   let remaining = Number(line);
-  for (let i = 0; i < rows.length; i++) {
-    remaining -= rows[i]!.lines.length;
+  for (let i = 0; i < batch.lineCounts.length; i++) {
+    remaining -= batch.lineCounts[i]!;
     if (remaining <= 0) return i;
   }
   return null;
 }
 
+/** The batch without source row `index`'s lines. */
+function withoutRow(batch: EncodedBatch, index: number): EncodedBatch {
+  const lines = Buffer.from(batch.copyText.buffer, batch.copyText.byteOffset, batch.copyText.byteLength).toString('utf8').split('\n');
+  const first = batch.lineCounts.slice(0, index).reduce((n, c) => n + c, 0);
+  lines.splice(first, batch.lineCounts[index]!);
+  return {
+    keys: batch.keys.filter((_, i) => i !== index),
+    lineCounts: batch.lineCounts.filter((_, i) => i !== index),
+    copyText: new TextEncoder().encode(lines.join('\n')),
+  };
+}
+
 /**
- * Copies one key range through the transform: reads the range's source rows in key order, maps
- * each with `transform`, and inserts the results into the target in one transaction (COPY into
- * a staging table, then INSERT ... ON CONFLICT DO NOTHING). A row whose transform throws, or
- * returns something that is not a target row, or a value the target's column type refuses, is
- * reported in `failed`, and the others go on; a row is written whole or not at all. Safe to run
- * twice: rows already in the target are kept. Batches are meant to be bounded (at most 100k
- * rows): the range is read in one query.
+ * A batch's target rows, encoded once on transform threads while the source is still being
+ * read, and streamed into the target as often as the batch is written (a straight COPY that
+ * falls back to staging writes it twice).
+ */
+class EncodedRange {
+  private readonly parts: Promise<EncodeResult>[] = [];
+  private readonly reading: Promise<void>;
+  private finished = false;
+  private wake: () => void = () => {};
+
+  constructor(sourcePool: pg.Pool, spec: CopySpec, range: KeyRange, encodePart: (part: Uint8Array) => Promise<EncodeResult>) {
+    this.reading = readSourceParts(sourcePool, spec, range, (part) => {
+      const encoded = encodePart(part);
+      encoded.catch(() => {});
+      this.parts.push(encoded);
+      this.wake();
+    }).finally(() => {
+      this.finished = true;
+      this.wake();
+    });
+    this.reading.catch(() => {});
+  }
+
+  /** The target rows' COPY text, part after part, as soon as each is encoded. */
+  async *copyText(): AsyncGenerator<Buffer> {
+    for (let i = 0; ; ) {
+      if (i < this.parts.length) {
+        const { copyText } = await this.parts[i++]!;
+        yield* chunked(copyText);
+        continue;
+      }
+      if (this.finished) {
+        await this.reading;
+        return;
+      }
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  private whole: Promise<{ read: number; failed: RowFailure[]; batch: EncodedBatch }> | null = null;
+
+  /** Every part, once the whole range is read and encoded. */
+  all(): Promise<{ read: number; failed: RowFailure[]; batch: EncodedBatch }> {
+    this.whole ??= this.joined();
+    return this.whole;
+  }
+
+  private async joined(): Promise<{ read: number; failed: RowFailure[]; batch: EncodedBatch }> {
+    await this.reading;
+    const parts = await Promise.all(this.parts);
+    const texts = parts.map((p) => Buffer.from(p.copyText.buffer, p.copyText.byteOffset, p.copyText.byteLength));
+    const copyText = new Uint8Array(texts.reduce((n, t) => n + t.length, 0));
+    let offset = 0;
+    for (const text of texts) {
+      copyText.set(text, offset);
+      offset += text.length;
+    }
+    return {
+      read: parts.reduce((n, p) => n + p.read, 0),
+      failed: parts.flatMap((p) => p.failed),
+      batch: { keys: parts.flatMap((p) => p.keys), lineCounts: parts.flatMap((p) => p.lineCounts), copyText },
+    };
+  }
+}
+
+/**
+ * Copies one key range through the module transform at `modulePath`: reads the range's source
+ * rows in key order (as COPY text), maps them with the transform on transform threads while
+ * they are read, and inserts the results into the target in one transaction (straight in when
+ * the range is empty there, else through a staging table with the plan's conflict policy). A
+ * row whose transform throws, or returns something that is not a target row, or a value the
+ * target's column type refuses, is reported in `failed`, and the others go on; a row is written
+ * whole or not at all. Safe to run twice: rows already in the target are kept. Batches are
+ * meant to be bounded (at most 100k rows): the range's rows are kept until it is written.
  */
 export async function copyRangeThroughModule(
   sourcePool: pg.Pool,
   targetPool: pg.Pool,
   spec: CopySpec,
   range: KeyRange,
-  transform: RowTransform,
+  modulePath: string,
 ): Promise<ModuleCopyResult> {
-  const select = rangeRowsSql(spec, range);
-  const result = await sourcePool.query<unknown[]>({
-    text: select.text,
-    values: select.values,
-    rowMode: 'array',
-    types: sourceRowTypes,
-  });
-  const names = result.fields.slice(1).map((field) => field.name);
-
+  const module = path.resolve(process.cwd(), modulePath);
+  const [fields, kinds] = await Promise.all([describeSourceRows(sourcePool, spec), targetColumnKinds(targetPool, spec.target)]);
   const columns = Object.keys(spec.columns);
-  const encode = copyTextEncoder(columns, await targetColumnKinds(targetPool, spec.target));
-  const rows: EncodedRow[] = [];
-  const failed: RowFailure[] = [];
-  for (const values of result.rows) {
-    const key = String(values[0]);
-    const row = sourceRowOf(names, values);
+  const encoded = new EncodedRange(sourcePool, spec, range, (part) => encodeOnThread(module, { fields, text: part }, columns, kinds));
+  // The first write streams rows as they are encoded; a write after a refused row sends what is left.
+  let remaining: EncodedBatch | null = null;
+  const failedByTarget: RowFailure[] = [];
+  for (;;) {
     try {
-      let output = transform(row);
-      if (isThenable(output)) output = await output;
-      if (output === undefined) throw new TypeError('the transform returned undefined; return null to skip a row');
-      if (output === null) continue;
-      const lines = (Array.isArray(output) ? output : [output]).map(encode);
-      if (lines.length > 0) rows.push({ key, lines });
+      const rows = remaining;
+      const written = await writeBatch(targetPool, spec, range, (send) => send(Readable.from(rows ? chunked(rows.copyText) : encoded.copyText())));
+      const { read, failed } = await encoded.all();
+      return { read, written, failed: [...failed, ...failedByTarget] };
     } catch (error) {
-      failed.push({ key, error: messageOf(error) });
-    }
-  }
-
-  const read = result.rows.length;
-  for (let refused = 0; ; ) {
-    if (rows.length === 0) return { read, written: 0, failed };
-    try {
-      const written = await writeBatch(targetPool, spec, range, (send) => send(Readable.from(chunked(rows))));
-      return { read, written, failed };
-    } catch (error) {
-      const index = refusedRowIndex(error, rows);
-      if (index === null || refused >= MAX_REFUSED_ROWS) throw error;
-      refused += 1;
-      const [row] = rows.splice(index, 1);
+      const all = await encoded.all();
+      remaining ??= all.batch;
+      const index = refusedRowIndex(error, remaining);
+      if (index === null || failedByTarget.length >= MAX_REFUSED_ROWS) throw error;
       const column = /\bcolumn ([^:]+):/.exec((error as pg.DatabaseError).where ?? '')?.[1];
-      failed.push({ key: row!.key, error: `the target refused a value${column ? ` of column ${column}` : ''}: ${messageOf(error)}` });
+      failedByTarget.push({ key: remaining.keys[index]!, error: `the target refused a value${column ? ` of column ${column}` : ''}: ${messageOf(error)}` });
+      remaining = withoutRow(remaining, index);
+      if (remaining.keys.length === 0) return { read: all.read, written: 0, failed: [...all.failed, ...failedByTarget] };
     }
   }
 }

@@ -6,6 +6,7 @@
  */
 import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat, log, sleep } from '@temporalio/activity';
 import { createHash } from 'node:crypto';
+import path from 'node:path';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { describeRange, wholeKeySpace, type KeyRange, type ShardSpec } from '../lib/key-range';
@@ -28,7 +29,9 @@ import {
 } from './module-transform';
 import { isRowError, redactErrorMessage } from './pacing';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
-import { ChunkDigest, workerFieldOf, type WorkerField } from './worker-checksum';
+import type { DigestResult } from './transform-thread';
+import { digestOnThread, readSourceRows } from './transform-threads';
+import { workerFieldOf } from './worker-checksum';
 import {
   canonicalizeValuesSql,
   chunkChecksumSql,
@@ -195,7 +198,7 @@ interface Verification {
    * column type the worker does not know, or once the worker's digest has disagreed with
    * Postgres in this call (then Postgres compares every chunk).
    */
-  moduleDigest: ((range: KeyRange) => Promise<ChunkDigest | null>) | null;
+  moduleDigest: ((range: KeyRange) => Promise<DigestResult>) | null;
 }
 
 /** Keys of a migration's failed records not yet fixed; none when Ferry's schema is not there yet. */
@@ -259,9 +262,11 @@ export function createVerifier(databases: Databases) {
       const transform = await loadTransform(plan.transform.module);
       const kinds = await targetColumnKinds(targetPool, spec.target);
       moduleRows = (selection) => moduleSourceRows(sourcePool, targetPool, shape, kinds, transform, selection);
-      const fields = shape.types.map(workerFieldOf);
-      if (fields.every((f) => f !== null) && (await hashesUtf8(targetPool))) {
-        moduleDigest = (range) => moduleSourceDigest(sourcePool, shape, transform, fields as WorkerField[], range);
+      const modulePath = path.resolve(process.cwd(), plan.transform.module);
+      if (shape.types.every((c) => workerFieldOf(c) !== null) && (await hashesUtf8(targetPool))) {
+        // Made canonical and hashed on a transform thread, as the target's rows are in SQL.
+        moduleDigest = async (range) =>
+          digestOnThread(modulePath, await readSourceRows(sourcePool, { source: shape.source, filter: shape.sourceFilter }, range), shape.types);
       }
     }
     return { shape, spec, rowDependent, moduleRows, moduleDigest };
@@ -346,7 +351,7 @@ export function createVerifier(databases: Databases) {
       const moduleDigest = v.moduleDigest;
       const [source, target] = await Promise.all([
         v.moduleRows
-          ? (moduleDigest?.(range).then((d) => d && { rows: String(d.rows), digest: d.digest() }) ?? null)
+          ? (moduleDigest?.(range).then((d) => d && { rows: String(d.rows), digest: d.digest }) ?? null)
           : sourcePool.query<Sums>(chunkChecksumSql('source', v.shape, { range })).then((r) => r.rows[0]!),
         targetPool.query<Sums>(targetSum.text, targetSum.values).then((r) => r.rows[0]!),
       ]);
@@ -480,7 +485,7 @@ export function createVerifier(databases: Databases) {
         const spec: CopySpec = { ...base, filter: and(base.filter, sourceKeysCondition(plan.source.key, keys)) };
         try {
           if (transform) {
-            const outcome = await copyRangeThroughModule(sourcePool, targetPool, spec, wholeKeySpace, transform);
+            const outcome = await copyRangeThroughModule(sourcePool, targetPool, spec, wholeKeySpace, plan.transform.module!);
             return { written: outcome.written, refused: outcome.failed.map((f) => f.key) };
           }
           if (sameDatabase) {
@@ -672,44 +677,6 @@ async function transformedSourceRows(sourcePool: pg.Pool, shape: VerifyShape, tr
     }
   }
   return produced;
-}
-
-/**
- * The count and digest of a key range's source rows through a module transform, made canonical
- * and hashed in the worker as the target's rows are in SQL (see worker-checksum.ts); null when
- * the worker cannot make some value canonical. Rows are left out as moduleSourceRows leaves
- * them out.
- */
-async function moduleSourceDigest(
-  sourcePool: pg.Pool,
-  shape: VerifyShape,
-  transform: RowTransform,
-  fields: WorkerField[],
-  range: KeyRange,
-): Promise<ChunkDigest | null> {
-  const names = shape.types.map((c) => c.name);
-  const digest = new ChunkDigest();
-  const records: string[] = [];
-  for (const produced of await transformedSourceRows(sourcePool, shape, transform, { range })) {
-    records.length = 0;
-    try {
-      for (const target of produced) {
-        if (target === null || typeof target !== 'object' || Array.isArray(target)) throw new TypeError('a target row must be an object');
-        let record = '(';
-        for (let i = 0; i < names.length; i++) {
-          const field = fields[i]!(target[names[i]!]);
-          if (field === undefined) return null;
-          record += i > 0 ? ',' + field : field;
-        }
-        records.push(record + ')');
-      }
-    } catch {
-      // A value with no database form: the copier records the source row as failed.
-      continue;
-    }
-    for (const record of records) digest.add(record);
-  }
-  return digest;
 }
 
 /** Whether the target hashes text as the worker does: md5 of its UTF-8 bytes. */

@@ -5,7 +5,8 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CopySpec } from '../../activities/copy-statements';
-import { copyRangeThroughModule, loadTransform } from '../../activities/module-transform';
+import { copyRangeThroughModule, decodeSourceRows, sourceRowTypes } from '../../activities/module-transform';
+import { describeSourceRows, readSourceRows } from '../../activities/transform-threads';
 import { createTestDatabase, sql } from '../support/harness';
 
 const ROWS = 60;
@@ -157,7 +158,7 @@ describe('copyRangeThroughModule', () => {
     ['transform.ts', 'people_ts'],
     ['transform.js', 'people_js'],
   ])('copies through %s with every value exact, and a second run writes nothing', async (file, table) => {
-    const transform = await loadTransform(path.join(dir, file));
+    const transform = path.join(dir, file);
     const spec = specFor(table);
     const skipped = Math.floor(ROWS / 5);
     const expectedWritten = ROWS - skipped - 1;
@@ -186,7 +187,7 @@ describe('copyRangeThroughModule', () => {
   });
 
   it('reads only rows inside the extra filter', async () => {
-    const transform = await loadTransform(path.join(dir, 'transform.ts'));
+    const transform = path.join(dir, 'transform.ts');
     const result = await copyRangeThroughModule(
       sourcePool, targetPool, specFor('people_where', 's.note IS NULL'), { after: '10', upTo: '50' }, transform,
     );
@@ -201,7 +202,7 @@ describe('copyRangeThroughModule', () => {
       export default (row: { id: string; visits: number; created_at: string }) => [
         { id: row.id, created_at: row.created_at, visits: row.id === '4' ? 'lots' : row.visits },
       ];`);
-    const transform = await loadTransform(file);
+    const transform = file;
     const result = await copyRangeThroughModule(sourcePool, targetPool, specFor('people_refused'), { after: null, upTo: '6' }, transform);
     expect(result.read).toBe(6);
     expect(result.written).toBe(5);
@@ -212,10 +213,40 @@ describe('copyRangeThroughModule', () => {
   it('reports a row the transform cannot shape, and keeps the others', async () => {
     const bad = path.join(dir, 'extra-key.ts');
     writeFileSync(bad, `export default (row: { id: string }) => (row.id === '2' ? { id: row.id, colour: 'red' } : null);`);
-    const transform = await loadTransform(bad);
+    const transform = bad;
     const result = await copyRangeThroughModule(sourcePool, targetPool, specFor('people_where'), { after: null, upTo: '3' }, transform);
     expect(result.read).toBe(3);
     expect(result.written).toBe(0);
     expect(result.failed).toEqual([{ key: '2', error: expect.stringContaining('"colour"') }]);
+  });
+
+  it('reads source rows as COPY text into the same values a query gives the transform', async () => {
+    const spec = specFor('people_ts');
+    const viaQuery = await sourcePool.query({ text: 'SELECT id::text AS key, * FROM people ORDER BY id', rowMode: 'array', types: sourceRowTypes });
+    const names = viaQuery.fields.slice(1).map((f) => f.name);
+    const expected = viaQuery.rows.map((values: unknown[]) => ({ key: values[0], row: Object.fromEntries(names.map((n, i) => [n, values[i + 1]])) }));
+    const read = await readSourceRows(sourcePool, spec, { after: null, upTo: null });
+    expect(read.fields).toEqual(await describeSourceRows(sourcePool, spec));
+    expect(decodeSourceRows(Buffer.from(read.text).toString('utf8'), read.fields)).toEqual(expected);
+  });
+
+  it('fails a batch whose transform module does not load, for good, and says why', async () => {
+    const broken = path.join(dir, 'broken.ts');
+    writeFileSync(broken, 'export default (row => ;');
+    await expect(copyRangeThroughModule(sourcePool, targetPool, specFor('people_where'), { after: null, upTo: '3' }, broken)).rejects.toMatchObject({
+      type: 'TransformModuleInvalid',
+      nonRetryable: true,
+      message: expect.stringContaining('failed to load'),
+    });
+  });
+
+  it('fails a batch whose transform ends its thread, and the next batch gets a new thread', async () => {
+    const exits = path.join(dir, 'exits.ts');
+    writeFileSync(exits, `export default () => process.exit(3);`);
+    await expect(copyRangeThroughModule(sourcePool, targetPool, specFor('people_where'), { after: null, upTo: '3' }, exits)).rejects.toThrow(
+      /transform thread exited \(code 3\)/,
+    );
+    const result = await copyRangeThroughModule(sourcePool, targetPool, specFor('people_where', 's.id = 1'), { after: null, upTo: '3' }, path.join(dir, 'transform.ts'));
+    expect(result.read).toBe(1);
   });
 });
