@@ -363,9 +363,11 @@ export function createVerifier(databases: Databases) {
      * digest keeps the worker busy, and the databases can read meanwhile. Not started when the
      * call is about to end, so as not to read a chunk for nothing.
      */
-    const readAhead = (after: string, upTo: Promise<string | null>): ReadAhead | null => {
+    const readAhead = (after: string, nextBound: Promise<{ last_key: string } | null>): ReadAhead | null => {
       if (!v.moduleDigest || Date.now() - started > maxMs * 0.8) return null;
-      const sums = upTo.then((last) => chunkSums({ after, upTo: last }));
+      // A failure here is the next chunk's to report (its bound or sums are awaited again then);
+      // unhandled meanwhile, it would end the process.
+      const sums = nextBound.then((found) => chunkSums({ after, upTo: found ? found.last_key : input.shard.range.upTo }));
       sums.catch(() => {});
       return { after, sums };
     };
@@ -421,7 +423,7 @@ export function createVerifier(databases: Databases) {
       ahead = null;
       if (next) {
         bound = nextBound(next.last_key);
-        ahead = readAhead(next.last_key, bound.then((found) => (found ? found.last_key : input.shard.range.upTo)));
+        ahead = readAhead(next.last_key, bound);
       }
       const { rows, differences, inFlight } = await verifyChunk(range, prefetched);
       await recordMismatches(targetPool, input.migrationId, input.pass, differences);
