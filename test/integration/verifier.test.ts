@@ -366,13 +366,17 @@ describe('verifier with a module transform', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('hashes the transform output in the worker, equal to the target where the data is equal', async () => {
-    const p = validatePlan({
-      name: 'verify-module',
+  const modulePlan = (name: string, extra: Partial<PlanInput> = {}): Plan =>
+    validatePlan({
+      name,
       source: { connection: 'SOURCE_URL', table: 'orders', key: 'id' },
       target: { connection: 'TARGET_URL', table: 'people' },
       transform: { module: path.join(dir, 'transform.ts'), columns: ['id', 'label', 'note', 'created_at', 'payload', 'amount'] },
+      ...extra,
     });
+
+  it('hashes the transform output in the worker, equal to the target where the data is equal', async () => {
+    const p = modulePlan('verify-module');
     const first = await verifyAll(databases, { migrationId: 'mod', plan: p, chunkSize: 50, pass: 1, inFlightDelayMs: 10 });
     expect([...first.examples].sort(byKey)).toEqual([
       { key: '20', category: 'extra', columns: [] },
@@ -385,15 +389,10 @@ describe('verifier with a module transform', () => {
     const second = await verifyAll(databases, { migrationId: 'mod', plan: p, chunkSize: 50, pass: 2, inFlightDelayMs: 10 });
     expect(second.mismatches).toEqual({ missing: 0, extra: 0, value: 0 });
   });
+
   it('compares clean chunks in the worker: the target is only summed, no row is read or sent back', async () => {
-    const p = validatePlan({
-      name: 'verify-module-clean',
-      source: { connection: 'SOURCE_URL', table: 'orders', key: 'id' },
-      target: { connection: 'TARGET_URL', table: 'people' },
-      transform: { module: path.join(dir, 'transform.ts'), columns: ['id', 'label', 'note', 'created_at', 'payload', 'amount'] },
-      // Keys 100 to 300 were never changed in the target.
-      subset: { keyRange: { from: '100', to: '300' } },
-    });
+    // Keys 100 to 300 were never changed in the target.
+    const p = modulePlan('verify-module-clean', { subset: { keyRange: { from: '100', to: '300' } } });
     const target = databases.pool('TARGET_URL');
     const statements: string[] = [];
     const query = target.query.bind(target);
