@@ -24,7 +24,11 @@ export interface RoundOptions {
   backfillRows?: number;
   /** Rows of the migration faulted in its verification. (Default: 12000) */
   verifyRows?: number;
-  /** How long a round may take before it counts as a migration that never completes. (Default: 180000) */
+  /**
+   * How long a round may take before it counts as a migration that never completes. (Default:
+   * 360000 for worker kills, whose each kill can cost a verification heartbeat timeout of 60 s;
+   * 180000 otherwise)
+   */
   timeoutMs?: number;
   log?: (line: string) => void;
 }
@@ -263,7 +267,7 @@ export async function runRound(lab: Lab, options: RoundOptions): Promise<RoundRe
       break;
   }
 
-  const deadline = started + (options.timeoutMs ?? 180_000);
+  const deadline = started + (options.timeoutMs ?? (options.fault === 'worker-kill' ? 360_000 : 180_000));
   const finished = await Promise.all(
     ([
       [backfilling, backfillTable, 'backfilling'],
