@@ -41,13 +41,6 @@ import { startWorkerProcess, type WorkerProcess } from './bench/worker-process';
 import { startPostgres } from './services/postgres';
 import { startTemporal } from './services/temporal';
 
-const USAGE = `usage: npm run bench -- [--rows N] [--json] [--with-load]
-
-  --rows N       rows in the source table (Default: 1000000)
-  --json         also print the figures as one JSON object on the last line
-  --with-load    run ${'$'}{LOAD_PER_SECOND} single-row UPDATEs a second on the source and compare their
-                 latency without and during each backfill (the load slows Ferry down a little)`;
-
 const SHARDS = 2;
 const CONCURRENCY = 2;
 const BATCH_SIZE = 10_000;
@@ -60,6 +53,13 @@ const POLL_MS = 3000;
 /** Foreground updates a second with --with-load, and how long the quiet baseline lasts. */
 const LOAD_PER_SECOND = 300;
 const LOAD_BASELINE_MS = 10_000;
+
+const USAGE = `usage: npm run bench -- [--rows N] [--json] [--with-load]
+
+  --rows N       rows in the source table (Default: 1000000)
+  --json         also print the figures as one JSON object on the last line
+  --with-load    run ${LOAD_PER_SECOND} single-row UPDATEs a second on the source and compare their
+                 latency without and during each backfill (the load slows Ferry down a little)`;
 
 const SOURCE_ENV = 'BENCH_SOURCE_URL';
 const TARGET_ENV = 'BENCH_TARGET_URL';
