@@ -1,14 +1,18 @@
 /**
  * Records the workflow histories that test/unit/replay.test.ts replays against the current code:
- * a full lifecycle with gates, an abort, a shard that continued-as-new, a verification shard.
+ * a full lifecycle with gates, an abort, a shard that continued-as-new, a verification shard, a
+ * migration that continued-as-new while it waited at a gate.
  * Run it (npm run record-histories) when a workflow change is meant to break old histories, that
- * is, after guarding the change with patched() so running migrations still replay.
+ * is, after guarding the change with patched() so running migrations still replay. With
+ * `-- --only NAME[,NAME]` it records just those groups (lifecycle, abort, dry-run, gate) and keeps
+ * the other recordings, which were made by older code and are worth keeping for that.
  */
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { abortMigration, approveGate, migrationReport, startMigration } from '../cli/migrations';
 import { validatePlan } from '../lib/plan';
@@ -30,7 +34,20 @@ async function until<T>(check: () => Promise<T | undefined>, what: string): Prom
   }
 }
 
+const GROUPS = ['lifecycle', 'abort', 'dry-run', 'gate'] as const;
+type Group = (typeof GROUPS)[number];
+
+function groupsToRecord(argv: string[]): Set<Group> {
+  const { values } = parseArgs({ args: argv, options: { only: { type: 'string' } } });
+  if (values.only === undefined) return new Set(GROUPS);
+  const named = values.only.split(',').map((g) => g.trim());
+  const unknown = named.filter((g) => !(GROUPS as readonly string[]).includes(g));
+  if (unknown.length) throw new Error(`--only: unknown group ${unknown.join(', ')}; choose from ${GROUPS.join(', ')}`);
+  return new Set(named as Group[]);
+}
+
 async function main(): Promise<void> {
+  const groups = groupsToRecord(process.argv.slice(2));
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const postgres = await startPostgres({ local: true });
   // Low, so that shards continue-as-new within a short run.
@@ -43,7 +60,8 @@ async function main(): Promise<void> {
     CREATE TABLE items (id int PRIMARY KEY, label text NOT NULL);
     INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 6000) i;
     CREATE TABLE items_full (id int PRIMARY KEY, label text NOT NULL);
-    CREATE TABLE items_aborted (id int PRIMARY KEY, label text NOT NULL);`);
+    CREATE TABLE items_aborted (id int PRIMARY KEY, label text NOT NULL);
+    CREATE TABLE items_gate (id int PRIMARY KEY, label text NOT NULL);`);
   await setup.end();
 
   const worker = await createFerryWorker({ temporal, env: { DB: url } });
@@ -53,7 +71,8 @@ async function main(): Promise<void> {
   // The Temporal CLI writes the canonical JSON form that replay reads back.
   const cli = ensureTemporalCli();
   /** File name to the workflow id it was recorded under: child ids derive from it on replay. */
-  const index: Record<string, string> = {};
+  const indexPath = path.join(outDir, 'workflow-ids.json');
+  const index = (existsSync(indexPath) ? JSON.parse(readFileSync(indexPath, 'utf8')) : {}) as Record<string, string>;
   const save = async (name: string, workflowId: string, runId?: string) => {
     index[`${name}.json`] = workflowId;
     const args = ['workflow', 'show', '--address', temporal.address, '--workflow-id', workflowId, '--output', 'json'];
@@ -64,7 +83,7 @@ async function main(): Promise<void> {
   };
   try {
     mkdirSync(outDir, { recursive: true });
-    const plan = (table: string) =>
+    const plan = (table: string, gates: { reminderSeconds?: number; figuresEverySeconds?: number } = {}) =>
       validatePlan({
         name: `histories-${table.replace(/_/g, '-')}`,
         source: { connection: 'DB', table: 'items', key: 'id' },
@@ -73,34 +92,71 @@ async function main(): Promise<void> {
         shards: { count: 2 },
         throttle: { rowsPerSecond: 3000, batchSize: 100, concurrency: 2, checkpointSeconds: 0.2 },
         verify: { chunkSize: 200 },
-        lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2 },
+        lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2, gates },
       });
+    const approveEveryGate = async (workflowId: string) => {
+      for (const gate of ['cutover-reads', 'stop-old-writes', 'cleanup']) {
+        await until(async () => ((await migrationReport(client, workflowId)).status?.gate?.name === gate ? true : undefined), gate);
+        await approveGate(client, workflowId, { gate, by: 'recorder', note: 'recorded' });
+      }
+    };
 
-    const full = await startMigration(client, temporal, plan('items_full'), { execute: true });
-    for (const gate of ['cutover-reads', 'stop-old-writes', 'cleanup']) {
-      await until(async () => ((await migrationReport(client, full.workflowId)).status?.gate?.name === gate ? true : undefined), gate);
-      await approveGate(client, full.workflowId, { gate, by: 'recorder', note: 'recorded' });
+    if (groups.has('lifecycle')) await recordLifecycle();
+    if (groups.has('abort')) await recordAbort();
+    if (groups.has('dry-run')) await recordDryRun();
+    if (groups.has('gate')) await recordGate();
+    writeFileSync(indexPath, `${JSON.stringify(index, null, 2)}\n`);
+
+    async function recordLifecycle() {
+      const full = await startMigration(client, temporal, plan('items_full'), { execute: true });
+      await approveEveryGate(full.workflowId);
+      await full.result();
+      await save('migration-full-lifecycle', full.workflowId);
+      const shardRuns = [];
+      for await (const run of client.workflow.list({ query: `WorkflowId = '${full.workflowId}/shard-0'` })) shardRuns.push(run);
+      const continued = shardRuns.find((run) => run.status.name === 'CONTINUED_AS_NEW');
+      if (!continued) throw new Error('no shard run continued-as-new; raise the row count');
+      await save('shard-continued-as-new', continued.workflowId, continued.runId);
+      await save('shard-last-run', `${full.workflowId}/shard-0`);
+      await save('verify-shard', `${full.workflowId}/verify-1/shard-0`);
     }
-    await full.result();
-    await save('migration-full-lifecycle', full.workflowId);
-    const shardRuns = [];
-    for await (const run of client.workflow.list({ query: `WorkflowId = '${full.workflowId}/shard-0'` })) shardRuns.push(run);
-    const continued = shardRuns.find((run) => run.status.name === 'CONTINUED_AS_NEW');
-    if (!continued) throw new Error('no shard run continued-as-new; raise the row count');
-    await save('shard-continued-as-new', continued.workflowId, continued.runId);
-    await save('shard-last-run', `${full.workflowId}/shard-0`);
-    await save('verify-shard', `${full.workflowId}/verify-1/shard-0`);
 
-    const aborted = await startMigration(client, temporal, plan('items_aborted'), { execute: true });
-    await until(async () => ((await migrationReport(client, aborted.workflowId)).status?.rowsRead ?? 0) > 500 || undefined, 'copying');
-    await abortMigration(client, aborted.workflowId, { by: 'recorder', reason: 'recorded abort' });
-    await aborted.result();
-    await save('migration-aborted-in-backfill', aborted.workflowId);
+    async function recordAbort() {
+      const aborted = await startMigration(client, temporal, plan('items_aborted'), { execute: true });
+      await until(async () => ((await migrationReport(client, aborted.workflowId)).status?.rowsRead ?? 0) > 500 || undefined, 'copying');
+      await abortMigration(client, aborted.workflowId, { by: 'recorder', reason: 'recorded abort' });
+      await aborted.result();
+      await save('migration-aborted-in-backfill', aborted.workflowId);
+    }
 
-    const dryRun = await startMigration(client, temporal, plan('items_full'), { execute: false });
-    await dryRun.result();
-    await save('migration-dry-run', dryRun.workflowId);
-    writeFileSync(path.join(outDir, 'workflow-ids.json'), `${JSON.stringify(index, null, 2)}\n`);
+    async function recordDryRun() {
+      const dryRun = await startMigration(client, temporal, plan('items_full'), { execute: false });
+      await dryRun.result();
+      await save('migration-dry-run', dryRun.workflowId);
+    }
+
+    /** Reminders and figures often enough that the gate's history reaches the low limit within seconds. */
+    async function recordGate() {
+      const gated = await startMigration(client, temporal, plan('items_gate', { reminderSeconds: 0.3, figuresEverySeconds: 0.3 }), { execute: true });
+      await until(async () => ((await migrationReport(client, gated.workflowId)).status?.gate?.name === 'cutover-reads' ? true : undefined), 'the first gate');
+      const continuedRuns = async () => {
+        const runs = [];
+        for await (const run of client.workflow.list({ query: `WorkflowId = '${gated.workflowId}' AND ExecutionStatus = 'ContinuedAsNew'` })) runs.push(run);
+        return runs;
+      };
+      // The backfill may continue-as-new too: wait for a run that ended at the gate.
+      const atGate = await until(async () => {
+        for (const run of await continuedRuns()) {
+          const history = await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
+          const input = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
+          if (input && Buffer.from(input).toString('utf8').includes('"phase":"awaiting-approval"')) return run;
+        }
+        return undefined;
+      }, 'a run that continued-as-new at the gate');
+      await approveEveryGate(gated.workflowId);
+      await gated.result();
+      await save('migration-continued-as-new-at-gate', atGate.workflowId, atGate.runId);
+    }
   } finally {
     await connection.close();
     worker.shutdown();

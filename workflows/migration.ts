@@ -347,6 +347,17 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     return status;
   };
 
+  /**
+   * Waits until every handler has finished, so none is lost with this run; false when one asked
+   * for something this run must do first (an abort, a gate decision, a verification), whose
+   * handler may itself wait for it.
+   */
+  const readyToContinueAsNew = async (): Promise<boolean> => {
+    const asked = () => abortRequested !== null || gateDecision !== null || verifyRequest !== null;
+    await condition(() => allHandlersFinished() || asked());
+    return !asked();
+  };
+
   const fail = async (error: ApplicationFailure): Promise<never> => {
     finish('failed');
     await releaseTarget({ plan, migrationId: workflowId, state: 'failed' }).catch(() => {});
@@ -405,8 +416,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       const outcome = await backfill();
       if (outcome === 'abort') return abort(abortRequested!);
       if (outcome === 'continue-as-new') {
-        await condition(allHandlersFinished);
-        return continueAsNew<typeof migrationWorkflow>({ ...input, carried: status });
+        if (await readyToContinueAsNew()) return continueAsNew<typeof migrationWorkflow>({ ...input, carried: status });
+        return abort(abortRequested!);
       }
       const failedShard = status.shards.find((s) => s.state === 'failed');
       if (failedShard) return fail(ApplicationFailure.nonRetryable(`shard ${failedShard.index} failed: ${failedShard.error}`, 'ShardFailed'));
@@ -416,6 +427,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       if (abortRequested) return abort(abortRequested);
     } else if (step.startsWith('gate:')) {
       const decision = await waitAtGate(step.slice('gate:'.length) as GateName);
+      if (decision === 'continue-as-new') return continueAsNew<typeof migrationWorkflow>({ ...input, carried: status });
       if (decision !== 'approved') return abort(abortRequested!);
       if (step === 'gate:cleanup') enter('cleanup', 'cleanup');
     } else if (step === 'reads-to-new') {
@@ -569,22 +581,30 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     return abortRequested ? null : { totals, problem };
   }
 
-  /** Waits for a person: approved, or (through reject, abort or expiry) an abort request. */
-  async function waitAtGate(name: GateName): Promise<'approved' | 'abort'> {
+  /**
+   * Waits for a person: approved, or (through reject, abort or expiry) an abort request. A gate
+   * may wait for months, so it continues-as-new when its history grows large (its reminders and
+   * figures add to it); the next run finds the gate open and goes on waiting where this one was.
+   */
+  async function waitAtGate(name: GateName): Promise<'approved' | 'abort' | 'continue-as-new'> {
     const expirySeconds = plan.lifecycle.gates.expirySeconds;
-    const since = Date.now();
-    enter('awaiting-approval', `gate:${name}`);
-    gateDecision = null;
-    status.gate = {
-      name,
-      description: gateDescriptions[name],
-      waitingSince: now(),
-      expiresAt: expirySeconds ? new Date(since + expirySeconds * 1000).toISOString() : null,
-      reminders: 0,
-      approveCommand: `ferry approve ${workflowId} --gate ${name} --by <you> --note "<what you checked>"`,
-      figures: null,
-    };
-    const gate = status.gate;
+    const open = status.phases.at(-1);
+    const carriedGate = status.gate?.name === name && open?.name === `gate:${name}` && open.endedAt === null ? status.gate : null;
+    const since = carriedGate ? Date.parse(carriedGate.waitingSince) : Date.now();
+    if (!carriedGate) {
+      enter('awaiting-approval', `gate:${name}`);
+      gateDecision = null;
+      status.gate = {
+        name,
+        description: gateDescriptions[name],
+        waitingSince: now(),
+        expiresAt: expirySeconds ? new Date(since + expirySeconds * 1000).toISOString() : null,
+        reminders: 0,
+        approveCommand: `ferry approve ${workflowId} --gate ${name} --by <you> --note "<what you checked>"`,
+        figures: null,
+      };
+    }
+    const gate = status.gate!;
     // What the approver should look at, refreshed while the gate waits. Added while migrations may
     // be waiting at gates: guarded, so their histories still replay.
     const withFigures = patched('gate-figures');
@@ -594,8 +614,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     };
     await refreshFigures();
     const reminderMs = plan.lifecycle.gates.reminderSeconds * 1000;
-    let nextReminder = since + reminderMs;
-    let nextFigures = since + figuresMs;
+    let nextReminder = since + reminderMs * (gate.reminders + 1);
+    let nextFigures = carriedGate ? Date.now() + figuresMs : since + figuresMs;
     for (;;) {
       const untilExpiry = expirySeconds ? since + expirySeconds * 1000 - Date.now() : Infinity;
       const decided = await condition(
@@ -608,6 +628,11 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
         continue;
       }
       if (decided) break;
+      // Asked only when the server suggests it, so histories recorded before this replay as they ran.
+      if (workflowInfo().continueAsNewSuggested && patched('gate-continue-as-new')) {
+        if (await readyToContinueAsNew()) return 'continue-as-new';
+        continue; // a decision or a verification came in meanwhile: the loop takes it up
+      }
       if (expirySeconds && Date.now() >= since + expirySeconds * 1000) {
         record('gate-expired', { by: 'ferry' }, `gate ${name} waited ${expirySeconds} s without a decision`);
         abortRequested = { by: 'ferry', reason: `gate ${name} expired after ${expirySeconds} s` };
@@ -619,8 +644,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       }
       if (Date.now() < nextReminder) continue;
       nextReminder += reminderMs;
-      status.gate.reminders += 1;
-      log.warn(`migration ${workflowId} waits at gate ${name} since ${status.gate.waitingSince}: ${status.gate.approveCommand}`);
+      gate.reminders += 1;
+      log.warn(`migration ${workflowId} waits at gate ${name} since ${gate.waitingSince}: ${gate.approveCommand}`);
       // Through the worker's SDK metrics (the temporal_ prefix): a gate left waiting shows on a dashboard.
       metricMeter
         .createGauge('ferry_gate_waiting_seconds', 'float', 's', 'How long a migration has waited at its gate, as of the last reminder')

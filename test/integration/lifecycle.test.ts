@@ -163,6 +163,38 @@ describe('the lifecycle', () => {
     expect(await flagsRow(expiring.name)).toMatchObject({ write_old: true, write_new: false });
   });
 
+  it('a gate that waits long continues-as-new and goes on waiting where it was', async () => {
+    // The test server suggests continue-as-new at 40 events; reminders and figures every half
+    // second make the gate's history reach that within seconds.
+    const plan = await planFor({ lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2, gates: { reminderSeconds: 0.5, figuresEverySeconds: 0.5 } } });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const id = handle.workflowId;
+    await waitingAt(id, 'cutover-reads');
+    const first = (await statusOf(id)).gate!;
+    const runIds = new Set<string>();
+    await eventually(async () => {
+      runIds.add((await worker.client.workflow.getHandle(id).describe()).runId);
+      return runIds.size >= 3 ? true : undefined;
+    }, 60_000, 'two continue-as-new runs at the gate');
+    const later = (await statusOf(id)).gate!;
+    expect(later).toMatchObject({ name: 'cutover-reads', waitingSince: first.waitingSince, expiresAt: first.expiresAt });
+    expect(later.reminders).toBeGreaterThanOrEqual(first.reminders);
+
+    for (const gate of ['cutover-reads', 'stop-old-writes', 'cleanup']) {
+      await waitingAt(id, gate);
+      const approved = await ferry(['approve', id, '--gate', gate, '--by', 'alice'], worker.temporal);
+      expect(approved.code, approved.stderr).toBe(ExitCode.ok);
+    }
+    const result = await handle.result();
+    expect(result.phase).toBe('completed');
+    expect(result.rowsWritten).toBe(ROWS);
+    // One record a gate, however many runs it waited through.
+    expect(result.phases.map((p) => p.name)).toEqual([
+      'dual-write', 'backfill', 'verify', 'gate:cutover-reads', 'reads-to-new', 'gate:stop-old-writes', 'old-writes-off', 'gate:cleanup', 'cleanup',
+    ]);
+    expect(result.events.filter((e) => e.kind === 'approve')).toHaveLength(3);
+  });
+
   it('refuses a second migration on a target while one runs, and a re-run without --rerun', async () => {
     const plan = await planFor({ lifecycle: { dualWrites: false, cutover: false }, throttle: { rowsPerSecond: 500, batchSize: 50 } });
     const first = await startMigration(worker.client, worker.temporal, plan, { execute: true });

@@ -15,9 +15,10 @@ const workflowIds = JSON.parse(readFileSync(path.join(dir, 'workflow-ids.json'),
 const files = readdirSync(dir).filter((f) => f.endsWith('.json') && f !== 'workflow-ids.json');
 
 describe('recorded workflow histories', () => {
-  it('cover the lifecycle, an abort, a dry run, shards and verification', () => {
+  it('cover the lifecycle, an abort, a dry run, a gate that continued-as-new, shards and verification', () => {
     expect(files.sort()).toEqual([
       'migration-aborted-in-backfill.json',
+      'migration-continued-as-new-at-gate.json',
       'migration-dry-run.json',
       'migration-full-lifecycle.json',
       'shard-continued-as-new.json',
