@@ -417,6 +417,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       if (outcome === 'abort') return abort(abortRequested!);
       if (outcome === 'continue-as-new') {
         if (await readyToContinueAsNew()) return continueAsNew<typeof migrationWorkflow>({ ...input, carried: status });
+        // During a backfill only an abort can be asked for: no gate waits, and verify is refused.
         return abort(abortRequested!);
       }
       const failedShard = status.shards.find((s) => s.state === 'failed');
