@@ -138,19 +138,10 @@ async function main(): Promise<void> {
     /** Reminders and figures often enough that the gate's history reaches the low limit within seconds. */
     async function recordGate() {
       const gated = await startMigration(client, temporal, plan('items_gate', { reminderSeconds: 0.3, figuresEverySeconds: 0.3 }), { execute: true });
-      await until(async () => ((await migrationReport(client, gated.workflowId)).status?.gate?.name === 'cutover-reads' ? true : undefined), 'the first gate');
-      const continuedRuns = async () => {
-        const runs = [];
-        for await (const run of client.workflow.list({ query: `WorkflowId = '${gated.workflowId}' AND ExecutionStatus = 'ContinuedAsNew'` })) runs.push(run);
-        return runs;
-      };
-      // The backfill may continue-as-new too: wait for a run that ended at the gate.
+      // The backfill may continue-as-new too: the run wanted ended with its phase at the gate.
+      const query = `WorkflowId = '${gated.workflowId}' AND ExecutionStatus = 'ContinuedAsNew' AND FerryPhase = 'awaiting-approval'`;
       const atGate = await until(async () => {
-        for (const run of await continuedRuns()) {
-          const history = await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
-          const input = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
-          if (input && Buffer.from(input).toString('utf8').includes('"phase":"awaiting-approval"')) return run;
-        }
+        for await (const run of client.workflow.list({ query })) return run;
         return undefined;
       }, 'a run that continued-as-new at the gate');
       await approveEveryGate(gated.workflowId);

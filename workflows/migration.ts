@@ -347,16 +347,19 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     return status;
   };
 
+  /** An abort, a gate decision or a verification asked for by an operator and not yet taken up. */
+  const somethingAsked = () => abortRequested !== null || gateDecision !== null || verifyRequest !== null;
   /**
    * Waits until every handler has finished, so none is lost with this run; false when one asked
    * for something this run must do first (an abort, a gate decision, a verification), whose
    * handler may itself wait for it.
    */
   const readyToContinueAsNew = async (): Promise<boolean> => {
-    const asked = () => abortRequested !== null || gateDecision !== null || verifyRequest !== null;
-    await condition(() => allHandlersFinished() || asked());
-    return !asked();
+    await condition(() => allHandlersFinished() || somethingAsked());
+    return !somethingAsked();
   };
+  /** The next run of this migration, carrying everything it has done. */
+  const continueWithStatus = () => continueAsNew<typeof migrationWorkflow>({ ...input, carried: status });
 
   const fail = async (error: ApplicationFailure): Promise<never> => {
     finish('failed');
@@ -416,7 +419,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       const outcome = await backfill();
       if (outcome === 'abort') return abort(abortRequested!);
       if (outcome === 'continue-as-new') {
-        if (await readyToContinueAsNew()) return continueAsNew<typeof migrationWorkflow>({ ...input, carried: status });
+        if (await readyToContinueAsNew()) return continueWithStatus();
         // During a backfill only an abort can be asked for: no gate waits, and verify is refused.
         return abort(abortRequested!);
       }
@@ -428,7 +431,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       if (abortRequested) return abort(abortRequested);
     } else if (step.startsWith('gate:')) {
       const decision = await waitAtGate(step.slice('gate:'.length) as GateName);
-      if (decision === 'continue-as-new') return continueAsNew<typeof migrationWorkflow>({ ...input, carried: status });
+      if (decision === 'continue-as-new') return continueWithStatus();
       if (decision !== 'approved') return abort(abortRequested!);
       if (step === 'gate:cleanup') enter('cleanup', 'cleanup');
     } else if (step === 'reads-to-new') {
@@ -589,8 +592,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
    */
   async function waitAtGate(name: GateName): Promise<'approved' | 'abort' | 'continue-as-new'> {
     const expirySeconds = plan.lifecycle.gates.expirySeconds;
-    const open = status.phases.at(-1);
-    const carriedGate = status.gate?.name === name && open?.name === `gate:${name}` && open.endedAt === null ? status.gate : null;
+    // Every gate clears status.gate when it ends: one still set was carried by continue-as-new.
+    const carriedGate = status.gate?.name === name ? status.gate : null;
     const since = carriedGate ? Date.parse(carriedGate.waitingSince) : Date.now();
     if (!carriedGate) {
       enter('awaiting-approval', `gate:${name}`);
@@ -620,7 +623,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     for (;;) {
       const untilExpiry = expirySeconds ? since + expirySeconds * 1000 - Date.now() : Infinity;
       const decided = await condition(
-        () => gateDecision !== null || abortRequested !== null || verifyRequest !== null,
+        somethingAsked,
         Math.max(1, Math.min(nextReminder - Date.now(), nextFigures - Date.now(), untilExpiry)),
       );
       if (verifyRequest && !gateDecision && !abortRequested) {
