@@ -7,6 +7,7 @@ import { temporalSettings, type TemporalSettings } from '../lib/settings';
 import { parseMetricsPort } from '../workers/metrics';
 import { createFerryWorker, installSdkMetrics } from '../workers/worker';
 import { ExitCode } from './exit-codes';
+import { exitWhenFlushed } from './exit';
 import {
   mismatches,
   verifyMigration,
@@ -467,5 +468,5 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (require.main === module) {
-  void main(process.argv).then((code) => process.exit(code));
+  void main(process.argv).then(exitWhenFlushed);
 }
