@@ -30,6 +30,7 @@ import { migrationRecord, recordMarkdown } from './report';
 import { recordHtml } from './report-html';
 import { endedBadly, watchMigration } from './watch';
 import os from 'node:os';
+import path from 'node:path';
 import type { ThrottleChange } from '../lib/throttle';
 
 /** An error the CLI reports in one line, with the exit code scripts see. */
@@ -74,6 +75,10 @@ async function withClient<T>(settings: TemporalSettings, use: (client: Client) =
   }
 }
 
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 function readPlan(file: string): Plan {
   let text: string;
   try {
@@ -87,6 +92,7 @@ function readPlan(file: string): Plan {
 export function buildProgram(): Command {
   const program = new Command('ferry')
     .description('Online data migrations and backfills for PostgreSQL, run as durable Temporal workflows.')
+    .version(packageVersion(), '-V, --version', 'print the version of ferry')
     .addOption(new Option('--address <host:port>', 'Temporal frontend address (default: TEMPORAL_ADDRESS or localhost:7233)'))
     .addOption(new Option('--namespace <name>', 'Temporal namespace (default: TEMPORAL_NAMESPACE or default)'))
     .addOption(new Option('--task-queue <name>', 'task queue of the Ferry workers (default: FERRY_TASK_QUEUE or ferry)'))

@@ -1,6 +1,6 @@
 /** Output into a slow pipe arrives whole: the CLI exits only once stdout and stderr drained. */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -26,5 +26,12 @@ describe('ferry output into a pipe', () => {
     writeFileSync(path.join(dir, 'big.yaml'), `${plan.join('\n')}\n`);
     const lines = execFileSync('sh', ['-c', `node bin/ferry.js start ${path.join(dir, 'big.yaml')} 2>&1 | (sleep 1; grep -c 'is not a known setting')`], { cwd: root, encoding: 'utf8' });
     expect(Number(lines.trim())).toBe(3000);
+  });
+});
+
+describe('ferry --version', () => {
+  it('prints the package version and exits 0', () => {
+    const { version } = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
+    expect(execFileSync('node', ['bin/ferry.js', '--version'], { cwd: root, encoding: 'utf8' }).trim()).toBe(version);
   });
 });
