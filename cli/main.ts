@@ -1,13 +1,16 @@
 /** The ferry command line: operators start, watch and steer migrations from here. */
-import { Client, Connection } from '@temporalio/client';
+import { Client, type Connection } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/plan';
-import { temporalSettings, type TemporalSettings } from '../lib/settings';
+import type { TemporalSettings } from '../lib/settings';
+import { rootMessage } from '../lib/errors';
+import { connectClientConnection, describeConnection, resolveTemporal, TemporalConfigError, TemporalUnreachableError } from '../workers/temporal-connection';
 import { parseMetricsPort } from '../workers/metrics';
 import { createFerryWorker, installSdkMetrics } from '../workers/worker';
 import { ExitCode } from './exit-codes';
 import { exitWhenFlushed } from './exit';
+import { registerSearchAttributes, SearchAttributeConflictError, type SetupOutcome } from './setup';
 import {
   mismatches,
   verifyMigration,
@@ -47,24 +50,32 @@ interface GlobalOptions {
   address?: string;
   namespace?: string;
   taskQueue?: string;
+  profile?: string;
+  apiKey?: string;
+  tls?: boolean;
+  tlsCertPath?: string;
+  tlsKeyPath?: string;
+  tlsCaPath?: string;
+  tlsServerName?: string;
 }
 
 function settingsOf(command: Command): TemporalSettings {
-  const options = command.optsWithGlobals<GlobalOptions>();
-  return temporalSettings(process.env, {
-    address: options.address,
-    namespace: options.namespace,
-    taskQueue: options.taskQueue,
-  });
+  try {
+    return resolveTemporal(process.env, command.optsWithGlobals<GlobalOptions>());
+  } catch (error) {
+    if (error instanceof TemporalConfigError) throw new CliError(error.message, ExitCode.badInput);
+    throw error;
+  }
 }
 
 async function withClient<T>(settings: TemporalSettings, use: (client: Client) => Promise<T>): Promise<T> {
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address: settings.address, connectTimeout: 5000 });
+    connection = await connectClientConnection(settings);
   } catch (error) {
     throw new CliError(
-      `cannot reach Temporal at ${settings.address} (${(error as Error).message}); start it, or pass --address / set TEMPORAL_ADDRESS`,
+      `cannot reach Temporal at ${describeConnection(settings)}: ${rootMessage(error)}; start it, or pass --address / set TEMPORAL_ADDRESS` +
+        (settings.tls || settings.apiKey ? ', and check the TLS certificates, the server name and the API key' : ''),
       ExitCode.unreachable,
     );
   }
@@ -96,6 +107,14 @@ export function buildProgram(): Command {
     .addOption(new Option('--address <host:port>', 'Temporal frontend address (default: TEMPORAL_ADDRESS or localhost:7233)'))
     .addOption(new Option('--namespace <name>', 'Temporal namespace (default: TEMPORAL_NAMESPACE or default)'))
     .addOption(new Option('--task-queue <name>', 'task queue of the Ferry workers (default: FERRY_TASK_QUEUE or ferry)'))
+    .addOption(new Option('--profile <name>', 'profile of the Temporal config file (TEMPORAL_CONFIG_FILE, or temporal.toml in the user config folder) (default: TEMPORAL_PROFILE or default)'))
+    .addOption(new Option('--api-key <key>', 'Temporal API key; prefer TEMPORAL_API_KEY, which no process list shows (default: TEMPORAL_API_KEY)'))
+    .addOption(new Option('--tls', 'connect with TLS (implied by an API key or a certificate) (default: TEMPORAL_TLS)'))
+    .addOption(new Option('--no-tls', 'connect in plain text even with an API key'))
+    .addOption(new Option('--tls-cert-path <file>', 'client certificate for mTLS (PEM) (default: TEMPORAL_TLS_CLIENT_CERT_PATH)'))
+    .addOption(new Option('--tls-key-path <file>', 'key of the client certificate (PEM) (default: TEMPORAL_TLS_CLIENT_KEY_PATH)'))
+    .addOption(new Option('--tls-ca-path <file>', "CA that signed the server's certificate (PEM) (default: TEMPORAL_TLS_SERVER_CA_CERT_PATH, or the system's)"))
+    .addOption(new Option('--tls-server-name <name>', "name to expect in the server's certificate (default: TEMPORAL_TLS_SERVER_NAME, or the address's host)"))
     .showHelpAfterError()
     .exitOverride();
 
@@ -352,6 +371,28 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('setup')
+    .description("Prepare a Temporal namespace for Ferry: register Ferry's search attributes (FerryPlan, FerryPhase, FerryTarget) so migrations can be listed by plan, phase and target. Safe to run twice.")
+    .option('--json', 'print the outcome as JSON', false)
+    .action(async (options: { json: boolean }, command: Command) => {
+      const settings = settingsOf(command);
+      await withClient(settings, async (client) => {
+        let outcome: SetupOutcome;
+        try {
+          outcome = await registerSearchAttributes(client, settings.namespace);
+        } catch (error) {
+          if (error instanceof SearchAttributeConflictError) throw new CliError(error.message, ExitCode.badInput);
+          throw new CliError(`cannot register search attributes in namespace ${settings.namespace}: ${rootMessage(error)} (it needs an operator's permission on the namespace)`, ExitCode.failed);
+        }
+        if (options.json) console.log(JSON.stringify(outcome));
+        else {
+          if (outcome.added.length) console.log(`registered in namespace ${outcome.namespace}: ${outcome.added.join(', ')}`);
+          if (outcome.present.length) console.log(`already there: ${outcome.present.join(', ')}`);
+        }
+      });
+    });
+
+  program
     .command('worker')
     .description('Run a Ferry worker: it copies rows for the migrations on its task queue. Connection URLs come from its environment.')
     .option('--metrics-port <port>', "serve Ferry's metrics at /metrics on this port (default: FERRY_METRICS_PORT, or off)")
@@ -453,7 +494,7 @@ function defaultOperator(): string {
 function exitCodeOf(error: unknown): number {
   if (error instanceof CliError) return error.exitCode;
   if (error instanceof RefusedError) return ExitCode.badInput;
-  if (error instanceof NoWorkerError) return ExitCode.unreachable;
+  if (error instanceof NoWorkerError || error instanceof TemporalUnreachableError) return ExitCode.unreachable;
   if (error instanceof InvalidPlanError) return ExitCode.badInput;
   if (error instanceof UnknownMigrationError) return ExitCode.unknownMigration;
   return ExitCode.failed;

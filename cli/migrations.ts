@@ -79,8 +79,10 @@ export async function startMigration(
     // A server that does not know Ferry's search attributes refuses them: start without.
     if (!/search attribute/i.test(rootMessage(error))) throw error;
     process.emitWarning(
-      `Temporal at ${temporal.address} does not know Ferry's search attributes; register them to filter migrations by plan, phase and target: ` +
-        Object.entries(ferrySearchAttributes).map(([name, type]) => `temporal operator search-attribute create --name ${name} --type ${type}`).join('; '),
+      `Temporal at ${temporal.address} does not know Ferry's search attributes, so this migration cannot be listed by plan, phase or target; ` +
+        `run \`ferry setup\` once for namespace ${temporal.namespace} (or: ` +
+        Object.entries(ferrySearchAttributes).map(([name, type]) => `temporal operator search-attribute create --name ${name} --type ${type}`).join('; ') +
+        ')',
     );
     return start(false);
   }

@@ -3,7 +3,8 @@
  * database connections, resolved from its own environment.
  */
 import path from 'node:path';
-import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { connectWorkerConnection } from './temporal-connection';
+import { Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { createDatabases, type ConnectionEnv } from '../activities/connections';
 import type { TemporalSettings } from '../lib/settings';
@@ -74,7 +75,7 @@ export function installSdkMetrics(port: number, host = '0.0.0.0'): string {
 export const workflowsPath = path.join(__dirname, '..', 'workflows', 'index.ts');
 
 export async function createFerryWorker(options: FerryWorkerOptions): Promise<FerryWorker> {
-  const connection = await NativeConnection.connect({ address: options.temporal.address });
+  const connection = await connectWorkerConnection(options.temporal);
   const statementTimeoutMs = options.statementTimeoutMs ?? statementTimeoutFromEnv();
   const databases = createDatabases({ env: options.env, ...(statementTimeoutMs ? { statementTimeoutMs } : {}) });
   const metrics = createFerryMetrics();

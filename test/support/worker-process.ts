@@ -13,8 +13,9 @@ export interface WorkerProcess {
   stop(): Promise<void>;
 }
 
-export async function startWorkerProcess(temporal: TemporalSettings, env: Record<string, string>): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, [ferryBin, 'worker'], {
+/** `args` go after `ferry worker` (e.g. TLS flags). */
+export async function startWorkerProcess(temporal: TemporalSettings, env: Record<string, string>, args: string[] = []): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, [ferryBin, 'worker', ...args], {
     env: { ...process.env, ...env, TEMPORAL_ADDRESS: temporal.address, FERRY_TASK_QUEUE: temporal.taskQueue },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
