@@ -34,8 +34,11 @@ interface Thread {
   pending: Map<number, Pending>;
 }
 
-/** The thread's module runs under tsx, as the rest of the worker does. */
-const THREAD_SOURCE = `require(${JSON.stringify(require.resolve('tsx/cjs'))}); require(${JSON.stringify(path.join(__dirname, 'transform-thread.ts'))});`;
+/**
+ * The thread runs this module's sibling, compiled or not as this one is; tsx is registered
+ * first so that a transform module written in TypeScript loads.
+ */
+const THREAD_SOURCE = `require(${JSON.stringify(require.resolve('tsx/cjs'))}); require(${JSON.stringify(path.join(__dirname, `transform-thread${path.extname(__filename)}`))});`;
 
 let nextTaskId = 1;
 const threads: Thread[] = [];

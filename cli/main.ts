@@ -10,6 +10,7 @@ import { parseMetricsPort } from '../workers/metrics';
 import { createFerryWorker, installSdkMetrics } from '../workers/worker';
 import { ExitCode } from './exit-codes';
 import { exitWhenFlushed } from './exit';
+import { packageVersion } from './version';
 import { registerSearchAttributes, SearchAttributeConflictError, type SetupOutcome } from './setup';
 import {
   mismatches,
@@ -33,7 +34,6 @@ import { migrationRecord, recordMarkdown } from './report';
 import { recordHtml } from './report-html';
 import { endedBadly, watchMigration } from './watch';
 import os from 'node:os';
-import path from 'node:path';
 import type { ThrottleChange } from '../lib/throttle';
 
 /** An error the CLI reports in one line, with the exit code scripts see. */
@@ -84,10 +84,6 @@ async function withClient<T>(settings: TemporalSettings, use: (client: Client) =
   } finally {
     await connection.close();
   }
-}
-
-function packageVersion(): string {
-  return (JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 function readPlan(file: string): Plan {

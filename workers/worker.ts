@@ -2,6 +2,7 @@
  * A Ferry worker: one process per machine, polling the shared task queue. It holds the
  * database connections, resolved from its own environment.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { connectWorkerConnection } from './temporal-connection';
 import { Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
@@ -72,7 +73,17 @@ export function installSdkMetrics(port: number, host = '0.0.0.0'): string {
   return `http://${bindAddress}/metrics`;
 }
 
-export const workflowsPath = path.join(__dirname, '..', 'workflows', 'index.ts');
+export const workflowsPath = path.join(__dirname, '..', 'workflows', `index${path.extname(__filename)}`);
+
+/** The workflow code `npm run build` bundles once, so that a worker starts without bundling. */
+export const prebuiltWorkflowBundlePath = path.join(__dirname, '..', 'workflow-bundle.js');
+
+/** Where a worker gets its workflow code: given, prebuilt next to compiled code, or bundled now. */
+function workflowCode(given: FerryWorkerOptions['workflowBundle']): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+  if (given) return { workflowBundle: given };
+  if (path.extname(__filename) === '.js' && existsSync(prebuiltWorkflowBundlePath)) return { workflowBundle: { codePath: prebuiltWorkflowBundlePath } };
+  return { workflowsPath };
+}
 
 export async function createFerryWorker(options: FerryWorkerOptions): Promise<FerryWorker> {
   const connection = await connectWorkerConnection(options.temporal);
@@ -84,7 +95,7 @@ export async function createFerryWorker(options: FerryWorkerOptions): Promise<Fe
     namespace: options.temporal.namespace,
     taskQueue: options.temporal.taskQueue,
     activities: createActivities({ databases, metrics }),
-    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
+    ...workflowCode(options.workflowBundle),
     shutdownGraceTime: `${options.shutdownGraceSeconds ?? 5}s`,
     // The copier heartbeats its cursor after every batch; sending one a second at most bounds
     // the work a crashed attempt repeats to about a second.
