@@ -31,7 +31,7 @@ const workflowSafeImports = {
 };
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.tools/', 'dist/', 'coverage/'] },
+  { ignores: ['node_modules/', '.tools/', 'dist/', 'client/dist/', 'coverage/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

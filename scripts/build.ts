@@ -5,7 +5,7 @@
  */
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 const root = path.join(__dirname, '..');
@@ -40,7 +40,28 @@ export async function build(): Promise<void> {
     logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error },
   });
   writeFileSync(path.join(dist, 'workflow-bundle.js'), bundle.code);
+  buildClientPackage();
   writeFileSync(stamp, `${new Date().toISOString()}\n`);
+}
+
+/**
+ * The client library as a package of its own (client/, an npm workspace): CommonJS with types,
+ * and an ES module entry that re-exports the CommonJS one, so that an application that both
+ * imports and requires it still gets one copy of its state (one flag cache, one kill switch).
+ */
+function buildClientPackage(): void {
+  const clientDir = path.join(root, 'client');
+  const clientDist = path.join(clientDir, 'dist');
+  rmSync(clientDist, { recursive: true, force: true });
+  execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(clientDir, 'tsconfig.build.json')], { stdio: 'inherit', cwd: clientDir });
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const names = Object.keys(require(path.join(clientDist, 'cjs', 'client', 'index.js')) as object).filter((name) => name !== '__esModule' && name !== 'default');
+  mkdirSync(path.join(clientDist, 'esm'), { recursive: true });
+  writeFileSync(
+    path.join(clientDist, 'esm', 'index.mjs'),
+    `import client from '../cjs/client/index.js';\nexport const { ${names.join(', ')} } = client;\nexport default client;\n`,
+  );
+  writeFileSync(path.join(clientDist, 'esm', 'index.d.mts'), `export * from '../cjs/client/index.js';\n`);
 }
 
 if (require.main === module) {
