@@ -10,6 +10,8 @@ import { parseMetricsPort } from '../workers/metrics';
 import { createFerryWorker, installSdkMetrics } from '../workers/worker';
 import { ExitCode } from './exit-codes';
 import { exitWhenFlushed } from './exit';
+import { formatDoctorReport } from '../lib/doctor';
+import { runDoctor } from './doctor';
 import { packageVersion } from './version';
 import { registerSearchAttributes, SearchAttributeConflictError, type SetupOutcome } from './setup';
 import {
@@ -363,6 +365,21 @@ export function buildProgram(): Command {
       await withClient(settingsOf(command), async (client) => {
         const report = await mismatches(client, migrationId, { showValues: options.showValues, limit: wholeNumber('--limit', options.limit) });
         console.log(options.json ? JSON.stringify(report, null, 2) : formatMismatches(report));
+      });
+    });
+
+  program
+    .command('doctor')
+    .description("Check a plan against both databases from a worker (which holds the connection variables): tables, key, each transform column against its target column's type, and every privilege Ferry needs, printing the GRANT statements that are missing. Writes nothing.")
+    .argument('<plan>', 'the migration plan (YAML)')
+    .option('--json', 'print the checks as JSON', false)
+    .action(async (planFile: string, options: { json: boolean }, command: Command) => {
+      const plan = readPlan(planFile);
+      const settings = settingsOf(command);
+      await withClient(settings, async (client) => {
+        const report = await runDoctor(client, settings, plan);
+        console.log(options.json ? JSON.stringify(report, null, 2) : formatDoctorReport(report));
+        if (!report.ok) process.exitCode = ExitCode.failed;
       });
     });
 
