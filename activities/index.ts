@@ -2,6 +2,7 @@
 import { createFerryMetrics, type FerryMetrics } from '../workers/metrics';
 import type { Databases } from './connections';
 import { createCopier } from './copier';
+import { createSourceDescriber } from './describe-source';
 import { createDoctor } from './doctor';
 import { installFerrySchema } from './ferry-schema';
 import { createFlagSetter } from './flags';
@@ -26,6 +27,7 @@ export function createActivities({ databases, metrics = createFerryMetrics() }: 
     ...createMigrationRegistry(databases),
     ...createVerifier(databases),
     ...createDoctor(databases),
+    ...createSourceDescriber(databases),
     /** Installs Ferry's schema (tombstones, failed records) on the target. Safe to run twice. */
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
       await installFerrySchema(databases.pool(plan.target.connection));

@@ -4,3 +4,4 @@ export type { MigrationInput } from './migration';
 export { shardWorkflow } from './shard';
 export { verifyShardWorkflow } from './verify-shard';
 export { doctorWorkflow } from './doctor';
+export { describeSourceWorkflow } from './describe-source';
