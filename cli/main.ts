@@ -7,7 +7,9 @@ import type { TemporalSettings } from '../lib/settings';
 import { rootMessage } from '../lib/errors';
 import { connectClientConnection, describeConnection, resolveTemporal, TemporalConfigError, TemporalUnreachableError } from '../workers/temporal-connection';
 import { parseMetricsPort } from '../workers/metrics';
-import { createFerryWorker, installSdkMetrics } from '../workers/worker';
+import { createFerryWorker, installWorkerRuntime } from '../workers/worker';
+import { createWorkerLogger, logOptionsFromEnv, LogSettingError } from '../workers/logging';
+import type { Logger } from '@temporalio/common';
 import { ExitCode } from './exit-codes';
 import { exitWhenFlushed } from './exit';
 import { formatDoctorReport } from '../lib/doctor';
@@ -443,8 +445,16 @@ export function buildProgram(): Command {
     .option('--sdk-metrics-port <port>', "serve the Temporal SDK's worker metrics (temporal_*) on this port (default: FERRY_SDK_METRICS_PORT, or off)")
     .action(async (options: WorkerCommandOptions, command: Command) => {
       const { metricsPort, sdkMetricsPort } = metricsPortsOf(options);
-      if (sdkMetricsPort) console.log(`temporal SDK metrics at ${installSdkMetrics(sdkMetricsPort)}`);
-      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort });
+      let logger: Logger;
+      try {
+        logger = createWorkerLogger(logOptionsFromEnv(process.env));
+      } catch (error) {
+        if (error instanceof LogSettingError) throw new CliError(error.message, ExitCode.badInput);
+        throw error;
+      }
+      const sdkMetricsUrl = installWorkerRuntime({ logger, ...(sdkMetricsPort ? { sdkMetrics: { port: sdkMetricsPort } } : {}) });
+      if (sdkMetricsUrl) logger.info(`temporal SDK metrics at ${sdkMetricsUrl}`);
+      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort, log: (line) => logger.info(line) });
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => worker.shutdown());
       await worker.run();
     });

@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { connectWorkerConnection } from './temporal-connection';
+import type { Logger } from '@temporalio/common';
 import { Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { createDatabases, type ConnectionEnv } from '../activities/connections';
@@ -61,16 +62,33 @@ export interface FerryWorker {
  * exists: the SDK's Runtime is created with the first of them and cannot change afterwards.
  */
 export function installSdkMetrics(port: number, host = '0.0.0.0'): string {
-  const bindAddress = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return installWorkerRuntime({ sdkMetrics: { port, host } })!;
+}
+
+export interface WorkerRuntimeOptions {
+  /** Where the SDK's lines (and Ferry's own, through it) go. (Default: the SDK's console logger) */
+  logger?: Logger;
+  sdkMetrics?: { port: number; host?: string };
+}
+
+/** Installs the SDK's Runtime with Ferry's logger and metrics; returns the SDK metrics URL, if served. */
+export function installWorkerRuntime(options: WorkerRuntimeOptions): string | null {
+  const metrics = options.sdkMetrics;
+  const bindAddress = metrics ? `${(metrics.host ?? '0.0.0.0').includes(':') ? `[${metrics.host}]` : (metrics.host ?? '0.0.0.0')}:${metrics.port}` : null;
   Runtime.install({
-    telemetryOptions: {
-      metrics: {
-        metricPrefix: 'temporal_',
-        prometheus: { bindAddress, countersTotalSuffix: true, unitSuffix: true, useSecondsForDurations: true },
-      },
-    },
+    ...(options.logger ? { logger: options.logger } : {}),
+    ...(bindAddress
+      ? {
+          telemetryOptions: {
+            metrics: {
+              metricPrefix: 'temporal_',
+              prometheus: { bindAddress, countersTotalSuffix: true, unitSuffix: true, useSecondsForDurations: true },
+            },
+          },
+        }
+      : {}),
   });
-  return `http://${bindAddress}/metrics`;
+  return bindAddress ? `http://${bindAddress}/metrics` : null;
 }
 
 export const workflowsPath = path.join(__dirname, '..', 'workflows', `index${path.extname(__filename)}`);
