@@ -1,5 +1,7 @@
 /** The record of a migration run, as Markdown for people and JSON for tools: `ferry report`. */
 import { rowsSkipped, type MigrationStatus } from '../lib/status';
+import { differenceCounts, scopeOf, uncleanReason } from '../lib/verification-runs';
+import type { LaterCheck } from './checks';
 import { formatCount } from './render';
 
 export interface MigrationRecord {
@@ -21,6 +23,8 @@ export interface MigrationRecord {
   leftToDo: string[];
   /** Progress over time (rows read, batch size), for charts. */
   samples: MigrationStatus['samples'];
+  /** Checks run after the migration ended (`ferry verify` on a completed or aborted migration), oldest first. */
+  laterChecks: LaterCheck[];
 }
 
 export interface EarlyEta {
@@ -90,7 +94,7 @@ function leftToDo(status: MigrationStatus): string[] {
   return todo;
 }
 
-export function migrationRecord(status: MigrationStatus): MigrationRecord {
+export function migrationRecord(status: MigrationStatus, laterChecks: LaterCheck[] = []): MigrationRecord {
   const backfill = status.phases.find((p) => p.name === 'backfill');
   const backfillSeconds = backfill ? seconds(backfill.startedAt, backfill.endedAt) : null;
   return {
@@ -109,7 +113,7 @@ export function migrationRecord(status: MigrationStatus): MigrationRecord {
       failed: status.rowsFailed,
       unresolvedFailures: status.unresolvedFailures,
       fixedByRetry: status.failuresFixed,
-      repaired: status.verification?.repaired ?? 0,
+      repaired: status.verification?.repairedTotal ?? status.verification?.repaired ?? 0,
     },
     backfillRowsPerSecond: backfillSeconds ? Math.round(status.rowsRead / Math.max(backfillSeconds, 0.001)) : null,
     earlyEta: earlyEtaOf(status),
@@ -119,6 +123,7 @@ export function migrationRecord(status: MigrationStatus): MigrationRecord {
     abort: status.abort,
     leftToDo: leftToDo(status),
     samples: status.samples ?? [],
+    laterChecks,
   };
 }
 
@@ -156,13 +161,32 @@ export function recordMarkdown(record: MigrationRecord): string {
   ];
   if (record.verification) {
     const v = record.verification;
+    const run = v.run !== undefined ? `Run ${v.run}, over ${scopeOf(v.samplePercent)}: ` : v.samplePercent != null ? `Over ${scopeOf(v.samplePercent)}: ` : '';
     lines.push(
       '',
       '## Verification',
       '',
-      `${v.clean ? 'Clean' : 'NOT clean'} after ${v.passes} pass(es): ${formatCount(v.rowsChecked)} rows checked, ${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired.` +
+      `${run}${v.clean ? 'clean' : 'NOT clean'} after ${v.passes} pass(es): ${formatCount(v.rowsChecked)} rows checked, ${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired.` +
+        (!v.clean && v.missing + v.extra + v.value === 0 && v.samplePercent != null ? ` ${uncleanReason(v)}.` : '') +
         (v.forcedBy ? ` A gate was approved past it with --force by ${v.forcedBy}.` : ''),
     );
+  }
+  if (record.laterChecks.length) {
+    lines.push('', '## Later checks', '', 'Checks run after the migration ended (`ferry verify`), recorded in ferry.verification_runs on the target.', '');
+    lines.push('| check | started | finished | by | compared | repair | passes | result |', '| --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const check of record.laterChecks) {
+      const r = check.run;
+      if (!r) {
+        lines.push(`| ${check.checkId} | | | | | | | ${check.state === 'running' ? 'running' : cell(`failed: ${check.failure ?? ''}`)} |`);
+        continue;
+      }
+      const result = r.problem
+        ? `could not finish: ${r.problem}`
+        : `${r.clean ? 'clean' : 'NOT clean'}: ${formatCount(r.rowsChecked)} rows checked, ${differenceCounts(r)}${r.repaired ? `, ${r.repaired} repaired` : ''}`;
+      lines.push(
+        `| run ${r.run} (${check.checkId}) | ${r.startedAt} | ${r.finishedAt ?? ''} | ${cell(r.by ?? '')} | ${scopeOf(r.samplePercent)} | ${r.repair ? 'yes' : 'no'} | ${r.passes} | ${cell(result)} |`,
+      );
+    }
   }
   lines.push('', '## Decisions', '');
   if (record.decisions.length === 0) lines.push('None.');

@@ -3,3 +3,4 @@ export { migrationWorkflow } from './migration';
 export type { MigrationInput } from './migration';
 export { shardWorkflow } from './shard';
 export { verifyShardWorkflow } from './verify-shard';
+export { mismatchesWorkflow, verifyMigrationWorkflow } from './verify-migration';
