@@ -3,6 +3,7 @@
  * number and a block of pass numbers for ferry.mismatches when it begins, and its outcome when
  * it ends.
  */
+import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
 import type { Plan } from '../lib/plan';
 import type { VerificationKind, VerificationRun } from '../lib/verification-runs';
@@ -48,6 +49,22 @@ export async function runOfPass(pool: pg.Pool, migrationId: string, pass: number
   return row ? { run: row.run, pass: pass - row.first_pass + 1 } : null;
 }
 
+/**
+ * A check after a migration ended compares and repairs the target as it is now: refused once
+ * another migration has taken the target table, whose rows are no longer this migration's.
+ */
+async function refuseTargetTaken(client: pg.PoolClient, input: BeginRunInput): Promise<void> {
+  const target = `${input.plan.target.schema}.${input.plan.target.table}`;
+  const held = await client.query<{ migration_id: string; state: string }>('SELECT migration_id, state FROM ferry.migrations WHERE target_table = $1', [target]);
+  const holder = held.rows[0];
+  if (holder && holder.migration_id !== input.migrationId) {
+    throw ApplicationFailure.nonRetryable(
+      `target ${target} now holds migration ${holder.migration_id} (${holder.state}); checking ${input.migrationId} would compare and repair rows that are no longer its own`,
+      'TargetTaken',
+    );
+  }
+}
+
 export function createVerificationRecord(databases: Databases) {
   return {
     /**
@@ -67,6 +84,7 @@ export function createVerificationRecord(databases: Databases) {
             [input.requestId],
           );
           let row = existing.rows[0];
+          if (!row && input.kind === 'after-finish') await refuseTargetTaken(client, input);
           if (!row) {
             const inserted = await client.query<{ run: number; first_pass: number; started_at: Date }>(
               `INSERT INTO ferry.verification_runs

@@ -68,6 +68,12 @@ export function checkProblems(migration: EndedMigration, options: { repair: bool
   return problems;
 }
 
+/** A caveat for a check of a migration whose source stopped receiving writes; null when there is none. */
+export function staleSourceNote(status: MigrationStatus): string | null {
+  if (!status.flags || status.flags.writeOld) return null;
+  return 'note: writes to the old table were turned off during this migration, so differences may be writes the application made since, not damage';
+}
+
 export interface CheckOptions {
   samplePercent: number | null;
   repair: boolean;
@@ -107,7 +113,21 @@ export async function checkEndedMigration(client: Client, migration: EndedMigrat
     throw error;
   }
   onStart?.(checkId);
-  return handle.result();
+  try {
+    return await handle.result();
+  } catch (error) {
+    if (failureTypes(error).includes('TargetTaken')) throw new CheckRefusedError(`refused: ${rootMessage(error)}`);
+    throw new Error(`check ${checkId} failed: ${rootMessage(error)}`, { cause: error });
+  }
+}
+
+/** The types of the application failures in an error's chain of causes. */
+function failureTypes(error: unknown): string[] {
+  const types: string[] = [];
+  for (let e = error as { cause?: unknown; type?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (typeof e.type === 'string') types.push(e.type);
+  }
+  return types;
 }
 
 export interface LaterCheck {

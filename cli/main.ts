@@ -25,7 +25,7 @@ import {
   startMigration,
   UnknownMigrationError,
 } from './migrations';
-import { CheckRefusedError, checkEndedMigration, endedMigration, endedMismatches, laterChecks } from './checks';
+import { CheckRefusedError, checkEndedMigration, endedMigration, endedMismatches, laterChecks, staleSourceNote } from './checks';
 import { formatFailures, formatInspection, formatListing, formatMismatches, formatStatus, formatThrottle, formatVerification, formatVerificationRun } from './render';
 import { migrationRecord, recordMarkdown } from './report';
 import { recordHtml } from './report-html';
@@ -347,6 +347,8 @@ export function buildProgram(): Command {
           (checkId) => console.error(`migration ${migrationId} is ${migration.status.phase}; checking it as ${checkId}`),
         );
         console.log(formatVerificationRun(run));
+        const note = run.clean ? null : staleSourceNote(migration.status);
+        if (note) console.log(note);
         if (!run.clean) process.exitCode = ExitCode.failed;
       });
     });

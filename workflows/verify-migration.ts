@@ -31,7 +31,7 @@ export interface VerifyMigrationInput {
 
 const { beginVerificationRun, finishVerificationRun } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '5 minutes',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection', 'TargetTaken'] },
 });
 
 const { repairMismatches, recheckOpenMismatches, mismatchReport } = proxyActivities<FerryActivities>({

@@ -132,6 +132,21 @@ describe('checking a migration after it ended', () => {
     expect(await sameAsSource(name)).toBe(true);
   });
 
+  it('refuses to check a migration whose target another migration has taken since', async () => {
+    const { plan, name } = await planFor();
+    const first = (await startMigration(worker.client, worker.temporal, plan, { execute: true })).workflowId;
+    await worker.client.workflow.getHandle(first).result();
+    const second = await startMigration(worker.client, worker.temporal, { ...plan, name: `${plan.name}-again` }, { execute: true, rerun: true });
+    expect((await second.result()).phase).toBe('completed');
+    await damage(name);
+    const damaged = await digest(targetUrl, name);
+    const refused = await ferry(['verify', first, '--repair'], worker.temporal);
+    expect(refused.code).toBe(ExitCode.badInput);
+    expect(refused.stderr).toContain(`now holds migration ${second.workflowId} (completed); checking ${first} would compare and repair rows that are no longer its own`);
+    expect(await digest(targetUrl, name)).toEqual(damaged);
+    expect(await sql(targetUrl, 'SELECT run FROM ferry.verification_runs WHERE migration_id = $1 AND kind = $2', [first, 'after-finish'])).toEqual([]);
+  });
+
   it('refuses to check a dry run, and starts nothing', async () => {
     const { plan } = await planFor();
     const id = (await startMigration(worker.client, worker.temporal, plan, { execute: false })).workflowId;
