@@ -107,7 +107,7 @@ describe('verification in the lifecycle', () => {
     const sampled = await ferry(['verify', id, '--sample', '50'], worker.temporal);
     expect(sampled.stdout).toMatch(/verification NOT clean after 1 pass \(run 2, a sample of 50% of keys\): [\d,]+ rows checked, 0 missing, 3 extra, 0 differing/);
     const sampledRecord = await ferry(['status', id], worker.temporal);
-    expect(sampledRecord.stdout).toMatch(/verify    NOT clean after 1 pass \(run 2, a sample of 50% of keys\): [\d,]+ rows checked, 0 missing, 3 extra, 0 differing/);
+    expect(sampledRecord.stdout).toMatch(/verify {4}NOT clean after 1 pass \(run 2, a sample of 50% of keys\): [\d,]+ rows checked, 0 missing, 3 extra, 0 differing/);
     const stillRefused = await ferry(['approve', id, '--gate', 'cutover-reads', '--by', 'alice'], worker.temporal);
     expect(stillRefused.stderr).toContain('verification is not clean (0 missing, 3 extra, 0 differing in a sample of 50% of keys)');
     const open = await ferry(['mismatches', id], worker.temporal);
