@@ -26,7 +26,7 @@ import {
   UnknownMigrationError,
 } from './migrations';
 import { CheckRefusedError, checkEndedMigration, endedMigration, endedMismatches, laterChecks, staleSourceNote } from './checks';
-import { formatFailures, formatInspection, formatListing, formatMismatches, formatStatus, formatThrottle, formatVerification, formatVerificationRun } from './render';
+import { formatFailures, formatInspection, formatListing, formatMismatches, formatStatus, formatLaterCheck, formatThrottle, formatVerification, formatVerificationRun } from './render';
 import { migrationRecord, recordMarkdown } from './report';
 import { recordHtml } from './report-html';
 import { endedBadly, watchMigration } from './watch';
@@ -155,6 +155,9 @@ export function buildProgram(): Command {
         }
         const report = await migrationReport(client, migrationId);
         console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
+        if (!options.json && report.runState !== 'running' && report.status?.execute) {
+          for (const check of await laterChecks(client, migrationId)) console.log(`later     ${formatLaterCheck(check)}`);
+        }
         if (report.runState === 'failed' || report.runState === 'terminated' || report.runState === 'timed-out') {
           process.exitCode = ExitCode.failed;
         }

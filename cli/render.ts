@@ -5,6 +5,7 @@ import type { MismatchReport } from '../activities/verifier';
 import { rowsSkipped, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
 import type { Throttle } from '../lib/throttle';
 import { differenceCounts, scopeOf, uncleanReason, type VerificationRun } from '../lib/verification-runs';
+import type { LaterCheck } from './checks';
 import type { MigrationListing, MigrationReport } from './migrations';
 
 const number = new Intl.NumberFormat('en-US');
@@ -100,6 +101,14 @@ export function formatVerificationRun(run: VerificationRun): string {
     if (!run.repair) lines.push(`nothing was repaired; \`ferry verify ${run.migrationId} --repair\` repairs them from the source`);
   }
   return lines.join('\n');
+}
+
+/** One check run after the migration ended, on one line, for `ferry status`. */
+export function formatLaterCheck(check: LaterCheck): string {
+  const r = check.run;
+  if (!r) return `${check.checkId}: ${check.state === 'running' ? 'running' : `failed: ${check.failure ?? 'unknown'}`}`;
+  const result = r.problem ? `could not finish: ${r.problem}` : `${r.clean ? 'clean' : 'NOT clean'}, ${formatCount(r.rowsChecked)} rows checked, ${differenceCounts(r)}`;
+  return `${check.checkId} (run ${r.run}) by ${r.by ?? 'unknown'} at ${r.startedAt}, ${scopeOf(r.samplePercent)}, ${r.repair ? `repairing (${r.repaired} repaired)` : 'report only'}: ${result}`;
 }
 
 export function formatMismatches(report: MismatchReport): string {

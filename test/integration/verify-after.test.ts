@@ -3,7 +3,8 @@
  * found by `ferry verify`, left as it is unless --repair, and every check is recorded; proved
  * with this test's own SQL, never with Ferry's verifier alone.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
 import { migrationReport, startMigration } from '../../cli/migrations';
 import { validatePlan, type PlanInput } from '../../lib/plan';
@@ -106,11 +107,21 @@ describe('checking a migration after it ended', () => {
     expect(sampled.stdout).toContain('(a sample of 20% of keys, report only): clean');
     expect(sampled.stdout).toContain('rows outside it were not compared');
 
+    const shownStatus = await ferry(['status', id], worker.temporal);
+    expect(shownStatus.stdout).toMatch(/later {5}.*\/check-1 \(run 2\) by dana at .*, every row, report only: NOT clean, 3,000 rows checked, 1 missing, 1 extra, 1 differing/);
+    expect(shownStatus.stdout).toMatch(/later {5}.*\/check-3 \(run 4\) by .*, a sample of 20% of keys, report only: clean/);
+
     const report = await ferry(['report', id], worker.temporal);
     expect(report.stdout).toContain('## Later checks');
     expect(report.stdout).toMatch(/\| run 2 \(.*\/check-1\) \| .* \| dana \| every row \| no \| 1 \| NOT clean: 3,000 rows checked, 1 missing, 1 extra, 1 differing \|/);
     expect(report.stdout).toMatch(/\| run 3 \(.*\/check-2\) \| .* \| erin \| every row \| yes \| 2 \| clean: 3,000 rows checked, 0 missing, 0 extra, 0 differing, 3 repaired \|/);
     expect(report.stdout).toMatch(/\| run 4 \(.*\/check-3\) \| .* \| a sample of 20% of keys \| no \| 1 \| clean:/);
+
+    // The recorded verification and the checks replay against the code that made them.
+    for (const workflowId of [id, `${id}/check-1`, `${id}/check-2`]) {
+      const history = await worker.client.workflow.getHandle(workflowId).fetchHistory();
+      await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, workflowId);
+    }
   });
 
   it('checks and repairs an aborted migration', async () => {
