@@ -3,14 +3,15 @@
  * aborted migration start a workflow of their own, fed with the plan and shards the migration
  * recorded in Temporal (the CLI holds no database connection; workers do).
  */
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
+import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { defaultPayloadConverter, TimeoutFailure } from '@temporalio/common';
 import type { MismatchReport } from '../activities/verifier';
 import { rootMessage } from '../lib/errors';
 import type { Plan } from '../lib/plan';
 import type { MigrationStatus } from '../lib/status';
 import type { VerificationRun } from '../lib/verification-runs';
 import type { MigrationInput } from '../workflows/migration';
+import { NoWorkerError } from './migrations';
 import type { mismatchesWorkflow, verifyMigrationWorkflow } from '../workflows/verify-migration';
 
 /** A migration that has ended, with what a check of it needs. */
@@ -163,14 +164,19 @@ export async function laterChecks(client: Client, migrationId: string): Promise<
 }
 
 /** How long a mismatches read may wait for a worker before it is given up. */
-const READ_TIMEOUT = '2 minutes';
+const READ_TIMEOUT_SECONDS = 120;
 
 /** The mismatches of an ended migration, read by a worker in a short workflow. */
 export async function endedMismatches(client: Client, migration: EndedMigration, options: { showValues: boolean; limit: number }): Promise<MismatchReport> {
-  return client.workflow.execute<typeof mismatchesWorkflow>('mismatchesWorkflow', {
-    taskQueue: migration.taskQueue,
-    workflowId: `${migration.migrationId}/mismatches-${Date.now()}`,
-    workflowExecutionTimeout: READ_TIMEOUT,
-    args: [{ migrationId: migration.migrationId, plan: migration.plan, showValues: options.showValues, limit: options.limit }],
-  });
+  try {
+    return await client.workflow.execute<typeof mismatchesWorkflow>('mismatchesWorkflow', {
+      taskQueue: migration.taskQueue,
+      workflowId: `${migration.migrationId}/mismatches-${Date.now()}`,
+      workflowExecutionTimeout: `${READ_TIMEOUT_SECONDS} seconds`,
+      args: [{ migrationId: migration.migrationId, plan: migration.plan, showValues: options.showValues, limit: options.limit }],
+    });
+  } catch (error) {
+    if (error instanceof WorkflowFailedError && error.cause instanceof TimeoutFailure) throw new NoWorkerError(migration.migrationId, READ_TIMEOUT_SECONDS);
+    throw error;
+  }
 }

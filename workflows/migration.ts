@@ -609,7 +609,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       for (let pass = 1; pass <= plan.verify.maxPasses; pass += 1) {
         const passId = begun.firstPass + pass - 1;
         const outcome = await verifyAllShards(passId, samplePercent);
-        if (outcome === null) return; // aborted
+        if (outcome === null) {
+          problem = 'the migration was aborted';
+          break;
+        }
         summary.passes = pass;
         summary.lastPassId = passId;
         status.verification = summary;
