@@ -40,11 +40,17 @@ export interface FinishRunInput {
 
 /** The run and pass within it that a pass number of ferry.mismatches belongs to; null for passes no run recorded. */
 export async function runOfPass(pool: pg.Pool, migrationId: string, pass: number): Promise<{ run: number; pass: number } | null> {
-  const found = await pool.query<{ run: number; first_pass: number }>(
-    `SELECT run, first_pass FROM ferry.verification_runs
-      WHERE migration_id = $1 AND $2 BETWEEN first_pass AND first_pass + max_passes - 1 ORDER BY run DESC LIMIT 1`,
-    [migrationId, pass],
-  );
+  const found = await pool
+    .query<{ run: number; first_pass: number }>(
+      `SELECT run, first_pass FROM ferry.verification_runs
+        WHERE migration_id = $1 AND $2 BETWEEN first_pass AND first_pass + max_passes - 1 ORDER BY run DESC LIMIT 1`,
+      [migrationId, pass],
+    )
+    .catch((error: { code?: string }) => {
+      // Installed before runs were recorded: no pass belongs to one.
+      if (error.code === '42P01') return { rows: [] };
+      throw error;
+    });
   const row = found.rows[0];
   return row ? { run: row.run, pass: pass - row.first_pass + 1 } : null;
 }

@@ -646,7 +646,8 @@ export function createVerifier(databases: Databases) {
 
     /**
      * The latest pass's mismatches: counts per category and examples (keys, categories, column
-     * names). Values only with showValues, as canonical text, read now from both sides.
+     * names). Values only with showValues, as canonical text: as the pass found them, or read
+     * now from both sides for mismatches whose values were not kept (said so per example).
      */
     async mismatchReport(input: MismatchReportInput): Promise<MismatchReport> {
       const { plan, migrationId } = input;
