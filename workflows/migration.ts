@@ -581,7 +581,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       const begun = await beginVerificationRun({
         plan,
         migrationId: workflowId,
-        requestId: `${workflowId}@${afterPass + 1}`,
+        // The same id may be used again by a later migration; its first run's id is its own.
+        requestId: `${workflowId}/${workflowInfo().firstExecutionRunId}@${afterPass + 1}`,
         kind,
         by,
         samplePercent,
