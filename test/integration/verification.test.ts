@@ -68,6 +68,13 @@ describe('verification in the lifecycle', () => {
     expect(passes[1]).toBe('pass 1 repaired: 5 rows written, 3 deleted, 0 unresolved');
     expect(passes[2]).toBe(`pass 2: ${ROWS} rows checked, 0 missing, 0 extra, 0 differing, 0 in flight`);
     expect(await equalsSource(`orders_${table}`)).toBe(true);
+
+    // After the repair, and after the migration completed, the values are shown as they were found.
+    const shown = await ferry(['mismatches', status.migrationId, '--show-values'], worker.temporal);
+    expect(shown.code).toBe(ExitCode.ok);
+    expect(shown.stdout).toContain('pass 1: 0 missing, 3 extra, 5 differing; unresolved 0 missing, 0 extra, 0 differing');
+    expect(shown.stdout).toContain('key 10: value (customer), resolved; values as found');
+    expect(shown.stdout).toContain('customer: source customer 10 | target someone else');
   });
 
   it('holds the cutover gate while verification is not clean, unless forced, and shows what differs', async () => {
