@@ -43,7 +43,36 @@ const SCHEMA_SQL = `
     PRIMARY KEY (migration_id, pass, key)
   );
   COMMENT ON TABLE ferry.mismatches IS
-    'Keys a verification pass found different between source and target (never the values); a repair resolves them.';
+    'Keys a verification pass found different between source and target; a repair, or a later pass that finds them equal, resolves them.';
+  -- The differing values as a pass found them, before any repair: what ferry mismatches
+  -- --show-values shows. They stay in this database; only that command carries them further.
+  ALTER TABLE ferry.mismatches ADD COLUMN IF NOT EXISTS found_values jsonb;
+
+  -- Every verification of a migration, during its lifecycle or after it ended: who asked, when,
+  -- a sample or every row, whether it repaired, and what it found. Passes of a run are numbered
+  -- 1..passes; in ferry.mismatches they are recorded as first_pass .. first_pass + passes - 1.
+  CREATE TABLE IF NOT EXISTS ferry.verification_runs (
+    migration_id text NOT NULL,
+    run int NOT NULL,
+    request_id text NOT NULL UNIQUE,
+    kind text NOT NULL,
+    requested_by text,
+    sample_percent numeric,
+    repair boolean NOT NULL,
+    first_pass int NOT NULL,
+    max_passes int NOT NULL,
+    passes int NOT NULL DEFAULT 0,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    rows_checked bigint,
+    missing bigint,
+    extra bigint,
+    value bigint,
+    repaired bigint,
+    clean boolean,
+    problem text,
+    PRIMARY KEY (migration_id, run)
+  );
 
   -- Flags: the dynamic configuration a migration sets and applications read (through Ferry's
   -- client library), one row per migration, named by its plan name. Every change bumps the
@@ -155,7 +184,23 @@ export async function recordMismatches(pool: pg.Pool, migrationId: string, pass:
     `INSERT INTO ferry.mismatches AS m (migration_id, pass, key, category, columns)
      SELECT $1, $2, r.key, r.category, r.columns FROM jsonb_to_recordset($3::jsonb) AS r(key text, category text, columns text[])
      ON CONFLICT (migration_id, pass, key) DO UPDATE
-       SET category = EXCLUDED.category, columns = EXCLUDED.columns, detected_at = now(), resolved_at = NULL`,
+       SET category = EXCLUDED.category, columns = EXCLUDED.columns, detected_at = now(), resolved_at = NULL, found_values = NULL`,
     [migrationId, pass, JSON.stringify(mismatches)],
+  );
+}
+
+/** Keeps the values of mismatches of a pass as they were found (canonical text per column). */
+export async function recordFoundValues(
+  pool: pg.Pool,
+  migrationId: string,
+  pass: number,
+  found: { key: string; values: Record<string, { source: string | null; target: string | null }> }[],
+): Promise<void> {
+  if (found.length === 0) return;
+  await pool.query(
+    `UPDATE ferry.mismatches AS m SET found_values = r.values
+       FROM jsonb_to_recordset($3::jsonb) AS r(key text, values jsonb)
+      WHERE m.migration_id = $1 AND m.pass = $2 AND m.key = r.key`,
+    [migrationId, pass, JSON.stringify(found)],
   );
 }

@@ -9,6 +9,7 @@ import { createFlagSetter } from './flags';
 import { createInspector } from './inspector';
 import { createMigrationRegistry } from './migration-registry';
 import { createShardPlanner } from './shard-planner';
+import { createVerificationRecord } from './verification-runs';
 import { createVerifier } from './verifier';
 import type { Plan } from '../lib/plan';
 
@@ -28,6 +29,7 @@ export function createActivities({ databases, metrics = createFerryMetrics() }: 
     ...createVerifier(databases),
     ...createDoctor(databases),
     ...createSourceDescriber(databases),
+    ...createVerificationRecord(databases),
     /** Installs Ferry's schema (tombstones, failed records) on the target. Safe to run twice. */
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
       await installFerrySchema(databases.pool(plan.target.connection));

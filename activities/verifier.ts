@@ -14,7 +14,8 @@ import { targetColumns, type Plan } from '../lib/plan';
 import { inCopyTransaction, writeBatch } from './batch-writer';
 import { withClient, type Databases } from './connections';
 import { copyOutSql, copySpecOf, copyWithinDatabaseSql, nextBatchBoundSql, rangeRowsSql, type CopySpec } from './copy-statements';
-import { installFerrySchema, recordMismatches, type Mismatch, type MismatchCategory } from './ferry-schema';
+import { installFerrySchema, recordFoundValues, recordMismatches, type Mismatch, type MismatchCategory } from './ferry-schema';
+import { runOfPass } from './verification-runs';
 import {
   copyRangeThroughModule,
   isThenable,
@@ -135,18 +136,27 @@ export interface MismatchReportExample extends Mismatch {
   resolved: boolean;
   /** Only with showValues: per differing column (every column for missing and extra rows). */
   values?: Record<string, ColumnValues>;
+  /** The values are as the pass found them (false: read when the report was made, after any repair). */
+  valuesAsFound?: boolean;
 }
 
 export interface MismatchReport {
   migrationId: string;
   /** The latest pass with mismatches recorded; null when there are none. */
   pass: number | null;
+  /** The verification run of that pass, and its number within the run, when the run was recorded. */
+  run?: number;
+  runPass?: number;
   counts: MismatchCounts;
   unresolved: MismatchCounts;
   examples: MismatchReportExample[];
 }
 
 export const MAX_EXAMPLES = 20;
+/** Mismatches of a chunk whose values are kept as found. */
+const MAX_VALUES_KEPT = 100;
+/** Open mismatches of earlier passes checked again per query. */
+const RECHECK_BATCH = 500;
 /** Mismatches a repair handles per transaction. */
 const REPAIR_BATCH = 500;
 /** Target rows per page when reading a differing chunk row by row. */
@@ -301,6 +311,42 @@ export function createVerifier(databases: Databases) {
     ]);
   }
 
+  /** The canonical texts of some keys' rows on both sides, read now, per column name. */
+  async function rowValues(plan: Plan, v: Verification, keys: string[]): Promise<(mismatch: Mismatch) => Record<string, ColumnValues>> {
+    const targetPool = databases.pool(plan.target.connection);
+    const sourceQuery = rowsSql('source', v.shape, { keys }, 'text');
+    const [sourceRows, targetRowsRead] = await Promise.all([
+      v.moduleRows
+        ? v.moduleRows({ keys })
+        : databases
+            .pool(plan.source.connection)
+            .query<unknown[]>({ ...sourceQuery, rowMode: 'array' })
+            .then((r) => rowHashesOf(r.rows)),
+      targetRows(targetPool, v.shape, { keys }, 'text', Math.max(MIN_PAGE_ROWS, keys.length + 1)),
+    ]);
+    const names = columnNames(v);
+    const sourceByKey = new Map(sourceRows.map((r) => [r.key, r.columns]));
+    const targetByKey = new Map(targetRowsRead.map((r) => [r.key, r.columns]));
+    return (mismatch) =>
+      Object.fromEntries(
+        (mismatch.columns.length ? mismatch.columns : names).map((column) => {
+          const i = names.indexOf(column);
+          return [column, { source: sourceByKey.get(mismatch.key)?.[i] ?? null, target: targetByKey.get(mismatch.key)?.[i] ?? null }];
+        }),
+      );
+  }
+
+  /**
+   * Keeps the values of differences as found, before any repair, in ferry.mismatches on the
+   * target (the first MAX_VALUES_KEPT of a chunk; the report reads the others then).
+   */
+  async function captureFoundValues(plan: Plan, v: Verification, migrationId: string, pass: number, differences: Mismatch[]): Promise<void> {
+    const kept = differences.slice(0, MAX_VALUES_KEPT);
+    if (kept.length === 0) return;
+    const valuesOf = await rowValues(plan, v, kept.map((d) => d.key));
+    await recordFoundValues(databases.pool(plan.target.connection), migrationId, pass, kept.map((d) => ({ key: d.key, values: valuesOf(d) })));
+  }
+
   /** verifyShard's work; row errors are turned into a clear failure by the activity. */
   async function verifyShardChunks(input: VerifyShardInput): Promise<VerifyShardResult> {
     const { plan } = input;
@@ -427,6 +473,7 @@ export function createVerifier(databases: Databases) {
       }
       const { rows, differences, inFlight } = await verifyChunk(range, prefetched);
       await recordMismatches(targetPool, input.migrationId, input.pass, differences);
+      await captureFoundValues(plan, v, input.migrationId, input.pass, differences);
 
       const counts = progress.counts;
       counts.chunks += 1;
@@ -562,8 +609,45 @@ export function createVerifier(databases: Databases) {
     },
 
     /**
+     * Carries what earlier passes left unresolved into this pass, so a pass that did not compare
+     * those keys (a sample, a narrower scope) neither forgets nor clears them: each such key is
+     * compared again now; one that still differs is recorded under this pass (values as found),
+     * one that is equal is resolved. Earlier passes then hold nothing open. Safe to run twice.
+     */
+    async recheckOpenMismatches(input: RepairInput): Promise<MismatchCounts> {
+      const { plan, migrationId, pass } = input;
+      const targetPool = databases.pool(plan.target.connection);
+      await ensureMismatchesTable(targetPool);
+      const counts = zeroCounts();
+      let v: Verification | null = null;
+      let after: string | null = null;
+      for (;;) {
+        const open: pg.QueryResult<{ key: string }> = await targetPool.query(
+          `SELECT DISTINCT key FROM ferry.mismatches m
+            WHERE migration_id = $1 AND pass < $2 AND resolved_at IS NULL AND ($3::text IS NULL OR key > $3)
+              AND NOT EXISTS (SELECT 1 FROM ferry.mismatches c WHERE c.migration_id = $1 AND c.pass = $2 AND c.key = m.key)
+            ORDER BY key LIMIT $4`,
+          [migrationId, pass, after, RECHECK_BATCH],
+        );
+        if (open.rows.length === 0) break;
+        const keys = open.rows.map((r) => r.key);
+        after = keys[keys.length - 1]!;
+        v ??= await verificationOf(plan, null, undefined, migrationId);
+        const [s, t] = await bothSides(plan, v, { keys }, { keys }, Math.max(MIN_PAGE_ROWS, keys.length + 1));
+        const differences = diffRows(columnNames(v), s, t);
+        await recordMismatches(targetPool, migrationId, pass, differences);
+        await captureFoundValues(plan, v, migrationId, pass, differences);
+        for (const d of differences) counts[d.category] += 1;
+        heartbeat({ after });
+      }
+      await targetPool.query(`UPDATE ferry.mismatches SET resolved_at = now() WHERE migration_id = $1 AND pass < $2 AND resolved_at IS NULL`, [migrationId, pass]);
+      return counts;
+    },
+
+    /**
      * The latest pass's mismatches: counts per category and examples (keys, categories, column
-     * names). Values only with showValues, as canonical text, read now from both sides.
+     * names). Values only with showValues, as canonical text: as the pass found them, or read
+     * now from both sides for mismatches whose values were not kept (said so per example).
      */
     async mismatchReport(input: MismatchReportInput): Promise<MismatchReport> {
       const { plan, migrationId } = input;
@@ -584,38 +668,24 @@ export function createVerifier(databases: Databases) {
         report.counts[row.category] = row.all;
         report.unresolved[row.category] = row.open;
       }
-      const examples = await targetPool.query<{ key: string; category: MismatchCategory; columns: string[]; resolved: boolean }>(
-        `SELECT key, category, columns, resolved_at IS NOT NULL AS resolved FROM ferry.mismatches
+      const examples = await targetPool.query<{ key: string; category: MismatchCategory; columns: string[]; resolved: boolean; found: Record<string, ColumnValues> | null }>(
+        `SELECT key, category, columns, resolved_at IS NOT NULL AS resolved, found_values AS found FROM ferry.mismatches
           WHERE migration_id = $1 AND pass = $2 ORDER BY resolved_at IS NOT NULL, key LIMIT $3`,
         [migrationId, pass, input.limit ?? MAX_EXAMPLES],
       );
       report.examples = examples.rows.map((r) => ({ key: r.key, category: r.category, columns: r.columns, resolved: r.resolved }));
+      const run = await runOfPass(targetPool, migrationId, pass);
+      if (run) Object.assign(report, { run: run.run, runPass: run.pass });
       if (!input.showValues || report.examples.length === 0) return report;
 
-      const v = await verificationOf(plan, null);
-      const keys = report.examples.map((e) => e.key);
-      const sourceQuery = rowsSql('source', v.shape, { keys }, 'text');
-      const [sourceRows, targetRowsRead] = await Promise.all([
-        v.moduleRows
-          ? v.moduleRows({ keys })
-          : databases
-              .pool(plan.source.connection)
-              .query<unknown[]>({ ...sourceQuery, rowMode: 'array' })
-              .then((r) => rowHashesOf(r.rows)),
-        targetRows(targetPool, v.shape, { keys }, 'text', Math.max(MIN_PAGE_ROWS, keys.length + 1)),
-      ]);
-      const names = columnNames(v);
-      const sourceByKey = new Map(sourceRows.map((r) => [r.key, r.columns]));
-      const targetByKey = new Map(targetRowsRead.map((r) => [r.key, r.columns]));
-      for (const example of report.examples) {
-        const shown = example.columns.length ? example.columns : names;
-        example.values = Object.fromEntries(
-          shown.map((column) => {
-            const i = names.indexOf(column);
-            return [column, { source: sourceByKey.get(example.key)?.[i] ?? null, target: targetByKey.get(example.key)?.[i] ?? null }];
-          }),
-        );
-      }
+      // Values as the pass found them; those it did not keep are read now, and say so.
+      const notKept = examples.rows.filter((r) => !r.found).map((r) => r.key);
+      const readNow = notKept.length ? await rowValues(plan, await verificationOf(plan, null), notKept) : null;
+      report.examples.forEach((example, i) => {
+        const found = examples.rows[i]!.found;
+        example.values = found ?? readNow!(example);
+        example.valuesAsFound = found !== null;
+      });
       return report;
     },
   };
@@ -625,9 +695,11 @@ function columnNames(v: Verification): string[] {
   return v.shape.types.map((c) => c.name);
 }
 
-/** Installs Ferry's schema when the mismatches table is not there yet (older installs). */
+/** Installs Ferry's schema when the mismatches table, or its newest column, is not there yet (older installs). */
 async function ensureMismatchesTable(pool: pg.Pool): Promise<void> {
-  const exists = await pool.query<{ present: boolean }>(`SELECT to_regclass('ferry.mismatches') IS NOT NULL AS present`);
+  const exists = await pool.query<{ present: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('ferry.mismatches') AND attname = 'found_values') AS present`,
+  );
   if (!exists.rows[0]?.present) await installFerrySchema(pool);
 }
 

@@ -31,10 +31,12 @@ import {
   RefusedError,
   resumeMigration,
   retryFailures,
+  runStateOf,
   startMigration,
   UnknownMigrationError,
 } from './migrations';
-import { formatFailures, formatInspection, formatListing, formatMismatches, formatStatus, formatThrottle, formatVerification } from './render';
+import { CheckRefusedError, checkEndedMigration, endedMigration, endedMismatches, laterChecks, staleSourceNote } from './checks';
+import { formatFailures, formatInspection, formatListing, formatMismatches, formatStatus, formatLaterCheck, formatThrottle, formatVerification, formatVerificationRun } from './render';
 import { migrationRecord, recordMarkdown } from './report';
 import { recordHtml } from './report-html';
 import { endedBadly, watchMigration } from './watch';
@@ -180,6 +182,9 @@ export function buildProgram(): Command {
         }
         const report = await migrationReport(client, migrationId);
         console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
+        if (!options.json && report.runState !== 'running' && report.status?.execute) {
+          for (const check of await laterChecks(client, migrationId)) console.log(`later     ${formatLaterCheck(check)}`);
+        }
         if (report.runState === 'failed' || report.runState === 'terminated' || report.runState === 'timed-out') {
           process.exitCode = ExitCode.failed;
         }
@@ -312,7 +317,7 @@ export function buildProgram(): Command {
       await withClient(settingsOf(command), async (client) => {
         const report = await migrationReport(client, migrationId);
         if (!report.status) throw new CliError(`migration ${migrationId} ${report.runState} before it could report: ${report.failure}`, ExitCode.failed);
-        const record = migrationRecord(report.status);
+        const record = migrationRecord(report.status, await laterChecks(client, migrationId));
         const text = options.format === 'json' ? `${JSON.stringify(record, null, 2)}\n` : options.format === 'html' ? recordHtml(record) : recordMarkdown(record);
         if (options.out) {
           writeFileSync(options.out, text);
@@ -341,32 +346,58 @@ export function buildProgram(): Command {
 
   program
     .command('verify')
-    .description('Verify a migration again now (compare, repair, compare), e.g. at a gate; or a quick sampled check.')
+    .description(
+      'Verify a migration now. Running: compare, repair, compare (e.g. at a gate). Completed or aborted: compare and report ' +
+        'what differs, repairing from the source only with --repair; every run is recorded (ferry.verification_runs, ferry report).',
+    )
     .argument('<migration-id>', 'the migration')
     .option('--sample <percent>', 'check a deterministic sample of about this percentage of keys')
+    .option('--repair', 'on a migration that has ended: repair what differs from the source, and compare again (default: report only)', false)
+    .option('--force', 'with --repair: repair from the source even though writes to the old table were turned off', false)
     .option('--by <name>', 'who asks, for the record', defaultOperator())
-    .action(async (migrationId: string, options: { sample?: string; by: string }, command: Command) => {
+    .action(async (migrationId: string, options: { sample?: string; by: string; repair: boolean; force: boolean }, command: Command) => {
       const samplePercent = options.sample === undefined ? undefined : Number(options.sample.replace(/%$/, ''));
       if (samplePercent !== undefined && !(samplePercent > 0 && samplePercent <= 100)) {
         throw new CliError(`--sample must be a percentage above 0 and at most 100, not "${options.sample}"`, ExitCode.badInput);
       }
+      if (options.force && !options.repair) throw new CliError('--force goes with --repair', ExitCode.badInput);
       await withClient(settingsOf(command), async (client) => {
-        const summary = await verifyMigration(client, migrationId, { samplePercent, by: options.by });
-        console.log(formatVerification(summary));
-        if (!summary.clean) process.exitCode = ExitCode.failed;
+        const { runState, taskQueue } = await runStateOf(client, migrationId);
+        if (runState === 'running') {
+          const summary = await verifyMigration(client, migrationId, { samplePercent, by: options.by });
+          console.log(formatVerification(summary));
+          if (!summary.clean) process.exitCode = ExitCode.failed;
+          return;
+        }
+        const migration = await endedMigration(client, migrationId, taskQueue, runState);
+        const run = await checkEndedMigration(
+          client,
+          migration,
+          { samplePercent: samplePercent ?? null, repair: options.repair, force: options.force, by: options.by },
+          (checkId) => console.error(`migration ${migrationId} is ${migration.status.phase}; checking it as ${checkId}`),
+        );
+        console.log(formatVerificationRun(run));
+        const note = run.clean ? null : staleSourceNote(migration.status);
+        if (note) console.log(note);
+        if (!run.clean) process.exitCode = ExitCode.failed;
       });
     });
 
   program
     .command('mismatches')
-    .description('The differences the latest verification found, by category, with examples (values redacted unless --show-values).')
+    .description('The differences the latest verification found (of a running or an ended migration), by category, with examples; values as found, redacted unless --show-values.')
     .argument('<migration-id>', 'the migration')
     .option('--show-values', 'show the source and target values of the examples (they are then kept in the workflow history)', false)
     .option('--limit <n>', 'examples at most', '20')
     .option('--json', 'print as JSON', false)
     .action(async (migrationId: string, options: { showValues: boolean; limit: string; json: boolean }, command: Command) => {
+      const limit = wholeNumber('--limit', options.limit);
       await withClient(settingsOf(command), async (client) => {
-        const report = await mismatches(client, migrationId, { showValues: options.showValues, limit: wholeNumber('--limit', options.limit) });
+        const { runState, taskQueue } = await runStateOf(client, migrationId);
+        const report =
+          runState === 'running'
+            ? await mismatches(client, migrationId, { showValues: options.showValues, limit })
+            : await endedMismatches(client, await endedMigration(client, migrationId, taskQueue, runState), { showValues: options.showValues, limit });
         console.log(options.json ? JSON.stringify(report, null, 2) : formatMismatches(report));
       });
     });
@@ -547,7 +578,7 @@ function defaultOperator(): string {
 
 function exitCodeOf(error: unknown): number {
   if (error instanceof CliError) return error.exitCode;
-  if (error instanceof RefusedError) return ExitCode.badInput;
+  if (error instanceof RefusedError || error instanceof CheckRefusedError) return ExitCode.badInput;
   if (error instanceof NoWorkerError || error instanceof TemporalUnreachableError) return ExitCode.unreachable;
   if (error instanceof InvalidPlanError) return ExitCode.badInput;
   if (error instanceof UnknownMigrationError) return ExitCode.unknownMigration;

@@ -146,6 +146,12 @@ async function describeMigration(client: Client, migrationId: string) {
   }
 }
 
+/** Whether a migration runs, and on which task queue; an id Temporal does not know is an UnknownMigrationError. */
+export async function runStateOf(client: Client, migrationId: string): Promise<{ runState: RunState; taskQueue: string }> {
+  const { description } = await describeMigration(client, migrationId);
+  return { runState: RUN_STATES[description.status.name] ?? 'failed', taskQueue: description.taskQueue };
+}
+
 export async function migrationReport(client: Client, migrationId: string): Promise<MigrationReport> {
   const { handle, description } = await describeMigration(client, migrationId);
   const runState = RUN_STATES[description.status.name] ?? 'failed';

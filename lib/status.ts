@@ -62,6 +62,14 @@ export interface VerificationSummary {
   inFlight: number;
   /** Verification found differences, and a person approved the gate regardless. */
   forcedBy: string | null;
+  /** The verification run (1, 2, ...) these figures come from; `passes` counts within it. Absent in older records. */
+  run?: number;
+  /** The run compared this percentage of keys; null or absent: every row. */
+  samplePercent?: number | null;
+  /** The pass under which ferry.mismatches records the run's last pass. Absent in older records: `passes`. */
+  lastPassId?: number;
+  /** Rows repaired over every run; `repaired` counts this run's. */
+  repairedTotal?: number;
 }
 
 export interface AbortRecord {

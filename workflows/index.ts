@@ -5,3 +5,4 @@ export { shardWorkflow } from './shard';
 export { verifyShardWorkflow } from './verify-shard';
 export { doctorWorkflow } from './doctor';
 export { describeSourceWorkflow } from './describe-source';
+export { mismatchesWorkflow, verifyMigrationWorkflow } from './verify-migration';

@@ -35,8 +35,9 @@ import {
 } from '../lib/lifecycle';
 import type { Plan } from '../lib/plan';
 import { phaseKey } from '../lib/search-attributes';
-import { addSample, newMigrationStatus, recountRows, type MigrationEvent, type MigrationStatus, type Phase, type ShardStatus } from '../lib/status';
+import { addSample, newMigrationStatus, recountRows, type MigrationEvent, type MigrationStatus, type Phase, type ShardStatus, type VerificationSummary } from '../lib/status';
 import { applyThrottleChange, shardRate, throttleChangeProblems } from '../lib/throttle';
+import { differenceCounts, uncleanReason, type VerificationKind } from '../lib/verification-runs';
 import {
   abortUpdate,
   approveUpdate,
@@ -74,7 +75,7 @@ const { inspect, planShards, prepareTarget, claimTarget, releaseTarget, setFlags
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection', 'TargetBusy', 'TargetFinished'] },
 });
 
-const { repairMismatches, mismatchReport } = proxyActivities<FerryActivities>({
+const { repairMismatches, mismatchReport, recheckOpenMismatches, beginVerificationRun, finishVerificationRun } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 hour',
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
 });
@@ -227,9 +228,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     },
     {
       validator: (approval) => {
-        const verification = status.verification
-          ? { clean: status.verification.clean, summary: `${status.verification.missing} missing, ${status.verification.extra} extra, ${status.verification.value} differing` }
-          : null;
+        const verification = status.verification ? { clean: status.verification.clean, summary: uncleanReason(status.verification) } : null;
         const problems = approvalProblems(approval, status.gate?.name ?? null, verification);
         if (problems.length > 0) throw new Error(problems.join('; '));
       },
@@ -427,7 +426,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       if (failedShard) return fail(ApplicationFailure.nonRetryable(`shard ${failedShard.index} failed: ${failedShard.error}`, 'ShardFailed'));
     } else if (step === 'verify') {
       enter('verifying', step);
-      await verification(null, { by: 'ferry' });
+      await verification(null, { by: 'ferry' }, 'lifecycle');
       if (abortRequested) return abort(abortRequested);
     } else if (step.startsWith('gate:')) {
       const decision = await waitAtGate(step.slice('gate:'.length) as GateName);
@@ -523,7 +522,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
    * compares again, up to the plan's pass limit. The last comparison decides whether the
    * migration is clean; a sampled check only ever marks it not clean.
    */
-  async function verification(samplePercent: number | null, note: OperatorNote): Promise<void> {
+  async function verification(samplePercent: number | null, note: OperatorNote, kind: VerificationKind): Promise<void> {
+    // Runs recorded, passes counted within a run, open mismatches carried: added while
+    // migrations may be verifying, so guarded.
+    if (patched('verification-runs')) return recordedVerification(samplePercent, note, kind);
     verifying = true;
     verifyRequest = null;
     const summary = status.verification ?? { clean: false, passes: 0, rowsChecked: 0, missing: 0, extra: 0, value: 0, repaired: 0, inFlight: 0, forcedBy: null };
@@ -557,6 +559,102 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
         summary.repaired += repair.repaired + repair.deleted;
         record('verify', note, `pass ${pass} repaired: ${repair.repaired} rows written, ${repair.deleted} deleted, ${repair.unresolved} unresolved`);
       }
+    } finally {
+      verifying = false;
+    }
+  }
+
+  /**
+   * A verification run: numbered and recorded in ferry.verification_runs, its passes counted
+   * from 1, its figures this run's own. Each pass also compares again what earlier passes left
+   * unresolved, so a sample neither forgets nor clears them. A sampled run only ever marks the
+   * migration not clean.
+   */
+  async function recordedVerification(samplePercent: number | null, note: OperatorNote, kind: VerificationKind): Promise<void> {
+    verifying = true;
+    verifyRequest = null;
+    const previous = status.verification;
+    const wasClean = previous?.clean ?? false;
+    const afterPass = previous ? (previous.lastPassId ?? previous.passes) : 0;
+    const by = note.by ?? null;
+    try {
+      const begun = await beginVerificationRun({
+        plan,
+        migrationId: workflowId,
+        // The same id may be used again by a later migration; its first run's id is its own.
+        requestId: `${workflowId}/${workflowInfo().firstExecutionRunId}@${afterPass + 1}`,
+        kind,
+        by,
+        samplePercent,
+        repair: true,
+        maxPasses: plan.verify.maxPasses,
+        afterPass,
+      });
+      const summary: VerificationSummary = {
+        clean: false,
+        passes: 0,
+        rowsChecked: 0,
+        missing: 0,
+        extra: 0,
+        value: 0,
+        repaired: 0,
+        inFlight: 0,
+        forcedBy: previous?.forcedBy ?? null,
+        run: begun.run,
+        samplePercent,
+        lastPassId: afterPass,
+        repairedTotal: previous?.repairedTotal ?? previous?.repaired ?? 0,
+      };
+      const label = (pass: number) => `${begun.run > 1 ? `run ${begun.run} ` : ''}pass ${pass}${samplePercent === null ? '' : ` (sample ${samplePercent}%)`}`;
+      let problem: string | null = null;
+      for (let pass = 1; pass <= plan.verify.maxPasses; pass += 1) {
+        const passId = begun.firstPass + pass - 1;
+        const outcome = await verifyAllShards(passId, samplePercent);
+        if (outcome === null) {
+          problem = 'the migration was aborted';
+          break;
+        }
+        summary.passes = pass;
+        summary.lastPassId = passId;
+        status.verification = summary;
+        if (outcome.problem) {
+          problem = outcome.problem;
+          summary.clean = false;
+          record('verify', note, `${label(pass)} could not finish: ${problem}`);
+          break;
+        }
+        const { totals } = outcome;
+        const carried = await recheckOpenMismatches({ migrationId: workflowId, plan, pass: passId });
+        Object.assign(summary, {
+          rowsChecked: totals.rowsChecked,
+          missing: totals.missing + carried.missing,
+          extra: totals.extra + carried.extra,
+          value: totals.value + carried.value,
+        });
+        summary.inFlight += totals.inFlight;
+        const found = summary.missing + summary.extra + summary.value;
+        const carriedCount = carried.missing + carried.extra + carried.value;
+        summary.clean = samplePercent === null ? found <= plan.verify.mismatchBudget : wasClean && found === 0;
+        record(
+          'verify',
+          note,
+          `${label(pass)}: ${totals.rowsChecked} rows checked, ${differenceCounts(summary)}, ${totals.inFlight} in flight` +
+            (carriedCount ? ` (${carriedCount} of them left unresolved by an earlier pass)` : ''),
+        );
+        if (found <= plan.verify.mismatchBudget || pass === plan.verify.maxPasses) break;
+        const repair = await repairMismatches({ migrationId: workflowId, plan, pass: passId });
+        summary.repaired += repair.repaired + repair.deleted;
+        summary.repairedTotal! += repair.repaired + repair.deleted;
+        record('verify', note, `${label(pass)} repaired: ${repair.repaired} rows written, ${repair.deleted} deleted, ${repair.unresolved} unresolved`);
+      }
+      if (!summary.clean && samplePercent !== null && summary.missing + summary.extra + summary.value === 0 && !problem) {
+        record('verify', note, `${label(summary.passes)}: ${uncleanReason(summary)}`);
+      }
+      await finishVerificationRun({
+        plan,
+        migrationId: workflowId,
+        outcome: { run: begun.run, passes: summary.passes, rowsChecked: summary.rowsChecked, missing: summary.missing, extra: summary.extra, value: summary.value, repaired: summary.repaired, clean: summary.clean, problem },
+      });
     } finally {
       verifying = false;
     }
@@ -628,7 +726,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       );
       if (verifyRequest && !gateDecision && !abortRequested) {
         const request: VerifyRequest = verifyRequest;
-        await verification(request.samplePercent ?? null, { by: request.by });
+        await verification(request.samplePercent ?? null, { by: request.by }, 'on-demand');
         continue;
       }
       if (decided) break;
