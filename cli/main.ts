@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/plan';
 import type { TemporalSettings } from '../lib/settings';
 import { rootMessage } from '../lib/errors';
-import { connectClientConnection, describeConnection, resolveTemporal, TemporalConfigError, TemporalUnreachableError } from '../workers/temporal-connection';
+import { connectClientConnection, describeConnection, resolveTemporal, TemporalConfigError, TemporalUnreachableError, type TemporalConnectionFlags } from '../workers/temporal-connection';
 import { parseMetricsPort } from '../workers/metrics';
 import { createFerryWorker, installWorkerRuntime } from '../workers/worker';
 import { createWorkerLogger, logOptionsFromEnv, LogSettingError } from '../workers/logging';
@@ -53,18 +53,8 @@ class CliError extends Error {
   }
 }
 
-interface GlobalOptions {
-  address?: string;
-  namespace?: string;
-  taskQueue?: string;
-  profile?: string;
-  apiKey?: string;
-  tls?: boolean;
-  tlsCertPath?: string;
-  tlsKeyPath?: string;
-  tlsCaPath?: string;
-  tlsServerName?: string;
-}
+/** The connection flags every command takes, spelled as the Temporal CLI spells them. */
+type GlobalOptions = TemporalConnectionFlags;
 
 function settingsOf(command: Command): TemporalSettings {
   try {
