@@ -358,7 +358,7 @@ export function copyTextEncoder(columns: readonly string[], kinds: ColumnKinds =
   const known = new Set(columns);
   return (row) => {
     if (row === null || typeof row !== 'object' || Array.isArray(row)) {
-      throw new TypeError(`a target row must be an object of column: value, not ${Array.isArray(row) ? 'an array' : String(row)}`);
+      throw new TypeError(`a target row must be an object of column: value, not ${Array.isArray(row) ? 'an array' : row === null ? 'null' : `a ${typeof row}`}`);
     }
     for (const key in row) {
       if (!known.has(key) && Object.prototype.hasOwnProperty.call(row, key)) {

@@ -12,7 +12,8 @@ import { to as copyTo } from 'pg-copy-streams';
 import { describeRange, wholeKeySpace, type KeyRange, type ShardSpec } from '../lib/key-range';
 import { targetColumns, type Plan } from '../lib/plan';
 import { inCopyTransaction, writeBatch } from './batch-writer';
-import { withClient, type Databases } from './connections';
+import type { Databases } from './connections';
+import { assertPlanSqlIsSafe, oneStatement, readOnly, readOnlyQuery } from './plan-sql';
 import { copyOutSql, copySpecOf, copyWithinDatabaseSql, nextBatchBoundSql, rangeRowsSql, type CopySpec } from './copy-statements';
 import { installFerrySchema, recordMismatches, type Mismatch, type MismatchCategory } from './ferry-schema';
 import {
@@ -27,7 +28,8 @@ import {
   type RowTransform,
   type TargetRow,
 } from './module-transform';
-import { isRowError, redactErrorMessage } from './pacing';
+import { isRowError } from './pacing';
+import { redactMessage } from '../lib/errors';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
 import type { DigestResult } from './transform-thread';
 import { digestOnThread, readSourceRows } from './transform-threads';
@@ -218,6 +220,7 @@ async function unresolvedFailedKeys(pool: pg.Pool, migrationId: string): Promise
 export function createVerifier(databases: Databases) {
   /** Looks up the target's column types once and builds what both sides of a comparison read. */
   async function verificationOf(plan: Plan, partitionValue: string | null, samplePercent?: number, migrationId?: string): Promise<Verification> {
+    assertPlanSqlIsSafe(plan);
     const spec = copySpecOf(plan, partitionValue);
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
@@ -278,7 +281,7 @@ export function createVerifier(databases: Databases) {
     let after = selection.range?.after ?? null;
     for (;;) {
       const query = rowsSql('target', shape, { ...selection, range: { after, upTo: selection.range?.upTo ?? null } }, mode, pageRows);
-      const page = rowHashesOf((await pool.query<unknown[]>({ ...query, rowMode: 'array' })).rows);
+      const page = rowHashesOf((await pool.query<unknown[]>(oneStatement({ ...query, rowMode: 'array' as const }))).rows);
       rows.push(...page);
       if (page.length < pageRows) return rows;
       after = page[page.length - 1]!.key;
@@ -296,7 +299,7 @@ export function createVerifier(databases: Databases) {
     }
     const query = rowsSql('source', v.shape, source, 'hash');
     return Promise.all([
-      sourcePool.query<unknown[]>({ ...query, rowMode: 'array' }).then((r) => rowHashesOf(r.rows)),
+      readOnlyQuery<unknown[]>(sourcePool, { ...query, rowMode: 'array' }).then((r) => rowHashesOf(r.rows)),
       targetRows(targetPool, v.shape, target, 'hash', pageRows),
     ]);
   }
@@ -325,7 +328,7 @@ export function createVerifier(databases: Databases) {
 
     const nextBound = (after: string | null) => {
       const query = nextBatchBoundSql(bounds, { after, upTo: input.shard.range.upTo }, chunkSize);
-      const found = sourcePool.query<{ last_key: string; rows: string }>(query.text, query.values).then((r) => r.rows[0] ?? null);
+      const found = readOnlyQuery<{ last_key: string; rows: string }>(sourcePool, query).then((r) => r.rows[0] ?? null);
       found.catch(() => {});
       return found;
     };
@@ -334,7 +337,7 @@ export function createVerifier(databases: Databases) {
     const chunkKeys = async (range: KeyRange): Promise<string[] | undefined> => {
       if (!v.rowDependent) return undefined;
       const query = rangeRowsSql(bounds, range);
-      const result = await sourcePool.query<{ key: string }>({
+      const result = await readOnlyQuery<{ key: string }>(sourcePool, {
         text: `SELECT "ferry source key" AS key FROM (${query.text}) AS chunk`,
         values: query.values,
       });
@@ -352,8 +355,8 @@ export function createVerifier(databases: Databases) {
       const [source, target] = await Promise.all([
         v.moduleRows
           ? (moduleDigest?.(range).then((d) => d && { rows: String(d.rows), digest: d.digest }) ?? null)
-          : sourcePool.query<Sums>(chunkChecksumSql('source', v.shape, { range })).then((r) => r.rows[0]!),
-        targetPool.query<Sums>(targetSum.text, targetSum.values).then((r) => r.rows[0]!),
+          : readOnlyQuery<Sums>(sourcePool, chunkChecksumSql('source', v.shape, { range })).then((r) => r.rows[0]!),
+        targetPool.query<Sums>(oneStatement(targetSum)).then((r) => r.rows[0]!),
       ]);
       return { keys, source, target };
     };
@@ -459,7 +462,7 @@ export function createVerifier(databases: Databases) {
         // A source row the transform cannot evaluate fails the same way on every retry.
         if (!isRowError((error as { code?: string }).code)) throw error;
         throw ApplicationFailure.nonRetryable(
-          `verification cannot compare a row of shard ${describeRange(input.shard.range)}: ${redactErrorMessage((error as Error).message)}; ` +
+          `verification cannot compare a row of shard ${describeRange(input.shard.range)}: ${redactMessage((error as Error).message)}; ` +
             'fix the source row (or the transform) and verify again',
           'VerificationRowError',
         );
@@ -492,10 +495,10 @@ export function createVerifier(databases: Databases) {
           }
           if (sameDatabase) {
             const { text, values } = copyWithinDatabaseSql(spec, wholeKeySpace);
-            return { written: await inCopyTransaction(targetPool, spec, async (c) => (await c.query(text, values)).rowCount ?? 0), refused: [] };
+            return { written: await inCopyTransaction(targetPool, spec, async (c) => (await c.query(oneStatement({ text, values }))).rowCount ?? 0), refused: [] };
           }
           const out = copyOutSql(spec, wholeKeySpace);
-          const written = await writeBatch(targetPool, spec, wholeKeySpace, (send) => withClient(sourcePool, (s) => send(s.query(copyTo(out)))));
+          const written = await writeBatch(targetPool, spec, wholeKeySpace, (send) => readOnly(sourcePool, (s) => send(s.query(copyTo(out)))));
           return { written, refused: [] };
         } catch (error) {
           if (!isRowError((error as { code?: string }).code)) throw error;
@@ -518,7 +521,7 @@ export function createVerifier(databases: Databases) {
           const v = await verificationOf(plan, null);
           return new Set((await v.moduleRows!({ keys })).map((r) => r.key));
         }
-        const present = await sourcePool.query<{ key: string }>(sourceKeysPresentSql(base.source, base.filter ?? null, keys));
+        const present = await readOnlyQuery<{ key: string }>(sourcePool, sourceKeysPresentSql(base.source, base.filter ?? null, keys));
         return new Set(present.rows.map((r) => r.key));
       };
 
@@ -598,10 +601,7 @@ export function createVerifier(databases: Databases) {
       const [sourceRows, targetRowsRead] = await Promise.all([
         v.moduleRows
           ? v.moduleRows({ keys })
-          : databases
-              .pool(plan.source.connection)
-              .query<unknown[]>({ ...sourceQuery, rowMode: 'array' })
-              .then((r) => rowHashesOf(r.rows)),
+          : readOnlyQuery<unknown[]>(databases.pool(plan.source.connection), { ...sourceQuery, rowMode: 'array' }).then((r) => rowHashesOf(r.rows)),
         targetRows(targetPool, v.shape, { keys }, 'text', Math.max(MIN_PAGE_ROWS, keys.length + 1)),
       ]);
       const names = columnNames(v);
@@ -665,7 +665,7 @@ async function moduleSourceRows(
 async function transformedSourceRows(sourcePool: pg.Pool, shape: VerifyShape, transform: RowTransform, selection: Selection): Promise<TargetRow[][]> {
   const filter = and(shape.sourceFilter, selection.keys ? sourceKeysCondition(shape.source.key, selection.keys) : null);
   const select = rangeRowsSql({ source: shape.source, filter }, selection.range ?? wholeKeySpace);
-  const result = await sourcePool.query<unknown[]>({ text: select.text, values: select.values, rowMode: 'array', types: sourceRowTypes });
+  const result = await readOnlyQuery<unknown[]>(sourcePool, { text: select.text, values: select.values, rowMode: 'array', types: sourceRowTypes });
   const fieldNames = result.fields.slice(1).map((f) => f.name);
   const produced: TargetRow[][] = [];
   for (const values of result.rows) {

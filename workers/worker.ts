@@ -8,6 +8,7 @@ import { createActivities } from '../activities';
 import { createDatabases, type ConnectionEnv } from '../activities/connections';
 import type { TemporalSettings } from '../lib/settings';
 import { createFerryMetrics, serveMetrics, type FerryMetrics, type MetricsServer } from './metrics';
+import { redactActivityErrors } from './redaction';
 
 export interface FerryWorkerOptions {
   temporal: TemporalSettings;
@@ -83,6 +84,7 @@ export async function createFerryWorker(options: FerryWorkerOptions): Promise<Fe
     namespace: options.temporal.namespace,
     taskQueue: options.temporal.taskQueue,
     activities: createActivities({ databases, metrics }),
+    interceptors: { activity: [redactActivityErrors] },
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
     shutdownGraceTime: `${options.shutdownGraceSeconds ?? 5}s`,
     // The copier heartbeats its cursor after every batch; sending one a second at most bounds
