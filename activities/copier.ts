@@ -24,7 +24,7 @@ import { recordFailures, type FailedRecord } from './ferry-schema';
 import { isRowError, MIN_BATCH_SIZE, nextBatchSize, rateDelayMs } from './pacing';
 import { redactMessage } from '../lib/errors';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
-import { copyRangeThroughModule } from './module-transform';
+import { copyRangeThroughModule, transformDirFromEnv } from './module-transform';
 import { holdKindOf, holdReason } from './throttler';
 import { assertPlanSqlIsSafe, oneStatement, readOnly } from './plan-sql';
 import { createFerryMetrics, shardIndexOf, type FerryMetrics } from '../workers/metrics';
@@ -95,7 +95,7 @@ async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spe
   return writeBatch(targetPool, spec, range, (send) => readOnly(sourcePool, (source) => send(source.query(copyTo(copyOut)))));
 }
 
-export function createCopier(databases: Databases, metrics: FerryMetrics = createFerryMetrics()) {
+export function createCopier(databases: Databases, metrics: FerryMetrics = createFerryMetrics(), transformDir: string | null = transformDirFromEnv()) {
   /**
    * Copies one key range of `spec` by the fastest path the plan allows: one statement inside one
    * database, COPY between two, or through the worker for a module transform (which reports the
@@ -107,7 +107,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
     const modulePath = plan.transform.module;
     if (modulePath) {
       return async (spec, range) => {
-        const { written, failed } = await copyRangeThroughModule(sourcePool, targetPool, spec, range, modulePath);
+        const { written, failed } = await copyRangeThroughModule(sourcePool, targetPool, spec, range, modulePath, transformDir);
         return { written, failures: failed.map((f) => ({ key: f.key, code: null, error: f.error })) };
       };
     }

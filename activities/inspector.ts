@@ -11,7 +11,7 @@ import { redactErrorText, transformErrorSummary } from '../lib/errors';
 import { sqlFragmentProblem } from '../lib/sql-fragment';
 import { oneStatement, planSqlFragments, readOnly } from './plan-sql';
 import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from './copy-statements';
-import { loadTransform, sourceRowTypes } from './module-transform';
+import { loadTransform, sourceRowTypes, transformDirFromEnv } from './module-transform';
 import { displayName, qualifiedName, type TableName } from './sql';
 
 const SAMPLE_ROWS = 5;
@@ -92,8 +92,14 @@ function displayValue(value: unknown): string | null {
  * The module transform run on a few source rows: each output row is shown under its source key.
  * The rows are read in a READ ONLY transaction, as one statement: subset.where cannot write.
  */
-async function sampleModuleTransform(pool: pg.Pool, spec: CopySpec, modulePath: string, showValues: boolean): Promise<TransformSample> {
-  const transform = await loadTransform(modulePath);
+async function sampleModuleTransform(
+  pool: pg.Pool,
+  spec: CopySpec,
+  modulePath: string,
+  transformDir: string | null,
+  showValues: boolean,
+): Promise<TransformSample> {
+  const transform = await loadTransform(modulePath, transformDir);
   const { text, values } = rangeRowsSql(spec, { after: null, upTo: null }, SAMPLE_ROWS);
   const result = await readOnly(pool, (client) =>
     client.query<unknown[]>(oneStatement({ text, values, rowMode: 'array' as const, types: sourceRowTypes })),
@@ -147,7 +153,7 @@ export interface InspectInput {
   showSampleValues: boolean;
 }
 
-export function createInspector(databases: Databases) {
+export function createInspector(databases: Databases, transformDir: string | null = transformDirFromEnv()) {
   return {
     async inspect({ plan, showSampleValues }: InspectInput): Promise<Inspection> {
       // The dry run samples what would really be copied, but reads no tombstones: Ferry's
@@ -195,7 +201,7 @@ export function createInspector(databases: Databases) {
       if (problems.length === 0) {
         try {
           sample = plan.transform.module
-            ? await sampleModuleTransform(sourcePool, spec, plan.transform.module, showSampleValues)
+            ? await sampleModuleTransform(sourcePool, spec, plan.transform.module, transformDir, showSampleValues)
             : await sampleTransform(sourcePool, spec, showSampleValues);
         } catch (error) {
           problems.push(`transform does not run on ${source.name}: ${transformProblemText(error)}`);

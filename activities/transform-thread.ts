@@ -7,12 +7,12 @@
 import { parentPort } from 'node:worker_threads';
 import { redactErrorText, transformErrorSummary } from '../lib/errors';
 import type { ColumnType } from './verify-statements';
-import { copyTextEncoder, decodeSourceRows, isThenable, loadTransform, type ColumnKinds, type RowFailure, type SourceField, type TargetRow } from './module-transform';
+import { copyTextEncoder, decodeSourceRows, isThenable, loadResolvedTransform, type ColumnKinds, type RowFailure, type SourceField, type TargetRow } from './module-transform';
 import { ChunkDigest, workerFieldOf, type WorkerField } from './worker-checksum';
 
 interface TaskBase {
   id: number;
-  /** The transform module's absolute path. */
+  /** The transform module's real path, checked by resolveTransformModule. */
   module: string;
   fields: SourceField[];
   /** The source rows, as rangeRowsCopySql writes them. */
@@ -75,7 +75,7 @@ async function targetRowsOf(transform: (row: never) => unknown, row: unknown): P
 }
 
 async function encode(task: EncodeTask): Promise<EncodeResult> {
-  const transform = await loadTransform(task.module);
+  const transform = await loadResolvedTransform(task.module);
   const rows = decodeSourceRows(Buffer.from(task.source.buffer, task.source.byteOffset, task.source.byteLength).toString('utf8'), task.fields);
   const encodeRow = copyTextEncoder(task.columns, task.kinds);
   const keys: string[] = [];
@@ -101,7 +101,7 @@ async function encode(task: EncodeTask): Promise<EncodeResult> {
 
 /** As the verifier's moduleSourceDigest: rows whose transform throws, or that have a value with no database form, are left out. */
 async function digest(task: DigestTask): Promise<DigestResult> {
-  const transform = await loadTransform(task.module);
+  const transform = await loadResolvedTransform(task.module);
   const fields = task.types.map(workerFieldOf);
   if (fields.some((f) => f === null)) return null;
   const rows = decodeSourceRows(Buffer.from(task.source.buffer, task.source.byteOffset, task.source.byteLength).toString('utf8'), task.fields);

@@ -6,7 +6,6 @@
  */
 import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat, log, sleep } from '@temporalio/activity';
 import { createHash } from 'node:crypto';
-import path from 'node:path';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { describeRange, wholeKeySpace, type KeyRange, type ShardSpec } from '../lib/key-range';
@@ -19,11 +18,14 @@ import { installFerrySchema, recordMismatches, type Mismatch, type MismatchCateg
 import {
   copyRangeThroughModule,
   isThenable,
+  loadResolvedTransform,
   loadTransform,
   postgresInputText,
+  resolveTransformModule,
   sourceRowOf,
   sourceRowTypes,
   targetColumnKinds,
+  transformDirFromEnv,
   type ColumnKinds,
   type RowTransform,
   type TargetRow,
@@ -217,7 +219,7 @@ async function unresolvedFailedKeys(pool: pg.Pool, migrationId: string): Promise
   }
 }
 
-export function createVerifier(databases: Databases) {
+export function createVerifier(databases: Databases, transformDir: string | null = transformDirFromEnv()) {
   /** Looks up the target's column types once and builds what both sides of a comparison read. */
   async function verificationOf(plan: Plan, partitionValue: string | null, samplePercent?: number, migrationId?: string): Promise<Verification> {
     assertPlanSqlIsSafe(plan);
@@ -262,10 +264,10 @@ export function createVerifier(databases: Databases) {
     let moduleRows: Verification['moduleRows'] = null;
     let moduleDigest: Verification['moduleDigest'] = null;
     if (plan.transform.module) {
-      const transform = await loadTransform(plan.transform.module);
+      const modulePath = await resolveTransformModule(plan.transform.module, transformDir);
+      const transform = await loadResolvedTransform(modulePath);
       const kinds = await targetColumnKinds(targetPool, spec.target);
       moduleRows = (selection) => moduleSourceRows(sourcePool, targetPool, shape, kinds, transform, selection);
-      const modulePath = path.resolve(process.cwd(), plan.transform.module);
       if (shape.types.every((c) => workerFieldOf(c) !== null) && (await hashesUtf8(targetPool))) {
         // Made canonical and hashed on a transform thread, as the target's rows are in SQL.
         moduleDigest = async (range) =>
@@ -481,7 +483,7 @@ export function createVerifier(databases: Databases) {
       const targetPool = databases.pool(plan.target.connection);
       await ensureMismatchesTable(targetPool);
       const base: CopySpec = { ...copySpecOf(plan), conflict: { policy: 'overwrite' } };
-      const transform = plan.transform.module ? await loadTransform(plan.transform.module) : null;
+      const transform = plan.transform.module ? await loadTransform(plan.transform.module, transformDir) : null;
       const sameDatabase = databases.sameDatabase(plan.source.connection, plan.target.connection);
 
       /** Copies the source rows of `keys` over the target's; returns rows written and keys the target refused. */
@@ -490,7 +492,7 @@ export function createVerifier(databases: Databases) {
         const spec: CopySpec = { ...base, filter: and(base.filter, sourceKeysCondition(plan.source.key, keys)) };
         try {
           if (transform) {
-            const outcome = await copyRangeThroughModule(sourcePool, targetPool, spec, wholeKeySpace, plan.transform.module!);
+            const outcome = await copyRangeThroughModule(sourcePool, targetPool, spec, wholeKeySpace, plan.transform.module!, transformDir);
             return { written: outcome.written, refused: outcome.failed.map((f) => f.key) };
           }
           if (sameDatabase) {

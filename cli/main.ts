@@ -1,11 +1,12 @@
 /** The ferry command line: operators start, watch and steer migrations from here. */
 import { Client, Connection } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/plan';
 import { temporalSettings, type TemporalSettings } from '../lib/settings';
 import { parseMetricsPort } from '../workers/metrics';
 import { createFerryWorker, installSdkMetrics } from '../workers/worker';
+import { transformDirFromEnv } from '../activities/module-transform';
 import { ExitCode } from './exit-codes';
 import {
   mismatches,
@@ -349,10 +350,13 @@ export function buildProgram(): Command {
     .description('Run a Ferry worker: it copies rows for the migrations on its task queue. Connection URLs come from its environment.')
     .option('--metrics-port <port>', "serve Ferry's metrics at /metrics on this port (default: FERRY_METRICS_PORT, or off)")
     .option('--sdk-metrics-port <port>', "serve the Temporal SDK's worker metrics (temporal_*) on this port (default: FERRY_SDK_METRICS_PORT, or off)")
+    .option('--transform-dir <dir>', 'load transform modules only from this directory, links resolved (default: FERRY_TRANSFORM_DIR, or no modules at all)')
     .action(async (options: WorkerCommandOptions, command: Command) => {
       const { metricsPort, sdkMetricsPort } = metricsPortsOf(options);
+      const transformDir = transformDirOf(options);
       if (sdkMetricsPort) console.log(`temporal SDK metrics at ${installSdkMetrics(sdkMetricsPort)}`);
-      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort });
+      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort, transformDir });
+      console.log(transformDir ? `transform modules load from ${transformDir} only` : 'transform modules are off (start with --transform-dir DIR to allow them)');
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => worker.shutdown());
       await worker.run();
     });
@@ -363,6 +367,21 @@ export function buildProgram(): Command {
 interface WorkerCommandOptions {
   metricsPort?: string;
   sdkMetricsPort?: string;
+  transformDir?: string;
+}
+
+/** The transform directory, as its real path; a directory that is not there is a mistake worth stopping for. */
+function transformDirOf(options: WorkerCommandOptions): string | null {
+  const given = options.transformDir ?? transformDirFromEnv();
+  if (!given) return null;
+  const source = options.transformDir !== undefined ? '--transform-dir' : 'FERRY_TRANSFORM_DIR';
+  try {
+    const real = realpathSync(given);
+    if (!statSync(real).isDirectory()) throw new Error('not a directory');
+    return real;
+  } catch {
+    throw new CliError(`${source} ${given} is not a directory on this machine; create it or give another`, ExitCode.badInput);
+  }
 }
 
 function metricsPortsOf(options: WorkerCommandOptions): { metricsPort: number; sdkMetricsPort: number } {

@@ -319,6 +319,8 @@ async function main(): Promise<number> {
         FERRY_TASK_QUEUE: temporal.taskQueue,
         [SOURCE_ENV]: sourceUrl,
         [TARGET_ENV]: targetUrl,
+        // The bench's transform module lives next to this script.
+        FERRY_TRANSFORM_DIR: __dirname,
       },
       path.join(workDir, 'worker.log'),
     );

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { createDatabases, type ConnectionEnv } from '../activities/connections';
+import { transformDirFromEnv } from '../activities/module-transform';
 import type { TemporalSettings } from '../lib/settings';
 import { createFerryMetrics, serveMetrics, type FerryMetrics, type MetricsServer } from './metrics';
 import { redactActivityErrors } from './redaction';
@@ -30,6 +31,11 @@ export interface FerryWorkerOptions {
    * (Default: FERRY_STATEMENT_TIMEOUT_MS, or 300000)
    */
   statementTimeoutMs?: number;
+  /**
+   * The only directory transform modules load from, checked after resolving links; a worker
+   * without one refuses every module. (Default: FERRY_TRANSFORM_DIR, else none)
+   */
+  transformDir?: string | null;
 }
 
 /** FERRY_STATEMENT_TIMEOUT_MS, when set: a whole number of milliseconds, at least 1. */
@@ -83,7 +89,7 @@ export async function createFerryWorker(options: FerryWorkerOptions): Promise<Fe
     connection,
     namespace: options.temporal.namespace,
     taskQueue: options.temporal.taskQueue,
-    activities: createActivities({ databases, metrics }),
+    activities: createActivities({ databases, metrics, transformDir: options.transformDir === undefined ? transformDirFromEnv() : options.transformDir }),
     interceptors: { activity: [redactActivityErrors] },
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
     shutdownGraceTime: `${options.shutdownGraceSeconds ?? 5}s`,
