@@ -58,6 +58,8 @@ export interface TestWorker {
 export interface StartWorkerOptions {
   /** Serve the worker's metrics on a free loopback port. (Default: false) */
   metrics?: boolean;
+  /** The worker's transform directory; null for none. (Default: FERRY_TRANSFORM_DIR, which the test config sets) */
+  transformDir?: string | null;
 }
 
 /** A client, and a task queue of its own for workers the test starts itself. */
@@ -76,6 +78,7 @@ export async function startWorker(env: ConnectionEnv, options: StartWorkerOption
     env,
     workflowBundle: { codePath: inject('workflowBundlePath') },
     shutdownGraceSeconds: 1,
+    ...(options.transformDir !== undefined ? { transformDir: options.transformDir } : {}),
     ...(options.metrics ? { metricsPort: await freePort(), metricsHost: '127.0.0.1', log: () => {} } : {}),
   });
   const running = worker.run();
