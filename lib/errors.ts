@@ -47,7 +47,9 @@ export function redactMessage(message: string): string {
     // JavaScript's own messages that carry a value unquoted.
     .replace(/\b(Cannot convert) .+? (to a BigInt)/g, `$1 ${REDACTED} $2`)
     .replace(/\b(The number) \S+ (cannot be converted)/g, `$1 ${REDACTED} $2`)
-    .replace(/\b(Unexpected token) (\S)(?= in JSON)/g, `$1 ${REDACTED}`);
+    .replace(/\b(Unexpected token) (\S)(?= in JSON)/g, `$1 ${REDACTED}`)
+    // Node's argument errors end with the value they were given.
+    .replace(/(\bReceived) (?!<redacted>).*$/gm, `$1 ${REDACTED}`);
   return text.trim();
 }
 
