@@ -2,6 +2,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { redactErrorText } from '../lib/errors';
 import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/plan';
 import { temporalSettings, type TemporalSettings } from '../lib/settings';
 import { parseMetricsPort } from '../workers/metrics';
@@ -480,7 +481,9 @@ export async function main(argv: string[]): Promise<number> {
       // Commander has already printed the help or the usage error.
       return error.exitCode === 0 ? ExitCode.ok : ExitCode.badInput;
     }
-    console.error(`ferry: ${error instanceof Error ? error.message : String(error)}`);
+    // Ferry's own errors say what to fix; anything else may carry a value, and is redacted.
+    const ours = error instanceof CliError || error instanceof RefusedError || error instanceof NoWorkerError || error instanceof InvalidPlanError || error instanceof UnknownMigrationError;
+    console.error(`ferry: ${ours ? (error as Error).message : redactErrorText(error)}`);
     return exitCodeOf(error);
   }
 }

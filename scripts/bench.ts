@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { migrationReport, startMigration } from '../cli/migrations';
-import { rootMessage } from '../lib/errors';
+import { redactMessage, rootMessage } from '../lib/errors';
 import { validatePlan, type PlanInput } from '../lib/plan';
 import { temporalSettings } from '../lib/settings';
 import type { MigrationStatus } from '../lib/status';
@@ -192,7 +192,7 @@ async function awaitMigration(bench: Bench, handle: WorkflowHandle<typeof migrat
       const description = await bench.client.workflow.getHandle(`${handle.workflowId}/shard-${shard.index}`).describe().catch(() => null);
       const pending = description?.raw.pendingActivities?.[0];
       if (pending && (pending.attempt ?? 1) >= MAX_ATTEMPTS) {
-        failure = `copy activity failed ${pending.attempt! - 1} times: ${pending.lastFailure?.message ?? 'no message'}`;
+        failure = `copy activity failed ${pending.attempt! - 1} times: ${pending.lastFailure?.message ? redactMessage(pending.lastFailure.message) : 'no message'}`;
       }
     }
     if (!failure && Date.now() - lastMove > STALL_MS) failure = `no progress for ${STALL_MS / 1000} s at ${lastRows} rows`;
