@@ -7,6 +7,8 @@ import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/pla
 import { temporalSettings, type TemporalSettings } from '../lib/settings';
 import { parseMetricsPort } from '../workers/metrics';
 import { createFerryWorker, installSdkMetrics } from '../workers/worker';
+import { ferryDataConverter } from '../workers/payload-codec';
+import type { DataConverter } from '@temporalio/common';
 import { transformDirFromEnv } from '../activities/module-transform';
 import { ExitCode } from './exit-codes';
 import {
@@ -69,9 +71,18 @@ async function withClient<T>(settings: TemporalSettings, use: (client: Client) =
     );
   }
   try {
-    return await use(new Client({ connection, namespace: settings.namespace }));
+    return await use(new Client({ connection, namespace: settings.namespace, dataConverter: cliDataConverter() }));
   } finally {
     await connection.close();
+  }
+}
+
+/** The payload codec, with FERRY_PAYLOAD_KEY's keys: a key that is not one is bad input. */
+function cliDataConverter(): DataConverter {
+  try {
+    return ferryDataConverter();
+  } catch (error) {
+    throw new CliError((error as Error).message, ExitCode.badInput);
   }
 }
 

@@ -40,6 +40,7 @@ import { VERIFY_CHUNK, verifyFigures } from './bench/verify';
 import { startWorkerProcess, type WorkerProcess } from './bench/worker-process';
 import { startPostgres } from './services/postgres';
 import { startTemporal } from './services/temporal';
+import { ferryDataConverter } from '../workers/payload-codec';
 
 const SHARDS = 2;
 const CONCURRENCY = 2;
@@ -325,7 +326,7 @@ async function main(): Promise<number> {
       path.join(workDir, 'worker.log'),
     );
     connection = await Connection.connect({ address: temporal.address });
-    const client = new Client({ connection, namespace: temporal.namespace });
+    const client = new Client({ connection, namespace: temporal.namespace, dataConverter: ferryDataConverter() });
     await worker.ready(client, temporal.namespace);
     out(`Worker ${worker.pid} is polling, ${fmt(worker.rssMb())} MB resident when idle (log: ${worker.logFile}).`);
     const bench: Bench = { client, temporal, worker, adminUrl: postgres.url(), sourceUrl, rows: options.rows, load: null };

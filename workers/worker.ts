@@ -9,6 +9,7 @@ import { createDatabases, type ConnectionEnv } from '../activities/connections';
 import { transformDirFromEnv } from '../activities/module-transform';
 import type { TemporalSettings } from '../lib/settings';
 import { createFerryMetrics, serveMetrics, type FerryMetrics, type MetricsServer } from './metrics';
+import { EncryptingPayloadCodec, payloadKeysFromEnv, type PayloadKey } from './payload-codec';
 import { redactActivityErrors } from './redaction';
 
 export interface FerryWorkerOptions {
@@ -36,6 +37,11 @@ export interface FerryWorkerOptions {
    * without one refuses every module. (Default: FERRY_TRANSFORM_DIR, else none)
    */
   transformDir?: string | null;
+  /**
+   * Keys that encrypt the payloads this worker hands to Temporal (the first) and decrypt them
+   * (any). (Default: FERRY_PAYLOAD_KEY; none: payloads in clear)
+   */
+  payloadKeys?: PayloadKey[];
 }
 
 /** FERRY_STATEMENT_TIMEOUT_MS, when set: a whole number of milliseconds, at least 1. */
@@ -91,6 +97,7 @@ export async function createFerryWorker(options: FerryWorkerOptions): Promise<Fe
     taskQueue: options.temporal.taskQueue,
     activities: createActivities({ databases, metrics, transformDir: options.transformDir === undefined ? transformDirFromEnv() : options.transformDir }),
     interceptors: { activity: [redactActivityErrors] },
+    dataConverter: { payloadCodecs: [new EncryptingPayloadCodec(options.payloadKeys ?? payloadKeysFromEnv())] },
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
     shutdownGraceTime: `${options.shutdownGraceSeconds ?? 5}s`,
     // The copier heartbeats its cursor after every batch; sending one a second at most bounds

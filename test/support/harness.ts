@@ -8,6 +8,7 @@ import type { ConnectionEnv } from '../../activities/connections';
 import { temporalSettings, type TemporalSettings } from '../../lib/settings';
 import { createDatabaseOn } from '../../scripts/services/postgres';
 import { freePort } from '../../scripts/services/ports';
+import { ferryDataConverter } from '../../workers/payload-codec';
 import { createFerryWorker } from '../../workers/worker';
 
 let runtimeInstalled = false;
@@ -66,7 +67,7 @@ export interface StartWorkerOptions {
 export async function connectClient(): Promise<TestWorker> {
   const temporal = temporalSettings({}, { address: inject('temporalAddress'), taskQueue: uniqueName('test') });
   const connection = await Connection.connect({ address: temporal.address });
-  return { temporal, client: new Client({ connection, namespace: temporal.namespace }), stop: () => connection.close() };
+  return { temporal, client: new Client({ connection, namespace: temporal.namespace, dataConverter: ferryDataConverter() }), stop: () => connection.close() };
 }
 
 /** A real Ferry worker on a task queue of its own, and a client for it. */
@@ -85,7 +86,7 @@ export async function startWorker(env: ConnectionEnv, options: StartWorkerOption
   const connection = await Connection.connect({ address: temporal.address });
   return {
     temporal,
-    client: new Client({ connection, namespace: temporal.namespace }),
+    client: new Client({ connection, namespace: temporal.namespace, dataConverter: ferryDataConverter() }),
     ...(worker.metricsUrl ? { metricsUrl: worker.metricsUrl } : {}),
     async stop() {
       worker.shutdown();
