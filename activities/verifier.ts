@@ -479,6 +479,8 @@ export function createVerifier(databases: Databases, transformDir: string | null
      */
     async repairMismatches(input: RepairInput): Promise<RepairResult> {
       const { plan, migrationId, pass } = input;
+      // Repairs COPY from the source, over the simple protocol: the plan's SQL must be one expression.
+      assertPlanSqlIsSafe(plan);
       const sourcePool = databases.pool(plan.source.connection);
       const targetPool = databases.pool(plan.target.connection);
       await ensureMismatchesTable(targetPool);
