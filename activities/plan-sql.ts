@@ -31,12 +31,16 @@ export function oneStatement<Q extends pg.QueryConfig & { rowMode?: 'array'; typ
 export async function readOnly<T>(pool: pg.Pool, use: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   return withClient(pool, async (client) => {
     await client.query('BEGIN READ ONLY');
+    let result: T;
     try {
-      return await use(client);
-    } finally {
-      // A failed rollback (a broken connection) surfaces as the use's error, or its own.
-      await client.query('ROLLBACK');
+      result = await use(client);
+    } catch (error) {
+      // The use's error is the one worth reporting; a rollback on a broken connection fails too.
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
     }
+    await client.query('ROLLBACK');
+    return result;
   });
 }
 
