@@ -7,7 +7,7 @@ import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/pla
 import { temporalSettings, type TemporalSettings } from '../lib/settings';
 import { parseMetricsPort } from '../workers/metrics';
 import { createFerryWorker, installSdkMetrics } from '../workers/worker';
-import { ferryDataConverter } from '../workers/payload-codec';
+import { ferryDataConverter, payloadKeysFromEnv, type PayloadKey } from '../workers/payload-codec';
 import type { DataConverter } from '@temporalio/common';
 import { transformDirFromEnv } from '../activities/module-transform';
 import { ExitCode } from './exit-codes';
@@ -366,8 +366,14 @@ export function buildProgram(): Command {
     .action(async (options: WorkerCommandOptions, command: Command) => {
       const { metricsPort, sdkMetricsPort } = metricsPortsOf(options);
       const transformDir = transformDirOf(options);
+      let payloadKeys: PayloadKey[];
+      try {
+        payloadKeys = payloadKeysFromEnv();
+      } catch (error) {
+        throw new CliError((error as Error).message, ExitCode.badInput);
+      }
       if (sdkMetricsPort) console.log(`temporal SDK metrics at ${installSdkMetrics(sdkMetricsPort)}`);
-      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort, transformDir });
+      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort, transformDir, payloadKeys });
       console.log(transformDir ? `transform modules load from ${transformDir} only` : 'transform modules are off (start with --transform-dir DIR to allow them)');
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => worker.shutdown());
       await worker.run();
