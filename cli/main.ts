@@ -375,6 +375,7 @@ export function buildProgram(): Command {
       if (sdkMetricsPort) console.log(`temporal SDK metrics at ${installSdkMetrics(sdkMetricsPort)}`);
       const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort, transformDir, payloadKeys });
       console.log(transformDir ? `transform modules load from ${transformDir} only` : 'transform modules are off (start with --transform-dir DIR to allow them)');
+      console.log(payloadKeys[0] ? `payloads to Temporal are encrypted (key id ${payloadKeys[0].id})` : 'payloads to Temporal are not encrypted (set FERRY_PAYLOAD_KEY to encrypt them)');
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => worker.shutdown());
       await worker.run();
     });
