@@ -119,6 +119,14 @@ describe('read-only promises', () => {
     expect(result.stderr).toMatch(/";" is not allowed|comments/);
   });
 
+  it('the CLI refuses stacked statements given with --where', async () => {
+    const file = path.join(dir, 'plain-plan.json');
+    writeFileSync(file, JSON.stringify({ ...planWith({}), name: 'where-flag' }));
+    const result = await ferry(['start', file, '--execute', '--where', 'true; DELETE FROM src'], worker.temporal);
+    expect(result.code).toBe(ExitCode.badInput);
+    expect(result.stderr).toContain('subset.where: must be one SQL expression');
+  });
+
   it('a plan that reaches the workflow unchecked still runs no stacked statement: the probe, subset.where, a module dry run', async () => {
     const valid = planWith({});
     const probe = { ...valid, backoff: { ...valid.backoff, probe: { sql: STACKED[0]!, max: 1 } } } as Plan;
