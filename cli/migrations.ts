@@ -5,7 +5,7 @@
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { UpdateDefinition } from '@temporalio/common';
 import type { CopyProgress } from '../activities/copier';
-import { rootMessage } from '../lib/errors';
+import { innermostMessage, rootMessage } from '../lib/errors';
 import type { Plan } from '../lib/plan';
 import { ferrySearchAttributes, phaseKey, planNameKey, targetTableKey } from '../lib/search-attributes';
 import type { TemporalSettings } from '../lib/settings';
@@ -208,7 +208,8 @@ async function update<Ret, Arg>(
   try {
     return await Promise.race([handle.executeUpdate(definition, { args: [arg] }), timeout]);
   } catch (error) {
-    if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${rootMessage(error)}`);
+    // A refusal is the validator's own text (workflow code, no row values): shown as written.
+    if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${innermostMessage(error)}`);
     throw error;
   } finally {
     clearTimeout(timer);

@@ -58,13 +58,23 @@ export function redactErrorText(error: unknown): string {
   return redactMessage(error instanceof Error ? error.message : String(error));
 }
 
-/** The innermost message of a failure chain (a child or activity failure wraps the real error), redacted. */
-export function rootMessage(error: unknown): string {
+/**
+ * The innermost message of a failure chain (a child or activity failure wraps the real error),
+ * as it is. Only for text Ferry's own workflow code wrote, such as the reason an update's
+ * validator gives (it names gates and settings the operator typed); anything else goes through
+ * rootMessage.
+ */
+export function innermostMessage(error: unknown): string {
   let message = error instanceof Error ? error.message : String(error);
   for (let cause = (error as { cause?: unknown }).cause; cause; cause = (cause as { cause?: unknown }).cause) {
     message = (cause as Error).message || message;
   }
-  return redactMessage(message);
+  return message;
+}
+
+/** The innermost message of a failure chain, redacted. */
+export function rootMessage(error: unknown): string {
+  return redactMessage(innermostMessage(error));
 }
 
 /**
