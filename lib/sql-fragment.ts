@@ -13,10 +13,10 @@
 export function sqlFragmentProblem(text: string): string | null {
   if (text.includes('\0')) return 'must not contain a NUL character';
   if (text.includes(';')) {
-    return 'must be one SQL expression: ";" is not allowed, even inside a string (write chr(59) for a semicolon)';
+    return 'must be one SQL expression: a semicolon is not allowed, even inside a string (write chr(59) for one)';
   }
   if (/--|\/\*|\*\//.test(text)) {
-    return 'must not contain comments ("--", "/*" or "*/"): they can hide the rest of a statement';
+    return 'must not contain comments (-- or /* */): they can hide the rest of a statement';
   }
   for (const backslashEscapes of [false, true]) {
     const problem = nestingProblem(text, backslashEscapes);
