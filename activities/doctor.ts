@@ -8,7 +8,6 @@ import type pg from 'pg';
 import type { DoctorCheck, DoctorReport } from '../lib/doctor';
 import { targetColumns, targetKey, type Plan } from '../lib/plan';
 import { rootMessage } from '../lib/errors';
-import { redactErrorMessage } from './pacing';
 import type { Databases } from './connections';
 import { qualifiedName, quoteIdent } from './sql';
 
@@ -154,7 +153,7 @@ async function transformFits(plan: Plan, source: Side, target: Side): Promise<Do
     const probe = await withReadOnly(source.pool, (client) => client.query(oneStatement(`SELECT ${expressions.join(', ')} FROM ${quoted(source.schema, source.table)} LIMIT 0`)));
     typeIds = probe.fields.map((f) => f.dataTypeID);
   } catch (error) {
-    return [{ side: 'source', name: 'transform expressions', status: 'fail', detail: redactErrorMessage(rootMessage(error)) }];
+    return [{ side: 'source', name: 'transform expressions', status: 'fail', detail: rootMessage(error) }];
   }
   const typed = await source.pool.query<{ column: string; type: string }>(
     `SELECT c AS column, format_type(t.oid, NULL) AS type FROM unnest($1::text[], $2::oid[]) AS u(c, o) JOIN pg_type t ON t.oid = u.o`,
@@ -168,7 +167,7 @@ async function transformFits(plan: Plan, source: Side, target: Side): Promise<Do
       );
       checks.push({ side: 'target', name: `column ${column}`, status: 'ok', detail: `${type} fits` });
     } catch (error) {
-      checks.push({ side: 'target', name: `column ${column}`, status: 'fail', detail: `${plan.transform.sql[column]} gives ${type}: ${redactErrorMessage(rootMessage(error))}` });
+      checks.push({ side: 'target', name: `column ${column}`, status: 'fail', detail: `${plan.transform.sql[column]} gives ${type}: ${rootMessage(error)}` });
     }
   }
   return checks;
@@ -205,7 +204,7 @@ export function createDoctor(databases: Databases) {
           checks.push({ side: role, name: `connect (${variable})`, status: 'ok', detail: `as ${who.user} to database ${who.database}, PostgreSQL ${who.version}` });
           sides.push({ role, pool, schema: ref.schema, table: ref.table });
         } catch (error) {
-          checks.push({ side: role, name: `connect (${variable})`, status: 'fail', detail: redactErrorMessage(rootMessage(error)) });
+          checks.push({ side: role, name: `connect (${variable})`, status: 'fail', detail: rootMessage(error) });
         }
       }
       const source = sides.find((s) => s.role === 'source');

@@ -7,8 +7,11 @@ import type { Inspection, TableInspection, TransformSample } from '../lib/inspec
 import type { Plan } from '../lib/plan';
 import type { Databases } from './connections';
 import { asText, withClient } from './connections';
+import { redactErrorText, transformErrorSummary } from '../lib/errors';
+import { sqlFragmentProblem } from '../lib/sql-fragment';
+import { oneStatement, planSqlFragments, readOnly } from './plan-sql';
 import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from './copy-statements';
-import { loadTransform, sourceRowTypes } from './module-transform';
+import { loadTransform, sourceRowTypes, transformDirFromEnv } from './module-transform';
 import { displayName, qualifiedName, type TableName } from './sql';
 
 const SAMPLE_ROWS = 5;
@@ -85,17 +88,36 @@ function displayValue(value: unknown): string | null {
   return String(value);
 }
 
-/** The module transform run on a few source rows: each output row is shown under its source key. */
-async function sampleModuleTransform(pool: pg.Pool, spec: CopySpec, modulePath: string, showValues: boolean): Promise<TransformSample> {
-  const transform = await loadTransform(modulePath);
+/**
+ * The module transform run on a few source rows: each output row is shown under its source key.
+ * The rows are read in a READ ONLY transaction, as one statement: subset.where cannot write.
+ */
+async function sampleModuleTransform(
+  pool: pg.Pool,
+  spec: CopySpec,
+  modulePath: string,
+  transformDir: string | null,
+  showValues: boolean,
+): Promise<TransformSample> {
+  const transform = await loadTransform(modulePath, transformDir);
   const { text, values } = rangeRowsSql(spec, { after: null, upTo: null }, SAMPLE_ROWS);
-  const result = await pool.query<unknown[]>({ text, values, rowMode: 'array', types: sourceRowTypes });
+  const result = await readOnly(pool, (client) =>
+    client.query<unknown[]>(oneStatement({ text, values, rowMode: 'array' as const, types: sourceRowTypes })),
+  );
   const names = result.fields.slice(1).map((f) => f.name);
   const columns = Object.keys(spec.columns);
   const rows: (string | null)[][] = [];
   for (const values of result.rows) {
     const key = String(values[0]);
-    const output = await transform(Object.fromEntries(names.map((name, i) => [name, values[i + 1]])));
+    let output: Awaited<ReturnType<typeof transform>>;
+    try {
+      output = await transform(Object.fromEntries(names.map((name, i) => [name, values[i + 1]])));
+    } catch (error) {
+      // The transform's own message may quote the row: only its summary leaves the worker, and
+      // the original is not attached as the cause, which would carry it along.
+      // eslint-disable-next-line preserve-caught-error
+      throw new Error(`the transform threw on source key ${key}: ${transformErrorSummary(error)}`);
+    }
     for (const row of output === null ? [] : Array.isArray(output) ? output : [output]) {
       const shown = columns.map((column) => displayValue((row as Record<string, unknown>)[column]));
       rows.push([key, ...(showValues ? shown : shown.map(redact))]);
@@ -106,11 +128,9 @@ async function sampleModuleTransform(pool: pg.Pool, spec: CopySpec, modulePath: 
 
 async function sampleTransform(pool: pg.Pool, spec: CopySpec, showValues: boolean): Promise<TransformSample> {
   const { text, values } = sampleSql(spec, SAMPLE_ROWS);
-  return withClient(pool, async (client) => {
-    // Read-only, so a transform expression cannot write even on a dry run.
-    await client.query('BEGIN READ ONLY');
-    const result = await client.query<(string | null)[]>({ text, values, types: asText, rowMode: 'array' });
-    await client.query('ROLLBACK');
+  // Read-only and one statement, so a transform expression cannot write even on a dry run.
+  return readOnly(pool, async (client) => {
+    const result = await client.query<(string | null)[]>(oneStatement({ text, values, types: asText, rowMode: 'array' as const }));
     return {
       columns: result.fields.map((f) => f.name),
       rows: result.rows.map((row) =>
@@ -121,13 +141,19 @@ async function sampleTransform(pool: pg.Pool, spec: CopySpec, showValues: boolea
   });
 }
 
+/** A failed sample, said without values: a module's own throw is summarised, a database error redacted. */
+function transformProblemText(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  return `${redactErrorText(error)}${typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? ` [${code}]` : ''}`;
+}
+
 export interface InspectInput {
   plan: Plan;
   /** Put real sample values into the result (and so into the workflow history). */
   showSampleValues: boolean;
 }
 
-export function createInspector(databases: Databases) {
+export function createInspector(databases: Databases, transformDir: string | null = transformDirFromEnv()) {
   return {
     async inspect({ plan, showSampleValues }: InspectInput): Promise<Inspection> {
       // The dry run samples what would really be copied, but reads no tombstones: Ferry's
@@ -139,7 +165,10 @@ export function createInspector(databases: Databases) {
         inspectTable(sourcePool, spec.source, spec.source.key),
         inspectTable(targetPool, spec.target, spec.target.key),
       ]);
-      const problems: string[] = [];
+      const problems: string[] = planSqlFragments(plan).flatMap(({ path, text }) => {
+        const problem = sqlFragmentProblem(text);
+        return problem ? [`${path} ${problem}`] : [];
+      });
       const warnings: string[] = [];
 
       if (!source.exists) problems.push(`source table ${source.name} does not exist`);
@@ -172,10 +201,10 @@ export function createInspector(databases: Databases) {
       if (problems.length === 0) {
         try {
           sample = plan.transform.module
-            ? await sampleModuleTransform(sourcePool, spec, plan.transform.module, showSampleValues)
+            ? await sampleModuleTransform(sourcePool, spec, plan.transform.module, transformDir, showSampleValues)
             : await sampleTransform(sourcePool, spec, showSampleValues);
         } catch (error) {
-          problems.push(`transform does not run on ${source.name}: ${(error as Error).message}`);
+          problems.push(`transform does not run on ${source.name}: ${transformProblemText(error)}`);
         }
       }
 

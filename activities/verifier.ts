@@ -6,29 +6,33 @@
  */
 import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat, log, sleep } from '@temporalio/activity';
 import { createHash } from 'node:crypto';
-import path from 'node:path';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { describeRange, wholeKeySpace, type KeyRange, type ShardSpec } from '../lib/key-range';
 import { targetColumns, type Plan } from '../lib/plan';
 import { inCopyTransaction, writeBatch } from './batch-writer';
-import { withClient, type Databases } from './connections';
+import type { Databases } from './connections';
+import { assertPlanSqlIsSafe, oneStatement, readOnly, readOnlyQuery } from './plan-sql';
 import { copyOutSql, copySpecOf, copyWithinDatabaseSql, nextBatchBoundSql, rangeRowsSql, type CopySpec } from './copy-statements';
 import { installFerrySchema, recordFoundValues, recordMismatches, type Mismatch, type MismatchCategory } from './ferry-schema';
 import { runOfPass } from './verification-runs';
 import {
   copyRangeThroughModule,
   isThenable,
+  loadResolvedTransform,
   loadTransform,
   postgresInputText,
+  resolveTransformModule,
   sourceRowOf,
   sourceRowTypes,
   targetColumnKinds,
+  transformDirFromEnv,
   type ColumnKinds,
   type RowTransform,
   type TargetRow,
 } from './module-transform';
-import { isRowError, redactErrorMessage } from './pacing';
+import { isRowError } from './pacing';
+import { redactMessage } from '../lib/errors';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
 import type { DigestResult } from './transform-thread';
 import { digestOnThread, readSourceRows } from './transform-threads';
@@ -225,9 +229,10 @@ async function unresolvedFailedKeys(pool: pg.Pool, migrationId: string): Promise
   }
 }
 
-export function createVerifier(databases: Databases) {
+export function createVerifier(databases: Databases, transformDir: string | null = transformDirFromEnv()) {
   /** Looks up the target's column types once and builds what both sides of a comparison read. */
   async function verificationOf(plan: Plan, partitionValue: string | null, samplePercent?: number, migrationId?: string): Promise<Verification> {
+    assertPlanSqlIsSafe(plan);
     const spec = copySpecOf(plan, partitionValue);
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
@@ -269,10 +274,10 @@ export function createVerifier(databases: Databases) {
     let moduleRows: Verification['moduleRows'] = null;
     let moduleDigest: Verification['moduleDigest'] = null;
     if (plan.transform.module) {
-      const transform = await loadTransform(plan.transform.module);
+      const modulePath = await resolveTransformModule(plan.transform.module, transformDir);
+      const transform = await loadResolvedTransform(modulePath);
       const kinds = await targetColumnKinds(targetPool, spec.target);
       moduleRows = (selection) => moduleSourceRows(sourcePool, targetPool, shape, kinds, transform, selection);
-      const modulePath = path.resolve(process.cwd(), plan.transform.module);
       if (shape.types.every((c) => workerFieldOf(c) !== null) && (await hashesUtf8(targetPool))) {
         // Made canonical and hashed on a transform thread, as the target's rows are in SQL.
         moduleDigest = async (range) =>
@@ -288,7 +293,7 @@ export function createVerifier(databases: Databases) {
     let after = selection.range?.after ?? null;
     for (;;) {
       const query = rowsSql('target', shape, { ...selection, range: { after, upTo: selection.range?.upTo ?? null } }, mode, pageRows);
-      const page = rowHashesOf((await pool.query<unknown[]>({ ...query, rowMode: 'array' })).rows);
+      const page = rowHashesOf((await pool.query<unknown[]>(oneStatement({ ...query, rowMode: 'array' as const }))).rows);
       rows.push(...page);
       if (page.length < pageRows) return rows;
       after = page[page.length - 1]!.key;
@@ -306,7 +311,7 @@ export function createVerifier(databases: Databases) {
     }
     const query = rowsSql('source', v.shape, source, 'hash');
     return Promise.all([
-      sourcePool.query<unknown[]>({ ...query, rowMode: 'array' }).then((r) => rowHashesOf(r.rows)),
+      readOnlyQuery<unknown[]>(sourcePool, { ...query, rowMode: 'array' }).then((r) => rowHashesOf(r.rows)),
       targetRows(targetPool, v.shape, target, 'hash', pageRows),
     ]);
   }
@@ -318,10 +323,7 @@ export function createVerifier(databases: Databases) {
     const [sourceRows, targetRowsRead] = await Promise.all([
       v.moduleRows
         ? v.moduleRows({ keys })
-        : databases
-            .pool(plan.source.connection)
-            .query<unknown[]>({ ...sourceQuery, rowMode: 'array' })
-            .then((r) => rowHashesOf(r.rows)),
+        : readOnlyQuery<unknown[]>(databases.pool(plan.source.connection), { ...sourceQuery, rowMode: 'array' }).then((r) => rowHashesOf(r.rows)),
       targetRows(targetPool, v.shape, { keys }, 'text', Math.max(MIN_PAGE_ROWS, keys.length + 1)),
     ]);
     const names = columnNames(v);
@@ -371,7 +373,7 @@ export function createVerifier(databases: Databases) {
 
     const nextBound = (after: string | null) => {
       const query = nextBatchBoundSql(bounds, { after, upTo: input.shard.range.upTo }, chunkSize);
-      const found = sourcePool.query<{ last_key: string; rows: string }>(query.text, query.values).then((r) => r.rows[0] ?? null);
+      const found = readOnlyQuery<{ last_key: string; rows: string }>(sourcePool, query).then((r) => r.rows[0] ?? null);
       found.catch(() => {});
       return found;
     };
@@ -380,7 +382,7 @@ export function createVerifier(databases: Databases) {
     const chunkKeys = async (range: KeyRange): Promise<string[] | undefined> => {
       if (!v.rowDependent) return undefined;
       const query = rangeRowsSql(bounds, range);
-      const result = await sourcePool.query<{ key: string }>({
+      const result = await readOnlyQuery<{ key: string }>(sourcePool, {
         text: `SELECT "ferry source key" AS key FROM (${query.text}) AS chunk`,
         values: query.values,
       });
@@ -398,8 +400,8 @@ export function createVerifier(databases: Databases) {
       const [source, target] = await Promise.all([
         v.moduleRows
           ? (moduleDigest?.(range).then((d) => d && { rows: String(d.rows), digest: d.digest }) ?? null)
-          : sourcePool.query<Sums>(chunkChecksumSql('source', v.shape, { range })).then((r) => r.rows[0]!),
-        targetPool.query<Sums>(targetSum.text, targetSum.values).then((r) => r.rows[0]!),
+          : readOnlyQuery<Sums>(sourcePool, chunkChecksumSql('source', v.shape, { range })).then((r) => r.rows[0]!),
+        targetPool.query<Sums>(oneStatement(targetSum)).then((r) => r.rows[0]!),
       ]);
       return { keys, source, target };
     };
@@ -506,7 +508,7 @@ export function createVerifier(databases: Databases) {
         // A source row the transform cannot evaluate fails the same way on every retry.
         if (!isRowError((error as { code?: string }).code)) throw error;
         throw ApplicationFailure.nonRetryable(
-          `verification cannot compare a row of shard ${describeRange(input.shard.range)}: ${redactErrorMessage((error as Error).message)}; ` +
+          `verification cannot compare a row of shard ${describeRange(input.shard.range)}: ${redactMessage((error as Error).message)}; ` +
             'fix the source row (or the transform) and verify again',
           'VerificationRowError',
         );
@@ -521,11 +523,13 @@ export function createVerifier(databases: Databases) {
      */
     async repairMismatches(input: RepairInput): Promise<RepairResult> {
       const { plan, migrationId, pass } = input;
+      // Repairs COPY from the source, over the simple protocol: the plan's SQL must be one expression.
+      assertPlanSqlIsSafe(plan);
       const sourcePool = databases.pool(plan.source.connection);
       const targetPool = databases.pool(plan.target.connection);
       await ensureMismatchesTable(targetPool);
       const base: CopySpec = { ...copySpecOf(plan), conflict: { policy: 'overwrite' } };
-      const transform = plan.transform.module ? await loadTransform(plan.transform.module) : null;
+      const transform = plan.transform.module ? await loadTransform(plan.transform.module, transformDir) : null;
       const sameDatabase = databases.sameDatabase(plan.source.connection, plan.target.connection);
 
       /** Copies the source rows of `keys` over the target's; returns rows written and keys the target refused. */
@@ -534,15 +538,15 @@ export function createVerifier(databases: Databases) {
         const spec: CopySpec = { ...base, filter: and(base.filter, sourceKeysCondition(plan.source.key, keys)) };
         try {
           if (transform) {
-            const outcome = await copyRangeThroughModule(sourcePool, targetPool, spec, wholeKeySpace, plan.transform.module!);
+            const outcome = await copyRangeThroughModule(sourcePool, targetPool, spec, wholeKeySpace, plan.transform.module!, transformDir);
             return { written: outcome.written, refused: outcome.failed.map((f) => f.key) };
           }
           if (sameDatabase) {
             const { text, values } = copyWithinDatabaseSql(spec, wholeKeySpace);
-            return { written: await inCopyTransaction(targetPool, spec, async (c) => (await c.query(text, values)).rowCount ?? 0), refused: [] };
+            return { written: await inCopyTransaction(targetPool, spec, async (c) => (await c.query(oneStatement({ text, values }))).rowCount ?? 0), refused: [] };
           }
           const out = copyOutSql(spec, wholeKeySpace);
-          const written = await writeBatch(targetPool, spec, wholeKeySpace, (send) => withClient(sourcePool, (s) => send(s.query(copyTo(out)))));
+          const written = await writeBatch(targetPool, spec, wholeKeySpace, (send) => readOnly(sourcePool, (s) => send(s.query(copyTo(out)))));
           return { written, refused: [] };
         } catch (error) {
           if (!isRowError((error as { code?: string }).code)) throw error;
@@ -565,7 +569,7 @@ export function createVerifier(databases: Databases) {
           const v = await verificationOf(plan, null);
           return new Set((await v.moduleRows!({ keys })).map((r) => r.key));
         }
-        const present = await sourcePool.query<{ key: string }>(sourceKeysPresentSql(base.source, base.filter ?? null, keys));
+        const present = await readOnlyQuery<{ key: string }>(sourcePool, sourceKeysPresentSql(base.source, base.filter ?? null, keys));
         return new Set(present.rows.map((r) => r.key));
       };
 
@@ -737,7 +741,7 @@ async function moduleSourceRows(
 async function transformedSourceRows(sourcePool: pg.Pool, shape: VerifyShape, transform: RowTransform, selection: Selection): Promise<TargetRow[][]> {
   const filter = and(shape.sourceFilter, selection.keys ? sourceKeysCondition(shape.source.key, selection.keys) : null);
   const select = rangeRowsSql({ source: shape.source, filter }, selection.range ?? wholeKeySpace);
-  const result = await sourcePool.query<unknown[]>({ text: select.text, values: select.values, rowMode: 'array', types: sourceRowTypes });
+  const result = await readOnlyQuery<unknown[]>(sourcePool, { text: select.text, values: select.values, rowMode: 'array', types: sourceRowTypes });
   const fieldNames = result.fields.slice(1).map((f) => f.name);
   const produced: TargetRow[][] = [];
   for (const values of result.rows) {

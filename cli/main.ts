@@ -1,15 +1,18 @@
 /** The ferry command line: operators start, watch and steer migrations from here. */
 import { Client, type Connection } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { redactErrorText } from '../lib/errors';
 import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/plan';
 import type { TemporalSettings } from '../lib/settings';
 import { rootMessage } from '../lib/errors';
 import { connectClientConnection, describeConnection, resolveTemporal, TemporalConfigError, TemporalUnreachableError, type TemporalConnectionFlags } from '../workers/temporal-connection';
 import { parseMetricsPort } from '../workers/metrics';
 import { createFerryWorker, installWorkerRuntime } from '../workers/worker';
-import { createWorkerLogger, logOptionsFromEnv, LogSettingError } from '../workers/logging';
-import type { Logger } from '@temporalio/common';
+import { createWorkerLogger, logOptionsFromEnv } from '../workers/logging';
+import type { DataConverter, Logger } from '@temporalio/common';
+import { ferryDataConverter, payloadKeysFromEnv, type PayloadKey } from '../workers/payload-codec';
+import { transformDirFromEnv } from '../activities/module-transform';
 import { ExitCode } from './exit-codes';
 import { exitWhenFlushed } from './exit';
 import { formatDoctorReport } from '../lib/doctor';
@@ -77,9 +80,18 @@ async function withClient<T>(settings: TemporalSettings, use: (client: Client) =
     );
   }
   try {
-    return await use(new Client({ connection, namespace: settings.namespace }));
+    return await use(new Client({ connection, namespace: settings.namespace, dataConverter: cliDataConverter() }));
   } finally {
     await connection.close();
+  }
+}
+
+/** The payload codec, with FERRY_PAYLOAD_KEY's keys: a key that is not one is bad input. */
+function cliDataConverter(): DataConverter {
+  try {
+    return ferryDataConverter();
+  } catch (error) {
+    throw new CliError((error as Error).message, ExitCode.badInput);
   }
 }
 
@@ -464,18 +476,23 @@ export function buildProgram(): Command {
     .description('Run a Ferry worker: it copies rows for the migrations on its task queue. Connection URLs come from its environment.')
     .option('--metrics-port <port>', "serve Ferry's metrics at /metrics on this port (default: FERRY_METRICS_PORT, or off)")
     .option('--sdk-metrics-port <port>', "serve the Temporal SDK's worker metrics (temporal_*) on this port (default: FERRY_SDK_METRICS_PORT, or off)")
+    .option('--transform-dir <dir>', 'load transform modules only from this directory, links resolved (default: FERRY_TRANSFORM_DIR, or no modules at all)')
     .action(async (options: WorkerCommandOptions, command: Command) => {
       const { metricsPort, sdkMetricsPort } = metricsPortsOf(options);
+      const transformDir = transformDirOf(options);
+      let payloadKeys: PayloadKey[];
       let logger: Logger;
       try {
+        payloadKeys = payloadKeysFromEnv();
         logger = createWorkerLogger(logOptionsFromEnv(process.env));
       } catch (error) {
-        if (error instanceof LogSettingError) throw new CliError(error.message, ExitCode.badInput);
-        throw error;
+        throw new CliError((error as Error).message, ExitCode.badInput);
       }
       const sdkMetricsUrl = installWorkerRuntime({ logger, ...(sdkMetricsPort ? { sdkMetrics: { port: sdkMetricsPort } } : {}) });
       if (sdkMetricsUrl) logger.info(`temporal SDK metrics at ${sdkMetricsUrl}`);
-      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort, log: (line) => logger.info(line) });
+      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort, transformDir, payloadKeys, log: (line) => logger.info(line) });
+      logger.info(transformDir ? `transform modules load from ${transformDir} only` : 'transform modules are off (start with --transform-dir DIR to allow them)');
+      logger.info(payloadKeys[0] ? `payloads to Temporal are encrypted (key id ${payloadKeys[0].id})` : 'payloads to Temporal are not encrypted (set FERRY_PAYLOAD_KEY to encrypt them)');
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => worker.shutdown());
       await worker.run();
     });
@@ -486,6 +503,21 @@ export function buildProgram(): Command {
 interface WorkerCommandOptions {
   metricsPort?: string;
   sdkMetricsPort?: string;
+  transformDir?: string;
+}
+
+/** The transform directory, as its real path; a directory that is not there is a mistake worth stopping for. */
+function transformDirOf(options: WorkerCommandOptions): string | null {
+  const given = options.transformDir ?? transformDirFromEnv();
+  if (!given) return null;
+  const source = options.transformDir !== undefined ? '--transform-dir' : 'FERRY_TRANSFORM_DIR';
+  try {
+    const real = realpathSync(given);
+    if (!statSync(real).isDirectory()) throw new Error('not a directory');
+    return real;
+  } catch {
+    throw new CliError(`${source} ${given} is not a directory on this machine; create it or give another`, ExitCode.badInput);
+  }
 }
 
 function metricsPortsOf(options: WorkerCommandOptions): { metricsPort: number; sdkMetricsPort: number } {
@@ -584,7 +616,9 @@ export async function main(argv: string[]): Promise<number> {
       // Commander has already printed the help or the usage error.
       return error.exitCode === 0 ? ExitCode.ok : ExitCode.badInput;
     }
-    console.error(`ferry: ${error instanceof Error ? error.message : String(error)}`);
+    // Ferry's own errors say what to fix; anything else may carry a value, and is redacted.
+    const ours = error instanceof CliError || error instanceof RefusedError || error instanceof NoWorkerError || error instanceof InvalidPlanError || error instanceof UnknownMigrationError;
+    console.error(`ferry: ${ours ? (error as Error).message : redactErrorText(error)}`);
     return exitCodeOf(error);
   }
 }

@@ -3,9 +3,9 @@
  * demo both go through here, so they behave the same.
  */
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter, type UpdateDefinition } from '@temporalio/common';
+import type { UpdateDefinition } from '@temporalio/common';
 import type { CopyProgress } from '../activities/copier';
-import { rootMessage } from '../lib/errors';
+import { innermostMessage, rootMessage } from '../lib/errors';
 import type { Plan } from '../lib/plan';
 import { ferrySearchAttributes, phaseKey, planNameKey, targetTableKey } from '../lib/search-attributes';
 import type { TemporalSettings } from '../lib/settings';
@@ -123,7 +123,11 @@ async function addLiveProgress(client: Client, status: MigrationStatus): Promise
           const child = await client.workflow.getHandle(`${status.migrationId}/shard-${shard.index}`).describe();
           const payload = child.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0];
           if (!payload) return;
-          const progress = defaultPayloadConverter.fromPayload<CopyProgress>(payload);
+          // Raw payloads are as stored: decoded (decrypted) by the client's codecs first.
+          const { payloadCodecs, payloadConverter } = client.options.loadedDataConverter;
+          let decoded = [payload];
+          for (const codec of [...payloadCodecs].reverse()) decoded = await codec.decode(decoded);
+          const progress = payloadConverter.fromPayload<CopyProgress>(decoded[0]!);
           shard.cursor = progress.cursor ?? shard.cursor;
           shard.rowsRead += progress.rowsRead;
           shard.rowsWritten += progress.rowsWritten;
@@ -163,6 +167,8 @@ export async function migrationReport(client: Client, migrationId: string): Prom
   try {
     return { migrationId, runState, status: await handle.result(), failure: null };
   } catch (error) {
+    // A result this client cannot decrypt is not the migration's failure: say what to configure.
+    if (error instanceof Error && error.name === 'PayloadKeyError') throw error;
     return { migrationId, runState, status: null, failure: rootMessage(error) };
   }
 }
@@ -210,7 +216,8 @@ async function update<Ret, Arg>(
   try {
     return await Promise.race([handle.executeUpdate(definition, { args: [arg] }), timeout]);
   } catch (error) {
-    if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${rootMessage(error)}`);
+    // A refusal is the validator's own text (workflow code, no row values): shown as written.
+    if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${innermostMessage(error)}`);
     throw error;
   } finally {
     clearTimeout(timer);

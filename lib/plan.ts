@@ -4,6 +4,7 @@
  */
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { sqlFragmentProblem } from './sql-fragment';
 import { throttleBounds } from './throttle';
 
 /** Postgres truncates identifiers longer than this, which would silently change their meaning. */
@@ -53,10 +54,18 @@ const targetSchema = z.strictObject({
   key: identifier.optional(),
 });
 
-const sqlExpression = z
-  .string()
-  .trim()
-  .min(1, 'must be a SQL expression over the source row');
+/** SQL from a plan runs inside Ferry's statements: one expression, nothing that could end them. */
+const safeSql = (what: string) =>
+  z
+    .string()
+    .trim()
+    .min(1, what)
+    .superRefine((text, ctx) => {
+      const problem = sqlFragmentProblem(text);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    });
+
+const sqlExpression = safeSql('must be a SQL expression over the source row');
 
 const transformSchema = z
   .strictObject({
@@ -116,7 +125,7 @@ const backoffSchema = z.strictObject({
   /** Pause while a query on the source (not Ferry's) has run longer than this. (Default: 60) */
   maxQuerySeconds: z.number().positive().default(60),
   /** Pause while this SQL, run on the source, returns a number above `max`. */
-  probe: z.strictObject({ sql: z.string().trim().min(1, 'must be a SELECT returning one number'), max: z.number() }).optional(),
+  probe: z.strictObject({ sql: safeSql('must be a SELECT returning one number'), max: z.number() }).optional(),
   /** How often the limits are checked. (Default: 1) */
   checkEverySeconds: z.number().positive().max(60).default(1),
 });

@@ -9,8 +9,11 @@ import type { Logger } from '@temporalio/common';
 import { Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { createDatabases, type ConnectionEnv } from '../activities/connections';
+import { transformDirFromEnv } from '../activities/module-transform';
 import type { TemporalSettings } from '../lib/settings';
 import { createFerryMetrics, serveMetrics, type FerryMetrics, type MetricsServer } from './metrics';
+import { EncryptingPayloadCodec, payloadKeysFromEnv, type PayloadKey } from './payload-codec';
+import { redactActivityErrors } from './redaction';
 
 export interface FerryWorkerOptions {
   temporal: TemporalSettings;
@@ -32,6 +35,16 @@ export interface FerryWorkerOptions {
    * (Default: FERRY_STATEMENT_TIMEOUT_MS, or 300000)
    */
   statementTimeoutMs?: number;
+  /**
+   * The only directory transform modules load from, checked after resolving links; a worker
+   * without one refuses every module. (Default: FERRY_TRANSFORM_DIR, else none)
+   */
+  transformDir?: string | null;
+  /**
+   * Keys that encrypt the payloads this worker hands to Temporal (the first) and decrypt them
+   * (any). (Default: FERRY_PAYLOAD_KEY; none: payloads in clear)
+   */
+  payloadKeys?: PayloadKey[];
 }
 
 /** FERRY_STATEMENT_TIMEOUT_MS, when set: a whole number of milliseconds, at least 1. */
@@ -112,7 +125,9 @@ export async function createFerryWorker(options: FerryWorkerOptions): Promise<Fe
     connection,
     namespace: options.temporal.namespace,
     taskQueue: options.temporal.taskQueue,
-    activities: createActivities({ databases, metrics }),
+    activities: createActivities({ databases, metrics, transformDir: options.transformDir === undefined ? transformDirFromEnv() : options.transformDir }),
+    interceptors: { activity: [redactActivityErrors] },
+    dataConverter: { payloadCodecs: [new EncryptingPayloadCodec(options.payloadKeys ?? payloadKeysFromEnv())] },
     ...workflowCode(options.workflowBundle),
     shutdownGraceTime: `${options.shutdownGraceSeconds ?? 5}s`,
     // The copier heartbeats its cursor after every batch; sending one a second at most bounds
