@@ -42,6 +42,8 @@ const SCHEMA_SQL = `
     resolved_at timestamptz,
     PRIMARY KEY (migration_id, pass, key)
   );
+  -- With a lineage column (target.sourceKey): the source key whose group of target rows differs.
+  ALTER TABLE ferry.mismatches ADD COLUMN IF NOT EXISTS source_key text;
   COMMENT ON TABLE ferry.mismatches IS
     'Keys a verification pass found different between source and target (never the values); a repair resolves them.';
 
@@ -146,16 +148,22 @@ export interface Mismatch {
   category: MismatchCategory;
   /** With `value`: the target columns that differ. Empty for missing and extra rows. */
   columns: string[];
+  /**
+   * With a lineage column (target.sourceKey): the source key the row belongs to, whose group a
+   * repair rewrites; null for a target row with no source key. Absent otherwise.
+   */
+  sourceKey?: string | null;
 }
 
 /** Records (or re-records, unresolved again) mismatches of one verification pass; keys and names only. */
 export async function recordMismatches(pool: pg.Pool, migrationId: string, pass: number, mismatches: Mismatch[]): Promise<void> {
   if (mismatches.length === 0) return;
   await pool.query(
-    `INSERT INTO ferry.mismatches AS m (migration_id, pass, key, category, columns)
-     SELECT $1, $2, r.key, r.category, r.columns FROM jsonb_to_recordset($3::jsonb) AS r(key text, category text, columns text[])
+    `INSERT INTO ferry.mismatches AS m (migration_id, pass, key, category, columns, source_key)
+     SELECT $1, $2, r.key, r.category, r.columns, r."sourceKey"
+       FROM jsonb_to_recordset($3::jsonb) AS r(key text, category text, columns text[], "sourceKey" text)
      ON CONFLICT (migration_id, pass, key) DO UPDATE
-       SET category = EXCLUDED.category, columns = EXCLUDED.columns, detected_at = now(), resolved_at = NULL`,
+       SET category = EXCLUDED.category, columns = EXCLUDED.columns, source_key = EXCLUDED.source_key, detected_at = now(), resolved_at = NULL`,
     [migrationId, pass, JSON.stringify(mismatches)],
   );
 }

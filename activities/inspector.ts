@@ -9,7 +9,7 @@ import type { Databases } from './connections';
 import { asText, withClient } from './connections';
 import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from './copy-statements';
 import { loadTransform, sourceRowTypes } from './module-transform';
-import { displayName, qualifiedName, type TableName } from './sql';
+import { displayName, qualifiedName, quoteIdent, type TableName } from './sql';
 
 const SAMPLE_ROWS = 5;
 const COUNT_TIMEOUT_MS = 5_000;
@@ -45,6 +45,24 @@ async function inspectTable(pool: pg.Pool, table: TableName, key: string): Promi
   inspection.keyIsUnique = unique.rows[0]?.unique ?? false;
   inspection.estimatedRows = await estimateRows(pool, regclass);
   return inspection;
+}
+
+/**
+ * Keyset batches (`key > $cursor`) and key ranges never reach a NULL key: a key column that can
+ * hold NULL would let rows vanish from the copy and from verification alike, so it is refused.
+ */
+async function nullKeyProblem(pool: pg.Pool, table: TableName, keyName: string, inspection: TableInspection): Promise<string | null> {
+  const key = inspection.columns.find((c) => c.name === keyName);
+  if (!key || key.notNull) return null;
+  const counted = await pool.query<{ rows: string }>(
+    `SELECT count(*)::text AS rows FROM ${qualifiedName(table)} WHERE ${quoteIdent(key.name)} IS NULL`,
+  );
+  const rows = Number(counted.rows[0]?.rows ?? 0);
+  const found =
+    rows > 0
+      ? `${rows} row${rows === 1 ? ' has' : 's have'} a NULL key and would never be copied`
+      : 'no row has a NULL key now, but one written during the migration would never be copied';
+  return `source key column "${key.name}" allows NULL; ${found}; add NOT NULL to it or choose another key`;
 }
 
 /** Planner statistics when there are any; otherwise an exact count, given a few seconds. */
@@ -144,8 +162,12 @@ export function createInspector(databases: Databases) {
 
       if (!source.exists) problems.push(`source table ${source.name} does not exist`);
       else if (!source.keyType) problems.push(`source key column "${spec.source.key}" is not a column of ${source.name}`);
-      else if (!source.keyIsUnique)
-        problems.push(`source key column "${spec.source.key}" has no unique index on it alone; keyset batches need a unique key`);
+      else {
+        if (!source.keyIsUnique)
+          problems.push(`source key column "${spec.source.key}" has no unique index on it alone; keyset batches need a unique key`);
+        const nullKeys = await nullKeyProblem(sourcePool, spec.source, spec.source.key, source);
+        if (nullKeys) problems.push(nullKeys);
+      }
 
       if (!target.exists) problems.push(`target table ${target.name} does not exist; create it before migrating`);
       else {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { describeRange, wholeKeySpace, type KeyRange, type ShardSpec } from '../lib/key-range';
-import { targetColumns, type Plan } from '../lib/plan';
+import { lineageColumn, lineageProblem, targetColumns, type Plan } from '../lib/plan';
 import { inCopyTransaction, writeBatch } from './batch-writer';
 import { withClient, type Databases } from './connections';
 import { copyOutSql, copySpecOf, copyWithinDatabaseSql, nextBatchBoundSql, rangeRowsSql, type CopySpec } from './copy-statements';
@@ -36,6 +36,7 @@ import {
   canonicalizeValuesSql,
   chunkChecksumSql,
   columnTypesSql,
+  deleteTargetGroupsSql,
   deleteTargetKeysSql,
   diffRows,
   rowHashesOf,
@@ -218,6 +219,11 @@ async function unresolvedFailedKeys(pool: pg.Pool, migrationId: string): Promise
 export function createVerifier(databases: Databases) {
   /** Looks up the target's column types once and builds what both sides of a comparison read. */
   async function verificationOf(plan: Plan, partitionValue: string | null, samplePercent?: number, migrationId?: string): Promise<Verification> {
+    const unverifiable = lineageProblem(plan);
+    if (unverifiable) {
+      throw ApplicationFailure.nonRetryable(`this plan cannot be verified: ${unverifiable.path} ${unverifiable.message}`, 'VerificationImpossible');
+    }
+    const lineage = lineageColumn(plan);
     const spec = copySpecOf(plan, partitionValue);
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
@@ -233,7 +239,8 @@ export function createVerifier(databases: Databases) {
       );
     }
     const sourceKey = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)}`;
-    const targetKey = `${TARGET_ALIAS}.${quoteIdent(spec.target.key)}`;
+    // Subsets and failed records name source keys: on the target they are the lineage column's.
+    const targetKey = `${TARGET_ALIAS}.${quoteIdent(lineage ?? spec.target.key)}`;
     const range = plan.subset?.keyRange;
     const targetFilter = and(
       range?.from !== undefined ? `${targetKey} >= ${quoteLiteral(range.from)}` : null,
@@ -252,6 +259,7 @@ export function createVerifier(databases: Databases) {
       types: names.map((n) => byName.get(n)!),
       sourceFilter: and(spec.filter, samplePercent !== undefined ? sampleCondition(sourceKey, samplePercent) : null, notFailed(sourceKey)),
       targetFilter: and(targetFilter, notFailed(targetKey)),
+      lineage,
     };
     const rowDependent =
       !!plan.subset?.where || (!!plan.shards.partitionColumn && (partitionValue !== null || !!plan.subset?.partitionValues));
@@ -261,7 +269,7 @@ export function createVerifier(databases: Databases) {
     if (plan.transform.module) {
       const transform = await loadTransform(plan.transform.module);
       const kinds = await targetColumnKinds(targetPool, spec.target);
-      moduleRows = (selection) => moduleSourceRows(sourcePool, targetPool, shape, kinds, transform, selection);
+      moduleRows = (selection) => moduleSourceRows(sourcePool, targetPool, shape, kinds, transform, selection, plan.transform.module!);
       const modulePath = path.resolve(process.cwd(), plan.transform.module);
       if (shape.types.every((c) => workerFieldOf(c) !== null) && (await hashesUtf8(targetPool))) {
         // Made canonical and hashed on a transform thread, as the target's rows are in SQL.
@@ -274,6 +282,11 @@ export function createVerifier(databases: Databases) {
 
   /** Every target row of a selection in key order, a page at a time, as canonical texts or hashes. */
   async function targetRows(pool: pg.Pool, shape: VerifyShape, selection: Selection, mode: 'hash' | 'text', pageRows: number): Promise<RowHashes[]> {
+    if (shape.lineage) {
+      // Selected by source keys, so not in pages of target keys: a chunk's groups are read whole.
+      const query = rowsSql('target', shape, selection, mode);
+      return rowHashesOf((await pool.query<unknown[]>({ ...query, rowMode: 'array' })).rows, shape);
+    }
     const rows: RowHashes[] = [];
     let after = selection.range?.after ?? null;
     for (;;) {
@@ -290,13 +303,13 @@ export function createVerifier(databases: Databases) {
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
     if (v.moduleRows) {
-      const hashed = (rows: RowHashes[]) => rows.map((r) => ({ key: r.key, columns: r.columns.map((c) => (c === null ? null : md5(c))) }));
+      const hashed = (rows: RowHashes[]) => rows.map((r) => ({ ...r, columns: r.columns.map((c) => (c === null ? null : md5(c))) }));
       const [s, t] = await Promise.all([v.moduleRows(source), targetRows(targetPool, v.shape, target, 'text', pageRows)]);
       return [hashed(s), hashed(t)];
     }
     const query = rowsSql('source', v.shape, source, 'hash');
     return Promise.all([
-      sourcePool.query<unknown[]>({ ...query, rowMode: 'array' }).then((r) => rowHashesOf(r.rows)),
+      sourcePool.query<unknown[]>({ ...query, rowMode: 'array' }).then((r) => rowHashesOf(r.rows, v.shape)),
       targetRows(targetPool, v.shape, target, 'hash', pageRows),
     ]);
   }
@@ -405,9 +418,11 @@ export function createVerifier(databases: Databases) {
       if (first.length === 0) return { rows, differences: [], inFlight: 0 };
       // A row the application is writing to both sides may be caught between the two reads.
       await sleep(inFlightDelayMs);
-      const differing = first.map((d) => d.key);
+      // With a lineage column, the differing rows' groups are read again: by their source keys.
+      const differing = v.shape.lineage ? [...new Set(first.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])))] : first.map((d) => d.key);
       const [s, t] = await bothSides(plan, v, { keys: differing }, { keys: differing }, pageRows);
-      const differences = diffRows(columnNames(v), s, t);
+      const seen = new Set(first.map((d) => d.key));
+      const differences = diffRows(columnNames(v), s, t).filter((d) => seen.has(d.key));
       return { rows, differences, inFlight: first.length - differences.length };
     };
 
@@ -443,6 +458,63 @@ export function createVerifier(databases: Databases) {
       if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('verification cancelled');
       if (Date.now() - started >= maxMs) return finish(false);
     }
+  }
+
+  /**
+   * Repair by lineage column: each source key with an unresolved mismatch gets its group of target
+   * rows rewritten as a whole. The rows it produces now are copied over the target's; then the
+   * target rows whose lineage column holds that source key and that it no longer produces are
+   * deleted. A target row is deleted only so, traced to a source key that no longer makes it:
+   * one with no source key stays, reported. Safe to run twice.
+   */
+  async function repairGroups(
+    { plan, migrationId, pass }: RepairInput,
+    lineage: string,
+    base: CopySpec,
+    copyKeys: (keys: string[]) => Promise<{ written: number; refused: string[] }>,
+  ): Promise<RepairResult> {
+    const sourcePool = databases.pool(plan.source.connection);
+    const targetPool = databases.pool(plan.target.connection);
+    const v = await verificationOf(plan, null);
+    /** Every target key the source keys produce now. */
+    const producedKeys = async (keys: string[]): Promise<string[]> => {
+      if (v.moduleRows) return (await v.moduleRows({ keys })).map((r) => r.key);
+      const query = rowsSql('source', v.shape, { keys }, 'hash');
+      return rowHashesOf((await sourcePool.query<unknown[]>({ ...query, rowMode: 'array' })).rows, v.shape).map((r) => r.key);
+    };
+    let repaired = 0;
+    let deleted = 0;
+    let after: string | null = null;
+    for (;;) {
+      const batch: pg.QueryResult<{ source_key: string }> = await targetPool.query(
+        `SELECT DISTINCT source_key FROM ferry.mismatches
+          WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL AND source_key IS NOT NULL AND ($3::text IS NULL OR source_key > $3)
+          ORDER BY source_key LIMIT $4`,
+        [migrationId, pass, after, REPAIR_BATCH],
+      );
+      if (batch.rows.length === 0) break;
+      const groups = batch.rows.map((r) => r.source_key);
+      after = groups[groups.length - 1]!;
+      const copied = await copyKeys(groups);
+      repaired += copied.written;
+      // A group the target refused, or whose transform fails, is not known whole: nothing of it is deleted.
+      const refused = new Set(copied.refused);
+      const settled = groups.filter((k) => !refused.has(k));
+      if (settled.length > 0) {
+        const statement = deleteTargetGroupsSql(base.target, lineage, settled, await producedKeys(settled));
+        deleted += await inCopyTransaction(targetPool, base, async (c) => (await c.query(statement)).rowCount ?? 0);
+        await targetPool.query(
+          `UPDATE ferry.mismatches SET resolved_at = now() WHERE migration_id = $1 AND pass = $2 AND source_key = ANY($3::text[])`,
+          [migrationId, pass, settled],
+        );
+      }
+      heartbeat({ repaired, deleted, after });
+    }
+    const left = await targetPool.query<{ count: number }>(
+      `SELECT count(*)::int AS count FROM ferry.mismatches WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL`,
+      [migrationId, pass],
+    );
+    return { repaired, deleted, unresolved: left.rows[0]?.count ?? 0 };
   }
 
   return {
@@ -522,6 +594,9 @@ export function createVerifier(databases: Databases) {
         return new Set(present.rows.map((r) => r.key));
       };
 
+      const lineage = lineageColumn(plan);
+      if (lineage) return repairGroups(input, lineage, base, copyKeys);
+
       let repaired = 0;
       let deleted = 0;
       let after: string | null = null;
@@ -584,8 +659,8 @@ export function createVerifier(databases: Databases) {
         report.counts[row.category] = row.all;
         report.unresolved[row.category] = row.open;
       }
-      const examples = await targetPool.query<{ key: string; category: MismatchCategory; columns: string[]; resolved: boolean }>(
-        `SELECT key, category, columns, resolved_at IS NOT NULL AS resolved FROM ferry.mismatches
+      const examples = await targetPool.query<{ key: string; category: MismatchCategory; columns: string[]; resolved: boolean; source_key: string | null }>(
+        `SELECT key, category, columns, resolved_at IS NOT NULL AS resolved, source_key FROM ferry.mismatches
           WHERE migration_id = $1 AND pass = $2 ORDER BY resolved_at IS NOT NULL, key LIMIT $3`,
         [migrationId, pass, input.limit ?? MAX_EXAMPLES],
       );
@@ -593,7 +668,8 @@ export function createVerifier(databases: Databases) {
       if (!input.showValues || report.examples.length === 0) return report;
 
       const v = await verificationOf(plan, null);
-      const keys = report.examples.map((e) => e.key);
+      // With a lineage column both sides are read by the examples' source keys, then matched by key.
+      const keys = v.shape.lineage ? [...new Set(examples.rows.flatMap((r) => (r.source_key === null ? [] : [r.source_key])))] : report.examples.map((e) => e.key);
       const sourceQuery = rowsSql('source', v.shape, { keys }, 'text');
       const [sourceRows, targetRowsRead] = await Promise.all([
         v.moduleRows
@@ -601,7 +677,7 @@ export function createVerifier(databases: Databases) {
           : databases
               .pool(plan.source.connection)
               .query<unknown[]>({ ...sourceQuery, rowMode: 'array' })
-              .then((r) => rowHashesOf(r.rows)),
+              .then((r) => rowHashesOf(r.rows, v.shape)),
         targetRows(targetPool, v.shape, { keys }, 'text', Math.max(MIN_PAGE_ROWS, keys.length + 1)),
       ]);
       const names = columnNames(v);
@@ -636,7 +712,8 @@ async function ensureMismatchesTable(pool: pg.Pool): Promise<void> {
  * and transformed in the worker, then parsed with the target's column types on the target
  * database (which writes nothing) and made canonical by the same expressions as the target's
  * rows. A row whose transform throws is not expected in the target: the copier records it as a
- * failed row instead.
+ * failed row instead. Each row carries the source key it came from, and must be traceable to it
+ * (see rowsOfSourceKey): a transform that breaks that cannot be verified and fails the call.
  */
 async function moduleSourceRows(
   sourcePool: pg.Pool,
@@ -645,35 +722,94 @@ async function moduleSourceRows(
   kinds: ColumnKinds,
   transform: RowTransform,
   selection: Selection,
+  modulePath: string,
 ): Promise<RowHashes[]> {
   const names = shape.types.map((c) => c.name);
   const encoded: (string | null)[][] = [];
-  for (const produced of await transformedSourceRows(sourcePool, shape, transform, selection)) {
+  const sourceKeys: string[] = [];
+  for (const { key, rows } of await transformedSourceRows(sourcePool, shape, transform, selection)) {
     try {
-      encoded.push(...produced.map((row) => encodeRow(row, names, kinds)));
+      const lines = rows.map((row) => encodeRow(row, names, kinds));
+      encoded.push(...lines);
+      sourceKeys.push(...lines.map(() => key));
     } catch {
       // A value with no database form: the copier records the source row as failed.
     }
   }
-  return canonicalize(targetPool, shape, encoded);
+  const canonical = await canonicalize(targetPool, shape, encoded);
+  const traced: RowHashes[] = [];
+  const checkTrace = rowsOfSourceKey(shape, modulePath);
+  canonical.forEach((row, i) => {
+    if (!row) return;
+    checkTrace(row, sourceKeys[i]!);
+    traced.push(shape.lineage ? { ...row, lineage: sourceKeys[i]! } : row);
+  });
+  return traced;
+}
+
+/** Key types whose text a transform's value and the source key's text share, so they can be compared as text. */
+const TEXT_COMPARABLE_KEYS = new Set(['int2', 'int4', 'int8', 'text', 'varchar', 'bpchar', 'uuid']);
+
+/**
+ * A check that each row a module transform makes can be traced to the source row it came from:
+ * by its lineage column (which must hold that source key), or, without one, by its key (which
+ * must be the source key: one target row per source row). Verification compares target rows
+ * with source rows by that trace, so a transform that breaks it could only be verified wrongly.
+ */
+function rowsOfSourceKey(shape: VerifyShape, modulePath: string): (row: RowHashes, sourceKey: string) => void {
+  const column = shape.lineage ?? shape.target.key;
+  const index = shape.types.findIndex((c) => c.name === column);
+  const type = shape.types[index];
+  const comparable = !!type && TEXT_COMPARABLE_KEYS.has(type.base);
+  const seen = new Set<string>();
+  return (row, sourceKey) => {
+    if (!comparable) return;
+    const traced = shape.lineage ? row.columns[index] : row.key;
+    if (traced !== sourceKey && !(type!.base === 'uuid' && traced?.toLowerCase() === sourceKey.toLowerCase())) {
+      throw ApplicationFailure.nonRetryable(
+        shape.lineage
+          ? `transform module ${modulePath} made a row whose "${column}" (target.sourceKey) is ${traced === null ? 'NULL' : `"${traced}"`} ` +
+              `from source key "${sourceKey}"; it must hold the source key the row came from`
+          : `transform module ${modulePath} made a row with key "${row.key}" from source key "${sourceKey}": verification compares each ` +
+              `target row with the source row of the same key; when target rows are not one per source key, set target.sourceKey ` +
+              `to the target column that holds the source key each row came from`,
+        'VerificationImpossible',
+      );
+    }
+    if (shape.lineage) return;
+    if (seen.has(sourceKey)) {
+      throw ApplicationFailure.nonRetryable(
+        `transform module ${modulePath} made more than one row from source key "${sourceKey}": verification compares each target ` +
+          `row with the source row of the same key; set target.sourceKey to the target column that holds the source key each row came from`,
+        'VerificationImpossible',
+      );
+    }
+    seen.add(sourceKey);
+  };
 }
 
 /**
- * The target rows a module transform makes of each source row of a selection, in key order.
- * A source row whose transform throws is left out: the copier records it as a failed row.
+ * The target rows a module transform makes of each source row of a selection, in key order, with
+ * the source key. A source row whose transform throws is left out: the copier records it as a
+ * failed row.
  */
-async function transformedSourceRows(sourcePool: pg.Pool, shape: VerifyShape, transform: RowTransform, selection: Selection): Promise<TargetRow[][]> {
+async function transformedSourceRows(
+  sourcePool: pg.Pool,
+  shape: VerifyShape,
+  transform: RowTransform,
+  selection: Selection,
+): Promise<{ key: string; rows: TargetRow[] }[]> {
   const filter = and(shape.sourceFilter, selection.keys ? sourceKeysCondition(shape.source.key, selection.keys) : null);
   const select = rangeRowsSql({ source: shape.source, filter }, selection.range ?? wholeKeySpace);
   const result = await sourcePool.query<unknown[]>({ text: select.text, values: select.values, rowMode: 'array', types: sourceRowTypes });
   const fieldNames = result.fields.slice(1).map((f) => f.name);
-  const produced: TargetRow[][] = [];
+  const produced: { key: string; rows: TargetRow[] }[] = [];
   for (const values of result.rows) {
     try {
       let output = transform(sourceRowOf(fieldNames, values));
       if (isThenable(output)) output = await output;
       if (output === null || output === undefined) continue;
-      produced.push(Array.isArray(output) ? output : [output]);
+      produced.push({ key: String(values[0]), rows: Array.isArray(output) ? output : [output] });
     } catch {
       continue;
     }
@@ -692,17 +828,19 @@ function encodeRow(row: TargetRow, names: string[], kinds: ColumnKinds): (string
   return names.map((name) => postgresInputText(row[name], name, kinds[name]));
 }
 
-/** Canonical texts of encoded rows; a row whose value the target's type refuses is left out, as the copier leaves it out. */
-async function canonicalize(pool: pg.Pool, shape: VerifyShape, rows: (string | null)[][]): Promise<RowHashes[]> {
+/**
+ * Canonical texts of encoded rows, one for each (in order); null for a row whose value the
+ * target's type refuses, which the copier leaves out too.
+ */
+async function canonicalize(pool: pg.Pool, shape: VerifyShape, rows: (string | null)[][]): Promise<(RowHashes | null)[]> {
   if (rows.length === 0) return [];
   const query = canonicalizeValuesSql(shape, shape.types.map((_, i) => rows.map((row) => row[i] ?? null)));
   try {
+    // unnest yields the rows in the order of the arrays, and nothing in the query reorders them.
     return rowHashesOf((await pool.query<unknown[]>({ ...query, rowMode: 'array' })).rows);
   } catch (error) {
-    if (!(error instanceof pg.DatabaseError) || !error.code?.startsWith('22') || rows.length === 1) {
-      if (rows.length === 1 && error instanceof pg.DatabaseError && error.code?.startsWith('22')) return [];
-      throw error;
-    }
+    if (!(error instanceof pg.DatabaseError) || !error.code?.startsWith('22')) throw error;
+    if (rows.length === 1) return [null];
     const each = await Promise.all(rows.map((row) => canonicalize(pool, shape, [row])));
     return each.flat();
   }
