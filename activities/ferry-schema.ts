@@ -42,8 +42,9 @@ const SCHEMA_SQL = `
     resolved_at timestamptz,
     PRIMARY KEY (migration_id, pass, key)
   );
-  -- With a lineage column (target.sourceKey): the source key whose group of target rows differs.
-  ALTER TABLE ferry.mismatches ADD COLUMN IF NOT EXISTS source_key text;
+  -- With a lineage column (target.sourceKey): the source keys whose groups of target rows differ
+  -- at this key (two, when a row moved from one source key to another).
+  ALTER TABLE ferry.mismatches ADD COLUMN IF NOT EXISTS source_keys text[];
   COMMENT ON TABLE ferry.mismatches IS
     'Keys a verification pass found different between source and target (never the values); a repair resolves them.';
 
@@ -158,12 +159,22 @@ export interface Mismatch {
 /** Records (or re-records, unresolved again) mismatches of one verification pass; keys and names only. */
 export async function recordMismatches(pool: pg.Pool, migrationId: string, pass: number, mismatches: Mismatch[]): Promise<void> {
   if (mismatches.length === 0) return;
+  // One record a key: a key found twice (under two source keys) keeps both source keys.
+  const byKey = new Map<string, Mismatch & { sourceKeys: string[] | null }>();
+  for (const m of mismatches) {
+    const known = byKey.get(m.key);
+    const sourceKeys = m.sourceKey == null ? null : [m.sourceKey];
+    if (!known) byKey.set(m.key, { ...m, sourceKeys });
+    else if (sourceKeys) known.sourceKeys = [...new Set([...(known.sourceKeys ?? []), ...sourceKeys])];
+  }
   await pool.query(
-    `INSERT INTO ferry.mismatches AS m (migration_id, pass, key, category, columns, source_key)
-     SELECT $1, $2, r.key, r.category, r.columns, r."sourceKey"
-       FROM jsonb_to_recordset($3::jsonb) AS r(key text, category text, columns text[], "sourceKey" text)
+    `INSERT INTO ferry.mismatches AS m (migration_id, pass, key, category, columns, source_keys)
+     SELECT $1, $2, r.key, r.category, r.columns, r."sourceKeys"
+       FROM jsonb_to_recordset($3::jsonb) AS r(key text, category text, columns text[], "sourceKeys" text[])
      ON CONFLICT (migration_id, pass, key) DO UPDATE
-       SET category = EXCLUDED.category, columns = EXCLUDED.columns, source_key = EXCLUDED.source_key, detected_at = now(), resolved_at = NULL`,
-    [migrationId, pass, JSON.stringify(mismatches)],
+       SET category = EXCLUDED.category, columns = EXCLUDED.columns, detected_at = now(), resolved_at = NULL,
+           source_keys = CASE WHEN m.source_keys IS NULL OR EXCLUDED.source_keys IS NULL THEN EXCLUDED.source_keys
+                              ELSE ARRAY(SELECT DISTINCT k FROM unnest(m.source_keys || EXCLUDED.source_keys) AS k ORDER BY k) END`,
+    [migrationId, pass, JSON.stringify([...byKey.values()])],
   );
 }

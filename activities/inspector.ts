@@ -4,11 +4,11 @@
  */
 import type pg from 'pg';
 import type { Inspection, TableInspection, TransformSample } from '../lib/inspection';
-import type { Plan } from '../lib/plan';
+import { lineageColumn, type Plan } from '../lib/plan';
 import type { Databases } from './connections';
 import { asText, withClient } from './connections';
 import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from './copy-statements';
-import { loadTransform, sourceRowTypes } from './module-transform';
+import { loadTransform, sourceRowTypes, type TargetRow } from './module-transform';
 import { displayName, qualifiedName, quoteIdent, type TableName } from './sql';
 
 const SAMPLE_ROWS = 5;
@@ -103,18 +103,51 @@ function displayValue(value: unknown): string | null {
   return String(value);
 }
 
+/**
+ * What in a module transform's sample breaks the trace verification follows from target row to
+ * source row: without a lineage column, one row per source row with the source key as its key;
+ * with one, that column holding the source key.
+ */
+function traceProblem(plan: Plan, spec: CopySpec, sourceKey: string, rows: TargetRow[]): string | null {
+  const lineage = lineageColumn(plan);
+  const column = lineage ?? spec.target.key;
+  const advice = `set target.sourceKey to the target column that holds the source key each row came from`;
+  if (!lineage && rows.length > 1) {
+    return `transform made ${rows.length} rows from source key "${sourceKey}": verification compares each target row with the source row of the same key; ${advice}`;
+  }
+  const wrong = rows.find((row) => displayValue((row as Record<string, unknown>)?.[column]) !== sourceKey);
+  if (!wrong) return null;
+  const found = displayValue((wrong as Record<string, unknown>)?.[column]);
+  return lineage
+    ? `transform made a row whose "${column}" (target.sourceKey) is ${found === null ? 'NULL' : `"${found}"`} from source key "${sourceKey}"; it must hold the source key the row came from`
+    : `transform made a row with key ${found === null ? 'NULL' : `"${found}"`} from source key "${sourceKey}": verification compares each target row with the source row of the same key; ${advice}`;
+}
+
 /** The module transform run on a few source rows: each output row is shown under its source key. */
-async function sampleModuleTransform(pool: pg.Pool, spec: CopySpec, modulePath: string, showValues: boolean): Promise<TransformSample> {
+async function sampleModuleTransform(
+  pool: pg.Pool,
+  plan: Plan,
+  spec: CopySpec,
+  modulePath: string,
+  showValues: boolean,
+  problems: string[],
+): Promise<TransformSample> {
   const transform = await loadTransform(modulePath);
   const { text, values } = rangeRowsSql(spec, { after: null, upTo: null }, SAMPLE_ROWS);
   const result = await pool.query<unknown[]>({ text, values, rowMode: 'array', types: sourceRowTypes });
   const names = result.fields.slice(1).map((f) => f.name);
   const columns = Object.keys(spec.columns);
   const rows: (string | null)[][] = [];
+  let reported = false;
   for (const values of result.rows) {
     const key = String(values[0]);
     const output = await transform(Object.fromEntries(names.map((name, i) => [name, values[i + 1]])));
-    for (const row of output === null ? [] : Array.isArray(output) ? output : [output]) {
+    const produced = output === null ? [] : Array.isArray(output) ? output : [output];
+    const untraceable = plan.verify.enabled ? traceProblem(plan, spec, key, produced) : null;
+    // One example is enough: the rest of the sample breaks the trace the same way.
+    if (untraceable && !reported) problems.push(untraceable);
+    reported ||= untraceable !== null;
+    for (const row of produced) {
       const shown = columns.map((column) => displayValue((row as Record<string, unknown>)[column]));
       rows.push([key, ...(showValues ? shown : shown.map(redact))]);
     }
@@ -194,7 +227,7 @@ export function createInspector(databases: Databases) {
       if (problems.length === 0) {
         try {
           sample = plan.transform.module
-            ? await sampleModuleTransform(sourcePool, spec, plan.transform.module, showSampleValues)
+            ? await sampleModuleTransform(sourcePool, plan, spec, plan.transform.module, showSampleValues, problems)
             : await sampleTransform(sourcePool, spec, showSampleValues);
         } catch (error) {
           problems.push(`transform does not run on ${source.name}: ${(error as Error).message}`);

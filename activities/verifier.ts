@@ -485,11 +485,12 @@ export function createVerifier(databases: Databases) {
     let repaired = 0;
     let deleted = 0;
     let after: string | null = null;
+    const refused: string[] = [];
     for (;;) {
       const batch: pg.QueryResult<{ source_key: string }> = await targetPool.query(
-        `SELECT DISTINCT source_key FROM ferry.mismatches
-          WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL AND source_key IS NOT NULL AND ($3::text IS NULL OR source_key > $3)
-          ORDER BY source_key LIMIT $4`,
+        `SELECT DISTINCT k AS source_key FROM ferry.mismatches, unnest(source_keys) AS k
+          WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL AND ($3::text IS NULL OR k > $3)
+          ORDER BY k LIMIT $4`,
         [migrationId, pass, after, REPAIR_BATCH],
       );
       if (batch.rows.length === 0) break;
@@ -498,18 +499,20 @@ export function createVerifier(databases: Databases) {
       const copied = await copyKeys(groups);
       repaired += copied.written;
       // A group the target refused, or whose transform fails, is not known whole: nothing of it is deleted.
-      const refused = new Set(copied.refused);
-      const settled = groups.filter((k) => !refused.has(k));
+      refused.push(...copied.refused);
+      const settled = groups.filter((k) => !copied.refused.includes(k));
       if (settled.length > 0) {
         const statement = deleteTargetGroupsSql(base.target, lineage, settled, await producedKeys(settled));
         deleted += await inCopyTransaction(targetPool, base, async (c) => (await c.query(statement)).rowCount ?? 0);
-        await targetPool.query(
-          `UPDATE ferry.mismatches SET resolved_at = now() WHERE migration_id = $1 AND pass = $2 AND source_key = ANY($3::text[])`,
-          [migrationId, pass, settled],
-        );
       }
       heartbeat({ repaired, deleted, after });
     }
+    // Resolved: each difference whose every group was rewritten. One with no source key stays.
+    await targetPool.query(
+      `UPDATE ferry.mismatches SET resolved_at = now()
+        WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL AND cardinality(source_keys) > 0 AND NOT (source_keys && $3::text[])`,
+      [migrationId, pass, refused],
+    );
     const left = await targetPool.query<{ count: number }>(
       `SELECT count(*)::int AS count FROM ferry.mismatches WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL`,
       [migrationId, pass],
@@ -659,8 +662,8 @@ export function createVerifier(databases: Databases) {
         report.counts[row.category] = row.all;
         report.unresolved[row.category] = row.open;
       }
-      const examples = await targetPool.query<{ key: string; category: MismatchCategory; columns: string[]; resolved: boolean; source_key: string | null }>(
-        `SELECT key, category, columns, resolved_at IS NOT NULL AS resolved, source_key FROM ferry.mismatches
+      const examples = await targetPool.query<{ key: string; category: MismatchCategory; columns: string[]; resolved: boolean; source_keys: string[] | null }>(
+        `SELECT key, category, columns, resolved_at IS NOT NULL AS resolved, source_keys FROM ferry.mismatches
           WHERE migration_id = $1 AND pass = $2 ORDER BY resolved_at IS NOT NULL, key LIMIT $3`,
         [migrationId, pass, input.limit ?? MAX_EXAMPLES],
       );
@@ -669,7 +672,7 @@ export function createVerifier(databases: Databases) {
 
       const v = await verificationOf(plan, null);
       // With a lineage column both sides are read by the examples' source keys, then matched by key.
-      const keys = v.shape.lineage ? [...new Set(examples.rows.flatMap((r) => (r.source_key === null ? [] : [r.source_key])))] : report.examples.map((e) => e.key);
+      const keys = v.shape.lineage ? [...new Set(examples.rows.flatMap((r) => r.source_keys ?? []))] : report.examples.map((e) => e.key);
       const sourceQuery = rowsSql('source', v.shape, { keys }, 'text');
       const [sourceRows, targetRowsRead] = await Promise.all([
         v.moduleRows
