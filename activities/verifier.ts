@@ -14,6 +14,7 @@ import { lineageColumn, lineageProblem, targetColumns, type Plan } from '../lib/
 import { inCopyTransaction, writeBatch } from './batch-writer';
 import { withClient, type Databases } from './connections';
 import { copyOutSql, copySpecOf, copyWithinDatabaseSql, nextBatchBoundSql, rangeRowsSql, type CopySpec } from './copy-statements';
+import { createCoverageCheck } from './coverage';
 import { installFerrySchema, recordMismatches, type Mismatch, type MismatchCategory } from './ferry-schema';
 import {
   copyRangeThroughModule,
@@ -520,7 +521,16 @@ export function createVerifier(databases: Databases) {
     return { repaired, deleted, unresolved: left.rows[0]?.count ?? 0 };
   }
 
+  const coverage = createCoverageCheck(databases, {
+    shapeOf: async (plan, samplePercent, migrationId) => (await verificationOf(plan, null, samplePercent, migrationId)).shape,
+    bothSides: async (plan, keys, samplePercent, migrationId) => {
+      const v = await verificationOf(plan, null, samplePercent, migrationId);
+      return bothSides(plan, v, { keys }, { keys }, Math.max(MIN_PAGE_ROWS, keys.length + 1));
+    },
+  });
+
   return {
+    ...coverage,
     /**
      * Verifies chunks of a shard from the cursor on until the shard is done or about
      * `maxSeconds` have passed, recording every mismatch in ferry.mismatches on the target.
