@@ -164,6 +164,8 @@ describe('verification by lineage (one-to-many)', () => {
     expect(first.mismatches).toEqual({ missing: 2, extra: 6, value: 1 });
 
     const verifier = createVerifier(databases);
+    const shown = await run(verifier.mismatchReport, { migrationId: 'lineage-1', plan, showValues: true, limit: 50 });
+    expect(shown.examples.find((e) => e.category === 'value')!.values).toEqual({ plan: { source: 'enterprise', target: 'pro' } });
     const repair = await run(verifier.repairMismatches, { migrationId: 'lineage-1', plan, pass: 1 });
     expect(repair.unresolved).toBe(0);
     // 5/1, 11/1..3 and the stray are gone; 13/1 now belongs to 350; nothing else was deleted.
@@ -176,5 +178,35 @@ describe('verification by lineage (one-to-many)', () => {
     await sql(targetUrl, `DELETE FROM subs WHERE id = md5('orphan')::uuid`);
     const repaired = await equal('subs');
     expect(repaired.target).toEqual(repaired.source);
+  });
+
+  it('verifies a SQL transform with a renamed key by its lineage column, and repairs by group', async () => {
+    await sql(sourceUrl, `
+      CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL);
+      INSERT INTO users SELECT i, 'user ' || i FROM generate_series(1, 500) AS i;`);
+    await sql(targetUrl, `
+      CREATE TABLE accounts (code text PRIMARY KEY, user_id bigint NOT NULL, name text NOT NULL);
+      INSERT INTO accounts SELECT 'u' || i, i, 'user ' || i FROM generate_series(1, 500) AS i;`);
+    const plan = validatePlan({
+      name: 'lineage-sql',
+      source: { connection: 'SRC', table: 'users', key: 'id' },
+      target: { connection: 'TGT', table: 'accounts', key: 'code', sourceKey: 'user_id' },
+      transform: { sql: { code: "'u' || id", user_id: 'id', name: 'name' } },
+    });
+    const clean = await verifyAll(plan, 'lineage-sql-0', 1);
+    expect(clean.found).toEqual([]);
+    expect(clean.rowsChecked).toBe(500);
+    await sql(sourceUrl, `DELETE FROM users WHERE id = 5; UPDATE users SET name = 'renamed' WHERE id = 7;`);
+    await sql(targetUrl, `DELETE FROM accounts WHERE code = 'u9'`);
+    const first = await verifyAll(plan, 'lineage-sql-1', 1);
+    expect(first.found.map((m) => `${m.key} ${m.category} ${m.sourceKeys.join(',')}`)).toEqual(['u5 extra 5', 'u7 value 7', 'u9 missing 9']);
+    const repair = await run(createVerifier(databases).repairMismatches, { migrationId: 'lineage-sql-1', plan, pass: 1 });
+    expect(repair).toEqual({ repaired: 2, deleted: 1, unresolved: 0 });
+    expect((await verifyAll(plan, 'lineage-sql-1', 2)).found).toEqual([]);
+    const [source, target] = await Promise.all([
+      sql(sourceUrl, `SELECT md5(ROW('u' || id, id, name)::text) AS h FROM users ORDER BY 1`),
+      sql(targetUrl, `SELECT md5(ROW(code, user_id, name)::text) AS h FROM accounts ORDER BY 1`),
+    ]);
+    expect(target).toEqual(source);
   });
 });
