@@ -164,10 +164,15 @@ describe('verification by lineage (one-to-many)', () => {
     expect(first.mismatches).toEqual({ missing: 2, extra: 6, value: 1 });
 
     const verifier = createVerifier(databases);
+    // The final check of the pass finds the row with no source key; nothing can say where it belongs.
+    const coverage = await run(verifier.verifyCoverage, {
+      migrationId: 'lineage-1', plan, shards: [{ range: wholeKeySpace, partitionValue: null }], pass: 1, chunkSize: 50, inFlightDelayMs: 10,
+    });
+    expect(coverage.examples).toEqual([{ key: await id('orphan'), category: 'extra', columns: [], sourceKey: null }]);
     const shown = await run(verifier.mismatchReport, { migrationId: 'lineage-1', plan, showValues: true, limit: 50 });
     expect(shown.examples.find((e) => e.category === 'value')!.values).toEqual({ plan: { source: 'enterprise', target: 'pro' } });
     const repair = await run(verifier.repairMismatches, { migrationId: 'lineage-1', plan, pass: 1 });
-    expect(repair.unresolved).toBe(0);
+    expect(repair.unresolved).toBe(1); // the orphan
     // 5/1, 11/1..3 and the stray are gone; 13/1 now belongs to 350; nothing else was deleted.
     expect(repair.deleted).toBe(5);
 
