@@ -7,7 +7,7 @@
  * value or by a `where` cannot see. Rows with a NULL key can be neither reached nor compared:
  * they make the pass unclean.
  */
-import { heartbeat, sleep } from '@temporalio/activity';
+import { CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import type pg from 'pg';
 import { coverageOf, type ShardSpec } from '../lib/key-range';
 import type { Plan } from '../lib/plan';
@@ -133,6 +133,7 @@ export function createCoverageCheck(databases: Databases, comparison: Comparison
         const keys = page.rows.map((r) => r.key);
         after = keys[keys.length - 1]!;
         await record(await settledDifferences(keys));
+        heartbeat({ unreachedAfter: after });
       }
 
       // Target: rows whose source key the source does not hold at all. A shard by key range sees
@@ -148,6 +149,8 @@ export function createCoverageCheck(databases: Databases, comparison: Comparison
         if (page.rows.length === 0) break;
         after = page.rows[page.rows.length - 1]!.key;
         result.targetRowsChecked += page.rows.length;
+        heartbeat({ targetRowsChecked: result.targetRowsChecked });
+        if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('verification cancelled');
         const orphans = await untracedRows(page.rows);
         if (orphans.length > 0) {
           // A row the application deletes from both sides may be caught between the two reads.
