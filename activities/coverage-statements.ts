@@ -23,11 +23,18 @@ function rangeSql(keySql: string, range: KeyRange): string {
  */
 export function reachedBySql(shards: readonly ShardSpec[], keySql: string, partitionSql: string | null): string {
   if (shards.length === 0) return 'false';
-  const alternatives = coverageOf(shards).map(({ partitionValue, ranges }) => {
+  const alternatives: string[] = [];
+  // Partitions copied whole (the usual case) share one list, which Postgres looks up by hash.
+  const whole: string[] = [];
+  for (const { partitionValue, ranges } of coverageOf(shards)) {
+    if (partitionValue !== null && partitionSql !== null && ranges.length === 1 && ranges[0]!.after === null && ranges[0]!.upTo === null) {
+      whole.push(partitionValue);
+      continue;
+    }
     const inRanges = ranges.map((r) => `(${rangeSql(keySql, r)})`).join(' OR ');
-    if (partitionValue === null || partitionSql === null) return `(${inRanges})`;
-    return `((${partitionSql})::text = ${quoteLiteral(partitionValue)} AND (${inRanges}))`;
-  });
+    alternatives.push(partitionValue === null || partitionSql === null ? `(${inRanges})` : `((${partitionSql})::text = ${quoteLiteral(partitionValue)} AND (${inRanges}))`);
+  }
+  if (whole.length > 0) alternatives.unshift(`((${partitionSql})::text IN (${whole.map(quoteLiteral).join(', ')}) AND ${keySql} IS NOT NULL)`);
   return alternatives.join(' OR ');
 }
 
