@@ -214,4 +214,37 @@ describe('verification by lineage (one-to-many)', () => {
     ]);
     expect(target).toEqual(source);
   });
+
+  it('with partition shards: the subscriptions of a deleted customer are found by the final check and deleted by group', async () => {
+    await sql(sourceUrl, `ALTER TABLE customers ADD COLUMN region text; UPDATE customers SET region = 'r' || (id % 2); ALTER TABLE customers ALTER region SET NOT NULL;`);
+    const plan = planFor('subs', { shards: { partitionColumn: 'region' } });
+    const shards = ['r0', 'r1'].map((partitionValue) => ({ range: wholeKeySpace, partitionValue }));
+    const verifier = createVerifier(databases);
+    const check = async (migrationId: string, pass: number) => {
+      const found: string[] = [];
+      for (const shard of shards) {
+        for (let cursor: string | null = null; ; ) {
+          const result: VerifyShardResult = await run(verifier.verifyShard, { migrationId, plan, shard, cursor, chunkSize: 50, pass, inFlightDelayMs: 10 });
+          found.push(...result.examples.map((m) => `${m.key} ${m.category} ${m.sourceKey}`));
+          cursor = result.cursor;
+          if (result.done) break;
+        }
+      }
+      const coverage = await run(verifier.verifyCoverage, { migrationId, plan, shards, pass, chunkSize: 50, inFlightDelayMs: 10 });
+      found.push(...coverage.examples.map((m) => `${m.key} ${m.category} ${m.sourceKey}`));
+      return { found: found.sort(), coverage };
+    };
+    expect((await check('lineage-part', 1)).found).toEqual([]);
+    // Customer 22 (two subscriptions) is deleted; 26's region changes, which moves it to the other shard.
+    await sql(sourceUrl, `DELETE FROM customers WHERE id = 22; UPDATE customers SET region = 'r1' WHERE id = 26;`);
+    const { found, coverage } = await check('lineage-part', 2);
+    const id = async (text: string) => (await sqlRow(targetUrl, `SELECT md5($1)::uuid::text AS id`, [text])).id as string;
+    expect(found).toEqual([`${await id('22/1')} extra 22`, `${await id('22/2')} extra 22`].sort());
+    expect(coverage.targetRowsChecked).toBe(Number((await sqlRow(targetUrl, 'SELECT count(*) AS n FROM subs')).n));
+    const repair = await run(verifier.repairMismatches, { migrationId: 'lineage-part', plan, pass: 2 });
+    expect(repair).toMatchObject({ deleted: 2, unresolved: 0 });
+    expect((await check('lineage-part', 3)).found).toEqual([]);
+    const after = await equal('subs');
+    expect(after.target).toEqual(after.source);
+  });
 });
