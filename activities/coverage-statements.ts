@@ -73,13 +73,18 @@ export function targetPageSql(
   const key = `${TARGET_ALIAS}.${quoteIdent(target.key)}`;
   const source = `${TARGET_ALIAS}.${quoteIdent(lineage ?? target.key)}`;
   const values: unknown[] = [];
-  const where = [...(condition ? [`(${condition})`] : []), ...(after === null ? [] : [`${key} > $${values.push(after)}`])];
+  const where = [`${key} IS NOT NULL`, ...(condition ? [`(${condition})`] : []), ...(after === null ? [] : [`${key} > $${values.push(after)}`])];
   return {
     text:
       `SELECT ${key}::text AS key, ${source}::text AS source_key FROM ${qualifiedName(target)} AS ${TARGET_ALIAS}` +
-      `${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${key} LIMIT $${values.push(limit)}`,
+      ` WHERE ${where.join(' AND ')} ORDER BY ${key} LIMIT $${values.push(limit)}`,
     values,
   };
+}
+
+/** How many target rows have a NULL key: no mismatch can name them. */
+export function nullTargetKeysSql(target: KeyedTable): string {
+  return `SELECT count(*)::text AS rows FROM ${qualifiedName(target)} AS ${TARGET_ALIAS} WHERE ${TARGET_ALIAS}.${quoteIdent(target.key)} IS NULL`;
 }
 
 /** Of a list of source keys, those the source holds at all (whatever the scope), as text. */

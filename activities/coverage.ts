@@ -12,7 +12,7 @@ import type pg from 'pg';
 import { coverageOf, type ShardSpec } from '../lib/key-range';
 import type { Plan } from '../lib/plan';
 import type { Databases } from './connections';
-import { reachedBySql, scopeCountSql, sourceKeysHeldSql, targetKeysHeldSql, targetPageSql, unreachedKeysSql } from './coverage-statements';
+import { nullTargetKeysSql, reachedBySql, scopeCountSql, sourceKeysHeldSql, targetKeysHeldSql, targetPageSql, unreachedKeysSql } from './coverage-statements';
 import { recordMismatches, type Mismatch } from './ferry-schema';
 import { qualifiedName, quoteIdent, SOURCE_ALIAS } from './sql';
 import { diffRows, TARGET_ALIAS, type RowHashes, type VerifyShape } from './verify-statements';
@@ -144,6 +144,15 @@ export function createCoverageCheck(databases: Databases, comparison: Comparison
       const rowDependent = !!plan.subset?.where || !!plan.shards.partitionColumn;
       const outside = rowDependent ? null : everyRowReached ? `${selectedBy} IS NULL` : `NOT (${reachedBySql(input.shards, selectedBy, null)})`;
       const condition = and(shape.targetFilter, outside);
+      const nullTargetKeys = Number((await targetPool.query<{ rows: string }>(nullTargetKeysSql(shape.target))).rows[0]?.rows ?? 0);
+      if (nullTargetKeys > 0) {
+        result.problem = [
+          result.problem,
+          `${nullTargetKeys} target rows have a NULL key "${shape.target.key}": no source row can match them; delete them or give them their keys`,
+        ]
+          .filter(Boolean)
+          .join('; ');
+      }
       for (let after: string | null = null; ; ) {
         const page: pg.QueryResult<TracedRow> = await targetPool.query(targetPageSql(shape.target, shape.lineage ?? null, condition, after, pageRows));
         if (page.rows.length === 0) break;

@@ -189,7 +189,7 @@ interface Verification {
   /**
    * The source filter depends on more than the key (a where clause, a partition): target rows
    * cannot be judged by it, so the target side reads the keys the source chunk holds, and rows
-   * only in the target (extra) are not looked for.
+   * only in the target (extra) are left to the final check of the pass (see coverage.ts).
    */
   rowDependent: boolean;
   /** Canonical texts of source rows as the transform makes them, for a module transform. */
