@@ -94,7 +94,7 @@ export function createCoverageCheck(databases: Databases, comparison: Comparison
       const delayMs = input.inFlightDelayMs ?? 2000;
       const columnNames = shape.types.map((c) => c.name);
       const result: CoverageResult = {
-        scopeRows: 0,
+        scopeRows: null,
         unreachedRows: 0,
         nullKeyRows: 0,
         targetRowsChecked: 0,
