@@ -42,6 +42,9 @@ const SCHEMA_SQL = `
     resolved_at timestamptz,
     PRIMARY KEY (migration_id, pass, key)
   );
+  -- With a lineage column (target.sourceKey): the source keys whose groups of target rows differ
+  -- at this key (two, when a row moved from one source key to another).
+  ALTER TABLE ferry.mismatches ADD COLUMN IF NOT EXISTS source_keys text[];
   COMMENT ON TABLE ferry.mismatches IS
     'Keys a verification pass found different between source and target; a repair, or a later pass that finds them equal, resolves them.';
   -- The differing values as a pass found them, before any repair: what ferry mismatches
@@ -175,17 +178,33 @@ export interface Mismatch {
   category: MismatchCategory;
   /** With `value`: the target columns that differ. Empty for missing and extra rows. */
   columns: string[];
+  /**
+   * With a lineage column (target.sourceKey): the source key the row belongs to, whose group a
+   * repair rewrites; null for a target row with no source key. Absent otherwise.
+   */
+  sourceKey?: string | null;
 }
 
 /** Records (or re-records, unresolved again) mismatches of one verification pass; keys and names only. */
 export async function recordMismatches(pool: pg.Pool, migrationId: string, pass: number, mismatches: Mismatch[]): Promise<void> {
   if (mismatches.length === 0) return;
+  // One record a key: a key found twice (under two source keys) keeps both source keys.
+  const byKey = new Map<string, Mismatch & { sourceKeys: string[] | null }>();
+  for (const m of mismatches) {
+    const known = byKey.get(m.key);
+    const sourceKeys = m.sourceKey == null ? null : [m.sourceKey];
+    if (!known) byKey.set(m.key, { ...m, sourceKeys });
+    else if (sourceKeys) known.sourceKeys = [...new Set([...(known.sourceKeys ?? []), ...sourceKeys])];
+  }
   await pool.query(
-    `INSERT INTO ferry.mismatches AS m (migration_id, pass, key, category, columns)
-     SELECT $1, $2, r.key, r.category, r.columns FROM jsonb_to_recordset($3::jsonb) AS r(key text, category text, columns text[])
+    `INSERT INTO ferry.mismatches AS m (migration_id, pass, key, category, columns, source_keys)
+     SELECT $1, $2, r.key, r.category, r.columns, r."sourceKeys"
+       FROM jsonb_to_recordset($3::jsonb) AS r(key text, category text, columns text[], "sourceKeys" text[])
      ON CONFLICT (migration_id, pass, key) DO UPDATE
-       SET category = EXCLUDED.category, columns = EXCLUDED.columns, detected_at = now(), resolved_at = NULL, found_values = NULL`,
-    [migrationId, pass, JSON.stringify(mismatches)],
+       SET category = EXCLUDED.category, columns = EXCLUDED.columns, detected_at = now(), resolved_at = NULL, found_values = NULL,
+           source_keys = CASE WHEN m.source_keys IS NULL OR EXCLUDED.source_keys IS NULL THEN EXCLUDED.source_keys
+                              ELSE ARRAY(SELECT DISTINCT k FROM unnest(m.source_keys || EXCLUDED.source_keys) AS k ORDER BY k) END`,
+    [migrationId, pass, JSON.stringify([...byKey.values()])],
   );
 }
 
