@@ -46,7 +46,7 @@ describe('SQL fragments from a plan', () => {
     try {
       validatePlan({
         ...basePlan,
-        transform: { sql: { id: 'id; DELETE FROM src' } },
+        transform: { sql: { id: 'id', label: 'label; DELETE FROM src' } },
         subset: { where: 'true /* x */' },
         backoff: { probe: { sql: 'SELECT 0; COMMIT', max: 1 } },
       });
@@ -54,6 +54,6 @@ describe('SQL fragments from a plan', () => {
       error = caught as InvalidPlanError;
     }
     expect(error).toBeInstanceOf(InvalidPlanError);
-    expect(error!.problems.map((p) => p.path).sort()).toEqual(['backoff.probe.sql', 'subset.where', 'transform.sql.id']);
+    expect(error!.problems.map((p) => p.path).sort()).toEqual(['backoff.probe.sql', 'subset.where', 'transform.sql.label']);
   });
 });
