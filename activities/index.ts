@@ -1,5 +1,6 @@
 /** Every activity a Ferry worker runs, bound to the worker's database connections. */
 import { createFerryMetrics, type FerryMetrics } from '../workers/metrics';
+import { createAuditLog } from './audit';
 import type { Databases } from './connections';
 import { createCopier } from './copier';
 import { installFerrySchema } from './ferry-schema';
@@ -24,6 +25,7 @@ export function createActivities({ databases, metrics = createFerryMetrics() }: 
     ...createFlagSetter(databases),
     ...createMigrationRegistry(databases),
     ...createVerifier(databases),
+    ...createAuditLog(databases),
     /** Installs Ferry's schema (tombstones, failed records) on the target. Safe to run twice. */
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
       await installFerrySchema(databases.pool(plan.target.connection));
