@@ -28,7 +28,8 @@ import { formatFailures, formatInspection, formatListing, formatMismatches, form
 import { migrationRecord, recordMarkdown } from './report';
 import { recordHtml } from './report-html';
 import { endedBadly, watchMigration } from './watch';
-import os from 'node:os';
+import { auditMarkdown, auditOf } from './audit-report';
+import { identityHelp, operatorIdentity, requestedBy } from './identity';
 import type { ThrottleChange } from '../lib/throttle';
 
 /** An error the CLI reports in one line, with the exit code scripts see. */
@@ -67,7 +68,7 @@ async function withClient<T>(settings: TemporalSettings, use: (client: Client) =
     );
   }
   try {
-    return await use(new Client({ connection, namespace: settings.namespace }));
+    return await use(new Client({ connection, namespace: settings.namespace, identity: operatorIdentity() }));
   } finally {
     await connection.close();
   }
@@ -89,6 +90,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--address <host:port>', 'Temporal frontend address (default: TEMPORAL_ADDRESS or localhost:7233)'))
     .addOption(new Option('--namespace <name>', 'Temporal namespace (default: TEMPORAL_NAMESPACE or default)'))
     .addOption(new Option('--task-queue <name>', 'task queue of the Ferry workers (default: FERRY_TASK_QUEUE or ferry)'))
+    .addHelpText('after', `\n${identityHelp}`)
     .showHelpAfterError()
     .exitOverride();
 
@@ -114,6 +116,7 @@ export function buildProgram(): Command {
           showSampleValues: options.showValues,
           migrationId: options.id,
           rerun: options.rerun,
+          startedBy: operatorIdentity(),
         });
         if (!options.execute) {
           console.log(`dry run ${handle.workflowId} (nothing is written)`);
@@ -161,7 +164,7 @@ export function buildProgram(): Command {
 
   const operatorOptions = (command: Command) =>
     command
-      .option('--by <name>', 'who is asking, for the record (default: your user name)', defaultOperator())
+      .option('--by <name>', byHelp)
       .option('--reason <text>', 'why, for the record');
 
   operatorOptions(
@@ -185,18 +188,18 @@ export function buildProgram(): Command {
       .command('pause')
       .description('Pause a migration: running batches finish, no new ones start. Taken even while no worker runs.')
       .argument('<migration-id>', 'the migration'),
-  ).action(async (migrationId: string, note: { by: string; reason?: string }, command: Command) => {
+  ).action(async (migrationId: string, note: { by?: string; reason?: string }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      await pauseMigration(client, migrationId, note);
+      await pauseMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
       console.log(`pause requested for ${migrationId}; \`ferry status ${migrationId}\` shows when it has taken effect`);
     });
   });
 
   operatorOptions(
     program.command('resume').description('Resume a paused migration.').argument('<migration-id>', 'the migration'),
-  ).action(async (migrationId: string, note: { by: string; reason?: string }, command: Command) => {
+  ).action(async (migrationId: string, note: { by?: string; reason?: string }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      await resumeMigration(client, migrationId, note);
+      await resumeMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
       console.log(`resume requested for ${migrationId}`);
     });
   });
@@ -224,9 +227,9 @@ export function buildProgram(): Command {
       .command('retry')
       .description('Copy the failed rows of a migration again, after fixing their cause.')
       .argument('<migration-id>', 'the migration'),
-  ).action(async (migrationId: string, note: { by: string; reason?: string }, command: Command) => {
+  ).action(async (migrationId: string, note: { by?: string; reason?: string }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      const outcome = await retryFailures(client, migrationId, note);
+      const outcome = await retryFailures(client, migrationId, { ...note, by: requestedBy(note.by) });
       console.log(`retried ${outcome.retried} rows: ${outcome.fixed} copied, ${outcome.stillFailing} still failing`);
       if (outcome.stillFailing > 0) process.exitCode = ExitCode.failed;
     });
@@ -237,13 +240,14 @@ export function buildProgram(): Command {
     .description('Approve the gate a migration waits at. Refused when that gate is not the one waiting, or verification is not clean (unless --force, which is recorded).')
     .argument('<migration-id>', 'the migration')
     .requiredOption('--gate <name>', 'the gate: cutover-reads, stop-old-writes or cleanup')
-    .requiredOption('--by <name>', 'who approves, for the record')
+    .option('--by <name>', byHelp)
     .option('--note <text>', 'what you checked')
     .option('--force', 'approve although verification is not clean (recorded)', false)
-    .action(async (migrationId: string, options: { gate: string; by: string; note?: string; force: boolean }, command: Command) => {
+    .action(async (migrationId: string, options: { gate: string; by?: string; note?: string; force: boolean }, command: Command) => {
+      const by = requestedBy(options.by);
       await withClient(settingsOf(command), async (client) => {
-        const outcome = await approveGate(client, migrationId, { gate: options.gate, by: options.by, note: options.note, force: options.force });
-        console.log(`gate ${outcome.gate} of ${migrationId} approved by ${options.by}${outcome.forced ? ' (forced past unclean verification; recorded)' : ''}`);
+        const outcome = await approveGate(client, migrationId, { gate: options.gate, by, note: options.note, force: options.force });
+        console.log(`gate ${outcome.gate} of ${migrationId} approved by ${by}${outcome.forced ? ' (forced past unclean verification; recorded)' : ''}`);
       });
     });
 
@@ -252,11 +256,11 @@ export function buildProgram(): Command {
     .description('Reject the gate a migration waits at: the migration aborts and rolls its flags back.')
     .argument('<migration-id>', 'the migration')
     .requiredOption('--gate <name>', 'the gate it waits at')
-    .requiredOption('--by <name>', 'who rejects, for the record')
+    .option('--by <name>', byHelp)
     .requiredOption('--reason <text>', 'why')
-    .action(async (migrationId: string, options: { gate: string; by: string; reason: string }, command: Command) => {
+    .action(async (migrationId: string, options: { gate: string; by?: string; reason: string }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        await rejectGate(client, migrationId, options);
+        await rejectGate(client, migrationId, { gate: options.gate, reason: options.reason, by: requestedBy(options.by) });
         console.log(`gate ${options.gate} of ${migrationId} rejected; the migration aborts (\`ferry status ${migrationId}\`)`);
       });
     });
@@ -266,31 +270,58 @@ export function buildProgram(): Command {
     .description('Abort a migration: stop copying, roll the flags back to the last state that loses no write, record why.')
     .argument('<migration-id>', 'the migration')
     .requiredOption('--reason <text>', 'why, for the record')
-    .option('--by <name>', 'who aborts (default: your user name)', defaultOperator())
-    .action(async (migrationId: string, options: { by: string; reason: string }, command: Command) => {
+    .option('--by <name>', byHelp)
+    .action(async (migrationId: string, options: { by?: string; reason: string }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        const record = await abortMigration(client, migrationId, options);
+        const record = await abortMigration(client, migrationId, { reason: options.reason, by: requestedBy(options.by) });
         console.log(`migration ${migrationId} aborted${record ? ` in phase ${record.phaseReached}: ${record.flagsNote}` : ''}`);
       });
     });
 
   program
     .command('report')
-    .description('The record of a migration (at the end, or at any time): phases, decisions, rows, verification, what is left to do by hand.')
+    .description(
+      'The record of a migration (at the end, or at any time): phases, decisions, rows, verification, what is left to do by hand. ' +
+        'Once Temporal no longer holds the run, --connection rebuilds its decisions and outcome from ferry.audit on the target.',
+    )
     .argument('<migration-id>', 'the migration')
     .option('--format <format>', 'markdown, json, or html (one self-contained page with charts)', 'markdown')
     .option('--out <file>', 'write it to a file instead of standard output')
-    .action(async (migrationId: string, options: { format: string; out?: string }, command: Command) => {
+    .option('--from-audit', "rebuild it from ferry.audit on the target instead of asking Temporal (needs --connection)", false)
+    .option('--connection <env-name>', "the environment variable holding the target database's URL (the plan's target.connection), to read ferry.audit")
+    .action(async (migrationId: string, options: { format: string; out?: string; fromAudit: boolean; connection?: string }, command: Command) => {
       if (!['markdown', 'json', 'html'].includes(options.format)) throw new CliError(`--format must be markdown, json or html, not "${options.format}"`, ExitCode.badInput);
-      await withClient(settingsOf(command), async (client) => {
-        const report = await migrationReport(client, migrationId);
-        if (!report.status) throw new CliError(`migration ${migrationId} ${report.runState} before it could report: ${report.failure}`, ExitCode.failed);
-        const record = migrationRecord(report.status);
-        const text = options.format === 'json' ? `${JSON.stringify(record, null, 2)}\n` : options.format === 'html' ? recordHtml(record) : recordMarkdown(record);
+      if (options.fromAudit && !options.connection) throw new CliError('--from-audit needs --connection NAME: the environment variable with the target database URL', ExitCode.badInput);
+      const output = (text: string) => {
         if (options.out) {
           writeFileSync(options.out, text);
           console.log(`wrote ${options.out}`);
         } else process.stdout.write(text);
+      };
+      const fromAudit = async () => {
+        if (options.format === 'html') throw new CliError('a report rebuilt from ferry.audit comes as markdown or json, not html', ExitCode.badInput);
+        let audit;
+        try {
+          audit = await auditOf(options.connection!, migrationId);
+        } catch (error) {
+          throw new CliError(`cannot read ferry.audit: ${(error as Error).message}`, ExitCode.badInput);
+        }
+        if (!audit) throw new CliError(`ferry.audit on the target holds nothing for "${migrationId}"`, ExitCode.unknownMigration);
+        output(options.format === 'json' ? `${JSON.stringify({ rebuiltFromAudit: true, ...audit }, null, 2)}\n` : auditMarkdown(audit));
+      };
+      if (options.fromAudit) return fromAudit();
+      await withClient(settingsOf(command), async (client) => {
+        let report;
+        try {
+          report = await migrationReport(client, migrationId);
+        } catch (error) {
+          // Past the namespace's retention, the audit on the target is what remains.
+          if (error instanceof UnknownMigrationError && options.connection) return fromAudit();
+          throw error;
+        }
+        if (!report.status) throw new CliError(`migration ${migrationId} ${report.runState} before it could report: ${report.failure}`, ExitCode.failed);
+        const record = migrationRecord(report.status);
+        output(options.format === 'json' ? `${JSON.stringify(record, null, 2)}\n` : options.format === 'html' ? recordHtml(record) : recordMarkdown(record));
       });
     });
 
@@ -317,14 +348,14 @@ export function buildProgram(): Command {
     .description('Verify a migration again now (compare, repair, compare), e.g. at a gate; or a quick sampled check.')
     .argument('<migration-id>', 'the migration')
     .option('--sample <percent>', 'check a deterministic sample of about this percentage of keys')
-    .option('--by <name>', 'who asks, for the record', defaultOperator())
-    .action(async (migrationId: string, options: { sample?: string; by: string }, command: Command) => {
+    .option('--by <name>', byHelp)
+    .action(async (migrationId: string, options: { sample?: string; by?: string }, command: Command) => {
       const samplePercent = options.sample === undefined ? undefined : Number(options.sample.replace(/%$/, ''));
       if (samplePercent !== undefined && !(samplePercent > 0 && samplePercent <= 100)) {
         throw new CliError(`--sample must be a percentage above 0 and at most 100, not "${options.sample}"`, ExitCode.badInput);
       }
       await withClient(settingsOf(command), async (client) => {
-        const summary = await verifyMigration(client, migrationId, { samplePercent, by: options.by });
+        const summary = await verifyMigration(client, migrationId, { samplePercent, by: requestedBy(options.by) });
         console.log(formatVerification(summary));
         if (!summary.clean) process.exitCode = ExitCode.failed;
       });
@@ -414,7 +445,7 @@ interface ThrottleOptions {
   rowsPerSecond?: string;
   batchSize?: string;
   concurrency?: string;
-  by: string;
+  by?: string;
   reason?: string;
 }
 
@@ -425,7 +456,7 @@ function wholeNumber(flag: string, text: string): number {
 }
 
 function throttleChangeOf(options: ThrottleOptions): ThrottleChange {
-  const change: ThrottleChange = { by: options.by };
+  const change: ThrottleChange = { by: requestedBy(options.by) };
   if (options.reason) change.reason = options.reason;
   if (options.rowsPerSecond !== undefined) {
     change.rowsPerSecond = options.rowsPerSecond === 'unlimited' ? null : wholeNumber('--rows-per-second', options.rowsPerSecond);
@@ -435,13 +466,7 @@ function throttleChangeOf(options: ThrottleOptions): ThrottleChange {
   return change;
 }
 
-function defaultOperator(): string {
-  try {
-    return process.env.FERRY_OPERATOR ?? os.userInfo().username;
-  } catch {
-    return 'unknown';
-  }
-}
+const byHelp = 'a name to record beside your identity, e.g. when acting for someone (default: your identity, FERRY_OPERATOR or user@host)';
 
 function exitCodeOf(error: unknown): number {
   if (error instanceof CliError) return error.exitCode;
