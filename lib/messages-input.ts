@@ -57,9 +57,14 @@ export interface OperatorNote {
 
 const noteSchema = z.strictObject({ by: name.optional(), reason: text.optional() });
 
-/** pause, resume and retryFailures: the note is optional (the Web UI sends none). */
+/** pause and resume: the note is optional (the Web UI's signal button sends none). */
 export function parseOperatorNote(payload: unknown): Parsed<OperatorNote> {
   return parseWith(noteSchema, payload, '{ by?, reason? }', true);
+}
+
+/** retryFailures: an update, so a caller can be told to send an object, even an empty one. */
+export function parseRequestNote(payload: unknown): Parsed<OperatorNote> {
+  return parseWith(noteSchema, payload, '{ by?, reason? }', false);
 }
 
 export interface GateApproval {
@@ -70,7 +75,8 @@ export interface GateApproval {
   force?: boolean;
 }
 
-const approvalSchema = z.strictObject({ gate: name, by: name, note: text.optional(), force: z.boolean().optional() });
+const approver = z.string().trim().min(1, 'is empty: the approver is missing').max(MAX_NAME, `must be at most ${MAX_NAME} characters`);
+const approvalSchema = z.strictObject({ gate: name, by: approver, note: text.optional(), force: z.boolean().optional() });
 
 export function parseApproval(payload: unknown): Parsed<GateApproval> {
   return parseWith(approvalSchema, payload, '{ gate, by, note?, force? }', false);
@@ -82,7 +88,7 @@ export interface GateRejection {
   reason: string;
 }
 
-const rejectionSchema = z.strictObject({ gate: name, by: name, reason: text.trim().min(1, 'must say why') });
+const rejectionSchema = z.strictObject({ gate: name, by: approver, reason: text.trim().min(1, 'must say why') });
 
 export function parseRejection(payload: unknown): Parsed<GateRejection> {
   return parseWith(rejectionSchema, payload, '{ gate, by, reason }', false);
@@ -110,9 +116,8 @@ const verifySchema = z.strictObject({
   by: name.optional(),
 });
 
-/** A missing payload asks for a full verification. */
 export function parseVerifyRequest(payload: unknown): Parsed<VerifyRequest> {
-  return parseWith(verifySchema, payload, '{ samplePercent?, by? }', true);
+  return parseWith(verifySchema, payload, '{ samplePercent?, by? }', false);
 }
 
 export interface MismatchesRequest {
@@ -123,7 +128,7 @@ export interface MismatchesRequest {
 const mismatchesSchema = z.strictObject({ showValues: z.boolean().optional(), limit: z.number().int().min(1).max(10_000).optional() });
 
 export function parseMismatchesRequest(payload: unknown): Parsed<MismatchesRequest> {
-  return parseWith(mismatchesSchema, payload, '{ showValues?, limit? }', true);
+  return parseWith(mismatchesSchema, payload, '{ showValues?, limit? }', false);
 }
 
 /** The throttle's own checks (bounds, known settings) apply; see lib/throttle.ts. */

@@ -34,6 +34,7 @@ import {
   parseMismatchesRequest,
   parseOperatorNote,
   parseRejection,
+  parseRequestNote,
   parseShardProgress,
   parseThrottleChange,
   parseVerifyRequest,
@@ -308,14 +309,14 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   setHandler(
     retryFailuresUpdate,
     async (payload) => {
-      const note = trusted(parseOperatorNote(payload));
+      const note = trusted(parseRequestNote(payload));
       const outcome = await retryFailedRecords({ migrationId: workflowId, plan });
       status.unresolvedFailures = outcome.stillFailing;
       status.failuresFixed += outcome.fixed;
       record('retry', note, `retried ${outcome.retried} failed rows: ${outcome.fixed} copied, ${outcome.stillFailing} still failing`);
       return outcome;
     },
-    { validator: (payload) => admit('retryFailures', parseOperatorNote(payload)) },
+    { validator: (payload) => admit('retryFailures', parseRequestNote(payload)) },
   );
   setHandler(
     approveUpdate,

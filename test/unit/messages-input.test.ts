@@ -35,7 +35,7 @@ describe('message payloads', () => {
         if (!parsed.ok) for (const problem of parsed.problems) expect(problem).not.toContain('vermilion');
       }
     }
-    expect(parseApproval({ gate: 'cleanup', by: ' ', force: 'yes' })).toEqual({ ok: false, problems: ['by must not be empty', 'force must be true or false, not a string'] });
+    expect(parseApproval({ gate: 'cleanup', by: ' ', force: 'yes' })).toEqual({ ok: false, problems: ['by is empty: the approver is missing', 'force must be true or false, not a string'] });
     expect(parseAbortRequest({ by: 'alice' })).toEqual({ ok: false, problems: ['reason is required'] });
     expect(parseVerifyRequest({ samplePercent: 0 })).toEqual({ ok: false, problems: ['samplePercent must be above 0'] });
     expect(parseShardPause(true)).toEqual({ ok: true, value: true });
