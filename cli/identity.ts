@@ -22,7 +22,10 @@ export function requestedBy(by?: string): string {
   return recordedName(operatorIdentity(), by);
 }
 
-export const identityHelp =
-  'Identity: ferry acts as FERRY_OPERATOR, or else as your OS user@host. It is the Temporal client identity and the "by" of every ' +
-  'request; a --by NAME that differs is recorded beside it, as "NAME (as user@host)". Plans may name who can approve and force ' +
-  '(lifecycle.gates.approvers, forcers) and keep the starter from approving (fourEyes); those checks use the identity.';
+export const identityHelp = [
+  'Identity: ferry acts as FERRY_OPERATOR, or else as your OS user@host. It is the Temporal',
+  'client identity and the "by" of every request; a --by NAME that differs is recorded beside',
+  'it, as "NAME (as user@host)". A plan may name who can approve and force gates',
+  '(lifecycle.gates.approvers, forcers) and keep the starter from approving (fourEyes); those',
+  'checks use the identity. Every decision is also kept in ferry.audit on the target.',
+].join('\n');

@@ -237,7 +237,10 @@ export function buildProgram(): Command {
 
   program
     .command('approve')
-    .description('Approve the gate a migration waits at. Refused when that gate is not the one waiting, or verification is not clean (unless --force, which is recorded).')
+    .description(
+      'Approve the gate a migration waits at, as your identity (FERRY_OPERATOR or user@host). Refused when that gate is not the one waiting, ' +
+        "when verification is not clean (unless --force, which is recorded), or when the plan's approvers, forcers or fourEyes rule you out.",
+    )
     .argument('<migration-id>', 'the migration')
     .requiredOption('--gate <name>', 'the gate: cutover-reads, stop-old-writes or cleanup')
     .option('--by <name>', byHelp)
@@ -253,7 +256,7 @@ export function buildProgram(): Command {
 
   program
     .command('reject')
-    .description('Reject the gate a migration waits at: the migration aborts and rolls its flags back.')
+    .description("Reject the gate a migration waits at, as your identity (the plan's approvers apply): the migration aborts and rolls its flags back.")
     .argument('<migration-id>', 'the migration')
     .requiredOption('--gate <name>', 'the gate it waits at')
     .option('--by <name>', byHelp)

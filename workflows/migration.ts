@@ -483,14 +483,15 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       );
     }
     await prepareTarget({ plan });
-    auditReady = true;
-    void writeAudit();
     try {
       await claimTarget({ plan, migrationId: workflowId, rerun: input.rerun ?? false });
     } catch (error) {
       finish('failed');
       throw error;
     }
+    // The target is this migration's: its audit starts.
+    auditReady = true;
+    void writeAudit();
   }
 
   if (input.carried && status.execute) {

@@ -197,7 +197,7 @@ describe('the lifecycle', () => {
   });
 
   it('refuses a second migration on a target while one runs, and a re-run without --rerun', async () => {
-    const plan = await planFor({ lifecycle: { dualWrites: false, cutover: false }, throttle: { rowsPerSecond: 500, batchSize: 50 } });
+    const plan = await planFor({ lifecycle: { dualWrites: false, cutover: false }, throttle: { rowsPerSecond: 200, batchSize: 50 } });
     const first = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     await eventually(async () => ((await statusOf(first.workflowId)).rowsRead > 0 ? true : undefined), 60_000, 'copying');
     const second = await startMigration(worker.client, worker.temporal, plan, { execute: true });

@@ -4,6 +4,7 @@
  * every migration then ends.
  */
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrationReport, startMigration } from '../../cli/migrations';
 import { validatePlan, type PlanInput } from '../../lib/plan';
@@ -143,22 +144,42 @@ describe('requests at every phase', () => {
     expect(await ends(handle)).toBe('aborted');
   });
 
-  it('cleanup, as the target is released, then completed and aborted: refused or served, never left waiting', async () => {
+  it('cleanup, while the target is released, then completed: both refused with the reason, never left waiting', async () => {
     const { handle } = await start();
     for (const name of ['cutover-reads', 'stop-old-writes']) {
       await waitAt(handle.workflowId, name);
       await gate(handle, name);
     }
     await waitAt(handle.workflowId, 'cleanup');
-    // Sent as the last gate opens: they arrive during its last steps.
-    const approved = gate(handle, 'cleanup').catch(() => null);
-    const { abort } = await probe(handle, 'cleanup');
-    await approved;
-    const ended = await ends(handle);
-    expect(ended).toBe(abort === 'served' ? 'aborted' : 'completed');
+    // Holding the migration's row in the registry keeps it in its last step, releasing the target.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT * FROM ferry.migrations WHERE migration_id = $1 FOR UPDATE', [handle.workflowId]);
+      await gate(handle, 'cleanup');
+      await reach(handle.workflowId, 'cleanup');
+      const { abort, verify } = await probe(handle, 'cleanup');
+      expect(abort).toMatch(/^refused: .*past its last step/);
+      expect(verify).toMatch(/^refused: .*(past its last step|no gate is left)/);
+    } finally {
+      await holder.query('COMMIT');
+      await holder.end();
+    }
+    expect(await ends(handle)).toBe('completed');
 
-    const after = await probe(handle, ended);
+    const after = await probe(handle, 'completed');
     expect(after.abort).toMatch(/^refused: /);
     expect(after.verify).toMatch(/^refused: /);
+  });
+
+  it('aborted: both refused', async () => {
+    const { handle } = await start();
+    await waitAt(handle.workflowId, 'cutover-reads');
+    await handle.executeUpdate('abort', { args: [{ by: 'tester', reason: 'first' }] });
+    expect(await ends(handle)).toBe('aborted');
+    const { abort, verify } = await probe(handle, 'aborted');
+    expect(abort).toMatch(/^refused: /);
+    expect(verify).toMatch(/^refused: /);
   });
 });
