@@ -23,7 +23,6 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
-import type { AuditEntry } from '../activities/audit';
 import { deciderProblems } from '../lib/approvals';
 import { rootMessage } from '../lib/errors';
 import { approvalProblems, flagsAfterAbort, gateDescriptions, lifecycleSteps, type FlagSettings, type GateName } from '../lib/lifecycle';
@@ -63,6 +62,7 @@ import {
   type OperatorNote,
   type VerifyRequest,
 } from './messages';
+import { auditWriter } from './audit-writer';
 import { CANCELLED, shardWorkflow } from './shard';
 import { noTotals, verifyShardWorkflow, type VerifyTotals } from './verify-shard';
 
@@ -94,11 +94,6 @@ const { retryFailedRecords, awaitFlagAcks } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 day',
   heartbeatTimeout: '1 minute',
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
-});
-
-const { recordAudit } = proxyActivities<FerryActivities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10, nonRetryableErrorTypes: ['MissingConnection'] },
 });
 
 const RECENT_FAILURES_KEPT = 50;
@@ -141,59 +136,13 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   /** Past the last step: the migration records its end and releases its target. */
   let releasing = false;
 
-  // Every recorded event also goes to ferry.audit on the target, once Ferry's schema is there
-  // (never in a dry run, which writes nothing), in order, each row once.
-  let auditReady = false;
-  let auditBusy = false;
-  let startAudited = false;
-  let endEntry: AuditEntry | null = null;
-  const writeAudit = async (): Promise<void> => {
-    if (!auditing || !auditReady || auditBusy) return;
-    auditBusy = true;
-    try {
-      for (;;) {
-        const from = status.eventsAudited ?? 0;
-        const upTo = status.events.length;
-        const entries: AuditEntry[] = status.events.slice(from, upTo).map((event, i) => ({ entry: `event ${from + i}`, ...event }));
-        if (!startAudited) {
-          const detail = `plan ${plan.name}: ${plan.source.schema}.${plan.source.table} -> ${plan.target.schema}.${plan.target.table}`;
-          entries.unshift({ entry: 'start', at: status.startedAt, kind: 'start', by: status.startedBy ?? null, detail });
-        }
-        const end = endEntry;
-        if (end) entries.push(end);
-        if (entries.length === 0) return;
-        await recordAudit({ plan, migrationId: workflowId, entries });
-        startAudited = true;
-        status.eventsAudited = upTo;
-        if (end === endEntry) endEntry = null;
-      }
-    } catch (error) {
-      // Retried with the next event; the history keeps every decision meanwhile.
-      log.warn(`migration ${workflowId} could not write its audit to the target: ${rootMessage(error)}`);
-    } finally {
-      auditBusy = false;
-    }
-  };
-  /** Writes what is left of the audit, and the end of the run. */
-  const settleAudit = async (): Promise<void> => {
-    if (!auditing || !auditReady) return;
-    await condition(() => !auditBusy);
-    const outcome = status.abort ? `aborted by ${status.abort.by}: ${status.abort.reason}` : status.phase;
-    endEntry = {
-      entry: 'end',
-      at: status.finishedAt ?? now(),
-      kind: status.phase,
-      by: status.abort?.by ?? null,
-      detail: `${outcome}; ${status.rowsRead} rows read, ${status.rowsWritten} copied, ${status.rowsFailed} failed (${status.unresolvedFailures} unresolved)${
-        status.verification ? `; verification ${status.verification.clean ? 'clean' : 'not clean'} after ${status.verification.passes} pass(es)` : ''
-      }`,
-    };
-    await writeAudit();
-  };
+  // Every recorded event also goes to ferry.audit on the target, once the target is this
+  // migration's (never in a dry run, which writes nothing).
+  const audit = auditWriter(auditing, plan, workflowId, status);
 
   const record = (kind: MigrationEvent['kind'], note: OperatorNote, detail: string) => {
     status.events.push({ at: now(), kind, by: note.by ?? null, detail: note.reason ? `${detail} (${note.reason})` : detail });
-    void writeAudit();
+    void audit.write();
   };
   /** A signal whose payload could not be read changes nothing; it is recorded, without its values. */
   const refuse = (signal: string, problems: string[]) => {
@@ -445,7 +394,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     status.abort = { at: now(), by: request.by, reason: request.reason, phaseReached, flagsNote: rollback.note };
     await releaseTarget({ plan, migrationId: workflowId, state: 'aborted' });
     finish('aborted');
-    await settleAudit();
+    await audit.settle();
     await condition(allHandlersFinished);
     return status;
   };
@@ -467,7 +416,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const fail = async (error: ApplicationFailure): Promise<never> => {
     finish('failed');
     await releaseTarget({ plan, migrationId: workflowId, state: 'failed' }).catch(() => {});
-    await settleAudit();
+    await audit.settle();
     throw error;
   };
 
@@ -489,15 +438,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       finish('failed');
       throw error;
     }
-    // The target is this migration's: its audit starts.
-    auditReady = true;
-    void writeAudit();
+    audit.open();
   }
 
-  if (input.carried && status.execute) {
-    auditReady = true;
-    void writeAudit();
-  }
+  if (input.carried && status.execute) audit.open();
   // A continued run resumes where the last one stopped: steps with an ended record are done.
   const done = new Set(status.phases.filter((p) => p.endedAt !== null).map((p) => p.name));
   for (const step of steps) {
@@ -563,7 +507,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   releasing = true;
   await releaseTarget({ plan, migrationId: workflowId, state: 'completed' });
   finish('completed');
-  await settleAudit();
+  await audit.settle();
   await condition(allHandlersFinished);
   return status;
 
