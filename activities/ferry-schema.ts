@@ -1,6 +1,7 @@
 /**
  * Ferry's own schema in the target database: tombstones that applications write on hard
- * deletes, the records a migration could not copy, and the mismatches verification found.
+ * deletes, the records a migration could not copy, the mismatches verification found, and the
+ * audit of every decision.
  * Installed idempotently.
  */
 import type pg from 'pg';
@@ -124,6 +125,24 @@ const SCHEMA_SQL = `
     started_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz
   );
+
+  -- Every decision of a migration (approve, reject, abort, pause, resume, throttle, ...), its
+  -- start and its end, written by the migration as it records them: the record outlives the
+  -- workflow history's retention, and \`ferry report --from-audit\` rebuilds a report from it.
+  -- entry names the row within its migration ('start', 'event 12', 'end'), so a retried write
+  -- adds nothing.
+  CREATE TABLE IF NOT EXISTS ferry.audit (
+    migration_id text NOT NULL,
+    entry text NOT NULL,
+    plan_name text NOT NULL,
+    at timestamptz NOT NULL,
+    kind text NOT NULL,
+    by text,
+    detail text NOT NULL,
+    PRIMARY KEY (migration_id, entry)
+  );
+  COMMENT ON TABLE ferry.audit IS
+    'Decisions of each migration (who, when, what), its start and its end; kept after Temporal forgets the run.';
 
   -- The delete protocol. An application that hard-deletes a row while a migration copies into
   -- target_table calls this first, in the transaction that deletes from the target. It waits for

@@ -1,5 +1,6 @@
 /** Every activity a Ferry worker runs, bound to the worker's database connections. */
 import { createFerryMetrics, type FerryMetrics } from '../workers/metrics';
+import { createAuditLog } from './audit';
 import type { Databases } from './connections';
 import { createCopier } from './copier';
 import { createSourceDescriber } from './describe-source';
@@ -36,6 +37,7 @@ export function createActivities({ databases, metrics = createFerryMetrics(), tr
     ...createDoctor(databases),
     ...createSourceDescriber(databases),
     ...createVerificationRecord(databases),
+    ...createAuditLog(databases),
     /** Installs Ferry's schema (tombstones, failed records) on the target. Safe to run twice. */
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
       await installFerrySchema(databases.pool(plan.target.connection));

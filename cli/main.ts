@@ -43,7 +43,8 @@ import { formatFailures, formatInspection, formatListing, formatMismatches, form
 import { migrationRecord, recordMarkdown } from './report';
 import { recordHtml } from './report-html';
 import { endedBadly, watchMigration } from './watch';
-import os from 'node:os';
+import { auditMarkdown, auditOf } from './audit-report';
+import { identityHelp, operatorIdentity, requestedBy } from './identity';
 import type { ThrottleChange } from '../lib/throttle';
 
 /** An error the CLI reports in one line, with the exit code scripts see. */
@@ -80,7 +81,7 @@ async function withClient<T>(settings: TemporalSettings, use: (client: Client) =
     );
   }
   try {
-    return await use(new Client({ connection, namespace: settings.namespace, dataConverter: cliDataConverter() }));
+    return await use(new Client({ connection, namespace: settings.namespace, dataConverter: cliDataConverter(), identity: operatorIdentity() }));
   } finally {
     await connection.close();
   }
@@ -120,6 +121,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--tls-key-path <file>', 'key of the client certificate (PEM) (default: TEMPORAL_TLS_CLIENT_KEY_PATH)'))
     .addOption(new Option('--tls-ca-path <file>', "CA that signed the server's certificate (PEM) (default: TEMPORAL_TLS_SERVER_CA_CERT_PATH, or the system's)"))
     .addOption(new Option('--tls-server-name <name>', "name to expect in the server's certificate (default: TEMPORAL_TLS_SERVER_NAME, or the address's host)"))
+    .addHelpText('after', `\n${identityHelp}`)
     .showHelpAfterError()
     .exitOverride();
 
@@ -145,6 +147,7 @@ export function buildProgram(): Command {
           showSampleValues: options.showValues,
           migrationId: options.id,
           rerun: options.rerun,
+          startedBy: operatorIdentity(),
         });
         if (!options.execute) {
           console.log(`dry run ${handle.workflowId} (nothing is written)`);
@@ -195,7 +198,7 @@ export function buildProgram(): Command {
 
   const operatorOptions = (command: Command) =>
     command
-      .option('--by <name>', 'who is asking, for the record (default: your user name)', defaultOperator())
+      .option('--by <name>', byHelp)
       .option('--reason <text>', 'why, for the record');
 
   operatorOptions(
@@ -219,18 +222,18 @@ export function buildProgram(): Command {
       .command('pause')
       .description('Pause a migration: running batches finish, no new ones start. Taken even while no worker runs.')
       .argument('<migration-id>', 'the migration'),
-  ).action(async (migrationId: string, note: { by: string; reason?: string }, command: Command) => {
+  ).action(async (migrationId: string, note: { by?: string; reason?: string }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      await pauseMigration(client, migrationId, note);
+      await pauseMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
       console.log(`pause requested for ${migrationId}; \`ferry status ${migrationId}\` shows when it has taken effect`);
     });
   });
 
   operatorOptions(
     program.command('resume').description('Resume a paused migration.').argument('<migration-id>', 'the migration'),
-  ).action(async (migrationId: string, note: { by: string; reason?: string }, command: Command) => {
+  ).action(async (migrationId: string, note: { by?: string; reason?: string }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      await resumeMigration(client, migrationId, note);
+      await resumeMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
       console.log(`resume requested for ${migrationId}`);
     });
   });
@@ -258,9 +261,9 @@ export function buildProgram(): Command {
       .command('retry')
       .description('Copy the failed rows of a migration again, after fixing their cause.')
       .argument('<migration-id>', 'the migration'),
-  ).action(async (migrationId: string, note: { by: string; reason?: string }, command: Command) => {
+  ).action(async (migrationId: string, note: { by?: string; reason?: string }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      const outcome = await retryFailures(client, migrationId, note);
+      const outcome = await retryFailures(client, migrationId, { ...note, by: requestedBy(note.by) });
       console.log(`retried ${outcome.retried} rows: ${outcome.fixed} copied, ${outcome.stillFailing} still failing`);
       if (outcome.stillFailing > 0) process.exitCode = ExitCode.failed;
     });
@@ -268,29 +271,33 @@ export function buildProgram(): Command {
 
   program
     .command('approve')
-    .description('Approve the gate a migration waits at. Refused when that gate is not the one waiting, or verification is not clean (unless --force, which is recorded).')
+    .description(
+      'Approve the gate a migration waits at, as your identity (FERRY_OPERATOR or user@host). Refused when that gate is not the one waiting, ' +
+        "when verification is not clean (unless --force, which is recorded), or when the plan's approvers, forcers or fourEyes rule you out.",
+    )
     .argument('<migration-id>', 'the migration')
     .requiredOption('--gate <name>', 'the gate: cutover-reads, stop-old-writes or cleanup')
-    .requiredOption('--by <name>', 'who approves, for the record')
+    .option('--by <name>', byHelp)
     .option('--note <text>', 'what you checked')
     .option('--force', 'approve although verification is not clean (recorded)', false)
-    .action(async (migrationId: string, options: { gate: string; by: string; note?: string; force: boolean }, command: Command) => {
+    .action(async (migrationId: string, options: { gate: string; by?: string; note?: string; force: boolean }, command: Command) => {
+      const by = requestedBy(options.by);
       await withClient(settingsOf(command), async (client) => {
-        const outcome = await approveGate(client, migrationId, { gate: options.gate, by: options.by, note: options.note, force: options.force });
-        console.log(`gate ${outcome.gate} of ${migrationId} approved by ${options.by}${outcome.forced ? ' (forced past unclean verification; recorded)' : ''}`);
+        const outcome = await approveGate(client, migrationId, { gate: options.gate, by, note: options.note, force: options.force });
+        console.log(`gate ${outcome.gate} of ${migrationId} approved by ${by}${outcome.forced ? ' (forced past unclean verification; recorded)' : ''}`);
       });
     });
 
   program
     .command('reject')
-    .description('Reject the gate a migration waits at: the migration aborts and rolls its flags back.')
+    .description("Reject the gate a migration waits at, as your identity (the plan's approvers apply): the migration aborts and rolls its flags back.")
     .argument('<migration-id>', 'the migration')
     .requiredOption('--gate <name>', 'the gate it waits at')
-    .requiredOption('--by <name>', 'who rejects, for the record')
+    .option('--by <name>', byHelp)
     .requiredOption('--reason <text>', 'why')
-    .action(async (migrationId: string, options: { gate: string; by: string; reason: string }, command: Command) => {
+    .action(async (migrationId: string, options: { gate: string; by?: string; reason: string }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        await rejectGate(client, migrationId, options);
+        await rejectGate(client, migrationId, { gate: options.gate, reason: options.reason, by: requestedBy(options.by) });
         console.log(`gate ${options.gate} of ${migrationId} rejected; the migration aborts (\`ferry status ${migrationId}\`)`);
       });
     });
@@ -300,31 +307,58 @@ export function buildProgram(): Command {
     .description('Abort a migration: stop copying, roll the flags back to the last state that loses no write, record why.')
     .argument('<migration-id>', 'the migration')
     .requiredOption('--reason <text>', 'why, for the record')
-    .option('--by <name>', 'who aborts (default: your user name)', defaultOperator())
-    .action(async (migrationId: string, options: { by: string; reason: string }, command: Command) => {
+    .option('--by <name>', byHelp)
+    .action(async (migrationId: string, options: { by?: string; reason: string }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        const record = await abortMigration(client, migrationId, options);
+        const record = await abortMigration(client, migrationId, { reason: options.reason, by: requestedBy(options.by) });
         console.log(`migration ${migrationId} aborted${record ? ` in phase ${record.phaseReached}: ${record.flagsNote}` : ''}`);
       });
     });
 
   program
     .command('report')
-    .description('The record of a migration (at the end, or at any time): phases, decisions, rows, verification, what is left to do by hand.')
+    .description(
+      'The record of a migration (at the end, or at any time): phases, decisions, rows, verification, what is left to do by hand. ' +
+        'Once Temporal no longer holds the run, --connection rebuilds its decisions and outcome from ferry.audit on the target.',
+    )
     .argument('<migration-id>', 'the migration')
     .option('--format <format>', 'markdown, json, or html (one self-contained page with charts)', 'markdown')
     .option('--out <file>', 'write it to a file instead of standard output')
-    .action(async (migrationId: string, options: { format: string; out?: string }, command: Command) => {
+    .option('--from-audit', "rebuild it from ferry.audit on the target instead of asking Temporal (needs --connection)", false)
+    .option('--connection <env-name>', "the environment variable holding the target database's URL (the plan's target.connection), to read ferry.audit")
+    .action(async (migrationId: string, options: { format: string; out?: string; fromAudit: boolean; connection?: string }, command: Command) => {
       if (!['markdown', 'json', 'html'].includes(options.format)) throw new CliError(`--format must be markdown, json or html, not "${options.format}"`, ExitCode.badInput);
-      await withClient(settingsOf(command), async (client) => {
-        const report = await migrationReport(client, migrationId);
-        if (!report.status) throw new CliError(`migration ${migrationId} ${report.runState} before it could report: ${report.failure}`, ExitCode.failed);
-        const record = migrationRecord(report.status, await laterChecks(client, migrationId));
-        const text = options.format === 'json' ? `${JSON.stringify(record, null, 2)}\n` : options.format === 'html' ? recordHtml(record) : recordMarkdown(record);
+      if (options.fromAudit && !options.connection) throw new CliError('--from-audit needs --connection NAME: the environment variable with the target database URL', ExitCode.badInput);
+      const output = (text: string) => {
         if (options.out) {
           writeFileSync(options.out, text);
           console.log(`wrote ${options.out}`);
         } else process.stdout.write(text);
+      };
+      const fromAudit = async () => {
+        if (options.format === 'html') throw new CliError('a report rebuilt from ferry.audit comes as markdown or json, not html', ExitCode.badInput);
+        let audit;
+        try {
+          audit = await auditOf(options.connection!, migrationId);
+        } catch (error) {
+          throw new CliError(`cannot read ferry.audit: ${(error as Error).message}`, ExitCode.badInput);
+        }
+        if (!audit) throw new CliError(`ferry.audit on the target holds nothing for "${migrationId}"`, ExitCode.unknownMigration);
+        output(options.format === 'json' ? `${JSON.stringify({ rebuiltFromAudit: true, ...audit }, null, 2)}\n` : auditMarkdown(audit));
+      };
+      if (options.fromAudit) return fromAudit();
+      await withClient(settingsOf(command), async (client) => {
+        let report;
+        try {
+          report = await migrationReport(client, migrationId);
+        } catch (error) {
+          // Past the namespace's retention, the audit on the target is what remains.
+          if (error instanceof UnknownMigrationError && options.connection) return fromAudit();
+          throw error;
+        }
+        if (!report.status) throw new CliError(`migration ${migrationId} ${report.runState} before it could report: ${report.failure}`, ExitCode.failed);
+        const record = migrationRecord(report.status, await laterChecks(client, migrationId));
+        output(options.format === 'json' ? `${JSON.stringify(record, null, 2)}\n` : options.format === 'html' ? recordHtml(record) : recordMarkdown(record));
       });
     });
 
@@ -356,8 +390,8 @@ export function buildProgram(): Command {
     .option('--sample <percent>', 'check a deterministic sample of about this percentage of keys')
     .option('--repair', 'on a migration that has ended: repair what differs from the source, and compare again (default: report only)', false)
     .option('--force', 'with --repair: repair from the source even though writes to the old table were turned off', false)
-    .option('--by <name>', 'who asks, for the record', defaultOperator())
-    .action(async (migrationId: string, options: { sample?: string; by: string; repair: boolean; force: boolean }, command: Command) => {
+    .option('--by <name>', byHelp)
+    .action(async (migrationId: string, options: { sample?: string; by?: string; repair: boolean; force: boolean }, command: Command) => {
       const samplePercent = options.sample === undefined ? undefined : Number(options.sample.replace(/%$/, ''));
       if (samplePercent !== undefined && !(samplePercent > 0 && samplePercent <= 100)) {
         throw new CliError(`--sample must be a percentage above 0 and at most 100, not "${options.sample}"`, ExitCode.badInput);
@@ -366,7 +400,7 @@ export function buildProgram(): Command {
       await withClient(settingsOf(command), async (client) => {
         const { runState, taskQueue } = await runStateOf(client, migrationId);
         if (runState === 'running') {
-          const summary = await verifyMigration(client, migrationId, { samplePercent, by: options.by });
+          const summary = await verifyMigration(client, migrationId, { samplePercent, by: requestedBy(options.by) });
           console.log(formatVerification(summary));
           if (!summary.clean) process.exitCode = ExitCode.failed;
           return;
@@ -375,7 +409,7 @@ export function buildProgram(): Command {
         const run = await checkEndedMigration(
           client,
           migration,
-          { samplePercent: samplePercent ?? null, repair: options.repair, force: options.force, by: options.by },
+          { samplePercent: samplePercent ?? null, repair: options.repair, force: options.force, by: requestedBy(options.by) },
           (checkId) => console.error(`migration ${migrationId} is ${migration.status.phase}; checking it as ${checkId}`),
         );
         console.log(formatVerificationRun(run));
@@ -569,7 +603,7 @@ interface ThrottleOptions {
   rowsPerSecond?: string;
   batchSize?: string;
   concurrency?: string;
-  by: string;
+  by?: string;
   reason?: string;
 }
 
@@ -580,7 +614,7 @@ function wholeNumber(flag: string, text: string): number {
 }
 
 function throttleChangeOf(options: ThrottleOptions): ThrottleChange {
-  const change: ThrottleChange = { by: options.by };
+  const change: ThrottleChange = { by: requestedBy(options.by) };
   if (options.reason) change.reason = options.reason;
   if (options.rowsPerSecond !== undefined) {
     change.rowsPerSecond = options.rowsPerSecond === 'unlimited' ? null : wholeNumber('--rows-per-second', options.rowsPerSecond);
@@ -590,13 +624,7 @@ function throttleChangeOf(options: ThrottleOptions): ThrottleChange {
   return change;
 }
 
-function defaultOperator(): string {
-  try {
-    return process.env.FERRY_OPERATOR ?? os.userInfo().username;
-  } catch {
-    return 'unknown';
-  }
-}
+const byHelp = 'a name to record beside your identity, e.g. when acting for someone (default: your identity, FERRY_OPERATOR or user@host)';
 
 function exitCodeOf(error: unknown): number {
   if (error instanceof CliError) return error.exitCode;

@@ -11,7 +11,7 @@ import { ferrySearchAttributes, phaseKey, planNameKey, targetTableKey } from '..
 import type { TemporalSettings } from '../lib/settings';
 import { recountRows, type AbortRecord, type MigrationStatus, type RetryOutcome, type VerificationSummary } from '../lib/status';
 import { throttleChangeProblems, type Throttle, type ThrottleChange } from '../lib/throttle';
-import type { AbortRequest, GateApproval, GateRejection } from '../lib/lifecycle';
+import type { AbortRequest, GateApproval, GateRejection } from '../lib/messages-input';
 import type { MismatchReport } from '../activities/verifier';
 import {
   abortUpdate,
@@ -49,6 +49,8 @@ export interface StartOptions {
   migrationId?: string;
   /** Migrate into a target that already holds a finished migration. */
   rerun?: boolean;
+  /** The identity starting it, recorded in its status and checked by four-eyes gates. */
+  startedBy?: string;
 }
 
 export async function startMigration(
@@ -62,7 +64,15 @@ export async function startMigration(
     client.workflow.start<typeof migrationWorkflow>('migrationWorkflow', {
       taskQueue: temporal.taskQueue,
       workflowId,
-      args: [{ plan, execute: options.execute, showSampleValues: options.showSampleValues ?? false, rerun: options.rerun ?? false }],
+      args: [
+        {
+          plan,
+          execute: options.execute,
+          showSampleValues: options.showSampleValues ?? false,
+          rerun: options.rerun ?? false,
+          ...(options.startedBy ? { startedBy: options.startedBy } : {}),
+        },
+      ],
       ...(searchable
         ? {
             typedSearchAttributes: [

@@ -183,6 +183,9 @@ const verifySchema = z.strictObject({
   inFlightDelaySeconds: z.number().min(0).max(300).default(2),
 });
 
+/** A person as the CLI names them: an identity like alice@laptop, or a user name. */
+const personName = z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
+
 const lifecycleSchema = z.strictObject({
   /**
    * Turn on dual writes (flags: write old and new) before the backfill, and wait for the
@@ -210,6 +213,15 @@ const lifecycleSchema = z.strictObject({
       expirySeconds: z.number().positive().optional(),
       /** Refresh what the approver should look at (dual-read results, source health) this often. (Default: 300) */
       figuresEverySeconds: z.number().positive().default(300),
+      /**
+       * Who may approve or reject a gate: identities (`user@host`, or FERRY_OPERATOR) or user
+       * names, as the CLI sends them. (Default: anyone)
+       */
+      approvers: z.array(personName).min(1, 'must name at least one approver').optional(),
+      /** Who may approve with --force past unclean verification. (Default: the approvers) */
+      forcers: z.array(personName).min(1, 'must name at least one person').optional(),
+      /** The identity that started the migration may not approve its gates. (Default: false) */
+      fourEyes: z.boolean().default(false),
     })
     .prefault({}),
 });

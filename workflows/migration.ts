@@ -23,20 +23,28 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
+import { deciderProblems } from '../lib/approvals';
 import { rootMessage } from '../lib/errors';
+import { approvalProblems, flagsAfterAbort, gateDescriptions, lifecycleSteps, type FlagSettings, type GateName } from '../lib/lifecycle';
 import {
-  approvalProblems,
-  flagsAfterAbort,
-  gateDescriptions,
-  lifecycleSteps,
+  parseAbortRequest,
+  parseApproval,
+  parseMigrationInput,
+  parseMismatchesRequest,
+  parseOperatorNote,
+  parseRejection,
+  parseRequestNote,
+  parseShardProgress,
+  parseThrottleChange,
+  parseVerifyRequest,
   type AbortRequest,
-  type FlagSettings,
-  type GateName,
-} from '../lib/lifecycle';
+  type Parsed,
+} from '../lib/messages-input';
 import type { Plan } from '../lib/plan';
+import { refusalOf, type RequestKind } from '../lib/requests';
 import { phaseKey } from '../lib/search-attributes';
 import { addSample, newMigrationStatus, recountRows, type MigrationEvent, type MigrationStatus, type Phase, type ShardStatus, type VerificationSummary } from '../lib/status';
-import { applyThrottleChange, shardRate, throttleChangeProblems } from '../lib/throttle';
+import { applyThrottleChange, shardRate } from '../lib/throttle';
 import { differenceCounts, uncleanReason, type VerificationKind } from '../lib/verification-runs';
 import {
   abortUpdate,
@@ -55,6 +63,7 @@ import {
   type OperatorNote,
   type VerifyRequest,
 } from './messages';
+import { auditWriter } from './audit-writer';
 import { CANCELLED, shardWorkflow } from './shard';
 import { noTotals, verifyShardWorkflow, type VerifyTotals } from './verify-shard';
 
@@ -66,6 +75,8 @@ export interface MigrationInput {
   showSampleValues?: boolean;
   /** Migrate into a target that already holds a finished migration. */
   rerun?: boolean;
+  /** The identity that started it (the CLI's FERRY_OPERATOR or user@host), for the record and four-eyes gates. */
+  startedBy?: string;
   /** Set by the migration itself when it continues-as-new. */
   carried?: MigrationStatus;
 }
@@ -93,6 +104,8 @@ const { retryFailedRecords, awaitFlagAcks } = proxyActivities<FerryActivities>({
 });
 
 const RECENT_FAILURES_KEPT = 50;
+/** Signals refused for a bad payload are recorded up to this many; more only reach the worker's log. */
+const REFUSALS_RECORDED = 20;
 /** Progress samples for charts, at most this often. */
 const SAMPLE_EVERY_MS = 2000;
 /** How long an abort waits for running shards to stop copying. */
@@ -101,18 +114,25 @@ const SHARD_STOP_TIMEOUT = '2 minutes';
 const MIN_ROWS_FOR_FAILURE_RATE = 1000;
 
 export async function migrationWorkflow(input: MigrationInput): Promise<MigrationStatus> {
-  const { plan } = input;
+  // Both guarded, so that histories recorded before them replay as they ran.
+  const checksInput = patched('validate-input');
+  const auditing = patched('audit-decisions');
+  // Anyone can start this workflow through Temporal: its input gets the CLI's checks (the same
+  // plan schema, the same messages) before anything is touched. A continued run carries an
+  // input its first run checked.
+  const plan = checksInput && !input?.carried ? checkedInput(input).plan : input.plan;
   const { workflowId } = workflowInfo();
   const now = () => new Date().toISOString();
-  const status: MigrationStatus =
-    input.carried ??
-    newMigrationStatus({
+  const status: MigrationStatus = input.carried ?? {
+    ...newMigrationStatus({
       migrationId: workflowId,
       planName: plan.name,
       execute: input.execute,
       startedAt: now(),
       throttle: { rowsPerSecond: plan.throttle.rowsPerSecond, batchSize: plan.throttle.batchSize, concurrency: plan.throttle.concurrency },
-    });
+    }),
+    startedBy: input.startedBy ?? null,
+  };
   const steps = lifecycleSteps(plan);
   let abortRequested: AbortRequest | null = null;
   let gateDecision: 'approved' | null = null;
@@ -120,9 +140,41 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   let verifyRequest: VerifyRequest | null = null;
   let lastSampleAt = 0;
   let verifying = false;
+  /** Past the last step: the migration records its end and releases its target. */
+  let releasing = false;
 
-  const record = (kind: MigrationEvent['kind'], note: OperatorNote, detail: string) =>
+  // Every recorded event also goes to ferry.audit on the target, once the target is this
+  // migration's (never in a dry run, which writes nothing).
+  const audit = auditWriter(auditing, plan, workflowId, status);
+
+  const record = (kind: MigrationEvent['kind'], note: OperatorNote, detail: string) => {
     status.events.push({ at: now(), kind, by: note.by ?? null, detail: note.reason ? `${detail} (${note.reason})` : detail });
+    void audit.write();
+  };
+  /** A signal whose payload could not be read changes nothing; it is recorded, without its values. */
+  const refuse = (signal: string, problems: string[]) => {
+    const detail = `signal ${signal} ignored: ${problems.join('; ')}`.slice(0, 300);
+    log.warn(`migration ${workflowId}: ${detail}`);
+    if (status.events.filter((e) => e.kind === 'refused').length < REFUSALS_RECORDED) record('refused', {}, detail);
+  };
+  const backfillDone = () => status.phases.some((p) => p.name === 'backfill' && p.endedAt !== null);
+  const gateAhead = () =>
+    status.gate !== null || steps.some((step) => step.startsWith('gate:') && !status.phases.some((p) => p.name === step && p.endedAt !== null));
+  /** Refuses an update (a throw in its validator writes nothing) that cannot be served now or does not read. */
+  const admit = <T>(kind: RequestKind, parsed: Parsed<T>, problemsOf: (value: T) => string[] = () => []) => {
+    const refusal = refusalOf(kind, {
+      phase: status.phase,
+      execute: status.execute,
+      releasing,
+      abortRequested: abortRequested !== null,
+      backfillDone: backfillDone(),
+      verificationBusy: verifying || verifyRequest !== null,
+      gateWaiting: status.gate?.name ?? null,
+      gateAhead: gateAhead(),
+    });
+    const problems = parsed.ok ? (refusal ? [refusal] : problemsOf(parsed.value)) : [...parsed.problems, ...(refusal ? [refusal] : [])];
+    if (problems.length > 0) throw new Error(problems.join('; '));
+  };
   // The phase is a search attribute when the server knows it (the migration was started with it).
   const phaseSearchable = workflowInfo().typedSearchAttributes.get(phaseKey) !== undefined;
   const setPhase = (phase: Phase) => {
@@ -143,7 +195,6 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     status.gate = null;
     return status;
   };
-  const finished = () => ['completed', 'failed', 'dry-run', 'aborted', 'aborting'].includes(status.phase);
 
   const running = () => status.shards.filter((s) => s.state === 'running');
   const shardThrottle = () => ({
@@ -183,7 +234,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   setHandler(statusQuery, () => status);
   setHandler(
     setThrottleUpdate,
-    async (change) => {
+    async (payload) => {
+      const change = trusted(parseThrottleChange(payload));
       const before = status.throttle;
       status.throttle = applyThrottleChange(before, change);
       const changes = (['rowsPerSecond', 'batchSize', 'concurrency'] as const)
@@ -193,16 +245,18 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       await tellShards('throttle');
       return status.throttle;
     },
-    {
-      validator: (change) => {
-        if (finished()) throw new Error(`the migration is ${status.phase}; there is nothing to throttle`);
-        const problems = throttleChangeProblems(change);
-        if (problems.length > 0) throw new Error(problems.join('; '));
-      },
-    },
+    { validator: (payload) => admit('throttle', parseThrottleChange(payload)) },
   );
-  setHandler(pauseSignal, async (note) => pause(note, 'pause', note.reason ?? 'paused by an operator'));
-  setHandler(resumeSignal, async (note) => {
+  // A pause or resume with no payload (the Web UI's default) is a plain one, by nobody named.
+  setHandler(pauseSignal, async (payload) => {
+    const parsed = parseOperatorNote(payload);
+    if (!parsed.ok) return refuse('pause', parsed.problems);
+    await pause(parsed.value, 'pause', parsed.value.reason ?? 'paused by an operator');
+  });
+  setHandler(resumeSignal, async (payload) => {
+    const parsed = parseOperatorNote(payload);
+    if (!parsed.ok) return refuse('resume', parsed.problems);
+    const note = parsed.value;
     if (!status.paused) return;
     record('resume', note, `resumed after: ${status.paused.reason}`);
     status.paused = null;
@@ -210,22 +264,20 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   });
   setHandler(
     retryFailuresUpdate,
-    async (note) => {
+    async (payload) => {
+      const note = trusted(parseRequestNote(payload));
       const outcome = await retryFailedRecords({ migrationId: workflowId, plan });
       status.unresolvedFailures = outcome.stillFailing;
       status.failuresFixed += outcome.fixed;
       record('retry', note, `retried ${outcome.retried} failed rows: ${outcome.fixed} copied, ${outcome.stillFailing} still failing`);
       return outcome;
     },
-    {
-      validator: (_note) => {
-        if (!status.execute) throw new Error('a dry run copies nothing, so it has no failed rows');
-      },
-    },
+    { validator: (payload) => admit('retryFailures', parseRequestNote(payload)) },
   );
   setHandler(
     approveUpdate,
-    (approval) => {
+    (payload) => {
+      const approval = trusted(parseApproval(payload));
       const forced = approval.force === true && status.verification !== null && !status.verification.clean;
       if (forced && status.verification) status.verification.forcedBy = approval.by;
       record('approve', { by: approval.by, reason: approval.note }, `gate ${approval.gate} approved${forced ? ' with --force, past unclean verification' : ''}`);
@@ -233,73 +285,74 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       return { gate: approval.gate, forced };
     },
     {
-      validator: (approval) => {
-        const verification = status.verification ? { clean: status.verification.clean, summary: uncleanReason(status.verification) } : null;
-        const problems = approvalProblems(approval, status.gate?.name ?? null, verification);
-        if (problems.length > 0) throw new Error(problems.join('; '));
-      },
+      validator: (payload) =>
+        admit('approve', parseApproval(payload), (approval) => {
+          const verification = status.verification
+            ? { clean: status.verification.clean, summary: uncleanReason(status.verification) }
+            : null;
+          const problems = approvalProblems(approval, status.gate?.name ?? null, verification);
+          return problems.length > 0 ? problems : deciderProblems('approve', approval.by, approval.force === true, plan.lifecycle.gates, status.startedBy ?? null);
+        }),
     },
   );
   setHandler(
     rejectUpdate,
-    (rejection) => {
+    (payload) => {
+      const rejection = trusted(parseRejection(payload));
       record('reject', { by: rejection.by, reason: rejection.reason }, `gate ${rejection.gate} rejected`);
       abortRequested = { by: rejection.by, reason: `rejected at gate ${rejection.gate}: ${rejection.reason}` };
     },
     {
-      validator: (rejection) => {
-        const problems = approvalProblems({ gate: rejection?.gate, by: rejection?.by }, status.gate?.name ?? null, null);
-        if (typeof rejection?.reason !== 'string' || rejection.reason.trim() === '') problems.push('say why (--reason)');
-        if (problems.length > 0) throw new Error(problems.join('; '));
-      },
+      validator: (payload) =>
+        admit('reject', parseRejection(payload), (rejection) => {
+          const problems = approvalProblems({ gate: rejection.gate, by: rejection.by }, status.gate?.name ?? null, null);
+          return problems.length > 0 ? problems : deciderProblems('reject', rejection.by, false, plan.lifecycle.gates, status.startedBy ?? null);
+        }),
     },
   );
   setHandler(
     abortUpdate,
-    async (request) => {
+    async (payload) => {
+      const request = trusted(parseAbortRequest(payload));
       record('abort', { by: request.by, reason: request.reason }, `abort requested in phase ${status.phase}`);
       abortRequested = request;
       // Answer once the flags are back where they are safe: the caller learns the outcome.
       await condition(() => status.phase === 'aborted' || status.phase === 'failed');
       return status.abort;
     },
-    {
-      validator: (request) => {
-        const problems: string[] = [];
-        if (typeof request?.by !== 'string' || request.by.trim() === '') problems.push('say who aborts (--by NAME)');
-        if (typeof request?.reason !== 'string' || request.reason.trim() === '') problems.push('say why (--reason TEXT)');
-        if (finished()) problems.push(`the migration is already ${status.phase}`);
-        else if (abortRequested) problems.push('an abort is already under way');
-        if (problems.length > 0) throw new Error(problems.join('; '));
-      },
-    },
+    { validator: (payload) => admit('abort', parseAbortRequest(payload)) },
   );
   setHandler(
     verifyUpdate,
-    async (request) => {
+    async (payload) => {
+      const request = trusted(parseVerifyRequest(payload));
       verifyRequest = request;
-      await condition(() => verifyRequest === null && !verifying);
-      return status.verification!;
+      // Taken up at a gate. Should the migration abort, or pass its last gate, first, the caller
+      // learns so rather than waiting for ever.
+      await condition(() => verifyRequest !== request || abortRequested !== null || !gateAhead());
+      if (verifyRequest === request) {
+        verifyRequest = null;
+        const why = abortRequested ? 'an abort came first' : 'the migration passed its last gate first';
+        throw ApplicationFailure.nonRetryable(`${why}; the verification did not run`, 'VerificationNotRun');
+      }
+      await condition(() => !verifying);
+      if (!status.verification) throw ApplicationFailure.nonRetryable('the verification was stopped by an abort', 'VerificationNotRun');
+      return status.verification;
     },
-    {
-      validator: (request) => {
-        const problems: string[] = [];
-        if (!status.execute) problems.push('a dry run copies nothing to verify');
-        else if (!status.phases.some((p) => p.name === 'backfill' && p.endedAt !== null)) problems.push('the backfill has not finished; verify after it');
-        if (finished()) problems.push(`the migration is ${status.phase}`);
-        if (verifying || verifyRequest) problems.push('a verification is already running');
-        const sample = request?.samplePercent;
-        if (sample !== undefined && (typeof sample !== 'number' || !(sample > 0 && sample <= 100))) problems.push('samplePercent must be a number above 0 and at most 100');
-        if (problems.length > 0) throw new Error(problems.join('; '));
-      },
-    },
+    { validator: (payload) => admit('verify', parseVerifyRequest(payload)) },
   );
-  setHandler(mismatchesUpdate, (request) => mismatchReport({ migrationId: workflowId, plan, showValues: request?.showValues === true, limit: request?.limit }), {
-    validator: (_request) => {
-      if (!status.execute) throw new Error('a dry run copies nothing to verify');
+  setHandler(
+    mismatchesUpdate,
+    (payload) => {
+      const request = trusted(parseMismatchesRequest(payload));
+      return mismatchReport({ migrationId: workflowId, plan, showValues: request.showValues === true, limit: request.limit });
     },
-  });
-  setHandler(shardProgressSignal, (progress) => {
+    { validator: (payload) => admit('mismatches', parseMismatchesRequest(payload)) },
+  );
+  setHandler(shardProgressSignal, (payload) => {
+    const parsed = parseShardProgress(payload);
+    if (!parsed.ok) return refuse('shardProgress', parsed.problems);
+    const progress = parsed.value;
     const shard = status.shards[progress.index];
     if (!shard) return;
     const newFailures = progress.rowsFailed - shard.rowsFailed;
@@ -348,6 +401,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     status.abort = { at: now(), by: request.by, reason: request.reason, phaseReached, flagsNote: rollback.note };
     await releaseTarget({ plan, migrationId: workflowId, state: 'aborted' });
     finish('aborted');
+    await audit.settle();
     await condition(allHandlersFinished);
     return status;
   };
@@ -369,6 +423,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const fail = async (error: ApplicationFailure): Promise<never> => {
     finish('failed');
     await releaseTarget({ plan, migrationId: workflowId, state: 'failed' }).catch(() => {});
+    await audit.settle();
     throw error;
   };
 
@@ -390,8 +445,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       finish('failed');
       throw error;
     }
+    audit.open();
   }
 
+  if (input.carried && status.execute) audit.open();
   // A continued run resumes where the last one stopped: steps with an ended record are done.
   const done = new Set(status.phases.filter((p) => p.endedAt !== null).map((p) => p.name));
   for (const step of steps) {
@@ -454,8 +511,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     }
   }
   if (abortRequested) return abort(abortRequested);
+  releasing = true;
   await releaseTarget({ plan, migrationId: workflowId, state: 'completed' });
   finish('completed');
+  await audit.settle();
   await condition(allHandlersFinished);
   return status;
 
@@ -734,7 +793,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
         waitingSince: now(),
         expiresAt: expirySeconds ? new Date(since + expirySeconds * 1000).toISOString() : null,
         reminders: 0,
-        approveCommand: `ferry approve ${workflowId} --gate ${name} --by <you> --note "<what you checked>"`,
+        approveCommand: `ferry approve ${workflowId} --gate ${name} --note "<what you checked>"`,
         figures: null,
       };
     }
@@ -791,6 +850,19 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   }
 }
 
+
+/** The input, checked; otherwise the run fails at once, before it touches anything, with the CLI's messages. */
+function checkedInput(input: unknown): MigrationInput {
+  const parsed = parseMigrationInput(input);
+  if (!parsed.ok) throw ApplicationFailure.nonRetryable(parsed.problems.join('\n'), 'InvalidInput', parsed.problems);
+  return { ...(input as MigrationInput), ...parsed.value };
+}
+
+/** The trusted value of a payload its validator has admitted. */
+function trusted<T>(parsed: Parsed<T>): T {
+  if (!parsed.ok) throw ApplicationFailure.nonRetryable(parsed.problems.join('; '), 'InvalidRequest');
+  return parsed.value;
+}
 
 export function shardWorkflowId(migrationId: string, index: number): string {
   return `${migrationId}/shard-${index}`;
