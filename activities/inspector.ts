@@ -9,6 +9,7 @@ import type { Databases } from './connections';
 import { asText, withClient } from './connections';
 import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from './copy-statements';
 import { loadTransform, sourceRowTypes } from './module-transform';
+import { stringify as stringifyLosslessJson } from 'lossless-json';
 import { displayName, qualifiedName, type TableName } from './sql';
 
 const SAMPLE_ROWS = 5;
@@ -81,7 +82,7 @@ function displayValue(value: unknown): string | null {
   if (typeof value === 'string') return value;
   if (value instanceof Date) return value.toISOString();
   if (Buffer.isBuffer(value)) return `\\x${value.toString('hex')}`;
-  if (typeof value === 'object') return JSON.stringify(value);
+  if (typeof value === 'object') return stringifyLosslessJson(value) ?? String(value);
   return String(value);
 }
 
