@@ -131,9 +131,10 @@ export const sourceRowTypes = {
 /**
  * What a target column's type changes in how a JavaScript value is written. In a `json` column
  * every value is JSON (a string becomes a JSON string, true a JSON true); an `integer` column
- * (int2, int4, int8) takes only numbers that are safe integers, a `numeric` column no integer
- * beyond 2^53; into an array column (`array`, or `json[]`, `integer[]`, `numeric[]` by element)
- * a JavaScript array becomes an array literal. Without kinds, objects and arrays are JSON.
+ * (int2, int4, int8) takes only integral numbers, and neither it nor a `numeric` column takes
+ * an integer beyond 2^53 that a JavaScript number does not hold digit for digit; into an array
+ * column (`array`, or `json[]`, `integer[]`, `numeric[]` by element type) a JavaScript array
+ * becomes an array literal. Without kinds, objects and arrays are JSON.
  */
 export type ColumnKind = 'json' | 'integer' | 'numeric' | 'other' | 'array' | 'json[]' | 'integer[]' | 'numeric[]';
 export type ColumnKinds = Readonly<Record<string, ColumnKind>>;
@@ -160,16 +161,27 @@ function dateText(value: Date, column: string): string {
 
 /**
  * A number as JavaScript prints it (the shortest text that reads back as the same number; -0
- * as -0). An integer or numeric column refuses what it would not hold exactly.
+ * as -0). An integer or numeric column refuses what it would not hold exactly: a fraction in an
+ * integer column, and an integer beyond 2^53 whose printed digits are not its value (2^60
+ * prints as 1152921504606847000); one whose digits are exact is written out in full.
  */
 function numberText(value: number, column: string, kind: ScalarKind): string {
-  if (kind === 'integer' || kind === 'numeric') {
-    if (Number.isInteger(value) && !Number.isSafeInteger(value)) {
-      throw new TypeError(`column "${column}" is ${value}, an integer beyond 2^53 whose digits a JavaScript number does not hold; give it as a bigint or a string`);
+  if ((kind === 'integer' || kind === 'numeric') && Number.isInteger(value) && !Number.isSafeInteger(value)) {
+    const exact = BigInt(value);
+    if (exact !== printedInteger(String(value))) {
+      throw new TypeError(`column "${column}" is ${value}, an integer beyond 2^53 that JavaScript prints with digits it does not hold; give it as a bigint or a string`);
     }
-    if (kind === 'integer' && !Number.isInteger(value)) throw new TypeError(`column "${column}" is an integer column, and ${value} is not an integer`);
+    return exact.toString();
   }
+  if (kind === 'integer' && !Number.isInteger(value)) throw new TypeError(`column "${column}" is an integer column, and ${value} is not an integer`);
   return Object.is(value, -0) ? '-0' : String(value);
+}
+
+/** The integer a number's printed text (`123`, `1.5e+21`) says, digit for digit. */
+function printedInteger(text: string): bigint {
+  const [mantissa = '', exponent = '0'] = text.split('e');
+  const [whole = '', fraction = ''] = mantissa.split('.');
+  return BigInt(whole + fraction) * 10n ** BigInt(Number(exponent) - fraction.length);
 }
 
 /** A non-null value as Postgres input text (before COPY escaping), for a column that is not json. */
