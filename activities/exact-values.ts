@@ -4,7 +4,7 @@
  * through untouched is written with the text it was read with; a value that cannot be written
  * exactly fails its row (the encoder throws) instead of arriving changed.
  */
-import { isLosslessNumber, LosslessNumber, parse as parseLosslessJson, stringify as stringifyLosslessJson, type NumberStringifier } from 'lossless-json';
+import { isLosslessNumber, LosslessNumber, parse as parseLosslessJson, stringify as stringifyLosslessJson, type NumberStringifier, type ParseOptions } from 'lossless-json';
 import pg from 'pg';
 import { isJsonNull, jsonNull } from '../lib/json-values';
 
@@ -36,8 +36,11 @@ const RISKY_JSON_NUMBER = /(?:\d\.?){16}|\.\d*0(?=[\s,\]}]|$)|\d[eE]/;
 export function parseJsonExact(text: string): unknown {
   if (text === 'null') return jsonNull;
   if (!RISKY_JSON_NUMBER.test(text)) return JSON.parse(text);
-  return parseLosslessJson(text, null, exactJsonNumber);
+  return parseLosslessJson(text, null, LOSSLESS_OPTIONS);
 }
+
+/** A json (not jsonb) text may repeat a key: the last one counts, as in jsonb and JSON.parse. */
+const LOSSLESS_OPTIONS: ParseOptions = { parseNumber: exactJsonNumber, onDuplicateKey: ({ newValue }) => newValue };
 
 const REFUSED_IN_JSON: NumberStringifier[] = [
   {
@@ -70,17 +73,21 @@ const builtinParser = pg.types.getTypeParser as (oid: number, format: 'text' | '
 const asIs = (text: string) => text;
 const stringArray = builtinParser(1009, 'text');
 
-/** An array's elements through `element` (NULL elements stay null), at every depth. */
-function mapArray(values: unknown[], element: (text: string) => unknown): unknown[] {
-  return values.map((v) => (v === null ? null : Array.isArray(v) ? mapArray(v, element) : element(v as string)));
-}
-
 /**
  * An array parser that keeps an array with explicit bounds (`[0:1]={1,2}`) as its text: a
  * JavaScript array cannot carry the bounds.
  */
 function boundsKept(parse: (text: string) => unknown): (text: string) => unknown {
   return (text) => (text.charCodeAt(0) === 91 ? text : parse(text));
+}
+
+/**
+ * A one-dimensional json or jsonb array as an array of JSON values; one of more dimensions
+ * stays text, since a JavaScript array inside could be a dimension or a JSON array.
+ */
+function jsonArray(text: string): unknown {
+  if (text.charCodeAt(0) === 91 || text.startsWith('{{')) return text;
+  return (stringArray(text) as (string | null)[]).map((element) => (element === null ? null : parseJsonExact(element)));
 }
 
 /**
@@ -105,8 +112,8 @@ const SOURCE_PARSERS = new Map<number, (text: string) => unknown>([
   [1028, boundsKept(builtinParser(1028, 'text'))], // oid[]
   [1021, boundsKept(builtinParser(1021, 'text'))], // float4[]
   [1022, boundsKept(builtinParser(1022, 'text'))], // float8[]
-  [199, boundsKept((text) => mapArray(stringArray(text) as unknown[], parseJsonExact))], // json[]
-  [3807, boundsKept((text) => mapArray(stringArray(text) as unknown[], parseJsonExact))], // jsonb[]
+  [199, jsonArray], // json[]
+  [3807, jsonArray], // jsonb[]
   // Arrays of types kept as text, whose elements never hold the delimiter unquoted.
   ...[1016, 1231, 1014, 1015, 1008, 1009, 1040, 1041, 651, 1115, 1182, 1185, 1183, 1270, 1187, 2951, 791, 3907].map(
     (oid) => [oid, boundsKept(stringArray)] as [number, (text: string) => unknown],
@@ -210,14 +217,17 @@ function valueText(value: unknown, column: string, kind: ScalarKind): string {
   }
 }
 
-/** A JavaScript array as a Postgres array literal: `{"a","b",NULL,{"nested"}}`. */
+/**
+ * A JavaScript array as a Postgres array literal: `{"a","b",NULL,{"nested"}}`. In a json array
+ * column an array is one dimension of JSON values (an array in it is a JSON array).
+ */
 function arrayLiteral(values: readonly unknown[], column: string, element: ScalarKind): string {
   let literal = '{';
   for (let i = 0; i < values.length; i++) {
     const value = values[i];
     if (i > 0) literal += ',';
     if (value === null || value === undefined) literal += 'NULL';
-    else if (Array.isArray(value)) literal += arrayLiteral(value, column, element);
+    else if (Array.isArray(value) && element !== 'json') literal += arrayLiteral(value, column, element);
     else literal += `"${(element === 'json' ? jsonText(value, column) : valueText(value, column, element)).replace(/["\\]/g, '\\$&')}"`;
   }
   return literal + '}';
