@@ -13,20 +13,60 @@ import { isJsonNull, jsonNull } from '../lib/json-values';
 
 /**
  * A JSON number token as the transform sees it: a JavaScript number when that number prints
- * back as the same text (at most 15 digits, no exponent, no trailing zero after the point),
- * else a LosslessNumber holding its digits (12345678901234567890123, 1.50, 1e400).
+ * back as the same text, else a LosslessNumber holding its digits (12345678901234567890123,
+ * 1.50, 0.0000001, 1e400).
  */
 function exactJsonNumber(token: string): number | LosslessNumber {
-  return PLAIN_JSON_NUMBER.test(token) && !TOO_MANY_DIGITS.test(token) ? Number(token) : new LosslessNumber(token);
+  const value = Number(token);
+  return String(value) === token ? value : new LosslessNumber(token);
 }
-const PLAIN_JSON_NUMBER = /^-?\d+(?:\.\d*[1-9])?$/;
-const TOO_MANY_DIGITS = /(?:\d\.?){16}/;
 
 /**
- * Text in which every number token is plain (see exactJsonNumber), so the native parser keeps
- * every number exactly. It errs only towards the slower parser: digits inside strings count.
+ * Whether every number token of a JSON text is plain (see exactJsonNumber), so that the native
+ * parser keeps each exactly. A scan, not a parser: it skips strings and reads number tokens;
+ * it may send a text with only plain numbers to the lossless parser (16-digit safe integers),
+ * never the other way.
  */
-const RISKY_JSON_NUMBER = /(?:\d\.?){16}|\.\d*0(?=[\s,\]}]|$)|\d[eE]/;
+function plainNumbersOnly(text: string): boolean {
+  const length = text.length;
+  let i = 0;
+  while (i < length) {
+    const c = text.charCodeAt(i);
+    if (c === 34) {
+      let end = text.indexOf('"', i + 1);
+      for (;;) {
+        if (end < 0) return false;
+        let slashes = 0;
+        while (text.charCodeAt(end - 1 - slashes) === 92) slashes++;
+        if (slashes % 2 === 0) break;
+        end = text.indexOf('"', end + 1);
+      }
+      i = end + 1;
+    } else if ((c >= 48 && c <= 57) || c === 45) {
+      const start = i;
+      let digits = 0;
+      let last = 0;
+      let point = false;
+      for (; i < length; i++) {
+        const d = text.charCodeAt(i);
+        if (d >= 48 && d <= 57) {
+          digits++;
+          last = d;
+        } else if (d === 46) point = true;
+        else if (d === 101 || d === 69) return false;
+        else if (d !== 45) break;
+      }
+      if (digits > 15 || (point && last === 48)) return false;
+      // Up to 15 digits print back as written, but for -0 and 0.0000001 (1e-7).
+      const lead = text.charCodeAt(c === 45 ? start + 1 : start);
+      if (lead === 48 && String(Number(text.slice(start, i))) !== text.slice(start, i)) return false;
+    } else i++;
+  }
+  return true;
+}
+
+/** A json (not jsonb) text may repeat a key: the last one counts, as in jsonb and JSON.parse. */
+const LOSSLESS_OPTIONS: ParseOptions = { parseNumber: exactJsonNumber, onDuplicateKey: ({ newValue }) => newValue };
 
 /**
  * A json or jsonb value's text as the transform sees it: objects, arrays, strings, booleans and
@@ -35,12 +75,10 @@ const RISKY_JSON_NUMBER = /(?:\d\.?){16}|\.\d*0(?=[\s,\]}]|$)|\d[eE]/;
  */
 export function parseJsonExact(text: string): unknown {
   if (text === 'null') return jsonNull;
-  if (!RISKY_JSON_NUMBER.test(text)) return JSON.parse(text);
+  if (plainNumbersOnly(text)) return JSON.parse(text);
   return parseLosslessJson(text, null, LOSSLESS_OPTIONS);
 }
 
-/** A json (not jsonb) text may repeat a key: the last one counts, as in jsonb and JSON.parse. */
-const LOSSLESS_OPTIONS: ParseOptions = { parseNumber: exactJsonNumber, onDuplicateKey: ({ newValue }) => newValue };
 
 const REFUSED_IN_JSON: NumberStringifier[] = [
   {
@@ -52,10 +90,39 @@ const REFUSED_IN_JSON: NumberStringifier[] = [
 ];
 
 /**
+ * Whether JSON.stringify writes a value exactly: strings, finite numbers, booleans and null in
+ * plain objects and arrays. Anything else (LosslessNumber, bigint, jsonNull, Dates, NaN, ...)
+ * goes to the slower lossless stringify.
+ */
+function plainJson(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value);
+    case 'object': {
+      if (value === null) return true;
+      if (depth > 64) return false;
+      if (Array.isArray(value)) {
+        for (const element of value) if (!plainJson(element, depth + 1)) return false;
+        return true;
+      }
+      if (Object.getPrototypeOf(value) !== Object.prototype) return false;
+      for (const key in value) if (!plainJson((value as Record<string, unknown>)[key], depth + 1)) return false;
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/**
  * A value as JSON text: LosslessNumber and bigint keep their digits, `jsonNull` is null. NaN,
  * Infinity and invalid Dates, which JSON.stringify would silently turn into null, throw.
  */
 export function jsonText(value: unknown, column: string): string {
+  if (plainJson(value, 0)) return JSON.stringify(value);
   let json: string | undefined;
   try {
     json = stringifyLosslessJson(value, null, undefined, REFUSED_IN_JSON);

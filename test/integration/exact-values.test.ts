@@ -270,7 +270,7 @@ describe('exact values through a module transform', () => {
     expect(value(ROWS, 'jb')).toBeNull();
     const mixed = value(5, 'jb') as { a: unknown; b: unknown[] };
     expect(mixed.a).toBeNull();
-    expect(mixed.b.map((v) => (isLosslessNumber(v) ? `L${v.toString()}` : v))).toEqual([null, 'L1.0', 'L1.50', 0, 'L0.0', 100, 100, 0.1, 1e-7, 'L' + '15'.padEnd(301, '0')]);
+    expect(mixed.b.map((v) => (isLosslessNumber(v) ? `L${v.toString()}` : v))).toEqual([null, 'L1.0', 'L1.50', 0, 'L0.0', 100, 100, 0.1, 'L0.0000001', 'L' + '15'.padEnd(301, '0')]);
     expect(value(11, 'jb')).toBe(true);
     expect(value(12, 'jb')).toBe('just a string');
     expect(Object.keys(value(9, 'jb') as object)).toContain('__proto__');
