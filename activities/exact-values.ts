@@ -17,15 +17,13 @@ import { isJsonNull, jsonNull } from '../lib/json-values';
  * 1.50, 0.0000001, 1e400).
  */
 function exactJsonNumber(token: string): number | LosslessNumber {
-  const value = Number(token);
-  return String(value) === token ? value : new LosslessNumber(token);
+  return printsBack(token) ? Number(token) : new LosslessNumber(token);
 }
 
 /**
- * Whether every number token of a JSON text is plain (see exactJsonNumber), so that the native
- * parser keeps each exactly. A scan, not a parser: it skips strings and reads number tokens;
- * it may send a text with only plain numbers to the lossless parser (16-digit safe integers),
- * never the other way.
+ * Whether every number token of a JSON text prints back as written from a JavaScript number,
+ * so that the native parser keeps each exactly. A scan, not a parser: it skips strings and
+ * reads number tokens.
  */
 function plainNumbersOnly(text: string): boolean {
   const length = text.length;
@@ -44,26 +42,24 @@ function plainNumbersOnly(text: string): boolean {
       i = end + 1;
     } else if ((c >= 48 && c <= 57) || c === 45) {
       const start = i;
-      let digits = 0;
+      // Up to 15 digits, not led by 0 or -, with no exponent and no 0 at the end print back as written.
+      let plain = c !== 48 && c !== 45;
       let last = 0;
       let point = false;
       for (; i < length; i++) {
         const d = text.charCodeAt(i);
-        if (d >= 48 && d <= 57) {
-          digits++;
-          last = d;
-        } else if (d === 46) point = true;
-        else if (d === 101 || d === 69) return false;
-        else if (d !== 45) break;
+        if (d >= 48 && d <= 57) last = d;
+        else if (d === 46) point = true;
+        else if (d === 101 || d === 69 || d === 43 || d === 45) plain = false;
+        else break;
       }
-      if (digits > 15 || (point && last === 48)) return false;
-      // Up to 15 digits print back as written, but for -0 and 0.0000001 (1e-7).
-      const lead = text.charCodeAt(c === 45 ? start + 1 : start);
-      if (lead === 48 && String(Number(text.slice(start, i))) !== text.slice(start, i)) return false;
+      if ((!plain || i - start > 15 || (point && last === 48)) && !printsBack(text.slice(start, i))) return false;
     } else i++;
   }
   return true;
 }
+
+const printsBack = (token: string) => String(Number(token)) === token;
 
 /** A json (not jsonb) text may repeat a key: the last one counts, as in jsonb and JSON.parse. */
 const LOSSLESS_OPTIONS: ParseOptions = { parseNumber: exactJsonNumber, onDuplicateKey: ({ newValue }) => newValue };
@@ -90,40 +86,19 @@ const REFUSED_IN_JSON: NumberStringifier[] = [
 ];
 
 /**
- * Whether JSON.stringify writes a value exactly: strings, finite numbers, booleans and null in
- * plain objects and arrays. Anything else (LosslessNumber, bigint, jsonNull, Dates, NaN, ...)
- * goes to the slower lossless stringify.
- */
-function plainJson(value: unknown, depth: number): boolean {
-  switch (typeof value) {
-    case 'string':
-    case 'boolean':
-      return true;
-    case 'number':
-      return Number.isFinite(value);
-    case 'object': {
-      if (value === null) return true;
-      if (depth > 64) return false;
-      if (Array.isArray(value)) {
-        for (const element of value) if (!plainJson(element, depth + 1)) return false;
-        return true;
-      }
-      if (Object.getPrototypeOf(value) !== Object.prototype) return false;
-      for (const key in value) if (!plainJson((value as Record<string, unknown>)[key], depth + 1)) return false;
-      return true;
-    }
-    default:
-      return false;
-  }
-}
-
-/**
  * A value as JSON text: LosslessNumber and bigint keep their digits, `jsonNull` is null. NaN,
  * Infinity and invalid Dates, which JSON.stringify would silently turn into null, throw.
  */
 export function jsonText(value: unknown, column: string): string {
-  if (plainJson(value, 0)) return JSON.stringify(value);
   let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch {
+    // A bigint: the lossless stringify writes it.
+  }
+  // Native text is exact unless a value became null (NaN, Infinity, an invalid Date, or a real
+  // null or jsonNull) or a LosslessNumber became an object: those go the lossless way.
+  if (json !== undefined && !json.includes('null') && !json.includes('isLosslessNumber')) return json;
   try {
     json = stringifyLosslessJson(value, null, undefined, REFUSED_IN_JSON);
   } catch (error) {
