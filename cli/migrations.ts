@@ -6,6 +6,7 @@ import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type Wor
 import { defaultPayloadConverter, type UpdateDefinition } from '@temporalio/common';
 import type { CopyProgress } from '../activities/copier';
 import { rootMessage } from '../lib/errors';
+import { activityRetries, type ActivityRetry } from './retries';
 import type { Plan } from '../lib/plan';
 import { ferrySearchAttributes, phaseKey, planNameKey, targetTableKey } from '../lib/search-attributes';
 import type { TemporalSettings } from '../lib/settings';
@@ -94,6 +95,8 @@ export interface MigrationReport {
   /** Null when the run failed before it could report (the failure says why). */
   status: MigrationStatus | null;
   failure: string | null;
+  /** Activities of the running migration that failed and are being tried again, and why. */
+  retrying?: ActivityRetry[];
 }
 
 const RUN_STATES: Record<string, RunState> = {
@@ -150,7 +153,9 @@ export async function migrationReport(client: Client, migrationId: string): Prom
   if (runState === 'running') {
     const status = await handle.query(statusQuery);
     await addLiveProgress(client, status);
-    return { migrationId, runState, status, failure: null };
+    // The description was taken before the query: a retry that began between them shows next time.
+    const retrying = activityRetries(description, status.phase);
+    return { migrationId, runState, status, failure: null, ...(retrying.length ? { retrying } : {}) };
   }
   try {
     return { migrationId, runState, status: await handle.result(), failure: null };

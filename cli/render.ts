@@ -5,6 +5,7 @@ import type { MismatchReport } from '../activities/verifier';
 import { rowsSkipped, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
 import type { Throttle } from '../lib/throttle';
 import type { MigrationListing, MigrationReport } from './migrations';
+import { formatRetries } from './retries';
 
 const number = new Intl.NumberFormat('en-US');
 
@@ -133,6 +134,7 @@ export function formatStatus(report: MigrationReport): string {
       );
     }
   }
+  lines.push(...formatRetries(report.retrying ?? []));
   if (status.abort) lines.push(`ABORTED   by ${status.abort.by} in ${status.abort.phaseReached}: ${status.abort.reason}; ${status.abort.flagsNote}`);
   for (const shard of status.shards) lines.push(shardLine(shard));
   if (status.rowsFailed) lines.push(formatFailures(status));
