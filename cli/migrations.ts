@@ -2,7 +2,7 @@
  * Operator actions on migrations through Temporal: start, look up, wait. The CLI and the
  * demo both go through here, so they behave the same.
  */
-import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, WorkflowUpdateStage, type Client, type WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter, type UpdateDefinition } from '@temporalio/common';
 import type { CopyProgress } from '../activities/copier';
 import { rootMessage } from '../lib/errors';
@@ -191,7 +191,11 @@ async function runningMigration(client: Client, migrationId: string): Promise<Wo
   return handle;
 }
 
-/** Runs an update; refused ones become RefusedError. `timeoutSeconds` null: wait as long as it takes. */
+/**
+ * Runs an update; refused ones become RefusedError. A worker must take it within
+ * `timeoutSeconds` (null: wait as long as it takes); once taken, its answer is awaited however
+ * long it takes (an abort answers once its rollback is done, through any database outage).
+ */
 async function update<Ret, Arg>(
   client: Client,
   migrationId: string,
@@ -205,7 +209,9 @@ async function update<Ret, Arg>(
     if (timeoutSeconds !== null) timer = setTimeout(() => reject(new NoWorkerError(migrationId, timeoutSeconds)), timeoutSeconds * 1000);
   });
   try {
-    return await Promise.race([handle.executeUpdate(definition, { args: [arg] }), timeout]);
+    const accepted = await Promise.race([handle.startUpdate(definition, { args: [arg], waitForStage: WorkflowUpdateStage.ACCEPTED }), timeout]);
+    clearTimeout(timer);
+    return await accepted.result();
   } catch (error) {
     if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${rootMessage(error)}`);
     throw error;
