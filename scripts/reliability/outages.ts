@@ -27,7 +27,7 @@ export interface OutageRoundOptions {
 }
 
 export interface OutageEvidence {
-  /** The first `ferry status` line that showed the flag change retrying, while Postgres was down. */
+  /** The last `ferry status` line that showed the flag change retrying, while Postgres was down. */
   retryShown: string | null;
   /** The flags as the test's own SQL reads them at the end. */
   flags: FlagSettings | null;
@@ -49,16 +49,17 @@ async function flagsOf(lab: Lab, planName: string): Promise<FlagSettings | null>
   return row ? { writeOld: row.write_old, writeNew: row.write_new, readFrom: row.read_from, comparePercent: Number(row.compare_percent) } : null;
 }
 
-/** Polls `ferry status` until it shows a retry of `activity`; the line it showed, or null. */
+/** Polls `ferry status` for `withinMs`; the last line it showed about a retry of `activity`, or null. */
 async function retryShownInStatus(lab: Lab, migrationId: string, activity: string, withinMs: number): Promise<string | null> {
   const deadline = Date.now() + withinMs;
+  let shown: string | null = null;
   while (Date.now() < deadline) {
     const report = await migrationReport(lab.client, migrationId).catch(() => null);
     const retry = report?.retrying?.find((r) => r.activity === activity);
-    if (retry) return formatRetries([retry])[0]!;
-    await sleep(500);
+    if (retry) shown = formatRetries([retry])[0]!;
+    await sleep(1000);
   }
-  return null;
+  return shown;
 }
 
 export async function runOutageRound(lab: Lab, options: OutageRoundOptions): Promise<OutageRoundResult> {

@@ -61,9 +61,11 @@ export async function takeoverSeconds(client: Client, held: RunningActivity[], p
             return;
           }
           for (const a of description.raw.pendingActivities ?? []) {
+            // In any state: an attempt taken over may itself be on a worker that the next kill
+            // ends, and then it waits for a retry; it was taken over all the same.
             const startedAt = millisOf(a.lastStartedTime);
-            if (a.state === STARTED && startedAt !== null && startedAt >= killedAt && !ranBy(a.lastWorkerIdentity, pid)) {
-              takenAt.set(h.workflowId, startedAt);
+            if (startedAt !== null && startedAt >= killedAt && !ranBy(a.lastWorkerIdentity, pid)) {
+              takenAt.set(h.workflowId, Math.min(startedAt, takenAt.get(h.workflowId) ?? Infinity));
             }
           }
           // A new activity of the workflow, or none: the held one ended (it failed on its timeout

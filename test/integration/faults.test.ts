@@ -53,6 +53,7 @@ describe('faults during a backfill and during a verification', () => {
     expect(result.faultsInjected).toBe(3);
     // Activities heartbeat every 2 s against a 10 s timeout: a killed worker's copy or
     // verification starts again on another worker at the timeout plus a retry's 1 s backoff.
+    console.log(`takeover after each SIGKILL: ${result.takeoverSeconds!.map((t) => (t === null ? 'nothing running there' : `${t.toFixed(1)} s`)).join(', ')}`);
     const measured = result.takeoverSeconds!.filter((t): t is number => t !== null);
     expect(measured.length, 'at least one kill landed on a running activity').toBeGreaterThan(0);
     for (const seconds of measured) expect(seconds).toBeLessThan(20);
@@ -84,6 +85,7 @@ describe('faults during a backfill and during a verification', () => {
     it(`Postgres down for ${OUTAGE_MS / 1000} s during ${fault === 'outage-abort' ? 'an abort' : 'a cutover'}: the flag change retries, shows why, and ends where the rules say`, async () => {
       const result = await runOutageRound(lab, { fault, round: 1, outageMs: OUTAGE_MS });
       const [migration] = result.migrations;
+      console.log(`${fault}: while Postgres was down, status showed: ${result.outage.retryShown}`);
       expect(result.outage.retryShown).toMatch(fault === 'outage-abort' ? /^RETRYING {2}rolling back flags: retrying \(attempt \d+/ : /^RETRYING {2}changing flags: retrying \(attempt \d+/);
       expect(result.outage.retryShown).toMatch(/ECONNREFUSED|connect|terminat|shut/i);
       expect(result.outage.flags).toEqual(
