@@ -69,8 +69,15 @@ export interface MigrationInput {
   carried?: MigrationStatus;
 }
 
+/**
+ * Every activity heartbeats every 2 s from a timer, whatever it is doing: silence for this long
+ * means its worker is gone, and another worker takes it over.
+ */
+const HEARTBEAT_TIMEOUT = '10 seconds';
+
 const { inspect, planShards, prepareTarget, claimTarget, gateFigures } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection', 'TargetBusy', 'TargetFinished'] },
 });
 
@@ -85,36 +92,38 @@ const UNTIL_DONE = { initialInterval: '1 second', backoffCoefficient: 2, maximum
 
 const { setFlags, releaseTarget } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 minute',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: UNTIL_DONE,
 });
 
 /** Releasing the target of a migration that failed: best effort, it must not hold up the failure. */
 const { releaseTarget: releaseFailedTarget } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 minute',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
 });
 
 const { awaitFlagAcks } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 day',
-  // Activities heartbeat every 2 s from a timer: silence this long means the worker is gone.
-  heartbeatTimeout: '10 seconds',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: UNTIL_DONE,
 });
 
 const { mismatchReport } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 hour',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
 });
 
 const { repairMismatches } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 hour',
-  heartbeatTimeout: '10 seconds',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
 });
 
 const { retryFailedRecords } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 day',
-  heartbeatTimeout: '10 seconds',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
 });
 
