@@ -4,7 +4,7 @@
  * so `ferry status` says why the migration is not moving without the workflow recording it.
  */
 import type { WorkflowExecutionDescription } from '@temporalio/client';
-import { redactErrorMessage } from '../activities/pacing';
+import { redactMessage } from '../lib/errors';
 import type { Phase } from '../lib/status';
 
 export interface ActivityRetry {
@@ -40,7 +40,7 @@ export function activityRetries(description: WorkflowExecutionDescription, phase
         activity,
         doing: whatItDoes(activity, phase),
         attempt: pending.attempt ?? 1,
-        lastFailure: pending.lastFailure?.message ? redactErrorMessage(pending.lastFailure.message) : null,
+        lastFailure: pending.lastFailure?.message ? redactMessage(pending.lastFailure.message) : null,
         nextAttemptAt: timestampOf(pending.nextAttemptScheduleTime),
       };
     });

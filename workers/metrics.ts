@@ -9,6 +9,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { redactErrorText } from '../lib/errors';
 
 /** Why a copy is slowed or holding, as a bounded label value. */
 export const THROTTLE_KINDS = ['rate', 'replica-lag', 'long-query', 'probe', 'paused'] as const;
@@ -155,7 +156,7 @@ export function serveMetrics(registry: Registry, port: number, host = '0.0.0.0')
     }
     registry.metrics().then(
       (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(request.method === 'HEAD' ? undefined : text),
-      (error: unknown) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`${(error as Error).message}\n`),
+      (error: unknown) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`${redactErrorText(error)}\n`),
     );
   });
   return new Promise((resolve, reject) => {

@@ -18,11 +18,11 @@ describe('activity retries in status', () => {
     );
     expect(retries).toEqual([
       { activity: 'setFlags', doing: 'rolling back flags', attempt: 7, lastFailure: 'connect ECONNREFUSED 127.0.0.1:5432', nextAttemptAt: '2026-01-01T00:00:10.000Z' },
-      { activity: 'awaitFlagAcks', doing: 'waiting for applications to follow the flags', attempt: 2, lastFailure: 'invalid input syntax for type integer: <value redacted>', nextAttemptAt: null },
+      { activity: 'awaitFlagAcks', doing: 'waiting for applications to follow the flags', attempt: 2, lastFailure: 'invalid input syntax for type integer: "<redacted>"', nextAttemptAt: null },
     ]);
     expect(formatRetries(retries, Date.parse('2026-01-01T00:00:02Z'))).toEqual([
       'RETRYING  rolling back flags: retrying (attempt 7, next in 8 s): connect ECONNREFUSED 127.0.0.1:5432',
-      'RETRYING  waiting for applications to follow the flags: retrying (attempt 2): invalid input syntax for type integer: <value redacted>',
+      'RETRYING  waiting for applications to follow the flags: retrying (attempt 2): invalid input syntax for type integer: "<redacted>"',
     ]);
   });
 
