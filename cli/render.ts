@@ -7,6 +7,7 @@ import type { Throttle } from '../lib/throttle';
 import { differenceCounts, scopeOf, uncleanReason, type VerificationRun } from '../lib/verification-runs';
 import type { LaterCheck } from './checks';
 import type { MigrationListing, MigrationReport } from './migrations';
+import { formatRetries } from './retries';
 
 const number = new Intl.NumberFormat('en-US');
 
@@ -172,6 +173,7 @@ export function formatStatus(report: MigrationReport): string {
       );
     }
   }
+  lines.push(...formatRetries(report.retrying ?? []));
   if (status.abort) lines.push(`ABORTED   by ${status.abort.by} in ${status.abort.phaseReached}: ${status.abort.reason}; ${status.abort.flagsNote}`);
   for (const shard of status.shards) lines.push(shardLine(shard));
   if (status.rowsFailed) lines.push(formatFailures(status));

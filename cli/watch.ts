@@ -9,6 +9,7 @@ import { etaSeconds, formatDuration, nextRate, progressBar, remainingRows, type 
 import { rowsSkipped, type MigrationStatus, type ShardStatus } from '../lib/status';
 import { migrationReport, UnknownMigrationError, type MigrationReport } from './migrations';
 import { formatCount, formatThrottle } from './render';
+import { formatRetries } from './retries';
 
 export type WatchMode = 'tty' | 'plain' | 'json';
 
@@ -95,6 +96,7 @@ export function watchFrame(sample: WatchSample, size: FrameSize, unicode = true)
       `throttle  ${formatThrottle(status.throttle)}`,
     );
     for (const reason of throttleReasons(status)) lines.push(`  slowed  ${reason}`);
+    lines.push(...formatRetries(report.retrying ?? []));
     const gate = gateOf(status);
     if (gate) lines.push(`gate      waiting at ${gate.name}${gate.detail ? `: ${gate.detail}` : ''}`, `          approve with: ${gate.command}`);
     if (status.unresolvedFailures > 0) {
