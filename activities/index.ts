@@ -62,6 +62,12 @@ export function createActivities({ databases, metrics = createFerryMetrics(), tr
     setFlags: beating(activities.setFlags),
     gateFigures: beating(activities.gateFigures),
     mismatchReport: beating(activities.mismatchReport),
+    verifyCoverage: beating(activities.verifyCoverage),
+    recheckOpenMismatches: beating(activities.recheckOpenMismatches),
+    beginVerificationRun: beating(activities.beginVerificationRun),
+    finishVerificationRun: beating(activities.finishVerificationRun),
+    doctor: beating(activities.doctor),
+    describeSource: beating(activities.describeSource),
   };
 }
 

@@ -117,12 +117,13 @@ const { releaseTarget: releaseFailedTarget } = proxyActivities<FerryActivities>(
 
 const { recheckOpenMismatches, beginVerificationRun, finishVerificationRun } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 hour',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
 });
 
 const { verifyCoverage } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 day',
-  heartbeatTimeout: '1 minute',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', nonRetryableErrorTypes: ['MissingConnection'] },
 });
 
