@@ -128,7 +128,10 @@ async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2));
   const out = (line: string) => console.log(line);
   const started = Date.now();
-  out(`Ferry benchmark: ${fmt(options.rows)} rows, ${options.rounds} rounds, ${os.cpus().length} cores, Node ${process.version}, fsync on.`);
+  // Other work on the machine moves every figure: the load average says how busy it was.
+  const loadAverage = () => os.loadavg().map((n) => Number(n.toFixed(2)));
+  const loadAtStart = loadAverage();
+  out(`Ferry benchmark: ${fmt(options.rows)} rows, ${options.rounds} rounds, ${os.cpus().length} cores (load average ${loadAtStart.join(' ')}), Node ${process.version}, fsync on.`);
   const psql = ensurePgTool('psql');
   const pgbench = options.foreground ? ensurePgTool('pgbench') : null;
   out(`Tools: ${toolVersion(psql)}${pgbench ? `; ${toolVersion(pgbench)}` : ''}.`);
@@ -176,8 +179,11 @@ async function main(): Promise<number> {
       out(`pgbench -i -s ${options.scale} in the source database (${seconds(Date.now() - initStarted)}); windows of ${options.seconds} s.`);
       out(`\nForeground: pgbench quiet and during a same-database Ferry copy, interleaved:`);
       const summary = await runForeground(ready, { pgbench, seconds: options.seconds, rounds: options.rounds, out });
-      out(`Finished in ${seconds(Date.now() - started)}.`);
-      if (options.json) console.log(JSON.stringify({ rows: options.rows, rounds: options.rounds, seconds: options.seconds, scale: options.scale, foreground: summary }));
+      const loadAtEnd = loadAverage();
+      out(`Finished in ${seconds(Date.now() - started)} (load average ${loadAtEnd.join(' ')}).`);
+      if (options.json) {
+        console.log(JSON.stringify({ rows: options.rows, rounds: options.rounds, seconds: options.seconds, scale: options.scale, loadAverage: { start: loadAtStart, end: loadAtEnd }, foreground: summary }));
+      }
       return 0;
     }
 
@@ -298,7 +304,8 @@ async function main(): Promise<number> {
     out(`  history events         ${eventsPerMillion === null ? 'no figure' : fmt(eventsPerMillion)} per million rows (the most of any run)`);
     const loadP99 = spreadOf(runs.flatMap((r) => (r.load ? [r.load.p99Ms] : [])));
     if (loadBaseline) out(`  foreground UPDATE p99  ${fmt(loadBaseline.p99Ms, 1)} ms quiet, ${formatSpread(loadP99, 1)} ms during the Ferry runs (unthrottled)`);
-    out(`Finished in ${seconds(Date.now() - started)}.`);
+    const loadAtEnd = loadAverage();
+    out(`Finished in ${seconds(Date.now() - started)} (load average ${loadAtEnd.join(' ')}).`);
 
     if (failures.length) out(`\nBENCH FAILED: Ferry failed or copied wrong data in: ${failures.join('; ')} (see above).`);
     if (options.json) {
@@ -306,6 +313,7 @@ async function main(): Promise<number> {
         JSON.stringify({
           rows: options.rows,
           rounds: options.rounds,
+          loadAverage: { start: loadAtStart, end: loadAtEnd },
           ...Object.fromEntries(Object.entries(paths).map(([key, figures]) => [key, figures.json()])),
           ...(options.peers && {
             peers: {

@@ -27,6 +27,9 @@ interface CopyWindow {
   endedEarlyAfterS: number | null;
 }
 
+/** A copy must last this share of its window for the window to count as "during a copy". */
+const COVERED_SHARE = 0.8;
+
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -150,11 +153,15 @@ export async function runForeground(bench: Bench, options: ForegroundOptions): P
   }
 
   const ratios = (pick: (round: Round) => number) => spreadOf(rounds.map(pick));
+  // A window the copy left early was partly quiet: its foreground ratios would flatter Ferry.
+  const covered = (copy: CopyWindow) => copy.endedEarlyAfterS === null || copy.endedEarlyAfterS >= COVERED_SHARE * seconds;
+  const during = (copy: CopyWindow, ratio: number) => (covered(copy) ? ratio : Number.NaN);
+  const uncovered = rounds.flatMap((x) => [...Object.values(x.copyRate), x.tpcbUnthrottled.copy]).filter((c) => !covered(c)).length;
   const summary: Record<string, unknown> = {};
   out(`\nForeground summary (median (min..max) of ${rounds.length} rounds; each ratio against the quiet run of its own round):`);
   for (const load of [TPCB, LIGHT]) {
-    const tps = ratios((x) => x.copying[load.label]!.tps / x.quiet[load.label]!.tps);
-    const p99 = ratios((x) => x.copying[load.label]!.p99Ms / x.quiet[load.label]!.p99Ms);
+    const tps = ratios((x) => during(x.copyRate[load.label]!, x.copying[load.label]!.tps / x.quiet[load.label]!.tps));
+    const p99 = ratios((x) => during(x.copyRate[load.label]!, x.copying[load.label]!.p99Ms / x.quiet[load.label]!.p99Ms));
     const share = ratios((x) => x.copyRate[load.label]!.rowsPerSec / x.unthrottled.rowsPerSec);
     const quietP99 = spreadOf(rounds.map((x) => x.quiet[load.label]!.p99Ms));
     const quietTps = spreadOf(rounds.map((x) => x.quiet[load.label]!.tps));
@@ -170,14 +177,18 @@ export async function runForeground(bench: Bench, options: ForegroundOptions): P
       ferryShareOfUnthrottled: jsonSpread(share, 3),
     };
   }
-  const openTps = ratios((x) => x.tpcbUnthrottled.run.tps / x.quiet[TPCB.label]!.tps);
-  const openP99 = ratios((x) => x.tpcbUnthrottled.run.p99Ms / x.quiet[TPCB.label]!.p99Ms);
+  const openTps = ratios((x) => during(x.tpcbUnthrottled.copy, x.tpcbUnthrottled.run.tps / x.quiet[TPCB.label]!.tps));
+  const openP99 = ratios((x) => during(x.tpcbUnthrottled.copy, x.tpcbUnthrottled.run.p99Ms / x.quiet[TPCB.label]!.p99Ms));
   out(`  ${TPCB.label.padEnd(22)} with Ferry unthrottled:      tps ${formatSpread(openTps, 2)} of quiet, p99 ${formatSpread(openP99, 2)}x quiet`);
   const unthrottled = spreadOf(rounds.map((x) => x.unthrottled.rowsPerSec));
   out(`  Ferry unthrottled, alone: ${formatSpread(unthrottled)} rows/s`);
-  if (rounds.some((x) => [...Object.values(x.copyRate), x.tpcbUnthrottled.copy].some((c) => c.endedEarlyAfterS !== null))) {
-    out('  note: some copies ended inside their window (see above); those windows were partly quiet, so their ratios flatter Ferry.');
+  if (uncovered > 0) {
+    out(
+      `  note: ${uncovered} cop${uncovered === 1 ? 'y' : 'ies'} ended before ${fmt(COVERED_SHARE * 100)}% of its window: those windows were partly quiet ` +
+        'and are left out of the ratios above (a larger --rows or a shorter --seconds keeps the copy busy all window).',
+    );
   }
+  summary.windowsLeftOut = uncovered;
   summary.tpcbUnthrottled = { tpsRatio: jsonSpread(openTps, 3), p99Ratio: jsonSpread(openP99, 3) };
   summary.ferryUnthrottledRowsPerSec = jsonSpread(unthrottled);
   return summary;

@@ -5,6 +5,7 @@
  * connections, over the same chunks of keys. The bench interleaves the two, round after round.
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
+import path from 'node:path';
 import pg from 'pg';
 import { createDatabases } from '../../activities/connections';
 import { createVerifier, type VerifyShardResult } from '../../activities/verifier';
@@ -61,7 +62,8 @@ export async function ferryVerify(plan: Plan, env: Record<string, string>, rows:
   const problems: string[] = [];
   const databases = createDatabases({ env });
   try {
-    const verifier = createVerifier(databases);
+    // The bench's JavaScript transform module lives in scripts/, as the worker process is told.
+    const verifier = createVerifier(databases, path.resolve(__dirname, '..'));
     let calls = 0;
     let checked = 0;
     /** One shard's verification, call after call, as a verification shard workflow runs it. */
