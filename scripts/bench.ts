@@ -23,7 +23,7 @@ import { initPgbench } from './bench/pgbench';
 import { ensurePgTool, toolVersion } from './bench/pg-tools';
 import { formatSpread, jsonSpread, spreadOf, type Spread } from './bench/stats';
 import { startUpdateLoad, type LoadFigures } from './bench/update-load';
-import { checksumLimit, ferryVerify, settleTarget, VERIFY_CHUNK } from './bench/verify';
+import { checksumLimit, ferryVerify, settleTarget, VERIFY_CHUNK, VERIFY_STREAMS } from './bench/verify';
 import { startWorkerProcess, type WorkerProcess } from './bench/worker-process';
 import { startPostgres } from './services/postgres';
 import { startTemporal } from './services/temporal';
@@ -210,7 +210,7 @@ async function main(): Promise<number> {
     const same = new PathFigures('one INSERT ... SELECT of the transform');
     const cross = new PathFigures('psql COPY (SELECT ...) TO STDOUT (FORMAT binary) | psql COPY ... FROM STDIN (FORMAT binary)');
     const js = new PathFigures('the same psql COPY pipe');
-    const verifySql = new PathFigures(`per-chunk count + sum of md5 row hashes (${fmt(VERIFY_CHUNK)} keys), both databases at once`);
+    const verifySql = new PathFigures(`per-chunk count + sum of md5 row hashes (${fmt(VERIFY_CHUNK)} keys), both databases at once, ${VERIFY_STREAMS} ranges at once`);
     const verifyJs = new PathFigures('the same checksum scan');
     const pgcopydbRates: number[] = [];
     const pgcopydbShares: number[] = [];

@@ -1,8 +1,9 @@
 /**
  * The benchmark's verification figure: Ferry's verifyShard over the whole table (called in this
  * process, as a worker would run it, without Temporal) against the raw limit, per-chunk
- * checksums (count and a sum of md5 row hashes) computed in both databases at once by two plain
- * connections, over the same chunks of keys. The bench interleaves the two, round after round.
+ * checksums (count and a sum of md5 row hashes) computed in both databases at once by plain
+ * connections, over the same chunks of keys and the same two ranges at once. The bench
+ * interleaves the two, round after round.
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
 import path from 'node:path';
@@ -24,26 +25,35 @@ export interface FerryVerifyRun {
   problems: string[];
 }
 
-/** The raw limit: both checksums of each chunk at once, chunk after chunk, on the dense integer key. */
+/** Key ranges scanned at once, by the limit and by Ferry (the bench's two verification shards). */
+export const VERIFY_STREAMS = 2;
+
+/**
+ * The raw limit: both checksums of each chunk at once, chunk after chunk, on the dense integer
+ * key, in VERIFY_STREAMS ranges at once (as Ferry verifies), each with its own two connections.
+ */
 export async function checksumLimit(sourceUrl: string, targetUrl: string, rows: number): Promise<{ ms: number; rowsPerSec: number; problems: string[] }> {
-  const source = new pg.Client({ connectionString: sourceUrl });
-  const target = new pg.Client({ connectionString: targetUrl });
-  await Promise.all([source.connect(), target.connect()]);
   const digest = `count(*)::text AS rows, sum(('x' || substr(md5(r::text), 1, 16))::bit(64)::bigint)::text AS digest`;
   const sourceSql = `SELECT ${digest} FROM (SELECT ${transformSelect()} FROM ${SOURCE_TABLE} AS s WHERE s.id > $1 AND s.id <= $2) AS r`;
   const targetSql = `SELECT ${digest} FROM (SELECT ${targetColumnList()} FROM ${TARGET_TABLE} AS t WHERE t.id > $1 AND t.id <= $2) AS r`;
   const problems: string[] = [];
-  try {
-    const started = performance.now();
-    for (let after = 0; after < rows; after += VERIFY_CHUNK) {
-      const range = [after, after + VERIFY_CHUNK];
+  const clients = Array.from({ length: VERIFY_STREAMS }, () => [new pg.Client({ connectionString: sourceUrl }), new pg.Client({ connectionString: targetUrl })] as const);
+  await Promise.all(clients.flat().map((c) => c.connect()));
+  const scan = async ([source, target]: readonly [pg.Client, pg.Client], from: number, to: number) => {
+    for (let after = from; after < to; after += VERIFY_CHUNK) {
+      const range = [after, Math.min(after + VERIFY_CHUNK, to)];
       const [s, t] = await Promise.all([source.query(sourceSql, range), target.query(targetSql, range)]);
       if (s.rows[0].rows !== t.rows[0].rows || s.rows[0].digest !== t.rows[0].digest) problems.push(`the limit's checksums differ in (${range.join(', ')}]`);
     }
+  };
+  try {
+    const per = Math.ceil(rows / VERIFY_STREAMS);
+    const started = performance.now();
+    await Promise.all(clients.map((pair, i) => scan(pair, i * per, Math.min(rows, (i + 1) * per))));
     const ms = performance.now() - started;
     return { ms, rowsPerSec: rows / (ms / 1000), problems };
   } finally {
-    await Promise.all([source.end(), target.end()]);
+    await Promise.all(clients.flat().map((c) => c.end()));
   }
 }
 
@@ -87,7 +97,7 @@ export async function ferryVerify(plan: Plan, env: Record<string, string>, rows:
       }
     };
     // Two shards at once, as the migration verifies with the bench's concurrency of 2.
-    const middle = String(Math.floor(rows / 2));
+    const middle = String(Math.ceil(rows / VERIFY_STREAMS));
     const started = performance.now();
     await Promise.all([verifyRange({ after: null, upTo: middle }), verifyRange({ after: middle, upTo: null })]);
     const ms = performance.now() - started;
