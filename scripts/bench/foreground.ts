@@ -120,7 +120,7 @@ export async function runForeground(bench: Bench, options: ForegroundOptions): P
   const pgbenchRun = (load: PgbenchLoad) => runPgbench(pgbench, bench.sourceUrl, load, seconds, dir);
   const show = (label: string, run: PgbenchRun, copy?: CopyWindow) =>
     out(
-      `    ${label.padEnd(44)} ${fmt(run.tps).padStart(6)} tps  p99 ${fmt(run.p99Ms, 1).padStart(6)} ms  (${fmt(run.transactions)} transactions` +
+      `    ${label.padEnd(50)} ${fmt(run.tps).padStart(6)} tps  p99 ${fmt(run.p99Ms, 1).padStart(6)} ms  (${fmt(run.transactions)} transactions` +
         (run.failed ? `, ${run.failed} failed or skipped` : '') +
         ')' +
         (copy ? `  Ferry ${fmt(copy.rowsPerSec)} rows/s${copy.endedEarlyAfterS === null ? '' : ` (copy ended after ${fmt(copy.endedEarlyAfterS, 1)} s)`}` : ''),
@@ -143,7 +143,7 @@ export async function runForeground(bench: Bench, options: ForegroundOptions): P
       show(`${TPCB.label}, Ferry unthrottled`, tpcb.result, tpcb.copy);
       round.unthrottled = (await copyDuring(bench, basePlan('bench-fg-alone', SOURCE_ENV), () => sleep(seconds * 1000))).copy;
       out(
-        `    ${'Ferry unthrottled, no foreground'.padEnd(44)} Ferry ${fmt(round.unthrottled.rowsPerSec)} rows/s` +
+        `    ${'Ferry unthrottled, no foreground'.padEnd(50)} Ferry ${fmt(round.unthrottled.rowsPerSec)} rows/s` +
           (round.unthrottled.endedEarlyAfterS === null ? '' : ` (copy ended after ${fmt(round.unthrottled.endedEarlyAfterS, 1)} s)`),
       );
       rounds.push(round);
