@@ -122,7 +122,7 @@ class PathFigures {
   }
 }
 
-const limitLine = (label: string, limit: { ms: number; rowsPerSec: number }) => `    ${label.padEnd(24)} ${seconds(limit.ms).padStart(7)}  ${fmt(limit.rowsPerSec).padStart(9)} rows/s`;
+const limitLine = (label: string, limit: { ms: number; rowsPerSec: number }) => `    ${label.padEnd(30)} ${seconds(limit.ms).padStart(7)}  ${fmt(limit.rowsPerSec).padStart(9)} rows/s`;
 /** Both stream counts of a limit, the faster one marked: it is the one Ferry is quoted against. */
 const limitLines = (label: string, limit: { best: Limit; all: Limit[] }) =>
   limit.all.map((l) => `${limitLine(`${label}, ${l.streams === 1 ? '1 stream' : `${l.streams} at once`}`, l)}${l === limit.best ? '  (the limit)' : ''}`).join('\n');
@@ -256,7 +256,7 @@ async function main(): Promise<number> {
         try {
           const run = await ferryVerify(validatePlan(plan), env, options.rows);
           figures.add(checksum.rowsPerSec, run.problems.length ? null : run.rowsPerSec);
-          out(`    ${`Ferry ${label}`.padEnd(24)} ${seconds(run.ms).padStart(7)}  ${fmt(run.rowsPerSec).padStart(9)} rows/s  ${fmt(run.rowsPerSec / checksum.rowsPerSec, 2)} of this round's limit (${run.calls} calls)`);
+          out(`    ${`Ferry ${label}`.padEnd(30)} ${seconds(run.ms).padStart(7)}  ${fmt(run.rowsPerSec).padStart(9)} rows/s  ${fmt(run.rowsPerSec / checksum.rowsPerSec, 2)} of this round's limit (${run.calls} calls)`);
           for (const problem of run.problems) out(`      CHECK FAILED: ${problem}`);
           if (run.problems.length) failures.push(`${label}, round ${round}`);
         } catch (error) {

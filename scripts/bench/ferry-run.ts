@@ -160,12 +160,12 @@ const percent = (share: number) => `${fmt(share * 100)}%`;
 export function printRun(label: string, limitRowsPerSec: number | null, outcome: RunOutcome, detail: boolean, out: (line: string) => void): void {
   const { run } = outcome;
   if (!run) {
-    out(`    ${label.padEnd(24)} FAILED: ${outcome.error?.replace(/\n/g, '\n      ')}`);
+    out(`    ${label.padEnd(30)} FAILED: ${outcome.error?.replace(/\n/g, '\n      ')}`);
     return;
   }
   const rate = run.status.rowsRead / (run.ms / 1000);
   out(
-    `    ${label.padEnd(24)} ${seconds(run.ms).padStart(7)}  ${fmt(rate).padStart(9)} rows/s` +
+    `    ${label.padEnd(30)} ${seconds(run.ms).padStart(7)}  ${fmt(rate).padStart(9)} rows/s` +
       (limitRowsPerSec ? `  ${fmt(rate / limitRowsPerSec, 2)} of this round's limit` : ''),
   );
   for (const problem of run.problems) out(`      CHECK FAILED: ${problem}`);
