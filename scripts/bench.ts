@@ -1,74 +1,68 @@
 /**
  * `npm run bench`: how fast Ferry copies against what the machine can do. On a throwaway
- * Postgres (fsync on) and a local Temporal dev server it measures, on the same data in the same
- * run, the raw limits (one INSERT ... SELECT; one binary COPY pipe between databases) and Ferry
- * end to end through Temporal, and quotes Ferry as a ratio of its limit (verification too,
- * against checksums computed in both databases at once): these machines are
- * noisy, so only ratios within one run mean anything. The worker is a child process so that its
- * peak memory is its own.
+ * Postgres (fsync on) and a local Temporal dev server it measures, round after round on the same
+ * data, each limit with the best tool there is (one INSERT ... SELECT; psql's binary COPY piped
+ * into psql; both sides' checksums at once) interleaved with Ferry end to end through Temporal,
+ * and quotes each figure and ratio as the median with its spread: these machines are noisy, so
+ * only ratios within one run mean anything. `--foreground` measures what a copy costs pgbench.
  */
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { migrationReport, startMigration } from '../cli/migrations';
-import { redactMessage, rootMessage } from '../lib/errors';
+import { rootMessage } from '../lib/errors';
 import { validatePlan, type PlanInput } from '../lib/plan';
 import { temporalSettings } from '../lib/settings';
-import type { MigrationStatus } from '../lib/status';
-import type { migrationWorkflow } from '../workflows/migration';
-import { sampleFerryActivity, type ActivityProfile } from './bench/activity-sampler';
-import {
-  checkTarget,
-  createSource,
-  createTarget,
-  resetTarget,
-  SOURCE_TABLE,
-  TARGET_TABLE,
-  targetColumnList,
-  targetColumns,
-  transformSelect,
-  transformSql,
-} from './bench/dataset';
-import { historyCost, type HistoryCost } from './bench/histories';
-import { startUpdateLoad, type LoadFigures, type UpdateLoad } from './bench/update-load';
-import { VERIFY_CHUNK, verifyFigures } from './bench/verify';
+import { checkTarget, createSource, createTarget, resetTarget, targetColumns } from './bench/dataset';
+import { BATCH_SIZE, basePlan, CONCURRENCY, measureFerry, printRun, SHARDS, SOURCE_ENV, TARGET_ENV, type Bench, type RunOutcome } from './bench/ferry-run';
+import { runForeground } from './bench/foreground';
+import { fasterOf, insertSelectLimit, psqlCopyLimit, type Limit } from './bench/limits';
+import { findPgcopydb, PGCOPYDB_JOBS, pgcopydbCopy, PGROLL_SKIPPED } from './bench/peers';
+import { initPgbench } from './bench/pgbench';
+import { ensurePgTool, toolVersion } from './bench/pg-tools';
+import { formatSpread, jsonSpread, spreadOf, type Spread } from './bench/stats';
+import { startUpdateLoad, type LoadFigures } from './bench/update-load';
+import { checksumLimit, ferryVerify, settleTarget, VERIFY_CHUNK, VERIFY_STREAMS } from './bench/verify';
 import { startWorkerProcess, type WorkerProcess } from './bench/worker-process';
 import { startPostgres } from './services/postgres';
 import { startTemporal } from './services/temporal';
 import { ferryDataConverter } from '../workers/payload-codec';
 
-const SHARDS = 2;
-const CONCURRENCY = 2;
-const BATCH_SIZE = 10_000;
-/** A copy call failing this many times in a row ends its path: it will not heal by itself. */
-const MAX_ATTEMPTS = 3;
-/** A path whose row count does not move for this long is stuck. */
-const STALL_MS = 90_000;
-const POLL_MS = 3000;
-
 /** Foreground updates a second with --with-load, and how long the quiet baseline lasts. */
 const LOAD_PER_SECOND = 300;
 const LOAD_BASELINE_MS = 10_000;
 
-const USAGE = `usage: npm run bench -- [--rows N] [--json] [--with-load]
+const USAGE = `usage: npm run bench -- [--rows N] [--rounds N] [--json] [--peers] [--with-load]
+       npm run bench -- --foreground [--rows N] [--rounds N] [--seconds S] [--scale N] [--json]
 
   --rows N       rows in the source table (Default: 1000000)
+  --rounds N     rounds of interleaved measurements, at least 3 (Default: 3)
   --json         also print the figures as one JSON object on the last line
-  --with-load    run ${LOAD_PER_SECOND} single-row UPDATEs a second on the source and compare their
-                 latency without and during each backfill (the load slows Ferry down a little)`;
-
-const SOURCE_ENV = 'BENCH_SOURCE_URL';
-const TARGET_ENV = 'BENCH_TARGET_URL';
+  --peers        also time pgcopydb's table-data copy (and say why pgroll is skipped)
+  --with-load    run ${LOAD_PER_SECOND} single-row UPDATEs a second on the source during the rounds
+  --foreground   instead: pgbench TPC-B and a light -R load, quiet and during a Ferry copy at the
+                 default throttle, interleaved; tps and p99 as ratios of quiet
+  --seconds S    length of each foreground window (Default: 15)
+  --scale N      pgbench -i scale for --foreground (Default: 10, 1,000,000 accounts)`;
 
 interface Options {
   rows: number;
+  rounds: number;
   json: boolean;
+  peers: boolean;
   withLoad: boolean;
+  foreground: boolean;
+  seconds: number;
+  scale: number;
+}
+
+class UsageError extends Error {}
+
+function wholeNumber(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  const n = value === undefined ? fallback : Number(value.replace(/_/g, ''));
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, not ${value}`);
+  return n;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -76,8 +70,13 @@ function parseOptions(argv: string[]): Options {
     args: argv,
     options: {
       rows: { type: 'string' },
+      rounds: { type: 'string' },
       json: { type: 'boolean', default: false },
+      peers: { type: 'boolean', default: false },
       'with-load': { type: 'boolean', default: false },
+      foreground: { type: 'boolean', default: false },
+      seconds: { type: 'string' },
+      scale: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -86,222 +85,67 @@ function parseOptions(argv: string[]): Options {
     console.log(USAGE);
     process.exit(0);
   }
-  const rows = values.rows === undefined ? 1_000_000 : Number(values.rows.replace(/_/g, ''));
-  if (!Number.isInteger(rows) || rows < 10_000 || rows > 100_000_000) {
-    throw new UsageError(`--rows must be a whole number from 10000 to 100000000, not ${values.rows}`);
-  }
-  return { rows, json: values.json, withLoad: values['with-load'] };
-}
-
-class UsageError extends Error {}
-
-const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-const seconds = (ms: number) => `${fmt(ms / 1000, 1)} s`;
-const percent = (share: number) => `${fmt(share * 100)}%`;
-
-interface Limit {
-  rowsPerSec: number;
-  ms: number;
-}
-
-/** The same-database limit: the whole transform as one INSERT ... SELECT. */
-async function insertSelectLimit(url: string, rows: number): Promise<Limit> {
-  await resetTarget(url);
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    const started = performance.now();
-    const result = await client.query(`INSERT INTO ${TARGET_TABLE} (${targetColumnList()}) SELECT ${transformSelect()} FROM ${SOURCE_TABLE} AS s`);
-    const ms = performance.now() - started;
-    if (result.rowCount !== rows) throw new Error(`INSERT ... SELECT wrote ${result.rowCount} rows, expected ${rows}`);
-    return { rowsPerSec: rows / (ms / 1000), ms };
-  } finally {
-    await client.end();
-  }
-}
-
-/** The cross-database limit: the transformed rows through one binary COPY pipe. */
-async function binaryCopyLimit(sourceUrl: string, targetUrl: string, rows: number): Promise<Limit> {
-  await resetTarget(targetUrl);
-  const source = new pg.Client({ connectionString: sourceUrl });
-  const target = new pg.Client({ connectionString: targetUrl });
-  await Promise.all([source.connect(), target.connect()]);
-  try {
-    const started = performance.now();
-    const into = target.query(copyFrom(`COPY ${TARGET_TABLE} (${targetColumnList()}) FROM STDIN (FORMAT binary)`));
-    await pipeline(source.query(copyTo(`COPY (SELECT ${transformSelect()} FROM ${SOURCE_TABLE} AS s) TO STDOUT (FORMAT binary)`)), into);
-    const ms = performance.now() - started;
-    if (into.rowCount !== rows) throw new Error(`the COPY pipe wrote ${into.rowCount} rows, expected ${rows}`);
-    return { rowsPerSec: rows / (ms / 1000), ms };
-  } finally {
-    await Promise.all([source.end(), target.end()]);
-  }
-}
-
-interface FerryRun {
-  status: MigrationStatus;
-  /** Workflow time from the migration's start (inspection included) to its end. */
-  ms: number;
-  wallMs: number;
-  history: HistoryCost;
-  profile: ActivityProfile;
-  peakRssMb: number;
-  /** Foreground update latencies during the migration, with --with-load. */
-  load: LoadFigures | null;
-  problems: string[];
-}
-
-interface Bench {
-  client: Client;
-  temporal: ReturnType<typeof temporalSettings>;
-  worker: WorkerProcess;
-  adminUrl: string;
-  sourceUrl: string;
-  rows: number;
-  load: UpdateLoad | null;
-}
-
-async function terminateAll(bench: Bench, migrationId: string, reason: string): Promise<void> {
-  for await (const execution of bench.client.workflow.list({ query: `WorkflowId STARTS_WITH '${migrationId}' AND ExecutionStatus = 'Running'` })) {
-    await bench.client.workflow.getHandle(execution.workflowId).terminate(reason).catch(() => {});
-  }
-}
-
-/**
- * Follows a migration to its end. Ends it early, with the copier's own error, when a copy call
- * keeps failing (the activity retries forever by design) or when no row moves for a while.
- */
-async function awaitMigration(bench: Bench, handle: WorkflowHandle<typeof migrationWorkflow>): Promise<MigrationStatus> {
-  const outcome = handle.result().then(
-    (status) => ({ status }),
-    (error: unknown) => ({ error }),
-  );
-  let lastRows = -1;
-  let lastMove = Date.now();
-  for (;;) {
-    const done = await Promise.race([outcome, new Promise<null>((resolve) => setTimeout(() => resolve(null), POLL_MS))]);
-    if (done && 'status' in done) return done.status;
-    if (done) throw done.error;
-    const report = await migrationReport(bench.client, handle.workflowId).catch(() => null);
-    if (!report?.status) continue;
-    if (report.status.rowsRead !== lastRows) {
-      lastRows = report.status.rowsRead;
-      lastMove = Date.now();
-    }
-    let failure: string | null = null;
-    for (const shard of report.status.shards.filter((s) => s.state === 'running')) {
-      const description = await bench.client.workflow.getHandle(`${handle.workflowId}/shard-${shard.index}`).describe().catch(() => null);
-      const pending = description?.raw.pendingActivities?.[0];
-      if (pending && (pending.attempt ?? 1) >= MAX_ATTEMPTS) {
-        failure = `copy activity failed ${pending.attempt! - 1} times: ${pending.lastFailure?.message ? redactMessage(pending.lastFailure.message) : 'no message'}`;
-      }
-    }
-    if (!failure && Date.now() - lastMove > STALL_MS) failure = `no progress for ${STALL_MS / 1000} s at ${lastRows} rows`;
-    if (failure) {
-      await terminateAll(bench, handle.workflowId, `bench: ${failure}`);
-      throw new Error(failure);
-    }
-  }
-}
-
-async function runFerry(bench: Bench, plan: PlanInput, targetUrl: string): Promise<FerryRun> {
-  await resetTarget(targetUrl);
-  bench.worker.startPhase();
-  const sampler = await sampleFerryActivity(bench.adminUrl);
-  bench.load?.mark();
-  const wallStarted = performance.now();
-  let status: MigrationStatus;
-  let migrationId: string;
-  let profile: ActivityProfile;
-  let load: LoadFigures | null;
-  try {
-    // Every path copies into the same (emptied) target table: each run is a re-run.
-    const handle = await startMigration(bench.client, bench.temporal, validatePlan(plan, plan.name), { execute: true, rerun: true });
-    migrationId = handle.workflowId;
-    status = await awaitMigration(bench, handle);
-  } finally {
-    load = bench.load?.figures() ?? null;
-    profile = await sampler.stop();
-  }
-  const wallMs = performance.now() - wallStarted;
-  const peakRssMb = bench.worker.phasePeakMb();
-  const [problems, history] = await Promise.all([checkTarget(bench.sourceUrl, targetUrl, bench.rows), historyCost(bench.client, migrationId)]);
-  if (status.rowsRead !== bench.rows) problems.push(`Ferry reports ${status.rowsRead} rows read, the source has ${bench.rows}`);
-  await resetTarget(targetUrl);
-  return { status, ms: Date.parse(status.finishedAt!) - Date.parse(status.startedAt), wallMs, history, profile, peakRssMb, load, problems };
-}
-
-function basePlan(name: string, targetEnv: string): PlanInput {
+  if (values.foreground && (values.peers || values['with-load'])) throw new UsageError('--foreground runs alone: drop --peers and --with-load');
   return {
-    name,
-    source: { connection: SOURCE_ENV, table: SOURCE_TABLE, key: 'id' },
-    target: { connection: targetEnv, table: TARGET_TABLE },
-    transform: { sql: transformSql },
-    // Opened up: the speed figures are taken with no rows/s cap.
-    throttle: { batchSize: BATCH_SIZE, concurrency: CONCURRENCY, rowsPerSecond: null },
-    shards: { count: SHARDS },
-    // Copy paths are timed alone; verification has its own figure below.
-    verify: { enabled: false },
+    rows: wholeNumber('rows', values.rows, 1_000_000, 10_000, 100_000_000),
+    rounds: wholeNumber('rounds', values.rounds, 3, 3, 20),
+    json: values.json,
+    peers: values.peers,
+    withLoad: values['with-load'],
+    foreground: values.foreground,
+    seconds: wholeNumber('seconds', values.seconds, 15, 3, 600),
+    scale: wholeNumber('scale', values.scale, 10, 1, 1000),
   };
 }
 
-interface PathFigures {
-  limitRowsPerSec: number | null;
-  ferryRowsPerSec: number | null;
-  ratio: number | null;
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const seconds = (ms: number) => `${fmt(ms / 1000, 1)} s`;
+
+/** One path's measurements over the rounds: its limit's rate, Ferry's rate, and their ratio, per round. */
+class PathFigures {
+  readonly limits: number[] = [];
+  readonly ferry: number[] = [];
+  readonly ratios: number[] = [];
+  constructor(readonly limitTool: string) {}
+  add(limitRowsPerSec: number, ferryRowsPerSec: number | null): void {
+    this.limits.push(limitRowsPerSec);
+    if (ferryRowsPerSec === null) return;
+    this.ferry.push(ferryRowsPerSec);
+    this.ratios.push(ferryRowsPerSec / limitRowsPerSec);
+  }
+  spreads(): { limit: Spread | null; ferry: Spread | null; ratio: Spread | null } {
+    return { limit: spreadOf(this.limits), ferry: spreadOf(this.ferry), ratio: spreadOf(this.ratios) };
+  }
+  json() {
+    const { limit, ferry, ratio } = this.spreads();
+    return { limitTool: this.limitTool, limitRowsPerSec: jsonSpread(limit), ferryRowsPerSec: jsonSpread(ferry), ratio: jsonSpread(ratio, 3) };
+  }
 }
 
-interface PathResult {
-  figures: PathFigures;
-  run: FerryRun | null;
-  error: string | null;
-}
-
-function printRun(label: string, limit: Limit, result: PathResult, out: (line: string) => void): void {
-  out('');
-  const { run, figures } = result;
-  if (!run) {
-    out(`  ${label.padEnd(22)} FAILED: ${result.error?.replace(/\n/g, '\n      ')}`);
-    return;
-  }
-  out(
-    `  ${label.padEnd(22)} ${fmt(run.status.rowsRead).padStart(11)} rows in ${seconds(run.ms).padStart(7)}  ` +
-      `${fmt(run.status.rowsRead / (run.ms / 1000)).padStart(9)} rows/s  ${fmt(figures.ratio ?? 0, 2)} of its limit (${fmt(limit.rowsPerSec)} rows/s)`,
-  );
-  const h = run.history;
-  out(
-    `      backfill ${seconds(h.backfillMs)} of ${seconds(run.ms)} (wall ${seconds(run.wallMs)}); ` +
-      `${h.activityCalls} copy calls of ${seconds(h.meanCallMs)} mean, ${fmt(h.meanGapMs)} ms between calls; ` +
-      `${h.runs} workflow runs, ${fmt(h.events)} history events` +
-      (h.failedAttempts ? `; ${h.failedAttempts} failed attempts` : ''),
-  );
-  out(`      worker peak RSS ${fmt(run.peakRssMb)} MB`);
-  if (run.load) {
-    out(`      foreground UPDATEs during it: p50 ${fmt(run.load.p50Ms, 1)} ms, p99 ${fmt(run.load.p99Ms, 1)} ms (${fmt(run.load.updates)} updates)`);
-  }
-  const p = run.profile;
-  out(
-    `      Postgres view (${p.samples} samples, 50 ms apart): no Ferry statement running in ${percent(p.noneActive)} of samples, ` +
-      `${fmt(p.meanActive, 2)} running on average`,
-  );
-  for (const [step, share] of Object.entries(p.steps)) out(`        ${percent(share).padStart(4)}  ${step}`);
-  if (run.problems.length === 0) out(`      check: row count and ${'sampled rows'} match the source exactly`);
-  else for (const problem of run.problems) out(`      CHECK FAILED: ${problem}`);
-}
+const limitLine = (label: string, limit: { ms: number; rowsPerSec: number }) => `    ${label.padEnd(30)} ${seconds(limit.ms).padStart(7)}  ${fmt(limit.rowsPerSec).padStart(9)} rows/s`;
+/** Both stream counts of a limit, the faster one marked: it is the one Ferry is quoted against. */
+const limitLines = (label: string, limit: { best: Limit; all: Limit[] }) =>
+  limit.all.map((l) => `${limitLine(`${label}, ${l.streams === 1 ? '1 stream' : `${l.streams} at once`}`, l)}${l === limit.best ? '  (the limit)' : ''}`).join('\n');
 
 async function main(): Promise<number> {
   const options = parseOptions(process.argv.slice(2));
   const out = (line: string) => console.log(line);
   const started = Date.now();
-  out(`Ferry benchmark: ${fmt(options.rows)} rows, ${os.cpus().length} cores, Node ${process.version}, fsync on.`);
+  // Other work on the machine moves every figure: the load average says how busy it was.
+  const loadAverage = () => os.loadavg().map((n) => Number(n.toFixed(2)));
+  const loadAtStart = loadAverage();
+  out(`Ferry benchmark: ${fmt(options.rows)} rows, ${options.rounds} rounds, ${os.cpus().length} cores (load average ${loadAtStart.join(' ')}), Node ${process.version}, fsync on.`);
+  const psql = ensurePgTool('psql');
+  const pgbench = options.foreground ? ensurePgTool('pgbench') : null;
+  out(`Tools: ${toolVersion(psql)}${pgbench ? `; ${toolVersion(pgbench)}` : ''}.`);
+  const pgcopydb = options.peers ? findPgcopydb() : null;
   out('Starting PostgreSQL and a Temporal dev server ...');
   const [postgres, temporalServer] = await Promise.all([startPostgres({ fsync: true, local: true }), startTemporal()]);
   const temporal = temporalSettings({}, { address: temporalServer.address, taskQueue: `ferry-bench-${process.pid}` });
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-'));
   let worker: WorkerProcess | null = null;
   let connection: Connection | null = null;
-  let load: UpdateLoad | null = null;
-  let loadBaseline: LoadFigures | null = null;
+  const bench: Partial<Bench> = {};
   try {
     const sourceUrl = await postgres.createDatabase('bench_source');
     const targetUrl = await postgres.createDatabase('bench_target');
@@ -329,157 +173,173 @@ async function main(): Promise<number> {
     const client = new Client({ connection, namespace: temporal.namespace, dataConverter: ferryDataConverter() });
     await worker.ready(client, temporal.namespace);
     out(`Worker ${worker.pid} is polling, ${fmt(worker.rssMb())} MB resident when idle (log: ${worker.logFile}).`);
-    const bench: Bench = { client, temporal, worker, adminUrl: postgres.url(), sourceUrl, rows: options.rows, load: null };
+    Object.assign(bench, { client, temporal, worker, adminUrl: postgres.url(), sourceUrl, rows: options.rows, load: null });
+    const ready = bench as Bench;
 
-    out('\nRaw limits (one statement each, no Temporal, same data):');
-    const sameLimit = await insertSelectLimit(sourceUrl, options.rows);
-    const sameLimitProblems = await checkTarget(sourceUrl, sourceUrl, options.rows);
-    out(`  same database    INSERT ... SELECT     ${seconds(sameLimit.ms).padStart(7)}  ${fmt(sameLimit.rowsPerSec).padStart(9)} rows/s`);
-    const crossLimit = await binaryCopyLimit(sourceUrl, targetUrl, options.rows);
-    const crossLimitProblems = await checkTarget(sourceUrl, targetUrl, options.rows);
-    out(`  across databases binary COPY pipe      ${seconds(crossLimit.ms).padStart(7)}  ${fmt(crossLimit.rowsPerSec).padStart(9)} rows/s`);
-    // If the bench's own check fails on the limits, the check (not Ferry) is wrong.
-    for (const problem of [...sameLimitProblems, ...crossLimitProblems]) out(`  CHECK OF THE LIMIT FAILED (the bench's check is wrong): ${problem}`);
-    await Promise.all([resetTarget(sourceUrl), resetTarget(targetUrl)]);
-
-    const measure = async (plan: PlanInput, url: string, limit: Limit): Promise<PathResult> => {
-      try {
-        const run = await runFerry(bench, plan, url);
-        const ferryRowsPerSec = run.status.rowsRead / (run.ms / 1000);
-        const figures = run.problems.length
-          ? { limitRowsPerSec: limit.rowsPerSec, ferryRowsPerSec: null, ratio: null }
-          : { limitRowsPerSec: limit.rowsPerSec, ferryRowsPerSec, ratio: ferryRowsPerSec / limit.rowsPerSec };
-        return { figures, run, error: null };
-      } catch (error) {
-        await resetTarget(url).catch(() => {});
-        return { figures: { limitRowsPerSec: limit.rowsPerSec, ferryRowsPerSec: null, ratio: null }, run: null, error: rootMessage(error) };
+    if (pgbench) {
+      const initStarted = Date.now();
+      await initPgbench(pgbench, sourceUrl, options.scale);
+      out(`pgbench -i -s ${options.scale} in the source database (${seconds(Date.now() - initStarted)}); windows of ${options.seconds} s.`);
+      out(`\nForeground: pgbench quiet and during a same-database Ferry copy, interleaved:`);
+      const summary = await runForeground(ready, { pgbench, seconds: options.seconds, rounds: options.rounds, out });
+      const loadAtEnd = loadAverage();
+      out(`Finished in ${seconds(Date.now() - started)} (load average ${loadAtEnd.join(' ')}).`);
+      if (options.json) {
+        console.log(JSON.stringify({ rows: options.rows, rounds: options.rounds, seconds: options.seconds, scale: options.scale, loadAverage: { start: loadAtStart, end: loadAtEnd }, foreground: summary }));
       }
-    };
+      return 0;
+    }
 
+    let loadBaseline: LoadFigures | null = null;
     if (options.withLoad) {
-      bench.load = startUpdateLoad(sourceUrl, options.rows, LOAD_PER_SECOND);
+      ready.load = startUpdateLoad(sourceUrl, options.rows, LOAD_PER_SECOND);
       // The first second opens the load's connections; its latencies are not the database's.
       await new Promise((resolve) => setTimeout(resolve, 1000));
-      bench.load.mark();
+      ready.load.mark();
       await new Promise((resolve) => setTimeout(resolve, LOAD_BASELINE_MS));
-      const quiet = bench.load.figures();
+      loadBaseline = ready.load.figures();
       out(
-        `\nForeground load: ${LOAD_PER_SECOND} single-row UPDATEs/s on the source; without a backfill ` +
-          `p50 ${fmt(quiet.p50Ms, 1)} ms, p99 ${fmt(quiet.p99Ms, 1)} ms (${fmt(quiet.updates)} updates in ${seconds(LOAD_BASELINE_MS)}).`,
+        `\nForeground load: ${LOAD_PER_SECOND} single-row UPDATEs/s on the source all along; without a backfill ` +
+          `p50 ${fmt(loadBaseline.p50Ms, 1)} ms, p99 ${fmt(loadBaseline.p99Ms, 1)} ms.`,
       );
-      load = bench.load;
-      loadBaseline = quiet;
     }
 
-    out(`\nFerry through Temporal (shards ${SHARDS}, concurrency ${CONCURRENCY}, batch ${fmt(BATCH_SIZE)}, no rate limit):`);
-    const sameDb = await measure(basePlan('bench-same-db', SOURCE_ENV), sourceUrl, sameLimit);
-    printRun('same database', sameLimit, sameDb, out);
-    const crossDb = await measure(basePlan('bench-cross-db', TARGET_ENV), targetUrl, crossLimit);
-    printRun('across databases', crossLimit, crossDb, out);
-
-    // Production stays healthy: the foreground load's p99 under the plan's default throttle.
-    let defaultThrottle: PathResult | null = null;
-    if (loadBaseline) {
-      const { throttle: _opened, shards: _shards, ...defaults } = basePlan('bench-default-throttle', SOURCE_ENV);
-      out('\nThe same database with the default throttle (what a plan without a throttle section gets):');
-      defaultThrottle = await measure(defaults, sourceUrl, sameLimit);
-      printRun('default throttle', sameLimit, defaultThrottle, out);
-    }
-
-    // Verification of a complete copy across databases (filled by the COPY pipe, untimed).
-    out(`\nVerification across databases (chunks of ${fmt(VERIFY_CHUNK)} keys; two shards at once, verifyShard called in this process, no Temporal):`);
-    let verify: PathFigures = { limitRowsPerSec: null, ferryRowsPerSec: null, ratio: null };
-    let verifyJsTransform: PathFigures = { limitRowsPerSec: null, ferryRowsPerSec: null, ratio: null };
-    let verifyFailed = false;
+    const peerUrl = pgcopydb && 'binary' in pgcopydb ? await postgres.createDatabase('bench_peer') : null;
     const jsPlan: PlanInput = {
       ...basePlan('bench-js-transform', TARGET_ENV),
       transform: { module: path.join(__dirname, 'bench-transform.ts'), columns: targetColumns.map((c) => c.name) },
     };
-    try {
-      await binaryCopyLimit(sourceUrl, targetUrl, options.rows);
-      /** One verification path against the checksum limit; its figures, or null when a check failed. */
-      const verifyPath = async (label: string, plan: PlanInput): Promise<PathFigures | null> => {
-        const figures = await verifyFigures(validatePlan(plan), { [SOURCE_ENV]: sourceUrl, [TARGET_ENV]: targetUrl }, options.rows);
-        out(`  ${'limit: count + sum of md5 row hashes, both sides at once'.padEnd(58)} ${seconds(figures.limitMs).padStart(7)}  ${fmt(figures.limitRowsPerSec).padStart(9)} rows/s`);
-        out(
-          `  ${`${label} (${figures.calls} call${figures.calls === 1 ? '' : 's'})`.padEnd(58)} ${seconds(figures.ferryMs).padStart(7)}  ` +
-            `${fmt(figures.ferryRowsPerSec).padStart(9)} rows/s  ${fmt(figures.ferryRowsPerSec / figures.limitRowsPerSec, 2)} of its limit`,
-        );
-        for (const problem of figures.problems) out(`      CHECK FAILED: ${problem}`);
-        if (figures.problems.length > 0) return null;
-        return { limitRowsPerSec: figures.limitRowsPerSec, ferryRowsPerSec: figures.ferryRowsPerSec, ratio: figures.ferryRowsPerSec / figures.limitRowsPerSec };
-      };
-      const sqlFigures = await verifyPath('Ferry verifyShard, SQL transform', basePlan('bench-verify', TARGET_ENV));
-      const jsFigures = await verifyPath('Ferry verifyShard, JavaScript transform', jsPlan);
-      verifyFailed = sqlFigures === null || jsFigures === null;
-      if (sqlFigures) verify = sqlFigures;
-      if (jsFigures) verifyJsTransform = jsFigures;
-    } catch (error) {
-      verifyFailed = true;
-      out(`  verification FAILED: ${rootMessage(error)}`);
-    } finally {
-      await resetTarget(targetUrl).catch(() => {});
-    }
-    const jsTransform = await measure(jsPlan, targetUrl, crossLimit);
-    printRun('JavaScript transform', crossLimit, jsTransform, out);
+    const env = { [SOURCE_ENV]: sourceUrl, [TARGET_ENV]: targetUrl };
+    const same = new PathFigures(`INSERT ... SELECT of the transform, the faster of one statement and ${SHARDS} over key ranges at once`);
+    const cross = new PathFigures(
+      `psql COPY (SELECT ...) TO STDOUT (FORMAT binary) | psql COPY ... FROM STDIN (FORMAT binary), the faster of one pipe and ${SHARDS} over key ranges at once`,
+    );
+    const js = new PathFigures('the same psql COPY pipes');
+    const verifySql = new PathFigures(`per-chunk count + sum of md5 row hashes (${fmt(VERIFY_CHUNK)} keys), both databases at once, ${VERIFY_STREAMS} ranges at once`);
+    const verifyJs = new PathFigures('the same checksum scan');
+    const pgcopydbRates: number[] = [];
+    const pgcopydbShares: number[] = [];
+    const outcomes: RunOutcome[] = [];
+    const failures: string[] = [];
+    const ferry = async (label: string, plan: PlanInput, url: string, limit: Limit, figures: PathFigures, round: number) => {
+      const outcome = await measureFerry(ready, plan, url);
+      outcomes.push(outcome);
+      if (outcome.rowsPerSec === null) failures.push(`${label}, round ${round}`);
+      figures.add(limit.rowsPerSec, outcome.rowsPerSec);
+      printRun(`Ferry ${label}`, limit.rowsPerSec, outcome, round === 1, out);
+    };
 
-    await load?.stop();
-    load = null;
+    out(`\nRounds: each limit, then Ferry through Temporal (shards ${SHARDS}, concurrency ${CONCURRENCY}, batch ${fmt(BATCH_SIZE)}, no rate limit):`);
+    for (let round = 1; round <= options.rounds; round += 1) {
+      out(`  round ${round} of ${options.rounds}:`);
+      const sameLimitRun = await fasterOf(SHARDS, round, (streams) => insertSelectLimit(sourceUrl, options.rows, streams));
+      const sameLimit = sameLimitRun.best;
+      out(limitLines('INSERT ... SELECT', sameLimitRun));
+      // If the bench's own check fails on a limit, the check (not Ferry) is wrong.
+      if (round === 1) for (const problem of await checkTarget(sourceUrl, sourceUrl, options.rows)) out(`    CHECK OF THE LIMIT FAILED: ${problem}`);
+      await resetTarget(sourceUrl);
+      await ferry('same database', basePlan('bench-same-db', SOURCE_ENV), sourceUrl, sameLimit, same, round);
 
-    const runs = [sameDb, crossDb, jsTransform].map((r) => r.run).filter((r): r is FerryRun => r !== null);
-    const peakWorkerRssMb = Math.round(worker.peakMb());
-    const eventsPerMillion = runs.length ? Math.max(...runs.map((r) => (r.history.events / r.status.rowsRead) * 1e6)) : null;
-    out('\nSummary:');
-    const line = (label: string, r: PathResult) =>
-      out(`  ${label.padEnd(22)} ${r.figures.ratio === null ? 'no figure' : `${fmt(r.figures.ratio, 2)} of its limit`}`);
-    line('same database', sameDb);
-    line('across databases', crossDb);
-    line('JavaScript transform', jsTransform);
-    line('verify', { figures: verify, run: null, error: null });
-    line('verify, JS transform', { figures: verifyJsTransform, run: null, error: null });
-    out(`  worker peak RSS        ${peakWorkerRssMb} MB (VmHWM over the whole run)`);
-    out(`  history events         ${eventsPerMillion === null ? 'no figure' : fmt(eventsPerMillion)} per million rows (the most of any path)`);
-    if (loadBaseline) {
-      const p99 = (r: PathResult) => (r.run?.load ? `${fmt(r.run.load.p99Ms, 1)} ms` : 'no figure');
-      out(`  foreground p99         ${fmt(loadBaseline.p99Ms, 1)} ms quiet, ${p99(sameDb)} during same database, ${p99(crossDb)} during across databases (no rate limit)`);
-      if (defaultThrottle?.run?.load) {
-        out(`  foreground p99         ${p99(defaultThrottle)} with the default throttle: ${fmt(defaultThrottle.run.load.p99Ms / loadBaseline.p99Ms, 2)}x the quiet p99`);
+      const crossLimitRun = await fasterOf(SHARDS, round, (streams) => psqlCopyLimit(psql, sourceUrl, targetUrl, options.rows, streams));
+      const crossLimit = crossLimitRun.best;
+      out(limitLines('psql COPY pipe', crossLimitRun));
+      if (round === 1) for (const problem of await checkTarget(sourceUrl, targetUrl, options.rows)) out(`    CHECK OF THE LIMIT FAILED: ${problem}`);
+      // Verification runs on the complete copy the pipe just made.
+      await settleTarget(targetUrl);
+      const checksum = await checksumLimit(sourceUrl, targetUrl, options.rows);
+      out(limitLine(`checksum scan, ${VERIFY_STREAMS} at once`, checksum));
+      for (const problem of checksum.problems) out(`    CHECK OF THE LIMIT FAILED: ${problem}`);
+      for (const [label, plan, figures] of [
+        ['verify, SQL transform', basePlan('bench-verify', TARGET_ENV), verifySql],
+        ['verify, JS transform', jsPlan, verifyJs],
+      ] as const) {
+        try {
+          const run = await ferryVerify(validatePlan(plan), env, options.rows);
+          figures.add(checksum.rowsPerSec, run.problems.length ? null : run.rowsPerSec);
+          out(`    ${`Ferry ${label}`.padEnd(30)} ${seconds(run.ms).padStart(7)}  ${fmt(run.rowsPerSec).padStart(9)} rows/s  ${fmt(run.rowsPerSec / checksum.rowsPerSec, 2)} of this round's limit (${run.calls} calls)`);
+          for (const problem of run.problems) out(`      CHECK FAILED: ${problem}`);
+          if (run.problems.length) failures.push(`${label}, round ${round}`);
+        } catch (error) {
+          figures.add(checksum.rowsPerSec, null);
+          failures.push(`${label}, round ${round}`);
+          out(`    Ferry ${label} FAILED: ${rootMessage(error)}`);
+        }
+      }
+      await resetTarget(targetUrl);
+      await ferry('across databases', basePlan('bench-cross-db', TARGET_ENV), targetUrl, crossLimit, cross, round);
+      await ferry('JavaScript transform', jsPlan, targetUrl, crossLimit, js, round);
+
+      if (pgcopydb && 'binary' in pgcopydb && peerUrl) {
+        try {
+          const peer = await pgcopydbCopy(pgcopydb.binary, sourceUrl, peerUrl, options.rows);
+          pgcopydbRates.push(peer.rowsPerSec);
+          pgcopydbShares.push(peer.rowsPerSec / crossLimit.rowsPerSec);
+          out(`${limitLine(`pgcopydb, ${PGCOPYDB_JOBS} jobs`, peer)}  ${fmt(peer.rowsPerSec / crossLimit.rowsPerSec, 2)} of the psql pipe (no transform)`);
+        } catch (error) {
+          out(`    pgcopydb FAILED: ${rootMessage(error)}`);
+        }
       }
     }
-    out(`Finished in ${seconds(Date.now() - started)}.`);
+    const updateLoad = ready.load;
+    ready.load = null;
+    await updateLoad?.stop();
 
-    const failed = [sameDb, crossDb].some((r) => r.run === null) || runs.some((r) => r.problems.length > 0) || verifyFailed;
-    if (failed) out('\nBENCH FAILED: a Ferry path failed or copied wrong data (see above).');
+    const runs = outcomes.flatMap((o) => (o.run ? [o.run] : []));
+    const peakWorkerRssMb = Math.round(worker.peakMb());
+    const eventsPerMillion = runs.length ? Math.max(...runs.map((r) => (r.history.events / r.status.rowsRead) * 1e6)) : null;
+    out(`\nSummary (median (min..max) of ${options.rounds} interleaved rounds; each ratio is Ferry over the limit of its own round):`);
+    out(`  ${'path'.padEnd(22)} ${'limit rows/s'.padEnd(26)} ${'Ferry rows/s'.padEnd(26)} ratio`);
+    const paths = { sameDb: same, crossDb: cross, jsTransform: js, verify: verifySql, verifyJsTransform: verifyJs };
+    const labels: Record<keyof typeof paths, string> = {
+      sameDb: 'same database',
+      crossDb: 'across databases',
+      jsTransform: 'JavaScript transform',
+      verify: 'verify',
+      verifyJsTransform: 'verify, JS transform',
+    };
+    for (const [key, figures] of Object.entries(paths) as [keyof typeof paths, PathFigures][]) {
+      const { limit, ferry: rate, ratio } = figures.spreads();
+      out(`  ${labels[key].padEnd(22)} ${formatSpread(limit).padEnd(26)} ${formatSpread(rate).padEnd(26)} ${formatSpread(ratio, 2)}`);
+    }
+    for (const [key, figures] of Object.entries(paths) as [keyof typeof paths, PathFigures][]) out(`  limit of ${labels[key]}: ${figures.limitTool}`);
+    if (options.peers) {
+      if (pgcopydb && 'missing' in pgcopydb) out(`  pgcopydb: skipped, it cannot be installed here: ${pgcopydb.missing}`);
+      else out(`  pgcopydb (${pgcopydb?.version}), table data, ${PGCOPYDB_JOBS} jobs, no transform: ${formatSpread(spreadOf(pgcopydbRates))} rows/s, ${formatSpread(spreadOf(pgcopydbShares), 2)} of the psql pipe`);
+      out(`  ${PGROLL_SKIPPED}`);
+    }
+    out(`  worker peak RSS        ${peakWorkerRssMb} MB (VmHWM over the whole run)`);
+    out(`  history events         ${eventsPerMillion === null ? 'no figure' : fmt(eventsPerMillion)} per million rows (the most of any run)`);
+    const loadP99 = spreadOf(runs.flatMap((r) => (r.load ? [r.load.p99Ms] : [])));
+    if (loadBaseline) out(`  foreground UPDATE p99  ${fmt(loadBaseline.p99Ms, 1)} ms quiet, ${formatSpread(loadP99, 1)} ms during the Ferry runs (unthrottled)`);
+    const loadAtEnd = loadAverage();
+    out(`Finished in ${seconds(Date.now() - started)} (load average ${loadAtEnd.join(' ')}).`);
+
+    if (failures.length) out(`\nBENCH FAILED: Ferry failed or copied wrong data in: ${failures.join('; ')} (see above).`);
     if (options.json) {
-      const round = (f: PathFigures) => ({
-        limitRowsPerSec: f.limitRowsPerSec === null ? null : Math.round(f.limitRowsPerSec),
-        ferryRowsPerSec: f.ferryRowsPerSec === null ? null : Math.round(f.ferryRowsPerSec),
-        ratio: f.ratio === null ? null : Number(f.ratio.toFixed(3)),
-      });
       console.log(
         JSON.stringify({
-          sameDb: round(sameDb.figures),
-          crossDb: round(crossDb.figures),
-          jsTransform: round(jsTransform.figures),
-          verify: round(verify),
-          verifyJsTransform: round(verifyJsTransform),
-          peakWorkerRssMb,
-          historyEventsPerMillionRows: eventsPerMillion === null ? null : Math.round(eventsPerMillion),
-          ...(loadBaseline && {
-            foregroundUpdateP99Ms: {
-              quiet: Number(loadBaseline.p99Ms.toFixed(2)),
-              sameDb: sameDb.run?.load ? Number(sameDb.run.load.p99Ms.toFixed(2)) : null,
-              crossDb: crossDb.run?.load ? Number(crossDb.run.load.p99Ms.toFixed(2)) : null,
-              defaultThrottle: defaultThrottle?.run?.load ? Number(defaultThrottle.run.load.p99Ms.toFixed(2)) : null,
-              defaultThrottleRatio: defaultThrottle?.run?.load ? Number((defaultThrottle.run.load.p99Ms / loadBaseline.p99Ms).toFixed(2)) : null,
+          rows: options.rows,
+          rounds: options.rounds,
+          loadAverage: { start: loadAtStart, end: loadAtEnd },
+          ...Object.fromEntries(Object.entries(paths).map(([key, figures]) => [key, figures.json()])),
+          ...(options.peers && {
+            peers: {
+              pgcopydb:
+                pgcopydb && 'binary' in pgcopydb
+                  ? { version: pgcopydb.version, jobs: PGCOPYDB_JOBS, rowsPerSec: jsonSpread(spreadOf(pgcopydbRates)), shareOfPsqlPipe: jsonSpread(spreadOf(pgcopydbShares), 3) }
+                  : { skipped: pgcopydb?.missing ?? 'not looked for' },
+              pgroll: { skipped: PGROLL_SKIPPED },
             },
           }),
+          peakWorkerRssMb,
+          historyEventsPerMillionRows: eventsPerMillion === null ? null : Math.round(eventsPerMillion),
+          ...(loadBaseline && { foregroundUpdateP99Ms: { quiet: Number(loadBaseline.p99Ms.toFixed(2)), duringFerryRuns: jsonSpread(loadP99, 2) } }),
         }),
       );
     }
-    return failed ? 1 : 0;
+    return failures.length ? 1 : 0;
   } finally {
-    await load?.stop();
+    await bench.load?.stop();
     await worker?.stop();
     await connection?.close();
     await temporalServer.stop();

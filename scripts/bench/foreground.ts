@@ -1,0 +1,195 @@
+/**
+ * `--foreground`: what a copy costs the application. pgbench's TPC-B script (and a light,
+ * rate-limited -R load of the same script) runs alone and during a Ferry copy at the plan's
+ * default throttle, interleaved round after round; tps and p99 are quoted as ratios of the quiet
+ * run next to them, and Ferry's rate during the window as a share of its unthrottled rate.
+ */
+import type { WorkflowHandle } from '@temporalio/client';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { startMigration } from '../../cli/migrations';
+import { validatePlan, type PlanInput } from '../../lib/plan';
+import type { migrationWorkflow } from '../../workflows/migration';
+import { countRows, resetTarget, TARGET_TABLE } from './dataset';
+import { basePlan, terminateAll, SOURCE_ENV, type Bench } from './ferry-run';
+import { runPgbench, type PgbenchLoad, type PgbenchRun } from './pgbench';
+import { formatSpread, jsonSpread, spreadOf } from './stats';
+
+export const TPCB: PgbenchLoad = { label: 'TPC-B, 4 clients', clients: 4, rate: null };
+export const LIGHT: PgbenchLoad = { label: 'light TPC-B, -R 100', clients: 2, rate: 100 };
+
+/** Ferry's copy during one window: rows/s while the window lasted (or until the copy ended). */
+interface CopyWindow {
+  rowsPerSec: number;
+  /** The copy finished inside the window, so part of the window was quiet. */
+  endedEarlyAfterS: number | null;
+}
+
+/** A copy must last this share of its window for the window to count as "during a copy". */
+const COVERED_SHARE = 0.8;
+
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The plan a user gets with no throttle section: the default throttle, default shards. */
+function defaultPlan(): PlanInput {
+  const { throttle: _opened, shards: _shards, ...defaults } = basePlan('bench-fg-default', SOURCE_ENV);
+  return defaults;
+}
+
+/** Waits until no Ferry connection runs a statement, so the next quiet run is quiet; ends stragglers. */
+async function waitFerryIdle(adminUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl, application_name: 'ferry-bench' });
+  await client.connect();
+  try {
+    const busy = `SELECT pid FROM pg_stat_activity WHERE application_name = 'ferry' AND state <> 'idle' AND pid <> pg_backend_pid()`;
+    for (let waited = 0; waited < 30_000; waited += 200) {
+      if ((await client.query(busy)).rowCount === 0) return;
+      await sleep(200);
+    }
+    await client.query(`SELECT pg_terminate_backend(pid) FROM (${busy}) AS b`);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Starts a same-database copy with `plan`, waits until rows arrive, runs `during` (which lasts
+ * the window), and measures the rows that arrived meanwhile. The copy is then stopped and the
+ * target emptied, so each window costs a window, not a whole copy.
+ */
+async function copyDuring<T>(bench: Bench, plan: PlanInput, during: () => Promise<T>): Promise<{ result: T; copy: CopyWindow }> {
+  const url = bench.sourceUrl;
+  await resetTarget(url);
+  const handle: WorkflowHandle<typeof migrationWorkflow> = await startMigration(bench.client, bench.temporal, validatePlan(plan, plan.name), {
+    execute: true,
+    rerun: true,
+  });
+  let endedAt: number | null = null;
+  const outcome = handle.result().then(
+    () => (endedAt = performance.now()),
+    (error: unknown) => {
+      endedAt = performance.now();
+      throw error;
+    },
+  );
+  outcome.catch(() => {});
+  try {
+    for (let waited = 0; (await countRows(url, TARGET_TABLE)) === 0; waited += 100) {
+      if (endedAt !== null) await outcome;
+      if (waited > 120_000) throw new Error('the copy wrote no row in 120 s');
+      await sleep(100);
+    }
+    const rows0 = await countRows(url, TARGET_TABLE);
+    const started = performance.now();
+    const result = await during();
+    const ended = performance.now();
+    const rows1 = await countRows(url, TARGET_TABLE);
+    const until = endedAt !== null && endedAt < ended ? endedAt : ended;
+    return {
+      result,
+      copy: { rowsPerSec: (rows1 - rows0) / ((until - started) / 1000), endedEarlyAfterS: until < ended ? (until - started) / 1000 : null },
+    };
+  } finally {
+    await terminateAll(bench, handle.workflowId, 'bench: foreground window over');
+    await waitFerryIdle(bench.adminUrl);
+    await resetTarget(url);
+  }
+}
+
+interface Round {
+  quiet: Record<string, PgbenchRun>;
+  copying: Record<string, PgbenchRun>;
+  copyRate: Record<string, CopyWindow>;
+  unthrottled: CopyWindow;
+  tpcbUnthrottled: { run: PgbenchRun; copy: CopyWindow };
+}
+
+export interface ForegroundOptions {
+  pgbench: string;
+  seconds: number;
+  rounds: number;
+  out: (line: string) => void;
+}
+
+export async function runForeground(bench: Bench, options: ForegroundOptions): Promise<Record<string, unknown>> {
+  const { pgbench, seconds, out } = options;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-pgbench-'));
+  const pgbenchRun = (load: PgbenchLoad) => runPgbench(pgbench, bench.sourceUrl, load, seconds, dir);
+  const show = (label: string, run: PgbenchRun, copy?: CopyWindow) =>
+    out(
+      `    ${label.padEnd(50)} ${fmt(run.tps).padStart(6)} tps  p99 ${fmt(run.p99Ms, 1).padStart(6)} ms  (${fmt(run.transactions)} transactions` +
+        (run.failed ? `, ${run.failed} failed or skipped` : '') +
+        ')' +
+        (copy ? `  Ferry ${fmt(copy.rowsPerSec)} rows/s${copy.endedEarlyAfterS === null ? '' : ` (copy ended after ${fmt(copy.endedEarlyAfterS, 1)} s)`}` : ''),
+    );
+  const rounds: Round[] = [];
+  try {
+    for (let r = 1; r <= options.rounds; r += 1) {
+      out(`  round ${r} of ${options.rounds}:`);
+      const round: Round = { quiet: {}, copying: {}, copyRate: {} } as Round;
+      for (const load of [TPCB, LIGHT]) {
+        round.quiet[load.label] = await pgbenchRun(load);
+        show(`${load.label}, quiet`, round.quiet[load.label]!);
+        const { result, copy } = await copyDuring(bench, defaultPlan(), () => pgbenchRun(load));
+        round.copying[load.label] = result;
+        round.copyRate[load.label] = copy;
+        show(`${load.label}, Ferry at its default throttle`, result, copy);
+      }
+      const tpcb = await copyDuring(bench, basePlan('bench-fg-open', SOURCE_ENV), () => pgbenchRun(TPCB));
+      round.tpcbUnthrottled = { run: tpcb.result, copy: tpcb.copy };
+      show(`${TPCB.label}, Ferry unthrottled`, tpcb.result, tpcb.copy);
+      round.unthrottled = (await copyDuring(bench, basePlan('bench-fg-alone', SOURCE_ENV), () => sleep(seconds * 1000))).copy;
+      out(
+        `    ${'Ferry unthrottled, no foreground'.padEnd(50)} Ferry ${fmt(round.unthrottled.rowsPerSec)} rows/s` +
+          (round.unthrottled.endedEarlyAfterS === null ? '' : ` (copy ended after ${fmt(round.unthrottled.endedEarlyAfterS, 1)} s)`),
+      );
+      rounds.push(round);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const ratios = (pick: (round: Round) => number) => spreadOf(rounds.map(pick));
+  // A window the copy left early was partly quiet: its foreground ratios would flatter Ferry.
+  const covered = (copy: CopyWindow) => copy.endedEarlyAfterS === null || copy.endedEarlyAfterS >= COVERED_SHARE * seconds;
+  const during = (copy: CopyWindow, ratio: number) => (covered(copy) ? ratio : Number.NaN);
+  const uncovered = rounds.flatMap((x) => [...Object.values(x.copyRate), x.tpcbUnthrottled.copy]).filter((c) => !covered(c)).length;
+  const summary: Record<string, unknown> = {};
+  out(`\nForeground summary (median (min..max) of ${rounds.length} rounds; each ratio against the quiet run of its own round):`);
+  for (const load of [TPCB, LIGHT]) {
+    const tps = ratios((x) => during(x.copyRate[load.label]!, x.copying[load.label]!.tps / x.quiet[load.label]!.tps));
+    const p99 = ratios((x) => during(x.copyRate[load.label]!, x.copying[load.label]!.p99Ms / x.quiet[load.label]!.p99Ms));
+    const share = ratios((x) => x.copyRate[load.label]!.rowsPerSec / x.unthrottled.rowsPerSec);
+    const quietP99 = spreadOf(rounds.map((x) => x.quiet[load.label]!.p99Ms));
+    const quietTps = spreadOf(rounds.map((x) => x.quiet[load.label]!.tps));
+    out(
+      `  ${load.label.padEnd(22)} at Ferry's default throttle: tps ${formatSpread(tps, 2)} of quiet, p99 ${formatSpread(p99, 2)}x quiet; ` +
+        `Ferry at ${formatSpread(share, 2)} of its unthrottled rate (quiet: ${formatSpread(quietTps)} tps, p99 ${formatSpread(quietP99, 1)} ms)`,
+    );
+    summary[load === TPCB ? 'tpcb' : 'light'] = {
+      quietTps: jsonSpread(quietTps),
+      quietP99Ms: jsonSpread(quietP99, 2),
+      tpsRatio: jsonSpread(tps, 3),
+      p99Ratio: jsonSpread(p99, 3),
+      ferryShareOfUnthrottled: jsonSpread(share, 3),
+    };
+  }
+  const openTps = ratios((x) => during(x.tpcbUnthrottled.copy, x.tpcbUnthrottled.run.tps / x.quiet[TPCB.label]!.tps));
+  const openP99 = ratios((x) => during(x.tpcbUnthrottled.copy, x.tpcbUnthrottled.run.p99Ms / x.quiet[TPCB.label]!.p99Ms));
+  out(`  ${TPCB.label.padEnd(22)} with Ferry unthrottled:      tps ${formatSpread(openTps, 2)} of quiet, p99 ${formatSpread(openP99, 2)}x quiet`);
+  const unthrottled = spreadOf(rounds.map((x) => x.unthrottled.rowsPerSec));
+  out(`  Ferry unthrottled, alone: ${formatSpread(unthrottled)} rows/s`);
+  if (uncovered > 0) {
+    out(
+      `  note: ${uncovered} cop${uncovered === 1 ? 'y' : 'ies'} ended before ${fmt(COVERED_SHARE * 100)}% of its window: those windows were partly quiet ` +
+        'and are left out of the ratios above (a larger --rows or a shorter --seconds keeps the copy busy all window).',
+    );
+  }
+  summary.windowsLeftOut = uncovered;
+  summary.tpcbUnthrottled = { tpsRatio: jsonSpread(openTps, 3), p99Ratio: jsonSpread(openP99, 3) };
+  summary.ferryUnthrottledRowsPerSec = jsonSpread(unthrottled);
+  return summary;
+}

@@ -1,0 +1,44 @@
+/**
+ * Repeated measurements summed up as the median and the spread (min..max), the only honest way
+ * to quote figures from a noisy machine.
+ */
+
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  runs: number;
+}
+
+/** The median and range of `values`, or null when there are none. */
+export function spreadOf(values: readonly number[]): Spread | null {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return null;
+  const mid = Math.floor(sorted.length / 2);
+  const median = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { median, min: sorted[0]!, max: sorted[sorted.length - 1]!, runs: sorted.length };
+}
+
+/** The p-th percentile (0..100) of `values`, nearest rank; NaN when there are none. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
+  return sorted[rank - 1]!;
+}
+
+const fmt = (n: number, digits: number) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/** "0.82 (0.79..0.85)", or "no figure". */
+export function formatSpread(spread: Spread | null, digits = 0): string {
+  if (!spread) return 'no figure';
+  if (spread.runs === 1) return `${fmt(spread.median, digits)} (one run)`;
+  return `${fmt(spread.median, digits)} (${fmt(spread.min, digits)}..${fmt(spread.max, digits)})`;
+}
+
+/** The spread rounded for the JSON line. */
+export function jsonSpread(spread: Spread | null, digits = 0): { median: number; min: number; max: number; runs: number } | null {
+  if (!spread) return null;
+  const round = (n: number) => Number(n.toFixed(digits));
+  return { median: round(spread.median), min: round(spread.min), max: round(spread.max), runs: spread.runs };
+}
