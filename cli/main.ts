@@ -14,7 +14,6 @@ import {
   abortMigration,
   approveGate,
   changeThrottle,
-  listMigrations,
   rejectGate,
   migrationReport,
   NoWorkerError,
@@ -25,10 +24,13 @@ import {
   startMigration,
   UnknownMigrationError,
 } from './migrations';
-import { formatFailures, formatInspection, formatListing, formatMismatches, formatStatus, formatThrottle, formatVerification } from './render';
+import { formatFailures, formatInspection, formatMismatches, formatStatus, formatThrottle, formatVerification } from './render';
 import { migrationRecord, recordMarkdown } from './report';
 import { recordHtml } from './report-html';
 import { endedBadly, watchMigration } from './watch';
+import { statusExitCode } from './outcome';
+import { formatListingTable, listMigrationRows } from './list';
+import { formatKnownWithoutWorker, NoLiveWorkerError } from './temporal-health';
 import os from 'node:os';
 import path from 'node:path';
 import type { ThrottleChange } from '../lib/throttle';
@@ -139,7 +141,7 @@ export function buildProgram(): Command {
         }
         const report = await watchMigration(client, handle.workflowId, { mode: process.stdout.isTTY ? 'tty' : 'plain' });
         console.log(formatStatus(report));
-        if (report.runState !== 'completed') process.exitCode = ExitCode.failed;
+        if (report.runState !== 'completed' || statusExitCode(report) !== ExitCode.ok) process.exitCode = statusExitCode(report) || ExitCode.failed;
       });
     });
 
@@ -155,14 +157,16 @@ export function buildProgram(): Command {
           const mode = options.json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain';
           const report = await watchMigration(client, migrationId, { mode });
           if (mode === 'plain') console.log(formatStatus(report));
-          if (endedBadly(report)) process.exitCode = ExitCode.failed;
+          if (endedBadly(report)) process.exitCode = statusExitCode(report);
           return;
         }
-        const report = await migrationReport(client, migrationId);
+        const report = await migrationReport(client, migrationId).catch((error: unknown) => {
+          // What Temporal records is still true with no worker: show it, then fail with exit 4.
+          if (error instanceof NoLiveWorkerError) console.log(options.json ? JSON.stringify({ live: false, ...error.known }, null, 2) : formatKnownWithoutWorker(error.known));
+          throw error;
+        });
         console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
-        if (report.runState === 'failed' || report.runState === 'terminated' || report.runState === 'timed-out') {
-          process.exitCode = ExitCode.failed;
-        }
+        process.exitCode = statusExitCode(report);
       });
     });
 
@@ -203,8 +207,12 @@ export function buildProgram(): Command {
     program.command('resume').description('Resume a paused migration.').argument('<migration-id>', 'the migration'),
   ).action(async (migrationId: string, note: { by: string; reason?: string }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      await resumeMigration(client, migrationId, note);
-      console.log(`resume requested for ${migrationId}`);
+      const checked = await resumeMigration(client, migrationId, note);
+      console.log(
+        checked
+          ? `resume sent to ${migrationId}, which was paused; \`ferry status ${migrationId}\` shows when it copies again`
+          : `resume sent to ${migrationId} (no worker runs it now, so whether it was paused is not known); it takes effect when a worker runs it`,
+      );
     });
   });
 
@@ -312,10 +320,10 @@ export function buildProgram(): Command {
     .option('--json', 'print as JSON', false)
     .action(async (options: { all: boolean; limit: string; json: boolean; plan?: string; phase?: string; target?: string }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        const listings = await listMigrations(client, { ...options, limit: wholeNumber('--limit', options.limit) });
+        const listings = await listMigrationRows(client, { ...options, limit: wholeNumber('--limit', options.limit) });
         if (options.json) console.log(JSON.stringify(listings, null, 2));
         else if (listings.length === 0) console.log(options.all ? 'no migrations' : 'no running migrations (--all shows finished ones)');
-        else for (const l of listings) console.log(formatListing(l));
+        else console.log(formatListingTable(listings));
       });
     });
 
@@ -452,8 +460,9 @@ function defaultOperator(): string {
 
 function exitCodeOf(error: unknown): number {
   if (error instanceof CliError) return error.exitCode;
+  if (error instanceof NoLiveWorkerError) return error.exitCode;
   if (error instanceof RefusedError) return ExitCode.badInput;
-  if (error instanceof NoWorkerError) return ExitCode.unreachable;
+  if (error instanceof NoWorkerError) return ExitCode.notApplied;
   if (error instanceof InvalidPlanError) return ExitCode.badInput;
   if (error instanceof UnknownMigrationError) return ExitCode.unknownMigration;
   return ExitCode.failed;

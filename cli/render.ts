@@ -4,7 +4,8 @@ import { describeRange } from '../lib/key-range';
 import type { MismatchReport } from '../activities/verifier';
 import { rowsSkipped, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
 import type { Throttle } from '../lib/throttle';
-import type { MigrationListing, MigrationReport } from './migrations';
+import type { MigrationReport } from './migrations';
+import { outcomeOf, rowsLeftText } from './outcome';
 
 const number = new Intl.NumberFormat('en-US');
 
@@ -57,15 +58,6 @@ function shardLine(shard: ShardStatus): string {
   return `shard ${shard.index} ${where}: ${shard.state}, ${details.join(', ')}`;
 }
 
-export function formatListing(listing: MigrationListing): string {
-  const progress =
-    listing.rowsRead === null
-      ? ''
-      : `, ${formatCount(listing.rowsRead)} of ~${formatCount(listing.estimatedRows)} rows` +
-        (listing.estimatedRows ? ` (${Math.min(100, (100 * listing.rowsRead) / Math.max(1, listing.estimatedRows)).toFixed(0)}%)` : '');
-  return `${listing.migrationId}  ${listing.runState}${listing.phase ? ` / ${listing.phase}` : ''}${progress}  started ${listing.startedAt}`;
-}
-
 export function formatVerification(v: VerificationSummary): string {
   return (
     `verification ${v.clean ? 'clean' : 'NOT clean'} after ${v.passes} pass${v.passes === 1 ? '' : 'es'}: ${formatCount(v.rowsChecked)} rows checked, ` +
@@ -102,7 +94,7 @@ export function formatFailures(status: MigrationStatus): string {
 }
 
 export function formatStatus(report: MigrationReport): string {
-  const lines = [`migration ${report.migrationId}: ${report.runState}`];
+  const lines = [`migration ${report.migrationId}: ${outcomeOf(report)}`];
   if (report.failure) lines.push(`failure: ${report.failure}`);
   const status = report.status;
   if (!status) return lines.join('\n');
@@ -133,7 +125,12 @@ export function formatStatus(report: MigrationReport): string {
       );
     }
   }
-  if (status.abort) lines.push(`ABORTED   by ${status.abort.by} in ${status.abort.phaseReached}: ${status.abort.reason}; ${status.abort.flagsNote}`);
+  if (status.abort) {
+    lines.push(
+      `ABORTED   by ${status.abort.by} in ${status.abort.phaseReached}: ${status.abort.reason}; ${status.abort.flagsNote}`,
+      `          ${rowsLeftText(status)} remain in the target; \`ferry report ${status.migrationId}\` says what to do about them`,
+    );
+  }
   for (const shard of status.shards) lines.push(shardLine(shard));
   if (status.rowsFailed) lines.push(formatFailures(status));
   if (status.events.length) {

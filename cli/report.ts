@@ -1,5 +1,6 @@
 /** The record of a migration run, as Markdown for people and JSON for tools: `ferry report`. */
 import { rowsSkipped, type MigrationStatus } from '../lib/status';
+import { rowsLeftText } from './outcome';
 import { formatCount } from './render';
 
 export interface MigrationRecord {
@@ -68,6 +69,10 @@ function leftToDo(status: MigrationStatus): string[] {
   }
   if (status.abort) {
     todo.push(`the migration was aborted (${status.abort.reason}): ${status.abort.flagsNote}`);
+    todo.push(
+      `${rowsLeftText(status)} remain in ${target}: run the migration again to finish the copy (rows already there are kept under the conflict policy, ` +
+        `then verified against the source), or, if nothing else writes ${target} yet, empty it (\`TRUNCATE ${target}\`) before starting over`,
+    );
     if (status.flags && status.flags.writeNew && status.flags.readFrom === 'new') {
       todo.push(`repair ${source} from ${target} before moving reads back to it; then turn dual writes off`);
     }
@@ -112,7 +117,8 @@ export function migrationRecord(status: MigrationStatus): MigrationRecord {
       repaired: status.verification?.repaired ?? 0,
     },
     backfillRowsPerSecond: backfillSeconds ? Math.round(status.rowsRead / Math.max(backfillSeconds, 0.001)) : null,
-    earlyEta: earlyEtaOf(status),
+    // An aborted backfill's end says nothing about how good its ETA was.
+    earlyEta: status.abort || status.phase === 'aborted' ? null : earlyEtaOf(status),
     verification: status.verification,
     flags: status.flags,
     decisions: status.events,

@@ -7,6 +7,7 @@ import type { Client } from '@temporalio/client';
 import { etaSeconds, formatDuration, nextRate, progressBar, remainingRows, type RateState } from '../lib/progress';
 import { rowsSkipped, type MigrationStatus, type ShardStatus } from '../lib/status';
 import { migrationReport, UnknownMigrationError, type MigrationReport } from './migrations';
+import { statusExitCode } from './outcome';
 import { formatCount, formatThrottle } from './render';
 
 export type WatchMode = 'tty' | 'plain' | 'json';
@@ -243,7 +244,7 @@ export async function watchMigration(client: Client, migrationId: string, option
   }
 }
 
-/** The exit code `ferry status` gives for a report: failed runs are 1, everything else 0. */
+/** Whether `ferry status` exits non-zero for a report: failed, aborted, terminated or timed out. */
 export function endedBadly(report: MigrationReport): boolean {
-  return report.runState === 'failed' || report.runState === 'terminated' || report.runState === 'timed-out';
+  return statusExitCode(report) !== 0;
 }
