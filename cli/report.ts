@@ -1,6 +1,7 @@
 /** The record of a migration run, as Markdown for people and JSON for tools: `ferry report`. */
 import { rowsSkipped, type MigrationStatus } from '../lib/status';
 import { rowsLeftText } from './outcome';
+import { decisionDetail } from './phase-story';
 import { formatCount } from './render';
 
 export interface MigrationRecord {
@@ -174,7 +175,7 @@ export function recordMarkdown(record: MigrationRecord): string {
   if (record.decisions.length === 0) lines.push('None.');
   else {
     lines.push('| when | what | by | detail |', '| --- | --- | --- | --- |');
-    for (const e of record.decisions) lines.push(`| ${e.at} | ${e.kind} | ${cell(e.by ?? '')} | ${cell(e.detail)} |`);
+    for (const e of record.decisions) lines.push(`| ${e.at} | ${e.kind} | ${cell(e.by ?? '')} | ${cell(decisionDetail(e))} |`);
   }
   if (record.abort) {
     lines.push('', '## Abort', '', `Aborted by ${record.abort.by} at ${record.abort.at} in phase ${record.abort.phaseReached}: ${record.abort.reason}.`, '', record.abort.flagsNote + '.');
