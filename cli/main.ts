@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/plan';
 import { temporalSettings, type TemporalSettings } from '../lib/settings';
-import { parseMetricsPort } from '../workers/metrics';
+import { DEFAULT_METRICS_HOST, parseMetricsPort } from '../workers/metrics';
 import { createFerryWorker, installSdkMetrics } from '../workers/worker';
 import { ExitCode } from './exit-codes';
 import { exitWhenFlushed } from './exit';
@@ -29,6 +29,7 @@ import { migrationRecord, recordMarkdown } from './report';
 import { recordHtml } from './report-html';
 import { endedBadly, watchMigration } from './watch';
 import { statusExitCode } from './outcome';
+import { addCompletionCommand, applyHelpConventions } from './help';
 import { formatListingTable, listMigrationRows } from './list';
 import { formatKnownWithoutWorker, NoLiveWorkerError } from './temporal-health';
 import os from 'node:os';
@@ -364,18 +365,23 @@ export function buildProgram(): Command {
     .description('Run a Ferry worker: it copies rows for the migrations on its task queue. Connection URLs come from its environment.')
     .option('--metrics-port <port>', "serve Ferry's metrics at /metrics on this port (default: FERRY_METRICS_PORT, or off)")
     .option('--sdk-metrics-port <port>', "serve the Temporal SDK's worker metrics (temporal_*) on this port (default: FERRY_SDK_METRICS_PORT, or off)")
+    .option('--metrics-host <address>', 'the interface both metrics ports listen on; 0.0.0.0 for every one (default: FERRY_METRICS_HOST, or 127.0.0.1)')
     .action(async (options: WorkerCommandOptions, command: Command) => {
       const { metricsPort, sdkMetricsPort } = metricsPortsOf(options);
-      if (sdkMetricsPort) console.log(`temporal SDK metrics at ${installSdkMetrics(sdkMetricsPort)}`);
-      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort });
+      const metricsHost = options.metricsHost ?? process.env.FERRY_METRICS_HOST ?? DEFAULT_METRICS_HOST;
+      if (sdkMetricsPort) console.log(`temporal SDK metrics at ${installSdkMetrics(sdkMetricsPort, metricsHost)}`);
+      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort, metricsHost });
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => worker.shutdown());
       await worker.run();
     });
 
+  addCompletionCommand(program);
+  applyHelpConventions(program);
   return program;
 }
 
 interface WorkerCommandOptions {
+  metricsHost?: string;
   metricsPort?: string;
   sdkMetricsPort?: string;
 }
@@ -460,7 +466,8 @@ function defaultOperator(): string {
 
 function exitCodeOf(error: unknown): number {
   if (error instanceof CliError) return error.exitCode;
-  if (error instanceof NoLiveWorkerError) return error.exitCode;
+  // Errors that carry their own code (no worker: 4; a refused argument: 2).
+  if (typeof (error as { exitCode?: unknown }).exitCode === 'number') return (error as { exitCode: number }).exitCode;
   if (error instanceof RefusedError) return ExitCode.badInput;
   if (error instanceof NoWorkerError) return ExitCode.notApplied;
   if (error instanceof InvalidPlanError) return ExitCode.badInput;

@@ -7,7 +7,8 @@ import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporal
 import { createActivities } from '../activities';
 import { createDatabases, type ConnectionEnv } from '../activities/connections';
 import type { TemporalSettings } from '../lib/settings';
-import { createFerryMetrics, serveMetrics, type FerryMetrics, type MetricsServer } from './metrics';
+import { watchGates, type GateWatch } from './gate-metrics';
+import { createFerryMetrics, DEFAULT_METRICS_HOST, serveMetrics, type FerryMetrics, type MetricsServer } from './metrics';
 
 export interface FerryWorkerOptions {
   temporal: TemporalSettings;
@@ -19,7 +20,7 @@ export interface FerryWorkerOptions {
   shutdownGraceSeconds?: number;
   /** Serve Ferry's metrics on this port at /metrics; 0 or absent: not served. (Default: off) */
   metricsPort?: number;
-  /** The interface the metrics endpoint listens on. (Default: 0.0.0.0) */
+  /** The interface the metrics endpoint listens on. (Default: 127.0.0.1) */
   metricsHost?: string;
   /** Log lines of the worker itself (the metrics address). (Default: console.log) */
   log?: (line: string) => void;
@@ -58,7 +59,7 @@ export interface FerryWorker {
  * temporal_*, at http://host:port/metrics. Once per process, before any worker or connection
  * exists: the SDK's Runtime is created with the first of them and cannot change afterwards.
  */
-export function installSdkMetrics(port: number, host = '0.0.0.0'): string {
+export function installSdkMetrics(port: number, host = DEFAULT_METRICS_HOST): string {
   const bindAddress = `${host.includes(':') ? `[${host}]` : host}:${port}`;
   Runtime.install({
     telemetryOptions: {
@@ -90,9 +91,17 @@ export async function createFerryWorker(options: FerryWorkerOptions): Promise<Fe
     maxHeartbeatThrottleInterval: '1 second',
   });
   let metricsServer: MetricsServer | null = null;
+  let gateWatch: GateWatch | null = null;
   if (options.metricsPort) {
     metrics.collectProcessMetrics();
-    metricsServer = await serveMetrics(metrics.registry, options.metricsPort, options.metricsHost);
+    gateWatch = await watchGates({ temporal: options.temporal, gauges: metrics.gates });
+    const watch = gateWatch;
+    const readiness = () =>
+      worker.getState() !== 'RUNNING' ? `the worker is ${worker.getState().toLowerCase()}` : watch.connected() ? null : `Temporal at ${options.temporal.address} did not answer`;
+    metricsServer = await serveMetrics(metrics.registry, options.metricsPort, options.metricsHost, readiness).catch(async (error: unknown) => {
+      await watch.stop();
+      throw error;
+    });
     (options.log ?? console.log)(`ferry metrics at ${metricsServer.url}`);
   }
   return {
@@ -103,6 +112,7 @@ export async function createFerryWorker(options: FerryWorkerOptions): Promise<Fe
       try {
         await worker.run();
       } finally {
+        await gateWatch?.stop();
         await metricsServer?.close();
         await databases.close();
         await connection.close();
