@@ -30,6 +30,7 @@ import { recordHtml } from './report-html';
 import { endedBadly, watchMigration } from './watch';
 import { statusExitCode } from './outcome';
 import { addCompletionCommand, applyHelpConventions } from './help';
+import { say } from './output';
 import { formatListingTable, listMigrationRows } from './list';
 import { formatKnownWithoutWorker, NoLiveWorkerError } from './temporal-health';
 import os from 'node:os';
@@ -115,6 +116,7 @@ export function buildProgram(): Command {
     .option('--sample <percent>', 'copy a deterministic sample of about this percentage of keys')
     .option('--partition-values <values>', 'copy only these comma-separated values of shards.partitionColumn')
     .option('--rerun', 'migrate into a target that already holds a finished migration', false)
+    .option('--json', 'print the outcome as JSON (the inspection, the id started, or with --wait the final status)', false)
     .action(async (planFile: string, options: StartOptions, command: Command) => {
       const plan = withSubset(readPlan(planFile), options, planFile);
       const settings = settingsOf(command);
@@ -126,22 +128,22 @@ export function buildProgram(): Command {
           rerun: options.rerun,
         });
         if (!options.execute) {
-          console.log(`dry run ${handle.workflowId} (nothing is written)`);
+          if (!options.json) console.log(`dry run ${handle.workflowId} (nothing is written)`);
           const status = await handle.result();
-          console.log(formatInspection(status.inspection!));
+          say(options.json, { migrationId: handle.workflowId, dryRun: true, inspection: status.inspection }, formatInspection(status.inspection!));
           if (status.inspection!.problems.length > 0) {
             throw new CliError('the dry run found problems; fix them before running with --execute', ExitCode.failed);
           }
-          console.log(`\nto copy for real: ferry start ${planFile} --execute`);
+          if (!options.json) console.log(`\nto copy for real: ferry start ${planFile} --execute`);
           return;
         }
-        console.log(`started migration ${handle.workflowId}`);
         if (!options.wait) {
-          console.log(`follow it with: ferry status ${handle.workflowId}`);
+          say(options.json, { migrationId: handle.workflowId, started: true }, `started migration ${handle.workflowId}\nfollow it with: ferry status ${handle.workflowId}`);
           return;
         }
-        const report = await watchMigration(client, handle.workflowId, { mode: process.stdout.isTTY ? 'tty' : 'plain' });
-        console.log(formatStatus(report));
+        if (!options.json) console.log(`started migration ${handle.workflowId}`);
+        const report = await watchMigration(client, handle.workflowId, { mode: options.json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain' });
+        if (!options.json) say(false, report, formatStatus(report));
         if (report.runState !== 'completed' || statusExitCode(report) !== ExitCode.ok) process.exitCode = statusExitCode(report) || ExitCode.failed;
       });
     });
@@ -157,7 +159,7 @@ export function buildProgram(): Command {
         if (options.watch) {
           const mode = options.json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain';
           const report = await watchMigration(client, migrationId, { mode });
-          if (mode === 'plain') console.log(formatStatus(report));
+          if (mode === 'plain') say(false, report, formatStatus(report));
           if (endedBadly(report)) process.exitCode = statusExitCode(report);
           return;
         }
@@ -166,7 +168,7 @@ export function buildProgram(): Command {
           if (error instanceof NoLiveWorkerError) console.log(options.json ? JSON.stringify({ live: false, ...error.known }, null, 2) : formatKnownWithoutWorker(error.known));
           throw error;
         });
-        console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
+        say(options.json, report, formatStatus(report));
         process.exitCode = statusExitCode(report);
       });
     });
@@ -183,12 +185,13 @@ export function buildProgram(): Command {
       .argument('<migration-id>', 'the migration')
       .option('--rows-per-second <n>', `rows per second across the migration, or "unlimited"`)
       .option('--batch-size <n>', 'the largest batch (the copier adapts below it)')
-      .option('--concurrency <n>', 'shards copying at once'),
-  ).action(async (migrationId: string, options: ThrottleOptions, command: Command) => {
+      .option('--concurrency <n>', 'shards copying at once')
+      .option('--json', 'print the throttle now in force as JSON', false),
+  ).action(async (migrationId: string, options: ThrottleOptions & { json: boolean }, command: Command) => {
     const change = throttleChangeOf(options);
     await withClient(settingsOf(command), async (client) => {
       const throttle = await changeThrottle(client, migrationId, change);
-      console.log(`throttle of ${migrationId} is now: ${formatThrottle(throttle)}`);
+      say(options.json, { migrationId, throttle }, `throttle of ${migrationId} is now: ${formatThrottle(throttle)}`);
     });
   });
 
@@ -239,11 +242,12 @@ export function buildProgram(): Command {
     program
       .command('retry')
       .description('Copy the failed rows of a migration again, after fixing their cause.')
-      .argument('<migration-id>', 'the migration'),
-  ).action(async (migrationId: string, note: { by: string; reason?: string }, command: Command) => {
+      .argument('<migration-id>', 'the migration')
+      .option('--json', 'print the outcome as JSON', false),
+  ).action(async (migrationId: string, options: { by: string; reason?: string; json: boolean }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      const outcome = await retryFailures(client, migrationId, note);
-      console.log(`retried ${outcome.retried} rows: ${outcome.fixed} copied, ${outcome.stillFailing} still failing`);
+      const outcome = await retryFailures(client, migrationId, { by: options.by, ...(options.reason ? { reason: options.reason } : {}) });
+      say(options.json, { migrationId, ...outcome }, `retried ${outcome.retried} rows: ${outcome.fixed} copied, ${outcome.stillFailing} still failing`);
       if (outcome.stillFailing > 0) process.exitCode = ExitCode.failed;
     });
   });
@@ -256,10 +260,15 @@ export function buildProgram(): Command {
     .requiredOption('--by <name>', 'who approves, for the record')
     .option('--note <text>', 'what you checked')
     .option('--force', 'approve although verification is not clean (recorded)', false)
-    .action(async (migrationId: string, options: { gate: string; by: string; note?: string; force: boolean }, command: Command) => {
+    .option('--json', 'print the outcome as JSON', false)
+    .action(async (migrationId: string, options: { gate: string; by: string; note?: string; force: boolean; json: boolean }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
         const outcome = await approveGate(client, migrationId, { gate: options.gate, by: options.by, note: options.note, force: options.force });
-        console.log(`gate ${outcome.gate} of ${migrationId} approved by ${options.by}${outcome.forced ? ' (forced past unclean verification; recorded)' : ''}`);
+        say(
+          options.json,
+          { migrationId, approvedBy: options.by, ...outcome },
+          `gate ${outcome.gate} of ${migrationId} approved by ${options.by}${outcome.forced ? ' (forced past unclean verification; recorded)' : ''}`,
+        );
       });
     });
 
@@ -283,10 +292,11 @@ export function buildProgram(): Command {
     .argument('<migration-id>', 'the migration')
     .requiredOption('--reason <text>', 'why, for the record')
     .option('--by <name>', 'who aborts (default: your user name)', defaultOperator())
-    .action(async (migrationId: string, options: { by: string; reason: string }, command: Command) => {
+    .option('--json', 'print the abort record as JSON', false)
+    .action(async (migrationId: string, options: { by: string; reason: string; json: boolean }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        const record = await abortMigration(client, migrationId, options);
-        console.log(`migration ${migrationId} aborted${record ? ` in phase ${record.phaseReached}: ${record.flagsNote}` : ''}`);
+        const record = await abortMigration(client, migrationId, { by: options.by, reason: options.reason });
+        say(options.json, { migrationId, aborted: true, abort: record }, `migration ${migrationId} aborted${record ? ` in phase ${record.phaseReached}: ${record.flagsNote}` : ''}`);
       });
     });
 
@@ -333,15 +343,16 @@ export function buildProgram(): Command {
     .description('Verify a migration again now (compare, repair, compare), e.g. at a gate; or a quick sampled check.')
     .argument('<migration-id>', 'the migration')
     .option('--sample <percent>', 'check a deterministic sample of about this percentage of keys')
-    .option('--by <name>', 'who asks, for the record', defaultOperator())
-    .action(async (migrationId: string, options: { sample?: string; by: string }, command: Command) => {
+    .option('--by <name>', 'who asks, for the record (default: your user name)', defaultOperator())
+    .option('--json', 'print what verification found as JSON', false)
+    .action(async (migrationId: string, options: { sample?: string; by: string; json: boolean }, command: Command) => {
       const samplePercent = options.sample === undefined ? undefined : Number(options.sample.replace(/%$/, ''));
       if (samplePercent !== undefined && !(samplePercent > 0 && samplePercent <= 100)) {
         throw new CliError(`--sample must be a percentage above 0 and at most 100, not "${options.sample}"`, ExitCode.badInput);
       }
       await withClient(settingsOf(command), async (client) => {
         const summary = await verifyMigration(client, migrationId, { samplePercent, by: options.by });
-        console.log(formatVerification(summary));
+        say(options.json, { migrationId, ...summary }, formatVerification(summary));
         if (!summary.clean) process.exitCode = ExitCode.failed;
       });
     });
@@ -402,6 +413,7 @@ function metricsPortsOf(options: WorkerCommandOptions): { metricsPort: number; s
 }
 
 interface StartOptions {
+  json: boolean;
   execute: boolean;
   rerun: boolean;
   showValues: boolean;

@@ -8,6 +8,7 @@ import { etaSeconds, formatDuration, nextRate, progressBar, remainingRows, type 
 import { rowsSkipped, type MigrationStatus, type ShardStatus } from '../lib/status';
 import { migrationReport, UnknownMigrationError, type MigrationReport } from './migrations';
 import { outcomeOf, statusExitCode } from './outcome';
+import { colourOn, highlight } from './output';
 import { copying, gateStory, pauseStory, phaseStory } from './phase-story';
 import { formatCount, formatThrottle } from './render';
 
@@ -174,6 +175,7 @@ export async function watchMigration(client: Client, migrationId: string, option
   const out = options.out ?? process.stdout;
   const intervalMs = options.intervalMs ?? 1000;
   const tty = options.mode === 'tty';
+  const colour = tty && colourOn(out);
   let drawn = 0;
   let rate: RateState | null = null;
   let failedRefreshes = 0;
@@ -195,7 +197,7 @@ export async function watchMigration(client: Client, migrationId: string, option
   const draw = (lines: string[]) => {
     // Back to the frame's first line, then overwrite line by line and clear what is left below.
     const up = drawn > 0 ? `${ESC}${drawn}F` : '';
-    out.write(`${up}${lines.map((line) => `${line}${ESC}K\n`).join('')}${ESC}J`);
+    out.write(`${up}${lines.map((line) => `${highlight(line, colour)}${ESC}K\n`).join('')}${ESC}J`);
     drawn = lines.length;
   };
 

@@ -71,8 +71,13 @@ describe('gate metrics and health on a worker process', () => {
     expect(seriesValue(waiting, 'ferry_gate_verification_clean', labels)).toBe(1);
     expect(seriesValue(waiting, 'ferry_gate_reminders', labels)).toBe(0);
 
-    const approved = await ferry(['approve', handle.workflowId, '--gate', 'cutover-reads', '--by', 'alice'], client.temporal);
+    const verified = await ferry(['verify', handle.workflowId, '--json'], client.temporal);
+    expect(verified.code, verified.stderr).toBe(ExitCode.ok);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ migrationId: handle.workflowId, clean: true });
+
+    const approved = await ferry(['approve', handle.workflowId, '--gate', 'cutover-reads', '--by', 'alice', '--json'], client.temporal);
     expect(approved.code, approved.stderr).toBe(ExitCode.ok);
+    expect(JSON.parse(approved.stdout)).toMatchObject({ migrationId: handle.workflowId, gate: 'cutover-reads', approvedBy: 'alice' });
     await eventually(async () => {
       const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       return seriesValue(text, 'ferry_gate_waiting_seconds', labels) === undefined;
