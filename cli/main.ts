@@ -29,6 +29,7 @@ import { migrationRecord, recordMarkdown } from './report';
 import { recordHtml } from './report-html';
 import { endedBadly, watchMigration } from './watch';
 import { statusExitCode } from './outcome';
+import { addDevCommand } from './dev';
 import { addCompletionCommand, applyHelpConventions } from './help';
 import { say } from './output';
 import { formatListingTable, listMigrationRows } from './list';
@@ -386,6 +387,7 @@ export function buildProgram(): Command {
       await worker.run();
     });
 
+  addDevCommand(program, settingsOf);
   addCompletionCommand(program);
   applyHelpConventions(program);
   return program;
