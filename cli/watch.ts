@@ -151,7 +151,9 @@ export function sampleOf(report: MigrationReport, rate: RateState | null, atMs: 
   }
   const next = nextRate(rate, { atMs, rows: status.rowsRead });
   const left = report.runState === 'running' ? remainingRows(status.inspection?.source.estimatedRows, status.rowsRead) : 0;
-  return { sample: { report, rowsPerSecond: next.rowsPerSecond, etaSeconds: etaSeconds(left, next.rowsPerSecond) }, rate: next };
+  // An ended run has nothing left, whatever its rate was.
+  const eta = report.runState === 'running' ? etaSeconds(left, next.rowsPerSecond) : 0;
+  return { sample: { report, rowsPerSecond: next.rowsPerSecond, etaSeconds: eta }, rate: next };
 }
 
 export interface WatchOptions {

@@ -62,6 +62,13 @@ describe('gate metrics and health on a worker process', () => {
     const handle = await startMigration(client.client, client.temporal, plan, { execute: true });
     await eventually(async () => (await handle.query<MigrationStatus>('status')).gate?.name === 'cutover-reads', 60_000, 'the gate');
 
+    // The gate's story in status: how long, verification clean, and the command that would be taken.
+    const status = await ferry(['status', handle.workflowId], client.temporal);
+    expect(status.stdout).toMatch(/GATE {6}waiting at cutover-reads for \S+/);
+    expect(status.stdout).toContain('verification clean after 1 pass, 300 rows checked');
+    expect(status.stdout).toContain(`approve with: ferry approve ${handle.workflowId} --gate cutover-reads`);
+    expect(status.stdout).not.toContain('ETA');
+
     const labels = { migration: 'gate-metrics', gate: 'cutover-reads' };
     const waiting = await eventually(async () => {
       const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();

@@ -112,6 +112,20 @@ describe('operator truth', () => {
     expect(resume.stderr).toContain('is not paused');
     expect(resume.stderr).toContain('nothing was sent');
 
+    // Paused: labelled PAUSED with who and why, no rate or ETA, and the decision says its reason once.
+    expect((await ferry(['pause', handle.workflowId, '--by', 'tester', '--reason', 'checking replica'], worker.temporal)).code).toBe(ExitCode.ok);
+    const paused = await eventually(async () => {
+      const result = await ferry(['status', handle.workflowId], worker.temporal);
+      return result.stdout.includes('PAUSED for') ? result.stdout : undefined;
+    }, 30_000, 'the pause');
+    expect(paused).toMatch(/phase {5}backfilling \(PAUSED for \S+ by tester: checking replica/);
+    expect(paused).not.toContain('ETA');
+    expect(paused).toMatch(/pause by tester: checking replica\n/);
+    expect(paused).not.toContain('checking replica (checking replica)');
+    const resumed = await ferry(['resume', handle.workflowId, '--by', 'tester'], worker.temporal);
+    expect(resumed.code).toBe(ExitCode.ok);
+    expect(resumed.stdout).toContain('which was paused');
+
     const aborted = await ferry(['abort', handle.workflowId, '--by', 'tester', '--reason', 'checking replica'], worker.temporal);
     expect(aborted.code).toBe(ExitCode.ok);
 
