@@ -33,12 +33,19 @@ export function verificationPhrase(v: MigrationStatus['verification']): string {
 }
 
 /** While verifying: the pass under way and what the last one found. */
-export function verifyingStory(status: Pick<MigrationStatus, 'verification' | 'phases'>, nowMs = Date.now()): string {
+export function verifyingStory(status: Pick<MigrationStatus, 'verification' | 'phases' | 'verifyPass'>, nowMs = Date.now()): string {
   const v = status.verification;
   const step = status.phases.at(-1);
   const running = step && step.endedAt === null ? ` for ${since(step.startedAt, nowMs)}` : '';
-  if (!v) return `verifying${running}: pass 1 comparing every shard chunk by chunk (figures come as each pass ends)`;
-  return `verifying${running}: pass ${v.passes + 1} under way; pass ${v.passes} found ${differences(v)} in ${v.rowsChecked.toLocaleString('en-US')} rows, ${v.repaired} repaired`;
+  const live = status.verifyPass;
+  const shards = live
+    ? `${live.shardsVerified} of ${live.shards} shard${live.shards === 1 ? '' : 's'} verified${live.shardsRunning ? `, ${live.shardsRunning} checking` : ''}`
+    : null;
+  if (!v) return `verifying${running}: pass 1 ${shards ? `(${shards})` : 'under way'}; differences are counted as the pass ends`;
+  return (
+    `verifying${running}: pass ${v.passes + 1} ${shards ? `(${shards})` : 'under way'}; ` +
+    `pass ${v.passes} found ${differences(v)} in ${v.rowsChecked.toLocaleString('en-US')} rows, ${v.repaired} repaired`
+  );
 }
 
 /** The gate a migration waits at: how long, how verification stands, and how to move on. */

@@ -9,6 +9,7 @@ import type { MigrationStatus } from '../lib/status';
 import { phaseKey } from '../lib/search-attributes';
 import { statusQuery } from '../workflows/messages';
 import { ExitCode } from './exit-codes';
+import { verifyPassProgress } from './verify-progress';
 
 /**
  * A worker's long poll lasts up to a minute, and Temporal records a poller when its poll
@@ -89,7 +90,9 @@ export async function liveStatus(
     throw new NoLiveWorkerError(known, `no Ferry worker polls task queue "${known.taskQueue}" (none seen in the last ${POLLER_FRESH_SECONDS} s)`);
   }
   try {
-    return await client.withDeadline(Date.now() + PROBE_SECONDS * 1000, () => handle.query(statusQuery));
+    const status = await client.withDeadline(Date.now() + PROBE_SECONDS * 1000, () => handle.query(statusQuery));
+    status.verifyPass = await verifyPassProgress(client, status);
+    return status;
   } catch (error) {
     if (deadlineExceeded(error)) {
       throw new NoLiveWorkerError(known, `no Ferry worker answered for ${handle.workflowId} within ${PROBE_SECONDS} s (one polled task queue "${known.taskQueue}" lately, but seems gone)`);

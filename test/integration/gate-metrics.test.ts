@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
 import { startMigration } from '../../cli/migrations';
+import { verifyPassProgress } from '../../cli/verify-progress';
 import { validatePlan } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
 import { freePort } from '../../scripts/services/ports';
@@ -61,6 +62,15 @@ describe('gate metrics and health on a worker process', () => {
     });
     const handle = await startMigration(client.client, client.temporal, plan, { execute: true });
     await eventually(async () => (await handle.query<MigrationStatus>('status')).gate?.name === 'cutover-reads', 60_000, 'the gate');
+
+    // The first pass's shards, counted from visibility as the live view counts a pass under way.
+    const atGate = await handle.query<MigrationStatus>('status');
+    const counted = await eventually(
+      async () => (await verifyPassProgress(client.client, { ...atGate, phase: 'verifying', verification: null }))?.shardsVerified === atGate.shards.length || undefined,
+      20_000,
+      'the verified shards in visibility',
+    );
+    expect(counted).toBe(true);
 
     // The gate's story in status: how long, verification clean, and the command that would be taken.
     const status = await ferry(['status', handle.workflowId], client.temporal);

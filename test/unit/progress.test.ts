@@ -199,6 +199,8 @@ describe('watchFrame', () => {
     const v = { clean: false, passes: 1, rowsChecked: 10_000, missing: 3, extra: 0, value: 2, repaired: 5, inFlight: 0, forcedBy: null };
     const text = watchFrame(sample(report({ phase: 'verifying', verification: v })), { columns: 200, rows: 40 }).join('\n');
     expect(text).toContain('pass 2 under way; pass 1 found 3 missing, 0 extra, 2 differing in 10,000 rows, 5 repaired');
+    const live = report({ phase: 'verifying', verification: v, verifyPass: { pass: 2, shardsVerified: 3, shardsRunning: 2, shards: 8 } });
+    expect(watchFrame(sample(live), { columns: 200, rows: 40 }).join('\n')).toContain('pass 2 (3 of 8 shards verified, 2 checking); pass 1 found 3 missing');
   });
 
   it('cuts a long shard list to the terminal height, running shards first', () => {
