@@ -33,7 +33,7 @@ import { addDevCommand } from './dev';
 import { addCompletionCommand, applyHelpConventions } from './help';
 import { say } from './output';
 import { formatListingTable, listMigrationRows } from './list';
-import { formatKnownWithoutWorker, NoLiveWorkerError } from './temporal-health';
+import { formatKnownWithoutWorker, NoLiveWorkerError, sdkErrorLine } from './temporal-health';
 import os from 'node:os';
 import path from 'node:path';
 import type { ThrottleChange } from '../lib/throttle';
@@ -498,8 +498,9 @@ export async function main(argv: string[]): Promise<number> {
       // Commander has already printed the help or the usage error.
       return error.exitCode === 0 ? ExitCode.ok : ExitCode.badInput;
     }
-    console.error(`ferry: ${error instanceof Error ? error.message : String(error)}`);
-    return exitCodeOf(error);
+    const sdk = sdkErrorLine(error);
+    console.error(`ferry: ${sdk ? sdk.message : error instanceof Error ? error.message : String(error)}`);
+    return sdk ? sdk.exitCode : exitCodeOf(error);
   }
 }
 

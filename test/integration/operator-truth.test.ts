@@ -168,5 +168,10 @@ describe('operator truth', () => {
     expect(result.code).toBe(ExitCode.unreachable);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
     expect(result.stderr).toContain('cannot reach Temporal at 127.0.0.1:1');
+
+    const namespace = await ferry(['list', '--namespace', 'no-such-namespace'], worker.temporal);
+    expect(namespace.code).toBe(ExitCode.badInput);
+    expect(namespace.stderr.trim().split('\n')).toHaveLength(1);
+    expect(namespace.stderr).toMatch(/^ferry: no such Temporal namespace: 'no-such-namespace'; pass --namespace/);
   });
 });
