@@ -31,7 +31,7 @@ const workflowSafeImports = {
 };
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.tools/', 'dist/', 'coverage/'] },
+  { ignores: ['node_modules/', '.tools/', 'dist/', 'client/dist/', 'coverage/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -44,7 +44,7 @@ export default tseslint.config(
   { files: ['workflows/**/*.ts', 'lib/**/*.ts'], rules: workflowSafeImports },
   {
     files: ['bin/**/*.js'],
-    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', process: 'readonly' } },
+    languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', process: 'readonly', __dirname: 'readonly', console: 'readonly' } },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
 );

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -6,6 +7,9 @@ export default defineConfig({
     pool: 'forks',
     reporters: ['default', './test/support/summary-reporter.ts'],
     maxWorkers: 2,
+    // Workers load transform modules only from a directory they are given; tests write theirs
+    // under the system's temporary directory.
+    env: { FERRY_TRANSFORM_DIR: os.tmpdir() },
     projects: [
       {
         test: { name: 'unit', include: ['test/unit/**/*.test.ts'] },

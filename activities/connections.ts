@@ -3,7 +3,9 @@
  * names turned into connection strings, so secrets stay inside the worker process.
  */
 import { ApplicationFailure } from '@temporalio/activity';
+import { execFile } from 'node:child_process';
 import pg from 'pg';
+import { parseIntoClientConfig } from 'pg-connection-string';
 
 export type ConnectionEnv = Record<string, string | undefined>;
 
@@ -51,8 +53,12 @@ export function createDatabases({
     pool(envName) {
       let pool = pools.get(envName);
       if (!pool) {
+        const password = passwordCommand(env, envName);
         pool = new pg.Pool({
-          connectionString: resolve(envName),
+          // Parsed here rather than given as connectionString, which pg would read again for each
+          // connection and let override a password command.
+          ...parseIntoClientConfig(resolve(envName)),
+          ...(password ? { password } : {}),
           max: poolSize,
           application_name: 'ferry',
           idleTimeoutMillis: 30_000,
@@ -74,6 +80,32 @@ export function createDatabases({
       await Promise.all(all.map((pool) => pool.end()));
     },
   };
+}
+
+/** How long a password command may take before the connection attempt fails. */
+const PASSWORD_COMMAND_TIMEOUT_MS = 15_000;
+
+/**
+ * A rotating password (a cloud IAM token, a vault lease): `<VARIABLE>_PASSWORD_COMMAND` is a
+ * shell command whose standard output is the password, run for each new connection, so a
+ * token never outlives its validity inside a pool. Its output never reaches a log or Temporal.
+ */
+function passwordCommand(env: ConnectionEnv, envName: string): (() => Promise<string>) | undefined {
+  const variable = `${envName}_PASSWORD_COMMAND`;
+  const command = env[variable];
+  if (!command) return undefined;
+  return () =>
+    new Promise((resolve, reject) => {
+      execFile('/bin/sh', ['-c', command], { timeout: PASSWORD_COMMAND_TIMEOUT_MS, env: process.env }, (error, stdout) => {
+        const password = stdout.replace(/\r?\n$/, '');
+        if (error || password === '') {
+          const why = error ? ((error as { killed?: boolean }).killed ? `took over ${PASSWORD_COMMAND_TIMEOUT_MS / 1000} s` : `exited with ${error.code ?? 'an error'}`) : 'printed nothing';
+          reject(new Error(`the password command in ${variable} ${why}; run it by hand on this worker to see why`));
+          return;
+        }
+        resolve(password);
+      });
+    });
 }
 
 /** Query option that returns every value as Postgres's own text, untouched by type parsers. */

@@ -10,7 +10,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import type { KeyRange, ShardSpec } from '../lib/key-range';
 import type { Plan } from '../lib/plan';
 import type { RetryOutcome } from '../lib/status';
-import { withClient, type Databases } from './connections';
+import type { Databases } from './connections';
 import {
   copyOutSql,
   copySpecOf,
@@ -21,10 +21,12 @@ import {
 } from './copy-statements';
 import { inCopyTransaction, writeBatch } from './batch-writer';
 import { recordFailures, type FailedRecord } from './ferry-schema';
-import { isRowError, MIN_BATCH_SIZE, nextBatchSize, rateDelayMs, redactErrorMessage } from './pacing';
+import { isRowError, MIN_BATCH_SIZE, nextBatchSize, rateDelayMs } from './pacing';
+import { redactMessage } from '../lib/errors';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
-import { copyRangeThroughModule } from './module-transform';
+import { copyRangeThroughModule, transformDirFromEnv } from './module-transform';
 import { holdKindOf, holdReason } from './throttler';
+import { assertPlanSqlIsSafe, oneStatement, readOnly } from './plan-sql';
 import { createFerryMetrics, shardIndexOf, type FerryMetrics } from '../workers/metrics';
 
 export interface CopyBatchesInput {
@@ -78,7 +80,7 @@ interface RangeOutcome {
 
 async function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
   const { text, values } = copyWithinDatabaseSql(spec, range);
-  return inCopyTransaction(pool, spec, async (client) => (await client.query(text, values)).rowCount ?? 0);
+  return inCopyTransaction(pool, spec, async (client) => (await client.query(oneStatement({ text, values }))).rowCount ?? 0);
 }
 
 /**
@@ -88,10 +90,12 @@ async function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange
  */
 async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
   const copyOut = copyOutSql(spec, range);
-  return writeBatch(targetPool, spec, range, (send) => withClient(sourcePool, (source) => send(source.query(copyTo(copyOut)))));
+  // COPY goes over the simple protocol: the plan's SQL was checked to hold one expression
+  // (assertPlanSqlIsSafe), and the source side reads in a READ ONLY transaction.
+  return writeBatch(targetPool, spec, range, (send) => readOnly(sourcePool, (source) => send(source.query(copyTo(copyOut)))));
 }
 
-export function createCopier(databases: Databases, metrics: FerryMetrics = createFerryMetrics()) {
+export function createCopier(databases: Databases, metrics: FerryMetrics = createFerryMetrics(), transformDir: string | null = transformDirFromEnv()) {
   /**
    * Copies one key range of `spec` by the fastest path the plan allows: one statement inside one
    * database, COPY between two, or through the worker for a module transform (which reports the
@@ -103,7 +107,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
     const modulePath = plan.transform.module;
     if (modulePath) {
       return async (spec, range) => {
-        const { written, failed } = await copyRangeThroughModule(sourcePool, targetPool, spec, range, modulePath);
+        const { written, failed } = await copyRangeThroughModule(sourcePool, targetPool, spec, range, modulePath, transformDir);
         return { written, failures: failed.map((f) => ({ key: f.key, code: null, error: f.error })) };
       };
     }
@@ -121,6 +125,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
      */
     async copyBatches(input: CopyBatchesInput): Promise<CopyBatchesResult> {
       const { plan } = input;
+      assertPlanSqlIsSafe(plan);
       const spec = copySpecOf(plan, input.shard.partitionValue);
       const sourcePool = databases.pool(plan.source.connection);
       const targetPool = databases.pool(plan.target.connection);
@@ -139,7 +144,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
           const code = (error as { code?: string }).code;
           if (!isRowError(code)) throw error;
           const probe = nextBatchBoundSql(spec, range, 2);
-          const present = await sourcePool.query<{ last_key: string; rows: string }>(probe.text, probe.values);
+          const present = await sourcePool.query<{ last_key: string; rows: string }>(oneStatement(probe));
           const count = Number(present.rows[0]?.rows ?? 0);
           if (count === 0) return { written: 0, failures: [] };
           if (count === 1) {
@@ -147,7 +152,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
           }
           const half = Math.max(1, Math.floor(Math.max(rows, 2) / 2));
           const middle = middleKeySql(spec, range, half);
-          const split = await sourcePool.query<{ key: string }>(middle.text, middle.values);
+          const split = await sourcePool.query<{ key: string }>(oneStatement(middle));
           const middleKey = split.rows[0]?.key;
           if (middleKey === undefined || middleKey === range.upTo) return copyIsolating(range, 2);
           const left = await copyIsolating({ after: range.after, upTo: middleKey }, half);
@@ -193,7 +198,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
 
         const range: KeyRange = { after: progress.cursor ?? input.shard.range.after, upTo: input.shard.range.upTo };
         const bound = nextBatchBoundSql(spec, range, progress.batchSize);
-        const next = await sourcePool.query<{ last_key: string; rows: string }>(bound.text, bound.values);
+        const next = await sourcePool.query<{ last_key: string; rows: string }>(oneStatement(bound));
         const lastKey = next.rows[0]?.last_key;
         if (lastKey === undefined) return finish(true);
         const rows = Number(next.rows[0]!.rows);
@@ -208,7 +213,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
             // Retrying cannot help until a person acts (a grant, disk space): stop and say why;
             // the migration pauses for them, and nothing copied so far is lost.
             progress.throttleReason = null;
-            return { ...finish(false), blocked: `the database refuses the copy: ${redactErrorMessage((error as Error).message)} [${code}]` };
+            return { ...finish(false), blocked: `the database refuses the copy: ${redactMessage((error as Error).message)} [${code}]` };
           }
           if (code !== LOCK_NOT_AVAILABLE && code !== QUERY_CANCELED) throw error;
           // A lock held on the target (lock_timeout) or a batch too slow for statement_timeout:
@@ -225,7 +230,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
         if (outcome.failures.length > 0) {
           await recordFailures(targetPool, input.migrationId, outcome.failures);
           for (const failure of outcome.failures) {
-            if (reported.length < MAX_REPORTED_FAILURES) reported.push({ ...failure, error: redactErrorMessage(failure.error) });
+            if (reported.length < MAX_REPORTED_FAILURES) reported.push({ ...failure, error: redactMessage(failure.error) });
           }
         }
 
@@ -271,6 +276,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
 
     /** Copies every unresolved failed row of a migration again, one by one, after a fix. */
     async retryFailedRecords({ migrationId, plan }: { migrationId: string; plan: Plan }): Promise<RetryOutcome> {
+      assertPlanSqlIsSafe(plan);
       const targetPool = databases.pool(plan.target.connection);
       const copyRange = await rangeCopier(plan);
       const base = copySpecOf(plan);

@@ -29,6 +29,8 @@ export interface CopySpec {
   conflict?: ConflictPolicy;
   /** Skip keys with a tombstone in Ferry's schema on the target. (Default: false) */
   honourTombstones?: boolean;
+  /** The target column holding each row's source key, when the target key does not (plan.target.sourceKey). */
+  lineage?: string;
 }
 
 /** What a plan (or one shard of it, by partition value) copies, in the terms of the statements. */
@@ -41,6 +43,7 @@ export function copySpecOf(plan: Plan, partitionValue: string | null = null): Co
     conflict:
       plan.conflict.policy === 'newer-wins' ? { policy: 'newer-wins', newerBy: plan.conflict.newerBy! } : { policy: 'ignore' },
     honourTombstones: true,
+    ...(plan.target.sourceKey ? { lineage: plan.target.sourceKey } : {}),
   };
 }
 
@@ -187,7 +190,8 @@ export function copyOutSql(spec: CopySpec, range: KeyRange): string {
  * can COPY straight into the target, as nothing there could conflict or be resurrected.
  */
 export function targetRangeIsClearSql(spec: CopySpec, range: KeyRange): { text: string; values: unknown[] } {
-  const key = `${TARGET_ALIAS}.${quoteIdent(spec.target.key)}`;
+  // The range is of source keys: on the target they are the lineage column's, when there is one.
+  const key = `${TARGET_ALIAS}.${quoteIdent(spec.lineage ?? spec.target.key)}`;
   const parts: string[] = [];
   const values: unknown[] = [];
   if (range.after !== null) parts.push(`${key} > $${values.push(range.after)}`);

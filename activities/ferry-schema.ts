@@ -1,6 +1,7 @@
 /**
  * Ferry's own schema in the target database: tombstones that applications write on hard
- * deletes, the records a migration could not copy, and the mismatches verification found.
+ * deletes, the records a migration could not copy, the mismatches verification found, and the
+ * audit of every decision.
  * Installed idempotently.
  */
 import type pg from 'pg';
@@ -42,8 +43,40 @@ const SCHEMA_SQL = `
     resolved_at timestamptz,
     PRIMARY KEY (migration_id, pass, key)
   );
+  -- With a lineage column (target.sourceKey): the source keys whose groups of target rows differ
+  -- at this key (two, when a row moved from one source key to another).
+  ALTER TABLE ferry.mismatches ADD COLUMN IF NOT EXISTS source_keys text[];
   COMMENT ON TABLE ferry.mismatches IS
-    'Keys a verification pass found different between source and target (never the values); a repair resolves them.';
+    'Keys a verification pass found different between source and target; a repair, or a later pass that finds them equal, resolves them.';
+  -- The differing values as a pass found them, before any repair: what ferry mismatches
+  -- --show-values shows. They stay in this database; only that command carries them further.
+  ALTER TABLE ferry.mismatches ADD COLUMN IF NOT EXISTS found_values jsonb;
+
+  -- Every verification of a migration, during its lifecycle or after it ended: who asked, when,
+  -- a sample or every row, whether it repaired, and what it found. Passes of a run are numbered
+  -- 1..passes; in ferry.mismatches they are recorded as first_pass .. first_pass + passes - 1.
+  CREATE TABLE IF NOT EXISTS ferry.verification_runs (
+    migration_id text NOT NULL,
+    run int NOT NULL,
+    request_id text NOT NULL UNIQUE,
+    kind text NOT NULL,
+    requested_by text,
+    sample_percent numeric,
+    repair boolean NOT NULL,
+    first_pass int NOT NULL,
+    max_passes int NOT NULL,
+    passes int NOT NULL DEFAULT 0,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    rows_checked bigint,
+    missing bigint,
+    extra bigint,
+    value bigint,
+    repaired bigint,
+    clean boolean,
+    problem text,
+    PRIMARY KEY (migration_id, run)
+  );
 
   -- Flags: the dynamic configuration a migration sets and applications read (through Ferry's
   -- client library), one row per migration, named by its plan name. Every change bumps the
@@ -92,6 +125,24 @@ const SCHEMA_SQL = `
     started_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz
   );
+
+  -- Every decision of a migration (approve, reject, abort, pause, resume, throttle, ...), its
+  -- start and its end, written by the migration as it records them: the record outlives the
+  -- workflow history's retention, and \`ferry report --from-audit\` rebuilds a report from it.
+  -- entry names the row within its migration ('start', 'event 12', 'end'), so a retried write
+  -- adds nothing.
+  CREATE TABLE IF NOT EXISTS ferry.audit (
+    migration_id text NOT NULL,
+    entry text NOT NULL,
+    plan_name text NOT NULL,
+    at timestamptz NOT NULL,
+    kind text NOT NULL,
+    by text,
+    detail text NOT NULL,
+    PRIMARY KEY (migration_id, entry)
+  );
+  COMMENT ON TABLE ferry.audit IS
+    'Decisions of each migration (who, when, what), its start and its end; kept after Temporal forgets the run.';
 
   -- The delete protocol. An application that hard-deletes a row while a migration copies into
   -- target_table calls this first, in the transaction that deletes from the target. It waits for
@@ -146,16 +197,48 @@ export interface Mismatch {
   category: MismatchCategory;
   /** With `value`: the target columns that differ. Empty for missing and extra rows. */
   columns: string[];
+  /**
+   * With a lineage column (target.sourceKey): the source key the row belongs to, whose group a
+   * repair rewrites; null for a target row with no source key. Absent otherwise.
+   */
+  sourceKey?: string | null;
 }
 
 /** Records (or re-records, unresolved again) mismatches of one verification pass; keys and names only. */
 export async function recordMismatches(pool: pg.Pool, migrationId: string, pass: number, mismatches: Mismatch[]): Promise<void> {
   if (mismatches.length === 0) return;
+  // One record a key: a key found twice (under two source keys) keeps both source keys.
+  const byKey = new Map<string, Mismatch & { sourceKeys: string[] | null }>();
+  for (const m of mismatches) {
+    const known = byKey.get(m.key);
+    const sourceKeys = m.sourceKey == null ? null : [m.sourceKey];
+    if (!known) byKey.set(m.key, { ...m, sourceKeys });
+    else if (sourceKeys) known.sourceKeys = [...new Set([...(known.sourceKeys ?? []), ...sourceKeys])];
+  }
   await pool.query(
-    `INSERT INTO ferry.mismatches AS m (migration_id, pass, key, category, columns)
-     SELECT $1, $2, r.key, r.category, r.columns FROM jsonb_to_recordset($3::jsonb) AS r(key text, category text, columns text[])
+    `INSERT INTO ferry.mismatches AS m (migration_id, pass, key, category, columns, source_keys)
+     SELECT $1, $2, r.key, r.category, r.columns, r."sourceKeys"
+       FROM jsonb_to_recordset($3::jsonb) AS r(key text, category text, columns text[], "sourceKeys" text[])
      ON CONFLICT (migration_id, pass, key) DO UPDATE
-       SET category = EXCLUDED.category, columns = EXCLUDED.columns, detected_at = now(), resolved_at = NULL`,
-    [migrationId, pass, JSON.stringify(mismatches)],
+       SET category = EXCLUDED.category, columns = EXCLUDED.columns, detected_at = now(), resolved_at = NULL, found_values = NULL,
+           source_keys = CASE WHEN m.source_keys IS NULL OR EXCLUDED.source_keys IS NULL THEN EXCLUDED.source_keys
+                              ELSE ARRAY(SELECT DISTINCT k FROM unnest(m.source_keys || EXCLUDED.source_keys) AS k ORDER BY k) END`,
+    [migrationId, pass, JSON.stringify([...byKey.values()])],
+  );
+}
+
+/** Keeps the values of mismatches of a pass as they were found (canonical text per column). */
+export async function recordFoundValues(
+  pool: pg.Pool,
+  migrationId: string,
+  pass: number,
+  found: { key: string; values: Record<string, { source: string | null; target: string | null }> }[],
+): Promise<void> {
+  if (found.length === 0) return;
+  await pool.query(
+    `UPDATE ferry.mismatches AS m SET found_values = r.values
+       FROM jsonb_to_recordset($3::jsonb) AS r(key text, values jsonb)
+      WHERE m.migration_id = $1 AND m.pass = $2 AND m.key = r.key`,
+    [migrationId, pass, JSON.stringify(found)],
   );
 }

@@ -1,29 +1,43 @@
 /** Every activity a Ferry worker runs, bound to the worker's database connections. */
 import { createFerryMetrics, type FerryMetrics } from '../workers/metrics';
+import { createAuditLog } from './audit';
 import type { Databases } from './connections';
 import { createCopier } from './copier';
+import { createSourceDescriber } from './describe-source';
+import { createDoctor } from './doctor';
 import { installFerrySchema } from './ferry-schema';
 import { createFlagSetter } from './flags';
 import { createInspector } from './inspector';
 import { createMigrationRegistry } from './migration-registry';
 import { createShardPlanner } from './shard-planner';
+import { createVerificationRecord } from './verification-runs';
 import { createVerifier } from './verifier';
 import type { Plan } from '../lib/plan';
+import { transformDirFromEnv } from './module-transform';
 
 export interface ActivityDependencies {
   databases: Databases;
   /** Where the activities record Ferry's metrics. (Default: a registry of their own, not served) */
   metrics?: FerryMetrics;
+  /**
+   * The only directory transform modules load from (links resolved); null loads none.
+   * (Default: FERRY_TRANSFORM_DIR, else none)
+   */
+  transformDir?: string | null;
 }
 
-export function createActivities({ databases, metrics = createFerryMetrics() }: ActivityDependencies) {
+export function createActivities({ databases, metrics = createFerryMetrics(), transformDir = transformDirFromEnv() }: ActivityDependencies) {
   return {
-    ...createInspector(databases),
-    ...createCopier(databases, metrics),
+    ...createInspector(databases, transformDir),
+    ...createCopier(databases, metrics, transformDir),
     ...createShardPlanner(databases),
     ...createFlagSetter(databases),
     ...createMigrationRegistry(databases),
-    ...createVerifier(databases),
+    ...createVerifier(databases, transformDir),
+    ...createDoctor(databases),
+    ...createSourceDescriber(databases),
+    ...createVerificationRecord(databases),
+    ...createAuditLog(databases),
     /** Installs Ferry's schema (tombstones, failed records) on the target. Safe to run twice. */
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
       await installFerrySchema(databases.pool(plan.target.connection));

@@ -4,12 +4,15 @@
  */
 import type pg from 'pg';
 import type { Inspection, TableInspection, TransformSample } from '../lib/inspection';
-import type { Plan } from '../lib/plan';
+import { lineageColumn, type Plan } from '../lib/plan';
 import type { Databases } from './connections';
 import { asText, withClient } from './connections';
+import { redactErrorText, transformErrorSummary } from '../lib/errors';
+import { sqlFragmentProblem } from '../lib/sql-fragment';
+import { oneStatement, planSqlFragments, readOnly } from './plan-sql';
 import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from './copy-statements';
-import { loadTransform, sourceRowTypes } from './module-transform';
-import { displayName, qualifiedName, type TableName } from './sql';
+import { loadTransform, sourceRowTypes, transformDirFromEnv, type TargetRow } from './module-transform';
+import { displayName, qualifiedName, quoteIdent, type TableName } from './sql';
 
 const SAMPLE_ROWS = 5;
 const COUNT_TIMEOUT_MS = 5_000;
@@ -45,6 +48,24 @@ async function inspectTable(pool: pg.Pool, table: TableName, key: string): Promi
   inspection.keyIsUnique = unique.rows[0]?.unique ?? false;
   inspection.estimatedRows = await estimateRows(pool, regclass);
   return inspection;
+}
+
+/**
+ * Keyset batches (`key > $cursor`) and key ranges never reach a NULL key: a key column that can
+ * hold NULL would let rows vanish from the copy and from verification alike, so it is refused.
+ */
+async function nullKeyProblem(pool: pg.Pool, table: TableName, keyName: string, inspection: TableInspection): Promise<string | null> {
+  const key = inspection.columns.find((c) => c.name === keyName);
+  if (!key || key.notNull) return null;
+  const counted = await pool.query<{ rows: string }>(
+    `SELECT count(*)::text AS rows FROM ${qualifiedName(table)} WHERE ${quoteIdent(key.name)} IS NULL`,
+  );
+  const rows = Number(counted.rows[0]?.rows ?? 0);
+  const found =
+    rows > 0
+      ? `${rows} row${rows === 1 ? ' has' : 's have'} a NULL key and would never be copied`
+      : 'no row has a NULL key now, but one written during the migration would never be copied';
+  return `source key column "${key.name}" allows NULL; ${found}; add NOT NULL to it or choose another key`;
 }
 
 /** Planner statistics when there are any; otherwise an exact count, given a few seconds. */
@@ -85,18 +106,65 @@ function displayValue(value: unknown): string | null {
   return String(value);
 }
 
-/** The module transform run on a few source rows: each output row is shown under its source key. */
-async function sampleModuleTransform(pool: pg.Pool, spec: CopySpec, modulePath: string, showValues: boolean): Promise<TransformSample> {
-  const transform = await loadTransform(modulePath);
+/**
+ * What in a module transform's sample breaks the trace verification follows from target row to
+ * source row: without a lineage column, one row per source row with the source key as its key;
+ * with one, that column holding the source key.
+ */
+function traceProblem(plan: Plan, spec: CopySpec, sourceKey: string, rows: TargetRow[]): string | null {
+  const lineage = lineageColumn(plan);
+  const column = lineage ?? spec.target.key;
+  const advice = `set target.sourceKey to the target column that holds the source key each row came from`;
+  if (!lineage && rows.length > 1) {
+    return `transform made ${rows.length} rows from source key "${sourceKey}": verification compares each target row with the source row of the same key; ${advice}`;
+  }
+  const wrong = rows.find((row) => displayValue((row as Record<string, unknown>)?.[column]) !== sourceKey);
+  if (!wrong) return null;
+  const found = displayValue((wrong as Record<string, unknown>)?.[column]);
+  return lineage
+    ? `transform made a row whose "${column}" (target.sourceKey) is ${found === null ? 'NULL' : `"${found}"`} from source key "${sourceKey}"; it must hold the source key the row came from`
+    : `transform made a row with key ${found === null ? 'NULL' : `"${found}"`} from source key "${sourceKey}": verification compares each target row with the source row of the same key; ${advice}`;
+}
+
+/**
+ * The module transform run on a few source rows: each output row is shown under its source key.
+ * The rows are read in a READ ONLY transaction, as one statement: subset.where cannot write.
+ */
+async function sampleModuleTransform(
+  pool: pg.Pool,
+  plan: Plan,
+  spec: CopySpec,
+  modulePath: string,
+  transformDir: string | null,
+  showValues: boolean,
+  problems: string[],
+): Promise<TransformSample> {
+  const transform = await loadTransform(modulePath, transformDir);
   const { text, values } = rangeRowsSql(spec, { after: null, upTo: null }, SAMPLE_ROWS);
-  const result = await pool.query<unknown[]>({ text, values, rowMode: 'array', types: sourceRowTypes });
+  const result = await readOnly(pool, (client) =>
+    client.query<unknown[]>(oneStatement({ text, values, rowMode: 'array' as const, types: sourceRowTypes })),
+  );
   const names = result.fields.slice(1).map((f) => f.name);
   const columns = Object.keys(spec.columns);
   const rows: (string | null)[][] = [];
+  let reported = false;
   for (const values of result.rows) {
     const key = String(values[0]);
-    const output = await transform(Object.fromEntries(names.map((name, i) => [name, values[i + 1]])));
-    for (const row of output === null ? [] : Array.isArray(output) ? output : [output]) {
+    let output: Awaited<ReturnType<typeof transform>>;
+    try {
+      output = await transform(Object.fromEntries(names.map((name, i) => [name, values[i + 1]])));
+    } catch (error) {
+      // The transform's own message may quote the row: only its summary leaves the worker, and
+      // the original is not attached as the cause, which would carry it along.
+      // eslint-disable-next-line preserve-caught-error
+      throw new Error(`the transform threw on source key ${key}: ${transformErrorSummary(error)}`);
+    }
+    const produced = output === null ? [] : Array.isArray(output) ? output : [output];
+    const untraceable = plan.verify.enabled ? traceProblem(plan, spec, key, produced) : null;
+    // One example is enough: the rest of the sample breaks the trace the same way.
+    if (untraceable && !reported) problems.push(untraceable);
+    reported ||= untraceable !== null;
+    for (const row of produced) {
       const shown = columns.map((column) => displayValue((row as Record<string, unknown>)[column]));
       rows.push([key, ...(showValues ? shown : shown.map(redact))]);
     }
@@ -106,11 +174,9 @@ async function sampleModuleTransform(pool: pg.Pool, spec: CopySpec, modulePath: 
 
 async function sampleTransform(pool: pg.Pool, spec: CopySpec, showValues: boolean): Promise<TransformSample> {
   const { text, values } = sampleSql(spec, SAMPLE_ROWS);
-  return withClient(pool, async (client) => {
-    // Read-only, so a transform expression cannot write even on a dry run.
-    await client.query('BEGIN READ ONLY');
-    const result = await client.query<(string | null)[]>({ text, values, types: asText, rowMode: 'array' });
-    await client.query('ROLLBACK');
+  // Read-only and one statement, so a transform expression cannot write even on a dry run.
+  return readOnly(pool, async (client) => {
+    const result = await client.query<(string | null)[]>(oneStatement({ text, values, types: asText, rowMode: 'array' as const }));
     return {
       columns: result.fields.map((f) => f.name),
       rows: result.rows.map((row) =>
@@ -121,13 +187,19 @@ async function sampleTransform(pool: pg.Pool, spec: CopySpec, showValues: boolea
   });
 }
 
+/** A failed sample, said without values: a module's own throw is summarised, a database error redacted. */
+function transformProblemText(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  return `${redactErrorText(error)}${typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? ` [${code}]` : ''}`;
+}
+
 export interface InspectInput {
   plan: Plan;
   /** Put real sample values into the result (and so into the workflow history). */
   showSampleValues: boolean;
 }
 
-export function createInspector(databases: Databases) {
+export function createInspector(databases: Databases, transformDir: string | null = transformDirFromEnv()) {
   return {
     async inspect({ plan, showSampleValues }: InspectInput): Promise<Inspection> {
       // The dry run samples what would really be copied, but reads no tombstones: Ferry's
@@ -139,13 +211,20 @@ export function createInspector(databases: Databases) {
         inspectTable(sourcePool, spec.source, spec.source.key),
         inspectTable(targetPool, spec.target, spec.target.key),
       ]);
-      const problems: string[] = [];
+      const problems: string[] = planSqlFragments(plan).flatMap(({ path, text }) => {
+        const problem = sqlFragmentProblem(text);
+        return problem ? [`${path} ${problem}`] : [];
+      });
       const warnings: string[] = [];
 
       if (!source.exists) problems.push(`source table ${source.name} does not exist`);
       else if (!source.keyType) problems.push(`source key column "${spec.source.key}" is not a column of ${source.name}`);
-      else if (!source.keyIsUnique)
-        problems.push(`source key column "${spec.source.key}" has no unique index on it alone; keyset batches need a unique key`);
+      else {
+        if (!source.keyIsUnique)
+          problems.push(`source key column "${spec.source.key}" has no unique index on it alone; keyset batches need a unique key`);
+        const nullKeys = await nullKeyProblem(sourcePool, spec.source, spec.source.key, source);
+        if (nullKeys) problems.push(nullKeys);
+      }
 
       if (!target.exists) problems.push(`target table ${target.name} does not exist; create it before migrating`);
       else {
@@ -172,10 +251,10 @@ export function createInspector(databases: Databases) {
       if (problems.length === 0) {
         try {
           sample = plan.transform.module
-            ? await sampleModuleTransform(sourcePool, spec, plan.transform.module, showSampleValues)
+            ? await sampleModuleTransform(sourcePool, plan, spec, plan.transform.module, transformDir, showSampleValues, problems)
             : await sampleTransform(sourcePool, spec, showSampleValues);
         } catch (error) {
-          problems.push(`transform does not run on ${source.name}: ${(error as Error).message}`);
+          problems.push(`transform does not run on ${source.name}: ${transformProblemText(error)}`);
         }
       }
 

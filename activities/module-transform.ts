@@ -4,7 +4,7 @@
  * text COPY through a staging table, so that every value arrives exactly as it left.
  */
 import { ApplicationFailure } from '@temporalio/activity';
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
@@ -88,31 +88,83 @@ function describeExports(mod: unknown): string {
   if (mod === null || mod === undefined) return 'it exports nothing';
   if (typeof mod !== 'object') return `its export is a ${typeof mod}`;
   const names = Object.keys(mod);
-  return names.length ? `its exports are: ${names.join(', ')}` : 'it exports nothing';
+  // Names only, and only those that read as identifiers: never a piece of the file's content.
+  const shown = names.filter((name) => /^[A-Za-z_$][\w$]{0,63}$/.test(name)).slice(0, 10);
+  const others = names.length - shown.length;
+  if (names.length === 0) return 'it exports nothing';
+  return `its exports are: ${[...shown, ...(others > 0 ? [`${others} other${others === 1 ? '' : 's'}`] : [])].join(', ')}`;
 }
 
-async function load(file: string): Promise<RowTransform> {
-  const info = await stat(file).catch(() => null);
-  if (!info) {
+/**
+ * Why a module did not load, without quoting it: the error's class and, for a syntax error, the
+ * line. Loader messages quote the offending source, and the file may not be a module at all (a
+ * file of secrets given by mistake, or on purpose).
+ */
+function loadErrorSummary(error: unknown): string {
+  const name = error instanceof Error ? error.name : typeof error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const line = /:(\d+):\d+/.exec(error instanceof Error ? `${error.message}\n${error.stack ?? ''}` : '')?.[1];
+  return `${name}${typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code) ? ` [${code}]` : ''}${line ? ` near line ${line}` : ''} (the loader's message is withheld: it may quote the file)`;
+}
+
+/** Where a worker may load transform modules from: FERRY_TRANSFORM_DIR, when set. */
+export function transformDirFromEnv(env: NodeJS.ProcessEnv = process.env): string | null {
+  const dir = env.FERRY_TRANSFORM_DIR?.trim();
+  return dir ? dir : null;
+}
+
+/**
+ * The real path of the module at `modulePath` (relative paths are resolved against the
+ * worker's working directory), once checked to be a file inside `directory` after resolving
+ * every link, so a link that points outside is refused. Without a directory the worker loads no
+ * module at all. Fails with a non-retryable ApplicationFailure saying what to change.
+ */
+export async function resolveTransformModule(modulePath: string, directory: string | null): Promise<string> {
+  if (!directory) {
+    throw ApplicationFailure.nonRetryable(
+      `transform module ${modulePath} is refused: this worker loads transform modules only from a directory it is given; ` +
+        'start it with --transform-dir DIR (or FERRY_TRANSFORM_DIR=DIR) and put the module there',
+      'TransformModuleRefused',
+    );
+  }
+  const root = await realpath(path.resolve(process.cwd(), directory)).catch(() => null);
+  if (!root) {
+    throw ApplicationFailure.nonRetryable(
+      `the worker's transform directory ${directory} does not exist; create it or start the worker with another --transform-dir`,
+      'TransformModuleRefused',
+    );
+  }
+  const file = path.resolve(process.cwd(), modulePath);
+  const real = await realpath(file).catch(() => null);
+  if (!real) {
     throw ApplicationFailure.nonRetryable(
       `transform module ${file} does not exist on this worker (relative paths are resolved against the worker's ` +
-        `working directory, ${process.cwd()}); deploy the module with the worker or give an absolute path`,
+        `working directory, ${process.cwd()}); deploy the module with the worker into ${root}`,
       'TransformModuleNotFound',
     );
   }
+  const inside = path.relative(root, real);
+  if (inside === '' || inside.startsWith('..') || path.isAbsolute(inside)) {
+    throw ApplicationFailure.nonRetryable(
+      `transform module ${file} is refused: it is not inside the worker's transform directory ${root} (links are followed ` +
+        'before this check); put the module there, or start the worker with another --transform-dir',
+      'TransformModuleRefused',
+    );
+  }
+  const info = await stat(real);
   if (!info.isFile()) {
     throw ApplicationFailure.nonRetryable(`transform module ${file} is not a file`, 'TransformModuleNotFound');
   }
+  return real;
+}
+
+async function load(file: string): Promise<RowTransform> {
   let mod: unknown;
   try {
     mod = await importModule(file);
   } catch (error) {
-    throw ApplicationFailure.create({
-      message: `transform module ${file} failed to load: ${messageOf(error)}`,
-      type: 'TransformModuleInvalid',
-      nonRetryable: true,
-      cause: error instanceof Error ? error : undefined,
-    });
+    // No cause attached: it would carry the loader's message, and so the file, into the history.
+    throw ApplicationFailure.nonRetryable(`transform module ${file} failed to load: ${loadErrorSummary(error)}`, 'TransformModuleInvalid');
   }
   const transform = transformExportOf(mod);
   if (!transform) {
@@ -126,13 +178,11 @@ async function load(file: string): Promise<RowTransform> {
 }
 
 /**
- * The row transform of the module at `modulePath` (relative paths are resolved against the
- * worker's working directory). Loaded once per path and process, so a changed module takes
- * effect when the worker restarts; a module that failed to load is tried again on the next call. Fails with a non-retryable ApplicationFailure when the file
- * is missing, does not load, or exports no function.
+ * The row transform of a module whose path resolveTransformModule returned. Loaded once per
+ * path and process, so a changed module takes effect when the worker restarts; a module that
+ * failed to load is tried again on the next call.
  */
-export function loadTransform(modulePath: string): Promise<RowTransform> {
-  const file = path.resolve(process.cwd(), modulePath);
+export function loadResolvedTransform(file: string): Promise<RowTransform> {
   let transform = loaded.get(file);
   if (!transform) {
     transform = load(file);
@@ -140,6 +190,15 @@ export function loadTransform(modulePath: string): Promise<RowTransform> {
     transform.catch(() => loaded.delete(file));
   }
   return transform;
+}
+
+/**
+ * The row transform of the module at `modulePath`, allowed only inside `directory` (see
+ * resolveTransformModule). Fails with a non-retryable ApplicationFailure when the module is
+ * refused, missing, does not load, or exports no function.
+ */
+export async function loadTransform(modulePath: string, directory: string | null): Promise<RowTransform> {
+  return loadResolvedTransform(await resolveTransformModule(modulePath, directory));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -358,7 +417,7 @@ export function copyTextEncoder(columns: readonly string[], kinds: ColumnKinds =
   const known = new Set(columns);
   return (row) => {
     if (row === null || typeof row !== 'object' || Array.isArray(row)) {
-      throw new TypeError(`a target row must be an object of column: value, not ${Array.isArray(row) ? 'an array' : String(row)}`);
+      throw new TypeError(`a target row must be an object of column: value, not ${Array.isArray(row) ? 'an array' : row === null ? 'null' : `a ${typeof row}`}`);
     }
     for (const key in row) {
       if (!known.has(key) && Object.prototype.hasOwnProperty.call(row, key)) {
@@ -534,7 +593,8 @@ class EncodedRange {
 }
 
 /**
- * Copies one key range through the module transform at `modulePath`: reads the range's source
+ * Copies one key range through the module transform at `modulePath` (which must be inside
+ * `transformDir`, see resolveTransformModule): reads the range's source
  * rows in key order (as COPY text), maps them with the transform on transform threads while
  * they are read, and inserts the results into the target in one transaction (straight in when
  * the range is empty there, else through a staging table with the plan's conflict policy). A
@@ -549,8 +609,9 @@ export async function copyRangeThroughModule(
   spec: CopySpec,
   range: KeyRange,
   modulePath: string,
+  transformDir: string | null,
 ): Promise<ModuleCopyResult> {
-  const module = path.resolve(process.cwd(), modulePath);
+  const module = await resolveTransformModule(modulePath, transformDir);
   const [fields, kinds] = await Promise.all([describeSourceRows(sourcePool, spec), targetColumnKinds(targetPool, spec.target)]);
   const columns = Object.keys(spec.columns);
   const encoded = new EncodedRange(sourcePool, spec, range, (part) => encodeOnThread(module, { fields, text: part }, columns, kinds));

@@ -37,11 +37,3 @@ export function isRowError(sqlstate: string | undefined): boolean {
   if (!sqlstate) return false;
   return sqlstate.startsWith('22') || sqlstate.startsWith('23') || sqlstate === 'P0001';
 }
-
-/**
- * An error message fit for the workflow history: Postgres quotes the offending value at the end
- * of messages like `invalid input syntax for type integer: "abc"`; row values stay out.
- */
-export function redactErrorMessage(message: string): string {
-  return message.replace(/: "[^]*"$/, ': <value redacted>').replace(/'[^']*'/g, '<value redacted>');
-}

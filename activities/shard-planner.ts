@@ -6,7 +6,9 @@ import { ApplicationFailure } from '@temporalio/activity';
 import pg from 'pg';
 import { splitAtBounds, splitIntegerRange, wholeKeySpace, type KeyRange, type ShardSpec } from '../lib/key-range';
 import type { Plan } from '../lib/plan';
-import { withClient, type Databases } from './connections';
+import { redactErrorText } from '../lib/errors';
+import type { Databases } from './connections';
+import { assertPlanSqlIsSafe, oneStatement, readOnly } from './plan-sql';
 import { displayName, qualifiedName, quoteIdent } from './sql';
 
 export interface PlanShardsInput {
@@ -73,7 +75,7 @@ function failFastOnPlanMistakes(plan: Plan, error: unknown): never {
   const code = error.code ?? '';
   if ((/^(22|42)/.test(code) && code !== '42501') || code === '25006') {
     throw ApplicationFailure.nonRetryable(
-      `cannot plan shards of ${displayName(plan.source)}: ${error.message}; fix the plan (source, shards or subset) or the table`,
+      `cannot plan shards of ${displayName(plan.source)}: ${redactErrorText(error)} [${code}]; fix the plan (source, shards or subset) or the table`,
       'ShardPlanningFailed',
     );
   }
@@ -83,10 +85,12 @@ function failFastOnPlanMistakes(plan: Plan, error: unknown): never {
 async function keyType(client: pg.PoolClient, plan: Plan): Promise<string> {
   const table = qualifiedName(plan.source);
   const result = await client.query<{ table_exists: boolean; key_type: string | null }>(
-    `SELECT to_regclass($1) IS NOT NULL AS table_exists,
+    oneStatement({
+      text: `SELECT to_regclass($1) IS NOT NULL AS table_exists,
             (SELECT format_type(a.atttypid, NULL) FROM pg_attribute a
               WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped) AS key_type`,
-    [table, plan.source.key],
+      values: [table, plan.source.key],
+    }),
   );
   const row = result.rows[0];
   if (!row?.table_exists) {
@@ -120,12 +124,14 @@ async function partitionValues(client: pg.PoolClient, plan: Plan, column: string
   const conditions = subsetConditions(plan, query, { withWhere: true });
   // NULLS FIRST, so the LIMIT that caps the read never hides a NULL.
   const result = await client.query<{ partition_value: string | null }>(
-    `SELECT d.value::text AS partition_value
+    oneStatement({
+      text: `SELECT d.value::text AS partition_value
        FROM (SELECT DISTINCT ${SOURCE_ALIAS}.${quoteIdent(column)} AS value
                FROM ${qualifiedName(plan.source)} AS ${SOURCE_ALIAS}${whereClause(conditions)}) AS d
       ORDER BY d.value NULLS FIRST
       LIMIT ${query.bind(MAX_PARTITION_SHARDS + 2)}`,
-    query.params,
+      values: query.params,
+    }),
   );
   const values = result.rows.map((row) => row.partition_value);
   if (values.includes(null)) {
@@ -144,9 +150,11 @@ async function integerKeyShards(client: pg.PoolClient, plan: Plan): Promise<KeyR
   // Only the key range narrows min and max: both walk the key's index, a `where` would not.
   const conditions = subsetConditions(plan, query, { withWhere: false });
   const result = await client.query<{ min: string | null; max: string | null }>(
-    `SELECT min(${key})::text AS min, max(${key})::text AS max
+    oneStatement({
+      text: `SELECT min(${key})::text AS min, max(${key})::text AS max
        FROM ${qualifiedName(plan.source)} AS ${SOURCE_ALIAS}${whereClause(conditions)}`,
-    query.params,
+      values: query.params,
+    }),
   );
   const { min, max } = result.rows[0] ?? { min: null, max: null };
   if (min === null || max === null) return [whole()];
@@ -158,8 +166,10 @@ async function estimateRows(client: pg.PoolClient, plan: Plan): Promise<number> 
   const query = new Bindings();
   const conditions = subsetConditions(plan, query, { withWhere: true });
   const result = await client.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(
-    `EXPLAIN (FORMAT JSON) SELECT FROM ${qualifiedName(plan.source)} AS ${SOURCE_ALIAS}${whereClause(conditions)}`,
-    query.params,
+    oneStatement({
+      text: `EXPLAIN (FORMAT JSON) SELECT FROM ${qualifiedName(plan.source)} AS ${SOURCE_ALIAS}${whereClause(conditions)}`,
+      values: query.params,
+    }),
   );
   return result.rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? 0;
 }
@@ -181,10 +191,12 @@ async function keyQuantiles(client: pg.PoolClient, plan: Plan, fractions: number
   const sample = percent < 100 ? ` TABLESAMPLE SYSTEM (${query.bind(percent)}) REPEATABLE (0)` : '';
   const conditions = [`${key} IS NOT NULL`, ...subsetConditions(plan, query, { withWhere: true })];
   const result = await client.query<{ sampled: string; keys: string[] | null }>(
-    `SELECT count(*)::text AS sampled,
+    oneStatement({
+      text: `SELECT count(*)::text AS sampled,
             (percentile_disc(${fractionsParam}::float8[]) WITHIN GROUP (ORDER BY ${key}))::text[] AS keys
        FROM ${qualifiedName(plan.source)} AS ${SOURCE_ALIAS}${sample}${whereClause(conditions)}`,
-    query.params,
+      values: query.params,
+    }),
   );
   const row = result.rows[0];
   return { sampled: Number(row?.sampled ?? 0), keys: row?.keys ?? [] };
@@ -225,10 +237,10 @@ export function createShardPlanner(databases: Databases) {
       if (partitionColumn && given) return partitionShardsOf(given, partitionColumn);
       if (!partitionColumn && count === 1) return [{ range: whole(), partitionValue: null }];
 
+      assertPlanSqlIsSafe(plan);
       const pool = databases.pool(plan.source.connection);
-      return withClient(pool, async (client) => {
-        // Read-only: subset.where is SQL from the plan and must not be able to write here.
-        await client.query('BEGIN READ ONLY');
+      // Read-only: subset.where is SQL from the plan and must not be able to write here.
+      return readOnly(pool, async (client) => {
         try {
           let shards: ShardSpec[];
           if (partitionColumn) {
@@ -239,7 +251,6 @@ export function createShardPlanner(databases: Databases) {
               : await sampledKeyShards(client, plan);
             shards = ranges.map((range) => ({ range, partitionValue: null }));
           }
-          await client.query('ROLLBACK');
           return shards;
         } catch (error) {
           if (error instanceof ApplicationFailure) throw error;

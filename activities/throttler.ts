@@ -2,10 +2,12 @@
  * Throttler looks at the source database's health (replica lag, long-running queries, a probe
  * of the user's) and says whether copying should hold off, and why.
  */
-import type pg from 'pg';
+import { ApplicationFailure } from '@temporalio/activity';
+import pg from 'pg';
 import type { Plan } from '../lib/plan';
 import type { SourceHealth, ThrottleKind } from '../workers/metrics';
-import { withClient } from './connections';
+import { oneStatement, readOnly } from './plan-sql';
+import { redactErrorText } from '../lib/errors';
 
 export type Backoff = Plan['backoff'];
 
@@ -26,16 +28,35 @@ export async function holdReason(pool: pg.Pool, backoff: Backoff, observe?: (hea
   }
   if (backoff.probe) {
     const probe = backoff.probe;
-    const value = await withClient(pool, async (client) => {
-      await client.query('BEGIN READ ONLY');
-      const result = await client.query({ text: probe.sql, rowMode: 'array' });
-      await client.query('ROLLBACK');
-      return Number((result.rows[0] as unknown[] | undefined)?.[0]);
-    });
+    const value = await runProbe(pool, probe.sql);
     if (!Number.isFinite(value)) return `backoff.probe returned no number; holding until it does`;
     if (value > probe.max) return `backoff.probe returned ${value}, over its max ${probe.max}`;
   }
   return null;
+}
+
+/**
+ * The first value of the probe's first row, as a number (NaN when there is none). The probe runs
+ * as one statement in a READ ONLY transaction, so it can neither stack statements nor write. A
+ * probe the database refuses for what it is (syntax, a write, a missing table: SQLSTATE classes
+ * 0A, 22, 25, 42) fails for good with a redacted message: running it again cannot help.
+ */
+async function runProbe(pool: pg.Pool, sql: string): Promise<number> {
+  try {
+    return await readOnly(pool, async (client) => {
+      const result = await client.query(oneStatement({ text: sql, rowMode: 'array' as const }));
+      return Number((result.rows[0] as unknown[] | undefined)?.[0]);
+    });
+  } catch (error) {
+    const code = error instanceof pg.DatabaseError ? (error.code ?? '') : '';
+    if (/^(0A|22|25|42)/.test(code) && code !== '42501') {
+      throw ApplicationFailure.nonRetryable(
+        `backoff.probe fails on the source: ${redactErrorText(error)} [${code}]; fix backoff.probe.sql (one read-only SELECT returning a number)`,
+        'BackoffProbeFailed',
+      );
+    }
+    throw error;
+  }
 }
 
 /** The source's replica lag and its longest running query (not Ferry's), in seconds. */

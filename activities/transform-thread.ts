@@ -5,13 +5,14 @@
  * computation: the thread never touches a database, so abandoning a task is always safe.
  */
 import { parentPort } from 'node:worker_threads';
+import { redactErrorText, transformErrorSummary } from '../lib/errors';
 import type { ColumnType } from './verify-statements';
-import { copyTextEncoder, decodeSourceRows, isThenable, loadTransform, type ColumnKinds, type RowFailure, type SourceField, type TargetRow } from './module-transform';
+import { copyTextEncoder, decodeSourceRows, isThenable, loadResolvedTransform, type ColumnKinds, type RowFailure, type SourceField, type TargetRow } from './module-transform';
 import { ChunkDigest, workerFieldOf, type WorkerField } from './worker-checksum';
 
 interface TaskBase {
   id: number;
-  /** The transform module's absolute path. */
+  /** The transform module's real path, checked by resolveTransformModule. */
   module: string;
   fields: SourceField[];
   /** The source rows, as rangeRowsCopySql writes them. */
@@ -48,22 +49,33 @@ export type TaskReply =
   | { id: number; ok: true; result: EncodeResult | DigestResult }
   | { id: number; ok: false; error: { message: string; name: string; type?: string; nonRetryable?: boolean } };
 
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+/** An error the transform itself threw: its text is the transform's, and may quote the row. */
+class ThrownByTransform {
+  constructor(readonly error: unknown) {}
 }
 
-/** The target rows of one source row; null to skip it. Throws what the transform throws. */
+/** Why a row failed, without its values: a transform's own message is withheld (see transformErrorSummary). */
+function rowFailureText(error: unknown): string {
+  return error instanceof ThrownByTransform ? transformErrorSummary(error.error) : redactErrorText(error);
+}
+
+/** The target rows of one source row; null to skip it. A throw of the transform comes as ThrownByTransform. */
 async function targetRowsOf(transform: (row: never) => unknown, row: unknown): Promise<TargetRow[] | null> {
-  let output = transform(row as never);
-  // Awaiting a plain value costs a turn of the microtask queue per row.
-  if (isThenable(output)) output = await output;
+  let output: unknown;
+  try {
+    output = transform(row as never);
+    // Awaiting a plain value costs a turn of the microtask queue per row.
+    if (isThenable(output)) output = await output;
+  } catch (error) {
+    throw new ThrownByTransform(error);
+  }
   if (output === undefined) throw new TypeError('the transform returned undefined; return null to skip a row');
   if (output === null) return null;
   return (Array.isArray(output) ? output : [output]) as TargetRow[];
 }
 
 async function encode(task: EncodeTask): Promise<EncodeResult> {
-  const transform = await loadTransform(task.module);
+  const transform = await loadResolvedTransform(task.module);
   const rows = decodeSourceRows(Buffer.from(task.source.buffer, task.source.byteOffset, task.source.byteLength).toString('utf8'), task.fields);
   const encodeRow = copyTextEncoder(task.columns, task.kinds);
   const keys: string[] = [];
@@ -80,7 +92,7 @@ async function encode(task: EncodeTask): Promise<EncodeResult> {
       keys.push(key);
       lineCounts.push(produced.length);
     } catch (error) {
-      failed.push({ key, error: messageOf(error) });
+      failed.push({ key, error: rowFailureText(error) });
     }
   }
   // Bytes of their own (a small Buffer would share Node's pool), so they can be handed over.
@@ -89,7 +101,7 @@ async function encode(task: EncodeTask): Promise<EncodeResult> {
 
 /** As the verifier's moduleSourceDigest: rows whose transform throws, or that have a value with no database form, are left out. */
 async function digest(task: DigestTask): Promise<DigestResult> {
-  const transform = await loadTransform(task.module);
+  const transform = await loadResolvedTransform(task.module);
   const fields = task.types.map(workerFieldOf);
   if (fields.some((f) => f === null)) return null;
   const rows = decodeSourceRows(Buffer.from(task.source.buffer, task.source.byteOffset, task.source.byteLength).toString('utf8'), task.fields);
@@ -131,7 +143,7 @@ parentPort?.on('message', (task: TransformTask) => {
       const reply: TaskReply = {
         id: task.id,
         ok: false,
-        error: { message: messageOf(error), name: failure?.name ?? 'Error', type: failure?.type, nonRetryable: failure?.nonRetryable },
+        error: { message: rowFailureText(error), name: failure?.name ?? 'Error', type: failure?.type, nonRetryable: failure?.nonRetryable },
       };
       parentPort!.postMessage(reply);
     },

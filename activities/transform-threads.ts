@@ -12,7 +12,8 @@ import { Worker } from 'node:worker_threads';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { KeyRange } from '../lib/key-range';
-import { withClient } from './connections';
+import { redactErrorText } from '../lib/errors';
+import { oneStatement, readOnly } from './plan-sql';
 import { rangeRowsCopySql, rangeRowsSql, type CopySpec } from './copy-statements';
 import type { SourceField } from './module-transform';
 import type { DigestResult, DigestTask, EncodeResult, EncodeTask, TaskReply, TransformTask } from './transform-thread';
@@ -34,8 +35,11 @@ interface Thread {
   pending: Map<number, Pending>;
 }
 
-/** The thread's module runs under tsx, as the rest of the worker does. */
-const THREAD_SOURCE = `require(${JSON.stringify(require.resolve('tsx/cjs'))}); require(${JSON.stringify(path.join(__dirname, 'transform-thread.ts'))});`;
+/**
+ * The thread runs this module's sibling, compiled or not as this one is; tsx is registered
+ * first so that a transform module written in TypeScript loads.
+ */
+const THREAD_SOURCE = `require(${JSON.stringify(require.resolve('tsx/cjs'))}); require(${JSON.stringify(path.join(__dirname, `transform-thread${path.extname(__filename)}`))});`;
 
 let nextTaskId = 1;
 const threads: Thread[] = [];
@@ -60,7 +64,7 @@ function startThread(): Thread {
     if (reply.ok) pending.resolve(reply.result);
     else pending.reject(failureOf(reply.error));
   });
-  thread.worker.on('error', (error) => failAll(new Error(`a transform thread failed: ${error.message}`)));
+  thread.worker.on('error', (error) => failAll(new Error(`a transform thread failed: ${redactErrorText(error)}`)));
   thread.worker.on('exit', (code) => failAll(new Error(`a transform thread exited (code ${code}) with work in hand`)));
   // Idle threads do not keep the process alive.
   thread.worker.unref();
@@ -107,7 +111,7 @@ export interface SourceRowsText {
 /** The columns of rangeRowsSql's rows after the key: a query that reads no row says. */
 export async function describeSourceRows(sourcePool: pg.Pool, spec: Pick<CopySpec, 'source' | 'filter'>): Promise<SourceField[]> {
   const described = rangeRowsSql(spec, { after: null, upTo: null }, 0);
-  const result = await sourcePool.query({ text: described.text, values: described.values });
+  const result = await readOnly(sourcePool, (client) => client.query(oneStatement(described)));
   return result.fields.slice(1).map((f) => ({ name: f.name, oid: f.dataTypeID }));
 }
 
@@ -137,7 +141,9 @@ export async function readSourceParts(
   onPart: (part: Uint8Array) => void,
   partBytes = PART_BYTES,
 ): Promise<void> {
-  await withClient(sourcePool, async (client) => {
+  // COPY goes over the simple protocol: the plan's SQL was checked to hold one expression, and
+  // the read runs in a READ ONLY transaction.
+  await readOnly(sourcePool, async (client) => {
     let held: Buffer[] = [];
     let heldBytes = 0;
     for await (const data of client.query(copyTo(rangeRowsCopySql(spec, range)))) {

@@ -6,28 +6,34 @@
  */
 import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat, log, sleep } from '@temporalio/activity';
 import { createHash } from 'node:crypto';
-import path from 'node:path';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { describeRange, wholeKeySpace, type KeyRange, type ShardSpec } from '../lib/key-range';
-import { targetColumns, type Plan } from '../lib/plan';
+import { lineageColumn, lineageProblem, targetColumns, type Plan } from '../lib/plan';
 import { inCopyTransaction, writeBatch } from './batch-writer';
-import { withClient, type Databases } from './connections';
+import type { Databases } from './connections';
+import { assertPlanSqlIsSafe, oneStatement, readOnly, readOnlyQuery } from './plan-sql';
 import { copyOutSql, copySpecOf, copyWithinDatabaseSql, nextBatchBoundSql, rangeRowsSql, type CopySpec } from './copy-statements';
-import { installFerrySchema, recordMismatches, type Mismatch, type MismatchCategory } from './ferry-schema';
+import { createCoverageCheck } from './coverage';
+import { installFerrySchema, recordFoundValues, recordMismatches, type Mismatch, type MismatchCategory } from './ferry-schema';
+import { runOfPass } from './verification-runs';
 import {
   copyRangeThroughModule,
   isThenable,
+  loadResolvedTransform,
   loadTransform,
   postgresInputText,
+  resolveTransformModule,
   sourceRowOf,
   sourceRowTypes,
   targetColumnKinds,
+  transformDirFromEnv,
   type ColumnKinds,
   type RowTransform,
   type TargetRow,
 } from './module-transform';
-import { isRowError, redactErrorMessage } from './pacing';
+import { isRowError } from './pacing';
+import { redactMessage } from '../lib/errors';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
 import type { DigestResult } from './transform-thread';
 import { digestOnThread, readSourceRows } from './transform-threads';
@@ -36,6 +42,7 @@ import {
   canonicalizeValuesSql,
   chunkChecksumSql,
   columnTypesSql,
+  deleteTargetGroupsSql,
   deleteTargetKeysSql,
   diffRows,
   rowHashesOf,
@@ -135,18 +142,27 @@ export interface MismatchReportExample extends Mismatch {
   resolved: boolean;
   /** Only with showValues: per differing column (every column for missing and extra rows). */
   values?: Record<string, ColumnValues>;
+  /** The values are as the pass found them (false: read when the report was made, after any repair). */
+  valuesAsFound?: boolean;
 }
 
 export interface MismatchReport {
   migrationId: string;
   /** The latest pass with mismatches recorded; null when there are none. */
   pass: number | null;
+  /** The verification run of that pass, and its number within the run, when the run was recorded. */
+  run?: number;
+  runPass?: number;
   counts: MismatchCounts;
   unresolved: MismatchCounts;
   examples: MismatchReportExample[];
 }
 
 export const MAX_EXAMPLES = 20;
+/** Mismatches of a chunk whose values are kept as found. */
+const MAX_VALUES_KEPT = 100;
+/** Open mismatches of earlier passes checked again per query. */
+const RECHECK_BATCH = 500;
 /** Mismatches a repair handles per transaction. */
 const REPAIR_BATCH = 500;
 /** Target rows per page when reading a differing chunk row by row. */
@@ -187,7 +203,7 @@ interface Verification {
   /**
    * The source filter depends on more than the key (a where clause, a partition): target rows
    * cannot be judged by it, so the target side reads the keys the source chunk holds, and rows
-   * only in the target (extra) are not looked for.
+   * only in the target (extra) are left to the final check of the pass (see coverage.ts).
    */
   rowDependent: boolean;
   /** Canonical texts of source rows as the transform makes them, for a module transform. */
@@ -215,9 +231,15 @@ async function unresolvedFailedKeys(pool: pg.Pool, migrationId: string): Promise
   }
 }
 
-export function createVerifier(databases: Databases) {
+export function createVerifier(databases: Databases, transformDir: string | null = transformDirFromEnv()) {
   /** Looks up the target's column types once and builds what both sides of a comparison read. */
   async function verificationOf(plan: Plan, partitionValue: string | null, samplePercent?: number, migrationId?: string): Promise<Verification> {
+    assertPlanSqlIsSafe(plan);
+    const unverifiable = lineageProblem(plan);
+    if (unverifiable) {
+      throw ApplicationFailure.nonRetryable(`this plan cannot be verified: ${unverifiable.path} ${unverifiable.message}`, 'VerificationImpossible');
+    }
+    const lineage = lineageColumn(plan);
     const spec = copySpecOf(plan, partitionValue);
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
@@ -233,7 +255,8 @@ export function createVerifier(databases: Databases) {
       );
     }
     const sourceKey = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)}`;
-    const targetKey = `${TARGET_ALIAS}.${quoteIdent(spec.target.key)}`;
+    // Subsets and failed records name source keys: on the target they are the lineage column's.
+    const targetKey = `${TARGET_ALIAS}.${quoteIdent(lineage ?? spec.target.key)}`;
     const range = plan.subset?.keyRange;
     const targetFilter = and(
       range?.from !== undefined ? `${targetKey} >= ${quoteLiteral(range.from)}` : null,
@@ -252,6 +275,7 @@ export function createVerifier(databases: Databases) {
       types: names.map((n) => byName.get(n)!),
       sourceFilter: and(spec.filter, samplePercent !== undefined ? sampleCondition(sourceKey, samplePercent) : null, notFailed(sourceKey)),
       targetFilter: and(targetFilter, notFailed(targetKey)),
+      lineage,
     };
     const rowDependent =
       !!plan.subset?.where || (!!plan.shards.partitionColumn && (partitionValue !== null || !!plan.subset?.partitionValues));
@@ -259,10 +283,10 @@ export function createVerifier(databases: Databases) {
     let moduleRows: Verification['moduleRows'] = null;
     let moduleDigest: Verification['moduleDigest'] = null;
     if (plan.transform.module) {
-      const transform = await loadTransform(plan.transform.module);
+      const modulePath = await resolveTransformModule(plan.transform.module, transformDir);
+      const transform = await loadResolvedTransform(modulePath);
       const kinds = await targetColumnKinds(targetPool, spec.target);
-      moduleRows = (selection) => moduleSourceRows(sourcePool, targetPool, shape, kinds, transform, selection);
-      const modulePath = path.resolve(process.cwd(), plan.transform.module);
+      moduleRows = (selection) => moduleSourceRows(sourcePool, targetPool, shape, kinds, transform, selection, plan.transform.module!);
       if (shape.types.every((c) => workerFieldOf(c) !== null) && (await hashesUtf8(targetPool))) {
         // Made canonical and hashed on a transform thread, as the target's rows are in SQL.
         moduleDigest = async (range) =>
@@ -274,11 +298,16 @@ export function createVerifier(databases: Databases) {
 
   /** Every target row of a selection in key order, a page at a time, as canonical texts or hashes. */
   async function targetRows(pool: pg.Pool, shape: VerifyShape, selection: Selection, mode: 'hash' | 'text', pageRows: number): Promise<RowHashes[]> {
+    if (shape.lineage) {
+      // Selected by source keys, so not in pages of target keys: a chunk's groups are read whole.
+      const query = rowsSql('target', shape, selection, mode);
+      return rowHashesOf((await pool.query<unknown[]>({ ...query, rowMode: 'array' })).rows, shape);
+    }
     const rows: RowHashes[] = [];
     let after = selection.range?.after ?? null;
     for (;;) {
       const query = rowsSql('target', shape, { ...selection, range: { after, upTo: selection.range?.upTo ?? null } }, mode, pageRows);
-      const page = rowHashesOf((await pool.query<unknown[]>({ ...query, rowMode: 'array' })).rows);
+      const page = rowHashesOf((await pool.query<unknown[]>(oneStatement({ ...query, rowMode: 'array' as const }))).rows);
       rows.push(...page);
       if (page.length < pageRows) return rows;
       after = page[page.length - 1]!.key;
@@ -290,15 +319,50 @@ export function createVerifier(databases: Databases) {
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
     if (v.moduleRows) {
-      const hashed = (rows: RowHashes[]) => rows.map((r) => ({ key: r.key, columns: r.columns.map((c) => (c === null ? null : md5(c))) }));
+      const hashed = (rows: RowHashes[]) => rows.map((r) => ({ ...r, columns: r.columns.map((c) => (c === null ? null : md5(c))) }));
       const [s, t] = await Promise.all([v.moduleRows(source), targetRows(targetPool, v.shape, target, 'text', pageRows)]);
       return [hashed(s), hashed(t)];
     }
     const query = rowsSql('source', v.shape, source, 'hash');
     return Promise.all([
-      sourcePool.query<unknown[]>({ ...query, rowMode: 'array' }).then((r) => rowHashesOf(r.rows)),
+      readOnlyQuery<unknown[]>(sourcePool, { ...query, rowMode: 'array' }).then((r) => rowHashesOf(r.rows, v.shape)),
       targetRows(targetPool, v.shape, target, 'hash', pageRows),
     ]);
+  }
+
+  /** The canonical texts of some keys' rows on both sides, read now, per column name. */
+  async function rowValues(plan: Plan, v: Verification, targetKeys: string[], sourceKeys: string[] = []): Promise<(mismatch: Mismatch) => Record<string, ColumnValues>> {
+    const targetPool = databases.pool(plan.target.connection);
+    // With a lineage column both sides are read by the source keys, then matched by target key.
+    const keys = v.shape.lineage ? [...new Set(sourceKeys)] : targetKeys;
+    const sourceQuery = rowsSql('source', v.shape, { keys }, 'text');
+    const [sourceRows, targetRowsRead] = await Promise.all([
+      v.moduleRows
+        ? v.moduleRows({ keys })
+        : readOnlyQuery<unknown[]>(databases.pool(plan.source.connection), { ...sourceQuery, rowMode: 'array' }).then((r) => rowHashesOf(r.rows, v.shape)),
+      targetRows(targetPool, v.shape, { keys }, 'text', Math.max(MIN_PAGE_ROWS, keys.length + 1)),
+    ]);
+    const names = columnNames(v);
+    const sourceByKey = new Map(sourceRows.map((r) => [r.key, r.columns]));
+    const targetByKey = new Map(targetRowsRead.map((r) => [r.key, r.columns]));
+    return (mismatch) =>
+      Object.fromEntries(
+        (mismatch.columns.length ? mismatch.columns : names).map((column) => {
+          const i = names.indexOf(column);
+          return [column, { source: sourceByKey.get(mismatch.key)?.[i] ?? null, target: targetByKey.get(mismatch.key)?.[i] ?? null }];
+        }),
+      );
+  }
+
+  /**
+   * Keeps the values of differences as found, before any repair, in ferry.mismatches on the
+   * target (the first MAX_VALUES_KEPT of a chunk; the report reads the others then).
+   */
+  async function captureFoundValues(plan: Plan, v: Verification, migrationId: string, pass: number, differences: Mismatch[]): Promise<void> {
+    const kept = differences.slice(0, MAX_VALUES_KEPT);
+    if (kept.length === 0) return;
+    const valuesOf = await rowValues(plan, v, kept.map((d) => d.key), kept.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])));
+    await recordFoundValues(databases.pool(plan.target.connection), migrationId, pass, kept.map((d) => ({ key: d.key, values: valuesOf(d) })));
   }
 
   /** verifyShard's work; row errors are turned into a clear failure by the activity. */
@@ -325,7 +389,7 @@ export function createVerifier(databases: Databases) {
 
     const nextBound = (after: string | null) => {
       const query = nextBatchBoundSql(bounds, { after, upTo: input.shard.range.upTo }, chunkSize);
-      const found = sourcePool.query<{ last_key: string; rows: string }>(query.text, query.values).then((r) => r.rows[0] ?? null);
+      const found = readOnlyQuery<{ last_key: string; rows: string }>(sourcePool, query).then((r) => r.rows[0] ?? null);
       found.catch(() => {});
       return found;
     };
@@ -334,7 +398,7 @@ export function createVerifier(databases: Databases) {
     const chunkKeys = async (range: KeyRange): Promise<string[] | undefined> => {
       if (!v.rowDependent) return undefined;
       const query = rangeRowsSql(bounds, range);
-      const result = await sourcePool.query<{ key: string }>({
+      const result = await readOnlyQuery<{ key: string }>(sourcePool, {
         text: `SELECT "ferry source key" AS key FROM (${query.text}) AS chunk`,
         values: query.values,
       });
@@ -352,8 +416,8 @@ export function createVerifier(databases: Databases) {
       const [source, target] = await Promise.all([
         v.moduleRows
           ? (moduleDigest?.(range).then((d) => d && { rows: String(d.rows), digest: d.digest }) ?? null)
-          : sourcePool.query<Sums>(chunkChecksumSql('source', v.shape, { range })).then((r) => r.rows[0]!),
-        targetPool.query<Sums>(targetSum.text, targetSum.values).then((r) => r.rows[0]!),
+          : readOnlyQuery<Sums>(sourcePool, chunkChecksumSql('source', v.shape, { range })).then((r) => r.rows[0]!),
+        targetPool.query<Sums>(oneStatement(targetSum)).then((r) => r.rows[0]!),
       ]);
       return { keys, source, target };
     };
@@ -405,9 +469,11 @@ export function createVerifier(databases: Databases) {
       if (first.length === 0) return { rows, differences: [], inFlight: 0 };
       // A row the application is writing to both sides may be caught between the two reads.
       await sleep(inFlightDelayMs);
-      const differing = first.map((d) => d.key);
+      // With a lineage column, the differing rows' groups are read again: by their source keys.
+      const differing = v.shape.lineage ? [...new Set(first.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])))] : first.map((d) => d.key);
       const [s, t] = await bothSides(plan, v, { keys: differing }, { keys: differing }, pageRows);
-      const differences = diffRows(columnNames(v), s, t);
+      const seen = new Set(first.map((d) => d.key));
+      const differences = diffRows(columnNames(v), s, t).filter((d) => seen.has(d.key));
       return { rows, differences, inFlight: first.length - differences.length };
     };
 
@@ -427,6 +493,7 @@ export function createVerifier(databases: Databases) {
       }
       const { rows, differences, inFlight } = await verifyChunk(range, prefetched);
       await recordMismatches(targetPool, input.migrationId, input.pass, differences);
+      await captureFoundValues(plan, v, input.migrationId, input.pass, differences);
 
       const counts = progress.counts;
       counts.chunks += 1;
@@ -445,7 +512,76 @@ export function createVerifier(databases: Databases) {
     }
   }
 
+  /**
+   * Repair by lineage column: each source key with an unresolved mismatch gets its group of target
+   * rows rewritten as a whole. The rows it produces now are copied over the target's; then the
+   * target rows whose lineage column holds that source key and that it no longer produces are
+   * deleted. A target row is deleted only so, traced to a source key that no longer makes it:
+   * one with no source key stays, reported. Safe to run twice.
+   */
+  async function repairGroups(
+    { plan, migrationId, pass }: RepairInput,
+    lineage: string,
+    base: CopySpec,
+    copyKeys: (keys: string[]) => Promise<{ written: number; refused: string[] }>,
+  ): Promise<RepairResult> {
+    const sourcePool = databases.pool(plan.source.connection);
+    const targetPool = databases.pool(plan.target.connection);
+    const v = await verificationOf(plan, null);
+    /** Every target key the source keys produce now. */
+    const producedKeys = async (keys: string[]): Promise<string[]> => {
+      if (v.moduleRows) return (await v.moduleRows({ keys })).map((r) => r.key);
+      const query = rowsSql('source', v.shape, { keys }, 'hash');
+      return rowHashesOf((await sourcePool.query<unknown[]>({ ...query, rowMode: 'array' })).rows, v.shape).map((r) => r.key);
+    };
+    let repaired = 0;
+    let deleted = 0;
+    let after: string | null = null;
+    const refused: string[] = [];
+    for (;;) {
+      const batch: pg.QueryResult<{ source_key: string }> = await targetPool.query(
+        `SELECT DISTINCT k AS source_key FROM ferry.mismatches, unnest(source_keys) AS k
+          WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL AND ($3::text IS NULL OR k > $3)
+          ORDER BY k LIMIT $4`,
+        [migrationId, pass, after, REPAIR_BATCH],
+      );
+      if (batch.rows.length === 0) break;
+      const groups = batch.rows.map((r) => r.source_key);
+      after = groups[groups.length - 1]!;
+      const copied = await copyKeys(groups);
+      repaired += copied.written;
+      // A group the target refused, or whose transform fails, is not known whole: nothing of it is deleted.
+      refused.push(...copied.refused);
+      const settled = groups.filter((k) => !copied.refused.includes(k));
+      if (settled.length > 0) {
+        const statement = deleteTargetGroupsSql(base.target, lineage, settled, await producedKeys(settled));
+        deleted += await inCopyTransaction(targetPool, base, async (c) => (await c.query(statement)).rowCount ?? 0);
+      }
+      heartbeat({ repaired, deleted, after });
+    }
+    // Resolved: each difference whose every group was rewritten. One with no source key stays.
+    await targetPool.query(
+      `UPDATE ferry.mismatches SET resolved_at = now()
+        WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL AND cardinality(source_keys) > 0 AND NOT (source_keys && $3::text[])`,
+      [migrationId, pass, refused],
+    );
+    const left = await targetPool.query<{ count: number }>(
+      `SELECT count(*)::int AS count FROM ferry.mismatches WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL`,
+      [migrationId, pass],
+    );
+    return { repaired, deleted, unresolved: left.rows[0]?.count ?? 0 };
+  }
+
+  const coverage = createCoverageCheck(databases, {
+    shapeOf: async (plan, samplePercent, migrationId) => (await verificationOf(plan, null, samplePercent, migrationId)).shape,
+    bothSides: async (plan, keys, samplePercent, migrationId) => {
+      const v = await verificationOf(plan, null, samplePercent, migrationId);
+      return bothSides(plan, v, { keys }, { keys }, Math.max(MIN_PAGE_ROWS, keys.length + 1));
+    },
+  });
+
   return {
+    ...coverage,
     /**
      * Verifies chunks of a shard from the cursor on until the shard is done or about
      * `maxSeconds` have passed, recording every mismatch in ferry.mismatches on the target.
@@ -459,7 +595,7 @@ export function createVerifier(databases: Databases) {
         // A source row the transform cannot evaluate fails the same way on every retry.
         if (!isRowError((error as { code?: string }).code)) throw error;
         throw ApplicationFailure.nonRetryable(
-          `verification cannot compare a row of shard ${describeRange(input.shard.range)}: ${redactErrorMessage((error as Error).message)}; ` +
+          `verification cannot compare a row of shard ${describeRange(input.shard.range)}: ${redactMessage((error as Error).message)}; ` +
             'fix the source row (or the transform) and verify again',
           'VerificationRowError',
         );
@@ -474,11 +610,13 @@ export function createVerifier(databases: Databases) {
      */
     async repairMismatches(input: RepairInput): Promise<RepairResult> {
       const { plan, migrationId, pass } = input;
+      // Repairs COPY from the source, over the simple protocol: the plan's SQL must be one expression.
+      assertPlanSqlIsSafe(plan);
       const sourcePool = databases.pool(plan.source.connection);
       const targetPool = databases.pool(plan.target.connection);
       await ensureMismatchesTable(targetPool);
       const base: CopySpec = { ...copySpecOf(plan), conflict: { policy: 'overwrite' } };
-      const transform = plan.transform.module ? await loadTransform(plan.transform.module) : null;
+      const transform = plan.transform.module ? await loadTransform(plan.transform.module, transformDir) : null;
       const sameDatabase = databases.sameDatabase(plan.source.connection, plan.target.connection);
 
       /** Copies the source rows of `keys` over the target's; returns rows written and keys the target refused. */
@@ -487,15 +625,15 @@ export function createVerifier(databases: Databases) {
         const spec: CopySpec = { ...base, filter: and(base.filter, sourceKeysCondition(plan.source.key, keys)) };
         try {
           if (transform) {
-            const outcome = await copyRangeThroughModule(sourcePool, targetPool, spec, wholeKeySpace, plan.transform.module!);
+            const outcome = await copyRangeThroughModule(sourcePool, targetPool, spec, wholeKeySpace, plan.transform.module!, transformDir);
             return { written: outcome.written, refused: outcome.failed.map((f) => f.key) };
           }
           if (sameDatabase) {
             const { text, values } = copyWithinDatabaseSql(spec, wholeKeySpace);
-            return { written: await inCopyTransaction(targetPool, spec, async (c) => (await c.query(text, values)).rowCount ?? 0), refused: [] };
+            return { written: await inCopyTransaction(targetPool, spec, async (c) => (await c.query(oneStatement({ text, values }))).rowCount ?? 0), refused: [] };
           }
           const out = copyOutSql(spec, wholeKeySpace);
-          const written = await writeBatch(targetPool, spec, wholeKeySpace, (send) => withClient(sourcePool, (s) => send(s.query(copyTo(out)))));
+          const written = await writeBatch(targetPool, spec, wholeKeySpace, (send) => readOnly(sourcePool, (s) => send(s.query(copyTo(out)))));
           return { written, refused: [] };
         } catch (error) {
           if (!isRowError((error as { code?: string }).code)) throw error;
@@ -518,9 +656,12 @@ export function createVerifier(databases: Databases) {
           const v = await verificationOf(plan, null);
           return new Set((await v.moduleRows!({ keys })).map((r) => r.key));
         }
-        const present = await sourcePool.query<{ key: string }>(sourceKeysPresentSql(base.source, base.filter ?? null, keys));
+        const present = await readOnlyQuery<{ key: string }>(sourcePool, sourceKeysPresentSql(base.source, base.filter ?? null, keys));
         return new Set(present.rows.map((r) => r.key));
       };
+
+      const lineage = lineageColumn(plan);
+      if (lineage) return repairGroups(input, lineage, base, copyKeys);
 
       let repaired = 0;
       let deleted = 0;
@@ -562,8 +703,45 @@ export function createVerifier(databases: Databases) {
     },
 
     /**
+     * Carries what earlier passes left unresolved into this pass, so a pass that did not compare
+     * those keys (a sample, a narrower scope) neither forgets nor clears them: each such key is
+     * compared again now; one that still differs is recorded under this pass (values as found),
+     * one that is equal is resolved. Earlier passes then hold nothing open. Safe to run twice.
+     */
+    async recheckOpenMismatches(input: RepairInput): Promise<MismatchCounts> {
+      const { plan, migrationId, pass } = input;
+      const targetPool = databases.pool(plan.target.connection);
+      await ensureMismatchesTable(targetPool);
+      const counts = zeroCounts();
+      let v: Verification | null = null;
+      let after: string | null = null;
+      for (;;) {
+        const open: pg.QueryResult<{ key: string }> = await targetPool.query(
+          `SELECT DISTINCT key FROM ferry.mismatches m
+            WHERE migration_id = $1 AND pass < $2 AND resolved_at IS NULL AND ($3::text IS NULL OR key > $3)
+              AND NOT EXISTS (SELECT 1 FROM ferry.mismatches c WHERE c.migration_id = $1 AND c.pass = $2 AND c.key = m.key)
+            ORDER BY key LIMIT $4`,
+          [migrationId, pass, after, RECHECK_BATCH],
+        );
+        if (open.rows.length === 0) break;
+        const keys = open.rows.map((r) => r.key);
+        after = keys[keys.length - 1]!;
+        v ??= await verificationOf(plan, null, undefined, migrationId);
+        const [s, t] = await bothSides(plan, v, { keys }, { keys }, Math.max(MIN_PAGE_ROWS, keys.length + 1));
+        const differences = diffRows(columnNames(v), s, t);
+        await recordMismatches(targetPool, migrationId, pass, differences);
+        await captureFoundValues(plan, v, migrationId, pass, differences);
+        for (const d of differences) counts[d.category] += 1;
+        heartbeat({ after });
+      }
+      await targetPool.query(`UPDATE ferry.mismatches SET resolved_at = now() WHERE migration_id = $1 AND pass < $2 AND resolved_at IS NULL`, [migrationId, pass]);
+      return counts;
+    },
+
+    /**
      * The latest pass's mismatches: counts per category and examples (keys, categories, column
-     * names). Values only with showValues, as canonical text, read now from both sides.
+     * names). Values only with showValues, as canonical text: as the pass found them, or read
+     * now from both sides for mismatches whose values were not kept (said so per example).
      */
     async mismatchReport(input: MismatchReportInput): Promise<MismatchReport> {
       const { plan, migrationId } = input;
@@ -584,38 +762,24 @@ export function createVerifier(databases: Databases) {
         report.counts[row.category] = row.all;
         report.unresolved[row.category] = row.open;
       }
-      const examples = await targetPool.query<{ key: string; category: MismatchCategory; columns: string[]; resolved: boolean }>(
-        `SELECT key, category, columns, resolved_at IS NOT NULL AS resolved FROM ferry.mismatches
+      const examples = await targetPool.query<{ key: string; category: MismatchCategory; columns: string[]; resolved: boolean; found: Record<string, ColumnValues> | null; source_keys: string[] | null }>(
+        `SELECT key, category, columns, resolved_at IS NOT NULL AS resolved, found_values AS found, source_keys FROM ferry.mismatches
           WHERE migration_id = $1 AND pass = $2 ORDER BY resolved_at IS NOT NULL, key LIMIT $3`,
         [migrationId, pass, input.limit ?? MAX_EXAMPLES],
       );
       report.examples = examples.rows.map((r) => ({ key: r.key, category: r.category, columns: r.columns, resolved: r.resolved }));
+      const run = await runOfPass(targetPool, migrationId, pass);
+      if (run) Object.assign(report, { run: run.run, runPass: run.pass });
       if (!input.showValues || report.examples.length === 0) return report;
 
-      const v = await verificationOf(plan, null);
-      const keys = report.examples.map((e) => e.key);
-      const sourceQuery = rowsSql('source', v.shape, { keys }, 'text');
-      const [sourceRows, targetRowsRead] = await Promise.all([
-        v.moduleRows
-          ? v.moduleRows({ keys })
-          : databases
-              .pool(plan.source.connection)
-              .query<unknown[]>({ ...sourceQuery, rowMode: 'array' })
-              .then((r) => rowHashesOf(r.rows)),
-        targetRows(targetPool, v.shape, { keys }, 'text', Math.max(MIN_PAGE_ROWS, keys.length + 1)),
-      ]);
-      const names = columnNames(v);
-      const sourceByKey = new Map(sourceRows.map((r) => [r.key, r.columns]));
-      const targetByKey = new Map(targetRowsRead.map((r) => [r.key, r.columns]));
-      for (const example of report.examples) {
-        const shown = example.columns.length ? example.columns : names;
-        example.values = Object.fromEntries(
-          shown.map((column) => {
-            const i = names.indexOf(column);
-            return [column, { source: sourceByKey.get(example.key)?.[i] ?? null, target: targetByKey.get(example.key)?.[i] ?? null }];
-          }),
-        );
-      }
+      // Values as the pass found them; those it did not keep are read now, and say so.
+      const notKept = examples.rows.filter((r) => !r.found);
+      const readNow = notKept.length ? await rowValues(plan, await verificationOf(plan, null), notKept.map((r) => r.key), notKept.flatMap((r) => r.source_keys ?? [])) : null;
+      report.examples.forEach((example, i) => {
+        const found = examples.rows[i]!.found;
+        example.values = found ?? readNow!(example);
+        example.valuesAsFound = found !== null;
+      });
       return report;
     },
   };
@@ -625,9 +789,11 @@ function columnNames(v: Verification): string[] {
   return v.shape.types.map((c) => c.name);
 }
 
-/** Installs Ferry's schema when the mismatches table is not there yet (older installs). */
+/** Installs Ferry's schema when the mismatches table, or its newest column, is not there yet (older installs). */
 async function ensureMismatchesTable(pool: pg.Pool): Promise<void> {
-  const exists = await pool.query<{ present: boolean }>(`SELECT to_regclass('ferry.mismatches') IS NOT NULL AS present`);
+  const exists = await pool.query<{ present: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('ferry.mismatches') AND attname = 'found_values') AS present`,
+  );
   if (!exists.rows[0]?.present) await installFerrySchema(pool);
 }
 
@@ -636,7 +802,8 @@ async function ensureMismatchesTable(pool: pg.Pool): Promise<void> {
  * and transformed in the worker, then parsed with the target's column types on the target
  * database (which writes nothing) and made canonical by the same expressions as the target's
  * rows. A row whose transform throws is not expected in the target: the copier records it as a
- * failed row instead.
+ * failed row instead. Each row carries the source key it came from, and must be traceable to it
+ * (see rowsOfSourceKey): a transform that breaks that cannot be verified and fails the call.
  */
 async function moduleSourceRows(
   sourcePool: pg.Pool,
@@ -645,35 +812,94 @@ async function moduleSourceRows(
   kinds: ColumnKinds,
   transform: RowTransform,
   selection: Selection,
+  modulePath: string,
 ): Promise<RowHashes[]> {
   const names = shape.types.map((c) => c.name);
   const encoded: (string | null)[][] = [];
-  for (const produced of await transformedSourceRows(sourcePool, shape, transform, selection)) {
+  const sourceKeys: string[] = [];
+  for (const { key, rows } of await transformedSourceRows(sourcePool, shape, transform, selection)) {
     try {
-      encoded.push(...produced.map((row) => encodeRow(row, names, kinds)));
+      const lines = rows.map((row) => encodeRow(row, names, kinds));
+      encoded.push(...lines);
+      sourceKeys.push(...lines.map(() => key));
     } catch {
       // A value with no database form: the copier records the source row as failed.
     }
   }
-  return canonicalize(targetPool, shape, encoded);
+  const canonical = await canonicalize(targetPool, shape, encoded);
+  const traced: RowHashes[] = [];
+  const checkTrace = rowsOfSourceKey(shape, modulePath);
+  canonical.forEach((row, i) => {
+    if (!row) return;
+    checkTrace(row, sourceKeys[i]!);
+    traced.push(shape.lineage ? { ...row, lineage: sourceKeys[i]! } : row);
+  });
+  return traced;
+}
+
+/** Key types whose text a transform's value and the source key's text share, so they can be compared as text. */
+const TEXT_COMPARABLE_KEYS = new Set(['int2', 'int4', 'int8', 'text', 'varchar', 'bpchar', 'uuid']);
+
+/**
+ * A check that each row a module transform makes can be traced to the source row it came from:
+ * by its lineage column (which must hold that source key), or, without one, by its key (which
+ * must be the source key: one target row per source row). Verification compares target rows
+ * with source rows by that trace, so a transform that breaks it could only be verified wrongly.
+ */
+function rowsOfSourceKey(shape: VerifyShape, modulePath: string): (row: RowHashes, sourceKey: string) => void {
+  const column = shape.lineage ?? shape.target.key;
+  const index = shape.types.findIndex((c) => c.name === column);
+  const type = shape.types[index];
+  const comparable = !!type && TEXT_COMPARABLE_KEYS.has(type.base);
+  const seen = new Set<string>();
+  return (row, sourceKey) => {
+    if (!comparable) return;
+    const traced = shape.lineage ? row.columns[index] : row.key;
+    if (traced !== sourceKey && !(type!.base === 'uuid' && traced?.toLowerCase() === sourceKey.toLowerCase())) {
+      throw ApplicationFailure.nonRetryable(
+        shape.lineage
+          ? `transform module ${modulePath} made a row whose "${column}" (target.sourceKey) is ${traced === null ? 'NULL' : `"${traced}"`} ` +
+              `from source key "${sourceKey}"; it must hold the source key the row came from`
+          : `transform module ${modulePath} made a row with key "${row.key}" from source key "${sourceKey}": verification compares each ` +
+              `target row with the source row of the same key; when target rows are not one per source key, set target.sourceKey ` +
+              `to the target column that holds the source key each row came from`,
+        'VerificationImpossible',
+      );
+    }
+    if (shape.lineage) return;
+    if (seen.has(sourceKey)) {
+      throw ApplicationFailure.nonRetryable(
+        `transform module ${modulePath} made more than one row from source key "${sourceKey}": verification compares each target ` +
+          `row with the source row of the same key; set target.sourceKey to the target column that holds the source key each row came from`,
+        'VerificationImpossible',
+      );
+    }
+    seen.add(sourceKey);
+  };
 }
 
 /**
- * The target rows a module transform makes of each source row of a selection, in key order.
- * A source row whose transform throws is left out: the copier records it as a failed row.
+ * The target rows a module transform makes of each source row of a selection, in key order, with
+ * the source key. A source row whose transform throws is left out: the copier records it as a
+ * failed row.
  */
-async function transformedSourceRows(sourcePool: pg.Pool, shape: VerifyShape, transform: RowTransform, selection: Selection): Promise<TargetRow[][]> {
+async function transformedSourceRows(
+  sourcePool: pg.Pool,
+  shape: VerifyShape,
+  transform: RowTransform,
+  selection: Selection,
+): Promise<{ key: string; rows: TargetRow[] }[]> {
   const filter = and(shape.sourceFilter, selection.keys ? sourceKeysCondition(shape.source.key, selection.keys) : null);
   const select = rangeRowsSql({ source: shape.source, filter }, selection.range ?? wholeKeySpace);
-  const result = await sourcePool.query<unknown[]>({ text: select.text, values: select.values, rowMode: 'array', types: sourceRowTypes });
+  const result = await readOnlyQuery<unknown[]>(sourcePool, { text: select.text, values: select.values, rowMode: 'array', types: sourceRowTypes });
   const fieldNames = result.fields.slice(1).map((f) => f.name);
-  const produced: TargetRow[][] = [];
+  const produced: { key: string; rows: TargetRow[] }[] = [];
   for (const values of result.rows) {
     try {
       let output = transform(sourceRowOf(fieldNames, values));
       if (isThenable(output)) output = await output;
       if (output === null || output === undefined) continue;
-      produced.push(Array.isArray(output) ? output : [output]);
+      produced.push({ key: String(values[0]), rows: Array.isArray(output) ? output : [output] });
     } catch {
       continue;
     }
@@ -692,17 +918,19 @@ function encodeRow(row: TargetRow, names: string[], kinds: ColumnKinds): (string
   return names.map((name) => postgresInputText(row[name], name, kinds[name]));
 }
 
-/** Canonical texts of encoded rows; a row whose value the target's type refuses is left out, as the copier leaves it out. */
-async function canonicalize(pool: pg.Pool, shape: VerifyShape, rows: (string | null)[][]): Promise<RowHashes[]> {
+/**
+ * Canonical texts of encoded rows, one for each (in order); null for a row whose value the
+ * target's type refuses, which the copier leaves out too.
+ */
+async function canonicalize(pool: pg.Pool, shape: VerifyShape, rows: (string | null)[][]): Promise<(RowHashes | null)[]> {
   if (rows.length === 0) return [];
   const query = canonicalizeValuesSql(shape, shape.types.map((_, i) => rows.map((row) => row[i] ?? null)));
   try {
+    // unnest yields the rows in the order of the arrays, and nothing in the query reorders them.
     return rowHashesOf((await pool.query<unknown[]>({ ...query, rowMode: 'array' })).rows);
   } catch (error) {
-    if (!(error instanceof pg.DatabaseError) || !error.code?.startsWith('22') || rows.length === 1) {
-      if (rows.length === 1 && error instanceof pg.DatabaseError && error.code?.startsWith('22')) return [];
-      throw error;
-    }
+    if (!(error instanceof pg.DatabaseError) || !error.code?.startsWith('22')) throw error;
+    if (rows.length === 1) return [null];
     const each = await Promise.all(rows.map((row) => canonicalize(pool, shape, [row])));
     return each.flat();
   }

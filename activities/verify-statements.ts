@@ -81,6 +81,11 @@ export interface VerifyShape {
   sourceFilter: string | null;
   /** A condition over the target row (alias `t`); null for all rows. */
   targetFilter: string | null;
+  /**
+   * The target column holding each row's source key (plan.target.sourceKey), by which the target
+   * side is selected; null when the target key itself is the source key.
+   */
+  lineage?: string | null;
 }
 
 export const TARGET_ALIAS = 't';
@@ -111,11 +116,14 @@ function sourceRelation(shape: VerifyShape, selection: Selection, values: unknow
   return `(SELECT ${list} FROM ${qualifiedName(shape.source)} AS ${SOURCE_ALIAS} WHERE ${where} OFFSET 0) AS ${ROW_ALIAS}`;
 }
 
-/** The target rows of a selection; with `limit`, the first that many in key order. */
+/**
+ * The target rows of a selection of source keys: by the lineage column when there is one, else
+ * by the target key; with `limit`, the first that many in key order.
+ */
 function targetRelation(shape: VerifyShape, selection: Selection, values: unknown[], limit?: number): string {
   const list = shape.types.map((c) => `${TARGET_ALIAS}.${quoteIdent(c.name)}`).join(', ');
   const key = `${TARGET_ALIAS}.${quoteIdent(shape.target.key)}`;
-  const where = selectionCondition(key, selection, shape.targetFilter, values);
+  const where = selectionCondition(`${TARGET_ALIAS}.${quoteIdent(shape.lineage ?? shape.target.key)}`, selection, shape.targetFilter, values);
   const page = limit === undefined ? 'OFFSET 0' : `ORDER BY ${key} LIMIT $${values.push(limit)}`;
   return `(SELECT ${list} FROM ${qualifiedName(shape.target)} AS ${TARGET_ALIAS} WHERE ${where} ${page}) AS ${ROW_ALIAS}`;
 }
@@ -154,9 +162,10 @@ export function chunkChecksumSql(side: Side, shape: VerifyShape, selection: Sele
 }
 
 /**
- * Per row of a selection: its key as text, then per target column its md5 (`hash`) or its
- * canonical text (`text`), NULL for NULL. Read with rowMode 'array'. With `limit` (target
- * only), the first `limit` rows in key order, to page through a range.
+ * Per row of a selection: its key as text, its lineage column as text (only with a lineage
+ * column), then per target column its md5 (`hash`) or its canonical text (`text`), NULL for
+ * NULL. Read with rowMode 'array' and rowHashesOf(rows, shape). With `limit` (target only, no
+ * lineage column), the first `limit` rows in key order, to page through a range.
  */
 export function rowsSql(
   side: Side,
@@ -169,6 +178,7 @@ export function rowsSql(
   const from = relation(side, shape, selection, values, limit);
   const key = `${ROW_ALIAS}.${quoteIdent(shape.target.key)}`;
   const columns = canonicalColumns(shape).map((text) => (mode === 'hash' ? `md5(${text})` : text));
+  if (shape.lineage) columns.unshift(`${ROW_ALIAS}.${quoteIdent(shape.lineage)}::text`);
   return { text: `SELECT ${key}::text, ${columns.join(', ')} FROM ${from} ORDER BY ${key}`, values };
 }
 
@@ -206,6 +216,20 @@ export function sourceKeysPresentSql(source: KeyedTable, filter: string | null, 
   };
 }
 
+/**
+ * Deletes the target rows of some source keys (by the lineage column) that those source keys do
+ * not produce now: `produced` is every target key they produce. Never touches another key's rows.
+ */
+export function deleteTargetGroupsSql(target: KeyedTable, lineage: string, sourceKeys: string[], produced: string[]): { text: string; values: unknown[] } {
+  const key = `${TARGET_ALIAS}.${quoteIdent(target.key)}`;
+  return {
+    text:
+      `DELETE FROM ${qualifiedName(target)} AS ${TARGET_ALIAS} WHERE ${TARGET_ALIAS}.${quoteIdent(lineage)} = ANY($1) ` +
+      `AND NOT (${key}::text = ANY($2::text[])) RETURNING ${key}::text AS key`,
+    values: [sourceKeys, produced],
+  };
+}
+
 /** Deletes target rows by key; returns the deleted keys. */
 export function deleteTargetKeysSql(target: KeyedTable, keys: string[]): { text: string; values: unknown[] } {
   const key = `${TARGET_ALIAS}.${quoteIdent(target.key)}`;
@@ -229,6 +253,8 @@ export function tombstonedKeysSql(target: TableName, keys: string[]): { text: st
 /** One row as read for comparison: its key, and one hash (or canonical text) per target column, null for NULL. */
 export interface RowHashes {
   key: string;
+  /** The source key the row came from, with a lineage column (null when the target row has none). */
+  lineage?: string | null;
   columns: (string | null)[];
 }
 
@@ -242,23 +268,27 @@ export function diffRows(columnNames: readonly string[], source: readonly RowHas
   const targetByKey = new Map(target.map((row) => [row.key, row]));
   const sourceKeys = new Set<string>();
   const differences: Mismatch[] = [];
+  // With a lineage column, each difference names the source key whose group it belongs to.
+  const traced = (row: RowHashes) => (row.lineage === undefined ? {} : { sourceKey: row.lineage });
   for (const row of source) {
     sourceKeys.add(row.key);
     const other = targetByKey.get(row.key);
     if (!other) {
-      differences.push({ key: row.key, category: 'missing', columns: [] });
+      differences.push({ key: row.key, category: 'missing', columns: [], ...traced(row) });
       continue;
     }
     const columns = columnNames.filter((_, i) => (row.columns[i] ?? null) !== (other.columns[i] ?? null));
-    if (columns.length > 0) differences.push({ key: row.key, category: 'value', columns });
+    if (columns.length > 0) differences.push({ key: row.key, category: 'value', columns, ...traced(row) });
   }
   for (const row of target) {
-    if (!sourceKeys.has(row.key)) differences.push({ key: row.key, category: 'extra', columns: [] });
+    if (!sourceKeys.has(row.key)) differences.push({ key: row.key, category: 'extra', columns: [], ...traced(row) });
   }
   return differences;
 }
 
-/** Rows read with rowMode 'array' ([key, ...columns]) as RowHashes. */
-export function rowHashesOf(rows: readonly unknown[][]): RowHashes[] {
-  return rows.map((values) => ({ key: String(values[0]), columns: values.slice(1).map((v) => (v === null ? null : String(v))) }));
+/** Rows read with rowMode 'array' ([key, ...columns], or [key, lineage, ...columns] with a lineage column) as RowHashes. */
+export function rowHashesOf(rows: readonly unknown[][], shape?: Pick<VerifyShape, 'lineage'>): RowHashes[] {
+  const text = (v: unknown) => (v === null ? null : String(v));
+  if (!shape?.lineage) return rows.map((values) => ({ key: String(values[0]), columns: values.slice(1).map(text) }));
+  return rows.map((values) => ({ key: String(values[0]), lineage: text(values[1]), columns: values.slice(2).map(text) }));
 }

@@ -1,5 +1,12 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI directly through tsx, so there is no build step to forget.
-require('tsx/cjs');
-const { exitWhenFlushed } = require('../cli/exit.ts');
-require('../cli/main.ts').main(process.argv).then(exitWhenFlushed);
+// Runs the compiled CLI (dist/, made by `npm run build`, which `npm ci` runs).
+const { existsSync } = require('node:fs');
+const path = require('node:path');
+
+const main = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
+if (!existsSync(main)) {
+  console.error('ferry: not built yet (no dist/); run `npm run build` in the checkout');
+  process.exit(1);
+}
+const { exitWhenFlushed } = require('../dist/cli/exit.js');
+require(main).main(process.argv).then(exitWhenFlushed);

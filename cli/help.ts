@@ -49,7 +49,7 @@ export function applyHelpConventions(program: Command): void {
     'after',
     '\nExit codes: 0 done; 1 failed; 2 bad input or refused (nothing changed); 3 no such migration;\n' +
       '4 Temporal or a worker unreachable (nothing sent); 5 aborted; 6 sent but not yet applied.\n' +
-      'Who acts (--by) defaults to FERRY_OPERATOR, else your user name. NO_COLOR is honoured.',
+      'Colour only on a terminal; NO_COLOR is honoured.',
   );
 }
 

@@ -1,13 +1,25 @@
 /** The ferry command line: operators start, watch and steer migrations from here. */
-import { Client, Connection } from '@temporalio/client';
+import { Client, type Connection } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { redactErrorText } from '../lib/errors';
 import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/plan';
-import { temporalSettings, type TemporalSettings } from '../lib/settings';
+import type { TemporalSettings } from '../lib/settings';
+import { rootMessage } from '../lib/errors';
+import { connectClientConnection, describeConnection, resolveTemporal, TemporalConfigError, TemporalUnreachableError, type TemporalConnectionFlags } from '../workers/temporal-connection';
 import { DEFAULT_METRICS_HOST, parseMetricsPort } from '../workers/metrics';
-import { createFerryWorker, installSdkMetrics } from '../workers/worker';
+import { createFerryWorker, installWorkerRuntime } from '../workers/worker';
+import { createWorkerLogger, logOptionsFromEnv } from '../workers/logging';
+import type { DataConverter, Logger } from '@temporalio/common';
+import { ferryDataConverter, payloadKeysFromEnv, type PayloadKey } from '../workers/payload-codec';
+import { transformDirFromEnv } from '../activities/module-transform';
 import { ExitCode } from './exit-codes';
 import { exitWhenFlushed } from './exit';
+import { formatDoctorReport } from '../lib/doctor';
+import { runDoctor } from './doctor';
+import { InitError, scaffold, type InitOptions } from './init';
+import { packageVersion } from './version';
+import { registerSearchAttributes, SearchAttributeConflictError, type SetupOutcome } from './setup';
 import {
   mismatches,
   verifyMigration,
@@ -21,21 +33,23 @@ import {
   RefusedError,
   resumeMigration,
   retryFailures,
+  runStateOf,
   startMigration,
   UnknownMigrationError,
 } from './migrations';
-import { formatFailures, formatInspection, formatMismatches, formatStatus, formatThrottle, formatVerification } from './render';
+import { CheckRefusedError, checkEndedMigration, endedMigration, endedMismatches, laterChecks, staleSourceNote } from './checks';
+import { formatFailures, formatInspection, formatMismatches, formatStatus, formatLaterCheck, formatThrottle, formatVerification, formatVerificationRun } from './render';
 import { migrationRecord, recordMarkdown } from './report';
 import { recordHtml } from './report-html';
 import { endedBadly, watchMigration } from './watch';
+import { auditMarkdown, auditOf } from './audit-report';
+import { identityHelp, operatorIdentity, requestedBy } from './identity';
 import { statusExitCode } from './outcome';
 import { addDevCommand } from './dev';
 import { addCompletionCommand, applyHelpConventions } from './help';
 import { say } from './output';
 import { formatListingTable, listMigrationRows } from './list';
 import { formatKnownWithoutWorker, NoLiveWorkerError, sdkErrorLine } from './temporal-health';
-import os from 'node:os';
-import path from 'node:path';
 import type { ThrottleChange } from '../lib/throttle';
 
 /** An error the CLI reports in one line, with the exit code scripts see. */
@@ -48,40 +62,43 @@ class CliError extends Error {
   }
 }
 
-interface GlobalOptions {
-  address?: string;
-  namespace?: string;
-  taskQueue?: string;
-}
+/** The connection flags every command takes, spelled as the Temporal CLI spells them. */
+type GlobalOptions = TemporalConnectionFlags;
 
 function settingsOf(command: Command): TemporalSettings {
-  const options = command.optsWithGlobals<GlobalOptions>();
-  return temporalSettings(process.env, {
-    address: options.address,
-    namespace: options.namespace,
-    taskQueue: options.taskQueue,
-  });
+  try {
+    return resolveTemporal(process.env, command.optsWithGlobals<GlobalOptions>());
+  } catch (error) {
+    if (error instanceof TemporalConfigError) throw new CliError(error.message, ExitCode.badInput);
+    throw error;
+  }
 }
 
 async function withClient<T>(settings: TemporalSettings, use: (client: Client) => Promise<T>): Promise<T> {
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address: settings.address, connectTimeout: 5000 });
+    connection = await connectClientConnection(settings);
   } catch (error) {
     throw new CliError(
-      `cannot reach Temporal at ${settings.address} (${(error as Error).message}); start it, or pass --address / set TEMPORAL_ADDRESS`,
+      `cannot reach Temporal at ${describeConnection(settings)}: ${rootMessage(error)}; start it, or pass --address / set TEMPORAL_ADDRESS` +
+        (settings.tls || settings.apiKey ? ', and check the TLS certificates, the server name and the API key' : ''),
       ExitCode.unreachable,
     );
   }
   try {
-    return await use(new Client({ connection, namespace: settings.namespace }));
+    return await use(new Client({ connection, namespace: settings.namespace, dataConverter: cliDataConverter(), identity: operatorIdentity() }));
   } finally {
     await connection.close();
   }
 }
 
-function packageVersion(): string {
-  return (JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+/** The payload codec, with FERRY_PAYLOAD_KEY's keys: a key that is not one is bad input. */
+function cliDataConverter(): DataConverter {
+  try {
+    return ferryDataConverter();
+  } catch (error) {
+    throw new CliError((error as Error).message, ExitCode.badInput);
+  }
 }
 
 function readPlan(file: string): Plan {
@@ -101,6 +118,15 @@ export function buildProgram(): Command {
     .addOption(new Option('--address <host:port>', 'Temporal frontend address (default: TEMPORAL_ADDRESS or localhost:7233)'))
     .addOption(new Option('--namespace <name>', 'Temporal namespace (default: TEMPORAL_NAMESPACE or default)'))
     .addOption(new Option('--task-queue <name>', 'task queue of the Ferry workers (default: FERRY_TASK_QUEUE or ferry)'))
+    .addOption(new Option('--profile <name>', 'profile of the Temporal config file (TEMPORAL_CONFIG_FILE, or temporal.toml in the user config folder) (default: TEMPORAL_PROFILE or default)'))
+    .addOption(new Option('--api-key <key>', 'Temporal API key; prefer TEMPORAL_API_KEY, which no process list shows (default: TEMPORAL_API_KEY)'))
+    .addOption(new Option('--tls', 'connect with TLS (implied by an API key or a certificate) (default: TEMPORAL_TLS)'))
+    .addOption(new Option('--no-tls', 'connect in plain text even with an API key'))
+    .addOption(new Option('--tls-cert-path <file>', 'client certificate for mTLS (PEM) (default: TEMPORAL_TLS_CLIENT_CERT_PATH)'))
+    .addOption(new Option('--tls-key-path <file>', 'key of the client certificate (PEM) (default: TEMPORAL_TLS_CLIENT_KEY_PATH)'))
+    .addOption(new Option('--tls-ca-path <file>', "CA that signed the server's certificate (PEM) (default: TEMPORAL_TLS_SERVER_CA_CERT_PATH, or the system's)"))
+    .addOption(new Option('--tls-server-name <name>', "name to expect in the server's certificate (default: TEMPORAL_TLS_SERVER_NAME, or the address's host)"))
+    .addHelpText('after', `\n${identityHelp}`)
     .showHelpAfterError()
     .exitOverride();
 
@@ -127,6 +153,7 @@ export function buildProgram(): Command {
           showSampleValues: options.showValues,
           migrationId: options.id,
           rerun: options.rerun,
+          startedBy: operatorIdentity(),
         });
         if (!options.execute) {
           if (!options.json) console.log(`dry run ${handle.workflowId} (nothing is written)`);
@@ -170,13 +197,16 @@ export function buildProgram(): Command {
           throw error;
         });
         say(options.json, report, formatStatus(report));
+        if (!options.json && report.runState !== 'running' && report.status?.execute) {
+          for (const check of await laterChecks(client, migrationId)) console.log(`later     ${formatLaterCheck(check)}`);
+        }
         process.exitCode = statusExitCode(report);
       });
     });
 
   const operatorOptions = (command: Command) =>
     command
-      .option('--by <name>', 'who is asking, for the record (default: your user name)', defaultOperator())
+      .option('--by <name>', byHelp)
       .option('--reason <text>', 'why, for the record');
 
   operatorOptions(
@@ -201,18 +231,18 @@ export function buildProgram(): Command {
       .command('pause')
       .description('Pause a migration: running batches finish, no new ones start. Taken even while no worker runs.')
       .argument('<migration-id>', 'the migration'),
-  ).action(async (migrationId: string, note: { by: string; reason?: string }, command: Command) => {
+  ).action(async (migrationId: string, note: { by?: string; reason?: string }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      await pauseMigration(client, migrationId, note);
+      await pauseMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
       console.log(`pause requested for ${migrationId}; \`ferry status ${migrationId}\` shows when it has taken effect`);
     });
   });
 
   operatorOptions(
     program.command('resume').description('Resume a paused migration.').argument('<migration-id>', 'the migration'),
-  ).action(async (migrationId: string, note: { by: string; reason?: string }, command: Command) => {
+  ).action(async (migrationId: string, note: { by?: string; reason?: string }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      const checked = await resumeMigration(client, migrationId, note);
+      const checked = await resumeMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
       console.log(
         checked
           ? `resume sent to ${migrationId}, which was paused; \`ferry status ${migrationId}\` shows when it copies again`
@@ -245,9 +275,9 @@ export function buildProgram(): Command {
       .description('Copy the failed rows of a migration again, after fixing their cause.')
       .argument('<migration-id>', 'the migration')
       .option('--json', 'print the outcome as JSON', false),
-  ).action(async (migrationId: string, options: { by: string; reason?: string; json: boolean }, command: Command) => {
+  ).action(async (migrationId: string, options: { by?: string; reason?: string; json: boolean }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      const outcome = await retryFailures(client, migrationId, { by: options.by, ...(options.reason ? { reason: options.reason } : {}) });
+      const outcome = await retryFailures(client, migrationId, { by: requestedBy(options.by), ...(options.reason ? { reason: options.reason } : {}) });
       say(options.json, { migrationId, ...outcome }, `retried ${outcome.retried} rows: ${outcome.fixed} copied, ${outcome.stillFailing} still failing`);
       if (outcome.stillFailing > 0) process.exitCode = ExitCode.failed;
     });
@@ -255,34 +285,34 @@ export function buildProgram(): Command {
 
   program
     .command('approve')
-    .description('Approve the gate a migration waits at. Refused when that gate is not the one waiting, or verification is not clean (unless --force, which is recorded).')
+    .description(
+      'Approve the gate a migration waits at, as your identity (FERRY_OPERATOR or user@host). Refused when that gate is not the one waiting, ' +
+        "when verification is not clean (unless --force, which is recorded), or when the plan's approvers, forcers or fourEyes rule you out.",
+    )
     .argument('<migration-id>', 'the migration')
     .requiredOption('--gate <name>', 'the gate: cutover-reads, stop-old-writes or cleanup')
-    .requiredOption('--by <name>', 'who approves, for the record')
+    .option('--by <name>', byHelp)
     .option('--note <text>', 'what you checked')
     .option('--force', 'approve although verification is not clean (recorded)', false)
     .option('--json', 'print the outcome as JSON', false)
-    .action(async (migrationId: string, options: { gate: string; by: string; note?: string; force: boolean; json: boolean }, command: Command) => {
+    .action(async (migrationId: string, options: { gate: string; by?: string; note?: string; force: boolean; json: boolean }, command: Command) => {
+      const by = requestedBy(options.by);
       await withClient(settingsOf(command), async (client) => {
-        const outcome = await approveGate(client, migrationId, { gate: options.gate, by: options.by, note: options.note, force: options.force });
-        say(
-          options.json,
-          { migrationId, approvedBy: options.by, ...outcome },
-          `gate ${outcome.gate} of ${migrationId} approved by ${options.by}${outcome.forced ? ' (forced past unclean verification; recorded)' : ''}`,
-        );
+        const outcome = await approveGate(client, migrationId, { gate: options.gate, by, note: options.note, force: options.force });
+        say(options.json, { migrationId, approvedBy: by, ...outcome }, `gate ${outcome.gate} of ${migrationId} approved by ${by}${outcome.forced ? ' (forced past unclean verification; recorded)' : ''}`);
       });
     });
 
   program
     .command('reject')
-    .description('Reject the gate a migration waits at: the migration aborts and rolls its flags back.')
+    .description("Reject the gate a migration waits at, as your identity (the plan's approvers apply): the migration aborts and rolls its flags back.")
     .argument('<migration-id>', 'the migration')
     .requiredOption('--gate <name>', 'the gate it waits at')
-    .requiredOption('--by <name>', 'who rejects, for the record')
+    .option('--by <name>', byHelp)
     .requiredOption('--reason <text>', 'why')
-    .action(async (migrationId: string, options: { gate: string; by: string; reason: string }, command: Command) => {
+    .action(async (migrationId: string, options: { gate: string; by?: string; reason: string }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        await rejectGate(client, migrationId, options);
+        await rejectGate(client, migrationId, { gate: options.gate, reason: options.reason, by: requestedBy(options.by) });
         console.log(`gate ${options.gate} of ${migrationId} rejected; the migration aborts (\`ferry status ${migrationId}\`)`);
       });
     });
@@ -292,32 +322,59 @@ export function buildProgram(): Command {
     .description('Abort a migration: stop copying, roll the flags back to the last state that loses no write, record why.')
     .argument('<migration-id>', 'the migration')
     .requiredOption('--reason <text>', 'why, for the record')
-    .option('--by <name>', 'who aborts (default: your user name)', defaultOperator())
+    .option('--by <name>', byHelp)
     .option('--json', 'print the abort record as JSON', false)
-    .action(async (migrationId: string, options: { by: string; reason: string; json: boolean }, command: Command) => {
+    .action(async (migrationId: string, options: { by?: string; reason: string; json: boolean }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        const record = await abortMigration(client, migrationId, { by: options.by, reason: options.reason });
+        const record = await abortMigration(client, migrationId, { reason: options.reason, by: requestedBy(options.by) });
         say(options.json, { migrationId, aborted: true, abort: record }, `migration ${migrationId} aborted${record ? ` in phase ${record.phaseReached}: ${record.flagsNote}` : ''}`);
       });
     });
 
   program
     .command('report')
-    .description('The record of a migration (at the end, or at any time): phases, decisions, rows, verification, what is left to do by hand.')
+    .description(
+      'The record of a migration (at the end, or at any time): phases, decisions, rows, verification, what is left to do by hand. ' +
+        'Once Temporal no longer holds the run, --connection rebuilds its decisions and outcome from ferry.audit on the target.',
+    )
     .argument('<migration-id>', 'the migration')
     .option('--format <format>', 'markdown, json, or html (one self-contained page with charts)', 'markdown')
     .option('--out <file>', 'write it to a file instead of standard output')
-    .action(async (migrationId: string, options: { format: string; out?: string }, command: Command) => {
+    .option('--from-audit', "rebuild it from ferry.audit on the target instead of asking Temporal (needs --connection)", false)
+    .option('--connection <env-name>', "the environment variable holding the target database's URL (the plan's target.connection), to read ferry.audit")
+    .action(async (migrationId: string, options: { format: string; out?: string; fromAudit: boolean; connection?: string }, command: Command) => {
       if (!['markdown', 'json', 'html'].includes(options.format)) throw new CliError(`--format must be markdown, json or html, not "${options.format}"`, ExitCode.badInput);
-      await withClient(settingsOf(command), async (client) => {
-        const report = await migrationReport(client, migrationId);
-        if (!report.status) throw new CliError(`migration ${migrationId} ${report.runState} before it could report: ${report.failure}`, ExitCode.failed);
-        const record = migrationRecord(report.status);
-        const text = options.format === 'json' ? `${JSON.stringify(record, null, 2)}\n` : options.format === 'html' ? recordHtml(record) : recordMarkdown(record);
+      if (options.fromAudit && !options.connection) throw new CliError('--from-audit needs --connection NAME: the environment variable with the target database URL', ExitCode.badInput);
+      const output = (text: string) => {
         if (options.out) {
           writeFileSync(options.out, text);
           console.log(`wrote ${options.out}`);
         } else process.stdout.write(text);
+      };
+      const fromAudit = async () => {
+        if (options.format === 'html') throw new CliError('a report rebuilt from ferry.audit comes as markdown or json, not html', ExitCode.badInput);
+        let audit;
+        try {
+          audit = await auditOf(options.connection!, migrationId);
+        } catch (error) {
+          throw new CliError(`cannot read ferry.audit: ${(error as Error).message}`, ExitCode.badInput);
+        }
+        if (!audit) throw new CliError(`ferry.audit on the target holds nothing for "${migrationId}"`, ExitCode.unknownMigration);
+        output(options.format === 'json' ? `${JSON.stringify({ rebuiltFromAudit: true, ...audit }, null, 2)}\n` : auditMarkdown(audit));
+      };
+      if (options.fromAudit) return fromAudit();
+      await withClient(settingsOf(command), async (client) => {
+        let report;
+        try {
+          report = await migrationReport(client, migrationId);
+        } catch (error) {
+          // Past the namespace's retention, the audit on the target is what remains.
+          if (error instanceof UnknownMigrationError && options.connection) return fromAudit();
+          throw error;
+        }
+        if (!report.status) throw new CliError(`migration ${migrationId} ${report.runState} before it could report: ${report.failure}`, ExitCode.failed);
+        const record = migrationRecord(report.status, await laterChecks(client, migrationId));
+        output(options.format === 'json' ? `${JSON.stringify(record, null, 2)}\n` : options.format === 'html' ? recordHtml(record) : recordMarkdown(record));
       });
     });
 
@@ -341,34 +398,127 @@ export function buildProgram(): Command {
 
   program
     .command('verify')
-    .description('Verify a migration again now (compare, repair, compare), e.g. at a gate; or a quick sampled check.')
+    .description(
+      'Verify a migration now. Running: compare, repair, compare (e.g. at a gate). Completed or aborted: compare and report ' +
+        'what differs, repairing from the source only with --repair; every run is recorded (ferry.verification_runs, ferry report).',
+    )
     .argument('<migration-id>', 'the migration')
     .option('--sample <percent>', 'check a deterministic sample of about this percentage of keys')
-    .option('--by <name>', 'who asks, for the record (default: your user name)', defaultOperator())
-    .option('--json', 'print what verification found as JSON', false)
-    .action(async (migrationId: string, options: { sample?: string; by: string; json: boolean }, command: Command) => {
+    .option('--repair', 'on a migration that has ended: repair what differs from the source, and compare again (default: report only)', false)
+    .option('--force', 'with --repair: repair from the source even though writes to the old table were turned off', false)
+    .option('--by <name>', byHelp)
+    .option('--json', 'print what this verification found as JSON', false)
+    .action(async (migrationId: string, options: { sample?: string; by?: string; repair: boolean; force: boolean; json: boolean }, command: Command) => {
       const samplePercent = options.sample === undefined ? undefined : Number(options.sample.replace(/%$/, ''));
       if (samplePercent !== undefined && !(samplePercent > 0 && samplePercent <= 100)) {
         throw new CliError(`--sample must be a percentage above 0 and at most 100, not "${options.sample}"`, ExitCode.badInput);
       }
+      if (options.force && !options.repair) throw new CliError('--force goes with --repair', ExitCode.badInput);
       await withClient(settingsOf(command), async (client) => {
-        const summary = await verifyMigration(client, migrationId, { samplePercent, by: options.by });
-        say(options.json, { migrationId, ...summary }, formatVerification(summary));
-        if (!summary.clean) process.exitCode = ExitCode.failed;
+        const { runState, taskQueue } = await runStateOf(client, migrationId);
+        if (runState === 'running') {
+          const summary = await verifyMigration(client, migrationId, { samplePercent, by: requestedBy(options.by) });
+          say(options.json, { migrationId, ...summary }, formatVerification(summary));
+          if (!summary.clean) process.exitCode = ExitCode.failed;
+          return;
+        }
+        const migration = await endedMigration(client, migrationId, taskQueue, runState);
+        const run = await checkEndedMigration(
+          client,
+          migration,
+          { samplePercent: samplePercent ?? null, repair: options.repair, force: options.force, by: requestedBy(options.by) },
+          (checkId) => console.error(`migration ${migrationId} is ${migration.status.phase}; checking it as ${checkId}`),
+        );
+        say(options.json, run, formatVerificationRun(run));
+        const note = run.clean ? null : staleSourceNote(migration.status);
+        if (note && !options.json) console.log(note);
+        if (!run.clean) process.exitCode = ExitCode.failed;
       });
     });
 
   program
     .command('mismatches')
-    .description('The differences the latest verification found, by category, with examples (values redacted unless --show-values).')
+    .description('The differences the latest verification found (of a running or an ended migration), by category, with examples; values as found, redacted unless --show-values.')
     .argument('<migration-id>', 'the migration')
     .option('--show-values', 'show the source and target values of the examples (they are then kept in the workflow history)', false)
     .option('--limit <n>', 'examples at most', '20')
     .option('--json', 'print as JSON', false)
     .action(async (migrationId: string, options: { showValues: boolean; limit: string; json: boolean }, command: Command) => {
+      const limit = wholeNumber('--limit', options.limit);
       await withClient(settingsOf(command), async (client) => {
-        const report = await mismatches(client, migrationId, { showValues: options.showValues, limit: wholeNumber('--limit', options.limit) });
+        const { runState, taskQueue } = await runStateOf(client, migrationId);
+        const report =
+          runState === 'running'
+            ? await mismatches(client, migrationId, { showValues: options.showValues, limit })
+            : await endedMismatches(client, await endedMigration(client, migrationId, taskQueue, runState), { showValues: options.showValues, limit });
         console.log(options.json ? JSON.stringify(report, null, 2) : formatMismatches(report));
+      });
+    });
+
+  program
+    .command('init')
+    .description("Scaffold a plan and the target table's DDL from a source table, read by a worker (which holds the connection variables). The plan copies every column as it is, for you to reshape; nothing is written to a database.")
+    .argument('<source-table>', 'the source table, as schema.table or table (schema public)')
+    .requiredOption('--connection <VARIABLE>', "the environment variable (on the workers) holding the source database's URL")
+    .option('--target-connection <VARIABLE>', 'the target database\'s variable (default: the source\'s)')
+    .option('--target-table <schema.table>', 'the new table (default: <source table>_v2 in the same schema)')
+    .option('--name <plan-name>', 'the plan name (default: <source>-to-<target>)')
+    .option('--key <column>', 'the key to walk (default: the primary key, or another NOT NULL unique column)')
+    .option('--out <file>', 'write the plan here instead of printing it')
+    .option('--ddl-out <file>', "write the target table's CREATE TABLE here instead of printing it")
+    .option('--force', 'overwrite --out and --ddl-out files', false)
+    .addHelpText('after', '\nExample:\n  ferry init public.users --connection APP_DATABASE_URL --target-table public.users_v2 --out users.yaml --ddl-out users_v2.sql')
+    .action(async (sourceTable: string, options: Omit<InitOptions, 'table'>, command: Command) => {
+      const settings = settingsOf(command);
+      await withClient(settings, async (client) => {
+        let made: { plan: string; ddl: string };
+        try {
+          made = await scaffold(client, settings, { ...options, table: sourceTable });
+        } catch (error) {
+          if (error instanceof InitError) throw new CliError(error.message, ExitCode.badInput);
+          throw error;
+        }
+        if (!options.out) console.log(made.plan);
+        if (!options.ddlOut) console.log(made.ddl);
+        if (options.out) console.log(`plan written to ${options.out}; check it with: ferry doctor ${options.out}`);
+        if (options.ddlOut) console.log(`target DDL written to ${options.ddlOut}; run it on the target before \`ferry start --execute\``);
+      });
+    });
+
+  program
+    .command('doctor')
+    .description("Check a plan against both databases from a worker (which holds the connection variables): tables, key, each transform column against its target column's type, and every privilege Ferry needs, printing the GRANT statements that are missing. Writes nothing.")
+    .argument('<plan>', 'the migration plan (YAML)')
+    .option('--json', 'print the checks as JSON', false)
+    .action(async (planFile: string, options: { json: boolean }, command: Command) => {
+      const plan = readPlan(planFile);
+      const settings = settingsOf(command);
+      await withClient(settings, async (client) => {
+        const report = await runDoctor(client, settings, plan);
+        console.log(options.json ? JSON.stringify(report, null, 2) : formatDoctorReport(report));
+        if (!report.ok) process.exitCode = ExitCode.failed;
+      });
+    });
+
+  program
+    .command('setup')
+    .description("Prepare a Temporal namespace for Ferry: register Ferry's search attributes (FerryPlan, FerryPhase, FerryTarget) so migrations can be listed by plan, phase and target. Safe to run twice.")
+    .option('--json', 'print the outcome as JSON', false)
+    .action(async (options: { json: boolean }, command: Command) => {
+      const settings = settingsOf(command);
+      await withClient(settings, async (client) => {
+        let outcome: SetupOutcome;
+        try {
+          outcome = await registerSearchAttributes(client, settings.namespace);
+        } catch (error) {
+          if (error instanceof SearchAttributeConflictError) throw new CliError(error.message, ExitCode.badInput);
+          throw new CliError(`cannot register search attributes in namespace ${settings.namespace}: ${rootMessage(error)} (it needs an operator's permission on the namespace)`, ExitCode.failed);
+        }
+        if (options.json) console.log(JSON.stringify(outcome));
+        else {
+          if (outcome.added.length) console.log(`registered in namespace ${outcome.namespace}: ${outcome.added.join(', ')}`);
+          if (outcome.present.length) console.log(`already there: ${outcome.present.join(', ')}`);
+        }
       });
     });
 
@@ -378,11 +528,24 @@ export function buildProgram(): Command {
     .option('--metrics-port <port>', "serve Ferry's metrics at /metrics on this port (default: FERRY_METRICS_PORT, or off)")
     .option('--sdk-metrics-port <port>', "serve the Temporal SDK's worker metrics (temporal_*) on this port (default: FERRY_SDK_METRICS_PORT, or off)")
     .option('--metrics-host <address>', 'the interface both metrics ports listen on; 0.0.0.0 for every one (default: FERRY_METRICS_HOST, or 127.0.0.1)')
+    .option('--transform-dir <dir>', 'load transform modules only from this directory, links resolved (default: FERRY_TRANSFORM_DIR, or no modules at all)')
     .action(async (options: WorkerCommandOptions, command: Command) => {
       const { metricsPort, sdkMetricsPort } = metricsPortsOf(options);
       const metricsHost = options.metricsHost ?? process.env.FERRY_METRICS_HOST ?? DEFAULT_METRICS_HOST;
-      if (sdkMetricsPort) console.log(`temporal SDK metrics at ${installSdkMetrics(sdkMetricsPort, metricsHost)}`);
-      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort, metricsHost });
+      const transformDir = transformDirOf(options);
+      let payloadKeys: PayloadKey[];
+      let logger: Logger;
+      try {
+        payloadKeys = payloadKeysFromEnv();
+        logger = createWorkerLogger(logOptionsFromEnv(process.env));
+      } catch (error) {
+        throw new CliError((error as Error).message, ExitCode.badInput);
+      }
+      const sdkMetricsUrl = installWorkerRuntime({ logger, ...(sdkMetricsPort ? { sdkMetrics: { port: sdkMetricsPort, host: metricsHost } } : {}) });
+      if (sdkMetricsUrl) logger.info(`temporal SDK metrics at ${sdkMetricsUrl}`);
+      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort, metricsHost, transformDir, payloadKeys, log: (line) => logger.info(line) });
+      logger.info(transformDir ? `transform modules load from ${transformDir} only` : 'transform modules are off (start with --transform-dir DIR to allow them)');
+      logger.info(payloadKeys[0] ? `payloads to Temporal are encrypted (key id ${payloadKeys[0].id})` : 'payloads to Temporal are not encrypted (set FERRY_PAYLOAD_KEY to encrypt them)');
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => worker.shutdown());
       await worker.run();
     });
@@ -397,6 +560,21 @@ interface WorkerCommandOptions {
   metricsHost?: string;
   metricsPort?: string;
   sdkMetricsPort?: string;
+  transformDir?: string;
+}
+
+/** The transform directory, as its real path; a directory that is not there is a mistake worth stopping for. */
+function transformDirOf(options: WorkerCommandOptions): string | null {
+  const given = options.transformDir ?? transformDirFromEnv();
+  if (!given) return null;
+  const source = options.transformDir !== undefined ? '--transform-dir' : 'FERRY_TRANSFORM_DIR';
+  try {
+    const real = realpathSync(given);
+    if (!statSync(real).isDirectory()) throw new Error('not a directory');
+    return real;
+  } catch {
+    throw new CliError(`${source} ${given} is not a directory on this machine; create it or give another`, ExitCode.badInput);
+  }
 }
 
 function metricsPortsOf(options: WorkerCommandOptions): { metricsPort: number; sdkMetricsPort: number } {
@@ -449,7 +627,7 @@ interface ThrottleOptions {
   rowsPerSecond?: string;
   batchSize?: string;
   concurrency?: string;
-  by: string;
+  by?: string;
   reason?: string;
 }
 
@@ -460,7 +638,7 @@ function wholeNumber(flag: string, text: string): number {
 }
 
 function throttleChangeOf(options: ThrottleOptions): ThrottleChange {
-  const change: ThrottleChange = { by: options.by };
+  const change: ThrottleChange = { by: requestedBy(options.by) };
   if (options.reason) change.reason = options.reason;
   if (options.rowsPerSecond !== undefined) {
     change.rowsPerSecond = options.rowsPerSecond === 'unlimited' ? null : wholeNumber('--rows-per-second', options.rowsPerSecond);
@@ -470,19 +648,14 @@ function throttleChangeOf(options: ThrottleOptions): ThrottleChange {
   return change;
 }
 
-function defaultOperator(): string {
-  try {
-    return process.env.FERRY_OPERATOR ?? os.userInfo().username;
-  } catch {
-    return 'unknown';
-  }
-}
+const byHelp = 'a name to record beside your identity, e.g. when acting for someone (default: your identity, FERRY_OPERATOR or user@host)';
 
 function exitCodeOf(error: unknown): number {
   if (error instanceof CliError) return error.exitCode;
   // Errors that carry their own code (no worker: 4; a refused argument: 2).
   if (typeof (error as { exitCode?: unknown }).exitCode === 'number') return (error as { exitCode: number }).exitCode;
-  if (error instanceof RefusedError) return ExitCode.badInput;
+  if (error instanceof RefusedError || error instanceof CheckRefusedError) return ExitCode.badInput;
+  if (error instanceof TemporalUnreachableError) return ExitCode.unreachable;
   if (error instanceof NoWorkerError) return ExitCode.notApplied;
   if (error instanceof InvalidPlanError) return ExitCode.badInput;
   if (error instanceof UnknownMigrationError) return ExitCode.unknownMigration;
@@ -498,8 +671,16 @@ export async function main(argv: string[]): Promise<number> {
       // Commander has already printed the help or the usage error.
       return error.exitCode === 0 ? ExitCode.ok : ExitCode.badInput;
     }
-    const sdk = sdkErrorLine(error);
-    console.error(`ferry: ${sdk ? sdk.message : error instanceof Error ? error.message : String(error)}`);
+    // Ferry's own errors say what to fix; an SDK's wrapper gives way to its root cause; anything else may carry a value, and is redacted.
+    const ours =
+      error instanceof CliError ||
+      error instanceof RefusedError ||
+      error instanceof NoWorkerError ||
+      error instanceof NoLiveWorkerError ||
+      error instanceof InvalidPlanError ||
+      error instanceof UnknownMigrationError;
+    const sdk = ours ? null : sdkErrorLine(error);
+    console.error(`ferry: ${ours ? (error as Error).message : sdk ? redactErrorText(sdk.message) : redactErrorText(error)}`);
     return sdk ? sdk.exitCode : exitCodeOf(error);
   }
 }

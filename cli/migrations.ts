@@ -3,15 +3,15 @@
  * demo both go through here, so they behave the same.
  */
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter, type UpdateDefinition } from '@temporalio/common';
+import type { UpdateDefinition } from '@temporalio/common';
 import type { CopyProgress } from '../activities/copier';
-import { rootMessage } from '../lib/errors';
+import { innermostMessage, rootMessage } from '../lib/errors';
 import type { Plan } from '../lib/plan';
 import { ferrySearchAttributes, phaseKey, planNameKey, targetTableKey } from '../lib/search-attributes';
 import type { TemporalSettings } from '../lib/settings';
 import { recountRows, type AbortRecord, type MigrationStatus, type RetryOutcome, type VerificationSummary } from '../lib/status';
 import { throttleChangeProblems, type Throttle, type ThrottleChange } from '../lib/throttle';
-import type { AbortRequest, GateApproval, GateRejection } from '../lib/lifecycle';
+import type { AbortRequest, GateApproval, GateRejection } from '../lib/messages-input';
 import type { MismatchReport } from '../activities/verifier';
 import {
   abortUpdate,
@@ -49,6 +49,8 @@ export interface StartOptions {
   migrationId?: string;
   /** Migrate into a target that already holds a finished migration. */
   rerun?: boolean;
+  /** The identity starting it, recorded in its status and checked by four-eyes gates. */
+  startedBy?: string;
 }
 
 export async function startMigration(
@@ -62,7 +64,15 @@ export async function startMigration(
     client.workflow.start<typeof migrationWorkflow>('migrationWorkflow', {
       taskQueue: temporal.taskQueue,
       workflowId,
-      args: [{ plan, execute: options.execute, showSampleValues: options.showSampleValues ?? false, rerun: options.rerun ?? false }],
+      args: [
+        {
+          plan,
+          execute: options.execute,
+          showSampleValues: options.showSampleValues ?? false,
+          rerun: options.rerun ?? false,
+          ...(options.startedBy ? { startedBy: options.startedBy } : {}),
+        },
+      ],
       ...(searchable
         ? {
             typedSearchAttributes: [
@@ -79,8 +89,10 @@ export async function startMigration(
     // A server that does not know Ferry's search attributes refuses them: start without.
     if (!/search attribute/i.test(rootMessage(error))) throw error;
     process.emitWarning(
-      `Temporal at ${temporal.address} does not know Ferry's search attributes; register them to filter migrations by plan, phase and target: ` +
-        Object.entries(ferrySearchAttributes).map(([name, type]) => `temporal operator search-attribute create --name ${name} --type ${type}`).join('; '),
+      `Temporal at ${temporal.address} does not know Ferry's search attributes, so this migration cannot be listed by plan, phase or target; ` +
+        `run \`ferry setup\` once for namespace ${temporal.namespace} (or: ` +
+        Object.entries(ferrySearchAttributes).map(([name, type]) => `temporal operator search-attribute create --name ${name} --type ${type}`).join('; ') +
+        ')',
     );
     return start(false);
   }
@@ -121,7 +133,11 @@ async function addLiveProgress(client: Client, status: MigrationStatus): Promise
           const child = await client.workflow.getHandle(`${status.migrationId}/shard-${shard.index}`).describe();
           const payload = child.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0];
           if (!payload) return;
-          const progress = defaultPayloadConverter.fromPayload<CopyProgress>(payload);
+          // Raw payloads are as stored: decoded (decrypted) by the client's codecs first.
+          const { payloadCodecs, payloadConverter } = client.options.loadedDataConverter;
+          let decoded = [payload];
+          for (const codec of [...payloadCodecs].reverse()) decoded = await codec.decode(decoded);
+          const progress = payloadConverter.fromPayload<CopyProgress>(decoded[0]!);
           shard.cursor = progress.cursor ?? shard.cursor;
           shard.rowsRead += progress.rowsRead;
           shard.rowsWritten += progress.rowsWritten;
@@ -144,6 +160,12 @@ async function describeMigration(client: Client, migrationId: string) {
   }
 }
 
+/** Whether a migration runs, and on which task queue; an id Temporal does not know is an UnknownMigrationError. */
+export async function runStateOf(client: Client, migrationId: string): Promise<{ runState: RunState; taskQueue: string }> {
+  const { description } = await describeMigration(client, migrationId);
+  return { runState: RUN_STATES[description.status.name] ?? 'failed', taskQueue: description.taskQueue };
+}
+
 export async function migrationReport(client: Client, migrationId: string): Promise<MigrationReport> {
   const { handle, description } = await describeMigration(client, migrationId);
   const runState = RUN_STATES[description.status.name] ?? 'failed';
@@ -155,6 +177,8 @@ export async function migrationReport(client: Client, migrationId: string): Prom
   try {
     return { migrationId, runState, status: await handle.result(), failure: null };
   } catch (error) {
+    // A result this client cannot decrypt is not the migration's failure: say what to configure.
+    if (error instanceof Error && error.name === 'PayloadKeyError') throw error;
     return { migrationId, runState, status: null, failure: rootMessage(error) };
   }
 }
@@ -209,7 +233,8 @@ async function update<Ret, Arg>(
   try {
     return await Promise.race([handle.executeUpdate(definition, { args: [arg] }), timeout]);
   } catch (error) {
-    if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${rootMessage(error)}`);
+    // A refusal is the validator's own text (workflow code, no row values): shown as written.
+    if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${innermostMessage(error)}`);
     throw error;
   } finally {
     clearTimeout(timer);

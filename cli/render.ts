@@ -7,6 +7,8 @@ import type { Throttle } from '../lib/throttle';
 import type { MigrationReport } from './migrations';
 import { outcomeOf, rowsLeftText } from './outcome';
 import { decisionDetail, gateStory, pauseStory, phaseStory } from './phase-story';
+import { differenceCounts, scopeOf, uncleanReason, type VerificationRun } from '../lib/verification-runs';
+import type { LaterCheck } from './checks';
 
 const number = new Intl.NumberFormat('en-US');
 
@@ -59,22 +61,59 @@ function shardLine(shard: ShardStatus): string {
   return `shard ${shard.index} ${where}: ${shard.state}, ${details.join(', ')}`;
 }
 
+/** "(run 2, a sample of 10% of keys)" for what is not the first run over every row; empty otherwise. */
+function runScope(run: number | undefined, samplePercent: number | null | undefined): string {
+  const parts = [run !== undefined && run > 1 ? `run ${run}` : null, samplePercent !== null && samplePercent !== undefined ? scopeOf(samplePercent) : null].filter(Boolean);
+  return parts.length ? ` (${parts.join(', ')})` : '';
+}
+
 export function formatVerification(v: VerificationSummary): string {
+  const found = v.missing + v.extra + v.value;
   return (
-    `verification ${v.clean ? 'clean' : 'NOT clean'} after ${v.passes} pass${v.passes === 1 ? '' : 'es'}: ${formatCount(v.rowsChecked)} rows checked, ` +
+    `verification ${v.clean ? 'clean' : 'NOT clean'} after ${v.passes} pass${v.passes === 1 ? '' : 'es'}${runScope(v.run, v.samplePercent)}: ${formatCount(v.rowsChecked)} rows checked, ` +
     `${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired, ${v.inFlight} in flight` +
+    (!v.clean && found === 0 && v.samplePercent != null ? `; ${uncleanReason(v)}` : '') +
     (v.forcedBy ? `; a gate was approved past it by ${v.forcedBy} (--force)` : '')
   );
+}
+
+/** A check of a migration that had ended: what this run compared and found, and what it did about it. */
+export function formatVerificationRun(run: VerificationRun): string {
+  const found = run.missing + run.extra + run.value;
+  const lines = [
+    `check ${run.run} of ${run.migrationId} by ${run.by ?? 'unknown'} (${scopeOf(run.samplePercent)}, ${run.repair ? 'repairing' : 'report only'}): ` +
+      `${run.problem ? 'could not finish' : run.clean ? 'clean' : 'NOT clean'} after ${run.passes} pass${run.passes === 1 ? '' : 'es'}: ` +
+      `${formatCount(run.rowsChecked)} rows checked, ${differenceCounts(run)}` +
+      (run.carried ? ` (${run.carried} left unresolved by an earlier check)` : '') +
+      `, ${run.repaired} repaired, ${run.inFlight} in flight`,
+  ];
+  if (run.problem) lines.push(`problem: ${run.problem}`);
+  if (run.samplePercent !== null && run.clean) lines.push(`a sample: rows outside it were not compared; \`ferry verify ${run.migrationId}\` compares every row`);
+  if (found > 0) {
+    lines.push(`\`ferry mismatches ${run.migrationId}\` lists them`);
+    if (!run.repair) lines.push(`nothing was repaired; \`ferry verify ${run.migrationId} --repair\` repairs them from the source`);
+  }
+  return lines.join('\n');
+}
+
+/** One check run after the migration ended, on one line, for `ferry status`. */
+export function formatLaterCheck(check: LaterCheck): string {
+  const r = check.run;
+  if (!r) return `${check.checkId}: ${check.state === 'running' ? 'running' : `failed: ${check.failure ?? 'unknown'}`}`;
+  const result = r.problem ? `could not finish: ${r.problem}` : `${r.clean ? 'clean' : 'NOT clean'}, ${formatCount(r.rowsChecked)} rows checked, ${differenceCounts(r)}`;
+  return `${check.checkId} (run ${r.run}) by ${r.by ?? 'unknown'} at ${r.startedAt}, ${scopeOf(r.samplePercent)}, ${r.repair ? `repairing (${r.repaired} repaired)` : 'report only'}: ${result}`;
 }
 
 export function formatMismatches(report: MismatchReport): string {
   if (report.pass === null) return 'no mismatches recorded';
   const { counts, unresolved } = report;
+  const pass = report.run !== undefined && report.runPass !== undefined ? `run ${report.run}, pass ${report.runPass}` : `pass ${report.pass}`;
   const lines = [
-    `pass ${report.pass}: ${counts.missing} missing, ${counts.extra} extra, ${counts.value} differing; unresolved ${unresolved.missing} missing, ${unresolved.extra} extra, ${unresolved.value} differing`,
+    `${pass}: ${counts.missing} missing, ${counts.extra} extra, ${counts.value} differing; unresolved ${unresolved.missing} missing, ${unresolved.extra} extra, ${unresolved.value} differing`,
   ];
   for (const example of report.examples) {
-    lines.push(`  key ${example.key}: ${example.category}${example.columns.length ? ` (${example.columns.join(', ')})` : ''}${example.resolved ? ', repaired' : ''}`);
+    const values = example.values ? (example.valuesAsFound === false ? '; values read now, not kept when found' : '; values as found') : '';
+    lines.push(`  key ${example.key}: ${example.category}${example.columns.length ? ` (${example.columns.join(', ')})` : ''}${example.resolved ? ', resolved' : ''}${values}`);
     for (const [column, values] of Object.entries(example.values ?? {})) {
       lines.push(`      ${column}: source ${values.source ?? 'NULL'} | target ${values.target ?? 'NULL'}`);
     }

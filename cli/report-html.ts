@@ -8,7 +8,7 @@ import type { MigrationEvent, ProgressSample } from '../lib/status';
 import { escapeHtml, lineChart, timelineChart, type Band, type Bar, type Marker, type Point } from './chart';
 import { formatCount } from './render';
 import { decisionDetail } from './phase-story';
-import type { MigrationRecord } from './report';
+import { LATER_CHECK_COLUMNS, LATER_CHECKS_NOTE, laterCheckCells, verificationCaveat, verificationScope, type MigrationRecord } from './report';
 
 
 /** Seconds from `start` to `at`; 0 when either is not a time. */
@@ -256,9 +256,20 @@ export function recordHtml(record: MigrationRecord): string {
     const v = record.verification;
     body.push(
       '<h2>Verification</h2>',
-      `<p>${v.clean ? 'Clean' : '<span class="not-clean">NOT clean</span>'} after ${v.passes} pass(es): ${e(formatCount(v.rowsChecked))} rows checked, ${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired.` +
+      `<p>${e(verificationScope(v))}${v.clean ? 'clean' : '<span class="not-clean">NOT clean</span>'} after ${v.passes} pass(es): ${e(formatCount(v.rowsChecked))} rows checked, ${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired.` +
+        e(verificationCaveat(v)) +
         (v.forcedBy ? ` A gate was approved past it with --force by ${e(v.forcedBy)}.` : '') +
         '</p>',
+    );
+  }
+  if (record.laterChecks.length) {
+    body.push(
+      '<h2>Later checks</h2>',
+      `<p>${e(LATER_CHECKS_NOTE).replace(/`([^`]+)`/g, '<code>$1</code>')}</p>`,
+      '<table>',
+      row(LATER_CHECK_COLUMNS, 'th'),
+      ...record.laterChecks.map((check) => row(laterCheckCells(check).map(cell))),
+      '</table>',
     );
   }
   body.push('<h2>Decisions</h2>');

@@ -1,5 +1,7 @@
 /** The record of a migration run, as Markdown for people and JSON for tools: `ferry report`. */
-import { rowsSkipped, type MigrationStatus } from '../lib/status';
+import { rowsSkipped, type MigrationStatus, type VerificationSummary } from '../lib/status';
+import { differenceCounts, scopeOf, uncleanReason } from '../lib/verification-runs';
+import type { LaterCheck } from './checks';
 import { rowsLeftText } from './outcome';
 import { decisionDetail } from './phase-story';
 import { formatCount } from './render';
@@ -23,6 +25,8 @@ export interface MigrationRecord {
   leftToDo: string[];
   /** Progress over time (rows read, batch size), for charts. */
   samples: MigrationStatus['samples'];
+  /** Checks run after the migration ended (`ferry verify` on a completed or aborted migration), oldest first. */
+  laterChecks: LaterCheck[];
 }
 
 export interface EarlyEta {
@@ -96,7 +100,7 @@ function leftToDo(status: MigrationStatus): string[] {
   return todo;
 }
 
-export function migrationRecord(status: MigrationStatus): MigrationRecord {
+export function migrationRecord(status: MigrationStatus, laterChecks: LaterCheck[] = []): MigrationRecord {
   const backfill = status.phases.find((p) => p.name === 'backfill');
   const backfillSeconds = backfill ? seconds(backfill.startedAt, backfill.endedAt) : null;
   return {
@@ -115,7 +119,7 @@ export function migrationRecord(status: MigrationStatus): MigrationRecord {
       failed: status.rowsFailed,
       unresolvedFailures: status.unresolvedFailures,
       fixedByRetry: status.failuresFixed,
-      repaired: status.verification?.repaired ?? 0,
+      repaired: status.verification?.repairedTotal ?? status.verification?.repaired ?? 0,
     },
     backfillRowsPerSecond: backfillSeconds ? Math.round(status.rowsRead / Math.max(backfillSeconds, 0.001)) : null,
     // An aborted backfill's end says nothing about how good its ETA was.
@@ -126,7 +130,32 @@ export function migrationRecord(status: MigrationStatus): MigrationRecord {
     abort: status.abort,
     leftToDo: leftToDo(status),
     samples: status.samples ?? [],
+    laterChecks,
   };
+}
+
+/** "Run 2, over a sample of 10% of keys: " before a verification's outcome (empty for older records). */
+export function verificationScope(v: VerificationSummary): string {
+  if (v.run !== undefined) return `Run ${v.run}, over ${scopeOf(v.samplePercent)}: `;
+  return v.samplePercent != null ? `Over ${scopeOf(v.samplePercent)}: ` : '';
+}
+
+/** Why a sample that found nothing still leaves a migration not clean; empty otherwise. */
+export function verificationCaveat(v: VerificationSummary): string {
+  return !v.clean && v.missing + v.extra + v.value === 0 && v.samplePercent != null ? ` ${uncleanReason(v)}.` : '';
+}
+
+export const LATER_CHECKS_NOTE = 'Checks run after the migration ended (`ferry verify`), recorded in ferry.verification_runs on the target.';
+export const LATER_CHECK_COLUMNS = ['check', 'started', 'finished', 'by', 'compared', 'repair', 'passes', 'result'];
+
+/** One later check as table cells, in LATER_CHECK_COLUMNS order. */
+export function laterCheckCells(check: LaterCheck): string[] {
+  const r = check.run;
+  if (!r) return [check.checkId, '', '', '', '', '', '', check.state === 'running' ? 'running' : `failed: ${check.failure ?? ''}`];
+  const result = r.problem
+    ? `could not finish: ${r.problem}`
+    : `${r.clean ? 'clean' : 'NOT clean'}: ${formatCount(r.rowsChecked)} rows checked, ${differenceCounts(r)}${r.repaired ? `, ${r.repaired} repaired` : ''}`;
+  return [`run ${r.run} (${check.checkId})`, r.startedAt, r.finishedAt ?? '', r.by ?? '', scopeOf(r.samplePercent), r.repair ? 'yes' : 'no', String(r.passes), result];
 }
 
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
@@ -167,9 +196,15 @@ export function recordMarkdown(record: MigrationRecord): string {
       '',
       '## Verification',
       '',
-      `${v.clean ? 'Clean' : 'NOT clean'} after ${v.passes} pass(es): ${formatCount(v.rowsChecked)} rows checked, ${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired.` +
+      `${verificationScope(v)}${v.clean ? 'clean' : 'NOT clean'} after ${v.passes} pass(es): ${formatCount(v.rowsChecked)} rows checked, ${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired.` +
+        verificationCaveat(v) +
         (v.forcedBy ? ` A gate was approved past it with --force by ${v.forcedBy}.` : ''),
     );
+  }
+  if (record.laterChecks.length) {
+    lines.push('', '## Later checks', '', LATER_CHECKS_NOTE, '');
+    lines.push(`| ${LATER_CHECK_COLUMNS.join(' | ')} |`, `| ${LATER_CHECK_COLUMNS.map(() => '---').join(' | ')} |`);
+    for (const check of record.laterChecks) lines.push(`| ${laterCheckCells(check).map(cell).join(' | ')} |`);
   }
   lines.push('', '## Decisions', '');
   if (record.decisions.length === 0) lines.push('None.');

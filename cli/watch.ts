@@ -4,6 +4,7 @@
  * pure functions of a sample; only watchMigration talks to Temporal and the terminal.
  */
 import type { Client } from '@temporalio/client';
+import { redactErrorText } from '../lib/errors';
 import { etaSeconds, formatDuration, nextRate, progressBar, remainingRows, type RateState } from '../lib/progress';
 import { rowsSkipped, type MigrationStatus, type ShardStatus } from '../lib/status';
 import { migrationReport, UnknownMigrationError, type MigrationReport } from './migrations';
@@ -213,7 +214,7 @@ export async function watchMigration(client: Client, migrationId: string, option
       } catch (error) {
         if (error instanceof UnknownMigrationError) throw error;
         failedRefreshes += 1;
-        lastError = (error as Error).message;
+        lastError = redactErrorText(error);
         if (failedRefreshes >= MAX_FAILED_REFRESHES) throw error;
       }
       if (report) {

@@ -1,7 +1,7 @@
 /**
- * Ferry's client library, for applications (`require('ferry/client')`): follow a migration's
- * flags, dual-write, and compare a share of reads between the old and new stores. It depends
- * on pg and prom-client only, never on Temporal.
+ * Ferry's client library, for applications (the `ferry-client` package, or `ferry/client`):
+ * follow a migration's flags, dual-write, and compare a share of reads between the old and new
+ * stores. It needs pg (a peer dependency) and, for metrics, prom-client; never Temporal.
  */
 import type pg from 'pg';
 import type { Registry } from 'prom-client';
@@ -11,7 +11,7 @@ import { createDualWriter, type DualWriter } from './dual-write';
 import { createFlagReader, type FlagReader } from './flags';
 import type { KillSwitchOptions } from './kill-switch';
 import { consoleLogger, type ClientLogger } from './logger';
-import { clientMetrics } from './metrics';
+import { clientMetrics, defaultClientMetrics } from './metrics';
 import type { RetryAllowanceOptions } from './retry-allowance';
 
 export { initialFlags, type Flags } from '../lib/flags';
@@ -40,7 +40,7 @@ export {
 export { createFlagReader, defaultClientId, FLAGS_CHANNEL, type FlagReader, type FlagReaderOptions, type FlagSource } from './flags';
 export { KillSwitch, type KillSwitchOptions, type KillSwitchState } from './kill-switch';
 export { consoleLogger, type ClientLogger } from './logger';
-export { clientMetrics, type ClientMetrics } from './metrics';
+export { clientMetrics, defaultClientMetrics, type ClientMetrics } from './metrics';
 export { RetryAllowance, type RetryAllowanceOptions } from './retry-allowance';
 
 export interface FerryClientOptions {
@@ -48,7 +48,7 @@ export interface FerryClientOptions {
   pool: pg.Pool;
   /** The migration's plan name. */
   migration: string;
-  /** Where metrics go. (Default: prom-client's global registry) */
+  /** Where metrics go. (Default: prom-client's global registry when prom-client is installed; otherwise no metrics) */
   registry?: Registry;
   /** This process, in ferry.flag_acks. (Default: hostname, pid and a random suffix) */
   clientId?: string;
@@ -81,7 +81,7 @@ export interface FerryClient {
 
 export function createFerryClient(options: FerryClientOptions): FerryClient {
   const { pool, migration, registry, logger = consoleLogger, killSwitch } = options;
-  const metrics = clientMetrics(registry);
+  const metrics = registry ? clientMetrics(registry) : defaultClientMetrics();
   const flags = createFlagReader({ pool, migration, clientId: options.clientId, cacheMs: options.cacheMs, listen: options.listen, logger, metrics });
   const dualWriter = createDualWriter({ flags, pool, metrics, killSwitch, logger, migration });
   const tally = createReadTally({ pool, migration, clientId: flags.clientId, flushEveryMs: options.readTallyEveryMs });

@@ -2,7 +2,28 @@
  * The client library's Prometheus metrics, in a registry the application chooses. Labels stay
  * bounded: `name` is the application's own name for a query or write, never a value.
  */
-import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } from 'prom-client';
+import type * as PromClientModule from 'prom-client';
+import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+type PromClient = typeof PromClientModule;
+
+/** prom-client is an optional peer of the client package: null when the application has none. */
+function loadPromClient(): PromClient | null {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('prom-client') as PromClient;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The metrics in prom-client's global registry, or none (undefined) when the application does
+ * not have prom-client installed: the library then works without metrics.
+ */
+export function defaultClientMetrics(): ClientMetrics | undefined {
+  return loadPromClient() ? clientMetrics() : undefined;
+}
 
 export interface ClientMetrics {
   /** Comparisons by result (match, mismatch, unverified, error, skipped) and reason. */
@@ -25,9 +46,13 @@ const byRegistry = new WeakMap<Registry, ClientMetrics>();
 
 /**
  * The metrics in `registry` (Default: prom-client's global registry). Safe to call any number
- * of times: every client in a process shares one set per registry.
+ * of times: every client in a process shares one set per registry. Needs prom-client.
  */
-export function clientMetrics(registry: Registry = globalRegistry): ClientMetrics {
+export function clientMetrics(given?: Registry): ClientMetrics {
+  const prom = loadPromClient();
+  if (!prom) throw new Error('ferry client metrics need prom-client: install it (npm install prom-client), or leave `registry` out to run without metrics');
+  const { Counter, Gauge, Histogram } = prom;
+  const registry = given ?? prom.register;
   const existing = byRegistry.get(registry);
   if (existing) return existing;
   const registers = [registry];

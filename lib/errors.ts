@@ -1,10 +1,112 @@
-/** Error helpers shared by workflows, activities and the CLI. */
+/**
+ * Error text fit to leave a worker: the one redaction every boundary applies (workflow
+ * histories, logs, metrics, reports), so no row value or secret rides along in an error.
+ * Pure code: workflows, activities and the CLI share it.
+ */
 
-/** The innermost message of a failure chain: a child or activity failure wraps the real error. */
-export function rootMessage(error: unknown): string {
+const REDACTED = '<redacted>';
+
+/**
+ * Words after which Postgres (and Ferry) put a NAME in double quotes, not a value: `relation
+ * "t"`, `column "email"`, `constraint "orders_pkey"`, `at or near "DELETE"`. Any other quoted
+ * text is taken for a value and removed.
+ */
+const NAMED_BY = new Set([
+  'relation', 'column', 'columns', 'constraint', 'table', 'index', 'type', 'function', 'schema', 'database', 'role',
+  'sequence', 'operator', 'extension', 'trigger', 'view', 'domain', 'near', 'policy', 'collation', 'cursor',
+  'statement', 'savepoint', 'parameter', 'procedure', 'aggregate', 'tablespace', 'publication', 'subscription',
+  'variable', 'gate', 'shard', 'partition',
+]);
+
+/**
+ * `message` with every value taken out: quoted literals, `Key (id)=(42)` and `Failing row
+ * contains (...)`, JSON fragments, and the DETAIL, CONTEXT and QUERY lines that repeat them.
+ * What stays says what went wrong and where: the kind of error, names of tables, columns and
+ * constraints, and SQLSTATE codes. Idempotent.
+ */
+export function redactMessage(message: string): string {
+  let text = message
+    .split('\n')
+    .filter((line) => !/^\s*(DETAIL|CONTEXT|QUERY|WHERE|HINT|LINE \d+)\s*:/i.test(line))
+    .join('\n');
+  text = text
+    // Key (id)=(42) and Key (a, b)=(1, x): the columns stay, the values go.
+    .replace(/(\bKey \([^)\n]*\)=\().*(\))/g, `$1${REDACTED}$2`)
+    .replace(/(\bFailing row contains \().*(\))/g, `$1${REDACTED}$2`)
+    // JSON objects and arrays of strings as a value (`{"card": "4111..."}`).
+    .replace(/\{[^{}]*\}/g, `{${REDACTED}}`)
+    .replace(/\[\s*"[^\]]*\]/g, `[${REDACTED}]`)
+    // Single-quoted literals; an apostrophe within a word (the worker's) starts none.
+    .replace(/(?<![\p{L}\p{N}])'(?:[^']|'')*'(?![\p{L}\p{N}])/gu, (quoted) => (quoted === `'${REDACTED}'` ? quoted : `'${REDACTED}'`))
+    // Double quotes: names after a naming word stay; everything else is a value.
+    .replace(/(\b[\p{L}_]+\s+)?"((?:[^"]|"")*)"/gu, (quoted, before: string | undefined, inner: string) => {
+      const word = before?.trim().toLowerCase();
+      if (word && NAMED_BY.has(word)) return quoted;
+      return inner === REDACTED ? quoted : `${before ?? ''}"${REDACTED}"`;
+    })
+    // JavaScript's own messages that carry a value unquoted.
+    .replace(/\b(Cannot convert) .+? (to a BigInt)/g, `$1 ${REDACTED} $2`)
+    .replace(/\b(The number) \S+ (cannot be converted)/g, `$1 ${REDACTED} $2`)
+    .replace(/\b(Unexpected token) (\S)(?= in JSON)/g, `$1 ${REDACTED}`)
+    // Node's argument errors end with the value they were given.
+    .replace(/(\bReceived) (?!<redacted>).*$/gm, `$1 ${REDACTED}`);
+  return text.trim();
+}
+
+/** The text of any thrown thing, redacted. */
+export function redactErrorText(error: unknown): string {
+  return redactMessage(error instanceof Error ? error.message : String(error));
+}
+
+/**
+ * The innermost message of a failure chain (a child or activity failure wraps the real error),
+ * as it is. Only for text Ferry's own workflow code wrote, such as the reason an update's
+ * validator gives (it names gates and settings the operator typed); anything else goes through
+ * rootMessage.
+ */
+export function innermostMessage(error: unknown): string {
   let message = error instanceof Error ? error.message : String(error);
   for (let cause = (error as { cause?: unknown }).cause; cause; cause = (cause as { cause?: unknown }).cause) {
     message = (cause as Error).message || message;
   }
   return message;
+}
+
+/** The innermost message of a failure chain, redacted. */
+export function rootMessage(error: unknown): string {
+  return redactMessage(innermostMessage(error));
+}
+
+/**
+ * Messages the JavaScript engine itself gives for mistakes in a transform's code: they name a
+ * property or a function, never a row's value. Anything else a transform throws is its own text
+ * (`throw new Error('bad ' + row.card)`) and is withheld.
+ */
+const ENGINE_MESSAGES = [
+  /^Cannot read properties of (?:undefined|null) \(reading '[^']{0,64}'\)$/,
+  /^Cannot set properties of (?:undefined|null) \(setting '[^']{0,64}'\)$/,
+  /^[\w$.[\]'"]{1,80} is not (?:a function|a constructor|defined|iterable|a function or its return value is not iterable)$/,
+  /^Unexpected end of JSON input$/,
+  /^Unexpected token .{1,40}, ".*" is not valid JSON$/,
+  /^Unexpected (?:non-whitespace character|token) .{0,40}in JSON at position \d+/,
+  /^Invalid time value$/,
+  /^Do not know how to serialize a BigInt$/,
+  /^Maximum call stack size exceeded$/,
+  /^Converting circular structure to JSON/,
+];
+
+/**
+ * What may be said of an error a transform threw, in place of its message: its class, its code
+ * if it has one, and the engine's own message when it is one of the known kinds (redacted).
+ */
+export function transformErrorSummary(error: unknown): string {
+  const name = error instanceof Error ? error.name : typeof error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const codeText = typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code) ? ` [${code}]` : '';
+  const message = error instanceof Error ? error.message : '';
+  const engine = ENGINE_MESSAGES.some((shape) => shape.test(message));
+  // Property and function names stay; JSON's messages quote the input, which goes.
+  return engine
+    ? `${name}${codeText}: ${/JSON/.test(message) ? redactMessage(message) : message}`
+    : `${name}${codeText} thrown by the transform (its message is withheld: it may carry row values)`;
 }

@@ -63,3 +63,20 @@ export function splitIntegerRange(min: string, max: string, count: number): KeyR
   for (let i = 1n; i < shards; i++) upperBounds.push((low + (integers * i) / shards - 1n).toString());
   return splitAtBounds(upperBounds);
 }
+
+/**
+ * The key ranges a set of shards covers, per partition value (null: no partition filter), with
+ * ranges that chain (one's upper bound is the next one's start, as splitAtBounds makes them)
+ * joined into one. Planned key-range shards come out as the whole key space.
+ */
+export function coverageOf(shards: readonly ShardSpec[]): { partitionValue: string | null; ranges: KeyRange[] }[] {
+  const byPartition = new Map<string | null, KeyRange[]>();
+  for (const shard of shards) {
+    const ranges = byPartition.get(shard.partitionValue) ?? [];
+    const last = ranges.at(-1);
+    if (last && last.upTo !== null && last.upTo === shard.range.after) last.upTo = shard.range.upTo;
+    else ranges.push({ ...shard.range });
+    byPartition.set(shard.partitionValue, ranges);
+  }
+  return [...byPartition].map(([partitionValue, ranges]) => ({ partitionValue, ranges }));
+}

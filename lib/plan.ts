@@ -4,6 +4,7 @@
  */
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { sqlFragmentProblem } from './sql-fragment';
 import { throttleBounds } from './throttle';
 
 /** Postgres truncates identifiers longer than this, which would silently change their meaning. */
@@ -51,12 +52,27 @@ const targetSchema = z.strictObject({
   ...tableRef,
   /** The target's unique column holding the copied key. (Default: the source key's name) */
   key: identifier.optional(),
+  /**
+   * The target column holding the source key each target row came from: needed when target rows
+   * are not one per source key (a module transform returning arrays, a target key other than the
+   * source key). Verification and repair compare each source key's target rows as a group by it.
+   * (Default: none: each target row's key is its source row's key)
+   */
+  sourceKey: identifier.optional(),
 });
 
-const sqlExpression = z
-  .string()
-  .trim()
-  .min(1, 'must be a SQL expression over the source row');
+/** SQL from a plan runs inside Ferry's statements: one expression, nothing that could end them. */
+const safeSql = (what: string) =>
+  z
+    .string()
+    .trim()
+    .min(1, what)
+    .superRefine((text, ctx) => {
+      const problem = sqlFragmentProblem(text);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    });
+
+const sqlExpression = safeSql('must be a SQL expression over the source row');
 
 const transformSchema = z
   .strictObject({
@@ -116,7 +132,7 @@ const backoffSchema = z.strictObject({
   /** Pause while a query on the source (not Ferry's) has run longer than this. (Default: 60) */
   maxQuerySeconds: z.number().positive().default(60),
   /** Pause while this SQL, run on the source, returns a number above `max`. */
-  probe: z.strictObject({ sql: z.string().trim().min(1, 'must be a SELECT returning one number'), max: z.number() }).optional(),
+  probe: z.strictObject({ sql: safeSql('must be a SELECT returning one number'), max: z.number() }).optional(),
   /** How often the limits are checked. (Default: 1) */
   checkEverySeconds: z.number().positive().max(60).default(1),
 });
@@ -167,6 +183,9 @@ const verifySchema = z.strictObject({
   inFlightDelaySeconds: z.number().min(0).max(300).default(2),
 });
 
+/** A person as the CLI names them: an identity like alice@laptop, or a user name. */
+const personName = z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
+
 const lifecycleSchema = z.strictObject({
   /**
    * Turn on dual writes (flags: write old and new) before the backfill, and wait for the
@@ -194,6 +213,15 @@ const lifecycleSchema = z.strictObject({
       expirySeconds: z.number().positive().optional(),
       /** Refresh what the approver should look at (dual-read results, source health) this often. (Default: 300) */
       figuresEverySeconds: z.number().positive().default(300),
+      /**
+       * Who may approve or reject a gate: identities (`user@host`, or FERRY_OPERATOR) or user
+       * names, as the CLI sends them. (Default: anyone)
+       */
+      approvers: z.array(personName).min(1, 'must name at least one approver').optional(),
+      /** Who may approve with --force past unclean verification. (Default: the approvers) */
+      forcers: z.array(personName).min(1, 'must name at least one person').optional(),
+      /** The identity that started the migration may not approve its gates. (Default: false) */
+      fourEyes: z.boolean().default(false),
     })
     .prefault({}),
 });
@@ -253,6 +281,9 @@ export const planSchema = z
       if (typeof targetKeyName === 'string' && produced && !produced.names.includes(targetKeyName)) {
         ctx.addIssue({ code: 'custom', path: produced.path, message: `must produce the target key column "${targetKeyName}"` });
       }
+      const verifyEnabled = (value as { verify?: { enabled?: unknown } }).verify?.enabled !== false;
+      const lineage = verifyEnabled || plan.target?.sourceKey !== undefined ? lineageProblem(value as Parameters<typeof lineageProblem>[0]) : null;
+      if (lineage) ctx.addIssue({ code: 'custom', path: lineage.path.split('.'), message: lineage.message });
       const newerBy = plan.conflict?.newerBy;
       if (typeof newerBy === 'string' && produced && !produced.names.includes(newerBy)) {
         ctx.addIssue({ code: 'custom', path: ['conflict', 'newerBy'], message: `must be a column the transform produces ("${newerBy}" is not)` });
@@ -278,6 +309,56 @@ export const planSchema = z
   );
 
 type DeepPartial<T, K extends string> = { [P in K]?: Partial<T> };
+
+/** A SQL expression that is nothing but a reference to `column` of the source row. */
+function namesColumn(expression: string, column: string): boolean {
+  const quoted = `"${column.replace(/"/g, '""')}"`;
+  const bare = /^[a-z_][a-z0-9_$]*$/.test(column) ? [column] : [];
+  return [...bare, quoted].some((ref) => [ref, `s.${ref}`].includes(expression.trim()));
+}
+
+/**
+ * Verification walks ranges of the source key and must find each source row's target rows by it:
+ * by the target key when it holds the source key (one row per source key), else by the column
+ * target.sourceKey names. A plan where neither holds cannot be verified, never by the wrong key.
+ */
+export function lineageProblem(plan: {
+  source?: { key?: unknown };
+  target?: { key?: unknown; sourceKey?: unknown };
+  transform?: { sql?: unknown; module?: unknown; columns?: unknown };
+}): PlanProblem | null {
+  const sourceKey = plan.source?.key;
+  const targetKeyName = plan.target?.key ?? sourceKey;
+  const lineage = plan.target?.sourceKey;
+  const sql = plan.transform?.sql && typeof plan.transform.sql === 'object' ? (plan.transform.sql as Record<string, unknown>) : null;
+  const columns = Array.isArray(plan.transform?.columns) ? (plan.transform.columns as unknown[]) : null;
+  if (typeof sourceKey !== 'string' || typeof targetKeyName !== 'string') return null;
+  if (typeof lineage === 'string') {
+    if ((sql && !(lineage in sql)) || (columns && !columns.includes(lineage))) {
+      return { path: 'target.sourceKey', message: `must be a column the transform produces ("${lineage}" is not): the source key each row came from` };
+    }
+    const expression = sql?.[lineage];
+    if (typeof expression === 'string' && !namesColumn(expression, sourceKey)) {
+      return { path: `transform.sql.${lineage}`, message: `must be the source key column "${sourceKey}" itself: target.sourceKey names it as each row's source key` };
+    }
+    return null;
+  }
+  const advice = `set target.sourceKey to the target column that holds the source key ("${sourceKey}") each row came from`;
+  if (typeof plan.transform?.module === 'string' && targetKeyName !== sourceKey) {
+    return {
+      path: 'target.sourceKey',
+      message: `is required with a module transform whose target key ("${targetKeyName}") is not the source key ("${sourceKey}"): verification could not tell which source row a target row came from; ${advice}`,
+    };
+  }
+  const keyExpression = sql?.[targetKeyName];
+  if (typeof keyExpression === 'string' && !namesColumn(keyExpression, sourceKey)) {
+    return {
+      path: 'target.sourceKey',
+      message: `is required when the target key "${targetKeyName}" is not the source key "${sourceKey}" itself (it is \`${keyExpression}\`): verification could not tell which source row a target row came from; ${advice}`,
+    };
+  }
+  return null;
+}
 
 export type PlanInput = z.input<typeof planSchema>;
 export type Plan = z.output<typeof planSchema>;
@@ -352,4 +433,9 @@ export function targetColumns(plan: Plan): string[] {
 /** The target's key column name. */
 export function targetKey(plan: Plan): string {
   return plan.target.key ?? plan.source.key;
+}
+
+/** The target column holding each row's source key, when target rows are not one per source key; null otherwise. */
+export function lineageColumn(plan: Plan): string | null {
+  return plan.target.sourceKey ?? null;
 }

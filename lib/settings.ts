@@ -7,6 +7,19 @@ export interface TemporalSettings {
   namespace: string;
   /** The task queue every Ferry worker polls. (Default: ferry, or FERRY_TASK_QUEUE) */
   taskQueue: string;
+  /** TLS toward Temporal: true for the system's roots, or certificates (read by workers/temporal-connection.ts). */
+  tls?: boolean | TemporalTls;
+  /** Sent as `authorization: Bearer <key>`; stays in the process that read it. */
+  apiKey?: string;
+  /** Extra gRPC headers from a profile's grpc_meta. */
+  metadata?: Record<string, string>;
+}
+
+/** The SDK's TLS settings, spelled out here so this module stays free of SDK runtime code. */
+export interface TemporalTls {
+  serverNameOverride?: string;
+  serverRootCACertificate?: Buffer;
+  clientCertPair?: { crt: Buffer; key: Buffer };
 }
 
 export function temporalSettings(env: Record<string, string | undefined>, overrides: Partial<TemporalSettings> = {}): TemporalSettings {

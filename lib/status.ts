@@ -62,6 +62,14 @@ export interface VerificationSummary {
   inFlight: number;
   /** Verification found differences, and a person approved the gate regardless. */
   forcedBy: string | null;
+  /** The verification run (1, 2, ...) these figures come from; `passes` counts within it. Absent in older records. */
+  run?: number;
+  /** The run compared this percentage of keys; null or absent: every row. */
+  samplePercent?: number | null;
+  /** The pass under which ferry.mismatches records the run's last pass. Absent in older records: `passes`. */
+  lastPassId?: number;
+  /** Rows repaired over every run; `repaired` counts this run's. */
+  repairedTotal?: number;
 }
 
 export interface AbortRecord {
@@ -108,7 +116,8 @@ export interface RetryOutcome {
 /** Something a person (or Ferry on their behalf) decided during the run, for the record. */
 export interface MigrationEvent {
   at: string;
-  kind: 'throttle' | 'pause' | 'resume' | 'auto-pause' | 'retry' | 'flags' | 'approve' | 'reject' | 'abort' | 'gate-expired' | 'apps' | 'verify';
+  /** `refused`: a signal whose payload could not be read was ignored; the detail says why. */
+  kind: 'throttle' | 'pause' | 'resume' | 'auto-pause' | 'retry' | 'flags' | 'approve' | 'reject' | 'abort' | 'gate-expired' | 'apps' | 'verify' | 'refused';
   by: string | null;
   detail: string;
 }
@@ -124,6 +133,8 @@ export interface MigrationStatus {
   planName: string;
   phase: Phase;
   execute: boolean;
+  /** The identity that started the migration (the CLI's FERRY_OPERATOR or user@host); null when unknown. */
+  startedBy?: string | null;
   /** ISO timestamps (workflow time). */
   startedAt: string;
   finishedAt: string | null;
@@ -147,6 +158,8 @@ export interface MigrationStatus {
   failuresFixed: number;
   recentFailures: FailedRow[];
   events: MigrationEvent[];
+  /** How many of `events` are written to ferry.audit on the target. */
+  eventsAudited?: number;
   /** Progress over time, for charts: at most MAX_SAMPLES, thinned evenly as the run grows. */
   samples: ProgressSample[];
   /**

@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { migrationReport, startMigration } from '../cli/migrations';
-import { rootMessage } from '../lib/errors';
+import { redactMessage, rootMessage } from '../lib/errors';
 import { validatePlan, type PlanInput } from '../lib/plan';
 import { temporalSettings } from '../lib/settings';
 import type { MigrationStatus } from '../lib/status';
@@ -40,6 +40,7 @@ import { VERIFY_CHUNK, verifyFigures } from './bench/verify';
 import { startWorkerProcess, type WorkerProcess } from './bench/worker-process';
 import { startPostgres } from './services/postgres';
 import { startTemporal } from './services/temporal';
+import { ferryDataConverter } from '../workers/payload-codec';
 
 const SHARDS = 2;
 const CONCURRENCY = 2;
@@ -192,7 +193,7 @@ async function awaitMigration(bench: Bench, handle: WorkflowHandle<typeof migrat
       const description = await bench.client.workflow.getHandle(`${handle.workflowId}/shard-${shard.index}`).describe().catch(() => null);
       const pending = description?.raw.pendingActivities?.[0];
       if (pending && (pending.attempt ?? 1) >= MAX_ATTEMPTS) {
-        failure = `copy activity failed ${pending.attempt! - 1} times: ${pending.lastFailure?.message ?? 'no message'}`;
+        failure = `copy activity failed ${pending.attempt! - 1} times: ${pending.lastFailure?.message ? redactMessage(pending.lastFailure.message) : 'no message'}`;
       }
     }
     if (!failure && Date.now() - lastMove > STALL_MS) failure = `no progress for ${STALL_MS / 1000} s at ${lastRows} rows`;
@@ -319,11 +320,13 @@ async function main(): Promise<number> {
         FERRY_TASK_QUEUE: temporal.taskQueue,
         [SOURCE_ENV]: sourceUrl,
         [TARGET_ENV]: targetUrl,
+        // The bench's transform module lives next to this script.
+        FERRY_TRANSFORM_DIR: __dirname,
       },
       path.join(workDir, 'worker.log'),
     );
     connection = await Connection.connect({ address: temporal.address });
-    const client = new Client({ connection, namespace: temporal.namespace });
+    const client = new Client({ connection, namespace: temporal.namespace, dataConverter: ferryDataConverter() });
     await worker.ready(client, temporal.namespace);
     out(`Worker ${worker.pid} is polling, ${fmt(worker.rssMb())} MB resident when idle (log: ${worker.logFile}).`);
     const bench: Bench = { client, temporal, worker, adminUrl: postgres.url(), sourceUrl, rows: options.rows, load: null };

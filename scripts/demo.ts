@@ -18,6 +18,7 @@ import { createFerryWorker } from '../workers/worker';
 import { startPostgres } from './services/postgres';
 import { createSampleUsers } from './services/sample-users';
 import { startTemporal } from './services/temporal';
+import { ferryDataConverter } from '../workers/payload-codec';
 
 const USERS = Number(process.env.DEMO_ROWS ?? 100_000);
 const planFile = path.join(__dirname, '..', 'examples', 'split-full-name.yaml');
@@ -66,7 +67,7 @@ async function main(): Promise<void> {
     workerDone = worker.run();
 
     const connection = await Connection.connect({ address: temporal.address });
-    const client = new Client({ connection, namespace: temporal.namespace });
+    const client = new Client({ connection, namespace: temporal.namespace, dataConverter: ferryDataConverter() });
     const plan = parsePlan(readFileSync(planFile, 'utf8'), planFile);
 
     console.log(`\nDry run of ${path.relative(process.cwd(), planFile)} (writes nothing):`);

@@ -64,7 +64,8 @@ async function main(): Promise<void> {
     CREATE TABLE items_gate (id int PRIMARY KEY, label text NOT NULL);`);
   await setup.end();
 
-  const worker = await createFerryWorker({ temporal, env: { DB: url } });
+  // Recordings are replayed by tests without keys: always in clear, whatever FERRY_PAYLOAD_KEY says.
+  const worker = await createFerryWorker({ temporal, env: { DB: url }, payloadKeys: [] });
   const running = worker.run();
   const connection = await Connection.connect({ address: temporal.address });
   const client = new Client({ connection });

@@ -4,11 +4,13 @@
  * how long each has waited. Workflow code cannot reach prom-client; deriving the figures here
  * keeps it out of the workflow, and a gate that ends drops out at the next look.
  */
-import { Client, Connection } from '@temporalio/client';
+import { Client } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { Gauge, type Registry } from 'prom-client';
 import type { MigrationStatus } from '../lib/status';
 import type { TemporalSettings } from '../lib/settings';
 import { statusQuery } from '../workflows/messages';
+import { connectClientConnection } from './temporal-connection';
 
 /** A migration waiting at a gate, as last seen. */
 export interface WaitingGate {
@@ -110,11 +112,13 @@ async function waitingGates(client: Client, taskQueue: string): Promise<WaitingG
 export async function watchGates(options: {
   temporal: TemporalSettings;
   gauges: GateGauges;
+  /** The worker's own, so encrypted payloads read the same. */
+  dataConverter: DataConverter;
   intervalMs?: number;
 }): Promise<GateWatch> {
   const { gauges } = options;
-  const connection = await Connection.connect({ address: options.temporal.address });
-  const client = new Client({ connection, namespace: options.temporal.namespace });
+  const connection = await connectClientConnection(options.temporal);
+  const client = new Client({ connection, namespace: options.temporal.namespace, dataConverter: options.dataConverter });
   let connected = true;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;

@@ -9,6 +9,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { redactErrorText } from '../lib/errors';
 import { registerGateMetrics } from './gate-metrics';
 
 /** Why a copy is slowed or holding, as a bounded label value. */
@@ -172,7 +173,7 @@ export function serveMetrics(registry: Registry, port: number, host = DEFAULT_ME
     if (path !== '/metrics') return text(404, 'not found: metrics are at /metrics, health at /healthz and /readyz');
     registry.metrics().then(
       (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(request.method === 'HEAD' ? undefined : text),
-      (error: unknown) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`${(error as Error).message}\n`),
+      (error: unknown) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`${redactErrorText(error)}\n`),
     );
   });
   return new Promise((resolve, reject) => {

@@ -2,13 +2,19 @@
  * A Ferry worker: one process per machine, polling the shared task queue. It holds the
  * database connections, resolved from its own environment.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { connectWorkerConnection } from './temporal-connection';
+import type { Logger } from '@temporalio/common';
+import { Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { createDatabases, type ConnectionEnv } from '../activities/connections';
+import { transformDirFromEnv } from '../activities/module-transform';
 import type { TemporalSettings } from '../lib/settings';
 import { watchGates, type GateWatch } from './gate-metrics';
 import { createFerryMetrics, DEFAULT_METRICS_HOST, serveMetrics, type FerryMetrics, type MetricsServer } from './metrics';
+import { EncryptingPayloadCodec, payloadKeysFromEnv, type PayloadKey } from './payload-codec';
+import { redactActivityErrors } from './redaction';
 
 export interface FerryWorkerOptions {
   temporal: TemporalSettings;
@@ -30,6 +36,16 @@ export interface FerryWorkerOptions {
    * (Default: FERRY_STATEMENT_TIMEOUT_MS, or 300000)
    */
   statementTimeoutMs?: number;
+  /**
+   * The only directory transform modules load from, checked after resolving links; a worker
+   * without one refuses every module. (Default: FERRY_TRANSFORM_DIR, else none)
+   */
+  transformDir?: string | null;
+  /**
+   * Keys that encrypt the payloads this worker hands to Temporal (the first) and decrypt them
+   * (any). (Default: FERRY_PAYLOAD_KEY; none: payloads in clear)
+   */
+  payloadKeys?: PayloadKey[];
 }
 
 /** FERRY_STATEMENT_TIMEOUT_MS, when set: a whole number of milliseconds, at least 1. */
@@ -60,31 +76,61 @@ export interface FerryWorker {
  * exists: the SDK's Runtime is created with the first of them and cannot change afterwards.
  */
 export function installSdkMetrics(port: number, host = DEFAULT_METRICS_HOST): string {
-  const bindAddress = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-  Runtime.install({
-    telemetryOptions: {
-      metrics: {
-        metricPrefix: 'temporal_',
-        prometheus: { bindAddress, countersTotalSuffix: true, unitSuffix: true, useSecondsForDurations: true },
-      },
-    },
-  });
-  return `http://${bindAddress}/metrics`;
+  return installWorkerRuntime({ sdkMetrics: { port, host } })!;
 }
 
-export const workflowsPath = path.join(__dirname, '..', 'workflows', 'index.ts');
+export interface WorkerRuntimeOptions {
+  /** Where the SDK's lines (and Ferry's own, through it) go. (Default: the SDK's console logger) */
+  logger?: Logger;
+  sdkMetrics?: { port: number; host?: string };
+}
+
+/** Installs the SDK's Runtime with Ferry's logger and metrics; returns the SDK metrics URL, if served. */
+export function installWorkerRuntime(options: WorkerRuntimeOptions): string | null {
+  const metrics = options.sdkMetrics;
+  const bindAddress = metrics ? `${(metrics.host ?? DEFAULT_METRICS_HOST).includes(':') ? `[${metrics.host}]` : (metrics.host ?? DEFAULT_METRICS_HOST)}:${metrics.port}` : null;
+  Runtime.install({
+    ...(options.logger ? { logger: options.logger } : {}),
+    ...(bindAddress
+      ? {
+          telemetryOptions: {
+            metrics: {
+              metricPrefix: 'temporal_',
+              prometheus: { bindAddress, countersTotalSuffix: true, unitSuffix: true, useSecondsForDurations: true },
+            },
+          },
+        }
+      : {}),
+  });
+  return bindAddress ? `http://${bindAddress}/metrics` : null;
+}
+
+export const workflowsPath = path.join(__dirname, '..', 'workflows', `index${path.extname(__filename)}`);
+
+/** The workflow code `npm run build` bundles once, so that a worker starts without bundling. */
+export const prebuiltWorkflowBundlePath = path.join(__dirname, '..', 'workflow-bundle.js');
+
+/** Where a worker gets its workflow code: given, prebuilt next to compiled code, or bundled now. */
+function workflowCode(given: FerryWorkerOptions['workflowBundle']): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+  if (given) return { workflowBundle: given };
+  if (path.extname(__filename) === '.js' && existsSync(prebuiltWorkflowBundlePath)) return { workflowBundle: { codePath: prebuiltWorkflowBundlePath } };
+  return { workflowsPath };
+}
 
 export async function createFerryWorker(options: FerryWorkerOptions): Promise<FerryWorker> {
-  const connection = await NativeConnection.connect({ address: options.temporal.address });
+  const connection = await connectWorkerConnection(options.temporal);
   const statementTimeoutMs = options.statementTimeoutMs ?? statementTimeoutFromEnv();
   const databases = createDatabases({ env: options.env, ...(statementTimeoutMs ? { statementTimeoutMs } : {}) });
   const metrics = createFerryMetrics();
+  const dataConverter = { payloadCodecs: [new EncryptingPayloadCodec(options.payloadKeys ?? payloadKeysFromEnv())] };
   const worker = await Worker.create({
     connection,
     namespace: options.temporal.namespace,
     taskQueue: options.temporal.taskQueue,
-    activities: createActivities({ databases, metrics }),
-    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
+    activities: createActivities({ databases, metrics, transformDir: options.transformDir === undefined ? transformDirFromEnv() : options.transformDir }),
+    interceptors: { activity: [redactActivityErrors] },
+    dataConverter,
+    ...workflowCode(options.workflowBundle),
     shutdownGraceTime: `${options.shutdownGraceSeconds ?? 5}s`,
     // The copier heartbeats its cursor after every batch; sending one a second at most bounds
     // the work a crashed attempt repeats to about a second.
@@ -94,7 +140,7 @@ export async function createFerryWorker(options: FerryWorkerOptions): Promise<Fe
   let gateWatch: GateWatch | null = null;
   if (options.metricsPort) {
     metrics.collectProcessMetrics();
-    gateWatch = await watchGates({ temporal: options.temporal, gauges: metrics.gates });
+    gateWatch = await watchGates({ temporal: options.temporal, gauges: metrics.gates, dataConverter });
     const watch = gateWatch;
     const readiness = () =>
       worker.getState() !== 'RUNNING' ? `the worker is ${worker.getState().toLowerCase()}` : watch.connected() ? null : `Temporal at ${options.temporal.address} did not answer`;

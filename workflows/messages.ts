@@ -1,9 +1,10 @@
 /**
  * Every message a Ferry workflow accepts, in one place: names are the ones operators see in
- * Temporal's CLI and UI, payloads are plain JSON.
+ * Temporal's CLI and UI, payloads are plain JSON. The types say what Ferry sends; handlers read
+ * every payload through lib/messages-input.ts, since anyone can send anything.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { AbortRequest, GateApproval, GateRejection } from '../lib/lifecycle';
+import type { AbortRequest, GateApproval, GateRejection, MismatchesRequest, OperatorNote, VerifyRequest } from '../lib/messages-input';
 import type { MismatchReport } from '../activities/verifier';
 import type { AbortRecord, FailedRow, MigrationStatus, RetryOutcome, VerificationSummary } from '../lib/status';
 import type { Throttle, ThrottleChange } from '../lib/throttle';
@@ -15,10 +16,7 @@ export const statusQuery = defineQuery<MigrationStatus>('status');
 /** Absolute values, so a repeated update changes nothing more. Refused with a reason when invalid. */
 export const setThrottleUpdate = defineUpdate<Throttle, [ThrottleChange]>('setThrottle');
 
-export interface OperatorNote {
-  by?: string;
-  reason?: string;
-}
+export type { OperatorNote, VerifyRequest };
 
 /** Signals, not updates: a pause must be accepted even while no worker is running. */
 export const pauseSignal = defineSignal<[OperatorNote]>('pause');
@@ -40,17 +38,11 @@ export const rejectUpdate = defineUpdate<void, [GateRejection]>('reject');
 /** Stops the migration and rolls the flags back to the last state that loses no write; answers once that is done. */
 export const abortUpdate = defineUpdate<AbortRecord | null, [AbortRequest]>('abort');
 
-export interface VerifyRequest {
-  /** A quick check of this deterministic sample of keys (0 to 100) instead of every row. */
-  samplePercent?: number;
-  by?: string;
-}
-
 /** Verifies (and repairs) again on demand; answers with the outcome. */
 export const verifyUpdate = defineUpdate<VerificationSummary, [VerifyRequest]>('verify');
 
 /** Mismatches of the latest verification pass: counts and examples, values only when asked. */
-export const mismatchesUpdate = defineUpdate<MismatchReport, [{ showValues?: boolean; limit?: number }]>('mismatches');
+export const mismatchesUpdate = defineUpdate<MismatchReport, [MismatchesRequest]>('mismatches');
 
 // A migration and its shards.
 

@@ -22,20 +22,29 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
+import { deciderProblems } from '../lib/approvals';
 import { rootMessage } from '../lib/errors';
+import { approvalProblems, flagsAfterAbort, gateDescriptions, lifecycleSteps, type FlagSettings, type GateName } from '../lib/lifecycle';
 import {
-  approvalProblems,
-  flagsAfterAbort,
-  gateDescriptions,
-  lifecycleSteps,
+  parseAbortRequest,
+  parseApproval,
+  parseMigrationInput,
+  parseMismatchesRequest,
+  parseOperatorNote,
+  parseRejection,
+  parseRequestNote,
+  parseShardProgress,
+  parseThrottleChange,
+  parseVerifyRequest,
   type AbortRequest,
-  type FlagSettings,
-  type GateName,
-} from '../lib/lifecycle';
+  type Parsed,
+} from '../lib/messages-input';
 import type { Plan } from '../lib/plan';
+import { refusalOf, type RequestKind } from '../lib/requests';
 import { phaseKey } from '../lib/search-attributes';
-import { addSample, newMigrationStatus, recountRows, type MigrationEvent, type MigrationStatus, type Phase, type ShardStatus } from '../lib/status';
-import { applyThrottleChange, shardRate, throttleChangeProblems } from '../lib/throttle';
+import { addSample, newMigrationStatus, recountRows, type MigrationEvent, type MigrationStatus, type Phase, type ShardStatus, type VerificationSummary } from '../lib/status';
+import { applyThrottleChange, shardRate } from '../lib/throttle';
+import { differenceCounts, uncleanReason, type VerificationKind } from '../lib/verification-runs';
 import {
   abortUpdate,
   approveUpdate,
@@ -53,6 +62,7 @@ import {
   type OperatorNote,
   type VerifyRequest,
 } from './messages';
+import { auditWriter } from './audit-writer';
 import { CANCELLED, shardWorkflow } from './shard';
 import { noTotals, verifyShardWorkflow, type VerifyTotals } from './verify-shard';
 
@@ -64,6 +74,8 @@ export interface MigrationInput {
   showSampleValues?: boolean;
   /** Migrate into a target that already holds a finished migration. */
   rerun?: boolean;
+  /** The identity that started it (the CLI's FERRY_OPERATOR or user@host), for the record and four-eyes gates. */
+  startedBy?: string;
   /** Set by the migration itself when it continues-as-new. */
   carried?: MigrationStatus;
 }
@@ -73,9 +85,15 @@ const { inspect, planShards, prepareTarget, claimTarget, releaseTarget, setFlags
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection', 'TargetBusy', 'TargetFinished'] },
 });
 
-const { repairMismatches, mismatchReport } = proxyActivities<FerryActivities>({
+const { repairMismatches, mismatchReport, recheckOpenMismatches, beginVerificationRun, finishVerificationRun } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 hour',
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
+});
+
+const { verifyCoverage } = proxyActivities<FerryActivities>({
+  startToCloseTimeout: '1 day',
+  heartbeatTimeout: '1 minute',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', nonRetryableErrorTypes: ['MissingConnection'] },
 });
 
 const { retryFailedRecords, awaitFlagAcks } = proxyActivities<FerryActivities>({
@@ -85,6 +103,8 @@ const { retryFailedRecords, awaitFlagAcks } = proxyActivities<FerryActivities>({
 });
 
 const RECENT_FAILURES_KEPT = 50;
+/** Signals refused for a bad payload are recorded up to this many; more only reach the worker's log. */
+const REFUSALS_RECORDED = 20;
 /** Progress samples for charts, at most this often. */
 const SAMPLE_EVERY_MS = 2000;
 /** How long an abort waits for running shards to stop copying. */
@@ -93,18 +113,25 @@ const SHARD_STOP_TIMEOUT = '2 minutes';
 const MIN_ROWS_FOR_FAILURE_RATE = 1000;
 
 export async function migrationWorkflow(input: MigrationInput): Promise<MigrationStatus> {
-  const { plan } = input;
+  // Both guarded, so that histories recorded before them replay as they ran.
+  const checksInput = patched('validate-input');
+  const auditing = patched('audit-decisions');
+  // Anyone can start this workflow through Temporal: its input gets the CLI's checks (the same
+  // plan schema, the same messages) before anything is touched. A continued run carries an
+  // input its first run checked.
+  const plan = checksInput && !input?.carried ? checkedInput(input).plan : input.plan;
   const { workflowId } = workflowInfo();
   const now = () => new Date().toISOString();
-  const status: MigrationStatus =
-    input.carried ??
-    newMigrationStatus({
+  const status: MigrationStatus = input.carried ?? {
+    ...newMigrationStatus({
       migrationId: workflowId,
       planName: plan.name,
       execute: input.execute,
       startedAt: now(),
       throttle: { rowsPerSecond: plan.throttle.rowsPerSecond, batchSize: plan.throttle.batchSize, concurrency: plan.throttle.concurrency },
-    });
+    }),
+    startedBy: input.startedBy ?? null,
+  };
   const steps = lifecycleSteps(plan);
   let abortRequested: AbortRequest | null = null;
   let gateDecision: 'approved' | null = null;
@@ -112,9 +139,41 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   let verifyRequest: VerifyRequest | null = null;
   let lastSampleAt = 0;
   let verifying = false;
+  /** Past the last step: the migration records its end and releases its target. */
+  let releasing = false;
 
-  const record = (kind: MigrationEvent['kind'], note: OperatorNote, detail: string) =>
+  // Every recorded event also goes to ferry.audit on the target, once the target is this
+  // migration's (never in a dry run, which writes nothing).
+  const audit = auditWriter(auditing, plan, workflowId, status);
+
+  const record = (kind: MigrationEvent['kind'], note: OperatorNote, detail: string) => {
     status.events.push({ at: now(), kind, by: note.by ?? null, detail: note.reason ? `${detail} (${note.reason})` : detail });
+    void audit.write();
+  };
+  /** A signal whose payload could not be read changes nothing; it is recorded, without its values. */
+  const refuse = (signal: string, problems: string[]) => {
+    const detail = `signal ${signal} ignored: ${problems.join('; ')}`.slice(0, 300);
+    log.warn(`migration ${workflowId}: ${detail}`);
+    if (status.events.filter((e) => e.kind === 'refused').length < REFUSALS_RECORDED) record('refused', {}, detail);
+  };
+  const backfillDone = () => status.phases.some((p) => p.name === 'backfill' && p.endedAt !== null);
+  const gateAhead = () =>
+    status.gate !== null || steps.some((step) => step.startsWith('gate:') && !status.phases.some((p) => p.name === step && p.endedAt !== null));
+  /** Refuses an update (a throw in its validator writes nothing) that cannot be served now or does not read. */
+  const admit = <T>(kind: RequestKind, parsed: Parsed<T>, problemsOf: (value: T) => string[] = () => []) => {
+    const refusal = refusalOf(kind, {
+      phase: status.phase,
+      execute: status.execute,
+      releasing,
+      abortRequested: abortRequested !== null,
+      backfillDone: backfillDone(),
+      verificationBusy: verifying || verifyRequest !== null,
+      gateWaiting: status.gate?.name ?? null,
+      gateAhead: gateAhead(),
+    });
+    const problems = parsed.ok ? (refusal ? [refusal] : problemsOf(parsed.value)) : [...parsed.problems, ...(refusal ? [refusal] : [])];
+    if (problems.length > 0) throw new Error(problems.join('; '));
+  };
   // The phase is a search attribute when the server knows it (the migration was started with it).
   const phaseSearchable = workflowInfo().typedSearchAttributes.get(phaseKey) !== undefined;
   const setPhase = (phase: Phase) => {
@@ -135,7 +194,6 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     status.gate = null;
     return status;
   };
-  const finished = () => ['completed', 'failed', 'dry-run', 'aborted', 'aborting'].includes(status.phase);
 
   const running = () => status.shards.filter((s) => s.state === 'running');
   const shardThrottle = () => ({
@@ -175,7 +233,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   setHandler(statusQuery, () => status);
   setHandler(
     setThrottleUpdate,
-    async (change) => {
+    async (payload) => {
+      const change = trusted(parseThrottleChange(payload));
       const before = status.throttle;
       status.throttle = applyThrottleChange(before, change);
       const changes = (['rowsPerSecond', 'batchSize', 'concurrency'] as const)
@@ -185,16 +244,18 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       await tellShards('throttle');
       return status.throttle;
     },
-    {
-      validator: (change) => {
-        if (finished()) throw new Error(`the migration is ${status.phase}; there is nothing to throttle`);
-        const problems = throttleChangeProblems(change);
-        if (problems.length > 0) throw new Error(problems.join('; '));
-      },
-    },
+    { validator: (payload) => admit('throttle', parseThrottleChange(payload)) },
   );
-  setHandler(pauseSignal, async (note) => pause(note, 'pause', note.reason ?? 'paused by an operator'));
-  setHandler(resumeSignal, async (note) => {
+  // A pause or resume with no payload (the Web UI's default) is a plain one, by nobody named.
+  setHandler(pauseSignal, async (payload) => {
+    const parsed = parseOperatorNote(payload);
+    if (!parsed.ok) return refuse('pause', parsed.problems);
+    await pause(parsed.value, 'pause', parsed.value.reason ?? 'paused by an operator');
+  });
+  setHandler(resumeSignal, async (payload) => {
+    const parsed = parseOperatorNote(payload);
+    if (!parsed.ok) return refuse('resume', parsed.problems);
+    const note = parsed.value;
     if (!status.paused) return;
     record('resume', note, `resumed after: ${status.paused.reason}`);
     status.paused = null;
@@ -202,22 +263,20 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   });
   setHandler(
     retryFailuresUpdate,
-    async (note) => {
+    async (payload) => {
+      const note = trusted(parseRequestNote(payload));
       const outcome = await retryFailedRecords({ migrationId: workflowId, plan });
       status.unresolvedFailures = outcome.stillFailing;
       status.failuresFixed += outcome.fixed;
       record('retry', note, `retried ${outcome.retried} failed rows: ${outcome.fixed} copied, ${outcome.stillFailing} still failing`);
       return outcome;
     },
-    {
-      validator: (_note) => {
-        if (!status.execute) throw new Error('a dry run copies nothing, so it has no failed rows');
-      },
-    },
+    { validator: (payload) => admit('retryFailures', parseRequestNote(payload)) },
   );
   setHandler(
     approveUpdate,
-    (approval) => {
+    (payload) => {
+      const approval = trusted(parseApproval(payload));
       const forced = approval.force === true && status.verification !== null && !status.verification.clean;
       if (forced && status.verification) status.verification.forcedBy = approval.by;
       record('approve', { by: approval.by, reason: approval.note }, `gate ${approval.gate} approved${forced ? ' with --force, past unclean verification' : ''}`);
@@ -225,75 +284,74 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       return { gate: approval.gate, forced };
     },
     {
-      validator: (approval) => {
-        const verification = status.verification
-          ? { clean: status.verification.clean, summary: `${status.verification.missing} missing, ${status.verification.extra} extra, ${status.verification.value} differing` }
-          : null;
-        const problems = approvalProblems(approval, status.gate?.name ?? null, verification);
-        if (problems.length > 0) throw new Error(problems.join('; '));
-      },
+      validator: (payload) =>
+        admit('approve', parseApproval(payload), (approval) => {
+          const verification = status.verification
+            ? { clean: status.verification.clean, summary: uncleanReason(status.verification) }
+            : null;
+          const problems = approvalProblems(approval, status.gate?.name ?? null, verification);
+          return problems.length > 0 ? problems : deciderProblems('approve', approval.by, approval.force === true, plan.lifecycle.gates, status.startedBy ?? null);
+        }),
     },
   );
   setHandler(
     rejectUpdate,
-    (rejection) => {
+    (payload) => {
+      const rejection = trusted(parseRejection(payload));
       record('reject', { by: rejection.by, reason: rejection.reason }, `gate ${rejection.gate} rejected`);
       abortRequested = { by: rejection.by, reason: `rejected at gate ${rejection.gate}: ${rejection.reason}` };
     },
     {
-      validator: (rejection) => {
-        const problems = approvalProblems({ gate: rejection?.gate, by: rejection?.by }, status.gate?.name ?? null, null);
-        if (typeof rejection?.reason !== 'string' || rejection.reason.trim() === '') problems.push('say why (--reason)');
-        if (problems.length > 0) throw new Error(problems.join('; '));
-      },
+      validator: (payload) =>
+        admit('reject', parseRejection(payload), (rejection) => {
+          const problems = approvalProblems({ gate: rejection.gate, by: rejection.by }, status.gate?.name ?? null, null);
+          return problems.length > 0 ? problems : deciderProblems('reject', rejection.by, false, plan.lifecycle.gates, status.startedBy ?? null);
+        }),
     },
   );
   setHandler(
     abortUpdate,
-    async (request) => {
+    async (payload) => {
+      const request = trusted(parseAbortRequest(payload));
       record('abort', { by: request.by, reason: request.reason }, `abort requested in phase ${status.phase}`);
       abortRequested = request;
       // Answer once the flags are back where they are safe: the caller learns the outcome.
       await condition(() => status.phase === 'aborted' || status.phase === 'failed');
       return status.abort;
     },
-    {
-      validator: (request) => {
-        const problems: string[] = [];
-        if (typeof request?.by !== 'string' || request.by.trim() === '') problems.push('say who aborts (--by NAME)');
-        if (typeof request?.reason !== 'string' || request.reason.trim() === '') problems.push('say why (--reason TEXT)');
-        if (finished()) problems.push(`the migration is already ${status.phase}`);
-        else if (abortRequested) problems.push('an abort is already under way');
-        if (problems.length > 0) throw new Error(problems.join('; '));
-      },
-    },
+    { validator: (payload) => admit('abort', parseAbortRequest(payload)) },
   );
   setHandler(
     verifyUpdate,
-    async (request) => {
+    async (payload) => {
+      const request = trusted(parseVerifyRequest(payload));
       verifyRequest = request;
-      await condition(() => verifyRequest === null && !verifying);
-      return status.verification!;
+      // Taken up at a gate. Should the migration abort, or pass its last gate, first, the caller
+      // learns so rather than waiting for ever.
+      await condition(() => verifyRequest !== request || abortRequested !== null || !gateAhead());
+      if (verifyRequest === request) {
+        verifyRequest = null;
+        const why = abortRequested ? 'an abort came first' : 'the migration passed its last gate first';
+        throw ApplicationFailure.nonRetryable(`${why}; the verification did not run`, 'VerificationNotRun');
+      }
+      await condition(() => !verifying);
+      if (!status.verification) throw ApplicationFailure.nonRetryable('the verification was stopped by an abort', 'VerificationNotRun');
+      return status.verification;
     },
-    {
-      validator: (request) => {
-        const problems: string[] = [];
-        if (!status.execute) problems.push('a dry run copies nothing to verify');
-        else if (!status.phases.some((p) => p.name === 'backfill' && p.endedAt !== null)) problems.push('the backfill has not finished; verify after it');
-        if (finished()) problems.push(`the migration is ${status.phase}`);
-        if (verifying || verifyRequest) problems.push('a verification is already running');
-        const sample = request?.samplePercent;
-        if (sample !== undefined && (typeof sample !== 'number' || !(sample > 0 && sample <= 100))) problems.push('samplePercent must be a number above 0 and at most 100');
-        if (problems.length > 0) throw new Error(problems.join('; '));
-      },
-    },
+    { validator: (payload) => admit('verify', parseVerifyRequest(payload)) },
   );
-  setHandler(mismatchesUpdate, (request) => mismatchReport({ migrationId: workflowId, plan, showValues: request?.showValues === true, limit: request?.limit }), {
-    validator: (_request) => {
-      if (!status.execute) throw new Error('a dry run copies nothing to verify');
+  setHandler(
+    mismatchesUpdate,
+    (payload) => {
+      const request = trusted(parseMismatchesRequest(payload));
+      return mismatchReport({ migrationId: workflowId, plan, showValues: request.showValues === true, limit: request.limit });
     },
-  });
-  setHandler(shardProgressSignal, (progress) => {
+    { validator: (payload) => admit('mismatches', parseMismatchesRequest(payload)) },
+  );
+  setHandler(shardProgressSignal, (payload) => {
+    const parsed = parseShardProgress(payload);
+    if (!parsed.ok) return refuse('shardProgress', parsed.problems);
+    const progress = parsed.value;
     const shard = status.shards[progress.index];
     if (!shard) return;
     const newFailures = progress.rowsFailed - shard.rowsFailed;
@@ -342,6 +400,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     status.abort = { at: now(), by: request.by, reason: request.reason, phaseReached, flagsNote: rollback.note };
     await releaseTarget({ plan, migrationId: workflowId, state: 'aborted' });
     finish('aborted');
+    await audit.settle();
     await condition(allHandlersFinished);
     return status;
   };
@@ -363,6 +422,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const fail = async (error: ApplicationFailure): Promise<never> => {
     finish('failed');
     await releaseTarget({ plan, migrationId: workflowId, state: 'failed' }).catch(() => {});
+    await audit.settle();
     throw error;
   };
 
@@ -384,8 +444,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       finish('failed');
       throw error;
     }
+    audit.open();
   }
 
+  if (input.carried && status.execute) audit.open();
   // A continued run resumes where the last one stopped: steps with an ended record are done.
   const done = new Set(status.phases.filter((p) => p.endedAt !== null).map((p) => p.name));
   for (const step of steps) {
@@ -426,7 +488,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       if (failedShard) return fail(ApplicationFailure.nonRetryable(`shard ${failedShard.index} failed: ${failedShard.error}`, 'ShardFailed'));
     } else if (step === 'verify') {
       enter('verifying', step);
-      await verification(null, { by: 'ferry' });
+      await verification(null, { by: 'ferry' }, 'lifecycle');
       if (abortRequested) return abort(abortRequested);
     } else if (step.startsWith('gate:')) {
       const decision = await waitAtGate(step.slice('gate:'.length) as GateName);
@@ -448,8 +510,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     }
   }
   if (abortRequested) return abort(abortRequested);
+  releasing = true;
   await releaseTarget({ plan, migrationId: workflowId, state: 'completed' });
   finish('completed');
+  await audit.settle();
   await condition(allHandlersFinished);
   return status;
 
@@ -522,7 +586,10 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
    * compares again, up to the plan's pass limit. The last comparison decides whether the
    * migration is clean; a sampled check only ever marks it not clean.
    */
-  async function verification(samplePercent: number | null, note: OperatorNote): Promise<void> {
+  async function verification(samplePercent: number | null, note: OperatorNote, kind: VerificationKind): Promise<void> {
+    // Runs recorded, passes counted within a run, open mismatches carried: added while
+    // migrations may be verifying, so guarded.
+    if (patched('verification-runs')) return recordedVerification(samplePercent, note, kind);
     verifying = true;
     verifyRequest = null;
     const summary = status.verification ?? { clean: false, passes: 0, rowsChecked: 0, missing: 0, extra: 0, value: 0, repaired: 0, inFlight: 0, forcedBy: null };
@@ -561,6 +628,102 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     }
   }
 
+  /**
+   * A verification run: numbered and recorded in ferry.verification_runs, its passes counted
+   * from 1, its figures this run's own. Each pass also compares again what earlier passes left
+   * unresolved, so a sample neither forgets nor clears them. A sampled run only ever marks the
+   * migration not clean.
+   */
+  async function recordedVerification(samplePercent: number | null, note: OperatorNote, kind: VerificationKind): Promise<void> {
+    verifying = true;
+    verifyRequest = null;
+    const previous = status.verification;
+    const wasClean = previous?.clean ?? false;
+    const afterPass = previous ? (previous.lastPassId ?? previous.passes) : 0;
+    const by = note.by ?? null;
+    try {
+      const begun = await beginVerificationRun({
+        plan,
+        migrationId: workflowId,
+        // The same id may be used again by a later migration; its first run's id is its own.
+        requestId: `${workflowId}/${workflowInfo().firstExecutionRunId}@${afterPass + 1}`,
+        kind,
+        by,
+        samplePercent,
+        repair: true,
+        maxPasses: plan.verify.maxPasses,
+        afterPass,
+      });
+      const summary: VerificationSummary = {
+        clean: false,
+        passes: 0,
+        rowsChecked: 0,
+        missing: 0,
+        extra: 0,
+        value: 0,
+        repaired: 0,
+        inFlight: 0,
+        forcedBy: previous?.forcedBy ?? null,
+        run: begun.run,
+        samplePercent,
+        lastPassId: afterPass,
+        repairedTotal: previous?.repairedTotal ?? previous?.repaired ?? 0,
+      };
+      const label = (pass: number) => `${begun.run > 1 ? `run ${begun.run} ` : ''}pass ${pass}${samplePercent === null ? '' : ` (sample ${samplePercent}%)`}`;
+      let problem: string | null = null;
+      for (let pass = 1; pass <= plan.verify.maxPasses; pass += 1) {
+        const passId = begun.firstPass + pass - 1;
+        const outcome = await verifyAllShards(passId, samplePercent);
+        if (outcome === null) {
+          problem = 'the migration was aborted';
+          break;
+        }
+        summary.passes = pass;
+        summary.lastPassId = passId;
+        status.verification = summary;
+        if (outcome.problem) {
+          problem = outcome.problem;
+          summary.clean = false;
+          record('verify', note, `${label(pass)} could not finish: ${problem}`);
+          break;
+        }
+        const { totals } = outcome;
+        const carried = await recheckOpenMismatches({ migrationId: workflowId, plan, pass: passId });
+        Object.assign(summary, {
+          rowsChecked: totals.rowsChecked,
+          missing: totals.missing + carried.missing,
+          extra: totals.extra + carried.extra,
+          value: totals.value + carried.value,
+        });
+        summary.inFlight += totals.inFlight;
+        const found = summary.missing + summary.extra + summary.value;
+        const carriedCount = carried.missing + carried.extra + carried.value;
+        summary.clean = samplePercent === null ? found <= plan.verify.mismatchBudget : wasClean && found === 0;
+        record(
+          'verify',
+          note,
+          `${label(pass)}: ${totals.rowsChecked} rows checked, ${differenceCounts(summary)}, ${totals.inFlight} in flight` +
+            (carriedCount ? ` (${carriedCount} of them left unresolved by an earlier pass)` : ''),
+        );
+        if (found <= plan.verify.mismatchBudget || pass === plan.verify.maxPasses) break;
+        const repair = await repairMismatches({ migrationId: workflowId, plan, pass: passId });
+        summary.repaired += repair.repaired + repair.deleted;
+        summary.repairedTotal! += repair.repaired + repair.deleted;
+        record('verify', note, `${label(pass)} repaired: ${repair.repaired} rows written, ${repair.deleted} deleted, ${repair.unresolved} unresolved`);
+      }
+      if (!summary.clean && samplePercent !== null && summary.missing + summary.extra + summary.value === 0 && !problem) {
+        record('verify', note, `${label(summary.passes)}: ${uncleanReason(summary)}`);
+      }
+      await finishVerificationRun({
+        plan,
+        migrationId: workflowId,
+        outcome: { run: begun.run, passes: summary.passes, rowsChecked: summary.rowsChecked, missing: summary.missing, extra: summary.extra, value: summary.value, repaired: summary.repaired, clean: summary.clean, problem },
+      });
+    } finally {
+      verifying = false;
+    }
+  }
+
   /** One verification pass over every shard, `concurrency` at a time; null when aborted. */
   async function verifyAllShards(pass: number, samplePercent: number | null): Promise<{ totals: VerifyTotals; problem: string | null } | null> {
     let problem: string | null = null;
@@ -581,7 +744,33 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       }
     });
     await Promise.race([Promise.all(lanes), condition(() => abortRequested !== null)]);
-    return abortRequested ? null : { totals, problem };
+    if (abortRequested) return null;
+    // Every source row in scope accounted for, every target row owned: what no shard could see.
+    // Added while migrations may be verifying: guarded, so their histories still replay.
+    if (problem === null && patched('verify-coverage')) {
+      const checked = verifyCoverage({
+        migrationId: workflowId,
+        plan,
+        shards: status.shards.map((s) => ({ range: s.range, partitionValue: s.partitionValue })),
+        pass,
+        chunkSize: plan.verify.chunkSize,
+        inFlightDelayMs: plan.verify.inFlightDelaySeconds * 1000,
+        ...(samplePercent === null ? {} : { samplePercent }),
+      });
+      checked.catch(() => {}); // an abort may leave it behind
+      try {
+        const coverage = await Promise.race([checked, condition(() => abortRequested !== null).then(() => null)]);
+        if (coverage === null) return null;
+        totals.rowsChecked += coverage.unreachedRows;
+        totals.missing += coverage.mismatches.missing;
+        totals.extra += coverage.mismatches.extra;
+        totals.value += coverage.mismatches.value;
+        problem = coverage.problem;
+      } catch (error) {
+        problem = rootMessage(error);
+      }
+    }
+    return { totals, problem };
   }
 
   /**
@@ -603,7 +792,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
         waitingSince: now(),
         expiresAt: expirySeconds ? new Date(since + expirySeconds * 1000).toISOString() : null,
         reminders: 0,
-        approveCommand: `ferry approve ${workflowId} --gate ${name} --by <you> --note "<what you checked>"`,
+        approveCommand: `ferry approve ${workflowId} --gate ${name} --note "<what you checked>"`,
         figures: null,
       };
     }
@@ -627,7 +816,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       );
       if (verifyRequest && !gateDecision && !abortRequested) {
         const request: VerifyRequest = verifyRequest;
-        await verification(request.samplePercent ?? null, { by: request.by });
+        await verification(request.samplePercent ?? null, { by: request.by }, 'on-demand');
         continue;
       }
       if (decided) break;
@@ -656,6 +845,19 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   }
 }
 
+
+/** The input, checked; otherwise the run fails at once, before it touches anything, with the CLI's messages. */
+function checkedInput(input: unknown): MigrationInput {
+  const parsed = parseMigrationInput(input);
+  if (!parsed.ok) throw ApplicationFailure.nonRetryable(parsed.problems.join('\n'), 'InvalidInput', parsed.problems);
+  return { ...(input as MigrationInput), ...parsed.value };
+}
+
+/** The trusted value of a payload its validator has admitted. */
+function trusted<T>(parsed: Parsed<T>): T {
+  if (!parsed.ok) throw ApplicationFailure.nonRetryable(parsed.problems.join('; '), 'InvalidRequest');
+  return parsed.value;
+}
 
 export function shardWorkflowId(migrationId: string, index: number): string {
   return `${migrationId}/shard-${index}`;

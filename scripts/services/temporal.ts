@@ -27,6 +27,8 @@ export interface StartTemporalOptions {
   dynamicConfig?: Record<string, unknown>;
   /** Search attributes to register, name to type. */
   searchAttributes?: Record<string, string>;
+  /** Leave Ferry's own search attributes out, as a server Ferry did not start has them. (Default: false) */
+  withoutFerrySearchAttributes?: boolean;
 }
 
 const READY_TIMEOUT_MS = 60_000;
@@ -66,7 +68,7 @@ export async function startTemporal(options: StartTemporalOptions = {}): Promise
   for (const [key, value] of Object.entries(options.dynamicConfig ?? {})) {
     args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
   }
-  for (const [name, type] of Object.entries({ ...ferrySearchAttributes, ...options.searchAttributes })) {
+  for (const [name, type] of Object.entries({ ...(options.withoutFerrySearchAttributes ? {} : ferrySearchAttributes), ...options.searchAttributes })) {
     args.push('--search-attribute', `${name}=${type}`);
   }
 

@@ -62,7 +62,7 @@ describe('failed rows', () => {
     expect(waiting.rowsFailed).toBe(4);
     expect(waiting.rowsWritten).toBe(ROWS - 4);
     expect(waiting.recentFailures.map((f) => f.key).sort()).toEqual(BAD_KEYS.map(String).sort());
-    expect(waiting.recentFailures[0]).toEqual({ key: expect.any(String), code: '22P02', error: 'invalid input syntax for type integer: <value redacted>' });
+    expect(waiting.recentFailures[0]).toEqual({ key: expect.any(String), code: '22P02', error: 'invalid input syntax for type integer: "<redacted>"' });
     const { copied } = await sqlRow(url, `SELECT count(*)::int AS copied FROM orders_${table}`);
     expect(copied).toBe(ROWS - 4);
     const recorded = await sql(url, `SELECT key, error_code, error FROM ferry.failed_records WHERE migration_id = $1 ORDER BY key::int`, [handle.workflowId]);
@@ -72,7 +72,7 @@ describe('failed rows', () => {
     const listed = await ferry(['failures', handle.workflowId], worker.temporal);
     expect(listed.code).toBe(ExitCode.ok);
     expect(listed.stdout).toContain('4 rows failed, 4 unresolved');
-    expect(listed.stdout).toContain('key 1234: [22P02] invalid input syntax for type integer: <value redacted>');
+    expect(listed.stdout).toContain('key 1234: [22P02] invalid input syntax for type integer: "<redacted>"');
     expect(listed.stdout).not.toContain('secret');
 
     // Retrying before the fix changes nothing; after it, every row arrives and the run ends.
@@ -110,7 +110,7 @@ describe('failed rows', () => {
     const status = await handle.result();
     expect(status.phase).toBe('completed');
     expect(status.unresolvedFailures).toBe(4);
-    expect(status.events.at(-1)).toMatchObject({ kind: 'resume', by: 'erin' });
+    expect(status.events.at(-1)).toMatchObject({ kind: 'resume', by: expect.stringMatching(/^erin \(as /) });
   });
 
   it('records rows a transform module throws on, and copies the others', async () => {
@@ -131,7 +131,7 @@ describe('failed rows', () => {
     await eventually(async () => (await migrationReport(worker.client, handle.workflowId)).status?.paused ?? undefined, 60_000);
     const { status } = await migrationReport(worker.client, handle.workflowId);
     expect(status!.recentFailures.map((f) => f.key).sort()).toEqual(BAD_KEYS.map(String).sort());
-    expect(status!.recentFailures[0]!.error).toBe('quantity is not a whole number');
+    expect(status!.recentFailures[0]!.error).toBe('Error thrown by the transform (its message is withheld: it may carry row values)');
     const { n } = await sqlRow(targetUrl, `SELECT count(*)::int AS n FROM orders_${table}`);
     const kept = Array.from({ length: ROWS }, (_, i) => i + 1).filter((id) => id % 10 !== 0 && !BAD_KEYS.includes(id)).length;
     expect(n).toBe(kept);

@@ -11,6 +11,8 @@ import { createTestDatabase, sql } from '../support/harness';
 
 const ROWS = 60;
 const THROWS = 7;
+/** What is said of the row the transform throws on: its own message (which names the row) is withheld. */
+const CURSED = 'Error thrown by the transform (its message is withheld: it may carry row values)';
 
 /** Rows with the values that break naive copiers, and the types the transform reports seeing. */
 const sourceDdl = `
@@ -164,11 +166,11 @@ describe('copyRangeThroughModule', () => {
     const expectedWritten = ROWS - skipped - 1;
 
     // Two adjacent ranges, as two batches would copy them.
-    const first = await copyRangeThroughModule(sourcePool, targetPool, spec, { after: null, upTo: '30' }, transform);
-    const second = await copyRangeThroughModule(sourcePool, targetPool, spec, { after: '30', upTo: null }, transform);
+    const first = await copyRangeThroughModule(sourcePool, targetPool, spec, { after: null, upTo: '30' }, transform, dir);
+    const second = await copyRangeThroughModule(sourcePool, targetPool, spec, { after: '30', upTo: null }, transform, dir);
     expect(first.read + second.read).toBe(ROWS);
     expect(first.written + second.written).toBe(expectedWritten);
-    expect(first.failed).toEqual([{ key: String(THROWS), error: `row ${THROWS} is cursed` }]);
+    expect(first.failed).toEqual([{ key: String(THROWS), error: CURSED }]);
     expect(second.failed).toEqual([]);
 
     const expected = await sql(sourceUrl, expectedSql);
@@ -181,15 +183,15 @@ describe('copyRangeThroughModule', () => {
     expect(actual.some((r) => r.avatar === '\\x')).toBe(true);
     expect(actual.find((r) => r.id === '3')?.created_at).toMatch(/\.999996\+00$/);
 
-    const again = await copyRangeThroughModule(sourcePool, targetPool, spec, { after: null, upTo: null }, transform);
-    expect(again).toEqual({ read: ROWS, written: 0, failed: [{ key: String(THROWS), error: `row ${THROWS} is cursed` }] });
+    const again = await copyRangeThroughModule(sourcePool, targetPool, spec, { after: null, upTo: null }, transform, dir);
+    expect(again).toEqual({ read: ROWS, written: 0, failed: [{ key: String(THROWS), error: CURSED }] });
     expect(await sql(targetUrl, actualSql(table))).toEqual(expected);
   });
 
   it('reads only rows inside the extra filter', async () => {
     const transform = path.join(dir, 'transform.ts');
     const result = await copyRangeThroughModule(
-      sourcePool, targetPool, specFor('people_where', 's.note IS NULL'), { after: '10', upTo: '50' }, transform,
+      sourcePool, targetPool, specFor('people_where', 's.note IS NULL'), { after: '10', upTo: '50' }, transform, dir,
     );
     // Keys 14, 21, 28, 35, 42, 49 have a NULL note; 35 is a fifth row and is skipped.
     expect(result).toEqual({ read: 6, written: 5, failed: [] });
@@ -203,7 +205,7 @@ describe('copyRangeThroughModule', () => {
         { id: row.id, created_at: row.created_at, visits: row.id === '4' ? 'lots' : row.visits },
       ];`);
     const transform = file;
-    const result = await copyRangeThroughModule(sourcePool, targetPool, specFor('people_refused'), { after: null, upTo: '6' }, transform);
+    const result = await copyRangeThroughModule(sourcePool, targetPool, specFor('people_refused'), { after: null, upTo: '6' }, transform, dir);
     expect(result.read).toBe(6);
     expect(result.written).toBe(5);
     expect(result.failed).toEqual([{ key: '4', error: 'the target refused a value of column visits: invalid input syntax for type integer: "lots"' }]);
@@ -214,7 +216,7 @@ describe('copyRangeThroughModule', () => {
     const bad = path.join(dir, 'extra-key.ts');
     writeFileSync(bad, `export default (row: { id: string }) => (row.id === '2' ? { id: row.id, colour: 'red' } : null);`);
     const transform = bad;
-    const result = await copyRangeThroughModule(sourcePool, targetPool, specFor('people_where'), { after: null, upTo: '3' }, transform);
+    const result = await copyRangeThroughModule(sourcePool, targetPool, specFor('people_where'), { after: null, upTo: '3' }, transform, dir);
     expect(result.read).toBe(3);
     expect(result.written).toBe(0);
     expect(result.failed).toEqual([{ key: '2', error: expect.stringContaining('"colour"') }]);
@@ -233,7 +235,7 @@ describe('copyRangeThroughModule', () => {
   it('fails a batch whose transform module does not load, for good, and says why', async () => {
     const broken = path.join(dir, 'broken.ts');
     writeFileSync(broken, 'export default (row => ;');
-    await expect(copyRangeThroughModule(sourcePool, targetPool, specFor('people_where'), { after: null, upTo: '3' }, broken)).rejects.toMatchObject({
+    await expect(copyRangeThroughModule(sourcePool, targetPool, specFor('people_where'), { after: null, upTo: '3' }, broken, dir)).rejects.toMatchObject({
       type: 'TransformModuleInvalid',
       nonRetryable: true,
       message: expect.stringContaining('failed to load'),
@@ -243,10 +245,10 @@ describe('copyRangeThroughModule', () => {
   it('fails a batch whose transform ends its thread, and the next batch gets a new thread', async () => {
     const exits = path.join(dir, 'exits.ts');
     writeFileSync(exits, `export default () => process.exit(3);`);
-    await expect(copyRangeThroughModule(sourcePool, targetPool, specFor('people_where'), { after: null, upTo: '3' }, exits)).rejects.toThrow(
+    await expect(copyRangeThroughModule(sourcePool, targetPool, specFor('people_where'), { after: null, upTo: '3' }, exits, dir)).rejects.toThrow(
       /transform thread exited \(code 3\)/,
     );
-    const result = await copyRangeThroughModule(sourcePool, targetPool, specFor('people_where', 's.id = 1'), { after: null, upTo: '3' }, path.join(dir, 'transform.ts'));
+    const result = await copyRangeThroughModule(sourcePool, targetPool, specFor('people_where', 's.id = 1'), { after: null, upTo: '3' }, path.join(dir, 'transform.ts'), dir);
     expect(result.read).toBe(1);
   });
 });

@@ -118,9 +118,9 @@ describe('operator truth', () => {
       const result = await ferry(['status', handle.workflowId], worker.temporal);
       return result.stdout.includes('PAUSED for') ? result.stdout : undefined;
     }, 30_000, 'the pause');
-    expect(paused).toMatch(/phase {5}backfilling \(PAUSED for \S+ by tester: checking replica/);
+    expect(paused).toMatch(/phase {5}backfilling \(PAUSED for \S+ by tester(?: \(as \S+\))?: checking replica/);
     expect(paused).not.toContain('ETA');
-    expect(paused).toMatch(/pause by tester: checking replica\n/);
+    expect(paused).toMatch(/pause by tester(?: \(as \S+\))?: checking replica\n/);
     expect(paused).not.toContain('checking replica (checking replica)');
     const resumed = await ferry(['resume', handle.workflowId, '--by', 'tester'], worker.temporal);
     expect(resumed.code).toBe(ExitCode.ok);

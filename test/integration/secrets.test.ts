@@ -5,6 +5,7 @@ import { startMigration } from '../../cli/migrations';
 import { validatePlan } from '../../lib/plan';
 import { ferry } from '../support/cli';
 import { connectClient, createTestDatabase, eventually, sql, type TestWorker } from '../support/harness';
+import { historiesText } from '../support/history-text';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process';
 import { migrationReport } from '../../cli/migrations';
 
@@ -62,12 +63,7 @@ describe('secrets and data', () => {
     expect(status.rowsFailed).toBe(1);
 
     const texts: string[] = [JSON.stringify(status), worker.output()];
-    for (const run of [dryRun.migrationId, id]) {
-      for await (const execution of client.client.workflow.list({ query: `WorkflowId STARTS_WITH '${run}'` })) {
-        const history = await client.client.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
-        texts.push(JSON.stringify(history, (_, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : v)));
-      }
-    }
+    for (const run of [dryRun.migrationId, id]) texts.push(await historiesText(client.client, run));
     for (const args of [['status', id, '--json'], ['failures', id], ['report', id], ['report', id, '--format', 'json']]) {
       const result = await ferry(args, client.temporal);
       texts.push(result.stdout, result.stderr);

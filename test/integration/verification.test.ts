@@ -68,6 +68,13 @@ describe('verification in the lifecycle', () => {
     expect(passes[1]).toBe('pass 1 repaired: 5 rows written, 3 deleted, 0 unresolved');
     expect(passes[2]).toBe(`pass 2: ${ROWS} rows checked, 0 missing, 0 extra, 0 differing, 0 in flight`);
     expect(await equalsSource(`orders_${table}`)).toBe(true);
+
+    // After the repair, and after the migration completed, the values are shown as they were found.
+    const shown = await ferry(['mismatches', status.migrationId, '--show-values'], worker.temporal);
+    expect(shown.code).toBe(ExitCode.ok);
+    expect(shown.stdout).toContain('pass 1: 0 missing, 3 extra, 5 differing; unresolved 0 missing, 0 extra, 0 differing');
+    expect(shown.stdout).toContain('key 10: value (customer), resolved; values as found');
+    expect(shown.stdout).toContain('customer: source customer 10 | target someone else');
   });
 
   it('holds the cutover gate while verification is not clean, unless forced, and shows what differs', async () => {
@@ -103,14 +110,28 @@ describe('verification in the lifecycle', () => {
       UPDATE orders_${table} SET placed_at = '2025-03-01 10:30:00.123456+00' WHERE id = 30;
       UPDATE orders_${table} SET details = '{"items": 0, "note": "n40"}' WHERE id = 40;
       UPDATE orders_${table} SET details = '{"items": 0, "note": "n50"}' WHERE id = 50;`);
+    // A sample says it is one, and keeps what earlier passes left unresolved outside it.
     const sampled = await ferry(['verify', id, '--sample', '50'], worker.temporal);
-    expect(sampled.stdout).toContain('verification NOT clean');
+    expect(sampled.stdout).toMatch(/verification NOT clean after 1 pass \(run 2, a sample of 50% of keys\): [\d,]+ rows checked, 0 missing, 3 extra, 0 differing/);
+    const sampledRecord = await ferry(['status', id], worker.temporal);
+    expect(sampledRecord.stdout).toMatch(/verify {4}NOT clean after 1 pass \(run 2, a sample of 50% of keys\): [\d,]+ rows checked, 0 missing, 3 extra, 0 differing/);
+    const stillRefused = await ferry(['approve', id, '--gate', 'cutover-reads', '--by', 'alice'], worker.temporal);
+    expect(stillRefused.stderr).toContain('verification is not clean (0 missing, 3 extra, 0 differing in a sample of 50% of keys)');
+    const open = await ferry(['mismatches', id], worker.temporal);
+    expect(open.stdout).toContain('run 2, pass 1: 0 missing, 3 extra, 0 differing; unresolved 0 missing, 3 extra, 0 differing');
     const again = await ferry(['verify', id, '--by', 'bob'], worker.temporal);
-    expect(again.stdout).toMatch(/verification NOT clean after \d passes: 4,000 rows checked, 0 missing, 3 extra, 0 differing/);
+    expect(again.stdout).toContain('verification NOT clean after 1 pass (run 3): 4,000 rows checked, 0 missing, 3 extra, 0 differing');
     await sql(targetUrl, `DELETE FROM orders_${table} WHERE id > ${ROWS}`);
     const clean = await ferry(['verify', id, '--by', 'bob'], worker.temporal);
     expect(clean.code).toBe(ExitCode.ok);
-    expect(clean.stdout).toContain('verification clean');
+    expect(clean.stdout).toContain('verification clean after 1 pass (run 4): 4,000 rows checked, 0 missing, 0 extra, 0 differing');
+    const runs = await sql(targetUrl, `SELECT run, kind, requested_by, sample_percent::float8 AS sample, passes, extra, clean FROM ferry.verification_runs WHERE migration_id = $1 ORDER BY run`, [id]);
+    expect(runs).toMatchObject([
+      { run: 1, kind: 'lifecycle', requested_by: 'ferry', sample: null, passes: 1, extra: '3', clean: false },
+      { run: 2, kind: 'on-demand', sample: 50, passes: 1, extra: '3', clean: false },
+      { run: 3, kind: 'on-demand', requested_by: 'bob', sample: null, passes: 1, extra: '3', clean: false },
+      { run: 4, kind: 'on-demand', requested_by: 'bob', sample: null, passes: 1, extra: '0', clean: true },
+    ]);
     expect((await ferry(['approve', id, '--gate', 'cutover-reads', '--by', 'alice'], worker.temporal)).code).toBe(ExitCode.ok);
     await ferry(['abort', id, '--reason', 'test done'], worker.temporal);
     await handle.result();
@@ -129,10 +150,10 @@ describe('verification in the lifecycle', () => {
     expect(forced.stdout).toContain('forced past unclean verification; recorded');
     await eventually(async () => ((await migrationReport(worker.client, id)).status?.gate?.name === 'stop-old-writes' ? true : undefined), 60_000, 'the next gate');
     const { status } = await migrationReport(worker.client, id);
-    expect(status!.verification!.forcedBy).toBe('carol');
+    expect(status!.verification!.forcedBy).toMatch(/^carol \(as \S+\)$/);
     expect(status!.events.find((e) => e.kind === 'approve')!.detail).toBe('gate cutover-reads approved with --force, past unclean verification (known ghosts)');
     const report = await ferry(['report', id], worker.temporal);
-    expect(report.stdout).toContain('A gate was approved past it with --force by carol.');
+    expect(report.stdout).toMatch(/A gate was approved past it with --force by carol \(as \S+\)\./);
     await ferry(['abort', id, '--reason', 'test done'], worker.temporal);
     await handle.result();
   });

@@ -1,15 +1,18 @@
 /**
  * Starts the real servers every integration test uses: one throwaway PostgreSQL (or the one in
- * DATABASE_URL) and one Temporal dev server, and bundles the workflows once for all workers.
+ * DATABASE_URL) and one Temporal dev server, and builds dist/ when a source changed (the CLI
+ * and the workflow bundle that every test worker runs come from there).
  */
-import { bundleWorkflowCode } from '@temporalio/worker';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startPostgres } from '../../scripts/services/postgres';
 import { startTemporal } from '../../scripts/services/temporal';
-import { workflowsPath } from '../../workers/worker';
+import { build, buildIsCurrent } from '../../scripts/build';
+
+/** dist/workflow-bundle.js, which `npm run build` writes. */
+const prebuiltWorkflowBundlePath = path.join(__dirname, '..', '..', 'dist', 'workflow-bundle.js');
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -23,14 +26,16 @@ declare module 'vitest' {
 export const TEST_CONTINUE_AS_NEW_EVENTS = 40;
 
 export default async function setup(project: TestProject) {
-  const [postgres, temporal, bundle] = await Promise.all([
+  // Tests run the `ferry` command as it is installed, from dist/: rebuilt when a source changed.
+  const [postgres, temporal] = await Promise.all([
     startPostgres(),
     startTemporal({ dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': TEST_CONTINUE_AS_NEW_EVENTS } }),
-    bundleWorkflowCode({ workflowsPath, logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error } }),
+    buildIsCurrent() ? Promise.resolve() : build(),
   ]);
+  // Workers in the test process run the same workflow bundle as the built CLI's workers.
   const bundleDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-bundle-'));
   const bundlePath = path.join(bundleDir, 'workflows.js');
-  writeFileSync(bundlePath, bundle.code);
+  copyFileSync(prebuiltWorkflowBundlePath, bundlePath);
 
   project.provide('postgresUrl', postgres.url());
   project.provide('temporalAddress', temporal.address);

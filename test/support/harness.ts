@@ -8,6 +8,7 @@ import type { ConnectionEnv } from '../../activities/connections';
 import { temporalSettings, type TemporalSettings } from '../../lib/settings';
 import { createDatabaseOn } from '../../scripts/services/postgres';
 import { freePort } from '../../scripts/services/ports';
+import { ferryDataConverter } from '../../workers/payload-codec';
 import { createFerryWorker } from '../../workers/worker';
 
 let runtimeInstalled = false;
@@ -58,13 +59,15 @@ export interface TestWorker {
 export interface StartWorkerOptions {
   /** Serve the worker's metrics on a free loopback port. (Default: false) */
   metrics?: boolean;
+  /** The worker's transform directory; null for none. (Default: FERRY_TRANSFORM_DIR, which the test config sets) */
+  transformDir?: string | null;
 }
 
 /** A client, and a task queue of its own for workers the test starts itself. */
 export async function connectClient(): Promise<TestWorker> {
   const temporal = temporalSettings({}, { address: inject('temporalAddress'), taskQueue: uniqueName('test') });
   const connection = await Connection.connect({ address: temporal.address });
-  return { temporal, client: new Client({ connection, namespace: temporal.namespace }), stop: () => connection.close() };
+  return { temporal, client: new Client({ connection, namespace: temporal.namespace, dataConverter: ferryDataConverter() }), stop: () => connection.close() };
 }
 
 /** A real Ferry worker on a task queue of its own, and a client for it. */
@@ -76,13 +79,14 @@ export async function startWorker(env: ConnectionEnv, options: StartWorkerOption
     env,
     workflowBundle: { codePath: inject('workflowBundlePath') },
     shutdownGraceSeconds: 1,
+    ...(options.transformDir !== undefined ? { transformDir: options.transformDir } : {}),
     ...(options.metrics ? { metricsPort: await freePort(), metricsHost: '127.0.0.1', log: () => {} } : {}),
   });
   const running = worker.run();
   const connection = await Connection.connect({ address: temporal.address });
   return {
     temporal,
-    client: new Client({ connection, namespace: temporal.namespace }),
+    client: new Client({ connection, namespace: temporal.namespace, dataConverter: ferryDataConverter() }),
     ...(worker.metricsUrl ? { metricsUrl: worker.metricsUrl } : {}),
     async stop() {
       worker.shutdown();

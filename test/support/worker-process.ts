@@ -13,8 +13,9 @@ export interface WorkerProcess {
   stop(): Promise<void>;
 }
 
-export async function startWorkerProcess(temporal: TemporalSettings, env: Record<string, string>): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, [ferryBin, 'worker'], {
+/** `args` go after `ferry worker` (e.g. TLS flags). */
+export async function startWorkerProcess(temporal: TemporalSettings, env: Record<string, string>, args: string[] = []): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, [ferryBin, 'worker', ...args], {
     env: { ...process.env, ...env, TEMPORAL_ADDRESS: temporal.address, FERRY_TASK_QUEUE: temporal.taskQueue },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -25,7 +26,7 @@ export async function startWorkerProcess(temporal: TemporalSettings, env: Record
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   // The worker logs its state once it polls the task queue.
   const deadline = Date.now() + 90_000;
-  while (!/state: 'RUNNING'|Worker state changed.*RUNNING/s.test(output)) {
+  while (!/state: 'RUNNING'|Worker state changed.*RUNNING|"state":"RUNNING"/s.test(output)) {
     if (child.exitCode !== null) throw new Error(`worker exited with ${child.exitCode}:\n${output}`);
     if (Date.now() > deadline) throw new Error(`worker did not start:\n${output}`);
     await new Promise((resolve) => setTimeout(resolve, 100));

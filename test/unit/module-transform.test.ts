@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -120,7 +120,7 @@ describe('loadTransform', () => {
       write('f.mts', 'const step: number = await Promise.resolve(1);\nexport default (row: { n: number }) => ({ n: row.n + step });'),
     ];
     for (const file of files) {
-      const transform = await loadTransform(file);
+      const transform = await loadTransform(file, dir);
       expect(await transform({ n: 1 })).toEqual({ n: 2 });
     }
   });
@@ -128,31 +128,84 @@ describe('loadTransform', () => {
   it('loads a .js module of a "type": "module" package', async () => {
     mkdirSync(path.join(dir, 'esm'));
     write('esm/package.json', '{ "type": "module" }');
-    const transform = await loadTransform(write('esm/g.js', 'export default (row) => ({ n: row.n + 1 });'));
+    const transform = await loadTransform(write('esm/g.js', 'export default (row) => ({ n: row.n + 1 });'), dir);
     expect(await transform({ n: 1 })).toEqual({ n: 2 });
   });
 
   it('resolves a relative path against the working directory and caches per path', async () => {
     const file = write('rel.ts', 'export default () => null;');
     const relative = path.relative(process.cwd(), file);
-    const first = await loadTransform(relative);
-    expect(await loadTransform(file)).toBe(first);
+    const first = await loadTransform(relative, dir);
+    expect(await loadTransform(file, dir)).toBe(first);
   });
 
   it('fails without retries for a missing file or a module without a function', async () => {
     const missing = path.join(dir, 'nope.ts');
-    await expect(loadTransform(missing)).rejects.toMatchObject({
+    await expect(loadTransform(missing, dir)).rejects.toMatchObject({
       nonRetryable: true,
       type: 'TransformModuleNotFound',
       message: expect.stringContaining(`${missing} does not exist`),
     });
     const noFunction = write('nofn.ts', 'export const columns = ["a"];');
-    await expect(loadTransform(noFunction)).rejects.toMatchObject({
+    await expect(loadTransform(noFunction, dir)).rejects.toMatchObject({
       nonRetryable: true,
       type: 'TransformModuleInvalid',
       message: expect.stringContaining('its exports are: columns'),
     });
     const broken = write('broken.ts', 'export default (row => ;');
-    await expect(loadTransform(broken)).rejects.toMatchObject({ nonRetryable: true, type: 'TransformModuleInvalid' });
+    await expect(loadTransform(broken, dir)).rejects.toMatchObject({ nonRetryable: true, type: 'TransformModuleInvalid' });
+  });
+
+  it('loads only from the directory the worker is given, after following links', async () => {
+    const outside = mkdtempSync(path.join(os.tmpdir(), 'ferry-transform-outside-'));
+    try {
+      const foreign = path.join(outside, 'foreign.ts');
+      writeFileSync(foreign, 'export default () => null;');
+      await expect(loadTransform(foreign, dir)).rejects.toMatchObject({
+        nonRetryable: true,
+        type: 'TransformModuleRefused',
+        message: expect.stringContaining(`not inside the worker's transform directory`),
+      });
+      // A link inside the directory that points outside is refused as well.
+      const link = path.join(dir, 'link.ts');
+      symlinkSync(foreign, link);
+      await expect(loadTransform(link, dir)).rejects.toMatchObject({ type: 'TransformModuleRefused' });
+      // So is a path that climbs out with '..'.
+      await expect(loadTransform(path.join(dir, '..', path.basename(outside), 'foreign.ts'), dir)).rejects.toMatchObject({ type: 'TransformModuleRefused' });
+      // A link that stays inside is fine.
+      const inner = write('inner.ts', 'export default () => null;');
+      symlinkSync(inner, path.join(dir, 'inner-link.ts'));
+      expect(await (await loadTransform(path.join(dir, 'inner-link.ts'), dir))({})).toBeNull();
+      // A worker without a directory loads nothing, and says how to allow it.
+      await expect(loadTransform(inner, null)).rejects.toMatchObject({
+        type: 'TransformModuleRefused',
+        message: expect.stringContaining('--transform-dir DIR (or FERRY_TRANSFORM_DIR=DIR)'),
+      });
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('never quotes the file when a module fails to load', async () => {
+    const secret = 'sk_live_9f8e7d6c5b4a';
+    const cases = [
+      write('secret.txt', `${secret}\n`),
+      write('secret.ts', `${secret}\n`),
+      write('secret.env', `API_KEY=${secret}\n`),
+      write('secret.json', `{"key": "${secret}"`),
+      write('secret-syntax.ts', `export default (row => "${secret}" ;`),
+    ];
+    for (const file of cases) {
+      const failure = await loadTransform(file, dir).then(
+        () => null,
+        (error: unknown) => error as Error & { type?: string; cause?: unknown },
+      );
+      expect(failure, file).not.toBeNull();
+      expect(failure!.type).toMatch(/^TransformModule/);
+      expect(failure!.message).not.toContain(secret);
+      expect(failure!.message).not.toContain('sk_live');
+      expect(String(failure!.stack)).not.toContain(secret);
+      expect(failure!.cause).toBeUndefined();
+    }
   });
 });

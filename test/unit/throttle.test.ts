@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isRowError, nextBatchSize, rateDelayMs, redactErrorMessage } from '../../activities/pacing';
+import { isRowError, nextBatchSize, rateDelayMs } from '../../activities/pacing';
+import { redactMessage } from '../../lib/errors';
 import { applyThrottleChange, shardRate, throttleChangeProblems, type Throttle } from '../../lib/throttle';
 
 const throttle: Throttle = { rowsPerSecond: 1000, batchSize: 500, concurrency: 2 };
@@ -71,11 +72,11 @@ describe('pacing', () => {
   });
 
   it('keeps row values out of error messages', () => {
-    expect(redactErrorMessage('invalid input syntax for type integer: "4 apples"')).toBe(
-      'invalid input syntax for type integer: <value redacted>',
+    expect(redactMessage('invalid input syntax for type integer: "4 apples"')).toBe(
+      'invalid input syntax for type integer: "<redacted>"',
     );
-    expect(redactErrorMessage(`value 'secret' is too long`)).toBe('value <value redacted> is too long');
-    expect(redactErrorMessage('null value in column "name" of relation "t" violates not-null constraint')).toBe(
+    expect(redactMessage(`value 'secret' is too long`)).toBe("value '<redacted>' is too long");
+    expect(redactMessage('null value in column "name" of relation "t" violates not-null constraint')).toBe(
       'null value in column "name" of relation "t" violates not-null constraint',
     );
   });

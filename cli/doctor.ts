@@ -1,0 +1,16 @@
+/** `ferry doctor`: the checks run on a worker of the task queue, and their answer. */
+import type { Client } from '@temporalio/client';
+import type { DoctorReport } from '../lib/doctor';
+import type { Plan } from '../lib/plan';
+import type { TemporalSettings } from '../lib/settings';
+import type { doctorWorkflow } from '../workflows/doctor';
+
+export async function runDoctor(client: Client, temporal: TemporalSettings, plan: Plan): Promise<DoctorReport> {
+  return client.workflow.execute<typeof doctorWorkflow>('doctorWorkflow', {
+    taskQueue: temporal.taskQueue,
+    workflowId: `ferry/${plan.name}/doctor-${new Date().toISOString()}`,
+    args: [{ plan }],
+    // A doctor nobody answers should not linger: it is asked again, not resumed.
+    workflowExecutionTimeout: '10 minutes',
+  });
+}

@@ -1,0 +1,55 @@
+/**
+ * Whether a migration can serve an operator's request now: one rule for every update, so that a
+ * request is either taken and served, or refused at once with the reason; never taken and left
+ * waiting. Pure: the workflow's validators call it, tests call it directly.
+ */
+import type { Phase } from './status';
+
+export type RequestKind = 'abort' | 'verify' | 'approve' | 'reject' | 'throttle' | 'retryFailures' | 'mismatches';
+
+/** What the rule looks at, as the workflow knows it. */
+export interface ServingState {
+  phase: Phase;
+  /** A dry run only inspects. */
+  execute: boolean;
+  /** Past its last step: the migration records its end and releases its target. */
+  releasing: boolean;
+  /** An abort (or a rejection, or a gate's expiry) was taken and is being served. */
+  abortRequested: boolean;
+  /** The backfill has ended: there is something to verify. */
+  backfillDone: boolean;
+  /** A verification runs, or one was asked for and waits for its turn. */
+  verificationBusy: boolean;
+  /** The gate waiting for a person, if any. */
+  gateWaiting: string | null;
+  /** A gate waits now or lies ahead: on-demand verifications run at gates. */
+  gateAhead: boolean;
+}
+
+const ended: Phase[] = ['completed', 'failed', 'dry-run', 'aborted'];
+
+/** The reason `kind` cannot be served now, or null when it can. */
+export function refusalOf(kind: RequestKind, state: ServingState): string | null {
+  if (ended.includes(state.phase)) return `the migration is ${state.phase}; it takes no more requests`;
+  if (state.phase === 'aborting' || state.abortRequested) return 'an abort is under way; it takes no more requests';
+  if (state.releasing) return 'the migration is past its last step and is recording its end; it takes no more requests';
+  if (!state.execute) {
+    if (kind === 'abort') return 'a dry run writes nothing and ends by itself once it has inspected the tables';
+    return 'a dry run copies nothing; it takes no requests';
+  }
+  switch (kind) {
+    case 'abort':
+    case 'throttle':
+    case 'retryFailures':
+    case 'mismatches':
+      return null;
+    case 'approve':
+    case 'reject':
+      return state.gateWaiting === null ? 'no gate is waiting for a decision now' : null;
+    case 'verify':
+      if (!state.backfillDone) return 'the backfill has not finished; verify after it';
+      if (state.verificationBusy) return 'a verification is already running';
+      if (!state.gateAhead) return 'no gate is left to verify at: the migration is in its last steps (ferry report shows the last verification)';
+      return null;
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * Any payload, sent straight through Temporal's client as anyone could: every signal and update
+ * of the migration and shard workflows, with no payload, null, a number, a string, a list, wrong
+ * types and extra fields. Updates are refused with a reason, bad signals are recorded and
+ * ignored, and the migration still answers status, pause and abort with its state unchanged.
+ * A plan that never went through the CLI is checked by the workflow itself.
+ */
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrationReport, startMigration } from '../../cli/migrations';
+import { validatePlan, type PlanInput } from '../../lib/plan';
+import type { MigrationStatus } from '../../lib/status';
+import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
+
+const ROWS = 2000;
+
+/** Each bad way of sending a message: its arguments. */
+const badPayloads: [string, unknown[]][] = [
+  ['no payload', []],
+  ['null', [null]],
+  ['a number', [42]],
+  ['a string', ['please']],
+  ['a list', [[1, 2]]],
+  ['wrong types', [{ by: 7, reason: false, gate: 3, note: [], force: 'yes', rowsPerSecond: 'fast', samplePercent: 'all', showValues: 'no', limit: -1, index: 'x' }]],
+  ['extra fields', [{ by: 'mallory', reason: 'because', gate: 'cutover-reads', colour: 'vermilion' }]],
+];
+const updates = ['setThrottle', 'approve', 'reject', 'abort', 'verify', 'retryFailures', 'mismatches'];
+/** A missing or null note is a plain pause or resume (the Web UI sends none); the others are bad. */
+const notePayloads = badPayloads.filter(([way]) => way !== 'no payload' && way !== 'null');
+
+/** Bounds a call: a message must be answered, never left hanging. */
+function within<T>(promise: Promise<T>, ms = 20_000): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** The update's refusal message; fails the test if it was taken, or not answered. */
+async function refusal(handle: WorkflowHandle, update: string, args: unknown[]): Promise<string> {
+  const error = await within(handle.executeUpdate(update, { args: args as [unknown] })).then(
+    () => new Error(`update ${update} was taken`),
+    (error: unknown) => error,
+  );
+  expect(error, `${update} ${JSON.stringify(args)}`).toBeInstanceOf(WorkflowUpdateFailedError);
+  return (error as WorkflowUpdateFailedError).cause?.message ?? '';
+}
+
+/** Status without what a refusal adds, or time moves. */
+const stable = (status: MigrationStatus) => ({ ...status, eventsAudited: undefined, events: status.events.filter((e) => e.kind !== 'refused'), gate: status.gate && { ...status.gate, figures: null } });
+
+describe('messages with any payload', () => {
+  let url: string;
+  let worker: TestWorker;
+  let table = 0;
+
+  beforeAll(async () => {
+    url = await createTestDatabase('messages');
+    await sql(url, `
+      CREATE TABLE items (id int PRIMARY KEY, label text NOT NULL);
+      INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, ${ROWS}) i;`);
+    worker = await startWorker({ DB: url });
+  });
+  afterAll(async () => {
+    await worker?.stop();
+  });
+
+  async function planFor(extra: Partial<PlanInput> = {}) {
+    table += 1;
+    await sql(url, `CREATE TABLE items_${table} (id int PRIMARY KEY, label text NOT NULL)`);
+    return validatePlan({
+      name: `messages-${table}`,
+      source: { connection: 'DB', table: 'items', key: 'id' },
+      target: { connection: 'DB', table: `items_${table}` },
+      transform: { sql: { id: 'id', label: 'label' } },
+      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2 },
+      ...extra,
+    });
+  }
+  const statusOf = async (id: string) => (await migrationReport(worker.client, id)).status!;
+
+  it('a migration at a gate refuses every bad update, records every bad signal, and still answers status, pause and abort', async () => {
+    const plan = await planFor();
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const id = handle.workflowId;
+    await eventually(async () => ((await statusOf(id)).gate?.name === 'cutover-reads' ? true : undefined), 60_000, 'the gate');
+    const before = await statusOf(id);
+    const flagsBefore = await sqlRow(url, 'SELECT * FROM ferry.flags WHERE migration = $1', [plan.name]);
+
+    for (const update of updates) {
+      for (const [way, args] of badPayloads) {
+        const message = await refusal(handle, update, args);
+        expect(message, `${update} with ${way}`).toMatch(/payload must be|is required|is not a (known field|throttle setting)|must be/);
+        expect(message).not.toContain('vermilion');
+      }
+    }
+    let signals = 0;
+    for (const [signal, payloads] of [['pause', notePayloads], ['resume', notePayloads], ['shardProgress', badPayloads]] as const) {
+      for (const [, args] of payloads) {
+        await handle.signal(signal, ...(args as []));
+        signals += 1;
+      }
+    }
+
+    // Signals are taken in order: once a later pause shows, every bad one has been read.
+    await handle.signal('pause', { by: 'probe' });
+    const after = await eventually(async () => {
+      const status = await statusOf(id);
+      return status.paused ? status : undefined;
+    }, 20_000, 'the pause after the bad signals');
+    const refused = after.events.filter((e) => e.kind === 'refused');
+    expect(refused).toHaveLength(signals);
+    expect(refused.map((e) => e.detail)).toContain('signal pause ignored: the payload must be an object { by?, reason? }, not a number');
+    expect(refused.map((e) => e.detail)).toContain('signal shardProgress ignored: the payload must be an object { index, cursor, rowsRead, ... }, not nothing');
+    expect(JSON.stringify(refused)).not.toContain('vermilion');
+    expect(stable({ ...after, paused: null, events: after.events.filter((e) => e.kind !== 'pause') })).toEqual(stable(before));
+    expect(await sqlRow(url, 'SELECT * FROM ferry.flags WHERE migration = $1', [plan.name])).toEqual(flagsBefore);
+
+    // A pause or resume with no payload at all, as the Web UI sends it, is a plain one.
+    await handle.signal('resume');
+    await eventually(async () => ((await statusOf(id)).paused === null ? true : undefined), 20_000, 'the resume');
+    await handle.signal('pause', null);
+    const paused = await eventually(async () => (await statusOf(id)).paused ?? undefined, 20_000, 'the plain pause');
+    expect(paused).toMatchObject({ by: null, reason: 'paused by an operator' });
+
+    const aborted = await within(handle.executeUpdate('abort', { args: [{ by: 'tester', reason: 'done' }] }), 60_000);
+    expect(aborted).toMatchObject({ by: 'tester', reason: 'done', phaseReached: 'awaiting-approval' });
+    expect((await handle.result()).phase).toBe('aborted');
+    expect(await sqlRow(url, 'SELECT write_old, write_new, read_from FROM ferry.flags WHERE migration = $1', [plan.name])).toEqual({
+      write_old: true, write_new: false, read_from: 'old',
+    });
+  }, 180_000);
+
+  it('a copying shard ignores bad throttle and pause signals and copies on; its migration still aborts', async () => {
+    const plan = await planFor({ lifecycle: { dualWrites: false, cutover: false }, throttle: { rowsPerSecond: 200, batchSize: 20, checkpointSeconds: 0.5 } });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const id = handle.workflowId;
+    await eventually(async () => ((await statusOf(id)).rowsRead > 0 ? true : undefined), 60_000, 'copying');
+    const shard = worker.client.workflow.getHandle(`${id}/shard-0`);
+    for (const signal of ['shardThrottle', 'shardPause']) {
+      for (const [, args] of badPayloads) await shard.signal(signal, ...(args as []));
+    }
+    // Messages the shard has no handler for wait in its history, harmlessly.
+    await shard.signal('pause', 42);
+    const { rowsRead } = await statusOf(id);
+    await eventually(async () => ((await statusOf(id)).rowsRead > rowsRead + 100 ? true : undefined), 30_000, 'the shard to copy on');
+    expect((await shard.describe()).status.name).toBe('RUNNING');
+    expect((await statusOf(id)).shards[0]!.throttleReason).not.toBe('paused');
+
+    await within(handle.executeUpdate('abort', { args: [{ by: 'tester', reason: 'done' }] }), 90_000);
+    const status = await handle.result();
+    expect(status.phase).toBe('aborted');
+    expect(status.shards[0]!.state).toBe('cancelled');
+  }, 180_000);
+
+  it('a workflow started directly with a bad plan ends at once with the CLI\'s messages, having touched nothing', async () => {
+    table += 1;
+    await sql(url, `CREATE TABLE items_${table} (id int PRIMARY KEY, label text NOT NULL)`);
+    const fingerprint = () =>
+      sqlRow(url, `SELECT (SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace)::int AS relations,
+                          (SELECT count(*) FROM items_${table})::int AS target_rows,
+                          (SELECT count(*) FROM ferry.migrations)::int AS claims,
+                          (SELECT count(*) FROM ferry.flags)::int AS flags`);
+    const before = await fingerprint();
+    const handle = await worker.client.workflow.start('migrationWorkflow', {
+      taskQueue: worker.temporal.taskQueue,
+      workflowId: `direct-${table}`,
+      args: [
+        {
+          execute: true,
+          plan: {
+            name: 'direct',
+            source: { connection: 'postgresql://app:hunter2@db/prod', table: 'items', key: 'id' },
+            target: { connection: 'DB', table: `items_${table}` },
+            transform: { sql: { id: 'id', label: 'label' } },
+            speed: 'ludicrous',
+            throttle: { concurrency: 1000 },
+          },
+        },
+      ],
+    });
+    const failure = await within(handle.result(), 30_000).then(
+      () => null,
+      (error: { cause?: { message?: string; type?: string } }) => error.cause,
+    );
+    expect(failure?.type).toBe('InvalidInput');
+    expect(failure?.message).toContain('invalid migration plan (3 problems):');
+    expect(failure?.message).toContain('  - source.connection: looks like a connection string; plans name an environment variable instead');
+    expect(failure?.message).toContain('  - speed: is not a known setting');
+    expect(failure?.message).toContain('  - throttle.concurrency: Too big');
+    expect(failure?.message).not.toContain('hunter2');
+    expect(await fingerprint()).toEqual(before);
+    const history = await handle.fetchHistory();
+    expect(history.events!.some((e) => e.activityTaskScheduledEventAttributes)).toBe(false);
+  }, 60_000);
+});

@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { actingIdentity, deciderProblems, recordedName } from '../../lib/approvals';
+import {
+  parseAbortRequest,
+  parseApproval,
+  parseMigrationInput,
+  parseOperatorNote,
+  parseShardPause,
+  parseShardProgress,
+  parseShardThrottle,
+  parseThrottleChange,
+  parseVerifyRequest,
+} from '../../lib/messages-input';
+import { refusalOf, type ServingState } from '../../lib/requests';
+
+const bad = [undefined, null, 7, 'pause', [1, 2], { by: 42 }, { by: 'alice', colour: 'vermilion' }];
+
+describe('message payloads', () => {
+  it('read a missing or empty note as a plain request, and refuse every other shape without quoting it', () => {
+    expect(parseOperatorNote(undefined)).toEqual({ ok: true, value: {} });
+    expect(parseOperatorNote(null)).toEqual({ ok: true, value: {} });
+    expect(parseOperatorNote({ by: 'alice', reason: 'lunch' })).toEqual({ ok: true, value: { by: 'alice', reason: 'lunch' } });
+    expect(parseOperatorNote(7)).toEqual({ ok: false, problems: ['the payload must be an object { by?, reason? }, not a number'] });
+    expect(parseOperatorNote('secret-value')).toEqual({ ok: false, problems: ['the payload must be an object { by?, reason? }, not a string'] });
+    expect(parseOperatorNote([1])).toEqual({ ok: false, problems: ['the payload must be an object { by?, reason? }, not a list'] });
+    expect(parseOperatorNote({ by: 42 })).toEqual({ ok: false, problems: ['by must be text, not a number'] });
+    expect(parseOperatorNote({ by: 'a', colour: 'red' })).toEqual({ ok: false, problems: ['colour is not a known field'] });
+  });
+
+  it('refuse every bad shape of a decision, naming each problem', () => {
+    for (const payload of bad) {
+      for (const parse of [parseApproval, parseAbortRequest, parseThrottleChange, parseShardProgress, parseShardThrottle, parseShardPause]) {
+        const parsed = parse(payload);
+        expect(parsed.ok, `${parse.name}(${JSON.stringify(payload)})`).toBe(false);
+        if (!parsed.ok) for (const problem of parsed.problems) expect(problem).not.toContain('vermilion');
+      }
+    }
+    expect(parseApproval({ gate: 'cleanup', by: ' ', force: 'yes' })).toEqual({ ok: false, problems: ['by is empty: the approver is missing', 'force must be true or false, not a string'] });
+    expect(parseAbortRequest({ by: 'alice' })).toEqual({ ok: false, problems: ['reason is required'] });
+    expect(parseVerifyRequest({ samplePercent: 0 })).toEqual({ ok: false, problems: ['samplePercent must be above 0'] });
+    expect(parseShardPause(true)).toEqual({ ok: true, value: true });
+  });
+
+  it('check the workflow input with the plan schema, listing every problem as the CLI does', () => {
+    const parsed = parseMigrationInput({
+      execute: true,
+      plan: {
+        name: 'x',
+        source: { connection: 'postgres://u:hunter2@h/db', table: 't', key: 'id' },
+        target: { connection: 'DB', table: 't2' },
+        transform: { sql: { id: 'id' } },
+        colour: 'red',
+        throttle: { batchSize: 0 },
+      },
+    });
+    expect(parsed.ok).toBe(false);
+    const text = parsed.ok ? '' : parsed.problems.join('\n');
+    expect(text).toContain('invalid migration plan (3 problems)');
+    expect(text).toContain('source.connection: looks like a connection string');
+    expect(text).toContain('colour: is not a known setting');
+    expect(text).toContain('throttle.batchSize');
+    expect(text).not.toContain('hunter2');
+    expect(parseMigrationInput('go')).toMatchObject({ ok: false, problems: [expect.stringContaining('not a string')] });
+  });
+});
+
+describe('who may decide', () => {
+  it('records a differing --by beside the identity, and checks the identity', () => {
+    expect(recordedName('alice@laptop')).toBe('alice@laptop');
+    expect(recordedName('alice@laptop', 'alice@laptop')).toBe('alice@laptop');
+    expect(recordedName('root@db1', 'alice')).toBe('alice (as root@db1)');
+    expect(actingIdentity('alice (as root@db1)')).toBe('root@db1');
+    expect(actingIdentity('bob')).toBe('bob');
+  });
+
+  it('applies approvers, forcers and four eyes', () => {
+    const rules = { approvers: ['alice', 'bob@ops'], forcers: ['bob@ops'], fourEyes: true };
+    expect(deciderProblems('approve', 'alice@laptop', false, rules, 'carol@ops')).toEqual([]);
+    expect(deciderProblems('approve', 'alice (as mallory@x)', false, rules, 'carol@ops')).toEqual([
+      "mallory@x may not approve gates of this migration; the plan's lifecycle.gates.approvers are: alice, bob@ops",
+    ]);
+    expect(deciderProblems('approve', 'alice@laptop', true, rules, 'carol@ops')).toEqual(['alice@laptop may not approve with --force; the plan allows it to: bob@ops']);
+    expect(deciderProblems('approve', 'alice@laptop', false, rules, 'alice@laptop')[0]).toContain('started this migration and may not approve it');
+    expect(deciderProblems('reject', 'alice@laptop', false, rules, 'alice@laptop')).toEqual([]);
+    expect(deciderProblems('approve', 'anyone', true, {}, null)).toEqual([]);
+  });
+});
+
+describe('which requests can be served', () => {
+  const state = (over: Partial<ServingState>): ServingState => ({
+    phase: 'awaiting-approval',
+    execute: true,
+    releasing: false,
+    abortRequested: false,
+    backfillDone: true,
+    verificationBusy: false,
+    gateWaiting: 'cutover-reads',
+    gateAhead: true,
+    ...over,
+  });
+  it('takes abort and verify only while they can be served, with a reason otherwise', () => {
+    expect(refusalOf('abort', state({}))).toBeNull();
+    expect(refusalOf('verify', state({}))).toBeNull();
+    expect(refusalOf('abort', state({ phase: 'cleanup', releasing: true, gateWaiting: null, gateAhead: false }))).toContain('past its last step');
+    expect(refusalOf('verify', state({ phase: 'cleanup', gateWaiting: null, gateAhead: false }))).toContain('no gate is left');
+    expect(refusalOf('verify', state({ phase: 'backfilling', backfillDone: false, gateWaiting: null }))).toContain('backfill has not finished');
+    expect(refusalOf('abort', state({ phase: 'inspecting', execute: false }))).toContain('a dry run writes nothing');
+    expect(refusalOf('abort', state({ phase: 'completed' }))).toContain('is completed');
+    expect(refusalOf('abort', state({ abortRequested: true }))).toContain('an abort is under way');
+    expect(refusalOf('approve', state({ gateWaiting: null }))).toContain('no gate is waiting');
+  });
+});
