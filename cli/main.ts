@@ -678,9 +678,11 @@ export async function main(argv: string[]): Promise<number> {
       error instanceof NoWorkerError ||
       error instanceof NoLiveWorkerError ||
       error instanceof InvalidPlanError ||
-      error instanceof UnknownMigrationError;
+      error instanceof UnknownMigrationError ||
+      // Ferry's own refusals carry the exit code they mean (help.ts, dev.ts).
+      (error instanceof Error && typeof (error as { exitCode?: unknown }).exitCode === 'number' && !(error instanceof CommanderError));
     const sdk = ours ? null : sdkErrorLine(error);
-    console.error(`ferry: ${ours ? (error as Error).message : sdk ? redactErrorText(sdk.message) : redactErrorText(error)}`);
+    console.error(`ferry: ${ours ? (error as Error).message : sdk ? (sdk.redact ? redactErrorText(sdk.message) : sdk.message) : redactErrorText(error)}`);
     return sdk ? sdk.exitCode : exitCodeOf(error);
   }
 }

@@ -151,9 +151,11 @@ function grpcCode(error: unknown): number | null {
  * An SDK error as one line with its root cause, and the exit code it means: the SDK's own
  * wrappers ("Failed to list workflows", "Workflow Update failed") say nothing an operator can act on.
  */
-export function sdkErrorLine(error: unknown): { message: string; exitCode: number } | null {
+export function sdkErrorLine(error: unknown): { message: string; exitCode: number; redact: boolean } | null {
   if (error instanceof Error && error.name === 'NamespaceNotFoundError') {
-    return { message: `${error.message.replace(/^Namespace not found/, 'no such Temporal namespace')}; pass --namespace / set TEMPORAL_NAMESPACE`, exitCode: ExitCode.badInput };
+    // The name is the operator's own (--namespace / TEMPORAL_NAMESPACE), not a value to hide.
+    const namespace = (error as { namespace?: unknown }).namespace;
+    return { message: `no Temporal namespace "${String(namespace)}"; pass --namespace / set TEMPORAL_NAMESPACE`, exitCode: ExitCode.badInput, redact: false };
   }
   if (!(error instanceof Error) || !/^(Failed to |Workflow Update failed|Workflow execution failed|Unexpected error)/.test(error.message)) return null;
   let root = error.message;
@@ -161,7 +163,7 @@ export function sdkErrorLine(error: unknown): { message: string; exitCode: numbe
   const what = error.message.replace(/^Failed to /, 'could not ').replace(/\.$/, '');
   const message = `${what}: ${root.replace(/^\d+ [A-Z_]+: /, '').split('\n')[0]}`;
   const code = grpcCode(error);
-  if (code === 14 || code === 4) return { message: `${message}; is Temporal up at the address given (--address / TEMPORAL_ADDRESS)?`, exitCode: ExitCode.unreachable };
-  if (code === 5 && /namespace/i.test(root)) return { message: `${message}; pass --namespace / set TEMPORAL_NAMESPACE`, exitCode: ExitCode.badInput };
-  return { message, exitCode: ExitCode.failed };
+  if (code === 14 || code === 4) return { message: `${message}; is Temporal up at the address given (--address / TEMPORAL_ADDRESS)?`, exitCode: ExitCode.unreachable, redact: true };
+  if (code === 5 && /namespace/i.test(root)) return { message: `${message}; pass --namespace / set TEMPORAL_NAMESPACE`, exitCode: ExitCode.badInput, redact: true };
+  return { message, exitCode: ExitCode.failed, redact: true };
 }

@@ -172,6 +172,6 @@ describe('operator truth', () => {
     const namespace = await ferry(['list', '--namespace', 'no-such-namespace'], worker.temporal);
     expect(namespace.code).toBe(ExitCode.badInput);
     expect(namespace.stderr.trim().split('\n')).toHaveLength(1);
-    expect(namespace.stderr).toMatch(/^ferry: no such Temporal namespace: 'no-such-namespace'; pass --namespace/);
+    expect(namespace.stderr).toMatch(/^ferry: no Temporal namespace "no-such-namespace"; pass --namespace/);
   });
 });

@@ -24,8 +24,9 @@ describe('sdkErrorLine', () => {
     expect(sdkErrorLine(wrapped('Failed to list workflows', 14, 'No connection established\nmore'))).toEqual({
       message: 'could not list workflows: No connection established; is Temporal up at the address given (--address / TEMPORAL_ADDRESS)?',
       exitCode: ExitCode.unreachable,
+      redact: true,
     });
-    expect(sdkErrorLine(wrapped('Failed to query Workflow', 13, 'internal error'))).toEqual({ message: 'could not query Workflow: internal error', exitCode: ExitCode.failed });
+    expect(sdkErrorLine(wrapped('Failed to query Workflow', 13, 'internal error'))).toEqual({ message: 'could not query Workflow: internal error', exitCode: ExitCode.failed, redact: true });
   });
   it('leaves Ferry’s own errors alone', () => {
     expect(sdkErrorLine(new Error('no migration with id "x"'))).toBeNull();
