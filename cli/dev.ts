@@ -5,6 +5,7 @@
  */
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { TemporalSettings } from '../lib/settings';
@@ -24,6 +25,14 @@ export interface DevOptions {
   /** Resolves when it is time to stop (Ctrl-C). */
   stopped: Promise<void>;
   log?: (line: string) => void;
+}
+
+/** The package's folder (with package.json), from the sources or from dist/ alike. */
+function packageRoot(): string {
+  for (let dir = __dirname; path.dirname(dir) !== dir; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
+  }
+  return path.join(__dirname, '..');
 }
 
 /** 7233, Temporal's usual port, when it is free: then the CLI's default address finds it. */
@@ -56,7 +65,7 @@ export async function runDev(options: DevOptions): Promise<void> {
     const temporal = { ...options.temporal, address: temporalServer.address };
     const worker = await createFerryWorker({ temporal, env: { ...process.env, [DEV_CONNECTION]: databaseUrl } });
     const running = worker.run();
-    const example = path.relative(process.cwd(), path.join(__dirname, '..', 'examples', 'split-full-name.yaml')) || 'examples/split-full-name.yaml';
+    const example = path.relative(process.cwd(), path.join(packageRoot(), 'examples', 'split-full-name.yaml'));
     log(
       [
         '',
