@@ -62,7 +62,11 @@ export function createDatabases({
           max: poolSize,
           application_name: 'ferry',
           idleTimeoutMillis: 30_000,
-          options: `-c lock_timeout=${lockTimeoutMs} -c statement_timeout=${statementTimeoutMs}`,
+          // Values leave as exact, unambiguous text whatever the role's defaults: ISO dates, intervals
+          // that read back the same, floats to their last digit, bytea as hex.
+          options:
+            `-c lock_timeout=${lockTimeoutMs} -c statement_timeout=${statementTimeoutMs} ` +
+            '-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 -c bytea_output=hex',
         });
         // An idle client losing its connection (a database restart) must not crash the worker;
         // the next checkout reconnects.

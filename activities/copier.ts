@@ -5,6 +5,7 @@
  * and the rest of its batch goes on.
  */
 import { activityInfo, CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
+import { withHeartbeats, type Heartbeats } from './heartbeats';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { KeyRange, ShardSpec } from '../lib/key-range';
@@ -121,9 +122,10 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
   const activities = {
     /**
      * Copies batches from the cursor on until the shard is done or about `maxSeconds` have
-     * passed. Heartbeats its progress after every batch; a retried attempt resumes from it.
+     * passed. Its progress is heartbeated from `heartbeats`' timer and after every batch; a
+     * retried attempt resumes from it.
      */
-    async copyBatches(input: CopyBatchesInput): Promise<CopyBatchesResult> {
+    async copyBatches(input: CopyBatchesInput, heartbeats?: Heartbeats): Promise<CopyBatchesResult> {
       const { plan } = input;
       assertPlanSqlIsSafe(plan);
       const spec = copySpecOf(plan, input.shard.partitionValue);
@@ -172,6 +174,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
         throttleReason: null,
       };
       progress.batchSize = Math.min(progress.batchSize, input.maxBatchSize);
+      heartbeats?.follow(() => progress);
       const reported: FailedRecord[] = [];
       const started = Date.now();
       let rowsThisAttempt = 0;
@@ -179,6 +182,8 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
       let lastHealthCheck = -Infinity;
       const finish = (done: boolean): CopyBatchesResult => ({ ...progress, done, failures: reported });
       const timeUp = () => Date.now() - started >= maxMs;
+      // Waits end with the call, so a new throttle applies after about `maxSeconds` however long the plan's waits are.
+      const wait = (ms: number) => sleep(Math.min(ms, Math.max(0, maxMs - (Date.now() - started))));
 
       for (;;) {
         if (Date.now() - lastHealthCheck >= checkEveryMs) {
@@ -189,7 +194,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
             seen.throttle(holdKindOf(reason));
             heartbeat(progress);
             if (timeUp()) return finish(false);
-            await sleep(checkEveryMs);
+            await wait(checkEveryMs);
             reason = await holdReason(sourcePool, plan.backoff, seen.sourceHealth);
           }
           progress.throttleReason = null;
@@ -223,7 +228,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
           if (code === QUERY_CANCELED) progress.batchSize = Math.max(MIN_BATCH_SIZE, Math.floor(progress.batchSize / 2));
           heartbeat(progress);
           if (timeUp()) return finish(false);
-          await sleep(checkEveryMs);
+          await wait(checkEveryMs);
           continue;
         }
         const batchMs = Date.now() - batchStarted;
@@ -265,7 +270,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
           progress.throttleReason = `rows/s limit (${input.rowsPerSecond} rows/s for this shard)`;
           seen.throttle('rate');
           // Activity sleep ends early with a failure when the activity is cancelled.
-          await sleep(Math.min(delay, Math.max(0, maxMs - (Date.now() - started))));
+          await wait(delay);
         } else {
           progress.throttleReason = null;
           seen.throttle(null);
@@ -275,7 +280,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
     },
 
     /** Copies every unresolved failed row of a migration again, one by one, after a fix. */
-    async retryFailedRecords({ migrationId, plan }: { migrationId: string; plan: Plan }): Promise<RetryOutcome> {
+    async retryFailedRecords({ migrationId, plan }: { migrationId: string; plan: Plan }, heartbeats?: Heartbeats): Promise<RetryOutcome> {
       assertPlanSqlIsSafe(plan);
       const targetPool = databases.pool(plan.target.connection);
       const copyRange = await rangeCopier(plan);
@@ -285,6 +290,7 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
         [migrationId],
       );
       let fixed = 0;
+      heartbeats?.follow(() => fixed);
       for (const { key } of failed.rows) {
         const onlyThisKey = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)} = ${quoteLiteral(key)}`;
         const spec = { ...base, filter: base.filter ? `${base.filter} AND ${onlyThisKey}` : onlyThisKey };
@@ -299,7 +305,6 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
           await targetPool.query(`UPDATE ferry.failed_records SET resolved_at = now() WHERE migration_id = $1 AND key = $2`, [migrationId, key]);
           fixed += 1;
         }
-        heartbeat(fixed);
       }
       const left = await targetPool.query<{ count: number }>(
         `SELECT count(*)::int AS count FROM ferry.failed_records WHERE migration_id = $1 AND resolved_at IS NULL`,
@@ -311,13 +316,20 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
 
   return {
     ...activities,
-    /** copyBatches; the shard's gauges end with the call, however it ends (the next may run on another worker). */
+    /**
+     * copyBatches, heartbeating every few seconds even while one statement runs long; the shard's
+     * gauges end with the call, however it ends (the next may run on another worker).
+     */
     async copyBatches(input: CopyBatchesInput): Promise<CopyBatchesResult> {
       try {
-        return await activities.copyBatches(input);
+        return await withHeartbeats((heartbeats) => activities.copyBatches(input, heartbeats));
       } finally {
         metrics.shard(input.plan.name, shardIndexOf(activityInfo().workflowExecution?.workflowId)).end();
       }
+    },
+    /** retryFailedRecords, heartbeating every few seconds. */
+    async retryFailedRecords(input: { migrationId: string; plan: Plan }): Promise<RetryOutcome> {
+      return withHeartbeats((heartbeats) => activities.retryFailedRecords(input, heartbeats));
     },
   };
 }

@@ -2,12 +2,13 @@
  * Flags, the worker's side: the migration sets them (only ever through here) and waits for the
  * applications to follow. Applications read them with Ferry's client library.
  */
-import { heartbeat, sleep } from '@temporalio/activity';
+import { sleep } from '@temporalio/activity';
 import { flagsColumns, flagsFromRow, type Flags, type FlagsRow } from '../lib/flags';
 import type { FlagSettings } from '../lib/lifecycle';
 import type { Plan } from '../lib/plan';
 import type { GateFigures } from '../lib/status';
 import type { Databases } from './connections';
+import { withHeartbeats } from './heartbeats';
 import { sourceHealth } from './throttler';
 
 /** An application process counts as live if it acknowledged any version this recently. */
@@ -62,19 +63,23 @@ export function createFlagSetter(databases: Databases) {
     async awaitFlagAcks({ plan, version, soakSeconds }: { plan: Plan; version: number; soakSeconds: number }): Promise<FlagAcks> {
       const pool = databases.pool(plan.target.connection);
       const deadline = Date.now() + soakSeconds * 1000;
-      for (;;) {
-        const acks = await pool.query<{ client_id: string; version: string }>(
-          `SELECT client_id, version::text FROM ferry.flag_acks
-            WHERE migration = $1 AND seen_at > now() - make_interval(secs => $2)`,
-          [plan.name, LIVE_CLIENT_SECONDS],
-        );
-        const confirmed = acks.rows.filter((a) => Number(a.version) >= version).map((a) => a.client_id);
-        const lagging = acks.rows.filter((a) => Number(a.version) < version).map((a) => a.client_id);
-        const allFollow = acks.rows.length > 0 && lagging.length === 0;
-        if (allFollow || Date.now() >= deadline) return { confirmed, lagging };
-        heartbeat({ confirmed: confirmed.length, lagging: lagging.length });
-        await sleep(Math.min(250, Math.max(0, deadline - Date.now())));
-      }
+      const seen = { confirmed: 0, lagging: 0 };
+      return withHeartbeats(async (heartbeats) => {
+        heartbeats.follow(() => seen);
+        for (;;) {
+          const acks = await pool.query<{ client_id: string; version: string }>(
+            `SELECT client_id, version::text FROM ferry.flag_acks
+              WHERE migration = $1 AND seen_at > now() - make_interval(secs => $2)`,
+            [plan.name, LIVE_CLIENT_SECONDS],
+          );
+          const confirmed = acks.rows.filter((a) => Number(a.version) >= version).map((a) => a.client_id);
+          const lagging = acks.rows.filter((a) => Number(a.version) < version).map((a) => a.client_id);
+          const allFollow = acks.rows.length > 0 && lagging.length === 0;
+          if (allFollow || Date.now() >= deadline) return { confirmed, lagging };
+          Object.assign(seen, { confirmed: confirmed.length, lagging: lagging.length });
+          await sleep(Math.min(250, Math.max(0, deadline - Date.now())));
+        }
+      });
     },
   };
 }

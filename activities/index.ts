@@ -10,6 +10,7 @@ import { createFlagSetter } from './flags';
 import { createInspector } from './inspector';
 import { createMigrationRegistry } from './migration-registry';
 import { createShardPlanner } from './shard-planner';
+import { withHeartbeats } from './heartbeats';
 import { createVerificationRecord } from './verification-runs';
 import { createVerifier } from './verifier';
 import type { Plan } from '../lib/plan';
@@ -26,8 +27,13 @@ export interface ActivityDependencies {
   transformDir?: string | null;
 }
 
+/** An activity that heartbeats from a timer while it runs (it keeps no checkpoint of its own). */
+function beating<I, O>(activity: (input: I) => Promise<O>): (input: I) => Promise<O> {
+  return (input) => withHeartbeats(() => activity(input));
+}
+
 export function createActivities({ databases, metrics = createFerryMetrics(), transformDir = transformDirFromEnv() }: ActivityDependencies) {
-  return {
+  const activities = {
     ...createInspector(databases, transformDir),
     ...createCopier(databases, metrics, transformDir),
     ...createShardPlanner(databases),
@@ -42,6 +48,26 @@ export function createActivities({ databases, metrics = createFerryMetrics(), tr
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
       await installFerrySchema(databases.pool(plan.target.connection));
     },
+  };
+  // The long ones heartbeat their checkpoints already. These heartbeat too, so that under a
+  // 10 s heartbeat timeout a dead worker's flag change or inspection is taken over as fast as
+  // its copy, not at its start-to-close timeout.
+  return {
+    ...activities,
+    inspect: beating(activities.inspect),
+    planShards: beating(activities.planShards),
+    prepareTarget: beating(activities.prepareTarget),
+    claimTarget: beating(activities.claimTarget),
+    releaseTarget: beating(activities.releaseTarget),
+    setFlags: beating(activities.setFlags),
+    gateFigures: beating(activities.gateFigures),
+    mismatchReport: beating(activities.mismatchReport),
+    verifyCoverage: beating(activities.verifyCoverage),
+    recheckOpenMismatches: beating(activities.recheckOpenMismatches),
+    beginVerificationRun: beating(activities.beginVerificationRun),
+    finishVerificationRun: beating(activities.finishVerificationRun),
+    doctor: beating(activities.doctor),
+    describeSource: beating(activities.describeSource),
   };
 }
 

@@ -13,6 +13,7 @@ import { oneStatement, planSqlFragments, readOnly } from './plan-sql';
 import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from './copy-statements';
 import { loadTransform, sourceRowTypes, transformDirFromEnv, type TargetRow } from './module-transform';
 import { displayName, qualifiedName, quoteIdent, type TableName } from './sql';
+import { stringify as stringifyLosslessJson } from 'lossless-json';
 
 const SAMPLE_ROWS = 5;
 const COUNT_TIMEOUT_MS = 5_000;
@@ -102,7 +103,7 @@ function displayValue(value: unknown): string | null {
   if (typeof value === 'string') return value;
   if (value instanceof Date) return value.toISOString();
   if (Buffer.isBuffer(value)) return `\\x${value.toString('hex')}`;
-  if (typeof value === 'object') return JSON.stringify(value);
+  if (typeof value === 'object') return stringifyLosslessJson(value) ?? String(value);
   return String(value);
 }
 

@@ -14,24 +14,27 @@ import { tsImport } from 'tsx/esm/api';
 import type { KeyRange } from '../lib/key-range';
 import { writeBatch } from './batch-writer';
 import type { CopySpec } from './copy-statements';
+import { columnKindOf, postgresInputText, sourceValueParser, type ColumnKind, type ColumnKinds } from './exact-values';
 import { qualifiedName, type TableName } from './sql';
 import type { EncodeResult } from './transform-thread';
 import { describeSourceRows, encodeOnThread, readSourceParts } from './transform-threads';
 
 /**
- * A source row as the transform sees it: column name to value. Values keep their exact content:
- * date, time and interval types are Postgres's own text (microseconds and zone as printed),
- * int8 and numeric are strings, int2, int4 and floats are numbers, bool is boolean, json and
- * jsonb are parsed, bytea is a Buffer, arrays are arrays (of strings for int8, numeric, date and
- * time types), text is a string, NULL is null.
+ * A source row as the transform sees it: column name to value, each of which prints back as the
+ * text it came from (see exact-values.ts). int2, int4 and floats (NaN, Infinity, -0 included)
+ * are numbers, bool is boolean, bytea is a Buffer, json and jsonb are parsed (JSON null is
+ * `jsonNull`, numbers a JavaScript number cannot hold exactly are LosslessNumbers), arrays of
+ * those and of text types are arrays (NULL elements null; an array with explicit bounds stays
+ * text); every other type, int8, numeric, dates, times and intervals included, is Postgres's
+ * own text. SQL NULL is null.
  */
 export type SourceRow = Record<string, unknown>;
 
 /**
  * A target row: column name (one of `transform.columns`) to value. A column left out is NULL.
  * Values: null/undefined, string (Postgres input text), number, bigint, boolean, Date, Buffer,
- * or an object or array (JSON; into an array column an array is an array literal). Every value
- * of a json or jsonb column is written as JSON.
+ * LosslessNumber, or an object or array (JSON; into an array column an array is an array
+ * literal). Every value of a json or jsonb column is written as JSON, `jsonNull` as JSON null.
  */
 export type TargetRow = Record<string, unknown>;
 
@@ -204,62 +207,7 @@ export async function loadTransform(modulePath: string, directory: string | null
 // ---------------------------------------------------------------------------------------------
 // Reading source rows
 
-const OID = {
-  int8: 20,
-  numeric: 1700,
-  date: 1082,
-  time: 1083,
-  timestamp: 1114,
-  timestamptz: 1184,
-  interval: 1186,
-  timetz: 1266,
-  textArray: 1009,
-  int8Array: 1016,
-  numericArray: 1231,
-  timestampArray: 1115,
-  dateArray: 1182,
-  timeArray: 1183,
-  timestamptzArray: 1185,
-  intervalArray: 1187,
-  timetzArray: 1270,
-} as const;
-
-const asIs = (value: string) => value;
-const builtinParser = pg.types.getTypeParser as (oid: number, format: 'text' | 'binary') => (value: string) => unknown;
-const textArray = builtinParser(OID.textArray, 'text');
-
-/**
- * Per-query type parsers for source rows. pg's defaults lose information in some types (Date
- * drops microseconds and the original zone; numeric[] becomes floats), so those stay text.
- */
-const exactTextOverrides = new Map<number, (value: string) => unknown>([
-  [OID.int8, asIs],
-  [OID.numeric, asIs],
-  [OID.date, asIs],
-  [OID.time, asIs],
-  [OID.timestamp, asIs],
-  [OID.timestamptz, asIs],
-  [OID.interval, asIs],
-  [OID.timetz, asIs],
-  [OID.int8Array, textArray],
-  [OID.numericArray, textArray],
-  [OID.timestampArray, textArray],
-  [OID.dateArray, textArray],
-  [OID.timeArray, textArray],
-  [OID.timestamptzArray, textArray],
-  [OID.intervalArray, textArray],
-  [OID.timetzArray, textArray],
-]);
-
-export const sourceRowTypes = {
-  getTypeParser(oid: number, format?: 'text' | 'binary') {
-    if (format !== 'binary') {
-      const override = exactTextOverrides.get(oid);
-      if (override) return override;
-    }
-    return builtinParser(oid, format ?? 'text');
-  },
-} as unknown as pg.CustomTypesConfig;
+export { columnKindOf, postgresInputText, sourceRowTypes, type ColumnKind, type ColumnKinds } from './exact-values';
 
 /** A source row read with rowMode 'array' from rangeRowsSql (key first) as the transform sees it. */
 export function sourceRowOf(names: readonly string[], values: readonly unknown[]): SourceRow {
@@ -295,7 +243,7 @@ function unescapeCopyText(field: string): string {
  * columns) as the transform sees them, parsed by the same type parsers as a query's rows.
  */
 export function decodeSourceRows(text: string, fields: readonly SourceField[]): { key: string; row: SourceRow }[] {
-  const parsers = fields.map((f) => sourceRowTypes.getTypeParser(f.oid, 'text') as (value: string) => unknown);
+  const parsers = fields.map((f) => sourceValueParser(f.oid));
   const rows: { key: string; row: SourceRow }[] = [];
   let start = 0;
   while (start < text.length) {
@@ -327,85 +275,9 @@ function escapeCopyText(text: string): string {
   return text.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
 }
 
-/**
- * What a target column's type changes in how a JavaScript value is written. In a `json` column
- * every value is JSON (a string becomes a JSON string, true a JSON true); in an `array` column
- * a JavaScript array becomes an array literal. Without kinds, objects and arrays are JSON.
- */
-export type ColumnKind = 'json' | 'array' | 'other';
-export type ColumnKinds = Readonly<Record<string, ColumnKind>>;
-
-function bytesOf(value: object): Buffer | null {
-  if (Buffer.isBuffer(value)) return value;
-  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-  return null;
-}
-
-function dateText(value: Date, column: string): string {
-  if (Number.isNaN(value.getTime())) throw new TypeError(`column "${column}" is an invalid Date`);
-  return value.toISOString();
-}
-
-function jsonText(value: unknown, column: string): string {
-  let json: unknown;
-  try {
-    json = JSON.stringify(value);
-  } catch (error) {
-    throw new TypeError(`column "${column}" cannot be written as JSON: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-    });
-  }
-  if (typeof json !== 'string') throw new TypeError(`column "${column}" has a ${typeof value} that JSON cannot represent`);
-  return json;
-}
-
-/** A non-null value as Postgres input text (before COPY escaping). */
-function valueText(value: unknown, column: string): string {
-  switch (typeof value) {
-    case 'string':
-      return value;
-    case 'boolean':
-      return value ? 't' : 'f';
-    case 'number':
-    case 'bigint':
-      return String(value);
-    case 'object': {
-      const bytes = bytesOf(value as object);
-      if (bytes) return `\\x${bytes.toString('hex')}`;
-      if (value instanceof Date) return dateText(value, column);
-      return jsonText(value, column);
-    }
-    default:
-      throw new TypeError(`column "${column}" is a ${typeof value}, which has no database value`);
-  }
-}
-
-/** A JavaScript array as a Postgres array literal: `{"a","b",NULL,{"nested"}}`. */
-function arrayLiteral(values: readonly unknown[], column: string): string {
-  const elements = values.map((element) => {
-    if (element === null || element === undefined) return 'NULL';
-    if (Array.isArray(element)) return arrayLiteral(element, column);
-    return `"${valueText(element, column).replace(/["\\]/g, '\\$&')}"`;
-  });
-  return `{${elements.join(',')}}`;
-}
-
-/**
- * A target value as Postgres input text: what a COPY line carries for it, before COPY's own
- * escaping; null for NULL. Verification parses it with the column's type to compare it.
- */
-export function postgresInputText(value: unknown, column: string, kind: ColumnKind | undefined): string | null {
-  if (value === null || value === undefined) return null;
-  if (kind === 'json') return jsonText(value, column);
-  if (kind === 'array' && Array.isArray(value)) return arrayLiteral(value, column);
-  return valueText(value, column);
-}
-
 function encodeValue(value: unknown, column: string, kind: ColumnKind | undefined): string {
-  if (value === null || value === undefined) return '\\N';
-  if (kind === 'json') return escapeCopyText(jsonText(value, column));
-  if (kind === 'array' && Array.isArray(value)) return escapeCopyText(arrayLiteral(value, column));
-  return escapeCopyText(valueText(value, column));
+  const text = postgresInputText(value, column, kind);
+  return text === null ? '\\N' : escapeCopyText(text);
 }
 
 /**
@@ -439,18 +311,19 @@ export function encodeCopyText(columns: readonly string[], rows: readonly Target
   return rows.map(encode).join('');
 }
 
-/** The kinds of the target table's columns (json and jsonb, arrays, and domains over them). */
+/** The kinds of the target table's columns (json, integer, numeric, arrays of them; domains looked through). */
 export async function targetColumnKinds(pool: pg.Pool, target: TableName): Promise<ColumnKinds> {
-  const result = await pool.query<{ name: string; kind: ColumnKind }>(
-    `SELECT a.attname AS name,
-            CASE WHEN b.typname IN ('json', 'jsonb') THEN 'json' WHEN b.typcategory = 'A' THEN 'array' ELSE 'other' END AS kind
+  const result = await pool.query<{ name: string; base: string; is_array: boolean }>(
+    `SELECT a.attname AS name, coalesce(e.typname, b.typname) AS base, b.typcategory = 'A' AS is_array
        FROM pg_attribute a
        JOIN pg_type t ON t.oid = a.atttypid
        JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+       LEFT JOIN pg_type el ON el.oid = b.typelem AND b.typcategory = 'A'
+       LEFT JOIN pg_type e ON e.oid = CASE WHEN el.typtype = 'd' THEN el.typbasetype ELSE el.oid END
       WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
     [qualifiedName(target)],
   );
-  return Object.fromEntries(result.rows.map((row) => [row.name, row.kind]));
+  return Object.fromEntries(result.rows.map((row) => [row.name, columnKindOf(row.base, row.is_array)]));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
  * computed inside both databases at once; only chunks that differ are read row by row.
  */
 import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat, log, sleep } from '@temporalio/activity';
+import { withHeartbeats, type Heartbeats } from './heartbeats';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
@@ -366,7 +367,7 @@ export function createVerifier(databases: Databases, transformDir: string | null
   }
 
   /** verifyShard's work; row errors are turned into a clear failure by the activity. */
-  async function verifyShardChunks(input: VerifyShardInput): Promise<VerifyShardResult> {
+  async function verifyShardChunks(input: VerifyShardInput, heartbeats?: Heartbeats): Promise<VerifyShardResult> {
     const { plan } = input;
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
@@ -384,6 +385,7 @@ export function createVerifier(databases: Databases, transformDir: string | null
       counts: { chunks: 0, chunksDiffering: 0, rowsChecked: 0, mismatches: zeroCounts(), inFlight: 0 },
       examples: [],
     };
+    heartbeats?.follow(() => progress);
     const started = Date.now();
     const finish = (done: boolean): VerifyShardResult => ({ ...progress.counts, cursor: progress.cursor, done, examples: progress.examples });
 
@@ -467,7 +469,8 @@ export function createVerifier(databases: Databases, transformDir: string | null
         first = diffRows(columnNames(v), s, t);
       }
       if (first.length === 0) return { rows, differences: [], inFlight: 0 };
-      // A row the application is writing to both sides may be caught between the two reads.
+      // A row the application is writing to both sides may be caught between the two reads. The
+      // timer's heartbeats go on meanwhile, and a cancellation ends the wait.
       await sleep(inFlightDelayMs);
       // With a lineage column, the differing rows' groups are read again: by their source keys.
       const differing = v.shape.lineage ? [...new Set(first.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])))] : first.map((d) => d.key);
@@ -580,17 +583,17 @@ export function createVerifier(databases: Databases, transformDir: string | null
     },
   });
 
-  return {
+  const activities = {
     ...coverage,
     /**
      * Verifies chunks of a shard from the cursor on until the shard is done or about
      * `maxSeconds` have passed, recording every mismatch in ferry.mismatches on the target.
-     * Heartbeats its progress after every chunk; a retried attempt resumes from it. Safe to run
-     * twice: a chunk verified again records the same keys again.
+     * Its progress is heartbeated after every chunk and every few seconds; a retried attempt
+     * resumes from it. Safe to run twice: a chunk verified again records the same keys again.
      */
-    async verifyShard(input: VerifyShardInput): Promise<VerifyShardResult> {
+    async verifyShard(input: VerifyShardInput, heartbeats?: Heartbeats): Promise<VerifyShardResult> {
       try {
-        return await verifyShardChunks(input);
+        return await verifyShardChunks(input, heartbeats);
       } catch (error) {
         // A source row the transform cannot evaluate fails the same way on every retry.
         if (!isRowError((error as { code?: string }).code)) throw error;
@@ -608,7 +611,7 @@ export function createVerifier(databases: Databases, transformDir: string | null
      * are skipped); extra rows are deleted when the source (checked now) does not hold the key,
      * and copied when it does. Holds the copy lock while it writes. Safe to run twice.
      */
-    async repairMismatches(input: RepairInput): Promise<RepairResult> {
+    async repairMismatches(input: RepairInput, heartbeats?: Heartbeats): Promise<RepairResult> {
       const { plan, migrationId, pass } = input;
       // Repairs COPY from the source, over the simple protocol: the plan's SQL must be one expression.
       assertPlanSqlIsSafe(plan);
@@ -666,6 +669,7 @@ export function createVerifier(databases: Databases, transformDir: string | null
       let repaired = 0;
       let deleted = 0;
       let after: string | null = null;
+      heartbeats?.follow(() => ({ repaired, deleted, after }));
       for (;;) {
         const batch: pg.QueryResult<{ key: string; category: MismatchCategory }> = await targetPool.query(
           `SELECT key, category FROM ferry.mismatches
@@ -693,7 +697,6 @@ export function createVerifier(databases: Databases, transformDir: string | null
           `UPDATE ferry.mismatches SET resolved_at = now() WHERE migration_id = $1 AND pass = $2 AND key = ANY($3::text[])`,
           [migrationId, pass, batch.rows.map((r) => r.key).filter((k) => !refused.has(k))],
         );
-        heartbeat({ repaired, deleted, after });
       }
       const left = await targetPool.query<{ count: number }>(
         `SELECT count(*)::int AS count FROM ferry.mismatches WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL`,
@@ -782,6 +785,13 @@ export function createVerifier(databases: Databases, transformDir: string | null
       });
       return report;
     },
+  };
+
+  // Heartbeats from a timer, whatever a call is doing: a long statement, the in-flight delay.
+  return {
+    ...activities,
+    verifyShard: (input: VerifyShardInput): Promise<VerifyShardResult> => withHeartbeats((heartbeats) => activities.verifyShard(input, heartbeats)),
+    repairMismatches: (input: RepairInput): Promise<RepairResult> => withHeartbeats((heartbeats) => activities.repairMismatches(input, heartbeats)),
   };
 }
 

@@ -37,21 +37,28 @@ const TIMESTAMP_FORMAT = `'YYYY-MM-DD HH24:MI:SS.US BC'`;
 
 /**
  * A text that is equal for equal values of `column`'s type, whatever the session's settings and
- * however the value was written: timestamps in UTC to the microsecond, json as jsonb's text (key
- * order does not count), numeric without trailing zeros (1.50 = 1.5), bytea as hex. NULL stays
+ * however the value was written: timestamps in UTC to the microsecond (in arrays and ranges
+ * too), json as jsonb's text (key order does not count), numeric without trailing zeros (1.50 =
+ * 1.5), bytea as hex. Other types are their own text, which Ferry's sessions print in fixed
+ * styles (ISO dates, postgres intervals, exact floats, see connections.ts). NULL stays
  * NULL (callers keep it apart from every text). `value` is SQL of that type, evaluated more than
  * once: pass a column reference.
  */
 export function canonicalText(value: string, column: Pick<ColumnType, 'base' | 'category'>): string {
   const finite = (text: string) => `CASE WHEN isfinite(${value}) THEN ${text} ELSE (${value})::text END`;
+  if (column.base === '_timestamptz') return utcArrayText(value);
   if (column.category === 'A') return `(${value})::text`;
   switch (column.base) {
     case 'timestamptz':
-      return finite(`to_char((${value}) AT TIME ZONE 'UTC', ${TIMESTAMP_FORMAT})`);
+      return utcText(value);
+    case 'tstzrange':
+      return utcRangeText(value);
     case 'timestamp':
       return finite(`to_char(${value}, ${TIMESTAMP_FORMAT})`);
     case 'date':
-      return finite(`to_char(${value}, 'YYYY-MM-DD BC')`);
+      // As a timestamp, not the session's timestamptz (4714-11-24 BC is out of range east of UTC);
+      // past the last timestamp (294276 AD) to_char cannot go, and such a date is its ISO text.
+      return finite(`CASE WHEN (${value}) < '294277-01-01' THEN to_char((${value})::timestamp, 'YYYY-MM-DD BC') ELSE (${value})::text END`);
     case 'json':
       return `(${value})::jsonb::text`;
     case 'numeric':
@@ -61,6 +68,30 @@ export function canonicalText(value: string, column: Pick<ColumnType, 'base' | '
     default:
       return `(${value})::text`;
   }
+}
+
+/** A timestamptz in UTC to the microsecond; infinity as itself. */
+function utcText(value: string): string {
+  return `CASE WHEN isfinite(${value}) THEN to_char((${value}) AT TIME ZONE 'UTC', ${TIMESTAMP_FORMAT}) ELSE (${value})::text END`;
+}
+
+/**
+ * A timestamptz[] without the session's zone (its text has one): its dimensions and bounds,
+ * then its elements in UTC, NULLs kept.
+ */
+function utcArrayText(value: string): string {
+  const elements = `(SELECT array_agg(${utcText('e')} ORDER BY n) FROM unnest(${value}) WITH ORDINALITY AS u(e, n))`;
+  return `CASE WHEN (${value}) IS NULL THEN NULL ELSE coalesce(array_dims(${value}), '') || coalesce(${elements}::text, '{}') END`;
+}
+
+/** A tstzrange without the session's zone: its bounds in UTC. */
+function utcRangeText(value: string): string {
+  const bound = (b: string) => `coalesce(${utcText(`${b}(${value})`)}, '')`;
+  return (
+    `CASE WHEN (${value}) IS NULL THEN NULL WHEN isempty(${value}) THEN 'empty' ELSE ` +
+    `CASE WHEN lower_inc(${value}) THEN '[' ELSE '(' END || ${bound('lower')} || ',' || ${bound('upper')} || ` +
+    `CASE WHEN upper_inc(${value}) THEN ']' ELSE ')' END END`
+  );
 }
 
 /** Which keys of one side to read: a key range, a list of keys, or both. */

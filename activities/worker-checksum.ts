@@ -11,7 +11,8 @@
  * chunk row by row through Postgres, so a gap here costs time, never a wrong answer.
  */
 import crypto from 'node:crypto';
-import { postgresInputText } from './module-transform';
+import { isLosslessNumber } from 'lossless-json';
+import { columnKindOf, postgresInputText } from './exact-values';
 import type { ColumnType } from './verify-statements';
 
 // ---------------------------------------------------------------------------------------------
@@ -53,6 +54,16 @@ export function jsonNumberText(value: number): string {
   return sign + shiftPoint(whole, fraction, Number(exponent));
 }
 
+/**
+ * A JSON number token (a LosslessNumber's digits) as jsonb prints it: plain decimals as they are
+ * (jsonb keeps trailing zeros), a negative zero without its sign; undefined for an exponent.
+ */
+function jsonbNumberOfDigits(token: string): string | undefined {
+  if (!/^-?\d+(?:\.\d+)?$/.test(token)) return undefined;
+  const digits = token.replace(/^(-?)0+(?=\d)/, '$1');
+  return /^-[0.]+$/.test(digits) ? digits.slice(1) : digits;
+}
+
 /** The digits `whole.fraction` times 10^exponent, written out in plain decimal. */
 function shiftPoint(whole: string, fraction: string, exponent: number): string {
   const digits = whole + fraction;
@@ -82,6 +93,8 @@ function jsonValueText(value: unknown, key: string | number, depth: number, styl
     case 'string':
       return jsonString(value, style);
     case 'number':
+      // The copier refuses what JSON.stringify would turn into null: so does the digest (see digest()).
+      if (!Number.isFinite(value)) throw new TypeError(`${value} has no JSON number`);
       return jsonNumberText(value);
     case 'boolean':
       return value ? 'true' : 'false';
@@ -90,10 +103,12 @@ function jsonValueText(value: unknown, key: string | number, depth: number, styl
     case 'symbol':
       return null;
     case 'bigint':
-      return undefined;
+      return value.toString();
   }
   if (value === null) return 'null';
   if (depth > 100) return undefined;
+  if (isLosslessNumber(value)) return jsonbNumberOfDigits(value.toString());
+  if (value instanceof Date && Number.isNaN(value.getTime())) throw new TypeError('an invalid Date has no JSON form');
   if (typeof (value as { toJSON?: unknown }).toJSON === 'function') {
     return jsonValueText((value as { toJSON: (key: string) => unknown }).toJSON(String(key)), key, depth + 1, style);
   }
@@ -338,6 +353,7 @@ export type WorkerField = (value: unknown) => string | undefined;
 
 /** How the worker writes a target column's record field; null when it does not know the column's type. */
 export function workerFieldOf(column: ColumnType): WorkerField | null {
+  const kind = columnKindOf(column.base, column.category === 'A');
   if (column.base === 'json' || column.base === 'jsonb') {
     return (value) => {
       if (value === null || value === undefined) return '';
@@ -352,7 +368,8 @@ export function workerFieldOf(column: ColumnType): WorkerField | null {
   if (!canonical) return null;
   const field = fieldOfCanonical(column.base);
   return (value) => {
-    const text = postgresInputText(value, column.name, 'other');
+    // Throws for a value the copier refuses, so the row is left out as the copier leaves it out.
+    const text = postgresInputText(value, column.name, kind);
     if (text === null) return '';
     const found = canonical(text);
     return found === undefined ? undefined : field(found);

@@ -2,10 +2,11 @@
  * Operator actions on migrations through Temporal: start, look up, wait. The CLI and the
  * demo both go through here, so they behave the same.
  */
-import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, WorkflowUpdateStage, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { UpdateDefinition } from '@temporalio/common';
 import type { CopyProgress } from '../activities/copier';
 import { innermostMessage, rootMessage } from '../lib/errors';
+import { activityRetries, type ActivityRetry } from './retries';
 import type { Plan } from '../lib/plan';
 import { ferrySearchAttributes, phaseKey, planNameKey, targetTableKey } from '../lib/search-attributes';
 import type { TemporalSettings } from '../lib/settings';
@@ -106,6 +107,8 @@ export interface MigrationReport {
   /** Null when the run failed before it could report (the failure says why). */
   status: MigrationStatus | null;
   failure: string | null;
+  /** Activities of the running migration that failed and are being tried again, and why. */
+  retrying?: ActivityRetry[];
 }
 
 const RUN_STATES: Record<string, RunState> = {
@@ -172,7 +175,9 @@ export async function migrationReport(client: Client, migrationId: string): Prom
   if (runState === 'running') {
     const status = await liveStatus(client, handle, description);
     await addLiveProgress(client, status);
-    return { migrationId, runState, status, failure: null };
+    // The description was taken before the query: a retry that began between them shows next time.
+    const retrying = activityRetries(description, status.phase);
+    return { migrationId, runState, status, failure: null, ...(retrying.length ? { retrying } : {}) };
   }
   try {
     return { migrationId, runState, status: await handle.result(), failure: null };
@@ -216,7 +221,11 @@ async function runningMigration(client: Client, migrationId: string): Promise<Wo
   return handle;
 }
 
-/** Runs an update; refused ones become RefusedError. `timeoutSeconds` null: wait as long as it takes. */
+/**
+ * Runs an update; refused ones become RefusedError. A worker must take it within
+ * `timeoutSeconds` (null: wait as long as it takes); once taken, its answer is awaited however
+ * long it takes (an abort answers once its rollback is done, through any database outage).
+ */
 async function update<Ret, Arg>(
   client: Client,
   migrationId: string,
@@ -231,7 +240,9 @@ async function update<Ret, Arg>(
     if (timeoutSeconds !== null) timer = setTimeout(() => reject(new NoWorkerError(migrationId, timeoutSeconds)), timeoutSeconds * 1000);
   });
   try {
-    return await Promise.race([handle.executeUpdate(definition, { args: [arg] }), timeout]);
+    const accepted = await Promise.race([handle.startUpdate(definition, { args: [arg], waitForStage: WorkflowUpdateStage.ACCEPTED }), timeout]);
+    clearTimeout(timer);
+    return await accepted.result();
   } catch (error) {
     // A refusal is the validator's own text (workflow code, no row values): shown as written.
     if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${innermostMessage(error)}`);

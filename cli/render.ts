@@ -9,6 +9,7 @@ import { outcomeOf, rowsLeftText } from './outcome';
 import { decisionDetail, gateStory, pauseStory, phaseStory } from './phase-story';
 import { differenceCounts, scopeOf, uncleanReason, type VerificationRun } from '../lib/verification-runs';
 import type { LaterCheck } from './checks';
+import { formatRetries } from './retries';
 
 const number = new Intl.NumberFormat('en-US');
 
@@ -171,6 +172,7 @@ export function formatStatus(report: MigrationReport): string {
       `          ${rowsLeftText(status)} remain in the target; \`ferry report ${status.migrationId}\` says what to do about them`,
     );
   }
+  lines.push(...formatRetries(report.retrying ?? []));
   for (const shard of status.shards) lines.push(shardLine(shard));
   if (status.rowsFailed) lines.push(formatFailures(status));
   if (status.events.length) {

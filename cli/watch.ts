@@ -12,6 +12,7 @@ import { outcomeOf, statusExitCode } from './outcome';
 import { colourOn, highlight } from './output';
 import { copying, gateStory, pauseStory, phaseStory } from './phase-story';
 import { formatCount, formatThrottle } from './render';
+import { formatRetries } from './retries';
 
 export type WatchMode = 'tty' | 'plain' | 'json';
 
@@ -85,6 +86,7 @@ export function watchFrame(sample: WatchSample, size: FrameSize, unicode = true)
       `throttle  ${formatThrottle(status.throttle)}`,
     );
     for (const reason of throttleReasons(status)) lines.push(`  slowed  ${reason}`);
+    lines.push(...formatRetries(report.retrying ?? []));
     gateStory(status).forEach((line, i) => lines.push(`${i === 0 ? 'gate' : '    '}      ${line}`));
     if (status.unresolvedFailures > 0) {
       lines.push(`failures  ${formatCount(status.unresolvedFailures)} unresolved: see \`ferry failures ${status.migrationId}\`, then \`ferry retry\` or \`ferry resume\``);

@@ -80,25 +80,73 @@ export interface MigrationInput {
   carried?: MigrationStatus;
 }
 
-const { inspect, planShards, prepareTarget, claimTarget, releaseTarget, setFlags, gateFigures } = proxyActivities<FerryActivities>({
+/**
+ * Every activity heartbeats every 2 s from a timer, whatever it is doing: silence for this long
+ * means its worker is gone, and another worker takes it over.
+ */
+const HEARTBEAT_TIMEOUT = '10 seconds';
+
+const { inspect, planShards, prepareTarget, claimTarget, gateFigures } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection', 'TargetBusy', 'TargetFinished'] },
 });
 
-const { repairMismatches, mismatchReport, recheckOpenMismatches, beginVerificationRun, finishVerificationRun } = proxyActivities<FerryActivities>({
+/**
+ * What the lifecycle must finish once begun: flag changes (a rollback above all), the wait for
+ * applications to follow them, and the record of how the migration ended. They retry until the
+ * database answers again, however long an outage lasts; `ferry status` shows each retry and
+ * its reason (the pending activity's last failure). Only a worker that lacks the connection
+ * cannot heal by waiting.
+ */
+const UNTIL_DONE = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['MissingConnection'] };
+
+const { setFlags, releaseTarget } = proxyActivities<FerryActivities>({
+  startToCloseTimeout: '1 minute',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
+  retry: UNTIL_DONE,
+});
+
+/** Releasing the target of a migration that failed: best effort, it must not hold up the failure. */
+const { releaseTarget: releaseFailedTarget } = proxyActivities<FerryActivities>({
+  startToCloseTimeout: '1 minute',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
+});
+
+const { recheckOpenMismatches, beginVerificationRun, finishVerificationRun } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 hour',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
 });
 
 const { verifyCoverage } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 day',
-  heartbeatTimeout: '1 minute',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', nonRetryableErrorTypes: ['MissingConnection'] },
 });
 
-const { retryFailedRecords, awaitFlagAcks } = proxyActivities<FerryActivities>({
+const { awaitFlagAcks } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 day',
-  heartbeatTimeout: '1 minute',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
+  retry: UNTIL_DONE,
+});
+
+const { mismatchReport } = proxyActivities<FerryActivities>({
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
+});
+
+const { repairMismatches } = proxyActivities<FerryActivities>({
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
+});
+
+const { retryFailedRecords } = proxyActivities<FerryActivities>({
+  startToCloseTimeout: '1 day',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
 });
 
@@ -421,7 +469,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
 
   const fail = async (error: ApplicationFailure): Promise<never> => {
     finish('failed');
-    await releaseTarget({ plan, migrationId: workflowId, state: 'failed' }).catch(() => {});
+    await releaseFailedTarget({ plan, migrationId: workflowId, state: 'failed' }).catch(() => {});
     await audit.settle();
     throw error;
   };

@@ -54,8 +54,9 @@ const { copyBatches } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 hour',
   // On abort, the shard ends only once its copier has really stopped.
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  // A live copier heartbeats after every batch; silence this long means its worker is gone.
-  heartbeatTimeout: '30 seconds',
+  // A live copier heartbeats every 2 s from a timer, whatever it is doing; silence this long
+  // means its worker is gone, and another worker takes the copy over from its last checkpoint.
+  heartbeatTimeout: '10 seconds',
   retry: {
     initialInterval: '1 second',
     backoffCoefficient: 2,

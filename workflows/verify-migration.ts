@@ -31,12 +31,13 @@ export interface VerifyMigrationInput {
 
 const { beginVerificationRun, finishVerificationRun } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '10 seconds',
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection', 'TargetTaken'] },
 });
 
 const { repairMismatches, recheckOpenMismatches, mismatchReport } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 hour',
-  heartbeatTimeout: '5 minutes',
+  heartbeatTimeout: '10 seconds',
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['MissingConnection'] },
 });
 

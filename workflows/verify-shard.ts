@@ -30,7 +30,8 @@ export const noTotals: VerifyTotals = { rowsChecked: 0, missing: 0, extra: 0, va
 
 const { verifyShard } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 hour',
-  heartbeatTimeout: '1 minute',
+  // The verifier heartbeats every 2 s from a timer: silence this long means its worker is gone.
+  heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', nonRetryableErrorTypes: ['MissingConnection'] },
 });
 

@@ -58,6 +58,8 @@ export interface Lab {
   restartTemporal(downMs: number): Promise<void>;
   /** Stops and starts the cluster that holds both the source and the target database. */
   restartPostgres(): Promise<void>;
+  /** Stops the cluster of source and target for `downMs`, runs `during` while it is down, and starts it again. */
+  postgresOutage(downMs: number, during?: () => Promise<unknown>): Promise<void>;
   /** pg_terminate_backend on every session of Ferry's; returns how many were ended. */
   terminateFerryConnections(): Promise<number>;
   /** Makes every Ferry statement that reads source rows overrun the statement timeout, for `ms`. */
@@ -128,6 +130,13 @@ export async function startLab(options: LabOptions = {}): Promise<Lab> {
     async restartPostgres() {
       await postgres.restart();
       log('  Postgres restarted');
+    },
+    async postgresOutage(downMs, during) {
+      await postgres.outage(downMs, async () => {
+        log(`  Postgres stopped for ${(downMs / 1000).toFixed(0)} s`);
+        await during?.();
+      });
+      log('  Postgres started again');
     },
     async terminateFerryConnections() {
       const rows = await labSql<{ n: number }>(

@@ -9,12 +9,16 @@ import { validatePlan, type PlanInput } from '../../lib/plan';
 import type { MigrationStatus, Phase } from '../../lib/status';
 import type { migrationWorkflow } from '../../workflows/migration';
 import { LAB_STATEMENT_TIMEOUT_MS, labSql, sleep, type Lab } from './lab';
+import { activitiesRunBy, takeoverSeconds, takeoverSummary } from './takeover';
 
-export const FAULTS = ['worker-kill', 'temporal-restart', 'postgres-restart', 'connection-kill', 'statement-timeout'] as const;
+export const FAULTS = ['worker-kill', 'temporal-restart', 'postgres-restart', 'connection-kill', 'statement-timeout', 'outage-abort', 'outage-cutover'] as const;
 export type Fault = (typeof FAULTS)[number];
+/** Faults of a lifecycle step rather than of a backfill and a verification: see outages.ts. */
+export type OutageFault = Extract<Fault, `outage-${string}`>;
+export const isOutageFault = (fault: Fault): fault is OutageFault => fault.startsWith('outage-');
 
 export interface RoundOptions {
-  fault: Fault;
+  fault: Exclude<Fault, OutageFault>;
   /** Distinguishes the round's tables and plan names. */
   round: number;
   random: () => number;
@@ -24,11 +28,7 @@ export interface RoundOptions {
   backfillRows?: number;
   /** Rows of the migration faulted in its verification. (Default: 12000) */
   verifyRows?: number;
-  /**
-   * How long a round may take before it counts as a migration that never completes. (Default:
-   * 360000 for worker kills, whose each kill can cost a verification heartbeat timeout of 60 s;
-   * 180000 otherwise)
-   */
+  /** How long a round may take before it counts as a migration that never completes. (Default: 180000) */
   timeoutMs?: number;
   log?: (line: string) => void;
 }
@@ -50,7 +50,9 @@ export interface Comparison {
 export interface MigrationOutcome {
   migrationId: string;
   /** The phase the fault was meant to hit. */
-  heldIn: 'backfilling' | 'verifying';
+  heldIn: 'backfilling' | 'verifying' | 'aborting' | 'reads-on-new';
+  /** How the migration should end. (Default: completed) */
+  expectedPhase?: Phase;
   /** The phase the migration was in at each fault injected ('unknown' when it could not be asked). */
   phasesHit: (Phase | 'unknown')[];
   finalPhase: Phase | 'failed' | 'timed out';
@@ -70,13 +72,18 @@ export interface RoundResult {
   sessionsEnded?: number;
   /** Statements cancelled by statement_timeout, by the migration they served (statement-timeout). */
   cancelled?: { backfilling: number; verifying: number; all: number };
+  /**
+   * Per kill (worker-kill): seconds until every activity the killed worker ran was started again
+   * on another worker; null when it ran none at that moment.
+   */
+  takeoverSeconds?: (number | null)[];
   seconds: number;
   migrations: MigrationOutcome[];
 }
 
 const COLUMNS = `id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2) NOT NULL, paid_at timestamptz NOT NULL, doc jsonb, note text`;
 
-async function createTables(lab: Lab, table: string, rows: number): Promise<void> {
+export async function createTables(lab: Lab, table: string, rows: number): Promise<void> {
   await labSql(lab.sourceUrl, `
     CREATE TABLE ${table} (${COLUMNS});
     INSERT INTO ${table}
@@ -111,7 +118,7 @@ export async function compareTables(lab: Lab, table: string): Promise<Comparison
   return { sourceRows: source.length, targetRows: target.length, lost, duplicated, extra, differing };
 }
 
-function planFor(name: string, table: string, extra: Partial<PlanInput>) {
+export function planFor(name: string, table: string, extra: Partial<PlanInput>) {
   return validatePlan({
     name,
     source: { connection: 'SRC', table, key: 'id' },
@@ -124,7 +131,7 @@ function planFor(name: string, table: string, extra: Partial<PlanInput>) {
 }
 
 /** The migration's phase now; undefined while it cannot be asked (no worker, no server). */
-async function phaseOf(lab: Lab, id: string): Promise<Phase | undefined> {
+export async function phaseOf(lab: Lab, id: string): Promise<Phase | undefined> {
   try {
     return (await migrationReport(lab.client, id)).status?.phase;
   } catch {
@@ -132,7 +139,7 @@ async function phaseOf(lab: Lab, id: string): Promise<Phase | undefined> {
   }
 }
 
-async function until<T>(check: () => Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
+export async function until<T>(check: () => Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check().catch(() => undefined);
@@ -143,7 +150,7 @@ async function until<T>(check: () => Promise<T | undefined | false>, timeoutMs: 
 }
 
 /** Waits for a run to end, riding out a server or worker that is away; never throws. */
-async function outcomeOf(lab: Lab, handle: WorkflowHandle<typeof migrationWorkflow>, deadline: number): Promise<{ status: MigrationStatus | null; problem: string | null }> {
+export async function outcomeOf(lab: Lab, handle: WorkflowHandle<typeof migrationWorkflow>, deadline: number): Promise<{ status: MigrationStatus | null; problem: string | null }> {
   for (;;) {
     try {
       const description = await handle.describe();
@@ -221,18 +228,28 @@ export async function runRound(lab: Lab, options: RoundOptions): Promise<RoundRe
   let felt = '';
   let sessionsEnded: number | undefined;
   let cancelled: RoundResult['cancelled'];
+  let tookOver: (number | null)[] | undefined;
   const timeoutsBefore = lab.postgresLogErrors('ERROR:  canceling statement due to statement timeout').length;
   log(`round ${options.round}: ${options.fault}`);
   switch (options.fault) {
-    case 'worker-kill':
+    case 'worker-kill': {
+      const takeovers: Promise<number | null>[] = [];
       for (let i = 0; i < repeats; i += 1) {
         await sleep(i === 0 ? between(100, 1000) : between(500, 2500));
         await notePhases();
-        await lab.killWorker(Math.floor(random() * lab.workers.length));
+        const index = Math.floor(random() * lab.workers.length);
+        const pid = lab.workers[index]!.process.pid!;
+        const held = await activitiesRunBy(lab.client, pid);
+        const killedAt = Date.now();
+        await lab.killWorker(index);
+        takeovers.push(takeoverSeconds(lab.client, held, pid, killedAt));
         faultsInjected += 1;
       }
-      felt = `${faultsInjected} worker processes killed with SIGKILL`;
+      tookOver = await Promise.all(takeovers);
+      const summary = takeoverSummary(tookOver);
+      felt = `${faultsInjected} worker processes killed with SIGKILL; ${summary ? `their copies and verifications taken over in ${tookOver.map((t) => (t === null ? '-' : `${t.toFixed(1)} s`)).join(', ')}` : 'none was running an activity'}`;
       break;
+    }
     case 'temporal-restart':
       await sleep(between(200, 1500));
       await notePhases();
@@ -267,7 +284,7 @@ export async function runRound(lab: Lab, options: RoundOptions): Promise<RoundRe
       break;
   }
 
-  const deadline = started + (options.timeoutMs ?? (options.fault === 'worker-kill' ? 360_000 : 180_000));
+  const deadline = started + (options.timeoutMs ?? 180_000);
   const finished = await Promise.all(
     ([
       [backfilling, backfillTable, 'backfilling'],
@@ -301,6 +318,7 @@ export async function runRound(lab: Lab, options: RoundOptions): Promise<RoundRe
     felt,
     ...(sessionsEnded === undefined ? {} : { sessionsEnded }),
     ...(cancelled ? { cancelled } : {}),
+    ...(tookOver ? { takeoverSeconds: tookOver } : {}),
     seconds: (Date.now() - started) / 1000,
     migrations: finished,
   };

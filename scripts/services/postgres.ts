@@ -21,6 +21,11 @@ export interface PostgresServer {
   tcpUrl?(database?: string): string;
   /** Stops and starts the server again, keeping its data (for fault tests). */
   restart(): Promise<void>;
+  /**
+   * Takes the server down for `downMs`, keeping its data, and runs `during` while it is down
+   * (every connection is refused meanwhile); for fault tests.
+   */
+  outage(downMs: number, during?: () => Promise<unknown>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -93,6 +98,7 @@ function externalServer(databaseUrl: string): PostgresServer {
     createDatabase: (name) => createDatabaseOn(databaseUrl, name),
     logFile: null,
     restart: () => Promise.reject(new Error('cannot restart a server given by DATABASE_URL')),
+    outage: () => Promise.reject(new Error('cannot stop a server given by DATABASE_URL')),
     stop: async () => {},
   };
 }
@@ -172,6 +178,16 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     async restart() {
       stopNow('fast');
       start();
+    },
+    async outage(downMs, during) {
+      stopNow('fast');
+      const stopped = Date.now();
+      try {
+        await during?.();
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, downMs - (Date.now() - stopped))));
+      } finally {
+        start();
+      }
     },
     async stop() {
       process.removeListener('exit', onExit);

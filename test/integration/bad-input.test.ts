@@ -58,7 +58,7 @@ const planRows: BadInput[] = (
     ['a throttle out of bounds', `${good}\nthrottle: { batchSize: 0, concurrency: 100 }`, ExitCode.badInput, 'throttle.batchSize'],
     ['an empty approvers list', `${good}\nlifecycle: { gates: { approvers: [] } }`, ExitCode.badInput, 'lifecycle.gates.approvers: must name at least one approver'],
     ['fourEyes that is not true or false', `${good}\nlifecycle: { gates: { fourEyes: maybe } }`, ExitCode.badInput, 'lifecycle.gates.fourEyes'],
-    ['a key that is not a column', plan({ source: '{ connection: DB, table: items, key: nope }', target: '{ connection: DB, table: items_v2, key: id }' }), ExitCode.failed, 'source key column "nope" is not a column of public.items'],
+    ['a key that is not a column', plan({ source: '{ connection: DB, table: items, key: nope }', transform: '{ sql: { id: nope, label: label } }', target: '{ connection: DB, table: items_v2, key: id }' }), ExitCode.failed, 'source key column "nope" is not a column of public.items'],
     ['a key that is not unique', plan({ source: '{ connection: DB, table: items, key: not_unique }', transform: '{ sql: { id: not_unique, label: label } }', target: '{ connection: DB, table: items_v2, key: id }' }), ExitCode.failed, 'has no unique index on it alone'],
     ['a transform that does not parse', plan({ transform: "{ sql: { id: id, label: 'upper(label) label label' } }" }), ExitCode.failed, 'transform does not run on public.items: syntax error'],
     ['a transform that could end the statement', plan({ transform: "{ sql: { id: id, label: 'upper(label' } }" }), ExitCode.badInput, 'transform.sql.label: opens a parenthesis it never closes'],

@@ -119,10 +119,10 @@ describe('verification in the lifecycle', () => {
     expect(stillRefused.stderr).toContain('verification is not clean (0 missing, 3 extra, 0 differing in a sample of 50% of keys)');
     const open = await ferry(['mismatches', id], worker.temporal);
     expect(open.stdout).toContain('run 2, pass 1: 0 missing, 3 extra, 0 differing; unresolved 0 missing, 3 extra, 0 differing');
-    const again = await ferry(['verify', id, '--by', 'bob'], worker.temporal);
+    const again = await ferry(['verify', id], worker.temporal, { FERRY_OPERATOR: 'bob' });
     expect(again.stdout).toContain('verification NOT clean after 1 pass (run 3): 4,000 rows checked, 0 missing, 3 extra, 0 differing');
     await sql(targetUrl, `DELETE FROM orders_${table} WHERE id > ${ROWS}`);
-    const clean = await ferry(['verify', id, '--by', 'bob'], worker.temporal);
+    const clean = await ferry(['verify', id], worker.temporal, { FERRY_OPERATOR: 'bob' });
     expect(clean.code).toBe(ExitCode.ok);
     expect(clean.stdout).toContain('verification clean after 1 pass (run 4): 4,000 rows checked, 0 missing, 0 extra, 0 differing');
     const runs = await sql(targetUrl, `SELECT run, kind, requested_by, sample_percent::float8 AS sample, passes, extra, clean FROM ferry.verification_runs WHERE migration_id = $1 ORDER BY run`, [id]);

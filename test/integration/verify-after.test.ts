@@ -68,7 +68,7 @@ describe('checking a migration after it ended', () => {
 
     await damage(name);
     const damaged = await digest(targetUrl, name);
-    const reported = await ferry(['verify', id, '--by', 'dana'], worker.temporal);
+    const reported = await ferry(['verify', id], worker.temporal, { FERRY_OPERATOR: 'dana' });
     expect(reported.code).toBe(ExitCode.failed);
     expect(reported.stderr).toContain(`checking it as ${id}/check-1`);
     expect(reported.stdout).toContain(`(every row, report only): NOT clean after 1 pass: 3,000 rows checked, 1 missing, 1 extra, 1 differing`);
@@ -85,7 +85,7 @@ describe('checking a migration after it ended', () => {
     expect(shown.stdout).toContain('key 200: value (price); values as found');
     expect(shown.stdout).toContain('price: source 50 | target 1');
 
-    const repaired = await ferry(['verify', id, '--repair', '--by', 'erin'], worker.temporal);
+    const repaired = await ferry(['verify', id, '--repair'], worker.temporal, { FERRY_OPERATOR: 'erin' });
     expect(repaired.code).toBe(ExitCode.ok);
     expect(repaired.stdout).toContain('(every row, repairing): clean after 2 passes: 3,000 rows checked, 0 missing, 0 extra, 0 differing, 3 repaired');
     expect(await sameAsSource(name)).toBe(true);

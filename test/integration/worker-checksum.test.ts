@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyTextEncoder, targetColumnKinds } from '../../activities/module-transform';
 import { canonicalText, columnTypesSql, rowDigestSum, rowText, type ColumnType } from '../../activities/verify-statements';
 import { ChunkDigest, workerFieldOf, type WorkerField } from '../../activities/worker-checksum';
+import { jsonNull, LosslessNumber } from '../../lib/json-values';
 import { createTestDatabase } from '../support/harness';
 
 const COLUMNS: [string, string][] = [
@@ -67,7 +68,10 @@ const VALUES: Record<string, unknown>[] = [
   { jb: { text: 'q"uote \\ back\nline\ttab\u0001\u001f\u007f é 🚀 \u2028' } },
   { jb: { é: 1, z: 2, ü: 3, zz: 4, '🚀': 5, aé: 6, '': 7, 'with space': 8, 'q"k': 9 } },
   { jb: { date: new Date('2024-01-02T03:04:05.678Z'), tagged: new Tagged(), skipped: undefined, fn: () => 1, list: [undefined, () => 1] } },
-  { jb: { nested: { deeper: { deepest: [[], {}, [[1]]] } }, nan: Number.NaN, inf: Number.POSITIVE_INFINITY } },
+  { jb: { nested: { deeper: { deepest: [[], {}, [[1]]] } } } },
+  { n: -1e22, j: { big: 10n ** 30n, digits: new LosslessNumber('12345678901234567890.120') }, jb: { big: -(10n ** 30n), zero: new LosslessNumber('-0.00') } },
+  { n: new LosslessNumber('3.14159265358979323846264338327950288'), jb: [jsonNull, null, new LosslessNumber('1.0')] },
+  { j: jsonNull, jb: jsonNull },
   { jb: [1] },
   { jb: ['one element'] },
   { jb: '' },
@@ -184,10 +188,28 @@ describe('worker checksums against Postgres', () => {
       ['day', '2024-01-02T00:00:00Z'],
       ['jb', { text: 'nul \u0000 inside' }],
       ['jb', { lone: '\ud800' }],
-      ['jb', { big: 10n }],
+      ['jb', { exponent: new LosslessNumber('1.5e3') }],
       ['jb', new Map([['a', 1]])],
     ];
     for (const [name, value] of declined) expect(field(name)(value), `${name}: ${String(value)}`).toBeUndefined();
+  });
+
+  it('throws for a value the copier refuses, so the row is left out of the digest as it is left out of the copy', () => {
+    const refused: [string, unknown][] = [
+      ['n', 2 ** 70], // prints as 1.1805916207174113e+21: digits a number does not hold
+      ['i', 1.5],
+      ['small', Number.NaN],
+      ['id', 2 ** 64],
+      ['jb', { nan: Number.NaN }],
+      ['j', [Number.POSITIVE_INFINITY]],
+      ['t', jsonNull],
+    ];
+    const encode = copyTextEncoder(COLUMNS.map(([name]) => name), { id: 'integer', small: 'integer', i: 'integer', n: 'numeric', j: 'json', jb: 'json', t: 'other' });
+    for (const [name, value] of refused) {
+      const field = fields[types.findIndex((c) => c.name === name)]!;
+      expect(() => field(value), `${name}: ${String(value)}`).toThrow(TypeError);
+      expect(() => encode({ [name]: value }), `${name}: ${String(value)}`).toThrow(new RegExp(`column "${name}"`));
+    }
   });
 
   it('knows no array or float column, so such targets are compared in Postgres', () => {

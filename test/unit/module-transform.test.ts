@@ -40,7 +40,7 @@ describe('COPY text encoder', () => {
 
   it('writes booleans, numbers and bigints', () => {
     expect(encodeCopyText(['a', 'b', 'c', 'd', 'e'], [{ a: true, b: false, c: 12.5, d: 2n ** 70n, e: -0 }])).toBe(
-      't\tf\t12.5\t1180591620717411303424\t0\n',
+      't\tf\t12.5\t1180591620717411303424\t-0\n',
     );
   });
 
@@ -73,7 +73,8 @@ describe('COPY text encoder with target column kinds', () => {
     expect(line(12.5, null)).toBe('12.5\t\\N\n');
     expect(line({ a: [1, 'x\ty'] }, null)).toBe('{"a":[1,"x\\\\ty"]}\t\\N\n');
     expect(line(null, null)).toBe('\\N\t\\N\n');
-    expect(() => line(1n, null)).toThrow(/column "doc" cannot be written as JSON/);
+    expect(line(2n ** 80n, null)).toBe('1208925819614629174706176\t\\N\n');
+    expect(() => line({ n: Number.NaN }, null)).toThrow(/column "doc" cannot be written as JSON: NaN, which JSON has no number for/);
   });
 
   it('writes a JavaScript array into an array column as an array literal', () => {

@@ -34,7 +34,19 @@ describe('canonical text per target type', () => {
       `CASE WHEN isfinite(r."at") THEN to_char((r."at") AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US BC') ELSE (r."at")::text END`,
     );
     expect(canonicalText('v', { base: 'timestamp', category: 'D' })).toContain(`to_char(v, 'YYYY-MM-DD HH24:MI:SS.US BC')`);
-    expect(canonicalText('v', { base: 'date', category: 'D' })).toContain(`to_char(v, 'YYYY-MM-DD BC')`);
+    // A date as a timestamp (the session's timestamptz cannot hold 4714-11-24 BC east of UTC), and past 294276 AD as text.
+    expect(canonicalText('v', { base: 'date', category: 'D' })).toContain(`to_char((v)::timestamp, 'YYYY-MM-DD BC')`);
+    expect(canonicalText('v', { base: 'date', category: 'D' })).toContain(`WHEN (v) < '294277-01-01'`);
+  });
+
+  it('writes timestamptz arrays and ranges without the session zone', () => {
+    const array = canonicalText('v', { base: '_timestamptz', category: 'A' });
+    expect(array).toContain(`array_dims(v)`);
+    expect(array).toContain(`to_char((e) AT TIME ZONE 'UTC'`);
+    const range = canonicalText('v', { base: 'tstzrange', category: 'R' });
+    expect(range).toContain(`to_char((lower(v)) AT TIME ZONE 'UTC'`);
+    expect(range).toContain(`to_char((upper(v)) AT TIME ZONE 'UTC'`);
+    expect(range).toContain(`WHEN isempty(v) THEN 'empty'`);
   });
 
   it('compares json as jsonb (key order and spacing do not count), numeric without trailing zeros, bytea as hex', () => {
