@@ -7,7 +7,7 @@ import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/pla
 import type { TemporalSettings } from '../lib/settings';
 import { rootMessage } from '../lib/errors';
 import { connectClientConnection, describeConnection, resolveTemporal, TemporalConfigError, TemporalUnreachableError, type TemporalConnectionFlags } from '../workers/temporal-connection';
-import { parseMetricsPort } from '../workers/metrics';
+import { DEFAULT_METRICS_HOST, parseMetricsPort } from '../workers/metrics';
 import { createFerryWorker, installWorkerRuntime } from '../workers/worker';
 import { createWorkerLogger, logOptionsFromEnv } from '../workers/logging';
 import type { DataConverter, Logger } from '@temporalio/common';
@@ -26,7 +26,6 @@ import {
   abortMigration,
   approveGate,
   changeThrottle,
-  listMigrations,
   rejectGate,
   migrationReport,
   NoWorkerError,
@@ -39,12 +38,18 @@ import {
   UnknownMigrationError,
 } from './migrations';
 import { CheckRefusedError, checkEndedMigration, endedMigration, endedMismatches, laterChecks, staleSourceNote } from './checks';
-import { formatFailures, formatInspection, formatListing, formatMismatches, formatStatus, formatLaterCheck, formatThrottle, formatVerification, formatVerificationRun } from './render';
+import { formatFailures, formatInspection, formatMismatches, formatStatus, formatLaterCheck, formatThrottle, formatVerification, formatVerificationRun } from './render';
 import { migrationRecord, recordMarkdown } from './report';
 import { recordHtml } from './report-html';
 import { endedBadly, watchMigration } from './watch';
 import { auditMarkdown, auditOf } from './audit-report';
 import { identityHelp, operatorIdentity, requestedBy } from './identity';
+import { statusExitCode } from './outcome';
+import { addDevCommand } from './dev';
+import { addCompletionCommand, applyHelpConventions } from './help';
+import { say } from './output';
+import { formatListingTable, listMigrationRows } from './list';
+import { formatKnownWithoutWorker, NoLiveWorkerError, sdkErrorLine } from './temporal-health';
 import type { ThrottleChange } from '../lib/throttle';
 
 /** An error the CLI reports in one line, with the exit code scripts see. */
@@ -138,6 +143,7 @@ export function buildProgram(): Command {
     .option('--sample <percent>', 'copy a deterministic sample of about this percentage of keys')
     .option('--partition-values <values>', 'copy only these comma-separated values of shards.partitionColumn')
     .option('--rerun', 'migrate into a target that already holds a finished migration', false)
+    .option('--json', 'print the outcome as JSON (the inspection, the id started, or with --wait the final status)', false)
     .action(async (planFile: string, options: StartOptions, command: Command) => {
       const plan = withSubset(readPlan(planFile), options, planFile);
       const settings = settingsOf(command);
@@ -150,23 +156,23 @@ export function buildProgram(): Command {
           startedBy: operatorIdentity(),
         });
         if (!options.execute) {
-          console.log(`dry run ${handle.workflowId} (nothing is written)`);
+          if (!options.json) console.log(`dry run ${handle.workflowId} (nothing is written)`);
           const status = await handle.result();
-          console.log(formatInspection(status.inspection!));
+          say(options.json, { migrationId: handle.workflowId, dryRun: true, inspection: status.inspection }, formatInspection(status.inspection!));
           if (status.inspection!.problems.length > 0) {
             throw new CliError('the dry run found problems; fix them before running with --execute', ExitCode.failed);
           }
-          console.log(`\nto copy for real: ferry start ${planFile} --execute`);
+          if (!options.json) console.log(`\nto copy for real: ferry start ${planFile} --execute`);
           return;
         }
-        console.log(`started migration ${handle.workflowId}`);
         if (!options.wait) {
-          console.log(`follow it with: ferry status ${handle.workflowId}`);
+          say(options.json, { migrationId: handle.workflowId, started: true }, `started migration ${handle.workflowId}\nfollow it with: ferry status ${handle.workflowId}`);
           return;
         }
-        const report = await watchMigration(client, handle.workflowId, { mode: process.stdout.isTTY ? 'tty' : 'plain' });
-        console.log(formatStatus(report));
-        if (report.runState !== 'completed') process.exitCode = ExitCode.failed;
+        if (!options.json) console.log(`started migration ${handle.workflowId}`);
+        const report = await watchMigration(client, handle.workflowId, { mode: options.json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain' });
+        if (!options.json) say(false, report, formatStatus(report));
+        if (report.runState !== 'completed' || statusExitCode(report) !== ExitCode.ok) process.exitCode = statusExitCode(report) || ExitCode.failed;
       });
     });
 
@@ -181,18 +187,20 @@ export function buildProgram(): Command {
         if (options.watch) {
           const mode = options.json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain';
           const report = await watchMigration(client, migrationId, { mode });
-          if (mode === 'plain') console.log(formatStatus(report));
-          if (endedBadly(report)) process.exitCode = ExitCode.failed;
+          if (mode === 'plain') say(false, report, formatStatus(report));
+          if (endedBadly(report)) process.exitCode = statusExitCode(report);
           return;
         }
-        const report = await migrationReport(client, migrationId);
-        console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
+        const report = await migrationReport(client, migrationId).catch((error: unknown) => {
+          // What Temporal records is still true with no worker: show it, then fail with exit 4.
+          if (error instanceof NoLiveWorkerError) console.log(options.json ? JSON.stringify({ live: false, ...error.known }, null, 2) : formatKnownWithoutWorker(error.known));
+          throw error;
+        });
+        say(options.json, report, formatStatus(report));
         if (!options.json && report.runState !== 'running' && report.status?.execute) {
           for (const check of await laterChecks(client, migrationId)) console.log(`later     ${formatLaterCheck(check)}`);
         }
-        if (report.runState === 'failed' || report.runState === 'terminated' || report.runState === 'timed-out') {
-          process.exitCode = ExitCode.failed;
-        }
+        process.exitCode = statusExitCode(report);
       });
     });
 
@@ -208,12 +216,13 @@ export function buildProgram(): Command {
       .argument('<migration-id>', 'the migration')
       .option('--rows-per-second <n>', `rows per second across the migration, or "unlimited"`)
       .option('--batch-size <n>', 'the largest batch (the copier adapts below it)')
-      .option('--concurrency <n>', 'shards copying at once'),
-  ).action(async (migrationId: string, options: ThrottleOptions, command: Command) => {
+      .option('--concurrency <n>', 'shards copying at once')
+      .option('--json', 'print the throttle now in force as JSON', false),
+  ).action(async (migrationId: string, options: ThrottleOptions & { json: boolean }, command: Command) => {
     const change = throttleChangeOf(options);
     await withClient(settingsOf(command), async (client) => {
       const throttle = await changeThrottle(client, migrationId, change);
-      console.log(`throttle of ${migrationId} is now: ${formatThrottle(throttle)}`);
+      say(options.json, { migrationId, throttle }, `throttle of ${migrationId} is now: ${formatThrottle(throttle)}`);
     });
   });
 
@@ -233,8 +242,12 @@ export function buildProgram(): Command {
     program.command('resume').description('Resume a paused migration.').argument('<migration-id>', 'the migration'),
   ).action(async (migrationId: string, note: { by?: string; reason?: string }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      await resumeMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
-      console.log(`resume requested for ${migrationId}`);
+      const checked = await resumeMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
+      console.log(
+        checked
+          ? `resume sent to ${migrationId}, which was paused; \`ferry status ${migrationId}\` shows when it copies again`
+          : `resume sent to ${migrationId} (no worker runs it now, so whether it was paused is not known); it takes effect when a worker runs it`,
+      );
     });
   });
 
@@ -260,11 +273,12 @@ export function buildProgram(): Command {
     program
       .command('retry')
       .description('Copy the failed rows of a migration again, after fixing their cause.')
-      .argument('<migration-id>', 'the migration'),
-  ).action(async (migrationId: string, note: { by?: string; reason?: string }, command: Command) => {
+      .argument('<migration-id>', 'the migration')
+      .option('--json', 'print the outcome as JSON', false),
+  ).action(async (migrationId: string, options: { by?: string; reason?: string; json: boolean }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      const outcome = await retryFailures(client, migrationId, { ...note, by: requestedBy(note.by) });
-      console.log(`retried ${outcome.retried} rows: ${outcome.fixed} copied, ${outcome.stillFailing} still failing`);
+      const outcome = await retryFailures(client, migrationId, { by: requestedBy(options.by), ...(options.reason ? { reason: options.reason } : {}) });
+      say(options.json, { migrationId, ...outcome }, `retried ${outcome.retried} rows: ${outcome.fixed} copied, ${outcome.stillFailing} still failing`);
       if (outcome.stillFailing > 0) process.exitCode = ExitCode.failed;
     });
   });
@@ -280,11 +294,12 @@ export function buildProgram(): Command {
     .option('--by <name>', byHelp)
     .option('--note <text>', 'what you checked')
     .option('--force', 'approve although verification is not clean (recorded)', false)
-    .action(async (migrationId: string, options: { gate: string; by?: string; note?: string; force: boolean }, command: Command) => {
+    .option('--json', 'print the outcome as JSON', false)
+    .action(async (migrationId: string, options: { gate: string; by?: string; note?: string; force: boolean; json: boolean }, command: Command) => {
       const by = requestedBy(options.by);
       await withClient(settingsOf(command), async (client) => {
         const outcome = await approveGate(client, migrationId, { gate: options.gate, by, note: options.note, force: options.force });
-        console.log(`gate ${outcome.gate} of ${migrationId} approved by ${by}${outcome.forced ? ' (forced past unclean verification; recorded)' : ''}`);
+        say(options.json, { migrationId, approvedBy: by, ...outcome }, `gate ${outcome.gate} of ${migrationId} approved by ${by}${outcome.forced ? ' (forced past unclean verification; recorded)' : ''}`);
       });
     });
 
@@ -308,10 +323,11 @@ export function buildProgram(): Command {
     .argument('<migration-id>', 'the migration')
     .requiredOption('--reason <text>', 'why, for the record')
     .option('--by <name>', byHelp)
-    .action(async (migrationId: string, options: { by?: string; reason: string }, command: Command) => {
+    .option('--json', 'print the abort record as JSON', false)
+    .action(async (migrationId: string, options: { by?: string; reason: string; json: boolean }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
         const record = await abortMigration(client, migrationId, { reason: options.reason, by: requestedBy(options.by) });
-        console.log(`migration ${migrationId} aborted${record ? ` in phase ${record.phaseReached}: ${record.flagsNote}` : ''}`);
+        say(options.json, { migrationId, aborted: true, abort: record }, `migration ${migrationId} aborted${record ? ` in phase ${record.phaseReached}: ${record.flagsNote}` : ''}`);
       });
     });
 
@@ -373,10 +389,10 @@ export function buildProgram(): Command {
     .option('--json', 'print as JSON', false)
     .action(async (options: { all: boolean; limit: string; json: boolean; plan?: string; phase?: string; target?: string }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        const listings = await listMigrations(client, { ...options, limit: wholeNumber('--limit', options.limit) });
+        const listings = await listMigrationRows(client, { ...options, limit: wholeNumber('--limit', options.limit) });
         if (options.json) console.log(JSON.stringify(listings, null, 2));
         else if (listings.length === 0) console.log(options.all ? 'no migrations' : 'no running migrations (--all shows finished ones)');
-        else for (const l of listings) console.log(formatListing(l));
+        else console.log(formatListingTable(listings));
       });
     });
 
@@ -391,7 +407,8 @@ export function buildProgram(): Command {
     .option('--repair', 'on a migration that has ended: repair what differs from the source, and compare again (default: report only)', false)
     .option('--force', 'with --repair: repair from the source even though writes to the old table were turned off', false)
     .option('--by <name>', byHelp)
-    .action(async (migrationId: string, options: { sample?: string; by?: string; repair: boolean; force: boolean }, command: Command) => {
+    .option('--json', 'print what this verification found as JSON', false)
+    .action(async (migrationId: string, options: { sample?: string; by?: string; repair: boolean; force: boolean; json: boolean }, command: Command) => {
       const samplePercent = options.sample === undefined ? undefined : Number(options.sample.replace(/%$/, ''));
       if (samplePercent !== undefined && !(samplePercent > 0 && samplePercent <= 100)) {
         throw new CliError(`--sample must be a percentage above 0 and at most 100, not "${options.sample}"`, ExitCode.badInput);
@@ -401,7 +418,7 @@ export function buildProgram(): Command {
         const { runState, taskQueue } = await runStateOf(client, migrationId);
         if (runState === 'running') {
           const summary = await verifyMigration(client, migrationId, { samplePercent, by: requestedBy(options.by) });
-          console.log(formatVerification(summary));
+          say(options.json, { migrationId, ...summary }, formatVerification(summary));
           if (!summary.clean) process.exitCode = ExitCode.failed;
           return;
         }
@@ -412,9 +429,9 @@ export function buildProgram(): Command {
           { samplePercent: samplePercent ?? null, repair: options.repair, force: options.force, by: requestedBy(options.by) },
           (checkId) => console.error(`migration ${migrationId} is ${migration.status.phase}; checking it as ${checkId}`),
         );
-        console.log(formatVerificationRun(run));
+        say(options.json, run, formatVerificationRun(run));
         const note = run.clean ? null : staleSourceNote(migration.status);
-        if (note) console.log(note);
+        if (note && !options.json) console.log(note);
         if (!run.clean) process.exitCode = ExitCode.failed;
       });
     });
@@ -510,9 +527,11 @@ export function buildProgram(): Command {
     .description('Run a Ferry worker: it copies rows for the migrations on its task queue. Connection URLs come from its environment.')
     .option('--metrics-port <port>', "serve Ferry's metrics at /metrics on this port (default: FERRY_METRICS_PORT, or off)")
     .option('--sdk-metrics-port <port>', "serve the Temporal SDK's worker metrics (temporal_*) on this port (default: FERRY_SDK_METRICS_PORT, or off)")
+    .option('--metrics-host <address>', 'the interface both metrics ports listen on; 0.0.0.0 for every one (default: FERRY_METRICS_HOST, or 127.0.0.1)')
     .option('--transform-dir <dir>', 'load transform modules only from this directory, links resolved (default: FERRY_TRANSFORM_DIR, or no modules at all)')
     .action(async (options: WorkerCommandOptions, command: Command) => {
       const { metricsPort, sdkMetricsPort } = metricsPortsOf(options);
+      const metricsHost = options.metricsHost ?? process.env.FERRY_METRICS_HOST ?? DEFAULT_METRICS_HOST;
       const transformDir = transformDirOf(options);
       let payloadKeys: PayloadKey[];
       let logger: Logger;
@@ -522,19 +541,23 @@ export function buildProgram(): Command {
       } catch (error) {
         throw new CliError((error as Error).message, ExitCode.badInput);
       }
-      const sdkMetricsUrl = installWorkerRuntime({ logger, ...(sdkMetricsPort ? { sdkMetrics: { port: sdkMetricsPort } } : {}) });
+      const sdkMetricsUrl = installWorkerRuntime({ logger, ...(sdkMetricsPort ? { sdkMetrics: { port: sdkMetricsPort, host: metricsHost } } : {}) });
       if (sdkMetricsUrl) logger.info(`temporal SDK metrics at ${sdkMetricsUrl}`);
-      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort, transformDir, payloadKeys, log: (line) => logger.info(line) });
+      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort, metricsHost, transformDir, payloadKeys, log: (line) => logger.info(line) });
       logger.info(transformDir ? `transform modules load from ${transformDir} only` : 'transform modules are off (start with --transform-dir DIR to allow them)');
       logger.info(payloadKeys[0] ? `payloads to Temporal are encrypted (key id ${payloadKeys[0].id})` : 'payloads to Temporal are not encrypted (set FERRY_PAYLOAD_KEY to encrypt them)');
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => worker.shutdown());
       await worker.run();
     });
 
+  addDevCommand(program, settingsOf);
+  addCompletionCommand(program);
+  applyHelpConventions(program);
   return program;
 }
 
 interface WorkerCommandOptions {
+  metricsHost?: string;
   metricsPort?: string;
   sdkMetricsPort?: string;
   transformDir?: string;
@@ -570,6 +593,7 @@ function metricsPortsOf(options: WorkerCommandOptions): { metricsPort: number; s
 }
 
 interface StartOptions {
+  json: boolean;
   execute: boolean;
   rerun: boolean;
   showValues: boolean;
@@ -628,8 +652,11 @@ const byHelp = 'a name to record beside your identity, e.g. when acting for some
 
 function exitCodeOf(error: unknown): number {
   if (error instanceof CliError) return error.exitCode;
+  // Errors that carry their own code (no worker: 4; a refused argument: 2).
+  if (typeof (error as { exitCode?: unknown }).exitCode === 'number') return (error as { exitCode: number }).exitCode;
   if (error instanceof RefusedError || error instanceof CheckRefusedError) return ExitCode.badInput;
-  if (error instanceof NoWorkerError || error instanceof TemporalUnreachableError) return ExitCode.unreachable;
+  if (error instanceof TemporalUnreachableError) return ExitCode.unreachable;
+  if (error instanceof NoWorkerError) return ExitCode.notApplied;
   if (error instanceof InvalidPlanError) return ExitCode.badInput;
   if (error instanceof UnknownMigrationError) return ExitCode.unknownMigration;
   return ExitCode.failed;
@@ -644,10 +671,19 @@ export async function main(argv: string[]): Promise<number> {
       // Commander has already printed the help or the usage error.
       return error.exitCode === 0 ? ExitCode.ok : ExitCode.badInput;
     }
-    // Ferry's own errors say what to fix; anything else may carry a value, and is redacted.
-    const ours = error instanceof CliError || error instanceof RefusedError || error instanceof NoWorkerError || error instanceof InvalidPlanError || error instanceof UnknownMigrationError;
-    console.error(`ferry: ${ours ? (error as Error).message : redactErrorText(error)}`);
-    return exitCodeOf(error);
+    // Ferry's own errors say what to fix; an SDK's wrapper gives way to its root cause; anything else may carry a value, and is redacted.
+    const ours =
+      error instanceof CliError ||
+      error instanceof RefusedError ||
+      error instanceof NoWorkerError ||
+      error instanceof NoLiveWorkerError ||
+      error instanceof InvalidPlanError ||
+      error instanceof UnknownMigrationError ||
+      // Ferry's own refusals carry the exit code they mean (help.ts, dev.ts).
+      (error instanceof Error && typeof (error as { exitCode?: unknown }).exitCode === 'number' && !(error instanceof CommanderError));
+    const sdk = ours ? null : sdkErrorLine(error);
+    console.error(`ferry: ${ours ? (error as Error).message : sdk ? (sdk.redact ? redactErrorText(sdk.message) : sdk.message) : redactErrorText(error)}`);
+    return sdk ? sdk.exitCode : exitCodeOf(error);
   }
 }
 

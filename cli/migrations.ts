@@ -25,11 +25,11 @@ import {
   resumeSignal,
   retryFailuresUpdate,
   setThrottleUpdate,
-  statusQuery,
   type ApprovalOutcome,
   type OperatorNote,
 } from '../workflows/messages';
 import type { migrationWorkflow } from '../workflows/migration';
+import { liveStatus, requireLiveWorker, statusIfWorker } from './temporal-health';
 
 export class UnknownMigrationError extends Error {
   constructor(readonly migrationId: string) {
@@ -173,7 +173,7 @@ export async function migrationReport(client: Client, migrationId: string): Prom
   const { handle, description } = await describeMigration(client, migrationId);
   const runState = RUN_STATES[description.status.name] ?? 'failed';
   if (runState === 'running') {
-    const status = await handle.query(statusQuery);
+    const status = await liveStatus(client, handle, description);
     await addLiveProgress(client, status);
     // The description was taken before the query: a retry that began between them shows next time.
     const retrying = activityRetries(description, status.phase);
@@ -196,10 +196,16 @@ export class RefusedError extends Error {
   }
 }
 
-/** No worker took the request in time: updates need one running. */
+/**
+ * An update was sent (a worker polled just before) but none took it in time. Temporal keeps it:
+ * it is applied when a worker runs the migration again, so this is not "nothing changed".
+ */
 export class NoWorkerError extends Error {
   constructor(migrationId: string, seconds: number) {
-    super(`no Ferry worker answered for ${migrationId} within ${seconds} s; start one (ferry worker) on its task queue and try again`);
+    super(
+      `the change was sent to ${migrationId}, but no Ferry worker applied it within ${seconds} s: Temporal keeps it, and it takes ` +
+        `effect when a worker runs the migration again; \`ferry status ${migrationId}\` shows when it has`,
+    );
     this.name = 'NoWorkerError';
   }
 }
@@ -228,6 +234,7 @@ async function update<Ret, Arg>(
   timeoutSeconds: number | null = UPDATE_TIMEOUT_SECONDS,
 ): Promise<Ret> {
   const handle = await runningMigration(client, migrationId);
+  await requireLiveWorker(client, handle);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     if (timeoutSeconds !== null) timer = setTimeout(() => reject(new NoWorkerError(migrationId, timeoutSeconds)), timeoutSeconds * 1000);
@@ -261,8 +268,13 @@ export async function pauseMigration(client: Client, migrationId: string, note: 
   await (await runningMigration(client, migrationId)).signal(pauseSignal, note);
 }
 
-export async function resumeMigration(client: Client, migrationId: string, note: OperatorNote): Promise<void> {
-  await (await runningMigration(client, migrationId)).signal(resumeSignal, note);
+/** Refused when a worker says the migration is not paused; with no worker it is sent unchecked (false). */
+export async function resumeMigration(client: Client, migrationId: string, note: OperatorNote): Promise<boolean> {
+  const handle = await runningMigration(client, migrationId);
+  const status = await statusIfWorker(client, handle);
+  if (status && !status.paused) throw new RefusedError(`refused: migration ${migrationId} is not paused (phase ${status.phase}); nothing was sent`);
+  await handle.signal(resumeSignal, note);
+  return status !== null;
 }
 
 export async function approveGate(client: Client, migrationId: string, approval: GateApproval): Promise<ApprovalOutcome> {
@@ -276,59 +288,6 @@ export async function rejectGate(client: Client, migrationId: string, rejection:
 /** Aborts and answers once the flags are back in a safe state. */
 export async function abortMigration(client: Client, migrationId: string, request: AbortRequest): Promise<AbortRecord | null> {
   return update(client, migrationId, abortUpdate, request);
-}
-
-export interface MigrationListing {
-  migrationId: string;
-  runState: RunState;
-  startedAt: string;
-  phase: string | null;
-  rowsRead: number | null;
-  estimatedRows: number | null;
-}
-
-/** Migrations Temporal knows, newest first; the phase and progress of each, where a worker can say. */
-export interface ListFilter {
-  all: boolean;
-  limit: number;
-  /** Through Ferry's search attributes (servers that know them). */
-  plan?: string;
-  phase?: string;
-  target?: string;
-}
-
-export async function listMigrations(client: Client, options: ListFilter): Promise<MigrationListing[]> {
-  const literal = (value: string) => `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-  const query = [
-    `WorkflowType = 'migrationWorkflow'`,
-    options.all ? null : `ExecutionStatus = 'Running'`,
-    options.plan ? `FerryPlan = ${literal(options.plan)}` : null,
-    options.phase ? `FerryPhase = ${literal(options.phase)}` : null,
-    options.target ? `FerryTarget = ${literal(options.target)}` : null,
-  ]
-    .filter(Boolean)
-    .join(' AND ');
-  const listings: MigrationListing[] = [];
-  for await (const run of client.workflow.list({ query })) {
-    if (listings.length >= options.limit) break;
-    const listing: MigrationListing = {
-      migrationId: run.workflowId,
-      runState: RUN_STATES[run.status.name] ?? 'failed',
-      startedAt: run.startTime.toISOString(),
-      phase: null,
-      rowsRead: null,
-      estimatedRows: null,
-    };
-    if (listing.runState === 'continued') continue;
-    try {
-      const { status } = await migrationReport(client, run.workflowId);
-      if (status) Object.assign(listing, { phase: status.phase, rowsRead: status.rowsRead, estimatedRows: status.inspection?.source.estimatedRows ?? null });
-    } catch {
-      // A run that cannot report (no worker for a query) is still listed.
-    }
-    listings.push(listing);
-  }
-  return listings;
 }
 
 /** Verifies (and repairs) again; answers with the outcome once done. Runs as long as it takes. */

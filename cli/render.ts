@@ -4,9 +4,11 @@ import { describeRange } from '../lib/key-range';
 import type { MismatchReport } from '../activities/verifier';
 import { rowsSkipped, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
 import type { Throttle } from '../lib/throttle';
+import type { MigrationReport } from './migrations';
+import { outcomeOf, rowsLeftText } from './outcome';
+import { decisionDetail, gateStory, pauseStory, phaseStory } from './phase-story';
 import { differenceCounts, scopeOf, uncleanReason, type VerificationRun } from '../lib/verification-runs';
 import type { LaterCheck } from './checks';
-import type { MigrationListing, MigrationReport } from './migrations';
 import { formatRetries } from './retries';
 
 const number = new Intl.NumberFormat('en-US');
@@ -58,15 +60,6 @@ function shardLine(shard: ShardStatus): string {
   if (shard.throttleReason) details.push(shard.throttleReason);
   if (shard.error) details.push(`error: ${shard.error}`);
   return `shard ${shard.index} ${where}: ${shard.state}, ${details.join(', ')}`;
-}
-
-export function formatListing(listing: MigrationListing): string {
-  const progress =
-    listing.rowsRead === null
-      ? ''
-      : `, ${formatCount(listing.rowsRead)} of ~${formatCount(listing.estimatedRows)} rows` +
-        (listing.estimatedRows ? ` (${Math.min(100, (100 * listing.rowsRead) / Math.max(1, listing.estimatedRows)).toFixed(0)}%)` : '');
-  return `${listing.migrationId}  ${listing.runState}${listing.phase ? ` / ${listing.phase}` : ''}${progress}  started ${listing.startedAt}`;
 }
 
 /** "(run 2, a sample of 10% of keys)" for what is not the first run over every row; empty otherwise. */
@@ -141,14 +134,17 @@ export function formatFailures(status: MigrationStatus): string {
   return lines.join('\n');
 }
 
+/** `ferry status` shows the latest decisions; the report has every one. */
+const DECISIONS_SHOWN = 10;
+
 export function formatStatus(report: MigrationReport): string {
-  const lines = [`migration ${report.migrationId}: ${report.runState}`];
+  const lines = [`migration ${report.migrationId}: ${outcomeOf(report)}`];
   if (report.failure) lines.push(`failure: ${report.failure}`);
   const status = report.status;
   if (!status) return lines.join('\n');
   lines.push(
     `plan      ${status.planName}${status.execute ? '' : ' (dry run)'}`,
-    `phase     ${status.phase}${status.paused ? ` (PAUSED since ${status.paused.since}${status.paused.by ? ` by ${status.paused.by}` : ''}: ${status.paused.reason})` : ''}`,
+    `phase     ${status.phase}${status.paused ? ` (${pauseStory(status)})` : ''}`,
     `started   ${status.startedAt}${status.finishedAt ? `, finished ${status.finishedAt}` : ''}`,
     `rows      ${formatCount(status.rowsRead)} read, ${formatCount(status.rowsWritten)} written, ${formatCount(rowsSkipped(status))} already present, ${formatCount(status.rowsFailed)} failed`,
     `throttle  ${formatThrottle(status.throttle)}`,
@@ -157,29 +153,36 @@ export function formatStatus(report: MigrationReport): string {
     const f = status.flags;
     lines.push(`flags     v${f.version}: write old ${f.writeOld ? 'on' : 'off'}, write new ${f.writeNew ? 'on' : 'off'}, reads from ${f.readFrom}, compare ${f.comparePercent}%`);
   }
+  const story = report.runState === 'running' && !status.paused ? phaseStory(status) : null;
+  if (story && status.phase !== 'awaiting-approval') lines.push(`now       ${story}`);
   if (status.verification) lines.push(`verify    ${formatVerification(status.verification).replace(/^verification /, '')}`);
-  if (status.gate) {
-    lines.push(
-      `GATE      waiting at ${status.gate.name} since ${status.gate.waitingSince}: ${status.gate.description}` +
-        (status.gate.expiresAt ? ` (expires ${status.gate.expiresAt})` : ''),
-      `          approve with: ${status.gate.approveCommand}`,
-    );
+  const gate = gateStory(status);
+  gate.forEach((line, i) => lines.push(`${i === 0 ? 'GATE' : '    '}      ${line}`));
+  if (status.gate?.figures) {
     const figures = status.gate.figures;
-    if (figures) {
-      const rate = figures.readsCompared ? ` (${((100 * figures.readsMismatched) / figures.readsCompared).toFixed(2)}%)` : '';
-      lines.push(
-        `          look at: ${formatCount(figures.readsCompared)} dual reads compared in the last hour, ${formatCount(figures.readsMismatched)} differed${rate}; ` +
-          `source replica lag ${figures.replicaLagSeconds.toFixed(1)} s, longest query ${figures.longestQuerySeconds.toFixed(0)} s (as of ${figures.at})`,
-      );
-    }
+    const rate = figures.readsCompared ? ` (${((100 * figures.readsMismatched) / figures.readsCompared).toFixed(2)}%)` : '';
+    lines.push(
+      `          look at: ${formatCount(figures.readsCompared)} dual reads compared in the last hour, ${formatCount(figures.readsMismatched)} differed${rate}; ` +
+        `source replica lag ${figures.replicaLagSeconds.toFixed(1)} s, longest query ${figures.longestQuerySeconds.toFixed(0)} s (as of ${figures.at})`,
+    );
+  }
+  if (status.abort) {
+    lines.push(
+      `ABORTED   by ${status.abort.by} in ${status.abort.phaseReached}: ${status.abort.reason}; ${status.abort.flagsNote}`,
+      `          ${rowsLeftText(status)} remain in the target; \`ferry report ${status.migrationId}\` says what to do about them`,
+    );
   }
   lines.push(...formatRetries(report.retrying ?? []));
-  if (status.abort) lines.push(`ABORTED   by ${status.abort.by} in ${status.abort.phaseReached}: ${status.abort.reason}; ${status.abort.flagsNote}`);
   for (const shard of status.shards) lines.push(shardLine(shard));
   if (status.rowsFailed) lines.push(formatFailures(status));
   if (status.events.length) {
-    lines.push('decisions:');
-    for (const event of status.events.slice(-10)) lines.push(`  ${event.at} ${event.kind}${event.by ? ` by ${event.by}` : ''}: ${event.detail}`);
+    const shown = status.events.slice(-DECISIONS_SHOWN);
+    lines.push(
+      shown.length < status.events.length
+        ? `decisions (the last ${shown.length} of ${status.events.length}; \`ferry report ${status.migrationId}\` has them all):`
+        : 'decisions:',
+    );
+    for (const event of shown) lines.push(`  ${event.at} ${event.kind}${event.by ? ` by ${event.by}` : ''}: ${decisionDetail(event)}`);
   }
   if (status.inspection && status.phase === 'dry-run') lines.push('', formatInspection(status.inspection));
   return lines.join('\n');

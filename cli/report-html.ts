@@ -7,10 +7,9 @@
 import type { MigrationEvent, ProgressSample } from '../lib/status';
 import { escapeHtml, lineChart, timelineChart, type Band, type Bar, type Marker, type Point } from './chart';
 import { formatCount } from './render';
+import { decisionDetail } from './phase-story';
 import { LATER_CHECK_COLUMNS, LATER_CHECKS_NOTE, laterCheckCells, verificationCaveat, verificationScope, type MigrationRecord } from './report';
 
-/** Decisions drawn on the charts; the rest (flags, retries, verify...) are in the table only. */
-const CHARTED_KINDS: ReadonlySet<MigrationEvent['kind']> = new Set(['throttle', 'pause', 'resume', 'auto-pause', 'approve', 'reject', 'abort', 'gate-expired']);
 
 /** Seconds from `start` to `at`; 0 when either is not a time. */
 export function secondsSince(start: string, at: string): number {
@@ -60,13 +59,47 @@ export function sampleSeries<K extends 'rowsRead' | 'batchSize'>(samples: readon
   return samples.map((s) => ({ x: secondsSince(startedAt, s.at), y: s[field] })).filter((p) => Number.isFinite(p.y));
 }
 
-/** Markers for the decisions worth seeing on a time axis, numbered as in the decisions table. */
+/** A marker for every decision (of every kind: retries, verifications, flags too), numbered as in the decisions table. */
 export function decisionMarkers(events: readonly MigrationEvent[], startedAt: string): Marker[] {
-  return events.flatMap((e, i) =>
-    CHARTED_KINDS.has(e.kind)
-      ? [{ x: secondsSince(startedAt, e.at), kind: e.kind, label: `${i + 1} ${e.kind}`, title: `${i + 1}. ${e.at} ${e.kind}${e.by ? ` by ${e.by}` : ''}: ${e.detail}` }]
-      : [],
-  );
+  return events.map((e, i) => ({
+    x: secondsSince(startedAt, e.at),
+    kind: e.kind,
+    label: `${i + 1} ${e.kind}`,
+    title: `${i + 1}. ${e.at} ${e.kind}${e.by ? ` by ${e.by}` : ''}: ${decisionDetail(e)}`,
+  }));
+}
+
+/**
+ * Progress with the paused spans made flat: no sample is taken while paused, so the samples
+ * around a pause would otherwise be joined by a slope (and a rate) across time nothing moved.
+ * The rows between the two samples are split by the copying time on either side of the pause.
+ */
+export function withPauses(progress: readonly Progress[], startedAt: string, bands: readonly Band[]): Progress[] {
+  const atSeconds = (seconds: number) => new Date(Date.parse(startedAt) + seconds * 1000).toISOString();
+  const points: Progress[] = [];
+  progress.forEach((sample, i) => {
+    const previous = progress[i - 1];
+    if (previous) {
+      const [from, to] = [secondsSince(startedAt, previous.at), secondsSince(startedAt, sample.at)];
+      const paused = bands
+        .map((b) => ({ from: Math.max(from, b.from), to: Math.min(to, b.to) }))
+        .filter((b) => b.to > b.from)
+        .sort((a, b) => a.from - b.from);
+      const copyingSeconds = to - from - paused.reduce((sum, b) => sum + (b.to - b.from), 0);
+      if (paused.length && copyingSeconds > 0) {
+        const rows = sample.rowsRead - previous.rowsRead;
+        let last = from;
+        let read = previous.rowsRead;
+        for (const band of paused) {
+          read += (rows * (band.from - last)) / copyingSeconds;
+          points.push({ at: atSeconds(band.from), rowsRead: Math.round(read) }, { at: atSeconds(band.to), rowsRead: Math.round(read) });
+          last = band.to;
+        }
+      }
+    }
+    points.push(sample);
+  });
+  return points;
 }
 
 /** Paused spans: from each pause (by a person or by Ferry) to the next resume, or to `end`. */
@@ -114,10 +147,11 @@ export function recordCharts(record: MigrationRecord): { phases: string; rate: s
   const end = timeSpan(record);
   const markers = decisionMarkers(record.decisions, record.startedAt);
   const fewSamples = 'not enough progress samples to chart (one every 2 s while copying)';
-  const progress = progressOf(record);
   const bands = pauseBands(record.decisions, record.startedAt, end);
+  const progress = withPauses(progressOf(record), record.startedAt, bands);
   return {
-    phases: timelineChart({ title: 'Phases', xEnd: end, bars: phaseBars(record, end), markers }),
+    // The section's heading already says "Phases".
+    phases: timelineChart({ title: 'Timeline, seconds since the start', xEnd: end, bars: phaseBars(record, end), markers }),
     rate: lineChart({
       title: 'Rows read per second',
       yLabel: 'rows/s',
@@ -162,6 +196,7 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: 
 h1 { font-size: 22px; word-break: break-all; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #d0d7de; padding-bottom: 4px; }
 table { border-collapse: collapse; margin: 8px 0; } th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+time.ts { white-space: nowrap; font-variant-numeric: tabular-nums; }
 code { background: #f6f8fa; padding: 1px 4px; border-radius: 3px; }
 .outcome { font-weight: 600; } .outcome.completed { color: #1a7f37; } .outcome.aborted, .outcome.failed { color: #cf222e; }
 .not-clean { color: #cf222e; font-weight: 600; }
@@ -184,6 +219,9 @@ svg .bar rect { fill: #54aeff; } svg .bar.gate rect { fill: #d8b9ff; } svg .bar.
 `;
 
 const cell = (value: string | number | null | undefined) => escapeHtml(value === null || value === undefined ? '' : String(value));
+/** A timestamp that fits its column on one line: the date and time to the second, UTC; the full one on hover. */
+const time = (iso: string | null) =>
+  iso === null ? '' : `<time class="ts" datetime="${escapeHtml(iso)}" title="${escapeHtml(iso)}">${escapeHtml(iso.replace('T', ' ').replace(/(:\d\d)(\.\d+)?Z$/, '$1Z'))}</time>`;
 const row = (cells: string[], tag = 'td') => `<tr>${cells.map((c) => `<${tag}>${c}</${tag}>`).join('')}</tr>`;
 const numbers = (values: number[]) => `<tr>${values.map((v) => `<td class="n">${escapeHtml(formatCount(v))}</td>`).join('')}</tr>`;
 
@@ -201,7 +239,7 @@ export function recordHtml(record: MigrationRecord): string {
     charts.phases,
     '<table>',
     row(['phase', 'started', 'ended', 'seconds'], 'th'),
-    ...record.phases.map((p) => row([cell(p.name), cell(p.startedAt), cell(p.endedAt ?? '(running)'), cell(p.seconds?.toFixed(1))])),
+    ...record.phases.map((p) => row([cell(p.name), time(p.startedAt), p.endedAt ? time(p.endedAt) : '(running)', cell(p.seconds?.toFixed(1))])),
     '</table>',
     '<h2>Rows</h2>',
     '<table>',
@@ -212,7 +250,7 @@ export function recordHtml(record: MigrationRecord): string {
     charts.rate,
     charts.cumulative,
     charts.batch,
-    '<p>Dashed vertical lines are the decisions below, by number (hover over one for its detail); shaded spans were paused. Rows/s is the mean between progress samples (one every 2 s or more while copying, none while paused).</p>',
+    '<p>Dashed vertical lines are the decisions below, by number (hover over one for its detail); shaded spans were paused, and the lines stay flat across them (nothing is copied while paused). Rows/s is the mean between progress samples (one every 2 s or more while copying, none while paused).</p>',
   ];
   if (record.verification) {
     const v = record.verification;
@@ -240,7 +278,7 @@ export function recordHtml(record: MigrationRecord): string {
     body.push(
       '<table>',
       row(['#', 'when', 'what', 'by', 'detail'], 'th'),
-      ...record.decisions.map((d, i) => row([String(i + 1), cell(d.at), cell(d.kind), cell(d.by), cell(d.detail)])),
+      ...record.decisions.map((d, i) => row([String(i + 1), time(d.at), cell(d.kind), cell(d.by), cell(decisionDetail(d))])),
       '</table>',
     );
   }

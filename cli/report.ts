@@ -2,6 +2,8 @@
 import { rowsSkipped, type MigrationStatus, type VerificationSummary } from '../lib/status';
 import { differenceCounts, scopeOf, uncleanReason } from '../lib/verification-runs';
 import type { LaterCheck } from './checks';
+import { rowsLeftText } from './outcome';
+import { decisionDetail } from './phase-story';
 import { formatCount } from './render';
 
 export interface MigrationRecord {
@@ -72,6 +74,10 @@ function leftToDo(status: MigrationStatus): string[] {
   }
   if (status.abort) {
     todo.push(`the migration was aborted (${status.abort.reason}): ${status.abort.flagsNote}`);
+    todo.push(
+      `${rowsLeftText(status)} remain in ${target}: run the migration again to finish the copy (rows already there are kept under the conflict policy, ` +
+        `then verified against the source), or, if nothing else writes ${target} yet, empty it (\`TRUNCATE ${target}\`) before starting over`,
+    );
     if (status.flags && status.flags.writeNew && status.flags.readFrom === 'new') {
       todo.push(`repair ${source} from ${target} before moving reads back to it; then turn dual writes off`);
     }
@@ -116,7 +122,8 @@ export function migrationRecord(status: MigrationStatus, laterChecks: LaterCheck
       repaired: status.verification?.repairedTotal ?? status.verification?.repaired ?? 0,
     },
     backfillRowsPerSecond: backfillSeconds ? Math.round(status.rowsRead / Math.max(backfillSeconds, 0.001)) : null,
-    earlyEta: earlyEtaOf(status),
+    // An aborted backfill's end says nothing about how good its ETA was.
+    earlyEta: status.abort || status.phase === 'aborted' ? null : earlyEtaOf(status),
     verification: status.verification,
     flags: status.flags,
     decisions: status.events,
@@ -203,7 +210,7 @@ export function recordMarkdown(record: MigrationRecord): string {
   if (record.decisions.length === 0) lines.push('None.');
   else {
     lines.push('| when | what | by | detail |', '| --- | --- | --- | --- |');
-    for (const e of record.decisions) lines.push(`| ${e.at} | ${e.kind} | ${cell(e.by ?? '')} | ${cell(e.detail)} |`);
+    for (const e of record.decisions) lines.push(`| ${e.at} | ${e.kind} | ${cell(e.by ?? '')} | ${cell(decisionDetail(e))} |`);
   }
   if (record.abort) {
     lines.push('', '## Abort', '', `Aborted by ${record.abort.by} at ${record.abort.at} in phase ${record.abort.phaseReached}: ${record.abort.reason}.`, '', record.abort.flagsNote + '.');

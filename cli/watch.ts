@@ -8,6 +8,9 @@ import { redactErrorText } from '../lib/errors';
 import { etaSeconds, formatDuration, nextRate, progressBar, remainingRows, type RateState } from '../lib/progress';
 import { rowsSkipped, type MigrationStatus, type ShardStatus } from '../lib/status';
 import { migrationReport, UnknownMigrationError, type MigrationReport } from './migrations';
+import { outcomeOf, statusExitCode } from './outcome';
+import { colourOn, highlight } from './output';
+import { copying, gateStory, pauseStory, phaseStory } from './phase-story';
 import { formatCount, formatThrottle } from './render';
 import { formatRetries } from './retries';
 
@@ -18,23 +21,6 @@ export interface WatchSample {
   report: MigrationReport;
   rowsPerSecond: number | null;
   etaSeconds: number | null;
-}
-
-/** What a gate the migration waits at looks like to the view; absent until gates exist. */
-export interface GateView {
-  name: string;
-  detail: string | null;
-  command: string;
-}
-
-/**
- * The gate in a status, read defensively: `status.gate` may be absent, null, a name, or an
- * object with a name (or id or kind), a detail (or reason) and the command that approves it.
- */
-export function gateOf(status: MigrationStatus): GateView | null {
-  const gate = status.gate;
-  if (!gate) return null;
-  return { name: gate.name, detail: `${gate.description} (waiting since ${gate.waitingSince})`, command: gate.approveCommand };
 }
 
 /** Fraction of the estimated rows read; null without an estimate. */
@@ -54,9 +40,9 @@ function shardFraction(status: MigrationStatus, shard: ShardStatus): number | nu
 
 const percent = (fraction: number | null) => (fraction === null ? '  ?  ' : `${(Math.min(1, fraction) * 100).toFixed(1).padStart(5)}%`);
 
-/** Why the migration is slowed or holding: its pause, else its shards' distinct reasons. */
+/** Why running shards are slowed or holding: their distinct reasons (a pause is told apart, as PAUSED). */
 function throttleReasons(status: MigrationStatus): string[] {
-  if (status.paused) return [`PAUSED since ${status.paused.since}${status.paused.by ? ` by ${status.paused.by}` : ''}: ${status.paused.reason}`];
+  if (!copying(status)) return [];
   const reasons = new Map<string, number[]>();
   for (const shard of status.shards) {
     if (shard.state !== 'running' || !shard.throttleReason) continue;
@@ -65,10 +51,13 @@ function throttleReasons(status: MigrationStatus): string[] {
   return [...reasons].map(([reason, shards]) => `${reason} (shard${shards.length === 1 ? '' : 's'} ${shards.join(', ')})`);
 }
 
-function rateText(sample: WatchSample): string {
+/** Rate and ETA while copying; what the phase is doing otherwise (a rate would only decay). */
+function rateText(sample: WatchSample, nowMs = Date.now()): string {
+  const status = sample.report.status;
+  if (sample.report.runState !== 'running' || !status) return '-';
+  if (!copying(status)) return phaseStory(status, nowMs) ?? '-';
   const rate = sample.rowsPerSecond === null ? 'measuring' : `${formatCount(Math.round(sample.rowsPerSecond))} rows/s`;
-  const eta = sample.report.runState !== 'running' ? '-' : sample.report.status?.paused ? '- (paused)' : formatDuration(sample.etaSeconds);
-  return `${rate}, ETA ${eta}`;
+  return `${rate}, ETA ${formatDuration(sample.etaSeconds)}`;
 }
 
 export interface FrameSize {
@@ -81,24 +70,24 @@ export interface FrameSize {
 /** The live view's lines for a terminal of this size (no escape codes; the caller places them). */
 export function watchFrame(sample: WatchSample, size: FrameSize, unicode = true): string[] {
   const { report } = sample;
-  const lines = [`migration ${report.migrationId}: ${report.runState}`];
+  const lines = [`migration ${report.migrationId}: ${outcomeOf(report)}`];
   if (report.failure) lines.push(`failure: ${report.failure}`);
   const status = report.status;
   if (status) {
+    const running = report.runState === 'running';
     const estimated = status.inspection?.source.estimatedRows ?? null;
     const barWidth = Math.max(10, Math.min(50, size.columns - 50));
     const fraction = overallFraction(status);
     lines.push(
       `phase     ${status.phase}${status.execute ? '' : ' (dry run)'}`,
       `progress  ${progressBar(fraction ?? 0, barWidth, unicode)} ${percent(fraction)}  ${formatCount(status.rowsRead)} of ~${formatCount(estimated)} rows read`,
-      `rate      ${rateText(sample)}`,
+      running && status.paused ? `PAUSED    ${pauseStory(status)!.replace(/^PAUSED /, '')}` : `${copying(status) ? 'rate' : 'now '}      ${rateText(sample)}`,
       `rows      ${formatCount(status.rowsWritten)} written, ${formatCount(rowsSkipped(status))} already present, ${formatCount(status.rowsFailed)} failed`,
       `throttle  ${formatThrottle(status.throttle)}`,
     );
     for (const reason of throttleReasons(status)) lines.push(`  slowed  ${reason}`);
     lines.push(...formatRetries(report.retrying ?? []));
-    const gate = gateOf(status);
-    if (gate) lines.push(`gate      waiting at ${gate.name}${gate.detail ? `: ${gate.detail}` : ''}`, `          approve with: ${gate.command}`);
+    gateStory(status).forEach((line, i) => lines.push(`${i === 0 ? 'gate' : '    '}      ${line}`));
     if (status.unresolvedFailures > 0) {
       lines.push(`failures  ${formatCount(status.unresolvedFailures)} unresolved: see \`ferry failures ${status.migrationId}\`, then \`ferry retry\` or \`ferry resume\``);
     }
@@ -136,15 +125,15 @@ export function watchLine(sample: WatchSample, at = new Date()): string {
   const estimated = status.inspection?.source.estimatedRows ?? null;
   const fraction = overallFraction(status);
   const parts = [
-    `${time} ${status.phase}: ${formatCount(status.rowsRead)} of ~${formatCount(estimated)} rows read${fraction === null ? '' : ` (${percent(fraction).trim()})`}`,
+    `${time} ${status.phase}${status.paused ? ' PAUSED' : ''}: ${formatCount(status.rowsRead)} of ~${formatCount(estimated)} rows read${fraction === null ? '' : ` (${percent(fraction).trim()})`}`,
     `${formatCount(status.rowsWritten)} written`,
-    rateText(sample),
+    rateText(sample, at.getTime()),
   ];
   if (status.rowsFailed) parts.push(`${formatCount(status.rowsFailed)} failed (${formatCount(status.unresolvedFailures)} unresolved)`);
   const reasons = throttleReasons(status);
   if (reasons.length) parts.push(`slowed: ${reasons.join('; ')}`);
-  const gate = gateOf(status);
-  if (gate) parts.push(`waiting at gate ${gate.name}: ${gate.command}`);
+  const gate = gateStory(status, at.getTime());
+  if (gate.length) parts.push(...gate);
   return parts.join(', ');
 }
 
@@ -154,13 +143,19 @@ export function watchJson(sample: WatchSample): string {
 }
 
 /** Adds one report to the rate so far and says how long is left. */
-export function sampleOf(report: MigrationReport, rate: RateState | null, atMs: number): { sample: WatchSample; rate: RateState } {
+export function sampleOf(report: MigrationReport, rate: RateState | null, atMs: number): { sample: WatchSample; rate: RateState | null } {
   const status = report.status;
   if (!status) return { sample: { report, rowsPerSecond: rate?.rowsPerSecond ?? null, etaSeconds: null }, rate: rate ?? { atMs, rows: 0, rowsPerSecond: null } };
+  // Rate and ETA are measured while copying only: elsewhere (verifying, a gate, a pause, dual
+  // writes soaking) no rows move, so a rate would decay and an ETA mislead. Measuring starts
+  // afresh when copying does, so a pause does not drag the rate down after it.
+  if (report.runState === 'running' && !copying(status)) {
+    return { sample: { report, rowsPerSecond: null, etaSeconds: null }, rate: null };
+  }
   const next = nextRate(rate, { atMs, rows: status.rowsRead });
   const left = report.runState === 'running' ? remainingRows(status.inspection?.source.estimatedRows, status.rowsRead) : 0;
-  // A paused migration has no time left to tell: it ends when someone resumes it.
-  const eta = status.paused && report.runState === 'running' ? null : etaSeconds(left, next.rowsPerSecond);
+  // An ended run has nothing left, whatever its rate was.
+  const eta = report.runState === 'running' ? etaSeconds(left, next.rowsPerSecond) : 0;
   return { sample: { report, rowsPerSecond: next.rowsPerSecond, etaSeconds: eta }, rate: next };
 }
 
@@ -185,6 +180,7 @@ export async function watchMigration(client: Client, migrationId: string, option
   const out = options.out ?? process.stdout;
   const intervalMs = options.intervalMs ?? 1000;
   const tty = options.mode === 'tty';
+  const colour = tty && colourOn(out);
   let drawn = 0;
   let rate: RateState | null = null;
   let failedRefreshes = 0;
@@ -206,7 +202,7 @@ export async function watchMigration(client: Client, migrationId: string, option
   const draw = (lines: string[]) => {
     // Back to the frame's first line, then overwrite line by line and clear what is left below.
     const up = drawn > 0 ? `${ESC}${drawn}F` : '';
-    out.write(`${up}${lines.map((line) => `${line}${ESC}K\n`).join('')}${ESC}J`);
+    out.write(`${up}${lines.map((line) => `${highlight(line, colour)}${ESC}K\n`).join('')}${ESC}J`);
     drawn = lines.length;
   };
 
@@ -246,7 +242,7 @@ export async function watchMigration(client: Client, migrationId: string, option
   }
 }
 
-/** The exit code `ferry status` gives for a report: failed runs are 1, everything else 0. */
+/** Whether `ferry status` exits non-zero for a report: failed, aborted, terminated or timed out. */
 export function endedBadly(report: MigrationReport): boolean {
-  return report.runState === 'failed' || report.runState === 'terminated' || report.runState === 'timed-out';
+  return statusExitCode(report) !== 0;
 }

@@ -13,6 +13,9 @@ export interface RateState {
   rowsPerSecond: number | null;
 }
 
+/** The shortest interval the first rate is measured over. */
+export const FIRST_RATE_MIN_SECONDS = 1;
+
 /** Half of a past rate's weight is gone after this long. (Default: 10 s) */
 export const RATE_HALF_LIFE_SECONDS = 10;
 
@@ -25,6 +28,9 @@ export function nextRate(state: RateState | null, sample: { atMs: number; rows: 
   if (!state) return { atMs: sample.atMs, rows: sample.rows, rowsPerSecond: null };
   const seconds = (sample.atMs - state.atMs) / 1000;
   if (!(seconds > 0)) return { ...state, rows: Math.max(state.rows, sample.rows) };
+  // The first rate is taken as it is, unsmoothed: over a blink between two refreshes (a slow one
+  // then a fast one) it would be noise, so it waits for a second's worth of copying.
+  if (state.rowsPerSecond === null && seconds < FIRST_RATE_MIN_SECONDS) return state;
   const instant = Math.max(0, sample.rows - state.rows) / seconds;
   const weight = 1 - Math.exp((-seconds * Math.LN2) / halfLifeSeconds);
   const rowsPerSecond = state.rowsPerSecond === null ? instant : state.rowsPerSecond + weight * (instant - state.rowsPerSecond);

@@ -162,6 +162,18 @@ export interface MigrationStatus {
   eventsAudited?: number;
   /** Progress over time, for charts: at most MAX_SAMPLES, thinned evenly as the run grows. */
   samples: ProgressSample[];
+  /**
+   * Added by the CLI from Temporal's visibility (never set by the workflow): the shards of the
+   * verification pass under way that are verified so far.
+   */
+  verifyPass?: VerifyPassProgress | null;
+}
+
+export interface VerifyPassProgress {
+  pass: number;
+  shardsVerified: number;
+  shardsRunning: number;
+  shards: number;
 }
 
 export interface ProgressSample {

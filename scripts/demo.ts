@@ -16,43 +16,12 @@ import { parsePlan } from '../lib/plan';
 import { temporalSettings } from '../lib/settings';
 import { createFerryWorker } from '../workers/worker';
 import { startPostgres } from './services/postgres';
+import { createSampleUsers } from './services/sample-users';
 import { startTemporal } from './services/temporal';
 import { ferryDataConverter } from '../workers/payload-codec';
 
 const USERS = Number(process.env.DEMO_ROWS ?? 100_000);
 const planFile = path.join(__dirname, '..', 'examples', 'split-full-name.yaml');
-
-async function createSampleTables(url: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(`
-      DROP TABLE IF EXISTS users, users_v2;
-      CREATE TABLE users (
-        id bigint PRIMARY KEY,
-        full_name text NOT NULL,
-        email text NOT NULL,
-        created_at timestamptz NOT NULL
-      );
-      INSERT INTO users
-      SELECT i,
-             (ARRAY['Ada','Grace','Alan','Edsger','Barbara','Donald','Frances','Ken'])[1 + i % 8] || ' ' ||
-             (ARRAY['Lovelace','Hopper','Turing','Dijkstra','Liskov','Knuth','Allen','Thompson','van Rossum'])[1 + i % 9],
-             'user' || i || '@example.com',
-             timestamptz '2020-01-01 00:00:00.123456+00' + i * interval '17 minutes 3.000001 seconds'
-        FROM generate_series(1, ${USERS}) AS i;
-      ANALYZE users;
-      CREATE TABLE users_v2 (
-        id bigint PRIMARY KEY,
-        first_name text NOT NULL,
-        last_name text,
-        email text NOT NULL,
-        created_at timestamptz NOT NULL
-      );`);
-  } finally {
-    await client.end();
-  }
-}
 
 /** Ferry's own check is still to come (verification); the demo checks with plain SQL. */
 async function compareTables(url: string): Promise<{ source: number; target: number; different: number }> {
@@ -89,7 +58,7 @@ async function main(): Promise<void> {
   try {
     const databaseUrl = await postgres.createDatabase('ferry_demo');
     console.log(`Creating users with ${USERS.toLocaleString('en-US')} rows ...`);
-    await createSampleTables(databaseUrl);
+    await createSampleUsers(databaseUrl, USERS);
 
     // The worker resolves the plan's connection name from its environment; the URL never
     // enters Temporal.

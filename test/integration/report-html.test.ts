@@ -120,6 +120,9 @@ describe('the HTML report in a browser', () => {
       expect(dom.split(`>${label}</text>`).length - 1, label).toBe(3);
     }
     expect(dom).toContain('estimate 12,000');
+    // One "Phases" title (the section's heading), and timestamps that do not wrap.
+    expect(dom.split('>Phases<').length - 1).toBe(1);
+    expect(dom).toMatch(/<time class="ts" datetime="[^"]+Z" title="[^"]+">\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ<\/time>/);
     // The detail is text in the page, not an element.
     expect(dom).toContain('quiet hours &lt;script&gt;alert(1)&lt;/script&gt;');
     expect(dom).not.toContain('<script');

@@ -1,7 +1,7 @@
 /** Rate smoothing, ETA, bars, and the watch view's frames, lines and JSON. */
 import { describe, expect, it } from 'vitest';
 import type { MigrationReport } from '../../cli/migrations';
-import { gateOf, sampleOf, watchFrame, watchJson, watchLine, type WatchSample } from '../../cli/watch';
+import { sampleOf, watchFrame, watchJson, watchLine, type WatchSample } from '../../cli/watch';
 import { etaSeconds, formatDuration, nextRate, progressBar, remainingRows, type RateState } from '../../lib/progress';
 import { newMigrationStatus, type MigrationStatus, type ShardStatus } from '../../lib/status';
 
@@ -145,11 +145,26 @@ describe('sampleOf', () => {
     expect(second.sample.rowsPerSecond).toBe(1000);
     expect(second.sample.etaSeconds).toBe(6);
   });
-  it('has no time left to tell while paused', () => {
+  it('has no rate or time left while paused, and measures afresh once copying again', () => {
     const paused = report({ rowsRead: 4000, paused: { since: '2025-01-01T00:01:00Z', by: null, reason: 'peak hours' } });
     const next = sampleOf(paused, { atMs: 0, rows: 2000, rowsPerSecond: 1000 }, 1000);
-    expect(next.sample.etaSeconds).toBeNull();
-    expect(watchFrame(next.sample, { columns: 120, rows: 40 }).join('\n')).toContain('ETA - (paused)');
+    expect(next.sample).toMatchObject({ rowsPerSecond: null, etaSeconds: null });
+    expect(next.rate).toBeNull();
+    const text = watchFrame(next.sample, { columns: 160, rows: 40 }).join('\n');
+    expect(text).not.toContain('ETA');
+    expect(text).not.toContain('slowed');
+    const resumed = sampleOf(report({ rowsRead: 4000 }), next.rate, 600_000);
+    expect(resumed.sample.rowsPerSecond).toBeNull(); // not 4000 rows over the ten minutes paused
+  });
+  it('shows no rate or ETA while verifying, at a gate, or while dual writes soak', () => {
+    for (const phase of ['verifying', 'awaiting-approval', 'dual-write'] as const) {
+      const next = sampleOf(report({ phase, rowsRead: 10_000 }), { atMs: 0, rows: 10_000, rowsPerSecond: 2100 }, 5000);
+      expect(next.sample, phase).toMatchObject({ rowsPerSecond: null, etaSeconds: null });
+      const text = watchFrame(next.sample, { columns: 200, rows: 40 }).join('\n');
+      expect(text, phase).not.toContain('ETA');
+      expect(text, phase).not.toContain('slowed');
+      expect(watchLine(next.sample), phase).not.toMatch(/ETA/);
+    }
   });
   it('has nothing left once the migration has ended', () => {
     const ended = sampleOf(report({ phase: 'completed', rowsRead: 9000 }, 'completed'), { atMs: 0, rows: 0, rowsPerSecond: 100 }, 1000);
@@ -173,10 +188,19 @@ describe('watchFrame', () => {
     for (const line of watchFrame(sample(report()), { columns: 40, rows: 40 })) expect(line.length).toBeLessThan(40);
   });
 
-  it('shows a pause instead of the shards reasons', () => {
-    const text = watchFrame(sample(report({ paused: { since: '2025-01-01T00:01:00Z', by: 'alice', reason: 'peak hours' } })), { columns: 120, rows: 40 }).join('\n');
-    expect(text).toContain('PAUSED since 2025-01-01T00:01:00Z by alice: peak hours');
+  it('labels a pause PAUSED, with by whom and why, instead of the shards reasons', () => {
+    const text = watchFrame(sample(report({ paused: { since: '2025-01-01T00:01:00Z', by: 'alice', reason: 'peak hours' } })), { columns: 160, rows: 40 }).join('\n');
+    expect(text).toMatch(/^PAUSED {4}for \S.* by alice: peak hours \(since 2025-01-01T00:01:00Z/m);
     expect(text).not.toContain('rows/s limit (2500');
+    expect(text).not.toContain('slowed');
+  });
+
+  it('tells a verification pass under way and what the last one found', () => {
+    const v = { clean: false, passes: 1, rowsChecked: 10_000, missing: 3, extra: 0, value: 2, repaired: 5, inFlight: 0, forcedBy: null };
+    const text = watchFrame(sample(report({ phase: 'verifying', verification: v })), { columns: 200, rows: 40 }).join('\n');
+    expect(text).toContain('pass 2 under way; pass 1 found 3 missing, 0 extra, 2 differing in 10,000 rows, 5 repaired');
+    const live = report({ phase: 'verifying', verification: v, verifyPass: { pass: 2, shardsVerified: 3, shardsRunning: 2, shards: 8 } });
+    expect(watchFrame(sample(live), { columns: 200, rows: 40 }).join('\n')).toContain('pass 2 (3 of 8 shards verified, 2 checking); pass 1 found 3 missing');
   });
 
   it('cuts a long shard list to the terminal height, running shards first', () => {
@@ -187,29 +211,25 @@ describe('watchFrame', () => {
     expect(lines.at(-1)).toMatch(/\.\.\. \d+ more shards/);
   });
 
-  it('shows the gate it waits at and how to approve it, when the status has one', () => {
-    const gated = report();
-    gated.status!.gate = gateAt('cutover-reads');
-    const text = watchFrame(sample(gated), { columns: 120, rows: 40 }).join('\n');
-    expect(text).toContain('gate      waiting at cutover-reads: move application reads to the new table (waiting since 2025-01-01T00:10:00.000Z)');
+  it('shows the gate it waits at, for how long, and the approve command only when it would be taken', () => {
+    const clean = { clean: true, passes: 1, rowsChecked: 10_000, missing: 0, extra: 0, value: 0, repaired: 0, inFlight: 0, forcedBy: null };
+    const gated = report({ phase: 'awaiting-approval', gate: gateAt('cutover-reads'), verification: clean });
+    const text = watchFrame(sample(gated), { columns: 200, rows: 40 }).join('\n');
+    expect(text).toMatch(/gate {6}waiting at cutover-reads for \S.* \(since 2025-01-01T00:10:00.000Z\): move application reads to the new table/);
+    expect(text).toContain('verification clean after 1 pass, 10,000 rows checked');
     expect(text).toContain('approve with: ferry approve x --gate cutover-reads --by <you>');
     expect(watchFrame(sample(report()), { columns: 120, rows: 40 }).join('\n')).not.toContain('gate');
+
+    const unclean = report({ phase: 'awaiting-approval', gate: gateAt('cutover-reads'), verification: { ...clean, clean: false, missing: 4 } });
+    const refused = watchFrame(sample(unclean), { columns: 240, rows: 40 }).join('\n');
+    expect(refused).not.toContain('approve with:');
+    expect(refused).toContain('approval would be refused: verification is not clean (4 missing, 0 extra, 0 differing)');
+    expect(refused).toContain('ferry verify ferry/users/20250101-000000Z');
   });
 
   it('says how a run that ended without a status failed', () => {
     const lines = watchFrame(sample({ migrationId: 'm', runState: 'failed', status: null, failure: 'boom' }), { columns: 80, rows: 24 });
     expect(lines).toEqual(['migration m: failed', 'failure: boom']);
-  });
-});
-
-describe('gateOf', () => {
-  it('shows the gate the status waits at, or nothing', () => {
-    expect(gateOf(report().status!)).toBeNull();
-    expect(gateOf({ ...report().status!, gate: gateAt('cleanup') })).toEqual({
-      name: 'cleanup',
-      detail: 'finish (waiting since 2025-01-01T00:10:00.000Z)',
-      command: 'ferry approve x --gate cleanup --by <you>',
-    });
   });
 });
 

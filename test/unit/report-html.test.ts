@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { escapeHtml, formatCompact, formatElapsed, linePath, linearScale, niceTicks, stepPath, timeTicks } from '../../cli/chart';
 import { migrationRecord, recordMarkdown } from '../../cli/report';
-import { decisionMarkers, pauseBands, progressOf, rateSeries, recordHtml, sampleSeries, timeSpan } from '../../cli/report-html';
+import { decisionDetail } from '../../cli/phase-story';
+import { decisionMarkers, pauseBands, progressOf, rateSeries, recordHtml, sampleSeries, timeSpan, withPauses } from '../../cli/report-html';
 import { newMigrationStatus, type MigrationEvent, type MigrationStatus, type ProgressSample } from '../../lib/status';
 
 const T0 = Date.parse('2025-03-01T10:00:00.000Z');
@@ -122,7 +123,7 @@ describe('charted series', () => {
     expect(sampleSeries(samples, at(0), 'batchSize')).toEqual([{ x: 2, y: 100 }, { x: 4, y: 400 }]);
   });
 
-  it('marks throttle changes, pauses, resumes, approvals and aborts, numbered as in the decisions table', () => {
+  it('marks every decision, flags, retries and verifications included, numbered as in the decisions table', () => {
     const events: MigrationEvent[] = [
       { at: at(10), kind: 'throttle', by: 'alice', detail: 'rowsPerSecond 400 -> 5000 (night)' },
       { at: at(12), kind: 'flags', by: 'ferry', detail: 'dual writes on' },
@@ -130,16 +131,42 @@ describe('charted series', () => {
       { at: at(25), kind: 'resume', by: null, detail: 'resumed' },
       { at: at(40), kind: 'approve', by: 'carol', detail: 'gate cutover-reads approved' },
       { at: at(45), kind: 'abort', by: 'dave', detail: 'wrong target' },
+      { at: at(46), kind: 'retry', by: 'erin', detail: 'retried 3 rows' },
+      { at: at(47), kind: 'verify', by: 'ferry', detail: 'pass 1: 10 rows checked' },
     ];
     const markers = decisionMarkers(events, at(0));
     expect(markers.map((m) => [m.x, m.label])).toEqual([
       [10, '1 throttle'],
+      [12, '2 flags'],
       [20, '3 pause'],
       [25, '4 resume'],
       [40, '5 approve'],
       [45, '6 abort'],
+      [46, '7 retry'],
+      [47, '8 verify'],
     ]);
     expect(markers[0]!.title).toBe(`1. ${at(10)} throttle by alice: rowsPerSecond 400 -> 5000 (night)`);
+  });
+
+  it('keeps the rows-read line flat and the rate at zero across a pause, instead of a slope between its samples', () => {
+    // 1,000 rows in the 4 s of copying around a 100 s pause: 250 rows/s, not 1,000 / 104 s.
+    const progress = [sample(10, 0), sample(12, 500), sample(116, 1500)].map(({ at, rowsRead }) => ({ at, rowsRead }));
+    const bands = [{ from: 14, to: 114, kind: 'paused', title: 'paused: deploy' }];
+    const cut = withPauses(progress, at(0), bands);
+    expect(cut).toEqual([progress[0], progress[1], { at: at(14), rowsRead: 1000 }, { at: at(114), rowsRead: 1000 }, progress[2]]);
+    expect(rateSeries(cut, at(0))).toEqual([
+      { x: 12, y: 250 },
+      { x: 14, y: 250 },
+      { x: 114, y: 0 },
+      { x: 116, y: 250 },
+    ]);
+    expect(withPauses(progress, at(0), [])).toEqual(progress);
+  });
+
+  it('says each decision once: a reason the detail already gives is not repeated', () => {
+    expect(decisionDetail({ detail: 'checking replica (checking replica)' })).toBe('checking replica');
+    expect(decisionDetail({ detail: 'resumed after: checking replica (checking replica)' })).toBe('resumed after: checking replica');
+    expect(decisionDetail({ detail: 'rowsPerSecond 400 -> 5000 (night)' })).toBe('rowsPerSecond 400 -> 5000 (night)');
   });
 
   it('shades paused spans, from a pause to the next resume or to the end', () => {

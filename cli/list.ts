@@ -1,0 +1,157 @@
+/**
+ * `ferry list`: migrations from Temporal's visibility store (plan, target, phase, age need no
+ * worker), with progress added from each migration's own status where a worker answers in time.
+ */
+import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
+import { formatDuration } from '../lib/progress';
+import { phaseKey, planNameKey, targetTableKey } from '../lib/search-attributes';
+import type { MigrationStatus } from '../lib/status';
+import { statusQuery } from '../workflows/messages';
+import type { RunState } from './migrations';
+import { formatCount } from './render';
+import { PROBE_SECONDS, workerPolls } from './temporal-health';
+
+/** Which migrations to list; plan, phase and target through Ferry's search attributes. */
+export interface ListFilter {
+  all: boolean;
+  limit: number;
+  plan?: string;
+  phase?: string;
+  target?: string;
+}
+
+export interface MigrationListing {
+  migrationId: string;
+  runState: RunState;
+  startedAt: string;
+  plan: string | null;
+  target: string | null;
+  /** The migration's own phase when it could say; else the FerryPhase search attribute. */
+  phase: string | null;
+  paused: boolean;
+  rowsRead: number | null;
+  estimatedRows: number | null;
+  /** Where progress came from: the migration's status, or nowhere (no worker for a running one). */
+  progressKnown: boolean;
+}
+
+const RUN_STATES: Record<string, RunState> = {
+  RUNNING: 'running',
+  COMPLETED: 'completed',
+  FAILED: 'failed',
+  CANCELLED: 'cancelled',
+  TERMINATED: 'terminated',
+  TIMED_OUT: 'timed-out',
+  CONTINUED_AS_NEW: 'continued',
+};
+
+/** Runs `work` over `items`, at most `lanes` at once. */
+async function eachLimited<T>(items: readonly T[], lanes: number, work: (item: T) => Promise<void>): Promise<void> {
+  const queue = [...items];
+  await Promise.all(Array.from({ length: Math.min(lanes, queue.length) }, async () => {
+    for (let item = queue.shift(); item !== undefined; item = queue.shift()) await work(item);
+  }));
+}
+
+function visibilityQuery(filter: ListFilter): string {
+  const literal = (value: string) => `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  return [
+    `WorkflowType = 'migrationWorkflow'`,
+    filter.all ? null : `ExecutionStatus = 'Running'`,
+    filter.plan ? `FerryPlan = ${literal(filter.plan)}` : null,
+    filter.phase ? `FerryPhase = ${literal(filter.phase)}` : null,
+    filter.target ? `FerryTarget = ${literal(filter.target)}` : null,
+  ]
+    .filter(Boolean)
+    .join(' AND ');
+}
+
+function keyword(run: WorkflowExecutionInfo, key: typeof phaseKey): string | null {
+  const value = run.typedSearchAttributes.get(key);
+  return typeof value === 'string' ? value : null;
+}
+
+/** The status of one run within PROBE_SECONDS: the query when running, the result once ended; null when neither answers. */
+async function statusOf(client: Client, run: WorkflowExecutionInfo, runState: RunState): Promise<MigrationStatus | null> {
+  const handle = client.workflow.getHandle(run.workflowId, run.runId);
+  try {
+    return await client.withDeadline(Date.now() + PROBE_SECONDS * 1000, () =>
+      runState === 'running' ? handle.query(statusQuery) : (handle.result() as Promise<MigrationStatus>),
+    );
+  } catch {
+    // A failed run has no result, and a query can go unanswered: listed without progress.
+    return null;
+  }
+}
+
+export async function listMigrationRows(client: Client, filter: ListFilter): Promise<MigrationListing[]> {
+  const runs: { run: WorkflowExecutionInfo; listing: MigrationListing }[] = [];
+  for await (const run of client.workflow.list({ query: visibilityQuery(filter), pageSize: Math.min(1000, filter.limit + 10) })) {
+    const runState = RUN_STATES[run.status.name] ?? 'failed';
+    if (runState === 'continued') continue;
+    if (runs.length >= filter.limit) break;
+    runs.push({
+      run,
+      listing: {
+        migrationId: run.workflowId,
+        runState,
+        startedAt: run.startTime.toISOString(),
+        plan: keyword(run, planNameKey),
+        target: keyword(run, targetTableKey),
+        phase: keyword(run, phaseKey),
+        paused: false,
+        rowsRead: null,
+        estimatedRows: null,
+        progressKnown: false,
+      },
+    });
+  }
+  // One poller check per task queue: with no worker, no query is sent to wait on.
+  const queues = [...new Set(runs.filter((r) => r.listing.runState === 'running').map((r) => r.run.taskQueue))];
+  const served = new Map(await Promise.all(queues.map(async (queue) => [queue, await workerPolls(client, queue)] as const)));
+  const answerable = runs.filter((r) => (r.listing.runState === 'running' ? served.get(r.run.taskQueue) : r.listing.runState === 'completed'));
+  await eachLimited(answerable, 8, async ({ run, listing }) => {
+    const status = await statusOf(client, run, listing.runState);
+    if (!status) return;
+    Object.assign(listing, {
+      phase: status.phase,
+      paused: status.paused !== null,
+      rowsRead: status.rowsRead,
+      estimatedRows: status.inspection?.source.estimatedRows ?? null,
+      progressKnown: true,
+    });
+  });
+  return runs.map((r) => r.listing);
+}
+
+function progressText(listing: MigrationListing): string {
+  if (!listing.progressKnown || listing.rowsRead === null) return listing.runState === 'running' ? '? (no worker)' : '-';
+  const percent = listing.estimatedRows ? ` ${Math.min(100, (100 * listing.rowsRead) / Math.max(1, listing.estimatedRows)).toFixed(0)}%` : '';
+  return `${formatCount(listing.rowsRead)}/~${formatCount(listing.estimatedRows)}${percent}`;
+}
+
+function phaseText(listing: MigrationListing): string {
+  // A run that failed, or was terminated, never set its phase to say so.
+  if (listing.runState !== 'running' && listing.runState !== 'completed') return listing.runState;
+  return `${listing.phase ?? '?'}${listing.paused ? ' (paused)' : ''}`;
+}
+
+/** The listing as a table with a header, newest first, ages relative to `now`. */
+export function formatListingTable(listings: readonly MigrationListing[], now = Date.now()): string {
+  const header = ['MIGRATION', 'PLAN', 'TARGET', 'PHASE', 'PROGRESS', 'AGE'];
+  const rows = listings.map((l) => [
+    l.migrationId,
+    l.plan ?? '?',
+    l.target ?? '?',
+    phaseText(l),
+    progressText(l),
+    formatDuration(Math.max(0, (now - Date.parse(l.startedAt)) / 1000)),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
+  const lines = [line(header), ...rows.map(line)];
+  if (listings.some((l) => l.runState === 'running' && !l.progressKnown)) {
+    lines.push('', 'progress "?": no Ferry worker answered for that migration; phase is as the workflow last recorded it');
+  }
+  return lines.join('\n');
+}
