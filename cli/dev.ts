@@ -4,7 +4,6 @@
  * the one DATABASE_URL names) and a worker on the task queue.
  */
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -100,22 +99,3 @@ export async function runDev(options: DevOptions): Promise<void> {
 }
 
 /** Adds `ferry dev` to the program; `settingsOf` gives the task queue and namespace from the global options. */
-export function addDevCommand(program: Command, settingsOf: (command: Command) => TemporalSettings): void {
-  program
-    .command('dev')
-    .description(
-      "Run a local Temporal server (with Ferry's search attributes), a PostgreSQL (embedded unless DATABASE_URL is set) and a worker " +
-        'until Ctrl-C, and print the variables to export in another terminal to try the commands.',
-    )
-    .option('--rows <n>', 'rows in the sample users table of the embedded database (default: 10000)')
-    .action(async (options: { rows?: string }, command: Command) => {
-      const rows = options.rows === undefined ? 10_000 : Number(options.rows);
-      if (!Number.isSafeInteger(rows) || rows < 0) {
-        throw Object.assign(new Error(`--rows must be a whole number, not "${options.rows}"`), { exitCode: 2 });
-      }
-      const stopped = new Promise<void>((resolve) => {
-        for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve());
-      });
-      await runDev({ temporal: settingsOf(command), sampleRows: rows, stopped });
-    });
-}

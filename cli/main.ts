@@ -1,56 +1,72 @@
 /** The ferry command line: operators start, watch and steer migrations from here. */
-import { Client, type Connection } from '@temporalio/client';
+import type * as TemporalClientExports from '@temporalio/client';
+import type { Client, Connection } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { redactErrorText } from '../lib/errors';
-import { InvalidPlanError, parsePlan, validatePlan, type Plan } from '../lib/plan';
+import type * as PlansExports from '../lib/plan';
+import type { Plan } from '../lib/plan';
 import type { TemporalSettings } from '../lib/settings';
 import { rootMessage } from '../lib/errors';
-import { connectClientConnection, describeConnection, resolveTemporal, TemporalConfigError, TemporalUnreachableError, type TemporalConnectionFlags } from '../workers/temporal-connection';
-import { DEFAULT_METRICS_HOST, parseMetricsPort } from '../workers/metrics';
-import { createFerryWorker, installWorkerRuntime } from '../workers/worker';
-import { createWorkerLogger, logOptionsFromEnv } from '../workers/logging';
+import type * as TemporalConnectionExports from '../workers/temporal-connection';
+import type { TemporalConnectionFlags } from '../workers/temporal-connection';
+import type * as MetricsExports from '../workers/metrics';
+import type * as WorkersExports from '../workers/worker';
+import type * as LoggingExports from '../workers/logging';
 import type { DataConverter, Logger } from '@temporalio/common';
-import { ferryDataConverter, payloadKeysFromEnv, type PayloadKey } from '../workers/payload-codec';
-import { transformDirFromEnv } from '../activities/module-transform';
+import type * as PayloadCodecExports from '../workers/payload-codec';
+import type { PayloadKey } from '../workers/payload-codec';
+import type * as ModuleTransformExports from '../activities/module-transform';
 import { ExitCode } from './exit-codes';
 import { exitWhenFlushed } from './exit';
-import { formatDoctorReport } from '../lib/doctor';
-import { runDoctor } from './doctor';
-import { InitError, scaffold, type InitOptions } from './init';
+import { lazy } from './lazy';
+import type * as DoctorReportExports from '../lib/doctor';
+import type * as DoctorExports from './doctor';
+import type * as InitExports from './init';
+import type { InitOptions } from './init';
 import { packageVersion } from './version';
-import { registerSearchAttributes, SearchAttributeConflictError, type SetupOutcome } from './setup';
-import {
-  mismatches,
-  verifyMigration,
-  abortMigration,
-  approveGate,
-  changeThrottle,
-  rejectGate,
-  migrationReport,
-  NoWorkerError,
-  pauseMigration,
-  RefusedError,
-  resumeMigration,
-  retryFailures,
-  runStateOf,
-  startMigration,
-  UnknownMigrationError,
-} from './migrations';
-import { CheckRefusedError, checkEndedMigration, endedMigration, endedMismatches, laterChecks, staleSourceNote } from './checks';
-import { formatFailures, formatInspection, formatMismatches, formatStatus, formatLaterCheck, formatThrottle, formatVerification, formatVerificationRun } from './render';
-import { migrationRecord, recordMarkdown } from './report';
-import { recordHtml } from './report-html';
-import { endedBadly, watchMigration } from './watch';
-import { auditMarkdown, auditOf } from './audit-report';
+import type * as SetupExports from './setup';
+import type { SetupOutcome } from './setup';
+import type * as MigrationsExports from './migrations';
+import type * as ChecksExports from './checks';
+import type * as RenderExports from './render';
+import type * as ReportExports from './report';
+import type * as ReportHtmlExports from './report-html';
+import type * as WatchExports from './watch';
+import type * as AuditReportExports from './audit-report';
 import { identityHelp, operatorIdentity, requestedBy } from './identity';
 import { statusExitCode } from './outcome';
-import { addDevCommand } from './dev';
+import { addDevCommand } from './dev-command';
 import { addCompletionCommand, applyHelpConventions } from './help';
 import { say } from './output';
-import { formatListingTable, listMigrationRows } from './list';
-import { formatKnownWithoutWorker, NoLiveWorkerError, sdkErrorLine } from './temporal-health';
+import type * as ListExports from './list';
+import type * as TemporalHealthExports from './temporal-health';
 import type { ThrottleChange } from '../lib/throttle';
+
+// The rest loads on first use: `ferry --help` and `--version` never load the Temporal SDK.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const temporalClientModule = lazy(() => require('@temporalio/client') as typeof TemporalClientExports);
+const plansModule = lazy(() => require('../lib/plan') as typeof PlansExports);
+const temporalConnectionModule = lazy(() => require('../workers/temporal-connection') as typeof TemporalConnectionExports);
+const metricsModule = lazy(() => require('../workers/metrics') as typeof MetricsExports);
+const workersModule = lazy(() => require('../workers/worker') as typeof WorkersExports);
+const loggingModule = lazy(() => require('../workers/logging') as typeof LoggingExports);
+const payloadCodecModule = lazy(() => require('../workers/payload-codec') as typeof PayloadCodecExports);
+const moduleTransformModule = lazy(() => require('../activities/module-transform') as typeof ModuleTransformExports);
+const doctorReportModule = lazy(() => require('../lib/doctor') as typeof DoctorReportExports);
+const doctorModule = lazy(() => require('./doctor') as typeof DoctorExports);
+const initModule = lazy(() => require('./init') as typeof InitExports);
+const setupModule = lazy(() => require('./setup') as typeof SetupExports);
+const migrationsModule = lazy(() => require('./migrations') as typeof MigrationsExports);
+const checksModule = lazy(() => require('./checks') as typeof ChecksExports);
+const renderModule = lazy(() => require('./render') as typeof RenderExports);
+const reportModule = lazy(() => require('./report') as typeof ReportExports);
+const reportHtmlModule = lazy(() => require('./report-html') as typeof ReportHtmlExports);
+const watchModule = lazy(() => require('./watch') as typeof WatchExports);
+const auditReportModule = lazy(() => require('./audit-report') as typeof AuditReportExports);
+const listModule = lazy(() => require('./list') as typeof ListExports);
+const temporalHealthModule = lazy(() => require('./temporal-health') as typeof TemporalHealthExports);
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 /** An error the CLI reports in one line, with the exit code scripts see. */
 class CliError extends Error {
@@ -67,9 +83,9 @@ type GlobalOptions = TemporalConnectionFlags;
 
 function settingsOf(command: Command): TemporalSettings {
   try {
-    return resolveTemporal(process.env, command.optsWithGlobals<GlobalOptions>());
+    return temporalConnectionModule().resolveTemporal(process.env, command.optsWithGlobals<GlobalOptions>());
   } catch (error) {
-    if (error instanceof TemporalConfigError) throw new CliError(error.message, ExitCode.badInput);
+    if (error instanceof temporalConnectionModule().TemporalConfigError) throw new CliError(error.message, ExitCode.badInput);
     throw error;
   }
 }
@@ -77,16 +93,16 @@ function settingsOf(command: Command): TemporalSettings {
 async function withClient<T>(settings: TemporalSettings, use: (client: Client) => Promise<T>): Promise<T> {
   let connection: Connection;
   try {
-    connection = await connectClientConnection(settings);
+    connection = await temporalConnectionModule().connectClientConnection(settings);
   } catch (error) {
     throw new CliError(
-      `cannot reach Temporal at ${describeConnection(settings)}: ${rootMessage(error)}; start it, or pass --address / set TEMPORAL_ADDRESS` +
+      `cannot reach Temporal at ${temporalConnectionModule().describeConnection(settings)}: ${rootMessage(error)}; start it, or pass --address / set TEMPORAL_ADDRESS` +
         (settings.tls || settings.apiKey ? ', and check the TLS certificates, the server name and the API key' : ''),
       ExitCode.unreachable,
     );
   }
   try {
-    return await use(new Client({ connection, namespace: settings.namespace, dataConverter: cliDataConverter(), identity: operatorIdentity() }));
+    return await use(new (temporalClientModule().Client)({ connection, namespace: settings.namespace, dataConverter: cliDataConverter(), identity: operatorIdentity() }));
   } finally {
     await connection.close();
   }
@@ -95,7 +111,7 @@ async function withClient<T>(settings: TemporalSettings, use: (client: Client) =
 /** The payload codec, with FERRY_PAYLOAD_KEY's keys: a key that is not one is bad input. */
 function cliDataConverter(): DataConverter {
   try {
-    return ferryDataConverter();
+    return payloadCodecModule().ferryDataConverter();
   } catch (error) {
     throw new CliError((error as Error).message, ExitCode.badInput);
   }
@@ -108,7 +124,7 @@ function readPlan(file: string): Plan {
   } catch (error) {
     throw new CliError(`cannot read plan file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, ExitCode.badInput);
   }
-  return parsePlan(text, file);
+  return plansModule().parsePlan(text, file);
 }
 
 export function buildProgram(): Command {
@@ -148,7 +164,7 @@ export function buildProgram(): Command {
       const plan = withSubset(readPlan(planFile), options, planFile);
       const settings = settingsOf(command);
       await withClient(settings, async (client) => {
-        const handle = await startMigration(client, settings, plan, {
+        const handle = await migrationsModule().startMigration(client, settings, plan, {
           execute: options.execute,
           showSampleValues: options.showValues,
           migrationId: options.id,
@@ -158,7 +174,7 @@ export function buildProgram(): Command {
         if (!options.execute) {
           if (!options.json) console.log(`dry run ${handle.workflowId} (nothing is written)`);
           const status = await handle.result();
-          say(options.json, { migrationId: handle.workflowId, dryRun: true, inspection: status.inspection }, formatInspection(status.inspection!));
+          say(options.json, { migrationId: handle.workflowId, dryRun: true, inspection: status.inspection }, renderModule().formatInspection(status.inspection!));
           if (status.inspection!.problems.length > 0) {
             throw new CliError('the dry run found problems; fix them before running with --execute', ExitCode.failed);
           }
@@ -170,8 +186,8 @@ export function buildProgram(): Command {
           return;
         }
         if (!options.json) console.log(`started migration ${handle.workflowId}`);
-        const report = await watchMigration(client, handle.workflowId, { mode: options.json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain' });
-        if (!options.json) say(false, report, formatStatus(report));
+        const report = await watchModule().watchMigration(client, handle.workflowId, { mode: options.json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain' });
+        if (!options.json) say(false, report, renderModule().formatStatus(report));
         if (report.runState !== 'completed' || statusExitCode(report) !== ExitCode.ok) process.exitCode = statusExitCode(report) || ExitCode.failed;
       });
     });
@@ -186,19 +202,19 @@ export function buildProgram(): Command {
       await withClient(settingsOf(command), async (client) => {
         if (options.watch) {
           const mode = options.json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain';
-          const report = await watchMigration(client, migrationId, { mode });
-          if (mode === 'plain') say(false, report, formatStatus(report));
-          if (endedBadly(report)) process.exitCode = statusExitCode(report);
+          const report = await watchModule().watchMigration(client, migrationId, { mode });
+          if (mode === 'plain') say(false, report, renderModule().formatStatus(report));
+          if (watchModule().endedBadly(report)) process.exitCode = statusExitCode(report);
           return;
         }
-        const report = await migrationReport(client, migrationId).catch((error: unknown) => {
+        const report = await migrationsModule().migrationReport(client, migrationId).catch((error: unknown) => {
           // What Temporal records is still true with no worker: show it, then fail with exit 4.
-          if (error instanceof NoLiveWorkerError) console.log(options.json ? JSON.stringify({ live: false, ...error.known }, null, 2) : formatKnownWithoutWorker(error.known));
+          if (error instanceof temporalHealthModule().NoLiveWorkerError) console.log(options.json ? JSON.stringify({ live: false, ...error.known }, null, 2) : temporalHealthModule().formatKnownWithoutWorker(error.known));
           throw error;
         });
-        say(options.json, report, formatStatus(report));
+        say(options.json, report, renderModule().formatStatus(report));
         if (!options.json && report.runState !== 'running' && report.status?.execute) {
-          for (const check of await laterChecks(client, migrationId)) console.log(`later     ${formatLaterCheck(check)}`);
+          for (const check of await checksModule().laterChecks(client, migrationId)) console.log(`later     ${renderModule().formatLaterCheck(check)}`);
         }
         process.exitCode = statusExitCode(report);
       });
@@ -221,8 +237,8 @@ export function buildProgram(): Command {
   ).action(async (migrationId: string, options: ThrottleOptions & { json: boolean }, command: Command) => {
     const change = throttleChangeOf(options);
     await withClient(settingsOf(command), async (client) => {
-      const throttle = await changeThrottle(client, migrationId, change);
-      say(options.json, { migrationId, throttle }, `throttle of ${migrationId} is now: ${formatThrottle(throttle)}`);
+      const throttle = await migrationsModule().changeThrottle(client, migrationId, change);
+      say(options.json, { migrationId, throttle }, `throttle of ${migrationId} is now: ${renderModule().formatThrottle(throttle)}`);
     });
   });
 
@@ -233,7 +249,7 @@ export function buildProgram(): Command {
       .argument('<migration-id>', 'the migration'),
   ).action(async (migrationId: string, note: { by?: string; reason?: string }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      await pauseMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
+      await migrationsModule().pauseMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
       console.log(`pause requested for ${migrationId}; \`ferry status ${migrationId}\` shows when it has taken effect`);
     });
   });
@@ -242,7 +258,7 @@ export function buildProgram(): Command {
     program.command('resume').description('Resume a paused migration.').argument('<migration-id>', 'the migration'),
   ).action(async (migrationId: string, note: { by?: string; reason?: string }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      const checked = await resumeMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
+      const checked = await migrationsModule().resumeMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
       console.log(
         checked
           ? `resume sent to ${migrationId}, which was paused; \`ferry status ${migrationId}\` shows when it copies again`
@@ -258,13 +274,13 @@ export function buildProgram(): Command {
     .option('--json', 'print as JSON', false)
     .action(async (migrationId: string, options: { json: boolean }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        const report = await migrationReport(client, migrationId);
+        const report = await migrationsModule().migrationReport(client, migrationId);
         if (!report.status) throw new CliError(`migration ${migrationId} ${report.runState}: ${report.failure}`, ExitCode.failed);
         const { rowsFailed, unresolvedFailures, failuresFixed, recentFailures } = report.status;
         console.log(
           options.json
             ? JSON.stringify({ rowsFailed, unresolvedFailures, failuresFixed, recentFailures }, null, 2)
-            : formatFailures(report.status),
+            : renderModule().formatFailures(report.status),
         );
       });
     });
@@ -277,7 +293,7 @@ export function buildProgram(): Command {
       .option('--json', 'print the outcome as JSON', false),
   ).action(async (migrationId: string, options: { by?: string; reason?: string; json: boolean }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      const outcome = await retryFailures(client, migrationId, { by: requestedBy(options.by), ...(options.reason ? { reason: options.reason } : {}) });
+      const outcome = await migrationsModule().retryFailures(client, migrationId, { by: requestedBy(options.by), ...(options.reason ? { reason: options.reason } : {}) });
       say(options.json, { migrationId, ...outcome }, `retried ${outcome.retried} rows: ${outcome.fixed} copied, ${outcome.stillFailing} still failing`);
       if (outcome.stillFailing > 0) process.exitCode = ExitCode.failed;
     });
@@ -298,7 +314,7 @@ export function buildProgram(): Command {
     .action(async (migrationId: string, options: { gate: string; by?: string; note?: string; force: boolean; json: boolean }, command: Command) => {
       const by = requestedBy(options.by);
       await withClient(settingsOf(command), async (client) => {
-        const outcome = await approveGate(client, migrationId, { gate: options.gate, by, note: options.note, force: options.force });
+        const outcome = await migrationsModule().approveGate(client, migrationId, { gate: options.gate, by, note: options.note, force: options.force });
         say(options.json, { migrationId, approvedBy: by, ...outcome }, `gate ${outcome.gate} of ${migrationId} approved by ${by}${outcome.forced ? ' (forced past unclean verification; recorded)' : ''}`);
       });
     });
@@ -312,7 +328,7 @@ export function buildProgram(): Command {
     .requiredOption('--reason <text>', 'why')
     .action(async (migrationId: string, options: { gate: string; by?: string; reason: string }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        await rejectGate(client, migrationId, { gate: options.gate, reason: options.reason, by: requestedBy(options.by) });
+        await migrationsModule().rejectGate(client, migrationId, { gate: options.gate, reason: options.reason, by: requestedBy(options.by) });
         console.log(`gate ${options.gate} of ${migrationId} rejected; the migration aborts (\`ferry status ${migrationId}\`)`);
       });
     });
@@ -326,7 +342,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the abort record as JSON', false)
     .action(async (migrationId: string, options: { by?: string; reason: string; json: boolean }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        const record = await abortMigration(client, migrationId, { reason: options.reason, by: requestedBy(options.by) });
+        const record = await migrationsModule().abortMigration(client, migrationId, { reason: options.reason, by: requestedBy(options.by) });
         say(options.json, { migrationId, aborted: true, abort: record }, `migration ${migrationId} aborted${record ? ` in phase ${record.phaseReached}: ${record.flagsNote}` : ''}`);
       });
     });
@@ -355,26 +371,26 @@ export function buildProgram(): Command {
         if (options.format === 'html') throw new CliError('a report rebuilt from ferry.audit comes as markdown or json, not html', ExitCode.badInput);
         let audit;
         try {
-          audit = await auditOf(options.connection!, migrationId);
+          audit = await auditReportModule().auditOf(options.connection!, migrationId);
         } catch (error) {
           throw new CliError(`cannot read ferry.audit: ${(error as Error).message}`, ExitCode.badInput);
         }
         if (!audit) throw new CliError(`ferry.audit on the target holds nothing for "${migrationId}"`, ExitCode.unknownMigration);
-        output(options.format === 'json' ? `${JSON.stringify({ rebuiltFromAudit: true, ...audit }, null, 2)}\n` : auditMarkdown(audit));
+        output(options.format === 'json' ? `${JSON.stringify({ rebuiltFromAudit: true, ...audit }, null, 2)}\n` : auditReportModule().auditMarkdown(audit));
       };
       if (options.fromAudit) return fromAudit();
       await withClient(settingsOf(command), async (client) => {
         let report;
         try {
-          report = await migrationReport(client, migrationId);
+          report = await migrationsModule().migrationReport(client, migrationId);
         } catch (error) {
           // Past the namespace's retention, the audit on the target is what remains.
-          if (error instanceof UnknownMigrationError && options.connection) return fromAudit();
+          if (error instanceof migrationsModule().UnknownMigrationError && options.connection) return fromAudit();
           throw error;
         }
         if (!report.status) throw new CliError(`migration ${migrationId} ${report.runState} before it could report: ${report.failure}`, ExitCode.failed);
-        const record = migrationRecord(report.status, await laterChecks(client, migrationId));
-        output(options.format === 'json' ? `${JSON.stringify(record, null, 2)}\n` : options.format === 'html' ? recordHtml(record) : recordMarkdown(record));
+        const record = reportModule().migrationRecord(report.status, await checksModule().laterChecks(client, migrationId));
+        output(options.format === 'json' ? `${JSON.stringify(record, null, 2)}\n` : options.format === 'html' ? reportHtmlModule().recordHtml(record) : reportModule().recordMarkdown(record));
       });
     });
 
@@ -389,10 +405,10 @@ export function buildProgram(): Command {
     .option('--json', 'print as JSON', false)
     .action(async (options: { all: boolean; limit: string; json: boolean; plan?: string; phase?: string; target?: string }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        const listings = await listMigrationRows(client, { ...options, limit: wholeNumber('--limit', options.limit) });
+        const listings = await listModule().listMigrationRows(client, { ...options, limit: wholeNumber('--limit', options.limit) });
         if (options.json) console.log(JSON.stringify(listings, null, 2));
         else if (listings.length === 0) console.log(options.all ? 'no migrations' : 'no running migrations (--all shows finished ones)');
-        else console.log(formatListingTable(listings));
+        else console.log(listModule().formatListingTable(listings));
       });
     });
 
@@ -415,22 +431,22 @@ export function buildProgram(): Command {
       }
       if (options.force && !options.repair) throw new CliError('--force goes with --repair', ExitCode.badInput);
       await withClient(settingsOf(command), async (client) => {
-        const { runState, taskQueue } = await runStateOf(client, migrationId);
+        const { runState, taskQueue } = await migrationsModule().runStateOf(client, migrationId);
         if (runState === 'running') {
-          const summary = await verifyMigration(client, migrationId, { samplePercent, by: requestedBy(options.by) });
-          say(options.json, { migrationId, ...summary }, formatVerification(summary));
+          const summary = await migrationsModule().verifyMigration(client, migrationId, { samplePercent, by: requestedBy(options.by) });
+          say(options.json, { migrationId, ...summary }, renderModule().formatVerification(summary));
           if (!summary.clean) process.exitCode = ExitCode.failed;
           return;
         }
-        const migration = await endedMigration(client, migrationId, taskQueue, runState);
-        const run = await checkEndedMigration(
+        const migration = await checksModule().endedMigration(client, migrationId, taskQueue, runState);
+        const run = await checksModule().checkEndedMigration(
           client,
           migration,
           { samplePercent: samplePercent ?? null, repair: options.repair, force: options.force, by: requestedBy(options.by) },
           (checkId) => console.error(`migration ${migrationId} is ${migration.status.phase}; checking it as ${checkId}`),
         );
-        say(options.json, run, formatVerificationRun(run));
-        const note = run.clean ? null : staleSourceNote(migration.status);
+        say(options.json, run, renderModule().formatVerificationRun(run));
+        const note = run.clean ? null : checksModule().staleSourceNote(migration.status);
         if (note && !options.json) console.log(note);
         if (!run.clean) process.exitCode = ExitCode.failed;
       });
@@ -446,12 +462,12 @@ export function buildProgram(): Command {
     .action(async (migrationId: string, options: { showValues: boolean; limit: string; json: boolean }, command: Command) => {
       const limit = wholeNumber('--limit', options.limit);
       await withClient(settingsOf(command), async (client) => {
-        const { runState, taskQueue } = await runStateOf(client, migrationId);
+        const { runState, taskQueue } = await migrationsModule().runStateOf(client, migrationId);
         const report =
           runState === 'running'
-            ? await mismatches(client, migrationId, { showValues: options.showValues, limit })
-            : await endedMismatches(client, await endedMigration(client, migrationId, taskQueue, runState), { showValues: options.showValues, limit });
-        console.log(options.json ? JSON.stringify(report, null, 2) : formatMismatches(report));
+            ? await migrationsModule().mismatches(client, migrationId, { showValues: options.showValues, limit })
+            : await checksModule().endedMismatches(client, await checksModule().endedMigration(client, migrationId, taskQueue, runState), { showValues: options.showValues, limit });
+        console.log(options.json ? JSON.stringify(report, null, 2) : renderModule().formatMismatches(report));
       });
     });
 
@@ -473,9 +489,9 @@ export function buildProgram(): Command {
       await withClient(settings, async (client) => {
         let made: { plan: string; ddl: string };
         try {
-          made = await scaffold(client, settings, { ...options, table: sourceTable });
+          made = await initModule().scaffold(client, settings, { ...options, table: sourceTable });
         } catch (error) {
-          if (error instanceof InitError) throw new CliError(error.message, ExitCode.badInput);
+          if (error instanceof initModule().InitError) throw new CliError(error.message, ExitCode.badInput);
           throw error;
         }
         if (!options.out) console.log(made.plan);
@@ -494,8 +510,8 @@ export function buildProgram(): Command {
       const plan = readPlan(planFile);
       const settings = settingsOf(command);
       await withClient(settings, async (client) => {
-        const report = await runDoctor(client, settings, plan);
-        console.log(options.json ? JSON.stringify(report, null, 2) : formatDoctorReport(report));
+        const report = await doctorModule().runDoctor(client, settings, plan);
+        console.log(options.json ? JSON.stringify(report, null, 2) : doctorReportModule().formatDoctorReport(report));
         if (!report.ok) process.exitCode = ExitCode.failed;
       });
     });
@@ -509,9 +525,9 @@ export function buildProgram(): Command {
       await withClient(settings, async (client) => {
         let outcome: SetupOutcome;
         try {
-          outcome = await registerSearchAttributes(client, settings.namespace);
+          outcome = await setupModule().registerSearchAttributes(client, settings.namespace);
         } catch (error) {
-          if (error instanceof SearchAttributeConflictError) throw new CliError(error.message, ExitCode.badInput);
+          if (error instanceof setupModule().SearchAttributeConflictError) throw new CliError(error.message, ExitCode.badInput);
           throw new CliError(`cannot register search attributes in namespace ${settings.namespace}: ${rootMessage(error)} (it needs an operator's permission on the namespace)`, ExitCode.failed);
         }
         if (options.json) console.log(JSON.stringify(outcome));
@@ -531,19 +547,19 @@ export function buildProgram(): Command {
     .option('--transform-dir <dir>', 'load transform modules only from this directory, links resolved (default: FERRY_TRANSFORM_DIR, or no modules at all)')
     .action(async (options: WorkerCommandOptions, command: Command) => {
       const { metricsPort, sdkMetricsPort } = metricsPortsOf(options);
-      const metricsHost = options.metricsHost ?? process.env.FERRY_METRICS_HOST ?? DEFAULT_METRICS_HOST;
+      const metricsHost = options.metricsHost ?? process.env.FERRY_METRICS_HOST ?? metricsModule().DEFAULT_METRICS_HOST;
       const transformDir = transformDirOf(options);
       let payloadKeys: PayloadKey[];
       let logger: Logger;
       try {
-        payloadKeys = payloadKeysFromEnv();
-        logger = createWorkerLogger(logOptionsFromEnv(process.env));
+        payloadKeys = payloadCodecModule().payloadKeysFromEnv();
+        logger = loggingModule().createWorkerLogger(loggingModule().logOptionsFromEnv(process.env));
       } catch (error) {
         throw new CliError((error as Error).message, ExitCode.badInput);
       }
-      const sdkMetricsUrl = installWorkerRuntime({ logger, ...(sdkMetricsPort ? { sdkMetrics: { port: sdkMetricsPort, host: metricsHost } } : {}) });
+      const sdkMetricsUrl = workersModule().installWorkerRuntime({ logger, ...(sdkMetricsPort ? { sdkMetrics: { port: sdkMetricsPort, host: metricsHost } } : {}) });
       if (sdkMetricsUrl) logger.info(`temporal SDK metrics at ${sdkMetricsUrl}`);
-      const worker = await createFerryWorker({ temporal: settingsOf(command), metricsPort, metricsHost, transformDir, payloadKeys, log: (line) => logger.info(line) });
+      const worker = await workersModule().createFerryWorker({ temporal: settingsOf(command), metricsPort, metricsHost, transformDir, payloadKeys, log: (line) => logger.info(line) });
       logger.info(transformDir ? `transform modules load from ${transformDir} only` : 'transform modules are off (start with --transform-dir DIR to allow them)');
       logger.info(payloadKeys[0] ? `payloads to Temporal are encrypted (key id ${payloadKeys[0].id})` : 'payloads to Temporal are not encrypted (set FERRY_PAYLOAD_KEY to encrypt them)');
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => worker.shutdown());
@@ -565,7 +581,7 @@ interface WorkerCommandOptions {
 
 /** The transform directory, as its real path; a directory that is not there is a mistake worth stopping for. */
 function transformDirOf(options: WorkerCommandOptions): string | null {
-  const given = options.transformDir ?? transformDirFromEnv();
+  const given = options.transformDir ?? moduleTransformModule().transformDirFromEnv();
   if (!given) return null;
   const source = options.transformDir !== undefined ? '--transform-dir' : 'FERRY_TRANSFORM_DIR';
   try {
@@ -580,7 +596,7 @@ function transformDirOf(options: WorkerCommandOptions): string | null {
 function metricsPortsOf(options: WorkerCommandOptions): { metricsPort: number; sdkMetricsPort: number } {
   const port = (text: string | undefined, source: string) => {
     try {
-      return parseMetricsPort(text, source);
+      return metricsModule().parseMetricsPort(text, source);
     } catch (error) {
       throw new CliError((error as Error).message, ExitCode.badInput);
     }
@@ -620,7 +636,7 @@ function withSubset(plan: Plan, options: StartOptions, origin: string): Plan {
     subset.samplePercent = percent;
   }
   if (options.partitionValues !== undefined) subset.partitionValues = options.partitionValues.split(',').map((v) => v.trim()).filter(Boolean);
-  return Object.keys(subset).length ? validatePlan({ ...plan, subset }, origin) : plan;
+  return Object.keys(subset).length ? plansModule().validatePlan({ ...plan, subset }, origin) : plan;
 }
 
 interface ThrottleOptions {
@@ -654,11 +670,11 @@ function exitCodeOf(error: unknown): number {
   if (error instanceof CliError) return error.exitCode;
   // Errors that carry their own code (no worker: 4; a refused argument: 2).
   if (typeof (error as { exitCode?: unknown }).exitCode === 'number') return (error as { exitCode: number }).exitCode;
-  if (error instanceof RefusedError || error instanceof CheckRefusedError) return ExitCode.badInput;
-  if (error instanceof TemporalUnreachableError) return ExitCode.unreachable;
-  if (error instanceof NoWorkerError) return ExitCode.notApplied;
-  if (error instanceof InvalidPlanError) return ExitCode.badInput;
-  if (error instanceof UnknownMigrationError) return ExitCode.unknownMigration;
+  if (error instanceof migrationsModule().RefusedError || error instanceof checksModule().CheckRefusedError) return ExitCode.badInput;
+  if (error instanceof temporalConnectionModule().TemporalUnreachableError) return ExitCode.unreachable;
+  if (error instanceof migrationsModule().NoWorkerError) return ExitCode.notApplied;
+  if (error instanceof plansModule().InvalidPlanError) return ExitCode.badInput;
+  if (error instanceof migrationsModule().UnknownMigrationError) return ExitCode.unknownMigration;
   return ExitCode.failed;
 }
 
@@ -674,14 +690,14 @@ export async function main(argv: string[]): Promise<number> {
     // Ferry's own errors say what to fix; an SDK's wrapper gives way to its root cause; anything else may carry a value, and is redacted.
     const ours =
       error instanceof CliError ||
-      error instanceof RefusedError ||
-      error instanceof NoWorkerError ||
-      error instanceof NoLiveWorkerError ||
-      error instanceof InvalidPlanError ||
-      error instanceof UnknownMigrationError ||
+      error instanceof migrationsModule().RefusedError ||
+      error instanceof migrationsModule().NoWorkerError ||
+      error instanceof temporalHealthModule().NoLiveWorkerError ||
+      error instanceof plansModule().InvalidPlanError ||
+      error instanceof migrationsModule().UnknownMigrationError ||
       // Ferry's own refusals carry the exit code they mean (help.ts, dev.ts).
       (error instanceof Error && typeof (error as { exitCode?: unknown }).exitCode === 'number' && !(error instanceof CommanderError));
-    const sdk = ours ? null : sdkErrorLine(error);
+    const sdk = ours ? null : temporalHealthModule().sdkErrorLine(error);
     console.error(`ferry: ${ours ? (error as Error).message : sdk ? (sdk.redact ? redactErrorText(sdk.message) : sdk.message) : redactErrorText(error)}`);
     return sdk ? sdk.exitCode : exitCodeOf(error);
   }

@@ -4,7 +4,7 @@
  * names a server to use instead.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -140,18 +140,22 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     writeFileSync(path.join(dataDir, 'pg_hba.conf'), `local all all trust\nhostssl all all 127.0.0.1/32 ${hostAuth}\nhostnossl all all 127.0.0.1/32 reject\n`);
     tlsOptions.push('-c ssl=on', '-c ssl_cert_file=server.crt', '-c ssl_key_file=server.key');
   }
-  const port = await freePort();
-  const serverOptions = [
-    `-p ${port}`,
-    `-k ${root}`,
-    '-c listen_addresses=127.0.0.1',
-    '-c max_connections=200',
-    `-c fsync=${options.fsync ? 'on' : 'off'}`,
-    `-c synchronous_commit=${options.fsync ? 'on' : 'off'}`,
-    `-c full_page_writes=${options.fsync ? 'on' : 'off'}`,
-    ...tlsOptions,
-  ].join(' ');
+  let port = 0;
+  let serverOptions = '';
   const logFile = path.join(root, 'server.log');
+  const choosePort = async () => {
+    port = await freePort();
+    serverOptions = [
+      `-p ${port}`,
+      `-k ${root}`,
+      '-c listen_addresses=127.0.0.1',
+      '-c max_connections=200',
+      `-c fsync=${options.fsync ? 'on' : 'off'}`,
+      `-c synchronous_commit=${options.fsync ? 'on' : 'off'}`,
+      `-c full_page_writes=${options.fsync ? 'on' : 'off'}`,
+      ...tlsOptions,
+    ].join(' ');
+  };
   const start = () => run('pg_ctl', ['-D', dataDir, '-l', logFile, '-o', serverOptions, '-w', '-t', '60', 'start']);
   const stopNow = (mode: 'fast' | 'immediate') => {
     try {
@@ -160,7 +164,17 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       // Already stopped.
     }
   };
-  start();
+  // A port found free can be taken by another process before the server binds it: try others.
+  for (let attempt = 1; ; attempt += 1) {
+    await choosePort();
+    try {
+      start();
+      break;
+    } catch (error) {
+      const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
+      if (attempt >= 4 || !/already in use|could not create any TCP\/IP sockets/i.test(`${(error as Error).message}\n${log}`)) throw error;
+    }
+  }
   // If this process dies without stopping the cluster, stop it anyway.
   const onExit = () => stopNow('immediate');
   process.once('exit', onExit);

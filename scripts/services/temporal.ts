@@ -56,7 +56,23 @@ async function waitUntilReady(address: string, process: ChildProcess, output: ()
   throw new Error(`temporal server at ${address} not ready after ${READY_TIMEOUT_MS} ms: ${String(lastError)}\n${output()}`);
 }
 
+/** How often a start is tried again when a port picked as free was taken meanwhile by another process. */
+const PORT_RACE_ATTEMPTS = 4;
+
 export async function startTemporal(options: StartTemporalOptions = {}): Promise<TemporalServer> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startTemporalOnce(options);
+    } catch (error) {
+      // Free ports are found by binding and releasing them: on a busy machine another process
+      // can take one before the server binds it. Fresh ports then, unless the caller chose them.
+      const raced = /address already in use/.test((error as Error).message);
+      if (!raced || options.port !== undefined || attempt >= PORT_RACE_ATTEMPTS) throw error;
+    }
+  }
+}
+
+async function startTemporalOnce(options: StartTemporalOptions): Promise<TemporalServer> {
   const cli = ensureTemporalCli();
   const port = options.port ?? (await freePort());
   const uiPort = options.ui ? await freePort() : null;
