@@ -38,7 +38,7 @@ const GROUPS = ['lifecycle', 'abort', 'dry-run', 'gate'] as const;
 type Group = (typeof GROUPS)[number];
 
 function groupsToRecord(argv: string[]): Set<Group> {
-  const { values } = parseArgs({ args: argv, options: { only: { type: 'string' } } });
+  const { values } = parseArgs({ args: argv, options: { only: { type: 'string' }, suffix: { type: 'string' } } });
   if (values.only === undefined) return new Set(GROUPS);
   const named = values.only.split(',').map((g) => g.trim());
   const unknown = named.filter((g) => !(GROUPS as readonly string[]).includes(g));
@@ -46,8 +46,20 @@ function groupsToRecord(argv: string[]): Set<Group> {
   return new Set(named as Group[]);
 }
 
+/**
+ * `--suffix v2` records beside the older files (`migration-full-lifecycle-v2.json`) instead of over
+ * them: the older recordings keep proving that migrations started by older code still replay.
+ */
+function suffixOf(argv: string[]): string {
+  const { values } = parseArgs({ args: argv, options: { only: { type: 'string' }, suffix: { type: 'string' } } });
+  if (values.suffix === undefined) return '';
+  if (!/^[a-z0-9-]+$/.test(values.suffix)) throw new Error(`--suffix: lower-case letters, digits and dashes, not "${values.suffix}"`);
+  return `-${values.suffix}`;
+}
+
 async function main(): Promise<void> {
   const groups = groupsToRecord(process.argv.slice(2));
+  const suffix = suffixOf(process.argv.slice(2));
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const postgres = await startPostgres({ local: true });
   // Low, so that shards continue-as-new within a short run.
@@ -74,7 +86,8 @@ async function main(): Promise<void> {
   /** File name to the workflow id it was recorded under: child ids derive from it on replay. */
   const indexPath = path.join(outDir, 'workflow-ids.json');
   const index = (existsSync(indexPath) ? JSON.parse(readFileSync(indexPath, 'utf8')) : {}) as Record<string, string>;
-  const save = async (name: string, workflowId: string, runId?: string) => {
+  const save = async (baseName: string, workflowId: string, runId?: string) => {
+    const name = `${baseName}${suffix}`;
     index[`${name}.json`] = workflowId;
     const args = ['workflow', 'show', '--address', temporal.address, '--workflow-id', workflowId, '--output', 'json'];
     if (runId) args.push('--run-id', runId);

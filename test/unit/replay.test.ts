@@ -16,7 +16,8 @@ const files = readdirSync(dir).filter((f) => f.endsWith('.json') && f !== 'workf
 
 describe('recorded workflow histories', () => {
   it('cover the lifecycle, an abort, a dry run, a gate that continued-as-new, shards and verification', () => {
-    expect(files.sort()).toEqual([
+    // Newer recordings sit beside these (record-histories --suffix), never in their place.
+    expect(files.sort()).toEqual(expect.arrayContaining([
       'migration-aborted-in-backfill.json',
       'migration-continued-as-new-at-gate.json',
       'migration-dry-run.json',
@@ -24,7 +25,7 @@ describe('recorded workflow histories', () => {
       'shard-continued-as-new.json',
       'shard-last-run.json',
       'verify-shard.json',
-    ]);
+    ]));
   });
 
   it('replay against the current code without nondeterminism', async () => {
