@@ -7,7 +7,7 @@ import { formatDuration } from '../lib/progress';
 import { phaseKey, planNameKey, targetTableKey } from '../lib/search-attributes';
 import type { MigrationStatus } from '../lib/status';
 import { statusQuery } from '../workflows/messages';
-import type { RunState } from './migrations';
+import { RUN_STATES, type RunState } from './migrations';
 import { formatCount } from './render';
 import { PROBE_SECONDS, workerPolls } from './temporal-health';
 
@@ -34,16 +34,6 @@ export interface MigrationListing {
   /** Where progress came from: the migration's status, or nowhere (no worker for a running one). */
   progressKnown: boolean;
 }
-
-const RUN_STATES: Record<string, RunState> = {
-  RUNNING: 'running',
-  COMPLETED: 'completed',
-  FAILED: 'failed',
-  CANCELLED: 'cancelled',
-  TERMINATED: 'terminated',
-  TIMED_OUT: 'timed-out',
-  CONTINUED_AS_NEW: 'continued',
-};
 
 /** Runs `work` over `items`, at most `lanes` at once. */
 async function eachLimited<T>(items: readonly T[], lanes: number, work: (item: T) => Promise<void>): Promise<void> {

@@ -111,7 +111,8 @@ export interface MigrationReport {
   retrying?: ActivityRetry[];
 }
 
-const RUN_STATES: Record<string, RunState> = {
+/** Temporal's execution status names, as the CLI words them. */
+export const RUN_STATES: Record<string, RunState> = {
   RUNNING: 'running',
   COMPLETED: 'completed',
   FAILED: 'failed',
