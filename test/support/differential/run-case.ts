@@ -116,10 +116,10 @@ export async function runCase(servers: DifferentialServers, path_: TransformPath
       outcome.problems.push(`Ferry's verification after the backfill could not finish: ${unfinished.join(' | ')}`);
       return outcome;
     }
-    const backfill = reached.phases.find((p) => p.name === 'backfilling');
+    const backfill = reached.phases.find((p) => p.name === 'backfill');
     outcome.backfillSeconds = backfill?.endedAt ? (Date.parse(backfill.endedAt) - Date.parse(backfill.startedAt)) / 1000 : null;
     let settled = reached;
-    if (lastWriteAt > (Date.parse(reached.phases.find((p) => p.name === 'verifying')?.startedAt ?? '') || 0)) {
+    if (lastWriteAt > (Date.parse(reached.phases.find((p) => p.name === 'verify')?.startedAt ?? '') || 0)) {
       // A write landed while verification ran: its verdict is of a moving table. Verify once more, now that nothing writes.
       outcome.reverifiedAfterRace = true;
       await handle.executeUpdate(verifyUpdate, { args: [{ by: 'differential-test' }] });
@@ -247,22 +247,32 @@ async function waitForGate(handle: WorkflowHandle<typeof migrationWorkflow>, app
   }
 }
 
-/** The live application: its operations spread over the backfill, stopping once verification begins. */
+/**
+ * The live application: its operations spread over about a second from the start, stopping
+ * once verification begins (the phase is polled apart, so a slow query never holds a write up).
+ */
 async function runWriter(app: Application, handle: WorkflowHandle<typeof migrationWorkflow>): Promise<{ applied: number; lastWriteAt: number }> {
   const source = new pg.Client({ connectionString: app.sourceUrl, application_name: 'differential-app' });
   const target = app.targetUrl === app.sourceUrl ? source : new pg.Client({ connectionString: app.targetUrl, application_name: 'differential-app' });
   await source.connect();
   if (target !== source) await target.connect();
+  let phase = 'inspecting';
+  let polling = true;
+  const poller = (async () => {
+    while (polling && BEFORE_VERIFY.has(phase)) {
+      phase = (await handle.query(statusQuery).catch(() => null))?.phase ?? phase;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
   const retired = new Set<string>();
   let applied = 0;
   let lastWriteAt = 0;
   try {
-    // Ferry's schema (and ferry.record_delete) exists once the migration has left inspection.
-    const inspectedBy = Date.now() + GATE_TIMEOUT_MS;
-    while ((await handle.query(statusQuery)).phase === 'inspecting' && Date.now() < inspectedBy) await new Promise((resolve) => setTimeout(resolve, 50));
-    const gapMs = Math.max(10, Math.floor(1000 / Math.max(1, app.spec.writer.length)));
+    const gapMs = Math.max(5, Math.floor(1000 / Math.max(1, app.spec.writer.length)));
     for (const op of app.spec.writer) {
-      if (!BEFORE_VERIFY.has((await handle.query(statusQuery)).phase)) break;
+      if (!BEFORE_VERIFY.has(phase)) break;
+      // ferry.record_delete exists once the migration has prepared its target: until then, no hard delete.
+      if (op.kind === 'delete' && phase === 'inspecting') continue;
       if (await applyWriterOp(app, source, target, op, retired)) {
         applied += 1;
         lastWriteAt = Date.now();
@@ -270,6 +280,8 @@ async function runWriter(app: Application, handle: WorkflowHandle<typeof migrati
       await new Promise((resolve) => setTimeout(resolve, gapMs));
     }
   } finally {
+    polling = false;
+    await poller;
     await source.end();
     if (target !== source) await target.end();
   }

@@ -67,7 +67,7 @@ export function keyValues(type: KeyType): fc.Arbitrary<string> {
         fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map(String),
       );
     case 'text':
-      return valueOf('text', [], 1000).map((text) => text ?? '');
+      return valueOf('text', [], 1000).filter((text): text is string => text !== null);
     case 'uuid':
       return fc.uuid();
   }
@@ -90,14 +90,18 @@ export function tableSpec(options: SpecOptions): fc.Arbitrary<TableSpec> {
       keyType: fc.constantFrom(...keyTypes),
       partType: fc.constantFrom<PartitionType>('int4', 'text', 'enum'),
       columns: fc
-        .shuffledSubarray(COLUMN_TYPE_NAMES, { minLength: Math.min(8, COLUMN_TYPE_NAMES.length) })
-        .map((columns) => (options.focus === 'json-exact' && !columns.includes('jsonb') ? [...columns, 'jsonb' as const] : columns)),
+        .shuffledSubarray<ColumnTypeName>([...COLUMN_TYPE_NAMES], { minLength: Math.min(8, COLUMN_TYPE_NAMES.length) })
+        .map((columns): ColumnTypeName[] => {
+          // A run about a value hazard always has a column of the type that carries it.
+          const carrier = options.focus ? COLUMN_TYPE_NAMES.find((t) => COLUMN_TYPES[t].nasty.some((v) => v.hazard === options.focus)) : undefined;
+          return carrier && !columns.includes(carrier) ? [...columns, carrier] : columns;
+        }),
       nullKeys: options.focus === 'null-key' ? fc.constant(true) : allowed('null-key') ? rarely : fc.constant(false),
       sameDatabase: fc.boolean(),
     })
     .chain((shape) => {
       const key = keyValues(shape.keyType);
-      const partValue = valueOf(shape.partType === 'enum' ? 'enum' : shape.partType, [], 1000).map((p) => p ?? '0');
+      const partValue = valueOf(shape.partType, [], 1000).filter((p): p is string => p !== null);
       const partitionNulls = allowed('null-partition');
       return fc
         .record({
@@ -108,7 +112,7 @@ export function tableSpec(options: SpecOptions): fc.Arbitrary<TableSpec> {
         })
         .chain(({ partitions, withNullPartition, keys, nullKeyRows }) => {
           const part = withNullPartition ? fc.option(fc.constantFrom(...partitions), { freq: 5 }) : fc.constantFrom(...partitions);
-          const values = fc.tuple(...shape.columns.map((type) => valueOf(type, options.excluded)));
+          const values = fc.tuple(...shape.columns.map((type) => valueOf(type, options.excluded, 6, options.focus ?? null)));
           const row = (k: fc.Arbitrary<string | null>) => fc.record({ key: k, part, values }) as fc.Arbitrary<SourceRow>;
           const allKeys: (string | null)[] = shape.nullKeys ? [...keys, ...Array<null>(nullKeyRows).fill(null)] : keys;
           const pick = fc.nat();
@@ -134,10 +138,13 @@ export function tableSpec(options: SpecOptions): fc.Arbitrary<TableSpec> {
               : []),
             fc.tuple(pick, nonNull).map(([p, { c, value }]) => ({ kind: 'alter-source' as const, pick: p, column: c, value })),
           );
+          // A run about rows leaving the source always leaves one there at the gate.
+          const gone: fc.Arbitrary<DamageOp[]> =
+            options.focus === 'source-row-gone' ? pick.map((p) => [{ kind: 'delete-source' as const, pick: p }]) : fc.constant([]);
           return fc.record({
             rows: fc.tuple(...allKeys.map((k) => row(fc.constant(k)))),
             writer: fc.array(writerOp, { minLength: 5, maxLength: 25 }),
-            damage: fc.array(damageOp, { minLength: 1, maxLength: 8 }),
+            damage: fc.tuple(gone, fc.array(damageOp, { minLength: 1, maxLength: 8 })).map(([a, b]) => [...a, ...b]),
           });
         })
         .map(({ rows, writer, damage }) => ({ ...shape, rows, writer, damage }));

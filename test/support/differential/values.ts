@@ -96,49 +96,46 @@ const jsonText = fc
   .map((value) => JSON.stringify(value))
   .filter((text) => text !== undefined && !text.includes('\\u0000') && wellFormed(text));
 
-/** Every generated type: its SQL type, and an arbitrary of its values (never NULL; rows add NULLs). */
-export const COLUMN_TYPES = {
-  bool: { sql: 'boolean', values: fc.constantFrom(v('t'), v('f')) },
+export const COLUMN_TYPE_NAMES = [
+  'bool', 'int4', 'int8', 'numeric', 'float4', 'float8', 'text', 'jsonb', 'timestamptz', 'date', 'interval', 'uuid', 'bytea', 'enum', 'int4_array', 'text_array',
+] as const;
+export type ColumnTypeName = (typeof COLUMN_TYPE_NAMES)[number];
+
+/** Every generated type: its SQL type, the values known to break copiers, and random ones (never NULL; rows add NULLs). */
+export const COLUMN_TYPES: Record<ColumnTypeName, { sql: string; nasty: NastyValue[]; random: fc.Arbitrary<NastyValue> }> = {
+  bool: { sql: 'boolean', nasty: [v('t'), v('f')], random: fc.constantFrom(v('t'), v('f')) },
   int4: {
     sql: 'int4',
-    values: fc.oneof(fc.constantFrom(v('-2147483648'), v('2147483647'), v('0'), v('-1')), fc.integer().map((n) => v(String(n)))),
+    nasty: [v('-2147483648'), v('2147483647'), v('0'), v('-1')],
+    random: fc.integer().map((n) => v(String(n))),
   },
   int8: {
     sql: 'int8',
-    values: fc.oneof(
-      fc.constantFrom(v('-9223372036854775808'), v('9223372036854775807'), v('9007199254740993'), v('-9007199254740993'), v('0')),
-      fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map((n) => v(String(n))),
-    ),
+    nasty: [v('-9223372036854775808'), v('9223372036854775807'), v('9007199254740993'), v('-9007199254740993'), v('0')],
+    random: fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map((n) => v(String(n))),
   },
   numeric: {
     sql: 'numeric',
-    values: fc.oneof(
-      fc.constantFrom(
+    nasty: [
         v('NaN'), v('Infinity'), v('-Infinity'), v('0.000000000000000000000000000001'), v('12345678901234567890123456789.123456789'),
         v('1.50'), v('-0.0'), v('100'), v('1e-20'), v('0.00'),
-      ),
-      fc.tuple(fc.bigInt({ min: -(10n ** 40n), max: 10n ** 40n }), fc.integer({ min: 0, max: 30 })).map(([d, s]) => v(numericText(d, s))),
-    ),
+      ],
+    random: fc.tuple(fc.bigInt({ min: -(10n ** 40n), max: 10n ** 40n }), fc.integer({ min: 0, max: 30 })).map(([d, s]) => v(numericText(d, s))),
   },
   float4: {
     sql: 'float4',
-    values: fc.oneof(
-      fc.constantFrom(v('NaN'), v('Infinity'), v('-Infinity'), v('-0', 'float-negative-zero'), v('1.1754944e-38'), v('3.4028235e+38'), v('1e-45'), v('0.1')),
-      fc.float().map((x) => v(floatText(x), Object.is(x, -0) ? 'float-negative-zero' : undefined)),
-    ),
+    nasty: [v('NaN'), v('Infinity'), v('-Infinity'), v('-0', 'float-negative-zero'), v('1.1754944e-38'), v('3.4028235e+38'), v('1e-45'), v('0.1')],
+    random: fc.float().map((x) => v(floatText(x), Object.is(x, -0) ? 'float-negative-zero' : undefined)),
   },
   float8: {
     sql: 'float8',
-    values: fc.oneof(
-      fc.constantFrom(v('NaN'), v('Infinity'), v('-Infinity'), v('-0', 'float-negative-zero'), v('5e-324'), v('1.7976931348623157e+308'), v('0.30000000000000004')),
-      fc.double().map((x) => v(floatText(x), Object.is(x, -0) ? 'float-negative-zero' : undefined)),
-    ),
+    nasty: [v('NaN'), v('Infinity'), v('-Infinity'), v('-0', 'float-negative-zero'), v('5e-324'), v('1.7976931348623157e+308'), v('0.30000000000000004')],
+    random: fc.double().map((x) => v(floatText(x), Object.is(x, -0) ? 'float-negative-zero' : undefined)),
   },
-  text: { sql: 'text', values: textValue.map((s) => v(s)) },
+  text: { sql: 'text', nasty: nastyStrings.map((t) => v(t)), random: textUnit.map((t) => v(t)) },
   jsonb: {
     sql: 'jsonb',
-    values: fc.oneof(
-      fc.constantFrom(
+    nasty: [
         v('{"big": 12345678901234567890123}', 'json-exact'),
         v('{"pi": 3.14159265358979323846264338327950288}', 'json-exact'),
         v(`{"n": ${'123456789'.repeat(5)}123456}`, 'json-exact'),
@@ -146,66 +143,66 @@ export const COLUMN_TYPES = {
         v('[1.0, 1e400, -0.0]', 'json-exact'),
         v('{"a": null, "b": [null, {"c": "\\u00e9\\n\\"q\\""}]}'),
         v('{}'), v('[]'), v('"just a string"'), v('true'), v('0.1'),
-      ),
-      // A JSON null at the top is jsonb's null, which is not SQL NULL.
+      ],
+    random: // A JSON null at the top is jsonb's null, which is not SQL NULL.
       jsonText.map((t) => v(t, t === 'null' ? 'json-exact' : undefined)),
-    ),
   },
   timestamptz: {
     sql: 'timestamptz',
-    values: fc.oneof(
-      fc.constantFrom(
+    nasty: [
         v('infinity'), v('-infinity'), v('2024-02-29 23:59:59.999999+00'), v('1970-01-01 00:00:00.000001+00'), v('0001-01-01 00:00:00+00'),
         v('2000-01-01 00:00:00+14'), v('0044-03-15 12:00:00.5+00 BC'), v('294276-12-31 23:59:59.999999+00'),
-      ),
-      fc.tuple(timestampText, fc.integer({ min: -12, max: 14 })).map(([t, zone]) => v(`${t}${zone < 0 ? '-' : '+'}${pad(Math.abs(zone), 2)}`)),
-    ),
+      ],
+    random: fc.tuple(timestampText, fc.integer({ min: -12, max: 14 })).map(([t, zone]) => v(`${t}${zone < 0 ? '-' : '+'}${pad(Math.abs(zone), 2)}`)),
   },
   date: {
     sql: 'date',
-    values: fc.oneof(
-      fc.constantFrom(v('infinity'), v('-infinity'), v('2000-02-29'), v('0001-01-01'), v('4713-01-01 BC'), v('5874897-12-31', 'date-beyond-timestamp')),
-      timestampText.map((t) => v(t.slice(0, 10))),
-    ),
+    nasty: [v('infinity'), v('-infinity'), v('2000-02-29'), v('0001-01-01'), v('4713-01-01 BC'), v('5874897-12-31', 'date-beyond-timestamp')],
+    random: timestampText.map((t) => v(t.slice(0, 10))),
   },
   interval: {
     sql: 'interval',
-    values: fc.oneof(
-      fc.constantFrom(
+    nasty: [
         v('1 year 2 mons 3 days 04:05:06.789012'), v('-1 days +02:00:00'), v('00:00:00'), v('178000000 years'), v('-00:00:00.000001'),
         v('1 mon -1 days'), v('infinity'), v('-infinity'),
-      ),
-      fc.tuple(fc.integer({ min: -1000, max: 1000 }), fc.integer({ min: -400, max: 400 }), fc.bigInt({ min: -(10n ** 12n), max: 10n ** 12n }))
+      ],
+    random: fc.tuple(fc.integer({ min: -1000, max: 1000 }), fc.integer({ min: -400, max: 400 }), fc.bigInt({ min: -(10n ** 12n), max: 10n ** 12n }))
         .map(([months, days, us]) => v(`${months} mons ${days} days ${us} microseconds`)),
-    ),
   },
   uuid: {
     sql: 'uuid',
-    values: fc.oneof(fc.constantFrom(v('00000000-0000-0000-0000-000000000000'), v('ffffffff-ffff-ffff-ffff-ffffffffffff')), fc.uuid().map((u) => v(u))),
+    nasty: [v('00000000-0000-0000-0000-000000000000'), v('ffffffff-ffff-ffff-ffff-ffffffffffff')],
+    random: fc.uuid().map((u) => v(u)),
   },
   bytea: {
     sql: 'bytea',
-    values: fc.oneof(fc.constantFrom(v('\\x'), v('\\x00'), v('\\x5c78')), fc.uint8Array({ maxLength: 32 }).map((b) => v(hex(b)))),
+    nasty: [v('\\x'), v('\\x00'), v('\\x5c78')],
+    random: fc.uint8Array({ maxLength: 32 }).map((b) => v(hex(b))),
   },
-  enum: { sql: 'mood', values: fc.constantFrom(...ENUM_LABELS.map((l) => v(l))) },
+  enum: { sql: 'mood', nasty: ENUM_LABELS.map((l) => v(l)), random: fc.constantFrom(...ENUM_LABELS.map((l) => v(l))) },
   int4_array: {
     sql: 'int4[]',
-    values: fc.oneof(
-      fc.constantFrom(v('{}'), v('{NULL}'), v('{{1,NULL},{NULL,4}}'), v('[0:1]={5,6}', 'array-lower-bound'), v('[-2:-1][3:3]={{7},{8}}', 'array-lower-bound')),
-      arrayOf(fc.integer().map(String)).map((t) => v(t)),
-    ),
+    nasty: [v('{}'), v('{NULL}'), v('{{1,NULL},{NULL,4}}'), v('[0:1]={5,6}', 'array-lower-bound'), v('[-2:-1][3:3]={{7},{8}}', 'array-lower-bound')],
+    random: arrayOf(fc.integer().map(String)).map((t) => v(t)),
   },
   text_array: {
     sql: 'text[]',
-    values: fc.oneof(fc.constantFrom(v('{}'), v('{NULL,"NULL",""}'), v('{{"a b","{c}"},{NULL,"\\\\"}}')), arrayOf(textValue).map((t) => v(t))),
+    nasty: [v('{}'), v('{NULL,"NULL",""}'), v('{{"a b","{c}"},{NULL,"\\\\"}}')],
+    random: arrayOf(textValue).map((t) => v(t)),
   },
 } as const;
 
-export type ColumnTypeName = keyof typeof COLUMN_TYPES;
-export const COLUMN_TYPE_NAMES = Object.keys(COLUMN_TYPES) as ColumnTypeName[];
 
-/** Values of `type` that avoid `excluded` hazards, or NULL about one time in `nullEvery`. */
-export function valueOf(type: ColumnTypeName, excluded: readonly Hazard[], nullEvery = 6): fc.Arbitrary<string | null> {
-  const values = (COLUMN_TYPES[type].values as fc.Arbitrary<NastyValue>).filter((value) => !value.hazard || !excluded.includes(value.hazard));
-  return fc.option(values.map((value) => value.text), { freq: nullEvery });
+/**
+ * Values of `type` that avoid `excluded` hazards, or NULL about one time in `nullEvery`. With a
+ * `focus` hazard, the values that carry it come up often, so a run shows the defect it is about.
+ */
+export function valueOf(type: ColumnTypeName, excluded: readonly Hazard[], nullEvery = 6, focus: Hazard | null = null): fc.Arbitrary<string | null> {
+  const { nasty, random } = COLUMN_TYPES[type];
+  const allowed = (value: NastyValue) => !value.hazard || !excluded.includes(value.hazard);
+  const focused = nasty.filter((value) => focus !== null && value.hazard === focus);
+  const choices: fc.WeightedArbitrary<NastyValue>[] = [{ arbitrary: random.filter(allowed), weight: 2 }];
+  if (nasty.some(allowed)) choices.push({ arbitrary: fc.constantFrom(...nasty.filter(allowed)), weight: 2 });
+  if (focused.length > 0) choices.push({ arbitrary: fc.constantFrom(...focused), weight: 3 });
+  return fc.option(fc.oneof(...choices).map((value) => value.text), { freq: nullEvery });
 }
