@@ -136,7 +136,7 @@ async function main(): Promise<number> {
       const result = await checkCase(servers, c, seed, { minRows: args.minRows, maxRows: args.maxRows });
       results.push(result);
       const o = result.outcomes[0]?.outcome;
-      const verdict = result.failure ? 'FAILED' : o?.refused ? 'refused up front (by design)' : 'ok';
+      const verdict = result.failure ? 'FAILED' : o?.refused ? 'refused: NULL partition values (by design)' : 'ok';
       console.log(`run ${run + 1}/${args.runs} seed ${seed} ${c.name}: ${verdict}${o ? ` (${o.rows} rows, writer ${o.writerOpsApplied}, damage ${o.damageApplied}, ${o.seconds.toFixed(1)} s)` : ''}`);
       if (result.failure) console.log(`${result.failure}\n  replay: ${replayCommand(args, seed)}\n`);
     }

@@ -105,13 +105,17 @@ export function tableSpec(options: SpecOptions): fc.Arbitrary<TableSpec> {
       const partitionNulls = allowed('null-partition');
       return fc
         .record({
-          partitions: fc.uniqueArray(partValue, { minLength: 1, maxLength: 4 }),
+          partitions: fc.uniqueArray(partValue, { minLength: options.focus === 'partition-change' ? 2 : 1, maxLength: 4 }),
           withNullPartition: options.focus === 'null-partition' ? fc.constant(true) : partitionNulls ? rarely : fc.constant(false),
-          keys: fc.uniqueArray(key, { minLength: options.minRows, maxLength: options.maxRows }),
+          keys: fc.uniqueArray(key, { minLength: options.minRows, maxLength: options.maxRows, size: 'max' }),
           nullKeyRows: fc.integer({ min: 1, max: 3 }),
         })
         .chain(({ partitions, withNullPartition, keys, nullKeyRows }) => {
-          const part = withNullPartition ? fc.option(fc.constantFrom(...partitions), { freq: 5 }) : fc.constantFrom(...partitions);
+          // A run about partition changes keeps one value out of the first rows: shards are planned
+          // from the values present, and the writer, last, moves rows to the one left out.
+          const unplanned = options.focus === 'partition-change' ? partitions.slice(-1) : [];
+          const planned = options.focus === 'partition-change' ? partitions.slice(0, -1) : partitions;
+          const part = withNullPartition ? fc.option(fc.constantFrom(...planned), { freq: 5 }) : fc.constantFrom(...planned);
           const values = fc.tuple(...shape.columns.map((type) => valueOf(type, options.excluded, 6, options.focus ?? null)));
           const row = (k: fc.Arbitrary<string | null>) => fc.record({ key: k, part, values }) as fc.Arbitrary<SourceRow>;
           const allKeys: (string | null)[] = shape.nullKeys ? [...keys, ...Array<null>(nullKeyRows).fill(null)] : keys;
@@ -143,7 +147,9 @@ export function tableSpec(options: SpecOptions): fc.Arbitrary<TableSpec> {
             options.focus === 'source-row-gone' ? pick.map((p) => [{ kind: 'delete-source' as const, pick: p }]) : fc.constant([]);
           return fc.record({
             rows: fc.tuple(...allKeys.map((k) => row(fc.constant(k)))),
-            writer: fc.array(writerOp, { minLength: 5, maxLength: 25 }),
+            writer: fc
+              .tuple(fc.array(writerOp, { minLength: 5, maxLength: 25 }), fc.array(pick, { maxLength: unplanned.length * 3 }))
+              .map(([ops, moves]) => [...ops, ...moves.map((p) => ({ kind: 'repartition' as const, pick: p, part: unplanned[0]! }))]),
             damage: fc.tuple(gone, fc.array(damageOp, { minLength: 1, maxLength: 8 })).map(([a, b]) => [...a, ...b]),
           });
         })
