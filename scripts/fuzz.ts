@@ -92,7 +92,7 @@ function summary(args: Args, results: PropertyResult[], seconds: number): Record
     seed: args.seed,
     runs: results.length,
     failed: results.filter((r) => r.failure).length,
-    refusedUpFront: outcomes.filter((o) => o.outcome.refused).length,
+    refusedByDesign: outcomes.filter((o) => o.outcome.refused).length,
     sourceRows: outcomes.reduce((n, o) => n + o.outcome.rows, 0),
     writerOpsApplied: outcomes.reduce((n, o) => n + o.outcome.writerOpsApplied, 0),
     damageApplied: outcomes.reduce((n, o) => n + o.outcome.damageApplied, 0),
