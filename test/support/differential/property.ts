@@ -29,7 +29,7 @@ export async function checkCase(servers: DifferentialServers, c: DifferentialCas
   );
   if (details.failed) {
     const cause = details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance);
-    result.failure = `${cause}\n  replay: seed ${details.seed}, path ${details.counterexamplePath ?? '0'}`;
+    result.failure = `${cause}\n  fast-check: seed ${details.seed}, path ${details.counterexamplePath ?? '0'}`;
   }
   return result;
 }
@@ -38,7 +38,7 @@ function counterexample(c: DifferentialCase, spec: TableSpec, outcome: CaseOutco
   const writes = spec.writer.reduce<Record<string, number>>((n, op) => ({ ...n, [op.kind]: (n[op.kind] ?? 0) + 1 }), {});
   return [
     `case ${c.name}: ${outcome.problems.length} problem(s) in migration ${outcome.migrationId}`,
-    `  plan: ${outcome.plan.source.table} -> ${outcome.plan.target.table}, ${outcome.plan.shards.partitionColumn ? `partitions of ${outcome.plan.shards.partitionColumn}` : `${outcome.plan.shards.count} key-range shards`}, ` +
+    `  plan: ${outcome.plan.source.table} -> ${outcome.plan.target.table}, ${outcome.plan.shards.partitionColumn ? `a shard per value of ${outcome.plan.shards.partitionColumn}` : `${outcome.plan.shards.count} shards by ${c.shardKind}`}, ` +
       `transform ${outcome.plan.transform.module ? 'module' : 'sql'}, target ${outcome.plan.target.connection}`,
     `  table: key ${spec.keyType}${spec.nullKeys ? ' (nullable, with NULL keys)' : ''}, partition ${spec.partType}, ${outcome.rows} rows, columns ${spec.columns.join(', ')}`,
     `  writer: ${outcome.writerOpsApplied} of ${spec.writer.length} operations applied (${Object.entries(writes).map(([k, n]) => `${n} ${k}`).join(', ')}); damage: ${outcome.damageApplied} of ${spec.damage.length}; ` +
