@@ -59,6 +59,10 @@ export const KNOWN_DEFECTS: KnownDefect[] = [
       'shards were planned is never copied, and verification (one shard per planned value) says clean',
   },
   {
+    hazard: 'verify-after-finish',
+    defect: 'issue 12, item 5: `ferry verify` on a finished or aborted migration is refused ("it takes no more changes"), so damage after the end is never found',
+  },
+  {
     hazard: 'date-beyond-timestamp',
     defect: 'found by these tests: verification cannot compare a date past year 294276 (to_char casts it to timestamp: "date out of range for timestamp"), so no pass finishes',
   },

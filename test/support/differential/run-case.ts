@@ -8,9 +8,9 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { startMigration } from '../../../cli/migrations';
+import { startMigration, verifyMigration } from '../../../cli/migrations';
 import type { TemporalSettings } from '../../../lib/settings';
-import type { MigrationStatus } from '../../../lib/status';
+import type { MigrationStatus, VerificationSummary } from '../../../lib/status';
 import { validatePlan, type Plan } from '../../../lib/plan';
 import { abortUpdate, statusQuery, verifyUpdate } from '../../../workflows/messages';
 import type { migrationWorkflow } from '../../../workflows/migration';
@@ -139,6 +139,7 @@ export async function runCase(servers: DifferentialServers, path_: TransformPath
     }
     await checkAgreement(app, outcome, 'on the first pass after damage at the gate', handle.workflowId, before + 1, null, damaged);
     await checkAgreement(app, outcome, `after ${summary.passes - before} passes of verify-and-repair at the gate`, handle.workflowId, summary.passes, summary.clean);
+    if (spec.verifyAfterFinish) await checkAfterFinish(servers, app, outcome, handle);
   } catch (error) {
     outcome.problems.push(`the run broke: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
   } finally {
@@ -151,6 +152,32 @@ export async function runCase(servers: DifferentialServers, path_: TransformPath
     outcome.seconds = (Date.now() - started) / 1000;
   }
   return outcome;
+}
+
+/**
+ * Ends the migration (an abort at the gate), damages the target once more, and runs `ferry verify`
+ * as an operator would: it must find what the comparator finds, by category.
+ */
+async function checkAfterFinish(servers: DifferentialServers, app: Application, outcome: CaseOutcome, handle: WorkflowHandle<typeof migrationWorkflow>): Promise<void> {
+  await handle.executeUpdate(abortUpdate, { args: [{ by: 'differential-test', reason: 'checked at the gate; verified again after the end' }] });
+  await handle.result().catch(() => {});
+  const extraDamage = app.spec.damage.find((op) => op.kind === 'alter-target' || op.kind === 'drop-target');
+  if (extraDamage) await applyDamage(app, { ...extraDamage, pick: extraDamage.pick + 1 }, new Set());
+  const comparator = await comparatorDifferences(app);
+  let summary: VerificationSummary;
+  try {
+    summary = await verifyMigration(servers.client, handle.workflowId, { by: 'differential-test' });
+  } catch (error) {
+    outcome.problems.push(`ferry verify after the migration ended: refused (${rootMessage(error)}), while the comparator found ${summarise(comparator)}`);
+    return;
+  }
+  const count = (category: string) => comparator.filter((d) => d.category === category).length;
+  if (summary.missing !== count('missing') || summary.extra !== count('extra') || summary.value !== count('value') || (summary.clean && comparator.length > 0)) {
+    outcome.problems.push(
+      `ferry verify after the migration ended: Ferry said ${summary.clean ? 'clean' : 'not clean'} with ${summary.missing} missing, ${summary.extra} extra, ` +
+        `${summary.value} differing; the comparator found ${summarise(comparator)}`,
+    );
+  }
 }
 
 /** NULL partition values are refused with a reason, by design (shards are one per value). */

@@ -42,6 +42,8 @@ export interface TableSpec {
   damage: DamageOp[];
   /** Target in the source's database (JavaScript paths choose; SQL paths are fixed by the path). */
   sameDatabase: boolean;
+  /** After the migration has ended, damage the target once more and run `ferry verify` on it. */
+  verifyAfterFinish: boolean;
 }
 
 export interface SpecOptions {
@@ -98,6 +100,7 @@ export function tableSpec(options: SpecOptions): fc.Arbitrary<TableSpec> {
         }),
       nullKeys: options.focus === 'null-key' ? fc.constant(true) : allowed('null-key') ? rarely : fc.constant(false),
       sameDatabase: fc.boolean(),
+      verifyAfterFinish: fc.constant(allowed('verify-after-finish')),
     })
     .chain((shape) => {
       const key = keyValues(shape.keyType);
