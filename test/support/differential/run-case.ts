@@ -275,8 +275,9 @@ async function waitForGate(handle: WorkflowHandle<typeof migrationWorkflow>, app
 }
 
 /**
- * The live application: its operations spread over about a second from the start, stopping
- * once verification begins (the phase is polled apart, so a slow query never holds a write up).
+ * The live application: its operations spread over about a second from the start of the copy,
+ * stopping once verification begins (the phase is polled apart, so a slow query never holds a
+ * write up).
  */
 async function runWriter(app: Application, handle: WorkflowHandle<typeof migrationWorkflow>): Promise<{ applied: number; lastWriteAt: number }> {
   const source = new pg.Client({ connectionString: app.sourceUrl, application_name: 'differential-app' });
@@ -288,18 +289,22 @@ async function runWriter(app: Application, handle: WorkflowHandle<typeof migrati
   const poller = (async () => {
     while (polling && BEFORE_VERIFY.has(phase)) {
       phase = (await handle.query(statusQuery).catch(() => null))?.phase ?? phase;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
   })();
   const retired = new Set<string>();
   let applied = 0;
   let lastWriteAt = 0;
   try {
+    // Writes start with the copy (its first rows in the target), so that they race its batches and
+    // land after the shards are planned. The database shows it sooner than a query of the workflow.
+    const copyBy = Date.now() + GATE_TIMEOUT_MS;
+    while (BEFORE_VERIFY.has(phase) && Date.now() < copyBy && !(await target.query(`SELECT EXISTS (SELECT FROM ${app.targetTable}) AS started`)).rows[0].started) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     const gapMs = Math.max(5, Math.floor(1000 / Math.max(1, app.spec.writer.length)));
     for (const op of app.spec.writer) {
       if (!BEFORE_VERIFY.has(phase)) break;
-      // ferry.record_delete exists once the migration has prepared its target: until then, no hard delete.
-      if (op.kind === 'delete' && phase === 'inspecting') continue;
       if (await applyWriterOp(app, source, target, op, retired)) {
         applied += 1;
         lastWriteAt = Date.now();
