@@ -20,7 +20,7 @@ export async function checkCase(servers: DifferentialServers, c: DifferentialCas
   const result: PropertyResult = { case: c, seed, outcomes: [], failure: null };
   const details = await fc.check(
     fc.asyncProperty(specFor(c, sizes), async (spec) => {
-      const outcome = await runCase(servers, c.path, c.shardKind, spec);
+      const outcome = await runCase(servers, c, spec);
       result.outcomes.push({ spec, outcome });
       if (outcome.problems.length > 0) throw new Error(counterexample(c, spec, outcome));
     }),

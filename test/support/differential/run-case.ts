@@ -15,9 +15,10 @@ import { validatePlan, type Plan } from '../../../lib/plan';
 import { abortUpdate, statusQuery, verifyUpdate } from '../../../workflows/messages';
 import type { migrationWorkflow } from '../../../workflows/migration';
 import { differences, digests, disagreements, query, quote, tableDigestSql, type Difference } from './comparator';
-import { expectedDigestSql, LINEAGE_PLAN_FIELDS, targetDdl, targetShape, type TransformPath } from './paths';
+import { expectedDigestSql, LINEAGE_PLAN_FIELDS, targetDdl, targetShape } from './paths';
 import { applyDamage, applyWriterOp, createSource, run, type Application } from './tables';
-import type { ShardKind, TableSpec } from './table-spec';
+import type { TableSpec } from './table-spec';
+import type { DifferentialCase } from './cases';
 
 /** The worker resolves these names from its environment: the source and the target database. */
 export const CONNECTIONS = { source: 'DIFFERENTIAL_SOURCE_URL', target: 'DIFFERENTIAL_TARGET_URL' } as const;
@@ -52,7 +53,8 @@ const GATE_TIMEOUT_MS = Number(process.env.DIFFERENTIAL_GATE_TIMEOUT_MS ?? 120_0
 const BEFORE_VERIFY = new Set(['inspecting', 'dual-write', 'backfilling']);
 let counter = 0;
 
-export async function runCase(servers: DifferentialServers, path_: TransformPath, shardKind: ShardKind, spec: TableSpec): Promise<CaseOutcome> {
+export async function runCase(servers: DifferentialServers, c: DifferentialCase, spec: TableSpec): Promise<CaseOutcome> {
+  const { path: path_, shardKind } = c;
   const started = Date.now();
   counter += 1;
   const tag = `${process.pid.toString(36)}${counter}${Math.random().toString(36).slice(2, 6)}`;
@@ -66,6 +68,7 @@ export async function runCase(servers: DifferentialServers, path_: TransformPath
     qualifiedTarget: `public.tgt_${tag}`,
     shape,
     spec,
+    excluded: c.excluded,
   };
   await createSource(app.sourceUrl, app.sourceTable, spec);
   await run(app.targetUrl, targetDdl(shape, app.targetTable, spec.nullKeys));
@@ -100,8 +103,9 @@ export async function runCase(servers: DifferentialServers, path_: TransformPath
   }
   outcome.migrationId = handle.workflowId;
   try {
-    const writer = runWriter(app, handle);
-    const reached = await waitForGate(handle, app);
+    const gateReached = { done: false };
+    const writer = runWriter(app, handle, gateReached);
+    const reached = await waitForGate(handle, app).finally(() => (gateReached.done = true));
     const lastWriteAt = await writer.then((w) => {
       outcome.writerOpsApplied = w.applied;
       return w.lastWriteAt;
@@ -279,7 +283,7 @@ async function waitForGate(handle: WorkflowHandle<typeof migrationWorkflow>, app
  * stopping once verification begins (the phase is polled apart, so a slow query never holds a
  * write up).
  */
-async function runWriter(app: Application, handle: WorkflowHandle<typeof migrationWorkflow>): Promise<{ applied: number; lastWriteAt: number }> {
+async function runWriter(app: Application, handle: WorkflowHandle<typeof migrationWorkflow>, gate: { done: boolean }): Promise<{ applied: number; lastWriteAt: number }> {
   const source = new pg.Client({ connectionString: app.sourceUrl, application_name: 'differential-app' });
   const target = app.targetUrl === app.sourceUrl ? source : new pg.Client({ connectionString: app.targetUrl, application_name: 'differential-app' });
   await source.connect();
@@ -287,7 +291,7 @@ async function runWriter(app: Application, handle: WorkflowHandle<typeof migrati
   let phase = 'inspecting';
   let polling = true;
   const poller = (async () => {
-    while (polling && BEFORE_VERIFY.has(phase)) {
+    while (polling && !gate.done && BEFORE_VERIFY.has(phase)) {
       phase = (await handle.query(statusQuery).catch(() => null))?.phase ?? phase;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -299,12 +303,12 @@ async function runWriter(app: Application, handle: WorkflowHandle<typeof migrati
     // Writes start with the copy (its first rows in the target), so that they race its batches and
     // land after the shards are planned. The database shows it sooner than a query of the workflow.
     const copyBy = Date.now() + GATE_TIMEOUT_MS;
-    while (BEFORE_VERIFY.has(phase) && Date.now() < copyBy && !(await target.query(`SELECT EXISTS (SELECT FROM ${app.targetTable}) AS started`)).rows[0].started) {
+    while (BEFORE_VERIFY.has(phase) && !gate.done && Date.now() < copyBy && !(await target.query(`SELECT EXISTS (SELECT FROM ${app.targetTable}) AS started`)).rows[0].started) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     const gapMs = Math.max(5, Math.floor(1000 / Math.max(1, app.spec.writer.length)));
     for (const op of app.spec.writer) {
-      if (!BEFORE_VERIFY.has(phase)) break;
+      if (!BEFORE_VERIFY.has(phase) || gate.done) break;
       if (await applyWriterOp(app, source, target, op, retired)) {
         applied += 1;
         lastWriteAt = Date.now();

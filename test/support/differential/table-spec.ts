@@ -21,7 +21,9 @@ export type WriterOp =
   | { kind: 'update'; pick: number; column: number; value: string | null }
   | { kind: 'delete'; pick: number }
   | { kind: 'rekey'; pick: number; key: string }
-  | { kind: 'repartition'; pick: number; part: string | null };
+  | { kind: 'repartition'; pick: number; part: string | null }
+  /** The same number at a larger scale (0.5 to 0.500...). */
+  | { kind: 'rescale'; pick: number; column: number };
 
 /** Differences made on purpose at the gate, each of a known category. */
 export type DamageOp =
@@ -95,7 +97,8 @@ export function tableSpec(options: SpecOptions): fc.Arbitrary<TableSpec> {
         .shuffledSubarray<ColumnTypeName>([...COLUMN_TYPE_NAMES], { minLength: Math.min(8, COLUMN_TYPE_NAMES.length) })
         .map((columns): ColumnTypeName[] => {
           // A run about a value hazard always has a column of the type that carries it.
-          const carrier = options.focus ? COLUMN_TYPE_NAMES.find((t) => COLUMN_TYPES[t].nasty.some((v) => v.hazard === options.focus)) : undefined;
+          const carrier =
+            options.focus === 'numeric-scale-only' ? 'numeric' : options.focus ? COLUMN_TYPE_NAMES.find((t) => COLUMN_TYPES[t].nasty.some((v) => v.hazard === options.focus)) : undefined;
           return carrier && !columns.includes(carrier) ? [...columns, carrier] : columns;
         }),
       nullKeys: options.focus === 'null-key' ? fc.constant(true) : allowed('null-key') ? rarely : fc.constant(false),
@@ -145,14 +148,19 @@ export function tableSpec(options: SpecOptions): fc.Arbitrary<TableSpec> {
               : []),
             fc.tuple(pick, nonNull).map(([p, { c, value }]) => ({ kind: 'alter-source' as const, pick: p, column: c, value })),
           );
+          const rescaled = options.focus === 'numeric-scale-only';
           // A run about rows leaving the source always leaves one there at the gate.
           const gone: fc.Arbitrary<DamageOp[]> =
             options.focus === 'source-row-gone' ? pick.map((p) => [{ kind: 'delete-source' as const, pick: p }]) : fc.constant([]);
           return fc.record({
             rows: fc.tuple(...allKeys.map((k) => row(fc.constant(k)))),
             writer: fc
-              .tuple(fc.array(writerOp, { minLength: 5, maxLength: 25 }), fc.array(pick, { maxLength: unplanned.length * 3 }))
-              .map(([ops, moves]) => [...ops, ...moves.map((p) => ({ kind: 'repartition' as const, pick: p, part: unplanned[0]! }))]),
+              .tuple(fc.array(writerOp, { minLength: 5, maxLength: 25 }), fc.array(pick, { maxLength: unplanned.length * 3 }), fc.array(pick, { maxLength: rescaled ? 8 : 0 }))
+              .map(([ops, moves, rescales]) => [
+                ...ops,
+                ...rescales.map((p) => ({ kind: 'rescale' as const, pick: p, column: shape.columns.indexOf('numeric') })),
+                ...moves.map((p) => ({ kind: 'repartition' as const, pick: p, part: unplanned[0]! })),
+              ]),
             damage: fc.tuple(gone, fc.array(damageOp, { minLength: 1, maxLength: 8 })).map(([a, b]) => [...a, ...b]),
           });
         })

@@ -26,6 +26,8 @@ export type Hazard =
   | 'source-row-gone'
   /** The application moves rows to another partition value during the copy. */
   | 'partition-change'
+  /** The application changes only a numeric's scale (0.00 to 0.0): equal numbers, different text. */
+  | 'numeric-scale-only'
   /** `ferry verify` on a migration that has ended (aborted at the gate, here). */
   | 'verify-after-finish'
   /** Dates past the last timestamp (year 294276), up to date's own limit. */
