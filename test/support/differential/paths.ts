@@ -10,12 +10,8 @@ export type TransformPath = 'sql-same-db' | 'sql-across-dbs' | 'js-one-to-one' |
 
 export const TRANSFORM_PATHS: TransformPath[] = ['sql-same-db', 'sql-across-dbs', 'js-one-to-one', 'js-one-to-many'];
 
-/**
- * The plan fields that name a one-to-many transform's lineage (the target column holding the
- * source key its rows came from). No such setting exists yet: adjust this to the name the
- * lineage feature gives it, then turn on ONE_TO_MANY_LINEAGE in cases.ts.
- */
-export const LINEAGE_PLAN_FIELDS = (column: string): Record<string, unknown> => ({ lineage: { column } });
+/** The plan fields that name a one-to-many transform's lineage: the target column holding the source key its rows came from. */
+export const LINEAGE_PLAN_FIELDS = (column: string): Record<string, unknown> => ({ sourceKey: column });
 
 export interface TargetColumn {
   name: string;
