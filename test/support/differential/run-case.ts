@@ -135,15 +135,15 @@ export async function runCase(servers: DifferentialServers, c: DifferentialCase,
     const touched = new Set<string>();
     for (const op of spec.damage) if (await applyDamage(app, op, touched)) outcome.damageApplied += 1;
     const damaged = await comparatorDifferences(app);
-    const before = settled.verification!.passes;
     const summary = await handle.executeUpdate(verifyUpdate, { args: [{ by: 'differential-test' }] });
     const unfinishedAtGate = unfinishedPasses(await handle.query(statusQuery));
     if (unfinishedAtGate.length > 0) {
       outcome.problems.push(`Ferry's verification at the gate could not finish: ${unfinishedAtGate.join(' | ')}`);
       return outcome;
     }
-    await checkAgreement(app, outcome, 'on the first pass after damage at the gate', handle.workflowId, before + 1, null, damaged);
-    await checkAgreement(app, outcome, `after ${summary.passes - before} passes of verify-and-repair at the gate`, handle.workflowId, summary.passes, summary.clean);
+    // Passes count within each verification run: the gate's run starts again at pass 1.
+    await checkAgreement(app, outcome, 'on the first pass after damage at the gate', handle.workflowId, 1, null, damaged);
+    await checkAgreement(app, outcome, `after ${summary.passes} passes of verify-and-repair at the gate`, handle.workflowId, summary.passes, summary.clean);
     if (spec.verifyAfterFinish) await checkAfterFinish(servers, app, outcome, handle);
   } catch (error) {
     outcome.problems.push(`the run broke: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
@@ -212,9 +212,19 @@ async function comparatorDifferences(app: Application): Promise<Difference[]> {
   return differences(expected, actual);
 }
 
-/** Ferry's findings of one pass, from its own table of mismatches on the target. */
+/**
+ * Ferry's findings of pass `pass` of the migration's latest verification run, from its own table of
+ * mismatches on the target (which numbers passes across runs: each run starts at its first_pass).
+ */
 async function ferryDifferences(app: Application, migrationId: string, pass: number): Promise<Difference[]> {
-  return query<Difference>(app.targetUrl, 'SELECT key, category FROM ferry.mismatches WHERE migration_id = $1 AND pass = $2 ORDER BY key', [migrationId, pass]);
+  return query<Difference>(
+    app.targetUrl,
+    `SELECT key, category FROM ferry.mismatches
+      WHERE migration_id = $1
+        AND pass = (SELECT first_pass FROM ferry.verification_runs WHERE migration_id = $1 ORDER BY run DESC LIMIT 1) + $2 - 1
+      ORDER BY key`,
+    [migrationId, pass],
+  );
 }
 
 /**
