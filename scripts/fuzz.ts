@@ -124,7 +124,14 @@ async function main(): Promise<number> {
   const [sourceUrl, targetUrl] = await Promise.all([postgres.createDatabase(`ferry_fuzz_src_${suffix}`), postgres.createDatabase(`ferry_fuzz_tgt_${suffix}`)]);
   await Promise.all([prepareDatabase(sourceUrl), prepareDatabase(targetUrl)]);
   const temporal = temporalSettings({}, { address: temporalServer.address, taskQueue: `fuzz-${suffix}` });
-  const ferryWorker = await createFerryWorker({ temporal, env: { [CONNECTIONS.source]: sourceUrl, [CONNECTIONS.target]: targetUrl }, workflowBundle: { codePath: bundlePath }, shutdownGraceSeconds: 1 });
+  // Transform modules are written to moduleDir: the only directory this worker loads them from.
+  const ferryWorker = await createFerryWorker({
+    temporal,
+    env: { [CONNECTIONS.source]: sourceUrl, [CONNECTIONS.target]: targetUrl },
+    workflowBundle: { codePath: bundlePath },
+    shutdownGraceSeconds: 1,
+    transformDir: moduleDir,
+  });
   const running = ferryWorker.worker.run();
   const connection = await Connection.connect({ address: temporal.address });
   const servers: DifferentialServers = { client: new Client({ connection, namespace: temporal.namespace }), temporal, sourceUrl, targetUrl, moduleDir };
