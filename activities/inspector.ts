@@ -11,7 +11,7 @@ import { redactErrorText, transformErrorSummary } from '../lib/errors';
 import { sqlFragmentProblem } from '../lib/sql-fragment';
 import { oneStatement, planSqlFragments, readOnly } from './plan-sql';
 import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from './copy-statements';
-import { loadTransform, sourceRowTypes, transformDirFromEnv, type TargetRow } from './module-transform';
+import { loadTransform, postgresInputText, sourceRowTypes, targetColumnKinds, transformDirFromEnv, type ColumnKinds, type TargetRow } from './module-transform';
 import { displayName, qualifiedName, quoteIdent, type TableName } from './sql';
 import { stringify as stringifyLosslessJson } from 'lossless-json';
 import { assignmentProblems, castProblems, expressionProblems, type SampledRow } from './transform-fit';
@@ -141,6 +141,7 @@ async function sampleModuleTransform(
   showValues: boolean,
   problems: string[],
   sampled: SampledRow[],
+  kinds: ColumnKinds,
 ): Promise<TransformSample> {
   const transform = await loadTransform(modulePath, transformDir);
   const { text, values } = rangeRowsSql(spec, { after: null, upTo: null }, SAMPLE_ROWS);
@@ -169,11 +170,27 @@ async function sampleModuleTransform(
     reported ||= untraceable !== null;
     for (const row of produced) {
       const shown = columns.map((column) => displayValue((row as Record<string, unknown>)[column]));
-      sampled.push({ sourceKey: key, values: Object.fromEntries(columns.map((column, i) => [column, shown[i] ?? null])) });
+      sampled.push({ sourceKey: key, values: inputTexts(row, columns, kinds) });
       rows.push([key, ...(showValues ? shown : shown.map(redact))]);
     }
   }
   return { columns: ['ferry source key', ...columns], rows, redacted: !showValues };
+}
+
+/**
+ * A module's output row as the copy writes it into COPY text: the text each column's input
+ * function gets. A value with no database form is left out here; the copy names it.
+ */
+function inputTexts(row: TargetRow, columns: string[], kinds: ColumnKinds): Record<string, string | null> {
+  const texts: Record<string, string | null> = {};
+  for (const column of columns) {
+    try {
+      texts[column] = postgresInputText((row as Record<string, unknown>)[column], column, kinds[column]);
+    } catch {
+      // Not checked by the cast: the copy refuses such a value with its own message.
+    }
+  }
+  return texts;
 }
 
 async function sampleTransform(pool: pg.Pool, spec: CopySpec, showValues: boolean, sampled: SampledRow[]): Promise<TransformSample> {
@@ -262,7 +279,7 @@ export function createInspector(databases: Databases, transformDir: string | nul
         const sampled: SampledRow[] = [];
         try {
           sample = plan.transform.module
-            ? await sampleModuleTransform(sourcePool, plan, spec, plan.transform.module, transformDir, showSampleValues, problems, sampled)
+            ? await sampleModuleTransform(sourcePool, plan, spec, plan.transform.module, transformDir, showSampleValues, problems, sampled, await targetColumnKinds(targetPool, spec.target))
             : await sampleTransform(sourcePool, spec, showSampleValues, sampled);
         } catch (error) {
           problems.push(`transform does not run on ${source.name}: ${transformProblemText(error)}`);
