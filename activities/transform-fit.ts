@@ -14,6 +14,9 @@ export interface SampledRow {
   values: Record<string, string | null>;
 }
 
+/** Types whose explicit cast truncates where an INSERT or COPY raises "value too long". */
+const LENGTH_LIMITED = /^(character varying|character)\(\d+\)$/;
+
 function errorText(error: unknown, showValues: boolean): string {
   const message = error instanceof Error ? error.message : String(error);
   const code = (error as { code?: unknown }).code;
@@ -60,9 +63,13 @@ export async function castProblems(
         continue;
       }
       try {
-        await readOnly(targetPool, (client) =>
-          client.query(oneStatement({ text: `SELECT CAST($1 AS ${info.type}) AS fits`, values: [value] })),
+        const cast = await readOnly(targetPool, (client) =>
+          client.query<{ whole: boolean }>(
+            oneStatement({ text: `SELECT CAST($1 AS ${info.type})::text = $1::text AS whole`, values: [value] }),
+          ),
         );
+        // An explicit cast cuts a string to a length limit; the copy's input refuses it instead.
+        if (LENGTH_LIMITED.test(info.type) && cast.rows[0]?.whole === false) throw new Error(`value too long for type ${info.type}`);
       } catch (error) {
         failed.add(column);
         problems.push(

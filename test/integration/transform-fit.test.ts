@@ -39,7 +39,7 @@ describe('the dry run proves the transform fits', () => {
 
   beforeAll(async () => {
     const schema = `
-      CREATE TABLE orders_v2 (id int PRIMARY KEY, city_code int, city text NOT NULL);
+      CREATE TABLE orders_v2 (id int PRIMARY KEY, city_code int, city text NOT NULL, short varchar(3));
       INSERT INTO orders_v2 VALUES (900, 7, 'kept');`;
     sourceUrl = await createTestDatabase('fit_src');
     otherUrl = await createTestDatabase('fit_dst');
@@ -101,6 +101,13 @@ describe('the dry run proves the transform fits', () => {
     expect(result.output).toContain('source key 1');
     expect(result.output).toContain('NOT NULL');
     expect(await targetState(otherUrl)).toEqual(before);
+  });
+
+  it('refuses a string longer than a varchar column takes, where an explicit cast would cut it', async () => {
+    const result = await dryRun('too-long', 'DST', "{ sql: { id: id, city: \"payload->'shipping'->>'city'\", short: \"payload->'shipping'->>'city'\" } }");
+    expect(result.code, result.output).toBe(ExitCode.failed);
+    expect(result.output).toContain('target column "short" (character varying(3))');
+    expect(result.output).toContain('value too long for type character varying(3)');
   });
 
   it('names the column whose expression has a syntax error', async () => {
