@@ -11,9 +11,10 @@ import { redactErrorText, transformErrorSummary } from '../lib/errors';
 import { sqlFragmentProblem } from '../lib/sql-fragment';
 import { oneStatement, planSqlFragments, readOnly } from './plan-sql';
 import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from './copy-statements';
-import { loadTransform, sourceRowTypes, transformDirFromEnv, type TargetRow } from './module-transform';
+import { loadTransform, postgresInputText, sourceRowTypes, targetColumnKinds, transformDirFromEnv, type ColumnKinds, type TargetRow } from './module-transform';
 import { displayName, qualifiedName, quoteIdent, type TableName } from './sql';
 import { stringify as stringifyLosslessJson } from 'lossless-json';
+import { assignmentProblems, castProblems, expressionProblems, type SampledRow } from './transform-fit';
 
 const SAMPLE_ROWS = 5;
 const COUNT_TIMEOUT_MS = 5_000;
@@ -139,6 +140,8 @@ async function sampleModuleTransform(
   transformDir: string | null,
   showValues: boolean,
   problems: string[],
+  sampled: SampledRow[],
+  kinds: ColumnKinds,
 ): Promise<TransformSample> {
   const transform = await loadTransform(modulePath, transformDir);
   const { text, values } = rangeRowsSql(spec, { after: null, upTo: null }, SAMPLE_ROWS);
@@ -167,17 +170,38 @@ async function sampleModuleTransform(
     reported ||= untraceable !== null;
     for (const row of produced) {
       const shown = columns.map((column) => displayValue((row as Record<string, unknown>)[column]));
+      sampled.push({ sourceKey: key, values: inputTexts(row, columns, kinds) });
       rows.push([key, ...(showValues ? shown : shown.map(redact))]);
     }
   }
   return { columns: ['ferry source key', ...columns], rows, redacted: !showValues };
 }
 
-async function sampleTransform(pool: pg.Pool, spec: CopySpec, showValues: boolean): Promise<TransformSample> {
+/**
+ * A module's output row as the copy writes it into COPY text: the text each column's input
+ * function gets. A value with no database form is left out here; the copy names it.
+ */
+function inputTexts(row: TargetRow, columns: string[], kinds: ColumnKinds): Record<string, string | null> {
+  const texts: Record<string, string | null> = {};
+  for (const column of columns) {
+    try {
+      texts[column] = postgresInputText((row as Record<string, unknown>)[column], column, kinds[column]);
+    } catch {
+      // Not checked by the cast: the copy refuses such a value with its own message.
+    }
+  }
+  return texts;
+}
+
+async function sampleTransform(pool: pg.Pool, spec: CopySpec, showValues: boolean, sampled: SampledRow[]): Promise<TransformSample> {
   const { text, values } = sampleSql(spec, SAMPLE_ROWS);
   // Read-only and one statement, so a transform expression cannot write even on a dry run.
   return readOnly(pool, async (client) => {
     const result = await client.query<(string | null)[]>(oneStatement({ text, values, types: asText, rowMode: 'array' as const }));
+    const names = result.fields.map((f) => f.name);
+    for (const row of result.rows) {
+      sampled.push({ sourceKey: String(row[0]), values: Object.fromEntries(names.slice(1).map((name, i) => [name, row[i + 1] ?? null])) });
+    }
     return {
       columns: result.fields.map((f) => f.name),
       rows: result.rows.map((row) =>
@@ -249,20 +273,34 @@ export function createInspector(databases: Databases, transformDir: string | nul
       }
 
       let sample: TransformSample | null = null;
+      const sameDatabase = databases.sameDatabase(plan.source.connection, plan.target.connection);
+      const sqlColumns = plan.transform.module ? null : spec.columns;
       if (problems.length === 0) {
+        const sampled: SampledRow[] = [];
         try {
           sample = plan.transform.module
-            ? await sampleModuleTransform(sourcePool, plan, spec, plan.transform.module, transformDir, showSampleValues, problems)
-            : await sampleTransform(sourcePool, spec, showSampleValues);
+            ? await sampleModuleTransform(sourcePool, plan, spec, plan.transform.module, transformDir, showSampleValues, problems, sampled, await targetColumnKinds(targetPool, spec.target))
+            : await sampleTransform(sourcePool, spec, showSampleValues, sampled);
         } catch (error) {
           problems.push(`transform does not run on ${source.name}: ${transformProblemText(error)}`);
+          // Name the column the failure is in, when one expression alone fails.
+          if (sqlColumns) problems.push(...(await expressionProblems(sourcePool, spec.source, spec.filter ?? null, sqlColumns)));
+        }
+        if (sample) {
+          // The dry run proves the output fits: within one database, that the copy's INSERT
+          // plans; everywhere, that each sampled value casts into its column's type.
+          const assignments = sqlColumns && sameDatabase ? await assignmentProblems(targetPool, spec.source, spec.target, sqlColumns) : [];
+          problems.push(...assignments);
+          if (assignments.length === 0) {
+            problems.push(...(await castProblems(targetPool, target.name, target.columns, sampled, sqlColumns, showSampleValues)));
+          }
         }
       }
 
       return {
         source,
         target,
-        sameDatabase: databases.sameDatabase(plan.source.connection, plan.target.connection),
+        sameDatabase,
         sample,
         problems,
         warnings,

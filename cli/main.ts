@@ -159,6 +159,7 @@ export function buildProgram(): Command {
     .option('--sample <percent>', 'copy a deterministic sample of about this percentage of keys')
     .option('--partition-values <values>', 'copy only these comma-separated values of shards.partitionColumn')
     .option('--rerun', 'migrate into a target that already holds a finished migration', false)
+    .option('--no-apps', 'with lifecycle.dualWrites: go ahead although no application follows the flags (as lifecycle.noApps; recorded)')
     .option('--json', 'print the outcome as JSON (the inspection, the id started, or with --wait the final status)', false)
     .action(async (planFile: string, options: StartOptions, command: Command) => {
       const plan = withSubset(readPlan(planFile), options, planFile);
@@ -169,6 +170,7 @@ export function buildProgram(): Command {
           showSampleValues: options.showValues,
           migrationId: options.id,
           rerun: options.rerun,
+          noApps: options.apps === false,
           startedBy: operatorIdentity(),
         });
         if (!options.execute) {
@@ -612,6 +614,8 @@ interface StartOptions {
   json: boolean;
   execute: boolean;
   rerun: boolean;
+  /** false when --no-apps was given. */
+  apps: boolean;
   showValues: boolean;
   id?: string;
   wait: boolean;

@@ -50,6 +50,8 @@ export interface StartOptions {
   migrationId?: string;
   /** Migrate into a target that already holds a finished migration. */
   rerun?: boolean;
+  /** Go ahead with dual writes that no application follows (`--no-apps`). */
+  noApps?: boolean;
   /** The identity starting it, recorded in its status and checked by four-eyes gates. */
   startedBy?: string;
 }
@@ -71,6 +73,7 @@ export async function startMigration(
           execute: options.execute,
           showSampleValues: options.showSampleValues ?? false,
           rerun: options.rerun ?? false,
+          ...(options.noApps ? { noApps: true } : {}),
           ...(options.startedBy ? { startedBy: options.startedBy } : {}),
         },
       ],

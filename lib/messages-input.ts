@@ -198,6 +198,7 @@ const flagsSchema = z.looseObject({
   execute: z.boolean(),
   showSampleValues: z.boolean().optional(),
   rerun: z.boolean().optional(),
+  noApps: z.boolean().optional(),
   startedBy: name.optional(),
 });
 

@@ -205,6 +205,12 @@ const lifecycleSchema = z.strictObject({
    * this long at most. (Default: 10)
    */
   soakSeconds: z.number().min(0).max(86_400).default(10),
+  /**
+   * Go ahead with dual writes when no application process follows the flags within soakSeconds
+   * (writes then reach only the old table until verification repairs the new one); otherwise
+   * the migration pauses for a person. (Default: false)
+   */
+  noApps: z.boolean().default(false),
   gates: z
     .strictObject({
       /** Log a reminder this often while a gate waits. (Default: 3600) */

@@ -106,7 +106,7 @@ async function main(): Promise<void> {
         shards: { count: 2 },
         throttle: { rowsPerSecond: 3000, batchSize: 100, concurrency: 2, checkpointSeconds: 0.2 },
         verify: { chunkSize: 200 },
-        lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2, gates },
+        lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0.2, gates },
       });
     const approveEveryGate = async (workflowId: string) => {
       for (const gate of ['cutover-reads', 'stop-old-writes', 'cleanup']) {

@@ -22,6 +22,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
+import type { FlagAcks } from '../activities/flags';
 import { deciderProblems } from '../lib/approvals';
 import { rootMessage } from '../lib/errors';
 import { approvalProblems, flagsAfterAbort, gateDescriptions, lifecycleSteps, type FlagSettings, type GateName } from '../lib/lifecycle';
@@ -74,6 +75,8 @@ export interface MigrationInput {
   showSampleValues?: boolean;
   /** Migrate into a target that already holds a finished migration. */
   rerun?: boolean;
+  /** `ferry start --no-apps`: as lifecycle.noApps, given on the command line. */
+  noApps?: boolean;
   /** The identity that started it (the CLI's FERRY_OPERATOR or user@host), for the record and four-eyes gates. */
   startedBy?: string;
   /** Set by the migration itself when it continues-as-new. */
@@ -265,17 +268,43 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     record(kind, note, reason);
     await tellShards('pause');
   };
-  const changeFlags = async (flags: FlagSettings, why: string) => {
+  /** Whether dual writes may go ahead with no application following the flags, and on whose word. */
+  const noAppsAllowedBy = input.noApps ? '--no-apps' : plan.lifecycle.noApps ? 'lifecycle.noApps' : null;
+  const withoutApps =
+    'writes the application makes to the old table only are missing from the new one until verification repairs them';
+  /**
+   * Sets the flags and waits for the applications to follow. With `needsApps` (dual writes on),
+   * no application following is said in the same record, with what allows going ahead.
+   */
+  const changeFlags = async (flags: FlagSettings, why: string, needsApps = false) => {
     status.flags = await setFlags({ plan, flags, by: `ferry ${workflowId}` });
     record('flags', { by: 'ferry' }, `${why}: write old ${flags.writeOld ? 'on' : 'off'}, write new ${flags.writeNew ? 'on' : 'off'}, reads from ${flags.readFrom}, compare ${flags.comparePercent}% (version ${status.flags.version})`);
     const acks = await awaitFlagAcks({ plan, version: status.flags.version, soakSeconds: plan.lifecycle.soakSeconds });
+    const allowed =
+      needsApps && acks.confirmed.length === 0 && noAppsAllowedBy ? `; going ahead as ${noAppsAllowedBy} allows: ${withoutApps}` : '';
     record(
       'apps',
       { by: 'ferry' },
-      acks.lagging.length
+      (acks.lagging.length
         ? `${acks.confirmed.length} application processes follow version ${status.flags.version}; ${acks.lagging.length} had not after ${plan.lifecycle.soakSeconds} s: ${acks.lagging.join(', ')}`
-        : `${acks.confirmed.length} application processes follow version ${status.flags.version}`,
+        : `${acks.confirmed.length} application processes follow version ${status.flags.version}`) + allowed,
     );
+    return acks;
+  };
+  /**
+   * Dual writes that no application follows, unless allowed, wait paused for a person: `ferry
+   * resume` goes ahead (recorded), `ferry abort` rolls the flags back.
+   */
+  const awaitApplications = async (acks: FlagAcks) => {
+    if (acks.confirmed.length > 0 || noAppsAllowedBy) return;
+    await pause(
+      { by: 'ferry' },
+      'auto-pause',
+      `no application process follows the flags (version ${status.flags?.version ?? 0}) after ${plan.lifecycle.soakSeconds} s: ${withoutApps}; ` +
+        "deploy the application with Ferry's client library, or `ferry resume` to go ahead without it " +
+        '(lifecycle.noApps: true in the plan, or start --no-apps, allows it from the start)',
+    );
+    await condition(() => status.paused === null || abortRequested !== null);
   };
 
   setHandler(statusQuery, () => status);
@@ -504,7 +533,9 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
 
     if (step === 'dual-write') {
       enter('dual-write', step);
-      await changeFlags({ writeOld: true, writeNew: true, readFrom: 'old', comparePercent: 0 }, 'dual writes on');
+      const needsApps = patched('dual-writes-need-apps');
+      const acks = await changeFlags({ writeOld: true, writeNew: true, readFrom: 'old', comparePercent: 0 }, 'dual writes on', needsApps);
+      if (needsApps) await awaitApplications(acks);
     } else if (step === 'backfill') {
       if (!input.carried) {
         enter('backfilling', step);

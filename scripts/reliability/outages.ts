@@ -75,7 +75,7 @@ export async function runOutageRound(lab: Lab, options: OutageRoundOptions): Pro
     shards: { count: 3 },
     // An abort lands in a backfill that lasts; a cutover waits at its gate once the copy is verified.
     throttle: aborting ? { batchSize: 200, concurrency: 3, rowsPerSecond: Math.round(rows / 20), checkpointSeconds: 1 } : { batchSize: 2000, concurrency: 3 },
-    lifecycle: { dualWrites: true, cutover: !aborting, soakSeconds: 0 },
+    lifecycle: { dualWrites: true, noApps: true, cutover: !aborting, soakSeconds: 0 },
   });
   const handle = await startMigration(lab.client, lab.temporal, plan, { execute: true });
   const heldIn: MigrationOutcome['heldIn'] = aborting ? 'aborting' : 'reads-on-new';

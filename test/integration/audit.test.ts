@@ -43,6 +43,7 @@ target: { connection: DB, table: accounts_v2 }
 transform: { sql: { id: id, owner: owner } }
 lifecycle:
   dualWrites: true
+  noApps: true
   cutover: true
   soakSeconds: 0.2
   gates: { approvers: [alice, carol], forcers: [erin], fourEyes: true }

@@ -190,7 +190,7 @@ describe('bad input', () => {
       source: { connection: 'DB', table: 'items', key: 'id' },
       target: { connection: 'DB', table: 'items_gated' },
       transform: { sql: { id: 'id', label: 'label' } },
-      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2 },
+      lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0.2 },
     });
     gatedPlan = planFile('gated', plan({ name: 'gated-subset', target: '{ connection: DB, table: items_gated }' }));
     gated = await startMigration(worker.client, worker.temporal, waiting, { execute: true });

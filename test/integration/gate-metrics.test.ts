@@ -58,7 +58,7 @@ describe('gate metrics and health on a worker process', () => {
       source: { connection: 'DB', table: 'accounts', key: 'id' },
       target: { connection: 'DB', table: 'accounts_v2' },
       transform: { sql: { id: 'id', owner: 'owner' } },
-      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2 },
+      lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0.2 },
     });
     const handle = await startMigration(client.client, client.temporal, plan, { execute: true });
     await eventually(async () => (await handle.query<MigrationStatus>('status')).gate?.name === 'cutover-reads', 60_000, 'the gate');

@@ -33,7 +33,7 @@ describe('the lifecycle', () => {
       source: { connection: 'DB', table: 'accounts', key: 'id' },
       target: { connection: 'DB', table: `accounts_${table}` },
       transform: { sql: { id: 'id', owner: 'owner' } },
-      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2 },
+      lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0.2 },
       ...extra,
     });
   }
@@ -44,7 +44,7 @@ describe('the lifecycle', () => {
     sqlRow(url, `SELECT write_old, write_new, read_from, compare_percent, version::int FROM ferry.flags WHERE migration = $1`, [name]);
 
   it('moves reads and writes behind approved gates, and records every decision', async () => {
-    const plan = await planFor({ lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2, compareReadsPercent: 10 } });
+    const plan = await planFor({ lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0.2, compareReadsPercent: 10 } });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
     await waitingAt(id, 'cutover-reads');
@@ -156,7 +156,7 @@ describe('the lifecycle', () => {
     const status = await handle.result();
     expect(status.abort).toMatchObject({ by: expect.stringMatching(/^erin \(as /), reason: 'rejected at gate cutover-reads: p99 doubled' });
 
-    const expiring = await planFor({ lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2, gates: { expirySeconds: 2, reminderSeconds: 0.5 } } });
+    const expiring = await planFor({ lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0.2, gates: { expirySeconds: 2, reminderSeconds: 0.5 } } });
     const expired = await (await startMigration(worker.client, worker.temporal, expiring, { execute: true })).result();
     expect(expired.phase).toBe('aborted');
     expect(expired.abort!.reason).toBe('gate cutover-reads expired after 2 s');
@@ -167,7 +167,7 @@ describe('the lifecycle', () => {
   it('a gate that waits long continues-as-new and goes on waiting where it was', async () => {
     // The test server suggests continue-as-new at 40 events; reminders and figures every half
     // second make the gate's history reach that within seconds.
-    const plan = await planFor({ lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2, gates: { reminderSeconds: 0.5, figuresEverySeconds: 0.5 } } });
+    const plan = await planFor({ lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0.2, gates: { reminderSeconds: 0.5, figuresEverySeconds: 0.5 } } });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
     await waitingAt(id, 'cutover-reads');

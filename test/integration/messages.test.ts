@@ -74,7 +74,7 @@ describe('messages with any payload', () => {
       source: { connection: 'DB', table: 'items', key: 'id' },
       target: { connection: 'DB', table: `items_${table}` },
       transform: { sql: { id: 'id', label: 'label' } },
-      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2 },
+      lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0.2 },
       ...extra,
     });
   }

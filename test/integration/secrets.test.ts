@@ -46,7 +46,7 @@ describe('secrets and data', () => {
       source: { connection: 'APP_DB', table: 'customers', key: 'id' },
       target: { connection: 'APP_DB', table: 'customers_v2' },
       transform: { sql: { id: 'id', email: 'email', age: 'age::int' } },
-      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2 },
+      lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0.2 },
     });
     const dryRun = await (await startMigration(client.client, client.temporal, plan, { execute: false })).result();
     expect(dryRun.inspection!.sample!.redacted).toBe(true);

@@ -71,7 +71,7 @@ describe('requests at every phase', () => {
       transform: { sql: { id: 'id', owner: 'owner' } },
       // Each flag change waits out its soak (no application acknowledges): reads-on-new and
       // old-writes-off last that long.
-      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 3 },
+      lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 3 },
       ...extra,
     });
     return { handle: await startMigration(worker.client, worker.temporal, plan, { execute }), table };

@@ -67,7 +67,7 @@ describe('every shard kind finds every difference', () => {
       target: { connection: 'TGT', table: target },
       transform: { sql: { id: 'id', code: 'code', tenant: 'tenant', name: 'name' } },
       verify: { chunkSize: 100, maxPasses: 3, inFlightDelaySeconds: 0.05 },
-      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0 },
+      lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0 },
       ...kind.plan,
     });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });

@@ -80,7 +80,7 @@ describe('verification in the lifecycle', () => {
   it('holds the cutover gate while verification is not clean, unless forced, and shows what differs', async () => {
     const plan = await seededPlan({
       verify: { chunkSize: 500, maxPasses: 1, inFlightDelaySeconds: 0.2 },
-      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2 },
+      lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0.2 },
     });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
@@ -140,7 +140,7 @@ describe('verification in the lifecycle', () => {
   it('records an approval forced past unclean verification', async () => {
     const plan = await seededPlan({
       verify: { chunkSize: 500, maxPasses: 1, inFlightDelaySeconds: 0.2 },
-      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.2 },
+      lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0.2 },
     });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;

@@ -125,7 +125,7 @@ describe('checking a migration after it ended', () => {
   });
 
   it('checks and repairs an aborted migration', async () => {
-    const { plan, name } = await planFor({ lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0.1 } });
+    const { plan, name } = await planFor({ lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0.1 } });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
     await eventually(async () => ((await migrationReport(worker.client, id)).status?.gate?.name === 'cutover-reads' ? true : undefined), 60_000, 'the gate');

@@ -89,7 +89,7 @@ export async function runCase(servers: DifferentialServers, c: DifferentialCase,
     // Small batches and chunks: many of each, and a copy slow enough for the writer to race it.
     throttle: { batchSize: 10, targetBatchSeconds: 0, checkpointSeconds: 0.2, concurrency: 2, rowsPerSecond: Math.max(10, Math.ceil(spec.rows.length / 3)) },
     verify: { chunkSize: 10, maxPasses: 3, inFlightDelaySeconds: 0.2 },
-    lifecycle: { dualWrites: true, cutover: true, soakSeconds: 0 },
+    lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0 },
   });
   const outcome: CaseOutcome = { migrationId: '', plan, problems: [], rows: spec.rows.length, writerOpsApplied: 0, damageApplied: 0, refused: null, backfillSeconds: null, reverifiedAfterRace: false, seconds: 0 };
   let handle: WorkflowHandle<typeof migrationWorkflow>;
