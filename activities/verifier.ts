@@ -51,6 +51,7 @@ import {
   sampleCondition,
   sourceKeysCondition,
   sourceKeysPresentSql,
+  keyOrderSql,
   TARGET_ALIAS,
   type ColumnType,
   type RowHashes,
@@ -767,7 +768,7 @@ export function createVerifier(databases: Databases, transformDir: string | null
       }
       const examples = await targetPool.query<{ key: string; category: MismatchCategory; columns: string[]; resolved: boolean; found: Record<string, ColumnValues> | null; source_keys: string[] | null }>(
         `SELECT key, category, columns, resolved_at IS NOT NULL AS resolved, found_values AS found, source_keys FROM ferry.mismatches
-          WHERE migration_id = $1 AND pass = $2 ORDER BY resolved_at IS NOT NULL, key LIMIT $3`,
+          WHERE migration_id = $1 AND pass = $2 ORDER BY resolved_at IS NOT NULL, ${keyOrderSql('key')} LIMIT $3`,
         [migrationId, pass, input.limit ?? MAX_EXAMPLES],
       );
       report.examples = examples.rows.map((r) => ({ key: r.key, category: r.category, columns: r.columns, resolved: r.resolved }));

@@ -120,6 +120,15 @@ export interface VerifyShape {
 }
 
 export const TARGET_ALIAS = 't';
+
+/**
+ * Orders keys kept as text the way people read them: whole numbers by value (9 before 10), then
+ * every other key as text. Keys are text in ferry.mismatches whatever the key column's type.
+ */
+export function keyOrderSql(keyText: string): string {
+  const integer = `${keyText} ~ '^-?[0-9]{1,30}$'`;
+  return `(${integer}) DESC, CASE WHEN ${integer} THEN ${keyText}::numeric END, ${keyText}`;
+}
 const ROW_ALIAS = 'r';
 
 /** `abs(hashtext(key::text)::bigint) % 10000 < pct*100`: the same deterministic sample as subset.ts. */
