@@ -2,8 +2,9 @@
  * What operators read comes whole and in order: a status of several hundred shards through a
  * slow pipe into jq arrives whole, and keys kept as text sort as people read them (9 before 10).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, startWorker, type TestWorker } from '../support/harness';
 
 const ferryBin = path.join(__dirname, '..', '..', 'bin', 'ferry.js');
+const execFileAsync = promisify(execFile);
 
 describe('output operators read', () => {
   let url: string;
@@ -38,7 +40,7 @@ describe('output operators read', () => {
     await worker?.stop();
   });
 
-  it('pipes the status of 300 shards through a slow jq whole', async () => {
+  it('pipes the status of 300 shards through a slow reader whole, and jq reads it', async () => {
     const plan = path.join(mkdtempSync(path.join(os.tmpdir(), 'ferry-output-')), 'plan.yaml');
     writeFileSync(plan, 'name: many-shards\nsource: { connection: OUT_DB, table: items, key: id }\ntarget: { connection: OUT_DB, table: items_v2 }\ntransform: { sql: { id: id, label: label } }\nshards: { count: 300 }\nthrottle: { rowsPerSecond: 10, concurrency: 1 }\n');
     const id = 'ferry/many-shards/output-test';
@@ -46,11 +48,15 @@ describe('output operators read', () => {
     expect(started.code).toBe(0);
     await eventually(async () => ((await ferry(['status', id, '--json'], worker.temporal)).stdout.match(/"index":/g)?.length ?? 0) >= 300, 60_000, 'the shards to be planned');
     const env = { ...process.env, TEMPORAL_ADDRESS: worker.temporal.address, FERRY_TASK_QUEUE: worker.temporal.taskQueue };
-    // On a loaded machine a status query may miss its deadline and print what Temporal alone knows: ask again then.
+    // Through a pipe whose reader starts a second late, into a file jq then reads. On a loaded
+    // machine a status query may miss its deadline and print what Temporal alone knows: ask again.
+    const out = path.join(mkdtempSync(path.join(os.tmpdir(), 'ferry-piped-')), 'status.json');
     const [shards, bytes] = await eventually(async () => {
-      const piped = execFileSync('sh', ['-c', `node ${ferryBin} status '${id}' --json | (sleep 1; jq -c '[(.status.shards // [] | length), (tostring | length)]')`], { env, encoding: 'utf8' });
-      const counted = JSON.parse(piped) as [number, number];
-      return counted[0] > 0 ? counted : undefined;
+      // Not execFileSync: the worker runs in this process and must go on answering meanwhile.
+      await execFileAsync('sh', ['-c', `node ${ferryBin} status '${id}' --json | (sleep 1; cat) > ${out}`], { env });
+      const { stdout } = await execFileAsync('jq', ['-c', '[(.status.shards // [] | length)]', out], { encoding: 'utf8' });
+      const [count] = JSON.parse(stdout) as [number];
+      return count > 0 ? ([count, statSync(out).size] as const) : undefined;
     }, 60_000, 'a live status through the pipe');
     expect(shards).toBe(300);
     expect(bytes).toBeGreaterThan(65_536);
