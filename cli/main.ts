@@ -154,6 +154,7 @@ export function buildProgram(): Command {
     .option('--show-values', 'show real values in the dry run sample (they are then kept in the workflow history)', false)
     .option('--id <migration-id>', 'the migration id (default: ferry/<plan name>/<UTC time>)')
     .option('--wait', 'with --execute: follow progress until the migration ends', false)
+    .option('--detach', 'with --execute: return once started, without waiting for the inspection to pass', false)
     .option('--where <sql>', "copy only source rows matching this SQL condition (e.g. \"created_at > now() - interval '1 day'\")")
     .option('--key-range <from..to>', 'copy only keys from..to, both included (either side may be empty)')
     .option('--sample <percent>', 'copy a deterministic sample of about this percentage of keys')
@@ -184,7 +185,13 @@ export function buildProgram(): Command {
           return;
         }
         if (!options.wait) {
-          say(options.json, { migrationId: handle.workflowId, started: true }, `started migration ${handle.workflowId}\nfollow it with: ferry status ${handle.workflowId}`);
+          // "Started" is said only of a run that got past its inspection and holds its target.
+          if (!options.detach) await passedInspection(client, handle.workflowId);
+          say(
+            options.json,
+            { migrationId: handle.workflowId, started: true, inspected: !options.detach },
+            `started migration ${handle.workflowId}${options.detach ? ' (not waiting for its inspection: --detach)' : ''}\nfollow it with: ferry status ${handle.workflowId}`,
+          );
           return;
         }
         if (!options.json) console.log(`started migration ${handle.workflowId}`);
@@ -610,6 +617,27 @@ function metricsPortsOf(options: WorkerCommandOptions): { metricsPort: number; s
   return { metricsPort, sdkMetricsPort };
 }
 
+/** How long `start --execute` waits for the inspection and the target's claim. */
+const INSPECTION_WAIT_MS = 5 * 60_000;
+
+/**
+ * Waits until a migration has passed its inspection and claimed its target (its phase moves on),
+ * or fails with the run's own reason when it ended there instead.
+ */
+async function passedInspection(client: Client, migrationId: string): Promise<void> {
+  const deadline = Date.now() + INSPECTION_WAIT_MS;
+  for (;;) {
+    const report = await migrationsModule().migrationReport(client, migrationId);
+    if (report.runState !== 'running') {
+      if (report.runState === 'completed' || report.runState === 'continued') return;
+      throw new CliError(`migration ${migrationId} ${report.runState} before it started copying: ${report.failure ?? report.status?.phase ?? 'no reason given'}`, ExitCode.failed);
+    }
+    if (report.status && report.status.phase !== 'inspecting') return;
+    if (Date.now() > deadline) throw new CliError(`migration ${migrationId} is still inspecting after ${INSPECTION_WAIT_MS / 60_000} minutes; follow it with ferry status`, ExitCode.failed);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
 interface StartOptions {
   json: boolean;
   execute: boolean;
@@ -619,6 +647,7 @@ interface StartOptions {
   showValues: boolean;
   id?: string;
   wait: boolean;
+  detach: boolean;
   where?: string;
   keyRange?: string;
   sample?: string;
