@@ -7,6 +7,15 @@ import pg from 'pg';
 export const SOURCE_TABLE = 'source';
 export const TARGET_TABLE = 'target';
 
+/** The source table's shape (the benchmark's rows, and pgcopydb's empty copy of it). */
+export const sourceTableDdl = `CREATE TABLE ${SOURCE_TABLE} (
+  id bigint PRIMARY KEY,
+  name text NOT NULL,
+  created_at timestamptz NOT NULL,
+  payload jsonb NOT NULL,
+  amount numeric(12, 2) NOT NULL
+)`;
+
 export interface TargetColumn {
   name: string;
   type: string;
@@ -62,13 +71,7 @@ export async function createSource(url: string, rows: number): Promise<{ jsonbBy
   return withConnection(url, async (client) => {
     await client.query(`
       DROP TABLE IF EXISTS ${SOURCE_TABLE}, ${TARGET_TABLE};
-      CREATE TABLE ${SOURCE_TABLE} (
-        id bigint PRIMARY KEY,
-        name text NOT NULL,
-        created_at timestamptz NOT NULL,
-        payload jsonb NOT NULL,
-        amount numeric(12, 2) NOT NULL
-      );
+      ${sourceTableDdl};
       INSERT INTO ${SOURCE_TABLE}
       SELECT i,
              (ARRAY['ada','grace','alan','edsger','barbara','donald','frances','ken'])[1 + i % 8] || ' ' ||

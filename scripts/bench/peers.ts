@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { countRows, SOURCE_TABLE } from './dataset';
+import { countRows, SOURCE_TABLE, sourceTableDdl } from './dataset';
 import { runPipeline } from './limits';
 import { toolVersion, tryPgTool } from './pg-tools';
 
@@ -19,16 +19,7 @@ export const PGROLL_SKIPPED =
   'schema, no executable; the bench installs tools only from package registries and never downloads binaries.';
 
 /** The source table's shape with no rows, for pgcopydb to fill (it copies data, not schema, here). */
-const PEER_DDL = `
-  DROP TABLE IF EXISTS ${SOURCE_TABLE};
-  CREATE TABLE ${SOURCE_TABLE} (
-    id bigint PRIMARY KEY,
-    name text NOT NULL,
-    created_at timestamptz NOT NULL,
-    payload jsonb NOT NULL,
-    amount numeric(12, 2) NOT NULL
-  )`;
-
+const PEER_DDL = `DROP TABLE IF EXISTS ${SOURCE_TABLE}; ${sourceTableDdl}`;
 export type Pgcopydb = { binary: string; version: string } | { missing: string };
 
 export function findPgcopydb(): Pgcopydb {
