@@ -9,6 +9,7 @@ import type { DoctorCheck, DoctorReport } from '../lib/doctor';
 import { targetColumns, targetKey, type Plan } from '../lib/plan';
 import { rootMessage } from '../lib/errors';
 import type { Databases } from './connections';
+import { oneStatement, readOnly } from './plan-sql';
 import { qualifiedName, quoteIdent } from './sql';
 
 interface Side {
@@ -150,7 +151,7 @@ async function transformFits(plan: Plan, source: Side, target: Side): Promise<Do
   const expressions = columns.map((column) => `(${plan.transform.sql![column]}) AS ${quoteIdent(column)}`);
   let typeIds: number[];
   try {
-    const probe = await withReadOnly(source.pool, (client) => client.query(oneStatement(`SELECT ${expressions.join(', ')} FROM ${quoted(source.schema, source.table)} LIMIT 0`)));
+    const probe = await readOnly(source.pool, (client) => client.query(oneStatement(`SELECT ${expressions.join(', ')} FROM ${quoted(source.schema, source.table)} LIMIT 0`)));
     typeIds = probe.fields.map((f) => f.dataTypeID);
   } catch (error) {
     return [{ side: 'source', name: 'transform expressions', status: 'fail', detail: rootMessage(error) }];
@@ -162,7 +163,7 @@ async function transformFits(plan: Plan, source: Side, target: Side): Promise<Do
   const checks: DoctorCheck[] = [];
   for (const { column, type } of typed.rows) {
     try {
-      await withReadOnly(target.pool, (client) =>
+      await readOnly(target.pool, (client) =>
         client.query(`EXPLAIN INSERT INTO ${quoted(target.schema, target.table)} (${quoteIdent(column)}) SELECT NULL::${type}`),
       );
       checks.push({ side: 'target', name: `column ${column}`, status: 'ok', detail: `${type} fits` });
@@ -171,22 +172,6 @@ async function transformFits(plan: Plan, source: Side, target: Side): Promise<Do
     }
   }
   return checks;
-}
-
-/** Plan SQL as one statement: the extended protocol refuses a second one stacked after it. */
-function oneStatement(text: string): pg.QueryConfig {
-  return { text, queryMode: 'extended' } as pg.QueryConfig;
-}
-
-async function withReadOnly<T>(pool: pg.Pool, use: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN READ ONLY');
-    return await use(client);
-  } finally {
-    await client.query('ROLLBACK').catch(() => {});
-    client.release();
-  }
 }
 
 export function createDoctor(databases: Databases) {
