@@ -70,6 +70,16 @@ describe('ferry doctor', () => {
     const afterReport = JSON.parse(after.stdout) as DoctorReport;
     expect(afterReport.checks.filter((c) => c.status !== 'ok')).toEqual([]);
     expect(after.code).toBe(ExitCode.ok);
+
+    // "Ready" is only true if the role can now migrate: the run, checked by the test's own SQL.
+    const run = await ferry(['start', plan, '--execute', '--wait'], worker.temporal);
+    expect(run.code).toBe(ExitCode.ok);
+    const differing = await sqlRow(
+      ownerUrl,
+      `SELECT count(*)::int AS n FROM (SELECT id, md5(row(id, label, n)::text) h FROM items) s
+         FULL JOIN (SELECT id, md5(row(id, label, n::int)::text) h FROM items_v2) t USING (id) WHERE s.h IS DISTINCT FROM t.h`,
+    );
+    expect(differing).toEqual({ n: 0 });
   });
 
   it('names a transform column that cannot go into its target column, and writes nothing', async () => {
