@@ -38,7 +38,7 @@ function openssl(dir: string, args: string[]): void {
 }
 
 /** A CA, a server certificate for localhost and 127.0.0.1, a client certificate, and a stranger's. */
-function makeCertificates(dir: string): void {
+export function makeCertificates(dir: string): { ca: string; serverCert: string; serverKey: string } {
   const ca = (name: string) => openssl(dir, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.crt`]);
   const signed = (name: string, issuer: string, extensions: string) => {
     writeFileSync(path.join(dir, `${name}.ext`), extensions);
@@ -50,6 +50,7 @@ function makeCertificates(dir: string): void {
   signed('server', 'ferry-test-ca', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
   signed('client', 'ferry-test-ca', 'extendedKeyUsage=clientAuth\n');
   signed('stranger', 'stranger-ca', 'extendedKeyUsage=clientAuth\n');
+  return { ca: path.join(dir, 'ferry-test-ca.crt'), serverCert: path.join(dir, 'server.crt'), serverKey: path.join(dir, 'server.key') };
 }
 
 async function listening(port: number, deadlineMs: number): Promise<void> {

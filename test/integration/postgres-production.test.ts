@@ -3,30 +3,17 @@
  * the CA in sslrootcert), and a password that rotates, given by a command the worker runs for
  * each new connection. Both run a real migration, checked by md5 of every row on both sides.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
 import { startPostgres, type PostgresServer } from '../../scripts/services/postgres';
+import { makeCertificates } from '../../scripts/services/tls-proxy';
 import { ferry } from '../support/cli';
 import { sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-pg-prod-'));
-
-function openssl(args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-/** A CA and a server certificate for localhost, made here. */
-function certificates(): { ca: string; cert: string; key: string } {
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=ferry-pg-ca', '-keyout', 'ca.key', '-out', 'ca.crt']);
-  writeFileSync(path.join(dir, 'server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', 'server.key', '-out', 'server.csr']);
-  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-out', 'server.crt', '-extfile', 'server.ext']);
-  return { ca: path.join(dir, 'ca.crt'), cert: path.join(dir, 'server.crt'), key: path.join(dir, 'server.key') };
-}
 
 const SETUP = `
   CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance numeric(14, 2) NOT NULL, opened timestamptz NOT NULL);
@@ -49,9 +36,9 @@ describe('a Postgres that accepts TLS only', () => {
   let ca: string;
 
   beforeAll(async () => {
-    const files = certificates();
+    const files = makeCertificates(dir);
     ca = files.ca;
-    server = await startPostgres({ local: true, tls: { certFile: files.cert, keyFile: files.key } });
+    server = await startPostgres({ local: true, tls: { certFile: files.serverCert, keyFile: files.serverKey } });
     const socketUrl = await server.createDatabase('ferry_tls');
     await sql(socketUrl, SETUP);
     const url = new URL(server.tcpUrl!('ferry_tls'));
