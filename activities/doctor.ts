@@ -11,6 +11,7 @@ import { rootMessage } from '../lib/errors';
 import type { Databases } from './connections';
 import { oneStatement, readOnly } from './plan-sql';
 import { qualifiedName, quoteIdent } from './sql';
+import { FERRY_SCHEMA_VERSION, FerrySchemaTooNewError, installedFerrySchema } from './state/schema-version';
 
 interface Side {
   role: 'source' | 'target';
@@ -101,6 +102,19 @@ async function statsVisibility(side: Side, user: string): Promise<DoctorCheck> {
   };
 }
 
+/** The version of Ferry's schema on the target against the one this worker knows. */
+async function ferrySchemaVersionCheck(pool: pg.Pool): Promise<DoctorCheck> {
+  const found = await installedFerrySchema(pool);
+  const name = 'ferry schema version';
+  const known = `this worker knows ${FERRY_SCHEMA_VERSION}`;
+  if (found.kind === 'versioned' && found.version > FERRY_SCHEMA_VERSION) {
+    return { side: 'target', name, status: 'fail', detail: new FerrySchemaTooNewError(found.version, FERRY_SCHEMA_VERSION).message };
+  }
+  if (found.kind === 'versioned' && found.version === FERRY_SCHEMA_VERSION) return { side: 'target', name, status: 'ok', detail: `${found.version}, current (${known})` };
+  const at = found.kind === 'versioned' ? `${found.version}` : found.kind === 'unversioned' ? 'none (installed before versions)' : 'none';
+  return { side: 'target', name, status: 'ok', detail: `${at}; the migration upgrades it to ${FERRY_SCHEMA_VERSION} (${known})` };
+}
+
 /** Ferry's own schema on the target: created by Ferry's role, or usable by it. */
 async function ferrySchemaCheck(side: Side, user: string, database: string): Promise<DoctorCheck[]> {
   const { rows } = await side.pool.query<{ exists: boolean; owner: boolean; can_create_schema: boolean; temp: boolean }>(
@@ -119,6 +133,7 @@ async function ferrySchemaCheck(side: Side, user: string, database: string): Pro
       detail: r.owner ? `exists, owned by ${user} (or a role it belongs to)` : `exists but another role owns it; Ferry installs and upgrades its tables there`,
       ...(r.owner ? {} : { fix: `ALTER SCHEMA ferry OWNER TO ${quoteIdent(user)};  -- and its tables: ALTER TABLE ferry.<table> OWNER TO ${quoteIdent(user)};` }),
     });
+    checks.push(await ferrySchemaVersionCheck(side.pool));
   } else {
     checks.push({
       side: 'target',

@@ -372,7 +372,7 @@ export function createVerifier(databases: Databases, transformDir: string | null
     const { plan } = input;
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
-    await ensureMismatchesTable(targetPool);
+    await installFerrySchema(targetPool);
     const v = await verificationOf(plan, input.shard.partitionValue, input.samplePercent, input.migrationId);
     const chunkSize = Math.max(1, Math.trunc(input.chunkSize));
     const pageRows = Math.max(MIN_PAGE_ROWS, chunkSize * 2);
@@ -618,7 +618,7 @@ export function createVerifier(databases: Databases, transformDir: string | null
       assertPlanSqlIsSafe(plan);
       const sourcePool = databases.pool(plan.source.connection);
       const targetPool = databases.pool(plan.target.connection);
-      await ensureMismatchesTable(targetPool);
+      await installFerrySchema(targetPool);
       const base: CopySpec = { ...copySpecOf(plan), conflict: { policy: 'overwrite' } };
       const transform = plan.transform.module ? await loadTransform(plan.transform.module, transformDir) : null;
       const sameDatabase = databases.sameDatabase(plan.source.connection, plan.target.connection);
@@ -715,7 +715,7 @@ export function createVerifier(databases: Databases, transformDir: string | null
     async recheckOpenMismatches(input: RepairInput): Promise<MismatchCounts> {
       const { plan, migrationId, pass } = input;
       const targetPool = databases.pool(plan.target.connection);
-      await ensureMismatchesTable(targetPool);
+      await installFerrySchema(targetPool);
       const counts = zeroCounts();
       let v: Verification | null = null;
       let after: string | null = null;
@@ -798,14 +798,6 @@ export function createVerifier(databases: Databases, transformDir: string | null
 
 function columnNames(v: Verification): string[] {
   return v.shape.types.map((c) => c.name);
-}
-
-/** Installs Ferry's schema when the mismatches table, or its newest column, is not there yet (older installs). */
-async function ensureMismatchesTable(pool: pg.Pool): Promise<void> {
-  const exists = await pool.query<{ present: boolean }>(
-    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('ferry.mismatches') AND attname = 'found_values') AS present`,
-  );
-  if (!exists.rows[0]?.present) await installFerrySchema(pool);
 }
 
 /**
