@@ -4,6 +4,7 @@
  * audit of every decision: how it is installed, and how rows are recorded in it.
  */
 import type pg from 'pg';
+import { sql } from './sql';
 import { upgradeFerrySchema } from './state/schema-version';
 
 export { COPY_LOCK_CLASS } from './state/schema-migrations';
@@ -27,12 +28,11 @@ export interface FailedRecord {
 export async function recordFailures(pool: pg.Pool, migrationId: string, failures: FailedRecord[]): Promise<void> {
   if (failures.length === 0) return;
   await pool.query(
-    `INSERT INTO ferry.failed_records AS f (migration_id, key, error_code, error)
-     SELECT $1, r.key, r.code, r.error FROM jsonb_to_recordset($2::jsonb) AS r(key text, code text, error text)
-     ON CONFLICT (migration_id, key) DO UPDATE
-       SET attempts = f.attempts + 1, error_code = EXCLUDED.error_code, error = EXCLUDED.error,
-           last_failed_at = now(), resolved_at = NULL`,
-    [migrationId, JSON.stringify(failures)],
+    sql`INSERT INTO ferry.failed_records AS f (migration_id, key, error_code, error)
+        SELECT ${migrationId}, r.key, r.code, r.error FROM jsonb_to_recordset(${JSON.stringify(failures)}::jsonb) AS r(key text, code text, error text)
+        ON CONFLICT (migration_id, key) DO UPDATE
+          SET attempts = f.attempts + 1, error_code = EXCLUDED.error_code, error = EXCLUDED.error,
+              last_failed_at = now(), resolved_at = NULL`,
   );
 }
 
@@ -62,14 +62,13 @@ export async function recordMismatches(pool: pg.Pool, migrationId: string, pass:
     else if (sourceKeys) known.sourceKeys = [...new Set([...(known.sourceKeys ?? []), ...sourceKeys])];
   }
   await pool.query(
-    `INSERT INTO ferry.mismatches AS m (migration_id, pass, key, category, columns, source_keys)
-     SELECT $1, $2, r.key, r.category, r.columns, r."sourceKeys"
-       FROM jsonb_to_recordset($3::jsonb) AS r(key text, category text, columns text[], "sourceKeys" text[])
-     ON CONFLICT (migration_id, pass, key) DO UPDATE
-       SET category = EXCLUDED.category, columns = EXCLUDED.columns, detected_at = now(), resolved_at = NULL, found_values = NULL,
-           source_keys = CASE WHEN m.source_keys IS NULL OR EXCLUDED.source_keys IS NULL THEN EXCLUDED.source_keys
-                              ELSE ARRAY(SELECT DISTINCT k FROM unnest(m.source_keys || EXCLUDED.source_keys) AS k ORDER BY k) END`,
-    [migrationId, pass, JSON.stringify([...byKey.values()])],
+    sql`INSERT INTO ferry.mismatches AS m (migration_id, pass, key, category, columns, source_keys)
+        SELECT ${migrationId}, ${pass}, r.key, r.category, r.columns, r."sourceKeys"
+          FROM jsonb_to_recordset(${JSON.stringify([...byKey.values()])}::jsonb) AS r(key text, category text, columns text[], "sourceKeys" text[])
+        ON CONFLICT (migration_id, pass, key) DO UPDATE
+          SET category = EXCLUDED.category, columns = EXCLUDED.columns, detected_at = now(), resolved_at = NULL, found_values = NULL,
+              source_keys = CASE WHEN m.source_keys IS NULL OR EXCLUDED.source_keys IS NULL THEN EXCLUDED.source_keys
+                                 ELSE ARRAY(SELECT DISTINCT k FROM unnest(m.source_keys || EXCLUDED.source_keys) AS k ORDER BY k) END`,
   );
 }
 
@@ -82,9 +81,8 @@ export async function recordFoundValues(
 ): Promise<void> {
   if (found.length === 0) return;
   await pool.query(
-    `UPDATE ferry.mismatches AS m SET found_values = r.values
-       FROM jsonb_to_recordset($3::jsonb) AS r(key text, values jsonb)
-      WHERE m.migration_id = $1 AND m.pass = $2 AND m.key = r.key`,
-    [migrationId, pass, JSON.stringify(found)],
+    sql`UPDATE ferry.mismatches AS m SET found_values = r.values
+          FROM jsonb_to_recordset(${JSON.stringify(found)}::jsonb) AS r(key text, values jsonb)
+         WHERE m.migration_id = ${migrationId} AND m.pass = ${pass} AND m.key = r.key`,
   );
 }

@@ -7,6 +7,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Plan } from '../lib/plan';
 import type { Databases } from './connections';
 import { withClient } from './connections';
+import { sql } from './sql';
 
 function targetName(plan: Plan): string {
   return `${plan.target.schema}.${plan.target.table}`;
@@ -31,8 +32,7 @@ export function createMigrationRegistry(databases: Databases) {
         await client.query('BEGIN');
         try {
           const held = await client.query<{ migration_id: string; state: string }>(
-            'SELECT migration_id, state FROM ferry.migrations WHERE target_table = $1 FOR UPDATE',
-            [target],
+            sql`SELECT migration_id, state FROM ferry.migrations WHERE target_table = ${target} FOR UPDATE`,
           );
           const holder = held.rows[0];
           if (holder && holder.migration_id !== migrationId) {
@@ -50,11 +50,10 @@ export function createMigrationRegistry(databases: Databases) {
             }
           }
           await client.query(
-            `INSERT INTO ferry.migrations (target_table, migration_id, plan_name, state) VALUES ($1, $2, $3, 'running')
-             ON CONFLICT (target_table) DO UPDATE
-               SET migration_id = EXCLUDED.migration_id, plan_name = EXCLUDED.plan_name, state = 'running',
-                   started_at = now(), finished_at = NULL`,
-            [target, migrationId, plan.name],
+            sql`INSERT INTO ferry.migrations (target_table, migration_id, plan_name, state) VALUES (${target}, ${migrationId}, ${plan.name}, 'running')
+                ON CONFLICT (target_table) DO UPDATE
+                  SET migration_id = EXCLUDED.migration_id, plan_name = EXCLUDED.plan_name, state = 'running',
+                      started_at = now(), finished_at = NULL`,
           );
           await client.query('COMMIT');
         } catch (error) {
@@ -68,11 +67,7 @@ export function createMigrationRegistry(databases: Databases) {
     async releaseTarget({ plan, migrationId, state }: { plan: Plan; migrationId: string; state: 'completed' | 'aborted' | 'failed' }): Promise<void> {
       await databases
         .pool(plan.target.connection)
-        .query(`UPDATE ferry.migrations SET state = $3, finished_at = now() WHERE target_table = $1 AND migration_id = $2`, [
-          targetName(plan),
-          migrationId,
-          state,
-        ]);
+        .query(sql`UPDATE ferry.migrations SET state = ${state}, finished_at = now() WHERE target_table = ${targetName(plan)} AND migration_id = ${migrationId}`);
     },
   };
 }

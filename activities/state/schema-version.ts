@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import { withClient } from '../connections';
+import { sql } from '../sql';
 import { FERRY_SCHEMA_MIGRATIONS, FERRY_SCHEMA_VERSION } from './schema-migrations';
 
 /**
@@ -47,10 +48,10 @@ const UNDEFINED_TABLE = '42P01';
 /** Reads what a database holds of Ferry's schema; never writes. */
 export async function installedFerrySchema(db: pg.ClientBase | pg.Pool): Promise<InstalledFerrySchema> {
   const { rows } = await db.query<{ versioned: boolean; unversioned: boolean }>(
-    `SELECT to_regclass('ferry.schema_version') IS NOT NULL AS versioned, to_regclass('ferry.tombstones') IS NOT NULL AS unversioned`,
+    sql`SELECT to_regclass('ferry.schema_version') IS NOT NULL AS versioned, to_regclass('ferry.tombstones') IS NOT NULL AS unversioned`,
   );
   if (rows[0]!.versioned) {
-    const version = await db.query<{ version: number | null }>('SELECT max(version) AS version FROM ferry.schema_version');
+    const version = await db.query<{ version: number | null }>(sql`SELECT max(version) AS version FROM ferry.schema_version`);
     return { kind: 'versioned', version: version.rows[0]?.version ?? 0 };
   }
   return rows[0]!.unversioned ? { kind: 'unversioned' } : { kind: 'none' };
@@ -63,7 +64,7 @@ function versionOf(found: InstalledFerrySchema): number {
 /** The version recorded, or null when there is none to read (no schema, or one from before versions). */
 async function recordedVersion(pool: pg.Pool): Promise<number | null> {
   try {
-    const { rows } = await pool.query<{ version: number | null }>('SELECT max(version) AS version FROM ferry.schema_version');
+    const { rows } = await pool.query<{ version: number | null }>(sql`SELECT max(version) AS version FROM ferry.schema_version`);
     return rows[0]?.version ?? null;
   } catch (error) {
     if ((error as { code?: string }).code === UNDEFINED_TABLE) return null;
@@ -87,7 +88,7 @@ export async function upgradeFerrySchema(pool: pg.Pool, migrations = FERRY_SCHEM
   return withClient(pool, async (client) => {
     await client.query('BEGIN');
     try {
-      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [SCHEMA_LOCK_KEY]);
+      await client.query(sql`SELECT pg_advisory_xact_lock(hashtext(${SCHEMA_LOCK_KEY}))`);
       const found = await installedFerrySchema(client);
       const from = versionOf(found);
       if (from > known) throw new FerrySchemaTooNewError(from, known);
@@ -95,7 +96,7 @@ export async function upgradeFerrySchema(pool: pg.Pool, migrations = FERRY_SCHEM
       for (const migration of migrations.filter((m) => m.version > from)) {
         await client.query(migration.sql);
         const note = found.kind === 'unversioned' && applied.length === 0 ? 'baseline of an install made before versions' : null;
-        await client.query('INSERT INTO ferry.schema_version (version, name, note) VALUES ($1, $2, $3)', [migration.version, migration.name, note]);
+        await client.query(sql`INSERT INTO ferry.schema_version (version, name, note) VALUES (${migration.version}, ${migration.name}, ${note})`);
         applied.push(migration.version);
       }
       await client.query('COMMIT');
