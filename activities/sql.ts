@@ -39,9 +39,12 @@ type Part = { text: string } | { value: unknown };
 export class Sql {
   readonly text: string;
   readonly values: unknown[];
+  // Private, so that a fragment spreads and compares as the plain { text, values } pg takes.
+  readonly #parts: readonly Part[];
 
   /** @internal Use the sql`` template and the helpers below. */
-  constructor(readonly parts: readonly Part[]) {
+  constructor(parts: readonly Part[]) {
+    this.#parts = parts;
     let text = '';
     const values: unknown[] = [];
     for (const part of parts) {
@@ -50,6 +53,10 @@ export class Sql {
     }
     this.text = text;
     this.values = values;
+  }
+
+  get parts(): readonly Part[] {
+    return this.#parts;
   }
 }
 
@@ -73,6 +80,18 @@ export function sql(strings: TemplateStringsArray, ...args: unknown[]): Sql {
 /** A quoted name, or a qualified one from its parts: ident('ferry', 'audit') is "ferry"."audit". */
 export function ident(...names: string[]): Sql {
   return new Sql([{ text: names.map((name) => quoteIdent(name)).join('.') }]);
+}
+
+/** A column of one of Ferry's own aliases (s, t, st), the name quoted: column('s', 'id') is s."id". */
+export function column(alias: string, name: string): Sql {
+  if (!/^[a-z_]+$/.test(alias)) throw new Error(`not one of Ferry's aliases: ${alias}`);
+  return new Sql([{ text: `${alias}.${quoteIdent(name)}` }]);
+}
+
+/** An integer Ferry computed, written into the text: for statements that take no parameters, and LIMITs kept in the text. */
+export function int(value: number): Sql {
+  if (!Number.isSafeInteger(value)) throw new Error(`not an integer: ${value}`);
+  return new Sql([{ text: String(value) }]);
 }
 
 /** A table's quoted, schema-qualified name. */
