@@ -36,6 +36,26 @@ export async function recordFailures(pool: pg.Pool, migrationId: string, failure
   );
 }
 
+/** Keys of a migration's failed records not resolved yet, in key order. */
+export async function unresolvedFailedKeys(pool: pg.Pool, migrationId: string): Promise<string[]> {
+  const { rows } = await pool.query<{ key: string }>(
+    sql`SELECT key FROM ferry.failed_records WHERE migration_id = ${migrationId} AND resolved_at IS NULL ORDER BY key`,
+  );
+  return rows.map((r) => r.key);
+}
+
+/** Marks a failed record resolved: its row was copied after all. */
+export async function resolveFailedRecord(pool: pg.Pool, migrationId: string, key: string): Promise<void> {
+  await pool.query(sql`UPDATE ferry.failed_records SET resolved_at = now() WHERE migration_id = ${migrationId} AND key = ${key}`);
+}
+
+export async function unresolvedFailedCount(pool: pg.Pool, migrationId: string): Promise<number> {
+  const { rows } = await pool.query<{ count: number }>(
+    sql`SELECT count(*)::int AS count FROM ferry.failed_records WHERE migration_id = ${migrationId} AND resolved_at IS NULL`,
+  );
+  return rows[0]?.count ?? 0;
+}
+
 export type MismatchCategory = 'missing' | 'extra' | 'value';
 
 export interface Mismatch {
