@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { withClient } from '../connections';
 import { sql } from '../sql';
-import { FERRY_SCHEMA_MIGRATIONS, FERRY_SCHEMA_VERSION } from './schema-migrations';
+import { FERRY_SCHEMA_MIGRATIONS, FERRY_SCHEMA_VERSION, migrationListProblem } from './schema-migrations';
 
 /**
  * The lock every installer of Ferry's schema takes for its transaction, the unversioned script
@@ -79,6 +79,8 @@ async function recordedVersion(pool: pg.Pool): Promise<number | null> {
  * than this worker throws FerrySchemaTooNewError and changes nothing.
  */
 export async function upgradeFerrySchema(pool: pg.Pool, migrations = FERRY_SCHEMA_MIGRATIONS): Promise<FerrySchemaUpgrade> {
+  const listProblem = migrationListProblem(migrations);
+  if (listProblem) throw new Error(`Ferry's schema migrations are out of order: ${listProblem}`);
   const known = migrations[migrations.length - 1]!.version;
   // The common case, every later call: one read and no lock.
   const recorded = await recordedVersion(pool);
