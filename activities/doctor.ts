@@ -11,7 +11,7 @@ import { rootMessage } from '../lib/errors';
 import type { Databases } from './connections';
 import { oneStatement, readOnly } from './plan-sql';
 import { qualifiedName, quoteIdent } from './sql';
-import { FERRY_SCHEMA_VERSION, FerrySchemaTooNewError, installedFerrySchema } from './state/schema-version';
+import { FERRY_SCHEMA_VERSION, FerrySchemaTooNewError, installedFerrySchema, type InstalledFerrySchema } from './state/schema-version';
 
 interface Side {
   role: 'source' | 'target';
@@ -104,8 +104,14 @@ async function statsVisibility(side: Side, user: string): Promise<DoctorCheck> {
 
 /** The version of Ferry's schema on the target against the one this worker knows. */
 async function ferrySchemaVersionCheck(pool: pg.Pool): Promise<DoctorCheck> {
-  const found = await installedFerrySchema(pool);
   const name = 'ferry schema version';
+  let found: InstalledFerrySchema;
+  try {
+    found = await installedFerrySchema(pool);
+  } catch (error) {
+    // A schema another role owns may not be readable: the owner check above says what to do.
+    return { side: 'target', name, status: 'fail', detail: `cannot be read: ${rootMessage(error)}` };
+  }
   const known = `this worker knows ${FERRY_SCHEMA_VERSION}`;
   if (found.kind === 'versioned' && found.version > FERRY_SCHEMA_VERSION) {
     return { side: 'target', name, status: 'fail', detail: new FerrySchemaTooNewError(found.version, FERRY_SCHEMA_VERSION).message };
