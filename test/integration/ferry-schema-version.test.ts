@@ -7,9 +7,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { createDatabases } from '../../activities/connections';
+import { createDoctor } from '../../activities/doctor';
 import { installFerrySchema } from '../../activities/ferry-schema';
 import { FERRY_SCHEMA_MIGRATIONS, FERRY_SCHEMA_VERSION, type FerrySchemaMigration } from '../../activities/state/schema-migrations';
 import { FerrySchemaTooNewError, installedFerrySchema, upgradeFerrySchema } from '../../activities/state/schema-version';
+import { validatePlan } from '../../lib/plan';
 import { createTestDatabase, sql, sqlRow } from '../support/harness';
 
 const UNVERSIONED_SCRIPT = readFileSync(path.join(__dirname, '..', 'fixtures', 'ferry-schema-unversioned.sql'), 'utf8');
@@ -178,5 +181,23 @@ describe("Ferry's schema, versioned", () => {
       await newerWorker.end();
     }
     expect(await versionRows(url)).toHaveLength(2);
+  });
+  it('shows the version in ferry doctor: current, to be upgraded, or too new for this worker', async () => {
+    const url = await createTestDatabase('schema_doctor');
+    await sql(url, `CREATE TABLE items (id int PRIMARY KEY, name text); CREATE TABLE items_v2 (id int PRIMARY KEY, name text)`);
+    const databases = createDatabases({ env: { DB: url } });
+    const plan = validatePlan({ name: 'doctor', source: { connection: 'DB', table: 'items', key: 'id' }, target: { connection: 'DB', table: 'items_v2' }, transform: { sql: { id: 'id', name: 'name' } } });
+    const versionLine = async () => (await createDoctor(databases).doctor({ plan })).checks.find((c) => c.name === 'ferry schema version');
+    try {
+      expect(await versionLine()).toBeUndefined();
+      await sql(url, UNVERSIONED_SCRIPT);
+      expect(await versionLine()).toMatchObject({ status: 'ok', detail: `none (installed before versions); the migration upgrades it to ${FERRY_SCHEMA_VERSION} (this worker knows ${FERRY_SCHEMA_VERSION})` });
+      await upgradeFerrySchema(databases.pool('DB'));
+      expect(await versionLine()).toMatchObject({ status: 'ok', detail: `${FERRY_SCHEMA_VERSION}, current (this worker knows ${FERRY_SCHEMA_VERSION})` });
+      await sql(url, `INSERT INTO ferry.schema_version (version, name) VALUES (${FERRY_SCHEMA_VERSION + 1}, 'from the future')`);
+      expect(await versionLine()).toMatchObject({ status: 'fail', detail: new FerrySchemaTooNewError(FERRY_SCHEMA_VERSION + 1, FERRY_SCHEMA_VERSION).message });
+    } finally {
+      await databases.close();
+    }
   });
 });
