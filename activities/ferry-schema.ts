@@ -36,12 +36,17 @@ export async function recordFailures(pool: pg.Pool, migrationId: string, failure
   );
 }
 
-/** Keys of a migration's failed records not resolved yet, in key order. */
+/** Keys of a migration's failed records not resolved yet, in key order; none before Ferry's schema is installed. */
 export async function unresolvedFailedKeys(pool: pg.Pool, migrationId: string): Promise<string[]> {
-  const { rows } = await pool.query<{ key: string }>(
-    sql`SELECT key FROM ferry.failed_records WHERE migration_id = ${migrationId} AND resolved_at IS NULL ORDER BY key`,
-  );
-  return rows.map((r) => r.key);
+  try {
+    const { rows } = await pool.query<{ key: string }>(
+      sql`SELECT key FROM ferry.failed_records WHERE migration_id = ${migrationId} AND resolved_at IS NULL ORDER BY key`,
+    );
+    return rows.map((r) => r.key);
+  } catch (error) {
+    if ((error as { code?: string }).code === '42P01') return [];
+    throw error;
+  }
 }
 
 /** Marks a failed record resolved: its row was copied after all. */
