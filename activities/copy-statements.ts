@@ -111,7 +111,7 @@ function noTombstone(target: TableName, keyExpression: Sql): Sql {
  * delete (ferry.record_delete takes it exclusively) either finishes first, and the insert's
  * snapshot sees its tombstone, or waits for the batch, and then deletes what it wrote.
  */
-export function copyLockSql(target: TableName, lockClass: number): { text: string; values: unknown[] } {
+export function copyLockSql(target: TableName, lockClass: number): Sql {
   return sql`SELECT pg_advisory_xact_lock_shared(${lockClass}, hashtext(${tombstoneTableName(target)}))`;
 }
 
@@ -139,19 +139,19 @@ export function nextBatchBoundSql(
   spec: Pick<CopySpec, 'source' | 'filter'>,
   range: KeyRange,
   limit: number,
-): { text: string; values: unknown[] } {
+): Sql {
   const key = column(SOURCE_ALIAS, spec.source.key);
   return sql`SELECT batch.last_key, batch.rows FROM (SELECT ${key}::text AS last_key, row_number() OVER (ORDER BY ${key}) AS rows FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeCondition(spec, range)} ORDER BY ${key} LIMIT ${limit}) AS batch ORDER BY batch.rows DESC LIMIT 1`;
 }
 
 /** The key splitting a range's rows in two halves (the last key of the first half). */
-export function middleKeySql(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange, firstHalfRows: number): { text: string; values: unknown[] } {
+export function middleKeySql(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange, firstHalfRows: number): Sql {
   const key = column(SOURCE_ALIAS, spec.source.key);
   return sql`SELECT ${key}::text AS key FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeCondition(spec, range)} ORDER BY ${key} OFFSET ${Math.max(0, firstHalfRows - 1)} LIMIT 1`;
 }
 
 /** One statement that copies a key range within one database; idempotent under its conflict policy. */
-export function copyWithinDatabaseSql(spec: CopySpec, range: KeyRange): { text: string; values: unknown[] } {
+export function copyWithinDatabaseSql(spec: CopySpec, range: KeyRange): Sql {
   const columns = Object.keys(spec.columns);
   const keyExpression = spec.target.key in spec.columns ? expressionSql(spec, spec.target.key) : column(SOURCE_ALIAS, spec.source.key);
   const condition = rangeCondition(spec, range);
@@ -168,7 +168,7 @@ export function copyOutSql(spec: CopySpec, range: KeyRange): string {
  * Whether the target holds nothing yet in a key range and no tombstones at all: then a batch
  * can COPY straight into the target, as nothing there could conflict or be resurrected.
  */
-export function targetRangeIsClearSql(spec: CopySpec, range: KeyRange): { text: string; values: unknown[] } {
+export function targetRangeIsClearSql(spec: CopySpec, range: KeyRange): Sql {
   // The range is of source keys: on the target they are the lineage column's, when there is one.
   const key = column(TARGET_ALIAS, spec.lineage ?? spec.target.key);
   const parts: Sql[] = [];
@@ -211,7 +211,7 @@ export function insertFromStagingSql(spec: CopySpec): string {
 }
 
 /** A few transformed rows, for the dry run. */
-export function sampleSql(spec: CopySpec, limit: number): { text: string; values: unknown[] } {
+export function sampleSql(spec: CopySpec, limit: number): Sql {
   const key = column(SOURCE_ALIAS, spec.source.key);
   return sql`SELECT ${key}::text AS "ferry source key", ${selectList(spec)} FROM ${tableName(spec.source)} AS ${S} WHERE ${spec.filter ? filterSql(spec.filter) : sql`true`} ORDER BY ${key} LIMIT ${limit}`;
 }
@@ -223,7 +223,7 @@ export const SOURCE_KEY_TEXT = 'ferry source key';
  * The whole source rows of a key range in key order, each preceded by its key as text (read
  * them with rowMode 'array': the first value is the key, the rest are the row).
  */
-export function rangeRowsSql(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange, limit?: number): { text: string; values: unknown[] } {
+export function rangeRowsSql(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange, limit?: number): Sql {
   const key = column(SOURCE_ALIAS, spec.source.key);
   return sql`SELECT ${key}::text AS ${ident(SOURCE_KEY_TEXT)}, ${S}.* FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeCondition(spec, range)} ORDER BY ${key}${limit === undefined ? sql`` : sql` LIMIT ${int(Math.trunc(limit))}`}`;
 }

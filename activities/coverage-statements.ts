@@ -48,7 +48,7 @@ export function scopeCountSql(source: KeyedTable, scope: string | null, reached:
 }
 
 /** The next `limit` keys (after `after`) of source rows in scope that no shard reaches. */
-export function unreachedKeysSql(source: KeyedTable, scope: string | null, reached: string, after: string | null, limit: number): { text: string; values: unknown[] } {
+export function unreachedKeysSql(source: KeyedTable, scope: string | null, reached: string, after: string | null, limit: number): Sql {
   const key = column(SOURCE_ALIAS, source.key);
   const where = [sql`${key} IS NOT NULL`, sql`NOT (${ferrySql(reached)})`, ...(scope ? [sql`(${ferrySql(scope)})`] : []), ...(after === null ? [] : [sql`${key} > ${after}`])];
   return sql`SELECT ${key}::text AS key FROM ${tableName(source)} AS ${S} WHERE ${join(where, sql` AND `)} ORDER BY ${key} LIMIT ${limit}`;
@@ -64,7 +64,7 @@ export function targetPageSql(
   condition: string | null,
   after: string | null,
   limit: number,
-): { text: string; values: unknown[] } {
+): Sql {
   const key = column(TARGET_ALIAS, target.key);
   const source = column(TARGET_ALIAS, lineage ?? target.key);
   const where = [sql`${key} IS NOT NULL`, ...(condition ? [sql`(${ferrySql(condition)})`] : []), ...(after === null ? [] : [sql`${key} > ${after}`])];
@@ -77,13 +77,13 @@ export function nullTargetKeysSql(target: KeyedTable): string {
 }
 
 /** Of a list of source keys, those the source holds at all (whatever the scope), as text. */
-export function sourceKeysHeldSql(source: KeyedTable, keys: string[]): { text: string; values: unknown[] } {
+export function sourceKeysHeldSql(source: KeyedTable, keys: string[]): Sql {
   const key = column(SOURCE_ALIAS, source.key);
   return sql`SELECT ${key}::text AS key FROM ${tableName(source)} AS ${S} WHERE ${key} = ANY(${keys})`;
 }
 
 /** Of a list of target keys, the rows the target still holds, with their source key as text. */
-export function targetKeysHeldSql(target: KeyedTable, lineage: string | null, keys: string[]): { text: string; values: unknown[] } {
+export function targetKeysHeldSql(target: KeyedTable, lineage: string | null, keys: string[]): Sql {
   const key = column(TARGET_ALIAS, target.key);
   const source = column(TARGET_ALIAS, lineage ?? target.key);
   return sql`SELECT ${key}::text AS key, ${source}::text AS source_key FROM ${tableName(target)} AS ${T} WHERE ${key} = ANY(${keys})`;

@@ -23,7 +23,7 @@ export interface ColumnType {
 }
 
 /** The types of `columns` of the target table; a missing column comes back without a row. */
-export function columnTypesSql(target: TableName, columns: string[]): { text: string; values: unknown[] } {
+export function columnTypesSql(target: TableName, columns: string[]): Sql {
   return sql`SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, b.typname AS base, b.typcategory AS category
                FROM pg_attribute a
                JOIN pg_type t ON t.oid = a.atttypid
@@ -196,7 +196,7 @@ export function rowDigestSum(rowTextSql: string): string {
 }
 
 /** The row count and digest of a selection on one side: two small numbers. */
-export function chunkChecksumSql(side: Side, shape: VerifyShape, selection: Selection): { text: string; values: unknown[] } {
+export function chunkChecksumSql(side: Side, shape: VerifyShape, selection: Selection): Sql {
   return sql`SELECT count(*)::bigint::text AS rows, ${ferrySql(rowDigestSum(rowText(canonicalColumns(shape))))} AS digest FROM ${relation(side, shape, selection)}`;
 }
 
@@ -212,7 +212,7 @@ export function rowsSql(
   selection: Selection,
   mode: 'hash' | 'text',
   limit?: number,
-): { text: string; values: unknown[] } {
+): Sql {
   const from = relation(side, shape, selection, limit);
   const key = column(ROW_ALIAS, shape.target.key);
   const columns = canonicalColumns(shape).map((text) => ferrySql(mode === 'hash' ? `md5(${text})` : text));
@@ -225,7 +225,7 @@ export function rowsSql(
  * arrives as an array of Postgres input text, is parsed with the target column's type and goes
  * through the same canonical expressions. Runs on the target database, writes nothing.
  */
-export function canonicalizeValuesSql(shape: Pick<VerifyShape, 'types' | 'target'>, columnValues: (string | null)[][]): { text: string; values: unknown[] } {
+export function canonicalizeValuesSql(shape: Pick<VerifyShape, 'types' | 'target'>, columnValues: (string | null)[][]): Sql {
   const casts = join(shape.types.map((c) => sql`${column('u', c.name)}::${ferrySql(c.type)} AS ${ident(c.name)}`));
   const arrays = join(shape.types.map((_, i) => sql`${columnValues[i]}::text[]`));
   const key = column(ROW_ALIAS, shape.target.key);
@@ -241,7 +241,7 @@ export function sourceKeysCondition(sourceKey: string, keys: string[]): string {
 }
 
 /** The keys of a list that the source holds (within the plan's filter), as text. */
-export function sourceKeysPresentSql(source: KeyedTable, filter: string | null, keys: string[]): { text: string; values: unknown[] } {
+export function sourceKeysPresentSql(source: KeyedTable, filter: string | null, keys: string[]): Sql {
   const key = column(SOURCE_ALIAS, source.key);
   return sql`SELECT ${key}::text AS key FROM ${tableName(source)} AS ${S} WHERE ${key} = ANY(${keys})${filter ? sql` AND (${ferrySql(filter)})` : sql``}`;
 }
@@ -250,19 +250,19 @@ export function sourceKeysPresentSql(source: KeyedTable, filter: string | null, 
  * Deletes the target rows of some source keys (by the lineage column) that those source keys do
  * not produce now: `produced` is every target key they produce. Never touches another key's rows.
  */
-export function deleteTargetGroupsSql(target: KeyedTable, lineage: string, sourceKeys: string[], produced: string[]): { text: string; values: unknown[] } {
+export function deleteTargetGroupsSql(target: KeyedTable, lineage: string, sourceKeys: string[], produced: string[]): Sql {
   const key = column(TARGET_ALIAS, target.key);
   return sql`DELETE FROM ${tableName(target)} AS ${T} WHERE ${column(TARGET_ALIAS, lineage)} = ANY(${sourceKeys}) AND NOT (${key}::text = ANY(${produced}::text[])) RETURNING ${key}::text AS key`;
 }
 
 /** Deletes target rows by key; returns the deleted keys. */
-export function deleteTargetKeysSql(target: KeyedTable, keys: string[]): { text: string; values: unknown[] } {
+export function deleteTargetKeysSql(target: KeyedTable, keys: string[]): Sql {
   const key = column(TARGET_ALIAS, target.key);
   return sql`DELETE FROM ${tableName(target)} AS ${T} WHERE ${key} = ANY(${keys}) RETURNING ${key}::text AS key`;
 }
 
 /** The keys of a list that have a tombstone for the target table. */
-export function tombstonedKeysSql(target: TableName, keys: string[]): { text: string; values: unknown[] } {
+export function tombstonedKeysSql(target: TableName, keys: string[]): Sql {
   return sql`SELECT key FROM ${ferrySql(TOMBSTONES_TABLE)} WHERE target_table = ${tombstoneTableName(target)} AND key = ANY(${keys}::text[])`;
 }
 
