@@ -28,8 +28,7 @@ export async function inCopyTransaction(pool: pg.Pool, spec: CopySpec, write: (c
     await client.query('BEGIN');
     try {
       if (spec.honourTombstones) {
-        const lock = copyLockSql(spec.target, COPY_LOCK_CLASS);
-        await client.query(lock.text, lock.values);
+        await client.query(copyLockSql(spec.target, COPY_LOCK_CLASS));
       }
       const written = await write(client);
       await client.query('COMMIT');
@@ -54,8 +53,7 @@ export function writeBatch(targetPool: pg.Pool, spec: CopySpec, range: KeyRange,
     // The first pass over a range usually finds it empty: then the rows go straight in, written
     // once. Should the application have written one of the keys since the check, the unique
     // key refuses the COPY and the batch takes the staging path after all.
-    const clear = targetRangeIsClearSql(spec, range);
-    if ((await target.query<{ clear: boolean }>(clear.text, clear.values)).rows[0]?.clear) {
+    if ((await target.query<{ clear: boolean }>(targetRangeIsClearSql(spec, range))).rows[0]?.clear) {
       await target.query('SAVEPOINT direct_copy');
       try {
         let copied = 0;
