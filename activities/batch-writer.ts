@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { KeyRange } from '../lib/key-range';
-import { withClient } from './connections';
+import { inTransaction } from './transaction';
 import {
   copyIntoStagingSql,
   copyIntoTargetSql,
@@ -24,19 +24,9 @@ const UNIQUE_VIOLATION = '23505';
 
 /** Runs `write` in a transaction on the target that holds the copy lock when it honours tombstones. */
 export async function inCopyTransaction(pool: pg.Pool, spec: CopySpec, write: (client: pg.PoolClient) => Promise<number>): Promise<number> {
-  return withClient(pool, async (client) => {
-    await client.query('BEGIN');
-    try {
-      if (spec.honourTombstones) {
-        await client.query(copyLockSql(spec.target, COPY_LOCK_CLASS));
-      }
-      const written = await write(client);
-      await client.query('COMMIT');
-      return written;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    }
+  return inTransaction(pool, async (client) => {
+    if (spec.honourTombstones) await client.query(copyLockSql(spec.target, COPY_LOCK_CLASS));
+    return write(client);
   });
 }
 

@@ -9,7 +9,7 @@ import type { Plan } from '../lib/plan';
 import type { VerificationKind, VerificationRun } from '../lib/verification-runs';
 import type { Databases } from './connections';
 import { installFerrySchema } from './ferry-schema';
-import { withClient } from './connections';
+import { inTransaction } from './transaction';
 import { sql } from './sql';
 
 export interface BeginRunInput {
@@ -80,38 +80,31 @@ export function createVerificationRecord(databases: Databases) {
     async beginVerificationRun(input: BeginRunInput): Promise<BegunRun> {
       const pool = databases.pool(input.plan.target.connection);
       await installFerrySchema(pool);
-      return withClient(pool, async (client) => {
-        await client.query('BEGIN');
-        try {
-          // Runs of one migration are numbered one after the other.
-          await client.query(sql`SELECT pg_advisory_xact_lock(hashtext(${`ferry verification ${input.migrationId}`}))`);
-          const existing = await client.query<{ run: number; first_pass: number; started_at: Date }>(
-            sql`SELECT run, first_pass, started_at FROM ferry.verification_runs WHERE request_id = ${input.requestId}`,
+      return inTransaction(pool, async (client) => {
+        // Runs of one migration are numbered one after the other.
+        await client.query(sql`SELECT pg_advisory_xact_lock(hashtext(${`ferry verification ${input.migrationId}`}))`);
+        const existing = await client.query<{ run: number; first_pass: number; started_at: Date }>(
+          sql`SELECT run, first_pass, started_at FROM ferry.verification_runs WHERE request_id = ${input.requestId}`,
+        );
+        let row = existing.rows[0];
+        if (!row && input.kind === 'after-finish') await refuseTargetTaken(client, input);
+        if (!row) {
+          const id = input.migrationId;
+          const inserted = await client.query<{ run: number; first_pass: number; started_at: Date }>(
+            sql`INSERT INTO ferry.verification_runs
+                  (migration_id, run, request_id, kind, requested_by, sample_percent, repair, first_pass, max_passes)
+                SELECT ${id},
+                       coalesce((SELECT max(run) FROM ferry.verification_runs WHERE migration_id = ${id}), 0) + 1,
+                       ${input.requestId}, ${input.kind}, ${input.by}, ${input.samplePercent}, ${input.repair},
+                       greatest(${input.afterPass}::int,
+                                coalesce((SELECT max(pass) FROM ferry.mismatches WHERE migration_id = ${id}), 0),
+                                coalesce((SELECT max(first_pass + max_passes - 1) FROM ferry.verification_runs WHERE migration_id = ${id}), 0)) + 1,
+                       ${Math.max(1, input.maxPasses)}
+                RETURNING run, first_pass, started_at`,
           );
-          let row = existing.rows[0];
-          if (!row && input.kind === 'after-finish') await refuseTargetTaken(client, input);
-          if (!row) {
-            const id = input.migrationId;
-            const inserted = await client.query<{ run: number; first_pass: number; started_at: Date }>(
-              sql`INSERT INTO ferry.verification_runs
-                    (migration_id, run, request_id, kind, requested_by, sample_percent, repair, first_pass, max_passes)
-                  SELECT ${id},
-                         coalesce((SELECT max(run) FROM ferry.verification_runs WHERE migration_id = ${id}), 0) + 1,
-                         ${input.requestId}, ${input.kind}, ${input.by}, ${input.samplePercent}, ${input.repair},
-                         greatest(${input.afterPass}::int,
-                                  coalesce((SELECT max(pass) FROM ferry.mismatches WHERE migration_id = ${id}), 0),
-                                  coalesce((SELECT max(first_pass + max_passes - 1) FROM ferry.verification_runs WHERE migration_id = ${id}), 0)) + 1,
-                         ${Math.max(1, input.maxPasses)}
-                  RETURNING run, first_pass, started_at`,
-            );
-            row = inserted.rows[0]!;
-          }
-          await client.query('COMMIT');
-          return { run: row.run, firstPass: row.first_pass, startedAt: row.started_at.toISOString() };
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => {});
-          throw error;
+          row = inserted.rows[0]!;
         }
+        return { run: row.run, firstPass: row.first_pass, startedAt: row.started_at.toISOString() };
       });
     },
 

@@ -4,7 +4,7 @@
  * from any number of workers at once.
  */
 import type pg from 'pg';
-import { withClient } from '../connections';
+import { inTransaction } from '../transaction';
 import { sql } from '../sql';
 import { FERRY_SCHEMA_MIGRATIONS, FERRY_SCHEMA_VERSION, migrationListProblem } from './schema-migrations';
 
@@ -87,26 +87,19 @@ export async function upgradeFerrySchema(pool: pg.Pool, migrations = FERRY_SCHEM
   if (recorded !== null && recorded > known) throw new FerrySchemaTooNewError(recorded, known);
   if (recorded === known) return { found: { kind: 'versioned', version: known }, version: known, applied: [] };
 
-  return withClient(pool, async (client) => {
-    await client.query('BEGIN');
-    try {
-      await client.query(sql`SELECT pg_advisory_xact_lock(hashtext(${SCHEMA_LOCK_KEY}))`);
-      const found = await installedFerrySchema(client);
-      const from = versionOf(found);
-      if (from > known) throw new FerrySchemaTooNewError(from, known);
-      const applied: number[] = [];
-      for (const migration of migrations.filter((m) => m.version > from)) {
-        await client.query(migration.sql);
-        const note = found.kind === 'unversioned' && applied.length === 0 ? 'baseline of an install made before versions' : null;
-        await client.query(sql`INSERT INTO ferry.schema_version (version, name, note) VALUES (${migration.version}, ${migration.name}, ${note})`);
-        applied.push(migration.version);
-      }
-      await client.query('COMMIT');
-      return { found, version: Math.max(from, known), applied };
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
+  return inTransaction(pool, async (client) => {
+    await client.query(sql`SELECT pg_advisory_xact_lock(hashtext(${SCHEMA_LOCK_KEY}))`);
+    const found = await installedFerrySchema(client);
+    const from = versionOf(found);
+    if (from > known) throw new FerrySchemaTooNewError(from, known);
+    const applied: number[] = [];
+    for (const migration of migrations.filter((m) => m.version > from)) {
+      await client.query(migration.sql);
+      const note = found.kind === 'unversioned' && applied.length === 0 ? 'baseline of an install made before versions' : null;
+      await client.query(sql`INSERT INTO ferry.schema_version (version, name, note) VALUES (${migration.version}, ${migration.name}, ${note})`);
+      applied.push(migration.version);
     }
+    return { found, version: Math.max(from, known), applied };
   });
 }
 
