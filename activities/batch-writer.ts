@@ -18,7 +18,7 @@ import {
   targetRangeIsClearSql,
   type CopySpec,
 } from './copy-statements';
-import { COPY_LOCK_CLASS } from './ferry-schema';
+import { COPY_LOCK_CLASS } from './state/ferry-schema';
 
 const UNIQUE_VIOLATION = '23505';
 

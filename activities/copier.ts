@@ -21,7 +21,7 @@ import {
   type CopySpec,
 } from './copy-statements';
 import { inCopyTransaction, writeBatch } from './batch-writer';
-import { recordFailures, type FailedRecord } from './ferry-schema';
+import { recordFailures, type FailedRecord } from './state/ferry-schema';
 import { isRowError, MIN_BATCH_SIZE, nextBatchSize, rateDelayMs } from './pacing';
 import { redactMessage } from '../lib/errors';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';

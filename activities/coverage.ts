@@ -13,7 +13,7 @@ import { coverageOf, type ShardSpec } from '../lib/key-range';
 import type { Plan } from '../lib/plan';
 import type { Databases } from './connections';
 import { nullTargetKeysSql, reachedBySql, scopeCountSql, sourceKeysHeldSql, targetKeysHeldSql, targetPageSql, unreachedKeysSql } from './coverage-statements';
-import { recordMismatches, type Mismatch } from './ferry-schema';
+import { recordMismatches, type Mismatch } from './state/ferry-schema';
 import { qualifiedName, quoteIdent, SOURCE_ALIAS } from './sql';
 import { diffRows, TARGET_ALIAS, type RowHashes, type VerifyShape } from './verify-statements';
 

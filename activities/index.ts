@@ -1,14 +1,14 @@
 /** Every activity a Ferry worker runs, bound to the worker's database connections. */
 import { createFerryMetrics, type FerryMetrics } from '../workers/metrics';
-import { createAuditLog } from './audit';
+import { createAuditLog } from './state/audit';
 import type { Databases } from './connections';
 import { createCopier } from './copier';
 import { createSourceDescriber } from './describe-source';
 import { createDoctor } from './doctor';
-import { installFerrySchema } from './ferry-schema';
-import { createFlagSetter } from './flags';
+import { installFerrySchema } from './state/ferry-schema';
+import { createFlagSetter } from './state/flags';
 import { createInspector } from './inspector';
-import { createMigrationRegistry } from './migration-registry';
+import { createMigrationRegistry } from './state/migration-registry';
 import { createShardPlanner } from './shard-planner';
 import { withHeartbeats } from './heartbeats';
 import { createVerificationRecord } from './verification-runs';

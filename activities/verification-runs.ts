@@ -8,7 +8,7 @@ import type pg from 'pg';
 import type { Plan } from '../lib/plan';
 import type { VerificationKind, VerificationRun } from '../lib/verification-runs';
 import type { Databases } from './connections';
-import { installFerrySchema } from './ferry-schema';
+import { installFerrySchema } from './state/ferry-schema';
 import { withClient } from './connections';
 
 export interface BeginRunInput {

@@ -16,7 +16,7 @@ import type { Databases } from './connections';
 import { assertPlanSqlIsSafe, oneStatement, readOnly, readOnlyQuery } from './plan-sql';
 import { copyOutSql, copySpecOf, copyWithinDatabaseSql, nextBatchBoundSql, rangeRowsSql, type CopySpec } from './copy-statements';
 import { createCoverageCheck } from './coverage';
-import { installFerrySchema, recordFoundValues, recordMismatches, type Mismatch, type MismatchCategory } from './ferry-schema';
+import { installFerrySchema, recordFoundValues, recordMismatches, type Mismatch, type MismatchCategory } from './state/ferry-schema';
 import { runOfPass } from './verification-runs';
 import {
   copyRangeThroughModule,

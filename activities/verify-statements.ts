@@ -7,7 +7,7 @@
 import type { KeyRange } from '../lib/key-range';
 import type { KeyedTable } from './copy-statements';
 import { TOMBSTONES_TABLE, tombstoneTableName } from './copy-statements';
-import type { Mismatch } from './ferry-schema';
+import type { Mismatch } from './state/ferry-schema';
 import { qualifiedName, quoteIdent, quoteLiteral, SOURCE_ALIAS, type TableName } from './sql';
 
 /** A target column and its type, as pg_attribute and format_type tell. */

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
 import { createCopier, type CopyBatchesResult } from '../../activities/copier';
 import { postgresInputText, sourceRowTypes, sourceValueParser } from '../../activities/exact-values';
-import { installFerrySchema, type Mismatch } from '../../activities/ferry-schema';
+import { installFerrySchema, type Mismatch } from '../../activities/state/ferry-schema';
 import { targetColumnKinds, type ColumnKinds } from '../../activities/module-transform';
 import { stopTransformThreads } from '../../activities/transform-threads';
 import { createVerifier, type VerifyShardResult } from '../../activities/verifier';

@@ -9,7 +9,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
 import { createCopier, type CopyBatchesInput, type CopyProgress } from '../../activities/copier';
-import { installFerrySchema } from '../../activities/ferry-schema';
+import { installFerrySchema } from '../../activities/state/ferry-schema';
 import { createVerifier } from '../../activities/verifier';
 import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan, type PlanInput } from '../../lib/plan';

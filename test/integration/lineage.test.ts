@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
-import type { Mismatch } from '../../activities/ferry-schema';
+import type { Mismatch } from '../../activities/state/ferry-schema';
 import { createVerifier, type VerifyShardResult } from '../../activities/verifier';
 import { startMigration } from '../../cli/migrations';
 import { wholeKeySpace } from '../../lib/key-range';

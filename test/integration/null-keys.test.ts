@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
-import { installFerrySchema } from '../../activities/ferry-schema';
+import { installFerrySchema } from '../../activities/state/ferry-schema';
 import { createVerifier } from '../../activities/verifier';
 import { ExitCode } from '../../cli/exit-codes';
 import { validatePlan } from '../../lib/plan';

@@ -3,8 +3,8 @@
  * the migration as it records them, read by `ferry report` once Temporal has forgotten the run.
  */
 import type pg from 'pg';
-import type { Plan } from '../lib/plan';
-import type { Databases } from './connections';
+import type { Plan } from '../../lib/plan';
+import type { Databases } from '../connections';
 import { installFerrySchema } from './ferry-schema';
 
 /** One row: a decision, or the migration's start or end. */

@@ -5,7 +5,7 @@
  * Installed idempotently.
  */
 import type pg from 'pg';
-import { withClient } from './connections';
+import { withClient } from '../connections';
 
 /** First key of the advisory locks that order copy batches against application deletes. */
 export const COPY_LOCK_CLASS = 0x46455259; // "FERY"

@@ -3,13 +3,13 @@
  * applications to follow. Applications read them with Ferry's client library.
  */
 import { sleep } from '@temporalio/activity';
-import { flagsColumns, flagsFromRow, type Flags, type FlagsRow } from '../lib/flags';
-import type { FlagSettings } from '../lib/lifecycle';
-import type { Plan } from '../lib/plan';
-import type { GateFigures } from '../lib/status';
-import type { Databases } from './connections';
-import { withHeartbeats } from './heartbeats';
-import { sourceHealth } from './throttler';
+import { flagsColumns, flagsFromRow, type Flags, type FlagsRow } from '../../lib/flags';
+import type { FlagSettings } from '../../lib/lifecycle';
+import type { Plan } from '../../lib/plan';
+import type { GateFigures } from '../../lib/status';
+import type { Databases } from '../connections';
+import { withHeartbeats } from '../heartbeats';
+import { sourceHealth } from '../throttler';
 
 /** An application process counts as live if it acknowledged any version this recently. */
 const LIVE_CLIENT_SECONDS = 120;

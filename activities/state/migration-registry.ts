@@ -4,9 +4,9 @@
  */
 import { ApplicationFailure, getClient } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import type { Plan } from '../lib/plan';
-import type { Databases } from './connections';
-import { withClient } from './connections';
+import type { Plan } from '../../lib/plan';
+import type { Databases } from '../connections';
+import { withClient } from '../connections';
 
 function targetName(plan: Plan): string {
   return `${plan.target.schema}.${plan.target.table}`;
