@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
-import { createShardPlanner } from '../../activities/shard-planner';
+import { createShardPlanner } from '../../activities/inspect/shard-planner';
 import { holdReason } from '../../activities/throttler';
 import { createVerifier } from '../../activities/verifier';
 import { ExitCode } from '../../cli/exit-codes';

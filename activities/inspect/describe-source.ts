@@ -1,6 +1,6 @@
 /** Reads a source table's shape for `ferry init`: columns, their types, and a key to walk. Read-only. */
-import type { Databases } from './connections';
-import { qualifiedName } from './sql';
+import type { Databases } from '../connections';
+import { qualifiedName } from '../sql';
 
 export interface SourceColumn {
   name: string;

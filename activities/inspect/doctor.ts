@@ -5,12 +5,12 @@
  * Read-only: it runs catalog queries and EXPLAIN, never the statements themselves.
  */
 import type pg from 'pg';
-import type { DoctorCheck, DoctorReport } from '../lib/doctor';
-import { targetColumns, targetKey, type Plan } from '../lib/plan';
-import { rootMessage } from '../lib/errors';
-import type { Databases } from './connections';
-import { oneStatement, readOnly } from './plan-sql';
-import { qualifiedName, quoteIdent } from './sql';
+import type { DoctorCheck, DoctorReport } from '../../lib/doctor';
+import { targetColumns, targetKey, type Plan } from '../../lib/plan';
+import { rootMessage } from '../../lib/errors';
+import type { Databases } from '../connections';
+import { oneStatement, readOnly } from '../plan-sql';
+import { qualifiedName, quoteIdent } from '../sql';
 
 interface Side {
   role: 'source' | 'target';

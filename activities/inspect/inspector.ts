@@ -3,18 +3,18 @@
  * on a sample, the size of the job. It never writes, which is what makes a dry run safe.
  */
 import type pg from 'pg';
-import type { Inspection, TableInspection, TransformSample } from '../lib/inspection';
-import { lineageColumn, type Plan } from '../lib/plan';
-import type { Databases } from './connections';
-import { asText, withClient } from './connections';
-import { redactErrorText, transformErrorSummary } from '../lib/errors';
-import { sqlFragmentProblem } from '../lib/sql-fragment';
-import { oneStatement, planSqlFragments, readOnly } from './plan-sql';
-import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from './copy-statements';
-import { loadTransform, postgresInputText, sourceRowTypes, targetColumnKinds, transformDirFromEnv, type ColumnKinds, type TargetRow } from './module-transform';
-import { displayName, qualifiedName, quoteIdent, type TableName } from './sql';
+import type { Inspection, TableInspection, TransformSample } from '../../lib/inspection';
+import { lineageColumn, type Plan } from '../../lib/plan';
+import type { Databases } from '../connections';
+import { asText, withClient } from '../connections';
+import { redactErrorText, transformErrorSummary } from '../../lib/errors';
+import { sqlFragmentProblem } from '../../lib/sql-fragment';
+import { oneStatement, planSqlFragments, readOnly } from '../plan-sql';
+import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from '../copy-statements';
+import { loadTransform, postgresInputText, sourceRowTypes, targetColumnKinds, transformDirFromEnv, type ColumnKinds, type TargetRow } from '../module-transform';
+import { displayName, qualifiedName, quoteIdent, type TableName } from '../sql';
 import { stringify as stringifyLosslessJson } from 'lossless-json';
-import { assignmentProblems, castProblems, expressionProblems, type SampledRow } from './transform-fit';
+import { assignmentProblems, castProblems, expressionProblems, type SampledRow } from '../transform-fit';
 
 const SAMPLE_ROWS = 5;
 const COUNT_TIMEOUT_MS = 5_000;

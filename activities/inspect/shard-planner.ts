@@ -4,12 +4,12 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import pg from 'pg';
-import { splitAtBounds, splitIntegerRange, wholeKeySpace, type KeyRange, type ShardSpec } from '../lib/key-range';
-import type { Plan } from '../lib/plan';
-import { redactErrorText } from '../lib/errors';
-import type { Databases } from './connections';
-import { assertPlanSqlIsSafe, oneStatement, readOnly } from './plan-sql';
-import { displayName, qualifiedName, quoteIdent } from './sql';
+import { splitAtBounds, splitIntegerRange, wholeKeySpace, type KeyRange, type ShardSpec } from '../../lib/key-range';
+import type { Plan } from '../../lib/plan';
+import { redactErrorText } from '../../lib/errors';
+import type { Databases } from '../connections';
+import { assertPlanSqlIsSafe, oneStatement, readOnly } from '../plan-sql';
+import { displayName, qualifiedName, quoteIdent } from '../sql';
 
 export interface PlanShardsInput {
   plan: Plan;
