@@ -4,7 +4,7 @@
  * (shard bounds and partition values come from the planner) or bind parameters.
  */
 import { coverageOf, type KeyRange, type ShardSpec } from '../lib/key-range';
-import type { KeyedTable } from './copy-statements';
+import type { KeyedTable } from './copy/copy-statements';
 import { qualifiedName, quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
 
 const TARGET_ALIAS = 't';

@@ -2,7 +2,7 @@
 import { createFerryMetrics, type FerryMetrics } from '../workers/metrics';
 import { createAuditLog } from './state/audit';
 import type { Databases } from './connections';
-import { createCopier } from './copier';
+import { createCopier } from './copy/copier';
 import { createSourceDescriber } from './inspect/describe-source';
 import { createDoctor } from './inspect/doctor';
 import { installFerrySchema } from './state/ferry-schema';

@@ -14,7 +14,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import type { KeyRange } from '../lib/key-range';
 import { redactErrorText } from '../lib/errors';
 import { oneStatement, readOnly } from './plan-sql';
-import { rangeRowsCopySql, rangeRowsSql, type CopySpec } from './copy-statements';
+import { rangeRowsCopySql, rangeRowsSql, type CopySpec } from './copy/copy-statements';
 import type { SourceField } from './module-transform';
 import type { DigestResult, DigestTask, EncodeResult, EncodeTask, TaskReply, TransformTask } from './transform-thread';
 

@@ -5,8 +5,8 @@
  * Pure string building: identifiers are quoted here, key values are bind parameters.
  */
 import type { KeyRange } from '../lib/key-range';
-import type { KeyedTable } from './copy-statements';
-import { TOMBSTONES_TABLE, tombstoneTableName } from './copy-statements';
+import type { KeyedTable } from './copy/copy-statements';
+import { TOMBSTONES_TABLE, tombstoneTableName } from './copy/copy-statements';
 import type { Mismatch } from './state/ferry-schema';
 import { qualifiedName, quoteIdent, quoteLiteral, SOURCE_ALIAS, type TableName } from './sql';
 

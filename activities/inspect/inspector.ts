@@ -10,7 +10,7 @@ import { asText, withClient } from '../connections';
 import { redactErrorText, transformErrorSummary } from '../../lib/errors';
 import { sqlFragmentProblem } from '../../lib/sql-fragment';
 import { oneStatement, planSqlFragments, readOnly } from '../plan-sql';
-import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from '../copy-statements';
+import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from '../copy/copy-statements';
 import { loadTransform, postgresInputText, sourceRowTypes, targetColumnKinds, transformDirFromEnv, type ColumnKinds, type TargetRow } from '../module-transform';
 import { displayName, qualifiedName, quoteIdent, type TableName } from '../sql';
 import { stringify as stringifyLosslessJson } from 'lossless-json';

@@ -14,7 +14,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
-import { createCopier, type CopyBatchesResult } from '../../activities/copier';
+import { createCopier, type CopyBatchesResult } from '../../activities/copy/copier';
 import { postgresInputText, sourceRowTypes, sourceValueParser } from '../../activities/exact-values';
 import { installFerrySchema, type Mismatch } from '../../activities/state/ferry-schema';
 import { targetColumnKinds, type ColumnKinds } from '../../activities/module-transform';

@@ -8,7 +8,7 @@ import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
-import { createCopier, type CopyBatchesInput, type CopyProgress } from '../../activities/copier';
+import { createCopier, type CopyBatchesInput, type CopyProgress } from '../../activities/copy/copier';
 import { installFerrySchema } from '../../activities/state/ferry-schema';
 import { createVerifier } from '../../activities/verifier';
 import { wholeKeySpace } from '../../lib/key-range';

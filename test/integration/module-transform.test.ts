@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CopySpec } from '../../activities/copy-statements';
+import type { CopySpec } from '../../activities/copy/copy-statements';
 import { copyRangeThroughModule, decodeSourceRows, sourceRowTypes } from '../../activities/module-transform';
 import { describeSourceRows, readSourceRows } from '../../activities/transform-threads';
 import { createTestDatabase, sql } from '../support/harness';

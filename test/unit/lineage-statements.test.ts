@@ -1,6 +1,6 @@
 /** With a lineage column, the target side is selected by the source key it holds, and each difference names its group. */
 import { describe, expect, it } from 'vitest';
-import { copySpecOf, targetRangeIsClearSql } from '../../activities/copy-statements';
+import { copySpecOf, targetRangeIsClearSql } from '../../activities/copy/copy-statements';
 import { deleteTargetGroupsSql, diffRows, rowHashesOf, rowsSql, type ColumnType, type VerifyShape } from '../../activities/verify-statements';
 import { validatePlan } from '../../lib/plan';
 

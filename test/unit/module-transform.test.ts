@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { copyTextEncoder, encodeCopyText, loadTransform } from '../../activities/module-transform';
-import { rangeRowsSql } from '../../activities/copy-statements';
+import { rangeRowsSql } from '../../activities/copy/copy-statements';
 
 describe('COPY text encoder', () => {
   const columns = ['id', 'v'];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copySpecOf, copyWithinDatabaseSql, insertFromStagingSql } from '../../activities/copy-statements';
+import { copySpecOf, copyWithinDatabaseSql, insertFromStagingSql } from '../../activities/copy/copy-statements';
 import {
   canonicalText,
   canonicalizeValuesSql,

@@ -5,13 +5,13 @@
  * and the rest of its batch goes on.
  */
 import { activityInfo, CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
-import { withHeartbeats, type Heartbeats } from './heartbeats';
+import { withHeartbeats, type Heartbeats } from '../heartbeats';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import type { KeyRange, ShardSpec } from '../lib/key-range';
-import type { Plan } from '../lib/plan';
-import type { RetryOutcome } from '../lib/status';
-import type { Databases } from './connections';
+import type { KeyRange, ShardSpec } from '../../lib/key-range';
+import type { Plan } from '../../lib/plan';
+import type { RetryOutcome } from '../../lib/status';
+import type { Databases } from '../connections';
 import {
   copyOutSql,
   copySpecOf,
@@ -21,14 +21,14 @@ import {
   type CopySpec,
 } from './copy-statements';
 import { inCopyTransaction, writeBatch } from './batch-writer';
-import { recordFailures, type FailedRecord } from './state/ferry-schema';
-import { isRowError, MIN_BATCH_SIZE, nextBatchSize, rateDelayMs } from './pacing';
-import { redactMessage } from '../lib/errors';
-import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
-import { copyRangeThroughModule, transformDirFromEnv } from './module-transform';
-import { holdKindOf, holdReason } from './throttler';
-import { assertPlanSqlIsSafe, oneStatement, readOnly } from './plan-sql';
-import { createFerryMetrics, shardIndexOf, type FerryMetrics } from '../workers/metrics';
+import { recordFailures, type FailedRecord } from '../state/ferry-schema';
+import { isRowError, MIN_BATCH_SIZE, nextBatchSize, rateDelayMs } from '../pacing';
+import { redactMessage } from '../../lib/errors';
+import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from '../sql';
+import { copyRangeThroughModule, transformDirFromEnv } from '../module-transform';
+import { holdKindOf, holdReason } from '../throttler';
+import { assertPlanSqlIsSafe, oneStatement, readOnly } from '../plan-sql';
+import { createFerryMetrics, shardIndexOf, type FerryMetrics } from '../../workers/metrics';
 
 export interface CopyBatchesInput {
   migrationId: string;

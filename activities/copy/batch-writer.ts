@@ -7,8 +7,8 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { KeyRange } from '../lib/key-range';
-import { withClient } from './connections';
+import type { KeyRange } from '../../lib/key-range';
+import { withClient } from '../connections';
 import {
   copyIntoStagingSql,
   copyIntoTargetSql,
@@ -18,7 +18,7 @@ import {
   targetRangeIsClearSql,
   type CopySpec,
 } from './copy-statements';
-import { COPY_LOCK_CLASS } from './state/ferry-schema';
+import { COPY_LOCK_CLASS } from '../state/ferry-schema';
 
 const UNIQUE_VIOLATION = '23505';
 

@@ -2,8 +2,8 @@
  * Which source rows a migration (or one of its shards) covers, as one SQL condition over the
  * source row: the plan's subset, and a shard's partition value.
  */
-import type { Plan } from '../lib/plan';
-import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
+import type { Plan } from '../../lib/plan';
+import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from '../sql';
 
 export function sourceFilter(plan: Plan, partitionValue: string | null = null): string | null {
   const key = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)}`;

@@ -3,9 +3,9 @@
  * value is a bind parameter or (inside COPY, which takes none) a quoted literal.
  */
 import { createHash } from 'node:crypto';
-import type { KeyRange } from '../lib/key-range';
-import { targetKey, type Plan } from '../lib/plan';
-import { qualifiedName, quoteIdent, quoteLiteral, SOURCE_ALIAS, type TableName } from './sql';
+import type { KeyRange } from '../../lib/key-range';
+import { targetKey, type Plan } from '../../lib/plan';
+import { qualifiedName, quoteIdent, quoteLiteral, SOURCE_ALIAS, type TableName } from '../sql';
 import { sourceFilter } from './subset';
 
 export interface KeyedTable extends TableName {
