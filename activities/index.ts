@@ -1,8 +1,8 @@
 /** Every activity a Ferry worker runs, bound to the worker's database connections. */
-import { createFerryMetrics, type FerryMetrics } from '../workers/metrics';
 import { createAuditLog } from './state/audit';
 import type { Databases } from './connections';
 import { createCopier } from './copy/copier';
+import { createCopyMetrics, type CopyMetrics } from './copy/metrics';
 import { createSourceDescriber } from './inspect/describe-source';
 import { createDoctor } from './inspect/doctor';
 import { installFerrySchema } from './state/ferry-schema';
@@ -19,7 +19,7 @@ import { transformDirFromEnv } from './module-transform';
 export interface ActivityDependencies {
   databases: Databases;
   /** Where the activities record Ferry's metrics. (Default: a registry of their own, not served) */
-  metrics?: FerryMetrics;
+  metrics?: CopyMetrics;
   /**
    * The only directory transform modules load from (links resolved); null loads none.
    * (Default: FERRY_TRANSFORM_DIR, else none)
@@ -32,7 +32,7 @@ function beating<I, O>(activity: (input: I) => Promise<O>): (input: I) => Promis
   return (input) => withHeartbeats(() => activity(input));
 }
 
-export function createActivities({ databases, metrics = createFerryMetrics(), transformDir = transformDirFromEnv() }: ActivityDependencies) {
+export function createActivities({ databases, metrics = createCopyMetrics(), transformDir = transformDirFromEnv() }: ActivityDependencies) {
   const activities = {
     ...createInspector(databases, transformDir),
     ...createCopier(databases, metrics, transformDir),

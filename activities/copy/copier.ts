@@ -28,7 +28,7 @@ import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from '../sql';
 import { copyRangeThroughModule, transformDirFromEnv } from '../module-transform';
 import { holdKindOf, holdReason } from '../throttler';
 import { assertPlanSqlIsSafe, oneStatement, readOnly } from '../plan-sql';
-import { createFerryMetrics, shardIndexOf, type FerryMetrics } from '../../workers/metrics';
+import { createCopyMetrics, shardIndexOf, type CopyMetrics } from './metrics';
 
 export interface CopyBatchesInput {
   migrationId: string;
@@ -96,7 +96,7 @@ async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spe
   return writeBatch(targetPool, spec, range, (send) => readOnly(sourcePool, (source) => send(source.query(copyTo(copyOut)))));
 }
 
-export function createCopier(databases: Databases, metrics: FerryMetrics = createFerryMetrics(), transformDir: string | null = transformDirFromEnv()) {
+export function createCopier(databases: Databases, metrics: CopyMetrics = createCopyMetrics(), transformDir: string | null = transformDirFromEnv()) {
   /**
    * Copies one key range of `spec` by the fastest path the plan allows: one statement inside one
    * database, COPY between two, or through the worker for a module transform (which reports the
