@@ -14,7 +14,7 @@ import { withHeartbeats } from './heartbeats';
 import { createVerificationRecord } from './verification-runs';
 import { createVerifier } from './verifier';
 import type { Plan } from '../lib/plan';
-import { transformDirFromEnv } from './module-transform';
+import { transformDirFromEnv } from './transform/module-copy';
 
 export interface ActivityDependencies {
   databases: Databases;

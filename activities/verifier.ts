@@ -32,13 +32,13 @@ import {
   type ColumnKinds,
   type RowTransform,
   type TargetRow,
-} from './module-transform';
+} from './transform/module-copy';
 import { isRowError } from './pacing';
 import { redactMessage } from '../lib/errors';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
-import type { DigestResult } from './transform-thread';
-import { digestOnThread, readSourceRows } from './transform-threads';
-import { workerFieldOf } from './worker-checksum';
+import type { DigestResult } from './transform/transform-thread';
+import { digestOnThread, readSourceRows } from './transform/transform-threads';
+import { workerFieldOf } from './transform/worker-checksum';
 import {
   canonicalizeValuesSql,
   chunkChecksumSql,

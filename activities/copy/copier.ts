@@ -25,7 +25,7 @@ import { recordFailures, type FailedRecord } from '../state/ferry-schema';
 import { isRowError, MIN_BATCH_SIZE, nextBatchSize, rateDelayMs } from '../pacing';
 import { redactMessage } from '../../lib/errors';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from '../sql';
-import { copyRangeThroughModule, transformDirFromEnv } from '../module-transform';
+import { copyRangeThroughModule, transformDirFromEnv } from '../transform/module-copy';
 import { holdKindOf, holdReason } from '../throttler';
 import { assertPlanSqlIsSafe, oneStatement, readOnly } from '../plan-sql';
 import { createCopyMetrics, shardIndexOf, type CopyMetrics } from './metrics';

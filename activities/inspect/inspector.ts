@@ -11,10 +11,10 @@ import { redactErrorText, transformErrorSummary } from '../../lib/errors';
 import { sqlFragmentProblem } from '../../lib/sql-fragment';
 import { oneStatement, planSqlFragments, readOnly } from '../plan-sql';
 import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from '../copy/copy-statements';
-import { loadTransform, postgresInputText, sourceRowTypes, targetColumnKinds, transformDirFromEnv, type ColumnKinds, type TargetRow } from '../module-transform';
+import { loadTransform, postgresInputText, sourceRowTypes, targetColumnKinds, transformDirFromEnv, type ColumnKinds, type TargetRow } from '../transform/module-copy';
 import { displayName, qualifiedName, quoteIdent, type TableName } from '../sql';
 import { stringify as stringifyLosslessJson } from 'lossless-json';
-import { assignmentProblems, castProblems, expressionProblems, type SampledRow } from '../transform-fit';
+import { assignmentProblems, castProblems, expressionProblems, type SampledRow } from '../transform/transform-fit';
 
 const SAMPLE_ROWS = 5;
 const COUNT_TIMEOUT_MS = 5_000;

@@ -5,8 +5,8 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CopySpec } from '../../activities/copy/copy-statements';
-import { copyRangeThroughModule, decodeSourceRows, sourceRowTypes } from '../../activities/module-transform';
-import { describeSourceRows, readSourceRows } from '../../activities/transform-threads';
+import { copyRangeThroughModule, decodeSourceRows, sourceRowTypes } from '../../activities/transform/module-copy';
+import { describeSourceRows, readSourceRows } from '../../activities/transform/transform-threads';
 import { createTestDatabase, sql } from '../support/harness';
 
 const ROWS = 60;

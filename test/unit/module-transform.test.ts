@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { copyTextEncoder, encodeCopyText, loadTransform } from '../../activities/module-transform';
+import { copyTextEncoder, encodeCopyText, loadTransform } from '../../activities/transform/module-copy';
 import { rangeRowsSql } from '../../activities/copy/copy-statements';
 
 describe('COPY text encoder', () => {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { decodeSourceRows } from '../../activities/module-transform';
-import { ChunkDigest, jsonbText, jsonNumberText, recordField } from '../../activities/worker-checksum';
+import { decodeSourceRows } from '../../activities/transform/module-copy';
+import { ChunkDigest, jsonbText, jsonNumberText, recordField } from '../../activities/transform/worker-checksum';
 
 const TEXT_OID = 25;
 const INT4_OID = 23;

@@ -13,7 +13,7 @@
 import crypto from 'node:crypto';
 import { isLosslessNumber } from 'lossless-json';
 import { columnKindOf, postgresInputText } from './exact-values';
-import type { ColumnType } from './verify-statements';
+import type { ColumnType } from '../verify-statements';
 
 // ---------------------------------------------------------------------------------------------
 // JSON, as jsonb prints it

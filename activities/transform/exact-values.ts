@@ -6,7 +6,7 @@
  */
 import { isLosslessNumber, LosslessNumber, parse as parseLosslessJson, stringify as stringifyLosslessJson, type NumberStringifier, type ParseOptions } from 'lossless-json';
 import pg from 'pg';
-import { isJsonNull, jsonNull } from '../lib/json-values';
+import { isJsonNull, jsonNull } from '../../lib/json-values';
 
 // ---------------------------------------------------------------------------------------------
 // JSON

@@ -11,11 +11,11 @@ import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { require as tsxRequire } from 'tsx/cjs/api';
 import { tsImport } from 'tsx/esm/api';
-import type { KeyRange } from '../lib/key-range';
-import { writeBatch } from './copy/batch-writer';
-import type { CopySpec } from './copy/copy-statements';
+import type { KeyRange } from '../../lib/key-range';
+import { writeBatch } from '../copy/batch-writer';
+import type { CopySpec } from '../copy/copy-statements';
 import { columnKindOf, postgresInputText, sourceValueParser, type ColumnKind, type ColumnKinds } from './exact-values';
-import { qualifiedName, type TableName } from './sql';
+import { qualifiedName, type TableName } from '../sql';
 import type { EncodeResult } from './transform-thread';
 import { describeSourceRows, encodeOnThread, readSourceParts } from './transform-threads';
 

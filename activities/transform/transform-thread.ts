@@ -5,9 +5,9 @@
  * computation: the thread never touches a database, so abandoning a task is always safe.
  */
 import { parentPort } from 'node:worker_threads';
-import { redactErrorText, transformErrorSummary } from '../lib/errors';
-import type { ColumnType } from './verify-statements';
-import { copyTextEncoder, decodeSourceRows, isThenable, loadResolvedTransform, type ColumnKinds, type RowFailure, type SourceField, type TargetRow } from './module-transform';
+import { redactErrorText, transformErrorSummary } from '../../lib/errors';
+import type { ColumnType } from '../verify-statements';
+import { copyTextEncoder, decodeSourceRows, isThenable, loadResolvedTransform, type ColumnKinds, type RowFailure, type SourceField, type TargetRow } from './module-copy';
 import { ChunkDigest, workerFieldOf, type WorkerField } from './worker-checksum';
 
 interface TaskBase {

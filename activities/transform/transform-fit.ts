@@ -3,10 +3,10 @@
  * target's columns, and which column a SQL transform that does not run breaks on.
  */
 import type pg from 'pg';
-import type { ColumnInfo } from '../lib/inspection';
-import { redactErrorText } from '../lib/errors';
-import { oneStatement, readOnly } from './plan-sql';
-import { qualifiedName, quoteIdent, SOURCE_ALIAS, type TableName } from './sql';
+import type { ColumnInfo } from '../../lib/inspection';
+import { redactErrorText } from '../../lib/errors';
+import { oneStatement, readOnly } from '../plan-sql';
+import { qualifiedName, quoteIdent, SOURCE_ALIAS, type TableName } from '../sql';
 
 /** One sampled source row: its key and what the transform made of it, per target column, as text. */
 export interface SampledRow {

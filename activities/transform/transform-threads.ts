@@ -11,11 +11,11 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import type { KeyRange } from '../lib/key-range';
-import { redactErrorText } from '../lib/errors';
-import { oneStatement, readOnly } from './plan-sql';
-import { rangeRowsCopySql, rangeRowsSql, type CopySpec } from './copy/copy-statements';
-import type { SourceField } from './module-transform';
+import type { KeyRange } from '../../lib/key-range';
+import { redactErrorText } from '../../lib/errors';
+import { oneStatement, readOnly } from '../plan-sql';
+import { rangeRowsCopySql, rangeRowsSql, type CopySpec } from '../copy/copy-statements';
+import type { SourceField } from './module-copy';
 import type { DigestResult, DigestTask, EncodeResult, EncodeTask, TaskReply, TransformTask } from './transform-thread';
 
 /** Threads to run transforms on (FERRY_TRANSFORM_THREADS, else one per core). */
