@@ -14,7 +14,7 @@ import { withHeartbeats } from './heartbeats';
 import { createVerificationRecord } from './verification-runs';
 import { createVerifier } from './verifier';
 import type { Plan } from '../lib/plan';
-import { transformDirFromEnv } from './transform/module-copy';
+import { transformDirFromEnv } from './transform/load';
 
 export interface ActivityDependencies {
   databases: Databases;

@@ -18,25 +18,15 @@ import { copyOutSql, copySpecOf, copyWithinDatabaseSql, nextBatchBoundSql, range
 import { createCoverageCheck } from './coverage';
 import { installFerrySchema, recordFoundValues, recordMismatches, type Mismatch, type MismatchCategory } from './state/ferry-schema';
 import { runOfPass } from './verification-runs';
-import {
-  copyRangeThroughModule,
-  isThenable,
-  loadResolvedTransform,
-  loadTransform,
-  postgresInputText,
-  resolveTransformModule,
-  sourceRowOf,
-  sourceRowTypes,
-  targetColumnKinds,
-  transformDirFromEnv,
-  type ColumnKinds,
-  type RowTransform,
-  type TargetRow,
-} from './transform/module-copy';
+import { copyRangeThroughModule } from './transform/module-copy';
+import { isThenable, sourceRowOf, type RowTransform, type TargetRow } from './transform/rows';
+import { loadResolvedTransform, loadTransform, resolveTransformModule, transformDirFromEnv } from './transform/load';
+import { postgresInputText, sourceRowTypes, type ColumnKinds } from './transform/exact-values';
+import { targetColumnKinds } from './transform/copy-text';
 import { isRowError } from './pacing';
 import { redactMessage } from '../lib/errors';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
-import type { DigestResult } from './transform/transform-thread';
+import type { DigestResult } from './transform/thread-messages';
 import { digestOnThread, readSourceRows } from './transform/transform-threads';
 import { workerFieldOf } from './transform/worker-checksum';
 import {

@@ -15,8 +15,8 @@ import type { KeyRange } from '../../lib/key-range';
 import { redactErrorText } from '../../lib/errors';
 import { oneStatement, readOnly } from '../plan-sql';
 import { rangeRowsCopySql, rangeRowsSql, type CopySpec } from '../copy/copy-statements';
-import type { SourceField } from './module-copy';
-import type { DigestResult, DigestTask, EncodeResult, EncodeTask, TaskReply, TransformTask } from './transform-thread';
+import type { SourceField } from './rows';
+import type { DigestResult, DigestTask, EncodeResult, EncodeTask, TaskReply, TransformTask } from './thread-messages';
 
 /** Threads to run transforms on (FERRY_TRANSFORM_THREADS, else one per core). */
 function threadCount(): number {

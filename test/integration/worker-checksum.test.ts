@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { from as copyFrom } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyTextEncoder, targetColumnKinds } from '../../activities/transform/module-copy';
+import { copyTextEncoder, targetColumnKinds } from '../../activities/transform/copy-text';
 import { canonicalText, columnTypesSql, rowDigestSum, rowText, type ColumnType } from '../../activities/verify-statements';
 import { ChunkDigest, workerFieldOf, type WorkerField } from '../../activities/transform/worker-checksum';
 import { jsonNull, LosslessNumber } from '../../lib/json-values';
