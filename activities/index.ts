@@ -11,8 +11,8 @@ import { createInspector } from './inspect/inspector';
 import { createMigrationRegistry } from './state/migration-registry';
 import { createShardPlanner } from './inspect/shard-planner';
 import { withHeartbeats } from './heartbeats';
-import { createVerificationRecord } from './verification-runs';
-import { createVerifier } from './verifier';
+import { createVerificationRecord } from './verify/verification-runs';
+import { createVerifier } from './verify/verifier';
 import type { Plan } from '../lib/plan';
 import { transformDirFromEnv } from './transform/load';
 

@@ -13,7 +13,7 @@ import type { TemporalSettings } from '../lib/settings';
 import { recountRows, type AbortRecord, type MigrationStatus, type RetryOutcome, type VerificationSummary } from '../lib/status';
 import { throttleChangeProblems, type Throttle, type ThrottleChange } from '../lib/throttle';
 import type { AbortRequest, GateApproval, GateRejection } from '../lib/messages-input';
-import type { MismatchReport } from '../activities/verifier';
+import type { MismatchReport } from '../activities/verify/verifier';
 import {
   abortUpdate,
   approveUpdate,

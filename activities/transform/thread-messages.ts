@@ -1,5 +1,5 @@
 /** The messages between the transform thread pool (transform-threads.ts) and a thread (transform-thread.ts). */
-import type { ColumnType } from '../verify-statements';
+import type { ColumnType } from '../verify/verify-statements';
 import type { ColumnKinds } from './exact-values';
 import type { RowFailure, SourceField } from './rows';
 

@@ -12,7 +12,7 @@
  */
 import crypto from 'node:crypto';
 import { columnKindOf, postgresInputText } from './exact-values';
-import type { ColumnType } from '../verify-statements';
+import type { ColumnType } from '../verify/verify-statements';
 import { jsonRecordText, shiftPoint } from './jsonb-text';
 
 // ---------------------------------------------------------------------------------------------

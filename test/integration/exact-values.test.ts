@@ -20,8 +20,8 @@ import { installFerrySchema, type Mismatch } from '../../activities/state/ferry-
 import { targetColumnKinds } from '../../activities/transform/copy-text';
 import { type ColumnKinds } from '../../activities/transform/exact-values';
 import { stopTransformThreads } from '../../activities/transform/transform-threads';
-import { createVerifier, type VerifyShardResult } from '../../activities/verifier';
-import { canonicalText, columnTypesSql, rowText, type ColumnType } from '../../activities/verify-statements';
+import { createVerifier, type VerifyShardResult } from '../../activities/verify/verifier';
+import { canonicalText, columnTypesSql, rowText, type ColumnType } from '../../activities/verify/verify-statements';
 import { workerFieldOf } from '../../activities/transform/worker-checksum';
 import { isJsonNull, isLosslessNumber } from '../../lib/json-values';
 import { wholeKeySpace } from '../../lib/key-range';

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
 import { createCopier, type CopyBatchesInput, type CopyProgress } from '../../activities/copy/copier';
 import { installFerrySchema } from '../../activities/state/ferry-schema';
-import { createVerifier } from '../../activities/verifier';
+import { createVerifier } from '../../activities/verify/verifier';
 import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import { createTestDatabase, sql } from '../support/harness';

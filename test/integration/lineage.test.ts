@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
 import type { Mismatch } from '../../activities/state/ferry-schema';
-import { createVerifier, type VerifyShardResult } from '../../activities/verifier';
+import { createVerifier, type VerifyShardResult } from '../../activities/verify/verifier';
 import { startMigration } from '../../cli/migrations';
 import { wholeKeySpace } from '../../lib/key-range';
 import { InvalidPlanError, validatePlan, type Plan, type PlanInput } from '../../lib/plan';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
 import { installFerrySchema } from '../../activities/state/ferry-schema';
-import { createVerifier } from '../../activities/verifier';
+import { createVerifier } from '../../activities/verify/verifier';
 import { ExitCode } from '../../cli/exit-codes';
 import { validatePlan } from '../../lib/plan';
 import { ferry } from '../support/cli';

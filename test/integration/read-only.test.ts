@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
 import { createShardPlanner } from '../../activities/inspect/shard-planner';
 import { holdReason } from '../../activities/throttler';
-import { createVerifier } from '../../activities/verifier';
+import { createVerifier } from '../../activities/verify/verifier';
 import { ExitCode } from '../../cli/exit-codes';
 import { startMigration } from '../../cli/migrations';
 import { rootMessage } from '../../lib/errors';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
 import { installFerrySchema } from '../../activities/state/ferry-schema';
-import { createVerifier, type VerifyShardInput, type VerifyShardResult } from '../../activities/verifier';
+import { createVerifier, type VerifyShardInput, type VerifyShardResult } from '../../activities/verify/verifier';
 import type { Mismatch } from '../../activities/state/ferry-schema';
 import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan, type Plan, type PlanInput } from '../../lib/plan';

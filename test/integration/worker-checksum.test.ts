@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { from as copyFrom } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyTextEncoder, targetColumnKinds } from '../../activities/transform/copy-text';
-import { canonicalText, columnTypesSql, rowDigestSum, rowText, type ColumnType } from '../../activities/verify-statements';
+import { canonicalText, columnTypesSql, rowDigestSum, rowText, type ColumnType } from '../../activities/verify/verify-statements';
 import { ChunkDigest, workerFieldOf, type WorkerField } from '../../activities/transform/worker-checksum';
 import { jsonNull, LosslessNumber } from '../../lib/json-values';
 import { createTestDatabase } from '../support/harness';

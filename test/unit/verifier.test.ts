@@ -13,7 +13,7 @@ import {
   sourceKeysCondition,
   type ColumnType,
   type VerifyShape,
-} from '../../activities/verify-statements';
+} from '../../activities/verify/verify-statements';
 import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan } from '../../lib/plan';
 

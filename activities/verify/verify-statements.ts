@@ -4,11 +4,11 @@
  * go through the same canonical-text expressions, so equal data hashes equal wherever it lives.
  * Pure string building: identifiers are quoted here, key values are bind parameters.
  */
-import type { KeyRange } from '../lib/key-range';
-import type { KeyedTable } from './copy/copy-statements';
-import { TOMBSTONES_TABLE, tombstoneTableName } from './copy/copy-statements';
-import type { Mismatch } from './state/ferry-schema';
-import { qualifiedName, quoteIdent, quoteLiteral, SOURCE_ALIAS, type TableName } from './sql';
+import type { KeyRange } from '../../lib/key-range';
+import type { KeyedTable } from '../copy/copy-statements';
+import { TOMBSTONES_TABLE, tombstoneTableName } from '../copy/copy-statements';
+import type { Mismatch } from '../state/ferry-schema';
+import { qualifiedName, quoteIdent, quoteLiteral, SOURCE_ALIAS, type TableName } from '../sql';
 
 /** A target column and its type, as pg_attribute and format_type tell. */
 export interface ColumnType {

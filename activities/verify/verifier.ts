@@ -5,30 +5,30 @@
  * computed inside both databases at once; only chunks that differ are read row by row.
  */
 import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat, log, sleep } from '@temporalio/activity';
-import { withHeartbeats, type Heartbeats } from './heartbeats';
+import { withHeartbeats, type Heartbeats } from '../heartbeats';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import { describeRange, wholeKeySpace, type KeyRange, type ShardSpec } from '../lib/key-range';
-import { lineageColumn, lineageProblem, targetColumns, type Plan } from '../lib/plan';
-import { inCopyTransaction, writeBatch } from './copy/batch-writer';
-import type { Databases } from './connections';
-import { assertPlanSqlIsSafe, oneStatement, readOnly, readOnlyQuery } from './plan-sql';
-import { copyOutSql, copySpecOf, copyWithinDatabaseSql, nextBatchBoundSql, rangeRowsSql, type CopySpec } from './copy/copy-statements';
+import { describeRange, wholeKeySpace, type KeyRange, type ShardSpec } from '../../lib/key-range';
+import { lineageColumn, lineageProblem, targetColumns, type Plan } from '../../lib/plan';
+import { inCopyTransaction, writeBatch } from '../copy/batch-writer';
+import type { Databases } from '../connections';
+import { assertPlanSqlIsSafe, oneStatement, readOnly, readOnlyQuery } from '../plan-sql';
+import { copyOutSql, copySpecOf, copyWithinDatabaseSql, nextBatchBoundSql, rangeRowsSql, type CopySpec } from '../copy/copy-statements';
 import { createCoverageCheck } from './coverage';
-import { installFerrySchema, recordFoundValues, recordMismatches, type Mismatch, type MismatchCategory } from './state/ferry-schema';
+import { installFerrySchema, recordFoundValues, recordMismatches, type Mismatch, type MismatchCategory } from '../state/ferry-schema';
 import { runOfPass } from './verification-runs';
-import { copyRangeThroughModule } from './transform/module-copy';
-import { isThenable, sourceRowOf, type RowTransform, type TargetRow } from './transform/rows';
-import { loadResolvedTransform, loadTransform, resolveTransformModule, transformDirFromEnv } from './transform/load';
-import { postgresInputText, sourceRowTypes, type ColumnKinds } from './transform/exact-values';
-import { targetColumnKinds } from './transform/copy-text';
-import { isRowError } from './pacing';
-import { redactMessage } from '../lib/errors';
-import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
-import type { DigestResult } from './transform/thread-messages';
-import { digestOnThread, readSourceRows } from './transform/transform-threads';
-import { workerFieldOf } from './transform/worker-checksum';
+import { copyRangeThroughModule } from '../transform/module-copy';
+import { isThenable, sourceRowOf, type RowTransform, type TargetRow } from '../transform/rows';
+import { loadResolvedTransform, loadTransform, resolveTransformModule, transformDirFromEnv } from '../transform/load';
+import { postgresInputText, sourceRowTypes, type ColumnKinds } from '../transform/exact-values';
+import { targetColumnKinds } from '../transform/copy-text';
+import { isRowError } from '../pacing';
+import { redactMessage } from '../../lib/errors';
+import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from '../sql';
+import type { DigestResult } from '../transform/thread-messages';
+import { digestOnThread, readSourceRows } from '../transform/transform-threads';
+import { workerFieldOf } from '../transform/worker-checksum';
 import {
   canonicalizeValuesSql,
   chunkChecksumSql,

@@ -3,9 +3,9 @@
  * which target rows no shard owns. Pure string building: identifiers quoted, values literals
  * (shard bounds and partition values come from the planner) or bind parameters.
  */
-import { coverageOf, type KeyRange, type ShardSpec } from '../lib/key-range';
-import type { KeyedTable } from './copy/copy-statements';
-import { qualifiedName, quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
+import { coverageOf, type KeyRange, type ShardSpec } from '../../lib/key-range';
+import type { KeyedTable } from '../copy/copy-statements';
+import { qualifiedName, quoteIdent, quoteLiteral, SOURCE_ALIAS } from '../sql';
 
 const TARGET_ALIAS = 't';
 

@@ -5,11 +5,11 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
-import type { Plan } from '../lib/plan';
-import type { VerificationKind, VerificationRun } from '../lib/verification-runs';
-import type { Databases } from './connections';
-import { installFerrySchema } from './state/ferry-schema';
-import { withClient } from './connections';
+import type { Plan } from '../../lib/plan';
+import type { VerificationKind, VerificationRun } from '../../lib/verification-runs';
+import type { Databases } from '../connections';
+import { installFerrySchema } from '../state/ferry-schema';
+import { withClient } from '../connections';
 
 export interface BeginRunInput {
   plan: Plan;

@@ -9,12 +9,12 @@
  */
 import { CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import type pg from 'pg';
-import { coverageOf, type ShardSpec } from '../lib/key-range';
-import type { Plan } from '../lib/plan';
-import type { Databases } from './connections';
+import { coverageOf, type ShardSpec } from '../../lib/key-range';
+import type { Plan } from '../../lib/plan';
+import type { Databases } from '../connections';
 import { nullTargetKeysSql, reachedBySql, scopeCountSql, sourceKeysHeldSql, targetKeysHeldSql, targetPageSql, unreachedKeysSql } from './coverage-statements';
-import { recordMismatches, type Mismatch } from './state/ferry-schema';
-import { qualifiedName, quoteIdent, SOURCE_ALIAS } from './sql';
+import { recordMismatches, type Mismatch } from '../state/ferry-schema';
+import { qualifiedName, quoteIdent, SOURCE_ALIAS } from '../sql';
 import { diffRows, TARGET_ALIAS, type RowHashes, type VerifyShape } from './verify-statements';
 
 export interface CoverageInput {
