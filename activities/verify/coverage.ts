@@ -15,7 +15,7 @@ import type { Databases } from '../connections';
 import { nullTargetKeysSql, reachedBySql, scopeCountSql, sourceKeysHeldSql, targetKeysHeldSql, targetPageSql, unreachedKeysSql } from './coverage-statements';
 import { recordMismatches, type Mismatch } from '../state/ferry-schema';
 import { qualifiedName, quoteIdent, SOURCE_ALIAS } from '../sql';
-import { diffRows, TARGET_ALIAS, type RowHashes, type VerifyShape } from './verify-statements';
+import { allConditions, diffRows, TARGET_ALIAS, type RowHashes, type VerifyShape } from './verify-statements';
 
 export interface CoverageInput {
   migrationId: string;
@@ -52,7 +52,7 @@ export interface CoverageResult {
 }
 
 /** What the verifier lends this check: its view of both sides. */
-export interface Comparison {
+export interface CoverageComparison {
   shapeOf(plan: Plan, samplePercent: number | undefined, migrationId: string): Promise<VerifyShape>;
   /** Both sides' rows of some source keys, for diffRows. */
   bothSides(plan: Plan, keys: string[], samplePercent: number | undefined, migrationId: string): Promise<[RowHashes[], RowHashes[]]>;
@@ -74,12 +74,7 @@ interface TracedRow {
   source_key: string | null;
 }
 
-function and(...conditions: (string | null | undefined)[]): string | null {
-  const parts = conditions.filter((c): c is string => !!c);
-  return parts.length ? parts.map((c) => `(${c})`).join(' AND ') : null;
-}
-
-export function createCoverageCheck(databases: Databases, comparison: Comparison) {
+export function createCoverageCheck(databases: Databases, comparison: CoverageComparison) {
   return {
     /**
      * The final check of a pass (see the module comment), recording what differs in
@@ -143,7 +138,7 @@ export function createCoverageCheck(databases: Databases, comparison: Comparison
       const selectedBy = `${TARGET_ALIAS}.${quoteIdent(shape.lineage ?? shape.target.key)}`;
       const rowDependent = !!plan.subset?.where || !!plan.shards.partitionColumn;
       const outside = rowDependent ? null : everyRowReached ? `${selectedBy} IS NULL` : `NOT (${reachedBySql(input.shards, selectedBy, null)})`;
-      const condition = and(shape.targetFilter, outside);
+      const condition = allConditions(shape.targetFilter, outside);
       const nullTargetKeys = Number((await targetPool.query<{ rows: string }>(nullTargetKeysSql(shape.target))).rows[0]?.rows ?? 0);
       if (nullTargetKeys > 0) {
         result.problem = [

@@ -332,3 +332,9 @@ export function rowHashesOf(rows: readonly unknown[][], shape?: Pick<VerifyShape
   if (!shape?.lineage) return rows.map((values) => ({ key: String(values[0]), columns: values.slice(1).map(text) }));
   return rows.map((values) => ({ key: String(values[0]), lineage: text(values[1]), columns: values.slice(2).map(text) }));
 }
+
+/** The conditions that are given, joined with AND; null when none is. */
+export function allConditions(...conditions: (string | null | undefined)[]): string | null {
+  const parts = conditions.filter((c): c is string => !!c);
+  return parts.length ? parts.map((c) => `(${c})`).join(' AND ') : null;
+}
