@@ -1,20 +1,26 @@
 /** Every activity a Ferry worker runs, bound to the worker's database connections. */
-import { createAuditLog } from './state/audit';
+import type { Plan } from '../lib/plan';
 import type { Databases } from './connections';
+import { withHeartbeats } from './heartbeats';
 import { createCopier } from './copy/copier';
 import { createCopyMetrics, type CopyMetrics } from './copy/metrics';
 import { createSourceDescriber } from './inspect/describe-source';
 import { createDoctor } from './inspect/doctor';
+import { createInspector } from './inspect/inspector';
+import { createShardPlanner } from './inspect/shard-planner';
+import { createAuditLog } from './state/audit';
 import { installFerrySchema } from './state/ferry-schema';
 import { createFlagSetter } from './state/flags';
-import { createInspector } from './inspect/inspector';
 import { createMigrationRegistry } from './state/migration-registry';
-import { createShardPlanner } from './inspect/shard-planner';
-import { withHeartbeats } from './heartbeats';
+import { transformDirFromEnv } from './transform/load';
 import { createVerificationRecord } from './verify/verification-runs';
 import { createVerifier } from './verify/verifier';
-import type { Plan } from '../lib/plan';
-import { transformDirFromEnv } from './transform/load';
+
+// The types workflows read of activities' inputs and results; workflows import only from here.
+export type { AuditEntry } from './state/audit';
+export type { FlagAcks } from './state/flags';
+export type { SourceDescription } from './inspect/describe-source';
+export type { MismatchReport } from './verify/verifier';
 
 export interface ActivityDependencies {
   databases: Databases;
