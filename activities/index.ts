@@ -16,12 +16,6 @@ import { transformDirFromEnv } from './transform/load';
 import { createVerificationRecord } from './verify/verification-runs';
 import { createVerifier } from './verify/verifier';
 
-// The types workflows read of activities' inputs and results; workflows import only from here.
-export type { AuditEntry } from './state/audit';
-export type { FlagAcks } from './state/flags';
-export type { SourceDescription } from './inspect/describe-source';
-export type { MismatchReport } from './verify/verifier';
-
 export interface ActivityDependencies {
   databases: Databases;
   /** Where the activities record Ferry's metrics. (Default: a registry of their own, not served) */
