@@ -14,7 +14,7 @@ import { type Mismatch, recordMismatches } from '../state/ferry-schema';
 import { isRowError } from '../pacing';
 import { redactMessage } from '../../lib/errors';
 import { chunkChecksumSql, diffRows } from './verify-statements';
-import { columnNames, type Comparison, ensureMismatchesTable, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './comparison';
+import { columnNames, type BothSides, ensureMismatchesTable, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
 import type { RepairInput } from './repair';
 
 export interface VerifyShardInput {
@@ -85,7 +85,7 @@ interface ReadAhead {
   sums: Promise<ChunkSums>;
 }
 
-export function createShardComparison(databases: Databases, { verificationOf, bothSides, captureFoundValues }: Comparison) {
+export function createShardComparison(databases: Databases, { verificationOf, bothSides, captureFoundValues }: BothSides) {
   /** verifyShard's work; row errors are turned into a clear failure by the activity. */
   async function verifyShardChunks(input: VerifyShardInput, heartbeats?: Heartbeats): Promise<VerifyShardResult> {
     const { plan } = input;

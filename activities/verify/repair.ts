@@ -17,7 +17,7 @@ import { copyRangeThroughModule } from '../transform/module-copy';
 import { loadTransform } from '../transform/load';
 import { isRowError } from '../pacing';
 import { allConditions, deleteTargetGroupsSql, deleteTargetKeysSql, rowHashesOf, rowsSql, sourceKeysCondition, sourceKeysPresentSql } from './verify-statements';
-import { type Comparison, ensureMismatchesTable } from './comparison';
+import { type BothSides, ensureMismatchesTable } from './both-sides';
 
 export interface RepairInput {
   migrationId: string;
@@ -37,7 +37,7 @@ export interface RepairResult {
 /** Mismatches a repair handles per transaction. */
 const REPAIR_BATCH = 500;
 
-export function createRepair(databases: Databases, { verificationOf }: Comparison, transformDir: string | null) {
+export function createRepair(databases: Databases, { verificationOf }: BothSides, transformDir: string | null) {
   /**
    * Repair by lineage column: each source key with an unresolved mismatch gets its group of target
    * rows rewritten as a whole. The rows it produces now are copied over the target's; then the

@@ -4,7 +4,7 @@ import type { Databases } from '../connections';
 import type { Mismatch, MismatchCategory } from '../state/ferry-schema';
 import { runOfPass } from './verification-runs';
 import { keyOrderSql } from './verify-statements';
-import { type ColumnValues, type Comparison, type MismatchCounts, zeroCounts } from './comparison';
+import { type ColumnValues, type BothSides, type MismatchCounts, zeroCounts } from './both-sides';
 import { MAX_EXAMPLES } from './compare';
 
 export interface MismatchReportInput {
@@ -36,7 +36,7 @@ export interface MismatchReport {
   examples: MismatchReportExample[];
 }
 
-export function createMismatchReport(databases: Databases, { verificationOf, rowValues }: Comparison) {
+export function createMismatchReport(databases: Databases, { verificationOf, rowValues }: BothSides) {
   return {
     /**
      * The latest pass's mismatches: counts per category and examples (keys, categories, column

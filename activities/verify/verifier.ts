@@ -8,20 +8,20 @@ import { withHeartbeats } from '../heartbeats';
 import type { Databases } from '../connections';
 import { transformDirFromEnv } from '../transform/load';
 import { createShardComparison, type VerifyShardInput, type VerifyShardResult } from './compare';
-import { createComparison, MIN_PAGE_ROWS } from './comparison';
+import { createBothSides, MIN_PAGE_ROWS } from './both-sides';
 import { createCoverageCheck } from './coverage';
 import { createRepair, type RepairInput, type RepairResult } from './repair';
 import { createMismatchReport } from './report';
 
 export { MAX_EXAMPLES, type VerifyCounts, type VerifyShardInput, type VerifyShardResult } from './compare';
-export type { ColumnValues, MismatchCounts } from './comparison';
+export type { ColumnValues, MismatchCounts } from './both-sides';
 export type { RepairInput, RepairResult } from './repair';
 export type { MismatchReport, MismatchReportExample, MismatchReportInput } from './report';
 
-/** The verifier's activities: compare, repair, report and coverage, over one comparison of both sides. */
+/** The verifier's activities: compare, repair, report and coverage, over one reader of both sides. */
 export function createVerifier(databases: Databases, transformDir: string | null = transformDirFromEnv()) {
-  const comparison = createComparison(databases, transformDir);
-  const { verificationOf, bothSides } = comparison;
+  const sides = createBothSides(databases, transformDir);
+  const { verificationOf, bothSides } = sides;
 
   const coverage = createCoverageCheck(databases, {
     shapeOf: async (plan, samplePercent, migrationId) => (await verificationOf(plan, null, samplePercent, migrationId)).shape,
@@ -33,9 +33,9 @@ export function createVerifier(databases: Databases, transformDir: string | null
 
   const activities = {
     ...coverage,
-    ...createShardComparison(databases, comparison),
-    ...createRepair(databases, comparison, transformDir),
-    ...createMismatchReport(databases, comparison),
+    ...createShardComparison(databases, sides),
+    ...createRepair(databases, sides, transformDir),
+    ...createMismatchReport(databases, sides),
   };
 
   // Heartbeats from a timer, whatever a call is doing: a long statement, the in-flight delay.

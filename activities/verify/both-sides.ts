@@ -77,8 +77,8 @@ async function unresolvedFailedKeys(pool: pg.Pool, migrationId: string): Promise
   }
 }
 
-/** The comparison of both sides, for the verifier's activities (compare, repair, report, coverage). */
-export function createComparison(databases: Databases, transformDir: string | null) {
+/** The reads of both sides, shared by the verifier's activities (compare, repair, report, coverage). */
+export function createBothSides(databases: Databases, transformDir: string | null) {
   /** Looks up the target's column types once and builds what both sides of a comparison read. */
   async function verificationOf(plan: Plan, partitionValue: string | null, samplePercent?: number, migrationId?: string): Promise<Verification> {
     assertPlanSqlIsSafe(plan);
@@ -215,7 +215,7 @@ export function createComparison(databases: Databases, transformDir: string | nu
   return { verificationOf, bothSides, rowValues, captureFoundValues };
 }
 
-export type Comparison = ReturnType<typeof createComparison>;
+export type BothSides = ReturnType<typeof createBothSides>;
 
 export function columnNames(v: Verification): string[] {
   return v.shape.types.map((c) => c.name);
