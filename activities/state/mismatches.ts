@@ -4,7 +4,7 @@
  * Every page is in key order after `after`, `limit` long: callers loop until a page is empty.
  */
 import type pg from 'pg';
-import type { MismatchCategory } from '../ferry-schema';
+import type { MismatchCategory } from './ferry-schema';
 import { sql } from '../sql';
 
 export interface PassPage {

@@ -1,7 +1,7 @@
 /** A plan's SQL enters Ferry's statements only through planSql: text that could end a statement is refused where it is embedded. */
 import { describe, expect, it } from 'vitest';
-import { copyOutSql, copyWithinDatabaseSql, sampleSql, type CopySpec } from '../../activities/copy-statements';
-import { chunkChecksumSql, type VerifyShape } from '../../activities/verify-statements';
+import { copyOutSql, copyWithinDatabaseSql, sampleSql, type CopySpec } from '../../activities/copy/copy-statements';
+import { chunkChecksumSql, type VerifyShape } from '../../activities/verify/verify-statements';
 
 const hostile: CopySpec = {
   source: { schema: 'public', table: 'users', key: 'id' },

@@ -1,0 +1,318 @@
+/**
+ * The SQL the verifier runs, and the pure comparison of what it reads. Both sides of a
+ * verification become the same relation `r` (the target's columns, of the target's types) and
+ * go through the same canonical-text expressions, so equal data hashes equal wherever it lives.
+ * Statements are built with the sql`` template: identifiers quoted, key values bind parameters,
+ * the transform's expressions through planSql; canonical-text expressions are Ferry's own text.
+ */
+import type { KeyRange } from '../../lib/key-range';
+import type { KeyedTable } from '../copy/copy-statements';
+import { TOMBSTONES_TABLE, tombstoneTableName } from '../copy/copy-statements';
+import type { Mismatch } from '../state/ferry-schema';
+import { column, ferrySql, ident, join, literal, planSql, qualifiedName, quoteIdent, sql, SOURCE_ALIAS, tableName, type Sql, type TableName } from '../sql';
+
+/** A target column and its type, as pg_attribute and format_type tell. */
+export interface ColumnType {
+  name: string;
+  /** format_type(atttypid, atttypmod), e.g. `numeric(12,2)`, `timestamp with time zone`. */
+  type: string;
+  /** The type's name after looking through domains (pg_type.typname), e.g. `timestamptz`. */
+  base: string;
+  /** pg_type.typcategory of the base type (`A` for arrays). */
+  category: string;
+}
+
+/** The types of `columns` of the target table; a missing column comes back without a row. */
+export function columnTypesSql(target: TableName, columns: string[]): Sql {
+  return sql`SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, b.typname AS base, b.typcategory AS category
+               FROM pg_attribute a
+               JOIN pg_type t ON t.oid = a.atttypid
+               JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+              WHERE a.attrelid = to_regclass(${qualifiedName(target)}) AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY(${columns}::text[])`;
+}
+
+const TIMESTAMP_FORMAT = `'YYYY-MM-DD HH24:MI:SS.US BC'`;
+
+/**
+ * A text that is equal for equal values of `column`'s type, whatever the session's settings and
+ * however the value was written: timestamps in UTC to the microsecond (in arrays and ranges
+ * too), json as jsonb's text (key order does not count), bytea as hex. Other types, numeric
+ * among them with its scale (1.50 is not 1.5: Postgres keeps them apart, so Ferry does too),
+ * are their own text, which Ferry's sessions print in fixed styles (ISO dates, postgres
+ * intervals, exact floats, see connections.ts). NULL stays
+ * NULL (callers keep it apart from every text). `value` is SQL of that type, evaluated more than
+ * once: pass a column reference.
+ */
+export function canonicalText(value: string, column: Pick<ColumnType, 'base' | 'category'>): string {
+  const finite = (text: string) => `CASE WHEN isfinite(${value}) THEN ${text} ELSE (${value})::text END`;
+  if (column.base === '_timestamptz') return utcArrayText(value);
+  if (column.category === 'A') return `(${value})::text`;
+  switch (column.base) {
+    case 'timestamptz':
+      return utcText(value);
+    case 'tstzrange':
+      return utcRangeText(value);
+    case 'timestamp':
+      return finite(`to_char(${value}, ${TIMESTAMP_FORMAT})`);
+    case 'date':
+      // As a timestamp, not the session's timestamptz (4714-11-24 BC is out of range east of UTC);
+      // past the last timestamp (294276 AD) to_char cannot go, and such a date is its ISO text.
+      return finite(`CASE WHEN (${value}) < '294277-01-01' THEN to_char((${value})::timestamp, 'YYYY-MM-DD BC') ELSE (${value})::text END`);
+    case 'json':
+      return `(${value})::jsonb::text`;
+    case 'bytea':
+      return `encode(${value}, 'hex')`;
+    default:
+      return `(${value})::text`;
+  }
+}
+
+/** A timestamptz in UTC to the microsecond; infinity as itself. */
+function utcText(value: string): string {
+  return `CASE WHEN isfinite(${value}) THEN to_char((${value}) AT TIME ZONE 'UTC', ${TIMESTAMP_FORMAT}) ELSE (${value})::text END`;
+}
+
+/**
+ * A timestamptz[] without the session's zone (its text has one): its dimensions and bounds,
+ * then its elements in UTC, NULLs kept.
+ */
+function utcArrayText(value: string): string {
+  const elements = `(SELECT array_agg(${utcText('e')} ORDER BY n) FROM unnest(${value}) WITH ORDINALITY AS u(e, n))`;
+  return `CASE WHEN (${value}) IS NULL THEN NULL ELSE coalesce(array_dims(${value}), '') || coalesce(${elements}::text, '{}') END`;
+}
+
+/** A tstzrange without the session's zone: its bounds in UTC. */
+function utcRangeText(value: string): string {
+  const bound = (b: string) => `coalesce(${utcText(`${b}(${value})`)}, '')`;
+  return (
+    `CASE WHEN (${value}) IS NULL THEN NULL WHEN isempty(${value}) THEN 'empty' ELSE ` +
+    `CASE WHEN lower_inc(${value}) THEN '[' ELSE '(' END || ${bound('lower')} || ',' || ${bound('upper')} || ` +
+    `CASE WHEN upper_inc(${value}) THEN ']' ELSE ')' END END`
+  );
+}
+
+/** Which keys of one side to read: a key range, a list of keys, or both. */
+export interface Selection {
+  range?: KeyRange;
+  keys?: string[];
+}
+
+/** What one verification compares, in the terms of the statements. */
+export interface VerifyShape {
+  source: KeyedTable;
+  target: KeyedTable;
+  /** Target column to SQL over the source row, in target column order (a SQL transform). */
+  columns: Record<string, string>;
+  /** The target columns, in the same order, with their types. */
+  types: ColumnType[];
+  /** A condition over the source row (alias `s`); null for all rows. */
+  sourceFilter: string | null;
+  /** A condition over the target row (alias `t`); null for all rows. */
+  targetFilter: string | null;
+  /**
+   * The target column holding each row's source key (plan.target.sourceKey), by which the target
+   * side is selected; null when the target key itself is the source key.
+   */
+  lineage?: string | null;
+}
+
+export const TARGET_ALIAS = 't';
+
+/**
+ * Orders keys kept as text the way people read them: whole numbers by value (9 before 10), then
+ * every other key as text. Keys are text in ferry.mismatches whatever the key column's type.
+ */
+export function keyOrderSql(keyText: string): string {
+  const integer = `${keyText} ~ '^-?[0-9]{1,30}$'`;
+  return `(${integer}) DESC, CASE WHEN ${integer} THEN ${keyText}::numeric END, ${keyText}`;
+}
+const ROW_ALIAS = 'r';
+
+/** `abs(hashtext(key::text)::bigint) % 10000 < pct*100`: the same deterministic sample as subset.ts. */
+export function sampleCondition(keySql: string, percent: number): string | null {
+  if (percent >= 100) return null;
+  return `abs(hashtext((${keySql})::text)::bigint) % 10000 < ${Math.round(percent * 100)}`;
+}
+
+function selectionCondition(key: Sql, selection: Selection, filter: string | null): Sql {
+  const parts: Sql[] = [];
+  if (selection.range?.after != null) parts.push(sql`${key} > ${selection.range.after}`);
+  if (selection.range?.upTo != null) parts.push(sql`${key} <= ${selection.range.upTo}`);
+  if (selection.keys) parts.push(sql`${key} = ANY(${selection.keys})`);
+  // A condition Ferry composed (sourceFilter, sampleCondition, sourceKeysCondition).
+  if (filter) parts.push(sql`(${ferrySql(filter)})`);
+  return parts.length ? join(parts, sql` AND `) : sql`true`;
+}
+
+const [S, T, R] = [SOURCE_ALIAS, TARGET_ALIAS, ROW_ALIAS].map(ferrySql) as [Sql, Sql, Sql];
+
+/**
+ * The source rows of a selection as the transform makes them: the target's columns, cast to
+ * the target's types as an insert would. OFFSET 0 keeps each expression evaluated once.
+ */
+function sourceRelation(shape: VerifyShape, selection: Selection): Sql {
+  const list = join(shape.types.map((c) => sql`${planSql(shape.columns[c.name]!, `transform.sql.${c.name}`)}::${ferrySql(c.type)} AS ${ident(c.name)}`));
+  const where = selectionCondition(column(SOURCE_ALIAS, shape.source.key), selection, shape.sourceFilter);
+  return sql`(SELECT ${list} FROM ${tableName(shape.source)} AS ${S} WHERE ${where} OFFSET 0) AS ${R}`;
+}
+
+/**
+ * The target rows of a selection of source keys: by the lineage column when there is one, else
+ * by the target key; with `limit`, the first that many in key order.
+ */
+function targetRelation(shape: VerifyShape, selection: Selection, limit?: number): Sql {
+  const list = join(shape.types.map((c) => column(TARGET_ALIAS, c.name)));
+  const key = column(TARGET_ALIAS, shape.target.key);
+  const where = selectionCondition(column(TARGET_ALIAS, shape.lineage ?? shape.target.key), selection, shape.targetFilter);
+  const page = limit === undefined ? sql`OFFSET 0` : sql`ORDER BY ${key} LIMIT ${limit}`;
+  return sql`(SELECT ${list} FROM ${tableName(shape.target)} AS ${T} WHERE ${where} ${page}) AS ${R}`;
+}
+
+export type Side = 'source' | 'target';
+
+function relation(side: Side, shape: VerifyShape, selection: Selection, limit?: number): Sql {
+  return side === 'source' ? sourceRelation(shape, selection) : targetRelation(shape, selection, limit);
+}
+
+function canonicalColumns(shape: VerifyShape): string[] {
+  return shape.types.map((c) => canonicalText(`${ROW_ALIAS}.${quoteIdent(c.name)}`, c));
+}
+
+/**
+ * One text per row that differs whenever a canonical column text does: a record's text output
+ * quotes what needs quoting and writes NULL as nothing and '' as "", so NULL and '' differ.
+ */
+export function rowText(canonicalColumnTexts: string[]): string {
+  return `ROW(${canonicalColumnTexts.join(', ')})::text`;
+}
+
+/**
+ * An order-independent digest of a set of rows: the sum of the first 64 bits of each row's md5
+ * as a signed bigint. sum(bigint) adds in numeric (128-bit), so it cannot overflow.
+ */
+export function rowDigestSum(rowTextSql: string): string {
+  return `coalesce(sum(('x' || substr(md5(${rowTextSql}), 1, 16))::bit(64)::bigint), 0)::text`;
+}
+
+/** The row count and digest of a selection on one side: two small numbers. */
+export function chunkChecksumSql(side: Side, shape: VerifyShape, selection: Selection): Sql {
+  return sql`SELECT count(*)::bigint::text AS rows, ${ferrySql(rowDigestSum(rowText(canonicalColumns(shape))))} AS digest FROM ${relation(side, shape, selection)}`;
+}
+
+/**
+ * Per row of a selection: its key as text, its lineage column as text (only with a lineage
+ * column), then per target column its md5 (`hash`) or its canonical text (`text`), NULL for
+ * NULL. Read with rowMode 'array' and rowHashesOf(rows, shape). With `limit` (target only, no
+ * lineage column), the first `limit` rows in key order, to page through a range.
+ */
+export function rowsSql(
+  side: Side,
+  shape: VerifyShape,
+  selection: Selection,
+  mode: 'hash' | 'text',
+  limit?: number,
+): Sql {
+  const from = relation(side, shape, selection, limit);
+  const key = column(ROW_ALIAS, shape.target.key);
+  const columns = canonicalColumns(shape).map((text) => ferrySql(mode === 'hash' ? `md5(${text})` : text));
+  if (shape.lineage) columns.unshift(sql`${column(ROW_ALIAS, shape.lineage)}::text`);
+  return sql`SELECT ${key}::text, ${join(columns)} FROM ${from} ORDER BY ${key}`;
+}
+
+/**
+ * Canonical texts of rows computed in the worker (a module transform's output): each column
+ * arrives as an array of Postgres input text, is parsed with the target column's type and goes
+ * through the same canonical expressions. Runs on the target database, writes nothing.
+ */
+export function canonicalizeValuesSql(shape: Pick<VerifyShape, 'types' | 'target'>, columnValues: (string | null)[][]): Sql {
+  const casts = join(shape.types.map((c) => sql`${column('u', c.name)}::${ferrySql(c.type)} AS ${ident(c.name)}`));
+  const arrays = join(shape.types.map((_, i) => sql`${columnValues[i]}::text[]`));
+  const key = column(ROW_ALIAS, shape.target.key);
+  const canonical = join(shape.types.map((c) => ferrySql(canonicalText(`${ROW_ALIAS}.${quoteIdent(c.name)}`, c))));
+  const names = join(shape.types.map((c) => ident(c.name)));
+  return sql`SELECT ${key}::text, ${canonical} FROM (SELECT ${casts} FROM unnest(${arrays}) AS u(${names}) OFFSET 0) AS ${R}`;
+}
+
+/** `s.key IN ('a', 'b')`: a key list as literals, for COPY, which takes no bind parameters. */
+export function sourceKeysCondition(sourceKey: string, keys: string[]): string {
+  if (keys.length === 0) return 'false';
+  return sql`${column(SOURCE_ALIAS, sourceKey)} IN (${join(keys.map((key) => literal(key)))})`.text;
+}
+
+/** The keys of a list that the source holds (within the plan's filter), as text. */
+export function sourceKeysPresentSql(source: KeyedTable, filter: string | null, keys: string[]): Sql {
+  const key = column(SOURCE_ALIAS, source.key);
+  return sql`SELECT ${key}::text AS key FROM ${tableName(source)} AS ${S} WHERE ${key} = ANY(${keys})${filter ? sql` AND (${ferrySql(filter)})` : sql``}`;
+}
+
+/**
+ * Deletes the target rows of some source keys (by the lineage column) that those source keys do
+ * not produce now: `produced` is every target key they produce. Never touches another key's rows.
+ */
+export function deleteTargetGroupsSql(target: KeyedTable, lineage: string, sourceKeys: string[], produced: string[]): Sql {
+  const key = column(TARGET_ALIAS, target.key);
+  return sql`DELETE FROM ${tableName(target)} AS ${T} WHERE ${column(TARGET_ALIAS, lineage)} = ANY(${sourceKeys}) AND NOT (${key}::text = ANY(${produced}::text[])) RETURNING ${key}::text AS key`;
+}
+
+/** Deletes target rows by key; returns the deleted keys. */
+export function deleteTargetKeysSql(target: KeyedTable, keys: string[]): Sql {
+  const key = column(TARGET_ALIAS, target.key);
+  return sql`DELETE FROM ${tableName(target)} AS ${T} WHERE ${key} = ANY(${keys}) RETURNING ${key}::text AS key`;
+}
+
+/** The keys of a list that have a tombstone for the target table. */
+export function tombstonedKeysSql(target: TableName, keys: string[]): Sql {
+  return sql`SELECT key FROM ${ferrySql(TOMBSTONES_TABLE)} WHERE target_table = ${tombstoneTableName(target)} AND key = ANY(${keys}::text[])`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparing rows
+
+/** One row as read for comparison: its key, and one hash (or canonical text) per target column, null for NULL. */
+export interface RowHashes {
+  key: string;
+  /** The source key the row came from, with a lineage column (null when the target row has none). */
+  lineage?: string | null;
+  columns: (string | null)[];
+}
+
+/**
+ * Sorts every difference between the source's rows (as the transform makes them) and the
+ * target's into missing (not in the target), extra (not in the source) and value (in both,
+ * naming the differing columns). Source differences come in source order, then extras in
+ * target order.
+ */
+export function diffRows(columnNames: readonly string[], source: readonly RowHashes[], target: readonly RowHashes[]): Mismatch[] {
+  const targetByKey = new Map(target.map((row) => [row.key, row]));
+  const sourceKeys = new Set<string>();
+  const differences: Mismatch[] = [];
+  // With a lineage column, each difference names the source key whose group it belongs to.
+  const traced = (row: RowHashes) => (row.lineage === undefined ? {} : { sourceKey: row.lineage });
+  for (const row of source) {
+    sourceKeys.add(row.key);
+    const other = targetByKey.get(row.key);
+    if (!other) {
+      differences.push({ key: row.key, category: 'missing', columns: [], ...traced(row) });
+      continue;
+    }
+    const columns = columnNames.filter((_, i) => (row.columns[i] ?? null) !== (other.columns[i] ?? null));
+    if (columns.length > 0) differences.push({ key: row.key, category: 'value', columns, ...traced(row) });
+  }
+  for (const row of target) {
+    if (!sourceKeys.has(row.key)) differences.push({ key: row.key, category: 'extra', columns: [], ...traced(row) });
+  }
+  return differences;
+}
+
+/** Rows read with rowMode 'array' ([key, ...columns], or [key, lineage, ...columns] with a lineage column) as RowHashes. */
+export function rowHashesOf(rows: readonly unknown[][], shape?: Pick<VerifyShape, 'lineage'>): RowHashes[] {
+  const text = (v: unknown) => (v === null ? null : String(v));
+  if (!shape?.lineage) return rows.map((values) => ({ key: String(values[0]), columns: values.slice(1).map(text) }));
+  return rows.map((values) => ({ key: String(values[0]), lineage: text(values[1]), columns: values.slice(2).map(text) }));
+}
+
+/** The conditions that are given, joined with AND; null when none is. */
+export function allConditions(...conditions: (string | null | undefined)[]): string | null {
+  const parts = conditions.filter((c): c is string => !!c);
+  return parts.length ? parts.map((c) => `(${c})`).join(' AND ') : null;
+}
