@@ -8,7 +8,8 @@ import { describeRange, type KeyRange, type ShardSpec } from '../../lib/key-rang
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { oneStatement, readOnlyQuery } from '../plan-sql';
-import { nextBatchBoundSql, rangeRowsSql } from '../copy/copy-statements';
+import { nextBatchBoundSql, rangeRowsSql, SOURCE_KEY_TEXT } from '../copy/copy-statements';
+import { ident, sql } from '../sql';
 import { installFerrySchema, type Mismatch, recordMismatches } from '../state/ferry-schema';
 import { openKeysOfEarlierPasses, resolveEarlierPasses } from '../state/mismatches';
 import { isRowError } from '../pacing';
@@ -119,11 +120,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     /** The source keys of a chunk, for a target side that cannot be filtered like the source. */
     const chunkKeys = async (range: KeyRange): Promise<string[] | undefined> => {
       if (!v.rowDependent) return undefined;
-      const query = rangeRowsSql(bounds, range);
-      const result = await readOnlyQuery<{ key: string }>(sourcePool, {
-        text: `SELECT "ferry source key" AS key FROM (${query.text}) AS chunk`,
-        values: query.values,
-      });
+      const result = await readOnlyQuery<{ key: string }>(sourcePool, sql`SELECT ${ident(SOURCE_KEY_TEXT)} AS key FROM (${rangeRowsSql(bounds, range)}) AS chunk`);
       return result.rows.map((r) => r.key);
     };
 
