@@ -4,12 +4,13 @@
  */
 import { ApplicationFailure, getClient } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
+import { tableKey } from '../lib/ids';
 import type { Plan } from '../lib/plan';
 import type { Databases } from './connections';
 import { withClient } from './connections';
 
 function targetName(plan: Plan): string {
-  return `${plan.target.schema}.${plan.target.table}`;
+  return tableKey(plan.target);
 }
 
 /** Whether a migration workflow is still running; a registry row can outlive a terminated one. */

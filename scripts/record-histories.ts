@@ -21,6 +21,7 @@ import { createFerryWorker } from '../workers/worker';
 import { ensureTemporalCli } from './install-temporal';
 import { startPostgres } from './services/postgres';
 import { startTemporal } from './services/temporal';
+import { shardWorkflowId, verifyShardWorkflowId } from '../lib/ids';
 
 const outDir = path.join(__dirname, '..', 'test', 'histories');
 
@@ -127,12 +128,12 @@ async function main(): Promise<void> {
       await full.result();
       await save('migration-full-lifecycle', full.workflowId);
       const shardRuns = [];
-      for await (const run of client.workflow.list({ query: `WorkflowId = '${full.workflowId}/shard-0'` })) shardRuns.push(run);
+      for await (const run of client.workflow.list({ query: `WorkflowId = '${shardWorkflowId(full.workflowId, 0)}'` })) shardRuns.push(run);
       const continued = shardRuns.find((run) => run.status.name === 'CONTINUED_AS_NEW');
       if (!continued) throw new Error('no shard run continued-as-new; raise the row count');
       await save('shard-continued-as-new', continued.workflowId, continued.runId);
-      await save('shard-last-run', `${full.workflowId}/shard-0`);
-      await save('verify-shard', `${full.workflowId}/verify-1/shard-0`);
+      await save('shard-last-run', shardWorkflowId(full.workflowId, 0));
+      await save('verify-shard', verifyShardWorkflowId(full.workflowId, 1, 0));
     }
 
     async function recordAbort() {

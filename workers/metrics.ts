@@ -134,11 +134,8 @@ export function createFerryMetrics() {
   };
 }
 
-/** The shard index in a shard workflow's id (`<migration id>/shard-<n>`); null for another id. */
-export function shardIndexOf(workflowId: string | undefined): number | null {
-  const match = /\/shard-(\d+)$/.exec(workflowId ?? '');
-  return match ? Number(match[1]) : null;
-}
+/** Where the copier reads its shard's index from its workflow id. */
+export { shardIndexOf } from '../lib/ids';
 
 export type FerryMetrics = ReturnType<typeof createFerryMetrics>;
 

@@ -40,6 +40,7 @@ import {
   type AbortRequest,
   type Parsed,
 } from '../lib/messages-input';
+import { shardWorkflowId, verifyShardWorkflowId } from '../lib/ids';
 import type { Plan } from '../lib/plan';
 import { refusalOf, type RequestKind } from '../lib/requests';
 import { phaseKey } from '../lib/search-attributes';
@@ -808,12 +809,11 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     let problem: string | null = null;
     const queue = [...status.shards];
     const totals: VerifyTotals = { ...noTotals };
-    const label = samplePercent === null ? `verify-${pass}` : `verify-${pass}-sample`;
     const lanes = Array.from({ length: Math.max(1, Math.min(status.throttle.concurrency, queue.length)) }, async () => {
       for (let shard = queue.shift(); shard && !abortRequested; shard = queue.shift()) {
         try {
           const result = await executeChild(verifyShardWorkflow, {
-            workflowId: `${workflowId}/${label}/shard-${shard.index}`,
+            workflowId: verifyShardWorkflowId(workflowId, pass, shard.index, samplePercent !== null),
             args: [{ migrationId: workflowId, plan, spec: { range: shard.range, partitionValue: shard.partitionValue }, pass, samplePercent, cursor: null, totals: noTotals }],
           });
           for (const key of Object.keys(totals) as (keyof VerifyTotals)[]) totals[key] += result[key];
@@ -936,10 +936,6 @@ function checkedInput(input: unknown): MigrationInput {
 function trusted<T>(parsed: Parsed<T>): T {
   if (!parsed.ok) throw ApplicationFailure.nonRetryable(parsed.problems.join('; '), 'InvalidRequest');
   return parsed.value;
-}
-
-export function shardWorkflowId(migrationId: string, index: number): string {
-  return `${migrationId}/shard-${index}`;
 }
 
 /** The reason to pause for a person, once failed rows pass the plan's limits. */
