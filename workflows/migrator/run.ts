@@ -91,6 +91,12 @@ export class MigrationRun {
     return this.status.phases.some((p) => p.name === 'backfill' && p.endedAt !== null);
   }
 
+  /** Some step after `step` in the lifecycle has begun: a step added later must not run behind it. */
+  passed(step: Step): boolean {
+    const later = this.steps.slice(this.steps.indexOf(step) + 1);
+    return this.status.phases.some((p) => (later as string[]).includes(p.name));
+  }
+
   /** A gate waits now or lies ahead. */
   gateAhead(): boolean {
     return this.status.gate !== null || this.steps.some((step) => step.startsWith('gate:') && !this.status.phases.some((p) => p.name === step && p.endedAt !== null));

@@ -3,6 +3,14 @@
  * the step and says how the lifecycle goes on; `rollback`, where a step leaves something an abort
  * must undo, undoes it. The lifecycle runs them in order (workflows/migration.ts); an abort runs
  * the rollbacks of the steps that ran, newest first (workflows/migrator/endings.ts).
+ *
+ * A new step: name it in lib/lifecycle.ts (Step, and lifecycleSteps() says when the plan wants
+ * it and where), give it a Phase in lib/status.ts if operators should see one, write its object
+ * here or in a file of its own (`run` opens with run.enter(phase, name), keeps its state on the
+ * MigrationRun, returns 'abort' when run.abortRequest is set), and list it in stepsByName.
+ * Migrations already running must replay: the step's `run` first returns 'next' unless
+ * patched('<its id>'), and also when run.passed(<its name>) (a continued run of an older
+ * migration would otherwise run it out of order).
  */
 import { ApplicationFailure, patched } from '@temporalio/workflow';
 import type { GateName, Step } from '../../lib/lifecycle';
