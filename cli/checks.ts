@@ -31,7 +31,6 @@ export class CheckRefusedError extends Error {
   }
 }
 
-/** The id of a migration's n-th check after it ended. */
 /**
  * The plan and final status of a migration whose workflow has closed. The status is the
  * workflow's result; the plan is its (last run's) input. Neither needs a worker.
