@@ -22,6 +22,7 @@ import { ensureTemporalCli } from './install-temporal';
 import { startPostgres } from './services/postgres';
 import { startTemporal } from './services/temporal';
 import { shardWorkflowId, verifyShardWorkflowId } from '../lib/ids';
+import { phaseKey } from '../lib/search-attributes';
 
 const outDir = path.join(__dirname, '..', 'test', 'histories');
 
@@ -154,7 +155,7 @@ async function main(): Promise<void> {
     async function recordGate() {
       const gated = await startMigration(client, temporal, plan('items_gate', { reminderSeconds: 0.3, figuresEverySeconds: 0.3 }), { execute: true });
       // The backfill may continue-as-new too: the run wanted ended with its phase at the gate.
-      const query = `WorkflowId = '${gated.workflowId}' AND ExecutionStatus = 'ContinuedAsNew' AND FerryPhase = 'awaiting-approval'`;
+      const query = `WorkflowId = '${gated.workflowId}' AND ExecutionStatus = 'ContinuedAsNew' AND ${phaseKey.name} = 'awaiting-approval'`;
       const atGate = await until(async () => {
         for await (const run of client.workflow.list({ query })) return run;
         return undefined;
