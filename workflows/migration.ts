@@ -10,31 +10,16 @@
  * messages are handled in workflows/migrator/handlers.ts.
  */
 import { ApplicationFailure, patched } from '@temporalio/workflow';
-import { parseMigrationInput } from '../lib/messages-input';
-import type { Plan } from '../lib/plan';
 import type { MigrationStatus } from '../lib/status';
 import { claimTarget, inspect, prepareTarget } from './migrator/activity-proxies';
 import { continueWithStatus } from './migrator/continue-as-new';
 import { abort, complete, fail } from './migrator/endings';
 import { setMigrationHandlers } from './migrator/handlers';
+import { checkedInput, type MigrationInput } from './migrator/input';
 import { MigrationRun } from './migrator/run';
 import { lifecycleOf, type LifecycleStep } from './migrator/steps';
 
-export interface MigrationInput {
-  plan: Plan;
-  /** Without it the run is a dry run: inspect, report, write nothing. */
-  execute: boolean;
-  /** Show real values in the dry run's transform sample (they then live in the workflow history). */
-  showSampleValues?: boolean;
-  /** Migrate into a target that already holds a finished migration. */
-  rerun?: boolean;
-  /** `ferry start --no-apps`: as lifecycle.noApps, given on the command line. */
-  noApps?: boolean;
-  /** The identity that started it (the CLI's FERRY_OPERATOR or user@host), for the record and four-eyes gates. */
-  startedBy?: string;
-  /** Set by the migration itself when it continues-as-new. */
-  carried?: MigrationStatus;
-}
+export type { MigrationInput };
 
 export async function migrationWorkflow(input: MigrationInput): Promise<MigrationStatus> {
   // Both guarded, so that histories recorded before them replay as they ran.
@@ -98,11 +83,4 @@ async function inspectAndClaim(run: MigrationRun): Promise<'claimed' | Migration
   }
   run.audit.open();
   return 'claimed';
-}
-
-/** The input, checked; otherwise the run fails at once, before it touches anything, with the CLI's messages. */
-function checkedInput(input: unknown): MigrationInput {
-  const parsed = parseMigrationInput(input);
-  if (!parsed.ok) throw ApplicationFailure.nonRetryable(parsed.problems.join('\n'), 'InvalidInput', parsed.problems);
-  return { ...(input as MigrationInput), ...parsed.value };
 }

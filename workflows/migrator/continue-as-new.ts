@@ -3,7 +3,8 @@
  * fresh history that carries the whole status; the next run resumes where this one stopped.
  */
 import { allHandlersFinished, condition, continueAsNew } from '@temporalio/workflow';
-import type { migrationWorkflow } from '../migration';
+import type { MigrationStatus } from '../../lib/status';
+import type { MigrationInput } from './input';
 import type { MigrationRun } from './run';
 
 /**
@@ -18,5 +19,5 @@ export async function readyToContinueAsNew(run: MigrationRun): Promise<boolean> 
 
 /** The next run of this migration, carrying everything it has done. */
 export function continueWithStatus(run: MigrationRun): Promise<never> {
-  return continueAsNew<typeof migrationWorkflow>({ ...run.input, carried: run.status });
+  return continueAsNew<(input: MigrationInput) => Promise<MigrationStatus>>({ ...run.input, carried: run.status });
 }

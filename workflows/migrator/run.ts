@@ -14,7 +14,7 @@ import { phaseKey } from '../../lib/search-attributes';
 import { newMigrationStatus, type MigrationEvent, type MigrationStatus, type Phase } from '../../lib/status';
 import { shardRate } from '../../lib/throttle';
 import { auditWriter, type AuditWriter } from '../audit-writer';
-import type { MigrationInput } from '../migration';
+import type { MigrationInput } from './input';
 import { shardPauseSignal, shardThrottleSignal, type OperatorNote, type ShardThrottle, type VerifyRequest } from '../messages';
 
 /** Signals refused for a bad payload are recorded up to this many; more only reach the worker's log. */
