@@ -3,7 +3,7 @@
  * applications to confirm, and putting them back where no write is lost when a migration aborts.
  */
 import { condition } from '@temporalio/workflow';
-import type { FlagAcks } from '../../activities/flags';
+import type { FlagAcks } from '../../activities/state/flags';
 import { flagsAfterAbort, type FlagSettings } from '../../lib/lifecycle';
 import { awaitFlagAcks, setFlags } from './activity-proxies';
 import type { MigrationRun } from './run';
