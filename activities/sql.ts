@@ -6,6 +6,7 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import { escapeIdentifier, escapeLiteral } from 'pg';
+import { tableKey } from '../lib/ids';
 import { sqlFragmentProblem } from '../lib/sql-fragment';
 
 export const quoteIdent = escapeIdentifier;
@@ -21,8 +22,8 @@ export function qualifiedName({ schema, table }: TableName): string {
 }
 
 /** For messages: how a person would write the name. */
-export function displayName({ schema, table }: TableName): string {
-  return `${schema}.${table}`;
+export function displayName(name: TableName): string {
+  return tableKey(name);
 }
 
 /** How every statement refers to the source row, and so how plan expressions may name it. */

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { KeyRange } from '../../lib/key-range';
 import { targetKey, type Plan } from '../../lib/plan';
+import { tableKey } from '../../lib/ids';
 import { column, ferrySql, ident, int, join, literal, planSql, quoteIdent, sql, SOURCE_ALIAS, tableName, type Sql, type TableName } from '../sql';
 import { sourceFilter } from './subset';
 
@@ -98,7 +99,7 @@ export const TOMBSTONES_TABLE = TOMBSTONES.text;
 
 /** How tombstones name a target table: schema.table, unquoted, as the client library writes it. */
 export function tombstoneTableName(target: TableName): string {
-  return `${target.schema}.${target.table}`;
+  return tableKey(target);
 }
 
 /** No tombstone for the key `keyExpression` gives (a literal table name: COPY-free, but kept in the text). */

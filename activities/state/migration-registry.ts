@@ -5,12 +5,13 @@
 import { ApplicationFailure, getClient } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Plan } from '../../lib/plan';
+import { tableKey } from '../../lib/ids';
 import type { Databases } from '../connections';
 import { inTransaction } from '../transaction';
 import { sql } from '../sql';
 
 function targetName(plan: Plan): string {
-  return `${plan.target.schema}.${plan.target.table}`;
+  return tableKey(plan.target);
 }
 
 /** Whether a migration workflow is still running; a registry row can outlive a terminated one. */
