@@ -1,0 +1,80 @@
+/**
+ * Change capture as plans and workflows see it: how live writes reach the new table, the
+ * applier's cursor, and the lag a status shows. Pure: workflows and activities both import it.
+ */
+import { z } from 'zod';
+
+/**
+ * application: the application writes the new table itself (dual writes through the client
+ * library, lifecycle.dualWrites) or nothing does and verification repairs.
+ * trigger: Ferry installs a trigger on the source table that records each changed key in a
+ * change log on the source database, and applies the changes to the target itself.
+ */
+export const captureModes = ['application', 'trigger'] as const;
+export type CaptureMode = (typeof captureModes)[number];
+
+const captureModeSchema = z.enum(captureModes, {
+  error: () => `must be one of ${captureModes.join(', ')} (capture: logical is not available yet)`,
+});
+
+const captureObjectSchema = z.strictObject({
+  /** How live writes reach the new table. (Default: application) */
+  mode: captureModeSchema.default('application'),
+  /** Changed keys the applier writes per transaction. (Default: 500) */
+  applyBatchSize: z.number().int().min(1).max(10_000).default(500),
+});
+
+/**
+ * `capture: trigger` is short for `capture: { mode: trigger }`. Missing in plans recorded before
+ * capture existed: read it through captureOf.
+ */
+export const captureSchema = z.union([
+  captureModeSchema.transform((mode) => captureObjectSchema.parse({ mode })),
+  captureObjectSchema,
+]);
+
+export type Capture = z.output<typeof captureObjectSchema>;
+
+export const defaultCapture: Capture = { mode: 'application', applyBatchSize: 500 };
+
+/** A plan's capture settings, for plans recorded before the setting existed too. */
+export function captureOf(plan: { capture?: Capture }): Capture {
+  return plan.capture ?? defaultCapture;
+}
+
+export function capturesWithTrigger(plan: { capture?: Capture }): boolean {
+  return captureOf(plan).mode === 'trigger';
+}
+
+/**
+ * Where the applier stands. Every change whose transaction is visible in `appliedThrough` (a
+ * pg_snapshot as text) has been applied; the current round applies those visible in `round`
+ * and not in `appliedThrough`, key by key from `afterKey` on. Snapshots rather than a sequence
+ * number, because log entries commit in another order than they were numbered.
+ */
+export interface ApplyCursor {
+  appliedThrough: string | null;
+  round: string | null;
+  afterKey: string | null;
+}
+
+export const startOfCapture: ApplyCursor = { appliedThrough: null, round: null, afterKey: null };
+
+/** Changes recorded but not yet applied. */
+export interface CaptureLag {
+  /** Log entries committed and not yet applied. */
+  changesWaiting: number;
+  /** Seconds since the oldest of them was written; 0 when none waits. */
+  oldestSeconds: number;
+}
+
+export interface ApplyChangesResult {
+  cursor: ApplyCursor;
+  /** Keys re-applied in this call (a key changed several times counts once per round). */
+  keysApplied: number;
+  rowsWritten: number;
+  rowsDeleted: number;
+  lag: CaptureLag;
+  /** Why the applier is slowed or holding, if it is. */
+  throttleReason: string | null;
+}
