@@ -29,6 +29,8 @@ import { copyRangeThroughModule, transformDirFromEnv } from './module-transform'
 import { holdKindOf, holdReason } from './throttler';
 import { assertPlanSqlIsSafe, oneStatement, readOnly } from './plan-sql';
 import { createFerryMetrics, shardIndexOf, type FerryMetrics } from '../workers/metrics';
+import { capturesWithTrigger } from '../lib/capture';
+import { createChangeApplier } from './capture/applier';
 
 export interface CopyBatchesInput {
   migrationId: string;
@@ -97,6 +99,7 @@ async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spe
 }
 
 export function createCopier(databases: Databases, metrics: FerryMetrics = createFerryMetrics(), transformDir: string | null = transformDirFromEnv()) {
+  const changes = createChangeApplier(databases, transformDir);
   /**
    * Copies one key range of `spec` by the fastest path the plan allows: one statement inside one
    * database, COPY between two, or through the worker for a module transform (which reports the
@@ -131,7 +134,11 @@ export function createCopier(databases: Databases, metrics: FerryMetrics = creat
       const spec = copySpecOf(plan, input.shard.partitionValue);
       const sourcePool = databases.pool(plan.source.connection);
       const targetPool = databases.pool(plan.target.connection);
-      const copyRange = await rangeCopier(plan);
+      const copyChunk = await rangeCopier(plan);
+      // With trigger capture, changes the chunk's read missed are applied again after its write.
+      const copyRange = capturesWithTrigger(plan)
+        ? async (spec: CopySpec, range: KeyRange) => (await changes.copyChunkWithWatermark(input.migrationId, plan, range, () => copyChunk(spec, range))).copied
+        : copyChunk;
       const maxMs = (input.maxSeconds ?? 5) * 1000;
       const checkEveryMs = plan.backoff.checkEverySeconds * 1000;
       const targetBatchMs = plan.throttle.targetBatchSeconds * 1000;
