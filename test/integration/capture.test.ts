@@ -5,6 +5,9 @@
  * test's own md5 of every row's text finds both sides equal, in one database and across two.
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChangeApplier } from '../../activities/capture/applier';
@@ -27,12 +30,15 @@ const sourceDdl = `
 
 const targetDdl = `CREATE TABLE accounts_v2 (id int PRIMARY KEY, cents bigint NOT NULL, note text);`;
 
-function capturePlan(name: string, targetEnv: string): Plan {
+/** The same reshaping as a module transform: numeric(12, 2) arrives as its exact text. */
+const centsModule = `export default (row: { id: number; balance: string; note: string | null }) => ({ id: row.id, cents: row.balance.replace('.', ''), note: row.note });`;
+
+function capturePlan(name: string, targetEnv: string, module?: string): Plan {
   return validatePlan({
     name,
     source: { connection: 'SOURCE_URL', table: 'accounts', key: 'id' },
     target: { connection: targetEnv, table: 'accounts_v2' },
-    transform: { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } },
+    transform: module ? { module, columns: ['id', 'cents', 'note'] } : { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } },
     capture: { mode: 'trigger', applyBatchSize: 200 },
   });
 }
@@ -164,12 +170,15 @@ describe('a chunk whose read is older than changes already applied', () => {
 });
 
 describe.each([
-  ['in one database', false],
-  ['across two databases', true],
-])('a backfill with changes captured %s', (_label, acrossDatabases) => {
+  ['in one database', false, false],
+  ['across two databases', true, false],
+  ['across two databases through a JavaScript module', true, true],
+])('a backfill with changes captured %s', (_label, acrossDatabases, throughModule) => {
   let sourceUrl: string;
   let targetUrl: string;
   let databases: Databases;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-capture-'));
+  const module = path.join(dir, 'cents.ts');
 
   beforeAll(async () => {
     sourceUrl = await createTestDatabase('capture_src');
@@ -178,15 +187,19 @@ describe.each([
     await sql(targetUrl, targetDdl);
     databases = createDatabases({ env: { SOURCE_URL: sourceUrl, TARGET_URL: targetUrl } });
     await installFerrySchema(databases.pool('TARGET_URL'));
+    writeFileSync(module, centsModule);
   });
-  afterAll(() => databases?.close());
+  afterAll(async () => {
+    await databases?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   it('ends equal to the source, row for row, once the writer stops and the lag is zero', async () => {
-    const plan = capturePlan('capture-backfill', acrossDatabases ? 'TARGET_URL' : 'SOURCE_URL');
-    const migrationId = `capture-backfill-${acrossDatabases ? 'across' : 'within'}`;
+    const plan = capturePlan('capture-backfill', acrossDatabases ? 'TARGET_URL' : 'SOURCE_URL', throughModule ? module : undefined);
+    const migrationId = `capture-backfill-${acrossDatabases ? 'across' : 'within'}${throughModule ? '-module' : ''}`;
     const trigger = createCaptureTrigger(databases);
-    const copier = createCopier(databases);
-    const { activities: applier } = createChangeApplier(databases, null);
+    const copier = createCopier(databases, undefined, dir);
+    const { activities: applier } = createChangeApplier(databases, dir);
     await run(trigger.installCapture, { migrationId, plan });
 
     const writer = startWriter(sourceUrl, { table: 'accounts', keys: ROWS, freshKeysFrom: 10_000_000 });
