@@ -1,6 +1,8 @@
 /** Every activity a Ferry worker runs, bound to the worker's database connections. */
 import { createFerryMetrics, type FerryMetrics } from '../workers/metrics';
 import { createAuditLog } from './audit';
+import { createChangeApplier } from './capture/applier';
+import { createCaptureTrigger } from './capture/trigger';
 import type { Databases } from './connections';
 import { createCopier } from './copier';
 import { createSourceDescriber } from './describe-source';
@@ -44,6 +46,8 @@ export function createActivities({ databases, metrics = createFerryMetrics(), tr
     ...createSourceDescriber(databases),
     ...createVerificationRecord(databases),
     ...createAuditLog(databases),
+    ...createCaptureTrigger(databases),
+    ...createChangeApplier(databases, transformDir).activities,
     /** Installs Ferry's schema (tombstones, failed records) on the target. Safe to run twice. */
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
       await installFerrySchema(databases.pool(plan.target.connection));
@@ -68,6 +72,9 @@ export function createActivities({ databases, metrics = createFerryMetrics(), tr
     finishVerificationRun: beating(activities.finishVerificationRun),
     doctor: beating(activities.doctor),
     describeSource: beating(activities.describeSource),
+    installCapture: beating(activities.installCapture),
+    removeCapture: beating(activities.removeCapture),
+    captureLag: beating(activities.captureLag),
   };
 }
 

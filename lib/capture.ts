@@ -78,3 +78,47 @@ export interface ApplyChangesResult {
   /** Why the applier is slowed or holding, if it is. */
   throttleReason: string | null;
 }
+
+/** What `ferry status` shows of a migration's capture. */
+export interface CaptureStatus {
+  mode: 'trigger';
+  installedAt: string | null;
+  /** When the trigger and the migration's log entries were removed (after the cleanup gate, an abort or a failure). */
+  removedAt: string | null;
+  cursor: ApplyCursor;
+  /** As of the last call of the applier; null before the first. */
+  lag: CaptureLag | null;
+  keysApplied: number;
+  rowsWritten: number;
+  rowsDeleted: number;
+  throttleReason: string | null;
+  /** When the applier first had the target up to date after the backfill; null until then. */
+  caughtUpAt: string | null;
+}
+
+export function newCaptureStatus(): CaptureStatus {
+  return {
+    mode: 'trigger',
+    installedAt: null,
+    removedAt: null,
+    cursor: startOfCapture,
+    lag: null,
+    keysApplied: 0,
+    rowsWritten: 0,
+    rowsDeleted: 0,
+    throttleReason: null,
+    caughtUpAt: null,
+  };
+}
+
+/** Changes waiting in a call made after the backfill that count as caught up: one apply batch or less. */
+export function isCaughtUp(lag: CaptureLag, plan: { capture?: Capture }): boolean {
+  return lag.changesWaiting <= captureOf(plan).applyBatchSize;
+}
+
+/** One line for a person: how far the change apply is behind. */
+export function describeLag(lag: CaptureLag | null): string {
+  if (lag === null) return 'not measured yet';
+  if (lag.changesWaiting === 0) return 'up to date';
+  return `${lag.changesWaiting} change${lag.changesWaiting === 1 ? '' : 's'} waiting, oldest ${lag.oldestSeconds.toFixed(1)} s`;
+}

@@ -64,6 +64,8 @@ import {
   type VerifyRequest,
 } from './messages';
 import { auditWriter } from './audit-writer';
+import { captureRunner } from './capture';
+import { capturesWithTrigger } from '../lib/capture';
 import { CANCELLED, shardWorkflow } from './shard';
 import { noTotals, verifyShardWorkflow, type VerifyTotals } from './verify-shard';
 
@@ -196,6 +198,9 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   // Every recorded event also goes to ferry.audit on the target, once the target is this
   // migration's (never in a dry run, which writes nothing).
   const audit = auditWriter(auditing, plan, workflowId, status);
+  // Guarded, and asked only of plans that capture, so that histories recorded before replay as they ran.
+  const capturing = capturesWithTrigger(plan) && patched('capture-trigger');
+  const capture = captureRunner({ plan, migrationId: workflowId, status, now: () => new Date().toISOString(), backfillDone: () => backfillDone() });
 
   const record = (kind: MigrationEvent['kind'], note: OperatorNote, detail: string) => {
     status.events.push({ at: now(), kind, by: note.by ?? null, detail: note.reason ? `${detail} (${note.reason})` : detail });
@@ -465,6 +470,8 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const abort = async (request: AbortRequest): Promise<MigrationStatus> => {
     const phaseReached = status.phase;
     enter('aborting', 'abort');
+    // The trigger goes at once, beside the shards stopping: the source's writers stop paying for it.
+    const captureRemoved = capturing ? capture.remove() : Promise.resolve();
     const stopping = running();
     await Promise.all(stopping.map((shard) => getExternalWorkflowHandle(shardWorkflowId(workflowId, shard.index)).cancel().catch(() => {})));
     // Each shard reports once its copier has stopped: no row moves after an abort answers.
@@ -475,6 +482,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       record('flags', { by: 'ferry' }, `rolled back on abort: ${rollback.note} (version ${status.flags.version})`);
     }
     status.abort = { at: now(), by: request.by, reason: request.reason, phaseReached, flagsNote: rollback.note };
+    await captureRemoved;
     await releaseTarget({ plan, migrationId: workflowId, state: 'aborted' });
     finish('aborted');
     await audit.settle();
@@ -494,9 +502,14 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     return !somethingAsked();
   };
   /** The next run of this migration, carrying everything it has done. */
-  const continueWithStatus = () => continueAsNew<typeof migrationWorkflow>({ ...input, carried: status });
+  const continueWithStatus = async () => {
+    // The change apply stops with this run; the next run starts it again from the carried cursor.
+    if (capturing) await capture.stop();
+    return continueAsNew<typeof migrationWorkflow>({ ...input, carried: status });
+  };
 
   const fail = async (error: ApplicationFailure): Promise<never> => {
+    if (capturing) await capture.remove().catch(() => {});
     finish('failed');
     await releaseFailedTarget({ plan, migrationId: workflowId, state: 'failed' }).catch(() => {});
     await audit.settle();
@@ -527,6 +540,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   if (input.carried && status.execute) audit.open();
   // A continued run resumes where the last one stopped: steps with an ended record are done.
   const done = new Set(status.phases.filter((p) => p.endedAt !== null).map((p) => p.name));
+  if (capturing) capture.resume();
   for (const step of steps) {
     if (done.has(step)) continue;
     if (abortRequested) return abort(abortRequested);
@@ -536,6 +550,20 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       const needsApps = patched('dual-writes-need-apps');
       const acks = await changeFlags({ writeOld: true, writeNew: true, readFrom: 'old', comparePercent: 0 }, 'dual writes on', needsApps);
       if (needsApps) await awaitApplications(acks);
+    } else if (step === 'capture-on') {
+      enter('capture-on', step);
+      await capture.install();
+    } else if (step === 'catch-up') {
+      enter('catching-up', step);
+      try {
+        await Promise.race([capture.caughtUp(), condition(() => abortRequested !== null)]);
+      } catch (error) {
+        return fail(error as ApplicationFailure);
+      }
+      if (abortRequested) return abort(abortRequested);
+    } else if (step === 'capture-off') {
+      enter('capture-off', step);
+      await capture.remove();
     } else if (step === 'backfill') {
       if (!input.carried) {
         enter('backfilling', step);

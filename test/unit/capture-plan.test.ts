@@ -24,7 +24,7 @@ describe('capture in the plan', () => {
   it('defaults to the application, and reads plans recorded before the setting existed', () => {
     expect(validatePlan(base).capture).toEqual({ mode: 'application', applyBatchSize: 500 });
     const { capture: _omitted, ...recorded } = validatePlan(base);
-    expect(captureOf(recorded)).toEqual({ mode: 'application', applyBatchSize: 500 });
+    expect(captureOf(recorded as { capture?: never })).toEqual({ mode: 'application', applyBatchSize: 500 });
   });
 
   it('takes `capture: trigger` as short for the mapping', () => {
