@@ -47,7 +47,7 @@ export function createActivities({ databases, metrics = createFerryMetrics(), tr
     ...createVerificationRecord(databases),
     ...createAuditLog(databases),
     ...createCaptureTrigger(databases),
-    ...createChangeApplier(databases, transformDir).activities,
+    ...createChangeApplier(databases, transformDir, metrics).activities,
     /** Installs Ferry's schema (tombstones, failed records) on the target. Safe to run twice. */
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
       await installFerrySchema(databases.pool(plan.target.connection));

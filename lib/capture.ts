@@ -116,6 +116,15 @@ export function isCaughtUp(lag: CaptureLag, plan: { capture?: Capture }): boolea
   return lag.changesWaiting <= captureOf(plan).applyBatchSize;
 }
 
+/** What `ferry status` and the report say of a migration's capture, in one line. */
+export function describeCapture(capture: CaptureStatus): string {
+  const applied = `${capture.keysApplied} changed keys applied (${capture.rowsWritten} rows written, ${capture.rowsDeleted} deleted)`;
+  if (capture.removedAt !== null) return `trigger removed at ${capture.removedAt}; ${applied}`;
+  if (capture.installedAt === null) return 'trigger not installed yet';
+  const throttled = capture.throttleReason ? `; ${capture.throttleReason}` : '';
+  return `trigger since ${capture.installedAt}: ${describeLag(capture.lag)}; ${applied}${throttled}`;
+}
+
 /** One line for a person: how far the change apply is behind. */
 export function describeLag(lag: CaptureLag | null): string {
   if (lag === null) return 'not measured yet';

@@ -12,6 +12,7 @@ import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { withHeartbeats, type Heartbeats } from '../heartbeats';
 import { rateDelayMs } from '../pacing';
+import { createFerryMetrics, type FerryMetrics } from '../../workers/metrics';
 import { createKeyApplier, type KeysApplied } from './apply-keys';
 import { changedKeysInRangeSql, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql } from './statements';
 
@@ -51,7 +52,7 @@ export async function captureLagOf(pool: pg.Pool, migrationId: string, appliedTh
   return { changesWaiting: Number(row?.waiting ?? 0), oldestSeconds: Number(row?.oldest ?? 0) };
 }
 
-export function createChangeApplier(databases: Databases, transformDir: string | null) {
+export function createChangeApplier(databases: Databases, transformDir: string | null, metrics: FerryMetrics = createFerryMetrics()) {
   const applyKeys = createKeyApplier(databases, transformDir);
 
   /**
@@ -121,6 +122,7 @@ export function createChangeApplier(databases: Databases, transformDir: string |
       }
       const applied = await applyKeys(migrationId, plan, keys);
       cursor.afterKey = keys[keys.length - 1]!;
+      metrics.captureKeysApplied.inc({ migration: plan.name }, keys.length);
       result.keysApplied += keys.length;
       result.rowsWritten += applied.written;
       result.rowsDeleted += applied.deleted;
@@ -131,6 +133,8 @@ export function createChangeApplier(databases: Databases, transformDir: string |
       if (wait > 0) await sleep(Math.min(wait, timeLeft()));
     }
     const lag = await captureLagOf(sourcePool, migrationId, cursor.appliedThrough);
+    metrics.captureChangesWaiting.set({ migration: plan.name }, lag.changesWaiting);
+    metrics.captureOldestSeconds.set({ migration: plan.name }, lag.oldestSeconds);
     return { cursor, ...result, lag };
   }
 
