@@ -21,7 +21,7 @@ const { installCapture, removeCapture } = proxyActivities<FerryActivities>({
     initialInterval: '1 second',
     backoffCoefficient: 2,
     maximumInterval: '10 seconds',
-    nonRetryableErrorTypes: ['MissingConnection', 'CaptureSourceMissing'],
+    nonRetryableErrorTypes: ['MissingConnection', 'CaptureSourceMissing', 'CaptureNotAllowed'],
   },
 });
 
@@ -75,6 +75,8 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
         cursor: s.cursor,
         rowsPerSecond: ctx.status.throttle.rowsPerSecond,
         prune: afterBackfill,
+        // The catch-up step waits for this call: it ends as soon as nothing is left to apply.
+        returnWhenCaughtUp: afterBackfill && s.caughtUpAt === null,
         maxSeconds: APPLY_CALL_SECONDS,
       });
       s.cursor = result.cursor;

@@ -552,7 +552,11 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
       if (needsApps) await awaitApplications(acks);
     } else if (step === 'capture-on') {
       enter('capture-on', step);
-      await capture.install();
+      try {
+        await capture.install();
+      } catch (error) {
+        return fail(ApplicationFailure.nonRetryable(`capture could not be installed: ${rootMessage(error)}`, 'CaptureNotInstalled'));
+      }
     } else if (step === 'catch-up') {
       enter('catching-up', step);
       try {

@@ -27,6 +27,8 @@ export interface ApplyChangesInput {
    * flight looks for entries its read could not see. (Default: false)
    */
   prune?: boolean;
+  /** Return as soon as a round finds nothing to apply, rather than wait for more. (Default: false) */
+  returnWhenCaughtUp?: boolean;
   /** Return after about this long, so the workflow can record the cursor and apply a new throttle. (Default: 5) */
   maxSeconds?: number;
 }
@@ -116,6 +118,7 @@ export function createChangeApplier(databases: Databases, transformDir: string |
         }
         Object.assign(cursor, { appliedThrough: cursor.round, round: null, afterKey: null });
         heartbeat(cursor);
+        if (wasEmpty && input.returnWhenCaughtUp) break;
         // Everything applied: look again shortly, until the call's time is up.
         if (wasEmpty) await sleep(Math.min(IDLE_POLL_MS, timeLeft()));
         continue;

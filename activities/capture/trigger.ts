@@ -22,6 +22,7 @@ import {
  * ones behind it: give up soon and let the activity's retry try again, rather than stall them.
  */
 const TRIGGER_LOCK_TIMEOUT = '2s';
+const INSUFFICIENT_PRIVILEGE = '42501';
 
 export interface CaptureInput {
   migrationId: string;
@@ -56,6 +57,22 @@ export async function installChangeLog(pool: pg.Pool): Promise<void> {
   }
 }
 
+/** Creates the change log, then the function and the trigger in one transaction; nothing when they exist. */
+async function install(pool: pg.Pool, migrationId: string, plan: Plan): Promise<{ installed: boolean }> {
+  await installChangeLog(pool);
+  return inTransaction(pool, async (client) => {
+    const table = await client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [qualifiedName(plan.source)]);
+    if (!table.rows[0]?.present) {
+      throw ApplicationFailure.nonRetryable(`the source table ${displayName(plan.source)} does not exist; capture needs it`, 'CaptureSourceMissing');
+    }
+    const exists = triggerExistsSql(migrationId, plan.source);
+    if ((await client.query<{ present: boolean }>(exists.text, exists.values)).rows[0]?.present) return { installed: false };
+    await client.query(createCaptureFunctionSql(migrationId, plan.source.key));
+    await client.query(createTriggerSql(migrationId, plan.source));
+    return { installed: true };
+  });
+}
+
 export function createCaptureTrigger(databases: Databases) {
   return {
     /**
@@ -64,20 +81,18 @@ export function createCaptureTrigger(databases: Databases) {
      */
     async installCapture({ migrationId, plan }: CaptureInput): Promise<{ installed: boolean }> {
       const pool = databases.pool(plan.source.connection);
-      await installChangeLog(pool);
-      return inTransaction(pool, async (client) => {
-        const table = await client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [qualifiedName(plan.source)]);
-        if (!table.rows[0]?.present) {
-          throw ApplicationFailure.nonRetryable(`the source table ${displayName(plan.source)} does not exist; capture needs it`, 'CaptureSourceMissing');
-        }
-        const exists = triggerExistsSql(migrationId, plan.source);
-        if ((await client.query<{ present: boolean }>(exists.text, exists.values)).rows[0]?.present) return { installed: false };
-        await client.query(createCaptureFunctionSql(migrationId, plan.source.key));
-        await client.query(createTriggerSql(migrationId, plan.source));
-        return { installed: true };
-      });
+      try {
+        return await install(pool, migrationId, plan);
+      } catch (error) {
+        if ((error as { code?: string }).code !== INSUFFICIENT_PRIVILEGE) throw error;
+        // Waiting cannot fix a missing grant: say what to grant, and stop.
+        throw ApplicationFailure.nonRetryable(
+          `the source role may not install capture on ${displayName(plan.source)}: ${(error as Error).message}; ` +
+            'it needs the TRIGGER privilege on the table (or to own it) and CREATE on the database (for the ferry schema)',
+          'CaptureNotAllowed',
+        );
+      }
     },
-
     /**
      * Removes the migration's trigger, its function and its entries in the change log. The log
      * table itself stays for other migrations. Safe to run twice, and when the table is gone.

@@ -1,6 +1,7 @@
 /** The plan's capture setting: its short form, its default, and the plans it refuses. */
 import { describe, expect, it } from 'vitest';
 import { captureOf } from '../../lib/capture';
+import { lifecycleSteps } from '../../lib/lifecycle';
 import { InvalidPlanError, validatePlan, type PlanInput } from '../../lib/plan';
 
 const base: PlanInput = {
@@ -47,5 +48,13 @@ describe('capture in the plan', () => {
     expect(problems({ ...base, capture: 'trigger', target: { ...base.target, sourceKey: 'id' } })).toContain(
       'capture: trigger capture needs one target row per source key; it cannot be combined with target.sourceKey yet',
     );
+  });
+});
+
+describe('the lifecycle of a plan that captures', () => {
+  it('puts the trigger on before the backfill, catches up, and takes it off after the cleanup gate', () => {
+    expect(lifecycleSteps(validatePlan({ ...base, capture: 'trigger' }))).toEqual(['capture-on', 'backfill', 'catch-up', 'verify', 'gate:cleanup', 'capture-off']);
+    expect(lifecycleSteps(validatePlan({ ...base, capture: 'trigger', verify: { enabled: false } }))).toEqual(['capture-on', 'backfill', 'catch-up', 'gate:cleanup', 'capture-off']);
+    expect(lifecycleSteps(validatePlan(base))).toEqual(['backfill', 'verify']);
   });
 });
