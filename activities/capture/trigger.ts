@@ -88,7 +88,8 @@ export function createCaptureTrigger(databases: Databases) {
         // Waiting cannot fix a missing grant: say what to grant, and stop.
         throw ApplicationFailure.nonRetryable(
           `the source role may not install capture on ${displayName(plan.source)}: ${(error as Error).message}; ` +
-            'it needs the TRIGGER privilege on the table (or to own it) and CREATE on the database (for the ferry schema)',
+            'it needs to own the table (or belong to its owner role: dropping a trigger takes the owner) and CREATE on the database ' +
+            '(for the ferry schema); `ferry doctor` prints the GRANTs',
           'CaptureNotAllowed',
         );
       }

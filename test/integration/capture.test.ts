@@ -14,6 +14,7 @@ import { createChangeApplier } from '../../activities/capture/applier';
 import { captureObjectName } from '../../activities/capture/statements';
 import { createCaptureTrigger } from '../../activities/capture/trigger';
 import { createCopier, type CopyBatchesResult } from '../../activities/copier';
+import { createDoctor } from '../../activities/doctor';
 import { createDatabases, type Databases } from '../../activities/connections';
 import { installFerrySchema } from '../../activities/ferry-schema';
 import { startOfCapture, type ApplyCursor } from '../../lib/capture';
@@ -105,6 +106,37 @@ describe('the capture trigger', () => {
     expect(await sql(url, `SELECT 1 FROM pg_trigger WHERE tgname = $1 UNION ALL SELECT 1 FROM pg_proc WHERE proname = $1`, [name])).toEqual([]);
     await sql(url, `UPDATE accounts SET balance = 5 WHERE id = 6`);
     expect(await sql(url, `SELECT 1 FROM ferry.change_log WHERE migration_id = $1`, [id])).toEqual([]);
+  });
+
+  it('needs the table owner: doctor prints the GRANTs, the install says what to grant, and after them it installs', async () => {
+    const role = `capture_limited_${Date.now()}`;
+    const database = new URL(url).pathname.slice(1);
+    await sql(url, `CREATE ROLE ${role} LOGIN PASSWORD 'limited'; GRANT SELECT ON accounts TO ${role}; REVOKE CREATE ON DATABASE ${database} FROM PUBLIC;`);
+    const limitedUrl = new URL(url);
+    limitedUrl.username = role;
+    limitedUrl.password = 'limited';
+    const limited = createDatabases({ env: { LIMITED_URL: limitedUrl.toString() } });
+    try {
+      const limitedPlan = validatePlan({ ...plan(), source: { ...plan().source, connection: 'LIMITED_URL' }, target: { ...plan().target, connection: 'LIMITED_URL' } });
+      const capturing = (await run(createDoctor(limited).doctor, { plan: limitedPlan })).checks.filter((c) => /capture|change log/.test(c.name));
+      expect(capturing).toEqual([
+        expect.objectContaining({ name: 'capture trigger on public.accounts', status: 'fail', fix: expect.stringMatching(/^GRANT "\w+" TO "capture_limited_\d+";$/) }),
+        expect.objectContaining({ name: 'schema ferry (change log)', status: 'fail', fix: `ALTER SCHEMA ferry OWNER TO "${role}";` }),
+      ]);
+      await expect(run(createCaptureTrigger(limited).installCapture, { migrationId: 'capture-limited', plan: limitedPlan })).rejects.toThrow(
+        /may not install capture on public\.accounts: .*own the table/,
+      );
+      expect(await sql(url, `SELECT 1 FROM pg_proc WHERE proname = $1`, [captureObjectName('capture-limited')])).toEqual([]);
+      // The schema exists already here (the first test made it), so the owner of the table is what is missing.
+      await sql(url, capturing[0]!.fix!);
+      await sql(url, `ALTER SCHEMA ferry OWNER TO ${role}; ALTER TABLE ferry.change_log OWNER TO ${role};`);
+      const after = (await run(createDoctor(limited).doctor, { plan: limitedPlan })).checks.filter((c) => /capture|change log/.test(c.name));
+      expect(after.map((c) => c.status)).toEqual(['ok', 'ok']);
+      expect(await run(createCaptureTrigger(limited).installCapture, { migrationId: 'capture-limited', plan: limitedPlan })).toEqual({ installed: true });
+      await run(createCaptureTrigger(limited).removeCapture, { migrationId: 'capture-limited', plan: limitedPlan });
+    } finally {
+      await limited.close();
+    }
   });
 
   it('refuses a source table that does not exist, and creates nothing for it', async () => {
