@@ -74,6 +74,25 @@ describe('a migration that captures changes with a trigger', () => {
     // The writer has stopped: the change apply catches up on its own, and the lag reads zero.
     await eventually(async () => ((await statusOf(id)).capture?.lag?.changesWaiting === 0 ? true : undefined), 60_000, 'no change waiting');
     expect(await differing()).toEqual([]);
+
+    // Pause governs the change apply: changes wait in the log until resume.
+    expect((await ferry(['pause', id, '--by', 'erin'], worker.temporal)).code).toBe(ExitCode.ok);
+    await eventually(async () => ((await statusOf(id)).paused ? true : undefined), 10_000, 'paused');
+    await new Promise((resolve) => setTimeout(resolve, 6000)); // the apply call under way ends (5 s at most)
+    const appliedBefore = (await statusOf(id)).capture!.keysApplied;
+    await sql(url, `UPDATE accounts SET note = 'while paused' WHERE id IN (SELECT id FROM accounts ORDER BY id LIMIT 10)`);
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect((await statusOf(id)).capture!.keysApplied).toBe(appliedBefore);
+    expect(await sql(url, `SELECT id FROM accounts_${table} WHERE note = 'while paused'`)).toEqual([]);
+    expect((await ferry(['resume', id, '--by', 'erin'], worker.temporal)).code).toBe(ExitCode.ok);
+    await eventually(
+      async () => ((await sql(url, `SELECT id FROM accounts_${table} WHERE note = 'while paused'`)).length === 10 ? true : undefined),
+      30_000,
+      'the changes made while paused, applied after resume',
+    );
+    await eventually(async () => ((await statusOf(id)).capture?.lag?.changesWaiting === 0 ? true : undefined), 30_000, 'no change waiting');
+    expect(await differing()).toEqual([]);
+
     const status = await ferry(['status', id], worker.temporal);
     expect(status.stdout).toMatch(/^capture {3}trigger since \S+: up to date; \d+ changed keys applied/m);
     // Ferry's own verification agrees with the test's comparison at its first pass.
