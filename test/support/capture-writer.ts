@@ -22,7 +22,7 @@ export interface RunningWriter {
  * Writes `table (id int primary key, balance numeric, note text)` with `clients` connections.
  * Keys it inserts or moves to start at `freshKeysFrom`, one range per client, so none collide.
  */
-export function startWriter(url: string, options: { table: string; keys: number; clients?: number; freshKeysFrom: number }): RunningWriter {
+export function startWriter(url: string, options: { table: string; keys: number; clients?: number; freshKeysFrom: number; pauseMs?: number }): RunningWriter {
   const counts: WriterCounts = { inserts: 0, updates: 0, deletes: 0, keyChanges: 0, rolledBack: 0 };
   let stopping = false;
   const loops = Array.from({ length: options.clients ?? 3 }, async (_, client) => {
@@ -39,6 +39,7 @@ export function startWriter(url: string, options: { table: string; keys: number;
           await db.query('ROLLBACK');
           counts.rolledBack += 1;
         });
+        if (options.pauseMs) await new Promise((resolve) => setTimeout(resolve, options.pauseMs));
       }
     } finally {
       await db.end();
