@@ -74,7 +74,6 @@ export function createActivities({ databases, metrics = createFerryMetrics(), tr
     describeSource: beating(activities.describeSource),
     installCapture: beating(activities.installCapture),
     removeCapture: beating(activities.removeCapture),
-    captureLag: beating(activities.captureLag),
   };
 }
 

@@ -146,10 +146,6 @@ export function createChangeApplier(databases: Databases, transformDir: string |
     activities: {
       /** applyChanges, heartbeating every few seconds too. */
       applyChanges: (input: ApplyChangesInput): Promise<ApplyChangesResult> => withHeartbeats((heartbeats) => applyChanges(input, heartbeats)),
-      /** The change lag of a migration: entries waiting and the age of the oldest. */
-      async captureLag({ migrationId, plan, appliedThrough }: { migrationId: string; plan: Plan; appliedThrough: string | null }): Promise<CaptureLag> {
-        return captureLagOf(databases.pool(plan.source.connection), migrationId, appliedThrough);
-      },
     },
   };
 }

@@ -60,6 +60,7 @@ describe('a migration that captures changes with a trigger', () => {
     const writer = startWriter(url, { table: 'accounts', keys: ROWS, freshKeysFrom: 10_000_000 });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
+    const firstRunId = (await handle.describe()).runId;
     let counts: WriterCounts;
     try {
       await eventually(async () => ((await statusOf(id)).gate?.name === 'cleanup' ? true : undefined), 150_000, 'the cleanup gate');
@@ -99,6 +100,10 @@ describe('a migration that captures changes with a trigger', () => {
     const verified = await ferry(['verify', id, '--json'], worker.temporal);
     expect(verified.code, verified.stderr).toBe(ExitCode.ok);
     expect(JSON.parse(verified.stdout)).toMatchObject({ clean: true, passes: 1, missing: 0, extra: 0, value: 0, repaired: 0 });
+
+    // The change apply's calls grow the history: the run continued-as-new (the test server suggests it
+    // at 40 events), and the next run took the apply up from the carried cursor.
+    expect((await worker.client.workflow.getHandle(id).describe()).runId).not.toBe(firstRunId);
 
     expect((await ferry(['approve', id, '--gate', 'cleanup', '--by', 'carol'], worker.temporal)).code).toBe(ExitCode.ok);
     const result = await handle.result();
