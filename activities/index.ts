@@ -2,6 +2,7 @@
 import { createFerryMetrics, type FerryMetrics } from '../workers/metrics';
 import { createAuditLog } from './audit';
 import { createChangeApplier } from './capture/applier';
+import { withApplyLock } from './capture/apply-keys';
 import { createCaptureTrigger } from './capture/trigger';
 import type { Databases } from './connections';
 import { createCopier } from './copier';
@@ -16,6 +17,7 @@ import { withHeartbeats } from './heartbeats';
 import { createVerificationRecord } from './verification-runs';
 import { createVerifier } from './verifier';
 import type { Plan } from '../lib/plan';
+import { capturesWithTrigger } from '../lib/capture';
 import { transformDirFromEnv } from './module-transform';
 
 export interface ActivityDependencies {
@@ -32,6 +34,15 @@ export interface ActivityDependencies {
 /** An activity that heartbeats from a timer while it runs (it keeps no checkpoint of its own). */
 function beating<I, O>(activity: (input: I) => Promise<O>): (input: I) => Promise<O> {
   return (input) => withHeartbeats(() => activity(input));
+}
+
+/**
+ * With trigger capture, a write of rows re-read from the source (a repair, a retry) holds the
+ * change apply's lock, so it never lands after a newer change was applied to the same key.
+ */
+function orderedWithCapture<I extends { migrationId: string; plan: Plan }, O>(databases: Databases, activity: (input: I) => Promise<O>): (input: I) => Promise<O> {
+  return (input) =>
+    capturesWithTrigger(input.plan) ? withApplyLock(databases.pool(input.plan.target.connection), input.migrationId, () => activity(input)) : activity(input);
 }
 
 export function createActivities({ databases, metrics = createFerryMetrics(), transformDir = transformDirFromEnv() }: ActivityDependencies) {
@@ -72,6 +83,8 @@ export function createActivities({ databases, metrics = createFerryMetrics(), tr
     finishVerificationRun: beating(activities.finishVerificationRun),
     doctor: beating(activities.doctor),
     describeSource: beating(activities.describeSource),
+    repairMismatches: orderedWithCapture(databases, activities.repairMismatches),
+    retryFailedRecords: orderedWithCapture(databases, activities.retryFailedRecords),
     installCapture: beating(activities.installCapture),
     removeCapture: beating(activities.removeCapture),
   };
