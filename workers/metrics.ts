@@ -8,6 +8,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createCaptureMetrics } from '../activities/capture/metrics';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { redactErrorText } from '../lib/errors';
 import { registerGateMetrics } from './gate-metrics';
@@ -73,9 +74,8 @@ export function createFerryMetrics() {
     replicaLag: gauge('ferry_source_replica_lag_seconds', "The longest replay lag of the source's replicas at the last health check.", byMigration),
     longestQuery: gauge('ferry_source_longest_query_seconds', 'The longest-running query on the source (not Ferry\'s) at the last health check.', byMigration),
     copiesRunning: gauge('ferry_copies_running', 'Shard copies running on this worker.', byMigration),
-    captureChangesWaiting: gauge('ferry_capture_changes_waiting', 'Captured changes logged and not yet applied, at the last call of the change apply.', byMigration),
-    captureOldestSeconds: gauge('ferry_capture_oldest_change_seconds', 'Age of the oldest captured change not yet applied; 0 when none waits.', byMigration),
-    captureKeysApplied: counter('ferry_capture_keys_applied_total', 'Changed keys the change apply wrote to the target (re-read from the source).', byMigration),
+    /** The change apply's lag and progress (activities/capture/metrics.ts). */
+    ...createCaptureMetrics(registry),
   };
 
   const views = new Map<string, ShardMetrics>();

@@ -12,8 +12,8 @@ import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { withHeartbeats, type Heartbeats } from '../heartbeats';
 import { rateDelayMs } from '../pacing';
-import { createFerryMetrics, type FerryMetrics } from '../../workers/metrics';
 import { createKeyApplier, type KeysApplied } from './apply-keys';
+import { createCaptureMetrics, type CaptureMetrics } from './metrics';
 import { changedKeysInRangeSql, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql } from './statements';
 
 export interface ApplyChangesInput {
@@ -54,7 +54,7 @@ export async function captureLagOf(pool: pg.Pool, migrationId: string, appliedTh
   return { changesWaiting: Number(row?.waiting ?? 0), oldestSeconds: Number(row?.oldest ?? 0) };
 }
 
-export function createChangeApplier(databases: Databases, transformDir: string | null, metrics: FerryMetrics = createFerryMetrics()) {
+export function createChangeApplier(databases: Databases, transformDir: string | null, metrics: CaptureMetrics = createCaptureMetrics()) {
   const applyKeys = createKeyApplier(databases, transformDir);
 
   /**
