@@ -89,7 +89,7 @@ export function phaseStory(status: MigrationStatus, nowMs = Date.now()): string 
     case 'capture-on':
       return 'installing the capture trigger on the source table; copying starts after';
     case 'catching-up':
-      return `applying the changes captured during the backfill: ${describeLag(status.capture?.lag ?? null)}; verification starts once at most one batch waits`;
+      return `applying the changes captured during the backfill: ${describeLag(status.capture?.lag ?? null)}; verification starts once the apply keeps up`;
     case 'capture-off':
       return 'removing the capture trigger and its change log entries';
     case 'reads-on-new':

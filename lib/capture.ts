@@ -111,9 +111,16 @@ export function newCaptureStatus(): CaptureStatus {
   };
 }
 
-/** Changes waiting in a call made after the backfill that count as caught up: one apply batch or less. */
+/** The change apply keeps up when no change waits longer than this. */
+export const CAUGHT_UP_SECONDS = 5;
+
+/**
+ * The lag of a call made after the backfill that counts as caught up: one apply batch or less
+ * waits, or none has waited longer than CAUGHT_UP_SECONDS (writers that never pause still leave
+ * a round's worth of changes waiting at any moment).
+ */
 export function isCaughtUp(lag: CaptureLag, plan: { capture?: Capture }): boolean {
-  return lag.changesWaiting <= captureOf(plan).applyBatchSize;
+  return lag.changesWaiting <= captureOf(plan).applyBatchSize || lag.oldestSeconds <= CAUGHT_UP_SECONDS;
 }
 
 /** What `ferry status` and the report say of a migration's capture, in one line. */

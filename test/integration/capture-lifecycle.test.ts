@@ -57,7 +57,7 @@ describe('a migration that captures changes with a trigger', () => {
 
   it('applies changes until the cleanup gate; after the writer stops and the lag is zero, both sides are equal', async () => {
     const plan = await capturePlan(3000);
-    const writer = startWriter(url, { table: 'accounts', keys: ROWS, freshKeysFrom: 10_000_000 });
+    const writer = startWriter(url, { table: 'accounts', keys: ROWS, freshKeysFrom: 10_000_000, pauseMs: 2 });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
     const firstRunId = (await handle.describe()).runId;
