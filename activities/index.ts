@@ -1,29 +1,30 @@
 /** Every activity a Ferry worker runs, bound to the worker's database connections. */
-import { createFerryMetrics, type FerryMetrics } from '../workers/metrics';
-import { createAuditLog } from './audit';
+import type { Plan } from '../lib/plan';
+import type { Databases } from './connections';
+import { withHeartbeats } from './heartbeats';
+import { createCopier } from './copy/copier';
+import { createCopyMetrics, type CopyMetrics } from './copy/metrics';
+import { createSourceDescriber } from './inspect/describe-source';
+import { createDoctor } from './inspect/doctor';
+import { createInspector } from './inspect/inspector';
+import { createShardPlanner } from './inspect/shard-planner';
+import { createAuditLog } from './state/audit';
+import { installFerrySchema } from './state/ferry-schema';
+import { createFlagSetter } from './state/flags';
+import { createMigrationRegistry } from './state/migration-registry';
+import { transformDirFromEnv } from './transform/load';
+import { createVerificationRecord } from './verify/verification-runs';
+import { createVerifier } from './verify/verifier';
+import { capturesWithTrigger } from '../lib/capture';
 import { createChangeApplier } from './capture/applier';
 import { withApplyLock } from './capture/apply-keys';
+import { createCaptureMetrics, type CaptureMetrics } from './capture/metrics';
 import { createCaptureTrigger } from './capture/trigger';
-import type { Databases } from './connections';
-import { createCopier } from './copier';
-import { createSourceDescriber } from './describe-source';
-import { createDoctor } from './doctor';
-import { installFerrySchema } from './ferry-schema';
-import { createFlagSetter } from './flags';
-import { createInspector } from './inspector';
-import { createMigrationRegistry } from './migration-registry';
-import { createShardPlanner } from './shard-planner';
-import { withHeartbeats } from './heartbeats';
-import { createVerificationRecord } from './verification-runs';
-import { createVerifier } from './verifier';
-import type { Plan } from '../lib/plan';
-import { capturesWithTrigger } from '../lib/capture';
-import { transformDirFromEnv } from './module-transform';
 
 export interface ActivityDependencies {
   databases: Databases;
   /** Where the activities record Ferry's metrics. (Default: a registry of their own, not served) */
-  metrics?: FerryMetrics;
+  metrics?: CopyMetrics & CaptureMetrics;
   /**
    * The only directory transform modules load from (links resolved); null loads none.
    * (Default: FERRY_TRANSFORM_DIR, else none)
@@ -45,7 +46,11 @@ function orderedWithCapture<I extends { migrationId: string; plan: Plan }, O>(da
     capturesWithTrigger(input.plan) ? withApplyLock(databases.pool(input.plan.target.connection), input.migrationId, () => activity(input)) : activity(input);
 }
 
-export function createActivities({ databases, metrics = createFerryMetrics(), transformDir = transformDirFromEnv() }: ActivityDependencies) {
+export function createActivities({
+  databases,
+  metrics = { ...createCopyMetrics(), ...createCaptureMetrics() },
+  transformDir = transformDirFromEnv(),
+}: ActivityDependencies) {
   const activities = {
     ...createInspector(databases, transformDir),
     ...createCopier(databases, metrics, transformDir),

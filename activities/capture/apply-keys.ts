@@ -9,14 +9,14 @@ import { to as copyTo } from 'pg-copy-streams';
 import { setTimeout as delay } from 'node:timers/promises';
 import { wholeKeySpace } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
-import { inCopyTransaction, writeBatch } from '../batch-writer';
+import { inCopyTransaction, writeBatch } from '../copy/batch-writer';
 import { withClient, type Databases } from '../connections';
-import { copyOutSql, copySpecOf, copyWithinDatabaseSql, type CopySpec } from '../copy-statements';
-import { recordFailures, type FailedRecord } from '../ferry-schema';
-import { copyRangeThroughModule } from '../module-transform';
+import { copyOutSql, copySpecOf, copyWithinDatabaseSql, type CopySpec } from '../copy/copy-statements';
+import { recordFailures, type FailedRecord } from '../state/ferry-schema';
+import { copyRangeThroughModule } from '../transform/module-copy';
 import { isRowError } from '../pacing';
 import { oneStatement, readOnly, readOnlyQuery } from '../plan-sql';
-import { deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify-statements';
+import { deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
 
 /** First key of the advisory lock that orders the writes of re-read rows of one migration. */
 export const CAPTURE_LOCK_CLASS = 0x46455243; // "FERC"
