@@ -35,10 +35,10 @@ export function captureObjectName(migrationId: string): string {
   const readable = migrationId
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '_')
-    .replace(/^_+|_+$/g, '')
-    .slice(0, 30);
+    .slice(0, 30)
+    .replace(/^_+|_+$/g, '');
   const digest = createHash('sha256').update(migrationId).digest('hex').slice(0, 12);
-  return `ferry_capture_${readable}_${digest}`;
+  return `ferry_capture_${readable ? `${readable}_` : ''}${digest}`;
 }
 
 export function captureFunctionName(migrationId: string): string {
