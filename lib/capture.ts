@@ -66,6 +66,8 @@ export interface CaptureLag {
   changesWaiting: number;
   /** Seconds since the oldest of them was written; 0 when none waits. */
   oldestSeconds: number;
+  /** When the worker measured it (absent in older records). */
+  measuredAt?: string;
 }
 
 export interface ApplyChangesResult {

@@ -12,7 +12,7 @@ import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { withHeartbeats, type Heartbeats } from '../heartbeats';
 import { rateDelayMs } from '../pacing';
-import { createKeyApplier, type KeysApplied } from './apply-keys';
+import { createKeyApplier, withApplyLock, type KeysApplied } from './apply-keys';
 import { createCaptureMetrics, type CaptureMetrics } from './metrics';
 import { changedKeysInRangeSql, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql } from './statements';
 
@@ -51,7 +51,7 @@ async function keyTypeOf(pool: pg.Pool, plan: Plan): Promise<string> {
 export async function captureLagOf(pool: pg.Pool, migrationId: string, appliedThrough: string | null): Promise<CaptureLag> {
   const { text, values } = lagSql(migrationId, appliedThrough);
   const row = (await pool.query<{ waiting: number; oldest: number }>(text, values)).rows[0];
-  return { changesWaiting: Number(row?.waiting ?? 0), oldestSeconds: Number(row?.oldest ?? 0) };
+  return { changesWaiting: Number(row?.waiting ?? 0), oldestSeconds: Number(row?.oldest ?? 0), measuredAt: new Date().toISOString() };
 }
 
 export function createChangeApplier(databases: Databases, transformDir: string | null, metrics: CaptureMetrics = createCaptureMetrics()) {
@@ -71,7 +71,10 @@ export function createChangeApplier(databases: Databases, transformDir: string |
   ): Promise<{ copied: T; reapplied: KeysApplied & { keys: number } }> {
     const sourcePool = databases.pool(plan.source.connection);
     const low = await currentSnapshot(sourcePool);
-    const copied = await copy();
+    // Under the apply lock from before the read to the commit, as every write of re-read rows:
+    // a change applied meanwhile cannot land between the chunk's read and its write, so a worker
+    // that dies after the write and before the check below leaves nothing the applier will not fix.
+    const copied = await withApplyLock(databases.pool(plan.target.connection), migrationId, copy);
     const changed = changedKeysInRangeSql(migrationId, await keyTypeOf(sourcePool, plan), low, range);
     const keys = (await sourcePool.query<{ key: string }>(changed.text, changed.values)).rows.map((r) => r.key);
     const batch = captureOf(plan).applyBatchSize;

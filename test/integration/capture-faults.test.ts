@@ -77,7 +77,16 @@ describe('workers killed during a trigger-capture migration', () => {
     } finally {
       await writer.stop();
     }
-    await eventually(async () => ((await statusOf())?.capture?.lag?.changesWaiting === 0 ? true : undefined), 60_000, 'no change waiting').catch(failWithStory);
+    // A lag measured after the writer stopped: one measured before may read zero between two writes.
+    const stoppedAt = new Date().toISOString();
+    await eventually(
+      async () => {
+        const lag = (await statusOf())?.capture?.lag;
+        return lag?.changesWaiting === 0 && (lag.measuredAt ?? '') > stoppedAt ? true : undefined;
+      },
+      60_000,
+      'no change waiting',
+    ).catch(failWithStory);
     const [source, target] = await Promise.all([
       sql<{ id: number; h: string }>(sourceUrl, `SELECT id, md5(row(id, (balance * 100)::bigint, note)::text) AS h FROM accounts ORDER BY id`),
       sql<{ id: number; h: string }>(targetUrl, `SELECT id, md5(row(id, cents, note)::text) AS h FROM accounts_v2 ORDER BY id`),

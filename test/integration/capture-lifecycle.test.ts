@@ -52,6 +52,16 @@ describe('a migration that captures changes with a trigger', () => {
       `SELECT coalesce(s.id, t.id) AS id FROM (SELECT id, md5(row(id, (balance * 100)::bigint, note)::text) AS h FROM accounts) AS s
          FULL JOIN (SELECT id, md5(row(id, cents, note)::text) AS h FROM accounts_${table}) AS t ON s.id = t.id WHERE s.h IS DISTINCT FROM t.h`,
     );
+  /** Waits for a lag of zero measured after `since`: one measured before may read zero between two writes. */
+  const caughtUpSince = (id: string, since: string) =>
+    eventually(
+      async () => {
+        const lag = (await statusOf(id)).capture?.lag;
+        return lag?.changesWaiting === 0 && (lag.measuredAt ?? '') > since ? true : undefined;
+      },
+      60_000,
+      'no change waiting',
+    );
   const triggersOnSource = () => sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'accounts'::regclass AND NOT tgisinternal`);
   const logEntries = async (id: string) => (await sqlRow(url, `SELECT count(*)::int AS n FROM ferry.change_log WHERE migration_id = $1`, [id])).n as number;
 
@@ -73,7 +83,7 @@ describe('a migration that captures changes with a trigger', () => {
     expect(await triggersOnSource()).toEqual([{ tgname: captureObjectName(id) }]);
 
     // The writer has stopped: the change apply catches up on its own, and the lag reads zero.
-    await eventually(async () => ((await statusOf(id)).capture?.lag?.changesWaiting === 0 ? true : undefined), 60_000, 'no change waiting');
+    await caughtUpSince(id, new Date().toISOString());
     expect(await differing()).toEqual([]);
 
     // Pause governs the change apply: changes wait in the log until resume.
@@ -91,7 +101,7 @@ describe('a migration that captures changes with a trigger', () => {
       30_000,
       'the changes made while paused, applied after resume',
     );
-    await eventually(async () => ((await statusOf(id)).capture?.lag?.changesWaiting === 0 ? true : undefined), 30_000, 'no change waiting');
+    await caughtUpSince(id, new Date().toISOString());
     expect(await differing()).toEqual([]);
 
     const status = await ferry(['status', id], worker.temporal);

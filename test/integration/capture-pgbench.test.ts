@@ -88,8 +88,13 @@ describe.each([
     const { n: transactions } = await sqlRow(sourceUrl, `SELECT count(*)::int AS n FROM pgbench_history`);
     expect(transactions, benchOutput).toBeGreaterThan(200);
 
+    // A lag measured after pgbench stopped: one measured before may read zero between two writes.
+    const stoppedAt = new Date().toISOString();
     await eventually(
-      async () => ((await migrationReport(worker.client, id)).status?.capture?.lag?.changesWaiting === 0 ? true : undefined),
+      async () => {
+        const lag = (await migrationReport(worker.client, id)).status?.capture?.lag;
+        return lag?.changesWaiting === 0 && (lag.measuredAt ?? '') > stoppedAt ? true : undefined;
+      },
       60_000,
       'no change waiting',
     );
