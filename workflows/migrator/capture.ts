@@ -4,11 +4,11 @@
  * gate; then the trigger and the log entries go, or at once on an abort or a failure.
  */
 import { ApplicationFailure, CancellationScope, condition, isCancellation, proxyActivities } from '@temporalio/workflow';
-import { rootMessage } from '../lib/errors';
-import type { FerryActivities } from '../activities';
-import { isCaughtUp, newCaptureStatus, type CaptureStatus } from '../lib/capture';
-import type { Plan } from '../lib/plan';
-import type { MigrationStatus } from '../lib/status';
+import { rootMessage } from '../../lib/errors';
+import type { FerryActivities } from '../../activities';
+import { isCaughtUp, newCaptureStatus, type CaptureStatus } from '../../lib/capture';
+import type { Plan } from '../../lib/plan';
+import type { MigrationStatus } from '../../lib/status';
 
 /** Silence for this long means the activity's worker is gone (every activity beats every 2 s). */
 const HEARTBEAT_TIMEOUT = '10 seconds';
