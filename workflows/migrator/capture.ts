@@ -1,7 +1,7 @@
 /**
  * Trigger capture in the migration workflow: the trigger goes on before the backfill; the change
  * apply runs beside the backfill and after it, under the throttle and pause, until the cleanup
- * gate; then the trigger and the log entries go, or at once on an abort or a failure.
+ * gate; then the trigger and the log entries go, or on an abort (once the shards stopped) or a failure.
  */
 import { ApplicationFailure, CancellationScope, condition, isCancellation, proxyActivities } from '@temporalio/workflow';
 import { rootMessage } from '../../lib/errors';
