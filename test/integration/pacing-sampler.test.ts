@@ -41,14 +41,14 @@ describe('pacing sampler', () => {
   it('measures a baseline and a quiet interval with nothing holding the copy', async () => {
     const baseline = await sampler.baseline(400);
     expect(baseline.latencyMs).toBeGreaterThan(0);
-    const quiet = await sampler.sample(1000);
+    const quiet = await sampler.sample(5000);
     expect(quiet.lockWaits).toBe(0);
     expect(quiet.latencyMs).toBeGreaterThan(0);
     expect(quiet.checkpointsRequested).toBe(0);
     expect(quiet.replicaLagSeconds).toBe(0);
     expect(quiet.transactionsPerSecond).toBeGreaterThanOrEqual(0);
     const decision = nextPacing(startPacing(null), quiet, baseline, budget, null);
-    expect(decision.action).toBe('increase');
+    expect(decision, JSON.stringify({ quiet, baseline, decision })).toMatchObject({ action: "increase" });
     expect(decision.holding).toBeNull();
   });
 
