@@ -22,7 +22,8 @@ import {
 } from './copy-statements';
 import { inCopyTransaction, writeBatch } from './batch-writer';
 import { recordFailures, type FailedRecord } from './ferry-schema';
-import { isRowError, MIN_BATCH_SIZE, nextBatchSize, rateDelayMs } from './pacing';
+import { MIN_BATCH_SIZE, nextBatchSize, rateDelayMs } from '../lib/throttle';
+import { isRowError } from '../lib/errors';
 import { redactMessage } from '../lib/errors';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
 import { copyRangeThroughModule, transformDirFromEnv } from './module-transform';

@@ -33,7 +33,7 @@ import {
   type RowTransform,
   type TargetRow,
 } from './module-transform';
-import { isRowError } from './pacing';
+import { isRowError } from '../lib/errors';
 import { redactMessage } from '../lib/errors';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from './sql';
 import type { DigestResult } from './transform-thread';
