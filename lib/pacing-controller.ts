@@ -44,9 +44,9 @@ export interface PacingBudget {
   /** Sessions that may wait on a lock on the tables involved. */
   maxLockWaits: number;
   /** Active client sessions; null for the baseline's count times 1.5, plus 2. */
-  maxActiveBackends: number | null;
+  maxActiveBackends?: number | null;
   /** WAL bytes per second; null for no limit (forced checkpoints still count). */
-  maxWalBytesPerSecond: number | null;
+  maxWalBytesPerSecond?: number | null;
   /** Replay lag of any replica, seconds. */
   maxReplicaLagSeconds: number;
 }
@@ -122,7 +122,7 @@ export function pressures(sample: PacingSample, baseline: PacingBaseline, budget
   if (sample.checkpointsRequested > 0) {
     found.push({ signal: 'checkpoints', ratio: 1.5, detail: `${sample.checkpointsRequested} checkpoint(s) forced by WAL volume (max_wal_size)` });
   }
-  if (budget.maxWalBytesPerSecond !== null) {
+  if (budget.maxWalBytesPerSecond != null) {
     const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB/s`;
     found.push({
       signal: 'wal',
