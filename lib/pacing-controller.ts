@@ -60,6 +60,12 @@ export interface PacingState {
   lastLatencyPressure: number;
 }
 
+/** The controller's memory, carried by a shard's workflow from one copy call to the next. */
+export interface CopyPacing {
+  baseline: PacingBaseline;
+  state: PacingState;
+}
+
 export interface PacingDecision {
   state: PacingState;
   /** What the controller did this interval. */
@@ -186,8 +192,16 @@ export function nextPacing(
   };
 }
 
-/** How `ferry status` words a decision: the rate, and the signal holding it back. */
+const SIGNALS: readonly PacingSignal[] = ['latency', 'lock-waits', 'active-backends', 'checkpoints', 'wal', 'replica-lag', 'ceiling'];
+
+/** How a shard's throttle reason words a decision: the rate, and the signal holding it back. */
 export function describePacing(rowsPerSecond: number, holding: PacingDecision['holding']): string | null {
   if (!holding) return null;
   return `paced at ${Math.round(rowsPerSecond)} rows/s by ${holding.signal}: ${holding.detail}`;
+}
+
+/** The signal a reason written by describePacing names; null for any other reason. */
+export function holdingSignalOf(reason: string | null): PacingSignal | null {
+  const named = /^paced at \d+ rows\/s by ([a-z-]+):/.exec(reason ?? '')?.[1];
+  return SIGNALS.find((signal) => signal === named) ?? null;
 }

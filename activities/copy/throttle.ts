@@ -11,10 +11,9 @@ import {
   describePacing,
   nextPacing,
   startPacing,
-  type PacingBaseline,
+  type CopyPacing,
   type PacingDecision,
   type PacingSample,
-  type PacingState,
 } from '../../lib/pacing-controller';
 import type { Plan } from '../../lib/plan';
 import { budgetOf, MIN_BATCH_SIZE, type ThrottleBudget } from '../../lib/throttle';
@@ -22,13 +21,9 @@ import type { SourceHealth, ThrottleKind } from '../../workers/metrics';
 import { oneStatement, readOnly } from '../plan-sql';
 import { sharedPacingSignals, type PacingSignals } from './pacing-signals';
 
-export type Backoff = Plan['backoff'];
+export type { CopyPacing };
 
-/** The controller's memory, carried by the shard's workflow from one copy call to the next. */
-export interface CopyPacing {
-  baseline: PacingBaseline;
-  state: PacingState;
-}
+export type Backoff = Plan['backoff'];
 
 /** How long to wait before going on, and why; `ms` 0 to go on now. */
 export interface ThrottleWait {

@@ -11,6 +11,7 @@ import {
   type PacingSample,
   type PacingState,
 } from '../../lib/pacing-controller';
+import { holdingSignals } from '../../lib/status';
 
 const baseline: PacingBaseline = { latencyMs: 8, activeBackends: 4 };
 const budget: PacingBudget = { p99Factor: 1.2, maxLockWaits: 0, maxActiveBackends: null, maxWalBytesPerSecond: null, maxReplicaLagSeconds: 2 };
@@ -119,5 +120,16 @@ describe('pacing controller', () => {
   it('words the decision for status', () => {
     expect(describePacing(1234.4, { signal: 'lock-waits', detail: '2 sessions waiting' })).toBe('paced at 1234 rows/s by lock-waits: 2 sessions waiting');
     expect(describePacing(1234, null)).toBeNull();
+  });
+});
+
+describe('the holding signal in status', () => {
+  it('is read back from the reason the copier wrote, for running shards only', () => {
+    const reason = describePacing(900, { signal: 'lock-waits', detail: '2 sessions waiting' });
+    const shard = (index: number, state: 'running' | 'done', throttleReason: string | null) => ({ index, state, throttleReason });
+    const status = {
+      shards: [shard(0, 'running', reason), shard(1, 'running', 'rows/s limit (500 rows/s for this shard)'), shard(2, 'running', reason), shard(3, 'done', reason)],
+    } as unknown as Parameters<typeof holdingSignals>[0];
+    expect(holdingSignals(status)).toEqual([{ signal: 'lock-waits', shards: [0, 2] }]);
   });
 });
