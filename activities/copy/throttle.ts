@@ -79,6 +79,7 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
   }
 
   let lastHealthCheck = -Infinity;
+  let holding = false;
   let lastStep = Date.now();
   let rowsSinceStep = 0;
   let lastSampleSeen = signals?.sampleNumber() ?? 0;
@@ -105,9 +106,11 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
 
   return {
     async beforeBatch() {
-      if (Date.now() - lastHealthCheck >= checkEveryMs) {
+      // While holding, every call checks again: copying resumes only on a healthy reading.
+      if (holding || Date.now() - lastHealthCheck >= checkEveryMs) {
         lastHealthCheck = Date.now();
         const reason = await holdReason(pool, plan.backoff, options.observe);
+        holding = reason !== null;
         if (reason) return HOLD(reason, holdKindOf(reason), checkEveryMs);
       }
       if (budget && signals && pacing) await stepController(budget, signals, pacing);
