@@ -77,7 +77,7 @@ export interface PacingDecision {
 /** The lowest rate: the copy always moves, however loaded the database is. */
 export const MIN_PACED_ROWS_PER_SECOND = 100;
 /** The rate a copy starts at before it has heard from the database. */
-export const START_PACED_ROWS_PER_SECOND = 2_000;
+export const START_PACED_ROWS_PER_SECOND = 10_000;
 /** Below this much latency growth, a change is noise (timer and network jitter), not harm. */
 export const LATENCY_NOISE_MS = 0.5;
 /** Pressure over this fraction of a budget stops the increase. */

@@ -25,10 +25,14 @@ export const throttleBounds = {
 export type ThrottleSetting = keyof typeof throttleBounds;
 const settings = Object.keys(throttleBounds) as ThrottleSetting[];
 
+/** Defaults near the limit: big batches where the copy is fast, and the pacing controller on. */
 export const throttleDefaults = {
-  rowsPerSecond: 20_000 as number | null,
-  batchSize: 1000,
-  concurrency: 1,
+  /** No fixed limit: the pacing controller finds the rate the application tolerates. */
+  rowsPerSecond: null as number | null,
+  /** Tens of thousands of rows: about a 0.5 s batch on a same-database or COPY path. */
+  batchSize: 50_000,
+  /** Shards of one migration copying at once (shards.count decides how many there are). */
+  concurrency: 4,
 } as const;
 
 /** One setting: a whole number within its bounds, with the same words wherever it is checked. */
@@ -67,12 +71,12 @@ export type ThrottleBudget = z.output<typeof budgetSchema>;
 export const planThrottleSchema = z.strictObject({
   /**
    * Rows per second across the migration, a ceiling over the pacing controller; null for no
-   * ceiling. Changed while running with `ferry throttle`. (Default: 20000)
+   * ceiling. Changed while running with `ferry throttle`. (Default: null)
    */
   rowsPerSecond: setting('rowsPerSecond').nullable().default(throttleDefaults.rowsPerSecond),
-  /** The largest batch, and the first; batches adapt below it toward targetBatchSeconds. (Default: 1000) */
+  /** The largest batch, and the first; batches adapt below it toward targetBatchSeconds. (Default: 50000) */
   batchSize: setting('batchSize').default(throttleDefaults.batchSize),
-  /** Shards copying at once. (Default: 1) */
+  /** Shards copying at once. (Default: 4) */
   concurrency: setting('concurrency').default(throttleDefaults.concurrency),
   /** Batch size adapts so a batch takes about this long; 0 keeps it fixed. (Default: 0.5) */
   targetBatchSeconds: z.number().min(0).max(60).default(0.5),
