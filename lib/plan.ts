@@ -132,8 +132,11 @@ const conflictSchema = z
   });
 
 const shardsSchema = z.strictObject({
-  /** Key ranges to split the table into. (Default: 1) */
-  count: z.number().int().min(1).max(1024).default(1),
+  /**
+   * Key ranges to split the table into. (Default: by the table's size, one shard per 250,000
+   * rows the planner estimates, at most the worker's cores and 2 at least; 1 below 500,000 rows)
+   */
+  count: z.number().int().min(1).max(1024).optional(),
   /** One shard per distinct value of this column instead (e.g. tenant_id). */
   partitionColumn: identifier.optional(),
 });

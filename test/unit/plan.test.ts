@@ -28,7 +28,7 @@ describe('plan', () => {
     expect(plan.target.schema).toBe('public');
     expect(plan.throttle).toEqual({ batchSize: 50_000, rowsPerSecond: null, concurrency: 4, targetBatchSeconds: 0.5, checkpointSeconds: 5 });
     expect(plan.conflict).toEqual({ policy: 'ignore' });
-    expect(plan.shards).toEqual({ count: 1 });
+    expect(plan.shards).toEqual({});
     expect(targetKey(plan)).toBe('id');
     expect(targetColumns(plan)).toEqual(['id', 'first_name']);
   });
