@@ -75,11 +75,14 @@ export interface PacingDecision {
 }
 
 /** The lowest rate: the copy always moves, however loaded the database is. */
-export const MIN_PACED_ROWS_PER_SECOND = 100;
+export const MIN_PACED_ROWS_PER_SECOND = 500;
 /** The rate a copy starts at before it has heard from the database. */
 export const START_PACED_ROWS_PER_SECOND = 10_000;
-/** Below this much latency growth, a change is noise (timer and network jitter), not harm. */
-export const LATENCY_NOISE_MS = 0.5;
+/**
+ * Below this much latency growth, a change is noise, not harm: statement times measured by the
+ * server jitter less than a canary's round trip, which also carries the worker's own timers.
+ */
+export const LATENCY_NOISE_MS = { statements: 0.5, canary: 2 } as const;
 /** Pressure over this fraction of a budget stops the increase. */
 const HEADROOM = 0.8;
 /** Between HEADROOM and 1: a first latency reading over budget holds the rate. */
@@ -104,7 +107,7 @@ const ms = (value: number) => `${value.toFixed(value < 10 ? 1 : 0)} ms`;
 export function pressures(sample: PacingSample, baseline: PacingBaseline, budget: PacingBudget): Pressure[] {
   const found: Pressure[] = [];
   if (sample.latencyMs !== null && baseline.latencyMs !== null) {
-    const limit = Math.max(baseline.latencyMs * budget.p99Factor, baseline.latencyMs + LATENCY_NOISE_MS);
+    const limit = Math.max(baseline.latencyMs * budget.p99Factor, baseline.latencyMs + LATENCY_NOISE_MS[sample.latencySource]);
     const what = sample.latencySource === 'statements' ? 'p99 of the database\'s statements' : 'canary transaction';
     // The share of the allowed growth used up: 0 at the baseline, 1 at the budget.
     found.push({

@@ -97,12 +97,13 @@ export async function openPacingSampler(config: pg.ClientConfig, tables: TableNa
     const row = (
       await client.query<{ active: number; waits: number; lag: string }>(
         `SELECT (SELECT count(*) FROM pg_stat_activity
-                  WHERE state = 'active' AND backend_type = 'client backend'
+                  WHERE state = 'active' AND backend_type = 'client backend' AND datname = current_database()
                     AND application_name <> $1 AND pid <> pg_backend_pid())::int AS active,
                 (SELECT count(*) FROM pg_stat_activity a
-                  WHERE a.wait_event_type = 'Lock' AND a.application_name <> $1
+                  WHERE a.wait_event_type = 'Lock' AND a.application_name <> $1 AND a.datname = current_database()
                     AND (EXISTS (SELECT 1 FROM pg_locks l
-                                  WHERE l.pid = a.pid AND NOT l.granted AND l.relation = ANY ($2::regclass[]))
+                                  WHERE l.pid = a.pid AND NOT l.granted AND l.relation = ANY ($2::regclass[])
+                                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
                          OR EXISTS (SELECT 1 FROM pg_stat_activity b
                                      WHERE b.pid = ANY (pg_blocking_pids(a.pid)) AND b.application_name = $1)))::int AS waits,
                 (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication)::text AS lag`,
