@@ -64,6 +64,10 @@ export interface PacingState {
 export interface CopyPacing {
   baseline: PacingBaseline;
   state: PacingState;
+  /** Epoch ms until which the rows copied so far are paid for at the paced rate: the next call waits for it. */
+  paidUntil?: number;
+  /** The signal holding the rate back at the last decision. */
+  holding?: PacingDecision['holding'];
 }
 
 export interface PacingDecision {

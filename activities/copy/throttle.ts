@@ -83,9 +83,10 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
   let lastStep = Date.now();
   let rowsSinceStep = 0;
   let lastSampleSeen = signals?.sampleNumber() ?? 0;
-  let decision: PacingDecision | null = null;
-  // Rows are paid for at the current rate; the copy may start its next batch once paid up.
-  let paidUntil = Date.now();
+  let held: PacingDecision['holding'] = options.pacing?.holding ?? null;
+  // Rows are paid for at the current rate; the copy may start its next batch once paid up. With
+  // the controller, the debt outlives the call, so short calls cannot each take a free batch.
+  let paidUntil = Math.max(Date.now(), options.pacing?.paidUntil ?? 0);
 
   const rate = (): number | null => {
     if (!pacing) return ceiling;
@@ -98,8 +99,9 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
     lastSampleSeen = sample.number;
     const seconds = Math.max((Date.now() - lastStep) / 1000, 0.001);
     const felt: PacingSample = { ...sample.sample, copiedRowsPerSecond: rowsSinceStep / seconds };
-    decision = nextPacing(current.state, felt, current.baseline, budgetNow, ceiling);
+    const decision = nextPacing(current.state, felt, current.baseline, budgetNow, ceiling);
     current.state = decision.state;
+    held = decision.holding;
     lastStep = Date.now();
     rowsSinceStep = 0;
   };
@@ -113,7 +115,11 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
         holding = reason !== null;
         if (reason) return HOLD(reason, holdKindOf(reason), checkEveryMs);
       }
-      if (budget && signals && pacing) await stepController(budget, signals, pacing);
+      if (budget && signals && pacing) {
+        await stepController(budget, signals, pacing);
+        const owed = paidUntil - Date.now();
+        if (owed > 0) return explain(owed);
+      }
       return GO;
     },
 
@@ -129,20 +135,25 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
       if (now === null) return GO;
       if (pacing) paidUntil = Math.max(paidUntil, Date.now() - MAX_BURST_MS);
       paidUntil += (rows / now) * 1000;
-      const ms = Math.max(0, paidUntil - Date.now());
-      const holding = decision?.holding ?? null;
-      if (pacing && holding && holding.signal !== 'ceiling') {
-        return { ms, reason: describePacing(now, holding), kind: 'rate' };
-      }
-      if (ms <= 0) return GO;
-      if (pacing && (ceiling === null || now < ceiling)) {
-        return { ms, reason: `paced at ${Math.round(now)} rows/s, rising while the database shows room`, kind: 'rate' };
-      }
-      return { ms, reason: `rows/s limit (${ceiling} rows/s for this shard)`, kind: 'rate' };
+      return explain(Math.max(0, paidUntil - Date.now()));
     },
 
-    pacing: () => (pacing ? { baseline: pacing.baseline, state: { ...pacing.state } } : null),
+    pacing: () => (pacing ? { baseline: pacing.baseline, state: { ...pacing.state }, paidUntil, holding: held } : null),
   };
+
+  /** A wait of `ms` for the rate, and its reason: the controller's signal, its ramp, or the ceiling. */
+  function explain(ms: number): ThrottleWait {
+    const now = rate();
+    if (now === null) return GO;
+    if (pacing && held && held.signal !== 'ceiling') {
+      return { ms, reason: describePacing(now, held), kind: 'rate' };
+    }
+    if (ms <= 0) return GO;
+    if (pacing && (ceiling === null || now < ceiling)) {
+      return { ms, reason: `paced at ${Math.round(now)} rows/s, rising while the database shows room`, kind: 'rate' };
+    }
+    return { ms, reason: `rows/s limit (${ceiling} rows/s for this shard)`, kind: 'rate' };
+  }
 }
 
 /**
