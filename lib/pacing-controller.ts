@@ -12,7 +12,7 @@ export type PacingSignal = 'latency' | 'lock-waits' | 'active-backends' | 'check
 
 /** One interval of what the database's sessions (not Ferry's) felt, from the sampler. */
 export interface PacingSample {
-  /** The foreground's latency, ms: p99 estimate from pg_stat_statements, else the canary's. */
+  /** The foreground's latency, ms: p99 estimate from pg_stat_statements, else the fastest of a few canary commits. */
   latencyMs: number | null;
   latencySource: 'statements' | 'canary';
   /** Commits and rollbacks per second of the database (Ferry's included); reported, not acted on. */
@@ -112,7 +112,7 @@ export function pressures(sample: PacingSample, baseline: PacingBaseline, budget
   const found: Pressure[] = [];
   if (sample.latencyMs !== null && baseline.latencyMs !== null) {
     const limit = Math.max(baseline.latencyMs * budget.p99Factor, baseline.latencyMs + LATENCY_NOISE_MS[sample.latencySource]);
-    const what = sample.latencySource === 'statements' ? 'p99 of the database\'s statements' : 'canary transaction';
+    const what = sample.latencySource === 'statements' ? 'p99 of the database\'s statements' : 'canary commit';
     // The share of the allowed growth used up: 0 at the baseline, 1 at the budget.
     found.push({
       signal: 'latency',
