@@ -68,6 +68,8 @@ export interface CopyPacing {
   paidUntil?: number;
   /** The signal holding the rate back at the last decision. */
   holding?: PacingDecision['holding'];
+  /** Rows per second the last call really copied: a call's first step has seen too little of its own. */
+  copiedRowsPerSecond?: number;
 }
 
 export interface PacingDecision {

@@ -82,6 +82,8 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
   let holding = false;
   let lastStep = Date.now();
   let rowsSinceStep = 0;
+  let rowsThisCall = 0;
+  const opened = Date.now();
   let lastSampleSeen = signals?.sampleNumber() ?? 0;
   let held: PacingDecision['holding'] = options.pacing?.holding ?? null;
   // Rows are paid for at the current rate; the copy may start its next batch once paid up. With
@@ -97,8 +99,10 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
     const sample = await signalsNow.latest(budgetNow.intervalSeconds * 1000);
     if (sample.number === lastSampleSeen) return;
     lastSampleSeen = sample.number;
-    const seconds = Math.max((Date.now() - lastStep) / 1000, 0.001);
-    const felt: PacingSample = { ...sample.sample, copiedRowsPerSecond: rowsSinceStep / seconds };
+    const seconds = (Date.now() - lastStep) / 1000;
+    // Too short a look at this call's own copying says nothing: take the last call's.
+    const copied = seconds >= budgetNow.intervalSeconds / 2 ? rowsSinceStep / seconds : (options.pacing?.copiedRowsPerSecond ?? Infinity);
+    const felt: PacingSample = { ...sample.sample, copiedRowsPerSecond: copied };
     const decision = nextPacing(current.state, felt, current.baseline, budgetNow, ceiling);
     current.state = decision.state;
     held = decision.holding;
@@ -131,6 +135,7 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
 
     afterBatch(rows) {
       rowsSinceStep += rows;
+      rowsThisCall += rows;
       const now = rate();
       if (now === null) return GO;
       if (pacing) paidUntil = Math.max(paidUntil, Date.now() - MAX_BURST_MS);
@@ -138,7 +143,12 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
       return explain(Math.max(0, paidUntil - Date.now()));
     },
 
-    pacing: () => (pacing ? { baseline: pacing.baseline, state: { ...pacing.state }, paidUntil, holding: held } : null),
+    pacing: () => {
+      if (!pacing) return null;
+      const seconds = (Date.now() - opened) / 1000;
+      const copiedRowsPerSecond = seconds >= 0.5 ? rowsThisCall / seconds : options.pacing?.copiedRowsPerSecond;
+      return { baseline: pacing.baseline, state: { ...pacing.state }, paidUntil, holding: held, ...(copiedRowsPerSecond !== undefined ? { copiedRowsPerSecond } : {}) };
+    },
   };
 
   /** A wait of `ms` for the rate, and its reason: the controller's signal, its ramp, or the ceiling. */
