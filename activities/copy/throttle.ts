@@ -61,7 +61,7 @@ export interface CopyThrottle {
 const HOLD = (reason: string, kind: ThrottleKind, ms: number): ThrottleWait => ({ ms, reason: `holding: ${reason}`, kind });
 const GO: ThrottleWait = { ms: 0, reason: null, kind: null };
 /** With the controller on, time not spent copying earns at most this much burst. */
-const MAX_BURST_MS = 1000;
+const MAX_BURST_MS = 250;
 
 export async function openCopyThrottle(options: CopyThrottleOptions): Promise<CopyThrottle> {
   const { pool, plan } = options;

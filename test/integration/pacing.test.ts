@@ -53,10 +53,10 @@ describe('pacing by the application', () => {
     const report = await migrationReport(worker.client, handle.workflowId);
     expect(formatStatus(report)).toMatch(/^held by {3}lock-waits \(shard 0\)$/m);
 
-    // Held back, the copy goes on far below its ceiling.
+    // Held back, the copy goes on well below its ceiling (which would copy 8,000 rows in 2 s).
     const before = await copied();
     await new Promise((resolve) => setTimeout(resolve, 2000));
-    expect((await copied()) - before).toBeLessThan(4000);
+    expect((await copied()) - before).toBeLessThan(4800);
 
     await maintenance.query('COMMIT');
     await writing;
