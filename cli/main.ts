@@ -16,7 +16,7 @@ import type * as LoggingExports from '../workers/logging';
 import type { DataConverter, Logger } from '@temporalio/common';
 import type * as PayloadCodecExports from '../workers/payload-codec';
 import type { PayloadKey } from '../workers/payload-codec';
-import type * as ModuleTransformExports from '../activities/module-transform';
+import type * as TransformLoadExports from '../activities/transform/load';
 import { ExitCode } from './exit-codes';
 import { exitWhenFlushed } from './exit';
 import { lazy } from './lazy';
@@ -52,7 +52,7 @@ const metricsModule = lazy(() => require('../workers/metrics') as typeof Metrics
 const workersModule = lazy(() => require('../workers/worker') as typeof WorkersExports);
 const loggingModule = lazy(() => require('../workers/logging') as typeof LoggingExports);
 const payloadCodecModule = lazy(() => require('../workers/payload-codec') as typeof PayloadCodecExports);
-const moduleTransformModule = lazy(() => require('../activities/module-transform') as typeof ModuleTransformExports);
+const moduleTransformModule = lazy(() => require('../activities/transform/load') as typeof TransformLoadExports);
 const doctorReportModule = lazy(() => require('../lib/doctor') as typeof DoctorReportExports);
 const doctorModule = lazy(() => require('./doctor') as typeof DoctorExports);
 const initModule = lazy(() => require('./init') as typeof InitExports);

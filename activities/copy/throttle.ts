@@ -17,7 +17,7 @@ import {
 } from '../../lib/pacing-controller';
 import type { Plan } from '../../lib/plan';
 import { budgetOf, MIN_BATCH_SIZE, type ThrottleBudget } from '../../lib/throttle';
-import type { SourceHealth, ThrottleKind } from '../../workers/metrics';
+import type { SourceHealth, ThrottleKind } from './metrics';
 import { oneStatement, readOnly } from '../plan-sql';
 import { sharedPacingSignals, type PacingSignals } from './pacing-signals';
 
@@ -156,11 +156,11 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
     const now = rate();
     if (now === null) return GO;
     if (pacing && held && held.signal !== 'ceiling') {
-      return { ms, reason: describePacing(now, held), kind: 'rate' };
+      return { ms, reason: describePacing(now, held), kind: 'pacing' };
     }
     if (ms <= 0) return GO;
     if (pacing && (ceiling === null || now < ceiling)) {
-      return { ms, reason: `paced at ${Math.round(now)} rows/s, rising while the database shows room`, kind: 'rate' };
+      return { ms, reason: `paced at ${Math.round(now)} rows/s, rising while the database shows room`, kind: 'pacing' };
     }
     return { ms, reason: `rows/s limit (${ceiling} rows/s for this shard)`, kind: 'rate' };
   }

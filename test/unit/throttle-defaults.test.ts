@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { autoShardCount } from '../../activities/shard-planner';
+import { autoShardCount } from '../../activities/inspect/shard-planner';
 import { validatePlan } from '../../lib/plan';
 import { budgetOf } from '../../lib/throttle';
 
