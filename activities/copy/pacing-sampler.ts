@@ -173,10 +173,11 @@ function likeEscape(text: string): string {
   return text.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
-/** pg_stat_statements answers only where the extension is installed and preloaded. */
+/** pg_stat_statements answers only where the extension is installed, preloaded and recent enough. */
 async function hasStatementStats(client: pg.Client): Promise<boolean> {
   try {
-    await client.query('SELECT 1 FROM pg_stat_statements LIMIT 1');
+    // The columns the sampler reads: an older extension (before PostgreSQL 14) lacks some.
+    await client.query('SELECT calls, total_exec_time, mean_exec_time, stddev_exec_time, toplevel FROM pg_stat_statements LIMIT 1');
     return true;
   } catch {
     return false;
