@@ -3,6 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPacingSampler, type PacingSampler } from '../../activities/copy/pacing-sampler';
 import { nextPacing, startPacing, type PacingBudget } from '../../lib/pacing-controller';
+import { startPostgres, type PostgresServer } from '../../scripts/services/postgres';
 import { createTestDatabase, eventually, sql } from '../support/harness';
 
 const budget: PacingBudget = { p99Factor: 1.2, maxLockWaits: 0, maxActiveBackends: null, maxWalBytesPerSecond: null, maxReplicaLagSeconds: 2 };
@@ -112,5 +113,64 @@ describe('pacing sampler', () => {
     }, 10_000, 'the active session');
     expect(sample.walBytesPerSecond).toBeGreaterThan(0);
     await sleeping;
+  });
+});
+
+describe('pacing sampler with pg_stat_statements', () => {
+  let server: PostgresServer;
+  let url: string;
+
+  beforeAll(async () => {
+    server = await startPostgres({ local: true, preload: ['pg_stat_statements'] });
+    url = await server.createDatabase('pacing_statements');
+    await sql(url, 'CREATE EXTENSION pg_stat_statements; CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL)');
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  /** The application: `count` statements of about `ms` each, one after another. */
+  async function appStatements(count: number, ms: number): Promise<void> {
+    const app = new pg.Client({ connectionString: url, application_name: 'accounts app' });
+    await app.connect();
+    try {
+      for (let i = 0; i < count; i += 1) await app.query('SELECT pg_sleep($1)', [ms / 1000]);
+    } finally {
+      await app.end();
+    }
+  }
+
+  it("reads the p99 of the application's statements, not Ferry's, and names latency when it grows", async () => {
+    const sampler = await openPacingSampler({ connectionString: url }, [{ schema: 'public', table: 'accounts' }], {
+      writes: [{ schema: 'public', table: 'accounts' }],
+    });
+    try {
+      const quiet = appStatements(40, 2);
+      const baseline = await sampler.baseline(600);
+      await quiet;
+      const base = await sampler.sample(0);
+      expect(base.latencySource).toBe('statements');
+      expect(baseline.latencyMs).toBeGreaterThan(1);
+      expect(baseline.latencyMs).toBeLessThan(20);
+
+      // Ferry's own batch, however slow, is not the application's latency.
+      const ferry = new pg.Client({ connectionString: url, application_name: 'ferry' });
+      await ferry.connect();
+      await ferry.query('INSERT INTO accounts SELECT i, 0 FROM generate_series(1, 1000) i, pg_sleep(0.05) WHERE i > 0');
+      await ferry.end();
+      await appStatements(20, 2);
+      const withFerry = await sampler.sample(0);
+      expect(withFerry.latencyMs).toBeLessThan(20);
+
+      await appStatements(20, 30);
+      const slow = await sampler.sample(0);
+      expect(slow.latencyMs).toBeGreaterThan(25);
+      const decision = nextPacing({ rowsPerSecond: 40_000, cutFrom: null, lastLatencyPressure: 0 }, { ...slow, copiedRowsPerSecond: 40_000 }, baseline, budget, null);
+      expect(decision.action).toBe('decrease');
+      expect(decision.holding?.signal).toBe('latency');
+      expect(decision.holding?.detail).toMatch(/^p99 of the database's statements \d+ ms, budget [\d.]+ ms \(1.2x of [\d.]+ ms before the copy\)$/);
+    } finally {
+      await sampler.close();
+    }
   });
 });
