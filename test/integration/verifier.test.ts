@@ -257,6 +257,9 @@ describe('verifier across two databases', () => {
       }
     })();
     const rounds: VerifyShardResult[] = [];
+    // The writer is well under way before verifying starts: a pass that catches a write at once
+    // (differing chunks wait out their delay together) must still have a writer to catch.
+    while (writes <= 5) await new Promise((resolve) => setTimeout(resolve, 50));
     try {
       // Until verification has caught a write between its two sides at least once.
       for (let pass = 1; pass <= 20 && !rounds.some((r) => r.inFlight > 0); pass++) {
