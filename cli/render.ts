@@ -3,7 +3,7 @@ import { describeCapture } from '../lib/capture';
 import type { Inspection } from '../lib/inspection';
 import { describeRange } from '../lib/key-range';
 import type { MismatchReport } from '../activities/verify/verifier';
-import { rowsSkipped, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
+import { holdingSignals, rowsSkipped, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
 import type { Throttle } from '../lib/throttle';
 import type { MigrationReport } from './migrations';
 import { outcomeOf, rowsLeftText } from './outcome';
@@ -150,6 +150,8 @@ export function formatStatus(report: MigrationReport): string {
     `rows      ${formatCount(status.rowsRead)} read, ${formatCount(status.rowsWritten)} written, ${formatCount(rowsSkipped(status))} already present, ${formatCount(status.rowsFailed)} failed`,
     `throttle  ${formatThrottle(status.throttle)}`,
   );
+  const held = holdingSignals(status);
+  if (held.length) lines.push(`held by   ${held.map((h) => `${h.signal} (shard${h.shards.length === 1 ? '' : 's'} ${h.shards.join(', ')})`).join(', ')}`);
   if (status.flags) {
     const f = status.flags;
     lines.push(`flags     v${f.version}: write old ${f.writeOld ? 'on' : 'off'}, write new ${f.writeNew ? 'on' : 'off'}, reads from ${f.readFrom}, compare ${f.comparePercent}%`);

@@ -3,6 +3,7 @@ import type { CaptureStatus } from './capture';
 import type { Flags } from './flags';
 import type { Inspection } from './inspection';
 import type { KeyRange } from './key-range';
+import { holdingSignalOf, type PacingSignal } from './pacing-controller';
 import type { Throttle } from './throttle';
 
 export type Phase =
@@ -231,4 +232,14 @@ export function rowsSkipped(status: Pick<MigrationStatus, 'rowsRead' | 'rowsWrit
 export function recountRows(status: MigrationStatus): void {
   status.rowsRead = status.shards.reduce((sum, s) => sum + s.rowsRead, 0);
   status.rowsWritten = status.shards.reduce((sum, s) => sum + s.rowsWritten, 0);
+}
+
+/** The signals the pacing controller holds running shards back by, each with its shards. */
+export function holdingSignals(status: Pick<MigrationStatus, 'shards'>): { signal: PacingSignal; shards: number[] }[] {
+  const held = new Map<PacingSignal, number[]>();
+  for (const shard of status.shards) {
+    const signal = shard.state === 'running' ? holdingSignalOf(shard.throttleReason) : null;
+    if (signal) held.set(signal, [...(held.get(signal) ?? []), shard.index]);
+  }
+  return [...held].map(([signal, shards]) => ({ signal, shards }));
 }

@@ -12,11 +12,13 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
+import type { CopyPacing } from '../lib/pacing-controller';
 import { rootMessage } from '../lib/errors';
 import type { ShardSpec } from '../lib/key-range';
 import { parseShardPause, parseShardThrottle } from '../lib/messages-input';
@@ -40,6 +42,8 @@ export interface ShardInput {
   rowsWritten: number;
   rowsFailed: number;
   batchSize: number;
+  /** The pacing controller's memory (baseline and rate), carried between copy calls. */
+  pacing?: CopyPacing | null;
 }
 
 export interface ShardResult {
@@ -119,6 +123,9 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
   }
 
   async function copyUntilDone(): Promise<ShardResult> {
+    // The controller's rate and baseline go from one copy call to the next; histories from
+    // before it carry none, and their copy calls start the controller afresh each time.
+    const paced = patched('adaptive-pacing');
     for (;;) {
       if (state.paused) {
         await report({ throttleReason: 'paused', failures: [], done: false, error: null });
@@ -137,6 +144,7 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
           rowsPerSecond: state.throttle.rowsPerSecond,
           failureBudget: state.plan.failures.maxCount + 1,
           maxSeconds: state.plan.throttle.checkpointSeconds,
+          ...(paced ? { pacing: state.pacing ?? null } : {}),
         });
       } catch (error) {
         // The migration learns of a failed shard from the shard itself: it may have
@@ -149,6 +157,7 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
       state.rowsWritten += copied.rowsWritten;
       state.rowsFailed += copied.rowsFailed;
       state.batchSize = copied.batchSize;
+      if (paced) state.pacing = copied.pacing ?? null;
       await report({ throttleReason: copied.throttleReason, failures: copied.failures, done: copied.done, error: null, blocked: copied.blocked });
       if (copied.blocked) {
         // Give the migration a moment to pause this shard before trying again.

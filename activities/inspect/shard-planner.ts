@@ -3,6 +3,7 @@
  * partition value, even widths of an integer key, or quantiles of a sample for any other key.
  */
 import { ApplicationFailure } from '@temporalio/activity';
+import os from 'node:os';
 import pg from 'pg';
 import { splitAtBounds, splitIntegerRange, wholeKeySpace, type KeyRange, type ShardSpec } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
@@ -35,6 +36,13 @@ const SAMPLE_KEYS_PER_SHARD = 500;
 const ENOUGH_OF_AIM = 0.5;
 
 const SOURCE_ALIAS = 's';
+/** Rows per shard when the plan leaves shards.count out: a smaller table copies as one shard. */
+export const ROWS_PER_AUTO_SHARD = 250_000;
+
+/** Shards for a table of `estimatedRows` when the plan names no count: by size, at most the worker's cores (2 at least). */
+export function autoShardCount(estimatedRows: number, cores = os.availableParallelism()): number {
+  return Math.max(1, Math.min(Math.floor(estimatedRows / ROWS_PER_AUTO_SHARD), Math.max(2, cores)));
+}
 
 const whole = (): KeyRange => ({ ...wholeKeySpace });
 
@@ -132,7 +140,7 @@ async function partitionValues(client: pg.PoolClient, plan: Plan, column: string
   return values as string[];
 }
 
-async function integerKeyShards(client: pg.PoolClient, plan: Plan): Promise<KeyRange[]> {
+async function integerKeyShards(client: pg.PoolClient, plan: Plan, count: number): Promise<KeyRange[]> {
   const key = column(SOURCE_ALIAS, plan.source.key);
   // Only the key range narrows min and max: both walk the key's index, a `where` would not.
   const conditions = subsetConditions(plan, { withWhere: false });
@@ -141,7 +149,7 @@ async function integerKeyShards(client: pg.PoolClient, plan: Plan): Promise<KeyR
   );
   const { min, max } = result.rows[0] ?? { min: null, max: null };
   if (min === null || max === null) return [whole()];
-  return splitIntegerRange(min, max, plan.shards.count);
+  return splitIntegerRange(min, max, count);
 }
 
 /** The planner's estimate of the rows the subset selects; cheap, and right within a factor or so. */
@@ -182,8 +190,7 @@ async function keyQuantiles(client: pg.PoolClient, plan: Plan, fractions: number
  * Splits at quantiles of a sample of the keys, so shards hold about as many rows each however
  * the keys are distributed (a common prefix, uuids, timestamps in bursts).
  */
-async function sampledKeyShards(client: pg.PoolClient, plan: Plan): Promise<KeyRange[]> {
-  const count = plan.shards.count;
+async function sampledKeyShards(client: pg.PoolClient, plan: Plan, count: number): Promise<KeyRange[]> {
   // The last fraction, 1, is the largest key seen: a bound there would only end the last shard early.
   const fractions = [...Array.from({ length: count - 1 }, (_, i) => (i + 1) / count), 1];
   const aim = Math.max(MIN_SAMPLE_KEYS, count * SAMPLE_KEYS_PER_SHARD);
@@ -222,9 +229,11 @@ export function createShardPlanner(databases: Databases) {
           if (partitionColumn) {
             shards = partitionShardsOf(await partitionValues(client, plan, partitionColumn), partitionColumn);
           } else {
+            const shardCount = count ?? autoShardCount(await estimateRows(client, plan));
+            if (shardCount === 1) return [{ range: whole(), partitionValue: null }];
             const ranges = INTEGER_KEY_TYPES.has(await keyType(client, plan))
-              ? await integerKeyShards(client, plan)
-              : await sampledKeyShards(client, plan);
+              ? await integerKeyShards(client, plan, shardCount)
+              : await sampledKeyShards(client, plan, shardCount);
             shards = ranges.map((range) => ({ range, partitionValue: null }));
           }
           return shards;

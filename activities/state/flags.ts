@@ -9,8 +9,8 @@ import type { Plan } from '../../lib/plan';
 import type { GateFigures } from '../../lib/status';
 import type { Databases } from '../connections';
 import { withHeartbeats } from '../heartbeats';
+import { sourceHealth } from '../copy/throttle';
 import { ferrySql, sql } from '../sql';
-import { sourceHealth } from '../throttler';
 
 /** An application process counts as live if it acknowledged any version this recently. */
 const LIVE_CLIENT_SECONDS = 120;

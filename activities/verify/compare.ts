@@ -12,11 +12,22 @@ import { nextBatchBoundSql, rangeRowsSql, SOURCE_KEY_TEXT } from '../copy/copy-s
 import { ident, sql } from '../sql';
 import { installFerrySchema, type Mismatch, recordMismatches } from '../state/ferry-schema';
 import { openKeysOfEarlierPasses, resolveEarlierPasses } from '../state/mismatches';
-import { isRowError } from '../pacing';
-import { redactMessage } from '../../lib/errors';
+import { isRowError, redactMessage } from '../../lib/errors';
 import { chunkChecksumSql, diffRows } from './verify-statements';
 import { columnNames, type BothSides, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
 import type { RepairInput } from './repair';
+
+/** A chunk compared once, its in-flight re-read under way. */
+interface PendingChunk {
+  /** The chunk's last source key; null for the shard's last chunk. */
+  lastKey: string | null;
+  rows: number;
+  settled: Promise<{ differences: Mismatch[]; inFlight: number }>;
+  ready: boolean;
+}
+
+/** Chunks whose re-reads may wait out the in-flight delay at once. */
+const MAX_PENDING_RECHECKS = 8;
 
 export interface VerifyShardInput {
   migrationId: string;
@@ -155,8 +166,8 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
       return { after, sums };
     };
 
-    /** The chunk's differences that remain after in-flight writes have had time to land. */
-    const verifyChunk = async (range: KeyRange, prefetched: ReadAhead | null): Promise<{ rows: number; differences: Mismatch[]; inFlight: number }> => {
+    /** The chunk's rows, and its differences at a first look (before in-flight writes land). */
+    const firstLook = async (range: KeyRange, prefetched: ReadAhead | null): Promise<{ rows: number; first: Mismatch[] }> => {
       const useModuleDigest = !!v.moduleDigest || !!prefetched;
       let rows: number;
       let first: Mismatch[];
@@ -164,7 +175,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
         const sums = prefetched && prefetched.after === range.after ? await prefetched.sums : await chunkSums(range);
         if (sums.source) {
           rows = Number(sums.source.rows);
-          if (sums.source.rows === sums.target.rows && sums.source.digest === sums.target.digest) return { rows, differences: [], inFlight: 0 };
+          if (sums.source.rows === sums.target.rows && sums.source.digest === sums.target.digest) return { rows, first: [] };
         } else {
           // A value the worker cannot make canonical is likely to come back in every chunk.
           v.moduleDigest = null;
@@ -185,50 +196,74 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
         rows = s.length;
         first = diffRows(columnNames(v), s, t);
       }
-      if (first.length === 0) return { rows, differences: [], inFlight: 0 };
-      // A row the application is writing to both sides may be caught between the two reads. The
-      // timer's heartbeats go on meanwhile, and a cancellation ends the wait.
+      return { rows, first };
+    };
+
+    /**
+     * The differences that remain once in-flight writes have had time to land: a row the
+     * application is writing to both sides may be caught between the two reads. The timer's
+     * heartbeats go on meanwhile, and a cancellation ends the wait.
+     */
+    const recheck = async (first: Mismatch[]): Promise<{ differences: Mismatch[]; inFlight: number }> => {
+      if (first.length === 0) return { differences: [], inFlight: 0 };
       await sleep(inFlightDelayMs);
       // With a lineage column, the differing rows' groups are read again: by their source keys.
       const differing = v.shape.lineage ? [...new Set(first.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])))] : first.map((d) => d.key);
       const [s, t] = await bothSides(plan, v, { keys: differing }, { keys: differing }, pageRows);
       const seen = new Set(first.map((d) => d.key));
       const differences = diffRows(columnNames(v), s, t).filter((d) => seen.has(d.key));
-      return { rows, differences, inFlight: first.length - differences.length };
+      return { differences, inFlight: first.length - differences.length };
     };
 
-    let bound = nextBound(progress.cursor ?? input.shard.range.after);
-    let ahead: ReadAhead | null = null;
-    for (;;) {
-      const next = await bound;
-      const after = progress.cursor ?? input.shard.range.after;
-      // After the source's last key, the rest of the shard is one more chunk: empty in the
-      // source, and whatever the target holds there is extra.
-      const range: KeyRange = { after, upTo: next ? next.last_key : input.shard.range.upTo };
-      const prefetched = ahead;
-      ahead = null;
-      if (next) {
-        bound = nextBound(next.last_key);
-        ahead = readAhead(next.last_key, bound);
-      }
-      const { rows, differences, inFlight } = await verifyChunk(range, prefetched);
+    // Chunks compared once whose differing rows wait out the in-flight delay while later chunks
+    // are compared: the cursor moves past a chunk only once its re-read is recorded, in order.
+    const pending: PendingChunk[] = [];
+    const settleOldest = async (): Promise<boolean> => {
+      const chunk = pending.shift()!;
+      const { differences, inFlight } = await chunk.settled;
       await recordMismatches(targetPool, input.migrationId, input.pass, differences);
       await captureFoundValues(plan, v, input.migrationId, input.pass, differences);
-
       const counts = progress.counts;
       counts.chunks += 1;
-      counts.rowsChecked += rows;
+      counts.rowsChecked += chunk.rows;
       counts.inFlight += inFlight;
       if (differences.length > 0) counts.chunksDiffering += 1;
       for (const d of differences) {
         counts.mismatches[d.category] += 1;
         if (progress.examples.length < MAX_EXAMPLES) progress.examples.push(d);
       }
-      if (!next) return finish(true);
-      progress.cursor = next.last_key;
+      if (chunk.lastKey === null) return true;
+      progress.cursor = chunk.lastKey;
       heartbeat(progress);
-      if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('verification cancelled');
-      if (Date.now() - started >= maxMs) return finish(false);
+      return false;
+    };
+
+    let bound = nextBound(progress.cursor ?? input.shard.range.after);
+    let ahead: ReadAhead | null = null;
+    let scanned = progress.cursor ?? input.shard.range.after;
+    for (;;) {
+      const next = await bound;
+      // After the source's last key, the rest of the shard is one more chunk: empty in the
+      // source, and whatever the target holds there is extra.
+      const range: KeyRange = { after: scanned, upTo: next ? next.last_key : input.shard.range.upTo };
+      const prefetched = ahead;
+      ahead = null;
+      if (next) {
+        bound = nextBound(next.last_key);
+        ahead = readAhead(next.last_key, bound);
+      }
+      const { rows, first } = await firstLook(range, prefetched);
+      const chunk: PendingChunk = { lastKey: next ? next.last_key : null, rows, settled: recheck(first), ready: first.length === 0 };
+      chunk.settled.then(() => (chunk.ready = true)).catch(() => {});
+      pending.push(chunk);
+      if (next) scanned = next.last_key;
+      const cancelled = Context.current().cancellationSignal.aborted;
+      const ending = !next || cancelled || Date.now() - started >= maxMs;
+      while (pending.length > 0 && (ending || pending.length > MAX_PENDING_RECHECKS || pending[0]!.ready)) {
+        if (await settleOldest()) return finish(true);
+      }
+      if (cancelled) throw new CancelledFailure('verification cancelled');
+      if (ending) return finish(false);
     }
   }
 

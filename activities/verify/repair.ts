@@ -15,7 +15,7 @@ import { installFerrySchema } from '../state/ferry-schema';
 import { openMismatchCount, openMismatches, openSourceKeyGroups, resolveMismatchKeys, resolveRewrittenGroups } from '../state/mismatches';
 import { copyRangeThroughModule } from '../transform/module-copy';
 import { loadTransform } from '../transform/load';
-import { isRowError } from '../pacing';
+import { isRowError } from '../../lib/errors';
 import { allConditions, deleteTargetGroupsSql, deleteTargetKeysSql, rowHashesOf, rowsSql, sourceKeysCondition, sourceKeysPresentSql } from './verify-statements';
 import type { BothSides } from './both-sides';
 
