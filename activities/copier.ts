@@ -29,6 +29,7 @@ import { copyRangeThroughModule, transformDirFromEnv } from './module-transform'
 import { holdKindOf, holdReason } from './throttler';
 import { assertPlanSqlIsSafe, oneStatement, readOnly } from './plan-sql';
 import { createFerryMetrics, shardIndexOf, type FerryMetrics } from '../workers/metrics';
+import type { CopyProgress } from '../lib/progress';
 
 export interface CopyBatchesInput {
   migrationId: string;
@@ -46,17 +47,6 @@ export interface CopyBatchesInput {
   failureBudget: number;
   /** Return after about this long so the shard can apply a new throttle. (Default: 5) */
   maxSeconds?: number;
-}
-
-export interface CopyProgress {
-  cursor: string | null;
-  rowsRead: number;
-  rowsWritten: number;
-  rowsFailed: number;
-  batches: number;
-  batchSize: number;
-  /** Why the copier is slowed or holding right now, if it is. */
-  throttleReason: string | null;
 }
 
 export interface CopyBatchesResult extends CopyProgress {

@@ -4,7 +4,7 @@
  */
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, WorkflowUpdateStage, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { UpdateDefinition } from '@temporalio/common';
-import type { CopyProgress } from '../activities/copier';
+import type { CopyProgress } from '../lib/progress';
 import { innermostMessage, rootMessage } from '../lib/errors';
 import { activityRetries, type ActivityRetry } from './retries';
 import type { Plan } from '../lib/plan';

@@ -2,6 +2,7 @@
 import type { Flags } from './flags';
 import type { Inspection } from './inspection';
 import type { KeyRange } from './key-range';
+import type { ShardCounts } from './progress';
 import type { Throttle } from './throttle';
 
 export type Phase =
@@ -82,16 +83,12 @@ export interface AbortRecord {
   flagsNote: string;
 }
 
-export interface ShardStatus {
+/** A shard as the migration knows it: where it is and how far it has copied (ShardCounts). */
+export interface ShardStatus extends ShardCounts {
   index: number;
   range: KeyRange;
   partitionValue: string | null;
   state: 'pending' | 'running' | 'done' | 'failed' | 'cancelled';
-  /** Last key copied. */
-  cursor: string | null;
-  rowsRead: number;
-  rowsWritten: number;
-  rowsFailed: number;
   /** The batch size the copier has adapted to. */
   batchSize: number;
   /** Why this shard is slowed or holding, if it is. */
