@@ -21,14 +21,11 @@ import { ExitCode } from './exit-codes';
 import { exitWhenFlushed } from './exit';
 import { lazy } from './lazy';
 import type * as DoctorReportExports from '../lib/doctor';
-import type * as DoctorExports from './doctor';
 import type * as InitExports from './init';
 import type { InitOptions } from './init';
 import { packageVersion } from './version';
-import type * as SetupExports from './setup';
-import type { SetupOutcome } from './setup';
-import type * as MigrationsExports from './migrations';
-import type * as ChecksExports from './checks';
+import type * as OperatorExports from '../operator';
+import type { SetupOutcome } from '../operator';
 import type * as RenderExports from './render';
 import type * as ReportExports from './report';
 import type * as ReportHtmlExports from './report-html';
@@ -39,8 +36,8 @@ import { statusExitCode } from './outcome';
 import { addDevCommand } from './dev-command';
 import { addCompletionCommand, applyHelpConventions } from './help';
 import { say } from './output';
-import type * as ListExports from './list';
 import type * as TemporalHealthExports from './temporal-health';
+import type * as ListExports from './list';
 import type { ThrottleChange } from '../lib/throttle';
 
 // The rest loads on first use: `ferry --help` and `--version` never load the Temporal SDK.
@@ -54,16 +51,13 @@ const loggingModule = lazy(() => require('../workers/logging') as typeof Logging
 const payloadCodecModule = lazy(() => require('../workers/payload-codec') as typeof PayloadCodecExports);
 const moduleTransformModule = lazy(() => require('../activities/module-transform') as typeof ModuleTransformExports);
 const doctorReportModule = lazy(() => require('../lib/doctor') as typeof DoctorReportExports);
-const doctorModule = lazy(() => require('./doctor') as typeof DoctorExports);
 const initModule = lazy(() => require('./init') as typeof InitExports);
-const setupModule = lazy(() => require('./setup') as typeof SetupExports);
-const migrationsModule = lazy(() => require('./migrations') as typeof MigrationsExports);
-const checksModule = lazy(() => require('./checks') as typeof ChecksExports);
 const renderModule = lazy(() => require('./render') as typeof RenderExports);
 const reportModule = lazy(() => require('./report') as typeof ReportExports);
 const reportHtmlModule = lazy(() => require('./report-html') as typeof ReportHtmlExports);
 const watchModule = lazy(() => require('./watch') as typeof WatchExports);
 const auditReportModule = lazy(() => require('./audit-report') as typeof AuditReportExports);
+const operatorModule = lazy(() => require('../operator') as typeof OperatorExports);
 const listModule = lazy(() => require('./list') as typeof ListExports);
 const temporalHealthModule = lazy(() => require('./temporal-health') as typeof TemporalHealthExports);
 /* eslint-enable @typescript-eslint/no-require-imports */
@@ -166,7 +160,7 @@ export function buildProgram(): Command {
       const plan = withSubset(readPlan(planFile), options, planFile);
       const settings = settingsOf(command);
       await withClient(settings, async (client) => {
-        const handle = await migrationsModule().startMigration(client, settings, plan, {
+        const handle = await operatorModule().startMigration(client, settings, plan, {
           execute: options.execute,
           showSampleValues: options.showValues,
           migrationId: options.id,
@@ -186,7 +180,7 @@ export function buildProgram(): Command {
         }
         if (!options.wait) {
           // "Started" is said only of a run that got past its inspection and holds its target.
-          if (!options.detach) await passedInspection(client, handle.workflowId);
+          if (!options.detach) await operatorModule().awaitInspection(client, handle.workflowId);
           say(
             options.json,
             { migrationId: handle.workflowId, started: true, inspected: !options.detach },
@@ -216,14 +210,14 @@ export function buildProgram(): Command {
           if (watchModule().endedBadly(report)) process.exitCode = statusExitCode(report);
           return;
         }
-        const report = await migrationsModule().migrationReport(client, migrationId).catch((error: unknown) => {
+        const report = await operatorModule().migrationReport(client, migrationId).catch((error: unknown) => {
           // What Temporal records is still true with no worker: show it, then fail with exit 4.
-          if (error instanceof temporalHealthModule().NoLiveWorkerError) console.log(options.json ? JSON.stringify({ live: false, ...error.known }, null, 2) : temporalHealthModule().formatKnownWithoutWorker(error.known));
+          if (error instanceof operatorModule().NoLiveWorkerError) console.log(options.json ? JSON.stringify({ live: false, ...error.known }, null, 2) : temporalHealthModule().formatKnownWithoutWorker(error.known));
           throw error;
         });
         say(options.json, report, renderModule().formatStatus(report));
         if (!options.json && report.runState !== 'running' && report.status?.execute) {
-          for (const check of await checksModule().laterChecks(client, migrationId)) console.log(`later     ${renderModule().formatLaterCheck(check)}`);
+          for (const check of await operatorModule().laterChecks(client, migrationId)) console.log(`later     ${renderModule().formatLaterCheck(check)}`);
         }
         process.exitCode = statusExitCode(report);
       });
@@ -246,7 +240,7 @@ export function buildProgram(): Command {
   ).action(async (migrationId: string, options: ThrottleOptions & { json: boolean }, command: Command) => {
     const change = throttleChangeOf(options);
     await withClient(settingsOf(command), async (client) => {
-      const throttle = await migrationsModule().changeThrottle(client, migrationId, change);
+      const throttle = await operatorModule().changeThrottle(client, migrationId, change);
       say(options.json, { migrationId, throttle }, `throttle of ${migrationId} is now: ${renderModule().formatThrottle(throttle)}`);
     });
   });
@@ -258,7 +252,7 @@ export function buildProgram(): Command {
       .argument('<migration-id>', 'the migration'),
   ).action(async (migrationId: string, note: { by?: string; reason?: string }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      await migrationsModule().pauseMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
+      await operatorModule().pauseMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
       console.log(`pause requested for ${migrationId}; \`ferry status ${migrationId}\` shows when it has taken effect`);
     });
   });
@@ -267,7 +261,7 @@ export function buildProgram(): Command {
     program.command('resume').description('Resume a paused migration.').argument('<migration-id>', 'the migration'),
   ).action(async (migrationId: string, note: { by?: string; reason?: string }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      const checked = await migrationsModule().resumeMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
+      const checked = await operatorModule().resumeMigration(client, migrationId, { ...note, by: requestedBy(note.by) });
       console.log(
         checked
           ? `resume sent to ${migrationId}, which was paused; \`ferry status ${migrationId}\` shows when it copies again`
@@ -283,7 +277,7 @@ export function buildProgram(): Command {
     .option('--json', 'print as JSON', false)
     .action(async (migrationId: string, options: { json: boolean }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        const report = await migrationsModule().migrationReport(client, migrationId);
+        const report = await operatorModule().migrationReport(client, migrationId);
         if (!report.status) throw new CliError(`migration ${migrationId} ${report.runState}: ${report.failure}`, ExitCode.failed);
         const { rowsFailed, unresolvedFailures, failuresFixed, recentFailures } = report.status;
         console.log(
@@ -302,7 +296,7 @@ export function buildProgram(): Command {
       .option('--json', 'print the outcome as JSON', false),
   ).action(async (migrationId: string, options: { by?: string; reason?: string; json: boolean }, command: Command) => {
     await withClient(settingsOf(command), async (client) => {
-      const outcome = await migrationsModule().retryFailures(client, migrationId, { by: requestedBy(options.by), ...(options.reason ? { reason: options.reason } : {}) });
+      const outcome = await operatorModule().retryFailures(client, migrationId, { by: requestedBy(options.by), ...(options.reason ? { reason: options.reason } : {}) });
       say(options.json, { migrationId, ...outcome }, `retried ${outcome.retried} rows: ${outcome.fixed} copied, ${outcome.stillFailing} still failing`);
       if (outcome.stillFailing > 0) process.exitCode = ExitCode.failed;
     });
@@ -323,7 +317,7 @@ export function buildProgram(): Command {
     .action(async (migrationId: string, options: { gate: string; by?: string; note?: string; force: boolean; json: boolean }, command: Command) => {
       const by = requestedBy(options.by);
       await withClient(settingsOf(command), async (client) => {
-        const outcome = await migrationsModule().approveGate(client, migrationId, { gate: options.gate, by, note: options.note, force: options.force });
+        const outcome = await operatorModule().approveGate(client, migrationId, { gate: options.gate, by, note: options.note, force: options.force });
         say(options.json, { migrationId, approvedBy: by, ...outcome }, `gate ${outcome.gate} of ${migrationId} approved by ${by}${outcome.forced ? ' (forced past unclean verification; recorded)' : ''}`);
       });
     });
@@ -337,7 +331,7 @@ export function buildProgram(): Command {
     .requiredOption('--reason <text>', 'why')
     .action(async (migrationId: string, options: { gate: string; by?: string; reason: string }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        await migrationsModule().rejectGate(client, migrationId, { gate: options.gate, reason: options.reason, by: requestedBy(options.by) });
+        await operatorModule().rejectGate(client, migrationId, { gate: options.gate, reason: options.reason, by: requestedBy(options.by) });
         console.log(`gate ${options.gate} of ${migrationId} rejected; the migration aborts (\`ferry status ${migrationId}\`)`);
       });
     });
@@ -351,7 +345,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the abort record as JSON', false)
     .action(async (migrationId: string, options: { by?: string; reason: string; json: boolean }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        const record = await migrationsModule().abortMigration(client, migrationId, { reason: options.reason, by: requestedBy(options.by) });
+        const record = await operatorModule().abortMigration(client, migrationId, { reason: options.reason, by: requestedBy(options.by) });
         say(options.json, { migrationId, aborted: true, abort: record }, `migration ${migrationId} aborted${record ? ` in phase ${record.phaseReached}: ${record.flagsNote}` : ''}`);
       });
     });
@@ -389,16 +383,15 @@ export function buildProgram(): Command {
       };
       if (options.fromAudit) return fromAudit();
       await withClient(settingsOf(command), async (client) => {
-        let report;
+        let data;
         try {
-          report = await migrationsModule().migrationReport(client, migrationId);
+          data = await operatorModule().recordData(client, migrationId);
         } catch (error) {
           // Past the namespace's retention, the audit on the target is what remains.
-          if (error instanceof migrationsModule().UnknownMigrationError && options.connection) return fromAudit();
+          if (error instanceof operatorModule().UnknownMigrationError && options.connection) return fromAudit();
           throw error;
         }
-        if (!report.status) throw new CliError(`migration ${migrationId} ${report.runState} before it could report: ${report.failure}`, ExitCode.failed);
-        const record = reportModule().migrationRecord(report.status, await checksModule().laterChecks(client, migrationId));
+        const record = reportModule().migrationRecord(data.status, data.laterChecks);
         output(options.format === 'json' ? `${JSON.stringify(record, null, 2)}\n` : options.format === 'html' ? reportHtmlModule().recordHtml(record) : reportModule().recordMarkdown(record));
       });
     });
@@ -414,7 +407,7 @@ export function buildProgram(): Command {
     .option('--json', 'print as JSON', false)
     .action(async (options: { all: boolean; limit: string; json: boolean; plan?: string; phase?: string; target?: string }, command: Command) => {
       await withClient(settingsOf(command), async (client) => {
-        const listings = await listModule().listMigrationRows(client, { ...options, limit: wholeNumber('--limit', options.limit) });
+        const listings = await operatorModule().listMigrations(client, { ...options, limit: wholeNumber('--limit', options.limit) });
         if (options.json) console.log(JSON.stringify(listings, null, 2));
         else if (listings.length === 0) console.log(options.all ? 'no migrations' : 'no running migrations (--all shows finished ones)');
         else console.log(listModule().formatListingTable(listings));
@@ -440,22 +433,22 @@ export function buildProgram(): Command {
       }
       if (options.force && !options.repair) throw new CliError('--force goes with --repair', ExitCode.badInput);
       await withClient(settingsOf(command), async (client) => {
-        const { runState, taskQueue } = await migrationsModule().runStateOf(client, migrationId);
+        const { runState, taskQueue } = await operatorModule().runStateOf(client, migrationId);
         if (runState === 'running') {
-          const summary = await migrationsModule().verifyMigration(client, migrationId, { samplePercent, by: requestedBy(options.by) });
+          const summary = await operatorModule().verifyMigration(client, migrationId, { samplePercent, by: requestedBy(options.by) });
           say(options.json, { migrationId, ...summary }, renderModule().formatVerification(summary));
           if (!summary.clean) process.exitCode = ExitCode.failed;
           return;
         }
-        const migration = await checksModule().endedMigration(client, migrationId, taskQueue, runState);
-        const run = await checksModule().checkEndedMigration(
+        const migration = await operatorModule().endedMigration(client, migrationId, taskQueue, runState);
+        const run = await operatorModule().checkEndedMigration(
           client,
           migration,
           { samplePercent: samplePercent ?? null, repair: options.repair, force: options.force, by: requestedBy(options.by) },
           (checkId) => console.error(`migration ${migrationId} is ${migration.status.phase}; checking it as ${checkId}`),
         );
         say(options.json, run, renderModule().formatVerificationRun(run));
-        const note = run.clean ? null : checksModule().staleSourceNote(migration.status);
+        const note = run.clean ? null : operatorModule().staleSourceNote(migration.status);
         if (note && !options.json) console.log(note);
         if (!run.clean) process.exitCode = ExitCode.failed;
       });
@@ -471,11 +464,11 @@ export function buildProgram(): Command {
     .action(async (migrationId: string, options: { showValues: boolean; limit: string; json: boolean }, command: Command) => {
       const limit = wholeNumber('--limit', options.limit);
       await withClient(settingsOf(command), async (client) => {
-        const { runState, taskQueue } = await migrationsModule().runStateOf(client, migrationId);
+        const { runState, taskQueue } = await operatorModule().runStateOf(client, migrationId);
         const report =
           runState === 'running'
-            ? await migrationsModule().mismatches(client, migrationId, { showValues: options.showValues, limit })
-            : await checksModule().endedMismatches(client, await checksModule().endedMigration(client, migrationId, taskQueue, runState), { showValues: options.showValues, limit });
+            ? await operatorModule().mismatches(client, migrationId, { showValues: options.showValues, limit })
+            : await operatorModule().endedMismatches(client, await operatorModule().endedMigration(client, migrationId, taskQueue, runState), { showValues: options.showValues, limit });
         console.log(options.json ? JSON.stringify(report, null, 2) : renderModule().formatMismatches(report));
       });
     });
@@ -519,7 +512,7 @@ export function buildProgram(): Command {
       const plan = readPlan(planFile);
       const settings = settingsOf(command);
       await withClient(settings, async (client) => {
-        const report = await doctorModule().runDoctor(client, settings, plan);
+        const report = await operatorModule().runDoctor(client, settings, plan);
         console.log(options.json ? JSON.stringify(report, null, 2) : doctorReportModule().formatDoctorReport(report));
         if (!report.ok) process.exitCode = ExitCode.failed;
       });
@@ -534,9 +527,9 @@ export function buildProgram(): Command {
       await withClient(settings, async (client) => {
         let outcome: SetupOutcome;
         try {
-          outcome = await setupModule().registerSearchAttributes(client, settings.namespace);
+          outcome = await operatorModule().registerSearchAttributes(client, settings.namespace);
         } catch (error) {
-          if (error instanceof setupModule().SearchAttributeConflictError) throw new CliError(error.message, ExitCode.badInput);
+          if (error instanceof operatorModule().SearchAttributeConflictError) throw new CliError(error.message, ExitCode.badInput);
           throw new CliError(`cannot register search attributes in namespace ${settings.namespace}: ${rootMessage(error)} (it needs an operator's permission on the namespace)`, ExitCode.failed);
         }
         if (options.json) console.log(JSON.stringify(outcome));
@@ -617,27 +610,6 @@ function metricsPortsOf(options: WorkerCommandOptions): { metricsPort: number; s
   return { metricsPort, sdkMetricsPort };
 }
 
-/** How long `start --execute` waits for the inspection and the target's claim. */
-const INSPECTION_WAIT_MS = 5 * 60_000;
-
-/**
- * Waits until a migration has passed its inspection and claimed its target (its phase moves on),
- * or fails with the run's own reason when it ended there instead.
- */
-async function passedInspection(client: Client, migrationId: string): Promise<void> {
-  const deadline = Date.now() + INSPECTION_WAIT_MS;
-  for (;;) {
-    const report = await migrationsModule().migrationReport(client, migrationId);
-    if (report.runState !== 'running') {
-      if (report.runState === 'completed' || report.runState === 'continued') return;
-      throw new CliError(`migration ${migrationId} ${report.runState} before it started copying: ${report.failure ?? report.status?.phase ?? 'no reason given'}`, ExitCode.failed);
-    }
-    if (report.status && report.status.phase !== 'inspecting') return;
-    if (Date.now() > deadline) throw new CliError(`migration ${migrationId} is still inspecting after ${INSPECTION_WAIT_MS / 60_000} minutes; follow it with ferry status`, ExitCode.failed);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
-
 interface StartOptions {
   json: boolean;
   execute: boolean;
@@ -703,11 +675,12 @@ function exitCodeOf(error: unknown): number {
   if (error instanceof CliError) return error.exitCode;
   // Errors that carry their own code (no worker: 4; a refused argument: 2).
   if (typeof (error as { exitCode?: unknown }).exitCode === 'number') return (error as { exitCode: number }).exitCode;
-  if (error instanceof migrationsModule().RefusedError || error instanceof checksModule().CheckRefusedError) return ExitCode.badInput;
+  if (error instanceof operatorModule().RefusedError || error instanceof operatorModule().CheckRefusedError) return ExitCode.badInput;
   if (error instanceof temporalConnectionModule().TemporalUnreachableError) return ExitCode.unreachable;
-  if (error instanceof migrationsModule().NoWorkerError) return ExitCode.notApplied;
+  if (error instanceof operatorModule().NoLiveWorkerError) return ExitCode.unreachable;
+  if (error instanceof operatorModule().NoWorkerError) return ExitCode.notApplied;
   if (error instanceof plansModule().InvalidPlanError) return ExitCode.badInput;
-  if (error instanceof migrationsModule().UnknownMigrationError) return ExitCode.unknownMigration;
+  if (error instanceof operatorModule().UnknownMigrationError) return ExitCode.unknownMigration;
   return ExitCode.failed;
 }
 
@@ -723,11 +696,8 @@ export async function main(argv: string[]): Promise<number> {
     // Ferry's own errors say what to fix; an SDK's wrapper gives way to its root cause; anything else may carry a value, and is redacted.
     const ours =
       error instanceof CliError ||
-      error instanceof migrationsModule().RefusedError ||
-      error instanceof migrationsModule().NoWorkerError ||
-      error instanceof temporalHealthModule().NoLiveWorkerError ||
+      error instanceof operatorModule().OperatorError ||
       error instanceof plansModule().InvalidPlanError ||
-      error instanceof migrationsModule().UnknownMigrationError ||
       // Ferry's own refusals carry the exit code they mean (help.ts, dev.ts).
       (error instanceof Error && typeof (error as { exitCode?: unknown }).exitCode === 'number' && !(error instanceof CommanderError));
     const sdk = ours ? null : temporalHealthModule().sdkErrorLine(error);

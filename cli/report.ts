@@ -1,7 +1,7 @@
 /** The record of a migration run, as Markdown for people and JSON for tools: `ferry report`. */
 import { rowsSkipped, type MigrationStatus, type VerificationSummary } from '../lib/status';
 import { differenceCounts, scopeOf, uncleanReason } from '../lib/verification-runs';
-import type { LaterCheck } from './checks';
+import type { LaterCheck } from '../operator';
 import { rowsLeftText } from './outcome';
 import { decisionDetail } from './phase-story';
 import { formatCount } from './render';

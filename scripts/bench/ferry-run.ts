@@ -3,7 +3,7 @@
  * followed to its end (or stopped when it is stuck), and its result checked by the bench's SQL.
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { migrationReport, startMigration } from '../../cli/migrations';
+import { migrationReport, startMigration } from '../../operator';
 import { redactMessage, rootMessage } from '../../lib/errors';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import type { temporalSettings } from '../../lib/settings';

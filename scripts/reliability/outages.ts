@@ -6,7 +6,7 @@
  * SQL then checks the flags, the migration's record and every row.
  */
 import { WorkflowUpdateStage } from '@temporalio/client';
-import { migrationReport, startMigration } from '../../cli/migrations';
+import { migrationReport, startMigration } from '../../operator';
 import { formatRetries } from '../../cli/retries';
 import { flagsAfterAbort, type FlagSettings } from '../../lib/lifecycle';
 import type { Phase } from '../../lib/status';

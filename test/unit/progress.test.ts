@@ -1,6 +1,6 @@
 /** Rate smoothing, ETA, bars, and the watch view's frames, lines and JSON. */
 import { describe, expect, it } from 'vitest';
-import type { MigrationReport } from '../../cli/migrations';
+import type { MigrationReport } from '../../operator';
 import { sampleOf, watchFrame, watchJson, watchLine, type WatchSample } from '../../cli/watch';
 import { etaSeconds, formatDuration, nextRate, progressBar, remainingRows, type RateState } from '../../lib/progress';
 import { newMigrationStatus, type MigrationStatus, type ShardStatus } from '../../lib/status';

@@ -1,0 +1,18 @@
+/** A source table as a worker sees it (columns, key candidates), read for scaffolding a plan; writes nothing. */
+import type { Client } from '@temporalio/client';
+import type { SourceDescription } from '../activities/describe-source';
+import type { TemporalSettings } from '../lib/settings';
+import type { describeSourceWorkflow } from '../workflows/describe-source';
+
+export async function describeSourceTable(
+  client: Client,
+  temporal: TemporalSettings,
+  source: { connection: string; schema: string; table: string },
+): Promise<SourceDescription> {
+  return client.workflow.execute<typeof describeSourceWorkflow>('describeSourceWorkflow', {
+    taskQueue: temporal.taskQueue,
+    workflowId: `ferry/init/${source.schema}.${source.table}/${new Date().toISOString()}`,
+    args: [source],
+    workflowExecutionTimeout: '5 minutes',
+  });
+}
