@@ -4,11 +4,10 @@ import { describeRange } from '../lib/key-range';
 import type { MismatchReport } from '../activities/verifier';
 import { rowsSkipped, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
 import type { Throttle } from '../lib/throttle';
-import type { MigrationReport } from '../operator';
+import type { LaterCheck, MigrationReport } from '../operator';
 import { outcomeOf, rowsLeftText } from './outcome';
 import { decisionDetail, gateStory, pauseStory, phaseStory } from './phase-story';
 import { differenceCounts, scopeOf, uncleanReason, type VerificationRun } from '../lib/verification-runs';
-import type { LaterCheck } from '../operator';
 import { formatRetries } from './retries';
 
 const number = new Intl.NumberFormat('en-US');
