@@ -15,11 +15,12 @@ export {
   mismatches,
   pauseMigration,
   rejectGate,
+  requestAbort,
   resumeMigration,
   retryFailures,
   verifyMigration,
 } from './requests';
-export { activityRetries, type ActivityRetry } from './retries';
+export { activityRetries, shardCopyRetries, type ActivityRetry } from './retries';
 export { listMigrations, type ListFilter, type MigrationListing } from './list';
 export {
   checkEndedMigration,

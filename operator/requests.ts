@@ -52,6 +52,20 @@ async function update<Ret, Arg>(
   arg: Arg,
   timeoutSeconds: number | null = UPDATE_TIMEOUT_SECONDS,
 ): Promise<Ret> {
+  return (await acceptedUpdate(client, migrationId, definition, arg, timeoutSeconds))();
+}
+
+/**
+ * Sends an update and answers once the migration has accepted it, with a function that waits for
+ * its answer; refused ones become RefusedError, here or from that function.
+ */
+async function acceptedUpdate<Ret, Arg>(
+  client: Client,
+  migrationId: string,
+  definition: UpdateDefinition<Ret, [Arg]>,
+  arg: Arg,
+  timeoutSeconds: number | null,
+): Promise<() => Promise<Ret>> {
   const handle = await runningMigration(client, migrationId);
   await requireLiveWorker(client, handle);
   let timer: NodeJS.Timeout | undefined;
@@ -60,15 +74,18 @@ async function update<Ret, Arg>(
   });
   try {
     const accepted = await Promise.race([handle.startUpdate(definition, { args: [arg], waitForStage: WorkflowUpdateStage.ACCEPTED }), timeout]);
-    clearTimeout(timer);
-    return await accepted.result();
+    return () => accepted.result().catch(refusal);
   } catch (error) {
-    // A refusal is the validator's own text (workflow code, no row values): shown as written.
-    if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${innermostMessage(error)}`);
-    throw error;
+    return refusal(error);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A refusal is the validator's own text (workflow code, no row values): shown as written. */
+function refusal(error: unknown): never {
+  if (error instanceof WorkflowUpdateFailedError) throw new RefusedError(`refused: ${innermostMessage(error)}`);
+  throw error;
 }
 
 /** Changes the throttle; refused (and nothing changes) when a value is out of bounds. */
@@ -107,6 +124,14 @@ export async function rejectGate(client: Client, migrationId: string, rejection:
 /** Aborts and answers once the flags are back in a safe state. */
 export async function abortMigration(client: Client, migrationId: string, request: AbortRequest): Promise<AbortRecord | null> {
   return update(client, migrationId, abortUpdate, request);
+}
+
+/**
+ * Sends an abort and answers once the migration has taken it, without waiting for the rollback
+ * (which waits out a database outage): `ferry status` follows it from there.
+ */
+export async function requestAbort(client: Client, migrationId: string, request: AbortRequest): Promise<void> {
+  await acceptedUpdate(client, migrationId, abortUpdate, request, UPDATE_TIMEOUT_SECONDS);
 }
 
 /** Verifies (and repairs) again; answers with the outcome once done. Runs as long as it takes. */

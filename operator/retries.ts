@@ -3,9 +3,9 @@
  * again (a flag change during a database outage, say), read from the run's pending activities,
  * so `ferry status` says why the migration is not moving without the workflow recording it.
  */
-import type { WorkflowExecutionDescription } from '@temporalio/client';
+import type { Client, WorkflowExecutionDescription } from '@temporalio/client';
 import { redactMessage } from '../lib/errors';
-import type { Phase } from '../lib/status';
+import type { MigrationStatus, Phase } from '../lib/status';
 
 export interface ActivityRetry {
   /** The activity, as Temporal names it (setFlags, releaseTarget, ...). */
@@ -44,4 +44,21 @@ export function activityRetries(description: WorkflowExecutionDescription, phase
         nextAttemptAt: timestampOf(pending.nextAttemptScheduleTime),
       };
     });
+}
+
+/**
+ * The copy calls of running shards that failed at least once and are being retried, by shard (a
+ * copy call is retried for as long as it takes, so only its attempts say it is stuck).
+ */
+export async function shardCopyRetries(client: Client, status: MigrationStatus): Promise<{ shard: number; retry: ActivityRetry }[]> {
+  const found = await Promise.all(
+    status.shards
+      .filter((shard) => shard.state === 'running')
+      .map(async (shard) => {
+        // A shard that ended between the status and the describe has nothing retrying.
+        const description = await client.workflow.getHandle(`${status.migrationId}/shard-${shard.index}`).describe().catch(() => null);
+        return description ? activityRetries(description, status.phase).map((retry) => ({ shard: shard.index, retry })) : [];
+      }),
+  );
+  return found.flat();
 }

@@ -3,8 +3,8 @@
  * followed to its end (or stopped when it is stuck), and its result checked by the bench's SQL.
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { migrationReport, startMigration } from '../../operator';
-import { redactMessage, rootMessage } from '../../lib/errors';
+import { migrationReport, shardCopyRetries, startMigration } from '../../operator';
+import { rootMessage } from '../../lib/errors';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import type { temporalSettings } from '../../lib/settings';
 import type { MigrationStatus } from '../../lib/status';
@@ -78,12 +78,8 @@ export async function awaitMigration(bench: Bench, handle: WorkflowHandle<typeof
       lastMove = Date.now();
     }
     let failure: string | null = null;
-    for (const shard of report.status.shards.filter((s) => s.state === 'running')) {
-      const description = await bench.client.workflow.getHandle(`${handle.workflowId}/shard-${shard.index}`).describe().catch(() => null);
-      const pending = description?.raw.pendingActivities?.[0];
-      if (pending && (pending.attempt ?? 1) >= MAX_ATTEMPTS) {
-        failure = `copy activity failed ${pending.attempt! - 1} times: ${pending.lastFailure?.message ? redactMessage(pending.lastFailure.message) : 'no message'}`;
-      }
+    for (const { retry } of await shardCopyRetries(bench.client, report.status)) {
+      if (retry.attempt >= MAX_ATTEMPTS) failure = `copy activity failed ${retry.attempt - 1} times: ${retry.lastFailure ?? 'no message'}`;
     }
     if (!failure && Date.now() - lastMove > STALL_MS) failure = `no progress for ${STALL_MS / 1000} s at ${lastRows} rows`;
     if (failure) {
