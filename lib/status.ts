@@ -160,7 +160,7 @@ export interface MigrationStatus {
   /** Progress over time, for charts: at most MAX_SAMPLES, thinned evenly as the run grows. */
   samples: ProgressSample[];
   /**
-   * Added by the CLI from Temporal's visibility (never set by the workflow): the shards of the
+   * Added by the operator API from Temporal's visibility (never set by the workflow): the shards of the
    * verification pass under way that are verified so far.
    */
   verifyPass?: VerifyPassProgress | null;
