@@ -6,7 +6,6 @@ export { CheckRefusedError, InspectionNotPassedError, NoLiveWorkerError, NoRecor
 export type { KnownWithoutWorker } from './errors';
 export { awaitInspection, INSPECTION_WAIT_MS, newMigrationId, startMigration, type StartOptions } from './start';
 export { describeMigration, migrationReport, RUN_STATES, runStateOf, type MigrationReport, type RunState } from './status';
-export { addLiveProgress } from './live-progress';
 export { lastPolledSecondsAgo, liveStatus, POLLER_FRESH_SECONDS, PROBE_SECONDS, requireLiveWorker, statusIfWorker, workerPolls } from './live-worker';
 export {
   abortMigration,
