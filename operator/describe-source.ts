@@ -1,6 +1,6 @@
 /** A source table as a worker sees it (columns, key candidates), read for scaffolding a plan; writes nothing. */
 import type { Client } from '@temporalio/client';
-import type { SourceDescription } from '../activities/describe-source';
+import type { SourceDescription } from '../activities/inspect/describe-source';
 import type { TemporalSettings } from '../lib/settings';
 import type { describeSourceWorkflow } from '../workflows/describe-source';
 

@@ -5,7 +5,7 @@
  */
 import { WorkflowUpdateFailedError, WorkflowUpdateStage, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { UpdateDefinition } from '@temporalio/common';
-import type { MismatchReport } from '../activities/verifier';
+import type { MismatchReport } from '../activities/verify/verifier';
 import { innermostMessage } from '../lib/errors';
 import type { AbortRequest, GateApproval, GateRejection } from '../lib/messages-input';
 import type { AbortRecord, RetryOutcome, VerificationSummary } from '../lib/status';

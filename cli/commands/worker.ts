@@ -2,7 +2,7 @@
 import type { Logger } from '@temporalio/common';
 import type { Command } from 'commander';
 import { realpathSync, statSync } from 'node:fs';
-import type * as ModuleTransformExports from '../../activities/module-transform';
+import type * as TransformLoadExports from '../../activities/transform/load';
 import type * as LoggingExports from '../../workers/logging';
 import type * as MetricsExports from '../../workers/metrics';
 import type { PayloadKey } from '../../workers/payload-codec';
@@ -15,7 +15,7 @@ import { lazy, payloadCodecModule } from '../lazy';
 const metricsModule = lazy(() => require('../../workers/metrics') as typeof MetricsExports);
 const workersModule = lazy(() => require('../../workers/worker') as typeof WorkersExports);
 const loggingModule = lazy(() => require('../../workers/logging') as typeof LoggingExports);
-const moduleTransformModule = lazy(() => require('../../activities/module-transform') as typeof ModuleTransformExports);
+const transformLoadModule = lazy(() => require('../../activities/transform/load') as typeof TransformLoadExports);
 /* eslint-enable @typescript-eslint/no-require-imports */
 
 interface WorkerCommandOptions {
@@ -57,7 +57,7 @@ export function addWorkerCommand(program: Command): void {
 
 /** The transform directory, as its real path; a directory that is not there is a mistake worth stopping for. */
 function transformDirOf(options: WorkerCommandOptions): string | null {
-  const given = options.transformDir ?? moduleTransformModule().transformDirFromEnv();
+  const given = options.transformDir ?? transformLoadModule().transformDirFromEnv();
   if (!given) return null;
   const source = options.transformDir !== undefined ? '--transform-dir' : 'FERRY_TRANSFORM_DIR';
   try {

@@ -9,9 +9,9 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { from as copyFrom } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyTextEncoder, targetColumnKinds } from '../../activities/module-transform';
-import { canonicalText, columnTypesSql, rowDigestSum, rowText, type ColumnType } from '../../activities/verify-statements';
-import { ChunkDigest, workerFieldOf, type WorkerField } from '../../activities/worker-checksum';
+import { copyTextEncoder, targetColumnKinds } from '../../activities/transform/copy-text';
+import { canonicalText, columnTypesSql, rowDigestSum, rowText, type ColumnType } from '../../activities/verify/verify-statements';
+import { ChunkDigest, workerFieldOf, type WorkerField } from '../../activities/transform/worker-checksum';
 import { jsonNull, LosslessNumber } from '../../lib/json-values';
 import { createTestDatabase } from '../support/harness';
 
@@ -51,6 +51,11 @@ const VALUES: Record<string, unknown>[] = [
   { t: ' ', n: '.5', small: '-0' },
   { n: '1.50e1', money: '2.5E-1' },
   { n: '-12e-5' },
+  { n: '0.00', money: '1.500' },
+  { n: '-0.00e2', money: '7.' },
+  { n: '1.50e-3', money: '-0.000' },
+  { n: '100e-2', money: '3e1' },
+  { n: '5.', money: '1.5e-1' },
   { u: '8A3E1C8E-0C0B-4E51-9F34-1A2B3C4D5E6F', bytes: Buffer.from([0, 1, 2, 255]) },
   { u: '00000000-0000-0000-0000-000000000000', bytes: Buffer.alloc(0) },
   { bytes: '\\xDEADbeef' },

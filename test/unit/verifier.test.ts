@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copySpecOf, copyWithinDatabaseSql, insertFromStagingSql } from '../../activities/copy-statements';
+import { copySpecOf, copyWithinDatabaseSql, insertFromStagingSql } from '../../activities/copy/copy-statements';
 import {
   canonicalText,
   canonicalizeValuesSql,
@@ -13,7 +13,7 @@ import {
   sourceKeysCondition,
   type ColumnType,
   type VerifyShape,
-} from '../../activities/verify-statements';
+} from '../../activities/verify/verify-statements';
 import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan } from '../../lib/plan';
 
@@ -49,10 +49,10 @@ describe('canonical text per target type', () => {
     expect(range).toContain(`WHEN isempty(v) THEN 'empty'`);
   });
 
-  it('compares json as jsonb (key order and spacing do not count), numeric without trailing zeros, bytea as hex', () => {
+  it('compares json as jsonb (key order and spacing do not count), numeric with its scale, bytea as hex', () => {
     expect(canonicalText('v', { base: 'json', category: 'U' })).toBe('(v)::jsonb::text');
     expect(canonicalText('v', { base: 'jsonb', category: 'U' })).toBe('(v)::text');
-    expect(canonicalText('v', { base: 'numeric', category: 'N' })).toBe('trim_scale(v)::text');
+    expect(canonicalText('v', { base: 'numeric', category: 'N' })).toBe('(v)::text');
     expect(canonicalText('v', { base: 'bytea', category: 'U' })).toBe(`encode(v, 'hex')`);
     expect(canonicalText('v', { base: 'text', category: 'S' })).toBe('(v)::text');
     expect(canonicalText('v', { base: '_int4', category: 'A' })).toBe('(v)::text');
