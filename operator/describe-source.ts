@@ -1,6 +1,7 @@
 /** A source table as a worker sees it (columns, key candidates), read for scaffolding a plan; writes nothing. */
 import type { Client } from '@temporalio/client';
 import type { SourceDescription } from '../activities/inspect/describe-source';
+import { tableKey } from '../lib/ids';
 import type { TemporalSettings } from '../lib/settings';
 import type { describeSourceWorkflow } from '../workflows/describe-source';
 
@@ -11,7 +12,7 @@ export async function describeSourceTable(
 ): Promise<SourceDescription> {
   return client.workflow.execute<typeof describeSourceWorkflow>('describeSourceWorkflow', {
     taskQueue: temporal.taskQueue,
-    workflowId: `ferry/init/${source.schema}.${source.table}/${new Date().toISOString()}`,
+    workflowId: `ferry/init/${tableKey(source)}/${new Date().toISOString()}`,
     args: [source],
     workflowExecutionTimeout: '5 minutes',
   });

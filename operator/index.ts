@@ -4,7 +4,7 @@
  */
 export { CheckRefusedError, InspectionNotPassedError, NoLiveWorkerError, NoRecordError, NoWorkerError, OperatorError, RefusedError, UnknownMigrationError } from './errors';
 export type { KnownWithoutWorker } from './errors';
-export { awaitInspection, INSPECTION_WAIT_MS, newMigrationId, startMigration, type StartOptions } from './start';
+export { awaitInspection, INSPECTION_WAIT_MS, startMigration, type StartOptions } from './start';
 export { describeMigration, migrationReport, RUN_STATES, runStateOf, type MigrationReport, type RunState } from './status';
 export { lastPolledSecondsAgo, liveStatus, POLLER_FRESH_SECONDS, PROBE_SECONDS, requireLiveWorker, statusIfWorker, workerPolls } from './live-worker';
 export {
@@ -24,7 +24,6 @@ export { listMigrations, type ListFilter, type MigrationListing } from './list';
 export {
   checkEndedMigration,
   checkProblems,
-  checkWorkflowId,
   endedMigration,
   endedMismatches,
   laterChecks,

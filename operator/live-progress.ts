@@ -4,6 +4,7 @@
  * client decodes any payload) and add it, so status is live without writing to any history.
  */
 import type { Client } from '@temporalio/client';
+import { shardWorkflowId } from '../lib/ids';
 import { addLiveCopy, copyProgressOf } from '../lib/progress';
 import { recountRows, type MigrationStatus } from '../lib/status';
 
@@ -26,7 +27,7 @@ export async function addLiveProgress(client: Client, status: MigrationStatus): 
       .filter((shard) => shard.state === 'running')
       .map(async (shard) => {
         try {
-          const live = await runningCopy(client, `${status.migrationId}/shard-${shard.index}`);
+          const live = await runningCopy(client, shardWorkflowId(status.migrationId, shard.index));
           if (live) addLiveCopy(shard, live);
         } catch {
           // The shard finished between the query and the describe: its own report is current.

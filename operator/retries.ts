@@ -5,6 +5,7 @@
  */
 import type { Client, WorkflowExecutionDescription } from '@temporalio/client';
 import { redactMessage } from '../lib/errors';
+import { shardWorkflowId } from '../lib/ids';
 import type { MigrationStatus, Phase } from '../lib/status';
 
 export interface ActivityRetry {
@@ -56,7 +57,7 @@ export async function shardCopyRetries(client: Client, status: MigrationStatus):
       .filter((shard) => shard.state === 'running')
       .map(async (shard) => {
         // A shard that ended between the status and the describe has nothing retrying.
-        const description = await client.workflow.getHandle(`${status.migrationId}/shard-${shard.index}`).describe().catch(() => null);
+        const description = await client.workflow.getHandle(shardWorkflowId(status.migrationId, shard.index)).describe().catch(() => null);
         return description ? activityRetries(description, status.phase).map((retry) => ({ shard: shard.index, retry })) : [];
       }),
   );

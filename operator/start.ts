@@ -4,18 +4,13 @@
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { rootMessage } from '../lib/errors';
+import { newMigrationId, tableKey } from '../lib/ids';
 import type { Plan } from '../lib/plan';
 import { ferrySearchAttributes, phaseKey, planNameKey, targetTableKey } from '../lib/search-attributes';
 import type { TemporalSettings } from '../lib/settings';
 import type { migrationWorkflow } from '../workflows/migration';
 import { InspectionNotPassedError } from './errors';
 import { migrationReport } from './status';
-
-/** Ids read well in Temporal's UI and sort by start time: ferry/<plan name>/<UTC time to the ms>. */
-export function newMigrationId(plan: Plan, now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-');
-  return `ferry/${plan.name}/${stamp}`;
-}
 
 export interface StartOptions {
   execute: boolean;
@@ -35,7 +30,7 @@ export async function startMigration(
   plan: Plan,
   options: StartOptions,
 ): Promise<WorkflowHandle<typeof migrationWorkflow>> {
-  const workflowId = options.migrationId ?? newMigrationId(plan);
+  const workflowId = options.migrationId ?? newMigrationId(plan.name, new Date());
   const start = (searchable: boolean) =>
     client.workflow.start<typeof migrationWorkflow>('migrationWorkflow', {
       taskQueue: temporal.taskQueue,
@@ -55,7 +50,7 @@ export async function startMigration(
             typedSearchAttributes: [
               { key: planNameKey, value: plan.name },
               { key: phaseKey, value: 'inspecting' },
-              { key: targetTableKey, value: `${plan.target.schema}.${plan.target.table}` },
+              { key: targetTableKey, value: tableKey(plan.target) },
             ],
           }
         : {}),
