@@ -21,10 +21,10 @@ import {
   type CopySpec,
 } from './copy-statements';
 import { inCopyTransaction, writeBatch } from './batch-writer';
-import { recordFailures, type FailedRecord } from '../state/ferry-schema';
+import { recordFailures, resolveFailedRecord, unresolvedFailedCount, unresolvedFailedKeys, type FailedRecord } from '../state/ferry-schema';
 import { isRowError, MIN_BATCH_SIZE, nextBatchSize, rateDelayMs } from '../pacing';
 import { redactMessage } from '../../lib/errors';
-import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from '../sql';
+import { column, literal, sql, SOURCE_ALIAS } from '../sql';
 import { copyRangeThroughModule } from '../transform/module-copy';
 import { transformDirFromEnv } from '../transform/load';
 import { holdKindOf, holdReason } from '../throttler';
@@ -283,14 +283,11 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
       const targetPool = databases.pool(plan.target.connection);
       const copyRange = await rangeCopier(plan);
       const base = copySpecOf(plan);
-      const failed = await targetPool.query<{ key: string }>(
-        `SELECT key FROM ferry.failed_records WHERE migration_id = $1 AND resolved_at IS NULL ORDER BY key`,
-        [migrationId],
-      );
+      const failed = await unresolvedFailedKeys(targetPool, migrationId);
       let fixed = 0;
       heartbeats?.follow(() => fixed);
-      for (const { key } of failed.rows) {
-        const onlyThisKey = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)} = ${quoteLiteral(key)}`;
+      for (const key of failed) {
+        const onlyThisKey = sql`${column(SOURCE_ALIAS, plan.source.key)} = ${literal(key)}`.text;
         const spec = { ...base, filter: base.filter ? `${base.filter} AND ${onlyThisKey}` : onlyThisKey };
         const outcome = await copyRange(spec, { after: null, upTo: null }).catch((error: unknown): RangeOutcome => {
           const code = (error as { code?: string }).code;
@@ -300,15 +297,11 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
         if (outcome.failures.length > 0) {
           await recordFailures(targetPool, migrationId, outcome.failures);
         } else {
-          await targetPool.query(`UPDATE ferry.failed_records SET resolved_at = now() WHERE migration_id = $1 AND key = $2`, [migrationId, key]);
+          await resolveFailedRecord(targetPool, migrationId, key);
           fixed += 1;
         }
       }
-      const left = await targetPool.query<{ count: number }>(
-        `SELECT count(*)::int AS count FROM ferry.failed_records WHERE migration_id = $1 AND resolved_at IS NULL`,
-        [migrationId],
-      );
-      return { retried: failed.rows.length, fixed, stillFailing: left.rows[0]?.count ?? 0 };
+      return { retried: failed.length, fixed, stillFailing: await unresolvedFailedCount(targetPool, migrationId) };
     },
   };
 

@@ -4,17 +4,18 @@
  */
 import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat, log, sleep } from '@temporalio/activity';
 import type { Heartbeats } from '../heartbeats';
-import type pg from 'pg';
 import { describeRange, type KeyRange, type ShardSpec } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { oneStatement, readOnlyQuery } from '../plan-sql';
-import { nextBatchBoundSql, rangeRowsSql } from '../copy/copy-statements';
-import { type Mismatch, recordMismatches } from '../state/ferry-schema';
+import { nextBatchBoundSql, rangeRowsSql, SOURCE_KEY_TEXT } from '../copy/copy-statements';
+import { ident, sql } from '../sql';
+import { installFerrySchema, type Mismatch, recordMismatches } from '../state/ferry-schema';
+import { openKeysOfEarlierPasses, resolveEarlierPasses } from '../state/mismatches';
 import { isRowError } from '../pacing';
 import { redactMessage } from '../../lib/errors';
 import { chunkChecksumSql, diffRows } from './verify-statements';
-import { columnNames, type BothSides, ensureMismatchesTable, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
+import { columnNames, type BothSides, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
 import type { RepairInput } from './repair';
 
 export interface VerifyShardInput {
@@ -91,7 +92,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     const { plan } = input;
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
-    await ensureMismatchesTable(targetPool);
+    await installFerrySchema(targetPool);
     const v = await verificationOf(plan, input.shard.partitionValue, input.samplePercent, input.migrationId);
     const chunkSize = Math.max(1, Math.trunc(input.chunkSize));
     const pageRows = Math.max(MIN_PAGE_ROWS, chunkSize * 2);
@@ -119,11 +120,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     /** The source keys of a chunk, for a target side that cannot be filtered like the source. */
     const chunkKeys = async (range: KeyRange): Promise<string[] | undefined> => {
       if (!v.rowDependent) return undefined;
-      const query = rangeRowsSql(bounds, range);
-      const result = await readOnlyQuery<{ key: string }>(sourcePool, {
-        text: `SELECT "ferry source key" AS key FROM (${query.text}) AS chunk`,
-        values: query.values,
-      });
+      const result = await readOnlyQuery<{ key: string }>(sourcePool, sql`SELECT ${ident(SOURCE_KEY_TEXT)} AS key FROM (${rangeRowsSql(bounds, range)}) AS chunk`);
       return result.rows.map((r) => r.key);
     };
 
@@ -265,20 +262,13 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     async recheckOpenMismatches(input: RepairInput): Promise<MismatchCounts> {
       const { plan, migrationId, pass } = input;
       const targetPool = databases.pool(plan.target.connection);
-      await ensureMismatchesTable(targetPool);
+      await installFerrySchema(targetPool);
       const counts = zeroCounts();
       let v: Verification | null = null;
       let after: string | null = null;
       for (;;) {
-        const open: pg.QueryResult<{ key: string }> = await targetPool.query(
-          `SELECT DISTINCT key FROM ferry.mismatches m
-            WHERE migration_id = $1 AND pass < $2 AND resolved_at IS NULL AND ($3::text IS NULL OR key > $3)
-              AND NOT EXISTS (SELECT 1 FROM ferry.mismatches c WHERE c.migration_id = $1 AND c.pass = $2 AND c.key = m.key)
-            ORDER BY key LIMIT $4`,
-          [migrationId, pass, after, RECHECK_BATCH],
-        );
-        if (open.rows.length === 0) break;
-        const keys = open.rows.map((r) => r.key);
+        const keys = await openKeysOfEarlierPasses(targetPool, { migrationId, pass, after, limit: RECHECK_BATCH });
+        if (keys.length === 0) break;
         after = keys[keys.length - 1]!;
         v ??= await verificationOf(plan, null, undefined, migrationId);
         const [s, t] = await bothSides(plan, v, { keys }, { keys }, Math.max(MIN_PAGE_ROWS, keys.length + 1));
@@ -288,7 +278,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
         for (const d of differences) counts[d.category] += 1;
         heartbeat({ after });
       }
-      await targetPool.query(`UPDATE ferry.mismatches SET resolved_at = now() WHERE migration_id = $1 AND pass < $2 AND resolved_at IS NULL`, [migrationId, pass]);
+      await resolveEarlierPasses(targetPool, migrationId, pass);
       return counts;
     },
   };
