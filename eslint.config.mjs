@@ -43,6 +43,13 @@ export default tseslint.config(
   },
   { files: ['workflows/**/*.ts', 'lib/**/*.ts'], rules: workflowSafeImports },
   {
+    // The operator API serves the CLI, scripts and tests alike: it returns data, and knows nothing of the CLI.
+    files: ['operator/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': ['error', { patterns: [{ group: ['**/cli', '**/cli/*'], message: 'The operator API does not import from cli/; the CLI imports from it.' }] }],
+    },
+  },
+  {
     files: ['bin/**/*.js'],
     languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', process: 'readonly', __dirname: 'readonly', console: 'readonly' } },
     rules: { '@typescript-eslint/no-require-imports': 'off' },

@@ -5,11 +5,10 @@ import { describeRange } from '../lib/key-range';
 import type { MismatchReport } from '../activities/verify/verifier';
 import { holdingSignals, rowsSkipped, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
 import type { Throttle } from '../lib/throttle';
-import type { MigrationReport } from './migrations';
+import type { LaterCheck, MigrationReport } from '../operator';
 import { outcomeOf, rowsLeftText } from './outcome';
 import { decisionDetail, gateStory, pauseStory, phaseStory } from './phase-story';
 import { differenceCounts, scopeOf, uncleanReason, type VerificationRun } from '../lib/verification-runs';
-import type { LaterCheck } from './checks';
 import { formatRetries } from './retries';
 
 const number = new Intl.NumberFormat('en-US');

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { InvalidPlanError, validatePlan, type Plan } from './plan';
+import type { ShardCounts } from './progress';
 import { throttleChangeProblems, type ThrottleChange } from './throttle';
 
 /** A parsed payload, or the problems with it: short, and never quoting the values sent. */
@@ -148,12 +149,17 @@ const failedRowSchema = z.looseObject({ key: z.string(), code: z.string().nullab
 
 // Loose, not strict: a field added to a shard's report by a newer worker must not make an older
 // migration drop its progress. Wrong types are still refused.
-const shardProgressSchema = z.looseObject({
-  index: count,
+// The counts' fields are ShardCounts' own: a field added there and not here fails to compile.
+const shardCountsShape = {
   cursor: z.string().nullable(),
   rowsRead: count,
   rowsWritten: count,
   rowsFailed: count,
+} satisfies Record<keyof ShardCounts, z.ZodType>;
+
+const shardProgressSchema = z.looseObject({
+  index: count,
+  ...shardCountsShape,
   batchSize: z.number().positive(),
   throttleReason: z.string().nullable(),
   failures: z.array(failedRowSchema),

@@ -4,6 +4,7 @@ import type { Flags } from './flags';
 import type { Inspection } from './inspection';
 import type { KeyRange } from './key-range';
 import { holdingSignalOf, type PacingSignal } from './pacing-controller';
+import type { ShardCounts } from './progress';
 import type { Throttle } from './throttle';
 
 export type Phase =
@@ -87,16 +88,12 @@ export interface AbortRecord {
   flagsNote: string;
 }
 
-export interface ShardStatus {
+/** A shard as the migration knows it: where it is and how far it has copied (ShardCounts). */
+export interface ShardStatus extends ShardCounts {
   index: number;
   range: KeyRange;
   partitionValue: string | null;
   state: 'pending' | 'running' | 'done' | 'failed' | 'cancelled';
-  /** Last key copied. */
-  cursor: string | null;
-  rowsRead: number;
-  rowsWritten: number;
-  rowsFailed: number;
   /** The batch size the copier has adapted to. */
   batchSize: number;
   /** Why this shard is slowed or holding, if it is. */
@@ -170,7 +167,7 @@ export interface MigrationStatus {
   /** Progress over time, for charts: at most MAX_SAMPLES, thinned evenly as the run grows. */
   samples: ProgressSample[];
   /**
-   * Added by the CLI from Temporal's visibility (never set by the workflow): the shards of the
+   * Added by the operator API from Temporal's visibility (never set by the workflow): the shards of the
    * verification pass under way that are verified so far.
    */
   verifyPass?: VerifyPassProgress | null;

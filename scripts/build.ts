@@ -12,7 +12,7 @@ const root = path.join(__dirname, '..');
 const dist = path.join(root, 'dist');
 /** Written last: its time says when dist/ was complete. */
 const stamp = path.join(dist, '.built');
-const SOURCE_DIRS = ['cli', 'workers', 'activities', 'workflows', 'lib', 'client'];
+const SOURCE_DIRS = ['cli', 'operator', 'workers', 'activities', 'workflows', 'lib', 'client'];
 
 function newestSource(dir: string): number {
   let newest = 0;

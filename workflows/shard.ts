@@ -23,12 +23,13 @@ import { rootMessage } from '../lib/errors';
 import type { ShardSpec } from '../lib/key-range';
 import { parseShardPause, parseShardThrottle } from '../lib/messages-input';
 import type { Plan } from '../lib/plan';
+import type { ShardCounts } from '../lib/progress';
 import { shardPauseSignal, shardProgressSignal, shardThrottleSignal, type ShardProgress, type ShardThrottle } from './messages';
 
 /** What a shard reports when an abort cancelled it (after its copier stopped). */
 export const CANCELLED = 'cancelled';
 
-export interface ShardInput {
+export interface ShardInput extends ShardCounts {
   /** The migration workflow to report to (its id survives its continue-as-new). */
   migrationWorkflowId: string;
   plan: Plan;
@@ -36,22 +37,14 @@ export interface ShardInput {
   spec: ShardSpec;
   throttle: ShardThrottle;
   paused: boolean;
-  /** Carried across continue-as-new. */
-  cursor: string | null;
-  rowsRead: number;
-  rowsWritten: number;
-  rowsFailed: number;
+  /** Carried across continue-as-new, as are the counts. */
   batchSize: number;
   /** The pacing controller's memory (baseline and rate), carried between copy calls. */
   pacing?: CopyPacing | null;
 }
 
-export interface ShardResult {
+export interface ShardResult extends ShardCounts {
   index: number;
-  cursor: string | null;
-  rowsRead: number;
-  rowsWritten: number;
-  rowsFailed: number;
 }
 
 const { copyBatches } = proxyActivities<FerryActivities>({

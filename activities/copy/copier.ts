@@ -32,6 +32,7 @@ import { assertPlanSqlIsSafe, oneStatement, readOnly } from '../plan-sql';
 import { createCopyMetrics, shardIndexOf, type CopyMetrics } from './metrics';
 import { capturesWithTrigger } from '../../lib/capture';
 import { createChangeApplier } from '../capture/applier';
+import type { CopyProgress } from '../../lib/progress';
 
 export interface CopyBatchesInput {
   migrationId: string;
@@ -50,19 +51,6 @@ export interface CopyBatchesInput {
   /** Return after about this long so the shard can apply a new throttle. (Default: 5) */
   maxSeconds?: number;
   /** The pacing controller's memory from the previous call; absent for a copy about to start. */
-  pacing?: CopyPacing | null;
-}
-
-export interface CopyProgress {
-  cursor: string | null;
-  rowsRead: number;
-  rowsWritten: number;
-  rowsFailed: number;
-  batches: number;
-  batchSize: number;
-  /** Why the copier is slowed or holding right now, if it is. */
-  throttleReason: string | null;
-  /** The pacing controller's memory, for the next call; null with the controller off. */
   pacing?: CopyPacing | null;
 }
 

@@ -1,7 +1,7 @@
 /** The default throttle paces the copy by what the application feels, and status names why. */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrationReport, startMigration } from '../../cli/migrations';
+import { migrationReport, startMigration } from '../../operator';
 import { formatStatus } from '../../cli/render';
 import { validatePlan } from '../../lib/plan';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';

@@ -13,7 +13,7 @@ import { createShardPlanner } from '../../activities/inspect/shard-planner';
 import { holdReason } from '../../activities/copy/throttle';
 import { createVerifier } from '../../activities/verify/verifier';
 import { ExitCode } from '../../cli/exit-codes';
-import { startMigration } from '../../cli/migrations';
+import { startMigration } from '../../operator';
 import { rootMessage } from '../../lib/errors';
 import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan, type Plan, type PlanInput } from '../../lib/plan';
