@@ -3,6 +3,7 @@
  * applier's cursor, and the lag a status shows. Pure: workflows and activities both import it.
  */
 import { z } from 'zod';
+import type { CopyPacing } from './pacing-controller';
 
 /**
  * application: the application writes the new table itself (dual writes through the client
@@ -79,6 +80,8 @@ export interface ApplyChangesResult {
   lag: CaptureLag;
   /** Why the applier is slowed or holding, if it is. */
   throttleReason: string | null;
+  /** The pacing controller's memory, for the next call; null when the plan's budget is off. */
+  pacing?: CopyPacing | null;
 }
 
 /** What `ferry status` shows of a migration's capture. */
@@ -94,6 +97,8 @@ export interface CaptureStatus {
   rowsWritten: number;
   rowsDeleted: number;
   throttleReason: string | null;
+  /** The pacing controller's memory, carried from one call of the applier to the next (absent in older records). */
+  pacing?: CopyPacing | null;
   /** When the applier first had the target up to date after the backfill; null until then. */
   caughtUpAt: string | null;
 }

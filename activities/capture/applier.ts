@@ -11,7 +11,7 @@ import type { KeyRange } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { withHeartbeats, type Heartbeats } from '../heartbeats';
-import { rateDelayMs } from '../../lib/throttle';
+import { openCopyThrottle, type CopyPacing, type ThrottleWait } from '../copy/throttle';
 import { createKeyApplier, withApplyLock, type KeysApplied } from './apply-keys';
 import { createCaptureMetrics, type CaptureMetrics } from './metrics';
 import { changedKeysInRangeSql, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql } from './statements';
@@ -22,6 +22,8 @@ export interface ApplyChangesInput {
   cursor: ApplyCursor;
   /** Keys per second the applier writes at most; null for no limit. */
   rowsPerSecond: number | null;
+  /** The pacing controller's memory from the previous call; null or absent to start it afresh. */
+  pacing?: CopyPacing | null;
   /**
    * Remove applied entries from the log. Only once the backfill is over: a chunk still in
    * flight looks for entries its read could not see. (Default: false)
@@ -102,16 +104,39 @@ export function createChangeApplier(databases: Databases, transformDir: string |
     const resumed = activityInfo().heartbeatDetails as ApplyCursor | undefined;
     const cursor: ApplyCursor = { ...(resumed ?? input.cursor ?? startOfCapture) };
     heartbeats?.follow(() => cursor);
+    // The backfill's throttle: backoff holds, the pacing controller (when the plan's budget is on)
+    // and the rows/s limit as its ceiling, watching the source and the target.
+    const throttle = await openCopyThrottle({
+      pool: sourcePool,
+      targetPool: databases.sameDatabase(plan.source.connection, plan.target.connection) ? undefined : databases.pool(plan.target.connection),
+      plan,
+      rowsPerSecond: input.rowsPerSecond,
+      pacing: input.pacing ?? null,
+      writer: 'the change apply',
+    });
     const started = Date.now();
     const result = { keysApplied: 0, rowsWritten: 0, rowsDeleted: 0, throttleReason: null as string | null };
     const timeLeft = () => Math.max(0, maxMs - (Date.now() - started));
+    const show = (why: ThrottleWait) => {
+      result.throttleReason = why.reason;
+    };
 
     while (timeLeft() > 0) {
+      const before = await throttle.beforeBatch();
+      if (before.ms > 0) {
+        // Holding or paying for the last batch: wait, but return on time so the status shows why.
+        show(before);
+        heartbeat(cursor);
+        await sleep(Math.min(before.ms, timeLeft()));
+        continue;
+      }
+      // The controller's signal shows while it holds the rate down; a lifted hold clears.
+      if (before.reason !== null || result.throttleReason?.startsWith('holding: ')) show(before);
       if (cursor.round === null) {
         cursor.round = await currentSnapshot(sourcePool);
         cursor.afterKey = null;
       }
-      const page = roundKeysSql(migrationId, keyType, { ...cursor, round: cursor.round }, batch);
+      const page = roundKeysSql(migrationId, keyType, { ...cursor, round: cursor.round }, throttle.batchSize(batch));
       const keys = (await sourcePool.query<{ key: string }>(page.text, page.values)).rows.map((r) => r.key);
       if (keys.length === 0) {
         const wasEmpty = cursor.afterKey === null;
@@ -134,14 +159,14 @@ export function createChangeApplier(databases: Databases, transformDir: string |
       result.rowsDeleted += applied.deleted;
       heartbeat(cursor);
       if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('change apply cancelled');
-      const wait = rateDelayMs(result.keysApplied, Date.now() - started, input.rowsPerSecond);
-      result.throttleReason = wait > 0 ? `rows/s limit (${input.rowsPerSecond} rows/s for the change apply)` : null;
-      if (wait > 0) await sleep(Math.min(wait, timeLeft()));
+      const pace = throttle.afterBatch(keys.length);
+      show(pace);
+      if (pace.ms > 0) await sleep(Math.min(pace.ms, timeLeft()));
     }
     const lag = await captureLagOf(sourcePool, migrationId, cursor.appliedThrough);
     metrics.captureChangesWaiting.set({ migration: plan.name }, lag.changesWaiting);
     metrics.captureOldestSeconds.set({ migration: plan.name }, lag.oldestSeconds);
-    return { cursor, ...result, lag };
+    return { cursor, ...result, lag, pacing: throttle.pacing() };
   }
 
   return {

@@ -46,6 +46,8 @@ export interface CopyThrottleOptions {
   pacing: CopyPacing | null;
   /** Receives what each backoff check saw (for metrics). */
   observe?: (health: SourceHealth) => void;
+  /** Who is paced, as the rows/s reason names it. (Default: this shard) */
+  writer?: string;
 }
 
 export interface CopyThrottle {
@@ -163,7 +165,7 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
     if (pacing && (ceiling === null || now < ceiling)) {
       return { ms, reason: `paced at ${Math.round(now)} rows/s, rising while the database shows room`, kind: 'pacing' };
     }
-    return { ms, reason: `rows/s limit (${ceiling} rows/s for this shard)`, kind: 'rate' };
+    return { ms, reason: `rows/s limit (${ceiling} rows/s for ${options.writer ?? 'this shard'})`, kind: 'rate' };
   }
 }
 

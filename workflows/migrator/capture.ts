@@ -3,7 +3,7 @@
  * apply runs beside the backfill and after it, under the throttle and pause, until the cleanup
  * gate; then the trigger and the log entries go, or on an abort (once the shards stopped) or a failure.
  */
-import { ApplicationFailure, CancellationScope, condition, isCancellation, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, condition, isCancellation, patched, proxyActivities } from '@temporalio/workflow';
 import { rootMessage } from '../../lib/errors';
 import type { FerryActivities } from '../../activities';
 import { isCaughtUp, newCaptureStatus, type CaptureStatus } from '../../lib/capture';
@@ -65,6 +65,9 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
   let failure: unknown = null;
 
   const applyLoop = async () => {
+    // The applier's pacing controller keeps its memory from one call to the next, as a shard's
+    // copier does; histories from before it start the controller afresh at each call.
+    const paced = patched('capture-paced');
     for (;;) {
       await condition(() => ctx.status.paused === null);
       const s = state();
@@ -78,6 +81,7 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
         // The catch-up step waits for this call: it ends as soon as nothing is left to apply.
         returnWhenCaughtUp: afterBackfill && s.caughtUpAt === null,
         maxSeconds: APPLY_CALL_SECONDS,
+        ...(paced ? { pacing: s.pacing ?? null } : {}),
       });
       s.cursor = result.cursor;
       s.lag = result.lag;
@@ -85,6 +89,7 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
       s.rowsWritten += result.rowsWritten;
       s.rowsDeleted += result.rowsDeleted;
       s.throttleReason = result.throttleReason;
+      if (paced) s.pacing = result.pacing ?? null;
       if (afterBackfill && s.caughtUpAt === null && isCaughtUp(result.lag, ctx.plan)) s.caughtUpAt = ctx.now();
     }
   };
