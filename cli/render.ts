@@ -1,5 +1,6 @@
 /** Plain-text views of inspections and statuses, for the CLI and the demo. */
 import { describeCapture } from '../lib/capture';
+import { holdingSignalOf } from '../lib/pacing-controller';
 import type { Inspection } from '../lib/inspection';
 import { describeRange } from '../lib/key-range';
 import type { MismatchReport } from '../activities/verify/verifier';
@@ -149,8 +150,10 @@ export function formatStatus(report: MigrationReport): string {
     `rows      ${formatCount(status.rowsRead)} read, ${formatCount(status.rowsWritten)} written, ${formatCount(rowsSkipped(status))} already present, ${formatCount(status.rowsFailed)} failed`,
     `throttle  ${formatThrottle(status.throttle)}`,
   );
-  const held = holdingSignals(status);
-  if (held.length) lines.push(`held by   ${held.map((h) => `${h.signal} (shard${h.shards.length === 1 ? '' : 's'} ${h.shards.join(', ')})`).join(', ')}`);
+  const held = holdingSignals(status).map((h) => `${h.signal} (shard${h.shards.length === 1 ? '' : 's'} ${h.shards.join(', ')})`);
+  const applyHeldBy = status.capture && status.capture.removedAt === null ? holdingSignalOf(status.capture.throttleReason) : null;
+  if (applyHeldBy) held.push(`${applyHeldBy} (change apply)`);
+  if (held.length) lines.push(`held by   ${held.join(', ')}`);
   if (status.flags) {
     const f = status.flags;
     lines.push(`flags     v${f.version}: write old ${f.writeOld ? 'on' : 'off'}, write new ${f.writeNew ? 'on' : 'off'}, reads from ${f.readFrom}, compare ${f.comparePercent}%`);
