@@ -221,9 +221,13 @@ export function stagingTableName(spec: Pick<CopySpec, 'target' | 'columns'>): st
   return `ferry_stage_${digest}`;
 }
 
-export function createStagingSql(spec: Pick<CopySpec, 'target' | 'columns'>): string {
+/**
+ * The staging table lives in the session and is emptied at each commit; behind a transaction-mode
+ * pooler, whose server sessions other clients share, it is dropped at commit instead.
+ */
+export function createStagingSql(spec: Pick<CopySpec, 'target' | 'columns'>, onCommit: 'DELETE ROWS' | 'DROP' = 'DELETE ROWS'): string {
   return (
-    `CREATE TEMP TABLE IF NOT EXISTS ${quoteIdent(stagingTableName(spec))} ON COMMIT DELETE ROWS AS ` +
+    `CREATE TEMP TABLE IF NOT EXISTS ${quoteIdent(stagingTableName(spec))} ON COMMIT ${onCommit} AS ` +
     `SELECT ${columnList(Object.keys(spec.columns))} FROM ${qualifiedName(spec.target)} WITH NO DATA`
   );
 }
