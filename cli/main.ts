@@ -13,6 +13,7 @@ import type { TemporalConnectionFlags } from '../workers/temporal-connection';
 import type * as MetricsExports from '../workers/metrics';
 import type * as WorkersExports from '../workers/worker';
 import type * as LoggingExports from '../workers/logging';
+import type * as TracingExports from '../workers/tracing';
 import type { DataConverter, Logger } from '@temporalio/common';
 import type * as PayloadCodecExports from '../workers/payload-codec';
 import type { PayloadKey } from '../workers/payload-codec';
@@ -51,6 +52,7 @@ const temporalConnectionModule = lazy(() => require('../workers/temporal-connect
 const metricsModule = lazy(() => require('../workers/metrics') as typeof MetricsExports);
 const workersModule = lazy(() => require('../workers/worker') as typeof WorkersExports);
 const loggingModule = lazy(() => require('../workers/logging') as typeof LoggingExports);
+const tracingModule = lazy(() => require('../workers/tracing') as typeof TracingExports);
 const payloadCodecModule = lazy(() => require('../workers/payload-codec') as typeof PayloadCodecExports);
 const moduleTransformModule = lazy(() => require('../activities/module-transform') as typeof ModuleTransformExports);
 const doctorReportModule = lazy(() => require('../lib/doctor') as typeof DoctorReportExports);
@@ -101,10 +103,21 @@ async function withClient<T>(settings: TemporalSettings, use: (client: Client) =
       ExitCode.unreachable,
     );
   }
+  // Spans only with an OTLP endpoint configured; sent before the command exits.
+  const tracing = tracingModule().clientTracing();
   try {
-    return await use(new (temporalClientModule().Client)({ connection, namespace: settings.namespace, dataConverter: cliDataConverter(), identity: operatorIdentity() }));
+    return await use(
+      new (temporalClientModule().Client)({
+        connection,
+        namespace: settings.namespace,
+        dataConverter: cliDataConverter(),
+        identity: operatorIdentity(),
+        ...(tracing ? { interceptors: { workflow: tracing.workflow } } : {}),
+      }),
+    );
   } finally {
     await connection.close();
+    await tracing?.shutdown();
   }
 }
 
