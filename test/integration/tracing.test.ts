@@ -14,6 +14,8 @@ import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, uniqueName } from '../support/harness';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process';
 import type { TemporalSettings } from '../../lib/settings';
+import { createFerryWorker } from '../../workers/worker';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 
 interface ReceivedSpan {
   service: string;
@@ -68,6 +70,7 @@ describe('tracing to an OTLP endpoint', () => {
   const planDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-tracing-'));
 
   beforeAll(async () => {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
     receiver = await startReceiver();
     url = await createTestDatabase('tracing');
     await sql(url, `
@@ -115,5 +118,29 @@ describe('tracing to an OTLP endpoint', () => {
       expect(Object.keys(span.attributes)).not.toEqual(expect.arrayContaining([expect.stringMatching(/^(memo|lastResult|lastFailure|searchAttributes|typedSearchAttributes|unsafe)$/)]));
     }
     expect(run.attributes).toMatchObject({ workflowId, workflowType: 'migrationWorkflow' });
+  }, 180_000);
+
+  it('traces workflows of a worker that bundles its workflow code at start, as in development', async () => {
+    const temporal: TemporalSettings = { address: inject('temporalAddress'), namespace: 'default', taskQueue: uniqueName('tracing_dev') };
+    const saved = { ...process.env };
+    Object.assign(process.env, { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_SERVICE_NAME: 'ferry-dev-worker' });
+    let devWorker: Awaited<ReturnType<typeof createFerryWorker>>;
+    try {
+      // No workflowBundle: the worker bundles workflows/index.ts itself, with the interceptors.
+      devWorker = await createFerryWorker({ temporal, env: { DB: url }, shutdownGraceSeconds: 1, log: () => {} });
+    } finally {
+      process.env = saved;
+    }
+    const running = devWorker.run();
+    try {
+      const plan = path.join(planDir, 'traced-dev.yaml');
+      writeFileSync(plan, `name: traced-dev\nsource: { connection: DB, table: accounts, key: id }\ntarget: { connection: DB, table: accounts_v2 }\ntransform: { sql: { id: id, owner: owner } }\n`);
+      const result = await ferry(['start', plan], temporal);
+      expect(result.code, result.stderr).toBe(ExitCode.ok);
+      await eventually(async () => receiver.spans.some((s) => s.service === 'ferry-dev-worker' && s.name === 'RunWorkflow:migrationWorkflow'), 20_000, 'the dev worker\'s workflow span');
+    } finally {
+      devWorker.shutdown();
+      await running;
+    }
   }, 180_000);
 });
