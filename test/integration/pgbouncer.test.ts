@@ -111,12 +111,18 @@ describe.skipIf(unavailable)(`through PgBouncer in transaction mode${unavailable
       // A statement of its own, and one in an explicit transaction, both run under the settings.
       expect((await pool.query('SHOW lock_timeout')).rows).toEqual([{ lock_timeout: '300ms' }]);
       const inTransaction = await withClient(pool, async (client) => {
+        const show = `SELECT current_setting('lock_timeout') AS lock, current_setting('statement_timeout') AS statement, txid_current()::text AS tx`;
         await client.query('BEGIN');
-        const shown = await client.query(`SELECT current_setting('lock_timeout') AS lock, current_setting('statement_timeout') AS statement`);
+        const first = (await client.query(show)).rows[0];
+        // Rolling back to a savepoint stays in the same transaction, under the same settings.
+        await client.query('SAVEPOINT probe');
+        await client.query('ROLLBACK TO SAVEPOINT probe');
+        const second = (await client.query(show)).rows[0];
         await client.query('COMMIT');
-        return shown.rows[0];
+        return [first, second];
       });
-      expect(inTransaction).toEqual({ lock: '300ms', statement: '4s' });
+      expect(inTransaction[0]).toMatchObject({ lock: '300ms', statement: '4s' });
+      expect(inTransaction[1]).toEqual(inTransaction[0]);
       // The pooler's other client shares those two server connections, and keeps its defaults.
       for (let i = 0; i < 6; i += 1) {
         await Promise.all([pool.query('SELECT 1'), pool.query('SELECT 2')]);
