@@ -24,6 +24,7 @@ interface ReceivedSpan {
   parentSpanId?: string;
   name: string;
   attributes: Record<string, unknown>;
+  status?: { code?: number; message?: string };
 }
 
 interface OtlpAttribute {
@@ -109,6 +110,18 @@ describe('tracing to an OTLP endpoint', () => {
     // OTEL_SERVICE_NAME names the service instead.
     expect((await ferry(['status', workflowId], temporal, { ...otel, OTEL_SERVICE_NAME: 'ops-console' })).code).toBe(ExitCode.ok);
     await eventually(async () => receiver.spans.some((s) => s.service === 'ops-console' && s.attributes.temporalWorkflowId === workflowId), 20_000, 'a span of the renamed service');
+
+    // A transform that fails on a row's value: the error reaches the spans, the value does not.
+    const failing = path.join(planDir, 'traced-failing.yaml');
+    writeFileSync(failing, `name: traced-failing\nsource: { connection: DB, table: accounts, key: id }\ntarget: { connection: DB, table: accounts_v2 }\ntransform: { sql: { id: id, owner: '(owner::int)::text' } }\n`);
+    const refused = await ferry(['start', failing, '--execute', '--wait'], temporal, otel);
+    expect(refused.code).not.toBe(ExitCode.ok);
+    const failed = await eventually(
+      async () => receiver.spans.find((s) => s.service === 'ferry-worker' && String(s.attributes.workflowId).startsWith('ferry/traced-failing/') && s.status?.code === 2),
+      20_000,
+      'a failed span of the failing migration',
+    );
+    expect(failed.status?.message).toContain('<redacted>');
 
     // Nothing a span carries, attributes included, holds a row's value.
     const everything = receiver.bodies.join('\n');
