@@ -38,9 +38,10 @@ const TIMESTAMP_FORMAT = `'YYYY-MM-DD HH24:MI:SS.US BC'`;
 /**
  * A text that is equal for equal values of `column`'s type, whatever the session's settings and
  * however the value was written: timestamps in UTC to the microsecond (in arrays and ranges
- * too), json as jsonb's text (key order does not count), numeric without trailing zeros (1.50 =
- * 1.5), bytea as hex. Other types are their own text, which Ferry's sessions print in fixed
- * styles (ISO dates, postgres intervals, exact floats, see connections.ts). NULL stays
+ * too), json as jsonb's text (key order does not count), bytea as hex. Other types, numeric
+ * among them with its scale (1.50 is not 1.5: Postgres keeps them apart, so Ferry does too),
+ * are their own text, which Ferry's sessions print in fixed styles (ISO dates, postgres
+ * intervals, exact floats, see connections.ts). NULL stays
  * NULL (callers keep it apart from every text). `value` is SQL of that type, evaluated more than
  * once: pass a column reference.
  */
@@ -61,8 +62,6 @@ export function canonicalText(value: string, column: Pick<ColumnType, 'base' | '
       return finite(`CASE WHEN (${value}) < '294277-01-01' THEN to_char((${value})::timestamp, 'YYYY-MM-DD BC') ELSE (${value})::text END`);
     case 'json':
       return `(${value})::jsonb::text`;
-    case 'numeric':
-      return `trim_scale(${value})::text`;
     case 'bytea':
       return `encode(${value}, 'hex')`;
     default:

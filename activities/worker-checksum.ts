@@ -178,21 +178,33 @@ function integerText(text: string, base: string): string | undefined {
   return value < min || value > max ? undefined : value.toString();
 }
 
-/** numeric's input read as trim_scale prints it; scale is the column's (numeric(p,s)), if any. */
-function numericText(text: string, scale: number | null): string | undefined {
+/**
+ * numeric's output for its input text, scale kept: Postgres keeps the digits written after the
+ * point (1.50 stays 1.50; 1.50e1 is 15.0), and a numeric(p,s) column pads or rounds to s.
+ * `scale` is the column's, null for a numeric without one; undefined when Postgres must say
+ * (rounding, overflow, NaN, Infinity).
+ */
+function numericText(text: string, scale: number | null, precision: number | null): string | undefined {
   const match = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,3}))?$/.exec(text);
   if (!match || (match[2] === '' && !match[3])) return undefined;
   let whole = match[2]!;
   let fraction = match[3] ?? '';
   if (match[4] !== undefined) {
-    const [shiftedWhole = '', shiftedFraction = ''] = shiftPoint(whole, fraction, Number(match[4])).split('.');
-    [whole, fraction] = [shiftedWhole, shiftedFraction];
+    const exponent = Number(match[4]);
+    const [shiftedWhole = '', shiftedFraction = ''] = shiftPoint(whole, fraction, exponent).split('.');
+    // numeric_in's display scale: the digits written after the point, less the exponent.
+    const displayScale = Math.max(0, fraction.length - exponent);
+    [whole, fraction] = [shiftedWhole, shiftedFraction.padEnd(displayScale, '0').slice(0, displayScale)];
   }
   whole = whole.replace(/^0+/, '') || '0';
-  fraction = fraction.replace(/0+$/, '');
-  // A value with more decimals than the column keeps is rounded by Postgres: let it say.
-  if (scale !== null && fraction.length > scale) return undefined;
-  const zero = whole === '0' && fraction === '';
+  if (scale !== null) {
+    // Zeros past the column's scale go without rounding; any other digit is Postgres's to round.
+    const kept = fraction.slice(0, scale);
+    if (/[^0]/.test(fraction.slice(scale))) return undefined;
+    fraction = kept.padEnd(scale, '0');
+    if (precision !== null && (whole === '0' ? 0 : whole.length) > precision - scale) return undefined;
+  }
+  const zero = /^0$/.test(whole) && !/[^0]/.test(fraction);
   return (match[1] === '-' && !zero ? '-' : '') + whole + (fraction ? `.${fraction}` : '');
 }
 
@@ -295,7 +307,7 @@ export function inputTextCanonical(column: Pick<ColumnType, 'base' | 'category' 
     case 'int8':
       return (text) => integerText(text, column.base);
     case 'numeric':
-      return (text) => numericText(text, modifier.length === 2 ? modifier[1]! : modifier.length === 1 ? 0 : null);
+      return (text) => numericText(text, modifier.length === 2 ? modifier[1]! : modifier.length === 1 ? 0 : null, modifier[0] ?? null);
     case 'bool':
       return (text) => BOOLEAN_TEXT[text];
     case 'uuid':

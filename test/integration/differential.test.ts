@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { knownDefectCases, passingCases, specFor, type DifferentialCase } from '../support/differential/cases';
+import { fixedDefectCases, knownDefectCases, passingCases, specFor, type DifferentialCase } from '../support/differential/cases';
 import { checkCase } from '../support/differential/property';
 import { CONNECTIONS, type DifferentialServers } from '../support/differential/run-case';
 import { prepareDatabase } from '../support/differential/tables';
@@ -60,7 +60,11 @@ describe('differential: Ferry agrees with an independent comparator on generated
     it(c.name, () => holds(c, SEED + index), 150_000);
   });
 
-  // Known defects of issue 12, not fixed on this branch: each case below fails today.
+  fixedDefectCases().forEach((c, index) => {
+    it(c.name, () => holds(c, SEED + 50 + index), 150_000);
+  });
+
+  // Known defects not fixed yet: each case below fails today.
   knownDefectCases().forEach((c, index) => {
     (showKnownDefects ? it : it.skip)(`${c.name} (known defect: ${c.knownDefect!.defect})`, () => holds(c, SEED + 100 + index), 150_000);
   });

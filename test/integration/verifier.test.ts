@@ -68,7 +68,8 @@ const seedTarget = (table: string) => `
  * 5, 77 missing; 1001, 1002 extra; 10 name changed; 60 name and amount changed;
  * 50 NULL in the source, '' in the target; 51 '' in the source, NULL in the target.
  * Not differences: 20 json key order and spacing; 30 the same instant written in +05:30
- * (and the target database's TimeZone is Asia/Tokyo); 40 numeric 1.50 against 1.5.
+ * (and the target database's TimeZone is Asia/Tokyo); 40 numeric 1.50 against 15.0e-1 (the same
+ * value and scale; 1.5 would differ, as Postgres prints it).
  */
 const sourceChanges = (table = 'orders') => `
   UPDATE ${table} SET note = NULL WHERE id = 50;
@@ -82,7 +83,7 @@ const equalChanges = (table: string) => `
   UPDATE ${table} SET note = NULL WHERE id = 50;
   UPDATE ${table} SET note = '' WHERE id = 51;
   UPDATE ${table} SET payload = '{"a": {"b": [1, 2], "y": true}, "z": 1}' WHERE id = 20;
-  UPDATE ${table} SET amount = 1.5 WHERE id = 40;
+  UPDATE ${table} SET amount = 15.0e-1 WHERE id = 40;
   UPDATE ${table} SET created_at = '2024-03-01 12:30:00.123456+05:30' WHERE id = 30;`;
 
 const targetChanges = (table: string) => `${equalChanges(table)}
@@ -195,7 +196,7 @@ describe('verifier across two databases', () => {
     expect(report.examples.every((e) => e.values === undefined)).toBe(true);
     const shown = await run(verifier.mismatchReport, { migrationId: id, plan: p, showValues: true });
     const sixty = shown.examples.find((e) => e.key === '60')!;
-    expect(sixty.values).toEqual({ name: { source: 'name 60', target: 'changed' }, amount: { source: '75', target: '76' } });
+    expect(sixty.values).toEqual({ name: { source: 'name 60', target: 'changed' }, amount: { source: '75.00', target: '76.00' } });
     expect(shown.examples.find((e) => e.key === '50')!.values).toEqual({ note: { source: null, target: '' } });
 
     const repair = await run(verifier.repairMismatches, { migrationId: id, plan: p, pass: 1 });

@@ -23,14 +23,7 @@ export interface KnownDefect {
  * Hazards left out of the cases they break, because of a defect not fixed yet.
  * Remove an entry once its fix is merged: its cases then run with the hazard in CI.
  */
-export const KNOWN_DEFECTS: KnownDefect[] = [
-  {
-    hazard: 'numeric-scale-only',
-    defect:
-      'by design so far: verification compares numeric by value (trim_scale), so a source update from 0.00 to 0.0 ' +
-      'is neither found nor repaired, and the target keeps 0.00 while Ferry says clean',
-  },
-];
+export const KNOWN_DEFECTS: KnownDefect[] = [];
 
 /**
  * Inputs Ferry refuses by design, left out of every case: a key column with NULLs is refused at
@@ -48,6 +41,8 @@ export interface DifferentialCase {
   excluded: Hazard[];
   /** The known defect this case shows, for a case that runs with that defect's hazard. */
   knownDefect: KnownDefect | null;
+  /** The hazard every generated table of this case holds (a fixed defect's regression case). */
+  focus?: Hazard | null;
 }
 
 const applies = (defect: KnownDefect, path: TransformPath, shardKind: ShardKind) =>
@@ -84,6 +79,23 @@ export function knownDefectCases(paths: TransformPath[] = pathsInUse()): Differe
   );
 }
 
+/**
+ * Defects fixed since the suite found them, each run in CI on the cases named here with its
+ * hazard in every generated table, so a regression cannot hide behind a seed that misses it.
+ */
+export const FIXED_DEFECTS: { hazard: Hazard; cases: string[] }[] = [
+  // Verification compared numeric by value, so an update of the scale alone (0.00 to 0.0) passed.
+  { hazard: 'numeric-scale-only', cases: ['sql-same-db / key-range', 'js-one-to-one / key-range'] },
+];
+
+export function fixedDefectCases(paths: TransformPath[] = pathsInUse()): DifferentialCase[] {
+  return FIXED_DEFECTS.flatMap(({ hazard, cases }) =>
+    passingCases(paths)
+      .filter((c) => cases.includes(c.name))
+      .map((c) => ({ ...c, name: `${c.name} with ${hazard}`, focus: hazard })),
+  );
+}
+
 export interface Sizes {
   minRows: number;
   maxRows: number;
@@ -94,7 +106,7 @@ export function specFor(c: DifferentialCase, sizes: Sizes): fc.Arbitrary<TableSp
     shardKind: c.shardKind,
     excluded: c.excluded,
     ...sizes,
-    focus: c.knownDefect?.hazard ?? null,
+    focus: c.focus ?? c.knownDefect?.hazard ?? null,
     // One-to-many derives its rows from the key's text length, which JS and SQL count alike for these.
     ...(c.path === 'js-one-to-many' ? { keyTypes: ['int4', 'int8', 'uuid'] as const } : {}),
   });
