@@ -1,6 +1,7 @@
 /**
  * `npm run build`: compiles Ferry to JavaScript with type declarations in dist/, and bundles the
- * workflow code once (dist/workflow-bundle.js), so that `ferry` runs compiled code and a worker
+ * workflow code once (dist/workflow-bundle.js, and dist/workflow-bundle-traced.js with the tracing
+ * interceptors), so that `ferry` runs compiled code and a worker
  * starts without bundling. `npm ci` runs it (prepare), and so does `npm test` (pretest).
  */
 import { bundleWorkflowCode } from '@temporalio/worker';

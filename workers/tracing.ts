@@ -135,7 +135,17 @@ export function clientTracing(env: NodeJS.ProcessEnv = process.env): ClientTraci
   if (!tracingEnabled(env)) return null;
   const { tracer, provider } = startTracer('ferry-cli', env);
   const client = require('@temporalio/interceptors-opentelemetry/lib/client') as typeof TemporalClientTracingExports;
-  return { workflow: [new client.OpenTelemetryWorkflowClientInterceptor({ tracer })], shutdown: once(() => provider.shutdown()) };
+  // A command waits a moment at most for a collector that does not answer, never the exporter's 10 s.
+  return { workflow: [new client.OpenTelemetryWorkflowClientInterceptor({ tracer })], shutdown: once(() => within(CLI_FLUSH_MS, provider.shutdown())) };
+}
+
+/** How long a CLI command may wait at its end to send its spans. */
+const CLI_FLUSH_MS = 2000;
+
+function within(ms: number, work: Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms).unref()));
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
 function once(run: () => Promise<void>): () => Promise<void> {

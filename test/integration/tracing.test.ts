@@ -111,6 +111,19 @@ describe('tracing to an OTLP endpoint', () => {
     expect((await ferry(['status', workflowId], temporal, { ...otel, OTEL_SERVICE_NAME: 'ops-console' })).code).toBe(ExitCode.ok);
     await eventually(async () => receiver.spans.some((s) => s.service === 'ops-console' && s.attributes.temporalWorkflowId === workflowId), 20_000, 'a span of the renamed service');
 
+    // A collector that never answers holds a command up for a moment only.
+    const silent = http.createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const began = Date.now();
+      const status = await ferry(['status', workflowId], temporal, { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(silent.address() as AddressInfo).port}` });
+      expect(status.code).toBe(ExitCode.ok);
+      expect(Date.now() - began).toBeLessThan(8000);
+    } finally {
+      silent.closeAllConnections();
+      silent.close();
+    }
+
     // A transform that fails on a row's value: the error reaches the spans, the value does not.
     const failing = path.join(planDir, 'traced-failing.yaml');
     writeFileSync(failing, `name: traced-failing\nsource: { connection: DB, table: accounts, key: id }\ntarget: { connection: DB, table: accounts_v2 }\ntransform: { sql: { id: id, owner: '(owner::int)::text' } }\n`);
