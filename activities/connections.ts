@@ -14,8 +14,6 @@ export interface Databases {
   pool(envName: string): pg.Pool;
   /** Whether two environment variables lead to the same database (the copy can stay inside it). */
   sameDatabase(envNameA: string, envNameB: string): boolean;
-  /** How the database in `envName` is reached: its `<VARIABLE>_POOLING`. */
-  pooling(envName: string): Pooling;
   close(): Promise<void>;
 }
 
@@ -81,9 +79,6 @@ export function createDatabases({
     },
     sameDatabase(a, b) {
       return a === b || resolve(a) === resolve(b);
-    },
-    pooling(envName) {
-      return poolingOf(env, envName);
     },
     async close() {
       const all = [...pools.values()];

@@ -100,7 +100,7 @@ export function workerTracing(env: NodeJS.ProcessEnv = process.env): WorkerTraci
     activity: (ctx) => ({ inbound: new worker.OpenTelemetryActivityInboundInterceptor(ctx, { tracer }), outbound: new worker.OpenTelemetryActivityOutboundInterceptor(ctx) }),
     workflowModules: [workflowTracingModule()],
     sinks: { exporter: withInfoAttributes(worker.makeWorkflowExporter(processor, resource)) } as unknown as InjectedSinks<Record<string, never>>,
-    shutdown: once(() => provider.shutdown()),
+    shutdown: once(() => within(WORKER_FLUSH_MS, provider.shutdown())),
   };
 }
 
@@ -139,6 +139,8 @@ export function clientTracing(env: NodeJS.ProcessEnv = process.env): ClientTraci
   return { workflow: [new client.OpenTelemetryWorkflowClientInterceptor({ tracer })], shutdown: once(() => within(CLI_FLUSH_MS, provider.shutdown())) };
 }
 
+/** How long a worker that stops may wait to send its last spans. */
+const WORKER_FLUSH_MS = 5000;
 /** How long a CLI command may wait at its end to send its spans. */
 const CLI_FLUSH_MS = 2000;
 
