@@ -111,7 +111,8 @@ describe.skipIf(unavailable)(`through PgBouncer in transaction mode${unavailable
       // A statement of its own, and one in an explicit transaction, both run under the settings.
       expect((await pool.query('SHOW lock_timeout')).rows).toEqual([{ lock_timeout: '300ms' }]);
       const inTransaction = await withClient(pool, async (client) => {
-        const show = `SELECT current_setting('lock_timeout') AS lock, current_setting('statement_timeout') AS statement, txid_current()::text AS tx`;
+        const show = `SELECT current_setting('lock_timeout') AS lock, current_setting('statement_timeout') AS statement,
+          current_setting('application_name') AS application, txid_current()::text AS tx`;
         await client.query('BEGIN');
         const first = (await client.query(show)).rows[0];
         // Rolling back to a savepoint stays in the same transaction, under the same settings.
@@ -121,7 +122,8 @@ describe.skipIf(unavailable)(`through PgBouncer in transaction mode${unavailable
         await client.query('COMMIT');
         return [first, second];
       });
-      expect(inTransaction[0]).toMatchObject({ lock: '300ms', statement: '4s' });
+      // application_name goes at connecting, and the pooler sets it on whichever server connection Ferry gets.
+      expect(inTransaction[0]).toMatchObject({ lock: '300ms', statement: '4s', application: 'ferry' });
       expect(inTransaction[1]).toEqual(inTransaction[0]);
       // The pooler's other client shares those two server connections, and keeps its defaults.
       for (let i = 0; i < 6; i += 1) {
