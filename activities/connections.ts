@@ -146,7 +146,8 @@ type Callback = (error: unknown, result?: unknown) => void;
  * transaction may not get, and reach other clients. So the settings travel with every
  * transaction instead, as SET LOCAL (gone at its end): in the same round trip as each BEGIN, and
  * around each statement sent outside one, which thereby runs in a transaction of its own and
- * resolves once committed. What needs a session (a COPY stream outside a transaction) is refused.
+ * resolves once committed. What needs a session (a COPY stream outside a transaction, a named
+ * prepared statement) is refused.
  * Every query of this client passes through here in the order it was called, so its
  * transaction state is known from the text.
  */
@@ -181,6 +182,8 @@ function applyInEveryTransaction(client: pg.ClientBase, settings: [string, strin
   const query: Send = (config, values, callback) => {
     if (typeof values === 'function') [values, callback] = [undefined, values];
     const text = typeof config === 'string' ? config : ((config as { text?: string } | null)?.text ?? '');
+    // pg would keep a named statement for the connection and find it gone on the next server one.
+    if ((config as { name?: unknown } | null)?.name) throw new Error('a named prepared statement cannot pass a transaction-mode pooler; send the query unnamed');
     if (inTransaction) {
       if (ENDS_TRANSACTION.test(text)) inTransaction = false;
       return send(config, values, callback);

@@ -145,6 +145,7 @@ describe.skipIf(unavailable)(`through PgBouncer in transaction mode${unavailable
       // What needs a session is refused, not run half-way.
       await withClient(pool, async (client) => {
         expect(() => client.query(copyTo('COPY locked TO STDOUT'))).toThrow(/must run inside a transaction behind a transaction-mode pooler/);
+        expect(() => client.query({ name: 'count-locked', text: 'SELECT count(*) FROM locked' })).toThrow(/a named prepared statement cannot pass a transaction-mode pooler/);
       });
     } finally {
       await holder.end();
