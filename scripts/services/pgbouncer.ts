@@ -3,7 +3,7 @@
  * PgBouncer in transaction mode (each transaction may get a different server connection), with a
  * small pool so that clients really share server connections.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -54,6 +54,16 @@ async function listening(port: number, deadlineMs: number): Promise<void> {
   }
 }
 
+/** As root, the user PgBouncer runs as: postgres when there is one, else a system user made for it. */
+function unprivilegedUser(): string | null {
+  if (process.getuid?.() !== 0) return null;
+  for (const name of ['postgres', 'ferry-postgres']) {
+    if (spawnSync('id', ['-u', name], { stdio: 'ignore' }).status === 0) return name;
+  }
+  execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'ferry-postgres']);
+  return 'ferry-postgres';
+}
+
 const quoted = (value: string) => `"${value.replace(/"/g, '""')}"`;
 
 /** Starts pgbouncer in front of the server of `serverUrl` (a postgres:// URL over TCP or a socket). */
@@ -86,13 +96,13 @@ logfile = ${dir}/pgbouncer.log
 pidfile = ${dir}/pgbouncer.pid
 `,
   );
-  // PgBouncer will not run as root: it drops to the postgres user, which must read its files.
-  const asRoot = process.getuid?.() === 0;
-  if (asRoot) {
-    spawnSync('chown', ['-R', 'postgres', dir]);
+  // PgBouncer will not run as root: it drops to an unprivileged user, which must read its files.
+  const runAs = unprivilegedUser();
+  if (runAs) {
+    spawnSync('chown', ['-R', runAs, dir]);
     chmodSync(dir, 0o755);
   }
-  const child: ChildProcess = spawn(executable, [...(asRoot ? ['-u', 'postgres'] : []), path.join(dir, 'pgbouncer.ini')], {
+  const child: ChildProcess = spawn(executable, [...(runAs ? ['-u', runAs] : []), path.join(dir, 'pgbouncer.ini')], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
