@@ -154,6 +154,27 @@ describe.skipIf(unavailable)(`through PgBouncer in transaction mode${unavailable
     }
   });
 
+  it('would leak session settings to other clients without <VARIABLE>_POOLING=transaction (why it exists)', async () => {
+    // One server connection: whatever a session SET leaves on it, the next client finds.
+    const single = await startPgBouncer(inject('postgresUrl'), { poolSize: 1 });
+    const url = single.url(databaseName(same));
+    const other = new pg.Client({ connectionString: url });
+    const session = createDatabases({ env: { DB: url }, lockTimeoutMs: 300 });
+    const pooled = createDatabases({ env: { DB: url, DB_POOLING: 'transaction' }, lockTimeoutMs: 300 });
+    try {
+      await other.connect();
+      await pooled.pool('DB').query('SELECT 1');
+      expect((await other.query('SHOW lock_timeout')).rows).toEqual([{ lock_timeout: '0' }]);
+      await session.pool('DB').query('SELECT 1');
+      expect((await other.query('SHOW lock_timeout')).rows).toEqual([{ lock_timeout: '300ms' }]);
+    } finally {
+      await other.end();
+      await session.close();
+      await pooled.close();
+      await single.stop();
+    }
+  });
+
   it('refuses an unknown pooling mode with a message naming the variable', () => {
     const databases = createDatabases({ env: { DB: bouncer.url('x'), DB_POOLING: 'statement' } });
     expect(() => databases.pool('DB')).toThrow('DB_POOLING must be "session" or "transaction", not "statement"');
