@@ -1,25 +1,25 @@
 /** Every activity a Ferry worker runs, bound to the worker's database connections. */
-import { createFerryMetrics, type FerryMetrics } from '../workers/metrics';
-import { createAuditLog } from './audit';
-import type { Databases } from './connections';
-import { createCopier } from './copier';
-import { createSourceDescriber } from './describe-source';
-import { createDoctor } from './doctor';
-import { installFerrySchema } from './ferry-schema';
-import { createFlagSetter } from './flags';
-import { createInspector } from './inspector';
-import { createMigrationRegistry } from './migration-registry';
-import { createShardPlanner } from './shard-planner';
-import { withHeartbeats } from './heartbeats';
-import { createVerificationRecord } from './verification-runs';
-import { createVerifier } from './verifier';
 import type { Plan } from '../lib/plan';
-import { transformDirFromEnv } from './module-transform';
+import type { Databases } from './connections';
+import { withHeartbeats } from './heartbeats';
+import { createCopier } from './copy/copier';
+import { createCopyMetrics, type CopyMetrics } from './copy/metrics';
+import { createSourceDescriber } from './inspect/describe-source';
+import { createDoctor } from './inspect/doctor';
+import { createInspector } from './inspect/inspector';
+import { createShardPlanner } from './inspect/shard-planner';
+import { createAuditLog } from './state/audit';
+import { installFerrySchema } from './state/ferry-schema';
+import { createFlagSetter } from './state/flags';
+import { createMigrationRegistry } from './state/migration-registry';
+import { transformDirFromEnv } from './transform/load';
+import { createVerificationRecord } from './verify/verification-runs';
+import { createVerifier } from './verify/verifier';
 
 export interface ActivityDependencies {
   databases: Databases;
   /** Where the activities record Ferry's metrics. (Default: a registry of their own, not served) */
-  metrics?: FerryMetrics;
+  metrics?: CopyMetrics;
   /**
    * The only directory transform modules load from (links resolved); null loads none.
    * (Default: FERRY_TRANSFORM_DIR, else none)
@@ -32,7 +32,7 @@ function beating<I, O>(activity: (input: I) => Promise<O>): (input: I) => Promis
   return (input) => withHeartbeats(() => activity(input));
 }
 
-export function createActivities({ databases, metrics = createFerryMetrics(), transformDir = transformDirFromEnv() }: ActivityDependencies) {
+export function createActivities({ databases, metrics = createCopyMetrics(), transformDir = transformDirFromEnv() }: ActivityDependencies) {
   const activities = {
     ...createInspector(databases, transformDir),
     ...createCopier(databases, metrics, transformDir),

@@ -3,7 +3,7 @@
  * how it ended. For runs Temporal no longer keeps (past the namespace's retention).
  */
 import pg from 'pg';
-import { readAudit, type AuditRecord } from '../activities/audit';
+import { readAudit, type AuditRecord } from '../activities/state/audit';
 
 /** Reads the audit through the database URL in environment variable `connection` (as a plan names it). */
 export async function auditOf(connection: string, migrationId: string, env: NodeJS.ProcessEnv = process.env): Promise<AuditRecord | null> {

@@ -5,7 +5,7 @@
  */
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { defaultPayloadConverter, TimeoutFailure } from '@temporalio/common';
-import type { MismatchReport } from '../activities/verifier';
+import type { MismatchReport } from '../activities/verify/verifier';
 import { rootMessage } from '../lib/errors';
 import type { Plan } from '../lib/plan';
 import type { MigrationStatus } from '../lib/status';

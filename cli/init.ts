@@ -2,7 +2,7 @@
 import type { Client } from '@temporalio/client';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { SourceDescription } from '../activities/describe-source';
+import type { SourceDescription } from '../activities/inspect/describe-source';
 import { scaffoldPlan, scaffoldTargetDdl } from '../lib/scaffold';
 import { validatePlan } from '../lib/plan';
 import { parse } from 'yaml';

@@ -17,7 +17,7 @@ import type * as TracingExports from '../workers/tracing';
 import type { DataConverter, Logger } from '@temporalio/common';
 import type * as PayloadCodecExports from '../workers/payload-codec';
 import type { PayloadKey } from '../workers/payload-codec';
-import type * as ModuleTransformExports from '../activities/module-transform';
+import type * as TransformLoadExports from '../activities/transform/load';
 import { ExitCode } from './exit-codes';
 import { exitWhenFlushed } from './exit';
 import { lazy } from './lazy';
@@ -54,7 +54,7 @@ const workersModule = lazy(() => require('../workers/worker') as typeof WorkersE
 const loggingModule = lazy(() => require('../workers/logging') as typeof LoggingExports);
 const tracingModule = lazy(() => require('../workers/tracing') as typeof TracingExports);
 const payloadCodecModule = lazy(() => require('../workers/payload-codec') as typeof PayloadCodecExports);
-const moduleTransformModule = lazy(() => require('../activities/module-transform') as typeof ModuleTransformExports);
+const moduleTransformModule = lazy(() => require('../activities/transform/load') as typeof TransformLoadExports);
 const doctorReportModule = lazy(() => require('../lib/doctor') as typeof DoctorReportExports);
 const doctorModule = lazy(() => require('./doctor') as typeof DoctorExports);
 const initModule = lazy(() => require('./init') as typeof InitExports);

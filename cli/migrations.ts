@@ -4,7 +4,7 @@
  */
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, WorkflowUpdateStage, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { UpdateDefinition } from '@temporalio/common';
-import type { CopyProgress } from '../activities/copier';
+import type { CopyProgress } from '../activities/copy/copier';
 import { innermostMessage, rootMessage } from '../lib/errors';
 import { activityRetries, type ActivityRetry } from './retries';
 import type { Plan } from '../lib/plan';
@@ -13,7 +13,7 @@ import type { TemporalSettings } from '../lib/settings';
 import { recountRows, type AbortRecord, type MigrationStatus, type RetryOutcome, type VerificationSummary } from '../lib/status';
 import { throttleChangeProblems, type Throttle, type ThrottleChange } from '../lib/throttle';
 import type { AbortRequest, GateApproval, GateRejection } from '../lib/messages-input';
-import type { MismatchReport } from '../activities/verifier';
+import type { MismatchReport } from '../activities/verify/verifier';
 import {
   abortUpdate,
   approveUpdate,

@@ -1,7 +1,7 @@
 /** Plain-text views of inspections and statuses, for the CLI and the demo. */
 import type { Inspection } from '../lib/inspection';
 import { describeRange } from '../lib/key-range';
-import type { MismatchReport } from '../activities/verifier';
+import type { MismatchReport } from '../activities/verify/verifier';
 import { rowsSkipped, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
 import type { Throttle } from '../lib/throttle';
 import type { MigrationReport } from './migrations';

@@ -9,7 +9,7 @@ import type { Logger } from '@temporalio/common';
 import { Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { createDatabases, type ConnectionEnv } from '../activities/connections';
-import { transformDirFromEnv } from '../activities/module-transform';
+import { transformDirFromEnv } from '../activities/transform/load';
 import type { TemporalSettings } from '../lib/settings';
 import { watchGates, type GateWatch } from './gate-metrics';
 import { createFerryMetrics, DEFAULT_METRICS_HOST, serveMetrics, type FerryMetrics, type MetricsServer } from './metrics';

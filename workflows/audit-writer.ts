@@ -4,7 +4,7 @@
  */
 import { condition, log, proxyActivities } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
-import type { AuditEntry } from '../activities/audit';
+import type { AuditEntry } from '../activities/state/audit';
 import { rootMessage } from '../lib/errors';
 import type { Plan } from '../lib/plan';
 import type { MigrationStatus } from '../lib/status';

@@ -5,7 +5,7 @@
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { AbortRequest, GateApproval, GateRejection, MismatchesRequest, OperatorNote, VerifyRequest } from '../lib/messages-input';
-import type { MismatchReport } from '../activities/verifier';
+import type { MismatchReport } from '../activities/verify/report';
 import type { AbortRecord, FailedRow, MigrationStatus, RetryOutcome, VerificationSummary } from '../lib/status';
 import type { Throttle, ThrottleChange } from '../lib/throttle';
 

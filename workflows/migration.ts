@@ -22,7 +22,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
-import type { FlagAcks } from '../activities/flags';
+import type { FlagAcks } from '../activities/state/flags';
 import { deciderProblems } from '../lib/approvals';
 import { rootMessage } from '../lib/errors';
 import { approvalProblems, flagsAfterAbort, gateDescriptions, lifecycleSteps, type FlagSettings, type GateName } from '../lib/lifecycle';

@@ -6,7 +6,7 @@
  */
 import { executeChild, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
-import type { MismatchReport } from '../activities/verifier';
+import type { MismatchReport } from '../activities/verify/report';
 import { rootMessage } from '../lib/errors';
 import type { ShardSpec } from '../lib/key-range';
 import type { Plan } from '../lib/plan';

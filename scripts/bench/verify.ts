@@ -9,7 +9,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import path from 'node:path';
 import pg from 'pg';
 import { createDatabases } from '../../activities/connections';
-import { createVerifier, type VerifyShardResult } from '../../activities/verifier';
+import { createVerifier, type VerifyShardResult } from '../../activities/verify/verifier';
 import type { KeyRange } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
 import { SOURCE_TABLE, TARGET_TABLE, targetColumnList, transformSelect } from './dataset';

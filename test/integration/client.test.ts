@@ -3,7 +3,7 @@ import pg from 'pg';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFerryClient, createFlagReader, type FerryClient, type FlagReader, type Flags } from '../../client';
-import { installFerrySchema } from '../../activities/ferry-schema';
+import { installFerrySchema } from '../../activities/state/ferry-schema';
 import { metricValue, memoryLogger } from '../support/client-fakes';
 import { createTestDatabase, eventually, sql, sqlRow } from '../support/harness';
 

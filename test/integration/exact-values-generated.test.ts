@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { columnKindOf, postgresInputText, sourceValueParser } from '../../activities/exact-values';
+import { columnKindOf, postgresInputText, sourceValueParser } from '../../activities/transform/exact-values';
 import { createTestDatabase } from '../support/harness';
 
 describe('generated values through the decoder and encoder', () => {

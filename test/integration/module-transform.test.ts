@@ -4,9 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CopySpec } from '../../activities/copy-statements';
-import { copyRangeThroughModule, decodeSourceRows, sourceRowTypes } from '../../activities/module-transform';
-import { describeSourceRows, readSourceRows } from '../../activities/transform-threads';
+import type { CopySpec } from '../../activities/copy/copy-statements';
+import { copyRangeThroughModule } from '../../activities/transform/module-copy';
+import { decodeSourceRows } from '../../activities/transform/rows';
+import { sourceRowTypes } from '../../activities/transform/exact-values';
+import { describeSourceRows, readSourceRows } from '../../activities/transform/transform-threads';
 import { createTestDatabase, sql } from '../support/harness';
 
 const ROWS = 60;

@@ -8,7 +8,7 @@ import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keyOrderSql } from '../../activities/verify-statements';
+import { keyOrderSql } from '../../activities/verify/verify-statements';
 import { ensureDebianPackage } from '../../scripts/services/debian-package';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, startWorker, type TestWorker } from '../support/harness';

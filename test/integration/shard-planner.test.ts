@@ -4,7 +4,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
-import { createShardPlanner, type PlanShardsInput } from '../../activities/shard-planner';
+import { createShardPlanner, type PlanShardsInput } from '../../activities/inspect/shard-planner';
 import { quoteIdent } from '../../activities/sql';
 import type { KeyRange, ShardSpec } from '../../lib/key-range';
 import { validatePlan, type Plan, type PlanInput } from '../../lib/plan';

@@ -9,9 +9,9 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { from as copyFrom } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyTextEncoder, targetColumnKinds } from '../../activities/module-transform';
-import { canonicalText, columnTypesSql, rowDigestSum, rowText, type ColumnType } from '../../activities/verify-statements';
-import { ChunkDigest, workerFieldOf, type WorkerField } from '../../activities/worker-checksum';
+import { copyTextEncoder, targetColumnKinds } from '../../activities/transform/copy-text';
+import { canonicalText, columnTypesSql, rowDigestSum, rowText, type ColumnType } from '../../activities/verify/verify-statements';
+import { ChunkDigest, workerFieldOf, type WorkerField } from '../../activities/transform/worker-checksum';
 import { jsonNull, LosslessNumber } from '../../lib/json-values';
 import { createTestDatabase } from '../support/harness';
 

@@ -11,7 +11,7 @@ import {
   nextBatchBoundSql,
   stagingTableName,
   type CopySpec,
-} from '../../activities/copy-statements';
+} from '../../activities/copy/copy-statements';
 
 const spec: CopySpec = {
   source: { schema: 'public', table: 'users', key: 'id' },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { reachedBySql, scopeCountSql, unreachedKeysSql } from '../../activities/coverage-statements';
+import { reachedBySql, scopeCountSql, unreachedKeysSql } from '../../activities/verify/coverage-statements';
 import { coverageOf, splitAtBounds, type ShardSpec } from '../../lib/key-range';
 
 const table = { schema: 'app', table: 'we"ird', key: 'the "key"' };

@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import { parse as parseLosslessJson, stringify as stringifyLosslessJson, LosslessNumber } from 'lossless-json';
 import { describe, expect, it } from 'vitest';
-import { columnKindOf, jsonText, parseJsonExact, postgresInputText, sourceValueParser } from '../../activities/exact-values';
+import { columnKindOf, jsonText, parseJsonExact, postgresInputText, sourceValueParser } from '../../activities/transform/exact-values';
 import { isJsonNull, isLosslessNumber, jsonNull } from '../../lib/json-values';
 
 const JSONB = 3802;

@@ -1,7 +1,7 @@
 /** With a lineage column, the target side is selected by the source key it holds, and each difference names its group. */
 import { describe, expect, it } from 'vitest';
-import { copySpecOf, targetRangeIsClearSql } from '../../activities/copy-statements';
-import { deleteTargetGroupsSql, diffRows, rowHashesOf, rowsSql, type ColumnType, type VerifyShape } from '../../activities/verify-statements';
+import { copySpecOf, targetRangeIsClearSql } from '../../activities/copy/copy-statements';
+import { deleteTargetGroupsSql, diffRows, rowHashesOf, rowsSql, type ColumnType, type VerifyShape } from '../../activities/verify/verify-statements';
 import { validatePlan } from '../../lib/plan';
 
 const type = (name: string, base: string): ColumnType => ({ name, type: base, base, category: 'S' });

@@ -2,8 +2,9 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { copyTextEncoder, encodeCopyText, loadTransform } from '../../activities/module-transform';
-import { rangeRowsSql } from '../../activities/copy-statements';
+import { copyTextEncoder, encodeCopyText } from '../../activities/transform/copy-text';
+import { loadTransform } from '../../activities/transform/load';
+import { rangeRowsSql } from '../../activities/copy/copy-statements';
 
 describe('COPY text encoder', () => {
   const columns = ['id', 'v'];

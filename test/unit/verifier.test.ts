@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copySpecOf, copyWithinDatabaseSql, insertFromStagingSql } from '../../activities/copy-statements';
+import { copySpecOf, copyWithinDatabaseSql, insertFromStagingSql } from '../../activities/copy/copy-statements';
 import {
   canonicalText,
   canonicalizeValuesSql,
@@ -13,7 +13,7 @@ import {
   sourceKeysCondition,
   type ColumnType,
   type VerifyShape,
-} from '../../activities/verify-statements';
+} from '../../activities/verify/verify-statements';
 import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan } from '../../lib/plan';
 

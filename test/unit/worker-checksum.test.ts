@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { decodeSourceRows } from '../../activities/module-transform';
-import { ChunkDigest, jsonbText, jsonNumberText, recordField } from '../../activities/worker-checksum';
+import { decodeSourceRows } from '../../activities/transform/rows';
+import { ChunkDigest, recordField } from '../../activities/transform/worker-checksum';
+import { jsonbText, jsonNumberText } from '../../activities/transform/jsonb-text';
 
 const TEXT_OID = 25;
 const INT4_OID = 23;

@@ -1,0 +1,77 @@
+/**
+ * Batch writer puts one batch of rows (a stream of COPY text) into the target, under the copy
+ * lock that orders batches against application deletes: straight in when the key range is still
+ * empty there, otherwise through a staging table with the plan's conflict policy and tombstones.
+ */
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import type { KeyRange } from '../../lib/key-range';
+import { poolingOfPool, withClient } from '../connections';
+import {
+  copyIntoStagingSql,
+  copyIntoTargetSql,
+  copyLockSql,
+  createStagingSql,
+  insertFromStagingSql,
+  targetRangeIsClearSql,
+  type CopySpec,
+} from './copy-statements';
+import { COPY_LOCK_CLASS } from '../state/ferry-schema';
+
+const UNIQUE_VIOLATION = '23505';
+
+/** Runs `write` in a transaction on the target that holds the copy lock when it honours tombstones. */
+export async function inCopyTransaction(pool: pg.Pool, spec: CopySpec, write: (client: pg.PoolClient) => Promise<number>): Promise<number> {
+  return withClient(pool, async (client) => {
+    await client.query('BEGIN');
+    try {
+      if (spec.honourTombstones) {
+        const lock = copyLockSql(spec.target, COPY_LOCK_CLASS);
+        await client.query(lock.text, lock.values);
+      }
+      const written = await write(client);
+      await client.query('COMMIT');
+      return written;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    }
+  });
+}
+
+/**
+ * Where a batch's rows come from: it calls `send` with a stream of COPY text, and looks after
+ * whatever the stream needs (a source connection). It may be called twice, when a straight COPY
+ * has to fall back to staging.
+ */
+export type RowSource = (send: (rows: Readable) => Promise<void>) => Promise<void>;
+
+/** Writes one batch in one target transaction; returns the rows it inserted (or updated). */
+export function writeBatch(targetPool: pg.Pool, spec: CopySpec, range: KeyRange, rows: RowSource): Promise<number> {
+  return inCopyTransaction(targetPool, spec, async (target) => {
+    // The first pass over a range usually finds it empty: then the rows go straight in, written
+    // once. Should the application have written one of the keys since the check, the unique
+    // key refuses the COPY and the batch takes the staging path after all.
+    const clear = targetRangeIsClearSql(spec, range);
+    if ((await target.query<{ clear: boolean }>(clear.text, clear.values)).rows[0]?.clear) {
+      await target.query('SAVEPOINT direct_copy');
+      try {
+        let copied = 0;
+        await rows(async (stream) => {
+          const into = target.query(copyFrom(copyIntoTargetSql(spec)));
+          await pipeline(stream, into);
+          copied = into.rowCount;
+        });
+        return copied;
+      } catch (error) {
+        if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+        await target.query('ROLLBACK TO SAVEPOINT direct_copy');
+      }
+    }
+    await target.query(createStagingSql(spec, poolingOfPool(targetPool) === 'transaction' ? 'DROP' : 'DELETE ROWS'));
+    await rows((stream) => pipeline(stream, target.query(copyFrom(copyIntoStagingSql(spec)))));
+    return (await target.query(insertFromStagingSql(spec))).rowCount ?? 0;
+  });
+}

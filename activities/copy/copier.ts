@@ -1,0 +1,336 @@
+/**
+ * Copier moves rows from source to target in keyset batches, paced by the throttle and the
+ * source's health. Every batch is idempotent under the plan's conflict policy, so a batch run
+ * twice after a crash changes nothing; a row that cannot be copied is isolated and recorded,
+ * and the rest of its batch goes on.
+ */
+import { activityInfo, CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
+import { withHeartbeats, type Heartbeats } from '../heartbeats';
+import type pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import type { KeyRange, ShardSpec } from '../../lib/key-range';
+import type { Plan } from '../../lib/plan';
+import type { RetryOutcome } from '../../lib/status';
+import type { Databases } from '../connections';
+import {
+  copyOutSql,
+  copySpecOf,
+  copyWithinDatabaseSql,
+  middleKeySql,
+  nextBatchBoundSql,
+  type CopySpec,
+} from './copy-statements';
+import { inCopyTransaction, writeBatch } from './batch-writer';
+import { recordFailures, type FailedRecord } from '../state/ferry-schema';
+import { isRowError, MIN_BATCH_SIZE, nextBatchSize, rateDelayMs } from '../pacing';
+import { redactMessage } from '../../lib/errors';
+import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from '../sql';
+import { copyRangeThroughModule } from '../transform/module-copy';
+import { transformDirFromEnv } from '../transform/load';
+import { holdKindOf, holdReason } from '../throttler';
+import { assertPlanSqlIsSafe, oneStatement, readOnly } from '../plan-sql';
+import { createCopyMetrics, shardIndexOf, type CopyMetrics } from './metrics';
+
+export interface CopyBatchesInput {
+  migrationId: string;
+  plan: Plan;
+  shard: ShardSpec;
+  /** Last key already copied in the shard; null to start at the shard's beginning. */
+  cursor: string | null;
+  /** The batch size to start with (adapted by earlier calls). */
+  batchSize: number;
+  /** The throttle's batch size: adaptation never goes above it. */
+  maxBatchSize: number;
+  /** This shard's share of the rows/s limit; null for none. */
+  rowsPerSecond: number | null;
+  /** Return once this many rows have failed in this call, so the migration can pause. */
+  failureBudget: number;
+  /** Return after about this long so the shard can apply a new throttle. (Default: 5) */
+  maxSeconds?: number;
+}
+
+export interface CopyProgress {
+  cursor: string | null;
+  rowsRead: number;
+  rowsWritten: number;
+  rowsFailed: number;
+  batches: number;
+  batchSize: number;
+  /** Why the copier is slowed or holding right now, if it is. */
+  throttleReason: string | null;
+}
+
+export interface CopyBatchesResult extends CopyProgress {
+  /** The shard holds no rows after the cursor. */
+  done: boolean;
+  /** Why copying cannot go on until a person acts; the migration pauses. */
+  blocked?: string;
+  /** Rows that failed in this call (error messages without row values), at most MAX_REPORTED_FAILURES. */
+  failures: FailedRecord[];
+}
+
+const MAX_REPORTED_FAILURES = 20;
+const LOCK_NOT_AVAILABLE = '55P03';
+/** Refusals a person has to fix: a missing privilege, or insufficient resources (class 53: disk full, ...). */
+const TARGET_REFUSES = new Set(['42501', '53', '25006']);
+const QUERY_CANCELED = '57014';
+
+interface RangeOutcome {
+  written: number;
+  failures: FailedRecord[];
+}
+
+async function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
+  const { text, values } = copyWithinDatabaseSql(spec, range);
+  return inCopyTransaction(pool, spec, async (client) => (await client.query(oneStatement({ text, values }))).rowCount ?? 0);
+}
+
+/**
+ * Streams the transformed rows out of the source with COPY into a staging table on the target,
+ * then inserts them in the same target transaction. Text COPY keeps every value exactly as
+ * Postgres prints it (microseconds, jsonb, numeric scale).
+ */
+async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
+  const copyOut = copyOutSql(spec, range);
+  // COPY goes over the simple protocol: the plan's SQL was checked to hold one expression
+  // (assertPlanSqlIsSafe), and the source side reads in a READ ONLY transaction.
+  return writeBatch(targetPool, spec, range, (send) => readOnly(sourcePool, (source) => send(source.query(copyTo(copyOut)))));
+}
+
+export function createCopier(databases: Databases, metrics: CopyMetrics = createCopyMetrics(), transformDir: string | null = transformDirFromEnv()) {
+  /**
+   * Copies one key range of `spec` by the fastest path the plan allows: one statement inside one
+   * database, COPY between two, or through the worker for a module transform (which reports the
+   * rows its function refused rather than failing the range).
+   */
+  const rangeCopier = async (plan: Plan): Promise<(spec: CopySpec, range: KeyRange) => Promise<RangeOutcome>> => {
+    const sourcePool = databases.pool(plan.source.connection);
+    const targetPool = databases.pool(plan.target.connection);
+    const modulePath = plan.transform.module;
+    if (modulePath) {
+      return async (spec, range) => {
+        const { written, failed } = await copyRangeThroughModule(sourcePool, targetPool, spec, range, modulePath, transformDir);
+        return { written, failures: failed.map((f) => ({ key: f.key, code: null, error: f.error })) };
+      };
+    }
+    const sameDatabase = databases.sameDatabase(plan.source.connection, plan.target.connection);
+    return async (spec, range) => ({
+      written: sameDatabase ? await copyWithinDatabase(sourcePool, spec, range) : await copyAcrossDatabases(sourcePool, targetPool, spec, range),
+      failures: [],
+    });
+  };
+
+  const activities = {
+    /**
+     * Copies batches from the cursor on until the shard is done or about `maxSeconds` have
+     * passed. Its progress is heartbeated from `heartbeats`' timer and after every batch; a
+     * retried attempt resumes from it.
+     */
+    async copyBatches(input: CopyBatchesInput, heartbeats?: Heartbeats): Promise<CopyBatchesResult> {
+      const { plan } = input;
+      assertPlanSqlIsSafe(plan);
+      const spec = copySpecOf(plan, input.shard.partitionValue);
+      const sourcePool = databases.pool(plan.source.connection);
+      const targetPool = databases.pool(plan.target.connection);
+      const copyRange = await rangeCopier(plan);
+      const maxMs = (input.maxSeconds ?? 5) * 1000;
+      const checkEveryMs = plan.backoff.checkEverySeconds * 1000;
+      const targetBatchMs = plan.throttle.targetBatchSeconds * 1000;
+      // Ended by copyBatches below, however this call ends.
+      const seen = metrics.shard(plan.name, shardIndexOf(activityInfo().workflowExecution?.workflowId));
+
+      /** Copies a range; when a row in it is refused, halves the range until that row stands alone. */
+      const copyIsolating = async (range: KeyRange, rows: number): Promise<RangeOutcome> => {
+        try {
+          return await copyRange(spec, range);
+        } catch (error) {
+          const code = (error as { code?: string }).code;
+          if (!isRowError(code)) throw error;
+          const probe = nextBatchBoundSql(spec, range, 2);
+          const present = await sourcePool.query<{ last_key: string; rows: string }>(oneStatement(probe));
+          const count = Number(present.rows[0]?.rows ?? 0);
+          if (count === 0) return { written: 0, failures: [] };
+          if (count === 1) {
+            return { written: 0, failures: [{ key: present.rows[0]!.last_key, code: code ?? null, error: (error as Error).message }] };
+          }
+          const half = Math.max(1, Math.floor(Math.max(rows, 2) / 2));
+          const middle = middleKeySql(spec, range, half);
+          const split = await sourcePool.query<{ key: string }>(oneStatement(middle));
+          const middleKey = split.rows[0]?.key;
+          if (middleKey === undefined || middleKey === range.upTo) return copyIsolating(range, 2);
+          const left = await copyIsolating({ after: range.after, upTo: middleKey }, half);
+          const right = await copyIsolating({ after: middleKey, upTo: range.upTo }, Math.max(rows - half, 1));
+          return { written: left.written + right.written, failures: [...left.failures, ...right.failures] };
+        }
+      };
+
+      const resumed = activityInfo().heartbeatDetails as CopyProgress | undefined;
+      const progress: CopyProgress = resumed ?? {
+        cursor: input.cursor,
+        rowsRead: 0,
+        rowsWritten: 0,
+        rowsFailed: 0,
+        batches: 0,
+        batchSize: Math.min(input.batchSize, input.maxBatchSize),
+        throttleReason: null,
+      };
+      progress.batchSize = Math.min(progress.batchSize, input.maxBatchSize);
+      heartbeats?.follow(() => progress);
+      const reported: FailedRecord[] = [];
+      const started = Date.now();
+      let rowsThisAttempt = 0;
+      let failedThisAttempt = 0;
+      let lastHealthCheck = -Infinity;
+      const finish = (done: boolean): CopyBatchesResult => ({ ...progress, done, failures: reported });
+      const timeUp = () => Date.now() - started >= maxMs;
+      // Waits end with the call, so a new throttle applies after about `maxSeconds` however long the plan's waits are.
+      const wait = (ms: number) => sleep(Math.min(ms, Math.max(0, maxMs - (Date.now() - started))));
+
+      for (;;) {
+        if (Date.now() - lastHealthCheck >= checkEveryMs) {
+          lastHealthCheck = Date.now();
+          let reason = await holdReason(sourcePool, plan.backoff, seen.sourceHealth);
+          while (reason) {
+            progress.throttleReason = `holding: ${reason}`;
+            seen.throttle(holdKindOf(reason));
+            heartbeat(progress);
+            if (timeUp()) return finish(false);
+            await wait(checkEveryMs);
+            reason = await holdReason(sourcePool, plan.backoff, seen.sourceHealth);
+          }
+          progress.throttleReason = null;
+          seen.throttle(null);
+        }
+
+        const range: KeyRange = { after: progress.cursor ?? input.shard.range.after, upTo: input.shard.range.upTo };
+        const bound = nextBatchBoundSql(spec, range, progress.batchSize);
+        const next = await sourcePool.query<{ last_key: string; rows: string }>(oneStatement(bound));
+        const lastKey = next.rows[0]?.last_key;
+        if (lastKey === undefined) return finish(true);
+        const rows = Number(next.rows[0]!.rows);
+
+        const batchStarted = Date.now();
+        let outcome: RangeOutcome;
+        try {
+          outcome = await copyIsolating({ after: range.after, upTo: lastKey }, rows);
+        } catch (error) {
+          const code = (error as { code?: string }).code;
+          if (code && TARGET_REFUSES.has(code.slice(0, 2) === '53' ? code.slice(0, 2) : code)) {
+            // Retrying cannot help until a person acts (a grant, disk space): stop and say why;
+            // the migration pauses for them, and nothing copied so far is lost.
+            progress.throttleReason = null;
+            return { ...finish(false), blocked: `the database refuses the copy: ${redactMessage((error as Error).message)} [${code}]` };
+          }
+          if (code !== LOCK_NOT_AVAILABLE && code !== QUERY_CANCELED) throw error;
+          // A lock held on the target (lock_timeout) or a batch too slow for statement_timeout:
+          // wait, or take a smaller bite, and try the same batch again; never queue up sessions.
+          progress.throttleReason =
+            code === LOCK_NOT_AVAILABLE ? 'holding: the target table is locked by another session' : 'holding: a batch ran into statement_timeout; smaller batches';
+          if (code === QUERY_CANCELED) progress.batchSize = Math.max(MIN_BATCH_SIZE, Math.floor(progress.batchSize / 2));
+          heartbeat(progress);
+          if (timeUp()) return finish(false);
+          await wait(checkEveryMs);
+          continue;
+        }
+        const batchMs = Date.now() - batchStarted;
+        if (outcome.failures.length > 0) {
+          await recordFailures(targetPool, input.migrationId, outcome.failures);
+          for (const failure of outcome.failures) {
+            if (reported.length < MAX_REPORTED_FAILURES) reported.push({ ...failure, error: redactMessage(failure.error) });
+          }
+        }
+
+        progress.cursor = lastKey;
+        progress.rowsRead += rows;
+        progress.rowsWritten += outcome.written;
+        progress.rowsFailed += outcome.failures.length;
+        progress.batches += 1;
+        progress.batchSize = nextBatchSize({
+          current: progress.batchSize,
+          rows,
+          elapsedMs: batchMs,
+          targetMs: targetBatchMs,
+          max: input.maxBatchSize,
+        });
+        seen.batch({
+          rows,
+          written: outcome.written,
+          failed: outcome.failures.length,
+          seconds: batchMs / 1000,
+          nextBatchSize: progress.batchSize,
+          rowsPerSecond: input.rowsPerSecond,
+        });
+        rowsThisAttempt += rows;
+        failedThisAttempt += outcome.failures.length;
+        heartbeat(progress);
+        if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('copy cancelled');
+        if (failedThisAttempt >= input.failureBudget) return finish(false);
+
+        const delay = rateDelayMs(rowsThisAttempt, Date.now() - started, input.rowsPerSecond);
+        if (delay > 0) {
+          progress.throttleReason = `rows/s limit (${input.rowsPerSecond} rows/s for this shard)`;
+          seen.throttle('rate');
+          // Activity sleep ends early with a failure when the activity is cancelled.
+          await wait(delay);
+        } else {
+          progress.throttleReason = null;
+          seen.throttle(null);
+        }
+        if (timeUp()) return finish(false);
+      }
+    },
+
+    /** Copies every unresolved failed row of a migration again, one by one, after a fix. */
+    async retryFailedRecords({ migrationId, plan }: { migrationId: string; plan: Plan }, heartbeats?: Heartbeats): Promise<RetryOutcome> {
+      assertPlanSqlIsSafe(plan);
+      const targetPool = databases.pool(plan.target.connection);
+      const copyRange = await rangeCopier(plan);
+      const base = copySpecOf(plan);
+      const failed = await targetPool.query<{ key: string }>(
+        `SELECT key FROM ferry.failed_records WHERE migration_id = $1 AND resolved_at IS NULL ORDER BY key`,
+        [migrationId],
+      );
+      let fixed = 0;
+      heartbeats?.follow(() => fixed);
+      for (const { key } of failed.rows) {
+        const onlyThisKey = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)} = ${quoteLiteral(key)}`;
+        const spec = { ...base, filter: base.filter ? `${base.filter} AND ${onlyThisKey}` : onlyThisKey };
+        const outcome = await copyRange(spec, { after: null, upTo: null }).catch((error: unknown): RangeOutcome => {
+          const code = (error as { code?: string }).code;
+          if (!isRowError(code)) throw error;
+          return { written: 0, failures: [{ key, code: code ?? null, error: (error as Error).message }] };
+        });
+        if (outcome.failures.length > 0) {
+          await recordFailures(targetPool, migrationId, outcome.failures);
+        } else {
+          await targetPool.query(`UPDATE ferry.failed_records SET resolved_at = now() WHERE migration_id = $1 AND key = $2`, [migrationId, key]);
+          fixed += 1;
+        }
+      }
+      const left = await targetPool.query<{ count: number }>(
+        `SELECT count(*)::int AS count FROM ferry.failed_records WHERE migration_id = $1 AND resolved_at IS NULL`,
+        [migrationId],
+      );
+      return { retried: failed.rows.length, fixed, stillFailing: left.rows[0]?.count ?? 0 };
+    },
+  };
+
+  return {
+    ...activities,
+    /**
+     * copyBatches, heartbeating every few seconds even while one statement runs long; the shard's
+     * gauges end with the call, however it ends (the next may run on another worker).
+     */
+    async copyBatches(input: CopyBatchesInput): Promise<CopyBatchesResult> {
+      try {
+        return await withHeartbeats((heartbeats) => activities.copyBatches(input, heartbeats));
+      } finally {
+        metrics.shard(input.plan.name, shardIndexOf(activityInfo().workflowExecution?.workflowId)).end();
+      }
+    },
+    /** retryFailedRecords, heartbeating every few seconds. */
+    async retryFailedRecords(input: { migrationId: string; plan: Plan }): Promise<RetryOutcome> {
+      return withHeartbeats((heartbeats) => activities.retryFailedRecords(input, heartbeats));
+    },
+  };
+}

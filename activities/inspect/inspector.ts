@@ -1,0 +1,313 @@
+/**
+ * Inspector reads both databases before anything is written: tables, key, the transform run
+ * on a sample, the size of the job. It never writes, which is what makes a dry run safe.
+ */
+import type pg from 'pg';
+import type { Inspection, TableInspection, TransformSample } from '../../lib/inspection';
+import { lineageColumn, type Plan } from '../../lib/plan';
+import type { Databases } from '../connections';
+import { asText, withClient } from '../connections';
+import { redactErrorText, transformErrorSummary } from '../../lib/errors';
+import { sqlFragmentProblem } from '../../lib/sql-fragment';
+import { oneStatement, planSqlFragments, readOnly } from '../plan-sql';
+import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from '../copy/copy-statements';
+import { loadTransform, transformDirFromEnv } from '../transform/load';
+import { postgresInputText, sourceRowTypes, type ColumnKinds } from '../transform/exact-values';
+import { targetColumnKinds } from '../transform/copy-text';
+import { type TargetRow } from '../transform/rows';
+import { displayName, qualifiedName, quoteIdent, type TableName } from '../sql';
+import { stringify as stringifyLosslessJson } from 'lossless-json';
+import { assignmentProblems, castProblems, expressionProblems, type SampledRow } from '../transform/transform-fit';
+
+const SAMPLE_ROWS = 5;
+const COUNT_TIMEOUT_MS = 5_000;
+
+async function inspectTable(pool: pg.Pool, table: TableName, key: string): Promise<TableInspection> {
+  const regclass = qualifiedName(table);
+  const columns = await pool.query<{ name: string; type: string; not_null: boolean; has_default: boolean }>(
+    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
+            (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '') AS has_default
+       FROM pg_attribute a
+      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+      ORDER BY a.attnum`,
+    [regclass],
+  );
+  const exists = columns.rowCount !== 0;
+  const inspection: TableInspection = {
+    name: displayName(table),
+    exists,
+    columns: columns.rows.map((c) => ({ name: c.name, type: c.type, notNull: c.not_null, hasDefault: c.has_default })),
+    estimatedRows: null,
+    keyType: columns.rows.find((c) => c.name === key)?.type ?? null,
+    keyIsUnique: false,
+  };
+  if (!exists) return inspection;
+
+  const unique = await pool.query<{ unique: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1
+          AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2) AS unique`,
+    [regclass, key],
+  );
+  inspection.keyIsUnique = unique.rows[0]?.unique ?? false;
+  inspection.estimatedRows = await estimateRows(pool, regclass);
+  return inspection;
+}
+
+/**
+ * Keyset batches (`key > $cursor`) and key ranges never reach a NULL key: a key column that can
+ * hold NULL would let rows vanish from the copy and from verification alike, so it is refused.
+ */
+async function nullKeyProblem(pool: pg.Pool, table: TableName, keyName: string, inspection: TableInspection): Promise<string | null> {
+  const key = inspection.columns.find((c) => c.name === keyName);
+  if (!key || key.notNull) return null;
+  const counted = await pool.query<{ rows: string }>(
+    `SELECT count(*)::text AS rows FROM ${qualifiedName(table)} WHERE ${quoteIdent(key.name)} IS NULL`,
+  );
+  const rows = Number(counted.rows[0]?.rows ?? 0);
+  const found =
+    rows > 0
+      ? `${rows} row${rows === 1 ? ' has' : 's have'} a NULL key and would never be copied`
+      : 'no row has a NULL key now, but one written during the migration would never be copied';
+  return `source key column "${key.name}" allows NULL; ${found}; add NOT NULL to it or choose another key`;
+}
+
+/** Planner statistics when there are any; otherwise an exact count, given a few seconds. */
+async function estimateRows(pool: pg.Pool, regclass: string): Promise<number | null> {
+  const stats = await pool.query<{ estimate: string }>(
+    `SELECT reltuples::bigint::text AS estimate FROM pg_class WHERE oid = to_regclass($1)`,
+    [regclass],
+  );
+  const estimate = Number(stats.rows[0]?.estimate ?? -1);
+  if (estimate >= 0) return estimate;
+  try {
+    return await withClient(pool, async (client) => {
+      await client.query('BEGIN READ ONLY');
+      await client.query(`SET LOCAL statement_timeout = ${COUNT_TIMEOUT_MS}`);
+      const counted = await client.query<{ rows: string }>(`SELECT count(*)::text AS rows FROM ${regclass}`);
+      await client.query('ROLLBACK');
+      return Number(counted.rows[0]?.rows);
+    });
+  } catch {
+    return null;
+  }
+}
+
+/** A value's shape without its content: enough to spot NULLs and empty splits. */
+function redact(value: string | null): string | null {
+  if (value === null) return null;
+  if (value === '') return '<empty>';
+  return `<${[...value].length} chars>`;
+}
+
+/** How a value a module transform returned would read in a table. */
+function displayValue(value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'string') return value;
+  if (value instanceof Date) return value.toISOString();
+  if (Buffer.isBuffer(value)) return `\\x${value.toString('hex')}`;
+  if (typeof value === 'object') return stringifyLosslessJson(value) ?? String(value);
+  return String(value);
+}
+
+/**
+ * What in a module transform's sample breaks the trace verification follows from target row to
+ * source row: without a lineage column, one row per source row with the source key as its key;
+ * with one, that column holding the source key.
+ */
+function traceProblem(plan: Plan, spec: CopySpec, sourceKey: string, rows: TargetRow[]): string | null {
+  const lineage = lineageColumn(plan);
+  const column = lineage ?? spec.target.key;
+  const advice = `set target.sourceKey to the target column that holds the source key each row came from`;
+  if (!lineage && rows.length > 1) {
+    return `transform made ${rows.length} rows from source key "${sourceKey}": verification compares each target row with the source row of the same key; ${advice}`;
+  }
+  const wrong = rows.find((row) => displayValue((row as Record<string, unknown>)?.[column]) !== sourceKey);
+  if (!wrong) return null;
+  const found = displayValue((wrong as Record<string, unknown>)?.[column]);
+  return lineage
+    ? `transform made a row whose "${column}" (target.sourceKey) is ${found === null ? 'NULL' : `"${found}"`} from source key "${sourceKey}"; it must hold the source key the row came from`
+    : `transform made a row with key ${found === null ? 'NULL' : `"${found}"`} from source key "${sourceKey}": verification compares each target row with the source row of the same key; ${advice}`;
+}
+
+/**
+ * The module transform run on a few source rows: each output row is shown under its source key.
+ * The rows are read in a READ ONLY transaction, as one statement: subset.where cannot write.
+ */
+async function sampleModuleTransform(
+  pool: pg.Pool,
+  plan: Plan,
+  spec: CopySpec,
+  modulePath: string,
+  transformDir: string | null,
+  showValues: boolean,
+  problems: string[],
+  sampled: SampledRow[],
+  kinds: ColumnKinds,
+): Promise<TransformSample> {
+  const transform = await loadTransform(modulePath, transformDir);
+  const { text, values } = rangeRowsSql(spec, { after: null, upTo: null }, SAMPLE_ROWS);
+  const result = await readOnly(pool, (client) =>
+    client.query<unknown[]>(oneStatement({ text, values, rowMode: 'array' as const, types: sourceRowTypes })),
+  );
+  const names = result.fields.slice(1).map((f) => f.name);
+  const columns = Object.keys(spec.columns);
+  const rows: (string | null)[][] = [];
+  let reported = false;
+  for (const values of result.rows) {
+    const key = String(values[0]);
+    let output: Awaited<ReturnType<typeof transform>>;
+    try {
+      output = await transform(Object.fromEntries(names.map((name, i) => [name, values[i + 1]])));
+    } catch (error) {
+      // The transform's own message may quote the row: only its summary leaves the worker, and
+      // the original is not attached as the cause, which would carry it along.
+      // eslint-disable-next-line preserve-caught-error
+      throw new Error(`the transform threw on source key ${key}: ${transformErrorSummary(error)}`);
+    }
+    const produced = output === null ? [] : Array.isArray(output) ? output : [output];
+    const untraceable = plan.verify.enabled ? traceProblem(plan, spec, key, produced) : null;
+    // One example is enough: the rest of the sample breaks the trace the same way.
+    if (untraceable && !reported) problems.push(untraceable);
+    reported ||= untraceable !== null;
+    for (const row of produced) {
+      const shown = columns.map((column) => displayValue((row as Record<string, unknown>)[column]));
+      sampled.push({ sourceKey: key, values: inputTexts(row, columns, kinds) });
+      rows.push([key, ...(showValues ? shown : shown.map(redact))]);
+    }
+  }
+  return { columns: ['ferry source key', ...columns], rows, redacted: !showValues };
+}
+
+/**
+ * A module's output row as the copy writes it into COPY text: the text each column's input
+ * function gets. A value with no database form is left out here; the copy names it.
+ */
+function inputTexts(row: TargetRow, columns: string[], kinds: ColumnKinds): Record<string, string | null> {
+  const texts: Record<string, string | null> = {};
+  for (const column of columns) {
+    try {
+      texts[column] = postgresInputText((row as Record<string, unknown>)[column], column, kinds[column]);
+    } catch {
+      // Not checked by the cast: the copy refuses such a value with its own message.
+    }
+  }
+  return texts;
+}
+
+async function sampleTransform(pool: pg.Pool, spec: CopySpec, showValues: boolean, sampled: SampledRow[]): Promise<TransformSample> {
+  const { text, values } = sampleSql(spec, SAMPLE_ROWS);
+  // Read-only and one statement, so a transform expression cannot write even on a dry run.
+  return readOnly(pool, async (client) => {
+    const result = await client.query<(string | null)[]>(oneStatement({ text, values, types: asText, rowMode: 'array' as const }));
+    const names = result.fields.map((f) => f.name);
+    for (const row of result.rows) {
+      sampled.push({ sourceKey: String(row[0]), values: Object.fromEntries(names.slice(1).map((name, i) => [name, row[i + 1] ?? null])) });
+    }
+    return {
+      columns: result.fields.map((f) => f.name),
+      rows: result.rows.map((row) =>
+        showValues ? row : row.map((value, i) => (i === 0 ? value : redact(value))),
+      ),
+      redacted: !showValues,
+    };
+  });
+}
+
+/** A failed sample, said without values: a module's own throw is summarised, a database error redacted. */
+function transformProblemText(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  return `${redactErrorText(error)}${typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? ` [${code}]` : ''}`;
+}
+
+export interface InspectInput {
+  plan: Plan;
+  /** Put real sample values into the result (and so into the workflow history). */
+  showSampleValues: boolean;
+}
+
+export function createInspector(databases: Databases, transformDir: string | null = transformDirFromEnv()) {
+  return {
+    async inspect({ plan, showSampleValues }: InspectInput): Promise<Inspection> {
+      // The dry run samples what would really be copied, but reads no tombstones: Ferry's
+      // schema may not exist before the first real run.
+      const spec = { ...copySpecOf(plan), honourTombstones: false };
+      const sourcePool = databases.pool(plan.source.connection);
+      const targetPool = databases.pool(plan.target.connection);
+      const [source, target] = await Promise.all([
+        inspectTable(sourcePool, spec.source, spec.source.key),
+        inspectTable(targetPool, spec.target, spec.target.key),
+      ]);
+      const problems: string[] = planSqlFragments(plan).flatMap(({ path, text }) => {
+        const problem = sqlFragmentProblem(text);
+        return problem ? [`${path} ${problem}`] : [];
+      });
+      const warnings: string[] = [];
+
+      if (!source.exists) problems.push(`source table ${source.name} does not exist`);
+      else if (!source.keyType) problems.push(`source key column "${spec.source.key}" is not a column of ${source.name}`);
+      else {
+        if (!source.keyIsUnique)
+          problems.push(`source key column "${spec.source.key}" has no unique index on it alone; keyset batches need a unique key`);
+        const nullKeys = await nullKeyProblem(sourcePool, spec.source, spec.source.key, source);
+        if (nullKeys) problems.push(nullKeys);
+      }
+
+      if (!target.exists) problems.push(`target table ${target.name} does not exist; create it before migrating`);
+      else {
+        const targetColumns = new Set(target.columns.map((c) => c.name));
+        for (const column of Object.keys(spec.columns)) {
+          if (!targetColumns.has(column)) problems.push(`transform column "${column}" is not a column of ${target.name}`);
+        }
+        for (const column of target.columns) {
+          if (column.notNull && !column.hasDefault && !(column.name in spec.columns)) {
+            problems.push(`target column "${column.name}" is NOT NULL without a default, and the transform does not fill it`);
+          }
+        }
+        if (target.keyType && !target.keyIsUnique) {
+          problems.push(
+            `target key column "${spec.target.key}" has no unique index on it alone; copies could not be made idempotent`,
+          );
+        }
+        if (target.estimatedRows) {
+          warnings.push(`target ${target.name} already holds about ${target.estimatedRows} rows; rows with the same key are kept as they are`);
+        }
+      }
+
+      let sample: TransformSample | null = null;
+      const sameDatabase = databases.sameDatabase(plan.source.connection, plan.target.connection);
+      const sqlColumns = plan.transform.module ? null : spec.columns;
+      if (problems.length === 0) {
+        const sampled: SampledRow[] = [];
+        try {
+          sample = plan.transform.module
+            ? await sampleModuleTransform(sourcePool, plan, spec, plan.transform.module, transformDir, showSampleValues, problems, sampled, await targetColumnKinds(targetPool, spec.target))
+            : await sampleTransform(sourcePool, spec, showSampleValues, sampled);
+        } catch (error) {
+          problems.push(`transform does not run on ${source.name}: ${transformProblemText(error)}`);
+          // Name the column the failure is in, when one expression alone fails.
+          if (sqlColumns) problems.push(...(await expressionProblems(sourcePool, spec.source, spec.filter ?? null, sqlColumns)));
+        }
+        if (sample) {
+          // The dry run proves the output fits: within one database, that the copy's INSERT
+          // plans; everywhere, that each sampled value casts into its column's type.
+          const assignments = sqlColumns && sameDatabase ? await assignmentProblems(targetPool, spec.source, spec.target, sqlColumns) : [];
+          problems.push(...assignments);
+          if (assignments.length === 0) {
+            problems.push(...(await castProblems(targetPool, target.name, target.columns, sampled, sqlColumns, showSampleValues)));
+          }
+        }
+      }
+
+      return {
+        source,
+        target,
+        sameDatabase,
+        sample,
+        problems,
+        warnings,
+      };
+    },
+  };
+}

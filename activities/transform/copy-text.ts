@@ -1,0 +1,65 @@
+/** Target rows encoded as COPY text format, exactly as the target's column types will read them. */
+import type pg from 'pg';
+import { qualifiedName, type TableName } from '../sql';
+import { columnKindOf, postgresInputText, type ColumnKind, type ColumnKinds } from './exact-values';
+import type { TargetRow } from './rows';
+
+const COPY_SPECIAL = /[\\\t\n\r]/;
+
+function escapeCopyText(text: string): string {
+  // Most values have nothing to escape, and a test is cheaper than a replace.
+  if (!COPY_SPECIAL.test(text)) return text;
+  return text.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
+}
+
+function encodeValue(value: unknown, column: string, kind: ColumnKind | undefined): string {
+  const text = postgresInputText(value, column, kind);
+  return text === null ? '\\N' : escapeCopyText(text);
+}
+
+/**
+ * An encoder of one target row into one line of COPY text format (columns in `columns` order,
+ * ending in a newline). Throws, naming the key, for a row with a key not in `columns`, and for
+ * values that have no database form (functions, symbols, invalid Dates).
+ */
+export function copyTextEncoder(columns: readonly string[], kinds: ColumnKinds = {}): (row: TargetRow) => string {
+  const known = new Set(columns);
+  return (row) => {
+    if (row === null || typeof row !== 'object' || Array.isArray(row)) {
+      throw new TypeError(`a target row must be an object of column: value, not ${Array.isArray(row) ? 'an array' : row === null ? 'null' : `a ${typeof row}`}`);
+    }
+    for (const key in row) {
+      if (!known.has(key) && Object.prototype.hasOwnProperty.call(row, key)) {
+        throw new TypeError(`target row has column "${key}", which is not one of transform.columns (${columns.join(', ')})`);
+      }
+    }
+    let line = '';
+    for (let i = 0; i < columns.length; i++) {
+      const column = columns[i]!;
+      line += (i > 0 ? '\t' : '') + encodeValue(row[column], column, kinds[column]);
+    }
+    return line + '\n';
+  };
+}
+
+/** Target rows as COPY text format, for `COPY table (columns) FROM STDIN`. */
+export function encodeCopyText(columns: readonly string[], rows: readonly TargetRow[], kinds?: ColumnKinds): string {
+  const encode = copyTextEncoder(columns, kinds);
+  return rows.map(encode).join('');
+}
+
+/** The kinds of the target table's columns (json, integer, numeric, arrays of them; domains looked through). */
+export async function targetColumnKinds(pool: pg.Pool, target: TableName): Promise<ColumnKinds> {
+  const result = await pool.query<{ name: string; base: string; is_array: boolean }>(
+    `SELECT a.attname AS name, coalesce(e.typname, b.typname) AS base, b.typcategory = 'A' AS is_array
+       FROM pg_attribute a
+       JOIN pg_type t ON t.oid = a.atttypid
+       JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+       LEFT JOIN pg_type el ON el.oid = b.typelem AND b.typcategory = 'A'
+       LEFT JOIN pg_type e ON e.oid = CASE WHEN el.typtype = 'd' THEN el.typbasetype ELSE el.oid END
+      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+    [qualifiedName(target)],
+  );
+  return Object.fromEntries(result.rows.map((row) => [row.name, columnKindOf(row.base, row.is_array)]));
+}
+

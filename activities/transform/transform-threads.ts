@@ -1,0 +1,182 @@
+/**
+ * A module transform runs on worker threads, one per core. JavaScript transforms are the one
+ * place where the worker, not Postgres, does the work per row; on the event loop they would use
+ * one core and hold up heartbeats. Here the event loop only moves bytes: the source rows leave
+ * Postgres as COPY text, a thread turns them into the target's COPY text (or a chunk digest),
+ * and the event loop streams that into the target.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import os from 'node:os';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import type { KeyRange } from '../../lib/key-range';
+import { redactErrorText } from '../../lib/errors';
+import { oneStatement, readOnly } from '../plan-sql';
+import { rangeRowsCopySql, rangeRowsSql, type CopySpec } from '../copy/copy-statements';
+import type { SourceField } from './rows';
+import type { DigestResult, DigestTask, EncodeResult, EncodeTask, TaskReply, TransformTask } from './thread-messages';
+
+/** Threads to run transforms on (FERRY_TRANSFORM_THREADS, else one per core). */
+function threadCount(): number {
+  const configured = Number(process.env.FERRY_TRANSFORM_THREADS);
+  if (Number.isInteger(configured) && configured > 0) return configured;
+  return Math.max(1, os.availableParallelism());
+}
+
+interface Pending {
+  resolve: (result: EncodeResult | DigestResult) => void;
+  reject: (error: Error) => void;
+}
+
+interface Thread {
+  worker: Worker;
+  pending: Map<number, Pending>;
+}
+
+/**
+ * The thread runs this module's sibling, compiled or not as this one is; tsx is registered
+ * first so that a transform module written in TypeScript loads.
+ */
+const THREAD_SOURCE = `require(${JSON.stringify(require.resolve('tsx/cjs'))}); require(${JSON.stringify(path.join(__dirname, `transform-thread${path.extname(__filename)}`))});`;
+
+let nextTaskId = 1;
+const threads: Thread[] = [];
+
+function failureOf(error: Extract<TaskReply, { ok: false }>['error']): Error {
+  if (error.type) return ApplicationFailure.create({ message: error.message, type: error.type, nonRetryable: error.nonRetryable ?? false });
+  return Object.assign(new Error(error.message), { name: error.name });
+}
+
+function startThread(): Thread {
+  const thread: Thread = { worker: new Worker(THREAD_SOURCE, { eval: true }), pending: new Map() };
+  const failAll = (error: Error) => {
+    for (const pending of thread.pending.values()) pending.reject(error);
+    thread.pending.clear();
+    const index = threads.indexOf(thread);
+    if (index >= 0) threads.splice(index, 1);
+  };
+  thread.worker.on('message', (reply: TaskReply) => {
+    const pending = thread.pending.get(reply.id);
+    if (!pending) return;
+    thread.pending.delete(reply.id);
+    if (reply.ok) pending.resolve(reply.result);
+    else pending.reject(failureOf(reply.error));
+  });
+  thread.worker.on('error', (error) => failAll(new Error(`a transform thread failed: ${redactErrorText(error)}`)));
+  thread.worker.on('exit', (code) => failAll(new Error(`a transform thread exited (code ${code}) with work in hand`)));
+  // Idle threads do not keep the process alive.
+  thread.worker.unref();
+  return thread;
+}
+
+/** The least busy thread, started when fewer than threadCount() run. */
+function threadForTask(): Thread {
+  const idle = threads.find((t) => t.pending.size === 0);
+  if (idle) return idle;
+  if (threads.length < threadCount()) {
+    const thread = startThread();
+    threads.push(thread);
+    return thread;
+  }
+  return threads.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+}
+
+function run<T extends EncodeResult | DigestResult>(task: Omit<EncodeTask, 'id'> | Omit<DigestTask, 'id'>): Promise<T> {
+  const thread = threadForTask();
+  const id = nextTaskId++;
+  return new Promise<T>((resolve, reject) => {
+    thread.pending.set(id, { resolve: resolve as Pending['resolve'], reject });
+    // The source bytes are handed over, not copied.
+    thread.worker.postMessage({ ...task, id } as TransformTask, [task.source.buffer as ArrayBuffer]);
+  });
+}
+
+/** Stops every thread (tests and the benchmark, when they are done). */
+export async function stopTransformThreads(): Promise<void> {
+  const all = threads.splice(0);
+  await Promise.all(all.map((t) => t.worker.terminate()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading source rows as COPY text
+
+export interface SourceRowsText {
+  fields: SourceField[];
+  /** rangeRowsCopySql's output, in bytes of its own (to be handed to a thread). */
+  text: Uint8Array;
+}
+
+/** The columns of rangeRowsSql's rows after the key: a query that reads no row says. */
+export async function describeSourceRows(sourcePool: pg.Pool, spec: Pick<CopySpec, 'source' | 'filter'>): Promise<SourceField[]> {
+  const described = rangeRowsSql(spec, { after: null, upTo: null }, 0);
+  const result = await readOnly(sourcePool, (client) => client.query(oneStatement(described)));
+  return result.fields.slice(1).map((f) => ({ name: f.name, oid: f.dataTypeID }));
+}
+
+/** Bytes of their own (Buffers may share Node's pool), so they can be handed to a thread. */
+function ownBytes(chunks: readonly Buffer[], length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk.subarray(0, Math.min(chunk.length, length - offset)), offset);
+    offset += chunk.length;
+    if (offset >= length) break;
+  }
+  return bytes;
+}
+
+/** Source rows are handed to threads in parts of whole lines of about this many bytes. */
+const PART_BYTES = 256 * 1024;
+
+/**
+ * Reads a key range's source rows (rangeRowsCopySql) and hands them to `onPart` as they arrive,
+ * in parts of whole lines, so that transforming can start before reading ends.
+ */
+export async function readSourceParts(
+  sourcePool: pg.Pool,
+  spec: Pick<CopySpec, 'source' | 'filter'>,
+  range: KeyRange,
+  onPart: (part: Uint8Array) => void,
+  partBytes = PART_BYTES,
+): Promise<void> {
+  // COPY goes over the simple protocol: the plan's SQL was checked to hold one expression, and
+  // the read runs in a READ ONLY transaction.
+  await readOnly(sourcePool, async (client) => {
+    let held: Buffer[] = [];
+    let heldBytes = 0;
+    for await (const data of client.query(copyTo(rangeRowsCopySql(spec, range)))) {
+      const chunk = data as Buffer;
+      held.push(chunk);
+      heldBytes += chunk.length;
+      if (heldBytes < partBytes) continue;
+      // Up to the last whole line; the rest starts the next part.
+      const lastNewline = chunk.lastIndexOf(10);
+      if (lastNewline < 0) continue;
+      const partLength = heldBytes - (chunk.length - lastNewline - 1);
+      onPart(ownBytes(held, partLength));
+      const rest = chunk.subarray(lastNewline + 1);
+      held = rest.length ? [rest] : [];
+      heldBytes = rest.length;
+    }
+    if (heldBytes > 0) onPart(ownBytes(held, heldBytes));
+  });
+}
+
+/** The source rows of a key range as COPY text, and the columns that describe them. */
+export async function readSourceRows(sourcePool: pg.Pool, spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange): Promise<SourceRowsText> {
+  const parts: Uint8Array[] = [];
+  const [fields] = await Promise.all([describeSourceRows(sourcePool, spec), readSourceParts(sourcePool, spec, range, (part) => parts.push(part), Infinity)]);
+  return { fields, text: parts.length === 1 ? parts[0]! : ownBytes(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength)), parts.reduce((n, p) => n + p.length, 0)) };
+}
+
+/** A batch through the module transform on a thread: the target rows' COPY text, and the rows refused. */
+export function encodeOnThread(module: string, rows: SourceRowsText, columns: string[], kinds: EncodeTask['kinds']): Promise<EncodeResult> {
+  return run<EncodeResult>({ kind: 'encode', module, fields: rows.fields, source: rows.text, columns, kinds });
+}
+
+/** The count and digest of a batch through the module transform, on a thread; null when the worker cannot tell. */
+export function digestOnThread(module: string, rows: SourceRowsText, types: DigestTask['types']): Promise<DigestResult> {
+  return run<DigestResult>({ kind: 'digest', module, fields: rows.fields, source: rows.text, types });
+}

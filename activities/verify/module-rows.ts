@@ -1,0 +1,152 @@
+/**
+ * Canonical forms of a module transform's rows: the source rows are transformed in the worker,
+ * then made canonical by the target database with the same expressions as the target's rows, and
+ * each is traced to the source key it came from.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import pg from 'pg';
+import { wholeKeySpace } from '../../lib/key-range';
+import { readOnlyQuery } from '../plan-sql';
+import { rangeRowsSql } from '../copy/copy-statements';
+import { isThenable, type RowTransform, sourceRowOf, type TargetRow } from '../transform/rows';
+import { type ColumnKinds, postgresInputText, sourceRowTypes } from '../transform/exact-values';
+import { allConditions, canonicalizeValuesSql, type RowHashes, rowHashesOf, type Selection, sourceKeysCondition, type VerifyShape } from './verify-statements';
+
+/**
+ * Source rows of a selection through a module transform, as canonical texts: the rows are read
+ * and transformed in the worker, then parsed with the target's column types on the target
+ * database (which writes nothing) and made canonical by the same expressions as the target's
+ * rows. A row whose transform throws is not expected in the target: the copier records it as a
+ * failed row instead. Each row carries the source key it came from, and must be traceable to it
+ * (see rowsOfSourceKey): a transform that breaks that cannot be verified and fails the call.
+ */
+export async function moduleSourceRows(
+  sourcePool: pg.Pool,
+  targetPool: pg.Pool,
+  shape: VerifyShape,
+  kinds: ColumnKinds,
+  transform: RowTransform,
+  selection: Selection,
+  modulePath: string,
+): Promise<RowHashes[]> {
+  const names = shape.types.map((c) => c.name);
+  const encoded: (string | null)[][] = [];
+  const sourceKeys: string[] = [];
+  for (const { key, rows } of await transformedSourceRows(sourcePool, shape, transform, selection)) {
+    try {
+      const lines = rows.map((row) => encodeRow(row, names, kinds));
+      encoded.push(...lines);
+      sourceKeys.push(...lines.map(() => key));
+    } catch {
+      // A value with no database form: the copier records the source row as failed.
+    }
+  }
+  const canonical = await canonicalize(targetPool, shape, encoded);
+  const traced: RowHashes[] = [];
+  const checkTrace = rowsOfSourceKey(shape, modulePath);
+  canonical.forEach((row, i) => {
+    if (!row) return;
+    checkTrace(row, sourceKeys[i]!);
+    traced.push(shape.lineage ? { ...row, lineage: sourceKeys[i]! } : row);
+  });
+  return traced;
+}
+
+/** Key types whose text a transform's value and the source key's text share, so they can be compared as text. */
+const TEXT_COMPARABLE_KEYS = new Set(['int2', 'int4', 'int8', 'text', 'varchar', 'bpchar', 'uuid']);
+
+/**
+ * A check that each row a module transform makes can be traced to the source row it came from:
+ * by its lineage column (which must hold that source key), or, without one, by its key (which
+ * must be the source key: one target row per source row). Verification compares target rows
+ * with source rows by that trace, so a transform that breaks it could only be verified wrongly.
+ */
+function rowsOfSourceKey(shape: VerifyShape, modulePath: string): (row: RowHashes, sourceKey: string) => void {
+  const column = shape.lineage ?? shape.target.key;
+  const index = shape.types.findIndex((c) => c.name === column);
+  const type = shape.types[index];
+  const comparable = !!type && TEXT_COMPARABLE_KEYS.has(type.base);
+  const seen = new Set<string>();
+  return (row, sourceKey) => {
+    if (!comparable) return;
+    const traced = shape.lineage ? row.columns[index] : row.key;
+    if (traced !== sourceKey && !(type!.base === 'uuid' && traced?.toLowerCase() === sourceKey.toLowerCase())) {
+      throw ApplicationFailure.nonRetryable(
+        shape.lineage
+          ? `transform module ${modulePath} made a row whose "${column}" (target.sourceKey) is ${traced === null ? 'NULL' : `"${traced}"`} ` +
+              `from source key "${sourceKey}"; it must hold the source key the row came from`
+          : `transform module ${modulePath} made a row with key "${row.key}" from source key "${sourceKey}": verification compares each ` +
+              `target row with the source row of the same key; when target rows are not one per source key, set target.sourceKey ` +
+              `to the target column that holds the source key each row came from`,
+        'VerificationImpossible',
+      );
+    }
+    if (shape.lineage) return;
+    if (seen.has(sourceKey)) {
+      throw ApplicationFailure.nonRetryable(
+        `transform module ${modulePath} made more than one row from source key "${sourceKey}": verification compares each target ` +
+          `row with the source row of the same key; set target.sourceKey to the target column that holds the source key each row came from`,
+        'VerificationImpossible',
+      );
+    }
+    seen.add(sourceKey);
+  };
+}
+
+/**
+ * The target rows a module transform makes of each source row of a selection, in key order, with
+ * the source key. A source row whose transform throws is left out: the copier records it as a
+ * failed row.
+ */
+async function transformedSourceRows(
+  sourcePool: pg.Pool,
+  shape: VerifyShape,
+  transform: RowTransform,
+  selection: Selection,
+): Promise<{ key: string; rows: TargetRow[] }[]> {
+  const filter = allConditions(shape.sourceFilter, selection.keys ? sourceKeysCondition(shape.source.key, selection.keys) : null);
+  const select = rangeRowsSql({ source: shape.source, filter }, selection.range ?? wholeKeySpace);
+  const result = await readOnlyQuery<unknown[]>(sourcePool, { text: select.text, values: select.values, rowMode: 'array', types: sourceRowTypes });
+  const fieldNames = result.fields.slice(1).map((f) => f.name);
+  const produced: { key: string; rows: TargetRow[] }[] = [];
+  for (const values of result.rows) {
+    try {
+      let output = transform(sourceRowOf(fieldNames, values));
+      if (isThenable(output)) output = await output;
+      if (output === null || output === undefined) continue;
+      produced.push({ key: String(values[0]), rows: Array.isArray(output) ? output : [output] });
+    } catch {
+      continue;
+    }
+  }
+  return produced;
+}
+
+/** Whether the target hashes text as the worker does: md5 of its UTF-8 bytes. */
+export async function hashesUtf8(pool: pg.Pool): Promise<boolean> {
+  const result = await pool.query<{ encoding: string }>('SELECT current_setting($1) AS encoding', ['server_encoding']);
+  return ['UTF8', 'SQL_ASCII'].includes(result.rows[0]?.encoding ?? '');
+}
+
+function encodeRow(row: TargetRow, names: string[], kinds: ColumnKinds): (string | null)[] {
+  if (row === null || typeof row !== 'object' || Array.isArray(row)) throw new TypeError('a target row must be an object');
+  return names.map((name) => postgresInputText(row[name], name, kinds[name]));
+}
+
+/**
+ * Canonical texts of encoded rows, one for each (in order); null for a row whose value the
+ * target's type refuses, which the copier leaves out too.
+ */
+async function canonicalize(pool: pg.Pool, shape: VerifyShape, rows: (string | null)[][]): Promise<(RowHashes | null)[]> {
+  if (rows.length === 0) return [];
+  const query = canonicalizeValuesSql(shape, shape.types.map((_, i) => rows.map((row) => row[i] ?? null)));
+  try {
+    // unnest yields the rows in the order of the arrays, and nothing in the query reorders them.
+    return rowHashesOf((await pool.query<unknown[]>({ ...query, rowMode: 'array' })).rows);
+  } catch (error) {
+    if (!(error instanceof pg.DatabaseError) || !error.code?.startsWith('22')) throw error;
+    if (rows.length === 1) return [null];
+    const each = await Promise.all(rows.map((row) => canonicalize(pool, shape, [row])));
+    return each.flat();
+  }
+}
