@@ -3,6 +3,7 @@
  * so a name with quotes, spaces or SQL in it names an object and never runs.
  */
 import { escapeIdentifier, escapeLiteral } from 'pg';
+import { tableKey } from '../lib/ids';
 
 export const quoteIdent = escapeIdentifier;
 export const quoteLiteral = escapeLiteral;
@@ -17,8 +18,8 @@ export function qualifiedName({ schema, table }: TableName): string {
 }
 
 /** For messages: how a person would write the name. */
-export function displayName({ schema, table }: TableName): string {
-  return `${schema}.${table}`;
+export function displayName(name: TableName): string {
+  return tableKey(name);
 }
 
 /** How every statement refers to the source row, and so how plan expressions may name it. */

@@ -13,6 +13,7 @@ import type { VerificationRun } from '../lib/verification-runs';
 import type { MigrationInput } from '../workflows/migration';
 import { NoWorkerError } from './migrations';
 import type { mismatchesWorkflow, verifyMigrationWorkflow } from '../workflows/verify-migration';
+import { checkWorkflowId, mismatchesWorkflowId } from '../lib/ids';
 
 /** A migration that has ended, with what a check of it needs. */
 export interface EndedMigration {
@@ -28,11 +29,6 @@ export class CheckRefusedError extends Error {
     super(message);
     this.name = 'CheckRefusedError';
   }
-}
-
-/** The id of a migration's n-th check after it ended. */
-export function checkWorkflowId(migrationId: string, n: number): string {
-  return `${migrationId}/check-${n}`;
 }
 
 /**
@@ -171,7 +167,7 @@ export async function endedMismatches(client: Client, migration: EndedMigration,
   try {
     return await client.workflow.execute<typeof mismatchesWorkflow>('mismatchesWorkflow', {
       taskQueue: migration.taskQueue,
-      workflowId: `${migration.migrationId}/mismatches-${Date.now()}`,
+      workflowId: mismatchesWorkflowId(migration.migrationId, Date.now()),
       workflowExecutionTimeout: `${READ_TIMEOUT_SECONDS} seconds`,
       args: [{ migrationId: migration.migrationId, plan: migration.plan, showValues: options.showValues, limit: options.limit }],
     });

@@ -48,9 +48,9 @@ function visibilityQuery(filter: ListFilter): string {
   return [
     `WorkflowType = 'migrationWorkflow'`,
     filter.all ? null : `ExecutionStatus = 'Running'`,
-    filter.plan ? `FerryPlan = ${literal(filter.plan)}` : null,
-    filter.phase ? `FerryPhase = ${literal(filter.phase)}` : null,
-    filter.target ? `FerryTarget = ${literal(filter.target)}` : null,
+    filter.plan ? `${planNameKey.name} = ${literal(filter.plan)}` : null,
+    filter.phase ? `${phaseKey.name} = ${literal(filter.phase)}` : null,
+    filter.target ? `${targetTableKey.name} = ${literal(filter.target)}` : null,
   ]
     .filter(Boolean)
     .join(' AND ');

@@ -30,18 +30,13 @@ import {
 } from '../workflows/messages';
 import type { migrationWorkflow } from '../workflows/migration';
 import { liveStatus, requireLiveWorker, statusIfWorker } from './temporal-health';
+import { newMigrationId, shardWorkflowId, tableKey } from '../lib/ids';
 
 export class UnknownMigrationError extends Error {
   constructor(readonly migrationId: string) {
     super(`no migration with id "${migrationId}"; \`ferry list\` shows the migrations Temporal knows`);
     this.name = 'UnknownMigrationError';
   }
-}
-
-/** Ids read well in Temporal's UI and sort by start time: ferry/<plan name>/<UTC time to the ms>. */
-export function newMigrationId(plan: Plan, now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-');
-  return `ferry/${plan.name}/${stamp}`;
 }
 
 export interface StartOptions {
@@ -62,7 +57,7 @@ export async function startMigration(
   plan: Plan,
   options: StartOptions,
 ): Promise<WorkflowHandle<typeof migrationWorkflow>> {
-  const workflowId = options.migrationId ?? newMigrationId(plan);
+  const workflowId = options.migrationId ?? newMigrationId(plan.name, new Date());
   const start = (searchable: boolean) =>
     client.workflow.start<typeof migrationWorkflow>('migrationWorkflow', {
       taskQueue: temporal.taskQueue,
@@ -82,7 +77,7 @@ export async function startMigration(
             typedSearchAttributes: [
               { key: planNameKey, value: plan.name },
               { key: phaseKey, value: 'inspecting' },
-              { key: targetTableKey, value: `${plan.target.schema}.${plan.target.table}` },
+              { key: targetTableKey, value: tableKey(plan.target) },
             ],
           }
         : {}),
@@ -137,7 +132,7 @@ async function addLiveProgress(client: Client, status: MigrationStatus): Promise
       .filter((shard) => shard.state === 'running')
       .map(async (shard) => {
         try {
-          const child = await client.workflow.getHandle(`${status.migrationId}/shard-${shard.index}`).describe();
+          const child = await client.workflow.getHandle(shardWorkflowId(status.migrationId, shard.index)).describe();
           const payload = child.raw.pendingActivities?.[0]?.heartbeatDetails?.payloads?.[0];
           if (!payload) return;
           // Raw payloads are as stored: decoded (decrypted) by the client's codecs first.

@@ -5,12 +5,13 @@
  */
 import type { Client } from '@temporalio/client';
 import type { MigrationStatus, VerifyPassProgress } from '../lib/status';
+import { verifyPassPrefix } from '../lib/ids';
 
 /** The pass under way and its shards verified so far; null when not verifying or not known. */
 export async function verifyPassProgress(client: Client, status: MigrationStatus): Promise<VerifyPassProgress | null> {
   if (status.phase !== 'verifying' && status.phase !== 'awaiting-approval') return null;
   const pass = (status.verification?.passes ?? 0) + 1;
-  const prefix = `${status.migrationId}/verify-${pass}`.replace(/\\/g, '\\\\').replace(/'/g, "\\'");
+  const prefix = verifyPassPrefix(status.migrationId, pass).replace(/\\/g, '\\\\').replace(/'/g, "\\'");
   const latest = new Map<string, string>();
   try {
     for await (const run of client.workflow.list({ query: `WorkflowId STARTS_WITH '${prefix}'` })) {

@@ -21,7 +21,7 @@ export interface WriteOperations<R extends WriteResult> {
 }
 
 export interface DeleteOperations<R extends WriteResult> {
-  /** The target table, `schema.table`, as the migration names it. */
+  /** The target table, `schema.table`, as the migration names it: tableKey({ schema, table }). */
   table: string;
   /** The deleted row's key, as text. */
   key: string;

@@ -15,6 +15,8 @@ import { clientMetrics, defaultClientMetrics } from './metrics';
 import type { RetryAllowanceOptions } from './retry-allowance';
 
 export { initialFlags, type Flags } from '../lib/flags';
+/** The `schema.table` key delete() takes: the same one the migration's tombstones use. */
+export { tableKey, type TableRef } from '../lib/ids';
 export {
   compareRows,
   createReadComparer,

@@ -1,7 +1,9 @@
 /**
  * Whether a migration can serve an operator's request now: one rule for every update, so that a
  * request is either taken and served, or refused at once with the reason; never taken and left
- * waiting. Pure: the workflow's validators call it, tests call it directly.
+ * waiting. A request taken to wait for its turn (a verification waits for a gate) is let go by
+ * the same rule once it can no longer be served. Pure: the workflow's validators and handlers
+ * call it, tests call it directly.
  */
 import type { Phase } from './status';
 
@@ -50,6 +52,22 @@ export function refusalOf(kind: RequestKind, state: ServingState): string | null
       if (!state.backfillDone) return 'the backfill has not finished; verify after it';
       if (state.verificationBusy) return 'a verification is already running';
       if (!state.gateAhead) return 'no gate is left to verify at: the migration is in its last steps (ferry report shows the last verification)';
+      return null;
+  }
+}
+
+/** Requests that, once taken, wait for their turn in the lifecycle. */
+export type WaitingRequestKind = Extract<RequestKind, 'verify'>;
+
+/**
+ * Why a request taken earlier, and still waiting for its turn, can no longer be served (its
+ * caller is answered so rather than left waiting for ever); null while it still can.
+ */
+export function lapseOf(kind: WaitingRequestKind, state: Pick<ServingState, 'abortRequested' | 'gateAhead'>): string | null {
+  switch (kind) {
+    case 'verify':
+      if (state.abortRequested) return 'an abort came first';
+      if (!state.gateAhead) return 'the migration passed its last gate first';
       return null;
   }
 }

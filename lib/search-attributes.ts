@@ -10,4 +10,4 @@ export const phaseKey = defineSearchAttributeKey('FerryPhase', SearchAttributeTy
 export const targetTableKey = defineSearchAttributeKey('FerryTarget', SearchAttributeType.KEYWORD);
 
 /** For `temporal server start-dev --search-attribute`: name to type. */
-export const ferrySearchAttributes: Record<string, string> = { FerryPlan: 'Keyword', FerryPhase: 'Keyword', FerryTarget: 'Keyword' };
+export const ferrySearchAttributes: Record<string, string> = Object.fromEntries([planNameKey, phaseKey, targetTableKey].map((key) => [key.name, 'Keyword']));

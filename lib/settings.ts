@@ -1,4 +1,5 @@
 /** Where Ferry finds Temporal: shared by the CLI, the worker and the scripts. */
+import { DEFAULT_TASK_QUEUE } from './ids';
 
 export interface TemporalSettings {
   /** host:port of the Temporal frontend. (Default: localhost:7233, or TEMPORAL_ADDRESS) */
@@ -26,6 +27,6 @@ export function temporalSettings(env: Record<string, string | undefined>, overri
   return {
     address: overrides.address ?? env.TEMPORAL_ADDRESS ?? 'localhost:7233',
     namespace: overrides.namespace ?? env.TEMPORAL_NAMESPACE ?? 'default',
-    taskQueue: overrides.taskQueue ?? env.FERRY_TASK_QUEUE ?? 'ferry',
+    taskQueue: overrides.taskQueue ?? env.FERRY_TASK_QUEUE ?? DEFAULT_TASK_QUEUE,
   };
 }

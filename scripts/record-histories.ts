@@ -21,6 +21,8 @@ import { createFerryWorker } from '../workers/worker';
 import { ensureTemporalCli } from './install-temporal';
 import { startPostgres } from './services/postgres';
 import { startTemporal } from './services/temporal';
+import { shardWorkflowId, verifyShardWorkflowId } from '../lib/ids';
+import { phaseKey } from '../lib/search-attributes';
 
 const outDir = path.join(__dirname, '..', 'test', 'histories');
 
@@ -127,12 +129,12 @@ async function main(): Promise<void> {
       await full.result();
       await save('migration-full-lifecycle', full.workflowId);
       const shardRuns = [];
-      for await (const run of client.workflow.list({ query: `WorkflowId = '${full.workflowId}/shard-0'` })) shardRuns.push(run);
+      for await (const run of client.workflow.list({ query: `WorkflowId = '${shardWorkflowId(full.workflowId, 0)}'` })) shardRuns.push(run);
       const continued = shardRuns.find((run) => run.status.name === 'CONTINUED_AS_NEW');
       if (!continued) throw new Error('no shard run continued-as-new; raise the row count');
       await save('shard-continued-as-new', continued.workflowId, continued.runId);
-      await save('shard-last-run', `${full.workflowId}/shard-0`);
-      await save('verify-shard', `${full.workflowId}/verify-1/shard-0`);
+      await save('shard-last-run', shardWorkflowId(full.workflowId, 0));
+      await save('verify-shard', verifyShardWorkflowId(full.workflowId, 1, 0));
     }
 
     async function recordAbort() {
@@ -153,7 +155,7 @@ async function main(): Promise<void> {
     async function recordGate() {
       const gated = await startMigration(client, temporal, plan('items_gate', { reminderSeconds: 0.3, figuresEverySeconds: 0.3 }), { execute: true });
       // The backfill may continue-as-new too: the run wanted ended with its phase at the gate.
-      const query = `WorkflowId = '${gated.workflowId}' AND ExecutionStatus = 'ContinuedAsNew' AND FerryPhase = 'awaiting-approval'`;
+      const query = `WorkflowId = '${gated.workflowId}' AND ExecutionStatus = 'ContinuedAsNew' AND ${phaseKey.name} = 'awaiting-approval'`;
       const atGate = await until(async () => {
         for await (const run of client.workflow.list({ query })) return run;
         return undefined;

@@ -11,6 +11,7 @@ import type { MigrationStatus } from '../lib/status';
 import type { TemporalSettings } from '../lib/settings';
 import { statusQuery } from '../workflows/messages';
 import { connectClientConnection } from './temporal-connection';
+import { phaseKey } from '../lib/search-attributes';
 
 /** A migration waiting at a gate, as last seen. */
 export interface WaitingGate {
@@ -84,7 +85,7 @@ async function waitingGates(client: Client, taskQueue: string): Promise<WaitingG
     for await (const run of client.workflow.list({ query })) ids.push(run.workflowId);
   };
   // A server that does not know Ferry's search attributes refuses the phase filter: ask every run.
-  await collect(`${base} AND FerryPhase = 'awaiting-approval'`).catch(async () => {
+  await collect(`${base} AND ${phaseKey.name} = 'awaiting-approval'`).catch(async () => {
     ids.length = 0;
     await collect(base);
   });

@@ -6,6 +6,7 @@
 import type { Logger, LogLevel, LogMetadata } from '@temporalio/common';
 import pino from 'pino';
 import pinoPretty from 'pino-pretty';
+import { migrationIdOf, shardIndexOf } from '../lib/ids';
 
 export type LogFormat = 'json' | 'pretty';
 
@@ -38,10 +39,10 @@ export function logOptionsFromEnv(env: Record<string, string | undefined>): Pick
  * read `ferry/<plan>/<time>`, shards and verification shards end in `/shard-<n>`.
  */
 export function migrationFields(workflowId: unknown): { migration?: string; shard?: number } {
-  if (typeof workflowId !== 'string' || !workflowId.startsWith('ferry/')) return {};
-  const migration = workflowId.split('/').slice(0, 3).join('/');
-  const shard = /\/shard-(\d+)$/.exec(workflowId);
-  return { migration, ...(shard ? { shard: Number(shard[1]) } : {}) };
+  const migration = migrationIdOf(workflowId);
+  if (migration === null) return {};
+  const shard = shardIndexOf(workflowId as string);
+  return { migration, ...(shard === null ? {} : { shard }) };
 }
 
 export function createWorkerLogger(options: WorkerLoggerOptions = {}): Logger {

@@ -12,6 +12,7 @@ import type { ShardSpec } from '../lib/key-range';
 import type { Plan } from '../lib/plan';
 import type { VerificationRun } from '../lib/verification-runs';
 import { noTotals, verifyShardWorkflow, type VerifyTotals } from './verify-shard';
+import { checkShardWorkflowId } from '../lib/ids';
 
 export interface VerifyMigrationInput {
   /** The migration checked: mismatches are recorded under its id. */
@@ -79,7 +80,7 @@ export async function verifyMigrationWorkflow(input: VerifyMigrationInput): Prom
   const maxPasses = input.repair ? plan.verify.maxPasses : 1;
   for (let pass = 1; pass <= maxPasses; pass += 1) {
     const passId = begun.firstPass + pass - 1;
-    const { totals, problem } = await verifyShards(input, `${workflowId}/pass-${pass}`, passId);
+    const { totals, problem } = await verifyShards(input, workflowId, pass, passId);
     run.passes = pass;
     if (problem) {
       run.problem = problem;
@@ -106,7 +107,7 @@ export async function verifyMigrationWorkflow(input: VerifyMigrationInput): Prom
 }
 
 /** One pass over every shard, `concurrency` at a time; the first failure is the problem. */
-async function verifyShards(input: VerifyMigrationInput, idPrefix: string, pass: number): Promise<{ totals: VerifyTotals; problem: string | null }> {
+async function verifyShards(input: VerifyMigrationInput, checkId: string, checkPass: number, pass: number): Promise<{ totals: VerifyTotals; problem: string | null }> {
   const totals: VerifyTotals = { ...noTotals };
   let problem: string | null = null;
   const queue = input.shards.map((spec, index) => ({ spec, index }));
@@ -114,7 +115,7 @@ async function verifyShards(input: VerifyMigrationInput, idPrefix: string, pass:
     for (let shard = queue.shift(); shard; shard = queue.shift()) {
       try {
         const result = await executeChild(verifyShardWorkflow, {
-          workflowId: `${idPrefix}/shard-${shard.index}`,
+          workflowId: checkShardWorkflowId(checkId, checkPass, shard.index),
           args: [{ migrationId: input.migrationId, plan: input.plan, spec: shard.spec, pass, samplePercent: input.samplePercent, cursor: null, totals: noTotals }],
         });
         for (const key of Object.keys(totals) as (keyof VerifyTotals)[]) totals[key] += result[key];

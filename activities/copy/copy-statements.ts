@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { KeyRange } from '../../lib/key-range';
 import { targetKey, type Plan } from '../../lib/plan';
+import { tableKey } from '../../lib/ids';
 import { qualifiedName, quoteIdent, quoteLiteral, SOURCE_ALIAS, type TableName } from '../sql';
 import { sourceFilter } from './subset';
 
@@ -96,7 +97,7 @@ export const TOMBSTONES_TABLE = 'ferry.tombstones';
 
 /** How tombstones name a target table: schema.table, unquoted, as the client library writes it. */
 export function tombstoneTableName(target: TableName): string {
-  return `${target.schema}.${target.table}`;
+  return tableKey(target);
 }
 
 function noTombstone(target: TableName, keyText: string): string {

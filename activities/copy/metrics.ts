@@ -121,8 +121,5 @@ export function createCopyMetrics(registry: Registry = new Registry()) {
 
 export type CopyMetrics = ReturnType<typeof createCopyMetrics>;
 
-/** The shard index in a shard workflow's id (`<migration id>/shard-<n>`); null for another id. */
-export function shardIndexOf(workflowId: string | undefined): number | null {
-  const match = /\/shard-(\d+)$/.exec(workflowId ?? '');
-  return match ? Number(match[1]) : null;
-}
+/** The shard a copy belongs to, read from its workflow id (lib/ids.ts builds it). */
+export { shardIndexOf } from '../../lib/ids';

@@ -5,11 +5,12 @@
 import { ApplicationFailure, getClient } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Plan } from '../../lib/plan';
+import { tableKey } from '../../lib/ids';
 import type { Databases } from '../connections';
 import { withClient } from '../connections';
 
 function targetName(plan: Plan): string {
-  return `${plan.target.schema}.${plan.target.table}`;
+  return tableKey(plan.target);
 }
 
 /** Whether a migration workflow is still running; a registry row can outlive a terminated one. */

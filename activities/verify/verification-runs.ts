@@ -6,6 +6,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
 import type { Plan } from '../../lib/plan';
+import { tableKey } from '../../lib/ids';
 import type { VerificationKind, VerificationRun } from '../../lib/verification-runs';
 import type { Databases } from '../connections';
 import { installFerrySchema } from '../state/ferry-schema';
@@ -60,7 +61,7 @@ export async function runOfPass(pool: pg.Pool, migrationId: string, pass: number
  * another migration has taken the target table, whose rows are no longer this migration's.
  */
 async function refuseTargetTaken(client: pg.PoolClient, input: BeginRunInput): Promise<void> {
-  const target = `${input.plan.target.schema}.${input.plan.target.table}`;
+  const target = tableKey(input.plan.target);
   const held = await client.query<{ migration_id: string; state: string }>('SELECT migration_id, state FROM ferry.migrations WHERE target_table = $1', [target]);
   const holder = held.rows[0];
   if (holder && holder.migration_id !== input.migrationId) {

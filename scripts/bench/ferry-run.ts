@@ -14,6 +14,7 @@ import { checkTarget, resetTarget, SOURCE_TABLE, TARGET_TABLE, transformSql } fr
 import { historyCost, type HistoryCost } from './histories';
 import type { LoadFigures, UpdateLoad } from './update-load';
 import type { WorkerProcess } from './worker-process';
+import { shardWorkflowId } from '../../lib/ids';
 
 export const SHARDS = 2;
 export const CONCURRENCY = 2;
@@ -79,7 +80,7 @@ export async function awaitMigration(bench: Bench, handle: WorkflowHandle<typeof
     }
     let failure: string | null = null;
     for (const shard of report.status.shards.filter((s) => s.state === 'running')) {
-      const description = await bench.client.workflow.getHandle(`${handle.workflowId}/shard-${shard.index}`).describe().catch(() => null);
+      const description = await bench.client.workflow.getHandle(shardWorkflowId(handle.workflowId, shard.index)).describe().catch(() => null);
       const pending = description?.raw.pendingActivities?.[0];
       if (pending && (pending.attempt ?? 1) >= MAX_ATTEMPTS) {
         failure = `copy activity failed ${pending.attempt! - 1} times: ${pending.lastFailure?.message ? redactMessage(pending.lastFailure.message) : 'no message'}`;

@@ -11,7 +11,7 @@ import {
   parseThrottleChange,
   parseVerifyRequest,
 } from '../../lib/messages-input';
-import { refusalOf, type ServingState } from '../../lib/requests';
+import { lapseOf, refusalOf, type ServingState } from '../../lib/requests';
 
 const bad = [undefined, null, 7, 'pause', [1, 2], { by: 42 }, { by: 'alice', colour: 'vermilion' }];
 
@@ -108,5 +108,10 @@ describe('which requests can be served', () => {
     expect(refusalOf('abort', state({ phase: 'completed' }))).toContain('is completed');
     expect(refusalOf('abort', state({ abortRequested: true }))).toContain('an abort is under way');
     expect(refusalOf('approve', state({ gateWaiting: null }))).toContain('no gate is waiting');
+  });
+  it('lets a verification taken to wait for a gate go, with the reason, once it can no longer run', () => {
+    expect(lapseOf('verify', state({ verificationBusy: true }))).toBeNull();
+    expect(lapseOf('verify', state({ abortRequested: true }))).toBe('an abort came first');
+    expect(lapseOf('verify', state({ gateWaiting: null, gateAhead: false }))).toBe('the migration passed its last gate first');
   });
 });

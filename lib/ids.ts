@@ -1,0 +1,84 @@
+/**
+ * The ids and names Ferry's parts share across a boundary, each built and read back in one place:
+ * workflow ids (the workflow, the CLI, scripts, metrics and logs all derive them), the key that
+ * names a table (also the tombstone key applications write) and the default task queue. Pure:
+ * workflow code and the client library import it.
+ */
+
+/** The task queue every Ferry worker polls unless told otherwise (FERRY_TASK_QUEUE). */
+export const DEFAULT_TASK_QUEUE = 'ferry';
+
+const MIGRATION_PREFIX = 'ferry/';
+
+/** Ids read well in Temporal's UI and sort by start time: ferry/<plan name>/<UTC time to the ms>. */
+export function newMigrationId(planName: string, now: Date): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-');
+  return `${MIGRATION_PREFIX}${planName}/${stamp}`;
+}
+
+/** A doctor run's workflow id: under its plan, beside the plan's migrations. */
+export function doctorWorkflowId(planName: string, now: Date): string {
+  return `${MIGRATION_PREFIX}${planName}/doctor-${now.toISOString()}`;
+}
+
+/**
+ * The migration a workflow id belongs to (`ferry/<plan>/<time>`, also for its shards and
+ * checks below it); null for an id Ferry did not make.
+ */
+export function migrationIdOf(workflowId: unknown): string | null {
+  if (typeof workflowId !== 'string' || !workflowId.startsWith(MIGRATION_PREFIX)) return null;
+  return workflowId.split('/').slice(0, 3).join('/');
+}
+
+/** The copy of one shard: `<migration id>/shard-<n>`. Shards report to their migration by this id's parent. */
+export function shardWorkflowId(migrationId: string, index: number): string {
+  return `${migrationId}/shard-${index}`;
+}
+
+/** The shard index at the end of a shard's (or a verification shard's) workflow id; null for another id. */
+export function shardIndexOf(workflowId: string | undefined): number | null {
+  const match = /\/shard-(\d+)$/.exec(workflowId ?? '');
+  return match ? Number(match[1]) : null;
+}
+
+/**
+ * What the verification shards of one pass of a running migration share: `<migration id>/verify-<pass>`
+ * (`-sample` for a sampled pass). `ferry status` counts the pass's shards by this prefix.
+ */
+export function verifyPassPrefix(migrationId: string, pass: number, sampled = false): string {
+  return `${migrationId}/verify-${pass}${sampled ? '-sample' : ''}`;
+}
+
+/** One shard of one verification pass: `<migration id>/verify-<pass>/shard-<n>`. */
+export function verifyShardWorkflowId(migrationId: string, pass: number, index: number, sampled = false): string {
+  return `${verifyPassPrefix(migrationId, pass, sampled)}/shard-${index}`;
+}
+
+/** The n-th check of an ended migration: `<migration id>/check-<n>`. */
+export function checkWorkflowId(migrationId: string, n: number): string {
+  return `${migrationId}/check-${n}`;
+}
+
+/** One shard of one pass of a check: `<check id>/pass-<pass>/shard-<n>`. */
+export function checkShardWorkflowId(checkId: string, pass: number, index: number): string {
+  return `${checkId}/pass-${pass}/shard-${index}`;
+}
+
+/** A mismatch report of a migration, asked for at `at` (ms). */
+export function mismatchesWorkflowId(migrationId: string, at: number): string {
+  return `${migrationId}/mismatches-${at}`;
+}
+
+export interface TableRef {
+  schema: string;
+  table: string;
+}
+
+/**
+ * How Ferry names a table as data: `schema.table`, unquoted. The key of ferry.migrations, of
+ * tombstones (applications write it through ferry.record_delete), and the FerryTarget search
+ * attribute; also how a person would write the name in a message.
+ */
+export function tableKey({ schema, table }: TableRef): string {
+  return `${schema}.${table}`;
+}

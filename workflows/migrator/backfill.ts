@@ -1,0 +1,96 @@
+/**
+ * The backfill: the key space split into shards, and the sliding window that copies them
+ * through shard children, at most `concurrency` at once, under the live throttle.
+ */
+import { condition, ParentClosePolicy, startChild, workflowInfo } from '@temporalio/workflow';
+import { shardWorkflowId } from '../../lib/ids';
+import type { ShardStatus } from '../../lib/status';
+import { shardWorkflow } from '../shard';
+import { planShards } from './activity-proxies';
+import type { MigrationRun } from './run';
+
+/** Splits the source's key space into shards, each pending. */
+export async function planBackfill(run: MigrationRun): Promise<void> {
+  const { status, plan } = run;
+  const specs = await planShards({ plan });
+  status.shards = specs.map(
+    (spec, index): ShardStatus => ({
+      index,
+      range: spec.range,
+      partitionValue: spec.partitionValue,
+      state: 'pending',
+      cursor: null,
+      rowsRead: 0,
+      rowsWritten: 0,
+      rowsFailed: 0,
+      batchSize: status.throttle.batchSize,
+      throttleReason: null,
+      error: null,
+    }),
+  );
+}
+
+/** The sliding window of shards; returns when the backfill is done, or why it stopped early. */
+export async function backfillWindow(run: MigrationRun): Promise<'done' | 'abort' | 'continue-as-new'> {
+  const { status, plan, workflowId } = run;
+  // At most `concurrency` shards at once, the next starting as one ends. Shards report by
+  // signal, so the window survives this workflow's own continue-as-new.
+  for (;;) {
+    await condition(
+      () =>
+        run.abortRequest !== null ||
+        workflowInfo().continueAsNewSuggested ||
+        status.shards.some((s) => s.state === 'failed') ||
+        status.shards.every((s) => s.state === 'done') ||
+        (!status.paused && run.running().length < status.throttle.concurrency && status.shards.some((s) => s.state === 'pending')),
+    );
+    if (run.abortRequest) return 'abort';
+    if (status.shards.some((s) => s.state === 'failed')) return 'done';
+    if (status.shards.every((s) => s.state === 'done')) break;
+    if (workflowInfo().continueAsNewSuggested) return 'continue-as-new';
+    while (!status.paused && run.running().length < status.throttle.concurrency) {
+      const shard = status.shards.find((s) => s.state === 'pending');
+      if (!shard) break;
+      shard.state = 'running';
+      await startChild(shardWorkflow, {
+        workflowId: shardWorkflowId(workflowId, shard.index),
+        // Shards outlive a continue-as-new of this workflow; an abort cancels them explicitly.
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+        args: [
+          {
+            migrationWorkflowId: workflowId,
+            plan,
+            index: shard.index,
+            spec: { range: shard.range, partitionValue: shard.partitionValue },
+            throttle: run.shardThrottle(),
+            paused: false,
+            cursor: shard.cursor,
+            rowsRead: shard.rowsRead,
+            rowsWritten: shard.rowsWritten,
+            rowsFailed: shard.rowsFailed,
+            batchSize: shard.batchSize,
+          },
+        ],
+      });
+      // Rates are shares of the whole: a new shard slows the others.
+      await run.tellShards('throttle');
+    }
+  }
+
+  // Nothing is left behind silently: failed rows wait for a person to fix and retry them, or
+  // to resume and finish without them.
+  if (status.unresolvedFailures > 0) {
+    await run.pause(
+      { by: 'ferry' },
+      'auto-pause',
+      `${status.unresolvedFailures} rows failed; fix the cause and run \`ferry retry\`, or \`ferry resume\` to finish without them`,
+    );
+    await condition(() => status.paused === null || status.unresolvedFailures === 0 || run.abortRequest !== null);
+    if (run.abortRequest) return 'abort';
+    if (status.paused) {
+      run.record('resume', { by: 'ferry' }, 'every failed row was copied by a retry');
+      status.paused = null;
+    }
+  }
+  return 'done';
+}

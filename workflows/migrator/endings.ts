@@ -1,0 +1,63 @@
+/**
+ * How a migration ends: completed, aborted (everything stopped and the steps that ran rolled
+ * back, so no write is lost), or failed. Each records its end and releases the target.
+ */
+import { allHandlersFinished, type ApplicationFailure, condition, getExternalWorkflowHandle } from '@temporalio/workflow';
+import { shardWorkflowId } from '../../lib/ids';
+import { flagsAfterAbort } from '../../lib/lifecycle';
+import type { AbortRequest } from '../../lib/messages-input';
+import type { MigrationStatus } from '../../lib/status';
+import { releaseFailedTarget, releaseTarget } from './activity-proxies';
+import type { MigrationRun } from './run';
+import type { LifecycleStep, Rollback } from './steps';
+
+/** How long an abort waits for running shards to stop copying. */
+const SHARD_STOP_TIMEOUT = '2 minutes';
+
+/** Past its last step: records the end and releases the target. */
+export async function complete(run: MigrationRun): Promise<MigrationStatus> {
+  run.releasing = true;
+  await releaseTarget({ plan: run.plan, migrationId: run.workflowId, state: 'completed' });
+  run.finish('completed');
+  await run.audit.settle();
+  await condition(allHandlersFinished);
+  return run.status;
+}
+
+/**
+ * Stops everything, runs the rollbacks of the steps that ran (`ran`, in the order they ran; the
+ * last may have been cut short) newest first, and records why. The shards stop first whatever
+ * step the migration is in: they run beside the lifecycle and could outlive it.
+ */
+export async function abort(run: MigrationRun, request: AbortRequest, ran: LifecycleStep[]): Promise<MigrationStatus> {
+  const { status } = run;
+  const phaseReached = status.phase;
+  run.enter('aborting', 'abort');
+  await stopShards(run);
+  const rollbacks = new Set<Rollback>();
+  for (const step of [...ran].reverse()) if (step.rollback) rollbacks.add(step.rollback);
+  const notes: string[] = [];
+  for (const rollback of rollbacks) notes.push(await rollback(run, request));
+  const flagsNote = notes.length > 0 ? notes.join('; ') : flagsAfterAbort(null).note;
+  status.abort = { at: run.now(), by: request.by, reason: request.reason, phaseReached, flagsNote };
+  await releaseTarget({ plan: run.plan, migrationId: run.workflowId, state: 'aborted' });
+  run.finish('aborted');
+  await run.audit.settle();
+  await condition(allHandlersFinished);
+  return status;
+}
+
+/** Cancels the running shards; each reports once its copier has stopped, so no row moves after an abort answers. */
+async function stopShards(run: MigrationRun): Promise<void> {
+  const stopping = run.running();
+  await Promise.all(stopping.map((shard) => getExternalWorkflowHandle(shardWorkflowId(run.workflowId, shard.index)).cancel().catch(() => {})));
+  await condition(() => stopping.every((shard) => shard.state !== 'running'), SHARD_STOP_TIMEOUT);
+}
+
+/** Fails the migration: the target is released on a best-effort basis, the flags stay where they are. */
+export async function fail(run: MigrationRun, error: ApplicationFailure): Promise<never> {
+  run.finish('failed');
+  await releaseFailedTarget({ plan: run.plan, migrationId: run.workflowId, state: 'failed' }).catch(() => {});
+  await run.audit.settle();
+  throw error;
+}

@@ -1,0 +1,233 @@
+/**
+ * The migration's message handlers: what operators (and its shards) may ask of a running
+ * migration. Every update is admitted by lib/requests.ts's one rule and its payload's own checks
+ * (a throw in a validator refuses it and writes nothing); a handler only changes the run or
+ * leaves a request on it for the lifecycle to take up.
+ */
+import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
+import { deciderProblems } from '../../lib/approvals';
+import { approvalProblems } from '../../lib/lifecycle';
+import {
+  parseAbortRequest,
+  parseApproval,
+  parseMismatchesRequest,
+  parseOperatorNote,
+  parseRejection,
+  parseRequestNote,
+  parseShardProgress,
+  parseThrottleChange,
+  parseVerifyRequest,
+  type Parsed,
+} from '../../lib/messages-input';
+import type { Plan } from '../../lib/plan';
+import { lapseOf, refusalOf, type RequestKind } from '../../lib/requests';
+import { addSample, recountRows, type MigrationStatus } from '../../lib/status';
+import { applyThrottleChange } from '../../lib/throttle';
+import { uncleanReason } from '../../lib/verification-runs';
+import {
+  abortUpdate,
+  approveUpdate,
+  mismatchesUpdate,
+  pauseSignal,
+  rejectUpdate,
+  resumeSignal,
+  retryFailuresUpdate,
+  setThrottleUpdate,
+  shardProgressSignal,
+  statusQuery,
+  verifyUpdate,
+} from '../messages';
+import { CANCELLED } from '../shard';
+import { mismatchReport, retryFailedRecords } from './activity-proxies';
+import type { MigrationRun } from './run';
+
+const RECENT_FAILURES_KEPT = 50;
+/** Progress samples for charts, at most this often. */
+const SAMPLE_EVERY_MS = 2000;
+/** Under this many rows read, a failure rate says little; only the count limit applies. */
+const MIN_ROWS_FOR_FAILURE_RATE = 1000;
+
+/** Sets every handler of the migration on `run`; before the first await, so no message waits for them. */
+export function setMigrationHandlers(run: MigrationRun): void {
+  const { status, plan, workflowId } = run;
+
+  /** Refuses an update that cannot be served now or does not read. */
+  const admit = <T>(kind: RequestKind, parsed: Parsed<T>, problemsOf: (value: T) => string[] = () => []) => {
+    const refusal = refusalOf(kind, run.servingState());
+    const problems = parsed.ok ? (refusal ? [refusal] : problemsOf(parsed.value)) : [...parsed.problems, ...(refusal ? [refusal] : [])];
+    if (problems.length > 0) throw new Error(problems.join('; '));
+  };
+
+  setHandler(statusQuery, () => status);
+  setHandler(
+    setThrottleUpdate,
+    async (payload) => {
+      const change = trusted(parseThrottleChange(payload));
+      const before = status.throttle;
+      status.throttle = applyThrottleChange(before, change);
+      const changes = (['rowsPerSecond', 'batchSize', 'concurrency'] as const)
+        .filter((k) => before[k] !== status.throttle[k])
+        .map((k) => `${k} ${before[k] ?? 'unlimited'} -> ${status.throttle[k] ?? 'unlimited'}`);
+      run.record('throttle', change, changes.length ? changes.join(', ') : 'no change');
+      await run.tellShards('throttle');
+      return status.throttle;
+    },
+    { validator: (payload) => admit('throttle', parseThrottleChange(payload)) },
+  );
+  // A pause or resume with no payload (the Web UI's default) is a plain one, by nobody named.
+  setHandler(pauseSignal, async (payload) => {
+    const parsed = parseOperatorNote(payload);
+    if (!parsed.ok) return run.refuse('pause', parsed.problems);
+    await run.pause(parsed.value, 'pause', parsed.value.reason ?? 'paused by an operator');
+  });
+  setHandler(resumeSignal, async (payload) => {
+    const parsed = parseOperatorNote(payload);
+    if (!parsed.ok) return run.refuse('resume', parsed.problems);
+    const note = parsed.value;
+    if (!status.paused) return;
+    run.record('resume', note, `resumed after: ${status.paused.reason}`);
+    status.paused = null;
+    await run.tellShards('pause');
+  });
+  setHandler(
+    retryFailuresUpdate,
+    async (payload) => {
+      const note = trusted(parseRequestNote(payload));
+      const outcome = await retryFailedRecords({ migrationId: workflowId, plan });
+      status.unresolvedFailures = outcome.stillFailing;
+      status.failuresFixed += outcome.fixed;
+      run.record('retry', note, `retried ${outcome.retried} failed rows: ${outcome.fixed} copied, ${outcome.stillFailing} still failing`);
+      return outcome;
+    },
+    { validator: (payload) => admit('retryFailures', parseRequestNote(payload)) },
+  );
+  setHandler(
+    approveUpdate,
+    (payload) => {
+      const approval = trusted(parseApproval(payload));
+      const forced = approval.force === true && status.verification !== null && !status.verification.clean;
+      if (forced && status.verification) status.verification.forcedBy = approval.by;
+      run.record('approve', { by: approval.by, reason: approval.note }, `gate ${approval.gate} approved${forced ? ' with --force, past unclean verification' : ''}`);
+      run.gateDecision = 'approved';
+      return { gate: approval.gate, forced };
+    },
+    {
+      validator: (payload) =>
+        admit('approve', parseApproval(payload), (approval) => {
+          const verification = status.verification
+            ? { clean: status.verification.clean, summary: uncleanReason(status.verification) }
+            : null;
+          const problems = approvalProblems(approval, status.gate?.name ?? null, verification);
+          return problems.length > 0 ? problems : deciderProblems('approve', approval.by, approval.force === true, plan.lifecycle.gates, status.startedBy ?? null);
+        }),
+    },
+  );
+  setHandler(
+    rejectUpdate,
+    (payload) => {
+      const rejection = trusted(parseRejection(payload));
+      run.record('reject', { by: rejection.by, reason: rejection.reason }, `gate ${rejection.gate} rejected`);
+      run.abortRequest = { by: rejection.by, reason: `rejected at gate ${rejection.gate}: ${rejection.reason}` };
+    },
+    {
+      validator: (payload) =>
+        admit('reject', parseRejection(payload), (rejection) => {
+          const problems = approvalProblems({ gate: rejection.gate, by: rejection.by }, status.gate?.name ?? null, null);
+          return problems.length > 0 ? problems : deciderProblems('reject', rejection.by, false, plan.lifecycle.gates, status.startedBy ?? null);
+        }),
+    },
+  );
+  setHandler(
+    abortUpdate,
+    async (payload) => {
+      const request = trusted(parseAbortRequest(payload));
+      run.record('abort', { by: request.by, reason: request.reason }, `abort requested in phase ${status.phase}`);
+      run.abortRequest = request;
+      // Answer once the flags are back where they are safe: the caller learns the outcome.
+      await condition(() => status.phase === 'aborted' || status.phase === 'failed');
+      return status.abort;
+    },
+    { validator: (payload) => admit('abort', parseAbortRequest(payload)) },
+  );
+  setHandler(
+    verifyUpdate,
+    async (payload) => {
+      const request = trusted(parseVerifyRequest(payload));
+      run.verifyRequest = request;
+      // Taken up at a gate. Should the migration abort, or pass its last gate, first, the caller
+      // learns so rather than waiting for ever.
+      await condition(() => run.verifyRequest !== request || lapseOf('verify', run.servingState()) !== null);
+      if (run.verifyRequest === request) {
+        run.verifyRequest = null;
+        const why = lapseOf('verify', run.servingState());
+        throw ApplicationFailure.nonRetryable(`${why}; the verification did not run`, 'VerificationNotRun');
+      }
+      await condition(() => !run.verifying);
+      if (!status.verification) throw ApplicationFailure.nonRetryable('the verification was stopped by an abort', 'VerificationNotRun');
+      return status.verification;
+    },
+    { validator: (payload) => admit('verify', parseVerifyRequest(payload)) },
+  );
+  setHandler(
+    mismatchesUpdate,
+    (payload) => {
+      const request = trusted(parseMismatchesRequest(payload));
+      return mismatchReport({ migrationId: workflowId, plan, showValues: request.showValues === true, limit: request.limit });
+    },
+    { validator: (payload) => admit('mismatches', parseMismatchesRequest(payload)) },
+  );
+  setHandler(shardProgressSignal, (payload) => {
+    const parsed = parseShardProgress(payload);
+    if (!parsed.ok) return run.refuse('shardProgress', parsed.problems);
+    const progress = parsed.value;
+    const shard = status.shards[progress.index];
+    if (!shard) return;
+    const newFailures = progress.rowsFailed - shard.rowsFailed;
+    Object.assign(shard, {
+      cursor: progress.cursor,
+      rowsRead: progress.rowsRead,
+      rowsWritten: progress.rowsWritten,
+      rowsFailed: progress.rowsFailed,
+      batchSize: progress.batchSize,
+      throttleReason: progress.throttleReason,
+    });
+    const at = Date.now();
+    if (at - run.lastSampleAt >= SAMPLE_EVERY_MS) {
+      run.lastSampleAt = at;
+      const active = run.running();
+      const batchSize = active.length ? Math.round(active.reduce((sum, s) => sum + s.batchSize, 0) / active.length) : progress.batchSize;
+      status.samples = addSample(status.samples, { at: run.now(), rowsRead: status.shards.reduce((sum, s) => sum + s.rowsRead, 0), batchSize });
+    }
+    if (progress.done) shard.state = 'done';
+    if (progress.error === CANCELLED) shard.state = 'cancelled';
+    else if (progress.error) Object.assign(shard, { state: 'failed', error: progress.error });
+    recountRows(status);
+    if (progress.blocked) void run.pause({ by: 'ferry' }, 'auto-pause', `shard ${progress.index}: ${progress.blocked}`);
+    if (newFailures > 0) {
+      status.rowsFailed += newFailures;
+      status.unresolvedFailures += newFailures;
+      status.recentFailures = [...status.recentFailures, ...progress.failures].slice(-RECENT_FAILURES_KEPT);
+      const reason = failureLimitReached(plan, status);
+      if (reason) void run.pause({ by: 'ferry' }, 'auto-pause', reason);
+    }
+  });
+}
+
+/** The trusted value of a payload its validator has admitted. */
+function trusted<T>(parsed: Parsed<T>): T {
+  if (!parsed.ok) throw ApplicationFailure.nonRetryable(parsed.problems.join('; '), 'InvalidRequest');
+  return parsed.value;
+}
+
+/** The reason to pause for a person, once failed rows pass the plan's limits. */
+function failureLimitReached(plan: Plan, status: MigrationStatus): string | null {
+  if (status.paused) return null;
+  const { maxCount, maxRate } = plan.failures;
+  if (status.unresolvedFailures > maxCount) {
+    return `${status.unresolvedFailures} rows failed, over failures.maxCount (${maxCount}); see \`ferry failures\``;
+  }
+  if (status.rowsRead >= MIN_ROWS_FOR_FAILURE_RATE && status.rowsFailed / status.rowsRead > maxRate) {
+    return `${((100 * status.rowsFailed) / status.rowsRead).toFixed(2)}% of rows failed, over failures.maxRate (${maxRate * 100}%); see \`ferry failures\``;
+  }
+  return null;
+}

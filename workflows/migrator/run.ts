@@ -1,0 +1,180 @@
+/**
+ * MigrationRun is the migrator's state: the status operators see, the requests taken and not yet
+ * served (abort, gate decision, verification), and the few rules every part of the run shares
+ * (recording an event, entering a phase, telling the shards). Every part of the migration
+ * workflow reads and changes the run through this one object, and nothing else is shared.
+ */
+import { getExternalWorkflowHandle, log, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { shardWorkflowId } from '../../lib/ids';
+import { lifecycleSteps, type Step } from '../../lib/lifecycle';
+import type { AbortRequest } from '../../lib/messages-input';
+import type { Plan } from '../../lib/plan';
+import type { ServingState } from '../../lib/requests';
+import { phaseKey } from '../../lib/search-attributes';
+import { newMigrationStatus, type MigrationEvent, type MigrationStatus, type Phase } from '../../lib/status';
+import { shardRate } from '../../lib/throttle';
+import { auditWriter, type AuditWriter } from '../audit-writer';
+import type { MigrationInput } from './input';
+import { shardPauseSignal, shardThrottleSignal, type OperatorNote, type ShardThrottle, type VerifyRequest } from '../messages';
+
+/** Signals refused for a bad payload are recorded up to this many; more only reach the worker's log. */
+const REFUSALS_RECORDED = 20;
+
+export class MigrationRun {
+  readonly workflowId: string;
+  readonly status: MigrationStatus;
+  /** The lifecycle's steps after inspection, as the plan asks for them. */
+  readonly steps: Step[];
+  /** Every recorded event also goes to ferry.audit on the target, once the target is this migration's. */
+  readonly audit: AuditWriter;
+  /** Whether dual writes may go ahead with no application following the flags, and on whose word. */
+  readonly noAppsAllowedBy: string | null;
+
+  // The requests taken and not yet served. Handlers set them; the lifecycle takes them up.
+  /** An abort (or a rejection, or a gate's expiry) to serve at the next point the lifecycle can stop. */
+  abortRequest: AbortRequest | null = null;
+  /** The waiting gate was approved. */
+  gateDecision: 'approved' | null = null;
+  /** An on-demand verification waiting for a gate to run at. */
+  verifyRequest: VerifyRequest | null = null;
+
+  /** A verification runs now. */
+  verifying = false;
+  /** Past the last step: the migration records its end and releases its target. */
+  releasing = false;
+  /** When progress was last sampled for charts (workflow time, ms). */
+  lastSampleAt = 0;
+
+  /** The phase is a search attribute when the server knows it (the migration was started with it). */
+  private readonly phaseSearchable: boolean;
+
+  constructor(
+    readonly input: MigrationInput,
+    readonly plan: Plan,
+    auditing: boolean,
+  ) {
+    this.workflowId = workflowInfo().workflowId;
+    this.status = input.carried ?? {
+      ...newMigrationStatus({
+        migrationId: this.workflowId,
+        planName: plan.name,
+        execute: input.execute,
+        startedAt: this.now(),
+        throttle: { rowsPerSecond: plan.throttle.rowsPerSecond, batchSize: plan.throttle.batchSize, concurrency: plan.throttle.concurrency },
+      }),
+      startedBy: input.startedBy ?? null,
+    };
+    this.steps = lifecycleSteps(plan);
+    // Never in a dry run, which writes nothing: the lifecycle opens it once the target is claimed.
+    this.audit = auditWriter(auditing, plan, this.workflowId, this.status);
+    this.phaseSearchable = workflowInfo().typedSearchAttributes.get(phaseKey) !== undefined;
+    this.noAppsAllowedBy = input.noApps ? '--no-apps' : plan.lifecycle.noApps ? 'lifecycle.noApps' : null;
+  }
+
+  now(): string {
+    return new Date().toISOString();
+  }
+
+  record(kind: MigrationEvent['kind'], note: OperatorNote, detail: string): void {
+    this.status.events.push({ at: this.now(), kind, by: note.by ?? null, detail: note.reason ? `${detail} (${note.reason})` : detail });
+    void this.audit.write();
+  }
+
+  /** A signal whose payload could not be read changes nothing; it is recorded, without its values. */
+  refuse(signal: string, problems: string[]): void {
+    const detail = `signal ${signal} ignored: ${problems.join('; ')}`.slice(0, 300);
+    log.warn(`migration ${this.workflowId}: ${detail}`);
+    if (this.status.events.filter((e) => e.kind === 'refused').length < REFUSALS_RECORDED) this.record('refused', {}, detail);
+  }
+
+  backfillDone(): boolean {
+    return this.status.phases.some((p) => p.name === 'backfill' && p.endedAt !== null);
+  }
+
+  /** Some step after `step` in the lifecycle has begun: a step added later must not run behind it. */
+  passed(step: Step): boolean {
+    const later = this.steps.slice(this.steps.indexOf(step) + 1);
+    return this.status.phases.some((p) => (later as string[]).includes(p.name));
+  }
+
+  /** A gate waits now or lies ahead. */
+  gateAhead(): boolean {
+    return this.status.gate !== null || this.steps.some((step) => step.startsWith('gate:') && !this.status.phases.some((p) => p.name === step && p.endedAt !== null));
+  }
+
+  /** What lib/requests.ts decides by: whether a request can be served now, or still can. */
+  servingState(): ServingState {
+    return {
+      phase: this.status.phase,
+      execute: this.status.execute,
+      releasing: this.releasing,
+      abortRequested: this.abortRequest !== null,
+      backfillDone: this.backfillDone(),
+      verificationBusy: this.verifying || this.verifyRequest !== null,
+      gateWaiting: this.status.gate?.name ?? null,
+      gateAhead: this.gateAhead(),
+    };
+  }
+
+  /** An abort, a gate decision or a verification asked for by an operator and not yet taken up. */
+  somethingAsked(): boolean {
+    return this.abortRequest !== null || this.gateDecision !== null || this.verifyRequest !== null;
+  }
+
+  private setPhase(phase: Phase): void {
+    this.status.phase = phase;
+    if (this.phaseSearchable) upsertSearchAttributes([{ key: phaseKey, value: phase }]);
+  }
+
+  /** Ends the open step's record and starts `step`'s, in `phase`. */
+  enter(phase: Phase, step: string): void {
+    this.closeStep();
+    this.setPhase(phase);
+    this.status.phases.push({ name: step, startedAt: this.now(), endedAt: null });
+  }
+
+  /** Ends the run's record in `phase`. */
+  finish(phase: Phase): MigrationStatus {
+    this.closeStep();
+    this.setPhase(phase);
+    this.status.finishedAt = this.now();
+    this.status.gate = null;
+    return this.status;
+  }
+
+  private closeStep(): void {
+    const open = this.status.phases.at(-1);
+    if (open && open.endedAt === null) open.endedAt = this.now();
+  }
+
+  running() {
+    return this.status.shards.filter((s) => s.state === 'running');
+  }
+
+  /** A running shard's share of the throttle: rates are shares of the whole. */
+  shardThrottle(): ShardThrottle {
+    return {
+      rowsPerSecond: shardRate(this.status.throttle, Math.max(1, Math.min(this.running().length, this.status.throttle.concurrency))),
+      batchSize: this.status.throttle.batchSize,
+    };
+  }
+
+  /** Tells running shards of a change; a shard that just ended no longer listens, which is fine. */
+  async tellShards(signal: 'throttle' | 'pause'): Promise<void> {
+    await Promise.all(
+      this.running().map((shard) => {
+        const handle = getExternalWorkflowHandle(shardWorkflowId(this.workflowId, shard.index));
+        const sent =
+          signal === 'throttle' ? handle.signal(shardThrottleSignal, this.shardThrottle()) : handle.signal(shardPauseSignal, this.status.paused !== null);
+        return sent.catch(() => {});
+      }),
+    );
+  }
+
+  async pause(note: OperatorNote, kind: 'pause' | 'auto-pause', reason: string): Promise<void> {
+    if (this.status.paused) return;
+    this.status.paused = { since: this.now(), by: note.by ?? null, reason };
+    this.record(kind, note, reason);
+    await this.tellShards('pause');
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * The lifecycle's steps after inspection, one object each (as pgroll's operations): `run` does
+ * the step and says how the lifecycle goes on; `rollback`, where a step leaves something an abort
+ * must undo, undoes it. The lifecycle runs them in order (workflows/migration.ts); an abort runs
+ * the rollbacks of the steps that ran, newest first (workflows/migrator/endings.ts).
+ *
+ * A new step: name it in lib/lifecycle.ts (Step, and lifecycleSteps() says when the plan wants
+ * it and where), give it a Phase in lib/status.ts if operators should see one, write its object
+ * here or in a file of its own (`run` opens with run.enter(phase, name), keeps its state on the
+ * MigrationRun, returns 'abort' when run.abortRequest is set), and list it in stepsByName.
+ * Migrations already running must replay: the step's `run` first returns 'next' unless
+ * patched('<its id>'), and also when run.passed(<its name>) (a continued run of an older
+ * migration would otherwise run it out of order).
+ */
+import { ApplicationFailure, patched } from '@temporalio/workflow';
+import type { GateName, Step } from '../../lib/lifecycle';
+import type { AbortRequest } from '../../lib/messages-input';
+import { backfillWindow, planBackfill } from './backfill';
+import { readyToContinueAsNew } from './continue-as-new';
+import { awaitApplications, changeFlags, rollBackFlags } from './flags';
+import { waitAtGate } from './gate';
+import type { MigrationRun } from './run';
+import { verification } from './verification';
+
+/**
+ * How the lifecycle goes on after a step: with the next step; with the abort (one was asked
+ * for); with a new run of the workflow (the history is long, and nothing asked is left
+ * unserved); or by failing with `failed`.
+ */
+export type StepOutcome = 'next' | 'abort' | 'continue-as-new' | { failed: ApplicationFailure };
+
+/**
+ * Undoes what a step did; runs when a migration aborts after the step began, also when the step
+ * was cut short, so it starts from where things are, not from what the step meant to do. Says
+ * what it did, for the abort's record. Steps that leave the same thing share one rollback, and it
+ * runs once.
+ */
+export type Rollback = (run: MigrationRun, request: AbortRequest) => Promise<string>;
+
+export interface LifecycleStep {
+  /** As lib/lifecycle.ts names it; also the name of its record in status.phases. */
+  readonly name: Step;
+  run(run: MigrationRun): Promise<StepOutcome>;
+  readonly rollback?: Rollback;
+}
+
+/** Every step that changes the flags leaves them where only the abort's rollback may take them back. */
+const flagsBack: Rollback = (run, request) => rollBackFlags(run, `abort by ${request.by}`);
+
+const dualWrite: LifecycleStep = {
+  name: 'dual-write',
+  async run(run) {
+    run.enter('dual-write', 'dual-write');
+    const needsApps = patched('dual-writes-need-apps');
+    const acks = await changeFlags(run, { writeOld: true, writeNew: true, readFrom: 'old', comparePercent: 0 }, 'dual writes on', needsApps);
+    if (needsApps) await awaitApplications(run, acks);
+    // An abort asked for meanwhile is served before the next step.
+    return 'next';
+  },
+  rollback: flagsBack,
+};
+
+const backfill: LifecycleStep = {
+  name: 'backfill',
+  async run(run) {
+    // A continued run goes on with the shards its last run planned.
+    if (!run.input.carried) {
+      run.enter('backfilling', 'backfill');
+      await planBackfill(run);
+    }
+    const outcome = await backfillWindow(run);
+    if (outcome === 'abort') return 'abort';
+    if (outcome === 'continue-as-new') {
+      // During a backfill only an abort can be asked for: no gate waits, and verify is refused.
+      return (await readyToContinueAsNew(run)) ? 'continue-as-new' : 'abort';
+    }
+    const failedShard = run.status.shards.find((s) => s.state === 'failed');
+    if (failedShard) return { failed: ApplicationFailure.nonRetryable(`shard ${failedShard.index} failed: ${failedShard.error}`, 'ShardFailed') };
+    return 'next';
+  },
+  // Rows copied stay in the target (the registry keeps it this migration's); the abort stops the
+  // shards before any rollback, as they run beside the lifecycle, not inside a step.
+};
+
+const verify: LifecycleStep = {
+  name: 'verify',
+  async run(run) {
+    run.enter('verifying', 'verify');
+    await verification(run, null, { by: 'ferry' }, 'lifecycle');
+    return run.abortRequest ? 'abort' : 'next';
+  },
+};
+
+function gate(name: GateName): LifecycleStep {
+  return {
+    name: `gate:${name}`,
+    async run(run) {
+      const decision = await waitAtGate(run, name);
+      if (decision !== 'approved') return decision;
+      if (name === 'cleanup') run.enter('cleanup', 'cleanup');
+      return 'next';
+    },
+  };
+}
+
+const readsToNew: LifecycleStep = {
+  name: 'reads-to-new',
+  async run(run) {
+    run.enter('reads-on-new', 'reads-to-new');
+    await changeFlags(
+      run,
+      { writeOld: true, writeNew: true, readFrom: 'new', comparePercent: run.plan.lifecycle.compareReadsPercent },
+      'reads moved to the new table',
+    );
+    return 'next';
+  },
+  rollback: flagsBack,
+};
+
+const oldWritesOff: LifecycleStep = {
+  name: 'old-writes-off',
+  async run(run) {
+    run.enter('old-writes-off', 'old-writes-off');
+    await changeFlags(run, { writeOld: false, writeNew: true, readFrom: 'new', comparePercent: 0 }, 'writes to the old table off');
+    return 'next';
+  },
+  rollback: flagsBack,
+};
+
+const stepsByName: Record<Step, LifecycleStep> = {
+  'dual-write': dualWrite,
+  backfill,
+  verify,
+  'gate:cutover-reads': gate('cutover-reads'),
+  'reads-to-new': readsToNew,
+  'gate:stop-old-writes': gate('stop-old-writes'),
+  'old-writes-off': oldWritesOff,
+  'gate:cleanup': gate('cleanup'),
+};
+
+/** The steps the run's plan asks for, in order (lib/lifecycle.ts decides which). */
+export function lifecycleOf(run: MigrationRun): LifecycleStep[] {
+  return run.steps.map((name) => stepsByName[name]);
+}
