@@ -15,11 +15,16 @@ import { createMigrationRegistry } from './state/migration-registry';
 import { transformDirFromEnv } from './transform/load';
 import { createVerificationRecord } from './verify/verification-runs';
 import { createVerifier } from './verify/verifier';
+import { capturesWithTrigger } from '../lib/capture';
+import { createChangeApplier } from './capture/applier';
+import { withApplyLock } from './capture/apply-keys';
+import { createCaptureMetrics, type CaptureMetrics } from './capture/metrics';
+import { createCaptureTrigger } from './capture/trigger';
 
 export interface ActivityDependencies {
   databases: Databases;
   /** Where the activities record Ferry's metrics. (Default: a registry of their own, not served) */
-  metrics?: CopyMetrics;
+  metrics?: CopyMetrics & CaptureMetrics;
   /**
    * The only directory transform modules load from (links resolved); null loads none.
    * (Default: FERRY_TRANSFORM_DIR, else none)
@@ -32,7 +37,20 @@ function beating<I, O>(activity: (input: I) => Promise<O>): (input: I) => Promis
   return (input) => withHeartbeats(() => activity(input));
 }
 
-export function createActivities({ databases, metrics = createCopyMetrics(), transformDir = transformDirFromEnv() }: ActivityDependencies) {
+/**
+ * With trigger capture, a write of rows re-read from the source (a repair, a retry) holds the
+ * change apply's lock, so it never lands after a newer change was applied to the same key.
+ */
+function orderedWithCapture<I extends { migrationId: string; plan: Plan }, O>(databases: Databases, activity: (input: I) => Promise<O>): (input: I) => Promise<O> {
+  return (input) =>
+    capturesWithTrigger(input.plan) ? withApplyLock(databases.pool(input.plan.target.connection), input.migrationId, () => activity(input)) : activity(input);
+}
+
+export function createActivities({
+  databases,
+  metrics = { ...createCopyMetrics(), ...createCaptureMetrics() },
+  transformDir = transformDirFromEnv(),
+}: ActivityDependencies) {
   const activities = {
     ...createInspector(databases, transformDir),
     ...createCopier(databases, metrics, transformDir),
@@ -44,6 +62,8 @@ export function createActivities({ databases, metrics = createCopyMetrics(), tra
     ...createSourceDescriber(databases),
     ...createVerificationRecord(databases),
     ...createAuditLog(databases),
+    ...createCaptureTrigger(databases),
+    ...createChangeApplier(databases, transformDir, metrics).activities,
     /** Installs Ferry's schema (tombstones, failed records) on the target. Safe to run twice. */
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
       await installFerrySchema(databases.pool(plan.target.connection));
@@ -68,6 +88,10 @@ export function createActivities({ databases, metrics = createCopyMetrics(), tra
     finishVerificationRun: beating(activities.finishVerificationRun),
     doctor: beating(activities.doctor),
     describeSource: beating(activities.describeSource),
+    repairMismatches: orderedWithCapture(databases, activities.repairMismatches),
+    retryFailedRecords: orderedWithCapture(databases, activities.retryFailedRecords),
+    installCapture: beating(activities.installCapture),
+    removeCapture: beating(activities.removeCapture),
   };
 }
 

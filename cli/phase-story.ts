@@ -3,6 +3,7 @@
  * verifying has passes and differences, a gate has a wait and (only when it would be taken) the
  * command that approves it, a pause has who and why. Pure; the live view and `status` share it.
  */
+import { describeLag } from '../lib/capture';
 import { approvalProblems } from '../lib/lifecycle';
 import { formatDuration } from '../lib/progress';
 import type { MigrationEvent, MigrationStatus } from '../lib/status';
@@ -82,7 +83,15 @@ export function phaseStory(status: MigrationStatus, nowMs = Date.now()): string 
     case 'verifying':
       return verifyingStory(status, nowMs);
     case 'awaiting-approval':
-      return `at a gate: nothing is copied while it waits`;
+      return status.capture && status.capture.removedAt === null
+        ? `at a gate: the copy is done; captured changes are applied while it waits (${describeLag(status.capture.lag)})`
+        : `at a gate: nothing is copied while it waits`;
+    case 'capture-on':
+      return 'installing the capture trigger on the source table; copying starts after';
+    case 'catching-up':
+      return `applying the changes captured during the backfill: ${describeLag(status.capture?.lag ?? null)}; verification starts once the apply keeps up`;
+    case 'capture-off':
+      return 'removing the capture trigger and its change log entries';
     case 'reads-on-new':
     case 'old-writes-off':
     case 'cleanup':

@@ -1,4 +1,5 @@
 /** Plain-text views of inspections and statuses, for the CLI and the demo. */
+import { describeCapture } from '../lib/capture';
 import type { Inspection } from '../lib/inspection';
 import { describeRange } from '../lib/key-range';
 import type { MismatchReport } from '../activities/verify/verifier';
@@ -153,6 +154,7 @@ export function formatStatus(report: MigrationReport): string {
     const f = status.flags;
     lines.push(`flags     v${f.version}: write old ${f.writeOld ? 'on' : 'off'}, write new ${f.writeNew ? 'on' : 'off'}, reads from ${f.readFrom}, compare ${f.comparePercent}%`);
   }
+  if (status.capture) lines.push(`capture   ${describeCapture(status.capture)}`);
   const story = report.runState === 'running' && !status.paused ? phaseStory(status) : null;
   if (story && status.phase !== 'awaiting-approval') lines.push(`now       ${story}`);
   if (status.verification) lines.push(`verify    ${formatVerification(status.verification).replace(/^verification /, '')}`);

@@ -1,4 +1,5 @@
 /** The record of a migration run, as Markdown for people and JSON for tools: `ferry report`. */
+import { describeCapture } from '../lib/capture';
 import { rowsSkipped, type MigrationStatus, type VerificationSummary } from '../lib/status';
 import { differenceCounts, scopeOf, uncleanReason } from '../lib/verification-runs';
 import type { LaterCheck } from './checks';
@@ -22,6 +23,8 @@ export interface MigrationRecord {
   flags: MigrationStatus['flags'];
   decisions: MigrationStatus['events'];
   abort: MigrationStatus['abort'];
+  /** Ferry's own capture of the changes (plan capture: trigger); null otherwise. */
+  capture: NonNullable<MigrationStatus['capture']> | null;
   leftToDo: string[];
   /** Progress over time (rows read, batch size), for charts. */
   samples: MigrationStatus['samples'];
@@ -128,6 +131,7 @@ export function migrationRecord(status: MigrationStatus, laterChecks: LaterCheck
     flags: status.flags,
     decisions: status.events,
     abort: status.abort,
+    capture: status.capture ?? null,
     leftToDo: leftToDo(status),
     samples: status.samples ?? [],
     laterChecks,
@@ -190,6 +194,7 @@ export function recordMarkdown(record: MigrationRecord): string {
         ]
       : []),
   ];
+  if (record.capture) lines.push('', '## Captured changes', '', `${describeCapture(record.capture)}.`);
   if (record.verification) {
     const v = record.verification;
     lines.push(

@@ -3,6 +3,7 @@
  * plain line per refresh elsewhere, or one JSON object per line for scripts. The frames are
  * pure functions of a sample; only watchMigration talks to Temporal and the terminal.
  */
+import { describeCapture } from '../lib/capture';
 import type { Client } from '@temporalio/client';
 import { redactErrorText } from '../lib/errors';
 import { etaSeconds, formatDuration, nextRate, progressBar, remainingRows, type RateState } from '../lib/progress';
@@ -86,6 +87,7 @@ export function watchFrame(sample: WatchSample, size: FrameSize, unicode = true)
       `throttle  ${formatThrottle(status.throttle)}`,
     );
     for (const reason of throttleReasons(status)) lines.push(`  slowed  ${reason}`);
+    if (status.capture) lines.push(`capture   ${describeCapture(status.capture)}`);
     lines.push(...formatRetries(report.retrying ?? []));
     gateStory(status).forEach((line, i) => lines.push(`${i === 0 ? 'gate' : '    '}      ${line}`));
     if (status.unresolvedFailures > 0) {

@@ -3,6 +3,7 @@
  * back to when a migration is aborted. The workflow follows them; tests check them directly.
  */
 import type { Flags } from './flags';
+import { capturesWithTrigger, type Capture } from './capture';
 import type { Plan } from './plan';
 
 /** Gates wait for a person. Each guards a point of no return. */
@@ -16,14 +17,30 @@ export const gateDescriptions: Record<GateName, string> = {
 };
 
 /** The steps of a migration after inspection, in order; which ones run depends on the plan. */
-export type Step = 'dual-write' | 'backfill' | 'verify' | 'gate:cutover-reads' | 'reads-to-new' | 'gate:stop-old-writes' | 'old-writes-off' | 'gate:cleanup';
+export type Step =
+  | 'dual-write'
+  | 'capture-on'
+  | 'backfill'
+  | 'catch-up'
+  | 'verify'
+  | 'gate:cutover-reads'
+  | 'reads-to-new'
+  | 'gate:stop-old-writes'
+  | 'old-writes-off'
+  | 'gate:cleanup'
+  | 'capture-off';
 
-export function lifecycleSteps(plan: Pick<Plan, 'lifecycle' | 'verify'>): Step[] {
+export function lifecycleSteps(plan: Pick<Plan, 'lifecycle' | 'verify'> & { capture?: Capture }): Step[] {
   const steps: Step[] = [];
   if (plan.lifecycle.dualWrites) steps.push('dual-write');
+  // Captured changes keep flowing after the backfill and its verification, until a person ends them at the cleanup gate.
+  const capturing = capturesWithTrigger(plan);
+  if (capturing) steps.push('capture-on');
   steps.push('backfill');
+  if (capturing) steps.push('catch-up');
   if (plan.verify.enabled) steps.push('verify');
   if (plan.lifecycle.cutover) steps.push('gate:cutover-reads', 'reads-to-new', 'gate:stop-old-writes', 'old-writes-off', 'gate:cleanup');
+  if (capturing) steps.push('gate:cleanup', 'capture-off');
   return steps;
 }
 

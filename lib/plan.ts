@@ -4,6 +4,7 @@
  */
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { captureSchema, defaultCapture } from './capture';
 import { sqlFragmentProblem } from './sql-fragment';
 import { throttleBounds } from './throttle';
 
@@ -263,6 +264,12 @@ export const planSchema = z
     subset: subsetSchema.optional(),
     verify: verifySchema.prefault({}),
     lifecycle: lifecycleSchema.prefault({}),
+    /**
+     * How live writes reach the new table: `application` (its own dual writes, or none) or
+     * `trigger` (Ferry records each changed key on the source and applies it itself).
+     * `capture: trigger` is short for `capture: { mode: trigger }`. (Default: application)
+     */
+    capture: captureSchema.default(defaultCapture),
   })
   // Cross-field checks run even when other fields have problems, so that every problem is
   // reported at once; they therefore read the plan defensively.
@@ -297,6 +304,16 @@ export const planSchema = z
       const lifecycle = (value as { lifecycle?: { cutover?: unknown; dualWrites?: unknown } }).lifecycle;
       if (lifecycle?.cutover === true && lifecycle.dualWrites !== true) {
         ctx.addIssue({ code: 'custom', path: ['lifecycle', 'cutover'], message: 'needs lifecycle.dualWrites: reads move to the new table only once it receives every write' });
+      }
+      const capture = (value as { capture?: unknown }).capture;
+      const captureMode = typeof capture === 'string' ? capture : (capture as { mode?: unknown } | undefined)?.mode;
+      if (captureMode === 'trigger') {
+        if (lifecycle?.dualWrites === true) {
+          ctx.addIssue({ code: 'custom', path: ['lifecycle', 'dualWrites'], message: 'goes with capture: application only; with capture: trigger Ferry applies the changes itself' });
+        }
+        if (plan.target?.sourceKey !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['capture'], message: 'trigger capture needs one target row per source key; it cannot be combined with target.sourceKey yet' });
+        }
       }
       if (plan.subset?.partitionValues && !plan.shards?.partitionColumn) {
         ctx.addIssue({ code: 'custom', path: ['subset', 'partitionValues'], message: 'needs shards.partitionColumn to say which column the values are of' });
@@ -398,6 +415,12 @@ function describeIssue(issue: z.core.$ZodIssue): PlanProblem[] {
       path: formatPath([...issue.path, key]),
       message: 'is not a known setting',
     }));
+  }
+  if (issue.code === 'invalid_union') {
+    // A setting with a short form (capture: trigger): report the problems of the form that was written.
+    const ofType = issue.errors.filter((branch) => !branch.some((i) => i.code === 'invalid_type' && i.path.length === 0));
+    const written = ofType.length === 1 ? ofType : ofType.filter((branch) => !branch.some((i) => i.code === 'invalid_value' && i.path.length === 0));
+    if (written.length === 1) return written[0]!.flatMap((inner) => describeIssue({ ...inner, path: [...issue.path, ...inner.path] } as z.core.$ZodIssue));
   }
   if (issue.code === 'invalid_type' && issue.input === undefined) {
     return [{ path: formatPath(issue.path), message: 'is required' }];

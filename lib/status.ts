@@ -1,4 +1,5 @@
 /** The status of a migration as its workflow reports it: what `ferry status` shows. */
+import type { CaptureStatus } from './capture';
 import type { Flags } from './flags';
 import type { Inspection } from './inspection';
 import type { KeyRange } from './key-range';
@@ -8,12 +9,15 @@ export type Phase =
   | 'inspecting'
   | 'dry-run'
   | 'dual-write'
+  | 'capture-on'
   | 'backfilling'
+  | 'catching-up'
   | 'verifying'
   | 'awaiting-approval'
   | 'reads-on-new'
   | 'old-writes-off'
   | 'cleanup'
+  | 'capture-off'
   | 'aborting'
   | 'completed'
   | 'aborted'
@@ -148,6 +152,8 @@ export interface MigrationStatus {
   throttle: Throttle;
   paused: PauseState | null;
   shards: ShardStatus[];
+  /** Ferry's own capture of the changes (plan capture: trigger); absent otherwise. */
+  capture?: CaptureStatus | null;
   /** Rows read from the source and rows inserted into the target, over all shards. */
   rowsRead: number;
   rowsWritten: number;

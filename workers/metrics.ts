@@ -10,6 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createCopyMetrics } from '../activities/copy/metrics';
+import { createCaptureMetrics } from '../activities/capture/metrics';
 import { redactErrorText } from '../lib/errors';
 import { registerGateMetrics } from './gate-metrics';
 
@@ -22,6 +23,8 @@ export function createFerryMetrics() {
     registry,
     /** The copy's rows, batches and throttling (activities/copy/metrics.ts). */
     ...createCopyMetrics(registry),
+    /** The change apply's lag and progress (activities/capture/metrics.ts). */
+    ...createCaptureMetrics(registry),
     /** The gates migrations wait at, as the worker last saw them (workers/gate-metrics.ts). */
     gates: registerGateMetrics(registry),
     /** Node.js process metrics (memory, CPU, event loop) in the same registry. Call once. */

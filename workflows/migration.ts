@@ -42,6 +42,7 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   const done = new Set(run.status.phases.filter((p) => p.endedAt !== null).map((p) => p.name));
   /** The steps begun, in this run or an earlier one: what an abort rolls back. */
   const ran: LifecycleStep[] = [];
+  if (run.capturing) run.capture.resume();
   for (const step of lifecycleOf(run)) {
     if (done.has(step.name)) {
       ran.push(step);

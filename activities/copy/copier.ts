@@ -30,6 +30,8 @@ import { transformDirFromEnv } from '../transform/load';
 import { holdKindOf, holdReason } from '../throttler';
 import { assertPlanSqlIsSafe, oneStatement, readOnly } from '../plan-sql';
 import { createCopyMetrics, shardIndexOf, type CopyMetrics } from './metrics';
+import { capturesWithTrigger } from '../../lib/capture';
+import { createChangeApplier } from '../capture/applier';
 
 export interface CopyBatchesInput {
   migrationId: string;
@@ -98,6 +100,7 @@ async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spe
 }
 
 export function createCopier(databases: Databases, metrics: CopyMetrics = createCopyMetrics(), transformDir: string | null = transformDirFromEnv()) {
+  const changes = createChangeApplier(databases, transformDir);
   /**
    * Copies one key range of `spec` by the fastest path the plan allows: one statement inside one
    * database, COPY between two, or through the worker for a module transform (which reports the
@@ -132,7 +135,11 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
       const spec = copySpecOf(plan, input.shard.partitionValue);
       const sourcePool = databases.pool(plan.source.connection);
       const targetPool = databases.pool(plan.target.connection);
-      const copyRange = await rangeCopier(plan);
+      const copyChunk = await rangeCopier(plan);
+      // With trigger capture, changes the chunk's read missed are applied again after its write.
+      const copyRange = capturesWithTrigger(plan)
+        ? async (spec: CopySpec, range: KeyRange) => (await changes.copyChunkWithWatermark(input.migrationId, plan, range, () => copyChunk(spec, range))).copied
+        : copyChunk;
       const maxMs = (input.maxSeconds ?? 5) * 1000;
       const checkEveryMs = plan.backoff.checkEverySeconds * 1000;
       const targetBatchMs = plan.throttle.targetBatchSeconds * 1000;

@@ -8,6 +8,8 @@ import type pg from 'pg';
 import type { DoctorCheck, DoctorReport } from '../../lib/doctor';
 import { targetColumns, targetKey, type Plan } from '../../lib/plan';
 import { rootMessage } from '../../lib/errors';
+import { capturesWithTrigger } from '../../lib/capture';
+import { captureChecks } from '../capture/doctor-checks';
 import type { Databases } from '../connections';
 import { oneStatement, readOnly } from '../plan-sql';
 import { qualifiedName, quoteIdent } from '../sql';
@@ -200,6 +202,7 @@ export function createDoctor(databases: Databases) {
         checks.push(exists);
         if (exists.status === 'ok') checks.push(await keyCheck(source, plan.source.key), ...(await tablePrivileges(source, ['SELECT'], user)));
         checks.push(await statsVisibility(source, user));
+        if (capturesWithTrigger(plan)) checks.push(...(await captureChecks(source.pool, plan.source, user, (await whoAmI(source.pool)).database)));
       }
       if (target) {
         const { user, database } = await whoAmI(target.pool);

@@ -18,6 +18,8 @@ export async function readyToContinueAsNew(run: MigrationRun): Promise<boolean> 
 }
 
 /** The next run of this migration, carrying everything it has done. */
-export function continueWithStatus(run: MigrationRun): Promise<never> {
+export async function continueWithStatus(run: MigrationRun): Promise<never> {
+  // The change apply stops with this run; the next run starts it again from the carried cursor.
+  if (run.capturing) await run.capture.stop();
   return continueAsNew<(input: MigrationInput) => Promise<MigrationStatus>>({ ...run.input, carried: run.status });
 }

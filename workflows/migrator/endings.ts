@@ -56,6 +56,8 @@ async function stopShards(run: MigrationRun): Promise<void> {
 
 /** Fails the migration: the target is released on a best-effort basis, the flags stay where they are. */
 export async function fail(run: MigrationRun, error: ApplicationFailure): Promise<never> {
+  // A trigger must not outlive its migration: the source's writers would keep paying for it.
+  if (run.capturing) await run.capture.remove().catch(() => {});
   run.finish('failed');
   await releaseFailedTarget({ plan: run.plan, migrationId: run.workflowId, state: 'failed' }).catch(() => {});
   await run.audit.settle();

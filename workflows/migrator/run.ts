@@ -4,7 +4,8 @@
  * (recording an event, entering a phase, telling the shards). Every part of the migration
  * workflow reads and changes the run through this one object, and nothing else is shared.
  */
-import { getExternalWorkflowHandle, log, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { getExternalWorkflowHandle, log, patched, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { capturesWithTrigger } from '../../lib/capture';
 import { shardWorkflowId } from '../../lib/ids';
 import { lifecycleSteps, type Step } from '../../lib/lifecycle';
 import type { AbortRequest } from '../../lib/messages-input';
@@ -14,6 +15,7 @@ import { phaseKey } from '../../lib/search-attributes';
 import { newMigrationStatus, type MigrationEvent, type MigrationStatus, type Phase } from '../../lib/status';
 import { shardRate } from '../../lib/throttle';
 import { auditWriter, type AuditWriter } from '../audit-writer';
+import { captureRunner, type CaptureRunner } from './capture';
 import type { MigrationInput } from './input';
 import { shardPauseSignal, shardThrottleSignal, type OperatorNote, type ShardThrottle, type VerifyRequest } from '../messages';
 
@@ -29,6 +31,10 @@ export class MigrationRun {
   readonly audit: AuditWriter;
   /** Whether dual writes may go ahead with no application following the flags, and on whose word. */
   readonly noAppsAllowedBy: string | null;
+  /** The plan captures changes with a trigger. Guarded, and asked only of such plans, so that older histories replay. */
+  readonly capturing: boolean;
+  /** The trigger and the change apply beside the lifecycle (workflows/migrator/capture.ts). */
+  readonly capture: CaptureRunner;
 
   // The requests taken and not yet served. Handlers set them; the lifecycle takes them up.
   /** An abort (or a rejection, or a gate's expiry) to serve at the next point the lifecycle can stop. */
@@ -69,6 +75,8 @@ export class MigrationRun {
     this.audit = auditWriter(auditing, plan, this.workflowId, this.status);
     this.phaseSearchable = workflowInfo().typedSearchAttributes.get(phaseKey) !== undefined;
     this.noAppsAllowedBy = input.noApps ? '--no-apps' : plan.lifecycle.noApps ? 'lifecycle.noApps' : null;
+    this.capturing = capturesWithTrigger(plan) && patched('capture-trigger');
+    this.capture = captureRunner({ plan, migrationId: this.workflowId, status: this.status, now: () => this.now(), backfillDone: () => this.backfillDone() });
   }
 
   now(): string {

@@ -12,7 +12,8 @@
  * patched('<its id>'), and also when run.passed(<its name>) (a continued run of an older
  * migration would otherwise run it out of order).
  */
-import { ApplicationFailure, patched } from '@temporalio/workflow';
+import { ApplicationFailure, condition, patched } from '@temporalio/workflow';
+import { rootMessage } from '../../lib/errors';
 import type { GateName, Step } from '../../lib/lifecycle';
 import type { AbortRequest } from '../../lib/messages-input';
 import { backfillWindow, planBackfill } from './backfill';
@@ -127,15 +128,67 @@ const oldWritesOff: LifecycleStep = {
   rollback: flagsBack,
 };
 
+/** Trigger capture (plan `capture: trigger`): an abort after the trigger went on removes it and its log entries. */
+const captureBack: Rollback = async (run) => {
+  await run.capture.remove();
+  return 'the capture trigger and its change log entries were removed from the source';
+};
+
+const captureOn: LifecycleStep = {
+  name: 'capture-on',
+  async run(run) {
+    if (!run.capturing) return 'next';
+    run.enter('capture-on', 'capture-on');
+    try {
+      await run.capture.install();
+    } catch (error) {
+      return { failed: ApplicationFailure.nonRetryable(`capture could not be installed: ${rootMessage(error)}`, 'CaptureNotInstalled') };
+    }
+    return 'next';
+  },
+  rollback: captureBack,
+};
+
+/** Captured changes keep flowing after the backfill; verification starts once the apply keeps up. */
+const catchUp: LifecycleStep = {
+  name: 'catch-up',
+  async run(run) {
+    if (!run.capturing) return 'next';
+    run.enter('catching-up', 'catch-up');
+    try {
+      await Promise.race([run.capture.caughtUp(), condition(() => run.abortRequest !== null)]);
+    } catch (error) {
+      return { failed: error as ApplicationFailure };
+    }
+    return run.abortRequest ? 'abort' : 'next';
+  },
+  rollback: captureBack,
+};
+
+/** After the cleanup gate: the trigger, its function and the migration's log entries go. */
+const captureOff: LifecycleStep = {
+  name: 'capture-off',
+  async run(run) {
+    if (!run.capturing) return 'next';
+    run.enter('capture-off', 'capture-off');
+    await run.capture.remove();
+    return 'next';
+  },
+  rollback: captureBack,
+};
+
 const stepsByName: Record<Step, LifecycleStep> = {
   'dual-write': dualWrite,
+  'capture-on': captureOn,
   backfill,
+  'catch-up': catchUp,
   verify,
   'gate:cutover-reads': gate('cutover-reads'),
   'reads-to-new': readsToNew,
   'gate:stop-old-writes': gate('stop-old-writes'),
   'old-writes-off': oldWritesOff,
   'gate:cleanup': gate('cleanup'),
+  'capture-off': captureOff,
 };
 
 /** The steps the run's plan asks for, in order (lib/lifecycle.ts decides which). */

@@ -1,0 +1,154 @@
+/**
+ * Change applier brings the target up to date with the changes the capture trigger logged, and
+ * lets the backfill's chunks and those changes interleave without locks on the source: a chunk
+ * notes a snapshot before its read, and after its write applies again the keys of its range
+ * changed by transactions that snapshot could not see, so a change always wins over an older row.
+ */
+import { activityInfo, CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
+import type pg from 'pg';
+import { startOfCapture, captureOf, type ApplyChangesResult, type ApplyCursor, type CaptureLag } from '../../lib/capture';
+import type { KeyRange } from '../../lib/key-range';
+import type { Plan } from '../../lib/plan';
+import type { Databases } from '../connections';
+import { withHeartbeats, type Heartbeats } from '../heartbeats';
+import { rateDelayMs } from '../pacing';
+import { createKeyApplier, withApplyLock, type KeysApplied } from './apply-keys';
+import { createCaptureMetrics, type CaptureMetrics } from './metrics';
+import { changedKeysInRangeSql, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql } from './statements';
+
+export interface ApplyChangesInput {
+  migrationId: string;
+  plan: Plan;
+  cursor: ApplyCursor;
+  /** Keys per second the applier writes at most; null for no limit. */
+  rowsPerSecond: number | null;
+  /**
+   * Remove applied entries from the log. Only once the backfill is over: a chunk still in
+   * flight looks for entries its read could not see. (Default: false)
+   */
+  prune?: boolean;
+  /** Return as soon as a round finds nothing to apply, rather than wait for more. (Default: false) */
+  returnWhenCaughtUp?: boolean;
+  /** Return after about this long, so the workflow can record the cursor and apply a new throttle. (Default: 5) */
+  maxSeconds?: number;
+}
+
+/** How long the applier waits before it looks at the log again once it has applied everything. */
+const IDLE_POLL_MS = 200;
+
+/** The current snapshot of the source as text: what a transaction starting now would see. */
+export async function currentSnapshot(pool: pg.Pool): Promise<string> {
+  return (await pool.query<{ snapshot: string }>('SELECT pg_current_snapshot()::text AS snapshot')).rows[0]!.snapshot;
+}
+
+async function keyTypeOf(pool: pg.Pool, plan: Plan): Promise<string> {
+  const { text, values } = keyTypeSql(plan.source, plan.source.key);
+  const type = (await pool.query<{ type: string }>(text, values)).rows[0]?.type;
+  if (!type) throw new Error(`the source key column ${plan.source.key} was not found`);
+  return type;
+}
+
+export async function captureLagOf(pool: pg.Pool, migrationId: string, appliedThrough: string | null): Promise<CaptureLag> {
+  const { text, values } = lagSql(migrationId, appliedThrough);
+  const row = (await pool.query<{ waiting: number; oldest: number }>(text, values)).rows[0];
+  return { changesWaiting: Number(row?.waiting ?? 0), oldestSeconds: Number(row?.oldest ?? 0), measuredAt: new Date().toISOString() };
+}
+
+export function createChangeApplier(databases: Databases, transformDir: string | null, metrics: CaptureMetrics = createCaptureMetrics()) {
+  const applyKeys = createKeyApplier(databases, transformDir);
+
+  /**
+   * Copies one chunk of the backfill by `copy`, then applies again the keys of its range changed
+   * by transactions not visible in the snapshot taken just before. That snapshot is a low
+   * watermark: the read's own snapshot (each statement takes one) sees at least as much, so
+   * every change the read missed is among those keys; applying a key once more changes nothing.
+   */
+  async function copyChunkWithWatermark<T>(
+    migrationId: string,
+    plan: Plan,
+    range: KeyRange,
+    copy: () => Promise<T>,
+  ): Promise<{ copied: T; reapplied: KeysApplied & { keys: number } }> {
+    const sourcePool = databases.pool(plan.source.connection);
+    const low = await currentSnapshot(sourcePool);
+    // Under the apply lock from before the read to the commit, as every write of re-read rows:
+    // a change applied meanwhile cannot land between the chunk's read and its write, so a worker
+    // that dies after the write and before the check below leaves nothing the applier will not fix.
+    const copied = await withApplyLock(databases.pool(plan.target.connection), migrationId, copy);
+    const changed = changedKeysInRangeSql(migrationId, await keyTypeOf(sourcePool, plan), low, range);
+    const keys = (await sourcePool.query<{ key: string }>(changed.text, changed.values)).rows.map((r) => r.key);
+    const batch = captureOf(plan).applyBatchSize;
+    const reapplied = { written: 0, deleted: 0, failed: [] as KeysApplied['failed'], keys: keys.length };
+    for (let i = 0; i < keys.length; i += batch) {
+      const applied = await applyKeys(migrationId, plan, keys.slice(i, i + batch));
+      reapplied.written += applied.written;
+      reapplied.deleted += applied.deleted;
+      reapplied.failed.push(...applied.failed);
+    }
+    return { copied, reapplied };
+  }
+
+  /**
+   * Applies logged changes from the cursor on, round by round, for about `maxSeconds`; once it
+   * has applied everything it waits for more until then. Progress is heartbeated; a retried
+   * attempt resumes from it, and a key applied twice changes nothing.
+   */
+  async function applyChanges(input: ApplyChangesInput, heartbeats?: Heartbeats): Promise<ApplyChangesResult> {
+    const { migrationId, plan } = input;
+    const sourcePool = databases.pool(plan.source.connection);
+    const keyType = await keyTypeOf(sourcePool, plan);
+    const batch = captureOf(plan).applyBatchSize;
+    const maxMs = (input.maxSeconds ?? 5) * 1000;
+    const resumed = activityInfo().heartbeatDetails as ApplyCursor | undefined;
+    const cursor: ApplyCursor = { ...(resumed ?? input.cursor ?? startOfCapture) };
+    heartbeats?.follow(() => cursor);
+    const started = Date.now();
+    const result = { keysApplied: 0, rowsWritten: 0, rowsDeleted: 0, throttleReason: null as string | null };
+    const timeLeft = () => Math.max(0, maxMs - (Date.now() - started));
+
+    while (timeLeft() > 0) {
+      if (cursor.round === null) {
+        cursor.round = await currentSnapshot(sourcePool);
+        cursor.afterKey = null;
+      }
+      const page = roundKeysSql(migrationId, keyType, { ...cursor, round: cursor.round }, batch);
+      const keys = (await sourcePool.query<{ key: string }>(page.text, page.values)).rows.map((r) => r.key);
+      if (keys.length === 0) {
+        const wasEmpty = cursor.afterKey === null;
+        if (input.prune) {
+          const prune = pruneAppliedSql(migrationId, cursor.round);
+          await sourcePool.query(prune.text, prune.values);
+        }
+        Object.assign(cursor, { appliedThrough: cursor.round, round: null, afterKey: null });
+        heartbeat(cursor);
+        if (wasEmpty && input.returnWhenCaughtUp) break;
+        // Everything applied: look again shortly, until the call's time is up.
+        if (wasEmpty) await sleep(Math.min(IDLE_POLL_MS, timeLeft()));
+        continue;
+      }
+      const applied = await applyKeys(migrationId, plan, keys);
+      cursor.afterKey = keys[keys.length - 1]!;
+      metrics.captureKeysApplied.inc({ migration: plan.name }, keys.length);
+      result.keysApplied += keys.length;
+      result.rowsWritten += applied.written;
+      result.rowsDeleted += applied.deleted;
+      heartbeat(cursor);
+      if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('change apply cancelled');
+      const wait = rateDelayMs(result.keysApplied, Date.now() - started, input.rowsPerSecond);
+      result.throttleReason = wait > 0 ? `rows/s limit (${input.rowsPerSecond} rows/s for the change apply)` : null;
+      if (wait > 0) await sleep(Math.min(wait, timeLeft()));
+    }
+    const lag = await captureLagOf(sourcePool, migrationId, cursor.appliedThrough);
+    metrics.captureChangesWaiting.set({ migration: plan.name }, lag.changesWaiting);
+    metrics.captureOldestSeconds.set({ migration: plan.name }, lag.oldestSeconds);
+    return { cursor, ...result, lag };
+  }
+
+  return {
+    copyChunkWithWatermark,
+    activities: {
+      /** applyChanges, heartbeating every few seconds too. */
+      applyChanges: (input: ApplyChangesInput): Promise<ApplyChangesResult> => withHeartbeats((heartbeats) => applyChanges(input, heartbeats)),
+    },
+  };
+}

@@ -1,0 +1,117 @@
+/**
+ * Key applier makes the target rows of changed keys what the transform makes of the source rows
+ * now: each key's source row is read again and written over the target's, through the plan's
+ * transform (SQL or module); a key the source no longer holds is deleted on the target. Safe to
+ * run twice: it writes state, never a difference.
+ */
+import type pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import { setTimeout as delay } from 'node:timers/promises';
+import { wholeKeySpace } from '../../lib/key-range';
+import type { Plan } from '../../lib/plan';
+import { inCopyTransaction, writeBatch } from '../copy/batch-writer';
+import { withClient, type Databases } from '../connections';
+import { copyOutSql, copySpecOf, copyWithinDatabaseSql, type CopySpec } from '../copy/copy-statements';
+import { recordFailures, type FailedRecord } from '../state/ferry-schema';
+import { copyRangeThroughModule } from '../transform/module-copy';
+import { isRowError } from '../pacing';
+import { oneStatement, readOnly, readOnlyQuery } from '../plan-sql';
+import { deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
+
+/** First key of the advisory lock that orders the writes of re-read rows of one migration. */
+export const CAPTURE_LOCK_CLASS = 0x46455243; // "FERC"
+const LOCK_POLL_MS = 20;
+
+export interface KeysApplied {
+  written: number;
+  deleted: number;
+  /** Keys the transform or the target refused; recorded in ferry.failed_records. */
+  failed: FailedRecord[];
+}
+
+/**
+ * Runs `work` holding the migration's apply lock on the target (a session lock on a connection
+ * of its own, released however `work` ends; a dead worker's lock goes with its connection).
+ * Every write of re-read rows holds it from before its source read until its target commit, so
+ * such writes land in the order of their reads: the last one to commit read the latest row.
+ * It is only tried, never waited on, so a waiter holds no connection a holder may need.
+ */
+export async function withApplyLock<T>(targetPool: pg.Pool, migrationId: string, work: () => Promise<T>): Promise<T> {
+  for (;;) {
+    const outcome = await withClient(targetPool, async (client) => {
+      const got = await client.query<{ got: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS got', [CAPTURE_LOCK_CLASS, migrationId]);
+      if (!got.rows[0]?.got) return { held: false as const };
+      try {
+        return { held: true as const, value: await work() };
+      } finally {
+        // A failed unlock fails withClient, which then discards the connection, and the lock with it.
+        await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [CAPTURE_LOCK_CLASS, migrationId]);
+      }
+    });
+    if (outcome.held) return outcome.value;
+    await delay(LOCK_POLL_MS);
+  }
+}
+
+function and(...conditions: (string | null | undefined)[]): string | null {
+  const parts = conditions.filter((c): c is string => !!c);
+  return parts.length ? parts.map((c) => `(${c})`).join(' AND ') : null;
+}
+
+export function createKeyApplier(databases: Databases, transformDir: string | null) {
+  /** Writes the source rows of `keys` over the target's; a row the target or transform refuses stands alone. */
+  async function copyKeys(plan: Plan, base: CopySpec, keys: string[]): Promise<{ written: number; failed: FailedRecord[] }> {
+    if (keys.length === 0) return { written: 0, failed: [] };
+    const sourcePool = databases.pool(plan.source.connection);
+    const targetPool = databases.pool(plan.target.connection);
+    const spec: CopySpec = { ...base, filter: and(base.filter, sourceKeysCondition(plan.source.key, keys)) };
+    try {
+      if (plan.transform.module) {
+        const outcome = await copyRangeThroughModule(sourcePool, targetPool, spec, wholeKeySpace, plan.transform.module, transformDir);
+        return { written: outcome.written, failed: outcome.failed.map((f) => ({ key: f.key, code: null, error: f.error })) };
+      }
+      if (databases.sameDatabase(plan.source.connection, plan.target.connection)) {
+        const { text, values } = copyWithinDatabaseSql(spec, wholeKeySpace);
+        return { written: await inCopyTransaction(targetPool, spec, async (c) => (await c.query(oneStatement({ text, values }))).rowCount ?? 0), failed: [] };
+      }
+      const out = copyOutSql(spec, wholeKeySpace);
+      return { written: await writeBatch(targetPool, spec, wholeKeySpace, (send) => readOnly(sourcePool, (s) => send(s.query(copyTo(out))))), failed: [] };
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (!isRowError(code)) throw error;
+      if (keys.length === 1) return { written: 0, failed: [{ key: keys[0]!, code: code ?? null, error: (error as Error).message }] };
+      const half = Math.ceil(keys.length / 2);
+      const left = await copyKeys(plan, base, keys.slice(0, half));
+      const right = await copyKeys(plan, base, keys.slice(half));
+      return { written: left.written + right.written, failed: [...left.failed, ...right.failed] };
+    }
+  }
+
+  /**
+   * Applies `keys` (source keys as text): under the apply lock, their source rows are read now
+   * and written over the target's, and target rows of keys the source no longer holds (or that
+   * left the plan's subset) are deleted.
+   */
+  return async function applyKeys(migrationId: string, plan: Plan, keys: string[]): Promise<KeysApplied> {
+    if (keys.length === 0) return { written: 0, deleted: 0, failed: [] };
+    const sourcePool = databases.pool(plan.source.connection);
+    const targetPool = databases.pool(plan.target.connection);
+    const base: CopySpec = { ...copySpecOf(plan), conflict: { policy: 'overwrite' } };
+    const applied = await withApplyLock(targetPool, migrationId, async (): Promise<KeysApplied> => {
+      const present = await readOnlyQuery<{ key: string }>(sourcePool, sourceKeysPresentSql(base.source, base.filter ?? null, keys));
+      const held = new Set(present.rows.map((r) => r.key));
+      const gone = keys.filter((k) => !held.has(k));
+      let deleted = 0;
+      if (gone.length > 0) {
+        const statement = deleteTargetKeysSql(base.target, gone);
+        deleted = await inCopyTransaction(targetPool, base, async (c) => (await c.query(statement)).rowCount ?? 0);
+      }
+      const copied = await copyKeys(plan, base, keys.filter((k) => held.has(k)));
+      return { written: copied.written, deleted, failed: copied.failed };
+    });
+    if (applied.failed.length > 0) await recordFailures(targetPool, migrationId, applied.failed);
+    return applied;
+  };
+}
+
+export type KeyApplier = ReturnType<typeof createKeyApplier>;

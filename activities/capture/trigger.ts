@@ -1,0 +1,116 @@
+/**
+ * Capture trigger installs and removes a migration's trigger on the source table, and the
+ * change log it writes to in Ferry's schema on the source database. Both are safe to run twice.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import type pg from 'pg';
+import type { Plan } from '../../lib/plan';
+import { withClient, type Databases } from '../connections';
+import { displayName, qualifiedName } from '../sql';
+import {
+  CHANGE_LOG,
+  CHANGE_LOG_SQL,
+  createCaptureFunctionSql,
+  createTriggerSql,
+  dropCaptureFunctionSql,
+  dropTriggerSql,
+  triggerExistsSql,
+} from './statements';
+
+/**
+ * Creating or dropping a trigger takes a lock that waits for the table's writers and holds new
+ * ones behind it: give up soon and let the activity's retry try again, rather than stall them.
+ */
+const TRIGGER_LOCK_TIMEOUT = '2s';
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+export interface CaptureInput {
+  migrationId: string;
+  plan: Plan;
+}
+
+/** Runs `work` in one transaction on the source; a failure leaves nothing half-done. */
+async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  return withClient(pool, async (client) => {
+    await client.query('BEGIN');
+    try {
+      await client.query(`SET LOCAL lock_timeout = '${TRIGGER_LOCK_TIMEOUT}'`);
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    }
+  });
+}
+
+/** Creates the change log on the source when missing. Safe to run twice, and beside another. */
+export async function installChangeLog(pool: pg.Pool): Promise<void> {
+  const present = await pool.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [CHANGE_LOG]);
+  if (present.rows[0]?.present) return;
+  try {
+    await inTransaction(pool, (client) => client.query(CHANGE_LOG_SQL));
+  } catch (error) {
+    // Two workers creating it at once: one wins, the other finds it made.
+    if ((error as { code?: string }).code !== '23505') throw error;
+  }
+}
+
+/** Creates the change log, then the function and the trigger in one transaction; nothing when they exist. */
+async function install(pool: pg.Pool, migrationId: string, plan: Plan): Promise<{ installed: boolean }> {
+  await installChangeLog(pool);
+  return inTransaction(pool, async (client) => {
+    const table = await client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [qualifiedName(plan.source)]);
+    if (!table.rows[0]?.present) {
+      throw ApplicationFailure.nonRetryable(`the source table ${displayName(plan.source)} does not exist; capture needs it`, 'CaptureSourceMissing');
+    }
+    const exists = triggerExistsSql(migrationId, plan.source);
+    if ((await client.query<{ present: boolean }>(exists.text, exists.values)).rows[0]?.present) return { installed: false };
+    await client.query(createCaptureFunctionSql(migrationId, plan.source.key));
+    await client.query(createTriggerSql(migrationId, plan.source));
+    return { installed: true };
+  });
+}
+
+export function createCaptureTrigger(databases: Databases) {
+  return {
+    /**
+     * Installs the change log and the migration's trigger on the source table, in one
+     * transaction: from its commit on, every write to the table logs its keys. Safe to run twice.
+     */
+    async installCapture({ migrationId, plan }: CaptureInput): Promise<{ installed: boolean }> {
+      const pool = databases.pool(plan.source.connection);
+      try {
+        return await install(pool, migrationId, plan);
+      } catch (error) {
+        if ((error as { code?: string }).code !== INSUFFICIENT_PRIVILEGE) throw error;
+        // Waiting cannot fix a missing grant: say what to grant, and stop.
+        throw ApplicationFailure.nonRetryable(
+          `the source role may not install capture on ${displayName(plan.source)}: ${(error as Error).message}; ` +
+            'it needs to own the table (or belong to its owner role: dropping a trigger takes the owner) and CREATE on the database ' +
+            '(for the ferry schema); `ferry doctor` prints the GRANTs',
+          'CaptureNotAllowed',
+        );
+      }
+    },
+    /**
+     * Removes the migration's trigger, its function and its entries in the change log. The log
+     * table itself stays for other migrations. Safe to run twice, and when the table is gone.
+     */
+    async removeCapture({ migrationId, plan }: CaptureInput): Promise<{ removedEntries: number }> {
+      const pool = databases.pool(plan.source.connection);
+      return inTransaction(pool, async (client) => {
+        const exists = triggerExistsSql(migrationId, plan.source);
+        if ((await client.query<{ present: boolean }>(exists.text, exists.values)).rows[0]?.present) {
+          await client.query(dropTriggerSql(migrationId, plan.source));
+        }
+        await client.query(dropCaptureFunctionSql(migrationId));
+        const log = await client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [CHANGE_LOG]);
+        if (!log.rows[0]?.present) return { removedEntries: 0 };
+        const removed = await client.query(`DELETE FROM ${CHANGE_LOG} WHERE migration_id = $1`, [migrationId]);
+        return { removedEntries: removed.rowCount ?? 0 };
+      });
+    },
+  };
+}

@@ -1,0 +1,142 @@
+/**
+ * Change capture as plans and workflows see it: how live writes reach the new table, the
+ * applier's cursor, and the lag a status shows. Pure: workflows and activities both import it.
+ */
+import { z } from 'zod';
+
+/**
+ * application: the application writes the new table itself (dual writes through the client
+ * library, lifecycle.dualWrites) or nothing does and verification repairs.
+ * trigger: Ferry installs a trigger on the source table that records each changed key in a
+ * change log on the source database, and applies the changes to the target itself.
+ */
+export const captureModes = ['application', 'trigger'] as const;
+export type CaptureMode = (typeof captureModes)[number];
+
+const captureModeSchema = z.enum(captureModes, {
+  error: () => `must be one of ${captureModes.join(', ')} (capture: logical is not available yet)`,
+});
+
+const captureObjectSchema = z.strictObject({
+  /** How live writes reach the new table. (Default: application) */
+  mode: captureModeSchema.default('application'),
+  /** Changed keys the applier writes per transaction. (Default: 500) */
+  applyBatchSize: z.number().int().min(1).max(10_000).default(500),
+});
+
+/**
+ * `capture: trigger` is short for `capture: { mode: trigger }`. Missing in plans recorded before
+ * capture existed: read it through captureOf.
+ */
+export const captureSchema = z.union([
+  captureModeSchema.transform((mode) => captureObjectSchema.parse({ mode })),
+  captureObjectSchema,
+]);
+
+export type Capture = z.output<typeof captureObjectSchema>;
+
+export const defaultCapture: Capture = { mode: 'application', applyBatchSize: 500 };
+
+/** A plan's capture settings, for plans recorded before the setting existed too. */
+export function captureOf(plan: { capture?: Capture }): Capture {
+  return plan.capture ?? defaultCapture;
+}
+
+export function capturesWithTrigger(plan: { capture?: Capture }): boolean {
+  return captureOf(plan).mode === 'trigger';
+}
+
+/**
+ * Where the applier stands. Every change whose transaction is visible in `appliedThrough` (a
+ * pg_snapshot as text) has been applied; the current round applies those visible in `round`
+ * and not in `appliedThrough`, key by key from `afterKey` on. Snapshots rather than a sequence
+ * number, because log entries commit in another order than they were numbered.
+ */
+export interface ApplyCursor {
+  appliedThrough: string | null;
+  round: string | null;
+  afterKey: string | null;
+}
+
+export const startOfCapture: ApplyCursor = { appliedThrough: null, round: null, afterKey: null };
+
+/** Changes recorded but not yet applied. */
+export interface CaptureLag {
+  /** Log entries committed and not yet applied. */
+  changesWaiting: number;
+  /** Seconds since the oldest of them was written; 0 when none waits. */
+  oldestSeconds: number;
+  /** When the worker measured it (absent in older records). */
+  measuredAt?: string;
+}
+
+export interface ApplyChangesResult {
+  cursor: ApplyCursor;
+  /** Keys re-applied in this call (a key changed several times counts once per round). */
+  keysApplied: number;
+  rowsWritten: number;
+  rowsDeleted: number;
+  lag: CaptureLag;
+  /** Why the applier is slowed or holding, if it is. */
+  throttleReason: string | null;
+}
+
+/** What `ferry status` shows of a migration's capture. */
+export interface CaptureStatus {
+  mode: 'trigger';
+  installedAt: string | null;
+  /** When the trigger and the migration's log entries were removed (after the cleanup gate, an abort or a failure). */
+  removedAt: string | null;
+  cursor: ApplyCursor;
+  /** As of the last call of the applier; null before the first. */
+  lag: CaptureLag | null;
+  keysApplied: number;
+  rowsWritten: number;
+  rowsDeleted: number;
+  throttleReason: string | null;
+  /** When the applier first had the target up to date after the backfill; null until then. */
+  caughtUpAt: string | null;
+}
+
+export function newCaptureStatus(): CaptureStatus {
+  return {
+    mode: 'trigger',
+    installedAt: null,
+    removedAt: null,
+    cursor: startOfCapture,
+    lag: null,
+    keysApplied: 0,
+    rowsWritten: 0,
+    rowsDeleted: 0,
+    throttleReason: null,
+    caughtUpAt: null,
+  };
+}
+
+/** The change apply keeps up when no change waits longer than this. */
+export const CAUGHT_UP_SECONDS = 5;
+
+/**
+ * The lag of a call made after the backfill that counts as caught up: one apply batch or less
+ * waits, or none has waited longer than CAUGHT_UP_SECONDS (writers that never pause still leave
+ * a round's worth of changes waiting at any moment).
+ */
+export function isCaughtUp(lag: CaptureLag, plan: { capture?: Capture }): boolean {
+  return lag.changesWaiting <= captureOf(plan).applyBatchSize || lag.oldestSeconds <= CAUGHT_UP_SECONDS;
+}
+
+/** What `ferry status` and the report say of a migration's capture, in one line. */
+export function describeCapture(capture: CaptureStatus): string {
+  const applied = `${capture.keysApplied} changed keys applied (${capture.rowsWritten} rows written, ${capture.rowsDeleted} deleted)`;
+  if (capture.removedAt !== null) return `trigger removed at ${capture.removedAt}; ${applied}`;
+  if (capture.installedAt === null) return 'trigger not installed yet';
+  const throttled = capture.throttleReason ? `; ${capture.throttleReason}` : '';
+  return `trigger since ${capture.installedAt}: ${describeLag(capture.lag)}; ${applied}${throttled}`;
+}
+
+/** One line for a person: how far the change apply is behind. */
+export function describeLag(lag: CaptureLag | null): string {
+  if (lag === null) return 'not measured yet';
+  if (lag.changesWaiting === 0) return 'up to date';
+  return `${lag.changesWaiting} change${lag.changesWaiting === 1 ? '' : 's'} waiting, oldest ${lag.oldestSeconds.toFixed(1)} s`;
+}

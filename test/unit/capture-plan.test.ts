@@ -1,0 +1,60 @@
+/** The plan's capture setting: its short form, its default, and the plans it refuses. */
+import { describe, expect, it } from 'vitest';
+import { captureOf } from '../../lib/capture';
+import { lifecycleSteps } from '../../lib/lifecycle';
+import { InvalidPlanError, validatePlan, type PlanInput } from '../../lib/plan';
+
+const base: PlanInput = {
+  name: 'capture-plan',
+  source: { connection: 'SOURCE_URL', table: 'accounts', key: 'id' },
+  target: { connection: 'SOURCE_URL', table: 'accounts_v2' },
+  transform: { sql: { id: 'id', cents: 'balance * 100' } },
+};
+
+function problems(plan: unknown): string[] {
+  try {
+    validatePlan(plan);
+  } catch (error) {
+    if (error instanceof InvalidPlanError) return error.problems.map((p) => `${p.path}: ${p.message}`);
+    throw error;
+  }
+  return [];
+}
+
+describe('capture in the plan', () => {
+  it('defaults to the application, and reads plans recorded before the setting existed', () => {
+    expect(validatePlan(base).capture).toEqual({ mode: 'application', applyBatchSize: 500 });
+    const { capture: _omitted, ...recorded } = validatePlan(base);
+    expect(captureOf(recorded as { capture?: never })).toEqual({ mode: 'application', applyBatchSize: 500 });
+  });
+
+  it('takes `capture: trigger` as short for the mapping', () => {
+    expect(validatePlan({ ...base, capture: 'trigger' }).capture).toEqual({ mode: 'trigger', applyBatchSize: 500 });
+    expect(validatePlan({ ...base, capture: { mode: 'trigger', applyBatchSize: 50 } }).capture).toEqual({ mode: 'trigger', applyBatchSize: 50 });
+  });
+
+  it('names the problem of the form that was written', () => {
+    expect(problems({ ...base, capture: 'logical' })).toEqual(['capture: must be one of application, trigger (capture: logical is not available yet)']);
+    expect(problems({ ...base, capture: { mode: 'wal' } })).toEqual(['capture.mode: must be one of application, trigger (capture: logical is not available yet)']);
+    expect(problems({ ...base, capture: { mode: 'trigger', slot: 'x' } })).toEqual(['capture.slot: is not a known setting']);
+    expect(problems({ ...base, capture: { mode: 'trigger', applyBatchSize: 0 } })).toHaveLength(1);
+  });
+
+  it('refuses trigger capture beside dual writes or a lineage column, with every other problem', () => {
+    expect(problems({ ...base, capture: 'trigger', lifecycle: { dualWrites: true }, throttle: { batchSize: 1 } })).toEqual([
+      expect.stringMatching(/^throttle\.batchSize: /),
+      'lifecycle.dualWrites: goes with capture: application only; with capture: trigger Ferry applies the changes itself',
+    ]);
+    expect(problems({ ...base, capture: 'trigger', target: { ...base.target, sourceKey: 'id' } })).toContain(
+      'capture: trigger capture needs one target row per source key; it cannot be combined with target.sourceKey yet',
+    );
+  });
+});
+
+describe('the lifecycle of a plan that captures', () => {
+  it('puts the trigger on before the backfill, catches up, and takes it off after the cleanup gate', () => {
+    expect(lifecycleSteps(validatePlan({ ...base, capture: 'trigger' }))).toEqual(['capture-on', 'backfill', 'catch-up', 'verify', 'gate:cleanup', 'capture-off']);
+    expect(lifecycleSteps(validatePlan({ ...base, capture: 'trigger', verify: { enabled: false } }))).toEqual(['capture-on', 'backfill', 'catch-up', 'gate:cleanup', 'capture-off']);
+    expect(lifecycleSteps(validatePlan(base))).toEqual(['backfill', 'verify']);
+  });
+});

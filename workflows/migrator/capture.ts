@@ -1,0 +1,136 @@
+/**
+ * Trigger capture in the migration workflow: the trigger goes on before the backfill; the change
+ * apply runs beside the backfill and after it, under the throttle and pause, until the cleanup
+ * gate; then the trigger and the log entries go, or on an abort (once the shards stopped) or a failure.
+ */
+import { ApplicationFailure, CancellationScope, condition, isCancellation, proxyActivities } from '@temporalio/workflow';
+import { rootMessage } from '../../lib/errors';
+import type { FerryActivities } from '../../activities';
+import { isCaughtUp, newCaptureStatus, type CaptureStatus } from '../../lib/capture';
+import type { Plan } from '../../lib/plan';
+import type { MigrationStatus } from '../../lib/status';
+
+/** Silence for this long means the activity's worker is gone (every activity beats every 2 s). */
+const HEARTBEAT_TIMEOUT = '10 seconds';
+
+/** Installing and removing retry until the database answers: a trigger must never be left behind. */
+const { installCapture, removeCapture } = proxyActivities<FerryActivities>({
+  startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '10 seconds',
+    nonRetryableErrorTypes: ['MissingConnection', 'CaptureSourceMissing', 'CaptureNotAllowed'],
+  },
+});
+
+const { applyChanges } = proxyActivities<FerryActivities>({
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds', nonRetryableErrorTypes: ['MissingConnection'] },
+});
+
+/** How long one call of the applier runs before the workflow records its cursor and takes a new throttle. */
+const APPLY_CALL_SECONDS = 5;
+
+export interface CaptureContext {
+  plan: Plan;
+  migrationId: string;
+  status: MigrationStatus;
+  now: () => string;
+  backfillDone: () => boolean;
+}
+
+export interface CaptureRunner {
+  /** Installs the trigger (safe to run twice) and starts the change apply. */
+  install(): Promise<void>;
+  /** Starts the change apply again in a continued run, when the trigger is on. */
+  resume(): void;
+  /** Resolves once a call of the applier begun after the backfill left at most one batch waiting. */
+  caughtUp(): Promise<void>;
+  /** Why the change apply stopped on its own (its activity failed for good); null while it runs. */
+  failed(): unknown;
+  /** Stops the change apply (cancelling a call under way) and waits for it. */
+  stop(): Promise<void>;
+  /** Stops the change apply and removes the trigger and the migration's log entries. */
+  remove(): Promise<void>;
+}
+
+export function captureRunner(ctx: CaptureContext): CaptureRunner {
+  const state = (): CaptureStatus => (ctx.status.capture ??= newCaptureStatus());
+  let scope: CancellationScope | null = null;
+  let loop: Promise<void> | null = null;
+  /** Why the change apply stopped on its own: the workflow fails with it at its next wait for the apply. */
+  let failure: unknown = null;
+
+  const applyLoop = async () => {
+    for (;;) {
+      await condition(() => ctx.status.paused === null);
+      const s = state();
+      const afterBackfill = ctx.backfillDone();
+      const result = await applyChanges({
+        migrationId: ctx.migrationId,
+        plan: ctx.plan,
+        cursor: s.cursor,
+        rowsPerSecond: ctx.status.throttle.rowsPerSecond,
+        prune: afterBackfill,
+        // The catch-up step waits for this call: it ends as soon as nothing is left to apply.
+        returnWhenCaughtUp: afterBackfill && s.caughtUpAt === null,
+        maxSeconds: APPLY_CALL_SECONDS,
+      });
+      s.cursor = result.cursor;
+      s.lag = result.lag;
+      s.keysApplied += result.keysApplied;
+      s.rowsWritten += result.rowsWritten;
+      s.rowsDeleted += result.rowsDeleted;
+      s.throttleReason = result.throttleReason;
+      if (afterBackfill && s.caughtUpAt === null && isCaughtUp(result.lag, ctx.plan)) s.caughtUpAt = ctx.now();
+    }
+  };
+
+  const start = () => {
+    if (loop) return;
+    scope = new CancellationScope();
+    loop = scope.run(applyLoop).catch((error: unknown) => {
+      if (!isCancellation(error)) failure = error;
+    });
+  };
+
+  const stop = async () => {
+    if (!loop) return;
+    scope!.cancel();
+    await loop;
+    loop = null;
+    scope = null;
+  };
+
+  return {
+    async install() {
+      const s = state();
+      if (s.installedAt === null) {
+        await installCapture({ migrationId: ctx.migrationId, plan: ctx.plan });
+        s.installedAt = ctx.now();
+      }
+      start();
+    },
+    resume() {
+      const s = ctx.status.capture;
+      if (s && s.installedAt !== null && s.removedAt === null) start();
+    },
+    async caughtUp() {
+      await condition(() => ctx.status.capture?.caughtUpAt != null || failure !== null);
+      if (failure !== null) throw ApplicationFailure.nonRetryable(`the change apply failed: ${rootMessage(failure)}`, 'CaptureApplyFailed');
+    },
+    failed: () => failure,
+    stop,
+    async remove() {
+      await stop();
+      const s = ctx.status.capture;
+      if (!s || s.removedAt !== null) return;
+      // Not cancellable: an abort must not leave the trigger behind.
+      await CancellationScope.nonCancellable(() => removeCapture({ migrationId: ctx.migrationId, plan: ctx.plan }));
+      s.removedAt = ctx.now();
+    },
+  };
+}
