@@ -137,6 +137,8 @@ async function applyToSession(client: pg.ClientBase, settings: [string, string][
 const ENDS_TRANSACTION = /^\s*(COMMIT|END|ABORT|ROLLBACK)(\s+(WORK|TRANSACTION))?(\s+AND\s+NO\s+CHAIN)?\s*;?\s*$/i;
 const STARTS_TRANSACTION = /^\s*(BEGIN|START\s+TRANSACTION)\b/i;
 const ignore = () => {};
+/** A lock that outlives its transaction (not pg_advisory_xact_lock). */
+const SESSION_LOCK = /\bpg_(try_)?advisory_lock(_shared)?\s*\(/i;
 
 type Send = (config: unknown, values?: unknown, callback?: unknown) => unknown;
 type Callback = (error: unknown, result?: unknown) => void;
@@ -184,16 +186,25 @@ function applyInEveryTransaction(client: pg.ClientBase, settings: [string, strin
     const text = typeof config === 'string' ? config : ((config as { text?: string } | null)?.text ?? '');
     // pg would keep a named statement for the connection and find it gone on the next server one.
     if ((config as { name?: unknown } | null)?.name) throw new Error('a named prepared statement cannot pass a transaction-mode pooler; send the query unnamed');
-    if (inTransaction) {
+    if (inTransaction && !SESSION_LOCK.test(text)) {
       if (ENDS_TRANSACTION.test(text)) inTransaction = false;
       return send(config, values, callback);
     }
     if (typeof (config as { submit?: unknown } | null)?.submit === 'function') {
       throw new Error('a COPY stream or other submittable must run inside a transaction behind a transaction-mode pooler');
     }
-    const starts = STARTS_TRANSACTION.test(text);
+    const starts = !inTransaction && STARTS_TRANSACTION.test(text);
     if (starts) inTransaction = true;
-    const result = starts ? begin(config, values) : alone(config, values);
+    const result = SESSION_LOCK.test(text)
+      ? Promise.reject<unknown>(
+          ApplicationFailure.nonRetryable(
+            'this step holds a session advisory lock across transactions, which a transaction-mode pooler cannot keep; give this database a direct connection (or a session-mode pool) for it',
+            'NeedsSession',
+          ),
+        )
+      : starts
+        ? begin(config, values)
+        : alone(config, values);
     if (typeof callback !== 'function') return result;
     result.then((value) => (callback as Callback)(null, value), (error: unknown) => (callback as Callback)(error));
     return undefined;

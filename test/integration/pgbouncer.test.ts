@@ -143,6 +143,7 @@ describe.skipIf(unavailable)(`through PgBouncer in transaction mode${unavailable
       expect(await sqlRow(same, 'SELECT count(*)::int AS n FROM locked')).toEqual({ n: 2 });
 
       // What needs a session is refused, not run half-way.
+      await expect(pool.query('SELECT pg_try_advisory_lock(1)')).rejects.toThrow(/holds a session advisory lock across transactions/);
       await withClient(pool, async (client) => {
         expect(() => client.query(copyTo('COPY locked TO STDOUT'))).toThrow(/must run inside a transaction behind a transaction-mode pooler/);
         expect(() => client.query({ name: 'count-locked', text: 'SELECT count(*) FROM locked' })).toThrow(/a named prepared statement cannot pass a transaction-mode pooler/);
