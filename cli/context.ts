@@ -13,7 +13,7 @@ import type { TemporalSettings } from '../lib/settings';
 import type { TemporalConnectionFlags } from '../workers/temporal-connection';
 import { ExitCode } from './exit-codes';
 import { operatorIdentity } from './identity';
-import { payloadCodecModule, plansModule, temporalClientModule, temporalConnectionModule } from './lazy';
+import { payloadCodecModule, plansModule, temporalClientModule, temporalConnectionModule, tracingModule } from './lazy';
 
 /** An error the CLI reports in one line, with the exit code scripts see. */
 export class CliError extends Error {
@@ -49,10 +49,21 @@ export async function withClient<T>(settings: TemporalSettings, use: (client: Cl
       ExitCode.unreachable,
     );
   }
+  // Spans only with an OTLP endpoint configured; sent before the command exits.
+  const tracing = tracingModule().clientTracing();
   try {
-    return await use(new (temporalClientModule().Client)({ connection, namespace: settings.namespace, dataConverter: cliDataConverter(), identity: operatorIdentity() }));
+    return await use(
+      new (temporalClientModule().Client)({
+        connection,
+        namespace: settings.namespace,
+        dataConverter: cliDataConverter(),
+        identity: operatorIdentity(),
+        ...(tracing ? { interceptors: { workflow: tracing.workflow } } : {}),
+      }),
+    );
   } finally {
     await connection.close();
+    await tracing?.shutdown();
   }
 }
 

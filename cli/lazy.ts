@@ -7,6 +7,7 @@ import type * as PlansExports from '../lib/plan';
 import type * as OperatorExports from '../operator';
 import type * as TemporalConnectionExports from '../workers/temporal-connection';
 import type * as PayloadCodecExports from '../workers/payload-codec';
+import type * as TracingExports from '../workers/tracing';
 import type * as RenderExports from './render';
 import type * as WatchExports from './watch';
 import type * as TemporalHealthExports from './temporal-health';
@@ -23,6 +24,7 @@ export const operatorModule = lazy(() => require('../operator') as typeof Operat
 export const plansModule = lazy(() => require('../lib/plan') as typeof PlansExports);
 export const temporalConnectionModule = lazy(() => require('../workers/temporal-connection') as typeof TemporalConnectionExports);
 export const payloadCodecModule = lazy(() => require('../workers/payload-codec') as typeof PayloadCodecExports);
+export const tracingModule = lazy(() => require('../workers/tracing') as typeof TracingExports);
 export const renderModule = lazy(() => require('./render') as typeof RenderExports);
 export const watchModule = lazy(() => require('./watch') as typeof WatchExports);
 export const temporalHealthModule = lazy(() => require('./temporal-health') as typeof TemporalHealthExports);

@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { KeyRange } from '../../lib/key-range';
+import { poolingOfPool } from '../connections';
 import { inTransaction } from '../transaction';
 import {
   copyIntoStagingSql,
@@ -58,7 +59,7 @@ export function writeBatch(targetPool: pg.Pool, spec: CopySpec, range: KeyRange,
         await target.query('ROLLBACK TO SAVEPOINT direct_copy');
       }
     }
-    await target.query(createStagingSql(spec));
+    await target.query(createStagingSql(spec, poolingOfPool(targetPool) === 'transaction' ? 'DROP' : 'DELETE ROWS'));
     await rows((stream) => pipeline(stream, target.query(copyFrom(copyIntoStagingSql(spec)))));
     return (await target.query(insertFromStagingSql(spec))).rowCount ?? 0;
   });

@@ -197,8 +197,13 @@ export function stagingTableName(spec: Pick<CopySpec, 'target' | 'columns'>): st
   return `ferry_stage_${digest}`;
 }
 
-export function createStagingSql(spec: Pick<CopySpec, 'target' | 'columns'>): string {
-  return sql`CREATE TEMP TABLE IF NOT EXISTS ${ident(stagingTableName(spec))} ON COMMIT DELETE ROWS AS SELECT ${columnList(Object.keys(spec.columns))} FROM ${tableName(spec.target)} WITH NO DATA`.text;
+/**
+ * The staging table lives in the session and is emptied at each commit; behind a transaction-mode
+ * pooler, whose server sessions other clients share, it is dropped at commit instead.
+ */
+export function createStagingSql(spec: Pick<CopySpec, 'target' | 'columns'>, onCommit: 'DELETE ROWS' | 'DROP' = 'DELETE ROWS'): string {
+  const action = onCommit === 'DROP' ? sql`DROP` : sql`DELETE ROWS`;
+  return sql`CREATE TEMP TABLE IF NOT EXISTS ${ident(stagingTableName(spec))} ON COMMIT ${action} AS SELECT ${columnList(Object.keys(spec.columns))} FROM ${tableName(spec.target)} WITH NO DATA`.text;
 }
 
 export function copyIntoStagingSql(spec: Pick<CopySpec, 'target' | 'columns'>): string {
