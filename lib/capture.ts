@@ -22,6 +22,14 @@ const captureObjectSchema = z.strictObject({
   mode: captureModeSchema.default('application'),
   /** Changed keys the applier writes per transaction. (Default: 500) */
   applyBatchSize: z.number().int().min(1).max(10_000).default(500),
+  /**
+   * After the catch-up and its gate, drain the change log under a short lock and give the new
+   * table the old one's name, the old table renamed aside: the cutover for an application that
+   * cannot change (trigger capture, one database). (Default: false)
+   */
+  swap: z.boolean().default(false),
+  /** At the cleanup gate after a swap, drop the old table kept aside; otherwise it stays. (Default: false) */
+  dropOldTable: z.boolean().default(false),
 });
 
 /**
@@ -35,7 +43,7 @@ export const captureSchema = z.union([
 
 export type Capture = z.output<typeof captureObjectSchema>;
 
-export const defaultCapture: Capture = { mode: 'application', applyBatchSize: 500 };
+export const defaultCapture: Capture = { mode: 'application', applyBatchSize: 500, swap: false, dropOldTable: false };
 
 /** A plan's capture settings, for plans recorded before the setting existed too. */
 export function captureOf(plan: { capture?: Capture }): Capture {
@@ -44,6 +52,26 @@ export function captureOf(plan: { capture?: Capture }): Capture {
 
 export function capturesWithTrigger(plan: { capture?: Capture }): boolean {
   return captureOf(plan).mode === 'trigger';
+}
+
+/** The plan swaps the tables at its cutover (plans recorded before the setting never do). */
+export function swapsTables(plan: { capture?: Capture }): boolean {
+  return capturesWithTrigger(plan) && captureOf(plan).swap === true;
+}
+
+/** What a swap did, as recorded in the status. */
+export interface SwapRecord {
+  swappedAt: string;
+  /** The old table, renamed aside (schema.table); null once dropped at the cleanup gate. */
+  oldTableAside: string | null;
+  /** The name the new table took (schema.table). */
+  newName: string;
+  /** Changed keys applied under the lock. */
+  keysDrained: number;
+  /** Attempts the swap took (a lock not had within the timeout is tried again). */
+  attempts: number;
+  /** When the old table was dropped at the cleanup gate; null while it is kept. */
+  oldTableDroppedAt: string | null;
 }
 
 /**
@@ -96,6 +124,8 @@ export interface CaptureStatus {
   throttleReason: string | null;
   /** When the applier first had the target up to date after the backfill; null until then. */
   caughtUpAt: string | null;
+  /** The swap of the tables, once done (plans with capture.swap); absent before. */
+  swap?: SwapRecord;
 }
 
 export function newCaptureStatus(): CaptureStatus {
@@ -139,4 +169,19 @@ export function describeLag(lag: CaptureLag | null): string {
   if (lag === null) return 'not measured yet';
   if (lag.changesWaiting === 0) return 'up to date';
   return `${lag.changesWaiting} change${lag.changesWaiting === 1 ? '' : 's'} waiting, oldest ${lag.oldestSeconds.toFixed(1)} s`;
+}
+
+/**
+ * Why an abort (or a rejection) is refused once the swap began: the application writes the new
+ * table under the old name, and nothing keeps the old table in step any more, so going back
+ * would lose writes. Null before the swap.
+ */
+export function refusalAfterSwap(phase: string, capture: CaptureStatus | null | undefined): string | null {
+  const swap = capture?.swap;
+  if (phase !== 'swapping' && !swap) return null;
+  const aside = swap?.oldTableAside ? ` (the old table is kept as ${swap.oldTableAside})` : '';
+  return (
+    `the tables ${swap ? 'were swapped' : 'are being swapped'}: the application now writes the new table, and the old one is no longer kept in step${aside}; ` +
+    'an abort cannot go back. Approve the cleanup gate to finish'
+  );
 }
