@@ -70,6 +70,11 @@ export interface SwapRecord {
   keysDrained: number;
   /** Attempts the swap took (a lock not had within the timeout is tried again). */
   attempts: number;
+  /**
+   * A snapshot (pg_snapshot as text) taken once the swap held its locks: the writers'
+   * transactions visible in it wrote the old table, all later ones the new table.
+   */
+  snapshot: string | null;
   /** When the old table was dropped at the cleanup gate; null while it is kept. */
   oldTableDroppedAt: string | null;
 }

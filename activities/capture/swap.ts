@@ -37,6 +37,8 @@ export interface SwapResult {
   alreadySwapped: boolean;
   /** The attempt that swapped (earlier ones did not get the locks in time). */
   attempts: number;
+  /** A snapshot taken under the locks: writers' transactions visible in it wrote the old table, the others the new one. Null when found swapped. */
+  snapshot: string | null;
 }
 
 /** The name the old table takes aside: from the migration id, so a retry finds it again. */
@@ -93,13 +95,14 @@ export function createTableSwap(databases: Databases) {
           await client.query(`SET LOCAL lock_timeout = '${SWAP_LOCK_TIMEOUT}'`);
           if ((await exists(client, aside)) && !(await exists(client, plan.target))) {
             await client.query('ROLLBACK');
-            return { ...result, keysDrained: 0, alreadySwapped: true };
+            return { ...result, keysDrained: 0, alreadySwapped: true, snapshot: null };
           }
           for (const table of [plan.source, plan.target]) {
             if (!(await exists(client, table))) throw ApplicationFailure.nonRetryable(`${qualifiedName(table)} does not exist; nothing was swapped`, 'SwapNotPossible');
           }
           // Both locks in the order of every swap; from here no writer changes the source until the commit.
           await client.query(`LOCK TABLE ${qualifiedName(plan.source)}, ${qualifiedName(plan.target)} IN ACCESS EXCLUSIVE MODE`);
+          const snapshot = await client.query<{ snapshot: string }>('SELECT pg_current_snapshot()::text AS snapshot');
           const keysDrained = await drain(client, migrationId, plan);
           await client.query(dropTriggerSql(migrationId, plan.source));
           await client.query(dropCaptureFunctionSql(migrationId));
@@ -112,7 +115,7 @@ export function createTableSwap(databases: Databases) {
           }
           await client.query(`ALTER TABLE ${qualifiedName(target)} RENAME TO ${quoteIdent(plan.source.table)}`);
           await client.query('COMMIT');
-          return { ...result, keysDrained, alreadySwapped: false };
+          return { ...result, keysDrained, alreadySwapped: false, snapshot: snapshot.rows[0]!.snapshot };
         } catch (error) {
           await client.query('ROLLBACK').catch(() => {});
           if ((error as { code?: string }).code === LOCK_NOT_AVAILABLE) {

@@ -53,7 +53,7 @@ describe('an abort after the swap', () => {
     const capture = newCaptureStatus();
     expect(refusalAfterSwap('awaiting-approval', capture)).toBeNull();
     expect(refusalAfterSwap('swapping', capture)).toMatch(/are being swapped/);
-    capture.swap = { swappedAt: 'now', oldTableAside: 'public.accounts_ferry_old_1', newName: 'public.accounts', keysDrained: 0, attempts: 1, oldTableDroppedAt: null };
+    capture.swap = { swappedAt: 'now', oldTableAside: 'public.accounts_ferry_old_1', newName: 'public.accounts', keysDrained: 0, attempts: 1, snapshot: '1000:1000:', oldTableDroppedAt: null };
     expect(refusalAfterSwap('awaiting-approval', capture)).toMatch(/were swapped.*kept as public\.accounts_ferry_old_1.*cannot go back/);
   });
 

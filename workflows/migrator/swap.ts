@@ -29,6 +29,7 @@ export async function swapTables(run: MigrationRun): Promise<void> {
     newName: result.newName,
     keysDrained: result.keysDrained,
     attempts: result.attempts,
+    snapshot: result.snapshot,
     oldTableDroppedAt: null,
   };
   // The swap removed the trigger, its function and the log entries in its transaction.
