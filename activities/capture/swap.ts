@@ -9,7 +9,7 @@ import type pg from 'pg';
 import type { Plan } from '../../lib/plan';
 import { withClient, type Databases } from '../connections';
 import { copySpecOf, copyWithinDatabaseSql, type CopySpec } from '../copy/copy-statements';
-import { qualifiedName, quoteIdent, type TableName } from '../sql';
+import { displayName, qualifiedName, quoteIdent, type TableName } from '../sql';
 import { deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
 import { wholeKeySpace } from '../../lib/key-range';
 import { CHANGE_LOG, dropCaptureFunctionSql, dropTriggerSql, keyTypeSql } from './statements';
@@ -88,7 +88,7 @@ export function createTableSwap(databases: Databases) {
       const pool = databases.pool(plan.source.connection);
       const aside: TableName = { schema: plan.source.schema, table: oldTableAsideName(plan.source.table, migrationId) };
       const renamed: TableName = { schema: plan.source.schema, table: plan.source.table };
-      const result = { oldTableAside: qualifiedName(aside), newName: qualifiedName(renamed), attempts: activityInfo().attempt };
+      const result = { oldTableAside: displayName(aside), newName: displayName(renamed), attempts: activityInfo().attempt };
       return withClient(pool, async (client) => {
         await client.query('BEGIN');
         try {
