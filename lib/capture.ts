@@ -163,6 +163,11 @@ export function isCaughtUp(lag: CaptureLag, plan: { capture?: Capture }): boolea
 /** What `ferry status` and the report say of a migration's capture, in one line. */
 export function describeCapture(capture: CaptureStatus): string {
   const applied = `${capture.keysApplied} changed keys applied (${capture.rowsWritten} rows written, ${capture.rowsDeleted} deleted)`;
+  if (capture.swap) {
+    const { swap } = capture;
+    const old = swap.oldTableAside ? `the old table kept as ${swap.oldTableAside}` : `the old table dropped at ${swap.oldTableDroppedAt}`;
+    return `tables swapped at ${swap.swappedAt} (${swap.attempts} attempt${swap.attempts === 1 ? '' : 's'}): ${swap.newName} is the new table, ${old}; ${applied}`;
+  }
   if (capture.removedAt !== null) return `trigger removed at ${capture.removedAt}; ${applied}`;
   if (capture.installedAt === null) return 'trigger not installed yet';
   const throttled = capture.throttleReason ? `; ${capture.throttleReason}` : '';

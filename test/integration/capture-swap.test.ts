@@ -103,7 +103,7 @@ describe('the swap at the cutover, with pgbench writing', () => {
         status = (await migrationReport(worker.client, id)).status ?? undefined;
         return status?.gate?.name === gate ? status : undefined;
       }, 150_000, `the ${gate} gate`);
-    let benchOutput = '';
+    let benchOutput: string;
     try {
       await waitFor('swap');
       // Another session holds a lock the swap needs: the swap gives up after 2 s and tries again.
