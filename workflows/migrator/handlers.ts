@@ -175,7 +175,14 @@ export function setMigrationHandlers(run: MigrationRun): void {
       if (!status.verification) throw ApplicationFailure.nonRetryable('the verification was stopped by an abort', 'VerificationNotRun');
       return status.verification;
     },
-    { validator: (payload) => admit('verify', parseVerifyRequest(payload)) },
+    {
+      validator: (payload) =>
+        admit('verify', parseVerifyRequest(payload), () =>
+          status.capture?.swap || status.phase === 'swapping'
+            ? ['the tables were swapped: the new table now has the old name and the old one is aside, so there is nothing left to compare']
+            : [],
+        ),
+    },
   );
   setHandler(
     mismatchesUpdate,
