@@ -328,7 +328,7 @@ export const planSchema = z
           });
         }
         if ((value as { transform?: { module?: unknown } }).transform?.module !== undefined) {
-          ctx.addIssue({ code: 'custom', path: ['capture', 'swap'], message: 'needs a SQL transform (or columns): the swap applies the last changes inside its own transaction' });
+          ctx.addIssue({ code: 'custom', path: ['capture', 'swap'], message: 'needs a SQL transform: the swap applies the last changes inside its own transaction' });
         }
         if (lifecycle?.cutover === true) {
           ctx.addIssue({ code: 'custom', path: ['capture', 'swap'], message: 'is the cutover itself; it cannot be combined with lifecycle.cutover (the flags-based cutover)' });

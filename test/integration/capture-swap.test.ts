@@ -71,17 +71,47 @@ describe('the swap at the cutover, with pgbench writing', () => {
         'name: swap-across',
         'source: { connection: SOURCE_DB, table: pgbench_accounts, key: aid }',
         'target: { connection: OTHER_DB, table: pgbench_accounts_v2 }',
-        'transform: { columns: [aid, bid, abalance, filler] }',
+        'transform: { sql: { aid: aid, bid: bid, abalance: abalance, filler: filler } }',
         'capture: { mode: trigger, swap: true }',
         '',
       ].join('\n'),
     );
     const result = await ferry(['start', file, '--execute'], worker.temporal, { SOURCE_DB: url, OTHER_DB: url });
     expect(result.code, result.stderr).toBe(ExitCode.badInput);
+    expect(result.stderr).toContain('(1 problem)');
     expect(result.stderr).toContain('capture.swap: needs the source and the target in the same database');
     expect(await sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'pgbench_accounts'::regclass AND NOT tgisinternal`)).toEqual([]);
     expect(await sqlRow(url, `SELECT to_regclass('pgbench_accounts_v2') IS NOT NULL AS v2, (SELECT count(*)::int FROM pgbench_accounts_v2) AS rows`)).toEqual({ v2: true, rows: 0 });
     expect(await sql(url, `SELECT relname FROM pg_class WHERE relname LIKE '%ferry_old%'`)).toEqual([]);
+  });
+
+  it('moves the new table into the old one\'s schema, and drops the old table at the cleanup gate when the plan says so', async () => {
+    await sql(url, `CREATE TABLE ledger (id int PRIMARY KEY, amount int NOT NULL); INSERT INTO ledger SELECT g, g FROM generate_series(1, 2000) AS g`);
+    await sql(url, `CREATE SCHEMA next; CREATE TABLE next.ledger_v2 (id int PRIMARY KEY, amount bigint NOT NULL)`);
+    const plan = validatePlan({
+      name: 'capture-swap-drop',
+      source: { connection: 'SOURCE_DB', table: 'ledger', key: 'id' },
+      target: { connection: 'SOURCE_DB', schema: 'next', table: 'ledger_v2' },
+      transform: { sql: { id: 'id', amount: 'amount' } },
+      capture: { mode: 'trigger', swap: true, dropOldTable: true },
+    });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const id = handle.workflowId;
+    const gateIs = (gate: string) =>
+      eventually(async () => ((await migrationReport(worker.client, id)).status?.gate?.name === gate ? true : undefined), 60_000, `the ${gate} gate`);
+    await gateIs('swap');
+    await sql(url, `UPDATE ledger SET amount = amount + 1 WHERE id <= 100; DELETE FROM ledger WHERE id > 1990; INSERT INTO ledger VALUES (5000, 7)`);
+    const expected = await sql(url, `SELECT id, amount::bigint AS amount FROM ledger ORDER BY id`);
+    expect((await ferry(['approve', id, '--gate', 'swap', '--by', 'carol'], worker.temporal)).code).toBe(ExitCode.ok);
+    await gateIs('cleanup');
+    expect(await sqlRow(url, `SELECT to_regclass('next.ledger_v2') IS NULL AS moved, to_regclass($1) IS NOT NULL AS aside`, [oldTableAsideName('ledger', id)])).toEqual({ moved: true, aside: true });
+    expect(await sql(url, `SELECT id, amount FROM public.ledger ORDER BY id`)).toEqual(expected);
+    expect(await sqlRow(url, `SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = 'public.ledger'::regclass AND attname = 'amount'`)).toEqual({ type: 'bigint' });
+    expect((await ferry(['approve', id, '--gate', 'cleanup', '--by', 'carol'], worker.temporal)).code).toBe(ExitCode.ok);
+    const result = await handle.result();
+    expect(result.phase).toBe('completed');
+    expect(result.capture?.swap).toMatchObject({ oldTableAside: null, oldTableDroppedAt: expect.any(String) });
+    expect((await sqlRow(url, `SELECT to_regclass($1) IS NULL AS dropped`, [oldTableAsideName('ledger', id)])).dropped).toBe(true);
   });
 
   it('keeps pgbench running through the swap, retries while a lock is held, and lands every later transaction in the new table', async () => {

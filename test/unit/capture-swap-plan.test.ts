@@ -35,7 +35,7 @@ describe('capture.swap in the plan', () => {
     ]);
     expect(problems({ ...base, capture: { swap: true } })).toEqual(['capture.swap: needs capture mode trigger: the swap drains the change log the trigger writes']);
     expect(problems({ ...base, transform: { module: './t.js' }, capture: { mode: 'trigger', swap: true } })).toContain(
-      'capture.swap: needs a SQL transform (or columns): the swap applies the last changes inside its own transaction',
+      'capture.swap: needs a SQL transform: the swap applies the last changes inside its own transaction',
     );
     expect(problems({ ...base, capture: { mode: 'trigger', dropOldTable: true } })).toEqual(['capture.dropOldTable: needs capture.swap: only a swap leaves an old table aside']);
   });
