@@ -3,7 +3,8 @@
  * pgbench_accounts through a trigger-capture migration into a table with abalance widened to
  * bigint and a column added; at the swap gate the new table takes the old name while pgbench
  * runs, and every transaction after it lands in the new table. A lock held elsewhere makes the
- * swap try again. A swap across databases is refused and changes nothing.
+ * swap try again. A target in another schema moves into the old one's, and capture.dropOldTable
+ * drops the old table at the cleanup gate. A swap across databases is refused and changes nothing.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -44,7 +45,7 @@ const balanceMismatches = (table: string, which: string) =>
   `SELECT count(*)::int AS n FROM ${table} AS a LEFT JOIN (SELECT aid, sum(delta) AS s FROM pgbench_history WHERE ${which} GROUP BY aid) AS h USING (aid) ` +
   `WHERE a.abalance <> COALESCE(h.s, 0)`;
 
-describe('the swap at the cutover, with pgbench writing', () => {
+describe('the swap of the tables at the cutover', () => {
   let url: string;
   let worker: TestWorker;
   let pgbench: string;
