@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oldTableAsideName } from '../../activities/capture/swap';
 import { captureObjectName } from '../../activities/capture/statements';
 import { ExitCode } from '../../cli/exit-codes';
-import { migrationReport, startMigration } from '../../cli/migrations';
+import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
 import { initPgbench } from '../../scripts/bench/pgbench';
