@@ -25,8 +25,6 @@ const SOURCE = 'pgbench_accounts';
 const TARGET = 'pgbench_accounts_v2';
 /** A backfill must last this share of its window for the window to count as "during the backfill". */
 const COVERED_SHARE = 0.8;
-/** How often the window samples the migration's status (the applier reports every ~5 s call). */
-const SAMPLE_MS = 250;
 
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -56,40 +54,65 @@ async function onSource<T>(url: string, run: (client: pg.Client) => Promise<T>):
 
 /** Ferry's change apply during one window, from the applier's own counts in the status. */
 interface ApplyWindow {
-  /** Changed keys applied a second between the first and the last applier report inside the window; null with fewer than two. */
+  /** Changed keys applied a second between the applier's reports around the window; null without two. */
   keysPerSec: number | null;
-  /** Changes waiting at the applier's last report in the window. */
-  waitingAtEnd: number | null;
+  /** Seconds between those two reports. */
+  spanS: number | null;
+  /**
+   * pgbench's writes to the captured table a second over the same span: one pgbench_accounts
+   * UPDATE a TPC-B transaction, all of them inside the window.
+   */
+  writesPerSec: number | null;
+  /** Changes waiting at the applier's first report after the window. */
+  waitingAfter: number | null;
   /** The backfill ended inside the window after this many seconds (backfill windows only). */
   backfillEndedAfterS: number | null;
 }
 
-/** Runs pgbench for a window while sampling the migration's status: the applier's counts as it reported them. */
-async function windowWithApply(bench: Bench, id: string, run: () => Promise<PgbenchRun>): Promise<{ run: PgbenchRun; apply: ApplyWindow }> {
-  const reports = new Map<string, number>();
-  let last: MigrationStatus | null = null;
-  let sampling = true;
-  const startedAt = new Date().toISOString();
-  const sampler = (async () => {
-    while (sampling) {
-      const status = (await migrationReport(bench.client, id).catch(() => null))?.status ?? null;
-      const lag = status?.capture?.lag;
-      if (status && lag?.measuredAt && lag.measuredAt >= startedAt) reports.set(lag.measuredAt, status.capture!.keysApplied);
-      if (status) last = status;
-      await sleep(SAMPLE_MS);
-    }
-  })();
+/** One report of the applier: its running count of keys applied, and when it measured. */
+interface ApplyReport {
+  at: number;
+  keysApplied: number;
+}
+
+/** The applier's last report; before its first, the trigger's installation stands for one of 0 keys. */
+function reportOf(status: MigrationStatus | null): ApplyReport | null {
+  const capture = status?.capture;
+  if (capture?.lag?.measuredAt) return { at: Date.parse(capture.lag.measuredAt), keysApplied: capture.keysApplied };
+  return capture?.installedAt ? { at: Date.parse(capture.installedAt), keysApplied: 0 } : null;
+}
+
+/**
+ * Runs pgbench for a window and takes the change-apply rate from the applier's own reports (one
+ * at the end of each call, about every 5 s): the last before the window and the first after it,
+ * so the span covers the whole window and the changes it left waiting.
+ */
+async function windowWithApply(bench: Bench, id: string, run: () => Promise<PgbenchRun>, duringBackfill: boolean): Promise<{ run: PgbenchRun; apply: ApplyWindow }> {
+  const statusOf = async () => (await migrationReport(bench.client, id).catch(() => null))?.status ?? null;
+  const before = reportOf(await statusOf());
+  const startedAt = Date.now();
   const result = await run();
-  const endedAt = new Date().toISOString();
-  sampling = false;
-  await sampler;
-  const inside = [...reports.entries()].filter(([at]) => at <= endedAt).sort(([a], [b]) => a.localeCompare(b));
-  const first = inside[0];
-  const lastReport = inside.at(-1);
-  const keysPerSec = first && lastReport && lastReport[0] > first[0] ? (lastReport[1] - first[1]) / ((Date.parse(lastReport[0]) - Date.parse(first[0])) / 1000) : null;
-  const backfill = (last as MigrationStatus | null)?.phases.find((p) => p.name === 'backfill');
-  const backfillEndedAfterS = backfill?.endedAt && backfill.endedAt < endedAt ? Math.max(0, (Date.parse(backfill.endedAt) - Date.parse(startedAt)) / 1000) : null;
-  return { run: result, apply: { keysPerSec, waitingAtEnd: (last as MigrationStatus | null)?.capture?.lag?.changesWaiting ?? null, backfillEndedAfterS } };
+  const endedAt = Date.now();
+  let last = await statusOf();
+  for (let waited = 0; (reportOf(last)?.at ?? 0) < endedAt && waited < 20_000; waited += 250) {
+    await sleep(250);
+    last = (await statusOf()) ?? last;
+  }
+  const after = reportOf(last);
+  const keysPerSec = before && after && after.at > before.at ? (after.keysApplied - before.keysApplied) / ((after.at - before.at) / 1000) : null;
+  const backfill = last?.phases.find((p) => p.name === 'backfill');
+  const backfillEnd = backfill?.endedAt ? Date.parse(backfill.endedAt) : null;
+  const backfillEndedAfterS = duringBackfill && backfillEnd !== null && backfillEnd < endedAt ? Math.max(0, (backfillEnd - startedAt) / 1000) : null;
+  return {
+    run: result,
+    apply: {
+      keysPerSec,
+      spanS: keysPerSec === null ? null : (after!.at - before!.at) / 1000,
+      writesPerSec: keysPerSec === null ? null : result.transactions / ((after!.at - before!.at) / 1000),
+      waitingAfter: last?.capture?.lag?.changesWaiting ?? null,
+      backfillEndedAfterS,
+    },
+  };
 }
 
 interface Round {
@@ -127,12 +150,12 @@ async function captureRound(bench: Bench, pgbenchRun: () => Promise<PgbenchRun>)
       if (waited > 120_000) throw new Error('the capture migration wrote no row in 120 s');
       await sleep(100);
     }
-    const backfill = await windowWithApply(bench, id, pgbenchRun);
+    const backfill = await windowWithApply(bench, id, pgbenchRun, true);
     for (let waited = 0; (await statusOf())?.gate?.name !== 'cleanup'; waited += 500) {
       if (waited > 30 * 60_000) throw new Error('the capture migration did not reach its cleanup gate in 30 minutes');
       await sleep(500);
     }
-    const atGate = await windowWithApply(bench, id, pgbenchRun);
+    const atGate = await windowWithApply(bench, id, pgbenchRun, false);
     await handle.executeUpdate(approveUpdate, { args: [{ gate: 'cleanup', by: 'bench', note: 'capture window over' }] });
     const result = await handle.result();
     if (result.phase !== 'completed') throw new Error(`the capture migration ended ${result.phase}`);
@@ -163,8 +186,8 @@ export async function runCaptureBench(bench: Bench, options: CaptureBenchOptions
         (run.failed ? `, ${run.failed} failed or skipped` : '') +
         ')' +
         (apply
-          ? `  Ferry applied ${apply.keysPerSec === null ? 'no figure (under two applier reports in the window)' : `${fmt(apply.keysPerSec)} keys/s`}` +
-            `, ${apply.waitingAtEnd ?? '?'} waiting at the end` +
+          ? `  Ferry applied ${apply.keysPerSec === null ? 'no figure (no applier report before the window)' : `${fmt(apply.keysPerSec)} keys/s against pgbench's ${fmt(apply.writesPerSec ?? 0)} writes/s over ${fmt(apply.spanS ?? 0, 1)} s`}` +
+            `, ${apply.waitingAfter ?? '?'} waiting after` +
             (apply.backfillEndedAfterS === null ? '' : ` (backfill ended after ${fmt(apply.backfillEndedAfterS, 1)} s)`)
           : ''),
     );
@@ -201,14 +224,21 @@ export async function runCaptureBench(bench: Bench, options: CaptureBenchOptions
     const counted = (x: Round) => key === 'atGate' || covered(x.backfill.apply);
     const tps = spreadOf(rounds.map((x) => (counted(x) ? pick(x).run.tps / x.quiet.tps : Number.NaN)));
     const p99 = spreadOf(rounds.map((x) => (counted(x) ? pick(x).run.p99Ms / x.quiet.p99Ms : Number.NaN)));
-    // Each TPC-B transaction updates one pgbench_accounts row: its tps is its rate of captured writes.
+    // Both rates over the span between the applier's reports around the window: near 1 when the apply keeps up.
     const applyRate = spreadOf(rounds.map((x) => pick(x).apply.keysPerSec ?? Number.NaN));
-    const applyShare = spreadOf(rounds.map((x) => (pick(x).apply.keysPerSec ?? Number.NaN) / pick(x).run.tps));
+    const writeRate = spreadOf(rounds.map((x) => pick(x).apply.writesPerSec ?? Number.NaN));
+    const applyShare = spreadOf(rounds.map((x) => (pick(x).apply.keysPerSec ?? Number.NaN) / (pick(x).apply.writesPerSec ?? Number.NaN)));
     out(
       `  ${label}: tps ${formatSpread(tps, 2)} of quiet, p99 ${formatSpread(p99, 2)}x quiet; ` +
-        `change apply ${formatSpread(applyRate)} keys/s, ${formatSpread(applyShare, 2)} of pgbench's ${SOURCE} writes/s`,
+        `change apply ${formatSpread(applyRate)} keys/s against pgbench's ${formatSpread(writeRate)} ${SOURCE} writes/s, ${formatSpread(applyShare, 2)} of them`,
     );
-    summary[key] = { tpsRatio: jsonSpread(tps, 3), p99Ratio: jsonSpread(p99, 3), applyKeysPerSec: jsonSpread(applyRate), applyShareOfWrites: jsonSpread(applyShare, 3) };
+    summary[key] = {
+      tpsRatio: jsonSpread(tps, 3),
+      p99Ratio: jsonSpread(p99, 3),
+      applyKeysPerSec: jsonSpread(applyRate),
+      writesPerSec: jsonSpread(writeRate),
+      applyShareOfWrites: jsonSpread(applyShare, 3),
+    };
   }
   if (uncovered > 0) {
     out(
