@@ -151,7 +151,8 @@ async function captureRound(bench: Bench, pgbenchRun: () => Promise<PgbenchRun>)
       await sleep(100);
     }
     const backfill = await windowWithApply(bench, id, pgbenchRun, true);
-    for (let waited = 0; (await statusOf())?.gate?.name !== 'cleanup'; waited += 500) {
+    for (let waited = 0, status = await statusOf(); status?.gate?.name !== 'cleanup'; waited += 500, status = await statusOf()) {
+      if (status && ['failed', 'aborted', 'completed'].includes(status.phase)) throw new Error(`the capture migration ended ${status.phase} before its cleanup gate`);
       if (waited > 30 * 60_000) throw new Error('the capture migration did not reach its cleanup gate in 30 minutes');
       await sleep(500);
     }
