@@ -43,8 +43,30 @@ export default tseslint.config(
   },
   { files: ['workflows/**/*.ts', 'lib/**/*.ts'], rules: workflowSafeImports },
   {
+    // The operator API serves the CLI, scripts and tests alike: it returns data, and knows nothing of the CLI.
+    files: ['operator/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': ['error', { patterns: [{ group: ['**/cli', '**/cli/*'], message: 'The operator API does not import from cli/; the CLI imports from it.' }] }],
+    },
+  },
+  {
     files: ['bin/**/*.js'],
     languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', process: 'readonly', __dirname: 'readonly', console: 'readonly' } },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
+    // One way to build SQL: statements here are sql`` templates (activities/sql.ts), never text with
+    // $n numbered by hand beside a separate array of values.
+    files: ['activities/state/**/*.ts', 'activities/copy/**/*.ts', 'activities/verify/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        { selector: "CallExpression[callee.property.name='query'] > TemplateLiteral", message: 'Build the statement with the sql`` template of activities/sql.ts.' },
+        {
+          selector: "CallExpression[callee.property.name='query'] > Literal[value=/^\\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\\b/i]",
+          message: 'Build the statement with the sql`` template of activities/sql.ts.',
+        },
+      ],
+    },
   },
 );

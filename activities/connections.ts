@@ -49,25 +49,27 @@ export function createDatabases({
     return url;
   }
 
+  const settings = sessionSettings(lockTimeoutMs, statementTimeoutMs);
+
   return {
     pool(envName) {
       let pool = pools.get(envName);
       if (!pool) {
         const password = passwordCommand(env, envName);
+        const pooling = poolingOf(env, envName);
         pool = new pg.Pool({
           // Parsed here rather than given as connectionString, which pg would read again for each
           // connection and let override a password command.
           ...parseIntoClientConfig(resolve(envName)),
           ...(password ? { password } : {}),
           max: poolSize,
+          // A startup parameter every pooler passes on (PgBouncer tracks it per client); the rest
+          // of the settings go by SET, as startup `options` are refused by PgBouncer.
           application_name: 'ferry',
           idleTimeoutMillis: 30_000,
-          // Values leave as exact, unambiguous text whatever the role's defaults: ISO dates, intervals
-          // that read back the same, floats to their last digit, bytea as hex.
-          options:
-            `-c lock_timeout=${lockTimeoutMs} -c statement_timeout=${statementTimeoutMs} ` +
-            '-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3 -c bytea_output=hex',
+          onConnect: pooling === 'transaction' ? (client) => applyInEveryTransaction(client, settings) : (client) => applyToSession(client, settings),
         });
+        poolings.set(pool, pooling);
         // An idle client losing its connection (a database restart) must not crash the worker;
         // the next checkout reconnects.
         pool.on('error', () => {});
@@ -84,6 +86,130 @@ export function createDatabases({
       await Promise.all(all.map((pool) => pool.end()));
     },
   };
+}
+
+/**
+ * How a worker reaches a database, from `<VARIABLE>_POOLING`: `session` for a direct connection
+ * or a pooler in session mode, `transaction` for a pooler that hands each transaction to any
+ * server connection (PgBouncer's pool_mode = transaction). (Default: session)
+ */
+export type Pooling = 'session' | 'transaction';
+
+function poolingOf(env: ConnectionEnv, envName: string): Pooling {
+  const variable = `${envName}_POOLING`;
+  const value = (env[variable] ?? '').trim().toLowerCase();
+  if (value === '' || value === 'session') return 'session';
+  if (value === 'transaction') return 'transaction';
+  throw ApplicationFailure.nonRetryable(`${variable} must be "session" or "transaction", not "${env[variable]}"; fix it on this worker and restart it`, 'BadConnectionSetting');
+}
+
+const poolings = new WeakMap<pg.Pool, Pooling>();
+
+/** How a pool made by createDatabases reaches its database. (Default: session, for any other pool) */
+export function poolingOfPool(pool: pg.Pool): Pooling {
+  return poolings.get(pool) ?? 'session';
+}
+
+/**
+ * Settings every Ferry statement runs under. Values leave as exact, unambiguous text whatever the
+ * role's defaults: ISO dates, intervals that read back the same, floats to their last digit,
+ * bytea as hex. Constants and numbers only: they are written into SQL as they are.
+ */
+function sessionSettings(lockTimeoutMs: number, statementTimeoutMs: number): [string, string][] {
+  return [
+    ['lock_timeout', String(Math.trunc(lockTimeoutMs))],
+    ['statement_timeout', String(Math.trunc(statementTimeoutMs))],
+    ['datestyle', 'ISO'],
+    ['intervalstyle', 'postgres'],
+    ['extra_float_digits', '3'],
+    ['bytea_output', 'hex'],
+  ];
+}
+
+const setAll = (settings: [string, string][], scope: 'SESSION' | 'LOCAL') => settings.map(([name, value]) => `SET ${scope} ${name} = '${value}'`).join('; ');
+
+/** A session of its own (direct, or a session-mode pooler): set once, before the pool hands it out. */
+async function applyToSession(client: pg.ClientBase, settings: [string, string][]): Promise<void> {
+  await client.query(setAll(settings, 'SESSION'));
+}
+
+/** Ends a transaction (not a savepoint's ROLLBACK TO). */
+const ENDS_TRANSACTION = /^\s*(COMMIT|END|ABORT|ROLLBACK)(\s+(WORK|TRANSACTION))?(\s+AND\s+NO\s+CHAIN)?\s*;?\s*$/i;
+const STARTS_TRANSACTION = /^\s*(BEGIN|START\s+TRANSACTION)\b/i;
+const ignore = () => {};
+/** A lock that outlives its transaction (not pg_advisory_xact_lock). */
+const SESSION_LOCK = /\bpg_(try_)?advisory_lock(_shared)?\s*\(/i;
+
+type Send = (config: unknown, values?: unknown, callback?: unknown) => unknown;
+type Callback = (error: unknown, result?: unknown) => void;
+
+/**
+ * Behind a transaction-mode pooler a session SET would stay on a server connection that the next
+ * transaction may not get, and reach other clients. So the settings travel with every
+ * transaction instead, as SET LOCAL (gone at its end): in the same round trip as each BEGIN, and
+ * around each statement sent outside one, which thereby runs in a transaction of its own and
+ * resolves once committed. What needs a session (a COPY stream outside a transaction, a named
+ * prepared statement) is refused.
+ * Every query of this client passes through here in the order it was called, so its
+ * transaction state is known from the text.
+ */
+function applyInEveryTransaction(client: pg.ClientBase, settings: [string, string][]): void {
+  const send = client.query.bind(client) as Send;
+  const local = setAll(settings, 'LOCAL');
+  let inTransaction = false;
+
+  async function begin(config: unknown, values: unknown): Promise<unknown> {
+    if (typeof config === 'string' && values === undefined) {
+      const results = await (send(`${config}; ${local}`) as Promise<unknown>);
+      return Array.isArray(results) ? results[0] : results;
+    }
+    const result = await (send(config, values) as Promise<unknown>);
+    await (send(local) as Promise<unknown>);
+    return result;
+  }
+
+  async function alone(config: unknown, values: unknown): Promise<unknown> {
+    await (send(`BEGIN; ${local}`) as Promise<unknown>);
+    let result: unknown;
+    try {
+      result = await (send(config, values) as Promise<unknown>);
+    } catch (error) {
+      await (send('ROLLBACK') as Promise<unknown>).catch(ignore);
+      throw error;
+    }
+    await (send('COMMIT') as Promise<unknown>);
+    return result;
+  }
+
+  const query: Send = (config, values, callback) => {
+    if (typeof values === 'function') [values, callback] = [undefined, values];
+    const text = typeof config === 'string' ? config : ((config as { text?: string } | null)?.text ?? '');
+    // pg would keep a named statement for the connection and find it gone on the next server one.
+    if ((config as { name?: unknown } | null)?.name) throw new Error('a named prepared statement cannot pass a transaction-mode pooler; send the query unnamed');
+    if (inTransaction && !SESSION_LOCK.test(text)) {
+      if (ENDS_TRANSACTION.test(text)) inTransaction = false;
+      return send(config, values, callback);
+    }
+    if (typeof (config as { submit?: unknown } | null)?.submit === 'function') {
+      throw new Error('a COPY stream or other submittable must run inside a transaction behind a transaction-mode pooler');
+    }
+    const starts = !inTransaction && STARTS_TRANSACTION.test(text);
+    if (starts) inTransaction = true;
+    const result = SESSION_LOCK.test(text)
+      ? Promise.reject<unknown>(
+          ApplicationFailure.nonRetryable(
+            'this step holds a session advisory lock across transactions, which a transaction-mode pooler cannot keep; give this database a direct connection (or a session-mode pool) for it',
+            'NeedsSession',
+          ),
+        )
+      : starts
+        ? begin(config, values)
+        : alone(config, values);
+    if (typeof callback !== 'function') return result;
+    result.then((value) => (callback as Callback)(null, value), (error: unknown) => (callback as Callback)(error));
+    return undefined;
+  };
+  client.query = query as typeof client.query;
 }
 
 /** How long a password command may take before the connection attempt fails. */

@@ -124,18 +124,3 @@ export function zshCompletion(program: Command): string {
 }
 
 /** `ferry completion bash|zsh`: prints the script for that shell. */
-export function addCompletionCommand(program: Command): void {
-  program
-    .command('completion')
-    .description('Print a shell completion script for bash or zsh.')
-    .argument('<shell>', 'bash or zsh')
-    .action((shell: string) => {
-      if (shell === 'bash') process.stdout.write(bashCompletion(program));
-      else if (shell === 'zsh') process.stdout.write(zshCompletion(program));
-      else {
-        const error = new Error(`completion is for bash or zsh, not "${shell}"`) as Error & { exitCode: number };
-        error.exitCode = 2;
-        throw error;
-      }
-    });
-}

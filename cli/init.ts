@@ -2,12 +2,11 @@
 import type { Client } from '@temporalio/client';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { SourceDescription } from '../activities/inspect/describe-source';
 import { scaffoldPlan, scaffoldTargetDdl } from '../lib/scaffold';
 import { validatePlan } from '../lib/plan';
 import { parse } from 'yaml';
 import type { TemporalSettings } from '../lib/settings';
-import type { describeSourceWorkflow } from '../workflows/describe-source';
+import { describeSourceTable } from '../operator';
 
 export interface InitOptions {
   connection: string;
@@ -33,12 +32,7 @@ function splitTable(text: string): { schema: string; table: string } {
 
 export async function scaffold(client: Client, temporal: TemporalSettings, options: InitOptions): Promise<{ plan: string; ddl: string }> {
   const source = splitTable(options.table);
-  const description: SourceDescription = await client.workflow.execute<typeof describeSourceWorkflow>('describeSourceWorkflow', {
-    taskQueue: temporal.taskQueue,
-    workflowId: `ferry/init/${source.schema}.${source.table}/${new Date().toISOString()}`,
-    args: [{ connection: options.connection, ...source }],
-    workflowExecutionTimeout: '5 minutes',
-  });
+  const description = await describeSourceTable(client, temporal, { connection: options.connection, ...source });
   if (!description.exists) throw new InitError(`table ${source.schema}.${source.table} does not exist in ${options.connection} (as the worker sees it)`);
   const key = options.key ?? description.keyCandidates[0];
   if (!key) throw new InitError(`${source.schema}.${source.table} has no NOT NULL column with a unique index of its own; add one, or name a key with --key`);

@@ -4,7 +4,7 @@
  */
 import type { MigrationStatus } from '../lib/status';
 import { ExitCode } from './exit-codes';
-import type { MigrationReport, RunState } from './migrations';
+import type { MigrationReport, RunState } from '../operator';
 
 export type Outcome = RunState | 'aborted';
 

@@ -3,13 +3,12 @@ import { describeCapture } from '../lib/capture';
 import type { Inspection } from '../lib/inspection';
 import { describeRange } from '../lib/key-range';
 import type { MismatchReport } from '../activities/verify/verifier';
-import { rowsSkipped, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
+import { holdingSignals, rowsSkipped, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
 import type { Throttle } from '../lib/throttle';
-import type { MigrationReport } from './migrations';
+import type { LaterCheck, MigrationReport } from '../operator';
 import { outcomeOf, rowsLeftText } from './outcome';
 import { decisionDetail, gateStory, pauseStory, phaseStory } from './phase-story';
 import { differenceCounts, scopeOf, uncleanReason, type VerificationRun } from '../lib/verification-runs';
-import type { LaterCheck } from './checks';
 import { formatRetries } from './retries';
 
 const number = new Intl.NumberFormat('en-US');
@@ -150,6 +149,8 @@ export function formatStatus(report: MigrationReport): string {
     `rows      ${formatCount(status.rowsRead)} read, ${formatCount(status.rowsWritten)} written, ${formatCount(rowsSkipped(status))} already present, ${formatCount(status.rowsFailed)} failed`,
     `throttle  ${formatThrottle(status.throttle)}`,
   );
+  const held = holdingSignals(status);
+  if (held.length) lines.push(`held by   ${held.map((h) => `${h.signal} (shard${h.shards.length === 1 ? '' : 's'} ${h.shards.join(', ')})`).join(', ')}`);
   if (status.flags) {
     const f = status.flags;
     lines.push(`flags     v${f.version}: write old ${f.writeOld ? 'on' : 'off'}, write new ${f.writeNew ? 'on' : 'off'}, reads from ${f.readFrom}, compare ${f.comparePercent}%`);

@@ -2,7 +2,7 @@
 import { describeCapture } from '../lib/capture';
 import { rowsSkipped, type MigrationStatus, type VerificationSummary } from '../lib/status';
 import { differenceCounts, scopeOf, uncleanReason } from '../lib/verification-runs';
-import type { LaterCheck } from './checks';
+import type { LaterCheck } from '../operator';
 import { rowsLeftText } from './outcome';
 import { decisionDetail } from './phase-story';
 import { formatCount } from './render';

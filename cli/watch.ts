@@ -8,7 +8,7 @@ import type { Client } from '@temporalio/client';
 import { redactErrorText } from '../lib/errors';
 import { etaSeconds, formatDuration, nextRate, progressBar, remainingRows, type RateState } from '../lib/progress';
 import { rowsSkipped, type MigrationStatus, type ShardStatus } from '../lib/status';
-import { migrationReport, UnknownMigrationError, type MigrationReport } from './migrations';
+import { migrationReport, UnknownMigrationError, type MigrationReport } from '../operator';
 import { outcomeOf, statusExitCode } from './outcome';
 import { colourOn, highlight } from './output';
 import { copying, gateStory, pauseStory, phaseStory } from './phase-story';

@@ -110,3 +110,9 @@ export function transformErrorSummary(error: unknown): string {
     ? `${name}${codeText}: ${/JSON/.test(message) ? redactMessage(message) : message}`
     : `${name}${codeText} thrown by the transform (its message is withheld: it may carry row values)`;
 }
+
+/** Errors that belong to a row (bad value, constraint), not to the database or the plan. */
+export function isRowError(sqlstate: string | undefined): boolean {
+  if (!sqlstate) return false;
+  return sqlstate.startsWith('22') || sqlstate.startsWith('23') || sqlstate === 'P0001';
+}

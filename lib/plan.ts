@@ -6,7 +6,7 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { captureSchema, defaultCapture } from './capture';
 import { sqlFragmentProblem } from './sql-fragment';
-import { throttleBounds } from './throttle';
+import { planThrottleSchema } from './throttle';
 
 /** Postgres truncates identifiers longer than this, which would silently change their meaning. */
 const MAX_IDENTIFIER_BYTES = 63;
@@ -102,31 +102,6 @@ const transformSchema = z
     }
   });
 
-const bounded = (name: keyof typeof throttleBounds) =>
-  z.number().int().min(throttleBounds[name].min).max(throttleBounds[name].max);
-
-const DEFAULT_ROWS_PER_SECOND = 20_000;
-
-const throttleSchema = z.strictObject({
-  /**
-   * Rows per second across the migration; null for no limit. The default keeps a light
-   * foreground load's p99 latency within about 2x of its quiet value (see npm run bench); open it
-   * up with `ferry throttle` once the database shows room. (Default: 20000)
-   */
-  rowsPerSecond: bounded('rowsPerSecond').nullable().default(DEFAULT_ROWS_PER_SECOND),
-  /** The largest batch, and the first. (Default: 1000) */
-  batchSize: bounded('batchSize').default(1000),
-  /** Shards copying at once. (Default: 1) */
-  concurrency: bounded('concurrency').default(1),
-  /** Batch size adapts so a batch takes about this long; 0 keeps it fixed. (Default: 0.5) */
-  targetBatchSeconds: z.number().min(0).max(60).default(0.5),
-  /**
-   * How often a shard records its cursor in the workflow and picks up a new throttle. Shorter
-   * reacts faster; longer writes less history. (Default: 5)
-   */
-  checkpointSeconds: z.number().min(0.1).max(300).default(5),
-});
-
 const backoffSchema = z.strictObject({
   /** Pause while a replica of the source replays more than this far behind. (Default: 10) */
   maxReplicaLagSeconds: z.number().positive().default(10),
@@ -158,8 +133,11 @@ const conflictSchema = z
   });
 
 const shardsSchema = z.strictObject({
-  /** Key ranges to split the table into. (Default: 1) */
-  count: z.number().int().min(1).max(1024).default(1),
+  /**
+   * Key ranges to split the table into. (Default: by the table's size, one shard per 250,000
+   * rows the planner estimates, at most the worker's cores and 2 at least; 1 below 500,000 rows)
+   */
+  count: z.number().int().min(1).max(1024).optional(),
   /** One shard per distinct value of this column instead (e.g. tenant_id). */
   partitionColumn: identifier.optional(),
 });
@@ -256,7 +234,7 @@ export const planSchema = z
     source: sourceSchema,
     target: targetSchema,
     transform: transformSchema,
-    throttle: throttleSchema.prefault({}),
+    throttle: planThrottleSchema.prefault({}),
     backoff: backoffSchema.prefault({}),
     conflict: conflictSchema.prefault({}),
     shards: shardsSchema.prefault({}),
@@ -437,7 +415,7 @@ export function validatePlan(value: unknown, origin?: string): Plan {
       origin,
     );
   }
-  const result = planSchema.safeParse(value);
+  const result = planSchema.safeParse(value, { reportInput: true });
   if (!result.success) throw new InvalidPlanError(result.error.issues.flatMap(describeIssue), origin);
   return result.data;
 }

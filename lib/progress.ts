@@ -1,7 +1,52 @@
 /**
- * Progress arithmetic for watching a migration: a smoothed rows/s rate from successive status
- * samples, the time left at that rate, and text progress bars. Pure; no I/O, no clock.
+ * How far a migration has got: the one declaration of a shard's progress (heartbeated by the
+ * copier, carried by the shard workflow, summed by the migration, read live by the operator API),
+ * and the arithmetic for watching it: a smoothed rows/s rate, the time left, text progress bars.
+ * Pure; no I/O, no clock.
  */
+
+import type { CopyPacing } from './pacing-controller';
+
+/** How far a shard has copied. Every side of the copy speaks in these four fields. */
+export interface ShardCounts {
+  /** Last key copied; null before the first batch. */
+  cursor: string | null;
+  rowsRead: number;
+  rowsWritten: number;
+  rowsFailed: number;
+}
+
+/** What the copier heartbeats while a copy call runs, and returns at its end: the call's own counts from its starting cursor. */
+export interface CopyProgress extends ShardCounts {
+  batches: number;
+  /** The batch size the copier has adapted to. */
+  batchSize: number;
+  /** Why the copier is slowed or holding right now, if it is. */
+  throttleReason: string | null;
+  /** The pacing controller's memory, for the next call; null with the controller off. */
+  pacing?: CopyPacing | null;
+}
+
+/**
+ * A copier's heartbeat as the operator reads it from Temporal; null when it is not one (an older
+ * worker's, or none yet). Only the fields a live view adds are checked.
+ */
+export function copyProgressOf(details: unknown): Pick<CopyProgress, 'cursor' | 'rowsRead' | 'rowsWritten'> | null {
+  if (typeof details !== 'object' || details === null) return null;
+  const { cursor, rowsRead, rowsWritten } = details as Record<string, unknown>;
+  if (typeof rowsRead !== 'number' || typeof rowsWritten !== 'number') return null;
+  return { cursor: typeof cursor === 'string' ? cursor : null, rowsRead, rowsWritten };
+}
+
+/**
+ * A running shard's counts with its copy call's last heartbeat added: the shard reports only
+ * between calls, the heartbeat says how far the call under way has got. Changes nothing recorded.
+ */
+export function addLiveCopy(shard: ShardCounts, live: Pick<CopyProgress, 'cursor' | 'rowsRead' | 'rowsWritten'>): void {
+  shard.cursor = live.cursor ?? shard.cursor;
+  shard.rowsRead += live.rowsRead;
+  shard.rowsWritten += live.rowsWritten;
+}
 
 /** What the rate estimator keeps between samples. */
 export interface RateState {

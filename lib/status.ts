@@ -3,6 +3,8 @@ import type { CaptureStatus } from './capture';
 import type { Flags } from './flags';
 import type { Inspection } from './inspection';
 import type { KeyRange } from './key-range';
+import { holdingSignalOf, type PacingSignal } from './pacing-controller';
+import type { ShardCounts } from './progress';
 import type { Throttle } from './throttle';
 
 export type Phase =
@@ -86,16 +88,12 @@ export interface AbortRecord {
   flagsNote: string;
 }
 
-export interface ShardStatus {
+/** A shard as the migration knows it: where it is and how far it has copied (ShardCounts). */
+export interface ShardStatus extends ShardCounts {
   index: number;
   range: KeyRange;
   partitionValue: string | null;
   state: 'pending' | 'running' | 'done' | 'failed' | 'cancelled';
-  /** Last key copied. */
-  cursor: string | null;
-  rowsRead: number;
-  rowsWritten: number;
-  rowsFailed: number;
   /** The batch size the copier has adapted to. */
   batchSize: number;
   /** Why this shard is slowed or holding, if it is. */
@@ -169,7 +167,7 @@ export interface MigrationStatus {
   /** Progress over time, for charts: at most MAX_SAMPLES, thinned evenly as the run grows. */
   samples: ProgressSample[];
   /**
-   * Added by the CLI from Temporal's visibility (never set by the workflow): the shards of the
+   * Added by the operator API from Temporal's visibility (never set by the workflow): the shards of the
    * verification pass under way that are verified so far.
    */
   verifyPass?: VerifyPassProgress | null;
@@ -231,4 +229,14 @@ export function rowsSkipped(status: Pick<MigrationStatus, 'rowsRead' | 'rowsWrit
 export function recountRows(status: MigrationStatus): void {
   status.rowsRead = status.shards.reduce((sum, s) => sum + s.rowsRead, 0);
   status.rowsWritten = status.shards.reduce((sum, s) => sum + s.rowsWritten, 0);
+}
+
+/** The signals the pacing controller holds running shards back by, each with its shards. */
+export function holdingSignals(status: Pick<MigrationStatus, 'shards'>): { signal: PacingSignal; shards: number[] }[] {
+  const held = new Map<PacingSignal, number[]>();
+  for (const shard of status.shards) {
+    const signal = shard.state === 'running' ? holdingSignalOf(shard.throttleReason) : null;
+    if (signal) held.set(signal, [...(held.get(signal) ?? []), shard.index]);
+  }
+  return [...held].map(([signal, shards]) => ({ signal, shards }));
 }

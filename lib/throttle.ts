@@ -1,7 +1,10 @@
 /**
- * The throttle: how fast a migration may copy. Operators change it while the migration runs;
- * a change is checked here, synchronously, before it can touch the workflow's history.
+ * The throttle: how fast a migration may copy, checked by one schema wherever it is given (the
+ * plan, or an operator's change while the migration runs), and the arithmetic of batches and
+ * rates that applies it. Pure: the workflow checks changes here, synchronously, before they can
+ * touch its history; the copier's waits (activities/copy/throttle.ts) are built on it.
  */
+import { z } from 'zod';
 
 export interface Throttle {
   /** Rows per second across the whole migration; null for no limit. */
@@ -12,11 +15,88 @@ export interface Throttle {
   concurrency: number;
 }
 
+/** The only bounds of the throttle's settings, for plans and changes alike. */
 export const throttleBounds = {
   rowsPerSecond: { min: 1, max: 10_000_000 },
   batchSize: { min: 10, max: 100_000 },
   concurrency: { min: 1, max: 64 },
 } as const;
+
+export type ThrottleSetting = keyof typeof throttleBounds;
+const settings = Object.keys(throttleBounds) as ThrottleSetting[];
+
+/** Defaults near the limit: big batches where the copy is fast, and the pacing controller on. */
+export const throttleDefaults = {
+  /** No fixed limit: the pacing controller finds the rate the application tolerates. */
+  rowsPerSecond: null as number | null,
+  /** Tens of thousands of rows: about a 0.5 s batch on a same-database or COPY path. */
+  batchSize: 50_000,
+  /** Shards of one migration copying at once (shards.count decides how many there are). */
+  concurrency: 4,
+} as const;
+
+/** One setting: a whole number within its bounds, with the same words wherever it is checked. */
+function setting(name: ThrottleSetting) {
+  const { min, max } = throttleBounds[name];
+  const outOfBounds = (issue: { input?: unknown }) => `must be between ${min} and ${max}, not ${String(issue.input)}`;
+  return z
+    .number({ error: (issue) => `must be a number, not ${JSON.stringify(issue.input)}` })
+    .int({ error: (issue) => `must be a whole number, not ${String(issue.input)}` })
+    .min(min, { error: outOfBounds })
+    .max(max, { error: outOfBounds });
+}
+
+/** The plan's budget for the pacing controller: what the copy may cost the application. */
+const budgetSchema = z.strictObject({
+  /**
+   * Keep the p99 latency of the database's own statements (or of a canary transaction, without
+   * pg_stat_statements) within this multiple of what it was before the copy. (Default: 1.2)
+   */
+  p99Factor: z.number().min(1).max(100).default(1.2),
+  /** Sessions that may wait on a lock on the source or target, or on a copy batch. (Default: 0) */
+  maxLockWaits: z.number().int().min(0).default(0),
+  /** Active sessions other than Ferry's; omit for 1.5x those before the copy, plus 2. */
+  maxActiveBackends: z.number().int().min(1).optional(),
+  /** WAL written per second, bytes; omit for none (checkpoints forced by WAL always count). */
+  maxWalBytesPerSecond: z.number().positive().optional(),
+  /** Replay lag of any replica of the source, seconds. (Default: 2) */
+  maxReplicaLagSeconds: z.number().positive().default(2),
+  /** How often the controller samples the database and sets the rate. (Default: 1) */
+  intervalSeconds: z.number().min(0.2).max(60).default(1),
+});
+
+export type ThrottleBudget = z.output<typeof budgetSchema>;
+
+/** The plan's `throttle` section. */
+export const planThrottleSchema = z.strictObject({
+  /**
+   * Rows per second across the migration, a ceiling over the pacing controller; null for no
+   * ceiling. Changed while running with `ferry throttle`. (Default: null)
+   */
+  rowsPerSecond: setting('rowsPerSecond').nullable().default(throttleDefaults.rowsPerSecond),
+  /** The largest batch, and the first; batches adapt below it toward targetBatchSeconds. (Default: 50000) */
+  batchSize: setting('batchSize').default(throttleDefaults.batchSize),
+  /** Shards copying at once. (Default: 4) */
+  concurrency: setting('concurrency').default(throttleDefaults.concurrency),
+  /** Batch size adapts so a batch takes about this long; 0 keeps it fixed. (Default: 0.5) */
+  targetBatchSeconds: z.number().min(0).max(60).default(0.5),
+  /**
+   * How often a shard records its cursor in the workflow and picks up a new throttle. Shorter
+   * reacts faster; longer writes less history. (Default: 5)
+   */
+  checkpointSeconds: z.number().min(0.1).max(300).default(5),
+  /**
+   * The pacing controller's budget; `false` turns the controller off, leaving only the rows/s
+   * limit and the backoff holds. (Default: on, with the budget's defaults)
+   */
+  budget: z.union([budgetSchema, z.literal(false)]).optional(),
+});
+
+/** The budget a plan's throttle gives the controller; null when the plan turned it off. */
+export function budgetOf(throttle: { budget?: ThrottleBudget | false }): ThrottleBudget | null {
+  if (throttle.budget === false) return null;
+  return throttle.budget ?? budgetSchema.parse({});
+}
 
 export interface ThrottleChange {
   /** A number, or null to lift the limit. Absent: unchanged. */
@@ -28,35 +108,38 @@ export interface ThrottleChange {
   reason?: string;
 }
 
-const settings = ['rowsPerSecond', 'batchSize', 'concurrency'] as const;
+const MAX_NAME = 200;
+const MAX_TEXT = 2000;
+const nothingToChange = `nothing to change: give at least one of ${settings.join(', ')}`;
 
-function checkSetting(name: (typeof settings)[number], value: unknown): string | null {
-  const { min, max } = throttleBounds[name];
-  if (typeof value !== 'number' || !Number.isFinite(value)) return `${name} must be a number, not ${JSON.stringify(value)}`;
-  if (!Number.isInteger(value)) return `${name} must be a whole number, not ${value}`;
-  if (value < min || value > max) return `${name} must be between ${min} and ${max}, not ${value}`;
-  return null;
-}
+/** An operator's change: absolute values, checked with the plan's words. */
+export const throttleChangeSchema = z
+  .strictObject({
+    rowsPerSecond: setting('rowsPerSecond').nullable().optional(),
+    batchSize: setting('batchSize').optional(),
+    concurrency: setting('concurrency').optional(),
+    by: z
+      .string({ error: 'must be text' })
+      .refine((by) => by.trim() !== '' && by.length <= MAX_NAME, `must be a name of 1 to ${MAX_NAME} characters`)
+      .optional(),
+    reason: z.string({ error: 'must be text' }).max(MAX_TEXT, `must be at most ${MAX_TEXT} characters`).optional(),
+  })
+  .refine((change) => settings.some((name) => name in change), nothingToChange);
 
 /** Every problem with a requested change; empty when it may be applied. Never throws. */
 export function throttleChangeProblems(change: unknown): string[] {
   if (typeof change !== 'object' || change === null || Array.isArray(change)) return ['a throttle change must be an object'];
-  const record = change as Record<string, unknown>;
-  const problems: string[] = [];
-  for (const key of Object.keys(record)) {
-    if (![...settings, 'by', 'reason'].includes(key)) problems.push(`${key} is not a throttle setting (known: ${settings.join(', ')})`);
-  }
-  if (!settings.some((name) => name in record)) problems.push(`nothing to change: give at least one of ${settings.join(', ')}`);
-  for (const name of settings) {
-    if (!(name in record)) continue;
-    if (name === 'rowsPerSecond' && record[name] === null) continue;
-    const problem = checkSetting(name, record[name]);
-    if (problem) problems.push(problem);
-  }
-  for (const key of ['by', 'reason'] as const) {
-    if (key in record && record[key] !== undefined && typeof record[key] !== 'string') problems.push(`${key} must be text`);
-  }
-  return problems;
+  const result = throttleChangeSchema.safeParse(change);
+  const problems = result.success ? [] : result.error.issues.flatMap(describeChangeIssue);
+  // A change of only unknown keys names them and still says what it lacks.
+  if (!settings.some((name) => name in change) && !problems.includes(nothingToChange)) problems.push(nothingToChange);
+  return [...new Set(problems)];
+}
+
+function describeChangeIssue(issue: z.core.$ZodIssue): string[] {
+  if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => `${key} is not a throttle setting (known: ${settings.join(', ')})`);
+  const name = issue.path.map(String).join('.');
+  return [name ? `${name} ${issue.message}` : issue.message];
 }
 
 /** The throttle after a valid change. */
@@ -72,4 +155,27 @@ export function applyThrottleChange(current: Throttle, change: ThrottleChange): 
 export function shardRate(throttle: Throttle, runningShards: number): number | null {
   if (throttle.rowsPerSecond === null) return null;
   return Math.max(1, Math.floor(throttle.rowsPerSecond / Math.max(1, runningShards)));
+}
+
+/** The smallest batch the copier adapts down to. */
+export const MIN_BATCH_SIZE = throttleBounds.batchSize.min;
+
+/**
+ * The next batch size: toward the size that would take `targetMs`, changing at most 2x per
+ * batch so one slow batch (a checkpoint, a lock) does not collapse it. A batch cut short by the
+ * end of the range says nothing about speed and keeps the size.
+ */
+export function nextBatchSize(options: { current: number; rows: number; elapsedMs: number; targetMs: number; max: number }): number {
+  const { current, rows, elapsedMs, targetMs, max } = options;
+  if (targetMs <= 0) return max;
+  if (rows < current) return Math.min(current, max);
+  const ideal = (rows * targetMs) / Math.max(elapsedMs, 1);
+  const bounded = Math.min(current * 2, Math.max(current / 2, ideal));
+  return Math.max(MIN_BATCH_SIZE, Math.min(max, Math.round(bounded)));
+}
+
+/** Milliseconds to wait so that `rows` copied in `elapsedMs` stay within `rowsPerSecond`. */
+export function rateDelayMs(rows: number, elapsedMs: number, rowsPerSecond: number | null): number {
+  if (rowsPerSecond === null || rowsPerSecond <= 0) return 0;
+  return Math.max(0, (rows / rowsPerSecond) * 1000 - elapsedMs);
 }

@@ -1,18 +1,20 @@
 /**
  * `npm run build`: compiles Ferry to JavaScript with type declarations in dist/, and bundles the
- * workflow code once (dist/workflow-bundle.js), so that `ferry` runs compiled code and a worker
+ * workflow code once (dist/workflow-bundle.js, and dist/workflow-bundle-traced.js with the tracing
+ * interceptors), so that `ferry` runs compiled code and a worker
  * starts without bundling. `npm ci` runs it (prepare), and so does `npm test` (pretest).
  */
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { workflowTracingModule } from '../workers/tracing';
 
 const root = path.join(__dirname, '..');
 const dist = path.join(root, 'dist');
 /** Written last: its time says when dist/ was complete. */
 const stamp = path.join(dist, '.built');
-const SOURCE_DIRS = ['cli', 'workers', 'activities', 'workflows', 'lib', 'client'];
+const SOURCE_DIRS = ['cli', 'operator', 'workers', 'activities', 'workflows', 'lib', 'client'];
 
 function newestSource(dir: string): number {
   let newest = 0;
@@ -35,11 +37,19 @@ export function buildIsCurrent(): boolean {
 export async function build(): Promise<void> {
   rmSync(dist, { recursive: true, force: true });
   execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.build.json')], { stdio: 'inherit', cwd: root });
-  const bundle = await bundleWorkflowCode({
-    workflowsPath: path.join(dist, 'workflows', 'index.js'),
-    logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error },
-  });
-  writeFileSync(path.join(dist, 'workflow-bundle.js'), bundle.code);
+  // Two bundles: a worker with an OTLP endpoint runs the one with Temporal's tracing interceptors,
+  // any other worker pays nothing for them.
+  for (const [file, workflowInterceptorModules] of [
+    ['workflow-bundle.js', []],
+    ['workflow-bundle-traced.js', [workflowTracingModule()]],
+  ] as const) {
+    const bundle = await bundleWorkflowCode({
+      workflowsPath: path.join(dist, 'workflows', 'index.js'),
+      workflowInterceptorModules: [...workflowInterceptorModules],
+      logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error },
+    });
+    writeFileSync(path.join(dist, file), bundle.code);
+  }
   buildClientPackage();
   writeFileSync(stamp, `${new Date().toISOString()}\n`);
 }

@@ -11,7 +11,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { formatInspection, formatVerification, progressLine } from '../cli/render';
 import { migrationRecord, recordMarkdown } from '../cli/report';
-import { migrationReport, startMigration } from '../cli/migrations';
+import { migrationReport, startMigration } from '../operator';
 import { parsePlan } from '../lib/plan';
 import { temporalSettings } from '../lib/settings';
 import { createFerryWorker } from '../workers/worker';

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { abortMigration, approveGate, migrationReport, startMigration } from '../cli/migrations';
+import { abortMigration, approveGate, migrationReport, startMigration } from '../operator';
 import { validatePlan } from '../lib/plan';
 import { temporalSettings } from '../lib/settings';
 import { createFerryWorker } from '../workers/worker';

@@ -15,6 +15,7 @@ import { watchGates, type GateWatch } from './gate-metrics';
 import { createFerryMetrics, DEFAULT_METRICS_HOST, serveMetrics, type FerryMetrics, type MetricsServer } from './metrics';
 import { EncryptingPayloadCodec, payloadKeysFromEnv, type PayloadKey } from './payload-codec';
 import { redactActivityErrors } from './redaction';
+import { workerTracing, type WorkerTracing } from './tracing';
 
 export interface FerryWorkerOptions {
   temporal: TemporalSettings;
@@ -109,12 +110,15 @@ export const workflowsPath = path.join(__dirname, '..', 'workflows', `index${pat
 
 /** The workflow code `npm run build` bundles once, so that a worker starts without bundling. */
 export const prebuiltWorkflowBundlePath = path.join(__dirname, '..', 'workflow-bundle.js');
+/** The same with Temporal's OpenTelemetry workflow interceptors, for a worker that traces. */
+export const prebuiltTracedWorkflowBundlePath = path.join(__dirname, '..', 'workflow-bundle-traced.js');
 
 /** Where a worker gets its workflow code: given, prebuilt next to compiled code, or bundled now. */
-function workflowCode(given: FerryWorkerOptions['workflowBundle']): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+function workflowCode(given: FerryWorkerOptions['workflowBundle'], tracing: WorkerTracing | null): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath' | 'interceptors'> {
   if (given) return { workflowBundle: given };
-  if (path.extname(__filename) === '.js' && existsSync(prebuiltWorkflowBundlePath)) return { workflowBundle: { codePath: prebuiltWorkflowBundlePath } };
-  return { workflowsPath };
+  const prebuilt = tracing ? prebuiltTracedWorkflowBundlePath : prebuiltWorkflowBundlePath;
+  if (path.extname(__filename) === '.js' && existsSync(prebuilt)) return { workflowBundle: { codePath: prebuilt } };
+  return { workflowsPath, ...(tracing ? { interceptors: { workflowModules: tracing.workflowModules } } : {}) };
 }
 
 export async function createFerryWorker(options: FerryWorkerOptions): Promise<FerryWorker> {
@@ -123,14 +127,18 @@ export async function createFerryWorker(options: FerryWorkerOptions): Promise<Fe
   const databases = createDatabases({ env: options.env, ...(statementTimeoutMs ? { statementTimeoutMs } : {}) });
   const metrics = createFerryMetrics();
   const dataConverter = { payloadCodecs: [new EncryptingPayloadCodec(options.payloadKeys ?? payloadKeysFromEnv())] };
+  const tracing = workerTracing();
+  const code = workflowCode(options.workflowBundle, tracing);
   const worker = await Worker.create({
     connection,
     namespace: options.temporal.namespace,
     taskQueue: options.temporal.taskQueue,
     activities: createActivities({ databases, metrics, transformDir: options.transformDir === undefined ? transformDirFromEnv() : options.transformDir }),
-    interceptors: { activity: [redactActivityErrors] },
+    ...code,
+    // Tracing outside redaction: an activity's span records the error as Temporal will see it.
+    interceptors: { ...code.interceptors, activity: [...(tracing ? [tracing.activity] : []), redactActivityErrors] },
+    ...(tracing ? { sinks: tracing.sinks } : {}),
     dataConverter,
-    ...workflowCode(options.workflowBundle),
     shutdownGraceTime: `${options.shutdownGraceSeconds ?? 5}s`,
     // The copier heartbeats its cursor after every batch; sending one a second at most bounds
     // the work a crashed attempt repeats to about a second.
@@ -162,6 +170,7 @@ export async function createFerryWorker(options: FerryWorkerOptions): Promise<Fe
         await metricsServer?.close();
         await databases.close();
         await connection.close();
+        await tracing?.shutdown();
       }
     },
     shutdown() {

@@ -7,6 +7,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { AbortRequest, GateApproval, GateRejection, MismatchesRequest, OperatorNote, VerifyRequest } from '../lib/messages-input';
 import type { MismatchReport } from '../activities/verify/report';
 import type { AbortRecord, FailedRow, MigrationStatus, RetryOutcome, VerificationSummary } from '../lib/status';
+import type { ShardCounts } from '../lib/progress';
 import type { Throttle, ThrottleChange } from '../lib/throttle';
 
 // Operators (the ferry CLI, or Temporal's own CLI and UI) to a migration.
@@ -46,12 +47,8 @@ export const mismatchesUpdate = defineUpdate<MismatchReport, [MismatchesRequest]
 
 // A migration and its shards.
 
-export interface ShardProgress {
+export interface ShardProgress extends ShardCounts {
   index: number;
-  cursor: string | null;
-  rowsRead: number;
-  rowsWritten: number;
-  rowsFailed: number;
   batchSize: number;
   throttleReason: string | null;
   failures: FailedRow[];

@@ -12,21 +12,24 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
+import type { CopyPacing } from '../lib/pacing-controller';
 import { rootMessage } from '../lib/errors';
 import type { ShardSpec } from '../lib/key-range';
 import { parseShardPause, parseShardThrottle } from '../lib/messages-input';
 import type { Plan } from '../lib/plan';
+import type { ShardCounts } from '../lib/progress';
 import { shardPauseSignal, shardProgressSignal, shardThrottleSignal, type ShardProgress, type ShardThrottle } from './messages';
 
 /** What a shard reports when an abort cancelled it (after its copier stopped). */
 export const CANCELLED = 'cancelled';
 
-export interface ShardInput {
+export interface ShardInput extends ShardCounts {
   /** The migration workflow to report to (its id survives its continue-as-new). */
   migrationWorkflowId: string;
   plan: Plan;
@@ -34,20 +37,14 @@ export interface ShardInput {
   spec: ShardSpec;
   throttle: ShardThrottle;
   paused: boolean;
-  /** Carried across continue-as-new. */
-  cursor: string | null;
-  rowsRead: number;
-  rowsWritten: number;
-  rowsFailed: number;
+  /** Carried across continue-as-new, as are the counts. */
   batchSize: number;
+  /** The pacing controller's memory (baseline and rate), carried between copy calls. */
+  pacing?: CopyPacing | null;
 }
 
-export interface ShardResult {
+export interface ShardResult extends ShardCounts {
   index: number;
-  cursor: string | null;
-  rowsRead: number;
-  rowsWritten: number;
-  rowsFailed: number;
 }
 
 const { copyBatches } = proxyActivities<FerryActivities>({
@@ -119,6 +116,9 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
   }
 
   async function copyUntilDone(): Promise<ShardResult> {
+    // The controller's rate and baseline go from one copy call to the next; histories from
+    // before it carry none, and their copy calls start the controller afresh each time.
+    const paced = patched('adaptive-pacing');
     for (;;) {
       if (state.paused) {
         await report({ throttleReason: 'paused', failures: [], done: false, error: null });
@@ -137,6 +137,7 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
           rowsPerSecond: state.throttle.rowsPerSecond,
           failureBudget: state.plan.failures.maxCount + 1,
           maxSeconds: state.plan.throttle.checkpointSeconds,
+          ...(paced ? { pacing: state.pacing ?? null } : {}),
         });
       } catch (error) {
         // The migration learns of a failed shard from the shard itself: it may have
@@ -149,6 +150,7 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
       state.rowsWritten += copied.rowsWritten;
       state.rowsFailed += copied.rowsFailed;
       state.batchSize = copied.batchSize;
+      if (paced) state.pacing = copied.pacing ?? null;
       await report({ throttleReason: copied.throttleReason, failures: copied.failures, done: copied.done, error: null, blocked: copied.blocked });
       if (copied.blocked) {
         // Give the migration a moment to pause this shard before trying again.

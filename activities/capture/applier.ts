@@ -11,7 +11,7 @@ import type { KeyRange } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { withHeartbeats, type Heartbeats } from '../heartbeats';
-import { rateDelayMs } from '../pacing';
+import { rateDelayMs } from '../../lib/throttle';
 import { createKeyApplier, withApplyLock, type KeysApplied } from './apply-keys';
 import { createCaptureMetrics, type CaptureMetrics } from './metrics';
 import { changedKeysInRangeSql, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql } from './statements';

@@ -14,7 +14,7 @@ import { withClient, type Databases } from '../connections';
 import { copyOutSql, copySpecOf, copyWithinDatabaseSql, type CopySpec } from '../copy/copy-statements';
 import { recordFailures, type FailedRecord } from '../state/ferry-schema';
 import { copyRangeThroughModule } from '../transform/module-copy';
-import { isRowError } from '../pacing';
+import { isRowError } from '../../lib/errors';
 import { oneStatement, readOnly, readOnlyQuery } from '../plan-sql';
 import { deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
 

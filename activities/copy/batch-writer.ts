@@ -8,7 +8,8 @@ import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { KeyRange } from '../../lib/key-range';
-import { withClient } from '../connections';
+import { poolingOfPool } from '../connections';
+import { inTransaction } from '../transaction';
 import {
   copyIntoStagingSql,
   copyIntoTargetSql,
@@ -24,20 +25,9 @@ const UNIQUE_VIOLATION = '23505';
 
 /** Runs `write` in a transaction on the target that holds the copy lock when it honours tombstones. */
 export async function inCopyTransaction(pool: pg.Pool, spec: CopySpec, write: (client: pg.PoolClient) => Promise<number>): Promise<number> {
-  return withClient(pool, async (client) => {
-    await client.query('BEGIN');
-    try {
-      if (spec.honourTombstones) {
-        const lock = copyLockSql(spec.target, COPY_LOCK_CLASS);
-        await client.query(lock.text, lock.values);
-      }
-      const written = await write(client);
-      await client.query('COMMIT');
-      return written;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    }
+  return inTransaction(pool, async (client) => {
+    if (spec.honourTombstones) await client.query(copyLockSql(spec.target, COPY_LOCK_CLASS));
+    return write(client);
   });
 }
 
@@ -54,8 +44,7 @@ export function writeBatch(targetPool: pg.Pool, spec: CopySpec, range: KeyRange,
     // The first pass over a range usually finds it empty: then the rows go straight in, written
     // once. Should the application have written one of the keys since the check, the unique
     // key refuses the COPY and the batch takes the staging path after all.
-    const clear = targetRangeIsClearSql(spec, range);
-    if ((await target.query<{ clear: boolean }>(clear.text, clear.values)).rows[0]?.clear) {
+    if ((await target.query<{ clear: boolean }>(targetRangeIsClearSql(spec, range))).rows[0]?.clear) {
       await target.query('SAVEPOINT direct_copy');
       try {
         let copied = 0;
@@ -70,7 +59,7 @@ export function writeBatch(targetPool: pg.Pool, spec: CopySpec, range: KeyRange,
         await target.query('ROLLBACK TO SAVEPOINT direct_copy');
       }
     }
-    await target.query(createStagingSql(spec));
+    await target.query(createStagingSql(spec, poolingOfPool(targetPool) === 'transaction' ? 'DROP' : 'DELETE ROWS'));
     await rows((stream) => pipeline(stream, target.query(copyFrom(copyIntoStagingSql(spec)))));
     return (await target.query(insertFromStagingSql(spec))).rowCount ?? 0;
   });

@@ -21,17 +21,18 @@ import {
   type CopySpec,
 } from './copy-statements';
 import { inCopyTransaction, writeBatch } from './batch-writer';
-import { recordFailures, type FailedRecord } from '../state/ferry-schema';
-import { isRowError, MIN_BATCH_SIZE, nextBatchSize, rateDelayMs } from '../pacing';
-import { redactMessage } from '../../lib/errors';
-import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from '../sql';
+import { recordFailures, resolveFailedRecord, unresolvedFailedCount, unresolvedFailedKeys, type FailedRecord } from '../state/ferry-schema';
+import { isRowError, redactMessage } from '../../lib/errors';
+import { MIN_BATCH_SIZE, nextBatchSize } from '../../lib/throttle';
+import { column, literal, sql, SOURCE_ALIAS } from '../sql';
 import { copyRangeThroughModule } from '../transform/module-copy';
 import { transformDirFromEnv } from '../transform/load';
-import { holdKindOf, holdReason } from '../throttler';
+import { openCopyThrottle, type CopyPacing, type ThrottleWait } from './throttle';
 import { assertPlanSqlIsSafe, oneStatement, readOnly } from '../plan-sql';
 import { createCopyMetrics, shardIndexOf, type CopyMetrics } from './metrics';
 import { capturesWithTrigger } from '../../lib/capture';
 import { createChangeApplier } from '../capture/applier';
+import type { CopyProgress } from '../../lib/progress';
 
 export interface CopyBatchesInput {
   migrationId: string;
@@ -49,17 +50,8 @@ export interface CopyBatchesInput {
   failureBudget: number;
   /** Return after about this long so the shard can apply a new throttle. (Default: 5) */
   maxSeconds?: number;
-}
-
-export interface CopyProgress {
-  cursor: string | null;
-  rowsRead: number;
-  rowsWritten: number;
-  rowsFailed: number;
-  batches: number;
-  batchSize: number;
-  /** Why the copier is slowed or holding right now, if it is. */
-  throttleReason: string | null;
+  /** The pacing controller's memory from the previous call; absent for a copy about to start. */
+  pacing?: CopyPacing | null;
 }
 
 export interface CopyBatchesResult extends CopyProgress {
@@ -141,7 +133,6 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
         ? async (spec: CopySpec, range: KeyRange) => (await changes.copyChunkWithWatermark(input.migrationId, plan, range, () => copyChunk(spec, range))).copied
         : copyChunk;
       const maxMs = (input.maxSeconds ?? 5) * 1000;
-      const checkEveryMs = plan.backoff.checkEverySeconds * 1000;
       const targetBatchMs = plan.throttle.targetBatchSeconds * 1000;
       // Ended by copyBatches below, however this call ends.
       const seen = metrics.shard(plan.name, shardIndexOf(activityInfo().workflowExecution?.workflowId));
@@ -182,35 +173,43 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
         throttleReason: null,
       };
       progress.batchSize = Math.min(progress.batchSize, input.maxBatchSize);
+      const throttle = await openCopyThrottle({
+        pool: sourcePool,
+        targetPool: databases.sameDatabase(plan.source.connection, plan.target.connection) ? undefined : targetPool,
+        plan,
+        rowsPerSecond: input.rowsPerSecond,
+        pacing: progress.pacing ?? input.pacing ?? null,
+        observe: seen.sourceHealth,
+      });
+      progress.pacing = throttle.pacing();
       heartbeats?.follow(() => progress);
       const reported: FailedRecord[] = [];
       const started = Date.now();
-      let rowsThisAttempt = 0;
       let failedThisAttempt = 0;
-      let lastHealthCheck = -Infinity;
       const finish = (done: boolean): CopyBatchesResult => ({ ...progress, done, failures: reported });
       const timeUp = () => Date.now() - started >= maxMs;
       // Waits end with the call, so a new throttle applies after about `maxSeconds` however long the plan's waits are.
       const wait = (ms: number) => sleep(Math.min(ms, Math.max(0, maxMs - (Date.now() - started))));
+      const show = (why: ThrottleWait) => {
+        progress.throttleReason = why.reason;
+        seen.throttle(why.kind);
+      };
 
       for (;;) {
-        if (Date.now() - lastHealthCheck >= checkEveryMs) {
-          lastHealthCheck = Date.now();
-          let reason = await holdReason(sourcePool, plan.backoff, seen.sourceHealth);
-          while (reason) {
-            progress.throttleReason = `holding: ${reason}`;
-            seen.throttle(holdKindOf(reason));
-            heartbeat(progress);
-            if (timeUp()) return finish(false);
-            await wait(checkEveryMs);
-            reason = await holdReason(sourcePool, plan.backoff, seen.sourceHealth);
-          }
-          progress.throttleReason = null;
-          seen.throttle(null);
+        const before = await throttle.beforeBatch();
+        progress.pacing = throttle.pacing();
+        if (before.ms > 0) {
+          show(before);
+          heartbeat(progress);
+          if (timeUp()) return finish(false);
+          await wait(before.ms);
+          continue;
         }
+        if (progress.throttleReason?.startsWith('holding: ')) show(before);
 
         const range: KeyRange = { after: progress.cursor ?? input.shard.range.after, upTo: input.shard.range.upTo };
-        const bound = nextBatchBoundSql(spec, range, progress.batchSize);
+        const size = throttle.batchSize(progress.batchSize);
+        const bound = nextBatchBoundSql(spec, range, size);
         const next = await sourcePool.query<{ last_key: string; rows: string }>(oneStatement(bound));
         const lastKey = next.rows[0]?.last_key;
         if (lastKey === undefined) return finish(true);
@@ -236,7 +235,7 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
           if (code === QUERY_CANCELED) progress.batchSize = Math.max(MIN_BATCH_SIZE, Math.floor(progress.batchSize / 2));
           heartbeat(progress);
           if (timeUp()) return finish(false);
-          await wait(checkEveryMs);
+          await wait(plan.backoff.checkEverySeconds * 1000);
           continue;
         }
         const batchMs = Date.now() - batchStarted;
@@ -253,7 +252,7 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
         progress.rowsFailed += outcome.failures.length;
         progress.batches += 1;
         progress.batchSize = nextBatchSize({
-          current: progress.batchSize,
+          current: size,
           rows,
           elapsedMs: batchMs,
           targetMs: targetBatchMs,
@@ -267,22 +266,15 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
           nextBatchSize: progress.batchSize,
           rowsPerSecond: input.rowsPerSecond,
         });
-        rowsThisAttempt += rows;
         failedThisAttempt += outcome.failures.length;
         heartbeat(progress);
         if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('copy cancelled');
         if (failedThisAttempt >= input.failureBudget) return finish(false);
 
-        const delay = rateDelayMs(rowsThisAttempt, Date.now() - started, input.rowsPerSecond);
-        if (delay > 0) {
-          progress.throttleReason = `rows/s limit (${input.rowsPerSecond} rows/s for this shard)`;
-          seen.throttle('rate');
-          // Activity sleep ends early with a failure when the activity is cancelled.
-          await wait(delay);
-        } else {
-          progress.throttleReason = null;
-          seen.throttle(null);
-        }
+        const pace = throttle.afterBatch(rows);
+        show(pace);
+        // Activity sleep ends early with a failure when the activity is cancelled.
+        if (pace.ms > 0) await wait(pace.ms);
         if (timeUp()) return finish(false);
       }
     },
@@ -293,14 +285,11 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
       const targetPool = databases.pool(plan.target.connection);
       const copyRange = await rangeCopier(plan);
       const base = copySpecOf(plan);
-      const failed = await targetPool.query<{ key: string }>(
-        `SELECT key FROM ferry.failed_records WHERE migration_id = $1 AND resolved_at IS NULL ORDER BY key`,
-        [migrationId],
-      );
+      const failed = await unresolvedFailedKeys(targetPool, migrationId);
       let fixed = 0;
       heartbeats?.follow(() => fixed);
-      for (const { key } of failed.rows) {
-        const onlyThisKey = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)} = ${quoteLiteral(key)}`;
+      for (const key of failed) {
+        const onlyThisKey = sql`${column(SOURCE_ALIAS, plan.source.key)} = ${literal(key)}`.text;
         const spec = { ...base, filter: base.filter ? `${base.filter} AND ${onlyThisKey}` : onlyThisKey };
         const outcome = await copyRange(spec, { after: null, upTo: null }).catch((error: unknown): RangeOutcome => {
           const code = (error as { code?: string }).code;
@@ -310,15 +299,11 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
         if (outcome.failures.length > 0) {
           await recordFailures(targetPool, migrationId, outcome.failures);
         } else {
-          await targetPool.query(`UPDATE ferry.failed_records SET resolved_at = now() WHERE migration_id = $1 AND key = $2`, [migrationId, key]);
+          await resolveFailedRecord(targetPool, migrationId, key);
           fixed += 1;
         }
       }
-      const left = await targetPool.query<{ count: number }>(
-        `SELECT count(*)::int AS count FROM ferry.failed_records WHERE migration_id = $1 AND resolved_at IS NULL`,
-        [migrationId],
-      );
-      return { retried: failed.rows.length, fixed, stillFailing: left.rows[0]?.count ?? 0 };
+      return { retried: failed.length, fixed, stillFailing: await unresolvedFailedCount(targetPool, migrationId) };
     },
   };
 

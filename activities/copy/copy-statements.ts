@@ -1,12 +1,13 @@
 /**
- * The SQL the copier runs. Pure string building: every identifier is quoted here, every key
- * value is a bind parameter or (inside COPY, which takes none) a quoted literal.
+ * The SQL the copier runs, built with the sql`` template: every identifier is quoted, every key
+ * value is a bind parameter or (inside COPY, which takes none) a quoted literal, and each plan
+ * expression enters through planSql.
  */
 import { createHash } from 'node:crypto';
 import type { KeyRange } from '../../lib/key-range';
 import { targetKey, type Plan } from '../../lib/plan';
 import { tableKey } from '../../lib/ids';
-import { qualifiedName, quoteIdent, quoteLiteral, SOURCE_ALIAS, type TableName } from '../sql';
+import { column, ferrySql, ident, int, join, literal, planSql, quoteIdent, sql, SOURCE_ALIAS, tableName, type Sql, type TableName } from '../sql';
 import { sourceFilter } from './subset';
 
 export interface KeyedTable extends TableName {
@@ -24,7 +25,10 @@ export interface CopySpec {
   target: KeyedTable;
   /** Target column name to SQL expression over the source row, in target column order. */
   columns: Record<string, string>;
-  /** A condition over the source row (alias `s`) that limits what is copied; null for all rows. */
+  /**
+   * A condition over the source row (alias `s`) that limits what is copied; null for all rows.
+   * Ferry's own text (see sourceFilter): plan SQL in it entered through planSql.
+   */
   filter?: string | null;
   /** (Default: ignore) */
   conflict?: ConflictPolicy;
@@ -50,61 +54,57 @@ export function copySpecOf(plan: Plan, partitionValue: string | null = null): Co
 
 const TARGET_ALIAS = 't';
 const STAGE_ALIAS = 'st';
+const [S, T, ST] = [SOURCE_ALIAS, TARGET_ALIAS, STAGE_ALIAS].map(ferrySql) as [Sql, Sql, Sql];
+const TOMBSTONES = ferrySql('ferry.tombstones');
 
-interface Condition {
-  sql: string;
-  params: string[];
+/** The spec's filter, composed by Ferry (sourceFilter, the verifier's key lists): embedded as it is, in parentheses. */
+function filterSql(filter: string): Sql {
+  return sql`(${ferrySql(filter)})`;
 }
 
-/** `key > after AND key <= upTo` plus the spec's filter, as bind parameters numbered from 1. */
-function rangeCondition(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange): Condition {
-  const column = `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
-  const parts: string[] = [];
-  const params: string[] = [];
-  if (range.after !== null) {
-    params.push(range.after);
-    parts.push(`${column} > $${params.length}`);
-  }
-  if (range.upTo !== null) {
-    params.push(range.upTo);
-    parts.push(`${column} <= $${params.length}`);
-  }
-  if (spec.filter) parts.push(`(${spec.filter})`);
-  return { sql: parts.length ? parts.join(' AND ') : 'true', params };
+/** A column's expression: from the plan's transform.sql, or a quoted column name; checked either way. */
+function expressionSql(spec: Pick<CopySpec, 'columns'>, name: string): Sql {
+  return planSql(spec.columns[name]!, `transform.sql.${name}`);
+}
+
+/** `key > after AND key <= upTo` plus the spec's filter, the bounds as bind parameters. */
+function rangeCondition(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange): Sql {
+  const key = column(SOURCE_ALIAS, spec.source.key);
+  const parts: Sql[] = [];
+  if (range.after !== null) parts.push(sql`${key} > ${range.after}`);
+  if (range.upTo !== null) parts.push(sql`${key} <= ${range.upTo}`);
+  if (spec.filter) parts.push(filterSql(spec.filter));
+  return parts.length ? join(parts, sql` AND `) : sql`true`;
 }
 
 /** The same condition with literals, for COPY, which cannot take bind parameters. */
-function rangeConditionLiteral(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange): string {
-  const column = `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
-  const parts: string[] = [];
-  if (range.after !== null) parts.push(`${column} > ${quoteLiteral(range.after)}`);
-  if (range.upTo !== null) parts.push(`${column} <= ${quoteLiteral(range.upTo)}`);
-  if (spec.filter) parts.push(`(${spec.filter})`);
-  return parts.length ? parts.join(' AND ') : 'true';
+function rangeConditionLiteral(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange): Sql {
+  const key = column(SOURCE_ALIAS, spec.source.key);
+  const parts: Sql[] = [];
+  if (range.after !== null) parts.push(sql`${key} > ${literal(range.after)}`);
+  if (range.upTo !== null) parts.push(sql`${key} <= ${literal(range.upTo)}`);
+  if (spec.filter) parts.push(filterSql(spec.filter));
+  return parts.length ? join(parts, sql` AND `) : sql`true`;
 }
 
-function selectList(columns: Record<string, string>): string {
-  return Object.entries(columns)
-    .map(([name, expression]) => `(${expression}) AS ${quoteIdent(name)}`)
-    .join(', ');
+function selectList(spec: Pick<CopySpec, 'columns'>): Sql {
+  return join(Object.keys(spec.columns).map((name) => sql`${expressionSql(spec, name)} AS ${ident(name)}`));
 }
 
-function columnList(names: string[]): string {
-  return names.map(quoteIdent).join(', ');
+function columnList(names: string[]): Sql {
+  return join(names.map((name) => ident(name)));
 }
 
-export const TOMBSTONES_TABLE = 'ferry.tombstones';
+export const TOMBSTONES_TABLE = TOMBSTONES.text;
 
 /** How tombstones name a target table: schema.table, unquoted, as the client library writes it. */
 export function tombstoneTableName(target: TableName): string {
   return tableKey(target);
 }
 
-function noTombstone(target: TableName, keyText: string): string {
-  return (
-    `NOT EXISTS (SELECT 1 FROM ${TOMBSTONES_TABLE} AS tomb ` +
-    `WHERE tomb.target_table = ${quoteLiteral(tombstoneTableName(target))} AND tomb.key = (${keyText})::text)`
-  );
+/** No tombstone for the key `keyExpression` gives (a literal table name: COPY-free, but kept in the text). */
+function noTombstone(target: TableName, keyExpression: Sql): Sql {
+  return sql`NOT EXISTS (SELECT 1 FROM ${TOMBSTONES} AS tomb WHERE tomb.target_table = ${literal(tombstoneTableName(target))} AND tomb.key = ${keyExpression}::text)`;
 }
 
 /**
@@ -112,26 +112,24 @@ function noTombstone(target: TableName, keyText: string): string {
  * delete (ferry.record_delete takes it exclusively) either finishes first, and the insert's
  * snapshot sees its tombstone, or waits for the batch, and then deletes what it wrote.
  */
-export function copyLockSql(target: TableName, lockClass: number): { text: string; values: unknown[] } {
-  return { text: 'SELECT pg_advisory_xact_lock_shared($1, hashtext($2))', values: [lockClass, tombstoneTableName(target)] };
+export function copyLockSql(target: TableName, lockClass: number): Sql {
+  return sql`SELECT pg_advisory_xact_lock_shared(${lockClass}, hashtext(${tombstoneTableName(target)}))`;
 }
 
 /** What to do when the target already holds the key. */
-function onConflict(spec: CopySpec, columns: string[]): string {
+function onConflict(spec: CopySpec, columns: string[]): Sql {
   const conflict = spec.conflict ?? { policy: 'ignore' };
+  const key = ident(spec.target.key);
   // Named, so that a clash on another unique index is an error (a failed row), not a silent skip.
-  if (conflict.policy === 'ignore') return `ON CONFLICT (${quoteIdent(spec.target.key)}) DO NOTHING`;
-  const updates = columns.filter((c) => c !== spec.target.key).map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`);
+  if (conflict.policy === 'ignore') return sql`ON CONFLICT (${key}) DO NOTHING`;
+  const updates = columns.filter((c) => c !== spec.target.key).map((c) => sql`${ident(c)} = EXCLUDED.${ident(c)}`);
   if (conflict.policy === 'overwrite') {
     // A target holding only the key has nothing else to set; the no-op update still claims the row.
-    const set = updates.length ? updates : [`${quoteIdent(spec.target.key)} = EXCLUDED.${quoteIdent(spec.target.key)}`];
-    return `ON CONFLICT (${quoteIdent(spec.target.key)}) DO UPDATE SET ${set.join(', ')}`;
+    const set = updates.length ? updates : [sql`${key} = EXCLUDED.${key}`];
+    return sql`ON CONFLICT (${key}) DO UPDATE SET ${join(set)}`;
   }
-  const newer = quoteIdent(conflict.newerBy);
-  return (
-    `ON CONFLICT (${quoteIdent(spec.target.key)}) DO UPDATE SET ${updates.join(', ')} ` +
-    `WHERE ${TARGET_ALIAS}.${newer} IS NULL OR ${TARGET_ALIAS}.${newer} < EXCLUDED.${newer}`
-  );
+  const newer = column(TARGET_ALIAS, conflict.newerBy);
+  return sql`ON CONFLICT (${key}) DO UPDATE SET ${join(updates)} WHERE ${newer} IS NULL OR ${newer} < EXCLUDED.${ident(conflict.newerBy)}`;
 }
 
 /**
@@ -142,72 +140,49 @@ export function nextBatchBoundSql(
   spec: Pick<CopySpec, 'source' | 'filter'>,
   range: KeyRange,
   limit: number,
-): { text: string; values: unknown[] } {
-  const condition = rangeCondition(spec, range);
-  const key = `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
-  const text =
-    `SELECT batch.last_key, batch.rows FROM (` +
-    `SELECT ${key}::text AS last_key, row_number() OVER (ORDER BY ${key}) AS rows ` +
-    `FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} WHERE ${condition.sql} ORDER BY ${key} LIMIT $${condition.params.length + 1}` +
-    `) AS batch ORDER BY batch.rows DESC LIMIT 1`;
-  return { text, values: [...condition.params, limit] };
+): Sql {
+  const key = column(SOURCE_ALIAS, spec.source.key);
+  return sql`SELECT batch.last_key, batch.rows FROM (SELECT ${key}::text AS last_key, row_number() OVER (ORDER BY ${key}) AS rows FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeCondition(spec, range)} ORDER BY ${key} LIMIT ${limit}) AS batch ORDER BY batch.rows DESC LIMIT 1`;
 }
 
 /** The key splitting a range's rows in two halves (the last key of the first half). */
-export function middleKeySql(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange, firstHalfRows: number): { text: string; values: unknown[] } {
-  const condition = rangeCondition(spec, range);
-  const key = `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
-  return {
-    text:
-      `SELECT ${key}::text AS key FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} ` +
-      `WHERE ${condition.sql} ORDER BY ${key} OFFSET $${condition.params.length + 1} LIMIT 1`,
-    values: [...condition.params, Math.max(0, firstHalfRows - 1)],
-  };
+export function middleKeySql(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange, firstHalfRows: number): Sql {
+  const key = column(SOURCE_ALIAS, spec.source.key);
+  return sql`SELECT ${key}::text AS key FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeCondition(spec, range)} ORDER BY ${key} OFFSET ${Math.max(0, firstHalfRows - 1)} LIMIT 1`;
 }
 
 /** One statement that copies a key range within one database; idempotent under its conflict policy. */
-export function copyWithinDatabaseSql(spec: CopySpec, range: KeyRange): { text: string; values: unknown[] } {
-  const condition = rangeCondition(spec, range);
+export function copyWithinDatabaseSql(spec: CopySpec, range: KeyRange): Sql {
   const columns = Object.keys(spec.columns);
-  const keyExpression = spec.columns[spec.target.key] ?? `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
-  const where = spec.honourTombstones ? `${condition.sql} AND ${noTombstone(spec.target, keyExpression)}` : condition.sql;
-  const text =
-    `INSERT INTO ${qualifiedName(spec.target)} AS ${TARGET_ALIAS} (${columnList(columns)}) ` +
-    `SELECT ${selectList(spec.columns)} FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} ` +
-    `WHERE ${where} ${onConflict(spec, columns)}`;
-  return { text, values: condition.params };
+  const keyExpression = spec.target.key in spec.columns ? expressionSql(spec, spec.target.key) : column(SOURCE_ALIAS, spec.source.key);
+  const condition = rangeCondition(spec, range);
+  const where = spec.honourTombstones ? sql`${condition} AND ${noTombstone(spec.target, keyExpression)}` : condition;
+  return sql`INSERT INTO ${tableName(spec.target)} AS ${T} (${columnList(columns)}) SELECT ${selectList(spec)} FROM ${tableName(spec.source)} AS ${S} WHERE ${where} ${onConflict(spec, columns)}`;
 }
 
 /** COPY of the transformed rows of a key range out of the source, in text format. */
 export function copyOutSql(spec: CopySpec, range: KeyRange): string {
-  return (
-    `COPY (SELECT ${selectList(spec.columns)} FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} ` +
-    `WHERE ${rangeConditionLiteral(spec, range)}) TO STDOUT`
-  );
+  return sql`COPY (SELECT ${selectList(spec)} FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeConditionLiteral(spec, range)}) TO STDOUT`.text;
 }
 
 /**
  * Whether the target holds nothing yet in a key range and no tombstones at all: then a batch
  * can COPY straight into the target, as nothing there could conflict or be resurrected.
  */
-export function targetRangeIsClearSql(spec: CopySpec, range: KeyRange): { text: string; values: unknown[] } {
+export function targetRangeIsClearSql(spec: CopySpec, range: KeyRange): Sql {
   // The range is of source keys: on the target they are the lineage column's, when there is one.
-  const key = `${TARGET_ALIAS}.${quoteIdent(spec.lineage ?? spec.target.key)}`;
-  const parts: string[] = [];
-  const values: unknown[] = [];
-  if (range.after !== null) parts.push(`${key} > $${values.push(range.after)}`);
-  if (range.upTo !== null) parts.push(`${key} <= $${values.push(range.upTo)}`);
+  const key = column(TARGET_ALIAS, spec.lineage ?? spec.target.key);
+  const parts: Sql[] = [];
+  if (range.after !== null) parts.push(sql`${key} > ${range.after}`);
+  if (range.upTo !== null) parts.push(sql`${key} <= ${range.upTo}`);
   const tombstones = spec.honourTombstones
-    ? ` AND NOT EXISTS (SELECT 1 FROM ${TOMBSTONES_TABLE} WHERE target_table = $${values.push(tombstoneTableName(spec.target))})`
-    : '';
-  return {
-    text: `SELECT NOT EXISTS (SELECT 1 FROM ${qualifiedName(spec.target)} AS ${TARGET_ALIAS} WHERE ${parts.join(' AND ') || 'true'})${tombstones} AS clear`,
-    values,
-  };
+    ? sql` AND NOT EXISTS (SELECT 1 FROM ${TOMBSTONES} WHERE target_table = ${tombstoneTableName(spec.target)})`
+    : sql``;
+  return sql`SELECT NOT EXISTS (SELECT 1 FROM ${tableName(spec.target)} AS ${T} WHERE ${parts.length ? join(parts, sql` AND `) : sql`true`})${tombstones} AS clear`;
 }
 
 export function copyIntoTargetSql(spec: Pick<CopySpec, 'target' | 'columns'>): string {
-  return `COPY ${qualifiedName(spec.target)} (${columnList(Object.keys(spec.columns))}) FROM STDIN`;
+  return sql`COPY ${tableName(spec.target)} (${columnList(Object.keys(spec.columns))}) FROM STDIN`.text;
 }
 
 /**
@@ -222,36 +197,29 @@ export function stagingTableName(spec: Pick<CopySpec, 'target' | 'columns'>): st
   return `ferry_stage_${digest}`;
 }
 
-export function createStagingSql(spec: Pick<CopySpec, 'target' | 'columns'>): string {
-  return (
-    `CREATE TEMP TABLE IF NOT EXISTS ${quoteIdent(stagingTableName(spec))} ON COMMIT DELETE ROWS AS ` +
-    `SELECT ${columnList(Object.keys(spec.columns))} FROM ${qualifiedName(spec.target)} WITH NO DATA`
-  );
+/**
+ * The staging table lives in the session and is emptied at each commit; behind a transaction-mode
+ * pooler, whose server sessions other clients share, it is dropped at commit instead.
+ */
+export function createStagingSql(spec: Pick<CopySpec, 'target' | 'columns'>, onCommit: 'DELETE ROWS' | 'DROP' = 'DELETE ROWS'): string {
+  const action = onCommit === 'DROP' ? sql`DROP` : sql`DELETE ROWS`;
+  return sql`CREATE TEMP TABLE IF NOT EXISTS ${ident(stagingTableName(spec))} ON COMMIT ${action} AS SELECT ${columnList(Object.keys(spec.columns))} FROM ${tableName(spec.target)} WITH NO DATA`.text;
 }
 
 export function copyIntoStagingSql(spec: Pick<CopySpec, 'target' | 'columns'>): string {
-  return `COPY ${quoteIdent(stagingTableName(spec))} (${columnList(Object.keys(spec.columns))}) FROM STDIN`;
+  return sql`COPY ${ident(stagingTableName(spec))} (${columnList(Object.keys(spec.columns))}) FROM STDIN`.text;
 }
 
 export function insertFromStagingSql(spec: CopySpec): string {
   const columns = Object.keys(spec.columns);
-  const stage = `${quoteIdent(stagingTableName(spec))} AS ${STAGE_ALIAS}`;
-  const tombstone = spec.honourTombstones ? ` WHERE ${noTombstone(spec.target, `${STAGE_ALIAS}.${quoteIdent(spec.target.key)}`)}` : '';
-  return (
-    `INSERT INTO ${qualifiedName(spec.target)} AS ${TARGET_ALIAS} (${columnList(columns)}) ` +
-    `SELECT ${columns.map((c) => `${STAGE_ALIAS}.${quoteIdent(c)}`).join(', ')} FROM ${stage}${tombstone} ${onConflict(spec, columns)}`
-  );
+  const tombstone = spec.honourTombstones ? sql` WHERE ${noTombstone(spec.target, sql`(${column(STAGE_ALIAS, spec.target.key)})`)}` : sql``;
+  return sql`INSERT INTO ${tableName(spec.target)} AS ${T} (${columnList(columns)}) SELECT ${join(columns.map((c) => column(STAGE_ALIAS, c)))} FROM ${ident(stagingTableName(spec))} AS ${ST}${tombstone} ${onConflict(spec, columns)}`.text;
 }
 
 /** A few transformed rows, for the dry run. */
-export function sampleSql(spec: CopySpec, limit: number): { text: string; values: unknown[] } {
-  const key = `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
-  return {
-    text:
-      `SELECT ${key}::text AS "ferry source key", ${selectList(spec.columns)} ` +
-      `FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} WHERE ${spec.filter ? `(${spec.filter})` : 'true'} ORDER BY ${key} LIMIT $1`,
-    values: [limit],
-  };
+export function sampleSql(spec: CopySpec, limit: number): Sql {
+  const key = column(SOURCE_ALIAS, spec.source.key);
+  return sql`SELECT ${key}::text AS "ferry source key", ${selectList(spec)} FROM ${tableName(spec.source)} AS ${S} WHERE ${spec.filter ? filterSql(spec.filter) : sql`true`} ORDER BY ${key} LIMIT ${limit}`;
 }
 
 /** Name of the first column of rangeRowsSql: the source key as text. */
@@ -261,15 +229,9 @@ export const SOURCE_KEY_TEXT = 'ferry source key';
  * The whole source rows of a key range in key order, each preceded by its key as text (read
  * them with rowMode 'array': the first value is the key, the rest are the row).
  */
-export function rangeRowsSql(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange, limit?: number): { text: string; values: unknown[] } {
-  const condition = rangeCondition(spec, range);
-  const key = `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
-  return {
-    text:
-      `SELECT ${key}::text AS ${quoteIdent(SOURCE_KEY_TEXT)}, ${SOURCE_ALIAS}.* FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} ` +
-      `WHERE ${condition.sql} ORDER BY ${key}${limit === undefined ? '' : ` LIMIT ${Math.trunc(limit)}`}`,
-    values: condition.params,
-  };
+export function rangeRowsSql(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange, limit?: number): Sql {
+  const key = column(SOURCE_ALIAS, spec.source.key);
+  return sql`SELECT ${key}::text AS ${ident(SOURCE_KEY_TEXT)}, ${S}.* FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeCondition(spec, range)} ORDER BY ${key}${limit === undefined ? sql`` : sql` LIMIT ${int(Math.trunc(limit))}`}`;
 }
 
 /**
@@ -277,9 +239,6 @@ export function rangeRowsSql(spec: Pick<CopySpec, 'source' | 'filter'>, range: K
  * each line the key as text, then the source row's columns (see sourceRowsCopyText).
  */
 export function rangeRowsCopySql(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange): string {
-  const key = `${SOURCE_ALIAS}.${quoteIdent(spec.source.key)}`;
-  return (
-    `COPY (SELECT ${key}::text AS ${quoteIdent(SOURCE_KEY_TEXT)}, ${SOURCE_ALIAS}.* FROM ${qualifiedName(spec.source)} AS ${SOURCE_ALIAS} ` +
-    `WHERE ${rangeConditionLiteral(spec, range)} ORDER BY ${key}) TO STDOUT`
-  );
+  const key = column(SOURCE_ALIAS, spec.source.key);
+  return sql`COPY (SELECT ${key}::text AS ${ident(SOURCE_KEY_TEXT)}, ${S}.* FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeConditionLiteral(spec, range)} ORDER BY ${key}) TO STDOUT`.text;
 }

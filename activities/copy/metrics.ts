@@ -6,7 +6,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Why a copy is slowed or holding, as a bounded label value. */
-export const THROTTLE_KINDS = ['rate', 'replica-lag', 'long-query', 'probe', 'paused'] as const;
+export const THROTTLE_KINDS = ['rate', 'pacing', 'replica-lag', 'long-query', 'probe', 'paused'] as const;
 export type ThrottleKind = (typeof THROTTLE_KINDS)[number];
 
 /** What the throttler saw on the source at its last health check. */

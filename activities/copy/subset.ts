@@ -3,23 +3,27 @@
  * source row: the plan's subset, and a shard's partition value.
  */
 import type { Plan } from '../../lib/plan';
-import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from '../sql';
+import { column, int, join, literal, planSql, sql, SOURCE_ALIAS, type Sql } from '../sql';
 
+/**
+ * The condition as text (values as literals: COPY takes no parameters), or null for every row.
+ * The statements embed it as Ferry's own text: subset.where entered it through planSql.
+ */
 export function sourceFilter(plan: Plan, partitionValue: string | null = null): string | null {
-  const key = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)}`;
-  const parts: string[] = [];
+  const key = column(SOURCE_ALIAS, plan.source.key);
+  const parts: Sql[] = [];
   const subset = plan.subset;
-  if (subset?.where) parts.push(`(${subset.where})`);
-  if (subset?.keyRange?.from !== undefined) parts.push(`${key} >= ${quoteLiteral(subset.keyRange.from)}`);
-  if (subset?.keyRange?.to !== undefined) parts.push(`${key} <= ${quoteLiteral(subset.keyRange.to)}`);
+  if (subset?.where) parts.push(planSql(subset.where, 'subset.where'));
+  if (subset?.keyRange?.from !== undefined) parts.push(sql`${key} >= ${literal(subset.keyRange.from)}`);
+  if (subset?.keyRange?.to !== undefined) parts.push(sql`${key} <= ${literal(subset.keyRange.to)}`);
   if (subset?.samplePercent !== undefined && subset.samplePercent < 100) {
     // Hash of the key, so the sample is the same rows on every run and on both sides of a verify.
-    parts.push(`abs(hashtext(${key}::text)::bigint) % 10000 < ${Math.round(subset.samplePercent * 100)}`);
+    parts.push(sql`abs(hashtext(${key}::text)::bigint) % 10000 < ${int(Math.round(subset.samplePercent * 100))}`);
   }
   if (partitionValue !== null && plan.shards.partitionColumn) {
-    parts.push(`${SOURCE_ALIAS}.${quoteIdent(plan.shards.partitionColumn)} = ${quoteLiteral(partitionValue)}`);
+    parts.push(sql`${column(SOURCE_ALIAS, plan.shards.partitionColumn)} = ${literal(partitionValue)}`);
   } else if (subset?.partitionValues && plan.shards.partitionColumn) {
-    parts.push(`${SOURCE_ALIAS}.${quoteIdent(plan.shards.partitionColumn)}::text IN (${subset.partitionValues.map(quoteLiteral).join(', ')})`);
+    parts.push(sql`${column(SOURCE_ALIAS, plan.shards.partitionColumn)}::text IN (${join(subset.partitionValues.map(literal))})`);
   }
-  return parts.length ? parts.join(' AND ') : null;
+  return parts.length ? join(parts, sql` AND `).text : null;
 }

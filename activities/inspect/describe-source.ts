@@ -1,6 +1,6 @@
 /** Reads a source table's shape for `ferry init`: columns, their types, and a key to walk. Read-only. */
 import type { Databases } from '../connections';
-import { qualifiedName } from '../sql';
+import { qualifiedName, sql } from '../sql';
 
 export interface SourceColumn {
   name: string;
@@ -24,19 +24,17 @@ export function createSourceDescriber(databases: Databases) {
       const pool = databases.pool(connection);
       const regclass = qualifiedName({ schema, table });
       const columns = await pool.query<SourceColumn & { not_null: boolean }>(
-        `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null
-           FROM pg_attribute a
-          WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-          ORDER BY a.attnum`,
-        [regclass],
+        sql`SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null
+              FROM pg_attribute a
+             WHERE a.attrelid = to_regclass(${regclass}) AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum`,
       );
       const keys = await pool.query<{ name: string }>(
-        `SELECT a.attname AS name
-           FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-          WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
-            AND i.indexprs IS NULL AND a.attnotnull
-          ORDER BY i.indisprimary DESC, a.attnum`,
-        [regclass],
+        sql`SELECT a.attname AS name
+              FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+             WHERE i.indrelid = to_regclass(${regclass}) AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL
+               AND i.indexprs IS NULL AND a.attnotnull
+             ORDER BY i.indisprimary DESC, a.attnum`,
       );
       return {
         schema,

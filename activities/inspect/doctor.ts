@@ -12,7 +12,8 @@ import { capturesWithTrigger } from '../../lib/capture';
 import { captureChecks } from '../capture/doctor-checks';
 import type { Databases } from '../connections';
 import { oneStatement, readOnly } from '../plan-sql';
-import { qualifiedName, quoteIdent } from '../sql';
+import { ferrySql, ident, join, planSql, qualifiedName, quoteIdent, sql, tableName } from '../sql';
+import { FERRY_SCHEMA_VERSION, FerrySchemaTooNewError, installedFerrySchema, type InstalledFerrySchema } from '../state/schema-version';
 
 interface Side {
   role: 'source' | 'target';
@@ -21,11 +22,9 @@ interface Side {
   table: string;
 }
 
-const quoted = (schema: string, table: string) => `${quoteIdent(schema)}.${quoteIdent(table)}`;
-
 async function whoAmI(pool: pg.Pool): Promise<{ user: string; database: string; version: string }> {
   const { rows } = await pool.query<{ user: string; database: string; version: string }>(
-    `SELECT current_user AS user, current_database() AS database, current_setting('server_version') AS version`,
+    sql`SELECT current_user AS user, current_database() AS database, current_setting('server_version') AS version`,
   );
   return rows[0]!;
 }
@@ -34,13 +33,12 @@ async function whoAmI(pool: pg.Pool): Promise<{ user: string; database: string; 
 async function tablePrivileges(side: Side, needed: string[], user: string): Promise<DoctorCheck[]> {
   const regclass = qualifiedName({ schema: side.schema, table: side.table });
   const { rows } = await side.pool.query<{ privilege: string; granted: boolean | null }>(
-    `SELECT p AS privilege, CASE WHEN to_regclass($1) IS NULL THEN NULL ELSE has_table_privilege(to_regclass($1), p) END AS granted
-       FROM unnest($2::text[]) p`,
-    [regclass, needed],
+    sql`SELECT p AS privilege, CASE WHEN to_regclass(${regclass}) IS NULL THEN NULL ELSE has_table_privilege(to_regclass(${regclass}), p) END AS granted
+          FROM unnest(${needed}::text[]) p`,
   );
+  const namespace = quoteIdent(side.schema);
   const schemaUsage = await side.pool.query<{ granted: boolean | null }>(
-    `SELECT CASE WHEN to_regnamespace($1) IS NULL THEN NULL ELSE has_schema_privilege(to_regnamespace($1), 'USAGE') END AS granted`,
-    [quoteIdent(side.schema)],
+    sql`SELECT CASE WHEN to_regnamespace(${namespace}) IS NULL THEN NULL ELSE has_schema_privilege(to_regnamespace(${namespace}), 'USAGE') END AS granted`,
   );
   const checks: DoctorCheck[] = [];
   if (schemaUsage.rows[0]?.granted === false) {
@@ -53,14 +51,14 @@ async function tablePrivileges(side: Side, needed: string[], user: string): Prom
       name: `${row.privilege} on ${side.schema}.${side.table}`,
       status: row.granted ? 'ok' : 'fail',
       detail: row.granted ? `${user} has it` : `${user} lacks it`,
-      ...(row.granted ? {} : { fix: `GRANT ${row.privilege} ON ${quoted(side.schema, side.table)} TO ${quoteIdent(user)};` }),
+      ...(row.granted ? {} : { fix: `GRANT ${row.privilege} ON ${qualifiedName({ schema: side.schema, table: side.table })} TO ${quoteIdent(user)};` }),
     });
   }
   return checks;
 }
 
 async function tableExists(side: Side): Promise<DoctorCheck> {
-  const { rows } = await side.pool.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [qualifiedName({ schema: side.schema, table: side.table })]);
+  const { rows } = await side.pool.query<{ present: boolean }>(sql`SELECT to_regclass(${qualifiedName({ schema: side.schema, table: side.table })}) IS NOT NULL AS present`);
   const present = rows[0]?.present ?? false;
   return {
     side: side.role,
@@ -73,11 +71,10 @@ async function tableExists(side: Side): Promise<DoctorCheck> {
 /** The source key: there, NOT NULL, and unique on its own. */
 async function keyCheck(side: Side, key: string): Promise<DoctorCheck> {
   const { rows } = await side.pool.query<{ not_null: boolean; is_unique: boolean }>(
-    `SELECT a.attnotnull AS not_null,
-            EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indnkeyatts = 1
-                     AND i.indkey[0] = a.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) AS is_unique
-       FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped`,
-    [qualifiedName({ schema: side.schema, table: side.table }), key],
+    sql`SELECT a.attnotnull AS not_null,
+               EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indnkeyatts = 1
+                        AND i.indkey[0] = a.attnum AND i.indpred IS NULL AND i.indexprs IS NULL) AS is_unique
+          FROM pg_attribute a WHERE a.attrelid = to_regclass(${qualifiedName({ schema: side.schema, table: side.table })}) AND a.attname = ${key} AND NOT a.attisdropped`,
   );
   const found = rows[0];
   const name = `${side.role} key ${key}`;
@@ -89,7 +86,7 @@ async function keyCheck(side: Side, key: string): Promise<DoctorCheck> {
 /** What the source role needs beyond its table: seeing other sessions and replicas, for the holds. */
 async function statsVisibility(side: Side, user: string): Promise<DoctorCheck> {
   const { rows } = await side.pool.query<{ member: boolean; superuser: boolean }>(
-    `SELECT pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS member, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser`,
+    sql`SELECT pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS member, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser`,
   );
   const sees = rows[0]?.member || rows[0]?.superuser;
   return {
@@ -103,13 +100,32 @@ async function statsVisibility(side: Side, user: string): Promise<DoctorCheck> {
   };
 }
 
+/** The version of Ferry's schema on the target against the one this worker knows. */
+async function ferrySchemaVersionCheck(pool: pg.Pool): Promise<DoctorCheck> {
+  const name = 'ferry schema version';
+  let found: InstalledFerrySchema;
+  try {
+    found = await installedFerrySchema(pool);
+  } catch (error) {
+    // A schema another role owns may not be readable: the owner check above says what to do.
+    return { side: 'target', name, status: 'fail', detail: `cannot be read: ${rootMessage(error)}` };
+  }
+  const known = `this worker knows ${FERRY_SCHEMA_VERSION}`;
+  if (found.kind === 'versioned' && found.version > FERRY_SCHEMA_VERSION) {
+    return { side: 'target', name, status: 'fail', detail: new FerrySchemaTooNewError(found.version, FERRY_SCHEMA_VERSION).message };
+  }
+  if (found.kind === 'versioned' && found.version === FERRY_SCHEMA_VERSION) return { side: 'target', name, status: 'ok', detail: `${found.version}, current (${known})` };
+  const at = found.kind === 'versioned' ? `${found.version}` : found.kind === 'unversioned' ? 'none (installed before versions)' : 'none';
+  return { side: 'target', name, status: 'ok', detail: `${at}; the migration upgrades it to ${FERRY_SCHEMA_VERSION} (${known})` };
+}
+
 /** Ferry's own schema on the target: created by Ferry's role, or usable by it. */
 async function ferrySchemaCheck(side: Side, user: string, database: string): Promise<DoctorCheck[]> {
   const { rows } = await side.pool.query<{ exists: boolean; owner: boolean; can_create_schema: boolean; temp: boolean }>(
-    `SELECT to_regnamespace('ferry') IS NOT NULL AS exists,
-            coalesce((SELECT pg_has_role(current_user, nspowner, 'USAGE') FROM pg_namespace WHERE nspname = 'ferry'), false) AS owner,
-            has_database_privilege(current_database(), 'CREATE') AS can_create_schema,
-            has_database_privilege(current_database(), 'TEMPORARY') AS temp`,
+    sql`SELECT to_regnamespace('ferry') IS NOT NULL AS exists,
+               coalesce((SELECT pg_has_role(current_user, nspowner, 'USAGE') FROM pg_namespace WHERE nspname = 'ferry'), false) AS owner,
+               has_database_privilege(current_database(), 'CREATE') AS can_create_schema,
+               has_database_privilege(current_database(), 'TEMPORARY') AS temp`,
   );
   const r = rows[0]!;
   const checks: DoctorCheck[] = [];
@@ -121,6 +137,7 @@ async function ferrySchemaCheck(side: Side, user: string, database: string): Pro
       detail: r.owner ? `exists, owned by ${user} (or a role it belongs to)` : `exists but another role owns it; Ferry installs and upgrades its tables there`,
       ...(r.owner ? {} : { fix: `ALTER SCHEMA ferry OWNER TO ${quoteIdent(user)};  -- and its tables: ALTER TABLE ferry.<table> OWNER TO ${quoteIdent(user)};` }),
     });
+    checks.push(await ferrySchemaVersionCheck(side.pool));
   } else {
     checks.push({
       side: 'target',
@@ -150,23 +167,23 @@ async function transformFits(plan: Plan, source: Side, target: Side): Promise<Do
     return [{ side: 'target', name: 'transform columns', status: 'warn', detail: 'a module transform: its values are checked row by row in the dry run, not here' }];
   }
   const columns = targetColumns(plan);
-  const expressions = columns.map((column) => `(${plan.transform.sql![column]}) AS ${quoteIdent(column)}`);
   let typeIds: number[];
   try {
-    const probe = await readOnly(source.pool, (client) => client.query(oneStatement(`SELECT ${expressions.join(', ')} FROM ${quoted(source.schema, source.table)} LIMIT 0`)));
+    const expressions = join(columns.map((column) => sql`${planSql(plan.transform.sql![column]!, `transform.sql.${column}`)} AS ${ident(column)}`));
+    const probe = await readOnly(source.pool, (client) => client.query(oneStatement(sql`SELECT ${expressions} FROM ${tableName(source)} LIMIT 0`)));
     typeIds = probe.fields.map((f) => f.dataTypeID);
   } catch (error) {
     return [{ side: 'source', name: 'transform expressions', status: 'fail', detail: rootMessage(error) }];
   }
   const typed = await source.pool.query<{ column: string; type: string }>(
-    `SELECT c AS column, format_type(t.oid, NULL) AS type FROM unnest($1::text[], $2::oid[]) AS u(c, o) JOIN pg_type t ON t.oid = u.o`,
-    [columns, typeIds],
+    sql`SELECT c AS column, format_type(t.oid, NULL) AS type FROM unnest(${columns}::text[], ${typeIds}::oid[]) AS u(c, o) JOIN pg_type t ON t.oid = u.o`,
   );
   const checks: DoctorCheck[] = [];
   for (const { column, type } of typed.rows) {
     try {
       await readOnly(target.pool, (client) =>
-        client.query(`EXPLAIN INSERT INTO ${quoted(target.schema, target.table)} (${quoteIdent(column)}) SELECT NULL::${type}`),
+        // The type's name as the catalog wrote it (format_type), not anything from the plan.
+        client.query(sql`EXPLAIN INSERT INTO ${tableName(target)} (${ident(column)}) SELECT NULL::${ferrySql(type)}`),
       );
       checks.push({ side: 'target', name: `column ${column}`, status: 'ok', detail: `${type} fits` });
     } catch (error) {

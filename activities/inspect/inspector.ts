@@ -15,7 +15,7 @@ import { loadTransform, transformDirFromEnv } from '../transform/load';
 import { postgresInputText, sourceRowTypes, type ColumnKinds } from '../transform/exact-values';
 import { targetColumnKinds } from '../transform/copy-text';
 import { type TargetRow } from '../transform/rows';
-import { displayName, qualifiedName, quoteIdent, type TableName } from '../sql';
+import { displayName, ferrySql, ident, int, qualifiedName, sql, tableName, type TableName } from '../sql';
 import { stringify as stringifyLosslessJson } from 'lossless-json';
 import { assignmentProblems, castProblems, expressionProblems, type SampledRow } from '../transform/transform-fit';
 
@@ -25,12 +25,11 @@ const COUNT_TIMEOUT_MS = 5_000;
 async function inspectTable(pool: pg.Pool, table: TableName, key: string): Promise<TableInspection> {
   const regclass = qualifiedName(table);
   const columns = await pool.query<{ name: string; type: string; not_null: boolean; has_default: boolean }>(
-    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
-            (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '') AS has_default
-       FROM pg_attribute a
-      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-      ORDER BY a.attnum`,
-    [regclass],
+    sql`SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
+               (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '') AS has_default
+          FROM pg_attribute a
+         WHERE a.attrelid = to_regclass(${regclass}) AND a.attnum > 0 AND NOT a.attisdropped
+         ORDER BY a.attnum`,
   );
   const exists = columns.rowCount !== 0;
   const inspection: TableInspection = {
@@ -44,11 +43,10 @@ async function inspectTable(pool: pg.Pool, table: TableName, key: string): Promi
   if (!exists) return inspection;
 
   const unique = await pool.query<{ unique: boolean }>(
-    `SELECT EXISTS (
-       SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-        WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1
-          AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2) AS unique`,
-    [regclass, key],
+    sql`SELECT EXISTS (
+          SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+           WHERE i.indrelid = to_regclass(${regclass}) AND i.indisunique AND i.indnkeyatts = 1
+             AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = ${key}) AS unique`,
   );
   inspection.keyIsUnique = unique.rows[0]?.unique ?? false;
   inspection.estimatedRows = await estimateRows(pool, regclass);
@@ -63,7 +61,7 @@ async function nullKeyProblem(pool: pg.Pool, table: TableName, keyName: string, 
   const key = inspection.columns.find((c) => c.name === keyName);
   if (!key || key.notNull) return null;
   const counted = await pool.query<{ rows: string }>(
-    `SELECT count(*)::text AS rows FROM ${qualifiedName(table)} WHERE ${quoteIdent(key.name)} IS NULL`,
+    sql`SELECT count(*)::text AS rows FROM ${tableName(table)} WHERE ${ident(key.name)} IS NULL`,
   );
   const rows = Number(counted.rows[0]?.rows ?? 0);
   const found =
@@ -75,17 +73,14 @@ async function nullKeyProblem(pool: pg.Pool, table: TableName, keyName: string, 
 
 /** Planner statistics when there are any; otherwise an exact count, given a few seconds. */
 async function estimateRows(pool: pg.Pool, regclass: string): Promise<number | null> {
-  const stats = await pool.query<{ estimate: string }>(
-    `SELECT reltuples::bigint::text AS estimate FROM pg_class WHERE oid = to_regclass($1)`,
-    [regclass],
-  );
+  const stats = await pool.query<{ estimate: string }>(sql`SELECT reltuples::bigint::text AS estimate FROM pg_class WHERE oid = to_regclass(${regclass})`);
   const estimate = Number(stats.rows[0]?.estimate ?? -1);
   if (estimate >= 0) return estimate;
   try {
     return await withClient(pool, async (client) => {
       await client.query('BEGIN READ ONLY');
-      await client.query(`SET LOCAL statement_timeout = ${COUNT_TIMEOUT_MS}`);
-      const counted = await client.query<{ rows: string }>(`SELECT count(*)::text AS rows FROM ${regclass}`);
+      await client.query(sql`SET LOCAL statement_timeout = ${int(COUNT_TIMEOUT_MS)}`);
+      const counted = await client.query<{ rows: string }>(sql`SELECT count(*)::text AS rows FROM ${ferrySql(regclass)}`);
       await client.query('ROLLBACK');
       return Number(counted.rows[0]?.rows);
     });
@@ -147,9 +142,9 @@ async function sampleModuleTransform(
   kinds: ColumnKinds,
 ): Promise<TransformSample> {
   const transform = await loadTransform(modulePath, transformDir);
-  const { text, values } = rangeRowsSql(spec, { after: null, upTo: null }, SAMPLE_ROWS);
+  const sample = rangeRowsSql(spec, { after: null, upTo: null }, SAMPLE_ROWS);
   const result = await readOnly(pool, (client) =>
-    client.query<unknown[]>(oneStatement({ text, values, rowMode: 'array' as const, types: sourceRowTypes })),
+    client.query<unknown[]>(oneStatement({ ...sample, rowMode: 'array' as const, types: sourceRowTypes })),
   );
   const names = result.fields.slice(1).map((f) => f.name);
   const columns = Object.keys(spec.columns);
@@ -197,10 +192,10 @@ function inputTexts(row: TargetRow, columns: string[], kinds: ColumnKinds): Reco
 }
 
 async function sampleTransform(pool: pg.Pool, spec: CopySpec, showValues: boolean, sampled: SampledRow[]): Promise<TransformSample> {
-  const { text, values } = sampleSql(spec, SAMPLE_ROWS);
+  const sample = sampleSql(spec, SAMPLE_ROWS);
   // Read-only and one statement, so a transform expression cannot write even on a dry run.
   return readOnly(pool, async (client) => {
-    const result = await client.query<(string | null)[]>(oneStatement({ text, values, types: asText, rowMode: 'array' as const }));
+    const result = await client.query<(string | null)[]>(oneStatement({ ...sample, types: asText, rowMode: 'array' as const }));
     const names = result.fields.map((f) => f.name);
     for (const row of result.rows) {
       sampled.push({ sourceKey: String(row[0]), values: Object.fromEntries(names.slice(1).map((name, i) => [name, row[i + 1] ?? null])) });

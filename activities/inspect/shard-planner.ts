@@ -3,13 +3,14 @@
  * partition value, even widths of an integer key, or quantiles of a sample for any other key.
  */
 import { ApplicationFailure } from '@temporalio/activity';
+import os from 'node:os';
 import pg from 'pg';
 import { splitAtBounds, splitIntegerRange, wholeKeySpace, type KeyRange, type ShardSpec } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
 import { redactErrorText } from '../../lib/errors';
 import type { Databases } from '../connections';
 import { assertPlanSqlIsSafe, oneStatement, readOnly } from '../plan-sql';
-import { displayName, qualifiedName, quoteIdent } from '../sql';
+import { column, displayName, ferrySql, ident, join, planSql, qualifiedName, sql, tableName, type Sql } from '../sql';
 
 export interface PlanShardsInput {
   plan: Plan;
@@ -35,15 +36,12 @@ const SAMPLE_KEYS_PER_SHARD = 500;
 const ENOUGH_OF_AIM = 0.5;
 
 const SOURCE_ALIAS = 's';
+/** Rows per shard when the plan leaves shards.count out: a smaller table copies as one shard. */
+export const ROWS_PER_AUTO_SHARD = 250_000;
 
-/** The bind parameters of one statement, numbered in the order they are bound. */
-class Bindings {
-  readonly params: unknown[] = [];
-
-  bind(value: unknown): string {
-    this.params.push(value);
-    return `$${this.params.length}`;
-  }
+/** Shards for a table of `estimatedRows` when the plan names no count: by size, at most the worker's cores (2 at least). */
+export function autoShardCount(estimatedRows: number, cores = os.availableParallelism()): number {
+  return Math.max(1, Math.min(Math.floor(estimatedRows / ROWS_PER_AUTO_SHARD), Math.max(2, cores)));
 }
 
 const whole = (): KeyRange => ({ ...wholeKeySpace });
@@ -53,17 +51,18 @@ const whole = (): KeyRange => ({ ...wholeKeySpace });
  * so statements that carry it run in a read-only transaction. The ranges planned from a narrowed
  * read still cover every key: the copier applies the subset itself.
  */
-function subsetConditions(plan: Plan, query: Bindings, { withWhere }: { withWhere: boolean }): string[] {
-  const key = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)}`;
-  const conditions: string[] = [];
+function subsetConditions(plan: Plan, { withWhere }: { withWhere: boolean }): Sql[] {
+  const key = column(SOURCE_ALIAS, plan.source.key);
+  const conditions: Sql[] = [];
   const { from, to } = plan.subset?.keyRange ?? {};
-  if (from !== undefined) conditions.push(`${key} >= ${query.bind(from)}`);
-  if (to !== undefined) conditions.push(`${key} <= ${query.bind(to)}`);
-  if (withWhere && plan.subset?.where) conditions.push(`(${plan.subset.where})`);
+  if (from !== undefined) conditions.push(sql`${key} >= ${from}`);
+  if (to !== undefined) conditions.push(sql`${key} <= ${to}`);
+  if (withWhere && plan.subset?.where) conditions.push(planSql(plan.subset.where, 'subset.where'));
   return conditions;
 }
 
-const whereClause = (conditions: string[]) => (conditions.length ? ` WHERE ${conditions.join(' AND ')}` : '');
+const whereClause = (conditions: Sql[]) => (conditions.length ? sql` WHERE ${join(conditions, sql` AND `)}` : sql``);
+const source = (plan: Plan) => sql`${tableName(plan.source)} AS ${ferrySql(SOURCE_ALIAS)}`;
 
 /**
  * Mistakes in the plan or the schema (a missing table or column, a `where` that does not parse or
@@ -85,12 +84,11 @@ function failFastOnPlanMistakes(plan: Plan, error: unknown): never {
 async function keyType(client: pg.PoolClient, plan: Plan): Promise<string> {
   const table = qualifiedName(plan.source);
   const result = await client.query<{ table_exists: boolean; key_type: string | null }>(
-    oneStatement({
-      text: `SELECT to_regclass($1) IS NOT NULL AS table_exists,
+    oneStatement(
+      sql`SELECT to_regclass(${table}) IS NOT NULL AS table_exists,
             (SELECT format_type(a.atttypid, NULL) FROM pg_attribute a
-              WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped) AS key_type`,
-      values: [table, plan.source.key],
-    }),
+              WHERE a.attrelid = to_regclass(${table}) AND a.attname = ${plan.source.key} AND a.attnum > 0 AND NOT a.attisdropped) AS key_type`,
+    ),
   );
   const row = result.rows[0];
   if (!row?.table_exists) {
@@ -120,18 +118,16 @@ function partitionShardsOf(values: readonly string[], column: string): ShardSpec
 
 /** The column's distinct values in the column's own order (so tenant 2 comes before tenant 10). */
 async function partitionValues(client: pg.PoolClient, plan: Plan, column: string): Promise<string[]> {
-  const query = new Bindings();
-  const conditions = subsetConditions(plan, query, { withWhere: true });
+  const conditions = subsetConditions(plan, { withWhere: true });
   // NULLS FIRST, so the LIMIT that caps the read never hides a NULL.
   const result = await client.query<{ partition_value: string | null }>(
-    oneStatement({
-      text: `SELECT d.value::text AS partition_value
-       FROM (SELECT DISTINCT ${SOURCE_ALIAS}.${quoteIdent(column)} AS value
-               FROM ${qualifiedName(plan.source)} AS ${SOURCE_ALIAS}${whereClause(conditions)}) AS d
+    oneStatement(
+      sql`SELECT d.value::text AS partition_value
+       FROM (SELECT DISTINCT ${ferrySql(SOURCE_ALIAS)}.${ident(column)} AS value
+               FROM ${source(plan)}${whereClause(conditions)}) AS d
       ORDER BY d.value NULLS FIRST
-      LIMIT ${query.bind(MAX_PARTITION_SHARDS + 2)}`,
-      values: query.params,
-    }),
+      LIMIT ${MAX_PARTITION_SHARDS + 2}`,
+    ),
   );
   const values = result.rows.map((row) => row.partition_value);
   if (values.includes(null)) {
@@ -144,32 +140,23 @@ async function partitionValues(client: pg.PoolClient, plan: Plan, column: string
   return values as string[];
 }
 
-async function integerKeyShards(client: pg.PoolClient, plan: Plan): Promise<KeyRange[]> {
-  const key = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)}`;
-  const query = new Bindings();
+async function integerKeyShards(client: pg.PoolClient, plan: Plan, count: number): Promise<KeyRange[]> {
+  const key = column(SOURCE_ALIAS, plan.source.key);
   // Only the key range narrows min and max: both walk the key's index, a `where` would not.
-  const conditions = subsetConditions(plan, query, { withWhere: false });
+  const conditions = subsetConditions(plan, { withWhere: false });
   const result = await client.query<{ min: string | null; max: string | null }>(
-    oneStatement({
-      text: `SELECT min(${key})::text AS min, max(${key})::text AS max
-       FROM ${qualifiedName(plan.source)} AS ${SOURCE_ALIAS}${whereClause(conditions)}`,
-      values: query.params,
-    }),
+    oneStatement(sql`SELECT min(${key})::text AS min, max(${key})::text AS max FROM ${source(plan)}${whereClause(conditions)}`),
   );
   const { min, max } = result.rows[0] ?? { min: null, max: null };
   if (min === null || max === null) return [whole()];
-  return splitIntegerRange(min, max, plan.shards.count);
+  return splitIntegerRange(min, max, count);
 }
 
 /** The planner's estimate of the rows the subset selects; cheap, and right within a factor or so. */
 async function estimateRows(client: pg.PoolClient, plan: Plan): Promise<number> {
-  const query = new Bindings();
-  const conditions = subsetConditions(plan, query, { withWhere: true });
+  const conditions = subsetConditions(plan, { withWhere: true });
   const result = await client.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(
-    oneStatement({
-      text: `EXPLAIN (FORMAT JSON) SELECT FROM ${qualifiedName(plan.source)} AS ${SOURCE_ALIAS}${whereClause(conditions)}`,
-      values: query.params,
-    }),
+    oneStatement(sql`EXPLAIN (FORMAT JSON) SELECT FROM ${source(plan)}${whereClause(conditions)}`),
   );
   return result.rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? 0;
 }
@@ -183,20 +170,17 @@ interface Quantiles {
 
 /** Quantiles of the keys the subset selects, from about `percent` of the table's pages (all at 100). */
 async function keyQuantiles(client: pg.PoolClient, plan: Plan, fractions: number[], percent: number): Promise<Quantiles> {
-  const key = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)}`;
-  const query = new Bindings();
-  const fractionsParam = query.bind(fractions);
+  const key = column(SOURCE_ALIAS, plan.source.key);
   // Without TABLESAMPLE a narrow key range reads through the key's index instead of every page.
   // REPEATABLE: a retried attempt reads the same pages and plans the same shards.
-  const sample = percent < 100 ? ` TABLESAMPLE SYSTEM (${query.bind(percent)}) REPEATABLE (0)` : '';
-  const conditions = [`${key} IS NOT NULL`, ...subsetConditions(plan, query, { withWhere: true })];
+  const sample = percent < 100 ? sql` TABLESAMPLE SYSTEM (${percent}) REPEATABLE (0)` : sql``;
+  const conditions = [sql`${key} IS NOT NULL`, ...subsetConditions(plan, { withWhere: true })];
   const result = await client.query<{ sampled: string; keys: string[] | null }>(
-    oneStatement({
-      text: `SELECT count(*)::text AS sampled,
-            (percentile_disc(${fractionsParam}::float8[]) WITHIN GROUP (ORDER BY ${key}))::text[] AS keys
-       FROM ${qualifiedName(plan.source)} AS ${SOURCE_ALIAS}${sample}${whereClause(conditions)}`,
-      values: query.params,
-    }),
+    oneStatement(
+      sql`SELECT count(*)::text AS sampled,
+            (percentile_disc(${fractions}::float8[]) WITHIN GROUP (ORDER BY ${key}))::text[] AS keys
+       FROM ${source(plan)}${sample}${whereClause(conditions)}`,
+    ),
   );
   const row = result.rows[0];
   return { sampled: Number(row?.sampled ?? 0), keys: row?.keys ?? [] };
@@ -206,8 +190,7 @@ async function keyQuantiles(client: pg.PoolClient, plan: Plan, fractions: number
  * Splits at quantiles of a sample of the keys, so shards hold about as many rows each however
  * the keys are distributed (a common prefix, uuids, timestamps in bursts).
  */
-async function sampledKeyShards(client: pg.PoolClient, plan: Plan): Promise<KeyRange[]> {
-  const count = plan.shards.count;
+async function sampledKeyShards(client: pg.PoolClient, plan: Plan, count: number): Promise<KeyRange[]> {
   // The last fraction, 1, is the largest key seen: a bound there would only end the last shard early.
   const fractions = [...Array.from({ length: count - 1 }, (_, i) => (i + 1) / count), 1];
   const aim = Math.max(MIN_SAMPLE_KEYS, count * SAMPLE_KEYS_PER_SHARD);
@@ -246,9 +229,11 @@ export function createShardPlanner(databases: Databases) {
           if (partitionColumn) {
             shards = partitionShardsOf(await partitionValues(client, plan, partitionColumn), partitionColumn);
           } else {
+            const shardCount = count ?? autoShardCount(await estimateRows(client, plan));
+            if (shardCount === 1) return [{ range: whole(), partitionValue: null }];
             const ranges = INTEGER_KEY_TYPES.has(await keyType(client, plan))
-              ? await integerKeyShards(client, plan)
-              : await sampledKeyShards(client, plan);
+              ? await integerKeyShards(client, plan, shardCount)
+              : await sampledKeyShards(client, plan, shardCount);
             shards = ranges.map((range) => ({ range, partitionValue: null }));
           }
           return shards;

@@ -6,6 +6,7 @@ import type pg from 'pg';
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { installFerrySchema } from './ferry-schema';
+import { sql } from '../sql';
 
 /** One row: a decision, or the migration's start or end. */
 export interface AuditEntry {
@@ -25,11 +26,10 @@ export function createAuditLog(databases: Databases) {
       const pool = databases.pool(plan.target.connection);
       const insert = () =>
         pool.query(
-          `INSERT INTO ferry.audit (migration_id, entry, plan_name, at, kind, by, detail)
-           SELECT $1, r.entry, $2, r.at, r.kind, r.by, r.detail
-             FROM jsonb_to_recordset($3::jsonb) AS r(entry text, at timestamptz, kind text, by text, detail text)
-           ON CONFLICT (migration_id, entry) DO NOTHING`,
-          [migrationId, plan.name, JSON.stringify(entries)],
+          sql`INSERT INTO ferry.audit (migration_id, entry, plan_name, at, kind, by, detail)
+              SELECT ${migrationId}, r.entry, ${plan.name}, r.at, r.kind, r.by, r.detail
+                FROM jsonb_to_recordset(${JSON.stringify(entries)}::jsonb) AS r(entry text, at timestamptz, kind text, by text, detail text)
+              ON CONFLICT (migration_id, entry) DO NOTHING`,
         );
       try {
         await insert();
@@ -51,14 +51,13 @@ export interface AuditRecord {
 
 /** A migration's audit rows in the order they happened; null when it has none. */
 export async function readAudit(db: pg.ClientBase | pg.Pool, migrationId: string): Promise<AuditRecord | null> {
-  const exists = await db.query<{ present: boolean }>(`SELECT to_regclass('ferry.audit') IS NOT NULL AS present`);
+  const exists = await db.query<{ present: boolean }>(sql`SELECT to_regclass('ferry.audit') IS NOT NULL AS present`);
   if (!exists.rows[0]?.present) return null;
   const { rows } = await db.query<AuditEntry & { plan_name: string }>(
-    `SELECT entry, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, kind, by, detail, plan_name
-       FROM ferry.audit WHERE migration_id = $1
-      ORDER BY at, CASE WHEN entry = 'start' THEN 0 WHEN entry = 'end' THEN 2 ELSE 1 END,
-               NULLIF(regexp_replace(entry, '\\D', '', 'g'), '')::int`,
-    [migrationId],
+    sql`SELECT entry, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, kind, by, detail, plan_name
+          FROM ferry.audit WHERE migration_id = ${migrationId}
+         ORDER BY at, CASE WHEN entry = 'start' THEN 0 WHEN entry = 'end' THEN 2 ELSE 1 END,
+                  NULLIF(regexp_replace(entry, '\\D', '', 'g'), '')::int`,
   );
   if (rows.length === 0) return null;
   return {

@@ -9,7 +9,8 @@ import type { Plan } from '../../lib/plan';
 import type { GateFigures } from '../../lib/status';
 import type { Databases } from '../connections';
 import { withHeartbeats } from '../heartbeats';
-import { sourceHealth } from '../throttler';
+import { sourceHealth } from '../copy/throttle';
+import { ferrySql, sql } from '../sql';
 
 /** An application process counts as live if it acknowledged any version this recently. */
 const LIVE_CLIENT_SECONDS = 120;
@@ -30,9 +31,8 @@ export function createFlagSetter(databases: Databases) {
     async gateFigures({ plan }: { plan: Plan }): Promise<GateFigures> {
       const [reads, health] = await Promise.all([
         databases.pool(plan.target.connection).query<{ compared: string; mismatched: string }>(
-          `SELECT coalesce(sum(compared), 0)::text AS compared, coalesce(sum(mismatched), 0)::text AS mismatched
-             FROM ferry.read_comparisons WHERE migration = $1 AND updated_at > now() - make_interval(secs => $2)`,
-          [plan.name, LIVE_COMPARISONS_SECONDS],
+          sql`SELECT coalesce(sum(compared), 0)::text AS compared, coalesce(sum(mismatched), 0)::text AS mismatched
+                FROM ferry.read_comparisons WHERE migration = ${plan.name} AND updated_at > now() - make_interval(secs => ${LIVE_COMPARISONS_SECONDS})`,
         ),
         sourceHealth(databases.pool(plan.source.connection)),
       ]);
@@ -44,13 +44,12 @@ export function createFlagSetter(databases: Databases) {
     /** Sets the migration's flags and bumps their version; returns them as stored. */
     async setFlags({ plan, flags, by }: { plan: Plan; flags: FlagSettings; by: string }): Promise<Flags> {
       const result = await databases.pool(plan.target.connection).query<FlagsRow>(
-        `INSERT INTO ferry.flags AS f (migration, write_old, write_new, read_from, compare_percent, version, set_by)
-         VALUES ($1, $2, $3, $4, $5, 1, $6)
-         ON CONFLICT (migration) DO UPDATE
-           SET write_old = EXCLUDED.write_old, write_new = EXCLUDED.write_new, read_from = EXCLUDED.read_from,
-               compare_percent = EXCLUDED.compare_percent, version = f.version + 1, set_by = EXCLUDED.set_by, updated_at = now()
-         RETURNING ${flagsColumns}`,
-        [plan.name, flags.writeOld, flags.writeNew, flags.readFrom, flags.comparePercent, by],
+        sql`INSERT INTO ferry.flags AS f (migration, write_old, write_new, read_from, compare_percent, version, set_by)
+            VALUES (${plan.name}, ${flags.writeOld}, ${flags.writeNew}, ${flags.readFrom}, ${flags.comparePercent}, 1, ${by})
+            ON CONFLICT (migration) DO UPDATE
+              SET write_old = EXCLUDED.write_old, write_new = EXCLUDED.write_new, read_from = EXCLUDED.read_from,
+                  compare_percent = EXCLUDED.compare_percent, version = f.version + 1, set_by = EXCLUDED.set_by, updated_at = now()
+            RETURNING ${ferrySql(flagsColumns)}`,
       );
       return flagsFromRow(result.rows[0]!);
     },
@@ -68,9 +67,8 @@ export function createFlagSetter(databases: Databases) {
         heartbeats.follow(() => seen);
         for (;;) {
           const acks = await pool.query<{ client_id: string; version: string }>(
-            `SELECT client_id, version::text FROM ferry.flag_acks
-              WHERE migration = $1 AND seen_at > now() - make_interval(secs => $2)`,
-            [plan.name, LIVE_CLIENT_SECONDS],
+            sql`SELECT client_id, version::text FROM ferry.flag_acks
+                 WHERE migration = ${plan.name} AND seen_at > now() - make_interval(secs => ${LIVE_CLIENT_SECONDS})`,
           );
           const confirmed = acks.rows.filter((a) => Number(a.version) >= version).map((a) => a.client_id);
           const lagging = acks.rows.filter((a) => Number(a.version) < version).map((a) => a.client_id);

@@ -7,7 +7,8 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Plan } from '../../lib/plan';
 import { tableKey } from '../../lib/ids';
 import type { Databases } from '../connections';
-import { withClient } from '../connections';
+import { inTransaction } from '../transaction';
+import { sql } from '../sql';
 
 function targetName(plan: Plan): string {
   return tableKey(plan.target);
@@ -28,40 +29,31 @@ export function createMigrationRegistry(databases: Databases) {
     /** Takes the target table for this migration, or refuses with the reason (non-retryable). */
     async claimTarget({ plan, migrationId, rerun }: { plan: Plan; migrationId: string; rerun: boolean }): Promise<void> {
       const target = targetName(plan);
-      await withClient(databases.pool(plan.target.connection), async (client) => {
-        await client.query('BEGIN');
-        try {
-          const held = await client.query<{ migration_id: string; state: string }>(
-            'SELECT migration_id, state FROM ferry.migrations WHERE target_table = $1 FOR UPDATE',
-            [target],
-          );
-          const holder = held.rows[0];
-          if (holder && holder.migration_id !== migrationId) {
-            if (holder.state === 'running' && (await stillRunning(holder.migration_id))) {
-              throw ApplicationFailure.nonRetryable(
-                `target ${target} is being migrated by ${holder.migration_id}; wait for it to end or abort it (ferry abort)`,
-                'TargetBusy',
-              );
-            }
-            if (holder.state === 'completed' && !rerun) {
-              throw ApplicationFailure.nonRetryable(
-                `target ${target} already holds a finished migration (${holder.migration_id}); start with --rerun to migrate into it again`,
-                'TargetFinished',
-              );
-            }
+      await inTransaction(databases.pool(plan.target.connection), async (client) => {
+        const held = await client.query<{ migration_id: string; state: string }>(
+          sql`SELECT migration_id, state FROM ferry.migrations WHERE target_table = ${target} FOR UPDATE`,
+        );
+        const holder = held.rows[0];
+        if (holder && holder.migration_id !== migrationId) {
+          if (holder.state === 'running' && (await stillRunning(holder.migration_id))) {
+            throw ApplicationFailure.nonRetryable(
+              `target ${target} is being migrated by ${holder.migration_id}; wait for it to end or abort it (ferry abort)`,
+              'TargetBusy',
+            );
           }
-          await client.query(
-            `INSERT INTO ferry.migrations (target_table, migration_id, plan_name, state) VALUES ($1, $2, $3, 'running')
-             ON CONFLICT (target_table) DO UPDATE
-               SET migration_id = EXCLUDED.migration_id, plan_name = EXCLUDED.plan_name, state = 'running',
-                   started_at = now(), finished_at = NULL`,
-            [target, migrationId, plan.name],
-          );
-          await client.query('COMMIT');
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => {});
-          throw error;
+          if (holder.state === 'completed' && !rerun) {
+            throw ApplicationFailure.nonRetryable(
+              `target ${target} already holds a finished migration (${holder.migration_id}); start with --rerun to migrate into it again`,
+              'TargetFinished',
+            );
+          }
         }
+        await client.query(
+          sql`INSERT INTO ferry.migrations (target_table, migration_id, plan_name, state) VALUES (${target}, ${migrationId}, ${plan.name}, 'running')
+              ON CONFLICT (target_table) DO UPDATE
+                SET migration_id = EXCLUDED.migration_id, plan_name = EXCLUDED.plan_name, state = 'running',
+                    started_at = now(), finished_at = NULL`,
+        );
       });
     },
 
@@ -69,11 +61,7 @@ export function createMigrationRegistry(databases: Databases) {
     async releaseTarget({ plan, migrationId, state }: { plan: Plan; migrationId: string; state: 'completed' | 'aborted' | 'failed' }): Promise<void> {
       await databases
         .pool(plan.target.connection)
-        .query(`UPDATE ferry.migrations SET state = $3, finished_at = now() WHERE target_table = $1 AND migration_id = $2`, [
-          targetName(plan),
-          migrationId,
-          state,
-        ]);
+        .query(sql`UPDATE ferry.migrations SET state = ${state}, finished_at = now() WHERE target_table = ${targetName(plan)} AND migration_id = ${migrationId}`);
     },
   };
 }

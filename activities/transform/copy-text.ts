@@ -1,6 +1,6 @@
 /** Target rows encoded as COPY text format, exactly as the target's column types will read them. */
 import type pg from 'pg';
-import { qualifiedName, type TableName } from '../sql';
+import { qualifiedName, sql, type TableName } from '../sql';
 import { columnKindOf, postgresInputText, type ColumnKind, type ColumnKinds } from './exact-values';
 import type { TargetRow } from './rows';
 
@@ -51,14 +51,13 @@ export function encodeCopyText(columns: readonly string[], rows: readonly Target
 /** The kinds of the target table's columns (json, integer, numeric, arrays of them; domains looked through). */
 export async function targetColumnKinds(pool: pg.Pool, target: TableName): Promise<ColumnKinds> {
   const result = await pool.query<{ name: string; base: string; is_array: boolean }>(
-    `SELECT a.attname AS name, coalesce(e.typname, b.typname) AS base, b.typcategory = 'A' AS is_array
-       FROM pg_attribute a
-       JOIN pg_type t ON t.oid = a.atttypid
-       JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-       LEFT JOIN pg_type el ON el.oid = b.typelem AND b.typcategory = 'A'
-       LEFT JOIN pg_type e ON e.oid = CASE WHEN el.typtype = 'd' THEN el.typbasetype ELSE el.oid END
-      WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
-    [qualifiedName(target)],
+    sql`SELECT a.attname AS name, coalesce(e.typname, b.typname) AS base, b.typcategory = 'A' AS is_array
+          FROM pg_attribute a
+          JOIN pg_type t ON t.oid = a.atttypid
+          JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+          LEFT JOIN pg_type el ON el.oid = b.typelem AND b.typcategory = 'A'
+          LEFT JOIN pg_type e ON e.oid = CASE WHEN el.typtype = 'd' THEN el.typbasetype ELSE el.oid END
+         WHERE a.attrelid = to_regclass(${qualifiedName(target)}) AND a.attnum > 0 AND NOT a.attisdropped`,
   );
   return Object.fromEntries(result.rows.map((row) => [row.name, columnKindOf(row.base, row.is_array)]));
 }

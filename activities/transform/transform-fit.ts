@@ -6,7 +6,7 @@ import type pg from 'pg';
 import type { ColumnInfo } from '../../lib/inspection';
 import { redactErrorText } from '../../lib/errors';
 import { oneStatement, readOnly } from '../plan-sql';
-import { qualifiedName, quoteIdent, SOURCE_ALIAS, type TableName } from '../sql';
+import { ferrySql, ident, join, planSql, sql, SOURCE_ALIAS, tableName, type Sql, type TableName } from '../sql';
 
 /** One sampled source row: its key and what the transform made of it, per target column, as text. */
 export interface SampledRow {
@@ -97,8 +97,9 @@ export async function assignmentProblems(
     readOnly(pool, (client) =>
       client.query(
         oneStatement(
-          `EXPLAIN INSERT INTO ${qualifiedName(target)} (${names.map(quoteIdent).join(', ')}) ` +
-            `SELECT ${names.map((name) => `(${columns[name]})`).join(', ')} FROM ${qualifiedName(source)} AS ${SOURCE_ALIAS} WHERE false`,
+          sql`EXPLAIN INSERT INTO ${tableName(target)} (${join(names.map((name) => ident(name)))}) SELECT ${join(
+            names.map((name) => planSql(columns[name]!, `transform.sql.${name}`)),
+          )} FROM ${tableName(source)} AS ${ferrySql(SOURCE_ALIAS)} WHERE false`,
         ),
       ),
     );
@@ -128,21 +129,16 @@ export async function expressionProblems(
   filter: string | null,
   columns: Record<string, string>,
 ): Promise<string[]> {
-  const select = (expression: string) =>
-    readOnly(pool, (client) =>
-      client.query(
-        oneStatement(
-          `SELECT (${expression}) AS value FROM ${qualifiedName(source)} AS ${SOURCE_ALIAS} ` +
-            `WHERE ${filter ? `(${filter})` : 'true'} LIMIT 5`,
-        ),
-      ),
-    );
+  // The filter is Ferry's composition of the plan's subset (see sourceFilter).
+  const where = filter ? sql`(${ferrySql(filter)})` : sql`true`;
+  const select = (expression: Sql) =>
+    readOnly(pool, (client) => client.query(oneStatement(sql`SELECT ${expression} AS value FROM ${tableName(source)} AS ${ferrySql(SOURCE_ALIAS)} WHERE ${where} LIMIT 5`)));
   // A filter that fails would fail every expression alike: no column is to blame then.
-  if (!(await select('1').then(() => true, () => false))) return [];
+  if (!(await select(sql`(1)`).then(() => true, () => false))) return [];
   const problems: string[] = [];
   for (const [name, expression] of Object.entries(columns)) {
     try {
-      await select(expression);
+      await select(planSql(expression, `transform.sql.${name}`));
     } catch (error) {
       problems.push(`transform.sql.${name} = ${expression} does not run: ${errorText(error, false)}`);
     }

@@ -11,7 +11,7 @@ import { lineageColumn, lineageProblem, type Plan, targetColumns } from '../../l
 import type { Databases } from '../connections';
 import { assertPlanSqlIsSafe, oneStatement, readOnlyQuery } from '../plan-sql';
 import { type CopySpec, copySpecOf } from '../copy/copy-statements';
-import { installFerrySchema, type Mismatch, recordFoundValues } from '../state/ferry-schema';
+import { type Mismatch, recordFoundValues, unresolvedFailedKeys } from '../state/ferry-schema';
 import { loadResolvedTransform, resolveTransformModule } from '../transform/load';
 import { targetColumnKinds } from '../transform/copy-text';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from '../sql';
@@ -61,20 +61,6 @@ export interface Verification {
    * Postgres in this call (then Postgres compares every chunk).
    */
   moduleDigest: ((range: KeyRange) => Promise<DigestResult>) | null;
-}
-
-/** Keys of a migration's failed records not yet fixed; none when Ferry's schema is not there yet. */
-async function unresolvedFailedKeys(pool: pg.Pool, migrationId: string): Promise<string[]> {
-  try {
-    const result = await pool.query<{ key: string }>(
-      'SELECT key FROM ferry.failed_records WHERE migration_id = $1 AND resolved_at IS NULL',
-      [migrationId],
-    );
-    return result.rows.map((r) => r.key);
-  } catch (error) {
-    if ((error as { code?: string }).code === '42P01') return [];
-    throw error;
-  }
 }
 
 /** The reads of both sides, shared by the verifier's activities (compare, repair, report, coverage). */
@@ -219,12 +205,4 @@ export type BothSides = ReturnType<typeof createBothSides>;
 
 export function columnNames(v: Verification): string[] {
   return v.shape.types.map((c) => c.name);
-}
-
-/** Installs Ferry's schema when the mismatches table, or its newest column, is not there yet (older installs). */
-export async function ensureMismatchesTable(pool: pg.Pool): Promise<void> {
-  const exists = await pool.query<{ present: boolean }>(
-    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('ferry.mismatches') AND attname = 'found_values') AS present`,
-  );
-  if (!exists.rows[0]?.present) await installFerrySchema(pool);
 }

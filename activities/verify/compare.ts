@@ -4,18 +4,30 @@
  */
 import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat, log, sleep } from '@temporalio/activity';
 import type { Heartbeats } from '../heartbeats';
-import type pg from 'pg';
 import { describeRange, type KeyRange, type ShardSpec } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { oneStatement, readOnlyQuery } from '../plan-sql';
-import { nextBatchBoundSql, rangeRowsSql } from '../copy/copy-statements';
-import { type Mismatch, recordMismatches } from '../state/ferry-schema';
-import { isRowError } from '../pacing';
-import { redactMessage } from '../../lib/errors';
+import { nextBatchBoundSql, rangeRowsSql, SOURCE_KEY_TEXT } from '../copy/copy-statements';
+import { ident, sql } from '../sql';
+import { installFerrySchema, type Mismatch, recordMismatches } from '../state/ferry-schema';
+import { openKeysOfEarlierPasses, resolveEarlierPasses } from '../state/mismatches';
+import { isRowError, redactMessage } from '../../lib/errors';
 import { chunkChecksumSql, diffRows } from './verify-statements';
-import { columnNames, type BothSides, ensureMismatchesTable, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
+import { columnNames, type BothSides, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
 import type { RepairInput } from './repair';
+
+/** A chunk compared once, its in-flight re-read under way. */
+interface PendingChunk {
+  /** The chunk's last source key; null for the shard's last chunk. */
+  lastKey: string | null;
+  rows: number;
+  settled: Promise<{ differences: Mismatch[]; inFlight: number }>;
+  ready: boolean;
+}
+
+/** Chunks whose re-reads may wait out the in-flight delay at once. */
+const MAX_PENDING_RECHECKS = 8;
 
 export interface VerifyShardInput {
   migrationId: string;
@@ -91,7 +103,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     const { plan } = input;
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
-    await ensureMismatchesTable(targetPool);
+    await installFerrySchema(targetPool);
     const v = await verificationOf(plan, input.shard.partitionValue, input.samplePercent, input.migrationId);
     const chunkSize = Math.max(1, Math.trunc(input.chunkSize));
     const pageRows = Math.max(MIN_PAGE_ROWS, chunkSize * 2);
@@ -119,11 +131,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     /** The source keys of a chunk, for a target side that cannot be filtered like the source. */
     const chunkKeys = async (range: KeyRange): Promise<string[] | undefined> => {
       if (!v.rowDependent) return undefined;
-      const query = rangeRowsSql(bounds, range);
-      const result = await readOnlyQuery<{ key: string }>(sourcePool, {
-        text: `SELECT "ferry source key" AS key FROM (${query.text}) AS chunk`,
-        values: query.values,
-      });
+      const result = await readOnlyQuery<{ key: string }>(sourcePool, sql`SELECT ${ident(SOURCE_KEY_TEXT)} AS key FROM (${rangeRowsSql(bounds, range)}) AS chunk`);
       return result.rows.map((r) => r.key);
     };
 
@@ -158,8 +166,8 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
       return { after, sums };
     };
 
-    /** The chunk's differences that remain after in-flight writes have had time to land. */
-    const verifyChunk = async (range: KeyRange, prefetched: ReadAhead | null): Promise<{ rows: number; differences: Mismatch[]; inFlight: number }> => {
+    /** The chunk's rows, and its differences at a first look (before in-flight writes land). */
+    const firstLook = async (range: KeyRange, prefetched: ReadAhead | null): Promise<{ rows: number; first: Mismatch[] }> => {
       const useModuleDigest = !!v.moduleDigest || !!prefetched;
       let rows: number;
       let first: Mismatch[];
@@ -167,7 +175,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
         const sums = prefetched && prefetched.after === range.after ? await prefetched.sums : await chunkSums(range);
         if (sums.source) {
           rows = Number(sums.source.rows);
-          if (sums.source.rows === sums.target.rows && sums.source.digest === sums.target.digest) return { rows, differences: [], inFlight: 0 };
+          if (sums.source.rows === sums.target.rows && sums.source.digest === sums.target.digest) return { rows, first: [] };
         } else {
           // A value the worker cannot make canonical is likely to come back in every chunk.
           v.moduleDigest = null;
@@ -188,50 +196,74 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
         rows = s.length;
         first = diffRows(columnNames(v), s, t);
       }
-      if (first.length === 0) return { rows, differences: [], inFlight: 0 };
-      // A row the application is writing to both sides may be caught between the two reads. The
-      // timer's heartbeats go on meanwhile, and a cancellation ends the wait.
+      return { rows, first };
+    };
+
+    /**
+     * The differences that remain once in-flight writes have had time to land: a row the
+     * application is writing to both sides may be caught between the two reads. The timer's
+     * heartbeats go on meanwhile, and a cancellation ends the wait.
+     */
+    const recheck = async (first: Mismatch[]): Promise<{ differences: Mismatch[]; inFlight: number }> => {
+      if (first.length === 0) return { differences: [], inFlight: 0 };
       await sleep(inFlightDelayMs);
       // With a lineage column, the differing rows' groups are read again: by their source keys.
       const differing = v.shape.lineage ? [...new Set(first.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])))] : first.map((d) => d.key);
       const [s, t] = await bothSides(plan, v, { keys: differing }, { keys: differing }, pageRows);
       const seen = new Set(first.map((d) => d.key));
       const differences = diffRows(columnNames(v), s, t).filter((d) => seen.has(d.key));
-      return { rows, differences, inFlight: first.length - differences.length };
+      return { differences, inFlight: first.length - differences.length };
     };
 
-    let bound = nextBound(progress.cursor ?? input.shard.range.after);
-    let ahead: ReadAhead | null = null;
-    for (;;) {
-      const next = await bound;
-      const after = progress.cursor ?? input.shard.range.after;
-      // After the source's last key, the rest of the shard is one more chunk: empty in the
-      // source, and whatever the target holds there is extra.
-      const range: KeyRange = { after, upTo: next ? next.last_key : input.shard.range.upTo };
-      const prefetched = ahead;
-      ahead = null;
-      if (next) {
-        bound = nextBound(next.last_key);
-        ahead = readAhead(next.last_key, bound);
-      }
-      const { rows, differences, inFlight } = await verifyChunk(range, prefetched);
+    // Chunks compared once whose differing rows wait out the in-flight delay while later chunks
+    // are compared: the cursor moves past a chunk only once its re-read is recorded, in order.
+    const pending: PendingChunk[] = [];
+    const settleOldest = async (): Promise<boolean> => {
+      const chunk = pending.shift()!;
+      const { differences, inFlight } = await chunk.settled;
       await recordMismatches(targetPool, input.migrationId, input.pass, differences);
       await captureFoundValues(plan, v, input.migrationId, input.pass, differences);
-
       const counts = progress.counts;
       counts.chunks += 1;
-      counts.rowsChecked += rows;
+      counts.rowsChecked += chunk.rows;
       counts.inFlight += inFlight;
       if (differences.length > 0) counts.chunksDiffering += 1;
       for (const d of differences) {
         counts.mismatches[d.category] += 1;
         if (progress.examples.length < MAX_EXAMPLES) progress.examples.push(d);
       }
-      if (!next) return finish(true);
-      progress.cursor = next.last_key;
+      if (chunk.lastKey === null) return true;
+      progress.cursor = chunk.lastKey;
       heartbeat(progress);
-      if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('verification cancelled');
-      if (Date.now() - started >= maxMs) return finish(false);
+      return false;
+    };
+
+    let bound = nextBound(progress.cursor ?? input.shard.range.after);
+    let ahead: ReadAhead | null = null;
+    let scanned = progress.cursor ?? input.shard.range.after;
+    for (;;) {
+      const next = await bound;
+      // After the source's last key, the rest of the shard is one more chunk: empty in the
+      // source, and whatever the target holds there is extra.
+      const range: KeyRange = { after: scanned, upTo: next ? next.last_key : input.shard.range.upTo };
+      const prefetched = ahead;
+      ahead = null;
+      if (next) {
+        bound = nextBound(next.last_key);
+        ahead = readAhead(next.last_key, bound);
+      }
+      const { rows, first } = await firstLook(range, prefetched);
+      const chunk: PendingChunk = { lastKey: next ? next.last_key : null, rows, settled: recheck(first), ready: first.length === 0 };
+      chunk.settled.then(() => (chunk.ready = true)).catch(() => {});
+      pending.push(chunk);
+      if (next) scanned = next.last_key;
+      const cancelled = Context.current().cancellationSignal.aborted;
+      const ending = !next || cancelled || Date.now() - started >= maxMs;
+      while (pending.length > 0 && (ending || pending.length > MAX_PENDING_RECHECKS || pending[0]!.ready)) {
+        if (await settleOldest()) return finish(true);
+      }
+      if (cancelled) throw new CancelledFailure('verification cancelled');
+      if (ending) return finish(false);
     }
   }
 
@@ -265,20 +297,13 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     async recheckOpenMismatches(input: RepairInput): Promise<MismatchCounts> {
       const { plan, migrationId, pass } = input;
       const targetPool = databases.pool(plan.target.connection);
-      await ensureMismatchesTable(targetPool);
+      await installFerrySchema(targetPool);
       const counts = zeroCounts();
       let v: Verification | null = null;
       let after: string | null = null;
       for (;;) {
-        const open: pg.QueryResult<{ key: string }> = await targetPool.query(
-          `SELECT DISTINCT key FROM ferry.mismatches m
-            WHERE migration_id = $1 AND pass < $2 AND resolved_at IS NULL AND ($3::text IS NULL OR key > $3)
-              AND NOT EXISTS (SELECT 1 FROM ferry.mismatches c WHERE c.migration_id = $1 AND c.pass = $2 AND c.key = m.key)
-            ORDER BY key LIMIT $4`,
-          [migrationId, pass, after, RECHECK_BATCH],
-        );
-        if (open.rows.length === 0) break;
-        const keys = open.rows.map((r) => r.key);
+        const keys = await openKeysOfEarlierPasses(targetPool, { migrationId, pass, after, limit: RECHECK_BATCH });
+        if (keys.length === 0) break;
         after = keys[keys.length - 1]!;
         v ??= await verificationOf(plan, null, undefined, migrationId);
         const [s, t] = await bothSides(plan, v, { keys }, { keys }, Math.max(MIN_PAGE_ROWS, keys.length + 1));
@@ -288,7 +313,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
         for (const d of differences) counts[d.category] += 1;
         heartbeat({ after });
       }
-      await targetPool.query(`UPDATE ferry.mismatches SET resolved_at = now() WHERE migration_id = $1 AND pass < $2 AND resolved_at IS NULL`, [migrationId, pass]);
+      await resolveEarlierPasses(targetPool, migrationId, pass);
       return counts;
     },
   };

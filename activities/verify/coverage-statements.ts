@@ -1,11 +1,12 @@
 /**
  * The SQL of the final check of a verification: which source rows in scope no shard reaches, and
- * which target rows no shard owns. Pure string building: identifiers quoted, values literals
- * (shard bounds and partition values come from the planner) or bind parameters.
+ * which target rows no shard owns. Identifiers quoted, values literals (shard bounds and
+ * partition values come from the planner) or bind parameters of the sql`` template; the
+ * conditions passed in as text are Ferry's own (reachedBySql, sourceFilter).
  */
 import { coverageOf, type KeyRange, type ShardSpec } from '../../lib/key-range';
 import type { KeyedTable } from '../copy/copy-statements';
-import { qualifiedName, quoteIdent, quoteLiteral, SOURCE_ALIAS } from '../sql';
+import { column, ferrySql, join, quoteLiteral, sql, SOURCE_ALIAS, tableName, type Sql } from '../sql';
 
 const TARGET_ALIAS = 't';
 
@@ -38,25 +39,19 @@ export function reachedBySql(shards: readonly ShardSpec[], keySql: string, parti
   return alternatives.join(' OR ');
 }
 
+const [S, T] = [SOURCE_ALIAS, TARGET_ALIAS].map(ferrySql) as [Sql, Sql];
+
 /** In one snapshot: the source rows in scope, those some shard reaches, and those with a NULL key. */
 export function scopeCountSql(source: KeyedTable, scope: string | null, reached: string): string {
-  const key = `${SOURCE_ALIAS}.${quoteIdent(source.key)}`;
-  return (
-    `SELECT count(*)::text AS scope, (count(*) FILTER (WHERE ${reached}))::text AS reached, ` +
-    `(count(*) FILTER (WHERE ${key} IS NULL))::text AS null_keys ` +
-    `FROM ${qualifiedName(source)} AS ${SOURCE_ALIAS}${scope ? ` WHERE ${scope}` : ''}`
-  );
+  const key = column(SOURCE_ALIAS, source.key);
+  return sql`SELECT count(*)::text AS scope, (count(*) FILTER (WHERE ${ferrySql(reached)}))::text AS reached, (count(*) FILTER (WHERE ${key} IS NULL))::text AS null_keys FROM ${tableName(source)} AS ${S}${scope ? sql` WHERE ${ferrySql(scope)}` : sql``}`.text;
 }
 
 /** The next `limit` keys (after `after`) of source rows in scope that no shard reaches. */
-export function unreachedKeysSql(source: KeyedTable, scope: string | null, reached: string, after: string | null, limit: number): { text: string; values: unknown[] } {
-  const key = `${SOURCE_ALIAS}.${quoteIdent(source.key)}`;
-  const values: unknown[] = [];
-  const where = [`${key} IS NOT NULL`, `NOT (${reached})`, ...(scope ? [`(${scope})`] : []), ...(after === null ? [] : [`${key} > $${values.push(after)}`])];
-  return {
-    text: `SELECT ${key}::text AS key FROM ${qualifiedName(source)} AS ${SOURCE_ALIAS} WHERE ${where.join(' AND ')} ORDER BY ${key} LIMIT $${values.push(limit)}`,
-    values,
-  };
+export function unreachedKeysSql(source: KeyedTable, scope: string | null, reached: string, after: string | null, limit: number): Sql {
+  const key = column(SOURCE_ALIAS, source.key);
+  const where = [sql`${key} IS NOT NULL`, sql`NOT (${ferrySql(reached)})`, ...(scope ? [sql`(${ferrySql(scope)})`] : []), ...(after === null ? [] : [sql`${key} > ${after}`])];
+  return sql`SELECT ${key}::text AS key FROM ${tableName(source)} AS ${S} WHERE ${join(where, sql` AND `)} ORDER BY ${key} LIMIT ${limit}`;
 }
 
 /**
@@ -69,36 +64,27 @@ export function targetPageSql(
   condition: string | null,
   after: string | null,
   limit: number,
-): { text: string; values: unknown[] } {
-  const key = `${TARGET_ALIAS}.${quoteIdent(target.key)}`;
-  const source = `${TARGET_ALIAS}.${quoteIdent(lineage ?? target.key)}`;
-  const values: unknown[] = [];
-  const where = [`${key} IS NOT NULL`, ...(condition ? [`(${condition})`] : []), ...(after === null ? [] : [`${key} > $${values.push(after)}`])];
-  return {
-    text:
-      `SELECT ${key}::text AS key, ${source}::text AS source_key FROM ${qualifiedName(target)} AS ${TARGET_ALIAS}` +
-      ` WHERE ${where.join(' AND ')} ORDER BY ${key} LIMIT $${values.push(limit)}`,
-    values,
-  };
+): Sql {
+  const key = column(TARGET_ALIAS, target.key);
+  const source = column(TARGET_ALIAS, lineage ?? target.key);
+  const where = [sql`${key} IS NOT NULL`, ...(condition ? [sql`(${ferrySql(condition)})`] : []), ...(after === null ? [] : [sql`${key} > ${after}`])];
+  return sql`SELECT ${key}::text AS key, ${source}::text AS source_key FROM ${tableName(target)} AS ${T} WHERE ${join(where, sql` AND `)} ORDER BY ${key} LIMIT ${limit}`;
 }
 
 /** How many target rows have a NULL key: no mismatch can name them. */
 export function nullTargetKeysSql(target: KeyedTable): string {
-  return `SELECT count(*)::text AS rows FROM ${qualifiedName(target)} AS ${TARGET_ALIAS} WHERE ${TARGET_ALIAS}.${quoteIdent(target.key)} IS NULL`;
+  return sql`SELECT count(*)::text AS rows FROM ${tableName(target)} AS ${T} WHERE ${column(TARGET_ALIAS, target.key)} IS NULL`.text;
 }
 
 /** Of a list of source keys, those the source holds at all (whatever the scope), as text. */
-export function sourceKeysHeldSql(source: KeyedTable, keys: string[]): { text: string; values: unknown[] } {
-  const key = `${SOURCE_ALIAS}.${quoteIdent(source.key)}`;
-  return { text: `SELECT ${key}::text AS key FROM ${qualifiedName(source)} AS ${SOURCE_ALIAS} WHERE ${key} = ANY($1)`, values: [keys] };
+export function sourceKeysHeldSql(source: KeyedTable, keys: string[]): Sql {
+  const key = column(SOURCE_ALIAS, source.key);
+  return sql`SELECT ${key}::text AS key FROM ${tableName(source)} AS ${S} WHERE ${key} = ANY(${keys})`;
 }
 
 /** Of a list of target keys, the rows the target still holds, with their source key as text. */
-export function targetKeysHeldSql(target: KeyedTable, lineage: string | null, keys: string[]): { text: string; values: unknown[] } {
-  const key = `${TARGET_ALIAS}.${quoteIdent(target.key)}`;
-  const source = `${TARGET_ALIAS}.${quoteIdent(lineage ?? target.key)}`;
-  return {
-    text: `SELECT ${key}::text AS key, ${source}::text AS source_key FROM ${qualifiedName(target)} AS ${TARGET_ALIAS} WHERE ${key} = ANY($1)`,
-    values: [keys],
-  };
+export function targetKeysHeldSql(target: KeyedTable, lineage: string | null, keys: string[]): Sql {
+  const key = column(TARGET_ALIAS, target.key);
+  const source = column(TARGET_ALIAS, lineage ?? target.key);
+  return sql`SELECT ${key}::text AS key, ${source}::text AS source_key FROM ${tableName(target)} AS ${T} WHERE ${key} = ANY(${keys})`;
 }

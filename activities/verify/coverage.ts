@@ -14,7 +14,7 @@ import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { nullTargetKeysSql, reachedBySql, scopeCountSql, sourceKeysHeldSql, targetKeysHeldSql, targetPageSql, unreachedKeysSql } from './coverage-statements';
 import { recordMismatches, type Mismatch } from '../state/ferry-schema';
-import { qualifiedName, quoteIdent, SOURCE_ALIAS } from '../sql';
+import { qualifiedName, quoteIdent, sql, SOURCE_ALIAS } from '../sql';
 import { allConditions, diffRows, TARGET_ALIAS, type RowHashes, type VerifyShape } from './verify-statements';
 
 export interface CoverageInput {
@@ -62,8 +62,7 @@ const MAX_EXAMPLES = 20;
 
 async function keyIsNotNull(pool: pg.Pool, table: VerifyShape['source']): Promise<boolean> {
   const found = await pool.query<{ not_null: boolean }>(
-    'SELECT attnotnull AS not_null FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped',
-    [qualifiedName(table), table.key],
+    sql`SELECT attnotnull AS not_null FROM pg_attribute WHERE attrelid = to_regclass(${qualifiedName(table)}) AND attname = ${table.key} AND attnum > 0 AND NOT attisdropped`,
   );
   return found.rows[0]?.not_null === true;
 }

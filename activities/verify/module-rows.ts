@@ -7,6 +7,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import pg from 'pg';
 import { wholeKeySpace } from '../../lib/key-range';
 import { readOnlyQuery } from '../plan-sql';
+import { sql } from '../sql';
 import { rangeRowsSql } from '../copy/copy-statements';
 import { isThenable, type RowTransform, sourceRowOf, type TargetRow } from '../transform/rows';
 import { type ColumnKinds, postgresInputText, sourceRowTypes } from '../transform/exact-values';
@@ -124,7 +125,7 @@ async function transformedSourceRows(
 
 /** Whether the target hashes text as the worker does: md5 of its UTF-8 bytes. */
 export async function hashesUtf8(pool: pg.Pool): Promise<boolean> {
-  const result = await pool.query<{ encoding: string }>('SELECT current_setting($1) AS encoding', ['server_encoding']);
+  const result = await pool.query<{ encoding: string }>(sql`SELECT current_setting(${'server_encoding'}) AS encoding`);
   return ['UTF8', 'SQL_ASCII'].includes(result.rows[0]?.encoding ?? '');
 }
 

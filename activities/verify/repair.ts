@@ -4,7 +4,6 @@
  */
 import { heartbeat } from '@temporalio/activity';
 import type { Heartbeats } from '../heartbeats';
-import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { wholeKeySpace } from '../../lib/key-range';
 import { lineageColumn, type Plan } from '../../lib/plan';
@@ -12,12 +11,13 @@ import { inCopyTransaction, writeBatch } from '../copy/batch-writer';
 import type { Databases } from '../connections';
 import { assertPlanSqlIsSafe, oneStatement, readOnly, readOnlyQuery } from '../plan-sql';
 import { copyOutSql, type CopySpec, copySpecOf, copyWithinDatabaseSql } from '../copy/copy-statements';
-import type { MismatchCategory } from '../state/ferry-schema';
+import { installFerrySchema } from '../state/ferry-schema';
+import { openMismatchCount, openMismatches, openSourceKeyGroups, resolveMismatchKeys, resolveRewrittenGroups } from '../state/mismatches';
 import { copyRangeThroughModule } from '../transform/module-copy';
 import { loadTransform } from '../transform/load';
-import { isRowError } from '../pacing';
+import { isRowError } from '../../lib/errors';
 import { allConditions, deleteTargetGroupsSql, deleteTargetKeysSql, rowHashesOf, rowsSql, sourceKeysCondition, sourceKeysPresentSql } from './verify-statements';
-import { type BothSides, ensureMismatchesTable } from './both-sides';
+import type { BothSides } from './both-sides';
 
 export interface RepairInput {
   migrationId: string;
@@ -65,14 +65,8 @@ export function createRepair(databases: Databases, { verificationOf }: BothSides
     let after: string | null = null;
     const refused: string[] = [];
     for (;;) {
-      const batch: pg.QueryResult<{ source_key: string }> = await targetPool.query(
-        `SELECT DISTINCT k AS source_key FROM ferry.mismatches, unnest(source_keys) AS k
-          WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL AND ($3::text IS NULL OR k > $3)
-          ORDER BY k LIMIT $4`,
-        [migrationId, pass, after, REPAIR_BATCH],
-      );
-      if (batch.rows.length === 0) break;
-      const groups = batch.rows.map((r) => r.source_key);
+      const groups = await openSourceKeyGroups(targetPool, { migrationId, pass, after, limit: REPAIR_BATCH });
+      if (groups.length === 0) break;
       after = groups[groups.length - 1]!;
       const copied = await copyKeys(groups);
       repaired += copied.written;
@@ -86,16 +80,8 @@ export function createRepair(databases: Databases, { verificationOf }: BothSides
       heartbeat({ repaired, deleted, after });
     }
     // Resolved: each difference whose every group was rewritten. One with no source key stays.
-    await targetPool.query(
-      `UPDATE ferry.mismatches SET resolved_at = now()
-        WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL AND cardinality(source_keys) > 0 AND NOT (source_keys && $3::text[])`,
-      [migrationId, pass, refused],
-    );
-    const left = await targetPool.query<{ count: number }>(
-      `SELECT count(*)::int AS count FROM ferry.mismatches WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL`,
-      [migrationId, pass],
-    );
-    return { repaired, deleted, unresolved: left.rows[0]?.count ?? 0 };
+    await resolveRewrittenGroups(targetPool, migrationId, pass, refused);
+    return { repaired, deleted, unresolved: await openMismatchCount(targetPool, migrationId, pass) };
   }
 
   return {
@@ -111,7 +97,7 @@ export function createRepair(databases: Databases, { verificationOf }: BothSides
       assertPlanSqlIsSafe(plan);
       const sourcePool = databases.pool(plan.source.connection);
       const targetPool = databases.pool(plan.target.connection);
-      await ensureMismatchesTable(targetPool);
+      await installFerrySchema(targetPool);
       const base: CopySpec = { ...copySpecOf(plan), conflict: { policy: 'overwrite' } };
       const transform = plan.transform.module ? await loadTransform(plan.transform.module, transformDir) : null;
       const sameDatabase = databases.sameDatabase(plan.source.connection, plan.target.connection);
@@ -165,15 +151,11 @@ export function createRepair(databases: Databases, { verificationOf }: BothSides
       let after: string | null = null;
       heartbeats?.follow(() => ({ repaired, deleted, after }));
       for (;;) {
-        const batch: pg.QueryResult<{ key: string; category: MismatchCategory }> = await targetPool.query(
-          `SELECT key, category FROM ferry.mismatches
-            WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL AND ($3::text IS NULL OR key > $3) ORDER BY key LIMIT $4`,
-          [migrationId, pass, after, REPAIR_BATCH],
-        );
-        if (batch.rows.length === 0) break;
-        after = batch.rows[batch.rows.length - 1]!.key;
-        const extra = batch.rows.filter((r) => r.category === 'extra').map((r) => r.key);
-        const toCopy = batch.rows.filter((r) => r.category !== 'extra').map((r) => r.key);
+        const batch = await openMismatches(targetPool, { migrationId, pass, after, limit: REPAIR_BATCH });
+        if (batch.length === 0) break;
+        after = batch[batch.length - 1]!.key;
+        const extra = batch.filter((r) => r.category === 'extra').map((r) => r.key);
+        const toCopy = batch.filter((r) => r.category !== 'extra').map((r) => r.key);
         let toDelete: string[] = [];
         if (extra.length > 0) {
           const inSource = await producedKeys(extra);
@@ -187,16 +169,9 @@ export function createRepair(databases: Databases, { verificationOf }: BothSides
           deleted += await inCopyTransaction(targetPool, base, async (c) => (await c.query(statement)).rowCount ?? 0);
         }
         const refused = new Set(copied.refused);
-        await targetPool.query(
-          `UPDATE ferry.mismatches SET resolved_at = now() WHERE migration_id = $1 AND pass = $2 AND key = ANY($3::text[])`,
-          [migrationId, pass, batch.rows.map((r) => r.key).filter((k) => !refused.has(k))],
-        );
+        await resolveMismatchKeys(targetPool, migrationId, pass, batch.map((r) => r.key).filter((k) => !refused.has(k)));
       }
-      const left = await targetPool.query<{ count: number }>(
-        `SELECT count(*)::int AS count FROM ferry.mismatches WHERE migration_id = $1 AND pass = $2 AND resolved_at IS NULL`,
-        [migrationId, pass],
-      );
-      return { repaired, deleted, unresolved: left.rows[0]?.count ?? 0 };
+      return { repaired, deleted, unresolved: await openMismatchCount(targetPool, migrationId, pass) };
     },
   };
 }

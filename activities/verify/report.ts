@@ -2,6 +2,7 @@
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import type { Mismatch, MismatchCategory } from '../state/ferry-schema';
+import { ferrySql, sql } from '../sql';
 import { runOfPass } from './verification-runs';
 import { keyOrderSql } from './verify-statements';
 import { type ColumnValues, type BothSides, type MismatchCounts, zeroCounts } from './both-sides';
@@ -47,25 +48,23 @@ export function createMismatchReport(databases: Databases, { verificationOf, row
       const { plan, migrationId } = input;
       const targetPool = databases.pool(plan.target.connection);
       const report: MismatchReport = { migrationId, pass: null, counts: zeroCounts(), unresolved: zeroCounts(), examples: [] };
-      const exists = await targetPool.query<{ present: boolean }>(`SELECT to_regclass('ferry.mismatches') IS NOT NULL AS present`);
+      const exists = await targetPool.query<{ present: boolean }>(sql`SELECT to_regclass('ferry.mismatches') IS NOT NULL AS present`);
       if (!exists.rows[0]?.present) return report;
-      const latest = await targetPool.query<{ pass: number | null }>(`SELECT max(pass) AS pass FROM ferry.mismatches WHERE migration_id = $1`, [migrationId]);
+      const latest = await targetPool.query<{ pass: number | null }>(sql`SELECT max(pass) AS pass FROM ferry.mismatches WHERE migration_id = ${migrationId}`);
       const pass = latest.rows[0]?.pass ?? null;
       if (pass === null) return report;
       report.pass = pass;
       const counts = await targetPool.query<{ category: MismatchCategory; all: number; open: number }>(
-        `SELECT category, count(*)::int AS all, (count(*) FILTER (WHERE resolved_at IS NULL))::int AS open
-           FROM ferry.mismatches WHERE migration_id = $1 AND pass = $2 GROUP BY category`,
-        [migrationId, pass],
+        sql`SELECT category, count(*)::int AS all, (count(*) FILTER (WHERE resolved_at IS NULL))::int AS open
+              FROM ferry.mismatches WHERE migration_id = ${migrationId} AND pass = ${pass} GROUP BY category`,
       );
       for (const row of counts.rows) {
         report.counts[row.category] = row.all;
         report.unresolved[row.category] = row.open;
       }
       const examples = await targetPool.query<{ key: string; category: MismatchCategory; columns: string[]; resolved: boolean; found: Record<string, ColumnValues> | null; source_keys: string[] | null }>(
-        `SELECT key, category, columns, resolved_at IS NOT NULL AS resolved, found_values AS found, source_keys FROM ferry.mismatches
-          WHERE migration_id = $1 AND pass = $2 ORDER BY resolved_at IS NOT NULL, ${keyOrderSql('key')} LIMIT $3`,
-        [migrationId, pass, input.limit ?? MAX_EXAMPLES],
+        sql`SELECT key, category, columns, resolved_at IS NOT NULL AS resolved, found_values AS found, source_keys FROM ferry.mismatches
+             WHERE migration_id = ${migrationId} AND pass = ${pass} ORDER BY resolved_at IS NOT NULL, ${ferrySql(keyOrderSql('key'))} LIMIT ${input.limit ?? MAX_EXAMPLES}`,
       );
       report.examples = examples.rows.map((r) => ({ key: r.key, category: r.category, columns: r.columns, resolved: r.resolved }));
       const run = await runOfPass(targetPool, migrationId, pass);

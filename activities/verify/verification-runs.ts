@@ -10,7 +10,8 @@ import { tableKey } from '../../lib/ids';
 import type { VerificationKind, VerificationRun } from '../../lib/verification-runs';
 import type { Databases } from '../connections';
 import { installFerrySchema } from '../state/ferry-schema';
-import { withClient } from '../connections';
+import { inTransaction } from '../transaction';
+import { sql } from '../sql';
 
 export interface BeginRunInput {
   plan: Plan;
@@ -43,9 +44,8 @@ export interface FinishRunInput {
 export async function runOfPass(pool: pg.Pool, migrationId: string, pass: number): Promise<{ run: number; pass: number } | null> {
   const found = await pool
     .query<{ run: number; first_pass: number }>(
-      `SELECT run, first_pass FROM ferry.verification_runs
-        WHERE migration_id = $1 AND $2 BETWEEN first_pass AND first_pass + max_passes - 1 ORDER BY run DESC LIMIT 1`,
-      [migrationId, pass],
+      sql`SELECT run, first_pass FROM ferry.verification_runs
+           WHERE migration_id = ${migrationId} AND ${pass} BETWEEN first_pass AND first_pass + max_passes - 1 ORDER BY run DESC LIMIT 1`,
     )
     .catch((error: { code?: string }) => {
       // Installed before runs were recorded: no pass belongs to one.
@@ -62,7 +62,7 @@ export async function runOfPass(pool: pg.Pool, migrationId: string, pass: number
  */
 async function refuseTargetTaken(client: pg.PoolClient, input: BeginRunInput): Promise<void> {
   const target = tableKey(input.plan.target);
-  const held = await client.query<{ migration_id: string; state: string }>('SELECT migration_id, state FROM ferry.migrations WHERE target_table = $1', [target]);
+  const held = await client.query<{ migration_id: string; state: string }>(sql`SELECT migration_id, state FROM ferry.migrations WHERE target_table = ${target}`);
   const holder = held.rows[0];
   if (holder && holder.migration_id !== input.migrationId) {
     throw ApplicationFailure.nonRetryable(
@@ -81,39 +81,31 @@ export function createVerificationRecord(databases: Databases) {
     async beginVerificationRun(input: BeginRunInput): Promise<BegunRun> {
       const pool = databases.pool(input.plan.target.connection);
       await installFerrySchema(pool);
-      return withClient(pool, async (client) => {
-        await client.query('BEGIN');
-        try {
-          // Runs of one migration are numbered one after the other.
-          await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`ferry verification ${input.migrationId}`]);
-          const existing = await client.query<{ run: number; first_pass: number; started_at: Date }>(
-            'SELECT run, first_pass, started_at FROM ferry.verification_runs WHERE request_id = $1',
-            [input.requestId],
+      return inTransaction(pool, async (client) => {
+        // Runs of one migration are numbered one after the other.
+        await client.query(sql`SELECT pg_advisory_xact_lock(hashtext(${`ferry verification ${input.migrationId}`}))`);
+        const existing = await client.query<{ run: number; first_pass: number; started_at: Date }>(
+          sql`SELECT run, first_pass, started_at FROM ferry.verification_runs WHERE request_id = ${input.requestId}`,
+        );
+        let row = existing.rows[0];
+        if (!row && input.kind === 'after-finish') await refuseTargetTaken(client, input);
+        if (!row) {
+          const id = input.migrationId;
+          const inserted = await client.query<{ run: number; first_pass: number; started_at: Date }>(
+            sql`INSERT INTO ferry.verification_runs
+                  (migration_id, run, request_id, kind, requested_by, sample_percent, repair, first_pass, max_passes)
+                SELECT ${id},
+                       coalesce((SELECT max(run) FROM ferry.verification_runs WHERE migration_id = ${id}), 0) + 1,
+                       ${input.requestId}, ${input.kind}, ${input.by}, ${input.samplePercent}, ${input.repair},
+                       greatest(${input.afterPass}::int,
+                                coalesce((SELECT max(pass) FROM ferry.mismatches WHERE migration_id = ${id}), 0),
+                                coalesce((SELECT max(first_pass + max_passes - 1) FROM ferry.verification_runs WHERE migration_id = ${id}), 0)) + 1,
+                       ${Math.max(1, input.maxPasses)}
+                RETURNING run, first_pass, started_at`,
           );
-          let row = existing.rows[0];
-          if (!row && input.kind === 'after-finish') await refuseTargetTaken(client, input);
-          if (!row) {
-            const inserted = await client.query<{ run: number; first_pass: number; started_at: Date }>(
-              `INSERT INTO ferry.verification_runs
-                 (migration_id, run, request_id, kind, requested_by, sample_percent, repair, first_pass, max_passes)
-               SELECT $1,
-                      coalesce((SELECT max(run) FROM ferry.verification_runs WHERE migration_id = $1), 0) + 1,
-                      $2, $3, $4, $5, $6,
-                      greatest($7::int,
-                               coalesce((SELECT max(pass) FROM ferry.mismatches WHERE migration_id = $1), 0),
-                               coalesce((SELECT max(first_pass + max_passes - 1) FROM ferry.verification_runs WHERE migration_id = $1), 0)) + 1,
-                      $8
-               RETURNING run, first_pass, started_at`,
-              [input.migrationId, input.requestId, input.kind, input.by, input.samplePercent, input.repair, input.afterPass, Math.max(1, input.maxPasses)],
-            );
-            row = inserted.rows[0]!;
-          }
-          await client.query('COMMIT');
-          return { run: row.run, firstPass: row.first_pass, startedAt: row.started_at.toISOString() };
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => {});
-          throw error;
+          row = inserted.rows[0]!;
         }
+        return { run: row.run, firstPass: row.first_pass, startedAt: row.started_at.toISOString() };
       });
     },
 
@@ -122,12 +114,11 @@ export function createVerificationRecord(databases: Databases) {
       const pool = databases.pool(input.plan.target.connection);
       const o = input.outcome;
       const result = await pool.query<{ finished_at: Date }>(
-        `UPDATE ferry.verification_runs
-            SET finished_at = coalesce(finished_at, now()), passes = $3, rows_checked = $4, missing = $5, extra = $6, value = $7,
-                repaired = $8, clean = $9, problem = $10
-          WHERE migration_id = $1 AND run = $2
-          RETURNING finished_at`,
-        [input.migrationId, o.run, o.passes, o.rowsChecked, o.missing, o.extra, o.value, o.repaired, o.clean, o.problem],
+        sql`UPDATE ferry.verification_runs
+               SET finished_at = coalesce(finished_at, now()), passes = ${o.passes}, rows_checked = ${o.rowsChecked}, missing = ${o.missing},
+                   extra = ${o.extra}, value = ${o.value}, repaired = ${o.repaired}, clean = ${o.clean}, problem = ${o.problem}
+             WHERE migration_id = ${input.migrationId} AND run = ${o.run}
+             RETURNING finished_at`,
       );
       return { finishedAt: (result.rows[0]?.finished_at ?? new Date()).toISOString() };
     },

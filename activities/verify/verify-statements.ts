@@ -2,13 +2,14 @@
  * The SQL the verifier runs, and the pure comparison of what it reads. Both sides of a
  * verification become the same relation `r` (the target's columns, of the target's types) and
  * go through the same canonical-text expressions, so equal data hashes equal wherever it lives.
- * Pure string building: identifiers are quoted here, key values are bind parameters.
+ * Statements are built with the sql`` template: identifiers quoted, key values bind parameters,
+ * the transform's expressions through planSql; canonical-text expressions are Ferry's own text.
  */
 import type { KeyRange } from '../../lib/key-range';
 import type { KeyedTable } from '../copy/copy-statements';
 import { TOMBSTONES_TABLE, tombstoneTableName } from '../copy/copy-statements';
 import type { Mismatch } from '../state/ferry-schema';
-import { qualifiedName, quoteIdent, quoteLiteral, SOURCE_ALIAS, type TableName } from '../sql';
+import { column, ferrySql, ident, join, literal, planSql, qualifiedName, quoteIdent, sql, SOURCE_ALIAS, tableName, type Sql, type TableName } from '../sql';
 
 /** A target column and its type, as pg_attribute and format_type tell. */
 export interface ColumnType {
@@ -22,15 +23,12 @@ export interface ColumnType {
 }
 
 /** The types of `columns` of the target table; a missing column comes back without a row. */
-export function columnTypesSql(target: TableName, columns: string[]): { text: string; values: unknown[] } {
-  return {
-    text: `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, b.typname AS base, b.typcategory AS category
-             FROM pg_attribute a
-             JOIN pg_type t ON t.oid = a.atttypid
-             JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-            WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY($2::text[])`,
-    values: [qualifiedName(target), columns],
-  };
+export function columnTypesSql(target: TableName, columns: string[]): Sql {
+  return sql`SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, b.typname AS base, b.typcategory AS category
+               FROM pg_attribute a
+               JOIN pg_type t ON t.oid = a.atttypid
+               JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+              WHERE a.attrelid = to_regclass(${qualifiedName(target)}) AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY(${columns}::text[])`;
 }
 
 const TIMESTAMP_FORMAT = `'YYYY-MM-DD HH24:MI:SS.US BC'`;
@@ -136,41 +134,44 @@ export function sampleCondition(keySql: string, percent: number): string | null 
   return `abs(hashtext((${keySql})::text)::bigint) % 10000 < ${Math.round(percent * 100)}`;
 }
 
-function selectionCondition(keySql: string, selection: Selection, filter: string | null, values: unknown[]): string {
-  const parts: string[] = [];
-  if (selection.range?.after != null) parts.push(`${keySql} > $${values.push(selection.range.after)}`);
-  if (selection.range?.upTo != null) parts.push(`${keySql} <= $${values.push(selection.range.upTo)}`);
-  if (selection.keys) parts.push(`${keySql} = ANY($${values.push(selection.keys)})`);
-  if (filter) parts.push(`(${filter})`);
-  return parts.length ? parts.join(' AND ') : 'true';
+function selectionCondition(key: Sql, selection: Selection, filter: string | null): Sql {
+  const parts: Sql[] = [];
+  if (selection.range?.after != null) parts.push(sql`${key} > ${selection.range.after}`);
+  if (selection.range?.upTo != null) parts.push(sql`${key} <= ${selection.range.upTo}`);
+  if (selection.keys) parts.push(sql`${key} = ANY(${selection.keys})`);
+  // A condition Ferry composed (sourceFilter, sampleCondition, sourceKeysCondition).
+  if (filter) parts.push(sql`(${ferrySql(filter)})`);
+  return parts.length ? join(parts, sql` AND `) : sql`true`;
 }
+
+const [S, T, R] = [SOURCE_ALIAS, TARGET_ALIAS, ROW_ALIAS].map(ferrySql) as [Sql, Sql, Sql];
 
 /**
  * The source rows of a selection as the transform makes them: the target's columns, cast to
  * the target's types as an insert would. OFFSET 0 keeps each expression evaluated once.
  */
-function sourceRelation(shape: VerifyShape, selection: Selection, values: unknown[]): string {
-  const list = shape.types.map((c) => `(${shape.columns[c.name]})::${c.type} AS ${quoteIdent(c.name)}`).join(', ');
-  const where = selectionCondition(`${SOURCE_ALIAS}.${quoteIdent(shape.source.key)}`, selection, shape.sourceFilter, values);
-  return `(SELECT ${list} FROM ${qualifiedName(shape.source)} AS ${SOURCE_ALIAS} WHERE ${where} OFFSET 0) AS ${ROW_ALIAS}`;
+function sourceRelation(shape: VerifyShape, selection: Selection): Sql {
+  const list = join(shape.types.map((c) => sql`${planSql(shape.columns[c.name]!, `transform.sql.${c.name}`)}::${ferrySql(c.type)} AS ${ident(c.name)}`));
+  const where = selectionCondition(column(SOURCE_ALIAS, shape.source.key), selection, shape.sourceFilter);
+  return sql`(SELECT ${list} FROM ${tableName(shape.source)} AS ${S} WHERE ${where} OFFSET 0) AS ${R}`;
 }
 
 /**
  * The target rows of a selection of source keys: by the lineage column when there is one, else
  * by the target key; with `limit`, the first that many in key order.
  */
-function targetRelation(shape: VerifyShape, selection: Selection, values: unknown[], limit?: number): string {
-  const list = shape.types.map((c) => `${TARGET_ALIAS}.${quoteIdent(c.name)}`).join(', ');
-  const key = `${TARGET_ALIAS}.${quoteIdent(shape.target.key)}`;
-  const where = selectionCondition(`${TARGET_ALIAS}.${quoteIdent(shape.lineage ?? shape.target.key)}`, selection, shape.targetFilter, values);
-  const page = limit === undefined ? 'OFFSET 0' : `ORDER BY ${key} LIMIT $${values.push(limit)}`;
-  return `(SELECT ${list} FROM ${qualifiedName(shape.target)} AS ${TARGET_ALIAS} WHERE ${where} ${page}) AS ${ROW_ALIAS}`;
+function targetRelation(shape: VerifyShape, selection: Selection, limit?: number): Sql {
+  const list = join(shape.types.map((c) => column(TARGET_ALIAS, c.name)));
+  const key = column(TARGET_ALIAS, shape.target.key);
+  const where = selectionCondition(column(TARGET_ALIAS, shape.lineage ?? shape.target.key), selection, shape.targetFilter);
+  const page = limit === undefined ? sql`OFFSET 0` : sql`ORDER BY ${key} LIMIT ${limit}`;
+  return sql`(SELECT ${list} FROM ${tableName(shape.target)} AS ${T} WHERE ${where} ${page}) AS ${R}`;
 }
 
 export type Side = 'source' | 'target';
 
-function relation(side: Side, shape: VerifyShape, selection: Selection, values: unknown[], limit?: number): string {
-  return side === 'source' ? sourceRelation(shape, selection, values) : targetRelation(shape, selection, values, limit);
+function relation(side: Side, shape: VerifyShape, selection: Selection, limit?: number): Sql {
+  return side === 'source' ? sourceRelation(shape, selection) : targetRelation(shape, selection, limit);
 }
 
 function canonicalColumns(shape: VerifyShape): string[] {
@@ -194,10 +195,8 @@ export function rowDigestSum(rowTextSql: string): string {
 }
 
 /** The row count and digest of a selection on one side: two small numbers. */
-export function chunkChecksumSql(side: Side, shape: VerifyShape, selection: Selection): { text: string; values: unknown[] } {
-  const values: unknown[] = [];
-  const from = relation(side, shape, selection, values);
-  return { text: `SELECT count(*)::bigint::text AS rows, ${rowDigestSum(rowText(canonicalColumns(shape)))} AS digest FROM ${from}`, values };
+export function chunkChecksumSql(side: Side, shape: VerifyShape, selection: Selection): Sql {
+  return sql`SELECT count(*)::bigint::text AS rows, ${ferrySql(rowDigestSum(rowText(canonicalColumns(shape))))} AS digest FROM ${relation(side, shape, selection)}`;
 }
 
 /**
@@ -212,13 +211,12 @@ export function rowsSql(
   selection: Selection,
   mode: 'hash' | 'text',
   limit?: number,
-): { text: string; values: unknown[] } {
-  const values: unknown[] = [];
-  const from = relation(side, shape, selection, values, limit);
-  const key = `${ROW_ALIAS}.${quoteIdent(shape.target.key)}`;
-  const columns = canonicalColumns(shape).map((text) => (mode === 'hash' ? `md5(${text})` : text));
-  if (shape.lineage) columns.unshift(`${ROW_ALIAS}.${quoteIdent(shape.lineage)}::text`);
-  return { text: `SELECT ${key}::text, ${columns.join(', ')} FROM ${from} ORDER BY ${key}`, values };
+): Sql {
+  const from = relation(side, shape, selection, limit);
+  const key = column(ROW_ALIAS, shape.target.key);
+  const columns = canonicalColumns(shape).map((text) => ferrySql(mode === 'hash' ? `md5(${text})` : text));
+  if (shape.lineage) columns.unshift(sql`${column(ROW_ALIAS, shape.lineage)}::text`);
+  return sql`SELECT ${key}::text, ${join(columns)} FROM ${from} ORDER BY ${key}`;
 }
 
 /**
@@ -226,64 +224,45 @@ export function rowsSql(
  * arrives as an array of Postgres input text, is parsed with the target column's type and goes
  * through the same canonical expressions. Runs on the target database, writes nothing.
  */
-export function canonicalizeValuesSql(shape: Pick<VerifyShape, 'types' | 'target'>, columnValues: (string | null)[][]): { text: string; values: unknown[] } {
-  const names = shape.types.map((c) => quoteIdent(c.name));
-  const casts = shape.types.map((c, i) => `u.${names[i]}::${c.type} AS ${names[i]}`).join(', ');
-  const arrays = shape.types.map((_, i) => `$${i + 1}::text[]`).join(', ');
-  const key = `${ROW_ALIAS}.${quoteIdent(shape.target.key)}`;
-  const canonical = shape.types.map((c) => canonicalText(`${ROW_ALIAS}.${quoteIdent(c.name)}`, c));
-  return {
-    text:
-      `SELECT ${key}::text, ${canonical.join(', ')} FROM ` +
-      `(SELECT ${casts} FROM unnest(${arrays}) AS u(${names.join(', ')}) OFFSET 0) AS ${ROW_ALIAS}`,
-    values: columnValues,
-  };
+export function canonicalizeValuesSql(shape: Pick<VerifyShape, 'types' | 'target'>, columnValues: (string | null)[][]): Sql {
+  const casts = join(shape.types.map((c) => sql`${column('u', c.name)}::${ferrySql(c.type)} AS ${ident(c.name)}`));
+  const arrays = join(shape.types.map((_, i) => sql`${columnValues[i]}::text[]`));
+  const key = column(ROW_ALIAS, shape.target.key);
+  const canonical = join(shape.types.map((c) => ferrySql(canonicalText(`${ROW_ALIAS}.${quoteIdent(c.name)}`, c))));
+  const names = join(shape.types.map((c) => ident(c.name)));
+  return sql`SELECT ${key}::text, ${canonical} FROM (SELECT ${casts} FROM unnest(${arrays}) AS u(${names}) OFFSET 0) AS ${R}`;
 }
 
 /** `s.key IN ('a', 'b')`: a key list as literals, for COPY, which takes no bind parameters. */
 export function sourceKeysCondition(sourceKey: string, keys: string[]): string {
   if (keys.length === 0) return 'false';
-  return `${SOURCE_ALIAS}.${quoteIdent(sourceKey)} IN (${keys.map(quoteLiteral).join(', ')})`;
+  return sql`${column(SOURCE_ALIAS, sourceKey)} IN (${join(keys.map((key) => literal(key)))})`.text;
 }
 
 /** The keys of a list that the source holds (within the plan's filter), as text. */
-export function sourceKeysPresentSql(source: KeyedTable, filter: string | null, keys: string[]): { text: string; values: unknown[] } {
-  const key = `${SOURCE_ALIAS}.${quoteIdent(source.key)}`;
-  return {
-    text: `SELECT ${key}::text AS key FROM ${qualifiedName(source)} AS ${SOURCE_ALIAS} WHERE ${key} = ANY($1)${filter ? ` AND (${filter})` : ''}`,
-    values: [keys],
-  };
+export function sourceKeysPresentSql(source: KeyedTable, filter: string | null, keys: string[]): Sql {
+  const key = column(SOURCE_ALIAS, source.key);
+  return sql`SELECT ${key}::text AS key FROM ${tableName(source)} AS ${S} WHERE ${key} = ANY(${keys})${filter ? sql` AND (${ferrySql(filter)})` : sql``}`;
 }
 
 /**
  * Deletes the target rows of some source keys (by the lineage column) that those source keys do
  * not produce now: `produced` is every target key they produce. Never touches another key's rows.
  */
-export function deleteTargetGroupsSql(target: KeyedTable, lineage: string, sourceKeys: string[], produced: string[]): { text: string; values: unknown[] } {
-  const key = `${TARGET_ALIAS}.${quoteIdent(target.key)}`;
-  return {
-    text:
-      `DELETE FROM ${qualifiedName(target)} AS ${TARGET_ALIAS} WHERE ${TARGET_ALIAS}.${quoteIdent(lineage)} = ANY($1) ` +
-      `AND NOT (${key}::text = ANY($2::text[])) RETURNING ${key}::text AS key`,
-    values: [sourceKeys, produced],
-  };
+export function deleteTargetGroupsSql(target: KeyedTable, lineage: string, sourceKeys: string[], produced: string[]): Sql {
+  const key = column(TARGET_ALIAS, target.key);
+  return sql`DELETE FROM ${tableName(target)} AS ${T} WHERE ${column(TARGET_ALIAS, lineage)} = ANY(${sourceKeys}) AND NOT (${key}::text = ANY(${produced}::text[])) RETURNING ${key}::text AS key`;
 }
 
 /** Deletes target rows by key; returns the deleted keys. */
-export function deleteTargetKeysSql(target: KeyedTable, keys: string[]): { text: string; values: unknown[] } {
-  const key = `${TARGET_ALIAS}.${quoteIdent(target.key)}`;
-  return {
-    text: `DELETE FROM ${qualifiedName(target)} AS ${TARGET_ALIAS} WHERE ${key} = ANY($1) RETURNING ${key}::text AS key`,
-    values: [keys],
-  };
+export function deleteTargetKeysSql(target: KeyedTable, keys: string[]): Sql {
+  const key = column(TARGET_ALIAS, target.key);
+  return sql`DELETE FROM ${tableName(target)} AS ${T} WHERE ${key} = ANY(${keys}) RETURNING ${key}::text AS key`;
 }
 
 /** The keys of a list that have a tombstone for the target table. */
-export function tombstonedKeysSql(target: TableName, keys: string[]): { text: string; values: unknown[] } {
-  return {
-    text: `SELECT key FROM ${TOMBSTONES_TABLE} WHERE target_table = $1 AND key = ANY($2::text[])`,
-    values: [tombstoneTableName(target), keys],
-  };
+export function tombstonedKeysSql(target: TableName, keys: string[]): Sql {
+  return sql`SELECT key FROM ${ferrySql(TOMBSTONES_TABLE)} WHERE target_table = ${tombstoneTableName(target)} AND key = ANY(${keys}::text[])`;
 }
 
 // ---------------------------------------------------------------------------------------------

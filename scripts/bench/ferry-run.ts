@@ -3,8 +3,8 @@
  * followed to its end (or stopped when it is stuck), and its result checked by the bench's SQL.
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { migrationReport, startMigration } from '../../cli/migrations';
-import { redactMessage, rootMessage } from '../../lib/errors';
+import { migrationReport, shardCopyRetries, startMigration } from '../../operator';
+import { rootMessage } from '../../lib/errors';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import type { temporalSettings } from '../../lib/settings';
 import type { MigrationStatus } from '../../lib/status';
@@ -14,7 +14,6 @@ import { checkTarget, resetTarget, SOURCE_TABLE, TARGET_TABLE, transformSql } fr
 import { historyCost, type HistoryCost } from './histories';
 import type { LoadFigures, UpdateLoad } from './update-load';
 import type { WorkerProcess } from './worker-process';
-import { shardWorkflowId } from '../../lib/ids';
 
 export const SHARDS = 2;
 export const CONCURRENCY = 2;
@@ -79,12 +78,8 @@ export async function awaitMigration(bench: Bench, handle: WorkflowHandle<typeof
       lastMove = Date.now();
     }
     let failure: string | null = null;
-    for (const shard of report.status.shards.filter((s) => s.state === 'running')) {
-      const description = await bench.client.workflow.getHandle(shardWorkflowId(handle.workflowId, shard.index)).describe().catch(() => null);
-      const pending = description?.raw.pendingActivities?.[0];
-      if (pending && (pending.attempt ?? 1) >= MAX_ATTEMPTS) {
-        failure = `copy activity failed ${pending.attempt! - 1} times: ${pending.lastFailure?.message ? redactMessage(pending.lastFailure.message) : 'no message'}`;
-      }
+    for (const { retry } of await shardCopyRetries(bench.client, report.status)) {
+      if (retry.attempt >= MAX_ATTEMPTS) failure = `copy activity failed ${retry.attempt - 1} times: ${retry.lastFailure ?? 'no message'}`;
     }
     if (!failure && Date.now() - lastMove > STALL_MS) failure = `no progress for ${STALL_MS / 1000} s at ${lastRows} rows`;
     if (failure) {
@@ -127,8 +122,8 @@ export function basePlan(name: string, targetEnv: string): PlanInput {
     source: { connection: SOURCE_ENV, table: SOURCE_TABLE, key: 'id' },
     target: { connection: targetEnv, table: TARGET_TABLE },
     transform: { sql: transformSql },
-    // Opened up: the speed figures are taken with no rows/s cap.
-    throttle: { batchSize: BATCH_SIZE, concurrency: CONCURRENCY, rowsPerSecond: null },
+    // Opened up: the speed figures are taken with no rows/s cap and no pacing controller.
+    throttle: { batchSize: BATCH_SIZE, concurrency: CONCURRENCY, rowsPerSecond: null, budget: false },
     shards: { count: SHARDS },
     // Copy paths are timed alone; verification has its own figure below.
     verify: { enabled: false },

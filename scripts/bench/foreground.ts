@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { startMigration } from '../../cli/migrations';
+import { startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import type { migrationWorkflow } from '../../workflows/migration';
 import { countRows, resetTarget, TARGET_TABLE } from './dataset';

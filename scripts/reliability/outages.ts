@@ -5,12 +5,10 @@
  * say so in `ferry status` meanwhile, and end where the lifecycle's rules say; the test's own
  * SQL then checks the flags, the migration's record and every row.
  */
-import { WorkflowUpdateStage } from '@temporalio/client';
-import { migrationReport, startMigration } from '../../cli/migrations';
+import { approveGate, migrationReport, requestAbort, startMigration } from '../../operator';
 import { formatRetries } from '../../cli/retries';
 import { flagsAfterAbort, type FlagSettings } from '../../lib/lifecycle';
 import type { Phase } from '../../lib/status';
-import { abortUpdate, approveUpdate } from '../../workflows/messages';
 import { labSql, sleep, type Lab } from './lab';
 import { compareTables, createTables, outcomeOf, phaseOf, planFor, until, type MigrationOutcome, type OutageFault, type RoundResult } from './scenarios';
 
@@ -93,14 +91,14 @@ export async function runOutageRound(lab: Lab, options: OutageRoundOptions): Pro
     flagsBefore = await flagsOf(lab, plan.name);
     await lab.postgresOutage(outageMs, async () => {
       // The abort's answer waits for the rollback: take it as accepted and watch the rollback retry.
-      await handle.startUpdate(abortUpdate, { args: [{ by: 'fault-lab', reason: 'Postgres outage drill' }], waitForStage: WorkflowUpdateStage.ACCEPTED });
+      await requestAbort(lab.client, handle.workflowId, { by: 'fault-lab', reason: 'Postgres outage drill' });
       phasesHit.push((await phaseOf(lab, handle.workflowId)) ?? 'unknown');
       retryShown = await retryShownInStatus(lab, handle.workflowId, 'setFlags', outageMs - 2000);
     });
   } else {
     const waitAt = async (gate: string) =>
       until(async () => (await migrationReport(lab.client, handle.workflowId)).status?.gate?.name === gate, 120_000, `${plan.name} to wait at gate ${gate}`);
-    const approve = (gate: string) => handle.executeUpdate(approveUpdate, { args: [{ gate, by: 'fault-lab', note: 'Postgres outage drill' }] });
+    const approve = (gate: string) => approveGate(lab.client, handle.workflowId, { gate, by: 'fault-lab', note: 'Postgres outage drill' });
     await waitAt('cutover-reads');
     flagsBefore = await flagsOf(lab, plan.name);
     await lab.postgresOutage(outageMs, async () => {

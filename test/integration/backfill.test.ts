@@ -1,7 +1,7 @@
 /** The backfill on real Postgres and real Temporal: every row arrives exactly once. */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMigration } from '../../cli/migrations';
+import { startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import { createTestDatabase, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
-import { migrationReport, startMigration } from '../../cli/migrations';
+import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
 import { ferry } from '../support/cli';

@@ -1,7 +1,7 @@
 /** Steering a running backfill: throttle, refused throttles, pause and resume, continue-as-new. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
-import { migrationReport, startMigration } from '../../cli/migrations';
+import { migrationReport, startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
@@ -46,7 +46,7 @@ describe('steering a backfill', () => {
   const countOf = async (target: string) => (await sqlRow(url, `SELECT count(*)::int AS n FROM ${target}`)).n as number;
 
   it('applies a throttle change within seconds and records who made it', async () => {
-    const { plan, target } = await planWith({ rowsPerSecond: 400, batchSize: 100, checkpointSeconds: 1 });
+    const { plan, target } = await planWith({ rowsPerSecond: 400, batchSize: 100, concurrency: 1, checkpointSeconds: 1 });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     await eventually(async () => (await countOf(target)) > 0, 20_000, 'the first rows');
 
@@ -66,7 +66,7 @@ describe('steering a backfill', () => {
   });
 
   it('refuses bad throttle values with a reason and changes nothing', async () => {
-    const { plan } = await planWith({ rowsPerSecond: 200, batchSize: 50, checkpointSeconds: 1 });
+    const { plan } = await planWith({ rowsPerSecond: 200, batchSize: 50, concurrency: 1, checkpointSeconds: 1 });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     for (const [flags, message] of [
       [['--rows-per-second', '-5'], 'rowsPerSecond must be between 1 and 10000000, not -5'],

@@ -1,7 +1,7 @@
 /** What the backfill copies: shards, partitions, subsets, tombstones, conflict policies. */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMigration } from '../../cli/migrations';
+import { startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import { ExitCode } from '../../cli/exit-codes';
 import { ferry } from '../support/cli';

@@ -4,8 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
-import { startMigration } from '../../cli/migrations';
-import { verifyPassProgress } from '../../cli/verify-progress';
+import { startMigration, verifyPassProgress } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
 import { freePort } from '../../scripts/services/ports';

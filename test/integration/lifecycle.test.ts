@@ -1,7 +1,7 @@
 /** The whole lifecycle through the CLI: flags, gates, abort at each phase, one migration per target, the report. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
-import { migrationReport, startMigration } from '../../cli/migrations';
+import { migrationReport, startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
 import { ferry } from '../support/cli';

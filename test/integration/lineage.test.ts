@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
 import type { Mismatch } from '../../activities/state/ferry-schema';
 import { createVerifier, type VerifyShardResult } from '../../activities/verify/verifier';
-import { startMigration } from '../../cli/migrations';
+import { startMigration } from '../../operator';
 import { wholeKeySpace } from '../../lib/key-range';
 import { InvalidPlanError, validatePlan, type Plan, type PlanInput } from '../../lib/plan';
 import { createTestDatabase, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';

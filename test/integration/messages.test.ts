@@ -7,7 +7,7 @@
  */
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrationReport, startMigration } from '../../cli/migrations';
+import { migrationReport, startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
@@ -188,7 +188,7 @@ describe('messages with any payload', () => {
     expect(failure?.message).toContain('invalid migration plan (3 problems):');
     expect(failure?.message).toContain('  - source.connection: looks like a connection string; plans name an environment variable instead');
     expect(failure?.message).toContain('  - speed: is not a known setting');
-    expect(failure?.message).toContain('  - throttle.concurrency: Too big');
+    expect(failure?.message).toContain('  - throttle.concurrency: must be between 1 and 64, not 1000');
     expect(failure?.message).not.toContain('hunter2');
     expect(await fingerprint()).toEqual(before);
     const history = await handle.fetchHistory();

@@ -4,7 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMigration } from '../../cli/migrations';
+import { startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import { ensurePromtool } from '../../scripts/install-promtool';
 import { createTestDatabase, eventually, sql, startWorker, type TestWorker } from '../support/harness';

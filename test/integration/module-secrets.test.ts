@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
-import { migrationReport, startMigration } from '../../cli/migrations';
+import { migrationReport, startMigration } from '../../operator';
 import { validatePlan, type Plan } from '../../lib/plan';
 import { ferry } from '../support/cli';
 import { connectClient, createTestDatabase, eventually, sql, sqlRow, type TestWorker } from '../support/harness';

@@ -1,6 +1,6 @@
 /** Several worker processes share one task queue: shards spread across them, and one dying costs nothing. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMigration } from '../../cli/migrations';
+import { startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import { connectClient, createTestDatabase, eventually, sql, sqlRow, type TestWorker } from '../support/harness';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process';

@@ -10,7 +10,7 @@ import pg from 'pg';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFerryClient } from '../../client';
-import { migrationReport } from '../../cli/migrations';
+import { migrationReport } from '../../operator';
 import type { MigrationStatus } from '../../lib/status';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';

@@ -6,7 +6,7 @@
 import type { WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
-import { startMigration } from '../../cli/migrations';
+import { startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import { temporalSettings } from '../../lib/settings';
 import type { MigrationStatus } from '../../lib/status';

@@ -7,7 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
-import { startMigration } from '../../cli/migrations';
+import { startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import { EncryptingPayloadCodec, ferryDataConverter, payloadKeysFromEnv } from '../../workers/payload-codec';
 import { ferry } from '../support/cli';

@@ -1,13 +1,12 @@
 /** No password and no row value leaves the databases: histories, logs and reports stay clean. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
-import { startMigration } from '../../cli/migrations';
+import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import { ferry } from '../support/cli';
 import { connectClient, createTestDatabase, eventually, sql, type TestWorker } from '../support/harness';
 import { historiesText } from '../support/history-text';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process';
-import { migrationReport } from '../../cli/migrations';
 
 const PASSWORD = 'Pa55-word-never-logged';
 const VALUE = 'SENSITIVE-row-value';

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mismatches, startMigration, verifyMigration } from '../../cli/migrations';
+import { mismatches, startMigration, verifyMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
 import { statusQuery } from '../../workflows/messages';

@@ -1,7 +1,7 @@
 /** Verification in the lifecycle: found, repaired, clean again; and an unclean one holds the cutover gate. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
-import { migrationReport, startMigration } from '../../cli/migrations';
+import { migrationReport, startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, startWorker, type TestWorker } from '../support/harness';

@@ -257,6 +257,9 @@ describe('verifier across two databases', () => {
       }
     })();
     const rounds: VerifyShardResult[] = [];
+    // The writer is well under way before verifying starts: a pass that catches a write at once
+    // (differing chunks wait out their delay together) must still have a writer to catch.
+    while (writes <= 5) await new Promise((resolve) => setTimeout(resolve, 50));
     try {
       // Until verification has caught a write between its two sides at least once.
       for (let pass = 1; pass <= 20 && !rounds.some((r) => r.inFlight > 0); pass++) {
@@ -286,6 +289,20 @@ describe('verifier across two databases', () => {
     await sql(targetUrl, `UPDATE orders_fix SET name = 'behind' WHERE id = 3`);
     const again = await verifyAll(databases, { migrationId: 'verify-fix-1', plan: p, chunkSize: 1000, pass: 2, inFlightDelayMs: 10 });
     expect(again.examples).toEqual([{ key: '3', category: 'value', columns: ['name'] }]);
+  });
+
+  it('re-reads differing chunks after the in-flight delay at once, not one after another, and reports each in key order', async () => {
+    await sql(targetUrl, targetDdl('orders_many') + seedTarget('orders_many') + equalChanges('orders_many'));
+    const keys = [10, 60, 110, 160, 210, 260];
+    await sql(targetUrl, `UPDATE orders_many SET name = 'behind' WHERE id IN (${keys.join(', ')})`);
+    const p = plan('verify-many', 'TARGET_URL', 'orders_many');
+    const started = Date.now();
+    const result = await verifyAll(databases, { migrationId: 'verify-many-1', plan: p, chunkSize: 50, pass: 1, inFlightDelayMs: 1500, maxSeconds: 60 });
+    // One after another, six delays would take 9 s.
+    expect(Date.now() - started).toBeLessThan(4500);
+    expect(result).toMatchObject({ done: true, chunks: 7, chunksDiffering: 6, rowsChecked: ROWS, inFlight: 0, mismatches: { missing: 0, extra: 0, value: 6 } });
+    expect(result.examples.map((e) => e.key)).toEqual(keys.map(String));
+    expect((await mismatchesOf(targetUrl, 'verify-many-1', 1)).map((m) => m.key).sort()).toEqual(keys.map(String).sort());
   });
 
   it('compares only the sample, on both sides', async () => {

@@ -6,7 +6,7 @@
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
-import { migrationReport, startMigration } from '../../cli/migrations';
+import { migrationReport, startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
@@ -83,7 +83,7 @@ describe('checking a migration after it ended', () => {
     expect(listed.stdout).not.toContain('1.00');
     const shown = await ferry(['mismatches', id, '--show-values'], worker.temporal);
     expect(shown.stdout).toContain('key 200: value (price); values as found');
-    expect(shown.stdout).toContain('price: source 50 | target 1');
+    expect(shown.stdout).toContain('price: source 50.00 | target 1.00');
 
     const repaired = await ferry(['verify', id, '--repair'], worker.temporal, { FERRY_OPERATOR: 'erin' });
     expect(repaired.code).toBe(ExitCode.ok);
@@ -93,7 +93,7 @@ describe('checking a migration after it ended', () => {
     // The values stay as they were found, after the repair too.
     const after = await ferry(['mismatches', id, '--show-values'], worker.temporal);
     expect(after.stdout).toMatch(/run 3, pass 1: 1 missing, 1 extra, 1 differing; unresolved 0 missing, 0 extra, 0 differing/);
-    expect(after.stdout).toContain('price: source 50 | target 1');
+    expect(after.stdout).toContain('price: source 50.00 | target 1.00');
 
     const runs = await sql(targetUrl, `SELECT run, kind, requested_by, sample_percent, repair, passes, missing, extra, value, clean FROM ferry.verification_runs WHERE migration_id = $1 ORDER BY run`, [id]);
     expect(runs).toEqual([

@@ -1,6 +1,6 @@
 /** A worker process killed with SIGKILL mid-copy: another takes over and no row is lost or doubled. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMigration } from '../../cli/migrations';
+import { startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import { connectClient, createTestDatabase, eventually, sql, sqlRow, type TestWorker } from '../support/harness';
 import { startWorkerProcess } from '../support/worker-process';

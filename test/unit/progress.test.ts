@@ -1,9 +1,29 @@
 /** Rate smoothing, ETA, bars, and the watch view's frames, lines and JSON. */
 import { describe, expect, it } from 'vitest';
-import type { MigrationReport } from '../../cli/migrations';
+import type { MigrationReport } from '../../operator';
 import { sampleOf, watchFrame, watchJson, watchLine, type WatchSample } from '../../cli/watch';
-import { etaSeconds, formatDuration, nextRate, progressBar, remainingRows, type RateState } from '../../lib/progress';
+import { addLiveCopy, copyProgressOf, etaSeconds, formatDuration, nextRate, progressBar, remainingRows, type CopyProgress, type RateState, type ShardCounts } from '../../lib/progress';
 import { newMigrationStatus, type MigrationStatus, type ShardStatus } from '../../lib/status';
+
+describe('a running copy call, added to its shard', () => {
+  const heartbeat: CopyProgress = { cursor: '250', rowsRead: 50, rowsWritten: 48, rowsFailed: 0, batches: 1, batchSize: 50, throttleReason: null };
+
+  it("adds the call's counts to what the shard reported before it, and moves the cursor on", () => {
+    const shard: ShardCounts = { cursor: '200', rowsRead: 200, rowsWritten: 190, rowsFailed: 2 };
+    addLiveCopy(shard, copyProgressOf(heartbeat)!);
+    expect(shard).toEqual({ cursor: '250', rowsRead: 250, rowsWritten: 238, rowsFailed: 2 });
+  });
+
+  it('keeps the cursor the shard has while the call has copied nothing yet', () => {
+    const shard: ShardCounts = { cursor: '200', rowsRead: 200, rowsWritten: 190, rowsFailed: 0 };
+    addLiveCopy(shard, copyProgressOf({ ...heartbeat, cursor: null, rowsRead: 0, rowsWritten: 0 })!);
+    expect(shard).toEqual({ cursor: '200', rowsRead: 200, rowsWritten: 190, rowsFailed: 0 });
+  });
+
+  it('reads nothing from details that are not a copier heartbeat', () => {
+    for (const details of [undefined, null, 42, 'x', { cursor: '1' }, { rowsRead: '5', rowsWritten: 1 }]) expect(copyProgressOf(details)).toBeNull();
+  });
+});
 
 describe('nextRate', () => {
   it('has no rate from one sample, and the plain rate from two', () => {

@@ -1,7 +1,8 @@
 /** What `ferry status` says about activities being retried, from a run's pending activities. */
 import type { WorkflowExecutionDescription } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
-import { activityRetries, formatRetries } from '../../cli/retries';
+import { formatRetries } from '../../cli/retries';
+import { activityRetries } from '../../operator';
 
 const described = (pendingActivities: unknown[]) => ({ raw: { pendingActivities } }) as unknown as WorkflowExecutionDescription;
 const at = (iso: string) => ({ seconds: Date.parse(iso) / 1000, nanos: 0 });

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isRowError, nextBatchSize, rateDelayMs } from '../../activities/pacing';
-import { redactMessage } from '../../lib/errors';
-import { applyThrottleChange, shardRate, throttleChangeProblems, type Throttle } from '../../lib/throttle';
+import { isRowError, redactMessage } from '../../lib/errors';
+import { applyThrottleChange, nextBatchSize, rateDelayMs, shardRate, throttleChangeProblems, type Throttle } from '../../lib/throttle';
 
 const throttle: Throttle = { rowsPerSecond: 1000, batchSize: 500, concurrency: 2 };
 

@@ -1,6 +1,6 @@
 /** How verification runs read: samples say so, counts agree with the verdict, later checks are listed, refusals say why. */
 import { describe, expect, it } from 'vitest';
-import { checkProblems, staleSourceNote, type EndedMigration } from '../../cli/checks';
+import { checkProblems, staleSourceNote, type EndedMigration } from '../../operator';
 import { formatVerification, formatVerificationRun } from '../../cli/render';
 import { migrationRecord, recordMarkdown } from '../../cli/report';
 import { recordHtml } from '../../cli/report-html';

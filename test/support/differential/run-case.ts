@@ -8,12 +8,11 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { checkEndedMigration, endedMigration } from '../../../cli/checks';
-import { runStateOf, startMigration } from '../../../cli/migrations';
+import { abortMigration, checkEndedMigration, endedMigration, runStateOf, startMigration, verifyMigration } from '../../../operator';
 import type { TemporalSettings } from '../../../lib/settings';
 import type { MigrationStatus } from '../../../lib/status';
 import { validatePlan, type Plan } from '../../../lib/plan';
-import { abortUpdate, statusQuery, verifyUpdate } from '../../../workflows/messages';
+import { statusQuery } from '../../../workflows/messages';
 import type { migrationWorkflow } from '../../../workflows/migration';
 import { differences, digests, disagreements, query, quote, tableDigestSql, type Difference } from './comparator';
 import { expectedDigestSql, LINEAGE_PLAN_FIELDS, targetDdl, targetShape } from './paths';
@@ -127,7 +126,7 @@ export async function runCase(servers: DifferentialServers, c: DifferentialCase,
     if (lastWriteAt > (Date.parse(reached.phases.find((p) => p.name === 'verify')?.startedAt ?? '') || 0)) {
       // A write landed while verification ran: its verdict is of a moving table. Verify once more, now that nothing writes.
       outcome.reverifiedAfterRace = true;
-      await handle.executeUpdate(verifyUpdate, { args: [{ by: 'differential-test' }] });
+      await verifyMigration(servers.client, handle.workflowId, { by: 'differential-test' });
       settled = await handle.query(statusQuery);
     }
     await checkAgreement(app, outcome, 'after the backfill and its verification', handle.workflowId, settled.verification!.passes, settled.verification!.clean);
@@ -135,7 +134,7 @@ export async function runCase(servers: DifferentialServers, c: DifferentialCase,
     const touched = new Set<string>();
     for (const op of spec.damage) if (await applyDamage(app, op, touched)) outcome.damageApplied += 1;
     const damaged = await comparatorDifferences(app);
-    const summary = await handle.executeUpdate(verifyUpdate, { args: [{ by: 'differential-test' }] });
+    const summary = await verifyMigration(servers.client, handle.workflowId, { by: 'differential-test' });
     const unfinishedAtGate = unfinishedPasses(await handle.query(statusQuery));
     if (unfinishedAtGate.length > 0) {
       outcome.problems.push(`Ferry's verification at the gate could not finish: ${unfinishedAtGate.join(' | ')}`);
@@ -153,7 +152,7 @@ export async function runCase(servers: DifferentialServers, c: DifferentialCase,
       const record = status?.events.filter((e) => e.kind === 'verify').map((e) => e.detail) ?? [];
       outcome.problems.push(`Ferry's verification record: ${record.join(' | ') || '(none)'}`);
     }
-    await handle.executeUpdate(abortUpdate, { args: [{ by: 'differential-test', reason: 'run checked' }] }).catch(() => {});
+    await abortMigration(servers.client, handle.workflowId, { by: 'differential-test', reason: 'run checked' }).catch(() => {});
     outcome.seconds = (Date.now() - started) / 1000;
   }
   return outcome;
@@ -164,7 +163,7 @@ export async function runCase(servers: DifferentialServers, c: DifferentialCase,
  * as an operator would: it must find what the comparator finds, by category.
  */
 async function checkAfterFinish(servers: DifferentialServers, app: Application, outcome: CaseOutcome, handle: WorkflowHandle<typeof migrationWorkflow>): Promise<void> {
-  await handle.executeUpdate(abortUpdate, { args: [{ by: 'differential-test', reason: 'checked at the gate; verified again after the end' }] });
+  await abortMigration(servers.client, handle.workflowId, { by: 'differential-test', reason: 'checked at the gate; verified again after the end' });
   await handle.result().catch(() => {});
   const extraDamage = app.spec.damage.find((op) => op.kind === 'alter-target' || op.kind === 'drop-target');
   if (extraDamage) await applyDamage(app, { ...extraDamage, pick: extraDamage.pick + 1 }, new Set());

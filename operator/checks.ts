@@ -1,6 +1,6 @@
 /**
- * Checks of migrations that have ended: `ferry verify` and `ferry mismatches` on a completed or
- * aborted migration start a workflow of their own, fed with the plan and shards the migration
+ * Checks of migrations that have ended: verifying or listing the mismatches of a completed or
+ * aborted migration starts a workflow of their own, fed with the plan and shards the migration
  * recorded in Temporal (the CLI holds no database connection; workers do).
  */
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
@@ -11,7 +11,7 @@ import type { Plan } from '../lib/plan';
 import type { MigrationStatus } from '../lib/status';
 import type { VerificationRun } from '../lib/verification-runs';
 import type { MigrationInput } from '../workflows/migration';
-import { NoWorkerError } from './migrations';
+import { CheckRefusedError, NoWorkerError } from './errors';
 import type { mismatchesWorkflow, verifyMigrationWorkflow } from '../workflows/verify-migration';
 import { checkWorkflowId, mismatchesWorkflowId } from '../lib/ids';
 
@@ -21,14 +21,6 @@ export interface EndedMigration {
   taskQueue: string;
   plan: Plan;
   status: MigrationStatus;
-}
-
-/** Why a check of an ended migration cannot run; nothing was started. */
-export class CheckRefusedError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'CheckRefusedError';
-  }
 }
 
 /**

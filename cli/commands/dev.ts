@@ -1,9 +1,9 @@
 /** `ferry dev`, registered without loading what it runs (a Temporal server, Postgres, a worker) until it runs. */
 import type { Command } from 'commander';
-import type { TemporalSettings } from '../lib/settings';
-import type * as DevExports from './dev';
+import { settingsOf } from '../context';
+import type * as DevExports from '../dev';
 
-export function addDevCommand(program: Command, settingsOf: (command: Command) => TemporalSettings): void {
+export function addDevCommand(program: Command): void {
   program
     .command('dev')
     .description(
@@ -20,7 +20,7 @@ export function addDevCommand(program: Command, settingsOf: (command: Command) =
         for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve());
       });
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { runDev } = require('./dev') as typeof DevExports;
+      const { runDev } = require('../dev') as typeof DevExports;
       await runDev({ temporal: settingsOf(command), sampleRows: rows, stopped });
     });
 }

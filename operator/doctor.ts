@@ -1,4 +1,4 @@
-/** `ferry doctor`: the checks run on a worker of the task queue, and their answer. */
+/** The doctor's checks of a plan, run on a worker of the task queue (which holds the connection variables), and their answer. */
 import type { Client } from '@temporalio/client';
 import type { DoctorReport } from '../lib/doctor';
 import type { Plan } from '../lib/plan';

@@ -1,4 +1,4 @@
-/** `ferry setup`: prepares a Temporal namespace that Ferry did not start for Ferry's migrations. */
+/** Preparing a Temporal namespace that Ferry did not start for Ferry's migrations: its search attributes. */
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { ferrySearchAttributes } from '../lib/search-attributes';

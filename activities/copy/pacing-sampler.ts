@@ -1,0 +1,190 @@
+/**
+ * The pacing sampler reads, from the database's own statistics, what its sessions feel while
+ * Ferry copies: statement latency, lock waits on the tables involved, active sessions, WAL and
+ * checkpoints, replica lag. It never writes a table; its canary commits an empty transaction.
+ */
+import pg from 'pg';
+import { sql, type Sql } from '../sql';
+import type { PacingBaseline, PacingSample } from '../../lib/pacing-controller';
+
+/** Ferry's sessions name themselves so (activities/connections.ts); they are not the foreground. */
+const FERRY_APPLICATION = 'ferry';
+/**
+ * Canary transactions per sample. The fastest of a few is what the database itself takes: a
+ * slower database slows every one of them, while the worker's own timers and a busy machine
+ * delay only some.
+ */
+const CANARIES = 5;
+/**
+ * Statements of Ferry's own (its keyset bound, COPY, staging tables) and of this sampler: they
+ * would measure the copy, not the application. ILIKE patterns.
+ */
+const OWN_STATEMENTS = ['%ferry%', '%pg_stat_%', '%pg_locks%', '%batch.last_key%', 'copy %', '%pg_current_xact_id%'];
+/** z for the 99th percentile of a normal distribution: p99 estimated from mean and stddev. */
+const Z99 = 2.326;
+
+export interface TableName {
+  schema: string;
+  table: string;
+}
+
+interface Counters {
+  at: number;
+  /** pg_stat_statements sums, when the extension is there. */
+  calls: number | null;
+  totalMs: number;
+  sumSquaresMs: number;
+  transactions: number;
+  walBytes: number;
+  checkpointsRequested: number;
+}
+
+export interface PacingSampler {
+  /** What the sessions felt since the previous sample (the first call starts the interval). */
+  sample(copiedRowsPerSecond: number): Promise<PacingSample>;
+  /** The foreground before the copy: samples over about `ms`, copying nothing. */
+  baseline(ms: number): Promise<PacingBaseline>;
+  close(): Promise<void>;
+}
+
+/**
+ * A sampler of one database, on a connection of its own so that the copy's busy pool never
+ * delays a canary. `tables` are the ones whose lock waits count; statements inserting into
+ * `writes` are Ferry's copy, not the application's.
+ */
+export async function openPacingSampler(config: pg.ClientConfig, tables: TableName[], options: { writes?: TableName[] } = {}): Promise<PacingSampler> {
+  const client = new pg.Client({ ...config, application_name: FERRY_APPLICATION });
+  client.on('error', () => {});
+  await client.connect();
+  const ownStatements = [...OWN_STATEMENTS, ...(options.writes ?? []).map((t) => `%insert into %${likeEscape(t.table)}%`)];
+  const names = tables.map((t) => `${pg.escapeIdentifier(t.schema)}.${pg.escapeIdentifier(t.table)}`);
+  const statements = await hasStatementStats(client);
+  const checkpointCounter = await checkpointCounterSql(client);
+  let previous: Counters | null = null;
+
+  const counters = async (): Promise<Counters> => {
+    const row = (
+      await client.query<{ transactions: string; wal: string; checkpoints: string }>(
+        sql`SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database())::text AS transactions,
+                (pg_current_wal_lsn() - '0/0'::pg_lsn)::text AS wal,
+                (${checkpointCounter})::text AS checkpoints`,
+      )
+    ).rows[0]!;
+    const base = { at: Date.now(), transactions: Number(row.transactions), walBytes: Number(row.wal), checkpointsRequested: Number(row.checkpoints) };
+    if (!statements) return { ...base, calls: null, totalMs: 0, sumSquaresMs: 0 };
+    // Ferry's own statements (a batch's INSERT ... SELECT, its keyset bound, its COPY, this
+    // sampler's) would measure the copy, not the application.
+    const stats = (
+      await client.query<{ calls: string; total: string; squares: string }>(
+        sql`SELECT coalesce(sum(calls), 0)::text AS calls, coalesce(sum(total_exec_time), 0)::text AS total,
+                coalesce(sum(calls * (stddev_exec_time ^ 2 + mean_exec_time ^ 2)), 0)::text AS squares
+           FROM pg_stat_statements
+          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND toplevel
+            AND NOT (query ILIKE ANY (${ownStatements}::text[]))`,
+      )
+    ).rows[0]!;
+    return { ...base, calls: Number(stats.calls), totalMs: Number(stats.total), sumSquaresMs: Number(stats.squares) };
+  };
+
+  const canaryMs = async (): Promise<number> => {
+    const times: number[] = [];
+    for (let i = 0; i < CANARIES; i += 1) {
+      const started = process.hrtime.bigint();
+      // Takes a transaction id, so its commit waits for a WAL flush, as the application's do.
+      await client.query(sql`SELECT pg_current_xact_id()`);
+      times.push(Number(process.hrtime.bigint() - started) / 1e6);
+    }
+    return Math.min(...times);
+  };
+
+  const sessions = async (): Promise<{ active: number; lockWaits: number; lag: number }> => {
+    const row = (
+      await client.query<{ active: number; waits: number; lag: string }>(
+        sql`SELECT (SELECT count(*) FROM pg_stat_activity
+                  WHERE state = 'active' AND backend_type = 'client backend' AND datname = current_database()
+                    AND application_name <> ${FERRY_APPLICATION} AND pid <> pg_backend_pid())::int AS active,
+                (SELECT count(*) FROM pg_stat_activity a
+                  WHERE a.wait_event_type = 'Lock' AND a.application_name <> ${FERRY_APPLICATION} AND a.datname = current_database()
+                    AND (EXISTS (SELECT 1 FROM pg_locks l
+                                  WHERE l.pid = a.pid AND NOT l.granted AND l.relation = ANY (${names}::regclass[])
+                                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+                         OR EXISTS (SELECT 1 FROM pg_stat_activity b
+                                     WHERE b.pid = ANY (pg_blocking_pids(a.pid)) AND b.application_name = ${FERRY_APPLICATION})))::int AS waits,
+                (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication)::text AS lag`,
+      )
+    ).rows[0]!;
+    return { active: row.active, lockWaits: row.waits, lag: Number(row.lag) };
+  };
+
+  const sampler: PacingSampler = {
+    async sample(copiedRowsPerSecond) {
+      const [now, canary, seen] = [await counters(), statements ? null : await canaryMs(), await sessions()];
+      const before = previous ?? now;
+      previous = now;
+      const seconds = Math.max((now.at - before.at) / 1000, 0.001);
+      const calls = now.calls !== null && before.calls !== null ? now.calls - before.calls : 0;
+      let latencyMs = canary;
+      if (statements) {
+        if (calls > 0) {
+          const mean = (now.totalMs - before.totalMs) / calls;
+          const variance = Math.max(0, (now.sumSquaresMs - before.sumSquaresMs) / calls - mean * mean);
+          latencyMs = mean + Z99 * Math.sqrt(variance);
+        } else {
+          latencyMs = null;
+        }
+      }
+      return {
+        latencyMs,
+        latencySource: statements ? 'statements' : 'canary',
+        transactionsPerSecond: now === before ? null : (now.transactions - before.transactions) / seconds,
+        lockWaits: seen.lockWaits,
+        activeBackends: seen.active,
+        walBytesPerSecond: now === before ? 0 : (now.walBytes - before.walBytes) / seconds,
+        checkpointsRequested: now.checkpointsRequested - before.checkpointsRequested,
+        replicaLagSeconds: seen.lag,
+        copiedRowsPerSecond,
+      };
+    },
+    async baseline(ms) {
+      const started = Date.now();
+      previous = null;
+      await sampler.sample(0);
+      const latencies: number[] = [];
+      const active: number[] = [];
+      const interval = Math.max(100, Math.floor(ms / 4));
+      while (Date.now() - started < ms) {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(interval, Math.max(0, ms - (Date.now() - started)))));
+        const seen = await sampler.sample(0);
+        if (seen.latencyMs !== null) latencies.push(seen.latencyMs);
+        active.push(seen.activeBackends);
+      }
+      const median = (values: number[]) => (values.length ? [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]! : null);
+      return { latencyMs: median(latencies), activeBackends: median(active) ?? 0 };
+    },
+    async close() {
+      await client.end().catch(() => {});
+    },
+  };
+  return sampler;
+}
+
+function likeEscape(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+/** pg_stat_statements answers only where the extension is installed, preloaded and recent enough. */
+async function hasStatementStats(client: pg.Client): Promise<boolean> {
+  try {
+    // The columns the sampler reads: an older extension (before PostgreSQL 14) lacks some.
+    await client.query(sql`SELECT calls, total_exec_time, mean_exec_time, stddev_exec_time, toplevel FROM pg_stat_statements LIMIT 1`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Checkpoints forced by WAL volume: pg_stat_checkpointer from PostgreSQL 17, pg_stat_bgwriter before. */
+async function checkpointCounterSql(client: pg.Client): Promise<Sql> {
+  const version = Number((await client.query<{ v: string }>(sql`SELECT current_setting('server_version_num') AS v`)).rows[0]!.v);
+  return version >= 170000 ? sql`SELECT num_requested FROM pg_stat_checkpointer` : sql`SELECT checkpoints_req FROM pg_stat_bgwriter`;
+}

@@ -1,0 +1,250 @@
+/**
+ * The copy throttle answers one question before and after every batch: wait how long, and why.
+ * It holds while the source is unwell (the plan's backoff: replica lag, a long query, a probe),
+ * paces the rate by what the application feels (lib/pacing-controller.ts), never above the rows/s
+ * limit, and caps the batch so one batch never outruns the rate.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import pg from 'pg';
+import { redactErrorText } from '../../lib/errors';
+import {
+  describePacing,
+  nextPacing,
+  startPacing,
+  type CopyPacing,
+  type PacingDecision,
+  type PacingSample,
+} from '../../lib/pacing-controller';
+import type { Plan } from '../../lib/plan';
+import { budgetOf, MIN_BATCH_SIZE, type ThrottleBudget } from '../../lib/throttle';
+import type { SourceHealth, ThrottleKind } from './metrics';
+import { oneStatement, readOnly } from '../plan-sql';
+import { sql } from '../sql';
+import { sharedPacingSignals, type PacingSignals } from './pacing-signals';
+
+export type { CopyPacing };
+
+export type Backoff = Plan['backoff'];
+
+/** How long to wait before going on, and why; `ms` 0 to go on now. */
+export interface ThrottleWait {
+  ms: number;
+  /** Shown in status; null when nothing slows the copy. */
+  reason: string | null;
+  /** The reason as a bounded metrics label. */
+  kind: ThrottleKind | null;
+}
+
+export interface CopyThrottleOptions {
+  pool: pg.Pool;
+  /** The target's pool when it is another database: its sessions count too. */
+  targetPool?: pg.Pool;
+  plan: Plan;
+  /** This shard's share of the rows/s limit; null for none. */
+  rowsPerSecond: number | null;
+  /** The controller's memory from the previous call; null for a copy about to start. */
+  pacing: CopyPacing | null;
+  /** Receives what each backoff check saw (for metrics). */
+  observe?: (health: SourceHealth) => void;
+}
+
+export interface CopyThrottle {
+  /** Before a batch: holds while the source is unwell, and steps the controller each interval. */
+  beforeBatch(): Promise<ThrottleWait>;
+  /** The batch to take now: never more than about a second of the paced rate. */
+  batchSize(adapted: number): number;
+  /** After a batch of `rows`: the wait that keeps the rate. */
+  afterBatch(rows: number): ThrottleWait;
+  /** For the next call; null when the plan turned the controller off. */
+  pacing(): CopyPacing | null;
+}
+
+const HOLD = (reason: string, kind: ThrottleKind, ms: number): ThrottleWait => ({ ms, reason: `holding: ${reason}`, kind });
+const GO: ThrottleWait = { ms: 0, reason: null, kind: null };
+/** With the controller on, time not spent copying earns at most this much burst. */
+const MAX_BURST_MS = 250;
+
+export async function openCopyThrottle(options: CopyThrottleOptions): Promise<CopyThrottle> {
+  const { pool, plan } = options;
+  const ceiling = options.rowsPerSecond;
+  const checkEveryMs = plan.backoff.checkEverySeconds * 1000;
+  const budget = budgetOf(plan.throttle);
+  const watched = options.targetPool
+    ? [{ pool, tables: [plan.source] }, { pool: options.targetPool, tables: [plan.target] }]
+    : [{ pool, tables: [plan.source, plan.target] }];
+  const signals = budget ? sharedPacingSignals(watched) : null;
+  let pacing: CopyPacing | null = null;
+  if (budget && signals) {
+    const baseline = options.pacing?.baseline ?? (await signals.baseline());
+    pacing = { baseline, state: options.pacing?.state ?? startPacing(ceiling) };
+  }
+
+  let lastHealthCheck = -Infinity;
+  let holding = false;
+  let lastStep = Date.now();
+  let rowsSinceStep = 0;
+  let rowsThisCall = 0;
+  const opened = Date.now();
+  let lastSampleSeen = signals?.sampleNumber() ?? 0;
+  let held: PacingDecision['holding'] = options.pacing?.holding ?? null;
+  // Rows are paid for at the current rate; the copy may start its next batch once paid up. With
+  // the controller, the debt outlives the call, so short calls cannot each take a free batch.
+  let paidUntil = Math.max(Date.now(), options.pacing?.paidUntil ?? 0);
+
+  const rate = (): number | null => {
+    if (!pacing) return ceiling;
+    return Math.min(pacing.state.rowsPerSecond, ceiling ?? Infinity);
+  };
+
+  const stepController = async (budgetNow: ThrottleBudget, signalsNow: PacingSignals, current: CopyPacing) => {
+    const sample = await signalsNow.latest(budgetNow.intervalSeconds * 1000);
+    if (sample.number === lastSampleSeen) return;
+    lastSampleSeen = sample.number;
+    const seconds = (Date.now() - lastStep) / 1000;
+    // Too short a look at this call's own copying says nothing: take the last call's.
+    const copied = seconds >= budgetNow.intervalSeconds / 2 ? rowsSinceStep / seconds : (options.pacing?.copiedRowsPerSecond ?? Infinity);
+    const felt: PacingSample = { ...sample.sample, copiedRowsPerSecond: copied };
+    const decision = nextPacing(current.state, felt, current.baseline, budgetNow, ceiling);
+    current.state = decision.state;
+    held = decision.holding;
+    lastStep = Date.now();
+    rowsSinceStep = 0;
+  };
+
+  return {
+    async beforeBatch() {
+      // While holding, every call checks again: copying resumes only on a healthy reading.
+      if (holding || Date.now() - lastHealthCheck >= checkEveryMs) {
+        lastHealthCheck = Date.now();
+        const reason = await holdReason(pool, plan.backoff, options.observe);
+        holding = reason !== null;
+        if (reason) return HOLD(reason, holdKindOf(reason), checkEveryMs);
+      }
+      if (budget && signals && pacing) {
+        await stepController(budget, signals, pacing);
+        const owed = paidUntil - Date.now();
+        if (owed > 0) return explain(owed);
+      }
+      return GO;
+    },
+
+    batchSize(adapted) {
+      const now = rate();
+      if (!pacing || now === null) return adapted;
+      return Math.max(MIN_BATCH_SIZE, Math.min(adapted, Math.ceil(now)));
+    },
+
+    afterBatch(rows) {
+      rowsSinceStep += rows;
+      rowsThisCall += rows;
+      const now = rate();
+      if (now === null) return GO;
+      if (pacing) paidUntil = Math.max(paidUntil, Date.now() - MAX_BURST_MS);
+      paidUntil += (rows / now) * 1000;
+      return explain(Math.max(0, paidUntil - Date.now()));
+    },
+
+    pacing: () => {
+      if (!pacing) return null;
+      const seconds = (Date.now() - opened) / 1000;
+      const copiedRowsPerSecond = seconds >= 0.5 ? rowsThisCall / seconds : options.pacing?.copiedRowsPerSecond;
+      return { baseline: pacing.baseline, state: { ...pacing.state }, paidUntil, holding: held, ...(copiedRowsPerSecond !== undefined ? { copiedRowsPerSecond } : {}) };
+    },
+  };
+
+  /** A wait of `ms` for the rate, and its reason: the controller's signal, its ramp, or the ceiling. */
+  function explain(ms: number): ThrottleWait {
+    const now = rate();
+    if (now === null) return GO;
+    if (pacing && held && held.signal !== 'ceiling') {
+      return { ms, reason: describePacing(now, held), kind: 'pacing' };
+    }
+    if (ms <= 0) return GO;
+    if (pacing && (ceiling === null || now < ceiling)) {
+      return { ms, reason: `paced at ${Math.round(now)} rows/s, rising while the database shows room`, kind: 'pacing' };
+    }
+    return { ms, reason: `rows/s limit (${ceiling} rows/s for this shard)`, kind: 'rate' };
+  }
+}
+
+/**
+ * For a writer without a batch loop of its own (applying captured changes): waits until `rows`
+ * more may be written, holding while the source is unwell, and says why it waited (null when
+ * it did not). `sleep` is the caller's (the activity's, so cancellation ends the wait).
+ */
+export async function waitForRoom(throttle: CopyThrottle, rows: number, sleep: (ms: number) => Promise<void>): Promise<string | null> {
+  let waited: string | null = null;
+  for (let hold = await throttle.beforeBatch(); hold.ms > 0; hold = await throttle.beforeBatch()) {
+    waited = hold.reason;
+    await sleep(hold.ms);
+  }
+  const pace = throttle.afterBatch(rows);
+  if (pace.ms > 0) await sleep(pace.ms);
+  return pace.reason ?? waited;
+}
+
+/**
+ * The reason to hold off now, or null when the source is healthy. Never writes. `observe`
+ * receives what the check saw (for metrics), whether or not it holds.
+ */
+export async function holdReason(pool: pg.Pool, backoff: Backoff, observe?: (health: SourceHealth) => void): Promise<string | null> {
+  const health = await sourceHealth(pool);
+  observe?.(health);
+  const lag = health.replicaLagSeconds;
+  if (lag > backoff.maxReplicaLagSeconds) {
+    return `replica lag ${lag.toFixed(1)} s is over backoff.maxReplicaLagSeconds (${backoff.maxReplicaLagSeconds} s)`;
+  }
+  const longest = health.longestQuerySeconds;
+  if (longest > backoff.maxQuerySeconds) {
+    return `a query on the source has run ${longest.toFixed(0)} s, over backoff.maxQuerySeconds (${backoff.maxQuerySeconds} s)`;
+  }
+  if (backoff.probe) {
+    const probe = backoff.probe;
+    const value = await runProbe(pool, probe.sql);
+    if (!Number.isFinite(value)) return `backoff.probe returned no number; holding until it does`;
+    if (value > probe.max) return `backoff.probe returned ${value}, over its max ${probe.max}`;
+  }
+  return null;
+}
+
+/**
+ * The first value of the probe's first row, as a number (NaN when there is none). The probe runs
+ * as one statement in a READ ONLY transaction, so it can neither stack statements nor write. A
+ * probe the database refuses for what it is (syntax, a write, a missing table: SQLSTATE classes
+ * 0A, 22, 25, 42) fails for good with a redacted message: running it again cannot help.
+ */
+async function runProbe(pool: pg.Pool, sql: string): Promise<number> {
+  try {
+    return await readOnly(pool, async (client) => {
+      const result = await client.query(oneStatement({ text: sql, rowMode: 'array' as const }));
+      return Number((result.rows[0] as unknown[] | undefined)?.[0]);
+    });
+  } catch (error) {
+    const code = error instanceof pg.DatabaseError ? (error.code ?? '') : '';
+    if (/^(0A|22|25|42)/.test(code) && code !== '42501') {
+      throw ApplicationFailure.nonRetryable(
+        `backoff.probe fails on the source: ${redactErrorText(error)} [${code}]; fix backoff.probe.sql (one read-only SELECT returning a number)`,
+        'BackoffProbeFailed',
+      );
+    }
+    throw error;
+  }
+}
+
+/** The source's replica lag and its longest running query (not Ferry's), in seconds. */
+export async function sourceHealth(pool: pg.Pool): Promise<SourceHealth> {
+  const health = await pool.query<{ lag: string; longest: string }>(
+    sql`SELECT (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication)::text AS lag,
+            (SELECT coalesce(max(extract(epoch FROM now() - query_start)), 0) FROM pg_stat_activity
+              WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+                AND application_name <> 'ferry')::text AS longest`,
+  );
+  return { replicaLagSeconds: Number(health.rows[0]?.lag ?? 0), longestQuerySeconds: Number(health.rows[0]?.longest ?? 0) };
+}
+
+/** The kind of a reason holdReason gave, as a bounded metrics label. */
+export function holdKindOf(reason: string): ThrottleKind {
+  if (reason.startsWith('replica lag')) return 'replica-lag';
+  if (reason.startsWith('a query on the source')) return 'long-query';
+  return 'probe';
+}

@@ -1,0 +1,43 @@
+/** `ferry throttle`: absolute rows/s, batch size and concurrency for a running migration. */
+import type { Command } from 'commander';
+import type { ThrottleChange } from '../../lib/throttle';
+import { settingsOf, wholeNumber, withClient, withNoteOptions, type NoteOptions } from '../context';
+import { requestedBy } from '../identity';
+import { operatorModule, renderModule } from '../lazy';
+import { say } from '../output';
+
+interface ThrottleOptions extends NoteOptions {
+  rowsPerSecond?: string;
+  batchSize?: string;
+  concurrency?: string;
+}
+
+export function addThrottleCommand(program: Command): void {
+  withNoteOptions(
+    program
+      .command('throttle')
+      .description('Change how fast a running migration copies. Values are absolute; each takes effect within seconds.')
+      .argument('<migration-id>', 'the migration')
+      .option('--rows-per-second <n>', `rows per second across the migration, or "unlimited"`)
+      .option('--batch-size <n>', 'the largest batch (the copier adapts below it)')
+      .option('--concurrency <n>', 'shards copying at once')
+      .option('--json', 'print the throttle now in force as JSON', false),
+  ).action(async (migrationId: string, options: ThrottleOptions & { json: boolean }, command: Command) => {
+    const change = throttleChangeOf(options);
+    await withClient(settingsOf(command), async (client) => {
+      const throttle = await operatorModule().changeThrottle(client, migrationId, change);
+      say(options.json, { migrationId, throttle }, `throttle of ${migrationId} is now: ${renderModule().formatThrottle(throttle)}`);
+    });
+  });
+}
+
+function throttleChangeOf(options: ThrottleOptions): ThrottleChange {
+  const change: ThrottleChange = { by: requestedBy(options.by) };
+  if (options.reason) change.reason = options.reason;
+  if (options.rowsPerSecond !== undefined) {
+    change.rowsPerSecond = options.rowsPerSecond === 'unlimited' ? null : wholeNumber('--rows-per-second', options.rowsPerSecond);
+  }
+  if (options.batchSize !== undefined) change.batchSize = wholeNumber('--batch-size', options.batchSize);
+  if (options.concurrency !== undefined) change.concurrency = wholeNumber('--concurrency', options.concurrency);
+  return change;
+}

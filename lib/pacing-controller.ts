@@ -1,0 +1,216 @@
+/**
+ * The pacing controller: from what the database's own sessions feel, the copy rate now and the
+ * signal holding it back. Pure (no clock, no database), so it is fed sample sequences in tests.
+ *
+ * Additive increase, multiplicative decrease with a slow start: the rate doubles each interval
+ * until a signal first goes over its budget, is cut by 30% (50% when far over) whenever one
+ * does, and then climbs back by a tenth of the rate it was cut from per interval.
+ */
+
+/** What the controller listens to, named in `ferry status` when it holds the copy back. */
+export type PacingSignal = 'latency' | 'lock-waits' | 'active-backends' | 'checkpoints' | 'wal' | 'replica-lag' | 'ceiling';
+
+/** One interval of what the database's sessions (not Ferry's) felt, from the sampler. */
+export interface PacingSample {
+  /** The foreground's latency, ms: p99 estimate from pg_stat_statements, else the fastest of a few canary commits. */
+  latencyMs: number | null;
+  latencySource: 'statements' | 'canary';
+  /** Commits and rollbacks per second of the database (Ferry's included); reported, not acted on. */
+  transactionsPerSecond: number | null;
+  /** Sessions waiting on a lock on the tables involved, or on one of Ferry's sessions. */
+  lockWaits: number;
+  /** Client sessions running a statement, not Ferry's. */
+  activeBackends: number;
+  /** WAL written per second, bytes. */
+  walBytesPerSecond: number;
+  /** Checkpoints forced by WAL volume during the interval. */
+  checkpointsRequested: number;
+  /** The largest replay lag among the database's replicas, seconds. */
+  replicaLagSeconds: number;
+  /** Rows Ferry copied per second during the interval. */
+  copiedRowsPerSecond: number;
+}
+
+/** What the foreground looked like before the copy started. */
+export interface PacingBaseline {
+  latencyMs: number | null;
+  activeBackends: number;
+}
+
+/** The plan's budget: how much the copy may cost the application. */
+export interface PacingBudget {
+  /** The foreground's p99 latency may grow to this multiple of the baseline. */
+  p99Factor: number;
+  /** Sessions that may wait on a lock on the tables involved. */
+  maxLockWaits: number;
+  /** Active client sessions; null for the baseline's count times 1.5, plus 2. */
+  maxActiveBackends?: number | null;
+  /** WAL bytes per second; null for no limit (forced checkpoints still count). */
+  maxWalBytesPerSecond?: number | null;
+  /** Replay lag of any replica, seconds. */
+  maxReplicaLagSeconds: number;
+}
+
+export interface PacingState {
+  /** The rate now, rows/s. */
+  rowsPerSecond: number;
+  /** The rate before the last cut; null while in slow start. */
+  cutFrom: number | null;
+  /** Latency pressure of the previous interval: one noisy sample does not cut the rate. */
+  lastLatencyPressure: number;
+}
+
+/** The controller's memory, carried by a shard's workflow from one copy call to the next. */
+export interface CopyPacing {
+  baseline: PacingBaseline;
+  state: PacingState;
+  /** Epoch ms until which the rows copied so far are paid for at the paced rate: the next call waits for it. */
+  paidUntil?: number;
+  /** The signal holding the rate back at the last decision. */
+  holding?: PacingDecision['holding'];
+  /** Rows per second the last call really copied: a call's first step has seen too little of its own. */
+  copiedRowsPerSecond?: number;
+}
+
+export interface PacingDecision {
+  state: PacingState;
+  /** What the controller did this interval. */
+  action: 'increase' | 'decrease' | 'steady';
+  /** The signal holding the rate back, and what it read; null when nothing does. */
+  holding: { signal: PacingSignal; detail: string } | null;
+}
+
+/** The lowest rate: the copy always moves, however loaded the database is. */
+export const MIN_PACED_ROWS_PER_SECOND = 500;
+/** The rate a copy starts at before it has heard from the database. */
+export const START_PACED_ROWS_PER_SECOND = 10_000;
+/**
+ * Below this much latency growth, a change is noise, not harm: statement times measured by the
+ * server jitter less than a canary's round trip, which also carries the worker's own timers.
+ */
+export const LATENCY_NOISE_MS = { statements: 0.5, canary: 2 } as const;
+/** Pressure over this fraction of a budget stops the increase. */
+const HEADROOM = 0.8;
+/** Between HEADROOM and 1: a first latency reading over budget holds the rate. */
+const NOT_YET = 0.95;
+/** Pressure over this multiple of a budget cuts harder. */
+const FAR_OVER = 2;
+
+export function startPacing(ceiling: number | null): PacingState {
+  return { rowsPerSecond: Math.min(START_PACED_ROWS_PER_SECOND, ceiling ?? Infinity), cutFrom: null, lastLatencyPressure: 0 };
+}
+
+interface Pressure {
+  signal: PacingSignal;
+  /** Reading over budget: above 1 is over. */
+  ratio: number;
+  detail: string;
+}
+
+const ms = (value: number) => `${value.toFixed(value < 10 ? 1 : 0)} ms`;
+
+/** Each signal's reading as a share of its budget. */
+export function pressures(sample: PacingSample, baseline: PacingBaseline, budget: PacingBudget): Pressure[] {
+  const found: Pressure[] = [];
+  if (sample.latencyMs !== null && baseline.latencyMs !== null) {
+    const limit = Math.max(baseline.latencyMs * budget.p99Factor, baseline.latencyMs + LATENCY_NOISE_MS[sample.latencySource]);
+    const what = sample.latencySource === 'statements' ? 'p99 of the database\'s statements' : 'canary commit';
+    // The share of the allowed growth used up: 0 at the baseline, 1 at the budget.
+    found.push({
+      signal: 'latency',
+      ratio: (sample.latencyMs - baseline.latencyMs) / (limit - baseline.latencyMs),
+      detail: `${what} ${ms(sample.latencyMs)}, budget ${ms(limit)} (${budget.p99Factor}x of ${ms(baseline.latencyMs)} before the copy)`,
+    });
+  }
+  const waits = sample.lockWaits;
+  found.push({
+    signal: 'lock-waits',
+    ratio: waits <= budget.maxLockWaits ? (waits / (budget.maxLockWaits + 1)) * HEADROOM : waits / Math.max(budget.maxLockWaits, 0.5),
+    detail: `${waits} session${waits === 1 ? '' : 's'} waiting on a lock on the tables involved (budget ${budget.maxLockWaits})`,
+  });
+  const maxActive = budget.maxActiveBackends ?? Math.ceil(baseline.activeBackends * 1.5) + 2;
+  found.push({
+    signal: 'active-backends',
+    ratio: sample.activeBackends / maxActive,
+    detail: `${sample.activeBackends} active sessions, budget ${maxActive}`,
+  });
+  if (sample.checkpointsRequested > 0) {
+    found.push({ signal: 'checkpoints', ratio: 1.5, detail: `${sample.checkpointsRequested} checkpoint(s) forced by WAL volume (max_wal_size)` });
+  }
+  if (budget.maxWalBytesPerSecond != null) {
+    const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB/s`;
+    found.push({
+      signal: 'wal',
+      ratio: sample.walBytesPerSecond / budget.maxWalBytesPerSecond,
+      detail: `WAL ${mb(sample.walBytesPerSecond)}, budget ${mb(budget.maxWalBytesPerSecond)}`,
+    });
+  }
+  found.push({
+    signal: 'replica-lag',
+    ratio: sample.replicaLagSeconds / budget.maxReplicaLagSeconds,
+    detail: `replica lag ${sample.replicaLagSeconds.toFixed(1)} s, budget ${budget.maxReplicaLagSeconds} s`,
+  });
+  return found;
+}
+
+/**
+ * The next interval's rate from this interval's sample. `ceiling` is the plan's or operator's
+ * rows/s limit (null for none): the controller never goes above it.
+ */
+export function nextPacing(
+  state: PacingState,
+  sample: PacingSample,
+  baseline: PacingBaseline,
+  budget: PacingBudget,
+  ceiling: number | null,
+): PacingDecision {
+  const all = pressures(sample, baseline, budget);
+  const latency = all.find((p) => p.signal === 'latency');
+  // Latency over budget in one interval only stops the increase; it cuts the rate once it shows
+  // in two intervals running, or is far over.
+  const counted = all.map((p) =>
+    p.signal === 'latency' && p.ratio > 1 && p.ratio < FAR_OVER ? { ...p, ratio: Math.min(p.ratio, Math.max(state.lastLatencyPressure, NOT_YET)) } : p,
+  );
+  const worst = counted.reduce((a, b) => (b.ratio > a.ratio ? b : a));
+  const lastLatencyPressure = latency?.ratio ?? 0;
+  const top = ceiling ?? Infinity;
+
+  if (worst.ratio > 1) {
+    const factor = worst.ratio >= FAR_OVER ? 0.5 : 0.7;
+    const rate = Math.max(MIN_PACED_ROWS_PER_SECOND, Math.min(top, Math.floor(state.rowsPerSecond * factor)));
+    return {
+      state: { rowsPerSecond: rate, cutFrom: state.rowsPerSecond, lastLatencyPressure },
+      action: 'decrease',
+      holding: { signal: worst.signal, detail: worst.detail },
+    };
+  }
+  if (worst.ratio > HEADROOM) {
+    const rate = Math.min(top, state.rowsPerSecond);
+    return { state: { ...state, rowsPerSecond: rate, lastLatencyPressure }, action: 'steady', holding: { signal: worst.signal, detail: `near budget: ${worst.detail}` } };
+  }
+  const step = state.cutFrom === null ? state.rowsPerSecond : Math.max(MIN_PACED_ROWS_PER_SECOND * 5, state.cutFrom * 0.1);
+  // Never more than twice what the copy really achieved: a rate it cannot reach would take
+  // many cuts to come down once a signal fires.
+  const reachable = Math.max(state.rowsPerSecond, sample.copiedRowsPerSecond * 2);
+  const rate = Math.floor(Math.min(top, reachable, state.rowsPerSecond + step));
+  const atCeiling = ceiling !== null && rate >= ceiling;
+  return {
+    state: { ...state, rowsPerSecond: Math.max(MIN_PACED_ROWS_PER_SECOND, rate), lastLatencyPressure },
+    action: rate > state.rowsPerSecond ? 'increase' : 'steady',
+    holding: atCeiling ? { signal: 'ceiling', detail: `the rows/s limit (${ceiling} rows/s)` } : null,
+  };
+}
+
+const SIGNALS: readonly PacingSignal[] = ['latency', 'lock-waits', 'active-backends', 'checkpoints', 'wal', 'replica-lag', 'ceiling'];
+
+/** How a shard's throttle reason words a decision: the rate, and the signal holding it back. */
+export function describePacing(rowsPerSecond: number, holding: PacingDecision['holding']): string | null {
+  if (!holding) return null;
+  return `paced at ${Math.round(rowsPerSecond)} rows/s by ${holding.signal}: ${holding.detail}`;
+}
+
+/** The signal a reason written by describePacing names; null for any other reason. */
+export function holdingSignalOf(reason: string | null): PacingSignal | null {
+  const named = /^paced at \d+ rows\/s by ([a-z-]+):/.exec(reason ?? '')?.[1];
+  return SIGNALS.find((signal) => signal === named) ?? null;
+}

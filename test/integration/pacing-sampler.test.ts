@@ -1,0 +1,176 @@
+/** The pacing sampler reads what the database's sessions feel, and the controller names it. */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openPacingSampler, type PacingSampler } from '../../activities/copy/pacing-sampler';
+import { nextPacing, startPacing, type PacingBudget } from '../../lib/pacing-controller';
+import { startPostgres, type PostgresServer } from '../../scripts/services/postgres';
+import { createTestDatabase, eventually, sql } from '../support/harness';
+
+const budget: PacingBudget = { p99Factor: 1.2, maxLockWaits: 0, maxActiveBackends: null, maxWalBytesPerSecond: null, maxReplicaLagSeconds: 2 };
+
+describe('pacing sampler', () => {
+  let url: string;
+  let sampler: PacingSampler;
+  const sessions: pg.Client[] = [];
+
+  /** A session of the application's, or of Ferry's when named so. */
+  async function session(applicationName = 'orders app'): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: url, application_name: applicationName });
+    client.on('error', () => {});
+    await client.connect();
+    sessions.push(client);
+    return client;
+  }
+
+  beforeAll(async () => {
+    url = await createTestDatabase('pacing');
+    await sql(url, `
+      CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL);
+      INSERT INTO accounts SELECT i, 0 FROM generate_series(1, 1000) i;
+      CREATE TABLE accounts_new (id int PRIMARY KEY, balance int NOT NULL);
+      CREATE TABLE unrelated (id int PRIMARY KEY);`);
+    sampler = await openPacingSampler({ connectionString: url }, [
+      { schema: 'public', table: 'accounts' },
+      { schema: 'public', table: 'accounts_new' },
+    ]);
+  });
+  afterAll(async () => {
+    await sampler?.close();
+    for (const client of sessions) await client.end().catch(() => {});
+  });
+
+  it('measures a baseline and a quiet interval with nothing holding the copy', async () => {
+    const baseline = await sampler.baseline(400);
+    expect(baseline.latencyMs).toBeGreaterThan(0);
+    const quiet = await sampler.sample(50_000);
+    expect(quiet.lockWaits).toBe(0);
+    expect(quiet.latencyMs).toBeGreaterThan(0);
+    expect(quiet.checkpointsRequested).toBe(0);
+    expect(quiet.replicaLagSeconds).toBe(0);
+    expect(quiet.transactionsPerSecond).toBeGreaterThanOrEqual(0);
+    const decision = nextPacing(startPacing(null), quiet, baseline, budget, null);
+    expect(decision, JSON.stringify({ quiet, baseline, decision })).toMatchObject({ action: "increase" });
+    expect(decision.holding).toBeNull();
+  });
+
+  it('names lock-waits while a session holding a lock on the source makes the application wait', async () => {
+    const holder = await session('nightly maintenance');
+    const reader = await session();
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE');
+    const reading = reader.query('SELECT count(*) FROM accounts');
+    // A lock on a table not involved is not the copy's business.
+    const other = await session();
+    await other.query('BEGIN; LOCK TABLE unrelated IN ACCESS EXCLUSIVE MODE');
+    const sample = await eventually(async () => {
+      const seen = await sampler.sample(1000);
+      return seen.lockWaits > 0 && seen;
+    }, 10_000, 'the lock wait');
+    expect(sample.lockWaits).toBe(1);
+    expect(sample.activeBackends).toBeGreaterThanOrEqual(1);
+    const decision = nextPacing({ rowsPerSecond: 40_000, cutFrom: null, lastLatencyPressure: 0 }, sample, { latencyMs: null, activeBackends: 0 }, budget, null);
+    expect(decision.action).toBe('decrease');
+    expect(decision.holding?.signal).toBe('lock-waits');
+    expect(decision.holding?.detail).toBe('1 session waiting on a lock on the tables involved (budget 0)');
+
+    await holder.query('COMMIT');
+    await reading;
+    await other.query('COMMIT');
+    expect((await sampler.sample(1000)).lockWaits).toBe(0);
+  });
+
+  it("counts an application's row waiting on one of Ferry's uncommitted batches, not Ferry's own waits", async () => {
+    const ferry = await session('ferry');
+    const app = await session();
+    await ferry.query('BEGIN');
+    await ferry.query('INSERT INTO accounts_new VALUES (1, 0)');
+    const writing = app.query('INSERT INTO accounts_new VALUES (1, 5) ON CONFLICT (id) DO UPDATE SET balance = excluded.balance');
+    await eventually(async () => (await sampler.sample(1000)).lockWaits === 1, 10_000, "the application's wait");
+    await ferry.query('COMMIT');
+    await writing;
+
+    // Ferry waiting on the application's lock is the copier's business (lock_timeout), not a signal.
+    await app.query('BEGIN; LOCK TABLE accounts_new IN ACCESS EXCLUSIVE MODE');
+    const copying = ferry.query('SELECT count(*) FROM accounts_new');
+    await eventually(
+      async () => (await sql(url, `SELECT 1 FROM pg_stat_activity WHERE application_name = 'ferry' AND wait_event_type = 'Lock'`)).length === 1,
+      10_000,
+      "Ferry's wait",
+    );
+    expect((await sampler.sample(1000)).lockWaits).toBe(0);
+    await app.query('COMMIT');
+    await copying;
+  });
+
+  it('sees WAL written between samples and the active sessions of the application', async () => {
+    await sampler.sample(0);
+    await sql(url, 'INSERT INTO accounts_new SELECT i, 1 FROM generate_series(2, 20000) i');
+    const busy = await session();
+    const sleeping = busy.query('SELECT pg_sleep(1.5)');
+    const sample = await eventually(async () => {
+      const seen = await sampler.sample(0);
+      return seen.activeBackends >= 1 && seen;
+    }, 10_000, 'the active session');
+    expect(sample.walBytesPerSecond).toBeGreaterThan(0);
+    await sleeping;
+  });
+});
+
+describe('pacing sampler with pg_stat_statements', () => {
+  let server: PostgresServer;
+  let url: string;
+
+  beforeAll(async () => {
+    server = await startPostgres({ local: true, preload: ['pg_stat_statements'] });
+    url = await server.createDatabase('pacing_statements');
+    await sql(url, 'CREATE EXTENSION pg_stat_statements; CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL)');
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  /** The application: `count` statements of about `ms` each, one after another. */
+  async function appStatements(count: number, ms: number): Promise<void> {
+    const app = new pg.Client({ connectionString: url, application_name: 'accounts app' });
+    await app.connect();
+    try {
+      for (let i = 0; i < count; i += 1) await app.query('SELECT pg_sleep($1)', [ms / 1000]);
+    } finally {
+      await app.end();
+    }
+  }
+
+  it("reads the p99 of the application's statements, not Ferry's, and names latency when it grows", async () => {
+    const sampler = await openPacingSampler({ connectionString: url }, [{ schema: 'public', table: 'accounts' }], {
+      writes: [{ schema: 'public', table: 'accounts' }],
+    });
+    try {
+      const quiet = appStatements(40, 2);
+      const baseline = await sampler.baseline(600);
+      await quiet;
+      const base = await sampler.sample(0);
+      expect(base.latencySource).toBe('statements');
+      expect(baseline.latencyMs).toBeGreaterThan(1);
+      expect(baseline.latencyMs).toBeLessThan(20);
+
+      // Ferry's own batch, however slow, is not the application's latency.
+      const ferry = new pg.Client({ connectionString: url, application_name: 'ferry' });
+      await ferry.connect();
+      await ferry.query('INSERT INTO accounts SELECT i, 0 FROM generate_series(1, 1000) i, pg_sleep(0.05) WHERE i > 0');
+      await ferry.end();
+      await appStatements(20, 2);
+      const withFerry = await sampler.sample(0);
+      expect(withFerry.latencyMs).toBeLessThan(20);
+
+      await appStatements(20, 30);
+      const slow = await sampler.sample(0);
+      expect(slow.latencyMs).toBeGreaterThan(25);
+      const decision = nextPacing({ rowsPerSecond: 40_000, cutFrom: null, lastLatencyPressure: 0 }, { ...slow, copiedRowsPerSecond: 40_000 }, baseline, budget, null);
+      expect(decision.action).toBe('decrease');
+      expect(decision.holding?.signal).toBe('latency');
+      expect(decision.holding?.detail).toMatch(/^p99 of the database's statements \d+ ms, budget [\d.]+ ms \(1.2x of [\d.]+ ms before the copy\)$/);
+    } finally {
+      await sampler.close();
+    }
+  });
+});

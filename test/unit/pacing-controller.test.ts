@@ -1,0 +1,135 @@
+import { describe, expect, it } from 'vitest';
+import {
+  describePacing,
+  MIN_PACED_ROWS_PER_SECOND,
+  nextPacing,
+  START_PACED_ROWS_PER_SECOND,
+  startPacing,
+  type PacingBaseline,
+  type PacingBudget,
+  type PacingDecision,
+  type PacingSample,
+  type PacingState,
+} from '../../lib/pacing-controller';
+import { holdingSignals } from '../../lib/status';
+
+const baseline: PacingBaseline = { latencyMs: 8, activeBackends: 4 };
+const budget: PacingBudget = { p99Factor: 1.2, maxLockWaits: 0, maxActiveBackends: null, maxWalBytesPerSecond: null, maxReplicaLagSeconds: 2 };
+const quiet: PacingSample = {
+  latencyMs: 8,
+  latencySource: 'statements',
+  transactionsPerSecond: 2000,
+  lockWaits: 0,
+  activeBackends: 4,
+  walBytesPerSecond: 1e6,
+  checkpointsRequested: 0,
+  replicaLagSeconds: 0,
+  copiedRowsPerSecond: 1e9,
+};
+
+/** Feeds the samples in order; returns every decision. */
+function run(samples: Partial<PacingSample>[], ceiling: number | null = null, from: PacingState = startPacing(ceiling)): PacingDecision[] {
+  const decisions: PacingDecision[] = [];
+  let state = from;
+  for (const sample of samples) {
+    const decision = nextPacing(state, { ...quiet, ...sample }, baseline, budget, ceiling);
+    decisions.push(decision);
+    state = decision.state;
+  }
+  return decisions;
+}
+const rates = (decisions: PacingDecision[]) => decisions.map((d) => d.state.rowsPerSecond);
+const quietFor = (n: number) => Array.from({ length: n }, () => ({}));
+
+describe('pacing controller', () => {
+  it('starts slow and doubles while the application feels nothing, naming no signal', () => {
+    const decisions = run(quietFor(4));
+    expect(rates(decisions)).toEqual([2, 4, 8, 16].map((k) => k * START_PACED_ROWS_PER_SECOND));
+    expect(decisions.every((d) => d.action === 'increase' && d.holding === null)).toBe(true);
+  });
+
+  it('stops at the rows/s ceiling and names it', () => {
+    const decisions = run(quietFor(6), 10_000);
+    expect(rates(decisions).at(-1)).toBe(10_000);
+    expect(decisions.at(-1)!.holding).toEqual({ signal: 'ceiling', detail: 'the rows/s limit (10000 rows/s)' });
+  });
+
+  it('never climbs past twice what the copy really achieved', () => {
+    const decisions = run(quietFor(8).map(() => ({ copiedRowsPerSecond: 5_000 })));
+    expect(Math.max(...rates(decisions))).toBe(10_000);
+  });
+
+  it('cuts the rate when a session waits on a lock on the tables, names lock-waits, and recovers after', () => {
+    const decisions = run([...quietFor(4), { lockWaits: 1 }, { lockWaits: 1 }, ...quietFor(6)]);
+    const [before, first, second] = [decisions[3]!, decisions[4]!, decisions[5]!];
+    expect(first.action).toBe('decrease');
+    expect(first.holding?.signal).toBe('lock-waits');
+    expect(first.holding?.detail).toContain('1 session waiting on a lock');
+    expect(first.state.rowsPerSecond).toBe(before.state.rowsPerSecond / 2);
+    expect(second.state.rowsPerSecond).toBe(first.state.rowsPerSecond / 2);
+    // Recovery is additive: a tenth of the rate it was cut from, per interval.
+    const after = rates(decisions.slice(6));
+    expect(after.every((rate, i) => rate > (i === 0 ? second.state.rowsPerSecond : after[i - 1]!))).toBe(true);
+    expect(after[1]! - after[0]!).toBe(Math.floor(first.state.rowsPerSecond * 0.1));
+    expect(decisions.slice(6).every((d) => d.holding === null)).toBe(true);
+  });
+
+  it('holds on one interval of latency over budget, cuts on the second, and says what it read', () => {
+    const decisions = run([...quietFor(3), { latencyMs: 11 }, { latencyMs: 11 }]);
+    expect(decisions[3]!.action).toBe('steady');
+    expect(decisions[3]!.holding?.signal).toBe('latency');
+    expect(decisions[4]!.action).toBe('decrease');
+    expect(decisions[4]!.state.rowsPerSecond).toBe(Math.floor(decisions[3]!.state.rowsPerSecond * 0.7));
+    expect(decisions[4]!.holding?.detail).toBe("p99 of the database's statements 11 ms, budget 9.6 ms (1.2x of 8.0 ms before the copy)");
+  });
+
+  it('cuts at once when latency is far over budget', () => {
+    const decisions = run([...quietFor(3), { latencyMs: 40 }]);
+    expect(decisions[3]!.action).toBe('decrease');
+    expect(decisions[3]!.state.rowsPerSecond).toBe(decisions[2]!.state.rowsPerSecond / 2);
+  });
+
+  it('does not mistake sub-millisecond jitter of a fast canary for harm', () => {
+    const fast = { ...baseline, latencyMs: 0.3 };
+    let state = startPacing(null);
+    for (let i = 0; i < 3; i += 1) state = nextPacing(state, { ...quiet, latencySource: 'canary', latencyMs: 0.7 }, fast, budget, null).state;
+    expect(state.rowsPerSecond).toBe(8 * START_PACED_ROWS_PER_SECOND);
+  });
+
+  it('keeps the rate near a budget without naming it as over', () => {
+    const [decision] = run([{ activeBackends: 8 }], null, { rowsPerSecond: 50_000, cutFrom: 60_000, lastLatencyPressure: 0 });
+    expect(decision!.action).toBe('steady');
+    expect(decision!.state.rowsPerSecond).toBe(50_000);
+    expect(decision!.holding?.signal).toBe('active-backends');
+    expect(decision!.holding?.detail).toBe('near budget: 8 active sessions, budget 8');
+  });
+
+  it('names the worst of several signals, replica lag and forced checkpoints included', () => {
+    const [lag] = run([{ replicaLagSeconds: 5, checkpointsRequested: 1 }], null, { rowsPerSecond: 50_000, cutFrom: null, lastLatencyPressure: 0 });
+    expect(lag!.holding?.signal).toBe('replica-lag');
+    const [checkpoint] = run([{ checkpointsRequested: 2 }], null, { rowsPerSecond: 50_000, cutFrom: null, lastLatencyPressure: 0 });
+    expect(checkpoint!.holding?.signal).toBe('checkpoints');
+    expect(checkpoint!.state.rowsPerSecond).toBe(35_000);
+  });
+
+  it('never goes below the floor, so the copy always moves', () => {
+    const decisions = run(Array.from({ length: 20 }, () => ({ lockWaits: 3 })));
+    expect(Math.min(...rates(decisions))).toBe(MIN_PACED_ROWS_PER_SECOND);
+  });
+
+  it('words the decision for status', () => {
+    expect(describePacing(1234.4, { signal: 'lock-waits', detail: '2 sessions waiting' })).toBe('paced at 1234 rows/s by lock-waits: 2 sessions waiting');
+    expect(describePacing(1234, null)).toBeNull();
+  });
+});
+
+describe('the holding signal in status', () => {
+  it('is read back from the reason the copier wrote, for running shards only', () => {
+    const reason = describePacing(900, { signal: 'lock-waits', detail: '2 sessions waiting' });
+    const shard = (index: number, state: 'running' | 'done', throttleReason: string | null) => ({ index, state, throttleReason });
+    const status = {
+      shards: [shard(0, 'running', reason), shard(1, 'running', 'rows/s limit (500 rows/s for this shard)'), shard(2, 'running', reason), shard(3, 'done', reason)],
+    } as unknown as Parameters<typeof holdingSignals>[0];
+    expect(holdingSignals(status)).toEqual([{ signal: 'lock-waits', shards: [0, 2] }]);
+  });
+});
