@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { migrationReport, startMigration } from '../../cli/migrations';
+import { migrationReport, startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
 import { abortUpdate, approveUpdate } from '../../workflows/messages';

@@ -6,7 +6,7 @@
  * verification pass must be clean.
  */
 import pg from 'pg';
-import { migrationReport, startMigration, verifyMigration } from '../../cli/migrations';
+import { migrationReport, startMigration, verifyMigration } from '../../operator';
 import { redactMessage } from '../../lib/errors';
 import { approveUpdate } from '../../workflows/messages';
 import type { MigrationStatus, Phase } from '../../lib/status';
