@@ -56,8 +56,10 @@ export default tseslint.config(
   },
   {
     // One way to build SQL: statements here are sql`` templates (activities/sql.ts), never text with
-    // $n numbered by hand beside a separate array of values.
-    files: ['activities/state/**/*.ts', 'activities/copy/**/*.ts', 'activities/verify/**/*.ts'],
+    // $n numbered by hand beside a separate array of values. Change capture's statements are not
+    // converted yet.
+    files: ['activities/**/*.ts'],
+    ignores: ['activities/capture/**'],
     rules: {
       'no-restricted-syntax': [
         'error',

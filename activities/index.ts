@@ -19,6 +19,7 @@ import { capturesWithTrigger } from '../lib/capture';
 import { createChangeApplier } from './capture/applier';
 import { withApplyLock } from './capture/apply-keys';
 import { createCaptureMetrics, type CaptureMetrics } from './capture/metrics';
+import { createTableSwap } from './capture/swap';
 import { createCaptureTrigger } from './capture/trigger';
 
 export interface ActivityDependencies {
@@ -63,6 +64,7 @@ export function createActivities({
     ...createVerificationRecord(databases),
     ...createAuditLog(databases),
     ...createCaptureTrigger(databases),
+    ...createTableSwap(databases),
     ...createChangeApplier(databases, transformDir, metrics).activities,
     /** Installs Ferry's schema (tombstones, failed records) on the target. Safe to run twice. */
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
@@ -92,6 +94,8 @@ export function createActivities({
     retryFailedRecords: orderedWithCapture(databases, activities.retryFailedRecords),
     installCapture: beating(activities.installCapture),
     removeCapture: beating(activities.removeCapture),
+    swapTables: beating(activities.swapTables),
+    dropOldTable: beating(activities.dropOldTable),
   };
 }
 

@@ -90,6 +90,8 @@ export function phaseStory(status: MigrationStatus, nowMs = Date.now()): string 
       return 'installing the capture trigger on the source table; copying starts after';
     case 'catching-up':
       return `applying the changes captured during the backfill: ${describeLag(status.capture?.lag ?? null)}; verification starts once the apply keeps up`;
+    case 'swapping':
+      return 'swapping the tables: draining the change log under a short lock, then the new table takes the old name (retried while the lock is not had)';
     case 'capture-off':
       return 'removing the capture trigger and its change log entries';
     case 'reads-on-new':

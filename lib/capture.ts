@@ -23,6 +23,14 @@ const captureObjectSchema = z.strictObject({
   mode: captureModeSchema.default('application'),
   /** Changed keys the applier writes per transaction. (Default: 500) */
   applyBatchSize: z.number().int().min(1).max(10_000).default(500),
+  /**
+   * After the catch-up and its gate, drain the change log under a short lock and give the new
+   * table the old one's name, the old table renamed aside: the cutover for an application that
+   * cannot change (trigger capture, one database). (Default: false)
+   */
+  swap: z.boolean().default(false),
+  /** At the cleanup gate after a swap, drop the old table kept aside; otherwise it stays. (Default: false) */
+  dropOldTable: z.boolean().default(false),
 });
 
 /**
@@ -36,7 +44,7 @@ export const captureSchema = z.union([
 
 export type Capture = z.output<typeof captureObjectSchema>;
 
-export const defaultCapture: Capture = { mode: 'application', applyBatchSize: 500 };
+export const defaultCapture: Capture = { mode: 'application', applyBatchSize: 500, swap: false, dropOldTable: false };
 
 /** A plan's capture settings, for plans recorded before the setting existed too. */
 export function captureOf(plan: { capture?: Capture }): Capture {
@@ -45,6 +53,31 @@ export function captureOf(plan: { capture?: Capture }): Capture {
 
 export function capturesWithTrigger(plan: { capture?: Capture }): boolean {
   return captureOf(plan).mode === 'trigger';
+}
+
+/** The plan swaps the tables at its cutover (plans recorded before the setting never do). */
+export function swapsTables(plan: { capture?: Capture }): boolean {
+  return capturesWithTrigger(plan) && captureOf(plan).swap === true;
+}
+
+/** What a swap did, as recorded in the status. */
+export interface SwapRecord {
+  swappedAt: string;
+  /** The old table, renamed aside (schema.table); null once dropped at the cleanup gate. */
+  oldTableAside: string | null;
+  /** The name the new table took (schema.table). */
+  newName: string;
+  /** Changed keys applied under the lock. */
+  keysDrained: number;
+  /** Attempts the swap took (a lock not had within the timeout is tried again). */
+  attempts: number;
+  /**
+   * A snapshot (pg_snapshot as text) taken once the swap held its locks: the writers'
+   * transactions visible in it wrote the old table, all later ones the new table.
+   */
+  snapshot: string | null;
+  /** When the old table was dropped at the cleanup gate; null while it is kept. */
+  oldTableDroppedAt: string | null;
 }
 
 /**
@@ -101,6 +134,8 @@ export interface CaptureStatus {
   pacing?: CopyPacing | null;
   /** When the applier first had the target up to date after the backfill; null until then. */
   caughtUpAt: string | null;
+  /** The swap of the tables, once done (plans with capture.swap); absent before. */
+  swap?: SwapRecord;
 }
 
 export function newCaptureStatus(): CaptureStatus {
@@ -133,6 +168,11 @@ export function isCaughtUp(lag: CaptureLag, plan: { capture?: Capture }): boolea
 /** What `ferry status` and the report say of a migration's capture, in one line. */
 export function describeCapture(capture: CaptureStatus): string {
   const applied = `${capture.keysApplied} changed keys applied (${capture.rowsWritten} rows written, ${capture.rowsDeleted} deleted)`;
+  if (capture.swap) {
+    const { swap } = capture;
+    const old = swap.oldTableAside ? `the old table kept as ${swap.oldTableAside}` : `the old table dropped at ${swap.oldTableDroppedAt}`;
+    return `tables swapped at ${swap.swappedAt} (${swap.attempts} attempt${swap.attempts === 1 ? '' : 's'}): ${swap.newName} is the new table, ${old}; ${applied}`;
+  }
   if (capture.removedAt !== null) return `trigger removed at ${capture.removedAt}; ${applied}`;
   if (capture.installedAt === null) return 'trigger not installed yet';
   const throttled = capture.throttleReason ? `; ${capture.throttleReason}` : '';
@@ -144,4 +184,19 @@ export function describeLag(lag: CaptureLag | null): string {
   if (lag === null) return 'not measured yet';
   if (lag.changesWaiting === 0) return 'up to date';
   return `${lag.changesWaiting} change${lag.changesWaiting === 1 ? '' : 's'} waiting, oldest ${lag.oldestSeconds.toFixed(1)} s`;
+}
+
+/**
+ * Why an abort (or a rejection) is refused once the swap began: the application writes the new
+ * table under the old name, and nothing keeps the old table in step any more, so going back
+ * would lose writes. Null before the swap.
+ */
+export function refusalAfterSwap(phase: string, capture: CaptureStatus | null | undefined): string | null {
+  const swap = capture?.swap;
+  if (phase !== 'swapping' && !swap) return null;
+  const aside = swap?.oldTableAside ? ` (the old table is kept as ${swap.oldTableAside})` : '';
+  return (
+    `the tables ${swap ? 'were swapped' : 'are being swapped'}: the application now writes the new table, and the old one is no longer kept in step${aside}; ` +
+    'an abort cannot go back. Approve the cleanup gate to finish'
+  );
 }

@@ -3,16 +3,17 @@
  * back to when a migration is aborted. The workflow follows them; tests check them directly.
  */
 import type { Flags } from './flags';
-import { capturesWithTrigger, type Capture } from './capture';
+import { capturesWithTrigger, swapsTables, type Capture } from './capture';
 import type { Plan } from './plan';
 
 /** Gates wait for a person. Each guards a point of no return. */
-export const gateNames = ['cutover-reads', 'stop-old-writes', 'cleanup'] as const;
+export const gateNames = ['cutover-reads', 'stop-old-writes', 'swap', 'cleanup'] as const;
 export type GateName = (typeof gateNames)[number];
 
 export const gateDescriptions: Record<GateName, string> = {
   'cutover-reads': 'move application reads to the new table',
   'stop-old-writes': 'stop writing the old table (after this, only the new table is complete)',
+  swap: 'swap the tables: the new table takes the old one\'s name, the old one is renamed aside (an abort is refused after it)',
   cleanup: 'finish: the old table and the dual-write code may be removed by hand',
 };
 
@@ -27,6 +28,8 @@ export type Step =
   | 'reads-to-new'
   | 'gate:stop-old-writes'
   | 'old-writes-off'
+  | 'gate:swap'
+  | 'swap'
   | 'gate:cleanup'
   | 'capture-off';
 
@@ -40,6 +43,8 @@ export function lifecycleSteps(plan: Pick<Plan, 'lifecycle' | 'verify'> & { capt
   if (capturing) steps.push('catch-up');
   if (plan.verify.enabled) steps.push('verify');
   if (plan.lifecycle.cutover) steps.push('gate:cutover-reads', 'reads-to-new', 'gate:stop-old-writes', 'old-writes-off', 'gate:cleanup');
+  // The swap is the cutover of an application that cannot change: behind its own gate, before the cleanup's.
+  if (capturing && swapsTables(plan)) steps.push('gate:swap', 'swap');
   if (capturing) steps.push('gate:cleanup', 'capture-off');
   return steps;
 }
@@ -101,7 +106,7 @@ export function approvalProblems(
   else if (waiting === null) problems.push(`no gate is waiting; "${gate}" cannot be approved now`);
   else if (gate !== waiting) problems.push(`gate "${gate}" is not the one waiting; the migration waits at "${waiting}"`);
   if (force !== undefined && typeof force !== 'boolean') problems.push('force must be true or false');
-  if (problems.length === 0 && gate === 'cutover-reads' && verification && !verification.clean && force !== true) {
+  if (problems.length === 0 && (gate === 'cutover-reads' || gate === 'swap') && verification && !verification.clean && force !== true) {
     problems.push(`verification is not clean (${verification.summary}); repair it, or approve with --force (recorded)`);
   }
   return problems;

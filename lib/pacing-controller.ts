@@ -72,6 +72,27 @@ export interface CopyPacing {
   copiedRowsPerSecond?: number;
 }
 
+const roundTo = (value: number, places: number) => Math.round(value * 10 ** places) / 10 ** places;
+
+/**
+ * The memory as a shard carries it into its history: latencies to the microsecond, pressure to a
+ * thousandth, rates to the row. Short figures keep the history small, and a float's last digits
+ * (0.005694999999999992) cannot be mistaken for, or hide, a value from a row.
+ */
+export function carriedPacing(pacing: CopyPacing): CopyPacing {
+  const { baseline, state } = pacing;
+  return {
+    ...pacing,
+    baseline: { ...baseline, latencyMs: baseline.latencyMs === null ? null : roundTo(baseline.latencyMs, 3) },
+    state: {
+      rowsPerSecond: Math.round(state.rowsPerSecond),
+      cutFrom: state.cutFrom === null ? null : Math.round(state.cutFrom),
+      lastLatencyPressure: roundTo(state.lastLatencyPressure, 3),
+    },
+    ...(pacing.copiedRowsPerSecond !== undefined ? { copiedRowsPerSecond: Math.round(pacing.copiedRowsPerSecond) } : {}),
+  };
+}
+
 export interface PacingDecision {
   state: PacingState;
   /** What the controller did this interval. */

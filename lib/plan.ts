@@ -293,6 +293,28 @@ export const planSchema = z
           ctx.addIssue({ code: 'custom', path: ['capture'], message: 'trigger capture needs one target row per source key; it cannot be combined with target.sourceKey yet' });
         }
       }
+      const swap = typeof capture === 'object' && capture !== null ? (capture as { swap?: unknown; dropOldTable?: unknown }) : {};
+      if (swap.swap === true) {
+        if (captureMode !== 'trigger') {
+          ctx.addIssue({ code: 'custom', path: ['capture', 'swap'], message: 'needs capture mode trigger: the swap drains the change log the trigger writes' });
+        }
+        if (plan.source?.connection !== plan.target?.connection) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['capture', 'swap'],
+            message: 'needs the source and the target in the same database (one connection): a table cannot be renamed into another database',
+          });
+        }
+        if ((value as { transform?: { module?: unknown } }).transform?.module !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['capture', 'swap'], message: 'needs a SQL transform: the swap applies the last changes inside its own transaction' });
+        }
+        if (lifecycle?.cutover === true) {
+          ctx.addIssue({ code: 'custom', path: ['capture', 'swap'], message: 'is the cutover itself; it cannot be combined with lifecycle.cutover (the flags-based cutover)' });
+        }
+      }
+      if (swap.dropOldTable === true && swap.swap !== true) {
+        ctx.addIssue({ code: 'custom', path: ['capture', 'dropOldTable'], message: 'needs capture.swap: only a swap leaves an old table aside' });
+      }
       if (plan.subset?.partitionValues && !plan.shards?.partitionColumn) {
         ctx.addIssue({ code: 'custom', path: ['subset', 'partitionValues'], message: 'needs shards.partitionColumn to say which column the values are of' });
       }

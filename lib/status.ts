@@ -19,6 +19,7 @@ export type Phase =
   | 'reads-on-new'
   | 'old-writes-off'
   | 'cleanup'
+  | 'swapping'
   | 'capture-off'
   | 'aborting'
   | 'completed'
@@ -119,7 +120,7 @@ export interface RetryOutcome {
 export interface MigrationEvent {
   at: string;
   /** `refused`: a signal whose payload could not be read was ignored; the detail says why. */
-  kind: 'throttle' | 'pause' | 'resume' | 'auto-pause' | 'retry' | 'flags' | 'approve' | 'reject' | 'abort' | 'gate-expired' | 'apps' | 'verify' | 'refused';
+  kind: 'throttle' | 'pause' | 'resume' | 'auto-pause' | 'retry' | 'flags' | 'approve' | 'reject' | 'abort' | 'gate-expired' | 'apps' | 'verify' | 'refused' | 'swap';
   by: string | null;
   detail: string;
 }

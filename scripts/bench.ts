@@ -4,7 +4,8 @@
  * data, each limit with the best tool there is (one INSERT ... SELECT; psql's binary COPY piped
  * into psql; both sides' checksums at once) interleaved with Ferry end to end through Temporal,
  * and quotes each figure and ratio as the median with its spread: these machines are noisy, so
- * only ratios within one run mean anything. `--foreground` measures what a copy costs pgbench.
+ * only ratios within one run mean anything. `--foreground` measures what a copy costs pgbench;
+ * `--capture` what a trigger-capture migration costs it, and how fast the changes are applied.
  */
 import { Client, Connection } from '@temporalio/client';
 import { mkdtempSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { validatePlan, type PlanInput } from '../lib/plan';
 import { temporalSettings } from '../lib/settings';
 import { checkTarget, createSource, createTarget, resetTarget, targetColumns } from './bench/dataset';
 import { BATCH_SIZE, basePlan, CONCURRENCY, measureFerry, printRun, SHARDS, SOURCE_ENV, TARGET_ENV, type Bench, type RunOutcome } from './bench/ferry-run';
+import { runCaptureBench } from './bench/capture';
 import { runForeground } from './bench/foreground';
 import { fasterOf, insertSelectLimit, psqlCopyLimit, type Limit } from './bench/limits';
 import { findPgcopydb, PGCOPYDB_JOBS, pgcopydbCopy, PGROLL_SKIPPED } from './bench/peers';
@@ -35,6 +37,7 @@ const LOAD_BASELINE_MS = 10_000;
 
 const USAGE = `usage: npm run bench -- [--rows N] [--rounds N] [--json] [--peers] [--with-load]
        npm run bench -- --foreground [--rows N] [--rounds N] [--seconds S] [--scale N] [--json]
+       npm run bench -- --capture [--rounds N] [--seconds S] [--scale N] [--json]
 
   --rows N       rows in the source table (Default: 1000000)
   --rounds N     rounds of interleaved measurements, at least 3 (Default: 3)
@@ -43,8 +46,12 @@ const USAGE = `usage: npm run bench -- [--rows N] [--rounds N] [--json] [--peers
   --with-load    run ${LOAD_PER_SECOND} single-row UPDATEs a second on the source during the rounds
   --foreground   instead: pgbench TPC-B and a light -R load, quiet and during a Ferry copy at the
                  default throttle, interleaved; tps and p99 as ratios of quiet
-  --seconds S    length of each foreground window (Default: 15)
-  --scale N      pgbench -i scale for --foreground (Default: 10, 1,000,000 accounts)`;
+  --capture      instead: pgbench TPC-B quiet, during a capture: trigger migration of pgbench_accounts
+                 at the default throttle (its backfill), and at its gate after the catch-up, interleaved;
+                 tps and p99 as ratios of quiet, and the change-apply rate against pgbench's writes
+                 (--rounds may be 1 here)
+  --seconds S    length of each foreground or capture window (Default: 15)
+  --scale N      pgbench -i scale for --foreground and --capture (Default: 10, 1,000,000 accounts)`;
 
 interface Options {
   rows: number;
@@ -53,6 +60,7 @@ interface Options {
   peers: boolean;
   withLoad: boolean;
   foreground: boolean;
+  capture: boolean;
   seconds: number;
   scale: number;
 }
@@ -75,6 +83,7 @@ function parseOptions(argv: string[]): Options {
       peers: { type: 'boolean', default: false },
       'with-load': { type: 'boolean', default: false },
       foreground: { type: 'boolean', default: false },
+      capture: { type: 'boolean', default: false },
       seconds: { type: 'string' },
       scale: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -86,13 +95,16 @@ function parseOptions(argv: string[]): Options {
     process.exit(0);
   }
   if (values.foreground && (values.peers || values['with-load'])) throw new UsageError('--foreground runs alone: drop --peers and --with-load');
+  if (values.capture && (values.foreground || values.peers || values['with-load'])) throw new UsageError('--capture runs alone: drop --foreground, --peers and --with-load');
   return {
     rows: wholeNumber('rows', values.rows, 1_000_000, 10_000, 100_000_000),
-    rounds: wholeNumber('rounds', values.rounds, 3, 3, 20),
+    // A capture round is one whole migration: a single round is a fair quick look.
+    rounds: wholeNumber('rounds', values.rounds, 3, values.capture ? 1 : 3, 20),
     json: values.json,
     peers: values.peers,
     withLoad: values['with-load'],
     foreground: values.foreground,
+    capture: values.capture,
     seconds: wholeNumber('seconds', values.seconds, 15, 3, 600),
     scale: wholeNumber('scale', values.scale, 10, 1, 1000),
   };
@@ -134,9 +146,10 @@ async function main(): Promise<number> {
   // Other work on the machine moves every figure: the load average says how busy it was.
   const loadAverage = () => os.loadavg().map((n) => Number(n.toFixed(2)));
   const loadAtStart = loadAverage();
-  out(`Ferry benchmark: ${fmt(options.rows)} rows, ${options.rounds} rounds, ${os.cpus().length} cores (load average ${loadAtStart.join(' ')}), Node ${process.version}, fsync on.`);
+  const size = options.capture ? `pgbench scale ${options.scale}` : `${fmt(options.rows)} rows`;
+  out(`Ferry benchmark: ${size}, ${options.rounds} rounds, ${os.cpus().length} cores (load average ${loadAtStart.join(' ')}), Node ${process.version}, fsync on.`);
   const psql = ensurePgTool('psql');
-  const pgbench = options.foreground ? ensurePgTool('pgbench') : null;
+  const pgbench = options.foreground || options.capture ? ensurePgTool('pgbench') : null;
   out(`Tools: ${toolVersion(psql)}${pgbench ? `; ${toolVersion(pgbench)}` : ''}.`);
   const pgcopydb = options.peers ? findPgcopydb() : null;
   out('Starting PostgreSQL and a Temporal dev server ...');
@@ -149,13 +162,16 @@ async function main(): Promise<number> {
   try {
     const sourceUrl = await postgres.createDatabase('bench_source');
     const targetUrl = await postgres.createDatabase('bench_target');
-    const loadStarted = Date.now();
-    const loaded = await createSource(sourceUrl, options.rows);
-    await createTarget(targetUrl);
-    out(
-      `Source table: ${fmt(options.rows)} rows, ${fmt(loaded.tableMb)} MB with its index, jsonb ~${loaded.jsonbBytes} bytes a row ` +
-        `(loaded in ${seconds(Date.now() - loadStarted)}).`,
-    );
+    // --capture migrates pgbench's own table: the bench's table is not needed.
+    if (!options.capture) {
+      const loadStarted = Date.now();
+      const loaded = await createSource(sourceUrl, options.rows);
+      await createTarget(targetUrl);
+      out(
+        `Source table: ${fmt(options.rows)} rows, ${fmt(loaded.tableMb)} MB with its index, jsonb ~${loaded.jsonbBytes} bytes a row ` +
+          `(loaded in ${seconds(Date.now() - loadStarted)}).`,
+      );
+    }
 
     worker = startWorkerProcess(
       {
@@ -180,12 +196,20 @@ async function main(): Promise<number> {
       const initStarted = Date.now();
       await initPgbench(pgbench, sourceUrl, options.scale);
       out(`pgbench -i -s ${options.scale} in the source database (${seconds(Date.now() - initStarted)}); windows of ${options.seconds} s.`);
-      out(`\nForeground: pgbench quiet and during a same-database Ferry copy, interleaved:`);
-      const summary = await runForeground(ready, { pgbench, seconds: options.seconds, rounds: options.rounds, out });
+      const run = { pgbench, seconds: options.seconds, rounds: options.rounds, out };
+      let summary: Record<string, unknown>;
+      if (options.capture) {
+        out(`\nCapture: pgbench quiet, during a capture: trigger migration's backfill, and at its gate after the catch-up, interleaved:`);
+        summary = await runCaptureBench(ready, run);
+      } else {
+        out(`\nForeground: pgbench quiet and during a same-database Ferry copy, interleaved:`);
+        summary = await runForeground(ready, run);
+      }
       const loadAtEnd = loadAverage();
       out(`Finished in ${seconds(Date.now() - started)} (load average ${loadAtEnd.join(' ')}).`);
       if (options.json) {
-        console.log(JSON.stringify({ rows: options.rows, rounds: options.rounds, seconds: options.seconds, scale: options.scale, loadAverage: { start: loadAtStart, end: loadAtEnd }, foreground: summary }));
+        const figures = options.capture ? { capture: summary } : { rows: options.rows, foreground: summary };
+        console.log(JSON.stringify({ rounds: options.rounds, seconds: options.seconds, scale: options.scale, loadAverage: { start: loadAtStart, end: loadAtEnd }, ...figures }));
       }
       return 0;
     }

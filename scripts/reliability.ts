@@ -1,7 +1,8 @@
 /**
  * Reliability run: injects every fault of the lab (worker SIGKILLs, a Temporal restart, a
  * Postgres restart, killed connections, statement timeouts) into migrations in their backfill
- * and in their verification, and a Postgres outage into an abort and into a cutover, round
+ * and in their verification, the same faults into trigger-capture migrations in their backfill
+ * and while they apply changes with a writer running, and a Postgres outage into an abort and into a cutover, round
  * after round, and checks every row with SQL of its own. Measures how long a SIGKILLed
  * worker's activities take to go on elsewhere. Prints a table and, last, one JSON line. Exits 1
  * when a row was lost, duplicated or wrong, or a migration did not end as it should.
@@ -10,8 +11,9 @@
  */
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { startLab, seededRandom } from './reliability/lab';
+import { runCaptureRound } from './reliability/capture';
 import { runOutageRound } from './reliability/outages';
-import { FAULTS, isOutageFault, runRound, type Fault, type RoundResult } from './reliability/scenarios';
+import { FAULTS, isCaptureFault, isOutageFault, runRound, type Fault, type RoundResult } from './reliability/scenarios';
 import { takeoverSummary } from './reliability/takeover';
 
 interface Args {
@@ -70,14 +72,19 @@ function table(results: RoundResult[], faults: Fault[]): string {
     const mine = results.filter((r) => r.fault === fault);
     const migrations = mine.flatMap((r) => r.migrations);
     const held = [...new Set(migrations.map((m) => m.heldIn))];
-    const hits = (phase: string) => migrations.filter((m) => m.heldIn === phase).flatMap((m) => m.phasesHit).filter((p) => p === phase).length;
+    // A capture round faults one migration in two phases: count every phase it was in.
+    const hits = (phase: string) =>
+      migrations.filter((m) => m.heldIn === phase).flatMap((m) => m.phasesHit).filter((p) => p === phase).length;
+    const phasesHit = isCaptureFault(fault)
+      ? Object.entries(migrations.flatMap((m) => m.phasesHit).reduce<Record<string, number>>((n, p) => ({ ...n, [p]: (n[p] ?? 0) + 1 }), {})).map(([p, n]) => `${p} ${n}`).join(', ')
+      : held.map((phase) => `${phase} ${hits(phase)}`).join(', ');
     const sum = (pick: (c: RoundResult['migrations'][number]['comparison']) => number) => migrations.reduce((n, m) => n + pick(m.comparison), 0);
     const takeover = takeoverSummary(mine.flatMap((r) => r.takeoverSeconds ?? []));
     return [
       fault,
       String(mine.length),
       String(mine.reduce((n, r) => n + r.faultsInjected, 0)),
-      held.map((phase) => `${phase} ${hits(phase)}`).join(', '),
+      phasesHit,
       `${migrations.filter(endedAsExpected).length} of ${migrations.length}`,
       sum((c) => c.sourceRows).toLocaleString('en-US'),
       String(migrations.reduce((n, m) => n + lostRows(m), 0)),
@@ -105,7 +112,9 @@ async function main(): Promise<number> {
       for (const fault of args.faults) {
         const log = (line: string) => console.log(line);
         results.push(
-          isOutageFault(fault)
+          isCaptureFault(fault)
+            ? await runCaptureRound(lab, { fault, round, random, rows: args.rows, log })
+            : isOutageFault(fault)
             ? await runOutageRound(lab, { fault, round, rows: args.rows, outageMs: args.outageSeconds * 1000, log })
             : await runRound(lab, { fault, round, random, backfillRows: args.rows, verifyRows: args.rows, log }),
         );

@@ -8,6 +8,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import pg from 'pg';
 import { redactErrorText } from '../../lib/errors';
 import {
+  carriedPacing,
   describePacing,
   nextPacing,
   startPacing,
@@ -150,7 +151,7 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
       if (!pacing) return null;
       const seconds = (Date.now() - opened) / 1000;
       const copiedRowsPerSecond = seconds >= 0.5 ? rowsThisCall / seconds : options.pacing?.copiedRowsPerSecond;
-      return { baseline: pacing.baseline, state: { ...pacing.state }, paidUntil, holding: held, ...(copiedRowsPerSecond !== undefined ? { copiedRowsPerSecond } : {}) };
+      return carriedPacing({ baseline: pacing.baseline, state: { ...pacing.state }, paidUntil, holding: held, ...(copiedRowsPerSecond !== undefined ? { copiedRowsPerSecond } : {}) });
     },
   };
 

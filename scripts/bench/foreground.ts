@@ -40,7 +40,7 @@ function defaultPlan(): PlanInput {
 }
 
 /** Waits until no Ferry connection runs a statement, so the next quiet run is quiet; ends stragglers. */
-async function waitFerryIdle(adminUrl: string): Promise<void> {
+export async function waitFerryIdle(adminUrl: string): Promise<void> {
   const client = new pg.Client({ connectionString: adminUrl, application_name: 'ferry-bench' });
   await client.connect();
   try {

@@ -11,14 +11,18 @@ import type { migrationWorkflow } from '../../workflows/migration';
 import { LAB_STATEMENT_TIMEOUT_MS, labSql, sleep, type Lab } from './lab';
 import { activitiesRunBy, takeoverSeconds, takeoverSummary } from './takeover';
 
-export const FAULTS = ['worker-kill', 'temporal-restart', 'postgres-restart', 'connection-kill', 'statement-timeout', 'outage-abort', 'outage-cutover'] as const;
+/** Faults of a trigger-capture migration with a writer running: see capture.ts. */
+export const CAPTURE_FAULTS = ['capture-worker-kill', 'capture-temporal-restart', 'capture-postgres-restart', 'capture-connection-kill'] as const;
+export const FAULTS = ['worker-kill', 'temporal-restart', 'postgres-restart', 'connection-kill', 'statement-timeout', 'outage-abort', 'outage-cutover', ...CAPTURE_FAULTS] as const;
 export type Fault = (typeof FAULTS)[number];
+export type CaptureFault = (typeof CAPTURE_FAULTS)[number];
+export const isCaptureFault = (fault: Fault): fault is CaptureFault => fault.startsWith('capture-');
 /** Faults of a lifecycle step rather than of a backfill and a verification: see outages.ts. */
 export type OutageFault = Extract<Fault, `outage-${string}`>;
 export const isOutageFault = (fault: Fault): fault is OutageFault => fault.startsWith('outage-');
 
 export interface RoundOptions {
-  fault: Exclude<Fault, OutageFault>;
+  fault: Exclude<Fault, OutageFault | CaptureFault>;
   /** Distinguishes the round's tables and plan names. */
   round: number;
   random: () => number;

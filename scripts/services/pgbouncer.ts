@@ -5,11 +5,10 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureDebianPackage } from './debian-package';
-import { freePort } from './ports';
+import { freePort, waitForListening } from './ports';
 
 export interface PgBouncer {
   /** A URL through the pooler to `database` on the server, as the same user as the server's URL. */
@@ -36,22 +35,6 @@ function binary(): string | undefined {
 export function ensurePgBouncer(): string {
   ensureDebianPackage('pgbouncer', 'pgbouncer', () => binary() !== undefined);
   return binary()!;
-}
-
-async function listening(port: number, deadlineMs: number): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = net.connect({ host: '127.0.0.1', port }, () => {
-        socket.end();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`pgbouncer did not listen on 127.0.0.1:${port}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 /** As root, the user PgBouncer runs as: postgres when there is one, else a system user made for it. */
@@ -110,7 +93,7 @@ pidfile = ${dir}/pgbouncer.pid
   const log = () => (existsSync(path.join(dir, 'pgbouncer.log')) ? readFileSync(path.join(dir, 'pgbouncer.log'), 'utf8') : '');
   try {
     await Promise.race([
-      listening(port, 10_000),
+      waitForListening('pgbouncer', port, 10_000),
       new Promise((_, reject) => child.once('exit', (code) => reject(new Error(`pgbouncer exited (${code}): ${stderr}${log()}`)))),
     ]);
   } catch (error) {

@@ -12,3 +12,20 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/** Resolves once something accepts connections on 127.0.0.1:`port`; throws, naming `server`, after `deadlineMs`. */
+export async function waitForListening(server: string, port: number, deadlineMs: number): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect({ host: '127.0.0.1', port }, () => {
+        socket.end();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${server} did not listen on 127.0.0.1:${port}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

@@ -5,11 +5,10 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureDebianPackage } from './debian-package';
-import { freePort } from './ports';
+import { freePort, waitForListening } from './ports';
 
 export interface TlsProxy {
   /** Requires a client certificate signed by `files.ca`. */
@@ -51,22 +50,6 @@ export function makeCertificates(dir: string): { ca: string; serverCert: string;
   signed('client', 'ferry-test-ca', 'extendedKeyUsage=clientAuth\n');
   signed('stranger', 'stranger-ca', 'extendedKeyUsage=clientAuth\n');
   return { ca: path.join(dir, 'ferry-test-ca.crt'), serverCert: path.join(dir, 'server.crt'), serverKey: path.join(dir, 'server.key') };
-}
-
-async function listening(port: number, deadlineMs: number): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = net.connect({ host: '127.0.0.1', port }, () => {
-        socket.end();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nginx did not listen on 127.0.0.1:${port}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 /** Starts nginx in front of `temporalAddress` (host:port, plain gRPC). */
@@ -119,7 +102,7 @@ http {
   nginx.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   try {
     await Promise.race([
-      Promise.all([listening(mtlsPort, 10_000), listening(apiKeyPort, 10_000)]),
+      Promise.all([waitForListening('nginx', mtlsPort, 10_000), waitForListening('nginx', apiKeyPort, 10_000)]),
       new Promise((_, reject) => nginx.once('exit', (code) => reject(new Error(`nginx exited (${code}): ${stderr}${safeRead(path.join(dir, 'error.log'))}`)))),
     ]);
   } catch (error) {

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededRandom, startLab, type Lab } from '../../scripts/reliability/lab';
 import { runOutageRound } from '../../scripts/reliability/outages';
-import { runRound, type Fault, type OutageFault, type RoundResult } from '../../scripts/reliability/scenarios';
+import { runRound, type CaptureFault, type Fault, type OutageFault, type RoundResult } from '../../scripts/reliability/scenarios';
 
 const SEED = 20_240_611;
 /** The reliability run keeps Postgres down for two minutes; the suite's budget allows less. */
@@ -25,7 +25,7 @@ describe('faults during a backfill and during a verification', () => {
     await lab?.close();
   });
 
-  async function round(fault: Exclude<Fault, OutageFault>): Promise<RoundResult> {
+  async function round(fault: Exclude<Fault, OutageFault | CaptureFault>): Promise<RoundResult> {
     const result = await runRound(lab, { fault, round: 1, random, repeats: 3, backfillRows: 12_000, verifyRows: 12_000 });
     for (const migration of result.migrations) {
       // The fault landed where it was meant to: the first injection hit the phase under test.

@@ -23,14 +23,14 @@ function problems(plan: unknown): string[] {
 
 describe('capture in the plan', () => {
   it('defaults to the application, and reads plans recorded before the setting existed', () => {
-    expect(validatePlan(base).capture).toEqual({ mode: 'application', applyBatchSize: 500 });
+    expect(validatePlan(base).capture).toEqual({ mode: 'application', applyBatchSize: 500, swap: false, dropOldTable: false });
     const { capture: _omitted, ...recorded } = validatePlan(base);
-    expect(captureOf(recorded as { capture?: never })).toEqual({ mode: 'application', applyBatchSize: 500 });
+    expect(captureOf(recorded as { capture?: never })).toEqual({ mode: 'application', applyBatchSize: 500, swap: false, dropOldTable: false });
   });
 
   it('takes `capture: trigger` as short for the mapping', () => {
-    expect(validatePlan({ ...base, capture: 'trigger' }).capture).toEqual({ mode: 'trigger', applyBatchSize: 500 });
-    expect(validatePlan({ ...base, capture: { mode: 'trigger', applyBatchSize: 50 } }).capture).toEqual({ mode: 'trigger', applyBatchSize: 50 });
+    expect(validatePlan({ ...base, capture: 'trigger' }).capture).toEqual({ mode: 'trigger', applyBatchSize: 500, swap: false, dropOldTable: false });
+    expect(validatePlan({ ...base, capture: { mode: 'trigger', applyBatchSize: 50 } }).capture).toEqual({ mode: 'trigger', applyBatchSize: 50, swap: false, dropOldTable: false });
   });
 
   it('names the problem of the form that was written', () => {

@@ -18,7 +18,8 @@ import { verification } from './verification';
  */
 export async function waitAtGate(run: MigrationRun, name: GateName): Promise<'approved' | 'abort' | 'continue-as-new'> {
   const { status, plan, workflowId } = run;
-  const expirySeconds = plan.lifecycle.gates.expirySeconds;
+  // After a swap an abort cannot go back, so the cleanup gate waits for a person however long it takes.
+  const expirySeconds = name === 'cleanup' && status.capture?.swap ? null : plan.lifecycle.gates.expirySeconds;
   // Every gate clears status.gate when it ends: one still set was carried by continue-as-new.
   const carriedGate = status.gate?.name === name ? status.gate : null;
   const since = carriedGate ? Date.parse(carriedGate.waitingSince) : Date.now();

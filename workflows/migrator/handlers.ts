@@ -6,6 +6,7 @@
  */
 import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
 import { deciderProblems } from '../../lib/approvals';
+import { refusalAfterSwap } from '../../lib/capture';
 import { approvalProblems } from '../../lib/lifecycle';
 import {
   parseAbortRequest,
@@ -132,6 +133,8 @@ export function setMigrationHandlers(run: MigrationRun): void {
     {
       validator: (payload) =>
         admit('reject', parseRejection(payload), (rejection) => {
+          const afterSwap = refusalAfterSwap(status.phase, status.capture);
+          if (afterSwap) return [afterSwap];
           const problems = approvalProblems({ gate: rejection.gate, by: rejection.by }, status.gate?.name ?? null, null);
           return problems.length > 0 ? problems : deciderProblems('reject', rejection.by, false, plan.lifecycle.gates, status.startedBy ?? null);
         }),
@@ -147,7 +150,13 @@ export function setMigrationHandlers(run: MigrationRun): void {
       await condition(() => status.phase === 'aborted' || status.phase === 'failed');
       return status.abort;
     },
-    { validator: (payload) => admit('abort', parseAbortRequest(payload)) },
+    {
+      validator: (payload) =>
+        admit('abort', parseAbortRequest(payload), () => {
+          const afterSwap = refusalAfterSwap(status.phase, status.capture);
+          return afterSwap ? [afterSwap] : [];
+        }),
+    },
   );
   setHandler(
     verifyUpdate,
@@ -166,7 +175,14 @@ export function setMigrationHandlers(run: MigrationRun): void {
       if (!status.verification) throw ApplicationFailure.nonRetryable('the verification was stopped by an abort', 'VerificationNotRun');
       return status.verification;
     },
-    { validator: (payload) => admit('verify', parseVerifyRequest(payload)) },
+    {
+      validator: (payload) =>
+        admit('verify', parseVerifyRequest(payload), () =>
+          status.capture?.swap || status.phase === 'swapping'
+            ? ['the tables were swapped: the new table now has the old name and the old one is aside, so there is nothing left to compare']
+            : [],
+        ),
+    },
   );
   setHandler(
     mismatchesUpdate,

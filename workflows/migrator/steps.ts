@@ -18,6 +18,7 @@ import type { GateName, Step } from '../../lib/lifecycle';
 import type { AbortRequest } from '../../lib/messages-input';
 import { backfillWindow, planBackfill } from './backfill';
 import { readyToContinueAsNew } from './continue-as-new';
+import { dropOldTableAside, swapTables } from './swap';
 import { awaitApplications, changeFlags, rollBackFlags } from './flags';
 import { waitAtGate } from './gate';
 import type { MigrationRun } from './run';
@@ -165,13 +166,36 @@ const catchUp: LifecycleStep = {
   rollback: captureBack,
 };
 
-/** After the cleanup gate: the trigger, its function and the migration's log entries go. */
+/**
+ * The cutover of an application that cannot change (capture.swap): the change apply stops, and
+ * one transaction under a short lock timeout drains the log, drops the trigger and gives the new
+ * table the old one's name; retried while the lock is not had. An abort is refused from here on.
+ */
+const swap: LifecycleStep = {
+  name: 'swap',
+  async run(run) {
+    if (!patched('capture-swap') || run.passed('swap') || !run.capturing) return 'next';
+    run.enter('swapping', 'swap');
+    if (run.status.capture?.swap) return 'next';
+    await run.capture.stop();
+    try {
+      await swapTables(run);
+    } catch (error) {
+      return { failed: ApplicationFailure.nonRetryable(`the tables could not be swapped: ${rootMessage(error)}`, 'SwapFailed') };
+    }
+    return 'next';
+  },
+  rollback: captureBack,
+};
+
+/** After the cleanup gate: the trigger, its function and the migration's log entries go; after a swap, the old table too if the plan says so. */
 const captureOff: LifecycleStep = {
   name: 'capture-off',
   async run(run) {
     if (!run.capturing) return 'next';
     run.enter('capture-off', 'capture-off');
     await run.capture.remove();
+    if (run.status.capture?.swap) await dropOldTableAside(run);
     return 'next';
   },
   rollback: captureBack,
@@ -187,6 +211,8 @@ const stepsByName: Record<Step, LifecycleStep> = {
   'reads-to-new': readsToNew,
   'gate:stop-old-writes': gate('stop-old-writes'),
   'old-writes-off': oldWritesOff,
+  'gate:swap': gate('swap'),
+  swap,
   'gate:cleanup': gate('cleanup'),
   'capture-off': captureOff,
 };

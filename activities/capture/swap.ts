@@ -1,0 +1,136 @@
+/**
+ * Table swap is the cutover of an application that cannot change: in one transaction under a
+ * short lock timeout, the last captured changes are applied, the capture trigger goes, the old
+ * table is renamed aside and the new one takes its name. All of it commits or none of it does.
+ */
+import { createHash } from 'node:crypto';
+import { activityInfo, ApplicationFailure, heartbeat } from '@temporalio/activity';
+import type pg from 'pg';
+import type { Plan } from '../../lib/plan';
+import { withClient, type Databases } from '../connections';
+import { copySpecOf, copyWithinDatabaseSql, type CopySpec } from '../copy/copy-statements';
+import { displayName, qualifiedName, quoteIdent, type TableName } from '../sql';
+import { deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
+import { wholeKeySpace } from '../../lib/key-range';
+import { CHANGE_LOG, dropCaptureFunctionSql, dropTriggerSql, keyTypeSql } from './statements';
+
+/**
+ * The writers queue behind the swap's lock request: give up soon, so they wait at most this
+ * long, and let the activity's retry try again with a backoff.
+ */
+export const SWAP_LOCK_TIMEOUT = '2s';
+const LOCK_NOT_AVAILABLE = '55P03';
+/** Keys applied per statement while the lock is held. */
+const DRAIN_BATCH = 1000;
+
+export interface SwapInput {
+  migrationId: string;
+  plan: Plan;
+}
+
+export interface SwapResult {
+  /** schema.table of the old table kept aside. */
+  oldTableAside: string;
+  newName: string;
+  keysDrained: number;
+  /** The tables were found swapped already (a retried attempt whose commit got through). */
+  alreadySwapped: boolean;
+  /** The attempt that swapped (earlier ones did not get the locks in time). */
+  attempts: number;
+  /** A snapshot taken under the locks: writers' transactions visible in it wrote the old table, the others the new one. Null when found swapped. */
+  snapshot: string | null;
+}
+
+/** The name the old table takes aside: from the migration id, so a retry finds it again. */
+export function oldTableAsideName(table: string, migrationId: string): string {
+  const digest = createHash('sha256').update(migrationId).digest('hex').slice(0, 8);
+  // Postgres cuts names at 63 bytes: keep the suffix whole.
+  return `${table.slice(0, 63 - '_ferry_old_'.length - digest.length)}_ferry_old_${digest}`;
+}
+
+const exists = async (client: pg.PoolClient, table: TableName) =>
+  (await client.query<{ present: boolean }>('SELECT to_regclass($1) IS NOT NULL AS present', [qualifiedName(table)])).rows[0]!.present;
+
+/** Applies every key the change log holds for the migration, on the connection holding the locks. */
+async function drain(client: pg.PoolClient, migrationId: string, plan: Plan): Promise<number> {
+  const keyType = (await client.query<{ type: string }>(keyTypeSql(plan.source, plan.source.key).text, keyTypeSql(plan.source, plan.source.key).values)).rows[0]?.type;
+  if (!keyType) throw ApplicationFailure.nonRetryable(`the source key column ${plan.source.key} was not found`, 'SwapNotPossible');
+  const keys = (
+    await client.query<{ key: string }>(`SELECT DISTINCT key FROM ${CHANGE_LOG} WHERE migration_id = $1 ORDER BY 1`, [migrationId])
+  ).rows.map((r) => r.key);
+  const base: CopySpec = { ...copySpecOf(plan), conflict: { policy: 'overwrite' } };
+  for (let i = 0; i < keys.length; i += DRAIN_BATCH) {
+    const batch = keys.slice(i, i + DRAIN_BATCH);
+    const present = sourceKeysPresentSql(base.source, base.filter ?? null, batch);
+    const held = new Set((await client.query<{ key: string }>(present.text, present.values)).rows.map((r) => r.key));
+    const gone = batch.filter((k) => !held.has(k));
+    if (gone.length > 0) await client.query(deleteTargetKeysSql(base.target, gone));
+    const written = batch.filter((k) => held.has(k));
+    if (written.length > 0) {
+      const spec: CopySpec = { ...base, filter: [base.filter, sourceKeysCondition(plan.source.key, written)].filter(Boolean).map((c) => `(${c})`).join(' AND ') };
+      await client.query(copyWithinDatabaseSql(spec, wholeKeySpace));
+    }
+    heartbeat();
+  }
+  return keys.length;
+}
+
+export function createTableSwap(databases: Databases) {
+  return {
+    /**
+     * Swaps the tables, or finds them swapped. Fails with LockNotAvailable (retryable) when a
+     * lock is not had within SWAP_LOCK_TIMEOUT; nothing is changed then.
+     */
+    async swapTables({ migrationId, plan }: SwapInput): Promise<SwapResult> {
+      if (!databases.sameDatabase(plan.source.connection, plan.target.connection)) {
+        throw ApplicationFailure.nonRetryable('the swap needs the source and the target in the same database', 'SwapNotPossible');
+      }
+      const pool = databases.pool(plan.source.connection);
+      const aside: TableName = { schema: plan.source.schema, table: oldTableAsideName(plan.source.table, migrationId) };
+      const renamed: TableName = { schema: plan.source.schema, table: plan.source.table };
+      const result = { oldTableAside: displayName(aside), newName: displayName(renamed), attempts: activityInfo().attempt };
+      return withClient(pool, async (client) => {
+        await client.query('BEGIN');
+        try {
+          await client.query(`SET LOCAL lock_timeout = '${SWAP_LOCK_TIMEOUT}'`);
+          if ((await exists(client, aside)) && !(await exists(client, plan.target))) {
+            await client.query('ROLLBACK');
+            return { ...result, keysDrained: 0, alreadySwapped: true, snapshot: null };
+          }
+          for (const table of [plan.source, plan.target]) {
+            if (!(await exists(client, table))) throw ApplicationFailure.nonRetryable(`${qualifiedName(table)} does not exist; nothing was swapped`, 'SwapNotPossible');
+          }
+          // Both locks in the order of every swap; from here no writer changes the source until the commit.
+          await client.query(`LOCK TABLE ${qualifiedName(plan.source)}, ${qualifiedName(plan.target)} IN ACCESS EXCLUSIVE MODE`);
+          const snapshot = await client.query<{ snapshot: string }>('SELECT pg_current_snapshot()::text AS snapshot');
+          const keysDrained = await drain(client, migrationId, plan);
+          await client.query(dropTriggerSql(migrationId, plan.source));
+          await client.query(dropCaptureFunctionSql(migrationId));
+          await client.query(`DELETE FROM ${CHANGE_LOG} WHERE migration_id = $1`, [migrationId]);
+          await client.query(`ALTER TABLE ${qualifiedName(plan.source)} RENAME TO ${quoteIdent(aside.table)}`);
+          let target = plan.target;
+          if (target.schema !== plan.source.schema) {
+            await client.query(`ALTER TABLE ${qualifiedName(target)} SET SCHEMA ${quoteIdent(plan.source.schema)}`);
+            target = { ...target, schema: plan.source.schema };
+          }
+          await client.query(`ALTER TABLE ${qualifiedName(target)} RENAME TO ${quoteIdent(plan.source.table)}`);
+          await client.query('COMMIT');
+          return { ...result, keysDrained, alreadySwapped: false, snapshot: snapshot.rows[0]!.snapshot };
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => {});
+          if ((error as { code?: string }).code === LOCK_NOT_AVAILABLE) {
+            throw ApplicationFailure.retryable(`the swap's locks were not had within ${SWAP_LOCK_TIMEOUT}; tried again`, 'LockNotAvailable');
+          }
+          throw error;
+        }
+      });
+    },
+    /** Drops the old table kept aside by a swap (capture.dropOldTable, at the cleanup gate). Safe to run twice. */
+    async dropOldTable({ migrationId, plan }: SwapInput): Promise<{ dropped: string }> {
+      const pool = databases.pool(plan.source.connection);
+      const aside: TableName = { schema: plan.source.schema, table: oldTableAsideName(plan.source.table, migrationId) };
+      await pool.query(`DROP TABLE IF EXISTS ${qualifiedName(aside)}`);
+      return { dropped: qualifiedName(aside) };
+    },
+  };
+}
