@@ -173,9 +173,3 @@ export function nextBatchSize(options: { current: number; rows: number; elapsedM
   const bounded = Math.min(current * 2, Math.max(current / 2, ideal));
   return Math.max(MIN_BATCH_SIZE, Math.min(max, Math.round(bounded)));
 }
-
-/** Milliseconds to wait so that `rows` copied in `elapsedMs` stay within `rowsPerSecond`. */
-export function rateDelayMs(rows: number, elapsedMs: number, rowsPerSecond: number | null): number {
-  if (rowsPerSecond === null || rowsPerSecond <= 0) return 0;
-  return Math.max(0, (rows / rowsPerSecond) * 1000 - elapsedMs);
-}

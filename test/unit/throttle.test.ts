@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isRowError, redactMessage } from '../../lib/errors';
-import { applyThrottleChange, nextBatchSize, rateDelayMs, shardRate, throttleChangeProblems, type Throttle } from '../../lib/throttle';
+import { applyThrottleChange, nextBatchSize, shardRate, throttleChangeProblems, type Throttle } from '../../lib/throttle';
 
 const throttle: Throttle = { rowsPerSecond: 1000, batchSize: 500, concurrency: 2 };
 
@@ -53,12 +53,6 @@ describe('pacing', () => {
 
   it('learns nothing from a batch cut short by the end of the range', () => {
     expect(nextBatchSize({ current: 1000, rows: 3, elapsedMs: 1, targetMs: 500, max: 100_000 })).toBe(1000);
-  });
-
-  it('waits just long enough to keep the rows/s limit', () => {
-    expect(rateDelayMs(1000, 400, 1000)).toBe(600);
-    expect(rateDelayMs(1000, 1500, 1000)).toBe(0);
-    expect(rateDelayMs(1000, 0, null)).toBe(0);
   });
 
   it('tells row errors from database and plan errors', () => {
