@@ -106,7 +106,7 @@ export async function openPacingSampler(config: pg.ClientConfig, tables: TableNa
                 (SELECT count(*) FROM pg_stat_activity a
                   WHERE a.wait_event_type = 'Lock' AND a.application_name <> ${FERRY_APPLICATION} AND a.datname = current_database()
                     AND (EXISTS (SELECT 1 FROM pg_locks l
-                                  WHERE l.pid = a.pid AND NOT l.granted AND l.relation = ANY (${names}::regclass[])
+                                  WHERE l.pid = a.pid AND NOT l.granted AND l.relation IN (SELECT to_regclass(n) FROM unnest(${names}::text[]) AS n)
                                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
                          OR EXISTS (SELECT 1 FROM pg_stat_activity b
                                      WHERE b.pid = ANY (pg_blocking_pids(a.pid)) AND b.application_name = ${FERRY_APPLICATION})))::int AS waits,
