@@ -3,6 +3,7 @@
  * whose tps comes from pgbench's summary and whose p99 latency is computed here from its
  * per-transaction log (--log), so no percentile is taken on trust.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { runPipeline } from './limits';
@@ -75,4 +76,22 @@ export async function runPgbench(pgbench: string, url: string, load: PgbenchLoad
   }
   if (latenciesMs.length === 0) throw new Error(`pgbench logged no transactions: ${stdout.trim().slice(-300)}`);
   return { tps: parseTps(stdout), p50Ms: percentile(latenciesMs, 50), p99Ms: percentile(latenciesMs, 99), transactions: latenciesMs.length, failed };
+}
+
+/** TPC-B with 4 clients until `stop` (at most 10 minutes): an unmodified application writing throughout a test. */
+export function startPgbench(pgbench: string, url: string): { process: ChildProcess; output: () => string; stop: () => Promise<string> } {
+  const child = spawn(pgbench, ['-n', '-c', '4', '-j', '4', '-T', '600', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    process: child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGINT');
+      await exited;
+      return output;
+    },
+  };
 }

@@ -4,37 +4,19 @@
  * in one database and across two. After pgbench stops and the change lag reaches zero, Ferry's
  * first verification pass is clean and the test's own md5 of every row finds no difference.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureObjectName } from '../../activities/capture/statements';
 import { ExitCode } from '../../cli/exit-codes';
 import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
-import { initPgbench } from '../../scripts/bench/pgbench';
+import { initPgbench, startPgbench } from '../../scripts/bench/pgbench';
 import { ensurePgTool } from '../../scripts/bench/pg-tools';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 /** pgbench -i -s 1: 100,000 accounts. */
 const SCALE = 1;
-
-/** Runs pgbench's TPC-B script until stopped; resolves with how it ended. */
-function startPgbench(pgbench: string, url: string): { process: ChildProcess; stop: () => Promise<string> } {
-  const child = spawn(pgbench, ['-n', '-c', '4', '-j', '4', '-T', '600', url], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return {
-    process: child,
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGINT');
-      await exited;
-      return output;
-    },
-  };
-}
 
 describe.each([
   ['in one database', false],

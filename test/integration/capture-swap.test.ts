@@ -6,7 +6,6 @@
  * swap try again. A target in another schema moves into the old one's, and capture.dropOldTable
  * drops the old table at the cleanup gate. A swap across databases is refused and changes nothing.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,27 +17,10 @@ import { ExitCode } from '../../cli/exit-codes';
 import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
-import { initPgbench } from '../../scripts/bench/pgbench';
+import { initPgbench, startPgbench } from '../../scripts/bench/pgbench';
 import { ensurePgTool } from '../../scripts/bench/pg-tools';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
-
-function startPgbench(pgbench: string, url: string) {
-  const child = spawn(pgbench, ['-n', '-c', '4', '-j', '4', '-T', '600', url], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return {
-    process: child,
-    output: () => output,
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGINT');
-      await exited;
-      return output;
-    },
-  };
-}
 
 /** Accounts whose balance is not the sum of the deltas pgbench logged for them (in the transactions `which` keeps). */
 const balanceMismatches = (table: string, which: string) =>
