@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { activityInfo, ApplicationFailure, heartbeat } from '@temporalio/activity';
 import type pg from 'pg';
 import type { Plan } from '../../lib/plan';
-import { withClient, type Databases } from '../connections';
+import type { Databases } from '../connections';
+import { inTransactionWithLockTimeout } from '../transaction';
 import { copySpecOf, copyWithinDatabaseSql, type CopySpec } from '../copy/copy-statements';
 import { displayName, qualifiedName, quoteIdent, type TableName } from '../sql';
 import { deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
@@ -89,12 +90,9 @@ export function createTableSwap(databases: Databases) {
       const aside: TableName = { schema: plan.source.schema, table: oldTableAsideName(plan.source.table, migrationId) };
       const renamed: TableName = { schema: plan.source.schema, table: plan.source.table };
       const result = { oldTableAside: displayName(aside), newName: displayName(renamed), attempts: activityInfo().attempt };
-      return withClient(pool, async (client) => {
-        await client.query('BEGIN');
-        try {
-          await client.query(`SET LOCAL lock_timeout = '${SWAP_LOCK_TIMEOUT}'`);
+      try {
+        return await inTransactionWithLockTimeout(pool, SWAP_LOCK_TIMEOUT, async (client) => {
           if ((await exists(client, aside)) && !(await exists(client, plan.target))) {
-            await client.query('ROLLBACK');
             return { ...result, keysDrained: 0, alreadySwapped: true, snapshot: null };
           }
           for (const table of [plan.source, plan.target]) {
@@ -114,16 +112,14 @@ export function createTableSwap(databases: Databases) {
             target = { ...target, schema: plan.source.schema };
           }
           await client.query(`ALTER TABLE ${qualifiedName(target)} RENAME TO ${quoteIdent(plan.source.table)}`);
-          await client.query('COMMIT');
           return { ...result, keysDrained, alreadySwapped: false, snapshot: snapshot.rows[0]!.snapshot };
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => {});
-          if ((error as { code?: string }).code === LOCK_NOT_AVAILABLE) {
-            throw ApplicationFailure.retryable(`the swap's locks were not had within ${SWAP_LOCK_TIMEOUT}; tried again`, 'LockNotAvailable');
-          }
-          throw error;
+        });
+      } catch (error) {
+        if ((error as { code?: string }).code === LOCK_NOT_AVAILABLE) {
+          throw ApplicationFailure.retryable(`the swap's locks were not had within ${SWAP_LOCK_TIMEOUT}; tried again`, 'LockNotAvailable');
         }
-      });
+        throw error;
+      }
     },
     /** Drops the old table kept aside by a swap (capture.dropOldTable, at the cleanup gate). Safe to run twice. */
     async dropOldTable({ migrationId, plan }: SwapInput): Promise<{ dropped: string }> {

@@ -6,7 +6,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
-import { inTransaction } from '../transaction';
+import { inTransactionWithLockTimeout } from '../transaction';
 import { displayName, qualifiedName } from '../sql';
 import {
   CHANGE_LOG,
@@ -30,20 +30,12 @@ export interface CaptureInput {
   plan: Plan;
 }
 
-/** Runs `work` in one transaction on the source, waiting for table locks only briefly; a failure leaves nothing half-done. */
-function withShortLocks<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  return inTransaction(pool, async (client) => {
-    await client.query(`SET LOCAL lock_timeout = '${TRIGGER_LOCK_TIMEOUT}'`);
-    return work(client);
-  });
-}
-
 /** Creates the change log on the source when missing. Safe to run twice, and beside another. */
 export async function installChangeLog(pool: pg.Pool): Promise<void> {
   const present = await pool.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [CHANGE_LOG]);
   if (present.rows[0]?.present) return;
   try {
-    await withShortLocks(pool, (client) => client.query(CHANGE_LOG_SQL));
+    await inTransactionWithLockTimeout(pool, TRIGGER_LOCK_TIMEOUT, (client) => client.query(CHANGE_LOG_SQL));
   } catch (error) {
     // Two workers creating it at once: one wins, the other finds it made.
     if ((error as { code?: string }).code !== '23505') throw error;
@@ -53,7 +45,7 @@ export async function installChangeLog(pool: pg.Pool): Promise<void> {
 /** Creates the change log, then the function and the trigger in one transaction; nothing when they exist. */
 async function install(pool: pg.Pool, migrationId: string, plan: Plan): Promise<{ installed: boolean }> {
   await installChangeLog(pool);
-  return withShortLocks(pool, async (client) => {
+  return inTransactionWithLockTimeout(pool, TRIGGER_LOCK_TIMEOUT, async (client) => {
     const table = await client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [qualifiedName(plan.source)]);
     if (!table.rows[0]?.present) {
       throw ApplicationFailure.nonRetryable(`the source table ${displayName(plan.source)} does not exist; capture needs it`, 'CaptureSourceMissing');
@@ -93,7 +85,7 @@ export function createCaptureTrigger(databases: Databases) {
      */
     async removeCapture({ migrationId, plan }: CaptureInput): Promise<{ removedEntries: number }> {
       const pool = databases.pool(plan.source.connection);
-      return withShortLocks(pool, async (client) => {
+      return inTransactionWithLockTimeout(pool, TRIGGER_LOCK_TIMEOUT, async (client) => {
         const exists = triggerExistsSql(migrationId, plan.source);
         if ((await client.query<{ present: boolean }>(exists.text, exists.values)).rows[0]?.present) {
           await client.query(dropTriggerSql(migrationId, plan.source));
