@@ -31,14 +31,10 @@ export function oneStatement<Q extends pg.QueryConfig & { rowMode?: 'array'; typ
 export async function readOnly<T>(pool: pg.Pool, use: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   return withClient(pool, async (client) => {
     await client.query('BEGIN READ ONLY');
-    let result: T;
-    try {
-      result = await use(client);
-    } catch (error) {
-      // The use's error is the one worth reporting; a rollback on a broken connection fails too.
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    }
+    // No ROLLBACK after a failed use: withClient discards the connection, which ends the
+    // transaction. A ROLLBACK would queue behind a COPY out that the use gave up on midway
+    // (pg-copy-streams does not cancel it) and wait for ever.
+    const result = await use(client);
     await client.query('ROLLBACK');
     return result;
   });
