@@ -23,7 +23,8 @@ import { fasterOf, insertSelectLimit, psqlCopyLimit, type Limit } from './bench/
 import { findPgcopydb, PGCOPYDB_JOBS, pgcopydbCopy, PGROLL_SKIPPED } from './bench/peers';
 import { initPgbench } from './bench/pgbench';
 import { ensurePgTool, toolVersion } from './bench/pg-tools';
-import { formatSpread, jsonSpread, spreadOf, type Spread } from './bench/stats';
+import { formatSpread, jsonSpread, PathFigures, spreadOf } from './bench/stats';
+import { growthOf, pointOf, smallRunHistory, type HistoryGrowth } from './bench/history-growth';
 import { startUpdateLoad, type LoadFigures } from './bench/update-load';
 import { checksumLimit, ferryVerify, settleTarget, VERIFY_CHUNK, VERIFY_STREAMS } from './bench/verify';
 import { startWorkerProcess, type WorkerProcess } from './bench/worker-process';
@@ -112,27 +113,6 @@ function parseOptions(argv: string[]): Options {
 
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const seconds = (ms: number) => `${fmt(ms / 1000, 1)} s`;
-
-/** One path's measurements over the rounds: its limit's rate, Ferry's rate, and their ratio, per round. */
-class PathFigures {
-  readonly limits: number[] = [];
-  readonly ferry: number[] = [];
-  readonly ratios: number[] = [];
-  constructor(readonly limitTool: string) {}
-  add(limitRowsPerSec: number, ferryRowsPerSec: number | null): void {
-    this.limits.push(limitRowsPerSec);
-    if (ferryRowsPerSec === null) return;
-    this.ferry.push(ferryRowsPerSec);
-    this.ratios.push(ferryRowsPerSec / limitRowsPerSec);
-  }
-  spreads(): { limit: Spread | null; ferry: Spread | null; ratio: Spread | null } {
-    return { limit: spreadOf(this.limits), ferry: spreadOf(this.ferry), ratio: spreadOf(this.ratios) };
-  }
-  json() {
-    const { limit, ferry, ratio } = this.spreads();
-    return { limitTool: this.limitTool, limitRowsPerSec: jsonSpread(limit), ferryRowsPerSec: jsonSpread(ferry), ratio: jsonSpread(ratio, 3) };
-  }
-}
 
 const limitLine = (label: string, limit: { ms: number; rowsPerSec: number }) => `    ${label.padEnd(30)} ${seconds(limit.ms).padStart(7)}  ${fmt(limit.rowsPerSec).padStart(9)} rows/s`;
 /** Both stream counts of a limit, the faster one marked: it is the one Ferry is quoted against. */
@@ -245,9 +225,16 @@ async function main(): Promise<number> {
     const pgcopydbShares: number[] = [];
     const outcomes: RunOutcome[] = [];
     const failures: string[] = [];
+    const sameDbEvents: number[] = [];
+    const sameDbShardEvents: number[] = [];
     const ferry = async (label: string, plan: PlanInput, url: string, limit: Limit, figures: PathFigures, round: number) => {
       const outcome = await measureFerry(ready, plan, url);
       outcomes.push(outcome);
+      if (figures === same && outcome.run) {
+        const point = pointOf(options.rows, outcome.run.history);
+        sameDbEvents.push(point.events);
+        sameDbShardEvents.push(point.shardEvents);
+      }
       if (outcome.rowsPerSec === null) failures.push(`${label}, round ${round}`);
       figures.add(limit.rowsPerSec, outcome.rowsPerSec);
       printRun(`Ferry ${label}`, limit.rowsPerSec, outcome, round === 1, out);
@@ -304,6 +291,21 @@ async function main(): Promise<number> {
         }
       }
     }
+    // A fifth of the table once more: two sizes tell the fixed events from the slope.
+    let growth: HistoryGrowth | null = null;
+    const fullEvents = spreadOf(sameDbEvents);
+    const fullShardEvents = spreadOf(sameDbShardEvents);
+    if (fullEvents && fullShardEvents) {
+      const part = Math.floor(options.rows / 5);
+      try {
+        const small = await smallRunHistory(ready, basePlan('bench-same-db', SOURCE_ENV), sourceUrl, part);
+        const full = { rows: options.rows, events: fullEvents.median, migrationEvents: 0, shardEvents: fullShardEvents.median };
+        growth = growthOf(pointOf(part, small.cost), full, SHARDS, small.problems);
+        for (const problem of small.problems) failures.push(`history run over ${part} keys: ${problem}`);
+      } catch (error) {
+        failures.push(`history run over a fifth of the table: ${rootMessage(error)}`);
+      }
+    }
     const updateLoad = ready.load;
     ready.load = null;
     await updateLoad?.stop();
@@ -332,7 +334,13 @@ async function main(): Promise<number> {
       out(`  ${PGROLL_SKIPPED}`);
     }
     out(`  worker peak RSS        ${peakWorkerRssMb} MB (VmHWM over the whole run)`);
-    out(`  history events         ${eventsPerMillion === null ? 'no figure' : fmt(eventsPerMillion)} per million rows (the most of any run)`);
+    out(`  history events         ${eventsPerMillion === null ? 'no figure' : fmt(eventsPerMillion)} per million rows (the most of any run, fixed part included)`);
+    if (growth) {
+      out(
+        `  history growth         same database: ${fmt(growth.small.events)} events at ${fmt(growth.small.rows)} rows, ${fmt(growth.full.events)} at ${fmt(growth.full.rows)}: ` +
+          `${fmt(growth.fixedEvents)} fixed + ${fmt(growth.eventsPerMillion)} per additional million rows (a shard: ${fmt(growth.shardEventsPerMillion)} per million it copies)`,
+      );
+    }
     const loadP99 = spreadOf(runs.flatMap((r) => (r.load ? [r.load.p99Ms] : [])));
     if (loadBaseline) out(`  foreground UPDATE p99  ${fmt(loadBaseline.p99Ms, 1)} ms quiet, ${formatSpread(loadP99, 1)} ms during the Ferry runs (unthrottled)`);
     const loadAtEnd = loadAverage();
@@ -357,6 +365,12 @@ async function main(): Promise<number> {
           }),
           peakWorkerRssMb,
           historyEventsPerMillionRows: eventsPerMillion === null ? null : Math.round(eventsPerMillion),
+          historyGrowth: growth && {
+            fixedEvents: Math.round(growth.fixedEvents),
+            eventsPerMillionRows: Math.round(growth.eventsPerMillion),
+            shardEventsPerMillionRows: Math.round(growth.shardEventsPerMillion),
+            points: [growth.small, growth.full].map((p) => ({ rows: p.rows, events: p.events, shardEvents: Math.round(p.shardEvents) })),
+          },
           ...(loadBaseline && { foregroundUpdateP99Ms: { quiet: Number(loadBaseline.p99Ms.toFixed(2)), duringFerryRuns: jsonSpread(loadP99, 2) } }),
         }),
       );

@@ -15,12 +15,11 @@ import type { Databases } from '../connections';
 import {
   copyOutSql,
   copySpecOf,
-  copyWithinDatabaseSql,
   middleKeySql,
   nextBatchBoundSql,
   type CopySpec,
 } from './copy-statements';
-import { inCopyTransaction, writeBatch } from './batch-writer';
+import { copyWithinDatabase, writeBatch } from './batch-writer';
 import { recordFailures, resolveFailedRecord, unresolvedFailedCount, unresolvedFailedKeys, type FailedRecord } from '../state/ferry-schema';
 import { isRowError, redactMessage } from '../../lib/errors';
 import { MIN_BATCH_SIZE, nextBatchSize } from '../../lib/throttle';
@@ -72,11 +71,6 @@ const QUERY_CANCELED = '57014';
 interface RangeOutcome {
   written: number;
   failures: FailedRecord[];
-}
-
-async function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
-  const { text, values } = copyWithinDatabaseSql(spec, range);
-  return inCopyTransaction(pool, spec, async (client) => (await client.query(oneStatement({ text, values }))).rowCount ?? 0);
 }
 
 /**

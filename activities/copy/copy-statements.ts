@@ -160,6 +160,17 @@ export function copyWithinDatabaseSql(spec: CopySpec, range: KeyRange): Sql {
   return sql`INSERT INTO ${tableName(spec.target)} AS ${T} (${columnList(columns)}) SELECT ${selectList(spec)} FROM ${tableName(spec.source)} AS ${S} WHERE ${where} ${onConflict(spec, columns)}`;
 }
 
+/**
+ * The same copy as copyWithinDatabaseSql into a key range the target holds nothing of and no
+ * tombstone at all (targetRangeIsClearSql, checked under the copy lock): a plain INSERT, as
+ * nothing there could conflict or be resurrected. A key the application wrote meanwhile makes
+ * it fail with a unique violation, and the caller runs copyWithinDatabaseSql instead.
+ */
+export function insertIntoClearRangeSql(spec: CopySpec, range: KeyRange): Sql {
+  const columns = Object.keys(spec.columns);
+  return sql`INSERT INTO ${tableName(spec.target)} (${columnList(columns)}) SELECT ${selectList(spec)} FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeCondition(spec, range)}`;
+}
+
 /** COPY of the transformed rows of a key range out of the source, in text format. */
 export function copyOutSql(spec: CopySpec, range: KeyRange): string {
   return sql`COPY (SELECT ${selectList(spec)} FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeConditionLiteral(spec, range)}) TO STDOUT`.text;

@@ -170,9 +170,16 @@ export function printRun(label: string, limitRowsPerSec: number | null, outcome:
   out(
     `      backfill ${seconds(h.backfillMs)} of ${seconds(run.ms)} (wall ${seconds(run.wallMs)}); ` +
       `${h.activityCalls} copy calls of ${seconds(h.meanCallMs)} mean, ${fmt(h.meanGapMs)} ms between calls; ` +
-      `${h.runs} workflow runs, ${fmt(h.events)} history events` +
+      `${h.runs} workflow runs, ${fmt(h.events)} history events (migration ${fmt(h.migrationEvents)}, shards ${Object.values(h.shardEvents).join(', ')})` +
       (h.failedAttempts ? `; ${h.failedAttempts} failed attempts` : '') +
       `; worker peak RSS ${fmt(run.peakRssMb)} MB`,
+  );
+  const before = h.migrationActivities.map((a) => `${a.name} ${fmt(a.ms)} ms`).join(', ');
+  const perBatch = h.batches ? (h.meanCallMs * h.activityCalls) / h.batches : NaN;
+  out(
+    `      start to first batch ${fmt(h.firstCopyMs)} ms (migration activities: ${before || 'none'}); ` +
+      `${fmt(h.batches)} batches, ${fmt(perBatch)} ms each (${fmt(run.status.rowsRead / Math.max(1, h.batches))} rows) in a shard; ` +
+      `last batch to end ${fmt(h.afterLastCopyMs)} ms`,
   );
   if (run.load) out(`      foreground UPDATEs during it: p50 ${fmt(run.load.p50Ms, 1)} ms, p99 ${fmt(run.load.p99Ms, 1)} ms (${fmt(run.load.updates)} updates)`);
   const p = run.profile;

@@ -6,6 +6,7 @@ import {
   copySpecOf,
   targetRangeIsClearSql,
   copyWithinDatabaseSql,
+  insertIntoClearRangeSql,
   createStagingSql,
   insertFromStagingSql,
   nextBatchBoundSql,
@@ -43,6 +44,16 @@ describe('copy statements', () => {
         `SELECT (id) AS "id", (split_part(full_name, ' ', 1)) AS "first_name" FROM "public"."users" AS s ` +
         'WHERE s."id" <= $1 ON CONFLICT ("id") DO NOTHING',
       values: ['1000'],
+    });
+  });
+
+  it('inserts into a clear range with a plain INSERT ... SELECT: no conflict clause, no tombstone probe', () => {
+    expect(insertIntoClearRangeSql({ ...spec, honourTombstones: true }, { after: '10', upTo: '1000' })).toEqual({
+      text:
+        'INSERT INTO "app"."users_v2" ("id", "first_name") ' +
+        `SELECT (id) AS "id", (split_part(full_name, ' ', 1)) AS "first_name" FROM "public"."users" AS s ` +
+        'WHERE s."id" > $1 AND s."id" <= $2',
+      values: ['10', '1000'],
     });
   });
 
