@@ -7,6 +7,7 @@ import { migrationReport, shardCopyRetries, startMigration } from '../../operato
 import { rootMessage } from '../../lib/errors';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import type { temporalSettings } from '../../lib/settings';
+import { throttleDefaults } from '../../lib/throttle';
 import type { MigrationStatus } from '../../lib/status';
 import type { migrationWorkflow } from '../../workflows/migration';
 import { sampleFerryActivity, type ActivityProfile } from './activity-sampler';
@@ -16,8 +17,9 @@ import type { LoadFigures, UpdateLoad } from './update-load';
 import type { WorkerProcess } from './worker-process';
 
 export const SHARDS = 2;
-export const CONCURRENCY = 2;
-export const BATCH_SIZE = 10_000;
+/** The plan's defaults, so the figures are those of the default path, only unthrottled. */
+export const CONCURRENCY = throttleDefaults.concurrency;
+export const BATCH_SIZE = throttleDefaults.batchSize;
 /** A copy call failing this many times in a row ends its path: it will not heal by itself. */
 const MAX_ATTEMPTS = 3;
 /** A path whose row count does not move for this long is stuck. */
@@ -122,7 +124,8 @@ export function basePlan(name: string, targetEnv: string): PlanInput {
     source: { connection: SOURCE_ENV, table: SOURCE_TABLE, key: 'id' },
     target: { connection: targetEnv, table: TARGET_TABLE },
     transform: { sql: transformSql },
-    // Opened up: the speed figures are taken with no rows/s cap and no pacing controller.
+    // Opened up: the speed figures are taken with no rows/s cap and no pacing controller; the
+    // batch size, concurrency and checkpoint interval are the plan's defaults.
     throttle: { batchSize: BATCH_SIZE, concurrency: CONCURRENCY, rowsPerSecond: null, budget: false },
     shards: { count: SHARDS },
     // Copy paths are timed alone; verification has its own figure below.
