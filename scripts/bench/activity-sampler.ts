@@ -25,7 +25,8 @@ function stepOf(query: string, state: string, waitEvent: string | null): string 
   if (q.startsWith('COPY (SELECT')) return 'COPY out of the source';
   if (/^COPY "ferry_stage/.test(q)) return 'COPY into staging';
   if (/^INSERT INTO .* FROM "ferry_stage/s.test(q)) return 'INSERT from staging ON CONFLICT';
-  if (q.startsWith('INSERT INTO')) return /ON CONFLICT/.test(q) ? 'INSERT ... SELECT ON CONFLICT (same database)' : 'INSERT ... SELECT into a clear range (same database)';
+  // The text may be cut short (track_activity_query_size): the upsert is told by its target alias.
+  if (q.startsWith('INSERT INTO')) return /^INSERT INTO \S+ AS t \(/.test(q) ? 'INSERT ... SELECT ON CONFLICT (same database)' : 'INSERT ... SELECT into a clear range (same database)';
   if (q.startsWith('SELECT NOT EXISTS')) return 'is the target range clear?';
   if (/^(SAVEPOINT|ROLLBACK TO)/i.test(q)) return 'savepoint';
   if (q.startsWith('CREATE TEMP TABLE')) return 'create staging table';
