@@ -15,6 +15,7 @@ import type { Databases } from '../connections';
 import {
   copyOutSql,
   copySpecOf,
+  fullBatchEndSql,
   middleKeySql,
   nextBatchBoundSql,
   type CopySpec,
@@ -224,11 +225,14 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
 
           const range: KeyRange = { after: progress.cursor ?? input.shard.range.after, upTo: input.shard.range.upTo };
           const size = throttle.batchSize(progress.batchSize);
-          const bound = nextBatchBoundSql(spec, range, size);
-          const next = await sourcePool.query<{ last_key: string; rows: string }>(oneStatement(bound));
-          const lastKey = next.rows[0]?.last_key;
+          // A full batch's end is one cheap walk; only a range's last batch needs the count.
+          const full = await sourcePool.query<{ last_key: string }>(oneStatement(fullBatchEndSql(spec, range, size)));
+          const next = full.rows[0]
+            ? { last_key: full.rows[0].last_key, rows: String(size) }
+            : (await sourcePool.query<{ last_key: string; rows: string }>(oneStatement(nextBatchBoundSql(spec, range, size)))).rows[0];
+          const lastKey = next?.last_key;
           if (lastKey === undefined) return finish(true);
-          const rows = Number(next.rows[0]!.rows);
+          const rows = Number(next!.rows);
 
           const batchStarted = Date.now();
           let outcome: RangeOutcome;

@@ -21,7 +21,7 @@ export interface ActivityProfile {
 function stepOf(query: string, state: string, waitEvent: string | null): string {
   if (state === 'idle in transaction') return 'idle in transaction (between statements of a batch)';
   const q = query.trimStart();
-  if (q.startsWith('SELECT batch.last_key')) return 'find the batch end (key index walk)';
+  if (q.startsWith('SELECT batch.last_key') || /^SELECT \S+::text AS last_key FROM/.test(q)) return 'find the batch end (key index walk)';
   if (q.startsWith('COPY (SELECT')) return 'COPY out of the source';
   if (/^COPY "ferry_stage/.test(q)) return 'COPY into staging';
   if (/^INSERT INTO .* FROM "ferry_stage/s.test(q)) return 'INSERT from staging ON CONFLICT';

@@ -6,6 +6,7 @@ import {
   copySpecOf,
   targetRangeIsClearSql,
   copyWithinDatabaseSql,
+  fullBatchEndSql,
   insertIntoClearRangeSql,
   createStagingSql,
   insertFromStagingSql,
@@ -35,6 +36,13 @@ describe('copy statements', () => {
       values: ['41', '100', 500],
     });
     expect(nextBatchBoundSql(spec, { after: null, upTo: null }, 10).text).toContain('WHERE true ORDER BY');
+  });
+
+  it("finds a full batch's end in one index walk, nothing computed per key", () => {
+    expect(fullBatchEndSql(spec, { after: '41', upTo: '100' }, 500)).toEqual({
+      text: 'SELECT s."id"::text AS last_key FROM "public"."users" AS s WHERE s."id" > $1 AND s."id" <= $2 ORDER BY s."id" OFFSET 499 LIMIT 1',
+      values: ['41', '100'],
+    });
   });
 
   it('copies within one database in one idempotent statement', () => {
