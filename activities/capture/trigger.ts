@@ -15,6 +15,8 @@ import {
   createTriggerSql,
   dropCaptureFunctionSql,
   dropTriggerSql,
+  relationExistsSql,
+  removeLoggedKeysSql,
   triggerExistsSql,
 } from './statements';
 
@@ -32,7 +34,7 @@ export interface CaptureInput {
 
 /** Creates the change log on the source when missing. Safe to run twice, and beside another. */
 export async function installChangeLog(pool: pg.Pool): Promise<void> {
-  const present = await pool.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [CHANGE_LOG]);
+  const present = await pool.query<{ present: boolean }>(relationExistsSql(CHANGE_LOG));
   if (present.rows[0]?.present) return;
   try {
     await inTransactionWithLockTimeout(pool, TRIGGER_LOCK_TIMEOUT, (client) => client.query(CHANGE_LOG_SQL));
@@ -46,12 +48,11 @@ export async function installChangeLog(pool: pg.Pool): Promise<void> {
 async function install(pool: pg.Pool, migrationId: string, plan: Plan): Promise<{ installed: boolean }> {
   await installChangeLog(pool);
   return inTransactionWithLockTimeout(pool, TRIGGER_LOCK_TIMEOUT, async (client) => {
-    const table = await client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [qualifiedName(plan.source)]);
+    const table = await client.query<{ present: boolean }>(relationExistsSql(qualifiedName(plan.source)));
     if (!table.rows[0]?.present) {
       throw ApplicationFailure.nonRetryable(`the source table ${displayName(plan.source)} does not exist; capture needs it`, 'CaptureSourceMissing');
     }
-    const exists = triggerExistsSql(migrationId, plan.source);
-    if ((await client.query<{ present: boolean }>(exists.text, exists.values)).rows[0]?.present) return { installed: false };
+    if ((await client.query<{ present: boolean }>(triggerExistsSql(migrationId, plan.source))).rows[0]?.present) return { installed: false };
     await client.query(createCaptureFunctionSql(migrationId, plan.source.key));
     await client.query(createTriggerSql(migrationId, plan.source));
     return { installed: true };
@@ -86,14 +87,13 @@ export function createCaptureTrigger(databases: Databases) {
     async removeCapture({ migrationId, plan }: CaptureInput): Promise<{ removedEntries: number }> {
       const pool = databases.pool(plan.source.connection);
       return inTransactionWithLockTimeout(pool, TRIGGER_LOCK_TIMEOUT, async (client) => {
-        const exists = triggerExistsSql(migrationId, plan.source);
-        if ((await client.query<{ present: boolean }>(exists.text, exists.values)).rows[0]?.present) {
+        if ((await client.query<{ present: boolean }>(triggerExistsSql(migrationId, plan.source))).rows[0]?.present) {
           await client.query(dropTriggerSql(migrationId, plan.source));
         }
         await client.query(dropCaptureFunctionSql(migrationId));
-        const log = await client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [CHANGE_LOG]);
+        const log = await client.query<{ present: boolean }>(relationExistsSql(CHANGE_LOG));
         if (!log.rows[0]?.present) return { removedEntries: 0 };
-        const removed = await client.query(`DELETE FROM ${CHANGE_LOG} WHERE migration_id = $1`, [migrationId]);
+        const removed = await client.query(removeLoggedKeysSql(migrationId));
         return { removedEntries: removed.rowCount ?? 0 };
       });
     },
