@@ -10,10 +10,11 @@ import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { inTransactionWithLockTimeout } from '../transaction';
 import { copySpecOf, copyWithinDatabaseSql, type CopySpec } from '../copy/copy-statements';
-import { displayName, qualifiedName, quoteIdent, type TableName } from '../sql';
+import { displayName, qualifiedName, type TableName } from '../sql';
 import { deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
 import { wholeKeySpace } from '../../lib/key-range';
-import { CHANGE_LOG, dropCaptureFunctionSql, dropTriggerSql, keyTypeSql } from './statements';
+import { CURRENT_SNAPSHOT_SQL, dropCaptureFunctionSql, dropTriggerSql, keyTypeSql, loggedKeysSql, relationExistsSql, removeLoggedKeysSql } from './statements';
+import { dropTableSql, lockBothTablesSql, moveTableSql, renameTableSql } from './swap-statements';
 
 /**
  * The writers queue behind the swap's lock request: give up soon, so they wait at most this
@@ -50,20 +51,18 @@ export function oldTableAsideName(table: string, migrationId: string): string {
 }
 
 const exists = async (client: pg.PoolClient, table: TableName) =>
-  (await client.query<{ present: boolean }>('SELECT to_regclass($1) IS NOT NULL AS present', [qualifiedName(table)])).rows[0]!.present;
+  (await client.query<{ present: boolean }>(relationExistsSql(qualifiedName(table)))).rows[0]!.present;
 
 /** Applies every key the change log holds for the migration, on the connection holding the locks. */
 async function drain(client: pg.PoolClient, migrationId: string, plan: Plan): Promise<number> {
-  const keyType = (await client.query<{ type: string }>(keyTypeSql(plan.source, plan.source.key).text, keyTypeSql(plan.source, plan.source.key).values)).rows[0]?.type;
+  const keyType = (await client.query<{ type: string }>(keyTypeSql(plan.source, plan.source.key))).rows[0]?.type;
   if (!keyType) throw ApplicationFailure.nonRetryable(`the source key column ${plan.source.key} was not found`, 'SwapNotPossible');
-  const keys = (
-    await client.query<{ key: string }>(`SELECT DISTINCT key FROM ${CHANGE_LOG} WHERE migration_id = $1 ORDER BY 1`, [migrationId])
-  ).rows.map((r) => r.key);
+  const keys = (await client.query<{ key: string }>(loggedKeysSql(migrationId))).rows.map((r) => r.key);
   const base: CopySpec = { ...copySpecOf(plan), conflict: { policy: 'overwrite' } };
   for (let i = 0; i < keys.length; i += DRAIN_BATCH) {
     const batch = keys.slice(i, i + DRAIN_BATCH);
     const present = sourceKeysPresentSql(base.source, base.filter ?? null, batch);
-    const held = new Set((await client.query<{ key: string }>(present.text, present.values)).rows.map((r) => r.key));
+    const held = new Set((await client.query<{ key: string }>(present)).rows.map((r) => r.key));
     const gone = batch.filter((k) => !held.has(k));
     if (gone.length > 0) await client.query(deleteTargetKeysSql(base.target, gone));
     const written = batch.filter((k) => held.has(k));
@@ -99,19 +98,19 @@ export function createTableSwap(databases: Databases) {
             if (!(await exists(client, table))) throw ApplicationFailure.nonRetryable(`${qualifiedName(table)} does not exist; nothing was swapped`, 'SwapNotPossible');
           }
           // Both locks in the order of every swap; from here no writer changes the source until the commit.
-          await client.query(`LOCK TABLE ${qualifiedName(plan.source)}, ${qualifiedName(plan.target)} IN ACCESS EXCLUSIVE MODE`);
-          const snapshot = await client.query<{ snapshot: string }>('SELECT pg_current_snapshot()::text AS snapshot');
+          await client.query(lockBothTablesSql(plan.source, plan.target));
+          const snapshot = await client.query<{ snapshot: string }>(CURRENT_SNAPSHOT_SQL);
           const keysDrained = await drain(client, migrationId, plan);
           await client.query(dropTriggerSql(migrationId, plan.source));
           await client.query(dropCaptureFunctionSql(migrationId));
-          await client.query(`DELETE FROM ${CHANGE_LOG} WHERE migration_id = $1`, [migrationId]);
-          await client.query(`ALTER TABLE ${qualifiedName(plan.source)} RENAME TO ${quoteIdent(aside.table)}`);
+          await client.query(removeLoggedKeysSql(migrationId));
+          await client.query(renameTableSql(plan.source, aside.table));
           let target = plan.target;
           if (target.schema !== plan.source.schema) {
-            await client.query(`ALTER TABLE ${qualifiedName(target)} SET SCHEMA ${quoteIdent(plan.source.schema)}`);
+            await client.query(moveTableSql(target, plan.source.schema));
             target = { ...target, schema: plan.source.schema };
           }
-          await client.query(`ALTER TABLE ${qualifiedName(target)} RENAME TO ${quoteIdent(plan.source.table)}`);
+          await client.query(renameTableSql(target, plan.source.table));
           return { ...result, keysDrained, alreadySwapped: false, snapshot: snapshot.rows[0]!.snapshot };
         });
       } catch (error) {
@@ -125,7 +124,7 @@ export function createTableSwap(databases: Databases) {
     async dropOldTable({ migrationId, plan }: SwapInput): Promise<{ dropped: string }> {
       const pool = databases.pool(plan.source.connection);
       const aside: TableName = { schema: plan.source.schema, table: oldTableAsideName(plan.source.table, migrationId) };
-      await pool.query(`DROP TABLE IF EXISTS ${qualifiedName(aside)}`);
+      await pool.query(dropTableSql(aside));
       return { dropped: qualifiedName(aside) };
     },
   };
