@@ -17,6 +17,7 @@ import { copyRangeThroughModule } from '../transform/module-copy';
 import { isRowError } from '../../lib/errors';
 import { oneStatement, readOnly, readOnlyQuery } from '../plan-sql';
 import { deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
+import { sql } from '../sql';
 
 /** First key of the advisory lock that orders the writes of re-read rows of one migration. */
 export const CAPTURE_LOCK_CLASS = 0x46455243; // "FERC"
@@ -39,13 +40,13 @@ export interface KeysApplied {
 export async function withApplyLock<T>(targetPool: pg.Pool, migrationId: string, work: () => Promise<T>): Promise<T> {
   for (;;) {
     const outcome = await withClient(targetPool, async (client) => {
-      const got = await client.query<{ got: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS got', [CAPTURE_LOCK_CLASS, migrationId]);
+      const got = await client.query<{ got: boolean }>(sql`SELECT pg_try_advisory_lock(${CAPTURE_LOCK_CLASS}, hashtext(${migrationId})) AS got`);
       if (!got.rows[0]?.got) return { held: false as const };
       try {
         return { held: true as const, value: await work() };
       } finally {
         // A failed unlock fails withClient, which then discards the connection, and the lock with it.
-        await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [CAPTURE_LOCK_CLASS, migrationId]);
+        await client.query(sql`SELECT pg_advisory_unlock(${CAPTURE_LOCK_CLASS}, hashtext(${migrationId}))`);
       }
     });
     if (outcome.held) return outcome.value;
@@ -71,8 +72,8 @@ export function createKeyApplier(databases: Databases, transformDir: string | nu
         return { written: outcome.written, failed: outcome.failed.map((f) => ({ key: f.key, code: null, error: f.error })) };
       }
       if (databases.sameDatabase(plan.source.connection, plan.target.connection)) {
-        const { text, values } = copyWithinDatabaseSql(spec, wholeKeySpace);
-        return { written: await inCopyTransaction(targetPool, spec, async (c) => (await c.query(oneStatement({ text, values }))).rowCount ?? 0), failed: [] };
+        const statement = copyWithinDatabaseSql(spec, wholeKeySpace);
+        return { written: await inCopyTransaction(targetPool, spec, async (c) => (await c.query(oneStatement(statement))).rowCount ?? 0), failed: [] };
       }
       const out = copyOutSql(spec, wholeKeySpace);
       return { written: await writeBatch(targetPool, spec, wholeKeySpace, (send) => readOnly(sourcePool, (s) => send(s.query(copyTo(out))))), failed: [] };
