@@ -16,7 +16,7 @@ import { recordFailures, type FailedRecord } from '../state/ferry-schema';
 import { copyRangeThroughModule } from '../transform/module-copy';
 import { isRowError } from '../../lib/errors';
 import { oneStatement, readOnly, readOnlyQuery } from '../plan-sql';
-import { deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
+import { allConditions, deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
 import { sql } from '../sql';
 
 /** First key of the advisory lock that orders the writes of re-read rows of one migration. */
@@ -54,18 +54,13 @@ export async function withApplyLock<T>(targetPool: pg.Pool, migrationId: string,
   }
 }
 
-function and(...conditions: (string | null | undefined)[]): string | null {
-  const parts = conditions.filter((c): c is string => !!c);
-  return parts.length ? parts.map((c) => `(${c})`).join(' AND ') : null;
-}
-
 export function createKeyApplier(databases: Databases, transformDir: string | null) {
   /** Writes the source rows of `keys` over the target's; a row the target or transform refuses stands alone. */
   async function copyKeys(plan: Plan, base: CopySpec, keys: string[]): Promise<{ written: number; failed: FailedRecord[] }> {
     if (keys.length === 0) return { written: 0, failed: [] };
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
-    const spec: CopySpec = { ...base, filter: and(base.filter, sourceKeysCondition(plan.source.key, keys)) };
+    const spec: CopySpec = { ...base, filter: allConditions(base.filter, sourceKeysCondition(plan.source.key, keys)) };
     try {
       if (plan.transform.module) {
         const outcome = await copyRangeThroughModule(sourcePool, targetPool, spec, wholeKeySpace, plan.transform.module, transformDir);

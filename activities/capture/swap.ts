@@ -11,7 +11,7 @@ import type { Databases } from '../connections';
 import { inTransactionWithLockTimeout } from '../transaction';
 import { copySpecOf, copyWithinDatabaseSql, type CopySpec } from '../copy/copy-statements';
 import { displayName, qualifiedName, type TableName } from '../sql';
-import { deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
+import { allConditions, deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
 import { wholeKeySpace } from '../../lib/key-range';
 import { CURRENT_SNAPSHOT_SQL, dropCaptureFunctionSql, dropTriggerSql, keyTypeSql, loggedKeysSql, relationExistsSql, removeLoggedKeysSql } from './statements';
 import { dropTableSql, lockBothTablesSql, moveTableSql, renameTableSql } from './swap-statements';
@@ -67,7 +67,7 @@ async function drain(client: pg.PoolClient, migrationId: string, plan: Plan): Pr
     if (gone.length > 0) await client.query(deleteTargetKeysSql(base.target, gone));
     const written = batch.filter((k) => held.has(k));
     if (written.length > 0) {
-      const spec: CopySpec = { ...base, filter: [base.filter, sourceKeysCondition(plan.source.key, written)].filter(Boolean).map((c) => `(${c})`).join(' AND ') };
+      const spec: CopySpec = { ...base, filter: allConditions(base.filter, sourceKeysCondition(plan.source.key, written)) };
       await client.query(copyWithinDatabaseSql(spec, wholeKeySpace));
     }
     heartbeat();
