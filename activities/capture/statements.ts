@@ -33,14 +33,19 @@ export const CHANGE_LOG_SQL = sql`
  * The name of a migration's trigger and of its function: from the migration id alone, so an
  * abort, a retry or another worker finds them again. Readable, and unique by a digest.
  */
-export function captureObjectName(migrationId: string): string {
+export function captureObjectName(migrationId: string, role: 'capture' | 'truncate' = 'capture'): string {
   const readable = migrationId
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '_')
     .slice(0, 30)
     .replace(/^_+|_+$/g, '');
   const digest = createHash('sha256').update(migrationId).digest('hex').slice(0, 12);
-  return `ferry_capture_${readable ? `${readable}_` : ''}${digest}`;
+  return `ferry_${role}_${readable ? `${readable}_` : ''}${digest}`;
+}
+
+/** The statement-level trigger that refuses a TRUNCATE of the source while capturing. */
+export function truncateGuardName(migrationId: string): string {
+  return captureObjectName(migrationId, 'truncate');
 }
 
 function captureFunctionName(migrationId: string): Sql {
@@ -62,6 +67,12 @@ export function createCaptureFunctionSql(migrationId: string, key: string): stri
     SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres' SET extra_float_digits = 3
     AS $ferry$
     BEGIN
+      -- A TRUNCATE logs no row, so its deletes could never reach the target: refuse it.
+      IF TG_OP = 'TRUNCATE' THEN
+        RAISE EXCEPTION 'TRUNCATE of %.% is refused while Ferry captures its changes for migration %', TG_TABLE_SCHEMA, TG_TABLE_NAME, ${id}
+          USING ERRCODE = 'feature_not_supported',
+                HINT = 'A TRUNCATE cannot be captured key by key: delete the rows instead, or abort the migration first.';
+      END IF;
       IF TG_OP <> 'INSERT' THEN
         INSERT INTO ferry.change_log (migration_id, key) VALUES (${id}, (OLD.${column})::text);
       END IF;
@@ -73,8 +84,8 @@ export function createCaptureFunctionSql(migrationId: string, key: string): stri
     $ferry$`.text;
 }
 
-export function triggerExistsSql(migrationId: string, source: TableName): Sql {
-  return sql`SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(${qualifiedName(source)}) AND tgname = ${captureObjectName(migrationId)}) AS present`;
+export function triggerExistsSql(migrationId: string, source: TableName, role: 'capture' | 'truncate' = 'capture'): Sql {
+  return sql`SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(${qualifiedName(source)}) AND tgname = ${captureObjectName(migrationId, role)}) AS present`;
 }
 
 /** AFTER ... FOR EACH ROW: it runs once the row is written, in the writer's transaction. */
@@ -83,8 +94,14 @@ export function createTriggerSql(migrationId: string, source: TableName): string
     .text;
 }
 
-export function dropTriggerSql(migrationId: string, source: TableName): string {
-  return sql`DROP TRIGGER IF EXISTS ${ident(captureObjectName(migrationId))} ON ${tableName(source)}`.text;
+/** BEFORE TRUNCATE ... FOR EACH STATEMENT, through the same function, which refuses it. */
+export function createTruncateGuardSql(migrationId: string, source: TableName): string {
+  return sql`CREATE TRIGGER ${ident(truncateGuardName(migrationId))} BEFORE TRUNCATE ON ${tableName(source)} FOR EACH STATEMENT EXECUTE FUNCTION ${captureFunctionName(migrationId)}()`
+    .text;
+}
+
+export function dropTriggerSql(migrationId: string, source: TableName, role: 'capture' | 'truncate' = 'capture'): string {
+  return sql`DROP TRIGGER IF EXISTS ${ident(captureObjectName(migrationId, role))} ON ${tableName(source)}`.text;
 }
 
 export function dropCaptureFunctionSql(migrationId: string): string {

@@ -102,6 +102,7 @@ export function createTableSwap(databases: Databases) {
           const snapshot = await client.query<{ snapshot: string }>(CURRENT_SNAPSHOT_SQL);
           const keysDrained = await drain(client, migrationId, plan);
           await client.query(dropTriggerSql(migrationId, plan.source));
+          await client.query(dropTriggerSql(migrationId, plan.source, 'truncate'));
           await client.query(dropCaptureFunctionSql(migrationId));
           await client.query(removeLoggedKeysSql(migrationId));
           await client.query(renameTableSql(plan.source, aside.table));
