@@ -1,8 +1,9 @@
 /**
- * The SQL of the table swap, built with the sql`` template: the locks, the renames and the drop
- * of the old table. DDL takes no bind parameters, so every name here is quoted into the text.
+ * The SQL of the table swap, built with the sql`` template: the locks, the renames, the view of
+ * the old shape and the drop of the old table. DDL takes no bind parameters, so every name here is quoted into the text.
  */
-import { ident, sql, tableName, type TableName } from '../sql';
+import type { Capture } from '../../lib/capture';
+import { ident, join, planSql, sql, tableName, type TableName } from '../sql';
 
 /** Both tables locked in one statement, the source first: the order of every swap. */
 export function lockBothTablesSql(source: TableName, target: TableName): string {
@@ -19,4 +20,10 @@ export function moveTableSql(table: TableName, schema: string): string {
 
 export function dropTableSql(table: TableName): string {
   return sql`DROP TABLE IF EXISTS ${tableName(table)}`.text;
+}
+
+/** The view of the old shape (capture.oldShapeView) over `table`, the new table under its new name. */
+export function createOldShapeViewSql(view: NonNullable<Capture['oldShapeView']>, table: TableName): string {
+  const columns = Object.entries(view.columns).map(([name, expression]) => sql`${planSql(expression, `capture.oldShapeView.columns.${name}`)} AS ${ident(name)}`);
+  return sql`CREATE VIEW ${ident(table.schema, view.name)} AS SELECT ${join(columns)} FROM ${tableName(table)}`.text;
 }

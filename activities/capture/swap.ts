@@ -1,11 +1,13 @@
 /**
  * Table swap is the cutover of an application that cannot change: in one transaction under a
  * short lock timeout, the last captured changes are applied, the capture trigger goes, the old
- * table is renamed aside and the new one takes its name. All of it commits or none of it does.
+ * table is renamed aside and the new one takes its name (and a view of the old shape is made,
+ * when the plan asks). All of it commits or none of it does.
  */
 import { createHash } from 'node:crypto';
 import { activityInfo, ApplicationFailure, heartbeat } from '@temporalio/activity';
 import type pg from 'pg';
+import { captureOf } from '../../lib/capture';
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { inTransactionWithLockTimeout } from '../transaction';
@@ -14,7 +16,7 @@ import { displayName, qualifiedName, type TableName } from '../sql';
 import { allConditions, deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
 import { wholeKeySpace } from '../../lib/key-range';
 import { CURRENT_SNAPSHOT_SQL, dropCaptureFunctionSql, dropTriggerSql, keyTypeSql, loggedKeysSql, relationExistsSql, removeLoggedKeysSql } from './statements';
-import { dropTableSql, lockBothTablesSql, moveTableSql, renameTableSql } from './swap-statements';
+import { createOldShapeViewSql, dropTableSql, lockBothTablesSql, moveTableSql, renameTableSql } from './swap-statements';
 
 /**
  * The writers queue behind the swap's lock request: give up soon, so they wait at most this
@@ -97,6 +99,13 @@ export function createTableSwap(databases: Databases) {
           for (const table of [plan.source, plan.target]) {
             if (!(await exists(client, table))) throw ApplicationFailure.nonRetryable(`${qualifiedName(table)} does not exist; nothing was swapped`, 'SwapNotPossible');
           }
+          const view = captureOf(plan).oldShapeView;
+          if (view && (await exists(client, { schema: plan.source.schema, table: view.name }))) {
+            throw ApplicationFailure.nonRetryable(
+              `capture.oldShapeView.name: ${displayName({ schema: plan.source.schema, table: view.name })} exists already; nothing was swapped`,
+              'SwapNotPossible',
+            );
+          }
           // Both locks in the order of every swap; from here no writer changes the source until the commit.
           await client.query(lockBothTablesSql(plan.source, plan.target));
           const snapshot = await client.query<{ snapshot: string }>(CURRENT_SNAPSHOT_SQL);
@@ -112,6 +121,7 @@ export function createTableSwap(databases: Databases) {
             target = { ...target, schema: plan.source.schema };
           }
           await client.query(renameTableSql(target, plan.source.table));
+          if (view) await client.query(createOldShapeViewSql(view, renamed));
           return { ...result, keysDrained, alreadySwapped: false, snapshot: snapshot.rows[0]!.snapshot };
         });
       } catch (error) {
