@@ -31,22 +31,30 @@ export interface KeysApplied {
 }
 
 /**
- * Runs `work` holding the migration's apply lock on the target (a session lock on a connection
- * of its own, released however `work` ends; a dead worker's lock goes with its connection).
- * Every write of re-read rows holds it from before its source read until its target commit, so
- * such writes land in the order of their reads: the last one to commit read the latest row.
- * It is only tried, never waited on, so a waiter holds no connection a holder may need.
+ * Runs `work` holding the migration's apply lock on the target: a transaction lock, in an open
+ * transaction on a connection of its own that ends however `work` ends (a dead worker's lock goes
+ * with its connection). A transaction-mode pooler keeps one server connection for an open
+ * transaction, so the lock holds through it too. Every write of re-read rows holds it from
+ * before its source read until its target commit, so such writes land in the order of their
+ * reads: the last one to commit read the latest row. It is only tried, never waited on, so a
+ * waiter holds no connection a holder may need.
  */
 export async function withApplyLock<T>(targetPool: pg.Pool, migrationId: string, work: () => Promise<T>): Promise<T> {
   for (;;) {
     const outcome = await withClient(targetPool, async (client) => {
-      const got = await client.query<{ got: boolean }>(sql`SELECT pg_try_advisory_lock(${CAPTURE_LOCK_CLASS}, hashtext(${migrationId})) AS got`);
-      if (!got.rows[0]?.got) return { held: false as const };
+      await client.query('BEGIN');
+      // The transaction idles while `work` runs on other connections: a server-wide idle timeout must not end it.
+      await client.query(sql`SELECT set_config('idle_in_transaction_session_timeout', '0', true)`);
+      const got = await client.query<{ got: boolean }>(sql`SELECT pg_try_advisory_xact_lock(${CAPTURE_LOCK_CLASS}, hashtext(${migrationId})) AS got`);
+      if (!got.rows[0]?.got) {
+        await client.query('ROLLBACK');
+        return { held: false as const };
+      }
       try {
         return { held: true as const, value: await work() };
       } finally {
-        // A failed unlock fails withClient, which then discards the connection, and the lock with it.
-        await client.query(sql`SELECT pg_advisory_unlock(${CAPTURE_LOCK_CLASS}, hashtext(${migrationId}))`);
+        // A failed commit fails withClient, which then discards the connection, and the lock with it.
+        await client.query('COMMIT');
       }
     });
     if (outcome.held) return outcome.value;
