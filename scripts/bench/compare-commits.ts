@@ -44,7 +44,7 @@ const LABELS: Record<PathName, string> = {
 
 function options() {
   const { values } = parseArgs({
-    options: { checkout: { type: 'string', multiple: true }, rows: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: { checkout: { type: 'string', multiple: true }, rows: { type: 'string' }, rounds: { type: 'string' }, paths: { type: 'string' }, json: { type: 'boolean', default: false } },
     strict: true,
   });
   const checkouts = (values.checkout ?? []).map((spec): Checkout => {
@@ -55,7 +55,9 @@ function options() {
     return { label, root };
   });
   if (checkouts.length < 2) throw new Error('give at least two --checkout label=folder');
-  return { checkouts, rows: Number(values.rows ?? 300_000), rounds: Number(values.rounds ?? 3), json: values.json };
+  const paths = values.paths ? values.paths.split(',') : [...PATHS];
+  for (const p of paths) if (!(PATHS as readonly string[]).includes(p)) throw new Error(`--paths takes a comma-separated list of ${PATHS.join(', ')}; not ${p}`);
+  return { checkouts, rows: Number(values.rows ?? 300_000), rounds: Number(values.rounds ?? 3), paths: paths as PathName[], json: values.json };
 }
 
 /** A checkout's worker (its own `bin/ferry.js worker`), ready once it polls both task queue kinds. */
@@ -97,7 +99,7 @@ const fmt = (n: number, digits = 2) => n.toLocaleString('en-US', { maximumFracti
 const load = () => os.loadavg().map((n) => n.toFixed(2)).join(' ');
 
 async function main(): Promise<void> {
-  const { checkouts, rows, rounds, json } = options();
+  const { checkouts, rows, rounds, paths, json } = options();
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-compare-'));
   console.log(`compare-commits: ${checkouts.map((c) => `${c.label}=${c.root}`).join(', ')}; ${rows} rows, ${rounds} rounds; load ${load()}; logs in ${workDir}`);
   console.log(`pinned: shards ${PINNED.shards}, concurrency ${PINNED.concurrency}, batch ${PINNED.batchSize}, no rows/s limit, pacing off where the checkout has it`);
@@ -140,7 +142,7 @@ async function main(): Promise<void> {
         const before = load();
         const run = spawnSync(
           TSX,
-          [RUNNER, '--root', checkout.root, '--address', temporalServer.address, '--queue', `compare-${checkout.label}`, '--source', source, '--target', target, '--rows', String(rows)],
+          [RUNNER, '--root', checkout.root, '--address', temporalServer.address, '--queue', `compare-${checkout.label}`, '--source', source, '--target', target, '--rows', String(rows), '--paths', paths.join(',')],
           { cwd: checkout.root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
         );
         const last = run.stdout.trim().split('\n').pop() ?? '';
@@ -152,7 +154,7 @@ async function main(): Promise<void> {
         }
         results.get(checkout.label)!.push(result);
         loads.push(`${before} -> ${load()}`);
-        const line = PATHS.map((p) => `${p} ${result[p]?.rowsPerSec ? Math.round(result[p]!.rowsPerSec!) : `FAILED (${result[p]?.error ?? 'no result'})`}`).join(', ');
+        const line = paths.map((p) => `${p} ${result[p]?.rowsPerSec ? Math.round(result[p]!.rowsPerSec!) : `FAILED (${result[p]?.error ?? 'no result'})`}`).join(', ');
         console.log(`  round ${round} ${checkout.label} (load ${before} -> ${load()}): ${line}`);
       }
     }
@@ -161,7 +163,7 @@ async function main(): Promise<void> {
     console.log(`\nrows/s, median (min..max) of ${rounds} rounds; ratios: of medians, and the median (min..max) of the same round's ratios`);
     const base = checkouts[0]!;
     const summary: Record<string, unknown> = {};
-    for (const p of PATHS) {
+    for (const p of paths) {
       const cells = checkouts.map((c) => `${c.label} ${formatSpread(spreadOf(rates(c.label, p)))}`);
       const ratios: string[] = [];
       const pairs: [Checkout, Checkout][] = [];
