@@ -56,7 +56,7 @@ async function startShard(run: MigrationRun, shard: ShardStatus): Promise<void> 
 
 /** The sliding window of shards; returns when the backfill is done, or why it stopped early. */
 export async function backfillWindow(run: MigrationRun): Promise<'done' | 'abort' | 'continue-as-new'> {
-  const { status, plan, workflowId } = run;
+  const { status } = run;
   // At most `concurrency` shards at once, the next starting as one ends. Shards report by
   // signal, so the window survives this workflow's own continue-as-new.
   for (;;) {
@@ -93,26 +93,7 @@ export async function backfillWindow(run: MigrationRun): Promise<'done' | 'abort
       const shard = status.shards.find((s) => s.state === 'pending');
       if (!shard) break;
       shard.state = 'running';
-      await startChild(shardWorkflow, {
-        workflowId: shardWorkflowId(workflowId, shard.index),
-        // Shards outlive a continue-as-new of this workflow; an abort cancels them explicitly.
-        parentClosePolicy: ParentClosePolicy.ABANDON,
-        args: [
-          {
-            migrationWorkflowId: workflowId,
-            plan,
-            index: shard.index,
-            spec: { range: shard.range, partitionValue: shard.partitionValue },
-            throttle: run.shardThrottle(),
-            paused: false,
-            cursor: shard.cursor,
-            rowsRead: shard.rowsRead,
-            rowsWritten: shard.rowsWritten,
-            rowsFailed: shard.rowsFailed,
-            batchSize: shard.batchSize,
-          },
-        ],
-      });
+      await startShard(run, shard);
       // Rates are shares of the whole: a new shard slows the others.
       await run.tellShards('throttle');
     }
