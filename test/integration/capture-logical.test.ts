@@ -10,6 +10,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases } from '../../activities/connections';
 import { createLogicalCaptureSetup } from '../../activities/capture/logical-setup';
+import { createDoctor } from '../../activities/inspect/doctor';
 import { ExitCode } from '../../cli/exit-codes';
 import { migrationReport, startMigration } from '../../operator';
 import { LOGICAL_CAPTURE_PREFIX, logicalCaptureName } from '../../lib/ids';
@@ -33,6 +34,10 @@ async function requireLogicalWal(url: string): Promise<void> {
         'set them on the server in DATABASE_URL (ALTER SYSTEM SET wal_level = logical, then restart) or unset DATABASE_URL',
     );
   }
+}
+
+function run<I, O>(activity: (input: I) => Promise<O>, input: I): Promise<O> {
+  return new MockActivityEnvironment().run(activity, input);
 }
 
 const ferrySlots = (url: string) => sql(url, `SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE $1`, [`${LOGICAL_CAPTURE_PREFIX}%`]);
@@ -197,7 +202,7 @@ describe('logical capture, set up and taken down', () => {
       transform: { sql: { id: 'id', cents: '0', note: 'note' } },
       capture: 'logical',
     });
-    await expect(new MockActivityEnvironment().run(setup.installLogicalCapture, { migrationId: 'refused-keyless', plan: keyless })).rejects.toThrow(
+    await expect(run(setup.installLogicalCapture, { migrationId: 'refused-keyless', plan: keyless })).rejects.toThrow(
       /public\.keyless has no primary key and no replica identity index, which does not cover the key id.*nothing was created/,
     );
     expect(await ferrySlots(url)).toEqual([]);
@@ -211,9 +216,15 @@ describe('logical capture, set up and taken down', () => {
     const limited = createDatabases({ env: { DB: limitedUrl.toString() } });
     try {
       const plan = validatePlan({ ...keyless, source: { ...keyless.source, table: 'accounts' } });
-      await expect(new MockActivityEnvironment().run(createLogicalCaptureSetup(limited).installLogicalCapture, { migrationId: 'refused-norepl', plan })).rejects.toThrow(
+      await expect(run(createLogicalCaptureSetup(limited).installLogicalCapture, { migrationId: 'refused-norepl', plan })).rejects.toThrow(
         new RegExp(`the role ${role} lacks the REPLICATION attribute.*fix: ALTER ROLE "${role}" REPLICATION;`),
       );
+      // `ferry doctor` says the same before any migration starts.
+      const doctor = (await run(createDoctor(limited).doctor, { plan })).checks.filter((c) => c.name.startsWith('logical capture'));
+      expect(doctor).toEqual([expect.objectContaining({ name: 'logical capture: REPLICATION privilege', status: 'fail', fix: `ALTER ROLE "${role}" REPLICATION;` })]);
+      await sql(url, `ALTER ROLE ${role} REPLICATION`);
+      const after = (await run(createDoctor(limited).doctor, { plan })).checks.filter((c) => c.name.startsWith('logical capture'));
+      expect(after).toEqual([expect.objectContaining({ name: 'logical capture', status: 'ok' })]);
     } finally {
       await limited.close();
     }
