@@ -18,7 +18,10 @@ import { logicalCaptureName } from '../../lib/ids';
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { withHeartbeats } from '../heartbeats';
+import { sql } from '../sql';
+import { inTransaction } from '../transaction';
 import {
+  flushWalSql,
   logKeysSql,
   nudgeWalFlushSql,
   readThroughSql,
@@ -43,9 +46,14 @@ export interface ReadChangesResult {
   confirmedLsn: string;
 }
 
-/** How often the reader logs what it decoded, and asks the server where it stands when idle. */
+/**
+ * The reader logs what it decoded as soon as a commit or a keepalive arrives, but at most once per
+ * LOG_GAP_MS (a busy table's commits are logged in batches), and at least every FLUSH_EVERY_MS;
+ * when idle it asks the server where it stands every PING_EVERY_MS. The watermarks wait for it.
+ */
 const FLUSH_EVERY_MS = 100;
-const PING_EVERY_MS = 250;
+const LOG_GAP_MS = 20;
+const PING_EVERY_MS = 100;
 /** Keys per INSERT into the change log. */
 const LOG_BATCH = 5_000;
 
@@ -115,6 +123,19 @@ export function createLogicalReader(databases: Databases) {
     let keepalive: { lsn: string; afterCommits: number } | null = null;
     let commitsSeen = 0;
     let commitsLogged = 0;
+    let wake: (() => void) | null = null;
+    const wakeUp = () => {
+      wake?.();
+      wake = null;
+    };
+    const nap = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
 
     const keyOf = (tuple: Record<string, unknown> | null, what: string): string => {
       const value = tuple?.[key];
@@ -145,6 +166,7 @@ export function createLogicalReader(databases: Databases) {
           decoded.push({ xid: open?.xid ?? 0, keys: [...(open?.keys ?? [])], endLsn: message.commitEndLsn! });
           open = null;
           commitsSeen += 1;
+          wakeUp();
           return;
         default:
           return;
@@ -159,6 +181,7 @@ export function createLogicalReader(databases: Databases) {
     });
     service.on('heartbeat', (lsn: string) => {
       if (open === null) keepalive = { lsn, afterCommits: commitsSeen };
+      wakeUp();
     });
     service.on('error', (error: Error) => {
       failure ??= error;
@@ -197,8 +220,9 @@ export function createLogicalReader(databases: Databases) {
     let lastPing = 0;
     try {
       while (Date.now() < deadline && failure === null && !cancelled.aborted) {
-        await new Promise((resolve) => setTimeout(resolve, FLUSH_EVERY_MS));
+        await nap(FLUSH_EVERY_MS);
         await logDecoded();
+        await new Promise((resolve) => setTimeout(resolve, LOG_GAP_MS));
         if (open === null && decoded.length === 0 && Date.now() - lastPing > PING_EVERY_MS && !service.isStop()) {
           // Asks the server for a keepalive: its position lets the slot move on while the table is quiet.
           lastPing = Date.now();
@@ -221,13 +245,28 @@ export function createLogicalReader(databases: Databases) {
   };
 }
 
-/** How long a waiter lets the WAL writer flush before it commits an xid to make sure it does. */
-const NUDGE_AFTER_MS = 300;
+/**
+ * Flushes the WAL up to here: a transactional logical message (the reader does not ask for
+ * messages, so it sees none) committed with synchronous_commit on. Where the function is not
+ * granted, an xid committed asynchronously, which the WAL writer flushes within wal_writer_delay.
+ */
+async function flushWal(pool: pg.Pool): Promise<void> {
+  try {
+    await inTransaction(pool, async (client) => {
+      await client.query(sql`SELECT set_config('synchronous_commit', 'on', true)`);
+      await client.query(flushWalSql);
+    });
+  } catch (error) {
+    if ((error as { code?: string }).code !== '42501') throw error;
+    await pool.query(nudgeWalFlushSql);
+  }
+}
 
 /**
  * Waits until the reader has logged every change committed before `lsn`; false when `maxMs`
- * passed first. The reader decodes only flushed WAL: a quiet server's last records may wait for
- * a flush that nothing asks for, so after a while the wait commits an xid, which flushes them.
+ * passed first. The reader decodes only flushed WAL: records not flushed yet (asynchronous
+ * commits, a quiet server's last records) would wait for a flush that nothing asks for, so the
+ * wait flushes them.
  */
 export async function waitUntilRead(pool: pg.Pool, migrationId: string, lsn: string, maxMs: number): Promise<{ read: boolean; behind: number | null }> {
   const name = logicalCaptureName(migrationId);
@@ -238,11 +277,11 @@ export async function waitUntilRead(pool: pg.Pool, migrationId: string, lsn: str
     if (row.read === null) throw ApplicationFailure.nonRetryable(`the replication slot ${name} is gone: changes cannot be read; abort the migration`, 'LogicalCaptureSlotMissing');
     if (row.read) return { read: true, behind: 0 };
     if (Date.now() - started >= maxMs) return { read: false, behind: row.behind };
-    if (!row.flushed && !nudged && Date.now() - started > NUDGE_AFTER_MS) {
-      await pool.query(nudgeWalFlushSql);
+    if (!row.flushed && !nudged) {
+      await flushWal(pool);
       nudged = true;
     }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 

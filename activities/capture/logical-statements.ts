@@ -102,6 +102,9 @@ export function readThroughSql(name: string, lsn: string): Sql {
  * the latest), and with it every WAL record before, so a quiet server's last records reach the
  * reader too.
  */
+/** A WAL record of no consequence, for a transaction that must write one to flush the WAL at its commit. */
+export const flushWalSql: Sql = sql`SELECT pg_logical_emit_message(true, 'ferry', '') IS NOT NULL AS written`;
+
 export const nudgeWalFlushSql: Sql = sql`SELECT pg_current_xact_id()::text AS xid`;
 
 /** Bytes of WAL the slot holds back: from the position the reader confirmed to the current one. */

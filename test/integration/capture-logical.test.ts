@@ -157,7 +157,8 @@ describe('logical capture, set up and taken down', () => {
       INSERT INTO accounts SELECT i, i * 1.25, 'note ' || i FROM generate_series(1, 6000) AS i;
       CREATE TABLE accounts_v2 (id int PRIMARY KEY, cents bigint NOT NULL, note text);
       CREATE TABLE keyless (id int NOT NULL UNIQUE, note text);
-      INSERT INTO keyless VALUES (1, 'one');`);
+      INSERT INTO keyless VALUES (1, 'one');
+      CREATE TABLE keyless_v2 (id int PRIMARY KEY, note text);`);
     worker = await startWorker({ DB: url });
   });
   afterAll(async () => {
@@ -198,13 +199,24 @@ describe('logical capture, set up and taken down', () => {
     const keyless = validatePlan({
       name: 'capture-logical-keyless',
       source: { connection: 'DB', table: 'keyless', key: 'id' },
-      target: { connection: 'DB', table: 'accounts_v2' },
-      transform: { sql: { id: 'id', cents: '0', note: 'note' } },
+      target: { connection: 'DB', table: 'keyless_v2' },
+      transform: { sql: { id: 'id', note: 'note' } },
       capture: 'logical',
     });
     await expect(run(setup.installLogicalCapture, { migrationId: 'refused-keyless', plan: keyless })).rejects.toThrow(
       /public\.keyless has no primary key and no replica identity index, which does not cover the key id.*nothing was created/,
     );
+    expect(await ferrySlots(url)).toEqual([]);
+    expect(await ferryPublications(url)).toEqual([]);
+
+    // Through the workflow: the migration fails at its capture step, naming the problem, and leaves nothing.
+    const handle = await startMigration(worker.client, worker.temporal, keyless, { execute: true });
+    await expect(handle.result()).rejects.toThrow();
+    const failed = (await migrationReport(worker.client, handle.workflowId)).status!;
+    expect(failed.phase).toBe('failed');
+    expect(JSON.stringify(failed)).toMatch(/keyless has no primary key and no replica identity index, which does not cover the key id/);
+    expect(failed.rowsRead).toBe(0);
+    expect(await sql(url, `SELECT count(*)::int AS n FROM keyless_v2`)).toEqual([{ n: 0 }]);
     expect(await ferrySlots(url)).toEqual([]);
     expect(await ferryPublications(url)).toEqual([]);
 
@@ -215,7 +227,7 @@ describe('logical capture, set up and taken down', () => {
     limitedUrl.password = 'norepl';
     const limited = createDatabases({ env: { DB: limitedUrl.toString() } });
     try {
-      const plan = validatePlan({ ...keyless, source: { ...keyless.source, table: 'accounts' } });
+      const plan = validatePlan({ ...keyless, source: { ...keyless.source, table: 'accounts' }, target: { ...keyless.target, table: 'accounts_v2' }, transform: { sql: { id: 'id', cents: '0', note: 'note' } } });
       await expect(run(createLogicalCaptureSetup(limited).installLogicalCapture, { migrationId: 'refused-norepl', plan })).rejects.toThrow(
         new RegExp(`the role ${role} lacks the REPLICATION attribute.*fix: ALTER ROLE "${role}" REPLICATION;`),
       );
