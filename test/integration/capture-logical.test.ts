@@ -195,6 +195,9 @@ describe('logical capture, set up and taken down', () => {
   });
 
   it('refuses a table whose replica identity does not cover the key, and a role without REPLICATION, creating nothing', async () => {
+    // Only this test's names: a slot another test left would fail that test, not this one.
+    const ferrySlots = (u: string) => sql(u, `SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE ANY ($1)`, [[`${LOGICAL_CAPTURE_PREFIX}refused%`, `${LOGICAL_CAPTURE_PREFIX}ferry_capture_logical_keyless%`]]);
+    const ferryPublications = (u: string) => sql(u, `SELECT pubname FROM pg_publication WHERE pubname LIKE ANY ($1)`, [[`${LOGICAL_CAPTURE_PREFIX}refused%`, `${LOGICAL_CAPTURE_PREFIX}ferry_capture_logical_keyless%`]]);
     const setup = createLogicalCaptureSetup(createDatabases({ env: { DB: url } }));
     const keyless = validatePlan({
       name: 'capture-logical-keyless',

@@ -5,7 +5,7 @@
  * cleanup gate; then the capture and the log entries go, or on an abort (once the shards stopped)
  * or a failure.
  */
-import { ActivityCancellationType, ApplicationFailure, CancellationScope, condition, isCancellation, patched, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, condition, isCancellation, patched, proxyActivities } from '@temporalio/workflow';
 import { rootMessage } from '../../lib/errors';
 import type { FerryActivities } from '../../activities';
 import { capturesLogically, isCaughtUp, newCaptureStatus, type CaptureStatus } from '../../lib/capture';
@@ -29,12 +29,12 @@ const { installCapture, removeCapture, installLogicalCapture, removeLogicalCaptu
 
 /**
  * The reader of a logical slot: retried until the database answers, unless the slot is gone. A
- * stop waits for it to end, so the slot is free when the removal drops it.
+ * stop does not wait for a cancelled call to end (a continue-as-new must not wait with messages
+ * arriving): the next reader, or the removal, ends its session on the slot.
  */
 const { readLogicalChanges } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: HEARTBEAT_TIMEOUT,
-  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   retry: {
     initialInterval: '1 second',
     backoffCoefficient: 2,
