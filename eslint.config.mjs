@@ -56,10 +56,8 @@ export default tseslint.config(
   },
   {
     // One way to build SQL: statements here are sql`` templates (activities/sql.ts), never text with
-    // $n numbered by hand beside a separate array of values. Change capture's statements are not
-    // converted yet.
+    // $n numbered by hand beside a separate array of values.
     files: ['activities/**/*.ts'],
-    ignores: ['activities/capture/**'],
     rules: {
       'no-restricted-syntax': [
         'error',

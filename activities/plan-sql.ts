@@ -56,6 +56,9 @@ export function planSqlFragments(plan: Plan): { path: string; text: string }[] {
   }
   if (plan.subset?.where) fragments.push({ path: 'subset.where', text: plan.subset.where });
   if (plan.backoff.probe) fragments.push({ path: 'backoff.probe.sql', text: plan.backoff.probe.sql });
+  for (const [column, expression] of Object.entries(plan.capture?.oldShapeView?.columns ?? {})) {
+    fragments.push({ path: `capture.oldShapeView.columns.${column}`, text: expression });
+  }
   return fragments;
 }
 

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { CopyPacing } from './pacing-controller';
+import { identifier, safeSql } from './plan-fields';
 
 /**
  * application: the application writes the new table itself (dual writes through the client
@@ -33,6 +34,20 @@ const captureObjectSchema = z.strictObject({
   swap: z.boolean().default(false),
   /** At the cleanup gate after a swap, drop the old table kept aside; otherwise it stays. (Default: false) */
   dropOldTable: z.boolean().default(false),
+  /**
+   * With swap: a view, created in the swap's transaction, that keeps the old shape readable for
+   * readers not moved yet: each of its columns a SQL expression over the new table's row.
+   * It stays after the migration; drop it when no reader needs it. (Default: none)
+   */
+  oldShapeView: z
+    .strictObject({
+      /** The view's name, in the source table's schema (the old table's name is the new table's now). */
+      name: identifier,
+      columns: z
+        .record(identifier, safeSql('must be a SQL expression over the new table\'s row'))
+        .refine((columns) => Object.keys(columns).length > 0, { message: 'must name at least one column' }),
+    })
+    .optional(),
 });
 
 /**

@@ -5,19 +5,9 @@
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { captureSchema, defaultCapture } from './capture';
-import { sqlFragmentProblem } from './sql-fragment';
+import { identifier, safeSql } from './plan-fields';
 import { planThrottleSchema } from './throttle';
 
-/** Postgres truncates identifiers longer than this, which would silently change their meaning. */
-const MAX_IDENTIFIER_BYTES = 63;
-
-const identifier = z
-  .string()
-  .min(1, 'must not be empty')
-  .refine((name) => new TextEncoder().encode(name).length <= MAX_IDENTIFIER_BYTES, {
-    message: `must be at most ${MAX_IDENTIFIER_BYTES} bytes (PostgreSQL would truncate it)`,
-  })
-  .refine((name) => !name.includes('\0'), { message: 'must not contain a NUL character' });
 
 /** Connections are named, never given: the worker resolves the name from its own environment. */
 const connectionEnvName = z.string().superRefine((value, ctx) => {
@@ -61,17 +51,6 @@ const targetSchema = z.strictObject({
    */
   sourceKey: identifier.optional(),
 });
-
-/** SQL from a plan runs inside Ferry's statements: one expression, nothing that could end them. */
-const safeSql = (what: string) =>
-  z
-    .string()
-    .trim()
-    .min(1, what)
-    .superRefine((text, ctx) => {
-      const problem = sqlFragmentProblem(text);
-      if (problem) ctx.addIssue({ code: 'custom', message: problem });
-    });
 
 const sqlExpression = safeSql('must be a SQL expression over the source row');
 
@@ -315,6 +294,13 @@ export const planSchema = z
       }
       if (swap.dropOldTable === true && swap.swap !== true) {
         ctx.addIssue({ code: 'custom', path: ['capture', 'dropOldTable'], message: 'needs capture.swap: only a swap leaves an old table aside' });
+      }
+      const view = (swap as { oldShapeView?: { name?: unknown } }).oldShapeView;
+      if (view !== undefined && swap.swap !== true) {
+        ctx.addIssue({ code: 'custom', path: ['capture', 'oldShapeView'], message: 'needs capture.swap: the view reads the new table under the old name' });
+      }
+      if (view && (view.name === plan.source?.table || view.name === plan.target?.table)) {
+        ctx.addIssue({ code: 'custom', path: ['capture', 'oldShapeView', 'name'], message: 'must differ from the source and target tables\' names' });
       }
       if (plan.subset?.partitionValues && !plan.shards?.partitionColumn) {
         ctx.addIssue({ code: 'custom', path: ['subset', 'partitionValues'], message: 'needs shards.partitionColumn to say which column the values are of' });

@@ -62,16 +62,21 @@ export async function liveStatus(
   description: WorkflowExecutionDescription,
 ): Promise<MigrationStatus> {
   const known = knownWithoutWorker(handle.workflowId, description);
-  if (!(await workerPolls(client, known.taskQueue))) {
-    throw new NoLiveWorkerError(known, `no Ferry worker polls task queue "${known.taskQueue}" (none seen in the last ${POLLER_FRESH_SECONDS} s)`);
+  const { workflow: polledAgo } = await lastPolledSecondsAgo(client, known.taskQueue);
+  if (polledAgo === null) {
+    throw new NoLiveWorkerError(known, `no Ferry worker polls task queue "${known.taskQueue}" (Temporal has seen none lately)`);
   }
+  // A live worker's last poll can look older than POLLER_FRESH_SECONDS on a loaded machine, so
+  // a stale poll does not refuse by itself: only a status query that no worker answers does.
+  // Queries and updates need a workflow poller only; the activity poller is idle while its slots are busy.
   try {
     const status = await client.withDeadline(Date.now() + PROBE_SECONDS * 1000, () => handle.query(statusQuery));
     status.verifyPass = await verifyPassProgress(client, status);
     return status;
   } catch (error) {
     if (deadlineExceeded(error)) {
-      throw new NoLiveWorkerError(known, `no Ferry worker answered for ${handle.workflowId} within ${PROBE_SECONDS} s (one polled task queue "${known.taskQueue}" lately, but seems gone)`);
+      const lately = polledAgo <= POLLER_FRESH_SECONDS ? 'one polled task queue "' + known.taskQueue + '" lately, but seems gone' : `none polled task queue "${known.taskQueue}" in the last ${POLLER_FRESH_SECONDS} s`;
+      throw new NoLiveWorkerError(known, `no Ferry worker answered for ${handle.workflowId} within ${PROBE_SECONDS} s (${lately})`);
     }
     throw error;
   }

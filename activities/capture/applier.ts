@@ -14,7 +14,7 @@ import { withHeartbeats, type Heartbeats } from '../heartbeats';
 import { openCopyThrottle, type CopyPacing, type ThrottleWait } from '../copy/throttle';
 import { createKeyApplier, withApplyLock, type KeysApplied } from './apply-keys';
 import { createCaptureMetrics, type CaptureMetrics } from './metrics';
-import { changedKeysInRangeSql, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql } from './statements';
+import { changedKeysInRangeSql, CURRENT_SNAPSHOT_SQL, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql } from './statements';
 import { snapshotReadThrough, waitForHighWatermark, walBytesHeld } from './logical-reader';
 
 export interface ApplyChangesInput {
@@ -41,19 +41,17 @@ const IDLE_POLL_MS = 200;
 
 /** The current snapshot of the source as text: what a transaction starting now would see. */
 export async function currentSnapshot(pool: pg.Pool): Promise<string> {
-  return (await pool.query<{ snapshot: string }>('SELECT pg_current_snapshot()::text AS snapshot')).rows[0]!.snapshot;
+  return (await pool.query<{ snapshot: string }>(CURRENT_SNAPSHOT_SQL)).rows[0]!.snapshot;
 }
 
 async function keyTypeOf(pool: pg.Pool, plan: Plan): Promise<string> {
-  const { text, values } = keyTypeSql(plan.source, plan.source.key);
-  const type = (await pool.query<{ type: string }>(text, values)).rows[0]?.type;
+  const type = (await pool.query<{ type: string }>(keyTypeSql(plan.source, plan.source.key))).rows[0]?.type;
   if (!type) throw new Error(`the source key column ${plan.source.key} was not found`);
   return type;
 }
 
 export async function captureLagOf(pool: pg.Pool, migrationId: string, appliedThrough: string | null): Promise<CaptureLag> {
-  const { text, values } = lagSql(migrationId, appliedThrough);
-  const row = (await pool.query<{ waiting: number; oldest: number }>(text, values)).rows[0];
+  const row = (await pool.query<{ waiting: number; oldest: number }>(lagSql(migrationId, appliedThrough))).rows[0];
   return { changesWaiting: Number(row?.waiting ?? 0), oldestSeconds: Number(row?.oldest ?? 0), measuredAt: new Date().toISOString() };
 }
 
@@ -82,7 +80,7 @@ export function createChangeApplier(databases: Databases, transformDir: string |
     // wait until the reader has passed the WAL position after the read (the high watermark).
     if (capturesLogically(plan)) await waitForHighWatermark(sourcePool, migrationId);
     const changed = changedKeysInRangeSql(migrationId, await keyTypeOf(sourcePool, plan), low, range);
-    const keys = (await sourcePool.query<{ key: string }>(changed.text, changed.values)).rows.map((r) => r.key);
+    const keys = (await sourcePool.query<{ key: string }>(changed)).rows.map((r) => r.key);
     const batch = captureOf(plan).applyBatchSize;
     const reapplied = { written: 0, deleted: 0, failed: [] as KeysApplied['failed'], keys: keys.length };
     for (let i = 0; i < keys.length; i += batch) {
@@ -144,13 +142,10 @@ export function createChangeApplier(databases: Databases, transformDir: string |
         cursor.afterKey = null;
       }
       const page = roundKeysSql(migrationId, keyType, { ...cursor, round: cursor.round }, throttle.batchSize(batch));
-      const keys = (await sourcePool.query<{ key: string }>(page.text, page.values)).rows.map((r) => r.key);
+      const keys = (await sourcePool.query<{ key: string }>(page)).rows.map((r) => r.key);
       if (keys.length === 0) {
         const wasEmpty = cursor.afterKey === null;
-        if (input.prune) {
-          const prune = pruneAppliedSql(migrationId, cursor.round);
-          await sourcePool.query(prune.text, prune.values);
-        }
+        if (input.prune) await sourcePool.query(pruneAppliedSql(migrationId, cursor.round));
         Object.assign(cursor, { appliedThrough: cursor.round, round: null, afterKey: null });
         heartbeat(cursor);
         if (wasEmpty && input.returnWhenCaughtUp) break;

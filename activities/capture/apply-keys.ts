@@ -16,7 +16,8 @@ import { recordFailures, type FailedRecord } from '../state/ferry-schema';
 import { copyRangeThroughModule } from '../transform/module-copy';
 import { isRowError } from '../../lib/errors';
 import { oneStatement, readOnly, readOnlyQuery } from '../plan-sql';
-import { deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
+import { allConditions, deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
+import { sql } from '../sql';
 
 /** First key of the advisory lock that orders the writes of re-read rows of one migration. */
 export const CAPTURE_LOCK_CLASS = 0x46455243; // "FERC"
@@ -30,32 +31,35 @@ export interface KeysApplied {
 }
 
 /**
- * Runs `work` holding the migration's apply lock on the target (a session lock on a connection
- * of its own, released however `work` ends; a dead worker's lock goes with its connection).
- * Every write of re-read rows holds it from before its source read until its target commit, so
- * such writes land in the order of their reads: the last one to commit read the latest row.
- * It is only tried, never waited on, so a waiter holds no connection a holder may need.
+ * Runs `work` holding the migration's apply lock on the target: a transaction lock, in an open
+ * transaction on a connection of its own that ends however `work` ends (a dead worker's lock goes
+ * with its connection). A transaction-mode pooler keeps one server connection for an open
+ * transaction, so the lock holds through it too. Every write of re-read rows holds it from
+ * before its source read until its target commit, so such writes land in the order of their
+ * reads: the last one to commit read the latest row. It is only tried, never waited on, so a
+ * waiter holds no connection a holder may need.
  */
 export async function withApplyLock<T>(targetPool: pg.Pool, migrationId: string, work: () => Promise<T>): Promise<T> {
   for (;;) {
     const outcome = await withClient(targetPool, async (client) => {
-      const got = await client.query<{ got: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS got', [CAPTURE_LOCK_CLASS, migrationId]);
-      if (!got.rows[0]?.got) return { held: false as const };
+      await client.query('BEGIN');
+      // The transaction idles while `work` runs on other connections: a server-wide idle timeout must not end it.
+      await client.query(sql`SELECT set_config('idle_in_transaction_session_timeout', '0', true)`);
+      const got = await client.query<{ got: boolean }>(sql`SELECT pg_try_advisory_xact_lock(${CAPTURE_LOCK_CLASS}, hashtext(${migrationId})) AS got`);
+      if (!got.rows[0]?.got) {
+        await client.query('ROLLBACK');
+        return { held: false as const };
+      }
       try {
         return { held: true as const, value: await work() };
       } finally {
-        // A failed unlock fails withClient, which then discards the connection, and the lock with it.
-        await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [CAPTURE_LOCK_CLASS, migrationId]);
+        // A failed commit fails withClient, which then discards the connection, and the lock with it.
+        await client.query('COMMIT');
       }
     });
     if (outcome.held) return outcome.value;
     await delay(LOCK_POLL_MS);
   }
-}
-
-function and(...conditions: (string | null | undefined)[]): string | null {
-  const parts = conditions.filter((c): c is string => !!c);
-  return parts.length ? parts.map((c) => `(${c})`).join(' AND ') : null;
 }
 
 export function createKeyApplier(databases: Databases, transformDir: string | null) {
@@ -64,15 +68,15 @@ export function createKeyApplier(databases: Databases, transformDir: string | nu
     if (keys.length === 0) return { written: 0, failed: [] };
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
-    const spec: CopySpec = { ...base, filter: and(base.filter, sourceKeysCondition(plan.source.key, keys)) };
+    const spec: CopySpec = { ...base, filter: allConditions(base.filter, sourceKeysCondition(plan.source.key, keys)) };
     try {
       if (plan.transform.module) {
         const outcome = await copyRangeThroughModule(sourcePool, targetPool, spec, wholeKeySpace, plan.transform.module, transformDir);
         return { written: outcome.written, failed: outcome.failed.map((f) => ({ key: f.key, code: null, error: f.error })) };
       }
       if (databases.sameDatabase(plan.source.connection, plan.target.connection)) {
-        const { text, values } = copyWithinDatabaseSql(spec, wholeKeySpace);
-        return { written: await inCopyTransaction(targetPool, spec, async (c) => (await c.query(oneStatement({ text, values }))).rowCount ?? 0), failed: [] };
+        const statement = copyWithinDatabaseSql(spec, wholeKeySpace);
+        return { written: await inCopyTransaction(targetPool, spec, async (c) => (await c.query(oneStatement(statement))).rowCount ?? 0), failed: [] };
       }
       const out = copyOutSql(spec, wholeKeySpace);
       return { written: await writeBatch(targetPool, spec, wholeKeySpace, (send) => readOnly(sourcePool, (s) => send(s.query(copyTo(out))))), failed: [] };

@@ -4,24 +4,24 @@
  */
 import type pg from 'pg';
 import type { DoctorCheck } from '../../lib/doctor';
-import { qualifiedName, quoteIdent, type TableName } from '../sql';
+import { displayName, qualifiedName, quoteIdent, sql, type TableName } from '../sql';
 
 export async function captureChecks(pool: pg.Pool, source: TableName, user: string, database: string): Promise<DoctorCheck[]> {
+  const table = qualifiedName(source);
   const { rows } = await pool.query<{ owner: string | null; owns: boolean | null; schema_exists: boolean; schema_owned: boolean; can_create_schema: boolean }>(
-    `SELECT (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = to_regclass($1)) AS owner,
-            (SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass($1)) AS owns,
+    sql`SELECT (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = to_regclass(${table})) AS owner,
+            (SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass(${table})) AS owns,
             to_regnamespace('ferry') IS NOT NULL AS schema_exists,
             coalesce((SELECT pg_has_role(current_user, nspowner, 'USAGE') FROM pg_namespace WHERE nspname = 'ferry'), false) AS schema_owned,
             has_database_privilege(current_database(), 'CREATE') AS can_create_schema`,
-    [qualifiedName(source)],
   );
   const r = rows[0]!;
-  const table = `${source.schema}.${source.table}`;
+  const shown = displayName(source);
   const checks: DoctorCheck[] = [];
   if (r.owns !== null) {
     checks.push({
       side: 'source',
-      name: `capture trigger on ${table}`,
+      name: `capture trigger on ${shown}`,
       status: r.owns ? 'ok' : 'fail',
       detail: r.owns
         ? `${user} may create and drop it (it owns the table, or belongs to ${r.owner})`

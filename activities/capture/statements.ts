@@ -1,19 +1,21 @@
 /**
  * The SQL of trigger capture on the source database: the change log, a migration's trigger,
- * and the reads of the log by snapshot. Pure string building; identifiers quoted here.
+ * and the reads of the log by snapshot, built with the sql`` template: names quoted, values
+ * bound as parameters, and (in DDL, which takes none) written as quoted literals.
  */
 import { createHash } from 'node:crypto';
 import type { KeyRange } from '../../lib/key-range';
-import { qualifiedName, quoteIdent, quoteLiteral, type TableName } from '../sql';
+import { ferrySql, ident, join, literal, qualifiedName, sql, tableName, type Sql, type TableName } from '../sql';
 
 export const CHANGE_LOG = 'ferry.change_log';
+const LOG = ferrySql(CHANGE_LOG);
 
 /**
  * One row per changed key per writing statement, written by the trigger in the writer's own
  * transaction with its transaction id. Shared by every migration capturing on this database.
  * Safe to run twice.
  */
-export const CHANGE_LOG_SQL = `
+export const CHANGE_LOG_SQL = sql`
   CREATE SCHEMA IF NOT EXISTS ferry;
   CREATE TABLE IF NOT EXISTS ferry.change_log (
     migration_id text NOT NULL,
@@ -31,33 +33,46 @@ export const CHANGE_LOG_SQL = `
  * The name of a migration's trigger and of its function: from the migration id alone, so an
  * abort, a retry or another worker finds them again. Readable, and unique by a digest.
  */
-export function captureObjectName(migrationId: string): string {
+export function captureObjectName(migrationId: string, role: 'capture' | 'truncate' = 'capture'): string {
   const readable = migrationId
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '_')
     .slice(0, 30)
     .replace(/^_+|_+$/g, '');
   const digest = createHash('sha256').update(migrationId).digest('hex').slice(0, 12);
-  return `ferry_capture_${readable ? `${readable}_` : ''}${digest}`;
+  return `ferry_${role}_${readable ? `${readable}_` : ''}${digest}`;
 }
 
-export function captureFunctionName(migrationId: string): string {
-  return `ferry.${quoteIdent(captureObjectName(migrationId))}`;
+/** The statement-level trigger that refuses a TRUNCATE of the source while capturing. */
+export function truncateGuardName(migrationId: string): string {
+  return captureObjectName(migrationId, 'truncate');
+}
+
+function captureFunctionName(migrationId: string): Sql {
+  return sql`ferry.${ident(captureObjectName(migrationId))}`;
 }
 
 /**
  * The trigger function: logs the key an insert or delete touches, and for an update the old key
  * and, when the key changed, the new one too. SECURITY DEFINER, so writers need no grant on the
  * log; the settings make a key's text the same whatever the writer's session uses.
+ * The body is DDL text that Postgres stores and runs later, so it can take no bind parameters:
+ * the migration id goes in as a quoted literal and the key column as a quoted name.
  */
 export function createCaptureFunctionSql(migrationId: string, key: string): string {
-  const id = quoteLiteral(migrationId);
-  const column = quoteIdent(key);
-  return `CREATE OR REPLACE FUNCTION ${captureFunctionName(migrationId)}() RETURNS trigger
+  const id = literal(migrationId);
+  const column = ident(key);
+  return sql`CREATE OR REPLACE FUNCTION ${captureFunctionName(migrationId)}() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres' SET extra_float_digits = 3
     AS $ferry$
     BEGIN
+      -- A TRUNCATE logs no row, so its deletes could never reach the target: refuse it.
+      IF TG_OP = 'TRUNCATE' THEN
+        RAISE EXCEPTION 'TRUNCATE of %.% is refused while Ferry captures its changes for migration %', TG_TABLE_SCHEMA, TG_TABLE_NAME, ${id}
+          USING ERRCODE = 'feature_not_supported',
+                HINT = 'A TRUNCATE cannot be captured key by key: delete the rows instead, or abort the migration first.';
+      END IF;
       IF TG_OP <> 'INSERT' THEN
         INSERT INTO ferry.change_log (migration_id, key) VALUES (${id}, (OLD.${column})::text);
       END IF;
@@ -66,43 +81,75 @@ export function createCaptureFunctionSql(migrationId: string, key: string): stri
       END IF;
       RETURN NULL;
     END
-    $ferry$`;
+    $ferry$`.text;
 }
 
-export function triggerExistsSql(migrationId: string, source: TableName): { text: string; values: unknown[] } {
-  return {
-    text: `SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2) AS present`,
-    values: [qualifiedName(source), captureObjectName(migrationId)],
-  };
+export function triggerExistsSql(migrationId: string, source: TableName, role: 'capture' | 'truncate' = 'capture'): Sql {
+  return sql`SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(${qualifiedName(source)}) AND tgname = ${captureObjectName(migrationId, role)}) AS present`;
 }
 
 /** AFTER ... FOR EACH ROW: it runs once the row is written, in the writer's transaction. */
 export function createTriggerSql(migrationId: string, source: TableName): string {
-  return (
-    `CREATE TRIGGER ${quoteIdent(captureObjectName(migrationId))} AFTER INSERT OR UPDATE OR DELETE ON ${qualifiedName(source)} ` +
-    `FOR EACH ROW EXECUTE FUNCTION ${captureFunctionName(migrationId)}()`
-  );
+  return sql`CREATE TRIGGER ${ident(captureObjectName(migrationId))} AFTER INSERT OR UPDATE OR DELETE ON ${tableName(source)} FOR EACH ROW EXECUTE FUNCTION ${captureFunctionName(migrationId)}()`
+    .text;
 }
 
-export function dropTriggerSql(migrationId: string, source: TableName): string {
-  return `DROP TRIGGER IF EXISTS ${quoteIdent(captureObjectName(migrationId))} ON ${qualifiedName(source)}`;
+/** BEFORE TRUNCATE ... FOR EACH STATEMENT, through the same function, which refuses it. */
+export function createTruncateGuardSql(migrationId: string, source: TableName): string {
+  return sql`CREATE TRIGGER ${ident(truncateGuardName(migrationId))} BEFORE TRUNCATE ON ${tableName(source)} FOR EACH STATEMENT EXECUTE FUNCTION ${captureFunctionName(migrationId)}()`
+    .text;
+}
+
+export function dropTriggerSql(migrationId: string, source: TableName, role: 'capture' | 'truncate' = 'capture'): string {
+  return sql`DROP TRIGGER IF EXISTS ${ident(captureObjectName(migrationId, role))} ON ${tableName(source)}`.text;
 }
 
 export function dropCaptureFunctionSql(migrationId: string): string {
-  return `DROP FUNCTION IF EXISTS ${captureFunctionName(migrationId)}()`;
+  return sql`DROP FUNCTION IF EXISTS ${captureFunctionName(migrationId)}()`.text;
+}
+
+/** Whether a table (or the change log) exists, by its qualified name as text. */
+export function relationExistsSql(qualified: string): Sql {
+  return sql`SELECT to_regclass(${qualified}) IS NOT NULL AS present`;
+}
+
+/** The current snapshot as text: what a transaction starting now would see. */
+export const CURRENT_SNAPSHOT_SQL = sql`SELECT pg_current_snapshot()::text AS snapshot`;
+
+/** Every key the log holds for the migration, once each, in text order. */
+export function loggedKeysSql(migrationId: string): Sql {
+  return sql`SELECT DISTINCT key FROM ${LOG} WHERE migration_id = ${migrationId} ORDER BY 1`;
+}
+
+/** Removes every entry of the migration from the log. */
+export function removeLoggedKeysSql(migrationId: string): Sql {
+  return sql`DELETE FROM ${LOG} WHERE migration_id = ${migrationId}`;
 }
 
 /** The key column's type as SQL, so keys logged as text compare in the key's own order. */
-export function keyTypeSql(source: TableName, key: string): { text: string; values: unknown[] } {
-  return {
-    text: `SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped`,
-    values: [qualifiedName(source), key],
-  };
+export function keyTypeSql(source: TableName, key: string): Sql {
+  return sql`SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = to_regclass(${qualifiedName(source)}) AND attname = ${key} AND NOT attisdropped`;
 }
 
-/** Entries not visible in `snapshot` (all of them when it is null): committed after it, or in progress when it was taken. */
-function notVisibleIn(snapshotParam: string): string {
-  return `(${snapshotParam}::pg_snapshot IS NULL OR (l.xid >= pg_snapshot_xmin(${snapshotParam}::pg_snapshot) AND NOT pg_visible_in_snapshot(l.xid, ${snapshotParam}::pg_snapshot)))`;
+/**
+ * The key column's type as keyTypeSql read it from the catalog (format_type quotes what needs
+ * it): Postgres's text, not a plan's, so it enters the statement as SQL.
+ */
+function keyTypeName(keyType: string): Sql {
+  return ferrySql(keyType);
+}
+
+/**
+ * Entries not visible in `snapshot` (all of them when it is null): committed after it, or in
+ * progress when it was taken. The snapshot is bound once per use, as the same value each time.
+ */
+function notVisibleIn(snapshot: string | null): Sql {
+  return sql`(${snapshot}::pg_snapshot IS NULL OR (l.xid >= pg_snapshot_xmin(${snapshot}::pg_snapshot) AND NOT pg_visible_in_snapshot(l.xid, ${snapshot}::pg_snapshot)))`;
+}
+
+/** Entries visible in `snapshot`: committed before it was taken. */
+function visibleIn(snapshot: string): Sql {
+  return sql`l.xid < pg_snapshot_xmax(${snapshot}::pg_snapshot) AND pg_visible_in_snapshot(l.xid, ${snapshot}::pg_snapshot)`;
 }
 
 /**
@@ -110,12 +157,12 @@ function notVisibleIn(snapshotParam: string): string {
  * `snapshot`, taken before the read), in key order: they are applied again after the chunk is
  * written, so a change wins over the chunk's older row.
  */
-export function changedKeysInRangeSql(migrationId: string, keyType: string, snapshot: string, range: KeyRange): { text: string; values: unknown[] } {
-  const values: unknown[] = [migrationId, snapshot];
-  const parts = [`l.migration_id = $1`, notVisibleIn('$2')];
-  if (range.after !== null) parts.push(`l.key::${keyType} > ($${values.push(range.after)}::text)::${keyType}`);
-  if (range.upTo !== null) parts.push(`l.key::${keyType} <= ($${values.push(range.upTo)}::text)::${keyType}`);
-  return { text: `SELECT l.key FROM ${CHANGE_LOG} AS l WHERE ${parts.join(' AND ')} GROUP BY l.key ORDER BY l.key::${keyType}`, values };
+export function changedKeysInRangeSql(migrationId: string, keyType: string, snapshot: string, range: KeyRange): Sql {
+  const type = keyTypeName(keyType);
+  const parts = [sql`l.migration_id = ${migrationId}`, notVisibleIn(snapshot)];
+  if (range.after !== null) parts.push(sql`l.key::${type} > (${range.after}::text)::${type}`);
+  if (range.upTo !== null) parts.push(sql`l.key::${type} <= (${range.upTo}::text)::${type}`);
+  return sql`SELECT l.key FROM ${LOG} AS l WHERE ${join(parts, sql` AND `)} GROUP BY l.key ORDER BY l.key::${type}`;
 }
 
 /**
@@ -127,35 +174,21 @@ export function roundKeysSql(
   keyType: string,
   cursor: { appliedThrough: string | null; round: string; afterKey: string | null },
   limit: number,
-): { text: string; values: unknown[] } {
-  return {
-    text:
-      `SELECT l.key FROM ${CHANGE_LOG} AS l WHERE l.migration_id = $1 AND ${notVisibleIn('$2')} ` +
-      `AND l.xid < pg_snapshot_xmax($3::pg_snapshot) AND pg_visible_in_snapshot(l.xid, $3::pg_snapshot) ` +
-      `AND ($4::text IS NULL OR l.key::${keyType} > ($4::text)::${keyType}) GROUP BY l.key ORDER BY l.key::${keyType} LIMIT $5`,
-    values: [migrationId, cursor.appliedThrough, cursor.round, cursor.afterKey, limit],
-  };
+): Sql {
+  const type = keyTypeName(keyType);
+  const { appliedThrough, round, afterKey } = cursor;
+  return sql`SELECT l.key FROM ${LOG} AS l WHERE l.migration_id = ${migrationId} AND ${notVisibleIn(appliedThrough)} AND ${visibleIn(round)} AND (${afterKey}::text IS NULL OR l.key::${type} > (${afterKey}::text)::${type}) GROUP BY l.key ORDER BY l.key::${type} LIMIT ${limit}`;
 }
 
 /** Entries committed and not yet applied (not visible in `appliedThrough`), and the age of the oldest. */
-export function lagSql(migrationId: string, appliedThrough: string | null): { text: string; values: unknown[] } {
-  return {
-    text:
-      `SELECT count(*)::float8 AS waiting, COALESCE(EXTRACT(epoch FROM clock_timestamp() - min(l.logged_at)), 0)::float8 AS oldest ` +
-      `FROM ${CHANGE_LOG} AS l WHERE l.migration_id = $1 AND ${notVisibleIn('$2')}`,
-    values: [migrationId, appliedThrough],
-  };
+export function lagSql(migrationId: string, appliedThrough: string | null): Sql {
+  return sql`SELECT count(*)::float8 AS waiting, COALESCE(EXTRACT(epoch FROM clock_timestamp() - min(l.logged_at)), 0)::float8 AS oldest FROM ${LOG} AS l WHERE l.migration_id = ${migrationId} AND ${notVisibleIn(appliedThrough)}`;
 }
 
 /**
  * Removes the entries the applier has applied (visible in `appliedThrough`). Only once no chunk
  * of the backfill can still be in flight: a chunk looks for entries its read could not see.
  */
-export function pruneAppliedSql(migrationId: string, appliedThrough: string): { text: string; values: unknown[] } {
-  return {
-    text:
-      `DELETE FROM ${CHANGE_LOG} AS l WHERE l.migration_id = $1 AND l.xid < pg_snapshot_xmax($2::pg_snapshot) ` +
-      `AND pg_visible_in_snapshot(l.xid, $2::pg_snapshot)`,
-    values: [migrationId, appliedThrough],
-  };
+export function pruneAppliedSql(migrationId: string, appliedThrough: string): Sql {
+  return sql`DELETE FROM ${LOG} AS l WHERE l.migration_id = ${migrationId} AND ${visibleIn(appliedThrough)}`;
 }

@@ -1,19 +1,22 @@
 /**
  * Table swap is the cutover of an application that cannot change: in one transaction under a
  * short lock timeout, the last captured changes are applied, the capture trigger goes, the old
- * table is renamed aside and the new one takes its name. All of it commits or none of it does.
+ * table is renamed aside and the new one takes its name (and a view of the old shape is made,
+ * when the plan asks). All of it commits or none of it does.
  */
 import { createHash } from 'node:crypto';
 import { activityInfo, ApplicationFailure, heartbeat } from '@temporalio/activity';
 import type pg from 'pg';
+import { captureOf } from '../../lib/capture';
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { inTransactionWithLockTimeout } from '../transaction';
 import { copySpecOf, copyWithinDatabaseSql, type CopySpec } from '../copy/copy-statements';
-import { displayName, qualifiedName, quoteIdent, type TableName } from '../sql';
-import { deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
+import { displayName, qualifiedName, type TableName } from '../sql';
+import { allConditions, deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
 import { wholeKeySpace } from '../../lib/key-range';
-import { CHANGE_LOG, dropCaptureFunctionSql, dropTriggerSql, keyTypeSql } from './statements';
+import { CURRENT_SNAPSHOT_SQL, dropCaptureFunctionSql, dropTriggerSql, keyTypeSql, loggedKeysSql, relationExistsSql, removeLoggedKeysSql } from './statements';
+import { createOldShapeViewSql, dropTableSql, lockBothTablesSql, moveTableSql, renameTableSql } from './swap-statements';
 
 /**
  * The writers queue behind the swap's lock request: give up soon, so they wait at most this
@@ -50,25 +53,23 @@ export function oldTableAsideName(table: string, migrationId: string): string {
 }
 
 const exists = async (client: pg.PoolClient, table: TableName) =>
-  (await client.query<{ present: boolean }>('SELECT to_regclass($1) IS NOT NULL AS present', [qualifiedName(table)])).rows[0]!.present;
+  (await client.query<{ present: boolean }>(relationExistsSql(qualifiedName(table)))).rows[0]!.present;
 
 /** Applies every key the change log holds for the migration, on the connection holding the locks. */
 async function drain(client: pg.PoolClient, migrationId: string, plan: Plan): Promise<number> {
-  const keyType = (await client.query<{ type: string }>(keyTypeSql(plan.source, plan.source.key).text, keyTypeSql(plan.source, plan.source.key).values)).rows[0]?.type;
+  const keyType = (await client.query<{ type: string }>(keyTypeSql(plan.source, plan.source.key))).rows[0]?.type;
   if (!keyType) throw ApplicationFailure.nonRetryable(`the source key column ${plan.source.key} was not found`, 'SwapNotPossible');
-  const keys = (
-    await client.query<{ key: string }>(`SELECT DISTINCT key FROM ${CHANGE_LOG} WHERE migration_id = $1 ORDER BY 1`, [migrationId])
-  ).rows.map((r) => r.key);
+  const keys = (await client.query<{ key: string }>(loggedKeysSql(migrationId))).rows.map((r) => r.key);
   const base: CopySpec = { ...copySpecOf(plan), conflict: { policy: 'overwrite' } };
   for (let i = 0; i < keys.length; i += DRAIN_BATCH) {
     const batch = keys.slice(i, i + DRAIN_BATCH);
     const present = sourceKeysPresentSql(base.source, base.filter ?? null, batch);
-    const held = new Set((await client.query<{ key: string }>(present.text, present.values)).rows.map((r) => r.key));
+    const held = new Set((await client.query<{ key: string }>(present)).rows.map((r) => r.key));
     const gone = batch.filter((k) => !held.has(k));
     if (gone.length > 0) await client.query(deleteTargetKeysSql(base.target, gone));
     const written = batch.filter((k) => held.has(k));
     if (written.length > 0) {
-      const spec: CopySpec = { ...base, filter: [base.filter, sourceKeysCondition(plan.source.key, written)].filter(Boolean).map((c) => `(${c})`).join(' AND ') };
+      const spec: CopySpec = { ...base, filter: allConditions(base.filter, sourceKeysCondition(plan.source.key, written)) };
       await client.query(copyWithinDatabaseSql(spec, wholeKeySpace));
     }
     heartbeat();
@@ -98,20 +99,29 @@ export function createTableSwap(databases: Databases) {
           for (const table of [plan.source, plan.target]) {
             if (!(await exists(client, table))) throw ApplicationFailure.nonRetryable(`${qualifiedName(table)} does not exist; nothing was swapped`, 'SwapNotPossible');
           }
+          const view = captureOf(plan).oldShapeView;
+          if (view && (await exists(client, { schema: plan.source.schema, table: view.name }))) {
+            throw ApplicationFailure.nonRetryable(
+              `capture.oldShapeView.name: ${displayName({ schema: plan.source.schema, table: view.name })} exists already; nothing was swapped`,
+              'SwapNotPossible',
+            );
+          }
           // Both locks in the order of every swap; from here no writer changes the source until the commit.
-          await client.query(`LOCK TABLE ${qualifiedName(plan.source)}, ${qualifiedName(plan.target)} IN ACCESS EXCLUSIVE MODE`);
-          const snapshot = await client.query<{ snapshot: string }>('SELECT pg_current_snapshot()::text AS snapshot');
+          await client.query(lockBothTablesSql(plan.source, plan.target));
+          const snapshot = await client.query<{ snapshot: string }>(CURRENT_SNAPSHOT_SQL);
           const keysDrained = await drain(client, migrationId, plan);
           await client.query(dropTriggerSql(migrationId, plan.source));
+          await client.query(dropTriggerSql(migrationId, plan.source, 'truncate'));
           await client.query(dropCaptureFunctionSql(migrationId));
-          await client.query(`DELETE FROM ${CHANGE_LOG} WHERE migration_id = $1`, [migrationId]);
-          await client.query(`ALTER TABLE ${qualifiedName(plan.source)} RENAME TO ${quoteIdent(aside.table)}`);
+          await client.query(removeLoggedKeysSql(migrationId));
+          await client.query(renameTableSql(plan.source, aside.table));
           let target = plan.target;
           if (target.schema !== plan.source.schema) {
-            await client.query(`ALTER TABLE ${qualifiedName(target)} SET SCHEMA ${quoteIdent(plan.source.schema)}`);
+            await client.query(moveTableSql(target, plan.source.schema));
             target = { ...target, schema: plan.source.schema };
           }
-          await client.query(`ALTER TABLE ${qualifiedName(target)} RENAME TO ${quoteIdent(plan.source.table)}`);
+          await client.query(renameTableSql(target, plan.source.table));
+          if (view) await client.query(createOldShapeViewSql(view, renamed));
           return { ...result, keysDrained, alreadySwapped: false, snapshot: snapshot.rows[0]!.snapshot };
         });
       } catch (error) {
@@ -125,7 +135,7 @@ export function createTableSwap(databases: Databases) {
     async dropOldTable({ migrationId, plan }: SwapInput): Promise<{ dropped: string }> {
       const pool = databases.pool(plan.source.connection);
       const aside: TableName = { schema: plan.source.schema, table: oldTableAsideName(plan.source.table, migrationId) };
-      await pool.query(`DROP TABLE IF EXISTS ${qualifiedName(aside)}`);
+      await pool.query(dropTableSql(aside));
       return { dropped: qualifiedName(aside) };
     },
   };

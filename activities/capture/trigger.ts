@@ -1,6 +1,7 @@
 /**
- * Capture trigger installs and removes a migration's trigger on the source table, and the
- * change log it writes to in Ferry's schema on the source database. Both are safe to run twice.
+ * Capture trigger installs and removes a migration's trigger on the source table (with a guard
+ * that refuses a TRUNCATE, which no row trigger sees), and the change log it writes to in
+ * Ferry's schema on the source database. Both are safe to run twice.
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
@@ -13,8 +14,11 @@ import {
   CHANGE_LOG_SQL,
   createCaptureFunctionSql,
   createTriggerSql,
+  createTruncateGuardSql,
   dropCaptureFunctionSql,
   dropTriggerSql,
+  relationExistsSql,
+  removeLoggedKeysSql,
   triggerExistsSql,
 } from './statements';
 
@@ -32,7 +36,7 @@ export interface CaptureInput {
 
 /** Creates the change log on the source when missing. Safe to run twice, and beside another. */
 export async function installChangeLog(pool: pg.Pool): Promise<void> {
-  const present = await pool.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [CHANGE_LOG]);
+  const present = await pool.query<{ present: boolean }>(relationExistsSql(CHANGE_LOG));
   if (present.rows[0]?.present) return;
   try {
     await inTransactionWithLockTimeout(pool, TRIGGER_LOCK_TIMEOUT, (client) => client.query(CHANGE_LOG_SQL));
@@ -46,15 +50,19 @@ export async function installChangeLog(pool: pg.Pool): Promise<void> {
 async function install(pool: pg.Pool, migrationId: string, plan: Plan): Promise<{ installed: boolean }> {
   await installChangeLog(pool);
   return inTransactionWithLockTimeout(pool, TRIGGER_LOCK_TIMEOUT, async (client) => {
-    const table = await client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [qualifiedName(plan.source)]);
+    const table = await client.query<{ present: boolean }>(relationExistsSql(qualifiedName(plan.source)));
     if (!table.rows[0]?.present) {
       throw ApplicationFailure.nonRetryable(`the source table ${displayName(plan.source)} does not exist; capture needs it`, 'CaptureSourceMissing');
     }
-    const exists = triggerExistsSql(migrationId, plan.source);
-    if ((await client.query<{ present: boolean }>(exists.text, exists.values)).rows[0]?.present) return { installed: false };
+    const has = async (role: 'capture' | 'truncate') => (await client.query<{ present: boolean }>(triggerExistsSql(migrationId, plan.source, role))).rows[0]?.present;
+    const capturing = await has('capture');
+    const guarded = await has('truncate');
+    if (capturing && guarded) return { installed: false };
+    // A capture installed by an older worker has no TRUNCATE guard: it gets one, and the function that raises.
     await client.query(createCaptureFunctionSql(migrationId, plan.source.key));
-    await client.query(createTriggerSql(migrationId, plan.source));
-    return { installed: true };
+    if (!capturing) await client.query(createTriggerSql(migrationId, plan.source));
+    if (!guarded) await client.query(createTruncateGuardSql(migrationId, plan.source));
+    return { installed: !capturing };
   });
 }
 
@@ -86,14 +94,16 @@ export function createCaptureTrigger(databases: Databases) {
     async removeCapture({ migrationId, plan }: CaptureInput): Promise<{ removedEntries: number }> {
       const pool = databases.pool(plan.source.connection);
       return inTransactionWithLockTimeout(pool, TRIGGER_LOCK_TIMEOUT, async (client) => {
-        const exists = triggerExistsSql(migrationId, plan.source);
-        if ((await client.query<{ present: boolean }>(exists.text, exists.values)).rows[0]?.present) {
-          await client.query(dropTriggerSql(migrationId, plan.source));
+        // DROP TRIGGER IF EXISTS still needs the table: asked first, so a table gone is no error.
+        for (const role of ['capture', 'truncate'] as const) {
+          if ((await client.query<{ present: boolean }>(triggerExistsSql(migrationId, plan.source, role))).rows[0]?.present) {
+            await client.query(dropTriggerSql(migrationId, plan.source, role));
+          }
         }
         await client.query(dropCaptureFunctionSql(migrationId));
-        const log = await client.query<{ present: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS present`, [CHANGE_LOG]);
+        const log = await client.query<{ present: boolean }>(relationExistsSql(CHANGE_LOG));
         if (!log.rows[0]?.present) return { removedEntries: 0 };
-        const removed = await client.query(`DELETE FROM ${CHANGE_LOG} WHERE migration_id = $1`, [migrationId]);
+        const removed = await client.query(removeLoggedKeysSql(migrationId));
         return { removedEntries: removed.rowCount ?? 0 };
       });
     },

@@ -4,6 +4,7 @@
  */
 import type pg from 'pg';
 import type { Inspection, TableInspection, TransformSample } from '../../lib/inspection';
+import { captureOf } from '../../lib/capture';
 import { lineageColumn, type Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { asText, withClient } from '../connections';
@@ -15,7 +16,7 @@ import { loadTransform, transformDirFromEnv } from '../transform/load';
 import { postgresInputText, sourceRowTypes, type ColumnKinds } from '../transform/exact-values';
 import { targetColumnKinds } from '../transform/copy-text';
 import { type TargetRow } from '../transform/rows';
-import { displayName, ferrySql, ident, int, qualifiedName, sql, tableName, type TableName } from '../sql';
+import { displayName, ferrySql, ident, int, planSql, qualifiedName, sql, tableName, type TableName } from '../sql';
 import { stringify as stringifyLosslessJson } from 'lossless-json';
 import { assignmentProblems, castProblems, expressionProblems, type SampledRow } from '../transform/transform-fit';
 
@@ -222,6 +223,27 @@ export interface InspectInput {
   showSampleValues: boolean;
 }
 
+/**
+ * The view of the old shape a swap would make (capture.oldShapeView): its name must be free, and
+ * its expressions must run on the new table's row; found now, not hours later at the swap.
+ */
+async function oldShapeViewProblems(pool: pg.Pool, plan: Plan): Promise<string[]> {
+  const view = captureOf(plan).oldShapeView;
+  if (!view || !plan.capture?.swap) return [];
+  const name: TableName = { schema: plan.source.schema, table: view.name };
+  const taken = await pool.query<{ taken: boolean }>(sql`SELECT to_regclass(${qualifiedName(name)}) IS NOT NULL AS taken`);
+  if (taken.rows[0]?.taken) return [`capture.oldShapeView.name: ${displayName(name)} exists already; the swap would create it`];
+  const problems: string[] = [];
+  for (const [column, expression] of Object.entries(view.columns)) {
+    try {
+      await readOnly(pool, (client) => client.query(oneStatement(sql`SELECT ${planSql(expression, `capture.oldShapeView.columns.${column}`)} FROM ${tableName(plan.target)} LIMIT 0`)));
+    } catch (error) {
+      problems.push(`capture.oldShapeView.columns.${column} does not run on ${displayName(plan.target)}: ${transformProblemText(error)}`);
+    }
+  }
+  return problems;
+}
+
 export function createInspector(databases: Databases, transformDir: string | null = transformDirFromEnv()) {
   return {
     async inspect({ plan, showSampleValues }: InspectInput): Promise<Inspection> {
@@ -251,6 +273,7 @@ export function createInspector(databases: Databases, transformDir: string | nul
 
       if (!target.exists) problems.push(`target table ${target.name} does not exist; create it before migrating`);
       else {
+        problems.push(...(await oldShapeViewProblems(sourcePool, plan)));
         const targetColumns = new Set(target.columns.map((c) => c.name));
         for (const column of Object.keys(spec.columns)) {
           if (!targetColumns.has(column)) problems.push(`transform column "${column}" is not a column of ${target.name}`);

@@ -14,7 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { oldTableAsideName } from '../../activities/capture/swap';
 import { captureObjectName } from '../../activities/capture/statements';
 import { ExitCode } from '../../cli/exit-codes';
-import { migrationReport, startMigration } from '../../operator';
+import { awaitInspection, migrationReport, startMigration } from '../../operator';
+import { rootMessage } from '../../lib/errors';
 import { validatePlan } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
 import { initPgbench, startPgbench } from '../../scripts/bench/pgbench';
@@ -76,7 +77,7 @@ describe('the swap of the tables at the cutover', () => {
       source: { connection: 'SOURCE_DB', table: 'ledger', key: 'id' },
       target: { connection: 'SOURCE_DB', schema: 'next', table: 'ledger_v2' },
       transform: { sql: { id: 'id', amount: 'amount' } },
-      capture: { mode: 'trigger', swap: true, dropOldTable: true },
+      capture: { mode: 'trigger', swap: true, dropOldTable: true, oldShapeView: { name: 'ledger_v1', columns: { id: 'id', amount: 'amount::int' } } },
     });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
@@ -90,11 +91,17 @@ describe('the swap of the tables at the cutover', () => {
     expect(await sqlRow(url, `SELECT to_regclass('next.ledger_v2') IS NULL AS moved, to_regclass($1) IS NOT NULL AS aside`, [oldTableAsideName('ledger', id)])).toEqual({ moved: true, aside: true });
     expect(await sql(url, `SELECT id, amount FROM public.ledger ORDER BY id`)).toEqual(expected);
     expect(await sqlRow(url, `SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = 'public.ledger'::regclass AND attname = 'amount'`)).toEqual({ type: 'bigint' });
+    // The view keeps the old shape readable: the old column type, the same rows.
+    expect(await sqlRow(url, `SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = 'public.ledger_v1'::regclass AND attname = 'amount'`)).toEqual({ type: 'integer' });
+    expect(await sql(url, `SELECT md5(string_agg(v::text, ',' ORDER BY id)) AS digest FROM public.ledger_v1 AS v`)).toEqual(
+      await sql(url, `SELECT md5(string_agg(row(id, amount::int)::text, ',' ORDER BY id)) AS digest FROM public.ledger`),
+    );
     expect((await ferry(['approve', id, '--gate', 'cleanup', '--by', 'carol'], worker.temporal)).code).toBe(ExitCode.ok);
     const result = await handle.result();
     expect(result.phase).toBe('completed');
     expect(result.capture?.swap).toMatchObject({ oldTableAside: null, oldTableDroppedAt: expect.any(String) });
     expect((await sqlRow(url, `SELECT to_regclass($1) IS NULL AS dropped`, [oldTableAsideName('ledger', id)])).dropped).toBe(true);
+    expect(await sql(url, `SELECT id, amount FROM public.ledger_v1 ORDER BY id`)).toEqual(expected.map((r) => ({ ...r, amount: Number(r.amount) })));
   });
 
   it('keeps pgbench running through the swap, retries while a lock is held, and lands every later transaction in the new table', async () => {
@@ -181,5 +188,48 @@ describe('the swap of the tables at the cutover', () => {
     expect(result.events.map((e) => e.detail)).toContainEqual(expect.stringMatching(/is kept; drop it by hand/));
     expect(await sql(url, `SELECT 1 FROM pg_trigger WHERE tgname = $1`, [captureObjectName(id)])).toEqual([]);
     expect(await sql(url, `SELECT 1 FROM ferry.change_log WHERE migration_id = $1`, [id])).toEqual([]);
+  });
+
+  it('refuses a view of the old shape whose name is taken or whose column does not run: at the start, and at the swap without swapping', async () => {
+    await sql(url, `
+      CREATE TABLE tally (id int PRIMARY KEY, n int NOT NULL); INSERT INTO tally SELECT g, g FROM generate_series(1, 500) AS g;
+      CREATE TABLE tally_v2 (id int PRIMARY KEY, n bigint NOT NULL);
+      CREATE VIEW tally_v1 AS SELECT 'an application view' AS note;`);
+    const taken = (name: string, columns: Record<string, string>, view = 'tally_v1') =>
+      validatePlan({
+        name,
+        source: { connection: 'SOURCE_DB', table: 'tally', key: 'id' },
+        target: { connection: 'SOURCE_DB', table: 'tally_v2' },
+        transform: { sql: { id: 'id', n: 'n' } },
+        capture: { mode: 'trigger', swap: true, oldShapeView: { name: view, columns } },
+      });
+    const refusal = async (plan: ReturnType<typeof taken>) => {
+      const started = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+      return awaitInspection(worker.client, started.workflowId).then(() => null, (error: unknown) => error);
+    };
+    const triggers = () => sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'tally'::regclass AND NOT tgisinternal`);
+    // Found at the start, before anything is installed or copied.
+    const refused = await refusal(taken('capture-swap-view-start', { id: 'id', n: 'n::int' }));
+    expect((refused as Error).message).toContain('capture.oldShapeView.name: public.tally_v1 exists already');
+    const badColumn = await refusal(taken('capture-swap-view-column', { id: 'id', n: 'no_such_column' }, 'tally_old_shape'));
+    expect((badColumn as Error).message).toContain('capture.oldShapeView.columns.n does not run on public.tally_v2');
+    expect(await triggers()).toEqual([]);
+    expect(await sqlRow(url, `SELECT count(*)::int AS rows FROM tally_v2`)).toEqual({ rows: 0 });
+    // Taken between the start and the swap: the swap refuses it.
+    await sql(url, `DROP VIEW tally_v1`);
+    const handle = await startMigration(worker.client, worker.temporal, taken('capture-swap-view-taken', { id: 'id', n: 'n::int' }), { execute: true });
+    const id = handle.workflowId;
+    await eventually(async () => ((await migrationReport(worker.client, id)).status?.gate?.name === 'swap' ? true : undefined), 60_000, 'the swap gate');
+    await sql(url, `CREATE VIEW tally_v1 AS SELECT 'an application view' AS note`);
+    const before = await sql(url, `SELECT md5(string_agg(t::text, ',' ORDER BY id)) AS digest FROM tally AS t`);
+    expect((await ferry(['approve', id, '--gate', 'swap', '--by', 'carol'], worker.temporal)).code).toBe(ExitCode.ok);
+    const failure = await handle.result().then(() => null, (error: unknown) => error);
+    expect(rootMessage(failure)).toContain('capture.oldShapeView.name: public.tally_v1 exists already; nothing was swapped');
+    // Nothing moved: the tables keep their names and rows, the application's view is untouched.
+    expect(await sqlRow(url, `SELECT to_regclass('public.tally') IS NOT NULL AS source, to_regclass('public.tally_v2') IS NOT NULL AS target`)).toEqual({ source: true, target: true });
+    expect(await sql(url, `SELECT md5(string_agg(t::text, ',' ORDER BY id)) AS digest FROM tally AS t`)).toEqual(before);
+    expect(await sql(url, `SELECT note FROM tally_v1`)).toEqual([{ note: 'an application view' }]);
+    expect(await sql(url, `SELECT relname FROM pg_class WHERE relname LIKE 'tally_ferry_old%'`)).toEqual([]);
+    expect(await triggers()).toEqual([]);
   });
 });

@@ -11,7 +11,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChangeApplier } from '../../activities/capture/applier';
-import { captureObjectName } from '../../activities/capture/statements';
+import { captureObjectName, truncateGuardName } from '../../activities/capture/statements';
 import { createCaptureTrigger } from '../../activities/capture/trigger';
 import { createCopier, type CopyBatchesResult } from '../../activities/copy/copier';
 import { createDoctor } from '../../activities/inspect/doctor';
@@ -92,6 +92,11 @@ describe('the capture trigger', () => {
     const logged = await sql<{ key: string; xid: string }>(url, `SELECT key, xid::text FROM ferry.change_log WHERE migration_id = $1 ORDER BY seq`, [id]);
     expect(logged).toEqual(['900001', '1', '2', '900002', '3'].map((key) => ({ key, xid })));
 
+    // A TRUNCATE would delete every row with no key logged: refused, and the table is unchanged.
+    const before = await sql(url, `SELECT count(*)::int AS rows, md5(string_agg(accounts::text, ',' ORDER BY id)) AS digest FROM accounts`);
+    await expect(sql(url, `TRUNCATE accounts`)).rejects.toThrow(`TRUNCATE of public.accounts is refused while Ferry captures its changes for migration ${id}`);
+    expect(await sql(url, `SELECT count(*)::int AS rows, md5(string_agg(accounts::text, ',' ORDER BY id)) AS digest FROM accounts`)).toEqual(before);
+
     // A writer with no privilege on Ferry's schema writes as before.
     await sql(url, `CREATE ROLE capture_app LOGIN; GRANT ALL ON accounts TO capture_app;`);
     const app = new URL(url);
@@ -103,7 +108,7 @@ describe('the capture trigger', () => {
     expect(await run(trigger.removeCapture, { migrationId: id, plan: plan() })).toEqual({ removedEntries: 6 });
     expect(await run(trigger.removeCapture, { migrationId: id, plan: plan() })).toEqual({ removedEntries: 0 });
     const name = captureObjectName(id);
-    expect(await sql(url, `SELECT 1 FROM pg_trigger WHERE tgname = $1 UNION ALL SELECT 1 FROM pg_proc WHERE proname = $1`, [name])).toEqual([]);
+    expect(await sql(url, `SELECT 1 FROM pg_trigger WHERE tgname IN ($1, $2) UNION ALL SELECT 1 FROM pg_proc WHERE proname = $1`, [name, truncateGuardName(id)])).toEqual([]);
     await sql(url, `UPDATE accounts SET balance = 5 WHERE id = 6`);
     expect(await sql(url, `SELECT 1 FROM ferry.change_log WHERE migration_id = $1`, [id])).toEqual([]);
   });

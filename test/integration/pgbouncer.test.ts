@@ -1,8 +1,9 @@
 /**
  * Ferry through a real PgBouncer in transaction mode (Debian's, two server connections per
  * database, so clients share them): whole migrations with their gates, within one database and
- * across two, checked by md5 of every row on both sides; and Ferry's timeouts applying to its
- * transactions without reaching the pooler's other clients.
+ * across two, and one that captures a writer's changes with a trigger, checked by md5 of every
+ * row on both sides; and Ferry's timeouts applying to its transactions without reaching the
+ * pooler's other clients.
  */
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
@@ -14,6 +15,7 @@ import { validatePlan } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
 import { ensurePgBouncer, startPgBouncer, type PgBouncer } from '../../scripts/services/pgbouncer';
 import { ferry } from '../support/cli';
+import { startWriter } from '../support/capture-writer';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 const ROWS = 2000;
@@ -96,6 +98,42 @@ describe.skipIf(unavailable)(`through PgBouncer in transaction mode${unavailable
     const [before, after] = [await sqlRow(sourceUrl, digest('accounts')), await sqlRow(targetUrl, digest('accounts_v2'))];
     expect(after).toEqual(before);
     expect(after.n).toBe(ROWS);
+  }, 240_000);
+
+  it('captures changes with a trigger through the pooler: the apply lock lives in a transaction, and both sides end equal', async () => {
+    await sql(same, `
+      CREATE TABLE ledger (id int PRIMARY KEY, balance numeric(12, 2) NOT NULL, note text);
+      INSERT INTO ledger SELECT i, i * 1.25, 'note ' || i FROM generate_series(1, ${ROWS}) AS i;
+      CREATE TABLE ledger_v2 (id int PRIMARY KEY, cents bigint NOT NULL, note text);`);
+    const plan = validatePlan({
+      name: 'bouncer-capture',
+      source: { connection: 'SAME_PG', table: 'ledger', key: 'id' },
+      target: { connection: 'SAME_PG', table: 'ledger_v2' },
+      transform: { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } },
+      capture: { mode: 'trigger', applyBatchSize: 100 },
+      throttle: { rowsPerSecond: 4000, batchSize: 200 },
+      verify: { inFlightDelaySeconds: 0.5 },
+    });
+    // The application writes straight to Postgres the whole time; Ferry only through the pooler.
+    const writer = startWriter(same, { table: 'ledger', keys: ROWS, clients: 2, freshKeysFrom: 100_000, pauseMs: 5 });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const id = handle.workflowId;
+    try {
+      await eventually(async () => ((await statusOf(id)).gate?.name === 'cleanup' ? true : undefined), 150_000, 'the cleanup gate');
+    } finally {
+      await writer.stop();
+    }
+    const stoppedAt = new Date().toISOString();
+    await eventually(async () => {
+      const lag = (await statusOf(id)).capture?.lag;
+      return lag?.changesWaiting === 0 && (lag.measuredAt ?? '') > stoppedAt ? true : undefined;
+    }, 60_000, 'no change waiting');
+    const approved = await ferry(['approve', id, '--gate', 'cleanup', '--by', 'alice'], worker.temporal);
+    expect(approved.code, approved.stderr).toBe(ExitCode.ok);
+    expect((await handle.result()).phase).toBe('completed');
+    const reshaped = `SELECT count(*)::int AS n, md5(string_agg(md5(row(id, (balance * 100)::bigint, note)::text), '' ORDER BY id)) AS h FROM ledger`;
+    const copied = `SELECT count(*)::int AS n, md5(string_agg(md5(row(id, cents, note)::text), '' ORDER BY id)) AS h FROM ledger_v2`;
+    expect(await sqlRow(same, copied)).toEqual(await sqlRow(same, reshaped));
   }, 240_000);
 
   it("applies Ferry's timeouts to each of its transactions, and to no other client of the pooler", async () => {

@@ -261,9 +261,11 @@ describe('verifier across two databases', () => {
     // (differing chunks wait out their delay together) must still have a writer to catch.
     while (writes <= 5) await new Promise((resolve) => setTimeout(resolve, 50));
     try {
-      // Until verification has caught a write between its two sides at least once.
+      // Until verification has caught a write between its two sides at least once. The writer's
+      // window is 50 ms, but a loaded machine can stretch it past a short delay: 2 s (the
+      // default) keeps a write in flight from being a difference.
       for (let pass = 1; pass <= 20 && !rounds.some((r) => r.inFlight > 0); pass++) {
-        rounds.push(await verifyAll(databases, { migrationId: 'verify-live-1', plan: p, chunkSize: 10, pass, inFlightDelayMs: 300 }));
+        rounds.push(await verifyAll(databases, { migrationId: 'verify-live-1', plan: p, chunkSize: 10, pass, inFlightDelayMs: 2000 }));
       }
     } finally {
       writing = false;

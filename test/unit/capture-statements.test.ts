@@ -22,13 +22,13 @@ describe('capture statements', () => {
 
   it('read the log by snapshot, with every value a parameter', () => {
     const round = roundKeysSql('m', 'integer', { appliedThrough: '10:20:15', round: '30:30:', afterKey: '7' }, 500);
-    expect(round.values).toEqual(['m', '10:20:15', '30:30:', '7', 500]);
-    expect(round.text).toContain('NOT pg_visible_in_snapshot(l.xid, $2::pg_snapshot)');
-    expect(round.text).toContain('pg_visible_in_snapshot(l.xid, $3::pg_snapshot)');
-    expect(round.text).toMatch(/ORDER BY l\.key::integer LIMIT \$5$/);
+    expect(round.values).toEqual(['m', '10:20:15', '10:20:15', '10:20:15', '30:30:', '30:30:', '7', '7', 500]);
+    expect(round.text).toContain('NOT pg_visible_in_snapshot(l.xid, $4::pg_snapshot)');
+    expect(round.text).toContain('pg_visible_in_snapshot(l.xid, $6::pg_snapshot)');
+    expect(round.text).toMatch(/ORDER BY l\.key::integer LIMIT \$9$/);
     const chunk = changedKeysInRangeSql('m', 'bigint', '5:9:6', { after: '100', upTo: null });
-    expect(chunk.values).toEqual(['m', '5:9:6', '100']);
-    expect(chunk.text).toContain('l.key::bigint > ($3::text)::bigint');
+    expect(chunk.values).toEqual(['m', '5:9:6', '5:9:6', '5:9:6', '100']);
+    expect(chunk.text).toContain('l.key::bigint > ($5::text)::bigint');
   });
 
   it('say how far the change apply is behind', () => {

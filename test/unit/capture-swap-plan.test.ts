@@ -40,6 +40,23 @@ describe('capture.swap in the plan', () => {
     expect(problems({ ...base, capture: { mode: 'trigger', dropOldTable: true } })).toEqual(['capture.dropOldTable: needs capture.swap: only a swap leaves an old table aside']);
   });
 
+  it('takes a view of the old shape only with the swap, under a name of its own, of safe expressions', () => {
+    const view = { name: 'accounts_v1', columns: { id: 'id', balance: 'cents / 100.0' } };
+    expect(validatePlan({ ...base, capture: { mode: 'trigger', swap: true, oldShapeView: view } }).capture.oldShapeView).toEqual(view);
+    expect(problems({ ...base, capture: { mode: 'trigger', oldShapeView: view } })).toEqual([
+      'capture.oldShapeView: needs capture.swap: the view reads the new table under the old name',
+    ]);
+    expect(problems({ ...base, capture: { mode: 'trigger', swap: true, oldShapeView: { ...view, name: 'accounts' } } })).toEqual([
+      "capture.oldShapeView.name: must differ from the source and target tables' names",
+    ]);
+    const stacked = problems({ ...base, capture: { mode: 'trigger', swap: true, oldShapeView: { ...view, columns: { id: 'id FROM accounts; DROP TABLE accounts; --' } } } });
+    expect(stacked).toHaveLength(1);
+    expect(stacked[0]).toMatch(/^capture\.oldShapeView\.columns\.id: /);
+    expect(problems({ ...base, capture: { mode: 'trigger', swap: true, oldShapeView: { name: 'v', columns: {} } } })).toEqual([
+      'capture.oldShapeView.columns: must name at least one column',
+    ]);
+  });
+
   it('asks a clean verification (or --force) at the swap gate, as at the cutover of reads', () => {
     expect(approvalProblems({ gate: 'swap', by: 'ann' }, 'swap', { clean: false, summary: '2 missing' })).toEqual([
       'verification is not clean (2 missing); repair it, or approve with --force (recorded)',
