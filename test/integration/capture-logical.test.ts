@@ -189,6 +189,7 @@ describe('logical capture, set up and taken down', () => {
     const result = await handle.result();
     expect(result.phase).toBe('aborted');
     expect(result.capture).toMatchObject({ mode: 'logical', removedAt: expect.any(String) });
+    expect(result.abort?.flagsNote).toMatch(/the replication slot, the publication and the change log entries were removed/);
     expect(await ferrySlots(url)).toEqual([]);
     expect(await ferryPublications(url)).toEqual([]);
     expect(await logged()).toBe(0);
