@@ -35,6 +35,9 @@ export function shardWorkflowId(migrationId: string, index: number): string {
   return `${migrationId}/shard-${index}`;
 }
 
+/** The query a running copy call reads its shard's throttle and pause by (workflows/messages.ts). */
+export const SHARD_CONTROL_QUERY = 'shardControl';
+
 /** The shard index at the end of a shard's (or a verification shard's) workflow id; null for another id. */
 export function shardIndexOf(workflowId: string | undefined): number | null {
   const match = /\/shard-(\d+)$/.exec(workflowId ?? '');

@@ -31,11 +31,17 @@ export interface CopyProgress extends ShardCounts {
  * A copier's heartbeat as the operator reads it from Temporal; null when it is not one (an older
  * worker's, or none yet). Only the fields a live view adds are checked.
  */
-export function copyProgressOf(details: unknown): Pick<CopyProgress, 'cursor' | 'rowsRead' | 'rowsWritten'> | null {
+export function copyProgressOf(details: unknown): (Pick<CopyProgress, 'cursor' | 'rowsRead' | 'rowsWritten'> & { throttleReason?: string | null }) | null {
   if (typeof details !== 'object' || details === null) return null;
-  const { cursor, rowsRead, rowsWritten } = details as Record<string, unknown>;
+  const { cursor, rowsRead, rowsWritten, throttleReason } = details as Record<string, unknown>;
   if (typeof rowsRead !== 'number' || typeof rowsWritten !== 'number') return null;
-  return { cursor: typeof cursor === 'string' ? cursor : null, rowsRead, rowsWritten };
+  return {
+    cursor: typeof cursor === 'string' ? cursor : null,
+    rowsRead,
+    rowsWritten,
+    // What holds the copy back now: a call runs for a minute, its shard reports at the end.
+    ...(typeof throttleReason === 'string' || throttleReason === null ? { throttleReason } : {}),
+  };
 }
 
 /**

@@ -81,10 +81,11 @@ export const planThrottleSchema = z.strictObject({
   /** Batch size adapts so a batch takes about this long; 0 keeps it fixed. (Default: 0.5) */
   targetBatchSeconds: z.number().min(0).max(60).default(0.5),
   /**
-   * How often a shard records its cursor in the workflow and picks up a new throttle. Shorter
-   * reacts faster; longer writes less history. (Default: 5)
+   * How often a shard records its cursor in the workflow: each copy call runs this long, and
+   * each writes about a dozen history events. A throttle change or a pause still reaches a
+   * running call within about a second (it asks its shard). (Default: 60)
    */
-  checkpointSeconds: z.number().min(0.1).max(300).default(5),
+  checkpointSeconds: z.number().min(0.1).max(300).default(60),
   /**
    * The pacing controller's budget; `false` turns the controller off, leaving only the rows/s
    * limit and the backoff holds. (Default: on, with the budget's defaults)

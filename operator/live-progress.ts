@@ -29,6 +29,7 @@ export async function addLiveProgress(client: Client, status: MigrationStatus): 
         try {
           const live = await runningCopy(client, shardWorkflowId(status.migrationId, shard.index));
           if (live) addLiveCopy(shard, live);
+          if (live?.throttleReason !== undefined) shard.throttleReason = live.throttleReason;
         } catch {
           // The shard finished between the query and the describe: its own report is current.
         }

@@ -11,7 +11,6 @@ import { Client, Connection } from '@temporalio/client';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { rootMessage } from '../lib/errors';
 import { validatePlan, type PlanInput } from '../lib/plan';
 import { temporalSettings } from '../lib/settings';
@@ -23,116 +22,18 @@ import { fasterOf, insertSelectLimit, psqlCopyLimit, type Limit } from './bench/
 import { findPgcopydb, PGCOPYDB_JOBS, pgcopydbCopy, PGROLL_SKIPPED } from './bench/peers';
 import { initPgbench } from './bench/pgbench';
 import { ensurePgTool, toolVersion } from './bench/pg-tools';
-import { formatSpread, jsonSpread, spreadOf, type Spread } from './bench/stats';
+import { formatSpread, jsonSpread, PathFigures, spreadOf } from './bench/stats';
+import { growthOf, pointOf, smallRunHistory, type HistoryGrowth } from './bench/history-growth';
 import { startUpdateLoad, type LoadFigures } from './bench/update-load';
 import { checksumLimit, ferryVerify, settleTarget, VERIFY_CHUNK, VERIFY_STREAMS } from './bench/verify';
 import { startWorkerProcess, type WorkerProcess } from './bench/worker-process';
+import { LOAD_BASELINE_MS, LOAD_PER_SECOND, parseOptions, UsageError } from './bench/options';
 import { startPostgres } from './services/postgres';
 import { startTemporal } from './services/temporal';
 import { ferryDataConverter } from '../workers/payload-codec';
 
-/** Foreground updates a second with --with-load, and how long the quiet baseline lasts. */
-const LOAD_PER_SECOND = 300;
-const LOAD_BASELINE_MS = 10_000;
-
-const USAGE = `usage: npm run bench -- [--rows N] [--rounds N] [--json] [--peers] [--with-load]
-       npm run bench -- --foreground [--rows N] [--rounds N] [--seconds S] [--scale N] [--json]
-       npm run bench -- --capture [--rounds N] [--seconds S] [--scale N] [--json]
-
-  --rows N       rows in the source table (Default: 1000000)
-  --rounds N     rounds of interleaved measurements, at least 3 (Default: 3)
-  --json         also print the figures as one JSON object on the last line
-  --peers        also time pgcopydb's table-data copy (and say why pgroll is skipped)
-  --with-load    run ${LOAD_PER_SECOND} single-row UPDATEs a second on the source during the rounds
-  --foreground   instead: pgbench TPC-B and a light -R load, quiet and during a Ferry copy at the
-                 default throttle, interleaved; tps and p99 as ratios of quiet
-  --capture      instead: pgbench TPC-B quiet, during a capture: trigger migration of pgbench_accounts
-                 at the default throttle (its backfill), and at its gate after the catch-up, interleaved;
-                 tps and p99 as ratios of quiet, and the change-apply rate against pgbench's writes
-                 (--rounds may be 1 here)
-  --seconds S    length of each foreground or capture window (Default: 15)
-  --scale N      pgbench -i scale for --foreground and --capture (Default: 10, 1,000,000 accounts)`;
-
-interface Options {
-  rows: number;
-  rounds: number;
-  json: boolean;
-  peers: boolean;
-  withLoad: boolean;
-  foreground: boolean;
-  capture: boolean;
-  seconds: number;
-  scale: number;
-}
-
-class UsageError extends Error {}
-
-function wholeNumber(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
-  const n = value === undefined ? fallback : Number(value.replace(/_/g, ''));
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, not ${value}`);
-  return n;
-}
-
-function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      rows: { type: 'string' },
-      rounds: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      peers: { type: 'boolean', default: false },
-      'with-load': { type: 'boolean', default: false },
-      foreground: { type: 'boolean', default: false },
-      capture: { type: 'boolean', default: false },
-      seconds: { type: 'string' },
-      scale: { type: 'string' },
-      help: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
-  if (values.foreground && (values.peers || values['with-load'])) throw new UsageError('--foreground runs alone: drop --peers and --with-load');
-  if (values.capture && (values.foreground || values.peers || values['with-load'])) throw new UsageError('--capture runs alone: drop --foreground, --peers and --with-load');
-  return {
-    rows: wholeNumber('rows', values.rows, 1_000_000, 10_000, 100_000_000),
-    // A capture round is one whole migration: a single round is a fair quick look.
-    rounds: wholeNumber('rounds', values.rounds, 3, values.capture ? 1 : 3, 20),
-    json: values.json,
-    peers: values.peers,
-    withLoad: values['with-load'],
-    foreground: values.foreground,
-    capture: values.capture,
-    seconds: wholeNumber('seconds', values.seconds, 15, 3, 600),
-    scale: wholeNumber('scale', values.scale, 10, 1, 1000),
-  };
-}
-
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const seconds = (ms: number) => `${fmt(ms / 1000, 1)} s`;
-
-/** One path's measurements over the rounds: its limit's rate, Ferry's rate, and their ratio, per round. */
-class PathFigures {
-  readonly limits: number[] = [];
-  readonly ferry: number[] = [];
-  readonly ratios: number[] = [];
-  constructor(readonly limitTool: string) {}
-  add(limitRowsPerSec: number, ferryRowsPerSec: number | null): void {
-    this.limits.push(limitRowsPerSec);
-    if (ferryRowsPerSec === null) return;
-    this.ferry.push(ferryRowsPerSec);
-    this.ratios.push(ferryRowsPerSec / limitRowsPerSec);
-  }
-  spreads(): { limit: Spread | null; ferry: Spread | null; ratio: Spread | null } {
-    return { limit: spreadOf(this.limits), ferry: spreadOf(this.ferry), ratio: spreadOf(this.ratios) };
-  }
-  json() {
-    const { limit, ferry, ratio } = this.spreads();
-    return { limitTool: this.limitTool, limitRowsPerSec: jsonSpread(limit), ferryRowsPerSec: jsonSpread(ferry), ratio: jsonSpread(ratio, 3) };
-  }
-}
 
 const limitLine = (label: string, limit: { ms: number; rowsPerSec: number }) => `    ${label.padEnd(30)} ${seconds(limit.ms).padStart(7)}  ${fmt(limit.rowsPerSec).padStart(9)} rows/s`;
 /** Both stream counts of a limit, the faster one marked: it is the one Ferry is quoted against. */
@@ -245,9 +146,16 @@ async function main(): Promise<number> {
     const pgcopydbShares: number[] = [];
     const outcomes: RunOutcome[] = [];
     const failures: string[] = [];
+    const sameDbEvents: number[] = [];
+    const sameDbShardEvents: number[] = [];
     const ferry = async (label: string, plan: PlanInput, url: string, limit: Limit, figures: PathFigures, round: number) => {
       const outcome = await measureFerry(ready, plan, url);
       outcomes.push(outcome);
+      if (figures === same && outcome.run) {
+        const point = pointOf(options.rows, outcome.run.history);
+        sameDbEvents.push(point.events);
+        sameDbShardEvents.push(point.shardEvents);
+      }
       if (outcome.rowsPerSec === null) failures.push(`${label}, round ${round}`);
       figures.add(limit.rowsPerSec, outcome.rowsPerSec);
       printRun(`Ferry ${label}`, limit.rowsPerSec, outcome, round === 1, out);
@@ -304,6 +212,21 @@ async function main(): Promise<number> {
         }
       }
     }
+    // A fifth of the table once more: two sizes tell the fixed events from the slope.
+    let growth: HistoryGrowth | null = null;
+    const fullEvents = spreadOf(sameDbEvents);
+    const fullShardEvents = spreadOf(sameDbShardEvents);
+    if (fullEvents && fullShardEvents) {
+      const part = Math.floor(options.rows / 5);
+      try {
+        const small = await smallRunHistory(ready, basePlan('bench-same-db', SOURCE_ENV), sourceUrl, part);
+        const full = { rows: options.rows, events: fullEvents.median, migrationEvents: 0, shardEvents: fullShardEvents.median };
+        growth = growthOf(pointOf(part, small.cost), full, SHARDS, small.problems);
+        for (const problem of small.problems) failures.push(`history run over ${part} keys: ${problem}`);
+      } catch (error) {
+        failures.push(`history run over a fifth of the table: ${rootMessage(error)}`);
+      }
+    }
     const updateLoad = ready.load;
     ready.load = null;
     await updateLoad?.stop();
@@ -332,7 +255,13 @@ async function main(): Promise<number> {
       out(`  ${PGROLL_SKIPPED}`);
     }
     out(`  worker peak RSS        ${peakWorkerRssMb} MB (VmHWM over the whole run)`);
-    out(`  history events         ${eventsPerMillion === null ? 'no figure' : fmt(eventsPerMillion)} per million rows (the most of any run)`);
+    out(`  history events         ${eventsPerMillion === null ? 'no figure' : fmt(eventsPerMillion)} per million rows (the most of any run, fixed part included)`);
+    if (growth) {
+      out(
+        `  history growth         same database: ${fmt(growth.small.events)} events at ${fmt(growth.small.rows)} rows, ${fmt(growth.full.events)} at ${fmt(growth.full.rows)}: ` +
+          `${fmt(growth.fixedEvents)} fixed + ${fmt(growth.eventsPerMillion)} per additional million rows (a shard: ${fmt(growth.shardEventsPerMillion)} per million it copies)`,
+      );
+    }
     const loadP99 = spreadOf(runs.flatMap((r) => (r.load ? [r.load.p99Ms] : [])));
     if (loadBaseline) out(`  foreground UPDATE p99  ${fmt(loadBaseline.p99Ms, 1)} ms quiet, ${formatSpread(loadP99, 1)} ms during the Ferry runs (unthrottled)`);
     const loadAtEnd = loadAverage();
@@ -357,6 +286,12 @@ async function main(): Promise<number> {
           }),
           peakWorkerRssMb,
           historyEventsPerMillionRows: eventsPerMillion === null ? null : Math.round(eventsPerMillion),
+          historyGrowth: growth && {
+            fixedEvents: Math.round(growth.fixedEvents),
+            eventsPerMillionRows: Math.round(growth.eventsPerMillion),
+            shardEventsPerMillionRows: Math.round(growth.shardEventsPerMillion),
+            points: [growth.small, growth.full].map((p) => ({ rows: p.rows, events: p.events, shardEvents: Math.round(p.shardEvents) })),
+          },
           ...(loadBaseline && { foregroundUpdateP99Ms: { quiet: Number(loadBaseline.p99Ms.toFixed(2)), duringFerryRuns: jsonSpread(loadP99, 2) } }),
         }),
       );

@@ -9,6 +9,7 @@ import type { MismatchReport } from '../activities/verify/report';
 import type { AbortRecord, FailedRow, MigrationStatus, RetryOutcome, VerificationSummary } from '../lib/status';
 import type { ShardCounts } from '../lib/progress';
 import type { Throttle, ThrottleChange } from '../lib/throttle';
+import { SHARD_CONTROL_QUERY } from '../lib/ids';
 
 // Operators (the ferry CLI, or Temporal's own CLI and UI) to a migration.
 
@@ -70,3 +71,11 @@ export interface ShardThrottle {
 
 export const shardThrottleSignal = defineSignal<[ShardThrottle]>('shardThrottle');
 export const shardPauseSignal = defineSignal<[boolean]>('shardPause');
+
+/** What a running copy call asks its shard (a query: nothing enters any history), to return early when either changes. */
+export interface ShardControl {
+  throttle: ShardThrottle;
+  paused: boolean;
+}
+
+export const shardControlQuery = defineQuery<ShardControl>(SHARD_CONTROL_QUERY);

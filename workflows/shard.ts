@@ -24,7 +24,7 @@ import type { ShardSpec } from '../lib/key-range';
 import { parseShardPause, parseShardThrottle } from '../lib/messages-input';
 import type { Plan } from '../lib/plan';
 import type { ShardCounts } from '../lib/progress';
-import { shardPauseSignal, shardProgressSignal, shardThrottleSignal, type ShardProgress, type ShardThrottle } from './messages';
+import { shardControlQuery, shardPauseSignal, shardProgressSignal, shardThrottleSignal, type ShardProgress, type ShardThrottle } from './messages';
 
 /** What a shard reports when an abort cancelled it (after its copier stopped). */
 export const CANCELLED = 'cancelled';
@@ -71,6 +71,8 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
     if (parsed.ok) state.throttle = parsed.value;
     else log.warn(`shard ${input.index} of ${input.migrationWorkflowId} ignored signal shardThrottle: ${parsed.problems.join('; ')}`);
   });
+  // A running copy call asks this once a second, to return as soon as the throttle or the pause changes.
+  setHandler(shardControlQuery, () => ({ throttle: state.throttle, paused: state.paused }));
   setHandler(shardPauseSignal, (payload) => {
     const parsed = parseShardPause(payload);
     if (parsed.ok) state.paused = parsed.value;
@@ -119,6 +121,9 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
     // The controller's rate and baseline go from one copy call to the next; histories from
     // before it carry none, and their copy calls start the controller afresh each time.
     const paced = patched('adaptive-pacing');
+    // Copy calls watch the shard's throttle and pause themselves, so they may run for the whole
+    // checkpoint interval (and write history by it) without delaying a change.
+    const following = patched('copy-calls-follow-shard');
     for (;;) {
       if (state.paused) {
         await report({ throttleReason: 'paused', failures: [], done: false, error: null });
@@ -138,6 +143,7 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
           failureBudget: state.plan.failures.maxCount + 1,
           maxSeconds: state.plan.throttle.checkpointSeconds,
           ...(paced ? { pacing: state.pacing ?? null } : {}),
+          ...(following ? { followShard: true } : {}),
         });
       } catch (error) {
         // The migration learns of a failed shard from the shard itself: it may have

@@ -1,7 +1,8 @@
 /**
- * Batch writer puts one batch of rows (a stream of COPY text) into the target, under the copy
- * lock that orders batches against application deletes: straight in when the key range is still
- * empty there, otherwise through a staging table with the plan's conflict policy and tombstones.
+ * Batch writer puts one batch of rows (a stream of COPY text, or one statement within a
+ * database) into the target, under the copy lock that orders batches against application
+ * deletes: straight in when the key range is still empty there, otherwise through a staging
+ * table (or the statement) with the plan's conflict policy and tombstones.
  */
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -14,12 +15,15 @@ import {
   copyIntoStagingSql,
   copyIntoTargetSql,
   copyLockSql,
+  copyWithinDatabaseSql,
   createStagingSql,
+  insertIntoClearRangeSql,
   insertFromStagingSql,
   targetRangeIsClearSql,
   type CopySpec,
 } from './copy-statements';
 import { COPY_LOCK_CLASS } from '../state/ferry-schema';
+import { oneStatement } from '../plan-sql';
 
 const UNIQUE_VIOLATION = '23505';
 
@@ -28,6 +32,26 @@ export async function inCopyTransaction(pool: pg.Pool, spec: CopySpec, write: (c
   return inTransaction(pool, async (client) => {
     if (spec.honourTombstones) await client.query(copyLockSql(spec.target, COPY_LOCK_CLASS));
     return write(client);
+  });
+}
+
+/**
+ * Copies a key range within one database in one target transaction under the copy lock: a plain
+ * INSERT ... SELECT while the range is still empty there (no conflict check or tombstone probe
+ * per row), the idempotent statement otherwise or when the application wrote a key meanwhile.
+ */
+export function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
+  return inCopyTransaction(pool, spec, async (client) => {
+    if ((await client.query<{ clear: boolean }>(targetRangeIsClearSql(spec, range))).rows[0]?.clear) {
+      await client.query('SAVEPOINT direct_insert');
+      try {
+        return (await client.query(oneStatement(insertIntoClearRangeSql(spec, range)))).rowCount ?? 0;
+      } catch (error) {
+        if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+        await client.query('ROLLBACK TO SAVEPOINT direct_insert');
+      }
+    }
+    return (await client.query(oneStatement(copyWithinDatabaseSql(spec, range)))).rowCount ?? 0;
   });
 }
 

@@ -15,12 +15,12 @@ import type { Databases } from '../connections';
 import {
   copyOutSql,
   copySpecOf,
-  copyWithinDatabaseSql,
+  fullBatchEndSql,
   middleKeySql,
   nextBatchBoundSql,
   type CopySpec,
 } from './copy-statements';
-import { inCopyTransaction, writeBatch } from './batch-writer';
+import { copyWithinDatabase, writeBatch } from './batch-writer';
 import { recordFailures, resolveFailedRecord, unresolvedFailedCount, unresolvedFailedKeys, type FailedRecord } from '../state/ferry-schema';
 import { isRowError, redactMessage } from '../../lib/errors';
 import { MIN_BATCH_SIZE, nextBatchSize } from '../../lib/throttle';
@@ -33,6 +33,7 @@ import { createCopyMetrics, shardIndexOf, type CopyMetrics } from './metrics';
 import { capturesChanges } from '../../lib/capture';
 import { createChangeApplier } from '../capture/applier';
 import type { CopyProgress } from '../../lib/progress';
+import { watchShardControl } from './shard-control';
 
 export interface CopyBatchesInput {
   migrationId: string;
@@ -48,8 +49,13 @@ export interface CopyBatchesInput {
   rowsPerSecond: number | null;
   /** Return once this many rows have failed in this call, so the migration can pause. */
   failureBudget: number;
-  /** Return after about this long so the shard can apply a new throttle. (Default: 5) */
+  /** Return after about this long, for the shard to record its cursor (and apply a new throttle). (Default: 5) */
   maxSeconds?: number;
+  /**
+   * Ask the shard workflow once a second for its throttle and pause, and return as soon as they
+   * differ from this call's: a long call then still picks up a change promptly.
+   */
+  followShard?: boolean;
   /** The pacing controller's memory from the previous call; absent for a copy about to start. */
   pacing?: CopyPacing | null;
 }
@@ -72,11 +78,6 @@ const QUERY_CANCELED = '57014';
 interface RangeOutcome {
   written: number;
   failures: FailedRecord[];
-}
-
-async function copyWithinDatabase(pool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
-  const { text, values } = copyWithinDatabaseSql(spec, range);
-  return inCopyTransaction(pool, spec, async (client) => (await client.query(oneStatement({ text, values }))).rowCount ?? 0);
 }
 
 /**
@@ -187,95 +188,114 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
       const started = Date.now();
       let failedThisAttempt = 0;
       const finish = (done: boolean): CopyBatchesResult => ({ ...progress, done, failures: reported });
-      const timeUp = () => Date.now() - started >= maxMs;
-      // Waits end with the call, so a new throttle applies after about `maxSeconds` however long the plan's waits are.
-      const wait = (ms: number) => sleep(Math.min(ms, Math.max(0, maxMs - (Date.now() - started))));
+      const shardId = activityInfo().workflowExecution?.workflowId;
+      const control = input.followShard && shardId ? watchShardControl({ workflowId: shardId, rowsPerSecond: input.rowsPerSecond, batchSize: input.maxBatchSize }) : null;
+      const timeUp = () => Date.now() - started >= maxMs || control?.changed === true;
+      // Waits end with the call, or when the shard's throttle changes, so a new throttle applies
+      // promptly however long the plan's waits are. Activity sleep rejects when the call is cancelled.
+      const wait = async (ms: number) => {
+        const slept = sleep(Math.min(ms, Math.max(0, maxMs - (Date.now() - started))));
+        if (!control) return slept;
+        slept.catch(() => {});
+        await Promise.race([slept, control.whenChanged]);
+      };
       const show = (why: ThrottleWait) => {
         progress.throttleReason = why.reason;
         seen.throttle(why.kind);
       };
 
-      for (;;) {
-        const before = await throttle.beforeBatch();
-        progress.pacing = throttle.pacing();
-        if (before.ms > 0) {
-          show(before);
-          heartbeat(progress);
-          if (timeUp()) return finish(false);
-          await wait(before.ms);
-          continue;
-        }
-        if (progress.throttleReason?.startsWith('holding: ')) show(before);
+      try {
+        return await copyLoop();
+      } finally {
+        control?.stop();
+      }
 
-        const range: KeyRange = { after: progress.cursor ?? input.shard.range.after, upTo: input.shard.range.upTo };
-        const size = throttle.batchSize(progress.batchSize);
-        const bound = nextBatchBoundSql(spec, range, size);
-        const next = await sourcePool.query<{ last_key: string; rows: string }>(oneStatement(bound));
-        const lastKey = next.rows[0]?.last_key;
-        if (lastKey === undefined) return finish(true);
-        const rows = Number(next.rows[0]!.rows);
-
-        const batchStarted = Date.now();
-        let outcome: RangeOutcome;
-        try {
-          outcome = await copyIsolating({ after: range.after, upTo: lastKey }, rows);
-        } catch (error) {
-          const code = (error as { code?: string }).code;
-          if (code && TARGET_REFUSES.has(code.slice(0, 2) === '53' ? code.slice(0, 2) : code)) {
-            // Retrying cannot help until a person acts (a grant, disk space): stop and say why;
-            // the migration pauses for them, and nothing copied so far is lost.
-            progress.throttleReason = null;
-            return { ...finish(false), blocked: `the database refuses the copy: ${redactMessage((error as Error).message)} [${code}]` };
+      async function copyLoop(): Promise<CopyBatchesResult> {
+        for (;;) {
+          const before = await throttle.beforeBatch();
+          progress.pacing = throttle.pacing();
+          if (before.ms > 0) {
+            show(before);
+            heartbeat(progress);
+            if (timeUp()) return finish(false);
+            await wait(before.ms);
+            continue;
           }
-          if (code !== LOCK_NOT_AVAILABLE && code !== QUERY_CANCELED) throw error;
-          // A lock held on the target (lock_timeout) or a batch too slow for statement_timeout:
-          // wait, or take a smaller bite, and try the same batch again; never queue up sessions.
-          progress.throttleReason =
-            code === LOCK_NOT_AVAILABLE ? 'holding: the target table is locked by another session' : 'holding: a batch ran into statement_timeout; smaller batches';
-          if (code === QUERY_CANCELED) progress.batchSize = Math.max(MIN_BATCH_SIZE, Math.floor(progress.batchSize / 2));
-          heartbeat(progress);
-          if (timeUp()) return finish(false);
-          await wait(plan.backoff.checkEverySeconds * 1000);
-          continue;
-        }
-        const batchMs = Date.now() - batchStarted;
-        if (outcome.failures.length > 0) {
-          await recordFailures(targetPool, input.migrationId, outcome.failures);
-          for (const failure of outcome.failures) {
-            if (reported.length < MAX_REPORTED_FAILURES) reported.push({ ...failure, error: redactMessage(failure.error) });
+          if (progress.throttleReason?.startsWith('holding: ')) show(before);
+
+          const range: KeyRange = { after: progress.cursor ?? input.shard.range.after, upTo: input.shard.range.upTo };
+          const size = throttle.batchSize(progress.batchSize);
+          // A full batch's end is one cheap walk; only a range's last batch needs the count.
+          const full = await sourcePool.query<{ last_key: string }>(oneStatement(fullBatchEndSql(spec, range, size)));
+          const next = full.rows[0]
+            ? { last_key: full.rows[0].last_key, rows: String(size) }
+            : (await sourcePool.query<{ last_key: string; rows: string }>(oneStatement(nextBatchBoundSql(spec, range, size)))).rows[0];
+          const lastKey = next?.last_key;
+          if (lastKey === undefined) return finish(true);
+          const rows = Number(next!.rows);
+
+          const batchStarted = Date.now();
+          let outcome: RangeOutcome;
+          try {
+            outcome = await copyIsolating({ after: range.after, upTo: lastKey }, rows);
+          } catch (error) {
+            const code = (error as { code?: string }).code;
+            if (code && TARGET_REFUSES.has(code.slice(0, 2) === '53' ? code.slice(0, 2) : code)) {
+              // Retrying cannot help until a person acts (a grant, disk space): stop and say why;
+              // the migration pauses for them, and nothing copied so far is lost.
+              progress.throttleReason = null;
+              return { ...finish(false), blocked: `the database refuses the copy: ${redactMessage((error as Error).message)} [${code}]` };
+            }
+            if (code !== LOCK_NOT_AVAILABLE && code !== QUERY_CANCELED) throw error;
+            // A lock held on the target (lock_timeout) or a batch too slow for statement_timeout:
+            // wait, or take a smaller bite, and try the same batch again; never queue up sessions.
+            progress.throttleReason =
+              code === LOCK_NOT_AVAILABLE ? 'holding: the target table is locked by another session' : 'holding: a batch ran into statement_timeout; smaller batches';
+            if (code === QUERY_CANCELED) progress.batchSize = Math.max(MIN_BATCH_SIZE, Math.floor(progress.batchSize / 2));
+            heartbeat(progress);
+            if (timeUp()) return finish(false);
+            await wait(plan.backoff.checkEverySeconds * 1000);
+            continue;
           }
+          const batchMs = Date.now() - batchStarted;
+          if (outcome.failures.length > 0) {
+            await recordFailures(targetPool, input.migrationId, outcome.failures);
+            for (const failure of outcome.failures) {
+              if (reported.length < MAX_REPORTED_FAILURES) reported.push({ ...failure, error: redactMessage(failure.error) });
+            }
+          }
+
+          progress.cursor = lastKey;
+          progress.rowsRead += rows;
+          progress.rowsWritten += outcome.written;
+          progress.rowsFailed += outcome.failures.length;
+          progress.batches += 1;
+          progress.batchSize = nextBatchSize({
+            current: size,
+            rows,
+            elapsedMs: batchMs,
+            targetMs: targetBatchMs,
+            max: input.maxBatchSize,
+          });
+          seen.batch({
+            rows,
+            written: outcome.written,
+            failed: outcome.failures.length,
+            seconds: batchMs / 1000,
+            nextBatchSize: progress.batchSize,
+            rowsPerSecond: input.rowsPerSecond,
+          });
+          failedThisAttempt += outcome.failures.length;
+          heartbeat(progress);
+          if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('copy cancelled');
+          if (failedThisAttempt >= input.failureBudget) return finish(false);
+
+          const pace = throttle.afterBatch(rows);
+          show(pace);
+          // Activity sleep ends early with a failure when the activity is cancelled.
+          if (pace.ms > 0) await wait(pace.ms);
+          if (timeUp()) return finish(false);
         }
-
-        progress.cursor = lastKey;
-        progress.rowsRead += rows;
-        progress.rowsWritten += outcome.written;
-        progress.rowsFailed += outcome.failures.length;
-        progress.batches += 1;
-        progress.batchSize = nextBatchSize({
-          current: size,
-          rows,
-          elapsedMs: batchMs,
-          targetMs: targetBatchMs,
-          max: input.maxBatchSize,
-        });
-        seen.batch({
-          rows,
-          written: outcome.written,
-          failed: outcome.failures.length,
-          seconds: batchMs / 1000,
-          nextBatchSize: progress.batchSize,
-          rowsPerSecond: input.rowsPerSecond,
-        });
-        failedThisAttempt += outcome.failures.length;
-        heartbeat(progress);
-        if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('copy cancelled');
-        if (failedThisAttempt >= input.failureBudget) return finish(false);
-
-        const pace = throttle.afterBatch(rows);
-        show(pace);
-        // Activity sleep ends early with a failure when the activity is cancelled.
-        if (pace.ms > 0) await wait(pace.ms);
-        if (timeUp()) return finish(false);
       }
     },
 

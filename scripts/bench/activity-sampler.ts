@@ -21,11 +21,14 @@ export interface ActivityProfile {
 function stepOf(query: string, state: string, waitEvent: string | null): string {
   if (state === 'idle in transaction') return 'idle in transaction (between statements of a batch)';
   const q = query.trimStart();
-  if (q.startsWith('SELECT batch.last_key')) return 'find the batch end (key index walk)';
+  if (q.startsWith('SELECT batch.last_key') || /^SELECT \S+::text AS last_key FROM/.test(q)) return 'find the batch end (key index walk)';
   if (q.startsWith('COPY (SELECT')) return 'COPY out of the source';
   if (/^COPY "ferry_stage/.test(q)) return 'COPY into staging';
   if (/^INSERT INTO .* FROM "ferry_stage/s.test(q)) return 'INSERT from staging ON CONFLICT';
-  if (q.startsWith('INSERT INTO')) return 'INSERT ... SELECT ON CONFLICT (same database)';
+  // The text may be cut short (track_activity_query_size): the upsert is told by its target alias.
+  if (q.startsWith('INSERT INTO')) return /^INSERT INTO \S+ AS t \(/.test(q) ? 'INSERT ... SELECT ON CONFLICT (same database)' : 'INSERT ... SELECT into a clear range (same database)';
+  if (q.startsWith('SELECT NOT EXISTS')) return 'is the target range clear?';
+  if (/^(SAVEPOINT|ROLLBACK TO)/i.test(q)) return 'savepoint';
   if (q.startsWith('CREATE TEMP TABLE')) return 'create staging table';
   if (/^(COMMIT|BEGIN)/i.test(q)) return waitEvent ? `${q.split(/\s/)[0]!.toUpperCase()} (waiting: ${waitEvent})` : q.split(/\s/)[0]!.toUpperCase();
   return `other: ${q.slice(0, 40)}`;

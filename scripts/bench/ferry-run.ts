@@ -7,6 +7,7 @@ import { migrationReport, shardCopyRetries, startMigration } from '../../operato
 import { rootMessage } from '../../lib/errors';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import type { temporalSettings } from '../../lib/settings';
+import { throttleDefaults } from '../../lib/throttle';
 import type { MigrationStatus } from '../../lib/status';
 import type { migrationWorkflow } from '../../workflows/migration';
 import { sampleFerryActivity, type ActivityProfile } from './activity-sampler';
@@ -16,8 +17,9 @@ import type { LoadFigures, UpdateLoad } from './update-load';
 import type { WorkerProcess } from './worker-process';
 
 export const SHARDS = 2;
-export const CONCURRENCY = 2;
-export const BATCH_SIZE = 10_000;
+/** The plan's defaults, so the figures are those of the default path, only unthrottled. */
+export const CONCURRENCY = throttleDefaults.concurrency;
+export const BATCH_SIZE = throttleDefaults.batchSize;
 /** A copy call failing this many times in a row ends its path: it will not heal by itself. */
 const MAX_ATTEMPTS = 3;
 /** A path whose row count does not move for this long is stuck. */
@@ -122,7 +124,8 @@ export function basePlan(name: string, targetEnv: string): PlanInput {
     source: { connection: SOURCE_ENV, table: SOURCE_TABLE, key: 'id' },
     target: { connection: targetEnv, table: TARGET_TABLE },
     transform: { sql: transformSql },
-    // Opened up: the speed figures are taken with no rows/s cap and no pacing controller.
+    // Opened up: the speed figures are taken with no rows/s cap and no pacing controller; the
+    // batch size, concurrency and checkpoint interval are the plan's defaults.
     throttle: { batchSize: BATCH_SIZE, concurrency: CONCURRENCY, rowsPerSecond: null, budget: false },
     shards: { count: SHARDS },
     // Copy paths are timed alone; verification has its own figure below.
@@ -170,9 +173,16 @@ export function printRun(label: string, limitRowsPerSec: number | null, outcome:
   out(
     `      backfill ${seconds(h.backfillMs)} of ${seconds(run.ms)} (wall ${seconds(run.wallMs)}); ` +
       `${h.activityCalls} copy calls of ${seconds(h.meanCallMs)} mean, ${fmt(h.meanGapMs)} ms between calls; ` +
-      `${h.runs} workflow runs, ${fmt(h.events)} history events` +
+      `${h.runs} workflow runs, ${fmt(h.events)} history events (migration ${fmt(h.migrationEvents)}, shards ${Object.values(h.shardEvents).join(', ')})` +
       (h.failedAttempts ? `; ${h.failedAttempts} failed attempts` : '') +
       `; worker peak RSS ${fmt(run.peakRssMb)} MB`,
+  );
+  const before = h.migrationActivities.map((a) => `${a.name} ${fmt(a.ms)} ms`).join(', ');
+  const perBatch = h.batches ? (h.meanCallMs * h.activityCalls) / h.batches : NaN;
+  out(
+    `      start to first batch ${fmt(h.firstCopyMs)} ms (migration activities: ${before || 'none'}); ` +
+      `${fmt(h.batches)} batches, ${fmt(perBatch)} ms each (${fmt(run.status.rowsRead / Math.max(1, h.batches))} rows) in a shard; ` +
+      `last batch to end ${fmt(h.afterLastCopyMs)} ms`,
   );
   if (run.load) out(`      foreground UPDATEs during it: p50 ${fmt(run.load.p50Ms, 1)} ms, p99 ${fmt(run.load.p99Ms, 1)} ms (${fmt(run.load.updates)} updates)`);
   const p = run.profile;

@@ -42,3 +42,24 @@ export function jsonSpread(spread: Spread | null, digits = 0): { median: number;
   const round = (n: number) => Number(n.toFixed(digits));
   return { median: round(spread.median), min: round(spread.min), max: round(spread.max), runs: spread.runs };
 }
+
+/** One path's measurements over the rounds: its limit's rate, Ferry's rate, and their ratio, per round. */
+export class PathFigures {
+  readonly limits: number[] = [];
+  readonly ferry: number[] = [];
+  readonly ratios: number[] = [];
+  constructor(readonly limitTool: string) {}
+  add(limitRowsPerSec: number, ferryRowsPerSec: number | null): void {
+    this.limits.push(limitRowsPerSec);
+    if (ferryRowsPerSec === null) return;
+    this.ferry.push(ferryRowsPerSec);
+    this.ratios.push(ferryRowsPerSec / limitRowsPerSec);
+  }
+  spreads(): { limit: Spread | null; ferry: Spread | null; ratio: Spread | null } {
+    return { limit: spreadOf(this.limits), ferry: spreadOf(this.ferry), ratio: spreadOf(this.ratios) };
+  }
+  json() {
+    const { limit, ferry, ratio } = this.spreads();
+    return { limitTool: this.limitTool, limitRowsPerSec: jsonSpread(limit), ferryRowsPerSec: jsonSpread(ferry), ratio: jsonSpread(ratio, 3) };
+  }
+}

@@ -131,6 +131,29 @@ describe('backfill', () => {
     expect(count).toBe(100);
   });
 
+  it('falls back to the upsert when a plain INSERT into a clear range within one database meets a key it holds', async () => {
+    // The same folded keys within one database: each batch's range is clear on the target, so
+    // it tries a plain INSERT, which the unique key refuses from the second batch on.
+    await sql(sourceUrl, `DROP TABLE IF EXISTS accounts_folded_here; ${targetDdl('accounts_folded_here')}`);
+    const plan = planFor({
+      name: 'folded-here',
+      target: { connection: 'SOURCE_URL', table: 'accounts_folded_here' },
+      transform: { sql: { ...transform(), id: 'id % 100' } },
+      throttle: { batchSize: 1000, targetBatchSeconds: 0 },
+      shards: { count: 1 },
+      verify: { enabled: false },
+    });
+    const status = await (await startMigration(worker.client, worker.temporal, plan, { execute: true })).result();
+    expect(status).toMatchObject({ phase: 'completed', rowsRead: ROWS, rowsWritten: 100, rowsFailed: 0 });
+    // The first batch's rows won (ignore): each key's row is the one of the lowest source id.
+    const { count, wrong } = await sqlRow(
+      sourceUrl,
+      `SELECT count(*)::int AS count, count(*) FILTER (WHERE t.name IS DISTINCT FROM (SELECT a.name FROM accounts a WHERE a.id % 100 = t.id ORDER BY a.id LIMIT 1))::int AS wrong FROM accounts_folded_here t`,
+    );
+    expect(count).toBe(100);
+    expect(wrong).toBe(0);
+  });
+
   it('copies within one database between tables whose names hold quotes, spaces and SQL', async () => {
     const source = 'we"ird; DROP TABLE accounts; --';
     const target = 'target "table"';

@@ -124,6 +124,40 @@ describe('steering a backfill', () => {
     ]);
   });
 
+  it('reaches a copy call that runs for minutes: a pause and a throttle change apply within seconds', async () => {
+    // One shard, one call of up to 300 s: only its watch on the shard can make it return early.
+    const { plan, target } = await planWith({ rowsPerSecond: 400, batchSize: 100, concurrency: 1, checkpointSeconds: 300 });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    await eventually(async () => (await countOf(target)) > 0, 20_000, 'the first rows');
+
+    expect((await ferry(['pause', handle.workflowId, '--by', 'dan'], worker.temporal)).code).toBe(ExitCode.ok);
+    await eventually(async () => {
+      const { status } = await migrationReport(worker.client, handle.workflowId);
+      return status!.shards.every((s) => s.state !== 'running' || s.throttleReason === 'paused');
+    }, 10_000, 'the shard to pause');
+    const whilePaused = await countOf(target);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    expect(await countOf(target)).toBe(whilePaused);
+
+    expect((await ferry(['resume', handle.workflowId, '--by', 'dan'], worker.temporal)).code).toBe(ExitCode.ok);
+    await eventually(async () => (await countOf(target)) > whilePaused, 10_000, 'rows after the resume');
+    // At 400 rows/s the rest takes most of a minute; opened up, a few seconds.
+    expect((await ferry(['throttle', handle.workflowId, '--rows-per-second', '50000', '--batch-size', '5000'], worker.temporal)).code).toBe(ExitCode.ok);
+    const changedAt = Date.now();
+    const result = await handle.result();
+    expect(Date.now() - changedAt).toBeLessThan(15_000);
+    expect(result.rowsWritten).toBe(ROWS);
+    expect(await countOf(target)).toBe(ROWS);
+    // Three calls: until the pause, until the throttle change, to the end (over the shard's runs:
+    // the tests' server has shards continue-as-new every few dozen events).
+    let calls = 0;
+    for await (const run of worker.client.workflow.list({ query: `WorkflowId = '${handle.workflowId}/shard-0'` })) {
+      const history = await worker.client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
+      calls += history.events!.filter((e) => e.activityTaskScheduledEventAttributes).length;
+    }
+    expect(calls).toBe(3);
+  });
+
   it('takes a pause while no worker runs, since pause is a signal', async () => {
     const { plan } = await planWith({ rowsPerSecond: 100, batchSize: 10, checkpointSeconds: 1 });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });

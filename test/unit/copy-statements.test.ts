@@ -6,6 +6,8 @@ import {
   copySpecOf,
   targetRangeIsClearSql,
   copyWithinDatabaseSql,
+  fullBatchEndSql,
+  insertIntoClearRangeSql,
   createStagingSql,
   insertFromStagingSql,
   nextBatchBoundSql,
@@ -36,6 +38,13 @@ describe('copy statements', () => {
     expect(nextBatchBoundSql(spec, { after: null, upTo: null }, 10).text).toContain('WHERE true ORDER BY');
   });
 
+  it("finds a full batch's end in one index walk, nothing computed per key", () => {
+    expect(fullBatchEndSql(spec, { after: '41', upTo: '100' }, 500)).toEqual({
+      text: 'SELECT s."id"::text AS last_key FROM "public"."users" AS s WHERE s."id" > $1 AND s."id" <= $2 ORDER BY s."id" OFFSET 499 LIMIT 1',
+      values: ['41', '100'],
+    });
+  });
+
   it('copies within one database in one idempotent statement', () => {
     expect(copyWithinDatabaseSql(spec, { after: null, upTo: '1000' })).toEqual({
       text:
@@ -43,6 +52,16 @@ describe('copy statements', () => {
         `SELECT (id) AS "id", (split_part(full_name, ' ', 1)) AS "first_name" FROM "public"."users" AS s ` +
         'WHERE s."id" <= $1 ON CONFLICT ("id") DO NOTHING',
       values: ['1000'],
+    });
+  });
+
+  it('inserts into a clear range with a plain INSERT ... SELECT: no conflict clause, no tombstone probe', () => {
+    expect(insertIntoClearRangeSql({ ...spec, honourTombstones: true }, { after: '10', upTo: '1000' })).toEqual({
+      text:
+        'INSERT INTO "app"."users_v2" ("id", "first_name") ' +
+        `SELECT (id) AS "id", (split_part(full_name, ' ', 1)) AS "first_name" FROM "public"."users" AS s ` +
+        'WHERE s."id" > $1 AND s."id" <= $2',
+      values: ['10', '1000'],
     });
   });
 

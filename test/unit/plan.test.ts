@@ -26,7 +26,7 @@ describe('plan', () => {
     const plan = parsePlan(valid);
     expect(plan.source.schema).toBe('public');
     expect(plan.target.schema).toBe('public');
-    expect(plan.throttle).toEqual({ batchSize: 50_000, rowsPerSecond: null, concurrency: 4, targetBatchSeconds: 0.5, checkpointSeconds: 5 });
+    expect(plan.throttle).toEqual({ batchSize: 50_000, rowsPerSecond: null, concurrency: 4, targetBatchSeconds: 0.5, checkpointSeconds: 60 });
     expect(plan.conflict).toEqual({ policy: 'ignore' });
     expect(plan.shards).toEqual({});
     expect(targetKey(plan)).toBe('id');

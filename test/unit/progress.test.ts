@@ -20,6 +20,12 @@ describe('a running copy call, added to its shard', () => {
     expect(shard).toEqual({ cursor: '200', rowsRead: 200, rowsWritten: 190, rowsFailed: 0 });
   });
 
+  it('reads what holds the call back now, when the heartbeat says', () => {
+    expect(copyProgressOf({ ...heartbeat, throttleReason: 'holding: lock-waits' })?.throttleReason).toBe('holding: lock-waits');
+    expect(copyProgressOf(heartbeat)?.throttleReason).toBeNull();
+    expect(copyProgressOf({ cursor: '1', rowsRead: 1, rowsWritten: 1 })).not.toHaveProperty('throttleReason');
+  });
+
   it('reads nothing from details that are not a copier heartbeat', () => {
     for (const details of [undefined, null, 42, 'x', { cursor: '1' }, { rowsRead: '5', rowsWritten: 1 }]) expect(copyProgressOf(details)).toBeNull();
   });

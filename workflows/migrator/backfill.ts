@@ -2,7 +2,7 @@
  * The backfill: the key space split into shards, and the sliding window that copies them
  * through shard children, at most `concurrency` at once, under the live throttle.
  */
-import { condition, ParentClosePolicy, startChild, workflowInfo } from '@temporalio/workflow';
+import { condition, ParentClosePolicy, patched, startChild, workflowInfo } from '@temporalio/workflow';
 import { shardWorkflowId } from '../../lib/ids';
 import type { ShardStatus } from '../../lib/status';
 import { shardWorkflow } from '../shard';
@@ -30,6 +30,30 @@ export async function planBackfill(run: MigrationRun): Promise<void> {
   );
 }
 
+/** Starts a shard's child workflow, with the share of the throttle it has among the running ones. */
+async function startShard(run: MigrationRun, shard: ShardStatus): Promise<void> {
+  await startChild(shardWorkflow, {
+    workflowId: shardWorkflowId(run.workflowId, shard.index),
+    // Shards outlive a continue-as-new of this workflow; an abort cancels them explicitly.
+    parentClosePolicy: ParentClosePolicy.ABANDON,
+    args: [
+      {
+        migrationWorkflowId: run.workflowId,
+        plan: run.plan,
+        index: shard.index,
+        spec: { range: shard.range, partitionValue: shard.partitionValue },
+        throttle: run.shardThrottle(),
+        paused: false,
+        cursor: shard.cursor,
+        rowsRead: shard.rowsRead,
+        rowsWritten: shard.rowsWritten,
+        rowsFailed: shard.rowsFailed,
+        batchSize: shard.batchSize,
+      },
+    ],
+  });
+}
+
 /** The sliding window of shards; returns when the backfill is done, or why it stopped early. */
 export async function backfillWindow(run: MigrationRun): Promise<'done' | 'abort' | 'continue-as-new'> {
   const { status, plan, workflowId } = run;
@@ -48,6 +72,23 @@ export async function backfillWindow(run: MigrationRun): Promise<'done' | 'abort
     if (status.shards.some((s) => s.state === 'failed')) return 'done';
     if (status.shards.every((s) => s.state === 'done')) break;
     if (workflowInfo().continueAsNewSuggested) return 'continue-as-new';
+    // The window's shards start at once, and the running ones hear of their new share once (and
+    // only when there is a rows/s limit to share): each start or signal waited for one by one
+    // delays the copy and writes history.
+    if (patched('start-shards-together')) {
+      const alreadyRunning = run.running().length;
+      const starting: ShardStatus[] = [];
+      while (!status.paused && run.running().length < status.throttle.concurrency) {
+        const shard = status.shards.find((s) => s.state === 'pending');
+        if (!shard) break;
+        shard.state = 'running';
+        starting.push(shard);
+      }
+      // Every shard starts with its share among all that run now.
+      await Promise.all(starting.map((shard) => startShard(run, shard)));
+      if (status.throttle.rowsPerSecond !== null && alreadyRunning > 0) await run.tellShards('throttle');
+      continue;
+    }
     while (!status.paused && run.running().length < status.throttle.concurrency) {
       const shard = status.shards.find((s) => s.state === 'pending');
       if (!shard) break;
