@@ -15,12 +15,14 @@ import { createMigrationRegistry } from './state/migration-registry';
 import { transformDirFromEnv } from './transform/load';
 import { createVerificationRecord } from './verify/verification-runs';
 import { createVerifier } from './verify/verifier';
-import { capturesWithTrigger } from '../lib/capture';
+import { capturesChanges } from '../lib/capture';
 import { createChangeApplier } from './capture/applier';
 import { withApplyLock } from './capture/apply-keys';
 import { createCaptureMetrics, type CaptureMetrics } from './capture/metrics';
 import { createTableSwap } from './capture/swap';
 import { createCaptureTrigger } from './capture/trigger';
+import { createLogicalReader } from './capture/logical-reader';
+import { createLogicalCaptureSetup } from './capture/logical-setup';
 
 export interface ActivityDependencies {
   databases: Databases;
@@ -39,12 +41,12 @@ function beating<I, O>(activity: (input: I) => Promise<O>): (input: I) => Promis
 }
 
 /**
- * With trigger capture, a write of rows re-read from the source (a repair, a retry) holds the
+ * With trigger or logical capture, a write of rows re-read from the source (a repair, a retry) holds the
  * change apply's lock, so it never lands after a newer change was applied to the same key.
  */
 function orderedWithCapture<I extends { migrationId: string; plan: Plan }, O>(databases: Databases, activity: (input: I) => Promise<O>): (input: I) => Promise<O> {
   return (input) =>
-    capturesWithTrigger(input.plan) ? withApplyLock(databases.pool(input.plan.target.connection), input.migrationId, () => activity(input)) : activity(input);
+    capturesChanges(input.plan) ? withApplyLock(databases.pool(input.plan.target.connection), input.migrationId, () => activity(input)) : activity(input);
 }
 
 export function createActivities({
@@ -65,6 +67,8 @@ export function createActivities({
     ...createAuditLog(databases),
     ...createCaptureTrigger(databases),
     ...createTableSwap(databases),
+    ...createLogicalCaptureSetup(databases),
+    ...createLogicalReader(databases),
     ...createChangeApplier(databases, transformDir, metrics).activities,
     /** Installs Ferry's schema (tombstones, failed records) on the target. Safe to run twice. */
     async prepareTarget({ plan }: { plan: Plan }): Promise<void> {
@@ -94,6 +98,8 @@ export function createActivities({
     retryFailedRecords: orderedWithCapture(databases, activities.retryFailedRecords),
     installCapture: beating(activities.installCapture),
     removeCapture: beating(activities.removeCapture),
+    installLogicalCapture: beating(activities.installLogicalCapture),
+    removeLogicalCapture: beating(activities.removeLogicalCapture),
     swapTables: beating(activities.swapTables),
     dropOldTable: beating(activities.dropOldTable),
   };

@@ -11,12 +11,14 @@ import { identifier, safeSql } from './plan-fields';
  * library, lifecycle.dualWrites) or nothing does and verification repairs.
  * trigger: Ferry installs a trigger on the source table that records each changed key in a
  * change log on the source database, and applies the changes to the target itself.
+ * logical: Ferry reads the table's changes from a logical replication slot (pgoutput) and
+ * records their keys in the same change log; nothing runs in the writers' transactions.
  */
-export const captureModes = ['application', 'trigger'] as const;
+export const captureModes = ['application', 'trigger', 'logical'] as const;
 export type CaptureMode = (typeof captureModes)[number];
 
 const captureModeSchema = z.enum(captureModes, {
-  error: () => `must be one of ${captureModes.join(', ')} (capture: logical is not available yet)`,
+  error: () => `must be one of ${captureModes.join(', ')}`,
 });
 
 const captureObjectSchema = z.strictObject({
@@ -70,6 +72,15 @@ export function capturesWithTrigger(plan: { capture?: Capture }): boolean {
   return captureOf(plan).mode === 'trigger';
 }
 
+export function capturesLogically(plan: { capture?: Capture }): boolean {
+  return captureOf(plan).mode === 'logical';
+}
+
+/** Ferry captures the changes itself (trigger or logical): both fill the same change log, applied the same way. */
+export function capturesChanges(plan: { capture?: Capture }): boolean {
+  return capturesWithTrigger(plan) || capturesLogically(plan);
+}
+
 /** The plan swaps the tables at its cutover (plans recorded before the setting never do). */
 export function swapsTables(plan: { capture?: Capture }): boolean {
   return capturesWithTrigger(plan) && captureOf(plan).swap === true;
@@ -117,6 +128,11 @@ export interface CaptureLag {
   oldestSeconds: number;
   /** When the worker measured it (absent in older records). */
   measuredAt?: string;
+  /**
+   * Logical capture: bytes of WAL the slot holds on the source (from its confirmed position to
+   * the current WAL position), changes not yet read into the change log among them. Absent otherwise.
+   */
+  walBytesHeld?: number | null;
 }
 
 export interface ApplyChangesResult {
@@ -134,7 +150,8 @@ export interface ApplyChangesResult {
 
 /** What `ferry status` shows of a migration's capture. */
 export interface CaptureStatus {
-  mode: 'trigger';
+  /** Absent or 'trigger' in records from before logical capture. */
+  mode: 'trigger' | 'logical';
   installedAt: string | null;
   /** When the trigger and the migration's log entries were removed (after the cleanup gate, an abort or a failure). */
   removedAt: string | null;
@@ -153,9 +170,9 @@ export interface CaptureStatus {
   swap?: SwapRecord;
 }
 
-export function newCaptureStatus(): CaptureStatus {
+export function newCaptureStatus(mode: CaptureStatus['mode'] = 'trigger'): CaptureStatus {
   return {
-    mode: 'trigger',
+    mode,
     installedAt: null,
     removedAt: null,
     cursor: startOfCapture,
@@ -188,17 +205,25 @@ export function describeCapture(capture: CaptureStatus): string {
     const old = swap.oldTableAside ? `the old table kept as ${swap.oldTableAside}` : `the old table dropped at ${swap.oldTableDroppedAt}`;
     return `tables swapped at ${swap.swappedAt} (${swap.attempts} attempt${swap.attempts === 1 ? '' : 's'}): ${swap.newName} is the new table, ${old}; ${applied}`;
   }
-  if (capture.removedAt !== null) return `trigger removed at ${capture.removedAt}; ${applied}`;
-  if (capture.installedAt === null) return 'trigger not installed yet';
+  const what = capture.mode === 'logical' ? 'replication slot and publication' : 'trigger';
+  if (capture.removedAt !== null) return `${what} removed at ${capture.removedAt}; ${applied}`;
+  if (capture.installedAt === null) return `${what} not installed yet`;
   const throttled = capture.throttleReason ? `; ${capture.throttleReason}` : '';
-  return `trigger since ${capture.installedAt}: ${describeLag(capture.lag)}; ${applied}${throttled}`;
+  return `${what} since ${capture.installedAt}: ${describeLag(capture.lag)}; ${applied}${throttled}`;
 }
 
 /** One line for a person: how far the change apply is behind. */
 export function describeLag(lag: CaptureLag | null): string {
   if (lag === null) return 'not measured yet';
-  if (lag.changesWaiting === 0) return 'up to date';
-  return `${lag.changesWaiting} change${lag.changesWaiting === 1 ? '' : 's'} waiting, oldest ${lag.oldestSeconds.toFixed(1)} s`;
+  const wal = lag.walBytesHeld == null ? '' : `; the slot holds ${formatBytes(lag.walBytesHeld)} of WAL`;
+  if (lag.changesWaiting === 0) return `up to date${wal}`;
+  return `${lag.changesWaiting} change${lag.changesWaiting === 1 ? '' : 's'} waiting, oldest ${lag.oldestSeconds.toFixed(1)} s${wal}`;
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} kB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
 
 /**

@@ -85,3 +85,31 @@ export interface TableRef {
 export function tableKey({ schema, table }: TableRef): string {
   return `${schema}.${table}`;
 }
+
+/** FNV-1a over the UTF-16 code units of `text`, from `seed`: a short, stable digest with no Node import. */
+function fnv1a(text: string, seed: number): string {
+  let hash = seed >>> 0;
+  for (let i = 0; i < text.length; i += 1) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash.toString(16).padStart(8, '0');
+}
+
+/** What every replication slot and publication Ferry creates begins with (`pg_replication_slots` shows Ferry's by it). */
+export const LOGICAL_CAPTURE_PREFIX = 'ferry_';
+
+/**
+ * The name of a migration's replication slot and of its publication (logical capture): from the
+ * migration id alone, so an abort, a retry or another worker finds them again. Only [a-z0-9_],
+ * as slot names must be, within Postgres's 63 bytes; readable, and unique by a digest.
+ */
+export function logicalCaptureName(migrationId: string): string {
+  const readable = migrationId
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '_')
+    .slice(0, 30)
+    .replace(/^_+|_+$/g, '');
+  const digest = fnv1a(migrationId, 0x811c9dc5) + fnv1a(migrationId, 0x12345679).slice(0, 4);
+  return `${LOGICAL_CAPTURE_PREFIX}${readable ? `${readable}_` : ''}${digest}`;
+}

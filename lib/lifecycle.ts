@@ -3,7 +3,7 @@
  * back to when a migration is aborted. The workflow follows them; tests check them directly.
  */
 import type { Flags } from './flags';
-import { capturesWithTrigger, swapsTables, type Capture } from './capture';
+import { capturesChanges, swapsTables, type Capture } from './capture';
 import type { Plan } from './plan';
 
 /** Gates wait for a person. Each guards a point of no return. */
@@ -37,7 +37,7 @@ export function lifecycleSteps(plan: Pick<Plan, 'lifecycle' | 'verify'> & { capt
   const steps: Step[] = [];
   if (plan.lifecycle.dualWrites) steps.push('dual-write');
   // Captured changes keep flowing after the backfill and its verification, until a person ends them at the cleanup gate.
-  const capturing = capturesWithTrigger(plan);
+  const capturing = capturesChanges(plan);
   if (capturing) steps.push('capture-on');
   steps.push('backfill');
   if (capturing) steps.push('catch-up');

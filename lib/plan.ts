@@ -223,7 +223,8 @@ export const planSchema = z
     lifecycle: lifecycleSchema.prefault({}),
     /**
      * How live writes reach the new table: `application` (its own dual writes, or none) or
-     * `trigger` (Ferry records each changed key on the source and applies it itself).
+     * `trigger` (Ferry records each changed key on the source and applies it itself) or
+     * `logical` (the same, reading the changes from a logical replication slot; needs wal_level = logical).
      * `capture: trigger` is short for `capture: { mode: trigger }`. (Default: application)
      */
     capture: captureSchema.default(defaultCapture),
@@ -264,12 +265,12 @@ export const planSchema = z
       }
       const capture = (value as { capture?: unknown }).capture;
       const captureMode = typeof capture === 'string' ? capture : (capture as { mode?: unknown } | undefined)?.mode;
-      if (captureMode === 'trigger') {
+      if (captureMode === 'trigger' || captureMode === 'logical') {
         if (lifecycle?.dualWrites === true) {
-          ctx.addIssue({ code: 'custom', path: ['lifecycle', 'dualWrites'], message: 'goes with capture: application only; with capture: trigger Ferry applies the changes itself' });
+          ctx.addIssue({ code: 'custom', path: ['lifecycle', 'dualWrites'], message: `goes with capture: application only; with capture: ${captureMode} Ferry applies the changes itself` });
         }
         if (plan.target?.sourceKey !== undefined) {
-          ctx.addIssue({ code: 'custom', path: ['capture'], message: 'trigger capture needs one target row per source key; it cannot be combined with target.sourceKey yet' });
+          ctx.addIssue({ code: 'custom', path: ['capture'], message: `${captureMode} capture needs one target row per source key; it cannot be combined with target.sourceKey yet` });
         }
       }
       const swap = typeof capture === 'object' && capture !== null ? (capture as { swap?: unknown; dropOldTable?: unknown }) : {};

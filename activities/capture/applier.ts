@@ -6,7 +6,7 @@
  */
 import { activityInfo, CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import type pg from 'pg';
-import { startOfCapture, captureOf, type ApplyChangesResult, type ApplyCursor, type CaptureLag } from '../../lib/capture';
+import { startOfCapture, captureOf, capturesLogically, type ApplyChangesResult, type ApplyCursor, type CaptureLag } from '../../lib/capture';
 import type { KeyRange } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
@@ -15,6 +15,7 @@ import { openCopyThrottle, type CopyPacing, type ThrottleWait } from '../copy/th
 import { createKeyApplier, withApplyLock, type KeysApplied } from './apply-keys';
 import { createCaptureMetrics, type CaptureMetrics } from './metrics';
 import { changedKeysInRangeSql, CURRENT_SNAPSHOT_SQL, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql } from './statements';
+import { snapshotReadThrough, waitForHighWatermark, walBytesHeld } from './logical-reader';
 
 export interface ApplyChangesInput {
   migrationId: string;
@@ -75,6 +76,9 @@ export function createChangeApplier(databases: Databases, transformDir: string |
     // a change applied meanwhile cannot land between the chunk's read and its write, so a worker
     // that dies after the write and before the check below leaves nothing the applier will not fix.
     const copied = await withApplyLock(databases.pool(plan.target.connection), migrationId, copy);
+    // Logical capture logs a change only once its reader has decoded it: the look below must
+    // wait until the reader has passed the WAL position after the read (the high watermark).
+    if (capturesLogically(plan)) await waitForHighWatermark(sourcePool, migrationId);
     const changed = changedKeysInRangeSql(migrationId, await keyTypeOf(sourcePool, plan), low, range);
     const keys = (await sourcePool.query<{ key: string }>(changed)).rows.map((r) => r.key);
     const batch = captureOf(plan).applyBatchSize;
@@ -131,7 +135,10 @@ export function createChangeApplier(databases: Databases, transformDir: string |
       // The controller's signal shows while it holds the rate down; a lifted hold clears.
       if (before.reason !== null || result.throttleReason?.startsWith('holding: ')) show(before);
       if (cursor.round === null) {
-        cursor.round = await currentSnapshot(sourcePool);
+        // Logical capture: a round's snapshot counts only once every change visible in it is logged.
+        const round = capturesLogically(plan) ? await snapshotReadThrough(sourcePool, migrationId, timeLeft()) : await currentSnapshot(sourcePool);
+        if (round === null) continue;
+        cursor.round = round;
         cursor.afterKey = null;
       }
       const page = roundKeysSql(migrationId, keyType, { ...cursor, round: cursor.round }, throttle.batchSize(batch));
@@ -159,6 +166,10 @@ export function createChangeApplier(databases: Databases, transformDir: string |
       if (pace.ms > 0) await sleep(Math.min(pace.ms, timeLeft()));
     }
     const lag = await captureLagOf(sourcePool, migrationId, cursor.appliedThrough);
+    if (capturesLogically(plan)) {
+      lag.walBytesHeld = await walBytesHeld(sourcePool, migrationId);
+      metrics.captureWalBytesHeld.set({ migration: plan.name }, lag.walBytesHeld ?? 0);
+    }
     metrics.captureChangesWaiting.set({ migration: plan.name }, lag.changesWaiting);
     metrics.captureOldestSeconds.set({ migration: plan.name }, lag.oldestSeconds);
     return { cursor, ...result, lag, pacing: throttle.pacing() };

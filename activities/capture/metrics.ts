@@ -19,6 +19,12 @@ export function createCaptureMetrics(registry: Registry = new Registry()) {
       labelNames: byMigration,
       registers: [registry],
     }),
+    captureWalBytesHeld: new Gauge({
+      name: 'ferry_capture_wal_held_bytes',
+      help: 'Logical capture: bytes of WAL the replication slot holds on the source, at the last call of the change apply.',
+      labelNames: byMigration,
+      registers: [registry],
+    }),
     captureKeysApplied: new Counter({
       name: 'ferry_capture_keys_applied_total',
       help: 'Changed keys the change apply wrote to the target (re-read from the source).',

@@ -30,7 +30,7 @@ import { transformDirFromEnv } from '../transform/load';
 import { openCopyThrottle, type CopyPacing, type ThrottleWait } from './throttle';
 import { assertPlanSqlIsSafe, oneStatement, readOnly } from '../plan-sql';
 import { createCopyMetrics, shardIndexOf, type CopyMetrics } from './metrics';
-import { capturesWithTrigger } from '../../lib/capture';
+import { capturesChanges } from '../../lib/capture';
 import { createChangeApplier } from '../capture/applier';
 import type { CopyProgress } from '../../lib/progress';
 import { watchShardControl } from './shard-control';
@@ -129,8 +129,8 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
       const sourcePool = databases.pool(plan.source.connection);
       const targetPool = databases.pool(plan.target.connection);
       const copyChunk = await rangeCopier(plan);
-      // With trigger capture, changes the chunk's read missed are applied again after its write.
-      const copyRange = capturesWithTrigger(plan)
+      // With trigger or logical capture, changes the chunk's read missed are applied again after its write.
+      const copyRange = capturesChanges(plan)
         ? async (spec: CopySpec, range: KeyRange) => (await changes.copyChunkWithWatermark(input.migrationId, plan, range, () => copyChunk(spec, range))).copied
         : copyChunk;
       const maxMs = (input.maxSeconds ?? 5) * 1000;

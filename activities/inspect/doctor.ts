@@ -8,7 +8,8 @@ import type pg from 'pg';
 import type { DoctorCheck, DoctorReport } from '../../lib/doctor';
 import { targetColumns, targetKey, type Plan } from '../../lib/plan';
 import { rootMessage } from '../../lib/errors';
-import { capturesWithTrigger } from '../../lib/capture';
+import { capturesLogically, capturesWithTrigger } from '../../lib/capture';
+import { logicalCaptureChecks } from '../capture/logical-setup';
 import { captureChecks } from '../capture/doctor-checks';
 import type { Databases } from '../connections';
 import { oneStatement, readOnly } from '../plan-sql';
@@ -220,6 +221,7 @@ export function createDoctor(databases: Databases) {
         if (exists.status === 'ok') checks.push(await keyCheck(source, plan.source.key), ...(await tablePrivileges(source, ['SELECT'], user)));
         checks.push(await statsVisibility(source, user));
         if (capturesWithTrigger(plan)) checks.push(...(await captureChecks(source.pool, plan.source, user, (await whoAmI(source.pool)).database)));
+        if (capturesLogically(plan)) checks.push(...(await logicalCaptureChecks(source.pool, plan.source, plan.source.key)));
       }
       if (target) {
         const { user, database } = await whoAmI(target.pool);

@@ -152,6 +152,10 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       `-k ${root}`,
       '-c listen_addresses=127.0.0.1',
       '-c max_connections=200',
+      // Logical capture (plan `capture: logical`) reads a replication slot per migration.
+      '-c wal_level=logical',
+      '-c max_replication_slots=20',
+      '-c max_wal_senders=20',
       `-c fsync=${options.fsync ? 'on' : 'off'}`,
       `-c synchronous_commit=${options.fsync ? 'on' : 'off'}`,
       `-c full_page_writes=${options.fsync ? 'on' : 'off'}`,

@@ -1,22 +1,23 @@
 /**
- * Workers SIGKILLed during a trigger-capture migration, once in the backfill and once while the
- * changes are applied at the gate, with a writer running across two databases: the run goes on
- * on the other workers, and once the writer stops and the lag is zero the test's own md5 of every
- * row finds both sides equal.
+ * Workers SIGKILLed during a capture migration (trigger, and logical, whose slot reader dies with
+ * its worker), once in the backfill and once while the changes are applied at the gate, with a
+ * writer running across two databases: the run goes on on the other workers, and once the writer
+ * stops and the lag is zero the test's own md5 of every row finds both sides equal.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
 import { migrationReport, startMigration } from '../../operator';
+import { LOGICAL_CAPTURE_PREFIX, logicalCaptureName } from '../../lib/ids';
 import { validatePlan } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
 import { startWriter } from '../support/capture-writer';
 import { ferry } from '../support/cli';
-import { connectClient, createTestDatabase, eventually, sql, type TestWorker } from '../support/harness';
+import { connectClient, createTestDatabase, eventually, sql, sqlRow, type TestWorker } from '../support/harness';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process';
 
 const ROWS = 8000;
 
-describe('workers killed during a trigger-capture migration', () => {
+describe.each(['trigger', 'logical'] as const)('workers killed during a %s-capture migration', (mode) => {
   let sourceUrl: string;
   let targetUrl: string;
   let client: TestWorker;
@@ -39,11 +40,11 @@ describe('workers killed during a trigger-capture migration', () => {
     const env = { SRC: sourceUrl, TGT: targetUrl };
     workers.push(await startWorkerProcess(client.temporal, env), await startWorkerProcess(client.temporal, env));
     const plan = validatePlan({
-      name: 'capture-faults',
+      name: `capture-faults-${mode}`,
       source: { connection: 'SRC', table: 'accounts', key: 'id' },
       target: { connection: 'TGT', table: 'accounts_v2' },
       transform: { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } },
-      capture: 'trigger',
+      capture: mode,
       shards: { count: 2 },
       throttle: { rowsPerSecond: 2000, batchSize: 200, concurrency: 2, checkpointSeconds: 1 },
       verify: { chunkSize: 500, inFlightDelaySeconds: 0.5 },
@@ -77,6 +78,15 @@ describe('workers killed during a trigger-capture migration', () => {
     } finally {
       await writer.stop();
     }
+    // Logical capture: the reader first passes the writer's last WAL (the test reads the slot itself).
+    if (mode === 'logical') {
+      const { lsn } = await sqlRow(sourceUrl, `SELECT pg_current_wal_insert_lsn()::text AS lsn`);
+      await eventually(
+        async () => (await sqlRow(sourceUrl, `SELECT coalesce((SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1), false) AS read`, [logicalCaptureName(id), lsn])).read || undefined,
+        60_000,
+        'the reader past the writer',
+      ).catch(failWithStory);
+    }
     // A lag measured after the writer stopped: one measured before may read zero between two writes.
     const stoppedAt = new Date().toISOString();
     await eventually(
@@ -96,5 +106,6 @@ describe('workers killed during a trigger-capture migration', () => {
     expect((await ferry(['approve', id, '--gate', 'cleanup', '--by', 'carol'], client.temporal)).code).toBe(ExitCode.ok);
     expect((await handle.result()).phase).toBe('completed');
     expect(await sql(sourceUrl, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'accounts'::regclass AND NOT tgisinternal`)).toEqual([]);
+    expect(await sql(sourceUrl, `SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE $1`, [`${LOGICAL_CAPTURE_PREFIX}%`])).toEqual([]);
   });
 });

@@ -33,9 +33,15 @@ describe('capture in the plan', () => {
     expect(validatePlan({ ...base, capture: { mode: 'trigger', applyBatchSize: 50 } }).capture).toEqual({ mode: 'trigger', applyBatchSize: 50, swap: false, dropOldTable: false });
   });
 
+  it('takes `capture: logical`, and refuses a swap with it', () => {
+    expect(validatePlan({ ...base, capture: 'logical' }).capture).toEqual({ mode: 'logical', applyBatchSize: 500, swap: false, dropOldTable: false });
+    expect(problems({ ...base, capture: { mode: 'logical', swap: true } })).toEqual([expect.stringMatching(/^capture\.swap: needs capture mode trigger/)]);
+    expect(problems({ ...base, capture: 'logical', lifecycle: { dualWrites: true } })).toEqual([expect.stringMatching(/^lifecycle\.dualWrites: goes with capture: application only/)]);
+  });
+
   it('names the problem of the form that was written', () => {
-    expect(problems({ ...base, capture: 'logical' })).toEqual(['capture: must be one of application, trigger (capture: logical is not available yet)']);
-    expect(problems({ ...base, capture: { mode: 'wal' } })).toEqual(['capture.mode: must be one of application, trigger (capture: logical is not available yet)']);
+    expect(problems({ ...base, capture: 'wal' })).toEqual(['capture: must be one of application, trigger, logical']);
+    expect(problems({ ...base, capture: { mode: 'wal' } })).toEqual(['capture.mode: must be one of application, trigger, logical']);
     expect(problems({ ...base, capture: { mode: 'trigger', slot: 'x' } })).toEqual(['capture.slot: is not a known setting']);
     expect(problems({ ...base, capture: { mode: 'trigger', applyBatchSize: 0 } })).toHaveLength(1);
   });

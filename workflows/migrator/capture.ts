@@ -1,12 +1,14 @@
 /**
- * Trigger capture in the migration workflow: the trigger goes on before the backfill; the change
- * apply runs beside the backfill and after it, under the throttle and pause, until the cleanup
- * gate; then the trigger and the log entries go, or on an abort (once the shards stopped) or a failure.
+ * Change capture in the migration workflow: the trigger (or, for logical capture, the publication
+ * and the replication slot, with a reader that logs their changes) goes on before the backfill;
+ * the change apply runs beside the backfill and after it, under the throttle and pause, until the
+ * cleanup gate; then the capture and the log entries go, or on an abort (once the shards stopped)
+ * or a failure.
  */
 import { ApplicationFailure, CancellationScope, condition, isCancellation, patched, proxyActivities } from '@temporalio/workflow';
 import { rootMessage } from '../../lib/errors';
 import type { FerryActivities } from '../../activities';
-import { isCaughtUp, newCaptureStatus, type CaptureStatus } from '../../lib/capture';
+import { capturesLogically, isCaughtUp, newCaptureStatus, type CaptureStatus } from '../../lib/capture';
 import type { Plan } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
 
@@ -14,16 +16,35 @@ import type { MigrationStatus } from '../../lib/status';
 const HEARTBEAT_TIMEOUT = '10 seconds';
 
 /** Installing and removing retry until the database answers: a trigger must never be left behind. */
-const { installCapture, removeCapture } = proxyActivities<FerryActivities>({
+const { installCapture, removeCapture, installLogicalCapture, removeLogicalCapture } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '2 minutes',
   heartbeatTimeout: HEARTBEAT_TIMEOUT,
   retry: {
     initialInterval: '1 second',
     backoffCoefficient: 2,
     maximumInterval: '10 seconds',
-    nonRetryableErrorTypes: ['MissingConnection', 'CaptureSourceMissing', 'CaptureNotAllowed'],
+    nonRetryableErrorTypes: ['MissingConnection', 'CaptureSourceMissing', 'CaptureNotAllowed', 'LogicalCaptureNotPossible'],
   },
 });
+
+/**
+ * The reader of a logical slot: retried until the database answers, unless the slot is gone. A
+ * stop does not wait for a cancelled call to end (a continue-as-new must not wait with messages
+ * arriving): the next reader, or the removal, ends its session on the slot.
+ */
+const { readLogicalChanges } = proxyActivities<FerryActivities>({
+  startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: HEARTBEAT_TIMEOUT,
+  retry: {
+    initialInterval: '1 second',
+    backoffCoefficient: 2,
+    maximumInterval: '10 seconds',
+    nonRetryableErrorTypes: ['MissingConnection', 'LogicalCaptureSlotMissing', 'LogicalCaptureNotPossible'],
+  },
+});
+
+/** One call of the reader a minute: the history grows by a few events a minute, not one a change. */
+const READ_CALL_SECONDS = 60;
 
 const { applyChanges } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '10 minutes',
@@ -58,7 +79,8 @@ export interface CaptureRunner {
 }
 
 export function captureRunner(ctx: CaptureContext): CaptureRunner {
-  const state = (): CaptureStatus => (ctx.status.capture ??= newCaptureStatus());
+  const logical = capturesLogically(ctx.plan);
+  const state = (): CaptureStatus => (ctx.status.capture ??= newCaptureStatus(logical ? 'logical' : 'trigger'));
   let scope: CancellationScope | null = null;
   let loop: Promise<void> | null = null;
   /** Why the change apply stopped on its own: the workflow fails with it at its next wait for the apply. */
@@ -94,12 +116,24 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
     }
   };
 
+  /**
+   * Logical capture: the reader moves the slot's changes into the change log, also while the
+   * apply is paused (the slot would hold the WAL meanwhile); the apply and the backfill's chunks
+   * wait for it.
+   */
+  const readLoop = async () => {
+    for (;;) await readLogicalChanges({ migrationId: ctx.migrationId, plan: ctx.plan, maxSeconds: READ_CALL_SECONDS });
+  };
+
   const start = () => {
     if (loop) return;
     scope = new CancellationScope();
-    loop = scope.run(applyLoop).catch((error: unknown) => {
-      if (!isCancellation(error)) failure = error;
-    });
+    const stopped = (error: unknown) => {
+      if (!isCancellation(error)) failure ??= error;
+    };
+    const apply = scope.run(applyLoop).catch(stopped);
+    const read = logical ? scope.run(readLoop).catch(stopped) : Promise.resolve();
+    loop = Promise.all([apply, read]).then(() => undefined);
   };
 
   const stop = async () => {
@@ -114,7 +148,7 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
     async install() {
       const s = state();
       if (s.installedAt === null) {
-        await installCapture({ migrationId: ctx.migrationId, plan: ctx.plan });
+        await (logical ? installLogicalCapture : installCapture)({ migrationId: ctx.migrationId, plan: ctx.plan });
         s.installedAt = ctx.now();
       }
       start();
@@ -133,8 +167,8 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
       await stop();
       const s = ctx.status.capture;
       if (!s || s.removedAt !== null) return;
-      // Not cancellable: an abort must not leave the trigger behind.
-      await CancellationScope.nonCancellable(() => removeCapture({ migrationId: ctx.migrationId, plan: ctx.plan }));
+      // Not cancellable: an abort must not leave the trigger, or a slot holding WAL, behind.
+      await CancellationScope.nonCancellable(() => (logical ? removeLogicalCapture : removeCapture)({ migrationId: ctx.migrationId, plan: ctx.plan }));
       s.removedAt = ctx.now();
     },
   };

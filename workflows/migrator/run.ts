@@ -5,7 +5,7 @@
  * workflow reads and changes the run through this one object, and nothing else is shared.
  */
 import { getExternalWorkflowHandle, log, patched, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import { capturesWithTrigger } from '../../lib/capture';
+import { capturesLogically, capturesWithTrigger } from '../../lib/capture';
 import { shardWorkflowId } from '../../lib/ids';
 import { lifecycleSteps, type Step } from '../../lib/lifecycle';
 import type { AbortRequest } from '../../lib/messages-input';
@@ -75,7 +75,7 @@ export class MigrationRun {
     this.audit = auditWriter(auditing, plan, this.workflowId, this.status);
     this.phaseSearchable = workflowInfo().typedSearchAttributes.get(phaseKey) !== undefined;
     this.noAppsAllowedBy = input.noApps ? '--no-apps' : plan.lifecycle.noApps ? 'lifecycle.noApps' : null;
-    this.capturing = capturesWithTrigger(plan) && patched('capture-trigger');
+    this.capturing = (capturesWithTrigger(plan) && patched('capture-trigger')) || (capturesLogically(plan) && patched('capture-logical'));
     this.capture = captureRunner({ plan, migrationId: this.workflowId, status: this.status, now: () => this.now(), backfillDone: () => this.backfillDone() });
   }
 

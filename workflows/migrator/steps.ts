@@ -129,10 +129,12 @@ const oldWritesOff: LifecycleStep = {
   rollback: flagsBack,
 };
 
-/** Trigger capture (plan `capture: trigger`): an abort after the trigger went on removes it and its log entries. */
+/** Change capture (plan `capture: trigger` or `logical`): an abort after the capture went on removes it and its log entries. */
 const captureBack: Rollback = async (run) => {
   await run.capture.remove();
-  return 'the capture trigger and its change log entries were removed from the source';
+  return run.status.capture?.mode === 'logical'
+    ? 'the replication slot, the publication and the change log entries were removed from the source'
+    : 'the capture trigger and its change log entries were removed from the source';
 };
 
 const captureOn: LifecycleStep = {
