@@ -21,7 +21,7 @@ import {
   slotExistsSql,
   terminateSlotReaderSql,
 } from './logical-statements';
-import { installChangeLog, type CaptureInput } from './trigger';
+import { installChangeLog, installTruncateGuard, removeTruncateGuard, type CaptureInput } from './trigger';
 
 const DUPLICATE_OBJECT = '42710';
 /** How long the removal waits for an ended reader's session to let go of the slot. */
@@ -171,8 +171,8 @@ async function dropSlot(pool: pg.Pool, name: string): Promise<boolean> {
 export function createLogicalCaptureSetup(databases: Databases) {
   return {
     /**
-     * Checks the source, then creates the change log, the migration's publication and its
-     * logical replication slot (pgoutput). From the slot's creation on, every committed change
+     * Checks the source, then creates the change log, the TRUNCATE guard, the migration's
+     * publication and its logical replication slot (pgoutput). From the slot's creation on, every committed change
      * to the table is kept for the reader. Refused with every problem named and nothing created.
      */
     async installLogicalCapture({ migrationId, plan }: CaptureInput): Promise<{ installed: boolean }> {
@@ -189,8 +189,9 @@ export function createLogicalCaptureSetup(databases: Databases) {
           'LogicalCaptureNotPossible',
         );
       }
-      if (settings.slotExists && settings.publicationExists) return { installed: false };
       await installChangeLog(pool);
+      await installTruncateGuard(pool, migrationId, plan);
+      if (settings.slotExists && settings.publicationExists) return { installed: false };
       // The publication first: the slot decodes what committed after its creation, and every such change must find the table published.
       if (!settings.publicationExists) {
         await pool.query(createPublicationSql(name, plan.source)).catch((error: unknown) => {
@@ -205,6 +206,7 @@ export function createLogicalCaptureSetup(databases: Databases) {
         // Slots ran out meanwhile, or the server refuses: leave no publication behind.
         if (codeOf(error) === '53400' || codeOf(error) === '55000' || codeOf(error) === '42501') {
           await pool.query(dropPublicationSql(name));
+          await removeTruncateGuard(pool, migrationId, plan);
           throw ApplicationFailure.nonRetryable(`the replication slot could not be created: ${(error as Error).message}; nothing was left behind`, 'LogicalCaptureNotPossible');
         }
         throw error;
@@ -220,6 +222,7 @@ export function createLogicalCaptureSetup(databases: Databases) {
       const name = logicalCaptureName(migrationId);
       const slotDropped = await dropSlot(pool, name);
       await pool.query(dropPublicationSql(name));
+      await removeTruncateGuard(pool, migrationId, plan);
       const log = await pool.query<{ present: boolean }>(changeLogExistsSql);
       const removed = log.rows[0]?.present ? await pool.query(removeLogEntriesSql(migrationId)) : null;
       return { slotDropped, removedEntries: removed?.rowCount ?? 0 };

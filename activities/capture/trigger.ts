@@ -66,6 +66,28 @@ async function install(pool: pg.Pool, migrationId: string, plan: Plan): Promise<
   });
 }
 
+/**
+ * The TRUNCATE guard alone, for logical capture: a TRUNCATE sends no row's key through the
+ * publication either. Safe to run twice.
+ */
+export async function installTruncateGuard(pool: pg.Pool, migrationId: string, plan: Plan): Promise<void> {
+  await inTransactionWithLockTimeout(pool, TRIGGER_LOCK_TIMEOUT, async (client) => {
+    if ((await client.query<{ present: boolean }>(triggerExistsSql(migrationId, plan.source, 'truncate'))).rows[0]?.present) return;
+    await client.query(createCaptureFunctionSql(migrationId, plan.source.key));
+    await client.query(createTruncateGuardSql(migrationId, plan.source));
+  });
+}
+
+/** Removes the TRUNCATE guard and its function. Safe to run twice, and when the table is gone. */
+export async function removeTruncateGuard(pool: pg.Pool, migrationId: string, plan: Plan): Promise<void> {
+  await inTransactionWithLockTimeout(pool, TRIGGER_LOCK_TIMEOUT, async (client) => {
+    if ((await client.query<{ present: boolean }>(triggerExistsSql(migrationId, plan.source, 'truncate'))).rows[0]?.present) {
+      await client.query(dropTriggerSql(migrationId, plan.source, 'truncate'));
+    }
+    await client.query(dropCaptureFunctionSql(migrationId));
+  });
+}
+
 export function createCaptureTrigger(databases: Databases) {
   return {
     /**

@@ -181,6 +181,8 @@ describe('logical capture, set up and taken down', () => {
     try {
       await eventually(async () => ((await migrationReport(worker.client, id)).status!.rowsRead > 0 && (await logged()) > 0 ? true : undefined), 60_000, 'copying with changes logged');
       expect(await ferrySlots(url)).toEqual([{ slot_name: logicalCaptureName(id) }]);
+      // The publication sends no TRUNCATE, and a TRUNCATE names no key: refused while capturing.
+      await expect(sql(url, `TRUNCATE accounts`)).rejects.toThrow(`TRUNCATE of public.accounts is refused while Ferry captures its changes for migration ${id}`);
       const aborted = await ferry(['abort', id, '--reason', 'test abort', '--by', 'dave'], worker.temporal);
       expect(aborted.code, aborted.stderr).toBe(ExitCode.ok);
     } finally {
@@ -193,6 +195,7 @@ describe('logical capture, set up and taken down', () => {
     expect(await ferrySlots(url)).toEqual([]);
     expect(await ferryPublications(url)).toEqual([]);
     expect(await logged()).toBe(0);
+    expect(await sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'accounts'::regclass AND NOT tgisinternal`)).toEqual([]);
   });
 
   it('refuses a table whose replica identity does not cover the key, and a role without REPLICATION, creating nothing', async () => {
