@@ -97,10 +97,10 @@ async function main(): Promise<number> {
       const initStarted = Date.now();
       await initPgbench(pgbench, sourceUrl, options.scale);
       out(`pgbench -i -s ${options.scale} in the source database (${seconds(Date.now() - initStarted)}); windows of ${options.seconds} s.`);
-      const run = { pgbench, seconds: options.seconds, rounds: options.rounds, out };
+      const run = { pgbench, seconds: options.seconds, rounds: options.rounds, mode: options.captureMode, out };
       let summary: Record<string, unknown>;
       if (options.capture) {
-        out(`\nCapture: pgbench quiet, during a capture: trigger migration's backfill, and at its gate after the catch-up, interleaved:`);
+        out(`\nCapture: pgbench quiet, during a capture: ${options.captureMode} migration's backfill, and at its gate after the catch-up, interleaved:`);
         summary = await runCaptureBench(ready, run);
       } else {
         out(`\nForeground: pgbench quiet and during a same-database Ferry copy, interleaved:`);

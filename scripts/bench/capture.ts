@@ -1,6 +1,6 @@
 /**
- * `--capture`: what trigger capture costs an unmodified application. pgbench's TPC-B script runs
- * quiet, then during a `capture: trigger` migration of pgbench_accounts at the default throttle
+ * `--capture`: what change capture costs an unmodified application. pgbench's TPC-B script runs
+ * quiet, then during a `capture: trigger` (or `logical`) migration of pgbench_accounts at the default throttle
  * (the backfill), then while Ferry applies its changes at the cleanup gate after the catch-up,
  * round after round; tps and p99 are quoted as ratios of the quiet run of the same round, and
  * Ferry's change-apply rate against pgbench's rate of writes to the captured table.
@@ -30,13 +30,13 @@ const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFracti
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The plan a user writes for this table: capture on, no throttle section (the default throttle). */
-function capturePlan(): PlanInput {
+function capturePlan(mode: 'trigger' | 'logical'): PlanInput {
   return {
     name: 'bench-capture',
     source: { connection: SOURCE_ENV, table: SOURCE, key: 'aid' },
     target: { connection: SOURCE_ENV, table: TARGET },
     transform: { sql: { aid: 'aid', bid: 'bid', abalance_cents: 'abalance::bigint * 100', filler: 'filler' } },
-    capture: 'trigger',
+    capture: mode,
     // The windows measure the copy and the change apply; verification is not what is timed here.
     verify: { enabled: false },
   };
@@ -125,6 +125,7 @@ export interface CaptureBenchOptions {
   pgbench: string;
   seconds: number;
   rounds: number;
+  mode: 'trigger' | 'logical';
   out: (line: string) => void;
 }
 
@@ -134,10 +135,10 @@ export async function createCaptureTarget(url: string): Promise<void> {
 }
 
 /** One migration: pgbench during its backfill, then at the cleanup gate; then the gate is approved and the trigger goes. */
-async function captureRound(bench: Bench, pgbenchRun: () => Promise<PgbenchRun>): Promise<Omit<Round, 'quiet'>> {
+async function captureRound(bench: Bench, pgbenchRun: () => Promise<PgbenchRun>, mode: 'trigger' | 'logical'): Promise<Omit<Round, 'quiet'>> {
   const url = bench.sourceUrl;
   await onSource(url, (client) => client.query(`TRUNCATE ${TARGET}`));
-  const handle: WorkflowHandle<typeof migrationWorkflow> = await startMigration(bench.client, bench.temporal, validatePlan(capturePlan(), 'bench-capture'), {
+  const handle: WorkflowHandle<typeof migrationWorkflow> = await startMigration(bench.client, bench.temporal, validatePlan(capturePlan(mode), 'bench-capture'), {
     execute: true,
     rerun: true,
   });
@@ -199,7 +200,7 @@ export async function runCaptureBench(bench: Bench, options: CaptureBenchOptions
       out(`  round ${r} of ${options.rounds}:`);
       const quiet = await pgbenchRun();
       show(`${TPCB.label}, quiet`, quiet);
-      const { backfill, atGate } = await captureRound(bench, pgbenchRun);
+      const { backfill, atGate } = await captureRound(bench, pgbenchRun, options.mode);
       show(`${TPCB.label}, during the backfill`, backfill.run, backfill.apply);
       show(`${TPCB.label}, at the gate after catch-up`, atGate.run, atGate.apply);
       rounds.push({ quiet, backfill, atGate });

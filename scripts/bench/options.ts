@@ -9,7 +9,7 @@ export const LOAD_BASELINE_MS = 10_000;
 
 const USAGE = `usage: npm run bench -- [--rows N] [--rounds N] [--json] [--peers] [--with-load]
        npm run bench -- --foreground [--rows N] [--rounds N] [--seconds S] [--scale N] [--json]
-       npm run bench -- --capture [--rounds N] [--seconds S] [--scale N] [--json]
+       npm run bench -- --capture [--capture-mode M] [--rounds N] [--seconds S] [--scale N] [--json]
 
   --rows N       rows in the source table (Default: 1000000)
   --rounds N     rounds of interleaved measurements, at least 3 (Default: 3)
@@ -18,10 +18,11 @@ const USAGE = `usage: npm run bench -- [--rows N] [--rounds N] [--json] [--peers
   --with-load    run ${LOAD_PER_SECOND} single-row UPDATEs a second on the source during the rounds
   --foreground   instead: pgbench TPC-B and a light -R load, quiet and during a Ferry copy at the
                  default throttle, interleaved; tps and p99 as ratios of quiet
-  --capture      instead: pgbench TPC-B quiet, during a capture: trigger migration of pgbench_accounts
+  --capture      instead: pgbench TPC-B quiet, during a capture migration of pgbench_accounts
                  at the default throttle (its backfill), and at its gate after the catch-up, interleaved;
                  tps and p99 as ratios of quiet, and the change-apply rate against pgbench's writes
                  (--rounds may be 1 here)
+  --capture-mode M  trigger or logical, with --capture (Default: trigger)
   --seconds S    length of each foreground or capture window (Default: 15)
   --scale N      pgbench -i scale for --foreground and --capture (Default: 10, 1,000,000 accounts)`;
 
@@ -33,6 +34,7 @@ export interface Options {
   withLoad: boolean;
   foreground: boolean;
   capture: boolean;
+  captureMode: 'trigger' | 'logical';
   seconds: number;
   scale: number;
 }
@@ -56,6 +58,7 @@ export function parseOptions(argv: string[]): Options {
       'with-load': { type: 'boolean', default: false },
       foreground: { type: 'boolean', default: false },
       capture: { type: 'boolean', default: false },
+      'capture-mode': { type: 'string' },
       seconds: { type: 'string' },
       scale: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -68,6 +71,9 @@ export function parseOptions(argv: string[]): Options {
   }
   if (values.foreground && (values.peers || values['with-load'])) throw new UsageError('--foreground runs alone: drop --peers and --with-load');
   if (values.capture && (values.foreground || values.peers || values['with-load'])) throw new UsageError('--capture runs alone: drop --foreground, --peers and --with-load');
+  const captureMode = values['capture-mode'] ?? 'trigger';
+  if (captureMode !== 'trigger' && captureMode !== 'logical') throw new UsageError(`--capture-mode must be trigger or logical, not ${captureMode}`);
+  if (values['capture-mode'] !== undefined && !values.capture) throw new UsageError('--capture-mode goes with --capture');
   return {
     rows: wholeNumber('rows', values.rows, 1_000_000, 10_000, 100_000_000),
     // A capture round is one whole migration: a single round is a fair quick look.
@@ -77,6 +83,7 @@ export function parseOptions(argv: string[]): Options {
     withLoad: values['with-load'],
     foreground: values.foreground,
     capture: values.capture,
+    captureMode,
     seconds: wholeNumber('seconds', values.seconds, 15, 3, 600),
     scale: wholeNumber('scale', values.scale, 10, 1, 1000),
   };
