@@ -8,7 +8,7 @@ import type pg from 'pg';
 import type { DoctorCheck } from '../../lib/doctor';
 import { logicalCaptureName } from '../../lib/ids';
 import type { Databases } from '../connections';
-import { displayName, quoteIdent, type TableName } from '../sql';
+import { displayName, quoteIdent, sql, type TableName } from '../sql';
 import {
   changeLogExistsSql,
   createPublicationSql,
@@ -133,6 +133,7 @@ export function logicalCaptureProblems(s: LogicalCaptureSettings, source: TableN
 export async function logicalCaptureChecks(pool: pg.Pool, source: TableName, key: string): Promise<DoctorCheck[]> {
   const settings = await readLogicalCaptureSettings(pool, logicalCaptureName('doctor'), source);
   const problems = logicalCaptureProblems(settings, source, key);
+  const retention = walRetentionCheck((await pool.query<{ keep: string }>(sql`SELECT current_setting('max_slot_wal_keep_size') AS keep`)).rows[0]?.keep ?? '-1');
   if (problems.length === 0) {
     return [
       {
@@ -141,9 +142,27 @@ export async function logicalCaptureChecks(pool: pg.Pool, source: TableName, key
         status: 'ok',
         detail: `wal_level = logical, ${settings.role} may replicate, ${settings.maxSlots - settings.slotsUsed} of ${settings.maxSlots} replication slots free, the replica identity covers ${key}`,
       },
+      retention,
     ];
   }
-  return problems.map((p) => ({ side: 'source' as const, name: `logical capture: ${p.name}`, status: 'fail' as const, detail: p.detail, fix: p.fix }));
+  return [...problems.map((p) => ({ side: 'source' as const, name: `logical capture: ${p.name}`, status: 'fail' as const, detail: p.detail, fix: p.fix })), retention];
+}
+
+/**
+ * A slot keeps the WAL its reader has not confirmed: with no worker reading (all down, or a
+ * migration left for days), without a cap it keeps WAL until the source's disk fills.
+ */
+export function walRetentionCheck(maxSlotWalKeepSize: string): DoctorCheck {
+  if (maxSlotWalKeepSize === '-1') {
+    return {
+      side: 'source',
+      name: 'logical capture: WAL kept by the slot',
+      status: 'warn',
+      detail: 'max_slot_wal_keep_size = -1: while no worker reads the migration\'s slot, it keeps every WAL segment until the disk fills',
+      fix: "ALTER SYSTEM SET max_slot_wal_keep_size = '20GB'; SELECT pg_reload_conf();  -- a slot past it is invalidated: the migration fails, the source stays up",
+    };
+  }
+  return { side: 'source', name: 'logical capture: WAL kept by the slot', status: 'ok', detail: `max_slot_wal_keep_size = ${maxSlotWalKeepSize}: a slot never keeps more` };
 }
 
 const codeOf = (error: unknown) => (error as { code?: string }).code;

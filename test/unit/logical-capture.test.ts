@@ -1,6 +1,6 @@
 /** Logical capture's checks, fed the settings a server reports, and the names its slot and publication take. */
 import { describe, expect, it } from 'vitest';
-import { logicalCaptureProblems, type LogicalCaptureSettings } from '../../activities/capture/logical-setup';
+import { logicalCaptureProblems, walRetentionCheck, type LogicalCaptureSettings } from '../../activities/capture/logical-setup';
 import { LOGICAL_CAPTURE_PREFIX, logicalCaptureName } from '../../lib/ids';
 
 const ready: LogicalCaptureSettings = {
@@ -42,6 +42,13 @@ describe('the checks before logical capture', () => {
     ]);
     expect(problems({ replicaIdentity: 'n', identityColumns: [] })[0]!.detail).toMatch(/REPLICA IDENTITY NOTHING.*updates and deletes would fail/);
     expect(problems({ walLevel: 'minimal', mayReplicate: false, ownsTable: false, owner: 'app' }).map((p) => p.name)).toEqual(['wal_level', 'REPLICATION privilege', 'publication']);
+  });
+});
+
+describe('the WAL a slot may keep', () => {
+  it('warns without a cap, naming the fix, and is ok with one', () => {
+    expect(walRetentionCheck('-1')).toMatchObject({ status: 'warn', fix: expect.stringContaining('max_slot_wal_keep_size') });
+    expect(walRetentionCheck('20GB')).toMatchObject({ status: 'ok', detail: 'max_slot_wal_keep_size = 20GB: a slot never keeps more' });
   });
 });
 
