@@ -44,8 +44,9 @@ export async function withApplyLock<T>(targetPool: pg.Pool, migrationId: string,
     const outcome = await withClient(targetPool, async (client) => {
       await client.query('BEGIN');
       // The transaction idles while `work` runs on other connections: a server-wide idle timeout must not end it.
-      await client.query(sql`SELECT set_config('idle_in_transaction_session_timeout', '0', true)`);
-      const got = await client.query<{ got: boolean }>(sql`SELECT pg_try_advisory_xact_lock(${CAPTURE_LOCK_CLASS}, hashtext(${migrationId})) AS got`);
+      const got = await client.query<{ got: boolean }>(
+        sql`SELECT set_config('idle_in_transaction_session_timeout', '0', true) IS NOT NULL AND pg_try_advisory_xact_lock(${CAPTURE_LOCK_CLASS}, hashtext(${migrationId})) AS got`,
+      );
       if (!got.rows[0]?.got) {
         await client.query('ROLLBACK');
         return { held: false as const };

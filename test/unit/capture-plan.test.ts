@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { captureOf } from '../../lib/capture';
 import { lifecycleSteps } from '../../lib/lifecycle';
-import { InvalidPlanError, validatePlan, type PlanInput } from '../../lib/plan';
+import { validatePlan, type PlanInput } from '../../lib/plan';
+import { planProblems } from '../support/plan-problems';
 
 const base: PlanInput = {
   name: 'capture-plan',
@@ -11,15 +12,7 @@ const base: PlanInput = {
   transform: { sql: { id: 'id', cents: 'balance * 100' } },
 };
 
-function problems(plan: unknown): string[] {
-  try {
-    validatePlan(plan);
-  } catch (error) {
-    if (error instanceof InvalidPlanError) return error.problems.map((p) => `${p.path}: ${p.message}`);
-    throw error;
-  }
-  return [];
-}
+const problems = planProblems;
 
 describe('capture in the plan', () => {
   it('defaults to the application, and reads plans recorded before the setting existed', () => {

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { oldTableAsideName } from '../../activities/capture/swap';
 import { newCaptureStatus, refusalAfterSwap } from '../../lib/capture';
 import { approvalProblems, lifecycleSteps } from '../../lib/lifecycle';
-import { InvalidPlanError, validatePlan, type PlanInput } from '../../lib/plan';
+import { validatePlan, type PlanInput } from '../../lib/plan';
+import { planProblems } from '../support/plan-problems';
 
 const base: PlanInput = {
   name: 'swap-plan',
@@ -12,15 +13,7 @@ const base: PlanInput = {
   transform: { sql: { id: 'id', cents: 'balance * 100' } },
 };
 
-function problems(plan: unknown): string[] {
-  try {
-    validatePlan(plan);
-  } catch (error) {
-    if (error instanceof InvalidPlanError) return error.problems.map((p) => `${p.path}: ${p.message}`);
-    throw error;
-  }
-  return [];
-}
+const problems = planProblems;
 
 describe('capture.swap in the plan', () => {
   it('puts the swap behind its gate, after the verification and before the cleanup gate', () => {
