@@ -21,6 +21,7 @@ import {
   type CopySpec,
 } from './copy-statements';
 import { copyWithinDatabase, writeBatch } from './batch-writer';
+import { copyFormatFor } from './copy-format';
 import { recordFailures, resolveFailedRecord, unresolvedFailedCount, unresolvedFailedKeys, type FailedRecord } from '../state/ferry-schema';
 import { isRowError, redactMessage } from '../../lib/errors';
 import { MIN_BATCH_SIZE, nextBatchSize } from '../../lib/throttle';
@@ -81,9 +82,9 @@ interface RangeOutcome {
 }
 
 /**
- * Streams the transformed rows out of the source with COPY into a staging table on the target,
- * then inserts them in the same target transaction. Text COPY keeps every value exactly as
- * Postgres prints it (microseconds, jsonb, numeric scale).
+ * Streams the transformed rows out of the source with COPY into the target (straight in, or
+ * through a staging table), in one target transaction. Binary COPY where both sides' types are
+ * the same built-in ones, else text, which keeps every value exactly as Postgres prints it.
  */
 async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
   const copyOut = copyOutSql(spec, range);
@@ -109,11 +110,11 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
         return { written, failures: failed.map((f) => ({ key: f.key, code: null, error: f.error })) };
       };
     }
-    const sameDatabase = databases.sameDatabase(plan.source.connection, plan.target.connection);
-    return async (spec, range) => ({
-      written: sameDatabase ? await copyWithinDatabase(sourcePool, spec, range) : await copyAcrossDatabases(sourcePool, targetPool, spec, range),
-      failures: [],
-    });
+    if (databases.sameDatabase(plan.source.connection, plan.target.connection)) {
+      return async (spec, range) => ({ written: await copyWithinDatabase(sourcePool, spec, range), failures: [] });
+    }
+    const copyFormat = await copyFormatFor(sourcePool, targetPool, copySpecOf(plan));
+    return async (spec, range) => ({ written: await copyAcrossDatabases(sourcePool, targetPool, { ...spec, copyFormat }, range), failures: [] });
   };
 
   const activities = {

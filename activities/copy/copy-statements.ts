@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { KeyRange } from '../../lib/key-range';
 import { targetKey, type Plan } from '../../lib/plan';
 import { tableKey } from '../../lib/ids';
-import { column, ferrySql, ident, int, join, literal, planSql, quoteIdent, sql, SOURCE_ALIAS, tableName, type Sql, type TableName } from '../sql';
+import { column, ferrySql, ident, int, join, literal, planSql, qualifiedName, quoteIdent, sql, SOURCE_ALIAS, tableName, type Sql, type TableName } from '../sql';
 import { sourceFilter } from './subset';
 
 export interface KeyedTable extends TableName {
@@ -36,6 +36,18 @@ export interface CopySpec {
   honourTombstones?: boolean;
   /** The target column holding each row's source key, when the target key does not (plan.target.sourceKey). */
   lineage?: string;
+  /**
+   * COPY's format between two databases: binary only where every column's type is the same
+   * built-in type on both sides (copyFormatFor). (Default: text)
+   */
+  copyFormat?: CopyFormat;
+}
+
+export type CopyFormat = 'text' | 'binary';
+
+/** COPY's options for a spec's format: none for text. */
+function copyOptions(spec: Pick<CopySpec, 'copyFormat'>): Sql {
+  return spec.copyFormat === 'binary' ? sql` (FORMAT binary)` : sql``;
 }
 
 /** What a plan (or one shard of it, by partition value) copies, in the terms of the statements. */
@@ -181,9 +193,22 @@ export function insertIntoClearRangeSql(spec: CopySpec, range: KeyRange): Sql {
   return sql`INSERT INTO ${tableName(spec.target)} (${columnList(columns)}) SELECT ${selectList(spec)} FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeCondition(spec, range)}`;
 }
 
-/** COPY of the transformed rows of a key range out of the source, in text format. */
+/** COPY of the transformed rows of a key range out of the source, in the spec's format. */
 export function copyOutSql(spec: CopySpec, range: KeyRange): string {
-  return sql`COPY (SELECT ${selectList(spec)} FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeConditionLiteral(spec, range)}) TO STDOUT`.text;
+  return sql`COPY (SELECT ${selectList(spec)} FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeConditionLiteral(spec, range)}) TO STDOUT${copyOptions(spec)}`.text;
+}
+
+/** The transformed columns with no row: its fields give each expression's type on the source. */
+export function transformTypesSql(spec: Pick<CopySpec, 'source' | 'columns'>): Sql {
+  return sql`SELECT ${selectList(spec)} FROM ${tableName(spec.source)} AS ${S} WHERE false`;
+}
+
+/** The server's major version (binary COPY's forms are the same within one). */
+export const serverMajorSql = sql`SELECT current_setting('server_version_num')::int / 10000 AS major`;
+
+/** The target's copied columns' type OIDs, and the server's major version. */
+export function targetColumnTypesSql(spec: Pick<CopySpec, 'target' | 'columns'>): Sql {
+  return sql`SELECT a.attname AS name, a.atttypid::int AS type, current_setting('server_version_num')::int / 10000 AS major FROM pg_attribute AS a WHERE a.attrelid = to_regclass(${qualifiedName(spec.target)}) AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY(${Object.keys(spec.columns)}::text[])`;
 }
 
 /**
@@ -202,8 +227,8 @@ export function targetRangeIsClearSql(spec: CopySpec, range: KeyRange): Sql {
   return sql`SELECT NOT EXISTS (SELECT 1 FROM ${tableName(spec.target)} AS ${T} WHERE ${parts.length ? join(parts, sql` AND `) : sql`true`})${tombstones} AS clear`;
 }
 
-export function copyIntoTargetSql(spec: Pick<CopySpec, 'target' | 'columns'>): string {
-  return sql`COPY ${tableName(spec.target)} (${columnList(Object.keys(spec.columns))}) FROM STDIN`.text;
+export function copyIntoTargetSql(spec: Pick<CopySpec, 'target' | 'columns' | 'copyFormat'>): string {
+  return sql`COPY ${tableName(spec.target)} (${columnList(Object.keys(spec.columns))}) FROM STDIN${copyOptions(spec)}`.text;
 }
 
 /**
@@ -227,8 +252,8 @@ export function createStagingSql(spec: Pick<CopySpec, 'target' | 'columns'>, onC
   return sql`CREATE TEMP TABLE IF NOT EXISTS ${ident(stagingTableName(spec))} ON COMMIT ${action} AS SELECT ${columnList(Object.keys(spec.columns))} FROM ${tableName(spec.target)} WITH NO DATA`.text;
 }
 
-export function copyIntoStagingSql(spec: Pick<CopySpec, 'target' | 'columns'>): string {
-  return sql`COPY ${ident(stagingTableName(spec))} (${columnList(Object.keys(spec.columns))}) FROM STDIN`.text;
+export function copyIntoStagingSql(spec: Pick<CopySpec, 'target' | 'columns' | 'copyFormat'>): string {
+  return sql`COPY ${ident(stagingTableName(spec))} (${columnList(Object.keys(spec.columns))}) FROM STDIN${copyOptions(spec)}`.text;
 }
 
 export function insertFromStagingSql(spec: CopySpec): string {
