@@ -24,7 +24,7 @@ import { initPgbench } from './bench/pgbench';
 import { ensurePgTool, toolVersion } from './bench/pg-tools';
 import { formatSpread, jsonSpread, PathFigures, spreadOf } from './bench/stats';
 import { growthOf, pointOf, smallRunHistory, type HistoryGrowth } from './bench/history-growth';
-import { startUpdateLoad, type LoadFigures } from './bench/update-load';
+import { DUAL_WRITE_LAG_MS, DUAL_WRITES_PER_SECOND, startDualWriteLoad, startUpdateLoad, type LoadFigures } from './bench/update-load';
 import { checksumLimit, ferryVerify, settleTarget, VERIFY_CHUNK, VERIFY_STREAMS } from './bench/verify';
 import { startWorkerProcess, type WorkerProcess } from './bench/worker-process';
 import { LOAD_BASELINE_MS, LOAD_PER_SECOND, parseOptions, UsageError } from './bench/options';
@@ -142,6 +142,8 @@ async function main(): Promise<number> {
     const js = new PathFigures('the same psql COPY pipes');
     const verifySql = new PathFigures(`per-chunk count + sum of md5 row hashes (${fmt(VERIFY_CHUNK)} keys), both databases at once, ${VERIFY_STREAMS} ranges at once`);
     const verifyJs = new PathFigures('the same checksum scan');
+    /** Each round's pass under dual writes as a multiple of its quiet pass. */
+    const verifyUnderWrites: number[] = [];
     const pgcopydbRates: number[] = [];
     const pgcopydbShares: number[] = [];
     const outcomes: RunOutcome[] = [];
@@ -181,12 +183,14 @@ async function main(): Promise<number> {
       const checksum = await checksumLimit(sourceUrl, targetUrl, options.rows);
       out(limitLine(`checksum scan, ${VERIFY_STREAMS} at once`, checksum));
       for (const problem of checksum.problems) out(`    CHECK OF THE LIMIT FAILED: ${problem}`);
+      let quietVerifyMs: number | null = null;
       for (const [label, plan, figures] of [
         ['verify, SQL transform', basePlan('bench-verify', TARGET_ENV), verifySql],
         ['verify, JS transform', jsPlan, verifyJs],
       ] as const) {
         try {
           const run = await ferryVerify(validatePlan(plan), env, options.rows);
+          if (figures === verifySql && !run.problems.length) quietVerifyMs = run.ms;
           figures.add(checksum.rowsPerSec, run.problems.length ? null : run.rowsPerSec);
           out(`    ${`Ferry ${label}`.padEnd(30)} ${seconds(run.ms).padStart(7)}  ${fmt(run.rowsPerSec).padStart(9)} rows/s  ${fmt(run.rowsPerSec / checksum.rowsPerSec, 2)} of this round's limit (${run.calls} calls)`);
           for (const problem of run.problems) out(`      CHECK FAILED: ${problem}`);
@@ -196,6 +200,24 @@ async function main(): Promise<number> {
           failures.push(`${label}, round ${round}`);
           out(`    Ferry ${label} FAILED: ${rootMessage(error)}`);
         }
+      }
+      // The same pass while an application writes both sides: differing rows are read again
+      // after the in-flight delay, and the pass should stay within a small multiple of the quiet one.
+      const writes = startDualWriteLoad(sourceUrl, targetUrl, options.rows, DUAL_WRITES_PER_SECOND, DUAL_WRITE_LAG_MS);
+      try {
+        const run = await ferryVerify(validatePlan(basePlan('bench-verify', TARGET_ENV)), env, options.rows).finally(() => writes.stop());
+        if (writes.failed() > 0) run.problems.push(`${writes.failed()} dual writes failed`);
+        const ofQuiet = quietVerifyMs === null || run.problems.length ? null : run.ms / quietVerifyMs;
+        if (ofQuiet !== null) verifyUnderWrites.push(ofQuiet);
+        else failures.push(`verify under dual writes, round ${round}`);
+        out(
+          `    ${'Ferry verify under writes'.padEnd(30)} ${seconds(run.ms).padStart(7)}  ${fmt(run.rowsPerSec).padStart(9)} rows/s  ` +
+            `${ofQuiet === null ? 'no figure' : `${fmt(ofQuiet, 2)}x the quiet pass`} (${fmt(writes.written())} rows written to both sides at ${DUAL_WRITES_PER_SECOND}/s, ${fmt(run.inFlight)} read again in flight)`,
+        );
+        for (const problem of run.problems) out(`      CHECK FAILED: ${problem}`);
+      } catch (error) {
+        failures.push(`verify under dual writes, round ${round}`);
+        out(`    Ferry verify under writes FAILED: ${rootMessage(error)}`);
       }
       await resetTarget(targetUrl);
       await ferry('across databases', basePlan('bench-cross-db', TARGET_ENV), targetUrl, crossLimit, cross, round);
@@ -254,6 +276,10 @@ async function main(): Promise<number> {
       else out(`  pgcopydb (${pgcopydb?.version}), table data, ${PGCOPYDB_JOBS} jobs, no transform: ${formatSpread(spreadOf(pgcopydbRates))} rows/s, ${formatSpread(spreadOf(pgcopydbShares), 2)} of the psql pipe`);
       out(`  ${PGROLL_SKIPPED}`);
     }
+    out(
+      `  verify under writes    ${formatSpread(spreadOf(verifyUnderWrites), 2)}x the quiet pass of its round ` +
+        `(${DUAL_WRITES_PER_SECOND} rows/s written to both sides, the target ${DUAL_WRITE_LAG_MS} ms after the source)`,
+    );
     out(`  worker peak RSS        ${peakWorkerRssMb} MB (VmHWM over the whole run)`);
     out(`  history events         ${eventsPerMillion === null ? 'no figure' : fmt(eventsPerMillion)} per million rows (the most of any run, fixed part included)`);
     if (growth) {
@@ -284,6 +310,7 @@ async function main(): Promise<number> {
               pgroll: { skipped: PGROLL_SKIPPED },
             },
           }),
+          verifyUnderWrites: { ofQuietPass: jsonSpread(spreadOf(verifyUnderWrites), 3), writesPerSecond: DUAL_WRITES_PER_SECOND, lagMs: DUAL_WRITE_LAG_MS },
           peakWorkerRssMb,
           historyEventsPerMillionRows: eventsPerMillion === null ? null : Math.round(eventsPerMillion),
           historyGrowth: growth && {

@@ -5,7 +5,7 @@
  * so the copy's correctness check still holds.
  */
 import pg from 'pg';
-import { SOURCE_TABLE } from './dataset';
+import { SOURCE_TABLE, TARGET_TABLE } from './dataset';
 
 const TICK_MS = 10;
 
@@ -60,6 +60,60 @@ export function startUpdateLoad(url: string, rows: number, perSecond: number): U
       clearInterval(timer);
       while (inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 10));
       await pool.end();
+    },
+  };
+}
+
+/** Dual writes a second while verification runs, and how far the target's write trails the source's. */
+export const DUAL_WRITES_PER_SECOND = 500;
+export const DUAL_WRITE_LAG_MS = 20;
+
+export interface DualWriteLoad {
+  /** Rows written to both sides so far. */
+  written(): number;
+  /** Writes that failed on either side (the sides may then differ for good). */
+  failed(): number;
+  /** Stops, once every write in flight has reached both sides. */
+  stop(): Promise<void>;
+}
+
+/**
+ * An application that writes both stores, as during a migration with dual writes: each write
+ * changes a random row's amount on the source, then, `lagMs` later, the same row's cents on the
+ * target. Between the two the sides differ, as they do for a verifier reading a live table; once
+ * both landed the target is again the transform of the source.
+ */
+export function startDualWriteLoad(sourceUrl: string, targetUrl: string, rows: number, perSecond: number, lagMs: number): DualWriteLoad {
+  const source = new pg.Pool({ connectionString: sourceUrl, max: 4, application_name: 'ferry-bench-dual-writes' });
+  const target = new pg.Pool({ connectionString: targetUrl, max: 4, application_name: 'ferry-bench-dual-writes' });
+  source.on('error', () => {});
+  target.on('error', () => {});
+  let owed = 0;
+  let inFlight = 0;
+  let written = 0;
+  let failed = 0;
+  const writeBoth = async (id: number) => {
+    await source.query(`UPDATE ${SOURCE_TABLE} SET amount = amount + 0.01 WHERE id = $1`, [id]);
+    await new Promise((resolve) => setTimeout(resolve, lagMs));
+    await target.query(`UPDATE ${TARGET_TABLE} SET amount_cents = amount_cents + 1 WHERE id = $1`, [id]);
+    written += 1;
+  };
+  const timer = setInterval(() => {
+    owed += (perSecond * TICK_MS) / 1000;
+    for (; owed >= 1; owed -= 1) {
+      inFlight += 1;
+      writeBoth(1 + Math.floor(Math.random() * rows))
+        .catch(() => (failed += 1))
+        .finally(() => (inFlight -= 1));
+    }
+  }, TICK_MS);
+  return {
+    written: () => written,
+    failed: () => failed,
+    async stop() {
+      clearInterval(timer);
+      while (inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      await Promise.all([source.end(), target.end()]);
     },
   };
 }

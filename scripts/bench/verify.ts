@@ -22,6 +22,8 @@ export interface FerryVerifyRun {
   rowsPerSec: number;
   /** Ferry's own calls, as the workflow would make them (one per maxSeconds). */
   calls: number;
+  /** Rows that differed at a first look and matched when read again: writes in flight. */
+  inFlight: number;
   problems: string[];
 }
 
@@ -76,6 +78,7 @@ export async function ferryVerify(plan: Plan, env: Record<string, string>, rows:
     const verifier = createVerifier(databases, path.resolve(__dirname, '..'));
     let calls = 0;
     let checked = 0;
+    let inFlight = 0;
     /** One shard's verification, call after call, as a verification shard workflow runs it. */
     const verifyRange = async (range: KeyRange) => {
       let cursor: string | null = null;
@@ -92,6 +95,7 @@ export async function ferryVerify(plan: Plan, env: Record<string, string>, rows:
         done = last.done;
         cursor = last.cursor;
         checked += last.rowsChecked;
+        inFlight += last.inFlight;
         const { missing, extra, value } = last.mismatches;
         if (missing + extra + value > 0) problems.push(`verifyShard reported ${missing} missing, ${extra} extra, ${value} value mismatches on equal data`);
       }
@@ -102,7 +106,7 @@ export async function ferryVerify(plan: Plan, env: Record<string, string>, rows:
     await Promise.all([verifyRange({ after: null, upTo: middle }), verifyRange({ after: middle, upTo: null })]);
     const ms = performance.now() - started;
     if (checked !== rows) problems.push(`verifyShard checked ${checked} rows, the source has ${rows}`);
-    return { ms, rowsPerSec: rows / (ms / 1000), calls, problems };
+    return { ms, rowsPerSec: rows / (ms / 1000), calls, inFlight, problems };
   } finally {
     await databases.close();
   }
