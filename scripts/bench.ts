@@ -22,7 +22,7 @@ import { fasterOf, insertSelectLimit, psqlCopyLimit, type Limit } from './bench/
 import { findPgcopydb, PGCOPYDB_JOBS, pgcopydbCopy, PGROLL_SKIPPED } from './bench/peers';
 import { initPgbench } from './bench/pgbench';
 import { ensurePgTool, toolVersion } from './bench/pg-tools';
-import { formatSpread, jsonSpread, PathFigures, spreadOf } from './bench/stats';
+import { formatSpread, formatTimes, jsonSpread, PathFigures, spreadOf } from './bench/stats';
 import { growthOf, pointOf, smallRunHistory, type HistoryGrowth } from './bench/history-growth';
 import { DUAL_WRITE_LAG_MS, DUAL_WRITES_PER_SECOND, startDualWriteLoad, startUpdateLoad, type LoadFigures } from './bench/update-load';
 import { checksumLimit, ferryVerify, settleTarget, VERIFY_CHUNK, VERIFY_STREAMS } from './bench/verify';
@@ -104,7 +104,7 @@ async function main(): Promise<number> {
         summary = await runCaptureBench(ready, run);
       } else {
         out(`\nForeground: pgbench quiet and during a same-database Ferry copy, interleaved:`);
-        summary = await runForeground(ready, run);
+        summary = await runForeground(ready, { ...run, rows: options.rows });
       }
       const loadAtEnd = loadAverage();
       out(`Finished in ${seconds(Date.now() - started)} (load average ${loadAtEnd.join(' ')}).`);
@@ -277,7 +277,7 @@ async function main(): Promise<number> {
       out(`  ${PGROLL_SKIPPED}`);
     }
     out(
-      `  verify under writes    ${formatSpread(spreadOf(verifyUnderWrites), 2)}x the quiet pass of its round ` +
+      `  verify under writes    ${formatTimes(spreadOf(verifyUnderWrites), 2)} the quiet pass of its round ` +
         `(${DUAL_WRITES_PER_SECOND} rows/s written to both sides, the target ${DUAL_WRITE_LAG_MS} ms after the source)`,
     );
     out(`  worker peak RSS        ${peakWorkerRssMb} MB (VmHWM over the whole run)`);

@@ -19,7 +19,7 @@ import { countRows } from './dataset';
 import { terminateAll, SOURCE_ENV, type Bench } from './ferry-run';
 import { TPCB, waitFerryIdle } from './foreground';
 import { runPgbench, type PgbenchRun } from './pgbench';
-import { formatSpread, jsonSpread, spreadOf } from './stats';
+import { formatSpread, formatTimes, jsonSpread, spreadOf } from './stats';
 
 const SOURCE = 'pgbench_accounts';
 const TARGET = 'pgbench_accounts_v2';
@@ -231,7 +231,7 @@ export async function runCaptureBench(bench: Bench, options: CaptureBenchOptions
     const writeRate = spreadOf(rounds.map((x) => pick(x).apply.writesPerSec ?? Number.NaN));
     const applyShare = spreadOf(rounds.map((x) => (pick(x).apply.keysPerSec ?? Number.NaN) / (pick(x).apply.writesPerSec ?? Number.NaN)));
     out(
-      `  ${label}: tps ${formatSpread(tps, 2)} of quiet, p99 ${formatSpread(p99, 2)}x quiet; ` +
+      `  ${label}: tps ${formatSpread(tps, 2)} of quiet, p99 ${formatTimes(p99, 2)} quiet; ` +
         `change apply ${formatSpread(applyRate)} keys/s against pgbench's ${formatSpread(writeRate)} ${SOURCE} writes/s, ${formatSpread(applyShare, 2)} of them`,
     );
     summary[key] = {

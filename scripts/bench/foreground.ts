@@ -12,10 +12,10 @@ import pg from 'pg';
 import { startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import type { migrationWorkflow } from '../../workflows/migration';
-import { countRows, resetTarget, TARGET_TABLE } from './dataset';
+import { countRows, resetTarget, SOURCE_TABLE, TARGET_TABLE, targetColumnList, transformSelect } from './dataset';
 import { basePlan, terminateAll, SOURCE_ENV, type Bench } from './ferry-run';
 import { runPgbench, type PgbenchLoad, type PgbenchRun } from './pgbench';
-import { formatSpread, jsonSpread, spreadOf } from './stats';
+import { formatSpread, formatTimes, jsonSpread, spreadOf } from './stats';
 
 export const TPCB: PgbenchLoad = { label: 'TPC-B, 4 clients', clients: 4, rate: null };
 export const LIGHT: PgbenchLoad = { label: 'light TPC-B, -R 100', clients: 2, rate: 100 };
@@ -99,16 +99,65 @@ async function copyDuring<T>(bench: Bench, plan: PlanInput, during: () => Promis
   }
 }
 
+/** The share of Ferry's unthrottled rate the machine's own bound is measured at: the target's. */
+const BOUND_SHARE = 0.5;
+
+/**
+ * The copy's limit tool held to `rowsPerSec` during `during`: INSERT ... SELECT of the transform
+ * over the next keys, a tenth of a second of rows at a time, each followed by the wait that keeps
+ * the rate. What this costs the foreground, no copier can avoid on this machine at this rate.
+ */
+async function pacedLimitDuring<T>(url: string, rows: number, rowsPerSec: number, during: () => Promise<T>): Promise<{ result: T; copy: CopyWindow }> {
+  await resetTarget(url);
+  const client = new pg.Client({ connectionString: url, application_name: 'ferry-bench-bound' });
+  await client.connect();
+  const insert = `INSERT INTO ${TARGET_TABLE} (${targetColumnList()}) SELECT ${transformSelect()} FROM ${SOURCE_TABLE} AS s WHERE s.id > $1 AND s.id <= $2`;
+  const batch = Math.max(1000, Math.round(rowsPerSec / 10));
+  let stop = false;
+  let copied = 0;
+  let endedAt: number | null = null;
+  const started = performance.now();
+  const copying = (async () => {
+    for (let after = 0; !stop && after < rows; after += batch) {
+      copied += (await client.query(insert, [after, Math.min(rows, after + batch)])).rowCount ?? 0;
+      const due = started + (copied / rowsPerSec) * 1000;
+      if (due > performance.now()) await sleep(due - performance.now());
+    }
+    if (!stop) endedAt = performance.now();
+  })();
+  try {
+    const result = await during();
+    const ended = performance.now();
+    stop = true;
+    const rowsInWindow = copied;
+    await copying;
+    const until = endedAt !== null && endedAt < ended ? endedAt : ended;
+    return {
+      result,
+      copy: { rowsPerSec: rowsInWindow / ((until - started) / 1000), endedEarlyAfterS: until < ended ? (until - started) / 1000 : null },
+    };
+  } finally {
+    stop = true;
+    await copying.catch(() => {});
+    await client.end();
+    await resetTarget(url);
+  }
+}
+
 interface Round {
   quiet: Record<string, PgbenchRun>;
   copying: Record<string, PgbenchRun>;
   copyRate: Record<string, CopyWindow>;
   unthrottled: CopyWindow;
   tpcbUnthrottled: { run: PgbenchRun; copy: CopyWindow };
+  /** TPC-B while the limit tool copies at BOUND_SHARE of Ferry's unthrottled rate. */
+  tpcbBound: { run: PgbenchRun; copy: CopyWindow };
 }
 
 export interface ForegroundOptions {
   pgbench: string;
+  /** Rows in the source table. */
+  rows: number;
   seconds: number;
   rounds: number;
   out: (line: string) => void;
@@ -146,6 +195,9 @@ export async function runForeground(bench: Bench, options: ForegroundOptions): P
         `    ${'Ferry unthrottled, no foreground'.padEnd(50)} Ferry ${fmt(round.unthrottled.rowsPerSec)} rows/s` +
           (round.unthrottled.endedEarlyAfterS === null ? '' : ` (copy ended after ${fmt(round.unthrottled.endedEarlyAfterS, 1)} s)`),
       );
+      const bound = await pacedLimitDuring(bench.sourceUrl, options.rows, BOUND_SHARE * round.unthrottled.rowsPerSec, () => pgbenchRun(TPCB));
+      round.tpcbBound = { run: bound.result, copy: bound.copy };
+      show(`${TPCB.label}, INSERT ... SELECT at ${fmt(BOUND_SHARE * 100)}% of Ferry's rate`, bound.result, bound.copy);
       rounds.push(round);
     }
   } finally {
@@ -156,7 +208,7 @@ export async function runForeground(bench: Bench, options: ForegroundOptions): P
   // A window the copy left early was partly quiet: its foreground ratios would flatter Ferry.
   const covered = (copy: CopyWindow) => copy.endedEarlyAfterS === null || copy.endedEarlyAfterS >= COVERED_SHARE * seconds;
   const during = (copy: CopyWindow, ratio: number) => (covered(copy) ? ratio : Number.NaN);
-  const uncovered = rounds.flatMap((x) => [...Object.values(x.copyRate), x.tpcbUnthrottled.copy]).filter((c) => !covered(c)).length;
+  const uncovered = rounds.flatMap((x) => [...Object.values(x.copyRate), x.tpcbUnthrottled.copy, x.tpcbBound.copy]).filter((c) => !covered(c)).length;
   const summary: Record<string, unknown> = {};
   out(`\nForeground summary (median (min..max) of ${rounds.length} rounds; each ratio against the quiet run of its own round):`);
   for (const load of [TPCB, LIGHT]) {
@@ -166,7 +218,7 @@ export async function runForeground(bench: Bench, options: ForegroundOptions): P
     const quietP99 = spreadOf(rounds.map((x) => x.quiet[load.label]!.p99Ms));
     const quietTps = spreadOf(rounds.map((x) => x.quiet[load.label]!.tps));
     out(
-      `  ${load.label.padEnd(22)} at Ferry's default throttle: tps ${formatSpread(tps, 2)} of quiet, p99 ${formatSpread(p99, 2)}x quiet; ` +
+      `  ${load.label.padEnd(22)} at Ferry's default throttle: tps ${formatSpread(tps, 2)} of quiet, p99 ${formatTimes(p99, 2)} quiet; ` +
         `Ferry at ${formatSpread(share, 2)} of its unthrottled rate (quiet: ${formatSpread(quietTps)} tps, p99 ${formatSpread(quietP99, 1)} ms)`,
     );
     summary[load === TPCB ? 'tpcb' : 'light'] = {
@@ -179,7 +231,13 @@ export async function runForeground(bench: Bench, options: ForegroundOptions): P
   }
   const openTps = ratios((x) => during(x.tpcbUnthrottled.copy, x.tpcbUnthrottled.run.tps / x.quiet[TPCB.label]!.tps));
   const openP99 = ratios((x) => during(x.tpcbUnthrottled.copy, x.tpcbUnthrottled.run.p99Ms / x.quiet[TPCB.label]!.p99Ms));
-  out(`  ${TPCB.label.padEnd(22)} with Ferry unthrottled:      tps ${formatSpread(openTps, 2)} of quiet, p99 ${formatSpread(openP99, 2)}x quiet`);
+  out(`  ${TPCB.label.padEnd(22)} with Ferry unthrottled:      tps ${formatSpread(openTps, 2)} of quiet, p99 ${formatTimes(openP99, 2)} quiet`);
+  const boundTps = ratios((x) => during(x.tpcbBound.copy, x.tpcbBound.run.tps / x.quiet[TPCB.label]!.tps));
+  const boundP99 = ratios((x) => during(x.tpcbBound.copy, x.tpcbBound.run.p99Ms / x.quiet[TPCB.label]!.p99Ms));
+  out(
+    `  ${TPCB.label.padEnd(22)} with INSERT ... SELECT paced at ${fmt(BOUND_SHARE * 100)}% of Ferry's unthrottled rate (no Ferry): ` +
+      `tps ${formatSpread(boundTps, 2)} of quiet, p99 ${formatTimes(boundP99, 2)} quiet: what copying at that rate costs on this machine, whoever copies`,
+  );
   const unthrottled = spreadOf(rounds.map((x) => x.unthrottled.rowsPerSec));
   out(`  Ferry unthrottled, alone: ${formatSpread(unthrottled)} rows/s`);
   if (uncovered > 0) {
@@ -190,6 +248,7 @@ export async function runForeground(bench: Bench, options: ForegroundOptions): P
   }
   summary.windowsLeftOut = uncovered;
   summary.tpcbUnthrottled = { tpsRatio: jsonSpread(openTps, 3), p99Ratio: jsonSpread(openP99, 3) };
+  summary.tpcbWithPacedLimit = { shareOfUnthrottled: BOUND_SHARE, tpsRatio: jsonSpread(boundTps, 3), p99Ratio: jsonSpread(boundP99, 3) };
   summary.ferryUnthrottledRowsPerSec = jsonSpread(unthrottled);
   return summary;
 }

@@ -32,6 +32,15 @@ const fmt = (n: number, digits: number) => n.toLocaleString('en-US', { maximumFr
 /** "0.82 (0.79..0.85)", or "no figure". */
 export function formatSpread(spread: Spread | null, digits = 0): string {
   if (!spread) return 'no figure';
+  return formatPresentSpread(spread, digits);
+}
+
+/** A multiple ("1.25 (1.1..1.4)x"): nothing is appended to "no figure". */
+export function formatTimes(spread: Spread | null, digits = 2): string {
+  return spread ? `${formatPresentSpread(spread, digits)}x` : 'no figure';
+}
+
+function formatPresentSpread(spread: Spread, digits: number): string {
   if (spread.runs === 1) return `${fmt(spread.median, digits)} (one run)`;
   return `${fmt(spread.median, digits)} (${fmt(spread.min, digits)}..${fmt(spread.max, digits)})`;
 }
