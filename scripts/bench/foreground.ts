@@ -12,6 +12,9 @@ import pg from 'pg';
 import { startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import type { migrationWorkflow } from '../../workflows/migration';
+import { statusQuery } from '../../workflows/messages';
+import { addLiveProgress } from '../../operator/live-progress';
+import { holdingSignals } from '../../lib/status';
 import { countRows, resetTarget, SOURCE_TABLE, TARGET_TABLE, targetColumnList, transformSelect } from './dataset';
 import { basePlan, terminateAll, SOURCE_ENV, type Bench } from './ferry-run';
 import { runPgbench, type PgbenchLoad, type PgbenchRun } from './pgbench';
@@ -23,6 +26,9 @@ export const LIGHT: PgbenchLoad = { label: 'light TPC-B, -R 100', clients: 2, ra
 /** Ferry's copy during one window: rows/s while the window lasted (or until the copy ended). */
 interface CopyWindow {
   rowsPerSec: number;
+  /** The pacing signals that held a shard back, and in how many of the window's status samples. */
+  heldBy?: Record<string, number>;
+  samples?: number;
   /** The copy finished inside the window, so part of the window was quiet. */
   endedEarlyAfterS: number | null;
 }
@@ -56,6 +62,31 @@ export async function waitFerryIdle(adminUrl: string): Promise<void> {
 }
 
 /**
+ * What `ferry status` says holds the copy back, sampled once a second while a window lasts: each
+ * pacing signal, and in how many samples it held at least one shard.
+ */
+function watchHolding(bench: Bench, handle: WorkflowHandle<typeof migrationWorkflow>): { stop(): void; done: Promise<{ heldBy: Record<string, number>; samples: number }> } {
+  let stopped = false;
+  const heldBy: Record<string, number> = {};
+  const done = (async () => {
+    let samples = 0;
+    while (!stopped) {
+      await sleep(1000);
+      try {
+        const status = await handle.query(statusQuery);
+        await addLiveProgress(bench.client, status);
+        samples += 1;
+        for (const { signal } of holdingSignals(status)) heldBy[signal] = (heldBy[signal] ?? 0) + 1;
+      } catch {
+        // The migration ended: the window's last samples are the ones taken.
+      }
+    }
+    return { heldBy, samples };
+  })();
+  return { stop: () => (stopped = true), done };
+}
+
+/**
  * Starts a same-database copy with `plan`, waits until rows arrive, runs `during` (which lasts
  * the window), and measures the rows that arrived meanwhile. The copy is then stopped and the
  * target emptied, so each window costs a window, not a whole copy.
@@ -84,13 +115,15 @@ async function copyDuring<T>(bench: Bench, plan: PlanInput, during: () => Promis
     }
     const rows0 = await countRows(url, TARGET_TABLE);
     const started = performance.now();
-    const result = await during();
+    const holding = watchHolding(bench, handle);
+    const result = await during().finally(() => holding.stop());
     const ended = performance.now();
+    const { heldBy, samples } = await holding.done;
     const rows1 = await countRows(url, TARGET_TABLE);
     const until = endedAt !== null && endedAt < ended ? endedAt : ended;
     return {
       result,
-      copy: { rowsPerSec: (rows1 - rows0) / ((until - started) / 1000), endedEarlyAfterS: until < ended ? (until - started) / 1000 : null },
+      copy: { rowsPerSec: (rows1 - rows0) / ((until - started) / 1000), endedEarlyAfterS: until < ended ? (until - started) / 1000 : null, heldBy, samples },
     };
   } finally {
     await terminateAll(bench, handle.workflowId, 'bench: foreground window over');
@@ -105,7 +138,8 @@ const BOUND_SHARE = 0.5;
 /**
  * The copy's limit tool held to `rowsPerSec` during `during`: INSERT ... SELECT of the transform
  * over the next keys, a tenth of a second of rows at a time, each followed by the wait that keeps
- * the rate. What this costs the foreground, no copier can avoid on this machine at this rate.
+ * the rate, starting over on an emptied target when the keys run out, so it lasts the window.
+ * What this costs the foreground, no copier can avoid on this machine at this rate.
  */
 async function pacedLimitDuring<T>(url: string, rows: number, rowsPerSec: number, during: () => Promise<T>): Promise<{ result: T; copy: CopyWindow }> {
   await resetTarget(url);
@@ -115,15 +149,18 @@ async function pacedLimitDuring<T>(url: string, rows: number, rowsPerSec: number
   const batch = Math.max(1000, Math.round(rowsPerSec / 10));
   let stop = false;
   let copied = 0;
-  let endedAt: number | null = null;
   const started = performance.now();
   const copying = (async () => {
-    for (let after = 0; !stop && after < rows; after += batch) {
+    for (let after = 0; !stop; after += batch) {
+      // Out of keys before the window ends: empty the target (pgbench never touches it) and go on.
+      if (after >= rows) {
+        await client.query(`TRUNCATE ${TARGET_TABLE}`);
+        after = 0;
+      }
       copied += (await client.query(insert, [after, Math.min(rows, after + batch)])).rowCount ?? 0;
       const due = started + (copied / rowsPerSec) * 1000;
       if (due > performance.now()) await sleep(due - performance.now());
     }
-    if (!stop) endedAt = performance.now();
   })();
   try {
     const result = await during();
@@ -131,11 +168,7 @@ async function pacedLimitDuring<T>(url: string, rows: number, rowsPerSec: number
     stop = true;
     const rowsInWindow = copied;
     await copying;
-    const until = endedAt !== null && endedAt < ended ? endedAt : ended;
-    return {
-      result,
-      copy: { rowsPerSec: rowsInWindow / ((until - started) / 1000), endedEarlyAfterS: until < ended ? (until - started) / 1000 : null },
-    };
+    return { result, copy: { rowsPerSec: rowsInWindow / ((ended - started) / 1000), endedEarlyAfterS: null } };
   } finally {
     stop = true;
     await copying.catch(() => {});
@@ -163,6 +196,12 @@ export interface ForegroundOptions {
   out: (line: string) => void;
 }
 
+/** ", held by latency 9/14, active-backends 2/14": the signals of a window's status samples. */
+function heldByText(copy: CopyWindow): string {
+  const held = Object.entries(copy.heldBy ?? {}).sort((a, b) => b[1] - a[1]);
+  return held.length && copy.samples ? `, held by ${held.map(([signal, n]) => `${signal} ${n}/${copy.samples}`).join(', ')}` : '';
+}
+
 export async function runForeground(bench: Bench, options: ForegroundOptions): Promise<Record<string, unknown>> {
   const { pgbench, seconds, out } = options;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-pgbench-'));
@@ -172,7 +211,7 @@ export async function runForeground(bench: Bench, options: ForegroundOptions): P
       `    ${label.padEnd(50)} ${fmt(run.tps).padStart(6)} tps  p99 ${fmt(run.p99Ms, 1).padStart(6)} ms  (${fmt(run.transactions)} transactions` +
         (run.failed ? `, ${run.failed} failed or skipped` : '') +
         ')' +
-        (copy ? `  Ferry ${fmt(copy.rowsPerSec)} rows/s${copy.endedEarlyAfterS === null ? '' : ` (copy ended after ${fmt(copy.endedEarlyAfterS, 1)} s)`}` : ''),
+        (copy ? `  Ferry ${fmt(copy.rowsPerSec)} rows/s${copy.endedEarlyAfterS === null ? '' : ` (copy ended after ${fmt(copy.endedEarlyAfterS, 1)} s)`}${heldByText(copy)}` : ''),
     );
   const rounds: Round[] = [];
   try {
