@@ -224,7 +224,10 @@ export function targetRangeIsClearSql(spec: CopySpec, range: KeyRange): Sql {
   const tombstones = spec.honourTombstones
     ? sql` AND NOT EXISTS (SELECT 1 FROM ${TOMBSTONES} WHERE target_table = ${tombstoneTableName(spec.target)})`
     : sql``;
-  return sql`SELECT NOT EXISTS (SELECT 1 FROM ${tableName(spec.target)} AS ${T} WHERE ${parts.length ? join(parts, sql` AND `) : sql`true`})${tombstones} AS clear`;
+  // The first key of the range in key order, not a bare EXISTS: on a target the copy is filling
+  // and nobody has analyzed yet, the planner takes a scan of the whole table to be the cheapest
+  // way to find any row, and each batch's check grew with the rows already copied.
+  return sql`SELECT NOT EXISTS (SELECT ${key} FROM ${tableName(spec.target)} AS ${T} WHERE ${parts.length ? join(parts, sql` AND `) : sql`true`} ORDER BY ${key} LIMIT 1)${tombstones} AS clear`;
 }
 
 export function copyIntoTargetSql(spec: Pick<CopySpec, 'target' | 'columns' | 'copyFormat'>): string {
