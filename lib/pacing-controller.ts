@@ -34,6 +34,7 @@ export interface PacingSample {
 /** What the foreground looked like before the copy started. */
 export interface PacingBaseline {
   latencyMs: number | null;
+  /** The most client sessions (not Ferry's) seen running a statement at once. */
   activeBackends: number;
 }
 
@@ -43,7 +44,7 @@ export interface PacingBudget {
   p99Factor: number;
   /** Sessions that may wait on a lock on the tables involved. */
   maxLockWaits: number;
-  /** Active client sessions; null for the baseline's count times 1.5, plus 2. */
+  /** Active client sessions; null for 1.5 times the most the baseline saw, plus 2. */
   maxActiveBackends?: number | null;
   /** WAL bytes per second; null for no limit (forced checkpoints still count). */
   maxWalBytesPerSecond?: number | null;

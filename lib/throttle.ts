@@ -55,7 +55,7 @@ const budgetSchema = z.strictObject({
   p99Factor: z.number().min(1).max(100).default(1.2),
   /** Sessions that may wait on a lock on the source or target, or on a copy batch. (Default: 0) */
   maxLockWaits: z.number().int().min(0).default(0),
-  /** Active sessions other than Ferry's; omit for 1.5x those before the copy, plus 2. */
+  /** Active sessions other than Ferry's; omit for 1.5x the most seen before the copy, plus 2. */
   maxActiveBackends: z.number().int().min(1).optional(),
   /** WAL written per second, bytes; omit for none (checkpoints forced by WAL always count). */
   maxWalBytesPerSecond: z.number().positive().optional(),

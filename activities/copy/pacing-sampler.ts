@@ -159,7 +159,10 @@ export async function openPacingSampler(config: pg.ClientConfig, tables: TableNa
         active.push(seen.activeBackends);
       }
       const median = (values: number[]) => (values.length ? [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]! : null);
-      return { latencyMs: median(latencies), activeBackends: median(active) ?? 0 };
+      // The most sessions seen active, not the median: one snapshot a sample catches a busy
+      // application's sessions at random, and a budget from the median held the copy back
+      // whenever all of a few clients happened to be running at once, with their latency fine.
+      return { latencyMs: median(latencies), activeBackends: active.length ? Math.max(...active) : 0 };
     },
     async close() {
       await client.end().catch(() => {});
