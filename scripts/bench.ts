@@ -11,6 +11,7 @@ import { Client, Connection } from '@temporalio/client';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { rootMessage } from '../lib/errors';
 import { validatePlan, type PlanInput } from '../lib/plan';
 import { temporalSettings } from '../lib/settings';
@@ -54,7 +55,7 @@ async function main(): Promise<number> {
   out(`Tools: ${toolVersion(psql)}${pgbench ? `; ${toolVersion(pgbench)}` : ''}.`);
   const pgcopydb = options.peers ? findPgcopydb() : null;
   out('Starting PostgreSQL and a Temporal dev server ...');
-  const [postgres, temporalServer] = await Promise.all([startPostgres({ fsync: true, local: true }), startTemporal()]);
+  const [postgres, temporalServer] = await Promise.all([startPostgres({ fsync: true, local: true, ...(options.statements ? { preload: ['pg_stat_statements'] } : {}) }), startTemporal()]);
   const temporal = temporalSettings({}, { address: temporalServer.address, taskQueue: `ferry-bench-${process.pid}` });
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-'));
   let worker: WorkerProcess | null = null;
@@ -63,6 +64,12 @@ async function main(): Promise<number> {
   try {
     const sourceUrl = await postgres.createDatabase('bench_source');
     const targetUrl = await postgres.createDatabase('bench_target');
+    if (options.statements) {
+      const admin = new pg.Client({ connectionString: sourceUrl });
+      await admin.connect();
+      await admin.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements').finally(() => admin.end());
+      out('pg_stat_statements is loaded: the pacing controller reads the latency of the application\'s own statements.');
+    }
     // --capture migrates pgbench's own table: the bench's table is not needed.
     if (!options.capture) {
       const loadStarted = Date.now();
@@ -110,7 +117,7 @@ async function main(): Promise<number> {
       out(`Finished in ${seconds(Date.now() - started)} (load average ${loadAtEnd.join(' ')}).`);
       if (options.json) {
         const figures = options.capture ? { capture: summary } : { rows: options.rows, foreground: summary };
-        console.log(JSON.stringify({ rounds: options.rounds, seconds: options.seconds, scale: options.scale, loadAverage: { start: loadAtStart, end: loadAtEnd }, ...figures }));
+        console.log(JSON.stringify({ rounds: options.rounds, seconds: options.seconds, scale: options.scale, statements: options.statements, loadAverage: { start: loadAtStart, end: loadAtEnd }, ...figures }));
       }
       return 0;
     }

@@ -8,8 +8,8 @@ export const LOAD_PER_SECOND = 300;
 export const LOAD_BASELINE_MS = 10_000;
 
 const USAGE = `usage: npm run bench -- [--rows N] [--rounds N] [--json] [--peers] [--with-load]
-       npm run bench -- --foreground [--rows N] [--rounds N] [--seconds S] [--scale N] [--json]
-       npm run bench -- --capture [--capture-mode M] [--rounds N] [--seconds S] [--scale N] [--json]
+       npm run bench -- --foreground [--statements] [--rows N] [--rounds N] [--seconds S] [--scale N] [--json]
+       npm run bench -- --capture [--capture-mode M] [--statements] [--rounds N] [--seconds S] [--scale N] [--json]
 
   --rows N       rows in the source table (Default: 1000000)
   --rounds N     rounds of interleaved measurements, at least 3 (Default: 3)
@@ -24,6 +24,8 @@ const USAGE = `usage: npm run bench -- [--rows N] [--rounds N] [--json] [--peers
                  tps and p99 as ratios of quiet, and the change-apply rate against pgbench's writes
                  (--rounds may be 1 here)
   --capture-mode M  trigger or logical, with --capture (Default: trigger)
+  --statements   load pg_stat_statements in the bench's server, so the pacing controller reads the
+                 application's own statement latency instead of its canary commits
   --seconds S    length of each foreground or capture window (Default: 15)
   --scale N      pgbench -i scale for --foreground and --capture (Default: 10, 1,000,000 accounts)`;
 
@@ -36,6 +38,7 @@ export interface Options {
   foreground: boolean;
   capture: boolean;
   captureMode: 'trigger' | 'logical';
+  statements: boolean;
   seconds: number;
   scale: number;
 }
@@ -60,6 +63,7 @@ export function parseOptions(argv: string[]): Options {
       foreground: { type: 'boolean', default: false },
       capture: { type: 'boolean', default: false },
       'capture-mode': { type: 'string' },
+      statements: { type: 'boolean', default: false },
       seconds: { type: 'string' },
       scale: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -85,6 +89,7 @@ export function parseOptions(argv: string[]): Options {
     foreground: values.foreground,
     capture: values.capture,
     captureMode,
+    statements: values.statements,
     seconds: wholeNumber('seconds', values.seconds, 15, 3, 600),
     scale: wholeNumber('scale', values.scale, 10, 1, 1000),
   };
