@@ -224,10 +224,11 @@ export function targetRangeIsClearSql(spec: CopySpec, range: KeyRange): Sql {
   const tombstones = spec.honourTombstones
     ? sql` AND NOT EXISTS (SELECT 1 FROM ${TOMBSTONES} WHERE target_table = ${tombstoneTableName(spec.target)})`
     : sql``;
-  // The first key of the range in key order, not a bare EXISTS: on a target the copy is filling
-  // and nobody has analyzed yet, the planner takes a scan of the whole table to be the cheapest
-  // way to find any row, and each batch's check grew with the rows already copied.
-  return sql`SELECT NOT EXISTS (SELECT ${key} FROM ${tableName(spec.target)} AS ${T} WHERE ${parts.length ? join(parts, sql` AND `) : sql`true`} ORDER BY ${key} LIMIT 1)${tombstones} AS clear`;
+  // The range's first key in key order, as a scalar subquery: on a target the copy is filling,
+  // not analyzed yet, the planner took a scan of the whole table to be the cheapest way to find
+  // any row for EXISTS (which drops an ORDER BY ... LIMIT), and each batch's check read every
+  // row copied so far. Key order makes the key index the cheap way.
+  return sql`SELECT (SELECT ${key} FROM ${tableName(spec.target)} AS ${T} WHERE ${parts.length ? join(parts, sql` AND `) : sql`true`} ORDER BY ${key} LIMIT 1) IS NULL${tombstones} AS clear`;
 }
 
 export function copyIntoTargetSql(spec: Pick<CopySpec, 'target' | 'columns' | 'copyFormat'>): string {

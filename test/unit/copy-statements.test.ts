@@ -86,7 +86,7 @@ describe('copy statements', () => {
   it('checks that a range is clear on the target before copying straight into it', () => {
     expect(targetRangeIsClearSql({ ...spec, honourTombstones: true }, { after: '10', upTo: '20' })).toEqual({
       text:
-        'SELECT NOT EXISTS (SELECT t."id" FROM "app"."users_v2" AS t WHERE t."id" > $1 AND t."id" <= $2 ORDER BY t."id" LIMIT 1) ' +
+        'SELECT (SELECT t."id" FROM "app"."users_v2" AS t WHERE t."id" > $1 AND t."id" <= $2 ORDER BY t."id" LIMIT 1) IS NULL ' +
         'AND NOT EXISTS (SELECT 1 FROM ferry.tombstones WHERE target_table = $3) AS clear',
       values: ['10', '20', 'app.users_v2'],
     });
