@@ -8,12 +8,12 @@ import { describeRange, type KeyRange, type ShardSpec } from '../../lib/key-rang
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { oneStatement, readOnlyQuery } from '../plan-sql';
-import { nextBatchBoundSql, rangeRowsSql, SOURCE_KEY_TEXT } from '../copy/copy-statements';
+import { fullBatchEndSql, nextBatchBoundSql, rangeRowsSql, SOURCE_KEY_TEXT } from '../copy/copy-statements';
 import { ident, sql } from '../sql';
 import { installFerrySchema, type Mismatch, recordMismatches } from '../state/ferry-schema';
 import { openKeysOfEarlierPasses, resolveEarlierPasses } from '../state/mismatches';
 import { isRowError, redactMessage } from '../../lib/errors';
-import { chunkChecksumSql, diffRows } from './verify-statements';
+import { chunkChecksumSql, diffRows, type DigestForm } from './verify-statements';
 import { columnNames, type BothSides, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
 import type { RepairInput } from './repair';
 
@@ -110,6 +110,8 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     const maxMs = (input.maxSeconds ?? 5) * 1000;
     const inFlightDelayMs = input.inFlightDelayMs ?? 2000;
     const bounds = { source: v.shape.source, filter: v.shape.sourceFilter };
+    // A module transform's digest is the worker's, which writes rows as canonicalText does.
+    const form: DigestForm = v.moduleRows ? 'canonical' : 'native';
 
     const resumed = activityInfo().heartbeatDetails as VerifyProgress | undefined;
     const progress: VerifyProgress = resumed ?? {
@@ -121,9 +123,13 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     const started = Date.now();
     const finish = (done: boolean): VerifyShardResult => ({ ...progress.counts, cursor: progress.cursor, done, examples: progress.examples });
 
+    /** The last key of the next chunk; null after the source's last key in the shard. */
     const nextBound = (after: string | null) => {
-      const query = nextBatchBoundSql(bounds, { after, upTo: input.shard.range.upTo }, chunkSize);
-      const found = readOnlyQuery<{ last_key: string; rows: string }>(sourcePool, query).then((r) => r.rows[0] ?? null);
+      const range = { after, upTo: input.shard.range.upTo };
+      // A full chunk's end is one index walk; counting what is left is needed only once a shard.
+      const found = readOnlyQuery<{ last_key: string }>(sourcePool, fullBatchEndSql(bounds, range, chunkSize)).then(async (full) =>
+        full.rows[0] ?? (await readOnlyQuery<{ last_key: string }>(sourcePool, nextBatchBoundSql(bounds, range, chunkSize))).rows[0] ?? null,
+      );
       found.catch(() => {});
       return found;
     };
@@ -141,12 +147,12 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
      */
     const chunkSums = async (range: KeyRange): Promise<ChunkSums> => {
       const keys = await chunkKeys(range);
-      const targetSum = chunkChecksumSql('target', v.shape, { range, keys });
+      const targetSum = chunkChecksumSql('target', v.shape, { range, keys }, form);
       const moduleDigest = v.moduleDigest;
       const [source, target] = await Promise.all([
         v.moduleRows
           ? (moduleDigest?.(range).then((d) => d && { rows: String(d.rows), digest: d.digest }) ?? null)
-          : readOnlyQuery<Sums>(sourcePool, chunkChecksumSql('source', v.shape, { range })).then((r) => r.rows[0]!),
+          : readOnlyQuery<Sums>(sourcePool, chunkChecksumSql('source', v.shape, { range }, form)).then((r) => r.rows[0]!),
         targetPool.query<Sums>(oneStatement(targetSum)).then((r) => r.rows[0]!),
       ]);
       return { keys, source, target };
