@@ -223,10 +223,15 @@ function nativeValue(value: string, column: Pick<ColumnType, 'base' | 'category'
   return canonicalText(value, column);
 }
 
+/** The values of a row of `r` that a digest of `form` hashes, as SQL for rowText. */
+export function digestValues(types: readonly ColumnType[], form: DigestForm): string[] {
+  const value = (c: ColumnType) => `${ROW_ALIAS}.${quoteIdent(c.name)}`;
+  return types.map((c) => (form === 'native' ? nativeValue(value(c), c) : canonicalText(value(c), c)));
+}
+
 /** The row count and digest of a selection on one side: two small numbers. */
 export function chunkChecksumSql(side: Side, shape: VerifyShape, selection: Selection, form: DigestForm = 'canonical'): Sql {
-  const values = form === 'native' ? shape.types.map((c) => nativeValue(`${ROW_ALIAS}.${quoteIdent(c.name)}`, c)) : canonicalColumns(shape);
-  return sql`SELECT count(*)::bigint::text AS rows, ${ferrySql(rowDigestSum(rowText(values)))} AS digest FROM ${relation(side, shape, selection)}`;
+  return sql`SELECT count(*)::bigint::text AS rows, ${ferrySql(rowDigestSum(rowText(digestValues(shape.types, form))))} AS digest FROM ${relation(side, shape, selection)}`;
 }
 
 /**
