@@ -39,7 +39,10 @@ export interface VerifyShardInput {
   chunkSize: number;
   /** The verification pass (1, 2, ...): mismatches are recorded under it. */
   pass: number;
-  /** Return after about this long so the workflow can checkpoint. (Default: 5) */
+  /**
+   * Return after about this long so the workflow can checkpoint. Each call costs history events,
+   * a look-up of the plan's columns and, under writes, a wait for its last re-reads. (Default: 60)
+   */
   maxSeconds?: number;
   /** How long a differing row is given to settle before it is checked again. (Default: 2000) */
   inFlightDelayMs?: number;
@@ -107,7 +110,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     const v = await verificationOf(plan, input.shard.partitionValue, input.samplePercent, input.migrationId);
     const chunkSize = Math.max(1, Math.trunc(input.chunkSize));
     const pageRows = Math.max(MIN_PAGE_ROWS, chunkSize * 2);
-    const maxMs = (input.maxSeconds ?? 5) * 1000;
+    const maxMs = (input.maxSeconds ?? 60) * 1000;
     const inFlightDelayMs = input.inFlightDelayMs ?? 2000;
     const bounds = { source: v.shape.source, filter: v.shape.sourceFilter };
     // A module transform's digest is the worker's, which writes rows as canonicalText does.
@@ -121,6 +124,8 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     };
     heartbeats?.follow(() => progress);
     const started = Date.now();
+    /** How long the last chunk's first look took: about how long the next one will. */
+    let lastChunkMs = 0;
     const finish = (done: boolean): VerifyShardResult => ({ ...progress.counts, cursor: progress.cursor, done, examples: progress.examples });
 
     /** The last key of the next chunk; null after the source's last key in the shard. */
@@ -161,10 +166,11 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     /**
      * Sums of the chunk after this one, read while this one is compared: a module transform's
      * digest keeps the worker busy, and the databases can read meanwhile. Not started when the
-     * call is about to end, so as not to read a chunk for nothing.
+     * call will end after this chunk (if it takes as long as the last one), so as not to read a
+     * chunk for nothing.
      */
     const readAhead = (after: string, nextBound: Promise<{ last_key: string } | null>): ReadAhead | null => {
-      if (!v.moduleDigest || Date.now() - started > maxMs * 0.8) return null;
+      if (!v.moduleDigest || Date.now() - started + lastChunkMs >= maxMs) return null;
       // A failure here is the next chunk's to report (its bound or sums are awaited again then);
       // unhandled meanwhile, it would end the process.
       const sums = nextBound.then((found) => chunkSums({ after, upTo: found ? found.last_key : input.shard.range.upTo }));
@@ -258,7 +264,9 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
         bound = nextBound(next.last_key);
         ahead = readAhead(next.last_key, bound);
       }
+      const looked = Date.now();
       const { rows, first } = await firstLook(range, prefetched);
+      lastChunkMs = Date.now() - looked;
       const chunk: PendingChunk = { lastKey: next ? next.last_key : null, rows, settled: recheck(first), ready: first.length === 0 };
       chunk.settled.then(() => (chunk.ready = true)).catch(() => {});
       pending.push(chunk);
