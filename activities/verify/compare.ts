@@ -8,12 +8,12 @@ import { describeRange, type KeyRange, type ShardSpec } from '../../lib/key-rang
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { oneStatement, readOnlyQuery } from '../plan-sql';
-import { nextBatchBoundSql, rangeRowsSql, SOURCE_KEY_TEXT } from '../copy/copy-statements';
+import { fullBatchEndSql, nextBatchBoundSql, rangeRowsSql, SOURCE_KEY_TEXT } from '../copy/copy-statements';
 import { ident, sql } from '../sql';
 import { installFerrySchema, type Mismatch, recordMismatches } from '../state/ferry-schema';
 import { openKeysOfEarlierPasses, resolveEarlierPasses } from '../state/mismatches';
 import { isRowError, redactMessage } from '../../lib/errors';
-import { chunkChecksumSql, diffRows } from './verify-statements';
+import { chunkChecksumSql, diffRows, type DigestForm } from './verify-statements';
 import { columnNames, type BothSides, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
 import type { RepairInput } from './repair';
 
@@ -39,7 +39,10 @@ export interface VerifyShardInput {
   chunkSize: number;
   /** The verification pass (1, 2, ...): mismatches are recorded under it. */
   pass: number;
-  /** Return after about this long so the workflow can checkpoint. (Default: 5) */
+  /**
+   * Return after about this long so the workflow can checkpoint. Each call costs history events,
+   * a look-up of the plan's columns and, under writes, a wait for its last re-reads. (Default: 60)
+   */
   maxSeconds?: number;
   /** How long a differing row is given to settle before it is checked again. (Default: 2000) */
   inFlightDelayMs?: number;
@@ -107,9 +110,11 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     const v = await verificationOf(plan, input.shard.partitionValue, input.samplePercent, input.migrationId);
     const chunkSize = Math.max(1, Math.trunc(input.chunkSize));
     const pageRows = Math.max(MIN_PAGE_ROWS, chunkSize * 2);
-    const maxMs = (input.maxSeconds ?? 5) * 1000;
+    const maxMs = (input.maxSeconds ?? 60) * 1000;
     const inFlightDelayMs = input.inFlightDelayMs ?? 2000;
     const bounds = { source: v.shape.source, filter: v.shape.sourceFilter };
+    // A module transform's digest is the worker's, which writes rows as canonicalText does.
+    const form: DigestForm = v.moduleRows ? 'canonical' : 'native';
 
     const resumed = activityInfo().heartbeatDetails as VerifyProgress | undefined;
     const progress: VerifyProgress = resumed ?? {
@@ -119,11 +124,17 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     };
     heartbeats?.follow(() => progress);
     const started = Date.now();
+    /** How long the last chunk's first look took: about how long the next one will. */
+    let lastChunkMs = 0;
     const finish = (done: boolean): VerifyShardResult => ({ ...progress.counts, cursor: progress.cursor, done, examples: progress.examples });
 
+    /** The last key of the next chunk; null after the source's last key in the shard. */
     const nextBound = (after: string | null) => {
-      const query = nextBatchBoundSql(bounds, { after, upTo: input.shard.range.upTo }, chunkSize);
-      const found = readOnlyQuery<{ last_key: string; rows: string }>(sourcePool, query).then((r) => r.rows[0] ?? null);
+      const range = { after, upTo: input.shard.range.upTo };
+      // A full chunk's end is one index walk; counting what is left is needed only once a shard.
+      const found = readOnlyQuery<{ last_key: string }>(sourcePool, fullBatchEndSql(bounds, range, chunkSize)).then(async (full) =>
+        full.rows[0] ?? (await readOnlyQuery<{ last_key: string }>(sourcePool, nextBatchBoundSql(bounds, range, chunkSize))).rows[0] ?? null,
+      );
       found.catch(() => {});
       return found;
     };
@@ -141,12 +152,12 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
      */
     const chunkSums = async (range: KeyRange): Promise<ChunkSums> => {
       const keys = await chunkKeys(range);
-      const targetSum = chunkChecksumSql('target', v.shape, { range, keys });
+      const targetSum = chunkChecksumSql('target', v.shape, { range, keys }, form);
       const moduleDigest = v.moduleDigest;
       const [source, target] = await Promise.all([
         v.moduleRows
           ? (moduleDigest?.(range).then((d) => d && { rows: String(d.rows), digest: d.digest }) ?? null)
-          : readOnlyQuery<Sums>(sourcePool, chunkChecksumSql('source', v.shape, { range })).then((r) => r.rows[0]!),
+          : readOnlyQuery<Sums>(sourcePool, chunkChecksumSql('source', v.shape, { range }, form)).then((r) => r.rows[0]!),
         targetPool.query<Sums>(oneStatement(targetSum)).then((r) => r.rows[0]!),
       ]);
       return { keys, source, target };
@@ -155,10 +166,11 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     /**
      * Sums of the chunk after this one, read while this one is compared: a module transform's
      * digest keeps the worker busy, and the databases can read meanwhile. Not started when the
-     * call is about to end, so as not to read a chunk for nothing.
+     * call will end after this chunk (if it takes as long as the last one), so as not to read a
+     * chunk for nothing.
      */
     const readAhead = (after: string, nextBound: Promise<{ last_key: string } | null>): ReadAhead | null => {
-      if (!v.moduleDigest || Date.now() - started > maxMs * 0.8) return null;
+      if (!v.moduleDigest || Date.now() - started + lastChunkMs >= maxMs) return null;
       // A failure here is the next chunk's to report (its bound or sums are awaited again then);
       // unhandled meanwhile, it would end the process.
       const sums = nextBound.then((found) => chunkSums({ after, upTo: found ? found.last_key : input.shard.range.upTo }));
@@ -252,7 +264,9 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
         bound = nextBound(next.last_key);
         ahead = readAhead(next.last_key, bound);
       }
+      const looked = Date.now();
       const { rows, first } = await firstLook(range, prefetched);
+      lastChunkMs = Date.now() - looked;
       const chunk: PendingChunk = { lastKey: next ? next.last_key : null, rows, settled: recheck(first), ready: first.length === 0 };
       chunk.settled.then(() => (chunk.ready = true)).catch(() => {});
       pending.push(chunk);

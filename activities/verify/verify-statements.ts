@@ -194,9 +194,44 @@ export function rowDigestSum(rowTextSql: string): string {
   return `coalesce(sum(('x' || substr(md5(${rowTextSql}), 1, 16))::bit(64)::bigint), 0)::text`;
 }
 
+/**
+ * How a chunk's rows are written before they are hashed. `canonical`: as canonicalText writes
+ * them, which a worker can compute too (see worker-checksum.ts). `native`: each value as it
+ * prints itself wherever that text is already canonical under Ferry's session settings, which
+ * saves a cast per value and to_char per timestamp; it tells apart exactly the values
+ * `canonical` does, but only Postgres computes it. Both sides of a comparison use one form.
+ */
+export type DigestForm = 'canonical' | 'native';
+
+/**
+ * Base types whose cast to text is their output function (pg_cast holds no cast function for
+ * them, unlike bool, bpchar, "char", name, inet and cidr): a record prints such a value exactly
+ * as canonicalText's `(value)::text`.
+ */
+const PRINTS_CANONICAL = new Set(['int2', 'int4', 'int8', 'numeric', 'float4', 'float8', 'text', 'varchar', 'jsonb', 'uuid', 'interval', 'time', 'timetz']);
+
+/**
+ * A value for ROW(...) in the `native` form. Timestamps and dates print in ISO (Ferry's
+ * DateStyle) to the microsecond, without a zone (a timestamptz is shifted to UTC first), as the
+ * text of arrays of timestamps already does in canonicalText: a lossless text, so equal exactly
+ * when to_char's is. Every other value is its canonical text.
+ */
+function nativeValue(value: string, column: Pick<ColumnType, 'base' | 'category'>): string {
+  if (column.base === 'timestamptz') return `timezone(interval '0', ${value})`;
+  if (column.base === 'timestamp' || column.base === 'date') return value;
+  if (PRINTS_CANONICAL.has(column.base) || (column.category === 'A' && column.base !== '_timestamptz')) return value;
+  return canonicalText(value, column);
+}
+
+/** The values of a row of `r` that a digest of `form` hashes, as SQL for rowText. */
+export function digestValues(types: readonly ColumnType[], form: DigestForm): string[] {
+  const value = (c: ColumnType) => `${ROW_ALIAS}.${quoteIdent(c.name)}`;
+  return types.map((c) => (form === 'native' ? nativeValue(value(c), c) : canonicalText(value(c), c)));
+}
+
 /** The row count and digest of a selection on one side: two small numbers. */
-export function chunkChecksumSql(side: Side, shape: VerifyShape, selection: Selection): Sql {
-  return sql`SELECT count(*)::bigint::text AS rows, ${ferrySql(rowDigestSum(rowText(canonicalColumns(shape))))} AS digest FROM ${relation(side, shape, selection)}`;
+export function chunkChecksumSql(side: Side, shape: VerifyShape, selection: Selection, form: DigestForm = 'canonical'): Sql {
+  return sql`SELECT count(*)::bigint::text AS rows, ${ferrySql(rowDigestSum(rowText(digestValues(shape.types, form))))} AS digest FROM ${relation(side, shape, selection)}`;
 }
 
 /**

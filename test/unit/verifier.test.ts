@@ -82,6 +82,15 @@ describe('verify statements', () => {
     expect(canonical(target.text)).toBe(canonical(source.text));
   });
 
+  it('hashes values as they print in the native form: the same on both sides, timestamps in UTC without to_char', () => {
+    const source = chunkChecksumSql('source', shape, { range: { after: '10', upTo: '20' } }, 'native');
+    const target = chunkChecksumSql('target', shape, { range: { after: '10', upTo: '20' } }, 'native');
+    expect(source.text).toContain(`md5(ROW(r."id", r."first_name", timezone(interval '0', r."seen"))::text)`);
+    const digest = (text: string) => text.slice(0, text.indexOf(' FROM ('));
+    expect(digest(target.text)).toBe(digest(source.text));
+    expect(digest(source.text)).not.toContain('to_char');
+  });
+
   it('reads rows by key list, and pages the target in key order', () => {
     const byKeys = rowsSql('source', shape, { keys: ['1', '2'] }, 'hash');
     expect(byKeys.text).toContain(`WHERE s."id" = ANY($1) AND (s."tenant" = 7)`);
