@@ -3,6 +3,7 @@
  * values whatever the session (a worker can compute them too), and the cheaper native ones only
  * Postgres computes, which tell apart exactly the same values.
  */
+
 /** A target column and its type, as pg_attribute and format_type tell. */
 export interface ColumnType {
   name: string;

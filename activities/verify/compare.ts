@@ -24,10 +24,17 @@ interface PendingChunk {
   rows: number;
   settled: Promise<{ differences: Mismatch[]; inFlight: number }>;
   ready: boolean;
+  /** Rows that differed at the first look, held until the re-read. */
+  differing: number;
 }
 
-/** Chunks whose re-reads may wait out the in-flight delay at once. */
-const MAX_PENDING_RECHECKS = 8;
+/**
+ * Chunks whose re-reads may wait out the in-flight delay at once: under a writer that touches
+ * every chunk, a shard compares at most this many chunks a delay, so it is large; the rows
+ * they hold until their re-reads (keys and column names) are bounded apart.
+ */
+const MAX_PENDING_RECHECKS = 256;
+const MAX_PENDING_DIFFERING_ROWS = 100_000;
 
 export interface VerifyShardInput {
   migrationId: string;
@@ -267,13 +274,14 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
       const looked = Date.now();
       const { rows, first } = await firstLook(range, prefetched);
       lastChunkMs = Date.now() - looked;
-      const chunk: PendingChunk = { lastKey: next ? next.last_key : null, rows, settled: recheck(first), ready: first.length === 0 };
+      const chunk: PendingChunk = { lastKey: next ? next.last_key : null, rows, settled: recheck(first), ready: first.length === 0, differing: first.length };
       chunk.settled.then(() => (chunk.ready = true)).catch(() => {});
       pending.push(chunk);
       if (next) scanned = next.last_key;
       const cancelled = Context.current().cancellationSignal.aborted;
       const ending = !next || cancelled || Date.now() - started >= maxMs;
-      while (pending.length > 0 && (ending || pending.length > MAX_PENDING_RECHECKS || pending[0]!.ready)) {
+      const full = () => pending.length > MAX_PENDING_RECHECKS || pending.reduce((n, c) => n + c.differing, 0) > MAX_PENDING_DIFFERING_ROWS;
+      while (pending.length > 0 && (ending || full() || pending[0]!.ready)) {
         if (await settleOldest()) return finish(true);
       }
       if (cancelled) throw new CancelledFailure('verification cancelled');
