@@ -16,7 +16,7 @@ import { installFerrySchema } from '../../activities/state/ferry-schema';
 import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan, type Plan } from '../../lib/plan';
 import { createTestDatabase, sql } from '../support/harness';
-import { rowDigests, rowsSql, tableDdl, TYPES_DDL, withSession } from '../support/nasty-values';
+import { databasesPrintingApart, rowDigests, rowsSql, tableDdl, TYPES_DDL, withSession } from '../support/nasty-values';
 
 async function copyAll(databases: Databases, plan: Plan): Promise<CopyBatchesResult> {
   const copier = createCopier(databases, undefined, null);
@@ -50,12 +50,12 @@ describe('binary COPY between databases', () => {
   let userTyped: string[];
 
   beforeAll(async () => {
-    [sourceUrl, targetUrl] = await Promise.all([createTestDatabase('binary_src'), createTestDatabase('binary_tgt')]);
-    const serverVersion = Number((await sql<{ server_version_num: string }>(sourceUrl, 'SHOW server_version_num'))[0]!.server_version_num);
-    const dbName = (url: string) => new URL(url).pathname.slice(1);
-    // Each side prints times in its own zone and style: only the values may count.
-    await sql(sourceUrl, `ALTER DATABASE ${dbName(sourceUrl)} SET timezone = 'Europe/Amsterdam'; ALTER DATABASE ${dbName(sourceUrl)} SET datestyle = 'SQL, DMY';`);
-    await sql(targetUrl, `ALTER DATABASE ${dbName(targetUrl)} SET timezone = 'Asia/Kolkata'; ALTER DATABASE ${dbName(targetUrl)} SET intervalstyle = 'sql_standard';`);
+    const created = await databasesPrintingApart(createTestDatabase, ['binary_src', 'binary_tgt'], [
+      { timezone: 'Europe/Amsterdam', datestyle: 'SQL, DMY' },
+      { timezone: 'Asia/Kolkata', intervalstyle: 'sql_standard' },
+    ]);
+    ({ sourceUrl, targetUrl } = created);
+    const serverVersion = created.serverVersion;
     for (const url of [sourceUrl, targetUrl]) await sql(url, TYPES_DDL);
     await sql(sourceUrl, `${tableDdl('nasty')}; ${rowsSql('nasty', serverVersion)}`);
     await sql(targetUrl, `${tableDdl('nasty')}; ${tableDdl('nasty_all')}`);

@@ -15,7 +15,7 @@ import { columnTypesSql, digestValues, rowDigestSum, rowText, type ColumnType } 
 import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan, type Plan } from '../../lib/plan';
 import { createTestDatabase, sql } from '../support/harness';
-import { COLUMNS, CORRUPTIONS, NAMES, rowsSql, tableDdl, TYPES_DDL } from '../support/nasty-values';
+import { COLUMNS, CORRUPTIONS, databasesPrintingApart, NAMES, rowsSql, tableDdl, TYPES_DDL } from '../support/nasty-values';
 
 /** Values equal to a nasty row's, written another way: [column, that row's id, literal]. */
 const RESPELLED: [string, number, string][] = [
@@ -39,11 +39,12 @@ describe('digest forms', () => {
   let types: ColumnType[];
 
   beforeAll(async () => {
-    [sourceUrl, targetUrl] = await Promise.all([createTestDatabase('forms_src'), createTestDatabase('forms_tgt')]);
-    const serverVersion = Number((await sql<{ server_version_num: string }>(sourceUrl, 'SHOW server_version_num'))[0]!.server_version_num);
-    const dbName = (url: string) => new URL(url).pathname.slice(1);
-    await sql(sourceUrl, `ALTER DATABASE ${dbName(sourceUrl)} SET timezone = 'Pacific/Chatham'; ALTER DATABASE ${dbName(sourceUrl)} SET datestyle = 'SQL, DMY';`);
-    await sql(targetUrl, `ALTER DATABASE ${dbName(targetUrl)} SET timezone = 'America/St_Johns'; ALTER DATABASE ${dbName(targetUrl)} SET datestyle = 'German';`);
+    const created = await databasesPrintingApart(createTestDatabase, ['forms_src', 'forms_tgt'], [
+      { timezone: 'Pacific/Chatham', datestyle: 'SQL, DMY' },
+      { timezone: 'America/St_Johns', datestyle: 'German' },
+    ]);
+    ({ sourceUrl, targetUrl } = created);
+    const serverVersion = created.serverVersion;
     for (const url of [sourceUrl, targetUrl]) await sql(url, `${TYPES_DDL}; ${tableDdl('nasty')}; ${rowsSql('nasty', serverVersion)}`);
     databases = createDatabases({ env: { SOURCE_URL: sourceUrl, TARGET_URL: targetUrl } });
     await installFerrySchema(databases.pool('TARGET_URL'));

@@ -195,3 +195,22 @@ export const CORRUPTIONS: [string, number, string][] = [
   ['a_date', 1, `'{infinity,infinity,"4714-11-24 BC",2024-02-29}'`],
   ['a_iv', 1, `'{"-178000000 years","1 mon -1 days 00:00:00.000001"}'`],
 ];
+
+/**
+ * Two new databases whose sessions print values differently by default (`settings` per side, e.g.
+ * timezone and datestyle), so that only the values may count; and the server's version number.
+ */
+export async function databasesPrintingApart(
+  create: (name: string) => Promise<string>,
+  names: [string, string],
+  settings: [Record<string, string>, Record<string, string>],
+): Promise<{ sourceUrl: string; targetUrl: string; serverVersion: number }> {
+  const urls = await Promise.all(names.map((name) => create(name)));
+  for (const [i, url] of urls.entries()) {
+    const database = pg.escapeIdentifier(new URL(url).pathname.slice(1));
+    const statements = Object.entries(settings[i]!).map(([name, value]) => `ALTER DATABASE ${database} SET ${name} = ${pg.escapeLiteral(value)};`);
+    await withSession(url, (client) => client.query(statements.join(' ')));
+  }
+  const version = await withSession(urls[0]!, (client) => client.query<{ server_version_num: string }>('SHOW server_version_num'));
+  return { sourceUrl: urls[0]!, targetUrl: urls[1]!, serverVersion: Number(version.rows[0]!.server_version_num) };
+}
