@@ -19,15 +19,17 @@ function targetRowsOfOutput(output: unknown): TargetRow[] | null {
   return (Array.isArray(output) ? output : [output]) as TargetRow[];
 }
 
+/**
+ * Buffers that encodings write into, kept for the next task (one each for tasks that overlap
+ * while an async transform is awaited), so the thread does not allocate one a part.
+ */
+const spareBuffers: Buffer[] = [];
+const SPARE_BUFFERS = 4;
+
 /** Bytes of COPY text built up a line at a time, in a buffer that grows as it fills. */
 class CopyTextBuffer {
-  private bytes: Buffer;
+  private bytes = spareBuffers.pop() ?? Buffer.allocUnsafeSlow(512 * 1024);
   length = 0;
-
-  /** `expected`: about as many bytes as the text will take (target rows are often about as long as source rows). */
-  constructor(expected: number) {
-    this.bytes = Buffer.allocUnsafeSlow(Math.max(1024, Math.ceil(expected * 1.25)));
-  }
 
   append(text: string): void {
     // A UTF-8 character is at most three bytes per UTF-16 code unit.
@@ -40,9 +42,12 @@ class CopyTextBuffer {
     this.length += this.bytes.write(text, this.length, 'utf8');
   }
 
-  /** The text so far, in bytes of their own (a slow buffer is never pooled, so it can be handed over). */
+  /** The text, in bytes of its own (to be handed over: a slow buffer is never pooled); the buffer is kept for the next task. */
   take(): Uint8Array {
-    return new Uint8Array(this.bytes.buffer, 0, this.length);
+    const text = Buffer.allocUnsafeSlow(this.length);
+    this.bytes.copy(text, 0, 0, this.length);
+    if (spareBuffers.length < SPARE_BUFFERS) spareBuffers.push(this.bytes);
+    return text;
   }
 }
 
@@ -50,7 +55,7 @@ export async function encode(task: EncodeTask): Promise<EncodeResult> {
   const transform = await loadResolvedTransform(task.module);
   const rows = new SourceRowReader(Buffer.from(task.source.buffer, task.source.byteOffset, task.source.byteLength).toString('utf8'), task.fields);
   const encodeRow = copyTextEncoder(task.columns, task.kinds);
-  const copyText = new CopyTextBuffer(task.source.byteLength);
+  const copyText = new CopyTextBuffer();
   let read = 0;
   let keys = '';
   let lineCounts: number[] | null = null;

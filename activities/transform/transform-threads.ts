@@ -115,12 +115,9 @@ export async function describeSourceRows(sourcePool: pg.Pool, spec: Pick<CopySpe
   return result.fields.slice(1).map((f) => ({ name: f.name, oid: f.dataTypeID }));
 }
 
-/**
- * Bytes of their own (Buffers may share Node's pool), so they can be handed to a thread; not
- * zeroed first, since every byte is written.
- */
+/** Bytes of their own (Buffers may share Node's pool), so they can be handed to a thread. */
 function ownBytes(chunks: readonly Buffer[], length: number): Uint8Array {
-  const bytes = Buffer.allocUnsafeSlow(length);
+  const bytes = new Uint8Array(length);
   let offset = 0;
   for (const chunk of chunks) {
     bytes.set(chunk.subarray(0, Math.min(chunk.length, length - offset)), offset);
