@@ -1,20 +1,14 @@
 /** Target rows encoded as COPY text format, exactly as the target's column types will read them. */
 import type pg from 'pg';
 import { qualifiedName, sql, type TableName } from '../sql';
-import { columnKindOf, postgresInputText, type ColumnKind, type ColumnKinds } from './exact-values';
+import { columnKindOf, postgresInputTextOf, type ColumnKinds } from './exact-values';
 import type { TargetRow } from './rows';
 
-const COPY_SPECIAL = /[\\\t\n\r]/;
-
+/** A value in COPY text format: backslash, tab, newline and carriage return escaped. */
 function escapeCopyText(text: string): string {
-  // Most values have nothing to escape, and a test is cheaper than a replace.
-  if (!COPY_SPECIAL.test(text)) return text;
+  // Most values have nothing to escape, and four scans for one character are cheaper than a regular expression.
+  if (text.indexOf('\\') < 0 && text.indexOf('\t') < 0 && text.indexOf('\n') < 0 && text.indexOf('\r') < 0) return text;
   return text.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
-}
-
-function encodeValue(value: unknown, column: string, kind: ColumnKind | undefined): string {
-  const text = postgresInputText(value, column, kind);
-  return text === null ? '\\N' : escapeCopyText(text);
 }
 
 /**
@@ -24,6 +18,7 @@ function encodeValue(value: unknown, column: string, kind: ColumnKind | undefine
  */
 export function copyTextEncoder(columns: readonly string[], kinds: ColumnKinds = {}): (row: TargetRow) => string {
   const known = new Set(columns);
+  const texts = columns.map((column) => postgresInputTextOf(column, kinds[column]));
   return (row) => {
     if (row === null || typeof row !== 'object' || Array.isArray(row)) {
       throw new TypeError(`a target row must be an object of column: value, not ${Array.isArray(row) ? 'an array' : row === null ? 'null' : `a ${typeof row}`}`);
@@ -35,8 +30,8 @@ export function copyTextEncoder(columns: readonly string[], kinds: ColumnKinds =
     }
     let line = '';
     for (let i = 0; i < columns.length; i++) {
-      const column = columns[i]!;
-      line += (i > 0 ? '\t' : '') + encodeValue(row[column], column, kinds[column]);
+      const text = texts[i]!(row[columns[i]!]);
+      line += (i > 0 ? '\t' : '') + (text === null ? '\\N' : escapeCopyText(text));
     }
     return line + '\n';
   };

@@ -283,13 +283,21 @@ const ELEMENT_KIND: Partial<Record<ColumnKind, ScalarKind>> = { array: 'other', 
  * naming the column, for a value that has no database form or cannot be written exactly.
  */
 export function postgresInputText(value: unknown, column: string, kind: ColumnKind | undefined): string | null {
-  if (value === null || value === undefined) return null;
-  if (kind === 'json') return jsonText(value, column);
+  return postgresInputTextOf(column, kind)(value);
+}
+
+/** postgresInputText for one column, with what its kind decides worked out once (encoders call it per row). */
+export function postgresInputTextOf(column: string, kind: ColumnKind | undefined): (value: unknown) => string | null {
+  if (kind === 'json') return (value) => (value === null || value === undefined ? null : jsonText(value, column));
   const element = kind === undefined ? undefined : ELEMENT_KIND[kind];
   if (element !== undefined) {
-    if (Array.isArray(value)) return arrayLiteral(value, column, element);
-    if (typeof value === 'string') return value;
-    throw new TypeError(`column "${column}" is an array column: give it an array (or an array literal as a string), not a ${typeof value}`);
+    return (value) => {
+      if (value === null || value === undefined) return null;
+      if (Array.isArray(value)) return arrayLiteral(value, column, element);
+      if (typeof value === 'string') return value;
+      throw new TypeError(`column "${column}" is an array column: give it an array (or an array literal as a string), not a ${typeof value}`);
+    };
   }
-  return valueText(value, column, kind as ScalarKind);
+  const scalar = kind as ScalarKind;
+  return (value) => (value === null || value === undefined ? null : typeof value === 'string' ? value : valueText(value, column, scalar));
 }

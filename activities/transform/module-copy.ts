@@ -11,7 +11,7 @@ import type { CopySpec } from '../copy/copy-statements';
 import { targetColumnKinds } from './copy-text';
 import { resolveTransformModule } from './load';
 import type { RowFailure } from './rows';
-import type { EncodeResult } from './thread-messages';
+import { sourceKeys, type EncodeResult } from './thread-messages';
 import { describeSourceRows, encodeOnThread, readSourceParts } from './transform-threads';
 
 export interface ModuleCopyResult {
@@ -118,28 +118,30 @@ class EncodedRange {
     }
   }
 
-  private whole: Promise<{ read: number; failed: RowFailure[]; batch: EncodedBatch }> | null = null;
+  /** The range's counts, once it is read and encoded. */
+  async counts(): Promise<{ read: number; failed: RowFailure[] }> {
+    await this.reading;
+    const parts = await Promise.all(this.parts);
+    return { read: parts.reduce((n, p) => n + p.read, 0), failed: parts.flatMap((p) => p.failed) };
+  }
 
-  /** Every part, once the whole range is read and encoded. */
-  all(): Promise<{ read: number; failed: RowFailure[]; batch: EncodedBatch }> {
+  private whole: Promise<EncodedBatch> | null = null;
+
+  /** Every part as one batch, once the whole range is read and encoded (to write again without a refused row). */
+  batch(): Promise<EncodedBatch> {
     this.whole ??= this.joined();
     return this.whole;
   }
 
-  private async joined(): Promise<{ read: number; failed: RowFailure[]; batch: EncodedBatch }> {
+  private async joined(): Promise<EncodedBatch> {
     await this.reading;
     const parts = await Promise.all(this.parts);
     const texts = parts.map((p) => Buffer.from(p.copyText.buffer, p.copyText.byteOffset, p.copyText.byteLength));
-    const copyText = new Uint8Array(texts.reduce((n, t) => n + t.length, 0));
-    let offset = 0;
-    for (const text of texts) {
-      copyText.set(text, offset);
-      offset += text.length;
-    }
+    const keys = parts.map((p) => sourceKeys(p.keys));
     return {
-      read: parts.reduce((n, p) => n + p.read, 0),
-      failed: parts.flatMap((p) => p.failed),
-      batch: { keys: parts.flatMap((p) => p.keys), lineCounts: parts.flatMap((p) => p.lineCounts), copyText },
+      keys: keys.flat(),
+      lineCounts: parts.flatMap((p, i) => p.lineCounts ?? new Array<number>(keys[i]!.length).fill(1)),
+      copyText: Buffer.concat(texts),
     };
   }
 }
@@ -174,17 +176,17 @@ export async function copyRangeThroughModule(
     try {
       const rows = remaining;
       const written = await writeBatch(targetPool, spec, range, (send) => send(Readable.from(rows ? chunked(rows.copyText) : encoded.copyText())));
-      const { read, failed } = await encoded.all();
+      const { read, failed } = await encoded.counts();
       return { read, written, failed: [...failed, ...failedByTarget] };
     } catch (error) {
-      const all = await encoded.all();
-      remaining ??= all.batch;
+      const { read, failed } = await encoded.counts();
+      remaining ??= await encoded.batch();
       const index = refusedRowIndex(error, remaining);
       if (index === null || failedByTarget.length >= MAX_REFUSED_ROWS) throw error;
       const column = /\bcolumn ([^:]+):/.exec((error as pg.DatabaseError).where ?? '')?.[1];
       failedByTarget.push({ key: remaining.keys[index]!, error: `the target refused a value${column ? ` of column ${column}` : ''}: ${messageOf(error)}` });
       remaining = withoutRow(remaining, index);
-      if (remaining.keys.length === 0) return { read: all.read, written: 0, failed: [...all.failed, ...failedByTarget] };
+      if (remaining.keys.length === 0) return { read, written: 0, failed: [...failed, ...failedByTarget] };
     }
   }
 }

@@ -61,33 +61,83 @@ const COPY_ESCAPE = /\\(.)/g;
 const COPY_UNESCAPED: Record<string, string> = { b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' };
 
 /** A field of COPY's text format as its text: COPY TO escapes backslash and control characters. */
-function unescapeCopyText(field: string): string {
+export function unescapeCopyText(field: string): string {
   return field.includes('\\') ? field.replace(COPY_ESCAPE, (_, c: string) => COPY_UNESCAPED[c] ?? c) : field;
 }
 
 /**
  * Source rows from rangeRowsCopySql's output (COPY text format: the key as text, then the row's
- * columns) as the transform sees them, parsed by the same type parsers as a query's rows.
+ * columns) as the transform sees them, parsed by the same type parsers as a query's rows, one
+ * row at a time: `next()` moves to the next row and returns false after the last one. Reading a
+ * row at a time keeps a batch from holding every decoded row at once.
  */
-export function decodeSourceRows(text: string, fields: readonly SourceField[]): { key: string; row: SourceRow }[] {
-  const parsers = fields.map((f) => sourceValueParser(f.oid));
-  const rows: { key: string; row: SourceRow }[] = [];
-  let start = 0;
-  while (start < text.length) {
+export class SourceRowReader {
+  /** The current row's key, as text. */
+  key = '';
+  /** The current row's key as COPY text writes it (escaped: it holds no newline or tab). */
+  keyText = '';
+  /** The current row. */
+  row: SourceRow = {};
+  private readonly names: string[];
+  private readonly parsers: ((text: string) => unknown)[];
+  private position = 0;
+  /** The next backslash at or after `position` (Infinity when there is none): a line without one has no escape and no NULL. */
+  private nextBackslash = -1;
+
+  constructor(
+    private readonly text: string,
+    private readonly fields: readonly SourceField[],
+  ) {
+    this.names = fields.map((f) => f.name);
+    this.parsers = fields.map((f) => sourceValueParser(f.oid));
+  }
+
+  next(): boolean {
+    const { text, names, parsers } = this;
+    const start = this.position;
+    if (start >= text.length) return false;
     let end = text.indexOf('\n', start);
     if (end < 0) end = text.length;
-    const values = text.slice(start, end).split('\t');
-    start = end + 1;
-    if (values.length !== fields.length + 1) {
-      throw new Error(`a source row has ${values.length - 1} columns where ${fields.length} were described: did the table change?`);
+    this.position = end + 1;
+    if (this.nextBackslash < start) {
+      const found = text.indexOf('\\', start);
+      this.nextBackslash = found < 0 ? Infinity : found;
     }
+    const escaped = this.nextBackslash < end;
+    const count = names.length;
+    let tab = text.indexOf('\t', start);
+    if (count === 0) {
+      if (tab >= 0 && tab < end) this.wrongColumnCount(start, end);
+      tab = end;
+    } else if (tab < 0 || tab > end) this.wrongColumnCount(start, end);
+    const key = text.slice(start, tab);
     const row: SourceRow = {};
-    for (let i = 0; i < fields.length; i++) {
-      const value = values[i + 1]!;
-      row[fields[i]!.name] = value === '\\N' ? null : parsers[i]!(unescapeCopyText(value));
+    for (let i = 0; i < count; i++) {
+      const from = tab + 1;
+      tab = text.indexOf('\t', from);
+      if (i === count - 1) {
+        if (tab >= 0 && tab < end) this.wrongColumnCount(start, end);
+        tab = end;
+      } else if (tab < 0 || tab > end) this.wrongColumnCount(start, end);
+      const value = text.slice(from, tab);
+      row[names[i]!] = !escaped ? parsers[i]!(value) : value === '\\N' ? null : parsers[i]!(unescapeCopyText(value));
     }
-    rows.push({ key: unescapeCopyText(values[0]!), row });
+    this.keyText = key;
+    this.key = escaped ? unescapeCopyText(key) : key;
+    this.row = row;
+    return true;
   }
-  return rows;
+
+  private wrongColumnCount(start: number, end: number): never {
+    const values = this.text.slice(start, end).split('\t').length;
+    throw new Error(`a source row has ${values - 1} columns where ${this.fields.length} were described: did the table change?`);
+  }
 }
 
+/** Every source row of rangeRowsCopySql's output at once (see SourceRowReader). */
+export function decodeSourceRows(text: string, fields: readonly SourceField[]): { key: string; row: SourceRow }[] {
+  const reader = new SourceRowReader(text, fields);
+  const rows: { key: string; row: SourceRow }[] = [];
+  while (reader.next()) rows.push({ key: reader.key, row: reader.row });
+  return rows;
+}

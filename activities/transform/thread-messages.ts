@@ -1,7 +1,7 @@
 /** The messages between the transform thread pool (transform-threads.ts) and a thread (transform-thread.ts). */
 import type { ColumnType } from '../verify/verify-statements';
 import type { ColumnKinds } from './exact-values';
-import type { RowFailure, SourceField } from './rows';
+import { unescapeCopyText, type RowFailure, type SourceField } from './rows';
 
 export interface TaskBase {
   id: number;
@@ -27,9 +27,13 @@ export type TransformTask = EncodeTask | DigestTask;
 
 export interface EncodeResult {
   read: number;
-  /** The key of each source row that became target rows, and how many COPY lines it became. */
-  keys: string[];
-  lineCounts: number[];
+  /**
+   * The key of each source row that became target rows, in order, as COPY text writes it, each
+   * ending in a newline (one string costs less to hand over than one per row; see sourceKeys).
+   */
+  keys: string;
+  /** How many COPY lines each of those rows became; null when every one became one line. */
+  lineCounts: number[] | null;
   /** The COPY text of every target row, in source key order. */
   copyText: Uint8Array;
   failed: RowFailure[];
@@ -41,3 +45,10 @@ export type DigestResult = { rows: number; digest: string } | null;
 export type TaskReply =
   | { id: number; ok: true; result: EncodeResult | DigestResult }
   | { id: number; ok: false; error: { message: string; name: string; type?: string; nonRetryable?: boolean } };
+
+/** EncodeResult.keys as the keys' text. */
+export function sourceKeys(keys: string): string[] {
+  const lines = keys.split('\n');
+  lines.pop();
+  return lines.map(unescapeCopyText);
+}

@@ -8,58 +8,86 @@ import { parentPort } from 'node:worker_threads';
 import { redactErrorText, transformErrorSummary } from '../../lib/errors';
 import { copyTextEncoder } from './copy-text';
 import { loadResolvedTransform } from './load';
-import { decodeSourceRows, isThenable, type RowFailure, type TargetRow } from './rows';
+import { isThenable, SourceRowReader, type RowFailure, type TargetRow } from './rows';
 import type { DigestResult, DigestTask, EncodeResult, EncodeTask, TaskReply, TransformTask } from './thread-messages';
 import { ChunkDigest, workerFieldOf, type WorkerField } from './worker-checksum';
 
-/** An error the transform itself threw: its text is the transform's, and may quote the row. */
-class ThrownByTransform {
-  constructor(readonly error: unknown) {}
-}
-
-/** Why a row failed, without its values: a transform's own message is withheld (see transformErrorSummary). */
-function rowFailureText(error: unknown): string {
-  return error instanceof ThrownByTransform ? transformErrorSummary(error.error) : redactErrorText(error);
-}
-
-/** The target rows of one source row; null to skip it. A throw of the transform comes as ThrownByTransform. */
-async function targetRowsOf(transform: (row: never) => unknown, row: unknown): Promise<TargetRow[] | null> {
-  let output: unknown;
-  try {
-    output = transform(row as never);
-    // Awaiting a plain value costs a turn of the microtask queue per row.
-    if (isThenable(output)) output = await output;
-  } catch (error) {
-    throw new ThrownByTransform(error);
-  }
+/** A transform's output for one source row: its target rows, or null to skip it. */
+function targetRowsOfOutput(output: unknown): TargetRow[] | null {
   if (output === undefined) throw new TypeError('the transform returned undefined; return null to skip a row');
   if (output === null) return null;
   return (Array.isArray(output) ? output : [output]) as TargetRow[];
 }
 
-async function encode(task: EncodeTask): Promise<EncodeResult> {
+/**
+ * Buffers that encodings write into, kept for the next task (one each for tasks that overlap
+ * while an async transform is awaited), so the thread does not allocate one a part.
+ */
+const spareBuffers: Buffer[] = [];
+const SPARE_BUFFERS = 4;
+
+/** Bytes of COPY text built up a line at a time, in a buffer that grows as it fills. */
+class CopyTextBuffer {
+  private bytes = spareBuffers.pop() ?? Buffer.allocUnsafeSlow(512 * 1024);
+  length = 0;
+
+  append(text: string): void {
+    // A UTF-8 character is at most three bytes per UTF-16 code unit.
+    const room = this.length + text.length * 3;
+    if (room > this.bytes.length) {
+      const grown = Buffer.allocUnsafeSlow(Math.max(room, this.bytes.length * 2));
+      this.bytes.copy(grown, 0, 0, this.length);
+      this.bytes = grown;
+    }
+    this.length += this.bytes.write(text, this.length, 'utf8');
+  }
+
+  /** The text, in bytes of its own (to be handed over: a slow buffer is never pooled); the buffer is kept for the next task. */
+  take(): Uint8Array {
+    const text = Buffer.allocUnsafeSlow(this.length);
+    this.bytes.copy(text, 0, 0, this.length);
+    if (spareBuffers.length < SPARE_BUFFERS) spareBuffers.push(this.bytes);
+    return text;
+  }
+}
+
+export async function encode(task: EncodeTask): Promise<EncodeResult> {
   const transform = await loadResolvedTransform(task.module);
-  const rows = decodeSourceRows(Buffer.from(task.source.buffer, task.source.byteOffset, task.source.byteLength).toString('utf8'), task.fields);
+  const rows = new SourceRowReader(Buffer.from(task.source.buffer, task.source.byteOffset, task.source.byteLength).toString('utf8'), task.fields);
   const encodeRow = copyTextEncoder(task.columns, task.kinds);
-  const keys: string[] = [];
-  const lineCounts: number[] = [];
+  const copyText = new CopyTextBuffer();
+  let read = 0;
+  let keys = '';
+  let lineCounts: number[] | null = null;
+  let encoded = 0;
   const failed: RowFailure[] = [];
-  let text = '';
-  for (const { key, row } of rows) {
+  while (rows.next()) {
+    read++;
+    const { key, row } = rows;
+    let output: unknown;
     try {
-      const produced = await targetRowsOf(transform, row);
+      output = transform(row);
+      // Only a promise is awaited: awaiting a plain value costs a turn of the microtask queue per row.
+      if (isThenable(output)) output = await output;
+    } catch (error) {
+      failed.push({ key, error: transformErrorSummary(error) });
+      continue;
+    }
+    try {
+      const produced = targetRowsOfOutput(output);
       if (!produced || produced.length === 0) continue;
       let lines = '';
       for (const target of produced) lines += encodeRow(target);
-      text += lines;
-      keys.push(key);
-      lineCounts.push(produced.length);
+      copyText.append(lines);
+      if (produced.length !== 1) lineCounts ??= new Array<number>(encoded).fill(1);
+      lineCounts?.push(produced.length);
+      keys += rows.keyText + '\n';
+      encoded++;
     } catch (error) {
-      failed.push({ key, error: rowFailureText(error) });
+      failed.push({ key, error: redactErrorText(error) });
     }
   }
-  // Bytes of their own (a small Buffer would share Node's pool), so they can be handed over.
-  return { read: rows.length, keys, lineCounts, copyText: new TextEncoder().encode(text), failed };
+  return { read, keys, lineCounts, copyText: copyText.take(), failed };
 }
 
 /** As the verifier's moduleSourceDigest: rows whose transform throws, or that have a value with no database form, are left out. */
@@ -67,14 +95,17 @@ async function digest(task: DigestTask): Promise<DigestResult> {
   const transform = await loadResolvedTransform(task.module);
   const fields = task.types.map(workerFieldOf);
   if (fields.some((f) => f === null)) return null;
-  const rows = decodeSourceRows(Buffer.from(task.source.buffer, task.source.byteOffset, task.source.byteLength).toString('utf8'), task.fields);
+  const rows = new SourceRowReader(Buffer.from(task.source.buffer, task.source.byteOffset, task.source.byteLength).toString('utf8'), task.fields);
   const names = task.types.map((c) => c.name);
   const sums = new ChunkDigest();
   const records: string[] = [];
-  for (const { row } of rows) {
+  while (rows.next()) {
+    const { row } = rows;
     records.length = 0;
     try {
-      const produced = await targetRowsOf(transform, row);
+      let output = transform(row);
+      if (isThenable(output)) output = await output;
+      const produced = targetRowsOfOutput(output);
       if (!produced) continue;
       for (const target of produced) {
         if (target === null || typeof target !== 'object' || Array.isArray(target)) throw new TypeError('a target row must be an object');
@@ -106,7 +137,7 @@ parentPort?.on('message', (task: TransformTask) => {
       const reply: TaskReply = {
         id: task.id,
         ok: false,
-        error: { message: rowFailureText(error), name: failure?.name ?? 'Error', type: failure?.type, nonRetryable: failure?.nonRetryable },
+        error: { message: redactErrorText(error), name: failure?.name ?? 'Error', type: failure?.type, nonRetryable: failure?.nonRetryable },
       };
       parentPort!.postMessage(reply);
     },

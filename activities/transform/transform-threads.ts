@@ -129,6 +129,8 @@ function ownBytes(chunks: readonly Buffer[], length: number): Uint8Array {
 
 /** Source rows are handed to threads in parts of whole lines of about this many bytes. */
 const PART_BYTES = 256 * 1024;
+/** The first part of a range is smaller, so that its target rows start to flow sooner. */
+const FIRST_PART_BYTES = 32 * 1024;
 
 /**
  * Reads a key range's source rows (rangeRowsCopySql) and hands them to `onPart` as they arrive,
@@ -146,16 +148,18 @@ export async function readSourceParts(
   await readOnly(sourcePool, async (client) => {
     let held: Buffer[] = [];
     let heldBytes = 0;
+    let nextPartBytes = Math.min(FIRST_PART_BYTES, partBytes);
     for await (const data of client.query(copyTo(rangeRowsCopySql(spec, range)))) {
       const chunk = data as Buffer;
       held.push(chunk);
       heldBytes += chunk.length;
-      if (heldBytes < partBytes) continue;
+      if (heldBytes < nextPartBytes) continue;
       // Up to the last whole line; the rest starts the next part.
       const lastNewline = chunk.lastIndexOf(10);
       if (lastNewline < 0) continue;
       const partLength = heldBytes - (chunk.length - lastNewline - 1);
       onPart(ownBytes(held, partLength));
+      nextPartBytes = partBytes;
       const rest = chunk.subarray(lastNewline + 1);
       held = rest.length ? [rest] : [];
       heldBytes = rest.length;

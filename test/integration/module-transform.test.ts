@@ -214,6 +214,54 @@ describe('copyRangeThroughModule', () => {
     expect((await sql(targetUrl, 'SELECT id::text FROM people_refused ORDER BY id')).map((r) => r.id)).toEqual(['1', '2', '3', '5', '6']);
   });
 
+  it('writes each target row exactly across parts, with rows that become two and keys that need escaping, and isolates refused rows', async () => {
+    // Enough rows for several parts of source text, so keys and line counts are joined across parts.
+    await sql(sourceUrl, `
+      CREATE TABLE labels (k text PRIMARY KEY, n int NOT NULL, doc jsonb NOT NULL, at timestamptz NOT NULL, amount numeric(12, 3) NOT NULL);
+      INSERT INTO labels
+      SELECT CASE i % 4 WHEN 0 THEN E'tab\\t' WHEN 1 THEN E'back\\\\slash ' WHEN 2 THEN E'new\\nline\\r ' ELSE 'plain ' END || lpad(i::text, 5, '0'),
+             i,
+             jsonb_build_object('name', 'label ' || i, 'text', E'quote " tab \\t slash \\\\ ☃ 𝄞', 'score', i / 8.0,
+                                'list', CASE WHEN i % 10 = 0 THEN jsonb_build_array(i, 1.50, NULL) ELSE jsonb_build_array(i) END),
+             timestamptz '2024-01-01 00:00:00.000001+00' + i * interval '1.000001 seconds',
+             i * 1.005
+        FROM generate_series(1, 2500) AS i`);
+    await sql(targetUrl, 'CREATE TABLE labels_out (k text, part int, n int, doc jsonb, at timestamptz, amount numeric(12, 3), PRIMARY KEY (k, part))');
+    const file = path.join(dir, 'two-parts.ts');
+    // Rows whose n is a multiple of 3 become two target rows; n 12 (two rows) and 2002 (one row) carry a value the target refuses.
+    writeFileSync(file, `
+      type Row = Record<string, any>;
+      export default (row: Row) => {
+        const one = (part: number) => ({ k: row.k, part, n: row.n === 12 || row.n === 2002 ? 'lots' : row.n, doc: { ...row.doc, p: part }, at: row.at, amount: row.amount });
+        return row.n % 3 === 0 ? [one(1), one(2)] : one(1);
+      };`);
+    const spec: CopySpec = {
+      source: { schema: 'public', table: 'labels', key: 'k' },
+      target: { schema: 'public', table: 'labels_out', key: 'k' },
+      columns: Object.fromEntries(['k', 'part', 'n', 'doc', 'at', 'amount'].map((c) => [c, c])),
+    };
+    const read = await readSourceRows(sourcePool, spec, { after: null, upTo: null });
+    expect(read.text.length).toBeGreaterThan(256 * 1024);
+
+    const result = await copyRangeThroughModule(sourcePool, targetPool, spec, { after: null, upTo: null }, file, dir);
+    const refused = 'the target refused a value of column n: invalid input syntax for type integer: "lots"';
+    expect(result.read).toBe(2500);
+    expect([...result.failed].sort((a, b) => (a.key < b.key ? -1 : 1))).toEqual([
+      { key: 'new\nline\r 02002', error: refused },
+      { key: 'tab\t00012', error: refused },
+    ]);
+    const expected = await sql<{ k: string; part: number; md5: string }>(sourceUrl, `
+      SELECT k, part, md5(ROW(k, part, n, doc || jsonb_build_object('p', part), at, amount)::text) AS md5
+        FROM labels CROSS JOIN (VALUES (1), (2)) AS p (part)
+       WHERE (part = 1 OR n % 3 = 0) AND n NOT IN (12, 2002)
+       ORDER BY k COLLATE "C", part`);
+    const actual = await sql<{ k: string; part: number; md5: string }>(targetUrl, `
+      SELECT k, part, md5(ROW(k, part, n, doc, at, amount)::text) AS md5 FROM labels_out ORDER BY k COLLATE "C", part`);
+    expect(expected).toHaveLength(2500 - 2 + Math.floor(2500 / 3) - 1);
+    expect(result.written).toBe(expected.length);
+    expect(actual).toEqual(expected);
+  });
+
   it('reports a row the transform cannot shape, and keeps the others', async () => {
     const bad = path.join(dir, 'extra-key.ts');
     writeFileSync(bad, `export default (row: { id: string }) => (row.id === '2' ? { id: row.id, colour: 'red' } : null);`);
