@@ -8,15 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureObjectName } from '../../activities/capture/statements';
 import { ExitCode } from '../../cli/exit-codes';
 import { migrationReport, startMigration } from '../../operator';
-import { validatePlan } from '../../lib/plan';
-import type { MigrationStatus } from '../../lib/status';
-import { initPgbench, startPgbench } from '../../scripts/bench/pgbench';
-import { ensurePgTool } from '../../scripts/bench/pg-tools';
+import { startPgbench } from '../../scripts/bench/pgbench';
 import { ferry } from '../support/cli';
-import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
-
-/** pgbench -i -s 1: 100,000 accounts. */
-const SCALE = 1;
+import { eventually, sql, sqlRow, type TestWorker } from '../support/harness';
+import { atCleanupGate, expectReshapedAccountsEqual, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
 
 describe.each([
   ['in one database', false],
@@ -28,41 +23,21 @@ describe.each([
   let pgbench: string;
 
   beforeAll(async () => {
-    pgbench = ensurePgTool('pgbench');
-    sourceUrl = await createTestDatabase('capture_pgbench_src');
-    targetUrl = acrossDatabases ? await createTestDatabase('capture_pgbench_tgt') : sourceUrl;
-    await initPgbench(pgbench, sourceUrl, SCALE);
-    await sql(targetUrl, `CREATE TABLE pgbench_accounts_v2 (aid int PRIMARY KEY, bid int, abalance_cents bigint NOT NULL, filler char(84))`);
-    worker = await startWorker({ SOURCE_DB: sourceUrl, TARGET_DB: targetUrl });
+    ({ pgbench, sourceUrl, targetUrl, worker } = await setUpPgbenchCapture('capture_pgbench', acrossDatabases));
   });
   afterAll(async () => {
     await worker?.stop();
   });
 
   it('ends clean at the first verification pass once pgbench stops and the lag is zero', async () => {
-    const plan = validatePlan({
-      name: `capture-pgbench-${acrossDatabases ? 'across' : 'within'}`,
-      source: { connection: 'SOURCE_DB', table: 'pgbench_accounts', key: 'aid' },
-      target: { connection: 'TARGET_DB', table: 'pgbench_accounts_v2' },
-      transform: { sql: { aid: 'aid', bid: 'bid', abalance_cents: 'abalance::bigint * 100', filler: 'filler' } },
-      capture: 'trigger',
-      // A row pgbench changes during a check is read again this much later (the default is 2 s).
-      verify: { inFlightDelaySeconds: 0.5 },
-    });
+    const plan = reshapedAccountsPlan(`capture-pgbench-${acrossDatabases ? 'across' : 'within'}`, 'trigger');
     const bench = startPgbench(pgbench, sourceUrl);
     let benchOutput: string;
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
     try {
       // pgbench writes through the whole migration: the backfill, the catch-up and the verification.
-      let last: MigrationStatus | undefined;
-      await eventually(async () => {
-        last = (await migrationReport(worker.client, id)).status ?? undefined;
-        return last?.gate?.name === 'cleanup' ? true : undefined;
-      }, 150_000, 'the cleanup gate').catch((error: Error) => {
-        const phases = last?.phases.map((p) => `${p.name} ${p.startedAt}..${p.endedAt ?? ''}`).join(', ');
-        throw new Error(`${error.message}; phases ${phases}; rows read ${last?.rowsRead}; capture ${JSON.stringify(last?.capture)}; verification ${JSON.stringify(last?.verification)}`);
-      });
+      await atCleanupGate(worker, id);
       expect(bench.process.exitCode, 'pgbench ran through the migration').toBeNull();
     } finally {
       benchOutput = await bench.stop();
@@ -84,15 +59,7 @@ describe.each([
     expect(verified.code, verified.stderr).toBe(ExitCode.ok);
     expect(JSON.parse(verified.stdout)).toMatchObject({ clean: true, passes: 1, missing: 0, extra: 0, value: 0, repaired: 0 });
 
-    // The test's own comparison: md5 of each row's text, the source reshaped by hand.
-    const [source, target] = await Promise.all([
-      sql<{ aid: number; h: string }>(sourceUrl, `SELECT aid, md5(row(aid, bid, abalance::bigint * 100, filler)::text) AS h FROM pgbench_accounts ORDER BY aid`),
-      sql<{ aid: number; h: string }>(targetUrl, `SELECT aid, md5(row(aid, bid, abalance_cents, filler)::text) AS h FROM pgbench_accounts_v2 ORDER BY aid`),
-    ]);
-    expect(source).toHaveLength(SCALE * 100_000);
-    expect(target).toEqual(source);
-    const { changed } = await sqlRow(sourceUrl, `SELECT count(*)::int AS changed FROM pgbench_accounts WHERE abalance <> 0`);
-    expect(changed).toBeGreaterThan(100);
+    await expectReshapedAccountsEqual(sourceUrl, targetUrl);
 
     expect((await ferry(['approve', id, '--gate', 'cleanup', '--by', 'carol'], worker.temporal)).code).toBe(ExitCode.ok);
     const result = await handle.result();
