@@ -15,7 +15,8 @@ import type { migrationWorkflow } from '../../workflows/migration';
 import { statusQuery } from '../../workflows/messages';
 import { addLiveProgress } from '../../operator/live-progress';
 import { holdingSignals } from '../../lib/status';
-import { countRows, resetTarget, SOURCE_TABLE, TARGET_TABLE, targetColumnList, transformSelect } from './dataset';
+import { countRows, resetTarget, TARGET_TABLE } from './dataset';
+import { INSERT_SELECT_RANGE } from './limits';
 import { basePlan, terminateAll, SOURCE_ENV, type Bench } from './ferry-run';
 import { runPgbench, type PgbenchLoad, type PgbenchRun } from './pgbench';
 import { formatSpread, formatTimes, jsonSpread, spreadOf } from './stats';
@@ -145,7 +146,6 @@ async function pacedLimitDuring<T>(url: string, rows: number, rowsPerSec: number
   await resetTarget(url);
   const client = new pg.Client({ connectionString: url, application_name: 'ferry-bench-bound' });
   await client.connect();
-  const insert = `INSERT INTO ${TARGET_TABLE} (${targetColumnList()}) SELECT ${transformSelect()} FROM ${SOURCE_TABLE} AS s WHERE s.id > $1 AND s.id <= $2`;
   const batch = Math.max(1000, Math.round(rowsPerSec / 10));
   let stop = false;
   let copied = 0;
@@ -157,7 +157,7 @@ async function pacedLimitDuring<T>(url: string, rows: number, rowsPerSec: number
         await client.query(`TRUNCATE ${TARGET_TABLE}`);
         after = 0;
       }
-      copied += (await client.query(insert, [after, Math.min(rows, after + batch)])).rowCount ?? 0;
+      copied += (await client.query(INSERT_SELECT_RANGE, [after, Math.min(rows, after + batch)])).rowCount ?? 0;
       const due = started + (copied / rowsPerSec) * 1000;
       if (due > performance.now()) await sleep(due - performance.now());
     }

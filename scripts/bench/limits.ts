@@ -22,15 +22,17 @@ function keyRanges(rows: number, streams: number): [number, number][] {
   return Array.from({ length: streams }, (_, i) => [i * per, Math.min(rows, (i + 1) * per)] as [number, number]);
 }
 
+/** The same-database limit's statement: the transform of the source keys in ($1, $2] into the target. */
+export const INSERT_SELECT_RANGE = `INSERT INTO ${TARGET_TABLE} (${targetColumnList()}) SELECT ${transformSelect()} FROM ${SOURCE_TABLE} AS s WHERE s.id > $1 AND s.id <= $2`;
+
 /** The same-database limit: the whole transform as one INSERT ... SELECT per stream. */
 export async function insertSelectLimit(url: string, rows: number, streams = 1): Promise<Limit> {
   await resetTarget(url);
   const clients = Array.from({ length: streams }, () => new pg.Client({ connectionString: url }));
   await Promise.all(clients.map((c) => c.connect()));
   try {
-    const insert = `INSERT INTO ${TARGET_TABLE} (${targetColumnList()}) SELECT ${transformSelect()} FROM ${SOURCE_TABLE} AS s WHERE s.id > $1 AND s.id <= $2`;
     const started = performance.now();
-    const results = await Promise.all(keyRanges(rows, streams).map((range, i) => clients[i]!.query(insert, range)));
+    const results = await Promise.all(keyRanges(rows, streams).map((range, i) => clients[i]!.query(INSERT_SELECT_RANGE, range)));
     const ms = performance.now() - started;
     const written = results.reduce((sum, r) => sum + (r.rowCount ?? 0), 0);
     if (written !== rows) throw new Error(`INSERT ... SELECT wrote ${written} rows, expected ${rows}`);

@@ -28,26 +28,39 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-export function startUpdateLoad(url: string, rows: number, perSecond: number): UpdateLoad {
-  const pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'ferry-bench-load' });
-  pool.on('error', () => {});
-  let latencies: number[] = [];
+/**
+ * Calls `write` with a random key `perSecond` times a second, without waiting for earlier calls;
+ * `stop` ends the calls and waits for those still running.
+ */
+function atRate(rows: number, perSecond: number, write: (id: number) => Promise<unknown>): { stop(): Promise<void> } {
   let owed = 0;
   let inFlight = 0;
   const timer = setInterval(() => {
     owed += (perSecond * TICK_MS) / 1000;
     for (; owed >= 1; owed -= 1) {
-      const id = 1 + Math.floor(Math.random() * rows);
-      const sent = performance.now();
       inFlight += 1;
-      pool
-        .query(`UPDATE ${SOURCE_TABLE} SET name = name WHERE id = $1`, [id])
-        .then(() => latencies.push(performance.now() - sent))
-        .catch(() => {})
-        .finally(() => (inFlight -= 1));
+      write(1 + Math.floor(Math.random() * rows)).finally(() => (inFlight -= 1));
     }
   }, TICK_MS);
+  return {
+    async stop() {
+      clearInterval(timer);
+      while (inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    },
+  };
+}
 
+export function startUpdateLoad(url: string, rows: number, perSecond: number): UpdateLoad {
+  const pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'ferry-bench-load' });
+  pool.on('error', () => {});
+  let latencies: number[] = [];
+  const updates = atRate(rows, perSecond, (id) => {
+    const sent = performance.now();
+    return pool
+      .query(`UPDATE ${SOURCE_TABLE} SET name = name WHERE id = $1`, [id])
+      .then(() => latencies.push(performance.now() - sent))
+      .catch(() => {});
+  });
   return {
     mark() {
       latencies = [];
@@ -57,8 +70,7 @@ export function startUpdateLoad(url: string, rows: number, perSecond: number): U
       return { updates: sorted.length, p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99) };
     },
     async stop() {
-      clearInterval(timer);
-      while (inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      await updates.stop();
       await pool.end();
     },
   };
@@ -88,31 +100,23 @@ export function startDualWriteLoad(sourceUrl: string, targetUrl: string, rows: n
   const target = new pg.Pool({ connectionString: targetUrl, max: 4, application_name: 'ferry-bench-dual-writes' });
   source.on('error', () => {});
   target.on('error', () => {});
-  let owed = 0;
-  let inFlight = 0;
   let written = 0;
   let failed = 0;
-  const writeBoth = async (id: number) => {
-    await source.query(`UPDATE ${SOURCE_TABLE} SET amount = amount + 0.01 WHERE id = $1`, [id]);
-    await new Promise((resolve) => setTimeout(resolve, lagMs));
-    await target.query(`UPDATE ${TARGET_TABLE} SET amount_cents = amount_cents + 1 WHERE id = $1`, [id]);
-    written += 1;
-  };
-  const timer = setInterval(() => {
-    owed += (perSecond * TICK_MS) / 1000;
-    for (; owed >= 1; owed -= 1) {
-      inFlight += 1;
-      writeBoth(1 + Math.floor(Math.random() * rows))
-        .catch(() => (failed += 1))
-        .finally(() => (inFlight -= 1));
+  const writes = atRate(rows, perSecond, async (id) => {
+    try {
+      await source.query(`UPDATE ${SOURCE_TABLE} SET amount = amount + 0.01 WHERE id = $1`, [id]);
+      await new Promise((resolve) => setTimeout(resolve, lagMs));
+      await target.query(`UPDATE ${TARGET_TABLE} SET amount_cents = amount_cents + 1 WHERE id = $1`, [id]);
+      written += 1;
+    } catch {
+      failed += 1;
     }
-  }, TICK_MS);
+  });
   return {
     written: () => written,
     failed: () => failed,
     async stop() {
-      clearInterval(timer);
-      while (inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      await writes.stop();
       await Promise.all([source.end(), target.end()]);
     },
   };
