@@ -12,9 +12,14 @@ export type PacingSignal = 'latency' | 'lock-waits' | 'active-backends' | 'check
 
 /** One interval of what the database's sessions (not Ferry's) felt, from the sampler. */
 export interface PacingSample {
-  /** The foreground's latency, ms: p99 estimate from pg_stat_statements, else the fastest of a few canary commits. */
+  /** The foreground's latency, ms: p99 estimate from pg_stat_statements, else `canaryMs`. */
   latencyMs: number | null;
   latencySource: 'statements' | 'canary';
+  /**
+   * The median of the interval's canary commits, ms: a commit that waits for the WAL flush, as
+   * the application's do. Statement times do not include that wait, so it counts beside them.
+   */
+  canaryMs: number | null;
   /** Commits and rollbacks per second of the database (Ferry's included); reported, not acted on. */
   transactionsPerSecond: number | null;
   /** Sessions waiting on a lock on the tables involved, or on one of Ferry's sessions. */
@@ -34,6 +39,8 @@ export interface PacingSample {
 /** What the foreground looked like before the copy started. */
 export interface PacingBaseline {
   latencyMs: number | null;
+  /** Absent from baselines measured before canary commits were timed beside statements. */
+  canaryMs?: number | null;
   /** The most client sessions (not Ferry's) seen running a statement at once. */
   activeBackends: number;
 }
@@ -84,7 +91,11 @@ export function carriedPacing(pacing: CopyPacing): CopyPacing {
   const { baseline, state } = pacing;
   return {
     ...pacing,
-    baseline: { ...baseline, latencyMs: baseline.latencyMs === null ? null : roundTo(baseline.latencyMs, 3) },
+    baseline: {
+      ...baseline,
+      latencyMs: baseline.latencyMs === null ? null : roundTo(baseline.latencyMs, 3),
+      ...(baseline.canaryMs != null ? { canaryMs: roundTo(baseline.canaryMs, 3) } : {}),
+    },
     state: {
       rowsPerSecond: Math.round(state.rowsPerSecond),
       cutFrom: state.cutFrom === null ? null : Math.round(state.cutFrom),
@@ -131,19 +142,27 @@ interface Pressure {
 
 const ms = (value: number) => `${value.toFixed(value < 10 ? 1 : 0)} ms`;
 
+/** A latency reading against its baseline: the share of the allowed growth used up, 0 at the baseline and 1 at the budget. */
+function latencyPressure(reading: number | null, before: number | null, source: PacingSample['latencySource'], budget: PacingBudget): Pressure | null {
+  if (reading === null || before === null) return null;
+  const limit = Math.max(before * budget.p99Factor, before + LATENCY_NOISE_MS[source]);
+  const what = source === 'statements' ? "p99 of the database's statements" : 'median canary commit';
+  return {
+    signal: 'latency',
+    ratio: (reading - before) / (limit - before),
+    detail: `${what} ${ms(reading)}, budget ${ms(limit)} (${budget.p99Factor}x of ${ms(before)} before the copy)`,
+  };
+}
+
 /** Each signal's reading as a share of its budget. */
 export function pressures(sample: PacingSample, baseline: PacingBaseline, budget: PacingBudget): Pressure[] {
   const found: Pressure[] = [];
-  if (sample.latencyMs !== null && baseline.latencyMs !== null) {
-    const limit = Math.max(baseline.latencyMs * budget.p99Factor, baseline.latencyMs + LATENCY_NOISE_MS[sample.latencySource]);
-    const what = sample.latencySource === 'statements' ? 'p99 of the database\'s statements' : 'canary commit';
-    // The share of the allowed growth used up: 0 at the baseline, 1 at the budget.
-    found.push({
-      signal: 'latency',
-      ratio: (sample.latencyMs - baseline.latencyMs) / (limit - baseline.latencyMs),
-      detail: `${what} ${ms(sample.latencyMs)}, budget ${ms(limit)} (${budget.p99Factor}x of ${ms(baseline.latencyMs)} before the copy)`,
-    });
-  }
+  const latency = [
+    latencyPressure(sample.latencyMs, baseline.latencyMs, sample.latencySource, budget),
+    // With statement times, the canary's commits stand for the wait for the WAL flush they leave out.
+    sample.latencySource === 'statements' ? latencyPressure(sample.canaryMs, baseline.canaryMs ?? null, 'canary', budget) : null,
+  ].filter((p): p is Pressure => p !== null);
+  if (latency.length) found.push(latency.reduce((a, b) => (b.ratio > a.ratio ? b : a)));
   const waits = sample.lockWaits;
   found.push({
     signal: 'lock-waits',

@@ -1,7 +1,8 @@
 /**
  * The pacing sampler reads, from the database's own statistics, what its sessions feel while
  * Ferry copies: statement latency, lock waits on the tables involved, active sessions, WAL and
- * checkpoints, replica lag. It never writes a table; its canary commits an empty transaction.
+ * checkpoints, replica lag. It never writes a table; its canary commits a transaction that
+ * writes one WAL record and nothing else.
  */
 import pg from 'pg';
 import { sql, type Sql } from '../sql';
@@ -10,16 +11,27 @@ import type { PacingBaseline, PacingSample } from '../../lib/pacing-controller';
 /** Ferry's sessions name themselves so (activities/connections.ts); they are not the foreground. */
 const FERRY_APPLICATION = 'ferry';
 /**
- * Canary transactions per sample. The fastest of a few is what the database itself takes: a
- * slower database slows every one of them, while the worker's own timers and a busy machine
- * delay only some.
+ * A canary commit this often, on a connection of its own and in the background, so that canaries
+ * fall at any moment of the copy's batches (a sample is taken between two of a shard's batches,
+ * just after one committed and flushed its WAL).
  */
-const CANARIES = 5;
+const CANARY_EVERY_MS = 100;
+/**
+ * The canary: an empty transactional logical message is a WAL record and no table, so the
+ * canary's commit waits for the WAL to be flushed, as an application's commit does, behind
+ * whatever the copy wrote before it. (A transaction that only takes an id writes no WAL before
+ * its commit record, and Postgres commits it without waiting for the flush.) Logical decoding
+ * passes such a message on only to a consumer that asks for messages, under the prefix
+ * `ferry.canary`.
+ */
+const CANARY = sql`SELECT pg_logical_emit_message(true, 'ferry.canary', '')`;
+/** Where the canary cannot write (a standby, a read-only session): a commit with no flush. */
+const READ_ONLY_CANARY = sql`SELECT pg_current_xact_id()`;
 /**
  * Statements of Ferry's own (its keyset bound, COPY, staging tables) and of this sampler: they
  * would measure the copy, not the application. ILIKE patterns.
  */
-const OWN_STATEMENTS = ['%ferry%', '%pg_stat_%', '%pg_locks%', '%batch.last_key%', 'copy %', '%pg_current_xact_id%'];
+const OWN_STATEMENTS = ['%ferry%', '%pg_stat_%', '%pg_locks%', '%batch.last_key%', 'copy %', '%pg_current_xact_id%', '%pg_logical_emit_message%'];
 /** z for the 99th percentile of a normal distribution: p99 estimated from mean and stddev. */
 const Z99 = 2.326;
 
@@ -86,16 +98,7 @@ export async function openPacingSampler(config: pg.ClientConfig, tables: TableNa
     return { ...base, calls: Number(stats.calls), totalMs: Number(stats.total), sumSquaresMs: Number(stats.squares) };
   };
 
-  const canaryMs = async (): Promise<number> => {
-    const times: number[] = [];
-    for (let i = 0; i < CANARIES; i += 1) {
-      const started = process.hrtime.bigint();
-      // Takes a transaction id, so its commit waits for a WAL flush, as the application's do.
-      await client.query(sql`SELECT pg_current_xact_id()`);
-      times.push(Number(process.hrtime.bigint() - started) / 1e6);
-    }
-    return Math.min(...times);
-  };
+  const canaries = await startCanaries(config);
 
   const sessions = async (): Promise<{ active: number; lockWaits: number; lag: number }> => {
     const row = (
@@ -116,59 +119,133 @@ export async function openPacingSampler(config: pg.ClientConfig, tables: TableNa
     return { active: row.active, lockWaits: row.waits, lag: Number(row.lag) };
   };
 
-  const sampler: PacingSampler = {
-    async sample(copiedRowsPerSecond) {
-      const [now, canary, seen] = [await counters(), statements ? null : await canaryMs(), await sessions()];
-      const before = previous ?? now;
-      previous = now;
-      const seconds = Math.max((now.at - before.at) / 1000, 0.001);
-      const calls = now.calls !== null && before.calls !== null ? now.calls - before.calls : 0;
-      let latencyMs = canary;
-      if (statements) {
-        if (calls > 0) {
-          const mean = (now.totalMs - before.totalMs) / calls;
-          const variance = Math.max(0, (now.sumSquaresMs - before.sumSquaresMs) / calls - mean * mean);
-          latencyMs = mean + Z99 * Math.sqrt(variance);
-        } else {
-          latencyMs = null;
-        }
+  /** What the sessions felt since the last call; `canariesAtLeast` null leaves the canaries to the caller. */
+  const measure = async (copiedRowsPerSecond: number, canariesAtLeast: number | null): Promise<PacingSample> => {
+    const [now, seen] = [await counters(), await sessions()];
+    const canary = canariesAtLeast === null ? null : canaries.reading(canariesAtLeast);
+    const before = previous ?? now;
+    previous = now;
+    const seconds = Math.max((now.at - before.at) / 1000, 0.001);
+    const calls = now.calls !== null && before.calls !== null ? now.calls - before.calls : 0;
+    let latencyMs = canary;
+    if (statements) {
+      if (calls > 0) {
+        const mean = (now.totalMs - before.totalMs) / calls;
+        const variance = Math.max(0, (now.sumSquaresMs - before.sumSquaresMs) / calls - mean * mean);
+        latencyMs = mean + Z99 * Math.sqrt(variance);
+      } else {
+        latencyMs = null;
       }
-      return {
-        latencyMs,
-        latencySource: statements ? 'statements' : 'canary',
-        transactionsPerSecond: now === before ? null : (now.transactions - before.transactions) / seconds,
-        lockWaits: seen.lockWaits,
-        activeBackends: seen.active,
-        walBytesPerSecond: now === before ? 0 : (now.walBytes - before.walBytes) / seconds,
-        checkpointsRequested: now.checkpointsRequested - before.checkpointsRequested,
-        replicaLagSeconds: seen.lag,
-        copiedRowsPerSecond,
-      };
-    },
+    }
+    return {
+      latencyMs,
+      latencySource: statements ? 'statements' : 'canary',
+      canaryMs: canary,
+      transactionsPerSecond: now === before ? null : (now.transactions - before.transactions) / seconds,
+      lockWaits: seen.lockWaits,
+      activeBackends: seen.active,
+      walBytesPerSecond: now === before ? 0 : (now.walBytes - before.walBytes) / seconds,
+      checkpointsRequested: now.checkpointsRequested - before.checkpointsRequested,
+      replicaLagSeconds: seen.lag,
+      copiedRowsPerSecond,
+    };
+  };
+
+  const sampler: PacingSampler = {
+    sample: (copiedRowsPerSecond) => measure(copiedRowsPerSecond, CANARIES_PER_READING),
     async baseline(ms) {
       const started = Date.now();
       previous = null;
-      await sampler.sample(0);
+      await measure(0, null);
+      canaries.reading(0);
       const latencies: number[] = [];
       const active: number[] = [];
       const interval = Math.max(100, Math.floor(ms / 4));
       while (Date.now() - started < ms) {
         await new Promise((resolve) => setTimeout(resolve, Math.min(interval, Math.max(0, ms - (Date.now() - started)))));
-        const seen = await sampler.sample(0);
+        const seen = await measure(0, null);
         if (seen.latencyMs !== null) latencies.push(seen.latencyMs);
         active.push(seen.activeBackends);
       }
       const median = (values: number[]) => (values.length ? [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]! : null);
+      // The canaries of the whole window as one reading.
+      const canaryMs = canaries.reading(1);
       // The most sessions seen active, not the median: one snapshot a sample catches a busy
       // application's sessions at random, and a budget from the median held the copy back
       // whenever all of a few clients happened to be running at once, with their latency fine.
-      return { latencyMs: median(latencies), activeBackends: active.length ? Math.max(...active) : 0 };
+      return { latencyMs: statements ? median(latencies) : canaryMs, canaryMs, activeBackends: active.length ? Math.max(...active) : 0 };
     },
     async close() {
+      await canaries.stop();
       await client.end().catch(() => {});
     },
   };
   return sampler;
+}
+
+/** Canaries a reading takes at least: one or two alone would be noise. */
+const CANARIES_PER_READING = 5;
+
+interface Canaries {
+  /**
+   * The median of the canary commits since the last reading, ms; null (and they wait for the
+   * next one) when fewer than `atLeast` finished.
+   */
+  reading(atLeast: number): number | null;
+  stop(): Promise<void>;
+}
+
+/**
+ * Canary commits every CANARY_EVERY_MS until stopped, timed from the worker: what a commit of the
+ * application's takes, its wait for the WAL flush included. The median of an interval's ten is
+ * what the database takes: the worker's own timers and a busy machine delay only some.
+ */
+async function startCanaries(config: pg.ClientConfig): Promise<Canaries> {
+  const client = new pg.Client({ ...config, application_name: FERRY_APPLICATION });
+  client.on('error', () => {});
+  await client.connect();
+  let statement = CANARY;
+  let times: number[] = [];
+  let stopped = false;
+  let failure: unknown = null;
+  let wake = () => {};
+  const loop = (async () => {
+    while (!stopped) {
+      const started = process.hrtime.bigint();
+      try {
+        await client.query(statement);
+        times.push(Number(process.hrtime.bigint() - started) / 1e6);
+      } catch (error) {
+        // SQLSTATE 25006: a read-only transaction, as on a standby. Anything else is the
+        // sampler's failure, reported by its next sample.
+        if (statement === CANARY && error instanceof pg.DatabaseError && error.code === '25006') {
+          statement = READ_ONLY_CANARY;
+        } else {
+          if (!stopped) failure = error;
+          return;
+        }
+      }
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, CANARY_EVERY_MS).unref();
+      });
+    }
+  })();
+  return {
+    reading(atLeast) {
+      if (failure) throw failure;
+      if (times.length === 0 || times.length < atLeast) return null;
+      const taken = times.sort((a, b) => a - b);
+      times = [];
+      return taken[Math.floor(taken.length / 2)]!;
+    },
+    async stop() {
+      stopped = true;
+      wake();
+      await loop;
+      await client.end().catch(() => {});
+    },
+  };
 }
 
 function likeEscape(text: string): string {

@@ -91,7 +91,7 @@ function createSignals(databases: WatchedDatabase[], idle: () => boolean): Pacin
         .catch((error: unknown) => {
           // Without a baseline the latency signal stays silent; the others still count.
           log.warn(`pacing: no baseline of the foreground (${String(error)}); latency is not watched`);
-          return { latencyMs: null, activeBackends: 0 };
+          return { latencyMs: null, canaryMs: null, activeBackends: 0 };
         });
       return baseline;
     },
@@ -105,6 +105,8 @@ function createSignals(databases: WatchedDatabase[], idle: () => boolean): Pacin
           } catch (error) {
             // A failed sample leaves the rate where it is: pacing must never fail a copy.
             log.warn(`pacing: sampling the database failed (${String(error)})`);
+            // Closed, not dropped: a sampler's canaries commit until it is closed.
+            void samplers?.then((all) => Promise.all(all.map((s) => s.close()))).catch(() => {});
             samplers = null;
           } finally {
             sampling = null;
@@ -121,6 +123,7 @@ function createSignals(databases: WatchedDatabase[], idle: () => boolean): Pacin
 const QUIET: Felt = {
   latencyMs: null,
   latencySource: 'canary',
+  canaryMs: null,
   transactionsPerSecond: null,
   lockWaits: 0,
   activeBackends: 0,
@@ -131,11 +134,11 @@ const QUIET: Felt = {
 
 /** Several databases as one: the worst latency and lag, the sum of the rest. */
 function mergeSamples(samples: PacingSample[]): Felt {
-  const latencies = samples.map((s) => s.latencyMs).filter((v): v is number => v !== null);
   const sum = (pick: (s: PacingSample) => number) => samples.reduce((total, s) => total + pick(s), 0);
   return {
-    latencyMs: latencies.length ? Math.max(...latencies) : null,
+    latencyMs: worst(samples.map((s) => s.latencyMs)),
     latencySource: samples.some((s) => s.latencySource === 'statements') ? 'statements' : 'canary',
+    canaryMs: worst(samples.map((s) => s.canaryMs)),
     transactionsPerSecond: samples.every((s) => s.transactionsPerSecond === null) ? null : sum((s) => s.transactionsPerSecond ?? 0),
     lockWaits: sum((s) => s.lockWaits),
     activeBackends: sum((s) => s.activeBackends),
@@ -146,6 +149,15 @@ function mergeSamples(samples: PacingSample[]): Felt {
 }
 
 function mergeBaselines(baselines: PacingBaseline[]): PacingBaseline {
-  const latencies = baselines.map((b) => b.latencyMs).filter((v): v is number => v !== null);
-  return { latencyMs: latencies.length ? Math.max(...latencies) : null, activeBackends: baselines.reduce((n, b) => n + b.activeBackends, 0) };
+  return {
+    latencyMs: worst(baselines.map((b) => b.latencyMs)),
+    canaryMs: worst(baselines.map((b) => b.canaryMs ?? null)),
+    activeBackends: baselines.reduce((n, b) => n + b.activeBackends, 0),
+  };
+}
+
+/** The largest of the readings there are; null when there is none. */
+function worst(readings: (number | null)[]): number | null {
+  const found = readings.filter((v): v is number => v !== null);
+  return found.length ? Math.max(...found) : null;
 }

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPacingSampler, type PacingSampler } from '../../activities/copy/pacing-sampler';
 import { nextPacing, startPacing, type PacingBudget } from '../../lib/pacing-controller';
 import { startPostgres, type PostgresServer } from '../../scripts/services/postgres';
-import { createTestDatabase, eventually, sql } from '../support/harness';
+import { createTestDatabase, eventually, sql, uniqueName } from '../support/harness';
 
 const budget: PacingBudget = { p99Factor: 1.2, maxLockWaits: 0, maxActiveBackends: null, maxWalBytesPerSecond: null, maxReplicaLagSeconds: 2 };
 
@@ -42,6 +42,10 @@ describe('pacing sampler', () => {
   it('measures a baseline and a quiet interval with nothing holding the copy', async () => {
     const baseline = await sampler.baseline(400);
     expect(baseline.latencyMs).toBeGreaterThan(0);
+    expect(baseline.canaryMs).toBe(baseline.latencyMs);
+    // A reading takes at least five canaries, one every 100 ms.
+    expect((await sampler.sample(50_000)).latencyMs).toBeNull();
+    await new Promise((resolve) => setTimeout(resolve, 800));
     const quiet = await sampler.sample(50_000);
     expect(quiet.lockWaits).toBe(0);
     expect(quiet.latencyMs).toBeGreaterThan(0);
@@ -102,16 +106,62 @@ describe('pacing sampler', () => {
     await copying;
   });
 
+  it("times canary commits that wait for the WAL flush, in the background, and names its canary's messages", async () => {
+    // A database of its own: the other tests' sampler commits its canaries into theirs.
+    const url = await createTestDatabase('pacing_canary');
+    const slot = uniqueName('canary_slot');
+    await sql(url, `SELECT pg_create_logical_replication_slot($1, 'test_decoding')`, [slot]);
+    try {
+      const fresh = await openPacingSampler({ connectionString: url }, []);
+      try {
+        // Ten a second, whether or not anyone samples.
+        await new Promise((resolve) => setTimeout(resolve, 800));
+        const sample = await fresh.sample(0);
+        expect(sample.canaryMs).toBeGreaterThan(0);
+        expect(sample.latencySource).toBe('canary');
+        expect(sample.latencyMs).toBe(sample.canaryMs);
+      } finally {
+        await fresh.close();
+      }
+      // Each canary wrote a WAL record before its commit, so that the commit waited for the
+      // flush (Postgres commits a transaction that wrote none without waiting).
+      // (The tests' server commits asynchronously: the wait lets the last commits reach the disk.)
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const changes = await sql<{ data: string }>(url, `SELECT data FROM pg_logical_slot_get_changes($1, NULL, NULL)`, [slot]);
+      const messages = changes.filter((c) => c.data.startsWith('message: transactional: 1 prefix: ferry.canary'));
+      expect(messages.length).toBeGreaterThanOrEqual(3);
+      expect(messages.length).toBeLessThanOrEqual(12);
+      // Closed means stopped: no canary commits after close.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(await sql(url, `SELECT data FROM pg_logical_slot_get_changes($1, NULL, NULL) WHERE data LIKE '%ferry.canary%'`, [slot])).toEqual([]);
+    } finally {
+      await sql(url, 'SELECT pg_drop_replication_slot($1)', [slot]);
+    }
+  });
+
+  it('falls back to a commit with no write where the database refuses writes', async () => {
+    const readOnly = await createTestDatabase('pacing_read_only');
+    await sql(readOnly, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = on', current_database()); END $$`);
+    const fresh = await openPacingSampler({ connectionString: readOnly }, []);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      expect((await fresh.sample(0)).canaryMs).toBeGreaterThan(0);
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it('sees WAL written between samples and the active sessions of the application', async () => {
     await sampler.sample(0);
     await sql(url, 'INSERT INTO accounts_new SELECT i, 1 FROM generate_series(2, 20000) i');
+    expect((await sampler.sample(0)).walBytesPerSecond).toBeGreaterThan(0);
     const busy = await session();
     const sleeping = busy.query('SELECT pg_sleep(1.5)');
     const sample = await eventually(async () => {
       const seen = await sampler.sample(0);
       return seen.activeBackends >= 1 && seen;
     }, 10_000, 'the active session');
-    expect(sample.walBytesPerSecond).toBeGreaterThan(0);
+    expect(sample.activeBackends).toBeGreaterThanOrEqual(1);
     await sleeping;
   });
 });

@@ -18,6 +18,7 @@ const budget: PacingBudget = { p99Factor: 1.2, maxLockWaits: 0, maxActiveBackend
 const quiet: PacingSample = {
   latencyMs: 8,
   latencySource: 'statements',
+  canaryMs: null,
   transactionsPerSecond: 2000,
   lockWaits: 0,
   activeBackends: 4,
@@ -94,6 +95,21 @@ describe('pacing controller', () => {
     let state = startPacing(null);
     for (let i = 0; i < 3; i += 1) state = nextPacing(state, { ...quiet, latencySource: 'canary', latencyMs: 0.7 }, fast, budget, null).state;
     expect(state.rowsPerSecond).toBe(8 * START_PACED_ROWS_PER_SECOND);
+  });
+
+  it("counts the canary's commits beside the statements, whose times leave out the wait for the WAL flush", () => {
+    const withCanary = { ...baseline, canaryMs: 0.5 };
+    const over = { ...quiet, canaryMs: 4 };
+    const first = nextPacing({ rowsPerSecond: 40_000, cutFrom: null, lastLatencyPressure: 0 }, over, withCanary, budget, null);
+    expect(first.action).toBe('steady');
+    const second = nextPacing(first.state, over, withCanary, budget, null);
+    expect(second.action).toBe('decrease');
+    expect(second.holding).toEqual({ signal: 'latency', detail: 'median canary commit 4.0 ms, budget 2.5 ms (1.2x of 0.5 ms before the copy)' });
+    // The worse of the two is named.
+    const both = nextPacing(second.state, { ...over, latencyMs: 40 }, withCanary, budget, null);
+    expect(both.holding?.detail).toMatch(/^p99 of the database's statements 40 ms/);
+    // A baseline carried from before canaries were timed beside statements: statements alone.
+    expect(nextPacing(first.state, over, baseline, budget, null).action).toBe('increase');
   });
 
   it('keeps the rate near a budget without naming it as over', () => {
