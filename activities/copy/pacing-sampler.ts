@@ -25,7 +25,7 @@ const CANARY_EVERY_MS = 100;
  * `ferry.canary`.
  */
 const CANARY = sql`SELECT pg_logical_emit_message(true, 'ferry.canary', '')`;
-/** Where the canary cannot write (a standby, a read-only session): a commit with no flush. */
+/** Where the server refuses the canary's write: a commit with no flush, which still takes the database's time. */
 const READ_ONLY_CANARY = sql`SELECT pg_current_xact_id()`;
 /**
  * Statements of Ferry's own (its keyset bound, COPY, staging tables) and of this sampler: they
@@ -216,9 +216,10 @@ async function startCanaries(config: pg.ClientConfig): Promise<Canaries> {
         await client.query(statement);
         times.push(Number(process.hrtime.bigint() - started) / 1e6);
       } catch (error) {
-        // SQLSTATE 25006: a read-only transaction, as on a standby. Anything else is the
-        // sampler's failure, reported by its next sample.
-        if (statement === CANARY && error instanceof pg.DatabaseError && error.code === '25006') {
+        // The server refused the write (a standby, a read-only session, a role the function is
+        // revoked from): commit without it. A lost connection is the sampler's failure,
+        // reported by its next sample.
+        if (statement === CANARY && error instanceof pg.DatabaseError) {
           statement = READ_ONLY_CANARY;
         } else {
           if (!stopped) failure = error;
