@@ -15,8 +15,9 @@ export const PGCOPYDB_JOBS = 2;
 
 /** Why pgroll's backfill is not timed: said plainly in every run with --peers. */
 export const PGROLL_SKIPPED =
-  'pgroll: skipped. It is not in Debian, and its npm package (@xata.io/pgroll) holds only its migration ' +
-  'schema, no executable; the bench installs tools only from package registries and never downloads binaries.';
+  'pgroll: skipped. It is not in Debian; its npm package (@xata.io/pgroll) holds only its migration ' +
+  'schema, no executable; the Go module proxy reachable here refuses github.com/xataio/pgroll (403); and the ' +
+  'bench installs tools only from package registries, never downloading binaries.';
 
 /** The source table's shape with no rows, for pgcopydb to fill (it copies data, not schema, here). */
 const PEER_DDL = `DROP TABLE IF EXISTS ${SOURCE_TABLE}; ${sourceTableDdl}`;
