@@ -3,7 +3,8 @@
  * same-database migration, event by event. Runs the bench's same-database path a few times and
  * prints, for each run, when every shard was copying and how long the end took after the last
  * copy call, with --events every event of the migration's history and of its shards' until then
- * and from the last copy call's end on, in ms from the migration's start.
+ * and from the last copy call's end on, in ms from the migration's start. The worker runs dist/:
+ * `npm run build` first after a change.
  */
 import { Client, Connection } from '@temporalio/client';
 import { mkdtempSync } from 'node:fs';
