@@ -46,6 +46,8 @@ export async function build(): Promise<void> {
     const bundle = await bundleWorkflowCode({
       workflowsPath: path.join(dist, 'workflows', 'index.js'),
       workflowInterceptorModules: [...workflowInterceptorModules],
+      // Evaluated once per worker, not once per new workflow (workflows/shared-modules.ts).
+      preloadModules: [path.join(dist, 'workflows', 'shared-modules.js')],
       logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error },
     });
     writeFileSync(path.join(dist, file), bundle.code);

@@ -114,11 +114,20 @@ export const prebuiltWorkflowBundlePath = path.join(__dirname, '..', 'workflow-b
 export const prebuiltTracedWorkflowBundlePath = path.join(__dirname, '..', 'workflow-bundle-traced.js');
 
 /** Where a worker gets its workflow code: given, prebuilt next to compiled code, or bundled now. */
-function workflowCode(given: FerryWorkerOptions['workflowBundle'], tracing: WorkerTracing | null): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath' | 'interceptors'> {
+function workflowCode(
+  given: FerryWorkerOptions['workflowBundle'],
+  tracing: WorkerTracing | null,
+): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath' | 'bundlerOptions' | 'interceptors'> {
   if (given) return { workflowBundle: given };
   const prebuilt = tracing ? prebuiltTracedWorkflowBundlePath : prebuiltWorkflowBundlePath;
   if (path.extname(__filename) === '.js' && existsSync(prebuilt)) return { workflowBundle: { codePath: prebuilt } };
-  return { workflowsPath, ...(tracing ? { interceptors: { workflowModules: tracing.workflowModules } } : {}) };
+  return {
+    workflowsPath,
+    // Evaluated once per worker, not once per new workflow (workflows/shared-modules.ts); a
+    // prebuilt bundle has them too (scripts/build.ts).
+    bundlerOptions: { preloadModules: [path.join(path.dirname(workflowsPath), `shared-modules${path.extname(__filename)}`)] },
+    ...(tracing ? { interceptors: { workflowModules: tracing.workflowModules } } : {}),
+  };
 }
 
 export async function createFerryWorker(options: FerryWorkerOptions): Promise<FerryWorker> {

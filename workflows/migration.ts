@@ -12,6 +12,7 @@
 import { ApplicationFailure, patched } from '@temporalio/workflow';
 import type { MigrationStatus } from '../lib/status';
 import { claimTarget, inspect, prepareTarget } from './migrator/activity-proxies';
+import { planShardsAhead } from './migrator/backfill';
 import { continueWithStatus } from './migrator/continue-as-new';
 import { abort, complete, fail } from './migrator/endings';
 import { setMigrationHandlers } from './migrator/handlers';
@@ -65,6 +66,13 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
  */
 async function inspectAndClaim(run: MigrationRun): Promise<'claimed' | MigrationStatus> {
   const { status, plan, input } = run;
+  // Guarded, so that histories recorded before it replay as they ran: the claim also prepares the
+  // target (one call, not two), and the shards are planned while the tables are inspected.
+  const sooner = patched('start-copy-sooner');
+  // Planning only reads the source. When the backfill is the first step it begins right after the
+  // claim, so its shards are ready by then; it waits for them (and meets a planning failure)
+  // where it always did. Before other steps (dual writes, capture) it plans as it always did.
+  if (sooner && input.execute && run.steps[0] === 'backfill') run.shardPlanning = planShardsAhead(plan);
   status.inspection = await inspect({ plan, showSampleValues: input.showSampleValues ?? false });
   if (!input.execute) return run.finish('dry-run');
   if (status.inspection.problems.length > 0) {
@@ -75,9 +83,9 @@ async function inspectAndClaim(run: MigrationRun): Promise<'claimed' | Migration
       status.inspection.problems,
     );
   }
-  await prepareTarget({ plan });
+  if (!sooner) await prepareTarget({ plan });
   try {
-    await claimTarget({ plan, migrationId: run.workflowId, rerun: input.rerun ?? false });
+    await claimTarget({ plan, migrationId: run.workflowId, rerun: input.rerun ?? false, ...(sooner ? { prepare: true } : {}) });
   } catch (error) {
     run.finish('failed');
     throw error;

@@ -9,6 +9,7 @@ import { tableKey } from '../../lib/ids';
 import type { Databases } from '../connections';
 import { inTransaction } from '../transaction';
 import { sql } from '../sql';
+import { installFerrySchema } from './ferry-schema';
 
 function targetName(plan: Plan): string {
   return tableKey(plan.target);
@@ -26,10 +27,16 @@ async function stillRunning(migrationId: string): Promise<boolean> {
 
 export function createMigrationRegistry(databases: Databases) {
   return {
-    /** Takes the target table for this migration, or refuses with the reason (non-retryable). */
-    async claimTarget({ plan, migrationId, rerun }: { plan: Plan; migrationId: string; rerun: boolean }): Promise<void> {
+    /**
+     * Takes the target table for this migration, or refuses with the reason (non-retryable). With
+     * `prepare`, first brings Ferry's schema (the registry's home) up to date, as prepareTarget
+     * does: one call instead of two before the copy starts. Safe to run twice.
+     */
+    async claimTarget({ plan, migrationId, rerun, prepare }: { plan: Plan; migrationId: string; rerun: boolean; prepare?: boolean }): Promise<void> {
       const target = targetName(plan);
-      await inTransaction(databases.pool(plan.target.connection), async (client) => {
+      const pool = databases.pool(plan.target.connection);
+      if (prepare) await installFerrySchema(pool);
+      await inTransaction(pool, async (client) => {
         const held = await client.query<{ migration_id: string; state: string }>(
           sql`SELECT migration_id, state FROM ferry.migrations WHERE target_table = ${target} FOR UPDATE`,
         );

@@ -49,7 +49,8 @@ export async function castProblems(
     const expression = expressions?.[column];
     return `target column "${column}" (${byName.get(column)?.type ?? 'unknown type'})${expression === undefined ? '' : ` from transform.sql.${column} = ${expression}`}`;
   };
-  for (const row of rows) {
+  const together = await castTogether(targetPool, rows, byName);
+  for (const [index, row] of rows.entries()) {
     for (const [column, value] of Object.entries(row.values)) {
       const info = byName.get(column);
       if (!info || failed.has(column)) continue;
@@ -63,13 +64,17 @@ export async function castProblems(
         continue;
       }
       try {
-        const cast = await readOnly(targetPool, (client) =>
-          client.query<{ whole: boolean }>(
-            oneStatement({ text: `SELECT CAST($1 AS ${info.type})::text = $1::text AS whole`, values: [value] }),
-          ),
-        );
+        const whole =
+          together?.get(castKey(index, column)) ??
+          (
+            await readOnly(targetPool, (client) =>
+              client.query<{ whole: boolean }>(
+                oneStatement({ text: `SELECT CAST($1 AS ${info.type})::text = $1::text AS whole`, values: [value] }),
+              ),
+            )
+          ).rows[0]?.whole;
         // An explicit cast cuts a string to a length limit; the copy's input refuses it instead.
-        if (LENGTH_LIMITED.test(info.type) && cast.rows[0]?.whole === false) throw new Error(`value too long for type ${info.type}`);
+        if (LENGTH_LIMITED.test(info.type) && whole === false) throw new Error(`value too long for type ${info.type}`);
       } catch (error) {
         failed.add(column);
         problems.push(
@@ -80,6 +85,33 @@ export async function castProblems(
   }
   if (problems.length > 0) problems.push(`every such row would fail the copy into ${targetName}; fix the transform or the target column`);
   return problems;
+}
+
+const castKey = (row: number, column: string) => `${row}\u0000${column}`;
+
+/**
+ * Every non-null sampled value cast at once, in one statement (the same cast castProblems makes
+ * of each): whether each came back whole, by castKey. Null when one of them does not cast, and
+ * each is then cast on its own, to name the column and row it breaks on.
+ */
+async function castTogether(targetPool: pg.Pool, rows: SampledRow[], columns: Map<string, ColumnInfo>): Promise<Map<string, boolean> | null> {
+  const casts = rows.flatMap((row, index) =>
+    Object.entries(row.values).flatMap(([column, value]) => {
+      const type = columns.get(column)?.type;
+      return type !== undefined && value !== null ? [{ key: castKey(index, column), type, value }] : [];
+    }),
+  );
+  if (casts.length === 0) return null;
+  const select = casts.map((cast, i) => `CAST($${i + 1} AS ${cast.type})::text = $${i + 1}::text`).join(', ');
+  try {
+    const result = await readOnly(targetPool, (client) =>
+      client.query<boolean[]>(oneStatement({ text: `SELECT ${select}`, values: casts.map((cast) => cast.value), rowMode: 'array' as const })),
+    );
+    const wholes = result.rows[0] ?? [];
+    return new Map(casts.map((cast, i) => [cast.key, wholes[i] === true]));
+  } catch {
+    return null;
+  }
 }
 
 /**

@@ -98,6 +98,37 @@ describe('backfill', () => {
     expect(actual.find((r) => r.key === '97')!.name).toBeNull();
   });
 
+  it('plans its shards while it inspects, and claims the target in one call, before it copies', async () => {
+    await sql(targetUrl, `DROP TABLE IF EXISTS accounts_soon; ${targetDdl('accounts_soon')}`);
+    const plan = planFor({ name: 'soon', target: { connection: 'TARGET_URL', table: 'accounts_soon' }, shards: { count: 3 }, verify: { enabled: false } });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    expect(await handle.result()).toMatchObject({ phase: 'completed', rowsRead: ROWS, rowsWritten: ROWS });
+    // The start is in the first run (a test server continues a migration as new early).
+    const latest = await handle.fetchHistory();
+    const firstRunId = latest.events![0]!.workflowExecutionStartedEventAttributes!.firstExecutionRunId!;
+    const events = (await worker.client.workflow.getHandle(handle.workflowId, firstRunId).fetchHistory()).events ?? [];
+    const scheduled = events.flatMap((e) => (e.activityTaskScheduledEventAttributes ? [e.activityTaskScheduledEventAttributes.activityType?.name] : []));
+    expect(scheduled.slice(0, 3)).toEqual(['planShards', 'inspect', 'claimTarget']);
+    expect(scheduled).not.toContain('prepareTarget');
+    // The claim installed Ferry's schema and took the table: the registry names this migration.
+    const { holder } = await sqlRow(targetUrl, `SELECT migration_id AS holder FROM ferry.migrations WHERE target_table = 'public.accounts_soon'`);
+    expect(holder).toBe(handle.workflowId);
+    const { count } = await sqlRow(targetUrl, 'SELECT count(*)::int AS count FROM accounts_soon');
+    expect(count).toBe(ROWS);
+  });
+
+  it('fails with the planner\'s reason when the shards planned beside the inspection cannot be, and copies nothing', async () => {
+    await sql(targetUrl, `DROP TABLE IF EXISTS accounts_unplanned; ${targetDdl('accounts_unplanned')}`);
+    // Some names are NULL: no partition shard would copy those rows.
+    const plan = planFor({ name: 'unplanned', target: { connection: 'TARGET_URL', table: 'accounts_unplanned' }, shards: { partitionColumn: 'name' } });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    await expect(handle.result()).rejects.toThrow();
+    const failure = await handle.result().catch((error: { cause?: { cause?: { message?: string } } }) => error.cause?.cause?.message ?? '');
+    expect(failure).toMatch(/partition column "name" .* has NULLs/);
+    const { count } = await sqlRow(targetUrl, 'SELECT count(*)::int AS count FROM accounts_unplanned');
+    expect(count).toBe(0);
+  });
+
   it('keeps rows the target already has and copies the rest (safe to re-run)', async () => {
     await sql(targetUrl, `DROP TABLE IF EXISTS accounts_v3; ${targetDdl('accounts_v3')}`);
     await sql(targetUrl, `INSERT INTO accounts_v3 (id, name, created_at) VALUES (5, 'written by the app', now())`);

@@ -4,15 +4,29 @@
  */
 import { condition, ParentClosePolicy, patched, startChild, workflowInfo } from '@temporalio/workflow';
 import { shardWorkflowId } from '../../lib/ids';
+import type { Plan } from '../../lib/plan';
 import type { ShardStatus } from '../../lib/status';
 import { shardWorkflow } from '../shard';
 import { planShards } from './activity-proxies';
-import type { MigrationRun } from './run';
+import type { MigrationRun, ShardPlanning } from './run';
+
+/**
+ * Starts planning the shards now, for a backfill that begins later. Never rejects: a failure
+ * waits, unobserved until then, for the backfill that takes it up (if the run gets that far).
+ */
+export function planShardsAhead(plan: Plan): ShardPlanning {
+  return planShards({ plan }).then(
+    (specs) => () => specs,
+    (error: unknown) => () => {
+      throw error;
+    },
+  );
+}
 
 /** Splits the source's key space into shards, each pending. */
 export async function planBackfill(run: MigrationRun): Promise<void> {
   const { status, plan } = run;
-  const specs = await planShards({ plan });
+  const specs = run.shardPlanning ? (await run.shardPlanning)() : await planShards({ plan });
   status.shards = specs.map(
     (spec, index): ShardStatus => ({
       index,

@@ -8,6 +8,7 @@ import { getExternalWorkflowHandle, log, patched, upsertSearchAttributes, workfl
 import { capturesLogically, capturesWithTrigger } from '../../lib/capture';
 import { shardWorkflowId } from '../../lib/ids';
 import { lifecycleSteps, type Step } from '../../lib/lifecycle';
+import type { ShardSpec } from '../../lib/key-range';
 import type { AbortRequest } from '../../lib/messages-input';
 import type { Plan } from '../../lib/plan';
 import type { ServingState } from '../../lib/requests';
@@ -18,6 +19,9 @@ import { auditWriter, type AuditWriter } from '../audit-writer';
 import { captureRunner, type CaptureRunner } from './capture';
 import type { MigrationInput } from './input';
 import { shardPauseSignal, shardThrottleSignal, type OperatorNote, type ShardThrottle, type VerifyRequest } from '../messages';
+
+/** Shards planned ahead of the backfill: their specs, or the planning's failure, once it ends. */
+export type ShardPlanning = Promise<() => ShardSpec[]>;
 
 /** Signals refused for a bad payload are recorded up to this many; more only reach the worker's log. */
 const REFUSALS_RECORDED = 20;
@@ -43,6 +47,9 @@ export class MigrationRun {
   gateDecision: 'approved' | null = null;
   /** An on-demand verification waiting for a gate to run at. */
   verifyRequest: VerifyRequest | null = null;
+
+  /** The shards' plan, when it was started before the backfill (workflows/migrator/backfill.ts). */
+  shardPlanning: ShardPlanning | null = null;
 
   /** A verification runs now. */
   verifying = false;
