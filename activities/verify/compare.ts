@@ -14,6 +14,7 @@ import { installFerrySchema, type Mismatch, recordMismatches } from '../state/fe
 import { openKeysOfEarlierPasses, resolveEarlierPasses } from '../state/mismatches';
 import { isRowError, redactMessage } from '../../lib/errors';
 import { chunkChecksumSql, diffRows, type DigestForm } from './verify-statements';
+import { differingParts, type DrillSteps } from './drill-down';
 import { columnNames, type BothSides, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
 import type { RepairInput } from './repair';
 
@@ -170,6 +171,15 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
       return { keys, source, target };
     };
 
+    /** How a differing chunk is split and its parts compared (see differingParts). */
+    const drillSteps: DrillSteps = {
+      partEnd: async (range, rows) => (await readOnlyQuery<{ last_key: string }>(sourcePool, fullBatchEndSql(bounds, range, rows))).rows[0]?.last_key ?? null,
+      sums: async (range) => {
+        const { keys, source, target } = await chunkSums(range);
+        return { keys, rows: Number(source!.rows), equal: source!.rows === target.rows && source!.digest === target.digest };
+      },
+    };
+
     /**
      * Sums of the chunk after this one, read while this one is compared: a module transform's
      * digest keeps the worker busy, and the databases can read meanwhile. Not started when the
@@ -199,9 +209,17 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
           // A value the worker cannot make canonical is likely to come back in every chunk.
           v.moduleDigest = null;
         }
-        const [s, t] = await bothSides(plan, v, { range }, { range, keys: sums.keys }, pageRows);
-        rows = v.moduleRows ? s.length : Number(sums.source!.rows);
-        first = diffRows(columnNames(v), s, t);
+        // Checksums in Postgres on both sides narrow a large chunk first; a module transform's
+        // digest costs about what reading its rows does, so its chunk is read whole.
+        const parts = !v.moduleRows && sums.source ? await differingParts(range, Number(sums.source.rows), sums.keys, drillSteps) : [{ range, keys: sums.keys }];
+        let sourceRows = 0;
+        first = [];
+        for (const part of parts) {
+          const [s, t] = await bothSides(plan, v, { range: part.range }, { range: part.range, keys: part.keys }, pageRows);
+          sourceRows += s.length;
+          first.push(...diffRows(columnNames(v), s, t));
+        }
+        rows = v.moduleRows ? sourceRows : Number(sums.source!.rows);
         if (v.moduleRows && sums.source && first.length === 0) {
           // Postgres found the chunk equal where the worker's digest did not: a canonical text
           // the worker gets wrong, or a write between the reads. Either way, trust Postgres.
