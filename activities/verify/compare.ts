@@ -14,7 +14,6 @@ import { installFerrySchema, type Mismatch, recordMismatches } from '../state/fe
 import { openKeysOfEarlierPasses, resolveEarlierPasses } from '../state/mismatches';
 import { isRowError, redactMessage } from '../../lib/errors';
 import { chunkChecksumSql, diffRows, type DigestForm } from './verify-statements';
-import { differingParts, type DrillSteps } from './drill-down';
 import { columnNames, type BothSides, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
 import type { RepairInput } from './repair';
 
@@ -37,13 +36,23 @@ interface PendingChunk {
 const MAX_PENDING_RECHECKS = 256;
 const MAX_PENDING_DIFFERING_ROWS = 100_000;
 
+/**
+ * The smallest chunk the size adapts down to where chunks differ: a differing chunk is read row
+ * by row, so where differences are scattered, smaller chunks cost less. A chunk size below this
+ * stays fixed.
+ */
+export const MIN_ADAPTED_CHUNK = 1000;
+
 export interface VerifyShardInput {
   migrationId: string;
   plan: Plan;
   shard: ShardSpec;
   /** Last key already verified in the shard; null to start at the shard's beginning. */
   cursor: string | null;
-  /** Source keys per checksum chunk. */
+  /**
+   * Source keys per checksum chunk: the first chunk's and the largest. After a chunk that differs
+   * the next ones halve, down to MIN_ADAPTED_CHUNK; after one that does not they double back.
+   */
   chunkSize: number;
   /** The verification pass (1, 2, ...): mismatches are recorded under it. */
   pass: number;
@@ -116,8 +125,11 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     const targetPool = databases.pool(plan.target.connection);
     await installFerrySchema(targetPool);
     const v = await verificationOf(plan, input.shard.partitionValue, input.samplePercent, input.migrationId);
-    const chunkSize = Math.max(1, Math.trunc(input.chunkSize));
-    const pageRows = Math.max(MIN_PAGE_ROWS, chunkSize * 2);
+    const maxChunk = Math.max(1, Math.trunc(input.chunkSize));
+    const minChunk = Math.min(maxChunk, MIN_ADAPTED_CHUNK);
+    /** Keys of the next chunk whose bound is looked up (see VerifyShardInput.chunkSize). */
+    let chunkSize = maxChunk;
+    const pageRows = Math.max(MIN_PAGE_ROWS, maxChunk * 2);
     const maxMs = (input.maxSeconds ?? 60) * 1000;
     const inFlightDelayMs = input.inFlightDelayMs ?? 2000;
     const bounds = { source: v.shape.source, filter: v.shape.sourceFilter };
@@ -171,15 +183,6 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
       return { keys, source, target };
     };
 
-    /** How a differing chunk is split and its parts compared (see differingParts). */
-    const drillSteps: DrillSteps = {
-      partEnd: async (range, rows) => (await readOnlyQuery<{ last_key: string }>(sourcePool, fullBatchEndSql(bounds, range, rows))).rows[0]?.last_key ?? null,
-      sums: async (range) => {
-        const { keys, source, target } = await chunkSums(range);
-        return { keys, rows: Number(source!.rows), equal: source!.rows === target.rows && source!.digest === target.digest };
-      },
-    };
-
     /**
      * Sums of the chunk after this one, read while this one is compared: a module transform's
      * digest keeps the worker busy, and the databases can read meanwhile. Not started when the
@@ -209,17 +212,9 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
           // A value the worker cannot make canonical is likely to come back in every chunk.
           v.moduleDigest = null;
         }
-        // Checksums in Postgres on both sides narrow a large chunk first; a module transform's
-        // digest costs about what reading its rows does, so its chunk is read whole.
-        const parts = !v.moduleRows && sums.source ? await differingParts(range, Number(sums.source.rows), sums.keys, drillSteps) : [{ range, keys: sums.keys }];
-        let sourceRows = 0;
-        first = [];
-        for (const part of parts) {
-          const [s, t] = await bothSides(plan, v, { range: part.range }, { range: part.range, keys: part.keys }, pageRows);
-          sourceRows += s.length;
-          first.push(...diffRows(columnNames(v), s, t));
-        }
-        rows = v.moduleRows ? sourceRows : Number(sums.source!.rows);
+        const [s, t] = await bothSides(plan, v, { range }, { range, keys: sums.keys }, pageRows);
+        rows = v.moduleRows ? s.length : Number(sums.source!.rows);
+        first = diffRows(columnNames(v), s, t);
         if (v.moduleRows && sums.source && first.length === 0) {
           // Postgres found the chunk equal where the worker's digest did not: a canonical text
           // the worker gets wrong, or a write between the reads. Either way, trust Postgres.
@@ -292,6 +287,15 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
       const looked = Date.now();
       const { rows, first } = await firstLook(range, prefetched);
       lastChunkMs = Date.now() - looked;
+      const size = first.length > 0 ? Math.max(minChunk, Math.ceil(chunkSize / 2)) : Math.min(maxChunk, chunkSize * 2);
+      const shrunk = size < chunkSize;
+      chunkSize = size;
+      // The next chunk was bounded at the old size: after a difference it is bounded again, smaller
+      // (a growing size waits a chunk). What was read ahead for the old bound is dropped.
+      if (shrunk && next) {
+        bound = nextBound(next.last_key);
+        ahead = readAhead(next.last_key, bound);
+      }
       const chunk: PendingChunk = { lastKey: next ? next.last_key : null, rows, settled: recheck(first), ready: first.length === 0, differing: first.length };
       chunk.settled.then(() => (chunk.ready = true)).catch(() => {});
       pending.push(chunk);

@@ -1,13 +1,13 @@
 /**
- * Large checksum chunks against real PostgreSQL: a differing chunk is narrowed by checksums of
- * its parts before rows are read, every difference is still found and sorted exactly (proved by
- * the test's own md5 of each row on both sides), and only the differing parts' rows are read.
+ * Chunk sizes that adapt, against real PostgreSQL: after a chunk that differs the next ones are
+ * smaller, after equal ones they grow back to the plan's chunk size, and every difference is
+ * still found and sorted exactly (proved by the test's own md5 of each row on both sides).
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
-import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
 import { installFerrySchema, type Mismatch } from '../../activities/state/ferry-schema';
+import { MIN_ADAPTED_CHUNK } from '../../activities/verify/compare';
 import { createVerifier, type VerifyShardResult } from '../../activities/verify/verifier';
 import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan, type Plan, type PlanInput } from '../../lib/plan';
@@ -42,33 +42,23 @@ async function differencesBySql(sourceUrl: string, targetUrl: string): Promise<O
   return found.sort((a, b) => Number(a.key) - Number(b.key));
 }
 
-describe('verification in large chunks', () => {
+describe('verification chunk sizes', () => {
   let sourceUrl: string;
   let targetUrl: string;
   let databases: Databases;
-  /** Rows the verifier's queries brought back from the target. */
-  let targetRowsRead = 0;
 
   beforeAll(async () => {
-    [sourceUrl, targetUrl] = await Promise.all([createTestDatabase('drill_src'), createTestDatabase('drill_tgt')]);
+    [sourceUrl, targetUrl] = await Promise.all([createTestDatabase('chunks_src'), createTestDatabase('chunks_tgt')]);
     await sql(sourceUrl, ddl('items') + sourceChanges);
     await sql(targetUrl, ddl('items_v2') + targetChanges);
     databases = createDatabases({ env: { SOURCE_URL: sourceUrl, TARGET_URL: targetUrl } });
-    const targetPool = databases.pool('TARGET_URL');
-    await installFerrySchema(targetPool);
-    // Counted, not changed: every query still goes to Postgres and returns what it returned.
-    const query = targetPool.query.bind(targetPool) as (...args: unknown[]) => Promise<pg.QueryResult>;
-    (targetPool as { query: unknown }).query = async (...args: unknown[]) => {
-      const result = await query(...args);
-      targetRowsRead += result.rows?.length ?? 0;
-      return result;
-    };
+    await installFerrySchema(databases.pool('TARGET_URL'));
   });
   afterAll(() => databases?.close());
 
   const planOf = (extra: Partial<PlanInput> = {}): Plan =>
     validatePlan({
-      name: 'drill-down',
+      name: 'chunk-sizes',
       source: { connection: 'SOURCE_URL', table: 'items', key: 'id' },
       target: { connection: 'TARGET_URL', table: 'items_v2' },
       transform: { sql: { id: 'id', name: 'name', amount: 'amount' } },
@@ -100,7 +90,7 @@ describe('verification in large chunks', () => {
   const recorded = (migrationId: string) =>
     sql<Mismatch>(targetUrl, `SELECT key, category, columns FROM ferry.mismatches WHERE migration_id = $1 AND pass = 1 ORDER BY key::bigint`, [migrationId]);
 
-  it('finds and sorts every difference while reading only the rows of the parts that differ', async () => {
+  it('halves the chunk after a difference, grows it back after equal ones, and finds every difference', async () => {
     const truth = await differencesBySql(sourceUrl, targetUrl);
     expect(truth).toEqual([
       { key: '7000', category: 'extra' },
@@ -109,27 +99,26 @@ describe('verification in large chunks', () => {
       { key: '39999', category: 'value' },
       { key: '50000', category: 'extra' },
     ]);
-    targetRowsRead = 0;
-    const result = await verifyAll(planOf(), 'drill-1');
-    // 20,000 + 20,000 + 4,999 source rows, then the rest of the key space after the last key.
-    expect(result.chunks).toBe(4);
+    const result = await verifyAll(planOf(), 'chunks-1');
+    // (, 20001] differs, so (20001, 30001] is 10,000 keys; it differs, so (30001, 35001] is 5,000;
+    // equal, the size doubles, but (35001, 40001] was bounded already; it differs: (40001, 45000]
+    // is bounded again at 5,000 and holds the source's last key; then the rest of the key space.
+    // In fixed chunks of 20,000 there would be 4.
+    expect(result.chunks).toBe(6);
     expect(result.rowsChecked).toBe(ROWS - 1);
     expect(result.mismatches).toEqual({ missing: 1, extra: 2, value: 2 });
-    const found = await recorded('drill-1');
+    const found = await recorded('chunks-1');
     expect(found.map(({ key, category }) => ({ key, category }))).toEqual(truth);
     expect(found.find((m) => m.key === '12345')!.columns).toEqual(['name']);
     expect(found.find((m) => m.key === '39999')!.columns).toEqual(['amount']);
-    // Every chunk differs; read whole, they bring back about 40,000 target rows. Narrowed (two
-    // levels of ten parts), each difference costs a part of about 200 rows: under 900 in all.
-    expect(targetRowsRead).toBeLessThan(2000);
   });
 
-  it('narrows a chunk whose target side is selected by the source keys (a subset filter) the same way', async () => {
-    const plan = planOf({ subset: { where: 'amount > 0' } });
-    const result = await verifyAll(plan, 'drill-2');
+  it('bounds the smaller chunks again where the target side is selected by the source keys (a subset filter)', async () => {
+    const result = await verifyAll(planOf({ subset: { where: 'amount > 0' } }), 'chunks-2');
+    expect(result.chunks).toBe(6);
     // With a filter on more than the key, rows only in the target are left to the pass's final check.
     expect(result.mismatches).toEqual({ missing: 1, extra: 0, value: 2 });
-    const found = await recorded('drill-2');
+    const found = await recorded('chunks-2');
     expect(found.map(({ key, category }) => ({ key, category }))).toEqual([
       { key: '12345', category: 'value' },
       { key: '30001', category: 'missing' },
@@ -137,10 +126,11 @@ describe('verification in large chunks', () => {
     ]);
   });
 
-  it('finds the same differences in the small chunks of a plan that asks for them', async () => {
-    const result = await verifyAll(planOf({ verify: { chunkSize: 1000 } }), 'drill-3');
-    expect(result.chunks).toBe(46);
+  it('keeps a chunk size below the smallest adapted one fixed, and finds the same differences', async () => {
+    expect(500).toBeLessThan(MIN_ADAPTED_CHUNK);
+    const result = await verifyAll(planOf({ verify: { chunkSize: 500 } }), 'chunks-3');
+    expect(result.chunks).toBe(Math.ceil((ROWS - 1) / 500) + 1);
     expect(result.mismatches).toEqual({ missing: 1, extra: 2, value: 2 });
-    expect((await recorded('drill-3')).map(({ key, category }) => ({ key, category }))).toEqual(await differencesBySql(sourceUrl, targetUrl));
+    expect((await recorded('chunks-3')).map(({ key, category }) => ({ key, category }))).toEqual(await differencesBySql(sourceUrl, targetUrl));
   });
 });
