@@ -133,7 +133,8 @@ const verifySchema = z.strictObject({
   enabled: z.boolean().default(true),
   /**
    * Source keys per checksum chunk, the largest and the first: after a chunk that differs (read
-   * row by row) the next ones halve, down to 1000, and grow back after equal ones. (Default: 10000)
+   * row by row) the next ones halve, down to 1000, and grow back by a quarter after each equal
+   * one; a size under 1000 stays fixed. (Default: 10000)
    */
   chunkSize: z.number().int().min(10).max(100_000).default(10_000),
   /** Verify-and-repair passes before giving up; what remains blocks the cutover gate. (Default: 3) */

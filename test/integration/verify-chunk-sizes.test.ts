@@ -1,6 +1,6 @@
 /**
  * Chunk sizes that adapt, against real PostgreSQL: after a chunk that differs the next ones are
- * smaller, after equal ones they grow back to the plan's chunk size, and every difference is
+ * half as large, after equal ones they grow back by quarters to the plan's chunk size, and every difference is
  * still found and sorted exactly (proved by the test's own md5 of each row on both sides).
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -90,7 +90,7 @@ describe('verification chunk sizes', () => {
   const recorded = (migrationId: string) =>
     sql<Mismatch>(targetUrl, `SELECT key, category, columns FROM ferry.mismatches WHERE migration_id = $1 AND pass = 1 ORDER BY key::bigint`, [migrationId]);
 
-  it('halves the chunk after a difference, grows it back after equal ones, and finds every difference', async () => {
+  it('halves the chunk after a difference, grows it back by quarters after equal ones, and finds every difference', async () => {
     const truth = await differencesBySql(sourceUrl, targetUrl);
     expect(truth).toEqual([
       { key: '7000', category: 'extra' },
@@ -100,11 +100,11 @@ describe('verification chunk sizes', () => {
       { key: '50000', category: 'extra' },
     ]);
     const result = await verifyAll(planOf(), 'chunks-1');
-    // (, 20001] differs, so (20001, 30001] is 10,000 keys; it differs, so (30001, 35001] is 5,000;
-    // equal, the size doubles, but (35001, 40001] was bounded already; it differs: (40001, 45000]
-    // is bounded again at 5,000 and holds the source's last key; then the rest of the key space.
-    // In fixed chunks of 20,000 there would be 4.
-    expect(result.chunks).toBe(6);
+    // (, 20001] differs, so (20001, 30001] is 10,000 keys; it differs: (30001, 35001] is 5,000;
+    // equal, the size grows to 6,250, but (35001, 40001] was bounded already; it differs, so
+    // (40001, 43126] is bounded again at 3,125; equal, then (43126, 45000], already bounded, holds
+    // the source's last key; then the rest of the key space. Fixed chunks of 20,000 would be 4.
+    expect(result.chunks).toBe(7);
     expect(result.rowsChecked).toBe(ROWS - 1);
     expect(result.mismatches).toEqual({ missing: 1, extra: 2, value: 2 });
     const found = await recorded('chunks-1');
@@ -115,7 +115,7 @@ describe('verification chunk sizes', () => {
 
   it('bounds the smaller chunks again where the target side is selected by the source keys (a subset filter)', async () => {
     const result = await verifyAll(planOf({ subset: { where: 'amount > 0' } }), 'chunks-2');
-    expect(result.chunks).toBe(6);
+    expect(result.chunks).toBe(7);
     // With a filter on more than the key, rows only in the target are left to the pass's final check.
     expect(result.mismatches).toEqual({ missing: 1, extra: 0, value: 2 });
     const found = await recorded('chunks-2');
