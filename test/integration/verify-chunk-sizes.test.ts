@@ -4,6 +4,9 @@
  * still found and sorted exactly (proved by the test's own md5 of each row on both sides).
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
 import { installFerrySchema, type Mismatch } from '../../activities/state/ferry-schema';
@@ -46,15 +49,22 @@ describe('verification chunk sizes', () => {
   let sourceUrl: string;
   let targetUrl: string;
   let databases: Databases;
+  /** Holds a module transform that makes the same rows as the SQL transform. */
+  let dir: string;
 
   beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-chunks-'));
+    writeFileSync(path.join(dir, 'transform.ts'), `export default (row: Record<string, any>) => ({ id: row.id, name: row.name, amount: row.amount });`);
     [sourceUrl, targetUrl] = await Promise.all([createTestDatabase('chunks_src'), createTestDatabase('chunks_tgt')]);
     await sql(sourceUrl, ddl('items') + sourceChanges);
     await sql(targetUrl, ddl('items_v2') + targetChanges);
     databases = createDatabases({ env: { SOURCE_URL: sourceUrl, TARGET_URL: targetUrl } });
     await installFerrySchema(databases.pool('TARGET_URL'));
   });
-  afterAll(() => databases?.close());
+  afterAll(async () => {
+    await databases?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   const planOf = (extra: Partial<PlanInput> = {}): Plan =>
     validatePlan({
@@ -67,7 +77,7 @@ describe('verification chunk sizes', () => {
     });
 
   async function verifyAll(plan: Plan, migrationId: string): Promise<{ chunks: number; rowsChecked: number; mismatches: VerifyShardResult['mismatches'] }> {
-    const verifier = createVerifier(databases);
+    const verifier = createVerifier(databases, dir);
     const total = { chunks: 0, rowsChecked: 0, mismatches: { missing: 0, extra: 0, value: 0 } };
     for (let cursor: string | null = null, done = false; !done; ) {
       const result: VerifyShardResult = await new MockActivityEnvironment().run(verifier.verifyShard, {
@@ -124,6 +134,15 @@ describe('verification chunk sizes', () => {
       { key: '30001', category: 'missing' },
       { key: '39999', category: 'value' },
     ]);
+  });
+
+  it('bounds the smaller chunks again where a module transform\'s digest was read ahead for the old bound', async () => {
+    const plan = planOf({ transform: { module: path.join(dir, 'transform.ts'), columns: ['id', 'name', 'amount'] } });
+    const result = await verifyAll(plan, 'chunks-module');
+    expect(result.chunks).toBe(7);
+    expect(result.rowsChecked).toBe(ROWS - 1);
+    expect(result.mismatches).toEqual({ missing: 1, extra: 2, value: 2 });
+    expect((await recorded('chunks-module')).map(({ key, category }) => ({ key, category }))).toEqual(await differencesBySql(sourceUrl, targetUrl));
   });
 
   it('keeps a chunk size below the smallest adapted one fixed, and finds the same differences', async () => {
