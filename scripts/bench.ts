@@ -26,7 +26,7 @@ import { ensurePgTool, toolVersion } from './bench/pg-tools';
 import { formatSpread, formatTimes, jsonSpread, PathFigures, spreadOf } from './bench/stats';
 import { growthOf, pointOf, smallRunHistory, type HistoryGrowth } from './bench/history-growth';
 import { DUAL_WRITE_LAG_MS, DUAL_WRITES_PER_SECOND, startDualWriteLoad, startUpdateLoad, type LoadFigures } from './bench/update-load';
-import { checksumLimit, ferryVerify, settleTarget, VERIFY_CHUNK, VERIFY_STREAMS } from './bench/verify';
+import { checksumLimit, ferryVerify, LIMIT_CHUNK, settleTarget, VERIFY_STREAMS } from './bench/verify';
 import { startWorkerProcess, type WorkerProcess } from './bench/worker-process';
 import { LOAD_BASELINE_MS, LOAD_PER_SECOND, parseOptions, UsageError } from './bench/options';
 import { startPostgres } from './services/postgres';
@@ -147,7 +147,7 @@ async function main(): Promise<number> {
       `psql COPY (SELECT ...) TO STDOUT (FORMAT binary) | psql COPY ... FROM STDIN (FORMAT binary), the faster of one pipe and ${SHARDS} over key ranges at once`,
     );
     const js = new PathFigures('the same psql COPY pipes');
-    const verifySql = new PathFigures(`per-chunk count + sum of md5 row hashes (${fmt(VERIFY_CHUNK)} keys), both databases at once, ${VERIFY_STREAMS} ranges at once`);
+    const verifySql = new PathFigures(`per-chunk count + sum of md5 row hashes (${fmt(LIMIT_CHUNK)} keys), both databases at once, ${VERIFY_STREAMS} ranges at once; Ferry in the plan's default chunks`);
     const verifyJs = new PathFigures('the same checksum scan');
     /** Each round's pass under dual writes as a multiple of its quiet pass. */
     const verifyUnderWrites: number[] = [];
@@ -196,10 +196,11 @@ async function main(): Promise<number> {
         ['verify, JS transform', jsPlan, verifyJs],
       ] as const) {
         try {
-          const run = await ferryVerify(validatePlan(plan), env, options.rows);
+          const validated = validatePlan(plan);
+          const run = await ferryVerify(validated, env, options.rows);
           if (figures === verifySql && !run.problems.length) quietVerifyMs = run.ms;
           figures.add(checksum.rowsPerSec, run.problems.length ? null : run.rowsPerSec);
-          out(`    ${`Ferry ${label}`.padEnd(30)} ${seconds(run.ms).padStart(7)}  ${fmt(run.rowsPerSec).padStart(9)} rows/s  ${fmt(run.rowsPerSec / checksum.rowsPerSec, 2)} of this round's limit (${run.calls} calls)`);
+          out(`    ${`Ferry ${label}`.padEnd(30)} ${seconds(run.ms).padStart(7)}  ${fmt(run.rowsPerSec).padStart(9)} rows/s  ${fmt(run.rowsPerSec / checksum.rowsPerSec, 2)} of this round's limit (${run.calls} calls, chunks of ${fmt(validated.verify.chunkSize)} keys)`);
           for (const problem of run.problems) out(`      CHECK FAILED: ${problem}`);
           if (run.problems.length) failures.push(`${label}, round ${round}`);
         } catch (error) {

@@ -36,13 +36,25 @@ interface PendingChunk {
 const MAX_PENDING_RECHECKS = 256;
 const MAX_PENDING_DIFFERING_ROWS = 100_000;
 
+/**
+ * The smallest chunk the size adapts down to where chunks differ: a differing chunk is read row
+ * by row, so where differences are scattered, smaller chunks cost less. A chunk size below this
+ * stays fixed.
+ */
+export const MIN_ADAPTED_CHUNK = 1000;
+/** After an equal chunk the next ones grow by this factor (from 1,000 keys to 10,000 in 11 chunks). */
+const CHUNK_GROWTH = 1.25;
+
 export interface VerifyShardInput {
   migrationId: string;
   plan: Plan;
   shard: ShardSpec;
   /** Last key already verified in the shard; null to start at the shard's beginning. */
   cursor: string | null;
-  /** Source keys per checksum chunk. */
+  /**
+   * Source keys per checksum chunk: the first chunk's and the largest. After a chunk that differs
+   * the next ones halve, down to MIN_ADAPTED_CHUNK; after one that does not they grow by a quarter.
+   */
   chunkSize: number;
   /** The verification pass (1, 2, ...): mismatches are recorded under it. */
   pass: number;
@@ -115,8 +127,11 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     const targetPool = databases.pool(plan.target.connection);
     await installFerrySchema(targetPool);
     const v = await verificationOf(plan, input.shard.partitionValue, input.samplePercent, input.migrationId);
-    const chunkSize = Math.max(1, Math.trunc(input.chunkSize));
-    const pageRows = Math.max(MIN_PAGE_ROWS, chunkSize * 2);
+    const maxChunk = Math.max(1, Math.trunc(input.chunkSize));
+    const minChunk = Math.min(maxChunk, MIN_ADAPTED_CHUNK);
+    /** Keys of the next chunk whose bound is looked up (see VerifyShardInput.chunkSize). */
+    let chunkSize = maxChunk;
+    const pageRows = Math.max(MIN_PAGE_ROWS, maxChunk * 2);
     const maxMs = (input.maxSeconds ?? 60) * 1000;
     const inFlightDelayMs = input.inFlightDelayMs ?? 2000;
     const bounds = { source: v.shape.source, filter: v.shape.sourceFilter };
@@ -274,6 +289,16 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
       const looked = Date.now();
       const { rows, first } = await firstLook(range, prefetched);
       lastChunkMs = Date.now() - looked;
+      // Halved at once, grown back slowly: scattered differences keep chunks near the smallest.
+      const size = first.length > 0 ? Math.max(minChunk, Math.ceil(chunkSize / 2)) : Math.min(maxChunk, Math.ceil(chunkSize * CHUNK_GROWTH));
+      const shrunk = size < chunkSize;
+      chunkSize = size;
+      // The next chunk was bounded at the old size: after a difference it is bounded again, smaller
+      // (a growing size waits a chunk). What was read ahead for the old bound is dropped.
+      if (shrunk && next) {
+        bound = nextBound(next.last_key);
+        ahead = readAhead(next.last_key, bound);
+      }
       const chunk: PendingChunk = { lastKey: next ? next.last_key : null, rows, settled: recheck(first), ready: first.length === 0, differing: first.length };
       chunk.settled.then(() => (chunk.ready = true)).catch(() => {});
       pending.push(chunk);

@@ -13,8 +13,6 @@ import pg from 'pg';
 import { PATHS, PINNED, type PathName, type RoundResult } from './compare-paths';
 import { checkTarget, resetTarget, SOURCE_TABLE, TARGET_TABLE, targetColumns, transformSql } from './dataset';
 
-/** Source keys per verification chunk, as the bench's verification figure. */
-const VERIFY_CHUNK = 10_000;
 /** A copy that has not ended by then is stuck; it is terminated and gives no figure. */
 const COPY_TIMEOUT_MS = 300_000;
 const SOURCE_ENV = 'BENCH_SOURCE_URL';
@@ -139,7 +137,8 @@ async function main(): Promise<void> {
             plan: validated,
             shard: { range: { after, upTo }, partitionValue: null },
             cursor,
-            chunkSize: VERIFY_CHUNK,
+            // The checkout's own default, as the bench's verification figure.
+            chunkSize: validated.verify.chunkSize,
             pass: 1,
           });
           done = last.done;

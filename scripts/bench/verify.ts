@@ -1,9 +1,9 @@
 /**
  * The benchmark's verification figure: Ferry's verifyShard over the whole table (called in this
- * process, as a worker would run it, without Temporal) against the raw limit, per-chunk
- * checksums (count and a sum of md5 row hashes) computed in both databases at once by plain
- * connections, over the same chunks of keys and the same two ranges at once. The bench
- * interleaves the two, round after round.
+ * process, as a worker would run it, without Temporal, with the plan's chunk size) against the
+ * raw limit, per-chunk checksums (count and a sum of md5 row hashes) computed in both databases
+ * at once by plain connections, in chunks of LIMIT_CHUNK keys over the same two ranges at once.
+ * The bench interleaves the two, round after round.
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
 import path from 'node:path';
@@ -14,8 +14,12 @@ import type { KeyRange } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
 import { SOURCE_TABLE, TARGET_TABLE, targetColumnList, transformSelect } from './dataset';
 
-/** Source keys per checksum chunk, for both Ferry and the limit. */
-export const VERIFY_CHUNK = 10_000;
+/**
+ * Source keys per checksum chunk of the limit. Ferry verifies with the plan's own
+ * `verify.chunkSize` (its default, as a user gets it); the limit keeps chunks large enough that
+ * its per-query cost is a small part of its time.
+ */
+export const LIMIT_CHUNK = 10_000;
 
 export interface FerryVerifyRun {
   ms: number;
@@ -42,8 +46,8 @@ export async function checksumLimit(sourceUrl: string, targetUrl: string, rows: 
   const clients = Array.from({ length: VERIFY_STREAMS }, () => [new pg.Client({ connectionString: sourceUrl }), new pg.Client({ connectionString: targetUrl })] as const);
   await Promise.all(clients.flat().map((c) => c.connect()));
   const scan = async ([source, target]: readonly [pg.Client, pg.Client], from: number, to: number) => {
-    for (let after = from; after < to; after += VERIFY_CHUNK) {
-      const range = [after, Math.min(after + VERIFY_CHUNK, to)];
+    for (let after = from; after < to; after += LIMIT_CHUNK) {
+      const range = [after, Math.min(after + LIMIT_CHUNK, to)];
       const [s, t] = await Promise.all([source.query(sourceSql, range), target.query(targetSql, range)]);
       if (s.rows[0].rows !== t.rows[0].rows || s.rows[0].digest !== t.rows[0].digest) problems.push(`the limit's checksums differ in (${range.join(', ')}]`);
     }
@@ -68,7 +72,8 @@ export async function settleTarget(targetUrl: string): Promise<void> {
 
 /**
  * Ferry's verifyShard over the whole table, two shards at once, on a target that holds exactly
- * the transform of the source. `env` maps the plan's connection names to URLs.
+ * the transform of the source, in chunks of the plan's `verify.chunkSize` as the verification
+ * shard workflow passes it. `env` maps the plan's connection names to URLs.
  */
 export async function ferryVerify(plan: Plan, env: Record<string, string>, rows: number): Promise<FerryVerifyRun> {
   const problems: string[] = [];
@@ -88,7 +93,7 @@ export async function ferryVerify(plan: Plan, env: Record<string, string>, rows:
           plan,
           shard: { range, partitionValue: null },
           cursor,
-          chunkSize: VERIFY_CHUNK,
+          chunkSize: plan.verify.chunkSize,
           pass: 1,
         });
         calls += 1;
