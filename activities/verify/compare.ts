@@ -4,8 +4,7 @@
  */
 import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat, log, sleep } from '@temporalio/activity';
 import type { Heartbeats } from '../heartbeats';
-import { describeRange, type KeyRange, type ShardSpec } from '../../lib/key-range';
-import type { Plan } from '../../lib/plan';
+import { describeRange, type KeyRange } from '../../lib/key-range';
 import type { Databases } from '../connections';
 import { oneStatement, readOnlyQuery } from '../plan-sql';
 import { fullBatchEndSql, nextBatchBoundSql, rangeRowsSql, SOURCE_KEY_TEXT } from '../copy/copy-statements';
@@ -15,6 +14,8 @@ import { openKeysOfEarlierPasses, resolveEarlierPasses } from '../state/mismatch
 import { isRowError, redactMessage } from '../../lib/errors';
 import { chunkChecksumSql, diffRows, type DigestForm } from './verify-statements';
 import { columnNames, type BothSides, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
+import { chunkSizesOf, nextChunkSize } from './chunk-size';
+import type { VerifyCounts, VerifyShardInput, VerifyShardResult } from './shard-calls';
 import type { RepairInput } from './repair';
 
 /** A chunk compared once, its in-flight re-read under way. */
@@ -35,58 +36,6 @@ interface PendingChunk {
  */
 const MAX_PENDING_RECHECKS = 256;
 const MAX_PENDING_DIFFERING_ROWS = 100_000;
-
-/**
- * The smallest chunk the size adapts down to where chunks differ: a differing chunk is read row
- * by row, so where differences are scattered, smaller chunks cost less. A chunk size below this
- * stays fixed.
- */
-export const MIN_ADAPTED_CHUNK = 1000;
-/** After an equal chunk the next ones grow by this factor (from 1,000 keys to 10,000 in 11 chunks). */
-const CHUNK_GROWTH = 1.25;
-
-export interface VerifyShardInput {
-  migrationId: string;
-  plan: Plan;
-  shard: ShardSpec;
-  /** Last key already verified in the shard; null to start at the shard's beginning. */
-  cursor: string | null;
-  /**
-   * Source keys per checksum chunk: the first chunk's and the largest. After a chunk that differs
-   * the next ones halve, down to MIN_ADAPTED_CHUNK; after one that does not they grow by a quarter.
-   */
-  chunkSize: number;
-  /** The verification pass (1, 2, ...): mismatches are recorded under it. */
-  pass: number;
-  /**
-   * Return after about this long so the workflow can checkpoint. Each call costs history events,
-   * a look-up of the plan's columns and, under writes, a wait for its last re-reads. (Default: 60)
-   */
-  maxSeconds?: number;
-  /** How long a differing row is given to settle before it is checked again. (Default: 2000) */
-  inFlightDelayMs?: number;
-  /** Compare only the keys of this deterministic sample (0 to 100), on both sides. (Default: all) */
-  samplePercent?: number;
-}
-
-/** Counts of one verifyShard call (and of the attempts it resumed from). */
-export interface VerifyCounts {
-  chunks: number;
-  chunksDiffering: number;
-  /** Source rows compared. */
-  rowsChecked: number;
-  mismatches: MismatchCounts;
-  /** Rows that differed at first and matched when checked again: writes that were in flight. Not recorded. */
-  inFlight: number;
-}
-
-export interface VerifyShardResult extends VerifyCounts {
-  cursor: string | null;
-  /** The shard holds no rows after the cursor. */
-  done: boolean;
-  /** Mismatches found in this call: keys, categories and column names only. At most MAX_EXAMPLES. */
-  examples: Mismatch[];
-}
 
 /** What verifyShard heartbeats after every chunk; a retried attempt resumes from it. */
 interface VerifyProgress {
@@ -127,11 +76,10 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     const targetPool = databases.pool(plan.target.connection);
     await installFerrySchema(targetPool);
     const v = await verificationOf(plan, input.shard.partitionValue, input.samplePercent, input.migrationId);
-    const maxChunk = Math.max(1, Math.trunc(input.chunkSize));
-    const minChunk = Math.min(maxChunk, MIN_ADAPTED_CHUNK);
+    const sizes = chunkSizesOf(input.chunkSize);
     /** Keys of the next chunk whose bound is looked up (see VerifyShardInput.chunkSize). */
-    let chunkSize = maxChunk;
-    const pageRows = Math.max(MIN_PAGE_ROWS, maxChunk * 2);
+    let chunkSize = sizes.max;
+    const pageRows = Math.max(MIN_PAGE_ROWS, sizes.max * 2);
     const maxMs = (input.maxSeconds ?? 60) * 1000;
     const inFlightDelayMs = input.inFlightDelayMs ?? 2000;
     const bounds = { source: v.shape.source, filter: v.shape.sourceFilter };
@@ -289,8 +237,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
       const looked = Date.now();
       const { rows, first } = await firstLook(range, prefetched);
       lastChunkMs = Date.now() - looked;
-      // Halved at once, grown back slowly: scattered differences keep chunks near the smallest.
-      const size = first.length > 0 ? Math.max(minChunk, Math.ceil(chunkSize / 2)) : Math.min(maxChunk, Math.ceil(chunkSize * CHUNK_GROWTH));
+      const size = nextChunkSize(chunkSize, sizes, first.length > 0);
       const shrunk = size < chunkSize;
       chunkSize = size;
       // The next chunk was bounded at the old size: after a difference it is bounded again, smaller

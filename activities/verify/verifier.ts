@@ -7,13 +7,15 @@
 import { withHeartbeats } from '../heartbeats';
 import type { Databases } from '../connections';
 import { transformDirFromEnv } from '../transform/load';
-import { createShardComparison, type VerifyShardInput, type VerifyShardResult } from './compare';
+import { createShardComparison } from './compare';
+import type { VerifyShardInput, VerifyShardResult } from './shard-calls';
 import { createBothSides, MIN_PAGE_ROWS } from './both-sides';
 import { createCoverageCheck } from './coverage';
 import { createRepair, type RepairInput, type RepairResult } from './repair';
 import { createMismatchReport } from './report';
 
-export { MAX_EXAMPLES, type VerifyCounts, type VerifyShardInput, type VerifyShardResult } from './compare';
+export { MAX_EXAMPLES } from './compare';
+export type { VerifyCounts, VerifyShardInput, VerifyShardResult } from './shard-calls';
 export type { ColumnValues, MismatchCounts } from './both-sides';
 export type { RepairInput, RepairResult } from './repair';
 export type { MismatchReport, MismatchReportExample, MismatchReportInput } from './report';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
 import { installFerrySchema, type Mismatch } from '../../activities/state/ferry-schema';
-import { MIN_ADAPTED_CHUNK } from '../../activities/verify/compare';
+import { MIN_ADAPTED_CHUNK } from '../../activities/verify/chunk-size';
 import { createVerifier, type VerifyShardResult } from '../../activities/verify/verifier';
 import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan, type Plan, type PlanInput } from '../../lib/plan';
