@@ -11,11 +11,6 @@ function escapeCopyText(text: string): string {
   return text.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r'));
 }
 
-/** JSON text as COPY text: JSON.stringify writes tab, newline and carriage return as escapes, so only a backslash can need one. */
-function escapeJsonCopyText(text: string): string {
-  return text.indexOf('\\') < 0 ? text : text.replace(/\\/g, '\\\\');
-}
-
 /**
  * An encoder of one target row into one line of COPY text format (columns in `columns` order,
  * ending in a newline). Throws, naming the key, for a row with a key not in `columns`, and for
@@ -24,8 +19,6 @@ function escapeJsonCopyText(text: string): string {
 export function copyTextEncoder(columns: readonly string[], kinds: ColumnKinds = {}): (row: TargetRow) => string {
   const known = new Set(columns);
   const texts = columns.map((column) => postgresInputTextOf(column, kinds[column]));
-  // Every value of a json column is written as JSON text (see postgresInputTextOf).
-  const json = columns.map((column) => kinds[column] === 'json');
   return (row) => {
     if (row === null || typeof row !== 'object' || Array.isArray(row)) {
       throw new TypeError(`a target row must be an object of column: value, not ${Array.isArray(row) ? 'an array' : row === null ? 'null' : `a ${typeof row}`}`);
@@ -37,11 +30,8 @@ export function copyTextEncoder(columns: readonly string[], kinds: ColumnKinds =
     }
     let line = '';
     for (let i = 0; i < columns.length; i++) {
-      const value = row[columns[i]!];
-      const text = texts[i]!(value);
-      // A number, bigint or boolean prints as digits, signs, letters and dots: nothing to escape.
-      const plain = typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean';
-      line += (i > 0 ? '\t' : '') + (text === null ? '\\N' : plain ? text : json[i] ? escapeJsonCopyText(text) : escapeCopyText(text));
+      const text = texts[i]!(row[columns[i]!]);
+      line += (i > 0 ? '\t' : '') + (text === null ? '\\N' : escapeCopyText(text));
     }
     return line + '\n';
   };

@@ -4,7 +4,6 @@
  * (and the rows the transform refused), or as the chunk digest the verifier compares. Pure
  * computation: the thread never touches a database, so abandoning a task is always safe.
  */
-import { isAscii } from 'node:buffer';
 import { parentPort } from 'node:worker_threads';
 import { redactErrorText, transformErrorSummary } from '../../lib/errors';
 import { copyTextEncoder } from './copy-text';
@@ -12,15 +11,6 @@ import { loadResolvedTransform } from './load';
 import { isThenable, SourceRowReader, type RowFailure, type TargetRow } from './rows';
 import type { DigestResult, DigestTask, EncodeResult, EncodeTask, TaskReply, TransformTask } from './thread-messages';
 import { ChunkDigest, workerFieldOf, type WorkerField } from './worker-checksum';
-
-/**
- * The source rows' text. Bytes that are all ASCII read the same as Latin-1, which V8 copies
- * straight into a one-byte string instead of decoding UTF-8 byte by byte.
- */
-function sourceText(source: Uint8Array): string {
-  const bytes = Buffer.from(source.buffer, source.byteOffset, source.byteLength);
-  return isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8');
-}
 
 /** A transform's output for one source row: its target rows, or null to skip it. */
 function targetRowsOfOutput(output: unknown): TargetRow[] | null {
@@ -63,7 +53,7 @@ class CopyTextBuffer {
 
 export async function encode(task: EncodeTask): Promise<EncodeResult> {
   const transform = await loadResolvedTransform(task.module);
-  const rows = new SourceRowReader(sourceText(task.source), task.fields);
+  const rows = new SourceRowReader(Buffer.from(task.source.buffer, task.source.byteOffset, task.source.byteLength).toString('utf8'), task.fields);
   const encodeRow = copyTextEncoder(task.columns, task.kinds);
   const copyText = new CopyTextBuffer();
   let read = 0;
@@ -105,7 +95,7 @@ async function digest(task: DigestTask): Promise<DigestResult> {
   const transform = await loadResolvedTransform(task.module);
   const fields = task.types.map(workerFieldOf);
   if (fields.some((f) => f === null)) return null;
-  const rows = new SourceRowReader(sourceText(task.source), task.fields);
+  const rows = new SourceRowReader(Buffer.from(task.source.buffer, task.source.byteOffset, task.source.byteLength).toString('utf8'), task.fields);
   const names = task.types.map((c) => c.name);
   const sums = new ChunkDigest();
   const records: string[] = [];
