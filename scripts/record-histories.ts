@@ -1,7 +1,7 @@
 /**
  * Records the workflow histories that test/unit/replay.test.ts replays against the current code:
- * a full lifecycle with gates, an abort, a shard that continued-as-new, a verification shard, a
- * migration that continued-as-new while it waited at a gate.
+ * a full lifecycle with gates (its first run and its last), an abort, a shard that continued-as-new,
+ * a verification shard, a migration that continued-as-new while it waited at a gate.
  * Run it (npm run record-histories) when a workflow change is meant to break old histories, that
  * is, after guarding the change with patched() so running migrations still replay. With
  * `-- --only NAME[,NAME]` it records just those groups (lifecycle, abort, dry-run, gate) and keeps
@@ -128,6 +128,12 @@ async function main(): Promise<void> {
       await approveEveryGate(full.workflowId);
       await full.result();
       await save('migration-full-lifecycle', full.workflowId);
+      // The migration's first run (inspection, claim, the backfill's start): its last run, above,
+      // continued from a later one.
+      const migrationRuns = [];
+      for await (const run of client.workflow.list({ query: `WorkflowId = '${full.workflowId}'` })) migrationRuns.push(run);
+      const first = migrationRuns.sort((a, b) => a.startTime.getTime() - b.startTime.getTime())[0];
+      if (first && first.runId !== migrationRuns.at(-1)!.runId) await save('migration-first-run', first.workflowId, first.runId);
       const shardRuns = [];
       for await (const run of client.workflow.list({ query: `WorkflowId = '${shardWorkflowId(full.workflowId, 0)}'` })) shardRuns.push(run);
       const continued = shardRuns.find((run) => run.status.name === 'CONTINUED_AS_NEW');
