@@ -167,7 +167,6 @@ export async function openPacingSampler(config: pg.ClientConfig, tables: TableNa
         if (seen.latencyMs !== null) latencies.push(seen.latencyMs);
         active.push(seen.activeBackends);
       }
-      const median = (values: number[]) => (values.length ? [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]! : null);
       // The canaries of the whole window as one reading.
       const canaryMs = canaries.reading(1);
       // The most sessions seen active, not the median: one snapshot a sample catches a busy
@@ -181,6 +180,10 @@ export async function openPacingSampler(config: pg.ClientConfig, tables: TableNa
     },
   };
   return sampler;
+}
+
+function median(values: number[]): number | null {
+  return values.length ? [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]! : null;
 }
 
 /** Canaries a reading takes at least: one or two alone would be noise. */
@@ -236,9 +239,9 @@ async function startCanaries(config: pg.ClientConfig): Promise<Canaries> {
     reading(atLeast) {
       if (failure) throw failure;
       if (times.length === 0 || times.length < atLeast) return null;
-      const taken = times.sort((a, b) => a - b);
+      const taken = times;
       times = [];
-      return taken[Math.floor(taken.length / 2)]!;
+      return median(taken);
     },
     async stop() {
       stopped = true;

@@ -21,10 +21,12 @@ const SPARSE_EVERY = 3001;
 
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
-async function onTarget(url: string, statement: string): Promise<void> {
+/** Runs a statement on the target; the rows it changed. */
+async function onTarget(url: string, statement: string): Promise<number> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
-  await client.query(statement).finally(() => client.end());
+  const result = await client.query(statement).finally(() => client.end());
+  return result.rowCount ?? 0;
 }
 
 async function main(): Promise<void> {
@@ -64,11 +66,15 @@ async function main(): Promise<void> {
         console.log(`  quiet     chunk ${fmt(chunk).padStart(6)}: ${fmt(run.rowsPerSec).padStart(9)} rows/s, limit ${fmt(limit.rowsPerSec).padStart(9)} rows/s, ${fmt(run.rowsPerSec / limit.rowsPerSec, 3)} of it${run.problems.length ? `; ${run.problems.join('; ')}` : ''}`);
       }
       if (values['quiet-only']) continue;
-      await onTarget(targetUrl, `UPDATE ${TARGET_TABLE} SET amount_cents = amount_cents + 1 WHERE id % ${SPARSE_EVERY} = 0`);
+      const changed = await onTarget(targetUrl, `UPDATE ${TARGET_TABLE} SET amount_cents = amount_cents + 1 WHERE id % ${SPARSE_EVERY} = 0`);
       for (const chunk of order) {
         const run = await ferryVerify(planOf(chunk), env, rows);
         sparse.get(chunk)!.push(run.ms / quietMs.get(chunk)!);
-        console.log(`  sparse    chunk ${fmt(chunk).padStart(6)}: ${fmt(run.ms / 1000, 1)} s, ${fmt(run.ms / quietMs.get(chunk)!, 2)}x its quiet pass (1 row in ${SPARSE_EVERY} differs)`);
+        // Timed only if it found what the bench's own UPDATE changed, and nothing else.
+        const { missing, extra, value } = run.mismatches;
+        const found = missing === 0 && extra === 0 && value === changed ? '' : `; CHECK FAILED: ${value} value, ${missing} missing, ${extra} extra mismatches where ${changed} rows were changed`;
+        if (found) process.exitCode = 1;
+        console.log(`  sparse    chunk ${fmt(chunk).padStart(6)}: ${fmt(run.ms / 1000, 1)} s, ${fmt(run.ms / quietMs.get(chunk)!, 2)}x its quiet pass (1 row in ${SPARSE_EVERY} differs)${found}`);
       }
       await onTarget(targetUrl, `UPDATE ${TARGET_TABLE} SET amount_cents = amount_cents - 1 WHERE id % ${SPARSE_EVERY} = 0`);
       await settleTarget(targetUrl);

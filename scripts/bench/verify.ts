@@ -28,6 +28,8 @@ export interface FerryVerifyRun {
   calls: number;
   /** Rows that differed at a first look and matched when read again: writes in flight. */
   inFlight: number;
+  /** Mismatches Ferry reported over the pass, by category. */
+  mismatches: { missing: number; extra: number; value: number };
   problems: string[];
 }
 
@@ -84,6 +86,7 @@ export async function ferryVerify(plan: Plan, env: Record<string, string>, rows:
     let calls = 0;
     let checked = 0;
     let inFlight = 0;
+    const mismatches = { missing: 0, extra: 0, value: 0 };
     /** One shard's verification, call after call, as a verification shard workflow runs it. */
     const verifyRange = async (range: KeyRange) => {
       let cursor: string | null = null;
@@ -102,6 +105,9 @@ export async function ferryVerify(plan: Plan, env: Record<string, string>, rows:
         checked += last.rowsChecked;
         inFlight += last.inFlight;
         const { missing, extra, value } = last.mismatches;
+        mismatches.missing += missing;
+        mismatches.extra += extra;
+        mismatches.value += value;
         if (missing + extra + value > 0) problems.push(`verifyShard reported ${missing} missing, ${extra} extra, ${value} value mismatches on equal data`);
       }
     };
@@ -111,7 +117,7 @@ export async function ferryVerify(plan: Plan, env: Record<string, string>, rows:
     await Promise.all([verifyRange({ after: null, upTo: middle }), verifyRange({ after: middle, upTo: null })]);
     const ms = performance.now() - started;
     if (checked !== rows) problems.push(`verifyShard checked ${checked} rows, the source has ${rows}`);
-    return { ms, rowsPerSec: rows / (ms / 1000), calls, inFlight, problems };
+    return { ms, rowsPerSec: rows / (ms / 1000), calls, inFlight, mismatches, problems };
   } finally {
     await databases.close();
   }

@@ -11,22 +11,19 @@ import { planShards } from './activity-proxies';
 import type { MigrationRun, ShardPlanning } from './run';
 
 /**
- * Starts planning the shards now, for a backfill that begins later. Never rejects: a failure
- * waits, unobserved until then, for the backfill that takes it up (if the run gets that far).
+ * Starts planning the shards now, for a backfill that begins later. A failure waits for the
+ * backfill that awaits it (if the run gets that far); until then it counts as handled.
  */
 export function planShardsAhead(plan: Plan): ShardPlanning {
-  return planShards({ plan }).then(
-    (specs) => () => specs,
-    (error: unknown) => () => {
-      throw error;
-    },
-  );
+  const planning = planShards({ plan });
+  planning.catch(() => {});
+  return planning;
 }
 
 /** Splits the source's key space into shards, each pending. */
 export async function planBackfill(run: MigrationRun): Promise<void> {
   const { status, plan } = run;
-  const specs = run.shardPlanning ? (await run.shardPlanning)() : await planShards({ plan });
+  const specs = await (run.shardPlanning ?? planShards({ plan }));
   status.shards = specs.map(
     (spec, index): ShardStatus => ({
       index,

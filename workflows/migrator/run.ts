@@ -20,8 +20,8 @@ import { captureRunner, type CaptureRunner } from './capture';
 import type { MigrationInput } from './input';
 import { shardPauseSignal, shardThrottleSignal, type OperatorNote, type ShardThrottle, type VerifyRequest } from '../messages';
 
-/** Shards planned ahead of the backfill: their specs, or the planning's failure, once it ends. */
-export type ShardPlanning = Promise<() => ShardSpec[]>;
+/** Shards planned ahead of the backfill: their specs, or the planning's failure. */
+export type ShardPlanning = Promise<ShardSpec[]>;
 
 /** Signals refused for a bad payload are recorded up to this many; more only reach the worker's log. */
 const REFUSALS_RECORDED = 20;
