@@ -23,6 +23,7 @@ import { inTransaction } from '../transaction';
 import {
   flushWalSql,
   logKeysSql,
+  logWriteLockSql,
   nudgeWalFlushSql,
   readThroughSql,
   slotStateSql,
@@ -199,7 +200,16 @@ export function createLogicalReader(databases: Databases) {
           xids.push(t.xid);
         }
       }
-      for (let i = 0; i < keys.length; i += LOG_BATCH) await pool.query(logKeysSql(migrationId, keys.slice(i, i + LOG_BATCH), xids.slice(i, i + LOG_BATCH)));
+      if (keys.length > 0) {
+        const logged = await inTransaction(pool, async (client) => {
+          await client.query(logWriteLockSql(migrationId));
+          let rows = 0;
+          for (let i = 0; i < keys.length; i += LOG_BATCH) rows += (await client.query(logKeysSql(migrationId, name, keys.slice(i, i + LOG_BATCH), xids.slice(i, i + LOG_BATCH)))).rowCount ?? 0;
+          return rows;
+        });
+        // The slot went (an abort's removal, or by hand) while these keys were on their way: the log is no longer this reader's.
+        if (logged < keys.length) throw ApplicationFailure.nonRetryable(`the replication slot ${name} is gone: the changes decoded last were not logged`, 'LogicalCaptureSlotMissing');
+      }
       commitsLogged += batch.length;
       result.transactions += batch.length;
       result.keysLogged += keys.length;

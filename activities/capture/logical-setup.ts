@@ -9,6 +9,7 @@ import type { DoctorCheck } from '../../lib/doctor';
 import { logicalCaptureName } from '../../lib/ids';
 import type { Databases } from '../connections';
 import { displayName, quoteIdent, sql, type TableName } from '../sql';
+import { inTransaction } from '../transaction';
 import {
   changeLogExistsSql,
   createPublicationSql,
@@ -16,6 +17,7 @@ import {
   dropPublicationSql,
   dropSlotSql,
   logicalCaptureSettingsSql,
+  logRemovalLockSql,
   removeLogEntriesSql,
   slotActiveSql,
   slotExistsSql,
@@ -243,7 +245,13 @@ export function createLogicalCaptureSetup(databases: Databases) {
       await pool.query(dropPublicationSql(name));
       await removeTruncateGuard(pool, migrationId, plan);
       const log = await pool.query<{ present: boolean }>(changeLogExistsSql);
-      const removed = log.rows[0]?.present ? await pool.query(removeLogEntriesSql(migrationId)) : null;
+      // After the slot is gone, and once a reader's write under way has committed (LOG_LOCK_CLASS).
+      const removed = log.rows[0]?.present
+        ? await inTransaction(pool, async (client) => {
+            await client.query(logRemovalLockSql(migrationId));
+            return client.query(removeLogEntriesSql(migrationId));
+          })
+        : null;
       return { slotDropped, removedEntries: removed?.rowCount ?? 0 };
     },
   };

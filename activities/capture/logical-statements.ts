@@ -69,16 +69,34 @@ export function removeLogEntriesSql(migrationId: string): Sql {
 }
 
 /**
+ * First key of the advisory lock between the reader's writes to the change log and the removal's
+ * delete of the migration's entries. The reader holds it shared and logs only while the slot
+ * exists; the removal takes it alone after dropping the slot, so a write begun before the drop
+ * commits before the delete, and one begun after it logs nothing.
+ */
+export const LOG_LOCK_CLASS = 0x4645524c; // "FERL"
+
+export function logWriteLockSql(migrationId: string): Sql {
+  return sql`SELECT pg_advisory_xact_lock_shared(${LOG_LOCK_CLASS}, hashtext(${migrationId}))`;
+}
+
+export function logRemovalLockSql(migrationId: string): Sql {
+  return sql`SELECT pg_advisory_xact_lock(${LOG_LOCK_CLASS}, hashtext(${migrationId}))`;
+}
+
+/**
  * Logs changed keys with the transaction that changed them. The stream gives a 32-bit xid; the
  * log keeps the full xid8 the trigger records, so the snapshot watermarks read both alike: the
  * epoch is the one that puts the xid at or below the next xid to be assigned (a decoded
- * transaction is committed, so it is older, and by less than 2^31).
+ * transaction is committed, so it is older, and by less than 2^31). Nothing is logged once the
+ * slot is gone (see LOG_LOCK_CLASS).
  */
-export function logKeysSql(migrationId: string, keys: string[], xids: number[]): Sql {
+export function logKeysSql(migrationId: string, slot: string, keys: string[], xids: number[]): Sql {
   return sql`WITH next AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS x)
     INSERT INTO ${ferrySql(CHANGE_LOG)} (migration_id, key, xid)
     SELECT ${migrationId}, c.key, (next.x - (((next.x & 4294967295) - c.xid) & 4294967295))::text::xid8
-    FROM unnest(${keys}::text[], ${xids}::bigint[]) AS c(key, xid), next`;
+    FROM unnest(${keys}::text[], ${xids}::bigint[]) AS c(key, xid), next
+    WHERE EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = ${slot})`;
 }
 
 /**

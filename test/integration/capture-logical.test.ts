@@ -7,9 +7,11 @@
  * and the publication at once; a source that cannot be captured is refused with nothing created.
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases } from '../../activities/connections';
 import { createLogicalCaptureSetup } from '../../activities/capture/logical-setup';
+import { createLogicalReader } from '../../activities/capture/logical-reader';
 import { createDoctor } from '../../activities/inspect/doctor';
 import { ExitCode } from '../../cli/exit-codes';
 import { migrationReport, startMigration } from '../../operator';
@@ -165,6 +167,52 @@ describe('logical capture, set up and taken down', () => {
     expect(await ferryPublications(url)).toEqual([]);
     expect(await logged()).toBe(0);
     expect(await sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'accounts'::regclass AND NOT tgisinternal`)).toEqual([]);
+  });
+
+  it('leaves no change log entry behind when the slot is removed while the reader is writing the log', async () => {
+    const migrationId = 'removed-mid-write';
+    const plan = validatePlan({
+      name: 'capture-logical-mid-write',
+      source: { connection: 'DB', table: 'accounts', key: 'id' },
+      target: { connection: 'DB', table: 'accounts_v2' },
+      transform: { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } },
+      capture: 'logical',
+    });
+    const databases = createDatabases({ env: { DB: url } });
+    const setup = createLogicalCaptureSetup(databases);
+    const entries = async () => (await sqlRow(url, `SELECT count(*)::int AS n FROM ferry.change_log WHERE migration_id = $1`, [migrationId])).n as number;
+    // The test's own session holds the log so that the reader's write waits in it, as a slow commit would.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    try {
+      await run(setup.installLogicalCapture, { migrationId, plan });
+      await holder.query(`BEGIN; LOCK TABLE ferry.change_log IN SHARE MODE`);
+      await sql(url, `UPDATE accounts SET note = note || '.' WHERE id <= 50`);
+      const reading = run(createLogicalReader(databases).readLogicalChanges, { migrationId, plan, maxSeconds: 20 }).then(
+        () => null,
+        (error: unknown) => error as Error,
+      );
+      const waitingFor = (lockType: string) =>
+        sqlRow(url, `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE NOT l.granted AND l.locktype = $1 AND a.datname = current_database()`, [lockType]);
+      await eventually(async () => ((await waitingFor('relation')).n > 0 ? true : undefined), 20_000, "the reader's write waiting for the log");
+      const removing = run(setup.removeLogicalCapture, { migrationId, plan });
+      // The slot goes first; the removal's delete then waits for the write under way.
+      await eventually(async () => ((await ferrySlots(url)).length === 0 ? true : undefined), 20_000, 'the slot dropped');
+      await eventually(async () => ((await waitingFor('advisory')).n > 0 ? true : undefined), 20_000, "the removal waiting for the reader's write");
+      await holder.query('COMMIT');
+      // The write, let through after the slot went, logged nothing, and the reader says why.
+      expect((await removing).removedEntries).toBe(0);
+      expect((await reading)?.message).toMatch(/replication slot .* is gone: the changes decoded last were not logged/);
+      expect(await entries()).toBe(0);
+
+      // A reader that starts after the removal finds no slot and logs nothing.
+      await expect(run(createLogicalReader(databases).readLogicalChanges, { migrationId, plan, maxSeconds: 2 })).rejects.toThrow(/replication slot .* is gone/);
+      expect(await entries()).toBe(0);
+    } finally {
+      await holder.end();
+      await run(setup.removeLogicalCapture, { migrationId, plan });
+      await databases.close();
+    }
   });
 
   it('refuses a table whose replica identity does not cover the key, and a role without REPLICATION, creating nothing', async () => {
