@@ -199,6 +199,17 @@ interface Canaries {
 }
 
 /**
+ * SQLSTATE classes of errors that pass (connection, rollback, resources, operator intervention such
+ * as a cancel or a shutdown, system): they say nothing of whether the server takes the canary's
+ * write, so it is not given up for them.
+ */
+const PASSING_ERROR_CLASSES = new Set(['08', '40', '53', '57', '58']);
+
+export function canaryErrorPasses(code: string | undefined): boolean {
+  return code !== undefined && (PASSING_ERROR_CLASSES.has(code.slice(0, 2)) || code === '55P03');
+}
+
+/**
  * Canary commits every CANARY_EVERY_MS until stopped, timed from the worker: what a commit of the
  * application's takes, its wait for the WAL flush included. The median of an interval's ten is
  * what the database takes: the worker's own timers and a busy machine delay only some.
@@ -219,10 +230,12 @@ async function startCanaries(config: pg.ClientConfig): Promise<Canaries> {
         await client.query(statement);
         times.push(Number(process.hrtime.bigint() - started) / 1e6);
       } catch (error) {
-        // The server refused the write (a standby, a read-only session, a role the function is
-        // revoked from): commit without it. A lost connection is the sampler's failure,
-        // reported by its next sample.
-        if (statement === CANARY && error instanceof pg.DatabaseError) {
+        // The server refused the write (a standby, a role the function is revoked from): commit
+        // without it from now on. A cancel or a lock timeout loses this canary only. A lost
+        // connection is the sampler's failure, reported by its next sample.
+        if (error instanceof pg.DatabaseError && canaryErrorPasses(error.code)) {
+          // no reading from this one
+        } else if (statement === CANARY && error instanceof pg.DatabaseError) {
           statement = READ_ONLY_CANARY;
         } else {
           if (!stopped) failure = error;

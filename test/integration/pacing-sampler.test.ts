@@ -139,7 +139,32 @@ describe('pacing sampler', () => {
     }
   });
 
-  it('falls back to a commit with no write where the database refuses writes', async () => {
+  it('falls back to a commit with no write where the role may not write one, and still reads in a read-only database', async () => {
+    // pg_proc is per database: the revoke touches this database alone.
+    const refused = await createTestDatabase('pacing_refused');
+    const role = uniqueName('pacing_role');
+    await sql(refused, `CREATE ROLE ${role} LOGIN`);
+    // Every overload (Postgres 17 adds a flush argument).
+    await sql(refused, `DO $$ DECLARE f regprocedure; BEGIN
+      FOR f IN SELECT oid::regprocedure FROM pg_proc WHERE proname = 'pg_logical_emit_message' LOOP EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f); END LOOP; END $$`);
+    const slot = uniqueName('refused_slot');
+    await sql(refused, `SELECT pg_create_logical_replication_slot($1, 'test_decoding')`, [slot]);
+    const asRole = new URL(refused);
+    asRole.username = role;
+    try {
+      const fresh = await openPacingSampler({ connectionString: asRole.toString() }, []);
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 800));
+        expect((await fresh.sample(0)).canaryMs).toBeGreaterThan(0);
+      } finally {
+        await fresh.close();
+      }
+      expect(await sql(refused, `SELECT data FROM pg_logical_slot_get_changes($1, NULL, NULL) WHERE data LIKE '%ferry.canary%'`, [slot])).toEqual([]);
+    } finally {
+      await sql(refused, 'SELECT pg_drop_replication_slot($1)', [slot]);
+    }
+
+    // A read-only session may still write the canary's message (no table is written).
     const readOnly = await createTestDatabase('pacing_read_only');
     await sql(readOnly, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = on', current_database()); END $$`);
     const fresh = await openPacingSampler({ connectionString: readOnly }, []);
