@@ -3,8 +3,10 @@
  * (same database, across databases, JavaScript transform, both verifications) on several
  * checkouts of Ferry, each with its own worker and code, on one Postgres and one Temporal server,
  * with identical copies of one generated table, a pinned throttle and once more each checkout's
- * defaults; rounds interleave the checkouts (A, B, C, A, B, C, ...), and every figure is quoted as
- * the median with its spread, beside the ratios of each checkout to the first.
+ * defaults; rounds interleave the checkouts, in turns that reverse every round (A, B, C, C, B, A,
+ * ...: the one run second ran about a tenth slower in one-round runs of identical checkouts), and
+ * every figure is quoted as the median with its spread, beside the ratios of each checkout to the
+ * first. Give an even number of rounds.
  *
  *   git worktree add --detach ../old <commit>    # link node_modules and .tools; `npm run build` if it has one
  *   npx tsx scripts/bench/compare-commits.ts --checkout old=../old --checkout new=. [--rows N] [--rounds N]
@@ -57,7 +59,7 @@ function options() {
   if (checkouts.length < 2) throw new Error('give at least two --checkout label=folder');
   const paths = values.paths ? values.paths.split(',') : [...PATHS];
   for (const p of paths) if (!(PATHS as readonly string[]).includes(p)) throw new Error(`--paths takes a comma-separated list of ${PATHS.join(', ')}; not ${p}`);
-  return { checkouts, rows: Number(values.rows ?? 300_000), rounds: Number(values.rounds ?? 3), paths: paths as PathName[], json: values.json };
+  return { checkouts, rows: Number(values.rows ?? 300_000), rounds: Number(values.rounds ?? 4), paths: paths as PathName[], json: values.json };
 }
 
 /** A checkout's worker (its own `bin/ferry.js worker`), ready once it polls both task queue kinds. */
@@ -137,7 +139,7 @@ async function main(): Promise<void> {
     const results = new Map<string, RoundResult[]>(checkouts.map((c) => [c.label, []]));
     const loads: string[] = [];
     for (let round = 1; round <= rounds; round += 1) {
-      for (const checkout of checkouts) {
+      for (const checkout of round % 2 === 1 ? checkouts : [...checkouts].reverse()) {
         const { source, target } = databases.get(checkout.label)!;
         const before = load();
         const run = spawnSync(
