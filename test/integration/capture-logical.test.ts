@@ -116,6 +116,18 @@ describe.each([
   });
 });
 
+/** accounts into accounts_v2 (balance in cents) with logical capture. */
+function accountsPlan(name: string, throttle?: { rowsPerSecond: number; batchSize: number; checkpointSeconds: number }) {
+  return validatePlan({
+    name,
+    source: { connection: 'DB', table: 'accounts', key: 'id' },
+    target: { connection: 'DB', table: 'accounts_v2' },
+    transform: { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } },
+    capture: 'logical',
+    ...(throttle ? { throttle } : {}),
+  });
+}
+
 describe('logical capture, set up and taken down', () => {
   let url: string;
   let worker: TestWorker;
@@ -137,14 +149,7 @@ describe('logical capture, set up and taken down', () => {
   });
 
   it('drops the slot and the publication at once when aborted during the backfill', async () => {
-    const plan = validatePlan({
-      name: 'capture-logical-abort',
-      source: { connection: 'DB', table: 'accounts', key: 'id' },
-      target: { connection: 'DB', table: 'accounts_v2' },
-      transform: { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } },
-      capture: 'logical',
-      throttle: { rowsPerSecond: 300, batchSize: 200, checkpointSeconds: 0.5 },
-    });
+    const plan = accountsPlan('capture-logical-abort', { rowsPerSecond: 300, batchSize: 200, checkpointSeconds: 0.5 });
     const writer = startWriter(url, { table: 'accounts', keys: 6000, freshKeysFrom: 20_000_000, clients: 1 });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
@@ -171,13 +176,7 @@ describe('logical capture, set up and taken down', () => {
 
   it('leaves no change log entry behind when the slot is removed while the reader is writing the log', async () => {
     const migrationId = 'removed-mid-write';
-    const plan = validatePlan({
-      name: 'capture-logical-mid-write',
-      source: { connection: 'DB', table: 'accounts', key: 'id' },
-      target: { connection: 'DB', table: 'accounts_v2' },
-      transform: { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } },
-      capture: 'logical',
-    });
+    const plan = accountsPlan('capture-logical-mid-write');
     const databases = createDatabases({ env: { DB: url } });
     const setup = createLogicalCaptureSetup(databases);
     const entries = async () => (await sqlRow(url, `SELECT count(*)::int AS n FROM ferry.change_log WHERE migration_id = $1`, [migrationId])).n as number;
