@@ -9,7 +9,10 @@
  * first. Give an even number of rounds.
  *
  *   git worktree add --detach ../old <commit>    # link node_modules and .tools; `npm run build` if it has one
- *   npx tsx scripts/bench/compare-commits.ts --checkout old=../old --checkout new=. [--rows N] [--rounds N]
+ *   npx tsx scripts/bench/compare-commits.ts --checkout old=../old --checkout new=. [--rows N] [--rounds N] [--paths P,...] [--cpu]
+ *
+ * --cpu also prints, for each checkout, the CPU its runs used per row (median over rounds): the
+ * worker's event loop, its other threads, and Postgres by database (see cpu-split.ts).
  */
 import { Client, Connection } from '@temporalio/client';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -21,6 +24,7 @@ import pg from 'pg';
 import { startPostgres } from '../services/postgres';
 import { startTemporal } from '../services/temporal';
 import { PATHS, PINNED, type PathName, type RoundResult } from './compare-paths';
+import { cpuBetween, cpuSnapshot } from './cpu-split';
 import { createSource, createTarget } from './dataset';
 import { formatSpread, spreadOf } from './stats';
 
@@ -46,7 +50,7 @@ const LABELS: Record<PathName, string> = {
 
 function options() {
   const { values } = parseArgs({
-    options: { checkout: { type: 'string', multiple: true }, rows: { type: 'string' }, rounds: { type: 'string' }, paths: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: { checkout: { type: 'string', multiple: true }, rows: { type: 'string' }, rounds: { type: 'string' }, paths: { type: 'string' }, json: { type: 'boolean', default: false }, cpu: { type: 'boolean', default: false } },
     strict: true,
   });
   const checkouts = (values.checkout ?? []).map((spec): Checkout => {
@@ -59,7 +63,7 @@ function options() {
   if (checkouts.length < 2) throw new Error('give at least two --checkout label=folder');
   const paths = values.paths ? values.paths.split(',') : [...PATHS];
   for (const p of paths) if (!(PATHS as readonly string[]).includes(p)) throw new Error(`--paths takes a comma-separated list of ${PATHS.join(', ')}; not ${p}`);
-  return { checkouts, rows: Number(values.rows ?? 300_000), rounds: Number(values.rounds ?? 4), paths: paths as PathName[], json: values.json };
+  return { checkouts, rows: Number(values.rows ?? 300_000), rounds: Number(values.rounds ?? 4), paths: paths as PathName[], json: values.json, cpu: values.cpu };
 }
 
 /** A checkout's worker (its own `bin/ferry.js worker`), ready once it polls both task queue kinds. */
@@ -101,12 +105,17 @@ const fmt = (n: number, digits = 2) => n.toLocaleString('en-US', { maximumFracti
 const load = () => os.loadavg().map((n) => n.toFixed(2)).join(' ');
 
 async function main(): Promise<void> {
-  const { checkouts, rows, rounds, paths, json } = options();
+  const { checkouts, rows, rounds, paths, json, cpu } = options();
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-compare-'));
   console.log(`compare-commits: ${checkouts.map((c) => `${c.label}=${c.root}`).join(', ')}; ${rows} rows, ${rounds} rounds; load ${load()}; logs in ${workDir}`);
   console.log(`pinned: shards ${PINNED.shards}, concurrency ${PINNED.concurrency}, batch ${PINNED.batchSize}, no rows/s limit, pacing off where the checkout has it`);
   const [postgres, temporalServer] = await Promise.all([startPostgres({ fsync: true, local: true }), startTemporal()]);
   const workers: ChildProcess[] = [];
+  const workerOf = new Map<string, ChildProcess>();
+  const cpuGroups = (label: string) => ({
+    [`compare_source_${label}`.toLowerCase()]: 'postgres: source',
+    [`compare_target_${label}`.toLowerCase()]: 'postgres: target',
+  });
   let connection: Connection | null = null;
   try {
     const seedUrl = await postgres.createDatabase('compare_seed');
@@ -132,16 +141,20 @@ async function main(): Promise<void> {
         BENCH_TARGET_URL: target,
         FERRY_TRANSFORM_DIR: path.join(checkout.root, 'scripts'),
       };
-      workers.push(await startWorker(checkout, env, path.join(workDir, `worker-${checkout.label}.log`), client, 'default'));
+      const worker = await startWorker(checkout, env, path.join(workDir, `worker-${checkout.label}.log`), client, 'default');
+      workers.push(worker);
+      workerOf.set(checkout.label, worker);
     }
     console.log(`workers polling; load ${load()}`);
 
     const results = new Map<string, RoundResult[]>(checkouts.map((c) => [c.label, []]));
+    const cpuPerRow = new Map<string, Record<string, number>[]>(checkouts.map((c) => [c.label, []]));
     const loads: string[] = [];
     for (let round = 1; round <= rounds; round += 1) {
       for (const checkout of round % 2 === 1 ? checkouts : [...checkouts].reverse()) {
         const { source, target } = databases.get(checkout.label)!;
         const before = load();
+        const cpuBefore = cpu ? cpuSnapshot(workerOf.get(checkout.label)!.pid!, cpuGroups(checkout.label)) : null;
         const run = spawnSync(
           TSX,
           [RUNNER, '--root', checkout.root, '--address', temporalServer.address, '--queue', `compare-${checkout.label}`, '--source', source, '--target', target, '--rows', String(rows), '--paths', paths.join(',')],
@@ -155,6 +168,11 @@ async function main(): Promise<void> {
           console.log(`  ${checkout.label} round ${round}: runner failed: ${run.stderr.trim().split('\n').slice(-5).join(' | ')}`);
         }
         results.get(checkout.label)!.push(result);
+        if (cpuBefore) {
+          // Per row of each path the runner ran.
+          const used = cpuBetween(cpuBefore, cpuSnapshot(workerOf.get(checkout.label)!.pid!, cpuGroups(checkout.label)));
+          cpuPerRow.get(checkout.label)!.push(Object.fromEntries(Object.entries(used).map(([group, seconds]) => [group, (seconds * 1e6) / (rows * paths.length)])));
+        }
         loads.push(`${before} -> ${load()}`);
         const line = paths.map((p) => `${p} ${result[p]?.rowsPerSec ? Math.round(result[p]!.rowsPerSec!) : `FAILED (${result[p]?.error ?? 'no result'})`}`).join(', ');
         console.log(`  round ${round} ${checkout.label} (load ${before} -> ${load()}): ${line}`);
@@ -180,8 +198,18 @@ async function main(): Promise<void> {
       console.log(`  ${LABELS[p].padEnd(27)} ${cells.join('  ')}  ${ratios.join('  ')}`);
       summary[p] = Object.fromEntries(checkouts.map((c) => [c.label, rates(c.label, p).map((v) => (Number.isFinite(v) ? Math.round(v) : null))]));
     }
+    if (cpu) {
+      console.log(`\nCPU µs per row of each path, median (min..max) of ${rounds} rounds (${os.availableParallelism()} cores)`);
+      for (const checkout of checkouts) {
+        const perRound = cpuPerRow.get(checkout.label)!;
+        const groups = [...new Set(perRound.flatMap((r) => Object.keys(r)))].sort();
+        const total = formatSpread(spreadOf(perRound.map((r) => Object.values(r).reduce((a, b) => a + b, 0))), 2);
+        console.log(`  ${checkout.label}: total ${total}`);
+        for (const group of groups) console.log(`    ${group.padEnd(28)} ${formatSpread(spreadOf(perRound.map((r) => r[group] ?? 0)), 2)}`);
+      }
+    }
     console.log(`load average before -> after each runner: ${loads.join('; ')}`);
-    if (json) console.log(JSON.stringify({ rows, rounds, checkouts, rowsPerSec: summary, results: Object.fromEntries(results), loads }));
+    if (json) console.log(JSON.stringify({ rows, rounds, checkouts, rowsPerSec: summary, results: Object.fromEntries(results), loads, ...(cpu ? { cpuMicrosPerRow: Object.fromEntries(cpuPerRow) } : {}) }));
   } finally {
     for (const worker of workers) worker.kill('SIGTERM');
     await connection?.close();
