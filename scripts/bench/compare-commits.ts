@@ -4,7 +4,8 @@
  * checkouts of Ferry, each with its own worker and code, on one Postgres and one Temporal server,
  * with identical copies of one generated table, a pinned throttle and once more each checkout's
  * defaults; rounds interleave the checkouts, in turns that reverse every round (A, B, C, C, B, A,
- * ...: the one run second ran about a tenth slower in one-round runs of identical checkouts), and
+ * ...: in five of seven one-round runs of two identical checkouts, the one run second was 6 to 14%
+ * slower), and
  * every figure is quoted as the median with its spread, beside the ratios of each checkout to the
  * first. Give an even number of rounds.
  *
