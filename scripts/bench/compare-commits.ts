@@ -4,10 +4,9 @@
  * checkouts of Ferry, each with its own worker and code, on one Postgres and one Temporal server,
  * with identical copies of one generated table, a pinned throttle and once more each checkout's
  * defaults; rounds interleave the checkouts, in turns that reverse every round (A, B, C, C, B, A,
- * ...: in five of seven one-round runs of two identical checkouts, the one run second was 6 to 14%
- * slower), and
- * every figure is quoted as the median with its spread, beside the ratios of each checkout to the
- * first. Give an even number of rounds.
+ * ...: in five of seven one-round runs of two identical checkouts, the one run second was 6 to
+ * 14% slower), and every figure is quoted as the median with its spread, beside the ratios of
+ * each checkout to the first. Give an even number of rounds.
  *
  *   git worktree add --detach ../old <commit>    # link node_modules and .tools; `npm run build` if it has one
  *   npx tsx scripts/bench/compare-commits.ts --checkout old=../old --checkout new=. [--rows N] [--rounds N] [--paths P,...] [--cpu]
