@@ -185,6 +185,8 @@ interface Round {
   tpcbUnthrottled: { run: PgbenchRun; copy: CopyWindow };
   /** TPC-B while the limit tool copies at BOUND_SHARE of Ferry's unthrottled rate. */
   tpcbBound: { run: PgbenchRun; copy: CopyWindow };
+  /** TPC-B while the limit tool copies at the rate Ferry's default controller kept under TPC-B in this round. */
+  tpcbAtFerrysRate: { run: PgbenchRun; copy: CopyWindow };
 }
 
 export interface ForegroundOptions {
@@ -237,6 +239,11 @@ export async function runForeground(bench: Bench, options: ForegroundOptions): P
       const bound = await pacedLimitDuring(bench.sourceUrl, options.rows, BOUND_SHARE * round.unthrottled.rowsPerSec, () => pgbenchRun(TPCB));
       round.tpcbBound = { run: bound.result, copy: bound.copy };
       show(`${TPCB.label}, INSERT ... SELECT at ${fmt(BOUND_SHARE * 100)}% of Ferry's rate`, bound.result, bound.copy);
+      // The same tool at the rate Ferry kept: is what TPC-B lost the copying itself, or how Ferry copies?
+      const ferrysRate = round.copyRate[TPCB.label]!.rowsPerSec;
+      const same = await pacedLimitDuring(bench.sourceUrl, options.rows, ferrysRate, () => pgbenchRun(TPCB));
+      round.tpcbAtFerrysRate = { run: same.result, copy: same.copy };
+      show(`${TPCB.label}, INSERT ... SELECT at Ferry's paced rate`, same.result, same.copy);
       rounds.push(round);
     }
   } finally {
@@ -247,7 +254,7 @@ export async function runForeground(bench: Bench, options: ForegroundOptions): P
   // A window the copy left early was partly quiet: its foreground ratios would flatter Ferry.
   const covered = (copy: CopyWindow) => copy.endedEarlyAfterS === null || copy.endedEarlyAfterS >= COVERED_SHARE * seconds;
   const during = (copy: CopyWindow, ratio: number) => (covered(copy) ? ratio : Number.NaN);
-  const uncovered = rounds.flatMap((x) => [...Object.values(x.copyRate), x.tpcbUnthrottled.copy, x.tpcbBound.copy]).filter((c) => !covered(c)).length;
+  const uncovered = rounds.flatMap((x) => [...Object.values(x.copyRate), x.tpcbUnthrottled.copy, x.tpcbBound.copy, x.tpcbAtFerrysRate.copy]).filter((c) => !covered(c)).length;
   const summary: Record<string, unknown> = {};
   out(`\nForeground summary (median (min..max) of ${rounds.length} rounds; each ratio against the quiet run of its own round):`);
   for (const load of [TPCB, LIGHT]) {
@@ -277,6 +284,12 @@ export async function runForeground(bench: Bench, options: ForegroundOptions): P
     `  ${TPCB.label.padEnd(22)} with INSERT ... SELECT paced at ${fmt(BOUND_SHARE * 100)}% of Ferry's unthrottled rate (no Ferry): ` +
       `tps ${formatSpread(boundTps, 2)} of quiet, p99 ${formatTimes(boundP99, 2)} quiet: what copying at that rate costs on this machine, whoever copies`,
   );
+  const sameTps = ratios((x) => during(x.tpcbAtFerrysRate.copy, x.tpcbAtFerrysRate.run.tps / x.quiet[TPCB.label]!.tps));
+  const sameP99 = ratios((x) => during(x.tpcbAtFerrysRate.copy, x.tpcbAtFerrysRate.run.p99Ms / x.quiet[TPCB.label]!.p99Ms));
+  out(
+    `  ${TPCB.label.padEnd(22)} with INSERT ... SELECT paced at the rate Ferry kept (no Ferry): ` +
+      `tps ${formatSpread(sameTps, 2)} of quiet, p99 ${formatTimes(sameP99, 2)} quiet: what copying at Ferry's paced rate costs, whoever copies`,
+  );
   const unthrottled = spreadOf(rounds.map((x) => x.unthrottled.rowsPerSec));
   out(`  Ferry unthrottled, alone: ${formatSpread(unthrottled)} rows/s`);
   if (uncovered > 0) {
@@ -288,6 +301,7 @@ export async function runForeground(bench: Bench, options: ForegroundOptions): P
   summary.windowsLeftOut = uncovered;
   summary.tpcbUnthrottled = { tpsRatio: jsonSpread(openTps, 3), p99Ratio: jsonSpread(openP99, 3) };
   summary.tpcbWithPacedLimit = { shareOfUnthrottled: BOUND_SHARE, tpsRatio: jsonSpread(boundTps, 3), p99Ratio: jsonSpread(boundP99, 3) };
+  summary.tpcbWithLimitAtFerrysRate = { tpsRatio: jsonSpread(sameTps, 3), p99Ratio: jsonSpread(sameP99, 3) };
   summary.ferryUnthrottledRowsPerSec = jsonSpread(unthrottled);
   return summary;
 }

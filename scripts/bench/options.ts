@@ -18,7 +18,8 @@ const USAGE = `usage: npm run bench -- [--rows N] [--rounds N] [--json] [--peers
   --with-load    run ${LOAD_PER_SECOND} single-row UPDATEs a second on the source during the rounds
   --foreground   instead: pgbench TPC-B and a light -R load, quiet and during a Ferry copy at the
                  default throttle, interleaved; tps and p99 as ratios of quiet; and TPC-B while
-                 INSERT ... SELECT copies at half Ferry's unthrottled rate (the machine's own cost)
+                 INSERT ... SELECT copies at half Ferry's unthrottled rate (the machine's own cost),
+                 and at the rate Ferry's controller kept (what copying that fast costs anyone)
   --capture      instead: pgbench TPC-B quiet, during a capture migration of pgbench_accounts
                  at the default throttle (its backfill), and at its gate after the catch-up, interleaved;
                  tps and p99 as ratios of quiet, and the change-apply rate against pgbench's writes
