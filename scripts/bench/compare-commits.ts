@@ -110,7 +110,6 @@ async function main(): Promise<void> {
   console.log(`compare-commits: ${checkouts.map((c) => `${c.label}=${c.root}`).join(', ')}; ${rows} rows, ${rounds} rounds; load ${load()}; logs in ${workDir}`);
   console.log(`pinned: shards ${PINNED.shards}, concurrency ${PINNED.concurrency}, batch ${PINNED.batchSize}, no rows/s limit, pacing off where the checkout has it`);
   const [postgres, temporalServer] = await Promise.all([startPostgres({ fsync: true, local: true }), startTemporal()]);
-  const workers: ChildProcess[] = [];
   const workerOf = new Map<string, ChildProcess>();
   const cpuGroups = (label: string) => ({
     [`compare_source_${label}`.toLowerCase()]: 'postgres: source',
@@ -142,7 +141,6 @@ async function main(): Promise<void> {
         FERRY_TRANSFORM_DIR: path.join(checkout.root, 'scripts'),
       };
       const worker = await startWorker(checkout, env, path.join(workDir, `worker-${checkout.label}.log`), client, 'default');
-      workers.push(worker);
       workerOf.set(checkout.label, worker);
     }
     console.log(`workers polling; load ${load()}`);
@@ -211,7 +209,7 @@ async function main(): Promise<void> {
     console.log(`load average before -> after each runner: ${loads.join('; ')}`);
     if (json) console.log(JSON.stringify({ rows, rounds, checkouts, rowsPerSec: summary, results: Object.fromEntries(results), loads, ...(cpu ? { cpuMicrosPerRow: Object.fromEntries(cpuPerRow) } : {}) }));
   } finally {
-    for (const worker of workers) worker.kill('SIGTERM');
+    for (const worker of workerOf.values()) worker.kill('SIGTERM');
     await connection?.close();
     await temporalServer.stop();
     await postgres.stop();

@@ -2,11 +2,10 @@
  * `npx tsx scripts/bench/copy-in-formats.ts [--rows N] [--rounds N]`: what Postgres spends
  * taking the bench's target rows in by COPY as text against binary. The rows are the bench's
  * transform of its source, written to files once by `psql`'s \copy in each format, then read into
- * the target (its primary key, logged) and into a bare unlogged copy of it, `psql` timing each
- * load, the formats taking turns. It answers whether the module-transform path, which writes COPY
+ * the target (its primary key, logged) and into a bare unlogged copy of it, each load of `psql`
+ * timed whole, the formats taking turns. It answers whether the module-transform path, which writes COPY
  * text, would gain from writing binary.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +13,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { startPostgres } from '../services/postgres';
 import { createSource, createTarget, SOURCE_TABLE, TARGET_TABLE, targetColumnList, transformSelect } from './dataset';
+import { runPipeline } from './limits';
 import { ensurePgTool } from './pg-tools';
 import { formatSpread, spreadOf } from './stats';
 
@@ -31,11 +31,8 @@ async function main(): Promise<void> {
     await createSource(url, rows);
     await createTarget(url);
     // The URL travels in the environment, never on a command line.
-    const runPsql = (command: string) =>
-      execFileSync('bash', ['-c', '"$BENCH_PSQL" -X -q -v ON_ERROR_STOP=1 -d "$BENCH_URL" -c "$BENCH_COMMAND"'], {
-        env: { ...process.env, BENCH_PSQL: psql, BENCH_URL: url, BENCH_COMMAND: command },
-      });
-    for (const format of FORMATS) runPsql(`\\copy (SELECT ${transformSelect()} FROM ${SOURCE_TABLE} AS s) TO '${path.join(dir, format)}' (FORMAT ${format})`);
+    const runPsql = (command: string) => runPipeline('"$BENCH_PSQL" -X -q -v ON_ERROR_STOP=1 -d "$BENCH_URL" -c "$BENCH_COMMAND"', { BENCH_PSQL: psql, BENCH_URL: url, BENCH_COMMAND: command });
+    for (const format of FORMATS) await runPsql(`\\copy (SELECT ${transformSelect()} FROM ${SOURCE_TABLE} AS s) TO '${path.join(dir, format)}' (FORMAT ${format})`);
     const into = new pg.Client({ connectionString: url });
     await into.connect();
     await into.query(`CREATE UNLOGGED TABLE bare (LIKE ${TARGET_TABLE})`);
@@ -46,7 +43,7 @@ async function main(): Promise<void> {
           await into.query(`TRUNCATE ${table}`);
           await into.query('CHECKPOINT');
           const started = performance.now();
-          runPsql(`\\copy ${table} (${targetColumnList()}) FROM '${path.join(dir, format)}' (FORMAT ${format})`);
+          await runPsql(`\\copy ${table} (${targetColumnList()}) FROM '${path.join(dir, format)}' (FORMAT ${format})`);
           (micros[`${table} ${format}`] ??= []).push(((performance.now() - started) * 1000) / rows);
         }
       }

@@ -12,15 +12,15 @@ const TICKS_PER_SECOND = 100;
 /** CPU seconds used so far, by group. */
 export type CpuSnapshot = Map<string, number>;
 
-function ticksOf(stat: string): number {
-  // The command name may hold spaces and parentheses: the fields start after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
+/** A /proc stat line's fields after the command name (which may hold spaces and parentheses), from the state on. */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
-function childTicksOf(stat: string): number {
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[13]) + Number(fields[14]);
+/** User and system time, of the process itself or of its children it waited for. */
+function ticksOf(stat: string, of: 'self' | 'children' = 'self'): number {
+  const fields = statFields(stat);
+  return of === 'self' ? Number(fields[11]) + Number(fields[12]) : Number(fields[13]) + Number(fields[14]);
 }
 
 function read(file: string): string | null {
@@ -53,7 +53,7 @@ export function cpuSnapshot(workerPid: number, databases: Readonly<Record<string
     if (!title || !stat) continue;
     // "postgres: user database host(port) state" for a backend; "postgres: walwriter" and the like otherwise.
     const words = title.split(/\s+/);
-    backends.push({ pid, parent: stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]!, database: words.length >= 4 ? words[2]! : null, stat });
+    backends.push({ pid, parent: statFields(stat)[1]!, database: words.length >= 4 ? words[2]! : null, stat });
   }
   const server = backends.find((b) => b.database !== null && b.database in databases)?.parent;
   if (!server) return snapshot;
@@ -61,7 +61,7 @@ export function cpuSnapshot(workerPid: number, databases: Readonly<Record<string
     add(snapshot, backend.database !== null && backend.database in databases ? databases[backend.database]! : 'postgres: other', ticksOf(backend.stat));
   }
   const postmaster = read(`/proc/${server}/stat`);
-  if (postmaster) add(snapshot, 'postgres: exited backends', childTicksOf(postmaster));
+  if (postmaster) add(snapshot, 'postgres: exited backends', ticksOf(postmaster, 'children'));
   return snapshot;
 }
 

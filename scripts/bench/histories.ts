@@ -7,12 +7,13 @@
 import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 
-interface Timestamp {
+export interface Timestamp {
   seconds?: { toString(): string } | number | null;
   nanos?: number | null;
 }
 
-function ms(ts: Timestamp | null | undefined): number {
+/** An event's time in epoch ms. */
+export function ms(ts: Timestamp | null | undefined): number {
   if (!ts) return NaN;
   return Number(String(ts.seconds ?? 0)) * 1000 + (ts.nanos ?? 0) / 1e6;
 }

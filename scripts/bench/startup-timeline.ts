@@ -19,13 +19,9 @@ import { startPostgres } from '../services/postgres';
 import { startTemporal } from '../services/temporal';
 import { createSource } from './dataset';
 import { basePlan, runFerry, SOURCE_ENV, TARGET_ENV, type Bench } from './ferry-run';
+import { ms } from './histories';
+import { spreadOf } from './stats';
 import { startWorkerProcess } from './worker-process';
-
-interface Timestamp {
-  seconds?: { toString(): string } | number | null;
-  nanos?: number | null;
-}
-const ms = (ts: Timestamp | null | undefined) => (ts ? Number(String(ts.seconds ?? 0)) * 1000 + (ts.nanos ?? 0) / 1e6 : NaN);
 
 /** The event's kind without its suffix, with the activity's name where there is one. */
 function label(event: Record<string, unknown>, activities: Map<string, string>): string {
@@ -69,7 +65,7 @@ async function timeline(client: Client, status: MigrationStatus): Promise<Timeli
   };
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const median = (values: number[]) => spreadOf(values)!.median;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { rows: { type: 'string' }, runs: { type: 'string' }, events: { type: 'boolean', default: false } } });
