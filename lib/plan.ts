@@ -143,6 +143,11 @@ const verifySchema = z.strictObject({
   mismatchBudget: z.number().int().min(0).default(0),
   /** A differing row is checked again after this long: a write in flight then matches. (Default: 2) */
   inFlightDelaySeconds: z.number().min(0).max(300).default(2),
+  /**
+   * Under capture, how long a row that still differs after the delay waits for the change apply
+   * to apply its change; a row whose change is not applied by then is a difference. (Default: 30)
+   */
+  captureWaitSeconds: z.number().min(0).max(3600).default(30),
 });
 
 /** A person as the CLI names them: an identity like alice@laptop, or a user name. */

@@ -186,6 +186,14 @@ export function lagSql(migrationId: string, appliedThrough: string | null): Sql 
 }
 
 /**
+ * Which of `keys` have changes in the log visible in `snapshot` (committed before it was taken):
+ * after the backfill the applier prunes what it applied, so these are changes not yet applied.
+ */
+export function keysWithChangesSql(migrationId: string, keys: string[], snapshot: string): Sql {
+  return sql`SELECT DISTINCT l.key FROM ${LOG} AS l WHERE l.migration_id = ${migrationId} AND l.key = ANY(${keys}::text[]) AND ${visibleIn(snapshot)}`;
+}
+
+/**
  * Removes the entries the applier has applied (visible in `appliedThrough`). Only once no chunk
  * of the backfill can still be in flight: a chunk looks for entries its read could not see.
  */

@@ -14,6 +14,7 @@ import { openKeysOfEarlierPasses, resolveEarlierPasses } from '../state/mismatch
 import { isRowError, redactMessage } from '../../lib/errors';
 import { chunkChecksumSql, diffRows, type DigestForm } from './verify-statements';
 import { columnNames, type BothSides, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
+import { captureSettle, type Reread } from './capture-settle';
 import { chunkSizesOf, nextChunkSize } from './chunk-size';
 import type { VerifyCounts, VerifyShardInput, VerifyShardResult } from './shard-calls';
 import type { RepairInput } from './repair';
@@ -181,19 +182,26 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
       return { rows, first };
     };
 
+    /** The rows of some differences read again: those that still differ. */
+    const reread: Reread = async (earlier) => {
+      // With a lineage column, the differing rows' groups are read again: by their source keys.
+      const differing = v.shape.lineage ? [...new Set(earlier.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])))] : earlier.map((d) => d.key);
+      const [s, t] = await bothSides(plan, v, { keys: differing }, { keys: differing }, pageRows);
+      const seen = new Set(earlier.map((d) => d.key));
+      return diffRows(columnNames(v), s, t).filter((d) => seen.has(d.key));
+    };
+    const settle = captureSettle(sourcePool, plan, input.migrationId, !!v.shape.lineage);
+
     /**
      * The differences that remain once in-flight writes have had time to land: a row the
-     * application is writing to both sides may be caught between the two reads. The timer's
-     * heartbeats go on meanwhile, and a cancellation ends the wait.
+     * application is writing to both sides may be caught between the two reads, and under
+     * capture a row may wait for the change apply. The timer's heartbeats go on meanwhile, and a
+     * cancellation ends the wait.
      */
     const recheck = async (first: Mismatch[]): Promise<{ differences: Mismatch[]; inFlight: number }> => {
       if (first.length === 0) return { differences: [], inFlight: 0 };
       await sleep(inFlightDelayMs);
-      // With a lineage column, the differing rows' groups are read again: by their source keys.
-      const differing = v.shape.lineage ? [...new Set(first.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])))] : first.map((d) => d.key);
-      const [s, t] = await bothSides(plan, v, { keys: differing }, { keys: differing }, pageRows);
-      const seen = new Set(first.map((d) => d.key));
-      const differences = diffRows(columnNames(v), s, t).filter((d) => seen.has(d.key));
+      const differences = await settle(await reread(first), reread);
       return { differences, inFlight: first.length - differences.length };
     };
 

@@ -14,6 +14,7 @@ import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { nullTargetKeysSql, reachedBySql, scopeCountSql, sourceKeysHeldSql, targetKeysHeldSql, targetPageSql, unreachedKeysSql } from './coverage-statements';
 import { recordMismatches, type Mismatch } from '../state/ferry-schema';
+import { captureSettle } from './capture-settle';
 import { qualifiedName, quoteIdent, sql, SOURCE_ALIAS } from '../sql';
 import { allConditions, diffRows, TARGET_ALIAS, type RowHashes, type VerifyShape } from './verify-statements';
 
@@ -86,6 +87,7 @@ export function createCoverageCheck(databases: Databases, comparison: CoverageCo
       const shape = await comparison.shapeOf(plan, samplePercent, migrationId);
       const pageRows = Math.max(100, input.chunkSize);
       const delayMs = input.inFlightDelayMs ?? 2000;
+      const settle = captureSettle(sourcePool, plan, migrationId, !!shape.lineage);
       const columnNames = shape.types.map((c) => c.name);
       const result: CoverageResult = {
         scopeRows: null,
@@ -168,13 +170,17 @@ export function createCoverageCheck(databases: Databases, comparison: CoverageCo
       }
       return result;
 
-      /** Differences among some source keys' rows that remain after in-flight writes had time to land. */
+      /** Differences among some source keys' rows that remain after in-flight writes had time to land (and, under capture, were applied). */
       async function settledDifferences(keys: string[]): Promise<Mismatch[]> {
         const first = diffRows(columnNames, ...(await comparison.bothSides(plan, keys, samplePercent, migrationId)));
         if (first.length === 0) return [];
         await sleep(delayMs);
-        const seen = new Set(first.map((d) => d.key));
-        return diffRows(columnNames, ...(await comparison.bothSides(plan, keys, samplePercent, migrationId))).filter((d) => seen.has(d.key));
+        const reread = async (earlier: Mismatch[]) => {
+          const seen = new Set(earlier.map((d) => d.key));
+          const again = shape.lineage ? [...new Set(earlier.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])))] : [...seen];
+          return diffRows(columnNames, ...(await comparison.bothSides(plan, again, samplePercent, migrationId))).filter((d) => seen.has(d.key));
+        };
+        return settle(await reread(first), reread);
       }
 
       /** The target rows of a list whose source key is NULL, or one the source does not hold. */

@@ -1,0 +1,69 @@
+/**
+ * The in-flight re-read under change capture: a row can still differ after the delay only
+ * because the change apply has not applied the source's latest change to it yet. Such rows are
+ * waited for until the applier has applied every change the re-read could see, and read again.
+ */
+import { sleep } from '@temporalio/activity';
+import type pg from 'pg';
+import { capturesChanges, capturesLogically } from '../../lib/capture';
+import type { Plan } from '../../lib/plan';
+import { currentSnapshot } from '../capture/applier';
+import { snapshotReadThrough } from '../capture/logical-reader';
+import { keysWithChangesSql } from '../capture/statements';
+import type { Mismatch } from '../state/ferry-schema';
+
+/**
+ * How long a re-read waits, at most, for the change apply, for plans recorded before
+ * verify.captureWaitSeconds. A row whose change is not applied by then is a difference: a verdict
+ * never waits long on an applier that is paused, failing or far behind.
+ */
+const CAPTURE_WAIT_SECONDS = 30;
+const POLL_MS = 200;
+
+/** Reads the rows of some differences again; returns those that still differ. */
+export type Reread = (differences: Mismatch[]) => Promise<Mismatch[]>;
+
+/**
+ * Differences that remain once the change apply has caught up with them; without capture, they
+ * are returned as they are. The wait ends when the applier has pruned the rows' changes from the
+ * log, which it does only after the backfill: before it, or with the applier stopped, the wait
+ * runs out and the rows differ.
+ *
+ * A row is a difference when it differs at a re-read made after a look at the log found no
+ * change of it waiting, and a look after that re-read finds none either (so an apply landing
+ * between a re-read and a look is not taken for a difference). When the time is up, a row with a
+ * change waiting is in flight only if it was read again after an earlier look: every change the
+ * applier could see then has been applied, so what still differs is a later change.
+ */
+export function captureSettle(sourcePool: pg.Pool, plan: Plan, migrationId: string, lineage: boolean) {
+  const logKey = (d: Mismatch) => (lineage ? (d.sourceKey ?? '') : d.key);
+  /** A snapshot whose every visible change is in the log (for logical capture, once the reader got there); null if not in time. */
+  const logComplete = (maxMs: number) => (capturesLogically(plan) ? snapshotReadThrough(sourcePool, migrationId, maxMs) : currentSnapshot(sourcePool));
+  const waiting = async (keys: string[], snapshot: string) =>
+    keys.length === 0 ? new Set<string>() : new Set((await sourcePool.query<{ key: string }>(keysWithChangesSql(migrationId, keys, snapshot))).rows.map((r) => r.key));
+
+  return async function settle(differences: Mismatch[], reread: Reread): Promise<Mismatch[]> {
+    if (!capturesChanges(plan)) return differences;
+    const deadline = Date.now() + (plan.verify.captureWaitSeconds ?? CAPTURE_WAIT_SECONDS) * 1000;
+    const timeLeft = () => Math.max(0, deadline - Date.now());
+    let open = differences;
+    /** Whether `open` was read again after a look at the log. */
+    let lookedBefore = false;
+    while (open.length > 0) {
+      const snapshot = await logComplete(timeLeft());
+      if (snapshot === null) return open;
+      const changed = await waiting([...new Set(open.map(logKey))], snapshot);
+      if (changed.size === 0 && lookedBefore) return open;
+      if (timeLeft() === 0) return lookedBefore ? open.filter((d) => !changed.has(logKey(d))) : open;
+      // Wait until the applier has applied (and pruned) every change to them the snapshot sees.
+      for (let still = changed; still.size > 0; ) {
+        if (timeLeft() === 0) return open;
+        await sleep(Math.min(POLL_MS, timeLeft()));
+        still = await waiting([...still], snapshot);
+      }
+      open = await reread(open);
+      lookedBefore = true;
+    }
+    return open;
+  };
+}
