@@ -78,9 +78,13 @@ export async function runPgbench(pgbench: string, url: string, load: PgbenchLoad
   return { tps: parseTps(stdout), p50Ms: percentile(latenciesMs, 50), p99Ms: percentile(latenciesMs, 99), transactions: latenciesMs.length, failed };
 }
 
-/** TPC-B with 4 clients until `stop` (at most 10 minutes): an unmodified application writing throughout a test. */
-export function startPgbench(pgbench: string, url: string): { process: ChildProcess; output: () => string; stop: () => Promise<string> } {
-  const child = spawn(pgbench, ['-n', '-c', '4', '-j', '4', '-T', '600', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * TPC-B with 4 clients until `stop` (at most 10 minutes): an unmodified application writing
+ * throughout a test, at `tps` transactions a second (pgbench -R), or as fast as it can without.
+ */
+export function startPgbench(pgbench: string, url: string, tps?: number): { process: ChildProcess; output: () => string; stop: () => Promise<string> } {
+  const rate = tps === undefined ? [] : ['-R', String(tps)];
+  const child = spawn(pgbench, ['-n', '-c', '4', '-j', '4', ...rate, '-T', '600', url], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));

@@ -1,5 +1,5 @@
 /**
- * `capture: logical` against real PostgreSQL and Temporal: pgbench's TPC-B script (4 clients)
+ * `capture: logical` against real PostgreSQL and Temporal: pgbench's TPC-B script (4 clients, 500 tps)
  * updates pgbench_accounts through the whole migration into a reshaped table (abalance to a
  * bigint of cents), in one database and across two; after pgbench stops and the reader and the
  * apply have caught up, Ferry's first verification pass is clean and the test's own md5 of every
@@ -22,7 +22,7 @@ import { startPgbench } from '../../scripts/bench/pgbench';
 import { startWriter } from '../support/capture-writer';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
-import { atCleanupGate, expectReshapedAccountsEqual, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
+import { atCleanupGate, expectReshapedAccountsEqual, PGBENCH_TPS, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
 
 /** Logical capture needs the server set for it; a server given by DATABASE_URL may not be. */
 async function requireLogicalWal(url: string): Promise<void> {
@@ -60,7 +60,7 @@ describe.each([
 
   it('ends clean at the first verification pass once pgbench stops and the reader and the apply caught up', async () => {
     const plan = reshapedAccountsPlan(`capture-logical-${acrossDatabases ? 'across' : 'within'}`, 'logical');
-    const bench = startPgbench(pgbench, sourceUrl);
+    const bench = startPgbench(pgbench, sourceUrl, PGBENCH_TPS);
     let benchOutput: string;
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;

@@ -1,5 +1,5 @@
 /**
- * The unmodified client: pgbench's TPC-B script (4 clients) updates pgbench_accounts for the
+ * The unmodified client: pgbench's TPC-B script (4 clients, 500 tps) updates pgbench_accounts for the
  * whole of a `capture: trigger` migration into a reshaped table (abalance to a bigint of cents),
  * in one database and across two. After pgbench stops and the change lag reaches zero, Ferry's
  * first verification pass is clean and the test's own md5 of every row finds no difference.
@@ -11,7 +11,7 @@ import { migrationReport, startMigration } from '../../operator';
 import { startPgbench } from '../../scripts/bench/pgbench';
 import { ferry } from '../support/cli';
 import { eventually, sql, sqlRow, type TestWorker } from '../support/harness';
-import { atCleanupGate, expectReshapedAccountsEqual, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
+import { atCleanupGate, expectReshapedAccountsEqual, PGBENCH_TPS, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
 
 describe.each([
   ['in one database', false],
@@ -31,7 +31,7 @@ describe.each([
 
   it('ends clean at the first verification pass once pgbench stops and the lag is zero', async () => {
     const plan = reshapedAccountsPlan(`capture-pgbench-${acrossDatabases ? 'across' : 'within'}`, 'trigger');
-    const bench = startPgbench(pgbench, sourceUrl);
+    const bench = startPgbench(pgbench, sourceUrl, PGBENCH_TPS);
     let benchOutput: string;
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;

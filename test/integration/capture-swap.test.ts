@@ -1,6 +1,6 @@
 /**
- * The swap at the cutover (capture.swap): pgbench's TPC-B script (4 clients, unmodified) writes
- * pgbench_accounts through a trigger-capture migration into a table with abalance widened to
+ * The swap at the cutover (capture.swap): pgbench's TPC-B script (4 clients, 500 tps, unmodified)
+ * writes pgbench_accounts through a trigger-capture migration into a table with abalance widened to
  * bigint and a column added; at the swap gate the new table takes the old name while pgbench
  * runs, and every transaction after it lands in the new table. A lock held elsewhere makes the
  * swap try again. A target in another schema moves into the old one's, and capture.dropOldTable
@@ -20,6 +20,7 @@ import { validatePlan } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
 import { initPgbench, startPgbench } from '../../scripts/bench/pgbench';
 import { ensurePgTool } from '../../scripts/bench/pg-tools';
+import { PGBENCH_TPS } from '../support/pgbench-capture';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
@@ -113,7 +114,7 @@ describe('the swap of the tables at the cutover', () => {
       capture: { mode: 'trigger', swap: true },
       verify: { inFlightDelaySeconds: 0.5 },
     });
-    const bench = startPgbench(pgbench, url);
+    const bench = startPgbench(pgbench, url, PGBENCH_TPS);
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
     const holder = new pg.Client({ connectionString: url });

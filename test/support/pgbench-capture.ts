@@ -13,6 +13,12 @@ import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWork
 
 /** pgbench -i -s 1: 100,000 accounts. */
 export const PGBENCH_SCALE = 1;
+/**
+ * pgbench's rate in these tests: every account written about once in 200 s, a busy application,
+ * that leaves CI's two cores to the migration. Unthrottled, pgbench takes them, and every test
+ * running beside it slows.
+ */
+export const PGBENCH_TPS = 500;
 
 export interface PgbenchCapture {
   pgbench: string;
