@@ -3,7 +3,7 @@
  * because the change apply has not applied the source's latest change to it yet. Such rows are
  * waited for until the applier has applied every change the re-read could see, and read again.
  */
-import { sleep } from '@temporalio/activity';
+import { ApplicationFailure, sleep } from '@temporalio/activity';
 import type pg from 'pg';
 import { capturesChanges, capturesLogically } from '../../lib/capture';
 import type { Plan } from '../../lib/plan';
@@ -37,8 +37,19 @@ export type Reread = (differences: Mismatch[]) => Promise<Mismatch[]>;
  */
 export function captureSettle(sourcePool: pg.Pool, plan: Plan, migrationId: string, lineage: boolean) {
   const logKey = (d: Mismatch) => (lineage ? (d.sourceKey ?? '') : d.key);
-  /** A snapshot whose every visible change is in the log (for logical capture, once the reader got there); null if not in time. */
-  const logComplete = (maxMs: number) => (capturesLogically(plan) ? snapshotReadThrough(sourcePool, migrationId, maxMs) : currentSnapshot(sourcePool));
+  /**
+   * A snapshot whose every visible change is in the log (for logical capture, once the reader got
+   * there); null if not in time, or when the slot is gone (the capture was removed: nothing to wait for).
+   */
+  const logComplete = async (maxMs: number): Promise<string | null> => {
+    if (!capturesLogically(plan)) return currentSnapshot(sourcePool);
+    try {
+      return await snapshotReadThrough(sourcePool, migrationId, maxMs);
+    } catch (error) {
+      if (error instanceof ApplicationFailure && error.type === 'LogicalCaptureSlotMissing') return null;
+      throw error;
+    }
+  };
   const waiting = async (keys: string[], snapshot: string) =>
     keys.length === 0 ? new Set<string>() : new Set((await sourcePool.query<{ key: string }>(keysWithChangesSql(migrationId, keys, snapshot))).rows.map((r) => r.key));
 

@@ -2,8 +2,8 @@
  * Verification under trigger capture, against real PostgreSQL: a row that differs because the
  * change apply has not applied its change yet is read again once the applier has, so an apply
  * behind the in-flight delay leaves no difference; a row that truly differs, or whose change an
- * applier that is not running leaves waiting, is still a difference. The test's own md5 of
- * every row's text checks what verification says.
+ * applier that is not running leaves waiting, is still a difference, as is one of a logical
+ * capture whose slot is gone. The test's own md5 of every row's text checks what verification says.
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,11 +50,15 @@ describe('verification under trigger capture', () => {
       verify: { captureWaitSeconds },
     });
 
-  /** Captures from here on, with the target equal to the source (the backfill's result, by hand). */
+  /** The source as it began, and the target equal to it (the backfill's result, by hand). */
+  const equalTables = () =>
+    sql(url, `TRUNCATE accounts_v2; DELETE FROM accounts WHERE id > ${ROWS}; UPDATE accounts SET note = 'note ' || id;
+      INSERT INTO accounts_v2 SELECT id, (balance * 100)::bigint, note FROM accounts`);
+
+  /** Captures from here on, with the target equal to the source. */
   async function captured(migrationId: string, plan: Plan): Promise<void> {
-    await sql(url, `TRUNCATE accounts_v2; DELETE FROM accounts WHERE id > ${ROWS}; UPDATE accounts SET note = 'note ' || id`);
+    await equalTables();
     await run(createCaptureTrigger(databases).installCapture, { migrationId, plan });
-    await sql(url, `INSERT INTO accounts_v2 SELECT id, (balance * 100)::bigint, note FROM accounts`);
   }
 
   /** The applier after the backfill (pruning what it applied), from `cursor` for `seconds`. */
@@ -119,6 +123,18 @@ describe('verification under trigger capture', () => {
     expect(result.inFlight).toBe(0);
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
     expect(await differingKeys(url)).toHaveLength(ROWS / 100);
+  });
+
+  it('does not wait on a logical capture whose slot is gone (a migration that has ended): its differences stand', async () => {
+    const migrationId = 'capture-verify-ended';
+    const plan = validatePlan({ ...planOf(migrationId, 20), capture: { mode: 'logical' } });
+    await equalTables();
+    await sql(url, `UPDATE accounts_v2 SET note = 'by hand' WHERE id IN (3, 5)`);
+    const started = Date.now();
+    const result = await verifyAll({ migrationId, plan });
+    expect(result.mismatches).toEqual({ missing: 0, extra: 0, value: 2 });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(await differingKeys(url)).toEqual(['3', '5']);
   });
 
   it('keeps up with a writer while the applier runs beside it: nothing differs, and the test\'s own digest agrees once both stop', async () => {
