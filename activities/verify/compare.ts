@@ -6,6 +6,7 @@ import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat,
 import type { Heartbeats } from '../heartbeats';
 import { describeRange, type KeyRange } from '../../lib/key-range';
 import type { Databases } from '../connections';
+import type { Plan } from '../../lib/plan';
 import { oneStatement, readOnlyQuery } from '../plan-sql';
 import { fullBatchEndSql, nextBatchBoundSql, rangeRowsSql, SOURCE_KEY_TEXT } from '../copy/copy-statements';
 import { ident, sql } from '../sql';
@@ -70,6 +71,17 @@ interface ReadAhead {
 }
 
 export function createShardComparison(databases: Databases, { verificationOf, bothSides, captureFoundValues }: BothSides) {
+  /** Reads the rows of some differences again: returns those that still differ. */
+  const rereadOf =
+    (plan: Plan, v: Verification, pageRows: number): Reread =>
+    async (earlier) => {
+      // With a lineage column, the differing rows' groups are read again: by their source keys.
+      const differing = v.shape.lineage ? [...new Set(earlier.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])))] : earlier.map((d) => d.key);
+      const [s, t] = await bothSides(plan, v, { keys: differing }, { keys: differing }, pageRows);
+      const seen = new Set(earlier.map((d) => d.key));
+      return diffRows(columnNames(v), s, t).filter((d) => seen.has(d.key));
+    };
+
   /** verifyShard's work; row errors are turned into a clear failure by the activity. */
   async function verifyShardChunks(input: VerifyShardInput, heartbeats?: Heartbeats): Promise<VerifyShardResult> {
     const { plan } = input;
@@ -182,14 +194,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
       return { rows, first };
     };
 
-    /** The rows of some differences read again: those that still differ. */
-    const reread: Reread = async (earlier) => {
-      // With a lineage column, the differing rows' groups are read again: by their source keys.
-      const differing = v.shape.lineage ? [...new Set(earlier.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])))] : earlier.map((d) => d.key);
-      const [s, t] = await bothSides(plan, v, { keys: differing }, { keys: differing }, pageRows);
-      const seen = new Set(earlier.map((d) => d.key));
-      return diffRows(columnNames(v), s, t).filter((d) => seen.has(d.key));
-    };
+    const reread = rereadOf(plan, v, pageRows);
     const settle = captureSettle(sourcePool, plan, input.migrationId, !!v.shape.lineage);
 
     /**
@@ -308,8 +313,15 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
         if (keys.length === 0) break;
         after = keys[keys.length - 1]!;
         v ??= await verificationOf(plan, null, undefined, migrationId);
-        const [s, t] = await bothSides(plan, v, { keys }, { keys }, Math.max(MIN_PAGE_ROWS, keys.length + 1));
-        const differences = diffRows(columnNames(v), s, t);
+        const pageRows = Math.max(MIN_PAGE_ROWS, keys.length + 1);
+        const [s, t] = await bothSides(plan, v, { keys }, { keys }, pageRows);
+        let differences = diffRows(columnNames(v), s, t);
+        if (differences.length > 0) {
+          // A write in flight, or a change the change apply has yet to apply, as in verifyShard.
+          await sleep(plan.verify.inFlightDelaySeconds * 1000);
+          const reread = rereadOf(plan, v, pageRows);
+          differences = await captureSettle(databases.pool(plan.source.connection), plan, migrationId, !!v.shape.lineage)(await reread(differences), reread);
+        }
         await recordMismatches(targetPool, migrationId, pass, differences);
         await captureFoundValues(plan, v, migrationId, pass, differences);
         for (const d of differences) counts[d.category] += 1;

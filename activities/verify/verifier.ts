@@ -9,8 +9,8 @@ import type { Databases } from '../connections';
 import { transformDirFromEnv } from '../transform/load';
 import { createShardComparison } from './compare';
 import type { VerifyShardInput, VerifyShardResult } from './shard-calls';
-import { createBothSides, MIN_PAGE_ROWS } from './both-sides';
-import { createCoverageCheck } from './coverage';
+import { createBothSides, MIN_PAGE_ROWS, type MismatchCounts } from './both-sides';
+import { createCoverageCheck, type CoverageInput, type CoverageResult } from './coverage';
 import { createRepair, type RepairInput, type RepairResult } from './repair';
 import { createMismatchReport } from './report';
 
@@ -45,5 +45,8 @@ export function createVerifier(databases: Databases, transformDir: string | null
     ...activities,
     verifyShard: (input: VerifyShardInput): Promise<VerifyShardResult> => withHeartbeats((heartbeats) => activities.verifyShard(input, heartbeats)),
     repairMismatches: (input: RepairInput): Promise<RepairResult> => withHeartbeats((heartbeats) => activities.repairMismatches(input, heartbeats)),
+    // Their re-reads wait out the in-flight delay, and under capture the change apply.
+    recheckOpenMismatches: (input: RepairInput): Promise<MismatchCounts> => withHeartbeats(() => activities.recheckOpenMismatches(input)),
+    verifyCoverage: (input: CoverageInput): Promise<CoverageResult> => withHeartbeats(() => activities.verifyCoverage(input)),
   };
 }

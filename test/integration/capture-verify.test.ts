@@ -1,9 +1,10 @@
 /**
  * Verification under trigger capture, against real PostgreSQL: a row that differs because the
  * change apply has not applied its change yet is read again once the applier has, so an apply
- * behind the in-flight delay leaves no difference; a row that truly differs, or whose change an
- * applier that is not running leaves waiting, is still a difference, as is one of a logical
- * capture whose slot is gone. The test's own md5 of every row's text checks what verification says.
+ * behind the in-flight delay leaves no difference, in a pass and in an open mismatch an earlier
+ * pass left; a row that truly differs, or whose change an applier that is not running leaves
+ * waiting, is still a difference, as is one of a logical capture whose slot is gone. The test's
+ * own md5 of every row's text checks what verification says.
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,7 +48,7 @@ describe('verification under trigger capture', () => {
       target: { connection: 'DB', table: 'accounts_v2' },
       transform: { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } },
       capture: { mode: 'trigger', applyBatchSize: 200 },
-      verify: { captureWaitSeconds },
+      verify: { captureWaitSeconds, inFlightDelaySeconds: 0.01 },
     });
 
   /** The source as it began, and the target equal to it (the backfill's result, by hand). */
@@ -123,6 +124,23 @@ describe('verification under trigger capture', () => {
     expect(result.inFlight).toBe(0);
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
     expect(await differingKeys(url)).toHaveLength(ROWS / 100);
+  });
+
+  it('compares an open mismatch of an earlier pass once the change apply has applied the change made to it since', async () => {
+    const migrationId = 'capture-verify-carried';
+    const plan = planOf(migrationId, 20);
+    await captured(migrationId, plan);
+    await sql(url, `UPDATE accounts_v2 SET note = 'by hand' WHERE id = 9`);
+    expect((await verifyAll({ migrationId, plan })).mismatches).toEqual({ missing: 0, extra: 0, value: 1 });
+
+    // The application writes the row; the change apply gets to it only after the delay.
+    await sql(url, `UPDATE accounts SET note = 'written again' WHERE id = 9`);
+    const carried = run(createVerifier(databases).recheckOpenMismatches, { migrationId, plan, pass: 2 });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await run(applier.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, prune: true, returnWhenCaughtUp: true, maxSeconds: 5 });
+    expect(await carried).toEqual({ missing: 0, extra: 0, value: 0 });
+    expect(await sql(url, `SELECT key FROM ferry.mismatches WHERE migration_id = $1 AND resolved_at IS NULL`, [migrationId])).toEqual([]);
+    expect(await differingKeys(url)).toEqual([]);
   });
 
   it('does not wait on a logical capture whose slot is gone (a migration that has ended): its differences stand', async () => {
