@@ -32,6 +32,13 @@ describe('capture in the plan', () => {
     expect(problems({ ...base, capture: 'logical', lifecycle: { dualWrites: true } })).toEqual([expect.stringMatching(/^lifecycle\.dualWrites: goes with capture: application only/)]);
   });
 
+  it('waits 30 s for the change apply at a re-read by default, and refuses a wait below 0 or above an hour', () => {
+    expect(validatePlan(base).verify.captureWaitSeconds).toBe(30);
+    expect(validatePlan({ ...base, verify: { captureWaitSeconds: 0 } }).verify.captureWaitSeconds).toBe(0);
+    expect(problems({ ...base, verify: { captureWaitSeconds: -1 } })).toEqual([expect.stringMatching(/^verify\.captureWaitSeconds: /)]);
+    expect(problems({ ...base, verify: { captureWaitSeconds: 3601 } })).toEqual([expect.stringMatching(/^verify\.captureWaitSeconds: /)]);
+  });
+
   it('names the problem of the form that was written', () => {
     expect(problems({ ...base, capture: 'wal' })).toEqual(['capture: must be one of application, trigger, logical']);
     expect(problems({ ...base, capture: { mode: 'wal' } })).toEqual(['capture.mode: must be one of application, trigger, logical']);
