@@ -19,6 +19,11 @@ import type { Mismatch } from '../state/ferry-schema';
  */
 const CAPTURE_WAIT_SECONDS = 30;
 const POLL_MS = 200;
+/**
+ * Waits a row goes through before a change still waiting makes it in flight: a row the
+ * application writes many times a second would otherwise keep the re-read waiting all its time.
+ */
+const MAX_ROUNDS = 5;
 
 /** Reads the rows of some differences again; returns those that still differ. */
 export type Reread = (differences: Mismatch[]) => Promise<Mismatch[]>;
@@ -31,9 +36,10 @@ export type Reread = (differences: Mismatch[]) => Promise<Mismatch[]>;
  *
  * A row is a difference when it differs at a re-read made after a look at the log found no
  * change of it waiting, and a look after that re-read finds none either (so an apply landing
- * between a re-read and a look is not taken for a difference). When the time is up, a row with a
- * change waiting is in flight only if it was read again after an earlier look: every change the
- * applier could see then has been applied, so what still differs is a later change.
+ * between a re-read and a look is not taken for a difference). When the time or the rounds are
+ * up, a row with a change waiting is in flight only if this wait saw the applier apply an earlier
+ * change of it and it was read again after: the applier is at work on it, and what still differs
+ * is a later change.
  */
 export function captureSettle(sourcePool: pg.Pool, plan: Plan, migrationId: string, lineage: boolean) {
   const logKey = (d: Mismatch) => (lineage ? (d.sourceKey ?? '') : d.key);
@@ -58,22 +64,23 @@ export function captureSettle(sourcePool: pg.Pool, plan: Plan, migrationId: stri
     const deadline = Date.now() + (plan.verify.captureWaitSeconds ?? CAPTURE_WAIT_SECONDS) * 1000;
     const timeLeft = () => Math.max(0, deadline - Date.now());
     let open = differences;
-    /** Whether `open` was read again after a look at the log. */
-    let lookedBefore = false;
-    while (open.length > 0) {
+    /** Keys whose waiting changes this wait saw the applier apply. */
+    const applied = new Set<string>();
+    // From the second round on, `open` was read again after a look at the log.
+    for (let round = 1; open.length > 0; round += 1) {
       const snapshot = await logComplete(timeLeft());
       if (snapshot === null) return open;
       const changed = await waiting([...new Set(open.map(logKey))], snapshot);
-      if (changed.size === 0 && lookedBefore) return open;
-      if (timeLeft() === 0) return lookedBefore ? open.filter((d) => !changed.has(logKey(d))) : open;
+      if (changed.size === 0 && round > 1) return open;
+      if (timeLeft() === 0 || round > MAX_ROUNDS) return open.filter((d) => !(changed.has(logKey(d)) && applied.has(logKey(d))));
       // Wait until the applier has applied (and pruned) every change to them the snapshot sees.
       for (let still = changed; still.size > 0; ) {
         if (timeLeft() === 0) return open;
         await sleep(Math.min(POLL_MS, timeLeft()));
         still = await waiting([...still], snapshot);
       }
+      for (const key of changed) applied.add(key);
       open = await reread(open);
-      lookedBefore = true;
     }
     return open;
   };

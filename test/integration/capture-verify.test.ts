@@ -7,6 +7,7 @@
  * own md5 of every row's text checks what verification says.
  */
 import { MockActivityEnvironment } from '@temporalio/testing';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChangeApplier } from '../../activities/capture/applier';
 import { createCaptureTrigger } from '../../activities/capture/trigger';
@@ -141,6 +142,36 @@ describe('verification under trigger capture', () => {
     expect(await carried).toEqual({ missing: 0, extra: 0, value: 0 });
     expect(await sql(url, `SELECT key FROM ferry.mismatches WHERE migration_id = $1 AND resolved_at IS NULL`, [migrationId])).toEqual([]);
     expect(await differingKeys(url)).toEqual([]);
+  });
+
+  it('does not wait out the whole wait for a row the application writes many times a second', async () => {
+    const migrationId = 'capture-verify-hot';
+    const plan = planOf(migrationId, 60);
+    await captured(migrationId, plan);
+    const hot = new pg.Client({ connectionString: url });
+    await hot.connect();
+    let writing = true;
+    let writes = 0;
+    const writer = (async () => {
+      for (; writing; writes += 1) await hot.query(`UPDATE accounts SET note = 'hot ' || $1 WHERE id = 11`, [writes]);
+    })();
+    let cursor = startOfCapture;
+    const applying = (async () => {
+      while (writing) cursor = (await apply(migrationId, plan, cursor, 0.5)).cursor;
+    })();
+    const started = Date.now();
+    let result: VerifyShardResult;
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      result = await verifyAll({ migrationId, plan });
+    } finally {
+      writing = false;
+      await Promise.all([writer, applying]);
+      await hot.end();
+    }
+    expect(writes).toBeGreaterThan(50);
+    expect(result.mismatches).toEqual({ missing: 0, extra: 0, value: 0 });
+    expect(Date.now() - started).toBeLessThan(30_000);
   });
 
   it('does not wait on a logical capture whose slot is gone (a migration that has ended): its differences stand', async () => {
