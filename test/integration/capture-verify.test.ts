@@ -16,7 +16,7 @@ import { createVerifier, type VerifyShardInput, type VerifyShardResult } from '.
 import { startOfCapture, type ApplyCursor } from '../../lib/capture';
 import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan, type Plan } from '../../lib/plan';
-import { startWriter } from '../support/capture-writer';
+import { startWriter, type WriterCounts } from '../support/capture-writer';
 import { createTestDatabase, sql } from '../support/harness';
 
 const ROWS = 4000;
@@ -79,6 +79,24 @@ describe('verification under trigger capture', () => {
       total.examples.push(...result.examples);
     }
     return total as VerifyShardResult;
+  }
+
+  /** Verifies (after `startAfterMs`) with the applier running beside it from the start of capture, as after a backfill. */
+  async function verifyWhileApplying(migrationId: string, plan: Plan, startAfterMs: number): Promise<{ result: VerifyShardResult; cursor: ApplyCursor }> {
+    let cursor = startOfCapture;
+    let verifying = true;
+    const applying = (async () => {
+      while (verifying) cursor = (await apply(migrationId, plan, cursor, 0.5)).cursor;
+    })();
+    let result: VerifyShardResult;
+    try {
+      await new Promise((resolve) => setTimeout(resolve, startAfterMs));
+      result = await verifyAll({ migrationId, plan });
+    } finally {
+      verifying = false;
+      await applying;
+    }
+    return { result, cursor };
   }
 
   beforeAll(async () => {
@@ -155,18 +173,13 @@ describe('verification under trigger capture', () => {
     const writer = (async () => {
       for (; writing; writes += 1) await hot.query(`UPDATE accounts SET note = 'hot ' || $1 WHERE id = 11`, [writes]);
     })();
-    let cursor = startOfCapture;
-    const applying = (async () => {
-      while (writing) cursor = (await apply(migrationId, plan, cursor, 0.5)).cursor;
-    })();
     const started = Date.now();
     let result: VerifyShardResult;
     try {
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      result = await verifyAll({ migrationId, plan });
+      ({ result } = await verifyWhileApplying(migrationId, plan, 500));
     } finally {
       writing = false;
-      await Promise.all([writer, applying]);
+      await writer;
       await hot.end();
     }
     expect(writes).toBeGreaterThan(50);
@@ -191,20 +204,15 @@ describe('verification under trigger capture', () => {
     const plan = planOf(migrationId, 20);
     await captured(migrationId, plan);
     const writer = startWriter(url, { table: 'accounts', keys: ROWS, freshKeysFrom: 10_000_000, pauseMs: 2 });
-    let cursor = startOfCapture;
-    let verifying = true;
-    const applying = (async () => {
-      while (verifying) cursor = (await apply(migrationId, plan, cursor, 0.5)).cursor;
-    })();
-    let result: VerifyShardResult;
+    let counts: WriterCounts;
+    let verified: { result: VerifyShardResult; cursor: ApplyCursor };
     try {
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      result = await verifyAll({ migrationId, plan });
+      verified = await verifyWhileApplying(migrationId, plan, 1000);
     } finally {
-      verifying = false;
-      await applying;
+      counts = await writer.stop();
     }
-    const counts = await writer.stop();
+    const { result } = verified;
+    let { cursor } = verified;
     expect(counts.updates + counts.inserts + counts.deletes + counts.keyChanges).toBeGreaterThan(100);
     expect(result.mismatches).toEqual({ missing: 0, extra: 0, value: 0 });
     expect(result.inFlight).toBeGreaterThan(0);
