@@ -28,6 +28,11 @@ const MAX_ROUNDS = 5;
 /** Reads the rows of some differences again; returns those that still differ. */
 export type Reread = (differences: Mismatch[]) => Promise<Mismatch[]>;
 
+/** The keys that read some differing rows again: with a lineage column, their groups' source keys. */
+export function keysToReadAgain(differences: Mismatch[], lineage: boolean): string[] {
+  return [...new Set(lineage ? differences.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])) : differences.map((d) => d.key))];
+}
+
 /**
  * Differences that remain once the change apply has caught up with them; without capture, they
  * are returned as they are. The wait ends when the applier has pruned the rows' changes from the

@@ -15,7 +15,7 @@ import { openKeysOfEarlierPasses, resolveEarlierPasses } from '../state/mismatch
 import { isRowError, redactMessage } from '../../lib/errors';
 import { chunkChecksumSql, diffRows, type DigestForm } from './verify-statements';
 import { columnNames, type BothSides, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
-import { captureSettle, type Reread } from './capture-settle';
+import { captureSettle, keysToReadAgain, type Reread } from './capture-settle';
 import { chunkSizesOf, nextChunkSize } from './chunk-size';
 import type { VerifyCounts, VerifyShardInput, VerifyShardResult } from './shard-calls';
 import type { RepairInput } from './repair';
@@ -75,8 +75,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
   const rereadOf =
     (plan: Plan, v: Verification, pageRows: number): Reread =>
     async (earlier) => {
-      // With a lineage column, the differing rows' groups are read again: by their source keys.
-      const differing = v.shape.lineage ? [...new Set(earlier.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])))] : earlier.map((d) => d.key);
+      const differing = keysToReadAgain(earlier, !!v.shape.lineage);
       const [s, t] = await bothSides(plan, v, { keys: differing }, { keys: differing }, pageRows);
       const seen = new Set(earlier.map((d) => d.key));
       return diffRows(columnNames(v), s, t).filter((d) => seen.has(d.key));
@@ -307,12 +306,14 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
       await installFerrySchema(targetPool);
       const counts = zeroCounts();
       let v: Verification | null = null;
+      let settle: ReturnType<typeof captureSettle> | null = null;
       let after: string | null = null;
       for (;;) {
         const keys = await openKeysOfEarlierPasses(targetPool, { migrationId, pass, after, limit: RECHECK_BATCH });
         if (keys.length === 0) break;
         after = keys[keys.length - 1]!;
         v ??= await verificationOf(plan, null, undefined, migrationId);
+        settle ??= captureSettle(databases.pool(plan.source.connection), plan, migrationId, !!v.shape.lineage);
         const pageRows = Math.max(MIN_PAGE_ROWS, keys.length + 1);
         const [s, t] = await bothSides(plan, v, { keys }, { keys }, pageRows);
         let differences = diffRows(columnNames(v), s, t);
@@ -320,7 +321,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
           // A write in flight, or a change the change apply has yet to apply, as in verifyShard.
           await sleep(plan.verify.inFlightDelaySeconds * 1000);
           const reread = rereadOf(plan, v, pageRows);
-          differences = await captureSettle(databases.pool(plan.source.connection), plan, migrationId, !!v.shape.lineage)(await reread(differences), reread);
+          differences = await settle(await reread(differences), reread);
         }
         await recordMismatches(targetPool, migrationId, pass, differences);
         await captureFoundValues(plan, v, migrationId, pass, differences);

@@ -14,7 +14,7 @@ import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { nullTargetKeysSql, reachedBySql, scopeCountSql, sourceKeysHeldSql, targetKeysHeldSql, targetPageSql, unreachedKeysSql } from './coverage-statements';
 import { recordMismatches, type Mismatch } from '../state/ferry-schema';
-import { captureSettle } from './capture-settle';
+import { captureSettle, keysToReadAgain } from './capture-settle';
 import { qualifiedName, quoteIdent, sql, SOURCE_ALIAS } from '../sql';
 import { allConditions, diffRows, TARGET_ALIAS, type RowHashes, type VerifyShape } from './verify-statements';
 
@@ -177,7 +177,7 @@ export function createCoverageCheck(databases: Databases, comparison: CoverageCo
         await sleep(delayMs);
         const reread = async (earlier: Mismatch[]) => {
           const seen = new Set(earlier.map((d) => d.key));
-          const again = shape.lineage ? [...new Set(earlier.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])))] : [...seen];
+          const again = keysToReadAgain(earlier, !!shape.lineage);
           return diffRows(columnNames, ...(await comparison.bothSides(plan, again, samplePercent, migrationId))).filter((d) => seen.has(d.key));
         };
         return settle(await reread(first), reread);

@@ -7,7 +7,7 @@
 import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 
-export interface Timestamp {
+interface Timestamp {
   seconds?: { toString(): string } | number | null;
   nanos?: number | null;
 }
