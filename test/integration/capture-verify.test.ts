@@ -6,24 +6,18 @@
  * waiting, is still a difference, as is one of a logical capture whose slot is gone. The test's
  * own md5 of every row's text checks what verification says.
  */
-import { MockActivityEnvironment } from '@temporalio/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createChangeApplier } from '../../activities/capture/applier';
 import { createCaptureTrigger } from '../../activities/capture/trigger';
 import { createDatabases, type Databases } from '../../activities/connections';
-import { createVerifier, type VerifyShardInput, type VerifyShardResult } from '../../activities/verify/verifier';
+import { createVerifier, type VerifyShardResult } from '../../activities/verify/verifier';
 import { startOfCapture, type ApplyCursor } from '../../lib/capture';
-import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan, type Plan } from '../../lib/plan';
+import { captureVerification, runActivity as run } from '../support/capture-verification';
 import { startWriter, type WriterCounts } from '../support/capture-writer';
 import { createTestDatabase, sql } from '../support/harness';
 
 const ROWS = 4000;
-
-function run<I, O>(activity: (input: I) => Promise<O>, input: I): Promise<O> {
-  return new MockActivityEnvironment().run(activity, input);
-}
 
 /** The test's own comparison: md5 of each row's text, the source through the same reshaping by hand. */
 async function differingKeys(url: string): Promise<string[]> {
@@ -40,7 +34,7 @@ async function differingKeys(url: string): Promise<string[]> {
 describe('verification under trigger capture', () => {
   let url: string;
   let databases: Databases;
-  let applier: ReturnType<typeof createChangeApplier>['activities'];
+  let driver: ReturnType<typeof captureVerification>;
 
   const planOf = (name: string, captureWaitSeconds: number): Plan =>
     validatePlan({
@@ -63,52 +57,6 @@ describe('verification under trigger capture', () => {
     await run(createCaptureTrigger(databases).installCapture, { migrationId, plan });
   }
 
-  /** The applier after the backfill (pruning what it applied), from `cursor` for `seconds`. */
-  const apply = (migrationId: string, plan: Plan, cursor: ApplyCursor, seconds: number) =>
-    run(applier.applyChanges, { migrationId, plan, cursor, rowsPerSecond: null, prune: true, maxSeconds: seconds });
-
-  async function verifyAll(input: Omit<VerifyShardInput, 'cursor' | 'shard' | 'chunkSize' | 'pass' | 'inFlightDelayMs'>): Promise<VerifyShardResult> {
-    const verifier = createVerifier(databases);
-    const total = { done: false, cursor: null as string | null, rowsChecked: 0, inFlight: 0, mismatches: { missing: 0, extra: 0, value: 0 }, examples: [] as VerifyShardResult['examples'] };
-    while (!total.done) {
-      const result = await run(verifier.verifyShard, { ...input, chunkSize: 1000, pass: 1, inFlightDelayMs: 10, shard: { range: wholeKeySpace, partitionValue: null }, cursor: total.cursor });
-      Object.assign(total, { done: result.done, cursor: result.cursor });
-      total.rowsChecked += result.rowsChecked;
-      total.inFlight += result.inFlight;
-      for (const category of ['missing', 'extra', 'value'] as const) total.mismatches[category] += result.mismatches[category];
-      total.examples.push(...result.examples);
-    }
-    return total as VerifyShardResult;
-  }
-
-  /** Verifies (after `startAfterMs`) with the applier running beside it from the start of capture, as after a backfill. */
-  async function verifyWhileApplying(migrationId: string, plan: Plan, startAfterMs: number): Promise<{ result: VerifyShardResult; cursor: ApplyCursor }> {
-    let cursor = startOfCapture;
-    let verifying = true;
-    const applying = (async () => {
-      while (verifying) cursor = (await apply(migrationId, plan, cursor, 0.5)).cursor;
-    })();
-    let result: VerifyShardResult;
-    try {
-      await new Promise((resolve) => setTimeout(resolve, startAfterMs));
-      result = await verifyAll({ migrationId, plan });
-    } finally {
-      verifying = false;
-      await applying;
-    }
-    return { result, cursor };
-  }
-
-  /** The applier, with the writers stopped, until no change waits. */
-  async function catchUp(migrationId: string, plan: Plan, from: ApplyCursor): Promise<void> {
-    let cursor = from;
-    for (let round = 0; round < 20; round += 1) {
-      const done = await run(applier.applyChanges, { migrationId, plan, cursor, rowsPerSecond: null, prune: true, returnWhenCaughtUp: true, maxSeconds: 2 });
-      cursor = done.cursor;
-      if (done.lag.changesWaiting === 0) return;
-    }
-  }
-
   beforeAll(async () => {
     url = await createTestDatabase('capture_verify');
     await sql(url, `
@@ -116,7 +64,7 @@ describe('verification under trigger capture', () => {
       INSERT INTO accounts SELECT i, i * 1.25, 'note ' || i FROM generate_series(1, ${ROWS}) AS i;
       CREATE TABLE accounts_v2 (id int PRIMARY KEY, cents bigint NOT NULL, note text);`);
     databases = createDatabases({ env: { DB: url } });
-    applier = createChangeApplier(databases, null).activities;
+    driver = captureVerification(databases);
   });
   afterAll(() => databases?.close());
 
@@ -129,9 +77,9 @@ describe('verification under trigger capture', () => {
     await sql(url, `UPDATE accounts_v2 SET note = 'by hand' WHERE id = 7`);
 
     // The applier starts well after the in-flight delay (10 ms) has passed.
-    const verifying = verifyAll({ migrationId, plan });
+    const verifying = driver.verifyAll({ migrationId, plan });
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    const applied = await run(applier.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, prune: true, returnWhenCaughtUp: true, maxSeconds: 5 });
+    const applied = await run(driver.applier.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, prune: true, returnWhenCaughtUp: true, maxSeconds: 5 });
     const result = await verifying;
 
     expect(applied.keysApplied).toBe(ROWS / 8);
@@ -148,7 +96,7 @@ describe('verification under trigger capture', () => {
     await sql(url, `UPDATE accounts SET note = 'changed ' || id WHERE id % 100 = 0`);
 
     const started = Date.now();
-    const result = await verifyAll({ migrationId, plan });
+    const result = await driver.verifyAll({ migrationId, plan });
     expect(result.mismatches).toEqual({ missing: 0, extra: 0, value: ROWS / 100 });
     expect(result.inFlight).toBe(0);
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
@@ -160,13 +108,13 @@ describe('verification under trigger capture', () => {
     const plan = planOf(migrationId, 20);
     await captured(migrationId, plan);
     await sql(url, `UPDATE accounts_v2 SET note = 'by hand' WHERE id = 9`);
-    expect((await verifyAll({ migrationId, plan })).mismatches).toEqual({ missing: 0, extra: 0, value: 1 });
+    expect((await driver.verifyAll({ migrationId, plan })).mismatches).toEqual({ missing: 0, extra: 0, value: 1 });
 
     // The application writes the row; the change apply gets to it only after the delay.
     await sql(url, `UPDATE accounts SET note = 'written again' WHERE id = 9`);
     const carried = run(createVerifier(databases).recheckOpenMismatches, { migrationId, plan, pass: 2 });
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    await run(applier.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, prune: true, returnWhenCaughtUp: true, maxSeconds: 5 });
+    await run(driver.applier.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, prune: true, returnWhenCaughtUp: true, maxSeconds: 5 });
     expect(await carried).toEqual({ missing: 0, extra: 0, value: 0 });
     expect(await sql(url, `SELECT key FROM ferry.mismatches WHERE migration_id = $1 AND resolved_at IS NULL`, [migrationId])).toEqual([]);
     expect(await differingKeys(url)).toEqual([]);
@@ -187,7 +135,7 @@ describe('verification under trigger capture', () => {
     let result: VerifyShardResult;
     let cursor: ApplyCursor;
     try {
-      ({ result, cursor } = await verifyWhileApplying(migrationId, plan, 500));
+      ({ result, cursor } = await driver.verifyWhileApplying(migrationId, plan, { verifyAfterMs: 500 }));
     } finally {
       writing = false;
       await writer;
@@ -197,7 +145,7 @@ describe('verification under trigger capture', () => {
     expect(result.mismatches).toEqual({ missing: 0, extra: 0, value: 0 });
     expect(Date.now() - started).toBeLessThan(30_000);
     // In flight, not different: once the applier catches up, the test's own comparison agrees.
-    await catchUp(migrationId, plan, cursor);
+    await driver.catchUp(migrationId, plan, cursor);
     expect(await differingKeys(url)).toEqual([]);
   });
 
@@ -207,7 +155,7 @@ describe('verification under trigger capture', () => {
     await equalTables();
     await sql(url, `UPDATE accounts_v2 SET note = 'by hand' WHERE id IN (3, 5)`);
     const started = Date.now();
-    const result = await verifyAll({ migrationId, plan });
+    const result = await driver.verifyAll({ migrationId, plan });
     expect(result.mismatches).toEqual({ missing: 0, extra: 0, value: 2 });
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(await differingKeys(url)).toEqual(['3', '5']);
@@ -221,7 +169,7 @@ describe('verification under trigger capture', () => {
     let counts: WriterCounts;
     let verified: { result: VerifyShardResult; cursor: ApplyCursor };
     try {
-      verified = await verifyWhileApplying(migrationId, plan, 1000);
+      verified = await driver.verifyWhileApplying(migrationId, plan, { verifyAfterMs: 1000 });
     } finally {
       counts = await writer.stop();
     }
@@ -231,7 +179,7 @@ describe('verification under trigger capture', () => {
     expect(result.inFlight).toBeGreaterThan(0);
 
     // Caught up with the writer stopped, the test's own comparison finds both sides equal.
-    await catchUp(migrationId, plan, verified.cursor);
+    await driver.catchUp(migrationId, plan, verified.cursor);
     expect(await differingKeys(url)).toEqual([]);
   });
 });
