@@ -39,7 +39,8 @@ function run<I, O>(activity: (input: I) => Promise<O>, input: I): Promise<O> {
   return new MockActivityEnvironment().run(activity, input);
 }
 
-const ferrySlots = (url: string) => sql(url, `SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE $1`, [`${LOGICAL_CAPTURE_PREFIX}%`]);
+/** Ferry's slots of this database: slots are the server's, and other test files run beside this one. */
+const ferrySlots = (url: string) => sql(url, `SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE $1 AND database = current_database()`, [`${LOGICAL_CAPTURE_PREFIX}%`]);
 const ferryPublications = (url: string) => sql(url, `SELECT pubname FROM pg_publication WHERE pubname LIKE $1`, [`${LOGICAL_CAPTURE_PREFIX}%`]);
 
 describe.each([
