@@ -8,6 +8,7 @@ import type pg from 'pg';
 import { capturesChanges, capturesLogically } from '../../lib/capture';
 import type { Plan } from '../../lib/plan';
 import { currentSnapshot } from '../capture/applier';
+import { withApplyLock } from '../capture/apply-keys';
 import { snapshotReadThrough } from '../capture/logical-reader';
 import { keysWithChangesSql } from '../capture/statements';
 import type { Mismatch } from '../state/ferry-schema';
@@ -39,14 +40,14 @@ export function keysToReadAgain(differences: Mismatch[], lineage: boolean): stri
  * log, which it does only after the backfill: before it, or with the applier stopped, the wait
  * runs out and the rows differ.
  *
- * A row is a difference when it differs at a re-read made after a look at the log found no
- * change of it waiting, and a look after that re-read finds none either (so an apply landing
- * between a re-read and a look is not taken for a difference). When the time or the rounds are
- * up, a row with a change waiting is in flight only if this wait saw the applier apply an earlier
- * change of it and it was read again after: the applier is at work on it, and what still differs
- * is a later change.
+ * A row is a difference when it differs at a re-read and a look at the log right after finds no
+ * change of it waiting, both made holding the migration's apply lock (see withApplyLock): no
+ * change can be applied between the two, so a change the applier applied and pruned after the
+ * re-read is never taken for none. When the time or the rounds are up, a row with a change
+ * waiting is in flight only if this wait saw the applier apply an earlier change of it and it was
+ * read again after: the applier is at work on it, and what still differs is a later change.
  */
-export function captureSettle(sourcePool: pg.Pool, plan: Plan, migrationId: string, lineage: boolean) {
+export function captureSettle(sourcePool: pg.Pool, targetPool: pg.Pool, plan: Plan, migrationId: string, lineage: boolean) {
   const logKey = (d: Mismatch) => (lineage ? (d.sourceKey ?? '') : d.key);
   /**
    * A snapshot whose every visible change is in the log (for logical capture, once the reader got
@@ -68,25 +69,33 @@ export function captureSettle(sourcePool: pg.Pool, plan: Plan, migrationId: stri
     if (!capturesChanges(plan)) return differences;
     const deadline = Date.now() + (plan.verify.captureWaitSeconds ?? CAPTURE_WAIT_SECONDS) * 1000;
     const timeLeft = () => Math.max(0, deadline - Date.now());
+    /** Rows found differing with no change of theirs waiting: differences, whatever comes after. */
+    const differing: Mismatch[] = [];
     let open = differences;
     /** Keys whose waiting changes this wait saw the applier apply. */
     const applied = new Set<string>();
-    // From the second round on, `open` was read again after a look at the log.
     for (let round = 1; open.length > 0; round += 1) {
-      const snapshot = await logComplete(timeLeft());
-      if (snapshot === null) return open;
-      const changed = await waiting([...new Set(open.map(logKey))], snapshot);
-      if (changed.size === 0 && round > 1) return open;
-      if (timeLeft() === 0 || round > MAX_ROUNDS) return open.filter((d) => !(changed.has(logKey(d)) && applied.has(logKey(d))));
+      const look = await withApplyLock(targetPool, migrationId, async () => {
+        const still = await reread(open);
+        if (still.length === 0) return { still, snapshot: null, changed: new Set<string>() };
+        const snapshot = await logComplete(timeLeft());
+        return { still, snapshot, changed: snapshot === null ? null : await waiting([...new Set(still.map(logKey))], snapshot) };
+      });
+      const { changed } = look;
+      // The reader did not get there in time, or the slot is gone: they differ.
+      if (changed === null) return [...differing, ...look.still];
+      differing.push(...look.still.filter((d) => !changed.has(logKey(d))));
+      open = look.still.filter((d) => changed.has(logKey(d)));
+      if (open.length === 0) break;
+      if (timeLeft() === 0 || round > MAX_ROUNDS) return [...differing, ...open.filter((d) => !applied.has(logKey(d)))];
       // Wait until the applier has applied (and pruned) every change to them the snapshot sees.
       for (let still = changed; still.size > 0; ) {
-        if (timeLeft() === 0) return open;
+        if (timeLeft() === 0) return [...differing, ...open];
         await sleep(Math.min(POLL_MS, timeLeft()));
-        still = await waiting([...still], snapshot);
+        still = await waiting([...still], look.snapshot!);
       }
       for (const key of changed) applied.add(key);
-      open = await reread(open);
     }
-    return open;
+    return differing;
   };
 }

@@ -194,7 +194,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     };
 
     const reread = rereadOf(plan, v, pageRows);
-    const settle = captureSettle(sourcePool, plan, input.migrationId, !!v.shape.lineage);
+    const settle = captureSettle(sourcePool, targetPool, plan, input.migrationId, !!v.shape.lineage);
 
     /**
      * The differences that remain once in-flight writes have had time to land: a row the
@@ -313,7 +313,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
         if (keys.length === 0) break;
         after = keys[keys.length - 1]!;
         v ??= await verificationOf(plan, null, undefined, migrationId);
-        settle ??= captureSettle(databases.pool(plan.source.connection), plan, migrationId, !!v.shape.lineage);
+        settle ??= captureSettle(databases.pool(plan.source.connection), targetPool, plan, migrationId, !!v.shape.lineage);
         const pageRows = Math.max(MIN_PAGE_ROWS, keys.length + 1);
         const [s, t] = await bothSides(plan, v, { keys }, { keys }, pageRows);
         let differences = diffRows(columnNames(v), s, t);

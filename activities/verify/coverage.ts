@@ -87,7 +87,7 @@ export function createCoverageCheck(databases: Databases, comparison: CoverageCo
       const shape = await comparison.shapeOf(plan, samplePercent, migrationId);
       const pageRows = Math.max(100, input.chunkSize);
       const delayMs = input.inFlightDelayMs ?? 2000;
-      const settle = captureSettle(sourcePool, plan, migrationId, !!shape.lineage);
+      const settle = captureSettle(sourcePool, targetPool, plan, migrationId, !!shape.lineage);
       const columnNames = shape.types.map((c) => c.name);
       const result: CoverageResult = {
         scopeRows: null,

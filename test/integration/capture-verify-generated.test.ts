@@ -220,7 +220,8 @@ describe('verification under capture, on generated writes and damage', () => {
             else await runActivity(logical.removeLogicalCapture, { migrationId, plan });
           }
         }),
-        { numRuns: RUNS },
+        // A failure depends on timing as well as on the case: reported as found, not shrunk.
+        { numRuns: RUNS, endOnFailure: true },
       );
     } finally {
       await db.end();
