@@ -76,6 +76,9 @@ export function captureSettle(sourcePool: pg.Pool, targetPool: pg.Pool, plan: Pl
     const applied = new Set<string>();
     for (let round = 1; open.length > 0; round += 1) {
       const look = await withApplyLock(targetPool, migrationId, async () => {
+        // Read again even though the caller has just read them: only a read made holding the
+        // lock can be held against the log. The caller's read, without it, lets rows that are
+        // equal by then skip the lock.
         const still = await reread(open);
         if (still.length === 0) return { still, snapshot: null, changed: new Set<string>() };
         const snapshot = await logComplete(timeLeft());
