@@ -6,7 +6,7 @@
  * row finds no difference, and no replication slot of Ferry's is left. An abort drops the slot
  * and the publication at once; a source that cannot be captured is refused with nothing created.
  */
-import { MockActivityEnvironment } from '@temporalio/testing';
+import { runActivity } from '../support/activities';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases } from '../../activities/connections';
@@ -33,10 +33,6 @@ async function requireLogicalWal(url: string): Promise<void> {
         'set them on the server in DATABASE_URL (ALTER SYSTEM SET wal_level = logical, then restart) or unset DATABASE_URL',
     );
   }
-}
-
-function run<I, O>(activity: (input: I) => Promise<O>, input: I): Promise<O> {
-  return new MockActivityEnvironment().run(activity, input);
 }
 
 /** Ferry's slots of this database: slots are the server's, and other test files run beside this one. */
@@ -185,17 +181,17 @@ describe('logical capture, set up and taken down', () => {
     const holder = new pg.Client({ connectionString: url });
     await holder.connect();
     try {
-      await run(setup.installLogicalCapture, { migrationId, plan });
+      await runActivity(setup.installLogicalCapture, { migrationId, plan });
       await holder.query(`BEGIN; LOCK TABLE ferry.change_log IN SHARE MODE`);
       await sql(url, `UPDATE accounts SET note = note || '.' WHERE id <= 50`);
-      const reading = run(createLogicalReader(databases).readLogicalChanges, { migrationId, plan, maxSeconds: 20 }).then(
+      const reading = runActivity(createLogicalReader(databases).readLogicalChanges, { migrationId, plan, maxSeconds: 20 }).then(
         () => null,
         (error: unknown) => error as Error,
       );
       const waitingFor = (lockType: string) =>
         sqlRow(url, `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE NOT l.granted AND l.locktype = $1 AND a.datname = current_database()`, [lockType]);
       await eventually(async () => ((await waitingFor('relation')).n > 0 ? true : undefined), 20_000, "the reader's write waiting for the log");
-      const removing = run(setup.removeLogicalCapture, { migrationId, plan });
+      const removing = runActivity(setup.removeLogicalCapture, { migrationId, plan });
       // The slot goes first; the removal's delete then waits for the write under way.
       await eventually(async () => ((await ferrySlots(url)).length === 0 ? true : undefined), 20_000, 'the slot dropped');
       await eventually(async () => ((await waitingFor('advisory')).n > 0 ? true : undefined), 20_000, "the removal waiting for the reader's write");
@@ -206,11 +202,11 @@ describe('logical capture, set up and taken down', () => {
       expect(await entries()).toBe(0);
 
       // A reader that starts after the removal finds no slot and logs nothing.
-      await expect(run(createLogicalReader(databases).readLogicalChanges, { migrationId, plan, maxSeconds: 2 })).rejects.toThrow(/replication slot .* is gone/);
+      await expect(runActivity(createLogicalReader(databases).readLogicalChanges, { migrationId, plan, maxSeconds: 2 })).rejects.toThrow(/replication slot .* is gone/);
       expect(await entries()).toBe(0);
     } finally {
       await holder.end();
-      await run(setup.removeLogicalCapture, { migrationId, plan });
+      await runActivity(setup.removeLogicalCapture, { migrationId, plan });
       await databases.close();
     }
   });
@@ -227,7 +223,7 @@ describe('logical capture, set up and taken down', () => {
       transform: { sql: { id: 'id', note: 'note' } },
       capture: 'logical',
     });
-    await expect(run(setup.installLogicalCapture, { migrationId: 'refused-keyless', plan: keyless })).rejects.toThrow(
+    await expect(runActivity(setup.installLogicalCapture, { migrationId: 'refused-keyless', plan: keyless })).rejects.toThrow(
       /public\.keyless has no primary key and no replica identity index, which does not cover the key id.*nothing was created/,
     );
     expect(await ferrySlots(url)).toEqual([]);
@@ -251,18 +247,18 @@ describe('logical capture, set up and taken down', () => {
     const limited = createDatabases({ env: { DB: limitedUrl.toString() } });
     try {
       const plan = validatePlan({ ...keyless, source: { ...keyless.source, table: 'accounts' }, target: { ...keyless.target, table: 'accounts_v2' }, transform: { sql: { id: 'id', cents: '0', note: 'note' } } });
-      await expect(run(createLogicalCaptureSetup(limited).installLogicalCapture, { migrationId: 'refused-norepl', plan })).rejects.toThrow(
+      await expect(runActivity(createLogicalCaptureSetup(limited).installLogicalCapture, { migrationId: 'refused-norepl', plan })).rejects.toThrow(
         new RegExp(`the role ${role} lacks the REPLICATION attribute.*fix: ALTER ROLE "${role}" REPLICATION;`),
       );
       // `ferry doctor` says the same before any migration starts.
-      const doctor = (await run(createDoctor(limited).doctor, { plan })).checks.filter((c) => c.name.startsWith('logical capture'));
+      const doctor = (await runActivity(createDoctor(limited).doctor, { plan })).checks.filter((c) => c.name.startsWith('logical capture'));
       expect(doctor).toEqual([
         expect.objectContaining({ name: 'logical capture: REPLICATION privilege', status: 'fail', fix: `ALTER ROLE "${role}" REPLICATION;` }),
         // The test server sets no cap on the WAL a slot keeps.
         expect.objectContaining({ name: 'logical capture: WAL kept by the slot', status: 'warn' }),
       ]);
       await sql(url, `ALTER ROLE ${role} REPLICATION`);
-      const after = (await run(createDoctor(limited).doctor, { plan })).checks.filter((c) => c.name.startsWith('logical capture'));
+      const after = (await runActivity(createDoctor(limited).doctor, { plan })).checks.filter((c) => c.name.startsWith('logical capture'));
       expect(after).toEqual([
         expect.objectContaining({ name: 'logical capture', status: 'ok' }),
         expect.objectContaining({ name: 'logical capture: WAL kept by the slot', status: 'warn' }),

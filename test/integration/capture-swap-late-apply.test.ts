@@ -12,7 +12,7 @@ import { createCaptureTrigger } from '../../activities/capture/trigger';
 import { createDatabases, type Databases } from '../../activities/connections';
 import { installFerrySchema } from '../../activities/state/ferry-schema';
 import { validatePlan, type Plan } from '../../lib/plan';
-import { runActivity as run } from '../support/capture-verification';
+import { runActivity } from '../support/activities';
 import { createTestDatabase, sql, sqlRow } from '../support/harness';
 
 /** md5 of a table's rows, in key order, as Postgres prints them. */
@@ -41,7 +41,7 @@ describe('a change apply after the swap', () => {
       transform: { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } },
       capture: { mode: 'trigger', swap: true },
     });
-    await run(createCaptureTrigger(databases).installCapture, { migrationId, plan });
+    await runActivity(createCaptureTrigger(databases).installCapture, { migrationId, plan });
     await sql(url, `UPDATE ${source} SET note = 'changed' WHERE id <= 10`);
     return { plan, migrationId, source, aside: oldTableAsideName(source, migrationId) };
   }
@@ -55,7 +55,7 @@ describe('a change apply after the swap', () => {
 
   it('fails, writing nothing, when it starts after the swap committed', async () => {
     const { plan, migrationId, source, aside } = await capturedPair();
-    const swapped = await run(createTableSwap(databases).swapTables, { migrationId, plan });
+    const swapped = await runActivity(createTableSwap(databases).swapTables, { migrationId, plan });
     expect(swapped.keysDrained).toBe(10);
     const before = { renamed: await tableDigest(url, source), aside: await tableDigest(url, aside) };
 
@@ -77,7 +77,7 @@ describe('a change apply after the swap', () => {
     await watcher.connect();
     try {
       await holder.query(`BEGIN; SELECT count(*) FROM ${pg.escapeIdentifier(source)}`);
-      const swapping = run(createTableSwap(databases).swapTables, { migrationId, plan });
+      const swapping = runActivity(createTableSwap(databases).swapTables, { migrationId, plan });
       const waitingFor = async (statement: string) => {
         for (let i = 0; i < 200; i += 1) {
           const { rows } = await watcher.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE $1`, [`${statement}%`]);

@@ -16,7 +16,8 @@ import { createCaptureTrigger } from '../../activities/capture/trigger';
 import { createDatabases, type Databases } from '../../activities/connections';
 import type { VerifyShardResult } from '../../activities/verify/verifier';
 import { validatePlan, type Plan } from '../../lib/plan';
-import { captureVerification, runActivity } from '../support/capture-verification';
+import { runActivity } from '../support/activities';
+import { captureVerification } from '../support/capture-verification';
 import { createTestDatabase, sql } from '../support/harness';
 
 /** Keys the writer inserts or moves to, and the target's extra rows: apart from the first rows' 1..n. */

@@ -13,7 +13,8 @@ import { createDatabases, type Databases } from '../../activities/connections';
 import { createVerifier, type VerifyShardResult } from '../../activities/verify/verifier';
 import { startOfCapture, type ApplyCursor } from '../../lib/capture';
 import { validatePlan, type Plan } from '../../lib/plan';
-import { captureVerification, runActivity as run } from '../support/capture-verification';
+import { runActivity } from '../support/activities';
+import { captureVerification } from '../support/capture-verification';
 import { startWriter, type WriterCounts } from '../support/capture-writer';
 import { createTestDatabase, sql } from '../support/harness';
 
@@ -54,7 +55,7 @@ describe('verification under trigger capture', () => {
   /** Captures from here on, with the target equal to the source. */
   async function captured(migrationId: string, plan: Plan): Promise<void> {
     await equalTables();
-    await run(createCaptureTrigger(databases).installCapture, { migrationId, plan });
+    await runActivity(createCaptureTrigger(databases).installCapture, { migrationId, plan });
   }
 
   beforeAll(async () => {
@@ -79,7 +80,7 @@ describe('verification under trigger capture', () => {
     // The applier starts well after the in-flight delay (10 ms) has passed.
     const verifying = driver.verifyAll({ migrationId, plan });
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    const applied = await run(driver.applier.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, prune: true, returnWhenCaughtUp: true, maxSeconds: 5 });
+    const applied = await runActivity(driver.applier.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, prune: true, returnWhenCaughtUp: true, maxSeconds: 5 });
     const result = await verifying;
 
     expect(applied.keysApplied).toBe(ROWS / 8);
@@ -112,9 +113,9 @@ describe('verification under trigger capture', () => {
 
     // The application writes the row; the change apply gets to it only after the delay.
     await sql(url, `UPDATE accounts SET note = 'written again' WHERE id = 9`);
-    const carried = run(createVerifier(databases).recheckOpenMismatches, { migrationId, plan, pass: 2 });
+    const carried = runActivity(createVerifier(databases).recheckOpenMismatches, { migrationId, plan, pass: 2 });
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    await run(driver.applier.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, prune: true, returnWhenCaughtUp: true, maxSeconds: 5 });
+    await runActivity(driver.applier.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, prune: true, returnWhenCaughtUp: true, maxSeconds: 5 });
     expect(await carried).toEqual({ missing: 0, extra: 0, value: 0 });
     expect(await sql(url, `SELECT key FROM ferry.mismatches WHERE migration_id = $1 AND resolved_at IS NULL`, [migrationId])).toEqual([]);
     expect(await differingKeys(url)).toEqual([]);

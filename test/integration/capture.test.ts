@@ -4,7 +4,7 @@
  * the change applier runs beside it, and after the writer stops and the lag reaches zero the
  * test's own md5 of every row's text finds both sides equal, in one database and across two.
  */
-import { MockActivityEnvironment } from '@temporalio/testing';
+import { runActivity } from '../support/activities';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -44,10 +44,6 @@ function capturePlan(name: string, targetEnv: string, module?: string): Plan {
   });
 }
 
-function run<I, O>(activity: (input: I) => Promise<O>, input: I): Promise<O> {
-  return new MockActivityEnvironment().run(activity, input);
-}
-
 /** The test's own comparison: md5 of each row's text, the source through the same reshaping by hand. */
 async function differingKeys(sourceUrl: string, targetUrl: string): Promise<string[]> {
   const [source, target] = await Promise.all([
@@ -75,8 +71,8 @@ describe('the capture trigger', () => {
   it('logs each changed key in the writer transaction, with its id; installs and removes idempotently', async () => {
     const trigger = createCaptureTrigger(databases);
     const id = 'capture-trigger-1';
-    expect(await run(trigger.installCapture, { migrationId: id, plan: plan() })).toEqual({ installed: true });
-    expect(await run(trigger.installCapture, { migrationId: id, plan: plan() })).toEqual({ installed: false });
+    expect(await runActivity(trigger.installCapture, { migrationId: id, plan: plan() })).toEqual({ installed: true });
+    expect(await runActivity(trigger.installCapture, { migrationId: id, plan: plan() })).toEqual({ installed: false });
 
     const writer = new pg.Client({ connectionString: url });
     await writer.connect();
@@ -105,8 +101,8 @@ describe('the capture trigger', () => {
     await sql(app.toString(), `UPDATE accounts SET note = 'from the app' WHERE id = 5`);
     expect(await sql(url, `SELECT key FROM ferry.change_log WHERE migration_id = $1 AND key = '5'`, [id])).toHaveLength(1);
 
-    expect(await run(trigger.removeCapture, { migrationId: id, plan: plan() })).toEqual({ removedEntries: 6 });
-    expect(await run(trigger.removeCapture, { migrationId: id, plan: plan() })).toEqual({ removedEntries: 0 });
+    expect(await runActivity(trigger.removeCapture, { migrationId: id, plan: plan() })).toEqual({ removedEntries: 6 });
+    expect(await runActivity(trigger.removeCapture, { migrationId: id, plan: plan() })).toEqual({ removedEntries: 0 });
     const name = captureObjectName(id);
     expect(await sql(url, `SELECT 1 FROM pg_trigger WHERE tgname IN ($1, $2) UNION ALL SELECT 1 FROM pg_proc WHERE proname = $1`, [name, truncateGuardName(id)])).toEqual([]);
     await sql(url, `UPDATE accounts SET balance = 5 WHERE id = 6`);
@@ -123,22 +119,22 @@ describe('the capture trigger', () => {
     const limited = createDatabases({ env: { LIMITED_URL: limitedUrl.toString() } });
     try {
       const limitedPlan = validatePlan({ ...plan(), source: { ...plan().source, connection: 'LIMITED_URL' }, target: { ...plan().target, connection: 'LIMITED_URL' } });
-      const capturing = (await run(createDoctor(limited).doctor, { plan: limitedPlan })).checks.filter((c) => /capture|change log/.test(c.name));
+      const capturing = (await runActivity(createDoctor(limited).doctor, { plan: limitedPlan })).checks.filter((c) => /capture|change log/.test(c.name));
       expect(capturing).toEqual([
         expect.objectContaining({ name: 'capture trigger on public.accounts', status: 'fail', fix: expect.stringMatching(/^GRANT "\w+" TO "capture_limited_\d+";$/) }),
         expect.objectContaining({ name: 'schema ferry (change log)', status: 'fail', fix: `ALTER SCHEMA ferry OWNER TO "${role}";` }),
       ]);
-      await expect(run(createCaptureTrigger(limited).installCapture, { migrationId: 'capture-limited', plan: limitedPlan })).rejects.toThrow(
+      await expect(runActivity(createCaptureTrigger(limited).installCapture, { migrationId: 'capture-limited', plan: limitedPlan })).rejects.toThrow(
         /may not install capture on public\.accounts: .*own the table/,
       );
       expect(await sql(url, `SELECT 1 FROM pg_proc WHERE proname = $1`, [captureObjectName('capture-limited')])).toEqual([]);
       // The schema exists already here (the first test made it), so the owner of the table is what is missing.
       await sql(url, capturing[0]!.fix!);
       await sql(url, `ALTER SCHEMA ferry OWNER TO ${role}; ALTER TABLE ferry.change_log OWNER TO ${role};`);
-      const after = (await run(createDoctor(limited).doctor, { plan: limitedPlan })).checks.filter((c) => /capture|change log/.test(c.name));
+      const after = (await runActivity(createDoctor(limited).doctor, { plan: limitedPlan })).checks.filter((c) => /capture|change log/.test(c.name));
       expect(after.map((c) => c.status)).toEqual(['ok', 'ok']);
-      expect(await run(createCaptureTrigger(limited).installCapture, { migrationId: 'capture-limited', plan: limitedPlan })).toEqual({ installed: true });
-      await run(createCaptureTrigger(limited).removeCapture, { migrationId: 'capture-limited', plan: limitedPlan });
+      expect(await runActivity(createCaptureTrigger(limited).installCapture, { migrationId: 'capture-limited', plan: limitedPlan })).toEqual({ installed: true });
+      await runActivity(createCaptureTrigger(limited).removeCapture, { migrationId: 'capture-limited', plan: limitedPlan });
     } finally {
       await limited.close();
     }
@@ -147,7 +143,7 @@ describe('the capture trigger', () => {
   it('refuses a source table that does not exist, and creates nothing for it', async () => {
     const trigger = createCaptureTrigger(databases);
     const missing = validatePlan({ ...plan(), source: { ...plan().source, table: 'no_such_table' } });
-    await expect(run(trigger.installCapture, { migrationId: 'capture-missing', plan: missing })).rejects.toThrow(/no_such_table does not exist/);
+    await expect(runActivity(trigger.installCapture, { migrationId: 'capture-missing', plan: missing })).rejects.toThrow(/no_such_table does not exist/);
     expect(await sql(url, `SELECT 1 FROM pg_proc WHERE proname = $1`, [captureObjectName('capture-missing')])).toEqual([]);
   });
 });
@@ -167,7 +163,7 @@ describe('a chunk whose read is older than the changes made before its write', (
   it('loses to them: the keys its snapshot could not see are applied again after its write', { timeout: 30_000 }, async () => {
     const plan = capturePlan('capture-watermark', 'SOURCE_URL');
     const migrationId = 'capture-watermark-1';
-    await run(createCaptureTrigger(databases).installCapture, { migrationId, plan });
+    await runActivity(createCaptureTrigger(databases).installCapture, { migrationId, plan });
     const changes = createChangeApplier(databases, null);
     const range = { after: '0', upTo: '100' };
     const reader = new pg.Client({ connectionString: url });
@@ -192,7 +188,7 @@ describe('a chunk whose read is older than the changes made before its write', (
     const target = await sql<{ id: number; cents: string }>(url, `SELECT id, cents FROM accounts_v2 WHERE id IN (5, 6, 7, 99999) ORDER BY id`);
     // 99999 is outside the chunk's range: the change apply brings it.
     expect(target).toEqual([{ id: 6, cents: '1' }]);
-    const applied = await run(changes.activities.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, maxSeconds: 0.3 });
+    const applied = await runActivity(changes.activities.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, maxSeconds: 0.3 });
     expect(applied.keysApplied).toBe(4);
     const differing = await sql(
       url,
@@ -234,7 +230,7 @@ describe.each([
     const trigger = createCaptureTrigger(databases);
     const copier = createCopier(databases, undefined, dir);
     const { activities: applier } = createChangeApplier(databases, dir);
-    await run(trigger.installCapture, { migrationId, plan });
+    await runActivity(trigger.installCapture, { migrationId, plan });
 
     const writer = startWriter(sourceUrl, { table: 'accounts', keys: ROWS, freshKeysFrom: 10_000_000 });
     let cursor: ApplyCursor = startOfCapture;
@@ -243,7 +239,7 @@ describe.each([
     // The applier runs beside the backfill, as it will in a migration.
     const applying = (async () => {
       while (!backfillDone) {
-        const result = await run(applier.applyChanges, { migrationId, plan, cursor, rowsPerSecond: null, maxSeconds: 0.5 });
+        const result = await runActivity(applier.applyChanges, { migrationId, plan, cursor, rowsPerSecond: null, maxSeconds: 0.5 });
         cursor = result.cursor;
         applied += result.keysApplied;
       }
@@ -251,7 +247,7 @@ describe.each([
     let copy: CopyBatchesResult;
     let copyCursor: string | null = null;
     do {
-      copy = await run(copier.copyBatches, {
+      copy = await runActivity(copier.copyBatches, {
         migrationId,
         plan,
         shard: { range: wholeKeySpace, partitionValue: null },
@@ -274,7 +270,7 @@ describe.each([
     // Catch-up: the writer has stopped; apply until nothing waits, removing what was applied.
     let lag: CaptureLag = { changesWaiting: -1, oldestSeconds: 0 };
     for (let round = 0; round < 20 && lag.changesWaiting !== 0; round += 1) {
-      const result = await run(applier.applyChanges, { migrationId, plan, cursor, rowsPerSecond: null, prune: true, maxSeconds: 0.5 });
+      const result = await runActivity(applier.applyChanges, { migrationId, plan, cursor, rowsPerSecond: null, prune: true, maxSeconds: 0.5 });
       cursor = result.cursor;
       lag = result.lag;
     }
@@ -283,7 +279,7 @@ describe.each([
     expect(await sql(sourceUrl, `SELECT count(*)::int AS n FROM ferry.change_log WHERE migration_id = $1`, [migrationId])).toEqual([{ n: 0 }]);
     expect(await sql(targetUrl, `SELECT count(*)::int AS n FROM ferry.failed_records WHERE migration_id = $1`, [migrationId])).toEqual([{ n: 0 }]);
 
-    await run(trigger.removeCapture, { migrationId, plan });
+    await runActivity(trigger.removeCapture, { migrationId, plan });
     expect(await sql(sourceUrl, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'accounts'::regclass AND NOT tgisinternal`)).toEqual([]);
   });
 });

@@ -7,7 +7,7 @@
  * verifier for every type; and values a transform returns that cannot be written exactly fail
  * their rows, with the reason.
  */
-import { MockActivityEnvironment } from '@temporalio/testing';
+import { runActivity } from '../support/activities';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -32,17 +32,13 @@ import {
 } from '../support/nasty-values';
 
 
-function run<I, O>(activity: (input: I) => Promise<O>, input: I): Promise<O> {
-  return new MockActivityEnvironment().run(activity, input);
-}
-
 async function verifyAll(databases: Databases, migrationId: string, plan: Plan, pass: number): Promise<VerifyShardResult> {
   const verifier = createVerifier(databases);
   const examples: Mismatch[] = [];
   let cursor: string | null = null;
   let result: VerifyShardResult;
   do {
-    result = await run(verifier.verifyShard, {
+    result = await runActivity(verifier.verifyShard, {
       migrationId, plan, pass, cursor, chunkSize: 7, inFlightDelayMs: 10, shard: { range: wholeKeySpace, partitionValue: null },
     });
     cursor = result.cursor;
@@ -161,7 +157,7 @@ describe('exact values through a module transform', () => {
     let cursor: string | null = null;
     let rowsWritten = 0;
     for (;;) {
-      const result: CopyBatchesResult = await run(copier.copyBatches, {
+      const result: CopyBatchesResult = await runActivity(copier.copyBatches, {
         migrationId: p.name, plan: p, shard: { range: wholeKeySpace, partitionValue: null }, cursor,
         batchSize: 5, maxBatchSize: 5, rowsPerSecond: null, failureBudget: 1000,
       });
@@ -217,7 +213,7 @@ describe('exact values through a module transform', () => {
     expect(found.mismatches).toEqual({ missing: 0, extra: 0, value: changed.length });
     expect(await recorded('exact-corrupt', 1)).toEqual(changed);
 
-    const repair = await run(createVerifier(databases).repairMismatches, { migrationId: 'exact-corrupt', plan: p, pass: 1 });
+    const repair = await runActivity(createVerifier(databases).repairMismatches, { migrationId: 'exact-corrupt', plan: p, pass: 1 });
     expect(repair).toMatchObject({ repaired: changed.length, unresolved: 0 });
     expect(await rowDigests(targetUrl, 'nasty')).toEqual(expected);
     expect((await verifyAll(databases, 'exact-corrupt', p, 2)).mismatches).toEqual({ missing: 0, extra: 0, value: 0 });

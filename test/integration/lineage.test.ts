@@ -4,7 +4,7 @@
  * group of subscriptions by the lineage column, finds what differs, and repair rewrites groups
  * without deleting a correctly copied row. Proved with the test's own SQL on both sides.
  */
-import { MockActivityEnvironment } from '@temporalio/testing';
+import { runActivity } from '../support/activities';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -48,10 +48,6 @@ export default (customer: { id: string; subscriptions: { id: string; plan: strin
   customer.subscriptions.map((s) => ({ id: s.id, customer_id: customer.id, plan: s.plan, status: s.status, seats: s.seats }));
 `;
 
-function run<I, O>(activity: (input: I) => Promise<O>, input: I): Promise<O> {
-  return new MockActivityEnvironment().run(activity, input);
-}
-
 describe('verification by lineage (one-to-many)', () => {
   let sourceUrl: string;
   let targetUrl: string;
@@ -81,7 +77,7 @@ describe('verification by lineage (one-to-many)', () => {
     let cursor: string | null = null;
     const total = { rowsChecked: 0, mismatches: { missing: 0, extra: 0, value: 0 } };
     for (;;) {
-      const result: VerifyShardResult = await run(verifier.verifyShard, {
+      const result: VerifyShardResult = await runActivity(verifier.verifyShard, {
         migrationId, plan, shard: { range: wholeKeySpace, partitionValue: null }, cursor, chunkSize: 50, pass, inFlightDelayMs: 10,
       });
       total.rowsChecked += result.rowsChecked;
@@ -165,13 +161,13 @@ describe('verification by lineage (one-to-many)', () => {
 
     const verifier = createVerifier(databases);
     // The final check of the pass finds the row with no source key; nothing can say where it belongs.
-    const coverage = await run(verifier.verifyCoverage, {
+    const coverage = await runActivity(verifier.verifyCoverage, {
       migrationId: 'lineage-1', plan, shards: [{ range: wholeKeySpace, partitionValue: null }], pass: 1, chunkSize: 50, inFlightDelayMs: 10,
     });
     expect(coverage.examples).toEqual([{ key: await id('orphan'), category: 'extra', columns: [], sourceKey: null }]);
-    const shown = await run(verifier.mismatchReport, { migrationId: 'lineage-1', plan, showValues: true, limit: 50 });
+    const shown = await runActivity(verifier.mismatchReport, { migrationId: 'lineage-1', plan, showValues: true, limit: 50 });
     expect(shown.examples.find((e) => e.category === 'value')!.values).toEqual({ plan: { source: 'enterprise', target: 'pro' } });
-    const repair = await run(verifier.repairMismatches, { migrationId: 'lineage-1', plan, pass: 1 });
+    const repair = await runActivity(verifier.repairMismatches, { migrationId: 'lineage-1', plan, pass: 1 });
     expect(repair.unresolved).toBe(1); // the orphan
     // 5/1, 11/1..3 and the stray are gone; 13/1 now belongs to 350; nothing else was deleted.
     expect(repair.deleted).toBe(5);
@@ -205,7 +201,7 @@ describe('verification by lineage (one-to-many)', () => {
     await sql(targetUrl, `DELETE FROM accounts WHERE code = 'u9'`);
     const first = await verifyAll(plan, 'lineage-sql-1', 1);
     expect(first.found.map((m) => `${m.key} ${m.category} ${m.sourceKeys.join(',')}`)).toEqual(['u5 extra 5', 'u7 value 7', 'u9 missing 9']);
-    const repair = await run(createVerifier(databases).repairMismatches, { migrationId: 'lineage-sql-1', plan, pass: 1 });
+    const repair = await runActivity(createVerifier(databases).repairMismatches, { migrationId: 'lineage-sql-1', plan, pass: 1 });
     expect(repair).toEqual({ repaired: 2, deleted: 1, unresolved: 0 });
     expect((await verifyAll(plan, 'lineage-sql-1', 2)).found).toEqual([]);
     const [source, target] = await Promise.all([
@@ -224,13 +220,13 @@ describe('verification by lineage (one-to-many)', () => {
       const found: string[] = [];
       for (const shard of shards) {
         for (let cursor: string | null = null; ; ) {
-          const result: VerifyShardResult = await run(verifier.verifyShard, { migrationId, plan, shard, cursor, chunkSize: 50, pass, inFlightDelayMs: 10 });
+          const result: VerifyShardResult = await runActivity(verifier.verifyShard, { migrationId, plan, shard, cursor, chunkSize: 50, pass, inFlightDelayMs: 10 });
           found.push(...result.examples.map((m) => `${m.key} ${m.category} ${m.sourceKey}`));
           cursor = result.cursor;
           if (result.done) break;
         }
       }
-      const coverage = await run(verifier.verifyCoverage, { migrationId, plan, shards, pass, chunkSize: 50, inFlightDelayMs: 10 });
+      const coverage = await runActivity(verifier.verifyCoverage, { migrationId, plan, shards, pass, chunkSize: 50, inFlightDelayMs: 10 });
       found.push(...coverage.examples.map((m) => `${m.key} ${m.category} ${m.sourceKey}`));
       return { found: found.sort(), coverage };
     };
@@ -241,7 +237,7 @@ describe('verification by lineage (one-to-many)', () => {
     const id = async (text: string) => (await sqlRow(targetUrl, `SELECT md5($1)::uuid::text AS id`, [text])).id as string;
     expect(found).toEqual([`${await id('22/1')} extra 22`, `${await id('22/2')} extra 22`].sort());
     expect(coverage.targetRowsChecked).toBe(Number((await sqlRow(targetUrl, 'SELECT count(*) AS n FROM subs')).n));
-    const repair = await run(verifier.repairMismatches, { migrationId: 'lineage-part', plan, pass: 2 });
+    const repair = await runActivity(verifier.repairMismatches, { migrationId: 'lineage-part', plan, pass: 2 });
     expect(repair).toMatchObject({ deleted: 2, unresolved: 0 });
     expect((await check('lineage-part', 3)).found).toEqual([]);
     const after = await equal('subs');

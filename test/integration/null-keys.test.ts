@@ -3,7 +3,7 @@
  * is written, and the final check of a verification pass counts the whole scope against what the
  * shards reach, so a row none reaches never passes unseen.
  */
-import { MockActivityEnvironment } from '@temporalio/testing';
+import { runActivity } from '../support/activities';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,10 +17,6 @@ import { ferry } from '../support/cli';
 import { createTestDatabase, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-null-keys-'));
-
-function run<I, O>(activity: (input: I) => Promise<O>, input: I): Promise<O> {
-  return new MockActivityEnvironment().run(activity, input);
-}
 
 describe('rows no range reaches', () => {
   let url: string;
@@ -91,7 +87,7 @@ describe('rows no range reaches', () => {
     });
     const verifier = createVerifier(databases);
     // Planned when only tenant a existed: tenant b's ten rows are reached by no shard.
-    const result = await run(verifier.verifyCoverage, {
+    const result = await runActivity(verifier.verifyCoverage, {
       migrationId: 'late-1', plan, shards: [{ range: { after: null, upTo: null }, partitionValue: 'a' }], pass: 1, chunkSize: 100, inFlightDelayMs: 10,
     });
     expect(result).toMatchObject({ scopeRows: 101, unreachedRows: 10, nullKeyRows: 1, mismatches: { missing: 1, extra: 0, value: 1 } });

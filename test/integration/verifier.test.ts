@@ -3,7 +3,7 @@
  * (keys, categories, column names), equal data written differently is not a difference, a
  * repair makes the target equal, and live writes in flight are not reported.
  */
-import { MockActivityEnvironment } from '@temporalio/testing';
+import { runActivity } from '../support/activities';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -138,7 +138,7 @@ async function verifyAll(databases: Databases, input: Omit<VerifyShardInput, 'cu
     examples: [],
   };
   while (!total.done) {
-    const result = await run(verifier.verifyShard, {
+    const result = await runActivity(verifier.verifyShard, {
       ...input,
       shard: { range: wholeKeySpace, partitionValue: null },
       cursor: total.cursor,
@@ -156,10 +156,6 @@ async function verifyAll(databases: Databases, input: Omit<VerifyShardInput, 'cu
 }
 
 /** Runs one activity as Temporal would, without a server (heartbeats go nowhere). */
-function run<I, O>(activity: (input: I) => Promise<O>, input: I): Promise<O> {
-  return new MockActivityEnvironment().run(activity, input);
-}
-
 const byKey = (a: Mismatch, b: Mismatch) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 
 describe('verifier across two databases', () => {
@@ -189,24 +185,24 @@ describe('verifier across two databases', () => {
     expect(await mismatchesOf(targetUrl, id, 1)).toEqual(EXPECTED);
 
     const verifier = createVerifier(databases);
-    const report = await run(verifier.mismatchReport, { migrationId: id, plan: p });
+    const report = await runActivity(verifier.mismatchReport, { migrationId: id, plan: p });
     expect(report.pass).toBe(1);
     expect(report.counts).toEqual({ missing: 2, extra: 2, value: 4 });
     expect(JSON.stringify(report)).not.toContain('changed');
     expect(report.examples.every((e) => e.values === undefined)).toBe(true);
-    const shown = await run(verifier.mismatchReport, { migrationId: id, plan: p, showValues: true });
+    const shown = await runActivity(verifier.mismatchReport, { migrationId: id, plan: p, showValues: true });
     const sixty = shown.examples.find((e) => e.key === '60')!;
     expect(sixty.values).toEqual({ name: { source: 'name 60', target: 'changed' }, amount: { source: '75.00', target: '76.00' } });
     expect(shown.examples.find((e) => e.key === '50')!.values).toEqual({ note: { source: null, target: '' } });
 
-    const repair = await run(verifier.repairMismatches, { migrationId: id, plan: p, pass: 1 });
+    const repair = await runActivity(verifier.repairMismatches, { migrationId: id, plan: p, pass: 1 });
     expect(repair).toEqual({ repaired: 6, deleted: 2, unresolved: 0 });
 
     const second = await verifyAll(databases, { migrationId: id, plan: p, chunkSize: 40, pass: 2, inFlightDelayMs: 50 });
     expect(second.mismatches).toEqual({ missing: 0, extra: 0, value: 0 });
     expect(second.chunksDiffering).toBe(0);
     expect(second.rowsChecked).toBe(ROWS);
-    const after = await run(verifier.mismatchReport, { migrationId: id, plan: p });
+    const after = await runActivity(verifier.mismatchReport, { migrationId: id, plan: p });
     expect(after.pass).toBe(1);
     expect(after.unresolved).toEqual({ missing: 0, extra: 0, value: 0 });
   });
@@ -223,7 +219,7 @@ describe('verifier across two databases', () => {
     await sql(sourceUrl, `INSERT INTO orders SELECT ${ROWS + 1}, 'late', NULL, now(), '{}', 2`);
     try {
       const verifier = createVerifier(databases);
-      const repair = await run(verifier.repairMismatches, { migrationId: id, plan: p, pass: 1 });
+      const repair = await runActivity(verifier.repairMismatches, { migrationId: id, plan: p, pass: 1 });
       expect(repair).toEqual({ repaired: 2, deleted: 0, unresolved: 0 });
       expect(await sql(targetUrl, `SELECT id::text, name FROM orders_t WHERE id IN (7, 8, ${ROWS + 1}) ORDER BY orders_t.id`)).toEqual([
         { id: '7', name: 'name 7' },
@@ -241,7 +237,7 @@ describe('verifier across two databases', () => {
     // Make the target equal first, then write to both sides while verifying.
     const verifier = createVerifier(databases);
     await verifyAll(databases, { migrationId: 'verify-live-0', plan: p, chunkSize: 50, pass: 1, inFlightDelayMs: 10 });
-    await run(verifier.repairMismatches, { migrationId: 'verify-live-0', plan: p, pass: 1 });
+    await runActivity(verifier.repairMismatches, { migrationId: 'verify-live-0', plan: p, pass: 1 });
 
     let writing = true;
     let writes = 0;
@@ -342,7 +338,7 @@ describe('verifier within one database', () => {
     const first = await verifyAll(databases, { migrationId: 'one', plan: p, chunkSize: 64, pass: 1, inFlightDelayMs: 10 });
     expect([...first.examples].sort(byKey)).toEqual(EXPECTED);
     const verifier = createVerifier(databases);
-    const repair = await run(verifier.repairMismatches, { migrationId: 'one', plan: p, pass: 1 });
+    const repair = await runActivity(verifier.repairMismatches, { migrationId: 'one', plan: p, pass: 1 });
     expect(repair).toEqual({ repaired: 6, deleted: 2, unresolved: 0 });
     const second = await verifyAll(databases, { migrationId: 'one', plan: p, chunkSize: 64, pass: 2, inFlightDelayMs: 10 });
     expect(second.mismatches).toEqual({ missing: 0, extra: 0, value: 0 });
@@ -404,7 +400,7 @@ describe('verifier with a module transform', () => {
       { key: '44', category: 'value', columns: ['payload'] },
     ]);
     const verifier = createVerifier(databases);
-    const repair = await run(verifier.repairMismatches, { migrationId: 'mod', plan: p, pass: 1 });
+    const repair = await runActivity(verifier.repairMismatches, { migrationId: 'mod', plan: p, pass: 1 });
     expect(repair).toEqual({ repaired: 2, deleted: 1, unresolved: 0 });
     const second = await verifyAll(databases, { migrationId: 'mod', plan: p, chunkSize: 50, pass: 2, inFlightDelayMs: 10 });
     expect(second.mismatches).toEqual({ missing: 0, extra: 0, value: 0 });

@@ -4,7 +4,6 @@
  * whole pass over the key space, the applier after the backfill, the applier until no change
  * waits, and, for logical capture, the reader of the slot.
  */
-import { MockActivityEnvironment } from '@temporalio/testing';
 import { createChangeApplier } from '../../activities/capture/applier';
 import { createLogicalReader, snapshotReadThrough } from '../../activities/capture/logical-reader';
 import type { Databases } from '../../activities/connections';
@@ -12,10 +11,7 @@ import { createVerifier, type VerifyShardInput, type VerifyShardResult } from '.
 import { capturesLogically, startOfCapture, type ApplyCursor } from '../../lib/capture';
 import { wholeKeySpace } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
-
-export function runActivity<I, O>(activity: (input: I) => Promise<O>, input: I): Promise<O> {
-  return new MockActivityEnvironment().run(activity, input);
-}
+import { runActivity } from './activities';
 
 export type PassInput = Omit<VerifyShardInput, 'cursor' | 'shard' | 'chunkSize' | 'pass' | 'inFlightDelayMs'>;
 
