@@ -29,6 +29,25 @@ const MAX_ROUNDS = 5;
 /** Reads the rows of some differences again; returns those that still differ. */
 export type Reread = (differences: Mismatch[]) => Promise<Mismatch[]>;
 
+/**
+ * Rows read again holding the apply lock, and the log looked at right after: `changed` holds the
+ * log keys of those with a change waiting in `snapshot`; null when the log could not be looked at
+ * (the reader not there in time, or its slot gone).
+ */
+interface Look {
+  still: Mismatch[];
+  snapshot: string | null;
+  changed: Set<string> | null;
+}
+
+interface LookRequest {
+  open: Mismatch[];
+  reread: Reread;
+  timeLeft: () => number;
+  resolve: (look: Look) => void;
+  reject: (error: unknown) => void;
+}
+
 /** The keys that read some differing rows again: with a lineage column, their groups' source keys. */
 export function keysToReadAgain(differences: Mismatch[], lineage: boolean): string[] {
   return [...new Set(lineage ? differences.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])) : differences.map((d) => d.key))];
@@ -65,6 +84,48 @@ export function captureSettle(sourcePool: pg.Pool, targetPool: pg.Pool, plan: Pl
   const waiting = async (keys: string[], snapshot: string) =>
     keys.length === 0 ? new Set<string>() : new Set((await sourcePool.query<{ key: string }>(keysWithChangesSql(migrationId, keys, snapshot))).rows.map((r) => r.key));
 
+  /**
+   * Looks asked for while another is under way, gathered for the next: one hold of the apply lock,
+   * one wait for the reader and one look at the log serve every chunk of the pass whose rows are
+   * settling. With one hold each, taken one after another, a pass over a target differing in
+   * every chunk took twice as long under logical capture (scripts/bench/verify-damaged.ts).
+   */
+  let queued: LookRequest[] = [];
+  let looking = false;
+  const lookForQueued = async (): Promise<void> => {
+    looking = true;
+    try {
+      while (queued.length > 0) {
+        const batch = queued;
+        queued = [];
+        try {
+          const looks = await withApplyLock(targetPool, migrationId, async () => {
+            // Read again even though the callers have just read them: only a read made holding the
+            // lock can be held against the log. The callers' read, without it, lets rows that are
+            // equal by then skip the lock.
+            const stills = await Promise.all(batch.map((request) => request.reread(request.open)));
+            if (stills.every((still) => still.length === 0)) return stills.map((still): Look => ({ still, snapshot: null, changed: new Set() }));
+            // The longest wait any of them may still make: the reader is waited for once, for all.
+            const snapshot = await logComplete(Math.max(...batch.map((request) => request.timeLeft())));
+            const changed = snapshot === null ? null : await waiting([...new Set(stills.flat().map(logKey))], snapshot);
+            return stills.map((still): Look => ({ still, snapshot, changed: changed && new Set(still.map(logKey).filter((key) => changed.has(key))) }));
+          });
+          batch.forEach((request, i) => request.resolve(looks[i]!));
+        } catch (error) {
+          for (const request of batch) request.reject(error);
+        }
+      }
+    } finally {
+      looking = false;
+    }
+  };
+  /** `open` read again and held against the log, in the next look. */
+  const look = (open: Mismatch[], reread: Reread, timeLeft: () => number): Promise<Look> =>
+    new Promise((resolve, reject) => {
+      queued.push({ open, reread, timeLeft, resolve, reject });
+      if (!looking) void lookForQueued();
+    });
+
   return async function settle(differences: Mismatch[], reread: Reread): Promise<Mismatch[]> {
     if (!capturesChanges(plan)) return differences;
     const deadline = Date.now() + (plan.verify.captureWaitSeconds ?? CAPTURE_WAIT_SECONDS) * 1000;
@@ -75,27 +136,19 @@ export function captureSettle(sourcePool: pg.Pool, targetPool: pg.Pool, plan: Pl
     /** Keys whose waiting changes this wait saw the applier apply. */
     const applied = new Set<string>();
     for (let round = 1; open.length > 0; round += 1) {
-      const look = await withApplyLock(targetPool, migrationId, async () => {
-        // Read again even though the caller has just read them: only a read made holding the
-        // lock can be held against the log. The caller's read, without it, lets rows that are
-        // equal by then skip the lock.
-        const still = await reread(open);
-        if (still.length === 0) return { still, snapshot: null, changed: new Set<string>() };
-        const snapshot = await logComplete(timeLeft());
-        return { still, snapshot, changed: snapshot === null ? null : await waiting([...new Set(still.map(logKey))], snapshot) };
-      });
-      const { changed } = look;
+      const found = await look(open, reread, timeLeft);
+      const { changed } = found;
       // The reader did not get there in time, or the slot is gone: they differ.
-      if (changed === null) return [...differing, ...look.still];
-      differing.push(...look.still.filter((d) => !changed.has(logKey(d))));
-      open = look.still.filter((d) => changed.has(logKey(d)));
+      if (changed === null) return [...differing, ...found.still];
+      differing.push(...found.still.filter((d) => !changed.has(logKey(d))));
+      open = found.still.filter((d) => changed.has(logKey(d)));
       if (open.length === 0) break;
       if (timeLeft() === 0 || round > MAX_ROUNDS) return [...differing, ...open.filter((d) => !applied.has(logKey(d)))];
       // Wait until the applier has applied (and pruned) every change to them the snapshot sees.
       for (let still = changed; still.size > 0; ) {
         if (timeLeft() === 0) return [...differing, ...open];
         await sleep(Math.min(POLL_MS, timeLeft()));
-        still = await waiting([...still], look.snapshot!);
+        still = await waiting([...still], found.snapshot!);
       }
       for (const key of changed) applied.add(key);
     }
