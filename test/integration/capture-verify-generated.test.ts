@@ -1,19 +1,24 @@
 /**
  * Verification under capture, trigger and logical, on generated histories against real
- * PostgreSQL: a table of generated rows, copied; then generated writes to the source (inserts, updates, deletes, key
- * changes, rolled-back transactions) mixed with damage done to the target by hand (a changed
- * value, a deleted row, an extra row). A verification pass then runs with the change apply
- * beside it, starting late, or not running. Its verdict, key for key and category for category,
- * must be what the test's own md5 of every row's text says: as the tables stand when the applier
- * does not run; when it runs, with more writes to the source during the pass, after it has caught
+ * PostgreSQL, through a SQL transform or its twin in a module: a table of generated rows,
+ * copied; then generated writes to the source (inserts, updates, deletes, key changes,
+ * rolled-back transactions) mixed with damage done to the target by hand (a changed value, a
+ * deleted row, an extra row). A verification pass then runs with the change apply beside it,
+ * starting late, or not running. Its verdict, key for key and category for category, must be
+ * what the test's own md5 of every row's text says: as the tables stand when the applier does
+ * not run; when it runs, with more writes to the source during the pass, after it has caught
  * up, where a key damaged and then written during the pass may be found either way.
  */
 import fc from 'fast-check';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogicalCaptureSetup } from '../../activities/capture/logical-setup';
 import { createCaptureTrigger } from '../../activities/capture/trigger';
 import { createDatabases, type Databases } from '../../activities/connections';
+import { stopTransformThreads } from '../../activities/transform/transform-threads';
 import type { VerifyShardResult } from '../../activities/verify/verifier';
 import { validatePlan, type Plan } from '../../lib/plan';
 import { runActivity } from '../support/activities';
@@ -55,6 +60,7 @@ const scenario = fc.record({
   writesDuringPass: fc.array(operation.filter((op) => !op.kind.startsWith('damage')), { maxLength: 40, size: 'medium' }),
   msBetweenWrites: fc.integer({ min: 0, max: 20 }),
   mode: fc.constantFrom('trigger' as const, 'logical' as const),
+  transform: fc.constantFrom('sql' as const, 'module' as const),
   applier: fc.constantFrom('beside' as const, 'late' as const, 'stopped' as const),
   chunkSize: fc.integer({ min: 5, max: 200 }),
 });
@@ -64,13 +70,18 @@ describe('verification under capture, on generated writes and damage', () => {
   let databases: Databases;
   let driver: ReturnType<typeof captureVerification>;
   let runs = 0;
+  /** The module transform's folder, inside the tests' transform directory (FERRY_TRANSFORM_DIR). */
+  let moduleDir: string;
 
-  const planOf = (name: string, mode: 'trigger' | 'logical', captureWaitSeconds: number): Plan =>
+  const planOf = (name: string, mode: 'trigger' | 'logical', transform: 'sql' | 'module', captureWaitSeconds: number): Plan =>
     validatePlan({
       name,
       source: { connection: 'DB', table: 'ledger', key: 'id' },
       target: { connection: 'DB', table: 'ledger_v2' },
-      transform: { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } },
+      transform:
+        transform === 'sql'
+          ? { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } }
+          : { module: path.join(moduleDir, 'ledger.ts'), columns: ['id', 'cents', 'note'] },
       capture: { mode, applyBatchSize: 25 },
       verify: { captureWaitSeconds, inFlightDelaySeconds: 0.01 },
     });
@@ -142,10 +153,23 @@ describe('verification under capture, on generated writes and damage', () => {
     await sql(url, `
       CREATE TABLE ledger (id int PRIMARY KEY, balance numeric(12, 2) NOT NULL, note text);
       CREATE TABLE ledger_v2 (id int PRIMARY KEY, cents bigint NOT NULL, note text);`);
+    moduleDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-capture-generated-'));
+    // The SQL transform's twin: balance arrives as numeric's text, exactly.
+    writeFileSync(
+      path.join(moduleDir, 'ledger.ts'),
+      `export default (row: { id: number; balance: string; note: string | null }) => {
+         const [whole, fraction = ''] = row.balance.split('.');
+         return { id: row.id, cents: BigInt(whole + fraction.padEnd(2, '0')).toString(), note: row.note };
+       };`,
+    );
     databases = createDatabases({ env: { DB: url } });
     driver = captureVerification(databases);
   });
-  afterAll(() => databases?.close());
+  afterAll(async () => {
+    await databases?.close();
+    await stopTransformThreads();
+    if (moduleDir) rmSync(moduleDir, { recursive: true, force: true });
+  });
 
   it('finds exactly the keys, and the kind of difference, that the test\'s own comparison finds', async () => {
     const trigger = createCaptureTrigger(databases);
@@ -154,10 +178,10 @@ describe('verification under capture, on generated writes and damage', () => {
     await db.connect();
     try {
       await fc.assert(
-        fc.asyncProperty(scenario, async ({ rows, operations, writesDuringPass, msBetweenWrites, mode, applier, chunkSize }) => {
+        fc.asyncProperty(scenario, async ({ rows, operations, writesDuringPass, msBetweenWrites, mode, transform, applier, chunkSize }) => {
           runs += 1;
           const migrationId = `capture-generated-${runs}`;
-          const plan = planOf(migrationId, mode, applier === 'stopped' ? 0.5 : 30);
+          const plan = planOf(migrationId, mode, transform, applier === 'stopped' ? 0.5 : 30);
           // The first rows, and the target equal to them (the backfill's result, by hand).
           await sql(url, `TRUNCATE ledger, ledger_v2`);
           await sql(

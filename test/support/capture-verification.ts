@@ -11,12 +11,14 @@ import { createVerifier, type VerifyShardInput, type VerifyShardResult } from '.
 import { capturesLogically, startOfCapture, type ApplyCursor } from '../../lib/capture';
 import { wholeKeySpace } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
+import { transformDirFromEnv } from '../../activities/transform/load';
 import { runActivity } from './activities';
 
 export type PassInput = Omit<VerifyShardInput, 'cursor' | 'shard' | 'chunkSize' | 'pass' | 'inFlightDelayMs'>;
 
 export function captureVerification(databases: Databases) {
-  const applier = createChangeApplier(databases, null).activities;
+  // The worker's transform directory, as the verifier's: a module transform is applied as it is verified.
+  const applier = createChangeApplier(databases, transformDirFromEnv()).activities;
 
   /** The applier after the backfill (pruning what it applied), from `cursor` for `seconds`. */
   const apply = (migrationId: string, plan: Plan, cursor: ApplyCursor, seconds: number) =>
