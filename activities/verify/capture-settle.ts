@@ -40,6 +40,7 @@ interface Look {
   changed: Set<string> | null;
 }
 
+/** A settle's rows waiting for the next look, and how long that settle may still wait. */
 interface LookRequest {
   open: Mismatch[];
   reread: Reread;
