@@ -52,7 +52,8 @@ const targetDdl = `
     ${targetColumns.map((c) => `${pg.escapeIdentifier(c.name)} ${c.type} NOT NULL${c.name === 'id' ? ' PRIMARY KEY' : ''}`).join(',\n    ')}
   )`;
 
-async function withConnection<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
+/** `use` on a connection of its own to `url`, closed afterwards. */
+export async function withConnection<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {

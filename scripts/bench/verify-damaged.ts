@@ -11,14 +11,14 @@
  *   npx tsx scripts/bench/verify-damaged.ts [--rows N] [--every N] [--chunk N] [--rounds N]
  */
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { createLogicalCaptureSetup } from '../../activities/capture/logical-setup';
 import { createCaptureTrigger } from '../../activities/capture/trigger';
 import { createDatabases } from '../../activities/connections';
 import { validatePlan, type Plan } from '../../lib/plan';
 import { runActivity } from '../../test/support/activities';
-import { captureVerification } from '../../test/support/capture-verification';
+import { captureVerification, LEDGER_DIFFERENCES_SQL, LEDGER_TABLES, LEDGER_TRANSFORM_SQL } from '../../test/support/capture-verification';
 import { startPostgres } from '../services/postgres';
+import { withConnection } from './dataset';
 import { formatSpread, formatTimes, spreadOf } from './stats';
 
 const MODES = ['none', 'trigger', 'logical'] as const;
@@ -34,22 +34,12 @@ function options() {
   return { rows: whole('rows', values.rows, 200_000), every: whole('every', values.every, 1000), chunk: whole('chunk', values.chunk, 1000), rounds: whole('rounds', values.rounds, 3) };
 }
 
-async function query(url: string, text: string): Promise<pg.QueryResult> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await client.query(text);
-  } finally {
-    await client.end();
-  }
-}
-
 function planOf(id: string, mode: Mode): Plan {
   return validatePlan({
     name: id,
     source: { connection: 'DB', table: 'ledger', key: 'id' },
     target: { connection: 'DB', table: 'ledger_v2' },
-    transform: { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } },
+    transform: { sql: LEDGER_TRANSFORM_SQL },
     ...(mode === 'none' ? {} : { capture: { mode } }),
     verify: { inFlightDelaySeconds: 0.01 },
   });
@@ -61,25 +51,16 @@ async function main(): Promise<void> {
   const url = await postgres.createDatabase(`ferry_verify_damaged_${process.pid}`);
   const databases = createDatabases({ env: { DB: url } });
   try {
-    await query(
-      url,
-      `CREATE TABLE ledger (id int PRIMARY KEY, balance numeric(12, 2) NOT NULL, note text);
-       CREATE TABLE ledger_v2 (id int PRIMARY KEY, cents bigint NOT NULL, note text);
-       INSERT INTO ledger SELECT i, i / 100.0, 'note ' || i FROM generate_series(1, ${rows}) AS i;
-       INSERT INTO ledger_v2 SELECT id, (balance * 100)::bigint, note FROM ledger;
-       UPDATE ledger_v2 SET note = 'damaged' WHERE id % ${every} = 0;`,
-    );
-    await query(url, 'VACUUM ANALYZE ledger, ledger_v2');
-    // The script's own comparison: md5 of each row's text, the source reshaped by hand.
-    const differing = Number(
-      (
-        await query(
-          url,
-          `SELECT count(*) AS n FROM (SELECT id, md5(row(id, (balance * 100)::bigint, note)::text) AS h FROM ledger) s
-             FULL JOIN (SELECT id, md5(row(id, cents, note)::text) AS h FROM ledger_v2) t ON t.id = s.id WHERE s.h IS DISTINCT FROM t.h`,
-        )
-      ).rows[0].n,
-    );
+    // The script's own comparison (md5 of each row's text) says how many rows differ.
+    const differing = await withConnection(url, async (client) => {
+      await client.query(LEDGER_TABLES);
+      await client.query(`
+        INSERT INTO ledger SELECT i, i / 100.0, 'note ' || i FROM generate_series(1, ${rows}) AS i;
+        INSERT INTO ledger_v2 SELECT id, (balance * 100)::bigint, note FROM ledger;
+        UPDATE ledger_v2 SET note = 'damaged' WHERE id % ${every} = 0;`);
+      await client.query('VACUUM ANALYZE ledger, ledger_v2');
+      return (await client.query(LEDGER_DIFFERENCES_SQL)).rowCount ?? 0;
+    });
     console.log(`verify-damaged: ${rows.toLocaleString('en-US')} rows, ${differing} differing (one in ${every} keys), chunks of ${chunk} keys, ${rounds} rounds`);
     const driver = captureVerification(databases);
     const trigger = createCaptureTrigger(databases);

@@ -22,7 +22,7 @@ import { stopTransformThreads } from '../../activities/transform/transform-threa
 import type { VerifyShardResult } from '../../activities/verify/verifier';
 import { validatePlan, type Plan } from '../../lib/plan';
 import { runActivity } from '../support/activities';
-import { captureVerification } from '../support/capture-verification';
+import { captureVerification, LEDGER_DIFFERENCES_SQL, LEDGER_TABLES, LEDGER_TRANSFORM_SQL } from '../support/capture-verification';
 import { createTestDatabase, sql } from '../support/harness';
 
 /** Keys the writer inserts or moves to, and the target's extra rows: apart from the first rows' 1..n. */
@@ -80,22 +80,14 @@ describe('verification under capture, on generated writes and damage', () => {
       target: { connection: 'DB', table: 'ledger_v2' },
       transform:
         transform === 'sql'
-          ? { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } }
+          ? { sql: LEDGER_TRANSFORM_SQL }
           : { module: path.join(moduleDir, 'ledger.ts'), columns: ['id', 'cents', 'note'] },
       capture: { mode, applyBatchSize: 25 },
       verify: { captureWaitSeconds, inFlightDelaySeconds: 0.01 },
     });
 
   /** The test's own comparison: md5 of each row's text, the source reshaped by hand. */
-  const comparison = async (): Promise<Verdict> =>
-    sql(
-      url,
-      `SELECT COALESCE(s.id, t.id)::text AS key,
-              CASE WHEN t.id IS NULL THEN 'missing' WHEN s.id IS NULL THEN 'extra' ELSE 'value' END AS category
-         FROM (SELECT id, md5(row(id, (balance * 100)::bigint, note)::text) AS h FROM ledger) AS s
-         FULL JOIN (SELECT id, md5(row(id, cents, note)::text) AS h FROM ledger_v2) AS t ON t.id = s.id
-        WHERE s.h IS DISTINCT FROM t.h ORDER BY COALESCE(s.id, t.id)`,
-    );
+  const comparison = async (): Promise<Verdict> => sql(url, LEDGER_DIFFERENCES_SQL);
 
   /** What the pass recorded: every key it found different, with its category. */
   const recorded = async (migrationId: string): Promise<Verdict> =>
@@ -150,9 +142,7 @@ describe('verification under capture, on generated writes and damage', () => {
 
   beforeAll(async () => {
     url = await createTestDatabase('capture_verify_generated');
-    await sql(url, `
-      CREATE TABLE ledger (id int PRIMARY KEY, balance numeric(12, 2) NOT NULL, note text);
-      CREATE TABLE ledger_v2 (id int PRIMARY KEY, cents bigint NOT NULL, note text);`);
+    await sql(url, LEDGER_TABLES);
     moduleDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-capture-generated-'));
     // The SQL transform's twin: balance arrives as numeric's text, exactly.
     writeFileSync(

@@ -7,12 +7,33 @@
 import { createChangeApplier } from '../../activities/capture/applier';
 import { createLogicalReader, snapshotReadThrough } from '../../activities/capture/logical-reader';
 import type { Databases } from '../../activities/connections';
+import { transformDirFromEnv } from '../../activities/transform/load';
 import { createVerifier, type VerifyShardInput, type VerifyShardResult } from '../../activities/verify/verifier';
 import { capturesLogically, startOfCapture, type ApplyCursor } from '../../lib/capture';
 import { wholeKeySpace } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
-import { transformDirFromEnv } from '../../activities/transform/load';
 import { runActivity } from './activities';
+
+/**
+ * The ledger these tests (and scripts/bench/verify-damaged.ts) migrate: a balance in numeric
+ * becomes cents, the note is kept.
+ */
+export const LEDGER_TABLES = `
+  CREATE TABLE ledger (id int PRIMARY KEY, balance numeric(12, 2) NOT NULL, note text);
+  CREATE TABLE ledger_v2 (id int PRIMARY KEY, cents bigint NOT NULL, note text);`;
+
+export const LEDGER_TRANSFORM_SQL = { id: 'id', cents: '(balance * 100)::bigint', note: 'note' };
+
+/**
+ * The comparison of the test's own, sharing no code with Ferry's verifier: md5 of each row's
+ * text, the source reshaped by hand; the key and category of every row that differs.
+ */
+export const LEDGER_DIFFERENCES_SQL = `
+  SELECT COALESCE(s.id, t.id)::text AS key,
+         CASE WHEN t.id IS NULL THEN 'missing' WHEN s.id IS NULL THEN 'extra' ELSE 'value' END AS category
+    FROM (SELECT id, md5(row(id, (balance * 100)::bigint, note)::text) AS h FROM ledger) AS s
+    FULL JOIN (SELECT id, md5(row(id, cents, note)::text) AS h FROM ledger_v2) AS t ON t.id = s.id
+   WHERE s.h IS DISTINCT FROM t.h ORDER BY COALESCE(s.id, t.id)`;
 
 export type PassInput = Omit<VerifyShardInput, 'cursor' | 'shard' | 'chunkSize' | 'pass' | 'inFlightDelayMs'>;
 
