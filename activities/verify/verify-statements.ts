@@ -177,10 +177,14 @@ export function sourceKeysCondition(sourceKey: string, keys: string[]): string {
   return sql`${column(SOURCE_ALIAS, sourceKey)} IN (${join(keys.map((key) => literal(key)))})`.text;
 }
 
-/** The keys of a list that the source holds (within the plan's filter), as text. */
+/**
+ * The keys of a list that the source holds (within the plan's filter), each as the list spells
+ * it. Matched by value, not by text: a key logged by a writer's session (a timestamptz in its
+ * TimeZone, a numeric with another scale) is the same key whatever this session would print.
+ */
 export function sourceKeysPresentSql(source: KeyedTable, filter: string | null, keys: string[]): Sql {
   const key = column(SOURCE_ALIAS, source.key);
-  return sql`SELECT ${key}::text AS key FROM ${tableName(source)} AS ${S} WHERE ${key} = ANY(${keys})${filter ? sql` AND (${ferrySql(filter)})` : sql``}`;
+  return sql`SELECT (${keys}::text[])[p] AS key FROM ${tableName(source)} AS ${S} CROSS JOIN LATERAL unnest(array_positions(${keys}, ${key})) AS p WHERE ${key} = ANY(${keys})${filter ? sql` AND (${ferrySql(filter)})` : sql``}`;
 }
 
 /**
