@@ -84,8 +84,19 @@ export function createCaptureFunctionSql(migrationId: string, key: string): stri
     $ferry$`.text;
 }
 
+/** Whether the migration's trigger exists (`present`) and fires in every session (`always`, see fireAlwaysSql). */
 export function triggerExistsSql(migrationId: string, source: TableName, role: 'capture' | 'truncate' = 'capture'): Sql {
-  return sql`SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(${qualifiedName(source)}) AND tgname = ${captureObjectName(migrationId, role)}) AS present`;
+  const trigger = sql`SELECT tgenabled FROM pg_trigger WHERE tgrelid = to_regclass(${qualifiedName(source)}) AND tgname = ${captureObjectName(migrationId, role)}`;
+  return sql`SELECT EXISTS (${trigger}) AS present, COALESCE((${trigger}) = 'A', false) AS always`;
+}
+
+/**
+ * Makes the trigger fire in sessions with `session_replication_role = replica` too (a restore,
+ * a bulk loader, a subscription's apply worker), which skip ordinary triggers: their writes and
+ * TRUNCATEs would otherwise never reach the log, and the target would silently keep old rows.
+ */
+export function fireAlwaysSql(migrationId: string, source: TableName, role: 'capture' | 'truncate' = 'capture'): string {
+  return sql`ALTER TABLE ${tableName(source)} ENABLE ALWAYS TRIGGER ${ident(captureObjectName(migrationId, role))}`.text;
 }
 
 /** AFTER ... FOR EACH ROW: it runs once the row is written, in the writer's transaction. */

@@ -17,6 +17,7 @@ import {
   createTruncateGuardSql,
   dropCaptureFunctionSql,
   dropTriggerSql,
+  fireAlwaysSql,
   relationExistsSql,
   removeLoggedKeysSql,
   triggerExistsSql,
@@ -54,15 +55,18 @@ async function install(pool: pg.Pool, migrationId: string, plan: Plan): Promise<
     if (!table.rows[0]?.present) {
       throw ApplicationFailure.nonRetryable(`the source table ${displayName(plan.source)} does not exist; capture needs it`, 'CaptureSourceMissing');
     }
-    const has = async (role: 'capture' | 'truncate') => (await client.query<{ present: boolean }>(triggerExistsSql(migrationId, plan.source, role))).rows[0]?.present;
-    const capturing = await has('capture');
-    const guarded = await has('truncate');
-    if (capturing && guarded) return { installed: false };
-    // A capture installed by an older worker has no TRUNCATE guard: it gets one, and the function that raises.
+    const state = async (role: 'capture' | 'truncate') =>
+      (await client.query<{ present: boolean; always: boolean }>(triggerExistsSql(migrationId, plan.source, role))).rows[0]!;
+    const capturing = await state('capture');
+    const guarded = await state('truncate');
+    if (capturing.always && guarded.always) return { installed: false };
+    // A capture installed by an older worker has no TRUNCATE guard, or one that a replica-role session skips: both are mended.
     await client.query(createCaptureFunctionSql(migrationId, plan.source.key));
-    if (!capturing) await client.query(createTriggerSql(migrationId, plan.source));
-    if (!guarded) await client.query(createTruncateGuardSql(migrationId, plan.source));
-    return { installed: !capturing };
+    if (!capturing.present) await client.query(createTriggerSql(migrationId, plan.source));
+    if (!guarded.present) await client.query(createTruncateGuardSql(migrationId, plan.source));
+    await client.query(fireAlwaysSql(migrationId, plan.source, 'capture'));
+    await client.query(fireAlwaysSql(migrationId, plan.source, 'truncate'));
+    return { installed: !capturing.present };
   });
 }
 
@@ -72,9 +76,11 @@ async function install(pool: pg.Pool, migrationId: string, plan: Plan): Promise<
  */
 export async function installTruncateGuard(pool: pg.Pool, migrationId: string, plan: Plan): Promise<void> {
   await inTransactionWithLockTimeout(pool, TRIGGER_LOCK_TIMEOUT, async (client) => {
-    if ((await client.query<{ present: boolean }>(triggerExistsSql(migrationId, plan.source, 'truncate'))).rows[0]?.present) return;
+    const guard = (await client.query<{ present: boolean; always: boolean }>(triggerExistsSql(migrationId, plan.source, 'truncate'))).rows[0]!;
+    if (guard.always) return;
     await client.query(createCaptureFunctionSql(migrationId, plan.source.key));
-    await client.query(createTruncateGuardSql(migrationId, plan.source));
+    if (!guard.present) await client.query(createTruncateGuardSql(migrationId, plan.source));
+    await client.query(fireAlwaysSql(migrationId, plan.source, 'truncate'));
   });
 }
 
