@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import type { Inspection, TableInspection, TransformSample } from '../../lib/inspection';
 import { captureOf } from '../../lib/capture';
+import { captureShapeProblem } from './capture-shape';
 import { lineageColumn, type Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { asText, withClient } from '../connections';
@@ -269,6 +270,8 @@ export function createInspector(databases: Databases, transformDir: string | nul
           problems.push(`source key column "${spec.source.key}" has no unique index on it alone; keyset batches need a unique key`);
         const nullKeys = await nullKeyProblem(sourcePool, spec.source, spec.source.key, source);
         if (nullKeys) problems.push(nullKeys);
+        const shape = await captureShapeProblem(sourcePool, plan, source.name);
+        if (shape) problems.push(shape);
       }
 
       if (!target.exists) problems.push(`target table ${target.name} does not exist; create it before migrating`);
