@@ -4,9 +4,9 @@
  * notes a snapshot before its read, and after its write applies again the keys of its range
  * changed by transactions that snapshot could not see, so a change always wins over an older row.
  */
-import { activityInfo, CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
+import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import type pg from 'pg';
-import { startOfCapture, captureOf, capturesLogically, type ApplyChangesResult, type ApplyCursor, type CaptureLag } from '../../lib/capture';
+import { startOfCapture, captureOf, capturesLogically, capturesWithTrigger, type ApplyChangesResult, type ApplyCursor, type CaptureLag } from '../../lib/capture';
 import type { KeyRange } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
@@ -14,7 +14,8 @@ import { withHeartbeats, type Heartbeats } from '../heartbeats';
 import { openCopyThrottle, type CopyPacing, type ThrottleWait } from '../copy/throttle';
 import { createKeyApplier, withApplyLock, type KeysApplied } from './apply-keys';
 import { createCaptureMetrics, type CaptureMetrics } from './metrics';
-import { changedKeysInRangeSql, CURRENT_SNAPSHOT_SQL, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql } from './statements';
+import { captureObjectName, changedKeysInRangeSql, CURRENT_SNAPSHOT_SQL, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql, triggerExistsSql } from './statements';
+import { displayName } from '../sql';
 import { snapshotReadThrough, waitForHighWatermark, walBytesHeld } from './logical-reader';
 
 export interface ApplyChangesInput {
@@ -48,6 +49,20 @@ async function keyTypeOf(pool: pg.Pool, plan: Plan): Promise<string> {
   const type = (await pool.query<{ type: string }>(keyTypeSql(plan.source, plan.source.key))).rows[0]?.type;
   if (!type) throw new Error(`the source key column ${plan.source.key} was not found`);
   return type;
+}
+
+/**
+ * The capture trigger must still log every write: one dropped or disabled by hand (a bulk load's
+ * DISABLE TRIGGER ALL) leaves writes that reach no log, which nothing could apply. Fails for good, naming it.
+ */
+async function ensureTriggerCaptures(pool: pg.Pool, migrationId: string, plan: Plan): Promise<void> {
+  const trigger = (await pool.query<{ present: boolean; enabled: boolean }>(triggerExistsSql(migrationId, plan.source))).rows[0];
+  if (trigger?.enabled) return;
+  throw ApplicationFailure.nonRetryable(
+    `the capture trigger ${captureObjectName(migrationId)} on ${displayName(plan.source)} is ${trigger?.present ? 'disabled' : 'gone'}: ` +
+      'writes to the source since then were not captured and cannot reach the target; abort the migration and start it again',
+    'CaptureTriggerMissing',
+  );
 }
 
 export async function captureLagOf(pool: pg.Pool, migrationId: string, appliedThrough: string | null): Promise<CaptureLag> {
@@ -100,6 +115,7 @@ export function createChangeApplier(databases: Databases, transformDir: string |
   async function applyChanges(input: ApplyChangesInput, heartbeats?: Heartbeats): Promise<ApplyChangesResult> {
     const { migrationId, plan } = input;
     const sourcePool = databases.pool(plan.source.connection);
+    if (capturesWithTrigger(plan)) await ensureTriggerCaptures(sourcePool, migrationId, plan);
     const keyType = await keyTypeOf(sourcePool, plan);
     const batch = captureOf(plan).applyBatchSize;
     const maxMs = (input.maxSeconds ?? 5) * 1000;

@@ -84,10 +84,13 @@ export function createCaptureFunctionSql(migrationId: string, key: string): stri
     $ferry$`.text;
 }
 
-/** Whether the migration's trigger exists (`present`) and fires in every session (`always`, see fireAlwaysSql). */
+/**
+ * Whether the migration's trigger exists (`present`), fires in ordinary sessions (`enabled`: not
+ * disabled by hand) and in every session (`always`, see fireAlwaysSql).
+ */
 export function triggerExistsSql(migrationId: string, source: TableName, role: 'capture' | 'truncate' = 'capture'): Sql {
   const trigger = sql`SELECT tgenabled FROM pg_trigger WHERE tgrelid = to_regclass(${qualifiedName(source)}) AND tgname = ${captureObjectName(migrationId, role)}`;
-  return sql`SELECT EXISTS (${trigger}) AS present, COALESCE((${trigger}) = 'A', false) AS always`;
+  return sql`SELECT EXISTS (${trigger}) AS present, COALESCE((${trigger}) IN ('O', 'A'), false) AS enabled, COALESCE((${trigger}) = 'A', false) AS always`;
 }
 
 /**
