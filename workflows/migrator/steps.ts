@@ -137,6 +137,23 @@ const captureBack: Rollback = async (run) => {
     : 'the capture trigger and its change log entries were removed from the source';
 };
 
+/**
+ * A capture that stopped for good (its slot gone, its trigger dropped or disabled by hand, a
+ * change apply that failed) leaves the source's later changes out of the target: the migration
+ * must then fail, naming why, rather than swap or complete. Call after run.capture.stop().
+ * Guarded, so histories recorded before it replay as they ran.
+ */
+function captureLost(run: MigrationRun): { failed: ApplicationFailure } | null {
+  const failure = run.capture.failed();
+  if (failure === null || !patched('capture-lost-fails')) return null;
+  return {
+    failed: ApplicationFailure.nonRetryable(
+      `change capture stopped: ${rootMessage(failure)}; the source's changes since then are not in the target`,
+      'CaptureApplyFailed',
+    ),
+  };
+}
+
 const captureOn: LifecycleStep = {
   name: 'capture-on',
   async run(run) {
@@ -180,6 +197,8 @@ const swap: LifecycleStep = {
     run.enter('swapping', 'swap');
     if (run.status.capture?.swap) return 'next';
     await run.capture.stop();
+    const lost = captureLost(run);
+    if (lost) return lost;
     try {
       await swapTables(run);
     } catch (error) {
@@ -196,6 +215,9 @@ const captureOff: LifecycleStep = {
   async run(run) {
     if (!run.capturing) return 'next';
     run.enter('capture-off', 'capture-off');
+    await run.capture.stop();
+    const lost = captureLost(run);
+    if (lost) return lost;
     await run.capture.remove();
     if (run.status.capture?.swap) await dropOldTableAside(run);
     return 'next';
