@@ -6,7 +6,7 @@
  */
 import { activityInfo, ApplicationFailure, CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import type pg from 'pg';
-import { startOfCapture, captureOf, capturesLogically, capturesWithTrigger, type ApplyChangesResult, type ApplyCursor, type CaptureLag } from '../../lib/capture';
+import { startOfCapture, captureOf, capturesLogically, type ApplyChangesResult, type ApplyCursor, type CaptureLag } from '../../lib/capture';
 import type { KeyRange } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
@@ -16,6 +16,8 @@ import { createKeyApplier, withApplyLock, type KeysApplied } from './apply-keys'
 import { createCaptureMetrics, type CaptureMetrics } from './metrics';
 import { captureObjectName, changedKeysInRangeSql, CURRENT_SNAPSHOT_SQL, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql, triggerExistsSql } from './statements';
 import { displayName } from '../sql';
+import { logicalCaptureName } from '../../lib/ids';
+import { publishesTableSql } from './logical-statements';
 import { snapshotReadThrough, waitForHighWatermark, walBytesHeld } from './logical-reader';
 
 export interface ApplyChangesInput {
@@ -52,15 +54,22 @@ async function keyTypeOf(pool: pg.Pool, plan: Plan): Promise<string> {
 }
 
 /**
- * The capture trigger must still log every write: one dropped or disabled by hand (a bulk load's
- * DISABLE TRIGGER ALL) leaves writes that reach no log, which nothing could apply. Fails for good, naming it.
+ * The capture must still see every write to the table the plan names: a trigger dropped or
+ * disabled by hand (a bulk load's DISABLE TRIGGER ALL), or a table renamed and replaced (the
+ * trigger and the publication stay with the old one), leaves writes that reach no log, which
+ * nothing could apply. Fails for good, naming it.
  */
-async function ensureTriggerCaptures(pool: pg.Pool, migrationId: string, plan: Plan): Promise<void> {
+async function ensureCaptureSeesWrites(pool: pg.Pool, migrationId: string, plan: Plan): Promise<void> {
+  const restart = 'writes to the source since then were not captured and cannot reach the target; abort the migration and start it again';
+  if (capturesLogically(plan)) {
+    const name = logicalCaptureName(migrationId);
+    if ((await pool.query<{ published: boolean }>(publishesTableSql(name, plan.source))).rows[0]?.published) return;
+    throw ApplicationFailure.nonRetryable(`the publication ${name} does not publish ${displayName(plan.source)} (any more): ${restart}`, 'CaptureTriggerMissing');
+  }
   const trigger = (await pool.query<{ present: boolean; enabled: boolean }>(triggerExistsSql(migrationId, plan.source))).rows[0];
   if (trigger?.enabled) return;
   throw ApplicationFailure.nonRetryable(
-    `the capture trigger ${captureObjectName(migrationId)} on ${displayName(plan.source)} is ${trigger?.present ? 'disabled' : 'gone'}: ` +
-      'writes to the source since then were not captured and cannot reach the target; abort the migration and start it again',
+    `the capture trigger ${captureObjectName(migrationId)} on ${displayName(plan.source)} is ${trigger?.present ? 'disabled' : 'gone'}: ${restart}`,
     'CaptureTriggerMissing',
   );
 }
@@ -115,7 +124,7 @@ export function createChangeApplier(databases: Databases, transformDir: string |
   async function applyChanges(input: ApplyChangesInput, heartbeats?: Heartbeats): Promise<ApplyChangesResult> {
     const { migrationId, plan } = input;
     const sourcePool = databases.pool(plan.source.connection);
-    if (capturesWithTrigger(plan)) await ensureTriggerCaptures(sourcePool, migrationId, plan);
+    await ensureCaptureSeesWrites(sourcePool, migrationId, plan);
     const keyType = await keyTypeOf(sourcePool, plan);
     const batch = captureOf(plan).applyBatchSize;
     const maxMs = (input.maxSeconds ?? 5) * 1000;

@@ -31,6 +31,12 @@ export function createPublicationSql(name: string, source: TableName): Sql {
   return sql`CREATE PUBLICATION ${ident(name)} FOR TABLE ${tableName(source)} WITH (publish = 'insert, update, delete')`;
 }
 
+/** Whether the publication still holds the table now known by the source's name (not renamed and replaced, not dropped from it). */
+export function publishesTableSql(name: string, source: TableName): Sql {
+  return sql`SELECT EXISTS (SELECT 1 FROM pg_publication_rel AS r JOIN pg_publication AS p ON p.oid = r.prpubid
+                              WHERE p.pubname = ${name} AND r.prrelid = to_regclass(${qualifiedName(source)})) AS published`;
+}
+
 export function dropPublicationSql(name: string): Sql {
   return sql`DROP PUBLICATION IF EXISTS ${ident(name)}`;
 }

@@ -118,8 +118,12 @@ export function dropTriggerSql(migrationId: string, source: TableName, role: 'ca
   return sql`DROP TRIGGER IF EXISTS ${ident(captureObjectName(migrationId, role))} ON ${tableName(source)}`.text;
 }
 
+/**
+ * CASCADE: the migration's triggers go with their function wherever they are, also on a table
+ * renamed aside (and replaced) since they were made, which the drops by the plan's name miss.
+ */
 export function dropCaptureFunctionSql(migrationId: string): string {
-  return sql`DROP FUNCTION IF EXISTS ${captureFunctionName(migrationId)}()`.text;
+  return sql`DROP FUNCTION IF EXISTS ${captureFunctionName(migrationId)}() CASCADE`.text;
 }
 
 /** Whether a table (or the change log) exists, by its qualified name as text. */

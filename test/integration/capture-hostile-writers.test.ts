@@ -1,13 +1,14 @@
 /**
  * Change capture against writers and tables it must not be fooled by, on real PostgreSQL: a
  * timestamptz key logged in each writer's own TimeZone, a session with `session_replication_role =
- * replica` (which skips ordinary triggers), and a partitioned source or one with inheritance
- * children (rows that leave through a partition, or live in a child, reach no capture). The
- * test's own md5 of every row decides, never Ferry's verifier.
+ * replica` (which skips ordinary triggers), a table renamed and replaced under the capture, and a
+ * partitioned source or one with inheritance children (rows that leave through a partition, or
+ * live in a child, reach no capture). The test's own md5 of every row decides, never Ferry's verifier.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChangeApplier } from '../../activities/capture/applier';
+import { createLogicalCaptureSetup } from '../../activities/capture/logical-setup';
 import { captureObjectName, truncateGuardName } from '../../activities/capture/statements';
 import { createCaptureTrigger, installTruncateGuard } from '../../activities/capture/trigger';
 import { createDatabases, type Databases } from '../../activities/connections';
@@ -154,6 +155,31 @@ describe('change capture with hostile writers and tables', () => {
     await expect(asWriter(url, `SET session_replication_role = replica`, `TRUNCATE accounts`)).rejects.toThrow(/TRUNCATE of public\.accounts is refused/);
     expect(await sql(url, digest)).toEqual(before);
   });
+
+  it.each(['trigger', 'logical'] as const)(
+    'stops the change apply, naming why, once the %s capture no longer sees the table the plan names (renamed and replaced)',
+    { timeout: 30_000 },
+    async (mode) => {
+      const table = `replaced_${mode}`;
+      await sql(url, `CREATE TABLE ${table} (id int PRIMARY KEY, v int NOT NULL, note text); CREATE TABLE ${table}_v2 (LIKE ${table} INCLUDING ALL);`);
+      const plan = capturePlan(`capture-replaced-${mode}`, table, 'id', mode);
+      const migrationId = `capture-replaced-${mode}`;
+      const setup = createLogicalCaptureSetup(databases);
+      if (mode === 'logical') await runActivity(setup.installLogicalCapture, { migrationId, plan });
+      else await runActivity(createCaptureTrigger(databases).installCapture, { migrationId, plan });
+      try {
+        await sql(url, `ALTER TABLE ${table} RENAME TO ${table}_aside; CREATE TABLE ${table} (LIKE ${table}_aside INCLUDING ALL); INSERT INTO ${table} VALUES (1, 1, 'unseen');`);
+        await expect(applyAll(migrationId, plan)).rejects.toThrow(
+          mode === 'logical' ? `does not publish public.${table} (any more)` : `on public.${table} is gone: writes to the source since then were not captured`,
+        );
+      } finally {
+        if (mode === 'logical') await runActivity(setup.removeLogicalCapture, { migrationId, plan });
+        else await runActivity(createCaptureTrigger(databases).removeCapture, { migrationId, plan });
+      }
+      // The removal finds the triggers on the table set aside too: nothing of the migration's is left.
+      expect(await sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid IN ($1::regclass, $2::regclass) AND NOT tgisinternal`, [table, `${table}_aside`])).toEqual([]);
+    },
+  );
 
   it('refuses a partitioned source, or one with inheritance children, under capture', { timeout: 30_000 }, async () => {
     await sql(
