@@ -168,6 +168,11 @@ export interface CaptureStatus {
   caughtUpAt: string | null;
   /** The swap of the tables, once done (plans with capture.swap); absent before. */
   swap?: SwapRecord;
+  /**
+   * Why the capture stopped for good (its slot gone, its trigger dropped or disabled by hand, its
+   * apply failed); absent while it runs. Carried by continue-as-new: the migration cannot complete on it.
+   */
+  stoppedBecause?: string;
 }
 
 export function newCaptureStatus(mode: CaptureStatus['mode'] = 'trigger'): CaptureStatus {

@@ -76,6 +76,10 @@ describe('a capture lost while the migration waits at its cleanup gate', () => {
     const lost = await differingKeys(url, `accounts_${mode}`, `accounts_${mode}_v2`);
     expect(lost.length).toBe(25);
 
+    const why = mode === 'logical' ? /replication slot .* is gone/ : /capture trigger .* on public\.accounts_trigger is disabled/;
+    // Recorded where the operator sees it, and carried by continue-as-new, while the gate still waits.
+    expect((await migrationReport(worker.client, id)).status?.capture?.stoppedBecause).toMatch(why);
+
     const approved = await ferry(['approve', id, '--gate', 'cleanup', '--by', 'carol'], worker.temporal);
     expect(approved.code, approved.stderr).toBe(ExitCode.ok);
     const ended = await handle.result().then(
@@ -83,7 +87,7 @@ describe('a capture lost while the migration waits at its cleanup gate', () => {
       (error: Error) => ({ phase: 'failed', error: `${error.message} ${(error.cause as Error | undefined)?.message ?? ''}` }),
     );
     expect(ended.phase).toBe('failed');
-    expect(ended.error).toMatch(mode === 'logical' ? /replication slot .* is gone/ : /capture trigger .* on public\.accounts_trigger is disabled/);
+    expect(ended.error).toMatch(why);
     // The failure takes the capture down, as any failure does.
     expect(await sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal`, [`accounts_${mode}`])).toEqual([]);
     expect(await sql(url, `SELECT pubname FROM pg_publication WHERE pubname = $1`, [logicalCaptureName(id)])).toEqual([]);

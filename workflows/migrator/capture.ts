@@ -129,7 +129,9 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
     if (loop) return;
     scope = new CancellationScope();
     const stopped = (error: unknown) => {
-      if (!isCancellation(error)) failure ??= error;
+      if (isCancellation(error)) return;
+      failure ??= error;
+      state().stoppedBecause ??= rootMessage(error);
     };
     const apply = scope.run(applyLoop).catch(stopped);
     const read = logical ? scope.run(readLoop).catch(stopped) : Promise.resolve();

@@ -145,10 +145,12 @@ const captureBack: Rollback = async (run) => {
  */
 function captureLost(run: MigrationRun): { failed: ApplicationFailure } | null {
   const failure = run.capture.failed();
-  if (failure === null || !patched('capture-lost-fails')) return null;
+  // An earlier run's reason, carried by continue-as-new: this run's apply may not have failed again yet.
+  const why = failure !== null ? rootMessage(failure) : run.status.capture?.stoppedBecause;
+  if (!why || !patched('capture-lost-fails')) return null;
   return {
     failed: ApplicationFailure.nonRetryable(
-      `change capture stopped: ${rootMessage(failure)}; the source's changes since then are not in the target`,
+      `change capture stopped: ${why}; the source's changes since then are not in the target`,
       'CaptureApplyFailed',
     ),
   };
