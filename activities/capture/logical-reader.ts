@@ -157,6 +157,9 @@ export function createLogicalReader(databases: Databases) {
           // An old key comes only when the key changed (or with REPLICA IDENTITY FULL): a key change is the old key's delete and the new key's insert.
           const old = message.key ?? message.old;
           if (old) open?.keys.add(keyOf(old, 'old row'));
+          // A key stored out of line that did not change comes without its value (an "unchanged
+          // TOAST" column); the server then sends the old key, which is the same: logged above.
+          if (old && message.new?.[key] === undefined) return;
           open?.keys.add(keyOf(message.new, 'new row'));
           return;
         }

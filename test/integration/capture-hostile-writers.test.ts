@@ -1,14 +1,16 @@
 /**
  * Change capture against writers and tables it must not be fooled by, on real PostgreSQL: a
  * timestamptz key logged in each writer's own TimeZone, a session with `session_replication_role =
- * replica` (which skips ordinary triggers), a table renamed and replaced under the capture, and a
- * partitioned source or one with inheritance children (rows that leave through a partition, or
- * live in a child, reach no capture). The test's own md5 of every row decides, never Ferry's verifier.
+ * replica` (which skips ordinary triggers), a table renamed and replaced under the capture, a key
+ * stored out of line under logical capture, and a partitioned source or one with inheritance
+ * children (rows that leave through a partition, or live in a child, reach no capture). The
+ * test's own md5 of every row decides, never Ferry's verifier.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createChangeApplier } from '../../activities/capture/applier';
 import { createLogicalCaptureSetup } from '../../activities/capture/logical-setup';
+import { createLogicalReader } from '../../activities/capture/logical-reader';
 import { captureObjectName, truncateGuardName } from '../../activities/capture/statements';
 import { createCaptureTrigger, installTruncateGuard } from '../../activities/capture/trigger';
 import { createDatabases, type Databases } from '../../activities/connections';
@@ -180,6 +182,31 @@ describe('change capture with hostile writers and tables', () => {
       expect(await sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid IN ($1::regclass, $2::regclass) AND NOT tgisinternal`, [table, `${table}_aside`])).toEqual([]);
     },
   );
+
+  it('reads, under logical capture, the update of a row whose key is stored out of line (sent as an unchanged TOAST value)', { timeout: 30_000 }, async () => {
+    await sql(
+      url,
+      `CREATE TABLE long_keys (id text PRIMARY KEY, v int NOT NULL, note text);
+       ALTER TABLE long_keys ALTER COLUMN id SET STORAGE EXTERNAL;
+       INSERT INTO long_keys SELECT repeat(chr(96 + i), 2100), i, NULL FROM generate_series(1, 5) AS i;
+       INSERT INTO long_keys VALUES ('short', 0, NULL);
+       CREATE TABLE long_keys_v2 (LIKE long_keys INCLUDING ALL);
+       INSERT INTO long_keys_v2 SELECT * FROM long_keys;`,
+    );
+    const migrationId = 'capture-long-keys';
+    const plan = capturePlan(migrationId, 'long_keys', 'id', 'logical');
+    const setup = createLogicalCaptureSetup(databases);
+    await runActivity(setup.installLogicalCapture, { migrationId, plan });
+    try {
+      await sql(url, `UPDATE long_keys SET v = v + 10, note = 'changed' WHERE v <= 3; DELETE FROM long_keys WHERE v = 4;`);
+      const reading = runActivity(createLogicalReader(databases).readLogicalChanges, { migrationId, plan, maxSeconds: 4 });
+      await applyAll(migrationId, plan);
+      expect(await reading).toMatchObject({ keysLogged: 5 });
+      expect(await differingKeys(url, 'long_keys', 'id')).toEqual([]);
+    } finally {
+      await runActivity(setup.removeLogicalCapture, { migrationId, plan });
+    }
+  });
 
   it('refuses a partitioned source, or one with inheritance children, under capture', { timeout: 30_000 }, async () => {
     await sql(
