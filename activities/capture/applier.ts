@@ -16,6 +16,7 @@ import { createKeyApplier, withApplyLock, type KeysApplied } from './apply-keys'
 import { createCaptureMetrics, type CaptureMetrics } from './metrics';
 import { captureObjectName, changedKeysInRangeSql, CURRENT_SNAPSHOT_SQL, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql, triggerExistsSql } from './statements';
 import { displayName } from '../sql';
+import { redactErrorText } from '../../lib/errors';
 import { logicalCaptureName } from '../../lib/ids';
 import { publishesTableSql } from './logical-statements';
 import { snapshotReadThrough, waitForHighWatermark, walBytesHeld } from './logical-reader';
@@ -72,6 +73,17 @@ async function ensureCaptureSeesWrites(pool: pg.Pool, migrationId: string, plan:
     `the capture trigger ${captureObjectName(migrationId)} on ${displayName(plan.source)} is ${trigger?.present ? 'disabled' : 'gone'}: ${restart}`,
     'CaptureTriggerMissing',
   );
+}
+
+/**
+ * A statement the tables no longer fit (class 42: a column or table the plan uses dropped or
+ * renamed, a privilege gone) fails the same way at every retry, and an apply retried for ever
+ * would let the migration complete with its changes never applied: it stops for good, naming it.
+ */
+function stopsForGood(error: unknown): unknown {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== 'string' || !code.startsWith('42')) return error;
+  return ApplicationFailure.nonRetryable(`the change apply cannot run on the tables as the plan names them: ${redactErrorText(error)}`, 'CaptureApplyFailed');
 }
 
 export async function captureLagOf(pool: pg.Pool, migrationId: string, appliedThrough: string | null): Promise<CaptureLag> {
@@ -204,7 +216,10 @@ export function createChangeApplier(databases: Databases, transformDir: string |
     copyChunkWithWatermark,
     activities: {
       /** applyChanges, heartbeating every few seconds too. */
-      applyChanges: (input: ApplyChangesInput): Promise<ApplyChangesResult> => withHeartbeats((heartbeats) => applyChanges(input, heartbeats)),
+      applyChanges: (input: ApplyChangesInput): Promise<ApplyChangesResult> =>
+        withHeartbeats((heartbeats) => applyChanges(input, heartbeats)).catch((error: unknown) => {
+          throw stopsForGood(error);
+        }),
     },
   };
 }
