@@ -95,6 +95,7 @@ describe('which requests can be served', () => {
     backfillDone: true,
     verificationBusy: false,
     gateWaiting: 'cutover-reads',
+    gateApprovedBy: null,
     gateAhead: true,
     ...over,
   });
@@ -108,6 +109,14 @@ describe('which requests can be served', () => {
     expect(refusalOf('abort', state({ phase: 'completed' }))).toContain('is completed');
     expect(refusalOf('abort', state({ abortRequested: true }))).toContain('an abort is under way');
     expect(refusalOf('approve', state({ gateWaiting: null }))).toContain('no gate is waiting');
+  });
+  it('takes one decision per gate: a second approval or a rejection after an approval is refused, naming who approved', () => {
+    expect(refusalOf('approve', state({}))).toBeNull();
+    expect(refusalOf('reject', state({}))).toBeNull();
+    for (const kind of ['approve', 'reject'] as const) {
+      expect(refusalOf(kind, state({ gateApprovedBy: 'alice' }))).toBe('gate cutover-reads was already approved by alice; a gate takes one decision');
+    }
+    expect(refusalOf('abort', state({ gateApprovedBy: 'alice' }))).toBeNull();
   });
   it('lets a verification taken to wait for a gate go, with the reason, once it can no longer run', () => {
     expect(lapseOf('verify', state({ verificationBusy: true }))).toBeNull();

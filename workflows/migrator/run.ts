@@ -127,8 +127,15 @@ export class MigrationRun {
       backfillDone: this.backfillDone(),
       verificationBusy: this.verifying || this.verifyRequest !== null,
       gateWaiting: this.status.gate?.name ?? null,
+      gateApprovedBy: this.gateDecision === 'approved' ? this.approver() : null,
       gateAhead: this.gateAhead(),
     };
+  }
+
+  /** Who gave the gate decision taken: the last approval recorded. */
+  private approver(): string {
+    const approval = [...this.status.events].reverse().find((e) => e.kind === 'approve');
+    return approval?.by ?? 'an operator';
   }
 
   /** An abort, a gate decision or a verification asked for by an operator and not yet taken up. */
