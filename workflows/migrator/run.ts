@@ -194,7 +194,16 @@ export class MigrationRun {
   }
 
   async pause(note: OperatorNote, kind: 'pause' | 'auto-pause', reason: string): Promise<void> {
-    if (this.status.paused) return;
+    if (this.status.paused) {
+      // A question for a person that comes up while an operator's pause holds (no application
+      // follows the flags, failed rows wait) is still asked and recorded: otherwise the resume
+      // meant to end that pause would answer it unseen. Guarded, so older histories replay.
+      const paused = this.status.paused;
+      if (kind !== 'auto-pause' || paused.by === 'ferry' || !patched('auto-pause-while-paused')) return;
+      this.status.paused = { since: paused.since, by: note.by ?? null, reason: `${reason}; also paused by ${paused.by ?? 'an operator'}: ${paused.reason}` };
+      this.record(kind, note, reason);
+      return;
+    }
     this.status.paused = { since: this.now(), by: note.by ?? null, reason };
     this.record(kind, note, reason);
     await this.tellShards('pause');
