@@ -9,6 +9,7 @@ import { deciderProblems } from '../../lib/approvals';
 import { refusalAfterSwap } from '../../lib/capture';
 import { approvalProblems } from '../../lib/lifecycle';
 import {
+  nameProblems,
   parseAbortRequest,
   parseApproval,
   parseMismatchesRequest,
@@ -55,7 +56,11 @@ export function setMigrationHandlers(run: MigrationRun): void {
   /** Refuses an update that cannot be served now or does not read. */
   const admit = <T>(kind: RequestKind, parsed: Parsed<T>, problemsOf: (value: T) => string[] = () => []) => {
     const refusal = refusalOf(kind, run.servingState());
-    const problems = parsed.ok ? (refusal ? [refusal] : problemsOf(parsed.value)) : [...parsed.problems, ...(refusal ? [refusal] : [])];
+    const problems = parsed.ok
+      ? refusal
+        ? [refusal]
+        : [...nameProblems(parsed.value as object), ...problemsOf(parsed.value)]
+      : [...parsed.problems, ...(refusal ? [refusal] : [])];
     if (problems.length > 0) throw new Error(problems.join('; '));
   };
 
