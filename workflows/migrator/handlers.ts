@@ -4,7 +4,7 @@
  * (a throw in a validator refuses it and writes nothing); a handler only changes the run or
  * leaves a request on it for the lifecycle to take up.
  */
-import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, condition, patched, setHandler } from '@temporalio/workflow';
 import { deciderProblems } from '../../lib/approvals';
 import { refusalAfterSwap } from '../../lib/capture';
 import { approvalProblems } from '../../lib/lifecycle';
@@ -153,6 +153,14 @@ export function setMigrationHandlers(run: MigrationRun): void {
       run.abortRequest = request;
       // Answer once the flags are back where they are safe: the caller learns the outcome.
       await condition(() => status.phase === 'aborted' || status.phase === 'failed');
+      // A migration that failed first (its inspection, claim or capture) was not aborted: its
+      // caller must not hear that it was. Guarded, so older histories replay as they answered.
+      if (status.phase === 'failed' && patched('abort-answers-failure')) {
+        throw ApplicationFailure.nonRetryable(
+          'the migration failed before the abort was served, so it was not aborted: nothing was rolled back (`ferry status` says why it failed)',
+          'MigrationFailed',
+        );
+      }
       return status.abort;
     },
     {

@@ -1,8 +1,10 @@
 /**
- * A gate takes one decision. Decisions sent straight through Temporal while no worker runs reach
- * the migration together when one comes back: the first is taken, and a second (an approval or a
- * rejection of the gate already decided) is refused with the reason, so nobody is told
- * "approved" of a gate that was rejected, and the audit holds one decision per gate.
+ * Messages that reach a migration together, as those sent straight through Temporal while no
+ * worker runs do when one comes back. A gate takes one decision: the first is taken, and a
+ * second (an approval or a rejection of the gate already approved) is refused with the reason,
+ * so nobody is told "approved" of a gate that was rejected, and the audit holds one decision per
+ * gate. An abort that meets a migration failing at the same time is answered with the failure,
+ * never as an abort that did not happen.
  */
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -29,7 +31,7 @@ const settle = (promise: Promise<unknown>) =>
     (error: unknown) => ({ taken: false as const, reason: error instanceof WorkflowUpdateFailedError ? (error.cause?.message ?? '') : String(error) }),
   );
 
-describe('one decision per gate', () => {
+describe('messages that arrive together', () => {
   let url: string;
   let connection: TestWorker;
   let client: Client;
@@ -77,6 +79,35 @@ describe('one decision per gate', () => {
     const restart = await workerOn(temporal, { DB: url });
     return { outcomes: await Promise.all(outcomes), stopWorker: restart };
   }
+
+  it('an abort taken while the migration inspects a target that is missing is answered with the failure, not as an abort', async () => {
+    const plan = validatePlan({
+      name: 'gate-decisions-missing',
+      source: { connection: 'DB', table: 'items', key: 'id' },
+      target: { connection: 'DB', table: 'no_such_table' },
+      transform: { sql: { id: 'id', label: 'label' } },
+    });
+    const temporal = temporalSettings({}, { address: inject('temporalAddress'), taskQueue: uniqueName('gates') });
+    // Started with no worker: the abort reaches the migration with its start, before it inspects.
+    const handle = await startMigration(client, temporal, plan, { execute: true });
+    const aborted = settle(handle.executeUpdate('abort', { args: [{ by: 'bob', reason: 'wrong target' }] }));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const stopWorker = await workerOn(temporal, { DB: url });
+    try {
+      expect(await aborted).toEqual({
+        taken: false,
+        reason: 'the migration failed before the abort was served, so it was not aborted: nothing was rolled back (`ferry status` says why it failed)',
+      });
+      const failure = await handle.result().then(
+        () => null,
+        (error: { cause?: { message?: string } }) => error.cause?.message,
+      );
+      expect(failure).toContain('migration cannot start');
+      expect(await sql(url, 'SELECT count(*)::int AS n FROM pg_tables WHERE tablename = $1', ['no_such_table'])).toEqual([{ n: 0 }]);
+    } finally {
+      await stopWorker();
+    }
+  });
 
   it('decisions sent together while no worker runs: the first is the gate\'s, the others are refused and change nothing', async () => {
     const { plan, temporal, handle, stopWorker } = await atGate();
