@@ -161,6 +161,9 @@ export class MigrationRun {
     this.setPhase(phase);
     this.status.finishedAt = this.now();
     this.status.gate = null;
+    // An ended migration copies nothing and takes no resume: a pause left from its last steps
+    // (a gate approved while paused) must not show as "PAUSED". Guarded, so older histories replay.
+    if (this.status.paused && patched('ended-not-paused')) this.status.paused = null;
     return this.status;
   }
 
