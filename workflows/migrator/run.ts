@@ -25,6 +25,8 @@ export type ShardPlanning = Promise<ShardSpec[]>;
 
 /** Signals refused for a bad payload are recorded up to this many; more only reach the worker's log. */
 const REFUSALS_RECORDED = 20;
+/** The events the status carries, in characters of JSON; the oldest ones beyond it live in ferry.audit only. */
+const EVENTS_CARRIED = 256 * 1024;
 
 export class MigrationRun {
   readonly workflowId: string;
@@ -91,8 +93,37 @@ export class MigrationRun {
   }
 
   record(kind: MigrationEvent['kind'], note: OperatorNote, detail: string): void {
-    this.status.events.push({ at: this.now(), kind, by: note.by ?? null, detail: note.reason ? `${detail} (${note.reason})` : detail });
+    const event: MigrationEvent = { at: this.now(), kind, by: note.by ?? null, detail: note.reason ? `${detail} (${note.reason})` : detail };
+    this.status.events.push(event);
+    if (this.eventsChars !== null) this.eventsChars += JSON.stringify(event).length + 1;
+    this.trimEvents();
     void this.audit.write();
+  }
+
+  /** The events carried, in characters of JSON: counted once, then kept up to date as events come and go. */
+  private eventsChars: number | null = null;
+
+  /** The events carried are over their budget: anyone can send messages, and each adds one. */
+  eventsOverBudget(): boolean {
+    this.eventsChars ??= JSON.stringify(this.status.events).length;
+    return this.eventsChars > EVENTS_CARRIED;
+  }
+
+  /**
+   * While the events carried are over budget, drops the oldest ones already written to
+   * ferry.audit, which keeps them all: a status too large to continue-as-new with would wedge
+   * the migration. Guarded, and asked only over budget, so older histories replay as they ran.
+   */
+  trimEvents(): void {
+    if (!this.eventsOverBudget() || !patched('bounded-events')) return;
+    const { events } = this.status;
+    const dropped = this.status.eventsDropped ?? 0;
+    const audited = (this.status.eventsAudited ?? 0) - dropped;
+    let cut = 0;
+    while (cut < audited && this.eventsChars! > EVENTS_CARRIED) this.eventsChars! -= JSON.stringify(events[cut++]).length + 1;
+    if (cut === 0) return;
+    events.splice(0, cut);
+    this.status.eventsDropped = dropped + cut;
   }
 
   /** A signal whose payload could not be read changes nothing; it is recorded, without its values. */
