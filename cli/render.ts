@@ -183,9 +183,10 @@ export function formatStatus(report: MigrationReport): string {
   if (status.rowsFailed) lines.push(formatFailures(status));
   if (status.events.length) {
     const shown = status.events.slice(-DECISIONS_SHOWN);
+    const total = (status.eventsDropped ?? 0) + status.events.length;
     lines.push(
-      shown.length < status.events.length
-        ? `decisions (the last ${shown.length} of ${status.events.length}; \`ferry report ${status.migrationId}\` has them all):`
+      shown.length < total
+        ? `decisions (the last ${shown.length} of ${total}; \`ferry report ${status.migrationId}${status.eventsDropped ? ' --from-audit --connection TARGET_DB' : ''}\` has them all):`
         : 'decisions:',
     );
     for (const event of shown) lines.push(`  ${event.at} ${event.kind}${event.by ? ` by ${event.by}` : ''}: ${decisionDetail(event)}`);

@@ -22,6 +22,8 @@ export interface MigrationRecord {
   verification: MigrationStatus['verification'];
   flags: MigrationStatus['flags'];
   decisions: MigrationStatus['events'];
+  /** The oldest decisions, no longer carried by the migration: ferry.audit on the target has them. */
+  decisionsOnlyInAudit?: number;
   abort: MigrationStatus['abort'];
   /** Ferry's own capture of the changes (plan capture: trigger); null otherwise. */
   capture: NonNullable<MigrationStatus['capture']> | null;
@@ -130,6 +132,7 @@ export function migrationRecord(status: MigrationStatus, laterChecks: LaterCheck
     verification: status.verification,
     flags: status.flags,
     decisions: status.events,
+    ...(status.eventsDropped ? { decisionsOnlyInAudit: status.eventsDropped } : {}),
     abort: status.abort,
     capture: status.capture ?? null,
     leftToDo: leftToDo(status),
@@ -212,6 +215,9 @@ export function recordMarkdown(record: MigrationRecord): string {
     for (const check of record.laterChecks) lines.push(`| ${laterCheckCells(check).map(cell).join(' | ')} |`);
   }
   lines.push('', '## Decisions', '');
+  if (record.decisionsOnlyInAudit) {
+    lines.push(`The first ${record.decisionsOnlyInAudit} are in ferry.audit on the target only (\`ferry report ${record.migrationId} --from-audit --connection TARGET_DB\`).`, '');
+  }
   if (record.decisions.length === 0) lines.push('None.');
   else {
     lines.push('| when | what | by | detail |', '| --- | --- | --- | --- |');

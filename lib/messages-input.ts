@@ -58,6 +58,26 @@ export interface OperatorNote {
 
 const noteSchema = z.strictObject({ by: name.optional(), reason: text.optional() });
 
+/** A terminal's escapes, a carriage return or a newline would let a name read as another where it is shown. */
+function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return true;
+  }
+  return false;
+}
+
+/**
+ * Problems with who a request says asked: a name with control characters could show as someone
+ * else's in `ferry status` and the reports. Checked where a request is admitted (update
+ * validators, and the operator API before it sends a signal), never where a taken request is
+ * read, so requests recorded before this check replay as they ran.
+ */
+export function nameProblems(request: object): string[] {
+  const by = (request as { by?: unknown }).by;
+  return typeof by === 'string' && hasControlCharacter(by) ? ['by must not contain control characters (a terminal escape, a carriage return, a newline)'] : [];
+}
+
 /** pause and resume: the note is optional (the Web UI's signal button sends none). */
 export function parseOperatorNote(payload: unknown): Parsed<OperatorNote> {
   return parseWith(noteSchema, payload, '{ by?, reason? }', true);

@@ -24,6 +24,8 @@ export interface ServingState {
   verificationBusy: boolean;
   /** The gate waiting for a person, if any. */
   gateWaiting: string | null;
+  /** Who approved the waiting gate, once it is approved and before the migration moves on. */
+  gateApprovedBy: string | null;
   /** A gate waits now or lies ahead: on-demand verifications run at gates. */
   gateAhead: boolean;
 }
@@ -47,7 +49,11 @@ export function refusalOf(kind: RequestKind, state: ServingState): string | null
       return null;
     case 'approve':
     case 'reject':
-      return state.gateWaiting === null ? 'no gate is waiting for a decision now' : null;
+      if (state.gateWaiting === null) return 'no gate is waiting for a decision now';
+      // Decisions that reach the migration together (sent while no worker ran) must not all be
+      // taken: the first is the gate's, and a later one would tell its sender something false.
+      if (state.gateApprovedBy !== null) return `gate ${state.gateWaiting} was already approved by ${state.gateApprovedBy}; a gate takes one decision`;
+      return null;
     case 'verify':
       if (!state.backfillDone) return 'the backfill has not finished; verify after it';
       if (state.verificationBusy) return 'a verification is already running';

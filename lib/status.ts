@@ -163,8 +163,13 @@ export interface MigrationStatus {
   failuresFixed: number;
   recentFailures: FailedRow[];
   events: MigrationEvent[];
-  /** How many of `events` are written to ferry.audit on the target. */
+  /** How many events are written to ferry.audit on the target (counted from the first, dropped ones included). */
   eventsAudited?: number;
+  /**
+   * The oldest events, already in ferry.audit, that the status no longer carries: a flood of
+   * messages must not grow it past what continue-as-new can carry. `events` starts after them.
+   */
+  eventsDropped?: number;
   /** Progress over time, for charts: at most MAX_SAMPLES, thinned evenly as the run grows. */
   samples: ProgressSample[];
   /**

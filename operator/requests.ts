@@ -7,7 +7,7 @@ import { WorkflowUpdateFailedError, WorkflowUpdateStage, type Client, type Workf
 import type { UpdateDefinition } from '@temporalio/common';
 import type { MismatchReport } from '../activities/verify/verifier';
 import { innermostMessage } from '../lib/errors';
-import type { AbortRequest, GateApproval, GateRejection } from '../lib/messages-input';
+import { nameProblems, parseOperatorNote, type AbortRequest, type GateApproval, type GateRejection } from '../lib/messages-input';
 import type { AbortRecord, RetryOutcome, VerificationSummary } from '../lib/status';
 import { throttleChangeProblems, type Throttle, type ThrottleChange } from '../lib/throttle';
 import {
@@ -99,17 +99,30 @@ export async function retryFailures(client: Client, migrationId: string, note: O
   return update(client, migrationId, retryFailuresUpdate, note);
 }
 
+/**
+ * A signal's payload, checked as the migration will read it: a signal is not answered, so one
+ * the migration would ignore (a reason too long, say) must be refused here, not reported sent.
+ */
+function checkedNote(note: OperatorNote): OperatorNote {
+  const parsed = parseOperatorNote(note);
+  const problems = parsed.ok ? nameProblems(parsed.value) : parsed.problems;
+  if (problems.length > 0) throw new RefusedError(`refused: ${problems.join('; ')}; nothing was sent`);
+  return note;
+}
+
 /** Pause and resume are signals: the migration takes them even while no worker runs. */
 export async function pauseMigration(client: Client, migrationId: string, note: OperatorNote): Promise<void> {
-  await (await runningMigration(client, migrationId)).signal(pauseSignal, note);
+  const checked = checkedNote(note);
+  await (await runningMigration(client, migrationId)).signal(pauseSignal, checked);
 }
 
 /** Refused when a worker says the migration is not paused; with no worker it is sent unchecked (false). */
 export async function resumeMigration(client: Client, migrationId: string, note: OperatorNote): Promise<boolean> {
+  const checked = checkedNote(note);
   const handle = await runningMigration(client, migrationId);
   const status = await statusIfWorker(client, handle);
   if (status && !status.paused) throw new RefusedError(`refused: migration ${migrationId} is not paused (phase ${status.phase}); nothing was sent`);
-  await handle.signal(resumeSignal, note);
+  await handle.signal(resumeSignal, checked);
   return status !== null;
 }
 

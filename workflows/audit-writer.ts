@@ -2,7 +2,7 @@
  * Writes a migration's recorded events to ferry.audit on its target, in order and each row once,
  * from workflow code: the record of its decisions outlives the workflow history's retention.
  */
-import { condition, log, proxyActivities } from '@temporalio/workflow';
+import { condition, log, patched, proxyActivities } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
 import type { AuditEntry } from '../activities/state/audit';
 import { rootMessage } from '../lib/errors';
@@ -21,6 +21,27 @@ export interface AuditWriter {
   write(): Promise<void>;
   /** Writes what is left, and the end of the run. */
   settle(): Promise<void>;
+  /** Writes the events not yet written, after a write under way; never throws. */
+  flush(): Promise<void>;
+}
+
+/** Characters of JSON one write carries at most: a flood of decisions goes in several, each a payload Temporal takes. */
+const BATCH_CHARS = 256 * 1024;
+
+/**
+ * Where the next write ends (counted from the first event): every event not yet written, or
+ * as many as fit in one batch (at least one). Guarded, and asked only of a batch over its size,
+ * so histories recorded before it replay as they ran.
+ */
+function batchEnd(status: MigrationStatus, from: number): number {
+  const dropped = status.eventsDropped ?? 0;
+  const all = dropped + status.events.length;
+  let chars = 0;
+  for (let at = from; at < all; at++) {
+    chars += JSON.stringify(status.events[at - dropped]).length + 1;
+    if (chars > BATCH_CHARS && at > from) return patched('audit-batches-bounded') ? at : all;
+  }
+  return all;
 }
 
 /**
@@ -39,9 +60,11 @@ export function auditWriter(enabled: boolean, plan: Plan, migrationId: string, s
     busy = true;
     try {
       for (;;) {
+        // Counted from the first event: the oldest may be dropped from the status once written.
+        const dropped = status.eventsDropped ?? 0;
         const from = status.eventsAudited ?? 0;
-        const upTo = status.events.length;
-        const entries: AuditEntry[] = status.events.slice(from, upTo).map((event, i) => ({ entry: `event ${from + i}`, ...event }));
+        const upTo = batchEnd(status, from);
+        const entries: AuditEntry[] = status.events.slice(from - dropped, upTo - dropped).map((event, i) => ({ entry: `event ${from + i}`, ...event }));
         if (!startWritten) {
           const detail = `plan ${plan.name}: ${plan.source.schema}.${plan.source.table} -> ${plan.target.schema}.${plan.target.table}`;
           entries.unshift({ entry: 'start', at: status.startedAt, kind: 'start', by: status.startedBy ?? null, detail });
@@ -68,6 +91,11 @@ export function auditWriter(enabled: boolean, plan: Plan, migrationId: string, s
       void write();
     },
     write,
+    async flush() {
+      if (!enabled || !ready) return;
+      await condition(() => !busy);
+      await write();
+    },
     async settle() {
       if (!enabled || !ready) return;
       await condition(() => !busy);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { actingIdentity, deciderProblems, recordedName } from '../../lib/approvals';
 import {
+  nameProblems,
   parseAbortRequest,
   parseApproval,
   parseMigrationInput,
@@ -25,6 +26,14 @@ describe('message payloads', () => {
     expect(parseOperatorNote([1])).toEqual({ ok: false, problems: ['the payload must be an object { by?, reason? }, not a list'] });
     expect(parseOperatorNote({ by: 42 })).toEqual({ ok: false, problems: ['by must be text, not a number'] });
     expect(parseOperatorNote({ by: 'a', colour: 'red' })).toEqual({ ok: false, problems: ['colour is not a known field'] });
+  });
+
+  it('refuse a name with control characters, which could show as someone else\'s', () => {
+    for (const by of ['carol\x1b[8m (as mallory)', 'mallory\rcarol', 'a\nb', 'x\u009b2J', 'nul\u0000']) {
+      expect(nameProblems({ by, gate: 'cutover-reads' }), JSON.stringify(by)).toEqual(['by must not contain control characters (a terminal escape, a carriage return, a newline)']);
+    }
+    expect(nameProblems({ by: 'Zoë O\'Brien (as zoe@laptop)' })).toEqual([]);
+    expect(nameProblems({ reason: 'line one\nline two' })).toEqual([]);
   });
 
   it('refuse every bad shape of a decision, naming each problem', () => {
@@ -95,6 +104,7 @@ describe('which requests can be served', () => {
     backfillDone: true,
     verificationBusy: false,
     gateWaiting: 'cutover-reads',
+    gateApprovedBy: null,
     gateAhead: true,
     ...over,
   });
@@ -108,6 +118,14 @@ describe('which requests can be served', () => {
     expect(refusalOf('abort', state({ phase: 'completed' }))).toContain('is completed');
     expect(refusalOf('abort', state({ abortRequested: true }))).toContain('an abort is under way');
     expect(refusalOf('approve', state({ gateWaiting: null }))).toContain('no gate is waiting');
+  });
+  it('takes one decision per gate: a second approval or a rejection after an approval is refused, naming who approved', () => {
+    expect(refusalOf('approve', state({}))).toBeNull();
+    expect(refusalOf('reject', state({}))).toBeNull();
+    for (const kind of ['approve', 'reject'] as const) {
+      expect(refusalOf(kind, state({ gateApprovedBy: 'alice' }))).toBe('gate cutover-reads was already approved by alice; a gate takes one decision');
+    }
+    expect(refusalOf('abort', state({ gateApprovedBy: 'alice' }))).toBeNull();
   });
   it('lets a verification taken to wait for a gate go, with the reason, once it can no longer run', () => {
     expect(lapseOf('verify', state({ verificationBusy: true }))).toBeNull();

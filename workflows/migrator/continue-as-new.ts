@@ -2,7 +2,7 @@
  * Continue-as-new for the migration: a long backfill or a gate that waits for months starts a
  * fresh history that carries the whole status; the next run resumes where this one stopped.
  */
-import { allHandlersFinished, condition, continueAsNew } from '@temporalio/workflow';
+import { allHandlersFinished, condition, continueAsNew, patched } from '@temporalio/workflow';
 import type { MigrationStatus } from '../../lib/status';
 import type { MigrationInput } from './input';
 import type { MigrationRun } from './run';
@@ -21,5 +21,10 @@ export async function readyToContinueAsNew(run: MigrationRun): Promise<boolean> 
 export async function continueWithStatus(run: MigrationRun): Promise<never> {
   // The change apply stops with this run; the next run starts it again from the carried cursor.
   if (run.capturing) await run.capture.stop();
+  // The next run carries the events: over their budget, the audit catches up first so the oldest can be dropped.
+  if (run.eventsOverBudget() && patched('bounded-events')) {
+    await run.audit.flush();
+    run.trimEvents();
+  }
   return continueAsNew<(input: MigrationInput) => Promise<MigrationStatus>>({ ...run.input, carried: run.status });
 }

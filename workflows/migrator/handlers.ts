@@ -4,11 +4,12 @@
  * (a throw in a validator refuses it and writes nothing); a handler only changes the run or
  * leaves a request on it for the lifecycle to take up.
  */
-import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, condition, patched, setHandler } from '@temporalio/workflow';
 import { deciderProblems } from '../../lib/approvals';
 import { refusalAfterSwap } from '../../lib/capture';
 import { approvalProblems } from '../../lib/lifecycle';
 import {
+  nameProblems,
   parseAbortRequest,
   parseApproval,
   parseMismatchesRequest,
@@ -55,7 +56,11 @@ export function setMigrationHandlers(run: MigrationRun): void {
   /** Refuses an update that cannot be served now or does not read. */
   const admit = <T>(kind: RequestKind, parsed: Parsed<T>, problemsOf: (value: T) => string[] = () => []) => {
     const refusal = refusalOf(kind, run.servingState());
-    const problems = parsed.ok ? (refusal ? [refusal] : problemsOf(parsed.value)) : [...parsed.problems, ...(refusal ? [refusal] : [])];
+    const problems = parsed.ok
+      ? refusal
+        ? [refusal]
+        : [...nameProblems(parsed.value as object), ...problemsOf(parsed.value)]
+      : [...parsed.problems, ...(refusal ? [refusal] : [])];
     if (problems.length > 0) throw new Error(problems.join('; '));
   };
 
@@ -148,6 +153,14 @@ export function setMigrationHandlers(run: MigrationRun): void {
       run.abortRequest = request;
       // Answer once the flags are back where they are safe: the caller learns the outcome.
       await condition(() => status.phase === 'aborted' || status.phase === 'failed');
+      // A migration that failed first (its inspection, claim or capture) was not aborted: its
+      // caller must not hear that it was. Guarded, so older histories replay as they answered.
+      if (status.phase === 'failed' && patched('abort-answers-failure')) {
+        throw ApplicationFailure.nonRetryable(
+          'the migration failed before the abort was served, so it was not aborted: nothing was rolled back (`ferry status` says why it failed)',
+          'MigrationFailed',
+        );
+      }
       return status.abort;
     },
     {

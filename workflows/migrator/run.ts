@@ -25,6 +25,8 @@ export type ShardPlanning = Promise<ShardSpec[]>;
 
 /** Signals refused for a bad payload are recorded up to this many; more only reach the worker's log. */
 const REFUSALS_RECORDED = 20;
+/** The events the status carries, in characters of JSON; the oldest ones beyond it live in ferry.audit only. */
+const EVENTS_CARRIED = 256 * 1024;
 
 export class MigrationRun {
   readonly workflowId: string;
@@ -91,8 +93,37 @@ export class MigrationRun {
   }
 
   record(kind: MigrationEvent['kind'], note: OperatorNote, detail: string): void {
-    this.status.events.push({ at: this.now(), kind, by: note.by ?? null, detail: note.reason ? `${detail} (${note.reason})` : detail });
+    const event: MigrationEvent = { at: this.now(), kind, by: note.by ?? null, detail: note.reason ? `${detail} (${note.reason})` : detail };
+    this.status.events.push(event);
+    if (this.eventsChars !== null) this.eventsChars += JSON.stringify(event).length + 1;
+    this.trimEvents();
     void this.audit.write();
+  }
+
+  /** The events carried, in characters of JSON: counted once, then kept up to date as events come and go. */
+  private eventsChars: number | null = null;
+
+  /** The events carried are over their budget: anyone can send messages, and each adds one. */
+  eventsOverBudget(): boolean {
+    this.eventsChars ??= JSON.stringify(this.status.events).length;
+    return this.eventsChars > EVENTS_CARRIED;
+  }
+
+  /**
+   * While the events carried are over budget, drops the oldest ones already written to
+   * ferry.audit, which keeps them all: a status too large to continue-as-new with would wedge
+   * the migration. Guarded, and asked only over budget, so older histories replay as they ran.
+   */
+  trimEvents(): void {
+    if (!this.eventsOverBudget() || !patched('bounded-events')) return;
+    const { events } = this.status;
+    const dropped = this.status.eventsDropped ?? 0;
+    const audited = (this.status.eventsAudited ?? 0) - dropped;
+    let cut = 0;
+    while (cut < audited && this.eventsChars! > EVENTS_CARRIED) this.eventsChars! -= JSON.stringify(events[cut++]).length + 1;
+    if (cut === 0) return;
+    events.splice(0, cut);
+    this.status.eventsDropped = dropped + cut;
   }
 
   /** A signal whose payload could not be read changes nothing; it is recorded, without its values. */
@@ -127,8 +158,15 @@ export class MigrationRun {
       backfillDone: this.backfillDone(),
       verificationBusy: this.verifying || this.verifyRequest !== null,
       gateWaiting: this.status.gate?.name ?? null,
+      gateApprovedBy: this.gateDecision === 'approved' ? this.approver() : null,
       gateAhead: this.gateAhead(),
     };
+  }
+
+  /** Who gave the gate decision taken: the last approval recorded. */
+  private approver(): string {
+    const approval = [...this.status.events].reverse().find((e) => e.kind === 'approve');
+    return approval?.by ?? 'an operator';
   }
 
   /** An abort, a gate decision or a verification asked for by an operator and not yet taken up. */
@@ -154,6 +192,9 @@ export class MigrationRun {
     this.setPhase(phase);
     this.status.finishedAt = this.now();
     this.status.gate = null;
+    // An ended migration copies nothing and takes no resume: a pause left from its last steps
+    // (a gate approved while paused) must not show as "PAUSED". Guarded, so older histories replay.
+    if (this.status.paused && patched('ended-not-paused')) this.status.paused = null;
     return this.status;
   }
 
@@ -187,7 +228,16 @@ export class MigrationRun {
   }
 
   async pause(note: OperatorNote, kind: 'pause' | 'auto-pause', reason: string): Promise<void> {
-    if (this.status.paused) return;
+    if (this.status.paused) {
+      // A question for a person that comes up while an operator's pause holds (no application
+      // follows the flags, failed rows wait) is still asked and recorded: otherwise the resume
+      // meant to end that pause would answer it unseen. Guarded, so older histories replay.
+      const paused = this.status.paused;
+      if (kind !== 'auto-pause' || paused.by === 'ferry' || !patched('auto-pause-while-paused')) return;
+      this.status.paused = { since: paused.since, by: note.by ?? null, reason: `${reason}; also paused by ${paused.by ?? 'an operator'}: ${paused.reason}` };
+      this.record(kind, note, reason);
+      return;
+    }
     this.status.paused = { since: this.now(), by: note.by ?? null, reason };
     this.record(kind, note, reason);
     await this.tellShards('pause');

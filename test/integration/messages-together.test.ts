@@ -1,0 +1,164 @@
+/**
+ * Messages that reach a migration together, as those sent straight through Temporal while no
+ * worker runs do when one comes back. A gate takes one decision: the first is taken, and a
+ * second (an approval or a rejection of the gate already approved) is refused with the reason,
+ * so nobody is told "approved" of a gate that was rejected, and the audit holds one decision per
+ * gate. An abort that meets a migration failing at the same time is answered with the failure,
+ * never as an abort that did not happen.
+ */
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { migrationReport, startMigration } from '../../operator';
+import { validatePlan } from '../../lib/plan';
+import { temporalSettings, type TemporalSettings } from '../../lib/settings';
+import { createFerryWorker } from '../../workers/worker';
+import { connectClient, createTestDatabase, eventually, sql, uniqueName, type TestWorker } from '../support/harness';
+
+/** A worker on `temporal`'s task queue, stopped by the function it returns. */
+async function workerOn(temporal: TemporalSettings, env: Record<string, string>): Promise<() => Promise<void>> {
+  const worker = await createFerryWorker({ temporal, env, workflowBundle: { codePath: inject('workflowBundlePath') }, shutdownGraceSeconds: 1 });
+  const running = worker.worker.run();
+  return async () => {
+    worker.shutdown();
+    await running;
+  };
+}
+
+/** What an update came to: its answer, or the reason it was refused. */
+const settle = (promise: Promise<unknown>) =>
+  promise.then(
+    (value) => ({ taken: true as const, value }),
+    (error: unknown) => ({ taken: false as const, reason: error instanceof WorkflowUpdateFailedError ? (error.cause?.message ?? '') : String(error) }),
+  );
+
+describe('messages that arrive together', () => {
+  let url: string;
+  let connection: TestWorker;
+  let client: Client;
+  let table = 0;
+
+  beforeAll(async () => {
+    url = await createTestDatabase('gate_decisions');
+    await sql(url, `
+      CREATE TABLE items (id int PRIMARY KEY, label text NOT NULL);
+      INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 300) i;`);
+    connection = await connectClient();
+    client = connection.client;
+  });
+  afterAll(async () => {
+    await connection?.stop();
+  });
+
+  async function atGate() {
+    table += 1;
+    await sql(url, `CREATE TABLE items_${table} (id int PRIMARY KEY, label text NOT NULL)`);
+    const plan = validatePlan({
+      name: `gate-decisions-${table}`,
+      source: { connection: 'DB', table: 'items', key: 'id' },
+      target: { connection: 'DB', table: `items_${table}` },
+      transform: { sql: { id: 'id', label: 'label' } },
+      lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0.2 },
+    });
+    const temporal = temporalSettings({}, { address: inject('temporalAddress'), taskQueue: uniqueName('gates') });
+    const stopWorker = await workerOn(temporal, { DB: url });
+    const handle = await startMigration(client, temporal, plan, { execute: true });
+    await eventually(async () => (await migrationReport(client, handle.workflowId)).status?.gate?.name === 'cutover-reads', 60_000, 'the gate');
+    return { plan, temporal, handle, stopWorker };
+  }
+
+  /** Stops the worker, sends `decisions` one after the other through Temporal, starts a worker again. */
+  async function sentWhileNoWorker(temporal: TemporalSettings, stopWorker: () => Promise<void>, id: string, decisions: [string, object][]) {
+    await stopWorker();
+    const handle = client.workflow.getHandle(id);
+    const outcomes = [];
+    for (const [update, payload] of decisions) {
+      outcomes.push(settle(handle.executeUpdate(update, { args: [payload] })));
+      // In this order: the server hands them to the next worker in the order it admitted them.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    const restart = await workerOn(temporal, { DB: url });
+    return { outcomes: await Promise.all(outcomes), stopWorker: restart };
+  }
+
+  it('an abort taken while the migration inspects a target that is missing is answered with the failure, not as an abort', async () => {
+    const plan = validatePlan({
+      name: 'gate-decisions-missing',
+      source: { connection: 'DB', table: 'items', key: 'id' },
+      target: { connection: 'DB', table: 'no_such_table' },
+      transform: { sql: { id: 'id', label: 'label' } },
+    });
+    const temporal = temporalSettings({}, { address: inject('temporalAddress'), taskQueue: uniqueName('gates') });
+    // Started with no worker: the abort reaches the migration with its start, before it inspects.
+    const handle = await startMigration(client, temporal, plan, { execute: true });
+    const aborted = settle(handle.executeUpdate('abort', { args: [{ by: 'bob', reason: 'wrong target' }] }));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const stopWorker = await workerOn(temporal, { DB: url });
+    try {
+      expect(await aborted).toEqual({
+        taken: false,
+        reason: 'the migration failed before the abort was served, so it was not aborted: nothing was rolled back (`ferry status` says why it failed)',
+      });
+      const failure = await handle.result().then(
+        () => null,
+        (error: { cause?: { message?: string } }) => error.cause?.message,
+      );
+      expect(failure).toContain('migration cannot start');
+      expect(await sql(url, 'SELECT count(*)::int AS n FROM pg_tables WHERE tablename = $1', ['no_such_table'])).toEqual([{ n: 0 }]);
+    } finally {
+      await stopWorker();
+    }
+  });
+
+  it('decisions sent together while no worker runs: the first is the gate\'s, the others are refused and change nothing', async () => {
+    const { plan, temporal, handle, stopWorker } = await atGate();
+    const id = handle.workflowId;
+    const statusOf = async () => (await migrationReport(client, id)).status!;
+    const waitAt = (gate: string) => eventually(async () => ((await statusOf()).gate?.name === gate ? true : undefined), 60_000, `gate ${gate}`);
+    let stop = stopWorker;
+    try {
+      // An approval, then a rejection of the same gate: the rejection must not abort what its sender's approval was told went ahead.
+      const first = await sentWhileNoWorker(temporal, stop, id, [
+        ['approve', { gate: 'cutover-reads', by: 'alice' }],
+        ['reject', { gate: 'cutover-reads', by: 'bob', reason: 'p99 doubled' }],
+      ]);
+      stop = first.stopWorker;
+      expect(first.outcomes).toEqual([
+        { taken: true, value: { gate: 'cutover-reads', forced: false } },
+        { taken: false, reason: 'gate cutover-reads was already approved by alice; a gate takes one decision' },
+      ]);
+      await waitAt('stop-old-writes');
+      expect(await sql(url, 'SELECT write_old, write_new, read_from FROM ferry.flags WHERE migration = $1', [plan.name])).toEqual([
+        { write_old: true, write_new: true, read_from: 'new' },
+      ]);
+
+      // Two approvals of one gate: one person approved it; the second hears so.
+      const second = await sentWhileNoWorker(temporal, stop, id, [
+        ['approve', { gate: 'stop-old-writes', by: 'carol', note: 'dashboards green' }],
+        ['approve', { gate: 'stop-old-writes', by: 'dave' }],
+      ]);
+      stop = second.stopWorker;
+      expect(second.outcomes[0]).toEqual({ taken: true, value: { gate: 'stop-old-writes', forced: false } });
+      expect(second.outcomes[1]).toEqual({ taken: false, reason: 'gate stop-old-writes was already approved by carol; a gate takes one decision' });
+      await waitAt('cleanup');
+
+      // Not wedged: the next gate takes an approval as ever, and the migration completes.
+      await handle.executeUpdate('approve', { args: [{ gate: 'cleanup', by: 'erin' }] });
+      expect((await handle.result()).phase).toBe('completed');
+      const rows = await eventually(async () => {
+        const found = await sql(url, 'SELECT kind, by, detail FROM ferry.audit WHERE migration_id = $1 ORDER BY at, entry', [id]);
+        return found.some((r) => r.kind === 'completed') ? found : undefined;
+      }, 30_000, 'the end in ferry.audit');
+      expect(rows.filter((r) => ['approve', 'reject', 'abort'].includes(r.kind)).map((r) => [r.kind, r.by, r.detail])).toEqual([
+        ['approve', 'alice', 'gate cutover-reads approved'],
+        ['approve', 'carol', 'gate stop-old-writes approved (dashboards green)'],
+        ['approve', 'erin', 'gate cleanup approved'],
+      ]);
+      expect(await sql(url, 'SELECT write_old, write_new, read_from FROM ferry.flags WHERE migration = $1', [plan.name])).toEqual([
+        { write_old: false, write_new: true, read_from: 'new' },
+      ]);
+    } finally {
+      await handle.terminate('test over').catch(() => {});
+      await stop();
+    }
+  });
+});
