@@ -7,7 +7,8 @@
 /**
  * The problem with a SQL fragment from a plan, or null when it is fit to embed in one of Ferry's
  * statements. Deliberately stricter than SQL: no `;` at all (even in a string), no comments,
- * parentheses that balance, no call of a function that acts outside its transaction. A fragment
+ * parentheses that balance, no call of a function that acts outside its transaction (nor a session
+ * set_config). A fragment
  * that passes cannot close Ferry's parentheses nor start a second statement, whichever way the
  * server reads backslashes in strings.
  */
@@ -59,13 +60,36 @@ function callProblem(code: string): string | null {
   if (/(?<![A-Za-z0-9_$\u0080-\uffff])u&"/i.test(code)) {
     return 'must not use Unicode-escaped identifiers (U&"..."): they can spell any name';
   }
-  for (const [, name] of code.matchAll(CALL)) {
-    const called = name!.toLowerCase();
+  for (const call of code.matchAll(CALL)) {
+    const called = call[1]!.toLowerCase();
     if (ACTS_OUTSIDE_TRANSACTION.some((pattern) => pattern.test(called))) {
       return `calls ${called}(), whose effect outlives its transaction (a read-only one neither refuses nor undoes it); plan SQL may not call it`;
     }
+    // A session setting made in a committed copy stays on the pooled connection, under Ferry's
+    // own settings (datestyle, extra_float_digits, timeouts) and every later statement on it.
+    if (called === 'set_config' && argumentsOf(code, call.index + call[0].length)[2]?.trim().toLowerCase() !== 'true') {
+      return 'calls set_config() for the session: a setting would outlive the transaction on a pooled connection that other statements share; pass true as its third argument (is_local)';
+    }
   }
   return null;
+}
+
+/** The top-level arguments of the call whose opening parenthesis ends just before `start`. */
+function argumentsOf(code: string, start: number): string[] {
+  const args: string[] = [];
+  let depth = 0;
+  let from = start;
+  for (let i = start; i < code.length; i++) {
+    const c = code[i];
+    if (c === '(' || c === '[') depth += 1;
+    else if ((c === ')' || c === ']') && depth > 0) depth -= 1;
+    else if (c === ')' || (c === ',' && depth === 0)) {
+      args.push(code.slice(from, i));
+      if (c === ')') return args;
+      from = i + 1;
+    }
+  }
+  return args;
 }
 
 const IDENTIFIER_CHAR = /[A-Za-z0-9_$\u0080-\uffff]/;
