@@ -13,7 +13,8 @@ import { rootMessage } from '../../lib/errors';
 import { validatePlan, type Plan, type PlanInput } from '../../lib/plan';
 import { startMigration } from '../../operator';
 import { ferry } from '../support/cli';
-import { createTestDatabase, sql, sqlRow, startWorker, uniqueName, type TestWorker } from '../support/harness';
+import { connectClient, createTestDatabase, sql, sqlRow, startWorker, uniqueName, type TestWorker } from '../support/harness';
+import { startWorkerProcess } from '../support/worker-process';
 
 /** An advisory lock key no other test takes. */
 const LOCK_KEY = 741_852;
@@ -53,13 +54,15 @@ describe('a dry run leaves nothing behind in the session or the server', () => {
     };
   }
 
-  /** The dry run's status, or its failure's message. */
-  async function dryRun(plan: Plan): Promise<string> {
-    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: false });
-    return handle.result().then(
+  /** The dry run's status, or its failure's message; fails the test if it does not end within 30 s. */
+  async function dryRun(plan: Plan, on: TestWorker = worker): Promise<string> {
+    const handle = await startMigration(on.client, on.temporal, plan, { execute: false });
+    const ended = handle.result().then(
       (status) => JSON.stringify(status),
       (error: unknown) => rootMessage(error),
     );
+    const timeout = new Promise<string>((_, reject) => setTimeout(() => reject(new Error('the dry run did not end within 30 s')), 30_000));
+    return Promise.race([ended, timeout]);
   }
 
   async function heldLocks(): Promise<number> {
@@ -88,5 +91,26 @@ describe('a dry run leaves nothing behind in the session or the server', () => {
     const unchecked = { ...validatePlan(planWith({})), subset: { where: attack } } as Plan;
     expect(await dryRun(unchecked)).toMatch(/subset\.where:? calls pg_create_physical_replication_slot/);
     expect((await sqlRow(url, `SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = '${slot}'`)).n).toBe(0);
+  });
+
+  it("runs a module's sample off the worker's event loop: a module that ends its thread fails the dry run, not the worker", async () => {
+    writeFileSync(path.join(dir, 'exits.ts'), 'export default () => process.exit(3);');
+    writeFileSync(path.join(dir, 'exits-on-load.ts'), 'process.exit(4);\nexport default (row: unknown) => row;');
+    const client = await connectClient();
+    // A process of its own: a module that ended the worker's process would end the test's.
+    const child = await startWorkerProcess(client.temporal, { DB: url, FERRY_TRANSFORM_DIR: dir });
+    try {
+      for (const module of ['exits.ts', 'exits-on-load.ts']) {
+        const plan = validatePlan({ ...planWith({}, true), transform: { module: path.join(dir, module), columns: ['id', 'note'] } });
+        const problems = JSON.parse(await dryRun(plan, client)).inspection.problems.join('\n');
+        expect(problems).toMatch(/transform does not run on public\.src: a transform thread exited \(code [34]\)/);
+        expect(child.process.exitCode).toBeNull();
+      }
+      // The same worker goes on serving.
+      expect(JSON.parse(await dryRun(validatePlan(planWith({}, true)), client)).inspection.problems).toEqual([]);
+    } finally {
+      await child.stop();
+      await client.stop();
+    }
   });
 });
