@@ -71,6 +71,17 @@ async function nullKeyProblem(pool: pg.Pool, table: TableName, keyName: string, 
   return `source key column "${key.name}" allows NULL; ${found}; add NOT NULL to it or choose another key`;
 }
 
+/**
+ * What tells a table from every other table, whichever connection reaches it: the server's start
+ * time, the database and the table's oid; null when there is no such table.
+ */
+async function tableIdentity(pool: pg.Pool, table: TableName): Promise<string | null> {
+  const { rows } = await pool.query<{ identity: string | null }>(
+    sql`SELECT pg_postmaster_start_time()::text || '/' || (SELECT oid FROM pg_database WHERE datname = current_database())::text || '/' || to_regclass(${qualifiedName(table)})::oid::text AS identity`,
+  );
+  return rows[0]?.identity ?? null;
+}
+
 /** Planner statistics when there are any; otherwise an exact count, given a few seconds. */
 async function estimateRows(pool: pg.Pool, regclass: string): Promise<number | null> {
   const stats = await pool.query<{ estimate: string }>(sql`SELECT reltuples::bigint::text AS estimate FROM pg_class WHERE oid = to_regclass(${regclass})`);
@@ -233,7 +244,12 @@ export function createInspector(databases: Databases, transformDir: string | nul
       }
 
       if (!target.exists) problems.push(`target table ${target.name} does not exist; create it before migrating`);
-      else {
+      else if (source.exists && (await tableIdentity(sourcePool, spec.source)) === (await tableIdentity(targetPool, spec.target))) {
+        // The plan's own check sees variable names only; two of them may reach one database.
+        problems.push(
+          `target table ${target.name} is the source table itself (${plan.source.connection} and ${plan.target.connection} reach the same database); a migration needs a different target`,
+        );
+      } else {
         problems.push(...(await oldShapeViewProblems(sourcePool, plan)));
         const targetColumns = new Set(target.columns.map((c) => c.name));
         for (const column of Object.keys(spec.columns)) {

@@ -113,4 +113,17 @@ describe('a dry run leaves nothing behind in the session or the server', () => {
       await client.stop();
     }
   });
+
+  it('finds that the target is the source table itself when two connection variables reach the same database', async () => {
+    // Another spelling of the same database: the plan's own check compares variable names only.
+    const again = await startWorker({ DB: url, DB_AGAIN: `${url}${url.includes('?') ? '&' : '?'}application_name=again` }, { transformDir: dir });
+    try {
+      const plan = validatePlan({ ...planWith({}), target: { connection: 'DB_AGAIN', table: 'src' } });
+      const problems = JSON.parse(await dryRun(plan, again)).inspection.problems.join('\n');
+      expect(problems).toContain('target table public.src is the source table itself (DB and DB_AGAIN reach the same database)');
+      expect(JSON.parse(await dryRun(validatePlan({ ...planWith({}), target: { connection: 'DB_AGAIN', table: 'dst' } }), again)).inspection.problems).toEqual([]);
+    } finally {
+      await again.stop();
+    }
+  });
 });
