@@ -60,6 +60,9 @@ function callProblem(code: string): string | null {
   if (/(?<![A-Za-z0-9_$\u0080-\uffff])u&"/i.test(code)) {
     return 'must not use Unicode-escaped identifiers (U&"..."): they can spell any name';
   }
+  if (/(?<![A-Za-z0-9_$\u0080-\uffff])\$\d/.test(code.replace(/"(?:[^"]|"")*"/g, '""'))) {
+    return "must not refer to a bind parameter ($1): each of Ferry's statements numbers its own, so it would mean something else in each";
+  }
   for (const call of code.matchAll(CALL)) {
     const called = call[1]!.toLowerCase();
     if (ACTS_OUTSIDE_TRANSACTION.some((pattern) => pattern.test(called))) {

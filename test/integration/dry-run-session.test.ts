@@ -76,6 +76,8 @@ describe('a dry run leaves nothing behind in the session or the server', () => {
       // The worker's pooled connections stay open: a lock left on one would still be held here.
       expect(await heldLocks()).toBe(0);
     }
+    // Nor anything else: not even Ferry's schema.
+    expect(await sqlRow(url, `SELECT to_regnamespace('ferry') IS NULL AS none, (SELECT count(*)::int FROM pg_class WHERE relnamespace = 'public'::regnamespace) AS relations`)).toEqual({ none: true, relations: 4 });
   });
 
   it('refuses a plan calling a function that acts outside its transaction, and creates no replication slot', async () => {

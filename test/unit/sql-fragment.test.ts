@@ -24,6 +24,7 @@ describe('SQL fragments from a plan', () => {
     "note = 'pg_advisory_lock(1)' AND $$dblink(x)$$ <> note",
     '"dblink" IS NOT NULL AND s.lo_export > 0',
     "nextval('seq') > 0",
+    'a$1 > "$1" AND note <> \'$1\'',
     "set_config('timezone', 'UTC', true) IS NOT NULL",
     "pg_catalog.set_config('search_path', concat('a', ','), TRUE) <> ''",
   ])('takes %s', (text) => {
@@ -57,6 +58,8 @@ describe('SQL fragments from a plan', () => {
     ["lo_export(1, '/tmp/x') = 1", /calls lo_export\(\)/],
     ['pg_stat_reset() IS NULL', /calls pg_stat_reset\(\)/],
     ['U&"pg_advisory\\005flock"(42) IS NOT NULL', /Unicode-escaped identifiers/],
+    ["note || coalesce($1::text, '')", /bind parameter/],
+    ['id > $12', /bind parameter/],
     // A session setting outlives a committed copy on its pooled connection, under Ferry's own.
     ["set_config('extra_float_digits', '-15', false) IS NOT NULL", /calls set_config\(\) for the session/],
     ["set_config('datestyle', 'SQL, DMY', id > 0) IS NOT NULL", /calls set_config\(\) for the session/],
