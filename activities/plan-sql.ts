@@ -8,6 +8,7 @@ import type pg from 'pg';
 import { sqlFragmentProblem } from '../lib/sql-fragment';
 import type { Plan } from '../lib/plan';
 import { withClient } from './connections';
+import { sql } from './sql';
 
 /** A query config that pg sends with Parse/Bind/Execute even when it has no parameters. */
 export type OneStatement = pg.QueryConfig & { queryMode: 'extended'; rowMode?: 'array'; types?: pg.CustomTypesConfig };
@@ -26,15 +27,20 @@ export function oneStatement<Q extends pg.QueryConfig & { rowMode?: 'array'; typ
 /**
  * Runs `use` in a READ ONLY transaction of a client of its own, and always rolls it back. A
  * setting changed inside (set_config('default_transaction_read_only', 'off', false)) is undone
- * by the rollback, so nothing a statement does here reaches the session's next transaction.
+ * by the rollback, and a session advisory lock taken inside (which a rollback keeps, and which
+ * a function of the database could take out of sight of lib/sql-fragment) is released before
+ * it, so nothing a statement does here reaches the session's next transaction.
  */
 export async function readOnly<T>(pool: pg.Pool, use: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   return withClient(pool, async (client) => {
     await client.query('BEGIN READ ONLY');
     // No ROLLBACK after a failed use: withClient discards the connection, which ends the
-    // transaction. A ROLLBACK would queue behind a COPY out that the use gave up on midway
-    // (pg-copy-streams does not cancel it) and wait for ever.
+    // transaction and its session's locks. A ROLLBACK would queue behind a COPY out that the use
+    // gave up on midway (pg-copy-streams does not cancel it) and wait for ever.
     const result = await use(client);
+    // Inside the transaction, so that behind a transaction-mode pooler it reaches the server
+    // connection that took the lock. Ferry itself takes only transaction-level advisory locks.
+    await client.query(sql`SELECT pg_advisory_unlock_all()`);
     await client.query('ROLLBACK');
     return result;
   });

@@ -67,7 +67,15 @@ const transformSchema = z
      */
     module: z.string().min(1, 'must be the path of a module').optional(),
     /** With `module`: the target columns its rows fill, in order. */
-    columns: z.array(identifier).min(1, 'must name at least one column').optional(),
+    columns: z
+      .array(identifier)
+      .min(1, 'must name at least one column')
+      // Named twice, the copy writes it once but verification reads it twice and never ends a pass.
+      .superRefine((columns, ctx) => {
+        const twice = [...new Set(columns.filter((column, i) => columns.indexOf(column) !== i))];
+        if (twice.length) ctx.addIssue({ code: 'custom', message: `names ${twice.map((c) => `"${c}"`).join(', ')} more than once` });
+      })
+      .optional(),
   })
   .superRefine((transform, ctx) => {
     if (!transform.sql === !transform.module) {

@@ -57,15 +57,19 @@ function captureFunctionName(migrationId: string): Sql {
  * and, when the key changed, the new one too. SECURITY DEFINER, so writers need no grant on the
  * log; the settings make a key's text the same whatever the writer's session uses.
  * The body is DDL text that Postgres stores and runs later, so it can take no bind parameters:
- * the migration id goes in as a quoted literal and the key column as a quoted name.
+ * the migration id goes in as a quoted literal and the key column as a quoted name, inside a
+ * dollar quote whose tag neither holds (a workflow id is anyone's text, `$ferry$` included).
  */
 export function createCaptureFunctionSql(migrationId: string, key: string): string {
   const id = literal(migrationId);
   const column = ident(key);
+  let tag = '$ferry$';
+  while (migrationId.includes(tag) || key.includes(tag)) tag = `${tag.slice(0, -1)}_$`;
+  const quote = ferrySql(tag);
   return sql`CREATE OR REPLACE FUNCTION ${captureFunctionName(migrationId)}() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp SET datestyle = 'ISO, YMD' SET intervalstyle = 'postgres' SET extra_float_digits = 3
-    AS $ferry$
+    AS ${quote}
     BEGIN
       -- A TRUNCATE logs no row, so its deletes could never reach the target: refuse it.
       IF TG_OP = 'TRUNCATE' THEN
@@ -81,7 +85,7 @@ export function createCaptureFunctionSql(migrationId: string, key: string): stri
       END IF;
       RETURN NULL;
     END
-    $ferry$`.text;
+    ${quote}`.text;
 }
 
 /**

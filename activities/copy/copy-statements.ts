@@ -288,7 +288,8 @@ export function rangeRowsSql(spec: Pick<CopySpec, 'source' | 'filter'>, range: K
  * rangeRowsSql as a COPY to the client, in text format: the rows of a key range in key order,
  * each line the key as text, then the source row's columns (see sourceRowsCopyText).
  */
-export function rangeRowsCopySql(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange): string {
+export function rangeRowsCopySql(spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange, limit?: number): string {
   const key = column(SOURCE_ALIAS, spec.source.key);
-  return sql`COPY (SELECT ${key}::text AS ${ident(SOURCE_KEY_TEXT)}, ${S}.* FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeConditionLiteral(spec, range)} ORDER BY ${key}) TO STDOUT`.text;
+  const limited = limit === undefined ? sql`` : sql` LIMIT ${int(Math.trunc(limit))}`;
+  return sql`COPY (SELECT ${key}::text AS ${ident(SOURCE_KEY_TEXT)}, ${S}.* FROM ${tableName(spec.source)} AS ${S} WHERE ${rangeConditionLiteral(spec, range)} ORDER BY ${key}${limited}) TO STDOUT`.text;
 }

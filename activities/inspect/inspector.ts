@@ -9,16 +9,15 @@ import { captureShapeProblem } from './capture-shape';
 import { lineageColumn, type Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { asText, withClient } from '../connections';
-import { redactErrorText, transformErrorSummary } from '../../lib/errors';
+import { redactErrorText } from '../../lib/errors';
 import { sqlFragmentProblem } from '../../lib/sql-fragment';
 import { oneStatement, planSqlFragments, readOnly } from '../plan-sql';
-import { copySpecOf, rangeRowsSql, sampleSql, type CopySpec } from '../copy/copy-statements';
-import { loadTransform, transformDirFromEnv } from '../transform/load';
-import { postgresInputText, sourceRowTypes, type ColumnKinds } from '../transform/exact-values';
+import { copySpecOf, sampleSql, type CopySpec } from '../copy/copy-statements';
+import { resolveTransformModule, transformDirFromEnv } from '../transform/load';
+import type { ColumnKinds } from '../transform/exact-values';
 import { targetColumnKinds } from '../transform/copy-text';
-import { type TargetRow } from '../transform/rows';
+import { readSourceRows, sampleOnThread } from '../transform/transform-threads';
 import { displayName, ferrySql, ident, int, planSql, qualifiedName, sql, tableName, type TableName } from '../sql';
-import { stringify as stringifyLosslessJson } from 'lossless-json';
 import { assignmentProblems, castProblems, expressionProblems, type SampledRow } from '../transform/transform-fit';
 
 const SAMPLE_ROWS = 5;
@@ -73,6 +72,17 @@ async function nullKeyProblem(pool: pg.Pool, table: TableName, keyName: string, 
   return `source key column "${key.name}" allows NULL; ${found}; add NOT NULL to it or choose another key`;
 }
 
+/**
+ * What tells a table from every other table, whichever connection reaches it: the server's start
+ * time, the database and the table's oid; null when there is no such table.
+ */
+async function tableIdentity(pool: pg.Pool, table: TableName): Promise<string | null> {
+  const { rows } = await pool.query<{ identity: string | null }>(
+    sql`SELECT pg_postmaster_start_time()::text || '/' || (SELECT oid FROM pg_database WHERE datname = current_database())::text || '/' || to_regclass(${qualifiedName(table)})::oid::text AS identity`,
+  );
+  return rows[0]?.identity ?? null;
+}
+
 /** Planner statistics when there are any; otherwise an exact count, given a few seconds. */
 async function estimateRows(pool: pg.Pool, regclass: string): Promise<number | null> {
   const stats = await pool.query<{ estimate: string }>(sql`SELECT reltuples::bigint::text AS estimate FROM pg_class WHERE oid = to_regclass(${regclass})`);
@@ -98,39 +108,30 @@ function redact(value: string | null): string | null {
   return `<${[...value].length} chars>`;
 }
 
-/** How a value a module transform returned would read in a table. */
-function displayValue(value: unknown): string | null {
-  if (value === null || value === undefined) return null;
-  if (typeof value === 'string') return value;
-  if (value instanceof Date) return value.toISOString();
-  if (Buffer.isBuffer(value)) return `\\x${value.toString('hex')}`;
-  if (typeof value === 'object') return stringifyLosslessJson(value) ?? String(value);
-  return String(value);
-}
-
 /**
  * What in a module transform's sample breaks the trace verification follows from target row to
  * source row: without a lineage column, one row per source row with the source key as its key;
- * with one, that column holding the source key.
+ * with one, that column holding the source key. `traces` holds each target row's trace value.
  */
-function traceProblem(plan: Plan, spec: CopySpec, sourceKey: string, rows: TargetRow[]): string | null {
+function traceProblem(plan: Plan, spec: CopySpec, sourceKey: string, traces: (string | null)[]): string | null {
   const lineage = lineageColumn(plan);
   const column = lineage ?? spec.target.key;
   const advice = `set target.sourceKey to the target column that holds the source key each row came from`;
-  if (!lineage && rows.length > 1) {
-    return `transform made ${rows.length} rows from source key "${sourceKey}": verification compares each target row with the source row of the same key; ${advice}`;
+  if (!lineage && traces.length > 1) {
+    return `transform made ${traces.length} rows from source key "${sourceKey}": verification compares each target row with the source row of the same key; ${advice}`;
   }
-  const wrong = rows.find((row) => displayValue((row as Record<string, unknown>)?.[column]) !== sourceKey);
-  if (!wrong) return null;
-  const found = displayValue((wrong as Record<string, unknown>)?.[column]);
+  const wrong = traces.findIndex((trace) => trace !== sourceKey);
+  if (wrong < 0) return null;
+  const found = traces[wrong]!;
   return lineage
     ? `transform made a row whose "${column}" (target.sourceKey) is ${found === null ? 'NULL' : `"${found}"`} from source key "${sourceKey}"; it must hold the source key the row came from`
     : `transform made a row with key ${found === null ? 'NULL' : `"${found}"`} from source key "${sourceKey}": verification compares each target row with the source row of the same key; ${advice}`;
 }
 
 /**
- * The module transform run on a few source rows: each output row is shown under its source key.
- * The rows are read in a READ ONLY transaction, as one statement: subset.where cannot write.
+ * The module transform run on a few source rows, on a thread of its own (a module that ends its
+ * thread or never returns fails the sample, not the worker): each output row is shown under its
+ * source key. The rows are read in a READ ONLY transaction, as one statement: subset.where cannot write.
  */
 async function sampleModuleTransform(
   pool: pg.Pool,
@@ -143,54 +144,25 @@ async function sampleModuleTransform(
   sampled: SampledRow[],
   kinds: ColumnKinds,
 ): Promise<TransformSample> {
-  const transform = await loadTransform(modulePath, transformDir);
-  const sample = rangeRowsSql(spec, { after: null, upTo: null }, SAMPLE_ROWS);
-  const result = await readOnly(pool, (client) =>
-    client.query<unknown[]>(oneStatement({ ...sample, rowMode: 'array' as const, types: sourceRowTypes })),
-  );
-  const names = result.fields.slice(1).map((f) => f.name);
+  const module = await resolveTransformModule(modulePath, transformDir);
   const columns = Object.keys(spec.columns);
+  const source = await readSourceRows(pool, spec, { after: null, upTo: null }, SAMPLE_ROWS);
+  const result = await sampleOnThread(module, source, { columns, kinds, traceColumn: lineageColumn(plan) ?? spec.target.key });
   const rows: (string | null)[][] = [];
   let reported = false;
-  for (const values of result.rows) {
-    const key = String(values[0]);
-    let output: Awaited<ReturnType<typeof transform>>;
-    try {
-      output = await transform(Object.fromEntries(names.map((name, i) => [name, values[i + 1]])));
-    } catch (error) {
-      // The transform's own message may quote the row: only its summary leaves the worker, and
-      // the original is not attached as the cause, which would carry it along.
-      // eslint-disable-next-line preserve-caught-error
-      throw new Error(`the transform threw on source key ${key}: ${transformErrorSummary(error)}`);
-    }
-    const produced = output === null ? [] : Array.isArray(output) ? output : [output];
-    const untraceable = plan.verify.enabled ? traceProblem(plan, spec, key, produced) : null;
+  for (const { key, produced } of result.rows) {
+    const untraceable = plan.verify.enabled ? traceProblem(plan, spec, key, produced.map((row) => row.trace)) : null;
     // One example is enough: the rest of the sample breaks the trace the same way.
     if (untraceable && !reported) problems.push(untraceable);
     reported ||= untraceable !== null;
     for (const row of produced) {
-      const shown = columns.map((column) => displayValue((row as Record<string, unknown>)[column]));
-      sampled.push({ sourceKey: key, values: inputTexts(row, columns, kinds) });
-      rows.push([key, ...(showValues ? shown : shown.map(redact))]);
+      sampled.push({ sourceKey: key, values: row.texts });
+      rows.push([key, ...(showValues ? row.shown : row.shown.map(redact))]);
     }
   }
+  // The transform's own message may quote the row: only its summary leaves the thread.
+  if (result.threw) throw new Error(`the transform threw on source key ${result.threw.key}: ${result.threw.error}`);
   return { columns: ['ferry source key', ...columns], rows, redacted: !showValues };
-}
-
-/**
- * A module's output row as the copy writes it into COPY text: the text each column's input
- * function gets. A value with no database form is left out here; the copy names it.
- */
-function inputTexts(row: TargetRow, columns: string[], kinds: ColumnKinds): Record<string, string | null> {
-  const texts: Record<string, string | null> = {};
-  for (const column of columns) {
-    try {
-      texts[column] = postgresInputText((row as Record<string, unknown>)[column], column, kinds[column]);
-    } catch {
-      // Not checked by the cast: the copy refuses such a value with its own message.
-    }
-  }
-  return texts;
 }
 
 async function sampleTransform(pool: pg.Pool, spec: CopySpec, showValues: boolean, sampled: SampledRow[]): Promise<TransformSample> {
@@ -275,7 +247,12 @@ export function createInspector(databases: Databases, transformDir: string | nul
       }
 
       if (!target.exists) problems.push(`target table ${target.name} does not exist; create it before migrating`);
-      else {
+      else if (source.exists && (await tableIdentity(sourcePool, spec.source)) === (await tableIdentity(targetPool, spec.target))) {
+        // The plan's own check sees variable names only; two of them may reach one database.
+        problems.push(
+          `target table ${target.name} is the source table itself (${plan.source.connection} and ${plan.target.connection} reach the same database); a migration needs a different target`,
+        );
+      } else {
         problems.push(...(await oldShapeViewProblems(sourcePool, plan)));
         const targetColumns = new Set(target.columns.map((c) => c.name));
         for (const column of Object.keys(spec.columns)) {

@@ -2,6 +2,7 @@
 import type { ColumnType } from '../verify/verify-statements';
 import type { ColumnKinds } from './exact-values';
 import { unescapeCopyText, type RowFailure, type SourceField } from './rows';
+import type { SampleResult } from './sample-rows';
 
 export interface TaskBase {
   id: number;
@@ -23,7 +24,16 @@ export interface DigestTask extends TaskBase {
   types: ColumnType[];
 }
 
-export type TransformTask = EncodeTask | DigestTask;
+/** A dry run's sample: what the transform makes of each source row, for display and checks. */
+export interface SampleTask extends TaskBase {
+  kind: 'sample';
+  columns: string[];
+  kinds: ColumnKinds;
+  /** The column verification traces a target row back to its source key by. */
+  traceColumn: string;
+}
+
+export type TransformTask = EncodeTask | DigestTask | SampleTask;
 
 export interface EncodeResult {
   read: number;
@@ -43,7 +53,7 @@ export interface EncodeResult {
 export type DigestResult = { rows: number; digest: string } | null;
 
 export type TaskReply =
-  | { id: number; ok: true; result: EncodeResult | DigestResult }
+  | { id: number; ok: true; result: EncodeResult | DigestResult | SampleResult }
   | { id: number; ok: false; error: { message: string; name: string; type?: string; nonRetryable?: boolean } };
 
 /** EncodeResult.keys as the keys' text. */

@@ -9,7 +9,8 @@ import { redactErrorText, transformErrorSummary } from '../../lib/errors';
 import { copyTextEncoder } from './copy-text';
 import { loadResolvedTransform } from './load';
 import { isThenable, SourceRowReader, type RowFailure, type TargetRow } from './rows';
-import type { DigestResult, DigestTask, EncodeResult, EncodeTask, TaskReply, TransformTask } from './thread-messages';
+import { sampledTargetRow, type SampleResult } from './sample-rows';
+import type { DigestResult, DigestTask, EncodeResult, EncodeTask, SampleTask, TaskReply, TransformTask } from './thread-messages';
 import { ChunkDigest, workerFieldOf, type WorkerField } from './worker-checksum';
 
 /** A transform's output for one source row: its target rows, or null to skip it. */
@@ -125,8 +126,34 @@ async function digest(task: DigestTask): Promise<DigestResult> {
   return { rows: sums.rows, digest: sums.digest() };
 }
 
+/** A dry run's sample, up to the first row whose transform throws. */
+async function sample(task: SampleTask): Promise<SampleResult> {
+  const transform = await loadResolvedTransform(task.module);
+  const rows = new SourceRowReader(Buffer.from(task.source.buffer, task.source.byteOffset, task.source.byteLength).toString('utf8'), task.fields);
+  const result: SampleResult = { rows: [], threw: null };
+  while (rows.next()) {
+    const { key, row } = rows;
+    let output: unknown;
+    try {
+      output = transform(row);
+      if (isThenable(output)) output = await output;
+    } catch (error) {
+      result.threw = { key, error: transformErrorSummary(error) };
+      break;
+    }
+    const produced = (output === null ? [] : Array.isArray(output) ? output : [output]) as TargetRow[];
+    result.rows.push({ key, produced: produced.map((target) => sampledTargetRow(target, task.columns, task.kinds, task.traceColumn)) });
+  }
+  return result;
+}
+
+function run(task: TransformTask): Promise<EncodeResult | DigestResult | SampleResult> {
+  if (task.kind === 'encode') return encode(task);
+  return task.kind === 'digest' ? digest(task) : sample(task);
+}
+
 parentPort?.on('message', (task: TransformTask) => {
-  (task.kind === 'encode' ? encode(task) : digest(task)).then(
+  run(task).then(
     (result) => {
       const reply: TaskReply = { id: task.id, ok: true, result };
       const transfer = result && 'copyText' in result ? [result.copyText.buffer as ArrayBuffer] : [];

@@ -16,7 +16,8 @@ import { redactErrorText } from '../../lib/errors';
 import { oneStatement, readOnly } from '../plan-sql';
 import { rangeRowsCopySql, rangeRowsSql, type CopySpec } from '../copy/copy-statements';
 import type { SourceField } from './rows';
-import type { DigestResult, DigestTask, EncodeResult, EncodeTask, TaskReply, TransformTask } from './thread-messages';
+import type { SampleResult } from './sample-rows';
+import type { DigestResult, DigestTask, EncodeResult, EncodeTask, SampleTask, TaskReply, TransformTask } from './thread-messages';
 
 /** Threads to run transforms on (FERRY_TRANSFORM_THREADS, else one per core). */
 function threadCount(): number {
@@ -25,8 +26,10 @@ function threadCount(): number {
   return Math.max(1, os.availableParallelism());
 }
 
+type TaskResult = EncodeResult | DigestResult | SampleResult;
+
 interface Pending {
-  resolve: (result: EncodeResult | DigestResult) => void;
+  resolve: (result: TaskResult) => void;
   reject: (error: Error) => void;
 }
 
@@ -83,8 +86,11 @@ function threadForTask(): Thread {
   return threads.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
 }
 
-function run<T extends EncodeResult | DigestResult>(task: Omit<EncodeTask, 'id'> | Omit<DigestTask, 'id'>): Promise<T> {
-  const thread = threadForTask();
+function run<T extends TaskResult>(task: Omit<EncodeTask, 'id'> | Omit<DigestTask, 'id'>): Promise<T> {
+  return runOn<T>(threadForTask(), task);
+}
+
+function runOn<T extends TaskResult>(thread: Thread, task: Omit<TransformTask, 'id'>): Promise<T> {
   const id = nextTaskId++;
   return new Promise<T>((resolve, reject) => {
     thread.pending.set(id, { resolve: resolve as Pending['resolve'], reject });
@@ -142,6 +148,7 @@ export async function readSourceParts(
   range: KeyRange,
   onPart: (part: Uint8Array) => void,
   partBytes = PART_BYTES,
+  limit?: number,
 ): Promise<void> {
   // COPY goes over the simple protocol: the plan's SQL was checked to hold one expression, and
   // the read runs in a READ ONLY transaction.
@@ -149,7 +156,7 @@ export async function readSourceParts(
     let held: Buffer[] = [];
     let heldBytes = 0;
     let nextPartBytes = Math.min(FIRST_PART_BYTES, partBytes);
-    for await (const data of client.query(copyTo(rangeRowsCopySql(spec, range)))) {
+    for await (const data of client.query(copyTo(rangeRowsCopySql(spec, range, limit)))) {
       const chunk = data as Buffer;
       held.push(chunk);
       heldBytes += chunk.length;
@@ -168,10 +175,10 @@ export async function readSourceParts(
   });
 }
 
-/** The source rows of a key range as COPY text, and the columns that describe them. */
-export async function readSourceRows(sourcePool: pg.Pool, spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange): Promise<SourceRowsText> {
+/** The source rows of a key range (the first `limit` of them, when given) as COPY text, and the columns that describe them. */
+export async function readSourceRows(sourcePool: pg.Pool, spec: Pick<CopySpec, 'source' | 'filter'>, range: KeyRange, limit?: number): Promise<SourceRowsText> {
   const parts: Uint8Array[] = [];
-  const [fields] = await Promise.all([describeSourceRows(sourcePool, spec), readSourceParts(sourcePool, spec, range, (part) => parts.push(part), Infinity)]);
+  const [fields] = await Promise.all([describeSourceRows(sourcePool, spec), readSourceParts(sourcePool, spec, range, (part) => parts.push(part), Infinity, limit)]);
   return { fields, text: parts.length === 1 ? parts[0]! : ownBytes(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength)), parts.reduce((n, p) => n + p.length, 0)) };
 }
 
@@ -183,4 +190,31 @@ export function encodeOnThread(module: string, rows: SourceRowsText, columns: st
 /** The count and digest of a batch through the module transform, on a thread; null when the worker cannot tell. */
 export function digestOnThread(module: string, rows: SourceRowsText, types: DigestTask['types']): Promise<DigestResult> {
   return run<DigestResult>({ kind: 'digest', module, fields: rows.fields, source: rows.text, types });
+}
+
+/** How long a dry run's sample may take on its thread. */
+const SAMPLE_TIMEOUT_MS = 60_000;
+
+/**
+ * A dry run's sample through the module transform, on a thread of its own that ends with it: a
+ * module that ends its thread (process.exit), or never returns, fails the sample and never the
+ * worker, whose event loop and other work go on.
+ */
+export async function sampleOnThread(
+  module: string,
+  rows: SourceRowsText,
+  task: Pick<SampleTask, 'columns' | 'kinds' | 'traceColumn'>,
+  timeoutMs = SAMPLE_TIMEOUT_MS,
+): Promise<SampleResult> {
+  const thread = startThread();
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the transform did not return within ${timeoutMs / 1000} s on the sample`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([runOn<SampleResult>(thread, { kind: 'sample', module, fields: rows.fields, source: rows.text, ...task }), timedOut]);
+  } finally {
+    clearTimeout(timer);
+    await thread.worker.terminate();
+  }
 }

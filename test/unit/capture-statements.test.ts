@@ -17,6 +17,13 @@ describe('capture statements', () => {
     const body = createCaptureFunctionSql(`it's; DROP TABLE x`, 'we"ird');
     expect(body).toContain(`VALUES ('it''s; DROP TABLE x', (OLD."we""ird")::text)`);
     expect(body).toContain('SECURITY DEFINER');
+    // A workflow id is anyone's text: one holding the body's dollar quote gets another tag.
+    const id = 'm$ferry$; DROP TABLE x; SELECT $ferry_$';
+    const quoted = createCaptureFunctionSql(id, 'id');
+    const tag = /AS (\$[a-z_]+\$)/.exec(quoted)![1]!;
+    expect(id).not.toContain(tag);
+    expect(quoted.split(tag)).toHaveLength(3);
+    expect(quoted).toContain(`VALUES ('${id}', (OLD."id")::text)`);
     expect(createTriggerSql('m', { schema: 'public', table: 'a"b' })).toMatch(/ON "public"\."a""b" FOR EACH ROW EXECUTE FUNCTION ferry\."ferry_capture_m_[0-9a-f]{12}"\(\)$/);
   });
 

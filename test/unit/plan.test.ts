@@ -70,6 +70,11 @@ throttle: { batchSize: -5 }
     expect(problems).toEqual([{ path: 'transform.sql', message: 'must produce the target key column "id"' }]);
   });
 
+  it("refuses a module's column named twice, which the copy would write once and verification read twice", () => {
+    const problems = problemsOf(valid.replace(/transform:[\s\S]*$/, 'transform: { module: ./split.ts, columns: [id, first_name, id, first_name, last_name] }\n'));
+    expect(problems).toEqual([{ path: 'transform.columns', message: 'names "id", "first_name" more than once' }]);
+  });
+
   it('refuses a target that is the source table', () => {
     const problems = problemsOf(valid.replace('TARGET_URL, table: users_v2', 'SOURCE_URL, table: users'));
     expect(problems).toEqual([{ path: 'target.table', message: expect.stringContaining('source table itself') }]);
