@@ -107,6 +107,22 @@ describe('verify statements', () => {
     expect(q.values).toEqual([['1'], ['Ann'], [null]]);
   });
 
+  it('takes a length-limited value as a write would: cut only by trailing spaces, else whole, so a cut target value differs', () => {
+    const limited: VerifyShape = {
+      ...shape,
+      columns: { id: 'id', code: 'code', codes: 'codes' },
+      types: [type('id', 'int8', 'bigint', 'N'), type('code', 'varchar', 'character varying(3)'), type('codes', '_bpchar', 'character(2)[]', 'A')],
+    };
+    const source = chunkChecksumSql('source', limited, {});
+    expect(source.text).toContain(
+      `FROM (SELECT w."id" AS "id", CASE WHEN char_length(rtrim((w."code")::text, ' ')) > 3 THEN w."code" ELSE (w."code")::character varying(3) END AS "code", ` +
+        `CASE WHEN EXISTS (SELECT FROM unnest(w."codes") AS e(v) WHERE char_length(rtrim((e.v)::text, ' ')) > 2) THEN w."codes" ELSE (w."codes")::character(2)[] END AS "codes" ` +
+        `FROM (SELECT (id)::bigint AS "id", (code)::varchar AS "code", (codes)::bpchar[] AS "codes" FROM "public"."users" AS s WHERE (s."tenant" = 7) OFFSET 0) AS w) AS r`,
+    );
+    expect(canonicalizeValuesSql(limited, [['1'], ['abc'], [null]]).text).toContain(`(SELECT u."id"::bigint AS "id", u."code"::varchar AS "code", u."codes"::bpchar[] AS "codes" FROM unnest(`);
+    expect(chunkChecksumSql('target', limited, {}).text).not.toContain('CASE WHEN char_length');
+  });
+
   it('samples by the hash of the key, as subset.ts does', () => {
     expect(sampleCondition('t."id"', 12.5)).toBe(`abs(hashtext((t."id")::text)::bigint) % 10000 < 1250`);
     expect(sampleCondition('t."id"', 100)).toBeNull();
