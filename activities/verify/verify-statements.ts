@@ -46,6 +46,11 @@ export interface VerifyShape {
    * side is selected; null when the target key itself is the source key.
    */
   lineage?: string | null;
+  /**
+   * Target columns whose values a copy between two databases sends as the source's text, read
+   * by the target column's input (see convertedColumnsOf): the source side converts them so too.
+   */
+  converted?: readonly string[];
 }
 
 export const TARGET_ALIAS = 't';
@@ -111,26 +116,38 @@ function castAsWritten(value: string, type: string): string {
 }
 
 /**
- * Rows of `inner` (whose columns are the target's, each cast to unlimitedType) as `r`, each
- * value as castAsWritten makes it; `inner` itself when no column is length-limited. OFFSET 0
- * keeps each expression of `inner` evaluated once.
+ * Rows of `inner` as `r`, each value as castAsWritten makes it: `inner`'s columns are the
+ * target's, each cast to unlimitedType, but those in `converted`, which are the source's value
+ * and are read here from the text it prints (format's `%s` is the type's output, as COPY's).
+ * `inner` itself when no column needs either. OFFSET 0 keeps each expression of `inner`
+ * evaluated once.
  */
-function asWritten(types: readonly ColumnType[], inner: Sql): Sql {
-  if (!types.some((c) => LENGTH_LIMITED.test(c.type))) return sql`(${inner} OFFSET 0) AS ${R}`;
-  const list = join(types.map((c) => sql`${ferrySql(castAsWritten(`w.${quoteIdent(c.name)}`, c.type))} AS ${ident(c.name)}`));
+function asWritten(types: readonly ColumnType[], inner: Sql, converted: readonly string[] = []): Sql {
+  if (!types.some((c) => LENGTH_LIMITED.test(c.type) || converted.includes(c.name))) return sql`(${inner} OFFSET 0) AS ${R}`;
+  const value = (c: ColumnType) => {
+    const name = `w.${quoteIdent(c.name)}`;
+    // num_nulls, not IS NULL, which a composite of NULL fields passes too.
+    return converted.includes(c.name) ? `(CASE WHEN num_nulls(${name}) = 1 THEN NULL ELSE format('%s', ${name}) END)::${unlimitedType(c.type)}` : name;
+  };
+  const list = join(types.map((c) => sql`${ferrySql(castAsWritten(value(c), c.type))} AS ${ident(c.name)}`));
   return sql`(SELECT ${list} FROM (${inner} OFFSET 0) AS w) AS ${R}`;
 }
 
 /**
  * The source rows of a selection as the transform makes them: the target's columns, of the
- * target's types as an insert would make them (see castAsWritten).
+ * target's types as a write would make them (see castAsWritten), after the copy's conversion
+ * through text for the converted columns.
  */
 function sourceRelation(shape: VerifyShape, selection: Selection): Sql {
+  const converted = shape.converted ?? [];
   const list = join(
-    shape.types.map((c) => sql`${planSql(shape.columns[c.name]!, `transform.sql.${c.name}`)}::${ferrySql(unlimitedType(c.type))} AS ${ident(c.name)}`),
+    shape.types.map((c) => {
+      const expression = planSql(shape.columns[c.name]!, `transform.sql.${c.name}`);
+      return converted.includes(c.name) ? sql`${expression} AS ${ident(c.name)}` : sql`${expression}::${ferrySql(unlimitedType(c.type))} AS ${ident(c.name)}`;
+    }),
   );
   const where = selectionCondition(column(SOURCE_ALIAS, shape.source.key), selection, shape.sourceFilter);
-  return asWritten(shape.types, sql`SELECT ${list} FROM ${tableName(shape.source)} AS ${S} WHERE ${where}`);
+  return asWritten(shape.types, sql`SELECT ${list} FROM ${tableName(shape.source)} AS ${S} WHERE ${where}`, converted);
 }
 
 /**

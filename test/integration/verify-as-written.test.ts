@@ -3,15 +3,19 @@
  * explicit cast would: a string longer than a varchar(n) or char(n) column, or a bit string of
  * the wrong length, which the copy refuses and a cast would cut, is a difference from the cut
  * value a target holds; and under a module transform, a source row the target refuses is a
- * difference of that row, never an extra target row for repair to delete. Each case is proved
- * by the test's own md5 of every row's text on both sides.
+ * difference of that row, never an extra target row for repair to delete. Between two databases,
+ * a value whose type the target column converts is compared as the copy converts it (the
+ * source's text read by the target's input), not as a cast would. Each case is proved by the
+ * test's own md5 of every row's text on both sides.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
+import { createCopier, type CopyBatchesResult } from '../../activities/copy/copier';
 import { installFerrySchema, type Mismatch } from '../../activities/state/ferry-schema';
 import { createVerifier, type VerifyShardInput, type VerifyShardResult } from '../../activities/verify/verifier';
 import { wholeKeySpace } from '../../lib/key-range';
@@ -30,8 +34,8 @@ async function hashes(url: string, query: string): Promise<Map<string, string>> 
   return new Map((await sql<{ id: string; hash: string }>(url, query)).map((r) => [r.id, r.hash]));
 }
 
-async function differingKeys(sourceUrl: string, targetUrl: string): Promise<string[]> {
-  const [s, t] = await Promise.all([hashes(sourceUrl, SOURCE_ROWS), hashes(targetUrl, TARGET_ROWS)]);
+async function differingKeys(sourceUrl: string, targetUrl: string, sourceRows = SOURCE_ROWS, targetRows = TARGET_ROWS): Promise<string[]> {
+  const [s, t] = await Promise.all([hashes(sourceUrl, sourceRows), hashes(targetUrl, targetRows)]);
   const keys = new Set([...s.keys(), ...t.keys()]);
   return [...keys].filter((k) => s.get(k) !== t.get(k)).sort((a, b) => Number(a) - Number(b));
 }
@@ -138,5 +142,65 @@ describe('verification takes values as the target takes them', () => {
     expect(await runActivity(verifier.repairMismatches, { migrationId: 'written-mod', plan: modulePlan(), pass: 3 })).toMatchObject({ deleted: 0, unresolved: 5 });
     expect(await hashes(targetUrl, TARGET_ROWS)).toEqual(before);
     expect(await verifyAll(databases, { migrationId: 'written-mod', plan: modulePlan(), chunkSize: 10, pass: 4, inFlightDelayMs: 10 })).toHaveLength(5);
+  });
+});
+
+describe('verification between two databases converts values as the copy does', () => {
+  let sourceUrl: string;
+  let targetUrl: string;
+  let databases: Databases;
+  // The copy sends each value as the text the source prints, read by the target column's input:
+  // written out, a float's shortest exact digits and a bool's t or f.
+  const sourceRows = `SELECT id::text AS id, md5(ROW(id, f::text, g::text, CASE WHEN b THEN 't' ELSE 'f' END, j::jsonb)::text) AS hash FROM items`;
+  const targetRows = `SELECT id::text AS id, md5(ROW(id, f::text, g::text, b, j)::text) AS hash FROM items`;
+  const plan = validatePlan({
+    name: 'converted',
+    source: { connection: 'SOURCE_URL', table: 'items', key: 'id' },
+    target: { connection: 'TARGET_URL', table: 'items' },
+    transform: { sql: { id: 'id', f: 'f', g: 'g', b: 'b', j: 'j' } },
+  });
+
+  beforeAll(async () => {
+    [sourceUrl, targetUrl] = await Promise.all([createTestDatabase('converted_src'), createTestDatabase('converted_tgt')]);
+    await sql(
+      sourceUrl,
+      `CREATE TABLE items (id int4 PRIMARY KEY, f float8, g float4, b bool, j json);
+       INSERT INTO items SELECT x, x * 0.1::float8, (x * 0.1)::float4, x % 2 = 0, json_build_object('x', x) FROM generate_series(1, ${ROWS}) AS x;`,
+    );
+    await sql(targetUrl, `CREATE TABLE items (id int8 PRIMARY KEY, f numeric, g float8, b text, j jsonb)`);
+    databases = createDatabases({ env: { SOURCE_URL: sourceUrl, TARGET_URL: targetUrl } });
+    await installFerrySchema(databases.pool('TARGET_URL'));
+  });
+  afterAll(() => databases?.close());
+
+  it('verifies its own copy clean, and finds a target holding what a cast would have made', async () => {
+    const copier = createCopier(databases, undefined, null);
+    const copied: CopyBatchesResult = await new MockActivityEnvironment().run(copier.copyBatches, {
+      migrationId: 'converted',
+      plan,
+      shard: { range: wholeKeySpace, partitionValue: null },
+      cursor: null,
+      batchSize: 100,
+      maxBatchSize: 100,
+      rowsPerSecond: null,
+      failureBudget: 0,
+      maxSeconds: 60,
+    });
+    expect(copied.failures).toEqual([]);
+    expect(await differingKeys(sourceUrl, targetUrl, sourceRows, targetRows)).toEqual([]);
+    expect(await verifyAll(databases, { migrationId: 'converted', plan, chunkSize: 10, pass: 1, inFlightDelayMs: 10 })).toEqual([]);
+
+    // What the casts make: 0.3 for 0.30000000000000004, the float4 0.4's every binary digit, 'true' for t.
+    await sql(targetUrl, `UPDATE items SET f = 0.3 WHERE id = 3; UPDATE items SET g = 0.4::float4::float8 WHERE id = 4; UPDATE items SET b = 'true' WHERE id = 6`);
+    expect(await differingKeys(sourceUrl, targetUrl, sourceRows, targetRows)).toEqual(['3', '4', '6']);
+    expect(await verifyAll(databases, { migrationId: 'converted', plan, chunkSize: 10, pass: 2, inFlightDelayMs: 10 })).toEqual([
+      { key: '3', category: 'value', columns: ['f'] },
+      { key: '4', category: 'value', columns: ['g'] },
+      { key: '6', category: 'value', columns: ['b'] },
+    ]);
+    const verifier = createVerifier(databases);
+    expect(await runActivity(verifier.repairMismatches, { migrationId: 'converted', plan, pass: 2 })).toEqual({ repaired: 3, deleted: 0, unresolved: 0 });
+    expect(await differingKeys(sourceUrl, targetUrl, sourceRows, targetRows)).toEqual([]);
+    expect(await verifyAll(databases, { migrationId: 'converted', plan, chunkSize: 10, pass: 3, inFlightDelayMs: 10 })).toEqual([]);
   });
 });

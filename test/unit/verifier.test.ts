@@ -123,6 +123,15 @@ describe('verify statements', () => {
     expect(chunkChecksumSql('target', limited, {}).text).not.toContain('CASE WHEN char_length');
   });
 
+  it('reads a column the copy converts from the text the source prints, NULL kept', () => {
+    const source = chunkChecksumSql('source', { ...shape, converted: ['first_name'] }, {});
+    expect(source.text).toContain(
+      `FROM (SELECT w."id" AS "id", (CASE WHEN num_nulls(w."first_name") = 1 THEN NULL ELSE format('%s', w."first_name") END)::text AS "first_name", w."seen" AS "seen" ` +
+        `FROM (SELECT (id)::bigint AS "id", (split_part(full_name, ' ', 1)) AS "first_name", (seen_at)::timestamp with time zone AS "seen" FROM "public"."users" AS s WHERE (s."tenant" = 7) OFFSET 0) AS w) AS r`,
+    );
+    expect(chunkChecksumSql('target', { ...shape, converted: ['first_name'] }, {}).text).not.toContain('format(');
+  });
+
   it('samples by the hash of the key, as subset.ts does', () => {
     expect(sampleCondition('t."id"', 12.5)).toBe(`abs(hashtext((t."id")::text)::bigint) % 10000 < 1250`);
     expect(sampleCondition('t."id"', 100)).toBeNull();
