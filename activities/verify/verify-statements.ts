@@ -285,18 +285,26 @@ export interface RowHashes {
 
 /**
  * Sorts every difference between the source's rows (as the transform makes them) and the
- * target's into missing (not in the target), extra (not in the source) and value (in both,
- * naming the differing columns; every column for a source row that is unwritable). Source differences come in source order, then extras in
+ * target's into missing (not in the target), extra (not in the source, or a key the target
+ * holds twice) and value (in both, naming the differing columns; every column for a source row
+ * that is unwritable). One difference a key. Source differences come in source order, then extras in
  * target order.
  */
 export function diffRows(columnNames: readonly string[], source: readonly RowHashes[], target: readonly RowHashes[]): Mismatch[] {
-  const targetByKey = new Map(target.map((row) => [row.key, row]));
+  const targetByKey = new Map<string, RowHashes>();
+  /** Keys the target holds more than once (where its key is not unique): one row too many, extra. */
+  const repeated = new Set<string>();
+  for (const row of target) {
+    if (targetByKey.has(row.key)) repeated.add(row.key);
+    else targetByKey.set(row.key, row);
+  }
   const sourceKeys = new Set<string>();
   const differences: Mismatch[] = [];
   // With a lineage column, each difference names the source key whose group it belongs to.
   const traced = (row: RowHashes) => (row.lineage === undefined ? {} : { sourceKey: row.lineage });
   for (const row of source) {
     sourceKeys.add(row.key);
+    if (repeated.has(row.key)) continue;
     const other = targetByKey.get(row.key);
     if (!other) {
       if (!row.unwritable) differences.push({ key: row.key, category: 'missing', columns: [], ...traced(row) });
@@ -305,8 +313,8 @@ export function diffRows(columnNames: readonly string[], source: readonly RowHas
     const columns = row.unwritable ? [...columnNames] : columnNames.filter((_, i) => (row.columns[i] ?? null) !== (other.columns[i] ?? null));
     if (columns.length > 0) differences.push({ key: row.key, category: 'value', columns, ...traced(row) });
   }
-  for (const row of target) {
-    if (!sourceKeys.has(row.key)) differences.push({ key: row.key, category: 'extra', columns: [], ...traced(row) });
+  for (const row of targetByKey.values()) {
+    if (!sourceKeys.has(row.key) || repeated.has(row.key)) differences.push({ key: row.key, category: 'extra', columns: [], ...traced(row) });
   }
   return differences;
 }

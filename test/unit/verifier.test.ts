@@ -178,6 +178,18 @@ describe('sorting differences', () => {
     expect(diffRows(names, [row('1', 'a', null)], [row('1', 'a', null)])).toEqual([]);
   });
 
+  it('calls a key the target holds twice extra, once, whether its rows are equal or not; an unwritable source row differs in every column', () => {
+    const target = [row('1', 'a', 'x'), row('1', 'a', 'x'), row('2', 'b', 'y'), row('2', 'B', 'y'), row('9', 'e', null), row('9', 'e', null)];
+    expect(diffRows(names, [row('1', 'a', 'x'), row('2', 'b', 'y')], target)).toEqual([
+      { key: '1', category: 'extra', columns: [] },
+      { key: '2', category: 'extra', columns: [] },
+      { key: '9', category: 'extra', columns: [] },
+    ]);
+    const unwritable = { key: '1', columns: [null, null, null], unwritable: true };
+    expect(diffRows(names, [unwritable], [row('1', 'a', 'x')])).toEqual([{ key: '1', category: 'value', columns: names }]);
+    expect(diffRows(names, [unwritable], [])).toEqual([]);
+  });
+
   it('finds nothing between equal sides, or two empty ones', () => {
     expect(diffRows(names, [row('1', 'a', 'b')], [row('1', 'a', 'b')])).toEqual([]);
     expect(diffRows(names, [], [])).toEqual([]);
