@@ -20,18 +20,40 @@ export interface ColumnTypes {
   target: { major: number; types: Map<string, number> };
 }
 
+/** Whether the source sends column `i` as the target column's very type, a built-in one. */
+function sameBuiltInType(name: string, i: number, types: ColumnTypes): boolean {
+  const type = types.source.types[i];
+  return type !== undefined && type < FIRST_USER_OID && types.target.types.get(name) === type;
+}
+
 /** The format that carries every column of `columns` exactly, given both sides' types. */
 export function copyFormatOf(columns: readonly string[], types: ColumnTypes): CopyFormat {
   if (types.source.major !== types.target.major) return 'text';
-  const exact = columns.every((name, i) => {
-    const type = types.source.types[i];
-    return type !== undefined && type < FIRST_USER_OID && types.target.types.get(name) === type;
-  });
-  return exact ? 'binary' : 'text';
+  return columns.every((name, i) => sameBuiltInType(name, i, types)) ? 'binary' : 'text';
+}
+
+/**
+ * The columns whose values a copy between two databases converts on the way: each goes as the
+ * text the source prints and is read by the target column's input, which is not always what a
+ * cast would make (a float8 into numeric keeps every printed digit, a bool into text is `t`).
+ * A column of the same built-in type on both sides reads back as itself, in either format.
+ */
+export function convertedColumnsOf(columns: readonly string[], types: ColumnTypes): string[] {
+  return columns.filter((name, i) => !sameBuiltInType(name, i, types));
 }
 
 /** Asks both databases for the types of a spec's columns and picks its COPY format. */
 export async function copyFormatFor(sourcePool: pg.Pool, targetPool: pg.Pool, spec: CopySpec): Promise<CopyFormat> {
+  return copyFormatOf(Object.keys(spec.columns), await columnTypesFor(sourcePool, targetPool, spec));
+}
+
+/** The columns a copy of `spec` between two databases converts (see convertedColumnsOf). */
+export async function convertedColumnsFor(sourcePool: pg.Pool, targetPool: pg.Pool, spec: CopySpec): Promise<string[]> {
+  return convertedColumnsOf(Object.keys(spec.columns), await columnTypesFor(sourcePool, targetPool, spec));
+}
+
+/** The types of a spec's columns on both sides, as the databases describe them. */
+async function columnTypesFor(sourcePool: pg.Pool, targetPool: pg.Pool, spec: CopySpec): Promise<ColumnTypes> {
   const [source, target] = await Promise.all([
     readOnly(sourcePool, async (client) => {
       const described = await client.query(oneStatement(transformTypesSql(spec)));
@@ -41,5 +63,5 @@ export async function copyFormatFor(sourcePool: pg.Pool, targetPool: pg.Pool, sp
     targetPool.query<{ name: string; type: number; major: number }>(targetColumnTypesSql(spec)),
   ]);
   const major = target.rows[0]?.major ?? -1;
-  return copyFormatOf(Object.keys(spec.columns), { source, target: { major, types: new Map(target.rows.map((row) => [row.name, row.type])) } });
+  return { source, target: { major, types: new Map(target.rows.map((row) => [row.name, row.type])) } };
 }

@@ -11,6 +11,7 @@ import { lineageColumn, lineageProblem, type Plan, targetColumns } from '../../l
 import type { Databases } from '../connections';
 import { assertPlanSqlIsSafe, oneStatement, readOnlyQuery } from '../plan-sql';
 import { type CopySpec, copySpecOf } from '../copy/copy-statements';
+import { convertedColumnsFor } from '../copy/copy-format';
 import { type Mismatch, recordFoundValues, unresolvedFailedKeys } from '../state/ferry-schema';
 import { loadResolvedTransform, resolveTransformModule } from '../transform/load';
 import { targetColumnKinds } from '../transform/copy-text';
@@ -101,6 +102,11 @@ export function createBothSides(databases: Databases, transformDir: string | nul
     // insert fails): comparing them would fail the same way, so both sides leave them out.
     const failed = migrationId ? await unresolvedFailedKeys(targetPool, migrationId) : [];
     const notFailed = (key: string) => (failed.length ? `NOT (${key}::text = ANY(ARRAY[${failed.map(quoteLiteral).join(', ')}]::text[]))` : null);
+    // Between two databases a SQL transform's values reach the target as text where the types differ.
+    const converted =
+      plan.transform.sql && !databases.sameDatabase(plan.source.connection, plan.target.connection)
+        ? await convertedColumnsFor(sourcePool, targetPool, spec)
+        : [];
     const shape: VerifyShape = {
       source: spec.source,
       target: spec.target,
@@ -109,6 +115,7 @@ export function createBothSides(databases: Databases, transformDir: string | nul
       sourceFilter: allConditions(spec.filter, samplePercent !== undefined ? sampleCondition(sourceKey, samplePercent) : null, notFailed(sourceKey)),
       targetFilter: allConditions(targetFilter, notFailed(targetKey)),
       lineage,
+      ...(converted.length ? { converted } : {}),
     };
     const rowDependent =
       !!plan.subset?.where || (!!plan.shards.partitionColumn && (partitionValue !== null || !!plan.subset?.partitionValues));

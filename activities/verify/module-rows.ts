@@ -17,9 +17,10 @@ import { allConditions, canonicalizeValuesSql, type RowHashes, rowHashesOf, type
  * Source rows of a selection through a module transform, as canonical texts: the rows are read
  * and transformed in the worker, then parsed with the target's column types on the target
  * database (which writes nothing) and made canonical by the same expressions as the target's
- * rows. A row whose transform throws is not expected in the target: the copier records it as a
- * failed row instead. Each row carries the source key it came from, and must be traceable to it
- * (see rowsOfSourceKey): a transform that breaks that cannot be verified and fails the call.
+ * rows. A row whose transform throws, or whose value the target refuses, is not expected in the
+ * target (the copier records it as a failed row instead) and comes back unwritable. Each row
+ * carries the source key it came from, and must be traceable to it (see rowsOfSourceKey): a
+ * transform that breaks that cannot be verified and fails the call.
  */
 export async function moduleSourceRows(
   sourcePool: pg.Pool,
@@ -33,24 +34,35 @@ export async function moduleSourceRows(
   const names = shape.types.map((c) => c.name);
   const encoded: (string | null)[][] = [];
   const sourceKeys: string[] = [];
-  for (const { key, rows } of await transformedSourceRows(sourcePool, shape, transform, selection)) {
+  const produced = await transformedSourceRows(sourcePool, shape, transform, selection);
+  /** Source keys whose row the copier would record as failed: the transform throws, or the target refuses a value. */
+  const unwritable = new Set<string>();
+  for (const { key, rows } of produced) {
     try {
+      if (rows === null) throw new Error('the transform threw');
       const lines = rows.map((row) => encodeRow(row, names, kinds));
       encoded.push(...lines);
       sourceKeys.push(...lines.map(() => key));
     } catch {
       // A value with no database form: the copier records the source row as failed.
+      unwritable.add(key);
     }
   }
   const canonical = await canonicalize(targetPool, shape, encoded);
-  const traced: RowHashes[] = [];
+  const byKey = new Map<string, RowHashes[]>();
   const checkTrace = rowsOfSourceKey(shape, modulePath);
   canonical.forEach((row, i) => {
-    if (!row) return;
-    checkTrace(row, sourceKeys[i]!);
-    traced.push(shape.lineage ? { ...row, lineage: sourceKeys[i]! } : row);
+    const key = sourceKeys[i]!;
+    if (!row) return void unwritable.add(key);
+    checkTrace(row, key);
+    byKey.set(key, [...(byKey.get(key) ?? []), shape.lineage ? { ...row, lineage: key } : row]);
   });
-  return traced;
+  // Without a lineage column the target key is the source key: a target row of an unwritable
+  // source row's key differs, and is no extra row to delete (its source row is there). With
+  // one, the group's target keys are unknown; repair leaves a refused group alone.
+  const unwritableRow = (key: string): RowHashes[] =>
+    shape.lineage ? [] : [{ key, columns: names.map(() => null), unwritable: true }];
+  return produced.flatMap(({ key }) => (unwritable.has(key) ? unwritableRow(key) : (byKey.get(key) ?? [])));
 }
 
 /** Key types whose text a transform's value and the source key's text share, so they can be compared as text. */
@@ -96,28 +108,30 @@ function rowsOfSourceKey(shape: VerifyShape, modulePath: string): (row: RowHashe
 
 /**
  * The target rows a module transform makes of each source row of a selection, in key order, with
- * the source key. A source row whose transform throws is left out: the copier records it as a
- * failed row.
+ * the source key; null rows for a source row whose transform throws (the copier records it as a
+ * failed row). A skipped source row is left out.
  */
 async function transformedSourceRows(
   sourcePool: pg.Pool,
   shape: VerifyShape,
   transform: RowTransform,
   selection: Selection,
-): Promise<{ key: string; rows: TargetRow[] }[]> {
+): Promise<{ key: string; rows: TargetRow[] | null }[]> {
   const filter = allConditions(shape.sourceFilter, selection.keys ? sourceKeysCondition(shape.source.key, selection.keys) : null);
   const select = rangeRowsSql({ source: shape.source, filter }, selection.range ?? wholeKeySpace);
   const result = await readOnlyQuery<unknown[]>(sourcePool, { text: select.text, values: select.values, rowMode: 'array', types: sourceRowTypes });
   const fieldNames = result.fields.slice(1).map((f) => f.name);
-  const produced: { key: string; rows: TargetRow[] }[] = [];
+  const produced: { key: string; rows: TargetRow[] | null }[] = [];
   for (const values of result.rows) {
     try {
       let output = transform(sourceRowOf(fieldNames, values));
       if (isThenable(output)) output = await output;
-      if (output === null || output === undefined) continue;
+      // As the copier: null skips the row, undefined fails it.
+      if (output === null) continue;
+      if (output === undefined) throw new TypeError('the transform returned undefined');
       produced.push({ key: String(values[0]), rows: Array.isArray(output) ? output : [output] });
     } catch {
-      continue;
+      produced.push({ key: String(values[0]), rows: null });
     }
   }
   return produced;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copyFormatOf } from '../../activities/copy/copy-format';
+import { convertedColumnsOf, copyFormatOf } from '../../activities/copy/copy-format';
 
 const INT8 = 20;
 const TEXT = 25;
@@ -22,5 +22,10 @@ describe('copyFormatOf', () => {
 
   it('is text between servers of different major versions', () => {
     expect(copyFormatOf(['id'], { source: { major: 16, types: [INT8] }, target: target({ id: INT8 }, 15) })).toBe('text');
+  });
+
+  it('names the columns the copy converts: another type on the target, or a type of the database, whatever the format', () => {
+    const types = { source: { major: 16, types: [INT8, INT8, AN_ENUM, TEXT] }, target: target({ id: INT8, n: INT4, mood: AN_ENUM, name: TEXT }, 15) };
+    expect(convertedColumnsOf(['id', 'n', 'mood', 'name'], types)).toEqual(['n', 'mood']);
   });
 });

@@ -107,6 +107,31 @@ describe('verify statements', () => {
     expect(q.values).toEqual([['1'], ['Ann'], [null]]);
   });
 
+  it('takes a length-limited value as a write would: cut only by trailing spaces, else whole, so a cut target value differs', () => {
+    const limited: VerifyShape = {
+      ...shape,
+      columns: { id: 'id', code: 'code', codes: 'codes' },
+      types: [type('id', 'int8', 'bigint', 'N'), type('code', 'varchar', 'character varying(3)'), type('codes', '_bpchar', 'character(2)[]', 'A')],
+    };
+    const source = chunkChecksumSql('source', limited, {});
+    expect(source.text).toContain(
+      `FROM (SELECT w."id" AS "id", CASE WHEN char_length(rtrim((w."code")::text, ' ')) > 3 THEN w."code" ELSE (w."code")::character varying(3) END AS "code", ` +
+        `CASE WHEN EXISTS (SELECT FROM unnest(w."codes") AS e(v) WHERE char_length(rtrim((e.v)::text, ' ')) > 2) THEN w."codes" ELSE (w."codes")::character(2)[] END AS "codes" ` +
+        `FROM (SELECT (id)::bigint AS "id", (code)::varchar AS "code", (codes)::bpchar[] AS "codes" FROM "public"."users" AS s WHERE (s."tenant" = 7) OFFSET 0) AS w) AS r`,
+    );
+    expect(canonicalizeValuesSql(limited, [['1'], ['abc'], [null]]).text).toContain(`(SELECT u."id"::bigint AS "id", u."code"::varchar AS "code", u."codes"::bpchar[] AS "codes" FROM unnest(`);
+    expect(chunkChecksumSql('target', limited, {}).text).not.toContain('CASE WHEN char_length');
+  });
+
+  it('reads a column the copy converts from the text the source prints, NULL kept', () => {
+    const source = chunkChecksumSql('source', { ...shape, converted: ['first_name'] }, {});
+    expect(source.text).toContain(
+      `FROM (SELECT w."id" AS "id", (CASE WHEN num_nulls(w."first_name") = 1 THEN NULL ELSE format('%s', w."first_name") END)::text AS "first_name", w."seen" AS "seen" ` +
+        `FROM (SELECT (id)::bigint AS "id", (split_part(full_name, ' ', 1)) AS "first_name", (seen_at)::timestamp with time zone AS "seen" FROM "public"."users" AS s WHERE (s."tenant" = 7) OFFSET 0) AS w) AS r`,
+    );
+    expect(chunkChecksumSql('target', { ...shape, converted: ['first_name'] }, {}).text).not.toContain('format(');
+  });
+
   it('samples by the hash of the key, as subset.ts does', () => {
     expect(sampleCondition('t."id"', 12.5)).toBe(`abs(hashtext((t."id")::text)::bigint) % 10000 < 1250`);
     expect(sampleCondition('t."id"', 100)).toBeNull();
@@ -151,6 +176,18 @@ describe('sorting differences', () => {
     expect(diffRows(names, [row('1', 'a', null)], [row('1', 'a', d41)])).toEqual([{ key: '1', category: 'value', columns: ['note'] }]);
     expect(diffRows(names, [row('1', 'a', d41)], [row('1', 'a', null)])).toEqual([{ key: '1', category: 'value', columns: ['note'] }]);
     expect(diffRows(names, [row('1', 'a', null)], [row('1', 'a', null)])).toEqual([]);
+  });
+
+  it('calls a key the target holds twice extra, once, whether its rows are equal or not; an unwritable source row differs in every column', () => {
+    const target = [row('1', 'a', 'x'), row('1', 'a', 'x'), row('2', 'b', 'y'), row('2', 'B', 'y'), row('9', 'e', null), row('9', 'e', null)];
+    expect(diffRows(names, [row('1', 'a', 'x'), row('2', 'b', 'y')], target)).toEqual([
+      { key: '1', category: 'extra', columns: [] },
+      { key: '2', category: 'extra', columns: [] },
+      { key: '9', category: 'extra', columns: [] },
+    ]);
+    const unwritable = { key: '1', columns: [null, null, null], unwritable: true };
+    expect(diffRows(names, [unwritable], [row('1', 'a', 'x')])).toEqual([{ key: '1', category: 'value', columns: names }]);
+    expect(diffRows(names, [unwritable], [])).toEqual([]);
   });
 
   it('finds nothing between equal sides, or two empty ones', () => {
