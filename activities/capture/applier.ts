@@ -115,12 +115,13 @@ export function createChangeApplier(databases: Databases, transformDir: string |
     // Logical capture logs a change only once its reader has decoded it: the look below must
     // wait until the reader has passed the WAL position after the read (the high watermark).
     if (capturesLogically(plan)) await waitForHighWatermark(sourcePool, migrationId);
-    const changed = changedKeysInRangeSql(migrationId, await keyTypeOf(sourcePool, plan), low, range);
+    const keyType = await keyTypeOf(sourcePool, plan);
+    const changed = changedKeysInRangeSql(migrationId, keyType, low, range);
     const keys = (await sourcePool.query<{ key: string }>(changed)).rows.map((r) => r.key);
     const batch = captureOf(plan).applyBatchSize;
     const reapplied = { written: 0, deleted: 0, failed: [] as KeysApplied['failed'], keys: keys.length };
     for (let i = 0; i < keys.length; i += batch) {
-      const applied = await applyKeys(migrationId, plan, keys.slice(i, i + batch));
+      const applied = await applyKeys(migrationId, plan, keys.slice(i, i + batch), keyType);
       reapplied.written += applied.written;
       reapplied.deleted += applied.deleted;
       reapplied.failed.push(...applied.failed);
@@ -190,7 +191,7 @@ export function createChangeApplier(databases: Databases, transformDir: string |
         if (wasEmpty) await sleep(Math.min(IDLE_POLL_MS, timeLeft()));
         continue;
       }
-      const applied = await applyKeys(migrationId, plan, keys);
+      const applied = await applyKeys(migrationId, plan, keys, keyType);
       cursor.afterKey = keys[keys.length - 1]!;
       metrics.captureKeysApplied.inc({ migration: plan.name }, keys.length);
       result.keysApplied += keys.length;

@@ -16,7 +16,7 @@ import { recordFailures, type FailedRecord } from '../state/ferry-schema';
 import { copyRangeThroughModule } from '../transform/module-copy';
 import { isRowError } from '../../lib/errors';
 import { oneStatement, readOnly, readOnlyQuery } from '../plan-sql';
-import { allConditions, deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
+import { allConditions, deleteTargetKeysSql, loggedKeysPresentSql, sourceKeysCondition } from '../verify/verify-statements';
 import { sql } from '../sql';
 
 /** First key of the advisory lock that orders the writes of re-read rows of one migration. */
@@ -93,17 +93,18 @@ export function createKeyApplier(databases: Databases, transformDir: string | nu
   }
 
   /**
-   * Applies `keys` (source keys as text): under the apply lock, their source rows are read now
+   * Applies `keys` (source keys as writers logged them; `keyType` is the key column's type, as
+   * keyTypeSql reads it): under the apply lock, their source rows are read now
    * and written over the target's, and target rows of keys the source no longer holds (or that
    * left the plan's subset) are deleted.
    */
-  return async function applyKeys(migrationId: string, plan: Plan, keys: string[]): Promise<KeysApplied> {
+  return async function applyKeys(migrationId: string, plan: Plan, keys: string[], keyType: string): Promise<KeysApplied> {
     if (keys.length === 0) return { written: 0, deleted: 0, failed: [] };
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
     const base: CopySpec = { ...copySpecOf(plan), conflict: { policy: 'overwrite' } };
     const applied = await withApplyLock(targetPool, migrationId, async (): Promise<KeysApplied> => {
-      const present = await readOnlyQuery<{ key: string }>(sourcePool, sourceKeysPresentSql(base.source, base.filter ?? null, keys));
+      const present = await readOnlyQuery<{ key: string }>(sourcePool, loggedKeysPresentSql(base.source, base.filter ?? null, keys, keyType));
       const held = new Set(present.rows.map((r) => r.key));
       const gone = keys.filter((k) => !held.has(k));
       let deleted = 0;

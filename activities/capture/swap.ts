@@ -13,7 +13,7 @@ import type { Databases } from '../connections';
 import { inTransactionWithLockTimeout } from '../transaction';
 import { copySpecOf, copyWithinDatabaseSql, type CopySpec } from '../copy/copy-statements';
 import { displayName, qualifiedName, type TableName } from '../sql';
-import { allConditions, deleteTargetKeysSql, sourceKeysCondition, sourceKeysPresentSql } from '../verify/verify-statements';
+import { allConditions, deleteTargetKeysSql, loggedKeysPresentSql, sourceKeysCondition } from '../verify/verify-statements';
 import { wholeKeySpace } from '../../lib/key-range';
 import { CURRENT_SNAPSHOT_SQL, dropCaptureFunctionSql, dropTriggerSql, keyTypeSql, loggedKeysSql, relationExistsSql, removeLoggedKeysSql } from './statements';
 import { createOldShapeViewSql, dropTableSql, lockBothTablesSql, moveTableSql, renameTableSql } from './swap-statements';
@@ -63,7 +63,7 @@ async function drain(client: pg.PoolClient, migrationId: string, plan: Plan): Pr
   const base: CopySpec = { ...copySpecOf(plan), conflict: { policy: 'overwrite' } };
   for (let i = 0; i < keys.length; i += DRAIN_BATCH) {
     const batch = keys.slice(i, i + DRAIN_BATCH);
-    const present = sourceKeysPresentSql(base.source, base.filter ?? null, batch);
+    const present = loggedKeysPresentSql(base.source, base.filter ?? null, batch, keyType);
     const held = new Set((await client.query<{ key: string }>(present)).rows.map((r) => r.key));
     const gone = batch.filter((k) => !held.has(k));
     if (gone.length > 0) await client.query(deleteTargetKeysSql(base.target, gone));

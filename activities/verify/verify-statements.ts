@@ -239,14 +239,23 @@ export function sourceKeysCondition(sourceKey: string, keys: string[]): string {
   return sql`${column(SOURCE_ALIAS, sourceKey)} IN (${join(keys.map((key) => literal(key)))})`.text;
 }
 
-/**
- * The keys of a list that the source holds (within the plan's filter), each as the list spells
- * it. Matched by value, not by text: a key logged by a writer's session (a timestamptz in its
- * TimeZone, a numeric with another scale) is the same key whatever this session would print.
- */
+/** The keys of a list (as this session prints them) that the source holds, within the plan's filter. */
 export function sourceKeysPresentSql(source: KeyedTable, filter: string | null, keys: string[]): Sql {
   const key = column(SOURCE_ALIAS, source.key);
-  return sql`SELECT (${keys}::text[])[p] AS key FROM ${tableName(source)} AS ${S} CROSS JOIN LATERAL unnest(array_positions(${keys}, ${key})) AS p WHERE ${key} = ANY(${keys})${filter ? sql` AND (${ferrySql(filter)})` : sql``}`;
+  return sql`SELECT ${key}::text AS key FROM ${tableName(source)} AS ${S} WHERE ${key} = ANY(${keys})${filter ? sql` AND (${ferrySql(filter)})` : sql``}`;
+}
+
+/**
+ * The keys of a list as writers logged them that the source holds (within the plan's filter),
+ * each as the list spells it. Matched by value, not by text: a key logged by a writer's session
+ * (a timestamptz in its TimeZone, a numeric with another scale) is the same key whatever this
+ * session would print. `keyType` is the key column's type as the catalog names it (keyTypeSql).
+ */
+export function loggedKeysPresentSql(source: KeyedTable, filter: string | null, keys: string[], keyType: string): Sql {
+  const key = column(SOURCE_ALIAS, source.key);
+  return sql`SELECT (${keys}::text[])[k.n] AS key
+               FROM unnest(${keys}::${ferrySql(keyType)}[]) WITH ORDINALITY AS k(value, n)
+               JOIN ${tableName(source)} AS ${S} ON ${key} = k.value${filter ? sql` AND (${ferrySql(filter)})` : sql``}`;
 }
 
 /**

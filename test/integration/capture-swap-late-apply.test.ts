@@ -61,7 +61,7 @@ describe('a change apply after the swap', () => {
 
     // The keys an applier had taken from the log before it was cancelled: 1..10 changed, 300 never existed.
     const keys = [...Array.from({ length: 10 }, (_, i) => String(i + 1)), '300'];
-    await expect(createKeyApplier(databases, null)(migrationId, plan, keys)).rejects.toMatchObject({ code: '42P01', message: expect.stringContaining(`${source}_v2`) });
+    await expect(createKeyApplier(databases, null)(migrationId, plan, keys, 'integer')).rejects.toMatchObject({ code: '42P01', message: expect.stringContaining(`${source}_v2`) });
 
     expect(await tableDigest(url, source)).toBe(before.renamed);
     expect(await tableDigest(url, aside)).toBe(before.aside);
@@ -87,7 +87,7 @@ describe('a change apply after the swap', () => {
         throw new Error(`no statement starting ${statement} waited for a lock`);
       };
       await waitingFor('LOCK TABLE');
-      const applying = createKeyApplier(databases, null)(migrationId, plan, ['1', '2', '3']);
+      const applying = createKeyApplier(databases, null)(migrationId, plan, ['1', '2', '3'], 'integer');
       applying.catch(() => {});
       await waitingFor('SELECT');
       await holder.query('COMMIT');
