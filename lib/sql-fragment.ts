@@ -32,8 +32,8 @@ export function sqlFragmentProblem(text: string): string | null {
  * Functions whose effect escapes the transaction that calls them, so a READ ONLY transaction
  * that is rolled back (a dry run, a probe, a verification read) neither refuses nor undoes it:
  * session advisory locks, replication slots and origins, signals to other sessions, the server's
- * WAL, configuration, statistics and files, other connections (dblink); and functions that run
- * a query given as text, which could call any of these out of sight.
+ * WAL, configuration, statistics and files, statements run by other sessions (dblink,
+ * pg_background); and functions that run a query given as text, which could hide any of these.
  */
 const ACTS_OUTSIDE_TRANSACTION = [
   /^pg_(try_)?advisory_lock(_shared)?$/,
@@ -47,7 +47,7 @@ const ACTS_OUTSIDE_TRANSACTION = [
   /^pg_stat_(\w+_)?reset\w*$/,
   /^pg_file_\w+$/,
   /^lo_export$/,
-  /^dblink\w*$/,
+  /^(dblink|pg_background)\w*$/,
   /^(query_to_xml\w*|ts_stat|ts_rewrite)$/,
 ];
 
