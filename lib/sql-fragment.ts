@@ -7,10 +7,9 @@
 /**
  * The problem with a SQL fragment from a plan, or null when it is fit to embed in one of Ferry's
  * statements. Deliberately stricter than SQL: no `;` at all (even in a string), no comments,
- * parentheses that balance, no call of a function that acts outside its transaction (nor a session
- * set_config). A fragment
- * that passes cannot close Ferry's parentheses nor start a second statement, whichever way the
- * server reads backslashes in strings.
+ * parentheses that balance, no bind parameter, no call of a function that acts outside its
+ * transaction (nor a session set_config). A fragment that passes cannot close Ferry's
+ * parentheses nor start a second statement, whichever way the server reads backslashes in strings.
  */
 export function sqlFragmentProblem(text: string): string | null {
   if (text.includes('\0')) return 'must not contain a NUL character';
@@ -33,8 +32,8 @@ export function sqlFragmentProblem(text: string): string | null {
  * Functions whose effect escapes the transaction that calls them, so a READ ONLY transaction
  * that is rolled back (a dry run, a probe, a verification read) neither refuses nor undoes it:
  * session advisory locks, replication slots and origins, signals to other sessions, the server's
- * WAL, configuration, statistics and files, other connections (dblink); and functions that run
- * a query given as text, which could call any of these out of sight.
+ * WAL, configuration, statistics and files, statements run by other sessions (dblink,
+ * pg_background); and functions that run a query given as text, which could hide any of these.
  */
 const ACTS_OUTSIDE_TRANSACTION = [
   /^pg_(try_)?advisory_lock(_shared)?$/,
@@ -48,14 +47,14 @@ const ACTS_OUTSIDE_TRANSACTION = [
   /^pg_stat_(\w+_)?reset\w*$/,
   /^pg_file_\w+$/,
   /^lo_export$/,
-  /^dblink\w*$/,
+  /^(dblink|pg_background)\w*$/,
   /^(query_to_xml\w*|ts_stat|ts_rewrite)$/,
 ];
 
 /** A name followed by an opening parenthesis: a call, possibly of a quoted or qualified name. */
 const CALL = /(?<![A-Za-z0-9_$\u0080-\uffff"])"?([A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*)"?\s*\(/g;
 
-/** The problem with a call in `code` (a fragment with its strings emptied), or null. */
+/** The problem with what `code` (a fragment with its strings emptied) names or calls, or null. */
 function callProblem(code: string): string | null {
   if (/(?<![A-Za-z0-9_$\u0080-\uffff])u&"/i.test(code)) {
     return 'must not use Unicode-escaped identifiers (U&"..."): they can spell any name';

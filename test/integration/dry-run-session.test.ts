@@ -12,6 +12,7 @@ import { ExitCode } from '../../cli/exit-codes';
 import { rootMessage } from '../../lib/errors';
 import { validatePlan, type Plan, type PlanInput } from '../../lib/plan';
 import { startMigration } from '../../operator';
+import { sampleOnThread } from '../../activities/transform/transform-threads';
 import { ferry } from '../support/cli';
 import { connectClient, createTestDatabase, sql, sqlRow, startWorker, uniqueName, type TestWorker } from '../support/harness';
 import { startWorkerProcess } from '../support/worker-process';
@@ -113,6 +114,17 @@ describe('a dry run leaves nothing behind in the session or the server', () => {
     } finally {
       await child.stop();
       await client.stop();
+    }
+  });
+
+  it('gives up on a sample whose transform never returns, and ends its thread', async () => {
+    writeFileSync(path.join(dir, 'spins.ts'), 'export default () => { for (;;) {} };');
+    writeFileSync(path.join(dir, 'waits.ts'), 'export default () => new Promise(() => {});');
+    for (const module of ['spins.ts', 'waits.ts']) {
+      const rows = { fields: [{ name: 'id', oid: 23 }], text: new TextEncoder().encode('1\t1\n') };
+      await expect(sampleOnThread(path.join(dir, module), rows, { columns: ['id'], kinds: {}, traceColumn: 'id' }, 500)).rejects.toThrow(
+        'the transform did not return within 0.5 s on the sample',
+      );
     }
   });
 

@@ -52,6 +52,7 @@ describe('SQL fragments from a plan', () => {
     ['pg_catalog."pg_try_advisory_lock_shared" (42)', /calls pg_try_advisory_lock_shared\(\)/],
     ['PG_TERMINATE_BACKEND (pg_backend_pid())', /calls pg_terminate_backend\(\)/],
     ["dblink_exec('dbname=x', 'DELETE FROM src') = 'x'", /calls dblink_exec\(\)/],
+    ["pg_background_launch('DELETE FROM src') > 0", /calls pg_background_launch\(\)/],
     ["(xpath('/x', query_to_xml('SELECT 1', true, false, '')))[1] IS NOT NULL", /calls query_to_xml\(\)/],
     ["E'\\'' || ts_stat('SELECT 1') IS NULL", /calls ts_stat\(\)/],
     ["pg_logical_emit_message(false, 'x', 'y') IS NOT NULL", /calls pg_logical_emit_message\(\)/],
