@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
+import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, startWorker, type TestWorker } from '../support/harness';
 
 /** Pairs of pause and resume, each with a reason at the longest a note may be: about 3 MB of decisions. */
@@ -65,6 +66,11 @@ describe('a flood of messages', () => {
     expect(JSON.stringify(status.events).length).toBeLessThan(300 * 1024);
     const { n: eventRows } = (await sql(url, `SELECT count(*)::int AS n FROM ferry.audit WHERE migration_id = $1 AND entry LIKE 'event %'`, [id]))[0]!;
     expect(status.eventsDropped! + status.events.length).toBe(eventRows);
+    // The CLI counts every decision and says where the older ones are.
+    const shown = await ferry(['status', id], worker.temporal);
+    expect(shown.stdout).toMatch(new RegExp(`decisions \\(the last 10 of \\d+; \`ferry report ${id} --from-audit --connection TARGET_DB\` has them all\\)`));
+    const report = await ferry(['report', id], worker.temporal);
+    expect(report.stdout).toContain(`The first ${status.eventsDropped} are in ferry.audit on the target only`);
 
     // Not wedged: it takes an approval and moves on.
     await handle.executeUpdate('approve', { args: [{ gate: 'cutover-reads', by: 'carol' }] });
