@@ -10,7 +10,7 @@ import type { KeyedTable } from '../copy/copy-statements';
 import { TOMBSTONES_TABLE, tombstoneTableName } from '../copy/copy-statements';
 import type { Mismatch } from '../state/ferry-schema';
 import { canonicalText, nativeValue, type ColumnType, type DigestForm } from './canonical-text';
-import { column, ferrySql, ident, join, literal, planSql, qualifiedName, quoteIdent, sql, SOURCE_ALIAS, tableName, type Sql, type TableName } from '../sql';
+import { column, ferrySql, ident, join, literal, planSql, qualifiedName, quoteIdent, quoteLiteral, sql, SOURCE_ALIAS, tableName, type Sql, type TableName } from '../sql';
 
 export { canonicalText, type ColumnType, type DigestForm } from './canonical-text';
 
@@ -51,6 +51,12 @@ export interface VerifyShape {
    * by the target column's input (see convertedColumnsOf): the source side converts them so too.
    */
   converted?: readonly string[];
+  /**
+   * Converted columns of a timestamptz type whose source value is a timestamp or a date: its
+   * text names no zone, so the target reads it as a time in its own TimeZone, `zone`, and the
+   * source side does so too (in the source's zone, it would be another instant).
+   */
+  localTimes?: { zone: string; columns: readonly string[] };
 }
 
 export const TARGET_ALIAS = 't';
@@ -122,10 +128,11 @@ function castAsWritten(value: string, type: string): string {
  * `inner` itself when no column needs either. OFFSET 0 keeps each expression of `inner`
  * evaluated once.
  */
-function asWritten(types: readonly ColumnType[], inner: Sql, converted: readonly string[] = []): Sql {
+function asWritten(types: readonly ColumnType[], inner: Sql, converted: readonly string[] = [], localTimes?: VerifyShape['localTimes']): Sql {
   if (!types.some((c) => LENGTH_LIMITED.test(c.type) || converted.includes(c.name))) return sql`(${inner} OFFSET 0) AS ${R}`;
   const value = (c: ColumnType) => {
     const name = `w.${quoteIdent(c.name)}`;
+    if (localTimes?.columns.includes(c.name)) return `timezone(${quoteLiteral(localTimes.zone)}, (${name})::timestamp)::${unlimitedType(c.type)}`;
     // num_nulls, not IS NULL, which a composite of NULL fields passes too.
     return converted.includes(c.name) ? `(CASE WHEN num_nulls(${name}) = 1 THEN NULL ELSE format('%s', ${name}) END)::${unlimitedType(c.type)}` : name;
   };
@@ -147,7 +154,7 @@ function sourceRelation(shape: VerifyShape, selection: Selection): Sql {
     }),
   );
   const where = selectionCondition(column(SOURCE_ALIAS, shape.source.key), selection, shape.sourceFilter);
-  return asWritten(shape.types, sql`SELECT ${list} FROM ${tableName(shape.source)} AS ${S} WHERE ${where}`, converted);
+  return asWritten(shape.types, sql`SELECT ${list} FROM ${tableName(shape.source)} AS ${S} WHERE ${where}`, converted, shape.localTimes);
 }
 
 /**

@@ -5,8 +5,8 @@
  * value a target holds; and under a module transform, a source row the target refuses is a
  * difference of that row, never an extra target row for repair to delete. Between two databases,
  * a value whose type the target column converts is compared as the copy converts it (the
- * source's text read by the target's input), not as a cast would. Each case is proved by the
- * test's own md5 of every row's text on both sides.
+ * source's text read by the target's input, a timestamp as a time in the target's zone), not as
+ * a cast would. Each case is proved by the test's own md5 of every row's text on both sides.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -228,13 +228,10 @@ describe('verification between two databases in different time zones', () => {
   });
   afterAll(() => databases?.close());
 
-  // The copy sends a timestamp's text, which the target reads as a time in its own zone; the
-  // source side of verification reads that text in the source's zone, so it reports Ferry's own
-  // copy as differing in every row (and would call clean a target read in the source's zone).
-  // To fix: read a converted column into timestamptz (and timetz, and arrays, ranges or
-  // composites of them) in the target database's TimeZone, which verificationOf can ask the
-  // target for; or have the copy's target session take the source's TimeZone.
-  it.fails('reads a timestamp copied into a timestamptz column in the zone the copy read it in', async () => {
+  // The copy sends a timestamp's text, which the target reads as a time in its own zone: so does
+  // verification, not in the source's zone (which reported Ferry's own copy differing in every
+  // row, and would have called clean a target read in the source's zone).
+  it('reads a timestamp copied into a timestamptz column in the zone the copy read it in', async () => {
     const copier = createCopier(databases, undefined, null);
     const copied: CopyBatchesResult = await new MockActivityEnvironment().run(copier.copyBatches, {
       migrationId: 'zoned',
@@ -252,5 +249,11 @@ describe('verification between two databases in different time zones', () => {
     const source = await hashes(sourceUrl, `SELECT id::text AS id, md5(ROW(id, (at AT TIME ZONE 'Asia/Tokyo') AT TIME ZONE 'UTC')::text) AS hash FROM events`);
     expect(await hashes(targetUrl, `SELECT id::text AS id, md5(ROW(id, at AT TIME ZONE 'UTC')::text) AS hash FROM events`)).toEqual(source);
     expect(await verifyAll(databases, { migrationId: 'zoned', plan, chunkSize: 10, pass: 1, inFlightDelayMs: 10 })).toEqual([]);
+
+    // Row 7 read in the source's zone instead: nine hours off.
+    await sql(targetUrl, `UPDATE events SET at = timestamp '2024-01-01 07:00' AT TIME ZONE 'UTC' WHERE id = 7`);
+    const target = await hashes(targetUrl, `SELECT id::text AS id, md5(ROW(id, at AT TIME ZONE 'UTC')::text) AS hash FROM events`);
+    expect([...source.keys()].filter((k) => source.get(k) !== target.get(k))).toEqual(['7']);
+    expect(await verifyAll(databases, { migrationId: 'zoned', plan, chunkSize: 10, pass: 2, inFlightDelayMs: 10 })).toEqual([{ key: '7', category: 'value', columns: ['at'] }]);
   });
 });

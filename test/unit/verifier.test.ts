@@ -130,6 +130,8 @@ describe('verify statements', () => {
         `FROM (SELECT (id)::bigint AS "id", (split_part(full_name, ' ', 1)) AS "first_name", (seen_at)::timestamp with time zone AS "seen" FROM "public"."users" AS s WHERE (s."tenant" = 7) OFFSET 0) AS w) AS r`,
     );
     expect(chunkChecksumSql('target', { ...shape, converted: ['first_name'] }, {}).text).not.toContain('format(');
+    const local = chunkChecksumSql('source', { ...shape, converted: ['seen'], localTimes: { zone: "Asia/Tokyo'", columns: ['seen'] } }, {});
+    expect(local.text).toContain(`timezone('Asia/Tokyo''', (w."seen")::timestamp)::timestamp with time zone AS "seen"`);
   });
 
   it('samples by the hash of the key, as subset.ts does', () => {
