@@ -189,7 +189,7 @@ export function createBothSides(databases: Databases, transformDir: string | nul
       targetRows(targetPool, v.shape, { keys }, 'text', Math.max(MIN_PAGE_ROWS, keys.length + 1)),
     ]);
     const names = columnNames(v);
-    const sourceByKey = new Map(sourceRows.map((r) => [r.key, r.columns]));
+    const sourceByKey = new Map(sourceRows.filter((r) => !r.unwritable).map((r) => [r.key, r.columns]));
     const targetByKey = new Map(targetRowsRead.map((r) => [r.key, r.columns]));
     return (mismatch) =>
       Object.fromEntries(

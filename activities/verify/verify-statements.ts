@@ -284,8 +284,9 @@ export interface RowHashes {
   /**
    * A source row the transform cannot make into a row the target takes (a module transform that
    * throws, or a value the target's type refuses): the copier records it as a failed row, so no
-   * target row is expected, but a target row of its key differs in every column. Its columns
-   * are null.
+   * target row is expected, but a target row of its key (with a lineage column, every target row
+   * of its group) differs in every column. Its columns are null; with a lineage column its key
+   * is no target key, and its lineage is the source key.
    */
   unwritable?: boolean;
 }
@@ -309,7 +310,10 @@ export function diffRows(columnNames: readonly string[], source: readonly RowHas
   const differences: Mismatch[] = [];
   // With a lineage column, each difference names the source key whose group it belongs to.
   const traced = (row: RowHashes) => (row.lineage === undefined ? {} : { sourceKey: row.lineage });
+  /** Source keys whose group (with a lineage column) the transform cannot make: its target rows differ, none is extra. */
+  const unwritableGroups = new Set(source.flatMap((row) => (row.unwritable && row.lineage != null ? [row.lineage] : [])));
   for (const row of source) {
+    if (row.unwritable && row.lineage != null) continue;
     sourceKeys.add(row.key);
     if (repeated.has(row.key)) continue;
     const other = targetByKey.get(row.key);
@@ -321,7 +325,9 @@ export function diffRows(columnNames: readonly string[], source: readonly RowHas
     if (columns.length > 0) differences.push({ key: row.key, category: 'value', columns, ...traced(row) });
   }
   for (const row of targetByKey.values()) {
-    if (!sourceKeys.has(row.key) || repeated.has(row.key)) differences.push({ key: row.key, category: 'extra', columns: [], ...traced(row) });
+    if (sourceKeys.has(row.key) && !repeated.has(row.key)) continue;
+    const unwritable = row.lineage != null && unwritableGroups.has(row.lineage) && !repeated.has(row.key);
+    differences.push({ key: row.key, category: unwritable ? 'value' : 'extra', columns: unwritable ? [...columnNames] : [], ...traced(row) });
   }
   return differences;
 }

@@ -257,3 +257,62 @@ describe('verification between two databases in different time zones', () => {
     expect(await verifyAll(databases, { migrationId: 'zoned', plan, chunkSize: 10, pass: 2, inFlightDelayMs: 10 })).toEqual([{ key: '7', category: 'value', columns: ['at'] }]);
   });
 });
+
+describe('verification by lineage of a group the target refuses', () => {
+  let sourceUrl: string;
+  let targetUrl: string;
+  let databases: Databases;
+  let dir: string;
+  // The test's own transform: one target row per subscription, keyed by its id.
+  const sourceRows = `SELECT s->>'id' AS id, md5(ROW(s->>'id', c.id, s->>'seats')::text) AS hash FROM customers c, jsonb_array_elements(c.subs) AS s`;
+  const targetRows = `SELECT id, md5(ROW(id, customer_id, seats)::text) AS hash FROM subs`;
+  let plan: Plan;
+
+  beforeAll(async () => {
+    [sourceUrl, targetUrl] = await Promise.all([createTestDatabase('group_src'), createTestDatabase('group_tgt')]);
+    await sql(
+      sourceUrl,
+      `CREATE TABLE customers (id int8 PRIMARY KEY, subs jsonb NOT NULL);
+       INSERT INTO customers SELECT i, coalesce((SELECT jsonb_agg(jsonb_build_object('id', i || '-' || n, 'seats', n * 3) ORDER BY n)
+                                                   FROM generate_series(1, i % 3) AS n), '[]') FROM generate_series(1, 20) AS i;`,
+    );
+    await sql(targetUrl, `CREATE TABLE subs (id text PRIMARY KEY, customer_id int8, seats int4); CREATE INDEX ON subs (customer_id)`);
+    for (const row of await sql(sourceUrl, `SELECT s->>'id' AS id, c.id AS customer_id, s->>'seats' AS seats FROM customers c, jsonb_array_elements(c.subs) AS s`)) {
+      await sql(targetUrl, `INSERT INTO subs VALUES ($1, $2, $3)`, [row.id, row.customer_id, row.seats]);
+    }
+    databases = createDatabases({ env: { SOURCE_URL: sourceUrl, TARGET_URL: targetUrl } });
+    await installFerrySchema(databases.pool('TARGET_URL'));
+    dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-group-'));
+    writeFileSync(
+      path.join(dir, 'transform.ts'),
+      `export default (c: { id: string; subs: { id: string; seats: unknown }[] }) => c.subs.map((s) => ({ id: s.id, customer_id: c.id, seats: s.seats }));`,
+    );
+    plan = validatePlan({
+      name: 'group',
+      source: { connection: 'SOURCE_URL', table: 'customers', key: 'id' },
+      target: { connection: 'TARGET_URL', table: 'subs', key: 'id', sourceKey: 'customer_id' },
+      transform: { module: path.join(dir, 'transform.ts'), columns: ['id', 'customer_id', 'seats'] },
+    });
+  });
+  afterAll(async () => {
+    await databases?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("finds the group's target rows differing in every column, not extra, and repair deletes none", async () => {
+    expect(await verifyAll(databases, { migrationId: 'group', plan, chunkSize: 5, pass: 1, inFlightDelayMs: 10 })).toEqual([]);
+    // Customer 5's second subscription now has seats the int4 column refuses.
+    await sql(sourceUrl, `UPDATE customers SET subs = jsonb_set(subs, '{1,seats}', '"many"') WHERE id = 5`);
+    const [s, t] = await Promise.all([hashes(sourceUrl, sourceRows), hashes(targetUrl, targetRows)]);
+    expect([...t.keys()].filter((k) => s.get(k) !== t.get(k))).toEqual(['5-2']);
+    const before = t;
+    const found = await verifyAll(databases, { migrationId: 'group', plan, chunkSize: 5, pass: 2, inFlightDelayMs: 10 });
+    expect(found.map((d) => ({ ...d })).sort((a, b) => a.key.localeCompare(b.key))).toEqual([
+      { key: '5-1', category: 'value', columns: ['id', 'customer_id', 'seats'], sourceKey: '5' },
+      { key: '5-2', category: 'value', columns: ['id', 'customer_id', 'seats'], sourceKey: '5' },
+    ]);
+    const verifier = createVerifier(databases);
+    expect(await runActivity(verifier.repairMismatches, { migrationId: 'group', plan, pass: 2 })).toMatchObject({ deleted: 0, unresolved: 2 });
+    expect(await hashes(targetUrl, targetRows)).toEqual(before);
+  });
+});
