@@ -10,7 +10,8 @@ import type { KeyedTable } from '../copy/copy-statements';
 import { TOMBSTONES_TABLE, tombstoneTableName } from '../copy/copy-statements';
 import type { Mismatch } from '../state/ferry-schema';
 import { canonicalText, nativeValue, type ColumnType, type DigestForm } from './canonical-text';
-import { column, ferrySql, ident, join, literal, planSql, qualifiedName, quoteIdent, quoteLiteral, sql, SOURCE_ALIAS, tableName, type Sql, type TableName } from '../sql';
+import { asWritten, type LocalTimes, unlimitedType } from './as-written';
+import { column, ferrySql, ident, join, literal, planSql, qualifiedName, quoteIdent, sql, SOURCE_ALIAS, tableName, type Sql, type TableName } from '../sql';
 
 export { canonicalText, type ColumnType, type DigestForm } from './canonical-text';
 
@@ -56,7 +57,7 @@ export interface VerifyShape {
    * text names no zone, so the target reads it as a time in its own TimeZone, `zone`, and the
    * source side does so too (in the source's zone, it would be another instant).
    */
-  localTimes?: { zone: string; columns: readonly string[] };
+  localTimes?: LocalTimes;
 }
 
 export const TARGET_ALIAS = 't';
@@ -89,57 +90,6 @@ function selectionCondition(key: Sql, selection: Selection, filter: string | nul
 
 const [S, T, R] = [SOURCE_ALIAS, TARGET_ALIAS, ROW_ALIAS].map(ferrySql) as [Sql, Sql, Sql];
 
-/** A length-limited character or bit type, alone or as an array's element, as format_type writes it. */
-const LENGTH_LIMITED = /^(character varying|character|bit varying|bit)\((\d+)\)((?:\[\])*)$/;
-/** Each length-limited type without its limit (a bare `character` or `bit` would mean a length of 1). */
-const UNLIMITED: Record<string, string> = { 'character varying': 'varchar', character: 'bpchar', 'bit varying': 'varbit', bit: '"bit"' };
-
-/**
- * The type a value of `type` is first cast to, before castAsWritten: `type` itself, but for a
- * length-limited type, the same type without its limit, so that nothing is cut yet.
- */
-function unlimitedType(type: string): string {
-  const limited = LENGTH_LIMITED.exec(type);
-  return limited ? `${UNLIMITED[limited[1]!]!}${limited[3]}` : type;
-}
-
-/**
- * A value (SQL naming a value already cast to unlimitedType, referenced more than once) as the
- * column's type takes it in an INSERT or COPY. The two differ where an explicit cast to a
- * length-limited type cuts or pads what a write refuses: a string longer than varchar(n) or
- * char(n) by more than trailing spaces, a bit string of another length than bit(n) or longer
- * than varbit(n). Such a value keeps its whole self, so it equals nothing the target can hold
- * and shows as a difference, as the copy shows it as a failed row.
- */
-function castAsWritten(value: string, type: string): string {
-  const limited = LENGTH_LIMITED.exec(type);
-  if (!limited) return value;
-  const [, name, length, array] = limited as unknown as [string, string, string, string];
-  const refused = (v: string) =>
-    name === 'bit' ? `length(${v}) <> ${length}` : name === 'bit varying' ? `length(${v}) > ${length}` : `char_length(rtrim((${v})::text, ' ')) > ${length}`;
-  const condition = array ? `EXISTS (SELECT FROM unnest(${value}) AS e(v) WHERE ${refused('e.v')})` : refused(value);
-  return `CASE WHEN ${condition} THEN ${value} ELSE (${value})::${type} END`;
-}
-
-/**
- * Rows of `inner` as `r`, each value as castAsWritten makes it: `inner`'s columns are the
- * target's, each cast to unlimitedType, but those in `converted`, which are the source's value
- * and are read here from the text it prints (format's `%s` is the type's output, as COPY's).
- * `inner` itself when no column needs either. OFFSET 0 keeps each expression of `inner`
- * evaluated once.
- */
-function asWritten(types: readonly ColumnType[], inner: Sql, converted: readonly string[] = [], localTimes?: VerifyShape['localTimes']): Sql {
-  if (!types.some((c) => LENGTH_LIMITED.test(c.type) || converted.includes(c.name))) return sql`(${inner} OFFSET 0) AS ${R}`;
-  const value = (c: ColumnType) => {
-    const name = `w.${quoteIdent(c.name)}`;
-    if (localTimes?.columns.includes(c.name)) return `timezone(${quoteLiteral(localTimes.zone)}, (${name})::timestamp)::${unlimitedType(c.type)}`;
-    // num_nulls, not IS NULL, which a composite of NULL fields passes too.
-    return converted.includes(c.name) ? `(CASE WHEN num_nulls(${name}) = 1 THEN NULL ELSE format('%s', ${name}) END)::${unlimitedType(c.type)}` : name;
-  };
-  const list = join(types.map((c) => sql`${ferrySql(castAsWritten(value(c), c.type))} AS ${ident(c.name)}`));
-  return sql`(SELECT ${list} FROM (${inner} OFFSET 0) AS w) AS ${R}`;
-}
-
 /**
  * The source rows of a selection as the transform makes them: the target's columns, of the
  * target's types as a write would make them (see castAsWritten), after the copy's conversion
@@ -154,7 +104,7 @@ function sourceRelation(shape: VerifyShape, selection: Selection): Sql {
     }),
   );
   const where = selectionCondition(column(SOURCE_ALIAS, shape.source.key), selection, shape.sourceFilter);
-  return asWritten(shape.types, sql`SELECT ${list} FROM ${tableName(shape.source)} AS ${S} WHERE ${where}`, converted, shape.localTimes);
+  return asWritten(shape.types, sql`SELECT ${list} FROM ${tableName(shape.source)} AS ${S} WHERE ${where}`, ROW_ALIAS, converted, shape.localTimes);
 }
 
 /**
@@ -237,7 +187,7 @@ export function canonicalizeValuesSql(shape: Pick<VerifyShape, 'types' | 'target
   const key = column(ROW_ALIAS, shape.target.key);
   const canonical = join(shape.types.map((c) => ferrySql(canonicalText(`${ROW_ALIAS}.${quoteIdent(c.name)}`, c))));
   const names = join(shape.types.map((c) => ident(c.name)));
-  return sql`SELECT ${key}::text, ${canonical} FROM ${asWritten(shape.types, sql`SELECT ${casts} FROM unnest(${arrays}) AS u(${names})`)}`;
+  return sql`SELECT ${key}::text, ${canonical} FROM ${asWritten(shape.types, sql`SELECT ${casts} FROM unnest(${arrays}) AS u(${names})`, ROW_ALIAS)}`;
 }
 
 /** `s.key IN ('a', 'b')`: a key list as literals, for COPY, which takes no bind parameters. */
