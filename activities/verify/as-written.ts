@@ -17,31 +17,40 @@ const LENGTH_LIMITED = /^(character varying|character|bit varying|bit)\((\d+)\)(
 /** Each length-limited type without its limit (a bare `character` or `bit` would mean a length of 1). */
 const UNLIMITED: Record<string, string> = { 'character varying': 'varchar', character: 'bpchar', 'bit varying': 'varbit', bit: '"bit"' };
 
+/** The limit of a length-limited column's type, or of the type its domain is over; null for any other. */
+function limitOf(column: Pick<ColumnType, 'type' | 'domainBase'>): { name: string; length: string; array: string; domain: boolean } | null {
+  const own = LENGTH_LIMITED.exec(column.type);
+  if (own) return { name: own[1]!, length: own[2]!, array: own[3]!, domain: false };
+  const base = column.domainBase ? LENGTH_LIMITED.exec(column.domainBase) : null;
+  return base && !base[3] ? { name: base[1]!, length: base[2]!, array: '', domain: true } : null;
+}
+
 /**
- * The type a value of `type` is first cast to, before castAsWritten: `type` itself, but for a
- * length-limited type, the same type without its limit, so that nothing is cut yet.
+ * The type a value of `column` is first cast to, before castAsWritten: its type, but for a
+ * length-limited type (or a domain over one), the same type without its limit, so that nothing
+ * is cut yet.
  */
-export function unlimitedType(type: string): string {
-  const limited = LENGTH_LIMITED.exec(type);
-  return limited ? `${UNLIMITED[limited[1]!]!}${limited[3]}` : type;
+export function unlimitedType(column: Pick<ColumnType, 'type' | 'domainBase'>): string {
+  const limit = limitOf(column);
+  return limit ? `${UNLIMITED[limit.name]!}${limit.array}` : column.type;
 }
 
 /**
  * A value (SQL naming a value already cast to unlimitedType, referenced more than once) as the
  * column's type takes it in an INSERT or COPY. The two differ where an explicit cast to a
- * length-limited type cuts or pads what a write refuses: a string longer than varchar(n) or
- * char(n) by more than trailing spaces, a bit string of another length than bit(n) or longer
- * than varbit(n). Such a value keeps its whole self, so it equals nothing the target can hold
- * and shows as a difference, as the copy shows it as a failed row.
+ * length-limited type (or a domain over one) cuts or pads what a write refuses: a string longer
+ * than varchar(n) or char(n) by more than trailing spaces, a bit string of another length than
+ * bit(n) or longer than varbit(n). Such a value keeps its whole self, so it equals nothing the
+ * target can hold and shows as a difference, as the copy shows it as a failed row.
  */
-function castAsWritten(value: string, type: string): string {
-  const limited = LENGTH_LIMITED.exec(type);
-  if (!limited) return value;
-  const [, name, length, array] = limited as unknown as [string, string, string, string];
+function castAsWritten(value: string, column: Pick<ColumnType, 'type' | 'domainBase'>): string {
+  const limit = limitOf(column);
+  if (!limit) return value;
+  const { name, length, array } = limit;
   const refused = (v: string) =>
     name === 'bit' ? `length(${v}) <> ${length}` : name === 'bit varying' ? `length(${v}) > ${length}` : `char_length(rtrim((${v})::text, ' ')) > ${length}`;
   const condition = array ? `EXISTS (SELECT FROM unnest(${value}) AS e(v) WHERE ${refused('e.v')})` : refused(value);
-  return `CASE WHEN ${condition} THEN ${value} ELSE (${value})::${type} END`;
+  return `CASE WHEN ${condition} THEN ${value} ELSE (${value})::${column.type} END`;
 }
 
 /**
@@ -52,13 +61,13 @@ function castAsWritten(value: string, type: string): string {
  * evaluated once.
  */
 export function asWritten(types: readonly ColumnType[], inner: Sql, alias: string, converted: readonly string[] = [], localTimes?: LocalTimes): Sql {
-  if (!types.some((c) => LENGTH_LIMITED.test(c.type) || converted.includes(c.name))) return sql`(${inner} OFFSET 0) AS ${ferrySql(alias)}`;
+  if (!types.some((c) => limitOf(c) || converted.includes(c.name))) return sql`(${inner} OFFSET 0) AS ${ferrySql(alias)}`;
   const value = (c: ColumnType) => {
     const name = `w.${quoteIdent(c.name)}`;
-    if (localTimes?.columns.includes(c.name)) return `timezone(${quoteLiteral(localTimes.zone)}, (${name})::timestamp)::${unlimitedType(c.type)}`;
+    if (localTimes?.columns.includes(c.name)) return `timezone(${quoteLiteral(localTimes.zone)}, (${name})::timestamp)::${unlimitedType(c)}`;
     // num_nulls, not IS NULL, which a composite of NULL fields passes too.
-    return converted.includes(c.name) ? `(CASE WHEN num_nulls(${name}) = 1 THEN NULL ELSE format('%s', ${name}) END)::${unlimitedType(c.type)}` : name;
+    return converted.includes(c.name) ? `(CASE WHEN num_nulls(${name}) = 1 THEN NULL ELSE format('%s', ${name}) END)::${unlimitedType(c)}` : name;
   };
-  const list = join(types.map((c) => sql`${ferrySql(castAsWritten(value(c), c.type))} AS ${ident(c.name)}`));
+  const list = join(types.map((c) => sql`${ferrySql(castAsWritten(value(c), c))} AS ${ident(c.name)}`));
   return sql`(SELECT ${list} FROM (${inner} OFFSET 0) AS w) AS ${ferrySql(alias)}`;
 }

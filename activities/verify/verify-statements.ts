@@ -17,7 +17,8 @@ export { canonicalText, type ColumnType, type DigestForm } from './canonical-tex
 
 /** The types of `columns` of the target table; a missing column comes back without a row. */
 export function columnTypesSql(target: TableName, columns: string[]): Sql {
-  return sql`SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, b.typname AS base, b.typcategory AS category
+  return sql`SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, b.typname AS base, b.typcategory AS category,
+                    CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END AS "domainBase"
                FROM pg_attribute a
                JOIN pg_type t ON t.oid = a.atttypid
                JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
@@ -100,7 +101,7 @@ function sourceRelation(shape: VerifyShape, selection: Selection): Sql {
   const list = join(
     shape.types.map((c) => {
       const expression = planSql(shape.columns[c.name]!, `transform.sql.${c.name}`);
-      return converted.includes(c.name) ? sql`${expression} AS ${ident(c.name)}` : sql`${expression}::${ferrySql(unlimitedType(c.type))} AS ${ident(c.name)}`;
+      return converted.includes(c.name) ? sql`${expression} AS ${ident(c.name)}` : sql`${expression}::${ferrySql(unlimitedType(c))} AS ${ident(c.name)}`;
     }),
   );
   const where = selectionCondition(column(SOURCE_ALIAS, shape.source.key), selection, shape.sourceFilter);
@@ -182,7 +183,7 @@ export function rowsSql(
  * through the same canonical expressions. Runs on the target database, writes nothing.
  */
 export function canonicalizeValuesSql(shape: Pick<VerifyShape, 'types' | 'target'>, columnValues: (string | null)[][]): Sql {
-  const casts = join(shape.types.map((c) => sql`${column('u', c.name)}::${ferrySql(unlimitedType(c.type))} AS ${ident(c.name)}`));
+  const casts = join(shape.types.map((c) => sql`${column('u', c.name)}::${ferrySql(unlimitedType(c))} AS ${ident(c.name)}`));
   const arrays = join(shape.types.map((_, i) => sql`${columnValues[i]}::text[]`));
   const key = column(ROW_ALIAS, shape.target.key);
   const canonical = join(shape.types.map((c) => ferrySql(canonicalText(`${ROW_ALIAS}.${quoteIdent(c.name)}`, c))));
