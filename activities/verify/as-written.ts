@@ -18,11 +18,11 @@ const LENGTH_LIMITED = /^(character varying|character|bit varying|bit)\((\d+)\)(
 const UNLIMITED: Record<string, string> = { 'character varying': 'varchar', character: 'bpchar', 'bit varying': 'varbit', bit: '"bit"' };
 
 /** The limit of a length-limited column's type, or of the type its domain is over; null for any other. */
-function limitOf(column: Pick<ColumnType, 'type' | 'domainBase'>): { name: string; length: string; array: string; domain: boolean } | null {
+function limitOf(column: Pick<ColumnType, 'type' | 'domainBase'>): { name: string; length: string; array: string } | null {
   const own = LENGTH_LIMITED.exec(column.type);
-  if (own) return { name: own[1]!, length: own[2]!, array: own[3]!, domain: false };
+  if (own) return { name: own[1]!, length: own[2]!, array: own[3]! };
   const base = column.domainBase ? LENGTH_LIMITED.exec(column.domainBase) : null;
-  return base && !base[3] ? { name: base[1]!, length: base[2]!, array: '', domain: true } : null;
+  return base && !base[3] ? { name: base[1]!, length: base[2]!, array: '' } : null;
 }
 
 /**
