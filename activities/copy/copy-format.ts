@@ -38,8 +38,14 @@ export function copyFormatOf(columns: readonly string[], types: ColumnTypes): Co
  * cast would make (a float8 into numeric keeps every printed digit, a bool into text is `t`).
  * A column of the same built-in type on both sides reads back as itself, in either format.
  */
-export function convertedColumnsOf(columns: readonly string[], types: ColumnTypes): string[] {
-  return columns.filter((name, i) => !sameBuiltInType(name, i, types));
+export function convertedColumnsOf(columns: readonly string[], types: ColumnTypes): ConvertedColumn[] {
+  return columns.flatMap((name, i) => (sameBuiltInType(name, i, types) ? [] : [{ name, sourceType: types.source.types[i] ?? null }]));
+}
+
+/** A column a copy between two databases converts, with the OID of the type the source sends. */
+export interface ConvertedColumn {
+  name: string;
+  sourceType: number | null;
 }
 
 /** Asks both databases for the types of a spec's columns and picks its COPY format. */
@@ -48,7 +54,7 @@ export async function copyFormatFor(sourcePool: pg.Pool, targetPool: pg.Pool, sp
 }
 
 /** The columns a copy of `spec` between two databases converts (see convertedColumnsOf). */
-export async function convertedColumnsFor(sourcePool: pg.Pool, targetPool: pg.Pool, spec: CopySpec): Promise<string[]> {
+export async function convertedColumnsFor(sourcePool: pg.Pool, targetPool: pg.Pool, spec: CopySpec): Promise<ConvertedColumn[]> {
   return convertedColumnsOf(Object.keys(spec.columns), await columnTypesFor(sourcePool, targetPool, spec));
 }
 

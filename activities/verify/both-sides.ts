@@ -15,7 +15,7 @@ import { convertedColumnsFor } from '../copy/copy-format';
 import { type Mismatch, recordFoundValues, unresolvedFailedKeys } from '../state/ferry-schema';
 import { loadResolvedTransform, resolveTransformModule } from '../transform/load';
 import { targetColumnKinds } from '../transform/copy-text';
-import { quoteIdent, quoteLiteral, SOURCE_ALIAS } from '../sql';
+import { quoteIdent, quoteLiteral, SOURCE_ALIAS, sql } from '../sql';
 import type { DigestResult } from '../transform/thread-messages';
 import { digestOnThread, readSourceRows } from '../transform/transform-threads';
 import { workerFieldOf } from '../transform/worker-checksum';
@@ -36,6 +36,9 @@ export interface ColumnValues {
 }
 
 export const zeroCounts = (): MismatchCounts => ({ missing: 0, extra: 0, value: 0 });
+
+/** timestamp and date: types whose text names no time zone. */
+const LOCAL_TIME_TYPES = new Set([1114, 1082]);
 
 /** Mismatches of a chunk whose values are kept as found. */
 const MAX_VALUES_KEPT = 100;
@@ -107,6 +110,8 @@ export function createBothSides(databases: Databases, transformDir: string | nul
       plan.transform.sql && !databases.sameDatabase(plan.source.connection, plan.target.connection)
         ? await convertedColumnsFor(sourcePool, targetPool, spec)
         : [];
+    const localTimes = converted.filter((c) => LOCAL_TIME_TYPES.has(c.sourceType ?? 0) && byName.get(c.name)?.base === 'timestamptz').map((c) => c.name);
+    const zone = localTimes.length ? (await targetPool.query<{ zone: string }>(sql`SELECT current_setting('TimeZone') AS zone`)).rows[0]!.zone : null;
     const shape: VerifyShape = {
       source: spec.source,
       target: spec.target,
@@ -115,7 +120,8 @@ export function createBothSides(databases: Databases, transformDir: string | nul
       sourceFilter: allConditions(spec.filter, samplePercent !== undefined ? sampleCondition(sourceKey, samplePercent) : null, notFailed(sourceKey)),
       targetFilter: allConditions(targetFilter, notFailed(targetKey)),
       lineage,
-      ...(converted.length ? { converted } : {}),
+      ...(converted.length ? { converted: converted.map((c) => c.name) } : {}),
+      ...(zone ? { localTimes: { zone, columns: localTimes } } : {}),
     };
     const rowDependent =
       !!plan.subset?.where || (!!plan.shards.partitionColumn && (partitionValue !== null || !!plan.subset?.partitionValues));
@@ -183,7 +189,7 @@ export function createBothSides(databases: Databases, transformDir: string | nul
       targetRows(targetPool, v.shape, { keys }, 'text', Math.max(MIN_PAGE_ROWS, keys.length + 1)),
     ]);
     const names = columnNames(v);
-    const sourceByKey = new Map(sourceRows.map((r) => [r.key, r.columns]));
+    const sourceByKey = new Map(sourceRows.filter((r) => !r.unwritable).map((r) => [r.key, r.columns]));
     const targetByKey = new Map(targetRowsRead.map((r) => [r.key, r.columns]));
     return (mismatch) =>
       Object.fromEntries(

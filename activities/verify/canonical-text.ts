@@ -13,6 +13,8 @@ export interface ColumnType {
   base: string;
   /** pg_type.typcategory of the base type (`A` for arrays). */
   category: string;
+  /** For a domain, the type it is over as format_type writes it, limit included (`character varying(3)`). */
+  domainBase?: string | null;
 }
 
 const TIMESTAMP_FORMAT = `'YYYY-MM-DD HH24:MI:SS.US BC'`;

@@ -57,11 +57,9 @@ export async function moduleSourceRows(
     checkTrace(row, key);
     byKey.set(key, [...(byKey.get(key) ?? []), shape.lineage ? { ...row, lineage: key } : row]);
   });
-  // Without a lineage column the target key is the source key: a target row of an unwritable
-  // source row's key differs, and is no extra row to delete (its source row is there). With
-  // one, the group's target keys are unknown; repair leaves a refused group alone.
-  const unwritableRow = (key: string): RowHashes[] =>
-    shape.lineage ? [] : [{ key, columns: names.map(() => null), unwritable: true }];
+  // A target row of an unwritable source row's key, or group, differs, and is no extra row to
+  // delete: its source row is there (repair leaves a refused row or group alone).
+  const unwritableRow = (key: string): RowHashes[] => [{ key, columns: names.map(() => null), unwritable: true, ...(shape.lineage ? { lineage: key } : {}) }];
   return produced.flatMap(({ key }) => (unwritable.has(key) ? unwritableRow(key) : (byKey.get(key) ?? [])));
 }
 

@@ -56,7 +56,7 @@ export function createRepair(databases: Databases, { verificationOf }: BothSides
     const v = await verificationOf(plan, null);
     /** Every target key the source keys produce now. */
     const producedKeys = async (keys: string[]): Promise<string[]> => {
-      if (v.moduleRows) return (await v.moduleRows({ keys })).map((r) => r.key);
+      if (v.moduleRows) return (await v.moduleRows({ keys })).flatMap((r) => (r.unwritable ? [] : [r.key]));
       const query = rowsSql('source', v.shape, { keys }, 'hash');
       return rowHashesOf((await sourcePool.query<unknown[]>({ ...query, rowMode: 'array' })).rows, v.shape).map((r) => r.key);
     };

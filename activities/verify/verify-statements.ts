@@ -10,13 +10,15 @@ import type { KeyedTable } from '../copy/copy-statements';
 import { TOMBSTONES_TABLE, tombstoneTableName } from '../copy/copy-statements';
 import type { Mismatch } from '../state/ferry-schema';
 import { canonicalText, nativeValue, type ColumnType, type DigestForm } from './canonical-text';
+import { asWritten, type LocalTimes, unlimitedType } from './as-written';
 import { column, ferrySql, ident, join, literal, planSql, qualifiedName, quoteIdent, sql, SOURCE_ALIAS, tableName, type Sql, type TableName } from '../sql';
 
 export { canonicalText, type ColumnType, type DigestForm } from './canonical-text';
 
 /** The types of `columns` of the target table; a missing column comes back without a row. */
 export function columnTypesSql(target: TableName, columns: string[]): Sql {
-  return sql`SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, b.typname AS base, b.typcategory AS category
+  return sql`SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, b.typname AS base, b.typcategory AS category,
+                    CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END AS "domainBase"
                FROM pg_attribute a
                JOIN pg_type t ON t.oid = a.atttypid
                JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
@@ -51,6 +53,12 @@ export interface VerifyShape {
    * by the target column's input (see convertedColumnsOf): the source side converts them so too.
    */
   converted?: readonly string[];
+  /**
+   * Converted columns of a timestamptz type whose source value is a timestamp or a date: its
+   * text names no zone, so the target reads it as a time in its own TimeZone, `zone`, and the
+   * source side does so too (in the source's zone, it would be another instant).
+   */
+  localTimes?: LocalTimes;
 }
 
 export const TARGET_ALIAS = 't';
@@ -83,56 +91,6 @@ function selectionCondition(key: Sql, selection: Selection, filter: string | nul
 
 const [S, T, R] = [SOURCE_ALIAS, TARGET_ALIAS, ROW_ALIAS].map(ferrySql) as [Sql, Sql, Sql];
 
-/** A length-limited character or bit type, alone or as an array's element, as format_type writes it. */
-const LENGTH_LIMITED = /^(character varying|character|bit varying|bit)\((\d+)\)((?:\[\])*)$/;
-/** Each length-limited type without its limit (a bare `character` or `bit` would mean a length of 1). */
-const UNLIMITED: Record<string, string> = { 'character varying': 'varchar', character: 'bpchar', 'bit varying': 'varbit', bit: '"bit"' };
-
-/**
- * The type a value of `type` is first cast to, before castAsWritten: `type` itself, but for a
- * length-limited type, the same type without its limit, so that nothing is cut yet.
- */
-function unlimitedType(type: string): string {
-  const limited = LENGTH_LIMITED.exec(type);
-  return limited ? `${UNLIMITED[limited[1]!]!}${limited[3]}` : type;
-}
-
-/**
- * A value (SQL naming a value already cast to unlimitedType, referenced more than once) as the
- * column's type takes it in an INSERT or COPY. The two differ where an explicit cast to a
- * length-limited type cuts or pads what a write refuses: a string longer than varchar(n) or
- * char(n) by more than trailing spaces, a bit string of another length than bit(n) or longer
- * than varbit(n). Such a value keeps its whole self, so it equals nothing the target can hold
- * and shows as a difference, as the copy shows it as a failed row.
- */
-function castAsWritten(value: string, type: string): string {
-  const limited = LENGTH_LIMITED.exec(type);
-  if (!limited) return value;
-  const [, name, length, array] = limited as unknown as [string, string, string, string];
-  const refused = (v: string) =>
-    name === 'bit' ? `length(${v}) <> ${length}` : name === 'bit varying' ? `length(${v}) > ${length}` : `char_length(rtrim((${v})::text, ' ')) > ${length}`;
-  const condition = array ? `EXISTS (SELECT FROM unnest(${value}) AS e(v) WHERE ${refused('e.v')})` : refused(value);
-  return `CASE WHEN ${condition} THEN ${value} ELSE (${value})::${type} END`;
-}
-
-/**
- * Rows of `inner` as `r`, each value as castAsWritten makes it: `inner`'s columns are the
- * target's, each cast to unlimitedType, but those in `converted`, which are the source's value
- * and are read here from the text it prints (format's `%s` is the type's output, as COPY's).
- * `inner` itself when no column needs either. OFFSET 0 keeps each expression of `inner`
- * evaluated once.
- */
-function asWritten(types: readonly ColumnType[], inner: Sql, converted: readonly string[] = []): Sql {
-  if (!types.some((c) => LENGTH_LIMITED.test(c.type) || converted.includes(c.name))) return sql`(${inner} OFFSET 0) AS ${R}`;
-  const value = (c: ColumnType) => {
-    const name = `w.${quoteIdent(c.name)}`;
-    // num_nulls, not IS NULL, which a composite of NULL fields passes too.
-    return converted.includes(c.name) ? `(CASE WHEN num_nulls(${name}) = 1 THEN NULL ELSE format('%s', ${name}) END)::${unlimitedType(c.type)}` : name;
-  };
-  const list = join(types.map((c) => sql`${ferrySql(castAsWritten(value(c), c.type))} AS ${ident(c.name)}`));
-  return sql`(SELECT ${list} FROM (${inner} OFFSET 0) AS w) AS ${R}`;
-}
-
 /**
  * The source rows of a selection as the transform makes them: the target's columns, of the
  * target's types as a write would make them (see castAsWritten), after the copy's conversion
@@ -143,11 +101,11 @@ function sourceRelation(shape: VerifyShape, selection: Selection): Sql {
   const list = join(
     shape.types.map((c) => {
       const expression = planSql(shape.columns[c.name]!, `transform.sql.${c.name}`);
-      return converted.includes(c.name) ? sql`${expression} AS ${ident(c.name)}` : sql`${expression}::${ferrySql(unlimitedType(c.type))} AS ${ident(c.name)}`;
+      return converted.includes(c.name) ? sql`${expression} AS ${ident(c.name)}` : sql`${expression}::${ferrySql(unlimitedType(c))} AS ${ident(c.name)}`;
     }),
   );
   const where = selectionCondition(column(SOURCE_ALIAS, shape.source.key), selection, shape.sourceFilter);
-  return asWritten(shape.types, sql`SELECT ${list} FROM ${tableName(shape.source)} AS ${S} WHERE ${where}`, converted);
+  return asWritten(shape.types, sql`SELECT ${list} FROM ${tableName(shape.source)} AS ${S} WHERE ${where}`, ROW_ALIAS, converted, shape.localTimes);
 }
 
 /**
@@ -225,12 +183,12 @@ export function rowsSql(
  * through the same canonical expressions. Runs on the target database, writes nothing.
  */
 export function canonicalizeValuesSql(shape: Pick<VerifyShape, 'types' | 'target'>, columnValues: (string | null)[][]): Sql {
-  const casts = join(shape.types.map((c) => sql`${column('u', c.name)}::${ferrySql(unlimitedType(c.type))} AS ${ident(c.name)}`));
+  const casts = join(shape.types.map((c) => sql`${column('u', c.name)}::${ferrySql(unlimitedType(c))} AS ${ident(c.name)}`));
   const arrays = join(shape.types.map((_, i) => sql`${columnValues[i]}::text[]`));
   const key = column(ROW_ALIAS, shape.target.key);
   const canonical = join(shape.types.map((c) => ferrySql(canonicalText(`${ROW_ALIAS}.${quoteIdent(c.name)}`, c))));
   const names = join(shape.types.map((c) => ident(c.name)));
-  return sql`SELECT ${key}::text, ${canonical} FROM ${asWritten(shape.types, sql`SELECT ${casts} FROM unnest(${arrays}) AS u(${names})`)}`;
+  return sql`SELECT ${key}::text, ${canonical} FROM ${asWritten(shape.types, sql`SELECT ${casts} FROM unnest(${arrays}) AS u(${names})`, ROW_ALIAS)}`;
 }
 
 /** `s.key IN ('a', 'b')`: a key list as literals, for COPY, which takes no bind parameters. */
@@ -290,8 +248,9 @@ export interface RowHashes {
   /**
    * A source row the transform cannot make into a row the target takes (a module transform that
    * throws, or a value the target's type refuses): the copier records it as a failed row, so no
-   * target row is expected, but a target row of its key differs in every column. Its columns
-   * are null.
+   * target row is expected, but a target row of its key (with a lineage column, every target row
+   * of its group) differs in every column. Its columns are null; with a lineage column its key
+   * is no target key, and its lineage is the source key.
    */
   unwritable?: boolean;
 }
@@ -315,7 +274,10 @@ export function diffRows(columnNames: readonly string[], source: readonly RowHas
   const differences: Mismatch[] = [];
   // With a lineage column, each difference names the source key whose group it belongs to.
   const traced = (row: RowHashes) => (row.lineage === undefined ? {} : { sourceKey: row.lineage });
+  /** Source keys whose group (with a lineage column) the transform cannot make: its target rows differ, none is extra. */
+  const unwritableGroups = new Set(source.flatMap((row) => (row.unwritable && row.lineage != null ? [row.lineage] : [])));
   for (const row of source) {
+    if (row.unwritable && row.lineage != null) continue;
     sourceKeys.add(row.key);
     if (repeated.has(row.key)) continue;
     const other = targetByKey.get(row.key);
@@ -327,7 +289,9 @@ export function diffRows(columnNames: readonly string[], source: readonly RowHas
     if (columns.length > 0) differences.push({ key: row.key, category: 'value', columns, ...traced(row) });
   }
   for (const row of targetByKey.values()) {
-    if (!sourceKeys.has(row.key) || repeated.has(row.key)) differences.push({ key: row.key, category: 'extra', columns: [], ...traced(row) });
+    if (sourceKeys.has(row.key) && !repeated.has(row.key)) continue;
+    const unwritable = row.lineage != null && unwritableGroups.has(row.lineage) && !repeated.has(row.key);
+    differences.push({ key: row.key, category: unwritable ? 'value' : 'extra', columns: unwritable ? [...columnNames] : [], ...traced(row) });
   }
   return differences;
 }

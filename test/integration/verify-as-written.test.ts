@@ -1,12 +1,12 @@
 /**
  * Verification takes the transform's values as a write into the target takes them, not as an
- * explicit cast would: a string longer than a varchar(n) or char(n) column, or a bit string of
- * the wrong length, which the copy refuses and a cast would cut, is a difference from the cut
- * value a target holds; and under a module transform, a source row the target refuses is a
+ * explicit cast would: a string longer than a varchar(n) or char(n) column (or a domain over
+ * one), or a bit string of the wrong length, which the copy refuses and a cast would cut, is a
+ * difference from the cut value a target holds; and under a module transform, a source row the target refuses is a
  * difference of that row, never an extra target row for repair to delete. Between two databases,
  * a value whose type the target column converts is compared as the copy converts it (the
- * source's text read by the target's input), not as a cast would. Each case is proved by the
- * test's own md5 of every row's text on both sides.
+ * source's text read by the target's input, a timestamp as a time in the target's zone), not as
+ * a cast would. Each case is proved by the test's own md5 of every row's text on both sides.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -24,11 +24,11 @@ import { runActivity } from '../support/activities';
 import { createTestDatabase, sql } from '../support/harness';
 
 const ROWS = 40;
-const COLUMNS = ['id', 'code', 'tag', 'bits', 'codes', 'qty'];
+const COLUMNS = ['id', 'code', 'tag', 'bits', 'codes', 'qty', 'short'];
 
 /** Every row's md5 by key, of the transform written out in the test's own SQL: trailing spaces a write may cut do not count. */
-const SOURCE_ROWS = `SELECT id::text AS id, md5(ROW(id, rtrim(code), rtrim(tag), bits::text, codes::text, qty)::text) AS hash FROM items`;
-const TARGET_ROWS = `SELECT id::text AS id, md5(ROW(id, rtrim(code), rtrim(tag), bits::text, codes::text, qty::text)::text) AS hash FROM items`;
+const SOURCE_ROWS = `SELECT id::text AS id, md5(ROW(id, rtrim(code), rtrim(tag), bits::text, codes::text, qty, short)::text) AS hash FROM items`;
+const TARGET_ROWS = `SELECT id::text AS id, md5(ROW(id, rtrim(code), rtrim(tag), bits::text, codes::text, qty::text, short)::text) AS hash FROM items`;
 
 async function hashes(url: string, query: string): Promise<Map<string, string>> {
   return new Map((await sql<{ id: string; hash: string }>(url, query)).map((r) => [r.id, r.hash]));
@@ -64,18 +64,19 @@ describe('verification takes values as the target takes them', () => {
     // Row 3's code and row 4's tag end in spaces that a write into varchar(3) and char(3) cuts.
     await sql(
       sourceUrl,
-      `CREATE TABLE items (id int8 PRIMARY KEY, code text, tag text, bits varbit, codes text[], qty text);
+      `CREATE DOMAIN short3 AS varchar(3);
+       CREATE TABLE items (id int8 PRIMARY KEY, code text, tag text, bits varbit, codes text[], qty text, short text);
        INSERT INTO items SELECT g, CASE g WHEN 3 THEN 'ab   ' ELSE 'c' || g END, CASE g WHEN 4 THEN 'xyz  ' ELSE 't' || g % 10 END,
-                                B'101', ARRAY['a' || g % 10, 'bb'], (g % 7)::text
+                                B'101', ARRAY['a' || g % 10, 'bb'], (g % 7)::text, 's' || g % 10
          FROM generate_series(1, ${ROWS}) AS g;`,
     );
-    await sql(targetUrl, `CREATE TABLE items (id int8 PRIMARY KEY, code varchar(3), tag char(3), bits bit(3), codes varchar(3)[], qty int)`);
+    await sql(targetUrl, `CREATE DOMAIN short3 AS varchar(3); CREATE TABLE items (id int8 PRIMARY KEY, code varchar(3), tag char(3), bits bit(3), codes varchar(3)[], qty int, short short3)`);
     // The target holds what writes make of the source: each value through its column's input.
     const client = new pg.Client({ connectionString: targetUrl });
     await client.connect();
     try {
-      for (const row of await sql(sourceUrl, `SELECT id, code, tag, bits::text AS bits, codes::text AS codes, qty FROM items ORDER BY id`)) {
-        await client.query(`INSERT INTO items VALUES ($1, $2, $3, $4, $5, $6)`, [row.id, row.code, row.tag, row.bits, row.codes, row.qty]);
+      for (const row of await sql(sourceUrl, `SELECT id, code, tag, bits::text AS bits, codes::text AS codes, qty, short FROM items ORDER BY id`)) {
+        await client.query(`INSERT INTO items VALUES ($1, $2, $3, $4, $5, $6, $7)`, [row.id, row.code, row.tag, row.bits, row.codes, row.qty, row.short]);
       }
     } finally {
       await client.end();
@@ -99,6 +100,7 @@ describe('verification takes values as the target takes them', () => {
     { key: '6', category: 'value', columns: ['tag'] },
     { key: '7', category: 'value', columns: ['bits'] },
     { key: '8', category: 'value', columns: ['codes'] },
+    { key: '10', category: 'value', columns: ['short'] },
   ];
 
   it('finds a value that a write would refuse and a cast would cut, through a SQL and a module transform', async () => {
@@ -111,37 +113,38 @@ describe('verification takes values as the target takes them', () => {
     await sql(
       sourceUrl,
       `UPDATE items SET code = 'abcdef' WHERE id = 5; UPDATE items SET tag = 'wxyz' WHERE id = 6;
-       UPDATE items SET bits = B'1011' WHERE id = 7; UPDATE items SET codes = ARRAY['a', 'bcde'] WHERE id = 8;`,
+       UPDATE items SET bits = B'1011' WHERE id = 7; UPDATE items SET codes = ARRAY['a', 'bcde'] WHERE id = 8;
+       UPDATE items SET short = 'abcdef' WHERE id = 10;`,
     );
     await sql(
       targetUrl,
       `UPDATE items SET code = 'abc' WHERE id = 5; UPDATE items SET tag = 'wxy' WHERE id = 6;
-       UPDATE items SET bits = B'101' WHERE id = 7; UPDATE items SET codes = '{a,bcd}' WHERE id = 8;`,
+       UPDATE items SET bits = B'101' WHERE id = 7; UPDATE items SET codes = '{a,bcd}' WHERE id = 8;
+       UPDATE items SET short = 'abc' WHERE id = 10;`,
     );
-    expect(await differingKeys(sourceUrl, targetUrl)).toEqual(['5', '6', '7', '8']);
+    expect(await differingKeys(sourceUrl, targetUrl)).toEqual(['5', '6', '7', '8', '10']);
     const before = await hashes(targetUrl, TARGET_ROWS);
 
     expect(await verifyAll(databases, { migrationId: 'written-sql', plan: sqlPlan(), chunkSize: 10, pass: 2, inFlightDelayMs: 10 })).toEqual(cut);
     expect(await verifyAll(databases, { migrationId: 'written-mod', plan: modulePlan(), chunkSize: 10, pass: 2, inFlightDelayMs: 10 })).toEqual(cut);
     // The copy refuses the values, so a repair writes nothing and leaves the differences open.
     const verifier = createVerifier(databases);
-    expect(await runActivity(verifier.repairMismatches, { migrationId: 'written-sql', plan: sqlPlan(), pass: 2 })).toMatchObject({ deleted: 0, unresolved: 4 });
-    expect(await runActivity(verifier.repairMismatches, { migrationId: 'written-mod', plan: modulePlan(), pass: 2 })).toMatchObject({ deleted: 0, unresolved: 4 });
+    expect(await runActivity(verifier.repairMismatches, { migrationId: 'written-sql', plan: sqlPlan(), pass: 2 })).toMatchObject({ deleted: 0, unresolved: 5 });
+    expect(await runActivity(verifier.repairMismatches, { migrationId: 'written-mod', plan: modulePlan(), pass: 2 })).toMatchObject({ deleted: 0, unresolved: 5 });
     expect(await hashes(targetUrl, TARGET_ROWS)).toEqual(before);
   });
 
   it('under a module transform, a source row the target refuses differs in every column and is not deleted', async () => {
     await sql(sourceUrl, `UPDATE items SET qty = 'n/a' WHERE id = 9`);
-    expect(await differingKeys(sourceUrl, targetUrl)).toEqual(['5', '6', '7', '8', '9']);
+    expect(await differingKeys(sourceUrl, targetUrl)).toEqual(['5', '6', '7', '8', '9', '10']);
     const before = await hashes(targetUrl, TARGET_ROWS);
-    expect(await verifyAll(databases, { migrationId: 'written-mod', plan: modulePlan(), chunkSize: 10, pass: 3, inFlightDelayMs: 10 })).toEqual([
-      ...cut,
-      { key: '9', category: 'value', columns: COLUMNS },
-    ]);
+    expect(await verifyAll(databases, { migrationId: 'written-mod', plan: modulePlan(), chunkSize: 10, pass: 3, inFlightDelayMs: 10 })).toEqual(
+      [...cut, { key: '9', category: 'value', columns: COLUMNS }].sort((a, b) => Number(a.key) - Number(b.key)),
+    );
     const verifier = createVerifier(databases);
-    expect(await runActivity(verifier.repairMismatches, { migrationId: 'written-mod', plan: modulePlan(), pass: 3 })).toMatchObject({ deleted: 0, unresolved: 5 });
+    expect(await runActivity(verifier.repairMismatches, { migrationId: 'written-mod', plan: modulePlan(), pass: 3 })).toMatchObject({ deleted: 0, unresolved: 6 });
     expect(await hashes(targetUrl, TARGET_ROWS)).toEqual(before);
-    expect(await verifyAll(databases, { migrationId: 'written-mod', plan: modulePlan(), chunkSize: 10, pass: 4, inFlightDelayMs: 10 })).toHaveLength(5);
+    expect(await verifyAll(databases, { migrationId: 'written-mod', plan: modulePlan(), chunkSize: 10, pass: 4, inFlightDelayMs: 10 })).toHaveLength(6);
   });
 });
 
@@ -228,13 +231,10 @@ describe('verification between two databases in different time zones', () => {
   });
   afterAll(() => databases?.close());
 
-  // The copy sends a timestamp's text, which the target reads as a time in its own zone; the
-  // source side of verification reads that text in the source's zone, so it reports Ferry's own
-  // copy as differing in every row (and would call clean a target read in the source's zone).
-  // To fix: read a converted column into timestamptz (and timetz, and arrays, ranges or
-  // composites of them) in the target database's TimeZone, which verificationOf can ask the
-  // target for; or have the copy's target session take the source's TimeZone.
-  it.fails('reads a timestamp copied into a timestamptz column in the zone the copy read it in', async () => {
+  // The copy sends a timestamp's text, which the target reads as a time in its own zone: so does
+  // verification, not in the source's zone (which reported Ferry's own copy differing in every
+  // row, and would have called clean a target read in the source's zone).
+  it('reads a timestamp copied into a timestamptz column in the zone the copy read it in', async () => {
     const copier = createCopier(databases, undefined, null);
     const copied: CopyBatchesResult = await new MockActivityEnvironment().run(copier.copyBatches, {
       migrationId: 'zoned',
@@ -252,5 +252,70 @@ describe('verification between two databases in different time zones', () => {
     const source = await hashes(sourceUrl, `SELECT id::text AS id, md5(ROW(id, (at AT TIME ZONE 'Asia/Tokyo') AT TIME ZONE 'UTC')::text) AS hash FROM events`);
     expect(await hashes(targetUrl, `SELECT id::text AS id, md5(ROW(id, at AT TIME ZONE 'UTC')::text) AS hash FROM events`)).toEqual(source);
     expect(await verifyAll(databases, { migrationId: 'zoned', plan, chunkSize: 10, pass: 1, inFlightDelayMs: 10 })).toEqual([]);
+
+    // Row 7 read in the source's zone instead: nine hours off.
+    await sql(targetUrl, `UPDATE events SET at = timestamp '2024-01-01 07:00' AT TIME ZONE 'UTC' WHERE id = 7`);
+    const target = await hashes(targetUrl, `SELECT id::text AS id, md5(ROW(id, at AT TIME ZONE 'UTC')::text) AS hash FROM events`);
+    expect([...source.keys()].filter((k) => source.get(k) !== target.get(k))).toEqual(['7']);
+    expect(await verifyAll(databases, { migrationId: 'zoned', plan, chunkSize: 10, pass: 2, inFlightDelayMs: 10 })).toEqual([{ key: '7', category: 'value', columns: ['at'] }]);
+  });
+});
+
+describe('verification by lineage of a group the target refuses', () => {
+  let sourceUrl: string;
+  let targetUrl: string;
+  let databases: Databases;
+  let dir: string;
+  // The test's own transform: one target row per subscription, keyed by its id.
+  const sourceRows = `SELECT s->>'id' AS id, md5(ROW(s->>'id', c.id, s->>'seats')::text) AS hash FROM customers c, jsonb_array_elements(c.subs) AS s`;
+  const targetRows = `SELECT id, md5(ROW(id, customer_id, seats)::text) AS hash FROM subs`;
+  let plan: Plan;
+
+  beforeAll(async () => {
+    [sourceUrl, targetUrl] = await Promise.all([createTestDatabase('group_src'), createTestDatabase('group_tgt')]);
+    await sql(
+      sourceUrl,
+      `CREATE TABLE customers (id int8 PRIMARY KEY, subs jsonb NOT NULL);
+       INSERT INTO customers SELECT i, coalesce((SELECT jsonb_agg(jsonb_build_object('id', i || '-' || n, 'seats', n * 3) ORDER BY n)
+                                                   FROM generate_series(1, i % 3) AS n), '[]') FROM generate_series(1, 20) AS i;`,
+    );
+    await sql(targetUrl, `CREATE TABLE subs (id text PRIMARY KEY, customer_id int8, seats int4); CREATE INDEX ON subs (customer_id)`);
+    for (const row of await sql(sourceUrl, `SELECT s->>'id' AS id, c.id AS customer_id, s->>'seats' AS seats FROM customers c, jsonb_array_elements(c.subs) AS s`)) {
+      await sql(targetUrl, `INSERT INTO subs VALUES ($1, $2, $3)`, [row.id, row.customer_id, row.seats]);
+    }
+    databases = createDatabases({ env: { SOURCE_URL: sourceUrl, TARGET_URL: targetUrl } });
+    await installFerrySchema(databases.pool('TARGET_URL'));
+    dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-group-'));
+    writeFileSync(
+      path.join(dir, 'transform.ts'),
+      `export default (c: { id: string; subs: { id: string; seats: unknown }[] }) => c.subs.map((s) => ({ id: s.id, customer_id: c.id, seats: s.seats }));`,
+    );
+    plan = validatePlan({
+      name: 'group',
+      source: { connection: 'SOURCE_URL', table: 'customers', key: 'id' },
+      target: { connection: 'TARGET_URL', table: 'subs', key: 'id', sourceKey: 'customer_id' },
+      transform: { module: path.join(dir, 'transform.ts'), columns: ['id', 'customer_id', 'seats'] },
+    });
+  });
+  afterAll(async () => {
+    await databases?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("finds the group's target rows differing in every column, not extra, and repair deletes none", async () => {
+    expect(await verifyAll(databases, { migrationId: 'group', plan, chunkSize: 5, pass: 1, inFlightDelayMs: 10 })).toEqual([]);
+    // Customer 5's second subscription now has seats the int4 column refuses.
+    await sql(sourceUrl, `UPDATE customers SET subs = jsonb_set(subs, '{1,seats}', '"many"') WHERE id = 5`);
+    const [s, t] = await Promise.all([hashes(sourceUrl, sourceRows), hashes(targetUrl, targetRows)]);
+    expect([...t.keys()].filter((k) => s.get(k) !== t.get(k))).toEqual(['5-2']);
+    const before = t;
+    const found = await verifyAll(databases, { migrationId: 'group', plan, chunkSize: 5, pass: 2, inFlightDelayMs: 10 });
+    expect(found.map((d) => ({ ...d })).sort((a, b) => a.key.localeCompare(b.key))).toEqual([
+      { key: '5-1', category: 'value', columns: ['id', 'customer_id', 'seats'], sourceKey: '5' },
+      { key: '5-2', category: 'value', columns: ['id', 'customer_id', 'seats'], sourceKey: '5' },
+    ]);
+    const verifier = createVerifier(databases);
+    expect(await runActivity(verifier.repairMismatches, { migrationId: 'group', plan, pass: 2 })).toMatchObject({ deleted: 0, unresolved: 2 });
+    expect(await hashes(targetUrl, targetRows)).toEqual(before);
   });
 });

@@ -26,6 +26,9 @@ describe('copyFormatOf', () => {
 
   it('names the columns the copy converts: another type on the target, or a type of the database, whatever the format', () => {
     const types = { source: { major: 16, types: [INT8, INT8, AN_ENUM, TEXT] }, target: target({ id: INT8, n: INT4, mood: AN_ENUM, name: TEXT }, 15) };
-    expect(convertedColumnsOf(['id', 'n', 'mood', 'name'], types)).toEqual(['n', 'mood']);
+    expect(convertedColumnsOf(['id', 'n', 'mood', 'name'], types)).toEqual([
+      { name: 'n', sourceType: INT8 },
+      { name: 'mood', sourceType: AN_ENUM },
+    ]);
   });
 });

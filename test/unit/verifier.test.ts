@@ -130,6 +130,8 @@ describe('verify statements', () => {
         `FROM (SELECT (id)::bigint AS "id", (split_part(full_name, ' ', 1)) AS "first_name", (seen_at)::timestamp with time zone AS "seen" FROM "public"."users" AS s WHERE (s."tenant" = 7) OFFSET 0) AS w) AS r`,
     );
     expect(chunkChecksumSql('target', { ...shape, converted: ['first_name'] }, {}).text).not.toContain('format(');
+    const local = chunkChecksumSql('source', { ...shape, converted: ['seen'], localTimes: { zone: "Asia/Tokyo'", columns: ['seen'] } }, {});
+    expect(local.text).toContain(`timezone('Asia/Tokyo''', (w."seen")::timestamp)::timestamp with time zone AS "seen"`);
   });
 
   it('samples by the hash of the key, as subset.ts does', () => {
@@ -188,6 +190,14 @@ describe('sorting differences', () => {
     const unwritable = { key: '1', columns: [null, null, null], unwritable: true };
     expect(diffRows(names, [unwritable], [row('1', 'a', 'x')])).toEqual([{ key: '1', category: 'value', columns: names }]);
     expect(diffRows(names, [unwritable], [])).toEqual([]);
+    // With a lineage column: every target row of the group differs, none is extra.
+    const group = { key: '7', lineage: '7', columns: [null, null, null], unwritable: true };
+    const traced = (key: string, lineage: string) => ({ ...row(key, 'a', 'x'), lineage });
+    expect(diffRows(names, [group, { ...row('2', 'b', 'y'), lineage: '8' }], [traced('1', '7'), traced('2', '8'), traced('3', '9')])).toEqual([
+      { key: '2', category: 'value', columns: ['name', 'note'], sourceKey: '8' },
+      { key: '1', category: 'value', columns: names, sourceKey: '7' },
+      { key: '3', category: 'extra', columns: [], sourceKey: '9' },
+    ]);
   });
 
   it('finds nothing between equal sides, or two empty ones', () => {
