@@ -41,6 +41,21 @@ async function differingKeys(sourceUrl: string, targetUrl: string, sourceRows = 
 }
 
 /** Verifies the whole table, call after call, and returns every difference it found. */
+/** Ferry's own copy of every source row, in batches of 100. */
+function copyAll(databases: Databases, migrationId: string, plan: Plan): Promise<CopyBatchesResult> {
+  return new MockActivityEnvironment().run(createCopier(databases, undefined, null).copyBatches, {
+    migrationId,
+    plan,
+    shard: { range: wholeKeySpace, partitionValue: null },
+    cursor: null,
+    batchSize: 100,
+    maxBatchSize: 100,
+    rowsPerSecond: null,
+    failureBudget: 0,
+    maxSeconds: 60,
+  });
+}
+
 async function verifyAll(databases: Databases, input: Omit<VerifyShardInput, 'cursor' | 'shard'>): Promise<Mismatch[]> {
   const verifier = createVerifier(databases);
   const found: Mismatch[] = [];
@@ -177,18 +192,7 @@ describe('verification between two databases converts values as the copy does', 
   afterAll(() => databases?.close());
 
   it('verifies its own copy clean, and finds a target holding what a cast would have made', async () => {
-    const copier = createCopier(databases, undefined, null);
-    const copied: CopyBatchesResult = await new MockActivityEnvironment().run(copier.copyBatches, {
-      migrationId: 'converted',
-      plan,
-      shard: { range: wholeKeySpace, partitionValue: null },
-      cursor: null,
-      batchSize: 100,
-      maxBatchSize: 100,
-      rowsPerSecond: null,
-      failureBudget: 0,
-      maxSeconds: 60,
-    });
+    const copied = await copyAll(databases, 'converted', plan);
     expect(copied.failures).toEqual([]);
     expect(await differingKeys(sourceUrl, targetUrl, sourceRows, targetRows)).toEqual([]);
     expect(await verifyAll(databases, { migrationId: 'converted', plan, chunkSize: 10, pass: 1, inFlightDelayMs: 10 })).toEqual([]);
@@ -235,18 +239,7 @@ describe('verification between two databases in different time zones', () => {
   // verification, not in the source's zone (which reported Ferry's own copy differing in every
   // row, and would have called clean a target read in the source's zone).
   it('reads a timestamp copied into a timestamptz column in the zone the copy read it in', async () => {
-    const copier = createCopier(databases, undefined, null);
-    const copied: CopyBatchesResult = await new MockActivityEnvironment().run(copier.copyBatches, {
-      migrationId: 'zoned',
-      plan,
-      shard: { range: wholeKeySpace, partitionValue: null },
-      cursor: null,
-      batchSize: 100,
-      maxBatchSize: 100,
-      rowsPerSecond: null,
-      failureBudget: 0,
-      maxSeconds: 60,
-    });
+    const copied = await copyAll(databases, 'zoned', plan);
     expect(copied.failures).toEqual([]);
     // Written out: each source timestamp as a time in Tokyo, in UTC on both sides.
     const source = await hashes(sourceUrl, `SELECT id::text AS id, md5(ROW(id, (at AT TIME ZONE 'Asia/Tokyo') AT TIME ZONE 'UTC')::text) AS hash FROM events`);
