@@ -211,8 +211,10 @@ export function sourceKeysPresentSql(source: KeyedTable, filter: string | null, 
  */
 export function loggedKeysPresentSql(source: KeyedTable, filter: string | null, keys: string[], keyType: string): Sql {
   const key = column(SOURCE_ALIAS, source.key);
-  return sql`SELECT (${keys}::text[])[k.n] AS key
-               FROM unnest(${keys}::${ferrySql(keyType)}[]) WITH ORDINALITY AS k(value, n)
+  // The list twice, unnested side by side: each spelling beside its value (a subscript per row
+  // would walk the text array from its start, a cost that grows with the square of the list).
+  return sql`SELECT k.spelled AS key
+               FROM unnest(${keys}::text[], ${keys}::${ferrySql(keyType)}[]) AS k(spelled, value)
                JOIN ${tableName(source)} AS ${S} ON ${key} = k.value${filter ? sql` AND (${ferrySql(filter)})` : sql``}`;
 }
 
