@@ -93,8 +93,9 @@ export function createCaptureFunctionSql(migrationId: string, key: string): stri
  * disabled by hand) and in every session (`always`, see fireAlwaysSql).
  */
 export function triggerExistsSql(migrationId: string, source: TableName, role: 'capture' | 'truncate' = 'capture'): Sql {
-  const trigger = sql`SELECT tgenabled FROM pg_trigger WHERE tgrelid = to_regclass(${qualifiedName(source)}) AND tgname = ${captureObjectName(migrationId, role)}`;
-  return sql`SELECT EXISTS (${trigger}) AS present, COALESCE((${trigger}) IN ('O', 'A'), false) AS enabled, COALESCE((${trigger}) = 'A', false) AS always`;
+  // An aggregate: one row whether the trigger is there or not.
+  return sql`SELECT count(*) > 0 AS present, COALESCE(bool_or(tgenabled IN ('O', 'A')), false) AS enabled, COALESCE(bool_or(tgenabled = 'A'), false) AS always
+               FROM pg_trigger WHERE tgrelid = to_regclass(${qualifiedName(source)}) AND tgname = ${captureObjectName(migrationId, role)}`;
 }
 
 /**

@@ -49,11 +49,11 @@ function inputTexts(row: TargetRow, columns: readonly string[], kinds: ColumnKin
 }
 
 export function sampledTargetRow(row: TargetRow, columns: readonly string[], kinds: ColumnKinds, traceColumn: string): SampledTargetRow {
-  const values = row as Record<string, unknown> | null;
+  const values = row as Record<string, unknown>;
   return {
     // A row that is no object fails here as it would in the copy, naming the column read.
-    shown: columns.map((column) => displayValue((row as Record<string, unknown>)[column])),
+    shown: columns.map((column) => displayValue(values[column])),
     texts: inputTexts(row, columns, kinds),
-    trace: displayValue(values?.[traceColumn]),
+    trace: displayValue(values[traceColumn]),
   };
 }
