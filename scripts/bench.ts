@@ -20,7 +20,8 @@ import { BATCH_SIZE, basePlan, CONCURRENCY, measureFerry, printRun, SHARDS, SOUR
 import { runCaptureBench } from './bench/capture';
 import { runForeground } from './bench/foreground';
 import { fasterOf, insertSelectLimit, psqlCopyLimit, type Limit } from './bench/limits';
-import { findPgcopydb, PGCOPYDB_JOBS, pgcopydbCopy, PGROLL_SKIPPED } from './bench/peers';
+import { findPgcopydb, PGCOPYDB_JOBS, pgcopydbCopy } from './bench/peers';
+import { findPgroll, PgrollFigures, pgrollBackfill } from './bench/pgroll';
 import { initPgbench } from './bench/pgbench';
 import { ensurePgTool, toolVersion } from './bench/pg-tools';
 import { formatSpread, formatTimes, jsonSpread, PathFigures, spreadOf } from './bench/stats';
@@ -54,6 +55,7 @@ async function main(): Promise<number> {
   const pgbench = options.foreground || options.capture ? ensurePgTool('pgbench') : null;
   out(`Tools: ${toolVersion(psql)}${pgbench ? `; ${toolVersion(pgbench)}` : ''}.`);
   const pgcopydb = options.peers ? findPgcopydb() : null;
+  const pgroll = options.peers ? findPgroll() : null;
   out('Starting PostgreSQL and a Temporal dev server ...');
   const [postgres, temporalServer] = await Promise.all([startPostgres({ fsync: true, local: true, ...(options.statements ? { preload: ['pg_stat_statements'] } : {}) }), startTemporal()]);
   const temporal = temporalSettings({}, { address: temporalServer.address, taskQueue: `ferry-bench-${process.pid}` });
@@ -153,6 +155,7 @@ async function main(): Promise<number> {
     const verifyUnderWrites: number[] = [];
     const pgcopydbRates: number[] = [];
     const pgcopydbShares: number[] = [];
+    const pgrollFigures = new PgrollFigures();
     const outcomes: RunOutcome[] = [];
     const failures: string[] = [];
     const sameDbEvents: number[] = [];
@@ -243,6 +246,16 @@ async function main(): Promise<number> {
           out(`    pgcopydb FAILED: ${rootMessage(error)}`);
         }
       }
+      if (pgroll && 'binary' in pgroll) {
+        try {
+          const run = await pgrollBackfill(pgroll.binary, await postgres.createDatabase('bench_pgroll'), options.rows);
+          pgrollFigures.add(run, sameLimit.rowsPerSec);
+          out(`${limitLine(`pgroll backfill, ${run.passes} passes`, run)}  ${fmt(run.rowsPerSec / sameLimit.rowsPerSec, 2)} of INSERT ... SELECT`);
+          for (const problem of run.problems) out(`      CHECK FAILED: ${problem}`);
+        } catch (error) {
+          out(`    pgroll FAILED: ${rootMessage(error)}`);
+        }
+      }
     }
     // A fifth of the table once more: two sizes tell the fixed events from the slope.
     let growth: HistoryGrowth | null = null;
@@ -284,7 +297,9 @@ async function main(): Promise<number> {
     if (options.peers) {
       if (pgcopydb && 'missing' in pgcopydb) out(`  pgcopydb: skipped, it cannot be installed here: ${pgcopydb.missing}`);
       else out(`  pgcopydb (${pgcopydb?.version}), table data, ${PGCOPYDB_JOBS} jobs, no transform: ${formatSpread(spreadOf(pgcopydbRates))} rows/s, ${formatSpread(spreadOf(pgcopydbShares), 2)} of the psql pipe`);
-      out(`  ${PGROLL_SKIPPED}`);
+      const pgrollSpreads = pgrollFigures.spreads();
+      if (pgroll && 'missing' in pgroll) out(`  pgroll: skipped, it cannot be built here: ${pgroll.missing}`);
+      else out(`  ${pgroll?.version}, backfill of the same transform in place: ${formatSpread(pgrollSpreads.rate)} rows/s, ${formatSpread(pgrollSpreads.share, 2)} of INSERT ... SELECT; ${pgrollFigures.shape()}`);
     }
     out(
       `  verify under writes    ${formatTimes(spreadOf(verifyUnderWrites), 2)} the quiet pass of its round ` +
@@ -317,7 +332,10 @@ async function main(): Promise<number> {
                 pgcopydb && 'binary' in pgcopydb
                   ? { version: pgcopydb.version, jobs: PGCOPYDB_JOBS, rowsPerSec: jsonSpread(spreadOf(pgcopydbRates)), shareOfPsqlPipe: jsonSpread(spreadOf(pgcopydbShares), 3) }
                   : { skipped: pgcopydb?.missing ?? 'not looked for' },
-              pgroll: { skipped: PGROLL_SKIPPED },
+              pgroll:
+                pgroll && 'binary' in pgroll
+                  ? { version: pgroll.version, rowsPerSec: jsonSpread(pgrollFigures.spreads().rate), shareOfInsertSelect: jsonSpread(pgrollFigures.spreads().share, 3), shape: pgrollFigures.shape() }
+                  : { skipped: pgroll?.missing ?? 'not looked for' },
             },
           }),
           verifyUnderWrites: { ofQuietPass: jsonSpread(spreadOf(verifyUnderWrites), 3), writesPerSecond: DUAL_WRITES_PER_SECOND, lagMs: DUAL_WRITE_LAG_MS },

@@ -14,7 +14,8 @@ const USAGE = `usage: npm run bench -- [--rows N] [--rounds N] [--json] [--peers
   --rows N       rows in the source table (Default: 1000000)
   --rounds N     rounds of interleaved measurements, at least 3 (Default: 3)
   --json         also print the figures as one JSON object on the last line
-  --peers        also time pgcopydb's table-data copy (and say why pgroll is skipped)
+  --peers        also time pgcopydb's table-data copy and pgroll's backfill (built with Go from the
+                 Go module proxy), or say why one cannot run here
   --with-load    run ${LOAD_PER_SECOND} single-row UPDATEs a second on the source during the rounds
   --foreground   instead: pgbench TPC-B and a light -R load, quiet and during a Ferry copy at the
                  default throttle, interleaved; tps and p99 as ratios of quiet; and TPC-B while

@@ -1,7 +1,6 @@
 /**
- * `--peers`: other tools' figures on the same data, where they can be installed from a package
- * registry the project uses: pgcopydb's table-data copy (Debian), and pgroll's backfill (not
- * packaged anywhere the project installs from, so it is skipped with the reason).
+ * `--peers`: pgcopydb's table-data copy (from Debian) on the same data, as a share of the psql
+ * pipe. pgroll's backfill is in ./pgroll.ts.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -12,12 +11,6 @@ import { runPipeline } from './limits';
 import { toolVersion, tryPgTool } from './pg-tools';
 
 export const PGCOPYDB_JOBS = 2;
-
-/** Why pgroll's backfill is not timed: said plainly in every run with --peers. */
-export const PGROLL_SKIPPED =
-  'pgroll: skipped. It is not in Debian; its npm package (@xata.io/pgroll) holds only its migration ' +
-  'schema, no executable; the Go module proxy reachable here refuses github.com/xataio/pgroll (403); and the ' +
-  'bench installs tools only from package registries, never downloading binaries.';
 
 /** The source table's shape with no rows, for pgcopydb to fill (it copies data, not schema, here). */
 const PEER_DDL = `DROP TABLE IF EXISTS ${SOURCE_TABLE}; ${sourceTableDdl}`;
