@@ -26,6 +26,17 @@ function threadCount(): number {
   return Math.max(1, os.availableParallelism());
 }
 
+/**
+ * How long a thread with work in hand may go without finishing any of it (FERRY_TRANSFORM_STUCK_SECONDS,
+ * else 5 minutes): a part is about 256 KB of rows, so only a transform that never returns (a
+ * loop, a promise that never settles) comes near it, and the heartbeats that go on meanwhile
+ * would otherwise hold its shard for ever.
+ */
+function stuckAfterMs(): number {
+  const configured = Number(process.env.FERRY_TRANSFORM_STUCK_SECONDS);
+  return (Number.isFinite(configured) && configured > 0 ? configured : 300) * 1000;
+}
+
 type TaskResult = EncodeResult | DigestResult | SampleResult;
 
 interface Pending {
@@ -36,6 +47,10 @@ interface Pending {
 interface Thread {
   worker: Worker;
   pending: Map<number, Pending>;
+  /** Set while work is in hand: fires when none of it has finished for stuckAfterMs(). */
+  watchdog?: NodeJS.Timeout;
+  /** Fails every task in hand and takes the thread out of use. */
+  failAll: (error: Error) => void;
 }
 
 /**
@@ -53,25 +68,53 @@ function failureOf(error: Extract<TaskReply, { ok: false }>['error']): Error {
 }
 
 function startThread(): Thread {
-  const thread: Thread = { worker: new Worker(THREAD_SOURCE, { eval: true }), pending: new Map() };
-  const failAll = (error: Error) => {
-    for (const pending of thread.pending.values()) pending.reject(error);
-    thread.pending.clear();
-    const index = threads.indexOf(thread);
-    if (index >= 0) threads.splice(index, 1);
+  const thread: Thread = {
+    worker: new Worker(THREAD_SOURCE, { eval: true }),
+    pending: new Map(),
+    failAll(error) {
+      clearTimeout(thread.watchdog);
+      for (const pending of thread.pending.values()) pending.reject(error);
+      thread.pending.clear();
+      const index = threads.indexOf(thread);
+      if (index >= 0) threads.splice(index, 1);
+    },
   };
   thread.worker.on('message', (reply: TaskReply) => {
     const pending = thread.pending.get(reply.id);
     if (!pending) return;
     thread.pending.delete(reply.id);
+    watch(thread);
     if (reply.ok) pending.resolve(reply.result);
     else pending.reject(failureOf(reply.error));
   });
-  thread.worker.on('error', (error) => failAll(new Error(`a transform thread failed: ${redactErrorText(error)}`)));
-  thread.worker.on('exit', (code) => failAll(new Error(`a transform thread exited (code ${code}) with work in hand`)));
+  thread.worker.on('error', (error) => thread.failAll(new Error(`a transform thread failed: ${redactErrorText(error)}`)));
+  thread.worker.on('exit', (code) => thread.failAll(new Error(`a transform thread exited (code ${code}) with work in hand`)));
   // Idle threads do not keep the process alive.
   thread.worker.unref();
   return thread;
+}
+
+/**
+ * Starts the thread's watchdog again (a task finished) or stops it (nothing in hand). A thread
+ * that trips it is ended, which stops even a loop that never yields; its tasks fail for good,
+ * since the same rows would hold the next attempt as long.
+ */
+function watch(thread: Thread): void {
+  clearTimeout(thread.watchdog);
+  thread.watchdog = undefined;
+  if (thread.pending.size === 0) return;
+  const stuckMs = stuckAfterMs();
+  thread.watchdog = setTimeout(() => {
+    thread.failAll(
+      ApplicationFailure.create({
+        message: `the module transform returned nothing for ${stuckMs / 1000} s on its thread (a loop that never ends, or a promise that never settles); the thread was ended`,
+        type: 'TransformStuck',
+        nonRetryable: true,
+      }),
+    );
+    void thread.worker.terminate();
+  }, stuckMs);
+  thread.watchdog.unref();
 }
 
 /** The least busy thread, started when fewer than threadCount() run. */
@@ -94,6 +137,7 @@ function runOn<T extends TaskResult>(thread: Thread, task: Omit<TransformTask, '
   const id = nextTaskId++;
   return new Promise<T>((resolve, reject) => {
     thread.pending.set(id, { resolve: resolve as Pending['resolve'], reject });
+    if (thread.pending.size === 1) watch(thread);
     // The source bytes are handed over, not copied.
     thread.worker.postMessage({ ...task, id } as TransformTask, [task.source.buffer as ArrayBuffer]);
   });

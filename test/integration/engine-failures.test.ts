@@ -137,4 +137,35 @@ describe('failed rows', () => {
     expect(n).toBe(kept);
     await handle.terminate('test done');
   });
+
+  it('fails the migration, naming the cause, when a transform module never returns on a row; the worker goes on', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-module-'));
+    const spins = path.join(dir, 'spins.ts');
+    // Far past the dry run's sample: only the copy meets it.
+    writeFileSync(spins, `export default (row: { id: number; note: string }) => { if (row.id === 3000) for (;;) {} return { id: row.id, quantity: row.id, note: row.note }; };`);
+    const plan = await planFor({ transform: { module: spins, columns: ['id', 'quantity', 'note'] } });
+    process.env.FERRY_TRANSFORM_STUCK_SECONDS = '2';
+    try {
+      const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+      const chain = await handle.result().then(
+        (status) => `ended ${status.phase}`,
+        (error: unknown) => {
+          const messages: string[] = [];
+          for (let at = error as Error | undefined; at; at = at.cause as Error | undefined) messages.push(at.message);
+          return messages.join(' <- ');
+        },
+      );
+      expect(chain).toContain('the module transform returned nothing for 2 s on its thread');
+      // The batch holding the row wrote nothing of it.
+      expect((await sqlRow(targetUrl, `SELECT count(*)::int AS n FROM orders_${table} WHERE id = 3000`)).n).toBe(0);
+    } finally {
+      delete process.env.FERRY_TRANSFORM_STUCK_SECONDS;
+    }
+    // The same worker copies the next migration through a new thread.
+    writeFileSync(spins, `export default (row: { id: number; note: string }) => ({ id: row.id, quantity: row.id, note: row.note });`);
+    const next = await planFor({ transform: { module: spins, columns: ['id', 'quantity', 'note'] } });
+    const status = await (await startMigration(worker.client, worker.temporal, next, { execute: true })).result();
+    expect(status.phase).toBe('completed');
+    expect((await sqlRow(targetUrl, `SELECT count(*)::int AS n FROM orders_${table}`)).n).toBe(ROWS);
+  });
 });

@@ -8,7 +8,7 @@ import type { CopySpec } from '../../activities/copy/copy-statements';
 import { copyRangeThroughModule } from '../../activities/transform/module-copy';
 import { decodeSourceRows } from '../../activities/transform/rows';
 import { sourceRowTypes } from '../../activities/transform/exact-values';
-import { describeSourceRows, readSourceRows } from '../../activities/transform/transform-threads';
+import { describeSourceRows, digestOnThread, readSourceRows } from '../../activities/transform/transform-threads';
 import { createTestDatabase, sql } from '../support/harness';
 
 const ROWS = 60;
@@ -298,6 +298,33 @@ describe('copyRangeThroughModule', () => {
     await expect(copyRangeThroughModule(sourcePool, targetPool, specFor('people_where'), { after: null, upTo: '3' }, exits, dir)).rejects.toThrow(
       /transform thread exited \(code 3\)/,
     );
+    const result = await copyRangeThroughModule(sourcePool, targetPool, specFor('people_where', 's.id = 1'), { after: null, upTo: '3' }, path.join(dir, 'transform.ts'), dir);
+    expect(result.read).toBe(1);
+  });
+
+  it('ends a thread whose transform never returns, fails its copy and its digest for good, and goes on with a new thread', async () => {
+    // Row 2 holds its thread: a loop that never yields, or a promise that never settles.
+    writeFileSync(path.join(dir, 'spins.ts'), `import real from './transform';\nexport default (row: { id: string }) => { if (row.id === '2') for (;;) {} return real(row as never); };`);
+    writeFileSync(path.join(dir, 'waits.ts'), `import real from './transform';\nexport default (row: { id: string }) => (row.id === '2' ? new Promise(() => {}) : real(row as never));`);
+    const before = await sql(targetUrl, 'SELECT count(*)::int AS n FROM people_where');
+    process.env.FERRY_TRANSFORM_STUCK_SECONDS = '1';
+    try {
+      for (const module of ['spins.ts', 'waits.ts']) {
+        const started = Date.now();
+        await expect(copyRangeThroughModule(sourcePool, targetPool, specFor('people_where'), { after: null, upTo: '3' }, path.join(dir, module), dir)).rejects.toMatchObject({
+          type: 'TransformStuck',
+          nonRetryable: true,
+          message: expect.stringContaining('returned nothing for 1 s on its thread'),
+        });
+        expect(Date.now() - started).toBeLessThan(30_000);
+        const rows = await readSourceRows(sourcePool, { source: specFor('people_where').source, filter: null }, { after: null, upTo: '3' });
+        await expect(digestOnThread(path.join(dir, module), rows, [{ name: 'id', type: 'bigint', base: 'int8', category: 'N' }])).rejects.toMatchObject({ type: 'TransformStuck' });
+      }
+    } finally {
+      delete process.env.FERRY_TRANSFORM_STUCK_SECONDS;
+    }
+    // Nothing of the stuck batches was written, and a new thread copies the next one.
+    expect(await sql(targetUrl, 'SELECT count(*)::int AS n FROM people_where')).toEqual(before);
     const result = await copyRangeThroughModule(sourcePool, targetPool, specFor('people_where', 's.id = 1'), { after: null, upTo: '3' }, path.join(dir, 'transform.ts'), dir);
     expect(result.read).toBe(1);
   });
