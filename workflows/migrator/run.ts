@@ -239,7 +239,8 @@ export class MigrationRun {
       return;
     }
     this.status.paused = { since: this.now(), by: note.by ?? null, reason };
-    this.record(kind, note, reason);
+    // The note's reason is added to the event once, by record().
+    this.record(kind, note, note.reason === reason ? 'paused' : reason);
     await this.tellShards('pause');
   }
 }
