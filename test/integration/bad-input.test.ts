@@ -135,6 +135,8 @@ const signalRows: BadInput[] = (
     ['resume with a string', 'resume', ['go'], 'signal resume ignored: the payload must be an object { by?, reason? }, not a string'],
     ['pause with by as a number', 'pause', [{ by: 5 }], 'signal pause ignored: by must be text, not a number'],
     ['pause with an extra field', 'pause', [{ by: 'x', colour: vermilion }], 'signal pause ignored: colour is not a known field'],
+    ['approve sent as a signal', 'approve', [{ gate: 'cutover-reads', by: 'x' }], 'signal approve ignored: approve is an update, which is answered, not a signal'],
+    ['abort sent as a signal with no payload', 'abort', [], 'signal abort ignored: abort is an update, which is answered, not a signal'],
     ['shardProgress with nothing', 'shardProgress', [], 'signal shardProgress ignored: the payload must be an object { index, cursor, rowsRead, ... }, not nothing'],
     ['shardProgress with negative counts', 'shardProgress', [{ index: 0, cursor: null, rowsRead: -5, rowsWritten: 0, rowsFailed: 0, batchSize: 10, throttleReason: null, failures: [], done: true, error: null }], 'signal shardProgress ignored: rowsRead'],
   ] as const

@@ -4,7 +4,7 @@
  * (a throw in a validator refuses it and writes nothing); a handler only changes the run or
  * leaves a request on it for the lifecycle to take up.
  */
-import { ApplicationFailure, condition, patched, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, condition, defineSignal, patched, setHandler } from '@temporalio/workflow';
 import { deciderProblems } from '../../lib/approvals';
 import { refusalAfterSwap } from '../../lib/capture';
 import { approvalProblems } from '../../lib/lifecycle';
@@ -65,6 +65,15 @@ export function setMigrationHandlers(run: MigrationRun): void {
   };
 
   setHandler(statusQuery, () => status);
+  // Temporal's CLI and Web UI will send any name as a signal. One sent by an update's name would
+  // be accepted and never seen (a signal is not answered): it is refused where `ferry status`
+  // shows it. Guarded, so a history holding such a signal replays as it ran.
+  for (const update of [setThrottleUpdate, retryFailuresUpdate, approveUpdate, rejectUpdate, abortUpdate, verifyUpdate, mismatchesUpdate]) {
+    setHandler(defineSignal<unknown[]>(update.name), () => {
+      if (!patched('update-sent-as-signal')) return;
+      run.refuse(update.name, [`${update.name} is an update, which is answered, not a signal: send it with ferry's CLI or \`temporal workflow update execute --name ${update.name}\``]);
+    });
+  }
   setHandler(
     setThrottleUpdate,
     async (payload) => {
