@@ -125,6 +125,13 @@ async function main(): Promise<void> {
 
     async function recordLifecycle() {
       const full = await startMigration(client, temporal, plan('items_full'), { execute: true });
+      // At the first gate, messages besides approvals: a pause with a reason and its resume, and
+      // an update's name sent as a signal (refused where status shows it).
+      await until(async () => ((await migrationReport(client, full.workflowId)).status?.gate?.name === 'cutover-reads' ? true : undefined), 'the first gate');
+      await full.signal('pause', { by: 'recorder', reason: 'recorded pause' });
+      await full.signal('resume', { by: 'recorder' });
+      await full.signal('approve', { gate: 'cutover-reads', by: 'recorder' });
+      await until(async () => ((await migrationReport(client, full.workflowId)).status?.events.some((e) => e.kind === 'refused') ? true : undefined), 'the refused signal');
       await approveEveryGate(full.workflowId);
       await full.result();
       await save('migration-full-lifecycle', full.workflowId);
