@@ -101,7 +101,7 @@ lifecycle:
       ['aborted', 'dave'],
     ]);
     expect(rows.find((r) => r.kind === 'approve')!.detail).toBe('gate cutover-reads approved (dashboards green)');
-    expect(rows.find((r) => r.kind === 'pause')!.detail).toBe('paused (deploy)');
+    expect(rows.find((r) => r.kind === 'pause')!.detail).toBe('deploy');
     expect(rows.find((r) => r.entry === 'end')!.detail).toMatch(/^aborted by dave: p99 doubled; 500 rows read, 500 copied/);
     const { status: final } = await migrationReport(worker.client, id);
     expect(rows.filter((r) => r.entry.startsWith('event '))).toHaveLength(final!.events.length);

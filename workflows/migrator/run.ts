@@ -93,7 +93,9 @@ export class MigrationRun {
   }
 
   record(kind: MigrationEvent['kind'], note: OperatorNote, detail: string): void {
-    const event: MigrationEvent = { at: this.now(), kind, by: note.by ?? null, detail: note.reason ? `${detail} (${note.reason})` : detail };
+    // A detail that is the note's reason already (a pause's) does not say it twice.
+    const said = note.reason && note.reason !== detail ? `${detail} (${note.reason})` : detail;
+    const event: MigrationEvent = { at: this.now(), kind, by: note.by ?? null, detail: said };
     this.status.events.push(event);
     if (this.eventsChars !== null) this.eventsChars += JSON.stringify(event).length + 1;
     this.trimEvents();
@@ -239,8 +241,7 @@ export class MigrationRun {
       return;
     }
     this.status.paused = { since: this.now(), by: note.by ?? null, reason };
-    // The note's reason is added to the event once, by record().
-    this.record(kind, note, note.reason === reason ? 'paused' : reason);
+    this.record(kind, note, reason);
     await this.tellShards('pause');
   }
 }
