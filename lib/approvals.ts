@@ -58,6 +58,11 @@ export function deciderProblems(
   return problems;
 }
 
+/**
+ * One person behind two identities: the same user name, from whatever host each was sent
+ * (alice@laptop and alice@desktop), as approvers named "alice" are matched. Four eyes errs toward
+ * refusing: two people who share a user name on different hosts must use FERRY_OPERATOR.
+ */
 function sameIdentity(a: string, b: string): boolean {
-  return a === b || isNamed([a], b) || isNamed([b], a);
+  return a === b || a.split('@')[0] === b.split('@')[0];
 }

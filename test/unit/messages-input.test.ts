@@ -90,6 +90,15 @@ describe('who may decide', () => {
     ]);
     expect(deciderProblems('approve', 'alice@laptop', true, rules, 'carol@ops')).toEqual(['alice@laptop may not approve with --force; the plan allows it to: bob@ops']);
     expect(deciderProblems('approve', 'alice@laptop', false, rules, 'alice@laptop')[0]).toContain('started this migration and may not approve it');
+    // The same person from another machine, or behind a --by name, is still the one who started it.
+    for (const [approver, starter] of [
+      ['alice@desktop', 'alice@laptop'],
+      ['alice', 'alice@laptop'],
+      ['alice@laptop', 'root (as alice@desktop)'],
+    ]) {
+      expect(deciderProblems('approve', approver!, false, rules, starter!)[0], `${approver} after ${starter}`).toContain('started this migration and may not approve it');
+    }
+    expect(deciderProblems('approve', 'alice@laptop', false, rules, 'bob@laptop')).toEqual([]);
     expect(deciderProblems('reject', 'alice@laptop', false, rules, 'alice@laptop')).toEqual([]);
     expect(deciderProblems('approve', 'anyone', true, {}, null)).toEqual([]);
   });
