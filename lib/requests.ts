@@ -28,6 +28,8 @@ export interface ServingState {
   gateApprovedBy: string | null;
   /** A gate waits now or lies ahead: on-demand verifications run at gates. */
   gateAhead: boolean;
+  /** Who paused the migration and why, while it is paused (an operator, or Ferry with a question). */
+  paused?: string | null;
 }
 
 const ended: Phase[] = ['completed', 'failed', 'dry-run', 'aborted'];
@@ -53,6 +55,9 @@ export function refusalOf(kind: RequestKind, state: ServingState): string | null
       // Decisions that reach the migration together (sent while no worker ran) must not all be
       // taken: the first is the gate's, and a later one would tell its sender something false.
       if (state.gateApprovedBy !== null) return `gate ${state.gateWaiting} was already approved by ${state.gateApprovedBy}; a gate takes one decision`;
+      // A pause holds everything: an approval would move the flags under it, and the resume
+      // meant to end it (or to answer Ferry's question) would come after the fact.
+      if (kind === 'approve' && state.paused) return `the migration is paused (${state.paused}); resume it first (ferry resume), then approve`;
       return null;
     case 'verify':
       if (!state.backfillDone) return 'the backfill has not finished; verify after it';

@@ -62,7 +62,7 @@ describe('pauses', () => {
     expect(resume.detail).toMatch(/^resumed after: no application process follows the flags/);
   });
 
-  it('paused at a gate and approved through to the end: the completed migration is not shown paused, and the pause stays on the record', async () => {
+  it('paused at a gate: an approval is refused and moves nothing; rejected, the ended migration is not shown paused, and the pause stays on the record', async () => {
     const plan = validatePlan({
       name: 'pauses-ended',
       source: { connection: 'DB', table: 'items', key: 'id' },
@@ -77,20 +77,26 @@ describe('pauses', () => {
     await waitAt('cutover-reads');
     await handle.signal('pause', { by: 'bob', reason: 'freeze' });
     await eventually(async () => (await migrationReport(worker.client, id)).status?.paused?.by === 'bob', 30_000, 'the pause');
-    for (const [gate, next] of [['cutover-reads', 'stop-old-writes'], ['stop-old-writes', 'cleanup'], ['cleanup', null]] as const) {
-      await handle.executeUpdate('approve', { args: [{ gate, by: 'carol' }] });
-      if (next) await waitAt(next);
-    }
+    // A pause holds the gate: an approval is refused and moves nothing.
+    const before = (await migrationReport(worker.client, id)).status!;
+    const approved = await ferry(['approve', id, '--gate', 'cutover-reads', '--by', 'carol'], worker.temporal);
+    expect(approved.code).not.toBe(ExitCode.ok);
+    expect(approved.stderr).toContain('the migration is paused (by bob: freeze); resume it first (ferry resume), then approve');
+    const held = (await migrationReport(worker.client, id)).status!;
+    expect({ gate: held.gate?.name, flags: held.flags, paused: held.paused }).toEqual({ gate: 'cutover-reads', flags: before.flags, paused: before.paused });
+    expect(held.events.some((e) => e.kind === 'approve')).toBe(false);
+    // A rejection still ends it, and the ended migration is not shown paused.
+    await handle.executeUpdate('reject', { args: [{ gate: 'cutover-reads', by: 'carol', reason: 'not during the freeze' }] });
     const done = await handle.result();
-    expect(done.phase).toBe('completed');
+    expect(done.phase).toBe('aborted');
     expect(done.paused).toBeNull();
     expect(done.events.filter((e) => e.kind === 'pause').map((e) => e.by)).toEqual(['bob']);
     const status = await ferry(['status', id], worker.temporal);
-    expect(status.code, status.stderr).toBe(ExitCode.ok);
-    expect(status.stdout).toMatch(/^phase {5}completed$/m);
+    expect(status.code, status.stderr).toBe(ExitCode.aborted);
+    expect(status.stdout).toMatch(/^phase {5}aborted/m);
     expect(status.stdout).not.toContain('PAUSED');
     const list = await ferry(['list', '--all', '--plan', 'pauses-ended'], worker.temporal);
-    expect(list.stdout).toContain('completed');
+    expect(list.stdout).toContain('aborted');
     expect(list.stdout).not.toContain('paused');
   });
 });

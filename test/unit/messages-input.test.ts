@@ -126,6 +126,9 @@ describe('which requests can be served', () => {
     expect(refusalOf('abort', state({ phase: 'inspecting', execute: false }))).toContain('a dry run writes nothing');
     expect(refusalOf('abort', state({ phase: 'completed' }))).toContain('is completed');
     expect(refusalOf('abort', state({ abortRequested: true }))).toContain('an abort is under way');
+    expect(refusalOf('approve', state({ paused: 'by bob: replica lag' }))).toBe('the migration is paused (by bob: replica lag); resume it first (ferry resume), then approve');
+    expect(refusalOf('reject', state({ paused: 'by bob: replica lag' }))).toBeNull();
+    expect(refusalOf('approve', state({ paused: null }))).toBeNull();
     expect(refusalOf('approve', state({ gateWaiting: null }))).toContain('no gate is waiting');
   });
   it('takes one decision per gate: a second approval or a rejection after an approval is refused, naming who approved', () => {

@@ -162,6 +162,7 @@ export class MigrationRun {
       gateWaiting: this.status.gate?.name ?? null,
       gateApprovedBy: this.gateDecision === 'approved' ? this.approver() : null,
       gateAhead: this.gateAhead(),
+      paused: this.status.paused && `by ${this.status.paused.by ?? 'an operator'}: ${this.status.paused.reason}`,
     };
   }
 
