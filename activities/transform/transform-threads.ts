@@ -32,7 +32,7 @@ function threadCount(): number {
  * loop, a promise that never settles) comes near it, and the heartbeats that go on meanwhile
  * would otherwise hold its shard for ever.
  */
-function stuckAfterMs(): number {
+export function stuckAfterMs(): number {
   const configured = Number(process.env.FERRY_TRANSFORM_STUCK_SECONDS);
   return (Number.isFinite(configured) && configured > 0 ? configured : 300) * 1000;
 }
@@ -105,16 +105,15 @@ function watch(thread: Thread): void {
   if (thread.pending.size === 0) return;
   const stuckMs = stuckAfterMs();
   thread.watchdog = setTimeout(() => {
-    thread.failAll(
-      ApplicationFailure.create({
-        message: `the module transform returned nothing for ${stuckMs / 1000} s on its thread (a loop that never ends, or a promise that never settles); the thread was ended`,
-        type: 'TransformStuck',
-        nonRetryable: true,
-      }),
-    );
+    thread.failAll(transformStuck(stuckMs, 'on its thread (a loop that never ends, or a promise that never settles); the thread was ended'));
     void thread.worker.terminate();
   }, stuckMs);
   thread.watchdog.unref();
+}
+
+/** The failure of a transform that returned nothing for `stuckMs`: for good, since the same rows would hold the next attempt as long. */
+export function transformStuck(stuckMs: number, where: string): ApplicationFailure {
+  return ApplicationFailure.create({ message: `the module transform returned nothing for ${stuckMs / 1000} s ${where}`, type: 'TransformStuck', nonRetryable: true });
 }
 
 /** The least busy thread, started when fewer than threadCount() run. */

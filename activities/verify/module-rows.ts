@@ -10,6 +10,7 @@ import { readOnlyQuery } from '../plan-sql';
 import { sql } from '../sql';
 import { rangeRowsSql } from '../copy/copy-statements';
 import { isThenable, type RowTransform, sourceRowOf, type TargetRow } from '../transform/rows';
+import { stuckAfterMs, transformStuck } from '../transform/transform-threads';
 import { type ColumnKinds, postgresInputText, sourceRowTypes } from '../transform/exact-values';
 import { allConditions, canonicalizeValuesSql, type RowHashes, rowHashesOf, type Selection, sourceKeysCondition, type VerifyShape } from './verify-statements';
 
@@ -120,16 +121,28 @@ async function transformedSourceRows(
   const result = await readOnlyQuery<unknown[]>(sourcePool, { text: select.text, values: select.values, rowMode: 'array', types: sourceRowTypes });
   const fieldNames = result.fields.slice(1).map((f) => f.name);
   const produced: { key: string; rows: TargetRow[] | null }[] = [];
+  const stuckMs = stuckAfterMs();
   for (const values of result.rows) {
+    let stuck: NodeJS.Timeout | undefined;
     try {
       let output = transform(sourceRowOf(fieldNames, values));
-      if (isThenable(output)) output = await output;
+      // A promise that never settles would hold the verification for ever while heartbeats go
+      // on (the copy's threads are watched the same way; see transform-threads.ts).
+      if (isThenable(output)) {
+        const timedOut = new Promise<never>((_, reject) => {
+          stuck = setTimeout(() => reject(transformStuck(stuckMs, 'on a row verification compares row by row (a promise that never settles)')), stuckMs);
+        });
+        output = await Promise.race([output, timedOut]);
+      }
       // As the copier: null skips the row, undefined fails it.
       if (output === null) continue;
       if (output === undefined) throw new TypeError('the transform returned undefined');
       produced.push({ key: String(values[0]), rows: Array.isArray(output) ? output : [output] });
-    } catch {
+    } catch (error) {
+      if (error instanceof ApplicationFailure && error.type === 'TransformStuck') throw error;
       produced.push({ key: String(values[0]), rows: null });
+    } finally {
+      clearTimeout(stuck);
     }
   }
   return produced;

@@ -9,6 +9,9 @@ import { copyRangeThroughModule } from '../../activities/transform/module-copy';
 import { decodeSourceRows } from '../../activities/transform/rows';
 import { sourceRowTypes } from '../../activities/transform/exact-values';
 import { describeSourceRows, digestOnThread, readSourceRows } from '../../activities/transform/transform-threads';
+import { createDatabases } from '../../activities/connections';
+import { createBothSides } from '../../activities/verify/both-sides';
+import { validatePlan } from '../../lib/plan';
 import { createTestDatabase, sql } from '../support/harness';
 
 const ROWS = 60;
@@ -322,6 +325,28 @@ describe('copyRangeThroughModule', () => {
       }
     } finally {
       delete process.env.FERRY_TRANSFORM_STUCK_SECONDS;
+    }
+    // Verification's row-by-row read runs the transform in the worker: a promise that never
+    // settles there fails it for good too, rather than holding it while heartbeats go on.
+    const databases = createDatabases({ env: { SRC: sourceUrl, TGT: targetUrl } });
+    process.env.FERRY_TRANSFORM_STUCK_SECONDS = '1';
+    try {
+      const plan = validatePlan({
+        name: 'stuck-rows',
+        source: { connection: 'SRC', table: 'people', key: 'id' },
+        target: { connection: 'TGT', table: 'people_where' },
+        transform: { module: path.join(dir, 'waits.ts'), columns },
+      });
+      const v = await createBothSides(databases, dir).verificationOf(plan, null);
+      await expect(v.moduleRows!({ keys: ['1', '2', '3'] })).rejects.toMatchObject({
+        type: 'TransformStuck',
+        nonRetryable: true,
+        message: expect.stringContaining('returned nothing for 1 s on a row verification compares row by row'),
+      });
+      expect(await v.moduleRows!({ keys: ['1', '3'] })).toHaveLength(2);
+    } finally {
+      delete process.env.FERRY_TRANSFORM_STUCK_SECONDS;
+      await databases.close();
     }
     // Nothing of the stuck batches was written, and a new thread copies the next one.
     expect(await sql(targetUrl, 'SELECT count(*)::int AS n FROM people_where')).toEqual(before);
