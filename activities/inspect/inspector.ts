@@ -6,6 +6,7 @@ import type pg from 'pg';
 import type { Inspection, TableInspection, TransformSample } from '../../lib/inspection';
 import { captureOf } from '../../lib/capture';
 import { captureShapeProblem } from './capture-shape';
+import { rowSecurityProblem } from './row-security';
 import { lineageColumn, type Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { asText, withClient } from '../connections';
@@ -244,6 +245,8 @@ export function createInspector(databases: Databases, transformDir: string | nul
         if (nullKeys) problems.push(nullKeys);
         const shape = await captureShapeProblem(sourcePool, plan, source.name);
         if (shape) problems.push(shape);
+        const hidden = await rowSecurityProblem(sourcePool, spec.source);
+        if (hidden) problems.push(hidden);
       }
 
       if (!target.exists) problems.push(`target table ${target.name} does not exist; create it before migrating`);
@@ -254,6 +257,8 @@ export function createInspector(databases: Databases, transformDir: string | nul
         );
       } else {
         problems.push(...(await oldShapeViewProblems(sourcePool, plan)));
+        const hidden = await rowSecurityProblem(targetPool, spec.target);
+        if (hidden) problems.push(hidden);
         const targetColumns = new Set(target.columns.map((c) => c.name));
         for (const column of Object.keys(spec.columns)) {
           if (!targetColumns.has(column)) problems.push(`transform column "${column}" is not a column of ${target.name}`);
