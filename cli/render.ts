@@ -29,7 +29,7 @@ function table(header: string[], rows: (string | null)[][]): string[] {
 export function formatInspection(inspection: Inspection): string {
   const { source, target } = inspection;
   const lines = [
-    `source  ${source.name}: ${source.exists ? `${formatCount(source.estimatedRows)} rows (estimated), key type ${source.keyType ?? '?'}` : 'missing'}`,
+    `source  ${source.name}: ${source.exists ? `${formatCount(source.estimatedRows)} rows${source.subset ? ' in the subset' : ''} (estimated), key type ${source.keyType ?? '?'}` : 'missing'}`,
     `target  ${target.name}: ${target.exists ? `${formatCount(target.estimatedRows)} rows (estimated)` : 'missing'}`,
     `copy    ${inspection.sameDatabase ? 'inside one database (INSERT ... SELECT per batch)' : 'between two databases (COPY per batch)'}`,
   ];

@@ -12,8 +12,13 @@ export interface TableInspection {
   name: string;
   exists: boolean;
   columns: ColumnInfo[];
-  /** Estimated from the planner's statistics, or counted when there are none. Null if unknown. */
+  /**
+   * Estimated from the planner's statistics, or counted when there are none. Null if unknown.
+   * For a source with a subset (`subset`), the rows the subset selects.
+   */
   estimatedRows: number | null;
+  /** The source's estimate counts the plan's subset only. Absent: the whole table. */
+  subset?: boolean;
   keyType: string | null;
   keyIsUnique: boolean;
 }

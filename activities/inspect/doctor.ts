@@ -11,6 +11,7 @@ import { rootMessage } from '../../lib/errors';
 import { capturesLogically, capturesWithTrigger } from '../../lib/capture';
 import { logicalCaptureChecks } from '../capture/logical-setup';
 import { captureChecks } from '../capture/doctor-checks';
+import { rowSecurityProblem } from './row-security';
 import type { Databases } from '../connections';
 import { oneStatement, readOnly } from '../plan-sql';
 import { ferrySql, ident, join, planSql, qualifiedName, quoteIdent, sql, tableName } from '../sql';
@@ -82,6 +83,12 @@ async function keyCheck(side: Side, key: string): Promise<DoctorCheck> {
   if (!found) return { side: side.role, name, status: 'fail', detail: `no column ${key} in ${side.schema}.${side.table}` };
   const problems = [found.not_null ? null : 'allows NULL (rows with a NULL key would never be copied)', found.is_unique ? null : 'has no unique index of its own'].filter(Boolean);
   return { side: side.role, name, status: problems.length ? 'fail' : 'ok', detail: problems.length ? problems.join('; ') : 'NOT NULL and unique' };
+}
+
+/** Row-level security that would hide rows from Ferry's role on this side. */
+async function rowSecurityCheck(side: Side): Promise<DoctorCheck> {
+  const problem = await rowSecurityProblem(side.pool, { schema: side.schema, table: side.table });
+  return { side: side.role, name: `row-level security on ${side.schema}.${side.table}`, status: problem ? 'fail' : 'ok', detail: problem ?? 'none applies to this role' };
 }
 
 /** What the source role needs beyond its table: seeing other sessions and replicas, for the holds. */
@@ -218,7 +225,7 @@ export function createDoctor(databases: Databases) {
         const { user } = await whoAmI(source.pool);
         const exists = await tableExists(source);
         checks.push(exists);
-        if (exists.status === 'ok') checks.push(await keyCheck(source, plan.source.key), ...(await tablePrivileges(source, ['SELECT'], user)));
+        if (exists.status === 'ok') checks.push(await keyCheck(source, plan.source.key), ...(await tablePrivileges(source, ['SELECT'], user)), await rowSecurityCheck(source));
         checks.push(await statsVisibility(source, user));
         if (capturesWithTrigger(plan)) checks.push(...(await captureChecks(source.pool, plan.source, user, (await whoAmI(source.pool)).database)));
         if (capturesLogically(plan)) checks.push(...(await logicalCaptureChecks(source.pool, plan.source, plan.source.key)));
@@ -229,7 +236,7 @@ export function createDoctor(databases: Databases) {
         checks.push(exists);
         if (exists.status === 'ok') {
           checks.push(await keyCheck({ ...target }, targetKey(plan)));
-          checks.push(...(await tablePrivileges(target, ['SELECT', 'INSERT', 'UPDATE', 'DELETE'], user)));
+          checks.push(...(await tablePrivileges(target, ['SELECT', 'INSERT', 'UPDATE', 'DELETE'], user)), await rowSecurityCheck(target));
         }
         checks.push(...(await ferrySchemaCheck(target, user, database)));
         // The expressions' types are read from the source, which takes SELECT on it.

@@ -6,6 +6,7 @@ import type pg from 'pg';
 import type { Inspection, TableInspection, TransformSample } from '../../lib/inspection';
 import { captureOf } from '../../lib/capture';
 import { captureShapeProblem } from './capture-shape';
+import { rowSecurityProblem } from './row-security';
 import { lineageColumn, type Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { asText, withClient } from '../connections';
@@ -17,7 +18,7 @@ import { resolveTransformModule, transformDirFromEnv } from '../transform/load';
 import type { ColumnKinds } from '../transform/exact-values';
 import { targetColumnKinds } from '../transform/copy-text';
 import { readSourceRows, sampleOnThread } from '../transform/transform-threads';
-import { displayName, ferrySql, ident, int, planSql, qualifiedName, sql, tableName, type TableName } from '../sql';
+import { displayName, ferrySql, ident, int, planSql, qualifiedName, sql, SOURCE_ALIAS, tableName, type TableName } from '../sql';
 import { assignmentProblems, castProblems, expressionProblems, type SampledRow } from '../transform/transform-fit';
 
 const SAMPLE_ROWS = 5;
@@ -98,6 +99,31 @@ async function estimateRows(pool: pg.Pool, regclass: string): Promise<number | n
     });
   } catch {
     return null;
+  }
+}
+
+/**
+ * The rows a subset selects, as the copier applies it (the plan's subset.where, keyRange,
+ * samplePercent, partitionValues): counted, given a few seconds, else the planner's estimate;
+ * null when neither answers. Progress and the ETA measure against it, not the whole table.
+ */
+async function estimateSubsetRows(pool: pg.Pool, spec: CopySpec & { filter: string }): Promise<number | null> {
+  const from = sql`FROM ${tableName(spec.source)} AS ${ferrySql(SOURCE_ALIAS)} WHERE ${ferrySql(spec.filter)}`;
+  try {
+    return await withClient(pool, async (client) => {
+      await client.query('BEGIN READ ONLY');
+      await client.query(sql`SET LOCAL statement_timeout = ${int(COUNT_TIMEOUT_MS)}`);
+      const counted = await client.query<{ rows: string }>(oneStatement(sql`SELECT count(*)::text AS rows ${from}`));
+      await client.query('ROLLBACK');
+      return Number(counted.rows[0]?.rows);
+    });
+  } catch {
+    try {
+      const planned = await readOnly(pool, (client) => client.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(oneStatement(sql`EXPLAIN (FORMAT JSON) SELECT ${from}`)));
+      return planned.rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? null;
+    } catch {
+      return null;
+    }
   }
 }
 
@@ -244,6 +270,9 @@ export function createInspector(databases: Databases, transformDir: string | nul
         if (nullKeys) problems.push(nullKeys);
         const shape = await captureShapeProblem(sourcePool, plan, source.name);
         if (shape) problems.push(shape);
+        const hidden = await rowSecurityProblem(sourcePool, spec.source);
+        if (hidden) problems.push(hidden);
+        if (spec.filter) Object.assign(source, { estimatedRows: await estimateSubsetRows(sourcePool, { ...spec, filter: spec.filter }), subset: true });
       }
 
       if (!target.exists) problems.push(`target table ${target.name} does not exist; create it before migrating`);
@@ -254,6 +283,8 @@ export function createInspector(databases: Databases, transformDir: string | nul
         );
       } else {
         problems.push(...(await oldShapeViewProblems(sourcePool, plan)));
+        const hidden = await rowSecurityProblem(targetPool, spec.target);
+        if (hidden) problems.push(hidden);
         const targetColumns = new Set(target.columns.map((c) => c.name));
         for (const column of Object.keys(spec.columns)) {
           if (!targetColumns.has(column)) problems.push(`transform column "${column}" is not a column of ${target.name}`);
