@@ -110,11 +110,10 @@ async function estimateRows(pool: pg.Pool, regclass: string): Promise<number | n
 async function estimateSubsetRows(pool: pg.Pool, spec: CopySpec & { filter: string }): Promise<number | null> {
   const from = sql`FROM ${tableName(spec.source)} AS ${ferrySql(SOURCE_ALIAS)} WHERE ${ferrySql(spec.filter)}`;
   try {
-    return await withClient(pool, async (client) => {
-      await client.query('BEGIN READ ONLY');
+    // readOnly, as every read of plan SQL: its transaction and session locks end with it.
+    return await readOnly(pool, async (client) => {
       await client.query(sql`SET LOCAL statement_timeout = ${int(COUNT_TIMEOUT_MS)}`);
       const counted = await client.query<{ rows: string }>(oneStatement(sql`SELECT count(*)::text AS rows ${from}`));
-      await client.query('ROLLBACK');
       return Number(counted.rows[0]?.rows);
     });
   } catch {
