@@ -141,6 +141,10 @@ export interface ApplyChangesResult {
   keysApplied: number;
   rowsWritten: number;
   rowsDeleted: number;
+  /** Keys the transform or the target refused that were no unresolved failure before (absent from older workers). */
+  rowsFailed?: number;
+  /** The first of them, their errors without row values (status.ts's FailedRow). */
+  failures?: { key: string; code: string | null; error: string }[];
   lag: CaptureLag;
   /** Why the applier is slowed or holding, if it is. */
   throttleReason: string | null;

@@ -13,10 +13,11 @@ import type { Databases } from '../connections';
 import { withHeartbeats, type Heartbeats } from '../heartbeats';
 import { openCopyThrottle, type CopyPacing, type ThrottleWait } from '../copy/throttle';
 import { createKeyApplier, withApplyLock, type KeysApplied } from './apply-keys';
+import { MAX_REPORTED_FAILURES, type FailedRecord } from '../state/ferry-schema';
 import { createCaptureMetrics, type CaptureMetrics } from './metrics';
 import { captureObjectName, changedKeysInRangeSql, CURRENT_SNAPSHOT_SQL, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql, triggerExistsSql } from './statements';
 import { displayName } from '../sql';
-import { redactErrorText } from '../../lib/errors';
+import { redactErrorText, redactMessage } from '../../lib/errors';
 import { logicalCaptureName } from '../../lib/ids';
 import { publishesTableSql } from './logical-statements';
 import { snapshotReadThrough, waitForHighWatermark, walBytesHeld } from './logical-reader';
@@ -100,7 +101,7 @@ export function createChangeApplier(databases: Databases, transformDir: string |
    * watermark: the read's own snapshot (each statement takes one) sees at least as much, so
    * every change the read missed is among those keys; applying a key once more changes nothing.
    */
-  async function copyChunkWithWatermark<T>(
+  async function copyChunkWithWatermark<T extends { failures: FailedRecord[] }>(
     migrationId: string,
     plan: Plan,
     range: KeyRange,
@@ -119,14 +120,17 @@ export function createChangeApplier(databases: Databases, transformDir: string |
     const changed = changedKeysInRangeSql(migrationId, keyType, low, range);
     const keys = (await sourcePool.query<{ key: string }>(changed)).rows.map((r) => r.key);
     const batch = captureOf(plan).applyBatchSize;
-    const reapplied = { written: 0, deleted: 0, failed: [] as KeysApplied['failed'], keys: keys.length };
+    const reapplied = { written: 0, deleted: 0, failed: [] as FailedRecord[], newlyFailed: [] as FailedRecord[], keys: keys.length };
     for (let i = 0; i < keys.length; i += batch) {
-      const applied = await applyKeys(migrationId, plan, keys.slice(i, i + batch), keyType);
+      // Its failures join the chunk's, which the copier records and counts once.
+      const applied = await applyKeys(migrationId, plan, keys.slice(i, i + batch), keyType, false);
       reapplied.written += applied.written;
       reapplied.deleted += applied.deleted;
       reapplied.failed.push(...applied.failed);
     }
-    return { copied, reapplied };
+    const inChunk = new Set(copied.failures.map((f) => f.key));
+    reapplied.newlyFailed = reapplied.failed.filter((f) => !inChunk.has(f.key));
+    return { copied: { ...copied, failures: [...copied.failures, ...reapplied.newlyFailed] }, reapplied };
   }
 
   /**
@@ -155,7 +159,7 @@ export function createChangeApplier(databases: Databases, transformDir: string |
       writer: 'the change apply',
     });
     const started = Date.now();
-    const result = { keysApplied: 0, rowsWritten: 0, rowsDeleted: 0, throttleReason: null as string | null };
+    const result = { keysApplied: 0, rowsWritten: 0, rowsDeleted: 0, rowsFailed: 0, failures: [] as FailedRecord[], throttleReason: null as string | null };
     const timeLeft = () => Math.max(0, maxMs - (Date.now() - started));
     const show = (why: ThrottleWait) => {
       result.throttleReason = why.reason;
@@ -197,6 +201,11 @@ export function createChangeApplier(databases: Databases, transformDir: string |
       result.keysApplied += keys.length;
       result.rowsWritten += applied.written;
       result.rowsDeleted += applied.deleted;
+      // Counted once a key: one the target keeps refusing fails at every change to it.
+      result.rowsFailed += applied.newlyFailed.length;
+      for (const failure of applied.newlyFailed) {
+        if (result.failures.length < MAX_REPORTED_FAILURES) result.failures.push({ ...failure, error: redactMessage(failure.error) });
+      }
       heartbeat(cursor);
       if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('change apply cancelled');
       const pace = throttle.afterBatch(keys.length);

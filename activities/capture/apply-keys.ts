@@ -28,6 +28,8 @@ export interface KeysApplied {
   deleted: number;
   /** Keys the transform or the target refused; recorded in ferry.failed_records. */
   failed: FailedRecord[];
+  /** Of `failed`, those that were no unresolved failure before: new to the migration's counts. */
+  newlyFailed: FailedRecord[];
 }
 
 /**
@@ -98,12 +100,13 @@ export function createKeyApplier(databases: Databases, transformDir: string | nu
    * and written over the target's, and target rows of keys the source no longer holds (or that
    * left the plan's subset) are deleted.
    */
-  return async function applyKeys(migrationId: string, plan: Plan, keys: string[], keyType: string): Promise<KeysApplied> {
-    if (keys.length === 0) return { written: 0, deleted: 0, failed: [] };
+  /** `record` false leaves the failed keys to the caller to record (a backfill chunk records its own). */
+  return async function applyKeys(migrationId: string, plan: Plan, keys: string[], keyType: string, record = true): Promise<KeysApplied> {
+    if (keys.length === 0) return { written: 0, deleted: 0, failed: [], newlyFailed: [] };
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
     const base: CopySpec = { ...copySpecOf(plan), conflict: { policy: 'overwrite' } };
-    const applied = await withApplyLock(targetPool, migrationId, async (): Promise<KeysApplied> => {
+    const applied = await withApplyLock(targetPool, migrationId, async (): Promise<Omit<KeysApplied, 'newlyFailed'>> => {
       const present = await readOnlyQuery<{ key: string }>(sourcePool, loggedKeysPresentSql(base.source, base.filter ?? null, keys, keyType));
       const held = new Set(present.rows.map((r) => r.key));
       const gone = keys.filter((k) => !held.has(k));
@@ -115,8 +118,9 @@ export function createKeyApplier(databases: Databases, transformDir: string | nu
       const copied = await copyKeys(plan, base, keys.filter((k) => held.has(k)));
       return { written: copied.written, deleted, failed: copied.failed };
     });
-    if (applied.failed.length > 0) await recordFailures(targetPool, migrationId, applied.failed);
-    return applied;
+    if (!record) return { ...applied, newlyFailed: applied.failed };
+    const fresh = new Set(await recordFailures(targetPool, migrationId, applied.failed));
+    return { ...applied, newlyFailed: applied.failed.filter((f) => fresh.has(f.key)) };
   };
 }
 

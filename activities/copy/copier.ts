@@ -22,7 +22,7 @@ import {
 } from './copy-statements';
 import { copyWithinDatabase, writeBatch } from './batch-writer';
 import { copyFormatFor } from './copy-format';
-import { recordFailures, resolveFailedRecord, unresolvedFailedCount, unresolvedFailedKeys, type FailedRecord } from '../state/ferry-schema';
+import { recordFailures, resolveFailedRecord, unresolvedFailedCount, unresolvedFailedKeys, type FailedRecord, MAX_REPORTED_FAILURES } from '../state/ferry-schema';
 import { isRowError, redactMessage } from '../../lib/errors';
 import { MIN_BATCH_SIZE, nextBatchSize } from '../../lib/throttle';
 import { column, literal, sql, SOURCE_ALIAS } from '../sql';
@@ -70,7 +70,6 @@ export interface CopyBatchesResult extends CopyProgress {
   failures: FailedRecord[];
 }
 
-const MAX_REPORTED_FAILURES = 20;
 const LOCK_NOT_AVAILABLE = '55P03';
 /** Refusals a person has to fix: a missing privilege, or insufficient resources (class 53: disk full, ...). */
 const TARGET_REFUSES = new Set(['42501', '53', '25006']);

@@ -18,6 +18,9 @@ export async function installFerrySchema(pool: pg.Pool): Promise<void> {
   await upgradeFerrySchema(pool);
 }
 
+/** Failed rows one call reports to the workflow (the rest are in ferry.failed_records). */
+export const MAX_REPORTED_FAILURES = 20;
+
 export interface FailedRecord {
   key: string;
   /** SQLSTATE, when the database refused the row. */
@@ -25,15 +28,28 @@ export interface FailedRecord {
   error: string;
 }
 
-export async function recordFailures(pool: pg.Pool, migrationId: string, failures: FailedRecord[]): Promise<void> {
-  if (failures.length === 0) return;
-  await pool.query(
-    sql`INSERT INTO ferry.failed_records AS f (migration_id, key, error_code, error)
-        SELECT ${migrationId}, r.key, r.code, r.error FROM jsonb_to_recordset(${JSON.stringify(failures)}::jsonb) AS r(key text, code text, error text)
-        ON CONFLICT (migration_id, key) DO UPDATE
-          SET attempts = f.attempts + 1, error_code = EXCLUDED.error_code, error = EXCLUDED.error,
-              last_failed_at = now(), resolved_at = NULL`,
+/**
+ * Records failed rows, or a failure again; returns the keys that were no unresolved failure
+ * before (new, or resolved once and failing again): those a migration's counts have not met.
+ */
+export async function recordFailures(pool: pg.Pool, migrationId: string, failures: FailedRecord[]): Promise<string[]> {
+  if (failures.length === 0) return [];
+  const { rows } = await pool.query<{ key: string }>(
+    sql`WITH incoming AS (
+          SELECT r.key, r.code, r.error FROM jsonb_to_recordset(${JSON.stringify(failures)}::jsonb) AS r(key text, code text, error text)
+        ), unresolved AS (
+          SELECT f.key FROM ferry.failed_records AS f JOIN incoming USING (key) WHERE f.migration_id = ${migrationId} AND f.resolved_at IS NULL
+        ), written AS (
+          INSERT INTO ferry.failed_records AS f (migration_id, key, error_code, error)
+          SELECT ${migrationId}, key, code, error FROM incoming
+          ON CONFLICT (migration_id, key) DO UPDATE
+            SET attempts = f.attempts + 1, error_code = EXCLUDED.error_code, error = EXCLUDED.error,
+                last_failed_at = now(), resolved_at = NULL
+          RETURNING f.key
+        )
+        SELECT key FROM written WHERE key NOT IN (SELECT key FROM unresolved)`,
   );
+  return rows.map((r) => r.key);
 }
 
 /** Keys of a migration's failed records not resolved yet, in key order; none before Ferry's schema is installed. */

@@ -179,7 +179,7 @@ describe('a chunk whose read is older than the changes made before its write', (
         for (const row of stale.rows as { id: number; cents: string; note: string | null }[]) {
           await sql(url, `INSERT INTO accounts_v2 VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`, [row.id, row.cents, row.note]);
         }
-        return stale.rowCount;
+        return { read: stale.rowCount, failures: [] };
       });
       expect(reapplied).toMatchObject({ keys: 3, written: 1, deleted: 2 });
     } finally {

@@ -10,7 +10,7 @@ import { rootMessage } from '../../lib/errors';
 import type { FerryActivities } from '../../activities';
 import { capturesLogically, isCaughtUp, newCaptureStatus, type CaptureStatus } from '../../lib/capture';
 import type { Plan } from '../../lib/plan';
-import type { MigrationStatus } from '../../lib/status';
+import type { FailedRow, MigrationStatus } from '../../lib/status';
 
 /** Silence for this long means the activity's worker is gone (every activity beats every 2 s). */
 const HEARTBEAT_TIMEOUT = '10 seconds';
@@ -61,6 +61,8 @@ export interface CaptureContext {
   status: MigrationStatus;
   now: () => string;
   backfillDone: () => boolean;
+  /** Counts rows the change apply could not write, as a shard's failed rows are. */
+  countFailures: (count: number, failures: readonly FailedRow[]) => void;
 }
 
 export interface CaptureRunner {
@@ -90,6 +92,9 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
     // The applier's pacing controller keeps its memory from one call to the next, as a shard's
     // copier does; histories from before it start the controller afresh at each call.
     const paced = patched('capture-paced');
+    // Rows the apply could not write were recorded but never counted: status said none failed.
+    // Guarded, so older histories replay.
+    const counted = patched('capture-failures-counted');
     for (;;) {
       await condition(() => ctx.status.paused === null);
       const s = state();
@@ -110,6 +115,7 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
       s.keysApplied += result.keysApplied;
       s.rowsWritten += result.rowsWritten;
       s.rowsDeleted += result.rowsDeleted;
+      if (counted && result.rowsFailed) ctx.countFailures(result.rowsFailed, result.failures ?? []);
       s.throttleReason = result.throttleReason;
       if (paced) s.pacing = result.pacing ?? null;
       if (afterBackfill && s.caughtUpAt === null && isCaughtUp(result.lag, ctx.plan)) s.caughtUpAt = ctx.now();

@@ -21,9 +21,8 @@ import {
   parseVerifyRequest,
   type Parsed,
 } from '../../lib/messages-input';
-import type { Plan } from '../../lib/plan';
 import { lapseOf, refusalOf, type RequestKind } from '../../lib/requests';
-import { addSample, recountRows, type MigrationStatus } from '../../lib/status';
+import { addSample, recountRows } from '../../lib/status';
 import { applyThrottleChange } from '../../lib/throttle';
 import { uncleanReason } from '../../lib/verification-runs';
 import {
@@ -43,11 +42,8 @@ import { CANCELLED } from '../shard';
 import { mismatchReport, retryFailedRecords } from './activity-proxies';
 import type { MigrationRun } from './run';
 
-const RECENT_FAILURES_KEPT = 50;
 /** Progress samples for charts, at most this often. */
 const SAMPLE_EVERY_MS = 2000;
-/** Under this many rows read, a failure rate says little; only the count limit applies. */
-const MIN_ROWS_FOR_FAILURE_RATE = 1000;
 
 /** Sets every handler of the migration on `run`; before the first await, so no message waits for them. */
 export function setMigrationHandlers(run: MigrationRun): void {
@@ -241,13 +237,7 @@ export function setMigrationHandlers(run: MigrationRun): void {
     else if (progress.error) Object.assign(shard, { state: 'failed', error: progress.error });
     recountRows(status);
     if (progress.blocked) void run.pause({ by: 'ferry' }, 'auto-pause', `shard ${progress.index}: ${progress.blocked}`);
-    if (newFailures > 0) {
-      status.rowsFailed += newFailures;
-      status.unresolvedFailures += newFailures;
-      status.recentFailures = [...status.recentFailures, ...progress.failures].slice(-RECENT_FAILURES_KEPT);
-      const reason = failureLimitReached(plan, status);
-      if (reason) void run.pause({ by: 'ferry' }, 'auto-pause', reason);
-    }
+    if (newFailures > 0) run.countFailures(newFailures, progress.failures);
   });
 }
 
@@ -255,17 +245,4 @@ export function setMigrationHandlers(run: MigrationRun): void {
 function trusted<T>(parsed: Parsed<T>): T {
   if (!parsed.ok) throw ApplicationFailure.nonRetryable(parsed.problems.join('; '), 'InvalidRequest');
   return parsed.value;
-}
-
-/** The reason to pause for a person, once failed rows pass the plan's limits. */
-function failureLimitReached(plan: Plan, status: MigrationStatus): string | null {
-  if (status.paused) return null;
-  const { maxCount, maxRate } = plan.failures;
-  if (status.unresolvedFailures > maxCount) {
-    return `${status.unresolvedFailures} rows failed, over failures.maxCount (${maxCount}); see \`ferry failures\``;
-  }
-  if (status.rowsRead >= MIN_ROWS_FOR_FAILURE_RATE && status.rowsFailed / status.rowsRead > maxRate) {
-    return `${((100 * status.rowsFailed) / status.rowsRead).toFixed(2)}% of rows failed, over failures.maxRate (${maxRate * 100}%); see \`ferry failures\``;
-  }
-  return null;
 }

@@ -13,7 +13,7 @@ import type { AbortRequest } from '../../lib/messages-input';
 import type { Plan } from '../../lib/plan';
 import type { ServingState } from '../../lib/requests';
 import { phaseKey } from '../../lib/search-attributes';
-import { newMigrationStatus, type MigrationEvent, type MigrationStatus, type Phase } from '../../lib/status';
+import { newMigrationStatus, type FailedRow, type MigrationEvent, type MigrationStatus, type Phase } from '../../lib/status';
 import { shardRate } from '../../lib/throttle';
 import { auditWriter, type AuditWriter } from '../audit-writer';
 import { captureRunner, type CaptureRunner } from './capture';
@@ -25,6 +25,10 @@ export type ShardPlanning = Promise<ShardSpec[]>;
 
 /** Signals refused for a bad payload are recorded up to this many; more only reach the worker's log. */
 const REFUSALS_RECORDED = 20;
+/** Failed rows the status shows; ferry.failed_records keeps them all. */
+const RECENT_FAILURES_KEPT = 50;
+/** Under this many rows read, a failure rate says little; only the count limit applies. */
+const MIN_ROWS_FOR_FAILURE_RATE = 1000;
 /** The events the status carries, in characters of JSON; the oldest ones beyond it live in ferry.audit only. */
 const EVENTS_CARRIED = 256 * 1024;
 
@@ -85,7 +89,14 @@ export class MigrationRun {
     this.phaseSearchable = workflowInfo().typedSearchAttributes.get(phaseKey) !== undefined;
     this.noAppsAllowedBy = input.noApps ? '--no-apps' : plan.lifecycle.noApps ? 'lifecycle.noApps' : null;
     this.capturing = (capturesWithTrigger(plan) && patched('capture-trigger')) || (capturesLogically(plan) && patched('capture-logical'));
-    this.capture = captureRunner({ plan, migrationId: this.workflowId, status: this.status, now: () => this.now(), backfillDone: () => this.backfillDone() });
+    this.capture = captureRunner({
+      plan,
+      migrationId: this.workflowId,
+      status: this.status,
+      now: () => this.now(),
+      backfillDone: () => this.backfillDone(),
+      countFailures: (count, failures) => this.countFailures(count, failures),
+    });
   }
 
   now(): string {
@@ -228,6 +239,32 @@ export class MigrationRun {
         return sent.catch(() => {});
       }),
     );
+  }
+
+  /**
+   * Counts rows that failed, from a shard's copy or the change apply, each once, and pauses for
+   * a person once they pass the plan's limits.
+   */
+  countFailures(count: number, failures: readonly FailedRow[]): void {
+    this.status.rowsFailed += count;
+    this.status.unresolvedFailures += count;
+    this.status.recentFailures = [...this.status.recentFailures, ...failures].slice(-RECENT_FAILURES_KEPT);
+    const reason = this.failureLimitReached();
+    if (reason) void this.pause({ by: 'ferry' }, 'auto-pause', reason);
+  }
+
+  /** The reason to pause for a person, once failed rows pass the plan's limits. */
+  private failureLimitReached(): string | null {
+    const { status } = this;
+    if (status.paused) return null;
+    const { maxCount, maxRate } = this.plan.failures;
+    if (status.unresolvedFailures > maxCount) {
+      return `${status.unresolvedFailures} rows failed, over failures.maxCount (${maxCount}); see \`ferry failures\``;
+    }
+    if (status.rowsRead >= MIN_ROWS_FOR_FAILURE_RATE && status.rowsFailed / status.rowsRead > maxRate) {
+      return `${((100 * status.rowsFailed) / status.rowsRead).toFixed(2)}% of rows failed, over failures.maxRate (${maxRate * 100}%); see \`ferry failures\``;
+    }
+    return null;
   }
 
   async pause(note: OperatorNote, kind: 'pause' | 'auto-pause', reason: string): Promise<void> {
