@@ -124,30 +124,57 @@ function differingFields(a: unknown, b: unknown): string[] {
   return [...names].filter((field) => !isDeepStrictEqual(a[field], b[field]));
 }
 
+/** The rows under each key, in the order they came; a key may stand for several rows. */
+function groupByKey<T>(rows: T[], keys: string[]): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  rows.forEach((row, i) => {
+    const group = groups.get(keys[i]!);
+    if (group) group.push(row);
+    else groups.set(keys[i]!, [row]);
+  });
+  return groups;
+}
+
+/** The fields in which two equally long groups of rows differ, taken as multisets: [] when they agree. */
+function differingGroupFields(a: unknown[], b: unknown[]): string[] {
+  if (a.length === 1 && b.length === 1) return differingFields(a[0], b[0]);
+  const unmatched = [...b];
+  const leftover = a.filter((row) => {
+    const at = unmatched.findIndex((other) => differingFields(row, other).length === 0);
+    if (at < 0) return true;
+    unmatched.splice(at, 1);
+    return false;
+  });
+  const fields = new Set(leftover.flatMap((row, i) => differingFields(row, unmatched[i])));
+  return leftover.length === 0 ? [] : fields.size > 0 ? [...fields] : ['(row)'];
+}
+
 /** Compares two reads; undefined when they agree. Pure. */
 export function compareRows<T>(name: string, oldRows: T[], newRows: T[], key: (row: T) => string, ordered = true): Mismatch | undefined {
   const oldKeys = oldRows.map(key);
   const newKeys = newRows.map(key);
   const base = { name, missing: [] as string[], extra: [] as string[], keys: [] as string[], fields: [] as string[], oldCount: oldRows.length, newCount: newRows.length };
-  const oldByKey = new Map(oldKeys.map((k, i) => [k, oldRows[i]!]));
-  const newByKey = new Map(newKeys.map((k, i) => [k, newRows[i]!]));
-  const missing = oldKeys.filter((k) => !newByKey.has(k));
-  const extra = newKeys.filter((k) => !oldByKey.has(k));
+  const oldByKey = groupByKey(oldRows, oldKeys);
+  const newByKey = groupByKey(newRows, newKeys);
+  // A key repeated more often on one side counts as missing (or extra) too.
+  const missing = [...oldByKey].filter(([k, rows]) => (newByKey.get(k)?.length ?? 0) < rows.length).map(([k]) => k);
+  const extra = [...newByKey].filter(([k, rows]) => (oldByKey.get(k)?.length ?? 0) < rows.length).map(([k]) => k);
   if (missing.length > 0 || extra.length > 0 || oldRows.length !== newRows.length) {
     return { ...base, category: 'length', missing: missing.slice(0, MAX_LISTED_KEYS), extra: extra.slice(0, MAX_LISTED_KEYS) };
   }
   const keys: string[] = [];
   const fields = new Set<string>();
-  for (const [k, oldRow] of oldByKey) {
-    const differ = differingFields(oldRow, newByKey.get(k));
+  for (const [k, oldGroup] of oldByKey) {
+    const differ = differingGroupFields(oldGroup, newByKey.get(k)!);
     if (differ.length === 0) continue;
     keys.push(k);
     for (const field of differ) fields.add(field);
   }
   if (keys.length > 0) return { ...base, category: 'value', keys: keys.slice(0, MAX_LISTED_KEYS), fields: [...fields].sort() };
   if (ordered) {
-    const moved = oldKeys.filter((k, i) => newKeys[i] !== k);
-    if (moved.length > 0) return { ...base, category: 'order', keys: moved.slice(0, MAX_LISTED_KEYS) };
+    // Rows under a repeated key can swap places with the keys in order.
+    const moved = new Set(oldKeys.filter((k, i) => newKeys[i] !== k || differingFields(oldRows[i], newRows[i]).length > 0));
+    if (moved.size > 0) return { ...base, category: 'order', keys: [...moved].slice(0, MAX_LISTED_KEYS) };
   }
   return undefined;
 }

@@ -1,0 +1,78 @@
+/**
+ * The client library's verdicts against a real Postgres, with careless and hostile inputs: what
+ * compareReads, write and delete report must agree with what the databases hold, as the test's
+ * own SQL sees it.
+ */
+import fc from 'fast-check';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFlagReader, createReadComparer, type ComparisonResult, type FlagReader } from '../../client';
+import { installFerrySchema } from '../../activities/state/ferry-schema';
+import { memoryLogger } from '../support/client-fakes';
+import { createTestDatabase, sql, sqlRow } from '../support/harness';
+
+const MIGRATION = 'verdicts';
+
+describe('the client library\'s verdicts', () => {
+  let url: string;
+  let pool: pg.Pool;
+  const closers: (() => Promise<void>)[] = [];
+
+  function reader(): FlagReader {
+    const flags = createFlagReader({ pool, migration: MIGRATION, logger: memoryLogger(), cacheMs: 0, listen: false });
+    closers.push(() => flags.close());
+    return flags;
+  }
+
+  beforeAll(async () => {
+    url = await createTestDatabase('client_verdicts');
+    pool = new pg.Pool({ connectionString: url, max: 5 });
+    await installFerrySchema(pool);
+    await sql(url, `INSERT INTO ferry.flags (migration, write_old, write_new, compare_percent) VALUES ($1, true, true, 100)`, [MIGRATION]);
+  });
+  afterAll(async () => {
+    for (const close of closers) await close();
+    await pool?.end();
+  });
+
+  it('says match only when both stores hold the same rows (in the same order, if ordered), repeated keys included', async () => {
+    await sql(url, `CREATE TABLE pairs_old (k int NOT NULL, v int NOT NULL); CREATE TABLE pairs_new (k int NOT NULL, v int NOT NULL);`);
+    const outcomes: ComparisonResult[] = [];
+    const comparer = createReadComparer({ flags: reader(), logger: memoryLogger(), retryDelayMs: 0, onCompared: (o) => void outcomes.push(o) });
+    closers.push(async () => comparer.close());
+    const rows = fc.array(fc.record({ k: fc.integer({ min: 1, max: 2 }), v: fc.integer({ min: 1, max: 2 }) }), { maxLength: 4 });
+    await fc.assert(
+      fc.asyncProperty(rows, rows, async (oldRows, newRows) => {
+        await sql(url, `TRUNCATE pairs_old, pairs_new`);
+        for (const [table, list] of [['pairs_old', oldRows], ['pairs_new', newRows]] as const) {
+          for (const row of list) await sql(url, `INSERT INTO ${table} (k, v) VALUES ($1, $2)`, [row.k, row.v]);
+        }
+        // The stores agree when the sorted text of their rows is the same; in order, when the text in heap order is.
+        const agree = (order: string) => sqlRow(url, `SELECT
+            (SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY ${order}), '')) FROM pairs_old t) =
+            (SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY ${order}), '')) FROM pairs_new t) AS same`);
+        for (const ordered of [false, true]) {
+          const same = (await agree(ordered ? 'ctid' : 't::text')).same as boolean;
+          outcomes.length = 0;
+          await comparer.compareReads('pairs', {
+            old: async () => (await pool.query<{ k: number; v: number }>('SELECT k, v FROM pairs_old ORDER BY ctid')).rows,
+            new: async () => (await pool.query<{ k: number; v: number }>('SELECT k, v FROM pairs_new ORDER BY ctid')).rows,
+            key: (row) => String(row.k),
+            ordered,
+            await: true,
+          });
+          expect(outcomes).toHaveLength(1);
+          expect({ ordered, match: outcomes[0]!.result === 'match' }).toEqual({ ordered, match: same });
+        }
+      }),
+      {
+        numRuns: 60,
+        examples: [
+          [[{ k: 1, v: 1 }, { k: 1, v: 1 }, { k: 2, v: 1 }], [{ k: 1, v: 1 }, { k: 2, v: 1 }, { k: 2, v: 1 }]],
+          [[{ k: 1, v: 1 }, { k: 1, v: 2 }], [{ k: 1, v: 2 }, { k: 1, v: 2 }]],
+          [[{ k: 1, v: 2 }, { k: 1, v: 1 }], [{ k: 1, v: 1 }, { k: 1, v: 2 }]],
+        ],
+      },
+    );
+  });
+});
