@@ -124,7 +124,9 @@ export function createDualWriter(options: DualWriterOptions): DualWriter {
       await client.query('BEGIN');
       await client.query('SELECT ferry.record_delete($1, $2)', [table, key]);
       const result = await run(client);
-      await client.query('COMMIT');
+      // COMMIT of a transaction a failed statement aborted rolls back without an error.
+      const commit = await client.query('COMMIT');
+      if (commit.command !== 'COMMIT') throw new Error(`ferry: the new-store delete from ${table} was rolled back: a statement in its transaction failed`);
       return result;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {

@@ -5,10 +5,11 @@
  */
 import fc from 'fast-check';
 import pg from 'pg';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFlagReader, createReadComparer, type ComparisonResult, type FlagReader } from '../../client';
+import { createFerryClient, createFlagReader, createReadComparer, type ComparisonResult, type FerryClient, type FlagReader } from '../../client';
 import { installFerrySchema } from '../../activities/state/ferry-schema';
-import { memoryLogger } from '../support/client-fakes';
+import { metricValue, memoryLogger } from '../support/client-fakes';
 import { createTestDatabase, sql, sqlRow } from '../support/harness';
 
 const MIGRATION = 'verdicts';
@@ -23,6 +24,15 @@ describe('the client library\'s verdicts', () => {
     closers.push(() => flags.close());
     return flags;
   }
+
+  function client(options: Partial<Parameters<typeof createFerryClient>[0]> = {}): { ferry: FerryClient; registry: Registry } {
+    const registry = new Registry();
+    const ferry = createFerryClient({ pool, migration: MIGRATION, registry, logger: memoryLogger(), cacheMs: 0, listen: false, ...options });
+    closers.push(() => ferry.close());
+    return { ferry, registry };
+  }
+
+  const setFlags = (assignments: string) => sql(url, `UPDATE ferry.flags SET ${assignments}, version = version + 1 WHERE migration = $1`, [MIGRATION]);
 
   beforeAll(async () => {
     url = await createTestDatabase('client_verdicts');
@@ -74,5 +84,33 @@ describe('the client library\'s verdicts', () => {
         ],
       },
     );
+  });
+
+  it('does not report a delete as done when its new-side transaction was aborted and rolled back', async () => {
+    await sql(url, `CREATE TABLE gone_old (id int PRIMARY KEY); CREATE TABLE gone_new (id int PRIMARY KEY);
+                    INSERT INTO gone_old VALUES (1), (2); INSERT INTO gone_new VALUES (1), (2);`);
+    const { ferry, registry } = client();
+    // A new-side step fails and the callback swallows the error: the transaction is aborted.
+    const careless = async (tx: pg.PoolClient, id: number) => {
+      const deleted = await tx.query('DELETE FROM gone_new WHERE id = $1', [id]);
+      await tx.query('INSERT INTO gone_new (id) VALUES (NULL)').catch(() => {});
+      return deleted;
+    };
+    await ferry.delete('delete-gone', { table: 'public.gone_new', key: '1', old: () => pool.query('DELETE FROM gone_old WHERE id = 1'), new: (tx) => careless(tx, 1) });
+    // Postgres rolled the delete and the tombstone back: the verdict must say the new side failed.
+    expect(await sql(url, 'SELECT id FROM gone_new WHERE id = 1')).toEqual([{ id: 1 }]);
+    expect(await sql(url, `SELECT key FROM ferry.tombstones WHERE target_table = 'public.gone_new'`)).toEqual([]);
+    expect(await metricValue(registry, 'ferry_client_dual_write_errors_total', { name: 'delete-gone', side: 'new' })).toBe(1);
+
+    // Once the new store is the only one written, the caller must hear it.
+    await setFlags('write_old = false');
+    try {
+      await expect(
+        ferry.delete('delete-gone', { table: 'public.gone_new', key: '2', old: () => pool.query('DELETE FROM gone_old WHERE id = 2'), new: (tx) => careless(tx, 2) }),
+      ).rejects.toThrow(/rolled back/);
+      expect(await sql(url, 'SELECT id FROM gone_new WHERE id = 2')).toEqual([{ id: 2 }]);
+    } finally {
+      await setFlags('write_old = true');
+    }
   });
 });
