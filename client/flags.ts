@@ -39,7 +39,7 @@ export interface FlagSource {
 export interface FlagReader extends FlagSource {
   /**
    * The flags, at most `cacheMs` old. Before any row exists, or without Ferry's schema:
-   * initialFlags with version 0. When the database cannot be reached it returns the last flags
+   * initialFlags with version 0; once flags were read, a row or schema that goes away keeps them. When the database cannot be reached it returns the last flags
    * read, and throws only if it never read any (guessing could send writes to the wrong store).
    */
   get(): Promise<Flags>;
@@ -84,6 +84,7 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
   /** A notification came while a read was in flight: that read may predate the change. */
   let readAgain = false;
   let closed = false;
+  let warnedNoRow = false;
 
   let listener: pg.Client | null = null;
   let reconnectTimer: NodeJS.Timeout | null = null;
@@ -94,15 +95,28 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
     try {
       const { rows } = await pool.query<FlagsRow>(`SELECT ${flagsColumns} FROM ferry.flags WHERE migration = $1`, [migration]);
       const row = rows[0];
-      return row ? flagsFromRow(row) : noFlags;
+      return row ? flagsFromRow(row) : noRow();
     } catch (error) {
-      if (isSchemaMissing(error)) return noFlags;
+      if (isSchemaMissing(error)) return noRow();
       throw error;
     }
   }
 
+  /**
+   * No row (or no schema): the initial flags before any was read. Once a migration set flags, a
+   * row that goes away does not send writes and reads back to the old store alone, which after
+   * a cutover would leave the new store behind: the last flags stand until a row comes back.
+   */
+  function noRow(): Flags {
+    if (flags.version === 0) return noFlags;
+    if (!warnedNoRow) logger.warn('ferry: the flags row is gone; going on with the last flags read', { migration, version: flags.version });
+    warnedNoRow = true;
+    return flags;
+  }
+
   function apply(next: Flags): void {
     everRead = true;
+    if (next !== flags) warnedNoRow = false;
     readAt = Date.now();
     const previous = flags;
     if (sameFlags(previous, next)) return;

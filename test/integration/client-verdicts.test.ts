@@ -113,4 +113,29 @@ describe('the client library\'s verdicts', () => {
       await setFlags('write_old = true');
     }
   });
+
+  it('keeps writing the new store after a cutover when the flags row, then Ferry\'s schema, goes away', async () => {
+    const cutover = 'verdicts-cutover';
+    await sql(url, `CREATE TABLE kept_old (id int PRIMARY KEY); CREATE TABLE kept_new (id int PRIMARY KEY);`);
+    await sql(url, `INSERT INTO ferry.flags (migration, write_old, write_new, read_from) VALUES ($1, false, true, 'new')`, [cutover]);
+    const { ferry } = client({ migration: cutover });
+    const write = (id: number) =>
+      ferry.write('insert-kept', {
+        old: () => pool.query('INSERT INTO kept_old (id) VALUES ($1)', [id]),
+        new: () => pool.query('INSERT INTO kept_new (id) VALUES ($1)', [id]),
+      });
+    await write(1);
+    await sql(url, 'DELETE FROM ferry.flags WHERE migration = $1', [cutover]);
+    await write(2);
+    expect(await ferry.flags.get()).toMatchObject({ writeOld: false, writeNew: true, readFrom: 'new' });
+    await sql(url, 'DROP SCHEMA ferry CASCADE');
+    try {
+      await write(3);
+    } finally {
+      await installFerrySchema(pool);
+      await sql(url, `INSERT INTO ferry.flags (migration, write_old, write_new, compare_percent) VALUES ($1, true, true, 100) ON CONFLICT DO NOTHING`, [MIGRATION]);
+    }
+    expect(await sql(url, 'SELECT id FROM kept_new ORDER BY id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
+    expect(await sql(url, 'SELECT id FROM kept_old')).toEqual([]);
+  });
 });
