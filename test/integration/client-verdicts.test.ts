@@ -114,6 +114,27 @@ describe('the client library\'s verdicts', () => {
     }
   });
 
+  it('counts in the gate\'s read tally every difference seen, read again or not', async () => {
+    await sql(url, `CREATE TABLE tally_old (id int PRIMARY KEY, v text); CREATE TABLE tally_new (id int PRIMARY KEY, v text);
+                    INSERT INTO tally_old SELECT g, 'v' || g FROM generate_series(1, 12) g;
+                    INSERT INTO tally_new SELECT g, CASE WHEN g % 3 = 0 THEN 'changed' ELSE 'v' || g END FROM generate_series(1, 12) g;`);
+    const differing = (await sqlRow(url, `SELECT count(*)::int AS n FROM tally_old o JOIN tally_new n USING (id) WHERE o.v IS DISTINCT FROM n.v`)).n as number;
+    expect(differing).toBe(4);
+    // One mismatch a minute is read again; the others stay unverified.
+    const { ferry } = client({ clientId: 'tally-app', compare: { retries: { perWindow: 1 }, retryDelayMs: 0 } });
+    for (let id = 1; id <= 12; id += 1) {
+      await ferry.compareReads('tally-by-id', {
+        old: async () => (await pool.query('SELECT id, v FROM tally_old WHERE id = $1', [id])).rows,
+        new: async () => (await pool.query('SELECT id, v FROM tally_new WHERE id = $1', [id])).rows,
+        key: (row) => String(row.id),
+        await: true,
+      });
+    }
+    await ferry.close();
+    expect(await sqlRow(url, `SELECT compared::int, mismatched::int FROM ferry.read_comparisons WHERE migration = $1 AND client_id = 'tally-app'`, [MIGRATION]))
+      .toEqual({ compared: 12, mismatched: differing });
+  });
+
   it('keeps writing the new store after a cutover when the flags row, then Ferry\'s schema, goes away', async () => {
     const cutover = 'verdicts-cutover';
     await sql(url, `CREATE TABLE kept_old (id int PRIMARY KEY); CREATE TABLE kept_new (id int PRIMARY KEY);`);
