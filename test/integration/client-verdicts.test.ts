@@ -135,6 +135,29 @@ describe('the client library\'s verdicts', () => {
       .toEqual({ compared: 12, mismatched: differing });
   });
 
+  it('keeps new writes off for a cool-down longer than a timer can wait, and refuses one that is not a number', async () => {
+    await sql(url, `CREATE TABLE off_old (id int PRIMARY KEY)`);
+    for (const coolDownMs of [2 ** 31, 30 * 24 * 3600 * 1000, Infinity]) {
+      const { ferry, registry } = client({ killSwitch: { maxErrors: 1, coolDownMs } });
+      const write = (id: number) =>
+        ferry.write('insert-off', {
+          old: () => pool.query('INSERT INTO off_old (id) VALUES ($1) ON CONFLICT DO NOTHING', [id]),
+          new: () => pool.query('INSERT INTO no_such_table (id) VALUES ($1)', [id]),
+        });
+      await write(1);
+      expect(ferry.dualWriter.killSwitch()).toMatchObject({ tripped: true });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await write(2);
+      expect({ coolDownMs, state: ferry.dualWriter.killSwitch() }).toMatchObject({ coolDownMs, state: { tripped: true } });
+      expect(await metricValue(registry, 'ferry_client_dual_write_errors_total', { name: 'insert-off', side: 'new' })).toBe(1);
+      expect(await metricValue(registry, 'ferry_client_dual_write_skipped_total', { name: 'insert-off' })).toBe(1);
+      expect(await metricValue(registry, 'ferry_client_kill_switch_tripped', { migration: MIGRATION, path: 'write' })).toBe(1);
+    }
+    for (const killSwitch of [{ coolDownMs: Number.NaN }, { windowMs: -1 }, { maxErrors: Number.NaN }]) {
+      expect(() => client({ killSwitch })).toThrow(/killSwitch\.(coolDownMs|windowMs|maxErrors)/);
+    }
+  });
+
   it('keeps writing the new store after a cutover when the flags row, then Ferry\'s schema, goes away', async () => {
     const cutover = 'verdicts-cutover';
     await sql(url, `CREATE TABLE kept_old (id int PRIMARY KEY); CREATE TABLE kept_new (id int PRIMARY KEY);`);
