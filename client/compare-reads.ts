@@ -283,12 +283,16 @@ export function createReadComparer(options: ReadComparerOptions): ReadComparer {
       const newRead = timed(name, 'new', ops.new);
       const primaryRead = await (primary === 'old' ? oldRead : newRead);
       if (!primaryRead.ok) throw primaryRead.error;
+      let failure: unknown;
       const comparison = compare(name, ops, flags, Promise.all([oldRead, newRead]), ordered).catch((error: unknown) => {
+        failure = error;
         logger.warn('ferry: a read comparison failed', { name, ...describeError(error) });
         return undefined;
       });
       if (awaitComparison) {
         const outcome = await comparison;
+        // A comparison that could not run (the key function threw) proves nothing either way.
+        if (throwOnMismatch && !outcome) throw new Error(`ferry: the reads of ${name} could not be compared`, { cause: failure });
         if (throwOnMismatch && outcome && outcome.result !== 'match') {
           if (outcome.result === 'error') {
             throw new Error(`ferry: the ${outcome.reason === 'new-error' ? 'new' : 'old'}-store read of ${name} failed`, { cause: outcome.error });

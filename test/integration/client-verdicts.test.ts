@@ -158,6 +158,20 @@ describe('the client library\'s verdicts', () => {
     }
   });
 
+  it('fails a throwOnMismatch read whose rows the key function cannot key', async () => {
+    await sql(url, `CREATE TABLE keyed_old (id int, v text); CREATE TABLE keyed_new (id int, v text);
+                    INSERT INTO keyed_old VALUES (1, 'a'); INSERT INTO keyed_new VALUES (NULL, 'a');`);
+    const { ferry } = client();
+    await expect(
+      ferry.compareReads('keyed', {
+        old: async () => (await pool.query<{ id: number; v: string }>('SELECT id, v FROM keyed_old')).rows,
+        new: async () => (await pool.query<{ id: number; v: string }>('SELECT id, v FROM keyed_new')).rows,
+        key: (row) => row.id.toString(),
+        throwOnMismatch: true,
+      }),
+    ).rejects.toThrow(/could not be compared/);
+  });
+
   it('keeps writing the new store after a cutover when the flags row, then Ferry\'s schema, goes away', async () => {
     const cutover = 'verdicts-cutover';
     await sql(url, `CREATE TABLE kept_old (id int PRIMARY KEY); CREATE TABLE kept_new (id int PRIMARY KEY);`);
