@@ -141,13 +141,25 @@ export function createDualWriter(options: DualWriterOptions): DualWriter {
 
   return {
     async write(name, operations) {
-      return dualWrite(name, await source.get(), operations.old, operations.new);
+      const flags = await source.get();
+      const done = source.begin?.(flags.version);
+      try {
+        return await dualWrite(name, flags, operations.old, operations.new);
+      } finally {
+        done?.();
+      }
     },
     async delete(name, operations) {
       const { table, key } = operations;
       // Checked before either store is touched: this is a programming error, not a new-store failure.
       if (!pool) throw new Error('ferry: dualWriter.delete needs the pool of the new store; pass `pool` to createDualWriter');
-      return dualWrite(name, await source.get(), operations.old, () => inDeleteTransaction(table, key, operations.new));
+      const flags = await source.get();
+      const done = source.begin?.(flags.version);
+      try {
+        return await dualWrite(name, flags, operations.old, () => inDeleteTransaction(table, key, operations.new));
+      } finally {
+        done?.();
+      }
     },
     killSwitch: () => killSwitch.state(),
     resetKillSwitch: () => killSwitch.reset(),

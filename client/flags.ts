@@ -34,6 +34,11 @@ export interface FlagReaderOptions {
 export interface FlagSource {
   get(): Promise<Flags>;
   onChange?(fn: (flags: Flags, previous: Flags) => void): () => void;
+  /**
+   * Marks a write made under flag version `version` as in flight until the returned function is
+   * called: no other version is acknowledged before it settles.
+   */
+  begin?(version: number): () => void;
 }
 
 export interface FlagReader extends FlagSource {
@@ -47,6 +52,7 @@ export interface FlagReader extends FlagSource {
   current(): Flags;
   /** Calls `fn` after every change; returns the unsubscribe function. */
   onChange(fn: (flags: Flags, previous: Flags) => void): () => void;
+  begin(version: number): () => void;
   readonly clientId: string;
   /** Stops listening and waits for acknowledgements in flight. Does not end the pool. */
   close(): Promise<void>;
@@ -76,6 +82,9 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
   const clientId = options.clientId ?? defaultClientId();
   const listeners = new Set<(flags: Flags, previous: Flags) => void>();
   const pendingAcks = new Set<Promise<void>>();
+  /** Writes in flight, by the flag version they were made under. */
+  const writing = new Map<number, number>();
+  const writesSettled = new Set<() => void>();
 
   let flags: Flags = noFlags;
   let everRead = false;
@@ -132,13 +141,35 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
     if (next.version > 0) acknowledge(next.version);
   }
 
+  /** Resolves once no write made under another version than `version` is in flight. */
+  function othersSettled(version: number): Promise<void> {
+    const settled = () => [...writing.keys()].every((v) => v === version);
+    if (settled()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (!settled() && !closed) return;
+        writesSettled.delete(check);
+        resolve();
+      };
+      writesSettled.add(check);
+    });
+  }
+
+  /**
+   * Records that this process follows `version`: once the writes made under earlier flags have
+   * settled, since the migration goes on (a backfill starts) as soon as every process follows.
+   */
   function acknowledge(version: number): void {
-    const ack = pool
-      .query(
-        `INSERT INTO ferry.flag_acks (migration, client_id, version, seen_at) VALUES ($1, $2, $3, now())
-         ON CONFLICT (migration, client_id) DO UPDATE SET version = EXCLUDED.version, seen_at = EXCLUDED.seen_at`,
-        [migration, clientId, version],
-      )
+    const ack = othersSettled(version)
+      .then(async () => {
+        // A later version came meanwhile: its own acknowledgement follows.
+        if (flags.version !== version) return;
+        await pool.query(
+          `INSERT INTO ferry.flag_acks (migration, client_id, version, seen_at) VALUES ($1, $2, $3, now())
+           ON CONFLICT (migration, client_id) DO UPDATE SET version = EXCLUDED.version, seen_at = EXCLUDED.seen_at`,
+          [migration, clientId, version],
+        );
+      })
       .then(
         () => {},
         (error: unknown) => logger.warn('ferry: could not acknowledge a flag version', { migration, version, ...describeError(error) }),
@@ -239,6 +270,18 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
       listeners.add(fn);
       return () => listeners.delete(fn);
     },
+    begin(version) {
+      writing.set(version, (writing.get(version) ?? 0) + 1);
+      let ended = false;
+      return () => {
+        if (ended) return;
+        ended = true;
+        const left = writing.get(version)! - 1;
+        if (left > 0) writing.set(version, left);
+        else writing.delete(version);
+        for (const check of [...writesSettled]) check();
+      };
+    },
     async close() {
       closed = true;
       if (reconnectTimer) clearTimeout(reconnectTimer);
@@ -246,6 +289,7 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
       const client = listener;
       listener = null;
       if (client) await client.end().catch(() => {});
+      for (const check of [...writesSettled]) check();
       await Promise.allSettled([inFlight, ...pendingAcks]);
     },
   };

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFerryClient, createFlagReader, createReadComparer, type ComparisonResult, type FerryClient, type FlagReader } from '../../client';
 import { installFerrySchema } from '../../activities/state/ferry-schema';
 import { metricValue, memoryLogger } from '../support/client-fakes';
-import { createTestDatabase, sql, sqlRow } from '../support/harness';
+import { createTestDatabase, eventually, sql, sqlRow } from '../support/harness';
 
 const MIGRATION = 'verdicts';
 
@@ -170,6 +170,34 @@ describe('the client library\'s verdicts', () => {
         throwOnMismatch: true,
       }),
     ).rejects.toThrow(/could not be compared/);
+  });
+
+  it('acknowledges a flag version only once the writes begun under the one before have settled', async () => {
+    const slow = 'verdicts-slow';
+    await sql(url, `CREATE TABLE slow_old (id int PRIMARY KEY); CREATE TABLE slow_new (id int PRIMARY KEY);`);
+    await sql(url, `INSERT INTO ferry.flags (migration, write_old, write_new) VALUES ($1, true, false)`, [slow]);
+    const { ferry } = client({ migration: slow, clientId: 'slow-app', cacheMs: 60_000, listen: true });
+    await ferry.flags.get();
+    // A write under version 1 (old store only) that takes a while to commit.
+    let settledAt = 0;
+    const write = ferry
+      .write('insert-slow', {
+        old: () => pool.query('INSERT INTO slow_old (id) SELECT 1 FROM pg_sleep(1.5)'),
+        new: () => pool.query('INSERT INTO slow_new (id) VALUES (1)'),
+      })
+      .then(() => void (settledAt = Date.now()));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sql(url, `UPDATE ferry.flags SET write_new = true, version = version + 1 WHERE migration = $1`, [slow]);
+    // The migration goes on (its backfill starts) once every process acknowledged version 2.
+    const ackedAt = await eventually(async () => {
+      const rows = await sql(url, `SELECT 1 FROM ferry.flag_acks WHERE migration = $1 AND client_id = 'slow-app' AND version = 2`, [slow]);
+      return rows.length === 1 && Date.now();
+    }, 5000, 'the ack of version 2');
+    await write;
+    // The write under version 1 reached the old store alone: it must have settled before the ack.
+    expect(await sql(url, 'SELECT (SELECT count(*)::int FROM slow_old) AS old, (SELECT count(*)::int FROM slow_new) AS new')).toEqual([{ old: 1, new: 0 }]);
+    expect(settledAt).toBeGreaterThan(0);
+    expect(ackedAt).toBeGreaterThanOrEqual(settledAt);
   });
 
   it('keeps writing the new store after a cutover when the flags row, then Ferry\'s schema, goes away', async () => {
