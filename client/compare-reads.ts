@@ -189,13 +189,15 @@ export function createReadComparer(options: ReadComparerOptions): ReadComparer {
   const { flags: source, metrics, logger = consoleLogger, onMismatch, migration = 'default', random = Math.random, retryDelayMs = 500 } = options;
   const allowance = new RetryAllowance(options.retries);
   const killSwitch = new KillSwitch(options.killSwitch, (tripped) => {
-    metrics?.killSwitchTripped.set({ migration, path: 'read' }, tripped ? 1 : 0);
+    // Counted up and down, not set: other clients of the migration in this process share the series.
+    if (tripped) metrics?.killSwitchTripped.inc({ migration, path: 'read' });
+    else metrics?.killSwitchTripped.dec({ migration, path: 'read' });
     logger.warn(tripped ? 'ferry: kill switch tripped; new-store reads stop in this process' : 'ferry: kill switch reset; new-store reads resume', {
       migration,
       path: 'read',
     });
   });
-  metrics?.killSwitchTripped.set({ migration, path: 'read' }, 0);
+  metrics?.killSwitchTripped.inc({ migration, path: 'read' }, 0);
   const unsubscribe = source.onChange?.(() => killSwitch.reset());
 
   async function timed<R>(name: string, side: Side, read: () => Promise<R>): Promise<Timed<R>> {
@@ -306,6 +308,7 @@ export function createReadComparer(options: ReadComparerOptions): ReadComparer {
     resetKillSwitch: () => killSwitch.reset(),
     close() {
       unsubscribe?.();
+      if (killSwitch.state().tripped) metrics?.killSwitchTripped.dec({ migration, path: 'read' });
       killSwitch.dispose();
     },
   };

@@ -62,13 +62,15 @@ export interface DualWriter {
 export function createDualWriter(options: DualWriterOptions): DualWriter {
   const { flags: source, pool, metrics, logger = consoleLogger, migration = 'default' } = options;
   const killSwitch = new KillSwitch(options.killSwitch, (tripped) => {
-    metrics?.killSwitchTripped.set({ migration, path: 'write' }, tripped ? 1 : 0);
+    // Counted up and down, not set: other clients of the migration in this process share the series.
+    if (tripped) metrics?.killSwitchTripped.inc({ migration, path: 'write' });
+    else metrics?.killSwitchTripped.dec({ migration, path: 'write' });
     logger.warn(tripped ? 'ferry: kill switch tripped; new-store writes stop in this process' : 'ferry: kill switch reset; new-store writes resume', {
       migration,
       path: 'write',
     });
   });
-  metrics?.killSwitchTripped.set({ migration, path: 'write' }, 0);
+  metrics?.killSwitchTripped.inc({ migration, path: 'write' }, 0);
   const unsubscribe = source.onChange?.(() => killSwitch.reset());
 
   async function dualWrite<R extends WriteResult>(name: string, flags: Flags, old: () => Promise<R>, write: () => Promise<R>): Promise<R> {
@@ -165,6 +167,7 @@ export function createDualWriter(options: DualWriterOptions): DualWriter {
     resetKillSwitch: () => killSwitch.reset(),
     close() {
       unsubscribe?.();
+      if (killSwitch.state().tripped) metrics?.killSwitchTripped.dec({ migration, path: 'write' });
       killSwitch.dispose();
     },
   };

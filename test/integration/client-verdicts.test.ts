@@ -200,6 +200,26 @@ describe('the client library\'s verdicts', () => {
     expect(ackedAt).toBeGreaterThanOrEqual(settledAt);
   });
 
+  it('shows the kill switch gauge at 1 while any client of the migration in the process keeps new writes off', async () => {
+    const registry = new Registry();
+    const tripped = () => metricValue(registry, 'ferry_client_kill_switch_tripped', { migration: MIGRATION, path: 'write' });
+    const { ferry: first } = client({ registry, killSwitch: { maxErrors: 1 } });
+    await first.write('insert-gauge', { old: () => pool.query('SELECT 1'), new: () => pool.query('SELECT * FROM no_such_table') });
+    expect(first.dualWriter.killSwitch()).toMatchObject({ tripped: true });
+    expect(await tripped()).toBe(1);
+    // A second client of the same migration starts (another pool, a worker thread's own client).
+    const { ferry: second } = client({ registry });
+    expect(second.dualWriter.killSwitch()).toMatchObject({ tripped: false });
+    expect(await tripped()).toBe(1);
+    first.dualWriter.resetKillSwitch();
+    expect(await tripped()).toBe(0);
+    // Closed while tripped, a client no longer keeps anything off.
+    await first.write('insert-gauge', { old: () => pool.query('SELECT 1'), new: () => pool.query('SELECT * FROM no_such_table') });
+    expect(await tripped()).toBe(1);
+    await first.close();
+    expect(await tripped()).toBe(0);
+  });
+
   it('keeps writing the new store after a cutover when the flags row, then Ferry\'s schema, goes away', async () => {
     const cutover = 'verdicts-cutover';
     await sql(url, `CREATE TABLE kept_old (id int PRIMARY KEY); CREATE TABLE kept_new (id int PRIMARY KEY);`);
