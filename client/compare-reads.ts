@@ -83,7 +83,8 @@ export interface ReadComparer {
   compareReads<R>(name: string, operations: ReadOperations<R>): Promise<R>;
   killSwitch(): KillSwitchState;
   resetKillSwitch(): void;
-  close(): void;
+  /** Stops following the flags; resolves once the comparisons in flight have been counted. */
+  close(): Promise<void>;
 }
 
 export class ReadMismatchError extends Error {
@@ -199,6 +200,8 @@ export function createReadComparer(options: ReadComparerOptions): ReadComparer {
   });
   metrics?.killSwitchTripped.inc({ migration, path: 'read' }, 0);
   const unsubscribe = source.onChange?.(() => killSwitch.reset());
+  /** Comparisons in the background: close() waits for them, so they reach the tally. */
+  const running = new Set<Promise<unknown>>();
 
   async function timed<R>(name: string, side: Side, read: () => Promise<R>): Promise<Timed<R>> {
     const stop = metrics?.readDuration.startTimer({ name, side });
@@ -291,6 +294,8 @@ export function createReadComparer(options: ReadComparerOptions): ReadComparer {
         logger.warn('ferry: a read comparison failed', { name, ...describeError(error) });
         return undefined;
       });
+      running.add(comparison);
+      void comparison.finally(() => running.delete(comparison));
       if (awaitComparison) {
         const outcome = await comparison;
         // A comparison that could not run (the key function threw) proves nothing either way.
@@ -306,8 +311,9 @@ export function createReadComparer(options: ReadComparerOptions): ReadComparer {
     },
     killSwitch: () => killSwitch.state(),
     resetKillSwitch: () => killSwitch.reset(),
-    close() {
+    async close() {
       unsubscribe?.();
+      await Promise.allSettled([...running]);
       if (killSwitch.state().tripped) metrics?.killSwitchTripped.dec({ migration, path: 'read' });
       killSwitch.dispose();
     },

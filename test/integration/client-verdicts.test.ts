@@ -220,6 +220,21 @@ describe('the client library\'s verdicts', () => {
     expect(await tripped()).toBe(0);
   });
 
+  it('counts in the read tally a comparison still in flight when the client closes', async () => {
+    await sql(url, `CREATE TABLE closing_old (id int PRIMARY KEY, v text); CREATE TABLE closing_new (id int PRIMARY KEY, v text);
+                    INSERT INTO closing_old VALUES (1, 'a'); INSERT INTO closing_new VALUES (1, 'b');`);
+    const { ferry } = client({ clientId: 'closing-app', compare: { retryDelayMs: 200 } });
+    // Not awaited: the mismatch is read again in the background, after a delay.
+    await ferry.compareReads('closing', {
+      old: async () => (await pool.query('SELECT id, v FROM closing_old')).rows,
+      new: async () => (await pool.query('SELECT id, v FROM closing_new')).rows,
+      key: (row) => String(row.id),
+    });
+    await ferry.close();
+    expect(await sql(url, `SELECT compared::int, mismatched::int FROM ferry.read_comparisons WHERE migration = $1 AND client_id = 'closing-app'`, [MIGRATION]))
+      .toEqual([{ compared: 1, mismatched: 1 }]);
+  });
+
   it('keeps writing the new store after a cutover when the flags row, then Ferry\'s schema, goes away', async () => {
     const cutover = 'verdicts-cutover';
     await sql(url, `CREATE TABLE kept_old (id int PRIMARY KEY); CREATE TABLE kept_new (id int PRIMARY KEY);`);
