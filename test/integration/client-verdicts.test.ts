@@ -235,6 +235,12 @@ describe('the client library\'s verdicts', () => {
       .toEqual([{ compared: 1, mismatched: 1 }]);
   });
 
+  it('refuses a retry allowance that is not a number of 0 or more, rather than retrying every mismatch', () => {
+    for (const retries of [{ perWindow: Number.NaN }, { windowMs: Number.NaN }, { perWindow: -1 }]) {
+      expect(() => client({ compare: { retries } })).toThrow(/compare\.retries\.(perWindow|windowMs)/);
+    }
+  });
+
   it('keeps writing the new store after a cutover when the flags row, then Ferry\'s schema, goes away', async () => {
     const cutover = 'verdicts-cutover';
     await sql(url, `CREATE TABLE kept_old (id int PRIMARY KEY); CREATE TABLE kept_new (id int PRIMARY KEY);`);
