@@ -79,6 +79,10 @@ export function defaultClientId(): string {
 
 export function createFlagReader(options: FlagReaderOptions): FlagReader {
   const { pool, migration, cacheMs = 1000, listen = true, logger = consoleLogger, metrics } = options;
+  // Without a name no row ever matches: the process would follow the initial flags for ever.
+  if (typeof migration !== 'string' || migration.trim() === '') {
+    throw new Error(`ferry: the migration must be its plan's name, not ${JSON.stringify(migration) ?? String(migration)}`);
+  }
   const clientId = options.clientId ?? defaultClientId();
   const listeners = new Set<(flags: Flags, previous: Flags) => void>();
   const pendingAcks = new Set<Promise<void>>();

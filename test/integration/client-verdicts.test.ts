@@ -241,6 +241,12 @@ describe('the client library\'s verdicts', () => {
     }
   });
 
+  it('refuses a client without a migration name, which would follow the initial flags for ever', () => {
+    for (const migration of ['', '  ', undefined, null, 42]) {
+      expect(() => client({ migration: migration as unknown as string })).toThrow(/the migration must be its plan's name/);
+    }
+  });
+
   it('keeps writing the new store after a cutover when the flags row, then Ferry\'s schema, goes away', async () => {
     const cutover = 'verdicts-cutover';
     await sql(url, `CREATE TABLE kept_old (id int PRIMARY KEY); CREATE TABLE kept_new (id int PRIMARY KEY);`);
