@@ -83,7 +83,8 @@ export interface ReadComparer {
   compareReads<R>(name: string, operations: ReadOperations<R>): Promise<R>;
   killSwitch(): KillSwitchState;
   resetKillSwitch(): void;
-  close(): void;
+  /** Stops following the flags; resolves once the comparisons in flight have been counted. */
+  close(): Promise<void>;
 }
 
 export class ReadMismatchError extends Error {
@@ -124,30 +125,57 @@ function differingFields(a: unknown, b: unknown): string[] {
   return [...names].filter((field) => !isDeepStrictEqual(a[field], b[field]));
 }
 
+/** The rows under each key, in the order they came; a key may stand for several rows. */
+function groupByKey<T>(rows: T[], keys: string[]): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  rows.forEach((row, i) => {
+    const group = groups.get(keys[i]!);
+    if (group) group.push(row);
+    else groups.set(keys[i]!, [row]);
+  });
+  return groups;
+}
+
+/** The fields in which two equally long groups of rows differ, taken as multisets: [] when they agree. */
+function differingGroupFields(a: unknown[], b: unknown[]): string[] {
+  if (a.length === 1 && b.length === 1) return differingFields(a[0], b[0]);
+  const unmatched = [...b];
+  const leftover = a.filter((row) => {
+    const at = unmatched.findIndex((other) => differingFields(row, other).length === 0);
+    if (at < 0) return true;
+    unmatched.splice(at, 1);
+    return false;
+  });
+  const fields = new Set(leftover.flatMap((row, i) => differingFields(row, unmatched[i])));
+  return leftover.length === 0 ? [] : fields.size > 0 ? [...fields] : ['(row)'];
+}
+
 /** Compares two reads; undefined when they agree. Pure. */
 export function compareRows<T>(name: string, oldRows: T[], newRows: T[], key: (row: T) => string, ordered = true): Mismatch | undefined {
   const oldKeys = oldRows.map(key);
   const newKeys = newRows.map(key);
   const base = { name, missing: [] as string[], extra: [] as string[], keys: [] as string[], fields: [] as string[], oldCount: oldRows.length, newCount: newRows.length };
-  const oldByKey = new Map(oldKeys.map((k, i) => [k, oldRows[i]!]));
-  const newByKey = new Map(newKeys.map((k, i) => [k, newRows[i]!]));
-  const missing = oldKeys.filter((k) => !newByKey.has(k));
-  const extra = newKeys.filter((k) => !oldByKey.has(k));
+  const oldByKey = groupByKey(oldRows, oldKeys);
+  const newByKey = groupByKey(newRows, newKeys);
+  // A key repeated more often on one side counts as missing (or extra) too.
+  const missing = [...oldByKey].filter(([k, rows]) => (newByKey.get(k)?.length ?? 0) < rows.length).map(([k]) => k);
+  const extra = [...newByKey].filter(([k, rows]) => (oldByKey.get(k)?.length ?? 0) < rows.length).map(([k]) => k);
   if (missing.length > 0 || extra.length > 0 || oldRows.length !== newRows.length) {
     return { ...base, category: 'length', missing: missing.slice(0, MAX_LISTED_KEYS), extra: extra.slice(0, MAX_LISTED_KEYS) };
   }
   const keys: string[] = [];
   const fields = new Set<string>();
-  for (const [k, oldRow] of oldByKey) {
-    const differ = differingFields(oldRow, newByKey.get(k));
+  for (const [k, oldGroup] of oldByKey) {
+    const differ = differingGroupFields(oldGroup, newByKey.get(k)!);
     if (differ.length === 0) continue;
     keys.push(k);
     for (const field of differ) fields.add(field);
   }
   if (keys.length > 0) return { ...base, category: 'value', keys: keys.slice(0, MAX_LISTED_KEYS), fields: [...fields].sort() };
   if (ordered) {
-    const moved = oldKeys.filter((k, i) => newKeys[i] !== k);
-    if (moved.length > 0) return { ...base, category: 'order', keys: moved.slice(0, MAX_LISTED_KEYS) };
+    // Rows under a repeated key can swap places with the keys in order.
+    const moved = new Set(oldKeys.filter((k, i) => newKeys[i] !== k || differingFields(oldRows[i], newRows[i]).length > 0));
+    if (moved.size > 0) return { ...base, category: 'order', keys: [...moved].slice(0, MAX_LISTED_KEYS) };
   }
   return undefined;
 }
@@ -162,14 +190,18 @@ export function createReadComparer(options: ReadComparerOptions): ReadComparer {
   const { flags: source, metrics, logger = consoleLogger, onMismatch, migration = 'default', random = Math.random, retryDelayMs = 500 } = options;
   const allowance = new RetryAllowance(options.retries);
   const killSwitch = new KillSwitch(options.killSwitch, (tripped) => {
-    metrics?.killSwitchTripped.set({ migration, path: 'read' }, tripped ? 1 : 0);
+    // Counted up and down, not set: other clients of the migration in this process share the series.
+    if (tripped) metrics?.killSwitchTripped.inc({ migration, path: 'read' });
+    else metrics?.killSwitchTripped.dec({ migration, path: 'read' });
     logger.warn(tripped ? 'ferry: kill switch tripped; new-store reads stop in this process' : 'ferry: kill switch reset; new-store reads resume', {
       migration,
       path: 'read',
     });
   });
-  metrics?.killSwitchTripped.set({ migration, path: 'read' }, 0);
+  metrics?.killSwitchTripped.inc({ migration, path: 'read' }, 0);
   const unsubscribe = source.onChange?.(() => killSwitch.reset());
+  /** Comparisons in the background: close() waits for them, so they reach the tally. */
+  const running = new Set<Promise<unknown>>();
 
   async function timed<R>(name: string, side: Side, read: () => Promise<R>): Promise<Timed<R>> {
     const stop = metrics?.readDuration.startTimer({ name, side });
@@ -256,12 +288,18 @@ export function createReadComparer(options: ReadComparerOptions): ReadComparer {
       const newRead = timed(name, 'new', ops.new);
       const primaryRead = await (primary === 'old' ? oldRead : newRead);
       if (!primaryRead.ok) throw primaryRead.error;
+      let failure: unknown;
       const comparison = compare(name, ops, flags, Promise.all([oldRead, newRead]), ordered).catch((error: unknown) => {
+        failure = error;
         logger.warn('ferry: a read comparison failed', { name, ...describeError(error) });
         return undefined;
       });
+      running.add(comparison);
+      void comparison.finally(() => running.delete(comparison));
       if (awaitComparison) {
         const outcome = await comparison;
+        // A comparison that could not run (the key function threw) proves nothing either way.
+        if (throwOnMismatch && !outcome) throw new Error(`ferry: the reads of ${name} could not be compared`, { cause: failure });
         if (throwOnMismatch && outcome && outcome.result !== 'match') {
           if (outcome.result === 'error') {
             throw new Error(`ferry: the ${outcome.reason === 'new-error' ? 'new' : 'old'}-store read of ${name} failed`, { cause: outcome.error });
@@ -273,8 +311,10 @@ export function createReadComparer(options: ReadComparerOptions): ReadComparer {
     },
     killSwitch: () => killSwitch.state(),
     resetKillSwitch: () => killSwitch.reset(),
-    close() {
+    async close() {
       unsubscribe?.();
+      await Promise.allSettled([...running]);
+      if (killSwitch.state().tripped) metrics?.killSwitchTripped.dec({ migration, path: 'read' });
       killSwitch.dispose();
     },
   };

@@ -62,13 +62,15 @@ export interface DualWriter {
 export function createDualWriter(options: DualWriterOptions): DualWriter {
   const { flags: source, pool, metrics, logger = consoleLogger, migration = 'default' } = options;
   const killSwitch = new KillSwitch(options.killSwitch, (tripped) => {
-    metrics?.killSwitchTripped.set({ migration, path: 'write' }, tripped ? 1 : 0);
+    // Counted up and down, not set: other clients of the migration in this process share the series.
+    if (tripped) metrics?.killSwitchTripped.inc({ migration, path: 'write' });
+    else metrics?.killSwitchTripped.dec({ migration, path: 'write' });
     logger.warn(tripped ? 'ferry: kill switch tripped; new-store writes stop in this process' : 'ferry: kill switch reset; new-store writes resume', {
       migration,
       path: 'write',
     });
   });
-  metrics?.killSwitchTripped.set({ migration, path: 'write' }, 0);
+  metrics?.killSwitchTripped.inc({ migration, path: 'write' }, 0);
   const unsubscribe = source.onChange?.(() => killSwitch.reset());
 
   async function dualWrite<R extends WriteResult>(name: string, flags: Flags, old: () => Promise<R>, write: () => Promise<R>): Promise<R> {
@@ -124,7 +126,9 @@ export function createDualWriter(options: DualWriterOptions): DualWriter {
       await client.query('BEGIN');
       await client.query('SELECT ferry.record_delete($1, $2)', [table, key]);
       const result = await run(client);
-      await client.query('COMMIT');
+      // COMMIT of a transaction a failed statement aborted rolls back without an error.
+      const commit = await client.query('COMMIT');
+      if (commit.command !== 'COMMIT') throw new Error(`ferry: the new-store delete from ${table} was rolled back: a statement in its transaction failed`);
       return result;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {
@@ -139,18 +143,31 @@ export function createDualWriter(options: DualWriterOptions): DualWriter {
 
   return {
     async write(name, operations) {
-      return dualWrite(name, await source.get(), operations.old, operations.new);
+      const flags = await source.get();
+      const done = source.begin?.(flags.version);
+      try {
+        return await dualWrite(name, flags, operations.old, operations.new);
+      } finally {
+        done?.();
+      }
     },
     async delete(name, operations) {
       const { table, key } = operations;
       // Checked before either store is touched: this is a programming error, not a new-store failure.
       if (!pool) throw new Error('ferry: dualWriter.delete needs the pool of the new store; pass `pool` to createDualWriter');
-      return dualWrite(name, await source.get(), operations.old, () => inDeleteTransaction(table, key, operations.new));
+      const flags = await source.get();
+      const done = source.begin?.(flags.version);
+      try {
+        return await dualWrite(name, flags, operations.old, () => inDeleteTransaction(table, key, operations.new));
+      } finally {
+        done?.();
+      }
     },
     killSwitch: () => killSwitch.state(),
     resetKillSwitch: () => killSwitch.reset(),
     close() {
       unsubscribe?.();
+      if (killSwitch.state().tripped) metrics?.killSwitchTripped.dec({ migration, path: 'write' });
       killSwitch.dispose();
     },
   };

@@ -34,12 +34,17 @@ export interface FlagReaderOptions {
 export interface FlagSource {
   get(): Promise<Flags>;
   onChange?(fn: (flags: Flags, previous: Flags) => void): () => void;
+  /**
+   * Marks a write made under flag version `version` as in flight until the returned function is
+   * called: no other version is acknowledged before it settles.
+   */
+  begin?(version: number): () => void;
 }
 
 export interface FlagReader extends FlagSource {
   /**
    * The flags, at most `cacheMs` old. Before any row exists, or without Ferry's schema:
-   * initialFlags with version 0. When the database cannot be reached it returns the last flags
+   * initialFlags with version 0; once flags were read, a row or schema that goes away keeps them. When the database cannot be reached it returns the last flags
    * read, and throws only if it never read any (guessing could send writes to the wrong store).
    */
   get(): Promise<Flags>;
@@ -47,6 +52,7 @@ export interface FlagReader extends FlagSource {
   current(): Flags;
   /** Calls `fn` after every change; returns the unsubscribe function. */
   onChange(fn: (flags: Flags, previous: Flags) => void): () => void;
+  begin(version: number): () => void;
   readonly clientId: string;
   /** Stops listening and waits for acknowledgements in flight. Does not end the pool. */
   close(): Promise<void>;
@@ -73,9 +79,16 @@ export function defaultClientId(): string {
 
 export function createFlagReader(options: FlagReaderOptions): FlagReader {
   const { pool, migration, cacheMs = 1000, listen = true, logger = consoleLogger, metrics } = options;
+  // Without a name no row ever matches: the process would follow the initial flags for ever.
+  if (typeof migration !== 'string' || migration.trim() === '') {
+    throw new Error(`ferry: the migration must be its plan's name, not ${JSON.stringify(migration) ?? String(migration)}`);
+  }
   const clientId = options.clientId ?? defaultClientId();
   const listeners = new Set<(flags: Flags, previous: Flags) => void>();
   const pendingAcks = new Set<Promise<void>>();
+  /** Writes in flight, by the flag version they were made under. */
+  const writing = new Map<number, number>();
+  const writesSettled = new Set<() => void>();
 
   let flags: Flags = noFlags;
   let everRead = false;
@@ -84,6 +97,7 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
   /** A notification came while a read was in flight: that read may predate the change. */
   let readAgain = false;
   let closed = false;
+  let warnedNoRow = false;
 
   let listener: pg.Client | null = null;
   let reconnectTimer: NodeJS.Timeout | null = null;
@@ -94,15 +108,28 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
     try {
       const { rows } = await pool.query<FlagsRow>(`SELECT ${flagsColumns} FROM ferry.flags WHERE migration = $1`, [migration]);
       const row = rows[0];
-      return row ? flagsFromRow(row) : noFlags;
+      return row ? flagsFromRow(row) : noRow();
     } catch (error) {
-      if (isSchemaMissing(error)) return noFlags;
+      if (isSchemaMissing(error)) return noRow();
       throw error;
     }
   }
 
+  /**
+   * No row (or no schema): the initial flags before any was read. Once a migration set flags, a
+   * row that goes away does not send writes and reads back to the old store alone, which after
+   * a cutover would leave the new store behind: the last flags stand until a row comes back.
+   */
+  function noRow(): Flags {
+    if (flags.version === 0) return noFlags;
+    if (!warnedNoRow) logger.warn('ferry: the flags row is gone; going on with the last flags read', { migration, version: flags.version });
+    warnedNoRow = true;
+    return flags;
+  }
+
   function apply(next: Flags): void {
     everRead = true;
+    if (next !== flags) warnedNoRow = false;
     readAt = Date.now();
     const previous = flags;
     if (sameFlags(previous, next)) return;
@@ -118,13 +145,35 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
     if (next.version > 0) acknowledge(next.version);
   }
 
+  /** Resolves once no write made under another version than `version` is in flight. */
+  function othersSettled(version: number): Promise<void> {
+    const settled = () => [...writing.keys()].every((v) => v === version);
+    if (settled()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (!settled() && !closed) return;
+        writesSettled.delete(check);
+        resolve();
+      };
+      writesSettled.add(check);
+    });
+  }
+
+  /**
+   * Records that this process follows `version`: once the writes made under earlier flags have
+   * settled, since the migration goes on (a backfill starts) as soon as every process follows.
+   */
   function acknowledge(version: number): void {
-    const ack = pool
-      .query(
-        `INSERT INTO ferry.flag_acks (migration, client_id, version, seen_at) VALUES ($1, $2, $3, now())
-         ON CONFLICT (migration, client_id) DO UPDATE SET version = EXCLUDED.version, seen_at = EXCLUDED.seen_at`,
-        [migration, clientId, version],
-      )
+    const ack = othersSettled(version)
+      .then(async () => {
+        // A later version came meanwhile: its own acknowledgement follows.
+        if (flags.version !== version) return;
+        await pool.query(
+          `INSERT INTO ferry.flag_acks (migration, client_id, version, seen_at) VALUES ($1, $2, $3, now())
+           ON CONFLICT (migration, client_id) DO UPDATE SET version = EXCLUDED.version, seen_at = EXCLUDED.seen_at`,
+          [migration, clientId, version],
+        );
+      })
       .then(
         () => {},
         (error: unknown) => logger.warn('ferry: could not acknowledge a flag version', { migration, version, ...describeError(error) }),
@@ -225,6 +274,18 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
       listeners.add(fn);
       return () => listeners.delete(fn);
     },
+    begin(version) {
+      writing.set(version, (writing.get(version) ?? 0) + 1);
+      let ended = false;
+      return () => {
+        if (ended) return;
+        ended = true;
+        const left = writing.get(version)! - 1;
+        if (left > 0) writing.set(version, left);
+        else writing.delete(version);
+        for (const check of [...writesSettled]) check();
+      };
+    },
     async close() {
       closed = true;
       if (reconnectTimer) clearTimeout(reconnectTimer);
@@ -232,6 +293,7 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
       const client = listener;
       listener = null;
       if (client) await client.end().catch(() => {});
+      for (const check of [...writesSettled]) check();
       await Promise.allSettled([inFlight, ...pendingAcks]);
     },
   };

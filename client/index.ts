@@ -97,7 +97,7 @@ export function createFerryClient(options: FerryClientOptions): FerryClient {
     compareReads: (name, operations) => readComparer.compareReads(name, operations),
     async close() {
       dualWriter.close();
-      readComparer.close();
+      await readComparer.close();
       await tally.close();
       await flags.close();
     },

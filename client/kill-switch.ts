@@ -19,10 +19,20 @@ export interface KillSwitchState {
   recentErrors: number;
   /** When it tripped, while tripped. */
   trippedAt?: Date;
-  /** When it resets by itself, while tripped. */
+  /** When it resets by itself, while tripped (none for an endless cool-down). */
   until?: Date;
   /** The flag version it tripped under; any other version resets it. */
   version?: number;
+}
+
+/** The longest a Node timer waits. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function checked(name: string, value: number): number {
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
+    throw new Error(`ferry: killSwitch.${name} must be a number of 0 or more, not ${String(value)}`);
+  }
+  return value;
 }
 
 export class KillSwitch {
@@ -36,9 +46,9 @@ export class KillSwitch {
 
   /** `onChange` hears every trip and reset (for a gauge, a log line). */
   constructor(options: KillSwitchOptions = {}, private readonly onChange: (tripped: boolean) => void = () => {}) {
-    this.maxErrors = Math.max(1, options.maxErrors ?? 5);
-    this.windowMs = options.windowMs ?? 60_000;
-    this.coolDownMs = options.coolDownMs ?? 300_000;
+    this.maxErrors = Math.max(1, checked('maxErrors', options.maxErrors ?? 5));
+    this.windowMs = checked('windowMs', options.windowMs ?? 60_000);
+    this.coolDownMs = checked('coolDownMs', options.coolDownMs ?? 300_000);
   }
 
   /** Whether the new side may run under flag version `version`. Never throws. */
@@ -59,11 +69,20 @@ export class KillSwitch {
     if (this.trippedAt !== null || this.errors.length < this.maxErrors) return false;
     this.trippedAt = now;
     this.trippedVersion = version;
-    // The gauge must fall back at the end of the cool-down even when no call comes to notice it.
-    this.timer = setTimeout(() => this.reset(), this.coolDownMs);
-    this.timer.unref?.();
+    this.scheduleReset();
     this.onChange(true);
     return true;
+  }
+
+  /**
+   * The gauge must fall back at the end of the cool-down even when no call comes to notice it.
+   * A timer waits at most MAX_TIMER_MS (Node fires a longer one at once): a longer cool-down
+   * (or Infinity, until the flags change) waits in steps.
+   */
+  private scheduleReset(): void {
+    const left = this.trippedAt! + this.coolDownMs - Date.now();
+    this.timer = setTimeout(() => (left <= MAX_TIMER_MS ? this.reset() : this.scheduleReset()), Math.min(Math.max(left, 0), MAX_TIMER_MS));
+    this.timer.unref?.();
   }
 
   /** Resets at once (the flags changed, or a person asked). */
@@ -85,7 +104,7 @@ export class KillSwitch {
       tripped: true,
       recentErrors,
       trippedAt: new Date(this.trippedAt),
-      until: new Date(this.trippedAt + this.coolDownMs),
+      until: Number.isFinite(this.coolDownMs) ? new Date(this.trippedAt + this.coolDownMs) : undefined,
       version: this.trippedVersion ?? undefined,
     };
   }

@@ -36,7 +36,7 @@ export interface ClientMetrics {
   writeErrors: Counter<'name' | 'side'>;
   /** New-side writes not made because the kill switch was tripped. */
   writesSkipped: Counter<'name'>;
-  /** 1 while the kill switch keeps this process off the new store, per path (read, write). */
+  /** Kill switches that keep this process off the new store, per path (read, write): 0 when none. */
   killSwitchTripped: Gauge<'migration' | 'path'>;
   /** The flag version this process follows. */
   flagsVersion: Gauge<'migration'>;
@@ -90,7 +90,7 @@ export function clientMetrics(given?: Registry): ClientMetrics {
     }),
     killSwitchTripped: new Gauge({
       name: 'ferry_client_kill_switch_tripped',
-      help: '1 while the kill switch keeps this process off the new store (path: read or write)',
+      help: 'Kill switches tripped that keep this process off the new store (path: read or write); 0 when none',
       labelNames: ['migration', 'path'],
       registers,
     }),

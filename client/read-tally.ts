@@ -34,9 +34,10 @@ export function createReadTally(options: { pool: pg.Pool; migration: string; cli
   timer.unref();
   return {
     record(outcome) {
-      // A failing new read counts against cutover as much as a differing one.
+      // A failing new read counts against cutover as much as a differing one; so does a
+      // difference past the retry allowance (unverified), or a burst would hide all but a few.
       if (outcome.result === 'match') compared += 1;
-      else if (outcome.result === 'mismatch' || (outcome.result === 'error' && outcome.reason === 'new-error')) {
+      else if (outcome.result === 'mismatch' || outcome.result === 'unverified' || (outcome.result === 'error' && outcome.reason === 'new-error')) {
         compared += 1;
         mismatched += 1;
       }

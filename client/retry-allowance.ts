@@ -10,6 +10,13 @@ export interface RetryAllowanceOptions {
   windowMs?: number;
 }
 
+function checked(name: string, value: number): number {
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
+    throw new Error(`ferry: compare.retries.${name} must be a number of 0 or more, not ${String(value)}`);
+  }
+  return value;
+}
+
 export class RetryAllowance {
   private readonly perWindow: number;
   private readonly windowMs: number;
@@ -17,8 +24,8 @@ export class RetryAllowance {
   private used = 0;
 
   constructor(options: RetryAllowanceOptions = {}) {
-    this.perWindow = Math.max(0, options.perWindow ?? 10);
-    this.windowMs = options.windowMs ?? 60_000;
+    this.perWindow = checked('perWindow', options.perWindow ?? 10);
+    this.windowMs = checked('windowMs', options.windowMs ?? 60_000);
   }
 
   /** Takes one retry if the current window has one left. */
