@@ -18,8 +18,13 @@ export function actingIdentity(by: string): string {
 
 /** Whether `identity` is one of `names`: the whole identity, or its user part before the "@". */
 export function isNamed(names: readonly string[], identity: string): boolean {
-  const user = identity.split('@')[0]!;
+  const user = userPart(identity);
   return names.some((name) => name === identity || name === user);
+}
+
+/** The user part of an identity, before its "@host". */
+function userPart(identity: string): string {
+  return identity.split('@')[0]!;
 }
 
 /** The plan's rules for gate decisions (lifecycle.gates). */
@@ -64,5 +69,5 @@ export function deciderProblems(
  * refusing: two people who share a user name on different hosts must use FERRY_OPERATOR.
  */
 function sameIdentity(a: string, b: string): boolean {
-  return a === b || a.split('@')[0] === b.split('@')[0];
+  return userPart(a) === userPart(b);
 }

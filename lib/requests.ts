@@ -29,7 +29,7 @@ export interface ServingState {
   /** A gate waits now or lies ahead: on-demand verifications run at gates. */
   gateAhead: boolean;
   /** Who paused the migration and why, while it is paused (an operator, or Ferry with a question). */
-  paused?: string | null;
+  paused: string | null;
 }
 
 const ended: Phase[] = ['completed', 'failed', 'dry-run', 'aborted'];

@@ -41,8 +41,7 @@ export function findPgroll(): Pgroll {
  * pgroll (a NOT NULL column adds a check that `pgroll complete` validates). A name the source
  * already has gets `_v2`.
  */
-function migration(): { operations: unknown[]; columns: string[] } {
-  const sourceColumns = new Set(['id', 'name', 'created_at', 'payload', 'amount']);
+function migration(sourceColumns: ReadonlySet<string>): { operations: unknown[]; columns: string[] } {
   const columns: string[] = [];
   const operations = targetColumns.flatMap((column) => {
     if (column.sql === column.name) {
@@ -85,7 +84,10 @@ export async function pgrollBackfill(binary: string, url: string, rows: number):
   await createSource(url, rows);
   await withConnection(url, (client) => client.query('CHECKPOINT'));
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-bench-pgroll-'));
-  const { operations, columns } = migration();
+  const sourceColumns = await withConnection(url, async (client) =>
+    new Set((await client.query<{ name: string }>(`SELECT attname AS name FROM pg_attribute WHERE attrelid = '${SOURCE_TABLE}'::regclass AND attnum > 0 AND NOT attisdropped`)).rows.map((r) => r.name)),
+  );
+  const { operations, columns } = migration(sourceColumns);
   writeFileSync(path.join(dir, `${MIGRATION}.json`), JSON.stringify({ name: MIGRATION, operations }, null, 2));
   const env = { BENCH_PGROLL: binary, BENCH_DIR: dir, BENCH_URL: plainUrl(url) };
   try {

@@ -115,6 +115,7 @@ describe('which requests can be served', () => {
     gateWaiting: 'cutover-reads',
     gateApprovedBy: null,
     gateAhead: true,
+    paused: null,
     ...over,
   });
   it('takes abort and verify only while they can be served, with a reason otherwise', () => {
