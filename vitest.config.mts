@@ -6,7 +6,9 @@ export default defineConfig({
     // Forks, not threads: the Temporal worker's native runtime wants a process of its own.
     pool: 'forks',
     reporters: ['default', './test/support/summary-reporter.ts'],
-    maxWorkers: 2,
+    // Three files at once on a 2-core machine: integration tests mostly wait on Postgres,
+    // Temporal's timers and child processes, so a third file fills the idle CPU.
+    maxWorkers: 3,
     // Workers load transform modules only from a directory they are given; tests write theirs
     // under the system's temporary directory.
     env: { FERRY_TRANSFORM_DIR: os.tmpdir() },

@@ -7,7 +7,7 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { KeyRange } from '../../lib/key-range';
 import { poolingOfPool } from '../connections';
 import { inTransaction } from '../transaction';
@@ -15,6 +15,7 @@ import {
   copyIntoStagingSql,
   copyIntoTargetSql,
   copyLockSql,
+  copyOutSql,
   copyWithinDatabaseSql,
   createStagingSql,
   insertIntoClearRangeSql,
@@ -23,15 +24,21 @@ import {
   type CopySpec,
 } from './copy-statements';
 import { COPY_LOCK_CLASS } from '../state/ferry-schema';
-import { oneStatement } from '../plan-sql';
+import { ledgerEntrySql } from './copy-ledger';
+import { oneStatement, readOnly } from '../plan-sql';
 
 const UNIQUE_VIOLATION = '23505';
 
-/** Runs `write` in a transaction on the target that holds the copy lock when it honours tombstones. */
+/**
+ * Runs `write` in a transaction on the target that holds the copy lock when it honours
+ * tombstones, and adds the rows it wrote to the spec's copy ledger in the same transaction.
+ */
 export async function inCopyTransaction(pool: pg.Pool, spec: CopySpec, write: (client: pg.PoolClient) => Promise<number>): Promise<number> {
   return inTransaction(pool, async (client) => {
     if (spec.honourTombstones) await client.query(copyLockSql(spec.target, COPY_LOCK_CLASS));
-    return write(client);
+    const written = await write(client);
+    if (spec.ledger) await client.query(ledgerEntrySql(spec.ledger, written));
+    return written;
   });
 }
 
@@ -87,4 +94,16 @@ export function writeBatch(targetPool: pg.Pool, spec: CopySpec, range: KeyRange,
     await rows((stream) => pipeline(stream, target.query(copyFrom(copyIntoStagingSql(spec)))));
     return (await target.query(insertFromStagingSql(spec))).rowCount ?? 0;
   });
+}
+
+/**
+ * Streams the transformed rows out of the source with COPY into the target (straight in, or
+ * through a staging table), in one target transaction. Binary COPY where both sides' types are
+ * the same built-in ones, else text, which keeps every value exactly as Postgres prints it.
+ */
+export async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
+  const copyOut = copyOutSql(spec, range);
+  // COPY goes over the simple protocol: the plan's SQL was checked to hold one expression
+  // (assertPlanSqlIsSafe), and the source side reads in a READ ONLY transaction.
+  return writeBatch(targetPool, spec, range, (send) => readOnly(sourcePool, (source) => send(source.query(copyTo(copyOut)))));
 }

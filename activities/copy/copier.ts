@@ -6,35 +6,33 @@
  */
 import { activityInfo, CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import { withHeartbeats, type Heartbeats } from '../heartbeats';
-import type pg from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
 import type { KeyRange, ShardSpec } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
 import type { RetryOutcome } from '../../lib/status';
 import type { Databases } from '../connections';
 import {
-  copyOutSql,
   copySpecOf,
   fullBatchEndSql,
   middleKeySql,
   nextBatchBoundSql,
   type CopySpec,
 } from './copy-statements';
-import { copyWithinDatabase, writeBatch } from './batch-writer';
+import { copyAcrossDatabases, copyWithinDatabase } from './batch-writer';
 import { copyFormatFor } from './copy-format';
-import { recordFailures, resolveFailedRecord, unresolvedFailedCount, unresolvedFailedKeys, type FailedRecord, MAX_REPORTED_FAILURES } from '../state/ferry-schema';
+import { installFerrySchema, recordFailures, resolveFailedRecord, unresolvedFailedCount, unresolvedFailedKeys, type FailedRecord, MAX_REPORTED_FAILURES } from '../state/ferry-schema';
 import { isRowError, redactMessage } from '../../lib/errors';
 import { MIN_BATCH_SIZE, nextBatchSize } from '../../lib/throttle';
 import { column, literal, sql, SOURCE_ALIAS } from '../sql';
 import { copyRangeThroughModule } from '../transform/module-copy';
 import { transformDirFromEnv } from '../transform/load';
 import { openCopyThrottle, type CopyPacing, type ThrottleWait } from './throttle';
-import { assertPlanSqlIsSafe, oneStatement, readOnly } from '../plan-sql';
+import { assertPlanSqlIsSafe, oneStatement } from '../plan-sql';
 import { createCopyMetrics, shardIndexOf, type CopyMetrics } from './metrics';
 import { capturesChanges } from '../../lib/capture';
 import { createChangeApplier } from '../capture/applier';
 import type { CopyProgress } from '../../lib/progress';
 import { watchShardControl } from './shard-control';
+import { ledgerOfCall, ledgerWritten } from './copy-ledger';
 
 export interface CopyBatchesInput {
   migrationId: string;
@@ -80,18 +78,6 @@ interface RangeOutcome {
   failures: FailedRecord[];
 }
 
-/**
- * Streams the transformed rows out of the source with COPY into the target (straight in, or
- * through a staging table), in one target transaction. Binary COPY where both sides' types are
- * the same built-in ones, else text, which keeps every value exactly as Postgres prints it.
- */
-async function copyAcrossDatabases(sourcePool: pg.Pool, targetPool: pg.Pool, spec: CopySpec, range: KeyRange): Promise<number> {
-  const copyOut = copyOutSql(spec, range);
-  // COPY goes over the simple protocol: the plan's SQL was checked to hold one expression
-  // (assertPlanSqlIsSafe), and the source side reads in a READ ONLY transaction.
-  return writeBatch(targetPool, spec, range, (send) => readOnly(sourcePool, (source) => send(source.query(copyTo(copyOut)))));
-}
-
 export function createCopier(databases: Databases, metrics: CopyMetrics = createCopyMetrics(), transformDir: string | null = transformDirFromEnv()) {
   const changes = createChangeApplier(databases, transformDir);
   /**
@@ -125,9 +111,12 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
     async copyBatches(input: CopyBatchesInput, heartbeats?: Heartbeats): Promise<CopyBatchesResult> {
       const { plan } = input;
       assertPlanSqlIsSafe(plan);
-      const spec = copySpecOf(plan, input.shard.partitionValue);
+      const ledger = ledgerOfCall(activityInfo());
+      const spec: CopySpec = { ...copySpecOf(plan, input.shard.partitionValue), ledger };
       const sourcePool = databases.pool(plan.source.connection);
       const targetPool = databases.pool(plan.target.connection);
+      // A worker that started on an older schema leaves the upgrade (the ledger) to the first call; after it, one read.
+      await installFerrySchema(targetPool);
       const copyChunk = await rangeCopier(plan);
       // With trigger or logical capture, changes the chunk's read missed are applied again after its write.
       const copyRange = capturesChanges(plan)
@@ -174,6 +163,8 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
         throttleReason: null,
       };
       progress.batchSize = Math.min(progress.batchSize, input.maxBatchSize);
+      // A retried attempt copies again the batches its lost attempt wrote after the last checkpoint: they count as written.
+      if (ledger && activityInfo().attempt > 1) progress.rowsWritten = Math.max(progress.rowsWritten, (await ledgerWritten(targetPool, ledger)) ?? 0);
       const throttle = await openCopyThrottle({
         pool: sourcePool,
         targetPool: databases.sameDatabase(plan.source.connection, plan.target.connection) ? undefined : targetPool,

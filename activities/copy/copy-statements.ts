@@ -9,6 +9,7 @@ import { targetKey, type Plan } from '../../lib/plan';
 import { tableKey } from '../../lib/ids';
 import { column, ferrySql, ident, int, join, literal, planSql, qualifiedName, quoteIdent, sql, SOURCE_ALIAS, tableName, type Sql, type TableName } from '../sql';
 import { sourceFilter } from './subset';
+import type { CopyLedger } from './copy-ledger';
 
 export interface KeyedTable extends TableName {
   key: string;
@@ -41,6 +42,8 @@ export interface CopySpec {
    * built-in type on both sides (copyFormatFor). (Default: text)
    */
   copyFormat?: CopyFormat;
+  /** The copy call whose count each batch's written rows are added to, in the batch's transaction. */
+  ledger?: CopyLedger;
 }
 
 export type CopyFormat = 'text' | 'binary';
