@@ -98,6 +98,7 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
   let readAgain = false;
   let closed = false;
   let warnedNoRow = false;
+  let warnedUnknownName = false;
 
   let listener: pg.Client | null = null;
   let reconnectTimer: NodeJS.Timeout | null = null;
@@ -108,11 +109,29 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
     try {
       const { rows } = await pool.query<FlagsRow>(`SELECT ${flagsColumns} FROM ferry.flags WHERE migration = $1`, [migration]);
       const row = rows[0];
+      if (!row && flags.version === 0) await warnIfOtherMigrations();
       return row ? flagsFromRow(row) : noRow();
     } catch (error) {
       if (isSchemaMissing(error)) return noRow();
       throw error;
     }
+  }
+
+  /**
+   * A name with no flags row where other migrations have one is most often a typo: the process
+   * would follow the initial flags (the old store alone) for ever. Said once, naming the others.
+   */
+  async function warnIfOtherMigrations(): Promise<void> {
+    if (warnedUnknownName) return;
+    warnedUnknownName = true;
+    const { rows } = await pool.query<{ migration: string }>('SELECT migration FROM ferry.flags ORDER BY updated_at DESC LIMIT 5');
+    if (rows.length === 0) return;
+    const others = rows.map((r) => r.migration);
+    logger.warn(
+      `ferry: no flags row for migration ${JSON.stringify(migration)} in this database, though other migrations have one (${others.map((m) => JSON.stringify(m)).join(', ')}): ` +
+        'until one by this name starts, this process writes and reads the old store only; check that the name is the plan\'s',
+      { migration, others },
+    );
   }
 
   /**

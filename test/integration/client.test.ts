@@ -50,6 +50,30 @@ describe('the client library', () => {
     await eventually(async () => (await sql(url, `SELECT 1 FROM ferry.flag_acks WHERE migration = $1 AND client_id = 'app-1' AND version = 1`, [MIGRATION])).length === 1, 5000, 'the ack');
   });
 
+  it('says once that a name has no flags while other migrations have, naming them, and stays on the initial flags', async () => {
+    const logger = memoryLogger();
+    const typo = createFlagReader({ pool, migration: 'split-fullname', logger, cacheMs: 0, listen: false });
+    closers.push(() => typo.close());
+    expect(await typo.get()).toMatchObject({ writeOld: true, writeNew: false, readFrom: 'old', version: 0 });
+    await typo.get();
+    expect(logger.lines).toEqual([
+      { message: expect.stringContaining('no flags row for migration "split-fullname" in this database, though other migrations have one ("split-full-name")'), details: { migration: 'split-fullname', others: [MIGRATION] } },
+    ]);
+    // Where no migration has set flags yet, a name with no row is just early: nothing is said.
+    const early = await createTestDatabase('client-early');
+    const earlyPool = new pg.Pool({ connectionString: early, max: 2 });
+    try {
+      await installFerrySchema(earlyPool);
+      const quiet = memoryLogger();
+      const before = createFlagReader({ pool: earlyPool, migration: MIGRATION, logger: quiet, listen: false });
+      expect(await before.get()).toMatchObject({ version: 0 });
+      await before.close();
+      expect(quiet.lines).toEqual([]);
+    } finally {
+      await earlyPool.end();
+    }
+  });
+
   it('brings a change to two readers within a second over LISTEN, and each acknowledges it', async () => {
     // A long cache: only the notification can bring the change this fast.
     const first = reader({ cacheMs: 60_000, clientId: 'app-a' });
