@@ -117,6 +117,49 @@ export function createDualWriter(options: DualWriterOptions): DualWriter {
     return oldResult!;
   }
 
+  /** Table names a running migration confirmed for deletes: checked once each. */
+  const checkedTables = new Set<string>();
+
+  /**
+   * A tombstone under a name that is not the migration's target protects nothing: the backfill
+   * can bring the row back. Refused before either store is touched, when the new store's database
+   * says the name is no table there, or that the running migration by this name copies into
+   * another; when the database cannot answer, the delete goes on as before.
+   */
+  async function deleteTableProblem(table: string): Promise<string | null> {
+    if (checkedTables.has(table)) return null;
+    let found: { exists: boolean; like: string[]; running: string | null };
+    try {
+      const { rows } = await pool!.query<{ exists: boolean; like: string[] }>(
+        `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname || '.' || c.relname = $1 AND c.relkind IN ('r', 'p')) AS exists,
+                ARRAY(SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                       WHERE c.relkind IN ('r', 'p') AND (lower(c.relname) = lower($1) OR lower(n.nspname || '.' || c.relname) = lower($1))
+                       ORDER BY 1 LIMIT 3) AS like`,
+        [table],
+      );
+      const running = await pool!
+        .query<{ target_table: string }>(`SELECT target_table FROM ferry.migrations WHERE plan_name = $1 AND state = 'running' LIMIT 1`, [migration])
+        .then((r) => r.rows[0]?.target_table ?? null, () => null);
+      found = { ...rows[0]!, running };
+    } catch {
+      return null;
+    }
+    if (!found.exists) {
+      const like = found.like.length ? ` (did you mean ${found.like.map((t) => JSON.stringify(t)).join(' or ')}?)` : '';
+      return `ferry: dualWriter.delete names the table ${JSON.stringify(table)}, which is no table in the new store's database${like}: name it as the migration does, schema.table; nothing was deleted`;
+    }
+    if (found.running !== null && found.running !== table) {
+      return (
+        `ferry: dualWriter.delete names the table ${JSON.stringify(table)}, but the migration ${JSON.stringify(migration)} copies into ${JSON.stringify(found.running)}: ` +
+        'a tombstone under another name would not stop its backfill bringing the row back; nothing was deleted'
+      );
+    }
+    // Checked again until a running migration confirms it: one may start with another target.
+    if (found.running !== null) checkedTables.add(table);
+    return null;
+  }
+
   async function inDeleteTransaction<R extends WriteResult>(table: string, key: string, run: (client: pg.PoolClient) => Promise<R>): Promise<R> {
     const client = await pool!.connect();
     const ignore = () => {};
@@ -156,6 +199,8 @@ export function createDualWriter(options: DualWriterOptions): DualWriter {
       // Checked before either store is touched: this is a programming error, not a new-store failure.
       if (!pool) throw new Error('ferry: dualWriter.delete needs the pool of the new store; pass `pool` to createDualWriter');
       const flags = await source.get();
+      const problem = flags.writeNew ? await deleteTableProblem(table) : null;
+      if (problem) throw new Error(problem);
       const done = source.begin?.(flags.version);
       try {
         return await dualWrite(name, flags, operations.old, () => inDeleteTransaction(table, key, operations.new));

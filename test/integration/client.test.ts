@@ -171,6 +171,39 @@ describe('the client library', () => {
       expect(await sql(url, 'SELECT id FROM users_v2')).toEqual([{ id: 1 }]);
     });
 
+    it('refuses a delete whose table is not the migration\'s target, before either store is touched', async () => {
+      const { ferry } = client();
+      await sql(url, `INSERT INTO users (id, full_name) VALUES (7, 'Gus Poe') ON CONFLICT DO NOTHING;
+        INSERT INTO users_v2 (id, first_name) VALUES (7, 'Gus') ON CONFLICT DO NOTHING;
+        CREATE TABLE IF NOT EXISTS audit_v2 (id int PRIMARY KEY)`);
+      const state = () => sql(url, `SELECT (SELECT count(*) FROM ferry.tombstones)::int AS tombstones, (SELECT count(*) FROM users WHERE id = 7)::int AS old,
+                                            (SELECT count(*) FROM users_v2 WHERE id = 7)::int AS new`);
+      const before = await state();
+      let touched = 0;
+      const remove = (table: string) =>
+        ferry.delete('delete-user', {
+          table,
+          key: '7',
+          old: () => (touched++, pool.query('DELETE FROM users WHERE id = 7')),
+          new: (tx) => (touched++, tx.query('DELETE FROM users_v2 WHERE id = 7')),
+        });
+      // No schema, another case: no such table; the message names the one meant.
+      await expect(remove('users_v2')).rejects.toThrow('names the table "users_v2", which is no table in the new store\'s database (did you mean "public.users_v2"?)');
+      await expect(remove('public.Users_V2')).rejects.toThrow('(did you mean "public.users_v2"?)');
+      // A table that exists, while the migration by this name copies into another.
+      await sql(url, `INSERT INTO ferry.migrations (target_table, migration_id, plan_name, state) VALUES ('public.users_v2', 'client-m1', $1, 'running')`, [MIGRATION]);
+      try {
+        await expect(remove('public.audit_v2')).rejects.toThrow('but the migration "split-full-name" copies into "public.users_v2"');
+        expect(touched).toBe(0);
+        expect(await state()).toEqual(before);
+        // The right name goes through, tombstone and all.
+        expect((await remove('public.users_v2')).rowCount).toBe(1);
+        expect(await sql(url, `SELECT 1 FROM ferry.tombstones WHERE target_table = 'public.users_v2' AND key = '7'`)).toHaveLength(1);
+      } finally {
+        await sql(url, `DELETE FROM ferry.migrations WHERE migration_id = 'client-m1'`);
+      }
+    });
+
     it('stops new writes after real errors (the new table dropped) and starts again on a flag change', async () => {
       const { ferry, registry } = client({ killSwitch: { maxErrors: 3, windowMs: 60_000 } });
       await sql(url, 'CREATE TABLE users_v3 (id int PRIMARY KEY)');
