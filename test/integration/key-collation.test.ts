@@ -141,6 +141,15 @@ describe('keys the source and the target order differently', () => {
       expect(result.stdout + result.stderr).toContain(message);
     }
     expect(await fingerprint()).toEqual(before);
+
+    // Without the key range the plan runs, and its dry run says how verification will compare.
+    writeFileSync(file, `name: ranged\nsource: { connection: DB, table: ranged, key: k }\ntarget: { connection: DB, table: ranged_c }\ntransform: { sql: { k: k, v: v } }\n`);
+    const dryRun = await ferry(['start', file], worker.temporal);
+    expect(dryRun.code, dryRun.stdout + dryRun.stderr).toBe(ExitCode.ok);
+    expect(dryRun.stdout).toContain(
+      `source key column "k" sorts by collation "und-x-icu", the target's by collation "C": verification selects target rows by the source's keys, and reads the whole target once a pass for rows no source key reaches`,
+    );
+    expect(await fingerprint()).toEqual(before);
   });
 
   it('tells orders apart by what they sort by, not by name', async () => {
