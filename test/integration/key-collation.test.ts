@@ -15,10 +15,10 @@ import { createDatabases } from '../../activities/connections';
 import { keyOrdersDiffer } from '../../activities/inspect/key-order';
 import { installFerrySchema } from '../../activities/state/ferry-schema';
 import { ExitCode } from '../../cli/exit-codes';
-import { startMigration } from '../../operator';
+import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import { ferry } from '../support/cli';
-import { createTestDatabase, sql, sqlRow, startWorker, uniqueName, type TestWorker } from '../support/harness';
+import { createTestDatabase, eventually, sql, sqlRow, startWorker, uniqueName, type TestWorker } from '../support/harness';
 
 /** Mixed case, accents, punctuation, spaces, digits and the empty key: they sort apart in "C" and in ICU. */
 const KEYS = [
@@ -75,12 +75,14 @@ describe('keys the source and the target order differently', () => {
     await worker?.stop();
   });
 
-  const migrate = async (name: string, source: { connection: string; table: string }, target: { connection: string; table: string }) => {
+  const migrate = async (name: string, source: { connection: string; table: string }, target: { connection: string; table: string }, module: boolean) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-collation-'));
+    writeFileSync(path.join(dir, 'same.ts'), `export default (row: { k: string; v: string }) => ({ k: row.k, v: row.v });`);
     const plan = validatePlan({
       name,
       source: { ...source, key: 'k' },
       target,
-      transform: { sql: { k: 'k', v: 'v' } },
+      transform: module ? { module: path.join(dir, 'same.ts'), columns: ['k', 'v'] } : { sql: { k: 'k', v: 'v' } },
       shards: { count: 4 },
       throttle: { batchSize: 10 },
       verify: { chunkSize: 10, maxPasses: 3, inFlightDelaySeconds: 0.05 },
@@ -89,9 +91,10 @@ describe('keys the source and the target order differently', () => {
   };
 
   it.each([
-    ['within one database, the source column in "und-x-icu" and the target column in "C"', 'DB', 'DB'],
-    ['across two databases, the source database ordering by ICU en-US and the target by "C"', 'ICU', 'DB'],
-  ])('%s: copies every row once and verifies exactly what differs', async (_, sourceEnv, targetEnv) => {
+    ['within one database, the source column in "und-x-icu" and the target column in "C"', 'DB', 'DB', false],
+    ['across two databases, the source database ordering by ICU en-US and the target by "C"', 'ICU', 'DB', false],
+    ['across two databases, through a module transform', 'ICU', 'DB', true],
+  ] as const)('%s: copies every row once and verifies exactly what differs', async (_, sourceEnv, targetEnv, module) => {
     const table = uniqueName('words');
     const sourceUrl = sourceEnv === 'DB' ? url : icuUrl;
     const sourceCollation = sourceEnv === 'DB' ? ' COLLATE "und-x-icu"' : '';
@@ -106,7 +109,7 @@ describe('keys the source and the target order differently', () => {
     expect(value).toBeGreaterThan(10);
     expect(extra).toBe(4);
 
-    const status = await migrate(`collation-${sourceEnv.toLowerCase()}`, { connection: sourceEnv, table }, { connection: targetEnv, table: `${table}_c` });
+    const status = await migrate(`collation-${sourceEnv.toLowerCase()}${module ? '-module' : ''}`, { connection: sourceEnv, table }, { connection: targetEnv, table: `${table}_c` }, module);
     expect(status.phase).toBe('completed');
     const passes = status.events.filter((e) => e.kind === 'verify').map((e) => e.detail);
     expect(passes).toEqual([
@@ -116,6 +119,64 @@ describe('keys the source and the target order differently', () => {
     ]);
     expect(status.verification).toMatchObject({ clean: true, rowsChecked: KEYS.length, inFlight: 0 });
     expect(differing(source, await rowHashes(url, `${table}_c`))).toEqual([]);
+  });
+
+  it('with capture: trigger, changes by text key written during the migration reach the target, and verification agrees', async () => {
+    await sql(url, `CREATE TABLE captured (k text COLLATE "und-x-icu" PRIMARY KEY, v text); INSERT INTO captured VALUES ${VALUES};
+                    CREATE TABLE captured_c (k text COLLATE "C" PRIMARY KEY, v text);`);
+    const plan = validatePlan({
+      name: 'collation-capture',
+      source: { connection: 'DB', table: 'captured', key: 'k' },
+      target: { connection: 'DB', table: 'captured_c' },
+      transform: { sql: { k: 'k', v: 'v' } },
+      capture: 'trigger',
+      shards: { count: 3 },
+      throttle: { rowsPerSecond: 200, batchSize: 10, checkpointSeconds: 0.5 },
+      verify: { chunkSize: 10, inFlightDelaySeconds: 0.2 },
+    });
+    // Writes by text key while the copy, the change apply and verification run: updates,
+    // deletes, inserts and key changes, to keys that sort apart in the two collations.
+    const operations = fc.sample(
+      fc.record({ kind: fc.constantFrom('update', 'delete', 'insert', 'rekey'), at: fc.nat(KEYS.length - 1), fresh: fc.string({ minLength: 1, maxLength: 3, unit: fc.constantFrom('q', 'Q', 'é', 'É', '-', ' ', '7') }) }),
+      { numRuns: 300, seed: 7 },
+    );
+    const quote = (text: string) => `'${text.replace(/'/g, "''")}'`;
+    let writing = true;
+    let written = 0;
+    const writer = (async () => {
+      for (let i = 0; writing; i = (i + 1) % operations.length) {
+        const { kind, at, fresh } = operations[i]!;
+        const key = quote(KEYS[at]!);
+        const statement = {
+          update: `UPDATE captured SET v = v || '+' WHERE k = ${key}`,
+          delete: `DELETE FROM captured WHERE k = ${key}`,
+          insert: `INSERT INTO captured VALUES (${quote(`new ${fresh}`)}, 'n') ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v || '!'`,
+          rekey: `UPDATE captured SET k = ${quote(`moved ${fresh} ${i}`)} WHERE k = ${key}`,
+        }[kind];
+        await sql(url, statement).catch(() => {}); // a key changed twice to the same name is refused; the next one goes on
+        written += 1;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const statusOf = async () => (await migrationReport(worker.client, handle.workflowId)).status!;
+    try {
+      await eventually(async () => ((await statusOf()).gate?.name === 'cleanup' ? true : undefined), 150_000, 'the cleanup gate');
+    } finally {
+      writing = false;
+      await writer;
+    }
+    expect(written).toBeGreaterThan(100);
+    const since = new Date().toISOString();
+    await eventually(async () => {
+      const lag = (await statusOf()).capture?.lag;
+      return lag?.changesWaiting === 0 && (lag.measuredAt ?? '') > since ? true : undefined;
+    }, 60_000, 'no change waiting');
+    expect(differing(await rowHashes(url, 'captured'), await rowHashes(url, 'captured_c'))).toEqual([]);
+    const verified = await ferry(['verify', handle.workflowId, '--json'], worker.temporal);
+    expect(verified.code, verified.stderr).toBe(ExitCode.ok);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ clean: true, passes: 1, missing: 0, extra: 0, value: 0, repaired: 0, inFlight: 0 });
+    await handle.terminate('test done');
   });
 
   it('refuses subset.keyRange before writing anything, naming the table, the key and both orders', async () => {
