@@ -13,6 +13,8 @@ export interface KeyOrder {
   name: string;
   /** Equal for two columns that order every value the same way (as far as the catalogs tell). */
   sortsAs: string;
+  /** False for a collation that takes some different texts for equal ('a' and 'A', say). */
+  deterministic: boolean;
 }
 
 type Row = Record<string, string | boolean | null | undefined>;
@@ -46,12 +48,12 @@ export async function keyOrderOf(pool: pg.Pool, table: TableName, column: string
     const provider = text(c.collprovider) ?? 'c';
     // Before 15 an ICU collation kept its locale in collcollate.
     const locale = text(c.colllocale) ?? text(c.colliculocale) ?? text(c.collcollate);
-    return { name: `collation "${row.name}"`, sortsAs: describe(provider, locale, text(c.collicurules), text(c.collversion), deterministic) };
+    return { name: `collation "${row.name}"`, sortsAs: describe(provider, locale, text(c.collicurules), text(c.collversion), deterministic), deterministic };
   }
   const d = row.database;
   const provider = text(d.datlocprovider) ?? 'c';
   const locale = provider === 'c' ? text(d.datcollate) : (text(d.datlocale) ?? text(d.daticulocale));
-  return { name: `the database's default collation "${locale ?? '?'}"`, sortsAs: describe(provider, locale, text(d.daticurules), text(d.datcollversion), true) };
+  return { name: `the database's default collation "${locale ?? '?'}"`, sortsAs: describe(provider, locale, text(d.daticurules), text(d.datcollversion), true), deterministic: true };
 }
 
 /**
@@ -78,5 +80,20 @@ export function keyRangeOrderProblem(plan: Plan, orders: { source: KeyOrder; tar
     `subset.keyRange cannot be used: source key column "${plan.source.key}" of ${displayName(plan.source)} sorts by ${orders.source.name}, ` +
     `target column "${targetColumn}" of ${displayName(plan.target)} by ${orders.target.name}, so one key range holds other keys on each side; ` +
     `give both columns the same collation, or migrate without subset.keyRange`
+  );
+}
+
+/**
+ * A target key whose collation is nondeterministic (and not the source's) takes keys the source
+ * holds apart for one: the copy would keep one of them, and a repair would write the other's
+ * values over it. Refused.
+ */
+export function nondeterministicTargetProblem(plan: Plan, orders: { source: KeyOrder; target: KeyOrder }): string | null {
+  if (orders.target.deterministic) return null;
+  const targetColumn = lineageColumn(plan) ?? targetKey(plan);
+  return (
+    `target column "${targetColumn}" of ${displayName(plan.target)} sorts by ${orders.target.name}, which is nondeterministic: it takes keys that ` +
+    `source key column "${plan.source.key}" (${orders.source.name}) holds apart, such as keys differing only in case, for one key; ` +
+    `give the target column the source's collation or a deterministic one`
   );
 }

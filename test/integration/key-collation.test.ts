@@ -213,6 +213,25 @@ describe('keys the source and the target order differently', () => {
     expect(await fingerprint()).toEqual(before);
   });
 
+  it('refuses a target key in a nondeterministic collation, which takes keys the source holds apart for one', async () => {
+    await sql(url, `CREATE COLLATION IF NOT EXISTS ignore_case (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+                    CREATE TABLE cased (k text COLLATE "C" PRIMARY KEY, v text); INSERT INTO cased VALUES ${VALUES};
+                    CREATE TABLE cased_ci (k text COLLATE ignore_case PRIMARY KEY, v text);`);
+    // 'a' and 'A', 'ab' and 'AB': the source holds both, the target can hold one.
+    const lumped = await sqlRow<{ n: number }>(url, `SELECT count(*) - count(DISTINCT k COLLATE ignore_case) AS n FROM cased`);
+    expect(Number(lumped.n)).toBeGreaterThan(10);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-collation-'));
+    const file = path.join(dir, 'cased.yaml');
+    writeFileSync(file, `name: cased\nsource: { connection: DB, table: cased, key: k }\ntarget: { connection: DB, table: cased_ci }\ntransform: { sql: { k: k, v: v } }\nverify: { chunkSize: 10, inFlightDelaySeconds: 0.05 }\n`);
+    const result = await ferry(['start', file, '--execute', '--wait'], worker.temporal);
+    expect(result.code, result.stdout + result.stderr).toBe(ExitCode.failed);
+    expect(result.stdout + result.stderr).toContain(
+      'target column "k" of public.cased_ci sorts by collation "ignore_case", which is nondeterministic: it takes keys that source key column "k" ' +
+        `(collation "C") holds apart, such as keys differing only in case, for one key; give the target column the source's collation or a deterministic one`,
+    );
+    expect(await sql(url, `SELECT * FROM cased_ci`)).toEqual([]);
+  });
+
   it('tells orders apart by what they sort by, not by name', async () => {
     await sql(url, `CREATE TABLE orders_of (c text COLLATE "C", posix text COLLATE "POSIX", ucs text COLLATE ucs_basic, plain text, icu text COLLATE "und-x-icu", icu2 text COLLATE "und-x-icu", n int)`);
     const databases = createDatabases({ env: { DB: url, ICU: icuUrl } });
