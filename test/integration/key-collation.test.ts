@@ -122,6 +122,35 @@ describe('keys the source and the target order differently', () => {
     expect(differing(source, await rowHashes(url, `${table}_c`))).toEqual([]);
   });
 
+  it('by lineage: target rows found by the source key they name, in a column of another collation', async () => {
+    await sql(url, `CREATE TABLE traced (k text COLLATE "und-x-icu" PRIMARY KEY, v text); INSERT INTO traced VALUES ${VALUES};
+                    CREATE TABLE traced_c (id text COLLATE "C" PRIMARY KEY, src text COLLATE "C" NOT NULL, v text);
+                    CREATE INDEX ON traced_c (src);
+                    INSERT INTO traced_c SELECT k || '#', k, CASE WHEN md5(k) < '3' THEN 'wrong' ELSE v END FROM traced WHERE md5(k) < '8';
+                    INSERT INTO traced_c VALUES ('extra#', 'extra', 'x'), ('Extra#', 'Extra', 'x');`);
+    const hashes = async (query: string) => new Map((await sql<{ k: string; h: string }>(url, query)).map((r) => [r.k, r.h]));
+    const source = await hashes(`SELECT k || '#' AS k, md5(ROW(k || '#', k, v)::text) AS h FROM traced`);
+    const target = () => hashes(`SELECT id AS k, md5(ROW(id, src, v)::text) AS h FROM traced_c`);
+    const { value, extra } = await expectedVerdict(source, await target());
+    const plan = validatePlan({
+      name: 'collation-lineage',
+      source: { connection: 'DB', table: 'traced', key: 'k' },
+      target: { connection: 'DB', table: 'traced_c', key: 'id', sourceKey: 'src' },
+      transform: { sql: { id: "k || '#'", src: 'k', v: 'v' } },
+      shards: { count: 4 },
+      throttle: { batchSize: 10 },
+      verify: { chunkSize: 10, maxPasses: 3, inFlightDelaySeconds: 0.05 },
+    });
+    const status = await (await startMigration(worker.client, worker.temporal, plan, { execute: true })).result();
+    expect(status.phase).toBe('completed');
+    expect(status.events.filter((e) => e.kind === 'verify').map((e) => e.detail)).toEqual([
+      `pass 1: ${KEYS.length} rows checked, 0 missing, ${extra} extra, ${value} differing, 0 in flight`,
+      `pass 1 repaired: ${value} rows written, ${extra} deleted, 0 unresolved`,
+      `pass 2: ${KEYS.length} rows checked, 0 missing, 0 extra, 0 differing, 0 in flight`,
+    ]);
+    expect(differing(source, await target())).toEqual([]);
+  });
+
   it('with capture: trigger, changes by text key written during the migration reach the target, and verification agrees', async () => {
     await sql(url, `CREATE TABLE captured (k text COLLATE "und-x-icu" PRIMARY KEY, v text); INSERT INTO captured VALUES ${VALUES};
                     CREATE TABLE captured_c (k text COLLATE "C" PRIMARY KEY, v text);`);
