@@ -7,6 +7,7 @@ import type { Inspection, TableInspection, TransformSample } from '../../lib/ins
 import { captureOf } from '../../lib/capture';
 import { captureShapeProblem } from './capture-shape';
 import { rowSecurityProblem } from './row-security';
+import { keyOrdersDiffer, keyRangeOrderProblem, nondeterministicTargetProblem } from './key-order';
 import { lineageColumn, type Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { asText, withClient } from '../connections';
@@ -298,6 +299,11 @@ export function createInspector(databases: Databases, transformDir: string | nul
             `target key column "${spec.target.key}" has no unique index on it alone; copies could not be made idempotent`,
           );
         }
+        const orders = source.keyType ? await keyOrdersDiffer({ pool: sourcePool, table: spec.source, column: spec.source.key }, { pool: targetPool, table: spec.target, column: spec.lineage ?? spec.target.key }) : null;
+        const lumped = orders && nondeterministicTargetProblem(plan, orders);
+        if (lumped) problems.push(lumped);
+        else if (orders && plan.subset?.keyRange) problems.push(keyRangeOrderProblem(plan, orders));
+        else if (orders) warnings.push(`source key column "${spec.source.key}" sorts by ${orders.source.name}, the target's by ${orders.target.name}: verification selects target rows by the source's keys, and reads the whole target once a pass for rows no source key reaches`);
         if (target.estimatedRows) {
           warnings.push(`target ${target.name} already holds about ${target.estimatedRows} rows; rows with the same key are kept as they are`);
         }

@@ -21,6 +21,7 @@ import { digestOnThread, readSourceRows } from '../transform/transform-threads';
 import { workerFieldOf } from '../transform/worker-checksum';
 import { allConditions, type ColumnType, columnTypesSql, type RowHashes, rowHashesOf, rowsSql, sampleCondition, type Selection, TARGET_ALIAS, type VerifyShape } from './verify-statements';
 import { hashesUtf8, moduleSourceRows } from './module-rows';
+import { keyOrdersDiffer, keyRangeOrderProblem } from '../inspect/key-order';
 
 export interface MismatchCounts {
   missing: number;
@@ -91,6 +92,13 @@ export function createBothSides(databases: Databases, transformDir: string | nul
         'TargetColumnMissing',
       );
     }
+    const orders = await keyOrdersDiffer(
+      { pool: sourcePool, table: spec.source, column: plan.source.key },
+      { pool: targetPool, table: spec.target, column: lineage ?? spec.target.key },
+    );
+    if (orders && plan.subset?.keyRange) {
+      throw ApplicationFailure.nonRetryable(keyRangeOrderProblem(plan, orders), 'VerificationImpossible');
+    }
     const sourceKey = `${SOURCE_ALIAS}.${quoteIdent(plan.source.key)}`;
     // Subsets and failed records name source keys: on the target they are the lineage column's.
     const targetKey = `${TARGET_ALIAS}.${quoteIdent(lineage ?? spec.target.key)}`;
@@ -122,9 +130,10 @@ export function createBothSides(databases: Databases, transformDir: string | nul
       lineage,
       ...(converted.length ? { converted: converted.map((c) => c.name) } : {}),
       ...(zone ? { localTimes: { zone, columns: localTimes } } : {}),
+      ...(orders ? { keyOrderDiffers: true } : {}),
     };
     const rowDependent =
-      !!plan.subset?.where || (!!plan.shards.partitionColumn && (partitionValue !== null || !!plan.subset?.partitionValues));
+      !!plan.subset?.where || (!!plan.shards.partitionColumn && (partitionValue !== null || !!plan.subset?.partitionValues)) || !!orders;
 
     let moduleRows: Verification['moduleRows'] = null;
     let moduleDigest: Verification['moduleDigest'] = null;

@@ -13,7 +13,7 @@ import { ident, sql } from '../sql';
 import { installFerrySchema, type Mismatch, recordMismatches } from '../state/ferry-schema';
 import { openKeysOfEarlierPasses, resolveEarlierPasses } from '../state/mismatches';
 import { isRowError, redactMessage } from '../../lib/errors';
-import { chunkChecksumSql, diffRows, type DigestForm } from './verify-statements';
+import { chunkChecksumSql, diffRows, type DigestForm, type Selection } from './verify-statements';
 import { columnNames, type BothSides, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
 import { captureSettle, keysToReadAgain, type Reread } from './capture-settle';
 import { chunkSizesOf, nextChunkSize } from './chunk-size';
@@ -129,12 +129,19 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
     };
 
     /**
+     * What the target side of a chunk reads: the chunk's range, and the source's keys of it when
+     * the target cannot be filtered like the source. Where the target orders keys otherwise than
+     * the source (another collation), the range would hold other keys there: only the keys count.
+     */
+    const targetSelection = (range: KeyRange, keys: string[] | undefined): Selection => (v.shape.keyOrderDiffers ? { keys: keys ?? [] } : { range, keys });
+
+    /**
      * The count and digest of a chunk on both sides: the source's through the transform (in the
      * worker for a module transform, null when the worker cannot tell), and the target's.
      */
     const chunkSums = async (range: KeyRange): Promise<ChunkSums> => {
       const keys = await chunkKeys(range);
-      const targetSum = chunkChecksumSql('target', v.shape, { range, keys }, form);
+      const targetSum = chunkChecksumSql('target', v.shape, targetSelection(range, keys), form);
       const moduleDigest = v.moduleDigest;
       const [source, target] = await Promise.all([
         v.moduleRows
@@ -174,7 +181,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
           // A value the worker cannot make canonical is likely to come back in every chunk.
           v.moduleDigest = null;
         }
-        const [s, t] = await bothSides(plan, v, { range }, { range, keys: sums.keys }, pageRows);
+        const [s, t] = await bothSides(plan, v, { range }, targetSelection(range, sums.keys), pageRows);
         rows = v.moduleRows ? s.filter((r) => !r.unwritable).length : Number(sums.source!.rows);
         first = diffRows(columnNames(v), s, t);
         if (v.moduleRows && sums.source && first.length === 0) {
@@ -186,7 +193,7 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
           });
         }
       } else {
-        const [s, t] = await bothSides(plan, v, { range }, { range, keys: await chunkKeys(range) }, pageRows);
+        const [s, t] = await bothSides(plan, v, { range }, targetSelection(range, await chunkKeys(range)), pageRows);
         rows = s.filter((r) => !r.unwritable).length;
         first = diffRows(columnNames(v), s, t);
       }

@@ -137,7 +137,9 @@ export function createCoverageCheck(databases: Databases, comparison: CoverageCo
       // target row is looked at. Otherwise only rows outside every shard's range (or with no
       // source key) need looking at, which for planned shards is none.
       const selectedBy = `${TARGET_ALIAS}.${quoteIdent(shape.lineage ?? shape.target.key)}`;
-      const rowDependent = !!plan.subset?.where || !!plan.shards.partitionColumn;
+      // A target ordering keys otherwise than the source is compared by the source's keys alone:
+      // its rows no source key reaches are found only here, so every target row is looked at.
+      const rowDependent = !!plan.subset?.where || !!plan.shards.partitionColumn || !!shape.keyOrderDiffers;
       const outside = rowDependent ? null : everyRowReached ? `${selectedBy} IS NULL` : `NOT (${reachedBySql(input.shards, selectedBy, null)})`;
       const condition = allConditions(shape.targetFilter, outside);
       const nullTargetKeys = Number((await targetPool.query<{ rows: string }>(nullTargetKeysSql(shape.target))).rows[0]?.rows ?? 0);

@@ -59,6 +59,12 @@ export interface VerifyShape {
    * source side does so too (in the source's zone, it would be another instant).
    */
   localTimes?: LocalTimes;
+  /**
+   * The target orders the keys it is selected by (its key, or the lineage column) otherwise than
+   * the source orders its key (another collation): a key range holds other keys there, so the
+   * target side is selected by the source's keys only (see keyOrdersDiffer).
+   */
+  keyOrderDiffers?: boolean;
 }
 
 export const TARGET_ALIAS = 't';
