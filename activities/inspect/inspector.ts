@@ -7,6 +7,7 @@ import type { Inspection, TableInspection, TransformSample } from '../../lib/ins
 import { captureOf } from '../../lib/capture';
 import { captureShapeProblem } from './capture-shape';
 import { rowSecurityProblem } from './row-security';
+import { inheritanceProblem } from './inheritance';
 import { lineageColumn, type Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { asText, withClient } from '../connections';
@@ -271,6 +272,8 @@ export function createInspector(databases: Databases, transformDir: string | nul
         if (shape) problems.push(shape);
         const hidden = await rowSecurityProblem(sourcePool, spec.source);
         if (hidden) problems.push(hidden);
+        const children = await inheritanceProblem(sourcePool, spec.source, 'source');
+        if (children) problems.push(children);
         if (spec.filter) Object.assign(source, { estimatedRows: await estimateSubsetRows(sourcePool, { ...spec, filter: spec.filter }), subset: true });
       }
 
@@ -284,6 +287,8 @@ export function createInspector(databases: Databases, transformDir: string | nul
         problems.push(...(await oldShapeViewProblems(sourcePool, plan)));
         const hidden = await rowSecurityProblem(targetPool, spec.target);
         if (hidden) problems.push(hidden);
+        const children = await inheritanceProblem(targetPool, spec.target, 'target');
+        if (children) problems.push(children);
         const targetColumns = new Set(target.columns.map((c) => c.name));
         for (const column of Object.keys(spec.columns)) {
           if (!targetColumns.has(column)) problems.push(`transform column "${column}" is not a column of ${target.name}`);
