@@ -8,9 +8,10 @@ import { captureOf } from '../../lib/capture';
 import { captureShapeProblem } from './capture-shape';
 import { rowSecurityProblem } from './row-security';
 import { inheritanceProblem } from './inheritance';
+import { estimateRows } from './row-estimate';
 import { lineageColumn, type Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
-import { asText, withClient } from '../connections';
+import { asText } from '../connections';
 import { redactErrorText } from '../../lib/errors';
 import { sqlFragmentProblem } from '../../lib/sql-fragment';
 import { oneStatement, planSqlFragments, readOnly } from '../plan-sql';
@@ -83,24 +84,6 @@ async function tableIdentity(pool: pg.Pool, table: TableName): Promise<string | 
     sql`SELECT pg_postmaster_start_time()::text || '/' || (SELECT oid FROM pg_database WHERE datname = current_database())::text || '/' || to_regclass(${qualifiedName(table)})::oid::text AS identity`,
   );
   return rows[0]?.identity ?? null;
-}
-
-/** Planner statistics when there are any; otherwise an exact count, given a few seconds. */
-async function estimateRows(pool: pg.Pool, regclass: string): Promise<number | null> {
-  const stats = await pool.query<{ estimate: string }>(sql`SELECT reltuples::bigint::text AS estimate FROM pg_class WHERE oid = to_regclass(${regclass})`);
-  const estimate = Number(stats.rows[0]?.estimate ?? -1);
-  if (estimate >= 0) return estimate;
-  try {
-    return await withClient(pool, async (client) => {
-      await client.query('BEGIN READ ONLY');
-      await client.query(sql`SET LOCAL statement_timeout = ${int(COUNT_TIMEOUT_MS)}`);
-      const counted = await client.query<{ rows: string }>(sql`SELECT count(*)::text AS rows FROM ${ferrySql(regclass)}`);
-      await client.query('ROLLBACK');
-      return Number(counted.rows[0]?.rows);
-    });
-  } catch {
-    return null;
-  }
 }
 
 /**

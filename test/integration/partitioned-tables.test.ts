@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMigration } from '../../operator';
 import { runDoctor } from '../../operator/doctor';
 import { validatePlan, type Plan } from '../../lib/plan';
+import { progressLine } from '../../cli/render';
 import { createTestDatabase, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 /** The table's rows as Postgres prints them, digested: the test's own truth, not Ferry's verifier. */
@@ -79,6 +80,28 @@ describe('partitioned and inherited tables', () => {
   });
   afterAll(async () => {
     await worker?.stop();
+  });
+
+  it('sizes a partitioned source by its partitions, whose parent was analyzed empty, and copies every partition', async () => {
+    const handle = await startMigration(worker.client, worker.temporal, planFor('orders', 'orders', 'orders_v2', { shards: { count: 3 } }), { execute: true });
+    const status = await handle.result();
+    expect(status.phase).toBe('completed');
+    expect(status.inspection?.source.estimatedRows).toBe(3000);
+    expect(progressLine(status)).toContain('3,000 of ~3,000 rows read (100.0%)');
+    expect(status.shards).toHaveLength(3);
+    expect(status.verification?.clean).toBe(true);
+    expect(await digest(url, 'orders_v2')).toEqual(await digest(url, 'orders'));
+  });
+
+  it('copies a hash-partitioned source into a partitioned target, through the staging path where the target has rows', async () => {
+    const handle = await startMigration(worker.client, worker.temporal, planFor('events', 'events', 'events_v2', { shards: { count: 2 } }), { execute: true });
+    const status = await handle.result();
+    expect(status.phase).toBe('completed');
+    expect(status.inspection?.source.estimatedRows).toBe(2000);
+    expect(status.verification?.clean).toBe(true);
+    expect(await digest(url, 'events_v2')).toEqual(await digest(url, 'events'));
+    const placed = await sqlRow(url, `SELECT (SELECT count(*) FROM events_v2_low)::int AS low, (SELECT count(*) FROM events_v2_rest)::int AS rest`);
+    expect(placed).toEqual({ low: 500, rest: 1500 });
   });
 
   it('refuses a source with inheritance children, naming them, and writes nothing', async () => {
