@@ -13,6 +13,7 @@ import { logicalCaptureChecks } from '../capture/logical-setup';
 import { captureChecks } from '../capture/doctor-checks';
 import { rowSecurityProblem } from './row-security';
 import { inheritanceProblem } from './inheritance';
+import { partitionKeyAdvice } from './partition-key';
 import type { Databases } from '../connections';
 import { oneStatement, readOnly } from '../plan-sql';
 import { ferrySql, ident, join, planSql, qualifiedName, quoteIdent, sql, tableName } from '../sql';
@@ -82,7 +83,9 @@ async function keyCheck(side: Side, key: string): Promise<DoctorCheck> {
   const found = rows[0];
   const name = `${side.role} key ${key}`;
   if (!found) return { side: side.role, name, status: 'fail', detail: `no column ${key} in ${side.schema}.${side.table}` };
-  const problems = [found.not_null ? null : 'allows NULL (rows with a NULL key would never be copied)', found.is_unique ? null : 'has no unique index of its own'].filter(Boolean);
+  const advice = found.is_unique ? null : await partitionKeyAdvice(side.pool, { schema: side.schema, table: side.table }, key, side.role);
+  const notUnique = `has no unique index of its own${advice ? `; ${advice}` : ''}`;
+  const problems = [found.not_null ? null : 'allows NULL (rows with a NULL key would never be copied)', found.is_unique ? null : notUnique].filter(Boolean);
   return { side: side.role, name, status: problems.length ? 'fail' : 'ok', detail: problems.length ? problems.join('; ') : 'NOT NULL and unique' };
 }
 

@@ -9,6 +9,7 @@ import { captureShapeProblem } from './capture-shape';
 import { rowSecurityProblem } from './row-security';
 import { inheritanceProblem } from './inheritance';
 import { estimateRows } from './row-estimate';
+import { partitionKeyAdvice } from './partition-key';
 import { lineageColumn, type Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { asText } from '../connections';
@@ -247,8 +248,10 @@ export function createInspector(databases: Databases, transformDir: string | nul
       if (!source.exists) problems.push(`source table ${source.name} does not exist`);
       else if (!source.keyType) problems.push(`source key column "${spec.source.key}" is not a column of ${source.name}`);
       else {
-        if (!source.keyIsUnique)
-          problems.push(`source key column "${spec.source.key}" has no unique index on it alone; keyset batches need a unique key`);
+        if (!source.keyIsUnique) {
+          const advice = await partitionKeyAdvice(sourcePool, spec.source, spec.source.key, 'source');
+          problems.push(`source key column "${spec.source.key}" has no unique index on it alone; keyset batches need a unique key${advice ? `; ${advice}` : ''}`);
+        }
         const nullKeys = await nullKeyProblem(sourcePool, spec.source, spec.source.key, source);
         if (nullKeys) problems.push(nullKeys);
         const shape = await captureShapeProblem(sourcePool, plan, source.name);
@@ -282,9 +285,8 @@ export function createInspector(databases: Databases, transformDir: string | nul
           }
         }
         if (target.keyType && !target.keyIsUnique) {
-          problems.push(
-            `target key column "${spec.target.key}" has no unique index on it alone; copies could not be made idempotent`,
-          );
+          const advice = await partitionKeyAdvice(targetPool, spec.target, spec.target.key, 'target');
+          problems.push(`target key column "${spec.target.key}" has no unique index on it alone; copies could not be made idempotent${advice ? `; ${advice}` : ''}`);
         }
         if (target.estimatedRows) {
           warnings.push(`target ${target.name} already holds about ${target.estimatedRows} rows; rows with the same key are kept as they are`);

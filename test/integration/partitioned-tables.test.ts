@@ -104,6 +104,19 @@ describe('partitioned and inherited tables', () => {
     expect(placed).toEqual({ low: 500, rest: 1500 });
   });
 
+  it('says why a key partitioned on another column is not unique, and the partition alone is a source', async () => {
+    const dry = await (await startMigration(worker.client, worker.temporal, planFor('visits', 'visits', 'visits_v2'), { execute: false })).result();
+    expect(dry.inspection?.problems).toEqual([
+      'source key column "id" has no unique index on it alone; keyset batches need a unique key; public.visits is partitioned by LIST (tenant), so a unique index on it must hold those columns; migrate each partition as a source of its own, with a unique index on "id" there',
+      expect.stringMatching(/^target key column "id" has no unique index on it alone; copies could not be made idempotent; public\.visits_v2 is partitioned by LIST \(tenant\)/),
+    ]);
+    const doctor = await runDoctor(worker.client, worker.temporal, planFor('visits-doctor', 'visits', 'visits_0_v2'));
+    expect(doctor.checks.find((c) => c.name === 'source key id')).toMatchObject({ status: 'fail', detail: expect.stringContaining('public.visits is partitioned by LIST (tenant)') });
+    const partition = await startMigration(worker.client, worker.temporal, planFor('visits-0', 'visits_0', 'visits_0_v2'), { execute: true });
+    expect((await partition.result()).verification?.clean).toBe(true);
+    expect(await digest(url, 'visits_0_v2')).toEqual(await digest(url, 'visits_0'));
+  });
+
   it('refuses a source with inheritance children, naming them, and writes nothing', async () => {
     const dry = await (await startMigration(worker.client, worker.temporal, planFor('accounts-dry', 'accounts', 'accounts_v2'), { execute: false })).result();
     const refusal = /^source table public\.accounts has inheritance children \(public\.accounts_archive\): a read of it returns their rows too/;
