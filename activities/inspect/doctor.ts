@@ -12,6 +12,8 @@ import { capturesLogically, capturesWithTrigger } from '../../lib/capture';
 import { logicalCaptureChecks } from '../capture/logical-setup';
 import { captureChecks } from '../capture/doctor-checks';
 import { rowSecurityProblem } from './row-security';
+import { inheritanceProblem } from './inheritance';
+import { partitionKeyAdvice } from './partition-key';
 import type { Databases } from '../connections';
 import { oneStatement, readOnly } from '../plan-sql';
 import { ferrySql, ident, join, planSql, qualifiedName, quoteIdent, sql, tableName } from '../sql';
@@ -81,7 +83,9 @@ async function keyCheck(side: Side, key: string): Promise<DoctorCheck> {
   const found = rows[0];
   const name = `${side.role} key ${key}`;
   if (!found) return { side: side.role, name, status: 'fail', detail: `no column ${key} in ${side.schema}.${side.table}` };
-  const problems = [found.not_null ? null : 'allows NULL (rows with a NULL key would never be copied)', found.is_unique ? null : 'has no unique index of its own'].filter(Boolean);
+  const advice = found.is_unique ? null : await partitionKeyAdvice(side.pool, { schema: side.schema, table: side.table }, key, side.role);
+  const notUnique = `has no unique index of its own${advice ? `; ${advice}` : ''}`;
+  const problems = [found.not_null ? null : 'allows NULL (rows with a NULL key would never be copied)', found.is_unique ? null : notUnique].filter(Boolean);
   return { side: side.role, name, status: problems.length ? 'fail' : 'ok', detail: problems.length ? problems.join('; ') : 'NOT NULL and unique' };
 }
 
@@ -89,6 +93,12 @@ async function keyCheck(side: Side, key: string): Promise<DoctorCheck> {
 async function rowSecurityCheck(side: Side): Promise<DoctorCheck> {
   const problem = await rowSecurityProblem(side.pool, { schema: side.schema, table: side.table });
   return { side: side.role, name: `row-level security on ${side.schema}.${side.table}`, status: problem ? 'fail' : 'ok', detail: problem ?? 'none applies to this role' };
+}
+
+/** Inheritance children, whose rows a read of this side's table would take in. */
+async function inheritanceCheck(side: Side): Promise<DoctorCheck> {
+  const problem = await inheritanceProblem(side.pool, { schema: side.schema, table: side.table }, side.role);
+  return { side: side.role, name: `inheritance children of ${side.schema}.${side.table}`, status: problem ? 'fail' : 'ok', detail: problem ?? 'none' };
 }
 
 /** What the source role needs beyond its table: seeing other sessions and replicas, for the holds. */
@@ -225,7 +235,7 @@ export function createDoctor(databases: Databases) {
         const { user } = await whoAmI(source.pool);
         const exists = await tableExists(source);
         checks.push(exists);
-        if (exists.status === 'ok') checks.push(await keyCheck(source, plan.source.key), ...(await tablePrivileges(source, ['SELECT'], user)), await rowSecurityCheck(source));
+        if (exists.status === 'ok') checks.push(await keyCheck(source, plan.source.key), ...(await tablePrivileges(source, ['SELECT'], user)), await rowSecurityCheck(source), await inheritanceCheck(source));
         checks.push(await statsVisibility(source, user));
         if (capturesWithTrigger(plan)) checks.push(...(await captureChecks(source.pool, plan.source, user, (await whoAmI(source.pool)).database)));
         if (capturesLogically(plan)) checks.push(...(await logicalCaptureChecks(source.pool, plan.source, plan.source.key)));
@@ -236,7 +246,7 @@ export function createDoctor(databases: Databases) {
         checks.push(exists);
         if (exists.status === 'ok') {
           checks.push(await keyCheck({ ...target }, targetKey(plan)));
-          checks.push(...(await tablePrivileges(target, ['SELECT', 'INSERT', 'UPDATE', 'DELETE'], user)), await rowSecurityCheck(target));
+          checks.push(...(await tablePrivileges(target, ['SELECT', 'INSERT', 'UPDATE', 'DELETE'], user)), await rowSecurityCheck(target), await inheritanceCheck(target));
         }
         checks.push(...(await ferrySchemaCheck(target, user, database)));
         // The expressions' types are read from the source, which takes SELECT on it.

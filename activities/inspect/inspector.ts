@@ -8,9 +8,12 @@ import { captureOf } from '../../lib/capture';
 import { captureShapeProblem } from './capture-shape';
 import { rowSecurityProblem } from './row-security';
 import { keyOrdersDiffer, keyRangeOrderProblem, nondeterministicTargetProblem } from './key-order';
+import { inheritanceProblem } from './inheritance';
+import { estimateRows } from './row-estimate';
+import { partitionKeyAdvice } from './partition-key';
 import { lineageColumn, type Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
-import { asText, withClient } from '../connections';
+import { asText } from '../connections';
 import { redactErrorText } from '../../lib/errors';
 import { sqlFragmentProblem } from '../../lib/sql-fragment';
 import { oneStatement, planSqlFragments, readOnly } from '../plan-sql';
@@ -83,24 +86,6 @@ async function tableIdentity(pool: pg.Pool, table: TableName): Promise<string | 
     sql`SELECT pg_postmaster_start_time()::text || '/' || (SELECT oid FROM pg_database WHERE datname = current_database())::text || '/' || to_regclass(${qualifiedName(table)})::oid::text AS identity`,
   );
   return rows[0]?.identity ?? null;
-}
-
-/** Planner statistics when there are any; otherwise an exact count, given a few seconds. */
-async function estimateRows(pool: pg.Pool, regclass: string): Promise<number | null> {
-  const stats = await pool.query<{ estimate: string }>(sql`SELECT reltuples::bigint::text AS estimate FROM pg_class WHERE oid = to_regclass(${regclass})`);
-  const estimate = Number(stats.rows[0]?.estimate ?? -1);
-  if (estimate >= 0) return estimate;
-  try {
-    return await withClient(pool, async (client) => {
-      await client.query('BEGIN READ ONLY');
-      await client.query(sql`SET LOCAL statement_timeout = ${int(COUNT_TIMEOUT_MS)}`);
-      const counted = await client.query<{ rows: string }>(sql`SELECT count(*)::text AS rows FROM ${ferrySql(regclass)}`);
-      await client.query('ROLLBACK');
-      return Number(counted.rows[0]?.rows);
-    });
-  } catch {
-    return null;
-  }
 }
 
 /**
@@ -264,14 +249,18 @@ export function createInspector(databases: Databases, transformDir: string | nul
       if (!source.exists) problems.push(`source table ${source.name} does not exist`);
       else if (!source.keyType) problems.push(`source key column "${spec.source.key}" is not a column of ${source.name}`);
       else {
-        if (!source.keyIsUnique)
-          problems.push(`source key column "${spec.source.key}" has no unique index on it alone; keyset batches need a unique key`);
+        if (!source.keyIsUnique) {
+          const advice = await partitionKeyAdvice(sourcePool, spec.source, spec.source.key, 'source');
+          problems.push(`source key column "${spec.source.key}" has no unique index on it alone; keyset batches need a unique key${advice ? `; ${advice}` : ''}`);
+        }
         const nullKeys = await nullKeyProblem(sourcePool, spec.source, spec.source.key, source);
         if (nullKeys) problems.push(nullKeys);
         const shape = await captureShapeProblem(sourcePool, plan, source.name);
         if (shape) problems.push(shape);
         const hidden = await rowSecurityProblem(sourcePool, spec.source);
         if (hidden) problems.push(hidden);
+        const children = await inheritanceProblem(sourcePool, spec.source, 'source');
+        if (children) problems.push(children);
         if (spec.filter) Object.assign(source, { estimatedRows: await estimateSubsetRows(sourcePool, { ...spec, filter: spec.filter }), subset: true });
       }
 
@@ -285,6 +274,8 @@ export function createInspector(databases: Databases, transformDir: string | nul
         problems.push(...(await oldShapeViewProblems(sourcePool, plan)));
         const hidden = await rowSecurityProblem(targetPool, spec.target);
         if (hidden) problems.push(hidden);
+        const children = await inheritanceProblem(targetPool, spec.target, 'target');
+        if (children) problems.push(children);
         const targetColumns = new Set(target.columns.map((c) => c.name));
         for (const column of Object.keys(spec.columns)) {
           if (!targetColumns.has(column)) problems.push(`transform column "${column}" is not a column of ${target.name}`);
@@ -295,9 +286,8 @@ export function createInspector(databases: Databases, transformDir: string | nul
           }
         }
         if (target.keyType && !target.keyIsUnique) {
-          problems.push(
-            `target key column "${spec.target.key}" has no unique index on it alone; copies could not be made idempotent`,
-          );
+          const advice = await partitionKeyAdvice(targetPool, spec.target, spec.target.key, 'target');
+          problems.push(`target key column "${spec.target.key}" has no unique index on it alone; copies could not be made idempotent${advice ? `; ${advice}` : ''}`);
         }
         const orders = source.keyType ? await keyOrdersDiffer({ pool: sourcePool, table: spec.source, column: spec.source.key }, { pool: targetPool, table: spec.target, column: spec.lineage ?? spec.target.key }) : null;
         const lumped = orders && nondeterministicTargetProblem(plan, orders);
