@@ -89,16 +89,18 @@ async function keyCheck(side: Side, key: string): Promise<DoctorCheck> {
   return { side: side.role, name, status: problems.length ? 'fail' : 'ok', detail: problems.length ? problems.join('; ') : 'NOT NULL and unique' };
 }
 
-/** Row-level security that would hide rows from Ferry's role on this side. */
-async function rowSecurityCheck(side: Side): Promise<DoctorCheck> {
-  const problem = await rowSecurityProblem(side.pool, { schema: side.schema, table: side.table });
-  return { side: side.role, name: `row-level security on ${side.schema}.${side.table}`, status: problem ? 'fail' : 'ok', detail: problem ?? 'none applies to this role' };
+/** A check that fails with the inspection's own problem for this side's table, or passes saying `okDetail`. */
+function tableProblemCheck(side: Side, name: string, problem: string | null, okDetail: string): DoctorCheck {
+  return { side: side.role, name: `${name} ${side.schema}.${side.table}`, status: problem ? 'fail' : 'ok', detail: problem ?? okDetail };
 }
 
-/** Inheritance children, whose rows a read of this side's table would take in. */
-async function inheritanceCheck(side: Side): Promise<DoctorCheck> {
-  const problem = await inheritanceProblem(side.pool, { schema: side.schema, table: side.table }, side.role);
-  return { side: side.role, name: `inheritance children of ${side.schema}.${side.table}`, status: problem ? 'fail' : 'ok', detail: problem ?? 'none' };
+/** Row-level security that would hide rows from Ferry's role, and inheritance children whose rows a read would take in. */
+async function tableShapeChecks(side: Side): Promise<DoctorCheck[]> {
+  const table = { schema: side.schema, table: side.table };
+  return [
+    tableProblemCheck(side, 'row-level security on', await rowSecurityProblem(side.pool, table), 'none applies to this role'),
+    tableProblemCheck(side, 'inheritance children of', await inheritanceProblem(side.pool, table, side.role), 'none'),
+  ];
 }
 
 /** What the source role needs beyond its table: seeing other sessions and replicas, for the holds. */
@@ -235,7 +237,7 @@ export function createDoctor(databases: Databases) {
         const { user } = await whoAmI(source.pool);
         const exists = await tableExists(source);
         checks.push(exists);
-        if (exists.status === 'ok') checks.push(await keyCheck(source, plan.source.key), ...(await tablePrivileges(source, ['SELECT'], user)), await rowSecurityCheck(source), await inheritanceCheck(source));
+        if (exists.status === 'ok') checks.push(await keyCheck(source, plan.source.key), ...(await tablePrivileges(source, ['SELECT'], user)), ...(await tableShapeChecks(source)));
         checks.push(await statsVisibility(source, user));
         if (capturesWithTrigger(plan)) checks.push(...(await captureChecks(source.pool, plan.source, user, (await whoAmI(source.pool)).database)));
         if (capturesLogically(plan)) checks.push(...(await logicalCaptureChecks(source.pool, plan.source, plan.source.key)));
@@ -246,7 +248,7 @@ export function createDoctor(databases: Databases) {
         checks.push(exists);
         if (exists.status === 'ok') {
           checks.push(await keyCheck({ ...target }, targetKey(plan)));
-          checks.push(...(await tablePrivileges(target, ['SELECT', 'INSERT', 'UPDATE', 'DELETE'], user)), await rowSecurityCheck(target), await inheritanceCheck(target));
+          checks.push(...(await tablePrivileges(target, ['SELECT', 'INSERT', 'UPDATE', 'DELETE'], user)), ...(await tableShapeChecks(target)));
         }
         checks.push(...(await ferrySchemaCheck(target, user, database)));
         // The expressions' types are read from the source, which takes SELECT on it.

@@ -9,7 +9,7 @@ import { captureShapeProblem } from './capture-shape';
 import { rowSecurityProblem } from './row-security';
 import { keyOrdersDiffer, keyRangeOrderProblem, nondeterministicTargetProblem } from './key-order';
 import { inheritanceProblem } from './inheritance';
-import { estimateRows } from './row-estimate';
+import { estimateRows, timedCount } from './row-estimate';
 import { partitionKeyAdvice } from './partition-key';
 import { lineageColumn, type Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
@@ -22,11 +22,10 @@ import { resolveTransformModule, transformDirFromEnv } from '../transform/load';
 import type { ColumnKinds } from '../transform/exact-values';
 import { targetColumnKinds } from '../transform/copy-text';
 import { readSourceRows, sampleOnThread } from '../transform/transform-threads';
-import { displayName, ferrySql, ident, int, planSql, qualifiedName, sql, SOURCE_ALIAS, tableName, type TableName } from '../sql';
+import { displayName, ferrySql, ident, planSql, qualifiedName, sql, SOURCE_ALIAS, tableName, type TableName } from '../sql';
 import { assignmentProblems, castProblems, expressionProblems, type SampledRow } from '../transform/transform-fit';
 
 const SAMPLE_ROWS = 5;
-const COUNT_TIMEOUT_MS = 5_000;
 
 async function inspectTable(pool: pg.Pool, table: TableName, key: string): Promise<TableInspection> {
   const regclass = qualifiedName(table);
@@ -95,20 +94,13 @@ async function tableIdentity(pool: pg.Pool, table: TableName): Promise<string | 
  */
 async function estimateSubsetRows(pool: pg.Pool, spec: CopySpec & { filter: string }): Promise<number | null> {
   const from = sql`FROM ${tableName(spec.source)} AS ${ferrySql(SOURCE_ALIAS)} WHERE ${ferrySql(spec.filter)}`;
+  const counted = await timedCount(pool, sql`SELECT count(*)::text AS rows ${from}`);
+  if (counted !== null) return counted;
   try {
-    // readOnly, as every read of plan SQL: its transaction and session locks end with it.
-    return await readOnly(pool, async (client) => {
-      await client.query(sql`SET LOCAL statement_timeout = ${int(COUNT_TIMEOUT_MS)}`);
-      const counted = await client.query<{ rows: string }>(oneStatement(sql`SELECT count(*)::text AS rows ${from}`));
-      return Number(counted.rows[0]?.rows);
-    });
+    const planned = await readOnly(pool, (client) => client.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(oneStatement(sql`EXPLAIN (FORMAT JSON) SELECT ${from}`)));
+    return planned.rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? null;
   } catch {
-    try {
-      const planned = await readOnly(pool, (client) => client.query<{ 'QUERY PLAN': [{ Plan: { 'Plan Rows': number } }] }>(oneStatement(sql`EXPLAIN (FORMAT JSON) SELECT ${from}`)));
-      return planned.rows[0]?.['QUERY PLAN'][0].Plan['Plan Rows'] ?? null;
-    } catch {
-      return null;
-    }
+    return null;
   }
 }
 

@@ -3,23 +3,22 @@
  * statistics when there are any, else an exact count given a few seconds. Read-only.
  */
 import type pg from 'pg';
-import { withClient } from '../connections';
+import { oneStatement, readOnly } from '../plan-sql';
 import { ferrySql, int, join, sql, type Sql } from '../sql';
 
 const COUNT_TIMEOUT_MS = 5_000;
 
-/** Rows counted in one read-only statement given a few seconds; null when it does not answer in time. */
-async function timedCount(pool: pg.Pool, statement: Sql): Promise<number | null> {
+/**
+ * Rows counted by `statement` (one row, column `rows`), in a read-only transaction given a few
+ * seconds; null when it does not answer in time. The statement may hold plan SQL: it runs as one
+ * statement, and readOnly ends whatever it took with the transaction.
+ */
+export async function timedCount(pool: pg.Pool, statement: Sql): Promise<number | null> {
   try {
-    return await withClient(pool, async (client) => {
-      await client.query('BEGIN READ ONLY');
-      try {
-        await client.query(sql`SET LOCAL statement_timeout = ${int(COUNT_TIMEOUT_MS)}`);
-        const counted = await client.query<{ rows: string }>(statement);
-        return Number(counted.rows[0]?.rows);
-      } finally {
-        await client.query('ROLLBACK');
-      }
+    return await readOnly(pool, async (client) => {
+      await client.query(sql`SET LOCAL statement_timeout = ${int(COUNT_TIMEOUT_MS)}`);
+      const counted = await client.query<{ rows: string }>(oneStatement(statement));
+      return Number(counted.rows[0]?.rows);
     });
   } catch {
     return null;
