@@ -43,6 +43,8 @@ export interface PacingBaseline {
   canaryMs?: number | null;
   /** The most client sessions (not Ferry's) seen running a statement at once. */
   activeBackends: number;
+  /** Epoch ms of a look taken with the copy idle; absent for the look before the copy. */
+  idleAt?: number;
 }
 
 /** The plan's budget: how much the copy may cost the application. */
@@ -66,6 +68,11 @@ export interface PacingState {
   cutFrom: number | null;
   /** Latency pressure of the previous interval: one noisy sample does not cut the rate. */
   lastLatencyPressure: number;
+  /**
+   * Intervals in a row spent at the lowest rate with the foreground still over the budget its
+   * baseline sets: load the copy may not be causing. Absent for none.
+   */
+  floorIntervals?: number;
 }
 
 /** The controller's memory, carried by a shard's workflow from one copy call to the next. */
@@ -78,6 +85,12 @@ export interface CopyPacing {
   holding?: PacingDecision['holding'];
   /** Rows per second the last call really copied: a call's first step has seen too little of its own. */
   copiedRowsPerSecond?: number;
+  /** Looks at the foreground taken with the copy idle since it started (see quietLookDue). */
+  idleLooks?: number;
+  /** Epoch ms of the last such look, whether or not it read anything. */
+  lastIdleLookAt?: number;
+  /** The baseline measured before the copy, kept once a look with the copy idle replaced it. */
+  firstBaseline?: PacingBaseline;
 }
 
 const roundTo = (value: number, places: number) => Math.round(value * 10 ** places) / 10 ** places;
@@ -89,17 +102,20 @@ const roundTo = (value: number, places: number) => Math.round(value * 10 ** plac
  */
 export function carriedPacing(pacing: CopyPacing): CopyPacing {
   const { baseline, state } = pacing;
+  const short = (b: PacingBaseline): PacingBaseline => ({
+    ...b,
+    latencyMs: b.latencyMs === null ? null : roundTo(b.latencyMs, 3),
+    ...(b.canaryMs != null ? { canaryMs: roundTo(b.canaryMs, 3) } : {}),
+  });
   return {
     ...pacing,
-    baseline: {
-      ...baseline,
-      latencyMs: baseline.latencyMs === null ? null : roundTo(baseline.latencyMs, 3),
-      ...(baseline.canaryMs != null ? { canaryMs: roundTo(baseline.canaryMs, 3) } : {}),
-    },
+    baseline: short(baseline),
+    ...(pacing.firstBaseline ? { firstBaseline: short(pacing.firstBaseline) } : {}),
     state: {
       rowsPerSecond: Math.round(state.rowsPerSecond),
       cutFrom: state.cutFrom === null ? null : Math.round(state.cutFrom),
       lastLatencyPressure: roundTo(state.lastLatencyPressure, 3),
+      ...(state.floorIntervals ? { floorIntervals: state.floorIntervals } : {}),
     },
     ...(pacing.copiedRowsPerSecond !== undefined ? { copiedRowsPerSecond: Math.round(pacing.copiedRowsPerSecond) } : {}),
   };
@@ -143,24 +159,31 @@ interface Pressure {
 const ms = (value: number) => `${value.toFixed(value < 10 ? 1 : 0)} ms`;
 
 /** A latency reading against its baseline: the share of the allowed growth used up, 0 at the baseline and 1 at the budget. */
-function latencyPressure(reading: number | null, before: number | null, source: PacingSample['latencySource'], budget: PacingBudget): Pressure | null {
+function latencyPressure(
+  reading: number | null,
+  before: number | null,
+  source: PacingSample['latencySource'],
+  budget: PacingBudget,
+  measured: string,
+): Pressure | null {
   if (reading === null || before === null) return null;
   const limit = Math.max(before * budget.p99Factor, before + LATENCY_NOISE_MS[source]);
   const what = source === 'statements' ? "p99 of the database's statements" : 'median canary commit';
   return {
     signal: 'latency',
     ratio: (reading - before) / (limit - before),
-    detail: `${what} ${ms(reading)}, budget ${ms(limit)} (${budget.p99Factor}x of ${ms(before)} before the copy)`,
+    detail: `${what} ${ms(reading)}, budget ${ms(limit)} (${budget.p99Factor}x of ${ms(before)} ${measured})`,
   };
 }
 
 /** Each signal's reading as a share of its budget. */
 export function pressures(sample: PacingSample, baseline: PacingBaseline, budget: PacingBudget): Pressure[] {
   const found: Pressure[] = [];
+  const measured = baseline.idleAt === undefined ? 'before the copy' : `with the copy idle at ${new Date(baseline.idleAt).toISOString().slice(11, 19)}`;
   const latency = [
-    latencyPressure(sample.latencyMs, baseline.latencyMs, sample.latencySource, budget),
+    latencyPressure(sample.latencyMs, baseline.latencyMs, sample.latencySource, budget, measured),
     // With statement times, the canary's commits stand for the wait for the WAL flush they leave out.
-    sample.latencySource === 'statements' ? latencyPressure(sample.canaryMs, baseline.canaryMs ?? null, 'canary', budget) : null,
+    sample.latencySource === 'statements' ? latencyPressure(sample.canaryMs, baseline.canaryMs ?? null, 'canary', budget, measured) : null,
   ].filter((p): p is Pressure => p !== null);
   if (latency.length) found.push(latency.reduce((a, b) => (b.ratio > a.ratio ? b : a)));
   const waits = sample.lockWaits;
@@ -219,15 +242,19 @@ export function nextPacing(
   if (worst.ratio > 1) {
     const factor = worst.ratio >= FAR_OVER ? 0.5 : 0.7;
     const rate = Math.max(MIN_PACED_ROWS_PER_SECOND, Math.min(top, Math.floor(state.rowsPerSecond * factor)));
+    // Held at the lowest rate by a signal measured against the baseline, the load may be the
+    // application's own: counted, so that the throttle takes a look with the copy idle.
+    const atFloor = state.rowsPerSecond <= MIN_PACED_ROWS_PER_SECOND && (worst.signal === 'latency' || worst.signal === 'active-backends');
+    const floorIntervals = atFloor ? (state.floorIntervals ?? 0) + 1 : 0;
     return {
-      state: { rowsPerSecond: rate, cutFrom: state.rowsPerSecond, lastLatencyPressure },
+      state: { rowsPerSecond: rate, cutFrom: state.rowsPerSecond, lastLatencyPressure, ...(floorIntervals ? { floorIntervals } : {}) },
       action: 'decrease',
       holding: { signal: worst.signal, detail: worst.detail },
     };
   }
   if (worst.ratio > HEADROOM) {
     const rate = Math.min(top, state.rowsPerSecond);
-    return { state: { ...state, rowsPerSecond: rate, lastLatencyPressure }, action: 'steady', holding: { signal: worst.signal, detail: `near budget: ${worst.detail}` } };
+    return { state: { ...withoutFloor(state), rowsPerSecond: rate, lastLatencyPressure }, action: 'steady', holding: { signal: worst.signal, detail: `near budget: ${worst.detail}` } };
   }
   const step = state.cutFrom === null ? state.rowsPerSecond : Math.max(MIN_PACED_ROWS_PER_SECOND * 5, state.cutFrom * 0.1);
   // Never more than twice what the copy really achieved: a rate it cannot reach would take
@@ -236,10 +263,79 @@ export function nextPacing(
   const rate = Math.floor(Math.min(top, reachable, state.rowsPerSecond + step));
   const atCeiling = ceiling !== null && rate >= ceiling;
   return {
-    state: { ...state, rowsPerSecond: Math.max(MIN_PACED_ROWS_PER_SECOND, rate), lastLatencyPressure },
+    state: { ...withoutFloor(state), rowsPerSecond: Math.max(MIN_PACED_ROWS_PER_SECOND, rate), lastLatencyPressure },
     action: rate > state.rowsPerSecond ? 'increase' : 'steady',
     holding: atCeiling ? { signal: 'ceiling', detail: `the rows/s limit (${ceiling} rows/s)` } : null,
   };
+}
+
+function withoutFloor(state: PacingState): PacingState {
+  const { floorIntervals: _, ...rest } = state;
+  return rest;
+}
+
+/**
+ * Intervals at the lowest rate, over budget, before the first look with the copy idle; each
+ * further look waits twice as long, up to QUIET_LOOK_MAX_DOUBLINGS times.
+ */
+export const QUIET_LOOK_AFTER_INTERVALS = 10;
+const QUIET_LOOK_MAX_DOUBLINGS = 5;
+/** A baseline raised by a look is looked at again after this long: the load that raised it may have left. */
+export const RAISED_BASELINE_MAX_AGE_MS = 10 * 60_000;
+
+/**
+ * Whether the throttle should stop copying for a moment and measure the foreground anew.
+ *
+ * A baseline measured once, in a quiet moment, would hold the copy at the lowest rate for ever
+ * once the application grows busier on its own (more traffic, a batch job, a neighbour on the
+ * machine): the latency over budget is not the copy's, and no cut brings it down. At 500 rows/s
+ * a capture can then never catch up with an application writing faster. So, when cuts stop
+ * working, the foreground is measured with this copy idle, and the budget follows what the
+ * application feels without it. A baseline raised so is measured again after a while.
+ */
+export function quietLookDue(pacing: CopyPacing, nowMs: number): boolean {
+  const looks = pacing.idleLooks ?? 0;
+  const after = QUIET_LOOK_AFTER_INTERVALS * 2 ** Math.min(looks, QUIET_LOOK_MAX_DOUBLINGS);
+  if ((pacing.state.floorIntervals ?? 0) >= after) return true;
+  const last = pacing.lastIdleLookAt;
+  return last !== undefined && nowMs - last >= RAISED_BASELINE_MAX_AGE_MS && raisedByLook(pacing.baseline, pacing.firstBaseline);
+}
+
+function raisedByLook(baseline: PacingBaseline, first: PacingBaseline | undefined): boolean {
+  if (!first) return false;
+  const over = (now: number | null | undefined, then: number | null | undefined) => now != null && then != null && now > then;
+  return over(baseline.latencyMs, first.latencyMs) || over(baseline.canaryMs, first.canaryMs) || baseline.activeBackends > first.activeBackends;
+}
+
+/**
+ * The memory after a look with the copy idle: the foreground as the look found it (a reading it
+ * lacks keeps the old one), and the rate starting again from the lowest, doubling while there is
+ * room. `firstBaseline` keeps the look before the copy.
+ */
+export function afterQuietLook(pacing: CopyPacing, idle: PacingBaseline | null, nowMs: number): CopyPacing {
+  const before = pacing.baseline;
+  const looked = { idleLooks: (pacing.idleLooks ?? 0) + 1, lastIdleLookAt: nowMs };
+  // A look that read nothing (the database did not answer) changes nothing but when the next is due.
+  if (!idle) return { ...pacing, state: withoutFloor(pacing.state), ...looked };
+  // The rate the copy reached at the lowest pace says nothing of what it can reach now.
+  const { copiedRowsPerSecond: _, ...rest } = pacing;
+  return {
+    ...rest,
+    firstBaseline: pacing.firstBaseline ?? stripIdle(before),
+    baseline: {
+      latencyMs: idle.latencyMs ?? before.latencyMs,
+      canaryMs: idle.canaryMs ?? before.canaryMs ?? null,
+      activeBackends: idle.activeBackends,
+      idleAt: nowMs,
+    },
+    state: { rowsPerSecond: MIN_PACED_ROWS_PER_SECOND, cutFrom: null, lastLatencyPressure: 0 },
+    ...looked,
+  };
+}
+
+function stripIdle(baseline: PacingBaseline): PacingBaseline {
+  const { idleAt: _, ...rest } = baseline;
+  return rest;
 }
 
 const SIGNALS: readonly PacingSignal[] = ['latency', 'lock-waits', 'active-backends', 'checkpoints', 'wal', 'replica-lag', 'ceiling'];

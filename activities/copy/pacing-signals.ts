@@ -11,6 +11,11 @@ import { openPacingSampler, type PacingSampler, type TableName } from './pacing-
 
 /** How long the foreground is watched before a copy starts. */
 export const BASELINE_MS = 1500;
+/**
+ * Before a look with the copy idle, the time the copy's last batch needs to leave the database
+ * (its WAL flushed, its sessions idle) so the look sees the application alone.
+ */
+const SETTLE_MS = 1000;
 /** A sampler nobody asked for in this long closes its connection. */
 const IDLE_MS = 60_000;
 
@@ -22,6 +27,13 @@ export interface PacingSignals {
   /** The latest sample, taken anew when the last is `intervalMs` old; numbered so a caller sees each once. */
   latest(intervalMs: number): Promise<{ number: number; sample: Felt }>;
   sampleNumber(): number;
+  /**
+   * The foreground measured anew while the copies of this process wait (they wait out `looking()`
+   * before each batch); null when the database did not answer. One look for every caller at once.
+   */
+  idleLook(): Promise<PacingBaseline | null>;
+  /** The look in progress, for a copy to wait out before its next batch; null when there is none. */
+  looking(): Promise<unknown> | null;
 }
 
 export interface WatchedDatabase {
@@ -72,6 +84,7 @@ function createSignals(databases: WatchedDatabase[], idle: () => boolean): Pacin
   let baseline: Promise<PacingBaseline> | null = null;
   let latest: { number: number; at: number; sample: Felt } | null = null;
   let sampling: Promise<void> | null = null;
+  let looking: Promise<PacingBaseline | null> | null = null;
 
   const open = () => {
     samplers ??= Promise.all(databases.map((d) => openPacingSampler(d.pool.options, d.tables, { writes: d.tables })));
@@ -117,6 +130,22 @@ function createSignals(databases: WatchedDatabase[], idle: () => boolean): Pacin
       return latest ?? { number: 0, sample: QUIET };
     },
     sampleNumber: () => latest?.number ?? 0,
+    idleLook() {
+      looking ??= (async () => {
+        try {
+          await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+          const all = await open();
+          return mergeBaselines(await Promise.all(all.map((s) => s.baseline(BASELINE_MS))));
+        } catch (error) {
+          log.warn(`pacing: no look at the foreground with the copy idle (${String(error)})`);
+          return null;
+        } finally {
+          looking = null;
+        }
+      })();
+      return looking;
+    },
+    looking: () => looking,
   };
 }
 

@@ -4,13 +4,15 @@
  * paces the rate by what the application feels (lib/pacing-controller.ts), never above the rows/s
  * limit, and caps the batch so one batch never outruns the rate.
  */
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, log } from '@temporalio/activity';
 import pg from 'pg';
 import { redactErrorText } from '../../lib/errors';
 import {
+  afterQuietLook,
   carriedPacing,
   describePacing,
   nextPacing,
+  quietLookDue,
   startPacing,
   type CopyPacing,
   type PacingDecision,
@@ -79,7 +81,7 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
   let pacing: CopyPacing | null = null;
   if (budget && signals) {
     const baseline = options.pacing?.baseline ?? (await signals.baseline());
-    pacing = { baseline, state: options.pacing?.state ?? startPacing(ceiling) };
+    pacing = { ...options.pacing, baseline, state: options.pacing?.state ?? startPacing(ceiling) };
   }
 
   let lastHealthCheck = -Infinity;
@@ -87,12 +89,13 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
   let lastStep = Date.now();
   let rowsSinceStep = 0;
   let rowsThisCall = 0;
-  const opened = Date.now();
   let lastSampleSeen = signals?.sampleNumber() ?? 0;
   let held: PacingDecision['holding'] = options.pacing?.holding ?? null;
   // Rows are paid for at the current rate; the copy may start its next batch once paid up. With
   // the controller, the debt outlives the call, so short calls cannot each take a free batch.
   let paidUntil = Math.max(Date.now(), options.pacing?.paidUntil ?? 0);
+  // This call's rows are counted from the time the last call's were paid up to.
+  let countedFrom = paidUntil;
 
   const rate = (): number | null => {
     if (!pacing) return ceiling;
@@ -105,7 +108,7 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
     lastSampleSeen = sample.number;
     const seconds = (Date.now() - lastStep) / 1000;
     // Too short a look at this call's own copying says nothing: take the last call's.
-    const copied = seconds >= budgetNow.intervalSeconds / 2 ? rowsSinceStep / seconds : (options.pacing?.copiedRowsPerSecond ?? Infinity);
+    const copied = seconds >= budgetNow.intervalSeconds / 2 ? rowsSinceStep / seconds : (current.copiedRowsPerSecond ?? Infinity);
     const felt: PacingSample = { ...sample.sample, copiedRowsPerSecond: copied };
     const decision = nextPacing(current.state, felt, current.baseline, budgetNow, ceiling);
     current.state = decision.state;
@@ -124,7 +127,10 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
         if (reason) return HOLD(reason, holdKindOf(reason), checkEveryMs);
       }
       if (budget && signals && pacing) {
+        // Another shard's look at the foreground: nothing of this process copies meanwhile.
+        await signals.looking();
         await stepController(budget, signals, pacing);
+        if (quietLookDue(pacing, Date.now())) pacing = await lookWithCopyIdle(signals, pacing);
         const owed = paidUntil - Date.now();
         if (owed > 0) return explain(owed);
       }
@@ -149,11 +155,33 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
 
     pacing: () => {
       if (!pacing) return null;
-      const seconds = (Date.now() - opened) / 1000;
-      const copiedRowsPerSecond = seconds >= 0.5 ? rowsThisCall / seconds : options.pacing?.copiedRowsPerSecond;
-      return carriedPacing({ baseline: pacing.baseline, state: { ...pacing.state }, paidUntil, holding: held, ...(copiedRowsPerSecond !== undefined ? { copiedRowsPerSecond } : {}) });
+      // Rows count over the time they are paid for: a short call whose last batch waits out its
+      // pace after the call ends still copied at that rate. (Counted up to now only, a call of one
+      // batch never reached half a second, and the rate it carried on never changed.)
+      const seconds = (Math.max(Date.now(), paidUntil) - countedFrom) / 1000;
+      const copiedRowsPerSecond = seconds >= 0.5 ? rowsThisCall / seconds : pacing.copiedRowsPerSecond;
+      return carriedPacing({ ...pacing, state: { ...pacing.state }, paidUntil, holding: held, ...(copiedRowsPerSecond !== undefined ? { copiedRowsPerSecond } : {}) });
     },
   };
+
+  /** The memory after a look at the foreground with this process's copies idle (quietLookDue says why). */
+  async function lookWithCopyIdle(signalsNow: PacingSignals, current: CopyPacing): Promise<CopyPacing> {
+    const idle = await signalsNow.idleLook();
+    const next = afterQuietLook(current, idle, Date.now());
+    if (idle) {
+      const was = current.baseline.canaryMs ?? current.baseline.latencyMs;
+      const now = next.baseline.canaryMs ?? next.baseline.latencyMs;
+      log.info(`pacing: held at the lowest rate with the foreground over budget, so looked with the copy idle: latency ${now?.toFixed(1) ?? 'unread'} ms (was ${was?.toFixed(1) ?? 'unread'} ms); the budget follows it`);
+      held = null;
+      lastStep = Date.now();
+      rowsSinceStep = 0;
+    }
+    paidUntil = Math.max(paidUntil, Date.now());
+    // The time spent looking is no copying's.
+    countedFrom = paidUntil;
+    rowsThisCall = 0;
+    return next;
+  }
 
   /** A wait of `ms` for the rate, and its reason: the controller's signal, its ramp, or the ceiling. */
   function explain(ms: number): ThrottleWait {

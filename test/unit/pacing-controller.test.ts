@@ -1,10 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import {
+  afterQuietLook,
+  carriedPacing,
   describePacing,
   MIN_PACED_ROWS_PER_SECOND,
   nextPacing,
+  QUIET_LOOK_AFTER_INTERVALS,
+  quietLookDue,
+  RAISED_BASELINE_MAX_AGE_MS,
   START_PACED_ROWS_PER_SECOND,
   startPacing,
+  type CopyPacing,
   type PacingBaseline,
   type PacingBudget,
   type PacingDecision,
@@ -147,5 +153,90 @@ describe('the holding signal in status', () => {
       shards: [shard(0, 'running', reason), shard(1, 'running', 'rows/s limit (500 rows/s for this shard)'), shard(2, 'running', reason), shard(3, 'done', reason)],
     } as unknown as Parameters<typeof holdingSignals>[0];
     expect(holdingSignals(status)).toEqual([{ signal: 'lock-waits', shards: [0, 2] }]);
+  });
+});
+
+describe('a look with the copy idle', () => {
+  /** The copy's memory after `samples`, fed from `state` against `base`. */
+  function paced(samples: Partial<PacingSample>[], base: PacingBaseline, state: PacingState = startPacing(null)): CopyPacing {
+    let pacing: CopyPacing = { baseline: base, state };
+    for (const sample of samples) {
+      pacing = { ...pacing, state: nextPacing(pacing.state, { ...quiet, ...sample }, pacing.baseline, budget, null).state };
+    }
+    return pacing;
+  }
+  const busier = (n: number) => Array.from({ length: n }, () => ({ latencyMs: 30 }));
+  const floor = { rowsPerSecond: MIN_PACED_ROWS_PER_SECOND, cutFrom: 1000, lastLatencyPressure: 5 };
+
+  it('is due once the copy has sat at the lowest rate with latency over budget for ten intervals', () => {
+    const cutDown = paced(busier(6), baseline, { rowsPerSecond: 20_000, cutFrom: null, lastLatencyPressure: 0 });
+    expect(cutDown.state.rowsPerSecond).toBe(MIN_PACED_ROWS_PER_SECOND);
+    expect(quietLookDue(cutDown, 0)).toBe(false);
+    const stuck = paced(busier(QUIET_LOOK_AFTER_INTERVALS), baseline, floor);
+    expect(stuck.state.floorIntervals).toBe(QUIET_LOOK_AFTER_INTERVALS);
+    expect(quietLookDue(stuck, 0)).toBe(true);
+    // One interval within budget starts the count again: the cuts worked.
+    const relieved = paced([...busier(QUIET_LOOK_AFTER_INTERVALS - 1), { latencyMs: 8 }, ...busier(QUIET_LOOK_AFTER_INTERVALS - 1)], baseline, floor);
+    expect(quietLookDue(relieved, 0)).toBe(false);
+    // Signals with budgets of their own are not the baseline's to answer for.
+    expect(quietLookDue(paced(Array.from({ length: 20 }, () => ({ lockWaits: 3 })), baseline, floor), 0)).toBe(false);
+  });
+
+  it('is carried into the history with the count', () => {
+    const stuck = paced(busier(4), baseline, floor);
+    expect(carriedPacing(stuck).state.floorIntervals).toBe(4);
+  });
+
+  it('sets the budget by what the application feels without the copy, and climbs again from the lowest rate', () => {
+    const stuck = paced(busier(QUIET_LOOK_AFTER_INTERVALS), baseline, floor);
+    const looked = afterQuietLook(stuck, { latencyMs: 27, canaryMs: 26, activeBackends: 6 }, Date.UTC(2026, 11, 2, 16, 30, 5));
+    expect(looked.baseline).toEqual({ latencyMs: 27, canaryMs: 26, activeBackends: 6, idleAt: Date.UTC(2026, 11, 2, 16, 30, 5) });
+    expect(looked.firstBaseline).toEqual(baseline);
+    expect(looked.state).toEqual({ rowsPerSecond: MIN_PACED_ROWS_PER_SECOND, cutFrom: null, lastLatencyPressure: 0 });
+    expect(quietLookDue(looked, 0)).toBe(false);
+    const after = paced(busier(4), looked.baseline, looked.state);
+    expect(after.state.rowsPerSecond).toBe(MIN_PACED_ROWS_PER_SECOND * 16);
+    // Status says where the budget comes from.
+    const over = nextPacing(after.state, { ...quiet, latencyMs: 40 }, looked.baseline, budget, null);
+    expect(over.holding?.detail).toBe('p99 of the database\'s statements 40 ms, budget 32 ms (1.2x of 27 ms with the copy idle at 16:30:05)');
+  });
+
+  it('lowers the budget too when the application is quieter than when the copy started', () => {
+    const looked = afterQuietLook(paced(busier(QUIET_LOOK_AFTER_INTERVALS), baseline, floor), { latencyMs: 3, canaryMs: null, activeBackends: 1 }, 1);
+    expect(looked.baseline.latencyMs).toBe(3);
+    expect(looked.baseline.activeBackends).toBe(1);
+  });
+
+  it('waits twice as long after each look, so a copy that is itself the load at the lowest rate is not idled often', () => {
+    let pacing = paced(busier(QUIET_LOOK_AFTER_INTERVALS), baseline, floor);
+    const due: number[] = [];
+    for (let look = 0; look < 3; look += 1) {
+      pacing = afterQuietLook(pacing, { latencyMs: 8, canaryMs: null, activeBackends: 4 }, 1);
+      pacing = { ...pacing, state: floor };
+      let intervals = 0;
+      while (!quietLookDue(pacing, 1)) {
+        pacing = { ...pacing, state: nextPacing(pacing.state, { ...quiet, latencyMs: 30 }, pacing.baseline, budget, null).state };
+        intervals += 1;
+      }
+      due.push(intervals);
+    }
+    expect(due).toEqual([20, 40, 80]);
+  });
+
+  it('looks again at a baseline it raised after a while, since the load that raised it may have left', () => {
+    const looked = afterQuietLook(paced(busier(QUIET_LOOK_AFTER_INTERVALS), baseline, floor), { latencyMs: 27, canaryMs: null, activeBackends: 4 }, 1_000);
+    expect(quietLookDue(looked, 1_000 + RAISED_BASELINE_MAX_AGE_MS - 1)).toBe(false);
+    expect(quietLookDue(looked, 1_000 + RAISED_BASELINE_MAX_AGE_MS)).toBe(true);
+    const same = afterQuietLook(paced(busier(QUIET_LOOK_AFTER_INTERVALS), baseline, floor), { latencyMs: 7, canaryMs: null, activeBackends: 4 }, 1_000);
+    expect(quietLookDue(same, 1_000 + RAISED_BASELINE_MAX_AGE_MS)).toBe(false);
+  });
+
+  it('keeps the baseline when the look read nothing, and counts the look', () => {
+    const stuck = paced(busier(QUIET_LOOK_AFTER_INTERVALS), baseline, floor);
+    const failed = afterQuietLook(stuck, null, 5);
+    expect(failed.baseline).toEqual(baseline);
+    expect(failed.state.floorIntervals).toBeUndefined();
+    expect(failed.idleLooks).toBe(1);
+    expect(quietLookDue(failed, 5)).toBe(false);
   });
 });
