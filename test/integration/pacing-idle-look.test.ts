@@ -9,7 +9,7 @@ import { validatePlan } from '../../lib/plan';
 import { startPostgres, type PostgresServer } from '../../scripts/services/postgres';
 import { eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
-const ROWS = 60_000;
+const ROWS = 40_000;
 
 describe('pacing when the foreground slows down on its own', () => {
   let server: PostgresServer;
@@ -38,7 +38,8 @@ describe('pacing when the foreground slows down on its own', () => {
       target: { connection: 'DB', table: 'ledger_new' },
       transform: { sql: { id: 'id', amount: 'amount' } },
       shards: { count: 1 },
-      throttle: { rowsPerSecond: 2000, checkpointSeconds: 0.5 },
+      // Samples every half second: ten intervals at the lowest rate pass in five seconds.
+      throttle: { rowsPerSecond: 2000, checkpointSeconds: 0.5, budget: { intervalSeconds: 0.5 } },
     });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const copied = async () => (await sqlRow(url, 'SELECT count(*)::int AS n FROM ledger_new')).n as number;
