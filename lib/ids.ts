@@ -32,7 +32,12 @@ export function migrationIdOf(workflowId: unknown): string | null {
 
 /** The copy of one shard: `<migration id>/shard-<n>`. Shards report to their migration by this id's parent. */
 export function shardWorkflowId(migrationId: string, index: number): string {
-  return `${migrationId}/shard-${index}`;
+  return `${shardWorkflowIdPrefix(migrationId)}${index}`;
+}
+
+/** What the ids of every shard of one migration start with. */
+export function shardWorkflowIdPrefix(migrationId: string): string {
+  return `${migrationId}/shard-`;
 }
 
 /** The query a running copy call reads its shard's throttle and pause by (workflows/messages.ts). */

@@ -5,7 +5,7 @@
 import { ApplicationFailure, getClient } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Plan } from '../../lib/plan';
-import { tableKey } from '../../lib/ids';
+import { shardWorkflowIdPrefix, tableKey } from '../../lib/ids';
 import type { Databases } from '../connections';
 import { inTransaction } from '../transaction';
 import { sql } from '../sql';
@@ -66,9 +66,16 @@ export function createMigrationRegistry(databases: Databases) {
 
     /** Records how the migration ended; only the holder can release the table. */
     async releaseTarget({ plan, migrationId, state }: { plan: Plan; migrationId: string; state: 'completed' | 'aborted' | 'failed' }): Promise<void> {
-      await databases
-        .pool(plan.target.connection)
-        .query(sql`UPDATE ferry.migrations SET state = ${state}, finished_at = now() WHERE target_table = ${targetName(plan)} AND migration_id = ${migrationId}`);
+      const pool = databases.pool(plan.target.connection);
+      // The copy ledger came with schema migration 002: a migration started under an older worker
+      // may end under this one with no copy call of its own in between.
+      await installFerrySchema(pool);
+      const shards = shardWorkflowIdPrefix(migrationId);
+      await inTransaction(pool, async (client) => {
+        await client.query(sql`UPDATE ferry.migrations SET state = ${state}, finished_at = now() WHERE target_table = ${targetName(plan)} AND migration_id = ${migrationId}`);
+        // The shards' copy counts serve retried copy calls only, and none runs past the end.
+        await client.query(sql`DELETE FROM ferry.copy_ledger WHERE left(shard_workflow_id, ${shards.length}) = ${shards}`);
+      });
     },
   };
 }

@@ -42,6 +42,10 @@ describe('a worker killed mid-copy', () => {
     await first.kill();
     const { n: atKill } = await sqlRow(targetUrl, 'SELECT count(*)::int AS n FROM payments');
     expect(atKill).toBeLessThan(ROWS);
+    // Another migration's copy count on the same target, which this one's end must leave alone.
+    const ledger = async () => (await sql(targetUrl, 'SELECT shard_workflow_id AS id FROM ferry.copy_ledger ORDER BY 1')).map((r) => r.id as string);
+    expect((await ledger()).some((id) => id.startsWith(`${handle.workflowId}/shard-`))).toBe(true);
+    await sql(targetUrl, "INSERT INTO ferry.copy_ledger (shard_workflow_id, copy_call, rows_written) VALUES ('ferry/other/1/shard-0', 'run/1', 5)");
 
     const second = await startWorkerProcess(client.temporal, env);
     try {
@@ -59,6 +63,8 @@ describe('a worker killed mid-copy', () => {
     const source = await sql(sourceUrl, `SELECT id::text, amount::text, paid_at::text FROM payments ORDER BY id`);
     expect(target.length).toBe(ROWS);
     expect(target).toEqual(source);
+    // The shards' copy counts go with the migration's end.
+    expect(await ledger()).toEqual(['ferry/other/1/shard-0']);
   });
 
   /** After the kill there is no need to dawdle. */
