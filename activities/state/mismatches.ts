@@ -51,7 +51,7 @@ export async function openSourceKeyGroups(pool: pg.Pool, { migrationId, pass, af
 }
 
 /** Resolves these mismatches of a pass: repaired. */
-export async function resolveMismatchKeys(pool: pg.Pool, migrationId: string, pass: number, keys: string[]): Promise<void> {
+export async function resolveMismatchKeys(pool: pg.Pool | pg.ClientBase, migrationId: string, pass: number, keys: string[]): Promise<void> {
   await pool.query(sql`UPDATE ferry.mismatches SET resolved_at = now() WHERE migration_id = ${migrationId} AND pass = ${pass} AND key = ANY(${keys}::text[])`);
 }
 

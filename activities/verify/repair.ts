@@ -2,12 +2,13 @@
  * Repairing the mismatches of a pass from the source: rows copied again through the transform,
  * extra rows deleted when the source does not hold them, groups rewritten by lineage column.
  */
-import { heartbeat } from '@temporalio/activity';
+import { activityInfo, heartbeat } from '@temporalio/activity';
 import type { Heartbeats } from '../heartbeats';
 import { to as copyTo } from 'pg-copy-streams';
 import { wholeKeySpace } from '../../lib/key-range';
 import { lineageColumn, type Plan } from '../../lib/plan';
 import { inCopyTransaction, writeBatch } from '../copy/batch-writer';
+import { inTransaction } from '../transaction';
 import type { Databases } from '../connections';
 import { assertPlanSqlIsSafe, oneStatement, readOnly, readOnlyQuery } from '../plan-sql';
 import { copyOutSql, type CopySpec, copySpecOf, copyWithinDatabaseSql } from '../copy/copy-statements';
@@ -18,6 +19,7 @@ import { loadTransform } from '../transform/load';
 import { isRowError } from '../../lib/errors';
 import { allConditions, deleteTargetGroupsSql, deleteTargetKeysSql, rowHashesOf, rowsSql, sourceKeysCondition, sourceKeysPresentSql } from './verify-statements';
 import type { BothSides } from './both-sides';
+import { repairLedgerCounts, repairLedgerEntrySql, repairLedgerOfCall } from './repair-ledger';
 
 export interface RepairInput {
   migrationId: string;
@@ -146,8 +148,10 @@ export function createRepair(databases: Databases, { verificationOf }: BothSides
       const lineage = lineageColumn(plan);
       if (lineage) return repairGroups(input, lineage, base, copyKeys);
 
-      let repaired = 0;
-      let deleted = 0;
+      // A retried attempt starts over from the mismatches still open: what the lost one resolved
+      // is in the ledger.
+      const ledger = repairLedgerOfCall(activityInfo(), migrationId, pass);
+      let { repaired, deleted } = ledger && activityInfo().attempt > 1 ? await repairLedgerCounts(targetPool, ledger) : { repaired: 0, deleted: 0 };
       let after: string | null = null;
       heartbeats?.follow(() => ({ repaired, deleted, after }));
       for (;;) {
@@ -163,13 +167,18 @@ export function createRepair(databases: Databases, { verificationOf }: BothSides
           toDelete = extra.filter((k) => !inSource.has(k));
         }
         const copied = await copyKeys(toCopy);
-        repaired += copied.written;
+        let deletedNow = 0;
         if (toDelete.length > 0) {
           const statement = deleteTargetKeysSql(base.target, toDelete);
-          deleted += await inCopyTransaction(targetPool, base, async (c) => (await c.query(statement)).rowCount ?? 0);
+          deletedNow = await inCopyTransaction(targetPool, base, async (c) => (await c.query(statement)).rowCount ?? 0);
         }
         const refused = new Set(copied.refused);
-        await resolveMismatchKeys(targetPool, migrationId, pass, batch.map((r) => r.key).filter((k) => !refused.has(k)));
+        await inTransaction(targetPool, async (c) => {
+          await resolveMismatchKeys(c, migrationId, pass, batch.map((r) => r.key).filter((k) => !refused.has(k)));
+          if (ledger) await c.query(repairLedgerEntrySql(ledger, { repaired: copied.written, deleted: deletedNow }));
+        });
+        repaired += copied.written;
+        deleted += deletedNow;
       }
       return { repaired, deleted, unresolved: await openMismatchCount(targetPool, migrationId, pass) };
     },

@@ -12,6 +12,7 @@ import type { Databases } from '../connections';
 import { installFerrySchema } from '../state/ferry-schema';
 import { inTransaction } from '../transaction';
 import { sql } from '../sql';
+import { forgetRepairCountsSql } from './repair-ledger';
 
 export interface BeginRunInput {
   plan: Plan;
@@ -113,13 +114,19 @@ export function createVerificationRecord(databases: Databases) {
     async finishVerificationRun(input: FinishRunInput): Promise<{ finishedAt: string }> {
       const pool = databases.pool(input.plan.target.connection);
       const o = input.outcome;
-      const result = await pool.query<{ finished_at: Date }>(
+      // A worker older than the repair ledger may have begun the run.
+      await installFerrySchema(pool);
+      const result = await inTransaction(pool, async (client) => {
+        // The run's repair counts are in its record now; a retried repair call cannot follow it.
+        await client.query(forgetRepairCountsSql(input.migrationId));
+        return client.query<{ finished_at: Date }>(
         sql`UPDATE ferry.verification_runs
                SET finished_at = coalesce(finished_at, now()), passes = ${o.passes}, rows_checked = ${o.rowsChecked}, missing = ${o.missing},
                    extra = ${o.extra}, value = ${o.value}, repaired = ${o.repaired}, clean = ${o.clean}, problem = ${o.problem}
              WHERE migration_id = ${input.migrationId} AND run = ${o.run}
              RETURNING finished_at`,
-      );
+        );
+      });
       return { finishedAt: (result.rows[0]?.finished_at ?? new Date()).toISOString() };
     },
   };
