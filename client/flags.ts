@@ -20,7 +20,11 @@ export interface FlagReaderOptions {
   pool: pg.Pool;
   /** The migration's plan name. */
   migration: string;
-  /** This process, in ferry.flag_acks. (Default: hostname, pid and a random suffix) */
+  /**
+   * A name for this application in ferry.flag_acks and ferry.read_comparisons; each process adds its
+   * pid and a random suffix, so that replicas given the same name keep rows of their own.
+   * (Default: the hostname)
+   */
   clientId?: string;
   /** How long a read of ferry.flags is reused by get(). (Default: 1000) */
   cacheMs?: number;
@@ -74,7 +78,19 @@ function sameFlags(a: Flags, b: Flags): boolean {
 }
 
 export function defaultClientId(): string {
-  return `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  return processClientId();
+}
+
+/**
+ * This process's id in Ferry's tables: `name` (or the hostname), the pid and a random suffix. One
+ * name shared by an application's replicas would be one row: a replica still on old flags would
+ * be hidden by another's acknowledgement, and each replica's read tally would overwrite the others'.
+ */
+export function processClientId(name?: unknown): string {
+  if (name !== undefined && (typeof name !== 'string' || name.trim() === '')) {
+    throw new Error(`ferry: clientId must be a name for this application, not ${JSON.stringify(name) ?? String(name)}`);
+  }
+  return `${name ?? os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
 }
 
 export function createFlagReader(options: FlagReaderOptions): FlagReader {
@@ -83,7 +99,7 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
   if (typeof migration !== 'string' || migration.trim() === '') {
     throw new Error(`ferry: the migration must be its plan's name, not ${JSON.stringify(migration) ?? String(migration)}`);
   }
-  const clientId = options.clientId ?? defaultClientId();
+  const clientId = processClientId(options.clientId);
   const listeners = new Set<(flags: Flags, previous: Flags) => void>();
   const pendingAcks = new Set<Promise<void>>();
   /** Writes in flight, by the flag version they were made under. */

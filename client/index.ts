@@ -52,7 +52,11 @@ export interface FerryClientOptions {
   migration: string;
   /** Where metrics go. (Default: prom-client's global registry when prom-client is installed; otherwise no metrics) */
   registry?: Registry;
-  /** This process, in ferry.flag_acks. (Default: hostname, pid and a random suffix) */
+  /**
+   * A name for this application in ferry.flag_acks and ferry.read_comparisons; each process adds its
+   * pid and a random suffix, so that replicas given the same name keep rows of their own.
+   * (Default: the hostname)
+   */
   clientId?: string;
   /** How long flags are cached between reads. (Default: 1000) */
   cacheMs?: number;

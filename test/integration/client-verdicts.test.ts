@@ -131,7 +131,7 @@ describe('the client library\'s verdicts', () => {
       });
     }
     await ferry.close();
-    expect(await sqlRow(url, `SELECT compared::int, mismatched::int FROM ferry.read_comparisons WHERE migration = $1 AND client_id = 'tally-app'`, [MIGRATION]))
+    expect(await sqlRow(url, `SELECT compared::int, mismatched::int FROM ferry.read_comparisons WHERE migration = $1 AND client_id = $2`, [MIGRATION, ferry.flags.clientId]))
       .toEqual({ compared: 12, mismatched: differing });
   });
 
@@ -190,7 +190,7 @@ describe('the client library\'s verdicts', () => {
     await sql(url, `UPDATE ferry.flags SET write_new = true, version = version + 1 WHERE migration = $1`, [slow]);
     // The migration goes on (its backfill starts) once every process acknowledged version 2.
     const ackedAt = await eventually(async () => {
-      const rows = await sql(url, `SELECT 1 FROM ferry.flag_acks WHERE migration = $1 AND client_id = 'slow-app' AND version = 2`, [slow]);
+      const rows = await sql(url, `SELECT 1 FROM ferry.flag_acks WHERE migration = $1 AND client_id = $2 AND version = 2`, [slow, ferry.flags.clientId]);
       return rows.length === 1 && Date.now();
     }, 5000, 'the ack of version 2');
     await write;
@@ -231,13 +231,57 @@ describe('the client library\'s verdicts', () => {
       key: (row) => String(row.id),
     });
     await ferry.close();
-    expect(await sql(url, `SELECT compared::int, mismatched::int FROM ferry.read_comparisons WHERE migration = $1 AND client_id = 'closing-app'`, [MIGRATION]))
+    expect(await sql(url, `SELECT compared::int, mismatched::int FROM ferry.read_comparisons WHERE migration = $1 AND client_id = $2`, [MIGRATION, ferry.flags.clientId]))
       .toEqual([{ compared: 1, mismatched: 1 }]);
   });
 
   it('refuses a retry allowance that is not a number of 0 or more, rather than retrying every mismatch', () => {
     for (const retries of [{ perWindow: Number.NaN }, { windowMs: Number.NaN }, { perWindow: -1 }]) {
       expect(() => client({ compare: { retries } })).toThrow(/compare\.retries\.(perWindow|windowMs)/);
+    }
+  });
+
+  it('keeps a row per process for replicas given one clientId: one still on the old flags shows lagging, and their read tallies add up', async () => {
+    const name = 'verdicts-replicas';
+    await sql(url, `CREATE TABLE replicas_old (id int PRIMARY KEY, v text); CREATE TABLE replicas_new (id int PRIMARY KEY, v text);
+                    INSERT INTO replicas_old VALUES (1, 'a'), (2, 'b'); INSERT INTO replicas_new VALUES (1, 'a'), (2, 'changed');`);
+    await sql(url, `INSERT INTO ferry.flags (migration, write_old, write_new, compare_percent) VALUES ($1, true, false, 100)`, [name]);
+    // Two replicas of one application, configured alike; the second reads the flags once a minute.
+    const { ferry: first } = client({ migration: name, clientId: 'orders-api' });
+    const { ferry: second } = client({ migration: name, clientId: 'orders-api', cacheMs: 60_000 });
+    await Promise.all([first.flags.get(), second.flags.get()]);
+    expect(first.flags.clientId).not.toBe(second.flags.clientId);
+    const acks = () => sql(url, `SELECT client_id, version::int FROM ferry.flag_acks WHERE migration = $1 ORDER BY version, client_id`, [name]);
+    await eventually(async () => (await acks()).length === 2, 5000, 'both acks of version 1');
+
+    await sql(url, `UPDATE ferry.flags SET write_new = true, version = version + 1 WHERE migration = $1`, [name]);
+    expect((await first.flags.get()).version).toBe(2);
+    // What the flag gate reads, by the test's own query: the second replica is still behind.
+    const seen = await eventually(async () => {
+      const rows = await acks();
+      return rows.some((row) => row.version === 2) && rows;
+    }, 5000, 'the first replica\'s ack of version 2');
+    expect(seen).toEqual([{ client_id: second.flags.clientId, version: 1 }, { client_id: first.flags.clientId, version: 2 }]);
+
+    // Each replica's comparisons count: 3 reads by one and 2 by the other, one key differing in each.
+    const compare = (ferry: FerryClient, id: number) =>
+      ferry.compareReads('replicas-by-id', {
+        old: async () => (await pool.query('SELECT id, v FROM replicas_old WHERE id = $1', [id])).rows,
+        new: async () => (await pool.query('SELECT id, v FROM replicas_new WHERE id = $1', [id])).rows,
+        key: (row) => String(row.id),
+        await: true,
+      });
+    for (const id of [1, 1, 2]) await compare(first, id);
+    for (const id of [1, 2]) await compare(second, id);
+    await first.close();
+    await second.close();
+    expect(await sqlRow(url, `SELECT sum(compared)::int AS compared, sum(mismatched)::int AS mismatched FROM ferry.read_comparisons WHERE migration = $1`, [name]))
+      .toEqual({ compared: 5, mismatched: 2 });
+  });
+
+  it('refuses a clientId that names nothing, rather than sharing a row with every process given the same', () => {
+    for (const clientId of ['', '  ', 7]) {
+      expect(() => createFerryClient({ pool, migration: MIGRATION, clientId: clientId as string })).toThrow(`ferry: clientId must be a name for this application, not ${JSON.stringify(clientId)}`);
     }
   });
 

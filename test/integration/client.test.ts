@@ -47,7 +47,8 @@ describe('the client library', () => {
     const flags = reader({ clientId: 'app-1' });
     expect(await flags.get()).toEqual({ writeOld: true, writeNew: true, readFrom: 'old', comparePercent: 10, version: 1 });
     expect(flags.current()).toEqual(await flags.get());
-    await eventually(async () => (await sql(url, `SELECT 1 FROM ferry.flag_acks WHERE migration = $1 AND client_id = 'app-1' AND version = 1`, [MIGRATION])).length === 1, 5000, 'the ack');
+    expect(flags.clientId).toMatch(/^app-1:\d+:[0-9a-f]{6}$/);
+    await eventually(async () => (await sql(url, `SELECT 1 FROM ferry.flag_acks WHERE migration = $1 AND client_id = $2 AND version = 1`, [MIGRATION, flags.clientId])).length === 1, 5000, 'the ack');
   });
 
   it('says once that a name has no flags while other migrations have, naming them, and stays on the initial flags', async () => {
@@ -90,10 +91,10 @@ describe('the client library', () => {
     expect(heard).toEqual([{ ...before, readFrom: 'new', comparePercent: 25, version: before.version + 1 }]);
 
     const acks = await eventually(async () => {
-      const rows = await sql(url, `SELECT client_id, version::int FROM ferry.flag_acks WHERE migration = $1 AND client_id IN ('app-a', 'app-b') ORDER BY client_id`, [MIGRATION]);
+      const rows = await sql(url, `SELECT client_id, version::int FROM ferry.flag_acks WHERE migration = $1 AND client_id IN ($2, $3) ORDER BY client_id`, [MIGRATION, first.clientId, second.clientId]);
       return rows.every((row) => row.version === before.version + 1) && rows.length === 2 && rows;
     }, 5000, 'both acks');
-    expect(acks).toEqual([{ client_id: 'app-a', version: before.version + 1 }, { client_id: 'app-b', version: before.version + 1 }]);
+    expect(acks).toEqual([{ client_id: first.clientId, version: before.version + 1 }, { client_id: second.clientId, version: before.version + 1 }]);
   });
 
   it('listens again after its connection is killed, and still hears later changes', async () => {
