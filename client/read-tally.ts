@@ -16,13 +16,18 @@ export function createReadTally(options: { pool: pg.Pool; migration: string; cli
   let compared = 0;
   let mismatched = 0;
   let written = { compared: 0, mismatched: 0 };
+  // The row is this process's alone (its client id carries its pid and a random suffix) and its
+  // counts only grow: a flush that lands after a later one (the timer's and close()'s, on two
+  // connections) must not lower them.
   const flush = async () => {
     if (compared === written.compared && mismatched === written.mismatched) return;
     const counts = { compared, mismatched };
     try {
       await options.pool.query(
         `INSERT INTO ferry.read_comparisons (migration, client_id, compared, mismatched) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (migration, client_id) DO UPDATE SET compared = EXCLUDED.compared, mismatched = EXCLUDED.mismatched, updated_at = now()`,
+         ON CONFLICT (migration, client_id) DO UPDATE
+           SET compared = greatest(ferry.read_comparisons.compared, EXCLUDED.compared),
+               mismatched = greatest(ferry.read_comparisons.mismatched, EXCLUDED.mismatched), updated_at = now()`,
         [options.migration, options.clientId, counts.compared, counts.mismatched],
       );
       written = counts;

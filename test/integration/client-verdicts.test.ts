@@ -8,6 +8,7 @@ import pg from 'pg';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFerryClient, createFlagReader, createReadComparer, type ComparisonResult, type FerryClient, type FlagReader } from '../../client';
+import { createReadTally } from '../../client/read-tally';
 import { installFerrySchema } from '../../activities/state/ferry-schema';
 import { metricValue, memoryLogger } from '../support/client-fakes';
 import { createTestDatabase, eventually, sql, sqlRow } from '../support/harness';
@@ -277,6 +278,20 @@ describe('the client library\'s verdicts', () => {
     await second.close();
     expect(await sqlRow(url, `SELECT sum(compared)::int AS compared, sum(mismatched)::int AS mismatched FROM ferry.read_comparisons WHERE migration = $1`, [name]))
       .toEqual({ compared: 5, mismatched: 2 });
+  });
+
+  it('never lowers a process\'s read tally when an earlier flush lands after a later one', async () => {
+    const clientId = 'tally-order:1:abcdef';
+    const matched: ComparisonResult = { result: 'match', reason: 'equal' };
+    const later = createReadTally({ pool, migration: MIGRATION, clientId, flushEveryMs: 60_000 });
+    const earlier = createReadTally({ pool, migration: MIGRATION, clientId, flushEveryMs: 60_000 });
+    for (let i = 0; i < 5; i += 1) later.record(matched);
+    for (let i = 0; i < 3; i += 1) earlier.record(matched);
+    await later.close();
+    // The same process's counts as they stood three comparisons earlier, written last.
+    await earlier.close();
+    expect(await sqlRow(url, `SELECT compared::int, mismatched::int FROM ferry.read_comparisons WHERE migration = $1 AND client_id = $2`, [MIGRATION, clientId]))
+      .toEqual({ compared: 5, mismatched: 0 });
   });
 
   it('refuses a clientId that names nothing, rather than sharing a row with every process given the same', () => {
