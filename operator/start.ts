@@ -10,7 +10,7 @@ import { ferrySearchAttributes, phaseKey, planNameKey, targetTableKey } from '..
 import type { TemporalSettings } from '../lib/settings';
 import type { migrationWorkflow } from '../workflows/migration';
 import { InspectionNotPassedError } from './errors';
-import { migrationReport } from './status';
+import { migrationReport, type MigrationReport } from './status';
 
 export interface StartOptions {
   execute: boolean;
@@ -80,13 +80,27 @@ export const INSPECTION_WAIT_MS = 5 * 60_000;
 export async function awaitInspection(client: Client, migrationId: string, waitMs = INSPECTION_WAIT_MS): Promise<void> {
   const deadline = Date.now() + waitMs;
   for (;;) {
-    const report = await migrationReport(client, migrationId);
-    if (report.runState !== 'running') {
-      if (report.runState === 'completed' || report.runState === 'continued') return;
-      throw new InspectionNotPassedError(`migration ${migrationId} ${report.runState} before it started copying: ${report.failure ?? report.status?.phase ?? 'no reason given'}`);
-    }
-    if (report.status && report.status.phase !== 'inspecting') return;
+    const outcome = inspectionOutcome(await migrationReport(client, migrationId));
+    if (outcome === 'passed') return;
+    if (outcome !== 'waiting') throw new InspectionNotPassedError(outcome.reason);
     if (Date.now() > deadline) throw new InspectionNotPassedError(`migration ${migrationId} is still inspecting after ${waitMs / 60_000} minutes; follow it with ferry status`);
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
+}
+
+/**
+ * What one report says of the inspection and the claim: passed, not yet known, or not passed
+ * (with the run's own reason).
+ */
+export function inspectionOutcome(report: MigrationReport): 'passed' | 'waiting' | { reason: string } {
+  const { migrationId, runState, status } = report;
+  if (runState !== 'running') {
+    if (runState === 'completed' || runState === 'continued') return 'passed';
+    return { reason: `migration ${migrationId} ${runState} before it started copying: ${report.failure ?? status?.phase ?? 'no reason given'}` };
+  }
+  // A run that fails (its claim refused: the target is busy, or holds a finished migration) says
+  // "failed" in its status a moment before Temporal closes it: a report taken in between is not
+  // a start. The next one gives the run's own reason.
+  if (!status || status.phase === 'inspecting' || status.phase === 'failed') return 'waiting';
+  return 'passed';
 }
