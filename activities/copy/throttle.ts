@@ -171,7 +171,7 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
     if (idle) {
       const was = current.baseline.canaryMs ?? current.baseline.latencyMs;
       const now = next.baseline.canaryMs ?? next.baseline.latencyMs;
-      log.info(`pacing: held at the lowest rate with the foreground over budget, so looked with the copy idle: latency ${now?.toFixed(1) ?? 'unread'} ms (was ${was?.toFixed(1) ?? 'unread'} ms); the budget follows it`);
+      log.info(`pacing: looked at the foreground with the copy idle: latency ${now?.toFixed(1) ?? 'unread'} ms (was ${was?.toFixed(1) ?? 'unread'} ms); the budget follows it`);
       held = null;
       lastStep = Date.now();
       rowsSinceStep = 0;

@@ -68,8 +68,8 @@ export function createMigrationRegistry(databases: Databases) {
     /** Records how the migration ended; only the holder can release the table. */
     async releaseTarget({ plan, migrationId, state }: { plan: Plan; migrationId: string; state: 'completed' | 'aborted' | 'failed' }): Promise<void> {
       const pool = databases.pool(plan.target.connection);
-      // The copy ledger came with schema migration 002: a migration started under an older worker
-      // may end under this one with no copy call of its own in between.
+      // The copy and repair ledgers came with schema migrations 002 and 003: a migration started
+      // under an older worker may end under this one with no copy or repair call in between.
       await installFerrySchema(pool);
       const shards = shardWorkflowIdPrefix(migrationId);
       await inTransaction(pool, async (client) => {

@@ -50,9 +50,9 @@ export async function openSourceKeyGroups(pool: pg.Pool, { migrationId, pass, af
   return rows.map((r) => r.source_key);
 }
 
-/** Resolves these mismatches of a pass: repaired. */
-export async function resolveMismatchKeys(pool: pg.Pool | pg.ClientBase, migrationId: string, pass: number, keys: string[]): Promise<void> {
-  await pool.query(sql`UPDATE ferry.mismatches SET resolved_at = now() WHERE migration_id = ${migrationId} AND pass = ${pass} AND key = ANY(${keys}::text[])`);
+/** Resolves these mismatches of a pass: repaired. In the caller's transaction, which records what the repair wrote beside it. */
+export async function resolveMismatchKeys(client: pg.ClientBase, migrationId: string, pass: number, keys: string[]): Promise<void> {
+  await client.query(sql`UPDATE ferry.mismatches SET resolved_at = now() WHERE migration_id = ${migrationId} AND pass = ${pass} AND key = ANY(${keys}::text[])`);
 }
 
 /**
