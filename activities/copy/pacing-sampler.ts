@@ -42,12 +42,16 @@ export interface TableName {
 
 interface Counters {
   at: number;
+  /**
+   * WAL generated so far: the insert position, not the write position, which under
+   * synchronous_commit = off stays behind until the WAL writer's next round (200 ms by default).
+   */
+  walBytes: number;
   /** pg_stat_statements sums, when the extension is there. */
   calls: number | null;
   totalMs: number;
   sumSquaresMs: number;
   transactions: number;
-  walBytes: number;
   checkpointsRequested: number;
 }
 
@@ -78,7 +82,7 @@ export async function openPacingSampler(config: pg.ClientConfig, tables: TableNa
     const row = (
       await client.query<{ transactions: string; wal: string; checkpoints: string }>(
         sql`SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database())::text AS transactions,
-                (pg_current_wal_lsn() - '0/0'::pg_lsn)::text AS wal,
+                (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text AS wal,
                 (${checkpointCounter})::text AS checkpoints`,
       )
     ).rows[0]!;
