@@ -1,9 +1,9 @@
 /**
  * Messages that reach a migration together, as those sent straight through Temporal while no
- * worker runs do when one comes back. A gate takes one decision: the first is taken, and a
- * second (an approval or a rejection of the gate already approved) is refused with the reason,
- * so nobody is told "approved" of a gate that was rejected, and the audit holds one decision per
- * gate. An abort that meets a migration failing at the same time is answered with the failure,
+ * worker runs do when one comes back. A gate takes one decision: the one the migration sees first
+ * is taken, and the others (an approval or a rejection of the gate already decided) are refused
+ * with the reason, so nobody is told "approved" of a gate that was rejected, and the audit holds
+ * one decision per gate. Which one the migration sees first Temporal does not promise. An abort that meets a migration failing at the same time is answered with the failure,
  * never as an abort that did not happen.
  */
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
@@ -73,12 +73,29 @@ describe('messages that arrive together', () => {
     const outcomes = [];
     for (const [update, payload] of decisions) {
       outcomes.push(settle(handle.executeUpdate(update, { args: [payload] })));
-      // In this order: the server hands them to the next worker in the order it admitted them.
+      // The server usually hands them to the next worker in the order it admitted them, but an
+      // update whose admission is retried (the server cleared its registry) comes after the others:
+      // which decision is the gate's is not promised, only that there is one.
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
     const restart = await workerOn(temporal, { DB: url });
     return { outcomes: await Promise.all(outcomes), stopWorker: restart };
   }
+
+  /** The one decision taken among `outcomes` (its index), checking that there is exactly one. */
+  function theOneTaken(outcomes: { taken: boolean }[]): number {
+    expect(outcomes.filter((o) => o.taken)).toHaveLength(1);
+    return outcomes.findIndex((o) => o.taken);
+  }
+
+  const decisionsInAudit = async (id: string) => {
+    const rows = await eventually(async () => {
+      const found = await sql(url, 'SELECT kind, by, detail FROM ferry.audit WHERE migration_id = $1 ORDER BY at, entry', [id]);
+      return found.some((r) => ['completed', 'aborted'].includes(r.kind)) ? found : undefined;
+    }, 30_000, 'the end in ferry.audit');
+    return rows.filter((r) => ['approve', 'reject', 'abort'].includes(r.kind)).map((r) => [r.kind, r.by, r.detail]);
+  };
+  const flagsOf = (name: string) => sql(url, 'SELECT write_old, write_new, read_from FROM ferry.flags WHERE migration = $1', [name]);
 
   it('an abort taken while the migration inspects a target that is missing is answered with the failure, not as an abort', async () => {
     const plan = validatePlan({
@@ -109,53 +126,67 @@ describe('messages that arrive together', () => {
     }
   });
 
-  it('decisions sent together while no worker runs: the first is the gate\'s, the others are refused and change nothing', async () => {
+  it('an approval and a rejection sent together while no worker runs: one is the gate\'s, the other is refused naming it', async () => {
     const { plan, temporal, handle, stopWorker } = await atGate();
     const id = handle.workflowId;
-    const statusOf = async () => (await migrationReport(client, id)).status!;
-    const waitAt = (gate: string) => eventually(async () => ((await statusOf()).gate?.name === gate ? true : undefined), 60_000, `gate ${gate}`);
     let stop = stopWorker;
     try {
-      // An approval, then a rejection of the same gate: the rejection must not abort what its sender's approval was told went ahead.
-      const first = await sentWhileNoWorker(temporal, stop, id, [
+      const sent = await sentWhileNoWorker(temporal, stop, id, [
         ['approve', { gate: 'cutover-reads', by: 'alice' }],
         ['reject', { gate: 'cutover-reads', by: 'bob', reason: 'p99 doubled' }],
       ]);
-      stop = first.stopWorker;
-      expect(first.outcomes).toEqual([
-        { taken: true, value: { gate: 'cutover-reads', forced: false } },
-        { taken: false, reason: 'gate cutover-reads was already approved by alice; a gate takes one decision' },
-      ]);
-      await waitAt('stop-old-writes');
-      expect(await sql(url, 'SELECT write_old, write_new, read_from FROM ferry.flags WHERE migration = $1', [plan.name])).toEqual([
-        { write_old: true, write_new: true, read_from: 'new' },
-      ]);
+      stop = sent.stopWorker;
+      if (theOneTaken(sent.outcomes) === 0) {
+        // Approved: the rejection must not abort what its sender's approval was told went ahead.
+        expect(sent.outcomes[0]).toEqual({ taken: true, value: { gate: 'cutover-reads', forced: false } });
+        expect(sent.outcomes[1]).toEqual({ taken: false, reason: 'gate cutover-reads was already approved by alice; a gate takes one decision' });
+        await eventually(async () => ((await migrationReport(client, id)).status?.gate?.name === 'stop-old-writes' ? true : undefined), 60_000, 'the next gate');
+        expect(await flagsOf(plan.name)).toEqual([{ write_old: true, write_new: true, read_from: 'new' }]);
+        await handle.terminate('test over');
+      } else {
+        // Rejected: the approval is refused, and the migration aborts with the old store whole.
+        expect(sent.outcomes[1]).toMatchObject({ taken: true });
+        expect(sent.outcomes[0]).toEqual({ taken: false, reason: 'an abort is under way; it takes no more requests' });
+        const status = await handle.result();
+        expect(status.phase).toBe('aborted');
+        expect(status.abort!.reason).toBe('rejected at gate cutover-reads: p99 doubled');
+        expect(await decisionsInAudit(id)).toEqual([['reject', 'bob', expect.stringContaining('p99 doubled')]]);
+        expect(await flagsOf(plan.name)).toEqual([{ write_old: true, write_new: false, read_from: 'old' }]);
+      }
+    } finally {
+      await handle.terminate('test over').catch(() => {});
+      await stop();
+    }
+  });
 
-      // Two approvals of one gate: one person approved it; the second hears so.
-      const second = await sentWhileNoWorker(temporal, stop, id, [
+  it('two approvals of one gate sent together while no worker runs: one person approved it, the other hears who', async () => {
+    const { plan, temporal, handle, stopWorker } = await atGate();
+    const id = handle.workflowId;
+    const waitAt = (gate: string) => eventually(async () => ((await migrationReport(client, id)).status?.gate?.name === gate ? true : undefined), 60_000, `gate ${gate}`);
+    let stop = stopWorker;
+    try {
+      await handle.executeUpdate('approve', { args: [{ gate: 'cutover-reads', by: 'alice' }] });
+      await waitAt('stop-old-writes');
+      const sent = await sentWhileNoWorker(temporal, stop, id, [
         ['approve', { gate: 'stop-old-writes', by: 'carol', note: 'dashboards green' }],
         ['approve', { gate: 'stop-old-writes', by: 'dave' }],
       ]);
-      stop = second.stopWorker;
-      expect(second.outcomes[0]).toEqual({ taken: true, value: { gate: 'stop-old-writes', forced: false } });
-      expect(second.outcomes[1]).toEqual({ taken: false, reason: 'gate stop-old-writes was already approved by carol; a gate takes one decision' });
+      stop = sent.stopWorker;
+      const taken = theOneTaken(sent.outcomes);
+      const [winner, loser] = taken === 0 ? ['carol', 1] : ['dave', 0];
+      expect(sent.outcomes[taken]).toEqual({ taken: true, value: { gate: 'stop-old-writes', forced: false } });
+      expect(sent.outcomes[loser]).toEqual({ taken: false, reason: `gate stop-old-writes was already approved by ${winner}; a gate takes one decision` });
       await waitAt('cleanup');
 
       // Not wedged: the next gate takes an approval as ever, and the migration completes.
       await handle.executeUpdate('approve', { args: [{ gate: 'cleanup', by: 'erin' }] });
       expect((await handle.result()).phase).toBe('completed');
-      const rows = await eventually(async () => {
-        const found = await sql(url, 'SELECT kind, by, detail FROM ferry.audit WHERE migration_id = $1 ORDER BY at, entry', [id]);
-        return found.some((r) => r.kind === 'completed') ? found : undefined;
-      }, 30_000, 'the end in ferry.audit');
-      expect(rows.filter((r) => ['approve', 'reject', 'abort'].includes(r.kind)).map((r) => [r.kind, r.by, r.detail])).toEqual([
+      expect(await decisionsInAudit(id)).toEqual([
         ['approve', 'alice', 'gate cutover-reads approved'],
-        ['approve', 'carol', 'gate stop-old-writes approved (dashboards green)'],
+        ['approve', winner, winner === 'carol' ? 'gate stop-old-writes approved (dashboards green)' : 'gate stop-old-writes approved'],
         ['approve', 'erin', 'gate cleanup approved'],
       ]);
-      expect(await sql(url, 'SELECT write_old, write_new, read_from FROM ferry.flags WHERE migration = $1', [plan.name])).toEqual([
-        { write_old: false, write_new: true, read_from: 'new' },
-      ]);
+      expect(await flagsOf(plan.name)).toEqual([{ write_old: false, write_new: true, read_from: 'new' }]);
     } finally {
       await handle.terminate('test over').catch(() => {});
       await stop();
