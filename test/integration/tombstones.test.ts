@@ -1,0 +1,113 @@
+/**
+ * Tombstones. A key the application deletes from the new store (ferry.record_delete, in the
+ * transaction that deletes the row there) is never copied into it afterwards, on every path a
+ * batch takes: within one database or across two, through a module transform, straight into an
+ * empty range or through the staging table, into a plain or a partitioned target.
+ *
+ * The application deletes the old store's row only later, as a dual writer that deletes the new
+ * store first does, or one whose old-store delete is retried. Until then the source still holds
+ * the row, and only the tombstone keeps the backfill from bringing it back. (A delete of both
+ * stores before the copier reads the row needs no tombstone: the copier never sees the row.)
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startMigration } from '../../operator';
+import { validatePlan } from '../../lib/plan';
+import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
+
+const ROWS = 5000;
+/** Keys in the second half of the table, which the copier (at 2,000 rows/s) reaches after the delete. */
+const VICTIMS = Array.from({ length: 100 }, (_, i) => 3001 + i * 20);
+
+/** The table's rows as Postgres prints them, digested: the test's own truth, not Ferry's verifier. */
+const digest = (url: string, table: string) =>
+  sqlRow(url, `SELECT count(*)::int AS rows, md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS md5 FROM ${table} AS t`);
+
+type Path = 'within one database' | 'across databases' | 'through a module, across databases';
+
+describe.concurrent('a key deleted with a tombstone is never copied back', () => {
+  let sourceUrl: string;
+  let targetUrl: string;
+  let worker: TestWorker;
+  let dir: string;
+  let cases = 0;
+
+  beforeAll(async () => {
+    [sourceUrl, targetUrl] = await Promise.all([createTestDatabase('tomb_source'), createTestDatabase('tomb_target')]);
+    dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-tombstones-'));
+    writeFileSync(path.join(dir, 'copy.ts'), 'export default (row: { id: string; tenant: number; name: string }) => ({ id: row.id, tenant: row.tenant, name: row.name });');
+    worker = await startWorker({ SOURCE: sourceUrl, TARGET: targetUrl });
+  });
+  afterAll(async () => {
+    await worker?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const matrix: [Path, 'plain' | 'partitioned', 'empty' | 'written'][] = [
+    ['within one database', 'plain', 'empty'],
+    ['within one database', 'plain', 'written'],
+    ['within one database', 'partitioned', 'empty'],
+    ['within one database', 'partitioned', 'written'],
+    ['across databases', 'plain', 'empty'],
+    ['across databases', 'plain', 'written'],
+    ['across databases', 'partitioned', 'empty'],
+    ['across databases', 'partitioned', 'written'],
+    ['through a module, across databases', 'partitioned', 'written'],
+  ];
+
+  it.each(matrix)('%s, into a %s target that is %s', { timeout: 90_000 }, async (route, shape, contents) => {
+    cases += 1;
+    const source = `parcels_${cases}`;
+    const target = `${source}_v2`;
+    const sameDatabase = route === 'within one database';
+    const sourceDb = sameDatabase ? targetUrl : sourceUrl;
+    await sql(sourceDb, `CREATE TABLE ${source} (id bigint PRIMARY KEY, tenant int NOT NULL, name text NOT NULL);
+                         INSERT INTO ${source} SELECT i, i % 7, 'parcel ' || i FROM generate_series(1, ${ROWS}) AS i;`);
+    await sql(targetUrl, shape === 'plain'
+      ? `CREATE TABLE ${target} (id bigint PRIMARY KEY, tenant int NOT NULL, name text NOT NULL);`
+      : `CREATE TABLE ${target} (id bigint PRIMARY KEY, tenant int NOT NULL, name text NOT NULL) PARTITION BY RANGE (id);
+         CREATE TABLE ${target}_low PARTITION OF ${target} FOR VALUES FROM (1) TO (2501);
+         CREATE TABLE ${target}_rest PARTITION OF ${target} DEFAULT;`);
+    // Rows the application wrote already (as the source has them): a batch over them goes through staging.
+    if (contents === 'written') await sql(targetUrl, `INSERT INTO ${target} SELECT i, i % 7, 'parcel ' || i FROM generate_series(500, ${ROWS}, 500) AS i`);
+
+    const plan = validatePlan({
+      name: `tombstones-${cases}`,
+      source: { connection: sameDatabase ? 'TARGET' : 'SOURCE', table: source, key: 'id' },
+      target: { connection: 'TARGET', table: target },
+      transform: route.startsWith('through a module') ? { module: path.join(dir, 'copy.ts'), columns: ['id', 'tenant', 'name'] } : { sql: { id: 'id', tenant: 'tenant', name: 'name' } },
+      shards: { count: 1 },
+      throttle: { rowsPerSecond: 2000, batchSize: 250 },
+      verify: { enabled: false },
+    });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+
+    // The migration brings Ferry's schema, and its delete function, into the target first.
+    await eventually(async () => ((await sqlRow(targetUrl, `SELECT to_regproc('ferry.record_delete') IS NOT NULL AS ready`)).ready ? true : undefined), 30_000, 'ferry.record_delete');
+    const app = new pg.Client({ connectionString: targetUrl });
+    await app.connect();
+    let copiedBeforeDelete: number;
+    try {
+      await app.query('BEGIN');
+      for (const id of VICTIMS) await app.query('SELECT ferry.record_delete($1, $2)', [`public.${target}`, String(id)]);
+      // Read under the copy lock record_delete took: no batch is in flight.
+      copiedBeforeDelete = (await app.query(`SELECT count(*)::int AS n FROM ${target} WHERE id = ANY($1::bigint[])`, [VICTIMS])).rows[0].n;
+      await app.query(`DELETE FROM ${target} WHERE id = ANY($1::bigint[])`, [VICTIMS]);
+      await app.query('COMMIT');
+    } finally {
+      await app.end();
+    }
+    // Most of the keys were still ahead of the copier: the tombstone is all that stops it.
+    expect(copiedBeforeDelete - (contents === 'written' ? VICTIMS.filter((id) => id % 500 === 0).length : 0)).toBeLessThan(VICTIMS.length / 2);
+
+    expect((await handle.result()).phase).toBe('completed');
+    expect(await sqlRow(targetUrl, `SELECT count(*)::int AS resurrected FROM ${target} WHERE id = ANY($1::bigint[])`, [VICTIMS])).toEqual({ resurrected: 0 });
+    // The application's delete from the old store lands now: the two sides are equal again.
+    await sql(sourceDb, `DELETE FROM ${source} WHERE id = ANY($1::bigint[])`, [VICTIMS]);
+    expect(await digest(targetUrl, target)).toEqual(await digest(sourceDb, source));
+    expect((await digest(targetUrl, target)).rows).toBe(ROWS - VICTIMS.length);
+  });
+});
