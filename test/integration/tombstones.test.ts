@@ -8,6 +8,10 @@
  * store first does, or one whose old-store delete is retried. Until then the source still holds
  * the row, and only the tombstone keeps the backfill from bringing it back. (A delete of both
  * stores before the copier reads the row needs no tombstone: the copier never sees the row.)
+ *
+ * A delete that comes while a batch holding the key is in flight waits for the batch (the copy
+ * lock) and then deletes what the batch wrote: the batch read the row, and its statement's
+ * snapshot predates the tombstone.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -109,5 +113,48 @@ describe.concurrent('a key deleted with a tombstone is never copied back', () =>
     await sql(sourceDb, `DELETE FROM ${source} WHERE id = ANY($1::bigint[])`, [VICTIMS]);
     expect(await digest(targetUrl, target)).toEqual(await digest(sourceDb, source));
     expect((await digest(targetUrl, target)).rows).toBe(ROWS - VICTIMS.length);
+  });
+
+  it.each(['within one database', 'across databases'] as const)('a delete while a batch holding the key is in flight waits for it, %s', { timeout: 90_000 }, async (route) => {
+    cases += 1;
+    const source = `parcels_${cases}`;
+    const target = `${source}_v2`;
+    const sourceDb = route === 'within one database' ? targetUrl : sourceUrl;
+    await sql(sourceDb, `CREATE TABLE ${source} (id bigint PRIMARY KEY, tenant int NOT NULL, name text NOT NULL);
+                         INSERT INTO ${source} SELECT i, i % 7, 'parcel ' || i FROM generate_series(1, ${ROWS}) AS i;`);
+    // The batch that writes key 3001 stops there for 3 s, its rows read and its snapshot taken.
+    await sql(targetUrl, `CREATE TABLE ${target} (id bigint PRIMARY KEY, tenant int NOT NULL, name text NOT NULL);
+      CREATE FUNCTION ${target}_stall() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$;
+      CREATE TRIGGER stall BEFORE INSERT ON ${target} FOR EACH ROW WHEN (NEW.id = 3001) EXECUTE FUNCTION ${target}_stall();`);
+    const plan = validatePlan({
+      name: `tombstones-${cases}`,
+      source: { connection: route === 'within one database' ? 'TARGET' : 'SOURCE', table: source, key: 'id' },
+      target: { connection: 'TARGET', table: target },
+      transform: { sql: { id: 'id', tenant: 'tenant', name: 'name' } },
+      shards: { count: 1 },
+      throttle: { rowsPerSecond: 5000, batchSize: 250 },
+      verify: { enabled: false },
+    });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    await eventually(
+      async () => ((await sqlRow(targetUrl, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep' AND query ILIKE '%${target}%'`)).n > 0 ? true : undefined),
+      60_000,
+      'the batch holding key 3001 in flight',
+    );
+    const victims = Array.from({ length: 11 }, (_, i) => 2991 + i);
+    const app = new pg.Client({ connectionString: targetUrl });
+    await app.connect();
+    try {
+      await app.query('BEGIN');
+      for (const id of victims) await app.query('SELECT ferry.record_delete($1, $2)', [`public.${target}`, String(id)]);
+      await app.query(`DELETE FROM ${target} WHERE id = ANY($1::bigint[])`, [victims]);
+      await app.query('COMMIT');
+    } finally {
+      await app.end();
+    }
+    expect((await handle.result()).phase).toBe('completed');
+    expect(await sqlRow(targetUrl, `SELECT count(*)::int AS resurrected FROM ${target} WHERE id = ANY($1::bigint[])`, [victims])).toEqual({ resurrected: 0 });
+    await sql(sourceDb, `DELETE FROM ${source} WHERE id = ANY($1::bigint[])`, [victims]);
+    expect(await digest(targetUrl, target)).toEqual(await digest(sourceDb, source));
   });
 });
