@@ -41,6 +41,8 @@ source: { connection: APP_DB, table: items, key: id }
 target: { connection: APP_DB, table: items_v2 }
 transform: { sql: { id: id, name: name } }
 throttle: { rowsPerSecond: 400, batchSize: 100, checkpointSeconds: 1 }
+# Waits at the cutover gate once copied, so the abort below always finds it running, however slow the machine.
+lifecycle: { dualWrites: true, noApps: true, cutover: true }
 `);
     worker = await startWorker({ APP_DB: databaseUrl });
   });
