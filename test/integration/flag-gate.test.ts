@@ -1,0 +1,84 @@
+/**
+ * A flag change waits for every live application process, not the first to follow: the
+ * migration takes its next step only once each process that acknowledged flags lately has
+ * acknowledged the new version (or the soak time runs out). A process acknowledges only once
+ * the writes it began under the earlier flags have settled, so this is what keeps a step from
+ * overtaking a write made under the flags before it.
+ */
+import pg from 'pg';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFerryClient } from '../../client';
+import { migrationReport, startMigration } from '../../operator';
+import { validatePlan } from '../../lib/plan';
+import { ferry } from '../support/cli';
+import { createTestDatabase, eventually, sql, startWorker, type TestWorker } from '../support/harness';
+
+describe('the flag gate', () => {
+  let url: string;
+  let worker: TestWorker;
+
+  beforeAll(async () => {
+    url = await createTestDatabase('flag_gate');
+    await sql(url, `
+      CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL);
+      INSERT INTO accounts SELECT i, 'owner ' || i FROM generate_series(1, 500) i;
+      CREATE TABLE accounts_v2 (id int PRIMARY KEY, owner text NOT NULL);`);
+    worker = await startWorker({ DB: url });
+  });
+  afterAll(async () => {
+    await worker?.stop();
+  });
+
+  it('waits for a second process still on the earlier flags, though the first follows at once', { timeout: 60_000 }, async () => {
+    const plan = validatePlan({
+      name: 'flag-gate',
+      source: { connection: 'DB', table: 'accounts', key: 'id' },
+      target: { connection: 'DB', table: 'accounts_v2' },
+      transform: { sql: { id: 'id', owner: 'owner' } },
+      // Long enough that only the second process's acknowledgement can end the wait within the test.
+      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 40 },
+      verify: { enabled: false },
+    });
+    const pool = new pg.Pool({ connectionString: url, max: 4 });
+    const first = createFerryClient({ pool, migration: plan.name, registry: new Registry(), cacheMs: 50 });
+    // Not listening for changes: it reads the flags only when the test calls it.
+    const second = createFerryClient({ pool, migration: plan.name, registry: new Registry(), cacheMs: 50, listen: false });
+    // The first process reads the flags all along; the second only while the test lets it.
+    let secondReads = true;
+    const reading = setInterval(() => {
+      void first.flags.get().catch(() => {});
+      if (secondReads) void second.flags.get().catch(() => {});
+    }, 50);
+    const ackOf = async (client: typeof first) =>
+      (await sql(url, `SELECT version::int FROM ferry.flag_acks WHERE migration = $1 AND client_id = $2`, [plan.name, client.flags.clientId]))[0]?.version ?? 0;
+    const gateOf = async (id: string) => (await migrationReport(worker.client, id)).status?.gate?.name ?? null;
+    try {
+      const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+      const id = handle.workflowId;
+      await eventually(async () => ((await gateOf(id)) === 'cutover-reads' ? true : undefined), 40_000, 'the cutover-reads gate');
+      expect([await ackOf(first), await ackOf(second)]).toEqual([1, 1]);
+
+      secondReads = false;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect((await ferry(['approve', id, '--gate', 'cutover-reads', '--by', 'test'], worker.temporal)).code).toBe(0);
+      await eventually(async () => ((await ackOf(first)) === 2 ? true : undefined), 10_000, 'the first process on version 2');
+      // The second process is still on version 1: the migration has not gone on to the next gate.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      expect(await ackOf(second)).toBe(1);
+      expect(await gateOf(id)).toBeNull();
+
+      secondReads = true;
+      await eventually(async () => ((await gateOf(id)) === 'stop-old-writes' ? true : undefined), 20_000, 'the stop-old-writes gate');
+      expect(await ackOf(second)).toBe(2);
+
+      expect((await ferry(['abort', id, '--by', 'test', '--reason', 'done'], worker.temporal)).code).toBe(0);
+      expect((await handle.result()).phase).toBe('aborted');
+    } finally {
+      clearInterval(reading);
+      await first.close();
+      await second.close();
+      await pool.end();
+    }
+  });
+});
