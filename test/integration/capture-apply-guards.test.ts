@@ -1,0 +1,76 @@
+/**
+ * What the change apply promises beyond "a change reaches the target", each against real
+ * PostgreSQL, run in Temporal's activity environment: a key updated out of the plan's subset
+ * leaves the target (and one updated into it arrives). Each case checks with its own SQL (md5
+ * of the rows' text on both sides, or the row itself).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runActivity } from '../support/activities';
+import { createChangeApplier } from '../../activities/capture/applier';
+import { createCaptureTrigger } from '../../activities/capture/trigger';
+import { createCopier, type CopyBatchesResult } from '../../activities/copy/copier';
+import { createDatabases, type Databases } from '../../activities/connections';
+import { installFerrySchema } from '../../activities/state/ferry-schema';
+import { startOfCapture } from '../../lib/capture';
+import { wholeKeySpace } from '../../lib/key-range';
+import { validatePlan } from '../../lib/plan';
+import { createTestDatabase, sql, sqlRow } from '../support/harness';
+
+const ROWS = 2000;
+
+/** md5 of the rows' text in key order, and their count: the test's own truth. */
+const digest = (url: string, query: string) =>
+  sqlRow(url, `SELECT count(*)::int AS rows, md5(coalesce(string_agg(r::text, '|' ORDER BY r.id), '')) AS md5 FROM (${query}) AS r`);
+
+describe.concurrent('the change apply', () => {
+  let sourceUrl: string;
+  let targetUrl: string;
+  let databases: Databases;
+
+  beforeAll(async () => {
+    [sourceUrl, targetUrl] = await Promise.all([createTestDatabase('apply_guards_src'), createTestDatabase('apply_guards_tgt')]);
+    databases = createDatabases({ env: { SOURCE_URL: sourceUrl, TARGET_URL: targetUrl } });
+    await installFerrySchema(databases.pool('TARGET_URL'));
+    await installFerrySchema(databases.pool('SOURCE_URL'));
+  });
+  afterAll(() => databases?.close());
+
+  it('deletes from the target a key updated out of the subset, and brings one updated into it', { timeout: 30_000 }, async () => {
+    await sql(sourceUrl, `CREATE TABLE members (id int PRIMARY KEY, active boolean NOT NULL, name text NOT NULL);
+                          INSERT INTO members SELECT i, i % 2 = 0, 'member ' || i FROM generate_series(1, ${ROWS}) AS i;`);
+    await sql(targetUrl, `CREATE TABLE members_v2 (id int PRIMARY KEY, name text NOT NULL);`);
+    const plan = validatePlan({
+      name: 'apply-subset',
+      source: { connection: 'SOURCE_URL', table: 'members', key: 'id' },
+      target: { connection: 'TARGET_URL', table: 'members_v2' },
+      transform: { sql: { id: 'id', name: 'name' } },
+      subset: { where: 'active' },
+      capture: { mode: 'trigger', applyBatchSize: 100 },
+    });
+    const migrationId = 'apply-subset-1';
+    await runActivity(createCaptureTrigger(databases).installCapture, { migrationId, plan });
+    const copier = createCopier(databases, undefined, null);
+    let cursor: string | null = null;
+    for (let done = false; !done; ) {
+      const copied: CopyBatchesResult = await runActivity(copier.copyBatches, {
+        migrationId, plan, shard: { range: wholeKeySpace, partitionValue: null }, cursor,
+        batchSize: 500, maxBatchSize: 500, rowsPerSecond: null, failureBudget: 10, maxSeconds: 5,
+      });
+      ({ cursor, done } = copied);
+    }
+    expect((await sqlRow(targetUrl, `SELECT count(*)::int AS n FROM members_v2`)).n).toBe(ROWS / 2);
+
+    // 100 members leave the subset, 100 others join it, 100 stay in and are renamed.
+    await sql(sourceUrl, `UPDATE members SET active = false WHERE id % 2 = 0 AND id <= 200;
+                          UPDATE members SET active = true WHERE id % 2 = 1 AND id > 1800;
+                          UPDATE members SET name = name || ' (renamed)' WHERE id % 2 = 0 AND id > 1800;`);
+    const { activities: applier } = createChangeApplier(databases, null);
+    const applied = await runActivity(applier.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, returnWhenCaughtUp: true, maxSeconds: 10 });
+    expect(applied.keysApplied).toBe(300);
+
+    expect(await sqlRow(targetUrl, `SELECT count(*)::int AS left_behind FROM members_v2 WHERE id % 2 = 0 AND id <= 200`)).toEqual({ left_behind: 0 });
+    const want = await digest(sourceUrl, `SELECT id, name FROM members WHERE active`);
+    expect(want.rows).toBe(ROWS / 2);
+    expect(await digest(targetUrl, `SELECT id, name FROM members_v2`)).toEqual(want);
+  });
+});
