@@ -1,8 +1,9 @@
 /**
  * What the change apply promises beyond "a change reaches the target", each against real
  * PostgreSQL, run in Temporal's activity environment: a key updated out of the plan's subset
- * leaves the target (and one updated into it arrives). Each case checks with its own SQL (md5
- * of the rows' text on both sides, or the row itself).
+ * leaves the target (and one updated into it arrives), and a chunk's re-apply and the applier,
+ * racing on one key, end with the source's latest row, not the older one written last. Each case
+ * checks with its own SQL (md5 of the rows' text on both sides, or the row itself).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runActivity } from '../support/activities';
@@ -14,7 +15,7 @@ import { installFerrySchema } from '../../activities/state/ferry-schema';
 import { startOfCapture } from '../../lib/capture';
 import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan } from '../../lib/plan';
-import { createTestDatabase, sql, sqlRow } from '../support/harness';
+import { createTestDatabase, eventually, sql, sqlRow } from '../support/harness';
 
 const ROWS = 2000;
 
@@ -72,5 +73,46 @@ describe.concurrent('the change apply', () => {
     const want = await digest(sourceUrl, `SELECT id, name FROM members WHERE active`);
     expect(want.rows).toBe(ROWS / 2);
     expect(await digest(targetUrl, `SELECT id, name FROM members_v2`)).toEqual(want);
+  });
+
+  it('lets a chunk\'s re-apply and the applier race on a key and still ends with the source\'s latest row', { timeout: 30_000 }, async () => {
+    // Within one database: the target's trigger stalls the re-apply's write of the row it read.
+    await sql(sourceUrl, `CREATE TABLE ledgers (id int PRIMARY KEY, balance int NOT NULL);
+                          INSERT INTO ledgers SELECT i, 0 FROM generate_series(1, 100) AS i;
+                          CREATE TABLE ledgers_v2 (id int PRIMARY KEY, balance int NOT NULL);
+                          CREATE FUNCTION ledgers_v2_stall() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$;
+                          CREATE TRIGGER stall BEFORE INSERT ON ledgers_v2 FOR EACH ROW WHEN (NEW.id = 50 AND NEW.balance = 2) EXECUTE FUNCTION ledgers_v2_stall();`);
+    const plan = validatePlan({
+      name: 'apply-race',
+      source: { connection: 'SOURCE_URL', table: 'ledgers', key: 'id' },
+      target: { connection: 'SOURCE_URL', table: 'ledgers_v2' },
+      transform: { sql: { id: 'id', balance: 'balance' } },
+      capture: { mode: 'trigger' },
+    });
+    const migrationId = 'apply-race-1';
+    await runActivity(createCaptureTrigger(databases).installCapture, { migrationId, plan });
+    const changes = createChangeApplier(databases, null);
+
+    // The chunk copies keys 1..100, then key 50 changes (balance 2) after its low watermark: the
+    // chunk applies key 50 again once written, and that write, having read balance 2, stalls.
+    const chunk = changes.copyChunkWithWatermark(migrationId, plan, { after: '0', upTo: '100' }, async () => {
+      await sql(sourceUrl, `INSERT INTO ledgers_v2 SELECT * FROM ledgers ORDER BY id`);
+      await sql(sourceUrl, `UPDATE ledgers SET balance = 2 WHERE id = 50`);
+      return { failures: [] };
+    });
+    chunk.catch(() => {}); // awaited below; a failure before then must not go unhandled
+    await eventually(
+      async () => ((await sqlRow(sourceUrl, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep' AND query ILIKE '%ledgers_v2%'`)).n > 0 ? true : undefined),
+      10_000,
+      'the re-apply of key 50 in flight',
+    );
+    // Meanwhile the application writes key 50 again, and the applier applies that change.
+    await sql(sourceUrl, `UPDATE ledgers SET balance = 3 WHERE id = 50`);
+    const applying = runActivity(changes.activities.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, returnWhenCaughtUp: true, maxSeconds: 10 });
+    const [, applied] = await Promise.all([chunk, applying]);
+    expect(applied.keysApplied).toBeGreaterThan(0);
+
+    expect(await sqlRow(sourceUrl, `SELECT balance FROM ledgers_v2 WHERE id = 50`)).toEqual({ balance: 3 });
+    expect(await digest(sourceUrl, `SELECT * FROM ledgers_v2`)).toEqual(await digest(sourceUrl, `SELECT * FROM ledgers`));
   });
 });
