@@ -52,8 +52,11 @@ describe('pacing sampler', () => {
     expect(quiet.checkpointsRequested).toBe(0);
     expect(quiet.replicaLagSeconds).toBe(0);
     expect(quiet.transactionsPerSecond).toBeGreaterThanOrEqual(0);
-    const decision = nextPacing(startPacing(null), quiet, baseline, budget, null);
-    expect(decision, JSON.stringify({ quiet, baseline, decision })).toMatchObject({ action: "increase" });
+    // The test server is shared with the test files running beside this one, whose load moves a
+    // canary commit from 1 ms to 5 ms between two readings a second apart: latency's budget is left
+    // out here, and tried below on a server of its own, where the test makes the latency itself.
+    const decision = nextPacing(startPacing(null), quiet, baseline, { ...budget, p99Factor: 100 }, null);
+    expect(decision, JSON.stringify({ quiet, baseline, decision })).toMatchObject({ action: 'increase' });
     expect(decision.holding).toBeNull();
   });
 
