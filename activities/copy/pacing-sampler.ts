@@ -8,6 +8,15 @@ import pg from 'pg';
 import { sql, type Sql } from '../sql';
 import type { PacingBaseline, PacingSample } from '../../lib/pacing-controller';
 
+/**
+ * The replay lag of the source's standbys, in seconds, as SQL. A logical consumer (a CDC reader,
+ * Ferry's own capture reader) is a walsender too, and its lag is how late it confirms what it
+ * read: no application reads through it, and one that confirms lazily would hold the copy for
+ * good. Logical walsenders always stream from a slot; those are left out.
+ */
+export const STANDBY_LAG_SQL: Sql = sql`(SELECT coalesce(max(extract(epoch FROM r.replay_lag)), 0) FROM pg_stat_replication AS r
+   WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots AS s WHERE s.active_pid = r.pid AND s.slot_type = 'logical'))`;
+
 /** Ferry's sessions name themselves so (activities/connections.ts); they are not the foreground. */
 const FERRY_APPLICATION = 'ferry';
 /**
@@ -117,7 +126,7 @@ export async function openPacingSampler(config: pg.ClientConfig, tables: TableNa
                                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
                          OR EXISTS (SELECT 1 FROM pg_stat_activity b
                                      WHERE b.pid = ANY (pg_blocking_pids(a.pid)) AND b.application_name = ${FERRY_APPLICATION})))::int AS waits,
-                (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication)::text AS lag`,
+                ${STANDBY_LAG_SQL}::text AS lag`,
       )
     ).rows[0]!;
     return { active: row.active, lockWaits: row.waits, lag: Number(row.lag) };

@@ -23,6 +23,7 @@ import { budgetOf, MIN_BATCH_SIZE, type ThrottleBudget } from '../../lib/throttl
 import type { SourceHealth, ThrottleKind } from './metrics';
 import { oneStatement, readOnly } from '../plan-sql';
 import { sql } from '../sql';
+import { STANDBY_LAG_SQL } from './pacing-sampler';
 import { sharedPacingSignals, type PacingSignals } from './pacing-signals';
 
 export type { CopyPacing };
@@ -262,10 +263,10 @@ async function runProbe(pool: pg.Pool, sql: string): Promise<number> {
   }
 }
 
-/** The source's replica lag and its longest running query (not Ferry's), in seconds. */
+/** The replay lag of the source's standbys and its longest running query (not Ferry's), in seconds. */
 export async function sourceHealth(pool: pg.Pool): Promise<SourceHealth> {
   const health = await pool.query<{ lag: string; longest: string }>(
-    sql`SELECT (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication)::text AS lag,
+    sql`SELECT ${STANDBY_LAG_SQL}::text AS lag,
             (SELECT coalesce(max(extract(epoch FROM now() - query_start)), 0) FROM pg_stat_activity
               WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
                 AND application_name <> 'ferry')::text AS longest`,

@@ -2,9 +2,11 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPacingSampler, type PacingSampler } from '../../activities/copy/pacing-sampler';
+import { sourceHealth } from '../../activities/copy/throttle';
+import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
 import { nextPacing, startPacing, type PacingBudget } from '../../lib/pacing-controller';
 import { startPostgres, type PostgresServer } from '../../scripts/services/postgres';
-import { createTestDatabase, eventually, sql, uniqueName } from '../support/harness';
+import { createTestDatabase, eventually, sql, sqlRow, uniqueName } from '../support/harness';
 
 const budget: PacingBudget = { p99Factor: 1.2, maxLockWaits: 0, maxActiveBackends: null, maxWalBytesPerSecond: null, maxReplicaLagSeconds: 2 };
 
@@ -191,6 +193,49 @@ describe('pacing sampler', () => {
     }, 10_000, 'the active session');
     expect(sample.activeBackends).toBeGreaterThanOrEqual(1);
     await sleeping;
+  });
+
+  it("leaves out a logical consumer's lag: a CDC reader that confirms late is no replica the application reads", { timeout: 40_000 }, async () => {
+    const slot = uniqueName('lazy_cdc');
+    await sql(url, `CREATE PUBLICATION ${slot} FOR TABLE unrelated`);
+    await sql(url, `SELECT pg_create_logical_replication_slot('${slot}', 'pgoutput')`);
+    const { host, port, user, password, database } = new pg.Client({ connectionString: url });
+    const reader = new LogicalReplicationService({ host, port, user, password: password ?? undefined, database, application_name: slot }, { acknowledge: { auto: false, timeoutSeconds: 0 } });
+    reader.on('error', () => {});
+    // Confirms each transaction 3 s after it came, as a consumer batching its confirmations does.
+    reader.on('data', (_lsn: string, message: { tag: string; commitEndLsn?: string }) => {
+      if (message.tag === 'commit') setTimeout(() => void reader.acknowledge(message.commitEndLsn!).catch(() => {}), 3000);
+    });
+    void reader.subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: [slot] }), slot).catch(() => {});
+    let writing = true;
+    const writes = (async () => {
+      for (let id = 1; writing; id += 1) {
+        await sql(url, 'INSERT INTO unrelated VALUES ($1)', [id]);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
+    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    try {
+      // The test's own reading: the consumer's walsender is over 2 s behind.
+      await eventually(
+        async () => ((await sqlRow(url, `SELECT coalesce(extract(epoch FROM max(replay_lag)), 0)::float8 AS lag FROM pg_stat_replication WHERE application_name = $1`, [slot])).lag > 2 ? true : undefined),
+        25_000,
+        "the consumer's lag over 2 s",
+      );
+      const sample = await sampler.sample(0);
+      expect(sample.replicaLagSeconds).toBe(0);
+      expect(nextPacing(startPacing(null), sample, { latencyMs: null, activeBackends: 0 }, budget, null).holding).toBeNull();
+      // Nor does the backoff's hold (backoff.maxReplicaLagSeconds) take it for a replica.
+      expect((await sourceHealth(pool)).replicaLagSeconds).toBe(0);
+    } finally {
+      writing = false;
+      await writes;
+      await pool.end();
+      await reader.stop().catch(() => {});
+      await eventually(async () => ((await sqlRow(url, `SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = $1 AND active`, [slot])).n === 0 ? true : undefined), 10_000, 'the slot released');
+      await sql(url, `SELECT pg_drop_replication_slot('${slot}')`);
+      await sql(url, `DROP PUBLICATION ${slot}`);
+    }
   });
 });
 
