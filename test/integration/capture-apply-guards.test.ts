@@ -2,7 +2,9 @@
  * What the change apply promises beyond "a change reaches the target", each against real
  * PostgreSQL, run in Temporal's activity environment: a key updated out of the plan's subset
  * leaves the target (and one updated into it arrives), and a chunk's re-apply and the applier,
- * racing on one key, end with the source's latest row, not the older one written last. Each case
+ * racing on one key, end with the source's latest row, not the older one written last; a key the
+ * application deleted from the target with its tombstone is not written back while the source
+ * still holds it. Each case
  * checks with its own SQL (md5 of the rows' text on both sides, or the row itself).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,5 +116,34 @@ describe.concurrent('the change apply', () => {
 
     expect(await sqlRow(sourceUrl, `SELECT balance FROM ledgers_v2 WHERE id = 50`)).toEqual({ balance: 3 });
     expect(await digest(sourceUrl, `SELECT * FROM ledgers_v2`)).toEqual(await digest(sourceUrl, `SELECT * FROM ledgers`));
+  });
+
+  it('does not write back a key the application deleted from the target with its tombstone, while the source still has it', { timeout: 30_000 }, async () => {
+    await sql(sourceUrl, `CREATE TABLE parcels (id int PRIMARY KEY, weight int NOT NULL);
+                          INSERT INTO parcels SELECT i, i FROM generate_series(1, 100) AS i;`);
+    await sql(targetUrl, `CREATE TABLE parcels_v2 (id int PRIMARY KEY, weight int NOT NULL);`);
+    const plan = validatePlan({
+      name: 'apply-tombstone',
+      source: { connection: 'SOURCE_URL', table: 'parcels', key: 'id' },
+      target: { connection: 'TARGET_URL', table: 'parcels_v2' },
+      transform: { sql: { id: 'id', weight: 'weight' } },
+      capture: { mode: 'trigger' },
+    });
+    const migrationId = 'apply-tombstone-1';
+    await runActivity(createCaptureTrigger(databases).installCapture, { migrationId, plan });
+    await sql(sourceUrl, `UPDATE parcels SET weight = weight + 1000 WHERE id <= 20`);
+    // The application deletes keys 1..10 from the new store first, with their tombstones; the
+    // old store's delete comes later. Meanwhile the source still holds them, changed since.
+    await sql(targetUrl, `BEGIN; SELECT ferry.record_delete('public.parcels_v2', i::text) FROM generate_series(1, 10) AS i; COMMIT;`);
+    const { activities: applier } = createChangeApplier(databases, null);
+    const apply = () => runActivity(applier.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, returnWhenCaughtUp: true, maxSeconds: 10 });
+    await apply();
+    expect(await sqlRow(targetUrl, `SELECT count(*)::int AS back FROM parcels_v2 WHERE id <= 10`)).toEqual({ back: 0 });
+    expect(await digest(targetUrl, `SELECT * FROM parcels_v2`)).toEqual(await digest(sourceUrl, `SELECT * FROM parcels WHERE id BETWEEN 11 AND 20`));
+
+    // The old store's delete lands: the two sides agree.
+    await sql(sourceUrl, `DELETE FROM parcels WHERE id <= 10`);
+    await apply();
+    expect(await digest(targetUrl, `SELECT * FROM parcels_v2`)).toEqual(await digest(sourceUrl, `SELECT * FROM parcels WHERE id <= 20`));
   });
 });
