@@ -4,8 +4,8 @@
  * leaves the target (and one updated into it arrives), and a chunk's re-apply and the applier,
  * racing on one key, end with the source's latest row, not the older one written last; a key the
  * application deleted from the target with its tombstone is not written back while the source
- * still holds it. Each case
- * checks with its own SQL (md5 of the rows' text on both sides, or the row itself).
+ * still holds it. Each case checks with its own SQL (md5 of the rows' text on both sides, or the
+ * row itself).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runActivity } from '../support/activities';
