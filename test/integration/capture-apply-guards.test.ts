@@ -17,13 +17,9 @@ import { installFerrySchema } from '../../activities/state/ferry-schema';
 import { startOfCapture } from '../../lib/capture';
 import { wholeKeySpace } from '../../lib/key-range';
 import { validatePlan } from '../../lib/plan';
-import { createTestDatabase, eventually, sql, sqlRow } from '../support/harness';
+import { createTestDatabase, eventually, rowsDigest, sql, sqlRow } from '../support/harness';
 
 const ROWS = 2000;
-
-/** md5 of the rows' text in key order, and their count: the test's own truth. */
-const digest = (url: string, query: string) =>
-  sqlRow(url, `SELECT count(*)::int AS rows, md5(coalesce(string_agg(r::text, '|' ORDER BY r.id), '')) AS md5 FROM (${query}) AS r`);
 
 describe.concurrent('the change apply', () => {
   let sourceUrl: string;
@@ -72,9 +68,9 @@ describe.concurrent('the change apply', () => {
     expect(applied.keysApplied).toBe(300);
 
     expect(await sqlRow(targetUrl, `SELECT count(*)::int AS left_behind FROM members_v2 WHERE id % 2 = 0 AND id <= 200`)).toEqual({ left_behind: 0 });
-    const want = await digest(sourceUrl, `SELECT id, name FROM members WHERE active`);
+    const want = await rowsDigest(sourceUrl, `SELECT id, name FROM members WHERE active`);
     expect(want.rows).toBe(ROWS / 2);
-    expect(await digest(targetUrl, `SELECT id, name FROM members_v2`)).toEqual(want);
+    expect(await rowsDigest(targetUrl, `SELECT id, name FROM members_v2`)).toEqual(want);
   });
 
   it('lets a chunk\'s re-apply and the applier race on a key and still ends with the source\'s latest row', { timeout: 30_000 }, async () => {
@@ -115,7 +111,7 @@ describe.concurrent('the change apply', () => {
     expect(applied.keysApplied).toBeGreaterThan(0);
 
     expect(await sqlRow(sourceUrl, `SELECT balance FROM ledgers_v2 WHERE id = 50`)).toEqual({ balance: 3 });
-    expect(await digest(sourceUrl, `SELECT * FROM ledgers_v2`)).toEqual(await digest(sourceUrl, `SELECT * FROM ledgers`));
+    expect(await rowsDigest(sourceUrl, `SELECT * FROM ledgers_v2`)).toEqual(await rowsDigest(sourceUrl, `SELECT * FROM ledgers`));
   });
 
   it('does not write back a key the application deleted from the target with its tombstone, while the source still has it', { timeout: 30_000 }, async () => {
@@ -139,11 +135,11 @@ describe.concurrent('the change apply', () => {
     const apply = () => runActivity(applier.applyChanges, { migrationId, plan, cursor: startOfCapture, rowsPerSecond: null, returnWhenCaughtUp: true, maxSeconds: 10 });
     await apply();
     expect(await sqlRow(targetUrl, `SELECT count(*)::int AS back FROM parcels_v2 WHERE id <= 10`)).toEqual({ back: 0 });
-    expect(await digest(targetUrl, `SELECT * FROM parcels_v2`)).toEqual(await digest(sourceUrl, `SELECT * FROM parcels WHERE id BETWEEN 11 AND 20`));
+    expect(await rowsDigest(targetUrl, `SELECT * FROM parcels_v2`)).toEqual(await rowsDigest(sourceUrl, `SELECT * FROM parcels WHERE id BETWEEN 11 AND 20`));
 
     // The old store's delete lands: the two sides agree.
     await sql(sourceUrl, `DELETE FROM parcels WHERE id <= 10`);
     await apply();
-    expect(await digest(targetUrl, `SELECT * FROM parcels_v2`)).toEqual(await digest(sourceUrl, `SELECT * FROM parcels WHERE id <= 20`));
+    expect(await rowsDigest(targetUrl, `SELECT * FROM parcels_v2`)).toEqual(await rowsDigest(sourceUrl, `SELECT * FROM parcels WHERE id <= 20`));
   });
 });

@@ -8,14 +8,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
-import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
+import { createTestDatabase, eventually, rowsDigest, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 const ROWS = 2000;
 /** The source row whose email the application gave user 900000 in the new store. */
 const CLASHING = 1234;
-
-const digest = (url: string, query: string) =>
-  sqlRow(url, `SELECT count(*)::int AS rows, md5(coalesce(string_agg(r::text, '|' ORDER BY r.id), '')) AS md5 FROM (${query}) AS r`);
 
 describe.concurrent('a row that clashes on another unique index', () => {
   let sourceUrl: string;
@@ -63,9 +60,9 @@ describe.concurrent('a row that clashes on another unique index', () => {
     }
     // Every other row arrived as the source has it; the application's row is untouched.
     const sourceDb = sourceConnection === 'SOURCE' ? sourceUrl : targetUrl;
-    const want = await digest(sourceDb, `SELECT * FROM users WHERE id <> ${CLASHING}`);
+    const want = await rowsDigest(sourceDb, `SELECT * FROM users WHERE id <> ${CLASHING}`);
     expect(want.rows).toBe(ROWS - 1);
-    expect(await digest(targetUrl, `SELECT * FROM ${target} WHERE id <> 900000`)).toEqual(want);
+    expect(await rowsDigest(targetUrl, `SELECT * FROM ${target} WHERE id <> 900000`)).toEqual(want);
     expect(await sqlRow(targetUrl, `SELECT name FROM ${target} WHERE id = 900000`)).toEqual({ name: 'written by the application' });
   });
 });

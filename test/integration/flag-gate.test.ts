@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFerryClient } from '../../client';
 import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
+import { ExitCode } from '../../cli/exit-codes';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, startWorker, type TestWorker } from '../support/harness';
 
@@ -61,7 +62,7 @@ describe('the flag gate', () => {
 
       secondReads = false;
       await new Promise((resolve) => setTimeout(resolve, 300));
-      expect((await ferry(['approve', id, '--gate', 'cutover-reads', '--by', 'test'], worker.temporal)).code).toBe(0);
+      expect((await ferry(['approve', id, '--gate', 'cutover-reads', '--by', 'test'], worker.temporal)).code).toBe(ExitCode.ok);
       await eventually(async () => ((await ackOf(first)) === 2 ? true : undefined), 10_000, 'the first process on version 2');
       // The second process is still on version 1: the migration has not gone on to the next gate.
       await new Promise((resolve) => setTimeout(resolve, 3000));
@@ -72,7 +73,7 @@ describe('the flag gate', () => {
       await eventually(async () => ((await gateOf(id)) === 'stop-old-writes' ? true : undefined), 20_000, 'the stop-old-writes gate');
       expect(await ackOf(second)).toBe(2);
 
-      expect((await ferry(['abort', id, '--by', 'test', '--reason', 'done'], worker.temporal)).code).toBe(0);
+      expect((await ferry(['abort', id, '--by', 'test', '--reason', 'done'], worker.temporal)).code).toBe(ExitCode.ok);
       expect((await handle.result()).phase).toBe('aborted');
     } finally {
       clearInterval(reading);

@@ -48,6 +48,14 @@ export async function sqlRow<R extends pg.QueryResultRow = Record<string, any>>(
   return rows[0]!;
 }
 
+/**
+ * The rows a query returns, as Postgres prints them: their count and the md5 of their text in
+ * text order. The test's own truth about data, sharing no code with Ferry's verifier.
+ */
+export function rowsDigest(url: string, query: string): Promise<{ rows: number; md5: string }> {
+  return sqlRow(url, `SELECT count(*)::int AS rows, md5(coalesce(string_agg(r::text, '|' ORDER BY r::text), '')) AS md5 FROM (${query}) AS r`);
+}
+
 export interface TestWorker {
   temporal: TemporalSettings;
   client: Client;
