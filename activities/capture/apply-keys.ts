@@ -21,7 +21,8 @@ import { sql } from '../sql';
 
 /** First key of the advisory lock that orders the writes of re-read rows of one migration. */
 export const CAPTURE_LOCK_CLASS = 0x46455243; // "FERC"
-const LOCK_POLL_MS = 20;
+/** How often a waiter tries the apply lock. */
+export const LOCK_POLL_MS = 20;
 
 export interface KeysApplied {
   written: number;

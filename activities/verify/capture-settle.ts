@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { capturesChanges, capturesLogically } from '../../lib/capture';
 import type { Plan } from '../../lib/plan';
 import { currentSnapshot } from '../capture/applier';
-import { withApplyLock } from '../capture/apply-keys';
+import { LOCK_POLL_MS, withApplyLock } from '../capture/apply-keys';
 import { snapshotReadThrough } from '../capture/logical-reader';
 import { keysWithChangesSql } from '../capture/statements';
 import type { Mismatch } from '../state/ferry-schema';
@@ -25,6 +25,24 @@ const POLL_MS = 200;
  * application writes many times a second would otherwise keep the re-read waiting all its time.
  */
 const MAX_ROUNDS = 5;
+
+/**
+ * A look leaves the apply lock free afterwards for as long as it held it, within these bounds,
+ * before this process's next look of the same migration takes it: the change apply only tries
+ * the lock (every LOCK_POLL_MS), and looks taken back to back kept it out. Under load, with looks
+ * of a second and more, the apply fell ever further behind a live writer, so more rows differed
+ * and the looks grew longer, and verification never came out clean.
+ */
+const MIN_TURN_MS = 3 * LOCK_POLL_MS;
+const MAX_TURN_MS = 1000;
+/** Per migration, when this process's next look may take the apply lock. */
+const nextLookAt = new Map<string, number>();
+
+function leaveTurn(migrationId: string, heldMs: number): void {
+  const now = Date.now();
+  for (const [id, at] of nextLookAt) if (at <= now) nextLookAt.delete(id);
+  nextLookAt.set(migrationId, now + Math.min(MAX_TURN_MS, Math.max(MIN_TURN_MS, heldMs)));
+}
 
 /** Reads the rows of some differences again; returns those that still differ. */
 export type Reread = (differences: Mismatch[]) => Promise<Mismatch[]>;
@@ -97,22 +115,32 @@ export function captureSettle(sourcePool: pg.Pool, targetPool: pg.Pool, plan: Pl
     looking = true;
     try {
       while (queued.length > 0) {
-        const batch = queued;
-        queued = [];
+        let batch: LookRequest[] = [];
+        const longestWait = () => Math.max(...batch.map((request) => request.timeLeft()));
         try {
+          // The apply's turn, then the reader, waited for without the lock (so that the wait under
+          // it is only for the WAL written since): looks asked for meanwhile join this one.
+          const turn = (nextLookAt.get(migrationId) ?? 0) - Date.now();
+          if (turn > 0) await sleep(turn);
+          if (capturesLogically(plan)) await logComplete(Math.max(...queued.map((request) => request.timeLeft())));
+          batch = queued;
+          queued = [];
+          let heldFrom = Date.now();
           const looks = await withApplyLock(targetPool, migrationId, async () => {
+            heldFrom = Date.now();
             // Read again even though the callers have just read them: only a read made holding the
             // lock can be held against the log. The callers' read, without it, lets rows that are
             // equal by then skip the lock.
             const stills = await Promise.all(batch.map((request) => request.reread(request.open)));
             if (stills.every((still) => still.length === 0)) return stills.map((still): Look => ({ still, snapshot: null, changed: new Set() }));
             // The longest wait any of them may still make: the reader is waited for once, for all.
-            const snapshot = await logComplete(Math.max(...batch.map((request) => request.timeLeft())));
+            const snapshot = await logComplete(longestWait());
             const changed = snapshot === null ? null : await waiting([...new Set(stills.flat().map(logKey))], snapshot);
             return stills.map((still): Look => ({ still, snapshot, changed: changed && new Set(still.map(logKey).filter((key) => changed.has(key))) }));
-          });
+          }).finally(() => leaveTurn(migrationId, Date.now() - heldFrom));
           batch.forEach((request, i) => request.resolve(looks[i]!));
         } catch (error) {
+          if (batch.length === 0) [batch, queued] = [queued, []];
           for (const request of batch) request.reject(error);
         }
       }
