@@ -67,6 +67,11 @@ interface LookRequest {
   reject: (error: unknown) => void;
 }
 
+/** The longest any of some looks' settles may still wait. */
+function longestWait(requests: LookRequest[]): number {
+  return Math.max(...requests.map((request) => request.timeLeft()));
+}
+
 /** The keys that read some differing rows again: with a lineage column, their groups' source keys. */
 export function keysToReadAgain(differences: Mismatch[], lineage: boolean): string[] {
   return [...new Set(lineage ? differences.flatMap((d) => (d.sourceKey == null ? [] : [d.sourceKey])) : differences.map((d) => d.key))];
@@ -116,13 +121,12 @@ export function captureSettle(sourcePool: pg.Pool, targetPool: pg.Pool, plan: Pl
     try {
       while (queued.length > 0) {
         let batch: LookRequest[] = [];
-        const longestWait = () => Math.max(...batch.map((request) => request.timeLeft()));
         try {
           // The apply's turn, then the reader, waited for without the lock (so that the wait under
           // it is only for the WAL written since): looks asked for meanwhile join this one.
           const turn = (nextLookAt.get(migrationId) ?? 0) - Date.now();
           if (turn > 0) await sleep(turn);
-          if (capturesLogically(plan)) await logComplete(Math.max(...queued.map((request) => request.timeLeft())));
+          if (capturesLogically(plan)) await logComplete(longestWait(queued));
           batch = queued;
           queued = [];
           let heldFrom = Date.now();
@@ -134,7 +138,7 @@ export function captureSettle(sourcePool: pg.Pool, targetPool: pg.Pool, plan: Pl
             const stills = await Promise.all(batch.map((request) => request.reread(request.open)));
             if (stills.every((still) => still.length === 0)) return stills.map((still): Look => ({ still, snapshot: null, changed: new Set() }));
             // The longest wait any of them may still make: the reader is waited for once, for all.
-            const snapshot = await logComplete(longestWait());
+            const snapshot = await logComplete(longestWait(batch));
             const changed = snapshot === null ? null : await waiting([...new Set(stills.flat().map(logKey))], snapshot);
             return stills.map((still): Look => ({ still, snapshot, changed: changed && new Set(still.map(logKey).filter((key) => changed.has(key))) }));
           }).finally(() => leaveTurn(migrationId, Date.now() - heldFrom));
