@@ -346,6 +346,25 @@ export function describePacing(rowsPerSecond: number, holding: PacingDecision['h
   return `paced at ${Math.round(rowsPerSecond)} rows/s by ${holding.signal}: ${holding.detail}`;
 }
 
+/**
+ * The change apply is never paced below this multiple of the rate changes arrive at. Pacing may
+ * slow how fast a backlog drains, but an apply held at or below the arrival rate falls behind for
+ * as long as the application writes (and, under logical capture, the slot holds the source's WAL
+ * all that time). The margin drains a backlog at half the arrival rate.
+ */
+export const KEEP_UP_MARGIN = 1.5;
+
+/** The lowest rate that keeps up with `arrivalsPerSecond`; 0 when nothing has been measured. */
+export function keepUpFloor(arrivalsPerSecond: number | null): number {
+  return arrivalsPerSecond === null ? 0 : arrivalsPerSecond * KEEP_UP_MARGIN;
+}
+
+/** How the apply's throttle reason words a rate raised above the controller's to keep up. */
+export function describeKeepingUp(rowsPerSecond: number, arrivalsPerSecond: number, pacedRowsPerSecond: number, holding: PacingDecision['holding']): string {
+  const pacedBy = holding && holding.signal !== 'ceiling' ? ` by ${holding.signal}: ${holding.detail}` : '';
+  return `keeping up with the writes at ${Math.round(rowsPerSecond)} rows/s (${Math.round(arrivalsPerSecond)} changes/s arrive); pacing alone would hold it to ${Math.round(pacedRowsPerSecond)} rows/s${pacedBy}`;
+}
+
 /** The signal a reason written by describePacing names; null for any other reason. */
 export function holdingSignalOf(reason: string | null): PacingSignal | null {
   const named = /^paced at \d+ rows\/s by ([a-z-]+):/.exec(reason ?? '')?.[1];

@@ -13,6 +13,7 @@ import type { Databases } from '../connections';
 import { withHeartbeats, type Heartbeats } from '../heartbeats';
 import { openCopyThrottle, type CopyPacing, type ThrottleWait } from '../copy/throttle';
 import { createKeyApplier, withApplyLock, type KeysApplied } from './apply-keys';
+import { arrivalRate, countArrivals } from './arrivals';
 import { MAX_REPORTED_FAILURES, type FailedRecord } from '../state/ferry-schema';
 import { createCaptureMetrics, type CaptureMetrics } from './metrics';
 import { captureObjectName, changedKeysInRangeSql, CURRENT_SNAPSHOT_SQL, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql, triggerExistsSql } from './statements';
@@ -149,7 +150,9 @@ export function createChangeApplier(databases: Databases, transformDir: string |
     const cursor: ApplyCursor = { ...(resumed ?? input.cursor ?? startOfCapture) };
     heartbeats?.follow(() => cursor);
     // The backfill's throttle: backoff holds, the pacing controller (when the plan's budget is on)
-    // and the rows/s limit as its ceiling, watching the source and the target.
+    // and the rows/s limit as its ceiling, watching the source and the target. The controller
+    // never paces the apply below the rate changes arrive at: the load it answers may not be ours.
+    await countArrivals(sourcePool, migrationId);
     const throttle = await openCopyThrottle({
       pool: sourcePool,
       targetPool: databases.sameDatabase(plan.source.connection, plan.target.connection) ? undefined : databases.pool(plan.target.connection),
@@ -157,6 +160,7 @@ export function createChangeApplier(databases: Databases, transformDir: string |
       rowsPerSecond: input.rowsPerSecond,
       pacing: input.pacing ?? null,
       writer: 'the change apply',
+      keepUpWith: () => arrivalRate(migrationId),
     });
     const started = Date.now();
     const result = { keysApplied: 0, rowsWritten: 0, rowsDeleted: 0, rowsFailed: 0, failures: [] as FailedRecord[], throttleReason: null as string | null };
@@ -166,6 +170,7 @@ export function createChangeApplier(databases: Databases, transformDir: string |
     };
 
     while (timeLeft() > 0) {
+      await countArrivals(sourcePool, migrationId);
       const before = await throttle.beforeBatch();
       if (before.ms > 0) {
         // Holding or paying for the last batch: wait, but return on time so the status shows why.
@@ -183,11 +188,15 @@ export function createChangeApplier(databases: Databases, transformDir: string |
         cursor.round = round;
         cursor.afterKey = null;
       }
+      const pageStartedAt = Date.now();
       const page = roundKeysSql(migrationId, keyType, { ...cursor, round: cursor.round }, throttle.batchSize(batch));
       const keys = (await sourcePool.query<{ key: string }>(page)).rows.map((r) => r.key);
       if (keys.length === 0) {
         const wasEmpty = cursor.afterKey === null;
-        if (input.prune) await sourcePool.query(pruneAppliedSql(migrationId, cursor.round));
+        if (input.prune) {
+          await countArrivals(sourcePool, migrationId, true);
+          await sourcePool.query(pruneAppliedSql(migrationId, cursor.round));
+        }
         Object.assign(cursor, { appliedThrough: cursor.round, round: null, afterKey: null });
         heartbeat(cursor);
         if (wasEmpty && input.returnWhenCaughtUp) break;
@@ -208,7 +217,9 @@ export function createChangeApplier(databases: Databases, transformDir: string |
       }
       heartbeat(cursor);
       if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('change apply cancelled');
-      const pace = throttle.afterBatch(keys.length);
+      // The page's wait for the apply lock (a chunk's copy, a verification look) counts toward
+      // its pace: otherwise every look would cost the apply its turn after it as well.
+      const pace = throttle.afterBatch(keys.length, pageStartedAt);
       show(pace);
       if (pace.ms > 0) await sleep(Math.min(pace.ms, timeLeft()));
     }

@@ -208,6 +208,16 @@ export function lagSql(migrationId: string, appliedThrough: string | null): Sql 
   return sql`SELECT count(*)::float8 AS waiting, COALESCE(EXTRACT(epoch FROM clock_timestamp() - min(l.logged_at)), 0)::float8 AS oldest FROM ${LOG} AS l WHERE l.migration_id = ${migrationId} AND ${notVisibleIn(appliedThrough)}`;
 }
 
+/** The migration's last entry in the log so far (text of its seq; null for none). */
+export function lastLogSeqSql(migrationId: string): Sql {
+  return sql`SELECT max(l.seq)::text AS last FROM ${LOG} AS l WHERE l.migration_id = ${migrationId}`;
+}
+
+/** How many of the migration's entries came after `afterSeq`, and the last of them. */
+export function logArrivalsSql(migrationId: string, afterSeq: string): Sql {
+  return sql`SELECT count(*)::float8 AS arrived, max(l.seq)::text AS last FROM ${LOG} AS l WHERE l.migration_id = ${migrationId} AND l.seq > ${afterSeq}::bigint`;
+}
+
 /**
  * Which of `keys` have changes in the log visible in `snapshot` (committed before it was taken):
  * after the backfill the applier prunes what it applied, so these are changes not yet applied.

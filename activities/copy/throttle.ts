@@ -10,7 +10,9 @@ import { redactErrorText } from '../../lib/errors';
 import {
   afterQuietLook,
   carriedPacing,
+  describeKeepingUp,
   describePacing,
+  keepUpFloor,
   nextPacing,
   quietLookDue,
   startPacing,
@@ -52,6 +54,11 @@ export interface CopyThrottleOptions {
   observe?: (health: SourceHealth) => void;
   /** Who is paced, as the rows/s reason names it. (Default: this shard) */
   writer?: string;
+  /**
+   * For a writer that must keep up with work arriving (the change apply): how many rows a second
+   * arrive now, null while unmeasured. The controller never paces it below keepUpFloor of that.
+   */
+  keepUpWith?: () => number | null;
 }
 
 export interface CopyThrottle {
@@ -59,8 +66,13 @@ export interface CopyThrottle {
   beforeBatch(): Promise<ThrottleWait>;
   /** The batch to take now: never more than about a second of the paced rate. */
   batchSize(adapted: number): number;
-  /** After a batch of `rows`: the wait that keeps the rate. */
-  afterBatch(rows: number): ThrottleWait;
+  /**
+   * After a batch of `rows`: the wait that keeps the rate. `startedAt` (epoch ms), for a writer
+   * whose batches wait on others (the change apply waits for the apply lock): the batch's time
+   * counts toward its pace, and up to WAITED_BURST_MS more, so the batches after a long wait go
+   * on at once and make it up.
+   */
+  afterBatch(rows: number, startedAt?: number): ThrottleWait;
   /** For the next call; null when the plan turned the controller off. */
   pacing(): CopyPacing | null;
 }
@@ -69,6 +81,13 @@ const HOLD = (reason: string, kind: ThrottleKind, ms: number): ThrottleWait => (
 const GO: ThrottleWait = { ms: 0, reason: null, kind: null };
 /** With the controller on, time not spent copying earns at most this much burst. */
 const MAX_BURST_MS = 250;
+/**
+ * A writer whose batches wait on others earns this much from the start of a batch: the change
+ * apply waits out verification's looks (up to seconds under load), and gets the lock back for
+ * about as long (activities/verify/capture-settle.ts); without it, the pace it owes would spend
+ * that turn and a backlog could only grow.
+ */
+const WAITED_BURST_MS = 2000;
 
 export async function openCopyThrottle(options: CopyThrottleOptions): Promise<CopyThrottle> {
   const { pool, plan } = options;
@@ -100,7 +119,8 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
 
   const rate = (): number | null => {
     if (!pacing) return ceiling;
-    return Math.min(pacing.state.rowsPerSecond, ceiling ?? Infinity);
+    const floor = keepUpFloor(options.keepUpWith?.() ?? null);
+    return Math.min(Math.max(pacing.state.rowsPerSecond, floor), ceiling ?? Infinity);
   };
 
   const stepController = async (budgetNow: ThrottleBudget, signalsNow: PacingSignals, current: CopyPacing) => {
@@ -144,12 +164,13 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
       return Math.max(MIN_BATCH_SIZE, Math.min(adapted, Math.ceil(now)));
     },
 
-    afterBatch(rows) {
+    afterBatch(rows, startedAt) {
       rowsSinceStep += rows;
       rowsThisCall += rows;
       const now = rate();
       if (now === null) return GO;
-      if (pacing) paidUntil = Math.max(paidUntil, Date.now() - MAX_BURST_MS);
+      if (startedAt !== undefined) paidUntil = Math.max(paidUntil, Math.min(startedAt, Date.now()) - WAITED_BURST_MS);
+      else if (pacing) paidUntil = Math.max(paidUntil, Date.now() - MAX_BURST_MS);
       paidUntil += (rows / now) * 1000;
       return explain(Math.max(0, paidUntil - Date.now()));
     },
@@ -188,6 +209,10 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
   function explain(ms: number): ThrottleWait {
     const now = rate();
     if (now === null) return GO;
+    const arrivals = options.keepUpWith?.() ?? null;
+    if (pacing && arrivals !== null && now > pacing.state.rowsPerSecond) {
+      return { ms, reason: describeKeepingUp(now, arrivals, pacing.state.rowsPerSecond, held), kind: 'pacing' };
+    }
     if (pacing && held && held.signal !== 'ceiling') {
       return { ms, reason: describePacing(now, held), kind: 'pacing' };
     }

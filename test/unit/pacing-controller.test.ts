@@ -2,7 +2,11 @@ import { describe, expect, it } from 'vitest';
 import {
   afterQuietLook,
   carriedPacing,
+  describeKeepingUp,
   describePacing,
+  holdingSignalOf,
+  keepUpFloor,
+  KEEP_UP_MARGIN,
   MIN_PACED_ROWS_PER_SECOND,
   nextPacing,
   QUIET_LOOK_AFTER_INTERVALS,
@@ -142,6 +146,22 @@ describe('pacing controller', () => {
   it('words the decision for status', () => {
     expect(describePacing(1234.4, { signal: 'lock-waits', detail: '2 sessions waiting' })).toBe('paced at 1234 rows/s by lock-waits: 2 sessions waiting');
     expect(describePacing(1234, null)).toBeNull();
+  });
+});
+
+describe('the keep-up floor of the change apply', () => {
+  it('stays above the rate changes arrive at, and is nothing while unmeasured', () => {
+    expect(keepUpFloor(null)).toBe(0);
+    expect(keepUpFloor(0)).toBe(0);
+    expect(keepUpFloor(900)).toBe(900 * KEEP_UP_MARGIN);
+    expect(KEEP_UP_MARGIN).toBeGreaterThan(1);
+  });
+
+  it('names the arrivals and what pacing alone would do, and no signal as holding the apply', () => {
+    const reason = describeKeepingUp(1350.2, 900.4, 500, { signal: 'latency', detail: 'median canary commit 34 ms, budget 20 ms' });
+    expect(reason).toBe('keeping up with the writes at 1350 rows/s (900 changes/s arrive); pacing alone would hold it to 500 rows/s by latency: median canary commit 34 ms, budget 20 ms');
+    expect(holdingSignalOf(reason)).toBeNull();
+    expect(describeKeepingUp(1350, 900, 1000, null)).toBe('keeping up with the writes at 1350 rows/s (900 changes/s arrive); pacing alone would hold it to 1000 rows/s');
   });
 });
 

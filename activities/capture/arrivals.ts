@@ -1,0 +1,52 @@
+/**
+ * How fast changes arrive in the change log, per migration: the rate the change apply must keep
+ * up with (see keepUpFloor). Counted from the log's seq, at most once a second and always before
+ * a prune (entries pruned uncounted would read as a quiet application). Kept for the life of the
+ * worker process, so each apply call starts with the rate the last one measured.
+ */
+import type pg from 'pg';
+import { lastLogSeqSql, logArrivalsSql } from './statements';
+
+/** The shortest window a rate is measured over: shorter ones swing with a writer's bursts. */
+export const ARRIVALS_WINDOW_MS = 1000;
+
+interface Arrivals {
+  /** The last entry counted. */
+  lastSeq: string;
+  /** When the current window began, and the entries counted in it so far. */
+  windowFrom: number;
+  counted: number;
+  /** Entries per second over the last whole window; null before one has ended. */
+  perSecond: number | null;
+}
+
+const byMigration = new Map<string, Arrivals>();
+
+/** Changes per second arriving for the migration, over the last whole window; null while unmeasured. */
+export function arrivalRate(migrationId: string): number | null {
+  return byMigration.get(migrationId)?.perSecond ?? null;
+}
+
+/**
+ * Counts the entries that arrived since the last count, when a window has passed or `beforePrune`.
+ * An entry whose transaction commits after a later one was counted is missed (seq comes from the
+ * insert, not the commit): the rate reads a little low, never high.
+ */
+export async function countArrivals(pool: pg.Pool, migrationId: string, beforePrune = false): Promise<void> {
+  const now = Date.now();
+  const known = byMigration.get(migrationId);
+  if (!known) {
+    const last = (await pool.query<{ last: string | null }>(lastLogSeqSql(migrationId))).rows[0]?.last ?? '0';
+    byMigration.set(migrationId, { lastSeq: last, windowFrom: now, counted: 0, perSecond: null });
+    return;
+  }
+  if (!beforePrune && now - known.windowFrom < ARRIVALS_WINDOW_MS) return;
+  const row = (await pool.query<{ arrived: number; last: string | null }>(logArrivalsSql(migrationId, known.lastSeq))).rows[0];
+  known.counted += Number(row?.arrived ?? 0);
+  known.lastSeq = row?.last ?? known.lastSeq;
+  const elapsed = now - known.windowFrom;
+  if (elapsed < ARRIVALS_WINDOW_MS) return;
+  known.perSecond = known.counted / (elapsed / 1000);
+  known.windowFrom = now;
+  known.counted = 0;
+}

@@ -1,0 +1,86 @@
+/**
+ * The change apply's throttle against real PostgreSQL: the controller at its floor never holds
+ * the apply below 1.5 times the changes arriving (the rows/s limit still caps it), and a page that
+ * waited seconds for the apply lock (a verification look, a chunk's copy) owes no pace for that
+ * wait, so the pages after it go on at once. Before, it owed its whole page again after the wait
+ * and lost the lock's next turn as well.
+ */
+import { setTimeout as delay } from 'node:timers/promises';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openCopyThrottle, type CopyPacing } from '../../activities/copy/throttle';
+import { KEEP_UP_MARGIN, MIN_PACED_ROWS_PER_SECOND } from '../../lib/pacing-controller';
+import { validatePlan } from '../../lib/plan';
+import { createTestDatabase } from '../support/harness';
+
+const ARRIVING = 1000;
+const KEEP_UP = ARRIVING * KEEP_UP_MARGIN;
+
+describe("the change apply's pace", () => {
+  let pool: pg.Pool;
+
+  beforeAll(async () => {
+    pool = new pg.Pool({ connectionString: await createTestDatabase('apply_pace'), max: 4 });
+  });
+  afterAll(() => pool?.end());
+
+  const plan = validatePlan({
+    name: 'apply-pace',
+    source: { connection: 'DB', table: 'accounts', key: 'id' },
+    target: { connection: 'DB', table: 'accounts_v2' },
+    transform: { sql: { id: 'id' } },
+    capture: 'trigger',
+  });
+  /** The controller's memory as a call carries it in: cut to its floor by latency. */
+  const atFloor = (): CopyPacing => ({
+    baseline: { latencyMs: 10, canaryMs: 10, activeBackends: 1 },
+    state: { rowsPerSecond: MIN_PACED_ROWS_PER_SECOND, cutFrom: 1000, lastLatencyPressure: 3 },
+    holding: { signal: 'latency', detail: 'median canary commit 34 ms, budget 12 ms' },
+  });
+  const applyThrottle = (rowsPerSecond: number | null, arriving: number | null) =>
+    openCopyThrottle({ pool, plan, rowsPerSecond, pacing: atFloor(), writer: 'the change apply', keepUpWith: () => arriving });
+
+  it('keeps up with the changes arriving, below the rows/s limit, and says so', async () => {
+    const unmeasured = await applyThrottle(null, null);
+    expect(unmeasured.batchSize(100_000)).toBe(MIN_PACED_ROWS_PER_SECOND);
+    expect(unmeasured.afterBatch(MIN_PACED_ROWS_PER_SECOND).reason).toMatch(/^paced at 500 rows\/s by latency: /);
+
+    const keepingUp = await applyThrottle(null, ARRIVING);
+    expect(keepingUp.batchSize(100_000)).toBe(KEEP_UP);
+    const wait = keepingUp.afterBatch(KEEP_UP);
+    expect(wait.reason).toBe(
+      `keeping up with the writes at ${KEEP_UP} rows/s (${ARRIVING} changes/s arrive); pacing alone would hold it to 500 rows/s by latency: median canary commit 34 ms, budget 12 ms`,
+    );
+    // About one second for a second's worth of the keep-up rate.
+    expect(wait.ms).toBeGreaterThan(500);
+    expect(wait.ms).toBeLessThanOrEqual(1000);
+
+    const limited = await applyThrottle(1200, ARRIVING);
+    expect(limited.batchSize(100_000)).toBe(1200);
+  });
+
+  it('owes no pace for the time a page waited for the apply lock, up to two seconds', async () => {
+    const throttle = await applyThrottle(null, ARRIVING);
+    const first = Date.now();
+    await delay(2500); // the page waits out a look's hold of the lock
+    expect(throttle.afterBatch(KEEP_UP, first).ms).toBe(0);
+    // The next page, right away, is covered too; the one after it pays the rest.
+    expect(throttle.afterBatch(KEEP_UP, Date.now()).ms).toBe(0);
+    const third = throttle.afterBatch(KEEP_UP, Date.now()).ms;
+    expect(third).toBeGreaterThan(0);
+    expect(third).toBeLessThanOrEqual(1000);
+
+    // Without the page's start, the wait earns only the controller's short burst.
+    const unaware = await applyThrottle(null, ARRIVING);
+    await delay(2500);
+    expect(unaware.afterBatch(KEEP_UP).ms).toBeGreaterThan(500);
+
+    // However long the apply sat idle before a page, it earns two seconds at most.
+    const idle = await applyThrottle(null, ARRIVING);
+    await delay(3500);
+    expect(idle.afterBatch(2 * KEEP_UP, Date.now()).ms).toBeLessThan(100);
+    const over = idle.afterBatch(KEEP_UP, Date.now()).ms;
+    expect(over).toBeGreaterThan(800);
+    expect(over).toBeLessThanOrEqual(1000);
+  });
+});
