@@ -1,14 +1,20 @@
 /**
  * How fast changes arrive in the change log, per migration: the rate the change apply must keep
  * up with (see keepUpFloor). Counted from the log's seq, at most once a second and always before
- * a prune (entries pruned uncounted would read as a quiet application). Kept for the life of the
- * worker process, so each apply call starts with the rate the last one measured.
+ * a prune (entries pruned uncounted would read as a quiet application). The rate is the median
+ * of the last few seconds: what the application sustains, not a one-off bulk write, which the
+ * apply drains at the paced rate. Kept for the life of the worker process, so each apply call
+ * starts with the rate the last one measured.
  */
 import type pg from 'pg';
+import { median } from '../copy/pacing-sampler';
 import { lastLogSeqSql, logArrivalsSql } from './statements';
 
 /** The shortest window a rate is measured over: shorter ones swing with a writer's bursts. */
 export const ARRIVALS_WINDOW_MS = 1000;
+/** The windows the median is taken over, and how many it needs. */
+const WINDOWS_KEPT = 5;
+const WINDOWS_NEEDED = 3;
 
 interface Arrivals {
   /** The last entry counted. */
@@ -16,15 +22,16 @@ interface Arrivals {
   /** When the current window began, and the entries counted in it so far. */
   windowFrom: number;
   counted: number;
-  /** Entries per second over the last whole window; null before one has ended. */
-  perSecond: number | null;
+  /** Entries per second in the last whole windows, oldest first. */
+  windows: number[];
 }
 
 const byMigration = new Map<string, Arrivals>();
 
-/** Changes per second arriving for the migration, over the last whole window; null while unmeasured. */
+/** Changes per second arriving for the migration: the median of the last windows; null while too few have ended. */
 export function arrivalRate(migrationId: string): number | null {
-  return byMigration.get(migrationId)?.perSecond ?? null;
+  const windows = byMigration.get(migrationId)?.windows ?? [];
+  return windows.length < WINDOWS_NEEDED ? null : median(windows);
 }
 
 /**
@@ -37,7 +44,7 @@ export async function countArrivals(pool: pg.Pool, migrationId: string, beforePr
   const known = byMigration.get(migrationId);
   if (!known) {
     const last = (await pool.query<{ last: string | null }>(lastLogSeqSql(migrationId))).rows[0]?.last ?? '0';
-    byMigration.set(migrationId, { lastSeq: last, windowFrom: now, counted: 0, perSecond: null });
+    byMigration.set(migrationId, { lastSeq: last, windowFrom: now, counted: 0, windows: [] });
     return;
   }
   if (!beforePrune && now - known.windowFrom < ARRIVALS_WINDOW_MS) return;
@@ -46,7 +53,7 @@ export async function countArrivals(pool: pg.Pool, migrationId: string, beforePr
   known.lastSeq = row?.last ?? known.lastSeq;
   const elapsed = now - known.windowFrom;
   if (elapsed < ARRIVALS_WINDOW_MS) return;
-  known.perSecond = known.counted / (elapsed / 1000);
+  known.windows = [...known.windows, known.counted / (elapsed / 1000)].slice(-WINDOWS_KEPT);
   known.windowFrom = now;
   known.counted = 0;
 }

@@ -195,7 +195,8 @@ export async function openPacingSampler(config: pg.ClientConfig, tables: TableNa
   return sampler;
 }
 
-function median(values: number[]): number | null {
+/** The middle value (the upper of the two middle ones for an even count); null for none. */
+export function median(values: number[]): number | null {
   return values.length ? [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]! : null;
 }
 

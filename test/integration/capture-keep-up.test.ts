@@ -14,7 +14,7 @@ import { MIN_PACED_ROWS_PER_SECOND } from '../../lib/pacing-controller';
 import { migrationReport, startMigration } from '../../operator';
 import { startPgbench } from '../../scripts/bench/pgbench';
 import { ferry } from '../support/cli';
-import { eventually, sqlRow, type TestWorker } from '../support/harness';
+import { eventually, sql, sqlRow, type TestWorker } from '../support/harness';
 import { atCleanupGate, expectReshapedAccountsEqual, setUpPgbenchCapture } from '../support/pgbench-capture';
 
 /** Faster than the controller's floor, and within what pgbench's simple-update does beside Ferry on 2 cores. */
@@ -23,6 +23,7 @@ const WRITER_TPS = 900;
 const MAX_ACTIVE = 6;
 const SLEEPERS = 8;
 const WATCH_MS = 30_000;
+const SLEEPER_NAME = 'ferry-test keep-up sleeper';
 
 describe('the change apply under pacing that answers load not its own', () => {
   let sourceUrl: string;
@@ -53,19 +54,21 @@ describe('the change apply under pacing that answers load not its own', () => {
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
     const statusOf = async () => (await migrationReport(worker.client, id)).status!;
-    const sleepers = Array.from({ length: SLEEPERS }, () => new pg.Client({ connectionString: sourceUrl, application_name: 'report job' }));
+    const sleepers = Array.from({ length: SLEEPERS }, () => new pg.Client({ connectionString: sourceUrl, application_name: SLEEPER_NAME }));
     const samples: { waiting: number; oldest: number; reason: string | null }[] = [];
     let arrivalsPerSecond: number;
     try {
       await atCleanupGate(worker, id);
       await Promise.all(sleepers.map((s) => s.connect()));
-      for (const sleeper of sleepers) sleeper.query('SELECT pg_sleep(600)').catch(() => undefined);
+      // Under a minute: the backoff of tests running beside this one holds for a query on the
+      // server older than that (backoff.maxQuerySeconds).
+      for (const sleeper of sleepers) sleeper.query('SELECT pg_sleep(55)').catch(() => undefined);
 
       // The controller answers the sleepers by coming down to its floor; the apply's rate stays above it.
       const atFloor = new RegExp(
         `^keeping up with the writes at \\d+ rows/s \\(\\d+ changes/s arrive\\); pacing alone would hold it to ${MIN_PACED_ROWS_PER_SECOND} rows/s by active-backends: \\d+ active sessions, budget ${MAX_ACTIVE}$`,
       );
-      await eventually(async () => atFloor.test((await statusOf()).capture?.throttleReason ?? '') || undefined, 60_000, 'the keep-up floor named in the capture status');
+      await eventually(async () => atFloor.test((await statusOf()).capture?.throttleReason ?? '') || undefined, 20_000, 'the keep-up floor named in the capture status');
 
       // Watched with the test's own count of pgbench's transactions (one account each) as the writer's rate.
       const history = async () => (await sqlRow(sourceUrl, `SELECT count(*)::int AS n FROM pgbench_history`)).n as number;
@@ -77,6 +80,9 @@ describe('the change apply under pacing that answers load not its own', () => {
       }
       arrivalsPerSecond = ((await history()) - firstCount) / ((Date.now() - from) / 1000);
     } finally {
+      // Ended from the client, a backend in pg_sleep would sleep on, and other tests' backoff
+      // (which watches the whole server's long queries) would hold for it.
+      await sql(sourceUrl, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, [SLEEPER_NAME]);
       await Promise.all(sleepers.map((s) => s.end().catch(() => undefined)));
       await bench.stop();
     }
@@ -87,8 +93,9 @@ describe('the change apply under pacing that answers load not its own', () => {
     // Held at 500 rows/s the backlog grows by what the writer adds above it, and the oldest ages
     // by a second a second: at 900 changes/s, 17,725 waiting, the oldest 20 s old, after 30 s.
     const late = samples.slice(samples.length / 2);
-    expect(Math.max(...late.map((s) => s.oldest)), shown).toBeLessThan(8);
-    expect(Math.max(...late.map((s) => s.waiting)), shown).toBeLessThan(arrivalsPerSecond * 5);
+    // Kept up, a lag reading here was 3 s at most; a busy machine's pause is allowed for.
+    expect(Math.max(...late.map((s) => s.oldest)), shown).toBeLessThan(10);
+    expect(Math.max(...late.map((s) => s.waiting)), shown).toBeLessThan(arrivalsPerSecond * 8);
 
     // Stopped, the apply drains, and the test's own md5 of every row finds both sides equal.
     const stoppedAt = new Date().toISOString();
