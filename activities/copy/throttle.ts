@@ -210,6 +210,9 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
     const now = rate();
     if (now === null) return GO;
     const arrivals = options.keepUpWith?.() ?? null;
+    if (arrivals !== null && ceiling !== null && arrivals > ceiling) {
+      return { ms, reason: `rows/s limit (${ceiling} rows/s for ${options.writer ?? 'this shard'}) is below the ${Math.round(arrivals)} changes/s arriving: the lag grows`, kind: 'rate' };
+    }
     if (pacing && arrivals !== null && now > pacing.state.rowsPerSecond) {
       return { ms, reason: describeKeepingUp(now, arrivals, pacing.state.rowsPerSecond, held), kind: 'pacing' };
     }

@@ -57,6 +57,12 @@ describe("the change apply's pace", () => {
 
     const limited = await applyThrottle(1200, ARRIVING);
     expect(limited.batchSize(100_000)).toBe(1200);
+    expect(limited.afterBatch(1200).reason).toMatch(/^keeping up with the writes at 1200 rows\/s \(1000 changes\/s arrive\)/);
+
+    // A limit below what arrives cannot keep up, and status says so.
+    const tooLow = await applyThrottle(800, ARRIVING);
+    expect(tooLow.batchSize(100_000)).toBe(800);
+    expect(tooLow.afterBatch(800).reason).toBe('rows/s limit (800 rows/s for the change apply) is below the 1000 changes/s arriving: the lag grows');
   });
 
   it('owes no pace for the time a page waited for the apply lock, up to two seconds', async () => {
