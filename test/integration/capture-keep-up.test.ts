@@ -50,15 +50,18 @@ describe('the change apply under pacing that answers load not its own', () => {
       backoff: { maxQuerySeconds: 3600 },
       verify: { inFlightDelaySeconds: 0.5 },
     });
-    const bench = startPgbench(pgbench, sourceUrl, WRITER_TPS, 'simple-update');
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
     const statusOf = async () => (await migrationReport(worker.client, id)).status!;
     const sleepers = Array.from({ length: SLEEPERS }, () => new pg.Client({ connectionString: sourceUrl, application_name: SLEEPER_NAME }));
     const samples: { waiting: number; oldest: number; reason: string | null }[] = [];
     let arrivalsPerSecond: number;
+    let bench: ReturnType<typeof startPgbench> | undefined;
     try {
+      // Only the apply runs at the gate: the writer and the sleepers start there, and load the
+      // machine (and the tests running beside this one) for under a minute.
       await atCleanupGate(worker, id);
+      bench = startPgbench(pgbench, sourceUrl, WRITER_TPS, 'simple-update');
       await Promise.all(sleepers.map((s) => s.connect()));
       // Under a minute: the backoff of tests running beside this one holds for a query on the
       // server older than that (backoff.maxQuerySeconds).
@@ -82,9 +85,9 @@ describe('the change apply under pacing that answers load not its own', () => {
     } finally {
       // Ended from the client, a backend in pg_sleep would sleep on, and other tests' backoff
       // (which watches the whole server's long queries) would hold for it.
-      await sql(sourceUrl, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, [SLEEPER_NAME]);
+      await sql(sourceUrl, `SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, [SLEEPER_NAME]);
       await Promise.all(sleepers.map((s) => s.end().catch(() => undefined)));
-      await bench.stop();
+      await bench?.stop();
     }
     const shown = `${arrivalsPerSecond.toFixed(0)} changes/s; lag samples ${JSON.stringify(samples.map((s) => [s.waiting, s.oldest]))}`;
     console.log(`keep-up: ${shown}`);

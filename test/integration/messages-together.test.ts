@@ -9,15 +9,20 @@
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { migrationReport, startMigration } from '../../operator';
+import { lastPolledSecondsAgo } from '../../operator/live-worker';
 import { validatePlan } from '../../lib/plan';
 import { temporalSettings, type TemporalSettings } from '../../lib/settings';
 import { createFerryWorker } from '../../workers/worker';
 import { connectClient, createTestDatabase, eventually, sql, uniqueName, type TestWorker } from '../support/harness';
 
-/** A worker on `temporal`'s task queue, stopped by the function it returns. */
-async function workerOn(temporal: TemporalSettings, env: Record<string, string>): Promise<() => Promise<void>> {
+/**
+ * A worker on `temporal`'s task queue, stopped by the function it returns; once Temporal has seen
+ * it poll, as status asks (on a loaded machine a new queue's first poll can come after a status).
+ */
+async function workerOn(client: Client, temporal: TemporalSettings, env: Record<string, string>): Promise<() => Promise<void>> {
   const worker = await createFerryWorker({ temporal, env, workflowBundle: { codePath: inject('workflowBundlePath') }, shutdownGraceSeconds: 1 });
   const running = worker.worker.run();
+  await eventually(async () => ((await lastPolledSecondsAgo(client, temporal.taskQueue)).workflow !== null ? true : undefined), 30_000, 'the worker polling');
   return async () => {
     worker.shutdown();
     await running;
@@ -60,7 +65,7 @@ describe('messages that arrive together', () => {
       lifecycle: { dualWrites: true, noApps: true, cutover: true, soakSeconds: 0.2 },
     });
     const temporal = temporalSettings({}, { address: inject('temporalAddress'), taskQueue: uniqueName('gates') });
-    const stopWorker = await workerOn(temporal, { DB: url });
+    const stopWorker = await workerOn(client, temporal, { DB: url });
     const handle = await startMigration(client, temporal, plan, { execute: true });
     await eventually(async () => (await migrationReport(client, handle.workflowId)).status?.gate?.name === 'cutover-reads', 60_000, 'the gate');
     return { plan, temporal, handle, stopWorker };
@@ -78,7 +83,7 @@ describe('messages that arrive together', () => {
       // which decision is the gate's is not promised, only that there is one.
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
-    const restart = await workerOn(temporal, { DB: url });
+    const restart = await workerOn(client, temporal, { DB: url });
     return { outcomes: await Promise.all(outcomes), stopWorker: restart };
   }
 
@@ -109,7 +114,7 @@ describe('messages that arrive together', () => {
     const handle = await startMigration(client, temporal, plan, { execute: true });
     const aborted = settle(handle.executeUpdate('abort', { args: [{ by: 'bob', reason: 'wrong target' }] }));
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    const stopWorker = await workerOn(temporal, { DB: url });
+    const stopWorker = await workerOn(client, temporal, { DB: url });
     try {
       expect(await aborted).toEqual({
         taken: false,
