@@ -151,8 +151,8 @@ export function createChangeApplier(databases: Databases, transformDir: string |
     heartbeats?.follow(() => cursor);
     // The backfill's throttle: backoff holds, the pacing controller (when the plan's budget is on)
     // and the rows/s limit as its ceiling, watching the source and the target. The controller
-    // never paces the apply below the rate changes arrive at: the load it answers may not be ours.
-    await countArrivals(sourcePool, migrationId);
+    // never paces the apply below the rate changes arrive at (counted in the loop below): the
+    // load it answers may not be ours.
     const throttle = await openCopyThrottle({
       pool: sourcePool,
       targetPool: databases.sameDatabase(plan.source.connection, plan.target.connection) ? undefined : databases.pool(plan.target.connection),

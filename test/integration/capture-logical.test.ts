@@ -17,12 +17,11 @@ import { ExitCode } from '../../cli/exit-codes';
 import { migrationReport, startMigration } from '../../operator';
 import { LOGICAL_CAPTURE_PREFIX, logicalCaptureName } from '../../lib/ids';
 import { validatePlan } from '../../lib/plan';
-import type { MigrationStatus } from '../../lib/status';
 import { startPgbench } from '../../scripts/bench/pgbench';
 import { startWriter } from '../support/capture-writer';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
-import { atCleanupGate, expectReshapedAccountsEqual, PGBENCH_TPS, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
+import { atCleanupGate, expectReshapedAccountsEqual, noChangeWaitingSince, PGBENCH_TPS, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
 
 /** Logical capture needs the server set for it; a server given by DATABASE_URL may not be. */
 async function requireLogicalWal(url: string): Promise<void> {
@@ -80,17 +79,8 @@ describe.each([
       60_000,
       'the reader past the end of pgbench',
     );
-    const readAt = new Date().toISOString();
-    let lag: NonNullable<MigrationStatus['capture']>['lag'] = null;
-    await eventually(
-      async () => {
-        lag = (await migrationReport(worker.client, id)).status?.capture?.lag ?? null;
-        return lag?.changesWaiting === 0 && (lag.measuredAt ?? '') > readAt ? true : undefined;
-      },
-      60_000,
-      'no change waiting',
-    );
-    expect(lag!.walBytesHeld).toEqual(expect.any(Number));
+    const lag = await noChangeWaitingSince(worker, id, new Date().toISOString());
+    expect(lag.walBytesHeld).toEqual(expect.any(Number));
     const status = await ferry(['status', id], worker.temporal);
     expect(status.stdout).toMatch(/replication slot and publication since \S+: up to date; the slot holds [\d.]+ (B|kB|MB) of WAL/);
 

@@ -7,11 +7,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureObjectName } from '../../activities/capture/statements';
 import { ExitCode } from '../../cli/exit-codes';
-import { migrationReport, startMigration } from '../../operator';
+import { startMigration } from '../../operator';
 import { startPgbench } from '../../scripts/bench/pgbench';
 import { ferry } from '../support/cli';
-import { eventually, sql, sqlRow, type TestWorker } from '../support/harness';
-import { atCleanupGate, expectReshapedAccountsEqual, PGBENCH_TPS, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
+import { sql, sqlRow, type TestWorker } from '../support/harness';
+import { atCleanupGate, expectReshapedAccountsEqual, noChangeWaitingSince, PGBENCH_TPS, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
 
 describe.each([
   ['in one database', false],
@@ -45,16 +45,7 @@ describe.each([
     const { n: transactions } = await sqlRow(sourceUrl, `SELECT count(*)::int AS n FROM pgbench_history`);
     expect(transactions, benchOutput).toBeGreaterThan(200);
 
-    // A lag measured after pgbench stopped: one measured before may read zero between two writes.
-    const stoppedAt = new Date().toISOString();
-    await eventually(
-      async () => {
-        const lag = (await migrationReport(worker.client, id)).status?.capture?.lag;
-        return lag?.changesWaiting === 0 && (lag.measuredAt ?? '') > stoppedAt ? true : undefined;
-      },
-      60_000,
-      'no change waiting',
-    );
+    await noChangeWaitingSince(worker, id, new Date().toISOString());
     const verified = await ferry(['verify', id, '--json'], worker.temporal);
     expect(verified.code, verified.stderr).toBe(ExitCode.ok);
     expect(JSON.parse(verified.stdout)).toMatchObject({ clean: true, passes: 1, missing: 0, extra: 0, value: 0, repaired: 0 });

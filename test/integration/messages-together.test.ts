@@ -9,7 +9,7 @@
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { migrationReport, startMigration } from '../../operator';
-import { lastPolledSecondsAgo } from '../../operator/live-worker';
+import { workerPolls } from '../../operator/live-worker';
 import { validatePlan } from '../../lib/plan';
 import { temporalSettings, type TemporalSettings } from '../../lib/settings';
 import { createFerryWorker } from '../../workers/worker';
@@ -22,7 +22,7 @@ import { connectClient, createTestDatabase, eventually, sql, uniqueName, type Te
 async function workerOn(client: Client, temporal: TemporalSettings, env: Record<string, string>): Promise<() => Promise<void>> {
   const worker = await createFerryWorker({ temporal, env, workflowBundle: { codePath: inject('workflowBundlePath') }, shutdownGraceSeconds: 1 });
   const running = worker.worker.run();
-  await eventually(async () => ((await lastPolledSecondsAgo(client, temporal.taskQueue)).workflow !== null ? true : undefined), 30_000, 'the worker polling');
+  await eventually(async () => (await workerPolls(client, temporal.taskQueue)) || undefined, 30_000, 'the worker polling');
   return async () => {
     worker.shutdown();
     await running;

@@ -4,7 +4,8 @@
  * test's own comparison of the two, sharing no code with Ferry.
  */
 import { expect } from 'vitest';
-import { validatePlan, type Plan } from '../../lib/plan';
+import { validatePlan, type Plan, type PlanInput } from '../../lib/plan';
+import type { CaptureLag } from '../../lib/capture';
 import type { MigrationStatus } from '../../lib/status';
 import { migrationReport } from '../../operator';
 import { initPgbench } from '../../scripts/bench/pgbench';
@@ -43,8 +44,8 @@ export async function setUpPgbenchCapture(prefix: string, acrossDatabases: boole
   return { pgbench, sourceUrl, targetUrl, worker };
 }
 
-/** The migration of pgbench_accounts into the reshaped table, capturing changes in `mode`. */
-export function reshapedAccountsPlan(name: string, mode: 'trigger' | 'logical'): Plan {
+/** The migration of pgbench_accounts into the reshaped table, capturing changes in `mode`; `more` adds settings. */
+export function reshapedAccountsPlan(name: string, mode: 'trigger' | 'logical', more: Partial<PlanInput> = {}): Plan {
   return validatePlan({
     name,
     source: { connection: 'SOURCE_DB', table: 'pgbench_accounts', key: 'aid' },
@@ -53,7 +54,23 @@ export function reshapedAccountsPlan(name: string, mode: 'trigger' | 'logical'):
     capture: mode,
     // A row pgbench changes during a check is read again this much later (the default is 2 s).
     verify: { inFlightDelaySeconds: 0.5 },
+    ...more,
   });
+}
+
+/**
+ * Waits until the change apply reports no change waiting in a lag measured after `since` (when
+ * the writer stopped: one measured before may read zero between two writes); returns that lag.
+ */
+export async function noChangeWaitingSince(worker: TestWorker, id: string, since: string): Promise<CaptureLag> {
+  return eventually(
+    async () => {
+      const lag = (await migrationReport(worker.client, id)).status?.capture?.lag;
+      return lag?.changesWaiting === 0 && (lag.measuredAt ?? '') > since ? lag : undefined;
+    },
+    60_000,
+    'no change waiting',
+  );
 }
 
 /** Waits for the migration at its cleanup gate; a timeout says where the migration was. */
