@@ -7,6 +7,9 @@ import { execFile } from 'node:child_process';
 import pg from 'pg';
 import { parseIntoClientConfig } from 'pg-connection-string';
 
+/** Ferry's sessions name themselves so; the pacing and back-off checks leave them out of what the application does. */
+export const FERRY_APPLICATION = 'ferry';
+
 export type ConnectionEnv = Record<string, string | undefined>;
 
 export interface Databases {
@@ -65,7 +68,7 @@ export function createDatabases({
           max: poolSize,
           // A startup parameter every pooler passes on (PgBouncer tracks it per client); the rest
           // of the settings go by SET, as startup `options` are refused by PgBouncer.
-          application_name: 'ferry',
+          application_name: FERRY_APPLICATION,
           idleTimeoutMillis: 30_000,
           onConnect: pooling === 'transaction' ? (client) => applyInEveryTransaction(client, settings) : (client) => applyToSession(client, settings),
         });

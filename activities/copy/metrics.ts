@@ -13,6 +13,8 @@ export type ThrottleKind = (typeof THROTTLE_KINDS)[number];
 export interface SourceHealth {
   replicaLagSeconds: number;
   longestQuerySeconds: number;
+  /** The session running the longest query, to find it in pg_stat_activity (null when none runs). */
+  longestQueryPid: number | null;
 }
 
 /** One batch the copier finished. */

@@ -6,6 +6,7 @@
  */
 import pg from 'pg';
 import { sql, type Sql } from '../sql';
+import { FERRY_APPLICATION } from '../connections';
 import type { PacingBaseline, PacingSample } from '../../lib/pacing-controller';
 
 /**
@@ -17,8 +18,6 @@ import type { PacingBaseline, PacingSample } from '../../lib/pacing-controller';
 export const STANDBY_LAG_SQL: Sql = sql`(SELECT coalesce(max(extract(epoch FROM r.replay_lag)), 0) FROM pg_stat_replication AS r
    WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots AS s WHERE s.active_pid = r.pid AND s.slot_type = 'logical'))`;
 
-/** Ferry's sessions name themselves so (activities/connections.ts); they are not the foreground. */
-const FERRY_APPLICATION = 'ferry';
 /**
  * A canary commit this often, on a connection of its own and in the background, so that canaries
  * fall at any moment of the copy's batches (a sample is taken between two of a shard's batches,

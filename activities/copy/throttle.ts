@@ -25,6 +25,7 @@ import { budgetOf, MIN_BATCH_SIZE, type ThrottleBudget } from '../../lib/throttl
 import type { SourceHealth, ThrottleKind } from './metrics';
 import { oneStatement, readOnly } from '../plan-sql';
 import { sql } from '../sql';
+import { FERRY_APPLICATION } from '../connections';
 import { STANDBY_LAG_SQL } from './pacing-sampler';
 import { sharedPacingSignals, type PacingSignals } from './pacing-signals';
 
@@ -256,7 +257,7 @@ export async function holdReason(pool: pg.Pool, backoff: Backoff, observe?: (hea
   }
   const longest = health.longestQuerySeconds;
   if (longest > backoff.maxQuerySeconds) {
-    return `a query on the source has run ${longest.toFixed(0)} s, over backoff.maxQuerySeconds (${backoff.maxQuerySeconds} s)`;
+    return `a query on the source (pid ${health.longestQueryPid}) has run ${longest.toFixed(0)} s, over backoff.maxQuerySeconds (${backoff.maxQuerySeconds} s)`;
   }
   if (backoff.probe) {
     const probe = backoff.probe;
@@ -291,15 +292,22 @@ async function runProbe(pool: pg.Pool, sql: string): Promise<number> {
   }
 }
 
-/** The replay lag of the source's standbys and its longest running query (not Ferry's), in seconds. */
+/**
+ * The replay lag of the source's standbys, and its longest running query (not Ferry's) in the
+ * source database with that session's pid, in seconds. Queries in the server's other databases
+ * are not the source's: since PostgreSQL 14 they hold back no vacuum of its tables.
+ */
 export async function sourceHealth(pool: pg.Pool): Promise<SourceHealth> {
-  const health = await pool.query<{ lag: string; longest: string }>(
-    sql`SELECT ${STANDBY_LAG_SQL}::text AS lag,
-            (SELECT coalesce(max(extract(epoch FROM now() - query_start)), 0) FROM pg_stat_activity
-              WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-                AND application_name <> 'ferry')::text AS longest`,
+  const health = await pool.query<{ lag: string; longest: string | null; pid: number | null }>(
+    sql`SELECT ${STANDBY_LAG_SQL}::text AS lag, longest.seconds::text AS longest, longest.pid
+          FROM (SELECT 1) AS one
+          LEFT JOIN LATERAL (SELECT extract(epoch FROM now() - query_start) AS seconds, pid FROM pg_stat_activity
+                              WHERE state = 'active' AND backend_type = 'client backend' AND datname = current_database()
+                                AND pid <> pg_backend_pid() AND application_name <> ${FERRY_APPLICATION}
+                              ORDER BY query_start LIMIT 1) AS longest ON true`,
   );
-  return { replicaLagSeconds: Number(health.rows[0]?.lag ?? 0), longestQuerySeconds: Number(health.rows[0]?.longest ?? 0) };
+  const row = health.rows[0];
+  return { replicaLagSeconds: Number(row?.lag ?? 0), longestQuerySeconds: Math.max(0, Number(row?.longest ?? 0)), longestQueryPid: row?.pid ?? null };
 }
 
 /** The kind of a reason holdReason gave, as a bounded metrics label. */

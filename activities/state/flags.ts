@@ -38,7 +38,7 @@ export function createFlagSetter(databases: Databases) {
       ]);
       const compared = Number(reads.rows[0]?.compared ?? 0);
       const mismatched = Number(reads.rows[0]?.mismatched ?? 0);
-      return { readsCompared: compared, readsMismatched: mismatched, ...health, at: new Date().toISOString() };
+      return { readsCompared: compared, readsMismatched: mismatched, replicaLagSeconds: health.replicaLagSeconds, longestQuerySeconds: health.longestQuerySeconds, at: new Date().toISOString() };
     },
 
     /** Sets the migration's flags and bumps their version; returns them as stored. */

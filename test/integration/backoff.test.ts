@@ -39,6 +39,7 @@ describe('back-off', () => {
     return { handle: await startMigration(worker.client, worker.temporal, plan, { execute: true }), target: `readings_${table}` };
   }
   const copied = async (target: string) => (await sqlRow(url, `SELECT count(*)::int AS n FROM ${target}`)).n as number;
+  const backendPid = async (client: pg.Client) => (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
   const reasonOf = async (id: string) => (await migrationReport(worker.client, id)).status!.shards[0]?.throttleReason ?? null;
 
   it("holds while the plan's probe reads over its limit, and says so in status", async () => {
@@ -60,12 +61,38 @@ describe('back-off', () => {
     await eventually(async () => (await copied(target)) > 0, 20_000, 'the first rows');
     const report = new pg.Client({ connectionString: url, application_name: 'nightly report' });
     await report.connect();
+    const pid = await backendPid(report);
     const long = report.query('SELECT pg_sleep(4)');
-    await eventually(async () => (await reasonOf(handle.workflowId))?.match(/holding: a query on the source has run \d+ s, over backoff.maxQuerySeconds \(1 s\)/), 20_000, 'the hold');
+    // The reason names the session, so that an operator finds it in pg_stat_activity.
+    await eventually(async () => (await reasonOf(handle.workflowId))?.match(/holding: a query on the source \(pid (\d+)\) has run \d+ s, over backoff.maxQuerySeconds \(1 s\)/)?.[1] === String(pid), 20_000, 'the hold');
     await long;
     await report.end();
     const status = await handle.result();
     expect(status.rowsWritten).toBe(ROWS);
+  });
+
+  it("does not hold for a long query in another of the server's databases", async () => {
+    const otherUrl = await createTestDatabase('backoff_other');
+    const { handle, target } = await start({ maxQuerySeconds: 1 });
+    await eventually(async () => (await copied(target)) > 0, 20_000, 'the first rows');
+    const report = new pg.Client({ connectionString: otherUrl, application_name: 'nightly report' });
+    await report.connect();
+    const pid = await backendPid(report);
+    const long = report.query('SELECT pg_sleep(120)').catch((error: Error) => error);
+    try {
+      await eventually(async () => (await sqlRow(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ${pid} AND state = 'active'`)).n === 1, 10_000, 'the long query');
+      const reasons: (string | null)[] = [];
+      const watching = setInterval(() => void reasonOf(handle.workflowId).then((reason) => reasons.push(reason), () => {}), 200);
+      // Held by it, the copy would wait the query's 120 s out.
+      const status = await handle.result().finally(() => clearInterval(watching));
+      expect(status.rowsWritten).toBe(ROWS);
+      expect(reasons.filter((reason) => reason?.includes('a query on the source'))).toEqual([]);
+      expect(await sqlRow(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ${pid} AND state = 'active'`)).toEqual({ n: 1 });
+    } finally {
+      await sql(url, `SELECT pg_cancel_backend(${pid})`);
+      await long;
+      await report.end();
+    }
   });
 
   it('waits out a lock held on the target longer than its lock timeout, without piling up sessions', async () => {
