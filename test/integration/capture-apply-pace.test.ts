@@ -3,11 +3,14 @@
  * the apply below 1.5 times the changes arriving (the rows/s limit still caps it), and a page that
  * waited seconds for the apply lock (a verification look, a chunk's copy) owes no pace for that
  * wait, so the pages after it go on at once. Before, it owed its whole page again after the wait
- * and lost the lock's next turn as well.
+ * and lost the lock's next turn as well. The arrivals it keeps up with are the median of whole
+ * seconds, and a migration not counted for a minute is forgotten.
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { arrivalRate, countArrivals, FORGET_AFTER_MS } from '../../activities/capture/arrivals';
+import { installChangeLog } from '../../activities/capture/trigger';
 import { openCopyThrottle, type CopyPacing } from '../../activities/copy/throttle';
 import { KEEP_UP_MARGIN, MIN_PACED_ROWS_PER_SECOND } from '../../lib/pacing-controller';
 import { validatePlan } from '../../lib/plan';
@@ -23,6 +26,7 @@ describe("the change apply's pace", () => {
     pool = new pg.Pool({ connectionString: await createTestDatabase('apply_pace'), max: 4 });
   });
   afterAll(() => pool?.end());
+  afterEach(() => vi.restoreAllMocks());
 
   const plan = validatePlan({
     name: 'apply-pace',
@@ -88,5 +92,41 @@ describe("the change apply's pace", () => {
     const over = idle.afterBatch(KEEP_UP, Date.now()).ms;
     expect(over).toBeGreaterThan(800);
     expect(over).toBeLessThanOrEqual(1000);
+  });
+
+  it('reads the arrivals as the median of whole seconds, and forgets a migration not counted for a minute', async () => {
+    await installChangeLog(pool);
+    let now = Date.now();
+    vi.spyOn(Date, 'now').mockImplementation(() => now);
+    const arrive = (migration: string, entries: number) =>
+      pool.query(`INSERT INTO ferry.change_log (migration_id, key) SELECT $1, i::text FROM generate_series(1, $2) i`, [migration, entries]);
+    /** Each second's entries, counted at its end as the apply's loop does. */
+    const seconds = async (migration: string, perSecond: number[]) => {
+      for (const entries of perSecond) {
+        await arrive(migration, entries);
+        now += 1000;
+        await countArrivals(pool, migration);
+      }
+    };
+    await arrive('arrivals-a', 50); // before the first count: not an arrival
+    await countArrivals(pool, 'arrivals-a');
+    await seconds('arrivals-a', [100, 5000]);
+    expect(arrivalRate('arrivals-a')).toBeNull();
+    // A one-off bulk write does not move the median.
+    await seconds('arrivals-a', [120, 110, 90]);
+    expect(arrivalRate('arrivals-a')).toBe(110);
+    await countArrivals(pool, 'arrivals-b');
+    await seconds('arrivals-b', [10, 10, 10]);
+    expect(arrivalRate('arrivals-b')).toBe(10);
+
+    // B goes on counting; A (its migration ended, or its apply stopped) is forgotten after a minute.
+    for (let counted = 0; counted < FORGET_AFTER_MS; counted += 1000) await seconds('arrivals-b', [10]);
+    expect(arrivalRate('arrivals-a')).toBeNull();
+    expect(arrivalRate('arrivals-b')).toBe(10);
+    // Measured afresh when its apply runs again: the entries of the minute it was away are not an arrival.
+    await arrive('arrivals-a', 9000);
+    await countArrivals(pool, 'arrivals-a');
+    await seconds('arrivals-a', [30, 30, 30]);
+    expect(arrivalRate('arrivals-a')).toBe(30);
   });
 });
