@@ -47,7 +47,7 @@ describe('the change apply under pacing that answers load not its own', () => {
     const id = handle.workflowId;
     const statusOf = async () => (await migrationReport(worker.client, id)).status!;
     const sleepers = Array.from({ length: SLEEPERS }, () => new pg.Client({ connectionString: sourceUrl, application_name: SLEEPER_NAME }));
-    const samples: { waiting: number; oldest: number }[] = [];
+    const samples: { waiting: number; oldest: number; differing: number }[] = [];
     let arrivalsPerSecond: number;
     let bench: ReturnType<typeof startPgbench> | undefined;
     try {
@@ -74,12 +74,16 @@ describe('the change apply under pacing that answers load not its own', () => {
         throw new Error(`${error.message}; the last reason: ${lastReason}`);
       });
 
-      // Watched with the test's own count of pgbench's transactions (one account each) as the writer's rate.
+      // Watched with the test's own count of pgbench's transactions (one account each) as the writer's
+      // rate, and its own count of the accounts whose balance differs on the target now (the one column
+      // pgbench changes), beside Ferry's lag.
       const history = async () => (await sqlRow(sourceUrl, `SELECT count(*)::int AS n FROM pgbench_history`)).n as number;
+      const differing = async () =>
+        (await sqlRow(sourceUrl, `SELECT count(*)::int AS n FROM pgbench_accounts a JOIN pgbench_accounts_v2 b USING (aid) WHERE b.abalance_cents <> a.abalance::bigint * 100`)).n as number;
       const [firstCount, from] = [await history(), Date.now()];
       while (Date.now() - from < WATCH_MS) {
         const lag = (await statusOf()).capture?.lag;
-        samples.push({ waiting: lag?.changesWaiting ?? NaN, oldest: lag?.oldestSeconds ?? NaN });
+        samples.push({ waiting: lag?.changesWaiting ?? NaN, oldest: lag?.oldestSeconds ?? NaN, differing: await differing() });
         await new Promise((resolve) => setTimeout(resolve, 1000));
       }
       arrivalsPerSecond = ((await history()) - firstCount) / ((Date.now() - from) / 1000);
@@ -90,7 +94,7 @@ describe('the change apply under pacing that answers load not its own', () => {
       await Promise.all(sleepers.map((s) => s.end().catch(() => undefined)));
       await bench?.stop();
     }
-    const shown = `${arrivalsPerSecond.toFixed(0)} changes/s; lag samples ${JSON.stringify(samples.map((s) => [s.waiting, s.oldest]))}`;
+    const shown = `${arrivalsPerSecond.toFixed(0)} changes/s; [waiting, oldest s, accounts differing] ${JSON.stringify(samples.map((s) => [s.waiting, s.oldest, s.differing]))}`;
     console.log(`keep-up: ${shown}`);
     // The writer outran the controller's floor (on a busy machine pgbench may not reach its rate), or the test proves nothing.
     expect(arrivalsPerSecond, shown).toBeGreaterThan(MIN_PACED_ROWS_PER_SECOND);
@@ -100,6 +104,8 @@ describe('the change apply under pacing that answers load not its own', () => {
     // Kept up, a lag reading here was 3 s at most; a busy machine's pause is allowed for.
     expect(Math.max(...late.map((s) => s.oldest)), shown).toBeLessThan(10);
     expect(Math.max(...late.map((s) => s.waiting)), shown).toBeLessThan(arrivalsPerSecond * 8);
+    // The same bound on the test's own reading, which shares no code with Ferry's lag.
+    expect(Math.max(...late.map((s) => s.differing)), shown).toBeLessThan(arrivalsPerSecond * 8);
 
     // Stopped, the apply drains, and the test's own md5 of every row finds both sides equal.
     await noChangeWaitingSince(worker, id, new Date().toISOString());
