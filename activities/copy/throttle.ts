@@ -124,6 +124,9 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
     return Math.min(Math.max(pacing.state.rowsPerSecond, floor), ceiling ?? Infinity);
   };
 
+  /** Whether the keep-up floor, not the controller, sets the rate now. */
+  const keepingUp = (current: CopyPacing) => keepUpFloor(options.keepUpWith?.() ?? null) > current.state.rowsPerSecond;
+
   const stepController = async (budgetNow: ThrottleBudget, signalsNow: PacingSignals, current: CopyPacing) => {
     const sample = await signalsNow.latest(budgetNow.intervalSeconds * 1000);
     if (sample.number === lastSampleSeen) return;
@@ -149,10 +152,13 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
         if (reason) return HOLD(reason, holdKindOf(reason), checkEveryMs);
       }
       if (budget && signals && pacing) {
-        // Another shard's look at the foreground: nothing of this process copies meanwhile.
-        await signals.looking();
+        // Another shard's look at the foreground: nothing of this process copies meanwhile, but a
+        // writer keeping up with the application's writes, whose load comes with them and which a
+        // pause only leaves behind (2.5 s of changes to drain, each look), neither waits for it
+        // nor takes one. Its look comes once pacing alone sets its rate again.
+        if (!keepingUp(pacing)) await signals.looking();
         await stepController(budget, signals, pacing);
-        if (quietLookDue(pacing, Date.now())) pacing = await lookWithCopyIdle(signals, pacing);
+        if (quietLookDue(pacing, Date.now()) && !keepingUp(pacing)) pacing = await lookWithCopyIdle(signals, pacing);
         const owed = paidUntil - Date.now();
         if (owed > 0) return explain(owed);
       }
