@@ -52,9 +52,11 @@ export class NoLiveWorkerError extends OperatorError {
   constructor(
     readonly known: KnownWithoutWorker,
     why: string,
+    /** A worker polled lately: it may be there, only slow to answer. */
+    mayBeThere = false,
   ) {
     super(
-      `${why}; nothing was sent. Start one on task queue "${known.taskQueue}" ` +
+      `${why}; nothing was sent. ${mayBeThere ? 'If none runs, start one' : 'Start one'} on task queue "${known.taskQueue}" ` +
         `(FERRY_TASK_QUEUE=${known.taskQueue} ferry worker, with the plan's connection variables set) and try again`,
     );
     this.name = 'NoLiveWorkerError';

@@ -75,8 +75,13 @@ export async function liveStatus(
     return status;
   } catch (error) {
     if (deadlineExceeded(error)) {
-      const lately = polledAgo <= POLLER_FRESH_SECONDS ? 'one polled task queue "' + known.taskQueue + '" lately, but seems gone' : `none polled task queue "${known.taskQueue}" in the last ${POLLER_FRESH_SECONDS} s`;
-      throw new NoLiveWorkerError(known, `no Ferry worker answered for ${handle.workflowId} within ${PROBE_SECONDS} s (${lately})`);
+      // A worker that polled lately and does not answer may have stopped, or be stopped (a frozen
+      // process, a machine out of CPU): from here the two look alike, so neither is claimed.
+      const polled =
+        polledAgo <= POLLER_FRESH_SECONDS
+          ? `a worker polled task queue "${known.taskQueue}" ${Math.round(polledAgo)} s ago, but none answered: it may have stopped, or be too busy to answer`
+          : `none polled task queue "${known.taskQueue}" in the last ${POLLER_FRESH_SECONDS} s`;
+      throw new NoLiveWorkerError(known, `no Ferry worker answered for ${handle.workflowId} within ${PROBE_SECONDS} s (${polled})`, polledAgo <= POLLER_FRESH_SECONDS);
     }
     throw error;
   }

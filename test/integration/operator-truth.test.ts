@@ -1,5 +1,6 @@
 /**
- * The CLI says what is true, quickly: with no worker it fails fast having sent nothing, `list`
+ * The CLI says what is true, quickly: with no worker, or one that polled and then froze, it fails
+ * fast having sent nothing (and claims no more than it knows of the frozen one), `list`
  * reads visibility, `resume` says whether there was a pause, and an aborted migration is aborted
  * everywhere (status, exit code, report) with the rows it left behind.
  */
@@ -13,6 +14,7 @@ import type { MigrationStatus } from '../../lib/status';
 import { createFerryWorker } from '../../workers/worker';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, uniqueName, type TestWorker } from '../support/harness';
+import { startWorkerProcess } from '../support/worker-process';
 
 const ROWS = 20_000;
 
@@ -100,6 +102,35 @@ describe('operator truth', () => {
     } finally {
       late.shutdown();
       await running;
+    }
+  });
+
+  it('with a worker that polled and then froze: says it may have stopped or be too busy, sends nothing, and the refused throttle never applies', async () => {
+    const queue = uniqueName('frozen');
+    const frozen = await startWorkerProcess({ ...worker.temporal, taskQueue: queue }, env());
+    try {
+      const handle = await start('truth_frozen', 2000, queue);
+      await eventually(async () => (await rowsWritten(handle)) > 0, 30_000, 'rows copied');
+      // Polled a moment ago, alive, and unable to answer: as a machine out of CPU looks from the CLI.
+      frozen.process.kill('SIGSTOP');
+      const status = await ferry(['status', handle.workflowId], worker.temporal);
+      expect(status.code).toBe(ExitCode.unreachable);
+      expect(status.stderr).toMatch(
+        new RegExp(`no Ferry worker answered for ${handle.workflowId} within 5 s \\(a worker polled task queue "${queue}" \\d+ s ago, but none answered: it may have stopped, or be too busy to answer\\); nothing was sent\\. If none runs, start one`),
+      );
+      const throttle = await ferry(['throttle', handle.workflowId, '--rows-per-second', '77', '--by', 'tester'], worker.temporal);
+      expect(throttle.code).toBe(ExitCode.unreachable);
+      expect(throttle.stderr).toContain('nothing was sent');
+
+      frozen.process.kill('SIGCONT');
+      const done = await handle.result();
+      expect(done.phase).toBe('completed');
+      expect(done.throttle.rowsPerSecond).toBe(2000);
+      expect(done.events.filter((e) => e.kind === 'throttle')).toEqual([]);
+      expect(await sqlRow(targetUrl, 'SELECT count(*)::int AS n FROM truth_frozen')).toEqual({ n: ROWS });
+    } finally {
+      frozen.process.kill('SIGCONT');
+      await frozen.stop();
     }
   });
 
