@@ -11,6 +11,7 @@ import { LOGICAL_CAPTURE_PREFIX, logicalCaptureName } from '../../lib/ids';
 import { validatePlan } from '../../lib/plan';
 import type { MigrationStatus } from '../../lib/status';
 import { startWriter } from '../support/capture-writer';
+import { noChangeWaitingSince } from '../support/capture-lag';
 import { ferry } from '../support/cli';
 import { connectClient, createTestDatabase, eventually, sql, sqlRow, type TestWorker } from '../support/harness';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process';
@@ -88,15 +89,10 @@ describe.each(['trigger', 'logical'] as const)('workers killed during a %s-captu
       ).catch(failWithStory);
     }
     // A lag measured after the writer stopped: one measured before may read zero between two writes.
-    const stoppedAt = new Date().toISOString();
-    await eventually(
-      async () => {
-        const lag = (await statusOf())?.capture?.lag;
-        return lag?.changesWaiting === 0 && (lag.measuredAt ?? '') > stoppedAt ? true : undefined;
-      },
-      60_000,
-      'no change waiting',
-    ).catch(failWithStory);
+    await noChangeWaitingSince(client, id, new Date().toISOString()).catch(async (error: Error) => {
+      await statusOf();
+      failWithStory(error);
+    });
     const [source, target] = await Promise.all([
       sql<{ id: number; h: string }>(sourceUrl, `SELECT id, md5(row(id, (balance * 100)::bigint, note)::text) AS h FROM accounts ORDER BY id`),
       sql<{ id: number; h: string }>(targetUrl, `SELECT id, md5(row(id, cents, note)::text) AS h FROM accounts_v2 ORDER BY id`),

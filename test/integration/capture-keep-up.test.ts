@@ -14,7 +14,8 @@ import { migrationReport, startMigration } from '../../operator';
 import { startPgbench } from '../../scripts/bench/pgbench';
 import { ferry } from '../support/cli';
 import { eventually, sql, sqlRow, type TestWorker } from '../support/harness';
-import { atCleanupGate, expectReshapedAccountsEqual, noChangeWaitingSince, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
+import { atCleanupGate, expectReshapedAccountsEqual, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
+import { noChangeWaitingSince } from '../support/capture-lag';
 
 /** Faster than the controller's floor, and within what pgbench's simple-update does beside Ferry on 2 cores. */
 const WRITER_TPS = 900;

@@ -11,6 +11,7 @@ import { ExitCode } from '../../cli/exit-codes';
 import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import { startWriter, type WriterCounts } from '../support/capture-writer';
+import { noChangeWaitingSince } from '../support/capture-lag';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
@@ -52,16 +53,6 @@ describe('a migration that captures changes with a trigger', () => {
       `SELECT coalesce(s.id, t.id) AS id FROM (SELECT id, md5(row(id, (balance * 100)::bigint, note)::text) AS h FROM accounts) AS s
          FULL JOIN (SELECT id, md5(row(id, cents, note)::text) AS h FROM accounts_${table}) AS t ON s.id = t.id WHERE s.h IS DISTINCT FROM t.h`,
     );
-  /** Waits for a lag of zero measured after `since`: one measured before may read zero between two writes. */
-  const caughtUpSince = (id: string, since: string) =>
-    eventually(
-      async () => {
-        const lag = (await statusOf(id)).capture?.lag;
-        return lag?.changesWaiting === 0 && (lag.measuredAt ?? '') > since ? true : undefined;
-      },
-      60_000,
-      'no change waiting',
-    );
   const triggersOnSource = () => sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'accounts'::regclass AND NOT tgisinternal`);
   const logEntries = async (id: string) => (await sqlRow(url, `SELECT count(*)::int AS n FROM ferry.change_log WHERE migration_id = $1`, [id])).n as number;
 
@@ -84,7 +75,7 @@ describe('a migration that captures changes with a trigger', () => {
     expect(await triggersOnSource()).toEqual(expect.arrayContaining([{ tgname: captureObjectName(id) }, { tgname: truncateGuardName(id) }]));
 
     // The writer has stopped: the change apply catches up on its own, and the lag reads zero.
-    await caughtUpSince(id, new Date().toISOString());
+    await noChangeWaitingSince(worker, id, new Date().toISOString());
     expect(await differing()).toEqual([]);
 
     // Pause governs the change apply: changes wait in the log until resume.
@@ -102,7 +93,7 @@ describe('a migration that captures changes with a trigger', () => {
       30_000,
       'the changes made while paused, applied after resume',
     );
-    await caughtUpSince(id, new Date().toISOString());
+    await noChangeWaitingSince(worker, id, new Date().toISOString());
     expect(await differing()).toEqual([]);
 
     const status = await ferry(['status', id], worker.temporal);

@@ -21,7 +21,8 @@ import { startPgbench } from '../../scripts/bench/pgbench';
 import { startWriter } from '../support/capture-writer';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
-import { atCleanupGate, expectReshapedAccountsEqual, noChangeWaitingSince, PGBENCH_TPS, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
+import { atCleanupGate, expectReshapedAccountsEqual, PGBENCH_TPS, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
+import { noChangeWaitingSince } from '../support/capture-lag';
 
 /** Logical capture needs the server set for it; a server given by DATABASE_URL may not be. */
 async function requireLogicalWal(url: string): Promise<void> {

@@ -6,6 +6,7 @@ import { formatStatus } from '../../cli/render';
 import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import { ferry } from '../support/cli';
+import { noChangeWaitingSince } from '../support/capture-lag';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 const ROWS = 20_000;
@@ -92,11 +93,7 @@ describe('pacing the change apply by the application', () => {
     }
 
     // Released, the apply catches up: no change waits, and the test's own md5 finds both sides equal.
-    const since = new Date().toISOString();
-    await eventually(async () => {
-      const lag = (await statusOf(id)).capture?.lag;
-      return lag?.changesWaiting === 0 && (lag.measuredAt ?? '') > since ? true : undefined;
-    }, 60_000, 'no change waiting');
+    await noChangeWaitingSince(worker, id, new Date().toISOString());
     expect(await applied()).toBe(ROWS);
     const [source, target] = await digest();
     expect(target.h).toBe(source.h);

@@ -11,7 +11,8 @@ import { startMigration } from '../../operator';
 import { startPgbench } from '../../scripts/bench/pgbench';
 import { ferry } from '../support/cli';
 import { sql, sqlRow, type TestWorker } from '../support/harness';
-import { atCleanupGate, expectReshapedAccountsEqual, noChangeWaitingSince, PGBENCH_TPS, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
+import { atCleanupGate, expectReshapedAccountsEqual, PGBENCH_TPS, reshapedAccountsPlan, setUpPgbenchCapture } from '../support/pgbench-capture';
+import { noChangeWaitingSince } from '../support/capture-lag';
 
 describe.each([
   ['in one database', false],

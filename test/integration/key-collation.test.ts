@@ -18,6 +18,7 @@ import { ExitCode } from '../../cli/exit-codes';
 import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import { ferry } from '../support/cli';
+import { noChangeWaitingSince } from '../support/capture-lag';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, uniqueName, type TestWorker } from '../support/harness';
 
 /** Mixed case, accents, punctuation, spaces, digits and the empty key: they sort apart in "C" and in ICU. */
@@ -197,11 +198,7 @@ describe('keys the source and the target order differently', () => {
       await writer;
     }
     expect(written).toBeGreaterThan(100);
-    const since = new Date().toISOString();
-    await eventually(async () => {
-      const lag = (await statusOf()).capture?.lag;
-      return lag?.changesWaiting === 0 && (lag.measuredAt ?? '') > since ? true : undefined;
-    }, 60_000, 'no change waiting');
+    await noChangeWaitingSince(worker, handle.workflowId, new Date().toISOString());
     expect(differing(await rowHashes(url, 'captured'), await rowHashes(url, 'captured_c'))).toEqual([]);
     const verified = await ferry(['verify', handle.workflowId, '--json'], worker.temporal);
     expect(verified.code, verified.stderr).toBe(ExitCode.ok);

@@ -16,6 +16,7 @@ import type { MigrationStatus } from '../../lib/status';
 import { ensurePgBouncer, startPgBouncer, type PgBouncer } from '../../scripts/services/pgbouncer';
 import { ferry } from '../support/cli';
 import { startWriter } from '../support/capture-writer';
+import { noChangeWaitingSince } from '../support/capture-lag';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 const ROWS = 2000;
@@ -123,11 +124,7 @@ describe.skipIf(unavailable)(`through PgBouncer in transaction mode${unavailable
     } finally {
       await writer.stop();
     }
-    const stoppedAt = new Date().toISOString();
-    await eventually(async () => {
-      const lag = (await statusOf(id)).capture?.lag;
-      return lag?.changesWaiting === 0 && (lag.measuredAt ?? '') > stoppedAt ? true : undefined;
-    }, 60_000, 'no change waiting');
+    await noChangeWaitingSince(worker, id, new Date().toISOString());
     const approved = await ferry(['approve', id, '--gate', 'cleanup', '--by', 'alice'], worker.temporal);
     expect(approved.code, approved.stderr).toBe(ExitCode.ok);
     expect((await handle.result()).phase).toBe('completed');

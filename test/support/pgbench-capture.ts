@@ -5,7 +5,6 @@
  */
 import { expect } from 'vitest';
 import { validatePlan, type Plan, type PlanInput } from '../../lib/plan';
-import type { CaptureLag } from '../../lib/capture';
 import type { MigrationStatus } from '../../lib/status';
 import { migrationReport } from '../../operator';
 import { initPgbench } from '../../scripts/bench/pgbench';
@@ -56,21 +55,6 @@ export function reshapedAccountsPlan(name: string, mode: 'trigger' | 'logical', 
     verify: { inFlightDelaySeconds: 0.5 },
     ...more,
   });
-}
-
-/**
- * Waits until the change apply reports no change waiting in a lag measured after `since` (when
- * the writer stopped: one measured before may read zero between two writes); returns that lag.
- */
-export async function noChangeWaitingSince(worker: TestWorker, id: string, since: string): Promise<CaptureLag> {
-  return eventually(
-    async () => {
-      const lag = (await migrationReport(worker.client, id)).status?.capture?.lag;
-      return lag?.changesWaiting === 0 && (lag.measuredAt ?? '') > since ? lag : undefined;
-    },
-    60_000,
-    'no change waiting',
-  );
 }
 
 /** Waits for the migration at its cleanup gate; a timeout says where the migration was. */
