@@ -4,7 +4,7 @@
  * names a server to use instead.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -26,7 +26,21 @@ export interface PostgresServer {
    * (every connection is refused meanwhile); for fault tests.
    */
   outage(downMs: number, during?: () => Promise<unknown>): Promise<void>;
+  /**
+   * Starts a physical standby of this server (a base backup, then streaming replication) that
+   * applies WAL `applyDelaySeconds` after it was committed, as a lagging replica does. Local
+   * clusters only; stopped with the server.
+   */
+  standby?(applyDelaySeconds: number): Promise<Standby>;
   stop(): Promise<void>;
+}
+
+/** A hot standby of a local cluster. */
+export interface Standby {
+  /** URL of a database on the standby (read-only). */
+  url(database?: string): string;
+  /** Applies WAL this many seconds after its commit from now on (recovery_min_apply_delay, reloaded). */
+  setApplyDelay(seconds: number): Promise<void>;
 }
 
 export interface StartPostgresOptions {
@@ -182,8 +196,21 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       if (attempt >= 4 || !/already in use|could not create any TCP\/IP sockets/i.test(`${(error as Error).message}\n${log}`)) throw error;
     }
   }
+  const standbyDirs: string[] = [];
+  const stopStandbys = (mode: 'fast' | 'immediate') => {
+    for (const dir of standbyDirs) {
+      try {
+        run('pg_ctl', ['-D', dir, '-m', mode, '-w', 'stop']);
+      } catch {
+        // Already stopped.
+      }
+    }
+  };
   // If this process dies without stopping the cluster, stop it anyway.
-  const onExit = () => stopNow('immediate');
+  const onExit = () => {
+    stopStandbys('immediate');
+    stopNow('immediate');
+  };
   process.once('exit', onExit);
 
   // Through the socket, which trusts the postgres user whatever TCP clients must show.
@@ -210,8 +237,51 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
         start();
       }
     },
+    async standby(applyDelaySeconds) {
+      const dir = path.join(root, `standby-${standbyDirs.length + 1}`);
+      // The base is a copy of the stopped server's files (the embedded binaries have no
+      // pg_basebackup); it streams from the server over the socket, which trusts replication.
+      stopNow('fast');
+      try {
+        execFileSync('cp', ['-a', dataDir, dir]);
+      } finally {
+        start();
+      }
+      writeFileSync(path.join(dir, 'standby.signal'), '');
+      appendFileSync(path.join(dir, 'postgresql.auto.conf'), `primary_conninfo = 'host=${root} port=${port} user=postgres'\n`);
+      standbyDirs.push(dir);
+      const standbyPort = await freePort();
+      const standbyOptions = [
+        `-p ${standbyPort}`,
+        `-k ${root}`,
+        '-c listen_addresses=127.0.0.1',
+        // A hot standby needs at least the primary's settings of these.
+        '-c max_connections=200',
+        '-c max_wal_senders=20',
+        '-c fsync=off',
+      ].join(' ');
+      // In its configuration file, not on the command line, which setApplyDelay could not override.
+      appendFileSync(path.join(dir, 'postgresql.auto.conf'), `recovery_min_apply_delay = '${Number(applyDelaySeconds)}s'\n`);
+      run('pg_ctl', ['-D', dir, '-l', path.join(root, `standby-${standbyDirs.length}.log`), '-o', standbyOptions, '-w', '-t', '60', 'start']);
+      const standbyUrl = `postgres://postgres@127.0.0.1:${standbyPort}/postgres`;
+      return {
+        url: (database) => (database ? withDatabase(standbyUrl, database) : standbyUrl),
+        async setApplyDelay(seconds) {
+          // Written to the standby's own configuration file (ALTER SYSTEM writes no WAL), then reloaded.
+          const client = new pg.Client({ connectionString: standbyUrl });
+          await client.connect();
+          try {
+            await client.query(`ALTER SYSTEM SET recovery_min_apply_delay = '${Number(seconds)}s'`);
+            await client.query('SELECT pg_reload_conf()');
+          } finally {
+            await client.end();
+          }
+        },
+      };
+    },
     async stop() {
       process.removeListener('exit', onExit);
+      stopStandbys('fast');
       stopNow('fast');
       rmSync(root, { recursive: true, force: true });
     },

@@ -1,0 +1,102 @@
+/**
+ * A real physical standby that applies the source's WAL late, as a replica under load does: the
+ * copy holds while the standby's replay lag is over backoff.maxReplicaLagSeconds, says so, goes
+ * on once the standby keeps up, and the standby ends with the same rows as the primary. With more
+ * lag allowed to the back-off, the pacing controller's replica-lag signal holds the rate down.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrationReport, startMigration } from '../../operator';
+import { validatePlan } from '../../lib/plan';
+import { startPostgres, type PostgresServer, type Standby } from '../../scripts/services/postgres';
+import { eventually, rowsDigest, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
+
+const ROWS = 20_000;
+/** WAL is applied this late on the standby: its replay lag reads about this, over the 1 s allowed. */
+const APPLY_DELAY_SECONDS = 4;
+
+describe('back-off for a lagging standby', () => {
+  let server: PostgresServer;
+  let standby: Standby;
+  let url: string;
+  let worker: TestWorker;
+
+  beforeAll(async () => {
+    server = await startPostgres({ local: true });
+    url = await server.createDatabase('replica_lag');
+    await sql(url, `
+      CREATE TABLE readings (id int PRIMARY KEY, value int NOT NULL, note text);
+      INSERT INTO readings SELECT i, i * 7, 'reading ' || i FROM generate_series(1, ${ROWS}) i;
+      CREATE TABLE readings_v2 (id int PRIMARY KEY, value bigint NOT NULL, note text);
+      CREATE TABLE readings_v3 (id int PRIMARY KEY, value bigint NOT NULL, note text);`);
+    standby = await server.standby!(APPLY_DELAY_SECONDS);
+    worker = await startWorker({ DB: url });
+  }, 90_000);
+  afterAll(async () => {
+    await worker?.stop();
+    await server?.stop();
+  });
+
+  it('holds while the standby replays late, names the lag, and ends equal on the primary and the standby', async () => {
+    const plan = validatePlan({
+      name: 'replica-lag',
+      source: { connection: 'DB', table: 'readings', key: 'id' },
+      target: { connection: 'DB', table: 'readings_v2' },
+      transform: { sql: { id: 'id', value: 'value', note: 'note' } },
+      throttle: { rowsPerSecond: 4000, batchSize: 200, checkpointSeconds: 0.5 },
+      backoff: { checkEverySeconds: 0.2, maxReplicaLagSeconds: 1 },
+    });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const reasons = async () => ((await migrationReport(worker.client, handle.workflowId)).status?.shards ?? []).map((s) => s.throttleReason ?? '');
+    const held = await eventually(
+      async () => (await reasons()).find((reason) => /^holding: replica lag [\d.]+ s is over backoff\.maxReplicaLagSeconds \(1 s\)$/.test(reason)),
+      60_000,
+      'the hold for the lagging standby',
+    );
+    // The lag it read is the standby's, measured by Postgres: about the delay.
+    expect(Number(/replica lag ([\d.]+) s/.exec(held)![1])).toBeGreaterThan(1);
+    // Held, not slowed: no row moves while the standby stays behind.
+    const copied = async () => (await sqlRow(url, 'SELECT count(*)::int AS n FROM readings_v2')).n as number;
+    const before = await copied();
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    expect(await copied()).toBe(before);
+    expect(before).toBeLessThan(ROWS);
+    expect((await reasons()).some((reason) => reason.startsWith('holding: replica lag'))).toBe(true);
+
+    // The standby keeps up again: the copy goes on and completes.
+    await standby.setApplyDelay(0);
+    const status = await handle.result();
+    expect(status.rowsWritten).toBe(ROWS);
+
+    // The test's own md5 of every row: the target equals the source, and the standby, once it has
+    // replayed, holds the same target as the primary.
+    const source = await rowsDigest(url, 'SELECT id, value::bigint, note FROM readings');
+    const target = await rowsDigest(url, 'SELECT id, value, note FROM readings_v2');
+    expect(target).toEqual({ rows: ROWS, md5: source.md5 });
+    await eventually(async () => (await rowsDigest(standby.url('replica_lag'), 'SELECT id, value, note FROM readings_v2')).md5 === target.md5 || undefined, 30_000, 'the standby to replay the copy');
+  });
+
+  it("paces the copy to its lowest rate by the controller's replica-lag signal, when the back-off allows more lag", async () => {
+    await standby.setApplyDelay(APPLY_DELAY_SECONDS);
+    const plan = validatePlan({
+      name: 'replica-lag-paced',
+      source: { connection: 'DB', table: 'readings', key: 'id' },
+      target: { connection: 'DB', table: 'readings_v3' },
+      transform: { sql: { id: 'id', value: 'value', note: 'note' } },
+      throttle: { rowsPerSecond: 4000, batchSize: 200, checkpointSeconds: 0.5, budget: { maxReplicaLagSeconds: 1 } },
+      backoff: { maxReplicaLagSeconds: 3600 },
+    });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    await eventually(
+      async () =>
+        ((await migrationReport(worker.client, handle.workflowId)).status?.shards ?? []).some((s) =>
+          /^paced at 500 rows\/s by replica-lag: replica lag [\d.]+ s, budget 1 s$/.test(s.throttleReason ?? ''),
+        ) || undefined,
+      60_000,
+      'the copy paced by replica lag',
+    );
+    await standby.setApplyDelay(0);
+    expect((await handle.result()).rowsWritten).toBe(ROWS);
+    const source = await rowsDigest(url, 'SELECT id, value::bigint, note FROM readings');
+    expect(await rowsDigest(url, 'SELECT id, value, note FROM readings_v3')).toEqual({ rows: ROWS, md5: source.md5 });
+  });
+});
