@@ -301,7 +301,7 @@ async function runProbe(pool: pg.Pool, sql: string): Promise<number> {
 /**
  * The replay lag of the source's standbys, and its longest running query (not Ferry's) in the
  * source database with that session's pid, in seconds. Queries in the server's other databases
- * are not the source's: since PostgreSQL 14 they hold back no vacuum of its tables.
+ * are not the source's: a snapshot holds back vacuum only in its own database (shared catalogs aside).
  */
 export async function sourceHealth(pool: pg.Pool): Promise<SourceHealth> {
   const health = await pool.query<{ lag: string; longest: string | null; pid: number | null }>(

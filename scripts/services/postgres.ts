@@ -27,9 +27,9 @@ export interface PostgresServer {
    */
   outage(downMs: number, during?: () => Promise<unknown>): Promise<void>;
   /**
-   * Starts a physical standby of this server (a base backup, then streaming replication) that
-   * applies WAL `applyDelaySeconds` after it was committed, as a lagging replica does. Local
-   * clusters only; stopped with the server.
+   * Starts a physical standby of this server (a copy of its files taken while it is stopped for a
+   * moment, then streaming replication) that applies WAL `applyDelaySeconds` after it was
+   * committed, as a lagging replica does. Local clusters only; stopped with the server.
    */
   standby?(applyDelaySeconds: number): Promise<Standby>;
   stop(): Promise<void>;
