@@ -1,10 +1,10 @@
 /** Plain-text views of inspections and statuses, for the CLI and the demo. */
-import { describeCapture } from '../lib/capture';
+import { describeCapture, formatBytes } from '../lib/capture';
 import { holdingSignalOf } from '../lib/pacing-controller';
 import type { Inspection } from '../lib/inspection';
 import { describeRange } from '../lib/key-range';
 import type { MismatchReport } from '../activities/verify/verifier';
-import { holdingSignals, rowsSkipped, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
+import { holdingSignals, rowsSkipped, type GateFigures, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
 import type { Throttle } from '../lib/throttle';
 import type { LaterCheck, MigrationReport } from '../operator';
 import { outcomeOf, rowsLeftText } from './outcome';
@@ -24,6 +24,19 @@ function table(header: string[], rows: (string | null)[][]): string[] {
   const line = (row: string[]) =>
     row.map((value, i) => (value.length > widths[i]! ? `${value.slice(0, widths[i]! - 1)}…` : value.padEnd(widths[i]!))).join('  ');
   return [line(cells[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)];
+}
+
+/** Over how many standbys the replica lag was read: a lag of 0 over none is no standby, or one that is down. */
+function standbysText(figures: GateFigures): string {
+  const streaming = figures.standbysStreaming;
+  if (streaming === undefined) return '';
+  return streaming === 0 ? ' (no standby streaming)' : ` (${streaming} standby${streaming === 1 ? '' : 's'} streaming)`;
+}
+
+function inactiveSlotsText(figures: GateFigures): string {
+  const slots = figures.inactiveSlots ?? 0;
+  if (slots === 0) return '';
+  return `; ${slots} replication slot${slots === 1 ? '' : 's'} nothing reads, holding up to ${formatBytes(figures.inactiveSlotWalBytes ?? 0)} of WAL (a standby or consumer down?)`;
 }
 
 export function formatInspection(inspection: Inspection): string {
@@ -169,7 +182,7 @@ export function formatStatus(report: MigrationReport): string {
     const rate = figures.readsCompared ? ` (${((100 * figures.readsMismatched) / figures.readsCompared).toFixed(2)}%)` : '';
     lines.push(
       `          look at: ${formatCount(figures.readsCompared)} dual reads compared in the last hour, ${formatCount(figures.readsMismatched)} differed${rate}; ` +
-        `source replica lag ${figures.replicaLagSeconds.toFixed(1)} s, longest query ${figures.longestQuerySeconds.toFixed(0)} s (as of ${figures.at})`,
+        `source replica lag ${figures.replicaLagSeconds.toFixed(1)} s${standbysText(figures)}, longest query ${figures.longestQuerySeconds.toFixed(0)} s${inactiveSlotsText(figures)} (as of ${figures.at})`,
     );
   }
   if (status.abort) {

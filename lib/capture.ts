@@ -229,7 +229,8 @@ export function describeLag(lag: CaptureLag | null): string {
   return `${lag.changesWaiting} change${lag.changesWaiting === 1 ? '' : 's'} waiting, oldest ${lag.oldestSeconds.toFixed(1)} s${wal}`;
 }
 
-function formatBytes(bytes: number): string {
+/** Bytes as B, kB or MB (1024-based). */
+export function formatBytes(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
   if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} kB`;
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;

@@ -54,6 +54,14 @@ export interface GateFigures {
   readsMismatched: number;
   replicaLagSeconds: number;
   longestQuerySeconds: number;
+  /**
+   * Standbys streaming from the source (logical consumers left out): a lag of 0 over none means
+   * no standby to lag, or one that is down. Absent from figures taken before it was counted.
+   */
+  standbysStreaming?: number;
+  /** Replication slots on the source that nothing reads (a standby or consumer down), and the most WAL one of them holds, in bytes. */
+  inactiveSlots?: number;
+  inactiveSlotWalBytes?: number;
 }
 
 /** What verification found, as far as gates care. */

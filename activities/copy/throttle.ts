@@ -316,6 +316,25 @@ export async function sourceHealth(pool: pg.Pool): Promise<SourceHealth> {
   return { replicaLagSeconds: Number(row?.lag ?? 0), longestQuerySeconds: Math.max(0, Number(row?.longest ?? 0)), longestQueryPid: row?.pid ?? null };
 }
 
+/**
+ * The source's replication as a person approving a gate should see it: the standbys streaming
+ * (logical consumers left out, as in STANDBY_LAG_SQL), and the slots nothing reads with the most
+ * WAL one of them holds back (a standby or consumer that is down: the WAL a copy writes piles up
+ * for it).
+ */
+export async function sourceReplication(pool: pg.Pool): Promise<{ standbysStreaming: number; inactiveSlots: number; inactiveSlotWalBytes: number }> {
+  const row = (
+    await pool.query<{ streaming: number; inactive: number; held: number }>(
+      sql`SELECT (SELECT count(*) FROM pg_stat_replication AS r
+                   WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots AS s WHERE s.active_pid = r.pid AND s.slot_type = 'logical'))::int AS streaming,
+                 (SELECT count(*) FROM pg_replication_slots WHERE NOT active)::int AS inactive,
+                 (SELECT coalesce(max(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)), 0)
+                    FROM pg_replication_slots WHERE NOT active)::float8 AS held`,
+    )
+  ).rows[0]!;
+  return { standbysStreaming: row.streaming, inactiveSlots: row.inactive, inactiveSlotWalBytes: Math.max(0, row.held) };
+}
+
 /** The kind of a reason holdReason gave, as a bounded metrics label. */
 export function holdKindOf(reason: string): ThrottleKind {
   if (reason.startsWith('replica lag')) return 'replica-lag';

@@ -9,7 +9,7 @@ import type { Plan } from '../../lib/plan';
 import type { GateFigures } from '../../lib/status';
 import type { Databases } from '../connections';
 import { withHeartbeats } from '../heartbeats';
-import { sourceHealth } from '../copy/throttle';
+import { sourceHealth, sourceReplication } from '../copy/throttle';
 import { ferrySql, sql } from '../sql';
 
 /** An application process counts as live if it acknowledged any version this recently. */
@@ -29,16 +29,24 @@ export function createFlagSetter(databases: Databases) {
   return {
     /** What a person approving a gate should look at: dual-read results and the source's health. */
     async gateFigures({ plan }: { plan: Plan }): Promise<GateFigures> {
-      const [reads, health] = await Promise.all([
+      const [reads, health, replication] = await Promise.all([
         databases.pool(plan.target.connection).query<{ compared: string; mismatched: string }>(
           sql`SELECT coalesce(sum(compared), 0)::text AS compared, coalesce(sum(mismatched), 0)::text AS mismatched
                 FROM ferry.read_comparisons WHERE migration = ${plan.name} AND updated_at > now() - make_interval(secs => ${LIVE_COMPARISONS_SECONDS})`,
         ),
         sourceHealth(databases.pool(plan.source.connection)),
+        sourceReplication(databases.pool(plan.source.connection)),
       ]);
       const compared = Number(reads.rows[0]?.compared ?? 0);
       const mismatched = Number(reads.rows[0]?.mismatched ?? 0);
-      return { readsCompared: compared, readsMismatched: mismatched, replicaLagSeconds: health.replicaLagSeconds, longestQuerySeconds: health.longestQuerySeconds, at: new Date().toISOString() };
+      return {
+        readsCompared: compared,
+        readsMismatched: mismatched,
+        replicaLagSeconds: health.replicaLagSeconds,
+        longestQuerySeconds: health.longestQuerySeconds,
+        ...replication,
+        at: new Date().toISOString(),
+      };
     },
 
     /** Sets the migration's flags and bumps their version; returns them as stored. */

@@ -41,6 +41,8 @@ export interface Standby {
   url(database?: string): string;
   /** Applies WAL this many seconds after its commit from now on (recovery_min_apply_delay, reloaded). */
   setApplyDelay(seconds: number): Promise<void>;
+  /** Stops the standby, as a replica that goes down (its files are kept until the server stops). */
+  stop(): void;
 }
 
 export interface StartPostgresOptions {
@@ -197,15 +199,14 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     }
   }
   const standbyDirs: string[] = [];
-  const stopStandbys = (mode: 'fast' | 'immediate') => {
-    for (const dir of standbyDirs) {
-      try {
-        run('pg_ctl', ['-D', dir, '-m', mode, '-w', 'stop']);
-      } catch {
-        // Already stopped.
-      }
+  const stopStandby = (dir: string, mode: 'fast' | 'immediate') => {
+    try {
+      run('pg_ctl', ['-D', dir, '-m', mode, '-w', 'stop']);
+    } catch {
+      // Already stopped.
     }
   };
+  const stopStandbys = (mode: 'fast' | 'immediate') => standbyDirs.forEach((dir) => stopStandby(dir, mode));
   // If this process dies without stopping the cluster, stop it anyway.
   const onExit = () => {
     stopStandbys('immediate');
@@ -277,6 +278,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
             await client.end();
           }
         },
+        stop: () => stopStandby(dir, 'fast'),
       };
     },
     async stop() {

@@ -3,11 +3,15 @@
  * copy holds while the standby's replay lag is over backoff.maxReplicaLagSeconds, says so, goes
  * on once the standby keeps up, and the standby ends with the same rows as the primary. With more
  * lag allowed to the back-off, the pacing controller's replica-lag signal holds the rate down.
+ * A person at a gate sees over how many standbys the lag was read, and a slot left by one that
+ * went down, with the WAL it holds.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import { startPostgres, type PostgresServer, type Standby } from '../../scripts/services/postgres';
+import { ExitCode } from '../../cli/exit-codes';
+import { ferry } from '../support/cli';
 import { eventually, rowsDigest, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 const ROWS = 20_000;
@@ -27,7 +31,8 @@ describe('back-off for a lagging standby', () => {
       CREATE TABLE readings (id int PRIMARY KEY, value int NOT NULL, note text);
       INSERT INTO readings SELECT i, i * 7, 'reading ' || i FROM generate_series(1, ${ROWS}) i;
       CREATE TABLE readings_v2 (id int PRIMARY KEY, value bigint NOT NULL, note text);
-      CREATE TABLE readings_v3 (id int PRIMARY KEY, value bigint NOT NULL, note text);`);
+      CREATE TABLE readings_v3 (id int PRIMARY KEY, value bigint NOT NULL, note text);
+      CREATE TABLE readings_v4 (id int PRIMARY KEY, value bigint NOT NULL, note text);`);
     standby = await server.standby!(APPLY_DELAY_SECONDS);
     worker = await startWorker({ DB: url });
   }, 90_000);
@@ -98,5 +103,40 @@ describe('back-off for a lagging standby', () => {
     expect((await handle.result()).rowsWritten).toBe(ROWS);
     const source = await rowsDigest(url, 'SELECT id, value::bigint, note FROM readings');
     expect(await rowsDigest(url, 'SELECT id, value, note FROM readings_v3')).toEqual({ rows: ROWS, md5: source.md5 });
+  });
+
+  it('shows the approver over how many standbys the lag was read, and a slot nothing reads with the WAL it holds', async () => {
+    const plan = validatePlan({
+      name: 'replica-lag-gate',
+      source: { connection: 'DB', table: 'readings', key: 'id' },
+      target: { connection: 'DB', table: 'readings_v4' },
+      transform: { sql: { id: 'id', value: 'value', note: 'note' } },
+      lifecycle: { dualWrites: true, noApps: true, soakSeconds: 0, cutover: true, gates: { figuresEverySeconds: 1 } },
+    });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const id = handle.workflowId;
+    const lookAt = async () => (await ferry(['status', id], worker.temporal)).stdout.split('\n').find((line) => line.includes('look at:')) ?? '';
+    await eventually(async () => / source replica lag [\d.]+ s \(1 standby streaming\), longest query \d+ s \(as of /.test(await lookAt()) || undefined, 90_000, 'the gate figures over one standby');
+
+    // The standby goes down, and a slot kept for it holds the WAL written since.
+    await sql(url, `SELECT pg_create_physical_replication_slot('ferry_test_gone', true)`);
+    standby.stop();
+    try {
+      await sql(url, 'INSERT INTO readings_v2 SELECT id + 100000, value, note FROM readings_v2');
+      const shown = await eventually(async () => {
+        const line = await lookAt();
+        return /\(no standby streaming\), longest query \d+ s; 1 replication slot nothing reads, holding up to [\d.]+ (kB|MB) of WAL \(a standby or consumer down\?\)/.test(line) ? line : undefined;
+      }, 30_000, 'the gate figures with the standby down');
+      // The WAL shown is what the slot holds as Postgres counts it (read after, so no less).
+      const { held } = await sqlRow(url, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 AS held FROM pg_replication_slots WHERE slot_name = 'ferry_test_gone'`);
+      const [, amount, unit] = / holding up to ([\d.]+) (kB|MB) of WAL/.exec(shown)!;
+      const shownBytes = Number(amount) * (unit === 'MB' ? 1024 * 1024 : 1024);
+      expect(shownBytes).toBeGreaterThan(100_000);
+      expect(shownBytes).toBeLessThanOrEqual(held + 1024 * 1024);
+    } finally {
+      await sql(url, `SELECT pg_drop_replication_slot('ferry_test_gone')`);
+    }
+    expect((await ferry(['abort', id, '--by', 'test', '--reason', 'figures seen'], worker.temporal)).code).toBe(ExitCode.ok);
+    expect((await handle.result()).phase).toBe('aborted');
   });
 });
