@@ -3,7 +3,8 @@
  * migration takes its next step only once each process that acknowledged flags lately has
  * acknowledged the new version (or the soak time runs out). A process acknowledges only once
  * the writes it began under the earlier flags have settled, so this is what keeps a step from
- * overtaking a write made under the flags before it.
+ * overtaking a write made under the flags before it. With no live process known the wait lasts
+ * the whole soak time, and a process still behind when it runs out is named in the record.
  */
 import pg from 'pg';
 import { Registry } from 'prom-client';
@@ -13,7 +14,8 @@ import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import { ExitCode } from '../../cli/exit-codes';
 import { ferry } from '../support/cli';
-import { createTestDatabase, eventually, sql, startWorker, type TestWorker } from '../support/harness';
+import type { MigrationEvent } from '../../lib/status';
+import { createTestDatabase, eventually, rowsDigest, sql, startWorker, type TestWorker } from '../support/harness';
 
 describe('the flag gate', () => {
   let url: string;
@@ -30,6 +32,14 @@ describe('the flag gate', () => {
   afterAll(async () => {
     await worker?.stop();
   });
+
+  /** Milliseconds from each flag change to the record of how the applications answered it. */
+  const soakWaits = (events: MigrationEvent[]): number[] => {
+    const changes = events.filter((e) => e.kind === 'flags');
+    const answers = events.filter((e) => e.kind === 'apps');
+    expect(answers).toHaveLength(changes.length);
+    return changes.map((change, i) => Date.parse(answers[i]!.at) - Date.parse(change.at));
+  };
 
   it('waits for a second process still on the earlier flags, though the first follows at once', { timeout: 60_000 }, async () => {
     const plan = validatePlan({
@@ -72,6 +82,74 @@ describe('the flag gate', () => {
       secondReads = true;
       await eventually(async () => ((await gateOf(id)) === 'stop-old-writes' ? true : undefined), 20_000, 'the stop-old-writes gate');
       expect(await ackOf(second)).toBe(2);
+
+      expect((await ferry(['abort', id, '--by', 'test', '--reason', 'done'], worker.temporal)).code).toBe(ExitCode.ok);
+      expect((await handle.result()).phase).toBe('aborted');
+    } finally {
+      clearInterval(reading);
+      await first.close();
+      await second.close();
+      await pool.end();
+    }
+  });
+
+  it('with no application process known, waits out the soak time after each flag change', { timeout: 60_000 }, async () => {
+    await sql(url, `CREATE TABLE accounts_alone (id int PRIMARY KEY, owner text NOT NULL)`);
+    const plan = validatePlan({
+      name: 'flag-gate-alone',
+      source: { connection: 'DB', table: 'accounts', key: 'id' },
+      target: { connection: 'DB', table: 'accounts_alone' },
+      transform: { sql: { id: 'id', owner: 'owner' } },
+      // A process that reads the flags without acknowledging them gets this long to follow.
+      lifecycle: { dualWrites: true, noApps: true, soakSeconds: 3 },
+      verify: { enabled: false },
+    });
+    const status = await (await startMigration(worker.client, worker.temporal, plan, { execute: true })).result();
+    expect(status.phase).toBe('completed');
+    const waits = soakWaits(status.events);
+    expect(waits.length).toBeGreaterThan(0);
+    for (const waited of waits) expect(waited).toBeGreaterThanOrEqual(3000);
+    expect(status.events.find((e) => e.kind === 'apps')!.detail).toContain('0 application processes follow version 1');
+    expect(await rowsDigest(url, 'SELECT id, owner FROM accounts_alone')).toEqual(await rowsDigest(url, 'SELECT id, owner FROM accounts'));
+  });
+
+  it('names a live process still on the earlier flags when the soak time runs out', { timeout: 60_000 }, async () => {
+    await sql(url, `CREATE TABLE accounts_lagging (id int PRIMARY KEY, owner text NOT NULL)`);
+    const plan = validatePlan({
+      name: 'flag-gate-lagging',
+      source: { connection: 'DB', table: 'accounts', key: 'id' },
+      target: { connection: 'DB', table: 'accounts_lagging' },
+      transform: { sql: { id: 'id', owner: 'owner' } },
+      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 2 },
+      verify: { enabled: false },
+    });
+    const pool = new pg.Pool({ connectionString: url, max: 4 });
+    const first = createFerryClient({ pool, migration: plan.name, registry: new Registry(), cacheMs: 50 });
+    const second = createFerryClient({ pool, migration: plan.name, registry: new Registry(), cacheMs: 50, listen: false });
+    let secondReads = true;
+    const reading = setInterval(() => {
+      void first.flags.get().catch(() => {});
+      if (secondReads) void second.flags.get().catch(() => {});
+    }, 50);
+    const gateOf = async (id: string) => (await migrationReport(worker.client, id)).status?.gate?.name ?? null;
+    try {
+      const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+      const id = handle.workflowId;
+      const acks = async () =>
+        Object.fromEntries((await sql(url, `SELECT client_id, version::int FROM ferry.flag_acks WHERE migration = $1`, [plan.name])).map((a) => [a.client_id, a.version]));
+      await eventually(async () => ((await gateOf(id)) === 'cutover-reads' ? true : undefined), 40_000, 'the cutover-reads gate');
+      // Both processes live on version 1 (the second's first acknowledgement may come after the first's ended the wait).
+      await eventually(async () => Object.keys(await acks()).length === 2, 5000, 'both processes on version 1');
+      secondReads = false;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect((await ferry(['approve', id, '--gate', 'cutover-reads', '--by', 'test'], worker.temporal)).code).toBe(ExitCode.ok);
+      await eventually(async () => ((await gateOf(id)) === 'stop-old-writes' ? true : undefined), 20_000, 'the stop-old-writes gate');
+
+      // By the test's own query: the second process is live and still on version 1.
+      expect(await acks()).toEqual({ [first.flags.clientId]: 2, [second.flags.clientId]: 1 });
+      const events = (await migrationReport(worker.client, id)).status!.events;
+      expect(events.filter((e) => e.kind === 'apps').at(-1)!.detail).toBe(`1 application processes follow version 2; 1 had not after 2 s: ${second.flags.clientId}`);
+      expect(soakWaits(events).at(-1)).toBeGreaterThanOrEqual(2000);
 
       expect((await ferry(['abort', id, '--by', 'test', '--reason', 'done'], worker.temporal)).code).toBe(ExitCode.ok);
       expect((await handle.result()).phase).toBe('aborted');
