@@ -5,6 +5,7 @@
  * runs, and every transaction after it lands in the new table. A lock held elsewhere makes the
  * swap try again. A target in another schema moves into the old one's, and capture.dropOldTable
  * drops the old table at the cleanup gate. A swap across databases is refused and changes nothing.
+ * Changes the swap drains keep to the plan's subset: a key moved out of it leaves the new table.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +23,7 @@ import { initPgbench, startPgbench } from '../../scripts/bench/pgbench';
 import { ensurePgTool } from '../../scripts/bench/pg-tools';
 import { PGBENCH_TPS } from '../support/pgbench-capture';
 import { ferry } from '../support/cli';
-import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
+import { createTestDatabase, eventually, rowsDigest, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 /** Accounts whose balance is not the sum of the deltas pgbench logged for them (in the transactions `which` keeps). */
 const balanceMismatches = (table: string, which: string) =>
@@ -232,5 +233,53 @@ describe('the swap of the tables at the cutover', () => {
     expect(await sql(url, `SELECT note FROM tally_v1`)).toEqual([{ note: 'an application view' }]);
     expect(await sql(url, `SELECT relname FROM pg_class WHERE relname LIKE 'tally_ferry_old%'`)).toEqual([]);
     expect(await triggers()).toEqual([]);
+  });
+
+  it('drains under its lock a key moved out of the subset by deleting it, and one moved into it by copying it', async () => {
+    await sql(url, `
+      CREATE TABLE members (id int PRIMARY KEY, active boolean NOT NULL, name text NOT NULL);
+      INSERT INTO members SELECT g, g % 2 = 0, 'member ' || g FROM generate_series(1, 2000) AS g;
+      CREATE TABLE members_v2 (id int PRIMARY KEY, name text NOT NULL);`);
+    const plan = validatePlan({
+      name: 'capture-swap-subset',
+      source: { connection: 'SOURCE_DB', table: 'members', key: 'id' },
+      target: { connection: 'SOURCE_DB', table: 'members_v2' },
+      transform: { sql: { id: 'id', name: 'name' } },
+      subset: { where: 'active' },
+      capture: { mode: 'trigger', swap: true },
+    });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const id = handle.workflowId;
+    const gateIs = (gate: string) =>
+      eventually(async () => ((await migrationReport(worker.client, id)).status?.gate?.name === gate ? true : undefined), 60_000, `the ${gate} gate`);
+    await gateIs('swap');
+    // The application's transaction commits only once the swap waits for its lock: the change
+    // apply has stopped by then, so the swap's drain is what applies these keys.
+    const app = new pg.Client({ connectionString: url });
+    await app.connect();
+    try {
+      await app.query('BEGIN');
+      await app.query(`UPDATE members SET active = false WHERE id % 2 = 0 AND id <= 200;
+                       UPDATE members SET active = true WHERE id % 2 = 1 AND id > 1900;
+                       UPDATE members SET name = name || ' (renamed)' WHERE id % 2 = 0 AND id > 1900`);
+      expect((await ferry(['approve', id, '--gate', 'swap', '--by', 'carol'], worker.temporal)).code).toBe(ExitCode.ok);
+      await eventually(
+        async () => (await sqlRow(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE 'LOCK TABLE%members%'`)).n > 0 || undefined,
+        30_000,
+        "the swap waiting for the application's lock",
+      );
+      await app.query('COMMIT');
+    } finally {
+      await app.end();
+    }
+    await gateIs('cleanup');
+    const aside = oldTableAsideName('members', id);
+    // By the test's own SQL: the new table, under the old name, holds the subset of the old one.
+    const want = await rowsDigest(url, `SELECT id, name FROM ${aside} WHERE active`);
+    expect(want.rows).toBe(950);
+    expect(await sqlRow(url, `SELECT count(*)::int AS left_behind FROM members WHERE id % 2 = 0 AND id <= 200`)).toEqual({ left_behind: 0 });
+    expect(await rowsDigest(url, `SELECT id, name FROM members`)).toEqual(want);
+    expect((await ferry(['approve', id, '--gate', 'cleanup', '--by', 'carol'], worker.temporal)).code).toBe(ExitCode.ok);
+    expect((await handle.result()).phase).toBe('completed');
   });
 });
