@@ -11,14 +11,14 @@
  *
  * A delete that comes while a batch holding the key is in flight waits for the batch (the copy
  * lock) and then deletes what the batch wrote: the batch read the row, and its statement's
- * snapshot predates the tombstone.
+ * snapshot predates the tombstone. So does one that comes while verification's repair writes it.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startMigration } from '../../operator';
+import { migrationReport, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import { createTestDatabase, eventually, rowsDigest, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
@@ -152,5 +152,50 @@ describe.concurrent('a key deleted with a tombstone is never copied back', () =>
     expect(await sqlRow(targetUrl, `SELECT count(*)::int AS resurrected FROM ${target} WHERE id = ANY($1::bigint[])`, [victims])).toEqual({ resurrected: 0 });
     await sql(sourceDb, `DELETE FROM ${source} WHERE id = ANY($1::bigint[])`, [victims]);
     expect(await rowsDigest(targetUrl, `SELECT * FROM ${target}`)).toEqual(await rowsDigest(sourceDb, `SELECT * FROM ${source}`));
+  });
+
+  it('a delete while a repair writing the key is in flight waits for it, within one database', { timeout: 90_000 }, async () => {
+    cases += 1;
+    const source = `parcels_${cases}`;
+    const target = `${source}_v2`;
+    // The target holds a wrong row 50 that the backfill keeps (conflict policy ignore): verification repairs it.
+    await sql(targetUrl, `CREATE TABLE ${source} (id bigint PRIMARY KEY, tenant int NOT NULL, name text NOT NULL);
+                          INSERT INTO ${source} SELECT i, i % 7, 'parcel ' || i FROM generate_series(1, 200) AS i;
+                          CREATE TABLE ${target} (id bigint PRIMARY KEY, tenant int NOT NULL, name text NOT NULL);
+                          INSERT INTO ${target} VALUES (50, 0, 'wrong');`);
+    const plan = validatePlan({
+      name: `tombstones-${cases}`,
+      source: { connection: 'TARGET', table: source, key: 'id' },
+      target: { connection: 'TARGET', table: target },
+      transform: { sql: { id: 'id', tenant: 'tenant', name: 'name' } },
+      shards: { count: 1 },
+      verify: { maxPasses: 2, inFlightDelaySeconds: 2 },
+    });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const statusOf = async () => (await migrationReport(worker.client, handle.workflowId)).status;
+    await eventually(async () => ((await statusOf())?.phase === 'verifying' ? true : undefined), 60_000, 'verification');
+    // From here on the repair's write of key 50 stops there for 3 s, its row read and its snapshot taken.
+    await sql(targetUrl, `CREATE FUNCTION ${target}_stall() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$;
+      CREATE TRIGGER stall BEFORE INSERT ON ${target} FOR EACH ROW WHEN (NEW.id = 50) EXECUTE FUNCTION ${target}_stall();`);
+    await eventually(
+      async () => ((await sqlRow(targetUrl, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep' AND query ILIKE '%${target}%'`)).n > 0 ? true : undefined),
+      30_000,
+      'the repair of key 50 in flight',
+    );
+    const app = new pg.Client({ connectionString: targetUrl });
+    await app.connect();
+    try {
+      await app.query('BEGIN');
+      await app.query('SELECT ferry.record_delete($1, $2)', [`public.${target}`, '50']);
+      await app.query(`DELETE FROM ${target} WHERE id = 50`);
+      await app.query('COMMIT');
+    } finally {
+      await app.end();
+    }
+    await sql(targetUrl, `DELETE FROM ${source} WHERE id = 50`);
+    const result = await handle.result();
+    expect(await sqlRow(targetUrl, `SELECT count(*)::int AS resurrected FROM ${target} WHERE id = 50`)).toEqual({ resurrected: 0 });
+    expect(await rowsDigest(targetUrl, `SELECT * FROM ${target}`)).toEqual(await rowsDigest(targetUrl, `SELECT * FROM ${source}`));
+    expect(result.verification).toMatchObject({ clean: true, passes: 2, repaired: 1 });
   });
 });
