@@ -5,6 +5,7 @@
  * apply have caught up, Ferry's first verification pass is clean and the test's own md5 of every
  * row finds no difference, and no replication slot of Ferry's is left. An abort drops the slot
  * and the publication at once; a source that cannot be captured is refused with nothing created.
+ * A backfill chunk waits for the reader to pass its high watermark before it looks at the log.
  */
 import { runActivity } from '../support/activities';
 import pg from 'pg';
@@ -12,6 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases } from '../../activities/connections';
 import { createLogicalCaptureSetup } from '../../activities/capture/logical-setup';
 import { createLogicalReader } from '../../activities/capture/logical-reader';
+import { createChangeApplier } from '../../activities/capture/applier';
+import { installFerrySchema } from '../../activities/state/ferry-schema';
 import { createDoctor } from '../../activities/inspect/doctor';
 import { ExitCode } from '../../cli/exit-codes';
 import { migrationReport, startMigration } from '../../operator';
@@ -197,6 +200,56 @@ describe('logical capture, set up and taken down', () => {
       expect(await entries()).toBe(0);
     } finally {
       await holder.end();
+      await runActivity(setup.removeLogicalCapture, { migrationId, plan });
+      await databases.close();
+    }
+  });
+
+  it("has a chunk wait for the reader to pass its high watermark, so that its look at the log sees the changes its read missed", async () => {
+    const migrationId = 'chunk-high-watermark';
+    await sql(url, `
+      CREATE TABLE wallets (id int PRIMARY KEY, balance numeric(12, 2) NOT NULL, note text);
+      INSERT INTO wallets SELECT i, i * 1.25, 'note ' || i FROM generate_series(1, 100) AS i;
+      CREATE TABLE wallets_v2 (id int PRIMARY KEY, cents bigint NOT NULL, note text);`);
+    const plan = validatePlan({
+      name: migrationId,
+      source: { connection: 'DB', table: 'wallets', key: 'id' },
+      target: { connection: 'DB', table: 'wallets_v2' },
+      transform: { sql: { id: 'id', cents: '(balance * 100)::bigint', note: 'note' } },
+      capture: 'logical',
+    });
+    const databases = createDatabases({ env: { DB: url } });
+    const setup = createLogicalCaptureSetup(databases);
+    const reader = new pg.Client({ connectionString: url });
+    await reader.connect();
+    let reading: Promise<unknown> = Promise.resolve();
+    try {
+      await installFerrySchema(databases.pool('DB'));
+      await runActivity(setup.installLogicalCapture, { migrationId, plan });
+      const { reapplied } = await createChangeApplier(databases, null).copyChunkWithWatermark(migrationId, plan, { after: '0', upTo: '100' }, async () => {
+        // The chunk's read: its snapshot is taken here, before the writes below.
+        await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+        const stale = await reader.query(`SELECT id, (balance * 100)::bigint AS cents, note FROM wallets ORDER BY id`);
+        await sql(url, `DELETE FROM wallets WHERE id = 5; UPDATE wallets SET balance = 0.01 WHERE id = 6; UPDATE wallets SET id = 99999 WHERE id = 7;`);
+        await reader.query('COMMIT');
+        for (const row of stale.rows as { id: number; cents: string; note: string | null }[]) {
+          await sql(url, `INSERT INTO wallets_v2 VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`, [row.id, row.cents, row.note]);
+        }
+        // The reader logs those changes only a while after the chunk's write.
+        reading = new Promise((resolve) => setTimeout(resolve, 1500)).then(() => runActivity(createLogicalReader(databases).readLogicalChanges, { migrationId, plan, maxSeconds: 4 }));
+        return { failures: [] };
+      });
+      // By the test's own md5 of each row: the chunk's range holds what the source holds now.
+      const differing = await sql(
+        url,
+        `SELECT s.id, t.id FROM (SELECT id, md5(row(id, (balance * 100)::bigint, note)::text) AS h FROM wallets WHERE id <= 100) AS s
+           FULL JOIN (SELECT id, md5(row(id, cents, note)::text) AS h FROM wallets_v2) AS t ON s.id = t.id WHERE s.h IS DISTINCT FROM t.h`,
+      );
+      expect(differing).toEqual([]);
+      expect(reapplied).toMatchObject({ keys: 3, written: 1, deleted: 2 });
+    } finally {
+      await reading;
+      await reader.end();
       await runActivity(setup.removeLogicalCapture, { migrationId, plan });
       await databases.close();
     }
