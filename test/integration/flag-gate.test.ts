@@ -41,6 +41,33 @@ describe('the flag gate', () => {
     return changes.map((change, i) => Date.parse(answers[i]!.at) - Date.parse(change.at));
   };
 
+  /**
+   * Two application processes on the migration's flags: the first reads them all along; the
+   * second, not listening for changes, reads them only while `secondReads` is true.
+   */
+  const twoProcesses = (migration: string) => {
+    const pool = new pg.Pool({ connectionString: url, max: 4 });
+    const first = createFerryClient({ pool, migration, registry: new Registry(), cacheMs: 50 });
+    const second = createFerryClient({ pool, migration, registry: new Registry(), cacheMs: 50, listen: false });
+    const processes = {
+      first,
+      second,
+      secondReads: true,
+      async close() {
+        clearInterval(reading);
+        await first.close();
+        await second.close();
+        await pool.end();
+      },
+    };
+    const reading = setInterval(() => {
+      void first.flags.get().catch(() => {});
+      if (processes.secondReads) void second.flags.get().catch(() => {});
+    }, 50);
+    return processes;
+  };
+  const gateOf = async (id: string) => (await migrationReport(worker.client, id)).status?.gate?.name ?? null;
+
   it('waits for a second process still on the earlier flags, though the first follows at once', { timeout: 60_000 }, async () => {
     const plan = validatePlan({
       name: 'flag-gate',
@@ -51,26 +78,17 @@ describe('the flag gate', () => {
       lifecycle: { dualWrites: true, cutover: true, soakSeconds: 40 },
       verify: { enabled: false },
     });
-    const pool = new pg.Pool({ connectionString: url, max: 4 });
-    const first = createFerryClient({ pool, migration: plan.name, registry: new Registry(), cacheMs: 50 });
-    // Not listening for changes: it reads the flags only when the test calls it.
-    const second = createFerryClient({ pool, migration: plan.name, registry: new Registry(), cacheMs: 50, listen: false });
-    // The first process reads the flags all along; the second only while the test lets it.
-    let secondReads = true;
-    const reading = setInterval(() => {
-      void first.flags.get().catch(() => {});
-      if (secondReads) void second.flags.get().catch(() => {});
-    }, 50);
+    const processes = twoProcesses(plan.name);
+    const { first, second } = processes;
     const ackOf = async (client: typeof first) =>
       (await sql(url, `SELECT version::int FROM ferry.flag_acks WHERE migration = $1 AND client_id = $2`, [plan.name, client.flags.clientId]))[0]?.version ?? 0;
-    const gateOf = async (id: string) => (await migrationReport(worker.client, id)).status?.gate?.name ?? null;
     try {
       const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
       const id = handle.workflowId;
       await eventually(async () => ((await gateOf(id)) === 'cutover-reads' ? true : undefined), 40_000, 'the cutover-reads gate');
       expect([await ackOf(first), await ackOf(second)]).toEqual([1, 1]);
 
-      secondReads = false;
+      processes.secondReads = false;
       await new Promise((resolve) => setTimeout(resolve, 300));
       expect((await ferry(['approve', id, '--gate', 'cutover-reads', '--by', 'test'], worker.temporal)).code).toBe(ExitCode.ok);
       await eventually(async () => ((await ackOf(first)) === 2 ? true : undefined), 10_000, 'the first process on version 2');
@@ -79,17 +97,14 @@ describe('the flag gate', () => {
       expect(await ackOf(second)).toBe(1);
       expect(await gateOf(id)).toBeNull();
 
-      secondReads = true;
+      processes.secondReads = true;
       await eventually(async () => ((await gateOf(id)) === 'stop-old-writes' ? true : undefined), 20_000, 'the stop-old-writes gate');
       expect(await ackOf(second)).toBe(2);
 
       expect((await ferry(['abort', id, '--by', 'test', '--reason', 'done'], worker.temporal)).code).toBe(ExitCode.ok);
       expect((await handle.result()).phase).toBe('aborted');
     } finally {
-      clearInterval(reading);
-      await first.close();
-      await second.close();
-      await pool.end();
+      await processes.close();
     }
   });
 
@@ -123,15 +138,8 @@ describe('the flag gate', () => {
       lifecycle: { dualWrites: true, cutover: true, soakSeconds: 2 },
       verify: { enabled: false },
     });
-    const pool = new pg.Pool({ connectionString: url, max: 4 });
-    const first = createFerryClient({ pool, migration: plan.name, registry: new Registry(), cacheMs: 50 });
-    const second = createFerryClient({ pool, migration: plan.name, registry: new Registry(), cacheMs: 50, listen: false });
-    let secondReads = true;
-    const reading = setInterval(() => {
-      void first.flags.get().catch(() => {});
-      if (secondReads) void second.flags.get().catch(() => {});
-    }, 50);
-    const gateOf = async (id: string) => (await migrationReport(worker.client, id)).status?.gate?.name ?? null;
+    const processes = twoProcesses(plan.name);
+    const { first, second } = processes;
     try {
       const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
       const id = handle.workflowId;
@@ -140,7 +148,7 @@ describe('the flag gate', () => {
       await eventually(async () => ((await gateOf(id)) === 'cutover-reads' ? true : undefined), 40_000, 'the cutover-reads gate');
       // Both processes live on version 1 (the second's first acknowledgement may come after the first's ended the wait).
       await eventually(async () => Object.keys(await acks()).length === 2, 5000, 'both processes on version 1');
-      secondReads = false;
+      processes.secondReads = false;
       await new Promise((resolve) => setTimeout(resolve, 300));
       expect((await ferry(['approve', id, '--gate', 'cutover-reads', '--by', 'test'], worker.temporal)).code).toBe(ExitCode.ok);
       await eventually(async () => ((await gateOf(id)) === 'stop-old-writes' ? true : undefined), 20_000, 'the stop-old-writes gate');
@@ -154,10 +162,7 @@ describe('the flag gate', () => {
       expect((await ferry(['abort', id, '--by', 'test', '--reason', 'done'], worker.temporal)).code).toBe(ExitCode.ok);
       expect((await handle.result()).phase).toBe('aborted');
     } finally {
-      clearInterval(reading);
-      await first.close();
-      await second.close();
-      await pool.end();
+      await processes.close();
     }
   });
 });
