@@ -118,8 +118,9 @@ describe('back-off for a lagging standby', () => {
     const lookAt = async () => (await ferry(['status', id], worker.temporal)).stdout.split('\n').find((line) => line.includes('look at:')) ?? '';
     await eventually(async () => / source replica lag [\d.]+ s \(1 standby streaming\), longest query \d+ s \(as of /.test(await lookAt()) || undefined, 90_000, 'the gate figures over one standby');
 
-    // The standby goes down, and a slot kept for it holds the WAL written since.
-    await sql(url, `SELECT pg_create_physical_replication_slot('ferry_test_gone', true)`);
+    // The standby goes down, and a slot kept for it holds the WAL written since. An idle slot
+    // named as Ferry's capture slots are is left out (the capture status shows those).
+    await sql(url, `SELECT pg_create_physical_replication_slot('standby_gone', true), pg_create_physical_replication_slot('ferry_idle_capture', true)`);
     standby.stop();
     try {
       await sql(url, 'INSERT INTO readings_v2 SELECT id + 100000, value, note FROM readings_v2');
@@ -128,13 +129,13 @@ describe('back-off for a lagging standby', () => {
         return /\(no standby streaming\), longest query \d+ s; 1 replication slot nothing reads, holding up to [\d.]+ (kB|MB) of WAL \(a standby or consumer down\?\)/.test(line) ? line : undefined;
       }, 30_000, 'the gate figures with the standby down');
       // The WAL shown is what the slot holds as Postgres counts it (read after, so no less).
-      const { held } = await sqlRow(url, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 AS held FROM pg_replication_slots WHERE slot_name = 'ferry_test_gone'`);
+      const { held } = await sqlRow(url, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 AS held FROM pg_replication_slots WHERE slot_name = 'standby_gone'`);
       const [, amount, unit] = / holding up to ([\d.]+) (kB|MB) of WAL/.exec(shown)!;
       const shownBytes = Number(amount) * (unit === 'MB' ? 1024 * 1024 : 1024);
       expect(shownBytes).toBeGreaterThan(100_000);
       expect(shownBytes).toBeLessThanOrEqual(held + 1024 * 1024);
     } finally {
-      await sql(url, `SELECT pg_drop_replication_slot('ferry_test_gone')`);
+      await sql(url, `SELECT pg_drop_replication_slot('standby_gone'), pg_drop_replication_slot('ferry_idle_capture')`);
     }
     expect((await ferry(['abort', id, '--by', 'test', '--reason', 'figures seen'], worker.temporal)).code).toBe(ExitCode.ok);
     expect((await handle.result()).phase).toBe('aborted');
