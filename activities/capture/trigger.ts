@@ -8,7 +8,8 @@ import type pg from 'pg';
 import type { Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { inTransactionWithLockTimeout } from '../transaction';
-import { displayName, qualifiedName } from '../sql';
+import { displayName, qualifiedName, sql } from '../sql';
+import { CAPTURE_LOCK_CLASS } from './apply-keys';
 import {
   CHANGE_LOG,
   CHANGE_LOG_SQL,
@@ -35,16 +36,18 @@ export interface CaptureInput {
   plan: Plan;
 }
 
-/** Creates the change log on the source when missing. Safe to run twice, and beside another. */
+/**
+ * Creates the change log on the source when missing. Safe to run twice, and beside another:
+ * installs take turns under a lock, since CREATE ... IF NOT EXISTS is not safe beside itself (two
+ * at once failed on a deadlock, or on the relation the other had just made).
+ */
 export async function installChangeLog(pool: pg.Pool): Promise<void> {
   const present = await pool.query<{ present: boolean }>(relationExistsSql(CHANGE_LOG));
   if (present.rows[0]?.present) return;
-  try {
-    await inTransactionWithLockTimeout(pool, TRIGGER_LOCK_TIMEOUT, (client) => client.query(CHANGE_LOG_SQL));
-  } catch (error) {
-    // Two workers creating it at once: one wins, the other finds it made.
-    if ((error as { code?: string }).code !== '23505') throw error;
-  }
+  await inTransactionWithLockTimeout(pool, TRIGGER_LOCK_TIMEOUT, async (client) => {
+    await client.query(sql`SELECT pg_advisory_xact_lock(${CAPTURE_LOCK_CLASS}, hashtext(${CHANGE_LOG}))`);
+    await client.query(CHANGE_LOG_SQL);
+  });
 }
 
 /** Creates the change log, then the function and the trigger in one transaction; nothing when they exist. */

@@ -3,10 +3,11 @@
  * source and holds new writers behind it. While an application transaction stays open on the
  * table, the install gives up within its lock timeout (and the activity is retried later), so the
  * application's other writes wait at most that long, never for as long as the open transaction.
+ * Installs that start at once create the change log once, and none fails.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCaptureTrigger } from '../../activities/capture/trigger';
+import { createCaptureTrigger, installChangeLog } from '../../activities/capture/trigger';
 import { captureObjectName } from '../../activities/capture/statements';
 import { createDatabases, type Databases } from '../../activities/connections';
 import { validatePlan } from '../../lib/plan';
@@ -64,5 +65,21 @@ describe('installing the capture trigger', () => {
     expect(await sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND NOT tgisinternal`)).toEqual([]);
     expect(await runActivity(createCaptureTrigger(databases).installCapture, { migrationId, plan })).toEqual({ installed: true });
     expect((await sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgname = $1`, [captureObjectName(migrationId)])).length).toBe(1);
+  });
+
+  it('creates the change log once when many installs start at once (shards, workers, concurrent tests)', async () => {
+    // Fifteen fresh databases, sixteen installs at once in each: before they took turns, some
+    // failed with a deadlock in CREATE ... IF NOT EXISTS, or on the relation another had just made.
+    for (let round = 0; round < 15; round++) {
+      const fresh = await createTestDatabase('capture_install_race');
+      const pool = new pg.Pool({ connectionString: fresh, max: 16 });
+      try {
+        const installs = await Promise.allSettled(Array.from({ length: 16 }, () => installChangeLog(pool)));
+        expect(installs.filter((i) => i.status === 'rejected').map((i) => String((i as PromiseRejectedResult).reason))).toEqual([]);
+        expect((await sql(fresh, `SELECT to_regclass('ferry.change_log')::text AS log`))[0]).toEqual({ log: 'ferry.change_log' });
+      } finally {
+        await pool.end();
+      }
+    }
   });
 });
