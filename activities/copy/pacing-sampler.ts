@@ -10,13 +10,16 @@ import { FERRY_APPLICATION } from '../connections';
 import type { PacingBaseline, PacingSample } from '../../lib/pacing-controller';
 
 /**
- * The replay lag of the source's standbys, in seconds, as SQL. A logical consumer (a CDC reader,
+ * The walsenders of the source's standbys, as SQL. A logical consumer (a CDC reader,
  * Ferry's own capture reader) is a walsender too, and its lag is how late it confirms what it
  * read: no application reads through it, and one that confirms lazily would hold the copy for
  * good. Logical walsenders always stream from a slot; those are left out.
  */
-export const STANDBY_LAG_SQL: Sql = sql`(SELECT coalesce(max(extract(epoch FROM r.replay_lag)), 0) FROM pg_stat_replication AS r
+export const STANDBY_WALSENDERS_SQL: Sql = sql`(SELECT r.* FROM pg_stat_replication AS r
    WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots AS s WHERE s.active_pid = r.pid AND s.slot_type = 'logical'))`;
+
+/** The longest replay lag of the standbys (STANDBY_WALSENDERS_SQL), in seconds; 0 with none. */
+export const STANDBY_LAG_SQL: Sql = sql`(SELECT coalesce(max(extract(epoch FROM r.replay_lag)), 0) FROM ${STANDBY_WALSENDERS_SQL} AS r)`;
 
 /**
  * A canary commit this often, on a connection of its own and in the background, so that canaries

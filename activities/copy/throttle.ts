@@ -27,7 +27,7 @@ import { oneStatement, readOnly } from '../plan-sql';
 import { sql } from '../sql';
 import { FERRY_APPLICATION } from '../connections';
 import { LOGICAL_CAPTURE_PREFIX } from '../../lib/ids';
-import { STANDBY_LAG_SQL } from './pacing-sampler';
+import { STANDBY_LAG_SQL, STANDBY_WALSENDERS_SQL } from './pacing-sampler';
 import { sharedPacingSignals, type PacingSignals } from './pacing-signals';
 
 export type { CopyPacing };
@@ -319,18 +319,17 @@ export async function sourceHealth(pool: pg.Pool): Promise<SourceHealth> {
 
 /**
  * The source's replication as a person approving a gate should see it: the standbys streaming
- * (logical consumers left out, as in STANDBY_LAG_SQL), and the slots nothing reads with the most
+ * (STANDBY_WALSENDERS_SQL: logical consumers left out), and the slots nothing reads with the most
  * WAL one of them holds back (a standby or consumer that is down: the WAL a copy writes piles up
  * for it). Ferry's own capture slots are left out: the capture status shows what they hold.
  */
 export async function sourceReplication(pool: pg.Pool): Promise<{ standbysStreaming: number; inactiveSlots: number; inactiveSlotWalBytes: number }> {
   const row = (
     await pool.query<{ streaming: number; inactive: number; held: number }>(
-      sql`SELECT (SELECT count(*) FROM pg_stat_replication AS r
-                   WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots AS s WHERE s.active_pid = r.pid AND s.slot_type = 'logical'))::int AS streaming,
-                 (SELECT count(*) FROM pg_replication_slots WHERE NOT active AND NOT starts_with(slot_name, ${LOGICAL_CAPTURE_PREFIX}))::int AS inactive,
-                 (SELECT coalesce(max(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)), 0)
-                    FROM pg_replication_slots WHERE NOT active AND NOT starts_with(slot_name, ${LOGICAL_CAPTURE_PREFIX}))::float8 AS held`,
+      sql`SELECT (SELECT count(*) FROM ${STANDBY_WALSENDERS_SQL} AS r)::int AS streaming, slots.inactive, slots.held
+            FROM (SELECT count(*)::int AS inactive,
+                         coalesce(max(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)), 0)::float8 AS held
+                    FROM pg_replication_slots WHERE NOT active AND NOT starts_with(slot_name, ${LOGICAL_CAPTURE_PREFIX})) AS slots`,
     )
   ).rows[0]!;
   return { standbysStreaming: row.streaming, inactiveSlots: row.inactive, inactiveSlotWalBytes: Math.max(0, row.held) };
