@@ -89,11 +89,20 @@ const transformSchema = z
     }
   });
 
+/** backoff.maxUnreadSlotWalMb's default, also for plans recorded before the setting. */
+export const DEFAULT_MAX_UNREAD_SLOT_WAL_MB = 10_240;
+
 const backoffSchema = z.strictObject({
   /** Pause while a replica of the source replays more than this far behind. (Default: 10) */
   maxReplicaLagSeconds: z.number().positive().default(10),
   /** Pause while a query on the source (not Ferry's) has run longer than this. (Default: 60) */
   maxQuerySeconds: z.number().positive().default(60),
+  /**
+   * Pause while a replication slot nothing reads (a standby or consumer that is down; Ferry's own
+   * capture slots aside) holds more than this many MB of WAL: the WAL a copy writes piles up behind
+   * it on the source's disk. null for no limit. (Default: 10240)
+   */
+  maxUnreadSlotWalMb: z.number().positive().nullable().default(DEFAULT_MAX_UNREAD_SLOT_WAL_MB),
   /** Pause while this SQL, run on the source, returns a number above `max`. */
   probe: z.strictObject({ sql: safeSql('must be a SELECT returning one number'), max: z.number() }).optional(),
   /** How often the limits are checked. (Default: 1) */

@@ -6,7 +6,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Why a copy is slowed or holding, as a bounded label value. */
-export const THROTTLE_KINDS = ['rate', 'pacing', 'replica-lag', 'long-query', 'probe', 'paused'] as const;
+export const THROTTLE_KINDS = ['rate', 'pacing', 'replica-lag', 'long-query', 'unread-slot', 'probe', 'paused'] as const;
 export type ThrottleKind = (typeof THROTTLE_KINDS)[number];
 
 /** What the throttler saw on the source at its last health check. */
@@ -15,6 +15,8 @@ export interface SourceHealth {
   longestQuerySeconds: number;
   /** The session running the longest query, to find it in pg_stat_activity (null when none runs). */
   longestQueryPid: number | null;
+  /** The replication slot nothing reads that holds the most WAL (Ferry's own aside); null when none does. */
+  unreadSlot: { name: string; walBytes: number } | null;
 }
 
 /** One batch the copier finished. */
@@ -70,6 +72,11 @@ export function createCopyMetrics(registry: Registry = new Registry()) {
     ),
     replicaLag: gauge('ferry_source_replica_lag_seconds', "The longest replay lag of the source's replicas at the last health check.", byMigration),
     longestQuery: gauge('ferry_source_longest_query_seconds', 'The longest-running query on the source (not Ferry\'s) at the last health check.', byMigration),
+    unreadSlotWal: gauge(
+      'ferry_source_unread_slot_wal_bytes',
+      "The most WAL a replication slot nothing reads holds on the source's server (Ferry's own aside) at the last health check.",
+      byMigration,
+    ),
     copiesRunning: gauge('ferry_copies_running', 'Shard copies running on this worker.', byMigration),
   };
 
@@ -105,6 +112,7 @@ export function createCopyMetrics(registry: Registry = new Registry()) {
         sourceHealth(health) {
           metrics.replicaLag.set({ migration }, health.replicaLagSeconds);
           metrics.longestQuery.set({ migration }, health.longestQuerySeconds);
+          metrics.unreadSlotWal.set({ migration }, health.unreadSlot?.walBytes ?? 0);
         },
         end() {
           if (views.get(key) !== view) return;

@@ -1,12 +1,11 @@
 /**
  * The copy throttle answers one question before and after every batch: wait how long, and why.
- * It holds while the source is unwell (the plan's backoff: replica lag, a long query, a probe),
- * paces the rate by what the application feels (lib/pacing-controller.ts), never above the rows/s
- * limit, and caps the batch so one batch never outruns the rate.
+ * It holds while the source is unwell (the plan's backoff, backoff.ts), paces the rate by what the
+ * application feels (lib/pacing-controller.ts), never above the rows/s limit, and caps the batch
+ * so one batch never outruns the rate.
  */
-import { ApplicationFailure, log } from '@temporalio/activity';
-import pg from 'pg';
-import { redactErrorText } from '../../lib/errors';
+import { log } from '@temporalio/activity';
+import type pg from 'pg';
 import {
   afterQuietLook,
   carriedPacing,
@@ -22,17 +21,11 @@ import {
 } from '../../lib/pacing-controller';
 import type { Plan } from '../../lib/plan';
 import { budgetOf, MIN_BATCH_SIZE, type ThrottleBudget } from '../../lib/throttle';
+import { holdKindOf, holdReason } from './backoff';
 import type { SourceHealth, ThrottleKind } from './metrics';
-import { oneStatement, readOnly } from '../plan-sql';
-import { sql } from '../sql';
-import { FERRY_APPLICATION } from '../connections';
-import { LOGICAL_CAPTURE_PREFIX } from '../../lib/ids';
-import { STANDBY_LAG_SQL, STANDBY_WALSENDERS_SQL } from './pacing-sampler';
 import { sharedPacingSignals, type PacingSignals } from './pacing-signals';
 
 export type { CopyPacing };
-
-export type Backoff = Plan['backoff'];
 
 /** How long to wait before going on, and why; `ms` 0 to go on now. */
 export interface ThrottleWait {
@@ -249,95 +242,4 @@ export async function waitForRoom(throttle: CopyThrottle, rows: number, sleep: (
   const pace = throttle.afterBatch(rows);
   if (pace.ms > 0) await sleep(pace.ms);
   return pace.reason ?? waited;
-}
-
-/**
- * The reason to hold off now, or null when the source is healthy. Never writes. `observe`
- * receives what the check saw (for metrics), whether or not it holds.
- */
-export async function holdReason(pool: pg.Pool, backoff: Backoff, observe?: (health: SourceHealth) => void): Promise<string | null> {
-  const health = await sourceHealth(pool);
-  observe?.(health);
-  const lag = health.replicaLagSeconds;
-  if (lag > backoff.maxReplicaLagSeconds) {
-    return `replica lag ${lag.toFixed(1)} s is over backoff.maxReplicaLagSeconds (${backoff.maxReplicaLagSeconds} s)`;
-  }
-  const longest = health.longestQuerySeconds;
-  if (longest > backoff.maxQuerySeconds) {
-    return `a query on the source (pid ${health.longestQueryPid}) has run ${longest.toFixed(0)} s, over backoff.maxQuerySeconds (${backoff.maxQuerySeconds} s)`;
-  }
-  if (backoff.probe) {
-    const probe = backoff.probe;
-    const value = await runProbe(pool, probe.sql);
-    if (!Number.isFinite(value)) return `backoff.probe returned no number; holding until it does`;
-    if (value > probe.max) return `backoff.probe returned ${value}, over its max ${probe.max}`;
-  }
-  return null;
-}
-
-/**
- * The first value of the probe's first row, as a number (NaN when there is none). The probe runs
- * as one statement in a READ ONLY transaction, so it can neither stack statements nor write. A
- * probe the database refuses for what it is (syntax, a write, a missing table: SQLSTATE classes
- * 0A, 22, 25, 42) fails for good with a redacted message: running it again cannot help.
- */
-async function runProbe(pool: pg.Pool, sql: string): Promise<number> {
-  try {
-    return await readOnly(pool, async (client) => {
-      const result = await client.query(oneStatement({ text: sql, rowMode: 'array' as const }));
-      return Number((result.rows[0] as unknown[] | undefined)?.[0]);
-    });
-  } catch (error) {
-    const code = error instanceof pg.DatabaseError ? (error.code ?? '') : '';
-    if (/^(0A|22|25|42)/.test(code) && code !== '42501') {
-      throw ApplicationFailure.nonRetryable(
-        `backoff.probe fails on the source: ${redactErrorText(error)} [${code}]; fix backoff.probe.sql (one read-only SELECT returning a number)`,
-        'BackoffProbeFailed',
-      );
-    }
-    throw error;
-  }
-}
-
-/**
- * The replay lag of the source's standbys, and its longest running query (not Ferry's) in the
- * source database with that session's pid, in seconds. Queries in the server's other databases
- * are not the source's: a snapshot holds back vacuum only in its own database (shared catalogs aside).
- */
-export async function sourceHealth(pool: pg.Pool): Promise<SourceHealth> {
-  const health = await pool.query<{ lag: string; longest: string | null; pid: number | null }>(
-    sql`SELECT ${STANDBY_LAG_SQL}::text AS lag, longest.seconds::text AS longest, longest.pid
-          FROM (SELECT 1) AS one
-          LEFT JOIN LATERAL (SELECT extract(epoch FROM now() - query_start) AS seconds, pid FROM pg_stat_activity
-                              WHERE state = 'active' AND backend_type = 'client backend' AND datname = current_database()
-                                AND pid <> pg_backend_pid() AND application_name <> ${FERRY_APPLICATION}
-                              ORDER BY query_start LIMIT 1) AS longest ON true`,
-  );
-  const row = health.rows[0];
-  return { replicaLagSeconds: Number(row?.lag ?? 0), longestQuerySeconds: Math.max(0, Number(row?.longest ?? 0)), longestQueryPid: row?.pid ?? null };
-}
-
-/**
- * The source's replication as a person approving a gate should see it: the standbys streaming
- * (STANDBY_WALSENDERS_SQL: logical consumers left out), and the slots nothing reads with the most
- * WAL one of them holds back (a standby or consumer that is down: the WAL a copy writes piles up
- * for it). Ferry's own capture slots are left out: the capture status shows what they hold.
- */
-export async function sourceReplication(pool: pg.Pool): Promise<{ standbysStreaming: number; inactiveSlots: number; inactiveSlotWalBytes: number }> {
-  const row = (
-    await pool.query<{ streaming: number; inactive: number; held: number }>(
-      sql`SELECT (SELECT count(*) FROM ${STANDBY_WALSENDERS_SQL} AS r)::int AS streaming, slots.inactive, slots.held
-            FROM (SELECT count(*)::int AS inactive,
-                         coalesce(max(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)), 0)::float8 AS held
-                    FROM pg_replication_slots WHERE NOT active AND NOT starts_with(slot_name, ${LOGICAL_CAPTURE_PREFIX})) AS slots`,
-    )
-  ).rows[0]!;
-  return { standbysStreaming: row.streaming, inactiveSlots: row.inactive, inactiveSlotWalBytes: Math.max(0, row.held) };
-}
-
-/** The kind of a reason holdReason gave, as a bounded metrics label. */
-export function holdKindOf(reason: string): ThrottleKind {
-  if (reason.startsWith('replica lag')) return 'replica-lag';
-  if (reason.startsWith('a query on the source')) return 'long-query';
-  return 'probe';
 }

@@ -9,7 +9,7 @@ import type { Plan } from '../../lib/plan';
 import type { GateFigures } from '../../lib/status';
 import type { Databases } from '../connections';
 import { withHeartbeats } from '../heartbeats';
-import { sourceHealth, sourceReplication } from '../copy/throttle';
+import { sourceHealth, sourceReplication } from '../copy/backoff';
 import { ferrySql, sql } from '../sql';
 
 /** An application process counts as live if it acknowledged any version this recently. */

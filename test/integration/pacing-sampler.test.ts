@@ -2,7 +2,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPacingSampler, type PacingSampler } from '../../activities/copy/pacing-sampler';
-import { sourceHealth } from '../../activities/copy/throttle';
+import { sourceHealth } from '../../activities/copy/backoff';
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
 import { nextPacing, startPacing, type PacingBudget } from '../../lib/pacing-controller';
 import { startPostgres, type PostgresServer } from '../../scripts/services/postgres';

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
 import { createShardPlanner } from '../../activities/inspect/shard-planner';
-import { holdReason } from '../../activities/copy/throttle';
+import { holdReason } from '../../activities/copy/backoff';
 import { createVerifier } from '../../activities/verify/verifier';
 import { ExitCode } from '../../cli/exit-codes';
 import { startMigration } from '../../operator';

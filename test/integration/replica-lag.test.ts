@@ -4,7 +4,7 @@
  * on once the standby keeps up, and the standby ends with the same rows as the primary. With more
  * lag allowed to the back-off, the pacing controller's replica-lag signal holds the rate down.
  * A person at a gate sees over how many standbys the lag was read, and a slot left by one that
- * went down, with the WAL it holds.
+ * went down, with the WAL it holds; the copy holds while that WAL is over the back-off's limit.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrationReport, startMigration } from '../../operator';
@@ -32,7 +32,9 @@ describe('back-off for a lagging standby', () => {
       INSERT INTO readings SELECT i, i * 7, 'reading ' || i FROM generate_series(1, ${ROWS}) i;
       CREATE TABLE readings_v2 (id int PRIMARY KEY, value bigint NOT NULL, note text);
       CREATE TABLE readings_v3 (id int PRIMARY KEY, value bigint NOT NULL, note text);
-      CREATE TABLE readings_v4 (id int PRIMARY KEY, value bigint NOT NULL, note text);`);
+      CREATE TABLE readings_v4 (id int PRIMARY KEY, value bigint NOT NULL, note text);
+      CREATE TABLE readings_v5 (id int PRIMARY KEY, value bigint NOT NULL, note text);
+      CREATE TABLE wal_filler (id int, note text);`);
     standby = await server.standby!(APPLY_DELAY_SECONDS);
     worker = await startWorker({ DB: url });
   }, 90_000);
@@ -139,5 +141,57 @@ describe('back-off for a lagging standby', () => {
     }
     expect((await ferry(['abort', id, '--by', 'test', '--reason', 'figures seen'], worker.temporal)).code).toBe(ExitCode.ok);
     expect((await handle.result()).phase).toBe('aborted');
+  });
+
+  it('holds while a slot nothing reads keeps more WAL than the back-off allows, names the slot, and goes on once it is dropped', async () => {
+    // A standby that is down leaves its slot behind: from the moment it stopped reading, every
+    // byte of WAL the copy writes stays on the source's disk for it.
+    // (A new slot holds the WAL since the last checkpoint's redo point: the checkpoint leaves it
+    // the WAL from now on.)
+    await sql(url, 'CHECKPOINT');
+    await sql(url, `SELECT pg_create_physical_replication_slot('standby_down', true)`);
+    try {
+      const plan = validatePlan({
+        name: 'replica-lag-slot',
+        source: { connection: 'DB', table: 'readings', key: 'id' },
+        target: { connection: 'DB', table: 'readings_v5' },
+        transform: { sql: { id: 'id', value: 'value', note: 'note' } },
+        // The hold alone: no pacing by the standby's lag, should it still stream.
+        throttle: { rowsPerSecond: 4000, batchSize: 200, checkpointSeconds: 0.5, budget: false },
+        backoff: { checkEverySeconds: 0.2, maxUnreadSlotWalMb: 4 },
+      });
+      const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+      const reasons = async () => ((await migrationReport(worker.client, handle.workflowId)).status?.shards ?? []).map((s) => s.throttleReason ?? '');
+      const copied = async () => (await sqlRow(url, 'SELECT count(*)::int AS n FROM readings_v5')).n as number;
+      await eventually(async () => (await copied()) > 0 || undefined, 30_000, 'the first rows');
+      // The application's own writes add WAL too: past the limit, whoever wrote it.
+      await sql(url, `INSERT INTO wal_filler SELECT i, repeat('x', 200) FROM generate_series(1, 40000) i`);
+      const held = await eventually(
+        async () =>
+          (await reasons()).find((reason) =>
+            /^holding: replication slot "standby_down", which nothing reads, holds [\d.]+ MB of WAL, over backoff\.maxUnreadSlotWalMb \(4 MB\): start its standby or consumer, or drop the slot$/.test(reason),
+          ),
+        30_000,
+        'the hold for the slot nothing reads',
+      );
+      // The WAL named is what the slot holds as Postgres counts it (read after, so no less).
+      const { bytes } = await sqlRow(url, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 AS bytes FROM pg_replication_slots WHERE slot_name = 'standby_down'`);
+      const namedMb = Number(/holds ([\d.]+) MB/.exec(held)![1]);
+      expect(namedMb).toBeGreaterThan(4);
+      expect(namedMb * 1024 * 1024).toBeLessThanOrEqual((bytes as number) + 0.1 * 1024 * 1024);
+      // Held, not slowed: no row moves while the slot stays.
+      const before = await copied();
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      expect(await copied()).toBe(before);
+      expect(before).toBeLessThan(ROWS);
+
+      // The slot goes: the copy goes on and completes, equal by the test's own md5.
+      await sql(url, `SELECT pg_drop_replication_slot('standby_down')`);
+      expect((await handle.result()).rowsWritten).toBe(ROWS);
+      const source = await rowsDigest(url, 'SELECT id, value::bigint, note FROM readings');
+      expect(await rowsDigest(url, 'SELECT id, value, note FROM readings_v5')).toEqual({ rows: ROWS, md5: source.md5 });
+    } finally {
+      await sql(url, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'standby_down'`);
+    }
   });
 });

@@ -28,6 +28,7 @@ describe('plan', () => {
     expect(plan.target.schema).toBe('public');
     expect(plan.throttle).toEqual({ batchSize: 50_000, rowsPerSecond: null, concurrency: 4, targetBatchSeconds: 0.5, checkpointSeconds: 60 });
     expect(plan.conflict).toEqual({ policy: 'ignore' });
+    expect(plan.backoff).toEqual({ maxReplicaLagSeconds: 10, maxQuerySeconds: 60, maxUnreadSlotWalMb: 10_240, checkEverySeconds: 1 });
     expect(plan.shards).toEqual({});
     expect(targetKey(plan)).toBe('id');
     expect(targetColumns(plan)).toEqual(['id', 'first_name']);
@@ -52,6 +53,12 @@ throttle: { batchSize: -5 }
       'throttle.batchSize': 'must be between 10 and 100000, not -5',
     });
     expect(problems.length).toBeGreaterThanOrEqual(6);
+  });
+
+  it('lifts the limit on WAL held for a slot nothing reads with null, and refuses one of 0', () => {
+    expect(parsePlan(`${valid}backoff: { maxUnreadSlotWalMb: null }\n`).backoff.maxUnreadSlotWalMb).toBeNull();
+    expect(parsePlan(`${valid}backoff: { maxUnreadSlotWalMb: 512 }\n`).backoff.maxUnreadSlotWalMb).toBe(512);
+    expect(problemsOf(`${valid}backoff: { maxUnreadSlotWalMb: 0 }\n`).map((p) => p.path)).toEqual(['backoff.maxUnreadSlotWalMb']);
   });
 
   it('names missing sections', () => {

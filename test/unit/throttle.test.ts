@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { holdKindOf } from '../../activities/copy/backoff';
 import { isRowError, redactMessage } from '../../lib/errors';
 import { applyThrottleChange, nextBatchSize, shardRate, throttleChangeProblems, type Throttle } from '../../lib/throttle';
 
@@ -72,5 +73,16 @@ describe('pacing', () => {
     expect(redactMessage('null value in column "name" of relation "t" violates not-null constraint')).toBe(
       'null value in column "name" of relation "t" violates not-null constraint',
     );
+  });
+});
+
+describe('hold kinds', () => {
+  it('labels each back-off hold by what holds it, for the ferry_throttled metric', () => {
+    expect(holdKindOf('replica lag 3.9 s is over backoff.maxReplicaLagSeconds (1 s)')).toBe('replica-lag');
+    expect(holdKindOf('a query on the source (pid 42) has run 3 s, over backoff.maxQuerySeconds (1 s)')).toBe('long-query');
+    expect(holdKindOf('replication slot "standby_1", which nothing reads, holds 10.2 GB of WAL, over backoff.maxUnreadSlotWalMb (10240 MB): start its standby or consumer, or drop the slot')).toBe(
+      'unread-slot',
+    );
+    expect(holdKindOf('backoff.probe returned 9, over its max 5')).toBe('probe');
   });
 });
