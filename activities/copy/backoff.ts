@@ -34,15 +34,8 @@ export async function holdReason(pool: pg.Pool, backoff: Backoff, observe?: (hea
   if (longest > backoff.maxQuerySeconds) {
     return `a query on the source (pid ${health.longestQueryPid}) has run ${longest.toFixed(0)} s, over backoff.maxQuerySeconds (${backoff.maxQuerySeconds} s)`;
   }
-  // Plans recorded before the setting have the default.
-  const maxSlotMb = backoff.maxUnreadSlotWalMb === undefined ? DEFAULT_MAX_UNREAD_SLOT_WAL_MB : backoff.maxUnreadSlotWalMb;
-  const slot = health.unreadSlot;
-  if (maxSlotMb !== null && slot && slot.walBytes > maxSlotMb * MB) {
-    return (
-      `replication slot "${slot.name}", which nothing reads, holds ${formatBytes(slot.walBytes)} of WAL, over backoff.maxUnreadSlotWalMb (${maxSlotMb} MB): ` +
-      'start its standby or consumer, or drop the slot'
-    );
-  }
+  const slotHold = unreadSlotHold(health.unreadSlot, backoff);
+  if (slotHold) return slotHold;
   if (backoff.probe) {
     const probe = backoff.probe;
     const value = await runProbe(pool, probe.sql);
@@ -50,6 +43,21 @@ export async function holdReason(pool: pg.Pool, backoff: Backoff, observe?: (hea
     if (value > probe.max) return `backoff.probe returned ${value}, over its max ${probe.max}`;
   }
   return null;
+}
+
+/** backoff.maxUnreadSlotWalMb, with the default for plans recorded before the setting; null for no limit. */
+export function maxUnreadSlotWalMb(backoff: Backoff): number | null {
+  return backoff.maxUnreadSlotWalMb === undefined ? DEFAULT_MAX_UNREAD_SLOT_WAL_MB : backoff.maxUnreadSlotWalMb;
+}
+
+/** The reason to hold for the WAL that `slot` (the unread slot holding the most) keeps, or null. */
+export function unreadSlotHold(slot: SourceHealth['unreadSlot'], backoff: Backoff): string | null {
+  const maxMb = maxUnreadSlotWalMb(backoff);
+  if (maxMb === null || !slot || slot.walBytes <= maxMb * MB) return null;
+  return (
+    `replication slot "${slot.name}", which nothing reads, holds ${formatBytes(slot.walBytes)} of WAL, over backoff.maxUnreadSlotWalMb (${maxMb} MB): ` +
+    'start its standby or consumer, or drop the slot'
+  );
 }
 
 /**

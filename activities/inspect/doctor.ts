@@ -1,20 +1,22 @@
 /**
  * The doctor checks, before a migration, what would stop it or blind it: both databases reached
  * with the worker's own variables, the tables and key, each transform column against its target
- * column's type, and every privilege Ferry needs, with the GRANT statements that are missing.
+ * column's type, every privilege Ferry needs, with the GRANT statements that are missing, and
+ * replication slots nothing reads, for which the copy's WAL would pile up.
  * Read-only: it runs catalog queries and EXPLAIN, never the statements themselves.
  */
 import type pg from 'pg';
 import type { DoctorCheck, DoctorReport } from '../../lib/doctor';
 import { targetColumns, targetKey, type Plan } from '../../lib/plan';
 import { rootMessage } from '../../lib/errors';
-import { capturesLogically, capturesWithTrigger } from '../../lib/capture';
+import { capturesLogically, capturesWithTrigger, formatBytes } from '../../lib/capture';
 import { logicalCaptureChecks } from '../capture/logical-setup';
 import { captureChecks } from '../capture/doctor-checks';
 import { rowSecurityProblem } from './row-security';
 import { inheritanceProblem } from './inheritance';
 import { partitionKeyAdvice } from './partition-key';
 import type { Databases } from '../connections';
+import { maxUnreadSlotWalMb, sourceHealth, sourceReplication, unreadSlotHold } from '../copy/backoff';
 import { oneStatement, readOnly } from '../plan-sql';
 import { ferrySql, ident, join, planSql, qualifiedName, quoteIdent, sql, tableName } from '../sql';
 import { FERRY_SCHEMA_VERSION, FerrySchemaTooNewError, installedFerrySchema, type InstalledFerrySchema } from '../state/schema-version';
@@ -117,6 +119,31 @@ async function statsVisibility(side: Side, user: string): Promise<DoctorCheck> {
       ? 'the replica-lag and long-query holds can see every session'
       : `${user} sees only its own sessions and no replica: the replica-lag and long-query holds would never hold`,
     ...(sees ? {} : { fix: `GRANT pg_read_all_stats TO ${quoteIdent(user)};` }),
+  };
+}
+
+/**
+ * Replication slots nothing reads (a standby or consumer that is down): the WAL the copy writes
+ * piles up on the source's disk behind them, and past backoff.maxUnreadSlotWalMb the copy holds.
+ * A warning only when it would hold from its start; a slot under the limit is named, not warned of.
+ */
+async function unreadSlotsCheck(side: Side, backoff: Plan['backoff']): Promise<DoctorCheck> {
+  const name = 'replication slots nothing reads';
+  const [health, replication] = await Promise.all([sourceHealth(side.pool), sourceReplication(side.pool)]);
+  const slot = health.unreadSlot;
+  const hold = unreadSlotHold(slot, backoff);
+  if (hold) return { side: 'source', name, status: 'warn', detail: `the copy would hold from its start: ${hold}` };
+  if (!slot) return { side: 'source', name, status: 'ok', detail: 'none: no WAL piles up for a standby or consumer that is down' };
+  const maxMb = maxUnreadSlotWalMb(backoff);
+  const count = replication.inactiveSlots;
+  return {
+    side: 'source',
+    name,
+    status: 'ok',
+    detail:
+      (count === 1 ? `1: "${slot.name}" holds ${formatBytes(slot.walBytes)} of WAL` : `${count}: "${slot.name}" holds the most WAL, ${formatBytes(slot.walBytes)}`) +
+      `, and the WAL the copy writes piles up behind ${count === 1 ? 'it' : 'them'}` +
+      (maxMb === null ? ', with no limit (backoff.maxUnreadSlotWalMb: null)' : `; the copy holds past backoff.maxUnreadSlotWalMb (${maxMb} MB)`),
   };
 }
 
@@ -238,7 +265,7 @@ export function createDoctor(databases: Databases) {
         const exists = await tableExists(source);
         checks.push(exists);
         if (exists.status === 'ok') checks.push(await keyCheck(source, plan.source.key), ...(await tablePrivileges(source, ['SELECT'], user)), ...(await tableShapeChecks(source)));
-        checks.push(await statsVisibility(source, user));
+        checks.push(await statsVisibility(source, user), await unreadSlotsCheck(source, plan.backoff));
         if (capturesWithTrigger(plan)) checks.push(...(await captureChecks(source.pool, plan.source, user, (await whoAmI(source.pool)).database)));
         if (capturesLogically(plan)) checks.push(...(await logicalCaptureChecks(source.pool, plan.source, plan.source.key)));
       }

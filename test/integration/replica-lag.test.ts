@@ -7,7 +7,7 @@
  * went down, with the WAL it holds; the copy holds while that WAL is over the back-off's limit.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrationReport, startMigration } from '../../operator';
+import { migrationReport, runDoctor, startMigration } from '../../operator';
 import { validatePlan } from '../../lib/plan';
 import { startPostgres, type PostgresServer, type Standby } from '../../scripts/services/postgres';
 import { ExitCode } from '../../cli/exit-codes';
@@ -160,6 +160,13 @@ describe('back-off for a lagging standby', () => {
         throttle: { rowsPerSecond: 4000, batchSize: 200, checkpointSeconds: 0.5, budget: false },
         backoff: { checkEverySeconds: 0.2, maxUnreadSlotWalMb: 4 },
       });
+      // The doctor names the slot before the start; under the limit, it is no warning.
+      const slotCheck = async () => (await runDoctor(worker.client, worker.temporal, plan)).checks.find((c) => c.name === 'replication slots nothing reads');
+      expect(await slotCheck()).toMatchObject({
+        side: 'source',
+        status: 'ok',
+        detail: expect.stringMatching(/^1: "standby_down" holds [\d.]+ (B|kB|MB) of WAL, and the WAL the copy writes piles up behind it; the copy holds past backoff\.maxUnreadSlotWalMb \(4 MB\)$/),
+      });
       const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
       const reasons = async () => ((await migrationReport(worker.client, handle.workflowId)).status?.shards ?? []).map((s) => s.throttleReason ?? '');
       const copied = async () => (await sqlRow(url, 'SELECT count(*)::int AS n FROM readings_v5')).n as number;
@@ -184,12 +191,15 @@ describe('back-off for a lagging standby', () => {
       await new Promise((resolve) => setTimeout(resolve, 2000));
       expect(await copied()).toBe(before);
       expect(before).toBeLessThan(ROWS);
+      // Over the limit, the doctor warns that a copy would hold from its start.
+      expect(await slotCheck()).toMatchObject({ status: 'warn', detail: expect.stringMatching(/^the copy would hold from its start: replication slot "standby_down", which nothing reads, holds /) });
 
       // The slot goes: the copy goes on and completes, equal by the test's own md5.
       await sql(url, `SELECT pg_drop_replication_slot('standby_down')`);
       expect((await handle.result()).rowsWritten).toBe(ROWS);
       const source = await rowsDigest(url, 'SELECT id, value::bigint, note FROM readings');
       expect(await rowsDigest(url, 'SELECT id, value, note FROM readings_v5')).toEqual({ rows: ROWS, md5: source.md5 });
+      expect(await slotCheck()).toMatchObject({ status: 'ok', detail: 'none: no WAL piles up for a standby or consumer that is down' });
     } finally {
       await sql(url, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'standby_down'`);
     }
