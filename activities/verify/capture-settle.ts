@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { capturesChanges, capturesLogically } from '../../lib/capture';
 import type { Plan } from '../../lib/plan';
 import { currentSnapshot } from '../capture/applier';
-import { LOCK_POLL_MS, withApplyLock } from '../capture/apply-keys';
+import { LOCK_POLL_MS, withApplyLock, withLookTurn } from '../capture/apply-keys';
 import { snapshotReadThrough } from '../capture/logical-reader';
 import { keysWithChangesSql } from '../capture/statements';
 import type { Mismatch } from '../state/ferry-schema';
@@ -28,20 +28,18 @@ const MAX_ROUNDS = 5;
 
 /**
  * A look leaves the apply lock free afterwards for as long as it held it, within these bounds,
- * before this process's next look of the same migration takes it: the change apply only tries
- * the lock (every LOCK_POLL_MS), and looks taken back to back kept it out. Under load, with looks
- * of a second and more, the apply fell ever further behind a live writer, so more rows differed
- * and the looks grew longer, and verification never came out clean.
+ * before any look of the same migration takes it, in this process or another (withLookTurn): the
+ * change apply only tries the lock (every LOCK_POLL_MS), and looks taken back to back kept it out.
+ * Under load, with looks of a second and more, the apply fell ever further behind a live writer,
+ * so more rows differed and the looks grew longer, and verification never came out clean. Turns
+ * kept by each process alone left the gap after one process's look to another's.
  */
 const MIN_TURN_MS = 3 * LOCK_POLL_MS;
 const MAX_TURN_MS = 1000;
-/** Per migration, when this process's next look may take the apply lock. */
-const nextLookAt = new Map<string, number>();
 
-function leaveTurn(migrationId: string, heldMs: number): void {
-  const now = Date.now();
-  for (const [id, at] of nextLookAt) if (at <= now) nextLookAt.delete(id);
-  nextLookAt.set(migrationId, now + Math.min(MAX_TURN_MS, Math.max(MIN_TURN_MS, heldMs)));
+/** The apply's turn after a look that held the apply lock `heldMs` (0 when it never got it). */
+function applyTurnMs(heldMs: number): number {
+  return Math.min(MAX_TURN_MS, Math.max(MIN_TURN_MS, heldMs));
 }
 
 /** Reads the rows of some differences again; returns those that still differ. */
@@ -122,27 +120,39 @@ export function captureSettle(sourcePool: pg.Pool, targetPool: pg.Pool, plan: Pl
       while (queued.length > 0) {
         let batch: LookRequest[] = [];
         try {
-          // The apply's turn, then the reader, waited for without the lock (so that the wait under
-          // it is only for the WAL written since): looks asked for meanwhile join this one.
-          const turn = (nextLookAt.get(migrationId) ?? 0) - Date.now();
-          if (turn > 0) await sleep(turn);
+          // The reader waited for without the locks (so that the wait under them is only for the
+          // WAL written since): looks asked for meanwhile join this one.
           if (capturesLogically(plan)) await logComplete(longestWait(queued));
-          batch = queued;
-          queued = [];
-          let heldFrom = Date.now();
-          const looks = await withApplyLock(targetPool, migrationId, async () => {
-            heldFrom = Date.now();
-            // Read again even though the callers have just read them: only a read made holding the
-            // lock can be held against the log. The callers' read, without it, lets rows that are
-            // equal by then skip the lock.
-            const stills = await Promise.all(batch.map((request) => request.reread(request.open)));
-            if (stills.every((still) => still.length === 0)) return stills.map((still): Look => ({ still, snapshot: null, changed: new Set() }));
-            // The longest wait any of them may still make: the reader is waited for once, for all.
-            const snapshot = await logComplete(longestWait(batch));
-            const changed = snapshot === null ? null : await waiting([...new Set(stills.flat().map(logKey))], snapshot);
-            return stills.map((still): Look => ({ still, snapshot, changed: changed && new Set(still.map(logKey).filter((key) => changed.has(key))) }));
-          }).finally(() => leaveTurn(migrationId, Date.now() - heldFrom));
-          batch.forEach((request, i) => request.resolve(looks[i]!));
+          await withLookTurn(targetPool, migrationId, async () => {
+            batch = queued;
+            queued = [];
+            let heldMs = 0;
+            try {
+              const looks = await withApplyLock(targetPool, migrationId, async () => {
+                const heldFrom = Date.now();
+                try {
+                  // Read again even though the callers have just read them: only a read made holding the
+                  // lock can be held against the log. The callers' read, without it, lets rows that are
+                  // equal by then skip the lock.
+                  const stills = await Promise.all(batch.map((request) => request.reread(request.open)));
+                  if (stills.every((still) => still.length === 0)) return stills.map((still): Look => ({ still, snapshot: null, changed: new Set() }));
+                  // The longest wait any of them may still make: the reader is waited for once, for all.
+                  const snapshot = await logComplete(longestWait(batch));
+                  const changed = snapshot === null ? null : await waiting([...new Set(stills.flat().map(logKey))], snapshot);
+                  return stills.map((still): Look => ({ still, snapshot, changed: changed && new Set(still.map(logKey).filter((key) => changed.has(key))) }));
+                } finally {
+                  heldMs = Date.now() - heldFrom;
+                }
+              });
+              batch.forEach((request, i) => request.resolve(looks[i]!));
+            } finally {
+              // The apply's turn, the look turn still held: no look of any process takes the apply lock meanwhile.
+              await sleep(applyTurnMs(heldMs));
+            }
+          });
+          // Another process's look tries the look turn every LOCK_POLL_MS: this one, ready at
+          // once, would take it again first every time, and leave that process's chunks waiting.
+          if (queued.length > 0) await sleep(2 * LOCK_POLL_MS);
         } catch (error) {
           if (batch.length === 0) [batch, queued] = [queued, []];
           for (const request of batch) request.reject(error);
