@@ -43,26 +43,12 @@ export interface KeysApplied {
  * waiter holds no connection a holder may need.
  */
 export async function withApplyLock<T>(targetPool: pg.Pool, migrationId: string, work: () => Promise<T>): Promise<T> {
-  return withTriedLock(targetPool, migrationId, work);
-}
-
-/**
- * Runs `work` holding the migration's look turn: verification's looks at the change log, in
- * every worker process, take it one at a time, and each keeps it through the apply's turn after
- * its look, so that no other look takes the apply lock then. A lock like the apply lock, beside it.
- */
-export async function withLookTurn<T>(targetPool: pg.Pool, migrationId: string, work: () => Promise<T>): Promise<T> {
-  return withTriedLock(targetPool, `looks:${migrationId}`, work);
-}
-
-/** `work` holding the transaction lock of `name` (in CAPTURE_LOCK_CLASS), tried every LOCK_POLL_MS until held. */
-async function withTriedLock<T>(targetPool: pg.Pool, name: string, work: () => Promise<T>): Promise<T> {
   for (;;) {
     const outcome = await withClient(targetPool, async (client) => {
       await client.query('BEGIN');
       // The transaction idles while `work` runs on other connections: a server-wide idle timeout must not end it.
       const got = await client.query<{ got: boolean }>(
-        sql`SELECT set_config('idle_in_transaction_session_timeout', '0', true) IS NOT NULL AND pg_try_advisory_xact_lock(${CAPTURE_LOCK_CLASS}, hashtext(${name})) AS got`,
+        sql`SELECT set_config('idle_in_transaction_session_timeout', '0', true) IS NOT NULL AND pg_try_advisory_xact_lock(${CAPTURE_LOCK_CLASS}, hashtext(${migrationId})) AS got`,
       );
       if (!got.rows[0]?.got) {
         await client.query('ROLLBACK');

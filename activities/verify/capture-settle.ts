@@ -8,9 +8,10 @@ import type pg from 'pg';
 import { capturesChanges, capturesLogically } from '../../lib/capture';
 import type { Plan } from '../../lib/plan';
 import { currentSnapshot } from '../capture/applier';
-import { LOCK_POLL_MS, withApplyLock, withLookTurn } from '../capture/apply-keys';
+import { LOCK_POLL_MS, withApplyLock } from '../capture/apply-keys';
 import { snapshotReadThrough } from '../capture/logical-reader';
 import { keysWithChangesSql } from '../capture/statements';
+import { sql } from '../sql';
 import type { Mismatch } from '../state/ferry-schema';
 
 /**
@@ -27,19 +28,33 @@ const POLL_MS = 200;
 const MAX_ROUNDS = 5;
 
 /**
- * A look leaves the apply lock free afterwards for as long as it held it, within these bounds,
- * before any look of the same migration takes it, in this process or another (withLookTurn): the
- * change apply only tries the lock (every LOCK_POLL_MS), and looks taken back to back kept it out.
- * Under load, with looks of a second and more, the apply fell ever further behind a live writer,
- * so more rows differed and the looks grew longer, and verification never came out clean. Turns
- * kept by each process alone left the gap after one process's look to another's.
+ * A look leaves the apply lock to the apply afterwards for as long as it held it, within these
+ * bounds, before any look of the same migration takes it, from this worker process or another:
+ * the change apply only tries the lock (every LOCK_POLL_MS), and looks taken back to back kept it
+ * out. Under load, with looks of a second and more, the apply fell ever further behind a live
+ * writer, so more rows differed and the looks grew longer, and verification never came out clean.
+ * The turn's end is kept on the target (ferry.apply_turns), read and written holding the apply
+ * lock, by the database's clock: a turn kept by each process alone left the gap after one
+ * process's look to another's.
  */
 const MIN_TURN_MS = 3 * LOCK_POLL_MS;
 const MAX_TURN_MS = 1000;
 
-/** The apply's turn after a look that held the apply lock `heldMs` (0 when it never got it). */
-function applyTurnMs(heldMs: number): number {
-  return Math.min(MAX_TURN_MS, Math.max(MIN_TURN_MS, heldMs));
+/** Holding the apply lock: how long the apply's turn after the last look still runs, in ms (0 when over). */
+async function applyTurnLeftMs(targetPool: pg.Pool, migrationId: string): Promise<number> {
+  const { rows } = await targetPool.query<{ ms: number }>(
+    sql`SELECT greatest(0, extract(epoch FROM apply_until - clock_timestamp()) * 1000)::float8 AS ms FROM ferry.apply_turns WHERE migration_id = ${migrationId}`,
+  );
+  return Math.ceil(rows[0]?.ms ?? 0);
+}
+
+/** Holding the apply lock: the apply's turn, after a look that held the lock `heldMs`. */
+async function leaveApplyTurn(targetPool: pg.Pool, migrationId: string, heldMs: number): Promise<void> {
+  const turnMs = Math.min(MAX_TURN_MS, Math.max(MIN_TURN_MS, heldMs));
+  await targetPool.query(
+    sql`INSERT INTO ferry.apply_turns AS t (migration_id, apply_until) VALUES (${migrationId}, clock_timestamp() + make_interval(secs => ${turnMs / 1000}))
+        ON CONFLICT (migration_id) DO UPDATE SET apply_until = EXCLUDED.apply_until`,
+  );
 }
 
 /** Reads the rows of some differences again; returns those that still differ. */
@@ -114,45 +129,50 @@ export function captureSettle(sourcePool: pg.Pool, targetPool: pg.Pool, plan: Pl
    */
   let queued: LookRequest[] = [];
   let looking = false;
+  /** This process took the last look, as far as it knows. */
+  let lookedLast = false;
   const lookForQueued = async (): Promise<void> => {
     looking = true;
     try {
       while (queued.length > 0) {
         let batch: LookRequest[] = [];
         try {
-          // The reader waited for without the locks (so that the wait under them is only for the
-          // WAL written since): looks asked for meanwhile join this one.
+          // The reader, waited for without the lock (so that the wait under it is only for the WAL
+          // written since): looks asked for meanwhile join this one.
           if (capturesLogically(plan)) await logComplete(longestWait(queued));
-          await withLookTurn(targetPool, migrationId, async () => {
-            batch = queued;
-            queued = [];
-            let heldMs = 0;
-            try {
-              const looks = await withApplyLock(targetPool, migrationId, async () => {
-                const heldFrom = Date.now();
-                try {
-                  // Read again even though the callers have just read them: only a read made holding the
-                  // lock can be held against the log. The callers' read, without it, lets rows that are
-                  // equal by then skip the lock.
-                  const stills = await Promise.all(batch.map((request) => request.reread(request.open)));
-                  if (stills.every((still) => still.length === 0)) return stills.map((still): Look => ({ still, snapshot: null, changed: new Set() }));
-                  // The longest wait any of them may still make: the reader is waited for once, for all.
-                  const snapshot = await logComplete(longestWait(batch));
-                  const changed = snapshot === null ? null : await waiting([...new Set(stills.flat().map(logKey))], snapshot);
-                  return stills.map((still): Look => ({ still, snapshot, changed: changed && new Set(still.map(logKey).filter((key) => changed.has(key))) }));
-                } finally {
-                  heldMs = Date.now() - heldFrom;
-                }
-              });
-              batch.forEach((request, i) => request.resolve(looks[i]!));
-            } finally {
-              // The apply's turn, the look turn still held: no look of any process takes the apply lock meanwhile.
-              await sleep(applyTurnMs(heldMs));
+          for (;;) {
+            const outcome = await withApplyLock(targetPool, migrationId, async (): Promise<{ looks: Look[] } | { turnLeftMs: number }> => {
+              // The apply's turn after the last look, whichever process took it: waited out without the lock.
+              const turnLeftMs = await applyTurnLeftMs(targetPool, migrationId);
+              if (turnLeftMs > 0) return { turnLeftMs };
+              batch = queued;
+              queued = [];
+              const heldFrom = Date.now();
+              try {
+                // Read again even though the callers have just read them: only a read made holding the
+                // lock can be held against the log. The callers' read, without it, lets rows that are
+                // equal by then skip the lock.
+                const stills = await Promise.all(batch.map((request) => request.reread(request.open)));
+                if (stills.every((still) => still.length === 0)) return { looks: stills.map((still): Look => ({ still, snapshot: null, changed: new Set() })) };
+                // The longest wait any of them may still make: the reader is waited for once, for all.
+                const snapshot = await logComplete(longestWait(batch));
+                const changed = snapshot === null ? null : await waiting([...new Set(stills.flat().map(logKey))], snapshot);
+                return { looks: stills.map((still): Look => ({ still, snapshot, changed: changed && new Set(still.map(logKey).filter((key) => changed.has(key))) })) };
+              } finally {
+                await leaveApplyTurn(targetPool, migrationId, Date.now() - heldFrom);
+              }
+            });
+            if ('looks' in outcome) {
+              batch.forEach((request, i) => request.resolve(outcome.looks[i]!));
+              lookedLast = true;
+              break;
             }
-          });
-          // Another process's look tries the look turn every LOCK_POLL_MS: this one, ready at
-          // once, would take it again first every time, and leave that process's chunks waiting.
-          if (queued.length > 0) await sleep(2 * LOCK_POLL_MS);
+            // Every process's waiting look tries once the turn is over: the one that looked last
+            // comes a little later, or, first at the lock after its own look, it would take
+            // look after look while the others' chunks wait.
+            await sleep(outcome.turnLeftMs + (lookedLast ? 2 * LOCK_POLL_MS : 0));
+            lookedLast = false;
+          }
         } catch (error) {
           if (batch.length === 0) [batch, queued] = [queued, []];
           for (const request of batch) request.reject(error);

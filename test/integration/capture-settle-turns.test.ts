@@ -11,6 +11,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withApplyLock } from '../../activities/capture/apply-keys';
 import { CHANGE_LOG_SQL } from '../../activities/capture/statements';
+import { installFerrySchema } from '../../activities/state/ferry-schema';
 import { captureSettle } from '../../activities/verify/capture-settle';
 import type { Mismatch } from '../../activities/state/ferry-schema';
 import { validatePlan } from '../../lib/plan';
@@ -28,6 +29,7 @@ describe('looks at the change log and the change apply', () => {
     url = await createTestDatabase('settle_turns');
     pool = new pg.Pool({ connectionString: url, max: 12 });
     await pool.query(CHANGE_LOG_SQL.text);
+    await installFerrySchema(pool);
   });
   afterAll(() => pool?.end());
 

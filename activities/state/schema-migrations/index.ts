@@ -6,12 +6,13 @@
 import { layout } from './001-layout';
 import { copyLedger } from './002-copy-ledger';
 import { repairLedger } from './003-repair-ledger';
+import { applyTurns } from './004-apply-turns';
 import type { FerrySchemaMigration } from './migration';
 
 export type { FerrySchemaMigration } from './migration';
 export { COPY_LOCK_CLASS } from './001-layout';
 
-export const FERRY_SCHEMA_MIGRATIONS: readonly FerrySchemaMigration[] = [layout, copyLedger, repairLedger];
+export const FERRY_SCHEMA_MIGRATIONS: readonly FerrySchemaMigration[] = [layout, copyLedger, repairLedger, applyTurns];
 
 /** The schema version this build of Ferry installs and knows: its newest migration's number. */
 export const FERRY_SCHEMA_VERSION = FERRY_SCHEMA_MIGRATIONS[FERRY_SCHEMA_MIGRATIONS.length - 1]!.version;
