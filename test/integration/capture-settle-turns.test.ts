@@ -1,25 +1,33 @@
 /**
  * Verification's looks under change capture take turns with the change apply on the apply lock,
- * against real PostgreSQL in Temporal's activity environment. Four chunks of a pass keep asking
- * for looks whose re-read takes 150 ms (a loaded server), as a pass over a table being written
- * does; the apply, which only tries the lock, must still get it promptly each time it asks.
- * Before the turns, the looks took the lock back to back and kept the apply out for the whole
- * pass: under load it fell ever further behind a live writer and verification never came out clean.
+ * against real PostgreSQL in Temporal's activity environment. Chunks of a pass keep asking for
+ * looks whose re-read takes 150 ms (a loaded server), as a pass over a table being written does;
+ * the apply, which only tries the lock, must still get it promptly each time it asks. Before the
+ * turns, the looks took the lock back to back and kept the apply out for the whole pass: under
+ * load it fell ever further behind a live writer and verification never came out clean. The
+ * turns hold across worker processes too (each shard's verification may run on another worker):
+ * there, four loads of the module stand for four processes, each with its own memory.
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { withApplyLock } from '../../activities/capture/apply-keys';
 import { CHANGE_LOG_SQL } from '../../activities/capture/statements';
-import { installFerrySchema } from '../../activities/state/ferry-schema';
+import { installFerrySchema, type Mismatch } from '../../activities/state/ferry-schema';
 import { captureSettle } from '../../activities/verify/capture-settle';
-import type { Mismatch } from '../../activities/state/ferry-schema';
 import { validatePlan } from '../../lib/plan';
 import { runActivity } from '../support/activities';
 import { createTestDatabase } from '../support/harness';
 
 const REREAD_MS = 150;
-const LOOKS_FOR_MS = 4000;
+
+type CaptureSettle = typeof captureSettle;
+
+/** The module loaded afresh, as another worker process holds it. */
+async function captureSettleOfAnotherProcess(): Promise<CaptureSettle> {
+  vi.resetModules();
+  return (await vi.importActual<{ captureSettle: CaptureSettle }>('../../activities/verify/capture-settle')).captureSettle;
+}
 
 describe('looks at the change log and the change apply', () => {
   let url: string;
@@ -27,16 +35,19 @@ describe('looks at the change log and the change apply', () => {
 
   beforeAll(async () => {
     url = await createTestDatabase('settle_turns');
-    pool = new pg.Pool({ connectionString: url, max: 12 });
+    pool = new pg.Pool({ connectionString: url, max: 16 });
     await pool.query(CHANGE_LOG_SQL.text);
     await installFerrySchema(pool);
   });
   afterAll(() => pool?.end());
 
-  it('leave the apply lock to the apply between looks, however many chunks ask', { timeout: 30_000 }, async () => {
-    const migrationId = 'ferry/settle-turns/1';
+  /**
+   * For `forMs`: `chunksEach` chunks of each process settle their differing row again as soon as
+   * their last settle returned, while the apply asks for the lock now and then.
+   */
+  async function looksBesideTheApply(migrationId: string, processes: CaptureSettle[], chunksEach: number, forMs: number) {
     const plan = validatePlan({
-      name: 'settle-turns',
+      name: migrationId.split('/')[1]!,
       source: { connection: 'DB', table: 'accounts', key: 'id' },
       target: { connection: 'DB', table: 'accounts_v2' },
       transform: { sql: { id: 'id' } },
@@ -49,18 +60,18 @@ describe('looks at the change log and the change apply', () => {
       await delay(REREAD_MS);
       return rows;
     };
-
-    const { applyWaits, settled } = await runActivity(async () => {
-      const settle = captureSettle(pool, pool, plan, migrationId, false);
-      const until = Date.now() + LOOKS_FOR_MS;
-      // A pass's chunks: each settles its differing row again as soon as the last settle returned.
-      const chunks = Array.from({ length: 4 }, async () => {
-        let n = 0;
-        while (Date.now() < until) {
-          expect(await settle(differing, reread)).toEqual(differing);
-          n += 1;
-        }
-        return n;
+    const outcome = await runActivity(async () => {
+      const until = Date.now() + forMs;
+      const chunks = processes.flatMap((settleOf) => {
+        const settle = settleOf(pool, pool, plan, migrationId, false);
+        return Array.from({ length: chunksEach }, async () => {
+          let n = 0;
+          while (Date.now() < until) {
+            expect(await settle(differing, reread)).toEqual(differing);
+            n += 1;
+          }
+          return n;
+        });
       });
       // The apply: a round now and then, each trying the lock until it holds it.
       const applyWaits: number[] = [];
@@ -72,13 +83,30 @@ describe('looks at the change log and the change apply', () => {
       }
       return { applyWaits, settled: await Promise.all(chunks) };
     }, undefined);
+    return { ...outcome, looks, seen: `apply waits (ms): ${outcome.applyWaits.join(', ')}; settles per chunk: ${outcome.settled.join(', ')}` };
+  }
 
+  it('leave the apply lock to the apply between looks, however many chunks ask', { timeout: 30_000 }, async () => {
+    const { applyWaits, settled, looks, seen } = await looksBesideTheApply('ferry/settle-turns/1', [captureSettle], 4, 4000);
     // The looks went on throughout (no chunk starved either), and the apply got each turn within
     // about one look's hold and a few tries (about 110 ms here), not after the pass (2.8 s before
     // the turns).
-    expect(settled.every((n) => n >= 2), `settles per chunk: ${settled.join(', ')}`).toBe(true);
+    expect(settled.every((n) => n >= 2), seen).toBe(true);
     expect(looks).toBeGreaterThanOrEqual(8);
-    expect(applyWaits.length, `apply waits (ms): ${applyWaits.join(', ')}`).toBeGreaterThanOrEqual(5);
-    expect(Math.max(...applyWaits), `apply waits (ms): ${applyWaits.join(', ')}`).toBeLessThan(1000);
+    expect(applyWaits.length, seen).toBeGreaterThanOrEqual(5);
+    expect(Math.max(...applyWaits), seen).toBeLessThan(1000);
+  });
+
+  it('leave the apply lock to the apply between looks, whichever process looks', { timeout: 40_000 }, async () => {
+    const processes = [await captureSettleOfAnotherProcess(), await captureSettleOfAnotherProcess(), await captureSettleOfAnotherProcess(), await captureSettleOfAnotherProcess()];
+    expect(new Set(processes).size).toBe(4);
+    const { applyWaits, looks, seen } = await looksBesideTheApply('ferry/settle-turns-processes/1', processes, 2, 5000);
+    // The looks went on, and the apply got each turn within about one look's hold and a few
+    // tries. With turns kept by each process alone, the four took the lock in each other's gaps:
+    // the apply waited up to 1.3 to 2.4 s and got 5 to 9 rounds in the time it now gets about 26.
+    // (Which process's look comes next is left to chance: settles per chunk are in the messages.)
+    expect(looks, seen).toBeGreaterThanOrEqual(16);
+    expect(applyWaits.length, seen).toBeGreaterThanOrEqual(12);
+    expect(Math.max(...applyWaits), seen).toBeLessThan(1000);
   });
 });
