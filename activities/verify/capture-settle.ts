@@ -4,6 +4,7 @@
  * waited for until the applier has applied every change the re-read could see, and read again.
  */
 import { ApplicationFailure, sleep } from '@temporalio/activity';
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { capturesChanges, capturesLogically } from '../../lib/capture';
 import type { Plan } from '../../lib/plan';
@@ -40,20 +41,35 @@ const MAX_ROUNDS = 5;
 const MIN_TURN_MS = 3 * LOCK_POLL_MS;
 const MAX_TURN_MS = 1000;
 
-/** Holding the apply lock: how long the apply's turn after the last look still runs, in ms (0 when over). */
-async function applyTurnLeftMs(targetPool: pg.Pool, migrationId: string): Promise<number> {
-  const { rows } = await targetPool.query<{ ms: number }>(
-    sql`SELECT greatest(0, extract(epoch FROM apply_until - clock_timestamp()) * 1000)::float8 AS ms FROM ferry.apply_turns WHERE migration_id = ${migrationId}`,
-  );
-  return Math.ceil(rows[0]?.ms ?? 0);
+/** Where the apply's turn after the last look stands, as a look holding the apply lock finds it. */
+interface ApplyTurn {
+  /** How long the turn still runs, in ms (0 when over). */
+  leftMs: number;
+  /** This settle took the last look, and another's look has waited since. */
+  giveWay: boolean;
 }
 
-/** Holding the apply lock: the apply's turn, after a look that held the lock `heldMs`. */
-async function leaveApplyTurn(targetPool: pg.Pool, migrationId: string, heldMs: number): Promise<void> {
+/**
+ * Holding the apply lock: the apply's turn after the last look. A look that finds it running,
+ * not being the one that took the last look, says that it waits.
+ */
+async function applyTurn(targetPool: pg.Pool, migrationId: string, me: string): Promise<ApplyTurn> {
+  const { rows } = await targetPool.query<{ ms: number; mine: boolean; others_waiting: boolean }>(
+    sql`UPDATE ferry.apply_turns SET others_waiting = others_waiting OR (looked_by <> ${me} AND apply_until > clock_timestamp())
+         WHERE migration_id = ${migrationId}
+         RETURNING greatest(0, extract(epoch FROM apply_until - clock_timestamp()) * 1000)::float8 AS ms, looked_by = ${me} AS mine, others_waiting`,
+  );
+  const row = rows[0];
+  return { leftMs: Math.ceil(row?.ms ?? 0), giveWay: !!row && row.mine && row.others_waiting };
+}
+
+/** Holding the apply lock: the apply's turn, after a look by `me` that held the lock `heldMs`. */
+async function leaveApplyTurn(targetPool: pg.Pool, migrationId: string, me: string, heldMs: number): Promise<void> {
   const turnMs = Math.min(MAX_TURN_MS, Math.max(MIN_TURN_MS, heldMs));
   await targetPool.query(
-    sql`INSERT INTO ferry.apply_turns AS t (migration_id, apply_until) VALUES (${migrationId}, clock_timestamp() + make_interval(secs => ${turnMs / 1000}))
-        ON CONFLICT (migration_id) DO UPDATE SET apply_until = EXCLUDED.apply_until`,
+    sql`INSERT INTO ferry.apply_turns AS t (migration_id, apply_until, looked_by, others_waiting)
+        VALUES (${migrationId}, clock_timestamp() + make_interval(secs => ${turnMs / 1000}), ${me}, false)
+        ON CONFLICT (migration_id) DO UPDATE SET apply_until = EXCLUDED.apply_until, looked_by = EXCLUDED.looked_by, others_waiting = false`,
   );
 }
 
@@ -129,8 +145,8 @@ export function captureSettle(sourcePool: pg.Pool, targetPool: pg.Pool, plan: Pl
    */
   let queued: LookRequest[] = [];
   let looking = false;
-  /** This process took the last look, as far as it knows. */
-  let lookedLast = false;
+  /** This settle, among the looks of every process (ferry.apply_turns.looked_by). */
+  const me = randomUUID();
   const lookForQueued = async (): Promise<void> => {
     looking = true;
     try {
@@ -140,11 +156,18 @@ export function captureSettle(sourcePool: pg.Pool, targetPool: pg.Pool, plan: Pl
           // The reader, waited for without the lock (so that the wait under it is only for the WAL
           // written since): looks asked for meanwhile join this one.
           if (capturesLogically(plan)) await logComplete(longestWait(queued));
+          let gaveWay = false;
           for (;;) {
-            const outcome = await withApplyLock(targetPool, migrationId, async (): Promise<{ looks: Look[] } | { turnLeftMs: number }> => {
-              // The apply's turn after the last look, whichever process took it: waited out without the lock.
-              const turnLeftMs = await applyTurnLeftMs(targetPool, migrationId);
-              if (turnLeftMs > 0) return { turnLeftMs };
+            const outcome = await withApplyLock(targetPool, migrationId, async (): Promise<{ looks: Look[] } | { waitMs: number }> => {
+              // The apply's turn after the last look, whichever process took it: waited out without
+              // the lock. Once it is over, the settle that took the last look gives way, once, to
+              // another's look that waited meanwhile: ready at once, it would take look after look.
+              const turn = await applyTurn(targetPool, migrationId, me);
+              if (turn.leftMs > 0) return { waitMs: turn.leftMs };
+              if (turn.giveWay && !gaveWay) {
+                gaveWay = true;
+                return { waitMs: 2 * LOCK_POLL_MS };
+              }
               batch = queued;
               queued = [];
               const heldFrom = Date.now();
@@ -159,19 +182,14 @@ export function captureSettle(sourcePool: pg.Pool, targetPool: pg.Pool, plan: Pl
                 const changed = snapshot === null ? null : await waiting([...new Set(stills.flat().map(logKey))], snapshot);
                 return { looks: stills.map((still): Look => ({ still, snapshot, changed: changed && new Set(still.map(logKey).filter((key) => changed.has(key))) })) };
               } finally {
-                await leaveApplyTurn(targetPool, migrationId, Date.now() - heldFrom);
+                await leaveApplyTurn(targetPool, migrationId, me, Date.now() - heldFrom);
               }
             });
             if ('looks' in outcome) {
               batch.forEach((request, i) => request.resolve(outcome.looks[i]!));
-              lookedLast = true;
               break;
             }
-            // Every process's waiting look tries once the turn is over: the one that looked last
-            // comes a little later, or, first at the lock after its own look, it would take
-            // look after look while the others' chunks wait.
-            await sleep(outcome.turnLeftMs + (lookedLast ? 2 * LOCK_POLL_MS : 0));
-            lookedLast = false;
+            await sleep(outcome.waitMs);
           }
         } catch (error) {
           if (batch.length === 0) [batch, queued] = [queued, []];
