@@ -98,41 +98,34 @@ const UNREAD_SLOTS_SQL: Sql = sql`(SELECT slot_name,
 /**
  * The replay lag of the source's standbys; its longest running query (not Ferry's) in the
  * source database with that session's pid, in seconds; and the slot nothing reads that holds the
- * most WAL. Queries in the server's other databases are not the source's: a snapshot holds back
+ * most WAL, with how many such slots there are (one scan, for the hold and the gate figures). Queries in the server's other databases are not the source's: a snapshot holds back
  * vacuum only in its own database (shared catalogs aside). Slots are the server's: its disk is.
  */
 export async function sourceHealth(pool: pg.Pool): Promise<SourceHealth> {
-  const health = await pool.query<{ lag: string; longest: string | null; pid: number | null; slot: string | null; held: number | null }>(
-    sql`SELECT ${STANDBY_LAG_SQL}::text AS lag, longest.seconds::text AS longest, longest.pid, unread.slot_name AS slot, unread.held
+  const health = await pool.query<{ lag: string; longest: string | null; pid: number | null; slot: string | null; held: number | null; slots: number | null }>(
+    sql`SELECT ${STANDBY_LAG_SQL}::text AS lag, longest.seconds::text AS longest, longest.pid, unread.slot_name AS slot, unread.held, unread.slots
           FROM (SELECT 1) AS one
           LEFT JOIN LATERAL (SELECT extract(epoch FROM now() - query_start) AS seconds, pid FROM pg_stat_activity
                               WHERE state = 'active' AND backend_type = 'client backend' AND datname = current_database()
                                 AND pid <> pg_backend_pid() AND application_name <> ${FERRY_APPLICATION}
                               ORDER BY query_start LIMIT 1) AS longest ON true
-          LEFT JOIN LATERAL (SELECT slot_name, held FROM ${UNREAD_SLOTS_SQL} AS s ORDER BY held DESC LIMIT 1) AS unread ON true`,
+          LEFT JOIN LATERAL (SELECT slot_name, held, (count(*) OVER ())::int AS slots FROM ${UNREAD_SLOTS_SQL} AS s ORDER BY held DESC LIMIT 1) AS unread ON true`,
   );
   const row = health.rows[0];
   return {
     replicaLagSeconds: Number(row?.lag ?? 0),
     longestQuerySeconds: Math.max(0, Number(row?.longest ?? 0)),
     longestQueryPid: row?.pid ?? null,
-    unreadSlot: row?.slot ? { name: row.slot, walBytes: Math.max(0, row.held ?? 0) } : null,
+    unreadSlot: row?.slot ? { name: row.slot, walBytes: Math.max(0, row.held ?? 0), count: row.slots ?? 1 } : null,
   };
 }
 
 /**
- * The source's replication as a person approving a gate should see it: the standbys streaming
- * (STANDBY_WALSENDERS_SQL: logical consumers left out), and the slots nothing reads
- * (UNREAD_SLOTS_SQL) with the most WAL one of them holds back.
+ * The standbys streaming from the source (STANDBY_WALSENDERS_SQL: logical consumers left out), as
+ * a person approving a gate should see them; the slots nothing reads are in sourceHealth.
  */
-export async function sourceReplication(pool: pg.Pool): Promise<{ standbysStreaming: number; inactiveSlots: number; inactiveSlotWalBytes: number }> {
-  const row = (
-    await pool.query<{ streaming: number; inactive: number; held: number }>(
-      sql`SELECT (SELECT count(*) FROM ${STANDBY_WALSENDERS_SQL} AS r)::int AS streaming, slots.inactive, slots.held
-            FROM (SELECT count(*)::int AS inactive, coalesce(max(held), 0)::float8 AS held FROM ${UNREAD_SLOTS_SQL} AS s) AS slots`,
-    )
-  ).rows[0]!;
-  return { standbysStreaming: row.streaming, inactiveSlots: row.inactive, inactiveSlotWalBytes: Math.max(0, row.held) };
+export async function standbysStreaming(pool: pg.Pool): Promise<number> {
+  return (await pool.query<{ streaming: number }>(sql`SELECT count(*)::int AS streaming FROM ${STANDBY_WALSENDERS_SQL} AS r`)).rows[0]!.streaming;
 }
 
 /** The kind of a reason holdReason gave, as a bounded metrics label. */

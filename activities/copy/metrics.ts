@@ -15,8 +15,8 @@ export interface SourceHealth {
   longestQuerySeconds: number;
   /** The session running the longest query, to find it in pg_stat_activity (null when none runs). */
   longestQueryPid: number | null;
-  /** The replication slot nothing reads that holds the most WAL (Ferry's own aside); null when none does. */
-  unreadSlot: { name: string; walBytes: number } | null;
+  /** The replication slot nothing reads that holds the most WAL (Ferry's own aside), and how many there are; null when none. */
+  unreadSlot: { name: string; walBytes: number; count: number } | null;
 }
 
 /** One batch the copier finished. */

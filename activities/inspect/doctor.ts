@@ -16,7 +16,7 @@ import { rowSecurityProblem } from './row-security';
 import { inheritanceProblem } from './inheritance';
 import { partitionKeyAdvice } from './partition-key';
 import type { Databases } from '../connections';
-import { maxUnreadSlotWalMb, sourceHealth, sourceReplication, unreadSlotHold } from '../copy/backoff';
+import { maxUnreadSlotWalMb, sourceHealth, unreadSlotHold } from '../copy/backoff';
 import { oneStatement, readOnly } from '../plan-sql';
 import { ferrySql, ident, join, planSql, qualifiedName, quoteIdent, sql, tableName } from '../sql';
 import { FERRY_SCHEMA_VERSION, FerrySchemaTooNewError, installedFerrySchema, type InstalledFerrySchema } from '../state/schema-version';
@@ -129,13 +129,12 @@ async function statsVisibility(side: Side, user: string): Promise<DoctorCheck> {
  */
 async function unreadSlotsCheck(side: Side, backoff: Plan['backoff']): Promise<DoctorCheck> {
   const name = 'replication slots nothing reads';
-  const [health, replication] = await Promise.all([sourceHealth(side.pool), sourceReplication(side.pool)]);
-  const slot = health.unreadSlot;
+  const slot = (await sourceHealth(side.pool)).unreadSlot;
   const hold = unreadSlotHold(slot, backoff);
   if (hold) return { side: 'source', name, status: 'warn', detail: `the copy would hold from its start: ${hold}` };
   if (!slot) return { side: 'source', name, status: 'ok', detail: 'none: no WAL piles up for a standby or consumer that is down' };
   const maxMb = maxUnreadSlotWalMb(backoff);
-  const count = replication.inactiveSlots;
+  const count = slot.count;
   return {
     side: 'source',
     name,

@@ -9,7 +9,7 @@ import type { Plan } from '../../lib/plan';
 import type { GateFigures } from '../../lib/status';
 import type { Databases } from '../connections';
 import { withHeartbeats } from '../heartbeats';
-import { sourceHealth, sourceReplication } from '../copy/backoff';
+import { sourceHealth, standbysStreaming } from '../copy/backoff';
 import { ferrySql, sql } from '../sql';
 
 /** An application process counts as live if it acknowledged any version this recently. */
@@ -29,13 +29,13 @@ export function createFlagSetter(databases: Databases) {
   return {
     /** What a person approving a gate should look at: dual-read results and the source's health. */
     async gateFigures({ plan }: { plan: Plan }): Promise<GateFigures> {
-      const [reads, health, replication] = await Promise.all([
+      const [reads, health, streaming] = await Promise.all([
         databases.pool(plan.target.connection).query<{ compared: string; mismatched: string }>(
           sql`SELECT coalesce(sum(compared), 0)::text AS compared, coalesce(sum(mismatched), 0)::text AS mismatched
                 FROM ferry.read_comparisons WHERE migration = ${plan.name} AND updated_at > now() - make_interval(secs => ${LIVE_COMPARISONS_SECONDS})`,
         ),
         sourceHealth(databases.pool(plan.source.connection)),
-        sourceReplication(databases.pool(plan.source.connection)),
+        standbysStreaming(databases.pool(plan.source.connection)),
       ]);
       const compared = Number(reads.rows[0]?.compared ?? 0);
       const mismatched = Number(reads.rows[0]?.mismatched ?? 0);
@@ -44,7 +44,9 @@ export function createFlagSetter(databases: Databases) {
         readsMismatched: mismatched,
         replicaLagSeconds: health.replicaLagSeconds,
         longestQuerySeconds: health.longestQuerySeconds,
-        ...replication,
+        standbysStreaming: streaming,
+        inactiveSlots: health.unreadSlot?.count ?? 0,
+        inactiveSlotWalBytes: health.unreadSlot?.walBytes ?? 0,
         at: new Date().toISOString(),
       };
     },
