@@ -6,7 +6,8 @@
  */
 import { Connection } from '@temporalio/client';
 import { loadClientConfigProfile, toClientOptions, type ClientConfigProfile } from '@temporalio/envconfig';
-import { NativeConnection } from '@temporalio/worker';
+import type * as WorkerExports from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import { temporalSettings, type TemporalSettings, type TemporalTls } from '../lib/settings';
 
 /** Connection flags, as `temporal` spells them (`--tls-cert-path` and the like). */
@@ -95,6 +96,10 @@ export class TemporalUnreachableError extends Error {
 
 /** The worker's connection (the SDK's native one). */
 export async function connectWorkerConnection(settings: TemporalSettings): Promise<NativeConnection> {
+  // Loaded here, not at the top: the worker SDK (its native runtime and rxjs) would add about half
+  // a second to every CLI command that only needs a client connection.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { NativeConnection } = require('@temporalio/worker') as typeof WorkerExports;
   try {
     return await NativeConnection.connect({
       address: settings.address,
