@@ -58,7 +58,8 @@ describe('operator truth', () => {
 
   it('with no worker polling: status, throttle and list answer within seconds, exit 4, and nothing is sent', async () => {
     const idleQueue = uniqueName('idle');
-    const handle = await start('truth_idle', 1000, idleQueue);
+    // No worker copies until the late one below: the rate needs only to differ from the refused one.
+    const handle = await start('truth_idle', 10_000, idleQueue);
 
     let began = Date.now();
     const status = await ferry(['status', handle.workflowId], worker.temporal);
@@ -97,7 +98,7 @@ describe('operator truth', () => {
     try {
       const done = await handle.result();
       expect(done.phase).toBe('completed');
-      expect(done.throttle.rowsPerSecond).toBe(1000);
+      expect(done.throttle.rowsPerSecond).toBe(10_000);
       expect(done.events.filter((e) => e.kind === 'throttle')).toEqual([]);
     } finally {
       late.shutdown();
@@ -109,7 +110,8 @@ describe('operator truth', () => {
     const queue = uniqueName('frozen');
     const frozen = await startWorkerProcess({ ...worker.temporal, taskQueue: queue }, env());
     try {
-      const handle = await start('truth_frozen', 2000, queue);
+      // Slow enough that the copy still runs when the worker is frozen (about 5 s for every row).
+      const handle = await start('truth_frozen', 4000, queue);
       await eventually(async () => (await rowsWritten(handle)) > 0, 30_000, 'rows copied');
       // Polled a moment ago, alive, and unable to answer: as a machine out of CPU looks from the CLI.
       frozen.process.kill('SIGSTOP');
@@ -125,7 +127,7 @@ describe('operator truth', () => {
       frozen.process.kill('SIGCONT');
       const done = await handle.result();
       expect(done.phase).toBe('completed');
-      expect(done.throttle.rowsPerSecond).toBe(2000);
+      expect(done.throttle.rowsPerSecond).toBe(4000);
       expect(done.events.filter((e) => e.kind === 'throttle')).toEqual([]);
       expect(await sqlRow(targetUrl, 'SELECT count(*)::int AS n FROM truth_frozen')).toEqual({ n: ROWS });
     } finally {
