@@ -59,7 +59,8 @@ describe.each([
   });
 
   it('ends clean at the first verification pass once pgbench stops and the reader and the apply caught up', async () => {
-    const plan = reshapedAccountsPlan(`capture-logical-${acrossDatabases ? 'across' : 'within'}`, 'logical');
+    // The copy at full speed: the pacing controller beside pgbench is capture-pgbench.test.ts's.
+    const plan = reshapedAccountsPlan(`capture-logical-${acrossDatabases ? 'across' : 'within'}`, 'logical', { throttle: { budget: false } });
     const bench = startPgbench(pgbench, sourceUrl, PGBENCH_TPS);
     let benchOutput: string;
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });

@@ -114,6 +114,8 @@ describe('the swap of the tables at the cutover', () => {
       transform: { sql: { aid: 'aid', bid: 'bid', abalance: 'abalance::bigint', filler: 'filler' } },
       capture: { mode: 'trigger', swap: true },
       verify: { inFlightDelaySeconds: 0.5 },
+      // The copy at full speed: the pacing controller beside pgbench is capture-pgbench.test.ts's.
+      throttle: { budget: false },
     });
     const bench = startPgbench(pgbench, url, PGBENCH_TPS);
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
