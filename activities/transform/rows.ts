@@ -36,13 +36,6 @@ export interface RowFailure {
 }
 
 
-/** A source row read with rowMode 'array' from rangeRowsSql (key first) as the transform sees it. */
-export function sourceRowOf(names: readonly string[], values: readonly unknown[]): SourceRow {
-  const row: SourceRow = {};
-  for (let i = 0; i < names.length; i++) row[names[i]!] = values[i + 1];
-  return row;
-}
-
 /**
  * Whether a transform returned a promise. Only then is it awaited: awaiting a plain value costs
  * a turn of the microtask queue (and the activity context's async hooks) per row.

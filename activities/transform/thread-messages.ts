@@ -33,7 +33,14 @@ export interface SampleTask extends TaskBase {
   traceColumn: string;
 }
 
-export type TransformTask = EncodeTask | DigestTask | SampleTask;
+/** Verification's row-by-row read: each source row's target rows as Postgres input texts. */
+export interface InputTextsTask extends TaskBase {
+  kind: 'input-texts';
+  columns: string[];
+  kinds: ColumnKinds;
+}
+
+export type TransformTask = EncodeTask | DigestTask | SampleTask | InputTextsTask;
 
 export interface EncodeResult {
   read: number;
@@ -52,8 +59,18 @@ export interface EncodeResult {
 /** Null when some value cannot be made canonical in the worker (see worker-checksum.ts). */
 export type DigestResult = { rows: number; digest: string } | null;
 
+/**
+ * The source rows the transform did not skip, in key order: each one's key, and its target rows'
+ * values as Postgres input text (columns in task order), or null where the copier would record
+ * the source row as failed (its transform threw, or a value has no database form).
+ */
+export interface InputTextsResult {
+  keys: string[];
+  rows: ((string | null)[][] | null)[];
+}
+
 export type TaskReply =
-  | { id: number; ok: true; result: EncodeResult | DigestResult | SampleResult }
+  | { id: number; ok: true; result: EncodeResult | DigestResult | SampleResult | InputTextsResult }
   | { id: number; ok: false; error: { message: string; name: string; type?: string; nonRetryable?: boolean } };
 
 /** EncodeResult.keys as the keys' text. */

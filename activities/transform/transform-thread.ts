@@ -7,10 +7,11 @@
 import { parentPort } from 'node:worker_threads';
 import { redactErrorText, transformErrorSummary } from '../../lib/errors';
 import { copyTextEncoder } from './copy-text';
+import { postgresInputTextOf } from './exact-values';
 import { loadResolvedTransform } from './load';
 import { isThenable, SourceRowReader, type RowFailure, type TargetRow } from './rows';
 import { sampledTargetRow, type SampleResult } from './sample-rows';
-import type { DigestResult, DigestTask, EncodeResult, EncodeTask, SampleTask, TaskReply, TransformTask } from './thread-messages';
+import type { DigestResult, DigestTask, EncodeResult, EncodeTask, InputTextsResult, InputTextsTask, SampleTask, TaskReply, TransformTask } from './thread-messages';
 import { ChunkDigest, workerFieldOf, type WorkerField } from './worker-checksum';
 
 /** A transform's output for one source row: its target rows, or null to skip it. */
@@ -126,6 +127,33 @@ async function digest(task: DigestTask): Promise<DigestResult> {
   return { rows: sums.rows, digest: sums.digest() };
 }
 
+/** As the copier: null skips a source row, undefined or a row that is not an object fails it. */
+async function inputTexts(task: InputTextsTask): Promise<InputTextsResult> {
+  const transform = await loadResolvedTransform(task.module);
+  const rows = new SourceRowReader(Buffer.from(task.source.buffer, task.source.byteOffset, task.source.byteLength).toString('utf8'), task.fields);
+  const inputTextOf = task.columns.map((column) => postgresInputTextOf(column, task.kinds[column]));
+  const result: InputTextsResult = { keys: [], rows: [] };
+  while (rows.next()) {
+    const { key, row } = rows;
+    let texts: (string | null)[][] | null;
+    try {
+      let output = transform(row);
+      if (isThenable(output)) output = await output;
+      const produced = targetRowsOfOutput(output);
+      if (!produced) continue;
+      texts = produced.map((target) => {
+        if (target === null || typeof target !== 'object' || Array.isArray(target)) throw new TypeError('a target row must be an object');
+        return task.columns.map((column, i) => inputTextOf[i]!(target[column]));
+      });
+    } catch {
+      texts = null;
+    }
+    result.keys.push(key);
+    result.rows.push(texts);
+  }
+  return result;
+}
+
 /** A dry run's sample, up to the first row whose transform throws. */
 async function sample(task: SampleTask): Promise<SampleResult> {
   const transform = await loadResolvedTransform(task.module);
@@ -147,8 +175,9 @@ async function sample(task: SampleTask): Promise<SampleResult> {
   return result;
 }
 
-function run(task: TransformTask): Promise<EncodeResult | DigestResult | SampleResult> {
+function run(task: TransformTask): Promise<EncodeResult | DigestResult | SampleResult | InputTextsResult> {
   if (task.kind === 'encode') return encode(task);
+  if (task.kind === 'input-texts') return inputTexts(task);
   return task.kind === 'digest' ? digest(task) : sample(task);
 }
 

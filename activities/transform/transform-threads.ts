@@ -17,7 +17,7 @@ import { oneStatement, readOnly } from '../plan-sql';
 import { rangeRowsCopySql, rangeRowsSql, type CopySpec } from '../copy/copy-statements';
 import type { SourceField } from './rows';
 import type { SampleResult } from './sample-rows';
-import type { DigestResult, DigestTask, EncodeResult, EncodeTask, SampleTask, TaskReply, TransformTask } from './thread-messages';
+import type { DigestResult, DigestTask, EncodeResult, EncodeTask, InputTextsResult, InputTextsTask, SampleTask, TaskReply, TransformTask } from './thread-messages';
 
 /** Threads to run transforms on (FERRY_TRANSFORM_THREADS, else one per core). */
 function threadCount(): number {
@@ -37,7 +37,7 @@ export function stuckAfterMs(): number {
   return (Number.isFinite(configured) && configured > 0 ? configured : 300) * 1000;
 }
 
-type TaskResult = EncodeResult | DigestResult | SampleResult;
+type TaskResult = EncodeResult | DigestResult | SampleResult | InputTextsResult;
 
 interface Pending {
   resolve: (result: TaskResult) => void;
@@ -128,7 +128,7 @@ function threadForTask(): Thread {
   return threads.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
 }
 
-function run<T extends TaskResult>(task: Omit<EncodeTask, 'id'> | Omit<DigestTask, 'id'>): Promise<T> {
+function run<T extends TaskResult>(task: Omit<EncodeTask, 'id'> | Omit<DigestTask, 'id'> | Omit<InputTextsTask, 'id'>): Promise<T> {
   return runOn<T>(threadForTask(), task);
 }
 
@@ -233,6 +233,11 @@ export function encodeOnThread(module: string, rows: SourceRowsText, columns: st
 /** The count and digest of a batch through the module transform, on a thread; null when the worker cannot tell. */
 export function digestOnThread(module: string, rows: SourceRowsText, types: DigestTask['types']): Promise<DigestResult> {
   return run<DigestResult>({ kind: 'digest', module, fields: rows.fields, source: rows.text, types });
+}
+
+/** Verification's row-by-row read through the module transform, on a thread: see InputTextsResult. */
+export function inputTextsOnThread(module: string, rows: SourceRowsText, columns: string[], kinds: InputTextsTask['kinds']): Promise<InputTextsResult> {
+  return run<InputTextsResult>({ kind: 'input-texts', module, fields: rows.fields, source: rows.text, columns, kinds });
 }
 
 /** How long a dry run's sample may take on its thread. */

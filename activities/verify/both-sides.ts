@@ -13,7 +13,7 @@ import { assertPlanSqlIsSafe, oneStatement, readOnlyQuery } from '../plan-sql';
 import { type CopySpec, copySpecOf } from '../copy/copy-statements';
 import { convertedColumnsFor } from '../copy/copy-format';
 import { type Mismatch, recordFoundValues, unresolvedFailedKeys } from '../state/ferry-schema';
-import { loadResolvedTransform, resolveTransformModule } from '../transform/load';
+import { resolveTransformModule } from '../transform/load';
 import { targetColumnKinds } from '../transform/copy-text';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS, sql } from '../sql';
 import type { DigestResult } from '../transform/thread-messages';
@@ -139,9 +139,9 @@ export function createBothSides(databases: Databases, transformDir: string | nul
     let moduleDigest: Verification['moduleDigest'] = null;
     if (plan.transform.module) {
       const modulePath = await resolveTransformModule(plan.transform.module, transformDir);
-      const transform = await loadResolvedTransform(modulePath);
       const kinds = await targetColumnKinds(targetPool, spec.target);
-      moduleRows = (selection) => moduleSourceRows(sourcePool, targetPool, shape, kinds, transform, selection, plan.transform.module!);
+      const module = { resolved: modulePath, named: plan.transform.module };
+      moduleRows = (selection) => moduleSourceRows(sourcePool, targetPool, shape, kinds, selection, module);
       if (shape.types.every((c) => workerFieldOf(c) !== null) && (await hashesUtf8(targetPool))) {
         // Made canonical and hashed on a transform thread, as the target's rows are in SQL.
         moduleDigest = async (range) =>

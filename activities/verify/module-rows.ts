@@ -1,22 +1,20 @@
 /**
- * Canonical forms of a module transform's rows: the source rows are transformed in the worker,
- * then made canonical by the target database with the same expressions as the target's rows, and
+ * Canonical forms of a module transform's rows: the source rows are transformed on a transform
+ * thread (as the copy's are), then made canonical by the target database with the same expressions as the target's rows, and
  * each is traced to the source key it came from.
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import pg from 'pg';
 import { wholeKeySpace } from '../../lib/key-range';
-import { readOnlyQuery } from '../plan-sql';
 import { sql } from '../sql';
-import { rangeRowsSql } from '../copy/copy-statements';
-import { isThenable, type RowTransform, sourceRowOf, type TargetRow } from '../transform/rows';
-import { stuckAfterMs, transformStuck } from '../transform/transform-threads';
-import { type ColumnKinds, postgresInputText, sourceRowTypes } from '../transform/exact-values';
+import { inputTextsOnThread, readSourceRows } from '../transform/transform-threads';
+import type { ColumnKinds } from '../transform/exact-values';
 import { allConditions, canonicalizeValuesSql, type RowHashes, rowHashesOf, type Selection, sourceKeysCondition, type VerifyShape } from './verify-statements';
 
 /**
  * Source rows of a selection through a module transform, as canonical texts: the rows are read
- * and transformed in the worker, then parsed with the target's column types on the target
+ * as COPY text and transformed on a transform thread, so that a slow transform holds neither the
+ * event loop nor the heartbeats (and one that never returns ends its thread), then parsed with the target's column types on the target
  * database (which writes nothing) and made canonical by the same expressions as the target's
  * rows. A row whose transform throws, or whose value the target refuses, is not expected in the
  * target (the copier records it as a failed row instead) and comes back unwritable. Each row
@@ -28,30 +26,26 @@ export async function moduleSourceRows(
   targetPool: pg.Pool,
   shape: VerifyShape,
   kinds: ColumnKinds,
-  transform: RowTransform,
   selection: Selection,
-  modulePath: string,
+  module: { resolved: string; named: string },
 ): Promise<RowHashes[]> {
   const names = shape.types.map((c) => c.name);
   const encoded: (string | null)[][] = [];
   const sourceKeys: string[] = [];
-  const produced = await transformedSourceRows(sourcePool, shape, transform, selection);
+  const filter = allConditions(shape.sourceFilter, selection.keys ? sourceKeysCondition(shape.source.key, selection.keys) : null);
+  const source = await readSourceRows(sourcePool, { source: shape.source, filter }, selection.range ?? wholeKeySpace);
+  const produced = await inputTextsOnThread(module.resolved, source, names, kinds);
   /** Source keys whose row the copier would record as failed: the transform throws, or the target refuses a value. */
   const unwritable = new Set<string>();
-  for (const { key, rows } of produced) {
-    try {
-      if (rows === null) throw new Error('the transform threw');
-      const lines = rows.map((row) => encodeRow(row, names, kinds));
-      encoded.push(...lines);
-      sourceKeys.push(...lines.map(() => key));
-    } catch {
-      // A value with no database form: the copier records the source row as failed.
-      unwritable.add(key);
-    }
-  }
+  produced.keys.forEach((key, i) => {
+    const rows = produced.rows[i];
+    if (!rows) return void unwritable.add(key);
+    encoded.push(...rows);
+    sourceKeys.push(...rows.map(() => key));
+  });
   const canonical = await canonicalize(targetPool, shape, encoded);
   const byKey = new Map<string, RowHashes[]>();
-  const checkTrace = rowsOfSourceKey(shape, modulePath);
+  const checkTrace = rowsOfSourceKey(shape, module.named);
   canonical.forEach((row, i) => {
     const key = sourceKeys[i]!;
     if (!row) return void unwritable.add(key);
@@ -61,7 +55,7 @@ export async function moduleSourceRows(
   // A target row of an unwritable source row's key, or group, differs, and is no extra row to
   // delete: its source row is there (repair leaves a refused row or group alone).
   const unwritableRow = (key: string): RowHashes[] => [{ key, columns: names.map(() => null), unwritable: true, ...(shape.lineage ? { lineage: key } : {}) }];
-  return produced.flatMap(({ key }) => (unwritable.has(key) ? unwritableRow(key) : (byKey.get(key) ?? [])));
+  return produced.keys.flatMap((key) => (unwritable.has(key) ? unwritableRow(key) : (byKey.get(key) ?? [])));
 }
 
 /** Key types whose text a transform's value and the source key's text share, so they can be compared as text. */
@@ -105,58 +99,10 @@ function rowsOfSourceKey(shape: VerifyShape, modulePath: string): (row: RowHashe
   };
 }
 
-/**
- * The target rows a module transform makes of each source row of a selection, in key order, with
- * the source key; null rows for a source row whose transform throws (the copier records it as a
- * failed row). A skipped source row is left out.
- */
-async function transformedSourceRows(
-  sourcePool: pg.Pool,
-  shape: VerifyShape,
-  transform: RowTransform,
-  selection: Selection,
-): Promise<{ key: string; rows: TargetRow[] | null }[]> {
-  const filter = allConditions(shape.sourceFilter, selection.keys ? sourceKeysCondition(shape.source.key, selection.keys) : null);
-  const select = rangeRowsSql({ source: shape.source, filter }, selection.range ?? wholeKeySpace);
-  const result = await readOnlyQuery<unknown[]>(sourcePool, { text: select.text, values: select.values, rowMode: 'array', types: sourceRowTypes });
-  const fieldNames = result.fields.slice(1).map((f) => f.name);
-  const produced: { key: string; rows: TargetRow[] | null }[] = [];
-  const stuckMs = stuckAfterMs();
-  for (const values of result.rows) {
-    let stuck: NodeJS.Timeout | undefined;
-    try {
-      let output = transform(sourceRowOf(fieldNames, values));
-      // A promise that never settles would hold the verification for ever while heartbeats go
-      // on (the copy's threads are watched the same way; see transform-threads.ts).
-      if (isThenable(output)) {
-        const timedOut = new Promise<never>((_, reject) => {
-          stuck = setTimeout(() => reject(transformStuck(stuckMs, 'on a row verification compares row by row (a promise that never settles)')), stuckMs);
-        });
-        output = await Promise.race([output, timedOut]);
-      }
-      // As the copier: null skips the row, undefined fails it.
-      if (output === null) continue;
-      if (output === undefined) throw new TypeError('the transform returned undefined');
-      produced.push({ key: String(values[0]), rows: Array.isArray(output) ? output : [output] });
-    } catch (error) {
-      if (error instanceof ApplicationFailure && error.type === 'TransformStuck') throw error;
-      produced.push({ key: String(values[0]), rows: null });
-    } finally {
-      clearTimeout(stuck);
-    }
-  }
-  return produced;
-}
-
 /** Whether the target hashes text as the worker does: md5 of its UTF-8 bytes. */
 export async function hashesUtf8(pool: pg.Pool): Promise<boolean> {
   const result = await pool.query<{ encoding: string }>(sql`SELECT current_setting(${'server_encoding'}) AS encoding`);
   return ['UTF8', 'SQL_ASCII'].includes(result.rows[0]?.encoding ?? '');
-}
-
-function encodeRow(row: TargetRow, names: string[], kinds: ColumnKinds): (string | null)[] {
-  if (row === null || typeof row !== 'object' || Array.isArray(row)) throw new TypeError('a target row must be an object');
-  return names.map((name) => postgresInputText(row[name], name, kinds[name]));
 }
 
 /**

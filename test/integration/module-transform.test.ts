@@ -1,6 +1,7 @@
 /** The module-transform copy path between two real databases: every value arrives exactly. */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -305,6 +306,34 @@ describe('copyRangeThroughModule', () => {
     expect(result.read).toBe(1);
   });
 
+  /** Verification's plan of people into people_where through a module of this test's directory. */
+  const peoplePlan = (module: string) =>
+    validatePlan({
+      name: `rows-${module.replace(/\W/g, '-')}`,
+      source: { connection: 'SRC', table: 'people', key: 'id' },
+      target: { connection: 'TGT', table: 'people_where' },
+      transform: { module: path.join(dir, module), columns },
+    });
+
+  it('keeps the event loop free while verification compares row by row through a slow transform', async () => {
+    // 40 ms of CPU a row, for 40 rows: 1.6 s that the event loop, and with it every heartbeat, would wait.
+    writeFileSync(path.join(dir, 'slow.ts'), `import real from './transform';\nexport default (row: { id: string }) => { const until = Date.now() + 40; while (Date.now() < until); return real(row as never); };`);
+    const databases = createDatabases({ env: { SRC: sourceUrl, TGT: targetUrl } });
+    const delay = monitorEventLoopDelay({ resolution: 10 });
+    try {
+      const v = await createBothSides(databases, dir).verificationOf(peoplePlan('slow.ts'), null);
+      const keys = Array.from({ length: 40 }, (_, i) => String(i + 1));
+      delay.enable();
+      const rows = await v.moduleRows!({ keys });
+      delay.disable();
+      expect(rows.filter((r) => !r.unwritable).length).toBeGreaterThan(30);
+      expect(delay.max / 1e6, 'the longest the event loop waited, ms').toBeLessThan(400);
+    } finally {
+      delay.disable();
+      await databases.close();
+    }
+  });
+
   it('ends a thread whose transform never returns, fails its copy and its digest for good, and goes on with a new thread', async () => {
     // Row 2 holds its thread: a loop that never yields, or a promise that never settles.
     writeFileSync(path.join(dir, 'spins.ts'), `import real from './transform';\nexport default (row: { id: string }) => { if (row.id === '2') for (;;) {} return real(row as never); };`);
@@ -326,26 +355,26 @@ describe('copyRangeThroughModule', () => {
     } finally {
       delete process.env.FERRY_TRANSFORM_STUCK_SECONDS;
     }
-    // Verification's row-by-row read runs the transform in the worker: a promise that never
-    // settles there fails it for good too, rather than holding it while heartbeats go on.
+    // Verification's row-by-row read runs the transform on a thread too: a loop that never ends,
+    // or a promise that never settles, fails it for good, and the next read gets a new thread.
     const databases = createDatabases({ env: { SRC: sourceUrl, TGT: targetUrl } });
-    process.env.FERRY_TRANSFORM_STUCK_SECONDS = '1';
     try {
-      const plan = validatePlan({
-        name: 'stuck-rows',
-        source: { connection: 'SRC', table: 'people', key: 'id' },
-        target: { connection: 'TGT', table: 'people_where' },
-        transform: { module: path.join(dir, 'waits.ts'), columns },
-      });
-      const v = await createBothSides(databases, dir).verificationOf(plan, null);
-      await expect(v.moduleRows!({ keys: ['1', '2', '3'] })).rejects.toMatchObject({
-        type: 'TransformStuck',
-        nonRetryable: true,
-        message: expect.stringContaining('returned nothing for 1 s on a row verification compares row by row'),
-      });
-      expect(await v.moduleRows!({ keys: ['1', '3'] })).toHaveLength(2);
+      const verifications = await Promise.all(['spins.ts', 'waits.ts'].map((module) => createBothSides(databases, dir).verificationOf(peoplePlan(module), null)));
+      process.env.FERRY_TRANSFORM_STUCK_SECONDS = '1';
+      try {
+        for (const v of verifications) {
+          await expect(v.moduleRows!({ keys: ['1', '2', '3'] })).rejects.toMatchObject({
+            type: 'TransformStuck',
+            nonRetryable: true,
+            message: expect.stringContaining('returned nothing for 1 s on its thread'),
+          });
+        }
+      } finally {
+        // A new thread's start counts toward the watchdog: the next reads have the usual time.
+        delete process.env.FERRY_TRANSFORM_STUCK_SECONDS;
+      }
+      for (const v of verifications) expect(await v.moduleRows!({ keys: ['1', '3'] })).toHaveLength(2);
     } finally {
-      delete process.env.FERRY_TRANSFORM_STUCK_SECONDS;
       await databases.close();
     }
     // Nothing of the stuck batches was written, and a new thread copies the next one.
