@@ -35,7 +35,6 @@ export interface RowFailure {
   error: string;
 }
 
-
 /**
  * Whether a transform returned a promise. Only then is it awaited: awaiting a plain value costs
  * a turn of the microtask queue (and the activity context's async hooks) per row.

@@ -1,7 +1,7 @@
 /**
  * Canonical forms of a module transform's rows: the source rows are transformed on a transform
- * thread (as the copy's are), then made canonical by the target database with the same expressions as the target's rows, and
- * each is traced to the source key it came from.
+ * thread (as the copy's are), then made canonical by the target database with the same
+ * expressions as the target's rows, and each is traced to the source key it came from.
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import pg from 'pg';
@@ -14,9 +14,9 @@ import { allConditions, canonicalizeValuesSql, type RowHashes, rowHashesOf, type
 /**
  * Source rows of a selection through a module transform, as canonical texts: the rows are read
  * as COPY text and transformed on a transform thread, so that a slow transform holds neither the
- * event loop nor the heartbeats (and one that never returns ends its thread), then parsed with the target's column types on the target
- * database (which writes nothing) and made canonical by the same expressions as the target's
- * rows. A row whose transform throws, or whose value the target refuses, is not expected in the
+ * event loop nor the heartbeats (and one that never returns ends its thread), then parsed with
+ * the target's column types on the target database (which writes nothing) and made canonical by
+ * the same expressions as the target's rows. A row whose transform throws, or whose value the target refuses, is not expected in the
  * target (the copier records it as a failed row instead) and comes back unwritable. Each row
  * carries the source key it came from, and must be traceable to it (see rowsOfSourceKey): a
  * transform that breaks that cannot be verified and fails the call.
