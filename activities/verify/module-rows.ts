@@ -16,10 +16,10 @@ import { allConditions, canonicalizeValuesSql, type RowHashes, rowHashesOf, type
  * as COPY text and transformed on a transform thread, so that a slow transform holds neither the
  * event loop nor the heartbeats (and one that never returns ends its thread), then parsed with
  * the target's column types on the target database (which writes nothing) and made canonical by
- * the same expressions as the target's rows. A row whose transform throws, or whose value the target refuses, is not expected in the
- * target (the copier records it as a failed row instead) and comes back unwritable. Each row
- * carries the source key it came from, and must be traceable to it (see rowsOfSourceKey): a
- * transform that breaks that cannot be verified and fails the call.
+ * the same expressions as the target's rows. A row whose transform throws, or whose value the
+ * target refuses, is not expected in the target (the copier records it as a failed row instead)
+ * and comes back unwritable. Each row carries the source key it came from, and must be traceable
+ * to it (see rowsOfSourceKey): a transform that breaks that cannot be verified and fails the call.
  */
 export async function moduleSourceRows(
   sourcePool: pg.Pool,
