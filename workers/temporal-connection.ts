@@ -96,8 +96,8 @@ export class TemporalUnreachableError extends Error {
 
 /** The worker's connection (the SDK's native one). */
 export async function connectWorkerConnection(settings: TemporalSettings): Promise<NativeConnection> {
-  // Loaded here, not at the top: the worker SDK (its native runtime and rxjs) would add about half
-  // a second to every CLI command that only needs a client connection.
+  // Loaded here, not at the top: the worker SDK (its native runtime, rxjs, memfs: about 390
+  // modules) would load in every CLI command that only needs a client connection.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { NativeConnection } = require('@temporalio/worker') as typeof WorkerExports;
   try {

@@ -98,8 +98,9 @@ const UNREAD_SLOTS_SQL: Sql = sql`(SELECT slot_name,
 /**
  * The replay lag of the source's standbys; its longest running query (not Ferry's) in the
  * source database with that session's pid, in seconds; and the slot nothing reads that holds the
- * most WAL, with how many such slots there are (one scan, for the hold and the gate figures). Queries in the server's other databases are not the source's: a snapshot holds back
- * vacuum only in its own database (shared catalogs aside). Slots are the server's: its disk is.
+ * most WAL, with how many such slots there are (one scan, for the hold and the gate figures).
+ * Queries in the server's other databases are not the source's: a snapshot holds back vacuum
+ * only in its own database (shared catalogs aside). Slots are the server's: its disk is.
  */
 export async function sourceHealth(pool: pg.Pool): Promise<SourceHealth> {
   const health = await pool.query<{ lag: string; longest: string | null; pid: number | null; slot: string | null; held: number | null; slots: number | null }>(
