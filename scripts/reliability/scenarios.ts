@@ -241,9 +241,13 @@ export async function runRound(lab: Lab, options: RoundOptions): Promise<RoundRe
       for (let i = 0; i < repeats; i += 1) {
         await sleep(i === 0 ? between(100, 1000) : between(500, 2500));
         await notePhases();
-        const index = Math.floor(random() * lab.workers.length);
+        // A worker running a copy or a verification, when one is: the takeover is what this
+        // fault tests, and with two workers the other one often holds everything.
+        const running = await Promise.all(lab.workers.map(async (worker, index) => ({ index, held: await activitiesRunBy(lab.client, worker.process.pid!) })));
+        const holding = running.filter((worker) => worker.held.length > 0);
+        const choices = holding.length > 0 ? holding : running;
+        const { index, held } = choices[Math.floor(random() * choices.length)]!;
         const pid = lab.workers[index]!.process.pid!;
-        const held = await activitiesRunBy(lab.client, pid);
         const killedAt = Date.now();
         await lab.killWorker(index);
         takeovers.push(takeoverSeconds(lab.client, held, pid, killedAt));
