@@ -102,7 +102,7 @@ describe('pacing sampler', () => {
     await app.query('BEGIN; LOCK TABLE accounts_new IN ACCESS EXCLUSIVE MODE');
     const copying = ferry.query('SELECT count(*) FROM accounts_new');
     await eventually(
-      async () => (await sql(url, `SELECT 1 FROM pg_stat_activity WHERE application_name = 'ferry' AND wait_event_type = 'Lock'`)).length === 1,
+      async () => (await sql(url, `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'ferry' AND wait_event_type = 'Lock'`)).length === 1,
       10_000,
       "Ferry's wait",
     );
