@@ -80,7 +80,7 @@ describe('a change apply after the swap', () => {
       const swapping = runActivity(createTableSwap(databases).swapTables, { migrationId, plan });
       const waitingFor = async (statement: string) => {
         for (let i = 0; i < 200; i += 1) {
-          const { rows } = await watcher.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE $1`, [`${statement}%`]);
+          const { rows } = await watcher.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE $1`, [`${statement}%`]);
           if (rows.length > 0) return;
           await new Promise((resolve) => setTimeout(resolve, 10));
         }
