@@ -10,6 +10,7 @@ import type { Databases } from '../connections';
 import { inTransaction } from '../transaction';
 import { sql } from '../sql';
 import { installFerrySchema } from './ferry-schema';
+import { forgetApplyTurnSql } from '../verify/capture-settle';
 import { forgetRepairCountsSql } from '../verify/repair-ledger';
 
 function targetName(plan: Plan): string {
@@ -74,9 +75,11 @@ export function createMigrationRegistry(databases: Databases) {
       const shards = shardWorkflowIdPrefix(migrationId);
       await inTransaction(pool, async (client) => {
         await client.query(sql`UPDATE ferry.migrations SET state = ${state}, finished_at = now() WHERE target_table = ${targetName(plan)} AND migration_id = ${migrationId}`);
-        // The shards' copy counts and the passes' repair counts serve retried calls only, and none runs past the end.
+        // The shards' copy counts and the passes' repair counts serve retried calls only, and the
+        // change apply's turn serves verification's looks: none runs past the end.
         await client.query(sql`DELETE FROM ferry.copy_ledger WHERE left(shard_workflow_id, ${shards.length}) = ${shards}`);
         await client.query(forgetRepairCountsSql(migrationId));
+        await client.query(forgetApplyTurnSql(migrationId));
       });
     },
   };

@@ -12,7 +12,7 @@ import { currentSnapshot } from '../capture/applier';
 import { LOCK_POLL_MS, withApplyLock } from '../capture/apply-keys';
 import { snapshotReadThrough } from '../capture/logical-reader';
 import { keysWithChangesSql } from '../capture/statements';
-import { sql } from '../sql';
+import { sql, type Sql } from '../sql';
 import type { Mismatch } from '../state/ferry-schema';
 
 /**
@@ -71,6 +71,11 @@ async function leaveApplyTurn(targetPool: pg.Pool, migrationId: string, me: stri
         VALUES (${migrationId}, clock_timestamp() + make_interval(secs => ${turnMs / 1000}), ${me}, false)
         ON CONFLICT (migration_id) DO UPDATE SET apply_until = EXCLUDED.apply_until, looked_by = EXCLUDED.looked_by, others_waiting = false`,
   );
+}
+
+/** The migration's turn goes when the migration ends: only its looks and its apply read it. */
+export function forgetApplyTurnSql(migrationId: string): Sql {
+  return sql`DELETE FROM ferry.apply_turns WHERE migration_id = ${migrationId}`;
 }
 
 /** Reads the rows of some differences again; returns those that still differ. */

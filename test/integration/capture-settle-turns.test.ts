@@ -13,6 +13,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { withApplyLock } from '../../activities/capture/apply-keys';
 import { CHANGE_LOG_SQL } from '../../activities/capture/statements';
+import { createDatabases } from '../../activities/connections';
+import { createMigrationRegistry } from '../../activities/state/migration-registry';
 import { installFerrySchema, type Mismatch } from '../../activities/state/ferry-schema';
 import { captureSettle } from '../../activities/verify/capture-settle';
 import { validatePlan } from '../../lib/plan';
@@ -45,14 +47,17 @@ describe('looks at the change log and the change apply', () => {
    * For `forMs`: `chunksEach` chunks of each process settle their differing row again as soon as
    * their last settle returned, while the apply asks for the lock now and then.
    */
-  async function looksBesideTheApply(migrationId: string, processes: CaptureSettle[], chunksEach: number, forMs: number) {
-    const plan = validatePlan({
+  const planOf = (migrationId: string) =>
+    validatePlan({
       name: migrationId.split('/')[1]!,
       source: { connection: 'DB', table: 'accounts', key: 'id' },
       target: { connection: 'DB', table: 'accounts_v2' },
       transform: { sql: { id: 'id' } },
       capture: 'trigger',
     });
+
+  async function looksBesideTheApply(migrationId: string, processes: CaptureSettle[], chunksEach: number, forMs: number) {
+    const plan = planOf(migrationId);
     const differing: Mismatch[] = [{ key: '7', category: 'value', columns: ['balance'] }];
     let looks = 0;
     const reread = async (rows: Mismatch[]) => {
@@ -108,5 +113,19 @@ describe('looks at the change log and the change apply', () => {
     expect(looks, seen).toBeGreaterThanOrEqual(16);
     expect(applyWaits.length, seen).toBeGreaterThanOrEqual(12);
     expect(Math.max(...applyWaits), seen).toBeLessThan(1000);
+  });
+
+  it("forget the migration's turn when the migration ends", { timeout: 30_000 }, async () => {
+    const migrationId = 'ferry/settle-turns-end/1';
+    const turns = async () => (await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM ferry.apply_turns WHERE migration_id = $1', [migrationId])).rows[0]!.n;
+    await looksBesideTheApply(migrationId, [captureSettle], 1, 1500);
+    expect(await turns()).toBe(1);
+    const databases = createDatabases({ env: { DB: url } });
+    try {
+      await createMigrationRegistry(databases).releaseTarget({ plan: planOf(migrationId), migrationId, state: 'completed' });
+    } finally {
+      await databases.close();
+    }
+    expect(await turns()).toBe(0);
   });
 });
