@@ -37,7 +37,8 @@ function write() {
   fs.appendFileSync(log, JSON.stringify({ cpu: (used.user + used.system) / 1e6, role }) + '\\n');
 }
 process.on('exit', write);
-// vitest ends its test-file processes with SIGTERM, which skips 'exit': record, then end as it would have.
+// vitest ends its test-file processes with SIGTERM, which skips 'exit': record, then end as
+// the signal would have ended them.
 if (role === 'vitest test files') process.once('SIGTERM', () => { write(); process.kill(process.pid, 'SIGTERM'); });
 `;
 
@@ -49,7 +50,7 @@ function read(file: string): string | null {
   }
 }
 
-/** A server process's CPU so far: its own and its reaped children's (Postgres's exited backends). */
+/** A server's CPU so far: its own and its reaped children's (Postgres's exited backends). */
 function serverTicks(stat: string): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
