@@ -16,8 +16,8 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { readProcFile, ticksOf, TICKS_PER_SECOND } from './bench/cpu-split';
 
-const TICKS_PER_SECOND = 100;
 const root = path.join(__dirname, '..');
 
 /** Appends `{ cpu, role }` for the process it is loaded into, when it exits or is stopped. */
@@ -42,18 +42,9 @@ process.on('exit', write);
 if (role === 'vitest test files') process.once('SIGTERM', () => { write(); process.kill(process.pid, 'SIGTERM'); });
 `;
 
-function read(file: string): string | null {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return null;
-  }
-}
-
 /** A server's CPU so far: its own and its reaped children's (Postgres's exited backends). */
 function serverTicks(stat: string): number {
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+  return ticksOf(stat, 'self') + ticksOf(stat, 'children');
 }
 
 /** The server kind of a command line, or null for any other process. */
@@ -65,7 +56,7 @@ function serverKind(commandLine: string): string | null {
 
 /** Busy CPU seconds of the whole machine so far (all but idle and iowait). */
 function machineBusySeconds(): number {
-  const fields = read('/proc/stat')!.split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const fields = readProcFile('/proc/stat')!.split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   const [user, nice, system, , , irq, softirq, steal] = fields as [number, number, number, number, number, number, number, number];
   return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND;
 }
@@ -83,8 +74,8 @@ async function main(): Promise<void> {
     for (const entry of readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
       const pid = Number(entry);
-      const kind = servers.get(pid)?.kind ?? serverKind(read(`/proc/${pid}/cmdline`)?.replace(/\0/g, ' ') ?? '');
-      const stat = kind ? read(`/proc/${pid}/stat`) : null;
+      const kind = servers.get(pid)?.kind ?? serverKind(readProcFile(`/proc/${pid}/cmdline`)?.replace(/\0/g, ' ') ?? '');
+      const stat = kind ? readProcFile(`/proc/${pid}/stat`) : null;
       if (kind && stat) servers.set(pid, { kind, seconds: serverTicks(stat) / TICKS_PER_SECOND });
     }
   };

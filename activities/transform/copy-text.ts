@@ -2,7 +2,7 @@
 import type pg from 'pg';
 import { qualifiedName, sql, type TableName } from '../sql';
 import { columnKindOf, postgresInputTextOf, type ColumnKinds } from './exact-values';
-import type { TargetRow } from './rows';
+import { assertTargetRow, type TargetRow } from './rows';
 
 /** A value in COPY text format: backslash, tab, newline and carriage return escaped. */
 function escapeCopyText(text: string): string {
@@ -20,9 +20,7 @@ export function copyTextEncoder(columns: readonly string[], kinds: ColumnKinds =
   const known = new Set(columns);
   const texts = columns.map((column) => postgresInputTextOf(column, kinds[column]));
   return (row) => {
-    if (row === null || typeof row !== 'object' || Array.isArray(row)) {
-      throw new TypeError(`a target row must be an object of column: value, not ${Array.isArray(row) ? 'an array' : row === null ? 'null' : `a ${typeof row}`}`);
-    }
+    assertTargetRow(row);
     for (const key in row) {
       if (!known.has(key) && Object.prototype.hasOwnProperty.call(row, key)) {
         throw new TypeError(`target row has column "${key}", which is not one of transform.columns (${columns.join(', ')})`);

@@ -24,6 +24,13 @@ export type SourceRow = Record<string, unknown>;
  */
 export type TargetRow = Record<string, unknown>;
 
+/** A transform's target row is an object of column: value; anything else fails its source row. */
+export function assertTargetRow(row: unknown): asserts row is TargetRow {
+  if (row === null || typeof row !== 'object' || Array.isArray(row)) {
+    throw new TypeError(`a target row must be an object of column: value, not ${Array.isArray(row) ? 'an array' : row === null ? 'null' : `a ${typeof row}`}`);
+  }
+}
+
 type TransformResult = TargetRow | TargetRow[] | null;
 
 /** The function a transform module exports. It returns null to skip a row; it may be async. */

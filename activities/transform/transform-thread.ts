@@ -9,7 +9,7 @@ import { redactErrorText, transformErrorSummary } from '../../lib/errors';
 import { copyTextEncoder } from './copy-text';
 import { postgresInputTextOf } from './exact-values';
 import { loadResolvedTransform } from './load';
-import { isThenable, SourceRowReader, type RowFailure, type TargetRow } from './rows';
+import { assertTargetRow, isThenable, SourceRowReader, type RowFailure, type TargetRow } from './rows';
 import { sampledTargetRow, type SampleResult } from './sample-rows';
 import type { DigestResult, DigestTask, EncodeResult, EncodeTask, InputTextsResult, InputTextsTask, SampleTask, TaskReply, TransformTask } from './thread-messages';
 import { ChunkDigest, workerFieldOf, type WorkerField } from './worker-checksum';
@@ -110,7 +110,7 @@ async function digest(task: DigestTask): Promise<DigestResult> {
       const produced = targetRowsOfOutput(output);
       if (!produced) continue;
       for (const target of produced) {
-        if (target === null || typeof target !== 'object' || Array.isArray(target)) throw new TypeError('a target row must be an object');
+        assertTargetRow(target);
         let record = '(';
         for (let i = 0; i < names.length; i++) {
           const field = (fields[i] as WorkerField)(target[names[i]!]);
@@ -142,7 +142,7 @@ async function inputTexts(task: InputTextsTask): Promise<InputTextsResult> {
       const produced = targetRowsOfOutput(output);
       if (!produced) continue;
       texts = produced.map((target) => {
-        if (target === null || typeof target !== 'object' || Array.isArray(target)) throw new TypeError('a target row must be an object');
+        assertTargetRow(target);
         return task.columns.map((column, i) => inputTextOf[i]!(target[column]));
       });
     } catch {

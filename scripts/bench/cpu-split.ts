@@ -7,7 +7,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
-const TICKS_PER_SECOND = 100;
+export const TICKS_PER_SECOND = 100;
 
 /** CPU seconds used so far, by group. */
 export type CpuSnapshot = Map<string, number>;
@@ -18,12 +18,13 @@ function statFields(stat: string): string[] {
 }
 
 /** User and system time, of the process itself or of its children it waited for. */
-function ticksOf(stat: string, of: 'self' | 'children' = 'self'): number {
+export function ticksOf(stat: string, of: 'self' | 'children' = 'self'): number {
   const fields = statFields(stat);
   return of === 'self' ? Number(fields[11]) + Number(fields[12]) : Number(fields[13]) + Number(fields[14]);
 }
 
-function read(file: string): string | null {
+/** A /proc file's text, or null once its process has gone. */
+export function readProcFile(file: string): string | null {
   try {
     return readFileSync(file, 'utf8');
   } catch {
@@ -42,14 +43,14 @@ function add(snapshot: CpuSnapshot, group: string, ticks: number): void {
 export function cpuSnapshot(workerPid: number, databases: Readonly<Record<string, string>>): CpuSnapshot {
   const snapshot: CpuSnapshot = new Map();
   for (const tid of readdirSync(`/proc/${workerPid}/task`)) {
-    const stat = read(`/proc/${workerPid}/task/${tid}/stat`);
+    const stat = readProcFile(`/proc/${workerPid}/task/${tid}/stat`);
     if (stat) add(snapshot, Number(tid) === workerPid ? 'worker: event loop' : 'worker: other threads', ticksOf(stat));
   }
   const backends: { pid: string; parent: string; database: string | null; stat: string }[] = [];
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
-    const title = read(`/proc/${pid}/cmdline`)?.replace(/\0/g, ' ').trim();
-    const stat = title?.startsWith('postgres:') ? read(`/proc/${pid}/stat`) : null;
+    const title = readProcFile(`/proc/${pid}/cmdline`)?.replace(/\0/g, ' ').trim();
+    const stat = title?.startsWith('postgres:') ? readProcFile(`/proc/${pid}/stat`) : null;
     if (!title || !stat) continue;
     // "postgres: user database host(port) state" for a backend; "postgres: walwriter" and the like otherwise.
     const words = title.split(/\s+/);
@@ -60,7 +61,7 @@ export function cpuSnapshot(workerPid: number, databases: Readonly<Record<string
   for (const backend of backends.filter((b) => b.parent === server)) {
     add(snapshot, backend.database !== null && backend.database in databases ? databases[backend.database]! : 'postgres: other', ticksOf(backend.stat));
   }
-  const postmaster = read(`/proc/${server}/stat`);
+  const postmaster = readProcFile(`/proc/${server}/stat`);
   if (postmaster) add(snapshot, 'postgres: exited backends', ticksOf(postmaster, 'children'));
   return snapshot;
 }

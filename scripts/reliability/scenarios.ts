@@ -243,7 +243,7 @@ export async function runRound(lab: Lab, options: RoundOptions): Promise<RoundRe
         await notePhases();
         // A worker running a copy or a verification, when one is: the takeover is what this
         // fault tests, and with two workers the other one often holds everything.
-        const running = await Promise.all(lab.workers.map(async (worker, index) => ({ index, held: await activitiesRunBy(lab.client, worker.process.pid!) })));
+        const running = (await activitiesRunBy(lab.client, lab.workers.map((worker) => worker.process.pid!))).map((held, index) => ({ index, held }));
         const holding = running.filter((worker) => worker.held.length > 0);
         const choices = holding.length > 0 ? holding : running;
         const { index, held } = choices[Math.floor(random() * choices.length)]!;

@@ -26,17 +26,21 @@ async function runningWorkflowIds(client: Client): Promise<string[]> {
   return ids;
 }
 
-/** The activities the worker process `pid` is running now (the default worker identity is pid@host). */
-export async function activitiesRunBy(client: Client, pid: number): Promise<RunningActivity[]> {
-  const found = await Promise.all(
-    (await runningWorkflowIds(client)).map(async (workflowId) => {
-      const description = await client.workflow.getHandle(workflowId).describe().catch(() => null);
-      return (description?.raw.pendingActivities ?? [])
-        .filter((a) => (a.state === STARTED || a.state === CANCEL_REQUESTED) && ranBy(a.lastWorkerIdentity, pid))
-        .map((a) => ({ workflowId, activityId: a.activityId ?? '', activityType: a.activityType?.name ?? '' }));
-    }),
+/**
+ * The activities each of the worker processes `pids` is running now (the default worker identity
+ * is pid@host), from one look at the running workflows.
+ */
+export async function activitiesRunBy(client: Client, pids: readonly number[]): Promise<RunningActivity[][]> {
+  const descriptions = await Promise.all(
+    (await runningWorkflowIds(client)).map(async (workflowId) => ({ workflowId, description: await client.workflow.getHandle(workflowId).describe().catch(() => null) })),
   );
-  return found.flat();
+  return pids.map((pid) =>
+    descriptions.flatMap(({ workflowId, description }) =>
+      (description?.raw.pendingActivities ?? [])
+        .filter((a) => (a.state === STARTED || a.state === CANCEL_REQUESTED) && ranBy(a.lastWorkerIdentity, pid))
+        .map((a) => ({ workflowId, activityId: a.activityId ?? '', activityType: a.activityType?.name ?? '' })),
+    ),
+  );
 }
 
 /**
