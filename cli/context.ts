@@ -92,6 +92,12 @@ export function wholeNumber(flag: string, text: string): number {
   return Number(text);
 }
 
+/** Plain decimals only ("2.5"): "1e3", "12abc" or "" are refused rather than guessed at; the bounds are the workflow's to check. */
+export function decimalNumber(flag: string, text: string): number {
+  if (!/^\s*-?\d+(\.\d+)?\s*$/.test(text)) throw new CliError(`refused: ${flag} must be a number, not "${text}"`, ExitCode.badInput);
+  return Number(text);
+}
+
 /** How `ferry status` and `ferry start --wait` follow a migration: redrawn on a terminal, one line a refresh elsewhere, JSON lines with --json. */
 export function watchMode(json: boolean): 'json' | 'tty' | 'plain' {
   return json ? 'json' : process.stdout.isTTY ? 'tty' : 'plain';

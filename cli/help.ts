@@ -9,7 +9,7 @@ import { Help, type Command, type Option } from 'commander';
 const EXAMPLES: Record<string, string[]> = {
   start: ['ferry start plans/users.yaml', 'ferry start plans/users.yaml --execute --wait', 'ferry start plans/users.yaml --execute --key-range 1..10000'],
   status: ['ferry status ferry/users/20250101-120000000Z', 'ferry status ferry/users/20250101-120000000Z --watch', 'ferry status <id> --json | jq .status.phase'],
-  throttle: ['ferry throttle <id> --rows-per-second 5000 --reason "quiet hours"', 'ferry throttle <id> --rows-per-second unlimited --concurrency 4'],
+  throttle: ['ferry throttle <id> --rows-per-second unlimited --concurrency 4', 'ferry throttle <id> --max-query-seconds 3600 --reason "the nightly report runs for an hour"'],
   pause: ['ferry pause <id> --reason "checking the replica"'],
   resume: ['ferry resume <id>'],
   failures: ['ferry failures <id>', 'ferry failures <id> --json'],

@@ -63,7 +63,11 @@ export function progressLine(status: MigrationStatus): string {
 
 export function formatThrottle(throttle: Throttle): string {
   const rate = throttle.rowsPerSecond === null ? 'no rows/s limit' : `${formatCount(throttle.rowsPerSecond)} rows/s`;
-  return `${rate}, batches up to ${formatCount(throttle.batchSize)} rows, ${throttle.concurrency} shard${throttle.concurrency === 1 ? '' : 's'} at once`;
+  const shape = `${rate}, batches up to ${formatCount(throttle.batchSize)} rows, ${throttle.concurrency} shard${throttle.concurrency === 1 ? '' : 's'} at once`;
+  const backoff = throttle.backoff;
+  if (!backoff) return shape;
+  const slot = backoff.maxUnreadSlotWalMb === null ? 'no unread-slot limit' : `unread slots ${backoff.maxUnreadSlotWalMb} MB`;
+  return `${shape}; holds (changed from the plan's): queries ${backoff.maxQuerySeconds} s, replica lag ${backoff.maxReplicaLagSeconds} s, ${slot}`;
 }
 
 function shardLine(shard: ShardStatus): string {

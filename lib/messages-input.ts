@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { InvalidPlanError, validatePlan, type Plan } from './plan';
 import type { ShardCounts } from './progress';
-import { throttleChangeProblems, type ThrottleChange } from './throttle';
+import { throttleChangeProblems, type BackoffLimits, type ThrottleChange } from './throttle';
 
 /** A parsed payload, or the problems with it: short, and never quoting the values sent. */
 export type Parsed<T> = { ok: true; value: T } | { ok: false; problems: string[] };
@@ -155,7 +155,12 @@ export function parseMismatchesRequest(payload: unknown): Parsed<MismatchesReque
 /** The throttle's own schema (lib/throttle.ts) applies: the plan's bounds, in the plan's words. */
 export function parseThrottleChange(payload: unknown): Parsed<ThrottleChange> {
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
-    return { ok: false, problems: [`the payload must be an object { rowsPerSecond?, batchSize?, concurrency?, by?, reason? }, not ${kindOf(payload)}`] };
+    return {
+      ok: false,
+      problems: [
+        `the payload must be an object { rowsPerSecond?, batchSize?, concurrency?, maxReplicaLagSeconds?, maxQuerySeconds?, maxUnreadSlotWalMb?, by?, reason? }, not ${kindOf(payload)}`,
+      ],
+    };
   }
   const problems = throttleChangeProblems(payload);
   return problems.length > 0 ? { ok: false, problems } : { ok: true, value: payload as ThrottleChange };
@@ -201,6 +206,16 @@ const shardThrottleSchema = z.strictObject({
 
 export function parseShardThrottle(payload: unknown): Parsed<{ rowsPerSecond: number | null; batchSize: number }> {
   return parseWith(shardThrottleSchema, payload, '{ rowsPerSecond, batchSize }', false);
+}
+
+const shardBackoffSchema = z.strictObject({
+  maxReplicaLagSeconds: z.number().positive(),
+  maxQuerySeconds: z.number().positive(),
+  maxUnreadSlotWalMb: z.number().positive().nullable(),
+});
+
+export function parseShardBackoff(payload: unknown): Parsed<BackoffLimits> {
+  return parseWith(shardBackoffSchema, payload, '{ maxReplicaLagSeconds, maxQuerySeconds, maxUnreadSlotWalMb }', false);
 }
 
 export function parseShardPause(payload: unknown): Parsed<boolean> {

@@ -6,7 +6,7 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { captureSchema, defaultCapture } from './capture';
 import { identifier, safeSql } from './plan-fields';
-import { planThrottleSchema } from './throttle';
+import { DEFAULT_MAX_UNREAD_SLOT_WAL_MB, planThrottleSchema } from './throttle';
 
 
 /** Connections are named, never given: the worker resolves the name from its own environment. */
@@ -88,9 +88,6 @@ const transformSchema = z
       ctx.addIssue({ code: 'custom', path: ['columns'], message: 'goes with module only; with sql the columns are its keys' });
     }
   });
-
-/** backoff.maxUnreadSlotWalMb's default, also for plans recorded before the setting. */
-export const DEFAULT_MAX_UNREAD_SLOT_WAL_MB = 10_240;
 
 const backoffSchema = z.strictObject({
   /** Pause while a replica of the source replays more than this far behind. (Default: 10) */

@@ -13,7 +13,26 @@ export interface Throttle {
   batchSize: number;
   /** Shards copying at once. */
   concurrency: number;
+  /** The backoff limits an operator changed while the migration ran; absent, the plan's apply. */
+  backoff?: BackoffLimits;
 }
+
+/**
+ * The plan's backoff limits an operator may change while a migration runs (the probe and how
+ * often the limits are checked stay as planned): a report that runs for an hour, or a standby
+ * known to lag, need not hold a backfill until it is restarted.
+ */
+export interface BackoffLimits {
+  maxReplicaLagSeconds: number;
+  maxQuerySeconds: number;
+  /** null: no limit (undefined in plans recorded before the setting: its default). */
+  maxUnreadSlotWalMb: number | null;
+}
+
+/** backoff.maxUnreadSlotWalMb's default, also for plans recorded before the setting. */
+export const DEFAULT_MAX_UNREAD_SLOT_WAL_MB = 10_240;
+
+const backoffLimitNames = ['maxReplicaLagSeconds', 'maxQuerySeconds', 'maxUnreadSlotWalMb'] as const satisfies readonly (keyof BackoffLimits)[];
 
 /** The only bounds of the throttle's settings, for plans and changes alike. */
 export const throttleBounds = {
@@ -24,6 +43,8 @@ export const throttleBounds = {
 
 export type ThrottleSetting = keyof typeof throttleBounds;
 const settings = Object.keys(throttleBounds) as ThrottleSetting[];
+/** What one change may set: the throttle's settings and the backoff limits. */
+const changeable: readonly string[] = [...settings, ...backoffLimitNames];
 
 /** Defaults near the limit: big batches where the copy is fast, and the pacing controller on. */
 export const throttleDefaults = {
@@ -44,6 +65,13 @@ function setting(name: ThrottleSetting) {
     .int({ error: (issue) => `must be a whole number, not ${String(issue.input)}` })
     .min(min, { error: outOfBounds })
     .max(max, { error: outOfBounds });
+}
+
+/** A backoff limit: a number above 0 (seconds or MB), with the same words wherever it is checked. */
+function backoffLimit() {
+  return z
+    .number({ error: (issue) => `must be a number, not ${JSON.stringify(issue.input)}` })
+    .positive({ error: (issue) => `must be above 0, not ${String(issue.input)}` });
 }
 
 /** The plan's budget for the pacing controller: what the copy may cost the application. */
@@ -104,6 +132,10 @@ export interface ThrottleChange {
   rowsPerSecond?: number | null;
   batchSize?: number;
   concurrency?: number;
+  maxReplicaLagSeconds?: number;
+  maxQuerySeconds?: number;
+  /** A number, or null to lift the limit. Absent: unchanged. */
+  maxUnreadSlotWalMb?: number | null;
   /** Who asked, for the record. */
   by?: string;
   reason?: string;
@@ -111,7 +143,7 @@ export interface ThrottleChange {
 
 const MAX_NAME = 200;
 const MAX_TEXT = 2000;
-const nothingToChange = `nothing to change: give at least one of ${settings.join(', ')}`;
+const nothingToChange = `nothing to change: give at least one of ${changeable.join(', ')}`;
 
 /** An operator's change: absolute values, checked with the plan's words. */
 export const throttleChangeSchema = z
@@ -119,13 +151,16 @@ export const throttleChangeSchema = z
     rowsPerSecond: setting('rowsPerSecond').nullable().optional(),
     batchSize: setting('batchSize').optional(),
     concurrency: setting('concurrency').optional(),
+    maxReplicaLagSeconds: backoffLimit().optional(),
+    maxQuerySeconds: backoffLimit().optional(),
+    maxUnreadSlotWalMb: backoffLimit().nullable().optional(),
     by: z
       .string({ error: 'must be text' })
       .refine((by) => by.trim() !== '' && by.length <= MAX_NAME, `must be a name of 1 to ${MAX_NAME} characters`)
       .optional(),
     reason: z.string({ error: 'must be text' }).max(MAX_TEXT, `must be at most ${MAX_TEXT} characters`).optional(),
   })
-  .refine((change) => settings.some((name) => name in change), nothingToChange);
+  .refine((change) => changeable.some((name) => name in change), nothingToChange);
 
 /** Every problem with a requested change; empty when it may be applied. Never throws. */
 export function throttleChangeProblems(change: unknown): string[] {
@@ -133,23 +168,59 @@ export function throttleChangeProblems(change: unknown): string[] {
   const result = throttleChangeSchema.safeParse(change);
   const problems = result.success ? [] : result.error.issues.flatMap(describeChangeIssue);
   // A change of only unknown keys names them and still says what it lacks.
-  if (!settings.some((name) => name in change) && !problems.includes(nothingToChange)) problems.push(nothingToChange);
+  if (!changeable.some((name) => name in change) && !problems.includes(nothingToChange)) problems.push(nothingToChange);
   return [...new Set(problems)];
 }
 
 function describeChangeIssue(issue: z.core.$ZodIssue): string[] {
-  if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => `${key} is not a throttle setting (known: ${settings.join(', ')})`);
+  if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => `${key} is not a throttle setting (known: ${changeable.join(', ')})`);
   const name = issue.path.map(String).join('.');
   return [name ? `${name} ${issue.message}` : issue.message];
 }
 
-/** The throttle after a valid change. */
-export function applyThrottleChange(current: Throttle, change: ThrottleChange): Throttle {
-  return {
+/**
+ * The throttle after a valid change. `planned` is the plan's backoff: the base of the first
+ * change of a backoff limit.
+ */
+export function applyThrottleChange(current: Throttle, change: ThrottleChange, planned: BackoffLimits): Throttle {
+  const throttle: Throttle = {
     rowsPerSecond: change.rowsPerSecond === undefined ? current.rowsPerSecond : change.rowsPerSecond,
     batchSize: change.batchSize ?? current.batchSize,
     concurrency: change.concurrency ?? current.concurrency,
   };
+  const backoff = backoffInForce(current, planned);
+  if (backoffLimitNames.some((name) => change[name] !== undefined && change[name] !== backoff[name])) {
+    throttle.backoff = {
+      maxReplicaLagSeconds: change.maxReplicaLagSeconds ?? backoff.maxReplicaLagSeconds,
+      maxQuerySeconds: change.maxQuerySeconds ?? backoff.maxQuerySeconds,
+      maxUnreadSlotWalMb: change.maxUnreadSlotWalMb === undefined ? backoff.maxUnreadSlotWalMb : change.maxUnreadSlotWalMb,
+    };
+  } else if (current.backoff) {
+    throttle.backoff = current.backoff;
+  }
+  return throttle;
+}
+
+/** The backoff limits in force: an operator's change, else the plan's. */
+export function backoffInForce(throttle: Pick<Throttle, 'backoff'>, planned: BackoffLimits): BackoffLimits {
+  return (
+    throttle.backoff ?? {
+      maxReplicaLagSeconds: planned.maxReplicaLagSeconds,
+      maxQuerySeconds: planned.maxQuerySeconds,
+      maxUnreadSlotWalMb: planned.maxUnreadSlotWalMb === undefined ? DEFAULT_MAX_UNREAD_SLOT_WAL_MB : planned.maxUnreadSlotWalMb,
+    }
+  );
+}
+
+/** Each setting a change moved, as "name before -> after". */
+export function throttleChanges(before: Throttle, after: Throttle, planned: BackoffLimits): string[] {
+  const shown = (value: number | null) => (value === null ? 'unlimited' : String(value));
+  const was = backoffInForce(before, planned);
+  const now = backoffInForce(after, planned);
+  return [
+    ...settings.filter((name) => before[name] !== after[name]).map((name) => `${name} ${shown(before[name])} -> ${shown(after[name])}`),
+    ...backoffLimitNames.filter((name) => was[name] !== now[name]).map((name) => `backoff.${name} ${shown(was[name])} -> ${shown(now[name])}`),
+  ];
 }
 
 /** A shard's share of the migration's rows/s limit. */

@@ -1,7 +1,7 @@
-/** `ferry throttle`: absolute rows/s, batch size and concurrency for a running migration. */
+/** `ferry throttle`: absolute rows/s, batch size, concurrency and backoff limits for a running migration. */
 import type { Command } from 'commander';
 import type { ThrottleChange } from '../../lib/throttle';
-import { settingsOf, wholeNumber, withClient, withNoteOptions, type NoteOptions } from '../context';
+import { decimalNumber, settingsOf, wholeNumber, withClient, withNoteOptions, type NoteOptions } from '../context';
 import { requestedBy } from '../identity';
 import { operatorModule, renderModule } from '../lazy';
 import { say } from '../output';
@@ -10,17 +10,23 @@ interface ThrottleOptions extends NoteOptions {
   rowsPerSecond?: string;
   batchSize?: string;
   concurrency?: string;
+  maxQuerySeconds?: string;
+  maxReplicaLagSeconds?: string;
+  maxUnreadSlotWalMb?: string;
 }
 
 export function addThrottleCommand(program: Command): void {
   withNoteOptions(
     program
       .command('throttle')
-      .description('Change how fast a running migration copies. Values are absolute; each takes effect within seconds.')
+      .description('Change how fast a running migration copies, and when it holds off. Values are absolute; each takes effect within seconds.')
       .argument('<migration-id>', 'the migration')
       .option('--rows-per-second <n>', `rows per second across the migration, or "unlimited"`)
       .option('--batch-size <n>', 'the largest batch (the copier adapts below it)')
       .option('--concurrency <n>', 'shards copying at once')
+      .option('--max-query-seconds <s>', "hold while a query on the source (not Ferry's) runs longer (the plan's backoff.maxQuerySeconds)")
+      .option('--max-replica-lag-seconds <s>', "hold while a replica of the source lags further behind (backoff.maxReplicaLagSeconds)")
+      .option('--max-unread-slot-wal-mb <mb>', 'hold while a replication slot nothing reads holds more WAL, or "none" (backoff.maxUnreadSlotWalMb)')
       .option('--json', 'print the throttle now in force as JSON', false),
   ).action(async (migrationId: string, options: ThrottleOptions & { json: boolean }, command: Command) => {
     const change = throttleChangeOf(options);
@@ -39,5 +45,10 @@ function throttleChangeOf(options: ThrottleOptions): ThrottleChange {
   }
   if (options.batchSize !== undefined) change.batchSize = wholeNumber('--batch-size', options.batchSize);
   if (options.concurrency !== undefined) change.concurrency = wholeNumber('--concurrency', options.concurrency);
+  if (options.maxQuerySeconds !== undefined) change.maxQuerySeconds = decimalNumber('--max-query-seconds', options.maxQuerySeconds);
+  if (options.maxReplicaLagSeconds !== undefined) change.maxReplicaLagSeconds = decimalNumber('--max-replica-lag-seconds', options.maxReplicaLagSeconds);
+  if (options.maxUnreadSlotWalMb !== undefined) {
+    change.maxUnreadSlotWalMb = options.maxUnreadSlotWalMb === 'none' ? null : decimalNumber('--max-unread-slot-wal-mb', options.maxUnreadSlotWalMb);
+  }
   return change;
 }

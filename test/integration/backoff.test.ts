@@ -1,9 +1,11 @@
 /** The copier holds off while the source is unwell, says why, and goes on when it recovers. */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrationReport, startMigration } from '../../operator';
+import { ExitCode } from '../../cli/exit-codes';
+import { changeThrottle, migrationReport, startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
-import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
+import { ferry } from '../support/cli';
+import { createTestDatabase, eventually, rowsDigest, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 const ROWS = 20_000;
 
@@ -69,6 +71,59 @@ describe('back-off', () => {
     await report.end();
     const status = await handle.result();
     expect(status.rowsWritten).toBe(ROWS);
+  });
+
+  it('goes on when an operator raises the query limit while a long query holds it, in every shard, and refuses a limit of 0', async () => {
+    table += 1;
+    const target = `readings_${table}`;
+    await sql(url, `CREATE TABLE ${target} (id int PRIMARY KEY, value int NOT NULL)`);
+    // Two shards, one at a time: the second starts after the change, and must start with it.
+    const plan = validatePlan({
+      name: `backoff-${table}`,
+      source: { connection: 'DB', table: 'readings', key: 'id' },
+      target: { connection: 'DB', table: target },
+      transform: { sql: { id: 'id', value: 'value' } },
+      throttle: { rowsPerSecond: 4000, batchSize: 200, checkpointSeconds: 30, concurrency: 1 },
+      shards: { count: 2 },
+      backoff: { checkEverySeconds: 0.2, maxQuerySeconds: 1 },
+    });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    await eventually(async () => (await copied(target)) > 0, 20_000, 'the first rows');
+    const report = new pg.Client({ connectionString: url, application_name: 'nightly report' });
+    await report.connect();
+    const pid = await backendPid(report);
+    const long = report.query('SELECT pg_sleep(120)').catch((error: Error) => error);
+    try {
+      await eventually(async () => (await reasonOf(handle.workflowId))?.includes('over backoff.maxQuerySeconds (1 s)'), 20_000, 'the hold');
+      const before = (await migrationReport(worker.client, handle.workflowId)).status!;
+
+      // A limit of 0 is refused by the workflow, and nothing about the migration moves.
+      await expect(changeThrottle(worker.client, handle.workflowId, { maxQuerySeconds: 0, by: 'alice' })).rejects.toThrow('maxQuerySeconds must be above 0, not 0');
+      const refused = (await migrationReport(worker.client, handle.workflowId)).status!;
+      expect(refused.throttle).toEqual(before.throttle);
+      expect(refused.events.filter((e) => e.kind === 'throttle')).toEqual([]);
+      const held = await copied(target);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(await copied(target)).toBe(held);
+
+      const changed = await ferry(['throttle', handle.workflowId, '--max-query-seconds', '3600', '--reason', 'the report runs for an hour'], worker.temporal);
+      expect(changed.code, changed.stderr).toBe(ExitCode.ok);
+      expect(changed.stdout).toContain("holds (changed from the plan's): queries 3600 s, replica lag 10 s, unread slots 10240 MB");
+      // The running copy call makes way within about a second (its checkpoint is 30 s away), and
+      // both shards copy past the query.
+      await eventually(async () => (await copied(target)) > held, 8_000, 'rows copied under the new limit');
+      const status = await handle.result();
+      expect(status.phase).toBe('completed');
+      expect(status.rowsWritten).toBe(ROWS);
+      expect(status.events).toContainEqual(expect.objectContaining({ kind: 'throttle', detail: 'backoff.maxQuerySeconds 1 -> 3600 (the report runs for an hour)' }));
+      // The query was not waited out, and the rows are the source's, by this test's own digest.
+      expect(await sqlRow(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ${pid} AND state = 'active'`)).toEqual({ n: 1 });
+      expect(await rowsDigest(url, `SELECT * FROM ${target}`)).toEqual(await rowsDigest(url, 'SELECT * FROM readings'));
+    } finally {
+      await sql(url, `SELECT pg_cancel_backend(${pid})`);
+      await long;
+      await report.end();
+    }
   });
 
   it("does not hold for a long query in another of the server's databases", async () => {

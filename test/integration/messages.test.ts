@@ -9,7 +9,9 @@ import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/clie
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrationReport, startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
+import { SHARD_CONTROL_QUERY } from '../../lib/ids';
 import type { MigrationStatus } from '../../lib/status';
+import type { ShardControl } from '../../workflows/messages';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 const ROWS = 2000;
@@ -132,15 +134,19 @@ describe('messages with any payload', () => {
     });
   }, 180_000);
 
-  it('a copying shard ignores bad throttle and pause signals and copies on; its migration still aborts', async () => {
+  it('a copying shard ignores bad throttle, pause and backoff signals and copies on; its migration still aborts', async () => {
     const plan = await planFor({ lifecycle: { dualWrites: false, cutover: false }, throttle: { rowsPerSecond: 200, batchSize: 20, checkpointSeconds: 0.5 } });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
     await eventually(async () => ((await statusOf(id)).rowsRead > 0 ? true : undefined), 60_000, 'copying');
     const shard = worker.client.workflow.getHandle(`${id}/shard-0`);
-    for (const signal of ['shardThrottle', 'shardPause']) {
+    const control = () => shard.query<ShardControl>(SHARD_CONTROL_QUERY);
+    const before = await control();
+    for (const signal of ['shardThrottle', 'shardPause', 'shardBackoff']) {
       for (const [, args] of badPayloads) await shard.signal(signal, ...(args as []));
     }
+    await shard.signal('shardBackoff', { maxReplicaLagSeconds: 10, maxQuerySeconds: 0, maxUnreadSlotWalMb: null });
+    expect(await control()).toEqual(before);
     // Messages the shard has no handler for wait in its history, harmlessly.
     await shard.signal('pause', 42);
     const { rowsRead } = await statusOf(id);

@@ -1,19 +1,39 @@
 import { describe, expect, it } from 'vitest';
 import { holdKindOf } from '../../activities/copy/backoff';
 import { isRowError, redactMessage } from '../../lib/errors';
-import { applyThrottleChange, nextBatchSize, shardRate, throttleChangeProblems, type Throttle } from '../../lib/throttle';
+import { applyThrottleChange, backoffInForce, nextBatchSize, shardRate, throttleChangeProblems, throttleChanges, type BackoffLimits, type Throttle } from '../../lib/throttle';
 
 const throttle: Throttle = { rowsPerSecond: 1000, batchSize: 500, concurrency: 2 };
+const planned: BackoffLimits = { maxReplicaLagSeconds: 10, maxQuerySeconds: 60, maxUnreadSlotWalMb: 10_240 };
 
 describe('throttle changes', () => {
   it('accepts absolute values and null to lift the rows/s limit', () => {
     expect(throttleChangeProblems({ rowsPerSecond: 5000, by: 'alice' })).toEqual([]);
     expect(throttleChangeProblems({ rowsPerSecond: null })).toEqual([]);
-    expect(applyThrottleChange(throttle, { batchSize: 2000 })).toEqual({ rowsPerSecond: 1000, batchSize: 2000, concurrency: 2 });
-    expect(applyThrottleChange(throttle, { rowsPerSecond: null, concurrency: 4 })).toEqual({ rowsPerSecond: null, batchSize: 500, concurrency: 4 });
+    expect(applyThrottleChange(throttle, { batchSize: 2000 }, planned)).toEqual({ rowsPerSecond: 1000, batchSize: 2000, concurrency: 2 });
+    expect(applyThrottleChange(throttle, { rowsPerSecond: null, concurrency: 4 }, planned)).toEqual({ rowsPerSecond: null, batchSize: 500, concurrency: 4 });
+  });
+
+  it("changes the backoff limits on the plan's, and keeps them through later changes", () => {
+    expect(throttleChangeProblems({ maxQuerySeconds: 3600, maxUnreadSlotWalMb: null })).toEqual([]);
+    const raised = applyThrottleChange(throttle, { maxQuerySeconds: 3600 }, planned);
+    expect(raised).toEqual({ ...throttle, backoff: { ...planned, maxQuerySeconds: 3600 } });
+    expect(throttleChanges(throttle, raised, planned)).toEqual(['backoff.maxQuerySeconds 60 -> 3600']);
+    const lifted = applyThrottleChange(raised, { maxUnreadSlotWalMb: null, batchSize: 800 }, planned);
+    expect(lifted).toEqual({ ...throttle, batchSize: 800, backoff: { ...planned, maxQuerySeconds: 3600, maxUnreadSlotWalMb: null } });
+    expect(throttleChanges(raised, lifted, planned)).toEqual(['batchSize 500 -> 800', 'backoff.maxUnreadSlotWalMb 10240 -> unlimited']);
+    expect(applyThrottleChange(lifted, { concurrency: 3 }, planned).backoff).toEqual(lifted.backoff);
+    // A limit set to what is in force changes nothing: the throttle keeps following the plan.
+    expect(applyThrottleChange(throttle, { maxQuerySeconds: 60 }, planned)).toEqual(throttle);
+    // Plans recorded before the unread-slot limit carry none: its default is in force.
+    expect(backoffInForce({}, { maxReplicaLagSeconds: 10, maxQuerySeconds: 60 } as BackoffLimits).maxUnreadSlotWalMb).toBe(10_240);
   });
 
   it.each([
+    [{ maxQuerySeconds: 0 }, 'maxQuerySeconds must be above 0, not 0'],
+    [{ maxReplicaLagSeconds: -1 }, 'maxReplicaLagSeconds must be above 0, not -1'],
+    [{ maxQuerySeconds: null }, 'maxQuerySeconds must be a number, not null'],
+    [{ maxUnreadSlotWalMb: '10' }, 'maxUnreadSlotWalMb must be a number, not "10"'],
     [{ rowsPerSecond: 0 }, 'rowsPerSecond must be between 1 and 10000000, not 0'],
     [{ rowsPerSecond: -5 }, 'rowsPerSecond must be between 1 and 10000000, not -5'],
     [{ rowsPerSecond: Number.NaN }, 'rowsPerSecond must be a number, not null'],
@@ -21,8 +41,8 @@ describe('throttle changes', () => {
     [{ batchSize: 1e9 }, 'batchSize must be between 10 and 100000, not 1000000000'],
     [{ batchSize: 10.5 }, 'batchSize must be a whole number, not 10.5'],
     [{ concurrency: 65 }, 'concurrency must be between 1 and 64, not 65'],
-    [{ speed: 3 }, 'speed is not a throttle setting (known: rowsPerSecond, batchSize, concurrency)'],
-    [{}, 'nothing to change: give at least one of rowsPerSecond, batchSize, concurrency'],
+    [{ speed: 3 }, 'speed is not a throttle setting (known: rowsPerSecond, batchSize, concurrency, maxReplicaLagSeconds, maxQuerySeconds, maxUnreadSlotWalMb)'],
+    [{}, 'nothing to change: give at least one of rowsPerSecond, batchSize, concurrency, maxReplicaLagSeconds, maxQuerySeconds, maxUnreadSlotWalMb'],
     [null, 'a throttle change must be an object'],
   ])('refuses %j', (change, problem) => {
     expect(throttleChangeProblems(change)).toContain(problem);

@@ -50,7 +50,7 @@ async function startShard(run: MigrationRun, shard: ShardStatus): Promise<void> 
     args: [
       {
         migrationWorkflowId: run.workflowId,
-        plan: run.plan,
+        plan: run.planInForce(),
         index: shard.index,
         spec: { range: shard.range, partitionValue: shard.partitionValue },
         throttle: run.shardThrottle(),

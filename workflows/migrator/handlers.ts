@@ -23,7 +23,7 @@ import {
 } from '../../lib/messages-input';
 import { lapseOf, refusalOf, type RequestKind } from '../../lib/requests';
 import { addSample, recountRows } from '../../lib/status';
-import { applyThrottleChange } from '../../lib/throttle';
+import { applyThrottleChange, throttleChanges } from '../../lib/throttle';
 import { uncleanReason } from '../../lib/verification-runs';
 import {
   abortUpdate,
@@ -75,12 +75,12 @@ export function setMigrationHandlers(run: MigrationRun): void {
     async (payload) => {
       const change = trusted(parseThrottleChange(payload));
       const before = status.throttle;
-      status.throttle = applyThrottleChange(before, change);
-      const changes = (['rowsPerSecond', 'batchSize', 'concurrency'] as const)
-        .filter((k) => before[k] !== status.throttle[k])
-        .map((k) => `${k} ${before[k] ?? 'unlimited'} -> ${status.throttle[k] ?? 'unlimited'}`);
+      status.throttle = applyThrottleChange(before, change, plan.backoff);
+      const changes = throttleChanges(before, status.throttle, plan.backoff);
       run.record('throttle', change, changes.length ? changes.join(', ') : 'no change');
       await run.tellShards('throttle');
+      // Only a change of the backoff tells the shards of it: a history from before it replays as it ran.
+      if (changes.some((change) => change.startsWith('backoff.'))) await run.tellShards('backoff');
       return status.throttle;
     },
     { validator: (payload) => admit('throttle', parseThrottleChange(payload)) },

@@ -14,11 +14,11 @@ import type { Plan } from '../../lib/plan';
 import type { ServingState } from '../../lib/requests';
 import { phaseKey } from '../../lib/search-attributes';
 import { newMigrationStatus, type FailedRow, type MigrationEvent, type MigrationStatus, type Phase } from '../../lib/status';
-import { shardRate } from '../../lib/throttle';
+import { backoffInForce, shardRate } from '../../lib/throttle';
 import { auditWriter, type AuditWriter } from '../audit-writer';
 import { captureRunner, type CaptureRunner } from './capture';
 import type { MigrationInput } from './input';
-import { shardPauseSignal, shardThrottleSignal, type OperatorNote, type ShardThrottle, type VerifyRequest } from '../messages';
+import { shardBackoffSignal, shardPauseSignal, shardThrottleSignal, type OperatorNote, type ShardThrottle, type VerifyRequest } from '../messages';
 
 /** Shards planned ahead of the backfill: their specs, or the planning's failure. */
 export type ShardPlanning = Promise<ShardSpec[]>;
@@ -229,13 +229,23 @@ export class MigrationRun {
     };
   }
 
+  /** The plan with the backoff limits in force: the one a shard starts with. */
+  planInForce(): Plan {
+    const changed = this.status.throttle.backoff;
+    return changed ? { ...this.plan, backoff: { ...this.plan.backoff, ...changed } } : this.plan;
+  }
+
   /** Tells running shards of a change; a shard that just ended no longer listens, which is fine. */
-  async tellShards(signal: 'throttle' | 'pause'): Promise<void> {
+  async tellShards(signal: 'throttle' | 'pause' | 'backoff'): Promise<void> {
     await Promise.all(
       this.running().map((shard) => {
         const handle = getExternalWorkflowHandle(shardWorkflowId(this.workflowId, shard.index));
         const sent =
-          signal === 'throttle' ? handle.signal(shardThrottleSignal, this.shardThrottle()) : handle.signal(shardPauseSignal, this.status.paused !== null);
+          signal === 'throttle'
+            ? handle.signal(shardThrottleSignal, this.shardThrottle())
+            : signal === 'backoff'
+              ? handle.signal(shardBackoffSignal, backoffInForce(this.status.throttle, this.plan.backoff))
+              : handle.signal(shardPauseSignal, this.status.paused !== null);
         return sent.catch(() => {});
       }),
     );
