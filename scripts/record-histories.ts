@@ -1,7 +1,8 @@
 /**
  * Records the workflow histories that test/unit/replay.test.ts replays against the current code:
- * a full lifecycle with gates (its first run and its last), an abort, a shard that continued-as-new,
- * a verification shard, a migration that continued-as-new while it waited at a gate.
+ * a full lifecycle with gates (its first run and its last), an abort after a back-off change (the
+ * migration's run that took the change, its last run, and a shard that heard of it), a shard that
+ * continued-as-new, a verification shard, a migration that continued-as-new while it waited at a gate.
  * Run it (npm run record-histories) when a workflow change is meant to break old histories, that
  * is, after guarding the change with patched() so running migrations still replay. With
  * `-- --only NAME[,NAME]` it records just those groups (lifecycle, abort, dry-run, gate) and keeps
@@ -14,7 +15,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { abortMigration, approveGate, migrationReport, startMigration } from '../operator';
+import { abortMigration, approveGate, changeThrottle, migrationReport, startMigration } from '../operator';
 import { validatePlan } from '../lib/plan';
 import { temporalSettings } from '../lib/settings';
 import { createFerryWorker } from '../workers/worker';
@@ -150,12 +151,25 @@ async function main(): Promise<void> {
       await save('verify-shard', verifyShardWorkflowId(full.workflowId, 1, 0));
     }
 
+    async function runThatTookUpdate(workflowId: string, update: string): Promise<string> {
+      for await (const run of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) {
+        const history = await client.workflow.getHandle(workflowId, run.runId).fetchHistory();
+        if (history.events?.some((event) => event.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === update)) return run.runId;
+      }
+      throw new Error(`no run of ${workflowId} took the update ${update}`);
+    }
+
     async function recordAbort() {
       const aborted = await startMigration(client, temporal, plan('items_aborted'), { execute: true });
       await until(async () => ((await migrationReport(client, aborted.workflowId)).status?.rowsRead ?? 0) > 500 || undefined, 'copying');
+      // A back-off change on the way: the migration signals its shards, which take it up.
+      await changeThrottle(client, aborted.workflowId, { maxQuerySeconds: 3600, maxUnreadSlotWalMb: null, by: 'recorder' });
       await abortMigration(client, aborted.workflowId, { by: 'recorder', reason: 'recorded abort' });
       await aborted.result();
       await save('migration-aborted-in-backfill', aborted.workflowId);
+      // The run that took the change: the migration may have continued-as-new since.
+      await save('migration-backoff-changed', aborted.workflowId, await runThatTookUpdate(aborted.workflowId, 'setThrottle'));
+      await save('shard-aborted-in-backfill', shardWorkflowId(aborted.workflowId, 0));
     }
 
     async function recordDryRun() {
