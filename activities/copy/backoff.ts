@@ -29,11 +29,14 @@ export async function holdReason(pool: pg.Pool, backoff: Backoff, observe?: (hea
   observe?.(health);
   const lag = health.replicaLagSeconds;
   if (lag > backoff.maxReplicaLagSeconds) {
-    return `replica lag ${lag.toFixed(1)} s is over backoff.maxReplicaLagSeconds (${backoff.maxReplicaLagSeconds} s)`;
+    return `replica lag ${lag.toFixed(1)} s is over backoff.maxReplicaLagSeconds (${backoff.maxReplicaLagSeconds} s): the copy goes on once the replica catches up, or raise the limit (ferry throttle --max-replica-lag-seconds)`;
   }
   const longest = health.longestQuerySeconds;
   if (longest > backoff.maxQuerySeconds) {
-    return `a query on the source (pid ${health.longestQueryPid}) has run ${longest.toFixed(0)} s, over backoff.maxQuerySeconds (${backoff.maxQuerySeconds} s)`;
+    return (
+      `a query on the source (pid ${health.longestQueryPid}) has run ${longest.toFixed(0)} s, over backoff.maxQuerySeconds (${backoff.maxQuerySeconds} s): ` +
+      'the copy goes on once it ends, or raise the limit (ferry throttle --max-query-seconds)'
+    );
   }
   const slotHold = unreadSlotHold(health.unreadSlot, backoff);
   if (slotHold) return slotHold;
@@ -57,7 +60,7 @@ export function unreadSlotHold(slot: SourceHealth['unreadSlot'], backoff: Backof
   if (maxMb === null || !slot || slot.walBytes <= maxMb * MB) return null;
   return (
     `replication slot "${slot.name}", which nothing reads, holds ${formatBytes(slot.walBytes)} of WAL, over backoff.maxUnreadSlotWalMb (${maxMb} MB): ` +
-    'start its standby or consumer, or drop the slot'
+    'start its standby or consumer, drop the slot, or raise the limit (ferry throttle --max-unread-slot-wal-mb)'
   );
 }
 

@@ -55,7 +55,7 @@ describe('back-off for a lagging standby', () => {
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const reasons = async () => ((await migrationReport(worker.client, handle.workflowId)).status?.shards ?? []).map((s) => s.throttleReason ?? '');
     const held = await eventually(
-      async () => (await reasons()).find((reason) => /^holding: replica lag [\d.]+ s is over backoff\.maxReplicaLagSeconds \(1 s\)$/.test(reason)),
+      async () => (await reasons()).find((reason) => /^holding: replica lag [\d.]+ s is over backoff\.maxReplicaLagSeconds \(1 s\): the copy goes on once the replica catches up, or raise the limit \(ferry throttle --max-replica-lag-seconds\)$/.test(reason)),
       60_000,
       'the hold for the lagging standby',
     );
@@ -176,7 +176,7 @@ describe('back-off for a lagging standby', () => {
       const held = await eventually(
         async () =>
           (await reasons()).find((reason) =>
-            /^holding: replication slot "standby_down", which nothing reads, holds [\d.]+ MB of WAL, over backoff\.maxUnreadSlotWalMb \(4 MB\): start its standby or consumer, or drop the slot$/.test(reason),
+            /^holding: replication slot "standby_down", which nothing reads, holds [\d.]+ MB of WAL, over backoff\.maxUnreadSlotWalMb \(4 MB\): start its standby or consumer, drop the slot, or raise the limit \(ferry throttle --max-unread-slot-wal-mb\)$/.test(reason),
           ),
         30_000,
         'the hold for the slot nothing reads',
