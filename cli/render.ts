@@ -64,10 +64,14 @@ export function progressLine(status: MigrationStatus): string {
 export function formatThrottle(throttle: Throttle): string {
   const rate = throttle.rowsPerSecond === null ? 'no rows/s limit' : `${formatCount(throttle.rowsPerSecond)} rows/s`;
   const shape = `${rate}, batches up to ${formatCount(throttle.batchSize)} rows, ${throttle.concurrency} shard${throttle.concurrency === 1 ? '' : 's'} at once`;
-  const backoff = throttle.backoff;
-  if (!backoff) return shape;
-  const slot = backoff.maxUnreadSlotWalMb === null ? 'no unread-slot limit' : `unread slots ${backoff.maxUnreadSlotWalMb} MB`;
-  return `${shape}; holds (changed from the plan's): queries ${backoff.maxQuerySeconds} s, replica lag ${backoff.maxReplicaLagSeconds} s, ${slot}`;
+  const changed: string[] = [];
+  const { backoff, budget } = throttle;
+  if (budget !== undefined) changed.push(budget === null ? 'pacing off' : `pacing within ${budget.p99Factor}x of the p99 before the copy`);
+  if (backoff) {
+    const slot = backoff.maxUnreadSlotWalMb === null ? 'no unread-slot limit' : `unread slots ${backoff.maxUnreadSlotWalMb} MB`;
+    changed.push(`holds: queries ${backoff.maxQuerySeconds} s, replica lag ${backoff.maxReplicaLagSeconds} s, ${slot}`);
+  }
+  return changed.length ? `${shape}; changed from the plan's: ${changed.join('; ')}` : shape;
 }
 
 function shardLine(shard: ShardStatus): string {

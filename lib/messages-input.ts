@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { InvalidPlanError, validatePlan, type Plan } from './plan';
 import type { ShardCounts } from './progress';
-import { throttleChangeProblems, type BackoffLimits, type ThrottleChange } from './throttle';
+import { pacingBudgetSchema, throttleChangeProblems, type PlanLimits, type ThrottleChange } from './throttle';
 
 /** A parsed payload, or the problems with it: short, and never quoting the values sent. */
 export type Parsed<T> = { ok: true; value: T } | { ok: false; problems: string[] };
@@ -158,7 +158,7 @@ export function parseThrottleChange(payload: unknown): Parsed<ThrottleChange> {
     return {
       ok: false,
       problems: [
-        `the payload must be an object { rowsPerSecond?, batchSize?, concurrency?, maxReplicaLagSeconds?, maxQuerySeconds?, maxUnreadSlotWalMb?, by?, reason? }, not ${kindOf(payload)}`,
+        `the payload must be an object { rowsPerSecond?, batchSize?, concurrency?, maxReplicaLagSeconds?, maxQuerySeconds?, maxUnreadSlotWalMb?, pacing?, p99Factor?, by?, reason? }, not ${kindOf(payload)}`,
       ],
     };
   }
@@ -208,14 +208,17 @@ export function parseShardThrottle(payload: unknown): Parsed<{ rowsPerSecond: nu
   return parseWith(shardThrottleSchema, payload, '{ rowsPerSecond, batchSize }', false);
 }
 
-const shardBackoffSchema = z.strictObject({
-  maxReplicaLagSeconds: z.number().positive(),
-  maxQuerySeconds: z.number().positive(),
-  maxUnreadSlotWalMb: z.number().positive().nullable(),
+const shardLimitsSchema = z.strictObject({
+  backoff: z.strictObject({
+    maxReplicaLagSeconds: z.number().positive(),
+    maxQuerySeconds: z.number().positive(),
+    maxUnreadSlotWalMb: z.number().positive().nullable(),
+  }),
+  budget: pacingBudgetSchema.nullable(),
 });
 
-export function parseShardBackoff(payload: unknown): Parsed<BackoffLimits> {
-  return parseWith(shardBackoffSchema, payload, '{ maxReplicaLagSeconds, maxQuerySeconds, maxUnreadSlotWalMb }', false);
+export function parseShardLimits(payload: unknown): Parsed<PlanLimits> {
+  return parseWith(shardLimitsSchema, payload, '{ backoff, budget }', false);
 }
 
 export function parseShardPause(payload: unknown): Parsed<boolean> {

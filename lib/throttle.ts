@@ -15,6 +15,8 @@ export interface Throttle {
   concurrency: number;
   /** The backoff limits an operator changed while the migration ran; absent, the plan's apply. */
   backoff?: BackoffLimits;
+  /** The pacing budget an operator changed while the migration ran (null: the controller off); absent, the plan's applies. */
+  budget?: ThrottleBudget | null;
 }
 
 /**
@@ -43,8 +45,8 @@ export const throttleBounds = {
 
 export type ThrottleSetting = keyof typeof throttleBounds;
 const settings = Object.keys(throttleBounds) as ThrottleSetting[];
-/** What one change may set: the throttle's settings and the backoff limits. */
-const changeable: readonly string[] = [...settings, ...backoffLimitNames];
+/** What one change may set: the throttle's settings, the backoff limits and the pacing controller's. */
+const changeable: readonly string[] = [...settings, ...backoffLimitNames, 'pacing', 'p99Factor'];
 
 /** Defaults near the limit: big batches where the copy is fast, and the pacing controller on. */
 export const throttleDefaults = {
@@ -74,13 +76,21 @@ function backoffLimit() {
     .positive({ error: (issue) => `must be above 0, not ${String(issue.input)}` });
 }
 
+/** The pacing budget's p99 factor, for plans and changes alike. */
+function p99Factor() {
+  return z
+    .number({ error: (issue) => `must be a number, not ${JSON.stringify(issue.input)}` })
+    .min(1, { error: (issue) => `must be between 1 and 100, not ${String(issue.input)}` })
+    .max(100, { error: (issue) => `must be between 1 and 100, not ${String(issue.input)}` });
+}
+
 /** The plan's budget for the pacing controller: what the copy may cost the application. */
-const budgetSchema = z.strictObject({
+export const pacingBudgetSchema = z.strictObject({
   /**
    * Keep the p99 latency of the database's own statements (or of a canary transaction, without
    * pg_stat_statements) within this multiple of what it was before the copy. (Default: 1.2)
    */
-  p99Factor: z.number().min(1).max(100).default(1.2),
+  p99Factor: p99Factor().default(1.2),
   /** Sessions that may wait on a lock on the source or target, or on a copy batch. (Default: 0) */
   maxLockWaits: z.number().int().min(0).default(0),
   /** Active sessions other than Ferry's; omit for 1.5x the most seen before the copy, plus 2. */
@@ -93,7 +103,7 @@ const budgetSchema = z.strictObject({
   intervalSeconds: z.number().min(0.2).max(60).default(1),
 });
 
-export type ThrottleBudget = z.output<typeof budgetSchema>;
+export type ThrottleBudget = z.output<typeof pacingBudgetSchema>;
 
 /** The plan's `throttle` section. */
 export const planThrottleSchema = z.strictObject({
@@ -118,13 +128,13 @@ export const planThrottleSchema = z.strictObject({
    * The pacing controller's budget; `false` turns the controller off, leaving only the rows/s
    * limit and the backoff holds. (Default: on, with the budget's defaults)
    */
-  budget: z.union([budgetSchema, z.literal(false)]).optional(),
+  budget: z.union([pacingBudgetSchema, z.literal(false)]).optional(),
 });
 
 /** The budget a plan's throttle gives the controller; null when the plan turned it off. */
 export function budgetOf(throttle: { budget?: ThrottleBudget | false }): ThrottleBudget | null {
   if (throttle.budget === false) return null;
-  return throttle.budget ?? budgetSchema.parse({});
+  return throttle.budget ?? pacingBudgetSchema.parse({});
 }
 
 export interface ThrottleChange {
@@ -136,6 +146,10 @@ export interface ThrottleChange {
   maxQuerySeconds?: number;
   /** A number, or null to lift the limit. Absent: unchanged. */
   maxUnreadSlotWalMb?: number | null;
+  /** false turns the pacing controller off (the rows/s ceiling and the holds stay); true turns it on, with the plan's budget or the defaults. */
+  pacing?: boolean;
+  /** The pacing budget's p99 factor; the controller must be on (or turned on by the same change). */
+  p99Factor?: number;
   /** Who asked, for the record. */
   by?: string;
   reason?: string;
@@ -154,6 +168,8 @@ export const throttleChangeSchema = z
     maxReplicaLagSeconds: backoffLimit().optional(),
     maxQuerySeconds: backoffLimit().optional(),
     maxUnreadSlotWalMb: backoffLimit().nullable().optional(),
+    pacing: z.boolean({ error: (issue) => `must be true or false, not ${JSON.stringify(issue.input)}` }).optional(),
+    p99Factor: p99Factor().optional(),
     by: z
       .string({ error: 'must be text' })
       .refine((by) => by.trim() !== '' && by.length <= MAX_NAME, `must be a name of 1 to ${MAX_NAME} characters`)
@@ -178,49 +194,96 @@ function describeChangeIssue(issue: z.core.$ZodIssue): string[] {
   return [name ? `${name} ${issue.message}` : issue.message];
 }
 
-/**
- * The throttle after a valid change. `planned` is the plan's backoff: the base of the first
- * change of a backoff limit.
- */
-export function applyThrottleChange(current: Throttle, change: ThrottleChange, planned: BackoffLimits): Throttle {
+/** What of the plan an operator may change while it runs, besides the throttle's settings. */
+export interface PlanLimits {
+  backoff: BackoffLimits;
+  /** null: the pacing controller is off. */
+  budget: ThrottleBudget | null;
+}
+
+/** The plan's own limits (a plan recorded before the unread-slot limit gets its default). */
+export function plannedLimits(plan: { backoff: BackoffLimits; throttle: { budget?: ThrottleBudget | false } }): PlanLimits {
+  const { backoff } = plan;
+  return {
+    backoff: {
+      maxReplicaLagSeconds: backoff.maxReplicaLagSeconds,
+      maxQuerySeconds: backoff.maxQuerySeconds,
+      maxUnreadSlotWalMb: backoff.maxUnreadSlotWalMb === undefined ? DEFAULT_MAX_UNREAD_SLOT_WAL_MB : backoff.maxUnreadSlotWalMb,
+    },
+    budget: budgetOf(plan.throttle),
+  };
+}
+
+/** The limits in force: an operator's changes, else the plan's. */
+export function limitsInForce(throttle: Pick<Throttle, 'backoff' | 'budget'>, planned: PlanLimits): PlanLimits {
+  return { backoff: throttle.backoff ?? planned.backoff, budget: throttle.budget !== undefined ? throttle.budget : planned.budget };
+}
+
+/** `plan` with `limits` in place of its own. */
+export function withLimits<P extends { backoff: object; throttle: object }>(plan: P, limits: PlanLimits): P {
+  return { ...plan, backoff: { ...plan.backoff, ...limits.backoff }, throttle: { ...plan.throttle, budget: limits.budget ?? false } };
+}
+
+function sameBackoff(a: BackoffLimits, b: BackoffLimits): boolean {
+  return backoffLimitNames.every((name) => a[name] === b[name]);
+}
+
+/** A budget's keys in any order. */
+function sameBudget(a: ThrottleBudget | null, b: ThrottleBudget | null): boolean {
+  const text = (budget: ThrottleBudget | null) => (budget === null ? 'off' : JSON.stringify(Object.entries(budget).sort(([x], [y]) => x.localeCompare(y))));
+  return text(a) === text(b);
+}
+
+/** Two sets of limits are the same. */
+export function sameLimits(a: PlanLimits, b: PlanLimits): boolean {
+  return sameBackoff(a.backoff, b.backoff) && sameBudget(a.budget, b.budget);
+}
+
+/** Why a valid change cannot apply to the throttle in force; null when it can. */
+export function throttleChangeRefusal(current: Throttle, change: ThrottleChange, planned: PlanLimits): string | null {
+  if (change.p99Factor === undefined) return null;
+  if (change.pacing === false) return 'p99Factor sets the pacing controller, which pacing: false turns off';
+  if (change.pacing !== true && limitsInForce(current, planned).budget === null) {
+    return 'the pacing controller is off, so p99Factor has nothing to set: turn it on with it (ferry throttle --pacing on)';
+  }
+  return null;
+}
+
+/** The throttle after a valid change. `planned` is the plan's limits: the base of the first change of one. */
+export function applyThrottleChange(current: Throttle, change: ThrottleChange, planned: PlanLimits): Throttle {
   const throttle: Throttle = {
     rowsPerSecond: change.rowsPerSecond === undefined ? current.rowsPerSecond : change.rowsPerSecond,
     batchSize: change.batchSize ?? current.batchSize,
     concurrency: change.concurrency ?? current.concurrency,
   };
-  const backoff = backoffInForce(current, planned);
-  if (backoffLimitNames.some((name) => change[name] !== undefined && change[name] !== backoff[name])) {
-    throttle.backoff = {
-      maxReplicaLagSeconds: change.maxReplicaLagSeconds ?? backoff.maxReplicaLagSeconds,
-      maxQuerySeconds: change.maxQuerySeconds ?? backoff.maxQuerySeconds,
-      maxUnreadSlotWalMb: change.maxUnreadSlotWalMb === undefined ? backoff.maxUnreadSlotWalMb : change.maxUnreadSlotWalMb,
-    };
-  } else if (current.backoff) {
-    throttle.backoff = current.backoff;
-  }
+  const was = limitsInForce(current, planned);
+  const backoff: BackoffLimits = {
+    maxReplicaLagSeconds: change.maxReplicaLagSeconds ?? was.backoff.maxReplicaLagSeconds,
+    maxQuerySeconds: change.maxQuerySeconds ?? was.backoff.maxQuerySeconds,
+    maxUnreadSlotWalMb: change.maxUnreadSlotWalMb === undefined ? was.backoff.maxUnreadSlotWalMb : change.maxUnreadSlotWalMb,
+  };
+  let budget = change.pacing === false ? null : change.pacing === true ? (was.budget ?? planned.budget ?? pacingBudgetSchema.parse({})) : was.budget;
+  if (budget && change.p99Factor !== undefined) budget = { ...budget, p99Factor: change.p99Factor };
+  // A limit set to what is in force changes nothing: the throttle keeps following the plan.
+  if (!sameBackoff(backoff, was.backoff)) throttle.backoff = backoff;
+  else if (current.backoff) throttle.backoff = current.backoff;
+  if (!sameBudget(budget, was.budget)) throttle.budget = budget;
+  else if (current.budget !== undefined) throttle.budget = current.budget;
   return throttle;
 }
 
-/** The backoff limits in force: an operator's change, else the plan's. */
-export function backoffInForce(throttle: Pick<Throttle, 'backoff'>, planned: BackoffLimits): BackoffLimits {
-  return (
-    throttle.backoff ?? {
-      maxReplicaLagSeconds: planned.maxReplicaLagSeconds,
-      maxQuerySeconds: planned.maxQuerySeconds,
-      maxUnreadSlotWalMb: planned.maxUnreadSlotWalMb === undefined ? DEFAULT_MAX_UNREAD_SLOT_WAL_MB : planned.maxUnreadSlotWalMb,
-    }
-  );
-}
-
 /** Each setting a change moved, as "name before -> after". */
-export function throttleChanges(before: Throttle, after: Throttle, planned: BackoffLimits): string[] {
+export function throttleChanges(before: Throttle, after: Throttle, planned: PlanLimits): string[] {
   const shown = (value: number | null) => (value === null ? 'unlimited' : String(value));
-  const was = backoffInForce(before, planned);
-  const now = backoffInForce(after, planned);
-  return [
+  const was = limitsInForce(before, planned);
+  const now = limitsInForce(after, planned);
+  const changes = [
     ...settings.filter((name) => before[name] !== after[name]).map((name) => `${name} ${shown(before[name])} -> ${shown(after[name])}`),
-    ...backoffLimitNames.filter((name) => was[name] !== now[name]).map((name) => `backoff.${name} ${shown(was[name])} -> ${shown(now[name])}`),
+    ...backoffLimitNames.filter((name) => was.backoff[name] !== now.backoff[name]).map((name) => `backoff.${name} ${shown(was.backoff[name])} -> ${shown(now.backoff[name])}`),
   ];
+  if ((was.budget === null) !== (now.budget === null)) changes.push(`pacing ${was.budget ? 'on' : 'off'} -> ${now.budget ? 'on' : 'off'}`);
+  if (was.budget && now.budget && was.budget.p99Factor !== now.budget.p99Factor) changes.push(`budget.p99Factor ${was.budget.p99Factor} -> ${now.budget.p99Factor}`);
+  return changes;
 }
 
 /** A shard's share of the migration's rows/s limit. */

@@ -162,8 +162,8 @@ async function main(): Promise<void> {
     async function recordAbort() {
       const aborted = await startMigration(client, temporal, plan('items_aborted'), { execute: true });
       await until(async () => ((await migrationReport(client, aborted.workflowId)).status?.rowsRead ?? 0) > 500 || undefined, 'copying');
-      // A back-off change on the way: the migration signals its shards, which take it up.
-      await changeThrottle(client, aborted.workflowId, { maxQuerySeconds: 3600, maxUnreadSlotWalMb: null, by: 'recorder' });
+      // A change of the back-off and the pacing budget on the way: the migration signals its shards, which take it up.
+      await changeThrottle(client, aborted.workflowId, { maxQuerySeconds: 3600, maxUnreadSlotWalMb: null, p99Factor: 2, by: 'recorder' });
       await abortMigration(client, aborted.workflowId, { by: 'recorder', reason: 'recorded abort' });
       await aborted.result();
       await save('migration-aborted-in-backfill', aborted.workflowId);

@@ -8,7 +8,7 @@ import type { AbortRequest, GateApproval, GateRejection, MismatchesRequest, Oper
 import type { MismatchReport } from '../activities/verify/report';
 import type { AbortRecord, FailedRow, MigrationStatus, RetryOutcome, VerificationSummary } from '../lib/status';
 import type { ShardCounts } from '../lib/progress';
-import type { BackoffLimits, Throttle, ThrottleChange } from '../lib/throttle';
+import type { PlanLimits, Throttle, ThrottleChange } from '../lib/throttle';
 import { SHARD_CONTROL_QUERY } from '../lib/ids';
 
 // Operators (the ferry CLI, or Temporal's own CLI and UI) to a migration.
@@ -71,14 +71,14 @@ export interface ShardThrottle {
 
 export const shardThrottleSignal = defineSignal<[ShardThrottle]>('shardThrottle');
 export const shardPauseSignal = defineSignal<[boolean]>('shardPause');
-/** The backoff limits an operator set while the migration runs (`ferry throttle --max-query-seconds`, ...). */
-export const shardBackoffSignal = defineSignal<[BackoffLimits]>('shardBackoff');
+/** The backoff limits and pacing budget in force, after an operator changed them (`ferry throttle --max-query-seconds`, `--p99-factor`, ...). */
+export const shardLimitsSignal = defineSignal<[PlanLimits]>('shardLimits');
 
 /** What a running copy call asks its shard (a query: nothing enters any history), to return early when any of it changes. */
 export interface ShardControl {
   throttle: ShardThrottle;
   paused: boolean;
-  backoff: BackoffLimits;
+  limits: PlanLimits;
 }
 
 export const shardControlQuery = defineQuery<ShardControl>(SHARD_CONTROL_QUERY);

@@ -21,11 +21,11 @@ import type { FerryActivities } from '../activities';
 import type { CopyPacing } from '../lib/pacing-controller';
 import { rootMessage } from '../lib/errors';
 import type { ShardSpec } from '../lib/key-range';
-import { parseShardBackoff, parseShardPause, parseShardThrottle } from '../lib/messages-input';
-import { backoffInForce } from '../lib/throttle';
+import { parseShardLimits, parseShardPause, parseShardThrottle } from '../lib/messages-input';
+import { plannedLimits, withLimits } from '../lib/throttle';
 import type { Plan } from '../lib/plan';
 import type { ShardCounts } from '../lib/progress';
-import { shardBackoffSignal, shardControlQuery, shardPauseSignal, shardProgressSignal, shardThrottleSignal, type ShardProgress, type ShardThrottle } from './messages';
+import { shardControlQuery, shardLimitsSignal, shardPauseSignal, shardProgressSignal, shardThrottleSignal, type ShardProgress, type ShardThrottle } from './messages';
 
 /** What a shard reports when an abort cancelled it (after its copier stopped). */
 export const CANCELLED = 'cancelled';
@@ -72,14 +72,14 @@ export async function shardWorkflow(input: ShardInput): Promise<ShardResult> {
     if (parsed.ok) state.throttle = parsed.value;
     else log.warn(`shard ${input.index} of ${input.migrationWorkflowId} ignored signal shardThrottle: ${parsed.problems.join('; ')}`);
   });
-  // The next copy call holds by the new limits; the running one returns within a second to make way.
-  setHandler(shardBackoffSignal, (payload) => {
-    const parsed = parseShardBackoff(payload);
-    if (parsed.ok) state.plan = { ...state.plan, backoff: { ...state.plan.backoff, ...parsed.value } };
-    else log.warn(`shard ${input.index} of ${input.migrationWorkflowId} ignored signal shardBackoff: ${parsed.problems.join('; ')}`);
+  // The next copy call holds and paces by the new limits; the running one returns within a second to make way.
+  setHandler(shardLimitsSignal, (payload) => {
+    const parsed = parseShardLimits(payload);
+    if (parsed.ok) state.plan = withLimits(state.plan, parsed.value);
+    else log.warn(`shard ${input.index} of ${input.migrationWorkflowId} ignored signal shardLimits: ${parsed.problems.join('; ')}`);
   });
-  // A running copy call asks this once a second, to return as soon as the throttle, the pause or the backoff changes.
-  setHandler(shardControlQuery, () => ({ throttle: state.throttle, paused: state.paused, backoff: backoffInForce({}, state.plan.backoff) }));
+  // A running copy call asks this once a second, to return as soon as the throttle, the pause or the limits change.
+  setHandler(shardControlQuery, () => ({ throttle: state.throttle, paused: state.paused, limits: plannedLimits(state.plan) }));
   setHandler(shardPauseSignal, (payload) => {
     const parsed = parseShardPause(payload);
     if (parsed.ok) state.paused = parsed.value;

@@ -21,7 +21,7 @@ import { copyAcrossDatabases, copyWithinDatabase } from './batch-writer';
 import { copyFormatFor } from './copy-format';
 import { installFerrySchema, recordFailures, resolveFailedRecord, unresolvedFailedCount, unresolvedFailedKeys, type FailedRecord, MAX_REPORTED_FAILURES } from '../state/ferry-schema';
 import { isRowError, redactMessage } from '../../lib/errors';
-import { backoffInForce, MIN_BATCH_SIZE, nextBatchSize } from '../../lib/throttle';
+import { MIN_BATCH_SIZE, nextBatchSize, plannedLimits } from '../../lib/throttle';
 import { column, literal, sql, SOURCE_ALIAS } from '../sql';
 import { copyRangeThroughModule } from '../transform/module-copy';
 import { transformDirFromEnv } from '../transform/load';
@@ -180,7 +180,7 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
       let failedThisAttempt = 0;
       const finish = (done: boolean): CopyBatchesResult => ({ ...progress, done, failures: reported });
       const shardId = activityInfo().workflowExecution?.workflowId;
-      const control = input.followShard && shardId ? watchShardControl({ workflowId: shardId, rowsPerSecond: input.rowsPerSecond, batchSize: input.maxBatchSize, backoff: backoffInForce({}, plan.backoff) }) : null;
+      const control = input.followShard && shardId ? watchShardControl({ workflowId: shardId, rowsPerSecond: input.rowsPerSecond, batchSize: input.maxBatchSize, limits: plannedLimits(plan) }) : null;
       const timeUp = () => Date.now() - started >= maxMs || control?.changed === true;
       // Waits end with the call, or when the shard's throttle changes, so a new throttle applies
       // promptly however long the plan's waits are. Activity sleep rejects when the call is cancelled.

@@ -1,11 +1,11 @@
 /**
  * A copy call's watch on its shard workflow: once a second it asks the shard (a query, so no
- * history grows) for its throttle, pause and backoff limits, so that a call may run for many
+ * history grows) for its throttle, pause and limits (backoff and pacing budget), so that a call may run for many
  * seconds and still return within about a second of a change or a pause, for the shard to apply it.
  */
 import { Context } from '@temporalio/activity';
 import { SHARD_CONTROL_QUERY } from '../../lib/ids';
-import type { BackoffLimits } from '../../lib/throttle';
+import { sameLimits, type PlanLimits } from '../../lib/throttle';
 
 /** How often the shard is asked, and how long one answer may take before it is given up on. */
 const ASK_EVERY_MS = 1000;
@@ -15,11 +15,11 @@ interface ShardControl {
   throttle: { rowsPerSecond: number | null; batchSize: number };
   paused: boolean;
   /** Absent from a shard running older code. */
-  backoff?: BackoffLimits;
+  limits?: PlanLimits;
 }
 
 export interface ShardControlWatch {
-  /** The shard's throttle, pause or backoff limits differ from what this call was given. */
+  /** The shard's throttle, pause or limits differ from what this call was given. */
   readonly changed: boolean;
   /** Resolves once `changed` turns true (never, if it does not). */
   readonly whenChanged: Promise<void>;
@@ -32,18 +32,8 @@ export interface WatchedShard {
   /** The throttle the call was started with. */
   rowsPerSecond: number | null;
   batchSize: number;
-  /** The backoff limits the call was started with. */
-  backoff: BackoffLimits;
-}
-
-function backoffDiffers(shard: WatchedShard, control: ShardControl): boolean {
-  const now = control.backoff;
-  if (!now) return false;
-  return (
-    now.maxReplicaLagSeconds !== shard.backoff.maxReplicaLagSeconds ||
-    now.maxQuerySeconds !== shard.backoff.maxQuerySeconds ||
-    now.maxUnreadSlotWalMb !== shard.backoff.maxUnreadSlotWalMb
-  );
+  /** The limits (backoff and pacing budget) the call was started with. */
+  limits: PlanLimits;
 }
 
 /**
@@ -75,7 +65,7 @@ export function watchShardControl(shard: WatchedShard, askEveryMs = ASK_EVERY_MS
       if (
         control &&
         !stopped &&
-        (control.paused || control.throttle.rowsPerSecond !== shard.rowsPerSecond || control.throttle.batchSize !== shard.batchSize || backoffDiffers(shard, control))
+        (control.paused || control.throttle.rowsPerSecond !== shard.rowsPerSecond || control.throttle.batchSize !== shard.batchSize || (control.limits !== undefined && !sameLimits(control.limits, shard.limits)))
       ) {
         changed = true;
         markChanged();

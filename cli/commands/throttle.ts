@@ -1,7 +1,8 @@
-/** `ferry throttle`: absolute rows/s, batch size, concurrency and backoff limits for a running migration. */
+/** `ferry throttle`: absolute rows/s, batch size, concurrency, backoff limits and pacing for a running migration. */
 import type { Command } from 'commander';
 import type { ThrottleChange } from '../../lib/throttle';
-import { decimalNumber, settingsOf, wholeNumber, withClient, withNoteOptions, type NoteOptions } from '../context';
+import { CliError, decimalNumber, settingsOf, wholeNumber, withClient, withNoteOptions, type NoteOptions } from '../context';
+import { ExitCode } from '../exit-codes';
 import { requestedBy } from '../identity';
 import { operatorModule, renderModule } from '../lazy';
 import { say } from '../output';
@@ -13,6 +14,8 @@ interface ThrottleOptions extends NoteOptions {
   maxQuerySeconds?: string;
   maxReplicaLagSeconds?: string;
   maxUnreadSlotWalMb?: string;
+  pacing?: string;
+  p99Factor?: string;
 }
 
 export function addThrottleCommand(program: Command): void {
@@ -27,6 +30,8 @@ export function addThrottleCommand(program: Command): void {
       .option('--max-query-seconds <s>', "hold while a query on the source (not Ferry's) runs longer (the plan's backoff.maxQuerySeconds)")
       .option('--max-replica-lag-seconds <s>', "hold while a replica of the source lags further behind (backoff.maxReplicaLagSeconds)")
       .option('--max-unread-slot-wal-mb <mb>', 'hold while a replication slot nothing reads holds more WAL, or "none" (backoff.maxUnreadSlotWalMb)')
+      .option('--pacing <on|off>', 'the pacing controller: off leaves the rows/s ceiling and the holds; on uses the plan\'s budget or the defaults')
+      .option('--p99-factor <x>', "the pacing budget: keep the foreground's p99 within this multiple of what it was before the copy (throttle.budget.p99Factor)")
       .option('--json', 'print the throttle now in force as JSON', false),
   ).action(async (migrationId: string, options: ThrottleOptions & { json: boolean }, command: Command) => {
     const change = throttleChangeOf(options);
@@ -50,5 +55,10 @@ function throttleChangeOf(options: ThrottleOptions): ThrottleChange {
   if (options.maxUnreadSlotWalMb !== undefined) {
     change.maxUnreadSlotWalMb = options.maxUnreadSlotWalMb === 'none' ? null : decimalNumber('--max-unread-slot-wal-mb', options.maxUnreadSlotWalMb);
   }
+  if (options.pacing !== undefined) {
+    if (options.pacing !== 'on' && options.pacing !== 'off') throw new CliError(`refused: --pacing must be on or off, not "${options.pacing}"`, ExitCode.badInput);
+    change.pacing = options.pacing === 'on';
+  }
+  if (options.p99Factor !== undefined) change.p99Factor = decimalNumber('--p99-factor', options.p99Factor);
   return change;
 }

@@ -108,7 +108,7 @@ describe('back-off', () => {
 
       const changed = await ferry(['throttle', handle.workflowId, '--max-query-seconds', '3600', '--reason', 'the report runs for an hour'], worker.temporal);
       expect(changed.code, changed.stderr).toBe(ExitCode.ok);
-      expect(changed.stdout).toContain("holds (changed from the plan's): queries 3600 s, replica lag 10 s, unread slots 10240 MB");
+      expect(changed.stdout).toContain("changed from the plan's: holds: queries 3600 s, replica lag 10 s, unread slots 10240 MB");
       // The running copy call makes way within about a second (its checkpoint is 30 s away), and
       // both shards copy past the query.
       await eventually(async () => (await copied(target)) > held, 8_000, 'rows copied under the new limit');

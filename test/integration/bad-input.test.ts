@@ -89,6 +89,7 @@ const cliRows: BadInput[] = (
     ['a throttle that changes nothing', ['throttle', GATED], ExitCode.badInput, 'nothing to change'],
     ['a query limit that is not a number', ['throttle', GATED, '--max-query-seconds', '1h'], ExitCode.badInput, '--max-query-seconds must be a number, not "1h"'],
     ['a replica lag limit of 0', ['throttle', GATED, '--max-replica-lag-seconds', '0'], ExitCode.badInput, 'maxReplicaLagSeconds must be above 0, not 0'],
+    ['pacing neither on nor off', ['throttle', GATED, '--pacing', 'maybe'], ExitCode.badInput, '--pacing must be on or off, not "maybe"'],
     ['approving a gate that is not waiting', ['approve', GATED, '--gate', 'cleanup'], ExitCode.badInput, 'gate "cleanup" is not the one waiting; the migration waits at "cutover-reads"'],
     ['approving a gate that does not exist', ['approve', GATED, '--gate', 'nope'], ExitCode.badInput, 'gate "nope" is not the one waiting'],
     ['approving without a gate', ['approve', GATED], ExitCode.badInput, "required option '--gate <name>' not specified"],
@@ -110,7 +111,7 @@ const cliRows: BadInput[] = (
 const vermilion = 'vermilion';
 const updateRows: BadInput[] = (
   [
-    ['setThrottle with no payload', 'setThrottle', [], 'the payload must be an object { rowsPerSecond?, batchSize?, concurrency?, maxReplicaLagSeconds?, maxQuerySeconds?, maxUnreadSlotWalMb?, by?, reason? }, not nothing'],
+    ['setThrottle with no payload', 'setThrottle', [], 'the payload must be an object { rowsPerSecond?, batchSize?, concurrency?, maxReplicaLagSeconds?, maxQuerySeconds?, maxUnreadSlotWalMb?, pacing?, p99Factor?, by?, reason? }, not nothing'],
     ['setThrottle with a batch size of 0', 'setThrottle', [{ batchSize: 0 }], 'batchSize must be between 10 and 100000, not 0'],
     ['setThrottle with a rate as text', 'setThrottle', [{ rowsPerSecond: 'fast' }], 'rowsPerSecond must be a number'],
     ['setThrottle with an unknown setting', 'setThrottle', [{ colour: vermilion, batchSize: 100 }], 'colour is not a throttle setting'],

@@ -134,7 +134,7 @@ describe('messages with any payload', () => {
     });
   }, 180_000);
 
-  it('a copying shard ignores bad throttle, pause and backoff signals and copies on; its migration still aborts', async () => {
+  it('a copying shard ignores bad throttle, pause and limits signals and copies on; its migration still aborts', async () => {
     const plan = await planFor({ lifecycle: { dualWrites: false, cutover: false }, throttle: { rowsPerSecond: 200, batchSize: 20, checkpointSeconds: 0.5 } });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
@@ -142,10 +142,11 @@ describe('messages with any payload', () => {
     const shard = worker.client.workflow.getHandle(`${id}/shard-0`);
     const control = () => shard.query<ShardControl>(SHARD_CONTROL_QUERY);
     const before = await control();
-    for (const signal of ['shardThrottle', 'shardPause', 'shardBackoff']) {
+    for (const signal of ['shardThrottle', 'shardPause', 'shardLimits']) {
       for (const [, args] of badPayloads) await shard.signal(signal, ...(args as []));
     }
-    await shard.signal('shardBackoff', { maxReplicaLagSeconds: 10, maxQuerySeconds: 0, maxUnreadSlotWalMb: null });
+    await shard.signal('shardLimits', { backoff: { ...before.limits.backoff, maxQuerySeconds: 0 }, budget: null });
+    await shard.signal('shardLimits', { backoff: before.limits.backoff, budget: { ...before.limits.budget, p99Factor: 'high' } });
     expect(await control()).toEqual(before);
     // Messages the shard has no handler for wait in its history, harmlessly.
     await shard.signal('pause', 42);

@@ -1,10 +1,12 @@
 /** The default throttle paces the copy by what the application feels, and status names why. */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrationReport, startMigration } from '../../operator';
+import { ExitCode } from '../../cli/exit-codes';
+import { changeThrottle, migrationReport, startMigration } from '../../operator';
 import { formatStatus } from '../../cli/render';
 import { validatePlan } from '../../lib/plan';
-import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
+import { ferry } from '../support/cli';
+import { createTestDatabase, eventually, rowsDigest, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 const ROWS = 40_000;
 
@@ -77,5 +79,57 @@ describe('pacing by the application', () => {
     );
     expect(target).toBe(source);
     expect(await copied()).toBe(ROWS);
+  });
+
+  it('lets an operator turn the controller off and on again while it runs; a p99 factor with it off is refused and changes nothing', async () => {
+    await sql(url, 'CREATE TABLE ledger_ops (id int PRIMARY KEY, amount int NOT NULL)');
+    const plan = validatePlan({
+      name: 'paced-ops',
+      source: { connection: 'DB', table: 'ledger', key: 'id' },
+      target: { connection: 'DB', table: 'ledger_ops' },
+      transform: { sql: { id: 'id', amount: 'amount' } },
+      throttle: { rowsPerSecond: 2000, checkpointSeconds: 30 },
+    });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const id = handle.workflowId;
+    const copied = async () => (await sqlRow(url, 'SELECT count(*)::int AS n FROM ledger_ops')).n as number;
+    const reasonNow = async () => (await migrationReport(worker.client, id)).status?.shards[0]?.throttleReason ?? '';
+    await eventually(async () => (await copied()) > 0, 30_000, 'the first rows');
+
+    const maintenance = new pg.Client({ connectionString: url, application_name: 'maintenance' });
+    const app = new pg.Client({ connectionString: url, application_name: 'ledger app' });
+    await Promise.all([maintenance.connect(), app.connect()]);
+    await maintenance.query('BEGIN; LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE');
+    const writing = app.query('UPDATE ledger SET amount = amount + 1 WHERE id = 2');
+    try {
+      await eventually(async () => /^paced at \d+ rows\/s by lock-waits/.test(await reasonNow()) || undefined, 30_000, 'the controller pacing');
+
+      // Off: the running copy call makes way (its checkpoint is 30 s away) and the next one is not paced.
+      const off = await ferry(['throttle', id, '--pacing', 'off', '--reason', 'the lock is expected'], worker.temporal);
+      expect(off.code, off.stderr).toBe(ExitCode.ok);
+      expect(off.stdout).toContain("changed from the plan's: pacing off");
+      await eventually(async () => !(await reasonNow()).startsWith('paced at') || undefined, 10_000, 'the copy no longer paced');
+
+      // A p99 factor while the controller is off has nothing to set: refused, nothing moves.
+      const before = (await migrationReport(worker.client, id)).status!;
+      await expect(changeThrottle(worker.client, id, { p99Factor: 2 })).rejects.toThrow('the pacing controller is off, so p99Factor has nothing to set');
+      const after = (await migrationReport(worker.client, id)).status!;
+      expect(after.throttle).toEqual(before.throttle);
+      expect(after.events.filter((e) => e.kind === 'throttle')).toEqual(before.events.filter((e) => e.kind === 'throttle'));
+
+      // On again, with a budget of its own: the lock wait paces the copy once more.
+      const on = await changeThrottle(worker.client, id, { pacing: true, p99Factor: 3, by: 'alice' });
+      expect(on.budget).toMatchObject({ p99Factor: 3, maxLockWaits: 0 });
+      await eventually(async () => /^paced at \d+ rows\/s by lock-waits/.test(await reasonNow()) || undefined, 10_000, 'the controller pacing again');
+    } finally {
+      await maintenance.query('COMMIT');
+      await writing;
+      await Promise.all([maintenance.end(), app.end()]);
+    }
+    const status = await handle.result();
+    expect(status.phase).toBe('completed');
+    expect(status.events.filter((e) => e.kind === 'throttle').map((e) => e.detail)).toEqual(['pacing on -> off (the lock is expected)', 'pacing off -> on']);
+    const digest = (table: string) => rowsDigest(url, `SELECT id, amount FROM ${table}`);
+    expect(await digest('ledger_ops')).toEqual(await digest('ledger'));
   });
 });

@@ -1,10 +1,24 @@
 import { describe, expect, it } from 'vitest';
 import { holdKindOf } from '../../activities/copy/backoff';
 import { isRowError, redactMessage } from '../../lib/errors';
-import { applyThrottleChange, backoffInForce, nextBatchSize, shardRate, throttleChangeProblems, throttleChanges, type BackoffLimits, type Throttle } from '../../lib/throttle';
+import {
+  applyThrottleChange,
+  budgetOf,
+  limitsInForce,
+  nextBatchSize,
+  plannedLimits,
+  shardRate,
+  throttleChangeProblems,
+  throttleChangeRefusal,
+  throttleChanges,
+  type BackoffLimits,
+  type PlanLimits,
+  type Throttle,
+} from '../../lib/throttle';
 
 const throttle: Throttle = { rowsPerSecond: 1000, batchSize: 500, concurrency: 2 };
-const planned: BackoffLimits = { maxReplicaLagSeconds: 10, maxQuerySeconds: 60, maxUnreadSlotWalMb: 10_240 };
+const backoff: BackoffLimits = { maxReplicaLagSeconds: 10, maxQuerySeconds: 60, maxUnreadSlotWalMb: 10_240 };
+const planned: PlanLimits = { backoff, budget: budgetOf({}) };
 
 describe('throttle changes', () => {
   it('accepts absolute values and null to lift the rows/s limit', () => {
@@ -17,16 +31,37 @@ describe('throttle changes', () => {
   it("changes the backoff limits on the plan's, and keeps them through later changes", () => {
     expect(throttleChangeProblems({ maxQuerySeconds: 3600, maxUnreadSlotWalMb: null })).toEqual([]);
     const raised = applyThrottleChange(throttle, { maxQuerySeconds: 3600 }, planned);
-    expect(raised).toEqual({ ...throttle, backoff: { ...planned, maxQuerySeconds: 3600 } });
+    expect(raised).toEqual({ ...throttle, backoff: { ...backoff, maxQuerySeconds: 3600 } });
     expect(throttleChanges(throttle, raised, planned)).toEqual(['backoff.maxQuerySeconds 60 -> 3600']);
     const lifted = applyThrottleChange(raised, { maxUnreadSlotWalMb: null, batchSize: 800 }, planned);
-    expect(lifted).toEqual({ ...throttle, batchSize: 800, backoff: { ...planned, maxQuerySeconds: 3600, maxUnreadSlotWalMb: null } });
+    expect(lifted).toEqual({ ...throttle, batchSize: 800, backoff: { ...backoff, maxQuerySeconds: 3600, maxUnreadSlotWalMb: null } });
     expect(throttleChanges(raised, lifted, planned)).toEqual(['batchSize 500 -> 800', 'backoff.maxUnreadSlotWalMb 10240 -> unlimited']);
     expect(applyThrottleChange(lifted, { concurrency: 3 }, planned).backoff).toEqual(lifted.backoff);
     // A limit set to what is in force changes nothing: the throttle keeps following the plan.
     expect(applyThrottleChange(throttle, { maxQuerySeconds: 60 }, planned)).toEqual(throttle);
     // Plans recorded before the unread-slot limit carry none: its default is in force.
-    expect(backoffInForce({}, { maxReplicaLagSeconds: 10, maxQuerySeconds: 60 } as BackoffLimits).maxUnreadSlotWalMb).toBe(10_240);
+    const older = { backoff: { maxReplicaLagSeconds: 10, maxQuerySeconds: 60 } as BackoffLimits, throttle: {} };
+    expect(plannedLimits(older).backoff.maxUnreadSlotWalMb).toBe(10_240);
+  });
+
+  it("turns the pacing controller off and on, and sets its p99 factor only while it is on", () => {
+    const off = applyThrottleChange(throttle, { pacing: false }, planned);
+    expect(off).toEqual({ ...throttle, budget: null });
+    expect(throttleChanges(throttle, off, planned)).toEqual(['pacing on -> off']);
+    expect(throttleChangeRefusal(off, { p99Factor: 2 }, planned)).toBe(
+      'the pacing controller is off, so p99Factor has nothing to set: turn it on with it (ferry throttle --pacing on)',
+    );
+    expect(throttleChangeRefusal(throttle, { p99Factor: 2, pacing: false }, planned)).toBe('p99Factor sets the pacing controller, which pacing: false turns off');
+    expect(throttleChangeRefusal(off, { p99Factor: 2, pacing: true }, planned)).toBeNull();
+    const on = applyThrottleChange(off, { pacing: true, p99Factor: 2 }, planned);
+    expect(limitsInForce(on, planned).budget).toEqual({ ...planned.budget, p99Factor: 2 });
+    expect(throttleChanges(off, on, planned)).toEqual(['pacing off -> on']);
+    expect(throttleChanges(throttle, on, planned)).toEqual(['budget.p99Factor 1.2 -> 2']);
+    // On when on, or the factor it has, changes nothing.
+    expect(applyThrottleChange(throttle, { pacing: true, p99Factor: 1.2 }, planned)).toEqual(throttle);
+    // A plan that turned the controller off gets the default budget when an operator turns it on.
+    const unpaced: PlanLimits = { backoff, budget: null };
+    expect(limitsInForce(applyThrottleChange(throttle, { pacing: true }, unpaced), unpaced).budget).toEqual(budgetOf({}));
   });
 
   it.each([
@@ -34,6 +69,8 @@ describe('throttle changes', () => {
     [{ maxReplicaLagSeconds: -1 }, 'maxReplicaLagSeconds must be above 0, not -1'],
     [{ maxQuerySeconds: null }, 'maxQuerySeconds must be a number, not null'],
     [{ maxUnreadSlotWalMb: '10' }, 'maxUnreadSlotWalMb must be a number, not "10"'],
+    [{ p99Factor: 0.5 }, 'p99Factor must be between 1 and 100, not 0.5'],
+    [{ pacing: 'off' }, 'pacing must be true or false, not "off"'],
     [{ rowsPerSecond: 0 }, 'rowsPerSecond must be between 1 and 10000000, not 0'],
     [{ rowsPerSecond: -5 }, 'rowsPerSecond must be between 1 and 10000000, not -5'],
     [{ rowsPerSecond: Number.NaN }, 'rowsPerSecond must be a number, not null'],
@@ -41,8 +78,8 @@ describe('throttle changes', () => {
     [{ batchSize: 1e9 }, 'batchSize must be between 10 and 100000, not 1000000000'],
     [{ batchSize: 10.5 }, 'batchSize must be a whole number, not 10.5'],
     [{ concurrency: 65 }, 'concurrency must be between 1 and 64, not 65'],
-    [{ speed: 3 }, 'speed is not a throttle setting (known: rowsPerSecond, batchSize, concurrency, maxReplicaLagSeconds, maxQuerySeconds, maxUnreadSlotWalMb)'],
-    [{}, 'nothing to change: give at least one of rowsPerSecond, batchSize, concurrency, maxReplicaLagSeconds, maxQuerySeconds, maxUnreadSlotWalMb'],
+    [{ speed: 3 }, 'speed is not a throttle setting (known: rowsPerSecond, batchSize, concurrency, maxReplicaLagSeconds, maxQuerySeconds, maxUnreadSlotWalMb, pacing, p99Factor)'],
+    [{}, 'nothing to change: give at least one of rowsPerSecond, batchSize, concurrency, maxReplicaLagSeconds, maxQuerySeconds, maxUnreadSlotWalMb, pacing, p99Factor'],
     [null, 'a throttle change must be an object'],
   ])('refuses %j', (change, problem) => {
     expect(throttleChangeProblems(change)).toContain(problem);

@@ -23,7 +23,7 @@ import {
 } from '../../lib/messages-input';
 import { lapseOf, refusalOf, type RequestKind } from '../../lib/requests';
 import { addSample, recountRows } from '../../lib/status';
-import { applyThrottleChange, throttleChanges } from '../../lib/throttle';
+import { applyThrottleChange, throttleChangeRefusal, throttleChanges } from '../../lib/throttle';
 import { uncleanReason } from '../../lib/verification-runs';
 import {
   abortUpdate,
@@ -75,15 +75,21 @@ export function setMigrationHandlers(run: MigrationRun): void {
     async (payload) => {
       const change = trusted(parseThrottleChange(payload));
       const before = status.throttle;
-      status.throttle = applyThrottleChange(before, change, plan.backoff);
-      const changes = throttleChanges(before, status.throttle, plan.backoff);
+      status.throttle = applyThrottleChange(before, change, run.plannedLimits());
+      const changes = throttleChanges(before, status.throttle, run.plannedLimits());
       run.record('throttle', change, changes.length ? changes.join(', ') : 'no change');
       await run.tellShards('throttle');
-      // Only a change of the backoff tells the shards of it: a history from before it replays as it ran.
-      if (changes.some((change) => change.startsWith('backoff.'))) await run.tellShards('backoff');
+      // Only a change of the limits tells the shards of them: a history from before them replays as it ran.
+      if (changes.some((change) => /^(backoff\.|budget\.|pacing )/.test(change))) await run.tellShards('limits');
       return status.throttle;
     },
-    { validator: (payload) => admit('throttle', parseThrottleChange(payload)) },
+    {
+      validator: (payload) =>
+        admit('throttle', parseThrottleChange(payload), (change) => {
+          const refusal = throttleChangeRefusal(status.throttle, change, run.plannedLimits());
+          return refusal ? [refusal] : [];
+        }),
+    },
   );
   // A pause or resume with no payload (the Web UI's default) is a plain one, by nobody named.
   setHandler(pauseSignal, async (payload) => {

@@ -14,11 +14,11 @@ import type { Plan } from '../../lib/plan';
 import type { ServingState } from '../../lib/requests';
 import { phaseKey } from '../../lib/search-attributes';
 import { newMigrationStatus, type FailedRow, type MigrationEvent, type MigrationStatus, type Phase } from '../../lib/status';
-import { backoffInForce, shardRate } from '../../lib/throttle';
+import { limitsInForce, plannedLimits, shardRate, withLimits, type PlanLimits } from '../../lib/throttle';
 import { auditWriter, type AuditWriter } from '../audit-writer';
 import { captureRunner, type CaptureRunner } from './capture';
 import type { MigrationInput } from './input';
-import { shardBackoffSignal, shardPauseSignal, shardThrottleSignal, type OperatorNote, type ShardThrottle, type VerifyRequest } from '../messages';
+import { shardLimitsSignal, shardPauseSignal, shardThrottleSignal, type OperatorNote, type ShardThrottle, type VerifyRequest } from '../messages';
 
 /** Shards planned ahead of the backfill: their specs, or the planning's failure. */
 export type ShardPlanning = Promise<ShardSpec[]>;
@@ -229,22 +229,27 @@ export class MigrationRun {
     };
   }
 
-  /** The plan with the backoff limits in force: the one a shard starts with. */
+  /** The plan's limits (backoff and pacing budget), which an operator's throttle changes override. */
+  plannedLimits(): PlanLimits {
+    return plannedLimits(this.plan);
+  }
+
+  /** The plan with the limits in force: the one a shard starts with. */
   planInForce(): Plan {
-    const changed = this.status.throttle.backoff;
-    return changed ? { ...this.plan, backoff: { ...this.plan.backoff, ...changed } } : this.plan;
+    const { backoff, budget } = this.status.throttle;
+    return backoff || budget !== undefined ? withLimits(this.plan, limitsInForce(this.status.throttle, this.plannedLimits())) : this.plan;
   }
 
   /** Tells running shards of a change; a shard that just ended no longer listens, which is fine. */
-  async tellShards(signal: 'throttle' | 'pause' | 'backoff'): Promise<void> {
+  async tellShards(signal: 'throttle' | 'pause' | 'limits'): Promise<void> {
     await Promise.all(
       this.running().map((shard) => {
         const handle = getExternalWorkflowHandle(shardWorkflowId(this.workflowId, shard.index));
         const sent =
           signal === 'throttle'
             ? handle.signal(shardThrottleSignal, this.shardThrottle())
-            : signal === 'backoff'
-              ? handle.signal(shardBackoffSignal, backoffInForce(this.status.throttle, this.plan.backoff))
+            : signal === 'limits'
+              ? handle.signal(shardLimitsSignal, limitsInForce(this.status.throttle, this.plannedLimits()))
               : handle.signal(shardPauseSignal, this.status.paused !== null);
         return sent.catch(() => {});
       }),
