@@ -37,7 +37,7 @@ describe('pacing the change apply by the application', () => {
       sqlRow(url, `SELECT md5(string_agg(row(id, cents, note)::text, ',' ORDER BY id)) AS h FROM accounts_v2`),
     ]);
 
-  it('slows down while the application waits on a lock on the source, says why, and catches up once it is gone', async () => {
+  it('slows down while the application waits on a lock on the source, says why, stops pacing when an operator turns the controller off, and catches up', async () => {
     const plan = validatePlan({
       name: 'capture-paced',
       source: { connection: 'DB', table: 'accounts', key: 'id' },
@@ -86,6 +86,11 @@ describe('pacing the change apply by the application', () => {
       await new Promise((resolve) => setTimeout(resolve, 2000));
       expect((await applied()) - before).toBeLessThan(2 * CEILING);
       await eventually(async () => ((await pacedRate()) ?? Infinity) <= CEILING / 2 || undefined, 30_000, 'the paced rate at half the ceiling or less');
+
+      // The operator turns the controller off: the change apply's next call (5 s at most) is not paced.
+      const off = await ferry(['throttle', id, '--pacing', 'off', '--by', 'erin'], worker.temporal);
+      expect(off.code, off.stderr).toBe(ExitCode.ok);
+      await eventually(async () => !((await statusOf(id)).capture?.throttleReason ?? '').startsWith('paced at') || undefined, 15_000, 'the change apply no longer paced');
     } finally {
       await maintenance.query('COMMIT');
       await writing;

@@ -57,6 +57,8 @@ const APPLY_CALL_SECONDS = 5;
 
 export interface CaptureContext {
   plan: Plan;
+  /** The plan with the back-off limits and pacing budget an operator set since (`ferry throttle`), for the change apply. */
+  planInForce: () => Plan;
   migrationId: string;
   status: MigrationStatus;
   now: () => string;
@@ -101,7 +103,7 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
       const afterBackfill = ctx.backfillDone();
       const result = await applyChanges({
         migrationId: ctx.migrationId,
-        plan: ctx.plan,
+        plan: ctx.planInForce(),
         cursor: s.cursor,
         rowsPerSecond: ctx.status.throttle.rowsPerSecond,
         prune: afterBackfill,

@@ -91,6 +91,7 @@ export class MigrationRun {
     this.capturing = (capturesWithTrigger(plan) && patched('capture-trigger')) || (capturesLogically(plan) && patched('capture-logical'));
     this.capture = captureRunner({
       plan,
+      planInForce: () => this.planInForce(),
       migrationId: this.workflowId,
       status: this.status,
       now: () => this.now(),
