@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { holdKindOf } from '../../activities/copy/backoff';
+import { formatThrottle } from '../../cli/render';
 import { isRowError, redactMessage } from '../../lib/errors';
 import {
   applyThrottleChange,
@@ -141,5 +142,16 @@ describe('hold kinds', () => {
       'unread-slot',
     );
     expect(holdKindOf('backoff.probe returned 9, over its max 5')).toBe('probe');
+  });
+});
+
+describe('the throttle as ferry status shows it', () => {
+  it("names what an operator changed from the plan's, and nothing when they changed nothing", () => {
+    expect(formatThrottle(throttle)).toBe('1,000 rows/s, batches up to 500 rows, 2 shards at once');
+    const changed = applyThrottleChange(throttle, { maxQuerySeconds: 3600, maxUnreadSlotWalMb: null, p99Factor: 2 }, planned);
+    expect(formatThrottle(changed)).toBe(
+      "1,000 rows/s, batches up to 500 rows, 2 shards at once; changed from the plan's: pacing within 2x of the p99 before the copy; holds: queries 3600 s, replica lag 10 s, no unread-slot limit",
+    );
+    expect(formatThrottle(applyThrottleChange(throttle, { pacing: false }, planned))).toBe("1,000 rows/s, batches up to 500 rows, 2 shards at once; changed from the plan's: pacing off");
   });
 });
