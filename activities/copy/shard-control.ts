@@ -1,7 +1,8 @@
 /**
  * A copy call's watch on its shard workflow: once a second it asks the shard (a query, so no
- * history grows) for its throttle, pause and limits (backoff and pacing budget), so that a call may run for many
- * seconds and still return within about a second of a change or a pause, for the shard to apply it.
+ * history grows) for its throttle, pause and limits (backoff and pacing budget), so that a call
+ * may run for many seconds and still return within about a second of a change or a pause, for
+ * the shard to apply it.
  */
 import { Context } from '@temporalio/activity';
 import { SHARD_CONTROL_QUERY } from '../../lib/ids';
@@ -62,11 +63,8 @@ export function watchShardControl(shard: WatchedShard, askEveryMs = ASK_EVERY_MS
       const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ANSWER_WITHIN_MS)));
       const control = await Promise.race([answer, late]);
       answer.catch(() => {});
-      if (
-        control &&
-        !stopped &&
-        (control.paused || control.throttle.rowsPerSecond !== shard.rowsPerSecond || control.throttle.batchSize !== shard.batchSize || (control.limits !== undefined && !sameLimits(control.limits, shard.limits)))
-      ) {
+      const limitsChanged = control?.limits !== undefined && !sameLimits(control.limits, shard.limits);
+      if (control && !stopped && (control.paused || control.throttle.rowsPerSecond !== shard.rowsPerSecond || control.throttle.batchSize !== shard.batchSize || limitsChanged)) {
         changed = true;
         markChanged();
       }

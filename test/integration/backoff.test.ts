@@ -27,7 +27,7 @@ describe('back-off', () => {
     await worker?.stop();
   });
 
-  async function start(backoff: PlanInput['backoff']) {
+  async function start(backoff: PlanInput['backoff'], more: Pick<PlanInput, 'throttle' | 'shards'> = {}) {
     table += 1;
     await sql(url, `CREATE TABLE readings_${table} (id int PRIMARY KEY, value int NOT NULL)`);
     const plan = validatePlan({
@@ -35,13 +35,28 @@ describe('back-off', () => {
       source: { connection: 'DB', table: 'readings', key: 'id' },
       target: { connection: 'DB', table: `readings_${table}` },
       transform: { sql: { id: 'id', value: 'value' } },
-      throttle: { rowsPerSecond: 4000, batchSize: 200, checkpointSeconds: 0.5 },
+      throttle: { rowsPerSecond: 4000, batchSize: 200, checkpointSeconds: 0.5, ...more.throttle },
       backoff: { checkEverySeconds: 0.2, ...backoff },
+      ...(more.shards ? { shards: more.shards } : {}),
     });
     return { handle: await startMigration(worker.client, worker.temporal, plan, { execute: true }), target: `readings_${table}` };
   }
   const copied = async (target: string) => (await sqlRow(url, `SELECT count(*)::int AS n FROM ${target}`)).n as number;
   const backendPid = async (client: pg.Client) => (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  /** A report's two-minute query in `dbUrl`; `stop` cancels it. */
+  async function longQuery(dbUrl: string) {
+    const report = new pg.Client({ connectionString: dbUrl, application_name: 'nightly report' });
+    await report.connect();
+    const pid = await backendPid(report);
+    const long = report.query('SELECT pg_sleep(120)').catch((error: Error) => error);
+    const stop = async () => {
+      await sql(url, `SELECT pg_cancel_backend(${pid})`);
+      await long;
+      await report.end();
+    };
+    return { pid, stop };
+  }
+  const stillRunning = async (pid: number) => (await sqlRow(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ${pid} AND state = 'active'`)).n === 1;
   const reasonOf = async (id: string) => (await migrationReport(worker.client, id)).status!.shards[0]?.throttleReason ?? null;
 
   it("holds while the plan's probe reads over its limit, and says so in status", async () => {
@@ -74,25 +89,10 @@ describe('back-off', () => {
   });
 
   it('goes on when an operator raises the query limit while a long query holds it, in every shard, and refuses a limit of 0', async () => {
-    table += 1;
-    const target = `readings_${table}`;
-    await sql(url, `CREATE TABLE ${target} (id int PRIMARY KEY, value int NOT NULL)`);
     // Two shards, one at a time: the second starts after the change, and must start with it.
-    const plan = validatePlan({
-      name: `backoff-${table}`,
-      source: { connection: 'DB', table: 'readings', key: 'id' },
-      target: { connection: 'DB', table: target },
-      transform: { sql: { id: 'id', value: 'value' } },
-      throttle: { rowsPerSecond: 4000, batchSize: 200, checkpointSeconds: 30, concurrency: 1 },
-      shards: { count: 2 },
-      backoff: { checkEverySeconds: 0.2, maxQuerySeconds: 1 },
-    });
-    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const { handle, target } = await start({ maxQuerySeconds: 1 }, { throttle: { checkpointSeconds: 30, concurrency: 1 }, shards: { count: 2 } });
     await eventually(async () => (await copied(target)) > 0, 20_000, 'the first rows');
-    const report = new pg.Client({ connectionString: url, application_name: 'nightly report' });
-    await report.connect();
-    const pid = await backendPid(report);
-    const long = report.query('SELECT pg_sleep(120)').catch((error: Error) => error);
+    const { pid, stop } = await longQuery(url);
     try {
       await eventually(async () => (await reasonOf(handle.workflowId))?.includes('over backoff.maxQuerySeconds (1 s)'), 20_000, 'the hold');
       const before = (await migrationReport(worker.client, handle.workflowId)).status!;
@@ -117,12 +117,10 @@ describe('back-off', () => {
       expect(status.rowsWritten).toBe(ROWS);
       expect(status.events).toContainEqual(expect.objectContaining({ kind: 'throttle', detail: 'backoff.maxQuerySeconds 1 -> 3600 (the report runs for an hour)' }));
       // The query was not waited out, and the rows are the source's, by this test's own digest.
-      expect(await sqlRow(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ${pid} AND state = 'active'`)).toEqual({ n: 1 });
+      expect(await stillRunning(pid)).toBe(true);
       expect(await rowsDigest(url, `SELECT * FROM ${target}`)).toEqual(await rowsDigest(url, 'SELECT * FROM readings'));
     } finally {
-      await sql(url, `SELECT pg_cancel_backend(${pid})`);
-      await long;
-      await report.end();
+      await stop();
     }
   });
 
@@ -130,23 +128,18 @@ describe('back-off', () => {
     const otherUrl = await createTestDatabase('backoff_other');
     const { handle, target } = await start({ maxQuerySeconds: 1 });
     await eventually(async () => (await copied(target)) > 0, 20_000, 'the first rows');
-    const report = new pg.Client({ connectionString: otherUrl, application_name: 'nightly report' });
-    await report.connect();
-    const pid = await backendPid(report);
-    const long = report.query('SELECT pg_sleep(120)').catch((error: Error) => error);
+    const { pid, stop } = await longQuery(otherUrl);
     try {
-      await eventually(async () => (await sqlRow(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ${pid} AND state = 'active'`)).n === 1, 10_000, 'the long query');
+      await eventually(async () => stillRunning(pid), 10_000, 'the long query');
       const reasons: (string | null)[] = [];
       const watching = setInterval(() => void reasonOf(handle.workflowId).then((reason) => reasons.push(reason), () => {}), 200);
       // Held by it, the copy would wait the query's 120 s out.
       const status = await handle.result().finally(() => clearInterval(watching));
       expect(status.rowsWritten).toBe(ROWS);
       expect(reasons.filter((reason) => reason?.includes('a query on the source'))).toEqual([]);
-      expect(await sqlRow(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ${pid} AND state = 'active'`)).toEqual({ n: 1 });
+      expect(await stillRunning(pid)).toBe(true);
     } finally {
-      await sql(url, `SELECT pg_cancel_backend(${pid})`);
-      await long;
-      await report.end();
+      await stop();
     }
   });
 

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
 import { changeThrottle, migrationReport, startMigration } from '../../operator';
 import { formatStatus } from '../../cli/render';
-import { validatePlan } from '../../lib/plan';
+import { validatePlan, type PlanInput } from '../../lib/plan';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, rowsDigest, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
@@ -26,26 +26,41 @@ describe('pacing by the application', () => {
     await worker?.stop();
   });
 
-  it('slows down while the application waits on a lock on the source, says so, and finishes once it is gone', async () => {
+  /** Copies ledger into `target` under a rows/s ceiling, which keeps the copy going long enough to watch; the controller runs below it. */
+  async function startCopy(target: string, throttle: PlanInput['throttle']) {
     const plan = validatePlan({
-      name: 'paced',
+      name: target.replace(/_/g, '-'),
       source: { connection: 'DB', table: 'ledger', key: 'id' },
-      target: { connection: 'DB', table: 'ledger_new' },
+      target: { connection: 'DB', table: target },
       transform: { sql: { id: 'id', amount: 'amount' } },
-      // A ceiling keeps the copy going long enough to watch; the controller runs below it.
-      throttle: { rowsPerSecond: 4000, checkpointSeconds: 0.5 },
+      throttle,
     });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
-    const copied = async () => (await sqlRow(url, 'SELECT count(*)::int AS n FROM ledger_new')).n as number;
+    const copied = async () => (await sqlRow(url, `SELECT count(*)::int AS n FROM ${target}`)).n as number;
     await eventually(async () => (await copied()) > 0, 30_000, 'the first rows');
+    return { handle, copied };
+  }
 
-    // A maintenance session takes a lock that lets the copy read but makes the application's
-    // writes wait: the application feels the wait, the copier does not.
+  /**
+   * A maintenance session takes a lock that lets the copy read but makes the application's write
+   * of row `id` wait: the application feels the wait, the copier does not. Returns its release.
+   */
+  async function appWaitingOnLock(id: number): Promise<() => Promise<void>> {
     const maintenance = new pg.Client({ connectionString: url, application_name: 'maintenance' });
     const app = new pg.Client({ connectionString: url, application_name: 'ledger app' });
     await Promise.all([maintenance.connect(), app.connect()]);
     await maintenance.query('BEGIN; LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE');
-    const writing = app.query('UPDATE ledger SET amount = amount + 1 WHERE id = 1');
+    const writing = app.query(`UPDATE ledger SET amount = amount + 1 WHERE id = ${id}`);
+    return async () => {
+      await maintenance.query('COMMIT');
+      await writing;
+      await Promise.all([maintenance.end(), app.end()]);
+    };
+  }
+
+  it('slows down while the application waits on a lock on the source, says so, and finishes once it is gone', async () => {
+    const { handle, copied } = await startCopy('ledger_new', { rowsPerSecond: 4000, checkpointSeconds: 0.5 });
+    const release = await appWaitingOnLock(1);
 
     const reason = await eventually(async () => {
       const shard = (await migrationReport(worker.client, handle.workflowId)).status?.shards[0];
@@ -68,9 +83,7 @@ describe('pacing by the application', () => {
     expect((await copied()) - before).toBeLessThan(8000);
     await eventually(async () => ((await pacedRate()) ?? Infinity) <= 2000 || undefined, 30_000, 'the paced rate at half the ceiling or less');
 
-    await maintenance.query('COMMIT');
-    await writing;
-    await Promise.all([maintenance.end(), app.end()]);
+    await release();
     const status = await handle.result();
     expect(status.phase).toBe('completed');
     // The test's own check, not Ferry's: every row arrived with its value (row 1 as updated).
@@ -83,24 +96,10 @@ describe('pacing by the application', () => {
 
   it('lets an operator turn the controller off and on again while it runs; a p99 factor with it off is refused and changes nothing', async () => {
     await sql(url, 'CREATE TABLE ledger_ops (id int PRIMARY KEY, amount int NOT NULL)');
-    const plan = validatePlan({
-      name: 'paced-ops',
-      source: { connection: 'DB', table: 'ledger', key: 'id' },
-      target: { connection: 'DB', table: 'ledger_ops' },
-      transform: { sql: { id: 'id', amount: 'amount' } },
-      throttle: { rowsPerSecond: 2000, checkpointSeconds: 30 },
-    });
-    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const { handle } = await startCopy('ledger_ops', { rowsPerSecond: 2000, checkpointSeconds: 30 });
     const id = handle.workflowId;
-    const copied = async () => (await sqlRow(url, 'SELECT count(*)::int AS n FROM ledger_ops')).n as number;
     const reasonNow = async () => (await migrationReport(worker.client, id)).status?.shards[0]?.throttleReason ?? '';
-    await eventually(async () => (await copied()) > 0, 30_000, 'the first rows');
-
-    const maintenance = new pg.Client({ connectionString: url, application_name: 'maintenance' });
-    const app = new pg.Client({ connectionString: url, application_name: 'ledger app' });
-    await Promise.all([maintenance.connect(), app.connect()]);
-    await maintenance.query('BEGIN; LOCK TABLE ledger IN SHARE ROW EXCLUSIVE MODE');
-    const writing = app.query('UPDATE ledger SET amount = amount + 1 WHERE id = 2');
+    const release = await appWaitingOnLock(2);
     try {
       await eventually(async () => /^paced at \d+ rows\/s by lock-waits/.test(await reasonNow()) || undefined, 30_000, 'the controller pacing');
 
@@ -122,9 +121,7 @@ describe('pacing by the application', () => {
       expect(on.budget).toMatchObject({ p99Factor: 3, maxLockWaits: 0 });
       await eventually(async () => /^paced at \d+ rows\/s by lock-waits/.test(await reasonNow()) || undefined, 10_000, 'the controller pacing again');
     } finally {
-      await maintenance.query('COMMIT');
-      await writing;
-      await Promise.all([maintenance.end(), app.end()]);
+      await release();
     }
     const status = await handle.result();
     expect(status.phase).toBe('completed');

@@ -23,7 +23,7 @@ import {
 } from '../../lib/messages-input';
 import { lapseOf, refusalOf, type RequestKind } from '../../lib/requests';
 import { addSample, recountRows } from '../../lib/status';
-import { applyThrottleChange, throttleChangeRefusal, throttleChanges } from '../../lib/throttle';
+import { applyThrottleChange, limitsInForce, sameLimits, throttleChangeRefusal, throttleChanges } from '../../lib/throttle';
 import { uncleanReason } from '../../lib/verification-runs';
 import {
   abortUpdate,
@@ -75,12 +75,13 @@ export function setMigrationHandlers(run: MigrationRun): void {
     async (payload) => {
       const change = trusted(parseThrottleChange(payload));
       const before = status.throttle;
-      status.throttle = applyThrottleChange(before, change, run.plannedLimits());
-      const changes = throttleChanges(before, status.throttle, run.plannedLimits());
+      const planned = run.plannedLimits();
+      status.throttle = applyThrottleChange(before, change, planned);
+      const changes = throttleChanges(before, status.throttle, planned);
       run.record('throttle', change, changes.length ? changes.join(', ') : 'no change');
       await run.tellShards('throttle');
       // Only a change of the limits tells the shards of them: a history from before them replays as it ran.
-      if (changes.some((change) => /^(backoff\.|budget\.|pacing )/.test(change))) await run.tellShards('limits');
+      if (!sameLimits(limitsInForce(before, planned), limitsInForce(status.throttle, planned))) await run.tellShards('limits');
       return status.throttle;
     },
     {
