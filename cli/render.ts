@@ -66,7 +66,12 @@ export function formatThrottle(throttle: Throttle): string {
   const shape = `${rate}, batches up to ${formatCount(throttle.batchSize)} rows, ${throttle.concurrency} shard${throttle.concurrency === 1 ? '' : 's'} at once`;
   const changed: string[] = [];
   const { backoff, budget } = throttle;
-  if (budget !== undefined) changed.push(budget === null ? 'pacing off' : `pacing within ${budget.p99Factor}x of the p99 before the copy`);
+  if (budget === null) changed.push('pacing off');
+  else if (budget !== undefined) {
+    const waits = `${budget.maxLockWaits} lock wait${budget.maxLockWaits === 1 ? '' : 's'}`;
+    const active = budget.maxActiveBackends === undefined ? '' : `, ${budget.maxActiveBackends} active sessions`;
+    changed.push(`pacing within ${budget.p99Factor}x of the p99 before the copy, ${waits}${active}`);
+  }
   if (backoff) {
     const slot = backoff.maxUnreadSlotWalMb === null ? 'no unread-slot limit' : `unread slots ${backoff.maxUnreadSlotWalMb} MB`;
     changed.push(`holds: queries ${backoff.maxQuerySeconds} s, replica lag ${backoff.maxReplicaLagSeconds} s, ${slot}`);

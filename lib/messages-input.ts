@@ -158,7 +158,7 @@ export function parseThrottleChange(payload: unknown): Parsed<ThrottleChange> {
     return {
       ok: false,
       problems: [
-        `the payload must be an object { rowsPerSecond?, batchSize?, concurrency?, maxReplicaLagSeconds?, maxQuerySeconds?, maxUnreadSlotWalMb?, pacing?, p99Factor?, by?, reason? }, not ${kindOf(payload)}`,
+        `the payload must be an object { rowsPerSecond?, batchSize?, concurrency?, maxReplicaLagSeconds?, maxQuerySeconds?, maxUnreadSlotWalMb?, pacing?, p99Factor?, maxLockWaits?, maxActiveBackends?, by?, reason? }, not ${kindOf(payload)}`,
       ],
     };
   }

@@ -46,7 +46,9 @@ export const throttleBounds = {
 export type ThrottleSetting = keyof typeof throttleBounds;
 const settings = Object.keys(throttleBounds) as ThrottleSetting[];
 /** What one change may set: the throttle's settings, the backoff limits and the pacing controller's. */
-const changeable: readonly string[] = [...settings, ...backoffLimitNames, 'pacing', 'p99Factor'];
+const changeable: readonly string[] = [...settings, ...backoffLimitNames, 'pacing', 'p99Factor', 'maxLockWaits', 'maxActiveBackends'];
+/** The pacing budget's settings an operator may change while it runs: what the application feels. */
+const budgetSettingNames = ['p99Factor', 'maxLockWaits', 'maxActiveBackends'] as const;
 
 /** Defaults near the limit: big batches where the copy is fast, and the pacing controller on. */
 export const throttleDefaults = {
@@ -84,6 +86,14 @@ function p99Factor() {
     .max(100, { error: (issue) => `must be between 1 and 100, not ${String(issue.input)}` });
 }
 
+/** A whole number of sessions, at least `min`. */
+function wholeAtLeast(min: number) {
+  return z
+    .number({ error: (issue) => `must be a number, not ${JSON.stringify(issue.input)}` })
+    .int({ error: (issue) => `must be a whole number, not ${String(issue.input)}` })
+    .min(min, { error: (issue) => `must be at least ${min}, not ${String(issue.input)}` });
+}
+
 /** The plan's budget for the pacing controller: what the copy may cost the application. */
 export const pacingBudgetSchema = z.strictObject({
   /**
@@ -92,9 +102,9 @@ export const pacingBudgetSchema = z.strictObject({
    */
   p99Factor: p99Factor().default(1.2),
   /** Sessions that may wait on a lock on the source or target, or on a copy batch. (Default: 0) */
-  maxLockWaits: z.number().int().min(0).default(0),
+  maxLockWaits: wholeAtLeast(0).default(0),
   /** Active sessions other than Ferry's; omit for 1.5x the most seen before the copy, plus 2. */
-  maxActiveBackends: z.number().int().min(1).optional(),
+  maxActiveBackends: wholeAtLeast(1).optional(),
   /** WAL written per second, bytes; omit for none (checkpoints forced by WAL always count). */
   maxWalBytesPerSecond: z.number().positive().optional(),
   /** Replay lag of any replica of the source, seconds. (Default: 2) */
@@ -148,8 +158,11 @@ export interface ThrottleChange {
   maxUnreadSlotWalMb?: number | null;
   /** false turns the pacing controller off (the rows/s ceiling and the holds stay); true turns it on, with the plan's budget or the defaults. */
   pacing?: boolean;
-  /** The pacing budget's p99 factor; the controller must be on (or turned on by the same change). */
+  /** The pacing budget's settings; the controller must be on (or turned on by the same change). */
   p99Factor?: number;
+  maxLockWaits?: number;
+  /** A number, or null for 1.5x the most seen before the copy, plus 2. */
+  maxActiveBackends?: number | null;
   /** Who asked, for the record. */
   by?: string;
   reason?: string;
@@ -170,6 +183,8 @@ export const throttleChangeSchema = z
     maxUnreadSlotWalMb: backoffLimit().nullable().optional(),
     pacing: z.boolean({ error: (issue) => `must be true or false, not ${JSON.stringify(issue.input)}` }).optional(),
     p99Factor: p99Factor().optional(),
+    maxLockWaits: wholeAtLeast(0).optional(),
+    maxActiveBackends: wholeAtLeast(1).nullable().optional(),
     by: z
       .string({ error: 'must be text' })
       .refine((by) => by.trim() !== '' && by.length <= MAX_NAME, `must be a name of 1 to ${MAX_NAME} characters`)
@@ -241,10 +256,11 @@ export function sameLimits(a: PlanLimits, b: PlanLimits): boolean {
 
 /** Why a valid change cannot apply to the throttle in force; null when it can. */
 export function throttleChangeRefusal(current: Throttle, change: ThrottleChange, planned: PlanLimits): string | null {
-  if (change.p99Factor === undefined) return null;
-  if (change.pacing === false) return 'p99Factor sets the pacing controller, which pacing: false turns off';
+  const set = budgetSettingNames.filter((name) => change[name] !== undefined).join(', ');
+  if (!set) return null;
+  if (change.pacing === false) return `pacing: false turns off the controller that ${set} would set`;
   if (change.pacing !== true && limitsInForce(current, planned).budget === null) {
-    return 'the pacing controller is off, so p99Factor has nothing to set: turn it on with it (ferry throttle --pacing on)';
+    return `the pacing controller is off: turn it on in the same change (ferry throttle --pacing on) to set ${set}`;
   }
   return null;
 }
@@ -263,13 +279,23 @@ export function applyThrottleChange(current: Throttle, change: ThrottleChange, p
     maxUnreadSlotWalMb: change.maxUnreadSlotWalMb === undefined ? was.backoff.maxUnreadSlotWalMb : change.maxUnreadSlotWalMb,
   };
   let budget = change.pacing === false ? null : change.pacing === true ? (was.budget ?? planned.budget ?? pacingBudgetSchema.parse({})) : was.budget;
-  if (budget && change.p99Factor !== undefined) budget = { ...budget, p99Factor: change.p99Factor };
+  if (budget) budget = withBudgetSettings(budget, change);
   // A limit set to what is in force changes nothing: the throttle keeps following the plan.
   if (!sameBackoff(backoff, was.backoff)) throttle.backoff = backoff;
   else if (current.backoff) throttle.backoff = current.backoff;
   if (!sameBudget(budget, was.budget)) throttle.budget = budget;
   else if (current.budget !== undefined) throttle.budget = current.budget;
   return throttle;
+}
+
+/** `budget` with the settings `change` gives; a null maxActiveBackends goes back to the one from before the copy. */
+function withBudgetSettings(budget: ThrottleBudget, change: ThrottleChange): ThrottleBudget {
+  const next: ThrottleBudget = { ...budget };
+  if (change.p99Factor !== undefined) next.p99Factor = change.p99Factor;
+  if (change.maxLockWaits !== undefined) next.maxLockWaits = change.maxLockWaits;
+  if (change.maxActiveBackends === null) delete next.maxActiveBackends;
+  else if (change.maxActiveBackends !== undefined) next.maxActiveBackends = change.maxActiveBackends;
+  return next;
 }
 
 /** Each setting a change moved, as "name before -> after". */
@@ -282,7 +308,14 @@ export function throttleChanges(before: Throttle, after: Throttle, planned: Plan
     ...backoffLimitNames.filter((name) => was.backoff[name] !== now.backoff[name]).map((name) => `backoff.${name} ${shown(was.backoff[name])} -> ${shown(now.backoff[name])}`),
   ];
   if ((was.budget === null) !== (now.budget === null)) changes.push(`pacing ${was.budget ? 'on' : 'off'} -> ${now.budget ? 'on' : 'off'}`);
-  if (was.budget && now.budget && was.budget.p99Factor !== now.budget.p99Factor) changes.push(`budget.p99Factor ${was.budget.p99Factor} -> ${now.budget.p99Factor}`);
+  if (was.budget && now.budget) {
+    const before = was.budget;
+    const after = now.budget;
+    const auto = (value: number | undefined) => (value === undefined ? 'auto' : String(value));
+    changes.push(
+      ...budgetSettingNames.filter((name) => before[name] !== after[name]).map((name) => `budget.${name} ${auto(before[name])} -> ${auto(after[name])}`),
+    );
+  }
   return changes;
 }
 

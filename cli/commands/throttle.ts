@@ -16,6 +16,8 @@ interface ThrottleOptions extends NoteOptions {
   maxUnreadSlotWalMb?: string;
   pacing?: string;
   p99Factor?: string;
+  maxLockWaits?: string;
+  maxActiveBackends?: string;
 }
 
 export function addThrottleCommand(program: Command): void {
@@ -32,6 +34,8 @@ export function addThrottleCommand(program: Command): void {
       .option('--max-unread-slot-wal-mb <mb>', 'hold while a replication slot nothing reads holds more WAL, or "none" (backoff.maxUnreadSlotWalMb)')
       .option('--pacing <on|off>', 'the pacing controller: off leaves the rows/s ceiling and the holds; on uses the plan\'s budget or the defaults')
       .option('--p99-factor <x>', "the pacing budget: keep the foreground's p99 within this multiple of what it was before the copy (throttle.budget.p99Factor)")
+      .option('--max-lock-waits <n>', "the pacing budget: sessions that may wait on a lock on the tables involved (throttle.budget.maxLockWaits)")
+      .option('--max-active-backends <n>', 'the pacing budget: active sessions not Ferry\'s, or "auto" for 1.5x the most seen before the copy, plus 2')
       .option('--json', 'print the throttle now in force as JSON', false),
   ).action(async (migrationId: string, options: ThrottleOptions & { json: boolean }, command: Command) => {
     const change = throttleChangeOf(options);
@@ -60,5 +64,9 @@ function throttleChangeOf(options: ThrottleOptions): ThrottleChange {
     change.pacing = options.pacing === 'on';
   }
   if (options.p99Factor !== undefined) change.p99Factor = decimalNumber('--p99-factor', options.p99Factor);
+  if (options.maxLockWaits !== undefined) change.maxLockWaits = wholeNumber('--max-lock-waits', options.maxLockWaits);
+  if (options.maxActiveBackends !== undefined) {
+    change.maxActiveBackends = options.maxActiveBackends === 'auto' ? null : wholeNumber('--max-active-backends', options.maxActiveBackends);
+  }
   return change;
 }

@@ -111,7 +111,7 @@ const cliRows: BadInput[] = (
 const vermilion = 'vermilion';
 const updateRows: BadInput[] = (
   [
-    ['setThrottle with no payload', 'setThrottle', [], 'the payload must be an object { rowsPerSecond?, batchSize?, concurrency?, maxReplicaLagSeconds?, maxQuerySeconds?, maxUnreadSlotWalMb?, pacing?, p99Factor?, by?, reason? }, not nothing'],
+    ['setThrottle with no payload', 'setThrottle', [], 'the payload must be an object { rowsPerSecond?, batchSize?, concurrency?, maxReplicaLagSeconds?, maxQuerySeconds?, maxUnreadSlotWalMb?, pacing?, p99Factor?, maxLockWaits?, maxActiveBackends?, by?, reason? }, not nothing'],
     ['setThrottle with a batch size of 0', 'setThrottle', [{ batchSize: 0 }], 'batchSize must be between 10 and 100000, not 0'],
     ['setThrottle with a rate as text', 'setThrottle', [{ rowsPerSecond: 'fast' }], 'rowsPerSecond must be a number'],
     ['setThrottle with an unknown setting', 'setThrottle', [{ colour: vermilion, batchSize: 100 }], 'colour is not a throttle setting'],

@@ -94,7 +94,7 @@ describe('pacing by the application', () => {
     expect(await copied()).toBe(ROWS);
   });
 
-  it('lets an operator turn the controller off and on again while it runs; a p99 factor with it off is refused and changes nothing', async () => {
+  it('lets an operator turn the controller off and on again and widen its budget while it runs; a p99 factor with it off is refused and changes nothing', async () => {
     await sql(url, 'CREATE TABLE ledger_ops (id int PRIMARY KEY, amount int NOT NULL)');
     const { handle } = await startCopy('ledger_ops', { rowsPerSecond: 2000, checkpointSeconds: 30 });
     const id = handle.workflowId;
@@ -111,7 +111,7 @@ describe('pacing by the application', () => {
 
       // A p99 factor while the controller is off has nothing to set: refused, nothing moves.
       const before = (await migrationReport(worker.client, id)).status!;
-      await expect(changeThrottle(worker.client, id, { p99Factor: 2 })).rejects.toThrow('the pacing controller is off, so p99Factor has nothing to set');
+      await expect(changeThrottle(worker.client, id, { p99Factor: 2 })).rejects.toThrow('the pacing controller is off: turn it on in the same change (ferry throttle --pacing on) to set p99Factor');
       const after = (await migrationReport(worker.client, id)).status!;
       expect(after.throttle).toEqual(before.throttle);
       expect(after.events.filter((e) => e.kind === 'throttle')).toEqual(before.events.filter((e) => e.kind === 'throttle'));
@@ -120,12 +120,22 @@ describe('pacing by the application', () => {
       const on = await changeThrottle(worker.client, id, { pacing: true, p99Factor: 3, by: 'alice' });
       expect(on.budget).toMatchObject({ p99Factor: 3, maxLockWaits: 0 });
       await eventually(async () => /^paced at \d+ rows\/s by lock-waits/.test(await reasonNow()) || undefined, 10_000, 'the controller pacing again');
+
+      // One waiting session is within a budget of one: the lock no longer holds the copy back.
+      const roomier = await ferry(['throttle', id, '--max-lock-waits', '1', '--by', 'alice'], worker.temporal);
+      expect(roomier.code, roomier.stderr).toBe(ExitCode.ok);
+      expect(roomier.stdout).toContain("changed from the plan's: pacing within 3x of the p99 before the copy, 1 lock wait");
+      await eventually(async () => !/by lock-waits/.test(await reasonNow()) || undefined, 10_000, 'the copy no longer paced by the lock wait');
     } finally {
       await release();
     }
     const status = await handle.result();
     expect(status.phase).toBe('completed');
-    expect(status.events.filter((e) => e.kind === 'throttle').map((e) => e.detail)).toEqual(['pacing on -> off (the lock is expected)', 'pacing off -> on']);
+    expect(status.events.filter((e) => e.kind === 'throttle').map((e) => e.detail)).toEqual([
+      'pacing on -> off (the lock is expected)',
+      'pacing off -> on',
+      'budget.maxLockWaits 0 -> 1',
+    ]);
     const digest = (table: string) => rowsDigest(url, `SELECT id, amount FROM ${table}`);
     expect(await digest('ledger_ops')).toEqual(await digest('ledger'));
   });

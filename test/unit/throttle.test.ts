@@ -49,10 +49,10 @@ describe('throttle changes', () => {
     const off = applyThrottleChange(throttle, { pacing: false }, planned);
     expect(off).toEqual({ ...throttle, budget: null });
     expect(throttleChanges(throttle, off, planned)).toEqual(['pacing on -> off']);
-    expect(throttleChangeRefusal(off, { p99Factor: 2 }, planned)).toBe(
-      'the pacing controller is off, so p99Factor has nothing to set: turn it on with it (ferry throttle --pacing on)',
+    expect(throttleChangeRefusal(off, { p99Factor: 2, maxLockWaits: 1 }, planned)).toBe(
+      'the pacing controller is off: turn it on in the same change (ferry throttle --pacing on) to set p99Factor, maxLockWaits',
     );
-    expect(throttleChangeRefusal(throttle, { p99Factor: 2, pacing: false }, planned)).toBe('p99Factor sets the pacing controller, which pacing: false turns off');
+    expect(throttleChangeRefusal(throttle, { p99Factor: 2, pacing: false }, planned)).toBe('pacing: false turns off the controller that p99Factor would set');
     expect(throttleChangeRefusal(off, { p99Factor: 2, pacing: true }, planned)).toBeNull();
     const on = applyThrottleChange(off, { pacing: true, p99Factor: 2 }, planned);
     expect(limitsInForce(on, planned).budget).toEqual({ ...planned.budget, p99Factor: 2 });
@@ -60,6 +60,13 @@ describe('throttle changes', () => {
     expect(throttleChanges(throttle, on, planned)).toEqual(['budget.p99Factor 1.2 -> 2']);
     // On when on, or the factor it has, changes nothing.
     expect(applyThrottleChange(throttle, { pacing: true, p99Factor: 1.2 }, planned)).toEqual(throttle);
+    // Lock waits and active sessions: what the application feels; a null active-session limit goes back to the one from before the copy.
+    const roomier = applyThrottleChange(throttle, { maxLockWaits: 2, maxActiveBackends: 40 }, planned);
+    expect(limitsInForce(roomier, planned).budget).toMatchObject({ maxLockWaits: 2, maxActiveBackends: 40 });
+    expect(throttleChanges(throttle, roomier, planned)).toEqual(['budget.maxLockWaits 0 -> 2', 'budget.maxActiveBackends auto -> 40']);
+    const auto = applyThrottleChange(roomier, { maxActiveBackends: null }, planned);
+    expect(limitsInForce(auto, planned).budget).not.toHaveProperty('maxActiveBackends');
+    expect(throttleChanges(roomier, auto, planned)).toEqual(['budget.maxActiveBackends 40 -> auto']);
     // A plan that turned the controller off gets the default budget when an operator turns it on.
     const unpaced: PlanLimits = { backoff, budget: null };
     expect(limitsInForce(applyThrottleChange(throttle, { pacing: true }, unpaced), unpaced).budget).toEqual(budgetOf({}));
@@ -72,6 +79,8 @@ describe('throttle changes', () => {
     [{ maxUnreadSlotWalMb: '10' }, 'maxUnreadSlotWalMb must be a number, not "10"'],
     [{ p99Factor: 0.5 }, 'p99Factor must be between 1 and 100, not 0.5'],
     [{ pacing: 'off' }, 'pacing must be true or false, not "off"'],
+    [{ maxLockWaits: -1 }, 'maxLockWaits must be at least 0, not -1'],
+    [{ maxActiveBackends: 2.5 }, 'maxActiveBackends must be a whole number, not 2.5'],
     [{ rowsPerSecond: 0 }, 'rowsPerSecond must be between 1 and 10000000, not 0'],
     [{ rowsPerSecond: -5 }, 'rowsPerSecond must be between 1 and 10000000, not -5'],
     [{ rowsPerSecond: Number.NaN }, 'rowsPerSecond must be a number, not null'],
@@ -79,8 +88,8 @@ describe('throttle changes', () => {
     [{ batchSize: 1e9 }, 'batchSize must be between 10 and 100000, not 1000000000'],
     [{ batchSize: 10.5 }, 'batchSize must be a whole number, not 10.5'],
     [{ concurrency: 65 }, 'concurrency must be between 1 and 64, not 65'],
-    [{ speed: 3 }, 'speed is not a throttle setting (known: rowsPerSecond, batchSize, concurrency, maxReplicaLagSeconds, maxQuerySeconds, maxUnreadSlotWalMb, pacing, p99Factor)'],
-    [{}, 'nothing to change: give at least one of rowsPerSecond, batchSize, concurrency, maxReplicaLagSeconds, maxQuerySeconds, maxUnreadSlotWalMb, pacing, p99Factor'],
+    [{ speed: 3 }, 'speed is not a throttle setting (known: rowsPerSecond, batchSize, concurrency, maxReplicaLagSeconds, maxQuerySeconds, maxUnreadSlotWalMb, pacing, p99Factor, maxLockWaits, maxActiveBackends)'],
+    [{}, 'nothing to change: give at least one of rowsPerSecond, batchSize, concurrency, maxReplicaLagSeconds, maxQuerySeconds, maxUnreadSlotWalMb, pacing, p99Factor, maxLockWaits, maxActiveBackends'],
     [null, 'a throttle change must be an object'],
   ])('refuses %j', (change, problem) => {
     expect(throttleChangeProblems(change)).toContain(problem);
@@ -150,7 +159,7 @@ describe('the throttle as ferry status shows it', () => {
     expect(formatThrottle(throttle)).toBe('1,000 rows/s, batches up to 500 rows, 2 shards at once');
     const changed = applyThrottleChange(throttle, { maxQuerySeconds: 3600, maxUnreadSlotWalMb: null, p99Factor: 2 }, planned);
     expect(formatThrottle(changed)).toBe(
-      "1,000 rows/s, batches up to 500 rows, 2 shards at once; changed from the plan's: pacing within 2x of the p99 before the copy; holds: queries 3600 s, replica lag 10 s, no unread-slot limit",
+      "1,000 rows/s, batches up to 500 rows, 2 shards at once; changed from the plan's: pacing within 2x of the p99 before the copy, 0 lock waits; holds: queries 3600 s, replica lag 10 s, no unread-slot limit",
     );
     expect(formatThrottle(applyThrottleChange(throttle, { pacing: false }, planned))).toBe("1,000 rows/s, batches up to 500 rows, 2 shards at once; changed from the plan's: pacing off");
   });
