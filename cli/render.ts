@@ -1,6 +1,6 @@
 /** Plain-text views of inspections and statuses, for the CLI and the demo. */
 import { describeCapture, formatBytes } from '../lib/capture';
-import { holdingSignalOf } from '../lib/pacing-controller';
+import { holdingSignalOf, type PacingSignal } from '../lib/pacing-controller';
 import type { Inspection } from '../lib/inspection';
 import { describeRange } from '../lib/key-range';
 import type { MismatchReport } from '../activities/verify/verifier';
@@ -78,6 +78,17 @@ export function formatThrottle(throttle: Throttle): string {
   }
   return changed.length ? `${shape}; changed from the plan's: ${changed.join('; ')}` : shape;
 }
+
+/** The `ferry throttle` flag that gives a pacing signal more room; null where only --pacing off does. */
+const LOOSENED_BY: Record<PacingSignal, string | null> = {
+  latency: '--p99-factor X',
+  'lock-waits': '--max-lock-waits N',
+  'active-backends': '--max-active-backends N',
+  checkpoints: null,
+  wal: null,
+  'replica-lag': null,
+  ceiling: '--rows-per-second N',
+};
 
 function shardLine(shard: ShardStatus): string {
   const where = shard.partitionValue !== null ? `partition ${shard.partitionValue}` : describeRange(shard.range);
@@ -176,10 +187,18 @@ export function formatStatus(report: MigrationReport): string {
     `rows      ${formatCount(status.rowsRead)} read, ${formatCount(status.rowsWritten)} written, ${formatCount(rowsSkipped(status))} already present, ${formatCount(status.rowsFailed)} failed`,
     `throttle  ${formatThrottle(status.throttle)}`,
   );
-  const held = holdingSignals(status).map((h) => `${h.signal} (shard${h.shards.length === 1 ? '' : 's'} ${h.shards.join(', ')})`);
+  const holding = holdingSignals(status);
+  const held = holding.map((h) => `${h.signal} (shard${h.shards.length === 1 ? '' : 's'} ${h.shards.join(', ')})`);
   const applyHeldBy = status.capture && status.capture.removedAt === null ? holdingSignalOf(status.capture.throttleReason) : null;
   if (applyHeldBy) held.push(`${applyHeldBy} (change apply)`);
   if (held.length) lines.push(`held by   ${held.join(', ')}`);
+  const signals = [...new Set([...holding.map((h) => h.signal), ...(applyHeldBy ? [applyHeldBy] : [])])];
+  if (signals.length) {
+    const flags = [...new Set(signals.map((signal) => LOOSENED_BY[signal]).filter((flag) => flag !== null))].join(' ');
+    // The controller off frees a copy held by any signal but the rows/s ceiling.
+    const off = signals.some((signal) => signal !== 'ceiling') ? (flags ? ' (or --pacing off)' : ' --pacing off') : '';
+    lines.push(`loosen    ferry throttle ${status.migrationId}${flags ? ` ${flags}` : ''}${off}`);
+  }
   if (status.flags) {
     const f = status.flags;
     lines.push(`flags     v${f.version}: write old ${f.writeOld ? 'on' : 'off'}, write new ${f.writeNew ? 'on' : 'off'}, reads from ${f.readFrom}, compare ${f.comparePercent}%`);

@@ -69,6 +69,7 @@ describe('pacing by the application', () => {
     expect(reason).toContain('(budget 0)');
     const report = await migrationReport(worker.client, handle.workflowId);
     expect(formatStatus(report)).toMatch(/^held by {3}lock-waits \(shard 0\)$/m);
+    expect(formatStatus(report)).toContain(`\nloosen    ferry throttle ${handle.workflowId} --max-lock-waits N (or --pacing off)\n`);
 
     // Held back, the copy goes on well below its ceiling (which would copy 8,000 rows in 2 s): the
     // rate the controller names keeps falling while the lock is held. Rows counted over a window
