@@ -68,7 +68,7 @@ export interface CopyThrottle {
    * on at once and make it up.
    */
   afterBatch(rows: number, startedAt?: number): ThrottleWait;
-  /** For the next call; null when the plan turned the controller off. */
+  /** For the next call; with the controller off, the memory it was given (null when none). */
   pacing(): CopyPacing | null;
 }
 
@@ -177,7 +177,10 @@ export async function openCopyThrottle(options: CopyThrottleOptions): Promise<Co
     },
 
     pacing: () => {
-      if (!pacing) return null;
+      // With the controller off (by an operator, while it runs), the memory goes on unchanged for
+      // when it is turned on again: its baseline is the foreground before the copy, which a look
+      // taken now, with the other shards copying, would not see.
+      if (!pacing) return options.pacing ?? null;
       // Rows count over the time they are paid for: a short call whose last batch waits out its
       // pace after the call ends still copied at that rate. (Counted up to now only, a call of one
       // batch never reached half a second, and the rate it carried on never changed.)

@@ -49,6 +49,12 @@ describe("the change apply's pace", () => {
   const applyThrottle = (rowsPerSecond: number | null, arriving: number | null) =>
     openCopyThrottle({ pool, plan, rowsPerSecond, pacing: atFloor(), writer: 'the change apply', keepUpWith: () => arriving });
 
+  it('keeps the controller memory unchanged while an operator has the controller off, and goes at the ceiling', async () => {
+    const off = await openCopyThrottle({ pool, plan: validatePlan({ ...plan, throttle: { budget: false } }), rowsPerSecond: 1200, pacing: atFloor(), writer: 'the change apply' });
+    expect(off.afterBatch(1200).reason).toBe('rows/s limit (1200 rows/s for the change apply)');
+    expect(off.pacing()).toEqual(atFloor());
+  });
+
   it('keeps up with the changes arriving, below the rows/s limit, and says so', async () => {
     const unmeasured = await applyThrottle(null, null);
     expect(unmeasured.batchSize(100_000)).toBe(MIN_PACED_ROWS_PER_SECOND);
