@@ -34,6 +34,11 @@ export interface BackoffLimits {
 /** backoff.maxUnreadSlotWalMb's default, also for plans recorded before the setting. */
 export const DEFAULT_MAX_UNREAD_SLOT_WAL_MB = 10_240;
 
+/** backoff.maxUnreadSlotWalMb, with the default for plans recorded before the setting; null for no limit. */
+export function maxUnreadSlotWalMb(backoff: { maxUnreadSlotWalMb?: number | null }): number | null {
+  return backoff.maxUnreadSlotWalMb === undefined ? DEFAULT_MAX_UNREAD_SLOT_WAL_MB : backoff.maxUnreadSlotWalMb;
+}
+
 const backoffLimitNames = ['maxReplicaLagSeconds', 'maxQuerySeconds', 'maxUnreadSlotWalMb'] as const satisfies readonly (keyof BackoffLimits)[];
 
 /** The only bounds of the throttle's settings, for plans and changes alike. */
@@ -223,7 +228,7 @@ export function plannedLimits(plan: { backoff: BackoffLimits; throttle: { budget
     backoff: {
       maxReplicaLagSeconds: backoff.maxReplicaLagSeconds,
       maxQuerySeconds: backoff.maxQuerySeconds,
-      maxUnreadSlotWalMb: backoff.maxUnreadSlotWalMb === undefined ? DEFAULT_MAX_UNREAD_SLOT_WAL_MB : backoff.maxUnreadSlotWalMb,
+      maxUnreadSlotWalMb: maxUnreadSlotWalMb(backoff),
     },
     budget: budgetOf(plan.throttle),
   };

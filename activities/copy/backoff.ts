@@ -9,7 +9,7 @@ import { formatBytes } from '../../lib/capture';
 import { redactErrorText } from '../../lib/errors';
 import { LOGICAL_CAPTURE_PREFIX } from '../../lib/ids';
 import type { Plan } from '../../lib/plan';
-import { DEFAULT_MAX_UNREAD_SLOT_WAL_MB } from '../../lib/throttle';
+import { maxUnreadSlotWalMb } from '../../lib/throttle';
 import { FERRY_APPLICATION } from '../connections';
 import { oneStatement, readOnly } from '../plan-sql';
 import { sql, type Sql } from '../sql';
@@ -47,11 +47,6 @@ export async function holdReason(pool: pg.Pool, backoff: Backoff, observe?: (hea
     if (value > probe.max) return `backoff.probe returned ${value}, over its max ${probe.max}`;
   }
   return null;
-}
-
-/** backoff.maxUnreadSlotWalMb, with the default for plans recorded before the setting; null for no limit. */
-export function maxUnreadSlotWalMb(backoff: Backoff): number | null {
-  return backoff.maxUnreadSlotWalMb === undefined ? DEFAULT_MAX_UNREAD_SLOT_WAL_MB : backoff.maxUnreadSlotWalMb;
 }
 
 /** The reason to hold for the WAL that `slot` (the unread slot holding the most) keeps, or null. */

@@ -1,4 +1,5 @@
 /** The copier holds off while the source is unwell, says why, and goes on when it recovers. */
+import { WorkflowUpdateFailedError } from '@temporalio/client';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
@@ -97,8 +98,12 @@ describe('back-off', () => {
       await eventually(async () => (await reasonOf(handle.workflowId))?.includes('over backoff.maxQuerySeconds (1 s)'), 20_000, 'the hold');
       const before = (await migrationReport(worker.client, handle.workflowId)).status!;
 
-      // A limit of 0 is refused by the workflow, and nothing about the migration moves.
+      // A limit of 0 is refused by Ferry's operator API, and by the workflow itself when sent
+      // straight through Temporal; nothing about the migration moves.
       await expect(changeThrottle(worker.client, handle.workflowId, { maxQuerySeconds: 0, by: 'alice' })).rejects.toThrow('maxQuerySeconds must be above 0, not 0');
+      const direct = await handle.executeUpdate('setThrottle', { args: [{ maxQuerySeconds: 0, by: 'alice' }] }).then(() => null, (error: unknown) => error);
+      expect(direct).toBeInstanceOf(WorkflowUpdateFailedError);
+      expect((direct as WorkflowUpdateFailedError).cause?.message).toContain('maxQuerySeconds must be above 0, not 0');
       const refused = (await migrationReport(worker.client, handle.workflowId)).status!;
       expect(refused.throttle).toEqual(before.throttle);
       expect(refused.events.filter((e) => e.kind === 'throttle')).toEqual([]);
