@@ -2,7 +2,9 @@
  * The JavaScript transform's cost on its thread, apart from Postgres and the event loop: the
  * bench's rows (as dataset.ts makes them) as COPY text, through the bench's transform and the
  * thread's encode, in this process, round after round. `--cpu-prof` on node shows where a row's
- * microseconds go (`node --cpu-prof --import tsx scripts/bench/thread-encode.ts`).
+ * microseconds go (`node --cpu-prof --import tsx scripts/bench/thread-encode.ts`). It ends with
+ * the floor under any JavaScript transform of these rows: V8's own JSON.parse of each payload and
+ * JSON.stringify of the object the transform returns for it, with nothing else.
  *
  *   npx tsx scripts/bench/thread-encode.ts [rows]
  */
@@ -61,6 +63,15 @@ async function main(): Promise<void> {
     }
     const microsARow = Number(process.hrtime.bigint() - began) / rows / 1000;
     console.log(`  round ${round}: ${microsARow.toFixed(2)} µs a row (${(bytes / rows).toFixed(0)} bytes of COPY text a row)`);
+  }
+  const payloads = Array.from({ length: rows }, (_, i) => sourceLine(i + 1).split('\t')[4]!);
+  console.log(`the same payloads through V8's JSON alone (the floor of any JavaScript transform that reads and writes them):`);
+  for (let round = 1; round <= ROUNDS; round++) {
+    const began = process.hrtime.bigint();
+    let bytes = 0;
+    for (const text of payloads) bytes += JSON.stringify({ ...(JSON.parse(text) as object), schema: 2 }).length;
+    const microsARow = Number(process.hrtime.bigint() - began) / rows / 1000;
+    console.log(`  round ${round}: ${microsARow.toFixed(2)} µs a row (${(bytes / rows).toFixed(0)} bytes of JSON a row)`);
   }
 }
 
