@@ -11,11 +11,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
 import { ferry } from '../support/cli';
-import { createTestDatabase, eventually, sql, sqlRow, uniqueName } from '../support/harness';
+import { createTestDatabase, eventually, installQuietRuntime, sql, sqlRow, uniqueName } from '../support/harness';
 import { startWorkerProcess, type WorkerProcess } from '../support/worker-process';
 import type { TemporalSettings } from '../../lib/settings';
 import { createFerryWorker } from '../../workers/worker';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
 
 interface ReceivedSpan {
   service: string;
@@ -71,7 +70,7 @@ describe('tracing to an OTLP endpoint', () => {
   const planDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-tracing-'));
 
   beforeAll(async () => {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
+    installQuietRuntime();
     receiver = await startReceiver();
     url = await createTestDatabase('tracing');
     await sql(url, `

@@ -1,5 +1,6 @@
 /** What integration tests share: fresh databases, a worker on its own task queue, a client. */
 import { Client, Connection } from '@temporalio/client';
+import { IllegalStateError } from '@temporalio/common';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -11,13 +12,16 @@ import { freePort } from '../../scripts/services/ports';
 import { ferryDataConverter } from '../../workers/payload-codec';
 import { createFerryWorker } from '../../workers/worker';
 
-let runtimeInstalled = false;
-
-/** Quiet SDK logs: tests print what they check, not the worker's chatter. */
-function installRuntime(): void {
-  if (runtimeInstalled) return;
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-  runtimeInstalled = true;
+/**
+ * Quiet SDK logs: tests print what they check, not the worker's chatter. Test files share
+ * processes, so the runtime an earlier file installed (or one the SDK made itself) is kept.
+ */
+export function installQuietRuntime(): void {
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch (error) {
+    if (!(error instanceof IllegalStateError)) throw error;
+  }
 }
 
 export function uniqueName(prefix: string): string {
@@ -80,7 +84,7 @@ export async function connectClient(): Promise<TestWorker> {
 
 /** A real Ferry worker on a task queue of its own, and a client for it. */
 export async function startWorker(env: ConnectionEnv, options: StartWorkerOptions = {}): Promise<TestWorker> {
-  installRuntime();
+  installQuietRuntime();
   const temporal = temporalSettings({}, { address: inject('temporalAddress'), taskQueue: uniqueName('test') });
   const worker = await createFerryWorker({
     temporal,
