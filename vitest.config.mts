@@ -44,9 +44,9 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           globalSetup: ['test/support/global-setup.ts'],
-          // Each fork runs file after file with the modules it has loaded: starting a process and
-          // importing the engine, the SDK and pg afresh for every file cost about a sixth of the
-          // suite's CPU. Files share nothing else: each makes its own databases and task queues.
+          // Each fork runs file after file with the modules it has loaded: a process and fresh
+          // imports for every file cost about 15% of the suite's CPU (scripts/suite-cpu.ts). Files
+          // share nothing else: each makes its own databases and task queues.
           isolate: false,
           testTimeout: 180_000,
           hookTimeout: 180_000,

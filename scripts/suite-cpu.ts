@@ -2,8 +2,10 @@
  * Where the test suite's CPU goes (Linux only): runs `vitest run` with the arguments given (all
  * of it when none) and prints the CPU seconds of each kind of process: vitest's test files (with
  * the workers they start in-process), each `ferry` command the tests run, worker processes, the
- * Temporal servers and the Postgres servers (with their backends). On a 2-core machine the suite
- * is bound by CPU, so its time is cut only by cutting what this shows.
+ * Temporal servers and the Postgres servers (with their backends), and the peak memory of the
+ * largest Node process of each kind (vitest's test-file processes run file after file, so theirs
+ * grows with what files leave behind). On a 2-core machine the suite is bound by CPU, so its time
+ * is cut only by cutting what this shows.
  *
  *   npx tsx scripts/suite-cpu.ts                                   # the whole suite
  *   npx tsx scripts/suite-cpu.ts test/integration/lifecycle.test.ts
@@ -20,7 +22,7 @@ import { readProcFile, ticksOf, TICKS_PER_SECOND } from './bench/cpu-split';
 
 const root = path.join(__dirname, '..');
 
-/** Appends `{ cpu, role }` for the process it is loaded into, when it exits or is stopped. */
+/** Appends `{ cpu, rssMb, role }` for the process it is loaded into, when it exits or is stopped. */
 const PRELOAD = `
 const fs = require('node:fs');
 const log = process.env.FERRY_SUITE_CPU_LOG;
@@ -34,7 +36,7 @@ function write() {
   if (written || !log) return;
   written = true;
   const used = process.cpuUsage();
-  fs.appendFileSync(log, JSON.stringify({ cpu: (used.user + used.system) / 1e6, role }) + '\\n');
+  fs.appendFileSync(log, JSON.stringify({ cpu: (used.user + used.system) / 1e6, rssMb: process.resourceUsage().maxRSS / 1024, role }) + '\\n');
 }
 process.on('exit', write);
 // vitest ends its test-file processes with SIGTERM, which skips 'exit': record, then end as
@@ -95,28 +97,31 @@ async function main(): Promise<void> {
   const wallSeconds = (Date.now() - started) / 1000;
   const busy = machineBusySeconds() - busyBefore;
 
-  const groups = new Map<string, { processes: number; seconds: number }>();
-  const count = (group: string, seconds: number) => {
-    const entry = groups.get(group) ?? { processes: 0, seconds: 0 };
-    groups.set(group, { processes: entry.processes + 1, seconds: entry.seconds + seconds });
+  const groups = new Map<string, { processes: number; seconds: number; peakMb: number | null }>();
+  const count = (group: string, seconds: number, rssMb: number | null) => {
+    const entry = groups.get(group) ?? { processes: 0, seconds: 0, peakMb: null };
+    const peakMb = rssMb === null ? entry.peakMb : Math.max(entry.peakMb ?? 0, rssMb);
+    groups.set(group, { processes: entry.processes + 1, seconds: entry.seconds + seconds, peakMb });
   };
   for (const line of readFileSync(log, 'utf8').split('\n').filter(Boolean)) {
-    const { cpu, role } = JSON.parse(line) as { cpu: number; role: string };
-    count(role, cpu);
+    const { cpu, rssMb, role } = JSON.parse(line) as { cpu: number; rssMb: number; role: string };
+    count(role, cpu, rssMb);
   }
-  for (const { kind, seconds } of servers.values()) count(kind, seconds);
+  for (const { kind, seconds } of servers.values()) count(kind, seconds, null);
   rmSync(dir, { recursive: true, force: true });
 
   const attributed = [...groups.values()].reduce((sum, g) => sum + g.seconds, 0);
   const rows = [...groups.entries()].sort((a, b) => b[1].seconds - a[1].seconds);
   const cores = os.availableParallelism();
   console.log(`\nsuite CPU: ${wallSeconds.toFixed(0)} s of wall time on ${cores} cores; the machine was busy ${busy.toFixed(0)} CPU s (${((100 * busy) / (wallSeconds * cores)).toFixed(0)}%)`);
-  console.log(`${'CPU s'.padStart(8)} ${'share'.padStart(6)} ${'count'.padStart(6)}  processes`);
-  for (const [group, { processes, seconds }] of rows) {
-    console.log(`${seconds.toFixed(1).padStart(8)} ${`${((100 * seconds) / busy).toFixed(1)}%`.padStart(6)} ${String(processes).padStart(6)}  ${group}`);
+  // Peak memory is the largest resident set one Node process of the kind reached (servers: not read).
+  console.log(`${'CPU s'.padStart(8)} ${'share'.padStart(6)} ${'count'.padStart(6)} ${'peak MB'.padStart(8)}  processes`);
+  for (const [group, { processes, seconds, peakMb }] of rows) {
+    const peak = peakMb === null ? '' : peakMb.toFixed(0);
+    console.log(`${seconds.toFixed(1).padStart(8)} ${`${((100 * seconds) / busy).toFixed(1)}%`.padStart(6)} ${String(processes).padStart(6)} ${peak.padStart(8)}  ${group}`);
   }
   const rest = busy - attributed;
-  console.log(`${rest.toFixed(1).padStart(8)} ${`${((100 * rest) / busy).toFixed(1)}%`.padStart(6)} ${''.padStart(6)}  the rest (psql, pgbench, installs, the kernel, and anything else)`);
+  console.log(`${rest.toFixed(1).padStart(8)} ${`${((100 * rest) / busy).toFixed(1)}%`.padStart(6)} ${''.padStart(6)} ${''.padStart(8)}  the rest (psql, pgbench, installs, the kernel, and anything else)`);
   process.exitCode = code;
 }
 
