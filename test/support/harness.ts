@@ -1,7 +1,7 @@
 /** What integration tests share: fresh databases, a worker on its own task queue, a client. */
 import { Client, Connection } from '@temporalio/client';
 import { IllegalStateError } from '@temporalio/common';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { DefaultLogger } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
@@ -10,7 +10,7 @@ import { temporalSettings, type TemporalSettings } from '../../lib/settings';
 import { createDatabaseOn } from '../../scripts/services/postgres';
 import { freePort } from '../../scripts/services/ports';
 import { ferryDataConverter } from '../../workers/payload-codec';
-import { createFerryWorker } from '../../workers/worker';
+import { createFerryWorker, installWorkerRuntime } from '../../workers/worker';
 
 /**
  * Quiet SDK logs: tests print what they check, not the worker's chatter. Test files share
@@ -18,7 +18,7 @@ import { createFerryWorker } from '../../workers/worker';
  */
 export function installQuietRuntime(): void {
   try {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
+    installWorkerRuntime({ logger: new DefaultLogger('WARN') });
   } catch (error) {
     if (!(error instanceof IllegalStateError)) throw error;
   }
