@@ -50,13 +50,18 @@ export function verifyingStory(status: Pick<MigrationStatus, 'verification' | 'p
 }
 
 /** The gate a migration waits at: how long, how verification stands, and how to move on. */
-export function gateStory(status: Pick<MigrationStatus, 'gate' | 'verification' | 'migrationId'>, nowMs = Date.now()): string[] {
+export function gateStory(status: Pick<MigrationStatus, 'gate' | 'verification' | 'migrationId' | 'verificationRunning'>, nowMs = Date.now()): string[] {
   const gate = status.gate;
   if (!gate) return [];
   const lines = [
     `waiting at ${gate.name} for ${since(gate.waitingSince, nowMs)} (since ${gate.waitingSince}${gate.expiresAt ? `; aborts at ${gate.expiresAt} if nobody decides` : ''}): ${gate.description}`,
     `verification ${verificationPhrase(status.verification)}`,
   ];
+  // The migration refuses an approval until the verification it runs has reported.
+  if (status.verificationRunning) {
+    lines.push('a verification is running at this gate: approve once it has reported (ferry status shows it)');
+    return lines;
+  }
   const verification = status.verification ? { clean: status.verification.clean, summary: differences(status.verification) } : null;
   // The same rule the migration applies to an approval: show the command only when it would be taken.
   const problems = approvalProblems({ gate: gate.name, by: 'operator' }, gate.name, verification);

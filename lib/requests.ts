@@ -30,6 +30,8 @@ export interface ServingState {
   gateAhead: boolean;
   /** Who paused the migration and why, while it is paused (an operator, or Ferry with a question). */
   paused: string | null;
+  /** The run is handing its status to a fresh history: what it takes now would not be carried. */
+  continuing?: boolean;
 }
 
 const ended: Phase[] = ['completed', 'failed', 'dry-run', 'aborted'];
@@ -38,6 +40,7 @@ const ended: Phase[] = ['completed', 'failed', 'dry-run', 'aborted'];
 export function refusalOf(kind: RequestKind, state: ServingState): string | null {
   if (ended.includes(state.phase)) return `the migration is ${state.phase}; it takes no more requests`;
   if (state.phase === 'aborting' || state.abortRequested) return 'an abort is under way; it takes no more requests';
+  if (state.continuing) return 'the migration is moving to a fresh history (continue-as-new); send the request again in a few seconds';
   if (state.releasing) return 'the migration is past its last step and is recording its end; it takes no more requests';
   if (!state.execute) {
     if (kind === 'abort') return 'a dry run writes nothing and ends by itself once it has inspected the tables';
@@ -58,6 +61,9 @@ export function refusalOf(kind: RequestKind, state: ServingState): string | null
       // A pause holds everything: an approval would move the flags under it, and the resume
       // meant to end it (or to answer Ferry's question) would come after the fact.
       if (kind === 'approve' && state.paused) return `the migration is paused (${state.paused}); resume it first (ferry resume), then approve`;
+      // The approval must see what the verification finds: taken now, it would pass the gate
+      // whatever that is.
+      if (kind === 'approve' && state.verificationBusy) return 'a verification is running at this gate; approve once it has reported (ferry status shows it)';
       return null;
     case 'verify':
       if (!state.backfillDone) return 'the backfill has not finished; verify after it';

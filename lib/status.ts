@@ -185,6 +185,8 @@ export interface MigrationStatus {
    * verification pass under way that are verified so far.
    */
   verifyPass?: VerifyPassProgress | null;
+  /** Set by the status query (never carried) while a verification runs, at a gate too. */
+  verificationRunning?: boolean;
 }
 
 export interface VerifyPassProgress {

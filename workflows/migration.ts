@@ -9,7 +9,7 @@
  * steps are objects with `run` and `rollback` (workflows/migrator/steps.ts), and operators'
  * messages are handled in workflows/migrator/handlers.ts.
  */
-import { ApplicationFailure, patched } from '@temporalio/workflow';
+import { ApplicationFailure, patched, workflowInfo } from '@temporalio/workflow';
 import type { MigrationStatus } from '../lib/status';
 import { claimTarget, inspect, prepareTarget } from './migrator/activity-proxies';
 import { planShardsAhead } from './migrator/backfill';
@@ -29,6 +29,14 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
   // Anyone can start this workflow through Temporal: its input gets the CLI's checks (the same
   // plan schema, the same messages) before anything is touched. A continued run carries an
   // input its first run checked.
+  if (checksInput && input?.carried && workflowInfo().continuedFromExecutionRunId === undefined) {
+    // A status of the sender's own would skip the checks, the inspection and the claim, and
+    // could copy while it says "dry run": only this workflow's own continue-as-new carries one.
+    throw ApplicationFailure.nonRetryable(
+      'invalid migration input: carried is the status a migration hands to its own next run (continue-as-new); a new migration starts without it',
+      'InvalidInput',
+    );
+  }
   const plan = checksInput && !input?.carried ? checkedInput(input).plan : input.plan;
   const run = new MigrationRun(input, plan, auditing);
   setMigrationHandlers(run);

@@ -6,12 +6,14 @@
  * A plan that never went through the CLI is checked by the workflow itself.
  */
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrationReport, startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import { SHARD_CONTROL_QUERY } from '../../lib/ids';
 import type { MigrationStatus } from '../../lib/status';
 import type { ShardControl } from '../../workflows/messages';
+import { ferry, type CliResult } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 const ROWS = 2000;
@@ -201,4 +203,73 @@ describe('messages with any payload', () => {
     const history = await handle.fetchHistory();
     expect(history.events!.some((e) => e.activityTaskScheduledEventAttributes)).toBe(false);
   }, 60_000);
+
+  it('a workflow started directly with a status of its own (carried) ends at once, having touched nothing', async () => {
+    const plan = await planFor();
+    // Every table of the database's and of Ferry's schema, with its rows (Ferry's may not exist yet).
+    const fingerprint = () =>
+      sqlRow(url, `SELECT string_agg(format('%I.%I: %s', schemaname, tablename,
+                            (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', schemaname, tablename), false, true, '')))[1]::text), ', '
+                          ORDER BY schemaname, tablename) AS tables
+                   FROM pg_tables WHERE schemaname IN ('public', 'ferry')`);
+    const before = await fingerprint();
+    // What only a run's own continue-as-new hands on: a status that says "dry run" and has
+    // finished inspecting, which would skip the checks, the inspection and the claim.
+    const carried = { migrationId: `carried-${table}`, planName: plan.name, execute: false, phase: 'backfilling', phases: [{ name: 'backfill', startedAt: new Date().toISOString(), endedAt: null }], startedBy: 'alice' };
+    const handle = await worker.client.workflow.start('migrationWorkflow', {
+      taskQueue: worker.temporal.taskQueue,
+      workflowId: `carried-${table}`,
+      args: [{ plan, execute: false, carried }],
+    });
+    const failure = await within(handle.result(), 30_000).then(
+      () => null,
+      (error: { cause?: { message?: string; type?: string } }) => error.cause,
+    );
+    expect(failure?.type).toBe('InvalidInput');
+    expect(failure?.message).toBe('invalid migration input: carried is the status a migration hands to its own next run (continue-as-new); a new migration starts without it');
+    expect(await fingerprint()).toEqual(before);
+    const history = await handle.fetchHistory();
+    expect(history.events!.some((e) => e.activityTaskScheduledEventAttributes || e.startChildWorkflowExecutionInitiatedEventAttributes)).toBe(false);
+  }, 60_000);
+
+  it('an approval waits for the verification running at the gate; an abort that stops it is answered so, not with the verdict from before', async () => {
+    const plan = await planFor();
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const id = handle.workflowId;
+    await eventually(async () => ((await statusOf(id)).gate?.name === 'cutover-reads' ? true : undefined), 60_000, 'the gate');
+    expect((await statusOf(id)).verification?.clean).toBe(true);
+
+    // The test's own session holds the target, so the verification asked for runs until it lets go.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query(`LOCK TABLE ${plan.target.table} IN ACCESS EXCLUSIVE MODE`);
+    let aborting: Promise<CliResult> | undefined;
+    try {
+      const verifying = ferry(['verify', id, '--by', 'carol'], worker.temporal);
+      await eventually(async () => (await statusOf(id)).verificationRunning || undefined, 30_000, 'the verification running');
+      const approval = await ferry(['approve', id, '--gate', 'cutover-reads', '--by', 'alice', '--note', 'looked at it'], worker.temporal);
+      expect(approval.code, approval.stderr).not.toBe(0);
+      expect(approval.stderr).toContain('a verification is running at this gate; approve once it has reported');
+      const shown = await ferry(['status', id], worker.temporal);
+      expect(shown.stdout).toContain('a verification is running at this gate: approve once it has reported');
+      expect(shown.stdout).not.toContain('approve with:');
+
+      aborting = ferry(['abort', id, '--by', 'dave', '--reason', 'wrong table'], worker.temporal);
+      const verified = await verifying;
+      expect(verified.code).not.toBe(0);
+      expect(verified.stderr).toContain('the verification was stopped by an abort before it finished: it gave no verdict');
+      expect(verified.stdout).not.toContain('clean');
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
+    expect((await aborting!).code).toBe(0);
+    const ended = await handle.result();
+    expect(ended.phase).toBe('aborted');
+    expect(ended.events.filter((e) => e.kind === 'approve')).toEqual([]);
+    expect(await sqlRow(url, 'SELECT write_old, write_new, read_from FROM ferry.flags WHERE migration = $1', [plan.name])).toEqual({
+      write_old: true, write_new: false, read_from: 'old',
+    });
+  }, 180_000);
 });

@@ -132,6 +132,16 @@ describe('which requests can be served', () => {
     expect(refusalOf('approve', state({ paused: null }))).toBeNull();
     expect(refusalOf('approve', state({ gateWaiting: null }))).toContain('no gate is waiting');
   });
+  it('takes no approval while a verification runs at the gate, which the approval must not pass unseen; a rejection still goes', () => {
+    expect(refusalOf('approve', state({ verificationBusy: true }))).toBe('a verification is running at this gate; approve once it has reported (ferry status shows it)');
+    expect(refusalOf('reject', state({ verificationBusy: true }))).toBeNull();
+    expect(refusalOf('abort', state({ verificationBusy: true }))).toBeNull();
+  });
+  it('takes nothing while the migration moves to a fresh history, which would not carry it', () => {
+    for (const kind of ['abort', 'approve', 'reject', 'verify', 'throttle', 'retryFailures', 'mismatches'] as const) {
+      expect(refusalOf(kind, state({ continuing: true })), kind).toBe('the migration is moving to a fresh history (continue-as-new); send the request again in a few seconds');
+    }
+  });
   it('takes one decision per gate: a second approval or a rejection after an approval is refused, naming who approved', () => {
     expect(refusalOf('approve', state({}))).toBeNull();
     expect(refusalOf('reject', state({}))).toBeNull();

@@ -19,6 +19,9 @@ export async function readyToContinueAsNew(run: MigrationRun): Promise<boolean> 
 
 /** The next run of this migration, carrying everything it has done. */
 export async function continueWithStatus(run: MigrationRun): Promise<never> {
+  // What follows waits on activities; a decision taken meanwhile would be answered and then
+  // lost with this run, so the validators refuse every request from here on.
+  run.continuing = true;
   // The change apply stops with this run; the next run starts it again from the carried cursor.
   if (run.capturing) await run.capture.stop();
   // The next run carries the events: over their budget, the audit catches up first so the oldest can be dropped.

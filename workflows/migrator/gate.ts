@@ -56,7 +56,7 @@ export async function waitAtGate(run: MigrationRun, name: GateName): Promise<'ap
     );
     if (run.verifyRequest && !run.gateDecision && !run.abortRequest) {
       const request: VerifyRequest = run.verifyRequest;
-      await verification(run, request.samplePercent ?? null, { by: request.by }, 'on-demand');
+      if ((await verification(run, request.samplePercent ?? null, { by: request.by }, 'on-demand')) === 'stopped') run.stoppedVerification = request;
       continue;
     }
     if (decided) break;

@@ -60,7 +60,8 @@ export function setMigrationHandlers(run: MigrationRun): void {
     if (problems.length > 0) throw new Error(problems.join('; '));
   };
 
-  setHandler(statusQuery, () => status);
+  // Whether a verification runs now is the run's, not the carried status's.
+  setHandler(statusQuery, () => (run.verifying ? { ...status, verificationRunning: true } : status));
   // Temporal's CLI and Web UI will send any name as a signal. One sent by an update's name would
   // be accepted and never seen (a signal is not answered): it is refused where `ferry status`
   // shows it. Guarded, so a history holding such a signal replays as it ran.
@@ -197,7 +198,11 @@ export function setMigrationHandlers(run: MigrationRun): void {
         throw ApplicationFailure.nonRetryable(`${why}; the verification did not run`, 'VerificationNotRun');
       }
       await condition(() => !run.verifying);
-      if (!status.verification) throw ApplicationFailure.nonRetryable('the verification was stopped by an abort', 'VerificationNotRun');
+      // An abort that stopped it leaves an earlier verdict (or a pass of this one) in the status:
+      // the caller must not take either for what it asked.
+      if (!status.verification || run.stoppedVerification === request) {
+        throw ApplicationFailure.nonRetryable('the verification was stopped by an abort before it finished: it gave no verdict', 'VerificationNotRun');
+      }
       return status.verification;
     },
     {

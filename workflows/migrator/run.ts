@@ -59,8 +59,12 @@ export class MigrationRun {
 
   /** A verification runs now. */
   verifying = false;
+  /** The on-demand verification an abort stopped: its caller hears that, not an older verdict. */
+  stoppedVerification: VerifyRequest | null = null;
   /** Past the last step: the migration records its end and releases its target. */
   releasing = false;
+  /** Handing the status to a fresh history: requests taken now would not be carried, so none is. */
+  continuing = false;
   /** When progress was last sampled for charts (workflow time, ms). */
   lastSampleAt = 0;
 
@@ -175,6 +179,7 @@ export class MigrationRun {
       gateApprovedBy: this.gateDecision === 'approved' ? this.approver() : null,
       gateAhead: this.gateAhead(),
       paused: this.status.paused && `by ${this.status.paused.by ?? 'an operator'}: ${this.status.paused.reason}`,
+      continuing: this.continuing,
     };
   }
 

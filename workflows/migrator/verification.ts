@@ -16,9 +16,10 @@ import type { MigrationRun } from './run';
 /**
  * Compares every shard's rows (or a sample), repairs what differs from the source, and
  * compares again, up to the plan's pass limit. The last comparison decides whether the
- * migration is clean; a sampled check only ever marks it not clean.
+ * migration is clean; a sampled check only ever marks it not clean. 'stopped' when an abort
+ * ended it: `status.verification` then holds no verdict of this run.
  */
-export async function verification(run: MigrationRun, samplePercent: number | null, note: OperatorNote, kind: VerificationKind): Promise<void> {
+export async function verification(run: MigrationRun, samplePercent: number | null, note: OperatorNote, kind: VerificationKind): Promise<'finished' | 'stopped'> {
   const { status, plan, workflowId } = run;
   // Runs recorded, passes counted within a run, open mismatches carried: added while
   // migrations may be verifying, so guarded.
@@ -31,14 +32,14 @@ export async function verification(run: MigrationRun, samplePercent: number | nu
     for (let attempt = 1; attempt <= plan.verify.maxPasses; attempt += 1) {
       const pass = summary.passes + 1;
       const outcome = await verifyAllShards(run, pass, samplePercent);
-      if (outcome === null) return; // aborted
+      if (outcome === null) return 'stopped';
       const { totals, problem } = outcome;
       if (problem) {
         summary.passes = pass;
         summary.clean = false;
         status.verification = summary;
         run.record('verify', note, `pass ${pass} could not finish: ${problem}`);
-        return;
+        return 'finished';
       }
       Object.assign(summary, { passes: pass, rowsChecked: totals.rowsChecked, missing: totals.missing, extra: totals.extra, value: totals.value });
       summary.inFlight += totals.inFlight;
@@ -56,6 +57,7 @@ export async function verification(run: MigrationRun, samplePercent: number | nu
       summary.repaired += repair.repaired + repair.deleted;
       run.record('verify', note, `pass ${pass} repaired: ${repair.repaired} rows written, ${repair.deleted} deleted, ${repair.unresolved} unresolved`);
     }
+    return 'finished';
   } finally {
     run.verifying = false;
   }
@@ -67,7 +69,7 @@ export async function verification(run: MigrationRun, samplePercent: number | nu
  * unresolved, so a sample neither forgets nor clears them. A sampled run only ever marks the
  * migration not clean.
  */
-async function recordedVerification(run: MigrationRun, samplePercent: number | null, note: OperatorNote, kind: VerificationKind): Promise<void> {
+async function recordedVerification(run: MigrationRun, samplePercent: number | null, note: OperatorNote, kind: VerificationKind): Promise<'finished' | 'stopped'> {
   const { status, plan, workflowId } = run;
   run.verifying = true;
   run.verifyRequest = null;
@@ -105,11 +107,13 @@ async function recordedVerification(run: MigrationRun, samplePercent: number | n
     };
     const label = (pass: number) => `${begun.run > 1 ? `run ${begun.run} ` : ''}pass ${pass}${samplePercent === null ? '' : ` (sample ${samplePercent}%)`}`;
     let problem: string | null = null;
+    let stopped = false;
     for (let pass = 1; pass <= plan.verify.maxPasses; pass += 1) {
       const passId = begun.firstPass + pass - 1;
       const outcome = await verifyAllShards(run, passId, samplePercent);
       if (outcome === null) {
         problem = 'the migration was aborted';
+        stopped = true;
         break;
       }
       summary.passes = pass;
@@ -153,6 +157,7 @@ async function recordedVerification(run: MigrationRun, samplePercent: number | n
       migrationId: workflowId,
       outcome: { run: begun.run, passes: summary.passes, rowsChecked: summary.rowsChecked, missing: summary.missing, extra: summary.extra, value: summary.value, repaired: summary.repaired, clean: summary.clean, problem },
     });
+    return stopped ? 'stopped' : 'finished';
   } finally {
     run.verifying = false;
   }
