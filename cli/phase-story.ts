@@ -33,15 +33,16 @@ export function verificationPhrase(v: MigrationStatus['verification']): string {
   return `${v.clean ? 'clean' : 'NOT clean'} after ${passes}, ${v.rowsChecked.toLocaleString('en-US')} rows checked${v.clean ? '' : ` (${differences(v)})`}`;
 }
 
+function passShardsText(live: NonNullable<MigrationStatus['verifyPass']>): string {
+  return `${live.shardsVerified} of ${live.shards} shard${live.shards === 1 ? '' : 's'} verified${live.shardsRunning ? `, ${live.shardsRunning} checking` : ''}`;
+}
+
 /** While verifying: the pass under way and what the last one found. */
 export function verifyingStory(status: Pick<MigrationStatus, 'verification' | 'phases' | 'verifyPass'>, nowMs = Date.now()): string {
   const v = status.verification;
   const step = status.phases.at(-1);
   const running = step && step.endedAt === null ? ` for ${since(step.startedAt, nowMs)}` : '';
-  const live = status.verifyPass;
-  const shards = live
-    ? `${live.shardsVerified} of ${live.shards} shard${live.shards === 1 ? '' : 's'} verified${live.shardsRunning ? `, ${live.shardsRunning} checking` : ''}`
-    : null;
+  const shards = status.verifyPass ? passShardsText(status.verifyPass) : null;
   if (!v) return `verifying${running}: pass 1 ${shards ? `(${shards})` : 'under way'}; differences are counted as the pass ends`;
   return (
     `verifying${running}: pass ${v.passes + 1} ${shards ? `(${shards})` : 'under way'}; ` +
@@ -50,7 +51,7 @@ export function verifyingStory(status: Pick<MigrationStatus, 'verification' | 'p
 }
 
 /** The gate a migration waits at: how long, how verification stands, and how to move on. */
-export function gateStory(status: Pick<MigrationStatus, 'gate' | 'verification' | 'migrationId' | 'verificationRunning'>, nowMs = Date.now()): string[] {
+export function gateStory(status: Pick<MigrationStatus, 'gate' | 'verification' | 'migrationId' | 'verificationRunning' | 'verifyPass'>, nowMs = Date.now()): string[] {
   const gate = status.gate;
   if (!gate) return [];
   const lines = [
@@ -59,7 +60,8 @@ export function gateStory(status: Pick<MigrationStatus, 'gate' | 'verification' 
   ];
   // The migration refuses an approval until the verification it runs has reported.
   if (status.verificationRunning) {
-    lines.push('a verification is running at this gate: approve once it has reported (ferry status shows it)');
+    const live = status.verifyPass ? ` (${passShardsText(status.verifyPass)})` : '';
+    lines.push(`a verification is running at this gate${live}: approve once it has reported (ferry status shows it)`);
     return lines;
   }
   const verification = status.verification ? { clean: status.verification.clean, summary: differences(status.verification) } : null;

@@ -187,6 +187,15 @@ export interface MigrationStatus {
   verifyPass?: VerifyPassProgress | null;
   /** Set by the status query (never carried) while a verification runs, at a gate too. */
   verificationRunning?: boolean;
+  /** Set by the status query (never carried): the pass whose shards run now, which `verifyPass` counts. */
+  verifyPassUnderWay?: VerifyPassUnderWay | null;
+}
+
+/** A verification pass as its shards' workflow ids name it (lib/ids.ts verifyPassPrefix). */
+export interface VerifyPassUnderWay {
+  /** The pass's number among all the migration's passes, not within its run. */
+  id: number;
+  sampled: boolean;
 }
 
 export interface VerifyPassProgress {

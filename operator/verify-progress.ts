@@ -10,8 +10,12 @@ import { verifyPassPrefix } from '../lib/ids';
 /** The pass under way and its shards verified so far; null when not verifying or not known. */
 export async function verifyPassProgress(client: Client, status: MigrationStatus): Promise<VerifyPassProgress | null> {
   if (status.phase !== 'verifying' && status.phase !== 'awaiting-approval') return null;
-  const pass = (status.verification?.passes ?? 0) + 1;
-  const prefix = verifyPassPrefix(status.migrationId, pass).replace(/\\/g, '\\\\').replace(/'/g, "\\'");
+  // The worker names the pass under way (a run's passes are numbered among all the migration's,
+  // and a sampled pass's ids say so); a worker from before that is guessed for.
+  const underWay = status.verifyPassUnderWay;
+  const pass = underWay?.id ?? (status.verification?.passes ?? 0) + 1;
+  // The '/' keeps pass 1 from counting the shards of passes 10 to 19 and of sampled pass 1.
+  const prefix = `${verifyPassPrefix(status.migrationId, pass, underWay?.sampled ?? false)}/`.replace(/\\/g, '\\\\').replace(/'/g, "\\'");
   const latest = new Map<string, string>();
   try {
     for await (const run of client.workflow.list({ query: `WorkflowId STARTS_WITH '${prefix}'` })) {

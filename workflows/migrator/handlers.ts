@@ -61,7 +61,7 @@ export function setMigrationHandlers(run: MigrationRun): void {
   };
 
   // Whether a verification runs now is the run's, not the carried status's.
-  setHandler(statusQuery, () => (run.verifying ? { ...status, verificationRunning: true } : status));
+  setHandler(statusQuery, () => (run.verifying ? { ...status, verificationRunning: true, verifyPassUnderWay: run.passUnderWay } : status));
   // Temporal's CLI and Web UI will send any name as a signal. One sent by an update's name would
   // be accepted and never seen (a signal is not answered): it is refused where `ferry status`
   // shows it. Guarded, so a history holding such a signal replays as it ran.

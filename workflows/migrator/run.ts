@@ -13,7 +13,7 @@ import type { AbortRequest } from '../../lib/messages-input';
 import type { Plan } from '../../lib/plan';
 import type { ServingState } from '../../lib/requests';
 import { phaseKey } from '../../lib/search-attributes';
-import { newMigrationStatus, type FailedRow, type MigrationEvent, type MigrationStatus, type Phase } from '../../lib/status';
+import { newMigrationStatus, type FailedRow, type MigrationEvent, type MigrationStatus, type Phase, type VerifyPassUnderWay } from '../../lib/status';
 import { limitsInForce, plannedLimits, shardRate, withLimits, type PlanLimits } from '../../lib/throttle';
 import { auditWriter, type AuditWriter } from '../audit-writer';
 import { captureRunner, type CaptureRunner } from './capture';
@@ -59,6 +59,8 @@ export class MigrationRun {
 
   /** A verification runs now. */
   verifying = false;
+  /** The verification pass whose shards run now (their workflow ids carry it). */
+  passUnderWay: VerifyPassUnderWay | null = null;
   /** The on-demand verification an abort stopped: its caller hears that, not an older verdict. */
   stoppedVerification: VerifyRequest | null = null;
   /** Past the last step: the migration records its end and releases its target. */

@@ -165,6 +165,15 @@ async function recordedVerification(run: MigrationRun, samplePercent: number | n
 
 /** One verification pass over every shard, `concurrency` at a time; null when aborted. */
 async function verifyAllShards(run: MigrationRun, pass: number, samplePercent: number | null): Promise<{ totals: VerifyTotals; problem: string | null } | null> {
+  run.passUnderWay = { id: pass, sampled: samplePercent !== null };
+  try {
+    return await verifyShardsOfPass(run, pass, samplePercent);
+  } finally {
+    run.passUnderWay = null;
+  }
+}
+
+async function verifyShardsOfPass(run: MigrationRun, pass: number, samplePercent: number | null): Promise<{ totals: VerifyTotals; problem: string | null } | null> {
   const { status, plan, workflowId } = run;
   let problem: string | null = null;
   const queue = [...status.shards];
