@@ -5,7 +5,7 @@ import type { Inspection } from '../lib/inspection';
 import { describeRange } from '../lib/key-range';
 import type { MismatchReport } from '../activities/verify/verifier';
 import { holdingSignals, rowsSkipped, type GateFigures, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
-import type { Throttle } from '../lib/throttle';
+import { concurrencyOverrun, type Throttle } from '../lib/throttle';
 import type { LaterCheck, MigrationReport } from '../operator';
 import { outcomeOf, rowsLeftText } from './outcome';
 import { decisionDetail, gateStory, pauseStory, phaseStory } from './phase-story';
@@ -61,9 +61,13 @@ export function progressLine(status: MigrationStatus): string {
   return `${status.phase}: ${formatCount(status.rowsRead)} of ~${formatCount(estimated)} rows read${percent}, ${formatCount(status.rowsWritten)} written`;
 }
 
-export function formatThrottle(throttle: Throttle): string {
+/** The throttle in force; `shardsRunning` says what a concurrency below the shards running means. */
+export function formatThrottle(throttle: Throttle, shardsRunning = 0): string {
   const rate = throttle.rowsPerSecond === null ? 'no rows/s limit' : `${formatCount(throttle.rowsPerSecond)} rows/s`;
-  const shape = `${rate}, batches up to ${formatCount(throttle.batchSize)} rows, ${throttle.concurrency} shard${throttle.concurrency === 1 ? '' : 's'} at once`;
+  const overrun = concurrencyOverrun(throttle, shardsRunning);
+  const shape =
+    `${rate}, batches up to ${formatCount(throttle.batchSize)} rows, ${throttle.concurrency} shard${throttle.concurrency === 1 ? '' : 's'} at once` +
+    (overrun ? ` (${overrun})` : '');
   const changed: string[] = [];
   const { backoff, budget } = throttle;
   if (budget === null) changed.push('pacing off');
@@ -185,7 +189,7 @@ export function formatStatus(report: MigrationReport): string {
     `phase     ${status.phase}${status.paused ? ` (${pauseStory(status)})` : ''}`,
     `started   ${status.startedAt}${status.finishedAt ? `, finished ${status.finishedAt}` : ''}`,
     `rows      ${formatCount(status.rowsRead)} read, ${formatCount(status.rowsWritten)} written, ${formatCount(rowsSkipped(status))} already present, ${formatCount(status.rowsFailed)} failed`,
-    `throttle  ${formatThrottle(status.throttle)}`,
+    `throttle  ${formatThrottle(status.throttle, status.shards.filter((s) => s.state === 'running').length)}`,
   );
   const holding = holdingSignals(status);
   const held = holding.map((h) => `${h.signal} (shard${h.shards.length === 1 ? '' : 's'} ${h.shards.join(', ')})`);

@@ -40,8 +40,15 @@ export function addThrottleCommand(program: Command): void {
   ).action(async (migrationId: string, options: ThrottleOptions & { json: boolean }, command: Command) => {
     const change = throttleChangeOf(options);
     await withClient(settingsOf(command), async (client) => {
-      const throttle = await operatorModule().changeThrottle(client, migrationId, change);
-      say(options.json, { migrationId, throttle }, `throttle of ${migrationId} is now: ${renderModule().formatThrottle(throttle)}`);
+      const operator = operatorModule();
+      const throttle = await operator.changeThrottle(client, migrationId, change);
+      // A lower concurrency stops no shard already copying: say how many still run, so the answer is the whole truth.
+      const shardsRunning = await operator.shardsRunning(client, migrationId);
+      say(
+        options.json,
+        { migrationId, throttle, shardsRunning },
+        `throttle of ${migrationId} is now: ${renderModule().formatThrottle(throttle, shardsRunning ?? 0)}`,
+      );
     });
   });
 }

@@ -67,7 +67,7 @@ describe('steering a backfill', () => {
     ]);
   });
 
-  it('a lower concurrency stops no running shard: those still copying share the rows/s limit', async () => {
+  it('a lower concurrency stops no running shard: those still copying share the rows/s limit, and the answer says so', async () => {
     const { plan } = await planWith({ rowsPerSecond: 400, batchSize: 20, concurrency: 4, checkpointSeconds: 1 }, { shards: { count: 4 } });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
@@ -82,10 +82,14 @@ describe('steering a backfill', () => {
 
     const lowered = await ferry(['throttle', id, '--concurrency', '1', '--by', 'alice'], worker.temporal);
     expect(lowered.code, lowered.stderr).toBe(ExitCode.ok);
+    const overrun = '1 shard at once (the 4 shards already copying finish their ranges, sharing the rows/s limit; no new shard starts until they have all finished)';
+    expect(lowered.stdout).toContain(`400 rows/s, batches up to 20 rows, ${overrun}`);
     // The change is answered once every running shard has been told of it.
     const rates = await shardRates();
     expect(rates.reduce((sum, rate) => sum + rate, 0)).toBeLessThanOrEqual(400);
     expect(rates).toEqual([100, 100, 100, 100]);
+    const status = await ferry(['status', id], worker.temporal);
+    expect(status.stdout).toContain(`throttle  400 rows/s, batches up to 20 rows, ${overrun}`);
     await handle.terminate('test done');
   });
 
