@@ -4,6 +4,7 @@
  */
 import pg from 'pg';
 import { readAudit, type AuditRecord } from '../activities/state/audit';
+import { printable } from './printable';
 
 /** Reads the audit through the database URL in environment variable `connection` (as a plan names it). */
 export async function auditOf(connection: string, migrationId: string, env: NodeJS.ProcessEnv = process.env): Promise<AuditRecord | null> {
@@ -18,7 +19,8 @@ export async function auditOf(connection: string, migrationId: string, env: Node
   }
 }
 
-const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+/** A table cell on one line: control characters shown escaped, pipes too. */
+const cell = (text: string) => printable(text).replace(/\|/g, '\\|');
 
 export function auditMarkdown(record: AuditRecord): string {
   const start = record.entries.find((e) => e.entry === 'start');
@@ -31,8 +33,8 @@ export function auditMarkdown(record: AuditRecord): string {
     '',
     `- plan: \`${record.planName}\``,
     `- outcome: **${end ? end.kind : 'not ended (or its end was not recorded)'}**`,
-    ...(start ? [`- started ${start.at}${start.by ? ` by ${start.by}` : ''}: ${start.detail}`] : []),
-    ...(end ? [`- ended ${end.at}: ${end.detail}`] : []),
+    ...(start ? [`- started ${start.at}${start.by ? ` by ${printable(start.by)}` : ''}: ${printable(start.detail)}`] : []),
+    ...(end ? [`- ended ${end.at}: ${printable(end.detail)}`] : []),
     '',
     '## Decisions',
     '',

@@ -7,6 +7,7 @@ import { describeLag } from '../lib/capture';
 import { approvalProblems } from '../lib/lifecycle';
 import { formatDuration } from '../lib/progress';
 import type { MigrationEvent, MigrationStatus } from '../lib/status';
+import { printable } from './printable';
 
 /** Whether rows are being copied now: only then do a rate and an ETA mean anything. */
 export function copying(status: Pick<MigrationStatus, 'phase' | 'paused'>): boolean {
@@ -19,7 +20,7 @@ const since = (iso: string, nowMs: number) => formatDuration(Math.max(0, (nowMs 
 export function pauseStory(status: Pick<MigrationStatus, 'paused'>, nowMs = Date.now()): string | null {
   const paused = status.paused;
   if (!paused) return null;
-  return `PAUSED for ${since(paused.since, nowMs)}${paused.by ? ` by ${paused.by}` : ''}: ${paused.reason} (since ${paused.since}; \`ferry resume\` copies again)`;
+  return `PAUSED for ${since(paused.since, nowMs)}${paused.by ? ` by ${printable(paused.by)}` : ''}: ${printable(paused.reason)} (since ${paused.since}; \`ferry resume\` copies again)`;
 }
 
 function differences(v: NonNullable<MigrationStatus['verification']>): string {
@@ -108,7 +109,7 @@ export function phaseStory(status: MigrationStatus, nowMs = Date.now()): string 
     case 'aborting':
       return 'aborting: stopping the copy and rolling the flags back';
     case 'aborted':
-      return `aborted${status.abort ? ` by ${status.abort.by}: ${status.abort.reason}` : ''}`;
+      return `aborted${status.abort ? ` by ${printable(status.abort.by)}: ${printable(status.abort.reason)}` : ''}`;
     default:
       return null;
   }

@@ -5,10 +5,11 @@ import type { Inspection } from '../lib/inspection';
 import { describeRange } from '../lib/key-range';
 import type { MismatchReport } from '../activities/verify/verifier';
 import { holdingSignals, rowsSkipped, type GateFigures, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
-import type { Throttle } from '../lib/throttle';
+import { concurrencyOverrun, type Throttle } from '../lib/throttle';
 import type { LaterCheck, MigrationReport } from '../operator';
 import { outcomeOf, rowsLeftText } from './outcome';
 import { decisionDetail, gateStory, pauseStory, phaseStory } from './phase-story';
+import { printable } from './printable';
 import { differenceCounts, scopeOf, uncleanReason, type VerificationRun } from '../lib/verification-runs';
 import { formatRetries } from './retries';
 
@@ -61,9 +62,13 @@ export function progressLine(status: MigrationStatus): string {
   return `${status.phase}: ${formatCount(status.rowsRead)} of ~${formatCount(estimated)} rows read${percent}, ${formatCount(status.rowsWritten)} written`;
 }
 
-export function formatThrottle(throttle: Throttle): string {
+/** The throttle in force; `shardsRunning` says what a concurrency below the shards running means. */
+export function formatThrottle(throttle: Throttle, shardsRunning = 0): string {
   const rate = throttle.rowsPerSecond === null ? 'no rows/s limit' : `${formatCount(throttle.rowsPerSecond)} rows/s`;
-  const shape = `${rate}, batches up to ${formatCount(throttle.batchSize)} rows, ${throttle.concurrency} shard${throttle.concurrency === 1 ? '' : 's'} at once`;
+  const overrun = concurrencyOverrun(throttle, shardsRunning);
+  const shape =
+    `${rate}, batches up to ${formatCount(throttle.batchSize)} rows, ${throttle.concurrency} shard${throttle.concurrency === 1 ? '' : 's'} at once` +
+    (overrun ? ` (${overrun})` : '');
   const changed: string[] = [];
   const { backoff, budget } = throttle;
   if (budget === null) changed.push('pacing off');
@@ -112,7 +117,7 @@ export function formatVerification(v: VerificationSummary): string {
     `verification ${v.clean ? 'clean' : 'NOT clean'} after ${v.passes} pass${v.passes === 1 ? '' : 'es'}${runScope(v.run, v.samplePercent)}: ${formatCount(v.rowsChecked)} rows checked, ` +
     `${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired, ${v.inFlight} in flight` +
     (!v.clean && found === 0 && v.samplePercent != null ? `; ${uncleanReason(v)}` : '') +
-    (v.forcedBy ? `; a gate was approved past it by ${v.forcedBy} (--force)` : '')
+    (v.forcedBy ? `; a gate was approved past it by ${printable(v.forcedBy)} (--force)` : '')
   );
 }
 
@@ -120,7 +125,7 @@ export function formatVerification(v: VerificationSummary): string {
 export function formatVerificationRun(run: VerificationRun): string {
   const found = run.missing + run.extra + run.value;
   const lines = [
-    `check ${run.run} of ${run.migrationId} by ${run.by ?? 'unknown'} (${scopeOf(run.samplePercent)}, ${run.repair ? 'repairing' : 'report only'}): ` +
+    `check ${run.run} of ${run.migrationId} by ${printable(run.by ?? 'unknown')} (${scopeOf(run.samplePercent)}, ${run.repair ? 'repairing' : 'report only'}): ` +
       `${run.problem ? 'could not finish' : run.clean ? 'clean' : 'NOT clean'} after ${run.passes} pass${run.passes === 1 ? '' : 'es'}: ` +
       `${formatCount(run.rowsChecked)} rows checked, ${differenceCounts(run)}` +
       (run.carried ? ` (${run.carried} left unresolved by an earlier check)` : '') +
@@ -140,7 +145,7 @@ export function formatLaterCheck(check: LaterCheck): string {
   const r = check.run;
   if (!r) return `${check.checkId}: ${check.state === 'running' ? 'running' : `failed: ${check.failure ?? 'unknown'}`}`;
   const result = r.problem ? `could not finish: ${r.problem}` : `${r.clean ? 'clean' : 'NOT clean'}, ${formatCount(r.rowsChecked)} rows checked, ${differenceCounts(r)}`;
-  return `${check.checkId} (run ${r.run}) by ${r.by ?? 'unknown'} at ${r.startedAt}, ${scopeOf(r.samplePercent)}, ${r.repair ? `repairing (${r.repaired} repaired)` : 'report only'}: ${result}`;
+  return `${check.checkId} (run ${r.run}) by ${printable(r.by ?? 'unknown')} at ${r.startedAt}, ${scopeOf(r.samplePercent)}, ${r.repair ? `repairing (${r.repaired} repaired)` : 'report only'}: ${result}`;
 }
 
 export function formatMismatches(report: MismatchReport): string {
@@ -185,7 +190,7 @@ export function formatStatus(report: MigrationReport): string {
     `phase     ${status.phase}${status.paused ? ` (${pauseStory(status)})` : ''}`,
     `started   ${status.startedAt}${status.finishedAt ? `, finished ${status.finishedAt}` : ''}`,
     `rows      ${formatCount(status.rowsRead)} read, ${formatCount(status.rowsWritten)} written, ${formatCount(rowsSkipped(status))} already present, ${formatCount(status.rowsFailed)} failed`,
-    `throttle  ${formatThrottle(status.throttle)}`,
+    `throttle  ${formatThrottle(status.throttle, status.shards.filter((s) => s.state === 'running').length)}`,
   );
   const holding = holdingSignals(status);
   const held = holding.map((h) => `${h.signal} (shard${h.shards.length === 1 ? '' : 's'} ${h.shards.join(', ')})`);
@@ -219,7 +224,7 @@ export function formatStatus(report: MigrationReport): string {
   }
   if (status.abort) {
     lines.push(
-      `ABORTED   by ${status.abort.by} in ${status.abort.phaseReached}: ${status.abort.reason}; ${status.abort.flagsNote}`,
+      `ABORTED   by ${printable(status.abort.by)} in ${status.abort.phaseReached}: ${printable(status.abort.reason)}; ${status.abort.flagsNote}`,
       `          ${rowsLeftText(status)} remain in the target; \`ferry report ${status.migrationId}\` says what to do about them`,
     );
   }
@@ -234,7 +239,8 @@ export function formatStatus(report: MigrationReport): string {
         ? `decisions (the last ${shown.length} of ${total}; \`ferry report ${status.migrationId}${status.eventsDropped ? ' --from-audit --connection TARGET_DB' : ''}\` has them all):`
         : 'decisions:',
     );
-    for (const event of shown) lines.push(`  ${event.at} ${event.kind}${event.by ? ` by ${event.by}` : ''}: ${decisionDetail(event)}`);
+    // Who and why are anyone's text: one event, one line, whatever they hold.
+    for (const event of shown) lines.push(`  ${event.at} ${event.kind}${event.by ? ` by ${printable(event.by)}` : ''}: ${printable(decisionDetail(event))}`);
   }
   if (status.inspection && status.phase === 'dry-run') lines.push('', formatInspection(status.inspection));
   return lines.join('\n');

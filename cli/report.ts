@@ -5,6 +5,7 @@ import { differenceCounts, scopeOf, uncleanReason } from '../lib/verification-ru
 import type { LaterCheck } from '../operator';
 import { rowsLeftText } from './outcome';
 import { decisionDetail } from './phase-story';
+import { printable } from './printable';
 import { formatCount } from './render';
 
 export interface MigrationRecord {
@@ -165,7 +166,8 @@ export function laterCheckCells(check: LaterCheck): string[] {
   return [`run ${r.run} (${check.checkId})`, r.startedAt, r.finishedAt ?? '', r.by ?? '', scopeOf(r.samplePercent), r.repair ? 'yes' : 'no', String(r.passes), result];
 }
 
-const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+/** A table cell on one line: control characters shown escaped, pipes too. */
+const cell = (text: string) => printable(text).replace(/\|/g, '\\|');
 
 export function recordMarkdown(record: MigrationRecord): string {
   const lines = [
@@ -206,7 +208,7 @@ export function recordMarkdown(record: MigrationRecord): string {
       '',
       `${verificationScope(v)}${v.clean ? 'clean' : 'NOT clean'} after ${v.passes} pass(es): ${formatCount(v.rowsChecked)} rows checked, ${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired.` +
         verificationCaveat(v) +
-        (v.forcedBy ? ` A gate was approved past it with --force by ${v.forcedBy}.` : ''),
+        (v.forcedBy ? ` A gate was approved past it with --force by ${printable(v.forcedBy)}.` : ''),
     );
   }
   if (record.laterChecks.length) {
@@ -224,12 +226,12 @@ export function recordMarkdown(record: MigrationRecord): string {
     for (const e of record.decisions) lines.push(`| ${e.at} | ${e.kind} | ${cell(e.by ?? '')} | ${cell(decisionDetail(e))} |`);
   }
   if (record.abort) {
-    lines.push('', '## Abort', '', `Aborted by ${record.abort.by} at ${record.abort.at} in phase ${record.abort.phaseReached}: ${record.abort.reason}.`, '', record.abort.flagsNote + '.');
+    lines.push('', '## Abort', '', `Aborted by ${printable(record.abort.by)} at ${record.abort.at} in phase ${record.abort.phaseReached}: ${printable(record.abort.reason)}.`, '', record.abort.flagsNote + '.');
   }
   if (record.flags) {
     const f = record.flags;
     lines.push('', '## Flags', '', `Version ${f.version}: write old ${f.writeOld ? 'on' : 'off'}, write new ${f.writeNew ? 'on' : 'off'}, reads from ${f.readFrom}, compare ${f.comparePercent}%.`);
   }
-  lines.push('', '## Left to do by hand', '', ...record.leftToDo.map((t) => `- ${t}`), '');
+  lines.push('', '## Left to do by hand', '', ...record.leftToDo.map((t) => `- ${printable(t)}`), '');
   return lines.join('\n');
 }

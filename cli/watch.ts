@@ -84,7 +84,7 @@ export function watchFrame(sample: WatchSample, size: FrameSize, unicode = true)
       `progress  ${progressBar(fraction ?? 0, barWidth, unicode)} ${percent(fraction)}  ${formatCount(status.rowsRead)} of ~${formatCount(estimated)} rows read`,
       running && status.paused ? `PAUSED    ${pauseStory(status)!.replace(/^PAUSED /, '')}` : `${copying(status) ? 'rate' : 'now '}      ${rateText(sample)}`,
       `rows      ${formatCount(status.rowsWritten)} written, ${formatCount(rowsSkipped(status))} already present, ${formatCount(status.rowsFailed)} failed`,
-      `throttle  ${formatThrottle(status.throttle)}`,
+      `throttle  ${formatThrottle(status.throttle, status.shards.filter((s) => s.state === 'running').length)}`,
     );
     for (const reason of throttleReasons(status)) lines.push(`  slowed  ${reason}`);
     if (status.capture) lines.push(`capture   ${describeCapture(status.capture)}`);

@@ -70,8 +70,9 @@ function hasControlCharacter(text: string): boolean {
 /**
  * Problems with who a request says asked: a name with control characters could show as someone
  * else's in `ferry status` and the reports. Checked where a request is admitted (update
- * validators, and the operator API before it sends a signal), never where a taken request is
- * read, so requests recorded before this check replay as they ran.
+ * validators, the operator API before it sends a signal, and the pause and resume handlers behind
+ * a patch), never where a taken request is read, so requests recorded before this check replay
+ * as they ran.
  */
 export function nameProblems(request: object): string[] {
   const by = (request as { by?: unknown }).by;

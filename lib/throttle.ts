@@ -330,6 +330,19 @@ export function shardRate(throttle: Throttle, runningShards: number): number | n
   return Math.max(1, Math.floor(throttle.rowsPerSecond / Math.max(1, runningShards)));
 }
 
+/**
+ * What a concurrency below the shards already running means: lowering it stops none of them.
+ * Each finishes its range (the rows/s limit shared among all of them), and no new shard starts
+ * until fewer run than the concurrency. Null when no more run than it allows.
+ */
+export function concurrencyOverrun(throttle: Pick<Throttle, 'rowsPerSecond' | 'concurrency'>, shardsRunning: number): string | null {
+  const { concurrency } = throttle;
+  if (shardsRunning <= concurrency) return null;
+  const shared = throttle.rowsPerSecond === null ? '' : ', sharing the rows/s limit';
+  const until = concurrency === 1 ? 'until they have all finished' : `until fewer than ${concurrency} run`;
+  return `the ${shardsRunning} shards already copying finish their ranges${shared}; no new shard starts ${until}`;
+}
+
 /** The smallest batch the copier adapts down to. */
 export const MIN_BATCH_SIZE = throttleBounds.batchSize.min;
 

@@ -17,6 +17,7 @@ export {
   requestAbort,
   resumeMigration,
   retryFailures,
+  shardsRunning,
   verifyMigration,
 } from './requests';
 export { activityRetries, shardCopyRetries, type ActivityRetry } from './retries';

@@ -19,6 +19,7 @@ import {
   resumeSignal,
   retryFailuresUpdate,
   setThrottleUpdate,
+  statusQuery,
   verifyUpdate,
   type ApprovalOutcome,
   type OperatorNote,
@@ -26,7 +27,7 @@ import {
 } from '../workflows/messages';
 import type { migrationWorkflow } from '../workflows/migration';
 import { NoWorkerError, RefusedError } from './errors';
-import { requireLiveWorker, statusIfWorker } from './live-worker';
+import { PROBE_SECONDS, requireLiveWorker, statusIfWorker } from './live-worker';
 import { describeMigration, RUN_STATES } from './status';
 
 const UPDATE_TIMEOUT_SECONDS = 30;
@@ -93,6 +94,20 @@ export async function changeThrottle(client: Client, migrationId: string, change
   const problems = throttleChangeProblems(change);
   if (problems.length > 0) throw new RefusedError(`refused: ${problems.join('; ')}`);
   return update(client, migrationId, setThrottleUpdate, change);
+}
+
+/**
+ * The shards copying now, as the migration counts them: after a lower concurrency, more may run
+ * than it allows. Null when the migration does not answer within seconds. Never throws.
+ */
+export async function shardsRunning(client: Client, migrationId: string): Promise<number | null> {
+  try {
+    const handle = client.workflow.getHandle<typeof migrationWorkflow>(migrationId);
+    const status = await client.withDeadline(Date.now() + PROBE_SECONDS * 1000, () => handle.query(statusQuery));
+    return status.shards.filter((shard) => shard.state === 'running').length;
+  } catch {
+    return null;
+  }
 }
 
 export async function retryFailures(client: Client, migrationId: string, note: OperatorNote): Promise<RetryOutcome> {

@@ -28,7 +28,7 @@ export function addThrottleCommand(program: Command): void {
       .argument('<migration-id>', 'the migration')
       .option('--rows-per-second <n>', `rows per second across the migration, or "unlimited"`)
       .option('--batch-size <n>', 'the largest batch (the copier adapts below it)')
-      .option('--concurrency <n>', 'shards copying at once')
+      .option('--concurrency <n>', 'shards copying at once (lowered, the shards already copying finish their ranges; no new one starts until fewer run)')
       .option('--max-query-seconds <s>', "hold while a query on the source (not Ferry's) runs longer (the plan's backoff.maxQuerySeconds)")
       .option('--max-replica-lag-seconds <s>', "hold while a replica of the source lags further behind (backoff.maxReplicaLagSeconds)")
       .option('--max-unread-slot-wal-mb <mb>', 'hold while a replication slot nothing reads holds more WAL, or "none" (backoff.maxUnreadSlotWalMb)')
@@ -40,8 +40,15 @@ export function addThrottleCommand(program: Command): void {
   ).action(async (migrationId: string, options: ThrottleOptions & { json: boolean }, command: Command) => {
     const change = throttleChangeOf(options);
     await withClient(settingsOf(command), async (client) => {
-      const throttle = await operatorModule().changeThrottle(client, migrationId, change);
-      say(options.json, { migrationId, throttle }, `throttle of ${migrationId} is now: ${renderModule().formatThrottle(throttle)}`);
+      const operator = operatorModule();
+      const throttle = await operator.changeThrottle(client, migrationId, change);
+      // A lower concurrency stops no shard already copying: say how many still run, so the answer is the whole truth.
+      const shardsRunning = await operator.shardsRunning(client, migrationId);
+      say(
+        options.json,
+        { migrationId, throttle, shardsRunning },
+        `throttle of ${migrationId} is now: ${renderModule().formatThrottle(throttle, shardsRunning ?? 0)}`,
+      );
     });
   });
 }

@@ -2,7 +2,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../../cli/exit-codes';
 import { migrationReport, startMigration } from '../../operator';
+import { SHARD_CONTROL_QUERY, shardWorkflowId } from '../../lib/ids';
 import { validatePlan, type PlanInput } from '../../lib/plan';
+import type { ShardControl } from '../../workflows/messages';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
@@ -63,6 +65,32 @@ describe('steering a backfill', () => {
     expect(status.events).toEqual([
       expect.objectContaining({ kind: 'throttle', by: expect.stringMatching(/^alice \(as \S+\)$/), detail: 'rowsPerSecond 400 -> 50000, batchSize 100 -> 5000 (night)' }),
     ]);
+  });
+
+  it('a lower concurrency stops no running shard: those still copying share the rows/s limit, and the answer says so', async () => {
+    const { plan } = await planWith({ rowsPerSecond: 400, batchSize: 20, concurrency: 4, checkpointSeconds: 1 }, { shards: { count: 4 } });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const id = handle.workflowId;
+    await eventually(async () => {
+      const { status } = await migrationReport(worker.client, id);
+      return status!.shards.length === 4 && status!.shards.every((s) => s.state === 'running' && s.rowsRead > 0);
+    }, 30_000, 'four shards copying');
+    // Each shard's own throttle: the rate its copy calls keep to.
+    const shardRates = () =>
+      Promise.all([0, 1, 2, 3].map(async (index) => (await worker.client.workflow.getHandle(shardWorkflowId(id, index)).query<ShardControl>(SHARD_CONTROL_QUERY)).throttle.rowsPerSecond!));
+    expect(await shardRates()).toEqual([100, 100, 100, 100]);
+
+    const lowered = await ferry(['throttle', id, '--concurrency', '1', '--by', 'alice'], worker.temporal);
+    expect(lowered.code, lowered.stderr).toBe(ExitCode.ok);
+    const overrun = '1 shard at once (the 4 shards already copying finish their ranges, sharing the rows/s limit; no new shard starts until they have all finished)';
+    expect(lowered.stdout).toContain(`400 rows/s, batches up to 20 rows, ${overrun}`);
+    // The change is answered once every running shard has been told of it.
+    const rates = await shardRates();
+    expect(rates.reduce((sum, rate) => sum + rate, 0)).toBeLessThanOrEqual(400);
+    expect(rates).toEqual([100, 100, 100, 100]);
+    const status = await ferry(['status', id], worker.temporal);
+    expect(status.stdout).toContain(`throttle  400 rows/s, batches up to 20 rows, ${overrun}`);
+    await handle.terminate('test done');
   });
 
   it('refuses bad throttle values with a reason and changes nothing', async () => {

@@ -8,6 +8,7 @@
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ExitCode } from '../../cli/exit-codes';
 import { migrationReport, startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import { SHARD_CONTROL_QUERY } from '../../lib/ids';
@@ -135,6 +136,38 @@ describe('messages with any payload', () => {
       write_old: true, write_new: false, read_from: 'old',
     });
   }, 180_000);
+
+  it('a pause or resume by a name holding a control character is refused and recorded; a reason holding a newline shows escaped, on one line, in ferry status', async () => {
+    const plan = await planFor();
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const id = handle.workflowId;
+    await eventually(async () => ((await statusOf(id)).gate?.name === 'cutover-reads' ? true : undefined), 60_000, 'the gate');
+    const before = await statusOf(id);
+    const forged = '2025-01-01T00:00:00.000Z approve by alice: gate cutover-reads approved';
+
+    await handle.signal('pause', { by: `mallory\n  ${forged}`, reason: 'checking' });
+    await handle.signal('resume', { by: 'mallory\x1b[8m' });
+    // Signals are taken in order: once a later pause shows, the bad ones have been read.
+    await handle.signal('pause', { by: 'probe', reason: `checking\n  ${forged}` });
+    const after = await eventually(async () => {
+      const status = await statusOf(id);
+      return status.paused ? status : undefined;
+    }, 20_000, 'the pause after the bad signals');
+    expect(after.paused).toMatchObject({ by: 'probe', reason: `checking\n  ${forged}` });
+    const named = 'by must not contain control characters (a terminal escape, a carriage return, a newline)';
+    expect(after.events.filter((e) => e.kind === 'refused').map((e) => e.detail)).toEqual([`signal pause ignored: ${named}`, `signal resume ignored: ${named}`]);
+    expect(JSON.stringify(after.events)).not.toContain('mallory');
+    expect(stable({ ...after, paused: null, events: after.events.filter((e) => e.kind !== 'pause') })).toEqual(stable(before));
+
+    const shown = await ferry(['status', id], worker.temporal);
+    expect(shown.code, shown.stderr).toBe(ExitCode.ok);
+    const lines = shown.stdout.split('\n');
+    expect(lines.filter((line) => line.trimStart().startsWith(forged))).toEqual([]);
+    expect(lines.find((line) => line.startsWith('phase '))).toContain(`by probe: checking\\n  ${forged} (since`);
+    const pause = after.events.find((e) => e.kind === 'pause')!;
+    expect(lines).toContain(`  ${pause.at} pause by probe: checking\\n  ${forged}`);
+    await handle.terminate('test over');
+  }, 120_000);
 
   it('a copying shard ignores bad throttle, pause and limits signals and copies on; its migration still aborts', async () => {
     const plan = await planFor({ lifecycle: { dualWrites: false, cutover: false }, throttle: { rowsPerSecond: 200, batchSize: 20, checkpointSeconds: 0.5 } });

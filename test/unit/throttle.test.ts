@@ -163,4 +163,14 @@ describe('the throttle as ferry status shows it', () => {
     );
     expect(formatThrottle(applyThrottleChange(throttle, { pacing: false }, planned))).toBe("1,000 rows/s, batches up to 500 rows, 2 shards at once; changed from the plan's: pacing off");
   });
+
+  it('says that shards running beyond a lowered concurrency copy on, and when the next starts', () => {
+    expect(formatThrottle(throttle, 2)).toBe('1,000 rows/s, batches up to 500 rows, 2 shards at once');
+    expect(formatThrottle(throttle, 3)).toBe(
+      '1,000 rows/s, batches up to 500 rows, 2 shards at once (the 3 shards already copying finish their ranges, sharing the rows/s limit; no new shard starts until fewer than 2 run)',
+    );
+    expect(formatThrottle({ ...throttle, rowsPerSecond: null, concurrency: 1 }, 4)).toBe(
+      'no rows/s limit, batches up to 500 rows, 1 shard at once (the 4 shards already copying finish their ranges; no new shard starts until they have all finished)',
+    );
+  });
 });

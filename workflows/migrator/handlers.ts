@@ -19,6 +19,7 @@ import {
   parseShardProgress,
   parseThrottleChange,
   parseVerifyRequest,
+  type OperatorNote,
   type Parsed,
 } from '../../lib/messages-input';
 import { lapseOf, refusalOf, type RequestKind } from '../../lib/requests';
@@ -94,14 +95,19 @@ export function setMigrationHandlers(run: MigrationRun): void {
     },
   );
   // A pause or resume with no payload (the Web UI's default) is a plain one, by nobody named.
+  // A name with control characters (sent through Temporal, past the CLI's check) is refused like
+  // the updates' are. Guarded, and asked only of such a name, so older histories replay as they ran.
+  const namedBadly = (note: OperatorNote) => nameProblems(note).length > 0 && patched('signal-names-checked');
   setHandler(pauseSignal, async (payload) => {
     const parsed = parseOperatorNote(payload);
     if (!parsed.ok) return run.refuse('pause', parsed.problems);
+    if (namedBadly(parsed.value)) return run.refuse('pause', nameProblems(parsed.value));
     await run.pause(parsed.value, 'pause', parsed.value.reason ?? 'paused by an operator');
   });
   setHandler(resumeSignal, async (payload) => {
     const parsed = parseOperatorNote(payload);
     if (!parsed.ok) return run.refuse('resume', parsed.problems);
+    if (namedBadly(parsed.value)) return run.refuse('resume', nameProblems(parsed.value));
     const note = parsed.value;
     if (!status.paused) return;
     run.record('resume', note, `resumed after: ${status.paused.reason}`);

@@ -229,12 +229,18 @@ export class MigrationRun {
     return this.status.shards.filter((s) => s.state === 'running');
   }
 
-  /** A running shard's share of the throttle: rates are shares of the whole. */
+  /**
+   * A running shard's share of the throttle: rates are shares of the whole, among every shard
+   * that runs. A lower concurrency stops no running shard (the window only starts none), so
+   * while more run than it allows, a share of the concurrency would copy faster than the limit.
+   * Guarded, and asked only then, so older histories replay as they ran.
+   */
   shardThrottle(): ShardThrottle {
-    return {
-      rowsPerSecond: shardRate(this.status.throttle, Math.max(1, Math.min(this.running().length, this.status.throttle.concurrency))),
-      batchSize: this.status.throttle.batchSize,
-    };
+    const { throttle } = this.status;
+    const running = this.running().length;
+    const overrun = throttle.rowsPerSecond !== null && running > throttle.concurrency && patched('rate-shared-by-running');
+    const sharing = overrun ? running : Math.max(1, Math.min(running, throttle.concurrency));
+    return { rowsPerSecond: shardRate(throttle, sharing), batchSize: throttle.batchSize };
   }
 
   /** The plan's limits (backoff and pacing budget), which an operator's throttle changes override. */
