@@ -9,7 +9,7 @@ import { ExitCode } from '../../cli/exit-codes';
 import { migrationReport, startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import { ferry } from '../support/cli';
-import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
+import { createTestDatabase, eventually, rowsDigest, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 const ROWS = 3000;
 
@@ -122,6 +122,28 @@ describe('checking a migration after it ended', () => {
       const history = await worker.client.workflow.getHandle(workflowId).fetchHistory();
       await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, workflowId);
     }
+  });
+
+  it('finds a target row no shard reads, as the final check of the lifecycle does', async () => {
+    const where = 'id % 3 <> 0';
+    const { plan, name } = await planFor({ subset: { where } });
+    const id = (await startMigration(worker.client, worker.temporal, plan, { execute: true })).workflowId;
+    const finished = await worker.client.workflow.getHandle(id).result();
+    expect(finished.phase).toBe('completed');
+    const subset = () => rowsDigest(sourceUrl, `SELECT * FROM items WHERE ${where}`);
+    expect(await rowsDigest(targetUrl, `SELECT * FROM ${name}`)).toEqual(await subset());
+
+    // A row the source never had. With a \`where\`, shards read the target by the keys the source's
+    // chunks hold, so no shard reads it.
+    await sql(targetUrl, `INSERT INTO ${name} VALUES (${ROWS + 1000}, 'stray', 1, NULL)`);
+    expect(await sql(sourceUrl, `SELECT id FROM items WHERE id = ${ROWS + 1000}`)).toEqual([]);
+    const reported = await ferry(['verify', id], worker.temporal);
+    expect(reported.code).toBe(ExitCode.failed);
+    expect(reported.stdout).toContain('(every row, report only): NOT clean after 1 pass: 2,000 rows checked, 0 missing, 1 extra, 0 differing');
+    expect((await rowsDigest(targetUrl, `SELECT * FROM ${name}`)).rows).toBe((await subset()).rows + 1);
+
+    const history = await worker.client.workflow.getHandle(`${id}/check-1`).fetchHistory();
+    await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, `${id}/check-1`);
   });
 
   it('checks and repairs an aborted migration', async () => {
