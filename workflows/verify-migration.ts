@@ -102,9 +102,12 @@ export async function verifyMigrationWorkflow(input: VerifyMigrationInput): Prom
       carried: carried.missing + carried.extra + carried.value,
       inFlight: run.inFlight + totals.inFlight,
     });
-    // After the migration, nothing short of no difference at all is clean: there is no gate to budget for.
-    run.clean = run.missing + run.extra + run.value === 0;
-    if (run.clean || !input.repair || pass === maxPasses) break;
+    // After the migration, nothing short of no difference at all is clean: there is no gate to budget
+    // for. A sample that finds nothing keeps an earlier clean verdict and never makes one, as in the
+    // lifecycle (guarded: checks recorded before recorded it clean).
+    const found = run.missing + run.extra + run.value;
+    run.clean = samplePercent !== null && patched('after-finish-sample-verdict') ? begun.previousClean === true && found === 0 : found === 0;
+    if (found === 0 || !input.repair || pass === maxPasses) break;
     const repair = await repairMismatches({ migrationId, plan, pass: passId });
     run.repaired += repair.repaired + repair.deleted;
   }

@@ -124,7 +124,7 @@ describe('checking a migration after it ended', () => {
     }
   });
 
-  it('finds a target row no shard reads, as the final check of the lifecycle does', async () => {
+  it('finds a target row no shard reads; after an unclean check a sample that finds nothing is not clean, after a clean one it stays clean', async () => {
     const where = 'id % 3 <> 0';
     const { plan, name } = await planFor({ subset: { where } });
     const id = (await startMigration(worker.client, worker.temporal, plan, { execute: true })).workflowId;
@@ -142,8 +142,35 @@ describe('checking a migration after it ended', () => {
     expect(reported.stdout).toContain('(every row, report only): NOT clean after 1 pass: 2,000 rows checked, 0 missing, 1 extra, 0 differing');
     expect((await rowsDigest(targetUrl, `SELECT * FROM ${name}`)).rows).toBe((await subset()).rows + 1);
 
-    const history = await worker.client.workflow.getHandle(`${id}/check-1`).fetchHistory();
-    await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, `${id}/check-1`);
+    // Put right by hand. A sample finds nothing now, but cannot clear the unclean check before it.
+    await sql(targetUrl, `DELETE FROM ${name} WHERE id = ${ROWS + 1000}`);
+    expect(await rowsDigest(targetUrl, `SELECT * FROM ${name}`)).toEqual(await subset());
+    const sampled = await ferry(['verify', id, '--sample', '20'], worker.temporal);
+    expect(sampled.stdout).toContain('(a sample of 20% of keys, report only): NOT clean after 1 pass');
+    expect(sampled.stdout).toContain('0 missing, 0 extra, 0 differing');
+    expect(sampled.stdout).toContain('a sample cannot make a migration clean');
+    expect(sampled.code).toBe(ExitCode.failed);
+
+    // Every row compared: clean. A sample that finds nothing then keeps it so.
+    const full = await ferry(['verify', id], worker.temporal);
+    expect(full.stdout).toContain('(every row, report only): clean after 1 pass: 2,000 rows checked, 0 missing, 0 extra, 0 differing');
+    expect(full.code).toBe(ExitCode.ok);
+    const sampledClean = await ferry(['verify', id, '--sample', '20'], worker.temporal);
+    expect(sampledClean.stdout).toContain('(a sample of 20% of keys, report only): clean after 1 pass');
+    expect(sampledClean.code).toBe(ExitCode.ok);
+
+    const runs = await sql(targetUrl, `SELECT run, kind, sample_percent, extra, clean FROM ferry.verification_runs WHERE migration_id = $1 ORDER BY run`, [id]);
+    expect(runs).toEqual([
+      { run: 1, kind: 'lifecycle', sample_percent: null, extra: '0', clean: true },
+      { run: 2, kind: 'after-finish', sample_percent: null, extra: '1', clean: false },
+      { run: 3, kind: 'after-finish', sample_percent: '20', extra: '0', clean: false },
+      { run: 4, kind: 'after-finish', sample_percent: null, extra: '0', clean: true },
+      { run: 5, kind: 'after-finish', sample_percent: '20', extra: '0', clean: true },
+    ]);
+    for (const workflowId of [`${id}/check-1`, `${id}/check-2`]) {
+      const history = await worker.client.workflow.getHandle(workflowId).fetchHistory();
+      await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, workflowId);
+    }
   });
 
   it('checks and repairs an aborted migration', async () => {
