@@ -133,6 +133,7 @@ export function formatVerificationRun(run: VerificationRun): string {
   ];
   if (run.problem) lines.push(`problem: ${run.problem}`);
   if (run.samplePercent !== null && run.clean) lines.push(`a sample: rows outside it were not compared; \`ferry verify ${run.migrationId}\` compares every row`);
+  if (run.samplePercent !== null && !run.clean && !run.problem && found === 0) lines.push(uncleanReason(run));
   if (found > 0) {
     lines.push(`\`ferry mismatches ${run.migrationId}\` lists them`);
     if (!run.repair) lines.push(`nothing was repaired; \`ferry verify ${run.migrationId} --repair\` repairs them from the source`);

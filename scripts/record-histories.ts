@@ -2,10 +2,11 @@
  * Records the workflow histories that test/unit/replay.test.ts replays against the current code:
  * a full lifecycle with gates (its first run and its last), an abort after a back-off change (the
  * migration's run that took the change, its last run, and a shard that heard of it), a shard that
- * continued-as-new, a verification shard, a migration that continued-as-new while it waited at a gate.
+ * continued-as-new, a verification shard, a migration that continued-as-new while it waited at a gate,
+ * and checks of a migration after it ended (one repairing, one sampled).
  * Run it (npm run record-histories) when a workflow change is meant to break old histories, that
  * is, after guarding the change with patched() so running migrations still replay. With
- * `-- --only NAME[,NAME]` it records just those groups (lifecycle, abort, dry-run, gate) and keeps
+ * `-- --only NAME[,NAME]` it records just those groups (lifecycle, abort, dry-run, gate, check) and keeps
  * the other recordings, which were made by older code and are worth keeping for that.
  */
 import { Client, Connection } from '@temporalio/client';
@@ -15,14 +16,14 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { abortMigration, approveGate, changeThrottle, migrationReport, startMigration } from '../operator';
+import { abortMigration, approveGate, changeThrottle, checkEndedMigration, endedMigration, migrationReport, startMigration } from '../operator';
 import { validatePlan } from '../lib/plan';
 import { temporalSettings } from '../lib/settings';
 import { createFerryWorker } from '../workers/worker';
 import { ensureTemporalCli } from './install-temporal';
 import { startPostgres } from './services/postgres';
 import { startTemporal } from './services/temporal';
-import { shardWorkflowId, verifyShardWorkflowId } from '../lib/ids';
+import { checkWorkflowId, shardWorkflowId, verifyShardWorkflowId } from '../lib/ids';
 import { phaseKey } from '../lib/search-attributes';
 
 const outDir = path.join(__dirname, '..', 'test', 'histories');
@@ -37,7 +38,7 @@ async function until<T>(check: () => Promise<T | undefined>, what: string): Prom
   }
 }
 
-const GROUPS = ['lifecycle', 'abort', 'dry-run', 'gate'] as const;
+const GROUPS = ['lifecycle', 'abort', 'dry-run', 'gate', 'check'] as const;
 type Group = (typeof GROUPS)[number];
 
 function groupsToRecord(argv: string[]): Set<Group> {
@@ -76,7 +77,8 @@ async function main(): Promise<void> {
     INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 6000) i;
     CREATE TABLE items_full (id int PRIMARY KEY, label text NOT NULL);
     CREATE TABLE items_aborted (id int PRIMARY KEY, label text NOT NULL);
-    CREATE TABLE items_gate (id int PRIMARY KEY, label text NOT NULL);`);
+    CREATE TABLE items_gate (id int PRIMARY KEY, label text NOT NULL);
+    CREATE TABLE items_check (id int PRIMARY KEY, label text NOT NULL);`);
   await setup.end();
 
   // Recordings are replayed by tests without keys: always in clear, whatever FERRY_PAYLOAD_KEY says.
@@ -122,6 +124,7 @@ async function main(): Promise<void> {
     if (groups.has('abort')) await recordAbort();
     if (groups.has('dry-run')) await recordDryRun();
     if (groups.has('gate')) await recordGate();
+    if (groups.has('check')) await recordCheck();
     writeFileSync(indexPath, `${JSON.stringify(index, null, 2)}\n`);
 
     async function recordLifecycle() {
@@ -190,6 +193,30 @@ async function main(): Promise<void> {
       await approveEveryGate(gated.workflowId);
       await gated.result();
       await save('migration-continued-as-new-at-gate', atGate.workflowId, atGate.runId);
+    }
+
+    /** A completed migration damaged afterwards: a check that repairs it (two passes), then a sampled check. */
+    async function recordCheck() {
+      const noGates = validatePlan({
+        name: 'histories-items-check',
+        source: { connection: 'DB', table: 'items', key: 'id' },
+        target: { connection: 'DB', table: 'items_check' },
+        transform: { sql: { id: 'id', label: 'label' } },
+        shards: { count: 2 },
+        throttle: { rowsPerSecond: 3000, batchSize: 100, concurrency: 2, checkpointSeconds: 0.2 },
+        verify: { chunkSize: 200 },
+      });
+      const checked = await startMigration(client, temporal, noGates, { execute: true });
+      await checked.result();
+      const damage = new pg.Client({ connectionString: url });
+      await damage.connect();
+      await damage.query(`DELETE FROM items_check WHERE id = 10; UPDATE items_check SET label = 'damaged' WHERE id = 20; INSERT INTO items_check VALUES (99999, 'stray')`);
+      await damage.end();
+      const migration = await endedMigration(client, checked.workflowId, temporal.taskQueue, 'completed');
+      await checkEndedMigration(client, migration, { samplePercent: null, repair: true, force: false, by: 'recorder' });
+      await save('check-repaired', checkWorkflowId(checked.workflowId, 1));
+      await checkEndedMigration(client, migration, { samplePercent: 20, repair: false, force: false, by: 'recorder' });
+      await save('check-sampled', checkWorkflowId(checked.workflowId, 2));
     }
   } finally {
     await connection.close();

@@ -26,6 +26,18 @@ export async function openKeysOfEarlierPasses(pool: pg.Pool, { migrationId, pass
   return rows.map((r) => r.key);
 }
 
+/**
+ * With a lineage column: the source keys recorded for some keys left unresolved by passes before
+ * `pass` (the keys are target keys; their rows are read by source key).
+ */
+export async function sourceKeysOfEarlierPasses(pool: pg.Pool, migrationId: string, pass: number, keys: string[]): Promise<string[]> {
+  const { rows } = await pool.query<{ source_key: string }>(
+    sql`SELECT DISTINCT k AS source_key FROM ferry.mismatches, unnest(source_keys) AS k
+         WHERE migration_id = ${migrationId} AND pass < ${pass} AND resolved_at IS NULL AND key = ANY(${keys}::text[])`,
+  );
+  return rows.map((r) => r.source_key);
+}
+
 /** Resolves everything passes before `pass` left open: `pass` has carried it over. */
 export async function resolveEarlierPasses(pool: pg.Pool, migrationId: string, pass: number): Promise<void> {
   await pool.query(sql`UPDATE ferry.mismatches SET resolved_at = now() WHERE migration_id = ${migrationId} AND pass < ${pass} AND resolved_at IS NULL`);

@@ -11,9 +11,10 @@ import { oneStatement, readOnlyQuery } from '../plan-sql';
 import { fullBatchEndSql, nextBatchBoundSql, rangeRowsSql, SOURCE_KEY_TEXT } from '../copy/copy-statements';
 import { ident, sql } from '../sql';
 import { installFerrySchema, type Mismatch, recordMismatches } from '../state/ferry-schema';
-import { openKeysOfEarlierPasses, resolveEarlierPasses } from '../state/mismatches';
+import { openKeysOfEarlierPasses, resolveEarlierPasses, sourceKeysOfEarlierPasses } from '../state/mismatches';
 import { isRowError, redactMessage } from '../../lib/errors';
-import { chunkChecksumSql, diffRows, type DigestForm, type Selection } from './verify-statements';
+import { targetKeysHeldSql } from './coverage-statements';
+import { chunkChecksumSql, diffRows, type DigestForm, type RowHashes, type Selection } from './verify-statements';
 import { columnNames, type BothSides, MIN_PAGE_ROWS, type MismatchCounts, type Verification, zeroCounts } from './both-sides';
 import { captureSettle, keysToReadAgain, type Reread } from './capture-settle';
 import { chunkSizesOf, nextChunkSize } from './chunk-size';
@@ -80,6 +81,38 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
       const seen = new Set(earlier.map((d) => d.key));
       return diffRows(columnNames(v), s, t).filter((d) => seen.has(d.key));
     };
+
+  /**
+   * The differences among some open mismatches' keys now. The keys are target keys: with a
+   * lineage column both sides are read by the source keys of their groups instead (those recorded
+   * with the mismatches, and those the target rows hold now), and only these keys' differences
+   * are kept; a target row with no source key is read by none, and stays extra (`untraced`).
+   */
+  async function openKeysCompared(
+    plan: Plan,
+    v: Verification,
+    migrationId: string,
+    pass: number,
+    keys: string[],
+    pageRows: number,
+  ): Promise<{ differences: Mismatch[]; untraced: Mismatch[] }> {
+    const lineage = v.shape.lineage;
+    if (!lineage) {
+      const [s, t] = await bothSides(plan, v, { keys }, { keys }, pageRows);
+      return { differences: diffRows(columnNames(v), s, t), untraced: [] };
+    }
+    const targetPool = databases.pool(plan.target.connection);
+    const held = await targetPool.query<{ key: string; source_key: string | null }>(targetKeysHeldSql(v.shape.target, lineage, keys));
+    const sourceKeys = [
+      ...new Set([...(await sourceKeysOfEarlierPasses(targetPool, migrationId, pass, keys)), ...held.rows.flatMap((r) => (r.source_key === null ? [] : [r.source_key]))]),
+    ];
+    const open = new Set(keys);
+    const [s, t]: [RowHashes[], RowHashes[]] = sourceKeys.length > 0 ? await bothSides(plan, v, { keys: sourceKeys }, { keys: sourceKeys }, pageRows) : [[], []];
+    return {
+      differences: diffRows(columnNames(v), s, t).filter((d) => open.has(d.key)),
+      untraced: held.rows.filter((r) => r.source_key === null).map((r): Mismatch => ({ key: r.key, category: 'extra', columns: [], sourceKey: null })),
+    };
+  }
 
   /** verifyShard's work; row errors are turned into a clear failure by the activity. */
   async function verifyShardChunks(input: VerifyShardInput, heartbeats?: Heartbeats): Promise<VerifyShardResult> {
@@ -322,14 +355,15 @@ export function createShardComparison(databases: Databases, { verificationOf, bo
         v ??= await verificationOf(plan, null, undefined, migrationId);
         settle ??= captureSettle(databases.pool(plan.source.connection), targetPool, plan, migrationId, !!v.shape.lineage);
         const pageRows = Math.max(MIN_PAGE_ROWS, keys.length + 1);
-        const [s, t] = await bothSides(plan, v, { keys }, { keys }, pageRows);
-        let differences = diffRows(columnNames(v), s, t);
+        const { differences: found, untraced } = await openKeysCompared(plan, v, migrationId, pass, keys, pageRows);
+        let differences = found;
         if (differences.length > 0) {
           // A write in flight, or a change the change apply has yet to apply, as in verifyShard.
           await sleep(plan.verify.inFlightDelaySeconds * 1000);
           const reread = rereadOf(plan, v, pageRows);
           differences = await settle(await reread(differences), reread);
         }
+        differences = [...differences, ...untraced];
         await recordMismatches(targetPool, migrationId, pass, differences);
         await captureFoundValues(plan, v, migrationId, pass, differences);
         for (const d of differences) counts[d.category] += 1;

@@ -33,6 +33,11 @@ export interface BegunRun {
   /** The pass number of the run's pass 1 in ferry.mismatches. */
   firstPass: number;
   startedAt: string;
+  /**
+   * The verdict of the migration's last finished run before this one: whether it was clean;
+   * false when there is none. A sampled check can keep it, never make it.
+   */
+  previousClean: boolean;
 }
 
 export interface FinishRunInput {
@@ -106,7 +111,10 @@ export function createVerificationRecord(databases: Databases) {
           );
           row = inserted.rows[0]!;
         }
-        return { run: row.run, firstPass: row.first_pass, startedAt: row.started_at.toISOString() };
+        const previous = await client.query<{ clean: boolean | null }>(
+          sql`SELECT clean FROM ferry.verification_runs WHERE migration_id = ${input.migrationId} AND run < ${row.run} AND finished_at IS NOT NULL ORDER BY run DESC LIMIT 1`,
+        );
+        return { run: row.run, firstPass: row.first_pass, startedAt: row.started_at.toISOString(), previousClean: previous.rows[0]?.clean === true };
       });
     },
 

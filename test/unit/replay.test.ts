@@ -15,9 +15,11 @@ const workflowIds = JSON.parse(readFileSync(path.join(dir, 'workflow-ids.json'),
 const files = readdirSync(dir).filter((f) => f.endsWith('.json') && f !== 'workflow-ids.json');
 
 describe('recorded workflow histories', () => {
-  it('cover the lifecycle, an abort, a dry run, a gate that continued-as-new, shards and verification', () => {
+  it('cover the lifecycle, an abort, a dry run, a gate that continued-as-new, shards, verification and checks after the end', () => {
     // Newer recordings sit beside these (record-histories --suffix), never in their place.
     expect(files.sort()).toEqual(expect.arrayContaining([
+      'check-repaired.json',
+      'check-sampled.json',
       'migration-aborted-in-backfill.json',
       'migration-continued-as-new-at-gate.json',
       'migration-dry-run.json',

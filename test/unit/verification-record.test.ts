@@ -78,6 +78,11 @@ describe('verification records', () => {
     const sampled = formatVerificationRun(run({ samplePercent: 20, missing: 0, extra: 0, value: 0, clean: true }));
     expect(sampled).toContain('(a sample of 20% of keys, report only): clean');
     expect(sampled).toContain('rows outside it were not compared');
+    // After an unclean run, a sample that finds nothing cannot make it clean, and says why.
+    const kept = formatVerificationRun(run({ samplePercent: 20, missing: 0, extra: 0, value: 0, clean: false }));
+    expect(kept).toContain('(a sample of 20% of keys, report only): NOT clean after 1 pass');
+    expect(kept).toContain('found no difference, but a sample cannot make a migration clean; verify every row');
+    expect(kept).not.toContain('rows outside it were not compared');
     expect(formatVerificationRun(run({ problem: 'no such table', clean: false }))).toContain('could not finish after 1 pass');
   });
 
