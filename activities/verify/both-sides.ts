@@ -18,8 +18,9 @@ import { targetColumnKinds } from '../transform/copy-text';
 import { quoteIdent, quoteLiteral, SOURCE_ALIAS, sql } from '../sql';
 import type { DigestResult } from '../transform/thread-messages';
 import { digestOnThread, readSourceRows } from '../transform/transform-threads';
+import { keysToReadAgain, type Reread } from './capture-settle';
 import { workerFieldOf } from '../transform/worker-checksum';
-import { allConditions, type ColumnType, columnTypesSql, type RowHashes, rowHashesOf, rowsSql, sampleCondition, type Selection, TARGET_ALIAS, type VerifyShape } from './verify-statements';
+import { allConditions, type ColumnType, columnTypesSql, diffRows, type RowHashes, rowHashesOf, rowsSql, sampleCondition, type Selection, TARGET_ALIAS, type VerifyShape } from './verify-statements';
 import { hashesUtf8, moduleSourceRows } from './module-rows';
 import { keyOrdersDiffer, keyRangeOrderProblem } from '../inspect/key-order';
 
@@ -228,3 +229,13 @@ export type BothSides = ReturnType<typeof createBothSides>;
 export function columnNames(v: Verification): string[] {
   return v.shape.types.map((c) => c.name);
 }
+
+/** Reads the rows of some differences again: returns those that still differ. */
+export const rereadWith =
+  (bothSides: BothSides['bothSides'], plan: Plan, v: Verification, pageRows: number): Reread =>
+  async (earlier) => {
+    const differing = keysToReadAgain(earlier, !!v.shape.lineage);
+    const [s, t] = await bothSides(plan, v, { keys: differing }, { keys: differing }, pageRows);
+    const seen = new Set(earlier.map((d) => d.key));
+    return diffRows(columnNames(v), s, t).filter((d) => seen.has(d.key));
+  };
