@@ -28,10 +28,14 @@ function differences(v: NonNullable<MigrationStatus['verification']>): string {
 }
 
 /** The last verification in one phrase: "clean after 1 pass, 12,000 rows checked". */
-export function verificationPhrase(v: MigrationStatus['verification']): string {
+export function verificationPhrase(v: MigrationStatus['verification'], status?: Pick<MigrationStatus, 'unresolvedFailures' | 'migrationId'>): string {
   if (!v) return 'not verified yet';
   const passes = `${v.passes} pass${v.passes === 1 ? '' : 'es'}`;
-  return `${v.clean ? 'clean' : 'NOT clean'} after ${passes}, ${v.rowsChecked.toLocaleString('en-US')} rows checked${v.clean ? '' : ` (${differences(v)})`}`;
+  // Verification leaves out the keys of unresolved failed records (their copy or a later change
+  // to them failed), so a verdict says so while there are any.
+  const failed = status?.unresolvedFailures ?? 0;
+  const leftOut = failed > 0 ? `; ${failed.toLocaleString('en-US')} row${failed === 1 ? '' : 's'} with unresolved failed records left out (ferry failures ${status!.migrationId})` : '';
+  return `${v.clean ? 'clean' : 'NOT clean'} after ${passes}, ${v.rowsChecked.toLocaleString('en-US')} rows checked${v.clean ? '' : ` (${differences(v)})`}${leftOut}`;
 }
 
 function passShardsText(live: NonNullable<MigrationStatus['verifyPass']>): string {
@@ -52,12 +56,12 @@ export function verifyingStory(status: Pick<MigrationStatus, 'verification' | 'p
 }
 
 /** The gate a migration waits at: how long, how verification stands, and how to move on. */
-export function gateStory(status: Pick<MigrationStatus, 'gate' | 'verification' | 'migrationId' | 'verificationRunning' | 'verifyPass'>, nowMs = Date.now()): string[] {
+export function gateStory(status: Pick<MigrationStatus, 'gate' | 'verification' | 'migrationId' | 'verificationRunning' | 'verifyPass' | 'unresolvedFailures'>, nowMs = Date.now()): string[] {
   const gate = status.gate;
   if (!gate) return [];
   const lines = [
     `waiting at ${gate.name} for ${since(gate.waitingSince, nowMs)} (since ${gate.waitingSince}${gate.expiresAt ? `; aborts at ${gate.expiresAt} if nobody decides` : ''}): ${gate.description}`,
-    `verification ${verificationPhrase(status.verification)}`,
+    `verification ${verificationPhrase(status.verification, status)}`,
   ];
   // The migration refuses an approval until the verification it runs has reported.
   if (status.verificationRunning) {
@@ -105,7 +109,7 @@ export function phaseStory(status: MigrationStatus, nowMs = Date.now()): string 
     case 'reads-on-new':
     case 'old-writes-off':
     case 'cleanup':
-      return `${status.phase}: the copy is done; verification ${verificationPhrase(status.verification)}`;
+      return `${status.phase}: the copy is done; verification ${verificationPhrase(status.verification, status)}`;
     case 'aborting':
       return 'aborting: stopping the copy and rolling the flags back';
     case 'aborted':

@@ -111,13 +111,16 @@ function runScope(run: number | undefined, samplePercent: number | null | undefi
   return parts.length ? ` (${parts.join(', ')})` : '';
 }
 
-export function formatVerification(v: VerificationSummary): string {
+/** A verification's verdict; with the migration's status, also the rows it left out for their failed records. */
+export function formatVerification(v: VerificationSummary, status?: Pick<MigrationStatus, 'unresolvedFailures' | 'migrationId'>): string {
   const found = v.missing + v.extra + v.value;
+  const failed = status?.unresolvedFailures ?? 0;
   return (
     `verification ${v.clean ? 'clean' : 'NOT clean'} after ${v.passes} pass${v.passes === 1 ? '' : 'es'}${runScope(v.run, v.samplePercent)}: ${formatCount(v.rowsChecked)} rows checked, ` +
     `${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired, ${v.inFlight} in flight` +
     (!v.clean && found === 0 && v.samplePercent != null ? `; ${uncleanReason(v)}` : '') +
-    (v.forcedBy ? `; a gate was approved past it by ${printable(v.forcedBy)} (--force)` : '')
+    (v.forcedBy ? `; a gate was approved past it by ${printable(v.forcedBy)} (--force)` : '') +
+    (failed > 0 ? `; ${formatCount(failed)} row${failed === 1 ? '' : 's'} with unresolved failed records left out (ferry failures ${status!.migrationId})` : '')
   );
 }
 
@@ -212,7 +215,7 @@ export function formatStatus(report: MigrationReport): string {
   if (status.capture) lines.push(`capture   ${describeCapture(status.capture)}`);
   const story = report.runState === 'running' && !status.paused ? phaseStory(status) : null;
   if (story && status.phase !== 'awaiting-approval') lines.push(`now       ${story}`);
-  if (status.verification) lines.push(`verify    ${formatVerification(status.verification).replace(/^verification /, '')}`);
+  if (status.verification) lines.push(`verify    ${formatVerification(status.verification, status).replace(/^verification /, '')}`);
   const gate = gateStory(status);
   gate.forEach((line, i) => lines.push(`${i === 0 ? 'GATE' : '    '}      ${line}`));
   if (status.gate?.figures) {

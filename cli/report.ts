@@ -76,7 +76,9 @@ function leftToDo(status: MigrationStatus): string[] {
   const target = status.inspection?.target.name ?? 'the new table';
   const todo: string[] = [];
   if (status.unresolvedFailures > 0) {
-    todo.push(`${status.unresolvedFailures} rows were never copied: see \`ferry failures ${status.migrationId}\` and ferry.failed_records on the target`);
+    todo.push(
+      `${status.unresolvedFailures} rows failed and were left out of verification (never copied, or a later change to them not applied): see \`ferry failures ${status.migrationId}\` and ferry.failed_records on the target`,
+    );
   }
   if (status.abort) {
     todo.push(`the migration was aborted (${status.abort.reason}): ${status.abort.flagsNote}`);

@@ -251,6 +251,12 @@ describe('watchFrame', () => {
     expect(refused).not.toContain('approve with:');
     expect(refused).toContain('approval would be refused: verification is not clean (4 missing, 0 extra, 0 differing)');
     expect(refused).toContain('ferry verify ferry/users/20250101-000000Z');
+
+    // Keys of unresolved failed records are not compared: a clean verdict says how many were left out.
+    const withFailures = report({ phase: 'awaiting-approval', gate: gateAt('cutover-reads'), verification: clean, rowsFailed: 3, unresolvedFailures: 2 });
+    expect(watchFrame(sample(withFailures), { columns: 240, rows: 40 }).join('\n')).toContain(
+      'verification clean after 1 pass, 10,000 rows checked; 2 rows with unresolved failed records left out (ferry failures ferry/users/20250101-000000Z)',
+    );
   });
 
   it('says how a run that ended without a status failed', () => {
