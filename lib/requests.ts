@@ -67,6 +67,8 @@ export function refusalOf(kind: RequestKind, state: ServingState): string | null
       return null;
     case 'verify':
       if (!state.backfillDone) return 'the backfill has not finished; verify after it';
+      // A pause holds verifications too: one taken now would wait for the resume.
+      if (state.paused) return `the migration is paused (${state.paused}); resume it first (ferry resume), then verify`;
       if (state.verificationBusy) return 'a verification is already running';
       if (!state.gateAhead) return 'no gate is left to verify at: the migration is in its last steps (ferry report shows the last verification)';
       return null;

@@ -15,7 +15,7 @@ import { SHARD_CONTROL_QUERY } from '../../lib/ids';
 import type { MigrationStatus } from '../../lib/status';
 import type { ShardControl } from '../../workflows/messages';
 import { ferry, type CliResult } from '../support/cli';
-import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
+import { createTestDatabase, eventually, rowsDigest, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 const ROWS = 2000;
 
@@ -264,6 +264,48 @@ describe('messages with any payload', () => {
     const history = await handle.fetchHistory();
     expect(history.events!.some((e) => e.activityTaskScheduledEventAttributes || e.startChildWorkflowExecutionInitiatedEventAttributes)).toBe(false);
   }, 60_000);
+
+  it('a pause holds a verification at the gate before it repairs, and a verification asked for while paused is refused; the resume lets it repair', async () => {
+    const plan = await planFor();
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const id = handle.workflowId;
+    await eventually(async () => ((await statusOf(id)).gate?.name === 'cutover-reads' ? true : undefined), 60_000, 'the gate');
+    const digest = (table: string) => rowsDigest(url, `SELECT id, label FROM ${table}`);
+    await sql(url, `UPDATE ${plan.target.table} SET label = 'damaged' WHERE id = 5`);
+
+    // The test's own session holds the target, so the verification is under way when the pause comes.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query(`LOCK TABLE ${plan.target.table} IN ACCESS EXCLUSIVE MODE`);
+    let verifying: Promise<CliResult>;
+    try {
+      verifying = ferry(['verify', id, '--by', 'carol'], worker.temporal);
+      await eventually(async () => (await statusOf(id)).verificationRunning || undefined, 30_000, 'the verification running');
+      expect((await ferry(['pause', id, '--by', 'dave', '--reason', 'hold the repair'], worker.temporal)).code).toBe(0);
+      await eventually(async () => (await statusOf(id)).paused ?? undefined, 20_000, 'the pause');
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
+    // The pass under way finishes and finds the damage; nothing is repaired while paused.
+    await eventually(async () => (await statusOf(id)).events.some((e) => e.kind === 'verify' && e.detail.includes('0 missing, 0 extra, 1 differing')) || undefined, 60_000, 'the first pass');
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(await sqlRow(url, `SELECT label FROM ${plan.target.table} WHERE id = 5`)).toEqual({ label: 'damaged' });
+    const paused = await statusOf(id);
+    expect(paused.verificationRunning).toBe(true);
+    expect(paused.events.some((e) => e.kind === 'verify' && e.detail.includes('repaired'))).toBe(false);
+    const refused = await ferry(['verify', id, '--by', 'erin'], worker.temporal);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/the migration is paused \(by dave( \(as [^)]*\))?: hold the repair\); resume it first \(ferry resume\), then verify/);
+
+    expect((await ferry(['resume', id, '--by', 'dave'], worker.temporal)).code).toBe(0);
+    const verified = await verifying!;
+    expect(verified.code, verified.stderr).toBe(0);
+    expect(verified.stdout).toContain('verification clean after 2 passes');
+    expect(await digest(plan.target.table)).toEqual(await digest('items'));
+    await within(handle.executeUpdate('abort', { args: [{ by: 'tester', reason: 'done' }] }), 60_000);
+  }, 180_000);
 
   it('an approval waits for the verification running at the gate; an abort that stops it is answered so, not with the verdict from before', async () => {
     const plan = await planFor();

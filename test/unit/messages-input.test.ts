@@ -131,6 +131,7 @@ describe('which requests can be served', () => {
     expect(refusalOf('reject', state({ paused: 'by bob: replica lag' }))).toBeNull();
     expect(refusalOf('approve', state({ paused: null }))).toBeNull();
     expect(refusalOf('approve', state({ gateWaiting: null }))).toContain('no gate is waiting');
+    expect(refusalOf('verify', state({ paused: 'by bob: replica lag' }))).toBe('the migration is paused (by bob: replica lag); resume it first (ferry resume), then verify');
   });
   it('takes no approval while a verification runs at the gate, which the approval must not pass unseen; a rejection still goes', () => {
     expect(refusalOf('approve', state({ verificationBusy: true }))).toBe('a verification is running at this gate; approve once it has reported (ferry status shows it)');

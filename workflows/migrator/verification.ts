@@ -110,7 +110,7 @@ async function recordedVerification(run: MigrationRun, samplePercent: number | n
     let stopped = false;
     for (let pass = 1; pass <= plan.verify.maxPasses; pass += 1) {
       const passId = begun.firstPass + pass - 1;
-      const outcome = await verifyAllShards(run, passId, samplePercent);
+      const outcome = (await heldWhilePaused(run)) ? await verifyAllShards(run, passId, samplePercent) : null;
       if (outcome === null) {
         problem = 'the migration was aborted';
         stopped = true;
@@ -144,6 +144,11 @@ async function recordedVerification(run: MigrationRun, samplePercent: number | n
           (carriedCount ? ` (${carriedCount} of them left unresolved by an earlier pass)` : ''),
       );
       if (found <= plan.verify.mismatchBudget || pass === plan.verify.maxPasses) break;
+      if (!(await heldWhilePaused(run))) {
+        problem = 'the migration was aborted';
+        stopped = true;
+        break;
+      }
       const repair = await repairMismatches({ migrationId: workflowId, plan, pass: passId });
       summary.repaired += repair.repaired + repair.deleted;
       summary.repairedTotal! += repair.repaired + repair.deleted;
@@ -161,6 +166,16 @@ async function recordedVerification(run: MigrationRun, samplePercent: number | n
   } finally {
     run.verifying = false;
   }
+}
+
+/**
+ * A pause holds a verification where it stands between its passes and before it repairs, as it
+ * holds a copy between batches (the pass under way finishes). False when an abort came instead.
+ * Added while migrations may be verifying while paused: guarded, so their histories replay.
+ */
+async function heldWhilePaused(run: MigrationRun): Promise<boolean> {
+  if (run.status.paused && patched('verification-holds-for-pause')) await condition(() => run.status.paused === null || run.abortRequest !== null);
+  return run.abortRequest === null;
 }
 
 /** One verification pass over every shard, `concurrency` at a time; null when aborted. */
