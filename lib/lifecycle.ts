@@ -62,7 +62,8 @@ export function flagsAfterAbort(current: FlagSettings | null): { flags: FlagSett
   if (current.writeOld) {
     return {
       flags: { writeOld: true, writeNew: false, readFrom: 'old', comparePercent: 0 },
-      note: 'the old table received every write: the application is back on it alone',
+      // Set, not yet followed: each application process takes the flags up as it hears of them.
+      note: 'the old table received every write: the flags send the application back to it alone (each process follows as it hears of them)',
     };
   }
   return {

@@ -18,6 +18,10 @@ describe('lifecycle rules', () => {
         writeOld: true, writeNew: false, readFrom: 'old', comparePercent: 0,
       });
     }
+    // The note speaks of the flags: the applications follow them later, each as it hears of them.
+    expect(flagsAfterAbort({ writeOld: true, writeNew: true, readFrom: 'new', comparePercent: 0 }).note).toBe(
+      'the old table received every write: the flags send the application back to it alone (each process follows as it hears of them)',
+    );
   });
 
   it('never rolls back past lost writes: old writes come back on first, reads stay on new', () => {
