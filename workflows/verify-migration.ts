@@ -11,7 +11,7 @@ import { rootMessage } from '../lib/errors';
 import type { ShardSpec } from '../lib/key-range';
 import type { Plan } from '../lib/plan';
 import type { VerificationRun } from '../lib/verification-runs';
-import { noTotals, verifyShardWorkflow, type VerifyTotals } from './verify-shard';
+import { coverageInput, noTotals, verifyShardWorkflow, withCoverage, type VerifyTotals } from './verify-shard';
 import { checkShardWorkflowId } from '../lib/ids';
 
 export interface VerifyMigrationInput {
@@ -143,20 +143,7 @@ async function verifyShards(input: VerifyMigrationInput, checkId: string, checkP
   // no shard reaches, NULL keys. Added while checks may be running: guarded, so they still replay.
   if (problem === null && patched('after-finish-coverage')) {
     try {
-      const coverage = await verifyCoverage({
-        migrationId: input.migrationId,
-        plan: input.plan,
-        shards: input.shards,
-        pass,
-        chunkSize: input.plan.verify.chunkSize,
-        inFlightDelayMs: input.plan.verify.inFlightDelaySeconds * 1000,
-        ...(input.samplePercent === null ? {} : { samplePercent: input.samplePercent }),
-      });
-      totals.rowsChecked += coverage.unreachedRows;
-      totals.missing += coverage.mismatches.missing;
-      totals.extra += coverage.mismatches.extra;
-      totals.value += coverage.mismatches.value;
-      problem = coverage.problem;
+      problem = withCoverage(totals, await verifyCoverage(coverageInput(input.migrationId, input.plan, input.shards, pass, input.samplePercent)));
     } catch (error) {
       problem = rootMessage(error);
     }

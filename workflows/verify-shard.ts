@@ -4,6 +4,7 @@
  */
 import { continueAsNew, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { FerryActivities } from '../activities';
+import type { CoverageInput, CoverageResult } from '../activities/verify/coverage';
 import type { ShardSpec } from '../lib/key-range';
 import type { Plan } from '../lib/plan';
 
@@ -27,6 +28,28 @@ export interface VerifyTotals {
 }
 
 export const noTotals: VerifyTotals = { rowsChecked: 0, missing: 0, extra: 0, value: 0, inFlight: 0 };
+
+/** The final coverage check of a pass over `shards` (activities/verify/coverage.ts): what no shard reads. */
+export function coverageInput(migrationId: string, plan: Plan, shards: ShardSpec[], pass: number, samplePercent: number | null): CoverageInput {
+  return {
+    migrationId,
+    plan,
+    shards,
+    pass,
+    chunkSize: plan.verify.chunkSize,
+    inFlightDelayMs: plan.verify.inFlightDelaySeconds * 1000,
+    ...(samplePercent === null ? {} : { samplePercent }),
+  };
+}
+
+/** Adds what the coverage check found to a pass's totals; returns its problem, if any. */
+export function withCoverage(totals: VerifyTotals, coverage: CoverageResult): string | null {
+  totals.rowsChecked += coverage.unreachedRows;
+  totals.missing += coverage.mismatches.missing;
+  totals.extra += coverage.mismatches.extra;
+  totals.value += coverage.mismatches.value;
+  return coverage.problem;
+}
 
 const { verifyShard } = proxyActivities<FerryActivities>({
   startToCloseTimeout: '1 hour',

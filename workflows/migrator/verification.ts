@@ -9,7 +9,7 @@ import { verifyShardWorkflowId } from '../../lib/ids';
 import type { VerificationSummary } from '../../lib/status';
 import { differenceCounts, uncleanReason, type VerificationKind } from '../../lib/verification-runs';
 import type { OperatorNote } from '../messages';
-import { noTotals, verifyShardWorkflow, type VerifyTotals } from '../verify-shard';
+import { coverageInput, noTotals, verifyShardWorkflow, withCoverage, type VerifyTotals } from '../verify-shard';
 import { beginVerificationRun, finishVerificationRun, recheckOpenMismatches, repairMismatches, verifyCoverage } from './activity-proxies';
 import type { MigrationRun } from './run';
 
@@ -211,24 +211,13 @@ async function verifyShardsOfPass(run: MigrationRun, pass: number, samplePercent
   // Every source row in scope accounted for, every target row owned: what no shard could see.
   // Added while migrations may be verifying: guarded, so their histories still replay.
   if (problem === null && patched('verify-coverage')) {
-    const checked = verifyCoverage({
-      migrationId: workflowId,
-      plan,
-      shards: status.shards.map((s) => ({ range: s.range, partitionValue: s.partitionValue })),
-      pass,
-      chunkSize: plan.verify.chunkSize,
-      inFlightDelayMs: plan.verify.inFlightDelaySeconds * 1000,
-      ...(samplePercent === null ? {} : { samplePercent }),
-    });
+    const shards = status.shards.map((s) => ({ range: s.range, partitionValue: s.partitionValue }));
+    const checked = verifyCoverage(coverageInput(workflowId, plan, shards, pass, samplePercent));
     checked.catch(() => {}); // an abort may leave it behind
     try {
       const coverage = await Promise.race([checked, condition(() => run.abortRequest !== null).then(() => null)]);
       if (coverage === null) return null;
-      totals.rowsChecked += coverage.unreachedRows;
-      totals.missing += coverage.mismatches.missing;
-      totals.extra += coverage.mismatches.extra;
-      totals.value += coverage.mismatches.value;
-      problem = coverage.problem;
+      problem = withCoverage(totals, coverage);
     } catch (error) {
       problem = rootMessage(error);
     }
