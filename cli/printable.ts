@@ -4,20 +4,16 @@
  * newline could print a line that looks like Ferry's own (a forged approval) and a terminal
  * escape could hide or rewrite what follows. Pure; never throws.
  */
+import { isControlCode } from '../lib/messages-input';
 
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
-
-/** A control character (C0, DEL or C1): one that a terminal acts on rather than shows. */
-function isControl(code: number): boolean {
-  return code < 0x20 || (code >= 0x7f && code <= 0x9f);
-}
 
 /** `text` with each control character shown escaped (\n, \r, \t, else \u001b and the like), on one line. */
 export function printable(text: string): string {
   let shown = '';
   for (const char of text) {
     const code = char.charCodeAt(0);
-    shown += isControl(code) ? (NAMED[char] ?? `\\u${code.toString(16).padStart(4, '0')}`) : char;
+    shown += isControlCode(code) ? (NAMED[char] ?? `\\u${code.toString(16).padStart(4, '0')}`) : char;
   }
   return shown;
 }

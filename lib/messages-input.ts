@@ -58,12 +58,14 @@ export interface OperatorNote {
 
 const noteSchema = z.strictObject({ by: name.optional(), reason: text.optional() });
 
+/** A control character (C0, DEL or C1): one that a terminal acts on rather than shows. */
+export function isControlCode(code: number): boolean {
+  return code < 0x20 || (code >= 0x7f && code <= 0x9f);
+}
+
 /** A terminal's escapes, a carriage return or a newline would let a name read as another where it is shown. */
 function hasControlCharacter(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return true;
-  }
+  for (let i = 0; i < text.length; i++) if (isControlCode(text.charCodeAt(i))) return true;
   return false;
 }
 
