@@ -190,7 +190,8 @@ describe('copyRangeThroughModule', () => {
     expect(actual.find((r) => r.id === '3')?.created_at).toMatch(/\.999996\+00$/);
 
     const again = await copyRangeThroughModule(sourcePool, targetPool, spec, { after: null, upTo: null }, transform, dir);
-    expect(again).toEqual({ read: ROWS, written: 0, failed: [{ key: String(THROWS), error: CURSED }] });
+    expect(again).toEqual({ read: ROWS, written: 0, failed: [{ key: String(THROWS), error: CURSED }], skipped: first.skipped.concat(second.skipped) });
+    expect(again.skipped).toEqual(Array.from({ length: skipped }, (_, i) => String((i + 1) * 5)));
     expect(await sql(targetUrl, actualSql(table))).toEqual(expected);
   });
 
@@ -200,7 +201,7 @@ describe('copyRangeThroughModule', () => {
       sourcePool, targetPool, specFor('people_where', 's.note IS NULL'), { after: '10', upTo: '50' }, transform, dir,
     );
     // Keys 14, 21, 28, 35, 42, 49 have a NULL note; 35 is a fifth row and is skipped.
-    expect(result).toEqual({ read: 6, written: 5, failed: [] });
+    expect(result).toEqual({ read: 6, written: 5, failed: [], skipped: ['35'] });
     expect((await sql(targetUrl, 'SELECT id::text FROM people_where ORDER BY id')).map((r) => r.id)).toEqual(['14', '21', '28', '42', '49']);
   });
 
