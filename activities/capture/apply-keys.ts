@@ -1,8 +1,8 @@
 /**
  * Key applier makes the target rows of changed keys what the transform makes of the source rows
  * now: each key's source row is read again and written over the target's, through the plan's
- * transform (SQL or module); a key the source no longer holds is deleted on the target. Safe to
- * run twice: it writes state, never a difference.
+ * transform (SQL or module); a key the source no longer holds, or whose row a module transform
+ * now skips, is deleted on the target. Safe to run twice: it writes state, never a difference.
  */
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
@@ -67,31 +67,34 @@ export async function withApplyLock<T>(targetPool: pg.Pool, migrationId: string,
 }
 
 export function createKeyApplier(databases: Databases, transformDir: string | null) {
-  /** Writes the source rows of `keys` over the target's; a row the target or transform refuses stands alone. */
-  async function copyKeys(plan: Plan, base: CopySpec, keys: string[]): Promise<{ written: number; failed: FailedRecord[] }> {
-    if (keys.length === 0) return { written: 0, failed: [] };
+  /**
+   * Writes the source rows of `keys` over the target's; a row the target or transform refuses
+   * stands alone. `skipped` are the keys (as the source's key text) whose row a module transform skipped.
+   */
+  async function copyKeys(plan: Plan, base: CopySpec, keys: string[]): Promise<{ written: number; failed: FailedRecord[]; skipped: string[] }> {
+    if (keys.length === 0) return { written: 0, failed: [], skipped: [] };
     const sourcePool = databases.pool(plan.source.connection);
     const targetPool = databases.pool(plan.target.connection);
     const spec: CopySpec = { ...base, filter: allConditions(base.filter, sourceKeysCondition(plan.source.key, keys)) };
     try {
       if (plan.transform.module) {
         const outcome = await copyRangeThroughModule(sourcePool, targetPool, spec, wholeKeySpace, plan.transform.module, transformDir);
-        return { written: outcome.written, failed: outcome.failed.map((f) => ({ key: f.key, code: null, error: f.error })) };
+        return { written: outcome.written, failed: outcome.failed.map((f) => ({ key: f.key, code: null, error: f.error })), skipped: outcome.skipped };
       }
       if (databases.sameDatabase(plan.source.connection, plan.target.connection)) {
         const statement = copyWithinDatabaseSql(spec, wholeKeySpace);
-        return { written: await inCopyTransaction(targetPool, spec, async (c) => (await c.query(oneStatement(statement))).rowCount ?? 0), failed: [] };
+        return { written: await inCopyTransaction(targetPool, spec, async (c) => (await c.query(oneStatement(statement))).rowCount ?? 0), failed: [], skipped: [] };
       }
       const out = copyOutSql(spec, wholeKeySpace);
-      return { written: await writeBatch(targetPool, spec, wholeKeySpace, (send) => readOnly(sourcePool, (s) => send(s.query(copyTo(out))))), failed: [] };
+      return { written: await writeBatch(targetPool, spec, wholeKeySpace, (send) => readOnly(sourcePool, (s) => send(s.query(copyTo(out))))), failed: [], skipped: [] };
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (!isRowError(code)) throw error;
-      if (keys.length === 1) return { written: 0, failed: [{ key: keys[0]!, code: code ?? null, error: (error as Error).message }] };
+      if (keys.length === 1) return { written: 0, failed: [{ key: keys[0]!, code: code ?? null, error: (error as Error).message }], skipped: [] };
       const half = Math.ceil(keys.length / 2);
       const left = await copyKeys(plan, base, keys.slice(0, half));
       const right = await copyKeys(plan, base, keys.slice(half));
-      return { written: left.written + right.written, failed: [...left.failed, ...right.failed] };
+      return { written: left.written + right.written, failed: [...left.failed, ...right.failed], skipped: [...left.skipped, ...right.skipped] };
     }
   }
 
@@ -99,7 +102,7 @@ export function createKeyApplier(databases: Databases, transformDir: string | nu
    * Applies `keys` (source keys as writers logged them; `keyType` is the key column's type, as
    * keyTypeSql reads it): under the apply lock, their source rows are read now
    * and written over the target's, and target rows of keys the source no longer holds (or that
-   * left the plan's subset) are deleted.
+   * left the plan's subset, or whose row the module transform now skips) are deleted.
    */
   /** `record` false leaves the failed keys to the caller to record (a backfill chunk records its own). */
   return async function applyKeys(migrationId: string, plan: Plan, keys: string[], keyType: string, record = true): Promise<KeysApplied> {
@@ -117,6 +120,12 @@ export function createKeyApplier(databases: Databases, transformDir: string | nu
         deleted = await inCopyTransaction(targetPool, base, async (c) => (await c.query(statement)).rowCount ?? 0);
       }
       const copied = await copyKeys(plan, base, keys.filter((k) => held.has(k)));
+      // A row the transform now skips leaves no target row: delete the one an earlier read wrote,
+      // still under the lock, so a later change of the key is applied after this.
+      if (copied.skipped.length > 0) {
+        const statement = deleteTargetKeysSql(base.target, copied.skipped);
+        deleted += await inCopyTransaction(targetPool, base, async (c) => (await c.query(statement)).rowCount ?? 0);
+      }
       return { written: copied.written, deleted, failed: copied.failed };
     });
     if (!record) return { ...applied, newlyFailed: applied.failed };

@@ -76,7 +76,36 @@ export function parseJsonExact(text: string): unknown {
 }
 
 
+/**
+ * What an object is, when JSON's text of it would not carry what it holds; else null. JSON
+ * writes an object's own enumerable properties: a Map's entries, a Set's members, a typed
+ * array's or ArrayBuffer's bytes, and whatever an instance of a class without such properties
+ * holds (a RegExp, an Error, private fields) would all become `{}` or lose their kind. A plain
+ * object, an array, a Date, a LosslessNumber, a boxed primitive, an object with a toJSON of its
+ * own choosing and a class instance with fields (written as its fields) are written.
+ */
+function unwrittenObject(value: unknown): string | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
+  const prototype = Object.getPrototypeOf(value) as object | null;
+  if (prototype === Object.prototype || prototype === null) return null;
+  if (value instanceof Date || isLosslessNumber(value) || typeof (value as { toJSON?: unknown }).toJSON === 'function') return null;
+  if (value instanceof Boolean || value instanceof Number || value instanceof String) return null;
+  if (value instanceof Map) return 'a Map';
+  if (value instanceof Set) return 'a Set';
+  const name = (prototype as { constructor?: { name?: unknown } }).constructor?.name;
+  const what = typeof name === 'string' && name !== '' ? name : 'an unnamed class';
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return `a ${what}`;
+  if (Object.keys(value).length > 0) return null;
+  return `an instance of ${what} with no fields`;
+}
+
 const REFUSED_IN_JSON: NumberStringifier[] = [
+  {
+    test: (value) => unwrittenObject(value) !== null,
+    stringify: (value) => {
+      throw new TypeError(`${unwrittenObject(value)}, which JSON would write without its contents; return a plain object or array`);
+    },
+  },
   {
     test: (value) => (typeof value === 'number' && !Number.isFinite(value)) || (value instanceof Date && Number.isNaN(value.getTime())),
     stringify: (value) => {
@@ -87,7 +116,9 @@ const REFUSED_IN_JSON: NumberStringifier[] = [
 
 /**
  * A value as JSON text: LosslessNumber and bigint keep their digits, `jsonNull` is null. NaN,
- * Infinity and invalid Dates, which JSON.stringify would silently turn into null, throw.
+ * Infinity and invalid Dates, which JSON.stringify would silently turn into null, throw, and so
+ * does an object whose contents JSON would drop (see unwrittenObject). A property that is
+ * undefined, a function or a symbol is left out, as JSON.stringify leaves it out (null in an array).
  */
 export function jsonText(value: unknown, column: string): string {
   let json: string | undefined;
@@ -97,8 +128,9 @@ export function jsonText(value: unknown, column: string): string {
     // A bigint: the lossless stringify writes it.
   }
   // Native text is exact unless a value became null (NaN, Infinity, an invalid Date, or a real
-  // null or jsonNull) or a LosslessNumber became an object: those go the lossless way.
-  if (json !== undefined && !json.includes('null') && !json.includes('isLosslessNumber')) return json;
+  // null or jsonNull), a LosslessNumber became an object, or an object lost its contents (`{}`:
+  // a Map, a Set, an instance; `"0":` a typed array): those go the lossless way, which checks.
+  if (json !== undefined && !json.includes('null') && !json.includes('isLosslessNumber') && !json.includes('{}') && !json.includes('"0":')) return json;
   try {
     json = stringifyLosslessJson(value, null, undefined, REFUSED_IN_JSON);
   } catch (error) {

@@ -21,6 +21,8 @@ export interface ModuleCopyResult {
   written: number;
   /** Source rows whose transform threw or returned no target row, or whose value the target refused. */
   failed: RowFailure[];
+  /** The keys of source rows the transform skipped (returned null or no row): they have no target row now. */
+  skipped: string[];
 }
 
 /** COPY text is sent in chunks of about this many bytes. */
@@ -119,10 +121,10 @@ class EncodedRange {
   }
 
   /** The range's counts, once it is read and encoded. */
-  async counts(): Promise<{ read: number; failed: RowFailure[] }> {
+  async counts(): Promise<{ read: number; failed: RowFailure[]; skipped: string[] }> {
     await this.reading;
     const parts = await Promise.all(this.parts);
-    return { read: parts.reduce((n, p) => n + p.read, 0), failed: parts.flatMap((p) => p.failed) };
+    return { read: parts.reduce((n, p) => n + p.read, 0), failed: parts.flatMap((p) => p.failed), skipped: parts.flatMap((p) => sourceKeys(p.skipped)) };
   }
 
   private whole: Promise<EncodedBatch> | null = null;
@@ -176,17 +178,17 @@ export async function copyRangeThroughModule(
     try {
       const rows = remaining;
       const written = await writeBatch(targetPool, spec, range, (send) => send(Readable.from(rows ? chunked(rows.copyText) : encoded.copyText())));
-      const { read, failed } = await encoded.counts();
-      return { read, written, failed: [...failed, ...failedByTarget] };
+      const { read, failed, skipped } = await encoded.counts();
+      return { read, written, failed: [...failed, ...failedByTarget], skipped };
     } catch (error) {
-      const { read, failed } = await encoded.counts();
+      const { read, failed, skipped } = await encoded.counts();
       remaining ??= await encoded.batch();
       const index = refusedRowIndex(error, remaining);
       if (index === null || failedByTarget.length >= MAX_REFUSED_ROWS) throw error;
       const column = /\bcolumn ([^:]+):/.exec((error as pg.DatabaseError).where ?? '')?.[1];
       failedByTarget.push({ key: remaining.keys[index]!, error: `the target refused a value${column ? ` of column ${column}` : ''}: ${messageOf(error)}` });
       remaining = withoutRow(remaining, index);
-      if (remaining.keys.length === 0) return { read, written: 0, failed: [...failed, ...failedByTarget] };
+      if (remaining.keys.length === 0) return { read, written: 0, failed: [...failed, ...failedByTarget], skipped };
     }
   }
 }

@@ -54,6 +54,8 @@ export interface EncodeResult {
   /** The COPY text of every target row, in source key order. */
   copyText: Uint8Array;
   failed: RowFailure[];
+  /** The keys of source rows the transform skipped (null or no row), as `keys` writes them. */
+  skipped: string;
 }
 
 /** Null when some value cannot be made canonical in the worker (see worker-checksum.ts). */

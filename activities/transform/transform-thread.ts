@@ -60,6 +60,7 @@ export async function encode(task: EncodeTask): Promise<EncodeResult> {
   const copyText = new CopyTextBuffer();
   let read = 0;
   let keys = '';
+  let skipped = '';
   let lineCounts: number[] | null = null;
   let encoded = 0;
   const failed: RowFailure[] = [];
@@ -77,7 +78,10 @@ export async function encode(task: EncodeTask): Promise<EncodeResult> {
     }
     try {
       const produced = targetRowsOfOutput(output);
-      if (!produced || produced.length === 0) continue;
+      if (!produced || produced.length === 0) {
+        skipped += rows.keyText + '\n';
+        continue;
+      }
       let lines = '';
       for (const target of produced) lines += encodeRow(target);
       copyText.append(lines);
@@ -89,7 +93,7 @@ export async function encode(task: EncodeTask): Promise<EncodeResult> {
       failed.push({ key, error: redactErrorText(error) });
     }
   }
-  return { read, keys, lineCounts, copyText: copyText.take(), failed };
+  return { read, keys, lineCounts, copyText: copyText.take(), failed, skipped };
 }
 
 /** As the verifier's moduleSourceDigest: rows whose transform throws, or that have a value with no database form, are left out. */

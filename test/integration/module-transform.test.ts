@@ -145,7 +145,7 @@ describe('copyRangeThroughModule', () => {
   beforeAll(async () => {
     [sourceUrl, targetUrl] = await Promise.all([createTestDatabase('mt_source'), createTestDatabase('mt_target')]);
     await sql(sourceUrl, sourceDdl);
-    await sql(targetUrl, [targetDdl('people_ts'), targetDdl('people_js'), targetDdl('people_where'), targetDdl('people_refused')].join(';'));
+    await sql(targetUrl, [targetDdl('people_ts'), targetDdl('people_js'), targetDdl('people_where'), targetDdl('people_refused'), targetDdl('people_sets')].join(';'));
     for (const [name, text] of Object.entries(modules)) writeFileSync(path.join(dir, name), text);
     sourcePool = new pg.Pool({ connectionString: sourceUrl, max: 2 });
     targetPool = new pg.Pool({ connectionString: targetUrl, max: 2 });
@@ -190,7 +190,8 @@ describe('copyRangeThroughModule', () => {
     expect(actual.find((r) => r.id === '3')?.created_at).toMatch(/\.999996\+00$/);
 
     const again = await copyRangeThroughModule(sourcePool, targetPool, spec, { after: null, upTo: null }, transform, dir);
-    expect(again).toEqual({ read: ROWS, written: 0, failed: [{ key: String(THROWS), error: CURSED }] });
+    expect(again).toEqual({ read: ROWS, written: 0, failed: [{ key: String(THROWS), error: CURSED }], skipped: first.skipped.concat(second.skipped) });
+    expect(again.skipped).toEqual(Array.from({ length: skipped }, (_, i) => String((i + 1) * 5)));
     expect(await sql(targetUrl, actualSql(table))).toEqual(expected);
   });
 
@@ -200,7 +201,7 @@ describe('copyRangeThroughModule', () => {
       sourcePool, targetPool, specFor('people_where', 's.note IS NULL'), { after: '10', upTo: '50' }, transform, dir,
     );
     // Keys 14, 21, 28, 35, 42, 49 have a NULL note; 35 is a fifth row and is skipped.
-    expect(result).toEqual({ read: 6, written: 5, failed: [] });
+    expect(result).toEqual({ read: 6, written: 5, failed: [], skipped: ['35'] });
     expect((await sql(targetUrl, 'SELECT id::text FROM people_where ORDER BY id')).map((r) => r.id)).toEqual(['14', '21', '28', '42', '49']);
   });
 
@@ -216,6 +217,20 @@ describe('copyRangeThroughModule', () => {
     expect(result.written).toBe(5);
     expect(result.failed).toEqual([{ key: '4', error: 'the target refused a value of column visits: invalid input syntax for type integer: "lots"' }]);
     expect((await sql(targetUrl, 'SELECT id::text FROM people_refused ORDER BY id')).map((r) => r.id)).toEqual(['1', '2', '3', '5', '6']);
+  });
+
+  it('fails a row whose value JSON would write without its contents (a Set), and writes the others', async () => {
+    const file = path.join(dir, 'set-value.ts');
+    writeFileSync(file, `
+      export default (row: { id: string; created_at: string }) => ({
+        id: row.id, created_at: row.created_at, profile: row.id === '3' ? { tags: new Set(['a', 'b']) } : { tags: ['a', 'b'] },
+      });`);
+    const result = await copyRangeThroughModule(sourcePool, targetPool, specFor('people_sets'), { after: null, upTo: '5' }, file, dir);
+    expect(result.read).toBe(5);
+    expect(result.written).toBe(4);
+    expect(result.failed).toEqual([{ key: '3', error: expect.stringContaining('column "profile" cannot be written as JSON: a Set') }]);
+    const expected = await sql(sourceUrl, `SELECT id::text, created_at::text, '{"tags": ["a", "b"]}' AS profile FROM people WHERE id <= 5 AND id <> 3 ORDER BY id`);
+    expect(await sql(targetUrl, 'SELECT id::text, created_at::text, profile::text FROM people_sets ORDER BY id')).toEqual(expected);
   });
 
   it('writes each target row exactly across parts, with rows that become two and keys that need escaping, and isolates refused rows', async () => {

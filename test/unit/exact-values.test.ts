@@ -88,6 +88,30 @@ describe('json and jsonb, exactly', () => {
     expect(() => jsonText({ at: new Date(Number.NaN) }, 'doc')).toThrow(/an invalid Date/);
     expect(jsonText({ at: new Date(0), n: 10n ** 25n, l: new LosslessNumber('1.000') }, 'doc')).toBe('{"at":"1970-01-01T00:00:00.000Z","n":10000000000000000000000000,"l":1.000}');
   });
+
+  it('refuses an object whose contents JSON would drop, instead of writing {}', () => {
+    class Tag {}
+    class Point {
+      constructor(
+        readonly x: number,
+        readonly y: number,
+      ) {}
+    }
+    expect(() => jsonText({ id: 1, tags: new Set(['a', 'b']) }, 'doc')).toThrow(/column "doc" cannot be written as JSON: a Set/);
+    expect(() => jsonText(new Map([['a', 1]]), 'doc')).toThrow(/column "doc" cannot be written as JSON: a Map/);
+    expect(() => jsonText([{ n: null }, new Map()], 'doc')).toThrow(/a Map/);
+    expect(() => jsonText({ t: new Tag() }, 'doc')).toThrow(/an instance of Tag with no fields/);
+    expect(() => jsonText({ b: new Float64Array([1.5, 2]) }, 'doc')).toThrow(/a Float64Array/);
+    expect(() => jsonText({ b: new Uint8Array(0) }, 'doc')).toThrow(/a Uint8Array/);
+    expect(() => jsonText({ r: /x/ }, 'doc')).toThrow(/an instance of RegExp/);
+    expect(() => postgresInputText({ s: new Set() }, 'doc', undefined)).toThrow(/column "doc" cannot be written as JSON: a Set/);
+    // Still written: empty plain objects, a key "0", instances with fields, toJSON, and what JSON leaves out.
+    expect(jsonText({ a: {}, b: [{}], c: Object.create(null) as object }, 'doc')).toBe('{"a":{},"b":[{}],"c":{}}');
+    expect(jsonText({ '0': 1 }, 'doc')).toBe('{"0":1}');
+    expect(jsonText({ p: new Point(1, 2), d: new Date(0) }, 'doc')).toBe('{"p":{"x":1,"y":2},"d":"1970-01-01T00:00:00.000Z"}');
+    expect(jsonText({ u: undefined, f: () => 1, s: Symbol('s'), k: 1 }, 'doc')).toBe('{"k":1}');
+    expect(jsonText({ n: null, x: jsonNull, b: Buffer.from('hi') }, 'doc')).toBe('{"n":null,"x":null,"b":{"type":"Buffer","data":[104,105]}}');
+  });
 });
 
 describe('source values', () => {
