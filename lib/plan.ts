@@ -41,7 +41,10 @@ const sourceSchema = z.strictObject({
 
 const targetSchema = z.strictObject({
   ...tableRef,
-  /** The target's unique column holding the copied key. (Default: the source key's name) */
+  /**
+   * The target's unique column holding the copied key. Under capture (trigger or logical) it must
+   * hold the source key unchanged. (Default: the source key's name)
+   */
   key: identifier.optional(),
   /**
    * The target column holding the source key each target row came from: needed when target rows
