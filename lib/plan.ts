@@ -41,7 +41,10 @@ const sourceSchema = z.strictObject({
 
 const targetSchema = z.strictObject({
   ...tableRef,
-  /** The target's unique column holding the copied key. (Default: the source key's name) */
+  /**
+   * The target's unique column holding the copied key. Under capture (trigger or logical) it must
+   * hold the source key unchanged. (Default: the source key's name)
+   */
   key: identifier.optional(),
   /**
    * The target column holding the source key each target row came from: needed when target rows
@@ -275,9 +278,16 @@ export const planSchema = z
       if (typeof targetKeyName === 'string' && produced && !produced.names.includes(targetKeyName)) {
         ctx.addIssue({ code: 'custom', path: produced.path, message: `must produce the target key column "${targetKeyName}"` });
       }
+      const capture = (value as { capture?: unknown }).capture;
+      const captureMode = typeof capture === 'string' ? capture : (capture as { mode?: unknown } | undefined)?.mode;
+      const captured = captureMode === 'trigger' || captureMode === 'logical';
+      // Under capture the key rule holds whatever verify.enabled says; its problem stands in for the
+      // lineage advice (target.sourceKey), which capture refuses.
       const verifyEnabled = (value as { verify?: { enabled?: unknown } }).verify?.enabled !== false;
-      const lineage = verifyEnabled || plan.target?.sourceKey !== undefined ? lineageProblem(value as Parameters<typeof lineageProblem>[0]) : null;
-      if (lineage) ctx.addIssue({ code: 'custom', path: lineage.path.split('.'), message: lineage.message });
+      const keyProblem =
+        (captured && plan.target?.sourceKey === undefined ? captureKeyProblem(value as Parameters<typeof captureKeyProblem>[0], String(captureMode)) : null) ??
+        (verifyEnabled || plan.target?.sourceKey !== undefined ? lineageProblem(value as Parameters<typeof lineageProblem>[0]) : null);
+      if (keyProblem) ctx.addIssue({ code: 'custom', path: keyProblem.path.split('.'), message: keyProblem.message });
       const newerBy = plan.conflict?.newerBy;
       if (typeof newerBy === 'string' && produced && !produced.names.includes(newerBy)) {
         ctx.addIssue({ code: 'custom', path: ['conflict', 'newerBy'], message: `must be a column the transform produces ("${newerBy}" is not)` });
@@ -286,9 +296,7 @@ export const planSchema = z
       if (lifecycle?.cutover === true && lifecycle.dualWrites !== true) {
         ctx.addIssue({ code: 'custom', path: ['lifecycle', 'cutover'], message: 'needs lifecycle.dualWrites: reads move to the new table only once it receives every write' });
       }
-      const capture = (value as { capture?: unknown }).capture;
-      const captureMode = typeof capture === 'string' ? capture : (capture as { mode?: unknown } | undefined)?.mode;
-      if (captureMode === 'trigger' || captureMode === 'logical') {
+      if (captured) {
         if (lifecycle?.dualWrites === true) {
           ctx.addIssue({ code: 'custom', path: ['lifecycle', 'dualWrites'], message: `goes with capture: application only; with capture: ${captureMode} Ferry applies the changes itself` });
         }
@@ -388,6 +396,35 @@ export function lineageProblem(plan: {
     return {
       path: 'target.sourceKey',
       message: `is required when the target key "${targetKeyName}" is not the source key "${sourceKey}" itself (it is \`${keyExpression}\`): verification could not tell which source row a target row came from; ${advice}`,
+    };
+  }
+  return null;
+}
+
+/**
+ * The change apply finds a changed source key's target row by that key: it deletes the target row
+ * of a key the source no longer holds by the logged source key. So under capture the target key
+ * must be the source key carried unchanged. A SQL transform shows it; a module transform cannot,
+ * so there the target key must at least be the source key by name (the module carries it as is).
+ */
+export function captureKeyProblem(
+  plan: { source?: { key?: unknown }; target?: { key?: unknown }; transform?: { sql?: unknown; module?: unknown } },
+  mode: string,
+): PlanProblem | null {
+  const sourceKey = plan.source?.key;
+  const targetKeyName = plan.target?.key ?? sourceKey;
+  if (typeof sourceKey !== 'string' || typeof targetKeyName !== 'string') return null;
+  const why = `capture: ${mode} applies a change to the target row whose key is the changed source key (and deletes that row when the source row is gone), so the target key must be the source key carried unchanged`;
+  const todo = `carry the source key "${sourceKey}" unchanged into the target key, or use capture: application`;
+  if (typeof plan.transform?.module === 'string' && targetKeyName !== sourceKey) {
+    return { path: 'target.key', message: `is "${targetKeyName}", not the source key "${sourceKey}": ${why}; with a module transform name the source key as the target key and ${todo}` };
+  }
+  const sql = plan.transform?.sql && typeof plan.transform.sql === 'object' ? (plan.transform.sql as Record<string, unknown>) : null;
+  const keyExpression = sql?.[targetKeyName];
+  if (typeof keyExpression === 'string' && !namesColumn(keyExpression, sourceKey)) {
+    return {
+      path: `transform.sql.${targetKeyName}`,
+      message: `must be the source key column "${sourceKey}" itself, not \`${keyExpression}\`: ${why}; ${todo}`,
     };
   }
   return null;

@@ -20,10 +20,13 @@ export function sourceFilter(plan: Plan, partitionValue: string | null = null): 
     // Hash of the key, so the sample is the same rows on every run and on both sides of a verify.
     parts.push(sql`abs(hashtext(${key}::text)::bigint) % 10000 < ${int(Math.round(subset.samplePercent * 100))}`);
   }
+  // Partition values compare in the column's own type (an untyped literal takes it), never as
+  // text: a shard's backfill and the change apply, repair and coverage must select the same rows
+  // however a value is written ('T' for a boolean, an upper-case uuid).
   if (partitionValue !== null && plan.shards.partitionColumn) {
     parts.push(sql`${column(SOURCE_ALIAS, plan.shards.partitionColumn)} = ${literal(partitionValue)}`);
   } else if (subset?.partitionValues && plan.shards.partitionColumn) {
-    parts.push(sql`${column(SOURCE_ALIAS, plan.shards.partitionColumn)}::text IN (${join(subset.partitionValues.map(literal))})`);
+    parts.push(sql`${column(SOURCE_ALIAS, plan.shards.partitionColumn)} IN (${join(subset.partitionValues.map(literal))})`);
   }
   return parts.length ? join(parts, sql` AND `).text : null;
 }

@@ -112,23 +112,29 @@ function redact(value: string | null): string | null {
 }
 
 /**
- * What in a module transform's sample breaks the trace verification follows from target row to
- * source row: without a lineage column, one row per source row with the source key as its key;
- * with one, that column holding the source key. `traces` holds each target row's trace value.
+ * What in a module transform's sample breaks the trace verification (and capture's change apply)
+ * follows from target row to source row: without a lineage column, one row per source row with
+ * the source key as its key; with one, that column holding the source key. `traces` holds each
+ * target row's trace value.
  */
 function traceProblem(plan: Plan, spec: CopySpec, sourceKey: string, traces: (string | null)[]): string | null {
   const lineage = lineageColumn(plan);
   const column = lineage ?? spec.target.key;
-  const advice = `set target.sourceKey to the target column that holds the source key each row came from`;
+  const mode = captureOf(plan).mode;
+  // Capture refuses target.sourceKey: the module itself must keep to one row per key, the key unchanged.
+  const advice =
+    mode === 'application'
+      ? `verification compares each target row with the source row of the same key; set target.sourceKey to the target column that holds the source key each row came from`
+      : `capture: ${mode} writes and deletes a changed key's target row by the source key, so the module must return one row per source row, with the source key unchanged as its key`;
   if (!lineage && traces.length > 1) {
-    return `transform made ${traces.length} rows from source key "${sourceKey}": verification compares each target row with the source row of the same key; ${advice}`;
+    return `transform made ${traces.length} rows from source key "${sourceKey}": ${advice}`;
   }
   const wrong = traces.findIndex((trace) => trace !== sourceKey);
   if (wrong < 0) return null;
   const found = traces[wrong]!;
   return lineage
     ? `transform made a row whose "${column}" (target.sourceKey) is ${found === null ? 'NULL' : `"${found}"`} from source key "${sourceKey}"; it must hold the source key the row came from`
-    : `transform made a row with key ${found === null ? 'NULL' : `"${found}"`} from source key "${sourceKey}": verification compares each target row with the source row of the same key; ${advice}`;
+    : `transform made a row with key ${found === null ? 'NULL' : `"${found}"`} from source key "${sourceKey}": ${advice}`;
 }
 
 /**
@@ -154,7 +160,7 @@ async function sampleModuleTransform(
   const rows: (string | null)[][] = [];
   let reported = false;
   for (const { key, produced } of result.rows) {
-    const untraceable = plan.verify.enabled ? traceProblem(plan, spec, key, produced.map((row) => row.trace)) : null;
+    const untraceable = plan.verify.enabled || captureOf(plan).mode !== 'application' ? traceProblem(plan, spec, key, produced.map((row) => row.trace)) : null;
     // One example is enough: the rest of the sample breaks the trace the same way.
     if (untraceable && !reported) problems.push(untraceable);
     reported ||= untraceable !== null;

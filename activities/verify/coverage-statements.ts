@@ -19,8 +19,9 @@ function rangeSql(keySql: string, range: KeyRange): string {
 
 /**
  * A condition that holds for a row some shard reaches: its key in one of the shard's ranges (a
- * NULL key is in none), and its partition column, as text, the shard's value. `partitionSql`
- * is needed only when a shard has a partition value.
+ * NULL key is in none), and its partition column the shard's value, compared in the column's
+ * type as the shard's copy compares it (sourceFilter). `partitionSql` is needed only when a shard
+ * has a partition value.
  */
 export function reachedBySql(shards: readonly ShardSpec[], keySql: string, partitionSql: string | null): string {
   if (shards.length === 0) return 'false';
@@ -33,9 +34,9 @@ export function reachedBySql(shards: readonly ShardSpec[], keySql: string, parti
       continue;
     }
     const inRanges = ranges.map((r) => `(${rangeSql(keySql, r)})`).join(' OR ');
-    alternatives.push(partitionValue === null || partitionSql === null ? `(${inRanges})` : `((${partitionSql})::text = ${quoteLiteral(partitionValue)} AND (${inRanges}))`);
+    alternatives.push(partitionValue === null || partitionSql === null ? `(${inRanges})` : `((${partitionSql}) = ${quoteLiteral(partitionValue)} AND (${inRanges}))`);
   }
-  if (whole.length > 0) alternatives.unshift(`((${partitionSql})::text IN (${whole.map(quoteLiteral).join(', ')}) AND ${keySql} IS NOT NULL)`);
+  if (whole.length > 0) alternatives.unshift(`((${partitionSql}) IN (${whole.map(quoteLiteral).join(', ')}) AND ${keySql} IS NOT NULL)`);
   return alternatives.join(' OR ');
 }
 

@@ -117,6 +117,15 @@ describe('verification by lineage (one-to-many)', () => {
     expect(await sql(targetUrl, 'SELECT count(*)::int AS n FROM subs_refused')).toEqual([{ n: 0 }]);
   });
 
+  it('refuses it under capture with verification off too: the change apply would write and delete by the wrong key', async () => {
+    await sql(targetUrl, targetDdl('subs_captured'));
+    const plan = planFor('subs_captured', { capture: 'trigger', verify: { enabled: false } }, { key: 'id' });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    await expect(handle.result()).rejects.toMatchObject({ cause: { message: expect.stringMatching(/migration cannot start:[^]*capture: trigger writes and deletes a changed key's target row by the source key/) } });
+    expect(await sql(targetUrl, 'SELECT count(*)::int AS n FROM subs_captured')).toEqual([{ n: 0 }]);
+    expect(await sql(sourceUrl, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'customers'::regclass AND NOT tgisinternal`)).toEqual([]);
+  });
+
   it('copies, verifies clean and deletes nothing; then finds and repairs a removed, an extra, a changed and a moved subscription', async () => {
     await sql(targetUrl, targetDdl('subs'));
     const plan = planFor('subs');

@@ -57,6 +57,44 @@ describe('capture in the plan', () => {
   });
 });
 
+describe('the target key of a plan that captures', () => {
+  const keyed: PlanInput = {
+    ...base,
+    target: { ...base.target, key: 'tid' },
+    transform: { sql: { tid: 'id * 10', v: 'v' } },
+    verify: { enabled: false },
+  };
+
+  it('must be the source key carried unchanged, with verification off too, under trigger and logical capture', () => {
+    for (const mode of ['trigger', 'logical'] as const) {
+      expect(problems({ ...keyed, capture: mode })).toEqual([
+        expect.stringMatching(new RegExp(`^transform\\.sql\\.tid: must be the source key column "id" itself, not \`id \\* 10\`: capture: ${mode} applies a change .* carry the source key "id" unchanged into the target key, or use capture: application$`)),
+      ]);
+    }
+    // The same key expression under the source key's own name.
+    expect(problems({ ...base, transform: { sql: { id: 'id + 1' } }, capture: 'trigger' })).toEqual([expect.stringMatching(/^transform\.sql\.id: must be the source key column "id" itself/)]);
+    // With verification on, the capture rule speaks instead of the advice to set target.sourceKey, which capture refuses.
+    const verified = problems({ ...keyed, verify: {}, capture: 'trigger' });
+    expect(verified).toHaveLength(1);
+    expect(verified[0]).not.toMatch(/sourceKey/);
+  });
+
+  it('may be renamed when it holds the source key as is', () => {
+    expect(validatePlan({ ...keyed, transform: { sql: { tid: 'id', v: 'v' } }, capture: 'trigger' }).target.key).toBe('tid');
+    expect(validatePlan({ ...keyed, transform: { sql: { tid: 's."id"', v: 'v' } }, capture: 'logical' }).target.key).toBe('tid');
+    // Without capture, verification off, nothing finds rows by the key.
+    expect(validatePlan(keyed).target.key).toBe('tid');
+  });
+
+  it('with a module transform, must be the source key by name', () => {
+    const module: PlanInput = { ...keyed, transform: { module: './t.ts', columns: ['tid', 'v'] } };
+    expect(problems({ ...module, capture: 'trigger' })).toEqual([
+      expect.stringMatching(/^target\.key: is "tid", not the source key "id": capture: trigger applies a change .* with a module transform name the source key as the target key/),
+    ]);
+    expect(validatePlan({ ...module, target: base.target, transform: { module: './t.ts', columns: ['id', 'v'] }, capture: 'trigger' }).capture.mode).toBe('trigger');
+  });
+});
+
 describe('the lifecycle of a plan that captures', () => {
   it('puts the trigger on before the backfill, catches up, and takes it off after the cleanup gate', () => {
     expect(lifecycleSteps(validatePlan({ ...base, capture: 'trigger' }))).toEqual(['capture-on', 'backfill', 'catch-up', 'verify', 'gate:cleanup', 'capture-off']);
