@@ -66,6 +66,25 @@ export async function withApplyLock<T>(targetPool: pg.Pool, migrationId: string,
   }
 }
 
+/**
+ * Deletes the target rows of `keys`; a key whose delete the target refuses (a foreign key of
+ * another table still points at its row) stands alone and is returned as failed, so the others
+ * are deleted and the refusal is recorded against its own key, not retried for ever.
+ */
+export async function deleteTargetRows(targetPool: pg.Pool, base: CopySpec, keys: string[]): Promise<{ deleted: number; failed: FailedRecord[] }> {
+  if (keys.length === 0) return { deleted: 0, failed: [] };
+  try {
+    return { deleted: await inCopyTransaction(targetPool, base, async (c) => (await c.query(deleteTargetKeysSql(base.target, keys))).rowCount ?? 0), failed: [] };
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (!isRowError(code)) throw error;
+    if (keys.length === 1) return { deleted: 0, failed: [{ key: keys[0]!, code: code ?? null, error: `deleting its target row: ${(error as Error).message}` }] };
+    const half = Math.ceil(keys.length / 2);
+    const [left, right] = [await deleteTargetRows(targetPool, base, keys.slice(0, half)), await deleteTargetRows(targetPool, base, keys.slice(half))];
+    return { deleted: left.deleted + right.deleted, failed: [...left.failed, ...right.failed] };
+  }
+}
+
 export function createKeyApplier(databases: Databases, transformDir: string | null) {
   /**
    * Writes the source rows of `keys` over the target's; a row the target or transform refuses
@@ -114,19 +133,12 @@ export function createKeyApplier(databases: Databases, transformDir: string | nu
       const present = await readOnlyQuery<{ key: string }>(sourcePool, loggedKeysPresentSql(base.source, base.filter ?? null, keys, keyType));
       const held = new Set(present.rows.map((r) => r.key));
       const gone = keys.filter((k) => !held.has(k));
-      let deleted = 0;
-      if (gone.length > 0) {
-        const statement = deleteTargetKeysSql(base.target, gone);
-        deleted = await inCopyTransaction(targetPool, base, async (c) => (await c.query(statement)).rowCount ?? 0);
-      }
+      const removed = await deleteTargetRows(targetPool, base, gone);
       const copied = await copyKeys(plan, base, keys.filter((k) => held.has(k)));
       // A row the transform now skips leaves no target row: delete the one an earlier read wrote,
       // still under the lock, so a later change of the key is applied after this.
-      if (copied.skipped.length > 0) {
-        const statement = deleteTargetKeysSql(base.target, copied.skipped);
-        deleted += await inCopyTransaction(targetPool, base, async (c) => (await c.query(statement)).rowCount ?? 0);
-      }
-      return { written: copied.written, deleted, failed: copied.failed };
+      const skipped = await deleteTargetRows(targetPool, base, copied.skipped);
+      return { written: copied.written, deleted: removed.deleted + skipped.deleted, failed: [...removed.failed, ...copied.failed, ...skipped.failed] };
     });
     if (!record) return { ...applied, newlyFailed: applied.failed };
     const fresh = new Set(await recordFailures(targetPool, migrationId, applied.failed));

@@ -6,7 +6,7 @@
  */
 import { activityInfo, CancelledFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import { withHeartbeats, type Heartbeats } from '../heartbeats';
-import type { KeyRange, ShardSpec } from '../../lib/key-range';
+import { wholeKeySpace, type KeyRange, type ShardSpec } from '../../lib/key-range';
 import type { Plan } from '../../lib/plan';
 import type { RetryOutcome } from '../../lib/status';
 import type { Databases } from '../connections';
@@ -15,6 +15,7 @@ import {
   fullBatchEndSql,
   middleKeySql,
   nextBatchBoundSql,
+  rangeRowsSql,
   type CopySpec,
 } from './copy-statements';
 import { copyAcrossDatabases, copyWithinDatabase } from './batch-writer';
@@ -26,10 +27,11 @@ import { column, literal, sql, SOURCE_ALIAS } from '../sql';
 import { copyRangeThroughModule } from '../transform/module-copy';
 import { transformDirFromEnv } from '../transform/load';
 import { openCopyThrottle, type CopyPacing, type ThrottleWait } from './throttle';
-import { assertPlanSqlIsSafe, oneStatement } from '../plan-sql';
+import { assertPlanSqlIsSafe, oneStatement, readOnlyQuery } from '../plan-sql';
 import { createCopyMetrics, shardIndexOf, type CopyMetrics } from './metrics';
 import { capturesChanges } from '../../lib/capture';
 import { createChangeApplier } from '../capture/applier';
+import { deleteTargetRows } from '../capture/apply-keys';
 import type { CopyProgress } from '../../lib/progress';
 import { watchShardControl } from './shard-control';
 import { ledgerOfCall, ledgerWritten } from './copy-ledger';
@@ -293,7 +295,7 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
     /** Copies every unresolved failed row of a migration again, one by one, after a fix. */
     async retryFailedRecords({ migrationId, plan }: { migrationId: string; plan: Plan }, heartbeats?: Heartbeats): Promise<RetryOutcome> {
       assertPlanSqlIsSafe(plan);
-      const targetPool = databases.pool(plan.target.connection);
+      const [sourcePool, targetPool] = [databases.pool(plan.source.connection), databases.pool(plan.target.connection)];
       const copyRange = await rangeCopier(plan);
       const base = copySpecOf(plan);
       const failed = await unresolvedFailedKeys(targetPool, migrationId);
@@ -302,11 +304,15 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
       for (const key of failed) {
         const onlyThisKey = sql`${column(SOURCE_ALIAS, plan.source.key)} = ${literal(key)}`.text;
         const spec = { ...base, filter: base.filter ? `${base.filter} AND ${onlyThisKey}` : onlyThisKey };
-        const outcome = await copyRange(spec, { after: null, upTo: null }).catch((error: unknown): RangeOutcome => {
+        let outcome = await copyRange(spec, { after: null, upTo: null }).catch((error: unknown): RangeOutcome => {
           const code = (error as { code?: string }).code;
           if (!isRowError(code)) throw error;
           return { written: 0, failures: [{ key, code: code ?? null, error: (error as Error).message }] };
         });
+        // A key the source no longer holds (its failure was the delete of its target row) is fixed by that delete.
+        if (outcome.written === 0 && outcome.failures.length === 0 && (await readOnlyQuery(sourcePool, oneStatement(rangeRowsSql(spec, wholeKeySpace, 1)))).rowCount === 0) {
+          outcome = { written: 0, failures: (await deleteTargetRows(targetPool, base, [key])).failed };
+        }
         if (outcome.failures.length > 0) {
           await recordFailures(targetPool, migrationId, outcome.failures);
         } else {

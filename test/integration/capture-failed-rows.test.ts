@@ -9,7 +9,7 @@ import { validatePlan } from '../../lib/plan';
 import { migrationReport, startMigration } from '../../operator';
 import { atCleanupGate } from '../support/pgbench-capture';
 import { ferry } from '../support/cli';
-import { createTestDatabase, eventually, sql, startWorker, type TestWorker } from '../support/harness';
+import { createTestDatabase, eventually, rowsDigest, sql, startWorker, type TestWorker } from '../support/harness';
 
 describe('rows the change apply cannot write', () => {
   let url: string;
@@ -61,6 +61,46 @@ describe('rows the change apply cannot write', () => {
       const listed = await ferry(['failures', id], worker.temporal);
       expect(listed.stdout).toContain('2 rows failed, 2 unresolved');
       expect(listed.stdout).not.toContain('444444444');
+    } finally {
+      await handle.terminate('test done').catch(() => {});
+    }
+  });
+
+  it('a delete the target refuses (another table still points at the row) fails that key alone; the others apply, and ferry retry deletes it once freed', { timeout: 120_000 }, async () => {
+    await sql(url, `
+      CREATE TABLE ledger (id int PRIMARY KEY, amount int NOT NULL, note text);
+      INSERT INTO ledger SELECT i, i * 3, 'entry ' || i FROM generate_series(1, 100) AS i;
+      CREATE TABLE ledger_v2 (id int PRIMARY KEY, amount int NOT NULL, note text);
+      CREATE TABLE holds (ledger_id int NOT NULL REFERENCES ledger_v2 (id));`);
+    const plan = validatePlan({
+      name: 'capture-refused-delete',
+      source: { connection: 'DB', table: 'ledger', key: 'id' },
+      target: { connection: 'DB', table: 'ledger_v2' },
+      transform: { sql: { id: 'id', amount: 'amount', note: 'note' } },
+      capture: 'trigger',
+      failures: { maxCount: 10 },
+    });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const id = handle.workflowId;
+    const digest = (query: string) => rowsDigest(url, query);
+    try {
+      await atCleanupGate(worker, id);
+      await sql(url, `INSERT INTO holds VALUES (9)`);
+      await sql(url, `DELETE FROM ledger WHERE id IN (9, 10); UPDATE ledger SET note = 'changed' WHERE id = 11`);
+      // Key 9's row stays (holds points at it) and is recorded against key 9; 10 and 11 apply.
+      const failed = await eventually(async () => {
+        const rows = await sql<{ key: string; code: string }>(url, `SELECT key, error_code AS code FROM ferry.failed_records WHERE migration_id = $1 AND resolved_at IS NULL`, [id]);
+        return rows.length > 0 ? rows : undefined;
+      }, 30_000, 'the refused delete recorded');
+      expect(failed).toEqual([{ key: '9', code: '23503' }]);
+      await eventually(async () => ((await sql(url, `SELECT 1 FROM ledger_v2 WHERE id = 10 OR (id = 11 AND note <> 'changed')`)).length === 0 ? true : undefined), 30_000, 'keys 10 and 11 applied');
+      expect(await digest(`SELECT id, amount, note FROM ledger_v2 WHERE id <> 9`)).toEqual(await digest(`SELECT id, amount, note FROM ledger`));
+
+      await sql(url, `DELETE FROM holds`);
+      const retried = await ferry(['retry', id], worker.temporal);
+      expect(retried.code, retried.stderr).toBe(0);
+      expect(await digest(`SELECT id, amount, note FROM ledger_v2`)).toEqual(await digest(`SELECT id, amount, note FROM ledger`));
+      expect(await sql(url, `SELECT key FROM ferry.failed_records WHERE migration_id = $1 AND resolved_at IS NULL`, [id])).toEqual([]);
     } finally {
       await handle.terminate('test done').catch(() => {});
     }
