@@ -309,8 +309,9 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
           if (!isRowError(code)) throw error;
           return { written: 0, failures: [{ key, code: code ?? null, error: (error as Error).message }] };
         });
-        // A key the source no longer holds (its failure was the delete of its target row) is fixed by that delete.
-        if (outcome.written === 0 && outcome.failures.length === 0 && (await readOnlyQuery(sourcePool, oneStatement(rangeRowsSql(spec, wholeKeySpace, 1)))).rowCount === 0) {
+        // Under capture, a key the source no longer holds (its failure was the delete of its target
+        // row) is fixed by that delete; with dual writes the application deletes its own rows.
+        if (capturesChanges(plan) && outcome.written === 0 && outcome.failures.length === 0 && (await readOnlyQuery(sourcePool, oneStatement(rangeRowsSql(spec, wholeKeySpace, 1)))).rowCount === 0) {
           outcome = { written: 0, failures: (await deleteTargetRows(targetPool, base, [key])).failed };
         }
         if (outcome.failures.length > 0) {
