@@ -11,6 +11,7 @@ import { keyOrdersDiffer, keyRangeOrderProblem, nondeterministicTargetProblem } 
 import { inheritanceProblem } from './inheritance';
 import { estimateRows, timedCount } from './row-estimate';
 import { partitionKeyAdvice } from './partition-key';
+import { partitionValueProblems } from './partition-values';
 import { lineageColumn, type Plan } from '../../lib/plan';
 import type { Databases } from '../connections';
 import { asText } from '../connections';
@@ -259,7 +260,9 @@ export function createInspector(databases: Databases, transformDir: string | nul
         if (hidden) problems.push(hidden);
         const children = await inheritanceProblem(sourcePool, spec.source, 'source');
         if (children) problems.push(children);
-        if (spec.filter) Object.assign(source, { estimatedRows: await estimateSubsetRows(sourcePool, { ...spec, filter: spec.filter }), subset: true });
+        const badValues = await partitionValueProblems(sourcePool, plan, source);
+        problems.push(...badValues);
+        if (spec.filter && !badValues.length) Object.assign(source, { estimatedRows: await estimateSubsetRows(sourcePool, { ...spec, filter: spec.filter }), subset: true });
       }
 
       if (!target.exists) problems.push(`target table ${target.name} does not exist; create it before migrating`);

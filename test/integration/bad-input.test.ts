@@ -64,6 +64,7 @@ const planRows: BadInput[] = (
     ['a transform that could end the statement', plan({ transform: "{ sql: { id: id, label: 'upper(label' } }" }), ExitCode.badInput, 'transform.sql.label: opens a parenthesis it never closes'],
     ['stacked statements in subset.where', `${plan()}\nsubset: { where: 'true; DELETE FROM items' }`, ExitCode.badInput, 'subset.where: must be one SQL expression'],
     ['capture with a computed target key', `${plan({ transform: "{ sql: { id: 'id * 10', label: label } }" })}\ncapture: trigger\nverify: { enabled: false }`, ExitCode.badInput, 'transform.sql.id: must be the source key column "id" itself, not `id * 10`: capture: trigger applies a change'],
+    ['a partition value its column cannot hold', `${plan()}\nshards: { partitionColumn: not_unique }\nsubset: { partitionValues: ['1', 'two'] }`, ExitCode.failed, 'subset.partitionValues[1] cannot be read as the type of partition column "not_unique" (integer): invalid input syntax for type integer'],
     ['a transform column the target lacks', plan({ transform: '{ sql: { id: id, colour: label } }' }), ExitCode.failed, 'transform column "colour" is not a column of public.items_v2'],
     ['a missing target table', plan({ target: '{ connection: DB, table: nowhere }' }), ExitCode.failed, 'target table public.nowhere does not exist'],
     ['a table name with SQL in it', plan({ source: `{ connection: DB, table: 'items; DROP TABLE items_v2; --', key: id }` }), ExitCode.failed, 'source table public.items; DROP TABLE items_v2; -- does not exist'],
