@@ -7,6 +7,7 @@ import { runActivity } from '../support/activities';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabases, type Databases } from '../../activities/connections';
 import { installFerrySchema } from '../../activities/state/ferry-schema';
@@ -241,17 +242,21 @@ describe('verifier across two databases', () => {
 
     let writing = true;
     let writes = 0;
+    // One open session a side, as an application has: a new connection for each write would add its
+    // setup (a backend started, which a loaded machine can stretch past the in-flight delay) to the window.
+    const [sourceSession, targetSession] = [new pg.Client({ connectionString: sourceUrl }), new pg.Client({ connectionString: targetUrl })];
+    await Promise.all([sourceSession.connect(), targetSession.connect()]);
     const writer = (async () => {
       while (writing) {
         const key = 1 + Math.floor(Math.random() * ROWS);
         const value = `live ${writes}`;
-        await sql(sourceUrl, `UPDATE orders_live SET name = $1, amount = amount + 1 WHERE id = $2`, [value, key]);
+        await sourceSession.query(`UPDATE orders_live SET name = $1, amount = amount + 1 WHERE id = $2`, [value, key]);
         // The window in which the two sides differ, as an application writing both would leave it.
         await new Promise((resolve) => setTimeout(resolve, 50));
-        await sql(targetUrl, `UPDATE orders_live SET name = $1, amount = amount + 1 WHERE id = $2`, [value, key]);
+        await targetSession.query(`UPDATE orders_live SET name = $1, amount = amount + 1 WHERE id = $2`, [value, key]);
         writes += 1;
       }
-    })();
+    })().finally(() => Promise.all([sourceSession.end(), targetSession.end()]));
     const rounds: VerifyShardResult[] = [];
     // The writer is well under way before verifying starts: a pass that catches a write at once
     // (differing chunks wait out their delay together) must still have a writer to catch.
