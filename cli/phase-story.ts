@@ -31,11 +31,17 @@ function differences(v: NonNullable<MigrationStatus['verification']>): string {
 export function verificationPhrase(v: MigrationStatus['verification'], status?: Pick<MigrationStatus, 'unresolvedFailures' | 'migrationId'>): string {
   if (!v) return 'not verified yet';
   const passes = `${v.passes} pass${v.passes === 1 ? '' : 'es'}`;
-  // Verification leaves out the keys of unresolved failed records (their copy or a later change
-  // to them failed), so a verdict says so while there are any.
+  return `${v.clean ? 'clean' : 'NOT clean'} after ${passes}, ${v.rowsChecked.toLocaleString('en-US')} rows checked${v.clean ? '' : ` (${differences(v)})`}${leftOutText(status)}`;
+}
+
+/**
+ * Verification leaves out the keys of unresolved failed records (their copy or a later change to
+ * them failed), so a verdict says so while there are any: "; N rows ... left out", or empty.
+ */
+export function leftOutText(status?: Pick<MigrationStatus, 'unresolvedFailures' | 'migrationId'>): string {
   const failed = status?.unresolvedFailures ?? 0;
-  const leftOut = failed > 0 ? `; ${failed.toLocaleString('en-US')} row${failed === 1 ? '' : 's'} with unresolved failed records left out (ferry failures ${status!.migrationId})` : '';
-  return `${v.clean ? 'clean' : 'NOT clean'} after ${passes}, ${v.rowsChecked.toLocaleString('en-US')} rows checked${v.clean ? '' : ` (${differences(v)})`}${leftOut}`;
+  if (failed === 0) return '';
+  return `; ${failed.toLocaleString('en-US')} row${failed === 1 ? '' : 's'} with unresolved failed records left out (ferry failures ${status!.migrationId})`;
 }
 
 function passShardsText(live: NonNullable<MigrationStatus['verifyPass']>): string {

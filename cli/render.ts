@@ -8,7 +8,7 @@ import { holdingSignals, rowsSkipped, type GateFigures, type MigrationStatus, ty
 import { concurrencyOverrun, type Throttle } from '../lib/throttle';
 import type { LaterCheck, MigrationReport } from '../operator';
 import { outcomeOf, rowsLeftText } from './outcome';
-import { decisionDetail, gateStory, pauseStory, phaseStory } from './phase-story';
+import { decisionDetail, gateStory, leftOutText, pauseStory, phaseStory } from './phase-story';
 import { printable } from './printable';
 import { differenceCounts, scopeOf, uncleanReason, type VerificationRun } from '../lib/verification-runs';
 import { formatRetries } from './retries';
@@ -114,13 +114,12 @@ function runScope(run: number | undefined, samplePercent: number | null | undefi
 /** A verification's verdict; with the migration's status, also the rows it left out for their failed records. */
 export function formatVerification(v: VerificationSummary, status?: Pick<MigrationStatus, 'unresolvedFailures' | 'migrationId'>): string {
   const found = v.missing + v.extra + v.value;
-  const failed = status?.unresolvedFailures ?? 0;
   return (
     `verification ${v.clean ? 'clean' : 'NOT clean'} after ${v.passes} pass${v.passes === 1 ? '' : 'es'}${runScope(v.run, v.samplePercent)}: ${formatCount(v.rowsChecked)} rows checked, ` +
     `${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired, ${v.inFlight} in flight` +
     (!v.clean && found === 0 && v.samplePercent != null ? `; ${uncleanReason(v)}` : '') +
     (v.forcedBy ? `; a gate was approved past it by ${printable(v.forcedBy)} (--force)` : '') +
-    (failed > 0 ? `; ${formatCount(failed)} row${failed === 1 ? '' : 's'} with unresolved failed records left out (ferry failures ${status!.migrationId})` : '')
+    leftOutText(status)
   );
 }
 

@@ -107,13 +107,11 @@ async function recordedVerification(run: MigrationRun, samplePercent: number | n
     };
     const label = (pass: number) => `${begun.run > 1 ? `run ${begun.run} ` : ''}pass ${pass}${samplePercent === null ? '' : ` (sample ${samplePercent}%)`}`;
     let problem: string | null = null;
-    let stopped = false;
     for (let pass = 1; pass <= plan.verify.maxPasses; pass += 1) {
       const passId = begun.firstPass + pass - 1;
       const outcome = (await heldWhilePaused(run)) ? await verifyAllShards(run, passId, samplePercent) : null;
       if (outcome === null) {
-        problem = 'the migration was aborted';
-        stopped = true;
+        problem = ABORTED;
         break;
       }
       summary.passes = pass;
@@ -145,8 +143,7 @@ async function recordedVerification(run: MigrationRun, samplePercent: number | n
       );
       if (found <= plan.verify.mismatchBudget || pass === plan.verify.maxPasses) break;
       if (!(await heldWhilePaused(run))) {
-        problem = 'the migration was aborted';
-        stopped = true;
+        problem = ABORTED;
         break;
       }
       const repair = await repairMismatches({ migrationId: workflowId, plan, pass: passId });
@@ -162,11 +159,14 @@ async function recordedVerification(run: MigrationRun, samplePercent: number | n
       migrationId: workflowId,
       outcome: { run: begun.run, passes: summary.passes, rowsChecked: summary.rowsChecked, missing: summary.missing, extra: summary.extra, value: summary.value, repaired: summary.repaired, clean: summary.clean, problem },
     });
-    return stopped ? 'stopped' : 'finished';
+    return problem === ABORTED ? 'stopped' : 'finished';
   } finally {
     run.verifying = false;
   }
 }
+
+/** The problem of a verification run an abort stopped. */
+const ABORTED = 'the migration was aborted';
 
 /**
  * A pause holds a verification where it stands between its passes and before it repairs, as it
