@@ -28,7 +28,7 @@ import { copyRangeThroughModule } from '../transform/module-copy';
 import { transformDirFromEnv } from '../transform/load';
 import { openCopyThrottle, type CopyPacing, type ThrottleWait } from './throttle';
 import { assertPlanSqlIsSafe, oneStatement, readOnlyQuery } from '../plan-sql';
-import { createCopyMetrics, shardIndexOf, type CopyMetrics } from './metrics';
+import { createCopyMetrics, shardIndexOf, type CopyMetrics, type ShardMetrics } from './metrics';
 import { capturesChanges } from '../../lib/capture';
 import { createChangeApplier } from '../capture/applier';
 import { deleteTargetRows } from '../capture/apply-keys';
@@ -110,7 +110,7 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
      * passed. Its progress is heartbeated from `heartbeats`' timer and after every batch; a
      * retried attempt resumes from it.
      */
-    async copyBatches(input: CopyBatchesInput, heartbeats?: Heartbeats): Promise<CopyBatchesResult> {
+    async copyBatches(input: CopyBatchesInput, heartbeats: Heartbeats | undefined, seen: ShardMetrics): Promise<CopyBatchesResult> {
       const { plan } = input;
       assertPlanSqlIsSafe(plan);
       const ledger = ledgerOfCall(activityInfo());
@@ -126,8 +126,6 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
         : copyChunk;
       const maxMs = (input.maxSeconds ?? 5) * 1000;
       const targetBatchMs = plan.throttle.targetBatchSeconds * 1000;
-      // Ended by copyBatches below, however this call ends.
-      const seen = metrics.shard(plan.name, shardIndexOf(activityInfo().workflowExecution?.workflowId));
 
       /** Copies a range; when a row in it is refused, halves the range until that row stands alone. */
       const copyIsolating = async (range: KeyRange, rows: number): Promise<RangeOutcome> => {
@@ -332,10 +330,11 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
      * gauges end with the call, however it ends (the next may run on another worker).
      */
     async copyBatches(input: CopyBatchesInput): Promise<CopyBatchesResult> {
+      const seen = metrics.shard(input.plan.name, shardIndexOf(activityInfo().workflowExecution?.workflowId));
       try {
-        return await withHeartbeats((heartbeats) => activities.copyBatches(input, heartbeats));
+        return await withHeartbeats((heartbeats) => activities.copyBatches(input, heartbeats, seen));
       } finally {
-        metrics.shard(input.plan.name, shardIndexOf(activityInfo().workflowExecution?.workflowId)).end();
+        seen.end();
       }
     },
     /** retryFailedRecords, heartbeating every few seconds. */

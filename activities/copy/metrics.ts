@@ -38,7 +38,7 @@ export interface ShardMetrics {
   /** The current reason to slow down or hold, or null when copying at full speed. */
   throttle(kind: ThrottleKind | null): void;
   sourceHealth(health: SourceHealth): void;
-  /** The copy call returned: its shard's gauges go, as the next call may run on another worker. */
+  /** The copy call returned (once a view; later calls do nothing): see createCopyMetrics' shard(). */
   end(): void;
 }
 
@@ -80,51 +80,71 @@ export function createCopyMetrics(registry: Registry = new Registry()) {
     copiesRunning: gauge('ferry_copies_running', 'Shard copies running on this worker.', byMigration),
   };
 
-  const views = new Map<string, ShardMetrics>();
+  /** Open views by shard (two attempts of one shard can overlap on a worker) and by migration. */
+  const openByShard = new Map<string, number>();
+  const openByMigration = new Map<string, number>();
+  const opened = (counts: Map<string, number>, key: string, by: number): number => {
+    const open = (counts.get(key) ?? 0) + by;
+    if (open > 0) counts.set(key, open);
+    else counts.delete(key);
+    return open;
+  };
 
   return {
     ...metrics,
     /**
-     * The view a copy of one shard records through: the same one until end(), and the shard's
-     * copy counts as running here meanwhile.
+     * A view a copy of one shard records through until its end(); the copy counts as running here
+     * meanwhile. The shard's gauges go when its last view ends, and the migration's source-health
+     * gauges when its last view on this worker ends: the next call may run on another worker,
+     * and a gauge left here would keep saying what this worker saw last.
      */
     shard(migration: string, shardIndex: number | null): ShardMetrics {
       const labels = { migration, shard: shardIndex === null ? 'none' : String(shardIndex) };
       const key = `${labels.migration}\u0000${labels.shard}`;
-      const open = views.get(key);
-      if (open) return open;
       metrics.copiesRunning.inc({ migration });
+      opened(openByMigration, migration, 1);
       const setThrottle = (kind: ThrottleKind | null) => {
         for (const reason of THROTTLE_KINDS) metrics.throttled.set({ ...labels, reason }, reason === kind ? 1 : 0);
       };
-      setThrottle(null);
-      const view: ShardMetrics = {
+      if (opened(openByShard, key, 1) === 1) setThrottle(null);
+      let ended = false;
+      const live = () => !ended;
+      return {
         batch(batch) {
           metrics.rowsCopied.inc(labels, batch.written);
           metrics.rowsSkipped.inc(labels, Math.max(0, batch.rows - batch.written - batch.failed));
           metrics.rowsFailed.inc(labels, batch.failed);
           metrics.batchDuration.observe({ migration }, batch.seconds);
+          if (!live()) return;
           metrics.batchSize.set(labels, batch.nextBatchSize);
           if (batch.rowsPerSecond === null) metrics.rowsPerSecondLimit.remove(labels);
           else metrics.rowsPerSecondLimit.set(labels, batch.rowsPerSecond);
         },
-        throttle: setThrottle,
+        throttle(kind) {
+          if (live()) setThrottle(kind);
+        },
         sourceHealth(health) {
+          if (!live()) return;
           metrics.replicaLag.set({ migration }, health.replicaLagSeconds);
           metrics.longestQuery.set({ migration }, health.longestQuerySeconds);
           metrics.unreadSlotWal.set({ migration }, health.unreadSlot?.walBytes ?? 0);
         },
         end() {
-          if (views.get(key) !== view) return;
-          views.delete(key);
+          if (ended) return;
+          ended = true;
           metrics.copiesRunning.dec({ migration });
-          metrics.batchSize.remove(labels);
-          metrics.rowsPerSecondLimit.remove(labels);
-          for (const reason of THROTTLE_KINDS) metrics.throttled.remove({ ...labels, reason });
+          if (opened(openByShard, key, -1) === 0) {
+            metrics.batchSize.remove(labels);
+            metrics.rowsPerSecondLimit.remove(labels);
+            for (const reason of THROTTLE_KINDS) metrics.throttled.remove({ ...labels, reason });
+          }
+          if (opened(openByMigration, migration, -1) === 0) {
+            metrics.replicaLag.remove({ migration });
+            metrics.longestQuery.remove({ migration });
+            metrics.unreadSlotWal.remove({ migration });
+          }
         },
       };
-      views.set(key, view);
-      return view;
     },
   };
 }
