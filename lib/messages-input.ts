@@ -58,12 +58,27 @@ export interface OperatorNote {
 
 const noteSchema = z.strictObject({ by: name.optional(), reason: text.optional() });
 
-/** A control character (C0, DEL or C1): one that a terminal acts on rather than shows. */
+/**
+ * A control character (C0, DEL or C1), which a terminal acts on rather than shows, or one of
+ * Unicode's that a reader cannot see or that moves what follows: zero-width characters and
+ * marks (U+200B..U+200F, U+2060..U+2064, U+FEFF, U+061C), direction embeddings, overrides and
+ * isolates (U+202A..U+202E, U+2066..U+2069), and the line and paragraph separators U+2028 and
+ * U+2029, which some viewers break a line at.
+ */
 export function isControlCode(code: number): boolean {
-  return code < 0x20 || (code >= 0x7f && code <= 0x9f);
+  return (
+    code < 0x20 ||
+    (code >= 0x7f && code <= 0x9f) ||
+    code === 0x061c ||
+    (code >= 0x200b && code <= 0x200f) ||
+    (code >= 0x2028 && code <= 0x202e) ||
+    (code >= 0x2060 && code <= 0x2064) ||
+    (code >= 0x2066 && code <= 0x2069) ||
+    code === 0xfeff
+  );
 }
 
-/** A terminal's escapes, a carriage return or a newline would let a name read as another where it is shown. */
+/** A terminal's escapes, a carriage return, a newline or a hidden direction change would let a name read as another where it is shown. */
 function hasControlCharacter(text: string): boolean {
   for (let i = 0; i < text.length; i++) if (isControlCode(text.charCodeAt(i))) return true;
   return false;
@@ -78,7 +93,7 @@ function hasControlCharacter(text: string): boolean {
  */
 export function nameProblems(request: object): string[] {
   const by = (request as { by?: unknown }).by;
-  return typeof by === 'string' && hasControlCharacter(by) ? ['by must not contain control characters (a terminal escape, a carriage return, a newline)'] : [];
+  return typeof by === 'string' && hasControlCharacter(by) ? ['by must not contain control characters (a terminal escape, a carriage return, a newline, an invisible or direction-changing character)'] : [];
 }
 
 /** pause and resume: the note is optional (the Web UI's signal button sends none). */

@@ -154,7 +154,7 @@ describe('messages with any payload', () => {
       return status.paused ? status : undefined;
     }, 20_000, 'the pause after the bad signals');
     expect(after.paused).toMatchObject({ by: 'probe', reason: `checking\n  ${forged}` });
-    const named = 'by must not contain control characters (a terminal escape, a carriage return, a newline)';
+    const named = 'by must not contain control characters (a terminal escape, a carriage return, a newline, an invisible or direction-changing character)';
     expect(after.events.filter((e) => e.kind === 'refused').map((e) => e.detail)).toEqual([`signal pause ignored: ${named}`, `signal resume ignored: ${named}`]);
     expect(JSON.stringify(after.events)).not.toContain('mallory');
     expect(stable({ ...after, paused: null, events: after.events.filter((e) => e.kind !== 'pause') })).toEqual(stable(before));

@@ -29,8 +29,8 @@ describe('message payloads', () => {
   });
 
   it('refuse a name with control characters, which could show as someone else\'s', () => {
-    for (const by of ['carol\x1b[8m (as mallory)', 'mallory\rcarol', 'a\nb', 'x\u009b2J', 'nul\u0000']) {
-      expect(nameProblems({ by, gate: 'cutover-reads' }), JSON.stringify(by)).toEqual(['by must not contain control characters (a terminal escape, a carriage return, a newline)']);
+    for (const by of ['carol\x1b[8m (as mallory)', 'mallory\rcarol', 'a\nb', 'x\u009b2J', 'nul\u0000', 'alice\u202e', 'ali\u200bce', 'bob\u2028carol']) {
+      expect(nameProblems({ by, gate: 'cutover-reads' }), JSON.stringify(by)).toEqual(['by must not contain control characters (a terminal escape, a carriage return, a newline, an invisible or direction-changing character)']);
     }
     expect(nameProblems({ by: 'Zoë O\'Brien (as zoe@laptop)' })).toEqual([]);
     expect(nameProblems({ reason: 'line one\nline two' })).toEqual([]);

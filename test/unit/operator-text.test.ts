@@ -44,7 +44,13 @@ describe('printable', () => {
   });
 
   it('leaves every other character as it is', () => {
-    for (const text of ['', 'alice (as alice@host)', 'Zoë — 東京 🚀', 'C:\\temp\\n is a path', '\u00a0\u00ff\u2028']) expect(printable(text)).toBe(text);
+    for (const text of ['', 'alice (as alice@host)', 'Zoë — 東京 🚀', 'C:\\temp\\n is a path', '\u00a0\u00ff\u2027\u2030']) expect(printable(text)).toBe(text);
+  });
+
+  it('shows escaped what a reader cannot see or what turns the text after it around', () => {
+    // "alice" then a right-to-left override: what follows would read backwards.
+    expect(printable('alice\u202e (as bob@h)')).toBe('alice\\u202e (as bob@h)');
+    expect(printable('ali\u200bce\u2028x\ufeff\u2066')).toBe('ali\\u200bce\\u2028x\\ufeff\\u2066');
   });
 });
 
