@@ -19,17 +19,53 @@ const NAMED_BY = new Set([
 ]);
 
 /**
- * `message` with every value taken out: quoted literals, `Key (id)=(42)` and `Failing row
- * contains (...)`, JSON fragments, and the DETAIL, CONTEXT and QUERY lines that repeat them.
- * What stays says what went wrong and where: the kind of error, names of tables, columns and
- * constraints, and SQLSTATE codes. Idempotent.
+ * Postgres templates that put a value in double quotes mid-sentence, as [before, after]. Postgres
+ * does not escape a quote inside the value, so the value runs from the opening text to the LAST
+ * occurrence of the closing text (the value may contain that text too; the template's comes after it).
+ */
+const VALUE_BETWEEN: Array<[string, string]> = [
+  ['\\bvalue "', '" is out of range for '],
+  ['(?:^|:[ \\t]*)"', '" is out of range for type '],
+  ['(?:^|:[ \\t]*)"', '" is not a valid (?:binary|octal|hexadecimal) digit'],
+  ['(?:^|:[ \\t]*)"', '" is not a number'],
+  ['\\binvalid value "', '" for "'],
+  ['\\btime zone "', '" not recognized'],
+  ['\\bunits? "', '" not recognized'],
+  ['\\bdate/time value "', '" is no longer supported'],
+];
+const VALUES_BETWEEN = VALUE_BETWEEN.map(([before, after]) => new RegExp(`(${before})[\\s\\S]*(${after})`, 'm'));
+
+/**
+ * A value Postgres puts at the end of its message after a colon (`invalid input syntax for type
+ * integer: "…"`, `malformed array literal: "…"`): from the first quote after a quote-free prefix
+ * to the last quote that ends a line (only a SQLSTATE may follow), whatever quotes and line breaks
+ * the value holds.
+ */
+const VALUE_AT_END = /^([^"\n]*?:[ \t]*)"[\s\S]*"(?=[ \t]*(?:\[[0-9A-Z]{5}\])?[ \t.]*(?:\n|$))/m;
+
+/**
+ * A quotation mark other than ASCII ones, as Postgres's translated messages put around a value
+ * (German »…« and „…“, French « … », Japanese 「…」); a ’ or ‘ between letters is an apostrophe.
+ * Ferry cannot tell a name from a value in another language, so whatever they enclose goes.
+ */
+const FOREIGN_QUOTE = `(?:[„‚»«“”「」『』]|(?<![\\p{L}\\p{N}])[‘’]|[‘’](?![\\p{L}\\p{N}]))`;
+/** From the first such mark to the last: a value may hold the marks itself. */
+const FOREIGN_QUOTED = new RegExp(`(${FOREIGN_QUOTE})[\\s\\S]*(${FOREIGN_QUOTE})`, 'u');
+const LONE_FOREIGN_QUOTE = new RegExp(FOREIGN_QUOTE, 'u');
+
+/**
+ * `message` with every value taken out: quoted literals (whatever quotes or line breaks they hold
+ * themselves, in English or another language), `Key (id)=(42)` and `Failing row contains (...)`,
+ * JSON fragments, and the DETAIL, CONTEXT and QUERY lines that repeat them. What stays says what
+ * went wrong and where: the kind of error, names of tables, columns and constraints, and SQLSTATE
+ * codes. Idempotent.
  */
 export function redactMessage(message: string): string {
-  let text = message
-    .split('\n')
-    .filter((line) => !/^\s*(DETAIL|CONTEXT|QUERY|WHERE|HINT|LINE \d+)\s*:/i.test(line))
-    .join('\n');
+  // Values first, while a quote a value opened on one line can still be matched on the next.
+  let text = message.replace(FOREIGN_QUOTED, `$1${REDACTED}$2`);
+  for (const between of VALUES_BETWEEN) text = text.replace(between, `$1${REDACTED}$2`);
   text = text
+    .replace(VALUE_AT_END, `$1"${REDACTED}"`)
     // Key (id)=(42) and Key (a, b)=(1, x): the columns stay, the values go.
     .replace(/(\bKey \([^)\n]*\)=\().*(\))/g, `$1${REDACTED}$2`)
     .replace(/(\bFailing row contains \().*(\))/g, `$1${REDACTED}$2`)
@@ -44,6 +80,10 @@ export function redactMessage(message: string): string {
       if (word && NAMED_BY.has(word)) return quoted;
       return inner === REDACTED ? quoted : `${before ?? ''}"${REDACTED}"`;
     })
+    .split('\n')
+    .filter((line) => !/^\s*(DETAIL|CONTEXT|QUERY|WHERE|HINT|LINE \d+)\s*:/i.test(line))
+    .map(withoutUnpairedQuote)
+    .join('\n')
     // JavaScript's own messages that carry a value unquoted.
     .replace(/\b(Cannot convert) .+? (to a BigInt)/g, `$1 ${REDACTED} $2`)
     .replace(/\b(The number) \S+ (cannot be converted)/g, `$1 ${REDACTED} $2`)
@@ -51,6 +91,18 @@ export function redactMessage(message: string): string {
     // Node's argument errors end with the value they were given.
     .replace(/(\bReceived) (?!<redacted>).*$/gm, `$1 ${REDACTED}`);
   return text.trim();
+}
+
+/**
+ * A line whose quotes do not pair up after the redaction above (a value with a quote of its own,
+ * in a template not known here) is cut from its first quote: what follows may be the value.
+ */
+function withoutUnpairedQuote(line: string): string {
+  const foreign = line.replace(new RegExp(`${FOREIGN_QUOTE}${REDACTED}${FOREIGN_QUOTE}`, 'gu'), '');
+  const unpaired = (line.split('"').length - 1) % 2 === 1 || LONE_FOREIGN_QUOTE.test(foreign);
+  if (!unpaired) return line;
+  const first = line.search(new RegExp(`"|${FOREIGN_QUOTE}`, 'u'));
+  return `${line.slice(0, first).trimEnd()} ${REDACTED}`.trimStart();
 }
 
 /** The text of any thrown thing, redacted. */
