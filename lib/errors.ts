@@ -105,8 +105,33 @@ function withoutUnpairedQuote(line: string): string {
   return `${line.slice(0, first).trimEnd()} ${REDACTED}`.trimStart();
 }
 
-/** The text of any thrown thing, redacted. */
+/** SQLSTATE of RAISE EXCEPTION without a code of its own: a trigger or function on the target. */
+const RAISED = 'P0001';
+
+/**
+ * What is said of an error a trigger or function raised in place of its message: the message is
+ * their author's free text (`RAISE EXCEPTION 'email % already used', NEW.email`), which quotes
+ * row values with no quotes around them, where no redaction can find them.
+ */
+export const RAISED_MESSAGE_WITHHELD = `raised by a trigger or function on the target (SQLSTATE ${RAISED}); its message is withheld: it may carry row values`;
+
+/**
+ * Whether `error` (a pg DatabaseError, or anything with its fields) was raised by PL/pgSQL's
+ * RAISE: SQLSTATE P0001, or any code with a RAISE in its context.
+ */
+export function isRaisedError(error: unknown): boolean {
+  const { code, where } = (error ?? {}) as { code?: unknown; where?: unknown };
+  return code === RAISED || (typeof where === 'string' && /\bat RAISE\b/.test(where));
+}
+
+/** The text of a failed row's error as it may leave the target; a raised one's (by its flag or its SQLSTATE) is withheld. */
+export function redactRowError(failure: { code: string | null; error: string; raised?: boolean }): string {
+  return failure.raised || failure.code === RAISED ? RAISED_MESSAGE_WITHHELD : redactMessage(failure.error);
+}
+
+/** The text of any thrown thing, redacted; a raised error's text is withheld. */
 export function redactErrorText(error: unknown): string {
+  if (isRaisedError(error)) return RAISED_MESSAGE_WITHHELD;
   return redactMessage(error instanceof Error ? error.message : String(error));
 }
 
@@ -124,8 +149,11 @@ export function innermostMessage(error: unknown): string {
   return message;
 }
 
-/** The innermost message of a failure chain, redacted. */
+/** The innermost message of a failure chain, redacted; withheld when an error in it was raised. */
 export function rootMessage(error: unknown): string {
+  for (let inner: unknown = error; inner; inner = (inner as { cause?: unknown }).cause) {
+    if (isRaisedError(inner)) return RAISED_MESSAGE_WITHHELD;
+  }
   return redactMessage(innermostMessage(error));
 }
 

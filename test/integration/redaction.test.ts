@@ -167,6 +167,19 @@ describe('redaction of error texts', () => {
     );
   });
 
+  it("withholds the whole text of an error a trigger or function raised: its author's words quote values bare", async () => {
+    for (const raise of [`RAISE EXCEPTION 'email % already used', 'bob-SECRET@example.com'`, `RAISE EXCEPTION USING ERRCODE = 'check_violation', MESSAGE = 'bob-SECRET@example.com is banned'`]) {
+      const error = await client.query(`DO $$ BEGIN ${raise}; END $$`).then(() => null, (e: unknown) => e as pg.DatabaseError);
+      expect(error?.message).toContain('bob-SECRET@example.com');
+      const copy = Object.assign(Object.create(Object.getPrototypeOf(error) as object) as pg.DatabaseError, error, { message: error!.message, stack: error!.stack });
+      redactInPlace(copy);
+      for (const text of [redactErrorText(error), rootMessage(new Error('activity task failed', { cause: error })), copy.message, copy.stack]) {
+        expect(text, raise).toContain('raised by a trigger or function on the target');
+        expect(text, raise).not.toContain('SECRET');
+      }
+    }
+  });
+
   it("leaves Ferry's own messages readable", () => {
     for (const text of [
       'the database refuses the copy: permission denied for table readings_3 [42501]',
