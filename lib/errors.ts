@@ -19,17 +19,53 @@ const NAMED_BY = new Set([
 ]);
 
 /**
- * `message` with every value taken out: quoted literals, `Key (id)=(42)` and `Failing row
- * contains (...)`, JSON fragments, and the DETAIL, CONTEXT and QUERY lines that repeat them.
- * What stays says what went wrong and where: the kind of error, names of tables, columns and
- * constraints, and SQLSTATE codes. Idempotent.
+ * Postgres templates that put a value in double quotes mid-sentence, as [before, after]. Postgres
+ * does not escape a quote inside the value, so the value runs from the opening text to the LAST
+ * occurrence of the closing text (the value may contain that text too; the template's comes after it).
+ */
+const VALUE_BETWEEN: Array<[string, string]> = [
+  ['\\bvalue "', '" is out of range for '],
+  ['(?:^|:[ \\t]*)"', '" is out of range for type '],
+  ['(?:^|:[ \\t]*)"', '" is not a valid (?:binary|octal|hexadecimal) digit'],
+  ['(?:^|:[ \\t]*)"', '" is not a number'],
+  ['\\binvalid value "', '" for "'],
+  ['\\btime zone "', '" not recognized'],
+  ['\\bunits? "', '" not recognized'],
+  ['\\bdate/time value "', '" is no longer supported'],
+];
+const VALUES_BETWEEN = VALUE_BETWEEN.map(([before, after]) => new RegExp(`(${before})[\\s\\S]*(${after})`, 'm'));
+
+/**
+ * A value Postgres puts at the end of its message after a colon (`invalid input syntax for type
+ * integer: "…"`, `malformed array literal: "…"`): from the first quote after a quote-free prefix
+ * to the last quote that ends a line (only a SQLSTATE may follow), whatever quotes and line breaks
+ * the value holds.
+ */
+const VALUE_AT_END = /^([^"\n]*?:[ \t]*)"[\s\S]*"(?=[ \t]*(?:\[[0-9A-Z]{5}\])?[ \t.]*(?:\n|$))/m;
+
+/**
+ * A quotation mark other than ASCII ones, as Postgres's translated messages put around a value
+ * (German »…« and „…“, French « … », Japanese 「…」); a ’ or ‘ between letters is an apostrophe.
+ * Ferry cannot tell a name from a value in another language, so whatever they enclose goes.
+ */
+const FOREIGN_QUOTE = `(?:[„‚»«“”「」『』]|(?<![\\p{L}\\p{N}])[‘’]|[‘’](?![\\p{L}\\p{N}]))`;
+/** From the first such mark to the last: a value may hold the marks itself. */
+const FOREIGN_QUOTED = new RegExp(`(${FOREIGN_QUOTE})[\\s\\S]*(${FOREIGN_QUOTE})`, 'u');
+const LONE_FOREIGN_QUOTE = new RegExp(FOREIGN_QUOTE, 'u');
+
+/**
+ * `message` with every value taken out: quoted literals (whatever quotes or line breaks they hold
+ * themselves, in English or another language), `Key (id)=(42)` and `Failing row contains (...)`,
+ * JSON fragments, and the DETAIL, CONTEXT and QUERY lines that repeat them. What stays says what
+ * went wrong and where: the kind of error, names of tables, columns and constraints, and SQLSTATE
+ * codes. Idempotent.
  */
 export function redactMessage(message: string): string {
-  let text = message
-    .split('\n')
-    .filter((line) => !/^\s*(DETAIL|CONTEXT|QUERY|WHERE|HINT|LINE \d+)\s*:/i.test(line))
-    .join('\n');
+  // Values first, while a quote a value opened on one line can still be matched on the next.
+  let text = message.replace(FOREIGN_QUOTED, `$1${REDACTED}$2`);
+  for (const between of VALUES_BETWEEN) text = text.replace(between, `$1${REDACTED}$2`);
   text = text
+    .replace(VALUE_AT_END, `$1"${REDACTED}"`)
     // Key (id)=(42) and Key (a, b)=(1, x): the columns stay, the values go.
     .replace(/(\bKey \([^)\n]*\)=\().*(\))/g, `$1${REDACTED}$2`)
     .replace(/(\bFailing row contains \().*(\))/g, `$1${REDACTED}$2`)
@@ -44,6 +80,10 @@ export function redactMessage(message: string): string {
       if (word && NAMED_BY.has(word)) return quoted;
       return inner === REDACTED ? quoted : `${before ?? ''}"${REDACTED}"`;
     })
+    .split('\n')
+    .filter((line) => !/^\s*(DETAIL|CONTEXT|QUERY|WHERE|HINT|LINE \d+)\s*:/i.test(line))
+    .map(withoutUnpairedQuote)
+    .join('\n')
     // JavaScript's own messages that carry a value unquoted.
     .replace(/\b(Cannot convert) .+? (to a BigInt)/g, `$1 ${REDACTED} $2`)
     .replace(/\b(The number) \S+ (cannot be converted)/g, `$1 ${REDACTED} $2`)
@@ -53,8 +93,45 @@ export function redactMessage(message: string): string {
   return text.trim();
 }
 
-/** The text of any thrown thing, redacted. */
+/**
+ * A line whose quotes do not pair up after the redaction above (a value with a quote of its own,
+ * in a template not known here) is cut from its first quote: what follows may be the value.
+ */
+function withoutUnpairedQuote(line: string): string {
+  const foreign = line.replace(new RegExp(`${FOREIGN_QUOTE}${REDACTED}${FOREIGN_QUOTE}`, 'gu'), '');
+  const unpaired = (line.split('"').length - 1) % 2 === 1 || LONE_FOREIGN_QUOTE.test(foreign);
+  if (!unpaired) return line;
+  const first = line.search(new RegExp(`"|${FOREIGN_QUOTE}`, 'u'));
+  return `${line.slice(0, first).trimEnd()} ${REDACTED}`.trimStart();
+}
+
+/** SQLSTATE of RAISE EXCEPTION without a code of its own: a trigger or function on the target. */
+const RAISED = 'P0001';
+
+/**
+ * What is said of an error a trigger or function raised in place of its message: the message is
+ * their author's free text (`RAISE EXCEPTION 'email % already used', NEW.email`), which quotes
+ * row values with no quotes around them, where no redaction can find them.
+ */
+export const RAISED_MESSAGE_WITHHELD = `raised by a trigger or function on the target (SQLSTATE ${RAISED}); its message is withheld: it may carry row values`;
+
+/**
+ * Whether `error` (a pg DatabaseError, or anything with its fields) was raised by PL/pgSQL's
+ * RAISE: SQLSTATE P0001, or any code with a RAISE in its context.
+ */
+export function isRaisedError(error: unknown): boolean {
+  const { code, where } = (error ?? {}) as { code?: unknown; where?: unknown };
+  return code === RAISED || (typeof where === 'string' && /\bat RAISE\b/.test(where));
+}
+
+/** The text of a failed row's error as it may leave the target; a raised one's (by its flag or its SQLSTATE) is withheld. */
+export function redactRowError(failure: { code: string | null; error: string; raised?: boolean }): string {
+  return failure.raised || failure.code === RAISED ? RAISED_MESSAGE_WITHHELD : redactMessage(failure.error);
+}
+
+/** The text of any thrown thing, redacted; a raised error's text is withheld. */
 export function redactErrorText(error: unknown): string {
+  if (isRaisedError(error)) return RAISED_MESSAGE_WITHHELD;
   return redactMessage(error instanceof Error ? error.message : String(error));
 }
 
@@ -72,8 +149,11 @@ export function innermostMessage(error: unknown): string {
   return message;
 }
 
-/** The innermost message of a failure chain, redacted. */
+/** The innermost message of a failure chain, redacted; withheld when an error in it was raised. */
 export function rootMessage(error: unknown): string {
+  for (let inner: unknown = error; inner; inner = (inner as { cause?: unknown }).cause) {
+    if (isRaisedError(inner)) return RAISED_MESSAGE_WITHHELD;
+  }
   return redactMessage(innermostMessage(error));
 }
 

@@ -4,13 +4,13 @@
  * threw it. The error keeps its class, type, code and retry policy; only its text changes.
  */
 import type { ActivityInboundCallsInterceptor, ActivityInterceptorsFactory, ActivityExecuteInput, Next } from '@temporalio/worker';
-import { redactMessage } from '../lib/errors';
+import { isRaisedError, RAISED_MESSAGE_WITHHELD, redactMessage } from '../lib/errors';
 
 /** Redacts `error` and its causes in place (message and stack) and returns it. */
 export function redactInPlace<E>(error: E, depth = 0): E {
   if (!(error instanceof Error) || depth > 8) return error;
   const original = error.message;
-  const redacted = redactMessage(original);
+  const redacted = isRaisedError(error) ? RAISED_MESSAGE_WITHHELD : redactMessage(original);
   if (redacted !== original) {
     error.message = redacted;
     if (typeof error.stack === 'string') {

@@ -74,7 +74,13 @@ function loadProfile(env: Record<string, string | undefined>, profileName: strin
   try {
     return loadClientConfigProfile({ ...(profile ? { profile } : {}), overrideEnvVars: definedEnv });
   } catch (error) {
-    throw new TemporalConfigError(`Temporal profile${profile ? ` "${profile}"` : ''}: ${(error as Error).message}`);
+    const { line, column } = error as { line?: unknown; column?: unknown };
+    // The TOML parser's message quotes the lines around the mistake, an api_key line among them.
+    const cause =
+      typeof line === 'number' && typeof column === 'number'
+        ? `the Temporal config file (TEMPORAL_CONFIG_FILE, else temporal.toml in the user's config directory) is not valid TOML at line ${line}, column ${column}; its text is not shown, since it may hold an API key`
+        : (error as Error).message;
+    throw new TemporalConfigError(`Temporal profile${profile ? ` "${profile}"` : ''}: ${cause}`);
   }
 }
 

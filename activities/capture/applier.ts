@@ -18,7 +18,7 @@ import { MAX_REPORTED_FAILURES, type FailedRecord } from '../state/ferry-schema'
 import { createCaptureMetrics, type CaptureMetrics } from './metrics';
 import { captureObjectName, changedKeysInRangeSql, CURRENT_SNAPSHOT_SQL, keyTypeSql, lagSql, pruneAppliedSql, roundKeysSql, triggerExistsSql } from './statements';
 import { displayName } from '../sql';
-import { redactErrorText, redactMessage } from '../../lib/errors';
+import { redactErrorText, redactRowError } from '../../lib/errors';
 import { logicalCaptureName } from '../../lib/ids';
 import { publishesTableSql } from './logical-statements';
 import { snapshotReadThrough, waitForHighWatermark, walBytesHeld } from './logical-reader';
@@ -213,7 +213,7 @@ export function createChangeApplier(databases: Databases, transformDir: string |
       // Counted once a key: one the target keeps refusing fails at every change to it.
       result.rowsFailed += applied.newlyFailed.length;
       for (const failure of applied.newlyFailed) {
-        if (result.failures.length < MAX_REPORTED_FAILURES) result.failures.push({ ...failure, error: redactMessage(failure.error) });
+        if (result.failures.length < MAX_REPORTED_FAILURES) result.failures.push({ key: failure.key, code: failure.code, error: redactRowError(failure) });
       }
       heartbeat(cursor);
       if (Context.current().cancellationSignal.aborted) throw new CancelledFailure('change apply cancelled');

@@ -12,7 +12,7 @@ import type { Plan } from '../../lib/plan';
 import { inCopyTransaction, writeBatch } from '../copy/batch-writer';
 import { withClient, type Databases } from '../connections';
 import { copyOutSql, copySpecOf, copyWithinDatabaseSql, type CopySpec } from '../copy/copy-statements';
-import { recordFailures, type FailedRecord } from '../state/ferry-schema';
+import { recordFailures, refusedRow, type FailedRecord } from '../state/ferry-schema';
 import { copyRangeThroughModule } from '../transform/module-copy';
 import { isRowError } from '../../lib/errors';
 import { oneStatement, readOnly, readOnlyQuery } from '../plan-sql';
@@ -78,7 +78,7 @@ export async function deleteTargetRows(targetPool: pg.Pool, base: CopySpec, keys
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (!isRowError(code)) throw error;
-    if (keys.length === 1) return { deleted: 0, failed: [{ key: keys[0]!, code: code ?? null, error: `deleting its target row: ${(error as Error).message}` }] };
+    if (keys.length === 1) return { deleted: 0, failed: [refusedRow(keys[0]!, error, 'deleting its target row')] };
     const half = Math.ceil(keys.length / 2);
     const [left, right] = [await deleteTargetRows(targetPool, base, keys.slice(0, half)), await deleteTargetRows(targetPool, base, keys.slice(half))];
     return { deleted: left.deleted + right.deleted, failed: [...left.failed, ...right.failed] };
@@ -109,7 +109,7 @@ export function createKeyApplier(databases: Databases, transformDir: string | nu
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (!isRowError(code)) throw error;
-      if (keys.length === 1) return { written: 0, failed: [{ key: keys[0]!, code: code ?? null, error: (error as Error).message }], skipped: [] };
+      if (keys.length === 1) return { written: 0, failed: [refusedRow(keys[0]!, error)], skipped: [] };
       const half = Math.ceil(keys.length / 2);
       const left = await copyKeys(plan, base, keys.slice(0, half));
       const right = await copyKeys(plan, base, keys.slice(half));

@@ -20,8 +20,8 @@ import {
 } from './copy-statements';
 import { copyAcrossDatabases, copyWithinDatabase } from './batch-writer';
 import { copyFormatFor } from './copy-format';
-import { installFerrySchema, recordFailures, resolveFailedRecord, unresolvedFailedCount, unresolvedFailedKeys, type FailedRecord, MAX_REPORTED_FAILURES } from '../state/ferry-schema';
-import { isRowError, redactMessage } from '../../lib/errors';
+import { installFerrySchema, recordFailures, resolveFailedRecord, unresolvedFailedCount, unresolvedFailedKeys, refusedRow, type FailedRecord, MAX_REPORTED_FAILURES } from '../state/ferry-schema';
+import { isRowError, redactErrorText, redactRowError } from '../../lib/errors';
 import { MIN_BATCH_SIZE, nextBatchSize, plannedLimits } from '../../lib/throttle';
 import { column, literal, sql, SOURCE_ALIAS } from '../sql';
 import { copyRangeThroughModule } from '../transform/module-copy';
@@ -139,7 +139,7 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
           const count = Number(present.rows[0]?.rows ?? 0);
           if (count === 0) return { written: 0, failures: [] };
           if (count === 1) {
-            return { written: 0, failures: [{ key: present.rows[0]!.last_key, code: code ?? null, error: (error as Error).message }] };
+            return { written: 0, failures: [refusedRow(present.rows[0]!.last_key, error)] };
           }
           const half = Math.max(1, Math.floor(Math.max(rows, 2) / 2));
           const middle = middleKeySql(spec, range, half);
@@ -235,7 +235,7 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
               // Retrying cannot help until a person acts (a grant, disk space): stop and say why;
               // the migration pauses for them, and nothing copied so far is lost.
               progress.throttleReason = null;
-              return { ...finish(false), blocked: `the database refuses the copy: ${redactMessage((error as Error).message)} [${code}]` };
+              return { ...finish(false), blocked: `the database refuses the copy: ${redactErrorText(error)} [${code}]` };
             }
             if (code !== LOCK_NOT_AVAILABLE && code !== QUERY_CANCELED) throw error;
             // A lock held on the target (lock_timeout) or a batch too slow for statement_timeout:
@@ -252,7 +252,7 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
           if (outcome.failures.length > 0) {
             await recordFailures(targetPool, input.migrationId, outcome.failures);
             for (const failure of outcome.failures) {
-              if (reported.length < MAX_REPORTED_FAILURES) reported.push({ ...failure, error: redactMessage(failure.error) });
+              if (reported.length < MAX_REPORTED_FAILURES) reported.push({ key: failure.key, code: failure.code, error: redactRowError(failure) });
             }
           }
 
@@ -305,7 +305,7 @@ export function createCopier(databases: Databases, metrics: CopyMetrics = create
         let outcome = await copyRange(spec, { after: null, upTo: null }).catch((error: unknown): RangeOutcome => {
           const code = (error as { code?: string }).code;
           if (!isRowError(code)) throw error;
-          return { written: 0, failures: [{ key, code: code ?? null, error: (error as Error).message }] };
+          return { written: 0, failures: [refusedRow(key, error)] };
         });
         // Under capture, a key the source no longer holds (its failure was the delete of its target
         // row) is fixed by that delete; with dual writes the application deletes its own rows.

@@ -4,6 +4,7 @@
  * audit of every decision: how it is installed, and how rows are recorded in it.
  */
 import type pg from 'pg';
+import { isRaisedError } from '../../lib/errors';
 import { sql } from '../sql';
 import { upgradeFerrySchema } from './schema-version';
 
@@ -26,6 +27,15 @@ export interface FailedRecord {
   /** SQLSTATE, when the database refused the row. */
   code: string | null;
   error: string;
+  /** Raised by a trigger or function (PL/pgSQL's RAISE, whatever its SQLSTATE): its text is withheld from reports. */
+  raised?: true;
+}
+
+/** The failure of the row of `key` that the database refused with `error`; `doing` says what was refused, when not the write. */
+export function refusedRow(key: string, error: unknown, doing?: string): FailedRecord {
+  const code = (error as { code?: string }).code ?? null;
+  const message = error instanceof Error ? error.message : String(error);
+  return { key, code, error: doing ? `${doing}: ${message}` : message, ...(isRaisedError(error) ? { raised: true as const } : {}) };
 }
 
 /**

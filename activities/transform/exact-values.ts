@@ -244,17 +244,18 @@ function dateText(value: Date, column: string): string {
  * A number as JavaScript prints it (the shortest text that reads back as the same number; -0
  * as -0). An integer or numeric column refuses what it would not hold exactly: a fraction in an
  * integer column, and an integer beyond 2^53 whose printed digits are not its value (2^60
- * prints as 1152921504606847000); one whose digits are exact is written out in full.
+ * prints as 1152921504606847000); one whose digits are exact is written out in full. A refusal
+ * says what kind of number it was, never the number: it is a row's value.
  */
 function numberText(value: number, column: string, kind: ScalarKind): string {
   if ((kind === 'integer' || kind === 'numeric') && Number.isInteger(value) && !Number.isSafeInteger(value)) {
     const exact = BigInt(value);
     if (exact !== printedInteger(String(value))) {
-      throw new TypeError(`column "${column}" is ${value}, an integer beyond 2^53 that JavaScript prints with digits it does not hold; give it as a bigint or a string`);
+      throw new TypeError(`column "${column}" is given an integer beyond 2^53 that JavaScript prints with digits it does not hold; give it as a bigint or a string`);
     }
     return exact.toString();
   }
-  if (kind === 'integer' && !Number.isInteger(value)) throw new TypeError(`column "${column}" is an integer column, and ${value} is not an integer`);
+  if (kind === 'integer' && !Number.isInteger(value)) throw new TypeError(`column "${column}" is an integer column, and is given ${Number.isFinite(value) ? 'a number with a fraction' : String(value)}`);
   return Object.is(value, -0) ? '-0' : String(value);
 }
 

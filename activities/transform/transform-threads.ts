@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { KeyRange } from '../../lib/key-range';
-import { redactErrorText } from '../../lib/errors';
+import { transformErrorSummary } from '../../lib/errors';
 import { oneStatement, readOnly } from '../plan-sql';
 import { rangeRowsCopySql, rangeRowsSql, type CopySpec } from '../copy/copy-statements';
 import type { SourceField } from './rows';
@@ -87,7 +87,9 @@ function startThread(): Thread {
     if (reply.ok) pending.resolve(reply.result);
     else pending.reject(failureOf(reply.error));
   });
-  thread.worker.on('error', (error) => thread.failAll(new Error(`a transform thread failed: ${redactErrorText(error)}`)));
+  // Nothing on the thread caught it: thrown by the transform outside its return path (a callback,
+  // an unawaited promise), so its text is the transform's own and may quote a row.
+  thread.worker.on('error', (error) => thread.failAll(new Error(`a transform thread failed on an error nothing caught: ${transformErrorSummary(error)}`)));
   thread.worker.on('exit', (code) => thread.failAll(new Error(`a transform thread exited (code ${code}) with work in hand`)));
   // Idle threads do not keep the process alive.
   thread.worker.unref();

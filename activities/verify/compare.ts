@@ -11,7 +11,7 @@ import { oneStatement, readOnlyQuery } from '../plan-sql';
 import { fullBatchEndSql, nextBatchBoundSql, rangeRowsSql, SOURCE_KEY_TEXT } from '../copy/copy-statements';
 import { ident, sql } from '../sql';
 import { installFerrySchema, type Mismatch, recordMismatches } from '../state/ferry-schema';
-import { isRowError, redactMessage } from '../../lib/errors';
+import { isRowError, redactErrorText } from '../../lib/errors';
 import { chunkChecksumSql, diffRows, type DigestForm, type Selection } from './verify-statements';
 import { columnNames, type BothSides, MIN_PAGE_ROWS, rereadWith, type Verification, zeroCounts } from './both-sides';
 import { captureSettle } from './capture-settle';
@@ -284,7 +284,7 @@ export function createShardComparison(databases: Databases, sides: BothSides) {
         // A source row the transform cannot evaluate fails the same way on every retry.
         if (!isRowError((error as { code?: string }).code)) throw error;
         throw ApplicationFailure.nonRetryable(
-          `verification cannot compare a row of shard ${describeRange(input.shard.range)}: ${redactMessage((error as Error).message)}; ` +
+          `verification cannot compare a row of shard ${describeRange(input.shard.range)}: ${redactErrorText(error)}; ` +
             'fix the source row (or the transform) and verify again',
           'VerificationRowError',
         );

@@ -8,6 +8,7 @@ import { migrationReport, startMigration } from '../../operator';
 import { validatePlan, type PlanInput } from '../../lib/plan';
 import { ferry } from '../support/cli';
 import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
+import { historiesText } from '../support/history-text';
 
 const ROWS = 5000;
 /** Keys whose quantity is not a number: the transform's cast refuses them. */
@@ -89,6 +90,37 @@ describe('failed rows', () => {
     const { n } = await sqlRow(url, `SELECT count(*)::int AS n FROM orders_${table} WHERE quantity = 12 AND id IN (${BAD_KEYS.join(',')})`);
     expect(n).toBe(4);
     await sql(sourceUrl, `UPDATE orders SET quantity = 'twelve (secret ' || id || ')' WHERE id IN (${BAD_KEYS.join(',')})`);
+  });
+
+  it("withholds the text a target's trigger raises on a row, which quotes its value bare", async () => {
+    const plan = await planFor({ subset: { where: `id NOT IN (${BAD_KEYS.join(',')})` } });
+    // The trigger's author writes the value into free text, with no quotes a redaction could find.
+    await sql(targetUrl, `
+      CREATE FUNCTION refuse_${table}() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.note = 'n77' THEN RAISE EXCEPTION 'note % already used by customer card-4111-SECRET', NEW.note; END IF;
+        IF NEW.note = 'n78' THEN RAISE EXCEPTION USING ERRCODE = 'check_violation', MESSAGE = 'customer card-4111-SECRET refused ' || NEW.note; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER refuse BEFORE INSERT ON orders_${table} FOR EACH ROW EXECUTE FUNCTION refuse_${table}();`);
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+    const waiting = await eventually(async () => (await migrationReport(worker.client, handle.workflowId)).status?.paused ?? undefined, 60_000, 'the pause for the refused row');
+    expect(waiting.reason).toContain('2 rows failed');
+    const recorded = await sql(targetUrl, `SELECT key, error_code, error FROM ferry.failed_records WHERE migration_id = $1 ORDER BY key`, [handle.workflowId]);
+    // The target keeps the full text, beside the data; nothing that leaves it carries the text.
+    expect(recorded).toMatchObject([
+      { key: '77', error_code: 'P0001', error: expect.stringContaining('card-4111-SECRET') },
+      { key: '78', error_code: '23514', error: expect.stringContaining('card-4111-SECRET') },
+    ]);
+    const listed = await ferry(['failures', handle.workflowId, '--json'], worker.temporal);
+    expect(listed.code).toBe(ExitCode.ok);
+    expect(listed.stdout).toContain('raised by a trigger or function on the target (SQLSTATE P0001); its message is withheld');
+    const texts = [listed.stdout, listed.stderr, (await ferry(['failures', handle.workflowId], worker.temporal)).stdout, await historiesText(worker.client, handle.workflowId)];
+    for (const text of texts) {
+      expect(text).not.toContain('4111-SECRET');
+      expect(text).not.toMatch(/n7[78]/);
+    }
+    await handle.terminate('the test has seen the failure');
   });
 
   it('pauses itself mid-run once failures pass the plan\'s limit', async () => {

@@ -297,16 +297,16 @@ describe('exact values through a module transform', () => {
     const p = plan('nasty_refused', module);
     const copied = await copyAll(p);
     const reasons: Record<string, RegExp> = {
-      '1': /column "i4" is an integer column, and 1\.5 is not an integer/,
-      '2': /column "i8" is 1\.1805916207174113e\+21, an integer beyond 2\^53/,
+      '1': /column "i4" is an integer column, and is given a number with a fraction/,
+      '2': /column "i8" is given an integer beyond 2\^53/,
       '3': /column "jb" cannot be written as JSON: NaN/,
       '4': /column "t" is not json or jsonb/,
-      '5': /column "n" is 1152921504606847000, an integer beyond 2\^53/,
+      '5': /column "n" is given an integer beyond 2\^53/,
       '6': /column "jb" cannot be written as JSON: an invalid Date/,
-      '7': /column "a_int" is an integer column, and 2\.5 is not an integer/,
+      '7': /column "a_int" is an integer column, and is given a number with a fraction/,
       '8': /column "js" cannot be written as JSON: Infinity/,
       '9': /column "a_jsonb" cannot be written as JSON: NaN/,
-      '10': /column "a_i8" is 18446744073709552000, an integer beyond 2\^53/,
+      '10': /column "a_i8" is given an integer beyond 2\^53/,
     };
     expect(copied.failures.map((f) => f.key).sort()).toEqual(Object.keys(reasons).sort());
     for (const failure of copied.failures) expect(failure.error, failure.key).toMatch(reasons[failure.key]!);

@@ -321,6 +321,27 @@ describe('copyRangeThroughModule', () => {
     expect(result.read).toBe(1);
   });
 
+  it("withholds the text of an error a transform throws outside its return path, which ends its thread", async () => {
+    // Thrown from a microtask, or an unawaited rejection: nothing catches it but the thread.
+    const throwsLater = {
+      'throws-in-microtask.ts': `queueMicrotask(() => { throw new Error('bad card 4111-' + row.full_name); });`,
+      'rejects-unawaited.ts': `void Promise.reject(new Error('bad card 4111-' + row.full_name));`,
+    };
+    for (const [file, throwing] of Object.entries(throwsLater)) {
+      writeFileSync(
+        path.join(dir, file),
+        `import real from './transform';\nexport default async (row: { full_name: string }) => { ${throwing} await new Promise((resolve) => setTimeout(resolve, 200)); return real(row as never); };`,
+      );
+      const failure = await copyRangeThroughModule(sourcePool, targetPool, specFor('people_where', 's.id = 4'), { after: null, upTo: '5' }, path.join(dir, file), dir).then(
+        () => null,
+        (error: unknown) => error as Error,
+      );
+      expect(failure?.message, file).toMatch(/transform thread failed/);
+      expect(failure?.message, file).toContain('withheld');
+      expect(failure?.message, file).not.toMatch(/4111|Ann Marie|bad card/);
+    }
+  });
+
   /** Verification's plan of people into people_where through a module of this test's directory. */
   const peoplePlan = (module: string) =>
     validatePlan({

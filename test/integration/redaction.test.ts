@@ -3,6 +3,7 @@
  * (produced here, on a real database) and JavaScript's, each carrying a value that must go while
  * what went wrong stays readable.
  */
+import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redactErrorText, redactMessage, rootMessage, transformErrorSummary } from '../../lib/errors';
@@ -166,6 +167,19 @@ describe('redaction of error texts', () => {
     );
   });
 
+  it("withholds the whole text of an error a trigger or function raised: its author's words quote values bare", async () => {
+    for (const raise of [`RAISE EXCEPTION 'email % already used', 'bob-SECRET@example.com'`, `RAISE EXCEPTION USING ERRCODE = 'check_violation', MESSAGE = 'bob-SECRET@example.com is banned'`]) {
+      const error = await client.query(`DO $$ BEGIN ${raise}; END $$`).then(() => null, (e: unknown) => e as pg.DatabaseError);
+      expect(error?.message).toContain('bob-SECRET@example.com');
+      const copy = Object.assign(Object.create(Object.getPrototypeOf(error) as object) as pg.DatabaseError, error, { message: error!.message, stack: error!.stack });
+      redactInPlace(copy);
+      for (const text of [redactErrorText(error), rootMessage(new Error('activity task failed', { cause: error })), copy.message, copy.stack]) {
+        expect(text, raise).toContain('raised by a trigger or function on the target');
+        expect(text, raise).not.toContain('SECRET');
+      }
+    }
+  });
+
   it("leaves Ferry's own messages readable", () => {
     for (const text of [
       'the database refuses the copy: permission denied for table readings_3 [42501]',
@@ -174,6 +188,103 @@ describe('redaction of error texts', () => {
       'backoff.probe returned 9, over its max 5',
     ]) {
       expect(redactMessage(text)).toBe(text);
+    }
+  });
+});
+
+/**
+ * Values Postgres quotes without escaping the quotes they hold: a quote of its own, a line break
+ * that starts a HINT line, a naming word, a foreign quotation mark.
+ */
+const awkwardValue = fc
+  .array(
+    fc.oneof(
+      fc.string({ unit: 'grapheme', minLength: 1, maxLength: 5 }),
+      fc.constantFrom('"', '\n', '\\', "'", '»', '«', '„', '“', ' column "', '" column "', '\nHINT: ', '\nDETAIL: ', ': "', '" is out of range for type integer'),
+      fc.stringMatching(/^[0-9]{4,16}$/),
+    ),
+    { minLength: 2, maxLength: 6 },
+  )
+  .map((parts) => parts.join('').replaceAll('\0', ''))
+  .filter((value) => value.trim().length >= 6 && !value.includes('<redacted>'));
+
+/** Casts a text parameter into types whose input functions quote it back in their errors. */
+const CASTS = ['$1::int', '$1::uuid', '$1::date', '$1::mood', '$1::float8', '$1::timestamptz', '$1::int[]', '$1::interval', "to_date($1, 'YYYY')", "now() AT TIME ZONE $1"];
+
+describe('redaction of errors real Postgres gives for generated values', () => {
+  let client: pg.Client;
+  const values = fc.sample(awkwardValue, { numRuns: 60, seed: 20240611 });
+
+  beforeAll(async () => {
+    const url = await createTestDatabase('redaction_generated');
+    await sql(url, `CREATE TYPE mood AS ENUM ('happy', 'sad')`);
+    client = new pg.Client({ connectionString: url });
+    await client.connect();
+  });
+  afterAll(async () => {
+    await client?.end();
+  });
+
+  async function errorsFor(value: string): Promise<pg.DatabaseError[]> {
+    const errors: pg.DatabaseError[] = [];
+    for (const cast of CASTS) {
+      const failed = await client.query(`SELECT (${cast})::text`, [value]).then(() => null, (e: unknown) => e);
+      if (failed instanceof pg.DatabaseError) errors.push(failed);
+    }
+    // Out of range, a mid-sentence template: Postgres stops reading at the overflow and quotes it all.
+    for (const [cast, prefix] of [['$1::int', '99999999999'], ['$1::smallint', '70000'], ['$1::float8', '1e400']] as const) {
+      const failed = await client.query(`SELECT (${cast})::text`, [`${prefix}${value}`]).then(() => null, (e: unknown) => e);
+      if (failed instanceof pg.DatabaseError) errors.push(failed);
+    }
+    return errors;
+  }
+
+  function expectWithheld(error: pg.DatabaseError, value: string): void {
+    const psql = `ERROR:  ${error.message}\nDETAIL:  ${error.detail ?? ''}\nHINT:  ${error.hint ?? ''}\nCONTEXT:  ${error.where ?? ''}`;
+    const copy = Object.assign(Object.create(Object.getPrototypeOf(error) as object) as pg.DatabaseError, error, { message: error.message, stack: error.stack });
+    redactInPlace(copy);
+    // A value the template's own words hold (`" is out of range for type integer`) proves nothing.
+    if (error.message.split(value).join('').includes(value)) return;
+    for (const text of [redactErrorText(error), redactMessage(psql), rootMessage(new Error('activity task failed', { cause: error })), copy.message, copy.stack, copy.detail, copy.where, copy.hint]) {
+      expect(text ?? '', `${error.message} -> ${text}`).not.toContain(value);
+    }
+  }
+
+  it('withholds every generated value from the errors of casts that quote it', async () => {
+    let quoted = 0;
+    for (const value of values) {
+      for (const error of await errorsFor(value)) {
+        if (error.message.includes(value)) quoted++;
+        expectWithheld(error, value);
+      }
+    }
+    // The cases are real: Postgres quoted the values in many of its messages.
+    expect(quoted).toBeGreaterThan(values.length);
+  });
+
+  it('withholds them from messages in another language too', async (context) => {
+    const locales = ['de_DE.UTF-8', 'de_DE.utf8', 'fr_FR.UTF-8', 'fr_FR.utf8', 'ru_RU.UTF-8', 'ja_JP.UTF-8'];
+    let set: string | undefined;
+    for (const locale of locales) {
+      const refused = await client.query(`SET lc_messages = '${locale}'`).then(() => false, () => true);
+      if (!refused) {
+        // A locale the system has, in a server built without translations, still speaks English.
+        const probe = await client.query(`SELECT 'x'::int`).then(() => null, (e: unknown) => e as Error);
+        if (probe && !probe.message.startsWith('invalid input syntax')) {
+          set = locale;
+          break;
+        }
+      }
+    }
+    if (!set) {
+      await client.query('RESET lc_messages');
+      context.skip(`this server has no translated messages: none of ${locales.join(', ')} is installed, or it was built without NLS`);
+      return;
+    }
+    try {
+      for (const value of values) for (const error of await errorsFor(value)) expectWithheld(error, value);
+    } finally {
+      await client.query('RESET lc_messages');
     }
   });
 });
