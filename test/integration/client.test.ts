@@ -242,5 +242,33 @@ describe('the client library', () => {
         mismatch: { category: 'value', keys: ['1'], fields: ['team'] },
       });
     });
+
+    it('once reads come from the new table, a write the new table refuses reaches the caller, the kill switch never skips it', async () => {
+      await sql(url, `CREATE TABLE users_checked (id int PRIMARY KEY, first_name text NOT NULL CHECK (first_name <> ''))`);
+      await setFlags(`write_old = true, write_new = true, read_from = 'new'`);
+      const { ferry, registry } = client({ killSwitch: { maxErrors: 1 } });
+      await eventually(async () => (await ferry.flags.get()).readFrom === 'new', 5000, 'reads on new');
+      const write = (id: number, name: string, oldTable = 'users') =>
+        ferry.write('insert-checked', {
+          old: () => pool.query(`INSERT INTO ${oldTable} (id, full_name) VALUES ($1, $2)`, [id, name]),
+          new: () => pool.query('INSERT INTO users_checked (id, first_name) VALUES ($1, $2)', [id, name]),
+        });
+      const stored = async (id: number) =>
+        sqlRow(url, `SELECT (SELECT count(*) FROM users WHERE id = $1)::int AS old, (SELECT count(*) FROM users_checked WHERE id = $1)::int AS new`, [id]);
+
+      // The new table's CHECK refuses the row: the caller hears it, and the old table is not written either.
+      await expect(write(20, '')).rejects.toMatchObject({ code: '23514' });
+      expect(await stored(20)).toEqual({ old: 0, new: 0 });
+
+      // The old table failing trips the switch: old writes stop, the new table's go on and still answer.
+      expect((await write(21, 'Cy', 'no_such_users')).rowCount).toBe(1);
+      expect(ferry.dualWriter.killSwitch()).toMatchObject({ tripped: true });
+      await expect(write(22, '')).rejects.toMatchObject({ code: '23514' });
+      expect((await write(23, 'Di')).rowCount).toBe(1);
+      expect(await stored(22)).toEqual({ old: 0, new: 0 });
+      expect(await stored(23)).toEqual({ old: 0, new: 1 });
+      expect(await metricValue(registry, 'ferry_client_dual_write_skipped_total', { name: 'insert-checked', side: 'old' })).toBe(1);
+      await setFlags(`read_from = 'old'`);
+    });
   });
 });
