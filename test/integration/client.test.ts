@@ -75,6 +75,21 @@ describe('the client library', () => {
     }
   });
 
+  it('is known at version 0 before any flags row, and renews its acknowledgement while idle', async () => {
+    const first = createFlagReader({ pool, migration: 'client-first-change', logger: memoryLogger(), listen: false, ackEveryMs: 100 });
+    closers.push(() => first.close());
+    expect(await first.get()).toMatchObject({ version: 0 });
+    const ack = () => sql(url, `SELECT version::int, seen_at > now() - interval '1 second' AS recent FROM ferry.flag_acks WHERE client_id = $1`, [first.clientId]);
+    await eventually(async () => (await ack()).length === 1, 5000, 'the ack of version 0');
+    expect(await ack()).toEqual([{ version: 0, recent: true }]);
+    // Idle for longer than the live window: the renewal brings it back without any read.
+    await sql(url, `UPDATE ferry.flag_acks SET seen_at = now() - interval '5 minutes' WHERE client_id = $1`, [first.clientId]);
+    await eventually(async () => (await ack())[0]?.recent === true, 5000, 'the renewed ack');
+    for (const ackEveryMs of [0, 120_000, Number.NaN]) {
+      expect(() => createFlagReader({ pool, migration: MIGRATION, ackEveryMs })).toThrow('ferry: ackEveryMs must be a number of milliseconds from 1 to 60000');
+    }
+  });
+
   it('brings a change to two readers within a second over LISTEN, and each acknowledges it', async () => {
     // A long cache: only the notification can bring the change this fast.
     const first = reader({ cacheMs: 60_000, clientId: 'app-a' });
