@@ -85,6 +85,10 @@ describe('the client library', () => {
     // Idle for longer than the live window: the renewal brings it back without any read.
     await sql(url, `UPDATE ferry.flag_acks SET seen_at = now() - interval '5 minutes' WHERE client_id = $1`, [first.clientId]);
     await eventually(async () => (await ack())[0]?.recent === true, 5000, 'the renewed ack');
+    // A later version recorded meanwhile (an acknowledgement that committed first) is never moved back.
+    await sql(url, `UPDATE ferry.flag_acks SET version = 7, seen_at = now() - interval '5 minutes' WHERE client_id = $1`, [first.clientId]);
+    await eventually(async () => (await ack())[0]?.recent === true, 5000, 'the renewed ack');
+    expect(await ack()).toEqual([{ version: 7, recent: true }]);
     for (const ackEveryMs of [0, 120_000, Number.NaN]) {
       expect(() => createFlagReader({ pool, migration: MIGRATION, ackEveryMs })).toThrow('ferry: ackEveryMs must be a number of milliseconds from 1 to 60000');
     }
