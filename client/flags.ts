@@ -55,6 +55,8 @@ export interface FlagReader extends FlagSource {
    * The flags, at most `cacheMs` old. Before any row exists, or without Ferry's schema:
    * initialFlags with version 0; once flags were read, a row or schema that goes away keeps them. When the database cannot be reached it returns the last flags
    * read, and throws only if it never read any (guessing could send writes to the wrong store).
+   * Throws too while it never read a row and the migration's row is gone though processes
+   * followed it (their versions are in ferry.flag_acks): the initial flags would be a guess.
    */
   get(): Promise<Flags>;
   /** The last flags read (initialFlags, version 0, before the first read). Never throws. */
@@ -79,6 +81,9 @@ function isSchemaMissing(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return code === '42P01' || code === '3F000';
 }
+
+/** The flags row of a migration processes followed is gone: no flags can be trusted. */
+class RowDeletedError extends Error {}
 
 function sameFlags(a: Flags, b: Flags): boolean {
   return a.version === b.version && a.writeOld === b.writeOld && a.writeNew === b.writeNew &&
@@ -140,12 +145,36 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
     try {
       const { rows } = await pool.query<FlagsRow>(`SELECT ${flagsColumns} FROM ferry.flags WHERE migration = $1`, [migration]);
       const row = rows[0];
-      if (!row && flags.version === 0) await warnIfOtherMigrations();
+      if (!row && flags.version === 0) {
+        await refuseIfRowDeleted();
+        await warnIfOtherMigrations();
+      }
       return row ? flagsFromRow(row) : noRow();
     } catch (error) {
       if (isSchemaMissing(error)) return noRow();
       throw error;
     }
+  }
+
+  /**
+   * A process that never saw the row, where processes followed it (ferry.flag_acks holds a version
+   * above 0), would take the initial flags: after a cutover, the table the migration retired. It
+   * refuses instead (get() and every write throw), until the row is back or the migration's
+   * acknowledgements are deleted too.
+   */
+  async function refuseIfRowDeleted(): Promise<void> {
+    const { rows } = await pool.query<{ version: string | null }>(
+      'SELECT max(version)::text AS version FROM ferry.flag_acks WHERE migration = $1 AND version > 0',
+      [migration],
+    );
+    const followed = rows[0]?.version;
+    if (!followed) return;
+    throw new RowDeletedError(
+      `ferry: migration ${JSON.stringify(migration)} has no flags row, though application processes followed its flags up to version ${followed} (ferry.flag_acks): ` +
+        'the row was deleted, and the initial flags (the old table alone) may name a table the migration retired; nothing was written. ' +
+        "Put the row back as the migration left it (`ferry report` shows its last flags), or, once no process runs Ferry's client for this migration, " +
+        `remove the client from the application and delete its acknowledgements: DELETE FROM ferry.flag_acks WHERE migration = '${migration.replaceAll("'", "''")}'`,
+    );
   }
 
   /**
@@ -362,7 +391,7 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
       try {
         return await refresh();
       } catch (error) {
-        if (!everRead) throw error;
+        if (!everRead || error instanceof RowDeletedError) throw error;
         logger.warn('ferry: cannot read flags; going on with the last ones read', { migration, version: flags.version, ...describeError(error) });
         readAt = Date.now(); // Not one failing query per call while the database is away.
         return flags;

@@ -330,4 +330,32 @@ describe('the client library\'s verdicts', () => {
     expect(await sql(url, 'SELECT id FROM kept_new ORDER BY id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
     expect(await sql(url, 'SELECT id FROM kept_old')).toEqual([]);
   });
+
+  it('refuses to write, in a process started after a cut-over migration\'s flags row was deleted, rather than write the retired table', async () => {
+    const retired = 'verdicts-retired';
+    await sql(url, `CREATE TABLE retired_old (id int PRIMARY KEY); CREATE TABLE retired_new (id int PRIMARY KEY);`);
+    await sql(url, `INSERT INTO ferry.flags (migration, write_old, write_new, read_from, version) VALUES ($1, false, true, 'new', 3)`, [retired]);
+    const write = (ferry: FerryClient, id: number) =>
+      ferry.write('insert-retired', {
+        old: () => pool.query('INSERT INTO retired_old (id) VALUES ($1)', [id]),
+        new: () => pool.query('INSERT INTO retired_new (id) VALUES ($1)', [id]),
+      });
+    const { ferry: before } = client({ migration: retired });
+    await write(before, 1);
+    await eventually(async () => (await sql(url, 'SELECT 1 FROM ferry.flag_acks WHERE migration = $1 AND version = 3', [retired])).length === 1, 5000, 'the ack of version 3');
+    await before.close();
+    await sql(url, 'DELETE FROM ferry.flags WHERE migration = $1', [retired]);
+
+    // A process started now (a rolled-back deploy) cannot know the flags: it writes nowhere.
+    const { ferry: after } = client({ migration: retired });
+    await expect(write(after, 2)).rejects.toThrow(
+      'ferry: migration "verdicts-retired" has no flags row, though application processes followed its flags up to version 3 (ferry.flag_acks): the row was deleted',
+    );
+    await expect(after.flags.get()).rejects.toThrow("DELETE FROM ferry.flag_acks WHERE migration = 'verdicts-retired'");
+    expect(await sql(url, 'SELECT id FROM retired_old UNION ALL SELECT -id FROM retired_new')).toEqual([{ id: -1 }]);
+
+    // Once its acknowledgements are gone too, the migration is over for the client: the initial flags.
+    await sql(url, 'DELETE FROM ferry.flag_acks WHERE migration = $1', [retired]);
+    expect(await after.flags.get()).toMatchObject({ writeOld: true, writeNew: false, readFrom: 'old', version: 0 });
+  });
 });
