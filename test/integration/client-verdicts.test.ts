@@ -9,7 +9,11 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFerryClient, createFlagReader, createReadComparer, type ComparisonResult, type FerryClient, type FlagReader } from '../../client';
 import { createReadTally } from '../../client/read-tally';
+import { createDatabases } from '../../activities/connections';
 import { installFerrySchema } from '../../activities/state/ferry-schema';
+import { createFlagSetter } from '../../activities/state/flags';
+import { gateFiguresText } from '../../cli/render';
+import { validatePlan } from '../../lib/plan';
 import { metricValue, memoryLogger } from '../support/client-fakes';
 import { createTestDatabase, eventually, sql, sqlRow } from '../support/harness';
 
@@ -292,6 +296,30 @@ describe('the client library\'s verdicts', () => {
     await earlier.close();
     expect(await sqlRow(url, `SELECT compared::int, mismatched::int FROM ferry.read_comparisons WHERE migration = $1 AND client_id = $2`, [MIGRATION, clientId]))
       .toEqual({ compared: 5, mismatched: 0 });
+  });
+
+  it('shows at a gate the dual reads each process compared since it started, labelled so', async () => {
+    const name = 'verdicts-gate-figures';
+    const clientId = 'gate-figures:1:abcdef';
+    const tally = createReadTally({ pool, migration: name, clientId, flushEveryMs: 60_000 });
+    for (let i = 0; i < 1000; i += 1) tally.record({ result: 'match', reason: 'equal' });
+    await tally.flush();
+    const mismatch = { name: 'by-id', category: 'value' as const, missing: [], extra: [], keys: ['1'], fields: ['v'], oldCount: 1, newCount: 1 };
+    for (let i = 0; i < 10; i += 1) tally.record({ result: 'mismatch', reason: 'value', mismatch });
+    await tally.close();
+    const plan = validatePlan({ name, source: { connection: 'DB', table: 'a', key: 'id' }, target: { connection: 'DB', table: 'b' }, transform: { sql: { id: 'id' } } });
+    const databases = createDatabases({ env: { DB: url } });
+    try {
+      const figures = await createFlagSetter(databases).gateFigures({ plan });
+      // The label is true of the figures: every comparison this process made since it started.
+      expect({ compared: figures.readsCompared, mismatched: figures.readsMismatched }).toEqual({ compared: 1010, mismatched: 10 });
+      expect(gateFiguresText(figures)).toMatch(/^1,010 dual reads compared, 10 differed \(0\.99%\) \(since each application process started, of those that reported in the last hour\); /);
+      // A process that last reported over an hour ago is left out, all its counts with it.
+      await sql(url, `UPDATE ferry.read_comparisons SET updated_at = now() - interval '61 minutes' WHERE client_id = $1`, [clientId]);
+      expect(gateFiguresText(await createFlagSetter(databases).gateFigures({ plan }))).toMatch(/^0 dual reads compared, 0 differed \(since each/);
+    } finally {
+      await databases.close();
+    }
   });
 
   it('refuses a clientId that names nothing, rather than sharing a row with every process given the same', () => {
