@@ -183,6 +183,20 @@ export function formatFailures(status: MigrationStatus): string {
 /** `ferry status` shows the latest decisions; the report has every one. */
 const DECISIONS_SHOWN = 10;
 
+/**
+ * What a person approving a gate should look at. The dual-read counts are each process's total
+ * since it started (ferry.read_comparisons keeps one running count per process), of the
+ * processes that reported within the last hour: said so, not called the last hour's.
+ */
+export function gateFiguresText(figures: GateFigures): string {
+  const rate = figures.readsCompared ? ` (${((100 * figures.readsMismatched) / figures.readsCompared).toFixed(2)}%)` : '';
+  return (
+    `${formatCount(figures.readsCompared)} dual reads compared, ${formatCount(figures.readsMismatched)} differed${rate} ` +
+    '(since each application process started, of those that reported in the last hour); ' +
+    `source replica lag ${figures.replicaLagSeconds.toFixed(1)} s${standbysText(figures)}, longest query ${figures.longestQuerySeconds.toFixed(0)} s${inactiveSlotsText(figures)} (as of ${figures.at})`
+  );
+}
+
 export function formatStatus(report: MigrationReport): string {
   const lines = [`migration ${report.migrationId}: ${outcomeOf(report)}`];
   if (report.failure) lines.push(`failure: ${report.failure}`);
@@ -218,12 +232,7 @@ export function formatStatus(report: MigrationReport): string {
   const gate = gateStory(status);
   gate.forEach((line, i) => lines.push(`${i === 0 ? 'GATE' : '    '}      ${line}`));
   if (status.gate?.figures) {
-    const figures = status.gate.figures;
-    const rate = figures.readsCompared ? ` (${((100 * figures.readsMismatched) / figures.readsCompared).toFixed(2)}%)` : '';
-    lines.push(
-      `          look at: ${formatCount(figures.readsCompared)} dual reads compared in the last hour, ${formatCount(figures.readsMismatched)} differed${rate}; ` +
-        `source replica lag ${figures.replicaLagSeconds.toFixed(1)} s${standbysText(figures)}, longest query ${figures.longestQuerySeconds.toFixed(0)} s${inactiveSlotsText(figures)} (as of ${figures.at})`,
-    );
+    lines.push(`          look at: ${gateFiguresText(status.gate.figures)}`);
   }
   if (status.abort) {
     lines.push(

@@ -99,7 +99,12 @@ function leftToDo(status: MigrationStatus): string[] {
   if (flags && !flags.writeOld && flags.readFrom === 'new') {
     todo.push(`remove the dual-write and dual-read code (Ferry's client calls) from the application; it uses ${target} only`);
     todo.push(`drop or archive ${source} once nothing reads it (Ferry does not drop tables)`);
-    todo.push(`delete the flags row: DELETE FROM ferry.flags WHERE migration = '${status.planName}'`);
+    const name = status.planName.replaceAll("'", "''");
+    todo.push(
+      `keep the flags row while any process runs Ferry's client for this migration: without it a process that starts (a rolled-back deploy, a new replica) ` +
+        `cannot know where to write (Ferry's client refuses to). None runs once SELECT client_id FROM ferry.flag_acks WHERE migration = '${name}' AND seen_at > now() - interval '2 minutes' ` +
+        `returns no row (each process renews its row every 30 s); then DELETE FROM ferry.flags WHERE migration = '${name}'; DELETE FROM ferry.flag_acks WHERE migration = '${name}'`,
+    );
   } else if (flags && flags.writeNew) {
     todo.push(`dual writes are still on (the plan has no cutover): the application writes ${source} and ${target}`);
   } else {

@@ -1,13 +1,16 @@
 /**
- * DualWriter writes the old store and, while the flags say so, the new one, and keeps the new
- * store's trouble away from the application: the caller gets the old write's result, a failing
- * new side is counted and, past a limit, switched off in this process (the kill switch).
+ * DualWriter writes the old store and, while the flags say so, the new one. The store reads come
+ * from (flags.readFrom) is written first and its result is the caller's; the other store's
+ * trouble is kept away from the application: a failing write there is counted and, past a
+ * limit, switched off in this process (the kill switch).
  */
 import type pg from 'pg';
 import type { Flags } from '../lib/flags';
 import { type FlagSource } from './flags';
 import { KillSwitch, type KillSwitchOptions, type KillSwitchState } from './kill-switch';
 import { consoleLogger, describeError, type ClientLogger } from './logger';
+
+type Side = 'old' | 'new';
 import type { ClientMetrics } from './metrics';
 
 /** What a write reports: pg's QueryResult is one. */
@@ -43,9 +46,9 @@ export interface DualWriterOptions {
 
 export interface DualWriter {
   /**
-   * Writes old (while flags.writeOld), then new (while flags.writeNew). Returns the old result,
-   * or the new one once old is off. A new-side error reaches the caller only when new is the
-   * only store written.
+   * Writes the store reads come from first, then the other one while the flags write both.
+   * Returns the first store's result; its error reaches the caller (and the other store is not
+   * written). The other store's error never does.
    */
   write<R extends WriteResult>(name: string, operations: WriteOperations<R>): Promise<R>;
   /**
@@ -65,56 +68,67 @@ export function createDualWriter(options: DualWriterOptions): DualWriter {
     // Counted up and down, not set: other clients of the migration in this process share the series.
     if (tripped) metrics?.killSwitchTripped.inc({ migration, path: 'write' });
     else metrics?.killSwitchTripped.dec({ migration, path: 'write' });
-    logger.warn(tripped ? 'ferry: kill switch tripped; new-store writes stop in this process' : 'ferry: kill switch reset; new-store writes resume', {
+    logger.warn(tripped ? `ferry: kill switch tripped; ${switchedSide}-store writes stop in this process` : `ferry: kill switch reset; ${switchedSide}-store writes resume`, {
       migration,
       path: 'write',
+      side: switchedSide,
     });
   });
   metrics?.killSwitchTripped.inc({ migration, path: 'write' }, 0);
   const unsubscribe = source.onChange?.(() => killSwitch.reset());
 
+  /** The store whose writes the kill switch keeps off while it is tripped: the one reads do not come from. */
+  let switchedSide: Side = 'new';
+
+  /**
+   * The store reads come from is written first, and its write is the one that counts: its error
+   * reaches the caller and the other store is then not written, and the kill switch never skips
+   * it. The other store's write follows; its error is counted and logged, the caller gets the
+   * first store's result, and past the kill switch's limit it is skipped in this process. So a
+   * write the caller is told failed is in neither store, and one it is told succeeded is where
+   * the application reads it back.
+   */
   async function dualWrite<R extends WriteResult>(name: string, flags: Flags, old: () => Promise<R>, write: () => Promise<R>): Promise<R> {
     // Flags that write neither store are a mistake upstream; the old store is the safe reading.
     const writeOld = flags.writeOld || !flags.writeNew;
-    let oldResult: R | undefined;
-    if (writeOld) {
-      try {
-        oldResult = await old();
-      } catch (error) {
-        metrics?.writeErrors.inc({ name, side: 'old' });
-        throw error;
-      }
+    if (!flags.writeNew || !writeOld) {
+      // One store alone: its errors are the caller's, and the kill switch cannot apply.
+      const side: Side = flags.writeNew ? 'new' : 'old';
+      return writeSide(name, side, side === 'new' ? write : old);
     }
-    if (!flags.writeNew) return oldResult!;
-    if (!writeOld) {
-      // The new store is the only one: its errors are the caller's, and the kill switch cannot apply.
-      try {
-        return await write();
-      } catch (error) {
-        metrics?.writeErrors.inc({ name, side: 'new' });
-        throw error;
-      }
-    }
+    const first: Side = flags.readFrom === 'new' ? 'new' : 'old';
+    const second: Side = first === 'new' ? 'old' : 'new';
+    const firstResult = await writeSide(name, first, first === 'new' ? write : old);
     if (!killSwitch.allows(flags.version)) {
-      metrics?.writesSkipped.inc({ name });
-      return oldResult!;
+      metrics?.writesSkipped.inc({ name, side: second });
+      return firstResult;
     }
-    let newResult: R;
+    let secondResult: R;
     try {
-      newResult = await write();
+      secondResult = await (second === 'new' ? write : old)();
     } catch (error) {
-      metrics?.writeErrors.inc({ name, side: 'new' });
-      logger.warn('ferry: new-store write failed; the old write stands', { name, ...describeError(error) });
+      metrics?.writeErrors.inc({ name, side: second });
+      logger.warn(`ferry: ${second}-store write failed; the ${first}-store write, which reads come from, stands`, { name, ...describeError(error) });
+      switchedSide = second;
       killSwitch.recordError(flags.version);
-      return oldResult!;
+      return firstResult;
     }
-    const oldRows = oldResult!.rowCount ?? 0;
-    const newRows = newResult.rowCount ?? 0;
+    const oldRows = (first === 'old' ? firstResult : secondResult).rowCount ?? 0;
+    const newRows = (first === 'new' ? firstResult : secondResult).rowCount ?? 0;
     if (oldRows !== newRows) {
       metrics?.writeMismatches.inc({ name });
       logger.warn('ferry: dual write touched different numbers of rows', { name, oldRows, newRows });
     }
-    return oldResult!;
+    return firstResult;
+  }
+
+  async function writeSide<R extends WriteResult>(name: string, side: Side, run: () => Promise<R>): Promise<R> {
+    try {
+      return await run();
+    } catch (error) {
+      metrics?.writeErrors.inc({ name, side });
+      throw error;
+    }
   }
 
   /** Table names a running migration confirmed for deletes: checked once each. */

@@ -1,7 +1,7 @@
 /**
  * FlagReader follows one migration's flags in ferry.flags: a short cache, a LISTEN connection
- * that brings a change within a second, and an acknowledgement of every version applied, so
- * the migration knows when every live process follows it.
+ * that brings a change within a second, and an acknowledgement of every version applied,
+ * renewed while idle, so the migration knows when every live process follows it.
  */
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -30,6 +30,11 @@ export interface FlagReaderOptions {
   cacheMs?: number;
   /** Keep a LISTEN connection so changes arrive at once. (Default: true) */
   listen?: boolean;
+  /**
+   * How often this process renews its row in ferry.flag_acks, so that the migration counts it
+   * among the live processes (those seen within 120 s) while it is idle: 1 to 60000. (Default: 30000)
+   */
+  ackEveryMs?: number;
   logger?: ClientLogger;
   metrics?: ClientMetrics;
 }
@@ -50,6 +55,8 @@ export interface FlagReader extends FlagSource {
    * The flags, at most `cacheMs` old. Before any row exists, or without Ferry's schema:
    * initialFlags with version 0; once flags were read, a row or schema that goes away keeps them. When the database cannot be reached it returns the last flags
    * read, and throws only if it never read any (guessing could send writes to the wrong store).
+   * Throws too while it never read a row and the migration's row is gone though processes
+   * followed it (their versions are in ferry.flag_acks): the initial flags would be a guess.
    */
   get(): Promise<Flags>;
   /** The last flags read (initialFlags, version 0, before the first read). Never throws. */
@@ -64,6 +71,9 @@ export interface FlagReader extends FlagSource {
 
 const noFlags: Flags = { ...initialFlags, version: 0 };
 const RECONNECT_MIN_MS = 100;
+/** Well within the 120 s in which the migration counts a process as live. */
+const ACK_EVERY_MS = 30_000;
+const ACK_EVERY_MAX_MS = 60_000;
 const RECONNECT_MAX_MS = 5_000;
 
 /** SQLSTATEs of a database without Ferry's schema: the application runs before any migration. */
@@ -71,6 +81,9 @@ function isSchemaMissing(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return code === '42P01' || code === '3F000';
 }
+
+/** The flags row of a migration processes followed is gone: no flags can be trusted. */
+class RowDeletedError extends Error {}
 
 function sameFlags(a: Flags, b: Flags): boolean {
   return a.version === b.version && a.writeOld === b.writeOld && a.writeNew === b.writeNew &&
@@ -94,7 +107,10 @@ export function processClientId(name?: unknown): string {
 }
 
 export function createFlagReader(options: FlagReaderOptions): FlagReader {
-  const { pool, migration, cacheMs = 1000, listen = true, logger = consoleLogger, metrics } = options;
+  const { pool, migration, cacheMs = 1000, listen = true, ackEveryMs = ACK_EVERY_MS, logger = consoleLogger, metrics } = options;
+  if (typeof ackEveryMs !== 'number' || !(ackEveryMs >= 1 && ackEveryMs <= ACK_EVERY_MAX_MS)) {
+    throw new Error(`ferry: ackEveryMs must be a number of milliseconds from 1 to ${ACK_EVERY_MAX_MS} (within the 120 s a process counts as live), not ${String(ackEveryMs)}`);
+  }
   // Without a name no row ever matches: the process would follow the initial flags for ever.
   if (typeof migration !== 'string' || migration.trim() === '') {
     throw new Error(`ferry: the migration must be its plan's name, not ${JSON.stringify(migration) ?? String(migration)}`);
@@ -115,6 +131,10 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
   let closed = false;
   let warnedNoRow = false;
   let warnedUnknownName = false;
+  /** The latest version recorded as followed (0: the initial flags), and the renewal timer. */
+  let acked = 0;
+  let ackTimer: NodeJS.Timeout | null = null;
+  let warnedAckFailed = false;
 
   let listener: pg.Client | null = null;
   let reconnectTimer: NodeJS.Timeout | null = null;
@@ -125,12 +145,36 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
     try {
       const { rows } = await pool.query<FlagsRow>(`SELECT ${flagsColumns} FROM ferry.flags WHERE migration = $1`, [migration]);
       const row = rows[0];
-      if (!row && flags.version === 0) await warnIfOtherMigrations();
+      if (!row && flags.version === 0) {
+        await refuseIfRowDeleted();
+        await warnIfOtherMigrations();
+      }
       return row ? flagsFromRow(row) : noRow();
     } catch (error) {
       if (isSchemaMissing(error)) return noRow();
       throw error;
     }
+  }
+
+  /**
+   * A process that never saw the row, where processes followed it (ferry.flag_acks holds a version
+   * above 0), would take the initial flags: after a cutover, the table the migration retired. It
+   * refuses instead (get() and every write throw), until the row is back or the migration's
+   * acknowledgements are deleted too.
+   */
+  async function refuseIfRowDeleted(): Promise<void> {
+    const { rows } = await pool.query<{ version: string | null }>(
+      'SELECT max(version)::text AS version FROM ferry.flag_acks WHERE migration = $1 AND version > 0',
+      [migration],
+    );
+    const followed = rows[0]?.version;
+    if (!followed) return;
+    throw new RowDeletedError(
+      `ferry: migration ${JSON.stringify(migration)} has no flags row, though application processes followed its flags up to version ${followed} (ferry.flag_acks): ` +
+        'the row was deleted, and the initial flags (the old table alone) may name a table the migration retired; nothing was written. ' +
+        "Put the row back as the migration left it (`ferry report` shows its last flags), or, once no process runs Ferry's client for this migration, " +
+        `remove the client from the application and delete its acknowledgements: DELETE FROM ferry.flag_acks WHERE migration = '${migration.replaceAll("'", "''")}'`,
+    );
   }
 
   /**
@@ -163,11 +207,18 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
   }
 
   function apply(next: Flags): void {
+    const first = !everRead;
     everRead = true;
     if (next !== flags) warnedNoRow = false;
     readAt = Date.now();
     const previous = flags;
-    if (sameFlags(previous, next)) return;
+    const changed = !sameFlags(previous, next);
+    if (changed) follow(next, previous);
+    // From the first read on, the initial flags (version 0) too: at a migration's first change a process is known as not yet following it.
+    if (first) startRenewingAck(!changed);
+  }
+
+  function follow(next: Flags, previous: Flags): void {
     flags = next;
     metrics?.flagsVersion.set({ migration }, next.version);
     for (const fn of listeners) {
@@ -177,7 +228,58 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
         logger.warn('ferry: a flags listener threw', { migration, ...describeError(error) });
       }
     }
-    if (next.version > 0) acknowledge(next.version);
+    // Known at once as still on the earlier version, while writes made under it hold the new one's acknowledgement.
+    if (!settledFor(next.version)) renewAck();
+    acknowledge(next.version);
+  }
+
+  /** Whether no write made under another version than `version` is in flight. */
+  function settledFor(version: number): boolean {
+    return [...writing.keys()].every((v) => v === version);
+  }
+
+  /**
+   * Records this process in ferry.flag_acks as following `version`, seen now. The version never
+   * goes back: two recordings that commit out of order leave the later version. Never throws.
+   */
+  function recordAck(version: number): Promise<void> {
+    const recorded = pool
+      .query(
+        `INSERT INTO ferry.flag_acks (migration, client_id, version, seen_at) VALUES ($1, $2, $3, now())
+         ON CONFLICT (migration, client_id) DO UPDATE SET version = greatest(ferry.flag_acks.version, EXCLUDED.version), seen_at = EXCLUDED.seen_at`,
+        [migration, clientId, version],
+      )
+      .then(
+        () => {
+          acked = Math.max(acked, version);
+          warnedAckFailed = false;
+        },
+        (error: unknown) => {
+          // Without Ferry's schema no migration waits for this process: nothing to say.
+          if (isSchemaMissing(error) || warnedAckFailed) return;
+          warnedAckFailed = true;
+          logger.warn('ferry: could not acknowledge a flag version', { migration, version, ...describeError(error) });
+        },
+      )
+      .finally(() => pendingAcks.delete(recorded));
+    pendingAcks.add(recorded);
+    return recorded;
+  }
+
+  /**
+   * Keeps this process among the live ones while it is idle (it acknowledges otherwise only on a
+   * change): the version it follows, or, while writes made under an earlier version are in
+   * flight, the last version it recorded, so the hold of acknowledge() is kept.
+   */
+  function renewAck(): void {
+    if (closed) return;
+    void recordAck(settledFor(flags.version) ? flags.version : acked);
+  }
+
+  function startRenewingAck(now: boolean): void {
+    if (now) renewAck();
+    ackTimer = setInterval(renewAck, ackEveryMs);
+    ackTimer.unref?.();
   }
 
   /** Resolves once no write made under another version than `version` is in flight. */
@@ -202,17 +304,10 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
     const ack = othersSettled(version)
       .then(async () => {
         // A later version came meanwhile: its own acknowledgement follows.
-        if (flags.version !== version) return;
-        await pool.query(
-          `INSERT INTO ferry.flag_acks (migration, client_id, version, seen_at) VALUES ($1, $2, $3, now())
-           ON CONFLICT (migration, client_id) DO UPDATE SET version = EXCLUDED.version, seen_at = EXCLUDED.seen_at`,
-          [migration, clientId, version],
-        );
+        // Nor is a version recorded whose hold close() let go while earlier writes are still in flight.
+        if (flags.version !== version || !settledFor(version)) return;
+        await recordAck(version);
       })
-      .then(
-        () => {},
-        (error: unknown) => logger.warn('ferry: could not acknowledge a flag version', { migration, version, ...describeError(error) }),
-      )
       .finally(() => pendingAcks.delete(ack));
     pendingAcks.add(ack);
   }
@@ -296,7 +391,7 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
       try {
         return await refresh();
       } catch (error) {
-        if (!everRead) throw error;
+        if (!everRead || error instanceof RowDeletedError) throw error;
         logger.warn('ferry: cannot read flags; going on with the last ones read', { migration, version: flags.version, ...describeError(error) });
         readAt = Date.now(); // Not one failing query per call while the database is away.
         return flags;
@@ -323,6 +418,8 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
     },
     async close() {
       closed = true;
+      if (ackTimer) clearInterval(ackTimer);
+      ackTimer = null;
       if (reconnectTimer) clearTimeout(reconnectTimer);
       reconnectTimer = null;
       const client = listener;

@@ -62,6 +62,8 @@ export interface FerryClientOptions {
   cacheMs?: number;
   /** Hear flag changes at once over LISTEN. (Default: true) */
   listen?: boolean;
+  /** How often this process renews its row in ferry.flag_acks, to be counted as live while idle: 1 to 60000. (Default: 30000) */
+  ackEveryMs?: number;
   /** Kill switches of dual writes and dual reads. (Default: 5 errors in 60 s, 5 min cool-down) */
   killSwitch?: KillSwitchOptions;
   /** Defaults of every compareReads call. */
@@ -88,7 +90,7 @@ export interface FerryClient {
 export function createFerryClient(options: FerryClientOptions): FerryClient {
   const { pool, migration, registry, logger = consoleLogger, killSwitch } = options;
   const metrics = registry ? clientMetrics(registry) : defaultClientMetrics();
-  const flags = createFlagReader({ pool, migration, clientId: options.clientId, cacheMs: options.cacheMs, listen: options.listen, logger, metrics });
+  const flags = createFlagReader({ pool, migration, clientId: options.clientId, cacheMs: options.cacheMs, listen: options.listen, ackEveryMs: options.ackEveryMs, logger, metrics });
   const dualWriter = createDualWriter({ flags, pool, metrics, killSwitch, logger, migration });
   const tally = createReadTally({ pool, migration, clientId: flags.clientId, flushEveryMs: options.readTallyEveryMs });
   const readComparer = createReadComparer({ ...options.compare, flags, metrics, killSwitch, logger, migration, onCompared: tally.record });

@@ -49,7 +49,10 @@ export interface GateStatus {
 
 export interface GateFigures {
   at: string;
-  /** Reads the applications compared between old and new (last hour), and how many differed. */
+  /**
+   * Reads the applications compared between old and new, and how many differed: each process's
+   * count since it started, summed over the processes that reported within the last hour.
+   */
   readsCompared: number;
   readsMismatched: number;
   replicaLagSeconds: number;

@@ -22,7 +22,7 @@ export interface FlagAcks {
   lagging: string[];
 }
 
-/** Application processes that reported dual-read comparisons this recently count. */
+/** Application processes that reported dual-read comparisons this recently count, with all they compared since they started. */
 const LIVE_COMPARISONS_SECONDS = 3600;
 
 export function createFlagSetter(databases: Databases) {

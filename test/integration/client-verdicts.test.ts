@@ -9,7 +9,11 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFerryClient, createFlagReader, createReadComparer, type ComparisonResult, type FerryClient, type FlagReader } from '../../client';
 import { createReadTally } from '../../client/read-tally';
+import { createDatabases } from '../../activities/connections';
 import { installFerrySchema } from '../../activities/state/ferry-schema';
+import { createFlagSetter } from '../../activities/state/flags';
+import { gateFiguresText } from '../../cli/render';
+import { validatePlan } from '../../lib/plan';
 import { metricValue, memoryLogger } from '../support/client-fakes';
 import { createTestDatabase, eventually, sql, sqlRow } from '../support/harness';
 
@@ -294,6 +298,30 @@ describe('the client library\'s verdicts', () => {
       .toEqual({ compared: 5, mismatched: 0 });
   });
 
+  it('shows at a gate the dual reads each process compared since it started, labelled so', async () => {
+    const name = 'verdicts-gate-figures';
+    const clientId = 'gate-figures:1:abcdef';
+    const tally = createReadTally({ pool, migration: name, clientId, flushEveryMs: 60_000 });
+    for (let i = 0; i < 1000; i += 1) tally.record({ result: 'match', reason: 'equal' });
+    await tally.flush();
+    const mismatch = { name: 'by-id', category: 'value' as const, missing: [], extra: [], keys: ['1'], fields: ['v'], oldCount: 1, newCount: 1 };
+    for (let i = 0; i < 10; i += 1) tally.record({ result: 'mismatch', reason: 'value', mismatch });
+    await tally.close();
+    const plan = validatePlan({ name, source: { connection: 'DB', table: 'a', key: 'id' }, target: { connection: 'DB', table: 'b' }, transform: { sql: { id: 'id' } } });
+    const databases = createDatabases({ env: { DB: url } });
+    try {
+      const figures = await createFlagSetter(databases).gateFigures({ plan });
+      // The label is true of the figures: every comparison this process made since it started.
+      expect({ compared: figures.readsCompared, mismatched: figures.readsMismatched }).toEqual({ compared: 1010, mismatched: 10 });
+      expect(gateFiguresText(figures)).toMatch(/^1,010 dual reads compared, 10 differed \(0\.99%\) \(since each application process started, of those that reported in the last hour\); /);
+      // A process that last reported over an hour ago is left out, all its counts with it.
+      await sql(url, `UPDATE ferry.read_comparisons SET updated_at = now() - interval '61 minutes' WHERE client_id = $1`, [clientId]);
+      expect(gateFiguresText(await createFlagSetter(databases).gateFigures({ plan }))).toMatch(/^0 dual reads compared, 0 differed \(since each/);
+    } finally {
+      await databases.close();
+    }
+  });
+
   it('refuses a clientId that names nothing, rather than sharing a row with every process given the same', () => {
     for (const clientId of ['', '  ', 7]) {
       expect(() => createFerryClient({ pool, migration: MIGRATION, clientId: clientId as string })).toThrow(`ferry: clientId must be a name for this application, not ${JSON.stringify(clientId)}`);
@@ -329,5 +357,33 @@ describe('the client library\'s verdicts', () => {
     }
     expect(await sql(url, 'SELECT id FROM kept_new ORDER BY id')).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
     expect(await sql(url, 'SELECT id FROM kept_old')).toEqual([]);
+  });
+
+  it('refuses to write, in a process started after a cut-over migration\'s flags row was deleted, rather than write the retired table', async () => {
+    const retired = 'verdicts-retired';
+    await sql(url, `CREATE TABLE retired_old (id int PRIMARY KEY); CREATE TABLE retired_new (id int PRIMARY KEY);`);
+    await sql(url, `INSERT INTO ferry.flags (migration, write_old, write_new, read_from, version) VALUES ($1, false, true, 'new', 3)`, [retired]);
+    const write = (ferry: FerryClient, id: number) =>
+      ferry.write('insert-retired', {
+        old: () => pool.query('INSERT INTO retired_old (id) VALUES ($1)', [id]),
+        new: () => pool.query('INSERT INTO retired_new (id) VALUES ($1)', [id]),
+      });
+    const { ferry: before } = client({ migration: retired });
+    await write(before, 1);
+    await eventually(async () => (await sql(url, 'SELECT 1 FROM ferry.flag_acks WHERE migration = $1 AND version = 3', [retired])).length === 1, 5000, 'the ack of version 3');
+    await before.close();
+    await sql(url, 'DELETE FROM ferry.flags WHERE migration = $1', [retired]);
+
+    // A process started now (a rolled-back deploy) cannot know the flags: it writes nowhere.
+    const { ferry: after } = client({ migration: retired });
+    await expect(write(after, 2)).rejects.toThrow(
+      'ferry: migration "verdicts-retired" has no flags row, though application processes followed its flags up to version 3 (ferry.flag_acks): the row was deleted',
+    );
+    await expect(after.flags.get()).rejects.toThrow("DELETE FROM ferry.flag_acks WHERE migration = 'verdicts-retired'");
+    expect(await sql(url, 'SELECT id FROM retired_old UNION ALL SELECT -id FROM retired_new')).toEqual([{ id: -1 }]);
+
+    // Once its acknowledgements are gone too, the migration is over for the client: the initial flags.
+    await sql(url, 'DELETE FROM ferry.flag_acks WHERE migration = $1', [retired]);
+    expect(await after.flags.get()).toMatchObject({ writeOld: true, writeNew: false, readFrom: 'old', version: 0 });
   });
 });

@@ -75,6 +75,25 @@ describe('the client library', () => {
     }
   });
 
+  it('is known at version 0 before any flags row, and renews its acknowledgement while idle', async () => {
+    const first = createFlagReader({ pool, migration: 'client-first-change', logger: memoryLogger(), listen: false, ackEveryMs: 100 });
+    closers.push(() => first.close());
+    expect(await first.get()).toMatchObject({ version: 0 });
+    const ack = () => sql(url, `SELECT version::int, seen_at > now() - interval '1 second' AS recent FROM ferry.flag_acks WHERE client_id = $1`, [first.clientId]);
+    await eventually(async () => (await ack()).length === 1, 5000, 'the ack of version 0');
+    expect(await ack()).toEqual([{ version: 0, recent: true }]);
+    // Idle for longer than the live window: the renewal brings it back without any read.
+    await sql(url, `UPDATE ferry.flag_acks SET seen_at = now() - interval '5 minutes' WHERE client_id = $1`, [first.clientId]);
+    await eventually(async () => (await ack())[0]?.recent === true, 5000, 'the renewed ack');
+    // A later version recorded meanwhile (an acknowledgement that committed first) is never moved back.
+    await sql(url, `UPDATE ferry.flag_acks SET version = 7, seen_at = now() - interval '5 minutes' WHERE client_id = $1`, [first.clientId]);
+    await eventually(async () => (await ack())[0]?.recent === true, 5000, 'the renewed ack');
+    expect(await ack()).toEqual([{ version: 7, recent: true }]);
+    for (const ackEveryMs of [0, 120_000, Number.NaN]) {
+      expect(() => createFlagReader({ pool, migration: MIGRATION, ackEveryMs })).toThrow('ferry: ackEveryMs must be a number of milliseconds from 1 to 60000');
+    }
+  });
+
   it('brings a change to two readers within a second over LISTEN, and each acknowledges it', async () => {
     // A long cache: only the notification can bring the change this fast.
     const first = reader({ cacheMs: 60_000, clientId: 'app-a' });
@@ -241,6 +260,34 @@ describe('the client library', () => {
       await expect(ferry.compareReads('user-by-id', { old: oldRead, new: newRead, key: (row) => String(row.id), throwOnMismatch: true })).rejects.toMatchObject({
         mismatch: { category: 'value', keys: ['1'], fields: ['team'] },
       });
+    });
+
+    it('once reads come from the new table, a write the new table refuses reaches the caller, the kill switch never skips it', async () => {
+      await sql(url, `CREATE TABLE users_checked (id int PRIMARY KEY, first_name text NOT NULL CHECK (first_name <> ''))`);
+      await setFlags(`write_old = true, write_new = true, read_from = 'new'`);
+      const { ferry, registry } = client({ killSwitch: { maxErrors: 1 } });
+      await eventually(async () => (await ferry.flags.get()).readFrom === 'new', 5000, 'reads on new');
+      const write = (id: number, name: string, oldTable = 'users') =>
+        ferry.write('insert-checked', {
+          old: () => pool.query(`INSERT INTO ${oldTable} (id, full_name) VALUES ($1, $2)`, [id, name]),
+          new: () => pool.query('INSERT INTO users_checked (id, first_name) VALUES ($1, $2)', [id, name]),
+        });
+      const stored = async (id: number) =>
+        sqlRow(url, `SELECT (SELECT count(*) FROM users WHERE id = $1)::int AS old, (SELECT count(*) FROM users_checked WHERE id = $1)::int AS new`, [id]);
+
+      // The new table's CHECK refuses the row: the caller hears it, and the old table is not written either.
+      await expect(write(20, '')).rejects.toMatchObject({ code: '23514' });
+      expect(await stored(20)).toEqual({ old: 0, new: 0 });
+
+      // The old table failing trips the switch: old writes stop, the new table's go on and still answer.
+      expect((await write(21, 'Cy', 'no_such_users')).rowCount).toBe(1);
+      expect(ferry.dualWriter.killSwitch()).toMatchObject({ tripped: true });
+      await expect(write(22, '')).rejects.toMatchObject({ code: '23514' });
+      expect((await write(23, 'Di')).rowCount).toBe(1);
+      expect(await stored(22)).toEqual({ old: 0, new: 0 });
+      expect(await stored(23)).toEqual({ old: 0, new: 1 });
+      expect(await metricValue(registry, 'ferry_client_dual_write_skipped_total', { name: 'insert-checked', side: 'old' })).toBe(1);
+      await setFlags(`read_from = 'old'`);
     });
   });
 });

@@ -45,10 +45,10 @@ describe('the flag gate', () => {
    * Two application processes on the migration's flags: the first reads them all along; the
    * second, not listening for changes, reads them only while `secondReads` is true.
    */
-  const twoProcesses = (migration: string) => {
+  const twoProcesses = (migration: string, ackEveryMs?: number) => {
     const pool = new pg.Pool({ connectionString: url, max: 4 });
-    const first = createFerryClient({ pool, migration, registry: new Registry(), cacheMs: 50 });
-    const second = createFerryClient({ pool, migration, registry: new Registry(), cacheMs: 50, listen: false });
+    const first = createFerryClient({ pool, migration, registry: new Registry(), cacheMs: 50, ackEveryMs });
+    const second = createFerryClient({ pool, migration, registry: new Registry(), cacheMs: 50, listen: false, ackEveryMs });
     const processes = {
       first,
       second,
@@ -100,6 +100,49 @@ describe('the flag gate', () => {
       processes.secondReads = true;
       await eventually(async () => ((await gateOf(id)) === 'stop-old-writes' ? true : undefined), 20_000, 'the stop-old-writes gate');
       expect(await ackOf(second)).toBe(2);
+
+      expect((await ferry(['abort', id, '--by', 'test', '--reason', 'done'], worker.temporal)).code).toBe(ExitCode.ok);
+      expect((await handle.result()).phase).toBe('aborted');
+    } finally {
+      await processes.close();
+    }
+  });
+
+  it('still waits for a process that was idle longer than the live window when the flags change', { timeout: 60_000 }, async () => {
+    await sql(url, `CREATE TABLE accounts_idle (id int PRIMARY KEY, owner text NOT NULL)`);
+    const plan = validatePlan({
+      name: 'flag-gate-idle',
+      source: { connection: 'DB', table: 'accounts', key: 'id' },
+      target: { connection: 'DB', table: 'accounts_idle' },
+      transform: { sql: { id: 'id', owner: 'owner' } },
+      lifecycle: { dualWrites: true, cutover: true, soakSeconds: 40 },
+      verify: { enabled: false },
+    });
+    // Each process renews its acknowledgement every 200 ms (30 s unless told): an idle one stays live.
+    const processes = twoProcesses(plan.name, 200);
+    const { first, second } = processes;
+    const ackOf = async (client: typeof first) =>
+      (await sql(url, `SELECT version::int FROM ferry.flag_acks WHERE migration = $1 AND client_id = $2`, [plan.name, client.flags.clientId]))[0]?.version ?? 0;
+    try {
+      const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
+      const id = handle.workflowId;
+      await eventually(async () => ((await gateOf(id)) === 'cutover-reads' ? true : undefined), 40_000, 'the cutover-reads gate');
+      await eventually(async () => (await ackOf(first)) === 1 && (await ackOf(second)) === 1, 5000, 'both processes on version 1');
+      // Both have been idle since: their last acknowledgement is older than the 120 s live window.
+      processes.secondReads = false;
+      await sql(url, `UPDATE ferry.flag_acks SET seen_at = now() - interval '5 minutes' WHERE migration = $1`, [plan.name]);
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      expect((await ferry(['approve', id, '--gate', 'cutover-reads', '--by', 'test'], worker.temporal)).code).toBe(ExitCode.ok);
+      await eventually(async () => ((await ackOf(first)) === 2 ? true : undefined), 10_000, 'the first process on version 2');
+      // The second process, live though idle, is still on version 1: the migration waits for it.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      expect(await ackOf(second)).toBe(1);
+      expect(await gateOf(id)).toBeNull();
+
+      processes.secondReads = true;
+      await eventually(async () => ((await gateOf(id)) === 'stop-old-writes' ? true : undefined), 20_000, 'the stop-old-writes gate');
+      const events = (await migrationReport(worker.client, id)).status!.events;
+      expect(events.filter((e) => e.kind === 'apps').at(-1)!.detail).toBe('2 application processes follow version 2');
 
       expect((await ferry(['abort', id, '--by', 'test', '--reason', 'done'], worker.temporal)).code).toBe(ExitCode.ok);
       expect((await handle.result()).phase).toBe('aborted');

@@ -61,7 +61,7 @@ describe('dual writes', () => {
     expect(await writer.write('insert-user', { old: async () => rows(1), new: async () => Promise.reject(fail()) })).toEqual(rows(1));
     expect(await metricValue(registry, 'ferry_client_dual_write_errors_total', { name: 'insert-user', side: 'new' })).toBe(1);
     expect(JSON.stringify(logger.lines)).not.toContain('secret');
-    expect(logger.lines[0]!.details).toEqual({ name: 'insert-user', errorName: 'Error', code: '42P01' });
+    expect(logger.lines[0]).toEqual({ message: 'ferry: new-store write failed; the old-store write, which reads come from, stands', details: { name: 'insert-user', errorName: 'Error', code: '42P01' } });
   });
 
   it('passes an old-store error on and does not write new', async () => {
@@ -70,6 +70,38 @@ describe('dual writes', () => {
     await expect(writer.write('insert-user', { old: async () => Promise.reject(new Error('old down')), new: write })).rejects.toThrow('old down');
     expect(write).not.toHaveBeenCalled();
     expect(await metricValue(registry, 'ferry_client_dual_write_errors_total', { name: 'insert-user', side: 'old' })).toBe(1);
+  });
+
+  it('once reads come from new, writes new first and returns its result; its error reaches the caller and old is not written', async () => {
+    const { writer, registry } = setup(fakeFlags({ writeNew: true, readFrom: 'new' }));
+    const order: string[] = [];
+    const result = await writer.write('insert-user', {
+      old: async () => (order.push('old'), { rowCount: 1, which: 'old' }),
+      new: async () => (order.push('new'), { rowCount: 1, which: 'new' }),
+    });
+    expect(order).toEqual(['new', 'old']);
+    expect(result).toEqual({ rowCount: 1, which: 'new' });
+    const old = vi.fn(async () => rows(1));
+    await expect(writer.write('insert-user', { old, new: async () => Promise.reject(fail('23514')) })).rejects.toThrow('does not exist');
+    expect(old).not.toHaveBeenCalled();
+    expect(await metricValue(registry, 'ferry_client_dual_write_errors_total', { name: 'insert-user', side: 'new' })).toBe(1);
+  });
+
+  it('once reads come from new, keeps an old-store error from the caller and switches old writes off, never new ones', async () => {
+    const { writer, registry, logger } = setup(fakeFlags({ writeNew: true, readFrom: 'new' }), { killSwitch: { maxErrors: 1 } });
+    expect(await writer.write('insert-user', { old: async () => Promise.reject(fail()), new: async () => rows(1) })).toEqual(rows(1));
+    expect(writer.killSwitch().tripped).toBe(true);
+    expect(logger.lines.map((l) => l.message)).toEqual([
+      'ferry: old-store write failed; the new-store write, which reads come from, stands',
+      'ferry: kill switch tripped; old-store writes stop in this process',
+    ]);
+    const old = vi.fn(async () => rows(1));
+    const write = vi.fn(async () => rows(1));
+    expect(await writer.write('insert-user', { old, new: write })).toEqual(rows(1));
+    expect(write).toHaveBeenCalledOnce();
+    expect(old).not.toHaveBeenCalled();
+    expect(await metricValue(registry, 'ferry_client_dual_write_skipped_total', { name: 'insert-user', side: 'old' })).toBe(1);
+    await expect(writer.write('insert-user', { old, new: async () => Promise.reject(fail()) })).rejects.toThrow('does not exist');
   });
 
   it('refuses a hard delete without the pool of the new store, before writing anything', async () => {

@@ -118,3 +118,16 @@ describe('checks after a migration ended', () => {
     expect(staleSourceNote(status())).toBeNull();
   });
 });
+
+describe('what is left to do after a cutover', () => {
+  it('keeps the flags row until no process runs the client, and says how to tell', () => {
+    const cutOver = status({ flags: { writeOld: false, writeNew: true, readFrom: 'new', comparePercent: 0, version: 4 } });
+    const todo = migrationRecord(cutOver).leftToDo;
+    expect(todo.some((line) => line.startsWith('delete the flags row'))).toBe(false);
+    expect(todo.at(-1)).toBe(
+      "keep the flags row while any process runs Ferry's client for this migration: without it a process that starts (a rolled-back deploy, a new replica) " +
+        "cannot know where to write (Ferry's client refuses to). None runs once SELECT client_id FROM ferry.flag_acks WHERE migration = 'm' AND seen_at > now() - interval '2 minutes' " +
+        "returns no row (each process renews its row every 30 s); then DELETE FROM ferry.flags WHERE migration = 'm'; DELETE FROM ferry.flag_acks WHERE migration = 'm'",
+    );
+  });
+});
