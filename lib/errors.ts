@@ -61,6 +61,7 @@ const LONE_FOREIGN_QUOTE = new RegExp(FOREIGN_QUOTE, 'u');
  * codes. Idempotent.
  */
 export function redactMessage(message: string): string {
+  if (message.length > LONGEST_REDACTED) return overlongRedacted(message);
   // Values first, while a quote a value opened on one line can still be matched on the next.
   let text = message.replace(FOREIGN_QUOTED, `$1${REDACTED}$2`);
   for (const between of VALUES_BETWEEN) text = text.replace(between, `$1${REDACTED}$2`);
@@ -91,6 +92,30 @@ export function redactMessage(message: string): string {
     // Node's argument errors end with the value they were given.
     .replace(/(\bReceived) (?!<redacted>).*$/gm, `$1 ${REDACTED}`);
   return text.trim();
+}
+
+/**
+ * Messages longer than this carry a long value, and matching a value's quotes through it takes
+ * time that grows with the square of its length (a value of 100,000 characters of quotes and
+ * line breaks took seconds): only their opening words are kept.
+ */
+const LONGEST_REDACTED = 4000;
+/** What may open a value in an overlong message: a quote of any kind, a bracket, a line break. */
+const VALUE_OPENING = new RegExp(`["'(\\[{\n]|${FOREIGN_QUOTE}`, 'u');
+
+/** Postgres's opening words before a value it quotes at the end of its message. */
+const OPENING_WORDS = /^(?:invalid input (?:syntax|value) for (?:type|enum) [\w. ]{1,64}|malformed [a-z]+ literal|date\/time field value out of range|time zone displacement out of range):$/;
+
+/**
+ * An overlong message's opening words when they are Postgres's before the value it quotes
+ * (`invalid input syntax for type integer: "…`); else nothing of it: a value may stand unquoted
+ * (`Cannot convert … to a BigInt`), and any other words before a quote could be its start.
+ */
+function overlongRedacted(message: string): string {
+  const opening = message.slice(0, 121).search(VALUE_OPENING);
+  const before = opening > 0 ? message.slice(0, opening).trimEnd() : '';
+  const words = OPENING_WORDS.test(before) ? `${before} ` : '';
+  return `${words}${REDACTED} (a message of ${message.length} characters, withheld from here)`;
 }
 
 /**

@@ -90,4 +90,19 @@ describe('redaction against generated values', () => {
       }),
     );
   });
+
+  it('withholds an overlong message from its first value on, keeping only opening words that end in a colon', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom('"', '\n', ':', 'Q', '»', "'", ' '), minLength: 4001, maxLength: 12000 }), (value) => {
+        for (const template of ['invalid input syntax for type integer: "%s"', 'value "%s" is out of range for type integer', 'Cannot convert %s to a BigInt']) {
+          const redacted = redactMessage(template.replace('%s', value));
+          expect(redacted).toMatch(/<redacted> \(a message of \d+ characters, withheld from here\)$/);
+          expect(redacted).not.toContain('Q');
+          expect(redactMessage(redacted)).toBe(redacted);
+        }
+        expect(redactMessage(`invalid input syntax for type integer: "${value}"`).startsWith('invalid input syntax for type integer: <redacted>')).toBe(true);
+      }),
+      { numRuns: 20 },
+    );
+  });
 });
