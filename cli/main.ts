@@ -85,7 +85,8 @@ function exitCodeOf(error: unknown): number {
   if (error instanceof operator.RefusedError || error instanceof operator.CheckRefusedError) return ExitCode.badInput;
   if (error instanceof operator.NoLiveWorkerError) return ExitCode.unreachable;
   if (error instanceof temporalConnectionModule().TemporalUnreachableError) return ExitCode.unreachable;
-  if (error instanceof operator.NoWorkerError) return ExitCode.notApplied;
+  if (error instanceof operator.NoWorkerError || error instanceof operator.StartedWithoutWorkerError) return ExitCode.notApplied;
+  if (error instanceof operator.MigrationAbortedError) return ExitCode.aborted;
   if (error instanceof plansModule().InvalidPlanError) return ExitCode.badInput;
   if (error instanceof operator.UnknownMigrationError) return ExitCode.unknownMigration;
   return ExitCode.failed;

@@ -118,3 +118,20 @@ export function logicalCaptureName(migrationId: string): string {
   const digest = fnv1a(migrationId, 0x811c9dc5) + fnv1a(migrationId, 0x12345679).slice(0, 4);
   return `${LOGICAL_CAPTURE_PREFIX}${readable ? `${readable}_` : ''}${digest}`;
 }
+
+/** Suffixes of the ids Ferry gives a migration's children: a migration id ending like one would be taken for a child. */
+const CHILD_ID_SUFFIX = /\/(shard-\d+|verify-\d+(-sample)?|check-\d+|pass-\d+|mismatches-\d+|doctor-[^/]*)$/;
+
+/**
+ * What is wrong with a migration id an operator chose (`--id`); null when nothing is. Ferry's own
+ * ids are `ferry/<plan>/<time>`; a chosen one is read back by the same rules (migrationIdOf).
+ */
+export function migrationIdProblem(id: string): string | null {
+  if (id.trim() === '') return 'is empty';
+  if (id.length > 200) return `is ${id.length} characters long; at most 200 are allowed`;
+  if (/[\s\p{Cc}]/u.test(id)) return 'holds a space or a control character';
+  if (id.split('/').some((part) => part === '')) return 'holds an empty part between slashes';
+  if (id.startsWith(MIGRATION_PREFIX) && id.split('/').length !== 3) return `must be ${MIGRATION_PREFIX}<plan name>/<name> (three parts) when it starts with ${MIGRATION_PREFIX}`;
+  if (CHILD_ID_SUFFIX.test(id)) return "ends like the id of a migration's shard, check or verification";
+  return null;
+}

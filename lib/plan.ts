@@ -170,6 +170,14 @@ const verifySchema = z.strictObject({
 /** A person as the CLI names them: an identity like alice@laptop, or a user name. */
 const personName = z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
 
+/**
+ * The longest a gate's timers may be: 10 years. A gate's expiry becomes a date and its waits
+ * Temporal timers; far beyond this the date cannot be written, and the workflow would fail at its
+ * first gate, after the whole backfill.
+ */
+export const GATE_SECONDS_MAX = 10 * 365 * 86_400;
+const gateSeconds = z.number().positive().max(GATE_SECONDS_MAX, `must be at most ${GATE_SECONDS_MAX} (10 years)`);
+
 const lifecycleSchema = z.strictObject({
   /**
    * Turn on dual writes (flags: write old and new) before the backfill, and wait for the
@@ -197,12 +205,12 @@ const lifecycleSchema = z.strictObject({
   noApps: z.boolean().default(false),
   gates: z
     .strictObject({
-      /** Log a reminder this often while a gate waits. (Default: 3600) */
-      reminderSeconds: z.number().positive().default(3600),
-      /** Abort the migration if a gate waits longer than this; omit to wait for ever. */
-      expirySeconds: z.number().positive().optional(),
-      /** Refresh what the approver should look at (dual-read results, source health) this often. (Default: 300) */
-      figuresEverySeconds: z.number().positive().default(300),
+      /** Log a reminder this often while a gate waits, at most GATE_SECONDS_MAX. (Default: 3600) */
+      reminderSeconds: gateSeconds.default(3600),
+      /** Abort the migration if a gate waits longer than this, at most GATE_SECONDS_MAX; omit to wait for ever. */
+      expirySeconds: gateSeconds.optional(),
+      /** Refresh what the approver should look at (dual-read results, source health) this often, at most GATE_SECONDS_MAX. (Default: 300) */
+      figuresEverySeconds: gateSeconds.default(300),
       /**
        * Who may approve or reject a gate: identities (`user@host`, or FERRY_OPERATOR) or user
        * names, as the CLI sends them. (Default: anyone)

@@ -51,7 +51,8 @@ export interface KnownWithoutWorker {
 export class NoLiveWorkerError extends OperatorError {
   constructor(
     readonly known: KnownWithoutWorker,
-    why: string,
+    /** Why no worker is taken to be there, without what to do. */
+    readonly why: string,
     /** A worker polled lately: it may be there, only slow to answer. */
     mayBeThere = false,
   ) {
@@ -74,6 +75,26 @@ export class CheckRefusedError extends OperatorError {
 /** A started migration ended, or is still inspecting, where the one starting it waited for it to pass its inspection. */
 export class InspectionNotPassedError extends OperatorError {
   override name = 'InspectionNotPassedError';
+}
+
+/**
+ * A migration started, and a worker took it, but none answers now: it runs on and goes on when a
+ * worker polls its task queue again. Not "nothing was sent".
+ */
+export class StartedWithoutWorkerError extends OperatorError {
+  constructor(migrationId: string, taskQueue: string, why: string) {
+    super(
+      `migration ${migrationId} was started and a worker took it, but ${why}: it waits on task queue "${taskQueue}" and goes on when a ` +
+        `Ferry worker polls it again (FERRY_TASK_QUEUE=${taskQueue} ferry worker); \`ferry status ${migrationId}\` follows it, and ` +
+        `\`ferry abort ${migrationId} --reason ...\` stops it once a worker runs`,
+    );
+    this.name = 'StartedWithoutWorkerError';
+  }
+}
+
+/** A started migration was aborted before it passed its inspection, or while the one starting it waited. */
+export class MigrationAbortedError extends OperatorError {
+  override name = 'MigrationAbortedError';
 }
 
 /** A migration that ended without a status (it failed before it could report): there is no record to give. */

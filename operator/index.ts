@@ -2,9 +2,20 @@
  * The operator API: what an operator does to migrations, as typed functions over a Temporal
  * client that return data and never print. The CLI, the scripts and the tests all act through it.
  */
-export { CheckRefusedError, InspectionNotPassedError, NoLiveWorkerError, NoRecordError, NoWorkerError, OperatorError, RefusedError, UnknownMigrationError } from './errors';
+export {
+  CheckRefusedError,
+  InspectionNotPassedError,
+  MigrationAbortedError,
+  NoLiveWorkerError,
+  NoRecordError,
+  NoWorkerError,
+  OperatorError,
+  RefusedError,
+  StartedWithoutWorkerError,
+  UnknownMigrationError,
+} from './errors';
 export type { KnownWithoutWorker } from './errors';
-export { awaitInspection, INSPECTION_WAIT_MS, startMigration, type StartOptions } from './start';
+export { awaitInspection, INSPECTION_WAIT_MS, refuseBadMigrationId, requireWorkerOnQueue, startMigration, type StartOptions } from './start';
 export { describeMigration, migrationReport, RUN_STATES, runStateOf, type MigrationReport, type RunState } from './status';
 export { lastPolledSecondsAgo, liveStatus, POLLER_FRESH_SECONDS, PROBE_SECONDS, requireLiveWorker, statusIfWorker, workerPolls } from './live-worker';
 export {

@@ -39,29 +39,45 @@ export function createMigrationRegistry(databases: Databases) {
       const pool = databases.pool(plan.target.connection);
       if (prepare) await installFerrySchema(pool);
       await inTransaction(pool, async (client) => {
+        // The audit opens after the claim, so no row of this run is there yet (a retried claim
+        // included): a row means an earlier run used this id, and two runs' records would mix.
+        const used = await client.query(sql`SELECT 1 FROM ferry.audit WHERE migration_id = ${migrationId} LIMIT 1`);
+        if (used.rows.length > 0) {
+          throw ApplicationFailure.nonRetryable(
+            `migration id ${migrationId} was used by an earlier run (its record is in ferry.audit on the target); start with another id`,
+            'MigrationIdUsed',
+          );
+        }
+        // Insert first: a claim of a target no one holds waits here for a concurrent one to
+        // commit and then finds its row, where a row read FOR UPDATE would lock nothing.
+        const taken = await client.query(
+          sql`INSERT INTO ferry.migrations (target_table, migration_id, plan_name, state) VALUES (${target}, ${migrationId}, ${plan.name}, 'running')
+              ON CONFLICT (target_table) DO NOTHING`,
+        );
+        if (taken.rowCount === 1) return;
         const held = await client.query<{ migration_id: string; state: string }>(
           sql`SELECT migration_id, state FROM ferry.migrations WHERE target_table = ${target} FOR UPDATE`,
         );
-        const holder = held.rows[0];
-        if (holder && holder.migration_id !== migrationId) {
-          if (holder.state === 'running' && (await stillRunning(holder.migration_id))) {
-            throw ApplicationFailure.nonRetryable(
-              `target ${target} is being migrated by ${holder.migration_id}; wait for it to end or abort it (ferry abort)`,
-              'TargetBusy',
-            );
-          }
-          if (holder.state === 'completed' && !rerun) {
-            throw ApplicationFailure.nonRetryable(
-              `target ${target} already holds a finished migration (${holder.migration_id}); start with --rerun to migrate into it again`,
-              'TargetFinished',
-            );
-          }
+        const holder = held.rows[0]!;
+        // Held by this id and running: a retry of this run's own claim (a run continued as new
+        // does not claim again), or an earlier run of the id that never released it.
+        if (holder.state === 'running' && holder.migration_id !== migrationId && (await stillRunning(holder.migration_id))) {
+          throw ApplicationFailure.nonRetryable(
+            `target ${target} is being migrated by ${holder.migration_id}; wait for it to end or abort it (ferry abort)`,
+            'TargetBusy',
+          );
+        }
+        // A finished migration refuses every new claim without --rerun, by its own id too.
+        if (holder.state === 'completed' && !rerun) {
+          throw ApplicationFailure.nonRetryable(
+            `target ${target} already holds a finished migration (${holder.migration_id}); start with --rerun to migrate into it again`,
+            'TargetFinished',
+          );
         }
         await client.query(
-          sql`INSERT INTO ferry.migrations (target_table, migration_id, plan_name, state) VALUES (${target}, ${migrationId}, ${plan.name}, 'running')
-              ON CONFLICT (target_table) DO UPDATE
-                SET migration_id = EXCLUDED.migration_id, plan_name = EXCLUDED.plan_name, state = 'running',
-                    started_at = now(), finished_at = NULL`,
+          sql`UPDATE ferry.migrations
+                 SET migration_id = ${migrationId}, plan_name = ${plan.name}, state = 'running', started_at = now(), finished_at = NULL
+               WHERE target_table = ${target}`,
         );
       });
     },

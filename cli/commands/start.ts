@@ -46,6 +46,9 @@ export function addStartCommand(program: Command): void {
       const settings = settingsOf(command);
       await withClient(settings, async (client) => {
         const operator = operatorModule();
+        if (options.id !== undefined) operator.refuseBadMigrationId(options.id);
+        // With no worker on the queue the run would wait there and begin whenever one comes.
+        await operator.requireWorkerOnQueue(client, settings.taskQueue, options.id ?? plan.name);
         const handle = await operator.startMigration(client, settings, plan, {
           execute: options.execute,
           showSampleValues: options.showValues,
@@ -56,6 +59,8 @@ export function addStartCommand(program: Command): void {
         });
         if (!options.execute) {
           if (!options.json) console.log(`dry run ${handle.workflowId} (nothing is written)`);
+          // Bounded: a dry run no worker serves is withdrawn and said so, not waited for ever.
+          await operator.awaitInspection(client, handle.workflowId, operator.INSPECTION_WAIT_MS, true);
           const status = await handle.result();
           say(options.json, { migrationId: handle.workflowId, dryRun: true, inspection: status.inspection }, renderModule().formatInspection(status.inspection!));
           if (status.inspection!.problems.length > 0) {

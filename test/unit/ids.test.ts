@@ -5,6 +5,7 @@ import {
   checkShardWorkflowId,
   checkWorkflowId,
   migrationIdOf,
+  migrationIdProblem,
   newMigrationId,
   shardIndexOf,
   shardWorkflowId,
@@ -46,6 +47,22 @@ describe('workflow ids', () => {
 
   it('let status count the shards of a pass by its prefix', () => {
     expect(verifyShardWorkflowId(migrationId, 4, 0).startsWith(`${verifyPassPrefix(migrationId, 4)}/`)).toBe(true);
+  });
+});
+
+describe('a migration id an operator chooses', () => {
+  it("is taken when Ferry reads it back as one migration's id", () => {
+    for (const id of [migrationId, 'ferry/orders-v2/first-try', 'bare_1234', 'team.orders-2026']) expect(migrationIdProblem(id), id).toBeNull();
+  });
+
+  it('is refused, with the reason, when it would be read as another or as a child', () => {
+    expect(migrationIdProblem('')).toBe('is empty');
+    expect(migrationIdProblem('ferry/x/my run')).toBe('holds a space or a control character');
+    expect(migrationIdProblem('ferry/x//y')).toBe('holds an empty part between slashes');
+    expect(migrationIdProblem('ferry/x/y/z')).toMatch(/three parts/);
+    expect(migrationIdProblem(`${migrationId}/shard-3`)).toMatch(/three parts/);
+    expect(migrationIdProblem('mine/shard-3')).toMatch(/shard, check or verification/);
+    expect(migrationIdProblem('x'.repeat(201))).toMatch(/at most 200/);
   });
 });
 

@@ -29,4 +29,14 @@ describe('the inspection outcome', () => {
     const refused = 'target public.items_v2 already holds a finished migration (ferry/items/1); start with --rerun to migrate into it again';
     expect(inspectionOutcome(report({ runState: 'failed', status: null, failure: refused }))).toEqual({ reason: `migration ${ID} failed before it started copying: ${refused}` });
   });
+
+  it('does not take a run aborted while it was waited for as a start, nor one aborting', () => {
+    expect(inspectionOutcome(report({ status: status('aborting') }))).toBe('waiting');
+    expect(inspectionOutcome(report({ status: status('aborted') }))).toBe('waiting');
+    const aborted = { ...status('aborted'), abort: { at: '2026-12-02T00:00:01.000Z', by: 'ana@host', reason: 'wrong plan', phaseReached: 'inspecting' as Phase, flagsNote: 'flags unchanged' } };
+    expect(inspectionOutcome(report({ runState: 'completed', status: aborted }))).toEqual({
+      reason: `migration ${ID} was aborted in phase inspecting by ana@host: wrong plan`,
+      aborted: true,
+    });
+  });
 });

@@ -55,6 +55,15 @@ throttle: { batchSize: -5 }
     expect(problems.length).toBeGreaterThanOrEqual(6);
   });
 
+  it("bounds a gate's timers so that its expiry can be written as a date", () => {
+    expect(parsePlan(`${valid}lifecycle: { gates: { expirySeconds: 315360000 } }\n`).lifecycle.gates.expirySeconds).toBe(315_360_000);
+    for (const field of ['expirySeconds', 'reminderSeconds', 'figuresEverySeconds']) {
+      expect(problemsOf(`${valid}lifecycle: { gates: { ${field}: 9000000000000 } }\n`)).toEqual([
+        { path: `lifecycle.gates.${field}`, message: 'must be at most 315360000 (10 years)' },
+      ]);
+    }
+  });
+
   it('lifts the limit on WAL held for a slot nothing reads with null, and refuses one of 0', () => {
     expect(parsePlan(`${valid}backoff: { maxUnreadSlotWalMb: null }\n`).backoff.maxUnreadSlotWalMb).toBeNull();
     expect(parsePlan(`${valid}backoff: { maxUnreadSlotWalMb: 512 }\n`).backoff.maxUnreadSlotWalMb).toBe(512);
