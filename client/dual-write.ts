@@ -1,8 +1,8 @@
 /**
  * DualWriter writes the old store and, while the flags say so, the new one. The store reads come
- * from (flags.readFrom) is written first and its result is the caller's; the other store's
- * trouble is kept away from the application: a failing write there is counted and, past a
- * limit, switched off in this process (the kill switch).
+ * from (flags.readFrom) is written first and its result is the caller's. While that is old, the
+ * new store's trouble is kept away from the application: a failing write there is counted and,
+ * past a limit, switched off in this process (the kill switch). Once it is new, both writes count.
  */
 import type pg from 'pg';
 import type { Flags } from '../lib/flags';
@@ -48,7 +48,8 @@ export interface DualWriter {
   /**
    * Writes the store reads come from first, then the other one while the flags write both.
    * Returns the first store's result; its error reaches the caller (and the other store is not
-   * written). The other store's error never does.
+   * written). The new store's error after an old read store's write never does; the old
+   * store's after a new read store's write does.
    */
   write<R extends WriteResult>(name: string, operations: WriteOperations<R>): Promise<R>;
   /**
@@ -68,25 +69,21 @@ export function createDualWriter(options: DualWriterOptions): DualWriter {
     // Counted up and down, not set: other clients of the migration in this process share the series.
     if (tripped) metrics?.killSwitchTripped.inc({ migration, path: 'write' });
     else metrics?.killSwitchTripped.dec({ migration, path: 'write' });
-    logger.warn(tripped ? `ferry: kill switch tripped; ${switchedSide}-store writes stop in this process` : `ferry: kill switch reset; ${switchedSide}-store writes resume`, {
+    logger.warn(tripped ? 'ferry: kill switch tripped; new-store writes stop in this process' : 'ferry: kill switch reset; new-store writes resume', {
       migration,
       path: 'write',
-      side: switchedSide,
     });
   });
   metrics?.killSwitchTripped.inc({ migration, path: 'write' }, 0);
   const unsubscribe = source.onChange?.(() => killSwitch.reset());
 
-  /** The store whose writes the kill switch keeps off while it is tripped: the one reads do not come from. */
-  let switchedSide: Side = 'new';
-
   /**
-   * The store reads come from is written first, and its write is the one that counts: its error
-   * reaches the caller and the other store is then not written, and the kill switch never skips
-   * it. The other store's write follows; its error is counted and logged, the caller gets the
-   * first store's result, and past the kill switch's limit it is skipped in this process. So a
-   * write the caller is told failed is in neither store, and one it is told succeeded is where
-   * the application reads it back.
+   * While reads come from old, old is written first and counts: its error reaches the caller
+   * (new is then not written); new's trouble is counted and logged and, past the kill switch's
+   * limit, new writes stop in this process. Once reads come from new, new is written first (a
+   * write it refuses reaches the caller, and old is not written) and then old, whose error
+   * reaches the caller too and which the kill switch never skips: an abort sends the
+   * application back to old alone, so old must hold every write the caller was told succeeded.
    */
   async function dualWrite<R extends WriteResult>(name: string, flags: Flags, old: () => Promise<R>, write: () => Promise<R>): Promise<R> {
     // Flags that write neither store are a mistake upstream; the old store is the safe reading.
@@ -96,30 +93,37 @@ export function createDualWriter(options: DualWriterOptions): DualWriter {
       const side: Side = flags.writeNew ? 'new' : 'old';
       return writeSide(name, side, side === 'new' ? write : old);
     }
-    const first: Side = flags.readFrom === 'new' ? 'new' : 'old';
-    const second: Side = first === 'new' ? 'old' : 'new';
-    const firstResult = await writeSide(name, first, first === 'new' ? write : old);
+    if (flags.readFrom === 'new') {
+      const newResult = await writeSide(name, 'new', write);
+      const oldResult = await writeSide(name, 'old', old);
+      compareRowCounts(name, oldResult, newResult);
+      return newResult;
+    }
+    const oldResult = await writeSide(name, 'old', old);
     if (!killSwitch.allows(flags.version)) {
-      metrics?.writesSkipped.inc({ name, side: second });
-      return firstResult;
+      metrics?.writesSkipped.inc({ name });
+      return oldResult;
     }
-    let secondResult: R;
+    let newResult: R;
     try {
-      secondResult = await (second === 'new' ? write : old)();
+      newResult = await write();
     } catch (error) {
-      metrics?.writeErrors.inc({ name, side: second });
-      logger.warn(`ferry: ${second}-store write failed; the ${first}-store write, which reads come from, stands`, { name, ...describeError(error) });
-      switchedSide = second;
+      metrics?.writeErrors.inc({ name, side: 'new' });
+      logger.warn('ferry: new-store write failed; the old write stands', { name, ...describeError(error) });
       killSwitch.recordError(flags.version);
-      return firstResult;
+      return oldResult;
     }
-    const oldRows = (first === 'old' ? firstResult : secondResult).rowCount ?? 0;
-    const newRows = (first === 'new' ? firstResult : secondResult).rowCount ?? 0;
+    compareRowCounts(name, oldResult, newResult);
+    return oldResult;
+  }
+
+  function compareRowCounts(name: string, oldResult: WriteResult, newResult: WriteResult): void {
+    const oldRows = oldResult.rowCount ?? 0;
+    const newRows = newResult.rowCount ?? 0;
     if (oldRows !== newRows) {
       metrics?.writeMismatches.inc({ name });
       logger.warn('ferry: dual write touched different numbers of rows', { name, oldRows, newRows });
     }
-    return firstResult;
   }
 
   async function writeSide<R extends WriteResult>(name: string, side: Side, run: () => Promise<R>): Promise<R> {

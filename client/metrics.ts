@@ -34,8 +34,8 @@ export interface ClientMetrics {
   writeMismatches: Counter<'name'>;
   /** Failed writes per side. */
   writeErrors: Counter<'name' | 'side'>;
-  /** Writes to the store reads do not come from (side) not made because the kill switch was tripped. */
-  writesSkipped: Counter<'name' | 'side'>;
+  /** New-side writes not made because the kill switch was tripped. */
+  writesSkipped: Counter<'name'>;
   /** Kill switches that keep this process off the new store, per path (read, write): 0 when none. */
   killSwitchTripped: Gauge<'migration' | 'path'>;
   /** The flag version this process follows. */
@@ -84,8 +84,8 @@ export function clientMetrics(given?: Registry): ClientMetrics {
     }),
     writesSkipped: new Counter({
       name: 'ferry_client_dual_write_skipped_total',
-      help: 'Writes not made to the store reads do not come from (side) because the kill switch was tripped (that store misses them)',
-      labelNames: ['name', 'side'],
+      help: 'New-store writes not made because the kill switch was tripped (the new store misses them)',
+      labelNames: ['name'],
       registers,
     }),
     killSwitchTripped: new Gauge({

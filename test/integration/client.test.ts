@@ -262,7 +262,7 @@ describe('the client library', () => {
       });
     });
 
-    it('once reads come from the new table, a write the new table refuses reaches the caller, the kill switch never skips it', async () => {
+    it('once reads come from the new table, a write either table refuses reaches the caller, and the kill switch skips none', async () => {
       await sql(url, `CREATE TABLE users_checked (id int PRIMARY KEY, first_name text NOT NULL CHECK (first_name <> ''))`);
       await setFlags(`write_old = true, write_new = true, read_from = 'new'`);
       const { ferry, registry } = client({ killSwitch: { maxErrors: 1 } });
@@ -279,14 +279,12 @@ describe('the client library', () => {
       await expect(write(20, '')).rejects.toMatchObject({ code: '23514' });
       expect(await stored(20)).toEqual({ old: 0, new: 0 });
 
-      // The old table failing trips the switch: old writes stop, the new table's go on and still answer.
-      expect((await write(21, 'Cy', 'no_such_users')).rowCount).toBe(1);
-      expect(ferry.dualWriter.killSwitch()).toMatchObject({ tripped: true });
-      await expect(write(22, '')).rejects.toMatchObject({ code: '23514' });
+      // The old table failing reaches the caller too, and never trips the switch: old must keep every write for an abort.
+      await expect(write(21, 'Cy', 'no_such_users')).rejects.toMatchObject({ code: '42P01' });
+      expect(ferry.dualWriter.killSwitch()).toMatchObject({ tripped: false });
       expect((await write(23, 'Di')).rowCount).toBe(1);
-      expect(await stored(22)).toEqual({ old: 0, new: 0 });
-      expect(await stored(23)).toEqual({ old: 0, new: 1 });
-      expect(await metricValue(registry, 'ferry_client_dual_write_skipped_total', { name: 'insert-checked', side: 'old' })).toBe(1);
+      expect(await stored(23)).toEqual({ old: 1, new: 1 });
+      expect(await metricValue(registry, 'ferry_client_dual_write_errors_total', { name: 'insert-checked', side: 'old' })).toBe(1);
       await setFlags(`read_from = 'old'`);
     });
   });
