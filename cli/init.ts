@@ -53,10 +53,11 @@ export async function scaffold(client: Client, temporal: TemporalSettings, optio
   const plan = scaffoldPlan(input);
   validatePlan(parse(plan), 'the scaffolded plan');
   const ddl = scaffoldTargetDdl(input);
-  for (const [file, text] of [[options.out, plan], [options.ddlOut, ddl]] as const) {
-    if (!file) continue;
-    if (existsSync(file) && !options.force) throw new InitError(`${file} exists; choose another path, or --force to overwrite it`);
-    writeFileSync(file, text);
+  const outputs = [[options.out, plan], [options.ddlOut, ddl]] as const;
+  // Both paths are checked before either is written: a refusal leaves no file half of a pair.
+  for (const [file] of outputs) {
+    if (file && existsSync(file) && !options.force) throw new InitError(`${file} exists; choose another path, or --force to overwrite it; nothing was written`);
   }
+  for (const [file, text] of outputs) if (file) writeFileSync(file, text);
   return { plan, ddl };
 }

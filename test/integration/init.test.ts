@@ -3,7 +3,7 @@
  * it writes a plan Ferry accepts and DDL Postgres runs, and that plan then copies every row
  * exactly (md5 of each row's text on both sides).
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -71,5 +71,15 @@ describe('ferry init', () => {
     expect(again.stderr).toContain('exists; choose another path, or --force');
     expect(readFileSync(planFile, 'utf8')).toBe(before);
     expect(existsSync(path.join(dir, 'other.sql'))).toBe(false);
+
+    // A new plan path beside a DDL path in the way: neither is written, not the plan alone.
+    const ddlFile = path.join(dir, 'in-the-way.sql');
+    writeFileSync(ddlFile, '-- mine\n');
+    const fresh = path.join(dir, 'fresh.yaml');
+    const pair = await ferry(['init', 'app.Orders', '--connection', 'INIT_DB', '--out', fresh, '--ddl-out', ddlFile], worker.temporal);
+    expect(pair.code).toBe(ExitCode.badInput);
+    expect(pair.stderr).toContain(`${ddlFile} exists; choose another path, or --force to overwrite it; nothing was written`);
+    expect(existsSync(fresh)).toBe(false);
+    expect(readFileSync(ddlFile, 'utf8')).toBe('-- mine\n');
   });
 });
