@@ -158,8 +158,10 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
     async install() {
       const s = state();
       if (s.installedAt === null) {
-        await (logical ? installLogicalCapture : installCapture)({ migrationId: ctx.migrationId, plan: ctx.plan });
+        const installed = await (logical ? installLogicalCapture : installCapture)({ migrationId: ctx.migrationId, plan: ctx.plan });
         s.installedAt = ctx.now();
+        // Absent from results recorded by older workers.
+        if (installed.functionName) s.functionName = installed.functionName;
       }
       start();
     },

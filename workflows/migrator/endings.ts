@@ -2,8 +2,10 @@
  * How a migration ends: completed, aborted (everything stopped and the steps that ran rolled
  * back, so no write is lost), or failed. Each records its end and releases the target.
  */
-import { allHandlersFinished, type ApplicationFailure, condition, getExternalWorkflowHandle } from '@temporalio/workflow';
+import { allHandlersFinished, ApplicationFailure, condition, getExternalWorkflowHandle } from '@temporalio/workflow';
+import { captureLeftOnSource } from '../../lib/capture';
 import { shardWorkflowId } from '../../lib/ids';
+import { rootMessage } from '../../lib/errors';
 import { flagsAfterAbort } from '../../lib/lifecycle';
 import type { AbortRequest } from '../../lib/messages-input';
 import type { MigrationStatus } from '../../lib/status';
@@ -54,12 +56,25 @@ async function stopShards(run: MigrationRun): Promise<void> {
   await condition(() => stopping.every((shard) => shard.state !== 'running'), SHARD_STOP_TIMEOUT);
 }
 
-/** Fails the migration: the target is released on a best-effort basis, the flags stay where they are. */
+/**
+ * Fails the migration: the capture is removed, the target released on a best-effort basis, the
+ * flags stay where they are. A capture that could not be removed is named in the failure, with
+ * the statements that remove it by hand: the failure is all a failed migration shows.
+ */
 export async function fail(run: MigrationRun, error: ApplicationFailure): Promise<never> {
   // A trigger must not outlive its migration: the source's writers would keep paying for it.
-  if (run.capturing) await run.capture.remove().catch(() => {});
+  let left: string | null = null;
+  if (run.capturing) {
+    await run.capture.remove().catch((removal: unknown) => {
+      const capture = run.status.capture;
+      if (capture && capture.installedAt !== null && capture.removedAt === null) {
+        left = `the change capture could not be removed (${rootMessage(removal)}): ${captureLeftOnSource(capture, run.workflowId)}`;
+      }
+    });
+  }
   run.finish('failed');
   await releaseFailedTarget({ plan: run.plan, migrationId: run.workflowId, state: 'failed' }).catch(() => {});
   await run.audit.settle();
-  throw error;
+  if (left === null) throw error;
+  throw ApplicationFailure.create({ message: `${error.message}; ${left}`, type: error.type ?? 'MigrationFailed', nonRetryable: true, cause: error });
 }
