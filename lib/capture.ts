@@ -151,6 +151,8 @@ export interface ApplyChangesResult {
   throttleReason: string | null;
   /** The pacing controller's memory, for the next call; null when the plan's budget is off. */
   pacing?: CopyPacing | null;
+  /** A drain's call (ApplyChangesInput.drain): its cut-off round, and whether every change before it is applied. */
+  drain?: { round: string | null; done: boolean };
 }
 
 /** What `ferry status` shows of a migration's capture. */
