@@ -2,7 +2,7 @@
  * How a migration ends: completed, aborted (everything stopped and the steps that ran rolled
  * back, so no write is lost), or failed. Each records its end and releases the target.
  */
-import { allHandlersFinished, ApplicationFailure, condition, getExternalWorkflowHandle } from '@temporalio/workflow';
+import { allHandlersFinished, ApplicationFailure, condition, getExternalWorkflowHandle, patched } from '@temporalio/workflow';
 import { captureLeftOnSource } from '../../lib/capture';
 import { shardWorkflowId } from '../../lib/ids';
 import { rootMessage } from '../../lib/errors';
@@ -35,13 +35,16 @@ export async function abort(run: MigrationRun, request: AbortRequest, ran: Lifec
   const { status } = run;
   const phaseReached = status.phase;
   run.enter('aborting', 'abort');
-  await stopShards(run);
+  const notStopped = await stopShards(run);
   const rollbacks = new Set<Rollback>();
   for (const step of [...ran].reverse()) if (step.rollback) rollbacks.add(step.rollback);
   const notes: string[] = [];
   for (const rollback of rollbacks) notes.push(await rollback(run, request));
   const flagsNote = notes.length > 0 ? notes.join('; ') : flagsAfterAbort(null).note;
   status.abort = { at: run.now(), by: request.by, reason: request.reason, phaseReached, flagsNote };
+  // The abort answers after SHARD_STOP_TIMEOUT whatever the shards did: it says which had not stopped.
+  // Guarded, so histories recorded before it replay as they ran.
+  if (notStopped.length > 0 && patched('abort-names-unstopped-shards')) status.abort.shardsNotStopped = notStopped;
   await releaseTarget({ plan: run.plan, migrationId: run.workflowId, state: 'aborted' });
   run.finish('aborted');
   await run.audit.settle();
@@ -49,11 +52,15 @@ export async function abort(run: MigrationRun, request: AbortRequest, ran: Lifec
   return status;
 }
 
-/** Cancels the running shards; each reports once its copier has stopped, so no row moves after an abort answers. */
-async function stopShards(run: MigrationRun): Promise<void> {
+/**
+ * Cancels the running shards; each reports once its copier has stopped, so no row moves after an
+ * abort answers. Answers the shards that had not reported within SHARD_STOP_TIMEOUT.
+ */
+async function stopShards(run: MigrationRun): Promise<number[]> {
   const stopping = run.running();
   await Promise.all(stopping.map((shard) => getExternalWorkflowHandle(shardWorkflowId(run.workflowId, shard.index)).cancel().catch(() => {})));
   await condition(() => stopping.every((shard) => shard.state !== 'running'), SHARD_STOP_TIMEOUT);
+  return stopping.filter((shard) => shard.state === 'running').map((shard) => shard.index);
 }
 
 /**
