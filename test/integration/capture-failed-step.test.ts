@@ -52,23 +52,17 @@ describe('a step whose activity fails all its attempts after the capture went on
       CREATE FUNCTION public.refuse_runs() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN RAISE EXCEPTION 'verification runs refused by the test'; END $$;
       CREATE TRIGGER refuse_runs BEFORE INSERT ON ferry.verification_runs FOR EACH ROW EXECUTE FUNCTION public.refuse_runs();`);
-    let failure = '';
-    try {
-      const asked = verifyMigration(worker.client, id, { by: 'test' }).catch((error: Error) => error);
-      const ended = await handle.result().then(
+    const asked = verifyMigration(worker.client, id, { by: 'test' }).catch((error: Error) => error);
+    const ended = await handle
+      .result()
+      .then(
         (status) => ({ phase: status.phase, error: '' }),
         (error: Error) => ({ phase: 'failed', error: `${error.message} ${(error.cause as Error | undefined)?.message ?? ''}` }),
-      );
-      await asked;
-      expect(ended.phase).toBe('failed');
-      failure = ended.error;
-    } finally {
-      await sql(url, `DROP TRIGGER refuse_runs ON ferry.verification_runs; DROP FUNCTION public.refuse_runs()`);
-    }
+      )
+      .finally(() => sql(url, `DROP TRIGGER refuse_runs ON ferry.verification_runs; DROP FUNCTION public.refuse_runs()`));
+    await asked;
+    expect(ended.phase).toBe('failed');
 
-    // The phase operators list migrations by; a failed run serves its failure, not its status.
-    expect((await handle.describe()).typedSearchAttributes.get(phaseKey)).toBe('failed');
-    expect((await migrationReport(worker.client, id)).failure).toMatch(/verification runs refused by the test/);
     // The source as the test's own SQL sees it: nothing of the capture is left.
     expect(await sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal`, [`items_${mode}`])).toEqual([]);
     expect(await sql(url, `SELECT proname FROM pg_proc WHERE proname = $1`, [captureObjectName(id)])).toEqual([]);
@@ -76,7 +70,10 @@ describe('a step whose activity fails all its attempts after the capture went on
     expect(await sql(url, `SELECT pubname FROM pg_publication WHERE pubname = $1`, [logicalCaptureName(id)])).toEqual([]);
     expect(await sql(url, `SELECT 1 FROM ferry.change_log WHERE migration_id = $1`, [id])).toEqual([]);
     expect(await sql(url, `SELECT state FROM ferry.migrations WHERE migration_id = $1`, [id])).toEqual([{ state: 'failed' }]);
-    expect(failure).toMatch(/step gate:cleanup failed: .*verification runs refused by the test/);
+    // The phase operators list migrations by; a failed run serves its failure, not its status.
+    expect((await handle.describe()).typedSearchAttributes.get(phaseKey)).toBe('failed');
+    expect((await migrationReport(worker.client, id)).failure).toMatch(/verification runs refused by the test/);
+    expect(ended.error).toMatch(/step gate:cleanup failed: .*verification runs refused by the test/);
     // A TRUNCATE of the source is no longer refused.
     await sql(url, `TRUNCATE items_${mode}`);
   });
