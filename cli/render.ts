@@ -4,7 +4,7 @@ import { holdingSignalOf, type PacingSignal } from '../lib/pacing-controller';
 import type { Inspection } from '../lib/inspection';
 import { describeRange } from '../lib/key-range';
 import type { MismatchReport } from '../activities/verify/verifier';
-import { holdingSignals, rowsSkipped, type GateFigures, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
+import { holdingSignals, rowsSkipped, unstoppedShardsNote, type GateFigures, type MigrationStatus, type ShardStatus, type VerificationSummary } from '../lib/status';
 import { concurrencyOverrun, type Throttle } from '../lib/throttle';
 import type { LaterCheck, MigrationReport } from '../operator';
 import { outcomeOf, rowsLeftText } from './outcome';
@@ -239,6 +239,8 @@ export function formatStatus(report: MigrationReport): string {
       `ABORTED   by ${printable(status.abort.by)} in ${status.abort.phaseReached}: ${printable(status.abort.reason)}; ${status.abort.flagsNote}`,
       `          ${rowsLeftText(status)} remain in the target; \`ferry report ${status.migrationId}\` says what to do about them`,
     );
+    const unstopped = unstoppedShardsNote(status.abort);
+    if (unstopped) lines.push(`          ${unstopped}`);
   }
   lines.push(...formatRetries(report.retrying ?? []));
   for (const shard of status.shards) lines.push(shardLine(shard));

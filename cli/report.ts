@@ -1,6 +1,6 @@
 /** The record of a migration run, as Markdown for people and JSON for tools: `ferry report`. */
 import { describeCapture } from '../lib/capture';
-import { rowsSkipped, type MigrationStatus, type VerificationSummary } from '../lib/status';
+import { rowsSkipped, unstoppedShardsNote, type MigrationStatus, type VerificationSummary } from '../lib/status';
 import { differenceCounts, scopeOf, uncleanReason } from '../lib/verification-runs';
 import type { LaterCheck } from '../operator';
 import { rowsLeftText } from './outcome';
@@ -234,6 +234,8 @@ export function recordMarkdown(record: MigrationRecord): string {
   }
   if (record.abort) {
     lines.push('', '## Abort', '', `Aborted by ${printable(record.abort.by)} at ${record.abort.at} in phase ${record.abort.phaseReached}: ${printable(record.abort.reason)}.`, '', record.abort.flagsNote + '.');
+    const unstopped = unstoppedShardsNote(record.abort);
+    if (unstopped) lines.push('', `${unstopped}.`);
   }
   if (record.flags) {
     const f = record.flags;

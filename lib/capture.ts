@@ -3,6 +3,7 @@
  * applier's cursor, and the lag a status shows. Pure: workflows and activities both import it.
  */
 import { z } from 'zod';
+import { logicalCaptureName } from './ids';
 import type { CopyPacing } from './pacing-controller';
 import { identifier, safeSql } from './plan-fields';
 
@@ -150,6 +151,8 @@ export interface ApplyChangesResult {
   throttleReason: string | null;
   /** The pacing controller's memory, for the next call; null when the plan's budget is off. */
   pacing?: CopyPacing | null;
+  /** A drain's call (ApplyChangesInput.drain): its cut-off round, and whether every change before it is applied. */
+  drain?: { round: string | null; done: boolean };
 }
 
 /** What `ferry status` shows of a migration's capture. */
@@ -177,6 +180,8 @@ export interface CaptureStatus {
    * apply failed); absent while it runs. Carried by continue-as-new: the migration cannot complete on it.
    */
   stoppedBecause?: string;
+  /** The function the capture's triggers run, in schema ferry, as its install named it (absent in older records). */
+  functionName?: string;
 }
 
 export function newCaptureStatus(mode: CaptureStatus['mode'] = 'trigger'): CaptureStatus {
@@ -204,6 +209,24 @@ export const CAUGHT_UP_SECONDS = 5;
  */
 export function isCaughtUp(lag: CaptureLag, plan: { capture?: Capture }): boolean {
   return lag.changesWaiting <= captureOf(plan).applyBatchSize || lag.oldestSeconds <= CAUGHT_UP_SECONDS;
+}
+
+/**
+ * What a capture that could not be removed leaves on the source, and the statements that remove
+ * it by hand (run on the source): a trigger logs every write and refuses a TRUNCATE, a slot holds
+ * WAL for ever. The TRUNCATE guard, and a trigger, go with their function (CASCADE).
+ */
+export function captureLeftOnSource(capture: CaptureStatus, migrationId: string): string {
+  const fn = capture.functionName ? `ferry.${capture.functionName}` : 'ferry.ferry_capture_<migration>_<digest> (the function of the trigger named so on the table)';
+  const byHand = `DROP FUNCTION IF EXISTS ${fn}() CASCADE; DELETE FROM ferry.change_log WHERE migration_id = '${migrationId.replace(/'/g, "''")}'`;
+  if (capture.mode !== 'logical') {
+    return `its trigger still logs every write to the source table and refuses a TRUNCATE of it; remove it by hand on the source: ${byHand}`;
+  }
+  const name = logicalCaptureName(migrationId);
+  return (
+    `its replication slot ${name} holds the source's WAL for ever; remove it by hand on the source: ` +
+    `SELECT pg_drop_replication_slot('${name}'); DROP PUBLICATION IF EXISTS ${name}; ${byHand}`
+  );
 }
 
 /** What `ferry status` and the report say of a migration's capture, in one line. */

@@ -98,6 +98,19 @@ export interface AbortRecord {
   phaseReached: Phase;
   /** What the flags were set back to, and why. */
   flagsNote: string;
+  /** Shards that had not confirmed they stopped copying when the abort gave up waiting for them (absent: every shard stopped). */
+  shardsNotStopped?: number[];
+}
+
+/** What an abort must say of shards that had not confirmed they stopped; null when all had. */
+export function unstoppedShardsNote(abort: Pick<AbortRecord, 'shardsNotStopped'>): string | null {
+  const shards = abort.shardsNotStopped ?? [];
+  if (shards.length === 0) return null;
+  const which = shards.length === 1 ? `shard ${shards[0]} had` : `shards ${shards.join(', ')} had`;
+  return (
+    `${which} not confirmed it stopped copying when the abort stopped waiting for it: its copier may still write rows to the target ` +
+    `until its worker finds its workflow ended (the status shows it running as last heard)`
+  );
 }
 
 /** A shard as the migration knows it: where it is and how far it has copied (ShardCounts). */

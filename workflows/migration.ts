@@ -9,7 +9,8 @@
  * steps are objects with `run` and `rollback` (workflows/migrator/steps.ts), and operators'
  * messages are handled in workflows/migrator/handlers.ts.
  */
-import { ApplicationFailure, patched, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, isCancellation, patched, TemporalFailure, workflowInfo } from '@temporalio/workflow';
+import { rootMessage } from '../lib/errors';
 import type { MigrationStatus } from '../lib/status';
 import { claimTarget, inspect, prepareTarget } from './migrator/activity-proxies';
 import { planShardsAhead } from './migrator/backfill';
@@ -18,7 +19,7 @@ import { abort, complete, fail } from './migrator/endings';
 import { setMigrationHandlers } from './migrator/handlers';
 import { checkedInput, type MigrationInput } from './migrator/input';
 import { MigrationRun } from './migrator/run';
-import { lifecycleOf, type LifecycleStep } from './migrator/steps';
+import { lifecycleOf, type LifecycleStep, type StepOutcome } from './migrator/steps';
 
 export type { MigrationInput };
 
@@ -59,13 +60,37 @@ export async function migrationWorkflow(input: MigrationInput): Promise<Migratio
     }
     if (run.abortRequest) return abort(run, run.abortRequest, ran);
     ran.push(step);
-    const outcome = await step.run(run);
+    const outcome = await runStep(run, step);
     if (outcome === 'abort') return abort(run, run.abortRequest!, ran);
     if (outcome === 'continue-as-new') return continueWithStatus(run);
     if (outcome !== 'next') return fail(run, outcome.failed);
   }
   if (run.abortRequest) return abort(run, run.abortRequest, ran);
   return complete(run);
+}
+
+/**
+ * Runs one step. An activity (or child) that failed for good ends the migration through fail(),
+ * as a failure a step returns does: capture removed, target released, phase failed. Before this
+ * it failed the workflow where it stood, leaving a trigger or a replication slot on the source.
+ * Guarded where it changes what happens, so histories recorded before it replay as they ran.
+ */
+async function runStep(run: MigrationRun, step: LifecycleStep): Promise<StepOutcome> {
+  try {
+    return await step.run(run);
+  } catch (error) {
+    // A cancellation of the workflow, or a bug in workflow code (not a TemporalFailure: the task is retried), goes on up.
+    if (!(error instanceof TemporalFailure) || isCancellation(error) || !patched('step-failure-ends-migration')) throw error;
+    if (error instanceof ApplicationFailure) return { failed: error };
+    return {
+      failed: ApplicationFailure.create({
+        message: `step ${step.name} failed: ${rootMessage(error)}`,
+        type: 'StepFailed',
+        nonRetryable: true,
+        cause: error,
+      }),
+    };
+  }
 }
 
 /**

@@ -40,6 +40,12 @@ export interface ApplyChangesInput {
   returnWhenCaughtUp?: boolean;
   /** Return after about this long, so the workflow can record the cursor and apply a new throttle. (Default: 5) */
   maxSeconds?: number;
+  /**
+   * The capture is ending: apply every change committed before the drain began, then return. A
+   * round begun before it is finished, then one is begun (its snapshot the cut-off) and finished.
+   * `round` is the cut-off round an earlier call of the drain began; null at the first call.
+   */
+  drain?: { round: string | null };
 }
 
 /** How long the applier waits before it looks at the log again once it has applied everything. */
@@ -165,6 +171,9 @@ export function createChangeApplier(databases: Databases, transformDir: string |
     const started = Date.now();
     const result = { keysApplied: 0, rowsWritten: 0, rowsDeleted: 0, rowsFailed: 0, failures: [] as FailedRecord[], throttleReason: null as string | null };
     const timeLeft = () => Math.max(0, maxMs - (Date.now() - started));
+    /** The drain's cut-off round: every change committed before the drain is visible in its snapshot. */
+    let drainRound = input.drain?.round ?? null;
+    let drained = false;
     const show = (why: ThrottleWait) => {
       result.throttleReason = why.reason;
     };
@@ -187,6 +196,7 @@ export function createChangeApplier(databases: Databases, transformDir: string |
         if (round === null) continue;
         cursor.round = round;
         cursor.afterKey = null;
+        if (input.drain && drainRound === null) drainRound = round;
       }
       const pageStartedAt = Date.now();
       const page = roundKeysSql(migrationId, keyType, { ...cursor, round: cursor.round }, throttle.batchSize(batch));
@@ -197,8 +207,13 @@ export function createChangeApplier(databases: Databases, transformDir: string |
           await countArrivals(sourcePool, migrationId, true);
           await sourcePool.query(pruneAppliedSql(migrationId, cursor.round));
         }
+        const finished = cursor.round;
         Object.assign(cursor, { appliedThrough: cursor.round, round: null, afterKey: null });
         heartbeat(cursor);
+        if (input.drain && finished === drainRound) {
+          drained = true;
+          break;
+        }
         if (wasEmpty && input.returnWhenCaughtUp) break;
         // Everything applied: look again shortly, until the call's time is up.
         if (wasEmpty) await sleep(Math.min(IDLE_POLL_MS, timeLeft()));
@@ -230,7 +245,7 @@ export function createChangeApplier(databases: Databases, transformDir: string |
     }
     metrics.captureChangesWaiting.set({ migration: plan.name }, lag.changesWaiting);
     metrics.captureOldestSeconds.set({ migration: plan.name }, lag.oldestSeconds);
-    return { cursor, ...result, lag, pacing: throttle.pacing() };
+    return { cursor, ...result, lag, pacing: throttle.pacing(), ...(input.drain ? { drain: { round: drainRound, done: drained } } : {}) };
   }
 
   return {

@@ -23,7 +23,8 @@ import {
   slotExistsSql,
   terminateSlotReaderSql,
 } from './logical-statements';
-import { installChangeLog, installTruncateGuard, removeTruncateGuard, type CaptureInput } from './trigger';
+import { captureObjectName } from './statements';
+import { installChangeLog, installTruncateGuard, removeTruncateGuard, type CaptureInput, type CaptureInstalled } from './trigger';
 
 const DUPLICATE_OBJECT = '42710';
 /** How long the removal waits for an ended reader's session to let go of the slot. */
@@ -196,7 +197,7 @@ export function createLogicalCaptureSetup(databases: Databases) {
      * publication and its logical replication slot (pgoutput). From the slot's creation on, every committed change
      * to the table is kept for the reader. Refused with every problem named and nothing created.
      */
-    async installLogicalCapture({ migrationId, plan }: CaptureInput): Promise<{ installed: boolean }> {
+    async installLogicalCapture({ migrationId, plan }: CaptureInput): Promise<CaptureInstalled> {
       const pool = databases.pool(plan.source.connection);
       const name = logicalCaptureName(migrationId);
       const settings = await readLogicalCaptureSettings(pool, name, plan.source);
@@ -212,7 +213,7 @@ export function createLogicalCaptureSetup(databases: Databases) {
       }
       await installChangeLog(pool);
       await installTruncateGuard(pool, migrationId, plan);
-      if (settings.slotExists && settings.publicationExists) return { installed: false };
+      if (settings.slotExists && settings.publicationExists) return { installed: false, functionName: captureObjectName(migrationId) };
       // The publication first: the slot decodes what committed after its creation, and every such change must find the table published.
       if (!settings.publicationExists) {
         await pool.query(createPublicationSql(name, plan.source)).catch((error: unknown) => {
@@ -223,7 +224,7 @@ export function createLogicalCaptureSetup(databases: Databases) {
         // Outside any transaction: the slot waits for the transactions running now to end, then is consistent.
         await pool.query(createSlotSql(name));
       } catch (error) {
-        if (codeOf(error) === DUPLICATE_OBJECT) return { installed: true };
+        if (codeOf(error) === DUPLICATE_OBJECT) return { installed: true, functionName: captureObjectName(migrationId) };
         // Slots ran out meanwhile, or the server refuses: leave no publication behind.
         if (codeOf(error) === '53400' || codeOf(error) === '55000' || codeOf(error) === '42501') {
           await pool.query(dropPublicationSql(name));
@@ -232,7 +233,7 @@ export function createLogicalCaptureSetup(databases: Databases) {
         }
         throw error;
       }
-      return { installed: true };
+      return { installed: true, functionName: captureObjectName(migrationId) };
     },
     /**
      * Drops the migration's slot (ending a reader still on it) and its publication, and its

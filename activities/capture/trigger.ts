@@ -11,6 +11,7 @@ import { inTransactionWithLockTimeout } from '../transaction';
 import { displayName, qualifiedName, sql } from '../sql';
 import { CAPTURE_LOCK_CLASS } from './apply-keys';
 import {
+  captureObjectName,
   CHANGE_LOG,
   CHANGE_LOG_SQL,
   createCaptureFunctionSql,
@@ -97,16 +98,22 @@ export async function removeTruncateGuard(pool: pg.Pool, migrationId: string, pl
   });
 }
 
+/** What an install answers: whether it created the capture, and the name of the function its triggers run (for a removal by hand). */
+export interface CaptureInstalled {
+  installed: boolean;
+  functionName: string;
+}
+
 export function createCaptureTrigger(databases: Databases) {
   return {
     /**
      * Installs the change log and the migration's trigger on the source table, in one
      * transaction: from its commit on, every write to the table logs its keys. Safe to run twice.
      */
-    async installCapture({ migrationId, plan }: CaptureInput): Promise<{ installed: boolean }> {
+    async installCapture({ migrationId, plan }: CaptureInput): Promise<CaptureInstalled> {
       const pool = databases.pool(plan.source.connection);
       try {
-        return await install(pool, migrationId, plan);
+        return { ...(await install(pool, migrationId, plan)), functionName: captureObjectName(migrationId) };
       } catch (error) {
         if ((error as { code?: string }).code !== INSUFFICIENT_PRIVILEGE) throw error;
         // Waiting cannot fix a missing grant: say what to grant, and stop.

@@ -130,8 +130,8 @@ describe('change capture with hostile writers and tables', () => {
     );
     const plan = capturePlan('capture-replica', 'accounts', 'id');
     const trigger = createCaptureTrigger(databases);
-    expect(await runActivity(trigger.installCapture, { migrationId: 'capture-replica', plan })).toEqual({ installed: true });
-    expect(await runActivity(trigger.installCapture, { migrationId: 'capture-replica', plan })).toEqual({ installed: false });
+    expect(await runActivity(trigger.installCapture, { migrationId: 'capture-replica', plan })).toMatchObject({ installed: true });
+    expect(await runActivity(trigger.installCapture, { migrationId: 'capture-replica', plan })).toMatchObject({ installed: false });
     const enabled = await sql<{ tgname: string; tgenabled: string }>(
       url,
       `SELECT tgname, tgenabled::text FROM pg_trigger WHERE tgrelid = 'accounts'::regclass AND NOT tgisinternal ORDER BY tgname`,

@@ -63,7 +63,7 @@ describe('installing the capture trigger', () => {
     }
     // Nothing half-made; the retry, once the transaction has ended, installs.
     expect(await sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND NOT tgisinternal`)).toEqual([]);
-    expect(await runActivity(createCaptureTrigger(databases).installCapture, { migrationId, plan })).toEqual({ installed: true });
+    expect(await runActivity(createCaptureTrigger(databases).installCapture, { migrationId, plan })).toMatchObject({ installed: true });
     expect((await sql(url, `SELECT tgname FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgname = $1`, [captureObjectName(migrationId)])).length).toBe(1);
   });
 

@@ -76,8 +76,8 @@ describe('the capture trigger', () => {
   it('logs each changed key in the writer transaction, with its id; installs and removes idempotently', async () => {
     const trigger = createCaptureTrigger(databases);
     const id = 'capture-trigger-1';
-    expect(await runActivity(trigger.installCapture, { migrationId: id, plan: plan() })).toEqual({ installed: true });
-    expect(await runActivity(trigger.installCapture, { migrationId: id, plan: plan() })).toEqual({ installed: false });
+    expect(await runActivity(trigger.installCapture, { migrationId: id, plan: plan() })).toEqual({ installed: true, functionName: captureObjectName(id) });
+    expect(await runActivity(trigger.installCapture, { migrationId: id, plan: plan() })).toMatchObject({ installed: false });
 
     const writer = new pg.Client({ connectionString: url });
     await writer.connect();
@@ -138,7 +138,7 @@ describe('the capture trigger', () => {
       await sql(url, `ALTER SCHEMA ferry OWNER TO ${role}; ALTER TABLE ferry.change_log OWNER TO ${role};`);
       const after = (await runActivity(createDoctor(limited).doctor, { plan: limitedPlan })).checks.filter((c) => /capture|change log/.test(c.name));
       expect(after.map((c) => c.status)).toEqual(['ok', 'ok']);
-      expect(await runActivity(createCaptureTrigger(limited).installCapture, { migrationId: 'capture-limited', plan: limitedPlan })).toEqual({ installed: true });
+      expect(await runActivity(createCaptureTrigger(limited).installCapture, { migrationId: 'capture-limited', plan: limitedPlan })).toMatchObject({ installed: true });
       await runActivity(createCaptureTrigger(limited).removeCapture, { migrationId: 'capture-limited', plan: limitedPlan });
     } finally {
       await limited.close();

@@ -1,7 +1,8 @@
 /** The SQL of trigger capture as built: names from the migration id alone, and nothing from a plan that could run. */
 import { describe, expect, it } from 'vitest';
 import { captureObjectName, changedKeysInRangeSql, createCaptureFunctionSql, createTriggerSql, roundKeysSql } from '../../activities/capture/statements';
-import { describeCapture, newCaptureStatus } from '../../lib/capture';
+import { captureLeftOnSource, describeCapture, newCaptureStatus } from '../../lib/capture';
+import { logicalCaptureName } from '../../lib/ids';
 
 describe('capture statements', () => {
   it('name a migration\'s trigger from its id: the same every time, distinct per id, within 63 bytes', () => {
@@ -42,5 +43,18 @@ describe('capture statements', () => {
     const status = { ...newCaptureStatus(), installedAt: '2026-12-01T12:00:00Z', lag: { changesWaiting: 3, oldestSeconds: 1.25 }, keysApplied: 10, rowsWritten: 9, rowsDeleted: 1 };
     expect(describeCapture(status)).toBe('trigger since 2026-12-01T12:00:00Z: 3 changes waiting, oldest 1.3 s; 10 changed keys applied (9 rows written, 1 deleted)');
     expect(describeCapture({ ...status, removedAt: '2026-12-01T12:05:00Z' })).toBe('trigger removed at 2026-12-01T12:05:00Z; 10 changed keys applied (9 rows written, 1 deleted)');
+  });
+
+  it('say how to remove by hand a capture a failed migration could not remove, with its names', () => {
+    const id = "ferry/o'brien/20261201-114808.913Z";
+    const installed = { ...newCaptureStatus(), installedAt: '2026-12-01T12:00:00Z', functionName: captureObjectName(id) };
+    expect(captureLeftOnSource(installed, id)).toBe(
+      'its trigger still logs every write to the source table and refuses a TRUNCATE of it; remove it by hand on the source: ' +
+        `DROP FUNCTION IF EXISTS ferry.${captureObjectName(id)}() CASCADE; DELETE FROM ferry.change_log WHERE migration_id = 'ferry/o''brien/20261201-114808.913Z'`,
+    );
+    const slot = logicalCaptureName(id);
+    expect(captureLeftOnSource({ ...installed, mode: 'logical' }, id)).toMatch(
+      new RegExp(`^its replication slot ${slot} holds the source's WAL for ever; remove it by hand on the source: SELECT pg_drop_replication_slot\\('${slot}'\\); DROP PUBLICATION IF EXISTS ${slot}; DROP FUNCTION IF EXISTS ferry\\.${captureObjectName(id)}\\(\\) CASCADE; DELETE FROM ferry\\.change_log`),
+    );
   });
 });

@@ -8,7 +8,7 @@
 import { ApplicationFailure, CancellationScope, condition, isCancellation, patched, proxyActivities } from '@temporalio/workflow';
 import { rootMessage } from '../../lib/errors';
 import type { FerryActivities } from '../../activities';
-import { capturesLogically, isCaughtUp, newCaptureStatus, type CaptureStatus } from '../../lib/capture';
+import { capturesLogically, isCaughtUp, newCaptureStatus, type ApplyChangesResult, type CaptureStatus } from '../../lib/capture';
 import type { Plan } from '../../lib/plan';
 import type { FailedRow, MigrationStatus } from '../../lib/status';
 
@@ -76,6 +76,12 @@ export interface CaptureRunner {
   caughtUp(): Promise<void>;
   /** Why the change apply stopped on its own (its activity failed for good); null while it runs. */
   failed(): unknown;
+  /**
+   * The capture is ending: the change apply finishes its call under way, applies every change
+   * committed before now (a pause holds it, as it holds the apply), and ends. Resolves once done,
+   * or once the apply failed (failed() says why); at once when the apply is not running.
+   */
+  drain(): Promise<void>;
   /** Stops the change apply (cancelling a call under way) and waits for it. */
   stop(): Promise<void>;
   /** Stops the change apply and removes the trigger and the migration's log entries. */
@@ -89,6 +95,9 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
   let loop: Promise<void> | null = null;
   /** Why the change apply stopped on its own: the workflow fails with it at its next wait for the apply. */
   let failure: unknown = null;
+  /** A drain asked (the apply ends once it applied every change before it), and done. */
+  let draining = false;
+  let drained = false;
 
   const applyLoop = async () => {
     // The applier's pacing controller keeps its memory from one call to the next, as a shard's
@@ -97,21 +106,28 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
     // Rows the apply could not write were recorded but never counted: status said none failed.
     // Guarded, so older histories replay.
     const counted = patched('capture-failures-counted');
+    /** The drain's cut-off round, once its first call began one. */
+    let drainRound: string | null = null;
     for (;;) {
       await condition(() => ctx.status.paused === null);
       const s = state();
       const afterBackfill = ctx.backfillDone();
-      const result = await applyChanges({
+      const result: ApplyChangesResult = await applyChanges({
         migrationId: ctx.migrationId,
         plan: ctx.planInForce(),
         cursor: s.cursor,
         rowsPerSecond: ctx.status.throttle.rowsPerSecond,
-        prune: afterBackfill,
+        prune: afterBackfill || draining,
         // The catch-up step waits for this call: it ends as soon as nothing is left to apply.
-        returnWhenCaughtUp: afterBackfill && s.caughtUpAt === null,
+        returnWhenCaughtUp: afterBackfill && s.caughtUpAt === null && !draining,
         maxSeconds: APPLY_CALL_SECONDS,
         ...(paced ? { pacing: s.pacing ?? null } : {}),
+        ...(draining ? { drain: { round: drainRound } } : {}),
       });
+      if (draining && result.drain) {
+        drainRound = result.drain.round;
+        drained = result.drain.done;
+      }
       s.cursor = result.cursor;
       s.lag = result.lag;
       s.keysApplied += result.keysApplied;
@@ -121,6 +137,7 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
       s.throttleReason = result.throttleReason;
       if (paced) s.pacing = result.pacing ?? null;
       if (afterBackfill && s.caughtUpAt === null && isCaughtUp(result.lag, ctx.plan)) s.caughtUpAt = ctx.now();
+      if (drained) return;
     }
   };
 
@@ -158,8 +175,10 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
     async install() {
       const s = state();
       if (s.installedAt === null) {
-        await (logical ? installLogicalCapture : installCapture)({ migrationId: ctx.migrationId, plan: ctx.plan });
+        const installed = await (logical ? installLogicalCapture : installCapture)({ migrationId: ctx.migrationId, plan: ctx.plan });
         s.installedAt = ctx.now();
+        // Absent from results recorded by older workers.
+        if (installed.functionName) s.functionName = installed.functionName;
       }
       start();
     },
@@ -172,6 +191,11 @@ export function captureRunner(ctx: CaptureContext): CaptureRunner {
       if (failure !== null) throw ApplicationFailure.nonRetryable(`the change apply failed: ${rootMessage(failure)}`, 'CaptureApplyFailed');
     },
     failed: () => failure,
+    async drain() {
+      if (!loop) return;
+      draining = true;
+      await condition(() => drained || failure !== null);
+    },
     stop,
     async remove() {
       await stop();

@@ -2,8 +2,10 @@
  * How a migration ends: completed, aborted (everything stopped and the steps that ran rolled
  * back, so no write is lost), or failed. Each records its end and releases the target.
  */
-import { allHandlersFinished, type ApplicationFailure, condition, getExternalWorkflowHandle } from '@temporalio/workflow';
+import { allHandlersFinished, ApplicationFailure, condition, getExternalWorkflowHandle, patched } from '@temporalio/workflow';
+import { captureLeftOnSource } from '../../lib/capture';
 import { shardWorkflowId } from '../../lib/ids';
+import { rootMessage } from '../../lib/errors';
 import { flagsAfterAbort } from '../../lib/lifecycle';
 import type { AbortRequest } from '../../lib/messages-input';
 import type { MigrationStatus } from '../../lib/status';
@@ -33,13 +35,16 @@ export async function abort(run: MigrationRun, request: AbortRequest, ran: Lifec
   const { status } = run;
   const phaseReached = status.phase;
   run.enter('aborting', 'abort');
-  await stopShards(run);
+  const notStopped = await stopShards(run);
   const rollbacks = new Set<Rollback>();
   for (const step of [...ran].reverse()) if (step.rollback) rollbacks.add(step.rollback);
   const notes: string[] = [];
   for (const rollback of rollbacks) notes.push(await rollback(run, request));
   const flagsNote = notes.length > 0 ? notes.join('; ') : flagsAfterAbort(null).note;
   status.abort = { at: run.now(), by: request.by, reason: request.reason, phaseReached, flagsNote };
+  // The abort answers after SHARD_STOP_TIMEOUT whatever the shards did: it says which had not stopped.
+  // Guarded, so histories recorded before it replay as they ran.
+  if (notStopped.length > 0 && patched('abort-names-unstopped-shards')) status.abort.shardsNotStopped = notStopped;
   await releaseTarget({ plan: run.plan, migrationId: run.workflowId, state: 'aborted' });
   run.finish('aborted');
   await run.audit.settle();
@@ -47,19 +52,36 @@ export async function abort(run: MigrationRun, request: AbortRequest, ran: Lifec
   return status;
 }
 
-/** Cancels the running shards; each reports once its copier has stopped, so no row moves after an abort answers. */
-async function stopShards(run: MigrationRun): Promise<void> {
+/**
+ * Cancels the running shards; each reports once its copier has stopped, so no row moves after an
+ * abort answers. Answers the shards that had not reported within SHARD_STOP_TIMEOUT.
+ */
+async function stopShards(run: MigrationRun): Promise<number[]> {
   const stopping = run.running();
   await Promise.all(stopping.map((shard) => getExternalWorkflowHandle(shardWorkflowId(run.workflowId, shard.index)).cancel().catch(() => {})));
   await condition(() => stopping.every((shard) => shard.state !== 'running'), SHARD_STOP_TIMEOUT);
+  return stopping.filter((shard) => shard.state === 'running').map((shard) => shard.index);
 }
 
-/** Fails the migration: the target is released on a best-effort basis, the flags stay where they are. */
+/**
+ * Fails the migration: the capture is removed, the target released on a best-effort basis, the
+ * flags stay where they are. A capture that could not be removed is named in the failure, with
+ * the statements that remove it by hand: the failure is all a failed migration shows.
+ */
 export async function fail(run: MigrationRun, error: ApplicationFailure): Promise<never> {
   // A trigger must not outlive its migration: the source's writers would keep paying for it.
-  if (run.capturing) await run.capture.remove().catch(() => {});
+  let left: string | null = null;
+  if (run.capturing) {
+    await run.capture.remove().catch((removal: unknown) => {
+      const capture = run.status.capture;
+      if (capture && capture.installedAt !== null && capture.removedAt === null) {
+        left = `the change capture could not be removed (${rootMessage(removal)}): ${captureLeftOnSource(capture, run.workflowId)}`;
+      }
+    });
+  }
   run.finish('failed');
   await releaseFailedTarget({ plan: run.plan, migrationId: run.workflowId, state: 'failed' }).catch(() => {});
   await run.audit.settle();
-  throw error;
+  if (left === null) throw error;
+  throw ApplicationFailure.create({ message: `${error.message}; ${left}`, type: error.type ?? 'MigrationFailed', nonRetryable: true, cause: error });
 }

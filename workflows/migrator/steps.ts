@@ -211,12 +211,16 @@ const swap: LifecycleStep = {
   rollback: captureBack,
 };
 
-/** After the cleanup gate: the trigger, its function and the migration's log entries go; after a swap, the old table too if the plan says so. */
+/** After the cleanup gate: the changes logged before it are applied, then the trigger, its function and the migration's log entries go; after a swap, the old table too if the plan says so. */
 const captureOff: LifecycleStep = {
   name: 'capture-off',
   async run(run) {
     if (!run.capturing) return 'next';
     run.enter('capture-off', 'capture-off');
+    // The source's changes committed before the approval reach the target before the log goes:
+    // a stop alone cancelled the apply and the removal deleted what it had not applied yet.
+    // Guarded, so histories recorded before it replay as they ran.
+    if (patched('capture-off-drains')) await run.capture.drain();
     await run.capture.stop();
     const lost = captureLost(run);
     if (lost) return lost;
