@@ -189,7 +189,9 @@ describe('back-off', () => {
       CREATE TRIGGER refuse BEFORE INSERT ON ${target} FOR EACH ROW EXECUTE FUNCTION refuse_${target}();`);
     const paused = await eventually(async () => (await migrationReport(worker.client, handle.workflowId)).status?.paused ?? undefined, 30_000, 'the pause');
     expect(paused.by).toBe('ferry');
-    expect(paused.reason).toMatch(/the database refuses the copy: permission denied for table readings_\d+ \[42501\]/);
+    // The refusal comes from a trigger here (the test's role is a superuser, whom REVOKE does not
+    // stop), so its text is withheld as any raised text is; the SQLSTATE still says what it is.
+    expect(paused.reason).toMatch(/the database refuses the copy: raised by a trigger or function on the target .*\[42501\]/);
     const held = await copied(target);
     await new Promise((resolve) => setTimeout(resolve, 1000));
     expect(await copied(target)).toBe(held);
