@@ -123,8 +123,9 @@ describe('backfill', () => {
     const plan = planFor({ name: 'unplanned', target: { connection: 'TARGET_URL', table: 'accounts_unplanned' }, shards: { partitionColumn: 'name' } });
     const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     await expect(handle.result()).rejects.toThrow();
-    const failure = await handle.result().catch((error: { cause?: { cause?: { message?: string } } }) => error.cause?.cause?.message ?? '');
-    expect(failure).toMatch(/partition column "name" .* has NULLs/);
+    // The migration ends through its failure ending, which names the step and the planner's reason.
+    const failure = await handle.result().catch((error: { cause?: { message?: string } }) => error.cause?.message ?? '');
+    expect(failure).toMatch(/^step backfill failed: partition column "name" .* has NULLs/);
     const { count } = await sqlRow(targetUrl, 'SELECT count(*)::int AS count FROM accounts_unplanned');
     expect(count).toBe(0);
   });
