@@ -77,7 +77,9 @@ export function verdictOf(v: VerificationSummary, rowsLeftOut: number): Verdict 
 
 /** "pass 5 (run 2, pass 1 of it): NOT clean, 5000 missing, 0 extra, 3 differing in 4000 rows checked, 0 rows left out". */
 export function describeVerdict(v: Verdict): string {
-  const where = v.run !== null ? ` (run ${v.run}, pass ${v.passInRun} of it${v.samplePercent !== null ? `, ${scopeOf(v.samplePercent)}` : ''})` : '';
+  // The first run's passes are numbered as the migration's are: naming the run adds nothing.
+  const parts = [v.run !== null && v.run > 1 ? `run ${v.run}, pass ${v.passInRun} of it` : null, v.samplePercent !== null ? scopeOf(v.samplePercent) : null].filter(Boolean);
+  const where = parts.length ? ` (${parts.join(', ')})` : '';
   const leftOut = `${v.rowsLeftOut} row${v.rowsLeftOut === 1 ? '' : 's'} with unresolved failed records left out`;
   return `pass ${v.pass}${where}: ${v.clean ? 'clean' : 'NOT clean'}, ${differenceCounts(v)} in ${v.rowsChecked} rows checked, ${leftOut}`;
 }

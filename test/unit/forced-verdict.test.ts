@@ -91,6 +91,8 @@ describe('the verdict forced past', () => {
     expect(describeVerdict(verdictOf({ ...summary, run: undefined, samplePercent: undefined, lastPassId: undefined }, 1))).toBe(
       'pass 1: NOT clean, 500 missing, 0 extra, 3 differing in 4000 rows checked, 1 row with unresolved failed records left out',
     );
+    expect(describeVerdict(verdictOf({ ...summary, run: 1, lastPassId: 1 }, 0))).toMatch(/^pass 1: NOT clean/);
+    expect(describeVerdict(verdictOf({ ...summary, samplePercent: 10 }, 0))).toMatch(/^pass 2 \(run 2, pass 1 of it, a sample of 10% of keys\): NOT clean/);
   });
 
   it('says in the status and the report whether the verdict shown is the one forced past', () => {
