@@ -6,7 +6,8 @@
 import { describeLag } from '../lib/capture';
 import { approvalProblems } from '../lib/lifecycle';
 import { formatDuration } from '../lib/progress';
-import type { MigrationEvent, MigrationStatus } from '../lib/status';
+import { describeVerdict, verdictPassId } from '../lib/verification-runs';
+import type { MigrationEvent, MigrationStatus, VerificationSummary } from '../lib/status';
 import { printable } from './printable';
 
 /** Whether rows are being copied now: only then do a rate and an ETA mean anything. */
@@ -84,6 +85,12 @@ export function gateStory(status: Pick<MigrationStatus, 'gate' | 'verification' 
       `approval would be refused: ${problems.join('; ')}`,
       `re-check with: ferry verify ${status.migrationId}   (or reject: ferry reject ${status.migrationId} --gate ${gate.name} --by NAME --reason "...")`,
     );
+    // Forcing names the verdict looked at, so a verification that reports meanwhile is not passed over unseen.
+    const v = status.verification;
+    if (v && !v.clean) {
+      const pass = verdictPassId(v);
+      lines.push(`or force past this verdict (pass ${pass}), if the plan lets you: ferry approve ${status.migrationId} --gate ${gate.name} --force --verdict ${pass} --note "<why it may pass>"`);
+    }
   }
   return lines;
 }
@@ -134,4 +141,21 @@ export function decisionDetail(event: Pick<MigrationEvent, 'detail'>): string {
   if (!match) return event.detail;
   const [, before, reason] = match as unknown as [string, string, string];
   return before === reason || before.endsWith(`: ${reason}`) ? before : event.detail;
+}
+
+/**
+ * Who forced a gate past a verification, and past which verdict: "a gate was approved past it
+ * with --force by bob, at pass 2: ...". `name` is the forcer as the output shows names.
+ */
+export function forcedPastText(v: Pick<VerificationSummary, 'forcedPast' | 'passes' | 'lastPassId'>, name: string): string {
+  const past = v.forcedPast;
+  if (!past) return `a gate was approved past it with --force by ${name}`;
+  if (past.pass === verdictPassId(v)) return `a gate was approved past it with --force by ${name}, at ${describeVerdict(past)}`;
+  return `a gate was approved with --force by ${name} past an earlier verdict, ${describeVerdict(past)}`;
+}
+
+/** The same, as a sentence of a report. */
+export function forcedPastSentence(v: Pick<VerificationSummary, 'forcedPast' | 'passes' | 'lastPassId'>, name: string): string {
+  const text = forcedPastText(v, name);
+  return `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
 }

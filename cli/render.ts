@@ -8,7 +8,7 @@ import { holdingSignals, rowsSkipped, unstoppedShardsNote, type GateFigures, typ
 import { concurrencyOverrun, type Throttle } from '../lib/throttle';
 import type { LaterCheck, MigrationReport } from '../operator';
 import { outcomeOf, rowsLeftText } from './outcome';
-import { decisionDetail, gateStory, leftOutText, pauseStory, phaseStory } from './phase-story';
+import { decisionDetail, forcedPastText, gateStory, leftOutText, pauseStory, phaseStory } from './phase-story';
 import { printable } from './printable';
 import { differenceCounts, scopeOf, uncleanReason, type VerificationRun } from '../lib/verification-runs';
 import { formatRetries } from './retries';
@@ -118,7 +118,7 @@ export function formatVerification(v: VerificationSummary, status?: Pick<Migrati
     `verification ${v.clean ? 'clean' : 'NOT clean'} after ${v.passes} pass${v.passes === 1 ? '' : 'es'}${runScope(v.run, v.samplePercent)}: ${formatCount(v.rowsChecked)} rows checked, ` +
     `${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired, ${v.inFlight} in flight` +
     (!v.clean && found === 0 && v.samplePercent != null ? `; ${uncleanReason(v)}` : '') +
-    (v.forcedBy ? `; a gate was approved past it by ${printable(v.forcedBy)} (--force)` : '') +
+    (v.forcedBy ? `; ${forcedPastText(v, printable(v.forcedBy))}` : '') +
     leftOutText(status)
   );
 }

@@ -7,7 +7,7 @@
 import type { MigrationEvent, ProgressSample } from '../lib/status';
 import { escapeHtml, lineChart, timelineChart, type Band, type Bar, type Marker, type Point } from './chart';
 import { formatCount } from './render';
-import { decisionDetail } from './phase-story';
+import { decisionDetail, forcedPastSentence } from './phase-story';
 import { LATER_CHECK_COLUMNS, LATER_CHECKS_NOTE, laterCheckCells, verificationCaveat, verificationScope, type MigrationRecord } from './report';
 
 
@@ -258,7 +258,7 @@ export function recordHtml(record: MigrationRecord): string {
       '<h2>Verification</h2>',
       `<p>${e(verificationScope(v))}${v.clean ? 'clean' : '<span class="not-clean">NOT clean</span>'} after ${v.passes} pass(es): ${e(formatCount(v.rowsChecked))} rows checked, ${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired.` +
         e(verificationCaveat(v)) +
-        (v.forcedBy ? ` A gate was approved past it with --force by ${e(v.forcedBy)}.` : '') +
+        (v.forcedBy ? ` ${e(forcedPastSentence(v, v.forcedBy))}` : '') +
         '</p>',
     );
   }

@@ -4,7 +4,7 @@ import { rowsSkipped, unstoppedShardsNote, type MigrationStatus, type Verificati
 import { differenceCounts, scopeOf, uncleanReason } from '../lib/verification-runs';
 import type { LaterCheck } from '../operator';
 import { rowsLeftText } from './outcome';
-import { decisionDetail } from './phase-story';
+import { decisionDetail, forcedPastSentence } from './phase-story';
 import { printable } from './printable';
 import { formatCount } from './render';
 
@@ -215,7 +215,7 @@ export function recordMarkdown(record: MigrationRecord): string {
       '',
       `${verificationScope(v)}${v.clean ? 'clean' : 'NOT clean'} after ${v.passes} pass(es): ${formatCount(v.rowsChecked)} rows checked, ${v.missing} missing, ${v.extra} extra, ${v.value} differing, ${v.repaired} repaired.` +
         verificationCaveat(v) +
-        (v.forcedBy ? ` A gate was approved past it with --force by ${printable(v.forcedBy)}.` : ''),
+        (v.forcedBy ? ` ${forcedPastSentence(v, printable(v.forcedBy))}` : ''),
     );
   }
   if (record.laterChecks.length) {

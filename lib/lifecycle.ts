@@ -80,6 +80,8 @@ export interface GateApproval {
   note?: string;
   /** Approve although verification is not clean; recorded. */
   force?: boolean;
+  /** The verification pass whose verdict the approver looked at: refused if the current one is another's. */
+  verdictPass?: number;
 }
 
 export interface GateRejection {
@@ -93,22 +95,40 @@ export interface AbortRequest {
   reason: string;
 }
 
-/** Problems with an approval given the gate that waits (if any) and the verification state. */
-export function approvalProblems(
-  approval: unknown,
-  waiting: string | null,
-  verification: { clean: boolean; summary: string } | null,
-): string[] {
-  if (typeof approval !== 'object' || approval === null) return ['an approval must be an object { gate, by, note?, force? }'];
-  const { gate, by, force } = approval as Record<string, unknown>;
+/** The verification an approval is judged against: its verdict, and the pass that gave it (absent: not known). */
+export interface VerificationVerdict {
+  clean: boolean;
+  summary: string;
+  pass?: number;
+}
+
+/**
+ * Problems with an approval given the gate that waits (if any) and the verification state. An
+ * approval naming the pass it looked at (`verdictPass`) is judged against that verdict only: a
+ * verification that reported since is refused, so no approval passes a verdict its sender never saw.
+ */
+export function approvalProblems(approval: unknown, waiting: string | null, verification: VerificationVerdict | null): string[] {
+  if (typeof approval !== 'object' || approval === null) return ['an approval must be an object { gate, by, note?, force?, verdictPass? }'];
+  const { gate, by, force, verdictPass } = approval as Record<string, unknown>;
   const problems: string[] = [];
   if (typeof by !== 'string' || by.trim() === '') problems.push('the approver is missing: say who approves (--by NAME)');
   if (typeof gate !== 'string' || gate === '') problems.push('the gate is missing (--gate NAME)');
   else if (waiting === null) problems.push(`no gate is waiting; "${gate}" cannot be approved now`);
   else if (gate !== waiting) problems.push(`gate "${gate}" is not the one waiting; the migration waits at "${waiting}"`);
   if (force !== undefined && typeof force !== 'boolean') problems.push('force must be true or false');
+  if (verdictPass !== undefined) problems.push(...verdictProblems(verdictPass, verification));
   if (problems.length === 0 && (gate === 'cutover-reads' || gate === 'swap') && verification && !verification.clean && force !== true) {
     problems.push(`verification is not clean (${verification.summary}); repair it, or approve with --force (recorded)`);
   }
   return problems;
+}
+
+/** Problems with the pass an approval says its sender looked at, against the verification now. */
+function verdictProblems(verdictPass: unknown, verification: VerificationVerdict | null): string[] {
+  if (typeof verdictPass !== 'number' || !Number.isInteger(verdictPass) || verdictPass < 1) return ['verdictPass must be a pass number (1 or more), as `ferry status` shows it'];
+  if (verification === null) return [`no verification has reported yet, so there is no pass ${verdictPass} to approve past; look again (ferry status)`];
+  if (verification.pass === undefined || verification.pass === verdictPass) return [];
+  const verdict = verification.clean ? 'clean' : `NOT clean: ${verification.summary}`;
+  if (verdictPass > verification.pass) return [`no pass ${verdictPass} has reported: the last one is pass ${verification.pass}, which says ${verdict}; look again (ferry status)`];
+  return [`the verification changed since you looked: pass ${verification.pass} now says ${verdict}; look again (ferry status)`];
 }

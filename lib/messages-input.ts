@@ -112,13 +112,24 @@ export interface GateApproval {
   note?: string;
   /** Approve although verification is not clean; recorded. */
   force?: boolean;
+  /**
+   * The verification pass whose verdict the approver looked at (its number among all the
+   * migration's passes): the approval is refused if the current verdict is another pass's.
+   */
+  verdictPass?: number;
 }
 
 const approver = z.string().trim().min(1, 'is empty: the approver is missing').max(MAX_NAME, `must be at most ${MAX_NAME} characters`);
-const approvalSchema = z.strictObject({ gate: name, by: approver, note: text.optional(), force: z.boolean().optional() });
+const approvalSchema = z.strictObject({
+  gate: name,
+  by: approver,
+  note: text.optional(),
+  force: z.boolean().optional(),
+  verdictPass: z.number().refine(Number.isInteger, 'must be a whole number').min(1, 'must be 1 or more: a pass number as `ferry status` shows it').optional(),
+});
 
 export function parseApproval(payload: unknown): Parsed<GateApproval> {
-  return parseWith(approvalSchema, payload, '{ gate, by, note?, force? }', false);
+  return parseWith(approvalSchema, payload, '{ gate, by, note?, force?, verdictPass? }', false);
 }
 
 export interface GateRejection {

@@ -80,6 +80,8 @@ export interface VerificationSummary {
   inFlight: number;
   /** Verification found differences, and a person approved the gate regardless. */
   forcedBy: string | null;
+  /** The verdict that person forced past, as the migration knew it then (absent in older records). */
+  forcedPast?: Verdict | null;
   /** The verification run (1, 2, ...) these figures come from; `passes` counts within it. Absent in older records. */
   run?: number;
   /** The run compared this percentage of keys; null or absent: every row. */
@@ -88,6 +90,27 @@ export interface VerificationSummary {
   lastPassId?: number;
   /** Rows repaired over every run; `repaired` counts this run's. */
   repairedTotal?: number;
+}
+
+/**
+ * A verdict as the workflow knew it when a person decided on it: the pass that gave it and what
+ * it found. A forced approval records the one it forced past, so the record says which.
+ */
+export interface Verdict {
+  /** The pass's number among all the migration's passes (what `ferry status` names and `--verdict` takes). */
+  pass: number;
+  /** The verification run it belongs to, and its pass within that run; run is null in older records. */
+  run: number | null;
+  passInRun: number;
+  clean: boolean;
+  rowsChecked: number;
+  missing: number;
+  extra: number;
+  value: number;
+  /** The run compared this percentage of keys; null: every row. */
+  samplePercent: number | null;
+  /** Rows with unresolved failed records, which verification leaves out. */
+  rowsLeftOut: number;
 }
 
 export interface AbortRecord {

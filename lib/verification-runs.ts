@@ -1,5 +1,5 @@
 /** What one verification run of a migration did and found, in words the CLI, the report and gates share. */
-import type { VerificationSummary } from './status';
+import type { Verdict, VerificationSummary } from './status';
 
 export type VerificationKind = 'lifecycle' | 'on-demand' | 'after-finish';
 
@@ -52,4 +52,34 @@ export function uncleanReason(v: Pick<VerificationSummary, 'missing' | 'extra' |
     return `the last check compared ${scopeOf(v.samplePercent)} and found no difference, but a sample cannot make a migration clean; verify every row (ferry verify without --sample)`;
   }
   return `${differenceCounts(v)}${v.samplePercent !== null && v.samplePercent !== undefined ? ` in ${scopeOf(v.samplePercent)}` : ''}`;
+}
+
+/** The pass a verification's verdict comes from, numbered among all the migration's passes. */
+export function verdictPassId(v: Pick<VerificationSummary, 'passes' | 'lastPassId'>): number {
+  return v.lastPassId ?? v.passes;
+}
+
+/** The verdict `v` stands for, with the rows verification left out (the status's unresolved failures). */
+export function verdictOf(v: VerificationSummary, rowsLeftOut: number): Verdict {
+  return {
+    pass: verdictPassId(v),
+    run: v.run ?? null,
+    passInRun: v.passes,
+    clean: v.clean,
+    rowsChecked: v.rowsChecked,
+    missing: v.missing,
+    extra: v.extra,
+    value: v.value,
+    samplePercent: v.samplePercent ?? null,
+    rowsLeftOut,
+  };
+}
+
+/** "pass 5 (run 2, pass 1 of it): NOT clean, 5000 missing, 0 extra, 3 differing in 4000 rows checked, 0 rows left out". */
+export function describeVerdict(v: Verdict): string {
+  // The first run's passes are numbered as the migration's are: naming the run adds nothing.
+  const parts = [v.run !== null && v.run > 1 ? `run ${v.run}, pass ${v.passInRun} of it` : null, v.samplePercent !== null ? scopeOf(v.samplePercent) : null].filter(Boolean);
+  const where = parts.length ? ` (${parts.join(', ')})` : '';
+  const leftOut = `${v.rowsLeftOut} row${v.rowsLeftOut === 1 ? '' : 's'} with unresolved failed records left out`;
+  return `pass ${v.pass}${where}: ${v.clean ? 'clean' : 'NOT clean'}, ${differenceCounts(v)} in ${v.rowsChecked} rows checked, ${leftOut}`;
 }

@@ -6,7 +6,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { AbortRequest, GateApproval, GateRejection, MismatchesRequest, OperatorNote, VerifyRequest } from '../lib/messages-input';
 import type { MismatchReport } from '../activities/verify/report';
-import type { AbortRecord, FailedRow, MigrationStatus, RetryOutcome, VerificationSummary } from '../lib/status';
+import type { AbortRecord, FailedRow, MigrationStatus, RetryOutcome, Verdict, VerificationSummary } from '../lib/status';
 import type { ShardCounts } from '../lib/progress';
 import type { PlanLimits, Throttle, ThrottleChange } from '../lib/throttle';
 import { SHARD_CONTROL_QUERY } from '../lib/ids';
@@ -31,6 +31,8 @@ export interface ApprovalOutcome {
   gate: string;
   /** Approved past unclean verification. */
   forced: boolean;
+  /** The verdict forced past, as the migration knew it when it took the approval (absent from older workers). */
+  verdict?: Verdict;
 }
 
 /** Refused (with the reason) when the gate is not the one waiting, the approver is missing, or verification is not clean without force. */

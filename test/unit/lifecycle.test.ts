@@ -46,7 +46,7 @@ describe('lifecycle rules', () => {
       'verification is not clean (3 missing); repair it, or approve with --force (recorded)',
     ]);
     expect(approvalProblems({ gate: 'cutover-reads', by: 'alice', force: true }, 'cutover-reads', dirty)).toEqual([]);
-    expect(approvalProblems('yes', 'cutover-reads', clean)).toEqual(['an approval must be an object { gate, by, note?, force? }']);
+    expect(approvalProblems('yes', 'cutover-reads', clean)).toEqual(['an approval must be an object { gate, by, note?, force?, verdictPass? }']);
   });
 });
 

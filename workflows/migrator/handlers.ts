@@ -25,7 +25,7 @@ import {
 import { lapseOf, refusalOf, type RequestKind } from '../../lib/requests';
 import { addSample, recountRows } from '../../lib/status';
 import { applyThrottleChange, limitsInForce, sameLimits, throttleChangeRefusal, throttleChanges } from '../../lib/throttle';
-import { uncleanReason } from '../../lib/verification-runs';
+import { describeVerdict, uncleanReason, verdictOf, verdictPassId } from '../../lib/verification-runs';
 import {
   abortUpdate,
   approveUpdate,
@@ -131,16 +131,21 @@ export function setMigrationHandlers(run: MigrationRun): void {
     (payload) => {
       const approval = trusted(parseApproval(payload));
       const forced = approval.force === true && status.verification !== null && !status.verification.clean;
+      // The verdict forced past, as this run knows it now, goes into the record and the answer.
+      // Guarded, so a history holding a forced approval replays as it ran.
+      const verdict = forced && status.verification && patched('forced-verdict-recorded') ? verdictOf(status.verification, status.unresolvedFailures) : null;
       if (forced && status.verification) status.verification.forcedBy = approval.by;
-      run.record('approve', { by: approval.by, reason: approval.note }, `gate ${approval.gate} approved${forced ? ' with --force, past unclean verification' : ''}`);
+      if (verdict && status.verification) status.verification.forcedPast = verdict;
+      const how = verdict ? ` with --force, past verification ${describeVerdict(verdict)}` : forced ? ' with --force, past unclean verification' : '';
+      run.record('approve', { by: approval.by, reason: approval.note }, `gate ${approval.gate} approved${how}`);
       run.gateDecision = 'approved';
-      return { gate: approval.gate, forced };
+      return verdict ? { gate: approval.gate, forced, verdict } : { gate: approval.gate, forced };
     },
     {
       validator: (payload) =>
         admit('approve', parseApproval(payload), (approval) => {
           const verification = status.verification
-            ? { clean: status.verification.clean, summary: uncleanReason(status.verification) }
+            ? { clean: status.verification.clean, summary: uncleanReason(status.verification), pass: verdictPassId(status.verification) }
             : null;
           const problems = approvalProblems(approval, status.gate?.name ?? null, verification);
           return problems.length > 0 ? problems : deciderProblems('approve', approval.by, approval.force === true, plan.lifecycle.gates, status.startedBy ?? null);

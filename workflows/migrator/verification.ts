@@ -100,6 +100,8 @@ async function recordedVerification(run: MigrationRun, samplePercent: number | n
       repaired: 0,
       inFlight: 0,
       forcedBy: previous?.forcedBy ?? null,
+      // Which verdict was forced past stays with who forced it: a later run does not clear the record.
+      ...(previous?.forcedPast ? { forcedPast: previous.forcedPast } : {}),
       run: begun.run,
       samplePercent,
       lastPassId: afterPass,
