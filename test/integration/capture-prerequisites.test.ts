@@ -106,18 +106,17 @@ describe('a trigger capture plan run by a role that does not own the table', () 
   it('is refused by the dry run and by --execute, naming the owner to grant, with nothing created', { timeout: 120_000 }, async () => {
     const plan = planFile('not-owner', 'NOT_OWNER_DB', 'trigger');
     const owner = (await sqlRow(url, `SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'accounts'::regclass`)).owner as string;
-    const problem = new RegExp(
-      `capture: trigger cannot be installed on the source: ${role} may not create and drop a trigger on public\\.accounts: .*the table's owner \\(${owner}\\) \\(fix: GRANT "${owner}" TO "${role}";\\)`,
-    );
+    const refusal = `capture: trigger cannot be installed on the source: ${role} may not create and drop a trigger on public\\.accounts: .*the table's owner \\(${owner}\\) \\(fix: GRANT `;
 
     const dry = await ferry(['start', plan], worker.temporal);
     expect(dry.code, dry.stderr).toBe(ExitCode.failed);
-    expect(dry.stdout).toMatch(problem);
+    expect(dry.stdout).toMatch(new RegExp(`${refusal}"${owner}" TO "${role}";\\)`));
 
     const execute = await ferry(['start', plan, '--execute'], worker.temporal);
     expect(execute.code).toBe(ExitCode.failed);
     expect(execute.stdout).not.toContain('started migration');
-    expect(execute.stderr).toMatch(problem);
+    // A failure's text has its quoted names redacted (lib/errors.ts); the dry run's report above shows them.
+    expect(execute.stderr).toMatch(new RegExp(refusal));
 
     expect(await leftBehind(url)).toMatchObject({ triggers: 0, ferry_schema: false, copied: 0 });
   });
