@@ -10,6 +10,18 @@ export interface DoctorCheck {
   fix?: string;
 }
 
+/** What stops a capture from being installed on the source, and the SQL that removes the obstacle. */
+export interface CaptureProblem {
+  name: string;
+  detail: string;
+  fix: string;
+}
+
+/** A problem as a line of an error or of the inspection's report. */
+export function describeCaptureProblem(p: CaptureProblem): string {
+  return `${p.detail} (fix: ${p.fix})`;
+}
+
 export interface DoctorReport {
   checks: DoctorCheck[];
   /** No check failed (warnings allowed). */

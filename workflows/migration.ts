@@ -106,7 +106,7 @@ async function inspectAndClaim(run: MigrationRun): Promise<'claimed' | Migration
   // claim, so its shards are ready by then; it waits for them (and meets a planning failure)
   // where it always did. Before other steps (dual writes, capture) it plans as it always did.
   if (sooner && input.execute && run.steps[0] === 'backfill') run.shardPlanning = planShardsAhead(plan);
-  status.inspection = await inspect({ plan, showSampleValues: input.showSampleValues ?? false });
+  status.inspection = await inspect({ plan, showSampleValues: input.showSampleValues ?? false, migrationId: run.workflowId });
   if (!input.execute) return run.finish('dry-run');
   if (status.inspection.problems.length > 0) {
     run.finish('failed');

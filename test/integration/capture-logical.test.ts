@@ -274,7 +274,7 @@ describe('logical capture, set up and taken down', () => {
     expect(await ferrySlots(url)).toEqual([]);
     expect(await ferryPublications(url)).toEqual([]);
 
-    // Through the workflow: the migration fails at its capture step, naming the problem, and leaves nothing.
+    // Through the workflow: its inspection refuses the migration, naming the problem, and nothing is created.
     const handle = await startMigration(worker.client, worker.temporal, keyless, { execute: true });
     await expect(handle.result()).rejects.toThrow();
     const failed = await migrationReport(worker.client, handle.workflowId);
