@@ -131,6 +131,21 @@ export function copyLockSql(target: TableName, lockClass: number): Sql {
   return sql`SELECT pg_advisory_xact_lock_shared(${lockClass}, hashtext(${tombstoneTableName(target)}))`;
 }
 
+/**
+ * Forgets the tombstones of a target table, for a claim that takes it over from a run that ended.
+ * Run after tombstonesLockSql in the same transaction: taken exclusively, as ferry.record_delete
+ * takes it, it orders every application delete before the claim (forgotten) or after it (kept,
+ * and guarding the new run), and waits for a copy batch still in flight.
+ */
+export function clearTombstonesSql(target: TableName): Sql {
+  return sql`DELETE FROM ${TOMBSTONES} WHERE target_table = ${tombstoneTableName(target)}`;
+}
+
+/** The copy lock, exclusively, as ferry.record_delete takes it. */
+export function tombstonesLockSql(target: TableName, lockClass: number): Sql {
+  return sql`SELECT pg_advisory_xact_lock(${lockClass}, hashtext(${tombstoneTableName(target)}))`;
+}
+
 /** What to do when the target already holds the key. */
 function onConflict(spec: CopySpec, columns: string[]): Sql {
   const conflict = spec.conflict ?? { policy: 'ignore' };

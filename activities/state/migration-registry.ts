@@ -1,6 +1,7 @@
 /**
  * The registry of migrations per target table, in Ferry's schema: it refuses a second migration
- * on a table while one runs, and a re-run over a finished one unless asked for.
+ * on a table while one runs, and a re-run over a finished one unless asked for. A claim that takes
+ * a table over from an ended run forgets that run's tombstones.
  */
 import { ApplicationFailure, getClient } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
@@ -9,7 +10,8 @@ import { shardWorkflowIdPrefix, tableKey } from '../../lib/ids';
 import type { Databases } from '../connections';
 import { inTransaction } from '../transaction';
 import { sql } from '../sql';
-import { installFerrySchema } from './ferry-schema';
+import { COPY_LOCK_CLASS, installFerrySchema } from './ferry-schema';
+import { clearTombstonesSql, tombstonesLockSql } from '../copy/copy-statements';
 import { forgetApplyTurnSql } from '../verify/capture-settle';
 import { forgetRepairCountsSql } from '../verify/repair-ledger';
 
@@ -73,6 +75,13 @@ export function createMigrationRegistry(databases: Databases) {
             `target ${target} already holds a finished migration (${holder.migration_id}); start with --rerun to migrate into it again`,
             'TargetFinished',
           );
+        }
+        // Taken over from a run that ended (not a retry of this run's own claim): that run's
+        // tombstones guarded its copies against deletes made while they ran, and kept they would
+        // stop this run's backfill and repair from copying a key the source holds again.
+        if (holder.state !== 'running' || holder.migration_id !== migrationId) {
+          await client.query(tombstonesLockSql(plan.target, COPY_LOCK_CLASS));
+          await client.query(clearTombstonesSql(plan.target));
         }
         await client.query(
           sql`UPDATE ferry.migrations

@@ -43,7 +43,8 @@ describe('the claim of a target', () => {
       INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 100) i;
       CREATE TABLE items_fresh (LIKE items INCLUDING ALL);
       CREATE TABLE items_again (LIKE items INCLUDING ALL);
-      CREATE TABLE items_twice (LIKE items INCLUDING ALL);`);
+      CREATE TABLE items_twice (LIKE items INCLUDING ALL);
+      CREATE TABLE items_over (LIKE items INCLUDING ALL);`);
     databases = createDatabases({ env: { CLAIM_DB: url } });
     await installFerrySchema(databases.pool('CLAIM_DB'));
     idle = await connectClient();
@@ -102,6 +103,41 @@ describe('the claim of a target', () => {
     for (const rerun of [false, true]) await expect(claim(plan, id, rerun)).rejects.toThrow(`migration id ${id} was used by an earlier run`);
     const rows = await sql(url, `SELECT migration_id, state FROM ferry.migrations WHERE target_table = 'public.items_again'`);
     expect(rows).toEqual([{ migration_id: id, state: 'completed' }]);
+  });
+
+  it("forgets an ended run's tombstones when a claim takes the target over, after a delete in flight, and keeps them on a retried claim", { timeout: 60_000 }, async () => {
+    const plan = planOf('claim-over', 'items_over');
+    const tombstones = async () => (await sql(url, `SELECT key FROM ferry.tombstones WHERE target_table = 'public.items_over' ORDER BY key`)).map((r) => r.key as string);
+    const [earlier, later] = [await runningMigration(), await runningMigration()];
+    await claim(plan, earlier);
+    await sql(url, `SELECT ferry.record_delete('public.items_over', '1')`);
+    await sql(url, `UPDATE ferry.migrations SET state = 'aborted', finished_at = now() WHERE migration_id = $1`, [earlier]);
+
+    // An application delete in flight when the claim comes: the claim waits for it (the copy
+    // lock), and its tombstone, from before the claim, goes with the earlier run's.
+    const app = new pg.Client({ connectionString: url });
+    await app.connect();
+    try {
+      await app.query('BEGIN');
+      await app.query(`SELECT ferry.record_delete('public.items_over', '2')`);
+      const claimed = claim(plan, later);
+      await eventually(async () => {
+        const { waiting } = await sqlRow<{ waiting: number }>(url, `SELECT count(*)::int AS waiting FROM pg_locks
+          WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`);
+        return waiting > 0;
+      }, 10_000, 'the claim to wait for the delete in flight');
+      await app.query('COMMIT');
+      await claimed;
+    } finally {
+      await app.end();
+    }
+    expect(await tombstones()).toEqual([]);
+
+    // A delete after the claim guards this run; a retry of the claim keeps it.
+    await sql(url, `SELECT ferry.record_delete('public.items_over', '3')`);
+    await claim(plan, later);
+    expect(await tombstones()).toEqual(['3']);
+    expect(await sql(url, `SELECT migration_id, state FROM ferry.migrations WHERE target_table = 'public.items_over'`)).toEqual([{ migration_id: later, state: 'running' }]);
   });
 });
 
