@@ -119,7 +119,7 @@ const updateRows: BadInput[] = (
     ['setThrottle with a batch size of 0', 'setThrottle', [{ batchSize: 0 }], 'batchSize must be between 10 and 100000, not 0'],
     ['setThrottle with a rate as text', 'setThrottle', [{ rowsPerSecond: 'fast' }], 'rowsPerSecond must be a number'],
     ['setThrottle with an unknown setting', 'setThrottle', [{ colour: vermilion, batchSize: 100 }], 'colour is not a throttle setting'],
-    ['approve with no payload', 'approve', [], 'the payload must be an object { gate, by, note?, force? }, not nothing'],
+    ['approve with no payload', 'approve', [], 'the payload must be an object { gate, by, note?, force?, verdictPass? }, not nothing'],
     ['approve with no approver', 'approve', [{ gate: 'cutover-reads' }], 'by is required'],
     ['approve with force as text', 'approve', [{ gate: 'cutover-reads', by: 'x', force: 'yes' }], 'force must be true or false, not a string'],
     ['approve with an extra field', 'approve', [{ gate: 'cutover-reads', by: 'x', colour: vermilion }], 'colour is not a known field'],
