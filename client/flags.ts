@@ -85,6 +85,8 @@ function isSchemaMissing(error: unknown): boolean {
 /** The flags row of a migration processes followed is gone: no flags can be trusted. */
 class RowDeletedError extends Error {}
 
+type Nullable<T> = { [K in keyof T]: T[K] | null };
+
 function sameFlags(a: Flags, b: Flags): boolean {
   return a.version === b.version && a.writeOld === b.writeOld && a.writeNew === b.writeNew &&
     a.readFrom === b.readFrom && a.comparePercent === b.comparePercent;
@@ -143,13 +145,20 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
 
   async function readRow(): Promise<Flags> {
     try {
-      const { rows } = await pool.query<FlagsRow>(`SELECT ${flagsColumns} FROM ferry.flags WHERE migration = $1`, [migration]);
-      const row = rows[0];
-      if (!row && flags.version === 0) {
-        await refuseIfRowDeleted();
+      // One round trip: the row, and only when there is none, the highest version processes followed.
+      const { rows } = await pool.query<Nullable<FlagsRow> & { followed: string | null }>(
+        `SELECT ${flagsColumns},
+                CASE WHEN version IS NULL THEN (SELECT max(a.version)::text FROM ferry.flag_acks a WHERE a.migration = $1 AND a.version > 0) END AS followed
+           FROM (VALUES (1)) AS one LEFT JOIN ferry.flags ON ferry.flags.migration = $1`,
+        [migration],
+      );
+      const row = rows[0]!;
+      if (row.version !== null) return flagsFromRow(row as FlagsRow);
+      if (flags.version === 0) {
+        refuseIfRowDeleted(row.followed);
         await warnIfOtherMigrations();
       }
-      return row ? flagsFromRow(row) : noRow();
+      return noRow();
     } catch (error) {
       if (isSchemaMissing(error)) return noRow();
       throw error;
@@ -162,12 +171,7 @@ export function createFlagReader(options: FlagReaderOptions): FlagReader {
    * refuses instead (get() and every write throw), until the row is back or the migration's
    * acknowledgements are deleted too.
    */
-  async function refuseIfRowDeleted(): Promise<void> {
-    const { rows } = await pool.query<{ version: string | null }>(
-      'SELECT max(version)::text AS version FROM ferry.flag_acks WHERE migration = $1 AND version > 0',
-      [migration],
-    );
-    const followed = rows[0]?.version;
+  function refuseIfRowDeleted(followed: string | null): void {
     if (!followed) return;
     throw new RowDeletedError(
       `ferry: migration ${JSON.stringify(migration)} has no flags row, though application processes followed its flags up to version ${followed} (ferry.flag_acks): ` +
