@@ -125,25 +125,23 @@ function noTombstone(target: TableName, keyExpression: Sql): Sql {
 /**
  * Taken (shared) by a copy batch before it inserts, in the same transaction: an application
  * delete (ferry.record_delete takes it exclusively) either finishes first, and the insert's
- * snapshot sees its tombstone, or waits for the batch, and then deletes what it wrote.
+ * snapshot sees its tombstone, or waits for the batch, and then deletes what it wrote. Taken
+ * exclusively, as record_delete takes it, by a claim that forgets an ended run's tombstones.
  */
-export function copyLockSql(target: TableName, lockClass: number): Sql {
-  return sql`SELECT pg_advisory_xact_lock_shared(${lockClass}, hashtext(${tombstoneTableName(target)}))`;
+export function copyLockSql(target: TableName, lockClass: number, mode: 'shared' | 'exclusive' = 'shared'): Sql {
+  return mode === 'shared'
+    ? sql`SELECT pg_advisory_xact_lock_shared(${lockClass}, hashtext(${tombstoneTableName(target)}))`
+    : sql`SELECT pg_advisory_xact_lock(${lockClass}, hashtext(${tombstoneTableName(target)}))`;
 }
 
 /**
  * Forgets the tombstones of a target table, for a claim that takes it over from a run that ended.
- * Run after tombstonesLockSql in the same transaction: taken exclusively, as ferry.record_delete
- * takes it, it orders every application delete before the claim (forgotten) or after it (kept,
- * and guarding the new run), and waits for a copy batch still in flight.
+ * Run after the copy lock taken exclusively in the same transaction: it orders every application
+ * delete before the claim (forgotten) or after it (kept, and guarding the new run), and waits for
+ * a copy batch still in flight.
  */
 export function clearTombstonesSql(target: TableName): Sql {
   return sql`DELETE FROM ${TOMBSTONES} WHERE target_table = ${tombstoneTableName(target)}`;
-}
-
-/** The copy lock, exclusively, as ferry.record_delete takes it. */
-export function tombstonesLockSql(target: TableName, lockClass: number): Sql {
-  return sql`SELECT pg_advisory_xact_lock(${lockClass}, hashtext(${tombstoneTableName(target)}))`;
 }
 
 /** What to do when the target already holds the key. */

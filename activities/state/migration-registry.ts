@@ -11,7 +11,7 @@ import type { Databases } from '../connections';
 import { inTransaction } from '../transaction';
 import { sql } from '../sql';
 import { COPY_LOCK_CLASS, installFerrySchema } from './ferry-schema';
-import { clearTombstonesSql, tombstonesLockSql } from '../copy/copy-statements';
+import { clearTombstonesSql, copyLockSql } from '../copy/copy-statements';
 import { forgetApplyTurnSql } from '../verify/capture-settle';
 import { forgetRepairCountsSql } from '../verify/repair-ledger';
 
@@ -80,7 +80,7 @@ export function createMigrationRegistry(databases: Databases) {
         // tombstones guarded its copies against deletes made while they ran, and kept they would
         // stop this run's backfill and repair from copying a key the source holds again.
         if (holder.state !== 'running' || holder.migration_id !== migrationId) {
-          await client.query(tombstonesLockSql(plan.target, COPY_LOCK_CLASS));
+          await client.query(copyLockSql(plan.target, COPY_LOCK_CLASS, 'exclusive'));
           await client.query(clearTombstonesSql(plan.target));
         }
         await client.query(
