@@ -252,6 +252,16 @@ export function nextPacing(
       holding: { signal: worst.signal, detail: worst.detail },
     };
   }
+  // Fewer canaries finished than a reading takes: no word on latency is no sign of room. The
+  // rate holds, and so does the count of intervals at the lowest rate, so that commits slow
+  // enough to leave every other interval without a reading still lead to a look with the copy idle.
+  if (sample.canaryMs === null && baseline.canaryMs != null) {
+    return {
+      state: { ...state, rowsPerSecond: Math.min(top, state.rowsPerSecond) },
+      action: 'steady',
+      holding: { signal: 'latency', detail: 'too few canary commits finished since the last sample to read latency' },
+    };
+  }
   if (worst.ratio > HEADROOM) {
     const rate = Math.min(top, state.rowsPerSecond);
     return { state: { ...withoutFloor(state), rowsPerSecond: rate, lastLatencyPressure }, action: 'steady', holding: { signal: worst.signal, detail: `near budget: ${worst.detail}` } };

@@ -202,6 +202,24 @@ describe('a look with the copy idle', () => {
     expect(quietLookDue(paced(Array.from({ length: 20 }, () => ({ lockWaits: 3 })), baseline, floor), 0)).toBe(false);
   });
 
+  it('holds, and keeps the count, through an interval in which too few canaries finished to read latency', () => {
+    const canaryBaseline = { latencyMs: 1, canaryMs: 1, activeBackends: 4 };
+    const slow = { latencySource: 'canary' as const, latencyMs: 33, canaryMs: 33 };
+    const unread = { latencySource: 'canary' as const, latencyMs: null, canaryMs: null };
+    // Commits slow enough that every other interval ends before five canaries finish.
+    const alternating = Array.from({ length: 2 * QUIET_LOOK_AFTER_INTERVALS }, (_, i) => (i % 2 ? unread : slow));
+    const stuck = paced(alternating, canaryBaseline, floor);
+    expect(stuck.state.rowsPerSecond).toBe(MIN_PACED_ROWS_PER_SECOND);
+    expect(stuck.state.floorIntervals).toBe(QUIET_LOOK_AFTER_INTERVALS);
+    expect(quietLookDue(stuck, 0)).toBe(true);
+    const waiting = nextPacing({ rowsPerSecond: 4000, cutFrom: 5000, lastLatencyPressure: 0.2 }, { ...quiet, ...unread }, canaryBaseline, budget, null);
+    expect(waiting.action).toBe('steady');
+    expect(waiting.state.rowsPerSecond).toBe(4000);
+    expect(waiting.holding?.signal).toBe('latency');
+    // With no canary in the baseline there is nothing to wait for.
+    expect(nextPacing(waiting.state, { ...quiet, ...unread }, { latencyMs: null, activeBackends: 4 }, budget, null).action).toBe('increase');
+  });
+
   it('is carried into the history with the count', () => {
     const stuck = paced(busier(4), baseline, floor);
     expect(carriedPacing(stuck).state.floorIntervals).toBe(4);
@@ -214,7 +232,7 @@ describe('a look with the copy idle', () => {
     expect(looked.firstBaseline).toEqual(baseline);
     expect(looked.state).toEqual({ rowsPerSecond: MIN_PACED_ROWS_PER_SECOND, cutFrom: null, lastLatencyPressure: 0 });
     expect(quietLookDue(looked, 0)).toBe(false);
-    const after = paced(busier(4), looked.baseline, looked.state);
+    const after = paced(busier(4).map((sample) => ({ ...sample, canaryMs: 26 })), looked.baseline, looked.state);
     expect(after.state.rowsPerSecond).toBe(MIN_PACED_ROWS_PER_SECOND * 16);
     // Status says where the budget comes from.
     const over = nextPacing(after.state, { ...quiet, latencyMs: 40 }, looked.baseline, budget, null);
