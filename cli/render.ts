@@ -171,7 +171,7 @@ export function formatMismatches(report: MismatchReport): string {
 
 export function formatFailures(status: MigrationStatus): string {
   const lines = [
-    `${formatCount(status.rowsFailed)} rows failed, ${formatCount(status.unresolvedFailures)} unresolved, ${formatCount(status.failuresFixed)} fixed by retry`,
+    `${formatCount(status.rowsFailed)} row${status.rowsFailed === 1 ? '' : 's'} failed, ${formatCount(status.unresolvedFailures)} unresolved, ${formatCount(status.failuresFixed)} fixed by retry`,
   ];
   if (status.recentFailures.length) {
     lines.push(`latest ${status.recentFailures.length} (the full list is in ferry.failed_records on the target):`);

@@ -77,7 +77,7 @@ function leftToDo(status: MigrationStatus): string[] {
   const todo: string[] = [];
   if (status.unresolvedFailures > 0) {
     todo.push(
-      `${status.unresolvedFailures} rows failed and were left out of verification (never copied, or a later change to them not applied): see \`ferry failures ${status.migrationId}\` and ferry.failed_records on the target`,
+      `${status.unresolvedFailures === 1 ? '1 row failed and was' : `${status.unresolvedFailures} rows failed and were`} left out of verification (never copied, or a later change to them not applied): see \`ferry failures ${status.migrationId}\` and ferry.failed_records on the target`,
     );
   }
   if (status.abort) {

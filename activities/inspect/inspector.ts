@@ -110,7 +110,8 @@ async function estimateSubsetRows(pool: pg.Pool, spec: CopySpec & { filter: stri
 function redact(value: string | null): string | null {
   if (value === null) return null;
   if (value === '') return '<empty>';
-  return `<${[...value].length} chars>`;
+  const length = [...value].length;
+  return `<${length} char${length === 1 ? '' : 's'}>`;
 }
 
 /**

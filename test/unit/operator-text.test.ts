@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { auditMarkdown } from '../../cli/audit-report';
 import { pauseStory, phaseStory } from '../../cli/phase-story';
 import { printable } from '../../cli/printable';
-import { formatStatus } from '../../cli/render';
+import { formatFailures, formatStatus } from '../../cli/render';
 import { migrationRecord, recordMarkdown } from '../../cli/report';
 import { newMigrationStatus, type MigrationStatus } from '../../lib/status';
 
@@ -110,5 +110,14 @@ describe('operator text in ferry report', () => {
     expectNoForgedLine(audit);
     expect(audit).toContain(`- started 2025-01-01T00:00:00.000Z by eve\\n: checking\\n  ${FORGED}`);
     expect(audit).toContain(`| 2025-01-01T00:01:00.000Z | pause | eve | checking\\n  ${FORGED} |`);
+  });
+});
+
+describe('counts in words', () => {
+  it('say one row, not one rows', () => {
+    const one = status({ rowsFailed: 1, unresolvedFailures: 1 });
+    expect(formatFailures(one).split('\n')[0]).toBe('1 row failed, 1 unresolved, 0 fixed by retry');
+    expect(recordMarkdown(migrationRecord(one))).toContain('1 row failed and was left out of verification');
+    expect(formatFailures(status({ rowsFailed: 2, unresolvedFailures: 2 })).split('\n')[0]).toBe('2 rows failed, 2 unresolved, 0 fixed by retry');
   });
 });

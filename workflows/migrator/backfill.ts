@@ -116,7 +116,7 @@ export async function backfillWindow(run: MigrationRun): Promise<'done' | 'abort
     await run.pause(
       { by: 'ferry' },
       'auto-pause',
-      `${status.unresolvedFailures} rows failed; fix the cause and run \`ferry retry\`, or \`ferry resume\` to finish without them`,
+      `${status.unresolvedFailures} row${status.unresolvedFailures === 1 ? '' : 's'} failed; fix the cause and run \`ferry retry\`, or \`ferry resume\` to finish without them`,
     );
     await condition(() => status.paused === null || status.unresolvedFailures === 0 || run.abortRequest !== null);
     if (run.abortRequest) return 'abort';

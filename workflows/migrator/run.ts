@@ -288,7 +288,7 @@ export class MigrationRun {
     if (status.paused) return null;
     const { maxCount, maxRate } = this.plan.failures;
     if (status.unresolvedFailures > maxCount) {
-      return `${status.unresolvedFailures} rows failed, over failures.maxCount (${maxCount}); see \`ferry failures\``;
+      return `${status.unresolvedFailures} row${status.unresolvedFailures === 1 ? '' : 's'} failed, over failures.maxCount (${maxCount}); see \`ferry failures\``;
     }
     if (status.rowsRead >= MIN_ROWS_FOR_FAILURE_RATE && status.rowsFailed / status.rowsRead > maxRate) {
       return `${((100 * status.rowsFailed) / status.rowsRead).toFixed(2)}% of rows failed, over failures.maxRate (${maxRate * 100}%); see \`ferry failures\``;
