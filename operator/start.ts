@@ -3,7 +3,7 @@
  * said only of a run that got past its inspection and holds its target, and a run no worker took
  * is withdrawn rather than left to start whenever one comes.
  */
-import { WorkflowExecutionAlreadyStartedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { temporal as proto } from '@temporalio/proto';
 import { rootMessage } from '../lib/errors';
 import { migrationIdProblem, newMigrationId, tableKey } from '../lib/ids';
@@ -35,13 +35,17 @@ export async function startMigration(
 ): Promise<WorkflowHandle<typeof migrationWorkflow>> {
   if (options.migrationId !== undefined) refuseBadMigrationId(options.migrationId);
   const workflowId = options.migrationId ?? newMigrationId(plan.name, new Date());
+  // An id names one migration: reused after a run that did not fail, two runs' records and
+  // audits would mix. A failed start (a target missing, a claim refused) may be tried again, and
+  // so may an id whose last run was a dry run that ended: it wrote nothing, and the dry run is
+  // what a careful operator starts first with the id they mean to use.
+  const reusable = options.migrationId !== undefined && (await lastRunWasEndedDryRun(client, workflowId));
   const start = (searchable: boolean) =>
     client.workflow.start<typeof migrationWorkflow>('migrationWorkflow', {
       taskQueue: temporal.taskQueue,
       workflowId,
-      // An id names one migration: reused after a run that did not fail, two runs' records and
-      // audits would mix. A failed start (a target missing, a claim refused) may be tried again.
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
+      workflowIdReusePolicy: reusable ? 'ALLOW_DUPLICATE' : 'ALLOW_DUPLICATE_FAILED_ONLY',
+      ...(options.execute ? {} : { memo: { [DRY_RUN_MEMO]: true } }),
       args: [
         {
           plan,
@@ -78,6 +82,23 @@ export async function startMigration(
   }
 }
 
+/** Marks a dry run's workflow, so that its id may be taken by the run it previews. */
+const DRY_RUN_MEMO = 'ferryDryRun';
+
+/**
+ * Whether the latest run Temporal holds by this id is a dry run that has ended. A dry run
+ * running still holds the id (Temporal refuses the start); a run with no mark is not judged one.
+ */
+async function lastRunWasEndedDryRun(client: Client, workflowId: string): Promise<boolean> {
+  try {
+    const run = await client.workflow.getHandle(workflowId).describe();
+    return run.status.name !== 'RUNNING' && run.memo?.[DRY_RUN_MEMO] === true;
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return false;
+    throw error;
+  }
+}
+
 /** Refuses (RefusedError) a migration id an operator chose that Ferry could not read back as one. */
 export function refuseBadMigrationId(migrationId: string): void {
   const problem = migrationIdProblem(migrationId);
@@ -88,7 +109,7 @@ function refuseTakenId(workflowId: string) {
   return (error: unknown): never => {
     if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
     throw new RefusedError(
-      `migration id ${workflowId} is taken: Temporal holds a run by that id that is running or did not fail (\`ferry status ${workflowId}\`); nothing was started. Start with another --id`,
+      `migration id ${workflowId} is taken: Temporal holds a run by that id that is running, or ended without failing and was not a dry run (\`ferry status ${workflowId}\`); nothing was started. Start with another --id`,
     );
   };
 }

@@ -185,4 +185,34 @@ describe('ferry start with the id of a finished migration', () => {
     expect(description).not.toBeInstanceOf(WorkflowNotFoundError);
     expect((description as { status: { name: string } }).status.name).toBe('COMPLETED');
   });
+
+  it('may follow dry runs with the same id, which wrote nothing; once it has run, the id is taken', { timeout: 120_000 }, async () => {
+    await sql(url, 'CREATE TABLE items_v3 (LIKE items INCLUDING ALL)');
+    const file = path.join(dir, 'previewed.yaml');
+    writeFileSync(file, [
+      'name: previewed',
+      'source: { connection: CLAIM_DB, table: items, key: id }',
+      'target: { connection: CLAIM_DB, table: items_v3 }',
+      'transform: { sql: { id: id, label: label } }',
+    ].join('\n'));
+    const id = `ferry/previewed/${uniqueName('dry')}`;
+    for (const preview of [1, 2]) {
+      const dry = await ferry(['start', file, '--id', id], worker.temporal);
+      expect(dry.code, `dry run ${preview}: ${dry.stdout}${dry.stderr}`).toBe(ExitCode.ok);
+    }
+    expect(await sql(url, 'SELECT count(*)::int AS n FROM items_v3')).toEqual([{ n: 0 }]);
+    const run = await ferry(['start', file, '--execute', '--wait', '--id', id], worker.temporal);
+    expect(run.code, run.stdout + run.stderr).toBe(ExitCode.ok);
+    // The test's own check: every row arrived with its value.
+    const digest = (table: string) => sql(url, `SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id)) AS h FROM ${table} t`);
+    expect(await digest('items_v3')).toEqual(await digest('items'));
+    const description = await worker.client.workflow.getHandle(id).describe();
+    expect(description.status.name).toBe('COMPLETED');
+    expect(description.memo ?? {}).toEqual({});
+    for (const args of [['start', file, '--id', id], ['start', file, '--execute', '--id', id]]) {
+      const again = await ferry(args, worker.temporal);
+      expect(again.code, again.stdout + again.stderr).not.toBe(ExitCode.ok);
+      expect(again.stderr).toContain(`migration id ${id} is taken`);
+    }
+  });
 });
