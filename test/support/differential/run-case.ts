@@ -277,7 +277,10 @@ async function waitForGate(handle: WorkflowHandle<typeof migrationWorkflow>, app
     if (status.phase === 'awaiting-approval' && status.gate?.name === 'cutover-reads' && status.verification) return status;
     if (['completed', 'aborted', 'failed'].includes(status.phase)) {
       const failedShards = status.shards.filter((s) => s.error).map((s) => `shard ${s.index}: ${s.error}`);
-      return `the migration ended ${status.phase} before the cutover gate${failedShards.length ? ` (${failedShards.join('; ')})` : ''}`;
+      // A failed migration's workflow fails with the reason; the status alone may not say it.
+      const failure = status.phase === 'failed' ? await handle.result().then(() => null, (e: unknown) => rootMessage(e)) : null;
+      const why = [...failedShards, ...(failure ? [failure] : [])];
+      return `the migration ended ${status.phase} before the cutover gate${why.length ? ` (${why.join('; ')})` : ''}`;
     }
     if (status.paused && status.unresolvedFailures > 0) {
       const failed = await query(app.targetUrl, 'SELECT key, error FROM ferry.failed_records WHERE migration_id = $1 ORDER BY key LIMIT 5', [handle.workflowId]);
