@@ -8,7 +8,7 @@ import { operatorModule, plansModule, renderModule, watchModule } from '../lazy'
 import { statusExitCode } from '../outcome';
 import { say } from '../output';
 
-interface StartOptions {
+export interface StartOptions {
   json: boolean;
   execute: boolean;
   rerun: boolean;
@@ -66,7 +66,7 @@ export function addStartCommand(program: Command): void {
           if (status.inspection!.problems.length > 0) {
             throw new CliError('the dry run found problems; fix them before running with --execute', ExitCode.failed);
           }
-          if (!options.json) console.log(`\nto copy for real: ferry start ${planFile} --execute`);
+          if (!options.json) console.log(`\nto copy for real: ${executeCommand(planFile, options)}`);
           return;
         }
         if (!options.wait) {
@@ -85,6 +85,30 @@ export function addStartCommand(program: Command): void {
         if (report.runState !== 'completed' || statusExitCode(report) !== ExitCode.ok) process.exitCode = statusExitCode(report) || ExitCode.failed;
       });
     });
+}
+
+/**
+ * The command that runs for real what a dry run previewed: the same plan, id and subset. Without
+ * them, the line an operator copies would copy the whole table where they previewed a part.
+ */
+export function executeCommand(planFile: string, options: Omit<StartOptions, 'json' | 'execute' | 'showValues' | 'wait' | 'detach'>): string {
+  const words = ['ferry', 'start', shellWord(planFile), '--execute'];
+  const valued: [string, string | undefined][] = [
+    ['--id', options.id],
+    ['--where', options.where],
+    ['--key-range', options.keyRange],
+    ['--sample', options.sample],
+    ['--partition-values', options.partitionValues],
+  ];
+  for (const [flag, value] of valued) if (value !== undefined) words.push(flag, shellWord(value));
+  if (options.rerun) words.push('--rerun');
+  if (options.apps === false) words.push('--no-apps');
+  return words.join(' ');
+}
+
+/** A word a POSIX shell reads back as `value`: as it is when it holds nothing the shell treats specially, else single-quoted. */
+function shellWord(value: string): string {
+  return /^[A-Za-z0-9_./:=,@%+-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
 /** The plan with the command line's subset options laid over its own subset, validated again. */

@@ -199,6 +199,8 @@ describe('ferry start with the id of a finished migration', () => {
     for (const preview of [1, 2]) {
       const dry = await ferry(['start', file, '--id', id], worker.temporal);
       expect(dry.code, `dry run ${preview}: ${dry.stdout}${dry.stderr}`).toBe(ExitCode.ok);
+      // The line to copy runs what was previewed, under its id.
+      expect(dry.stdout).toContain(`to copy for real: ferry start ${file} --execute --id ${id}`);
     }
     expect(await sql(url, 'SELECT count(*)::int AS n FROM items_v3')).toEqual([{ n: 0 }]);
     const run = await ferry(['start', file, '--execute', '--wait', '--id', id], worker.temporal);
