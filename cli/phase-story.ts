@@ -18,10 +18,10 @@ export function copying(status: Pick<MigrationStatus, 'phase' | 'paused'>): bool
 const since = (iso: string, nowMs: number) => formatDuration(Math.max(0, (nowMs - Date.parse(iso)) / 1000));
 
 /** "PAUSED for 2m 10s by alice: checking replica"; null when not paused. */
-export function pauseStory(status: Pick<MigrationStatus, 'paused'>, nowMs = Date.now()): string | null {
+export function pauseStory(status: Pick<MigrationStatus, 'paused' | 'migrationId'>, nowMs = Date.now()): string | null {
   const paused = status.paused;
   if (!paused) return null;
-  return `PAUSED for ${since(paused.since, nowMs)}${paused.by ? ` by ${printable(paused.by)}` : ''}: ${printable(paused.reason)} (since ${paused.since}; \`ferry resume\` copies again)`;
+  return `PAUSED for ${since(paused.since, nowMs)}${paused.by ? ` by ${printable(paused.by)}` : ''}: ${printable(paused.reason)} (since ${paused.since}; \`ferry resume ${status.migrationId}\` copies again)`;
 }
 
 function differences(v: NonNullable<MigrationStatus['verification']>): string {

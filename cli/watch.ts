@@ -91,7 +91,7 @@ export function watchFrame(sample: WatchSample, size: FrameSize, unicode = true)
     lines.push(...formatRetries(report.retrying ?? []));
     gateStory(status).forEach((line, i) => lines.push(`${i === 0 ? 'gate' : '    '}      ${line}`));
     if (status.unresolvedFailures > 0) {
-      lines.push(`failures  ${formatCount(status.unresolvedFailures)} unresolved: see \`ferry failures ${status.migrationId}\`, then \`ferry retry\` or \`ferry resume\``);
+      lines.push(`failures  ${formatCount(status.unresolvedFailures)} unresolved: see \`ferry failures ${status.migrationId}\`, then \`ferry retry ${status.migrationId}\` or \`ferry resume ${status.migrationId}\``);
     }
     if (status.shards.length > 0) {
       const count = (state: ShardStatus['state']) => status.shards.filter((s) => s.state === state).length;

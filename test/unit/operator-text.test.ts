@@ -70,6 +70,8 @@ describe('operator text in ferry status', () => {
     expect(lines).toContain(`  2025-01-01T00:01:00.000Z pause by bob\\r: checking\\n  ${FORGED}`);
     expect(lines).toContain(`  2025-01-01T00:02:00.000Z throttle by carol\\u001b[8m: rowsPerSecond 1 -> 2 (\\u001b[2K${FORGED})`);
     expect(pauseStory(paused)).not.toContain('\n');
+    // The command it names runs as printed: with the migration's id.
+    expect(pauseStory(paused)).toContain(`\`ferry resume ${paused.migrationId}\` copies again`);
     expect(phaseStory(paused)).not.toContain('\n');
   });
 
