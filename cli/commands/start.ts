@@ -42,6 +42,7 @@ export function addStartCommand(program: Command): void {
     .option('--no-apps', 'with lifecycle.dualWrites: go ahead although no application follows the flags (as lifecycle.noApps; recorded)')
     .option('--json', 'print the outcome as JSON (the inspection, the id started, or with --wait the final status)', false)
     .action(async (planFile: string, options: StartOptions, command: Command) => {
+      refuseContradictions(options);
       const plan = withSubset(readPlan(planFile), options, planFile);
       const settings = settingsOf(command);
       await withClient(settings, async (client) => {
@@ -85,6 +86,16 @@ export function addStartCommand(program: Command): void {
         if (report.runState !== 'completed' || statusExitCode(report) !== ExitCode.ok) process.exitCode = statusExitCode(report) || ExitCode.failed;
       });
     });
+}
+
+/** Options that say one thing and its opposite, or that only an --execute run has: refused before anything is read or sent. */
+function refuseContradictions(options: Pick<StartOptions, 'execute' | 'wait' | 'detach'>): void {
+  if (options.wait && options.detach) throw new CliError('--wait follows the migration to its end and --detach returns at once: give one of them', ExitCode.badInput);
+  for (const [flag, given] of [['--wait', options.wait], ['--detach', options.detach]] as const) {
+    if (given && !options.execute) {
+      throw new CliError(`${flag} goes with --execute: without it, ferry start is a dry run, which writes nothing and ends by itself; nothing was started`, ExitCode.badInput);
+    }
+  }
 }
 
 /**

@@ -61,6 +61,25 @@ describe('ferry start --execute', () => {
     expect(result.stdout).toContain('not waiting for its inspection: --detach');
   });
 
+  it('refuses --wait or --detach without --execute, and both at once, starting nothing', async () => {
+    await sql(url, 'CREATE TABLE items_unasked (LIKE items INCLUDING ALL)');
+    const file = plan('start-unasked', 'items_unasked');
+    const cases: [string[], RegExp][] = [
+      [['--wait'], /--wait goes with --execute: without it, ferry start is a dry run/],
+      [['--detach'], /--detach goes with --execute/],
+      [['--execute', '--wait', '--detach'], /--wait follows the migration to its end and --detach returns at once: give one of them/],
+    ];
+    for (const [flags, why] of cases) {
+      const id = `ferry/start-unasked/${uniqueName('run')}`;
+      const result = await ferry(['start', file, ...flags, '--id', id], worker.temporal);
+      expect(result.code, result.stdout + result.stderr).toBe(ExitCode.badInput);
+      expect(result.stderr).toMatch(why);
+      expect(await worker.client.workflow.getHandle(id).describe().catch((e: unknown) => e)).toBeInstanceOf(WorkflowNotFoundError);
+    }
+    expect(await sqlRow(url, 'SELECT count(*)::int AS n FROM items_unasked')).toEqual({ n: 0 });
+    expect(await sqlRow(url, "SELECT count(*)::int AS n FROM ferry.migrations WHERE target_table = 'public.items_unasked'").catch(() => ({ n: 0 }))).toEqual({ n: 0 });
+  });
+
   it('says a run aborted during its inspection was aborted, not started (exit 5)', { timeout: 90_000 }, async () => {
     // A source of its own: no other test's run reads it.
     await sql(url, 'CREATE TABLE held (LIKE items INCLUDING ALL); INSERT INTO held SELECT * FROM items; CREATE TABLE held_v2 (LIKE items INCLUDING ALL)');
