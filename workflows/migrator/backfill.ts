@@ -5,7 +5,7 @@
 import { condition, ParentClosePolicy, patched, startChild, workflowInfo } from '@temporalio/workflow';
 import { shardWorkflowId } from '../../lib/ids';
 import type { Plan } from '../../lib/plan';
-import type { ShardStatus } from '../../lib/status';
+import type { MigrationStatus, ShardStatus } from '../../lib/status';
 import { shardWorkflow } from '../shard';
 import { planShards } from './activity-proxies';
 import type { MigrationRun, ShardPlanning } from './run';
@@ -65,6 +65,24 @@ async function startShard(run: MigrationRun, shard: ShardStatus): Promise<void> 
   });
 }
 
+/**
+ * A pause or a throttle change that came while shards were being started was told to shards that
+ * did not exist in Temporal yet (the signal finds nothing, and is dropped): they started with what
+ * held before it, and would copy on under a migration that says paused. Told again now that they
+ * exist. Guarded, so histories recorded before it replay as they ran.
+ */
+async function tellWhatChangedDuringStart(run: MigrationRun, started: ShardStatus[], told: Pick<MigrationStatus, 'paused' | 'throttle'>): Promise<void> {
+  const { status } = run;
+  const pauseChanged = status.paused !== told.paused;
+  const throttleChanged = status.throttle !== told.throttle;
+  if (started.length === 0 || !(pauseChanged || throttleChanged) || !patched('shards-told-after-start')) return;
+  if (pauseChanged) await run.tellShards('pause');
+  if (throttleChanged) {
+    await run.tellShards('throttle');
+    await run.tellShards('limits');
+  }
+}
+
 /** The sliding window of shards; returns when the backfill is done, or why it stopped early. */
 export async function backfillWindow(run: MigrationRun): Promise<'done' | 'abort' | 'continue-as-new'> {
   const { status } = run;
@@ -96,7 +114,9 @@ export async function backfillWindow(run: MigrationRun): Promise<'done' | 'abort
         starting.push(shard);
       }
       // Every shard starts with its share among all that run now.
+      const told = { paused: status.paused, throttle: status.throttle };
       await Promise.all(starting.map((shard) => startShard(run, shard)));
+      await tellWhatChangedDuringStart(run, starting, told);
       if (status.throttle.rowsPerSecond !== null && alreadyRunning > 0) await run.tellShards('throttle');
       continue;
     }
