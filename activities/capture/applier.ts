@@ -239,12 +239,9 @@ export function createChangeApplier(databases: Databases, transformDir: string |
       if (pace.ms > 0) await sleep(Math.min(pace.ms, timeLeft()));
     }
     const lag = await captureLagOf(sourcePool, migrationId, cursor.appliedThrough);
-    if (capturesLogically(plan)) {
-      lag.walBytesHeld = await walBytesHeld(sourcePool, migrationId);
-      metrics.captureWalBytesHeld.set({ migration: plan.name }, lag.walBytesHeld ?? 0);
-    }
-    metrics.captureChangesWaiting.set({ migration: plan.name }, lag.changesWaiting);
-    metrics.captureOldestSeconds.set({ migration: plan.name }, lag.oldestSeconds);
+    const logical = capturesLogically(plan);
+    if (logical) lag.walBytesHeld = await walBytesHeld(sourcePool, migrationId);
+    metrics.recordCaptureLag(plan.name, lag, logical);
     return { cursor, ...result, lag, pacing: throttle.pacing(), ...(input.drain ? { drain: { round: drainRound, done: drained } } : {}) };
   }
 
