@@ -39,7 +39,7 @@ export async function abort(run: MigrationRun, request: AbortRequest, ran: Lifec
   const rollbacks = new Set<Rollback>();
   for (const step of [...ran].reverse()) if (step.rollback) rollbacks.add(step.rollback);
   const notes: string[] = [];
-  for (const rollback of rollbacks) notes.push(await rollback(run, request));
+  for (const rollback of rollbacks) notes.push(await rollbackOrWhatIsLeft(run, rollback, request));
   const flagsNote = notes.length > 0 ? notes.join('; ') : flagsAfterAbort(null).note;
   status.abort = { at: run.now(), by: request.by, reason: request.reason, phaseReached, flagsNote };
   // The abort answers after SHARD_STOP_TIMEOUT whatever the shards did: it says which had not stopped.
@@ -50,6 +50,29 @@ export async function abort(run: MigrationRun, request: AbortRequest, ran: Lifec
   await run.audit.settle();
   await condition(allHandlersFinished);
   return status;
+}
+
+/**
+ * Runs a rollback. One that failed for good (its activity gave up: retrying could not mend it,
+ * as a worker that lacks the source's connection) leaves the rest of the abort to be done, and
+ * says what it left and how to remove that by hand. Before, the abort failed where it stood: the
+ * target stayed claimed, the phase "aborting", and the trigger or slot unnamed. Guarded, so
+ * histories recorded before it replay as they ran.
+ */
+async function rollbackOrWhatIsLeft(run: MigrationRun, rollback: Rollback, request: AbortRequest): Promise<string> {
+  try {
+    return await rollback(run, request);
+  } catch (error) {
+    if (!patched('abort-past-failed-rollback')) throw error;
+    return captureLeftNote(run, error) ?? `a rollback failed: ${rootMessage(error)}`;
+  }
+}
+
+/** What a capture that could not be removed leaves on the source, and the SQL that removes it; null when none is left. */
+function captureLeftNote(run: MigrationRun, removal: unknown): string | null {
+  const capture = run.status.capture;
+  if (!capture || capture.installedAt === null || capture.removedAt !== null) return null;
+  return `the change capture could not be removed (${rootMessage(removal)}): ${captureLeftOnSource(capture, run.workflowId)}`;
 }
 
 /**
@@ -73,10 +96,7 @@ export async function fail(run: MigrationRun, error: ApplicationFailure): Promis
   let left: string | null = null;
   if (run.capturing) {
     await run.capture.remove().catch((removal: unknown) => {
-      const capture = run.status.capture;
-      if (capture && capture.installedAt !== null && capture.removedAt === null) {
-        left = `the change capture could not be removed (${rootMessage(removal)}): ${captureLeftOnSource(capture, run.workflowId)}`;
-      }
+      left = captureLeftNote(run, removal);
     });
   }
   run.finish('failed');
