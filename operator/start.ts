@@ -45,7 +45,6 @@ export async function startMigration(
       taskQueue: temporal.taskQueue,
       workflowId,
       workflowIdReusePolicy: reusable ? 'ALLOW_DUPLICATE' : 'ALLOW_DUPLICATE_FAILED_ONLY',
-      ...(options.execute ? {} : { memo: { [DRY_RUN_MEMO]: true } }),
       args: [
         {
           plan,
@@ -82,17 +81,16 @@ export async function startMigration(
   }
 }
 
-/** Marks a dry run's workflow, so that its id may be taken by the run it previews. */
-const DRY_RUN_MEMO = 'ferryDryRun';
-
 /**
- * Whether the latest run Temporal holds by this id is a dry run that has ended. A dry run
- * running still holds the id (Temporal refuses the start); a run with no mark is not judged one.
+ * Whether the latest run Temporal holds by this id is a dry run that completed: its phase search
+ * attribute says so (on a server without Ferry's search attributes nothing does, and the id stays
+ * taken). Search attributes, unlike a memo, pass no payload codec: a client without the payload
+ * key reads them too. A dry run still running holds the id (Temporal refuses the start).
  */
 async function lastRunWasEndedDryRun(client: Client, workflowId: string): Promise<boolean> {
   try {
     const run = await client.workflow.getHandle(workflowId).describe();
-    return run.status.name !== 'RUNNING' && run.memo?.[DRY_RUN_MEMO] === true;
+    return run.status.name === 'COMPLETED' && run.typedSearchAttributes.get(phaseKey) === 'dry-run';
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) return false;
     throw error;
