@@ -6,17 +6,15 @@
  * PostgreSQL and Temporal; the test's own SQL looks at what is left, and runs the SQL given.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import { validatePlan } from '../../lib/plan';
 import { abortMigration, migrationReport, startMigration } from '../../operator';
-import { createFerryWorker } from '../../workers/worker';
 import { atCleanupGate } from '../support/pgbench-capture';
-import { connectClient, createTestDatabase, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
+import { createTestDatabase, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 describe('an abort whose capture cannot be removed', () => {
   let url: string;
   let worker: TestWorker;
-  let stopSourceless: (() => Promise<void>) | null = null;
+  let sourceless: TestWorker | undefined;
 
   beforeAll(async () => {
     url = await createTestDatabase('abort_capture_left');
@@ -28,7 +26,7 @@ describe('an abort whose capture cannot be removed', () => {
     worker = await startWorker({ SRC: url, TGT: url });
   });
   afterAll(async () => {
-    await stopSourceless?.();
+    await sourceless?.stop();
     await worker?.stop();
   });
 
@@ -47,19 +45,9 @@ describe('an abort whose capture cannot be removed', () => {
     expect(await triggers()).toBeGreaterThan(0);
 
     // The worker with the source's connection goes; one without it serves the task queue.
-    // A connection of the test's own: the first worker's goes with it.
-    const connection = await connectClient();
-    const client = connection.client;
-    const temporal = worker.temporal;
-    const sourceless = await createFerryWorker({ temporal, env: { TGT: url }, workflowBundle: { codePath: inject('workflowBundlePath') }, shutdownGraceSeconds: 1 });
-    const running = sourceless.worker.run();
-    stopSourceless = async () => {
-      sourceless.worker.shutdown();
-      await running;
-      await connection.stop();
-    };
+    sourceless = await startWorker({ TGT: url }, { taskQueue: worker.temporal.taskQueue });
     await worker.stop();
-    worker = { ...worker, stop: async () => {} };
+    const { client } = sourceless;
 
     const record = await abortMigration(client, id, { by: 'dana', reason: 'wrong table' });
     expect(record?.flagsNote).toMatch(/^the change capture could not be removed \(environment variable SRC is not set on this worker; .*\): its trigger still logs every write/);

@@ -9,20 +9,17 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import { shardWorkflowId } from '../../lib/ids';
 import { validatePlan } from '../../lib/plan';
-import { temporalSettings } from '../../lib/settings';
 import { migrationReport, pauseMigration, resumeMigration, startMigration } from '../../operator';
-import { createFerryWorker, workflowsPath } from '../../workers/worker';
-import { connectClient, createTestDatabase, eventually, installQuietRuntime, sql, sqlRow, uniqueName, type TestWorker } from '../support/harness';
+import { workflowsPath } from '../../workers/worker';
+import { createTestDatabase, eventually, sql, sqlRow, startWorker, type TestWorker } from '../support/harness';
 
 const ROWS = 20_000;
 
 describe('a pause sent while a shard is being started', () => {
   let url: string;
-  let client: TestWorker;
-  let stopWorker: () => Promise<void>;
+  let worker: TestWorker;
 
   beforeAll(async () => {
     url = await createTestDatabase('shard_start_race');
@@ -30,25 +27,16 @@ describe('a pause sent while a shard is being started', () => {
       CREATE TABLE parcels (id int PRIMARY KEY, weight int NOT NULL);
       INSERT INTO parcels SELECT i, i % 31 FROM generate_series(1, ${ROWS}) i;
       CREATE TABLE parcels_v2 (LIKE parcels INCLUDING ALL);`);
-    installQuietRuntime();
     const { code } = await bundleWorkflowCode({
       workflowsPath,
       workflowInterceptorModules: [path.join(__dirname, '..', 'support', 'workflow-faults', 'slow-shard-start.ts')],
       preloadModules: [path.join(path.dirname(workflowsPath), 'shared-modules.ts')],
       logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error: console.error },
     });
-    const temporal = temporalSettings({}, { address: inject('temporalAddress'), taskQueue: uniqueName('slow-start') });
-    const worker = await createFerryWorker({ temporal, env: { DB: url }, workflowBundle: { code }, shutdownGraceSeconds: 1 });
-    const running = worker.worker.run();
-    stopWorker = async () => {
-      worker.worker.shutdown();
-      await running;
-    };
-    client = { ...(await connectClient()), temporal };
+    worker = await startWorker({ DB: url }, { workflowBundle: { code } });
   }, 120_000);
   afterAll(async () => {
-    await client?.stop();
-    await stopWorker?.();
+    await worker?.stop();
   });
 
   it('reaches the shard once it exists: no row is copied while the migration says paused', { timeout: 120_000 }, async () => {
@@ -61,10 +49,10 @@ describe('a pause sent while a shard is being started', () => {
       // Slow enough that the copy is far from done when the test looks.
       throttle: { rowsPerSecond: 1000, batchSize: 100, budget: false },
     });
-    const handle = await startMigration(client.client, client.temporal, plan, { execute: true });
+    const handle = await startMigration(worker.client, worker.temporal, plan, { execute: true });
     const id = handle.workflowId;
     const exists = (index: number) =>
-      client.client.workflow
+      worker.client.workflow
         .getHandle(shardWorkflowId(id, index))
         .describe()
         .then(
@@ -76,17 +64,17 @@ describe('a pause sent while a shard is being started', () => {
         );
     // Shards count as running, and Temporal has not started them yet.
     const starting = await eventually(async () => {
-      const running = (await migrationReport(client.client, id)).status?.shards.filter((s) => s.state === 'running').map((s) => s.index) ?? [];
+      const running = (await migrationReport(worker.client, id)).status?.shards.filter((s) => s.state === 'running').map((s) => s.index) ?? [];
       if (running.length === 0) return undefined;
       const started = await Promise.all(running.map(exists));
       return started.some(Boolean) ? undefined : running;
     }, 60_000, 'shards being started');
-    await pauseMigration(client.client, id, { by: 'test', reason: 'paused while the shards start' });
+    await pauseMigration(worker.client, id, { by: 'test', reason: 'paused while the shards start' });
 
     await eventually(async () => (await Promise.all(starting.map(exists))).every(Boolean), 30_000, 'the shards started');
     // Told once they exist, the shards stop after the batch under way.
     const paused = await eventually(async () => {
-      const status = (await migrationReport(client.client, id)).status;
+      const status = (await migrationReport(worker.client, id)).status;
       const reasons = status?.shards.filter((s) => starting.includes(s.index)).map((s) => s.throttleReason);
       return status?.paused && reasons?.every((reason) => reason === 'paused') ? status : undefined;
     }, 30_000, 'the started shards saying paused');
@@ -97,7 +85,7 @@ describe('a pause sent while a shard is being started', () => {
     expect(await count()).toBe(before);
     expect(before).toBeLessThan(ROWS);
 
-    await resumeMigration(client.client, id, { by: 'test' });
+    await resumeMigration(worker.client, id, { by: 'test' });
     const status = await handle.result();
     expect(status.phase).toBe('completed');
     // The test's own check: every row arrived with its value.

@@ -73,6 +73,10 @@ export interface StartWorkerOptions {
   metrics?: boolean;
   /** The worker's transform directory; null for none. (Default: FERRY_TRANSFORM_DIR, which the test config sets) */
   transformDir?: string | null;
+  /** Serve this task queue, another worker's, to take over from it. (Default: a task queue of its own) */
+  taskQueue?: string;
+  /** The workflows to run, such as a bundle with a fault of the test's own. (Default: the suite's bundle of Ferry's workflows) */
+  workflowBundle?: { code: string } | { codePath: string };
 }
 
 /** A client, and a task queue of its own for workers the test starts itself. */
@@ -85,25 +89,30 @@ export async function connectClient(): Promise<TestWorker> {
 /** A real Ferry worker on a task queue of its own, and a client for it. */
 export async function startWorker(env: ConnectionEnv, options: StartWorkerOptions = {}): Promise<TestWorker> {
   installQuietRuntime();
-  const temporal = temporalSettings({}, { address: inject('temporalAddress'), taskQueue: uniqueName('test') });
+  const temporal = temporalSettings({}, { address: inject('temporalAddress'), taskQueue: options.taskQueue ?? uniqueName('test') });
   const worker = await createFerryWorker({
     temporal,
     env,
-    workflowBundle: { codePath: inject('workflowBundlePath') },
+    workflowBundle: options.workflowBundle ?? { codePath: inject('workflowBundlePath') },
     shutdownGraceSeconds: 1,
     ...(options.transformDir !== undefined ? { transformDir: options.transformDir } : {}),
     ...(options.metrics ? { metricsPort: await freePort(), metricsHost: '127.0.0.1', log: () => {} } : {}),
   });
   const running = worker.run();
   const connection = await Connection.connect({ address: temporal.address });
+  let stopped: Promise<void> | null = null;
   return {
     temporal,
     client: new Client({ connection, namespace: temporal.namespace, dataConverter: ferryDataConverter() }),
     ...(worker.metricsUrl ? { metricsUrl: worker.metricsUrl } : {}),
-    async stop() {
-      worker.shutdown();
-      await running;
-      await connection.close();
+    // Safe to call twice: a test that stops its worker midway leaves the call in afterAll harmless.
+    stop() {
+      stopped ??= (async () => {
+        worker.shutdown();
+        await running;
+        await connection.close();
+      })();
+      return stopped;
     },
   };
 }

@@ -71,11 +71,11 @@ async function startShard(run: MigrationRun, shard: ShardStatus): Promise<void> 
  * held before it, and would copy on under a migration that says paused. Told again now that they
  * exist. Guarded, so histories recorded before it replay as they ran.
  */
-async function tellWhatChangedDuringStart(run: MigrationRun, started: ShardStatus[], told: Pick<MigrationStatus, 'paused' | 'throttle'>): Promise<void> {
+async function tellWhatChangedDuringStart(run: MigrationRun, told: Pick<MigrationStatus, 'paused' | 'throttle'>): Promise<void> {
   const { status } = run;
   const pauseChanged = status.paused !== told.paused;
   const throttleChanged = status.throttle !== told.throttle;
-  if (started.length === 0 || !(pauseChanged || throttleChanged) || !patched('shards-told-after-start')) return;
+  if (!(pauseChanged || throttleChanged) || !patched('shards-told-after-start')) return;
   if (pauseChanged) await run.tellShards('pause');
   if (throttleChanged) {
     await run.tellShards('throttle');
@@ -116,7 +116,7 @@ export async function backfillWindow(run: MigrationRun): Promise<'done' | 'abort
       // Every shard starts with its share among all that run now.
       const told = { paused: status.paused, throttle: status.throttle };
       await Promise.all(starting.map((shard) => startShard(run, shard)));
-      await tellWhatChangedDuringStart(run, starting, told);
+      await tellWhatChangedDuringStart(run, told);
       if (status.throttle.rowsPerSecond !== null && alreadyRunning > 0) await run.tellShards('throttle');
       continue;
     }
