@@ -118,15 +118,18 @@ function overlongRedacted(message: string): string {
   return `${words}${REDACTED} (a message of ${message.length} characters, withheld from here)`;
 }
 
+const REDACTED_IN_FOREIGN_QUOTES = new RegExp(`${FOREIGN_QUOTE}${REDACTED}${FOREIGN_QUOTE}`, 'gu');
+const ANY_QUOTE = new RegExp(`"|${FOREIGN_QUOTE}`, 'u');
+
 /**
  * A line whose quotes do not pair up after the redaction above (a value with a quote of its own,
  * in a template not known here) is cut from its first quote: what follows may be the value.
  */
 function withoutUnpairedQuote(line: string): string {
-  const foreign = line.replace(new RegExp(`${FOREIGN_QUOTE}${REDACTED}${FOREIGN_QUOTE}`, 'gu'), '');
+  const foreign = line.replace(REDACTED_IN_FOREIGN_QUOTES, '');
   const unpaired = (line.split('"').length - 1) % 2 === 1 || LONE_FOREIGN_QUOTE.test(foreign);
   if (!unpaired) return line;
-  const first = line.search(new RegExp(`"|${FOREIGN_QUOTE}`, 'u'));
+  const first = line.search(ANY_QUOTE);
   return `${line.slice(0, first).trimEnd()} ${REDACTED}`.trimStart();
 }
 

@@ -37,7 +37,7 @@ export async function startMigration(
   const workflowId = options.migrationId ?? newMigrationId(plan.name, new Date());
   // An id names one migration: reused after a run that did not fail, two runs' records and
   // audits would mix. A failed start (a target missing, a claim refused) may be tried again, and
-  // so may an id whose last run was a dry run that ended: it wrote nothing, and the dry run is
+  // so may an id whose last run was a dry run that completed: it wrote nothing, and the dry run is
   // what a careful operator starts first with the id they mean to use.
   const reusable = options.migrationId !== undefined && (await lastRunWasEndedDryRun(client, workflowId));
   const start = (searchable: boolean) =>
