@@ -53,6 +53,8 @@ describe('an abort whose capture cannot be removed', () => {
     expect(record?.flagsNote).toMatch(/^the change capture could not be removed \(environment variable SRC is not set on this worker; .*\): its trigger still logs every write/);
     const status = (await migrationReport(client, id)).status;
     expect(status?.phase).toBe('aborted');
+    // The abort answers once the phase says aborted; the run closes after its audit settles.
+    await client.workflow.getHandle(id).result();
     expect((await client.workflow.getHandle(id).describe()).status.name).toBe('COMPLETED');
     expect(status?.abort?.flagsNote).toBe(record!.flagsNote);
     expect(await sql(url, "SELECT state FROM ferry.migrations WHERE target_table = 'public.crates_v2'")).toEqual([{ state: 'aborted' }]);
